@@ -1,0 +1,305 @@
+import type { FileEntry, HsmAttrs } from "@hsmfleet/core";
+import type { EntryType } from "@hsmfleet/core";
+import { hsmfleet } from "./gen/hsmfleet.js";
+import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
+import type {
+  Chunk,
+  ErrorBatch,
+  HsmAction,
+  HsmActionList,
+  ItemError,
+  ItemKind,
+  ItemResult,
+  JobKind,
+  JobSpec,
+  JobState,
+  JobStatus,
+  ScanCounters,
+  TransferBatch,
+  WalkShard,
+  WorkerHeartbeat,
+} from "./messages.js";
+
+const pb = hsmfleet.v1;
+
+const bytes = (value: Uint8Array | null | undefined): Buffer =>
+  value ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : Buffer.alloc(0);
+
+// ---- shared pieces ----
+
+const hsmToWire = (h: HsmAttrs): hsmfleet.v1.IHsmAttrs => ({
+  compat: h.compat,
+  flags: h.flags,
+  archiveId: fromBigInt(h.archiveId),
+  archiveVersion: fromBigInt(h.archiveVersion),
+});
+
+const hsmFromWire = (h: hsmfleet.v1.IHsmAttrs): HsmAttrs => ({
+  compat: h.compat ?? 0,
+  flags: h.flags ?? 0,
+  archiveId: toBigInt(h.archiveId),
+  archiveVersion: toBigInt(h.archiveVersion),
+});
+
+const entryToWire = (e: FileEntry): hsmfleet.v1.IFileEntry => ({
+  path: e.path,
+  type: e.type,
+  size: fromNumber(e.size, "FileEntry.size"),
+  mtimeSec: fromNumber(e.mtimeSec, "FileEntry.mtimeSec", false),
+  mtimeNsec: e.mtimeNsec,
+  mode: e.mode,
+  uid: e.uid,
+  gid: e.gid,
+  ino: fromBigInt(e.ino),
+  nlink: e.nlink,
+  hsm: e.hsm ? hsmToWire(e.hsm) : null,
+  linkTarget: e.linkTarget ?? null,
+});
+
+const entryFromWire = (e: hsmfleet.v1.IFileEntry): FileEntry => {
+  const entry: FileEntry = {
+    path: bytes(e.path),
+    type: (e.type ?? 0) as EntryType,
+    size: toSafeNumber(e.size, "FileEntry.size"),
+    mtimeSec: toSafeNumber(e.mtimeSec, "FileEntry.mtimeSec"),
+    mtimeNsec: e.mtimeNsec ?? 0,
+    mode: e.mode ?? 0,
+    uid: e.uid ?? 0,
+    gid: e.gid ?? 0,
+    ino: toBigInt(e.ino),
+    nlink: e.nlink ?? 0,
+  };
+  if (e.hsm) entry.hsm = hsmFromWire(e.hsm);
+  if (e.linkTarget && e.linkTarget.length > 0) entry.linkTarget = bytes(e.linkTarget);
+  return entry;
+};
+
+const errorToWire = (e: ItemError): hsmfleet.v1.IItemError => ({ ...e });
+const errorFromWire = (e: hsmfleet.v1.IItemError): ItemError => ({
+  path: bytes(e.path),
+  operation: e.operation ?? "",
+  code: e.code ?? "",
+  message: e.message ?? "",
+  retryable: e.retryable ?? false,
+});
+
+const countersToWire = (c: ScanCounters): hsmfleet.v1.IScanCounters => ({
+  files: fromNumber(c.files, "files"),
+  directories: fromNumber(c.directories, "directories"),
+  symlinks: fromNumber(c.symlinks, "symlinks"),
+  other: fromNumber(c.other, "other"),
+  bytes: fromNumber(c.bytes, "bytes"),
+  vanished: fromNumber(c.vanished, "vanished"),
+  errors: fromNumber(c.errors, "errors"),
+  sizeHistogram: c.sizeHistogram.map((n) => fromNumber(n, "sizeHistogram")),
+  hsmStates: Object.fromEntries(
+    Object.entries(c.hsmStates).map(([k, v]) => [k, fromNumber(v, `hsmStates.${k}`)]),
+  ),
+});
+
+const countersFromWire = (c: hsmfleet.v1.IScanCounters | null | undefined): ScanCounters => ({
+  files: toSafeNumber(c?.files, "files"),
+  directories: toSafeNumber(c?.directories, "directories"),
+  symlinks: toSafeNumber(c?.symlinks, "symlinks"),
+  other: toSafeNumber(c?.other, "other"),
+  bytes: toSafeNumber(c?.bytes, "bytes"),
+  vanished: toSafeNumber(c?.vanished, "vanished"),
+  errors: toSafeNumber(c?.errors, "errors"),
+  sizeHistogram: (c?.sizeHistogram ?? []).map((n) => toSafeNumber(n, "sizeHistogram")),
+  hsmStates: Object.fromEntries(
+    Object.entries(c?.hsmStates ?? {}).map(([k, v]) => [k, toSafeNumber(v, `hsmStates.${k}`)]),
+  ),
+});
+
+// ---- messages ----
+
+export const encodeWalkShard = (m: WalkShard): Uint8Array => pb.WalkShard.encode(m).finish();
+export const decodeWalkShard = (data: Uint8Array): WalkShard => {
+  const m = pb.WalkShard.decode(data);
+  return { jobId: m.jobId, path: bytes(m.path), depth: m.depth, shardId: m.shardId };
+};
+
+export const encodeTransferBatch = (m: TransferBatch): Uint8Array =>
+  pb.TransferBatch.encode({ ...m, entries: m.entries.map(entryToWire) }).finish();
+export const decodeTransferBatch = (data: Uint8Array): TransferBatch => {
+  const m = pb.TransferBatch.decode(data);
+  return {
+    jobId: m.jobId,
+    batchId: m.batchId,
+    shardId: m.shardId,
+    sequence: m.sequence,
+    entries: m.entries.map(entryFromWire),
+  };
+};
+
+export const encodeItemResult = (m: ItemResult): Uint8Array =>
+  pb.ItemResult.encode({
+    ...m,
+    scan: countersToWire(m.scan),
+    errors: m.errors.map(errorToWire),
+  }).finish();
+export const decodeItemResult = (data: Uint8Array): ItemResult => {
+  const m = pb.ItemResult.decode(data);
+  return {
+    jobId: m.jobId,
+    itemId: m.itemId,
+    kind: m.kind as ItemKind,
+    children: m.children,
+    scan: countersFromWire(m.scan),
+    errors: m.errors.map(errorFromWire),
+    workerId: m.workerId,
+    attempt: m.attempt,
+    failed: m.failed,
+  };
+};
+
+export const encodeErrorBatch = (m: ErrorBatch): Uint8Array =>
+  pb.ErrorBatch.encode({ ...m, errors: m.errors.map(errorToWire) }).finish();
+export const decodeErrorBatch = (data: Uint8Array): ErrorBatch => {
+  const m = pb.ErrorBatch.decode(data);
+  return { jobId: m.jobId, itemId: m.itemId, sequence: m.sequence, errors: m.errors.map(errorFromWire) };
+};
+
+const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({
+  ...s,
+  createdAtMs: fromNumber(s.createdAtMs, "createdAtMs", false),
+  maxErrors: fromNumber(s.maxErrors, "maxErrors", false),
+});
+const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
+  jobId: s?.jobId ?? "",
+  kind: (s?.kind ?? 0) as JobKind,
+  root: bytes(s?.root),
+  listEntries: s?.listEntries ?? false,
+  batchMaxEntries: s?.batchMaxEntries ?? 0,
+  backend: s?.backend ?? "",
+  hsmXattr: s?.hsmXattr ?? "",
+  createdAtMs: toSafeNumber(s?.createdAtMs, "createdAtMs"),
+  createdBy: s?.createdBy ?? "",
+  maxErrors: toSafeNumber(s?.maxErrors, "maxErrors"),
+});
+
+export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();
+export const decodeJobSpec = (data: Uint8Array): JobSpec => specFromWire(pb.JobSpec.decode(data));
+
+export const encodeJobStatus = (m: JobStatus): Uint8Array =>
+  pb.JobStatus.encode({
+    spec: specToWire(m.spec),
+    state: m.state,
+    scan: countersToWire(m.scan),
+    published: fromNumber(m.published, "published"),
+    completed: fromNumber(m.completed, "completed"),
+    startedAtMs: fromNumber(m.startedAtMs, "startedAtMs", false),
+    updatedAtMs: fromNumber(m.updatedAtMs, "updatedAtMs", false),
+    finishedAtMs: fromNumber(m.finishedAtMs, "finishedAtMs", false),
+    reason: m.reason,
+    resultsSeq: fromNumber(m.resultsSeq, "resultsSeq"),
+    coordinator: m.coordinator,
+  }).finish();
+export const decodeJobStatus = (data: Uint8Array): JobStatus => {
+  const m = pb.JobStatus.decode(data);
+  return {
+    spec: specFromWire(m.spec),
+    state: m.state as JobState,
+    scan: countersFromWire(m.scan),
+    published: toSafeNumber(m.published, "published"),
+    completed: toSafeNumber(m.completed, "completed"),
+    startedAtMs: toSafeNumber(m.startedAtMs, "startedAtMs"),
+    updatedAtMs: toSafeNumber(m.updatedAtMs, "updatedAtMs"),
+    finishedAtMs: toSafeNumber(m.finishedAtMs, "finishedAtMs"),
+    reason: m.reason,
+    resultsSeq: toSafeNumber(m.resultsSeq, "resultsSeq"),
+    coordinator: m.coordinator,
+  };
+};
+
+export const encodeWorkerHeartbeat = (m: WorkerHeartbeat): Uint8Array =>
+  pb.WorkerHeartbeat.encode({
+    ...m,
+    startedAtMs: fromNumber(m.startedAtMs, "startedAtMs", false),
+    sentAtMs: fromNumber(m.sentAtMs, "sentAtMs", false),
+    itemsDone: fromNumber(m.itemsDone, "itemsDone"),
+    entriesRead: fromNumber(m.entriesRead, "entriesRead"),
+    bytesMoved: fromNumber(m.bytesMoved, "bytesMoved"),
+    rssBytes: fromNumber(m.rssBytes, "rssBytes"),
+  }).finish();
+export const decodeWorkerHeartbeat = (data: Uint8Array): WorkerHeartbeat => {
+  const m = pb.WorkerHeartbeat.decode(data);
+  return {
+    workerId: m.workerId,
+    vmName: m.vmName,
+    pid: m.pid,
+    version: m.version,
+    startedAtMs: toSafeNumber(m.startedAtMs, "startedAtMs"),
+    sentAtMs: toSafeNumber(m.sentAtMs, "sentAtMs"),
+    itemsInFlight: m.itemsInFlight,
+    itemsDone: toSafeNumber(m.itemsDone, "itemsDone"),
+    entriesRead: toSafeNumber(m.entriesRead, "entriesRead"),
+    bytesMoved: toSafeNumber(m.bytesMoved, "bytesMoved"),
+    concurrency: m.concurrency,
+    rssBytes: toSafeNumber(m.rssBytes, "rssBytes"),
+  };
+};
+
+export const encodeHsmActionList = (m: HsmActionList): Uint8Array =>
+  pb.HsmActionList.encode({
+    ...m,
+    flags: fromBigInt(m.flags),
+    items: m.items.map((i) => ({
+      ...i,
+      extent: {
+        offset: fromNumber(i.extent.offset, "extent.offset"),
+        length: fromNumber(i.extent.length, "extent.length"),
+      },
+      cookie: fromBigInt(i.cookie),
+      gid: fromBigInt(i.gid),
+    })),
+  }).finish();
+export const decodeHsmActionList = (data: Uint8Array): HsmActionList => {
+  const m = pb.HsmActionList.decode(data);
+  return {
+    jobId: m.jobId,
+    listId: m.listId,
+    archiveId: m.archiveId,
+    fsname: m.fsname,
+    flags: toBigInt(m.flags),
+    items: m.items.map((i) => ({
+      action: (i.action ?? 0) as HsmAction,
+      fid: i.fid ?? "",
+      dfid: i.dfid ?? "",
+      extent: {
+        offset: toSafeNumber(i.extent?.offset, "extent.offset"),
+        length: toSafeNumber(i.extent?.length, "extent.length"),
+      },
+      cookie: toBigInt(i.cookie),
+      gid: toBigInt(i.gid),
+      data: bytes(i.data),
+      path: bytes(i.path),
+    })),
+  };
+};
+
+export const encodeChunk = (m: Chunk): Uint8Array =>
+  pb.Chunk.encode({
+    ...m,
+    offset: fromNumber(m.offset, "offset"),
+    length: fromNumber(m.length, "length"),
+    blockSize: fromNumber(m.blockSize, "blockSize"),
+    fileSize: fromNumber(m.fileSize, "fileSize"),
+    fileMtimeSec: fromNumber(m.fileMtimeSec, "fileMtimeSec", false),
+  }).finish();
+export const decodeChunk = (data: Uint8Array): Chunk => {
+  const m = pb.Chunk.decode(data);
+  return {
+    jobId: m.jobId,
+    chunkId: m.chunkId,
+    path: bytes(m.path),
+    offset: toSafeNumber(m.offset, "offset"),
+    length: toSafeNumber(m.length, "length"),
+    firstBlock: m.firstBlock,
+    blockCount: m.blockCount,
+    blockSize: toSafeNumber(m.blockSize, "blockSize"),
+    fileSize: toSafeNumber(m.fileSize, "fileSize"),
+    fileMtimeSec: toSafeNumber(m.fileMtimeSec, "fileMtimeSec"),
+    fileMtimeNsec: m.fileMtimeNsec,
+  };
+};

@@ -1,0 +1,39 @@
+import Long from "long";
+import protobuf from "protobufjs/minimal.js";
+
+// uint64/int64 fields decode as Long (never as a lossy float): we install long.js explicitly because
+// protobufjs' own lookup uses require(), which an ESM bundle may not have.
+protobuf.util.Long = Long;
+protobuf.configure();
+
+export class Uint64RangeError extends RangeError {
+  constructor(field: string, value: string) {
+    super(`${field} = ${value} does not fit in a JavaScript number without loss (max ${Number.MAX_SAFE_INTEGER})`);
+    this.name = "Uint64RangeError";
+  }
+}
+
+type LongLike = Long | number | null | undefined;
+
+/** Exact number from a 64-bit field; throws rather than round. */
+export const toSafeNumber = (value: LongLike, field: string): number => {
+  if (value === null || value === undefined) return 0;
+  if (typeof value === "number") return value;
+  if (value.greaterThan(Number.MAX_SAFE_INTEGER) || value.lessThan(Number.MIN_SAFE_INTEGER)) {
+    throw new Uint64RangeError(field, value.toString());
+  }
+  return value.toNumber();
+};
+
+export const toBigInt = (value: LongLike): bigint => {
+  if (value === null || value === undefined) return 0n;
+  if (typeof value === "number") return BigInt(value);
+  return BigInt(value.toString());
+};
+
+export const fromBigInt = (value: bigint, unsigned = true): Long => Long.fromString(value.toString(), unsigned);
+
+export const fromNumber = (value: number, field: string, unsigned = true): Long => {
+  if (!Number.isSafeInteger(value)) throw new Uint64RangeError(field, String(value));
+  return Long.fromNumber(value, unsigned);
+};

@@ -1,0 +1,179 @@
+import type { FileEntry } from "@hsmfleet/core";
+
+/** One directory to read; see proto/hsmfleet/v1/walk.proto. */
+export interface WalkShard {
+  jobId: string;
+  /** Root-relative raw path bytes; empty for the root. */
+  path: Buffer;
+  depth: number;
+  shardId: string;
+}
+
+/** Entries a worker sends back (scan --list), or hands on as one transfer work item. */
+export interface TransferBatch {
+  jobId: string;
+  batchId: string;
+  shardId: string;
+  sequence: number;
+  entries: FileEntry[];
+}
+
+export interface ItemError {
+  path: Buffer;
+  operation: string;
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface ScanCounters {
+  files: number;
+  directories: number;
+  symlinks: number;
+  other: number;
+  bytes: number;
+  vanished: number;
+  errors: number;
+  /** Bucket 0: empty files; bucket i ≥ 1: sizes in [2^(i-1), 2^i). */
+  sizeHistogram: number[];
+  hsmStates: Record<string, number>;
+}
+
+export type ItemKind = "walk" | "transfer" | "chunk" | "hsm";
+
+export interface ItemResult {
+  jobId: string;
+  itemId: string;
+  kind: ItemKind;
+  children: number;
+  scan: ScanCounters;
+  errors: ItemError[];
+  workerId: string;
+  attempt: number;
+  failed: boolean;
+}
+
+export interface ErrorBatch {
+  jobId: string;
+  itemId: string;
+  sequence: number;
+  errors: ItemError[];
+}
+
+export const JobKind = {
+  Scan: 1,
+  Export: 2,
+  Import: 3,
+  Restore: 4,
+  Hsm: 5,
+  Verify: 6,
+} as const;
+export type JobKind = (typeof JobKind)[keyof typeof JobKind];
+
+export const JobState = {
+  Pending: 1,
+  Running: 2,
+  Succeeded: 3,
+  Failed: 4,
+  Cancelling: 5,
+  Cancelled: 6,
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+export interface JobSpec {
+  jobId: string;
+  kind: JobKind;
+  /** Absolute root path bytes on the namespace side. */
+  root: Buffer;
+  listEntries: boolean;
+  batchMaxEntries: number;
+  backend: string;
+  hsmXattr: string;
+  createdAtMs: number;
+  createdBy: string;
+  maxErrors: number;
+}
+
+export interface JobStatus {
+  spec: JobSpec;
+  state: JobState;
+  scan: ScanCounters;
+  published: number;
+  completed: number;
+  startedAtMs: number;
+  updatedAtMs: number;
+  finishedAtMs: number;
+  reason: string;
+  resultsSeq: number;
+  coordinator: string;
+}
+
+export interface WorkerHeartbeat {
+  workerId: string;
+  vmName: string;
+  pid: number;
+  version: string;
+  startedAtMs: number;
+  sentAtMs: number;
+  itemsInFlight: number;
+  itemsDone: number;
+  entriesRead: number;
+  bytesMoved: number;
+  concurrency: number;
+  rssBytes: number;
+}
+
+export const HsmAction = {
+  Archive: 20,
+  Restore: 21,
+  Remove: 22,
+  Cancel: 23,
+  Release: 100,
+} as const;
+export type HsmAction = (typeof HsmAction)[keyof typeof HsmAction];
+
+export interface HsmActionItem {
+  action: HsmAction;
+  fid: string;
+  dfid: string;
+  extent: { offset: number; length: number };
+  cookie: bigint;
+  gid: bigint;
+  data: Buffer;
+  path: Buffer;
+}
+
+export interface HsmActionList {
+  jobId: string;
+  listId: string;
+  archiveId: number;
+  fsname: string;
+  flags: bigint;
+  items: HsmActionItem[];
+}
+
+export interface Chunk {
+  jobId: string;
+  chunkId: string;
+  path: Buffer;
+  offset: number;
+  length: number;
+  firstBlock: number;
+  blockCount: number;
+  blockSize: number;
+  fileSize: number;
+  fileMtimeSec: number;
+  fileMtimeNsec: number;
+}
+
+export const emptyScanCounters = (): ScanCounters => ({
+  files: 0,
+  directories: 0,
+  symlinks: 0,
+  other: 0,
+  bytes: 0,
+  vanished: 0,
+  errors: 0,
+  sizeHistogram: [],
+  hsmStates: {},
+});

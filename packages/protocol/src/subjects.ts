@@ -1,0 +1,31 @@
+/**
+ * Subject and stream names. One work-queue stream carries every work item; one limits stream
+ * carries results back to coordinators; the KV bucket holds job records; heartbeats use core NATS.
+ *
+ *   hsmfleet.work.<jobId>.walk        WalkShard           (WORK stream, work-queue retention)
+ *   hsmfleet.result.<jobId>.item      ItemResult          (RESULTS stream, limits retention)
+ *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
+ *   hsmfleet.result.<jobId>.errors    ErrorBatch
+ *   hsmfleet.hb.<workerId>            WorkerHeartbeat     (core NATS)
+ */
+export const WORK_STREAM = "HSMFLEET_WORK";
+export const RESULTS_STREAM = "HSMFLEET_RESULTS";
+export const JOBS_BUCKET = "hsmfleet-jobs";
+export const WALK_CONSUMER = "walk";
+
+export const subjects = {
+  workAll: "hsmfleet.work.>",
+  walkAll: "hsmfleet.work.*.walk",
+  walk: (jobId: string): string => `hsmfleet.work.${jobId}.walk`,
+  workForJob: (jobId: string): string => `hsmfleet.work.${jobId}.>`,
+  resultsAll: "hsmfleet.result.>",
+  resultsForJob: (jobId: string): string => `hsmfleet.result.${jobId}.>`,
+  itemResult: (jobId: string): string => `hsmfleet.result.${jobId}.item`,
+  entries: (jobId: string): string => `hsmfleet.result.${jobId}.entries`,
+  errors: (jobId: string): string => `hsmfleet.result.${jobId}.errors`,
+  heartbeatAll: "hsmfleet.hb.*",
+  heartbeat: (workerId: string): string => `hsmfleet.hb.${workerId}`,
+} as const;
+
+/** Job ids become subject tokens: letters, digits, '-' and '_' only. */
+export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,0 +1,182 @@
+import test from "ava";
+import Long from "long";
+import { EntryType, HsmFlag } from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import { hsmfleet } from "../src/gen/hsmfleet.js";
+import {
+  decodeChunk,
+  decodeHsmActionList,
+  decodeItemResult,
+  decodeJobStatus,
+  decodeTransferBatch,
+  decodeWalkShard,
+  decodeWorkerHeartbeat,
+  encodeChunk,
+  encodeHsmActionList,
+  encodeItemResult,
+  encodeJobStatus,
+  encodeTransferBatch,
+  encodeWalkShard,
+  encodeWorkerHeartbeat,
+  HsmAction,
+  JobKind,
+  JobState,
+  Uint64RangeError,
+  emptyScanCounters,
+} from "../src/index.js";
+
+const nonUtf8 = Buffer.from([0x64, 0x69, 0x72, 0x2f, 0x66, 0xff, 0xfe, 0x0a]);
+
+const entry = (over: Partial<FileEntry> = {}): FileEntry => ({
+  path: nonUtf8,
+  type: EntryType.File,
+  size: Number.MAX_SAFE_INTEGER,
+  mtimeSec: 1_700_000_000,
+  mtimeNsec: 999_999_999,
+  mode: 0o101777,
+  uid: 4_294_967_294,
+  gid: 12345,
+  ino: 2n ** 64n - 1n,
+  nlink: 1,
+  hsm: { compat: 1, flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived, archiveId: 1n, archiveVersion: 2n ** 63n },
+  ...over,
+});
+
+test("walk shard keeps raw path bytes", (t) => {
+  const shard = { jobId: "scan-1", path: nonUtf8, depth: 7, shardId: "abc" };
+  const back = decodeWalkShard(encodeWalkShard(shard));
+  t.deepEqual(back, shard);
+  t.true(Buffer.isBuffer(back.path));
+});
+
+test("transfer batch entries survive with exact 64-bit values", (t) => {
+  const { hsm: _none, ...withoutHsm } = entry();
+  const batch = {
+    jobId: "j",
+    batchId: "b",
+    shardId: "s",
+    sequence: 3,
+    entries: [entry(), { ...withoutHsm, type: EntryType.Symlink, size: 5, linkTarget: Buffer.from("../x") }],
+  };
+  const back = decodeTransferBatch(encodeTransferBatch(batch));
+  t.is(back.entries[0]!.size, Number.MAX_SAFE_INTEGER);
+  t.is(back.entries[0]!.ino, 2n ** 64n - 1n);
+  t.is(back.entries[0]!.hsm!.archiveVersion, 2n ** 63n);
+  t.is(back.entries[0]!.mtimeNsec, 999_999_999);
+  t.is(back.entries[0]!.uid, 4_294_967_294);
+  t.deepEqual(back.entries[0]!.path, nonUtf8);
+  t.is(back.entries[1]!.hsm, undefined);
+  t.deepEqual(back.entries[1]!.linkTarget, Buffer.from("../x"));
+  t.deepEqual(back, batch);
+});
+
+test("a size beyond 2^53 is refused on decode rather than rounded", (t) => {
+  const wire = hsmfleet.v1.TransferBatch.encode({
+    jobId: "j",
+    entries: [{ path: Buffer.from("big"), type: 1, size: Long.fromString("9007199254740993", true) }],
+  }).finish();
+  const err = t.throws(() => decodeTransferBatch(wire), { instanceOf: Uint64RangeError });
+  t.regex(err.message, /FileEntry\.size = 9007199254740993/);
+});
+
+test("a size that is not a safe integer is refused on encode", (t) => {
+  t.throws(() => encodeTransferBatch({ jobId: "j", batchId: "b", shardId: "s", sequence: 0, entries: [entry({ size: 2 ** 53 + 2 })] }), {
+    instanceOf: Uint64RangeError,
+  });
+});
+
+test("item results carry counters, histogram and HSM states", (t) => {
+  const scan = { ...emptyScanCounters(), files: 10, bytes: 2 ** 50, sizeHistogram: [1, 0, 4], hsmStates: { released: 3, new: 7 } };
+  const result = {
+    jobId: "j",
+    itemId: "i",
+    kind: "walk" as const,
+    children: 4,
+    scan,
+    errors: [{ path: nonUtf8, operation: "opendir", code: "EACCES", message: "permission denied", retryable: false }],
+    workerId: "w1",
+    attempt: 2,
+    failed: false,
+  };
+  t.deepEqual(decodeItemResult(encodeItemResult(result)), result);
+});
+
+test("job status round trip", (t) => {
+  const status = {
+    spec: {
+      jobId: "scan-x",
+      kind: JobKind.Scan,
+      root: Buffer.from("/mnt/lustre"),
+      listEntries: true,
+      batchMaxEntries: 1000,
+      backend: "posix",
+      hsmXattr: "trusted.hsm",
+      createdAtMs: Date.now(),
+      createdBy: "root@host",
+      maxErrors: -1,
+    },
+    state: JobState.Running,
+    scan: { ...emptyScanCounters(), directories: 3 },
+    published: 10,
+    completed: 9,
+    startedAtMs: 1,
+    updatedAtMs: 2,
+    finishedAtMs: 0,
+    reason: "",
+    resultsSeq: 2 ** 40,
+    coordinator: "host:123",
+  };
+  t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
+});
+
+test("heartbeat, action list and chunk round trip", (t) => {
+  const hb = {
+    workerId: "w",
+    vmName: "vm1",
+    pid: 42,
+    version: "0.1.0",
+    startedAtMs: 1,
+    sentAtMs: 2,
+    itemsInFlight: 3,
+    itemsDone: 4,
+    entriesRead: 5,
+    bytesMoved: 2 ** 52,
+    concurrency: 16,
+    rssBytes: 1 << 30,
+  };
+  t.deepEqual(decodeWorkerHeartbeat(encodeWorkerHeartbeat(hb)), hb);
+  const hal = {
+    jobId: "h",
+    listId: "l",
+    archiveId: 1,
+    fsname: "lustre",
+    flags: 0n,
+    items: [
+      {
+        action: HsmAction.Archive,
+        fid: "[0x200000401:0x1:0x0]",
+        dfid: "",
+        extent: { offset: 0, length: Number.MAX_SAFE_INTEGER },
+        cookie: 2n ** 64n - 2n,
+        gid: 0n,
+        data: Buffer.alloc(0),
+        path: Buffer.from("a/b"),
+      },
+    ],
+  };
+  t.deepEqual(decodeHsmActionList(encodeHsmActionList(hal)), hal);
+  const chunk = {
+    jobId: "e",
+    chunkId: "c",
+    path: nonUtf8,
+    offset: 256 * 2 ** 20,
+    length: 256 * 2 ** 20,
+    firstBlock: 32,
+    blockCount: 32,
+    blockSize: 8 * 2 ** 20,
+    fileSize: 2 ** 45,
+    fileMtimeSec: 1,
+    fileMtimeNsec: 2,
+  };
+  t.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
+});
