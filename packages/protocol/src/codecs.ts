@@ -194,6 +194,11 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     reason: m.reason,
     resultsSeq: fromNumber(m.resultsSeq, "resultsSeq"),
     coordinator: m.coordinator,
+    listFile: m.listFile,
+    listBytes: fromNumber(m.listBytes, "listBytes"),
+    errorLog: m.errorLog,
+    errorLogBytes: fromNumber(m.errorLogBytes, "errorLogBytes"),
+    errorSamples: m.errorSamples.map(errorToWire),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -209,6 +214,11 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     reason: m.reason,
     resultsSeq: toSafeNumber(m.resultsSeq, "resultsSeq"),
     coordinator: m.coordinator,
+    listFile: m.listFile,
+    listBytes: toSafeNumber(m.listBytes, "listBytes"),
+    errorLog: m.errorLog,
+    errorLogBytes: toSafeNumber(m.errorLogBytes, "errorLogBytes"),
+    errorSamples: m.errorSamples.map(errorFromWire),
   };
 };
 

@@ -106,6 +106,11 @@ export interface JobStatus {
   reason: string;
   resultsSeq: number;
   coordinator: string;
+  listFile: string;
+  listBytes: number;
+  errorLog: string;
+  errorLogBytes: number;
+  errorSamples: ItemError[];
 }
 
 export interface WorkerHeartbeat {

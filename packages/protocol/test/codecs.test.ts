@@ -125,6 +125,11 @@ test("job status round trip", (t) => {
     reason: "",
     resultsSeq: 2 ** 40,
     coordinator: "host:123",
+    listFile: "/tmp/list.ndjson",
+    listBytes: 12345,
+    errorLog: "/var/lib/hsmfleet/jobs/scan-x/errors.ndjson",
+    errorLogBytes: 99,
+    errorSamples: [{ path: nonUtf8, operation: "lstat", code: "ENOENT", message: "vanished", retryable: false }],
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
 });

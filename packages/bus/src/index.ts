@@ -1,0 +1,11 @@
+export { connectBus } from "./connection.js";
+export type { BusConnectOptions } from "./connection.js";
+export { ensureTopology, resolveTopology, TOPOLOGY_DEFAULTS } from "./topology.js";
+export type { TopologyOptions, ResolvedTopology } from "./topology.js";
+export { JobStore, checkJobId } from "./job-store.js";
+export { runWorkConsumer } from "./work-consumer.js";
+export type { WorkConsumerOptions } from "./work-consumer.js";
+export { jetstream } from "@nats-io/jetstream";
+export type { JetStreamClient, JsMsg, ConsumerMessages } from "@nats-io/jetstream";
+export type { NatsConnection } from "@nats-io/transport-node";
+export type { KV } from "@nats-io/kv";

@@ -1,0 +1,130 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+import { DependencyError, errorMessage } from "@hsmfleet/core";
+import type { Logger } from "@hsmfleet/telemetry";
+
+export interface EmbeddedNatsOptions {
+  stateDir: string;
+  /** Default: "nats-server" found on PATH. */
+  binary?: string | undefined;
+  logger?: Logger | undefined;
+  startTimeoutMs?: number | undefined;
+}
+
+export interface EmbeddedNats {
+  url: string;
+  /** True when this process started the server (and stops it on close). */
+  owned: boolean;
+  pid: number;
+  close(): Promise<void>;
+}
+
+interface Marker {
+  pid: number;
+  url: string;
+}
+
+const findOnPath = (name: string): string | undefined => {
+  if (name.includes("/")) return existsSync(name) ? name : undefined;
+  for (const dir of (process.env["PATH"] ?? "").split(delimiter)) {
+    const candidate = join(dir, name);
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  for (const dir of ["/usr/sbin", "/usr/local/sbin", "/sbin"]) {
+    const candidate = join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+};
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The embedded default's NATS: reuse the server another hsmfleet command on this machine started
+ * (so `hsmfleet jobs` in a second terminal sees the running job), or start one with JetStream
+ * state under the state dir, on a free loopback port.
+ */
+export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<EmbeddedNats> => {
+  const dir = join(options.stateDir, "nats");
+  const markerPath = join(dir, "embedded.json");
+  await mkdir(dir, { recursive: true });
+  try {
+    const marker = JSON.parse(await readFile(markerPath, "utf8")) as Marker;
+    if (alive(marker.pid)) {
+      options.logger?.debug({ url: marker.url, pid: marker.pid }, "using the running embedded nats-server");
+      return { url: marker.url, owned: false, pid: marker.pid, close: async () => {} };
+    }
+  } catch {
+    // No marker, or a stale one: start our own.
+  }
+
+  const binary = findOnPath(options.binary ?? "nats-server");
+  if (!binary) {
+    throw new DependencyError(
+      "nats-server was not found on PATH. The embedded default needs it: install it " +
+        "(Debian/Ubuntu: apt-get install nats-server) or point hsmfleet at a running server with --nats nats://HOST:4222.",
+    );
+  }
+  const portsDir = join(dir, "ports");
+  await rm(portsDir, { recursive: true, force: true });
+  await mkdir(portsDir, { recursive: true });
+  const args = ["-js", "-sd", join(dir, "jetstream"), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", portsDir];
+  let stderr = "";
+  const child: ChildProcess = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: false });
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  let url: string | undefined;
+  while (!url) {
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new DependencyError(`nats-server did not start within ${options.startTimeoutMs ?? 15_000} ms: ${stderr.trim()}`);
+    }
+    const early = await Promise.race([
+      exited.then((code) => `nats-server exited with code ${code}: ${stderr.trim()}`),
+      spawnError.then((e) => `cannot run ${binary}: ${errorMessage(e)}`),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
+    ]);
+    if (early) throw new DependencyError(early);
+    const files = await readdir(portsDir).catch(() => [] as string[]);
+    const file = files.find((f) => f.endsWith(".ports"));
+    if (file) {
+      try {
+        const ports = JSON.parse(await readFile(join(portsDir, file), "utf8")) as { nats?: string[] };
+        url = ports.nats?.[0];
+      } catch {
+        // Being written; try again.
+      }
+    }
+  }
+  const pid = child.pid ?? 0;
+  await writeFile(markerPath, JSON.stringify({ pid, url } satisfies Marker));
+  options.logger?.info({ url, pid, store: join(dir, "jetstream") }, "started embedded nats-server");
+  return {
+    url,
+    owned: true,
+    pid,
+    close: async () => {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(timer);
+      await rm(markerPath, { force: true });
+    },
+  };
+};

@@ -1,0 +1,43 @@
+import type { ScanProgress } from "@hsmfleet/coordinator";
+
+const n = (v: number) => Math.round(v).toLocaleString("en-US");
+
+/**
+ * One progress line on stderr: rewritten in place on a terminal; on a pipe or a log file, a plain
+ * line at most every `plainEveryMs` so logs stay readable.
+ */
+export class ProgressLine {
+  readonly #tty: boolean;
+  readonly #plainEveryMs: number;
+  #lastPlain = 0;
+  #shown = false;
+
+  constructor(stream: NodeJS.WriteStream = process.stderr, plainEveryMs = 10_000) {
+    this.#tty = stream.isTTY === true;
+    this.#plainEveryMs = plainEveryMs;
+  }
+
+  scan(p: ScanProgress): void {
+    const waiting = p.workers === 0 && p.entries === 0 ? " — waiting for workers (start some with: hsmfleet worker --nats URL)" : "";
+    const line =
+      `scan ${p.jobId}: ${n(p.entries)} entries (${n(p.files)} files, ${n(p.directories)} dirs), ` +
+      `${n(p.entriesPerSecond)}/s, ${n(p.outstanding)} dirs queued, ${p.workers} workers, ${n(p.errors)} errors${waiting}`;
+    this.#write(line);
+  }
+
+  #write(line: string): void {
+    if (this.#tty) {
+      process.stderr.write(`\r\x1b[K${line}`);
+      this.#shown = true;
+    } else if (Date.now() - this.#lastPlain >= this.#plainEveryMs) {
+      this.#lastPlain = Date.now();
+      process.stderr.write(`${line}\n`);
+    }
+  }
+
+  /** Ends the in-place line before other output. */
+  done(): void {
+    if (this.#tty && this.#shown) process.stderr.write("\n");
+    this.#shown = false;
+  }
+}

@@ -1,0 +1,68 @@
+import { availableParallelism } from "node:os";
+import { connectBus } from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import type { Logger } from "@hsmfleet/telemetry";
+import { Worker } from "@hsmfleet/worker";
+import { startEmbeddedNats } from "./embedded-nats.js";
+import type { EmbeddedNats } from "./embedded-nats.js";
+
+export interface RuntimeOptions {
+  /** NATS URL; undefined = the embedded default (local nats-server under the state dir). */
+  nats?: string | undefined;
+  stateDir: string;
+  /** In-process workers to run; default the CPU count; 0 = rely on standalone workers. */
+  workers?: number | undefined;
+  workerConcurrency?: number | undefined;
+  logger?: Logger | undefined;
+  topology?: TopologyOptions | undefined;
+}
+
+export interface Runtime {
+  nc: NatsConnection;
+  natsUrl: string;
+  embedded: EmbeddedNats | undefined;
+  workers: Worker[];
+  close(): Promise<void>;
+}
+
+export const defaultWorkerCount = (): number => availableParallelism();
+
+/** Connects to NATS (starting the embedded server when no URL is given) and starts in-process workers. */
+export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => {
+  const embedded = options.nats ? undefined : await startEmbeddedNats({ stateDir: options.stateDir, logger: options.logger });
+  const natsUrl = options.nats ?? embedded!.url;
+  let nc: NatsConnection;
+  try {
+    nc = await connectBus({ servers: natsUrl, name: "hsmfleet-cli", reconnectForever: false });
+  } catch (err) {
+    await embedded?.close();
+    throw err;
+  }
+  const workers: Worker[] = [];
+  const count = options.workers ?? defaultWorkerCount();
+  for (let i = 0; i < count; i++) {
+    workers.push(
+      await Worker.create({
+        nc,
+        concurrency: options.workerConcurrency,
+        logger: options.logger,
+        workerId: undefined,
+        topology: options.topology,
+        shutdownGraceMs: 5000,
+      }),
+    );
+  }
+  const running = workers.map((w) => w.run());
+  return {
+    nc,
+    natsUrl,
+    embedded,
+    workers,
+    close: async () => {
+      await Promise.all(workers.map((w) => w.shutdown()));
+      await Promise.allSettled(running);
+      await nc.drain().catch(() => nc.close());
+      await embedded?.close();
+    },
+  };
+};

@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "hsmfleet_fs",
+      "sources": ["native/dirscan.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags!": ["-O3"],
+      "xcode_settings": { "GCC_OPTIMIZATION_LEVEL": "2" }
+    }
+  ]
+}

@@ -1,0 +1,68 @@
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+import { DependencyError, errorCode, errorMessage } from "@hsmfleet/core";
+
+/** Opaque directory handle (an N-API external owning a DIR*; closed by closeDir or on GC). */
+declare const dirHandleBrand: unique symbol;
+export interface NativeDirHandle {
+  readonly [dirHandleBrand]: true;
+}
+
+/**
+ * Raw binding of build/Release/hsmfleet_fs.node (native/dirscan.c). Every call runs on the libuv
+ * threadpool. Rejections are Errors with `errno` (positive number) and `syscall`; callers turn
+ * them into FsOperationError.
+ */
+export interface NativeBinding {
+  /** Batch size must be a positive 32-bit integer; xattr null = don't read xattrs. */
+  opendir(path: Buffer, xattr: string | null, batchSize: number): Promise<NativeDirHandle>;
+  /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
+  readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
+  closeDir(handle: NativeDirHandle): Promise<void>;
+  /** A packed batch holding one record with an empty name. */
+  statPath(path: Buffer, xattr: string | null): Promise<Buffer>;
+  /** null when the attribute does not exist (ENODATA). */
+  getXattr(path: Buffer, name: string): Promise<Buffer | null>;
+  setXattr(path: Buffer, name: string, value: Buffer): Promise<void>;
+  removeXattr(path: Buffer, name: string): Promise<void>;
+  readonly formatVersion: number;
+}
+
+/** Rejection shape of the binding. */
+export interface NativeErrnoError extends Error {
+  errno: number;
+  syscall: string;
+}
+
+export const isNativeErrnoError = (err: unknown): err is NativeErrnoError =>
+  err instanceof Error &&
+  typeof (err as Partial<NativeErrnoError>).errno === "number" &&
+  typeof (err as Partial<NativeErrnoError>).syscall === "string";
+
+// Compiled layout: dist/src/native.js -> ../../build/Release/hsmfleet_fs.node
+const ADDON_URL = new URL("../../build/Release/hsmfleet_fs.node", import.meta.url);
+export const NATIVE_ADDON_PATH = fileURLToPath(ADDON_URL);
+
+let cached: NativeBinding | undefined;
+
+/** Loads the addon once; throws DependencyError with build instructions when it is unusable. */
+export const loadNative = (): NativeBinding => {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(NATIVE_ADDON_PATH) as NativeBinding;
+  } catch (err) {
+    if (errorCode(err) === "MODULE_NOT_FOUND") {
+      throw new DependencyError(
+        `the @hsmfleet/fs native addon is not built: run npm run build in packages/fs (needs g++, make, python3); missing ${NATIVE_ADDON_PATH}`,
+        { cause: err },
+      );
+    }
+    throw new DependencyError(
+      `the @hsmfleet/fs native addon ${NATIVE_ADDON_PATH} failed to load (${errorMessage(err)}): rebuild it with npm run build in packages/fs (needs g++, make, python3)`,
+      { cause: err },
+    );
+  }
+  return cached;
+};

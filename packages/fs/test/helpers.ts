@@ -1,0 +1,18 @@
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+
+import type { ExecutionContext } from "ava";
+
+/** A fresh directory under /tmp (world-searchable, 0755), removed when the test ends. */
+export const tempDir = async (t: ExecutionContext, prefix = "hsmfleet-fs-"): Promise<string> => {
+  const dir = await mkdtemp(join("/tmp", prefix));
+  await chmod(dir, 0o755);
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+};
+
+/** Path bytes `<dir>/<name>` where name may be any bytes but '/' and NUL. */
+export const pathIn = (dir: string, name: Buffer | string): Buffer =>
+  Buffer.concat([Buffer.from(dir), Buffer.from("/"), Buffer.from(name)]);
+
+export const isRoot = process.getuid?.() === 0;

@@ -1,0 +1,34 @@
+import type { JobStore } from "@hsmfleet/bus";
+import { JobState } from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+
+/**
+ * Job records as workers see them: read from the KV bucket, cached briefly so a busy worker does
+ * not read the bucket once per item, yet notices a cancel within `ttlMs`.
+ */
+export class JobCache {
+  readonly #store: JobStore;
+  readonly #ttlMs: number;
+  readonly #entries = new Map<string, { at: number; status: Promise<JobStatus | undefined> }>();
+
+  constructor(store: JobStore, ttlMs = 2000) {
+    this.#store = store;
+    this.#ttlMs = ttlMs;
+  }
+
+  async get(jobId: string): Promise<JobStatus | undefined> {
+    const now = Date.now();
+    const hit = this.#entries.get(jobId);
+    if (hit && now - hit.at < this.#ttlMs) return hit.status;
+    const status = this.#store.get(jobId);
+    this.#entries.set(jobId, { at: now, status });
+    if (this.#entries.size > 1000) {
+      for (const [k, v] of this.#entries) if (now - v.at >= this.#ttlMs) this.#entries.delete(k);
+    }
+    return status;
+  }
+}
+
+/** Whether items of a job in this state should still be worked on. */
+export const isLive = (status: JobStatus | undefined): status is JobStatus =>
+  status !== undefined && (status.state === JobState.Running || status.state === JobState.Pending);
