@@ -31,6 +31,11 @@ export interface TopologyOptions {
   maxAckPending?: number | undefined;
   /** Results are kept this long for status and resume. Default 7 days. */
   resultsMaxAgeMs?: number | undefined;
+  /**
+   * Apply these settings to streams and consumers that already exist. Default false: whoever
+   * creates them first decides, so a worker started with defaults never undoes an admin's settings.
+   */
+  update?: boolean | undefined;
 }
 
 export const TOPOLOGY_DEFAULTS = {
@@ -40,6 +45,7 @@ export const TOPOLOGY_DEFAULTS = {
   maxDeliver: 5,
   maxAckPending: 10_000,
   resultsMaxAgeMs: 7 * 24 * 3_600_000,
+  update: false,
 } as const;
 
 export type ResolvedTopology = { [K in keyof TopologyOptions]-?: NonNullable<TopologyOptions[K]> };
@@ -51,12 +57,13 @@ export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology
   maxDeliver: options.maxDeliver ?? TOPOLOGY_DEFAULTS.maxDeliver,
   maxAckPending: options.maxAckPending ?? TOPOLOGY_DEFAULTS.maxAckPending,
   resultsMaxAgeMs: options.resultsMaxAgeMs ?? TOPOLOGY_DEFAULTS.resultsMaxAgeMs,
+  update: options.update ?? TOPOLOGY_DEFAULTS.update,
 });
 
-const ensureStream = async (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }) => {
+const ensureStream = async (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, update: boolean) => {
   try {
     await jsm.streams.info(config.name);
-    await jsm.streams.update(config.name, config);
+    if (update) await jsm.streams.update(config.name, config);
   } catch (err) {
     if (err instanceof JetStreamApiError && err.status === 404) {
       await jsm.streams.add(config);
@@ -92,7 +99,7 @@ export const ensureTopology = async (
     num_replicas: t.replicas,
     duplicate_window: nanos(t.duplicateWindowMs),
     discard: DiscardPolicy.Old,
-  });
+  }, t.update);
   await ensureStream(jsm, {
     name: RESULTS_STREAM,
     subjects: [subjects.resultsAll],
@@ -102,7 +109,7 @@ export const ensureTopology = async (
     duplicate_window: nanos(t.duplicateWindowMs),
     max_age: nanos(t.resultsMaxAgeMs),
     discard: DiscardPolicy.Old,
-  });
+  }, t.update);
   const consumerConfig = {
     durable_name: WALK_CONSUMER,
     ack_policy: AckPolicy.Explicit,
@@ -114,7 +121,7 @@ export const ensureTopology = async (
   };
   try {
     await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
-    await jsm.consumers.update(WORK_STREAM, WALK_CONSUMER, consumerConfig);
+    if (t.update) await jsm.consumers.update(WORK_STREAM, WALK_CONSUMER, consumerConfig);
   } catch (err) {
     if (err instanceof JetStreamApiError && err.status === 404) {
       await jsm.consumers.add(WORK_STREAM, consumerConfig);

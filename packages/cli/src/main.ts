@@ -7,6 +7,7 @@ import {
   FleetWatch,
   buildScanSummary,
   cancelJob,
+  checkScanRoot,
   formatScanSummary,
   jobStateName,
   newJobId,
@@ -66,7 +67,11 @@ export const buildProgram = (): Command => {
     .addOption(new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace").env("HSMFLEET_LOG_LEVEL").default("warn"))
     .showHelpAfterError();
 
-  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const globals = (): GlobalOptions => {
+    const g = program.opts<GlobalOptions>();
+    // An empty --nats / HSMFLEET_NATS_URL means "not given": use the embedded default.
+    return { ...g, nats: g.nats === "" ? undefined : g.nats };
+  };
   const logger = (role: string) => createLogger({ role, level: globals().logLevel });
 
   program
@@ -84,6 +89,7 @@ export const buildProgram = (): Command => {
       const g = globals();
       const log = logger("coordinator");
       const stateDir = resolveStateDir(g.stateDir);
+      if (path) await checkScanRoot(path);
       const runtime = await openRuntime({ nats: g.nats, stateDir, workers: g.workers, logger: log });
       const progress = new ProgressLine();
       const abort = new AbortController();

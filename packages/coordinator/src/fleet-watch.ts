@@ -21,6 +21,7 @@ export class FleetWatch {
         }
       },
     });
+    nc.publish(subjects.heartbeatPing);
   }
 
   /** Heartbeats of workers alive now, by worker id. */

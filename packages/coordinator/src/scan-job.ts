@@ -213,11 +213,11 @@ const followScan = async (
       entriesPerSecond: elapsedMs > 0 ? (entries * 1000) / elapsedMs : 0,
     });
   };
-  let checkpointing: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    progress();
-    checkpointing = checkpointing.then(checkpoint).catch((err: unknown) => options.logger?.warn({ err }, "checkpoint failed"));
-  }, options.checkpointIntervalMs ?? SCAN_DEFAULTS.checkpointIntervalMs);
+  // Progress is read-only and may run any time; checkpoints run inside the result loop only, so the
+  // recorded sequence, counters and file lengths always describe the same point.
+  const checkpointEveryMs = options.checkpointIntervalMs ?? SCAN_DEFAULTS.checkpointIntervalMs;
+  let lastCheckpoint = Date.now();
+  const timer = setInterval(progress, checkpointEveryMs);
 
   try {
     if (status.published === status.completed) stop(JobState.Succeeded, "");
@@ -234,6 +234,10 @@ const followScan = async (
         await recordErrors(decodeErrorBatch(m.data).errors);
       }
       status.resultsSeq = m.seq;
+      if (Date.now() - lastCheckpoint >= checkpointEveryMs) {
+        await checkpoint();
+        lastCheckpoint = Date.now();
+      }
       if (status.completed >= status.published) {
         if (status.completed > status.published) {
           options.logger?.warn({ jobId, published: status.published, completed: status.completed }, "more results than work items");
@@ -247,7 +251,6 @@ const followScan = async (
     maxDeliveries.stop();
     fleet.stop();
     options.signal?.removeEventListener("abort", cancel);
-    await checkpointing;
   }
 
   if (finalState === undefined) {

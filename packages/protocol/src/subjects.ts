@@ -7,6 +7,7 @@
  *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
  *   hsmfleet.hb.<workerId>            WorkerHeartbeat     (core NATS)
+ *   hsmfleet.hbping                   (empty)             (core NATS; workers answer with a heartbeat)
  */
 export const WORK_STREAM = "HSMFLEET_WORK";
 export const RESULTS_STREAM = "HSMFLEET_RESULTS";
@@ -25,6 +26,8 @@ export const subjects = {
   errors: (jobId: string): string => `hsmfleet.result.${jobId}.errors`,
   heartbeatAll: "hsmfleet.hb.*",
   heartbeat: (workerId: string): string => `hsmfleet.hb.${workerId}`,
+  /** Anyone may publish here; every worker answers with a heartbeat at once. */
+  heartbeatPing: "hsmfleet.hbping",
 } as const;
 
 /** Job ids become subject tokens: letters, digits, '-' and '_' only. */

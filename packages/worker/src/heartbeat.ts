@@ -15,5 +15,11 @@ export const startHeartbeat = (
   send();
   const timer = setInterval(send, intervalMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  const ping = nc.subscribe(subjects.heartbeatPing, { callback: () => send() });
+  return {
+    stop: () => {
+      clearInterval(timer);
+      ping.unsubscribe();
+    },
+  };
 };

@@ -1,5 +1,5 @@
 import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
-import type { JetStreamClient, JsMsg, ResolvedTopology, TopologyOptions } from "@hsmfleet/bus";
+import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
 import { displayPath, errorMessage } from "@hsmfleet/core";
 import { decodeWalkShard, WALK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
 import { startHeartbeat } from "./heartbeat.js";
@@ -32,26 +32,28 @@ export class Worker {
   readonly options: ResolvedWorkerOptions;
   readonly #js: JetStreamClient;
   readonly #jobs: JobCache;
-  readonly #topology: ResolvedTopology;
+  readonly #ackWaitMs: number;
   readonly #maxDeliver: number;
   readonly #abort = new AbortController();
   readonly #stats: WorkerStats = { itemsInFlight: 0, itemsDone: 0, itemsFailed: 0, entriesRead: 0 };
   readonly #startedAtMs = Date.now();
   #running: Promise<void> | undefined;
 
-  private constructor(options: ResolvedWorkerOptions, store: JobStore, topology: ResolvedTopology, maxDeliver: number) {
+  private constructor(options: ResolvedWorkerOptions, store: JobStore, ackWaitMs: number, maxDeliver: number) {
     this.options = options;
     this.#js = jetstream(options.nc);
     this.#jobs = new JobCache(store);
-    this.#topology = topology;
+    this.#ackWaitMs = ackWaitMs;
     this.#maxDeliver = maxDeliver;
   }
 
   static async create(options: WorkerOptions & { topology?: TopologyOptions | undefined }): Promise<Worker> {
     const resolved = resolveWorkerOptions(options);
     const { jsm, jobs, topology } = await ensureTopology(resolved.nc, options.topology);
+    // The consumer's settings are the truth (another process may have created it with other values).
     const info = await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
-    return new Worker(resolved, new JobStore(jobs), topology, info.config.max_deliver ?? topology.maxDeliver);
+    const ackWaitMs = info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs;
+    return new Worker(resolved, new JobStore(jobs), ackWaitMs, info.config.max_deliver ?? topology.maxDeliver);
   }
 
   get stats(): Readonly<WorkerStats> {
@@ -85,7 +87,7 @@ export class Worker {
       js: this.#js,
       options,
       maxDeliver: this.#maxDeliver,
-      ackWaitMs: this.#topology.ackWaitMs,
+      ackWaitMs: this.#ackWaitMs,
       onEntries: (n) => {
         this.#stats.entriesRead += n;
       },

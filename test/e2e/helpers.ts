@@ -1,0 +1,97 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { connectBus, ensureTopology } from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import { Worker } from "@hsmfleet/worker";
+import type { WorkerHooks } from "@hsmfleet/worker";
+import { startNatsServer } from "@hsmfleet/testkit";
+import type { NatsServerFixture } from "@hsmfleet/testkit";
+import type { ExecutionContext } from "ava";
+
+/** Path of the compiled `hsmfleet` executable. */
+export const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
+
+/** Short ack wait so redelivery after a kill happens within a test's time. */
+export const TEST_TOPOLOGY: TopologyOptions = { ackWaitMs: 2000, maxDeliver: 5, update: true };
+
+export interface Bus {
+  server: NatsServerFixture;
+  nc: NatsConnection;
+}
+
+/** A real nats-server with the hsmfleet topology, stopped when the test ends. */
+export const startBus = async (t: ExecutionContext, topology: TopologyOptions = TEST_TOPOLOGY): Promise<Bus> => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc.close());
+  await ensureTopology(nc, topology);
+  return { server, nc };
+};
+
+/** In-process workers on their own connections, shut down when the test ends. */
+export const startWorkers = async (t: ExecutionContext, url: string, count: number, hooks?: WorkerHooks): Promise<Worker[]> => {
+  const workers: Worker[] = [];
+  for (let i = 0; i < count; i++) {
+    const nc = await connectBus({ servers: url, reconnectForever: false });
+    const worker = await Worker.create({ nc, hooks, workerId: `test-worker-${i}`, shutdownGraceMs: 2000 });
+    const running = worker.run();
+    t.teardown(async () => {
+      await worker.shutdown();
+      await running.catch(() => undefined);
+      await nc.close();
+    });
+    workers.push(worker);
+  }
+  return workers;
+};
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the hsmfleet CLI to completion. */
+export const runCli = (args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliRun> =>
+  new Promise((resolve, reject) => {
+    const child = spawnCli(args, options);
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+
+/** Starts the hsmfleet CLI as a child process (caller waits for it). */
+export const spawnCli = (
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+): ChildProcess =>
+  spawn(process.execPath, [CLI_BIN, ...args], {
+    env: { ...process.env, HSMFLEET_LOG_LEVEL: "warn", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
+  });
+
+/** Waits for `predicate` to hold, polling every 50 ms; fails after `timeoutMs`. */
+export const waitFor = async (what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+export const exitOf = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
