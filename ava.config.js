@@ -6,6 +6,6 @@ export default {
   concurrency: 2,
   timeout: "3m",
   environmentVariables: {
-    HSMFLEET_LOG_LEVEL: "warn"
-  }
+    HSMFLEET_LOG_LEVEL: "warn",
+  },
 };

@@ -21,7 +21,10 @@ export interface Bus {
 }
 
 /** A real nats-server with the hsmfleet topology, stopped when the test ends. */
-export const startBus = async (t: ExecutionContext, topology: TopologyOptions = TEST_TOPOLOGY): Promise<Bus> => {
+export const startBus = async (
+  t: ExecutionContext,
+  topology: TopologyOptions = TEST_TOPOLOGY,
+): Promise<Bus> => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
   const nc = await connectBus({ servers: server.url, reconnectForever: false });
@@ -31,11 +34,21 @@ export const startBus = async (t: ExecutionContext, topology: TopologyOptions = 
 };
 
 /** In-process workers on their own connections, shut down when the test ends. */
-export const startWorkers = async (t: ExecutionContext, url: string, count: number, hooks?: WorkerHooks): Promise<Worker[]> => {
+export const startWorkers = async (
+  t: ExecutionContext,
+  url: string,
+  count: number,
+  hooks?: WorkerHooks,
+): Promise<Worker[]> => {
   const workers: Worker[] = [];
   for (let i = 0; i < count; i++) {
     const nc = await connectBus({ servers: url, reconnectForever: false });
-    const worker = await Worker.create({ nc, hooks, workerId: `test-worker-${i}`, shutdownGraceMs: 2000 });
+    const worker = await Worker.create({
+      nc,
+      hooks,
+      workerId: `test-worker-${i}`,
+      shutdownGraceMs: 2000,
+    });
     const running = worker.run();
     t.teardown(async () => {
       await worker.shutdown();
@@ -55,7 +68,10 @@ export interface CliRun {
 }
 
 /** Runs the hsmfleet CLI to completion. */
-export const runCli = (args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliRun> =>
+export const runCli = (
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliRun> =>
   new Promise((resolve, reject) => {
     const child = spawnCli(args, options);
     let stdout = "";
@@ -82,7 +98,11 @@ export const spawnCli = (
   });
 
 /** Waits for `predicate` to hold, polling every 50 ms; fails after `timeoutMs`. */
-export const waitFor = async (what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> => {
+export const waitFor = async (
+  what: string,
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -90,8 +110,11 @@ export const waitFor = async (what: string, predicate: () => boolean | Promise<b
   }
 };
 
-export const exitOf = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
+export const exitOf = (
+  child: ChildProcess,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
   new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    if (child.exitCode !== null || child.signalCode !== null)
+      resolve({ code: child.exitCode, signal: child.signalCode });
     else child.once("exit", (code, signal) => resolve({ code, signal }));
   });

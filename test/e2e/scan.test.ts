@@ -37,7 +37,13 @@ test("scan of a generated tree matches its manifest, entry for entry", async (t)
   await startWorkers(t, server.url, 2);
   const listFile = join(dir.path, "list.ndjson");
   const seen: ScanProgress[] = [];
-  const summary = await runScanJob({ nc, root, listFile, checkpointIntervalMs: 100, onProgress: (p) => seen.push(p) });
+  const summary = await runScanJob({
+    nc,
+    root,
+    listFile,
+    checkpointIntervalMs: 100,
+    onProgress: (p) => seen.push(p),
+  });
 
   t.is(summary.state, "succeeded");
   t.is(summary.files, manifest.files);
@@ -58,12 +64,26 @@ test("scan of a generated tree matches its manifest, entry for entry", async (t)
 
   // --list: every entry below the root exactly once, with raw names intact.
   const lines = (await readFile(listFile, "utf8")).trim().split("\n");
-  const listed = lines.map((l) => JSON.parse(l) as { path: string; pathBase64?: string; type: string; size: number; hsm: { flags: string } | null });
+  const listed = lines.map(
+    (l) =>
+      JSON.parse(l) as {
+        path: string;
+        pathBase64?: string;
+        type: string;
+        size: number;
+        hsm: { flags: string } | null;
+      },
+  );
   const key = (p: Buffer) => p.toString("base64");
-  const fromList = listed.map((e) => (e.pathBase64 ? e.pathBase64 : key(Buffer.from(e.path, "utf8"))));
+  const fromList = listed.map((e) =>
+    e.pathBase64 ? e.pathBase64 : key(Buffer.from(e.path, "utf8")),
+  );
   t.is(new Set(fromList).size, fromList.length, "no entry listed twice");
   t.deepEqual([...fromList].sort(), manifest.entries.map((e) => key(e.path)).sort());
-  t.true(listed.some((e) => e.pathBase64 !== undefined), "a non-UTF-8 name is carried as base64");
+  t.true(
+    listed.some((e) => e.pathBase64 !== undefined),
+    "a non-UTF-8 name is carried as base64",
+  );
   const byPath = new Map(manifest.entries.map((e) => [key(e.path), e]));
   for (const [i, e] of listed.entries()) {
     const m = byPath.get(fromList[i]!)!;
@@ -121,7 +141,10 @@ test("unreadable directories are counted and named with EACCES (worker runs as a
   const ref = await referenceWalk(root);
   await chmod(join(root, "locked"), 0o000);
   const { server, nc } = await startBus(t);
-  const worker = spawnCli(["--nats", server.url, "worker", "--concurrency", "4"], { uid: 65534, gid: 65534 });
+  const worker = spawnCli(["--nats", server.url, "worker", "--concurrency", "4"], {
+    uid: 65534,
+    gid: 65534,
+  });
   let workerErr = "";
   worker.stderr?.on("data", (d: Buffer) => (workerErr += d.toString()));
   t.teardown(() => {
@@ -137,13 +160,27 @@ test("unreadable directories are counted and named with EACCES (worker runs as a
 
 test("a scan root that does not exist, or is a file, fails with a clear message", async (t) => {
   const { server } = await startBus(t);
-  const missing = await runCli(["--nats", server.url, "--workers", "0", "scan", "/nonexistent/hsmfleet-root"]);
+  const missing = await runCli([
+    "--nats",
+    server.url,
+    "--workers",
+    "0",
+    "scan",
+    "/nonexistent/hsmfleet-root",
+  ]);
   t.is(missing.code, 2);
   t.regex(missing.stderr, /scan root \/nonexistent\/hsmfleet-root does not exist/);
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
   await writeFile(join(dir.path, "file"), "x");
-  const file = await runCli(["--nats", server.url, "--workers", "0", "scan", join(dir.path, "file")]);
+  const file = await runCli([
+    "--nats",
+    server.url,
+    "--workers",
+    "0",
+    "scan",
+    join(dir.path, "file"),
+  ]);
   t.is(file.code, 2);
   t.regex(file.stderr, /is not a directory/);
 });
@@ -155,8 +192,24 @@ test("a worker killed in the middle of a scan loses nothing", async (t) => {
   await generateTree(root, { depth: 4, fanout: 5, filesPerDir: 10, sizes: [0, 10, 1000] });
   const ref = await referenceWalk(root);
   const { server, nc } = await startBus(t);
-  const victim = spawnCli(["--nats", server.url, "worker", "--concurrency", "1", "--vm-name", "victim"]);
-  const survivor = spawnCli(["--nats", server.url, "worker", "--concurrency", "1", "--vm-name", "survivor"]);
+  const victim = spawnCli([
+    "--nats",
+    server.url,
+    "worker",
+    "--concurrency",
+    "1",
+    "--vm-name",
+    "victim",
+  ]);
+  const survivor = spawnCli([
+    "--nats",
+    server.url,
+    "worker",
+    "--concurrency",
+    "1",
+    "--vm-name",
+    "survivor",
+  ]);
   t.teardown(() => {
     victim.kill("SIGKILL");
     survivor.kill("SIGKILL");
@@ -177,8 +230,22 @@ test("a worker killed in the middle of a scan loses nothing", async (t) => {
   t.true(killedAt > 0 && killedAt < ref.files + ref.directories, `killed at ${killedAt} entries`);
   t.is(summary.state, "succeeded");
   t.deepEqual(
-    { files: summary.files, directories: summary.directories, symlinks: summary.symlinks, other: summary.other, bytes: summary.bytes, errors: summary.errors },
-    { files: ref.files, directories: ref.directories, symlinks: ref.symlinks, other: ref.other, bytes: ref.bytes, errors: 0 },
+    {
+      files: summary.files,
+      directories: summary.directories,
+      symlinks: summary.symlinks,
+      other: summary.other,
+      bytes: summary.bytes,
+      errors: summary.errors,
+    },
+    {
+      files: ref.files,
+      directories: ref.directories,
+      symlinks: ref.symlinks,
+      other: ref.other,
+      bytes: ref.bytes,
+      errors: 0,
+    },
   );
 });
 
@@ -251,7 +318,16 @@ test("a coordinator killed mid-scan is resumed with --resume; counts and --list 
   const manifest = await generateTree(root, { depth: 3, fanout: 4, filesPerDir: 8 });
   const { server, nc } = await startBus(t);
   const listFile = join(dir.path, "list.ndjson");
-  const first = spawnCli(["--nats", server.url, "--workers", "0", "scan", root, "--list", listFile]);
+  const first = spawnCli([
+    "--nats",
+    server.url,
+    "--workers",
+    "0",
+    "scan",
+    root,
+    "--list",
+    listFile,
+  ]);
   t.teardown(() => {
     first.kill("SIGKILL");
   });
@@ -264,19 +340,42 @@ test("a coordinator killed mid-scan is resumed with --resume; counts and --list 
   });
   // Let the fleet do part of the walk while the coordinator is alive, then kill it.
   // Slowed down so the kill lands mid-walk.
-  const workers = await startWorkers(t, server.url, 1, { beforeWalkShard: () => new Promise((r) => setTimeout(r, 500)) });
-  await waitFor("some progress", async () => ((await store.require(jobId)).scan.files > 0));
+  const workers = await startWorkers(t, server.url, 1, {
+    beforeWalkShard: () => new Promise((r) => setTimeout(r, 500)),
+  });
+  await waitFor("some progress", async () => (await store.require(jobId)).scan.files > 0);
   const atKill = await store.require(jobId);
   first.kill("SIGKILL");
   await exitOf(first);
-  t.log(`killed the coordinator at ${atKill.scan.files} files, ${atKill.completed}/${atKill.published} directories`);
+  t.log(
+    `killed the coordinator at ${atKill.scan.files} files, ${atKill.completed}/${atKill.published} directories`,
+  );
   t.is(atKill.state, JobState.Running);
   t.true(workers[0]!.stats.itemsDone > 0);
 
-  const resumed = await runCli(["--nats", server.url, "--workers", "1", "scan", "--resume", jobId, "--json"]);
+  const resumed = await runCli([
+    "--nats",
+    server.url,
+    "--workers",
+    "1",
+    "scan",
+    "--resume",
+    jobId,
+    "--json",
+  ]);
   t.is(resumed.code, 0, resumed.stderr);
-  const summary = JSON.parse(resumed.stdout) as { files: number; directories: number; bytes: number; state: string };
-  t.like(summary, { state: "succeeded", files: manifest.files, directories: manifest.directories, bytes: manifest.bytes });
+  const summary = JSON.parse(resumed.stdout) as {
+    files: number;
+    directories: number;
+    bytes: number;
+    state: string;
+  };
+  t.like(summary, {
+    state: "succeeded",
+    files: manifest.files,
+    directories: manifest.directories,
+    bytes: manifest.bytes,
+  });
   const lines = (await readFile(listFile, "utf8")).trim().split("\n");
   t.is(lines.length, manifest.entries.length, "every entry listed exactly once across the crash");
   t.is(new Set(lines.map((l) => (JSON.parse(l) as { path: string }).path)).size, lines.length);
@@ -289,10 +388,24 @@ test("embedded default: no --nats starts a local nats-server, runs in-process wo
   const manifest = await generateTree(root, { depth: 1, fanout: 3, filesPerDir: 5 });
   const stateDir = join(dir.path, "state");
   const env = { HSMFLEET_NATS_URL: "" };
-  const run = await runCli(["--state-dir", stateDir, "--workers", "2", "scan", root, "--json"], { env });
+  const run = await runCli(["--state-dir", stateDir, "--workers", "2", "scan", root, "--json"], {
+    env,
+  });
   t.is(run.code, 0, run.stderr);
-  const summary = JSON.parse(run.stdout) as { jobId: string; files: number; directories: number; symlinks: number; bytes: number; errors: number };
-  t.like(summary, { files: manifest.files, directories: manifest.directories, bytes: manifest.bytes, errors: 0 });
+  const summary = JSON.parse(run.stdout) as {
+    jobId: string;
+    files: number;
+    directories: number;
+    symlinks: number;
+    bytes: number;
+    errors: number;
+  };
+  t.like(summary, {
+    files: manifest.files,
+    directories: manifest.directories,
+    bytes: manifest.bytes,
+    errors: 0,
+  });
   // The server stopped with the command; a later command finds the job in the persisted store.
   const jobs = await runCli(["--state-dir", stateDir, "jobs"], { env });
   t.is(jobs.code, 0, jobs.stderr);

@@ -16,7 +16,9 @@ export class JobStore {
     try {
       await this.#kv.create(status.spec.jobId, encodeJobStatus(status));
     } catch (err) {
-      throw new JobError(status.spec.jobId, `job ${status.spec.jobId} already exists`, { cause: err });
+      throw new JobError(status.spec.jobId, `job ${status.spec.jobId} already exists`, {
+        cause: err,
+      });
     }
   }
 
@@ -53,7 +55,8 @@ export class JobStore {
     const iter = await this.#kv.watch({ key: jobId });
     void (async () => {
       for await (const entry of iter) {
-        if (entry.operation === "PUT" && entry.value.length > 0) onChange(decodeJobStatus(entry.value));
+        if (entry.operation === "PUT" && entry.value.length > 0)
+          onChange(decodeJobStatus(entry.value));
       }
     })();
     return { stop: () => iter.stop() };
@@ -62,6 +65,9 @@ export class JobStore {
 
 export const checkJobId = (jobId: string): void => {
   if (!JOB_ID_PATTERN.test(jobId)) {
-    throw new JobError(jobId, `invalid job id ${JSON.stringify(jobId)}: letters, digits, '-' and '_' only`);
+    throw new JobError(
+      jobId,
+      `invalid job id ${JSON.stringify(jobId)}: letters, digits, '-' and '_' only`,
+    );
   }
 };

@@ -13,7 +13,13 @@ import type { KV } from "@nats-io/kv";
 import { nanos } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
-import { JOBS_BUCKET, RESULTS_STREAM, WALK_CONSUMER, WORK_STREAM, subjects } from "@hsmfleet/protocol";
+import {
+  JOBS_BUCKET,
+  RESULTS_STREAM,
+  WALK_CONSUMER,
+  WORK_STREAM,
+  subjects,
+} from "@hsmfleet/protocol";
 
 export interface TopologyOptions {
   /** JetStream replicas for streams and the job bucket (1 single server, 3 for an R3 cluster). Default 1. */
@@ -60,7 +66,11 @@ export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology
   update: options.update ?? TOPOLOGY_DEFAULTS.update,
 });
 
-const ensureStream = async (jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, update: boolean) => {
+const ensureStream = async (
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+  update: boolean,
+) => {
   try {
     await jsm.streams.info(config.name);
     if (update) await jsm.streams.update(config.name, config);
@@ -91,25 +101,33 @@ export const ensureTopology = async (
       { cause: err },
     );
   }
-  await ensureStream(jsm, {
-    name: WORK_STREAM,
-    subjects: [subjects.workAll],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
-    num_replicas: t.replicas,
-    duplicate_window: nanos(t.duplicateWindowMs),
-    discard: DiscardPolicy.Old,
-  }, t.update);
-  await ensureStream(jsm, {
-    name: RESULTS_STREAM,
-    subjects: [subjects.resultsAll],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    num_replicas: t.replicas,
-    duplicate_window: nanos(t.duplicateWindowMs),
-    max_age: nanos(t.resultsMaxAgeMs),
-    discard: DiscardPolicy.Old,
-  }, t.update);
+  await ensureStream(
+    jsm,
+    {
+      name: WORK_STREAM,
+      subjects: [subjects.workAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      num_replicas: t.replicas,
+      duplicate_window: nanos(t.duplicateWindowMs),
+      discard: DiscardPolicy.Old,
+    },
+    t.update,
+  );
+  await ensureStream(
+    jsm,
+    {
+      name: RESULTS_STREAM,
+      subjects: [subjects.resultsAll],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      num_replicas: t.replicas,
+      duplicate_window: nanos(t.duplicateWindowMs),
+      max_age: nanos(t.resultsMaxAgeMs),
+      discard: DiscardPolicy.Old,
+    },
+    t.update,
+  );
   const consumerConfig = {
     durable_name: WALK_CONSUMER,
     ack_policy: AckPolicy.Explicit,

@@ -18,7 +18,10 @@ export interface WorkConsumerOptions {
  * Pulls from a durable consumer and runs up to `concurrency` handlers at once. Returns when the
  * signal aborts (after in-flight handlers finish) or the connection closes.
  */
-export const runWorkConsumer = async (nc: NatsConnection, options: WorkConsumerOptions): Promise<void> => {
+export const runWorkConsumer = async (
+  nc: NatsConnection,
+  options: WorkConsumerOptions,
+): Promise<void> => {
   const concurrency = options.concurrency ?? 16;
   const js = jetstream(nc);
   const consumer = await js.consumers.get(options.stream, options.consumer);

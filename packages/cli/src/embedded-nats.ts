@@ -61,7 +61,10 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
   try {
     const marker = JSON.parse(await readFile(markerPath, "utf8")) as Marker;
     if (alive(marker.pid)) {
-      options.logger?.debug({ url: marker.url, pid: marker.pid }, "using the running embedded nats-server");
+      options.logger?.debug(
+        { url: marker.url, pid: marker.pid },
+        "using the running embedded nats-server",
+      );
       return { url: marker.url, owned: false, pid: marker.pid, close: async () => {} };
     }
   } catch {
@@ -78,13 +81,28 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
   const portsDir = join(dir, "ports");
   await rm(portsDir, { recursive: true, force: true });
   await mkdir(portsDir, { recursive: true });
-  const args = ["-js", "-sd", join(dir, "jetstream"), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", portsDir];
+  const args = [
+    "-js",
+    "-sd",
+    join(dir, "jetstream"),
+    "-a",
+    "127.0.0.1",
+    "-p",
+    "-1",
+    "--ports_file_dir",
+    portsDir,
+  ];
   let stderr = "";
-  const child: ChildProcess = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"], detached: false });
+  const child: ChildProcess = spawn(binary, args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: false,
+  });
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
   const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
@@ -92,7 +110,9 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
   while (!url) {
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new DependencyError(`nats-server did not start within ${options.startTimeoutMs ?? 15_000} ms: ${stderr.trim()}`);
+      throw new DependencyError(
+        `nats-server did not start within ${options.startTimeoutMs ?? 15_000} ms: ${stderr.trim()}`,
+      );
     }
     const early = await Promise.race([
       exited.then((code) => `nats-server exited with code ${code}: ${stderr.trim()}`),
@@ -104,7 +124,9 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
     const file = files.find((f) => f.endsWith(".ports"));
     if (file) {
       try {
-        const ports = JSON.parse(await readFile(join(portsDir, file), "utf8")) as { nats?: string[] };
+        const ports = JSON.parse(await readFile(join(portsDir, file), "utf8")) as {
+          nats?: string[];
+        };
         url = ports.nats?.[0];
       } catch {
         // Being written; try again.

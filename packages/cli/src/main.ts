@@ -39,12 +39,18 @@ const intArg =
   (name: string, min: number) =>
   (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
     return n;
   };
 
 const kindName = (kind: JobKind): string =>
-  ({ 1: "scan", 2: "export", 3: "import", 4: "restore", 5: "hsm", 6: "verify" } as Record<number, string>)[kind] ?? "job";
+  (
+    ({ 1: "scan", 2: "export", 3: "import", 4: "restore", 5: "hsm", 6: "verify" }) as Record<
+      number,
+      string
+    >
+  )[kind] ?? "job";
 
 const describeJob = (s: JobStatus): string => {
   const c = s.scan;
@@ -55,16 +61,33 @@ const describeJob = (s: JobStatus): string => {
 
 export const buildProgram = (): Command => {
   const program = new Command("hsmfleet")
-    .description("Move data between Lustre and Azure Blob with a fleet of workers coordinated over NATS JetStream.")
-    .version("0.1.0")
-    .addOption(new Option("--nats <url>", "NATS server URL; without it, the embedded default starts a local nats-server").env("HSMFLEET_NATS_URL"))
-    .addOption(new Option("--state-dir <dir>", "embedded-default state (JetStream store, job files); default ~/.local/state/hsmfleet").env("HSMFLEET_STATE_DIR"))
-    .addOption(
-      new Option("--workers <n>", `in-process workers (default: CPU count, ${defaultWorkerCount()} here; 0 = wait for standalone workers)`).argParser(
-        intArg("--workers", 0),
-      ),
+    .description(
+      "Move data between Lustre and Azure Blob with a fleet of workers coordinated over NATS JetStream.",
     )
-    .addOption(new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace").env("HSMFLEET_LOG_LEVEL").default("warn"))
+    .version("0.1.0")
+    .addOption(
+      new Option(
+        "--nats <url>",
+        "NATS server URL; without it, the embedded default starts a local nats-server",
+      ).env("HSMFLEET_NATS_URL"),
+    )
+    .addOption(
+      new Option(
+        "--state-dir <dir>",
+        "embedded-default state (JetStream store, job files); default ~/.local/state/hsmfleet",
+      ).env("HSMFLEET_STATE_DIR"),
+    )
+    .addOption(
+      new Option(
+        "--workers <n>",
+        `in-process workers (default: CPU count, ${defaultWorkerCount()} here; 0 = wait for standalone workers)`,
+      ).argParser(intArg("--workers", 0)),
+    )
+    .addOption(
+      new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace")
+        .env("HSMFLEET_LOG_LEVEL")
+        .default("warn"),
+    )
     .showHelpAfterError();
 
   const globals = (): GlobalOptions => {
@@ -76,103 +99,174 @@ export const buildProgram = (): Command => {
 
   program
     .command("scan")
-    .description("walk a directory tree across the fleet and summarise it: counts, bytes, size histogram, HSM states")
+    .description(
+      "walk a directory tree across the fleet and summarise it: counts, bytes, size histogram, HSM states",
+    )
     .argument("[path]", "directory to scan (mounted at the same path on every worker VM)")
     .option("--json", "print the summary as one JSON object on stdout")
-    .option("--list <file>", "write every entry (path, type, size, mtime, mode, uid, gid, HSM flags) as NDJSON")
-    .option("--errors <file>", "write every error as NDJSON (default: <state-dir>/jobs/<job>/errors.ndjson)")
-    .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs ('' to skip HSM states)", "trusted.hsm")
+    .option(
+      "--list <file>",
+      "write every entry (path, type, size, mtime, mode, uid, gid, HSM flags) as NDJSON",
+    )
+    .option(
+      "--errors <file>",
+      "write every error as NDJSON (default: <state-dir>/jobs/<job>/errors.ndjson)",
+    )
+    .option(
+      "--hsm-xattr <name>",
+      "xattr holding struct hsm_attrs ('' to skip HSM states)",
+      "trusted.hsm",
+    )
     .option("--resume <job>", "continue a scan whose coordinator stopped (crash, lost connection)")
     .option("--quiet", "no progress line")
-    .action(async (path: string | undefined, opts: { json?: boolean; list?: string; errors?: string; hsmXattr: string; resume?: string; quiet?: boolean }) => {
-      if (!path && !opts.resume) throw new UsageError("scan needs a path (or --resume JOB)");
-      const g = globals();
-      const log = logger("coordinator");
-      const stateDir = resolveStateDir(g.stateDir);
-      if (path) await checkScanRoot(path);
-      const runtime = await openRuntime({ nats: g.nats, stateDir, workers: g.workers, logger: log });
-      const progress = new ProgressLine();
-      const abort = new AbortController();
-      let interrupts = 0;
-      const onSigint = () => {
-        interrupts++;
-        if (interrupts > 1) process.exit(ExitCode.Cancelled);
-        process.stderr.write("\ncancelling the scan (Ctrl-C again to quit at once)…\n");
-        abort.abort();
-      };
-      process.on("SIGINT", onSigint);
-      process.on("SIGTERM", onSigint);
-      let summary: ScanSummary;
-      try {
-        const common = {
-          nc: runtime.nc,
+    .action(
+      async (
+        path: string | undefined,
+        opts: {
+          json?: boolean;
+          list?: string;
+          errors?: string;
+          hsmXattr: string;
+          resume?: string;
+          quiet?: boolean;
+        },
+      ) => {
+        if (!path && !opts.resume) throw new UsageError("scan needs a path (or --resume JOB)");
+        const g = globals();
+        const log = logger("coordinator");
+        const stateDir = resolveStateDir(g.stateDir);
+        if (path) await checkScanRoot(path);
+        const runtime = await openRuntime({
+          nats: g.nats,
+          stateDir,
+          workers: g.workers,
           logger: log,
-          signal: abort.signal,
-          onProgress: opts.quiet ? undefined : (p: Parameters<ProgressLine["scan"]>[0]) => progress.scan(p),
+        });
+        const progress = new ProgressLine();
+        const abort = new AbortController();
+        let interrupts = 0;
+        const onSigint = () => {
+          interrupts++;
+          if (interrupts > 1) process.exit(ExitCode.Cancelled);
+          process.stderr.write("\ncancelling the scan (Ctrl-C again to quit at once)…\n");
+          abort.abort();
         };
-        if (opts.resume) {
-          summary = await resumeScanJob({ ...common, jobId: opts.resume });
-        } else {
-          const jobId = newJobId("scan");
-          const jobDir = join(stateDir, "jobs", jobId);
-          await mkdir(jobDir, { recursive: true });
-          summary = await runScanJob({
-            ...common,
-            root: resolve(path!),
-            jobId,
-            listFile: opts.list ? resolve(opts.list) : undefined,
-            errorLog: opts.errors ? resolve(opts.errors) : join(jobDir, "errors.ndjson"),
-            hsmXattr: opts.hsmXattr,
-          });
+        process.on("SIGINT", onSigint);
+        process.on("SIGTERM", onSigint);
+        let summary: ScanSummary;
+        try {
+          const common = {
+            nc: runtime.nc,
+            logger: log,
+            signal: abort.signal,
+            onProgress: opts.quiet
+              ? undefined
+              : (p: Parameters<ProgressLine["scan"]>[0]) => progress.scan(p),
+          };
+          if (opts.resume) {
+            summary = await resumeScanJob({ ...common, jobId: opts.resume });
+          } else {
+            const jobId = newJobId("scan");
+            const jobDir = join(stateDir, "jobs", jobId);
+            await mkdir(jobDir, { recursive: true });
+            summary = await runScanJob({
+              ...common,
+              root: resolve(path!),
+              jobId,
+              listFile: opts.list ? resolve(opts.list) : undefined,
+              errorLog: opts.errors ? resolve(opts.errors) : join(jobDir, "errors.ndjson"),
+              hsmXattr: opts.hsmXattr,
+            });
+          }
+        } finally {
+          progress.done();
+          process.off("SIGINT", onSigint);
+          process.off("SIGTERM", onSigint);
+          await runtime.close();
         }
-      } finally {
-        progress.done();
-        process.off("SIGINT", onSigint);
-        process.off("SIGTERM", onSigint);
-        await runtime.close();
-      }
-      process.stdout.write(opts.json ? `${JSON.stringify(summary)}\n` : `${formatScanSummary(summary)}\n`);
-      process.exitCode =
-        summary.state === "cancelled" ? ExitCode.Cancelled : summary.errors > 0 ? ExitCode.WithErrors : ExitCode.Ok;
-    });
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(summary)}\n` : `${formatScanSummary(summary)}\n`,
+        );
+        process.exitCode =
+          summary.state === "cancelled"
+            ? ExitCode.Cancelled
+            : summary.errors > 0
+              ? ExitCode.WithErrors
+              : ExitCode.Ok;
+      },
+    );
 
   program
     .command("worker")
-    .description("run one standalone worker (what each VM of the fleet runs); stops cleanly on SIGTERM")
+    .description(
+      "run one standalone worker (what each VM of the fleet runs); stops cleanly on SIGTERM",
+    )
     .option("--concurrency <n>", "work items in flight at once", intArg("--concurrency", 1), 16)
     .option("--vm-name <name>", "name of this VM in heartbeats (default: host name)")
     .option("--worker-id <id>", "unique id (default: <vm>-<pid>-<random>)")
-    .option("--shutdown-grace <ms>", "on SIGTERM, wait this long for in-flight items", intArg("--shutdown-grace", 0), 30_000)
-    .action(async (opts: { concurrency: number; vmName?: string; workerId?: string; shutdownGrace: number }) => {
-      const g = globals();
-      if (!g.nats) throw new UsageError("hsmfleet worker needs --nats URL (or HSMFLEET_NATS_URL): the server the coordinator uses");
-      const log = createLogger({ role: "worker", level: g.logLevel === "warn" ? "info" : g.logLevel });
-      const nc = await connectBus({ servers: g.nats, name: `hsmfleet-worker-${opts.vmName ?? ""}` });
-      const worker = await Worker.create({
-        nc,
-        concurrency: opts.concurrency,
-        vmName: opts.vmName,
-        workerId: opts.workerId,
-        shutdownGraceMs: opts.shutdownGrace,
-        logger: log,
-      });
-      let stopping = false;
-      const onSignal = () => {
-        if (stopping) process.exit(ExitCode.WithErrors);
-        stopping = true;
-        log.info("SIGTERM: no new items; finishing the ones in flight (signal again to abort)");
-        void worker.shutdown();
-      };
-      process.on("SIGTERM", onSignal);
-      process.on("SIGINT", onSignal);
-      await worker.run();
-      await nc.drain().catch(() => nc.close());
-    });
+    .option(
+      "--shutdown-grace <ms>",
+      "on SIGTERM, wait this long for in-flight items",
+      intArg("--shutdown-grace", 0),
+      30_000,
+    )
+    .action(
+      async (opts: {
+        concurrency: number;
+        vmName?: string;
+        workerId?: string;
+        shutdownGrace: number;
+      }) => {
+        const g = globals();
+        if (!g.nats)
+          throw new UsageError(
+            "hsmfleet worker needs --nats URL (or HSMFLEET_NATS_URL): the server the coordinator uses",
+          );
+        const log = createLogger({
+          role: "worker",
+          level: g.logLevel === "warn" ? "info" : g.logLevel,
+        });
+        const nc = await connectBus({
+          servers: g.nats,
+          name: `hsmfleet-worker-${opts.vmName ?? ""}`,
+        });
+        const worker = await Worker.create({
+          nc,
+          concurrency: opts.concurrency,
+          vmName: opts.vmName,
+          workerId: opts.workerId,
+          shutdownGraceMs: opts.shutdownGrace,
+          logger: log,
+        });
+        let stopping = false;
+        const onSignal = () => {
+          if (stopping) process.exit(ExitCode.WithErrors);
+          stopping = true;
+          log.info("SIGTERM: no new items; finishing the ones in flight (signal again to abort)");
+          void worker.shutdown();
+        };
+        process.on("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+        await worker.run();
+        await nc.drain().catch(() => nc.close());
+      },
+    );
 
-  const withStore = async <T>(fn: (store: Awaited<ReturnType<typeof openJobStore>>, nc: Awaited<ReturnType<typeof connectBus>>) => Promise<T>): Promise<T> => {
+  const withStore = async <T>(
+    fn: (
+      store: Awaited<ReturnType<typeof openJobStore>>,
+      nc: Awaited<ReturnType<typeof connectBus>>,
+    ) => Promise<T>,
+  ): Promise<T> => {
     const g = globals();
-    const embedded = g.nats ? undefined : await startEmbeddedNats({ stateDir: resolveStateDir(g.stateDir) });
-    const nc = await connectBus({ servers: g.nats ?? embedded!.url, name: "hsmfleet-cli", reconnectForever: false });
+    const embedded = g.nats
+      ? undefined
+      : await startEmbeddedNats({ stateDir: resolveStateDir(g.stateDir) });
+    const nc = await connectBus({
+      servers: g.nats ?? embedded!.url,
+      name: "hsmfleet-cli",
+      reconnectForever: false,
+    });
     try {
       return await fn(await openJobStore(nc), nc);
     } finally {
@@ -189,11 +283,15 @@ export const buildProgram = (): Command => {
       await withStore(async (store) => {
         const jobs = await store.list();
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify(jobs.map((s) => ({ ...buildScanSummary(s), kind: kindName(s.spec.kind) })))}\n`);
+          process.stdout.write(
+            `${JSON.stringify(jobs.map((s) => ({ ...buildScanSummary(s), kind: kindName(s.spec.kind) })))}\n`,
+          );
         } else if (jobs.length === 0) {
           process.stdout.write("no jobs\n");
         } else {
-          process.stdout.write(`${"JOB".padEnd(30)} ${"KIND".padEnd(8)} ${"STATE".padEnd(10)} STARTED\n`);
+          process.stdout.write(
+            `${"JOB".padEnd(30)} ${"KIND".padEnd(8)} ${"STATE".padEnd(10)} STARTED\n`,
+          );
           for (const s of jobs) process.stdout.write(`${describeJob(s)}\n`);
         }
       });
@@ -209,10 +307,15 @@ export const buildProgram = (): Command => {
         const status = await store.require(jobId);
         const summary = buildScanSummary(status);
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify({ ...summary, kind: kindName(status.spec.kind), outstanding: status.published - status.completed })}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ ...summary, kind: kindName(status.spec.kind), outstanding: status.published - status.completed })}\n`,
+          );
         } else {
           process.stdout.write(`${formatScanSummary(summary)}\n`);
-          if (status.state === 2) process.stdout.write(`  ${(status.published - status.completed).toLocaleString("en-US")} directories queued\n`);
+          if (status.state === 2)
+            process.stdout.write(
+              `  ${(status.published - status.completed).toLocaleString("en-US")} directories queued\n`,
+            );
         }
       });
     });
@@ -224,7 +327,9 @@ export const buildProgram = (): Command => {
     .action(async (jobId: string) => {
       await withStore(async (_store, nc) => {
         const status = await cancelJob(nc, jobId);
-        process.stdout.write(`${jobId}: ${jobStateName(status.state)}${status.reason ? ` (${status.reason})` : ""}\n`);
+        process.stdout.write(
+          `${jobId}: ${jobStateName(status.state)}${status.reason ? ` (${status.reason})` : ""}\n`,
+        );
       });
     });
 
@@ -241,18 +346,32 @@ export const buildProgram = (): Command => {
         fleet.stop();
         if (opts.json) process.stdout.write(`${JSON.stringify(live)}\n`);
         else if (live.length === 0) process.stdout.write("no workers seen\n");
-        else for (const w of live) process.stdout.write(`${w.workerId.padEnd(36)} vm=${w.vmName} pid=${w.pid} in-flight=${w.itemsInFlight} done=${w.itemsDone} rss=${formatBytes(w.rssBytes)}\n`);
+        else
+          for (const w of live)
+            process.stdout.write(
+              `${w.workerId.padEnd(36)} vm=${w.vmName} pid=${w.pid} in-flight=${w.itemsInFlight} done=${w.itemsDone} rss=${formatBytes(w.rssBytes)}\n`,
+            );
       });
     });
 
   program
     .command("server")
-    .description("run the embedded nats-server in the foreground, so workers and commands on this machine share it")
+    .description(
+      "run the embedded nats-server in the foreground, so workers and commands on this machine share it",
+    )
     .action(async () => {
       const g = globals();
-      const nats = await startEmbeddedNats({ stateDir: resolveStateDir(g.stateDir), logger: logger("server") });
-      if (!nats.owned) throw new UsageError(`an embedded nats-server is already running (pid ${nats.pid}) at ${nats.url}`);
-      process.stdout.write(`nats-server at ${nats.url} (state in ${resolveStateDir(g.stateDir)}); Ctrl-C stops it\n`);
+      const nats = await startEmbeddedNats({
+        stateDir: resolveStateDir(g.stateDir),
+        logger: logger("server"),
+      });
+      if (!nats.owned)
+        throw new UsageError(
+          `an embedded nats-server is already running (pid ${nats.pid}) at ${nats.url}`,
+        );
+      process.stdout.write(
+        `nats-server at ${nats.url} (state in ${resolveStateDir(g.stateDir)}); Ctrl-C stops it\n`,
+      );
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
@@ -268,9 +387,14 @@ export const main = async (argv: string[] = process.argv): Promise<void> => {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const message = err instanceof HsmfleetError ? err.message : `unexpected error: ${errorMessage(err)}`;
+    const message =
+      err instanceof HsmfleetError ? err.message : `unexpected error: ${errorMessage(err)}`;
     process.stderr.write(`hsmfleet: ${message}\n`);
-    if (!(err instanceof HsmfleetError) && process.env["HSMFLEET_LOG_LEVEL"] === "debug" && err instanceof Error) {
+    if (
+      !(err instanceof HsmfleetError) &&
+      process.env["HSMFLEET_LOG_LEVEL"] === "debug" &&
+      err instanceof Error
+    ) {
       process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = ExitCode.Failed;

@@ -18,7 +18,10 @@ export class ProgressLine {
   }
 
   scan(p: ScanProgress): void {
-    const waiting = p.workers === 0 && p.entries === 0 ? " — waiting for workers (start some with: hsmfleet worker --nats URL)" : "";
+    const waiting =
+      p.workers === 0 && p.entries === 0
+        ? " — waiting for workers (start some with: hsmfleet worker --nats URL)"
+        : "";
     const line =
       `scan ${p.jobId}: ${n(p.entries)} entries (${n(p.files)} files, ${n(p.directories)} dirs), ` +
       `${n(p.entriesPerSecond)}/s, ${n(p.outstanding)} dirs queued, ${p.workers} workers, ${n(p.errors)} errors${waiting}`;

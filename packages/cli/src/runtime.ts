@@ -29,7 +29,9 @@ export const defaultWorkerCount = (): number => availableParallelism();
 
 /** Connects to NATS (starting the embedded server when no URL is given) and starts in-process workers. */
 export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => {
-  const embedded = options.nats ? undefined : await startEmbeddedNats({ stateDir: options.stateDir, logger: options.logger });
+  const embedded = options.nats
+    ? undefined
+    : await startEmbeddedNats({ stateDir: options.stateDir, logger: options.logger });
   const natsUrl = options.nats ?? embedded!.url;
   let nc: NatsConnection;
   try {

@@ -6,7 +6,9 @@ import type { ItemError } from "@hsmfleet/protocol";
 const pathFields = (path: Buffer): string => {
   const shown = displayPath(path);
   const plain = Buffer.from(shown, "utf8").equals(path);
-  return plain ? `"path":${JSON.stringify(shown)}` : `"path":${JSON.stringify(shown)},"pathBase64":"${path.toString("base64")}"`;
+  return plain
+    ? `"path":${JSON.stringify(shown)}`
+    : `"path":${JSON.stringify(shown)},"pathBase64":"${path.toString("base64")}"`;
 };
 
 /** One --list line: path, type, size, mtime (seconds.nanoseconds, like find's %T@), mode, uid, gid, HSM flags. */
@@ -22,7 +24,9 @@ export const entryToNdjson = (e: FileEntry): string => {
 export const errorToNdjson = (e: ItemError): string =>
   `{${pathFields(e.path)},"operation":${JSON.stringify(e.operation)},"code":${JSON.stringify(e.code)},"message":${JSON.stringify(e.message)}}`;
 
-export const errorToJson = (e: ItemError): { path: string; operation: string; code: string; message: string } => ({
+export const errorToJson = (
+  e: ItemError,
+): { path: string; operation: string; code: string; message: string } => ({
   path: displayPath(e.path) || ".",
   operation: e.operation,
   code: e.code,

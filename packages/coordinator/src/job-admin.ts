@@ -4,7 +4,10 @@ import { JobError } from "@hsmfleet/core";
 import { JobState, WORK_STREAM, subjects } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 
-export const openJobStore = async (nc: NatsConnection, topology?: TopologyOptions): Promise<JobStore> => {
+export const openJobStore = async (
+  nc: NatsConnection,
+  topology?: TopologyOptions,
+): Promise<JobStore> => {
   const { jobs } = await ensureTopology(nc, topology);
   return new JobStore(jobs);
 };
@@ -13,10 +16,18 @@ export const openJobStore = async (nc: NatsConnection, topology?: TopologyOption
  * Asks the job's coordinator to stop; if no coordinator acts within `waitMs` (it died), purges the
  * queued work and marks the job cancelled directly.
  */
-export const cancelJob = async (nc: NatsConnection, jobId: string, waitMs = 5000): Promise<JobStatus> => {
+export const cancelJob = async (
+  nc: NatsConnection,
+  jobId: string,
+  waitMs = 5000,
+): Promise<JobStatus> => {
   const store = await openJobStore(nc);
   const status = await store.require(jobId);
-  if (status.state !== JobState.Running && status.state !== JobState.Pending && status.state !== JobState.Cancelling) {
+  if (
+    status.state !== JobState.Running &&
+    status.state !== JobState.Pending &&
+    status.state !== JobState.Cancelling
+  ) {
     throw new JobError(jobId, `job ${jobId} has already ended; nothing to cancel`);
   }
   status.state = JobState.Cancelling;

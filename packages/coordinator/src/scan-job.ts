@@ -63,7 +63,10 @@ export const SCAN_DEFAULTS = {
   checkpointIntervalMs: 1000,
 } as const;
 
-export interface ResumeScanOptions extends Omit<ScanJobOptions, "root" | "jobId" | "hsmXattr" | "batchMaxEntries"> {
+export interface ResumeScanOptions extends Omit<
+  ScanJobOptions,
+  "root" | "jobId" | "hsmXattr" | "batchMaxEntries"
+> {
   jobId: string;
 }
 
@@ -77,7 +80,12 @@ export const checkScanRoot = async (root: string): Promise<string> => {
   } catch (err) {
     if (err instanceof UsageError) throw err;
     const code = errorCode(err);
-    const why = code === "ENOENT" ? "does not exist" : code === "EACCES" ? "is not accessible (permission denied)" : `cannot be read (${code})`;
+    const why =
+      code === "ENOENT"
+        ? "does not exist"
+        : code === "EACCES"
+          ? "is not accessible (permission denied)"
+          : `cannot be read (${code})`;
     throw new UsageError(`scan root ${root} ${why}`, { cause: err });
   }
   return resolved;
@@ -123,7 +131,12 @@ export const runScanJob = async (options: ScanJobOptions): Promise<ScanSummary> 
   const errorLog = options.errorLog ? await LocalLog.open(options.errorLog) : undefined;
   await store.create(status);
   const js = jetstream(options.nc);
-  const rootShard = { jobId, path: Buffer.alloc(0), depth: 0, shardId: shardIdFor(jobId, Buffer.alloc(0)) };
+  const rootShard = {
+    jobId,
+    path: Buffer.alloc(0),
+    depth: 0,
+    shardId: shardIdFor(jobId, Buffer.alloc(0)),
+  };
   await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), { msgID: rootShard.shardId });
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);
@@ -137,12 +150,18 @@ export const resumeScanJob = async (options: ResumeScanOptions): Promise<ScanSum
   const { jobs } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const status = await store.require(options.jobId);
-  if (status.spec.kind !== JobKind.Scan) throw new JobError(options.jobId, `job ${options.jobId} is not a scan`);
+  if (status.spec.kind !== JobKind.Scan)
+    throw new JobError(options.jobId, `job ${options.jobId} is not a scan`);
   if (status.state !== JobState.Running) {
-    throw new JobError(options.jobId, `job ${options.jobId} is ${jobStateName(status.state)}; only a running scan can be resumed`);
+    throw new JobError(
+      options.jobId,
+      `job ${options.jobId} is ${jobStateName(status.state)}; only a running scan can be resumed`,
+    );
   }
   const list = status.listFile ? await LocalLog.open(status.listFile, status.listBytes) : undefined;
-  const errorLog = status.errorLog ? await LocalLog.open(status.errorLog, status.errorLogBytes) : undefined;
+  const errorLog = status.errorLog
+    ? await LocalLog.open(status.errorLog, status.errorLogBytes)
+    : undefined;
   status.coordinator = `${hostname()}:${process.pid}`;
   options.logger?.info({ jobId: options.jobId, fromSeq: status.resultsSeq + 1 }, "scan resumed");
   return followScan(options, store, jetstream(options.nc), status, list, errorLog);
@@ -229,7 +248,8 @@ const followScan = async (
         status.completed += 1;
         await recordErrors(r.errors);
       } else if (m.subject.endsWith(".entries")) {
-        if (list) for (const e of decodeTransferBatch(m.data).entries) await list.append(entryToNdjson(e));
+        if (list)
+          for (const e of decodeTransferBatch(m.data).entries) await list.append(entryToNdjson(e));
       } else if (m.subject.endsWith(".errors")) {
         await recordErrors(decodeErrorBatch(m.data).errors);
       }
@@ -240,7 +260,10 @@ const followScan = async (
       }
       if (status.completed >= status.published) {
         if (status.completed > status.published) {
-          options.logger?.warn({ jobId, published: status.published, completed: status.completed }, "more results than work items");
+          options.logger?.warn(
+            { jobId, published: status.published, completed: status.completed },
+            "more results than work items",
+          );
         }
         stop(JobState.Succeeded, "");
       }
@@ -255,7 +278,10 @@ const followScan = async (
 
   if (finalState === undefined) {
     // The consumer ended without a verdict: the connection closed under us.
-    throw new JobError(jobId, `lost the results stream of job ${jobId}; run "hsmfleet scan --resume ${jobId}" to continue`);
+    throw new JobError(
+      jobId,
+      `lost the results stream of job ${jobId}; run "hsmfleet scan --resume ${jobId}" to continue`,
+    );
   }
   if (finalState === JobState.Cancelled) {
     // Drop the queued work so the fleet does not keep walking a cancelled job.
@@ -281,46 +307,56 @@ const followScan = async (
  * sends a MAX_DELIVERIES advisory; we publish a failed result in the worker's place, under the same
  * message id, so it is dropped if the worker had in fact reported before dying.
  */
-const watchMaxDeliveries = async (nc: NatsConnection, js: JetStreamClient, jobId: string, logger: Logger | undefined) => {
+const watchMaxDeliveries = async (
+  nc: NatsConnection,
+  js: JetStreamClient,
+  jobId: string,
+  logger: Logger | undefined,
+) => {
   const jsm = await js.jetstreamManager();
-  const sub = nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, {
-    callback: (err, msg) => {
-      if (err) return;
-      void (async () => {
-        const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
-        const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
-        if (!stored) return;
-        const shard = decodeWalkShard(stored.data);
-        if (shard.jobId !== jobId) return;
-        const scan = emptyScanCounters();
-        scan.errors = 1;
-        await js.publish(
-          subjects.itemResult(jobId),
-          encodeItemResult({
-            jobId,
-            itemId: shard.shardId,
-            kind: "walk",
-            children: 0,
-            scan,
-            errors: [
-              {
-                path: shard.path,
-                operation: "walk",
-                code: "MAX_DELIVERIES",
-                message: `no worker finished this directory in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
-                retryable: false,
-              },
-            ],
-            workerId: "coordinator",
-            attempt: advisory.deliveries,
-            failed: true,
-          }),
-          { msgID: `${shard.shardId}.r` },
+  const sub = nc.subscribe(
+    `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`,
+    {
+      callback: (err, msg) => {
+        if (err) return;
+        void (async () => {
+          const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
+          const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
+          if (!stored) return;
+          const shard = decodeWalkShard(stored.data);
+          if (shard.jobId !== jobId) return;
+          const scan = emptyScanCounters();
+          scan.errors = 1;
+          await js.publish(
+            subjects.itemResult(jobId),
+            encodeItemResult({
+              jobId,
+              itemId: shard.shardId,
+              kind: "walk",
+              children: 0,
+              scan,
+              errors: [
+                {
+                  path: shard.path,
+                  operation: "walk",
+                  code: "MAX_DELIVERIES",
+                  message: `no worker finished this directory in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+                  retryable: false,
+                },
+              ],
+              workerId: "coordinator",
+              attempt: advisory.deliveries,
+              failed: true,
+            }),
+            { msgID: `${shard.shardId}.r` },
+          );
+          await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
+        })().catch((e: unknown) =>
+          logger?.warn({ err: e }, "could not record a shard that ran out of deliveries"),
         );
-        await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
-      })().catch((e: unknown) => logger?.warn({ err: e }, "could not record a shard that ran out of deliveries"));
+      },
     },
-  });
+  );
   return { stop: () => sub.unsubscribe() };
 };
 

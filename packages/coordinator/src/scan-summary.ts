@@ -111,11 +111,13 @@ export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string =
   const states = Object.entries(s.hsmStates).sort((a, b) => b[1] - a[1]);
   if (states.length > 0) {
     lines.push("  HSM states (regular files):");
-    for (const [name, count] of states) lines.push(`    ${name.padEnd(10)} ${n(count).padStart(12)}`);
+    for (const [name, count] of states)
+      lines.push(`    ${name.padEnd(10)} ${n(count).padStart(12)}`);
   }
   if (s.errorSamples.length > 0) {
     lines.push("  problems:");
-    for (const e of s.errorSamples.slice(0, maxErrorsShown)) lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    for (const e of s.errorSamples.slice(0, maxErrorsShown))
+      lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
     const more = s.errors + s.vanished - Math.min(s.errorSamples.length, maxErrorsShown);
     if (more > 0) lines.push(`    … ${n(more)} more${s.errorLog ? `, all in ${s.errorLog}` : ""}`);
   }

@@ -50,7 +50,8 @@ export class JobError extends HsmfleetError {
 
 /** `code` of a Node system error (ENOENT, EACCES, …), or the error's name otherwise. */
 export const errorCode = (err: unknown): string => {
-  if (err && typeof err === "object" && "code" in err && typeof err.code === "string") return err.code;
+  if (err && typeof err === "object" && "code" in err && typeof err.code === "string")
+    return err.code;
   if (err instanceof Error) return err.name;
   return "UNKNOWN";
 };

@@ -14,7 +14,7 @@ export type HsmFlag = (typeof HsmFlag)[keyof typeof HsmFlag];
 
 /** Size of struct hsm_attrs: u32 hsm_compat, u32 hsm_flags, u64 hsm_arch_id, u64 hsm_arch_ver. */
 export const HSM_ATTRS_SIZE = 24;
-/** hsm_compat value Lustre writes (HSM_COMPAT in lustre_idl.h is HSM_FLAGS_MASK-compatible 0x1). */
+/** hsm_compat value hsmfleet writes in new hsm_attrs (readers ignore it). */
 export const HSM_COMPAT = 0x1;
 export const DEFAULT_HSM_XATTR = "trusted.hsm";
 

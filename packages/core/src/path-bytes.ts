@@ -26,20 +26,31 @@ const isValidUtf8 = (bytes: Buffer): boolean => {
   }
 };
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_OR_BACKSLASH = /[\x00-\x1f\x7f\\]/g;
+
 /** Printable form of a path: UTF-8 where valid; other bytes and control characters as `\xNN`. */
 export const displayPath = (bytes: Buffer): string => {
   if (isValidUtf8(bytes)) {
-    // eslint-disable-next-line no-control-regex
-    return bytes.toString("utf8").replace(/[\x00-\x1f\x7f\\]/g, (c) =>
-      c === "\\" ? "\\\\" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-    );
+    return bytes
+      .toString("utf8")
+      .replace(CONTROL_OR_BACKSLASH, (c) =>
+        c === "\\" ? "\\\\" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+      );
   }
   let out = "";
   let i = 0;
   while (i < bytes.length) {
     // Decode the longest valid UTF-8 run starting at i, escape a single byte otherwise.
     let j = i;
-    while (j < bytes.length && bytes[j]! < 0x80 && bytes[j]! >= 0x20 && bytes[j] !== 0x5c && bytes[j] !== 0x7f) j++;
+    while (
+      j < bytes.length &&
+      bytes[j]! < 0x80 &&
+      bytes[j]! >= 0x20 &&
+      bytes[j] !== 0x5c &&
+      bytes[j] !== 0x7f
+    )
+      j++;
     if (j > i) {
       out += bytes.subarray(i, j).toString("latin1");
       i = j;

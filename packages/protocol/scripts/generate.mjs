@@ -23,10 +23,30 @@ mkdirSync(outDir, { recursive: true });
 const js = join(outDir, "hsmfleet.js");
 execFileSync(
   process.execPath,
-  [pbjs, "-t", "static-module", "-w", "es6", "--no-beautify", "--no-verify", "--no-delimited", "--force-long", "-p", protoRoot, "-o", js, ...protos],
+  [
+    pbjs,
+    "-t",
+    "static-module",
+    "-w",
+    "es6",
+    "--no-beautify",
+    "--no-verify",
+    "--no-delimited",
+    "--force-long",
+    "-p",
+    protoRoot,
+    "-o",
+    js,
+    ...protos,
+  ],
   { cwd: protoRoot, stdio: "inherit" },
 );
 // The generated module imports "protobufjs/minimal"; Node ESM needs the explicit file.
-writeFileSync(js, readFileSync(js, "utf8").replace(/from "protobufjs\/minimal"/g, 'from "protobufjs/minimal.js"'));
-execFileSync(process.execPath, [pbts, "-o", join(outDir, "hsmfleet.d.ts"), js], { stdio: "inherit" });
+writeFileSync(
+  js,
+  readFileSync(js, "utf8").replace(/from "protobufjs\/minimal"/g, 'from "protobufjs/minimal.js"'),
+);
+execFileSync(process.execPath, [pbts, "-o", join(outDir, "hsmfleet.d.ts"), js], {
+  stdio: "inherit",
+});
 console.log(`generated ${protos.length} proto files into ${outDir}`);

@@ -157,7 +157,12 @@ export const encodeErrorBatch = (m: ErrorBatch): Uint8Array =>
   pb.ErrorBatch.encode({ ...m, errors: m.errors.map(errorToWire) }).finish();
 export const decodeErrorBatch = (data: Uint8Array): ErrorBatch => {
   const m = pb.ErrorBatch.decode(data);
-  return { jobId: m.jobId, itemId: m.itemId, sequence: m.sequence, errors: m.errors.map(errorFromWire) };
+  return {
+    jobId: m.jobId,
+    itemId: m.itemId,
+    sequence: m.sequence,
+    errors: m.errors.map(errorFromWire),
+  };
 };
 
 const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({

@@ -35,5 +35,18 @@ export type {
   HsmActionList,
   Chunk,
 } from "./messages.js";
-export { WORK_STREAM, RESULTS_STREAM, JOBS_BUCKET, WALK_CONSUMER, subjects, JOB_ID_PATTERN } from "./subjects.js";
-export { sizeBucket, sizeBucketLabel, formatBytes, mergeScanCounters, shardIdFor } from "./scan-counters.js";
+export {
+  WORK_STREAM,
+  RESULTS_STREAM,
+  JOBS_BUCKET,
+  WALK_CONSUMER,
+  subjects,
+  JOB_ID_PATTERN,
+} from "./subjects.js";
+export {
+  sizeBucket,
+  sizeBucketLabel,
+  formatBytes,
+  mergeScanCounters,
+  shardIdFor,
+} from "./scan-counters.js";

@@ -8,7 +8,9 @@ protobuf.configure();
 
 export class Uint64RangeError extends RangeError {
   constructor(field: string, value: string) {
-    super(`${field} = ${value} does not fit in a JavaScript number without loss (max ${Number.MAX_SAFE_INTEGER})`);
+    super(
+      `${field} = ${value} does not fit in a JavaScript number without loss (max ${Number.MAX_SAFE_INTEGER})`,
+    );
     this.name = "Uint64RangeError";
   }
 }
@@ -31,7 +33,8 @@ export const toBigInt = (value: LongLike): bigint => {
   return BigInt(value.toString());
 };
 
-export const fromBigInt = (value: bigint, unsigned = true): Long => Long.fromString(value.toString(), unsigned);
+export const fromBigInt = (value: bigint, unsigned = true): Long =>
+  Long.fromString(value.toString(), unsigned);
 
 export const fromNumber = (value: number, field: string, unsigned = true): Long => {
   if (!Number.isSafeInteger(value)) throw new Uint64RangeError(field, String(value));

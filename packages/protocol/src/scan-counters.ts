@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import type { ScanCounters } from "./messages.js";
 
 /** Histogram bucket of a file size: 0 for empty files, else floor(log2(size)) + 1. */
-export const sizeBucket = (size: number): number => (size <= 0 ? 0 : Math.floor(Math.log2(size)) + 1);
+export const sizeBucket = (size: number): number =>
+  size <= 0 ? 0 : Math.floor(Math.log2(size)) + 1;
 
 /** Human label of a bucket, e.g. "[4 KiB, 8 KiB)". */
 export const sizeBucketLabel = (bucket: number): string => {
@@ -36,7 +37,8 @@ export const mergeScanCounters = (into: ScanCounters, from: ScanCounters): ScanC
     into.sizeHistogram[i] = (into.sizeHistogram[i] ?? 0) + n;
   });
   for (let i = 0; i < into.sizeHistogram.length; i++) into.sizeHistogram[i] ??= 0;
-  for (const [k, v] of Object.entries(from.hsmStates)) into.hsmStates[k] = (into.hsmStates[k] ?? 0) + v;
+  for (const [k, v] of Object.entries(from.hsmStates))
+    into.hsmStates[k] = (into.hsmStates[k] ?? 0) + v;
   return into;
 };
 

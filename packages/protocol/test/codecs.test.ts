@@ -38,7 +38,12 @@ const entry = (over: Partial<FileEntry> = {}): FileEntry => ({
   gid: 12345,
   ino: 2n ** 64n - 1n,
   nlink: 1,
-  hsm: { compat: 1, flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived, archiveId: 1n, archiveVersion: 2n ** 63n },
+  hsm: {
+    compat: 1,
+    flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived,
+    archiveId: 1n,
+    archiveVersion: 2n ** 63n,
+  },
   ...over,
 });
 
@@ -56,7 +61,10 @@ test("transfer batch entries survive with exact 64-bit values", (t) => {
     batchId: "b",
     shardId: "s",
     sequence: 3,
-    entries: [entry(), { ...withoutHsm, type: EntryType.Symlink, size: 5, linkTarget: Buffer.from("../x") }],
+    entries: [
+      entry(),
+      { ...withoutHsm, type: EntryType.Symlink, size: 5, linkTarget: Buffer.from("../x") },
+    ],
   };
   const back = decodeTransferBatch(encodeTransferBatch(batch));
   t.is(back.entries[0]!.size, Number.MAX_SAFE_INTEGER);
@@ -73,27 +81,53 @@ test("transfer batch entries survive with exact 64-bit values", (t) => {
 test("a size beyond 2^53 is refused on decode rather than rounded", (t) => {
   const wire = hsmfleet.v1.TransferBatch.encode({
     jobId: "j",
-    entries: [{ path: Buffer.from("big"), type: 1, size: Long.fromString("9007199254740993", true) }],
+    entries: [
+      { path: Buffer.from("big"), type: 1, size: Long.fromString("9007199254740993", true) },
+    ],
   }).finish();
   const err = t.throws(() => decodeTransferBatch(wire), { instanceOf: Uint64RangeError });
   t.regex(err.message, /FileEntry\.size = 9007199254740993/);
 });
 
 test("a size that is not a safe integer is refused on encode", (t) => {
-  t.throws(() => encodeTransferBatch({ jobId: "j", batchId: "b", shardId: "s", sequence: 0, entries: [entry({ size: 2 ** 53 + 2 })] }), {
-    instanceOf: Uint64RangeError,
-  });
+  t.throws(
+    () =>
+      encodeTransferBatch({
+        jobId: "j",
+        batchId: "b",
+        shardId: "s",
+        sequence: 0,
+        entries: [entry({ size: 2 ** 53 + 2 })],
+      }),
+    {
+      instanceOf: Uint64RangeError,
+    },
+  );
 });
 
 test("item results carry counters, histogram and HSM states", (t) => {
-  const scan = { ...emptyScanCounters(), files: 10, bytes: 2 ** 50, sizeHistogram: [1, 0, 4], hsmStates: { released: 3, new: 7 } };
+  const scan = {
+    ...emptyScanCounters(),
+    files: 10,
+    bytes: 2 ** 50,
+    sizeHistogram: [1, 0, 4],
+    hsmStates: { released: 3, new: 7 },
+  };
   const result = {
     jobId: "j",
     itemId: "i",
     kind: "walk" as const,
     children: 4,
     scan,
-    errors: [{ path: nonUtf8, operation: "opendir", code: "EACCES", message: "permission denied", retryable: false }],
+    errors: [
+      {
+        path: nonUtf8,
+        operation: "opendir",
+        code: "EACCES",
+        message: "permission denied",
+        retryable: false,
+      },
+    ],
     workerId: "w1",
     attempt: 2,
     failed: false,
@@ -129,7 +163,9 @@ test("job status round trip", (t) => {
     listBytes: 12345,
     errorLog: "/var/lib/hsmfleet/jobs/scan-x/errors.ndjson",
     errorLogBytes: 99,
-    errorSamples: [{ path: nonUtf8, operation: "lstat", code: "ENOENT", message: "vanished", retryable: false }],
+    errorSamples: [
+      { path: nonUtf8, operation: "lstat", code: "ENOENT", message: "vanished", retryable: false },
+    ],
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
 });

@@ -19,11 +19,20 @@ export const createLogger = (options: LoggerOptions): Logger =>
       level: options.level ?? process.env["HSMFLEET_LOG_LEVEL"] ?? "info",
       base: { role: options.role, pid: process.pid },
       redact: {
-        paths: ["password", "token", "accountKey", "connectionString", "sas", "*.password", "*.token"],
+        paths: [
+          "password",
+          "token",
+          "accountKey",
+          "connectionString",
+          "sas",
+          "*.password",
+          "*.token",
+        ],
         censor: "[redacted]",
       },
     },
-    (options.destination as pino.DestinationStream | undefined) ?? pino.destination({ dest: 2, sync: true }),
+    (options.destination as pino.DestinationStream | undefined) ??
+      pino.destination({ dest: 2, sync: true }),
   );
 
 /** A logger that drops everything (tests, library callers that bring none). */

@@ -1,4 +1,13 @@
-import { EntryType, FsOperationError, displayPath, errorCode, errorMessage, hsmStateName, joinPathBytes, resolveUnderRoot } from "@hsmfleet/core";
+import {
+  EntryType,
+  FsOperationError,
+  displayPath,
+  errorCode,
+  errorMessage,
+  hsmStateName,
+  joinPathBytes,
+  resolveUnderRoot,
+} from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import { openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
@@ -115,7 +124,12 @@ export const handleWalkShard = async (
       const batch = errors.splice(0, ERRORS_PER_MESSAGE);
       await publisher.publish(
         subjects.errors(shard.jobId),
-        encodeErrorBatch({ jobId: shard.jobId, itemId: shard.shardId, sequence: errorSeq, errors: batch }),
+        encodeErrorBatch({
+          jobId: shard.jobId,
+          itemId: shard.shardId,
+          sequence: errorSeq,
+          errors: batch,
+        }),
         `${shard.shardId}.x${errorSeq}`,
       );
       errorSeq++;
@@ -169,7 +183,9 @@ export const handleWalkShard = async (
                 path: rel,
                 operation: e.error.operation,
                 code: e.error.code,
-                message: vanished ? "entry vanished during the scan" : `${e.error.operation} failed`,
+                message: vanished
+                  ? "entry vanished during the scan"
+                  : `${e.error.operation} failed`,
                 retryable: false,
               },
               vanished,
@@ -184,7 +200,11 @@ export const handleWalkShard = async (
               depth: shard.depth + 1,
               shardId: shardIdFor(shard.jobId, rel),
             };
-            await publisher.publish(subjects.walk(shard.jobId), encodeWalkShard(child), child.shardId);
+            await publisher.publish(
+              subjects.walk(shard.jobId),
+              encodeWalkShard(child),
+              child.shardId,
+            );
             children++;
           }
           if (spec.listEntries) {
@@ -220,7 +240,12 @@ export const handleWalkShard = async (
     const batch = errors.splice(0, ERRORS_PER_MESSAGE);
     await publisher.publish(
       subjects.errors(shard.jobId),
-      encodeErrorBatch({ jobId: shard.jobId, itemId: shard.shardId, sequence: errorSeq, errors: batch }),
+      encodeErrorBatch({
+        jobId: shard.jobId,
+        itemId: shard.shardId,
+        sequence: errorSeq,
+        errors: batch,
+      }),
       `${shard.shardId}.x${errorSeq}`,
     );
     errorSeq++;
@@ -249,7 +274,12 @@ export const handleWalkShard = async (
  * Last attempt of a shard failed for a reason other than the file system (e.g. NATS trouble):
  * report it as a failed item so the job ends with a named error instead of waiting forever.
  */
-export const reportFailedShard = async (ctx: WalkContext, msg: JsMsg, shard: WalkShard, err: unknown): Promise<void> => {
+export const reportFailedShard = async (
+  ctx: WalkContext,
+  msg: JsMsg,
+  shard: WalkShard,
+  err: unknown,
+): Promise<void> => {
   const counters = emptyScanCounters();
   counters.errors = 1;
   await ctx.js.publish(

@@ -39,7 +39,12 @@ export class Worker {
   readonly #startedAtMs = Date.now();
   #running: Promise<void> | undefined;
 
-  private constructor(options: ResolvedWorkerOptions, store: JobStore, ackWaitMs: number, maxDeliver: number) {
+  private constructor(
+    options: ResolvedWorkerOptions,
+    store: JobStore,
+    ackWaitMs: number,
+    maxDeliver: number,
+  ) {
     this.options = options;
     this.#js = jetstream(options.nc);
     this.#jobs = new JobCache(store);
@@ -47,13 +52,20 @@ export class Worker {
     this.#maxDeliver = maxDeliver;
   }
 
-  static async create(options: WorkerOptions & { topology?: TopologyOptions | undefined }): Promise<Worker> {
+  static async create(
+    options: WorkerOptions & { topology?: TopologyOptions | undefined },
+  ): Promise<Worker> {
     const resolved = resolveWorkerOptions(options);
     const { jsm, jobs, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumer's settings are the truth (another process may have created it with other values).
     const info = await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
     const ackWaitMs = info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs;
-    return new Worker(resolved, new JobStore(jobs), ackWaitMs, info.config.max_deliver ?? topology.maxDeliver);
+    return new Worker(
+      resolved,
+      new JobStore(jobs),
+      ackWaitMs,
+      info.config.max_deliver ?? topology.maxDeliver,
+    );
   }
 
   get stats(): Readonly<WorkerStats> {
@@ -68,21 +80,29 @@ export class Worker {
 
   async #run(): Promise<void> {
     const { options } = this;
-    const heartbeat = startHeartbeat(options.nc, options.workerId, options.heartbeatIntervalMs, () => ({
-      workerId: options.workerId,
-      vmName: options.vmName,
-      pid: process.pid,
-      version: VERSION,
-      startedAtMs: this.#startedAtMs,
-      sentAtMs: Date.now(),
-      itemsInFlight: this.#stats.itemsInFlight,
-      itemsDone: this.#stats.itemsDone,
-      entriesRead: this.#stats.entriesRead,
-      bytesMoved: 0,
-      concurrency: options.concurrency,
-      rssBytes: process.memoryUsage.rss(),
-    }));
-    options.logger?.info({ workerId: options.workerId, vm: options.vmName, concurrency: options.concurrency }, "worker started");
+    const heartbeat = startHeartbeat(
+      options.nc,
+      options.workerId,
+      options.heartbeatIntervalMs,
+      () => ({
+        workerId: options.workerId,
+        vmName: options.vmName,
+        pid: process.pid,
+        version: VERSION,
+        startedAtMs: this.#startedAtMs,
+        sentAtMs: Date.now(),
+        itemsInFlight: this.#stats.itemsInFlight,
+        itemsDone: this.#stats.itemsDone,
+        entriesRead: this.#stats.entriesRead,
+        bytesMoved: 0,
+        concurrency: options.concurrency,
+        rssBytes: process.memoryUsage.rss(),
+      }),
+    );
+    options.logger?.info(
+      { workerId: options.workerId, vm: options.vmName, concurrency: options.concurrency },
+      "worker started",
+    );
     const ctx: WalkContext = {
       js: this.#js,
       options,
@@ -99,7 +119,8 @@ export class Worker {
         concurrency: options.concurrency,
         signal: this.#abort.signal,
         handle: (msg) => this.#handleWalk(ctx, msg),
-        onError: (err) => options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried"),
+        onError: (err) =>
+          options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried"),
       });
     } finally {
       heartbeat.stop();
@@ -142,7 +163,9 @@ export class Worker {
   async shutdown(): Promise<void> {
     this.#abort.abort();
     if (!this.#running) return;
-    const grace = new Promise<void>((resolve) => setTimeout(resolve, this.options.shutdownGraceMs).unref());
+    const grace = new Promise<void>((resolve) =>
+      setTimeout(resolve, this.options.shutdownGraceMs).unref(),
+    );
     await Promise.race([this.#running, grace]);
   }
 }

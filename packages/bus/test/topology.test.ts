@@ -1,0 +1,89 @@
+import test from "ava";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { JOBS_BUCKET, RESULTS_STREAM, WALK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
+import { JobKind, JobState, emptyScanCounters } from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+import { startNatsServer } from "@hsmfleet/testkit";
+import { JobStore, connectBus, ensureTopology } from "../src/index.js";
+
+const status = (jobId: string, createdAtMs: number): JobStatus => ({
+  spec: {
+    jobId,
+    kind: JobKind.Scan,
+    root: Buffer.from("/mnt/fs"),
+    listEntries: false,
+    batchMaxEntries: 1000,
+    backend: "posix",
+    hsmXattr: "trusted.hsm",
+    createdAtMs,
+    createdBy: "test",
+    maxErrors: -1,
+  },
+  state: JobState.Running,
+  scan: emptyScanCounters(),
+  published: 1,
+  completed: 0,
+  startedAtMs: createdAtMs,
+  updatedAtMs: createdAtMs,
+  finishedAtMs: 0,
+  reason: "",
+  resultsSeq: 0,
+  coordinator: "test",
+  listFile: "",
+  listBytes: 0,
+  errorLog: "",
+  errorLogBytes: 0,
+  errorSamples: [],
+});
+
+test("topology is created once and later callers do not undo its settings", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  await ensureTopology(nc, { ackWaitMs: 1234, maxDeliver: 7, duplicateWindowMs: 60_000 });
+  // A worker starting with defaults must not reset the admin's values.
+  await ensureTopology(nc);
+  const jsm = await jetstreamManager(nc);
+  const consumer = await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
+  t.is(consumer.config.ack_wait, 1234 * 1_000_000);
+  t.is(consumer.config.max_deliver, 7);
+  const work = await jsm.streams.info(WORK_STREAM);
+  t.is(work.config.retention, "workqueue");
+  t.is(work.config.duplicate_window, 60_000 * 1_000_000);
+  t.is((await jsm.streams.info(RESULTS_STREAM)).config.retention, "limits");
+  // Explicit update applies new values.
+  await ensureTopology(nc, { ackWaitMs: 5000, update: true });
+  t.is((await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER)).config.ack_wait, 5000 * 1_000_000);
+  t.truthy(await jsm.streams.info(`KV_${JOBS_BUCKET}`));
+});
+
+test("job store: create refuses duplicates, list is newest first, bad ids are refused", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const store = new JobStore((await ensureTopology(nc)).jobs);
+  await store.create(status("scan-a", 1000));
+  await store.create(status("scan-b", 2000));
+  await t.throwsAsync(store.create(status("scan-a", 3000)), {
+    message: /job scan-a already exists/,
+  });
+  t.deepEqual(
+    (await store.list()).map((s) => s.spec.jobId),
+    ["scan-b", "scan-a"],
+  );
+  const a = await store.require("scan-a");
+  a.state = JobState.Succeeded;
+  await store.put(a);
+  t.is((await store.require("scan-a")).state, JobState.Succeeded);
+  await t.throwsAsync(store.require("scan-zzz"), { message: /no job scan-zzz/ });
+  await t.throwsAsync(store.get("../etc"), { message: /invalid job id/ });
+});
+
+test("connecting to a server that is not there names it", async (t) => {
+  const err = await t.throwsAsync(
+    connectBus({ servers: "nats://127.0.0.1:1", timeoutMs: 1000, reconnectForever: false }),
+  );
+  t.regex(err.message, /cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
+});

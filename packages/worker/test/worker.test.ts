@@ -1,0 +1,92 @@
+import test from "ava";
+import { JobStore, connectBus, ensureTopology, jetstream } from "@hsmfleet/bus";
+import {
+  JobKind,
+  JobState,
+  RESULTS_STREAM,
+  WORK_STREAM,
+  emptyScanCounters,
+  encodeWalkShard,
+  shardIdFor,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+import { startNatsServer, tempDir } from "@hsmfleet/testkit";
+import { Worker, resolveWorkerOptions } from "../src/index.js";
+
+const job = (jobId: string, root: string, state: JobState): JobStatus => ({
+  spec: {
+    jobId,
+    kind: JobKind.Scan,
+    root: Buffer.from(root),
+    listEntries: false,
+    batchMaxEntries: 100,
+    backend: "posix",
+    hsmXattr: "trusted.hsm",
+    createdAtMs: Date.now(),
+    createdBy: "test",
+    maxErrors: -1,
+  },
+  state,
+  scan: emptyScanCounters(),
+  published: 1,
+  completed: 0,
+  startedAtMs: Date.now(),
+  updatedAtMs: Date.now(),
+  finishedAtMs: 0,
+  reason: "",
+  resultsSeq: 0,
+  coordinator: "test",
+  listFile: "",
+  listBytes: 0,
+  errorLog: "",
+  errorLogBytes: 0,
+  errorSamples: [],
+});
+
+test("options resolve to documented defaults", (t) => {
+  const o = resolveWorkerOptions({ nc: {} as never, vmName: "vm7" });
+  t.like(o, {
+    vmName: "vm7",
+    concurrency: 16,
+    readBatchSize: 4096,
+    heartbeatIntervalMs: 5000,
+    shutdownGraceMs: 30_000,
+  });
+  t.regex(o.workerId, new RegExp(`^vm7-${process.pid}-[0-9a-f]{6}$`));
+});
+
+test("items of a cancelled job are dropped without work; a live job's shard is reported once", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const { jobs, jsm } = await ensureTopology(nc);
+  const store = new JobStore(jobs);
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  await store.create(job("dead", dir.path, JobState.Cancelled));
+  await store.create(job("live", dir.path, JobState.Running));
+  const js = jetstream(nc);
+  for (const jobId of ["dead", "live"]) {
+    const shard = {
+      jobId,
+      path: Buffer.alloc(0),
+      depth: 0,
+      shardId: shardIdFor(jobId, Buffer.alloc(0)),
+    };
+    await js.publish(subjects.walk(jobId), encodeWalkShard(shard), { msgID: shard.shardId });
+  }
+  const worker = await Worker.create({ nc, workerId: "w-test" });
+  const running = worker.run();
+  const deadline = Date.now() + 10_000;
+  while ((await jsm.streams.info(WORK_STREAM)).state.messages > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await worker.shutdown();
+  await running;
+  t.is((await jsm.streams.info(WORK_STREAM)).state.messages, 0, "both items left the work queue");
+  const results = await jsm.streams.info(RESULTS_STREAM, { subjects_filter: "hsmfleet.result.>" });
+  t.deepEqual(results.state.subjects, { [subjects.itemResult("live")]: 1 });
+  t.is(worker.stats.itemsDone, 1);
+});

@@ -1,0 +1,224 @@
+/**
+ * Child-process helpers for benchmarks: a registry that kills every child on the way out, /proc
+ * samplers for peak RSS and CPU time, and small statistics.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+// ---------------------------------------------------------------------------------------------
+// Children
+
+const children = new Set<ChildProcess>();
+const closing = new WeakMap<ChildProcess, Promise<Exit>>();
+
+const isRunning = (child: ChildProcess): boolean =>
+  child.exitCode === null && child.signalCode === null;
+
+/** SIGKILL every child still running (synchronous: safe in "exit" and signal handlers). */
+export const killAllChildren = (): void => {
+  for (const child of children) {
+    if (isRunning(child)) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  }
+  children.clear();
+};
+
+let exitHookInstalled = false;
+
+/** spawn() whose child is SIGKILLed if this process exits while it runs. */
+export const spawnTracked = (
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions,
+): ChildProcess => {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", killAllChildren);
+  }
+  const child = spawn(command, args, options);
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  const done = new Promise<Exit>((resolve, reject) => {
+    child.once("error", (err) => {
+      children.delete(child);
+      reject(err);
+    });
+    child.once("close", (code: number | null, signal: NodeJS.Signals | null) =>
+      resolve({ code, signal }),
+    );
+  });
+  done.catch(() => undefined); // reported to whoever awaits closed()
+  closing.set(child, done);
+  return child;
+};
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** Resolves when a child from spawnTracked() has exited and its stdio is closed; rejects if it could not start. */
+export const closed = (child: ChildProcess): Promise<Exit> => {
+  const done = closing.get(child);
+  if (done === undefined) throw new Error("closed(): not a spawnTracked() child");
+  return done;
+};
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone and its stdio closed. */
+export const stopChild = async (child: ChildProcess, graceMs = 10_000): Promise<Exit> => {
+  const done = closed(child).catch((): Exit => ({ code: null, signal: null }));
+  if (isRunning(child)) child.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    if (isRunning(child)) child.kill("SIGKILL");
+  }, graceMs);
+  try {
+    return await done;
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+/** Keeps the last `max` lines a stream produced, and lets callers wait for a matching line. */
+export class LineTail {
+  readonly lines: string[] = [];
+  #partial = "";
+  #waiters: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = [];
+
+  constructor(
+    stream: NodeJS.ReadableStream | null,
+    private readonly max = 200,
+  ) {
+    stream?.on("data", (chunk: Buffer) => this.#push(chunk.toString()));
+  }
+
+  #push(text: string): void {
+    const parts = (this.#partial + text).split("\n");
+    this.#partial = parts.pop() ?? "";
+    for (const line of parts) {
+      this.lines.push(line);
+      if (this.lines.length > this.max) this.lines.shift();
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.test(line)) return true;
+        w.resolve(line);
+        return false;
+      });
+    }
+  }
+
+  text(): string {
+    return [...this.lines, this.#partial].join("\n").trim();
+  }
+
+  /** The first line (from now on) that satisfies `test`. */
+  next(test: (line: string) => boolean): Promise<string> {
+    return new Promise((resolve) => this.#waiters.push({ test, resolve }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+let clockTicks: number | undefined;
+
+const ticksPerSecond = (): number => {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+    } catch {
+      clockTicks = 100;
+    }
+    if (!Number.isFinite(clockTicks) || clockTicks <= 0) clockTicks = 100;
+  }
+  return clockTicks;
+};
+
+/** User + system CPU seconds of a live process, or undefined when it is gone. */
+export const cpuSeconds = (pid: number): number | undefined => {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Fields after "(comm)": [0] state (field 3) … [11] utime (field 14), [12] stime (field 15).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
+  return (utime + stime) / ticksPerSecond();
+};
+
+/** VmHWM (peak RSS) and VmRSS in bytes, or undefined when the process is gone. */
+export const memoryOf = (pid: number): { peakRss: number; rss: number } | undefined => {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const kib = (key: string): number => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  return { peakRss: kib("VmHWM"), rss: kib("VmRSS") };
+};
+
+export interface ProcSample {
+  /** Largest VmHWM (and VmRSS) seen. */
+  peakRssBytes: number;
+  /** CPU seconds at the last successful sample (≤ one interval before exit). */
+  cpuSeconds: number;
+  samples: number;
+}
+
+/** Polls /proc/<pid> every `intervalMs` until stopped; keeps the peak RSS and the latest CPU time. */
+export class ProcSampler {
+  readonly #pid: number;
+  readonly #timer: NodeJS.Timeout;
+  #peak = 0;
+  #cpu = 0;
+  #samples = 0;
+
+  constructor(pid: number, intervalMs = 50) {
+    this.#pid = pid;
+    this.sample();
+    this.#timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  sample(): void {
+    const mem = memoryOf(this.#pid);
+    const cpu = cpuSeconds(this.#pid);
+    if (mem === undefined || cpu === undefined) return;
+    this.#peak = Math.max(this.#peak, mem.peakRss, mem.rss);
+    this.#cpu = cpu;
+    this.#samples++;
+  }
+
+  stop(): ProcSample {
+    clearInterval(this.#timer);
+    return { peakRssBytes: this.#peak, cpuSeconds: this.#cpu, samples: this.#samples };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and formatting
+
+export const median = (values: readonly number[]): number => {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+export const best = (values: readonly number[]): number =>
+  values.length === 0 ? Number.NaN : Math.max(...values);
+
+export const int = (v: number): string => Math.round(v).toLocaleString("en-US");
+
+export const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(0)} MiB`;

@@ -1,0 +1,615 @@
+/**
+ * `npm run bench:scan`: entries per second of `hsmfleet scan` (real CLI processes, real
+ * nats-server) against GNU find on the same warm tree, plus the coordinator's peak RSS on a tree
+ * twice as big (it must not grow with the number of files).
+ *
+ * Environment:
+ *   HSMFLEET_BENCH_DIR       keep the generated trees here and reuse them on the next run
+ *                            (default: a temp dir, removed at the end)
+ *   HSMFLEET_BENCH_RUNS      repetitions per configuration (default 3)
+ *   HSMFLEET_BENCH_CPU_PROF  a directory: run workers and coordinators with --cpu-prof into it
+ */
+import { existsSync, rmSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { availableParallelism, cpus, loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
+import type { ScanSummary } from "@hsmfleet/coordinator";
+import { HsmFlag } from "@hsmfleet/core";
+import { generateTree, startNatsServer, tempDir } from "@hsmfleet/testkit";
+import type { NatsServerFixture, TempDir, TreeSpec } from "@hsmfleet/testkit";
+import {
+  LineTail,
+  ProcSampler,
+  best,
+  closed,
+  cpuSeconds,
+  int,
+  killAllChildren,
+  median,
+  mib,
+  spawnTracked,
+  stopChild,
+} from "./proc.js";
+
+const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
+/** test/dist/bench/scan.bench.js -> repository root. */
+const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "scan.json");
+
+const envInt = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer`);
+  return n;
+};
+
+const RUNS = envInt("HSMFLEET_BENCH_RUNS", 3);
+const BENCH_DIR = process.env["HSMFLEET_BENCH_DIR"] || undefined;
+const CPU_PROF_DIR = process.env["HSMFLEET_BENCH_CPU_PROF"] || undefined;
+const WORKER_CONCURRENCY = 16;
+const AIM_RATIO = 0.5;
+const HSM_XATTR = "trusted.hsm";
+const FIND_FORMAT = "%s %T@ %m %U %G %p\\n"; // find expands the \n itself, as in the shell
+const SCAN_TIMEOUT_MS = 15 * 60_000;
+
+const HSM: NonNullable<TreeSpec["hsm"]> = {
+  xattrName: HSM_XATTR,
+  states: [
+    { flags: HsmFlag.Exists | HsmFlag.Archived | HsmFlag.Released, archiveId: 1 },
+    { flags: HsmFlag.Exists | HsmFlag.Archived, archiveId: 1 },
+    null,
+  ],
+};
+
+/** 1,111 directories, 111,100 files. */
+const SMALL_SPEC: TreeSpec = {
+  depth: 3,
+  fanout: 10,
+  filesPerDir: 100,
+  sizes: [0, 100, 4096],
+  hsm: HSM,
+};
+/** About twice the small tree in both directories (2,380) and files (223,720). */
+const LARGE_SPEC: TreeSpec = {
+  depth: 3,
+  fanout: 13,
+  filesPerDir: 94,
+  sizes: [0, 100, 4096],
+  hsm: HSM,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Trees
+
+interface TreeCounts {
+  files: number;
+  directories: number;
+  symlinks: number;
+  other: number;
+  bytes: number;
+  hsmStates: Record<string, number>;
+}
+
+interface Tree {
+  label: string;
+  root: string;
+  counts: TreeCounts;
+  /** files + directories (root included) + symlinks + other: what find prints. */
+  entries: number;
+}
+
+const entriesOf = (c: { files: number; directories: number; symlinks: number; other: number }) =>
+  c.files + c.directories + c.symlinks + c.other;
+
+/** Generates `spec` under base/name, or reuses it when base/name.json says it was built from `spec`. */
+const prepareTree = async (base: string, name: string, spec: TreeSpec): Promise<Tree> => {
+  const root = join(base, name);
+  const recordFile = join(base, `${name}.json`);
+  if (existsSync(root) && existsSync(recordFile)) {
+    const record = JSON.parse(await readFile(recordFile, "utf8")) as {
+      spec: TreeSpec;
+      counts: TreeCounts;
+    };
+    if (JSON.stringify(record.spec) === JSON.stringify(spec)) {
+      log(`reusing ${root}`);
+      return { label: name, root, counts: record.counts, entries: entriesOf(record.counts) };
+    }
+  }
+  rmSync(root, { recursive: true, force: true });
+  rmSync(recordFile, { force: true });
+  log(`generating ${root} …`);
+  const t0 = performance.now();
+  const m = await generateTree(root, spec);
+  const counts: TreeCounts = {
+    files: m.files,
+    directories: m.directories,
+    symlinks: m.symlinks,
+    other: m.other,
+    bytes: m.bytes,
+    hsmStates: m.hsmStates,
+  };
+  await writeFile(recordFile, `${JSON.stringify({ spec, counts }, null, 2)}\n`);
+  log(
+    `  ${int(entriesOf(counts))} entries (${int(counts.directories)} dirs) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return { label: name, root, counts, entries: entriesOf(counts) };
+};
+
+// ---------------------------------------------------------------------------------------------
+// find
+
+/** One `find -printf` run; stdout to /dev/null, or counted when `countLines`. */
+const runFind = async (
+  root: string,
+  countLines: boolean,
+): Promise<{ seconds: number; lines: number }> => {
+  const child = spawnTracked("find", [root, "-printf", FIND_FORMAT], {
+    stdio: ["ignore", countLines ? "pipe" : "ignore", "pipe"],
+  });
+  const stderr = new LineTail(child.stderr);
+  let lines = 0;
+  child.stdout?.on("data", (chunk: Buffer) => {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+  });
+  const t0 = performance.now();
+  const exit = await closed(child);
+  const seconds = (performance.now() - t0) / 1000;
+  if (exit.code !== 0)
+    throw new Error(`find exited with ${exit.code ?? exit.signal}: ${stderr.text()}`);
+  return { seconds, lines };
+};
+
+// ---------------------------------------------------------------------------------------------
+// hsmfleet
+
+/** Node flags for a child: with HSMFLEET_BENCH_CPU_PROF, a CPU profile per process under DIR/<role>/. */
+const nodeArgs = (role: string): string[] =>
+  CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${join(CPU_PROF_DIR, role)}`] : [];
+
+const childEnv = (): NodeJS.ProcessEnv => ({ ...process.env, HSMFLEET_LOG_LEVEL: "warn" });
+
+interface StandaloneWorker {
+  child: ChildProcess;
+  pid: number;
+  stderr: LineTail;
+}
+
+interface WorkerStopStats {
+  itemsDone: number;
+  entriesRead: number;
+}
+
+const startWorker = async (natsUrl: string): Promise<StandaloneWorker> => {
+  const child = spawnTracked(
+    process.execPath,
+    [
+      ...nodeArgs("worker"),
+      CLI_BIN,
+      "--nats",
+      natsUrl,
+      "worker",
+      "--concurrency",
+      String(WORKER_CONCURRENCY),
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: childEnv() },
+  );
+  const stderr = new LineTail(child.stderr);
+  const ready = stderr.next((line) => line.includes('"msg":"worker started"'));
+  const outcome = await Promise.race([
+    ready.then(() => "ready" as const),
+    closed(child).then(() => "exited" as const),
+    sleep(30_000, undefined, { ref: false }).then(() => "timeout" as const),
+  ]);
+  if (outcome !== "ready" || child.pid === undefined) {
+    await stopChild(child, 1000);
+    throw new Error(`standalone worker did not start (${outcome}):\n${stderr.text()}`);
+  }
+  return { child, pid: child.pid, stderr };
+};
+
+/** SIGTERM (the worker finishes in-flight items and exits 0); returns its final stats line. */
+const stopWorker = async (w: StandaloneWorker): Promise<WorkerStopStats | undefined> => {
+  const exit = await stopChild(w.child, 40_000);
+  if (exit.code !== 0)
+    log(`  worker ${w.pid} exited with ${exit.code ?? exit.signal}:\n${w.stderr.text()}`);
+  for (const line of w.stderr.lines) {
+    if (!line.includes('"msg":"worker stopped"')) continue;
+    try {
+      const parsed = JSON.parse(line) as Partial<WorkerStopStats>;
+      return { itemsDone: parsed.itemsDone ?? 0, entriesRead: parsed.entriesRead ?? 0 };
+    } catch {
+      // not JSON after all
+    }
+  }
+  return undefined;
+};
+
+interface ScanRun {
+  entriesPerSecond: number;
+  /** The job's own clock (summary.elapsedSeconds). */
+  jobSeconds: number;
+  /** Spawn of the coordinator process to its exit. */
+  wallSeconds: number;
+  coordinatorPeakRssBytes: number;
+  coordinatorCpuSeconds: number;
+  /** CPU used by the standalone workers during the run (0 with in-process workers). */
+  workersCpuSeconds: number;
+  natsCpuSeconds: number;
+}
+
+const sumCpu = (pids: number[]): number => pids.reduce((s, pid) => s + (cpuSeconds(pid) ?? 0), 0);
+
+const sameCounts = (summary: ScanSummary, tree: Tree): string | undefined => {
+  const c = tree.counts;
+  const wanted = {
+    files: c.files,
+    directories: c.directories,
+    symlinks: c.symlinks,
+    other: c.other,
+    bytes: c.bytes,
+    errors: 0,
+    vanished: 0,
+  };
+  for (const [key, value] of Object.entries(wanted)) {
+    const got = summary[key as keyof typeof wanted];
+    if (got !== value) return `${key} ${got}, expected ${value}`;
+  }
+  const sorted = (r: Record<string, number>) =>
+    JSON.stringify(Object.entries(r).sort(([a], [b]) => a.localeCompare(b)));
+  if (sorted(summary.hsmStates) !== sorted(c.hsmStates))
+    return `hsmStates ${JSON.stringify(summary.hsmStates)}, expected ${JSON.stringify(c.hsmStates)}`;
+  return undefined;
+};
+
+/** One `hsmfleet --workers N scan ROOT --json --quiet`, checked against the tree's manifest. */
+const runScan = async (
+  nats: NatsServerFixture,
+  stateDir: string,
+  tree: Tree,
+  inProcessWorkers: number,
+  workerPids: number[],
+): Promise<ScanRun> => {
+  const natsCpu0 = cpuSeconds(nats.pid) ?? 0;
+  const workersCpu0 = sumCpu(workerPids);
+  const t0 = performance.now();
+  const child = spawnTracked(
+    process.execPath,
+    [
+      ...nodeArgs("coordinator"),
+      CLI_BIN,
+      "--nats",
+      nats.url,
+      "--state-dir",
+      stateDir,
+      "--workers",
+      String(inProcessWorkers),
+      "scan",
+      tree.root,
+      "--hsm-xattr",
+      HSM_XATTR,
+      "--json",
+      "--quiet",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: childEnv() },
+  );
+  if (child.pid === undefined) throw new Error("could not spawn the coordinator");
+  const sampler = new ProcSampler(child.pid, 50);
+  let stdout = "";
+  child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  const stderr = new LineTail(child.stderr);
+  const timer = setTimeout(() => child.kill("SIGKILL"), SCAN_TIMEOUT_MS);
+  let exit;
+  try {
+    exit = await closed(child);
+  } finally {
+    clearTimeout(timer);
+  }
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const sample = sampler.stop();
+  const workersCpuSeconds = sumCpu(workerPids) - workersCpu0;
+  const natsCpuSeconds = (cpuSeconds(nats.pid) ?? 0) - natsCpu0;
+  if (exit.code !== 0) {
+    throw new Error(
+      `hsmfleet scan exited with ${exit.code ?? exit.signal}:\n${stderr.text()}\n${stdout}`,
+    );
+  }
+  const last = stdout.trim().split("\n").pop() ?? "";
+  const summary = JSON.parse(last) as ScanSummary;
+  if (summary.state !== "succeeded")
+    throw new Error(`scan ${summary.jobId} ended ${summary.state}: ${summary.reason}`);
+  const mismatch = sameCounts(summary, tree);
+  if (mismatch !== undefined) throw new Error(`scan ${summary.jobId} of ${tree.root}: ${mismatch}`);
+  const entries = entriesOf(summary);
+  return {
+    entriesPerSecond: summary.elapsedSeconds > 0 ? entries / summary.elapsedSeconds : Number.NaN,
+    jobSeconds: summary.elapsedSeconds,
+    wallSeconds,
+    coordinatorPeakRssBytes: sample.peakRssBytes,
+    coordinatorCpuSeconds: sample.cpuSeconds,
+    workersCpuSeconds,
+    natsCpuSeconds,
+  };
+};
+
+// ---------------------------------------------------------------------------------------------
+// Configurations
+
+interface ConfigResult {
+  name: string;
+  tree: string;
+  entries: number;
+  runs: Array<Partial<ScanRun> & { entriesPerSecond: number; wallSeconds: number }>;
+  bestEntriesPerSecond: number;
+  medianEntriesPerSecond: number;
+  ratioVsFind?: number;
+  /** Standalone workers' own totals over all runs (from their "worker stopped" log line). */
+  workerTotals?: Array<WorkerStopStats | null>;
+}
+
+const summarize = (
+  name: string,
+  tree: Tree,
+  runs: ConfigResult["runs"],
+  extra: Partial<ConfigResult> = {},
+): ConfigResult => {
+  const rates = runs.map((r) => r.entriesPerSecond);
+  return {
+    name,
+    tree: tree.label,
+    entries: tree.entries,
+    runs,
+    bestEntriesPerSecond: best(rates),
+    medianEntriesPerSecond: median(rates),
+    ...extra,
+  };
+};
+
+const describeRun = (r: ScanRun): string =>
+  `${int(r.entriesPerSecond)} entries/s (job ${r.jobSeconds.toFixed(2)} s, wall ${r.wallSeconds.toFixed(2)} s), ` +
+  `coordinator ${mib(r.coordinatorPeakRssBytes)} peak, CPU s: coordinator ${r.coordinatorCpuSeconds.toFixed(2)}, ` +
+  `workers ${r.workersCpuSeconds.toFixed(2)}, nats ${r.natsCpuSeconds.toFixed(2)}`;
+
+const measureFind = async (tree: Tree): Promise<ConfigResult> => {
+  const runs: ConfigResult["runs"] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const { seconds } = await runFind(tree.root, false);
+    runs.push({ entriesPerSecond: tree.entries / seconds, wallSeconds: seconds });
+    log(`  find run ${i + 1}: ${int(tree.entries / seconds)} entries/s (${seconds.toFixed(3)} s)`);
+  }
+  return summarize("find -printf", tree, runs);
+};
+
+/**
+ * RUNS scans of each tree with `standalone` worker processes started beforehand (and stopped
+ * after), the coordinator running `inProcess` workers of its own.
+ */
+const measureScan = async (
+  name: string,
+  nats: NatsServerFixture,
+  stateDir: string,
+  trees: Tree[],
+  standalone: number,
+  inProcess: number,
+): Promise<ConfigResult[]> => {
+  log(`${name}`);
+  const workers: StandaloneWorker[] = [];
+  const results: ConfigResult[] = [];
+  try {
+    for (let i = 0; i < standalone; i++) workers.push(await startWorker(nats.url));
+    if (standalone > 0) await sleep(500); // let the pull requests reach the server
+    const pids = workers.map((w) => w.pid);
+    for (const tree of trees) {
+      const runs: ScanRun[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const run = await runScan(nats, stateDir, tree, inProcess, pids);
+        runs.push(run);
+        log(`  ${tree.label} run ${i + 1}: ${describeRun(run)}`);
+      }
+      results.push(summarize(name, tree, runs));
+    }
+  } finally {
+    const totals = await Promise.all(workers.map((w) => stopWorker(w)));
+    const last = results.at(-1);
+    if (last && totals.length > 0) last.workerTotals = totals.map((t) => t ?? null);
+    if (totals.length > 1)
+      log(
+        `  work split: ${totals.map((t) => (t ? `${int(t.itemsDone)} dirs / ${int(t.entriesRead)} entries` : "?")).join(" | ")}`,
+      );
+  }
+  return results;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+const ownedDirs: string[] = [];
+
+const onSignal = (signal: NodeJS.Signals): void => {
+  process.stderr.write(`\n${signal}: cleaning up…\n`);
+  killAllChildren();
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  process.exit(130);
+};
+
+const pad = (s: string, n: number): string => s.padEnd(n);
+
+const main = async (): Promise<void> => {
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  process.once("SIGHUP", onSignal);
+
+  let treesDir: TempDir | undefined;
+  let stateDir: TempDir | undefined;
+  let nats: NatsServerFixture | undefined;
+  try {
+    let base: string;
+    if (BENCH_DIR) {
+      base = resolve(BENCH_DIR);
+      await mkdir(base, { recursive: true });
+    } else {
+      treesDir = await tempDir("hsmfleet-bench-");
+      ownedDirs.push(treesDir.path);
+      base = treesDir.path;
+    }
+    stateDir = await tempDir("hsmfleet-bench-state-");
+    ownedDirs.push(stateDir.path);
+    if (CPU_PROF_DIR) await mkdir(CPU_PROF_DIR, { recursive: true });
+
+    const small = await prepareTree(base, "tree-100k", SMALL_SPEC);
+    const large = await prepareTree(base, "tree-200k", LARGE_SPEC);
+
+    // Warm the page, dentry and inode caches, and check find sees what the manifest says.
+    for (const tree of [small, large]) {
+      const { lines, seconds } = await runFind(tree.root, true);
+      log(`warm-up find ${tree.label}: ${int(lines)} lines in ${seconds.toFixed(2)} s`);
+      if (lines !== tree.entries)
+        throw new Error(`find printed ${lines} lines, manifest says ${tree.entries}`);
+    }
+
+    nats = await startNatsServer();
+    log(`nats-server ${nats.url} (pid ${nats.pid})`);
+    // One unmeasured scan per tree: creates the streams and warms the xattr reads.
+    for (const tree of [small, large]) {
+      const run = await runScan(nats, stateDir.path, tree, 1, []);
+      log(`warm-up scan ${tree.label}: ${describeRun(run)}`);
+    }
+
+    const loadAtStart = loadavg()[0] ?? Number.NaN;
+    log("find -printf");
+    const find = await measureFind(small);
+    const [oneProc, oneProcLarge] = await measureScan(
+      "hsmfleet scan, 1 worker (proc)",
+      nats,
+      stateDir.path,
+      [small, large],
+      1,
+      0,
+    );
+    const [twoProc] = await measureScan(
+      "hsmfleet scan, 2 workers (proc)",
+      nats,
+      stateDir.path,
+      [small],
+      2,
+      0,
+    );
+    const [inProc] = await measureScan(
+      "hsmfleet scan, 1 in-process",
+      nats,
+      stateDir.path,
+      [small],
+      0,
+      1,
+    );
+    if (!oneProc || !oneProcLarge || !twoProc || !inProc) throw new Error("missing results");
+    // find again: how much did the machine change while hsmfleet ran?
+    log("find -printf (again, to see drift)");
+    const findAgain = await measureFind(small);
+    const findDrift = findAgain.medianEntriesPerSecond / find.medianEntriesPerSecond - 1;
+    const loadAtEnd = loadavg()[0] ?? Number.NaN;
+
+    const configs = [find, oneProc, twoProc, inProc];
+    for (const c of configs) c.ratioVsFind = c.medianEntriesPerSecond / find.medianEntriesPerSecond;
+
+    const peak = (c: ConfigResult) =>
+      Math.max(...c.runs.map((r) => r.coordinatorPeakRssBytes ?? 0));
+    const peakSmall = peak(oneProc);
+    const peakLarge = peak(oneProcLarge);
+    const memoryRatio = peakLarge / peakSmall;
+    const aimRatio = oneProc.ratioVsFind ?? Number.NaN;
+    const aimBestRatio = oneProc.bestEntriesPerSecond / find.bestEntriesPerSecond;
+    const met = aimRatio >= AIM_RATIO;
+    const medianOf = (
+      c: ConfigResult,
+      key: "wallSeconds" | "coordinatorCpuSeconds" | "workersCpuSeconds" | "natsCpuSeconds",
+    ) => median(c.runs.map((r) => r[key] ?? Number.NaN));
+
+    const nCpus = availableParallelism();
+    const lines = [
+      "",
+      `scan benchmark — tree: ${int(small.entries)} entries (${int(small.counts.directories)} dirs), warm cache, ${nCpus} CPUs, load average ${loadAtStart.toFixed(1)} → ${loadAtEnd.toFixed(1)}`,
+      `${pad("config", 32)}${pad("entries/s (best / median)", 28)}${pad("ratio vs find", 15)}wall s (median)`,
+      ...configs.map(
+        (c) =>
+          `${pad(c.name, 32)}${pad(`${int(c.bestEntriesPerSecond)} / ${int(c.medianEntriesPerSecond)}`, 28)}${pad((c.ratioVsFind ?? Number.NaN).toFixed(2), 15)}${medianOf(c, "wallSeconds").toFixed(2)}`,
+      ),
+      `coordinator peak RSS: 100k tree ${mib(peakSmall)}, 200k tree ${mib(peakLarge)} (ratio ${memoryRatio.toFixed(2)})` +
+        ` [200k tree: ${int(large.entries)} entries, ${int(large.counts.directories)} dirs; ${int(oneProcLarge.medianEntriesPerSecond)} entries/s median]`,
+      `aim: ≥ ${AIM_RATIO.toFixed(2)} of find with one worker — ${met ? "MET" : "NOT MET"} (median ${aimRatio.toFixed(2)}, best ${aimBestRatio.toFixed(2)})`,
+      "",
+      "median CPU seconds per scan (coordinator / standalone workers / nats-server):",
+      ...[oneProc, twoProc, inProc].map(
+        (c) =>
+          `  ${pad(c.name, 32)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
+      ),
+      "entries/s of hsmfleet use the job's own clock (summary.elapsedSeconds); find's include process start.",
+      `find measured again at the end: ${int(findAgain.medianEntriesPerSecond)} entries/s median (${findDrift >= 0 ? "+" : ""}${(findDrift * 100).toFixed(0)}% drift)`,
+    ];
+    if (Math.max(loadAtStart, loadAtEnd) > nCpus)
+      lines.push(
+        `warning: load average above the CPU count (${nCpus}): other processes competed for the CPUs; numbers are noisy`,
+      );
+    process.stdout.write(`${lines.join("\n")}\n`);
+
+    await mkdir(join(REPO_ROOT, "bench", "results"), { recursive: true });
+    const cpuInfo = cpus();
+    await writeFile(
+      RESULTS_FILE,
+      `${JSON.stringify(
+        {
+          benchmark: "scan",
+          date: new Date().toISOString(),
+          node: process.version,
+          cpus: nCpus,
+          cpuModel: cpuInfo[0]?.model ?? "unknown",
+          runsPerConfig: RUNS,
+          loadAverage: { start: loadAtStart, end: loadAtEnd },
+          workerConcurrency: WORKER_CONCURRENCY,
+          trees: Object.fromEntries(
+            [small, large].map((t) => [t.label, { entries: t.entries, ...t.counts }]),
+          ),
+          configs: [...configs, oneProcLarge].map((c) => ({
+            ...c,
+            name: c.tree === small.label ? c.name : `${c.name}, ${c.tree}`,
+          })),
+          coordinatorMemory: {
+            peakRssBytes100k: peakSmall,
+            peakRssBytes200k: peakLarge,
+            ratio: memoryRatio,
+          },
+          findAtEnd: findAgain,
+          aim: { ratio: AIM_RATIO, measured: aimRatio, measuredBest: aimBestRatio, met },
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    log(`results written to ${RESULTS_FILE}`);
+  } finally {
+    killAllChildren();
+    await nats?.stop();
+    await stateDir?.cleanup();
+    if (treesDir) {
+      log("removing the trees …");
+      await treesDir.cleanup();
+    }
+  }
+};
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(
+    `scan benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exitCode = 1;
+}
