@@ -1,3 +1,4 @@
+import { JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { JobError } from "@hsmfleet/core";
 import { decodeJobStatus, encodeJobStatus, JOB_ID_PATTERN } from "@hsmfleet/protocol";

@@ -1,40 +1,15 @@
 import test from "ava";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { JOBS_BUCKET, RESULTS_STREAM, WALK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
-import { JobKind, JobState, emptyScanCounters } from "@hsmfleet/protocol";
+import { JobKind, JobState, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { startNatsServer } from "@hsmfleet/testkit";
 import { JobStore, connectBus, ensureTopology } from "../src/index.js";
 
-const status = (jobId: string, createdAtMs: number): JobStatus => ({
-  spec: {
-    jobId,
-    kind: JobKind.Scan,
-    root: Buffer.from("/mnt/fs"),
-    listEntries: false,
-    batchMaxEntries: 1000,
-    backend: "posix",
-    hsmXattr: "trusted.hsm",
-    createdAtMs,
-    createdBy: "test",
-    maxErrors: -1,
-  },
-  state: JobState.Running,
-  scan: emptyScanCounters(),
-  published: 1,
-  completed: 0,
-  startedAtMs: createdAtMs,
-  updatedAtMs: createdAtMs,
-  finishedAtMs: 0,
-  reason: "",
-  resultsSeq: 0,
-  coordinator: "test",
-  listFile: "",
-  listBytes: 0,
-  errorLog: "",
-  errorLogBytes: 0,
-  errorSamples: [],
-});
+const status = (jobId: string, createdAtMs: number): JobStatus =>
+  newJobStatus(
+    newJobSpec({ jobId, kind: JobKind.Scan, root: Buffer.from("/mnt/fs"), createdAtMs }),
+  );
 
 test("topology is created once and later callers do not undo its settings", async (t) => {
   const server = await startNatsServer();

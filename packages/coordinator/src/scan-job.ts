@@ -15,8 +15,11 @@ import {
   decodeItemResult,
   decodeTransferBatch,
   decodeWalkShard,
+  emptyExportCounters,
   emptyScanCounters,
   encodeItemResult,
+  newJobSpec,
+  newJobStatus,
   encodeWalkShard,
   mergeScanCounters,
   shardIdFor,
@@ -98,35 +101,24 @@ export const runScanJob = async (options: ScanJobOptions): Promise<ScanSummary> 
   const store = new JobStore(jobs);
   const jobId = options.jobId ?? newJobId("scan");
   const now = Date.now();
-  const status: JobStatus = {
-    spec: {
+  const status = newJobStatus(
+    newJobSpec({
       jobId,
       kind: JobKind.Scan,
       root: Buffer.from(root),
       listEntries: options.listFile !== undefined,
       batchMaxEntries: options.batchMaxEntries ?? SCAN_DEFAULTS.batchMaxEntries,
-      backend: "posix",
       hsmXattr: options.hsmXattr ?? SCAN_DEFAULTS.hsmXattr,
       createdAtMs: now,
       createdBy: `${safeUser()}@${hostname()}`,
-      maxErrors: -1,
+    }),
+    {
+      published: 1,
+      coordinator: `${hostname()}:${process.pid}`,
+      listFile: options.listFile ?? "",
+      errorLog: options.errorLog ?? "",
     },
-    state: JobState.Running,
-    scan: emptyScanCounters(),
-    published: 1,
-    completed: 0,
-    startedAtMs: now,
-    updatedAtMs: now,
-    finishedAtMs: 0,
-    reason: "",
-    resultsSeq: 0,
-    coordinator: `${hostname()}:${process.pid}`,
-    listFile: options.listFile ?? "",
-    listBytes: 0,
-    errorLog: options.errorLog ?? "",
-    errorLogBytes: 0,
-    errorSamples: [],
-  };
+  );
   const list = options.listFile ? await LocalLog.open(options.listFile) : undefined;
   const errorLog = options.errorLog ? await LocalLog.open(options.errorLog) : undefined;
   await store.create(status);

@@ -1,6 +1,6 @@
 import test from "ava";
 import { EntryType } from "@hsmfleet/core";
-import { JobKind, JobState, emptyScanCounters } from "@hsmfleet/protocol";
+import { JobKind, JobState, emptyScanCounters, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
 import { buildScanSummary, entryToNdjson, formatScanSummary, newJobId } from "../src/index.js";
 
 test("--list lines carry path, type, size, mtime, mode, owner and HSM flags", (t) => {
@@ -65,43 +65,30 @@ test("the human summary shows counts, the size histogram, HSM states and problem
     hsmStates: { released: 2, new: 1 },
   };
   const text = formatScanSummary(
-    buildScanSummary({
-      spec: {
-        jobId: "scan-x",
-        kind: JobKind.Scan,
-        root: Buffer.from("/mnt/fs"),
-        listEntries: false,
-        batchMaxEntries: 1,
-        backend: "posix",
-        hsmXattr: "",
-        createdAtMs: 0,
-        createdBy: "",
-        maxErrors: -1,
-      },
-      state: JobState.Succeeded,
-      scan,
-      published: 2,
-      completed: 2,
-      startedAtMs: 1000,
-      updatedAtMs: 3000,
-      finishedAtMs: 3000,
-      reason: "",
-      resultsSeq: 9,
-      coordinator: "",
-      listFile: "",
-      listBytes: 0,
-      errorLog: "/var/log/e.ndjson",
-      errorLogBytes: 10,
-      errorSamples: [
+    buildScanSummary(
+      newJobStatus(
+        newJobSpec({ jobId: "scan-x", kind: JobKind.Scan, root: Buffer.from("/mnt/fs") }),
         {
-          path: Buffer.from("locked"),
-          operation: "opendir",
-          code: "EACCES",
-          message: "permission denied",
-          retryable: false,
+          state: JobState.Succeeded,
+          scan,
+          published: 2,
+          completed: 2,
+          startedAtMs: 1000,
+          updatedAtMs: 3000,
+          finishedAtMs: 3000,
+          errorLog: "/var/log/e.ndjson",
+          errorSamples: [
+            {
+              path: Buffer.from("locked"),
+              operation: "opendir",
+              code: "EACCES",
+              message: "permission denied",
+              retryable: false,
+            },
+          ],
         },
-      ],
-    }),
+      ),
+    ),
   );
   t.regex(text, /scan scan-x of \/mnt\/fs: succeeded in 2\.0 s/);
   t.regex(text, /files\s+3/);

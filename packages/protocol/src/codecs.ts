@@ -5,6 +5,7 @@ import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
 import type {
   Chunk,
   ErrorBatch,
+  ExportCounters,
   HsmAction,
   HsmActionList,
   ItemError,
@@ -111,6 +112,28 @@ const countersFromWire = (c: hsmfleet.v1.IScanCounters | null | undefined): Scan
   ),
 });
 
+const EXPORT_KEYS = [
+  "filesFound",
+  "bytesFound",
+  "filesQueued",
+  "bytesQueued",
+  "filesExported",
+  "directoriesExported",
+  "symlinksExported",
+  "bytesExported",
+  "skipped",
+  "unsupported",
+  "errors",
+] as const;
+
+const exportToWire = (c: ExportCounters): hsmfleet.v1.IExportCounters =>
+  Object.fromEntries(EXPORT_KEYS.map((k) => [k, fromNumber(c[k], k)]));
+
+const exportFromWire = (c: hsmfleet.v1.IExportCounters | null | undefined): ExportCounters =>
+  Object.fromEntries(
+    EXPORT_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
+  ) as unknown as ExportCounters;
+
 // ---- messages ----
 
 export const encodeWalkShard = (m: WalkShard): Uint8Array => pb.WalkShard.encode(m).finish();
@@ -137,6 +160,7 @@ export const encodeItemResult = (m: ItemResult): Uint8Array =>
     ...m,
     scan: countersToWire(m.scan),
     errors: m.errors.map(errorToWire),
+    export: exportToWire(m.export),
   }).finish();
 export const decodeItemResult = (data: Uint8Array): ItemResult => {
   const m = pb.ItemResult.decode(data);
@@ -150,6 +174,7 @@ export const decodeItemResult = (data: Uint8Array): ItemResult => {
     workerId: m.workerId,
     attempt: m.attempt,
     failed: m.failed,
+    export: exportFromWire(m.export),
   };
 };
 
@@ -169,6 +194,8 @@ const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({
   ...s,
   createdAtMs: fromNumber(s.createdAtMs, "createdAtMs", false),
   maxErrors: fromNumber(s.maxErrors, "maxErrors", false),
+  blockSize: fromNumber(s.blockSize, "blockSize"),
+  batchMaxBytes: fromNumber(s.batchMaxBytes, "batchMaxBytes"),
 });
 const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   jobId: s?.jobId ?? "",
@@ -181,6 +208,11 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   createdAtMs: toSafeNumber(s?.createdAtMs, "createdAtMs"),
   createdBy: s?.createdBy ?? "",
   maxErrors: toSafeNumber(s?.maxErrors, "maxErrors"),
+  container: s?.container ?? "",
+  prefix: s?.prefix ?? "",
+  blockSize: toSafeNumber(s?.blockSize, "blockSize"),
+  logContainer: s?.logContainer ?? "",
+  batchMaxBytes: toSafeNumber(s?.batchMaxBytes, "batchMaxBytes"),
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();
@@ -204,6 +236,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     errorLog: m.errorLog,
     errorLogBytes: fromNumber(m.errorLogBytes, "errorLogBytes"),
     errorSamples: m.errorSamples.map(errorToWire),
+    export: exportToWire(m.export),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -224,6 +257,7 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     errorLog: m.errorLog,
     errorLogBytes: toSafeNumber(m.errorLogBytes, "errorLogBytes"),
     errorSamples: m.errorSamples.map(errorFromWire),
+    export: exportFromWire(m.export),
   };
 };
 

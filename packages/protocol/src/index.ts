@@ -19,7 +19,15 @@ export {
   decodeChunk,
 } from "./codecs.js";
 export { Uint64RangeError, toSafeNumber, toBigInt } from "./long.js";
-export { JobKind, JobState, HsmAction, emptyScanCounters } from "./messages.js";
+export {
+  JobKind,
+  JobState,
+  HsmAction,
+  emptyScanCounters,
+  emptyExportCounters,
+  newJobSpec,
+  newJobStatus,
+} from "./messages.js";
 export type {
   WalkShard,
   TransferBatch,
@@ -28,6 +36,7 @@ export type {
   ItemResult,
   ErrorBatch,
   ScanCounters,
+  ExportCounters,
   JobSpec,
   JobStatus,
   WorkerHeartbeat,

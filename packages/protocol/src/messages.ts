@@ -39,6 +39,20 @@ export interface ScanCounters {
   hsmStates: Record<string, number>;
 }
 
+export interface ExportCounters {
+  filesFound: number;
+  bytesFound: number;
+  filesQueued: number;
+  bytesQueued: number;
+  filesExported: number;
+  directoriesExported: number;
+  symlinksExported: number;
+  bytesExported: number;
+  skipped: number;
+  unsupported: number;
+  errors: number;
+}
+
 export type ItemKind = "walk" | "transfer" | "chunk" | "hsm";
 
 export interface ItemResult {
@@ -51,6 +65,7 @@ export interface ItemResult {
   workerId: string;
   attempt: number;
   failed: boolean;
+  export: ExportCounters;
 }
 
 export interface ErrorBatch {
@@ -92,6 +107,11 @@ export interface JobSpec {
   createdAtMs: number;
   createdBy: string;
   maxErrors: number;
+  container: string;
+  prefix: string;
+  blockSize: number;
+  logContainer: string;
+  batchMaxBytes: number;
 }
 
 export interface JobStatus {
@@ -111,6 +131,7 @@ export interface JobStatus {
   errorLog: string;
   errorLogBytes: number;
   errorSamples: ItemError[];
+  export: ExportCounters;
 }
 
 export interface WorkerHeartbeat {
@@ -181,4 +202,59 @@ export const emptyScanCounters = (): ScanCounters => ({
   errors: 0,
   sizeHistogram: [],
   hsmStates: {},
+});
+
+export const emptyExportCounters = (): ExportCounters => ({
+  filesFound: 0,
+  bytesFound: 0,
+  filesQueued: 0,
+  bytesQueued: 0,
+  filesExported: 0,
+  directoriesExported: 0,
+  symlinksExported: 0,
+  bytesExported: 0,
+  skipped: 0,
+  unsupported: 0,
+  errors: 0,
+});
+
+/** A job spec with every optional field at its default; `jobId`, `kind` and `root` are required. */
+export const newJobSpec = (
+  fields: Pick<JobSpec, "jobId" | "kind" | "root"> & Partial<JobSpec>,
+): JobSpec => ({
+  listEntries: false,
+  batchMaxEntries: 1000,
+  backend: "posix",
+  hsmXattr: "trusted.hsm",
+  createdAtMs: Date.now(),
+  createdBy: "",
+  maxErrors: -1,
+  container: "",
+  prefix: "",
+  blockSize: 0,
+  logContainer: "",
+  batchMaxBytes: 0,
+  ...fields,
+});
+
+/** A fresh running job record for `spec`: nothing published, nothing completed. */
+export const newJobStatus = (spec: JobSpec, fields: Partial<JobStatus> = {}): JobStatus => ({
+  spec,
+  state: JobState.Running,
+  scan: emptyScanCounters(),
+  published: 0,
+  completed: 0,
+  startedAtMs: spec.createdAtMs,
+  updatedAtMs: spec.createdAtMs,
+  finishedAtMs: 0,
+  reason: "",
+  resultsSeq: 0,
+  coordinator: "",
+  listFile: "",
+  listBytes: 0,
+  errorLog: "",
+  errorLogBytes: 0,
+  errorSamples: [],
+  export: emptyExportCounters(),
+  ...fields,
 });

@@ -3,6 +3,7 @@
  * carries results back to coordinators; the KV bucket holds job records; heartbeats use core NATS.
  *
  *   hsmfleet.work.<jobId>.walk        WalkShard           (WORK stream, work-queue retention)
+ *   hsmfleet.work.<jobId>.xfer        TransferBatch       (WORK stream; export uploads)
  *   hsmfleet.result.<jobId>.item      ItemResult          (RESULTS stream, limits retention)
  *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
@@ -13,11 +14,16 @@ export const WORK_STREAM = "HSMFLEET_WORK";
 export const RESULTS_STREAM = "HSMFLEET_RESULTS";
 export const JOBS_BUCKET = "hsmfleet-jobs";
 export const WALK_CONSUMER = "walk";
+export const TRANSFER_CONSUMER = "transfer";
+/** One key per source root with an import/export job running: only one such job at a time. */
+export const LOCKS_BUCKET = "hsmfleet-locks";
 
 export const subjects = {
   workAll: "hsmfleet.work.>",
   walkAll: "hsmfleet.work.*.walk",
   walk: (jobId: string): string => `hsmfleet.work.${jobId}.walk`,
+  transferAll: "hsmfleet.work.*.xfer",
+  transfer: (jobId: string): string => `hsmfleet.work.${jobId}.xfer`,
   workForJob: (jobId: string): string => `hsmfleet.work.${jobId}.>`,
   resultsAll: "hsmfleet.result.>",
   resultsForJob: (jobId: string): string => `hsmfleet.result.${jobId}.>`,

@@ -23,6 +23,7 @@ import {
   JobState,
   Uint64RangeError,
   emptyScanCounters,
+  emptyExportCounters,
 } from "../src/index.js";
 
 const nonUtf8 = Buffer.from([0x64, 0x69, 0x72, 0x2f, 0x66, 0xff, 0xfe, 0x0a]);
@@ -131,6 +132,7 @@ test("item results carry counters, histogram and HSM states", (t) => {
     workerId: "w1",
     attempt: 2,
     failed: false,
+    export: { ...emptyExportCounters(), filesExported: 3, bytesExported: 2 ** 40, skipped: 9 },
   };
   t.deepEqual(decodeItemResult(encodeItemResult(result)), result);
 });
@@ -148,6 +150,11 @@ test("job status round trip", (t) => {
       createdAtMs: Date.now(),
       createdBy: "root@host",
       maxErrors: -1,
+      container: "data",
+      prefix: "p/q",
+      blockSize: 8 << 20,
+      logContainer: "data-logs",
+      batchMaxBytes: 2 ** 30,
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },
@@ -166,6 +173,7 @@ test("job status round trip", (t) => {
     errorSamples: [
       { path: nonUtf8, operation: "lstat", code: "ENOENT", message: "vanished", retryable: false },
     ],
+    export: { ...emptyExportCounters(), filesFound: 5, symlinksExported: 1 },
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
 });

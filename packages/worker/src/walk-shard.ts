@@ -13,6 +13,7 @@ import { openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
+  emptyExportCounters,
   emptyScanCounters,
   encodeErrorBatch,
   encodeItemResult,
@@ -263,6 +264,7 @@ export const handleWalkShard = async (
       workerId: options.workerId,
       attempt: msg.info.deliveryCount,
       failed: false,
+      export: emptyExportCounters(),
     }),
     { msgID: `${shard.shardId}.r` },
   );
@@ -302,6 +304,7 @@ export const reportFailedShard = async (
       workerId: ctx.options.workerId,
       attempt: msg.info.deliveryCount,
       failed: true,
+      export: emptyExportCounters(),
     }),
     { msgID: `${shard.shardId}.r` },
   );

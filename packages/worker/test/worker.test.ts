@@ -5,8 +5,9 @@ import {
   JobState,
   RESULTS_STREAM,
   WORK_STREAM,
-  emptyScanCounters,
   encodeWalkShard,
+  newJobSpec,
+  newJobStatus,
   shardIdFor,
   subjects,
 } from "@hsmfleet/protocol";
@@ -14,35 +15,11 @@ import type { JobStatus } from "@hsmfleet/protocol";
 import { startNatsServer, tempDir } from "@hsmfleet/testkit";
 import { Worker, resolveWorkerOptions } from "../src/index.js";
 
-const job = (jobId: string, root: string, state: JobState): JobStatus => ({
-  spec: {
-    jobId,
-    kind: JobKind.Scan,
-    root: Buffer.from(root),
-    listEntries: false,
-    batchMaxEntries: 100,
-    backend: "posix",
-    hsmXattr: "trusted.hsm",
-    createdAtMs: Date.now(),
-    createdBy: "test",
-    maxErrors: -1,
-  },
-  state,
-  scan: emptyScanCounters(),
-  published: 1,
-  completed: 0,
-  startedAtMs: Date.now(),
-  updatedAtMs: Date.now(),
-  finishedAtMs: 0,
-  reason: "",
-  resultsSeq: 0,
-  coordinator: "test",
-  listFile: "",
-  listBytes: 0,
-  errorLog: "",
-  errorLogBytes: 0,
-  errorSamples: [],
-});
+const job = (jobId: string, root: string, state: JobState): JobStatus =>
+  newJobStatus(
+    newJobSpec({ jobId, kind: JobKind.Scan, root: Buffer.from(root), batchMaxEntries: 100 }),
+    { state, published: 1 },
+  );
 
 test("options resolve to documented defaults", (t) => {
   const o = resolveWorkerOptions({ nc: {} as never, vmName: "vm7" });
