@@ -3,6 +3,7 @@ export type { BusConnectOptions } from "./connection.js";
 export { ensureTopology, resolveTopology, TOPOLOGY_DEFAULTS } from "./topology.js";
 export type { TopologyOptions, ResolvedTopology } from "./topology.js";
 export { JobStore, checkJobId } from "./job-store.js";
+export { RootLocks } from "./root-lock.js";
 export { runWorkConsumer } from "./work-consumer.js";
 export type { WorkConsumerOptions } from "./work-consumer.js";
 export { jetstream } from "@nats-io/jetstream";

@@ -17,6 +17,8 @@ import {
   JOBS_BUCKET,
   RESULTS_STREAM,
   WALK_CONSUMER,
+  TRANSFER_CONSUMER,
+  LOCKS_BUCKET,
   WORK_STREAM,
   subjects,
 } from "@hsmfleet/protocol";
@@ -90,7 +92,7 @@ const ensureStream = async (
 export const ensureTopology = async (
   nc: NatsConnection,
   options: TopologyOptions = {},
-): Promise<{ jsm: JetStreamManager; jobs: KV; topology: ResolvedTopology }> => {
+): Promise<{ jsm: JetStreamManager; jobs: KV; locks: KV; topology: ResolvedTopology }> => {
   const t = resolveTopology(options);
   let jsm: JetStreamManager;
   try {
@@ -128,25 +130,32 @@ export const ensureTopology = async (
     },
     t.update,
   );
-  const consumerConfig = {
-    durable_name: WALK_CONSUMER,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    filter_subject: subjects.walkAll,
-    ack_wait: nanos(t.ackWaitMs),
-    max_deliver: t.maxDeliver,
-    max_ack_pending: t.maxAckPending,
-  };
-  try {
-    await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
-    if (t.update) await jsm.consumers.update(WORK_STREAM, WALK_CONSUMER, consumerConfig);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) {
-      await jsm.consumers.add(WORK_STREAM, consumerConfig);
-    } else {
-      throw err;
+  for (const [name, filter] of [
+    [WALK_CONSUMER, subjects.walkAll],
+    [TRANSFER_CONSUMER, subjects.transferAll],
+  ] as const) {
+    const consumerConfig = {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: filter,
+      ack_wait: nanos(t.ackWaitMs),
+      max_deliver: t.maxDeliver,
+      max_ack_pending: t.maxAckPending,
+    };
+    try {
+      await jsm.consumers.info(WORK_STREAM, name);
+      if (t.update) await jsm.consumers.update(WORK_STREAM, name, consumerConfig);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) {
+        await jsm.consumers.add(WORK_STREAM, consumerConfig);
+      } else {
+        throw err;
+      }
     }
   }
-  const jobs = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: t.replicas });
-  return { jsm, jobs, topology: t };
+  const kvm = new Kvm(nc);
+  const jobs = await kvm.create(JOBS_BUCKET, { history: 1, replicas: t.replicas });
+  const locks = await kvm.create(LOCKS_BUCKET, { history: 1, replicas: t.replicas });
+  return { jsm, jobs, locks, topology: t };
 };

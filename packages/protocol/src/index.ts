@@ -49,6 +49,8 @@ export {
   RESULTS_STREAM,
   JOBS_BUCKET,
   WALK_CONSUMER,
+  TRANSFER_CONSUMER,
+  LOCKS_BUCKET,
   subjects,
   JOB_ID_PATTERN,
 } from "./subjects.js";

@@ -1,0 +1,251 @@
+import { hostname } from "node:os";
+import { DeliverPolicy } from "@nats-io/jetstream";
+import type { ConsumerMessages } from "@nats-io/jetstream";
+import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
+import { JobError } from "@hsmfleet/core";
+import {
+  JobState,
+  RESULTS_STREAM,
+  TRANSFER_CONSUMER,
+  WALK_CONSUMER,
+  WORK_STREAM,
+  decodeErrorBatch,
+  decodeItemResult,
+  decodeTransferBatch,
+  decodeWalkShard,
+  emptyExportCounters,
+  emptyScanCounters,
+  encodeItemResult,
+  encodeJobStatus,
+  decodeJobStatus,
+  mergeScanCounters,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { ExportCounters, ItemError, JobStatus } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+import { FleetWatch } from "./fleet-watch.js";
+import { entryToNdjson, errorToNdjson } from "./format.js";
+import type { LocalLog } from "./local-log.js";
+
+export interface FollowOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  store: JobStore;
+  /** The job record; updated in place and returned at the end. */
+  status: JobStatus;
+  list?: LocalLog | undefined;
+  errorLog?: LocalLog | undefined;
+  /** Errors kept in the job record. Default 100. */
+  errorSampleLimit?: number | undefined;
+  /** Job record checkpoint period. Default 1000 ms. */
+  checkpointIntervalMs?: number | undefined;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
+  onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
+}
+
+/** Errors of a job: walk errors plus transfer errors. */
+export const jobErrors = (s: JobStatus): number => s.scan.errors + s.export.errors;
+
+const mergeExportCounters = (into: ExportCounters, from: ExportCounters): void => {
+  for (const key of Object.keys(into) as Array<keyof ExportCounters>) into[key] += from[key];
+};
+
+/** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
+export const COORDINATOR_STALE_MS = 15_000;
+
+/**
+ * Follows a job's results stream to the end: folds item results into the job record, writes
+ * entries and errors to local files, checkpoints the record (results sequence, counters and file
+ * lengths describe the same point, so a resumed coordinator continues exactly), enforces
+ * max-errors and cancellation, and ends when every published work item has reported.
+ */
+export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
+  const { status, store, js } = o;
+  const jobId = status.spec.jobId;
+  const sampleLimit = o.errorSampleLimit ?? 100;
+  const fleet = new FleetWatch(o.nc);
+  status.coordinator = `${hostname()}:${process.pid}`;
+  const consumer = await js.consumers.get(RESULTS_STREAM, {
+    filter_subjects: subjects.resultsForJob(jobId),
+    deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
+    ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
+  });
+  const messages: ConsumerMessages = await consumer.consume();
+  let finalState: JobState | undefined;
+  let reason = "";
+  const stop = (state: JobState, why: string) => {
+    if (finalState !== undefined) return;
+    finalState = state;
+    reason = why;
+    void messages.close();
+  };
+
+  const cancel = () => stop(JobState.Cancelled, "cancelled by request");
+  o.signal?.addEventListener("abort", cancel, { once: true });
+  const watcher = await store.watch(jobId, (s) => {
+    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
+  });
+  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, o.logger);
+
+  const recordErrors = async (errors: ItemError[]) => {
+    for (const e of errors) {
+      if (status.errorSamples.length < sampleLimit) status.errorSamples.push(e);
+      await o.errorLog?.append(errorToNdjson(e));
+    }
+  };
+
+  // Every write of the record goes through one queue. Between checkpoints, a timer re-writes the
+  // last checkpoint with a fresh updatedAtMs so others can tell this coordinator is alive.
+  let writes: Promise<void> = Promise.resolve();
+  let snapshot: Uint8Array | undefined;
+  const write = (bytes: Uint8Array) => {
+    writes = writes
+      .then(async () => {
+        const s = decodeJobStatus(bytes);
+        s.updatedAtMs = Date.now();
+        await store.put(s);
+      })
+      .catch((err: unknown) => o.logger?.warn({ err }, "could not write the job record"));
+    return writes;
+  };
+  const checkpoint = async () => {
+    await o.list?.flush();
+    await o.errorLog?.flush();
+    status.listBytes = o.list?.bytes ?? 0;
+    status.errorLogBytes = o.errorLog?.bytes ?? 0;
+    snapshot = encodeJobStatus(status);
+    await write(snapshot);
+  };
+  const checkpointEveryMs = o.checkpointIntervalMs ?? 1000;
+  let lastCheckpoint = Date.now();
+  const timer = setInterval(() => {
+    o.onProgress?.(status, fleet);
+    if (snapshot && Date.now() - lastCheckpoint >= checkpointEveryMs) void write(snapshot);
+  }, checkpointEveryMs);
+  await checkpoint();
+
+  try {
+    if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
+    for await (const m of messages) {
+      if (m.subject.endsWith(".item")) {
+        const r = decodeItemResult(m.data);
+        mergeScanCounters(status.scan, r.scan);
+        mergeExportCounters(status.export, r.export);
+        status.published += r.children;
+        status.completed += 1;
+        await recordErrors(r.errors);
+      } else if (m.subject.endsWith(".entries")) {
+        if (o.list) for (const e of decodeTransferBatch(m.data).entries) await o.list.append(entryToNdjson(e));
+      } else if (m.subject.endsWith(".errors")) {
+        await recordErrors(decodeErrorBatch(m.data).errors);
+      }
+      status.resultsSeq = m.seq;
+      if (Date.now() - lastCheckpoint >= checkpointEveryMs) {
+        await checkpoint();
+        lastCheckpoint = Date.now();
+      }
+      const errors = jobErrors(status);
+      if (status.spec.maxErrors >= 0 && errors > status.spec.maxErrors) {
+        stop(JobState.Failed, `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`);
+      } else if (status.completed >= status.published) {
+        if (status.completed > status.published) {
+          o.logger?.warn({ jobId, published: status.published, completed: status.completed }, "more results than work items");
+        }
+        stop(JobState.Succeeded, "");
+      }
+    }
+  } finally {
+    clearInterval(timer);
+    watcher.stop();
+    maxDeliveries.stop();
+    fleet.stop();
+    o.signal?.removeEventListener("abort", cancel);
+  }
+
+  if (finalState === undefined) {
+    // The consumer ended without a verdict: the connection closed under us.
+    await writes;
+    throw new JobError(jobId, `lost the results stream of job ${jobId}; re-run the command (or --resume ${jobId}) to continue`);
+  }
+  const jsm = await js.jetstreamManager();
+  if (finalState !== JobState.Succeeded) {
+    // Drop the queued work so the fleet does not go on with a job that has ended.
+    await jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) });
+  }
+  status.state = finalState;
+  status.reason = reason;
+  status.finishedAtMs = Date.now();
+  await checkpoint();
+  await writes;
+  await o.list?.close();
+  await o.errorLog?.close();
+  o.onProgress?.(status, fleet);
+  // Entry batches were only a carrier for --list; the counters stay in the job record.
+  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) });
+  return status;
+};
+
+/**
+ * A worker killed during the last allowed delivery of an item leaves no result. JetStream then
+ * sends a MAX_DELIVERIES advisory; we publish a failed result in the worker's place, under the same
+ * message id, so it is dropped if the worker had in fact reported before dying.
+ */
+const watchMaxDeliveries = async (nc: NatsConnection, js: JetStreamClient, jobId: string, logger: Logger | undefined) => {
+  const jsm = await js.jetstreamManager();
+  const onAdvisory = (kind: "walk" | "transfer") => (err: Error | null, msg: { json<T>(): T }) => {
+    if (err) return;
+    void (async () => {
+      const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
+      const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
+      if (!stored) return;
+      let itemJob: string;
+      let itemId: string;
+      let path: Buffer;
+      if (kind === "walk") {
+        const shard = decodeWalkShard(stored.data);
+        [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.path];
+      } else {
+        const batch = decodeTransferBatch(stored.data);
+        [itemJob, itemId, path] = [batch.jobId, batch.batchId, batch.entries[0]?.path ?? Buffer.alloc(0)];
+      }
+      if (itemJob !== jobId) return;
+      const scan = emptyScanCounters();
+      const exp = emptyExportCounters();
+      if (kind === "walk") scan.errors = 1;
+      else exp.errors = 1;
+      await js.publish(
+        subjects.itemResult(jobId),
+        encodeItemResult({
+          jobId,
+          itemId,
+          kind,
+          children: 0,
+          scan,
+          errors: [
+            {
+              path,
+              operation: kind,
+              code: "MAX_DELIVERIES",
+              message: `no worker finished this ${kind === "walk" ? "directory" : "batch"} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+              retryable: false,
+            },
+          ],
+          workerId: "coordinator",
+          attempt: advisory.deliveries,
+          failed: true,
+          export: exp,
+        }),
+        { msgID: `${itemId}.r` },
+      );
+      await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
+    })().catch((e: unknown) => logger?.warn({ err: e }, "could not record an item that ran out of deliveries"));
+  };
+  const subs = [
+    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, { callback: onAdvisory("walk") }),
+    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${TRANSFER_CONSUMER}`, {
+      callback: onAdvisory("transfer"),
+    }),
+  ];
+  return { stop: () => subs.forEach((s) => s.unsubscribe()) };
+};
