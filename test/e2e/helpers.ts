@@ -4,9 +4,9 @@ import { fileURLToPath } from "node:url";
 import { connectBus, ensureTopology } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { Worker } from "@hsmfleet/worker";
-import type { WorkerHooks } from "@hsmfleet/worker";
-import { startNatsServer } from "@hsmfleet/testkit";
-import type { NatsServerFixture } from "@hsmfleet/testkit";
+import type { WorkerHooks, WorkerOptions } from "@hsmfleet/worker";
+import { startAzurite, startNatsServer } from "@hsmfleet/testkit";
+import type { AzuriteFixture, NatsServerFixture } from "@hsmfleet/testkit";
 import type { ExecutionContext } from "ava";
 
 /** Path of the compiled `hsmfleet` executable. */
@@ -39,11 +39,13 @@ export const startWorkers = async (
   url: string,
   count: number,
   hooks?: WorkerHooks,
+  extra: Partial<WorkerOptions> = {},
 ): Promise<Worker[]> => {
   const workers: Worker[] = [];
   for (let i = 0; i < count; i++) {
     const nc = await connectBus({ servers: url, reconnectForever: false });
     const worker = await Worker.create({
+      ...extra,
       nc,
       hooks,
       workerId: `test-worker-${i}`,
@@ -118,3 +120,10 @@ export const exitOf = (
       resolve({ code: child.exitCode, signal: child.signalCode });
     else child.once("exit", (code, signal) => resolve({ code, signal }));
   });
+
+/** A real Azurite, stopped when the test ends. */
+export const startStorage = async (t: ExecutionContext): Promise<AzuriteFixture> => {
+  const azurite = await startAzurite();
+  t.teardown(() => azurite.stop());
+  return azurite;
+};

@@ -3,7 +3,8 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 
 /** Key of a source root in the locks bucket (KV keys cannot hold arbitrary path bytes). */
-const lockKey = (root: Buffer): string => `root_${createHash("sha256").update(root).digest("hex").slice(0, 40)}`;
+const lockKey = (root: Buffer): string =>
+  `root_${createHash("sha256").update(root).digest("hex").slice(0, 40)}`;
 
 /**
  * One import/export job per source root at a time: a job takes the root's key with a KV create
@@ -16,7 +17,10 @@ export class RootLocks {
   }
 
   /** Takes the lock for `jobId`; returns the holder's job id when someone else has it. */
-  async acquire(root: Buffer, jobId: string): Promise<{ acquired: true } | { acquired: false; holder: string }> {
+  async acquire(
+    root: Buffer,
+    jobId: string,
+  ): Promise<{ acquired: true } | { acquired: false; holder: string }> {
     try {
       await this.#kv.create(lockKey(root), new TextEncoder().encode(jobId));
       return { acquired: true };

@@ -5,8 +5,11 @@ import { connectBus } from "@hsmfleet/bus";
 import { HsmfleetError, UsageError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   FleetWatch,
+  buildExportSummary,
   buildScanSummary,
   cancelJob,
+  formatExportSummary,
+  runExportJob,
   checkScanRoot,
   formatScanSummary,
   jobStateName,
@@ -17,10 +20,15 @@ import {
 } from "@hsmfleet/coordinator";
 import type { ScanSummary } from "@hsmfleet/coordinator";
 import { JobKind, formatBytes } from "@hsmfleet/protocol";
+import { describeStorageTarget, parseStorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { createLogger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
 import { startEmbeddedNats } from "./embedded-nats.js";
+import { startEmbeddedAzurite } from "./embedded-azurite.js";
+import type { EmbeddedAzurite } from "./embedded-azurite.js";
+import { parseSize } from "./size.js";
 import { ProgressLine } from "./progress.js";
 import { defaultWorkerCount, openRuntime } from "./runtime.js";
 import { resolveStateDir } from "./state-dir.js";
@@ -30,6 +38,7 @@ export const ExitCode = { Ok: 0, WithErrors: 1, Failed: 2, Cancelled: 130 } as c
 
 interface GlobalOptions {
   nats?: string;
+  storage?: string;
   stateDir?: string;
   workers?: number;
   logLevel?: string;
@@ -57,6 +66,23 @@ const describeJob = (s: JobStatus): string => {
   const entries = c.files + c.directories + c.symlinks + c.other;
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
   return `${s.spec.jobId.padEnd(30)} ${kindName(s.spec.kind).padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(c.bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+};
+
+/** First Ctrl-C/SIGTERM cancels the job cleanly; a second one quits at once. Returns the undo. */
+const onInterrupt = (abort: AbortController, what: string): (() => void) => {
+  let interrupts = 0;
+  const handler = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(ExitCode.Cancelled);
+    process.stderr.write(`\ncancelling the ${what} (Ctrl-C again to quit at once)…\n`);
+    abort.abort();
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.off("SIGINT", handler);
+    process.off("SIGTERM", handler);
+  };
 };
 
 export const buildProgram = (): Command => {
@@ -196,6 +222,115 @@ export const buildProgram = (): Command => {
       },
     );
 
+  /** --storage, else AZURE_STORAGE_CONNECTION_STRING, else the embedded Azurite. */
+  const resolveStorage = async (
+    stateDir: string,
+  ): Promise<{ target: StorageTarget; azurite?: EmbeddedAzurite }> => {
+    const given = parseStorageTarget(globals().storage, process.env);
+    if (given) return { target: given };
+    const azurite = await startEmbeddedAzurite({ stateDir });
+    process.stderr.write(
+      `no --storage or AZURE_STORAGE_CONNECTION_STRING: using a local Azurite at ${azurite.blobEndpoint} (data in ${join(stateDir, "azurite")})\n`,
+    );
+    return { target: parseStorageTarget(azurite.connectionString)!, azurite };
+  };
+
+  program
+    .command("export")
+    .description(
+      "copy a tree into a blob container in AMLFS format (names, owners, modes, times, directories, symlinks); incremental",
+    )
+    .argument("<path>", "directory to export (mounted at the same path on every worker VM)")
+    .requiredOption("--container <name>", "target container (created if missing)")
+    .option("--prefix <prefix>", "name prefix inside the container", "")
+    .option(
+      "--max-errors <n>",
+      "errors tolerated: 0 = fail on the first (default), -1 = unlimited, N",
+      intArg("--max-errors", -1),
+      0,
+    )
+    .option(
+      "--log-container <name>",
+      "container for <job>/summary.json and <job>/errors.ndjson (default <container>-logs)",
+    )
+    .option(
+      "--block-size <size>",
+      "block size for large files (grown to fit 50,000 blocks)",
+      parseSize,
+      8 * 1024 * 1024,
+    )
+    .option("--json", "print the summary as one JSON object on stdout")
+    .option("--quiet", "no progress line")
+    .action(
+      async (
+        path: string,
+        opts: {
+          container: string;
+          prefix: string;
+          maxErrors: number;
+          logContainer?: string;
+          blockSize: number;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) => {
+        const g = globals();
+        const log = logger("coordinator");
+        const stateDir = resolveStateDir(g.stateDir);
+        await checkScanRoot(path, "export source");
+        const storage = await resolveStorage(stateDir);
+        log.info({ storage: describeStorageTarget(storage.target) }, "storage");
+        const progress = new ProgressLine();
+        const abort = new AbortController();
+        const restore = onInterrupt(abort, "export");
+        let summary: Awaited<ReturnType<typeof runExportJob>>;
+        let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
+        try {
+          runtime = await openRuntime({
+            nats: g.nats,
+            stateDir,
+            workers: g.workers,
+            logger: log,
+            storage: storage.target,
+          });
+          const jobId = newJobId("export");
+          const jobDir = join(stateDir, "jobs", jobId);
+          await mkdir(jobDir, { recursive: true });
+          summary = await runExportJob({
+            nc: runtime.nc,
+            root: resolve(path),
+            container: opts.container,
+            prefix: opts.prefix,
+            storage: storage.target,
+            maxErrors: opts.maxErrors,
+            logContainer: opts.logContainer,
+            blockSizeBytes: opts.blockSize,
+            errorLog: join(jobDir, "errors.ndjson"),
+            jobId,
+            logger: log,
+            signal: abort.signal,
+            onProgress: opts.quiet ? undefined : (p) => progress.export(p),
+          });
+        } finally {
+          progress.done();
+          restore();
+          await runtime?.close();
+          await storage.azurite?.close();
+        }
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(summary)}\n` : `${formatExportSummary(summary)}\n`,
+        );
+        process.exitCode =
+          summary.state === "cancelled"
+            ? ExitCode.Cancelled
+            : summary.state === "failed"
+              ? ExitCode.Failed
+              : summary.errors > 0
+                ? ExitCode.WithErrors
+                : ExitCode.Ok;
+      },
+    );
+
   program
     .command("worker")
     .description(
@@ -305,6 +440,15 @@ export const buildProgram = (): Command => {
     .action(async (jobId: string, opts: { json?: boolean }) => {
       await withStore(async (store) => {
         const status = await store.require(jobId);
+        if (status.spec.kind === JobKind.Export) {
+          const summary = buildExportSummary(status);
+          process.stdout.write(
+            opts.json
+              ? `${JSON.stringify({ ...summary, kind: "export", outstanding: status.published - status.completed })}\n`
+              : `${formatExportSummary(summary)}\n`,
+          );
+          return;
+        }
         const summary = buildScanSummary(status);
         if (opts.json) {
           process.stdout.write(

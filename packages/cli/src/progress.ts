@@ -1,4 +1,4 @@
-import type { ScanProgress } from "@hsmfleet/coordinator";
+import type { ExportProgress, ScanProgress } from "@hsmfleet/coordinator";
 
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
 
@@ -28,6 +28,16 @@ export class ProgressLine {
     this.#write(line);
   }
 
+  export(p: ExportProgress): void {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+    const eta = p.etaSeconds === undefined ? "--:--" : formatDuration(p.etaSeconds);
+    const waiting = p.workers === 0 && p.filesFound === 0 ? " — waiting for workers" : "";
+    this.#write(
+      `export ${p.jobId}: ${n(p.filesDone)}/${n(p.filesQueued)} files, ${gib(p.bytesDone)}/${gib(p.bytesQueued)} GiB, ` +
+        `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s, ETA ${eta}, ${n(p.skipped)} unchanged, ${p.workers} workers, ${n(p.errors)} errors${waiting}`,
+    );
+  }
+
   #write(line: string): void {
     if (this.#tty) {
       process.stderr.write(`\r\x1b[K${line}`);
@@ -44,3 +54,13 @@ export class ProgressLine {
     this.#shown = false;
   }
 }
+
+export const formatDuration = (seconds: number): string => {
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const mm = String(m).padStart(2, "0");
+  const ss = String(sec).padStart(2, "0");
+  return h > 0 ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
+};

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { connectBus } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import type { StorageTarget } from "@hsmfleet/blob";
 import type { Logger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
 import { startEmbeddedNats } from "./embedded-nats.js";
@@ -13,6 +14,8 @@ export interface RuntimeOptions {
   /** In-process workers to run; default the CPU count; 0 = rely on standalone workers. */
   workers?: number | undefined;
   workerConcurrency?: number | undefined;
+  /** Storage credentials handed to in-process workers. */
+  storage?: StorageTarget | undefined;
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
 }
@@ -49,6 +52,7 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
         concurrency: options.workerConcurrency,
         logger: options.logger,
         workerId: undefined,
+        storage: options.storage,
         topology: options.topology,
         shutdownGraceMs: 5000,
       }),

@@ -13,3 +13,12 @@ export { cancelJob, openJobStore } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
 export { LocalLog } from "./local-log.js";
 export { entryToNdjson } from "./format.js";
+export {
+  runExportJob,
+  buildExportSummary,
+  formatExportSummary,
+  EXPORT_DEFAULTS,
+} from "./export-job.js";
+export type { ExportJobOptions, ExportProgress, ExportSummary } from "./export-job.js";
+export { followJob, jobErrors, COORDINATOR_STALE_MS } from "./job-follower.js";
+export type { FollowOptions } from "./job-follower.js";

@@ -136,7 +136,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
         status.completed += 1;
         await recordErrors(r.errors);
       } else if (m.subject.endsWith(".entries")) {
-        if (o.list) for (const e of decodeTransferBatch(m.data).entries) await o.list.append(entryToNdjson(e));
+        if (o.list)
+          for (const e of decodeTransferBatch(m.data).entries)
+            await o.list.append(entryToNdjson(e));
       } else if (m.subject.endsWith(".errors")) {
         await recordErrors(decodeErrorBatch(m.data).errors);
       }
@@ -147,10 +149,16 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       }
       const errors = jobErrors(status);
       if (status.spec.maxErrors >= 0 && errors > status.spec.maxErrors) {
-        stop(JobState.Failed, `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`);
+        stop(
+          JobState.Failed,
+          `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`,
+        );
       } else if (status.completed >= status.published) {
         if (status.completed > status.published) {
-          o.logger?.warn({ jobId, published: status.published, completed: status.completed }, "more results than work items");
+          o.logger?.warn(
+            { jobId, published: status.published, completed: status.completed },
+            "more results than work items",
+          );
         }
         stop(JobState.Succeeded, "");
       }
@@ -166,7 +174,10 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   if (finalState === undefined) {
     // The consumer ended without a verdict: the connection closed under us.
     await writes;
-    throw new JobError(jobId, `lost the results stream of job ${jobId}; re-run the command (or --resume ${jobId}) to continue`);
+    throw new JobError(
+      jobId,
+      `lost the results stream of job ${jobId}; re-run the command (or --resume ${jobId}) to continue`,
+    );
   }
   const jsm = await js.jetstreamManager();
   if (finalState !== JobState.Succeeded) {
@@ -191,7 +202,12 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
  * sends a MAX_DELIVERIES advisory; we publish a failed result in the worker's place, under the same
  * message id, so it is dropped if the worker had in fact reported before dying.
  */
-const watchMaxDeliveries = async (nc: NatsConnection, js: JetStreamClient, jobId: string, logger: Logger | undefined) => {
+const watchMaxDeliveries = async (
+  nc: NatsConnection,
+  js: JetStreamClient,
+  jobId: string,
+  logger: Logger | undefined,
+) => {
   const jsm = await js.jetstreamManager();
   const onAdvisory = (kind: "walk" | "transfer") => (err: Error | null, msg: { json<T>(): T }) => {
     if (err) return;
@@ -207,7 +223,11 @@ const watchMaxDeliveries = async (nc: NatsConnection, js: JetStreamClient, jobId
         [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.path];
       } else {
         const batch = decodeTransferBatch(stored.data);
-        [itemJob, itemId, path] = [batch.jobId, batch.batchId, batch.entries[0]?.path ?? Buffer.alloc(0)];
+        [itemJob, itemId, path] = [
+          batch.jobId,
+          batch.batchId,
+          batch.entries[0]?.path ?? Buffer.alloc(0),
+        ];
       }
       if (itemJob !== jobId) return;
       const scan = emptyScanCounters();
@@ -239,10 +259,14 @@ const watchMaxDeliveries = async (nc: NatsConnection, js: JetStreamClient, jobId
         { msgID: `${itemId}.r` },
       );
       await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
-    })().catch((e: unknown) => logger?.warn({ err: e }, "could not record an item that ran out of deliveries"));
+    })().catch((e: unknown) =>
+      logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),
+    );
   };
   const subs = [
-    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, { callback: onAdvisory("walk") }),
+    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, {
+      callback: onAdvisory("walk"),
+    }),
     nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${TRANSFER_CONSUMER}`, {
       callback: onAdvisory("transfer"),
     }),

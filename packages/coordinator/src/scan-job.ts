@@ -3,7 +3,15 @@ import { hostname, userInfo } from "node:os";
 import { JobStore, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { JetStreamClient, NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { DEFAULT_HSM_XATTR, JobError, UsageError, errorCode } from "@hsmfleet/core";
-import { JobKind, JobState, encodeWalkShard, newJobSpec, newJobStatus, shardIdFor, subjects } from "@hsmfleet/protocol";
+import {
+  JobKind,
+  JobState,
+  encodeWalkShard,
+  newJobSpec,
+  newJobStatus,
+  shardIdFor,
+  subjects,
+} from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "./job-follower.js";
@@ -131,9 +139,14 @@ const followScan = async (
     checkpointIntervalMs: options.checkpointIntervalMs ?? SCAN_DEFAULTS.checkpointIntervalMs,
     signal: options.signal,
     logger: options.logger,
-    onProgress: options.onProgress ? (s, fleet) => options.onProgress?.(scanProgress(s, fleet.liveWorkers())) : undefined,
+    onProgress: options.onProgress
+      ? (s, fleet) => options.onProgress?.(scanProgress(s, fleet.liveWorkers()))
+      : undefined,
   });
-  options.logger?.info({ jobId: final.spec.jobId, state: jobStateName(final.state) }, "scan finished");
+  options.logger?.info(
+    { jobId: final.spec.jobId, state: jobStateName(final.state) },
+    "scan finished",
+  );
   return buildScanSummary(final);
 };
 

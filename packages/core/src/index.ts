@@ -23,3 +23,22 @@ export {
   errorMessage,
 } from "./errors.js";
 export { joinPathBytes, resolveUnderRoot, displayPath } from "./path-bytes.js";
+export {
+  BLOB_NAME_MAX_CHARS,
+  BLOB_NAME_MAX_SEGMENTS,
+  BLOB_NAME_ESCAPE_BASE,
+  BlobNameError,
+  normalizePrefix,
+  blobNameForPath,
+  pathForBlobName,
+} from "./blob-naming.js";
+export type { BlobNameErrorReason } from "./blob-naming.js";
+export {
+  metadataForEntry,
+  attributesFromMetadata,
+  isFolderStub,
+  isSymlinkBlob,
+  formatModtime,
+  parseModtime,
+} from "./blob-metadata.js";
+export type { PosixAttributes, BlobEntryKind } from "./blob-metadata.js";

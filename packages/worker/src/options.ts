@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@hsmfleet/bus";
+import type { StorageTarget } from "@hsmfleet/blob";
 import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
 
@@ -27,6 +28,21 @@ export interface WorkerOptions {
   heartbeatIntervalMs?: number | undefined;
   /** How long shutdown() waits for in-flight items before abandoning them to redelivery. Default 30,000 ms. */
   shutdownGraceMs?: number | undefined;
+  /**
+   * This worker's own storage credentials (connection string, account URL with managed identity,
+   * or SAS URL). Job messages never carry secrets. Without it the worker takes no export work.
+   */
+  storage?: StorageTarget | undefined;
+  /** Transfer batches in flight at once. Default 4. */
+  transferConcurrency?: number | undefined;
+  /** Files uploaded at once within one batch. Default 8. */
+  fileConcurrency?: number | undefined;
+  /** Blocks in flight per large file. Default 8. */
+  blockConcurrency?: number | undefined;
+  /** Upper bound of the bytes held in block buffers by this worker. Default 512 MiB. */
+  memoryBudgetBytes?: number | undefined;
+  /** Source address for outgoing storage connections (one NIC of a multi-NIC VM). */
+  bindAddress?: string | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
 }
@@ -36,6 +52,10 @@ export const WORKER_DEFAULTS = {
   readBatchSize: 4096,
   heartbeatIntervalMs: 5000,
   shutdownGraceMs: 30_000,
+  transferConcurrency: 4,
+  fileConcurrency: 8,
+  blockConcurrency: 8,
+  memoryBudgetBytes: 512 * 1024 * 1024,
 } as const;
 
 export interface ResolvedWorkerOptions {
@@ -46,6 +66,12 @@ export interface ResolvedWorkerOptions {
   readBatchSize: number;
   heartbeatIntervalMs: number;
   shutdownGraceMs: number;
+  storage: StorageTarget | undefined;
+  transferConcurrency: number;
+  fileConcurrency: number;
+  blockConcurrency: number;
+  memoryBudgetBytes: number;
+  bindAddress: string | undefined;
   logger: Logger | undefined;
   hooks: WorkerHooks;
 }
@@ -60,6 +86,12 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     readBatchSize: o.readBatchSize ?? WORKER_DEFAULTS.readBatchSize,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
     shutdownGraceMs: o.shutdownGraceMs ?? WORKER_DEFAULTS.shutdownGraceMs,
+    storage: o.storage,
+    transferConcurrency: o.transferConcurrency ?? WORKER_DEFAULTS.transferConcurrency,
+    fileConcurrency: o.fileConcurrency ?? WORKER_DEFAULTS.fileConcurrency,
+    blockConcurrency: o.blockConcurrency ?? WORKER_DEFAULTS.blockConcurrency,
+    memoryBudgetBytes: o.memoryBudgetBytes ?? WORKER_DEFAULTS.memoryBudgetBytes,
+    bindAddress: o.bindAddress,
     logger: o.logger,
     hooks: o.hooks ?? {},
   };

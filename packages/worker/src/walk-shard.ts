@@ -4,11 +4,9 @@ import {
   displayPath,
   errorCode,
   errorMessage,
-  hsmStateName,
   joinPathBytes,
   resolveUnderRoot,
 } from "@hsmfleet/core";
-import type { FileEntry } from "@hsmfleet/core";
 import { openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
@@ -17,19 +15,19 @@ import {
   emptyScanCounters,
   encodeErrorBatch,
   encodeItemResult,
-  encodeTransferBatch,
   encodeWalkShard,
   shardIdFor,
-  sizeBucket,
   subjects,
 } from "@hsmfleet/protocol";
-import type { ItemError, JobStatus, ScanCounters, WalkShard } from "@hsmfleet/protocol";
+import type {
+  ExportCounters,
+  ItemError,
+  JobStatus,
+  ScanCounters,
+  WalkShard,
+} from "@hsmfleet/protocol";
 import type { ResolvedWorkerOptions } from "./options.js";
-
-/** Errors carried in the ItemResult itself; more go out in ErrorBatch messages of this size. */
-const ERRORS_PER_MESSAGE = 200;
-/** Publishes awaited together (pipelined) before waiting for their acks. */
-const PUBLISH_WINDOW = 256;
+import { ERRORS_PER_MESSAGE, Publisher } from "./publisher.js";
 
 export interface WalkContext {
   js: JetStreamClient;
@@ -41,87 +39,52 @@ export interface WalkContext {
   onEntries(n: number): void;
 }
 
-const toFileEntry = (path: Buffer, e: DirEntry): FileEntry => ({
-  path,
-  type: e.type,
-  size: e.size,
-  mtimeSec: e.mtimeSec,
-  mtimeNsec: e.mtimeNsec,
-  mode: e.mode,
-  uid: e.uid,
-  gid: e.gid,
-  ino: e.ino,
-  nlink: e.nlink,
-  hsm: e.hsm,
-});
-
-const countEntry = (c: ScanCounters, e: DirEntry): void => {
-  switch (e.type) {
-    case EntryType.File: {
-      c.files++;
-      c.bytes += e.size;
-      const b = sizeBucket(e.size);
-      while (c.sizeHistogram.length <= b) c.sizeHistogram.push(0);
-      c.sizeHistogram[b]!++;
-      const state = hsmStateName(e.hsm);
-      c.hsmStates[state] = (c.hsmStates[state] ?? 0) + 1;
-      break;
-    }
-    case EntryType.Directory:
-      c.directories++;
-      break;
-    case EntryType.Symlink:
-      c.symlinks++;
-      break;
-    default:
-      c.other++;
-  }
-};
-
-/** Publishes with bounded pipelining: many publishes in flight, acks awaited in windows. */
-class Publisher {
-  readonly #js: JetStreamClient;
-  #pending: Promise<unknown>[] = [];
-  constructor(js: JetStreamClient) {
-    this.#js = js;
-  }
-  async publish(subject: string, data: Uint8Array, msgID: string): Promise<void> {
-    this.#pending.push(this.#js.publish(subject, data, { msgID }));
-    if (this.#pending.length >= PUBLISH_WINDOW) await this.flush();
-  }
-  async flush(): Promise<void> {
-    const pending = this.#pending;
-    this.#pending = [];
-    await Promise.all(pending);
-  }
+/** What a job kind does with the entries of one directory (scan: count; export: compare and queue). */
+export interface ShardVisitor {
+  /** Before the directory is read (export lists the blobs at this level). */
+  begin?(): Promise<void>;
+  /** Every entry that could be lstat'ed, with its root-relative path. */
+  entry(path: Buffer, e: DirEntry): Promise<void>;
+  /** After the last entry: flush what is buffered; returns the work items it published. */
+  end(): Promise<number>;
+  readonly scan: ScanCounters;
+  readonly export: ExportCounters;
 }
 
+export interface ShardScope {
+  shard: WalkShard;
+  job: JobStatus;
+  publisher: Publisher;
+  /** Records an error against this shard (sent with its result). */
+  recordError(err: ItemError): Promise<void>;
+}
+
+export type VisitorFactory = (scope: ShardScope) => ShardVisitor;
+
 /**
- * Reads one directory: counts its entries, publishes each subdirectory as a new WalkShard, sends
- * entries back in batches when the job lists them, then reports an ItemResult. All ids are
- * deterministic, so a redelivery of this shard publishes nothing new.
+ * Reads one directory: publishes each subdirectory as a new WalkShard, hands every entry to the
+ * job kind's visitor, then reports one ItemResult. All message ids are deterministic, so a
+ * redelivery of this shard publishes nothing new.
  */
 export const handleWalkShard = async (
   ctx: WalkContext,
   msg: JsMsg,
   shard: WalkShard,
   job: JobStatus,
+  makeVisitor: VisitorFactory,
 ): Promise<void> => {
   const { js, options } = ctx;
   const spec = job.spec;
-  const counters = emptyScanCounters();
   const errors: ItemError[] = [];
   let errorSeq = 0;
-  let entrySeq = 0;
   let children = 0;
+  let walkErrors = 0;
+  let vanished = 0;
   const publisher = new Publisher(js);
   const dirPath = resolveUnderRoot(spec.root, shard.path);
 
-  const recordError = async (err: ItemError, vanished: boolean) => {
-    if (vanished) counters.vanished++;
-    else counters.errors++;
-    errors.push(err);
-    if (errors.length >= ERRORS_PER_MESSAGE * 2) {
+  const flushErrors = async (keep: number) => {
+    while (errors.length > keep) {
       const batch = errors.splice(0, ERRORS_PER_MESSAGE);
       await publisher.publish(
         subjects.errors(shard.jobId),
@@ -136,6 +99,11 @@ export const handleWalkShard = async (
       errorSeq++;
     }
   };
+  const recordError = async (err: ItemError) => {
+    errors.push(err);
+    if (errors.length >= ERRORS_PER_MESSAGE * 2) await flushErrors(ERRORS_PER_MESSAGE);
+  };
+  const visitor = makeVisitor({ shard, job, publisher, recordError });
 
   let lastWorking = Date.now();
   const keepAlive = () => {
@@ -147,27 +115,10 @@ export const handleWalkShard = async (
   };
 
   await options.hooks.beforeWalkShard?.(shard);
-  if (shard.depth === 0) counters.directories++; // the root itself; every other directory is counted by its parent
-
-  let listed: FileEntry[] = [];
-  const flushListed = async () => {
-    if (listed.length === 0) return;
-    await publisher.publish(
-      subjects.entries(shard.jobId),
-      encodeTransferBatch({
-        jobId: shard.jobId,
-        batchId: `${shard.shardId}.e${entrySeq}`,
-        shardId: shard.shardId,
-        sequence: entrySeq,
-        entries: listed,
-      }),
-      `${shard.shardId}.e${entrySeq}`,
-    );
-    entrySeq++;
-    listed = [];
-  };
+  if (shard.depth === 0) visitor.scan.directories++; // the root itself; every other directory is counted by its parent
 
   try {
+    await visitor.begin?.();
     const reader = await openDir(dirPath, {
       hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
       batchSize: options.readBatchSize,
@@ -178,22 +129,18 @@ export const handleWalkShard = async (
         for (const e of batch) {
           const rel = joinPathBytes(shard.path, e.name);
           if (e.error) {
-            const vanished = e.error.code === "ENOENT";
-            await recordError(
-              {
-                path: rel,
-                operation: e.error.operation,
-                code: e.error.code,
-                message: vanished
-                  ? "entry vanished during the scan"
-                  : `${e.error.operation} failed`,
-                retryable: false,
-              },
-              vanished,
-            );
+            const gone = e.error.code === "ENOENT";
+            if (gone) vanished++;
+            else walkErrors++;
+            await recordError({
+              path: rel,
+              operation: e.error.operation,
+              code: e.error.code,
+              message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
+              retryable: false,
+            });
             if (e.error.operation === "lstat") continue;
           }
-          countEntry(counters, e);
           if (e.type === EntryType.Directory) {
             const child: WalkShard = {
               jobId: shard.jobId,
@@ -208,10 +155,7 @@ export const handleWalkShard = async (
             );
             children++;
           }
-          if (spec.listEntries) {
-            listed.push(toFileEntry(rel, e));
-            if (listed.length >= spec.batchMaxEntries) await flushListed();
-          }
+          await visitor.entry(rel, e);
         }
         keepAlive();
       }
@@ -221,37 +165,23 @@ export const handleWalkShard = async (
   } catch (err) {
     if (!(err instanceof FsOperationError)) throw err;
     // The directory itself could not be read: one error for it, the walk goes on elsewhere.
-    const vanished = err.code === "ENOENT";
-    await recordError(
-      {
-        path: shard.path,
-        operation: err.operation,
-        code: err.code,
-        message: vanished ? "directory vanished during the scan" : errorMessage(err),
-        retryable: false,
-      },
-      vanished,
-    );
+    const gone = err.code === "ENOENT";
+    if (gone) vanished++;
+    else walkErrors++;
+    await recordError({
+      path: shard.path,
+      operation: err.operation,
+      code: err.code,
+      message: gone ? "directory vanished during the walk" : errorMessage(err),
+      retryable: false,
+    });
   }
-  await flushListed();
+  children += await visitor.end();
+  await flushErrors(ERRORS_PER_MESSAGE);
   await publisher.flush();
-
-  // Errors beyond what fits in the result go first, so the result is the last word on this shard.
-  while (errors.length > ERRORS_PER_MESSAGE) {
-    const batch = errors.splice(0, ERRORS_PER_MESSAGE);
-    await publisher.publish(
-      subjects.errors(shard.jobId),
-      encodeErrorBatch({
-        jobId: shard.jobId,
-        itemId: shard.shardId,
-        sequence: errorSeq,
-        errors: batch,
-      }),
-      `${shard.shardId}.x${errorSeq}`,
-    );
-    errorSeq++;
-  }
-  await publisher.flush();
+  visitor.scan.errors += walkErrors;
+  visitor.scan.vanished += vanished;
+  // The result is the last word on this shard: everything it published went out before it.
   await js.publish(
     subjects.itemResult(shard.jobId),
     encodeItemResult({
@@ -259,12 +189,12 @@ export const handleWalkShard = async (
       itemId: shard.shardId,
       kind: "walk",
       children,
-      scan: counters,
+      scan: visitor.scan,
       errors,
       workerId: options.workerId,
       attempt: msg.info.deliveryCount,
       failed: false,
-      export: emptyExportCounters(),
+      export: visitor.export,
     }),
     { msgID: `${shard.shardId}.r` },
   );
@@ -273,40 +203,42 @@ export const handleWalkShard = async (
 };
 
 /**
- * Last attempt of a shard failed for a reason other than the file system (e.g. NATS trouble):
- * report it as a failed item so the job ends with a named error instead of waiting forever.
+ * The last attempt of an item failed for a reason other than the file system (e.g. NATS or Blob
+ * trouble): report it as a failed item so the job ends with a named error instead of waiting.
  */
-export const reportFailedShard = async (
-  ctx: WalkContext,
+export const reportFailedItem = async (
+  ctx: Pick<WalkContext, "js" | "options">,
   msg: JsMsg,
-  shard: WalkShard,
+  item: { jobId: string; itemId: string; kind: "walk" | "transfer"; path: Buffer },
   err: unknown,
 ): Promise<void> => {
-  const counters = emptyScanCounters();
-  counters.errors = 1;
+  const scan = emptyScanCounters();
+  const exp = emptyExportCounters();
+  if (item.kind === "walk") scan.errors = 1;
+  else exp.errors = 1;
   await ctx.js.publish(
-    subjects.itemResult(shard.jobId),
+    subjects.itemResult(item.jobId),
     encodeItemResult({
-      jobId: shard.jobId,
-      itemId: shard.shardId,
-      kind: "walk",
+      jobId: item.jobId,
+      itemId: item.itemId,
+      kind: item.kind,
       children: 0,
-      scan: counters,
+      scan,
       errors: [
         {
-          path: shard.path,
-          operation: "walk",
+          path: item.path,
+          operation: item.kind,
           code: errorCode(err),
-          message: `gave up after ${msg.info.deliveryCount} attempts on ${displayPath(shard.path) || "."}: ${errorMessage(err)}`,
+          message: `gave up after ${msg.info.deliveryCount} attempts on ${displayPath(item.path) || "."}: ${errorMessage(err)}`,
           retryable: false,
         },
       ],
       workerId: ctx.options.workerId,
       attempt: msg.info.deliveryCount,
       failed: true,
-      export: emptyExportCounters(),
+      export: exp,
     }),
-    { msgID: `${shard.shardId}.r` },
+    { msgID: `${item.itemId}.r` },
   );
   msg.term();
 };

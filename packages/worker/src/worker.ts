@@ -1,13 +1,27 @@
+import { BlobContainer, MemoryBudget, createBlobServiceClient } from "@hsmfleet/blob";
+import type { BlobServiceClient } from "@azure/storage-blob";
 import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
-import { displayPath, errorMessage } from "@hsmfleet/core";
-import { decodeWalkShard, WALK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
+import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
+import {
+  JobKind,
+  TRANSFER_CONSUMER,
+  WALK_CONSUMER,
+  WORK_STREAM,
+  decodeTransferBatch,
+  decodeWalkShard,
+} from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+import { exportVisitor } from "./export-visitor.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
-import { handleWalkShard, reportFailedShard } from "./walk-shard.js";
-import type { WalkContext } from "./walk-shard.js";
+import { scanVisitor } from "./scan-visitor.js";
+import { handleTransferBatch } from "./transfer-batch.js";
+import type { TransferContext } from "./transfer-batch.js";
+import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
+import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
 const VERSION = "0.1.0";
 
@@ -16,14 +30,20 @@ export interface WorkerStats {
   itemsDone: number;
   itemsFailed: number;
   entriesRead: number;
+  bytesMoved: number;
+}
+
+interface ConsumerLimits {
+  ackWaitMs: number;
+  maxDeliver: number;
 }
 
 /**
- * A stateless worker: pulls work items from the shared durable consumers, carries them out and
- * reports results. Any number may run on any number of VMs; one that dies leaves its items
- * unacknowledged and JetStream hands them to another.
+ * A stateless worker: pulls work items from the shared durable consumers (directory walks and
+ * transfer batches), carries them out and reports results. Any number may run on any number of
+ * VMs; one that dies leaves its items unacknowledged and JetStream hands them to another.
  *
- *   const worker = await Worker.create({ nc });
+ *   const worker = await Worker.create({ nc, storage });
  *   const done = worker.run();
  *   ...
  *   await worker.shutdown();
@@ -32,24 +52,37 @@ export class Worker {
   readonly options: ResolvedWorkerOptions;
   readonly #js: JetStreamClient;
   readonly #jobs: JobCache;
-  readonly #ackWaitMs: number;
-  readonly #maxDeliver: number;
+  readonly #walk: ConsumerLimits;
+  readonly #transfer: ConsumerLimits;
+  /** Stops pulling new items (shutdown step 1). */
+  readonly #pullAbort = new AbortController();
+  /** Aborts in-flight work (shutdown after the grace period). */
   readonly #abort = new AbortController();
-  readonly #stats: WorkerStats = { itemsInFlight: 0, itemsDone: 0, itemsFailed: 0, entriesRead: 0 };
+  readonly #stats: WorkerStats = {
+    itemsInFlight: 0,
+    itemsDone: 0,
+    itemsFailed: 0,
+    entriesRead: 0,
+    bytesMoved: 0,
+  };
   readonly #startedAtMs = Date.now();
+  readonly #budget: MemoryBudget;
+  readonly #containers = new Map<string, BlobContainer>();
+  #blobService: BlobServiceClient | undefined;
   #running: Promise<void> | undefined;
 
   private constructor(
     options: ResolvedWorkerOptions,
     store: JobStore,
-    ackWaitMs: number,
-    maxDeliver: number,
+    walk: ConsumerLimits,
+    transfer: ConsumerLimits,
   ) {
     this.options = options;
     this.#js = jetstream(options.nc);
     this.#jobs = new JobCache(store);
-    this.#ackWaitMs = ackWaitMs;
-    this.#maxDeliver = maxDeliver;
+    this.#walk = walk;
+    this.#transfer = transfer;
+    this.#budget = new MemoryBudget(options.memoryBudgetBytes);
   }
 
   static async create(
@@ -57,14 +90,19 @@ export class Worker {
   ): Promise<Worker> {
     const resolved = resolveWorkerOptions(options);
     const { jsm, jobs, topology } = await ensureTopology(resolved.nc, options.topology);
-    // The consumer's settings are the truth (another process may have created it with other values).
-    const info = await jsm.consumers.info(WORK_STREAM, WALK_CONSUMER);
-    const ackWaitMs = info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs;
+    // The consumers' settings are the truth (another process may have created them with other values).
+    const limits = async (name: string): Promise<ConsumerLimits> => {
+      const info = await jsm.consumers.info(WORK_STREAM, name);
+      return {
+        ackWaitMs: info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs,
+        maxDeliver: info.config.max_deliver ?? topology.maxDeliver,
+      };
+    };
     return new Worker(
       resolved,
       new JobStore(jobs),
-      ackWaitMs,
-      info.config.max_deliver ?? topology.maxDeliver,
+      await limits(WALK_CONSUMER),
+      await limits(TRANSFER_CONSUMER),
     );
   }
 
@@ -94,43 +132,92 @@ export class Worker {
         itemsInFlight: this.#stats.itemsInFlight,
         itemsDone: this.#stats.itemsDone,
         entriesRead: this.#stats.entriesRead,
-        bytesMoved: 0,
+        bytesMoved: this.#stats.bytesMoved,
         concurrency: options.concurrency,
         rssBytes: process.memoryUsage.rss(),
       }),
     );
     options.logger?.info(
-      { workerId: options.workerId, vm: options.vmName, concurrency: options.concurrency },
+      {
+        workerId: options.workerId,
+        vm: options.vmName,
+        concurrency: options.concurrency,
+        storage: options.storage !== undefined,
+      },
       "worker started",
     );
-    const ctx: WalkContext = {
+    const walkCtx: WalkContext = {
       js: this.#js,
       options,
-      maxDeliver: this.#maxDeliver,
-      ackWaitMs: this.#ackWaitMs,
+      maxDeliver: this.#walk.maxDeliver,
+      ackWaitMs: this.#walk.ackWaitMs,
       onEntries: (n) => {
         this.#stats.entriesRead += n;
       },
     };
+    const transferCtx: TransferContext = {
+      js: this.#js,
+      options,
+      budget: this.#budget,
+      ackWaitMs: this.#transfer.ackWaitMs,
+      onBytes: (n) => {
+        this.#stats.bytesMoved += n;
+      },
+    };
+    const onError = (err: unknown) =>
+      options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
     try {
-      await runWorkConsumer(options.nc, {
-        stream: WORK_STREAM,
-        consumer: WALK_CONSUMER,
-        concurrency: options.concurrency,
-        signal: this.#abort.signal,
-        handle: (msg) => this.#handleWalk(ctx, msg),
-        onError: (err) =>
-          options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried"),
-      });
+      await Promise.all([
+        runWorkConsumer(options.nc, {
+          stream: WORK_STREAM,
+          consumer: WALK_CONSUMER,
+          concurrency: options.concurrency,
+          signal: this.#pullAbort.signal,
+          handle: (msg) => this.#handleWalk(walkCtx, msg),
+          onError,
+        }),
+        runWorkConsumer(options.nc, {
+          stream: WORK_STREAM,
+          consumer: TRANSFER_CONSUMER,
+          concurrency: options.transferConcurrency,
+          signal: this.#pullAbort.signal,
+          handle: (msg) => this.#handleTransfer(transferCtx, msg),
+          onError,
+        }),
+      ]);
     } finally {
       heartbeat.stop();
       options.logger?.info({ workerId: options.workerId, ...this.#stats }, "worker stopped");
     }
   }
 
-  async #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
-    const shard = decodeWalkShard(msg.data);
-    const job = await this.#jobs.get(shard.jobId);
+  #container(job: JobStatus): BlobContainer {
+    const name = job.spec.container;
+    let container = this.#containers.get(name);
+    if (!container) {
+      if (!this.options.storage) {
+        throw new DependencyError(
+          `worker ${this.options.workerId} has no storage credentials for container ${name} (start it with --storage, AZURE_STORAGE_CONNECTION_STRING, or a managed identity account URL)`,
+        );
+      }
+      this.#blobService ??= createBlobServiceClient(this.options.storage, {
+        localAddress: this.options.bindAddress,
+      });
+      container = new BlobContainer(this.#blobService.getContainerClient(name));
+      this.#containers.set(name, container);
+    }
+    return container;
+  }
+
+  /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
+  async #run1(
+    msg: JsMsg,
+    maxDeliver: number,
+    jobId: string,
+    item: { itemId: string; kind: "walk" | "transfer"; path: Buffer },
+    work: (job: JobStatus) => Promise<void>,
+  ): Promise<void> {
+    const job = await this.#jobs.get(jobId);
     if (!isLive(job)) {
       // Cancelled, finished or unknown job: nothing to do, and nobody to redeliver to.
       msg.term();
@@ -138,16 +225,21 @@ export class Worker {
     }
     this.#stats.itemsInFlight++;
     try {
-      await handleWalkShard(ctx, msg, shard, job);
+      await work(job);
       this.#stats.itemsDone++;
     } catch (err) {
-      if (msg.info.deliveryCount >= this.#maxDeliver) {
+      if (msg.info.deliveryCount >= maxDeliver) {
         this.#stats.itemsFailed++;
         this.options.logger?.error(
-          { jobId: shard.jobId, path: displayPath(shard.path), err: errorMessage(err) },
-          "walk shard failed on its last attempt",
+          { jobId, item: item.itemId, path: displayPath(item.path), err: errorMessage(err) },
+          `${item.kind} item failed on its last attempt`,
         );
-        await reportFailedShard(ctx, msg, shard, err);
+        await reportFailedItem(
+          { js: this.#js, options: this.options },
+          msg,
+          { jobId, ...item },
+          err,
+        );
         return;
       }
       throw err;
@@ -156,16 +248,49 @@ export class Worker {
     }
   }
 
+  #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
+    const shard = decodeWalkShard(msg.data);
+    return this.#run1(
+      msg,
+      this.#walk.maxDeliver,
+      shard.jobId,
+      { itemId: shard.shardId, kind: "walk", path: shard.path },
+      (job) => {
+        const visitor: VisitorFactory =
+          job.spec.kind === JobKind.Export ? exportVisitor(this.#container(job)) : scanVisitor;
+        return handleWalkShard(ctx, msg, shard, job, visitor);
+      },
+    );
+  }
+
+  #handleTransfer(ctx: TransferContext, msg: JsMsg): Promise<void> {
+    const batch = decodeTransferBatch(msg.data);
+    const first = batch.entries[0]?.path ?? Buffer.alloc(0);
+    return this.#run1(
+      msg,
+      this.#transfer.maxDeliver,
+      batch.jobId,
+      { itemId: batch.batchId, kind: "transfer", path: first },
+      (job) => handleTransferBatch(ctx, msg, batch, job, this.#container(job), this.#abort.signal),
+    );
+  }
+
   /**
-   * Stops pulling; waits up to shutdownGraceMs for in-flight items, then returns (items still
-   * running are abandoned and will be redelivered to another worker).
+   * Stops pulling; waits up to shutdownGraceMs for in-flight items, then aborts what is left (it
+   * is redelivered to another worker; nothing half-done is committed).
    */
   async shutdown(): Promise<void> {
-    this.#abort.abort();
-    if (!this.#running) return;
-    const grace = new Promise<void>((resolve) =>
-      setTimeout(resolve, this.options.shutdownGraceMs).unref(),
+    if (!this.#running) {
+      this.#pullAbort.abort();
+      this.#abort.abort();
+      return;
+    }
+    // Stop pulling first, let in-flight work finish within the grace period.
+    this.#pullAbort.abort();
+    const grace = new Promise<"timeout">((resolve) =>
+      setTimeout(() => resolve("timeout"), this.options.shutdownGraceMs).unref(),
     );
-    await Promise.race([this.#running, grace]);
+    const outcome = await Promise.race([this.#running.then(() => "done" as const), grace]);
+    if (outcome === "timeout") this.#abort.abort(new Error("worker shutdown: grace period over"));
   }
 }

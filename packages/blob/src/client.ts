@@ -1,0 +1,137 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { DefaultAzureCredential } from "@azure/identity";
+import {
+  AnonymousCredential,
+  BlobServiceClient,
+  StorageRetryPolicyType,
+  StorageSharedKeyCredential,
+  newPipeline,
+  type StoragePipelineOptions,
+} from "@azure/storage-blob";
+import { UsageError } from "@hsmfleet/core";
+import { BlobContainer } from "./container.js";
+import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
+
+export interface BlobClientOptions {
+  /** Retries after the first try (SDK exponential policy). Default 5. */
+  maxRetries?: number;
+  /** First retry delay, doubled per retry. Default 500 ms. */
+  retryDelayMs?: number;
+  /** Cap of the retry delay. Default 30,000 ms. */
+  maxRetryDelayMs?: number;
+  /** Per-try timeout (also sent to the service as `timeout=`). Default: none. */
+  timeoutMs?: number;
+  /** Local source address for outgoing connections (multi-NIC VMs); undefined = OS choice. */
+  localAddress?: string;
+  /** Sockets per worker and host (keep-alive agent). Default 64. */
+  maxSockets?: number;
+}
+
+export const DEFAULT_MAX_RETRIES = 5;
+export const DEFAULT_RETRY_DELAY_MS = 500;
+export const DEFAULT_MAX_RETRY_DELAY_MS = 30_000;
+export const DEFAULT_MAX_SOCKETS = 64;
+
+const positiveInt = (value: number | undefined, fallback: number, what: string): number => {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 0) throw new UsageError(`${what} must be an integer ≥ 0`);
+  return v;
+};
+
+const serviceUrl = (target: StorageTarget): string => {
+  switch (target.kind) {
+    case "connection-string": {
+      const parts = parseConnectionString(target.connectionString);
+      return parts.accountKey === undefined && parts.sas !== undefined
+        ? `${parts.blobEndpoint}?${parts.sas}`
+        : parts.blobEndpoint;
+    }
+    case "account-url":
+      return target.accountUrl;
+    case "sas-url":
+      return `${target.accountUrl}?${target.sas}`;
+  }
+};
+
+const credentialFor = (
+  target: StorageTarget,
+): StorageSharedKeyCredential | AnonymousCredential | DefaultAzureCredential => {
+  switch (target.kind) {
+    case "connection-string": {
+      const parts = parseConnectionString(target.connectionString);
+      return parts.accountKey !== undefined
+        ? new StorageSharedKeyCredential(parts.accountName, parts.accountKey)
+        : new AnonymousCredential();
+    }
+    case "account-url":
+      return new DefaultAzureCredential();
+    case "sas-url":
+      return new AnonymousCredential();
+  }
+};
+
+/**
+ * BlobServiceClient for a target: shared-key, SAS or Entra ID (DefaultAzureCredential) auth; a
+ * keep-alive agent with `maxSockets` that binds `localAddress` when given; the SDK's exponential
+ * retry policy with the given values.
+ */
+export const createBlobServiceClient = (
+  target: StorageTarget,
+  options: BlobClientOptions = {},
+): BlobServiceClient => {
+  const url = serviceUrl(target);
+  const maxRetries = positiveInt(options.maxRetries, DEFAULT_MAX_RETRIES, "maxRetries");
+  const retryDelayMs = positiveInt(options.retryDelayMs, DEFAULT_RETRY_DELAY_MS, "retryDelayMs");
+  const maxRetryDelayMs = positiveInt(
+    options.maxRetryDelayMs,
+    DEFAULT_MAX_RETRY_DELAY_MS,
+    "maxRetryDelayMs",
+  );
+  const maxSockets = positiveInt(options.maxSockets, DEFAULT_MAX_SOCKETS, "maxSockets");
+  if (maxSockets < 1) throw new UsageError("maxSockets must be at least 1");
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets,
+    ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+  };
+  const agent = url.startsWith("https:")
+    ? new HttpsAgent(agentOptions)
+    : new HttpAgent(agentOptions);
+  // `agent` is not in StoragePipelineOptions' type, but the options are handed to core-rest-
+  // pipeline's createPipelineFromOptions, which installs agentPolicy(agent) for every request.
+  const pipelineOptions: StoragePipelineOptions & { agent: HttpAgent } = {
+    retryOptions: {
+      retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
+      maxTries: maxRetries + 1,
+      // The SDK requires both delays to be 0 when one of them is.
+      retryDelayInMs: retryDelayMs === 0 ? 0 : retryDelayMs,
+      maxRetryDelayInMs: retryDelayMs === 0 ? 0 : Math.max(maxRetryDelayMs, retryDelayMs),
+      ...(options.timeoutMs !== undefined ? { tryTimeoutInMs: options.timeoutMs } : {}),
+    },
+    keepAliveOptions: { enable: true },
+    agent,
+  };
+  return new BlobServiceClient(url, newPipeline(credentialFor(target), pipelineOptions));
+};
+
+/**
+ * BlobContainer for `container`, or for the container the target's URL names. Throws UsageError
+ * when neither gives one.
+ */
+export const openContainer = (
+  target: StorageTarget,
+  container?: string,
+  options?: BlobClientOptions,
+): BlobContainer => {
+  const name = container ?? (target.kind === "connection-string" ? undefined : target.container);
+  if (name === undefined || name === "") {
+    throw new UsageError("no container given (name one, or use a container URL)");
+  }
+  if (!CONTAINER_NAME.test(name)) {
+    throw new UsageError(
+      `"${name}" is not a container name (3–63 lower-case letters, digits and single hyphens)`,
+    );
+  }
+  return new BlobContainer(createBlobServiceClient(target, options).getContainerClient(name));
+};

@@ -1,0 +1,265 @@
+import { createHash } from "node:crypto";
+import type { BlockBlobUploadOptions, ContainerClient } from "@azure/storage-blob";
+import { UsageError, errorMessage } from "@hsmfleet/core";
+import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
+
+/** One entry of a hierarchical listing level. */
+export type BlobLevelEntry =
+  | {
+      kind: "blob";
+      name: string;
+      size: number;
+      /** Keys as stored (listing keeps their case). */
+      metadata: Record<string, string>;
+      contentMD5?: Buffer;
+      lastModified: Date;
+    }
+  | { kind: "prefix"; name: string };
+
+export interface BlobProperties {
+  size: number;
+  /** Keys in lower case: Node lower-cases the x-ms-meta-* response headers. */
+  metadata: Record<string, string>;
+  contentMD5?: Buffer;
+  lastModified?: Date;
+}
+
+/** Printable local path for error messages (see displayPath in core). */
+interface LocalPathOption {
+  localPath?: string;
+}
+
+const md5Of = (body: Buffer): Buffer => createHash("md5").update(body).digest();
+
+/**
+ * One container, with the operations the data mover needs. Every error is a BlobOperationError
+ * naming the operation, the blob and the container; secrets never appear in messages.
+ */
+export class BlobContainer {
+  readonly client: ContainerClient;
+  readonly name: string;
+
+  constructor(client: ContainerClient) {
+    this.client = client;
+    this.name = client.containerName;
+  }
+
+  /** Container URL without its query (a SAS stays out of messages). */
+  get location(): string {
+    const url = new URL(this.client.url);
+    return `${url.origin}${url.pathname}`;
+  }
+
+  #fail(
+    operation: BlobOperation,
+    err: unknown,
+    blobName?: string,
+    localPath?: string,
+  ): BlobOperationError {
+    if (err instanceof BlobOperationError) return err;
+    return new BlobOperationError(
+      operation,
+      { path: localPath, blobName, container: this.name },
+      err,
+    );
+  }
+
+  /**
+   * Creates the container if it is missing. A credential that may not create containers (403,
+   * e.g. a container SAS) is accepted when the container can be listed. Errors name the container
+   * and the account URL, with a hint for 403 and unknown accounts.
+   */
+  async ensureExists(): Promise<void> {
+    try {
+      await this.client.createIfNotExists();
+      return;
+    } catch (err) {
+      const info = httpErrorInfo(err);
+      if (info.statusCode === 403 && (await this.#listable())) return;
+      let hint = "";
+      if (info.statusCode === 403) {
+        hint =
+          "; the credential may not create or list this container: check the account key, the SAS " +
+          "(permissions racwl, expiry se=) or the role assignment (Storage Blob Data Contributor)";
+      } else if (info.statusCode === 404 || /ENOTFOUND|EAI_AGAIN/.test(errorMessage(err))) {
+        hint = "; check the account name and endpoint";
+      }
+      throw new BlobOperationError(
+        "create-container",
+        { container: this.name, location: this.location },
+        err,
+        { hint },
+      );
+    }
+  }
+
+  async #listable(): Promise<boolean> {
+    try {
+      await this.client.listBlobsFlat().byPage({ maxPageSize: 1 }).next();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * One level of a hierarchical listing ('/' delimiter) under `prefix` ("" or ending in '/'),
+   * with metadata. Paged (`pageSize` = maxresults per request, service default 5000); each page
+   * yields its prefixes, then its blobs. A directory stub blob "d" and the prefix "d/" are
+   * separate entries.
+   */
+  async *listLevel(
+    prefix: string,
+    options: { abortSignal?: AbortSignal; pageSize?: number } = {},
+  ): AsyncIterable<BlobLevelEntry> {
+    if (prefix !== "" && !prefix.endsWith("/")) {
+      throw new UsageError(`listing prefix "${prefix}" must be empty or end with '/'`);
+    }
+    const pages = this.client
+      .listBlobsByHierarchy("/", {
+        prefix,
+        includeMetadata: true,
+        ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+      })
+      .byPage(options.pageSize !== undefined ? { maxPageSize: options.pageSize } : {});
+    try {
+      for await (const page of pages) {
+        for (const p of page.segment.blobPrefixes ?? []) yield { kind: "prefix", name: p.name };
+        for (const item of page.segment.blobItems) {
+          const md5 = item.properties.contentMD5;
+          const entry: BlobLevelEntry = {
+            kind: "blob",
+            name: item.name,
+            size: item.properties.contentLength ?? 0,
+            metadata: { ...(item.metadata ?? {}) },
+            lastModified: item.properties.lastModified,
+          };
+          if (md5 !== undefined && md5.length > 0) entry.contentMD5 = Buffer.from(md5);
+          yield entry;
+        }
+      }
+    } catch (err) {
+      throw this.#fail("list-blobs", err, prefix === "" ? "(root)" : prefix);
+    }
+  }
+
+  /**
+   * Put Blob: one request with the body, its MD5 as Content-MD5 (checked by the service) and as
+   * the blob's stored Content-MD5 (x-ms-blob-content-md5), and the metadata.
+   */
+  async putBlob(
+    name: string,
+    body: Buffer,
+    options: {
+      metadata: Record<string, string>;
+      abortSignal?: AbortSignal;
+      contentType?: string;
+      /** MD5 of `body` when the caller already has it. */
+      contentMD5?: Buffer;
+    } & LocalPathOption,
+  ): Promise<void> {
+    const md5 = options.contentMD5 ?? md5Of(body);
+    // BlockBlobUploadOptions does not declare transactionalContentMD5, but upload() passes it on
+    // as the Content-MD5 request header (checksum algorithm "Customized").
+    const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
+      metadata: options.metadata,
+      blobHTTPHeaders: {
+        blobContentMD5: md5,
+        ...(options.contentType !== undefined ? { blobContentType: options.contentType } : {}),
+      },
+      transactionalContentMD5: md5,
+      contentChecksumAlgorithm: "Customized",
+      ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+    };
+    try {
+      await this.client.getBlockBlobClient(name).upload(body, body.length, uploadOptions);
+    } catch (err) {
+      throw this.#fail("put-blob", err, name, options.localPath);
+    }
+  }
+
+  /** Put Block with the block's MD5 as Content-MD5. */
+  async stageBlock(
+    name: string,
+    blockId: string,
+    body: Buffer,
+    options: { abortSignal?: AbortSignal } & LocalPathOption = {},
+  ): Promise<void> {
+    try {
+      await this.client.getBlockBlobClient(name).stageBlock(blockId, body, body.length, {
+        transactionalContentMD5: md5Of(body),
+        contentChecksumAlgorithm: "Customized",
+        ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+      });
+    } catch (err) {
+      throw this.#fail("stage-block", err, name, options.localPath);
+    }
+  }
+
+  /** Put Block List: commits the blocks in order, with metadata and the whole-file MD5. */
+  async commitBlockList(
+    name: string,
+    blockIds: string[],
+    options: {
+      metadata: Record<string, string>;
+      contentMD5?: Buffer;
+      abortSignal?: AbortSignal;
+    } & LocalPathOption,
+  ): Promise<void> {
+    try {
+      await this.client.getBlockBlobClient(name).commitBlockList(blockIds, {
+        metadata: options.metadata,
+        ...(options.contentMD5 ? { blobHTTPHeaders: { blobContentMD5: options.contentMD5 } } : {}),
+        ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+      });
+    } catch (err) {
+      throw this.#fail("commit-block-list", err, name, options.localPath);
+    }
+  }
+
+  /** A small text blob (logging-container files), with MD5. */
+  async putText(
+    name: string,
+    text: string,
+    contentType = "text/plain; charset=utf-8",
+  ): Promise<void> {
+    await this.putBlob(name, Buffer.from(text, "utf8"), { metadata: {}, contentType });
+  }
+
+  /** Size, metadata (lower-case keys) and stored MD5; undefined when the blob does not exist. */
+  async getProperties(name: string): Promise<BlobProperties | undefined> {
+    try {
+      const p = await this.client.getBlobClient(name).getProperties();
+      const out: BlobProperties = {
+        size: p.contentLength ?? 0,
+        metadata: { ...(p.metadata ?? {}) },
+      };
+      if (p.contentMD5 !== undefined && p.contentMD5.length > 0) {
+        out.contentMD5 = Buffer.from(p.contentMD5);
+      }
+      if (p.lastModified !== undefined) out.lastModified = p.lastModified;
+      return out;
+    } catch (err) {
+      if (httpErrorInfo(err).statusCode === 404) return undefined;
+      throw this.#fail("get-properties", err, name);
+    }
+  }
+
+  /** Whole blob into memory (small blobs, tests). */
+  async download(name: string): Promise<Buffer> {
+    try {
+      return await this.client.getBlobClient(name).downloadToBuffer();
+    } catch (err) {
+      throw this.#fail("download", err, name);
+    }
+  }
+
+  /** Deletes the blob; false when it did not exist. */
+  async deleteBlob(name: string): Promise<boolean> {
+    try {
+      return (await this.client.getBlobClient(name).deleteIfExists()).succeeded;
+    } catch (err) {
+      throw this.#fail("delete-blob", err, name);
+    }
+  }
+}

@@ -1,0 +1,36 @@
+export {
+  parseStorageTarget,
+  parseConnectionString,
+  describeStorageTarget,
+  redactSecrets,
+} from "./storage-target.js";
+export type { StorageTarget, ConnectionStringParts } from "./storage-target.js";
+export {
+  createBlobServiceClient,
+  openContainer,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_RETRY_DELAY_MS,
+  DEFAULT_MAX_RETRY_DELAY_MS,
+  DEFAULT_MAX_SOCKETS,
+} from "./client.js";
+export type { BlobClientOptions } from "./client.js";
+export { BlobContainer } from "./container.js";
+export type { BlobLevelEntry, BlobProperties } from "./container.js";
+export {
+  blockIdFor,
+  chooseBlockSize,
+  DEFAULT_BLOCK_SIZE_BYTES,
+  MAX_BLOCK_SIZE_BYTES,
+  MAX_BLOCKS_PER_BLOB,
+  BLOCK_ID_RAW_LENGTH,
+} from "./blocks.js";
+export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
+export { uploadFile, DEFAULT_UPLOAD_CONCURRENCY } from "./upload.js";
+export type { UploadFileOptions, UploadResult } from "./upload.js";
+export {
+  BlobOperationError,
+  FileChangedError,
+  httpErrorInfo,
+  isRetryableHttpError,
+} from "./errors.js";
+export type { BlobOperation, BlobOperationSubject, FileSnapshot, HttpErrorInfo } from "./errors.js";

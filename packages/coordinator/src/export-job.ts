@@ -1,0 +1,326 @@
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { openContainer } from "@hsmfleet/blob";
+import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
+import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import {
+  JobKind,
+  JobState,
+  WORK_STREAM,
+  encodeWalkShard,
+  newJobSpec,
+  newJobStatus,
+  shardIdFor,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+import { errorToJson } from "./format.js";
+import { COORDINATOR_STALE_MS, followJob, jobErrors } from "./job-follower.js";
+import { newJobId } from "./job-id.js";
+import { LocalLog } from "./local-log.js";
+import { checkScanRoot, jobStateName, safeUser } from "./scan-job.js";
+
+export interface ExportJobOptions {
+  nc: NatsConnection;
+  /** Directory to export; mounted at the same path on every worker VM. */
+  root: string;
+  /** Target container (created if missing). */
+  container: string;
+  /** Name prefix inside the container ("" = none). */
+  prefix?: string | undefined;
+  /** The coordinator's own credentials: to create the containers and write the job's logs. */
+  storage: StorageTarget;
+  /** 0 = fail on the first error (default), -1 = unlimited, N = fail after N. */
+  maxErrors?: number | undefined;
+  /** Receives <job>/summary.json and <job>/errors.ndjson. Default `<container>-logs`. */
+  logContainer?: string | undefined;
+  /** Preferred block size for large files. Default 8 MiB (grown to fit 50,000 blocks). */
+  blockSizeBytes?: number | undefined;
+  /** Bounds of one transfer batch. Defaults 1000 entries, 256 MiB. */
+  batchMaxEntries?: number | undefined;
+  batchMaxBytes?: number | undefined;
+  /** Local NDJSON file receiving every error (uploaded to the log container at the end). */
+  errorLog?: string | undefined;
+  jobId?: string | undefined;
+  checkpointIntervalMs?: number | undefined;
+  onProgress?: ((progress: ExportProgress) => void) | undefined;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
+  topology?: TopologyOptions | undefined;
+}
+
+export const EXPORT_DEFAULTS = {
+  maxErrors: 0,
+  blockSizeBytes: 8 * 1024 * 1024,
+  batchMaxEntries: 1000,
+  batchMaxBytes: 256 * 1024 * 1024,
+} as const;
+
+export interface ExportProgress {
+  jobId: string;
+  filesDone: number;
+  filesQueued: number;
+  filesFound: number;
+  bytesDone: number;
+  bytesQueued: number;
+  skipped: number;
+  errors: number;
+  workers: number;
+  elapsedMs: number;
+  bytesPerSecond: number;
+  /** Seconds left at the current rate for what is queued so far (the walk may still add more). */
+  etaSeconds: number | undefined;
+}
+
+export interface ExportSummary {
+  jobId: string;
+  root: string;
+  container: string;
+  prefix: string;
+  state: string;
+  reason: string;
+  /** True when this run picked up a job whose coordinator had died. */
+  resumed: boolean;
+  filesExported: number;
+  directoriesExported: number;
+  symlinksExported: number;
+  bytes: number;
+  /** Unchanged since the last export. */
+  skipped: number;
+  /** Devices, FIFOs and sockets: Blob cannot hold them. */
+  unsupported: number;
+  errors: number;
+  filesFound: number;
+  bytesFound: number;
+  elapsedSeconds: number;
+  bytesPerSecond: number;
+  errorSamples: Array<{ path: string; operation: string; code: string; message: string }>;
+  logContainer: string;
+  errorLog: string | null;
+}
+
+export const buildExportSummary = (s: JobStatus, resumed = false): ExportSummary => {
+  const end = s.finishedAtMs || s.updatedAtMs;
+  const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
+  const e = s.export;
+  return {
+    jobId: s.spec.jobId,
+    root: displayPath(s.spec.root),
+    container: s.spec.container,
+    prefix: s.spec.prefix,
+    state: jobStateName(s.state),
+    reason: s.reason,
+    resumed,
+    filesExported: e.filesExported,
+    directoriesExported: e.directoriesExported,
+    symlinksExported: e.symlinksExported,
+    bytes: e.bytesExported,
+    skipped: e.skipped,
+    unsupported: e.unsupported,
+    errors: jobErrors(s),
+    filesFound: e.filesFound,
+    bytesFound: e.bytesFound,
+    elapsedSeconds,
+    bytesPerSecond: elapsedSeconds > 0 ? Math.round(e.bytesExported / elapsedSeconds) : 0,
+    errorSamples: s.errorSamples.map(errorToJson),
+    logContainer: s.spec.logContainer,
+    errorLog: s.errorLog || null,
+  };
+};
+
+const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
+  const elapsedMs = Date.now() - s.startedAtMs;
+  const e = s.export;
+  const bytesPerSecond = elapsedMs > 0 ? (e.bytesExported * 1000) / elapsedMs : 0;
+  const left = e.bytesQueued - e.bytesExported;
+  return {
+    jobId: s.spec.jobId,
+    filesDone: e.filesExported,
+    filesQueued: e.filesQueued,
+    filesFound: e.filesFound,
+    bytesDone: e.bytesExported,
+    bytesQueued: e.bytesQueued,
+    skipped: e.skipped,
+    errors: jobErrors(s),
+    workers,
+    elapsedMs,
+    bytesPerSecond,
+    etaSeconds: bytesPerSecond > 0 ? Math.max(0, left / bytesPerSecond) : undefined,
+  };
+};
+
+/**
+ * Exports a tree to a blob container in AMLFS format across the fleet. Only one import/export job
+ * runs per source root: a second one is refused, unless the first one's coordinator is gone, in
+ * which case this run takes the job over and finishes it (re-running the same command resumes).
+ */
+export const runExportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
+  const root = await checkScanRoot(options.root, "export source");
+  const rootBytes = Buffer.from(root);
+  if (!options.container) throw new UsageError("export needs --container NAME");
+  const prefix = normalizePrefix(options.prefix);
+  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const { jobs, locks } = await ensureTopology(options.nc, options.topology);
+  const store = new JobStore(jobs);
+  const rootLocks = new RootLocks(locks);
+  const target = openContainer(options.storage, options.container);
+  const logContainer = openContainer(options.storage, logContainerName);
+  await target.ensureExists();
+  await logContainer.ensureExists();
+
+  const jobId = options.jobId ?? newJobId("export");
+  let status: JobStatus | undefined;
+  let resumed = false;
+  const lock = await rootLocks.acquire(rootBytes, jobId);
+  if (!lock.acquired) {
+    const holder = await store.get(lock.holder);
+    const alive =
+      holder !== undefined &&
+      holder.state === JobState.Running &&
+      Date.now() - holder.updatedAtMs < COORDINATOR_STALE_MS;
+    const sameJob =
+      holder !== undefined &&
+      holder.spec.kind === JobKind.Export &&
+      holder.spec.container === options.container &&
+      normalizePrefix(holder.spec.prefix) === prefix;
+    if (alive) {
+      throw new UsageError(
+        `another job (${lock.holder}) is running on ${root}; only one import/export job per file system root at a time. ` +
+          `Wait for it, or stop it with: hsmfleet cancel ${lock.holder}`,
+      );
+    }
+    if (holder !== undefined && holder.state === JobState.Running && sameJob) {
+      // Its coordinator died: carry on with the same job (the fleet may still be working on it).
+      status = holder;
+      resumed = true;
+      options.logger?.info(
+        { jobId: holder.spec.jobId },
+        "resuming an export whose coordinator stopped",
+      );
+    } else {
+      if (holder !== undefined && holder.state === JobState.Running) {
+        holder.state = JobState.Failed;
+        holder.reason = `coordinator lost; superseded by ${jobId}`;
+        holder.finishedAtMs = Date.now();
+        await store.put(holder);
+        const jsm = await jetstream(options.nc).jetstreamManager();
+        await jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(holder.spec.jobId) });
+      }
+      if (!(await rootLocks.takeOver(rootBytes, lock.holder, jobId))) {
+        throw new UsageError(`could not take the lock on ${root} from ${lock.holder}; try again`);
+      }
+    }
+  }
+
+  const errorLog = options.errorLog
+    ? await LocalLog.open(options.errorLog, resumed ? (status?.errorLogBytes ?? 0) : undefined)
+    : undefined;
+  if (!status) {
+    const now = Date.now();
+    status = newJobStatus(
+      newJobSpec({
+        jobId,
+        kind: JobKind.Export,
+        root: rootBytes,
+        createdAtMs: now,
+        createdBy: `${safeUser()}@${hostname()}`,
+        maxErrors: options.maxErrors ?? EXPORT_DEFAULTS.maxErrors,
+        container: options.container,
+        prefix,
+        blockSize: options.blockSizeBytes ?? EXPORT_DEFAULTS.blockSizeBytes,
+        logContainer: logContainerName,
+        batchMaxEntries: options.batchMaxEntries ?? EXPORT_DEFAULTS.batchMaxEntries,
+        batchMaxBytes: options.batchMaxBytes ?? EXPORT_DEFAULTS.batchMaxBytes,
+        hsmXattr: "",
+      }),
+      { published: 1, errorLog: options.errorLog ?? "" },
+    );
+    try {
+      await store.create(status);
+      const rootShard = {
+        jobId,
+        path: Buffer.alloc(0),
+        depth: 0,
+        shardId: shardIdFor(jobId, Buffer.alloc(0)),
+      };
+      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
+        msgID: rootShard.shardId,
+      });
+    } catch (err) {
+      await rootLocks.release(rootBytes, jobId);
+      throw err;
+    }
+    options.logger?.info({ jobId, root, container: options.container, prefix }, "export started");
+  }
+
+  const running = status.spec.jobId;
+  try {
+    const final = await followJob({
+      nc: options.nc,
+      js: jetstream(options.nc),
+      store,
+      status,
+      errorLog,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      signal: options.signal,
+      logger: options.logger,
+      onProgress: options.onProgress
+        ? (s, fleet) => options.onProgress?.(exportProgress(s, fleet.liveWorkers()))
+        : undefined,
+    });
+    const summary = buildExportSummary(final, resumed);
+    await writeJobLogs(logContainer, summary, final.errorLog, options.logger);
+    return summary;
+  } finally {
+    await rootLocks.release(rootBytes, running).catch(() => undefined);
+  }
+};
+
+/** `<job>/summary.json` and `<job>/errors.ndjson` in the logging container, as AMLFS jobs do. */
+const writeJobLogs = async (
+  container: BlobContainer,
+  summary: ExportSummary,
+  errorLog: string,
+  logger: Logger | undefined,
+) => {
+  try {
+    await container.putText(
+      `${summary.jobId}/summary.json`,
+      `${JSON.stringify(summary, null, 2)}\n`,
+      "application/json",
+    );
+    const errors = errorLog ? await readFile(errorLog, "utf8").catch(() => "") : "";
+    await container.putText(`${summary.jobId}/errors.ndjson`, errors, "application/x-ndjson");
+  } catch (err) {
+    logger?.warn(
+      { err: errorMessage(err), container: container.name },
+      "could not write the job's logs to the logging container",
+    );
+  }
+};
+
+export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): string => {
+  const n = (v: number) => v.toLocaleString("en-US");
+  const mib = (v: number) => (v / 1048576).toFixed(1);
+  const lines = [
+    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `  files exported        ${n(s.filesExported)} of ${n(s.filesFound)} found`,
+    `  directories exported  ${n(s.directoriesExported)}`,
+    `  symlinks exported     ${n(s.symlinksExported)}`,
+    `  bytes                 ${n(s.bytes)} (${mib(s.bytes)} MiB, ${mib(s.bytesPerSecond)} MiB/s)`,
+    `  skipped (unchanged)   ${n(s.skipped)}`,
+    `  unsupported           ${n(s.unsupported)}`,
+    `  errors                ${n(s.errors)}`,
+  ];
+  for (const e of s.errorSamples.slice(0, maxErrorsShown))
+    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+  if (s.errors > maxErrorsShown)
+    lines.push(`    … all errors in ${s.logContainer}/${s.jobId}/errors.ndjson`);
+  lines.push(
+    `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, ${s.jobId}/errors.ndjson`,
+  );
+  return lines.join("\n");
+};

@@ -1,0 +1,158 @@
+import {
+  BlobNameError,
+  EntryType,
+  blobNameForPath,
+  normalizePrefix,
+  parseModtime,
+} from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import {
+  emptyExportCounters,
+  emptyScanCounters,
+  encodeTransferBatch,
+  subjects,
+} from "@hsmfleet/protocol";
+import { countEntry, toFileEntry } from "./scan-visitor.js";
+import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+
+/** What the blob at an entry's name says, for the incremental comparison. */
+interface ExistingBlob {
+  size: number;
+  mtimeSec: number | undefined;
+  folder: boolean;
+  symlink: boolean;
+}
+
+export const EXPORT_BATCH_DEFAULTS = {
+  maxEntries: 1000,
+  maxBytes: 256 * 1024 * 1024,
+} as const;
+
+/** Blob-name prefix of a directory's children: "" for the root without prefix, else "<name>/". */
+const levelPrefix = (dirPath: Buffer, prefix: string): string => {
+  if (dirPath.length === 0) return prefix === "" ? "" : `${prefix}/`;
+  return `${blobNameForPath(dirPath, prefix)}/`;
+};
+
+/**
+ * Export: lists the blobs at this directory's level once (not one HEAD per file), queues entries
+ * that are new or whose size/modtime differ, and groups them into TransferBatch work items
+ * bounded by count and bytes. Metadata-only changes are not exported; deletions never delete.
+ */
+export const exportVisitor =
+  (container: BlobContainer) =>
+  ({ shard, job, publisher, recordError }: ShardScope): ShardVisitor => {
+    const spec = job.spec;
+    const prefix = normalizePrefix(spec.prefix);
+    const maxEntries = spec.batchMaxEntries || EXPORT_BATCH_DEFAULTS.maxEntries;
+    const maxBytes = spec.batchMaxBytes || EXPORT_BATCH_DEFAULTS.maxBytes;
+    const scan = emptyScanCounters();
+    const exp = emptyExportCounters();
+    const existing = new Map<string, ExistingBlob>();
+    let batch: FileEntry[] = [];
+    let batchBytes = 0;
+    let sequence = 0;
+
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const batchId = `${shard.shardId}.b${sequence}`;
+      await publisher.publish(
+        subjects.transfer(shard.jobId),
+        encodeTransferBatch({
+          jobId: shard.jobId,
+          batchId,
+          shardId: shard.shardId,
+          sequence,
+          entries: batch,
+        }),
+        batchId,
+      );
+      sequence++;
+      batch = [];
+      batchBytes = 0;
+    };
+    const queue = async (entry: FileEntry) => {
+      if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + entry.size > maxBytes))
+        await flush();
+      batch.push(entry);
+      batchBytes += entry.type === EntryType.File ? entry.size : 0;
+      exp.filesQueued += entry.type === EntryType.File ? 1 : 0;
+      exp.bytesQueued += entry.type === EntryType.File ? entry.size : 0;
+    };
+
+    return {
+      scan,
+      export: exp,
+      begin: async () => {
+        let level: string;
+        try {
+          level = levelPrefix(shard.path, prefix);
+        } catch {
+          return; // the directory's own name is reported by its parent
+        }
+        for await (const b of container.listLevel(level)) {
+          if (b.kind !== "blob") continue;
+          const meta = lowerKeys(b.metadata);
+          existing.set(b.name, {
+            size: b.size,
+            mtimeSec: meta["modtime"] === undefined ? undefined : parseModtime(meta["modtime"]),
+            folder: meta["hdi_isfolder"]?.toLowerCase() === "true",
+            symlink:
+              meta["ftype"]?.toUpperCase() === "LNK" ||
+              meta["is_symlink"]?.toLowerCase() === "true",
+          });
+        }
+      },
+      entry: async (path, e) => {
+        countEntry(scan, e);
+        if (e.type === EntryType.Other) {
+          exp.unsupported++;
+          return;
+        }
+        if (e.type === EntryType.File) {
+          exp.filesFound++;
+          exp.bytesFound += e.size;
+        }
+        let name: string;
+        try {
+          name = blobNameForPath(path, prefix);
+        } catch (err) {
+          if (!(err instanceof BlobNameError)) throw err;
+          exp.errors++;
+          await recordError({
+            path,
+            operation: "name",
+            code: "InvalidBlobName",
+            message: err.message,
+            retryable: false,
+          });
+          return;
+        }
+        const blob = existing.get(name);
+        const unchanged =
+          blob !== undefined &&
+          (e.type === EntryType.Directory
+            ? blob.folder
+            : blob.folder === false &&
+              blob.symlink === (e.type === EntryType.Symlink) &&
+              blob.size === e.size &&
+              blob.mtimeSec === e.mtimeSec);
+        if (unchanged) {
+          exp.skipped++;
+          return;
+        }
+        await queue(toFileEntry(path, e));
+      },
+      end: async () => {
+        await flush();
+        return sequence; // every batch is a work item
+      },
+    };
+  };
+
+const lowerKeys = (m: Record<string, string | undefined>): Record<string, string | undefined> => {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(m)) out[k.toLowerCase()] = v;
+  return out;
+};

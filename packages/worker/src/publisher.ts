@@ -1,0 +1,31 @@
+import type { JetStreamClient } from "@hsmfleet/bus";
+
+/** Errors carried in an ItemResult itself; more go out in ErrorBatch messages of this size. */
+export const ERRORS_PER_MESSAGE = 200;
+/** Publishes in flight before their acks are awaited together. */
+const PUBLISH_WINDOW = 256;
+
+/**
+ * JetStream publishes with bounded pipelining: up to PUBLISH_WINDOW in flight, then all acks are
+ * awaited. Every publish carries a deterministic message id, so a retried item re-publishes
+ * nothing new.
+ */
+export class Publisher {
+  readonly #js: JetStreamClient;
+  #pending: Promise<unknown>[] = [];
+
+  constructor(js: JetStreamClient) {
+    this.#js = js;
+  }
+
+  async publish(subject: string, data: Uint8Array, msgID: string): Promise<void> {
+    this.#pending.push(this.#js.publish(subject, data, { msgID }));
+    if (this.#pending.length >= PUBLISH_WINDOW) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = [];
+    await Promise.all(pending);
+  }
+}

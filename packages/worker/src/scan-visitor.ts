@@ -1,0 +1,88 @@
+import { EntryType, hsmStateName } from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import type { DirEntry } from "@hsmfleet/fs";
+import {
+  emptyExportCounters,
+  emptyScanCounters,
+  encodeTransferBatch,
+  sizeBucket,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { ScanCounters } from "@hsmfleet/protocol";
+import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+
+export const toFileEntry = (path: Buffer, e: DirEntry): FileEntry => ({
+  path,
+  type: e.type,
+  size: e.size,
+  mtimeSec: e.mtimeSec,
+  mtimeNsec: e.mtimeNsec,
+  mode: e.mode,
+  uid: e.uid,
+  gid: e.gid,
+  ino: e.ino,
+  nlink: e.nlink,
+  hsm: e.hsm,
+});
+
+export const countEntry = (c: ScanCounters, e: DirEntry): void => {
+  switch (e.type) {
+    case EntryType.File: {
+      c.files++;
+      c.bytes += e.size;
+      const b = sizeBucket(e.size);
+      while (c.sizeHistogram.length <= b) c.sizeHistogram.push(0);
+      c.sizeHistogram[b]!++;
+      const state = hsmStateName(e.hsm);
+      c.hsmStates[state] = (c.hsmStates[state] ?? 0) + 1;
+      break;
+    }
+    case EntryType.Directory:
+      c.directories++;
+      break;
+    case EntryType.Symlink:
+      c.symlinks++;
+      break;
+    default:
+      c.other++;
+  }
+};
+
+/** Scan: count every entry; with --list, send entries back to the coordinator in batches. */
+export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor => {
+  const scan = emptyScanCounters();
+  let listed: FileEntry[] = [];
+  let sequence = 0;
+  const flush = async () => {
+    if (listed.length === 0) return;
+    const batchId = `${shard.shardId}.e${sequence}`;
+    await publisher.publish(
+      subjects.entries(shard.jobId),
+      encodeTransferBatch({
+        jobId: shard.jobId,
+        batchId,
+        shardId: shard.shardId,
+        sequence,
+        entries: listed,
+      }),
+      batchId,
+    );
+    sequence++;
+    listed = [];
+  };
+  return {
+    scan,
+    export: emptyExportCounters(),
+    entry: async (path, e) => {
+      countEntry(scan, e);
+      if (job.spec.listEntries) {
+        listed.push(toFileEntry(path, e));
+        if (listed.length >= job.spec.batchMaxEntries) await flush();
+      }
+    },
+    end: async () => {
+      await flush();
+      return 0; // entry batches are results, not work items
+    },
+  };
+};

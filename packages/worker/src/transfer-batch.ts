@@ -1,0 +1,180 @@
+import { readlink } from "node:fs/promises";
+import {
+  EntryType,
+  blobNameForPath,
+  errorCode,
+  errorMessage,
+  metadataForEntry,
+  normalizePrefix,
+  resolveUnderRoot,
+} from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import { uploadFile } from "@hsmfleet/blob";
+import type { BlobContainer, MemoryBudget } from "@hsmfleet/blob";
+import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
+import {
+  emptyExportCounters,
+  emptyScanCounters,
+  encodeItemResult,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import type { ResolvedWorkerOptions } from "./options.js";
+
+export interface TransferContext {
+  js: JetStreamClient;
+  options: ResolvedWorkerOptions;
+  budget: MemoryBudget;
+  ackWaitMs: number;
+  onBytes(n: number): void;
+}
+
+/** Runs `fn` over `items` with at most `limit` at once. */
+const forEachLimit = async <T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> => {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(lanes);
+};
+
+/**
+ * Uploads the entries of one TransferBatch in AMLFS format: directories as zero-length stubs with
+ * hdi_isfolder=true, symlinks as their target with ftype=LNK, files byte-exact (Put Blob or
+ * blocks, with MD5). A file that fails is recorded with its path, operation and cause; the batch
+ * goes on. Redelivery re-uploads the same bytes under the same names, and its result is dropped
+ * as a duplicate.
+ */
+export const handleTransferBatch = async (
+  ctx: TransferContext,
+  msg: JsMsg,
+  batch: TransferBatch,
+  job: JobStatus,
+  container: BlobContainer,
+  signal: AbortSignal,
+): Promise<void> => {
+  const spec = job.spec;
+  const prefix = normalizePrefix(spec.prefix);
+  const exp = emptyExportCounters();
+  const errors: ItemError[] = [];
+  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  try {
+    await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
+      if (signal.aborted) throw signal.reason;
+      const result = await exportEntry(
+        ctx,
+        container,
+        spec.root,
+        prefix,
+        spec.blockSize,
+        entry,
+        signal,
+      );
+      if (result.error) {
+        exp.errors++;
+        errors.push(result.error);
+        return;
+      }
+      if (entry.type === EntryType.Directory) exp.directoriesExported++;
+      else if (entry.type === EntryType.Symlink) exp.symlinksExported++;
+      else {
+        exp.filesExported++;
+        exp.bytesExported += result.bytes;
+      }
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
+  await ctx.js.publish(
+    subjects.itemResult(batch.jobId),
+    encodeItemResult({
+      jobId: batch.jobId,
+      itemId: batch.batchId,
+      kind: "transfer",
+      children: 0,
+      scan: emptyScanCounters(),
+      errors,
+      workerId: ctx.options.workerId,
+      attempt: msg.info.deliveryCount,
+      failed: false,
+      export: exp,
+    }),
+    { msgID: `${batch.batchId}.r` },
+  );
+  msg.ack();
+};
+
+const exportEntry = async (
+  ctx: TransferContext,
+  container: BlobContainer,
+  root: Buffer,
+  prefix: string,
+  blockSize: number,
+  entry: FileEntry,
+  signal: AbortSignal,
+): Promise<{ bytes: number; error?: ItemError }> => {
+  const fail = (operation: string, err: unknown): { bytes: number; error: ItemError } => ({
+    bytes: 0,
+    error: {
+      path: entry.path,
+      operation,
+      code: errorCode(err),
+      message: errorMessage(err),
+      retryable: err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false,
+    },
+  });
+  let name: string;
+  try {
+    name = blobNameForPath(entry.path, prefix);
+  } catch (err) {
+    return fail("name", err);
+  }
+  const local = resolveUnderRoot(root, entry.path);
+  const metadata = metadataForEntry(entry);
+  switch (entry.type) {
+    case EntryType.Directory:
+      try {
+        await container.putBlob(name, Buffer.alloc(0), { metadata, abortSignal: signal });
+        return { bytes: 0 };
+      } catch (err) {
+        return fail("put-blob", err);
+      }
+    case EntryType.Symlink: {
+      let target: Buffer;
+      try {
+        target = await readlink(local, { encoding: "buffer" });
+      } catch (err) {
+        return fail("readlink", err);
+      }
+      try {
+        await container.putBlob(name, target, { metadata, abortSignal: signal });
+        return { bytes: 0 };
+      } catch (err) {
+        return fail("put-blob", err);
+      }
+    }
+    default:
+      try {
+        const done = await uploadFile(container, local, name, {
+          metadata,
+          blockSizeBytes: blockSize || undefined,
+          concurrency: ctx.options.blockConcurrency,
+          budget: ctx.budget,
+          abortSignal: signal,
+          onProgress: (n) => ctx.onBytes(n),
+          expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+        });
+        return { bytes: done.bytes };
+      } catch (err) {
+        if (signal.aborted) throw err;
+        return fail(
+          err instanceof Error && "operation" in err ? String(err.operation) : "upload",
+          err,
+        );
+      }
+  }
+};
