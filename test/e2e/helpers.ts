@@ -127,3 +127,14 @@ export const startStorage = async (t: ExecutionContext): Promise<AzuriteFixture>
   t.teardown(() => azurite.stop());
   return azurite;
 };
+
+/** `hsmfleet jobs --json` from another process; [] while the command cannot answer yet (busy machine). */
+export const listJobs = async (url: string): Promise<Array<{ jobId: string; state: string }>> => {
+  const run = await runCli(["--nats", url, "jobs", "--json"]);
+  if (run.code !== 0) return [];
+  try {
+    return JSON.parse(run.stdout) as Array<{ jobId: string; state: string }>;
+  } catch {
+    return [];
+  }
+};

@@ -7,7 +7,7 @@ import { runScanJob } from "@hsmfleet/coordinator";
 import type { ScanProgress } from "@hsmfleet/coordinator";
 import { JobState } from "@hsmfleet/protocol";
 import { generateTree, referenceWalk, tempDir } from "@hsmfleet/testkit";
-import { exitOf, runCli, spawnCli, startBus, startWorkers, waitFor } from "./helpers.js";
+import { exitOf, listJobs, runCli, spawnCli, startBus, startWorkers, waitFor } from "./helpers.js";
 
 const isRoot = process.getuid?.() === 0;
 
@@ -289,9 +289,7 @@ test("jobs, status and cancel work from another process while a scan runs", asyn
   });
   let jobId = "";
   await waitFor("the job to be listed", async () => {
-    const jobs = await runCli(["--nats", server.url, "jobs", "--json"]);
-    const list = JSON.parse(jobs.stdout) as Array<{ jobId: string; state: string }>;
-    jobId = list.find((j) => j.state === "running")?.jobId ?? "";
+    jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
     return jobId !== "";
   });
   const status = await runCli(["--nats", server.url, "status", jobId, "--json"]);

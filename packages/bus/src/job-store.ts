@@ -17,9 +17,13 @@ export class JobStore {
     try {
       await this.#kv.create(status.spec.jobId, encodeJobStatus(status));
     } catch (err) {
-      throw new JobError(status.spec.jobId, `job ${status.spec.jobId} already exists`, {
-        cause: err,
-      });
+      // KV create is a put expecting "no previous revision"; anything else is a real failure.
+      if (err instanceof JetStreamApiError && err.code === 10071) {
+        throw new JobError(status.spec.jobId, `job ${status.spec.jobId} already exists`, {
+          cause: err,
+        });
+      }
+      throw err;
     }
   }
 

@@ -64,8 +64,10 @@ const kindName = (kind: JobKind): string =>
 const describeJob = (s: JobStatus): string => {
   const c = s.scan;
   const entries = c.files + c.directories + c.symlinks + c.other;
+  // Exports show what they moved; scans what they saw.
+  const bytes = s.spec.kind === JobKind.Export ? s.export.bytesExported : c.bytes;
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
-  return `${s.spec.jobId.padEnd(30)} ${kindName(s.spec.kind).padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(c.bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+  return `${s.spec.jobId.padEnd(30)} ${kindName(s.spec.kind).padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
 };
 
 /** First Ctrl-C/SIGTERM cancels the job cleanly; a second one quits at once. Returns the undo. */
@@ -340,6 +342,16 @@ export const buildProgram = (): Command => {
     .option("--vm-name <name>", "name of this VM in heartbeats (default: host name)")
     .option("--worker-id <id>", "unique id (default: <vm>-<pid>-<random>)")
     .option(
+      "--bind <address>",
+      "source address for storage connections (one NIC of a multi-NIC VM)",
+    )
+    .option(
+      "--memory-budget <size>",
+      "bytes this worker may hold in block buffers",
+      parseSize,
+      512 * 1024 * 1024,
+    )
+    .option(
       "--shutdown-grace <ms>",
       "on SIGTERM, wait this long for in-flight items",
       intArg("--shutdown-grace", 0),
@@ -351,6 +363,8 @@ export const buildProgram = (): Command => {
         vmName?: string;
         workerId?: string;
         shutdownGrace: number;
+        bind?: string;
+        memoryBudget: number;
       }) => {
         const g = globals();
         if (!g.nats)
@@ -361,12 +375,21 @@ export const buildProgram = (): Command => {
           role: "worker",
           level: g.logLevel === "warn" ? "info" : g.logLevel,
         });
+        const storage = parseStorageTarget(g.storage, process.env);
+        if (!storage) {
+          log.warn(
+            "no --storage or AZURE_STORAGE_CONNECTION_STRING: this worker takes scan work only, no transfers",
+          );
+        }
         const nc = await connectBus({
           servers: g.nats,
           name: `hsmfleet-worker-${opts.vmName ?? ""}`,
         });
         const worker = await Worker.create({
           nc,
+          storage,
+          bindAddress: opts.bind,
+          memoryBudgetBytes: opts.memoryBudget,
           concurrency: opts.concurrency,
           vmName: opts.vmName,
           workerId: opts.workerId,

@@ -1,5 +1,6 @@
-import { readFile } from "node:fs/promises";
-import { hostname } from "node:os";
+import { readFile, rm } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
 import { openContainer } from "@hsmfleet/blob";
 import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
@@ -42,7 +43,10 @@ export interface ExportJobOptions {
   /** Bounds of one transfer batch. Defaults 1000 entries, 256 MiB. */
   batchMaxEntries?: number | undefined;
   batchMaxBytes?: number | undefined;
-  /** Local NDJSON file receiving every error (uploaded to the log container at the end). */
+  /**
+   * Local NDJSON file receiving every error; uploaded to the logging container at the end.
+   * Default: a file in the OS temp dir, removed after the upload.
+   */
   errorLog?: string | undefined;
   jobId?: string | undefined;
   checkpointIntervalMs?: number | undefined;
@@ -215,9 +219,13 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
     }
   }
 
-  const errorLog = options.errorLog
-    ? await LocalLog.open(options.errorLog, resumed ? (status?.errorLogBytes ?? 0) : undefined)
-    : undefined;
+  const errorLogPath =
+    status?.errorLog || options.errorLog || join(tmpdir(), `hsmfleet-${jobId}-errors.ndjson`);
+  const temporaryLog = !status?.errorLog && !options.errorLog;
+  const errorLog = await LocalLog.open(
+    errorLogPath,
+    resumed ? (status?.errorLogBytes ?? 0) : undefined,
+  );
   if (!status) {
     const now = Date.now();
     status = newJobStatus(
@@ -236,7 +244,7 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
         batchMaxBytes: options.batchMaxBytes ?? EXPORT_DEFAULTS.batchMaxBytes,
         hsmXattr: "",
       }),
-      { published: 1, errorLog: options.errorLog ?? "" },
+      { published: 1, errorLog: errorLogPath },
     );
     try {
       await store.create(status);
@@ -273,6 +281,10 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
     });
     const summary = buildExportSummary(final, resumed);
     await writeJobLogs(logContainer, summary, final.errorLog, options.logger);
+    if (temporaryLog) {
+      await rm(errorLogPath, { force: true });
+      summary.errorLog = null;
+    }
     return summary;
   } finally {
     await rootLocks.release(rootBytes, running).catch(() => undefined);

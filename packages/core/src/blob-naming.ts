@@ -77,6 +77,13 @@ const escapeByte = (b: number): string => String.fromCharCode(BLOB_NAME_ESCAPE_B
 const isEscapeRangeChar = (bytes: Buffer, i: number): boolean =>
   bytes[i] === 0xee && bytes[i + 1]! >= 0xbc && bytes[i + 1]! <= 0xbf;
 
+/**
+ * (f) U+FFFE and U+FFFF (EF BF BE/BF): valid UTF-8, but noncharacters that break listings (Azurite
+ * answers 500 for a container holding one); escaped byte by byte like (e).
+ */
+const isNonCharacter = (bytes: Buffer, i: number): boolean =>
+  bytes[i] === 0xef && bytes[i + 1] === 0xbf && (bytes[i + 2] === 0xbe || bytes[i + 2] === 0xbf);
+
 /** Encodes bytes [start, end) of one path segment. */
 const encodeSegment = (bytes: Buffer, start: number, end: number): string => {
   // (d): a trailing '.' is escaped; '.' is ASCII so it is never part of a longer sequence.
@@ -91,7 +98,7 @@ const encodeSegment = (bytes: Buffer, start: number, end: number): string => {
     let escape = 0; // number of bytes to escape at i
     if (n === 0) escape = 1;
     else if (n === 1) escape = b < 0x20 || b === 0x7f || b === BACKSLASH ? 1 : 0;
-    else if (n === 3 && isEscapeRangeChar(bytes, i)) escape = 3;
+    else if (n === 3 && (isEscapeRangeChar(bytes, i) || isNonCharacter(bytes, i))) escape = 3;
     if (escape === 0) {
       i += n;
       continue;

@@ -174,3 +174,10 @@ test("import accepts directory stubs, names from other tools and prefixes", (t) 
   t.deepEqual(pathForBlobName("x\uef5cy"), b("x\\y"));
   t.throws(() => pathForBlobName("a//"), { instanceOf: BlobNameError });
 });
+
+test("noncharacters U+FFFE and U+FFFF are escaped byte by byte and round-trip", (t) => {
+  const raw = Buffer.from("a\uFFFEb\uFFFF", "utf8");
+  const name = blobNameForPath(raw);
+  t.is(name, "a\uEFEF\uEFBF\uEFBEb\uEFEF\uEFBF\uEFBF");
+  t.deepEqual(pathForBlobName(name), raw);
+});
