@@ -478,10 +478,12 @@ const log = (line: string): void => {
 };
 
 const ownedDirs: string[] = [];
+let natsServer: NatsServerFixture | undefined;
 
 const onSignal = (signal: NodeJS.Signals): void => {
-  process.stderr.write(`\n${signal}: cleaning up…\n`);
+  process.stderr.write(`\n${signal}: stopping processes, removing ${ownedDirs.join(", ")} …\n`);
   killAllChildren();
+  natsServer?.kill("SIGKILL"); // its store dir goes in testkit's exit hook
   for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
   process.exit(130);
 };
@@ -522,6 +524,7 @@ const main = async (): Promise<void> => {
     }
 
     nats = await startNatsServer();
+    natsServer = nats;
     log(`nats-server ${nats.url} (pid ${nats.pid})`);
     // One unmeasured scan per tree: creates the streams and warms the xattr reads.
     for (const tree of [small, large]) {

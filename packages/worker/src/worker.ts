@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { BlobContainer, MemoryBudget, createBlobServiceClient } from "@hsmfleet/blob";
 import type { BlobServiceClient } from "@azure/storage-blob";
 import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
@@ -83,6 +84,8 @@ export class Worker {
     this.#walk = walk;
     this.#transfer = transfer;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
+    // Every request in flight listens on this signal; hundreds at once are expected.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   static async create(
