@@ -7,7 +7,7 @@
  *   HSMFLEET_BENCH_DIR       keep the generated trees here and reuse them on the next run
  *                            (default: a temp dir, removed at the end)
  *   HSMFLEET_BENCH_RUNS      repetitions per configuration (default 3)
- *   HSMFLEET_BENCH_CPU_PROF  a directory: run workers and coordinators with --cpu-prof into it
+ *   HSMFLEET_BENCH_CPU_PROF  a directory: CPU profiles of workers and coordinators go to DIR/<role>/
  */
 import { existsSync, rmSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";

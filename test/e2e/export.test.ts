@@ -378,3 +378,84 @@ test("a worker killed mid-upload of a large file: the job completes, the blob is
   t.is(Buffer.from(props.contentMD5!).toString("hex"), md5(data));
   t.is(md5(await blob.downloadToBuffer()), md5(data), "byte-identical");
 });
+
+test("re-running the same export after the coordinator was killed resumes that job and copies only what is left", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  const manifest = await generateTree(root, {
+    depth: 2,
+    fanout: 3,
+    filesPerDir: 6,
+    sizes: [10, 5000],
+  });
+  const azurite = await startStorage(t);
+  const storage = parseStorageTarget(azurite.connectionString)!;
+  const { server } = await startBus(t);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
+  const args = [
+    "--nats",
+    server.url,
+    "--workers",
+    "0",
+    "export",
+    root,
+    "--container",
+    "resumed",
+    "--json",
+    "--quiet",
+  ];
+  const first = spawnCli(args, { env });
+  t.teardown(() => {
+    first.kill("SIGKILL");
+  });
+  let jobId = "";
+  await waitFor("the job", async () => {
+    jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
+    return jobId !== "";
+  });
+  // The fleet starts working (slowly), then the coordinator dies.
+  const uploads: string[] = [];
+  await startWorkers(
+    t,
+    server.url,
+    1,
+    { beforeWalkShard: () => new Promise((r) => setTimeout(r, 300)) },
+    { storage, fileConcurrency: 1 },
+  );
+  const container = BlobServiceClient.fromConnectionString(
+    azurite.connectionString,
+  ).getContainerClient("resumed");
+  await waitFor("some uploads", async () => {
+    let n = 0;
+    for await (const _ of container.listBlobsFlat()) n++;
+    return n > 3;
+  });
+  first.kill("SIGKILL");
+  await exitOf(first);
+
+  // Refused while the dead coordinator's record still looks fresh; taken over once it is stale.
+  const again = await runCli(args, { env, timeoutMs: 120_000 });
+  if (again.code === 2 && /another job/.test(again.stderr)) {
+    await new Promise((r) => setTimeout(r, 16_000));
+    const retry = await runCli(args, { env, timeoutMs: 120_000 });
+    uploads.push(retry.stdout);
+  } else {
+    uploads.push(again.stdout);
+  }
+  const summary = JSON.parse(uploads[0]!) as {
+    jobId: string;
+    state: string;
+    resumed: boolean;
+    filesExported: number;
+  };
+  t.like(summary, { jobId, state: "succeeded", resumed: true });
+  t.is(
+    summary.filesExported,
+    manifest.files,
+    "the job's counters cover the whole tree, before and after the crash",
+  );
+  let blobs = 0;
+  for await (const _ of container.listBlobsFlat()) blobs++;
+  t.is(blobs, manifest.entries.length);
+});

@@ -409,3 +409,29 @@ test("embedded default: no --nats starts a local nats-server, runs in-process wo
   t.is(jobs.code, 0, jobs.stderr);
   t.regex(jobs.stdout, new RegExp(`${summary.jobId}\\s+scan\\s+succeeded`));
 });
+
+test("children finishing before their parent reports never end the walk early (spawn notices)", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  // 600 subdirectories: more than one announcement window (256), so spawn notices are used too.
+  await mkdir(root);
+  for (let i = 0; i < 600; i++) {
+    await mkdir(join(root, `d${i}`));
+    await writeFile(join(root, `d${i}`, "f"), "x");
+  }
+  const ref = await referenceWalk(root);
+  const { server, nc } = await startBus(t);
+  await startWorkers(t, server.url, 2, {
+    // The root reports long after its children were published and finished.
+    beforeWalkResult: (shard) =>
+      shard.depth === 0 ? new Promise((r) => setTimeout(r, 1500)) : undefined,
+  });
+  const summary = await runScanJob({ nc, root });
+  t.like(summary, {
+    state: "succeeded",
+    files: ref.files,
+    directories: ref.directories,
+    errors: 0,
+  });
+});

@@ -20,8 +20,8 @@ import {
 } from "@hsmfleet/coordinator";
 import type { ScanSummary } from "@hsmfleet/coordinator";
 import { JobKind, formatBytes } from "@hsmfleet/protocol";
-import { describeStorageTarget, parseStorageTarget } from "@hsmfleet/blob";
-import type { StorageTarget } from "@hsmfleet/blob";
+import { describeStorageTarget, parseStorageTarget } from "@hsmfleet/blob/targets";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { createLogger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";

@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import { connectBus } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import type { StorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { Logger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
 import { startEmbeddedNats } from "./embedded-nats.js";

@@ -1,7 +1,6 @@
 import { readFile, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import { openContainer } from "@hsmfleet/blob";
 import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
@@ -170,6 +169,7 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const rootLocks = new RootLocks(locks);
+  const { openContainer } = await import("@hsmfleet/blob");
   const target = openContainer(options.storage, options.container);
   const logContainer = openContainer(options.storage, logContainerName);
   await target.ensureExists();
@@ -191,9 +191,14 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
       holder.spec.container === options.container &&
       normalizePrefix(holder.spec.prefix) === prefix;
     if (alive) {
+      const silentFor = Math.round((Date.now() - holder.updatedAtMs) / 1000);
+      const takeOverIn = Math.ceil(
+        (COORDINATOR_STALE_MS - (Date.now() - holder.updatedAtMs)) / 1000,
+      );
       throw new UsageError(
         `another job (${lock.holder}) is running on ${root}; only one import/export job per file system root at a time. ` +
-          `Wait for it, or stop it with: hsmfleet cancel ${lock.holder}`,
+          `Wait for it, or stop it with: hsmfleet cancel ${lock.holder}. ` +
+          `(Its coordinator last reported ${silentFor} s ago; if it died, the same command re-run in ${takeOverIn} s takes the job over.)`,
       );
     }
     if (holder !== undefined && holder.state === JobState.Running && sameJob) {

@@ -133,7 +133,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
         mergeScanCounters(status.scan, r.scan);
         mergeExportCounters(status.export, r.export);
         status.published += r.children;
-        status.completed += 1;
+        // A spawn notice only announces children; every other result completes one item.
+        if (r.kind !== "spawn") status.completed += 1;
         await recordErrors(r.errors);
       } else if (m.subject.endsWith(".entries")) {
         if (o.list)

@@ -53,7 +53,8 @@ export interface ExportCounters {
   errors: number;
 }
 
-export type ItemKind = "walk" | "transfer" | "chunk" | "hsm";
+/** "spawn" is not an item: it announces `children` work items before they are published. */
+export type ItemKind = "walk" | "transfer" | "chunk" | "hsm" | "spawn";
 
 export interface ItemResult {
   jobId: string;

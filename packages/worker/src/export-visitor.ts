@@ -42,7 +42,7 @@ const levelPrefix = (dirPath: Buffer, prefix: string): string => {
  */
 export const exportVisitor =
   (container: BlobContainer) =>
-  ({ shard, job, publisher, recordError }: ShardScope): ShardVisitor => {
+  ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
     const maxEntries = spec.batchMaxEntries || EXPORT_BATCH_DEFAULTS.maxEntries;
@@ -57,7 +57,7 @@ export const exportVisitor =
     const flush = async () => {
       if (batch.length === 0) return;
       const batchId = `${shard.shardId}.b${sequence}`;
-      await publisher.publish(
+      await spawn(
         subjects.transfer(shard.jobId),
         encodeTransferBatch({
           jobId: shard.jobId,
@@ -144,10 +144,7 @@ export const exportVisitor =
         }
         await queue(toFileEntry(path, e));
       },
-      end: async () => {
-        await flush();
-        return sequence; // every batch is a work item
-      },
+      end: flush,
     };
   };
 

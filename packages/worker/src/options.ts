@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@hsmfleet/bus";
-import type { StorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
 
@@ -9,6 +9,8 @@ import type { WalkShard } from "@hsmfleet/protocol";
 export interface WorkerHooks {
   /** Before a walk shard's directory is opened. */
   beforeWalkShard?: ((shard: WalkShard) => Promise<void> | void) | undefined;
+  /** Just before a shard's final result is published (tests use it to delay results). */
+  beforeWalkResult?: ((shard: WalkShard) => Promise<void> | void) | undefined;
   /** After a shard's children and results were published, before the ack. Throwing makes the item be redelivered. */
   afterWalkShard?: ((shard: WalkShard) => Promise<void> | void) | undefined;
 }

@@ -80,9 +80,7 @@ export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor
         if (listed.length >= job.spec.batchMaxEntries) await flush();
       }
     },
-    end: async () => {
-      await flush();
-      return 0; // entry batches are results, not work items
-    },
+    // Entry batches are results, not work items: plain publishes.
+    end: flush,
   };
 };

@@ -9,8 +9,8 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
-import { uploadFile } from "@hsmfleet/blob";
-import type { BlobContainer, MemoryBudget } from "@hsmfleet/blob";
+import type { BlobContainer } from "@hsmfleet/blob";
+import type { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
   emptyExportCounters,
@@ -159,6 +159,8 @@ const exportEntry = async (
     }
     default:
       try {
+        // Loaded on first use (cached by the module system): scans never load the Azure SDK.
+        const { uploadFile } = await import("@hsmfleet/blob");
         const done = await uploadFile(container, local, name, {
           metadata,
           blockSizeBytes: blockSize || undefined,

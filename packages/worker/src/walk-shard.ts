@@ -42,11 +42,11 @@ export interface WalkContext {
 /** What a job kind does with the entries of one directory (scan: count; export: compare and queue). */
 export interface ShardVisitor {
   /** Before the directory is read (export lists the blobs at this level). */
-  begin?(): Promise<void>;
+  readonly begin?: () => Promise<void>;
   /** Every entry that could be lstat'ed, with its root-relative path. */
-  entry(path: Buffer, e: DirEntry): Promise<void>;
-  /** After the last entry: flush what is buffered; returns the work items it published. */
-  end(): Promise<number>;
+  readonly entry: (path: Buffer, e: DirEntry) => Promise<void>;
+  /** After the last entry: hand over what is buffered. */
+  readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
   readonly export: ExportCounters;
 }
@@ -54,9 +54,77 @@ export interface ShardVisitor {
 export interface ShardScope {
   shard: WalkShard;
   job: JobStatus;
+  /** For results-stream messages that are not work (entry lists, errors). */
   publisher: Publisher;
+  /** Publishes a new work item of this job, counted as this shard's child (see ChildWindow). */
+  spawn: (subject: string, data: Uint8Array, msgID: string) => Promise<void>;
   /** Records an error against this shard (sent with its result). */
-  recordError(err: ItemError): Promise<void>;
+  recordError: (err: ItemError) => Promise<void>;
+}
+
+/** Children held before being announced: at most this many, or this many bytes. */
+const WINDOW_ITEMS = 256;
+const WINDOW_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The termination rule (a phase ends when completed == published) only holds if the coordinator
+ * learns about a child before it can learn about the child's own result. Results arrive in stream
+ * order, so children are held here and published only after they were counted in the results
+ * stream: by a "spawn" notice when the window fills up mid-directory (a huge directory), or by the
+ * shard's own final result (every ordinary directory: no extra message). All ids are deterministic,
+ * so a redelivered shard re-announces and re-publishes nothing new.
+ */
+class ChildWindow {
+  readonly #js: JetStreamClient;
+  readonly #shard: WalkShard;
+  readonly #workerId: string;
+  readonly #publisher: Publisher;
+  #held: Array<{ subject: string; data: Uint8Array; msgID: string }> = [];
+  #bytes = 0;
+  #notices = 0;
+
+  constructor(js: JetStreamClient, shard: WalkShard, workerId: string) {
+    this.#js = js;
+    this.#shard = shard;
+    this.#workerId = workerId;
+    this.#publisher = new Publisher(js);
+  }
+
+  get held(): number {
+    return this.#held.length;
+  }
+
+  async add(subject: string, data: Uint8Array, msgID: string): Promise<void> {
+    this.#held.push({ subject, data, msgID });
+    this.#bytes += data.length;
+    if (this.#held.length < WINDOW_ITEMS && this.#bytes < WINDOW_BYTES) return;
+    const id = `${this.#shard.shardId}.s${this.#notices++}`;
+    await this.#js.publish(
+      subjects.itemResult(this.#shard.jobId),
+      encodeItemResult({
+        jobId: this.#shard.jobId,
+        itemId: id,
+        kind: "spawn",
+        children: this.#held.length,
+        scan: emptyScanCounters(),
+        errors: [],
+        workerId: this.#workerId,
+        attempt: 0,
+        failed: false,
+        export: emptyExportCounters(),
+      }),
+      { msgID: id },
+    );
+    await this.publishHeld();
+  }
+
+  /** Publishes what is held; call only once it was announced. */
+  async publishHeld(): Promise<void> {
+    for (const c of this.#held) await this.#publisher.publish(c.subject, c.data, c.msgID);
+    await this.#publisher.flush();
+    this.#held = [];
+    this.#bytes = 0;
+  }
 }
 
 export type VisitorFactory = (scope: ShardScope) => ShardVisitor;
@@ -77,7 +145,6 @@ export const handleWalkShard = async (
   const spec = job.spec;
   const errors: ItemError[] = [];
   let errorSeq = 0;
-  let children = 0;
   let walkErrors = 0;
   let vanished = 0;
   const publisher = new Publisher(js);
@@ -103,7 +170,10 @@ export const handleWalkShard = async (
     errors.push(err);
     if (errors.length >= ERRORS_PER_MESSAGE * 2) await flushErrors(ERRORS_PER_MESSAGE);
   };
-  const visitor = makeVisitor({ shard, job, publisher, recordError });
+  const window = new ChildWindow(js, shard, options.workerId);
+  const spawn = (subject: string, data: Uint8Array, msgID: string) =>
+    window.add(subject, data, msgID);
+  const visitor = makeVisitor({ shard, job, publisher, spawn, recordError });
 
   let lastWorking = Date.now();
   const keepAlive = () => {
@@ -148,12 +218,7 @@ export const handleWalkShard = async (
               depth: shard.depth + 1,
               shardId: shardIdFor(shard.jobId, rel),
             };
-            await publisher.publish(
-              subjects.walk(shard.jobId),
-              encodeWalkShard(child),
-              child.shardId,
-            );
-            children++;
+            await spawn(subjects.walk(shard.jobId), encodeWalkShard(child), child.shardId);
           }
           await visitor.entry(rel, e);
         }
@@ -176,9 +241,10 @@ export const handleWalkShard = async (
       retryable: false,
     });
   }
-  children += await visitor.end();
+  await visitor.end();
   await flushErrors(ERRORS_PER_MESSAGE);
   await publisher.flush();
+  await options.hooks.beforeWalkResult?.(shard);
   visitor.scan.errors += walkErrors;
   visitor.scan.vanished += vanished;
   // The result is the last word on this shard: everything it published went out before it.
@@ -188,7 +254,8 @@ export const handleWalkShard = async (
       jobId: shard.jobId,
       itemId: shard.shardId,
       kind: "walk",
-      children,
+      // The children still held: counted here, published right after.
+      children: window.held,
       scan: visitor.scan,
       errors,
       workerId: options.workerId,
@@ -198,6 +265,7 @@ export const handleWalkShard = async (
     }),
     { msgID: `${shard.shardId}.r` },
   );
+  await window.publishHeld();
   await options.hooks.afterWalkShard?.(shard);
   msg.ack();
 };

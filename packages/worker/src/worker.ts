@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
-import { BlobContainer, MemoryBudget, createBlobServiceClient } from "@hsmfleet/blob";
+import type { BlobContainer } from "@hsmfleet/blob";
+import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
 import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
@@ -194,10 +195,12 @@ export class Worker {
     }
   }
 
-  #container(job: JobStatus): BlobContainer {
+  /** The job's container, through this worker's own credentials (the Azure SDK loads on first use). */
+  async #container(job: JobStatus): Promise<BlobContainer> {
     const name = job.spec.container;
     let container = this.#containers.get(name);
     if (!container) {
+      const { BlobContainer, createBlobServiceClient } = await import("@hsmfleet/blob");
       if (!this.options.storage) {
         throw new DependencyError(
           `worker ${this.options.workerId} has no storage credentials for container ${name} (start it with --storage, AZURE_STORAGE_CONNECTION_STRING, or a managed identity account URL)`,
@@ -258,10 +261,12 @@ export class Worker {
       this.#walk.maxDeliver,
       shard.jobId,
       { itemId: shard.shardId, kind: "walk", path: shard.path },
-      (job) => {
+      async (job) => {
         const visitor: VisitorFactory =
-          job.spec.kind === JobKind.Export ? exportVisitor(this.#container(job)) : scanVisitor;
-        return handleWalkShard(ctx, msg, shard, job, visitor);
+          job.spec.kind === JobKind.Export
+            ? exportVisitor(await this.#container(job))
+            : scanVisitor;
+        await handleWalkShard(ctx, msg, shard, job, visitor);
       },
     );
   }
@@ -274,7 +279,8 @@ export class Worker {
       this.#transfer.maxDeliver,
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
-      (job) => handleTransferBatch(ctx, msg, batch, job, this.#container(job), this.#abort.signal),
+      async (job) =>
+        handleTransferBatch(ctx, msg, batch, job, await this.#container(job), this.#abort.signal),
     );
   }
 

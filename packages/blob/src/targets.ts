@@ -1,0 +1,11 @@
+// The light half of @hsmfleet/blob: storage targets, secret redaction and the memory budget, with
+// no Azure SDK behind them. Commands that only parse --storage (and workers before their first
+// transfer) import this, so a scan never loads the SDK's few hundred modules.
+export {
+  parseStorageTarget,
+  parseConnectionString,
+  describeStorageTarget,
+  redactSecrets,
+} from "./storage-target.js";
+export type { StorageTarget, ConnectionStringParts } from "./storage-target.js";
+export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
