@@ -12,7 +12,7 @@ import {
   encodeWalkShard,
   newJobSpec,
   newJobStatus,
-  shardIdFor,
+  rootWalkShard,
   subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
@@ -253,12 +253,7 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
     );
     try {
       await store.create(status);
-      const rootShard = {
-        jobId,
-        path: Buffer.alloc(0),
-        depth: 0,
-        shardId: shardIdFor(jobId, Buffer.alloc(0)),
-      };
+      const rootShard = rootWalkShard(jobId);
       await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
         msgID: rootShard.shardId,
       });

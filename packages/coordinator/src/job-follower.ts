@@ -221,7 +221,7 @@ const watchMaxDeliveries = async (
       let path: Buffer;
       if (kind === "walk") {
         const shard = decodeWalkShard(stored.data);
-        [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.path];
+        [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.paths[0] ?? Buffer.alloc(0)];
       } else {
         const batch = decodeTransferBatch(stored.data);
         [itemJob, itemId, path] = [

@@ -9,7 +9,7 @@ import {
   encodeWalkShard,
   newJobSpec,
   newJobStatus,
-  shardIdFor,
+  rootWalkShard,
   subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
@@ -109,12 +109,7 @@ export const runScanJob = async (options: ScanJobOptions): Promise<ScanSummary> 
   const errorLog = options.errorLog ? await LocalLog.open(options.errorLog) : undefined;
   await store.create(status);
   const js = jetstream(options.nc);
-  const rootShard = {
-    jobId,
-    path: Buffer.alloc(0),
-    depth: 0,
-    shardId: shardIdFor(jobId, Buffer.alloc(0)),
-  };
+  const rootShard = rootWalkShard(jobId);
   await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), { msgID: rootShard.shardId });
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);

@@ -139,7 +139,7 @@ const exportFromWire = (c: hsmfleet.v1.IExportCounters | null | undefined): Expo
 export const encodeWalkShard = (m: WalkShard): Uint8Array => pb.WalkShard.encode(m).finish();
 export const decodeWalkShard = (data: Uint8Array): WalkShard => {
   const m = pb.WalkShard.decode(data);
-  return { jobId: m.jobId, path: bytes(m.path), depth: m.depth, shardId: m.shardId };
+  return { jobId: m.jobId, paths: m.paths.map(bytes), depth: m.depth, shardId: m.shardId };
 };
 
 export const encodeTransferBatch = (m: TransferBatch): Uint8Array =>

@@ -60,4 +60,6 @@ export {
   formatBytes,
   mergeScanCounters,
   shardIdFor,
+  WALK_GROUP_DIRECTORIES,
+  rootWalkShard,
 } from "./scan-counters.js";

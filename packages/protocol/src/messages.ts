@@ -1,10 +1,10 @@
 import type { FileEntry } from "@hsmfleet/core";
 
-/** One directory to read; see proto/hsmfleet/v1/walk.proto. */
+/** Sibling directories to read (at most WALK_GROUP_DIRECTORIES); see proto/hsmfleet/v1/walk.proto. */
 export interface WalkShard {
   jobId: string;
-  /** Root-relative raw path bytes; empty for the root. */
-  path: Buffer;
+  /** Root-relative raw path bytes; one empty path for the root. */
+  paths: Buffer[];
   depth: number;
   shardId: string;
 }

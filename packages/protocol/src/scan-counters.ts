@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ScanCounters } from "./messages.js";
+import type { ScanCounters, WalkShard } from "./messages.js";
 
 /** Histogram bucket of a file size: 0 for empty files, else floor(log2(size)) + 1. */
 export const sizeBucket = (size: number): number =>
@@ -46,5 +46,18 @@ export const mergeScanCounters = (into: ScanCounters, from: ScanCounters): ScanC
  * Deterministic id of a walk shard: the same job and directory always give the same id, so a
  * redelivered parent that publishes its children again is de-duplicated by JetStream.
  */
-export const shardIdFor = (jobId: string, path: Buffer): string =>
-  createHash("sha256").update(jobId).update("\0").update(path).digest("base64url").slice(0, 32);
+export const shardIdFor = (jobId: string, paths: readonly Buffer[]): string => {
+  const h = createHash("sha256").update(jobId);
+  // NUL cannot occur in a path, so the joined form is unambiguous.
+  for (const p of paths) h.update("\0").update(p);
+  return h.digest("base64url").slice(0, 32);
+};
+
+/** The first work item of every walk: the job root. */
+export const rootWalkShard = (jobId: string): WalkShard => {
+  const paths = [Buffer.alloc(0)];
+  return { jobId, paths, depth: 0, shardId: shardIdFor(jobId, paths) };
+};
+
+/** Sibling directories carried by one walk shard. A constant: message ids depend on it. */
+export const WALK_GROUP_DIRECTORIES = 16;

@@ -24,6 +24,8 @@ import {
   Uint64RangeError,
   emptyScanCounters,
   emptyExportCounters,
+  rootWalkShard,
+  shardIdFor,
 } from "../src/index.js";
 
 const nonUtf8 = Buffer.from([0x64, 0x69, 0x72, 0x2f, 0x66, 0xff, 0xfe, 0x0a]);
@@ -48,11 +50,21 @@ const entry = (over: Partial<FileEntry> = {}): FileEntry => ({
   ...over,
 });
 
-test("walk shard keeps raw path bytes", (t) => {
-  const shard = { jobId: "scan-1", path: nonUtf8, depth: 7, shardId: "abc" };
+test("walk shard keeps raw path bytes of every directory, the empty root path too", (t) => {
+  const shard = { jobId: "scan-1", paths: [nonUtf8, Buffer.from("b")], depth: 7, shardId: "abc" };
   const back = decodeWalkShard(encodeWalkShard(shard));
   t.deepEqual(back, shard);
-  t.true(Buffer.isBuffer(back.path));
+  t.true(Buffer.isBuffer(back.paths[0]));
+  const root = rootWalkShard("scan-1");
+  t.deepEqual(decodeWalkShard(encodeWalkShard(root)).paths, [Buffer.alloc(0)]);
+});
+
+test("shard ids are deterministic and depend on every path", (t) => {
+  const a = [Buffer.from("x"), Buffer.from("y")];
+  t.is(shardIdFor("j", a), shardIdFor("j", [Buffer.from("x"), Buffer.from("y")]));
+  t.not(shardIdFor("j", a), shardIdFor("j", [Buffer.from("x")]));
+  t.not(shardIdFor("j", a), shardIdFor("j", [Buffer.from("xy")]));
+  t.not(shardIdFor("j", a), shardIdFor("k", a));
 });
 
 test("transfer batch entries survive with exact 64-bit values", (t) => {

@@ -84,10 +84,11 @@ export const exportVisitor =
     return {
       scan,
       export: exp,
-      begin: async () => {
+      beginDirectory: async (dir) => {
+        existing.clear();
         let level: string;
         try {
-          level = levelPrefix(shard.path, prefix);
+          level = levelPrefix(dir, prefix);
         } catch {
           return; // the directory's own name is reported by its parent
         }

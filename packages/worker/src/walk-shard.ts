@@ -18,6 +18,7 @@ import {
   encodeWalkShard,
   shardIdFor,
   subjects,
+  WALK_GROUP_DIRECTORIES,
 } from "@hsmfleet/protocol";
 import type {
   ExportCounters,
@@ -41,8 +42,8 @@ export interface WalkContext {
 
 /** What a job kind does with the entries of one directory (scan: count; export: compare and queue). */
 export interface ShardVisitor {
-  /** Before the directory is read (export lists the blobs at this level). */
-  readonly begin?: () => Promise<void>;
+  /** Before each directory of the shard is read (export lists the blobs at that level). */
+  readonly beginDirectory?: (dir: Buffer) => Promise<void>;
   /** Every entry that could be lstat'ed, with its root-relative path. */
   readonly entry: (path: Buffer, e: DirEntry) => Promise<void>;
   /** After the last entry: hand over what is buffered. */
@@ -148,7 +149,6 @@ export const handleWalkShard = async (
   let walkErrors = 0;
   let vanished = 0;
   const publisher = new Publisher(js);
-  const dirPath = resolveUnderRoot(spec.root, shard.path);
 
   const flushErrors = async (keep: number) => {
     while (errors.length > keep) {
@@ -184,63 +184,75 @@ export const handleWalkShard = async (
     }
   };
 
+  // Subdirectories found go out in groups of siblings, one shard per group.
+  let group: Buffer[] = [];
+  const flushGroup = async () => {
+    if (group.length === 0) return;
+    const child: WalkShard = {
+      jobId: shard.jobId,
+      paths: group,
+      depth: shard.depth + 1,
+      shardId: shardIdFor(shard.jobId, group),
+    };
+    group = [];
+    await spawn(subjects.walk(shard.jobId), encodeWalkShard(child), child.shardId);
+  };
+
   await options.hooks.beforeWalkShard?.(shard);
   if (shard.depth === 0) visitor.scan.directories++; // the root itself; every other directory is counted by its parent
 
-  try {
-    await visitor.begin?.();
-    const reader = await openDir(dirPath, {
-      hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
-      batchSize: options.readBatchSize,
-    });
+  for (const dir of shard.paths) {
     try {
-      for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
-        ctx.onEntries(batch.length);
-        for (const e of batch) {
-          const rel = joinPathBytes(shard.path, e.name);
-          if (e.error) {
-            const gone = e.error.code === "ENOENT";
-            if (gone) vanished++;
-            else walkErrors++;
-            await recordError({
-              path: rel,
-              operation: e.error.operation,
-              code: e.error.code,
-              message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
-              retryable: false,
-            });
-            if (e.error.operation === "lstat") continue;
+      await visitor.beginDirectory?.(dir);
+      const reader = await openDir(resolveUnderRoot(spec.root, dir), {
+        hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
+        batchSize: options.readBatchSize,
+      });
+      try {
+        for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
+          ctx.onEntries(batch.length);
+          for (const e of batch) {
+            const rel = joinPathBytes(dir, e.name);
+            if (e.error) {
+              const gone = e.error.code === "ENOENT";
+              if (gone) vanished++;
+              else walkErrors++;
+              await recordError({
+                path: rel,
+                operation: e.error.operation,
+                code: e.error.code,
+                message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
+                retryable: false,
+              });
+              if (e.error.operation === "lstat") continue;
+            }
+            if (e.type === EntryType.Directory) {
+              group.push(rel);
+              if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
+            }
+            await visitor.entry(rel, e);
           }
-          if (e.type === EntryType.Directory) {
-            const child: WalkShard = {
-              jobId: shard.jobId,
-              path: rel,
-              depth: shard.depth + 1,
-              shardId: shardIdFor(shard.jobId, rel),
-            };
-            await spawn(subjects.walk(shard.jobId), encodeWalkShard(child), child.shardId);
-          }
-          await visitor.entry(rel, e);
+          keepAlive();
         }
-        keepAlive();
+      } finally {
+        await reader.close();
       }
-    } finally {
-      await reader.close();
+    } catch (err) {
+      if (!(err instanceof FsOperationError)) throw err;
+      // The directory itself could not be read: one error for it, the walk goes on elsewhere.
+      const gone = err.code === "ENOENT";
+      if (gone) vanished++;
+      else walkErrors++;
+      await recordError({
+        path: dir,
+        operation: err.operation,
+        code: err.code,
+        message: gone ? "directory vanished during the walk" : errorMessage(err),
+        retryable: false,
+      });
     }
-  } catch (err) {
-    if (!(err instanceof FsOperationError)) throw err;
-    // The directory itself could not be read: one error for it, the walk goes on elsewhere.
-    const gone = err.code === "ENOENT";
-    if (gone) vanished++;
-    else walkErrors++;
-    await recordError({
-      path: shard.path,
-      operation: err.operation,
-      code: err.code,
-      message: gone ? "directory vanished during the walk" : errorMessage(err),
-      retryable: false,
-    });
   }
+  await flushGroup();
   await visitor.end();
   await flushErrors(ERRORS_PER_MESSAGE);
   await publisher.flush();

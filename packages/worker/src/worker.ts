@@ -260,7 +260,7 @@ export class Worker {
       msg,
       this.#walk.maxDeliver,
       shard.jobId,
-      { itemId: shard.shardId, kind: "walk", path: shard.path },
+      { itemId: shard.shardId, kind: "walk", path: shard.paths[0] ?? Buffer.alloc(0) },
       async (job) => {
         const visitor: VisitorFactory =
           job.spec.kind === JobKind.Export

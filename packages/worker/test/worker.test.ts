@@ -8,7 +8,7 @@ import {
   encodeWalkShard,
   newJobSpec,
   newJobStatus,
-  shardIdFor,
+  rootWalkShard,
   subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
@@ -46,12 +46,7 @@ test("items of a cancelled job are dropped without work; a live job's shard is r
   await store.create(job("live", dir.path, JobState.Running));
   const js = jetstream(nc);
   for (const jobId of ["dead", "live"]) {
-    const shard = {
-      jobId,
-      path: Buffer.alloc(0),
-      depth: 0,
-      shardId: shardIdFor(jobId, Buffer.alloc(0)),
-    };
+    const shard = rootWalkShard(jobId);
     await js.publish(subjects.walk(jobId), encodeWalkShard(shard), { msgID: shard.shardId });
   }
   const worker = await Worker.create({ nc, workerId: "w-test" });
