@@ -155,10 +155,11 @@ const acquire = async (
 // ---------------------------------------------------------------------------------------------
 // Block buffers: SharedArrayBuffer-backed, so the MD5 threads read them in place (no copy), and
 // reused, so a steady upload does not fault in (and the GC does not sweep) fresh memory for every
-// block. Only full blocks are pooled; the pool is bounded and emptied after a quiet spell. The
-// memory budget still counts every buffer in use.
+// block. Only full blocks are pooled; the pool keeps at most 64 MiB of idle buffers (enough for
+// the hand-over from a finished block to the next read) and empties itself after 10 s without
+// uploads. The memory budget counts every buffer in use, not the idle ones.
 
-const POOL_MAX_BYTES = 256 * 1024 * 1024;
+const POOL_MAX_BYTES = 64 * 1024 * 1024;
 const POOL_IDLE_MS = 10_000;
 
 class BlockBufferPool {
@@ -206,14 +207,18 @@ const blockBuffers = new BlockBufferPool();
 // MD5 off the event loop. A block upload hashes every byte twice: once for the block's own
 // Content-MD5 (checked by the service on each Put Block) and once for the whole-file MD5 stored
 // at commit. OpenSSL's MD5 runs at ~700 MB/s per core and cannot be split, so on the event loop
-// the two passes capped one worker at ~350 MB/s and starved its HTTP traffic. Here a few threads
-// do the hashing on the shared buffers: block MD5s go to the least busy thread (blocks of one file
-// hash in parallel); each file's running MD5 lives on one thread that receives its blocks in
-// order. Should the threads be unavailable, hashing falls back to this thread.
+// the two passes capped one worker at ~350 MB/s and starved its HTTP traffic. Here helper threads
+// (started as the load needs them, up to one per CPU) hash the shared buffers in place: block MD5s
+// go to the least busy thread (the blocks of one file hash in parallel); each file's running MD5
+// lives on one thread that receives its blocks in order (so one file's whole-file MD5 stays at
+// one core's speed). Should the threads be unavailable, hashing falls back to this thread.
 
 /** Files at least this big (single Put Blob) are hashed on a thread; smaller ones here. */
 const THREAD_HASH_MIN_BYTES = 256 * 1024;
-const HASH_THREADS = Math.max(2, Math.min(availableParallelism(), 8));
+/** At most one MD5 thread per CPU, and 16 (about 10 GB/s of MD5). */
+const HASH_THREADS_MAX = Math.max(1, Math.min(availableParallelism(), 16));
+/** Threads that may fail (crash, fail to start) before hashing stays on this thread. */
+const HASH_THREAD_FAILURES = 3;
 
 const HASH_THREAD_SOURCE = `"use strict";
 const { parentPort } = require("node:worker_threads");
@@ -285,10 +290,11 @@ class HashThread {
         );
     });
     const fail = (err: Error): void => {
+      const first = this.failed === undefined;
       this.failed ??= err;
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
-      onFailure(this);
+      if (first) onFailure(this); // "error" is followed by "exit": one failure
     };
     this.worker.on("error", (err) => fail(new Error(`MD5 thread failed: ${err.message}`)));
     this.worker.on("exit", (code) => fail(new Error(`MD5 thread exited (code ${code})`)));
@@ -339,20 +345,13 @@ class Md5Threads implements Md5Service {
   readonly #threads: HashThread[] = [];
   #nextId = 1;
   #nextFile = 1;
+  #failures = 0;
 
-  constructor(count: number) {
-    const drop = (t: HashThread): void => {
-      const i = this.#threads.indexOf(t);
-      if (i >= 0) this.#threads.splice(i, 1);
-    };
-    for (let i = 0; i < count; i++) this.#threads.push(new HashThread(drop));
-  }
-
-  get usable(): boolean {
-    return this.#threads.length > 0;
-  }
-
-  #leastBusy(byFiles: boolean): HashThread | undefined {
+  /**
+   * The least busy thread (for a whole-file hash: the one holding the fewest files). A new thread
+   * is started instead when every thread is busy and the limit allows; threads are not stopped.
+   */
+  #pick(byFiles: boolean): HashThread | undefined {
     let best: HashThread | undefined;
     for (const t of this.#threads) {
       if (
@@ -362,11 +361,25 @@ class Md5Threads implements Md5Service {
       )
         best = t;
     }
+    const busy = best === undefined || best.pending.size > 0 || (byFiles && best.files > 0);
+    if (busy && this.#threads.length < HASH_THREADS_MAX && this.#failures < HASH_THREAD_FAILURES) {
+      try {
+        const thread = new HashThread((failed) => {
+          this.#failures++;
+          const i = this.#threads.indexOf(failed);
+          if (i >= 0) this.#threads.splice(i, 1);
+        });
+        this.#threads.push(thread);
+        return thread;
+      } catch {
+        this.#failures++; // e.g. resource limits: carry on with what there is, or on this thread
+      }
+    }
     return best;
   }
 
   async block(buf: Buffer): Promise<Buffer> {
-    const thread = this.#leastBusy(false);
+    const thread = this.#pick(false);
     if (thread === undefined) return md5Here(buf);
     const md5 = await thread.call(
       { op: "block", buffer: buf.buffer, offset: buf.byteOffset, length: buf.length },
@@ -377,7 +390,7 @@ class Md5Threads implements Md5Service {
   }
 
   file(): FileHasher {
-    const thread = this.#leastBusy(true);
+    const thread = this.#pick(true);
     if (thread === undefined) return localMd5.file();
     const file = this.#nextFile++;
     thread.files++;
@@ -411,20 +424,10 @@ class Md5Threads implements Md5Service {
   }
 }
 
-let md5Threads: Md5Service | undefined;
+let md5Threads: Md5Threads | undefined;
 
-/** The process-wide MD5 threads, started on first use; this thread when they cannot start. */
-const md5Service = (): Md5Service => {
-  if (md5Threads === undefined) {
-    try {
-      const threads = new Md5Threads(HASH_THREADS);
-      md5Threads = threads.usable ? threads : localMd5;
-    } catch {
-      md5Threads = localMd5;
-    }
-  }
-  return md5Threads;
-};
+/** The process-wide MD5 threads (started as the work needs them, on this thread if they cannot). */
+const md5Service = (): Md5Service => (md5Threads ??= new Md5Threads());
 
 /** A hashing failure is a local one: the file is not committed; a later attempt may succeed. */
 const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationError =>

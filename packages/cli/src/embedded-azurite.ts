@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
 import type { Logger } from "@hsmfleet/telemetry";
+import { processAlive } from "./process-alive.js";
 
 /** Azurite's well-known development account (public, documented by Microsoft; not a secret). */
 export const AZURITE_ACCOUNT = "devstoreaccount1";
@@ -18,15 +19,6 @@ export interface EmbeddedAzurite {
 }
 
 const LISTENING = /successfully listens on https?:\/\/\S*?:(\d+)\s*$/m;
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const connectionStringFor = (port: number): string =>
   `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=http://127.0.0.1:${port}/${AZURITE_ACCOUNT};`;
@@ -45,7 +37,7 @@ export const startEmbeddedAzurite = async (options: {
   await mkdir(join(dir, "data"), { recursive: true });
   try {
     const marker = JSON.parse(await readFile(markerPath, "utf8")) as { pid: number; port: number };
-    if (alive(marker.pid)) {
+    if (processAlive(marker.pid)) {
       return {
         blobEndpoint: `http://127.0.0.1:${marker.port}/${AZURITE_ACCOUNT}`,
         connectionString: connectionStringFor(marker.port),

@@ -5,6 +5,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
 import type { Logger } from "@hsmfleet/telemetry";
+import { processAlive } from "./process-alive.js";
 
 export interface EmbeddedNatsOptions {
   stateDir: string;
@@ -40,15 +41,6 @@ const findOnPath = (name: string): string | undefined => {
   return undefined;
 };
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /**
  * The embedded default's NATS: reuse the server another hsmfleet command on this machine started
  * (so `hsmfleet jobs` in a second terminal sees the running job), or start one with JetStream
@@ -60,7 +52,7 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
   await mkdir(dir, { recursive: true });
   try {
     const marker = JSON.parse(await readFile(markerPath, "utf8")) as Marker;
-    if (alive(marker.pid)) {
+    if (processAlive(marker.pid)) {
       options.logger?.debug(
         { url: marker.url, pid: marker.pid },
         "using the running embedded nats-server",

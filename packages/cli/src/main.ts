@@ -12,14 +12,13 @@ import {
   runExportJob,
   checkScanRoot,
   formatScanSummary,
-  jobStateName,
   newJobId,
   openJobStore,
   resumeScanJob,
   runScanJob,
 } from "@hsmfleet/coordinator";
 import type { ScanSummary } from "@hsmfleet/coordinator";
-import { JobKind, formatBytes } from "@hsmfleet/protocol";
+import { JobKind, formatBytes, jobStateName } from "@hsmfleet/protocol";
 import { describeStorageTarget, parseStorageTarget } from "@hsmfleet/blob/targets";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { JobStatus } from "@hsmfleet/protocol";

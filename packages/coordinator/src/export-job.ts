@@ -9,6 +9,7 @@ import {
   JobKind,
   JobState,
   WORK_STREAM,
+  jobStateName,
   encodeWalkShard,
   newJobSpec,
   newJobStatus,
@@ -21,7 +22,7 @@ import { errorToJson } from "./format.js";
 import { COORDINATOR_STALE_MS, followJob, jobErrors } from "./job-follower.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
-import { checkScanRoot, jobStateName, safeUser } from "./scan-job.js";
+import { checkScanRoot, safeUser } from "./scan-job.js";
 
 export interface ExportJobOptions {
   nc: NatsConnection;

@@ -1,10 +1,4 @@
-export {
-  runScanJob,
-  resumeScanJob,
-  checkScanRoot,
-  jobStateName,
-  SCAN_DEFAULTS,
-} from "./scan-job.js";
+export { runScanJob, resumeScanJob, checkScanRoot, SCAN_DEFAULTS } from "./scan-job.js";
 export type { ScanJobOptions, ResumeScanOptions } from "./scan-job.js";
 export { buildScanSummary, formatScanSummary } from "./scan-summary.js";
 export type { ScanProgress, ScanSummary } from "./scan-summary.js";

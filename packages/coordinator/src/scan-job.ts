@@ -6,6 +6,7 @@ import { DEFAULT_HSM_XATTR, JobError, UsageError, errorCode } from "@hsmfleet/co
 import {
   JobKind,
   JobState,
+  jobStateName,
   encodeWalkShard,
   newJobSpec,
   newJobStatus,
@@ -187,16 +188,6 @@ export const resumeScanJob = async (options: ResumeScanOptions): Promise<ScanSum
   options.logger?.info({ jobId: options.jobId, fromSeq: status.resultsSeq + 1 }, "scan resumed");
   return followScan(options, store, jetstream(options.nc), status, list, errorLog);
 };
-
-export const jobStateName = (state: JobState): string =>
-  ({
-    [JobState.Pending]: "pending",
-    [JobState.Running]: "running",
-    [JobState.Succeeded]: "succeeded",
-    [JobState.Failed]: "failed",
-    [JobState.Cancelling]: "cancelling",
-    [JobState.Cancelled]: "cancelled",
-  })[state] ?? "unknown";
 
 export const safeUser = (): string => {
   try {

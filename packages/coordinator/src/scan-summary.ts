@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { JobState, formatBytes, sizeBucketLabel } from "@hsmfleet/protocol";
+import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson } from "./format.js";
 
@@ -48,7 +48,7 @@ export const buildScanSummary = (status: JobStatus): ScanSummary => {
   return {
     jobId: status.spec.jobId,
     root: displayPath(status.spec.root),
-    state: stateWord(status.state),
+    state: jobStateName(status.state),
     reason: status.reason,
     files: s.files,
     directories: s.directories,
@@ -73,18 +73,6 @@ export const buildScanSummary = (status: JobStatus): ScanSummary => {
     entriesPerSecond: elapsedSeconds > 0 ? Math.round(entries / elapsedSeconds) : entries,
   };
 };
-
-const stateWord = (state: JobState): string =>
-  (
-    ({
-      [JobState.Pending]: "pending",
-      [JobState.Running]: "running",
-      [JobState.Succeeded]: "succeeded",
-      [JobState.Failed]: "failed",
-      [JobState.Cancelling]: "cancelling",
-      [JobState.Cancelled]: "cancelled",
-    }) as Record<number, string>
-  )[state] ?? "unknown";
 
 const n = (v: number) => v.toLocaleString("en-US");
 

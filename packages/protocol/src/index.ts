@@ -22,6 +22,7 @@ export { Uint64RangeError, toSafeNumber, toBigInt } from "./long.js";
 export {
   JobKind,
   JobState,
+  jobStateName,
   HsmAction,
   emptyScanCounters,
   emptyExportCounters,

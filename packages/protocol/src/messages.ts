@@ -96,6 +96,18 @@ export const JobState = {
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 
+const JOB_STATE_NAMES: Record<number, string> = {
+  [JobState.Pending]: "pending",
+  [JobState.Running]: "running",
+  [JobState.Succeeded]: "succeeded",
+  [JobState.Failed]: "failed",
+  [JobState.Cancelling]: "cancelling",
+  [JobState.Cancelled]: "cancelled",
+};
+
+/** The word users see for a job state: "running", "succeeded", … */
+export const jobStateName = (state: JobState): string => JOB_STATE_NAMES[state] ?? "unknown";
+
 export interface JobSpec {
   jobId: string;
   kind: JobKind;
