@@ -2,3 +2,12 @@ export { openDir, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
 export type { DirEntry, DirReadOptions, DirReader } from "./dir-reader.js";
 export { getXattr, setXattr, removeXattr } from "./xattr.js";
 export { loadNative, NATIVE_ADDON_PATH } from "./native.js";
+export { TargetRoot, UnsafePathError, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
+export type { TargetRootOptions, EntryAttributes } from "./safe-create.js";
+export {
+  HsmEmulation,
+  isDirtyOrNew,
+  RELEASED_STUB_FLAGS,
+  ARCHIVED_FLAGS,
+} from "./hsm-emulation.js";
+export type { HsmEmulationOptions } from "./hsm-emulation.js";
