@@ -11,6 +11,8 @@ export type BlobOperation =
   | "commit-block-list"
   | "get-properties"
   | "download"
+  | "get-blob-range"
+  | "write"
   | "delete-blob"
   | "list-blobs"
   | "create-container";

@@ -34,3 +34,12 @@ export {
   isRetryableHttpError,
 } from "./errors.js";
 export type { BlobOperation, BlobOperationSubject, FileSnapshot, HttpErrorInfo } from "./errors.js";
+export {
+  downloadRange,
+  downloadBlobToFile,
+  BlobChangedError,
+  BlobChecksumError,
+  DEFAULT_RANGE_SIZE_BYTES,
+  DEFAULT_DOWNLOAD_CONCURRENCY,
+} from "./download.js";
+export type { DownloadRangeOptions, DownloadResult } from "./download.js";
