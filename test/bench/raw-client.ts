@@ -1,0 +1,356 @@
+/**
+ * A minimal Blob REST client for benchmarks: node:http with one keep-alive agent, Shared Key
+ * signing, no SDK, no retries, no MD5, no file reads. It sends the requests hsmfleet's export
+ * sends for the same data (Put Block + Put Block List for large files, Put Blob for small ones,
+ * a listing per directory, directory stubs) from one pre-filled buffer, at hsmfleet's worker
+ * concurrency. What it reaches is the ceiling an export can hope for against the same endpoint.
+ */
+import { createHmac } from "node:crypto";
+import { Agent, request } from "node:http";
+import type { OutgoingHttpHeaders } from "node:http";
+import { blockIdFor } from "@hsmfleet/blob";
+
+const API_VERSION = "2026-04-06";
+
+export interface RawClientOptions {
+  /** http://HOST:PORT/<account> (path style: emulator or sink). */
+  blobEndpoint: string;
+  accountName: string;
+  /** Base64 Shared Key. */
+  accountKey: string;
+  /** Sockets of the keep-alive agent. Default 64, as hsmfleet's blob client. */
+  maxSockets?: number;
+}
+
+export interface RawResponse {
+  status: number;
+  body: string;
+}
+
+/** Blob paths: every segment percent-encoded, '/' kept. */
+const encodePath = (name: string): string => name.split("/").map(encodeURIComponent).join("/");
+
+export class RawBlobClient {
+  readonly #endpoint: URL;
+  readonly #account: string;
+  readonly #key: Buffer;
+  readonly #agent: Agent;
+  requests = 0;
+
+  constructor(options: RawClientOptions) {
+    this.#endpoint = new URL(options.blobEndpoint.replace(/\/+$/, ""));
+    if (this.#endpoint.protocol !== "http:") throw new Error("RawBlobClient speaks http only");
+    this.#account = options.accountName;
+    this.#key = Buffer.from(options.accountKey, "base64");
+    this.#agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 64 });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** Shared Key (service version 2009-09-19 and later) Authorization header value. */
+  #sign(
+    method: string,
+    path: string,
+    query: Array<[string, string]>,
+    headers: OutgoingHttpHeaders,
+  ): string {
+    const h = (name: string): string => {
+      const v = headers[name];
+      return v === undefined ? "" : String(v);
+    };
+    const length = h("content-length");
+    const msHeaders = Object.keys(headers)
+      .filter((k) => k.startsWith("x-ms-"))
+      .sort()
+      .map((k) => `${k}:${String(headers[k]).trim()}`);
+    const params = [...query]
+      .map(([k, v]) => [k.toLowerCase(), v] as const)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `\n${k}:${v}`)
+      .join("");
+    const toSign = [
+      method,
+      h("content-encoding"),
+      h("content-language"),
+      length === "0" ? "" : length,
+      h("content-md5"),
+      h("content-type"),
+      "", // Date: x-ms-date is used
+      h("if-modified-since"),
+      h("if-match"),
+      h("if-none-match"),
+      h("if-unmodified-since"),
+      h("range"),
+      ...msHeaders,
+      `/${this.#account}${path}${params}`,
+    ].join("\n");
+    const sig = createHmac("sha256", this.#key).update(toSign, "utf8").digest("base64");
+    return `SharedKey ${this.#account}:${sig}`;
+  }
+
+  /** One request; resolves with status and body text (bodies of 2xx answers are drained). */
+  send(
+    method: string,
+    resource: string,
+    query: Array<[string, string]>,
+    extraHeaders: OutgoingHttpHeaders,
+    body?: Buffer | string,
+  ): Promise<RawResponse> {
+    const path = `${this.#endpoint.pathname}/${resource}`;
+    const qs = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+    const headers: OutgoingHttpHeaders = {
+      "x-ms-version": API_VERSION,
+      "x-ms-date": new Date().toUTCString(),
+      "content-length": String(body === undefined ? 0 : Buffer.byteLength(body)),
+      ...extraHeaders,
+    };
+    headers["authorization"] = this.#sign(method, path, query, headers);
+    return this.#once(method, qs === "" ? path : `${path}?${qs}`, headers, body, true);
+  }
+
+  /**
+   * One attempt. A keep-alive socket the server closed just as it was reused (Node servers drop
+   * idle connections after 5 s) fails with ECONNRESET/EPIPE before any answer: that one request
+   * is sent again, once, on a fresh socket. Anything else is the caller's.
+   */
+  #once(
+    method: string,
+    path: string,
+    headers: OutgoingHttpHeaders,
+    body: Buffer | string | undefined,
+    mayRetry: boolean,
+  ): Promise<RawResponse> {
+    this.requests++;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: this.#endpoint.hostname,
+          port: this.#endpoint.port,
+          method,
+          path,
+          headers,
+          agent: this.#agent,
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => {
+            if (text.length < 64 * 1024) text += c;
+          });
+          res.once("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+          res.once("error", reject);
+        },
+      );
+      req.once("error", (err: NodeJS.ErrnoException) => {
+        if (mayRetry && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE"))
+          resolve(this.#once(method, path, headers, body, false));
+        else reject(err);
+      });
+      req.end(body);
+    });
+  }
+
+  async #expect(what: string, ok: number[], p: Promise<RawResponse>): Promise<RawResponse> {
+    const r = await p;
+    if (!ok.includes(r.status))
+      throw new Error(`${what}: HTTP ${r.status} ${r.body.slice(0, 500)}`);
+    return r;
+  }
+
+  async createContainer(container: string): Promise<void> {
+    await this.#expect(
+      `create container ${container}`,
+      [201, 409],
+      this.send("PUT", container, [["restype", "container"]], {}),
+    );
+  }
+
+  async deleteContainer(container: string): Promise<void> {
+    await this.#expect(
+      `delete container ${container}`,
+      [202, 404],
+      this.send("DELETE", container, [["restype", "container"]], {}),
+    );
+  }
+
+  /** One hierarchical listing page with metadata, as the export walk does per directory. */
+  async listLevel(container: string, prefix: string): Promise<string> {
+    const query: Array<[string, string]> = [
+      ["restype", "container"],
+      ["comp", "list"],
+      ["delimiter", "/"],
+      ["include", "metadata"],
+    ];
+    if (prefix !== "") query.push(["prefix", prefix]);
+    return (
+      await this.#expect(
+        `list ${container}/${prefix}`,
+        [200],
+        this.send("GET", container, query, {}),
+      )
+    ).body;
+  }
+
+  async putBlob(
+    container: string,
+    name: string,
+    body: Buffer,
+    metadata: Record<string, string>,
+  ): Promise<void> {
+    await this.#expect(
+      `put blob ${name}`,
+      [201],
+      this.send(
+        "PUT",
+        `${container}/${encodePath(name)}`,
+        [],
+        {
+          "x-ms-blob-type": "BlockBlob",
+          "content-type": "application/octet-stream",
+          ...metaHeaders(metadata),
+        },
+        body,
+      ),
+    );
+  }
+
+  async putBlock(container: string, name: string, blockId: string, body: Buffer): Promise<void> {
+    await this.#expect(
+      `put block ${name}`,
+      [201],
+      this.send(
+        "PUT",
+        `${container}/${encodePath(name)}`,
+        [
+          ["comp", "block"],
+          ["blockid", blockId],
+        ],
+        { "content-type": "application/octet-stream" },
+        body,
+      ),
+    );
+  }
+
+  async putBlockList(
+    container: string,
+    name: string,
+    blockIds: string[],
+    metadata: Record<string, string>,
+  ): Promise<void> {
+    const xml = `<?xml version="1.0" encoding="utf-8"?><BlockList>${blockIds.map((id) => `<Latest>${id}</Latest>`).join("")}</BlockList>`;
+    await this.#expect(
+      `put block list ${name}`,
+      [201],
+      this.send(
+        "PUT",
+        `${container}/${encodePath(name)}`,
+        [["comp", "blocklist"]],
+        { "content-type": "application/xml", ...metaHeaders(metadata) },
+        xml,
+      ),
+    );
+  }
+}
+
+const metaHeaders = (metadata: Record<string, string>): OutgoingHttpHeaders =>
+  Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`x-ms-meta-${k}`, v]));
+
+/** AMLFS-style metadata, the size hsmfleet sends with every file. */
+export const sampleMetadata = (): Record<string, string> => ({
+  owner: "1000",
+  group: "1000",
+  permissions: "0644",
+  modtime: "2024-01-02 03:04:05 +0000",
+});
+
+/** Runs `fn` over `items` with at most `limit` at once (the same lanes as hsmfleet's worker). */
+export const forEachLimit = async <T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> => {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(lanes);
+};
+
+export interface RawLargeOptions {
+  container: string;
+  /** Blob names and sizes. */
+  files: Array<{ name: string; size: number }>;
+  blockSize: number;
+  /** Files at once (hsmfleet: one file per transfer batch, transferConcurrency 4). */
+  fileConcurrency: number;
+  /** Blocks in flight per file (hsmfleet: blockConcurrency 8). */
+  blockConcurrency: number;
+}
+
+/**
+ * Large files: per file, Put Block of `blockSize` slices of one pre-filled buffer with
+ * `blockConcurrency` in flight, then Put Block List with metadata. Returns the data bytes sent.
+ */
+export const rawUploadLarge = async (
+  client: RawBlobClient,
+  o: RawLargeOptions,
+): Promise<number> => {
+  const data = Buffer.alloc(o.blockSize, 0x5a);
+  let bytes = 0;
+  await forEachLimit(o.files, o.fileConcurrency, async (file) => {
+    const blocks: Array<{ id: string; length: number }> = [];
+    for (let offset = 0; offset < file.size; offset += o.blockSize) {
+      blocks.push({ id: blockIdFor(offset), length: Math.min(o.blockSize, file.size - offset) });
+    }
+    await forEachLimit(blocks, o.blockConcurrency, async (b) => {
+      await client.putBlock(o.container, file.name, b.id, data.subarray(0, b.length));
+      bytes += b.length;
+    });
+    await client.putBlockList(
+      o.container,
+      file.name,
+      blocks.map((b) => b.id),
+      sampleMetadata(),
+    );
+  });
+  return bytes;
+};
+
+export interface RawSmallOptions {
+  container: string;
+  /** Directory blob names (listed once each, then uploaded as zero-length stubs). */
+  directories: string[];
+  files: Array<{ name: string; size: number }>;
+  /** Requests in flight (hsmfleet: transferConcurrency 4 × fileConcurrency 8 = 32). */
+  concurrency: number;
+}
+
+/**
+ * Small files: one listing per directory level (root included), a zero-length stub per
+ * directory, one Put Blob per file from a pre-filled buffer. Returns the data bytes sent.
+ */
+export const rawUploadSmall = async (
+  client: RawBlobClient,
+  o: RawSmallOptions,
+): Promise<number> => {
+  const maxSize = Math.max(0, ...o.files.map((f) => f.size));
+  const data = Buffer.alloc(maxSize, 0x5a);
+  const meta = sampleMetadata();
+  const dirMeta = { ...meta, permissions: "0755", hdi_isfolder: "true" };
+  let bytes = 0;
+  await forEachLimit(["", ...o.directories.map((d) => `${d}/`)], o.concurrency, async (prefix) => {
+    await client.listLevel(o.container, prefix);
+  });
+  type Op = { name: string; size: number; dir: boolean };
+  const ops: Op[] = [
+    ...o.directories.map((name) => ({ name, size: 0, dir: true })),
+    ...o.files.map((f) => ({ ...f, dir: false })),
+  ];
+  await forEachLimit(ops, o.concurrency, async (op) => {
+    await client.putBlob(o.container, op.name, data.subarray(0, op.size), op.dir ? dirMeta : meta);
+    bytes += op.size;
+  });
+  return bytes;
+};
