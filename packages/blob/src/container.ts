@@ -178,16 +178,19 @@ export class BlobContainer {
     }
   }
 
-  /** Put Block with the block's MD5 as Content-MD5. */
+  /**
+   * Put Block with the block's MD5 as Content-MD5 (checked by the service). Pass `contentMD5` when
+   * it is already known (uploadFile hashes blocks on helper threads) so the block is hashed once.
+   */
   async stageBlock(
     name: string,
     blockId: string,
     body: Buffer,
-    options: { abortSignal?: AbortSignal } & LocalPathOption = {},
+    options: { abortSignal?: AbortSignal; contentMD5?: Buffer } & LocalPathOption = {},
   ): Promise<void> {
     try {
       await this.client.getBlockBlobClient(name).stageBlock(blockId, body, body.length, {
-        transactionalContentMD5: md5Of(body),
+        transactionalContentMD5: options.contentMD5 ?? md5Of(body),
         contentChecksumAlgorithm: "Customized",
         ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
       });

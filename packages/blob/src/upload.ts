@@ -3,7 +3,6 @@ import { close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } fr
 import type { BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import type { BlockBlobClient } from "@azure/storage-blob";
 import { displayPath, errorCode, errorMessage } from "@hsmfleet/core";
 import { blockIdFor, chooseBlockSize } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
@@ -550,31 +549,6 @@ const singlePut = async (ctx: UploadContext): Promise<UploadResult> => {
   }
 };
 
-/**
- * Put Block with the block's MD5 as Content-MD5, computed once by the caller (BlobContainer's
- * stageBlock would hash the block again); errors as BlobContainer reports them.
- */
-const stageBlock = async (
-  ctx: UploadContext,
-  client: BlockBlobClient,
-  id: string,
-  buf: Buffer,
-  md5: Buffer,
-  signal: AbortSignal,
-): Promise<void> => {
-  try {
-    await client.stageBlock(id, buf, buf.length, {
-      transactionalContentMD5: md5,
-      contentChecksumAlgorithm: "Customized",
-      abortSignal: signal,
-    });
-  } catch (err) {
-    throw err instanceof BlobOperationError
-      ? err
-      : new BlobOperationError("stage-block", ctx.where, err);
-  }
-};
-
 const blockUpload = async (
   ctx: UploadContext,
   blockSize: number,
@@ -586,7 +560,6 @@ const blockUpload = async (
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
   const md5s = md5Service();
   const whole = md5s.file();
-  const client = ctx.container.client.getBlockBlobClient(ctx.name);
   const ids: string[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
@@ -627,7 +600,11 @@ const blockUpload = async (
         } catch (err) {
           throw hashFailure(ctx.where, err);
         }
-        await stageBlock(ctx, client, id, buf, md5, signal);
+        await ctx.container.stageBlock(ctx.name, id, buf, {
+          contentMD5: md5,
+          abortSignal: signal,
+          localPath: ctx.shown,
+        });
         ctx.options.onProgress?.(length);
       })().catch(fail);
       // The buffer is free again once both the request and the whole-file hash are done with it.
