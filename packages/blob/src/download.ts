@@ -1,10 +1,12 @@
 import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { BlobClient, BlobDownloadResponseParsed } from "@azure/storage-blob";
-import { HsmfleetError, displayPath, errorCode, errorMessage } from "@hsmfleet/core";
+import { HsmfleetError, displayPath, errorMessage } from "@hsmfleet/core";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
+  abortCause,
+  fsFailure,
   httpErrorInfo,
   type BlobOperation,
   type BlobOperationSubject,
@@ -133,29 +135,6 @@ export class BlobChecksumError extends HsmfleetError {
     this.truncated = truncated;
   }
 }
-
-/** An AbortError carrying the signal's reason, so BlobOperationError reports "aborted". */
-const abortCause = (signal: AbortSignal): Error => {
-  const err = new Error("aborted", { cause: signal.reason });
-  err.name = "AbortError";
-  return err;
-};
-
-/** Local file failure: `<op> <path> → blob …: ENOSPC: no space left on device`. Not retryable. */
-const fsFailure = (
-  operation: BlobOperation,
-  where: BlobOperationSubject,
-  err: unknown,
-): BlobOperationError => {
-  const code = errorCode(err);
-  const text = errorMessage(err)
-    .replace(/^[A-Z0-9_]+: /, "")
-    .replace(/, \w+ '[\s\S]*'$/, "");
-  return new BlobOperationError(operation, where, err, {
-    detail: `${code}: ${text}`,
-    retryable: false,
-  });
-};
 
 /** 412 of an If-Match (not of a lease condition). */
 const isConditionNotMet = (err: unknown): boolean => {

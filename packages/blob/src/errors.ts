@@ -1,4 +1,4 @@
-import { HsmfleetError, errorMessage } from "@hsmfleet/core";
+import { HsmfleetError, errorCode, errorMessage } from "@hsmfleet/core";
 import { redactSecrets } from "./storage-target.js";
 
 /** What was being done when a blob operation failed. */
@@ -204,3 +204,26 @@ export class FileChangedError extends HsmfleetError {
     this.after = after;
   }
 }
+
+/** An AbortError carrying the signal's reason, so BlobOperationError reports "aborted". */
+export const abortCause = (signal: AbortSignal): Error => {
+  const err = new Error("aborted", { cause: signal.reason });
+  err.name = "AbortError";
+  return err;
+};
+
+/** Local file failure: `<op> <path> → blob …: EACCES: permission denied`. Not retryable. */
+export const fsFailure = (
+  operation: BlobOperation,
+  where: BlobOperationSubject,
+  err: unknown,
+): BlobOperationError => {
+  const code = errorCode(err);
+  const text = errorMessage(err)
+    .replace(/^[A-Z0-9_]+: /, "")
+    .replace(/, \w+ '[\s\S]*'$/, "");
+  return new BlobOperationError(operation, where, err, {
+    detail: `${code}: ${text}`,
+    retryable: false,
+  });
+};

@@ -3,13 +3,14 @@ import { close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } fr
 import type { BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { displayPath, errorCode, errorMessage } from "@hsmfleet/core";
+import { displayPath, errorMessage } from "@hsmfleet/core";
 import { blockIdFor, chooseBlockSize } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
   FileChangedError,
-  type BlobOperation,
+  abortCause,
+  fsFailure,
   type BlobOperationSubject,
   type FileSnapshot,
 } from "./errors.js";
@@ -52,29 +53,6 @@ interface Snapshot extends FileSnapshot {
 
 const changed = (a: Snapshot, b: Snapshot): boolean =>
   a.size !== b.size || a.mtimeNs !== b.mtimeNs || a.ctimeNs !== b.ctimeNs;
-
-/** An AbortError carrying the signal's reason, so BlobOperationError reports "aborted". */
-const abortCause = (signal: AbortSignal): Error => {
-  const err = new Error("aborted", { cause: signal.reason });
-  err.name = "AbortError";
-  return err;
-};
-
-/** Local file failure: `<op> <path> → blob …: EACCES: permission denied`. Not retryable. */
-const fsFailure = (
-  operation: BlobOperation,
-  where: BlobOperationSubject,
-  err: unknown,
-): BlobOperationError => {
-  const code = errorCode(err);
-  const text = errorMessage(err)
-    .replace(/^[A-Z0-9_]+: /, "")
-    .replace(/, \w+ '[\s\S]*'$/, "");
-  return new BlobOperationError(operation, where, err, {
-    detail: `${code}: ${text}`,
-    retryable: false,
-  });
-};
 
 // ---------------------------------------------------------------------------------------------
 // File access on plain descriptors: the callback API costs about half of what FileHandle's
