@@ -6,7 +6,7 @@ import { HsmFlag } from "@hsmfleet/core";
 import { runScanJob } from "@hsmfleet/coordinator";
 import type { ScanProgress } from "@hsmfleet/coordinator";
 import { JobState, WALK_GROUP_DIRECTORIES } from "@hsmfleet/protocol";
-import { generateTree, referenceWalk, tempDir } from "@hsmfleet/testkit";
+import { generateTree, referenceWalk, startNatsServer, tempDir } from "@hsmfleet/testkit";
 import { exitOf, listJobs, runCli, spawnCli, startBus, startWorkers, waitFor } from "./helpers.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -437,4 +437,17 @@ test("children finishing before their parent reports never end the walk early (s
     directories: ref.directories,
     errors: 0,
   });
+});
+
+test("a NATS server without JetStream is a clear error, and the command exits instead of hanging", async (t) => {
+  const server = await startNatsServer({ jetstream: false });
+  t.teardown(() => server.stop());
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const run = await runCli(["--nats", server.url, "--workers", "1", "scan", dir.path], {
+    timeoutMs: 30_000,
+  });
+  t.is(run.signal, null, "exited by itself");
+  t.is(run.code, 2);
+  t.regex(run.stderr, /has no JetStream \(start nats-server with -js\)/);
 });

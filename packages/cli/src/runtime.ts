@@ -45,18 +45,25 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
   }
   const workers: Worker[] = [];
   const count = options.workers ?? defaultWorkerCount();
-  for (let i = 0; i < count; i++) {
-    workers.push(
-      await Worker.create({
-        nc,
-        concurrency: options.workerConcurrency,
-        logger: options.logger,
-        workerId: undefined,
-        storage: options.storage,
-        topology: options.topology,
-        shutdownGraceMs: 5000,
-      }),
-    );
+  try {
+    for (let i = 0; i < count; i++) {
+      workers.push(
+        await Worker.create({
+          nc,
+          concurrency: options.workerConcurrency,
+          logger: options.logger,
+          workerId: undefined,
+          storage: options.storage,
+          topology: options.topology,
+          shutdownGraceMs: 5000,
+        }),
+      );
+    }
+  } catch (err) {
+    // Leave nothing behind: an open connection or a child nats-server would keep the CLI alive.
+    await nc.close();
+    await embedded?.close();
+    throw err;
   }
   const running = workers.map((w) => w.run());
   return {
