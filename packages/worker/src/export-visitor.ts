@@ -2,8 +2,10 @@ import {
   BlobNameError,
   EntryType,
   blobNameForPath,
+  attributesFromMetadata,
+  isFolderStub,
+  isSymlinkBlob,
   normalizePrefix,
-  parseModtime,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
@@ -94,14 +96,15 @@ export const exportVisitor =
         }
         for await (const b of container.listLevel(level)) {
           if (b.kind !== "blob") continue;
-          const meta = lowerKeys(b.metadata);
+          // Read the way import reads: every key spelling and time format core accepts.
+          const folder = isFolderStub(b.metadata);
+          const symlink = isSymlinkBlob(b.metadata);
+          const kind = folder ? "directory" : symlink ? "symlink" : "file";
           existing.set(b.name, {
             size: b.size,
-            mtimeSec: meta["modtime"] === undefined ? undefined : parseModtime(meta["modtime"]),
-            folder: meta["hdi_isfolder"]?.toLowerCase() === "true",
-            symlink:
-              meta["ftype"]?.toUpperCase() === "LNK" ||
-              meta["is_symlink"]?.toLowerCase() === "true",
+            mtimeSec: attributesFromMetadata(b.metadata, kind).mtimeSec,
+            folder,
+            symlink,
           });
         }
       },
@@ -148,9 +151,3 @@ export const exportVisitor =
       end: flush,
     };
   };
-
-const lowerKeys = (m: Record<string, string | undefined>): Record<string, string | undefined> => {
-  const out: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(m)) out[k.toLowerCase()] = v;
-  return out;
-};
