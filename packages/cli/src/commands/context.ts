@@ -1,0 +1,117 @@
+import { join } from "node:path";
+import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
+import { connectBus } from "@hsmfleet/bus";
+import type { NatsConnection } from "@hsmfleet/bus";
+import { openJobStore } from "@hsmfleet/coordinator";
+import { parseStorageTarget } from "@hsmfleet/blob/targets";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
+import type { JobKind } from "@hsmfleet/protocol";
+import { createLogger } from "@hsmfleet/telemetry";
+import type { Logger } from "@hsmfleet/telemetry";
+import { startEmbeddedAzurite } from "../embedded-azurite.js";
+import type { EmbeddedAzurite } from "../embedded-azurite.js";
+import { startEmbeddedNats } from "../embedded-nats.js";
+import { resolveStateDir } from "../state-dir.js";
+
+/** Exit codes: 0 success; 1 finished with errors; 2 bad usage or could not start; 130 cancelled. */
+export const ExitCode = { Ok: 0, WithErrors: 1, Failed: 2, Cancelled: 130 } as const;
+
+export interface GlobalOptions {
+  nats?: string;
+  storage?: string;
+  stateDir?: string;
+  workers?: number;
+  logLevel?: string;
+}
+
+export type JobStoreHandle = Awaited<ReturnType<typeof openJobStore>>;
+
+/** What every command module gets: the program to add itself to and the shared helpers. */
+export interface CliContext {
+  readonly program: Command;
+  /** Global options as given (an empty --nats means the embedded default). */
+  readonly globals: () => GlobalOptions;
+  readonly logger: (role: string) => Logger;
+  /** --storage, else AZURE_STORAGE_CONNECTION_STRING, else the embedded Azurite (which it starts). */
+  readonly resolveStorage: (
+    stateDir: string,
+  ) => Promise<{ target: StorageTarget; azurite?: EmbeddedAzurite }>;
+  /** Runs `fn` with the job store and a NATS connection (embedded server if no --nats). */
+  readonly withStore: <T>(
+    fn: (store: JobStoreHandle, nc: NatsConnection) => Promise<T>,
+  ) => Promise<T>;
+}
+
+export const intArg =
+  (name: string, min: number) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+
+export const kindName = (kind: JobKind): string =>
+  (
+    ({ 1: "scan", 2: "export", 3: "import", 4: "restore", 5: "hsm", 6: "verify" }) as Record<
+      number,
+      string
+    >
+  )[kind] ?? "job";
+
+/** First Ctrl-C/SIGTERM cancels the job cleanly; a second one quits at once. Returns the undo. */
+export const onInterrupt = (abort: AbortController, what: string): (() => void) => {
+  let interrupts = 0;
+  const handler = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(ExitCode.Cancelled);
+    process.stderr.write(`\ncancelling the ${what} (Ctrl-C again to quit at once)…\n`);
+    abort.abort();
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return () => {
+    process.off("SIGINT", handler);
+    process.off("SIGTERM", handler);
+  };
+};
+
+export const createCliContext = (program: Command): CliContext => {
+  const globals = (): GlobalOptions => {
+    const g = program.opts<GlobalOptions>();
+    // An empty --nats / HSMFLEET_NATS_URL means "not given": use the embedded default.
+    return { ...g, nats: g.nats === "" ? undefined : g.nats };
+  };
+  return {
+    program,
+    globals,
+    logger: (role) => createLogger({ role, level: globals().logLevel }),
+    resolveStorage: async (stateDir) => {
+      const given = parseStorageTarget(globals().storage, process.env);
+      if (given) return { target: given };
+      const azurite = await startEmbeddedAzurite({ stateDir });
+      process.stderr.write(
+        `no --storage or AZURE_STORAGE_CONNECTION_STRING: using a local Azurite at ${azurite.blobEndpoint} (data in ${join(stateDir, "azurite")})\n`,
+      );
+      return { target: parseStorageTarget(azurite.connectionString)!, azurite };
+    },
+    withStore: async (fn) => {
+      const g = globals();
+      const embedded = g.nats
+        ? undefined
+        : await startEmbeddedNats({ stateDir: resolveStateDir(g.stateDir) });
+      const nc = await connectBus({
+        servers: g.nats ?? embedded!.url,
+        name: "hsmfleet-cli",
+        reconnectForever: false,
+      });
+      try {
+        return await fn(await openJobStore(nc), nc);
+      } finally {
+        await nc.drain().catch(() => nc.close());
+        await embedded?.close();
+      }
+    },
+  };
+};

@@ -1,0 +1,119 @@
+import { join, resolve } from "node:path";
+import { mkdir } from "node:fs/promises";
+import { UsageError } from "@hsmfleet/core";
+import {
+  checkScanRoot,
+  formatScanSummary,
+  newJobId,
+  resumeScanJob,
+  runScanJob,
+} from "@hsmfleet/coordinator";
+import type { ScanSummary } from "@hsmfleet/coordinator";
+import { ProgressLine } from "../progress.js";
+import { openRuntime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { ExitCode } from "./context.js";
+import type { CliContext } from "./context.js";
+
+/** `hsmfleet scan`: a distributed walk and its summary. */
+export const registerScanCommand = (ctx: CliContext): void => {
+  const { program, globals, logger } = ctx;
+  program
+    .command("scan")
+    .description(
+      "walk a directory tree across the fleet and summarise it: counts, bytes, size histogram, HSM states",
+    )
+    .argument("[path]", "directory to scan (mounted at the same path on every worker VM)")
+    .option("--json", "print the summary as one JSON object on stdout")
+    .option(
+      "--list <file>",
+      "write every entry (path, type, size, mtime, mode, uid, gid, HSM flags) as NDJSON",
+    )
+    .option(
+      "--errors <file>",
+      "write every error as NDJSON (default: <state-dir>/jobs/<job>/errors.ndjson)",
+    )
+    .option(
+      "--hsm-xattr <name>",
+      "xattr holding struct hsm_attrs ('' to skip HSM states)",
+      "trusted.hsm",
+    )
+    .option("--resume <job>", "continue a scan whose coordinator stopped (crash, lost connection)")
+    .option("--quiet", "no progress line")
+    .action(
+      async (
+        path: string | undefined,
+        opts: {
+          json?: boolean;
+          list?: string;
+          errors?: string;
+          hsmXattr: string;
+          resume?: string;
+          quiet?: boolean;
+        },
+      ) => {
+        if (!path && !opts.resume) throw new UsageError("scan needs a path (or --resume JOB)");
+        const g = globals();
+        const log = logger("coordinator");
+        const stateDir = resolveStateDir(g.stateDir);
+        if (path) await checkScanRoot(path);
+        const runtime = await openRuntime({
+          nats: g.nats,
+          stateDir,
+          workers: g.workers,
+          logger: log,
+        });
+        const progress = new ProgressLine();
+        const abort = new AbortController();
+        let interrupts = 0;
+        const onSigint = () => {
+          interrupts++;
+          if (interrupts > 1) process.exit(ExitCode.Cancelled);
+          process.stderr.write("\ncancelling the scan (Ctrl-C again to quit at once)…\n");
+          abort.abort();
+        };
+        process.on("SIGINT", onSigint);
+        process.on("SIGTERM", onSigint);
+        let summary: ScanSummary;
+        try {
+          const common = {
+            nc: runtime.nc,
+            logger: log,
+            signal: abort.signal,
+            onProgress: opts.quiet
+              ? undefined
+              : (p: Parameters<ProgressLine["scan"]>[0]) => progress.scan(p),
+          };
+          if (opts.resume) {
+            summary = await resumeScanJob({ ...common, jobId: opts.resume });
+          } else {
+            const jobId = newJobId("scan");
+            const jobDir = join(stateDir, "jobs", jobId);
+            await mkdir(jobDir, { recursive: true });
+            summary = await runScanJob({
+              ...common,
+              root: resolve(path!),
+              jobId,
+              listFile: opts.list ? resolve(opts.list) : undefined,
+              errorLog: opts.errors ? resolve(opts.errors) : join(jobDir, "errors.ndjson"),
+              hsmXattr: opts.hsmXattr,
+            });
+          }
+        } finally {
+          progress.done();
+          process.off("SIGINT", onSigint);
+          process.off("SIGTERM", onSigint);
+          await runtime.close();
+        }
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(summary)}\n` : `${formatScanSummary(summary)}\n`,
+        );
+        process.exitCode =
+          summary.state === "cancelled"
+            ? ExitCode.Cancelled
+            : summary.errors > 0
+              ? ExitCode.WithErrors
+              : ExitCode.Ok;
+      },
+    );
+};

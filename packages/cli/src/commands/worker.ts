@@ -1,0 +1,89 @@
+import { connectBus } from "@hsmfleet/bus";
+import { UsageError } from "@hsmfleet/core";
+import { parseStorageTarget } from "@hsmfleet/blob/targets";
+import { createLogger } from "@hsmfleet/telemetry";
+import { Worker } from "@hsmfleet/worker";
+import { parseSize } from "../size.js";
+import { ExitCode, intArg } from "./context.js";
+import type { CliContext } from "./context.js";
+
+/** `hsmfleet worker`: one standalone worker (what each VM runs). */
+export const registerWorkerCommand = (ctx: CliContext): void => {
+  const { program, globals } = ctx;
+  program
+    .command("worker")
+    .description(
+      "run one standalone worker (what each VM of the fleet runs); stops cleanly on SIGTERM",
+    )
+    .option("--concurrency <n>", "work items in flight at once", intArg("--concurrency", 1), 16)
+    .option("--vm-name <name>", "name of this VM in heartbeats (default: host name)")
+    .option("--worker-id <id>", "unique id (default: <vm>-<pid>-<random>)")
+    .option(
+      "--bind <address>",
+      "source address for storage connections (one NIC of a multi-NIC VM)",
+    )
+    .option(
+      "--memory-budget <size>",
+      "bytes this worker may hold in block buffers",
+      parseSize,
+      512 * 1024 * 1024,
+    )
+    .option(
+      "--shutdown-grace <ms>",
+      "on SIGTERM, wait this long for in-flight items",
+      intArg("--shutdown-grace", 0),
+      30_000,
+    )
+    .action(
+      async (opts: {
+        concurrency: number;
+        vmName?: string;
+        workerId?: string;
+        shutdownGrace: number;
+        bind?: string;
+        memoryBudget: number;
+      }) => {
+        const g = globals();
+        if (!g.nats)
+          throw new UsageError(
+            "hsmfleet worker needs --nats URL (or HSMFLEET_NATS_URL): the server the coordinator uses",
+          );
+        const log = createLogger({
+          role: "worker",
+          level: g.logLevel === "warn" ? "info" : g.logLevel,
+        });
+        const storage = parseStorageTarget(g.storage, process.env);
+        if (!storage) {
+          log.warn(
+            "no --storage or AZURE_STORAGE_CONNECTION_STRING: this worker takes scan work only, no transfers",
+          );
+        }
+        const nc = await connectBus({
+          servers: g.nats,
+          name: `hsmfleet-worker-${opts.vmName ?? ""}`,
+        });
+        const worker = await Worker.create({
+          nc,
+          storage,
+          bindAddress: opts.bind,
+          memoryBudgetBytes: opts.memoryBudget,
+          concurrency: opts.concurrency,
+          vmName: opts.vmName,
+          workerId: opts.workerId,
+          shutdownGraceMs: opts.shutdownGrace,
+          logger: log,
+        });
+        let stopping = false;
+        const onSignal = () => {
+          if (stopping) process.exit(ExitCode.WithErrors);
+          stopping = true;
+          log.info("SIGTERM: no new items; finishing the ones in flight (signal again to abort)");
+          void worker.shutdown();
+        };
+        process.on("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+        await worker.run();
+        await nc.drain().catch(() => nc.close());
+      },
+    );
+};
