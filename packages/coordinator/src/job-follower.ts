@@ -13,18 +13,19 @@ import {
   decodeItemResult,
   decodeTransferBatch,
   decodeWalkShard,
-  emptyExportCounters,
+  addCounters,
   emptyScanCounters,
   encodeItemResult,
+  newItemResult,
   encodeJobStatus,
   decodeJobStatus,
   mergeScanCounters,
   subjects,
 } from "@hsmfleet/protocol";
-import type { ExportCounters, ItemError, JobStatus } from "@hsmfleet/protocol";
+import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
-import { entryToNdjson, errorToNdjson } from "./format.js";
+import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
 
 export interface FollowOptions {
@@ -35,6 +36,8 @@ export interface FollowOptions {
   status: JobStatus;
   list?: LocalLog | undefined;
   errorLog?: LocalLog | undefined;
+  /** Import: receives every conflict (path, what was there, the resolution). */
+  conflictLog?: LocalLog | undefined;
   /** Errors kept in the job record. Default 100. */
   errorSampleLimit?: number | undefined;
   /** Job record checkpoint period. Default 1000 ms. */
@@ -44,12 +47,9 @@ export interface FollowOptions {
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
 }
 
-/** Errors of a job: walk errors plus transfer errors. */
-export const jobErrors = (s: JobStatus): number => s.scan.errors + s.export.errors;
-
-const mergeExportCounters = (into: ExportCounters, from: ExportCounters): void => {
-  for (const key of Object.keys(into) as Array<keyof ExportCounters>) into[key] += from[key];
-};
+/** Errors of a job: walk errors plus those of its transfers, imports and restores. */
+export const jobErrors = (s: JobStatus): number =>
+  s.scan.errors + s.export.errors + s.import.totalErrors + s.restore.errors;
 
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
 export const COORDINATOR_STALE_MS = 15_000;
@@ -112,6 +112,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const checkpoint = async () => {
     await o.list?.flush();
     await o.errorLog?.flush();
+    await o.conflictLog?.flush();
+    status.conflictLogBytes = o.conflictLog?.bytes ?? 0;
     status.listBytes = o.list?.bytes ?? 0;
     status.errorLogBytes = o.errorLog?.bytes ?? 0;
     snapshot = encodeJobStatus(status);
@@ -131,7 +133,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       if (m.subject.endsWith(".item")) {
         const r = decodeItemResult(m.data);
         mergeScanCounters(status.scan, r.scan);
-        mergeExportCounters(status.export, r.export);
+        addCounters(status.export, r.export);
+        addCounters(status.import, r.import);
+        addCounters(status.restore, r.restore);
         status.published += r.children;
         // A spawn notice only announces children; every other result completes one item.
         if (r.kind !== "spawn") status.completed += 1;
@@ -142,6 +146,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
             await o.list.append(entryToNdjson(e));
       } else if (m.subject.endsWith(".errors")) {
         await recordErrors(decodeErrorBatch(m.data).errors);
+      } else if (m.subject.endsWith(".conflicts")) {
+        for (const c of decodeErrorBatch(m.data).errors)
+          await o.conflictLog?.append(conflictToNdjson(c));
       }
       status.resultsSeq = m.seq;
       if (Date.now() - lastCheckpoint >= checkpointEveryMs) {
@@ -192,6 +199,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   await writes;
   await o.list?.close();
   await o.errorLog?.close();
+  await o.conflictLog?.close();
   o.onProgress?.(status, fleet);
   // Entry batches were only a carrier for --list; the counters stay in the job record.
   await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) });
@@ -232,31 +240,29 @@ const watchMaxDeliveries = async (
       }
       if (itemJob !== jobId) return;
       const scan = emptyScanCounters();
-      const exp = emptyExportCounters();
-      if (kind === "walk") scan.errors = 1;
-      else exp.errors = 1;
+      scan.errors = 1;
       await js.publish(
         subjects.itemResult(jobId),
-        encodeItemResult({
-          jobId,
-          itemId,
-          kind,
-          children: 0,
-          scan,
-          errors: [
-            {
-              path,
-              operation: kind,
-              code: "MAX_DELIVERIES",
-              message: `no worker finished this ${kind === "walk" ? "directory" : "batch"} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
-              retryable: false,
-            },
-          ],
-          workerId: "coordinator",
-          attempt: advisory.deliveries,
-          failed: true,
-          export: exp,
-        }),
+        encodeItemResult(
+          newItemResult({
+            jobId,
+            itemId,
+            kind,
+            scan,
+            errors: [
+              {
+                path,
+                operation: kind,
+                code: "MAX_DELIVERIES",
+                message: `no worker finished this ${kind === "walk" ? "directory" : "batch"} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+                retryable: false,
+              },
+            ],
+            workerId: "coordinator",
+            attempt: advisory.deliveries,
+            failed: true,
+          }),
+        ),
         { msgID: `${itemId}.r` },
       );
       await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);

@@ -26,6 +26,11 @@ export {
   HsmAction,
   emptyScanCounters,
   emptyExportCounters,
+  emptyImportCounters,
+  emptyRestoreCounters,
+  defaultImportSpec,
+  addCounters,
+  newItemResult,
   newJobSpec,
   newJobStatus,
 } from "./messages.js";
@@ -38,6 +43,12 @@ export type {
   ErrorBatch,
   ScanCounters,
   ExportCounters,
+  ImportCounters,
+  RestoreCounters,
+  ImportDir,
+  ImportSpec,
+  ImportMode,
+  ConflictMode,
   JobSpec,
   JobStatus,
   WorkerHeartbeat,
@@ -53,6 +64,7 @@ export {
   TRANSFER_CONSUMER,
   LOCKS_BUCKET,
   subjects,
+  restoreConsumer,
   JOB_ID_PATTERN,
 } from "./subjects.js";
 export {
