@@ -10,3 +10,5 @@ export { jetstream } from "@nats-io/jetstream";
 export type { JetStreamClient, JsMsg, ConsumerMessages } from "@nats-io/jetstream";
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
+export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
+export type { JobConsumerOptions } from "./job-consumer.js";

@@ -3,6 +3,11 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
 import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import { ImportTarget } from "./import-target.js";
+import { handleImportShard } from "./import-shard.js";
+import { handleImportDownload } from "./import-download.js";
+import { handleRestoreBatch } from "./restore-batch.js";
+import { restoreVisitor } from "./restore-visitor.js";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
@@ -12,6 +17,7 @@ import {
   WORK_STREAM,
   decodeTransferBatch,
   decodeWalkShard,
+  restoreConsumer,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { exportVisitor } from "./export-visitor.js";
@@ -70,6 +76,9 @@ export class Worker {
   readonly #startedAtMs = Date.now();
   readonly #budget: MemoryBudget;
   readonly #containers = new Map<string, BlobContainer>();
+  /** Import targets by job id (each keeps a cache of verified directories). */
+  readonly #targets = new Map<string, Promise<ImportTarget>>();
+  readonly #jobStore: JobStore;
   #blobService: BlobServiceClient | undefined;
   #running: Promise<void> | undefined;
 
@@ -82,6 +91,7 @@ export class Worker {
     this.options = options;
     this.#js = jetstream(options.nc);
     this.#jobs = new JobCache(store);
+    this.#jobStore = store;
     this.#walk = walk;
     this.#transfer = transfer;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
@@ -172,6 +182,7 @@ export class Worker {
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
     try {
       await Promise.all([
+        this.#runRestorePullers(transferCtx, onError),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
           consumer: WALK_CONSUMER,
@@ -195,9 +206,77 @@ export class Worker {
     }
   }
 
+  /**
+   * Restore jobs have a consumer each (its max_ack_pending is the job's fleet-wide --max-inflight):
+   * pull from it while the job runs. Jobs are found by watching the job records.
+   */
+  async #runRestorePullers(ctx: TransferContext, onError: (err: unknown) => void): Promise<void> {
+    const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
+    const consumerLimits = { ...this.#transfer };
+    const start = (job: JobStatus) => {
+      const jobId = job.spec.jobId;
+      if (pullers.has(jobId) || this.#pullAbort.signal.aborted) return;
+      const abort = new AbortController();
+      const signal = AbortSignal.any([abort.signal, this.#pullAbort.signal]);
+      const done = runWorkConsumer(this.options.nc, {
+        stream: WORK_STREAM,
+        consumer: restoreConsumer(jobId),
+        concurrency: this.options.transferConcurrency,
+        signal,
+        handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
+        onError,
+      }).catch((err: unknown) => {
+        // The consumer is made before the job record says "running"; a missing one means the job ended.
+        this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
+      });
+      pullers.set(jobId, { abort, done });
+    };
+    const stop = (jobId: string) => {
+      const p = pullers.get(jobId);
+      if (!p) return;
+      p.abort.abort();
+      pullers.delete(jobId);
+    };
+    const watcher = await this.#jobStore.watchAll((job) => {
+      if (job.spec.kind !== JobKind.Restore) return;
+      const jobId = job.spec.jobId;
+      if (isLive(job)) start(job);
+      else stop(jobId);
+    });
+    await new Promise<void>((resolve) => {
+      if (this.#pullAbort.signal.aborted) resolve();
+      else this.#pullAbort.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    watcher.stop();
+    await Promise.allSettled([...pullers.values()].map((p) => p.done));
+  }
+
+  #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
+    const batch = decodeTransferBatch(msg.data);
+    const first = batch.entries[0]?.path ?? Buffer.alloc(0);
+    return this.#run1(
+      msg,
+      maxDeliver,
+      batch.jobId,
+      { itemId: batch.batchId, kind: "transfer", path: first },
+      (job) =>
+        handleRestoreBatch(
+          ctx,
+          msg,
+          batch,
+          job,
+          (name) => this.#containerNamed(name),
+          this.#abort.signal,
+        ),
+    );
+  }
+
   /** The job's container, through this worker's own credentials (the Azure SDK loads on first use). */
-  async #container(job: JobStatus): Promise<BlobContainer> {
-    const name = job.spec.container;
+  #container(job: JobStatus): Promise<BlobContainer> {
+    return this.#containerNamed(job.spec.container);
+  }
+
+  async #containerNamed(name: string): Promise<BlobContainer> {
     let container = this.#containers.get(name);
     if (!container) {
       const { BlobContainer, createBlobServiceClient } = await import("@hsmfleet/blob");
@@ -213,6 +292,27 @@ export class Worker {
       this.#containers.set(name, container);
     }
     return container;
+  }
+
+  /** The import target of a job (opened once per job). */
+  #importTarget(job: JobStatus): Promise<ImportTarget> {
+    const id = job.spec.jobId;
+    let target = this.#targets.get(id);
+    if (!target) {
+      target = ImportTarget.open({
+        root: job.spec.root.toString(),
+        mode: job.spec.import.mode,
+        conflict: job.spec.import.conflict,
+        archiveId: job.spec.import.archiveId,
+        backend: job.spec.backend,
+        hsmXattr: job.spec.hsmXattr || "trusted.hsm",
+        container: job.spec.container,
+      });
+      target.catch(() => this.#targets.delete(id));
+      if (this.#targets.size > 64) this.#targets.delete(this.#targets.keys().next().value!);
+      this.#targets.set(id, target);
+    }
+    return target;
   }
 
   /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
@@ -262,10 +362,20 @@ export class Worker {
       shard.jobId,
       { itemId: shard.shardId, kind: "walk", path: shard.paths[0] ?? Buffer.alloc(0) },
       async (job) => {
+        if (job.spec.kind === JobKind.Import) {
+          const [container, target] = await Promise.all([
+            this.#container(job),
+            this.#importTarget(job),
+          ]);
+          await handleImportShard(ctx, msg, shard, job, container, target);
+          return;
+        }
         const visitor: VisitorFactory =
           job.spec.kind === JobKind.Export
             ? exportVisitor(await this.#container(job))
-            : scanVisitor;
+            : job.spec.kind === JobKind.Restore
+              ? restoreVisitor
+              : scanVisitor;
         await handleWalkShard(ctx, msg, shard, job, visitor);
       },
     );
@@ -279,8 +389,15 @@ export class Worker {
       this.#transfer.maxDeliver,
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
-      async (job) =>
-        handleTransferBatch(ctx, msg, batch, job, await this.#container(job), this.#abort.signal),
+      async (job) => {
+        const container = await this.#container(job);
+        if (job.spec.kind === JobKind.Import) {
+          const target = await this.#importTarget(job);
+          await handleImportDownload(ctx, msg, batch, job, container, target, this.#abort.signal);
+        } else {
+          await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
+        }
+      },
     );
   }
 
