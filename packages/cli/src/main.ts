@@ -3,6 +3,8 @@ import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
+import { registerImportCommand } from "./commands/import.js";
+import { registerRestoreCommand } from "./commands/restore.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
@@ -51,6 +53,8 @@ export const buildProgram = (): Command => {
   const ctx = createCliContext(program);
   registerScanCommand(ctx);
   registerExportCommand(ctx);
+  registerImportCommand(ctx);
+  registerRestoreCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);

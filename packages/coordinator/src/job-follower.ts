@@ -20,6 +20,7 @@ import {
   encodeJobStatus,
   decodeJobStatus,
   mergeScanCounters,
+  restoreConsumer,
   subjects,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
@@ -271,6 +272,11 @@ const watchMaxDeliveries = async (
     );
   };
   const subs = [
+    // A restore job's own consumer (harmless for other kinds: nothing is ever sent there).
+    nc.subscribe(
+      `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${restoreConsumer(jobId)}`,
+      { callback: onAdvisory("transfer") },
+    ),
     nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, {
       callback: onAdvisory("walk"),
     }),
