@@ -247,7 +247,7 @@ export class ImportTarget {
           // A previous attempt of this item made it. Full mode: its download may already be under
           // way (the batch went out before the crash) and redoes everything it needs itself.
           if (this.options.mode === "full") return { result: "imported", download: true };
-          return this.#finishFile(rel, size, attrs, blobName, undefined);
+          return this.#finishFile(rel, size, attrs, blobName, undefined, true);
         }
         const sameFile =
           existing.st.isFile() && existing.st.size === BigInt(size) && isClean(existing.hsm);
@@ -276,10 +276,13 @@ export class ImportTarget {
     attrs: EntryAttributes,
     blobName: string,
     conflict: ItemError | undefined,
+    alreadyStub = false,
   ): Promise<ImportOutcome> {
     const abs = this.root.absolute(rel);
     if (this.#hsm) {
-      await this.#hsm.importReleased(abs, size, this.options.archiveId);
+      // A stub from an earlier attempt already is one (its xattrs may occupy a block, which
+      // importReleased would take for data).
+      if (!alreadyStub) await this.#hsm.importReleased(abs, size, this.options.archiveId);
       await setXattr(
         abs,
         this.#locationXattr,
