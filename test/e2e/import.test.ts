@@ -22,7 +22,7 @@ import type { ImportSummary } from "@hsmfleet/coordinator";
 import { getXattr, setXattr } from "@hsmfleet/fs";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { contentOf, generateTree, tempDir } from "@hsmfleet/testkit";
-import { startBus, startStorage, startWorkers } from "./helpers.js";
+import { runCli, startBus, startStorage, startWorkers } from "./helpers.js";
 
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");
 const SLASH = Buffer.from("/");
@@ -462,4 +462,67 @@ test("prefixes: only that part is imported; overlapping prefixes are refused bef
     (await readdir(dst)).some((n) => n.startsWith("IMPORT_FAILED.")),
     "state file says how it ended",
   );
+});
+
+test("the CLI: import --json prints AMLFS's counters, status shows the job, restore --json restores, bad arguments exit 2", async (t) => {
+  const tmp = await tempDir();
+  t.teardown(() => tmp.cleanup());
+  const azurite = await startStorage(t);
+  const { server } = await startBus(t);
+  const service = BlobServiceClient.fromConnectionString(azurite.connectionString);
+  const c = service.getContainerClient("cli-import");
+  await c.create();
+  await putBlob(c, "d", "", { hdi_isfolder: "true", permissions: "0750" });
+  await putBlob(c, "d/f.txt", "hello", { permissions: "0640" });
+  const target = join(tmp.path, "t");
+  await mkdir(target);
+  const base = ["--nats", server.url, "--storage", azurite.connectionString, "--workers", "1"];
+  const imported = await runCli([...base, "import", target, "--container", "cli-import", "--json"]);
+  t.is(imported.code, 0, imported.stderr);
+  const summary = JSON.parse(imported.stdout) as ImportSummary;
+  t.like(summary, {
+    state: "succeeded",
+    mode: "namespace",
+    totalBlobsWalked: 2,
+    totalBlobsImported: 2,
+    importedFiles: 1,
+    importedDirectories: 1,
+    importedSymlinks: 0,
+    preexistingFiles: 0,
+    preexistingDirectories: 0,
+    preexistingSymlinks: 0,
+    totalErrors: 0,
+    totalConflicts: 0,
+  });
+  t.true("blobsWalkedPerSecond" in summary);
+  const status = await runCli(["--nats", server.url, "status", summary.jobId, "--json"]);
+  t.like(JSON.parse(status.stdout), { kind: "import", importedFiles: 1, outstanding: 0 });
+  const restored = await runCli([...base, "restore", target, "--max-inflight", "10", "--json"]);
+  t.is(restored.code, 0, restored.stderr);
+  t.like(JSON.parse(restored.stdout), { state: "succeeded", filesRestored: 1, bytesRestored: 5 });
+  t.is(await readFile(join(target, "d/f.txt"), "utf8"), "hello");
+  const overlap = await runCli([
+    ...base,
+    "import",
+    target,
+    "--container",
+    "cli-import",
+    "--prefix",
+    "/d",
+    "--prefix",
+    "/d/e",
+  ]);
+  t.is(overlap.code, 2);
+  t.regex(overlap.stderr, /prefixes overlap/);
+  const badMode = await runCli([
+    ...base,
+    "import",
+    target,
+    "--container",
+    "cli-import",
+    "--mode",
+    "fast",
+  ]);
+  t.is(badMode.code, 2);
+  t.regex(badMode.stderr, /--mode/);
 });

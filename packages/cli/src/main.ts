@@ -1,4 +1,4 @@
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
@@ -47,7 +47,9 @@ export const buildProgram = (): Command => {
         .env("HSMFLEET_LOG_LEVEL")
         .default("warn"),
     )
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage errors exit 2 like every other "could not start" (commander's own default is 1).
+    .exitOverride();
 
   // One module per command (or family of commands); each adds itself to the program.
   const ctx = createCliContext(program);
@@ -66,6 +68,16 @@ export const main = async (argv: string[] = process.argv): Promise<void> => {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed the message (or the help / version).
+      process.exitCode =
+        err.code === "commander.helpDisplayed" ||
+        err.code === "commander.version" ||
+        err.code === "commander.help"
+          ? ExitCode.Ok
+          : ExitCode.Failed;
+      return;
+    }
     const message =
       err instanceof HsmfleetError ? err.message : `unexpected error: ${errorMessage(err)}`;
     process.stderr.write(`hsmfleet: ${message}\n`);
