@@ -12,3 +12,5 @@ export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
 export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
 export type { JobConsumerOptions } from "./job-consumer.js";
+export { ChunkTracker } from "./chunk-tracker.js";
+export type { ChunkCompletion } from "./chunk-tracker.js";

@@ -40,6 +40,8 @@ export const IMPORT_DEFAULTS = {
   backend: "hsm-emulation",
   hsmXattr: "trusted.hsm",
   batchMaxEntries: 256,
+  /** --mode full: larger blobs are split into chunks of this size, taken by any worker. */
+  chunkSizeBytes: 256 * 1024 * 1024,
 } as const;
 
 export interface ImportJobOptions {
@@ -63,6 +65,8 @@ export interface ImportJobOptions {
   errorLog?: string | undefined;
   conflictLog?: string | undefined;
   batchMaxEntries?: number | undefined;
+  /** Default 256 MiB (IMPORT_DEFAULTS.chunkSizeBytes). */
+  chunkSizeBytes?: number | undefined;
   jobId?: string | undefined;
   checkpointIntervalMs?: number | undefined;
   onProgress?: ((progress: ImportProgress) => void) | undefined;
@@ -307,6 +311,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
           maxInflight: 0,
           restoreBatch: 0,
           fsRoot: Buffer.alloc(0),
+          chunkSize: options.chunkSizeBytes ?? IMPORT_DEFAULTS.chunkSizeBytes,
         },
       }),
       { published: prefixes.length, errorLog: errors.path, conflictLog: conflicts.path },

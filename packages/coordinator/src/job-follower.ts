@@ -9,6 +9,8 @@ import {
   TRANSFER_CONSUMER,
   WALK_CONSUMER,
   WORK_STREAM,
+  CHUNK_CONSUMER,
+  decodeChunk,
   decodeErrorBatch,
   decodeItemResult,
   decodeTransferBatch,
@@ -219,59 +221,66 @@ const watchMaxDeliveries = async (
   logger: Logger | undefined,
 ) => {
   const jsm = await js.jetstreamManager();
-  const onAdvisory = (kind: "walk" | "transfer") => (err: Error | null, msg: { json<T>(): T }) => {
-    if (err) return;
-    void (async () => {
-      const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
-      const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
-      if (!stored) return;
-      let itemJob: string;
-      let itemId: string;
-      let path: Buffer;
-      if (kind === "walk") {
-        const shard = decodeWalkShard(stored.data);
-        [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.paths[0] ?? Buffer.alloc(0)];
-      } else {
-        const batch = decodeTransferBatch(stored.data);
-        [itemJob, itemId, path] = [
-          batch.jobId,
-          batch.batchId,
-          batch.entries[0]?.path ?? Buffer.alloc(0),
-        ];
-      }
-      if (itemJob !== jobId) return;
-      const scan = emptyScanCounters();
-      scan.errors = 1;
-      await js.publish(
-        subjects.itemResult(jobId),
-        encodeItemResult(
-          newItemResult({
-            jobId,
-            itemId,
-            kind,
-            scan,
-            errors: [
-              {
-                path,
-                operation: kind,
-                code: "MAX_DELIVERIES",
-                message: `no worker finished this ${kind === "walk" ? "directory" : "batch"} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
-                retryable: false,
-              },
-            ],
-            workerId: "coordinator",
-            attempt: advisory.deliveries,
-            failed: true,
-          }),
-        ),
-        { msgID: `${itemId}.r` },
+  const onAdvisory =
+    (kind: "walk" | "transfer" | "chunk") => (err: Error | null, msg: { json<T>(): T }) => {
+      if (err) return;
+      void (async () => {
+        const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
+        const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
+        if (!stored) return;
+        let itemJob: string;
+        let itemId: string;
+        let path: Buffer;
+        if (kind === "walk") {
+          const shard = decodeWalkShard(stored.data);
+          [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.paths[0] ?? Buffer.alloc(0)];
+        } else if (kind === "chunk") {
+          const chunk = decodeChunk(stored.data);
+          [itemJob, itemId, path] = [chunk.jobId, chunk.chunkId, chunk.path];
+        } else {
+          const batch = decodeTransferBatch(stored.data);
+          [itemJob, itemId, path] = [
+            batch.jobId,
+            batch.batchId,
+            batch.entries[0]?.path ?? Buffer.alloc(0),
+          ];
+        }
+        if (itemJob !== jobId) return;
+        const scan = emptyScanCounters();
+        scan.errors = 1;
+        await js.publish(
+          subjects.itemResult(jobId),
+          encodeItemResult(
+            newItemResult({
+              jobId,
+              itemId,
+              kind,
+              scan,
+              errors: [
+                {
+                  path,
+                  operation: kind,
+                  code: "MAX_DELIVERIES",
+                  message: `no worker finished this ${kind === "walk" ? "directory" : kind} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+                  retryable: false,
+                },
+              ],
+              workerId: "coordinator",
+              attempt: advisory.deliveries,
+              failed: true,
+            }),
+          ),
+          { msgID: `${itemId}.r` },
+        );
+        await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
+      })().catch((e: unknown) =>
+        logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),
       );
-      await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
-    })().catch((e: unknown) =>
-      logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),
-    );
-  };
+    };
   const subs = [
+    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${CHUNK_CONSUMER}`, {
+      callback: onAdvisory("chunk"),
+    }),
     // A restore job's own consumer (harmless for other kinds: nothing is ever sent there).
     nc.subscribe(
       `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${restoreConsumer(jobId)}`,

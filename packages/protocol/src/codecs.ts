@@ -195,7 +195,10 @@ const importDirFromWire = (d: hsmfleet.v1.IImportDir): ImportDir => ({
   preexisting: d.preexisting ?? false,
 });
 
-const importSpecToWire = (s: ImportSpec): hsmfleet.v1.IImportSpec => ({ ...s });
+const importSpecToWire = (s: ImportSpec): hsmfleet.v1.IImportSpec => ({
+  ...s,
+  chunkSize: fromNumber(s.chunkSize, "chunkSize"),
+});
 const importSpecFromWire = (s: hsmfleet.v1.IImportSpec | null | undefined): ImportSpec => ({
   mode: (s?.mode || "namespace") as ImportMode,
   conflict: (s?.conflict || "fail") as ConflictMode,
@@ -204,6 +207,7 @@ const importSpecFromWire = (s: hsmfleet.v1.IImportSpec | null | undefined): Impo
   maxInflight: s?.maxInflight ?? 0,
   restoreBatch: s?.restoreBatch ?? 0,
   fsRoot: bytes(s?.fsRoot),
+  chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
 });
 
 // ---- messages ----
@@ -445,5 +449,13 @@ export const decodeChunk = (data: Uint8Array): Chunk => {
     fileSize: toSafeNumber(m.fileSize, "fileSize"),
     fileMtimeSec: toSafeNumber(m.fileMtimeSec, "fileMtimeSec"),
     fileMtimeNsec: m.fileMtimeNsec,
+    index: m.index,
+    count: m.count,
+    blobName: m.blobName,
+    etag: m.etag,
+    contentMd5: bytes(m.contentMd5),
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
   };
 };

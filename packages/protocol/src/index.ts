@@ -62,6 +62,8 @@ export {
   JOBS_BUCKET,
   WALK_CONSUMER,
   TRANSFER_CONSUMER,
+  CHUNK_CONSUMER,
+  CHUNKS_BUCKET,
   LOCKS_BUCKET,
   subjects,
   restoreConsumer,

@@ -184,6 +184,8 @@ export interface ImportSpec {
   restoreBatch: number;
   /** Restore fallback: the directory that maps to the container root (empty = none). */
   fsRoot: Buffer;
+  /** --mode full: blobs larger than this are downloaded in chunks of this size by any worker. */
+  chunkSize: number;
 }
 
 export interface JobStatus {
@@ -266,6 +268,14 @@ export interface Chunk {
   fileSize: number;
   fileMtimeSec: number;
   fileMtimeNsec: number;
+  index: number;
+  count: number;
+  blobName: string;
+  etag: string;
+  contentMd5: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 export const emptyScanCounters = (): ScanCounters => ({
@@ -328,6 +338,7 @@ export const defaultImportSpec = (): ImportSpec => ({
   maxInflight: 2000,
   restoreBatch: 50,
   fsRoot: Buffer.alloc(0),
+  chunkSize: 256 * 1024 * 1024,
 });
 
 /** Adds every counter of `from` to `into` (flat numeric records of the same shape). */

@@ -184,6 +184,7 @@ test("job status round trip", (t) => {
         maxInflight: 2000,
         restoreBatch: 50,
         fsRoot: Buffer.from("/mnt/lustre"),
+        chunkSize: 2 ** 33,
       },
     },
     state: JobState.Running,
@@ -260,6 +261,14 @@ test("heartbeat, action list and chunk round trip", (t) => {
     fileSize: 2 ** 45,
     fileMtimeSec: 1,
     fileMtimeNsec: 2,
+    index: 1,
+    count: 3,
+    blobName: "a/b",
+    etag: '"0x8D"',
+    contentMd5: Buffer.alloc(16, 7),
+    mode: 0o644,
+    uid: 1,
+    gid: 2,
   };
   t.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
 });

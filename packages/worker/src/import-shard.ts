@@ -24,6 +24,7 @@ import type { JsMsg } from "@hsmfleet/bus";
 import {
   WALK_GROUP_DIRECTORIES,
   emptyImportCounters,
+  encodeChunk,
   encodeErrorBatch,
   encodeTransferBatch,
   encodeWalkShard,
@@ -31,6 +32,7 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import type {
+  Chunk,
   ImportCounters,
   ImportDir,
   ItemError,
@@ -162,6 +164,46 @@ export const handleImportShard = async (
     batchNames = [];
     batchBytes = 0;
   };
+  // Large blobs: chunks any worker takes (several VMs download one file at once).
+  const chunkSize = spec.import.chunkSize || 256 * 1024 * 1024;
+  let fileSeq = 0;
+  const queueChunks = async (
+    rel: Buffer,
+    name: string,
+    size: number,
+    a: EntryAttributes,
+    blob: { etag?: string; contentMD5?: Buffer },
+  ) => {
+    const count = Math.ceil(size / chunkSize);
+    const fileId = `${shard.shardId}.k${fileSeq++}`;
+    for (let index = 0; index < count; index++) {
+      const offset = index * chunkSize;
+      const chunk: Chunk = {
+        jobId: shard.jobId,
+        chunkId: `${fileId}.${index}`,
+        path: rel,
+        offset,
+        length: Math.min(chunkSize, size - offset),
+        firstBlock: 0,
+        blockCount: 0,
+        blockSize: 0,
+        fileSize: size,
+        fileMtimeSec: Math.floor(a.mtimeSec),
+        fileMtimeNsec: 0,
+        index,
+        count,
+        blobName: name,
+        etag: blob.etag ?? "",
+        contentMd5: blob.contentMD5 ?? Buffer.alloc(0),
+        mode: a.mode,
+        uid: a.uid,
+        gid: a.gid,
+      };
+      await run.spawn(subjects.chunk(shard.jobId), encodeChunk(chunk), chunk.chunkId);
+    }
+    counters.filesQueued++;
+    counters.bytesQueued += size;
+  };
   const queueDownload = async (rel: Buffer, name: string, size: number, a: EntryAttributes) => {
     if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + size > maxBytes))
       await flushBatch();
@@ -285,7 +327,10 @@ export const handleImportShard = async (
       } else {
         const o = await target.file(r.rel, b.size, attrs, b.name, redelivered);
         await account(o, "file");
-        if (o.download) await queueDownload(r.rel, b.name, b.size, attrs);
+        if (o.download) {
+          if (b.size > chunkSize) await queueChunks(r.rel, b.name, b.size, attrs, b);
+          else await queueDownload(r.rel, b.name, b.size, attrs);
+        }
       }
     }
     // Subdirectories: made here (so this directory's mtime can be set after them), their

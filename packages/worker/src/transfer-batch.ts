@@ -22,6 +22,8 @@ export interface TransferContext {
   options: ResolvedWorkerOptions;
   budget: MemoryBudget;
   ackWaitMs: number;
+  /** The consumer's max_deliver: the last attempt of an item. */
+  maxDeliver: number;
   onBytes(n: number): void;
 }
 

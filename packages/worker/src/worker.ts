@@ -2,7 +2,8 @@ import { setMaxListeners } from "node:events";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
-import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import { ChunkTracker, JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import { handleImportChunk } from "./import-chunk.js";
 import { ImportTarget } from "./import-target.js";
 import { handleImportShard } from "./import-shard.js";
 import { handleImportDownload } from "./import-download.js";
@@ -13,8 +14,10 @@ import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
   TRANSFER_CONSUMER,
+  CHUNK_CONSUMER,
   WALK_CONSUMER,
   WORK_STREAM,
+  decodeChunk,
   decodeTransferBatch,
   decodeWalkShard,
   restoreConsumer,
@@ -62,6 +65,8 @@ export class Worker {
   readonly #jobs: JobCache;
   readonly #walk: ConsumerLimits;
   readonly #transfer: ConsumerLimits;
+  readonly #chunk: ConsumerLimits;
+  readonly #chunks: ChunkTracker;
   /** Stops pulling new items (shutdown step 1). */
   readonly #pullAbort = new AbortController();
   /** Aborts in-flight work (shutdown after the grace period). */
@@ -87,6 +92,8 @@ export class Worker {
     store: JobStore,
     walk: ConsumerLimits,
     transfer: ConsumerLimits,
+    chunk: ConsumerLimits,
+    chunks: ChunkTracker,
   ) {
     this.options = options;
     this.#js = jetstream(options.nc);
@@ -94,6 +101,8 @@ export class Worker {
     this.#jobStore = store;
     this.#walk = walk;
     this.#transfer = transfer;
+    this.#chunk = chunk;
+    this.#chunks = chunks;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);
@@ -103,7 +112,7 @@ export class Worker {
     options: WorkerOptions & { topology?: TopologyOptions | undefined },
   ): Promise<Worker> {
     const resolved = resolveWorkerOptions(options);
-    const { jsm, jobs, topology } = await ensureTopology(resolved.nc, options.topology);
+    const { jsm, jobs, chunks, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumers' settings are the truth (another process may have created them with other values).
     const limits = async (name: string): Promise<ConsumerLimits> => {
       const info = await jsm.consumers.info(WORK_STREAM, name);
@@ -117,6 +126,8 @@ export class Worker {
       new JobStore(jobs),
       await limits(WALK_CONSUMER),
       await limits(TRANSFER_CONSUMER),
+      await limits(CHUNK_CONSUMER),
+      new ChunkTracker(chunks),
     );
   }
 
@@ -174,9 +185,15 @@ export class Worker {
       options,
       budget: this.#budget,
       ackWaitMs: this.#transfer.ackWaitMs,
+      maxDeliver: this.#transfer.maxDeliver,
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
       },
+    };
+    const chunkCtx: TransferContext = {
+      ...transferCtx,
+      ackWaitMs: this.#chunk.ackWaitMs,
+      maxDeliver: this.#chunk.maxDeliver,
     };
     const onError = (err: unknown) =>
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
@@ -189,6 +206,14 @@ export class Worker {
           concurrency: options.concurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleWalk(walkCtx, msg),
+          onError,
+        }),
+        runWorkConsumer(options.nc, {
+          stream: WORK_STREAM,
+          consumer: CHUNK_CONSUMER,
+          concurrency: options.transferConcurrency,
+          signal: this.#pullAbort.signal,
+          handle: (msg) => this.#handleChunk(chunkCtx, msg),
           onError,
         }),
         runWorkConsumer(options.nc, {
@@ -397,6 +422,37 @@ export class Worker {
         } else {
           await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
         }
+      },
+    );
+  }
+
+  #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
+    const chunk = decodeChunk(msg.data);
+    return this.#run1(
+      msg,
+      this.#chunk.maxDeliver,
+      chunk.jobId,
+      { itemId: chunk.chunkId, kind: "transfer", path: chunk.path },
+      async (job) => {
+        if (job.spec.kind !== JobKind.Import) {
+          throw new DependencyError(
+            `job ${job.spec.jobId}: chunk items of this job kind are not handled by this worker version`,
+          );
+        }
+        const [container, target] = await Promise.all([
+          this.#container(job),
+          this.#importTarget(job),
+        ]);
+        await handleImportChunk(
+          ctx,
+          msg,
+          chunk,
+          job,
+          container,
+          target,
+          this.#chunks,
+          this.#abort.signal,
+        );
       },
     );
   }

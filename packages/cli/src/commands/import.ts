@@ -15,6 +15,7 @@ import type { ImportSummary } from "@hsmfleet/coordinator";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
 import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
 import { ProgressLine } from "../progress.js";
+import { parseSize } from "../size.js";
 import { openRuntime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
 import { ExitCode, intArg, onInterrupt } from "./context.js";
@@ -58,6 +59,12 @@ export const registerImportCommand = (ctx: CliContext): void => {
     )
     .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs", IMPORT_DEFAULTS.hsmXattr)
     .option(
+      "--chunk-size <size>",
+      "--mode full: blobs larger than this are split into chunks any worker downloads",
+      parseSize,
+      IMPORT_DEFAULTS.chunkSizeBytes,
+    )
+    .option(
       "--max-errors <n>",
       "errors tolerated: 0 = fail on the first (default), -1 = unlimited, N",
       intArg("--max-errors", -1),
@@ -80,6 +87,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
           archiveId: number;
           backend: string;
           hsmXattr: string;
+          chunkSize: number;
           maxErrors: number;
           logContainer?: string;
           json?: boolean;
@@ -120,6 +128,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
             archiveId: opts.archiveId,
             backend: opts.backend,
             hsmXattr: opts.hsmXattr,
+            chunkSizeBytes: opts.chunkSize,
             storage: storage.target,
             maxErrors: opts.maxErrors,
             logContainer: opts.logContainer,
