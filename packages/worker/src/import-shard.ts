@@ -86,8 +86,23 @@ export const handleImportShard = async (
   container: BlobContainer,
   target: ImportTarget,
 ): Promise<void> => {
-  const spec = job.spec;
   const run = new ShardRun(ctx, msg, shard);
+  try {
+    await importShardWith(ctx, shard, job, container, target, run);
+  } finally {
+    run.stop();
+  }
+};
+
+const importShardWith = async (
+  ctx: WalkContext,
+  shard: WalkShard,
+  job: JobStatus,
+  container: BlobContainer,
+  target: ImportTarget,
+  run: ShardRun,
+): Promise<void> => {
+  const spec = job.spec;
   const redelivered = run.attempt > 1;
   const counters: ImportCounters = emptyImportCounters();
   const overwrite = spec.import.conflict.startsWith("overwrite");

@@ -243,11 +243,16 @@ export class ImportTarget {
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
-        if (redelivered && this.#isOurStub(existing, size)) {
+        const ours = redelivered ? this.#ourEntry(existing, size) : undefined;
+        if (ours === "created") {
+          // An earlier attempt created it and stopped before making it a stub.
+          return await this.#finishFile(rel, size, attrs, blobName, undefined);
+        }
+        if (ours === "stub") {
           // A previous attempt of this item made it. Full mode: its download may already be under
           // way (the batch went out before the crash) and redoes everything it needs itself.
           if (this.options.mode === "full") return { result: "imported", download: true };
-          return this.#finishFile(rel, size, attrs, blobName, undefined, true);
+          return await this.#finishFile(rel, size, attrs, blobName, undefined, true);
         }
         const sameFile =
           existing.st.isFile() && existing.st.size === BigInt(size) && isClean(existing.hsm);
@@ -264,10 +269,21 @@ export class ImportTarget {
     }
   }
 
-  #isOurStub(existing: Existing, size: number): boolean {
-    if (!existing.st.isFile() || existing.st.size !== BigInt(size)) return false;
-    if (!this.#hsm) return existing.st.blocks === 0n || size === 0;
-    return ((existing.hsm?.flags ?? 0) & HsmFlag.Released) !== 0;
+  /**
+   * On a redelivery: whether an existing file is what an earlier attempt of this item made —
+   * "created" (still empty, 0600, no HSM state: it stopped right after creating it) or "stub".
+   */
+  #ourEntry(existing: Existing, size: number): "created" | "stub" | undefined {
+    if (!existing.st.isFile()) return undefined;
+    if (
+      existing.st.size === 0n &&
+      (Number(existing.st.mode) & 0o7777) === 0o600 &&
+      (existing.hsm?.flags ?? 0) === 0
+    )
+      return "created";
+    if (existing.st.size !== BigInt(size)) return undefined;
+    if (!this.#hsm) return existing.st.blocks === 0n || size === 0 ? "stub" : undefined;
+    return ((existing.hsm?.flags ?? 0) & HsmFlag.Released) !== 0 ? "stub" : undefined;
   }
 
   async #finishFile(

@@ -145,6 +145,8 @@ export class ShardRun {
   readonly #window: ChildWindow;
   #errorSeq = 0;
   #lastWorking = Date.now();
+  /** Keeps the item alive however long one step takes (a slow disk, a loaded machine). */
+  readonly #timer: NodeJS.Timeout;
 
   constructor(ctx: WalkContext, msg: JsMsg, shard: WalkShard) {
     this.#ctx = ctx;
@@ -152,6 +154,13 @@ export class ShardRun {
     this.#shard = shard;
     this.publisher = new Publisher(ctx.js);
     this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId);
+    this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
+    this.#timer.unref();
+  }
+
+  /** Stops the keep-alive timer (finish() does it too); call when the item ends any other way. */
+  stop(): void {
+    clearInterval(this.#timer);
   }
 
   /** Delivery attempt of this item (1 = first). */
@@ -199,6 +208,19 @@ export class ShardRun {
   ): Promise<void> {
     const { js, options } = this.#ctx;
     const shard = this.#shard;
+    try {
+      await this.#finish(js, options, shard, counters);
+    } finally {
+      this.stop();
+    }
+  }
+
+  async #finish(
+    js: JetStreamClient,
+    options: ResolvedWorkerOptions,
+    shard: WalkShard,
+    counters: Partial<Pick<ItemResult, "scan" | "export" | "import" | "restore">>,
+  ): Promise<void> {
     await this.#flushErrors(ERRORS_PER_MESSAGE);
     await this.publisher.flush();
     await options.hooks.beforeWalkResult?.(shard);
@@ -238,11 +260,25 @@ export const handleWalkShard = async (
   job: JobStatus,
   makeVisitor: VisitorFactory,
 ): Promise<void> => {
+  const run = new ShardRun(ctx, msg, shard);
+  try {
+    await walkShardWith(ctx, shard, job, makeVisitor, run);
+  } finally {
+    run.stop();
+  }
+};
+
+const walkShardWith = async (
+  ctx: WalkContext,
+  shard: WalkShard,
+  job: JobStatus,
+  makeVisitor: VisitorFactory,
+  run: ShardRun,
+): Promise<void> => {
   const { options } = ctx;
   const spec = job.spec;
   let walkErrors = 0;
   let vanished = 0;
-  const run = new ShardRun(ctx, msg, shard);
   const { spawn, recordError, publisher } = run;
   const visitor = makeVisitor({ shard, job, publisher, spawn, recordError });
 
