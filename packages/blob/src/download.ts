@@ -467,15 +467,9 @@ export const downloadBlobToFile = async (
     throw fsFailure(WRITE, where, err);
   }
   if (md5 === undefined) return { bytes, md5Verified: false, etag };
-  const actual = await md5OfFile(fh, size, where, options.budget ?? processBudget, signal);
-  if (!actual.equals(md5)) {
-    let truncateError: unknown;
-    try {
-      await fh.truncate(0);
-    } catch (err) {
-      truncateError = err ?? new Error("truncate failed");
-    }
-    throw new BlobChecksumError(where, md5, actual, truncateError);
-  }
+  await verifyFileMd5(container, name, fh, localPath, size, md5, {
+    ...(options.budget ? { budget: options.budget } : {}),
+    ...(signal ? { abortSignal: signal } : {}),
+  });
   return { bytes, md5Verified: true, etag };
 };

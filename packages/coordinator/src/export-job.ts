@@ -1,10 +1,10 @@
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
   jobStateName,
@@ -18,6 +18,7 @@ import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
+import { writeJobLogs } from "./job-logs.js";
 import { claimRoot } from "./root-claim.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
@@ -247,7 +248,13 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
         : undefined,
     });
     const summary = buildExportSummary(final, resumed);
-    await writeJobLogs(logContainer, summary, final.errorLog, options.logger);
+    await writeJobLogs(
+      logContainer,
+      summary.jobId,
+      summary,
+      [["errors.ndjson", final.errorLog]],
+      options.logger,
+    );
     if (temporaryLog) {
       await rm(errorLogPath, { force: true });
       summary.errorLog = null;
@@ -255,29 +262,6 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
     return summary;
   } finally {
     await claim.release();
-  }
-};
-
-/** `<job>/summary.json` and `<job>/errors.ndjson` in the logging container, as AMLFS jobs do. */
-const writeJobLogs = async (
-  container: BlobContainer,
-  summary: ExportSummary,
-  errorLog: string,
-  logger: Logger | undefined,
-) => {
-  try {
-    await container.putText(
-      `${summary.jobId}/summary.json`,
-      `${JSON.stringify(summary, null, 2)}\n`,
-      "application/json",
-    );
-    const errors = errorLog ? await readFile(errorLog, "utf8").catch(() => "") : "";
-    await container.putText(`${summary.jobId}/errors.ndjson`, errors, "application/x-ndjson");
-  } catch (err) {
-    logger?.warn(
-      { err: errorMessage(err), container: container.name },
-      "could not write the job's logs to the logging container",
-    );
   }
 };
 

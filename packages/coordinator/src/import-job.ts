@@ -1,7 +1,7 @@
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
@@ -19,6 +19,7 @@ import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
+import { writeJobLogs } from "./job-logs.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
 import { claimRoot } from "./root-claim.js";
@@ -363,41 +364,21 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
       );
     }
     const summary = buildImportSummary(final, resumed);
-    await writeImportLogs(logContainer, summary, final.errorLog, final.conflictLog, options.logger);
+    await writeJobLogs(
+      logContainer,
+      summary.jobId,
+      summary,
+      [
+        ["errors.ndjson", final.errorLog],
+        ["conflicts.ndjson", final.conflictLog],
+      ],
+      options.logger,
+    );
     if (errors.temporary) await rm(errors.path, { force: true });
     if (conflicts.temporary) await rm(conflicts.path, { force: true });
     return summary;
   } finally {
     await claim.release();
-  }
-};
-
-/** `<job>/summary.json`, `<job>/errors.ndjson` and `<job>/conflicts.ndjson` in the logging container. */
-const writeImportLogs = async (
-  container: BlobContainer,
-  summary: ImportSummary,
-  errorLog: string,
-  conflictLog: string,
-  logger: Logger | undefined,
-) => {
-  try {
-    await container.putText(
-      `${summary.jobId}/summary.json`,
-      `${JSON.stringify(summary, null, 2)}\n`,
-      "application/json",
-    );
-    for (const [name, file] of [
-      ["errors.ndjson", errorLog],
-      ["conflicts.ndjson", conflictLog],
-    ] as const) {
-      const body = file ? await readFile(file, "utf8").catch(() => "") : "";
-      await container.putText(`${summary.jobId}/${name}`, body, "application/x-ndjson");
-    }
-  } catch (err) {
-    logger?.warn(
-      { err: errorMessage(err), container: container.name },
-      "could not write the job's logs to the logging container",
-    );
   }
 };
 

@@ -6,13 +6,14 @@
  * step of the finalization is idempotent, so a redelivered chunk may repeat it harmlessly; the
  * file is counted by the one chunk item that completed it.
  */
-import { errorCode, errorMessage } from "@hsmfleet/core";
+import { errorMessage } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { ImportTarget } from "./import-target.js";
+import { itemErrorOf } from "./publisher.js";
 import { loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
@@ -85,13 +86,14 @@ export const handleImportChunk = async (
     const retryable = err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false;
     if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
     counters.totalErrors++;
-    errors.push({
-      path: chunk.path,
-      operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,
-      code: errorCode(err),
-      message: `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
-      retryable,
-    });
+    errors.push(
+      itemErrorOf(
+        chunk.path,
+        err,
+        operation,
+        `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
+      ),
+    );
   } finally {
     clearInterval(keepAlive);
   }

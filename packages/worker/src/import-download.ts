@@ -5,12 +5,12 @@
  * A file that fails is recorded with its path, operation and cause and stays a released stub; a
  * redelivered batch downloads again into the same files.
  */
-import { errorCode, errorMessage } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import type { ImportTarget } from "./import-target.js";
+import { itemErrorOf } from "./publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
@@ -70,14 +70,7 @@ export const handleImportDownload = async (
         } catch (err) {
           if (signal.aborted) throw err;
           counters.totalErrors++;
-          errors.push({
-            path: entry.path,
-            operation:
-              err instanceof Error && "operation" in err ? String(err.operation) : operation,
-            code: errorCode(err),
-            message: errorMessage(err),
-            retryable: err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false,
-          });
+          errors.push(itemErrorOf(entry.path, err, operation));
         }
       },
     );

@@ -5,14 +5,13 @@
  * (the stub already has the right size), the file's mtime/atime are put back as they were (a
  * restore does not change a file's times), then the HSM state becomes "exists archived" (0x9).
  */
-import { lstat, lutimes } from "node:fs/promises";
+import { constants } from "node:fs";
+import { lstat, lutimes, open } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
   blobNameForPath,
   displayPath,
-  errorCode,
-  errorMessage,
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
@@ -21,6 +20,7 @@ import { HsmEmulation, getXattr } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { archiveLocationXattr, parseArchiveLocation } from "./import-target.js";
+import { itemErrorOf } from "./publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
@@ -82,8 +82,6 @@ export const handleRestoreBatch = async (
         operation = "lstat";
         const before = await lstat(abs);
         operation = "open";
-        const { open } = await import("node:fs/promises");
-        const { constants } = await import("node:fs");
         const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
         try {
           operation = "download";
@@ -105,13 +103,7 @@ export const handleRestoreBatch = async (
       } catch (err) {
         if (signal.aborted) throw err;
         counters.errors++;
-        errors.push({
-          path: entry.path,
-          operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,
-          code: errorCode(err),
-          message: errorMessage(err),
-          retryable: err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false,
-        });
+        errors.push(itemErrorOf(entry.path, err, operation));
       }
     });
   } finally {

@@ -1,5 +1,4 @@
 import { join, resolve } from "node:path";
-import { mkdir } from "node:fs/promises";
 import { Option } from "commander";
 import {
   CONFLICT_MODES,
@@ -7,25 +6,22 @@ import {
   IMPORT_MODES,
   checkScanRoot,
   formatImportSummary,
-  newJobId,
   normalizeImportPrefixes,
   runImportJob,
 } from "@hsmfleet/coordinator";
 import type { ImportSummary } from "@hsmfleet/coordinator";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
 import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
-import { ProgressLine } from "../progress.js";
 import { parseSize } from "../size.js";
-import { openRuntime } from "../runtime.js";
-import { resolveStateDir } from "../state-dir.js";
-import { ExitCode, intArg, onInterrupt } from "./context.js";
+import { intArg } from "./context.js";
+import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** `hsmfleet import`: a blob container into a file system, with AMLFS's import-job semantics. */
 export const registerImportCommand = (ctx: CliContext): void => {
-  const { program, globals, logger, resolveStorage } = ctx;
+  const { program } = ctx;
   program
     .command("import")
     .description(
@@ -94,68 +90,39 @@ export const registerImportCommand = (ctx: CliContext): void => {
           quiet?: boolean;
         },
       ) => {
-        const g = globals();
-        const log = logger("coordinator");
-        const stateDir = resolveStateDir(g.stateDir);
         // Refuse bad arguments before anything starts.
         await checkScanRoot(target, "import target");
         normalizeImportPrefixes(opts.prefix);
-        const storage = await resolveStorage(stateDir);
-        log.info({ storage: describeStorageTarget(storage.target) }, "storage");
-        const progress = new ProgressLine();
-        const abort = new AbortController();
-        const restore = onInterrupt(abort, "import");
-        let summary: ImportSummary;
-        let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
-        try {
-          runtime = await openRuntime({
-            nats: g.nats,
-            stateDir,
-            workers: g.workers,
-            logger: log,
-            storage: storage.target,
-          });
-          const jobId = newJobId("import");
-          const jobDir = join(stateDir, "jobs", jobId);
-          await mkdir(jobDir, { recursive: true });
-          summary = await runImportJob({
-            nc: runtime.nc,
-            target: resolve(target),
-            container: opts.container,
-            prefixes: opts.prefix,
-            mode: opts.mode,
-            conflict: opts.conflict,
-            archiveId: opts.archiveId,
-            backend: opts.backend,
-            hsmXattr: opts.hsmXattr,
-            chunkSizeBytes: opts.chunkSize,
-            storage: storage.target,
-            maxErrors: opts.maxErrors,
-            logContainer: opts.logContainer,
-            errorLog: join(jobDir, "errors.ndjson"),
-            conflictLog: join(jobDir, "conflicts.ndjson"),
-            jobId,
-            logger: log,
-            signal: abort.signal,
-            onProgress: opts.quiet ? undefined : (p) => progress.import(p),
-          });
-        } finally {
-          progress.done();
-          restore();
-          await runtime?.close();
-          await storage.azurite?.close();
-        }
-        process.stdout.write(
-          opts.json ? `${JSON.stringify(summary)}\n` : `${formatImportSummary(summary)}\n`,
-        );
-        process.exitCode =
-          summary.state === "cancelled"
-            ? ExitCode.Cancelled
-            : summary.state === "failed"
-              ? ExitCode.Failed
-              : summary.totalErrors > 0
-                ? ExitCode.WithErrors
-                : ExitCode.Ok;
+        await runJobCommand<ImportSummary>(ctx, {
+          what: "import",
+          json: opts.json,
+          format: (s) => formatImportSummary(s),
+          errors: (s) => s.totalErrors,
+          run: (r) => {
+            r.logger.info({ storage: describeStorageTarget(r.storage) }, "storage");
+            return runImportJob({
+              nc: r.runtime.nc,
+              target: resolve(target),
+              container: opts.container,
+              prefixes: opts.prefix,
+              mode: opts.mode,
+              conflict: opts.conflict,
+              archiveId: opts.archiveId,
+              backend: opts.backend,
+              hsmXattr: opts.hsmXattr,
+              chunkSizeBytes: opts.chunkSize,
+              storage: r.storage,
+              maxErrors: opts.maxErrors,
+              logContainer: opts.logContainer,
+              errorLog: join(r.jobDir, "errors.ndjson"),
+              conflictLog: join(r.jobDir, "conflicts.ndjson"),
+              jobId: r.jobId,
+              logger: r.logger,
+              signal: r.signal,
+              onProgress: opts.quiet ? undefined : (p) => r.progress.import(p),
+            });
+          },
+        });
       },
     );
 };

@@ -1,4 +1,4 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import {
   RESTORE_DEFAULTS,
   checkScanRoot,
@@ -6,15 +6,13 @@ import {
   runRestoreJob,
 } from "@hsmfleet/coordinator";
 import type { RestoreSummary } from "@hsmfleet/coordinator";
-import { ProgressLine } from "../progress.js";
-import { openRuntime } from "../runtime.js";
-import { resolveStateDir } from "../state-dir.js";
-import { ExitCode, intArg, onInterrupt } from "./context.js";
+import { intArg } from "./context.js";
+import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
 
 /** `hsmfleet restore`: bring back the data of released files, in bounded batches across the fleet. */
 export const registerRestoreCommand = (ctx: CliContext): void => {
-  const { program, globals, logger, resolveStorage } = ctx;
+  const { program } = ctx;
   program
     .command("restore")
     .description(
@@ -54,53 +52,28 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
           quiet?: boolean;
         },
       ) => {
-        const g = globals();
-        const log = logger("coordinator");
-        const stateDir = resolveStateDir(g.stateDir);
         await checkScanRoot(path, "restore path");
-        const storage = await resolveStorage(stateDir);
-        const progress = new ProgressLine();
-        const abort = new AbortController();
-        const undo = onInterrupt(abort, "restore");
-        let summary: RestoreSummary;
-        let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
-        try {
-          runtime = await openRuntime({
-            nats: g.nats,
-            stateDir,
-            workers: g.workers,
-            logger: log,
-            storage: storage.target,
-          });
-          summary = await runRestoreJob({
-            nc: runtime.nc,
-            path: resolve(path),
-            maxInflight: opts.maxInflight,
-            hsmXattr: opts.hsmXattr,
-            container: opts.container,
-            fsRoot: opts.fsRoot ? resolve(opts.fsRoot) : undefined,
-            maxErrors: opts.maxErrors,
-            logger: log,
-            signal: abort.signal,
-            onProgress: opts.quiet ? undefined : (p) => progress.restore(p),
-          });
-        } finally {
-          progress.done();
-          undo();
-          await runtime?.close();
-          await storage.azurite?.close();
-        }
-        process.stdout.write(
-          opts.json ? `${JSON.stringify(summary)}\n` : `${formatRestoreSummary(summary)}\n`,
-        );
-        process.exitCode =
-          summary.state === "cancelled"
-            ? ExitCode.Cancelled
-            : summary.state === "failed"
-              ? ExitCode.Failed
-              : summary.errors > 0
-                ? ExitCode.WithErrors
-                : ExitCode.Ok;
+        await runJobCommand<RestoreSummary>(ctx, {
+          what: "restore",
+          json: opts.json,
+          format: (s) => formatRestoreSummary(s),
+          errors: (s) => s.errors,
+          run: (r) =>
+            runRestoreJob({
+              nc: r.runtime.nc,
+              path: resolve(path),
+              maxInflight: opts.maxInflight,
+              hsmXattr: opts.hsmXattr,
+              container: opts.container,
+              fsRoot: opts.fsRoot ? resolve(opts.fsRoot) : undefined,
+              maxErrors: opts.maxErrors,
+              jobId: r.jobId,
+              errorLog: join(r.jobDir, "errors.ndjson"),
+              logger: r.logger,
+              signal: r.signal,
+              onProgress: opts.quiet ? undefined : (p) => r.progress.restore(p),
+            }),
+        });
       },
     );
 };
