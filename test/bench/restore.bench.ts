@@ -13,8 +13,10 @@
  * `<container>/<blob>` (import-target.ts formatArchiveLocation) — pointing at sink blobs. Then
  * runRestoreJob runs in this process (the coordinator) with standalone workers
  * (`node hsmfleet.js --nats URL --storage <sink> worker`, as on a VM), and restores them all. The
- * stubs are made again before every run (outside the clock). The first run of each case and worker
- * count is checked in full: every file 0x9 exists archived, right size, content equal to the sink's.
+ * stubs are made once per case and released again before every later run (data dropped, state
+ * 0xd; outside the clock). The first run of each case and worker count is checked in full: every
+ * file 0x9 exists archived, right size, content equal to the sink's. After the workers start, an
+ * unmeasured restore of 400 small files warms them up (Azure SDK loaded, connections open).
  *   small      many small files (default 20,000 × 4 KiB, 200 per directory)
  *   large      a few large files (default 8 × 64 MiB, one directory)
  *   large-md5  the same, blobs with a Content-MD5 (the client re-reads each file and verifies it)
@@ -47,7 +49,7 @@
 import "./threadpool.js";
 import type { ChildProcess } from "node:child_process";
 import type { Profiler } from "node:inspector";
-import { existsSync, readdirSync } from "node:fs";
+import { constants, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
@@ -60,8 +62,8 @@ import { connectBus } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { runImportJob, runRestoreJob } from "@hsmfleet/coordinator";
 import type { ImportSummary, RestoreSummary } from "@hsmfleet/coordinator";
-import { HsmFlag } from "@hsmfleet/core";
-import { HsmEmulation, setXattr } from "@hsmfleet/fs";
+import { HSM_COMPAT, HsmFlag } from "@hsmfleet/core";
+import { HsmEmulation, RELEASED_STUB_FLAGS, setXattr } from "@hsmfleet/fs";
 import { startNatsServer, tempDir } from "@hsmfleet/testkit";
 import type { NatsServerFixture, TempDir } from "@hsmfleet/testkit";
 import { WORKER_DEFAULTS } from "@hsmfleet/worker";
@@ -237,6 +239,48 @@ const makeStubs = async (root: string, set: DataSet): Promise<number> => {
   return seconds(t0);
 };
 
+/**
+ * Releases the files of `set` under `root` again, as `lfs hsm_release` would: data dropped
+ * (ftruncate to 0, then to the size: sparse), state 0xd released exists archived. The archive
+ * location stays. Far cheaper than making the files again (file creation costs ~1 ms of kernel
+ * time per file on this VM's ext4).
+ */
+const releaseStubs = async (root: string, set: DataSet): Promise<number> => {
+  const t0 = performance.now();
+  const hsm = new HsmEmulation({ xattr: HSM_XATTR });
+  const released = {
+    compat: HSM_COMPAT,
+    flags: RELEASED_STUB_FLAGS,
+    archiveId: BigInt(ARCHIVE_ID),
+    archiveVersion: 0n,
+  };
+  await forEachLimit(set.files, 64, async (f) => {
+    const path = Buffer.from(join(root, f.name));
+    const fh = await open(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+    try {
+      await fh.truncate(0);
+      await fh.truncate(f.size);
+    } finally {
+      await fh.close();
+    }
+    await hsm.setState(path, released);
+  });
+  return seconds(t0);
+};
+
+/** The case's stub tree: made the first time, released again every later time. */
+const stubRoots = new Map<string, string>();
+const prepareStubs = async (base: string, key: string, set: DataSet): Promise<string> => {
+  const root = join(base, `stubs-${key}`);
+  if (stubRoots.has(key)) await releaseStubs(root, set);
+  else {
+    const s = await makeStubs(root, set);
+    log(`    made ${int(set.files.length)} released stubs in ${s.toFixed(1)} s`);
+    stubRoots.set(key, root);
+  }
+  return root;
+};
+
 /** Every file restored: state 0x9 (exists archived), its size, and the sink's content. */
 const verifyRestored = async (root: string, set: DataSet): Promise<void> => {
   const hsm = new HsmEmulation({ xattr: HSM_XATTR });
@@ -323,8 +367,18 @@ interface Run {
   filesPerSecond: number;
   mibPerSecond: number;
   seconds: number;
-  /** CPU seconds during the run: this process (coordinator, or raw client), workers, sink, nats. */
-  cpu: { self: number; workers: number; sink: number; nats: number };
+  /**
+   * CPU seconds during the run: this process (coordinator, or raw client), workers, sink, nats;
+   * and of those, kernel (system) time of this process and of the workers.
+   */
+  cpu: {
+    self: number;
+    workers: number;
+    sink: number;
+    nats: number;
+    selfSystem: number;
+    workersSystem: number;
+  };
 }
 
 interface Ctx {
@@ -336,23 +390,41 @@ interface Ctx {
   base: string;
 }
 
+/** System (kernel) CPU seconds of a live process, 0 when it is gone. */
+const systemSeconds = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stime = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[12]);
+    return Number.isFinite(stime) ? stime / 100 : 0; // USER_HZ is 100 on Linux
+  } catch {
+    return 0;
+  }
+};
+
 class Meter {
   readonly #self = process.cpuUsage();
   readonly #workers: number;
+  readonly #workersSystem: number;
   readonly #sink: number;
   readonly #nats: number;
   constructor(private readonly ctx: Ctx) {
     this.#workers = this.#workerCpu();
+    this.#workersSystem = this.#workerSystem();
     this.#sink = cpuSeconds(ctx.sink.pid) ?? 0;
     this.#nats = cpuSeconds(ctx.nats.pid) ?? 0;
   }
   #workerCpu(): number {
     return this.ctx.workers.reduce((s, w) => s + (cpuSeconds(w.pid) ?? 0), 0);
   }
+  #workerSystem(): number {
+    return this.ctx.workers.reduce((s, w) => s + systemSeconds(w.pid), 0);
+  }
   read(): Run["cpu"] {
     const c = process.cpuUsage(this.#self);
     return {
       self: (c.user + c.system) / 1e6,
+      selfSystem: c.system / 1e6,
+      workersSystem: this.#workerSystem() - this.#workersSystem,
       workers: this.#workerCpu() - this.#workers,
       sink: (cpuSeconds(this.ctx.sink.pid) ?? 0) - this.#sink,
       nats: (cpuSeconds(this.ctx.nats.pid) ?? 0) - this.#nats,
@@ -372,16 +444,16 @@ const restoreRun = (set: DataSet, s: number, cpu: Run["cpu"], kind: "small" | "l
   };
 };
 
-const kindOf = (c: CaseName): "small" | "large" => (c === "small" ? "small" : "large");
+const kindOf = (c: string): "small" | "large" =>
+  c === "large" || c === "large-md5" ? "large" : "small";
 
 const runRawRestore = async (
   ctx: Ctx,
-  name: CaseName,
+  name: Exclude<CaseName, "import">,
   set: DataSet,
   into: "file" | "discard",
 ): Promise<Run> => {
-  const root = join(ctx.base, `raw-${name}`);
-  if (into === "file") await makeStubs(root, set);
+  const root = into === "file" ? await prepareStubs(ctx.base, name, set) : "/nonexistent";
   const meter = new Meter(ctx);
   const t0 = performance.now();
   const bytes = await rawRestore(ctx.raw, {
@@ -399,12 +471,11 @@ const runRawRestore = async (
 
 const runHsmRestore = async (
   ctx: Ctx,
-  name: CaseName,
+  name: string,
   set: DataSet,
   verify: boolean,
 ): Promise<Run & { summary: RestoreSummary }> => {
-  const root = join(ctx.base, `hsm-${name}`);
-  await makeStubs(root, set);
+  const root = await prepareStubs(ctx.base, name, set);
   await ctx.sink.reset();
   const meter = new Meter(ctx);
   const summary = await runRestoreJob({ nc: ctx.nc, path: root, checkpointIntervalMs: 1000 });
@@ -566,8 +637,8 @@ interface CaseResult {
 
 const describeRun = (r: Run, unit: string): string =>
   `${int(r.rate)} ${unit} (${r.seconds.toFixed(2)} s; ${int(r.filesPerSecond)} files/s` +
-  `${r.mibPerSecond > 0 ? `, ${int(r.mibPerSecond)} MiB/s` : ""}), CPU s: self ${r.cpu.self.toFixed(2)}, ` +
-  `workers ${r.cpu.workers.toFixed(2)}, sink ${r.cpu.sink.toFixed(2)}, nats ${r.cpu.nats.toFixed(2)}`;
+  `${r.mibPerSecond > 0 ? `, ${int(r.mibPerSecond)} MiB/s` : ""}), CPU s: self ${r.cpu.self.toFixed(2)} (kernel ${r.cpu.selfSystem.toFixed(2)}), ` +
+  `workers ${r.cpu.workers.toFixed(2)} (kernel ${r.cpu.workersSystem.toFixed(2)}), sink ${r.cpu.sink.toFixed(2)}, nats ${r.cpu.nats.toFixed(2)}`;
 
 // ---------------------------------------------------------------------------------------------
 // Main
@@ -576,7 +647,8 @@ const ownedDirs: string[] = [];
 
 const onSignal = (signal: NodeJS.Signals): void => {
   process.stderr.write(`\n${signal}: stopping, removing ${ownedDirs.join(", ")} …\n`);
-  process.exit(130); // children are killed by their exit hooks; temp dirs may be left behind
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  process.exit(130); // the workers, the sink and nats-server are killed by their exit hooks
 };
 
 const main = async (): Promise<void> => {
@@ -615,8 +687,14 @@ const main = async (): Promise<void> => {
     });
 
     const sets = restoreSets();
+    // The warm-up restores the first 400 files of the small set (registered in any case).
+    const warmSet: DataSet = {
+      ...sets.small,
+      files: sets.small.files.slice(0, 400),
+      bytes: sets.small.files.slice(0, 400).reduce((n, f) => n + f.size, 0),
+    };
     const restoreCases = CASES.filter((c): c is Exclude<CaseName, "import"> => c !== "import");
-    for (const c of restoreCases) {
+    for (const c of new Set<Exclude<CaseName, "import">>(["small", ...restoreCases])) {
       const set = sets[c];
       const t0 = performance.now();
       const r = await sink.register({ container: set.container, blobs: set.files, md5: set.md5 });
@@ -662,18 +740,23 @@ const main = async (): Promise<void> => {
       log(
         `--- ${count} worker process${count > 1 ? "es" : ""} (pids ${workers.map((w) => w.pid).join(", ")})`,
       );
+      // Warm-up (not measured): the workers load the Azure SDK and open connections.
+      const w = await runHsmRestore(ctx, `warm-${count}`, warmSet, false);
+      log(
+        `  warm-up restore of ${int(warmSet.files.length)} small files: ${int(w.filesPerSecond)} files/s`,
+      );
       for (const c of CASES) {
         const result = results.get(c)!;
         const hsmRuns: Run[] = [];
         if (c === "import") {
           log(`import --mode namespace: ${result.dataSet}`);
-          const w = await runHsmImport(ctx, IMPORT_CONTAINER, importSet!, 0);
-          log(`  warm-up hsmfleet: ${describeRun(w, result.unit)}`);
-          for (let i = 0; i < RUNS; i++) {
-            if (count === WORKER_COUNTS[0]) {
+          if (count === WORKER_COUNTS[0]) {
+            for (let i = 0; i < RUNS; i++) {
               const l = await runRawListing(ctx, IMPORT_CONTAINER, importSet!.blobs.length);
               listingRuns.push(l);
               log(`  run ${i + 1} raw listing: ${describeRun(l, result.unit)}`);
+            }
+            {
               const stubSet: DataSet = {
                 container: IMPORT_CONTAINER,
                 ...filesIn(IMPORT_COUNT, 200, 1024),
@@ -692,9 +775,11 @@ const main = async (): Promise<void> => {
                 seconds: s,
                 cpu,
               });
-              log(`  run ${i + 1} direct stubs: ${int(n / s)} entries/s (${s.toFixed(2)} s)`);
+              log(`  direct stubs: ${int(n / s)} entries/s (${s.toFixed(2)} s)`);
               await rm(join(base, "direct-stubs"), { recursive: true, force: true });
             }
+          }
+          for (let i = 0; i < RUNS; i++) {
             const r = await runHsmImport(ctx, IMPORT_CONTAINER, importSet!, i + 1);
             hsmRuns.push(r);
             log(`  run ${i + 1} hsmfleet: ${describeRun(r, result.unit)}`);
@@ -702,8 +787,6 @@ const main = async (): Promise<void> => {
         } else {
           const set = sets[c];
           log(`restore ${c}: ${set.describe}`);
-          const w = await runHsmRestore(ctx, c, set, true);
-          log(`  warm-up hsmfleet: ${describeRun(w, result.unit)}`);
           for (let i = 0; i < RUNS; i++) {
             const order = i % 2 === 0 ? (["raw", "hsm"] as const) : (["hsm", "raw"] as const);
             for (const which of order) {
@@ -717,14 +800,13 @@ const main = async (): Promise<void> => {
                   log(`  run ${i + 1} raw (discard):    ${describeRun(d, result.unit)}`);
                 }
               } else {
-                const r = await runHsmRestore(ctx, c, set, false);
+                // The first run of each case and worker count is checked file by file.
+                const r = await runHsmRestore(ctx, c, set, i === 0);
                 hsmRuns.push(r);
                 log(`  run ${i + 1} hsmfleet:         ${describeRun(r, result.unit)}`);
               }
             }
           }
-          await rm(join(base, `raw-${c}`), { recursive: true, force: true });
-          await rm(join(base, `hsm-${c}`), { recursive: true, force: true });
         }
         result.hsmfleet[count] = side(hsmRuns);
       }
@@ -779,7 +861,7 @@ const main = async (): Promise<void> => {
     );
     const cpuOf = (sd: Side): string => {
       const m = (k: keyof Run["cpu"]) => median(sd.runs.map((x) => x.cpu[k])).toFixed(2);
-      return `${m("self")} / ${m("workers")} / ${m("sink")} / ${m("nats")}`;
+      return `${m("self")} (kernel ${m("selfSystem")}) / ${m("workers")} (kernel ${m("workersSystem")}) / ${m("sink")} / ${m("nats")}`;
     };
     for (const r of all) {
       const parts: string[] = [];
