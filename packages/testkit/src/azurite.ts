@@ -25,7 +25,7 @@ export interface AzuriteOptions {
   host?: string;
   /** Workspace dir; default a fresh temp dir, removed on stop. A caller-supplied dir is kept. */
   location?: string;
-  /** Default 30000. */
+  /** Default 90000 (a loaded CI machine can take that long to start several at once). */
   startTimeoutMs?: number;
   /** Default true: no access log (`--silent`). With false the access log goes to logs(). */
   silent?: boolean;
@@ -50,7 +50,7 @@ export const AZURITE_ACCOUNT_NAME = "devstoreaccount1";
 export const AZURITE_ACCOUNT_KEY =
   "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-const DEFAULT_START_TIMEOUT_MS = 30_000;
+const DEFAULT_START_TIMEOUT_MS = 90_000;
 const LISTENING = /successfully listens on https?:\/\/\S*?:(\d+)\s*$/m;
 
 /** Absolute path of azurite's `azurite-blob` bin script. */

@@ -18,7 +18,7 @@ import {
   pathForBlobName,
 } from "@hsmfleet/core";
 import type { BlobEntryKind, FileEntry, PosixAttributes } from "@hsmfleet/core";
-import type { BlobContainer } from "@hsmfleet/blob";
+import type { BlobContainer, BlobLevelEntry } from "@hsmfleet/blob";
 import type { EntryAttributes } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import {
@@ -40,12 +40,27 @@ import type {
   WalkShard,
 } from "@hsmfleet/protocol";
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
-import { ERRORS_PER_MESSAGE } from "./publisher.js";
+import { ERRORS_PER_MESSAGE, itemErrorOf } from "./publisher.js";
 import { ShardRun } from "./walk-shard.js";
 import type { WalkContext } from "./walk-shard.js";
 
 /** Bounds of one download batch (--mode full). */
 export const IMPORT_BATCH_DEFAULTS = { maxEntries: 256, maxBytes: 256 * 1024 * 1024 } as const;
+
+/** Files and symlinks of one listing level made together, and how many at once. */
+const ENTRY_WINDOW = 256;
+const ENTRY_CONCURRENCY = 16;
+
+type FileBlob = Extract<BlobLevelEntry, { kind: "blob" }>;
+type Created =
+  | { error: ItemError }
+  | {
+      rel: Buffer;
+      kind: BlobEntryKind;
+      attrs: EntryAttributes;
+      blob: FileBlob;
+      outcome: ImportOutcome;
+    };
 
 interface PendingDir {
   stub?: PosixAttributes;
@@ -293,6 +308,56 @@ const importShardWith = async (
       return d;
     };
     let seen = 0;
+    // Files and symlinks are made ENTRY_WINDOW at a time, ENTRY_CONCURRENCY of them at once (one
+    // after another, a shard spends its time waiting on the file system); outcomes are counted and
+    // downloads queued in listing order, so a redelivered shard rebuilds the same batches.
+    let entries: FileBlob[] = [];
+    const createEntries = async () => {
+      const page = entries;
+      entries = [];
+      const outcomes = new Array<Created | undefined>(page.length);
+      let next = 0;
+      const lane = async () => {
+        while (next < page.length) {
+          const k = next++;
+          outcomes[k] = await createEntry(page[k]!);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(ENTRY_CONCURRENCY, page.length) }, lane));
+      for (const c of outcomes) {
+        if (!c) continue;
+        if ("error" in c) {
+          await fail(c.error);
+          continue;
+        }
+        await account(c.outcome, c.kind);
+        if (c.outcome.download) {
+          const b = c.blob;
+          if (b.size > chunkSize) await queueChunks(c.rel, b.name, b.size, c.attrs, b);
+          else await queueDownload(c.rel, b.name, b.size, c.attrs);
+        }
+      }
+      run.keepAlive();
+    };
+    const createEntry = async (b: FileBlob): Promise<Created | undefined> => {
+      const r = relPath(b.name);
+      if ("error" in r) return r;
+      const symlink = isSymlinkBlob(b.metadata);
+      const kind: BlobEntryKind = symlink ? "symlink" : "file";
+      const attrs = toEntryAttributes(attributesFromMetadata(b.metadata, kind), b.lastModified);
+      if (symlink) {
+        let linkTarget: Buffer;
+        try {
+          linkTarget = await container.download(b.name);
+        } catch (err) {
+          return { error: itemErrorOf(r.rel, err, "get-blob") };
+        }
+        const outcome = await target.symlink(r.rel, linkTarget, attrs, redelivered);
+        return { rel: r.rel, kind, attrs, blob: b, outcome };
+      }
+      const outcome = await target.file(r.rel, b.size, attrs, b.name, redelivered);
+      return { rel: r.rel, kind, attrs, blob: b, outcome };
+    };
     for await (const b of container.listLevel(level)) {
       if (++seen % 256 === 0) run.keepAlive();
       if (b.kind === "prefix") {
@@ -315,39 +380,10 @@ const importShardWith = async (
         d.stubModified = b.lastModified;
         continue;
       }
-      const r = relPath(b.name);
-      if ("error" in r) {
-        await fail(r.error);
-        continue;
-      }
-      const symlink = isSymlinkBlob(b.metadata);
-      const kind: BlobEntryKind = symlink ? "symlink" : "file";
-      const posix = attributesFromMetadata(b.metadata, kind);
-      const attrs = toEntryAttributes(posix, b.lastModified);
-      if (symlink) {
-        let linkTarget: Buffer;
-        try {
-          linkTarget = await container.download(b.name);
-        } catch (err) {
-          await fail({
-            path: r.rel,
-            operation: "get-blob",
-            code: "BlobReadFailed",
-            message: err instanceof Error ? err.message : String(err),
-            retryable: true,
-          });
-          continue;
-        }
-        await account(await target.symlink(r.rel, linkTarget, attrs, redelivered), "symlink");
-      } else {
-        const o = await target.file(r.rel, b.size, attrs, b.name, redelivered);
-        await account(o, "file");
-        if (o.download) {
-          if (b.size > chunkSize) await queueChunks(r.rel, b.name, b.size, attrs, b);
-          else await queueDownload(r.rel, b.name, b.size, attrs);
-        }
-      }
+      entries.push(b);
+      if (entries.length >= ENTRY_WINDOW) await createEntries();
     }
+    await createEntries();
     // Subdirectories: made here (so this directory's mtime can be set after them), their
     // attributes set by their own shard (or now, for an empty directory without a prefix).
     for (const name of [...dirs.keys()].sort()) {
