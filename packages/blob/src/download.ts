@@ -48,6 +48,12 @@ export interface DownloadRangeOptions {
    * responses must agree with each other.
    */
   etag?: string;
+  /**
+   * downloadBlobToFile: the size the caller expects (from a listing or a stub). When it fits in
+   * one range, the blob is fetched with one GET (no separate Get Blob Properties): the response
+   * carries the ETag and the stored Content-MD5. A blob of another size takes the general path.
+   */
+  expectedSize?: number;
 }
 
 export interface DownloadResult {
@@ -388,6 +394,92 @@ const md5OfFile = async (
 };
 
 /**
+ * One GET for a blob expected to be `size` bytes: written at offset 0, the file trimmed to it, the
+ * stored Content-MD5 (sent with a whole-blob GET) compared in memory. Undefined when the blob turns
+ * out to have another size (the caller takes the general path).
+ */
+const downloadSmallBlob = async (
+  container: BlobContainer,
+  name: string,
+  fh: FileHandle,
+  where: BlobOperationSubject,
+  size: number,
+  options: DownloadRangeOptions,
+): Promise<DownloadResult | undefined> => {
+  const signal = options.abortSignal ?? new AbortController().signal;
+  const budget = options.budget ?? processBudget;
+  let res: BlobDownloadResponseParsed;
+  try {
+    res = await container.client.getBlobClient(name).download(0, undefined, {
+      abortSignal: signal,
+      ...(options.etag !== undefined ? { conditions: { ifMatch: options.etag } } : {}),
+    });
+  } catch (err) {
+    if (options.etag !== undefined && isConditionNotMet(err)) {
+      throw new BlobChangedError(where, options.etag, undefined, err);
+    }
+    throw new BlobOperationError(GET_RANGE, where, err);
+  }
+  const body = res.readableStreamBody;
+  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+    body?.destroy();
+    return undefined;
+  }
+  try {
+    await budget.acquire(size, signal);
+  } catch (err) {
+    body.destroy();
+    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
+  }
+  try {
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
+        chunk.copy(buf, got);
+        got += chunk.length;
+      }
+    } catch (err) {
+      body.destroy();
+      throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
+    }
+    if (got !== size) {
+      throw new BlobOperationError(GET_RANGE, where, undefined, {
+        detail: `received ${got} of ${size} bytes`,
+        retryable: true,
+      });
+    }
+    await writeAt(fh, buf, size, 0, where, signal);
+    try {
+      const st = await fh.stat();
+      if (st.size !== size) await fh.truncate(size);
+    } catch (err) {
+      throw fsFailure(WRITE, where, err);
+    }
+    options.onProgress?.(size);
+    const stored = res.contentMD5 ?? res.blobContentMD5;
+    if (stored === undefined || stored.length === 0) {
+      return { bytes: size, md5Verified: false, etag: res.etag };
+    }
+    const md5 = Buffer.from(stored);
+    const actual = createHash("md5").update(buf).digest();
+    if (!actual.equals(md5)) {
+      let truncateError: unknown;
+      try {
+        await fh.truncate(0);
+      } catch (err) {
+        truncateError = err ?? new Error("truncate failed");
+      }
+      throw new BlobChecksumError(where, md5, actual, truncateError);
+    }
+    return { bytes: size, md5Verified: true, etag: res.etag };
+  } finally {
+    budget.release(size);
+  }
+};
+
+/**
  * After a download written by several workers (chunks): the file's MD5 against the blob's
  * Content-MD5. A mismatch truncates the file to 0 bytes and throws BlobChecksumError.
  */
@@ -434,6 +526,15 @@ export const downloadBlobToFile = async (
 ): Promise<DownloadResult> => {
   const where = subjectOf(container, name, localPath);
   const signal = options.abortSignal;
+  const expected = options.expectedSize;
+  if (
+    expected !== undefined &&
+    expected > 0 &&
+    expected <= (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES)
+  ) {
+    const small = await downloadSmallBlob(container, name, fh, where, expected, options);
+    if (small) return small;
+  }
   if (signal?.aborted) throw new BlobOperationError("get-properties", where, abortCause(signal));
   let size: number;
   let etag: string | undefined;

@@ -371,3 +371,40 @@ test("a blob without Content-MD5 downloads unverified; a longer old file is trim
   }
   t.deepEqual(await readFile(dst), data);
 });
+
+test("with the expected size of a small blob: one GET, MD5 checked, a longer old file trimmed; another size takes the general path", async (t) => {
+  const c = await freshContainer(t.context.target);
+  const data = await uploadBlob(t, c, "small", 300 * KiB + 3);
+  const dst = newTarget(t);
+  await writeFile(dst, Buffer.alloc(MiB, 1));
+  const budget = new MemoryBudget(8 * MiB);
+  let fh = await open(dst, "r+");
+  try {
+    const r = await downloadBlobToFile(c, "small", fh, dst, { expectedSize: data.length, budget });
+    t.like(r, { bytes: data.length, md5Verified: true });
+  } finally {
+    await fh.close();
+  }
+  t.deepEqual(md5(await readFile(dst)), md5(data));
+  t.is(budget.inUse, 0);
+  // The listing said another size: the blob's real size wins.
+  fh = await open(dst, "r+");
+  try {
+    const r = await downloadBlobToFile(c, "small", fh, dst, { expectedSize: 10 });
+    t.like(r, { bytes: data.length, md5Verified: true });
+  } finally {
+    await fh.close();
+  }
+  t.deepEqual(md5(await readFile(dst)), md5(data));
+  // A wrong stored MD5 is caught on the one-GET path too.
+  await c.client.getBlobClient("small").setHTTPHeaders({ blobContentMD5: md5(Buffer.from("x")) });
+  fh = await open(dst, "r+");
+  try {
+    await t.throwsAsync(downloadBlobToFile(c, "small", fh, dst, { expectedSize: data.length }), {
+      instanceOf: BlobChecksumError,
+    });
+  } finally {
+    await fh.close();
+  }
+  t.is((await stat(dst)).size, 0);
+});

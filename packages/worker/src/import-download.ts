@@ -47,6 +47,7 @@ export const handleImportDownload = async (
               {
                 budget: ctx.budget,
                 concurrency: ctx.options.blockConcurrency,
+                expectedSize: entry.size,
                 abortSignal: signal,
                 onProgress: (n) => {
                   counters.bytesDownloaded += n;

@@ -88,6 +88,7 @@ export const handleRestoreBatch = async (
           const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
             budget: ctx.budget,
             concurrency: ctx.options.blockConcurrency,
+            expectedSize: entry.size,
             abortSignal: signal,
             onProgress: (n) => ctx.onBytes(n),
           });
