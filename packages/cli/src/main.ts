@@ -3,6 +3,7 @@ import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
+import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
@@ -51,6 +52,7 @@ export const buildProgram = (): Command => {
   const ctx = createCliContext(program);
   registerScanCommand(ctx);
   registerExportCommand(ctx);
+  registerHsmCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
