@@ -50,7 +50,7 @@ const commonOptions = (): Option[] => [
     "--backend <kind>",
     "HSM backend: hsm-emulation (xattr on any file system) or lustre (lfs)",
   )
-    .choices(HSM_BACKEND_KINDS as string[])
+    .choices(HSM_BACKEND_KINDS)
     .env("HSMFLEET_HSM_BACKEND")
     .default("hsm-emulation"),
   new Option(
