@@ -1,6 +1,12 @@
 export { connectBus } from "./connection.js";
 export type { BusConnectOptions } from "./connection.js";
-export { ensureTopology, resolveTopology, TOPOLOGY_DEFAULTS } from "./topology.js";
+export {
+  ensureTopology,
+  ensureHsmPartitions,
+  listHsmPartitions,
+  resolveTopology,
+  TOPOLOGY_DEFAULTS,
+} from "./topology.js";
 export type { TopologyOptions, ResolvedTopology } from "./topology.js";
 export { JobStore, checkJobId } from "./job-store.js";
 export { RootLocks } from "./root-lock.js";

@@ -15,6 +15,12 @@ export {
   decodeWorkerHeartbeat,
   encodeHsmActionList,
   decodeHsmActionList,
+  encodeHsmActionResult,
+  decodeHsmActionResult,
+  encodeHsmProgress,
+  decodeHsmProgress,
+  encodeHsmCancel,
+  decodeHsmCancel,
   encodeChunk,
   decodeChunk,
 } from "./codecs.js";
@@ -24,6 +30,7 @@ export {
   JobState,
   jobStateName,
   HsmAction,
+  HsmItemStatus,
   emptyScanCounters,
   emptyExportCounters,
   newJobSpec,
@@ -43,6 +50,10 @@ export type {
   WorkerHeartbeat,
   HsmActionItem,
   HsmActionList,
+  HsmActionResult,
+  HsmItemResult,
+  HsmProgress,
+  HsmCancel,
   Chunk,
 } from "./messages.js";
 export {
@@ -52,6 +63,9 @@ export {
   WALK_CONSUMER,
   TRANSFER_CONSUMER,
   LOCKS_BUCKET,
+  HSM_STREAM,
+  HSM_DEFAULT_PARTITIONS,
+  hsmConsumerName,
   subjects,
   JOB_ID_PATTERN,
 } from "./subjects.js";

@@ -7,6 +7,11 @@
  *   hsmfleet.result.<jobId>.item      ItemResult          (RESULTS stream, limits retention)
  *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
+ *   hsmfleet.hsm.<partition>          HsmActionList       (HSM stream, work-queue; one durable
+ *                                                          consumer per partition: hsm-<partition>)
+ *   hsmfleet.result.<jobId>.hsm       HsmActionResult     (RESULTS stream)
+ *   hsmfleet.hsmprogress.<jobId>      HsmProgress         (core NATS; bytes done, heartbeat)
+ *   hsmfleet.hsmcancel                HsmCancel           (core NATS; every worker listens)
  *   hsmfleet.hb.<workerId>            WorkerHeartbeat     (core NATS)
  *   hsmfleet.hbping                   (empty)             (core NATS; workers answer with a heartbeat)
  */
@@ -17,6 +22,12 @@ export const WALK_CONSUMER = "walk";
 export const TRANSFER_CONSUMER = "transfer";
 /** One key per source root with an import/export job running: only one such job at a time. */
 export const LOCKS_BUCKET = "hsmfleet-locks";
+/** HSM action lists, sharded by FID hash onto partitions (work-queue retention). */
+export const HSM_STREAM = "HSMFLEET_HSM";
+/** Partitions when nobody chose (coordinator --partitions). */
+export const HSM_DEFAULT_PARTITIONS = 16;
+/** Durable pull consumer of one partition. */
+export const hsmConsumerName = (partition: number): string => `hsm-${partition}`;
 
 export const subjects = {
   workAll: "hsmfleet.work.>",
@@ -30,6 +41,11 @@ export const subjects = {
   itemResult: (jobId: string): string => `hsmfleet.result.${jobId}.item`,
   entries: (jobId: string): string => `hsmfleet.result.${jobId}.entries`,
   errors: (jobId: string): string => `hsmfleet.result.${jobId}.errors`,
+  hsmAll: "hsmfleet.hsm.>",
+  hsmPartition: (partition: number): string => `hsmfleet.hsm.${partition}`,
+  hsmResults: (jobId: string): string => `hsmfleet.result.${jobId}.hsm`,
+  hsmProgress: (jobId: string): string => `hsmfleet.hsmprogress.${jobId}`,
+  hsmCancel: "hsmfleet.hsmcancel",
   heartbeatAll: "hsmfleet.hb.*",
   heartbeat: (workerId: string): string => `hsmfleet.hb.${workerId}`,
   /** Anyone may publish here; every worker answers with a heartbeat at once. */
