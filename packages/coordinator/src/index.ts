@@ -16,3 +16,5 @@ export {
 export type { ExportJobOptions, ExportProgress, ExportSummary } from "./export-job.js";
 export { followJob, jobErrors, COORDINATOR_STALE_MS } from "./job-follower.js";
 export type { FollowOptions } from "./job-follower.js";
+export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
+export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";
