@@ -1,10 +1,21 @@
 import { resolve } from "node:path";
 
 import { Option } from "commander";
+import { HSM_JOB_DEFAULTS, formatHsmSummary, runHsmJob } from "@hsmfleet/coordinator";
+import type { HsmJobSummary } from "@hsmfleet/coordinator";
+import {
+  HSM_STREAM,
+  HsmItemStatus,
+  JobKind,
+  JobState,
+  hsmConsumerName,
+  jobStateName,
+} from "@hsmfleet/protocol";
+import type { HsmItemResult } from "@hsmfleet/protocol";
+import { jetstreamManager, listHsmPartitions } from "@hsmfleet/bus";
 import {
   DEFAULT_HSM_XATTR,
   HSM_REQUEST_NAMES,
-  HsmfleetError,
   UsageError,
   displayPath,
   errorMessage,
@@ -16,7 +27,9 @@ import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
 
 import { expandOperands, openPathList, readPathList } from "../path-list.js";
 import type { ListSeparator } from "../path-list.js";
-import { ExitCode, intArg } from "./context.js";
+import { openRuntime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { ExitCode, intArg, onInterrupt } from "./context.js";
 import type { CliContext } from "./context.js";
 
 export interface HsmCommonOptions {
@@ -181,6 +194,14 @@ export const registerHsmCommand = (ctx: CliContext): void => {
     process.exitCode = failed > 0 ? ExitCode.WithErrors : ExitCode.Ok;
   });
 
+  hsm
+    .command("action")
+    .description(
+      "what is in flight: running HSM jobs, and lists queued and in flight per partition",
+    )
+    .option("--json", "one JSON object on stdout")
+    .action(async (opts: { json?: boolean }) => showActions(ctx, opts.json ?? false));
+
   for (const request of HSM_REQUEST_NAMES) {
     const cmd = hsm
       .command(request)
@@ -199,31 +220,179 @@ export const registerHsmCommand = (ctx: CliContext): void => {
           "carry the requests out in this process (lustre: lfs batches from this client; emulation: release only)",
         ),
       )
-      .action(
-        async (
-          paths: string[],
-          opts: HsmCommonOptions & { archiveId: number; local?: boolean },
-        ) => {
-          const backend = openHsmBackend({
-            backend: opts.backend,
-            xattr: opts.hsmXattr,
-            lfsPath: opts.lfs,
-          });
-          if (paths.length === 0 && opts.from === undefined) {
-            throw new UsageError(`hsm ${request} needs paths (operands or --from FILE)`);
-          }
-          const local = opts.local ?? opts.backend === "lustre";
-          if (!local) {
-            throw new HsmfleetError(
-              `hsm ${request} through the workers is not available yet; use --local`,
+      .addOption(
+        new Option(
+          "--fleet",
+          "send the requests to the workers as action lists (default on hsm-emulation; on lustre the workers run the lfs batches)",
+        ),
+      )
+      .addOption(
+        new Option(
+          "--root <dir>",
+          "file system root the paths are under; blob names are relative to it",
+        ).default("/"),
+      )
+      .addOption(
+        new Option("--container <name>", "archive container (hsm-emulation)").default(
+          "hsmfleet-archive",
+        ),
+      )
+      .addOption(new Option("--prefix <prefix>", "name prefix inside the container").default(""))
+      .addOption(
+        new Option("--partitions <n>", "HSM partitions to shard action items onto (by FID hash)")
+          .argParser(intArg("--partitions", 1))
+          .default(HSM_JOB_DEFAULTS.partitions),
+      )
+      .addOption(new Option("-v, --verbose", "print every item's outcome as its list completes"))
+      .addOption(new Option("--json", "print the summary as one JSON object on stdout"))
+      .action(async (paths: string[], opts: HsmRequestOptions) => {
+        const backend = openHsmBackend({
+          backend: opts.backend,
+          xattr: opts.hsmXattr,
+          lfsPath: opts.lfs,
+        });
+        if (paths.length === 0 && opts.from === undefined) {
+          throw new UsageError(`hsm ${request} needs paths (operands or --from FILE)`);
+        }
+        if (opts.local && opts.fleet)
+          throw new UsageError("--local and --fleet exclude each other");
+        const local = opts.local ?? (!opts.fleet && opts.backend === "lustre");
+        if (!local) {
+          await runFleet(ctx, request, hsmPaths(paths, opts), opts);
+          return;
+        }
+        const r = await runLocal(backend, request, hsmPaths(paths, opts), opts.archiveId);
+        process.stderr.write(`hsm ${request}: ${r.done} done, ${r.failed} failed\n`);
+        process.exitCode = r.failed > 0 ? ExitCode.WithErrors : ExitCode.Ok;
+      });
+  }
+};
+
+interface HsmRequestOptions extends HsmCommonOptions {
+  archiveId: number;
+  local?: boolean;
+  fleet?: boolean;
+  root: string;
+  container: string;
+  prefix: string;
+  partitions: number;
+  verbose?: boolean;
+  json?: boolean;
+}
+
+const STATUS_WORDS: Record<number, string> = {
+  [HsmItemStatus.Done]: "done",
+  [HsmItemStatus.Skipped]: "skipped",
+  [HsmItemStatus.Failed]: "failed",
+  [HsmItemStatus.Cancelled]: "cancelled",
+};
+
+/** Through the fleet: embedded or given NATS, in-process workers unless --workers 0. */
+const runFleet = async (
+  ctx: CliContext,
+  request: HsmRequestName,
+  paths: AsyncIterable<Buffer>,
+  opts: HsmRequestOptions,
+): Promise<void> => {
+  const g = ctx.globals();
+  const log = ctx.logger("coordinator");
+  const stateDir = resolveStateDir(g.stateDir);
+  const needsStorage =
+    opts.backend === "hsm-emulation" && request !== "release" && request !== "cancel";
+  const storage = needsStorage ? await ctx.resolveStorage(stateDir) : undefined;
+  const abort = new AbortController();
+  const undo = onInterrupt(abort, `hsm ${request}`);
+  let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
+  let summary: HsmJobSummary;
+  const root = Buffer.from(resolve(opts.root));
+  try {
+    runtime = await openRuntime({
+      nats: g.nats,
+      stateDir,
+      workers: g.workers,
+      logger: log,
+      storage: storage?.target,
+    });
+    summary = await runHsmJob({
+      nc: runtime.nc,
+      request,
+      root: resolve(opts.root),
+      paths,
+      backend: opts.backend,
+      hsmXattr: opts.hsmXattr,
+      lfsPath: opts.lfs,
+      archiveId: opts.archiveId,
+      partitions: opts.partitions,
+      container: opts.container,
+      prefix: opts.prefix,
+      signal: abort.signal,
+      logger: log,
+      onItem: opts.verbose
+        ? (item: HsmItemResult) => {
+            const path = displayPath(
+              item.path.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), item.path]),
+            );
+            process.stdout.write(
+              `${path}: ${STATUS_WORDS[item.status] ?? "unknown"}${item.error ? ` (${item.error})` : ""}\n`,
             );
           }
-          const r = await runLocal(backend, request, hsmPaths(paths, opts), opts.archiveId);
-          process.stderr.write(`hsm ${request}: ${r.done} done, ${r.failed} failed\n`);
-          process.exitCode = r.failed > 0 ? ExitCode.WithErrors : ExitCode.Ok;
-        },
-      );
+        : undefined,
+    });
+  } finally {
+    undo();
+    await runtime?.close();
+    await storage?.azurite?.close();
   }
+  process.stdout.write(
+    opts.json ? `${JSON.stringify(summary)}\n` : `${formatHsmSummary(summary)}\n`,
+  );
+  process.exitCode =
+    summary.state === "cancelled"
+      ? ExitCode.Cancelled
+      : summary.failed > 0
+        ? ExitCode.WithErrors
+        : ExitCode.Ok;
+};
+
+/** `hsmfleet hsm action`: HSM jobs running and what each partition holds. */
+const showActions = async (ctx: CliContext, json: boolean): Promise<void> => {
+  await ctx.withStore(async (store, nc) => {
+    const jsm = await jetstreamManager(nc);
+    const partitions = [];
+    for (const p of await listHsmPartitions(jsm)) {
+      const info = await jsm.consumers.info(HSM_STREAM, hsmConsumerName(p));
+      partitions.push({ partition: p, queued: info.num_pending, inFlight: info.num_ack_pending });
+    }
+    const jobs = (await store.list())
+      .filter((j) => j.spec.kind === JobKind.Hsm)
+      .filter(
+        (j) =>
+          j.state === JobState.Running ||
+          j.state === JobState.Pending ||
+          j.state === JobState.Cancelling,
+      )
+      .map((j) => ({
+        jobId: j.spec.jobId,
+        state: jobStateName(j.state),
+        request: j.spec.createdBy,
+        backend: j.spec.backend,
+        root: displayPath(j.spec.root),
+      }));
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ jobs, partitions })}\n`);
+      return;
+    }
+    const lines = [`HSM jobs running: ${jobs.length}`];
+    for (const j of jobs)
+      lines.push(`  ${j.jobId} ${j.state} ${j.backend} ${j.root} (${j.request})`);
+    lines.push("partition  queued lists  in flight");
+    for (const p of partitions) {
+      lines.push(
+        `${String(p.partition).padStart(9)}  ${String(p.queued).padStart(12)}  ${String(p.inFlight).padStart(9)}`,
+      );
+    }
+    process.stdout.write(`${lines.join("\n")}\n`);
+  });
 };
 
 const describe = (request: HsmRequestName): string =>
