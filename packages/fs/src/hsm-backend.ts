@@ -53,7 +53,8 @@ export interface HsmBackend {
   /** `[0xseq:0xoid:0xver]`: lfs path2fid on Lustre, derived from (device, inode) on emulation. */
   fid(absPath: Buffer): Promise<string>;
   archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void>;
-  release(absPath: Buffer): Promise<void>;
+  /** Resolves false when the file already was released (nothing done), true otherwise. */
+  release(absPath: Buffer): Promise<boolean>;
   restore(absPath: Buffer): Promise<void>;
   remove(absPath: Buffer): Promise<void>;
   /** Cancels requests in flight on the file (lfs hsm_cancel); a no-op on emulation. */
@@ -185,11 +186,12 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   /**
    * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (truncate to
    * 0, then back to the size: sparse, no blocks), mtime put back, and the new data version recorded.
+   * Resolves true when released now, false when it already was.
    */
-  async release(absPath: Buffer): Promise<void> {
+  async release(absPath: Buffer): Promise<boolean> {
     const attrs = await this.state(absPath);
     const flags = this.check("release", absPath, attrs, canRelease(attrs?.flags ?? 0));
-    if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return; // already released
+    if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return false; // already released
     let op = "open";
     let handle;
     try {
@@ -222,6 +224,7 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
       await handle.close();
     }
     await this.setState(absPath, { ...attrs!, flags, archiveVersion: version });
+    return true;
   }
 
   /** Copytool side: is a restore needed (RELEASED) and allowed (not LOST)? */

@@ -147,20 +147,20 @@ export class LustreHsmBackend implements HsmBackend {
     return Buffer.from(first);
   }
 
-  archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void> {
-    return this.single("archive", absPath, canArchive, options);
+  async archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void> {
+    await this.single("archive", absPath, canArchive, options);
   }
 
-  release(absPath: Buffer): Promise<void> {
+  async release(absPath: Buffer): Promise<boolean> {
     return this.single("release", absPath, canRelease);
   }
 
-  restore(absPath: Buffer): Promise<void> {
-    return this.single("restore", absPath, canRestore);
+  async restore(absPath: Buffer): Promise<void> {
+    await this.single("restore", absPath, canRestore);
   }
 
-  remove(absPath: Buffer): Promise<void> {
-    return this.single("remove", absPath, canRemove);
+  async remove(absPath: Buffer): Promise<void> {
+    await this.single("remove", absPath, canRemove);
   }
 
   cancel(absPath: Buffer): Promise<void> {
@@ -278,7 +278,7 @@ export class LustreHsmBackend implements HsmBackend {
     absPath: Buffer,
     rule: (flags: number) => HsmTransition,
     options?: HsmRequestOptions,
-  ): Promise<void> {
+  ): Promise<boolean> {
     // Same rules, same message as the emulation, before the MDT would refuse with a bare errno.
     const attrs = await this.state(absPath);
     const t = rule(attrs?.flags ?? 0);
@@ -291,7 +291,9 @@ export class LustreHsmBackend implements HsmBackend {
         transitionRefusal(request, path, attrs, t),
       );
     }
+    if (request === "release" && ((attrs?.flags ?? 0) & HsmFlag.Released) !== 0) return false;
     await this.requestMany(request, [absPath], options);
+    return true;
   }
 
   private lfs(

@@ -295,11 +295,8 @@ export class HsmActionRunner {
       const abs = resolveUnderRoot(job.spec.root, item.path);
       switch (item.action) {
         case HsmAction.Release: {
-          const before = await backend.state(abs);
-          if (((before?.flags ?? 0) & HsmFlag.Released) !== 0)
-            return result(item, HsmItemStatus.Skipped);
-          await backend.release(abs);
-          return result(item, HsmItemStatus.Done);
+          const released = await backend.release(abs);
+          return result(item, released ? HsmItemStatus.Done : HsmItemStatus.Skipped);
         }
         case HsmAction.Archive:
           return await this.#archive(job, list, item, backend, abs, abort.signal, msg);

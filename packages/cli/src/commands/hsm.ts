@@ -142,9 +142,10 @@ const runLocal = async (
         `hsm ${request} --local on the hsm-emulation backend would change the state without moving data; run it through the workers (without --local)`,
       );
     }
-    return forEachPath(paths, 64, (p) =>
-      request === "release" ? backend.release(p) : backend.cancel(p),
-    );
+    return forEachPath(paths, 64, async (p) => {
+      if (request === "release") await backend.release(p);
+      else await backend.cancel(p);
+    });
   }
   let done = 0;
   let failed = 0;
