@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import test from "ava";
 import type { ExecutionContext } from "ava";
@@ -203,4 +204,56 @@ test("CANCEL of a large in-flight ARCHIVE stops it: no committed blob, the file 
   t.false(await blob.exists(), "nothing committed");
   t.is((await hsm.state(Buffer.from(big)))?.flags, E, "exists, not archived");
   t.is(HsmItemStatus.Cancelled, 4);
+});
+
+test("lustre backend through the fleet: workers run lfs batches (against the lfs STAND-IN: no Lustre client here)", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "mnt");
+  await mkdir(root);
+  // fixtures/lfs-standin.ts over the emulation backend, run by node behind a one-line wrapper.
+  const standIn = fileURLToPath(
+    new URL("../../../packages/fs/dist/test/fixtures/lfs-standin.js", import.meta.url),
+  );
+  const lfs = join(dir.path, "lfs");
+  await writeFile(lfs, `#!/bin/sh\nexec "${process.execPath}" "${standIn}" "$@"\n`, {
+    mode: 0o755,
+  });
+  process.env["LFS_STANDIN_XATTR"] = XATTR;
+  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const paths: Buffer[] = [];
+  for (let i = 0; i < 120; i++) {
+    const p = Buffer.from(join(root, `f${i}`));
+    await writeFile(p, `data ${i}\n`);
+    await hsm.setFlags(p, E | A, 0, 1);
+    paths.push(p);
+  }
+  await hsm.setFlags(paths[5]!, HsmFlag.NoRelease, 0);
+  const { server, nc } = await startBus(t);
+  for (const id of ["l1", "l2"]) {
+    const wnc = await connectBus({ servers: server.url, reconnectForever: false });
+    const worker = await Worker.create({ nc: wnc, workerId: id, lfsPath: lfs });
+    const running = worker.run();
+    t.teardown(async () => {
+      await worker.shutdown();
+      await running.catch(() => undefined);
+      await wnc.close();
+    });
+  }
+  const summary = await runHsmJob({
+    nc,
+    request: "release",
+    root,
+    paths,
+    backend: "lustre",
+    hsmXattr: XATTR,
+    lfsPath: lfs,
+    partitions: 4,
+    listMaxItems: 20,
+  });
+  t.like(summary, { state: "failed", items: 120, done: 119, failed: 1 });
+  t.regex(summary.errors[0]!.error, /f5.*never_release/);
+  const after = await states(hsm, paths);
+  t.is(after.get(E | A | R), 119);
+  t.is(after.get(E | A | HsmFlag.NoRelease), 1);
 });

@@ -281,20 +281,20 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     );
   };
   const addItems = async (paths: Buffer[]) => {
-    const fids = await Promise.allSettled(paths.map((p) => backend.fid(p)));
+    const fids = await backend.fids(paths);
     const cancelFids: string[] = [];
     const cookie = nextCookie();
     for (const [i, r] of fids.entries()) {
       const abs = paths[i]!;
-      if (r.status === "rejected") {
+      if (r instanceof Error) {
         summary.items++;
         summary.failed++;
         completed++;
         if (summary.errors.length < 100)
-          summary.errors.push({ path: displayPath(abs), error: errorMessage(r.reason) });
+          summary.errors.push({ path: displayPath(abs), error: errorMessage(r) });
         continue;
       }
-      const fid = r.value;
+      const fid = r;
       const partition = partitionForFid(fid, partitions);
       const item: HsmActionItem = {
         action,

@@ -52,6 +52,8 @@ export interface HsmBackend {
   state(absPath: Buffer): Promise<HsmAttrs | undefined>;
   /** `[0xseq:0xoid:0xver]`: lfs path2fid on Lustre, derived from (device, inode) on emulation. */
   fid(absPath: Buffer): Promise<string>;
+  /** FIDs of many files at once (one `lfs path2fid` per batch on Lustre); each entry a FID or the error. */
+  fids(absPaths: Buffer[]): Promise<(string | Error)[]>;
   archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void>;
   /** Resolves false when the file already was released (nothing done), true otherwise. */
   release(absPath: Buffer): Promise<boolean>;
@@ -143,6 +145,17 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   async fid(absPath: Buffer): Promise<string> {
     const st = await this.statFile(absPath, "path2fid", false);
     return formatFid(fidForInode(st.dev, st.ino));
+  }
+
+  async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
+    const r = await Promise.allSettled(absPaths.map((p) => this.fid(p)));
+    return r.map((x) =>
+      x.status === "fulfilled"
+        ? x.value
+        : x.reason instanceof Error
+          ? x.reason
+          : new Error(errorMessage(x.reason)),
+    );
   }
 
   /** Copytool side, phase 1: archive allowed? Sets EXISTS and returns what the copy must match. */

@@ -135,6 +135,70 @@ export class LustreHsmBackend implements HsmBackend {
     return formatFid(parseFid(out.trim().split(/\s/).pop() ?? ""));
   }
 
+  /**
+   * `lfs path2fid a b c …` (one process per `batchSize` paths; lfs prints `path: [fid]` per line
+   * when given several). Paths that cannot be passed (not UTF-8) or that lfs does not answer for
+   * get their own error.
+   */
+  async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
+    const out: (string | Error)[] = new Array<string | Error>(absPaths.length);
+    for (let i = 0; i < absPaths.length; i += this.batchSize) {
+      const args: string[] = [];
+      const index = new Map<string, number>();
+      for (let k = i; k < Math.min(i + this.batchSize, absPaths.length); k++) {
+        try {
+          const a = utf8Arg(absPaths[k]!, "path2fid");
+          if (a.includes("\n"))
+            throw new FsOperationError(
+              "path2fid",
+              displayPath(absPaths[k]!),
+              "EINVAL",
+              "newline in path",
+            );
+          args.push(a);
+          index.set(a, k);
+        } catch (err) {
+          out[k] = err instanceof Error ? err : new Error(errorMessage(err));
+        }
+      }
+      if (args.length === 0) continue;
+      if (args.length === 1) {
+        const k = index.get(args[0]!)!;
+        out[k] = await this.fid(absPaths[k]!).catch((err: unknown) =>
+          err instanceof Error ? err : new Error(errorMessage(err)),
+        );
+        continue;
+      }
+      let text = "";
+      try {
+        text = await this.lfs(["path2fid", ...args], "path2fid", absPaths[i]!, "utf8", args.length);
+      } catch {
+        // Some path failed: lfs still printed the others; ask one at a time to name the failures.
+        for (const k of index.values()) {
+          out[k] = await this.fid(absPaths[k]!).catch((e: unknown) =>
+            e instanceof Error ? e : new Error(errorMessage(e)),
+          );
+        }
+        continue;
+      }
+      for (const line of text.split("\n")) {
+        const at = line.lastIndexOf(": ");
+        if (at === -1) continue;
+        const k = index.get(line.slice(0, at));
+        if (k !== undefined) out[k] = formatFid(parseFid(line.slice(at + 2)));
+      }
+      for (const k of index.values()) {
+        out[k] ??= new FsOperationError(
+          "path2fid",
+          displayPath(absPaths[k]!),
+          "EIO",
+          "lfs printed no FID for it",
+        );
+      }
+    }
+    return out;
+  }
+
   /** lfs fid2path: the path of `fid` under the mount point `mount` (absolute path bytes). */
   async fidToPath(mount: string, fid: string): Promise<Buffer> {
     const out = await this.lfs(

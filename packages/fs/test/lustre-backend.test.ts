@@ -142,6 +142,17 @@ test.serial("path2fid and fid2path round trip; hsm_set/hsm_clear; hsm_import", a
   writeFileSync(f, "data\n");
   const fid = await lfs.fid(f);
   t.is(fid, await emu.fid(f));
+  const g = pathIn(fsDir, "g");
+  writeFileSync(g, "");
+  const many = await lfs.fids([f, g, pathIn(fsDir, "missing")]);
+  t.deepEqual(many.slice(0, 2), [fid, await emu.fid(g)]);
+  t.true(many[2] instanceof FsOperationError);
+  t.regex((many[2] as Error).message, /missing/);
+  t.deepEqual(await lfs.fids([f, g]), [fid, await emu.fid(g)]);
+  t.true(
+    calls().some((c) => c[0] === "path2fid" && c.length === 3),
+    "one lfs call for two paths",
+  );
   t.deepEqual(await lfs.fidToPath(fsDir, fid), f);
 
   await lfs.setFlags(f, NoRelease | E | A, 0, 7);
