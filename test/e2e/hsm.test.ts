@@ -17,7 +17,7 @@ import { HsmItemStatus } from "@hsmfleet/protocol";
 import { tempDir } from "@hsmfleet/testkit";
 import { Worker } from "@hsmfleet/worker";
 
-import { startBus, startStorage, waitFor } from "./helpers.js";
+import { runCli, startBus, startStorage, waitFor } from "./helpers.js";
 
 const XATTR = "user.hsm";
 const { Exists: E, Released: R, Archived: A } = HsmFlag;
@@ -256,4 +256,34 @@ test("lustre backend through the fleet: workers run lfs batches (against the lfs
   const after = await states(hsm, paths);
   t.is(after.get(E | A | R), 119);
   t.is(after.get(E | A | HsmFlag.NoRelease), 1);
+});
+
+test("hsmfleet hsm state prints lfs format; --from NUL lists; release --local names refusals", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const a = join(dir.path, "a");
+  const b = join(dir.path, "b\nc");
+  await writeFile(a, "aaaa");
+  await writeFile(b, "bbbb");
+  await hsm.setFlags(Buffer.from(a), E | A, 0, 1);
+  const list = join(dir.path, "list");
+  await writeFile(list, `${a}\0${b}\0`);
+  const state = await runCli(["hsm", "state", "--hsm-xattr", XATTR, "--from", list]);
+  t.is(state.code, 0, state.stderr);
+  t.is(
+    state.stdout,
+    `${a}: (0x00000009) exists archived, archive_id:1\n${dir.path}/b\\x0ac: (0x00000000)\n`,
+  );
+  const release = await runCli(["hsm", "release", "--local", "--hsm-xattr", XATTR, a, b]);
+  t.is(release.code, 1);
+  t.regex(
+    release.stderr,
+    /release of .*b\\x0ac refused: file is not archived \(0x0 new\); archive it first/,
+  );
+  t.regex(release.stderr, /hsm release: 1 done, 1 failed/);
+  t.is((await hsm.state(Buffer.from(a)))?.flags, E | A | R);
+  const usage = await runCli(["hsm", "archive", "--local", "--hsm-xattr", XATTR, a]);
+  t.is(usage.code, 2);
+  t.regex(usage.stderr, /would change the state without moving data/);
 });
