@@ -299,7 +299,19 @@ export class HsmActionRunner {
           return result(item, released ? HsmItemStatus.Done : HsmItemStatus.Skipped);
         }
         case HsmAction.Archive:
-          return await this.#archive(job, list, item, backend, abs, abort.signal, msg);
+          try {
+            return await this.#archive(job, list, item, backend, abs, abort.signal, msg);
+          } catch (err) {
+            // A list redelivered while its first holder was still at it (ack deadline missed on a
+            // starved event loop): the other copy's xattr write or completion looks like a change
+            // here. If the file is archived and clean now, the item is done.
+            if (abort.signal.aborted) throw err;
+            const now = (await backend.state(abs))?.flags ?? 0;
+            if ((now & HsmFlag.Archived) !== 0 && (now & HsmFlag.Dirty) === 0) {
+              return result(item, HsmItemStatus.Skipped, "archived meanwhile by another worker");
+            }
+            throw err;
+          }
         case HsmAction.Restore:
           return await this.#restore(job, list, item, backend, abs, abort.signal);
         case HsmAction.Remove: {
