@@ -138,6 +138,11 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       `hsm ${o.request} on the hsm-emulation backend needs a container (--container)`,
     );
   }
+  if (o.container && !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(o.container)) {
+    throw new UsageError(
+      `invalid container name ${JSON.stringify(o.container)}: 3-63 lowercase letters, digits and single hyphens`,
+    );
+  }
   const root = Buffer.from(o.root);
   const jobId = o.jobId ?? newJobId("hsm");
   const { jsm, jobs, topology } = await ensureTopology(o.nc, o.topology);
