@@ -1,13 +1,24 @@
 export { connectBus } from "./connection.js";
 export type { BusConnectOptions } from "./connection.js";
-export { ensureTopology, resolveTopology, TOPOLOGY_DEFAULTS } from "./topology.js";
+export {
+  ensureTopology,
+  ensureHsmPartitions,
+  listHsmPartitions,
+  resolveTopology,
+  TOPOLOGY_DEFAULTS,
+} from "./topology.js";
 export type { TopologyOptions, ResolvedTopology } from "./topology.js";
 export { JobStore, checkJobId } from "./job-store.js";
 export { RootLocks } from "./root-lock.js";
 export { runWorkConsumer } from "./work-consumer.js";
 export type { WorkConsumerOptions } from "./work-consumer.js";
-export { jetstream } from "@nats-io/jetstream";
-export type { JetStreamClient, JsMsg, ConsumerMessages } from "@nats-io/jetstream";
+export { jetstream, jetstreamManager } from "@nats-io/jetstream";
+export type {
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+  ConsumerMessages,
+} from "@nats-io/jetstream";
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
 export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";

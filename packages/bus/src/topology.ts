@@ -22,6 +22,9 @@ import {
   CHUNKS_BUCKET,
   LOCKS_BUCKET,
   WORK_STREAM,
+  HSM_STREAM,
+  HSM_DEFAULT_PARTITIONS,
+  hsmConsumerName,
   subjects,
 } from "@hsmfleet/protocol";
 
@@ -46,6 +49,11 @@ export interface TopologyOptions {
    * creates them first decides, so a worker started with defaults never undoes an admin's settings.
    */
   update?: boolean | undefined;
+  /**
+   * HSM partitions (hsmfleet.hsm.<n>, one durable consumer each) to make sure exist. Default 16. More
+   * can be added later (a coordinator's --partitions); workers pick new ones up.
+   */
+  hsmPartitions?: number | undefined;
 }
 
 export const TOPOLOGY_DEFAULTS = {
@@ -56,6 +64,7 @@ export const TOPOLOGY_DEFAULTS = {
   maxAckPending: 10_000,
   resultsMaxAgeMs: 7 * 24 * 3_600_000,
   update: false,
+  hsmPartitions: HSM_DEFAULT_PARTITIONS,
 } as const;
 
 export type ResolvedTopology = { [K in keyof TopologyOptions]-?: NonNullable<TopologyOptions[K]> };
@@ -68,6 +77,7 @@ export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology
   maxAckPending: options.maxAckPending ?? TOPOLOGY_DEFAULTS.maxAckPending,
   resultsMaxAgeMs: options.resultsMaxAgeMs ?? TOPOLOGY_DEFAULTS.resultsMaxAgeMs,
   update: options.update ?? TOPOLOGY_DEFAULTS.update,
+  hsmPartitions: options.hsmPartitions ?? TOPOLOGY_DEFAULTS.hsmPartitions,
 });
 
 const ensureStream = async (
@@ -163,6 +173,20 @@ export const ensureTopology = async (
       }
     }
   }
+  await ensureStream(
+    jsm,
+    {
+      name: HSM_STREAM,
+      subjects: [subjects.hsmAll],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      num_replicas: t.replicas,
+      duplicate_window: nanos(t.duplicateWindowMs),
+      discard: DiscardPolicy.Old,
+    },
+    t.update,
+  );
+  await ensureHsmPartitions(jsm, t.hsmPartitions, t);
   const kvm = new Kvm(nc);
   const jobs = await kvm.create(JOBS_BUCKET, { history: 1, replicas: t.replicas });
   const locks = await kvm.create(LOCKS_BUCKET, { history: 1, replicas: t.replicas });
@@ -173,4 +197,49 @@ export const ensureTopology = async (
     ttl: t.resultsMaxAgeMs,
   });
   return { jsm, jobs, locks, chunks, topology: t };
+};
+
+/**
+ * One durable pull consumer per HSM partition, with max_ack_pending 1: a partition's action lists
+ * are carried out one after another, by whichever worker holds it, so actions on one FID stay in
+ * order (a redelivered list comes back before the next one). Parallelism comes from partitions
+ * and from the items inside a list.
+ */
+export const ensureHsmPartitions = async (
+  jsm: JetStreamManager,
+  partitions: number,
+  t: Pick<ResolvedTopology, "ackWaitMs" | "maxDeliver" | "update">,
+): Promise<void> => {
+  for (let p = 0; p < partitions; p++) {
+    const name = hsmConsumerName(p);
+    const config = {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: subjects.hsmPartition(p),
+      ack_wait: nanos(t.ackWaitMs),
+      max_deliver: t.maxDeliver,
+      max_ack_pending: 1,
+    };
+    try {
+      await jsm.consumers.info(HSM_STREAM, name);
+      if (t.update) await jsm.consumers.update(HSM_STREAM, name, config);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) {
+        await jsm.consumers.add(HSM_STREAM, config);
+      } else {
+        throw err;
+      }
+    }
+  }
+};
+
+/** Partition numbers that have a consumer (hsm-<n>), ascending. */
+export const listHsmPartitions = async (jsm: JetStreamManager): Promise<number[]> => {
+  const out: number[] = [];
+  for await (const info of jsm.consumers.list(HSM_STREAM)) {
+    const m = /^hsm-(\d+)$/.exec(info.name);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
 };

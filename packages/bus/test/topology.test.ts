@@ -1,10 +1,23 @@
 import test from "ava";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { JOBS_BUCKET, RESULTS_STREAM, WALK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
+import {
+  HSM_STREAM,
+  JOBS_BUCKET,
+  RESULTS_STREAM,
+  WALK_CONSUMER,
+  WORK_STREAM,
+  hsmConsumerName,
+} from "@hsmfleet/protocol";
 import { JobKind, JobState, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { startNatsServer } from "@hsmfleet/testkit";
-import { JobStore, connectBus, ensureTopology } from "../src/index.js";
+import {
+  JobStore,
+  connectBus,
+  ensureHsmPartitions,
+  ensureTopology,
+  listHsmPartitions,
+} from "../src/index.js";
 
 const status = (jobId: string, createdAtMs: number): JobStatus =>
   newJobStatus(
@@ -61,4 +74,19 @@ test("connecting to a server that is not there names it", async (t) => {
     connectBus({ servers: "nats://127.0.0.1:1", timeoutMs: 1000, reconnectForever: false }),
   );
   t.regex(err.message, /cannot connect to NATS at nats:\/\/127\.0\.0\.1:1/);
+});
+
+test("HSM stream: work-queue, one ordered consumer per partition, more added on demand", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const { jsm, topology } = await ensureTopology(nc, { hsmPartitions: 4 });
+  t.is((await jsm.streams.info(HSM_STREAM)).config.retention, "workqueue");
+  t.deepEqual(await listHsmPartitions(jsm), [0, 1, 2, 3]);
+  const c = await jsm.consumers.info(HSM_STREAM, hsmConsumerName(2));
+  t.is(c.config.filter_subject, "hsmfleet.hsm.2");
+  t.is(c.config.max_ack_pending, 1);
+  await ensureHsmPartitions(jsm, 6, topology);
+  t.deepEqual(await listHsmPartitions(jsm), [0, 1, 2, 3, 4, 5]);
 });

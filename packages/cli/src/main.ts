@@ -5,6 +5,7 @@ import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerRestoreCommand } from "./commands/restore.js";
+import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
@@ -57,6 +58,7 @@ export const buildProgram = (): Command => {
   registerExportCommand(ctx);
   registerImportCommand(ctx);
   registerRestoreCommand(ctx);
+  registerHsmCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);

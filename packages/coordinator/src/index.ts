@@ -34,3 +34,5 @@ export {
 } from "./restore-job.js";
 export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./restore-job.js";
 export { claimRoot } from "./root-claim.js";
+export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
+export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";

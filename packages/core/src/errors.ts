@@ -58,3 +58,20 @@ export const errorCode = (err: unknown): string => {
 
 export const errorMessage = (err: unknown): string =>
   err instanceof Error ? err.message : typeof err === "string" ? err : JSON.stringify(err);
+
+/**
+ * An HSM request the file's state does not allow (Lustre's rules): "release of /x refused: file is
+ * dirty (0xb exists dirty archived); archive it first". Not retryable.
+ */
+export class HsmRefusedError extends HsmfleetError {
+  readonly path: string;
+  readonly operation: string;
+  readonly reason: string;
+  constructor(operation: string, path: string, reason: string, message: string) {
+    super(message);
+    this.name = "HsmRefusedError";
+    this.operation = operation;
+    this.path = path;
+    this.reason = reason;
+  }
+}

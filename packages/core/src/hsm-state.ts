@@ -80,3 +80,9 @@ export const hsmStateName = (attrs: HsmAttrs | undefined): HsmStateName => {
   if (flags & HsmFlag.Exists) return "exists";
   return "new";
 };
+
+/** Short form for messages: `0xb exists dirty archived` (`0x0 new` for no flags). */
+export const formatHsmFlags = (flags: number): string => {
+  const words = hsmFlagWords(flags);
+  return `0x${flags.toString(16)} ${words.length > 0 ? words.join(" ") : "new"}`;
+};

@@ -11,7 +11,39 @@ export {
   hsmFlagWords,
   formatHsmState,
   hsmStateName,
+  formatHsmFlags,
 } from "./hsm-state.js";
+export {
+  HsmUserAction,
+  HsmCopytoolAction,
+  HsmProgressFlag,
+  HSM_REQUEST_NAMES,
+  WHOLE_FILE_EXTENT,
+  userActionForRequest,
+  copytoolActionForUser,
+  copytoolActionName,
+  parseHsmRequestName,
+} from "./hsm-request.js";
+export type { HsmRequestName, HsmExtent, HsmActionItem, HsmActionList } from "./hsm-request.js";
+export {
+  FID_SEQ_NORMAL,
+  FidParseError,
+  formatFid,
+  parseFid,
+  fidForInode,
+  fidHash,
+  partitionForFid,
+} from "./fid.js";
+export type { Fid } from "./fid.js";
+export {
+  canArchive,
+  archiveDone,
+  canRelease,
+  canRestore,
+  canRemove,
+  transitionRefusal,
+} from "./hsm-transition.js";
+export type { HsmOperation, HsmTransition } from "./hsm-transition.js";
 export type { HsmStateName } from "./hsm-state.js";
 export {
   HsmfleetError,
@@ -19,6 +51,7 @@ export {
   UsageError,
   DependencyError,
   JobError,
+  HsmRefusedError,
   errorCode,
   errorMessage,
 } from "./errors.js";

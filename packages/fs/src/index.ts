@@ -11,3 +11,18 @@ export {
   ARCHIVED_FLAGS,
 } from "./hsm-emulation.js";
 export type { HsmEmulationOptions } from "./hsm-emulation.js";
+export {
+  HsmEmulationBackend,
+  HSM_BACKEND_KINDS,
+  dataVersion,
+  openHsmBackend,
+} from "./hsm-backend.js";
+export type {
+  HsmBackend,
+  HsmBackendKind,
+  HsmRequestOptions,
+  OpenHsmBackendOptions,
+  DataSnapshot,
+} from "./hsm-backend.js";
+export { LustreHsmBackend, LUSTRE_DEFAULTS, parseHsmStateLine } from "./lustre-backend.js";
+export type { LustreHsmBackendOptions } from "./lustre-backend.js";

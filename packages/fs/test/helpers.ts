@@ -1,5 +1,6 @@
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import type { ExecutionContext } from "ava";
 
@@ -16,3 +17,16 @@ export const pathIn = (dir: string, name: Buffer | string): Buffer =>
   Buffer.concat([Buffer.from(dir), Buffer.from("/"), Buffer.from(name)]);
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * An executable `lfs` STAND-IN (fixtures/lfs-standin.ts over the emulation backend; no Lustre
+ * client can run here): a shell wrapper in `dir` that runs the compiled stand-in with node.
+ */
+export const lfsStandIn = async (dir: string): Promise<string> => {
+  const script = fileURLToPath(new URL("./fixtures/lfs-standin.js", import.meta.url));
+  const wrapper = join(dir, "lfs");
+  await writeFile(wrapper, `#!/bin/sh\nexec "${process.execPath}" "${script}" "$@"\n`, {
+    mode: 0o755,
+  });
+  return wrapper;
+};

@@ -14,6 +14,10 @@ import type {
   ImportSpec,
   RestoreCounters,
   HsmActionList,
+  HsmActionResult,
+  HsmCancel,
+  HsmItemStatus,
+  HsmProgress,
   ItemError,
   ItemKind,
   ItemResult,
@@ -423,7 +427,62 @@ export const decodeHsmActionList = (data: Uint8Array): HsmActionList => {
       data: bytes(i.data),
       path: bytes(i.path),
     })),
+    partition: m.partition,
   };
+};
+
+export const encodeHsmActionResult = (m: HsmActionResult): Uint8Array =>
+  pb.HsmActionResult.encode({
+    ...m,
+    items: m.items.map((i) => ({
+      ...i,
+      cookie: fromBigInt(i.cookie),
+      bytes: fromNumber(i.bytes, "bytes"),
+    })),
+  }).finish();
+export const decodeHsmActionResult = (data: Uint8Array): HsmActionResult => {
+  const m = pb.HsmActionResult.decode(data);
+  return {
+    jobId: m.jobId,
+    listId: m.listId,
+    workerId: m.workerId,
+    attempt: m.attempt,
+    items: m.items.map((i) => ({
+      fid: i.fid ?? "",
+      cookie: toBigInt(i.cookie),
+      action: (i.action ?? 0) as HsmAction,
+      path: bytes(i.path),
+      status: (i.status ?? 0) as HsmItemStatus,
+      error: i.error ?? "",
+      bytes: toSafeNumber(i.bytes, "bytes"),
+    })),
+  };
+};
+
+export const encodeHsmProgress = (m: HsmProgress): Uint8Array =>
+  pb.HsmProgress.encode({
+    ...m,
+    bytesDone: fromNumber(m.bytesDone, "bytesDone"),
+    bytesTotal: fromNumber(m.bytesTotal, "bytesTotal"),
+  }).finish();
+export const decodeHsmProgress = (data: Uint8Array): HsmProgress => {
+  const m = pb.HsmProgress.decode(data);
+  return {
+    jobId: m.jobId,
+    listId: m.listId,
+    fid: m.fid,
+    action: m.action as HsmAction,
+    bytesDone: toSafeNumber(m.bytesDone, "bytesDone"),
+    bytesTotal: toSafeNumber(m.bytesTotal, "bytesTotal"),
+    workerId: m.workerId,
+  };
+};
+
+export const encodeHsmCancel = (m: HsmCancel): Uint8Array =>
+  pb.HsmCancel.encode({ fids: m.fids, cookie: fromBigInt(m.cookie) }).finish();
+export const decodeHsmCancel = (data: Uint8Array): HsmCancel => {
+  const m = pb.HsmCancel.decode(data);
+  return { fids: m.fids, cookie: toBigInt(m.cookie) };
 };
 
 export const encodeChunk = (m: Chunk): Uint8Array =>

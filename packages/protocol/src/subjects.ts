@@ -10,6 +10,11 @@
  *   hsmfleet.work.<jobId>.restore     TransferBatch       (WORK stream; one consumer per restore job)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
  *   hsmfleet.result.<jobId>.conflicts ErrorBatch          (import conflicts: code = resolution)
+ *   hsmfleet.hsm.<partition>          HsmActionList       (HSM stream, work-queue; one durable
+ *                                                          consumer per partition: hsm-<partition>)
+ *   hsmfleet.result.<jobId>.hsm       HsmActionResult     (RESULTS stream)
+ *   hsmfleet.hsmprogress.<jobId>      HsmProgress         (core NATS; bytes done, heartbeat)
+ *   hsmfleet.hsmcancel                HsmCancel           (core NATS; every worker listens)
  *   hsmfleet.hb.<workerId>            WorkerHeartbeat     (core NATS)
  *   hsmfleet.hbping                   (empty)             (core NATS; workers answer with a heartbeat)
  */
@@ -23,6 +28,12 @@ export const CHUNK_CONSUMER = "chunk";
 export const CHUNKS_BUCKET = "hsmfleet-chunks";
 /** One key per source root with an import/export job running: only one such job at a time. */
 export const LOCKS_BUCKET = "hsmfleet-locks";
+/** HSM action lists, sharded by FID hash onto partitions (work-queue retention). */
+export const HSM_STREAM = "HSMFLEET_HSM";
+/** Partitions when nobody chose (coordinator --partitions). */
+export const HSM_DEFAULT_PARTITIONS = 16;
+/** Durable pull consumer of one partition. */
+export const hsmConsumerName = (partition: number): string => `hsm-${partition}`;
 
 export const subjects = {
   workAll: "hsmfleet.work.>",
@@ -40,6 +51,11 @@ export const subjects = {
   itemResult: (jobId: string): string => `hsmfleet.result.${jobId}.item`,
   entries: (jobId: string): string => `hsmfleet.result.${jobId}.entries`,
   errors: (jobId: string): string => `hsmfleet.result.${jobId}.errors`,
+  hsmAll: "hsmfleet.hsm.>",
+  hsmPartition: (partition: number): string => `hsmfleet.hsm.${partition}`,
+  hsmResults: (jobId: string): string => `hsmfleet.result.${jobId}.hsm`,
+  hsmProgress: (jobId: string): string => `hsmfleet.hsmprogress.${jobId}`,
+  hsmCancel: "hsmfleet.hsmcancel",
   heartbeatAll: "hsmfleet.hb.*",
   heartbeat: (workerId: string): string => `hsmfleet.hb.${workerId}`,
   /** Anyone may publish here; every worker answers with a heartbeat at once. */

@@ -6,6 +6,13 @@ import { hsmfleet } from "../src/gen/hsmfleet.js";
 import {
   decodeChunk,
   decodeHsmActionList,
+  decodeHsmActionResult,
+  decodeHsmProgress,
+  decodeHsmCancel,
+  encodeHsmActionResult,
+  encodeHsmProgress,
+  encodeHsmCancel,
+  HsmItemStatus,
   decodeItemResult,
   decodeJobStatus,
   decodeTransferBatch,
@@ -247,8 +254,39 @@ test("heartbeat, action list and chunk round trip", (t) => {
         path: Buffer.from("a/b"),
       },
     ],
+    partition: 7,
   };
   t.deepEqual(decodeHsmActionList(encodeHsmActionList(hal)), hal);
+  const result = {
+    jobId: "h",
+    listId: "l",
+    workerId: "w",
+    attempt: 2,
+    items: [
+      {
+        fid: "[0x200000401:0x1:0x0]",
+        cookie: 5n,
+        action: HsmAction.Release,
+        path: Buffer.from([0x61, 0xff]),
+        status: HsmItemStatus.Failed,
+        error: "release of a refused: file is dirty",
+        bytes: 2 ** 40,
+      },
+    ],
+  };
+  t.deepEqual(decodeHsmActionResult(encodeHsmActionResult(result)), result);
+  const progress = {
+    jobId: "h",
+    listId: "l",
+    fid: "[0x1:0x2:0x0]",
+    action: HsmAction.Archive,
+    bytesDone: 10,
+    bytesTotal: 2 ** 45,
+    workerId: "w",
+  };
+  t.deepEqual(decodeHsmProgress(encodeHsmProgress(progress)), progress);
+  const cancel = { fids: ["[0x1:0x2:0x0]"], cookie: 9n };
+  t.deepEqual(decodeHsmCancel(encodeHsmCancel(cancel)), cancel);
   const chunk = {
     jobId: "e",
     chunkId: "c",

@@ -45,6 +45,8 @@ export interface WorkerOptions {
   memoryBudgetBytes?: number | undefined;
   /** Source address for outgoing storage connections (one NIC of a multi-NIC VM). */
   bindAddress?: string | undefined;
+  /** lfs binary for HSM jobs on the lustre backend. Default "lfs" (PATH). */
+  lfsPath?: string | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
 }
@@ -74,6 +76,7 @@ export interface ResolvedWorkerOptions {
   blockConcurrency: number;
   memoryBudgetBytes: number;
   bindAddress: string | undefined;
+  lfsPath: string;
   logger: Logger | undefined;
   hooks: WorkerHooks;
 }
@@ -94,6 +97,7 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     blockConcurrency: o.blockConcurrency ?? WORKER_DEFAULTS.blockConcurrency,
     memoryBudgetBytes: o.memoryBudgetBytes ?? WORKER_DEFAULTS.memoryBudgetBytes,
     bindAddress: o.bindAddress,
+    lfsPath: o.lfsPath ?? "lfs",
     logger: o.logger,
     hooks: o.hooks ?? {},
   };

@@ -24,6 +24,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { exportVisitor } from "./export-visitor.js";
+import { HsmActionRunner } from "./hsm-action.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
 import { resolveWorkerOptions } from "./options.js";
@@ -224,6 +225,28 @@ export class Worker {
           handle: (msg) => this.#handleTransfer(transferCtx, msg),
           onError,
         }),
+        new HsmActionRunner({
+          nc: options.nc,
+          js: this.#js,
+          workerId: options.workerId,
+          job: (jobId) => this.#jobs.get(jobId),
+          isLive,
+          container: (job) => this.#container(job),
+          budget: this.#budget,
+          blockConcurrency: options.blockConcurrency,
+          ackWaitMs: this.#transfer.ackWaitMs,
+          pullSignal: this.#pullAbort.signal,
+          abortSignal: this.#abort.signal,
+          lfsPath: options.lfsPath,
+          onBytes: (n) => {
+            this.#stats.bytesMoved += n;
+          },
+          onItems: (done, failed) => {
+            this.#stats.itemsDone += done;
+            this.#stats.itemsFailed += failed;
+          },
+          logger: options.logger,
+        }).run(),
       ]);
     } finally {
       heartbeat.stop();

@@ -1,0 +1,387 @@
+/**
+ * HSM requests through the fleet: each path becomes an action item (FID, root-relative path,
+ * cookie), items are sharded by a hash of the FID onto partitions (hsmfleet.hsm.<n>) and grouped
+ * into action lists of up to `listMaxItems`; workers carry the lists out and publish one result per
+ * list; the requester sees every item's outcome (onItem) and a summary at the end.
+ *
+ * A CANCEL request is also broadcast on core NATS (hsmfleet.hsmcancel) before its items are
+ * queued: a partition runs its lists one after another, so the broadcast is what reaches an
+ * ARCHIVE already in flight; the queued CANCEL items then keep the order for later ones.
+ */
+import { hostname } from "node:os";
+
+import { DeliverPolicy } from "@nats-io/jetstream";
+import type { ConsumerMessages } from "@nats-io/jetstream";
+import { JobStore, ensureHsmPartitions, ensureTopology, jetstream } from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import {
+  UsageError,
+  copytoolActionForUser,
+  displayPath,
+  errorMessage,
+  partitionForFid,
+  userActionForRequest,
+} from "@hsmfleet/core";
+import type { HsmRequestName } from "@hsmfleet/core";
+import { openHsmBackend } from "@hsmfleet/fs";
+import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
+import {
+  HSM_DEFAULT_PARTITIONS,
+  HsmItemStatus,
+  JobKind,
+  JobState,
+  RESULTS_STREAM,
+  decodeHsmActionResult,
+  decodeHsmProgress,
+  encodeHsmActionList,
+  encodeHsmCancel,
+  newJobSpec,
+  newJobStatus,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+
+import { newJobId } from "./job-id.js";
+
+export interface HsmJobOptions {
+  nc: NatsConnection;
+  request: HsmRequestName;
+  /** Absolute root every path lies under (mounted at the same path on every worker VM). */
+  root: string;
+  /** Absolute paths of the files (a stream: millions need not sit in memory). */
+  paths: AsyncIterable<Buffer> | Iterable<Buffer>;
+  backend: HsmBackendKind;
+  /** Xattr holding hsm_attrs. Default "trusted.hsm". */
+  hsmXattr?: string | undefined;
+  /** lfs binary (lustre backend: path2fid runs here). Default "lfs". */
+  lfsPath?: string | undefined;
+  /** Archive id (lfs --archive). Default 1. */
+  archiveId?: number | undefined;
+  /** Partitions to shard onto. Default 16. */
+  partitions?: number | undefined;
+  /** Items per action list. Default 256. */
+  listMaxItems?: number | undefined;
+  /** Container and prefix of the archive (emulation backend). */
+  container?: string | undefined;
+  prefix?: string | undefined;
+  jobId?: string | undefined;
+  signal?: AbortSignal | undefined;
+  /** Every item's outcome, as its list's result arrives. */
+  onItem?: ((item: HsmItemResult) => void) | undefined;
+  /** Bytes moved by long actions (archive, restore), from the workers' progress messages. */
+  onProgress?: ((p: HsmJobProgress) => void) | undefined;
+  logger?: Logger | undefined;
+  topology?: TopologyOptions | undefined;
+}
+
+export const HSM_JOB_DEFAULTS = {
+  partitions: HSM_DEFAULT_PARTITIONS,
+  listMaxItems: 256,
+  archiveId: 1,
+} as const;
+
+export interface HsmJobProgress {
+  jobId: string;
+  dispatched: number;
+  completed: number;
+  failed: number;
+  /** Latest progress of long actions in flight, by FID. */
+  inFlight: HsmProgress[];
+  elapsedMs: number;
+}
+
+export interface HsmJobSummary {
+  jobId: string;
+  request: HsmRequestName;
+  state: "succeeded" | "failed" | "cancelled";
+  items: number;
+  done: number;
+  skipped: number;
+  failed: number;
+  cancelled: number;
+  bytes: number;
+  lists: number;
+  elapsedMs: number;
+  /** The first failures (at most 100). */
+  errors: { path: string; error: string }[];
+}
+
+const relativeTo = (root: Buffer, abs: Buffer): Buffer => {
+  if (abs.equals(root)) return Buffer.alloc(0);
+  const prefix = root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
+  if (abs.length <= prefix.length || !abs.subarray(0, prefix.length).equals(prefix)) {
+    throw new UsageError(`${displayPath(abs)} is not under the job root ${displayPath(root)}`);
+  }
+  return abs.subarray(prefix.length);
+};
+
+/** Monotonic cookies: milliseconds since the epoch × 2^20 + a counter (unique per coordinator run). */
+let cookieCounter = 0n;
+const nextCookie = (): bigint => (BigInt(Date.now()) << 20n) + (cookieCounter++ & 0xfffffn);
+
+export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
+  const started = Date.now();
+  const partitions = o.partitions ?? HSM_JOB_DEFAULTS.partitions;
+  const listMaxItems = o.listMaxItems ?? HSM_JOB_DEFAULTS.listMaxItems;
+  const archiveId = o.archiveId ?? HSM_JOB_DEFAULTS.archiveId;
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
+    throw new UsageError(`--partitions must be an integer from 1 to 1024, not ${partitions}`);
+  }
+  if (
+    o.backend === "hsm-emulation" &&
+    o.request !== "release" &&
+    o.request !== "cancel" &&
+    !o.container
+  ) {
+    throw new UsageError(
+      `hsm ${o.request} on the hsm-emulation backend needs a container (--container)`,
+    );
+  }
+  if (o.container && !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(o.container)) {
+    throw new UsageError(
+      `invalid container name ${JSON.stringify(o.container)}: 3-63 lowercase letters, digits and single hyphens`,
+    );
+  }
+  const root = Buffer.from(o.root);
+  const jobId = o.jobId ?? newJobId("hsm");
+  const { jsm, jobs, topology } = await ensureTopology(o.nc, o.topology);
+  await ensureHsmPartitions(jsm, partitions, topology);
+  const store = new JobStore(jobs);
+  const js = jetstream(o.nc);
+  const status = newJobStatus(
+    newJobSpec({
+      jobId,
+      kind: JobKind.Hsm,
+      root,
+      backend: o.backend,
+      hsmXattr: o.hsmXattr ?? "trusted.hsm",
+      container: o.container ?? "",
+      prefix: o.prefix ?? "",
+      createdBy: `${process.env["USER"] ?? "?"}@${hostname()} hsm ${o.request}`,
+    }),
+    { coordinator: `${hostname()}:${process.pid}` },
+  );
+  await store.create(status);
+  const backend: HsmBackend = openHsmBackend({
+    backend: o.backend,
+    xattr: o.hsmXattr,
+    lfsPath: o.lfsPath,
+  });
+  const action = copytoolActionForUser(userActionForRequest(o.request)) as HsmAction;
+
+  const summary: HsmJobSummary = {
+    jobId,
+    request: o.request,
+    state: "succeeded",
+    items: 0,
+    done: 0,
+    skipped: 0,
+    failed: 0,
+    cancelled: 0,
+    bytes: 0,
+    lists: 0,
+    elapsedMs: 0,
+    errors: [],
+  };
+  let dispatchDone = false;
+  let listsDone = 0;
+  let completed = 0;
+  const seenLists = new Set<string>();
+  const inFlight = new Map<string, HsmProgress>();
+  const progress = () =>
+    o.onProgress?.({
+      jobId,
+      dispatched: summary.items,
+      completed,
+      failed: summary.failed,
+      inFlight: [...inFlight.values()],
+      elapsedMs: Date.now() - started,
+    });
+
+  // Results first, so nothing published before the consumer exists is missed (it reads from the start).
+  const consumer = await js.consumers.get(RESULTS_STREAM, {
+    filter_subjects: subjects.hsmResults(jobId),
+    deliver_policy: DeliverPolicy.All,
+  });
+  const messages: ConsumerMessages = await consumer.consume();
+  const progressSub = o.nc.subscribe(subjects.hsmProgress(jobId), {
+    callback: (err, m) => {
+      if (err) return;
+      const p = decodeHsmProgress(m.data);
+      if (p.bytesDone >= p.bytesTotal) inFlight.delete(p.fid);
+      else inFlight.set(p.fid, p);
+      progress();
+    },
+  });
+  let cancelled = false;
+  const onAbort = () => {
+    cancelled = true;
+    void messages.close();
+  };
+  o.signal?.addEventListener("abort", onAbort, { once: true });
+  let ended: () => void = () => undefined;
+  const allDone = new Promise<void>((resolve) => (ended = resolve));
+  const checkDone = () => {
+    if (dispatchDone && listsDone === summary.lists) {
+      ended();
+      void messages.close();
+    }
+  };
+
+  const follow = (async () => {
+    for await (const m of messages) {
+      const r = decodeHsmActionResult(m.data);
+      if (seenLists.has(r.listId)) continue;
+      seenLists.add(r.listId);
+      listsDone++;
+      for (const item of r.items) {
+        completed++;
+        summary.bytes += item.bytes;
+        inFlight.delete(item.fid);
+        switch (item.status) {
+          case HsmItemStatus.Done:
+            summary.done++;
+            break;
+          case HsmItemStatus.Skipped:
+            summary.skipped++;
+            break;
+          case HsmItemStatus.Cancelled:
+            summary.cancelled++;
+            break;
+          default:
+            summary.failed++;
+            if (summary.errors.length < 100) {
+              summary.errors.push({
+                path: displayPath(resolveAbs(root, item.path)),
+                error: item.error,
+              });
+            }
+        }
+        o.onItem?.(item);
+      }
+      progress();
+      checkDone();
+    }
+  })();
+
+  // Dispatch: FIDs are looked up in parallel chunks; lists go out as soon as they are full.
+  const pending = new Map<number, HsmActionItem[]>();
+  let listSeq = 0;
+  const publishList = async (partition: number, items: HsmActionItem[]) => {
+    const listId = `${partition}-${listSeq++}`;
+    summary.lists++;
+    await js.publish(
+      subjects.hsmPartition(partition),
+      encodeHsmActionList({
+        jobId,
+        listId,
+        archiveId,
+        fsname: "",
+        flags: 0n,
+        items,
+        partition,
+      }),
+      { msgID: `${jobId}.${listId}` },
+    );
+  };
+  const addItems = async (paths: Buffer[]) => {
+    const fids = await backend.fids(paths);
+    const cancelFids: string[] = [];
+    const cookie = nextCookie();
+    for (const [i, r] of fids.entries()) {
+      const abs = paths[i]!;
+      if (r instanceof Error) {
+        summary.items++;
+        summary.failed++;
+        completed++;
+        if (summary.errors.length < 100)
+          summary.errors.push({ path: displayPath(abs), error: errorMessage(r) });
+        continue;
+      }
+      const fid = r;
+      const partition = partitionForFid(fid, partitions);
+      const item: HsmActionItem = {
+        action,
+        fid,
+        dfid: fid,
+        extent: { offset: 0, length: 0 },
+        cookie: o.request === "cancel" ? cookie : nextCookie(),
+        gid: 0n,
+        data: Buffer.alloc(0),
+        path: relativeTo(root, abs),
+      };
+      if (o.request === "cancel") cancelFids.push(fid);
+      summary.items++;
+      const list = pending.get(partition) ?? [];
+      list.push(item);
+      pending.set(partition, list);
+      if (list.length >= listMaxItems) {
+        pending.delete(partition);
+        await publishList(partition, list);
+      }
+    }
+    if (cancelFids.length > 0) {
+      o.nc.publish(subjects.hsmCancel, encodeHsmCancel({ fids: cancelFids, cookie }));
+    }
+  };
+
+  try {
+    let chunk: Buffer[] = [];
+    for await (const p of o.paths) {
+      if (cancelled) break;
+      chunk.push(p);
+      if (chunk.length >= 512) {
+        await addItems(chunk);
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0 && !cancelled) await addItems(chunk);
+    for (const [partition, items] of pending) await publishList(partition, items);
+    pending.clear();
+    dispatchDone = true;
+    progress();
+    checkDone();
+    await Promise.race([allDone, follow]);
+  } finally {
+    o.signal?.removeEventListener("abort", onAbort);
+    progressSub.unsubscribe();
+    await messages.close();
+    await follow.catch(() => undefined);
+  }
+  summary.elapsedMs = Date.now() - started;
+  summary.state = cancelled ? "cancelled" : summary.failed > 0 ? "failed" : "succeeded";
+  status.state =
+    summary.state === "cancelled"
+      ? JobState.Cancelled
+      : summary.state === "failed"
+        ? JobState.Failed
+        : JobState.Succeeded;
+  status.published = summary.lists;
+  status.completed = listsDone;
+  status.finishedAtMs = Date.now();
+  status.updatedAtMs = status.finishedAtMs;
+  status.reason = `${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed, ${summary.cancelled} cancelled`;
+  await store
+    .put(status)
+    .catch((err: unknown) =>
+      o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
+    );
+  return summary;
+};
+
+const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
+  rel.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), rel]);
+
+export const formatHsmSummary = (s: HsmJobSummary): string => {
+  const secs = s.elapsedMs / 1000;
+  const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
+  const lines = [
+    `hsm ${s.request} ${s.jobId}: ${s.state}`,
+    `  items ${s.items} in ${s.lists} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
+    `  ${secs.toFixed(1)} s, ${rate} items/s${s.bytes > 0 ? `, ${s.bytes} bytes moved` : ""}`,
+  ];
+  for (const e of s.errors.slice(0, 10)) lines.push(`  error: ${e.error}`);
+  if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);
+  return lines.join("\n");
+};

@@ -1,0 +1,385 @@
+/**
+ * The HSM surface hsmfleet drives, one interface over two backends:
+ *
+ *  - "hsm-emulation" (HsmEmulationBackend): Lustre's rules applied to an ordinary file system, with
+ *    struct hsm_attrs in an xattr. Request methods apply the transition at once, as if a copytool
+ *    had finished instantly; the action pipeline's workers move the data themselves and use the
+ *    two-phase beginArchive/completeArchive and beginRestore/completeRestore around it.
+ *  - "lustre" (LustreHsmBackend, lustre-backend.ts): reads trusted.hsm and calls `lfs`; the HSM
+ *    coordinator and a copytool (AMLFS's, or hsmfleet's workers) carry the requests out.
+ */
+import { constants } from "node:fs";
+import { lstat, open } from "node:fs/promises";
+
+import {
+  DEFAULT_HSM_XATTR,
+  FsOperationError,
+  HSM_COMPAT,
+  HsmFlag,
+  HsmRefusedError,
+  archiveDone,
+  canArchive,
+  canRelease,
+  canRemove,
+  canRestore,
+  displayPath,
+  errorCode,
+  errorMessage,
+  fidForInode,
+  formatFid,
+  transitionRefusal,
+  HsmfleetError,
+} from "@hsmfleet/core";
+import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
+
+import { checkPath } from "./errno.js";
+import { HsmEmulation } from "./hsm-emulation.js";
+import { LustreHsmBackend } from "./lustre-backend.js";
+
+export type HsmBackendKind = "hsm-emulation" | "lustre";
+export const HSM_BACKEND_KINDS: readonly HsmBackendKind[] = ["hsm-emulation", "lustre"];
+
+export interface HsmRequestOptions {
+  /** Archive id for archive requests (lfs --archive); default 1. */
+  archiveId?: number | undefined;
+}
+
+export interface HsmBackend {
+  readonly kind: HsmBackendKind;
+  /** Xattr holding struct hsm_attrs. */
+  readonly xattr: string;
+  /** hsm_attrs of the file, undefined when it has none ("new"). Emulation detects writes here. */
+  state(absPath: Buffer): Promise<HsmAttrs | undefined>;
+  /** `[0xseq:0xoid:0xver]`: lfs path2fid on Lustre, derived from (device, inode) on emulation. */
+  fid(absPath: Buffer): Promise<string>;
+  /** FIDs of many files at once (one `lfs path2fid` per batch on Lustre); each entry a FID or the error. */
+  fids(absPaths: Buffer[]): Promise<(string | Error)[]>;
+  archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void>;
+  /** Resolves false when the file already was released (nothing done), true otherwise. */
+  release(absPath: Buffer): Promise<boolean>;
+  restore(absPath: Buffer): Promise<void>;
+  remove(absPath: Buffer): Promise<void>;
+  /** Cancels requests in flight on the file (lfs hsm_cancel); a no-op on emulation. */
+  cancel(absPath: Buffer): Promise<void>;
+  /** One request over many files (lfs takes them in batches); the first refusal rejects. */
+  requestMany(
+    request: HsmRequestName,
+    absPaths: Buffer[],
+    options?: HsmRequestOptions,
+  ): Promise<void>;
+  /** Batch restore (lfs hsm_restore), what `hsmfleet restore` uses on Lustre. */
+  requestRestore(absPaths: Buffer[]): Promise<void>;
+  /** lfs hsm_set / hsm_clear: set and clear flags (policy bits, LOST, …), optionally the archive id. */
+  setFlags(absPath: Buffer, set: number, clear: number, archiveId?: number): Promise<void>;
+  /** A released stub of `size` bytes (lfs hsm_import). */
+  importReleased(absPath: Buffer, size: number, archiveId: number): Promise<void>;
+  /** Data written in full and in the archive: EXISTS|ARCHIVED. */
+  markArchived(absPath: Buffer, archiveId: number): Promise<void>;
+}
+
+export interface OpenHsmBackendOptions {
+  backend: HsmBackendKind;
+  /** Xattr for hsm_attrs; default "trusted.hsm". */
+  xattr?: string | undefined;
+  /** lfs binary for the lustre backend; default "lfs" (found on PATH). */
+  lfsPath?: string | undefined;
+}
+
+/** What the file looked like when an archive started; compared again when it completes. */
+export interface DataSnapshot {
+  size: number;
+  mtimeNs: bigint;
+  /** Data version recorded as hsm_arch_ver (see dataVersion). */
+  version: bigint;
+  dev: bigint;
+  ino: bigint;
+}
+
+/**
+ * The emulation's data version, kept in hsm_arch_ver (where Lustre's copytool keeps the file's
+ * data_version at archive time): FNV-1a 64 over (size, mtime in ns), never 0 (0 = not recorded,
+ * as importReleased and markArchived leave it). A write changes mtime or size, so a different
+ * version at the next state read means the file is dirty.
+ */
+export const dataVersion = (size: bigint, mtimeNs: bigint): bigint => {
+  let h = 0xcbf29ce484222325n;
+  const mix = (v: bigint) => {
+    for (let i = 0; i < 8; i++) {
+      h ^= (v >> BigInt(i * 8)) & 0xffn;
+      h = (h * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
+    }
+  };
+  mix(size);
+  mix(mtimeNs);
+  return h === 0n ? 1n : h;
+};
+
+const wrapFs = (err: unknown, operation: string, path: Buffer): unknown =>
+  err instanceof HsmfleetError
+    ? err
+    : new FsOperationError(operation, displayPath(path), errorCode(err), errorMessage(err), err);
+
+/** HSM emulation with Lustre's rules; keeps HsmEmulation's import/markArchived/state API. */
+export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
+  readonly kind = "hsm-emulation" as const;
+
+  /**
+   * State with write detection: an ARCHIVED, not RELEASED, not DIRTY file whose recorded data
+   * version no longer matches its size and mtime gets DIRTY (persisted, as Lustre sets it on the
+   * first write). A released stub that was written to (nothing intercepts writes here as Lustre's
+   * implicit restore does) loses RELEASED and gets DIRTY: its contents are now local, and older in
+   * the archive. Files with no recorded version (0: import, markArchived) are trusted as clean.
+   */
+  override async state(absPath: Buffer): Promise<HsmAttrs | undefined> {
+    const attrs = await super.state(absPath);
+    if (!attrs || attrs.archiveVersion === 0n) return attrs;
+    const flags = attrs.flags;
+    if ((flags & HsmFlag.Archived) === 0 || (flags & HsmFlag.Dirty) !== 0) return attrs;
+    const st = await this.statFile(absPath, "lstat");
+    if (st.version === attrs.archiveVersion) return attrs;
+    const dirty = { ...attrs, flags: (flags | HsmFlag.Dirty) & ~HsmFlag.Released };
+    await this.setState(absPath, dirty);
+    return dirty;
+  }
+
+  async fid(absPath: Buffer): Promise<string> {
+    const st = await this.statFile(absPath, "path2fid", false);
+    return formatFid(fidForInode(st.dev, st.ino));
+  }
+
+  async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
+    const r = await Promise.allSettled(absPaths.map((p) => this.fid(p)));
+    return r.map((x) =>
+      x.status === "fulfilled"
+        ? x.value
+        : x.reason instanceof Error
+          ? x.reason
+          : new Error(errorMessage(x.reason)),
+    );
+  }
+
+  /** Copytool side, phase 1: archive allowed? Sets EXISTS and returns what the copy must match. */
+  async beginArchive(absPath: Buffer): Promise<DataSnapshot> {
+    const attrs = await this.state(absPath);
+    const t = this.check("archive", absPath, attrs, canArchive(attrs?.flags ?? 0));
+    const st = await this.statFile(absPath, "archive");
+    if (t !== (attrs?.flags ?? 0)) await this.write(absPath, attrs, t);
+    return st;
+  }
+
+  /**
+   * Copytool side, phase 2: the copy of `snapshot` is in the archive. If the file changed since
+   * (size or mtime), it stays not archived (DIRTY if it was archived before) and this rejects.
+   */
+  async completeArchive(absPath: Buffer, archiveId: number, snapshot: DataSnapshot): Promise<void> {
+    const st = await this.statFile(absPath, "archive");
+    if (st.version !== snapshot.version || st.ino !== snapshot.ino) {
+      throw new HsmRefusedError(
+        "archive",
+        displayPath(absPath),
+        "changed",
+        `archive of ${displayPath(absPath)} failed: the file changed while it was copied; archive it again`,
+      );
+    }
+    const attrs = await super.state(absPath);
+    await this.setState(absPath, {
+      compat: attrs?.compat ?? HSM_COMPAT,
+      flags: archiveDone(attrs?.flags ?? 0),
+      archiveId: BigInt(archiveId),
+      archiveVersion: snapshot.version,
+    });
+  }
+
+  /** Request form with no data to move (tests, the lfs stand-in): begin + complete at once. */
+  async archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void> {
+    const snapshot = await this.beginArchive(absPath);
+    await this.completeArchive(absPath, options?.archiveId ?? 1, snapshot);
+  }
+
+  /**
+   * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (truncate to
+   * 0, then back to the size: sparse, no blocks), mtime put back, and the new data version recorded.
+   * Resolves true when released now, false when it already was.
+   */
+  async release(absPath: Buffer): Promise<boolean> {
+    const attrs = await this.state(absPath);
+    const flags = this.check("release", absPath, attrs, canRelease(attrs?.flags ?? 0));
+    if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return false; // already released
+    let op = "open";
+    let handle;
+    try {
+      handle = await open(
+        absPath,
+        constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+      );
+    } catch (err) {
+      throw wrapFs(err, op, absPath);
+    }
+    let version: bigint;
+    try {
+      op = "fstat";
+      const st = await handle.stat({ bigint: true });
+      if (!st.isFile())
+        throw new FsOperationError(op, displayPath(absPath), "EINVAL", "not a regular file");
+      op = "ftruncate";
+      await handle.truncate(0);
+      await handle.truncate(Number(st.size));
+      op = "futimes";
+      await handle.utimes(
+        new Date(Number(st.atimeNs / 1_000_000n)),
+        Number(st.mtimeNs / 1000n) / 1e6,
+      );
+      const after = await handle.stat({ bigint: true });
+      version = dataVersion(after.size, after.mtimeNs);
+    } catch (err) {
+      throw wrapFs(err, op, absPath);
+    } finally {
+      await handle.close();
+    }
+    await this.setState(absPath, { ...attrs!, flags, archiveVersion: version });
+    return true;
+  }
+
+  /** Copytool side: is a restore needed (RELEASED) and allowed (not LOST)? */
+  async beginRestore(absPath: Buffer): Promise<boolean> {
+    const attrs = await this.state(absPath);
+    this.check("restore", absPath, attrs, canRestore(attrs?.flags ?? 0));
+    return ((attrs?.flags ?? 0) & HsmFlag.Released) !== 0;
+  }
+
+  /** Copytool side: the data is back in the file: RELEASED cleared, data version recorded. */
+  async completeRestore(absPath: Buffer): Promise<void> {
+    const attrs = await super.state(absPath);
+    const flags = this.check("restore", absPath, attrs, canRestore(attrs?.flags ?? 0));
+    const st = await this.statFile(absPath, "restore");
+    await this.write(absPath, attrs, flags, st.version);
+  }
+
+  /**
+   * Request form with no data to move: clears RELEASED. The data is not brought back (nothing to
+   * bring it from), so only tests and the lfs stand-in use it; the pipeline uses begin/complete.
+   */
+  async restore(absPath: Buffer): Promise<void> {
+    if (await this.beginRestore(absPath)) await this.completeRestore(absPath);
+  }
+
+  /** Remove: the archive copy is gone (the caller deleted the blob): ARCHIVED/DIRTY/LOST cleared. */
+  async remove(absPath: Buffer): Promise<void> {
+    const attrs = await this.state(absPath);
+    const flags = this.check("remove", absPath, attrs, canRemove(attrs?.flags ?? 0));
+    if (attrs) await this.write(absPath, attrs, flags, 0n);
+  }
+
+  async cancel(absPath: Buffer): Promise<void> {
+    // Nothing is queued inside the emulation itself: the pipeline cancels its own actions.
+    await this.statFile(absPath, "cancel", false);
+  }
+
+  async requestMany(
+    request: HsmRequestName,
+    absPaths: Buffer[],
+    options?: HsmRequestOptions,
+  ): Promise<void> {
+    for (const path of absPaths) {
+      switch (request) {
+        case "archive":
+          await this.archive(path, options);
+          break;
+        case "release":
+          await this.release(path);
+          break;
+        case "restore":
+          await this.restore(path);
+          break;
+        case "remove":
+          await this.remove(path);
+          break;
+        case "cancel":
+          await this.cancel(path);
+          break;
+      }
+    }
+  }
+
+  async requestRestore(absPaths: Buffer[]): Promise<void> {
+    await this.requestMany("restore", absPaths);
+  }
+
+  async setFlags(absPath: Buffer, set: number, clear: number, archiveId?: number): Promise<void> {
+    await this.statFile(absPath, "hsm_set");
+    const attrs = await super.state(absPath);
+    await this.setState(absPath, {
+      compat: attrs?.compat ?? HSM_COMPAT,
+      flags: ((attrs?.flags ?? 0) | set) & ~clear,
+      archiveId: archiveId === undefined ? (attrs?.archiveId ?? 0n) : BigInt(archiveId),
+      archiveVersion: attrs?.archiveVersion ?? 0n,
+    });
+  }
+
+  private check(
+    operation: string,
+    absPath: Buffer,
+    attrs: HsmAttrs | undefined,
+    transition: HsmTransition,
+  ): number {
+    if (transition.ok) return transition.flags;
+    const path = displayPath(absPath);
+    throw new HsmRefusedError(
+      operation,
+      path,
+      transition.reason,
+      transitionRefusal(operation, path, attrs, transition),
+    );
+  }
+
+  private async write(
+    absPath: Buffer,
+    attrs: HsmAttrs | undefined,
+    flags: number,
+    version?: bigint,
+  ): Promise<void> {
+    await this.setState(absPath, {
+      compat: attrs?.compat ?? HSM_COMPAT,
+      flags,
+      archiveId: attrs?.archiveId ?? 0n,
+      archiveVersion: version ?? attrs?.archiveVersion ?? 0n,
+    });
+  }
+
+  /** lstat (never follows a symlink); regular files only unless `fileOnly` is false. */
+  private async statFile(
+    absPath: Buffer,
+    operation: string,
+    fileOnly = true,
+  ): Promise<DataSnapshot> {
+    checkPath(absPath, operation);
+    let st;
+    try {
+      st = await lstat(absPath, { bigint: true });
+    } catch (err) {
+      throw wrapFs(err, operation, absPath);
+    }
+    if (fileOnly && !st.isFile()) {
+      throw new FsOperationError(operation, displayPath(absPath), "EINVAL", "not a regular file");
+    }
+    return {
+      size: Number(st.size),
+      mtimeNs: st.mtimeNs,
+      version: dataVersion(st.size, st.mtimeNs),
+      dev: st.dev,
+      ino: st.ino,
+    };
+  }
+}
+
+/** The backend `options.backend` names. */
+export const openHsmBackend = (options: OpenHsmBackendOptions): HsmBackend => {
+  switch (options.backend) {
+    case "hsm-emulation":
+      return new HsmEmulationBackend({ xattr: options.xattr ?? DEFAULT_HSM_XATTR });
+    case "lustre":
+      return new LustreHsmBackend({ xattr: options.xattr, lfsPath: options.lfsPath });
+    default:
+      throw new TypeError(`unknown HSM backend ${JSON.stringify(options.backend)}`);
+  }
+};
