@@ -47,6 +47,11 @@ export interface RestoreJobOptions {
   maxInflight?: number | undefined;
   restoreBatch?: number | undefined;
   hsmXattr?: string | undefined;
+  /**
+   * "hsm-emulation" (default here: the workers download the data themselves) or "lustre" (the
+   * workers issue lfs hsm_restore in batches and wait for the copytool).
+   */
+  backend?: "hsm-emulation" | "lustre" | undefined;
   /** Fallback for files without a recorded archive location: container, prefix and the directory that maps to the container root. */
   container?: string | undefined;
   prefix?: string | undefined;
@@ -185,7 +190,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
         createdAtMs: Date.now(),
         createdBy: `${safeUser()}@${hostname()}`,
         maxErrors: options.maxErrors ?? RESTORE_DEFAULTS.maxErrors,
-        backend: "hsm-emulation",
+        backend: options.backend ?? "hsm-emulation",
         hsmXattr: options.hsmXattr ?? RESTORE_DEFAULTS.hsmXattr,
         container: options.container ?? "",
         prefix,

@@ -16,7 +16,6 @@
 import type { BigIntStats } from "node:fs";
 import {
   FsOperationError,
-  HSM_COMPAT,
   HsmFlag,
   displayPath,
   errorCode,
@@ -24,14 +23,8 @@ import {
   hsmFlagWords,
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
-import {
-  HsmEmulation,
-  RELEASED_STUB_FLAGS,
-  TargetRoot,
-  UnsafePathError,
-  setXattr,
-} from "@hsmfleet/fs";
-import type { EntryAttributes } from "@hsmfleet/fs";
+import { TargetRoot, UnsafePathError, openHsmBackend, setXattr } from "@hsmfleet/fs";
+import type { EntryAttributes, HsmBackend } from "@hsmfleet/fs";
 import type { ConflictMode, ImportMode, ItemError } from "@hsmfleet/protocol";
 
 /** Where a file's data lives in Blob, recorded on each imported file for `hsmfleet restore`. */
@@ -55,9 +48,14 @@ export interface ImportTargetOptions {
   mode: ImportMode;
   conflict: ConflictMode;
   archiveId: number;
-  /** "hsm-emulation" (released stubs via trusted.hsm) or "posix" (full mode only, no HSM state). */
+  /**
+   * "hsm-emulation" (released stubs via trusted.hsm), "lustre" (lfs hsm_import) or "posix" (full
+   * mode only, no HSM state).
+   */
   backend: string;
   hsmXattr: string;
+  /** lfs binary for the lustre backend. */
+  lfsPath?: string | undefined;
   container: string;
 }
 
@@ -90,15 +88,29 @@ const isClean = (hsm: HsmAttrs | undefined): boolean => {
 export class ImportTarget {
   readonly root: TargetRoot;
   readonly options: ImportTargetOptions;
-  readonly #hsm: HsmEmulation | undefined;
+  readonly #hsm: HsmBackend | undefined;
+  /**
+   * Files start as released stubs made by the HSM backend — except on Lustre in full mode, where a
+   * released file would be restored by the copytool on the first write: there the data goes into
+   * a plain file that is marked "exists archived" (lfs hsm_set) once it is in.
+   */
+  readonly #stubs: boolean;
   readonly #locationXattr: string;
 
   private constructor(root: TargetRoot, options: ImportTargetOptions) {
     this.root = root;
     this.options = options;
     this.#hsm =
-      options.backend === "posix" ? undefined : new HsmEmulation({ xattr: options.hsmXattr });
+      options.backend === "posix"
+        ? undefined
+        : openHsmBackend({
+            backend: options.backend === "lustre" ? "lustre" : "hsm-emulation",
+            xattr: options.hsmXattr,
+            lfsPath: options.lfsPath,
+          });
     this.#locationXattr = archiveLocationXattr(options.hsmXattr);
+    this.#stubs =
+      this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
   }
 
   static async open(options: ImportTargetOptions): Promise<ImportTarget> {
@@ -282,7 +294,7 @@ export class ImportTarget {
     )
       return "created";
     if (existing.st.size !== BigInt(size)) return undefined;
-    if (!this.#hsm) return existing.st.blocks === 0n || size === 0 ? "stub" : undefined;
+    if (!this.#stubs) return existing.st.blocks === 0n || size === 0 ? "stub" : undefined;
     return ((existing.hsm?.flags ?? 0) & HsmFlag.Released) !== 0 ? "stub" : undefined;
   }
 
@@ -295,15 +307,10 @@ export class ImportTarget {
     alreadyStub = false,
   ): Promise<ImportOutcome> {
     const abs = this.root.absolute(rel);
-    if (this.#hsm) {
+    if (this.#hsm && this.#stubs) {
       // A stub from an earlier attempt already is one (its xattrs may occupy a block, which
       // importReleased would take for data).
       if (!alreadyStub) await this.#hsm.importReleased(abs, size, this.options.archiveId);
-      await setXattr(
-        abs,
-        this.#locationXattr,
-        formatArchiveLocation(this.options.container, blobName),
-      );
     } else {
       const fh = await this.root.openExisting(rel);
       try {
@@ -311,6 +318,13 @@ export class ImportTarget {
       } finally {
         await fh.close();
       }
+    }
+    if (this.#hsm) {
+      await setXattr(
+        abs,
+        this.#locationXattr,
+        formatArchiveLocation(this.options.container, blobName),
+      );
     }
     if (this.options.mode === "full") {
       // Owner-only until the data is in; the download sets the final attributes.
@@ -397,7 +411,7 @@ export class ImportTarget {
       this.#hsm !== undefined &&
       size !== undefined
     ) {
-      await this.#release(rel, existing, size);
+      await this.#release(rel);
       await this.root.setAttributes(rel, attrs);
       return {
         result: "imported",
@@ -425,26 +439,9 @@ export class ImportTarget {
     };
   }
 
-  /** Drops a clean file's data, keeping its size (what `lfs hsm_release` does). */
-  async #release(rel: Buffer, existing: Existing, size: number): Promise<void> {
-    const abs = this.root.absolute(rel);
-    if (((existing.hsm?.flags ?? 0) & HsmFlag.Released) === 0) {
-      const fh = await this.root.openExisting(rel);
-      try {
-        await fh.truncate(0);
-        await fh.truncate(size);
-      } finally {
-        await fh.close();
-      }
-    }
-    await this.#hsm!.setState(abs, {
-      compat: existing.hsm?.compat ?? HSM_COMPAT,
-      flags:
-        RELEASED_STUB_FLAGS |
-        ((existing.hsm?.flags ?? 0) & (HsmFlag.NoArchive | HsmFlag.NoRelease)),
-      archiveId: existing.hsm?.archiveId ?? BigInt(this.options.archiveId),
-      archiveVersion: existing.hsm?.archiveVersion ?? 0n,
-    });
+  /** Drops a clean file's data, keeping its size (`lfs hsm_release`; the backend checks the rules). */
+  async #release(rel: Buffer): Promise<void> {
+    await this.#hsm!.release(this.root.absolute(rel));
   }
 
   /** After a full-mode download: final attributes, then HSM state "exists archived" (0x9). */

@@ -8,6 +8,7 @@ import { ImportTarget } from "./import-target.js";
 import { handleImportShard } from "./import-shard.js";
 import { handleImportDownload } from "./import-download.js";
 import { handleRestoreBatch } from "./restore-batch.js";
+import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
@@ -308,14 +309,16 @@ export class Worker {
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
       (job) =>
-        handleRestoreBatch(
-          ctx,
-          msg,
-          batch,
-          job,
-          (name) => this.#containerNamed(name),
-          this.#abort.signal,
-        ),
+        job.spec.backend === "lustre"
+          ? handleLustreRestore(ctx, msg, batch, job, this.#abort.signal)
+          : handleRestoreBatch(
+              ctx,
+              msg,
+              batch,
+              job,
+              (name) => this.#containerNamed(name),
+              this.#abort.signal,
+            ),
     );
   }
 
@@ -354,6 +357,7 @@ export class Worker {
         archiveId: job.spec.import.archiveId,
         backend: job.spec.backend,
         hsmXattr: job.spec.hsmXattr || "trusted.hsm",
+        lfsPath: this.options.lfsPath,
         container: job.spec.container,
       });
       target.catch(() => this.#targets.delete(id));

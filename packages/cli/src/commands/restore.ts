@@ -1,3 +1,4 @@
+import { Option } from "commander";
 import { join, resolve } from "node:path";
 import {
   RESTORE_DEFAULTS,
@@ -26,6 +27,14 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
       RESTORE_DEFAULTS.maxInflight,
     )
     .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs", RESTORE_DEFAULTS.hsmXattr)
+    .addOption(
+      new Option(
+        "--backend <name>",
+        "hsm-emulation: workers download the data; lustre: workers call lfs hsm_restore in batches (each worker's --lfs) and wait for the copytool",
+      )
+        .choices(["hsm-emulation", "lustre"])
+        .default("hsm-emulation"),
+    )
     .option(
       "--container <name>",
       "for files without a recorded archive location: the container holding their data",
@@ -45,6 +54,7 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
         opts: {
           maxInflight: number;
           hsmXattr: string;
+          backend: "hsm-emulation" | "lustre";
           container?: string;
           fsRoot?: string;
           maxErrors: number;
@@ -64,6 +74,7 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
               path: resolve(path),
               maxInflight: opts.maxInflight,
               hsmXattr: opts.hsmXattr,
+              backend: opts.backend,
               container: opts.container,
               fsRoot: opts.fsRoot ? resolve(opts.fsRoot) : undefined,
               maxErrors: opts.maxErrors,
