@@ -10,3 +10,4 @@ export { jetstream } from "@nats-io/jetstream";
 export type { JetStreamClient, JsMsg, ConsumerMessages } from "@nats-io/jetstream";
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
+export { headerReader, traceHeaders } from "./trace-headers.js";

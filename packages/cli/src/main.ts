@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { HsmfleetError, errorMessage } from "@hsmfleet/core";
+import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
@@ -7,6 +8,7 @@ import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { defaultWorkerCount } from "./runtime.js";
+import { startCliTelemetry } from "./telemetry.js";
 
 export { ExitCode } from "./commands/context.js";
 
@@ -45,6 +47,17 @@ export const buildProgram = (): Command => {
         .env("HSMFLEET_LOG_LEVEL")
         .default("warn"),
     )
+    .addOption(
+      new Option(
+        "--metrics-port <port>",
+        "serve Prometheus metrics on this port (0 = off); traces and OTLP metrics follow the OTEL_* variables",
+      )
+        .env("HSMFLEET_METRICS_PORT")
+        .argParser(intArg("--metrics-port", 0)),
+    )
+    .hook("preAction", (root, action) =>
+      startCliTelemetry(action, root.opts<{ metricsPort?: number }>()),
+    )
     .showHelpAfterError();
 
   // One module per command (or family of commands); each adds itself to the program.
@@ -73,5 +86,8 @@ export const main = async (argv: string[] = process.argv): Promise<void> => {
       process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = ExitCode.Failed;
+  } finally {
+    // Spans and metrics still buffered go out before the process ends.
+    await shutdownTelemetry();
   }
 };

@@ -2,7 +2,7 @@ import { readFile, rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
-import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
+import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
 import {
@@ -19,6 +19,7 @@ import {
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
+import { exportJobSpan } from "./job-spans.js";
 import { COORDINATOR_STALE_MS, followJob, jobErrors } from "./job-follower.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
@@ -161,7 +162,10 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
  * runs per source root: a second one is refused, unless the first one's coordinator is gone, in
  * which case this run takes the job over and finishes it (re-running the same command resumes).
  */
-export const runExportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
+export const runExportJob = (options: ExportJobOptions): Promise<ExportSummary> =>
+  exportJobSpan(options, () => exportJob(options));
+
+const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   const root = await checkScanRoot(options.root, "export source");
   const rootBytes = Buffer.from(root);
   if (!options.container) throw new UsageError("export needs --container NAME");
@@ -257,6 +261,7 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
       const rootShard = rootWalkShard(jobId);
       await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
         msgID: rootShard.shardId,
+        headers: traceHeaders(),
       });
     } catch (err) {
       await rootLocks.release(rootBytes, jobId);

@@ -1,3 +1,4 @@
+import { traceHeaders } from "@hsmfleet/bus";
 import type { JetStreamClient } from "@hsmfleet/bus";
 
 /** Errors carried in an ItemResult itself; more go out in ErrorBatch messages of this size. */
@@ -19,7 +20,7 @@ export class Publisher {
   }
 
   async publish(subject: string, data: Uint8Array, msgID: string): Promise<void> {
-    this.#pending.push(this.#js.publish(subject, data, { msgID }));
+    this.#pending.push(this.#js.publish(subject, data, { msgID, headers: traceHeaders() }));
     if (this.#pending.length >= PUBLISH_WINDOW) await this.flush();
   }
 

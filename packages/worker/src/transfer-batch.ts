@@ -20,6 +20,7 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "./options.js";
 
 export interface TransferContext {
@@ -68,17 +69,13 @@ export const handleTransferBatch = async (
   const exp = emptyExportCounters();
   const errors: ItemError[] = [];
   const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   try {
     await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
       if (signal.aborted) throw signal.reason;
-      const result = await exportEntry(
-        ctx,
-        container,
-        spec.root,
-        prefix,
-        spec.blockSize,
-        entry,
-        signal,
+      const result = await traceFileTransfer(
+        { direction: "export", jobId: batch.jobId, path: entry.path, type: entryTypeName(entry) },
+        () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
       );
       if (result.error) {
         exp.errors++;
@@ -95,6 +92,11 @@ export const handleTransferBatch = async (
   } finally {
     clearInterval(keepAlive);
   }
+  annotateSpan({
+    "hsmfleet.files": exp.filesExported,
+    "hsmfleet.bytes": exp.bytesExported,
+    "hsmfleet.errors": exp.errors,
+  });
   await ctx.js.publish(
     subjects.itemResult(batch.jobId),
     encodeItemResult({
@@ -113,6 +115,13 @@ export const handleTransferBatch = async (
   );
   msg.ack();
 };
+
+const entryTypeName = (entry: FileEntry): string =>
+  entry.type === EntryType.Directory
+    ? "directory"
+    : entry.type === EntryType.Symlink
+      ? "symlink"
+      : "file";
 
 const exportEntry = async (
   ctx: TransferContext,

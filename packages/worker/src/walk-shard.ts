@@ -27,6 +27,7 @@ import type {
   ScanCounters,
   WalkShard,
 } from "@hsmfleet/protocol";
+import { annotateSpan } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "./options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "./publisher.js";
 
@@ -259,6 +260,12 @@ export const handleWalkShard = async (
   await options.hooks.beforeWalkResult?.(shard);
   visitor.scan.errors += walkErrors;
   visitor.scan.vanished += vanished;
+  annotateSpan({
+    "hsmfleet.entries": visitor.scan.files + visitor.scan.directories + visitor.scan.symlinks,
+    "hsmfleet.bytes": visitor.scan.bytes,
+    "hsmfleet.errors": walkErrors,
+    "hsmfleet.children": window.held,
+  });
   // The result is the last word on this shard: everything it published went out before it.
   await js.publish(
     subjects.itemResult(shard.jobId),

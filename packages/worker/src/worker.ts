@@ -2,7 +2,7 @@ import { setMaxListeners } from "node:events";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
-import { JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import { JobStore, ensureTopology, headerReader, jetstream, runWorkConsumer } from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
@@ -14,6 +14,7 @@ import {
   decodeWalkShard,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { observeWorker, startWorkItem } from "@hsmfleet/telemetry";
 import { exportVisitor } from "./export-visitor.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
@@ -168,6 +169,7 @@ export class Worker {
         this.#stats.bytesMoved += n;
       },
     };
+    const unobserve = observeWorker({ ...options, concurrency: () => options.concurrency });
     const onError = (err: unknown) =>
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
     try {
@@ -191,6 +193,7 @@ export class Worker {
       ]);
     } finally {
       heartbeat.stop();
+      unobserve();
       options.logger?.info({ workerId: options.workerId, ...this.#stats }, "worker stopped");
     }
   }
@@ -223,17 +226,26 @@ export class Worker {
     item: { itemId: string; kind: "walk" | "transfer"; path: Buffer },
     work: (job: JobStatus) => Promise<void>,
   ): Promise<void> {
+    const traced = startWorkItem(headerReader(msg), {
+      ...item,
+      jobId,
+      workerId: this.options.workerId,
+      attempt: msg.info.deliveryCount,
+    });
     const job = await this.#jobs.get(jobId);
     if (!isLive(job)) {
       // Cancelled, finished or unknown job: nothing to do, and nobody to redeliver to.
       msg.term();
+      traced.end("skipped");
       return;
     }
     this.#stats.itemsInFlight++;
     try {
-      await work(job);
+      await traced.run(() => work(job));
       this.#stats.itemsDone++;
+      traced.end("ok");
     } catch (err) {
+      traced.end(msg.info.deliveryCount >= maxDeliver ? "failed" : "retry", err);
       if (msg.info.deliveryCount >= maxDeliver) {
         this.#stats.itemsFailed++;
         this.options.logger?.error(
