@@ -3,6 +3,7 @@ import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
+import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
@@ -67,6 +68,7 @@ export const buildProgram = (): Command => {
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
+  registerDashboardCommand(ctx);
   return program;
 };
 

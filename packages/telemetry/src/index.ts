@@ -21,8 +21,8 @@ export type {
   TracedWorkItem,
   WorkItemInfo,
 } from "./tracing.js";
-export { instruments, observeWorker } from "./metrics.js";
-export type { Direction, Instruments, WorkerGaugeSource } from "./metrics.js";
+export { instruments, observeJob, observeWorker } from "./metrics.js";
+export type { Direction, Instruments, JobGaugeValues, WorkerGaugeSource } from "./metrics.js";
 export {
   DEFAULT_TRACE_PATHS,
   redactPath,

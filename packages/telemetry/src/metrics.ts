@@ -100,3 +100,66 @@ export const observeWorker = (source: WorkerGaugeSource): (() => void) => {
   workerSources.set(source.workerId, source);
   return () => workerSources.delete(source.workerId);
 };
+
+/** A followed job's progress, read at collection time. */
+export interface JobGaugeValues {
+  jobId: string;
+  kind: string;
+  itemsPublished: number;
+  itemsCompleted: number;
+  /** Bytes moved so far (export: uploaded; scan: found). */
+  bytesDone: number;
+  /** Bytes found by the walk so far (the total to move once the walk is over). */
+  bytesFound: number;
+  errors: number;
+}
+
+const jobSources = new Map<string, () => JobGaugeValues>();
+let jobGaugeProvider: MeterProvider | undefined;
+
+const ensureJobGauges = (): void => {
+  const provider = metrics.getMeterProvider();
+  if (jobGaugeProvider === provider) return;
+  jobGaugeProvider = provider;
+  const meter = provider.getMeter("hsmfleet", SERVICE_VERSION);
+  const gauges = {
+    published: meter.createObservableGauge("hsmfleet.job.items_published", {
+      description: "Work items published for the job so far",
+    }),
+    completed: meter.createObservableGauge("hsmfleet.job.items_completed", {
+      description: "Work items of the job that reported",
+    }),
+    bytesDone: meter.createObservableGauge("hsmfleet.job.bytes_done", {
+      unit: "By",
+      description: "Bytes the job moved so far",
+    }),
+    bytesFound: meter.createObservableGauge("hsmfleet.job.bytes_found", {
+      unit: "By",
+      description: "Bytes the job's walk found so far",
+    }),
+    errors: meter.createObservableGauge("hsmfleet.job.errors", {
+      description: "Errors counted against the job (--max-errors)",
+    }),
+  };
+  meter.addBatchObservableCallback(
+    (result) => {
+      for (const source of jobSources.values()) {
+        const v = source();
+        const attributes = { job: v.jobId, kind: v.kind };
+        result.observe(gauges.published, v.itemsPublished, attributes);
+        result.observe(gauges.completed, v.itemsCompleted, attributes);
+        result.observe(gauges.bytesDone, v.bytesDone, attributes);
+        result.observe(gauges.bytesFound, v.bytesFound, attributes);
+        result.observe(gauges.errors, v.errors, attributes);
+      }
+    },
+    Object.values(gauges),
+  );
+};
+
+/** Reports a job's progress (coordinator side) until the returned function is called. */
+export const observeJob = (jobId: string, values: () => JobGaugeValues): (() => void) => {
+  ensureJobGauges();
+  jobSources.set(jobId, values);
+  return () => jobSources.delete(jobId);
+};
