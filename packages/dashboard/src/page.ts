@@ -37,7 +37,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
 <svg id="chart" width="900" height="280" viewBox="0 0 900 280" role="img" aria-label="throughput over time">
   <g id="grid"></g>
   <polyline id="series" fill="none" stroke="#2b6cb0" stroke-width="2" points=""></polyline>
-  <line id="ceiling-line" x1="60" x2="890" y1="0" y2="0" stroke="#b42318" stroke-width="2" stroke-dasharray="8 5"></line>
+  <line id="ceiling-line" x1="84" x2="890" y1="0" y2="0" stroke="#b42318" stroke-width="2" stroke-dasharray="8 5"></line>
   <text id="ceiling-label" x="888" y="0" text-anchor="end" fill="#b42318" font-size="12"></text>
 </svg>
 <h2>Per VM</h2>
@@ -54,7 +54,7 @@ const rate = (n) => bytes(n) + "/s";
 const dur = (s) => s == null ? "–" : s < 90 ? Math.round(s) + " s" : s < 5400 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const $ = (id) => document.getElementById(id);
-const W = 900, H = 280, L = 60, R = 890, T = 14, B = 250;
+const L = 84, R = 890, T = 14, B = 250;
 
 function drawChart(s) {
   const now = s.atMs, span = 5 * 60 * 1000;

@@ -67,30 +67,32 @@ export interface TrackerOptions {
   finishedJobsShown?: number | undefined;
 }
 
-/** Rates come from two readings at least this far apart (pings make heartbeats arrive in bursts). */
-const MIN_RATE_WINDOW_MS = 500;
+/** Rates are averaged over this much time: block completions are bursty, a 1 s rate flickers. */
+export const RATE_WINDOW_MS = 5000;
 
 interface Reading {
   value: number;
   atMs: number;
 }
 
-/** A rate from a cumulative counter: bytes per second between readings ≥ MIN_RATE_WINDOW_MS apart. */
+/** A rate from a cumulative counter, over the last RATE_WINDOW_MS (from the newest reading at least that old). */
 class Rate {
-  #base: Reading | undefined;
-  perSecond = 0;
+  #readings: Reading[] = [];
 
   update(value: number, atMs: number): void {
-    if (!this.#base || value < this.#base.value) {
-      // First reading, or the counter restarted (a new process).
-      this.#base = { value, atMs };
-      this.perSecond = 0;
-      return;
-    }
-    const dt = atMs - this.#base.atMs;
-    if (dt < MIN_RATE_WINDOW_MS) return;
-    this.perSecond = ((value - this.#base.value) * 1000) / dt;
-    this.#base = { value, atMs };
+    const last = this.#readings.at(-1);
+    // The counter restarted (a new process): start over rather than show a negative rate.
+    if (last && value < last.value) this.#readings = [];
+    this.#readings.push({ value, atMs });
+    while (this.#readings.length > 2 && atMs - this.#readings[1]!.atMs >= RATE_WINDOW_MS)
+      this.#readings.shift();
+  }
+
+  get perSecond(): number {
+    const first = this.#readings[0];
+    const last = this.#readings.at(-1);
+    if (!first || !last || last.atMs - first.atMs <= 0) return 0;
+    return ((last.value - first.value) * 1000) / (last.atMs - first.atMs);
   }
 }
 

@@ -25,7 +25,7 @@ test("rates per worker and VM from cumulative heartbeats, against the ceiling", 
   tracker.heartbeat(hb("a1", "vm-a", 0), 0);
   tracker.heartbeat(hb("a2", "vm-a", 10 * GiB), 0);
   tracker.heartbeat(hb("b1", "vm-b", 0), 0);
-  // Too close to the previous reading to give a rate: ignored for the rate.
+  // Rates are averaged over the window, whatever readings fall in between.
   tracker.heartbeat(hb("a1", "vm-a", 1), 100);
   tracker.heartbeat(hb("a1", "vm-a", 2 * GiB), 2000);
   tracker.heartbeat(hb("a2", "vm-a", 12 * GiB), 2000);
