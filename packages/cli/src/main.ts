@@ -56,8 +56,16 @@ export const buildProgram = (): Command => {
         .env("HSMFLEET_METRICS_PORT")
         .argParser(intArg("--metrics-port", 0)),
     )
+    .addOption(
+      new Option(
+        "--dashboard-port <port>",
+        "with a job run here (scan, export), also serve the live dashboard on this port (0 = off)",
+      )
+        .env("HSMFLEET_DASHBOARD_PORT")
+        .argParser(intArg("--dashboard-port", 0)),
+    )
     .hook("preAction", (root, action) =>
-      startCliTelemetry(action, root.opts<{ metricsPort?: number }>()),
+      startCliTelemetry(action, root.opts<{ metricsPort?: number; dashboardPort?: number }>()),
     )
     .showHelpAfterError();
 

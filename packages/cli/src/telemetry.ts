@@ -1,5 +1,10 @@
 import type { Command } from "commander";
+import type { NatsConnection } from "@hsmfleet/bus";
+import { JobStore, ensureTopology } from "@hsmfleet/bus";
 import { startTelemetry } from "@hsmfleet/telemetry";
+import type { Logger } from "@hsmfleet/telemetry";
+
+let dashboardPort: number | undefined;
 
 /**
  * Starts telemetry for the command about to run: the standalone worker reports as
@@ -9,8 +14,9 @@ import { startTelemetry } from "@hsmfleet/telemetry";
  */
 export const startCliTelemetry = async (
   action: Command,
-  globals: { metricsPort?: number | undefined },
+  globals: { metricsPort?: number | undefined; dashboardPort?: number | undefined },
 ): Promise<void> => {
+  dashboardPort = globals.dashboardPort || undefined;
   const worker = action.name() === "worker";
   const opts = action.opts<{ vmName?: string; workerId?: string }>();
   await startTelemetry({
@@ -19,4 +25,30 @@ export const startCliTelemetry = async (
     workerId: worker ? opts.workerId : undefined,
     metricsPort: globals.metricsPort,
   });
+};
+
+/**
+ * The dashboard beside a job run with the embedded runtime (global --dashboard-port); undefined
+ * when not asked for. Its failure to start is logged, never fatal to the job.
+ */
+export const startRuntimeDashboard = async (
+  nc: NatsConnection,
+  logger: Logger | undefined,
+): Promise<{ close(): Promise<void> } | undefined> => {
+  if (!dashboardPort) return undefined;
+  try {
+    const { startDashboard } = await import("@hsmfleet/dashboard");
+    const { jobs } = await ensureTopology(nc);
+    const store = new JobStore(jobs);
+    const dashboard = await startDashboard({
+      nc,
+      listJobs: () => store.list(),
+      port: dashboardPort,
+    });
+    process.stderr.write(`dashboard at ${dashboard.url}\n`);
+    return dashboard;
+  } catch (err) {
+    logger?.warn({ err: String(err) }, "the dashboard did not start");
+    return undefined;
+  }
 };

@@ -141,20 +141,17 @@ const ensureJobGauges = (): void => {
       description: "Errors counted against the job (--max-errors)",
     }),
   };
-  meter.addBatchObservableCallback(
-    (result) => {
-      for (const source of jobSources.values()) {
-        const v = source();
-        const attributes = { job: v.jobId, kind: v.kind };
-        result.observe(gauges.published, v.itemsPublished, attributes);
-        result.observe(gauges.completed, v.itemsCompleted, attributes);
-        result.observe(gauges.bytesDone, v.bytesDone, attributes);
-        result.observe(gauges.bytesFound, v.bytesFound, attributes);
-        result.observe(gauges.errors, v.errors, attributes);
-      }
-    },
-    Object.values(gauges),
-  );
+  meter.addBatchObservableCallback((result) => {
+    for (const source of jobSources.values()) {
+      const v = source();
+      const attributes = { job: v.jobId, kind: v.kind };
+      result.observe(gauges.published, v.itemsPublished, attributes);
+      result.observe(gauges.completed, v.itemsCompleted, attributes);
+      result.observe(gauges.bytesDone, v.bytesDone, attributes);
+      result.observe(gauges.bytesFound, v.bytesFound, attributes);
+      result.observe(gauges.errors, v.errors, attributes);
+    }
+  }, Object.values(gauges));
 };
 
 /** Reports a job's progress (coordinator side) until the returned function is called. */

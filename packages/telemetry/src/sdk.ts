@@ -77,7 +77,14 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
     const provider = new BasicTracerProvider({
       resource,
       spanProcessors: [
-        new BatchSpanProcessor(new OTLPTraceExporter({ url: otlpUrl(env, "TRACES") })),
+        new BatchSpanProcessor(new OTLPTraceExporter({ url: otlpUrl(env, "TRACES") }), {
+          // One span per file: a fleet ends thousands a second, so the queue is deeper than the
+          // SDK's 2,048 (spans beyond it are dropped, never blocking a transfer).
+          maxQueueSize: envInt(env, "OTEL_BSP_MAX_QUEUE_SIZE", 16_384),
+          maxExportBatchSize: envInt(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048),
+          scheduledDelayMillis: envInt(env, "OTEL_BSP_SCHEDULE_DELAY", 5000),
+          exportTimeoutMillis: envInt(env, "OTEL_BSP_EXPORT_TIMEOUT", 30_000),
+        }),
       ],
     });
     api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -104,9 +111,15 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
     const readers: Reader[] = [];
     if (config.metrics) {
       const { OTLPMetricExporter } = await metricExporterModule(config.metrics);
+      const intervalMs = envInt(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000);
       readers.push(
         new PeriodicExportingMetricReader({
           exporter: new OTLPMetricExporter({ url: otlpUrl(env, "METRICS") }),
+          exportIntervalMillis: intervalMs,
+          exportTimeoutMillis: Math.min(
+            envInt(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30_000),
+            intervalMs,
+          ),
         }),
       );
     }
@@ -116,7 +129,14 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
       const exporter = await new Promise<InstanceType<typeof PrometheusExporter>>(
         (resolve, reject) => {
           const e: InstanceType<typeof PrometheusExporter> = new PrometheusExporter(
-            { port: metricsPort, host, withoutScopeInfo: true },
+            {
+              port: metricsPort,
+              host,
+              withoutScopeInfo: true,
+              // Per-VM and per-worker panels without a join on target_info.
+              withResourceConstantLabels:
+                /^(service\.instance\.id|hsmfleet\.vm_name|hsmfleet\.role)$/,
+            },
             (err) => (err ? reject(err) : resolve(e)),
           );
         },
@@ -161,6 +181,16 @@ const otlpUrl = (
   if (own) return own;
   const base = env["OTEL_EXPORTER_OTLP_ENDPOINT"];
   return base ? `${base.replace(/\/+$/, "")}/v1/${signal.toLowerCase()}` : undefined;
+};
+
+/** A positive integer variable (the SDK 2.x processors no longer read these themselves). */
+const envInt = (
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  fallback: number,
+): number => {
+  const n = Number(env[name]);
+  return Number.isInteger(n) && n > 0 ? n : fallback;
 };
 
 const traceExporterModule = (p: OtlpProtocol) =>
