@@ -11,6 +11,7 @@
  * Environment:
  *   HSMFLEET_BENCH_RUNS   repetitions per side and case (default 3; plus one unmeasured warm-up each)
  *   HSMFLEET_BENCH_DIR    keep the generated trees here (default: a temp dir, removed at the end)
+ *   HSMFLEET_BENCH_CASES  comma-separated subset of large,small (default both)
  */
 import "./threadpool.js";
 import { existsSync } from "node:fs";
@@ -35,21 +36,28 @@ const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "telemetry.json");
 const RUNS = Number(process.env["HSMFLEET_BENCH_RUNS"] || 3);
 const MiB = 1024 * 1024;
 
-const CASES: Array<{ name: string; unit: "MiB/s" | "files/s"; spec: TreeSpec; describe: string }> =
-  [
-    {
-      name: "large",
-      unit: "MiB/s",
-      spec: { depth: 0, fanout: 0, filesPerDir: 2, sizes: [256 * MiB] },
-      describe: "2 × 256 MiB",
-    },
-    {
-      name: "small",
-      unit: "files/s",
-      spec: { depth: 1, fanout: 49, filesPerDir: 100, sizes: [4096] },
-      describe: "5,000 × 4 KiB in 50 dirs",
-    },
-  ];
+const ONLY = (process.env["HSMFLEET_BENCH_CASES"] ?? "").split(",").filter((c) => c !== "");
+const ALL_CASES: Array<{
+  name: string;
+  unit: "MiB/s" | "files/s";
+  spec: TreeSpec;
+  describe: string;
+}> = [
+  {
+    name: "large",
+    unit: "MiB/s",
+    spec: { depth: 0, fanout: 0, filesPerDir: 2, sizes: [256 * MiB] },
+    describe: "2 × 256 MiB",
+  },
+  {
+    name: "small",
+    unit: "files/s",
+    spec: { depth: 1, fanout: 49, filesPerDir: 100, sizes: [4096] },
+    describe: "5,000 × 4 KiB in 50 dirs",
+  },
+];
+
+const CASES = ALL_CASES.filter((c) => ONLY.length === 0 || ONLY.includes(c.name));
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
@@ -113,7 +121,9 @@ const main = async (): Promise<void> => {
         });
         const scraper = metricsPort
           ? setInterval(() => {
-              void fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+              void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+                .then((r) => r.text())
+                .catch(() => undefined);
             }, 1000)
           : undefined;
         const wnc = await connectBus({ servers: nats.url, reconnectForever: false });
@@ -161,7 +171,11 @@ const main = async (): Promise<void> => {
         off,
         on,
         ratio: on / off,
+        cpuPerUnitOff: median(cpu.off),
+        cpuPerUnitOn: median(cpu.on),
+        cpuRatio: median(cpu.on) / median(cpu.off),
         rates,
+        cpu,
       });
     }
   } finally {

@@ -29,6 +29,8 @@ test("one trace per export job, spanning the coordinator and two worker processe
     OTEL_METRICS_EXPORTER: "none",
     OTEL_BSP_SCHEDULE_DELAY: "200",
     HSMFLEET_TRACE_PATHS: "full",
+    // Every entry gets a span here (by default only files ≥ 1 MiB and failures do).
+    HSMFLEET_TRACE_FILE_MIN_BYTES: "0",
     HSMFLEET_LOG_LEVEL: "debug",
   };
   // Credentials on the command line: they must reach neither spans nor logs.

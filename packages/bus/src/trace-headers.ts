@@ -3,13 +3,14 @@ import type { MsgHdrs } from "@nats-io/transport-node";
 import { injectTraceContext, tracingEnabled } from "@hsmfleet/telemetry";
 
 /**
- * NATS headers carrying the current W3C trace context (traceparent/tracestate), for a publish;
- * undefined when tracing is off, so untraced publishes carry no headers at all.
+ * NATS headers carrying the W3C trace context (traceparent/tracestate) bound to `key` (the work
+ * item or job being handled), for a publish; undefined when tracing is off, so untraced publishes
+ * carry no headers at all.
  */
-export const traceHeaders = (): MsgHdrs | undefined => {
-  if (!tracingEnabled()) return undefined;
+export const traceHeaders = (key: object | undefined): MsgHdrs | undefined => {
+  if (!tracingEnabled() || !key) return undefined;
   const h = headers();
-  injectTraceContext((key, value) => h.set(key, value));
+  injectTraceContext((k, value) => h.set(k, value), key);
   return h;
 };
 

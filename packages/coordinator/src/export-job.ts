@@ -261,7 +261,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
       const rootShard = rootWalkShard(jobId);
       await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
         msgID: rootShard.shardId,
-        headers: traceHeaders(),
+        headers: traceHeaders(options),
       });
     } catch (err) {
       await rootLocks.release(rootBytes, jobId);

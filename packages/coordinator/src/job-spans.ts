@@ -2,7 +2,7 @@ import { withJobSpan } from "@hsmfleet/telemetry";
 import type { ExportSummary } from "./export-job.js";
 import type { ScanSummary } from "./scan-summary.js";
 
-/** An export as one trace: "export job" → "export transfer" → every walk shard and transfer batch. */
+/** An export as one trace (its context bound to `options`: the root publish passes it on): "export job" → "export transfer" → every walk shard and transfer batch. */
 export const exportJobSpan = (
   options: { jobId?: string | undefined; root: string; container: string },
   run: () => Promise<ExportSummary>,
@@ -14,6 +14,7 @@ export const exportJobSpan = (
       jobId: options.jobId,
       root: Buffer.from(options.root),
       attributes: { "hsmfleet.container": options.container },
+      key: options,
     },
     run,
     (s) => ({
@@ -32,7 +33,13 @@ export const scanJobSpan = (
   run: () => Promise<ScanSummary>,
 ): Promise<ScanSummary> =>
   withJobSpan(
-    { kind: "scan", phase: "walk", jobId: options.jobId, root: Buffer.from(options.root) },
+    {
+      kind: "scan",
+      phase: "walk",
+      jobId: options.jobId,
+      root: Buffer.from(options.root),
+      key: options,
+    },
     run,
     (s) => ({
       "hsmfleet.job_id": s.jobId,

@@ -117,7 +117,7 @@ const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
   const rootShard = rootWalkShard(jobId);
   await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
     msgID: rootShard.shardId,
-    headers: traceHeaders(),
+    headers: traceHeaders(options),
   });
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);

@@ -5,8 +5,15 @@ export type { OtlpProtocol, TelemetryConfig } from "./config.js";
 export { startTelemetry, shutdownTelemetry } from "./sdk.js";
 export type { Telemetry, TelemetryOptions } from "./sdk.js";
 export { tracingEnabled } from "./state.js";
-export { injectTraceContext, extractTraceContext } from "./propagation.js";
 export {
+  bindTraceContext,
+  extractTraceContext,
+  injectTraceContext,
+  traceContextFor,
+  traceLogFields,
+} from "./propagation.js";
+export {
+  DEFAULT_TRACE_FILE_MIN_BYTES,
   annotateSpan,
   countBytes,
   startWorkItem,

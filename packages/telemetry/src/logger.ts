@@ -1,8 +1,7 @@
 import { pino } from "pino";
 import type { Logger } from "pino";
-import { trace } from "@opentelemetry/api";
+import { prettyDestination } from "./pretty.js";
 import { scrubSecrets } from "./redaction.js";
-import { tracingEnabled } from "./state.js";
 
 export type { Logger } from "pino";
 
@@ -11,16 +10,9 @@ export interface LoggerOptions {
   role: string;
   /** Default: $HSMFLEET_LOG_LEVEL, else "info". */
   level?: string | undefined;
-  /** Where lines go; default stderr (stdout is for command output such as --json). */
+  /** Where lines go; default stderr (stdout is for command output such as --json), pretty on a terminal. */
   destination?: NodeJS.WritableStream | undefined;
 }
-
-/** trace_id/span_id of the active span, on every line logged while one is active. */
-const traceFields = (): Record<string, string> => {
-  if (!tracingEnabled()) return {};
-  const span = trace.getActiveSpan()?.spanContext();
-  return span ? { trace_id: span.traceId, span_id: span.spanId } : {};
-};
 
 /**
  * JSON lines on stderr, one logger per process role. Credentials are never passed to a logger;
@@ -32,7 +24,6 @@ export const createLogger = (options: LoggerOptions): Logger =>
     {
       level: options.level ?? process.env["HSMFLEET_LOG_LEVEL"] ?? "info",
       base: { role: options.role, pid: process.pid },
-      mixin: traceFields,
       hooks: { streamWrite: scrubSecrets },
       redact: {
         paths: [
@@ -48,7 +39,10 @@ export const createLogger = (options: LoggerOptions): Logger =>
       },
     },
     (options.destination as pino.DestinationStream | undefined) ??
-      pino.destination({ dest: 2, sync: true }),
+      // Pretty lines for a person at a terminal; JSON for everything else (or HSMFLEET_LOG_FORMAT=json).
+      (process.stderr.isTTY && process.env["HSMFLEET_LOG_FORMAT"] !== "json"
+        ? prettyDestination(process.stderr)
+        : pino.destination({ dest: 2, sync: true })),
   );
 
 /** A logger that drops everything (tests, library callers that bring none). */

@@ -71,7 +71,6 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
   if (config.traces) {
     const { BasicTracerProvider, BatchSpanProcessor } =
       await import("@opentelemetry/sdk-trace-base");
-    const { AsyncLocalStorageContextManager } = await import("@opentelemetry/context-async-hooks");
     const { W3CTraceContextPropagator } = await import("@opentelemetry/core");
     const { OTLPTraceExporter } = await traceExporterModule(config.traces);
     const provider = new BasicTracerProvider({
@@ -87,7 +86,7 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
         }),
       ],
     });
-    api.context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    // No context manager (AsyncLocalStorage): contexts are passed explicitly (propagation.ts).
     api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     api.trace.setGlobalTracerProvider(provider);
     setTracingEnabled(true);
@@ -96,7 +95,6 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
       await provider.shutdown();
       api.trace.disable();
       api.propagation.disable();
-      api.context.disable();
     });
   }
   let boundPort: number | undefined;

@@ -1,9 +1,14 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
-import type { Attributes, Context, Span } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Attributes, Span } from "@opentelemetry/api";
 import { errorMessage } from "@hsmfleet/core";
 import { instruments } from "./metrics.js";
 import type { Direction } from "./metrics.js";
-import { extractTraceContext, withParentOfWork } from "./propagation.js";
+import {
+  bindTraceContext,
+  extractTraceContext,
+  traceContextFor,
+  withParentOfWork,
+} from "./propagation.js";
 import { redactPath, scrubSecrets, tracePathModeFromEnv } from "./redaction.js";
 import type { TracePathMode } from "./redaction.js";
 import { tracingEnabled } from "./state.js";
@@ -36,6 +41,8 @@ export interface JobSpanInfo {
   phase: string;
   root?: Buffer | undefined;
   attributes?: Attributes | undefined;
+  /** The object the phase's context is bound to (publishes pass it to traceHeaders). */
+  key: object;
 }
 
 /**
@@ -63,7 +70,8 @@ export const withJobSpan = async <T>(
     jobCtx,
   );
   try {
-    const result = await context.with(trace.setSpan(jobCtx, phase), fn);
+    bindTraceContext(info.key, trace.setSpan(jobCtx, phase));
+    const result = await fn();
     const described = describe?.(result) ?? {};
     job.setAttributes({ ...described, "hsmfleet.outcome": described["hsmfleet.outcome"] ?? "ok" });
     return result;
@@ -87,11 +95,13 @@ export interface WorkItemInfo {
   workerId: string;
   path: Buffer;
   attempt: number;
+  /** The object the item's context is bound to (the received message). */
+  key: object;
 }
 
 /** One work item being handled: its span (child of the job's phase) and its metrics. */
 export interface TracedWorkItem {
-  /** Runs the item's work with its span active (publishes inside carry the trace on). */
+  /** Runs the item's work (counted in flight). */
   run<T>(fn: () => Promise<T>): Promise<T>;
   /** Ends the span and records the outcome (first call wins). */
   end(outcome: ItemOutcome, err?: unknown): void;
@@ -109,7 +119,6 @@ export const startWorkItem = (
   const m = instruments();
   const kindAttr = { kind: info.kind };
   let span: Span | undefined;
-  let ctx: Context | undefined;
   if (tracingEnabled()) {
     const parent = extractTraceContext(header);
     span = tracer().startSpan(
@@ -127,14 +136,17 @@ export const startWorkItem = (
       },
       parent,
     );
-    ctx = withParentOfWork(trace.setSpan(parent, span), trace.getSpanContext(parent));
+    bindTraceContext(
+      info.key,
+      withParentOfWork(trace.setSpan(parent, span), trace.getSpanContext(parent)),
+    );
   }
   let ended = false;
   return {
     run: async (fn) => {
       m.itemsInFlight.add(1, kindAttr);
       try {
-        return await (ctx ? context.with(ctx, fn) : fn());
+        return await fn();
       } finally {
         m.itemsInFlight.add(-1, kindAttr);
       }
@@ -153,9 +165,9 @@ export const startWorkItem = (
   };
 };
 
-/** Adds attributes (files, bytes, entries, errors) to the active span: the work item's. */
-export const annotateSpan = (attributes: Attributes): void => {
-  if (tracingEnabled()) trace.getActiveSpan()?.setAttributes(attributes);
+/** Adds attributes (files, bytes, entries, errors) to the span bound to `key` (a work item's). */
+export const annotateSpan = (key: object, attributes: Attributes): void => {
+  if (tracingEnabled()) trace.getSpan(traceContextFor(key))?.setAttributes(attributes);
 };
 
 export interface FileTransferInfo {
@@ -164,7 +176,31 @@ export interface FileTransferInfo {
   path: Buffer;
   /** "file", "directory", "symlink". */
   type: string;
+  /** Expected size (decides whether the transfer gets its own span). */
+  size: number;
+  /** The work item the transfer belongs to (its span is the parent). */
+  item: object;
 }
+
+/**
+ * Files at least this big get a span of their own (HSMFLEET_TRACE_FILE_MIN_BYTES; default 1 MiB);
+ * smaller ones are counted in their transfer item's span (files, bytes) and get a span only when
+ * they fail. A fleet moves up to hundreds of thousands of small files a second: a span each would
+ * cost more CPU than the upload and flood the tracing backend. 0 traces every entry.
+ */
+export const DEFAULT_TRACE_FILE_MIN_BYTES = 1024 * 1024;
+
+let fileMinBytes: number | undefined;
+const traceFileMinBytes = (): number => {
+  if (fileMinBytes === undefined) {
+    const n = Number(process.env["HSMFLEET_TRACE_FILE_MIN_BYTES"]);
+    fileMinBytes =
+      process.env["HSMFLEET_TRACE_FILE_MIN_BYTES"] && Number.isInteger(n) && n >= 0
+        ? n
+        : DEFAULT_TRACE_FILE_MIN_BYTES;
+  }
+  return fileMinBytes;
+};
 
 export interface FileTransferResult {
   bytes: number;
@@ -172,9 +208,9 @@ export interface FileTransferResult {
 }
 
 /**
- * Runs one file's transfer in a span (child of the active work item) and records its metrics:
- * files by outcome, errors by kind, duration, transfers in flight. Bytes are counted as they move
- * (see countBytes), not here.
+ * Runs one file's transfer, in a span (child of the active work item) when it is big enough or
+ * fails, and records its metrics: files by outcome, errors by kind, duration, transfers in flight.
+ * Bytes are counted as they move (see countBytes), not here.
  */
 export const traceFileTransfer = async <R extends FileTransferResult>(
   info: FileTransferInfo,
@@ -182,15 +218,23 @@ export const traceFileTransfer = async <R extends FileTransferResult>(
 ): Promise<R> => {
   const m = instruments();
   const started = performance.now();
-  const span = tracingEnabled()
-    ? tracer().startSpan(`${info.direction} ${info.type}`, {
+  const startedAt = Date.now();
+  const tracing = tracingEnabled();
+  const parent = tracing ? traceContextFor(info.item) : undefined;
+  const openSpan = (): Span =>
+    tracer().startSpan(
+      `${info.direction} ${info.type}`,
+      {
+        startTime: startedAt,
         attributes: {
           "hsmfleet.job_id": info.jobId,
           "hsmfleet.entry.type": info.type,
           ...pathAttribute(info.path),
         },
-      })
-    : undefined;
+      },
+      parent,
+    );
+  let span = tracing && info.size >= traceFileMinBytes() ? openSpan() : undefined;
   m.transfersInFlight.add(1);
   let outcome = "error";
   try {
@@ -198,11 +242,14 @@ export const traceFileTransfer = async <R extends FileTransferResult>(
     outcome = result.error ? "error" : "ok";
     if (result.error) {
       m.errors.add(1, { kind: result.error.operation, code: result.error.code });
+      // Failures are always traced, small files included.
+      if (tracing) span ??= openSpan();
       if (span) fail(span, new Error(`${result.error.operation}: ${result.error.message}`));
     }
     span?.setAttribute("hsmfleet.bytes", result.bytes);
     return result;
   } catch (err) {
+    if (tracing) span ??= openSpan();
     if (span) fail(span, err);
     throw err;
   } finally {

@@ -2,15 +2,15 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import test from "ava";
-import { context } from "@opentelemetry/api";
-import type { Context } from "@opentelemetry/api";
 import {
+  bindTraceContext,
   createLogger,
   extractTraceContext,
   injectTraceContext,
   shutdownTelemetry,
   startTelemetry,
   startWorkItem,
+  traceLogFields,
   tracingEnabled,
   withJobSpan,
 } from "../src/index.js";
@@ -20,7 +20,7 @@ test.serial("without configuration nothing is set up and nothing is injected", a
   const telemetry = await startTelemetry({ role: "worker", env: {} });
   t.false(tracingEnabled());
   const carrier: Record<string, string> = {};
-  injectTraceContext((k, v) => (carrier[k] = v));
+  injectTraceContext((k, v) => (carrier[k] = v), {});
   t.deepEqual(carrier, {});
   await telemetry.shutdown();
 });
@@ -64,21 +64,32 @@ test.serial(
     });
     const sent: Record<string, string> = {};
     let phaseSpanId = "";
-    await withJobSpan({ kind: "scan", phase: "walk", jobId: "job-1" }, () => {
-      injectTraceContext((k, v) => (sent[k] = v));
-      log.info("inside the job");
+    const job = {};
+    await withJobSpan({ kind: "scan", phase: "walk", jobId: "job-1", key: job }, () => {
+      injectTraceContext((k, v) => (sent[k] = v), job);
+      log.info(traceLogFields(job), "inside the job");
       phaseSpanId = (JSON.parse(lines[0]!) as { span_id: string }).span_id;
       return Promise.resolve();
     });
-    log.info("outside");
+    log.info(traceLogFields(undefined), "outside");
     t.regex(sent["traceparent"] ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     const [, traceId = "", spanId = ""] = sent["traceparent"]!.split("-");
     t.like(JSON.parse(lines[0]!), { trace_id: traceId, span_id: spanId });
     t.is(phaseSpanId, spanId);
     t.false("trace_id" in JSON.parse(lines[1]!));
 
+    // What is extracted is what was injected.
+    const received = {};
+    bindTraceContext(
+      received,
+      extractTraceContext((k) => sent[k]),
+    );
+    const again: Record<string, string> = {};
+    injectTraceContext((k, v) => (again[k] = v), received);
+    t.is(again["traceparent"], sent["traceparent"]);
+
     // The worker side: the item's span is a child of the phase, and what it publishes is too.
-    t.is(trace(extractTraceContext((k) => sent[k])), `${traceId}-${spanId}`);
+    const msg = {};
     const item = startWorkItem((k) => sent[k], {
       kind: "walk",
       jobId: "job-1",
@@ -86,11 +97,12 @@ test.serial(
       workerId: "w1",
       path: Buffer.from("a/b"),
       attempt: 1,
+      key: msg,
     });
     const republished: Record<string, string> = {};
     await item.run(() => {
-      injectTraceContext((k, v) => (republished[k] = v));
-      log.info("inside the item");
+      injectTraceContext((k, v) => (republished[k] = v), msg);
+      log.info(traceLogFields(msg), "inside the item");
       return Promise.resolve();
     });
     item.end("ok");
@@ -104,11 +116,3 @@ test.serial(
     t.true(spans.includes(`"parentSpanId":"${spanId}"`));
   },
 );
-
-/** Re-injects an extracted context: "<trace id>-<parent span id>". */
-const trace = (ctx: Context): string => {
-  const carrier: Record<string, string> = {};
-  context.with(ctx, () => injectTraceContext((k, v) => (carrier[k] = v)));
-  const [, traceId, spanId] = (carrier["traceparent"] ?? "").split("-");
-  return `${traceId}-${spanId}`;
-};

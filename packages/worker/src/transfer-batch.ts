@@ -74,7 +74,14 @@ export const handleTransferBatch = async (
     await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
       if (signal.aborted) throw signal.reason;
       const result = await traceFileTransfer(
-        { direction: "export", jobId: batch.jobId, path: entry.path, type: entryTypeName(entry) },
+        {
+          direction: "export",
+          jobId: batch.jobId,
+          path: entry.path,
+          type: entryTypeName(entry),
+          size: entry.size,
+          item: msg,
+        },
         () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
       );
       if (result.error) {
@@ -92,7 +99,7 @@ export const handleTransferBatch = async (
   } finally {
     clearInterval(keepAlive);
   }
-  annotateSpan({
+  annotateSpan(msg, {
     "hsmfleet.files": exp.filesExported,
     "hsmfleet.bytes": exp.bytesExported,
     "hsmfleet.errors": exp.errors,

@@ -85,11 +85,11 @@ class ChildWindow {
   #bytes = 0;
   #notices = 0;
 
-  constructor(js: JetStreamClient, shard: WalkShard, workerId: string) {
+  constructor(js: JetStreamClient, shard: WalkShard, workerId: string, msg: JsMsg) {
     this.#js = js;
     this.#shard = shard;
     this.#workerId = workerId;
-    this.#publisher = new Publisher(js);
+    this.#publisher = new Publisher(js, msg);
   }
 
   get held(): number {
@@ -171,7 +171,7 @@ export const handleWalkShard = async (
     errors.push(err);
     if (errors.length >= ERRORS_PER_MESSAGE * 2) await flushErrors(ERRORS_PER_MESSAGE);
   };
-  const window = new ChildWindow(js, shard, options.workerId);
+  const window = new ChildWindow(js, shard, options.workerId, msg);
   const spawn = (subject: string, data: Uint8Array, msgID: string) =>
     window.add(subject, data, msgID);
   const visitor = makeVisitor({ shard, job, publisher, spawn, recordError });
@@ -260,7 +260,7 @@ export const handleWalkShard = async (
   await options.hooks.beforeWalkResult?.(shard);
   visitor.scan.errors += walkErrors;
   visitor.scan.vanished += vanished;
-  annotateSpan({
+  annotateSpan(msg, {
     "hsmfleet.entries": visitor.scan.files + visitor.scan.directories + visitor.scan.symlinks,
     "hsmfleet.bytes": visitor.scan.bytes,
     "hsmfleet.errors": walkErrors,

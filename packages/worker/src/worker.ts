@@ -14,7 +14,7 @@ import {
   decodeWalkShard,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { observeWorker, startWorkItem } from "@hsmfleet/telemetry";
+import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
 import { exportVisitor } from "./export-visitor.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
@@ -231,6 +231,7 @@ export class Worker {
       jobId,
       workerId: this.options.workerId,
       attempt: msg.info.deliveryCount,
+      key: msg,
     });
     const job = await this.#jobs.get(jobId);
     if (!isLive(job)) {
@@ -249,7 +250,13 @@ export class Worker {
       if (msg.info.deliveryCount >= maxDeliver) {
         this.#stats.itemsFailed++;
         this.options.logger?.error(
-          { jobId, item: item.itemId, path: displayPath(item.path), err: errorMessage(err) },
+          {
+            jobId,
+            item: item.itemId,
+            path: displayPath(item.path),
+            err: errorMessage(err),
+            ...traceLogFields(msg),
+          },
           `${item.kind} item failed on its last attempt`,
         );
         await reportFailedItem(
