@@ -1,31 +1,59 @@
 /**
  * BENCHMARK SINK — NOT STORAGE. A loopback HTTP server that answers just enough of the Azure Blob
- * REST API for hsmfleet's export path (and the @azure/storage-blob SDK) to run against it, and
- * throws every byte it receives away. It exists to measure how fast a client can push data when
- * the service costs (almost) nothing: request bodies are read and counted, never stored, never
- * checked (no MD5 verification, no auth check), and every blob "does not exist" afterwards.
+ * REST API for hsmfleet's export, import and restore paths (and the @azure/storage-blob SDK) to run
+ * against it, at (almost) no cost of its own. It exists to measure how fast a client can move data
+ * when the service costs nothing.
+ *
+ * Write side: request bodies are read and counted, never stored, never checked (no MD5
+ * verification, no auth check); a blob that was written "does not exist" afterwards.
+ *
+ * Read side: blobs are REGISTERED out of band (POST /__sink/blobs, below) with a name, a size and
+ * optional metadata; the sink keeps only that list. Their content is SYNTHETIC and deterministic:
+ * byte i of blob `name` is PATTERN[(seedOf(name) + i) % PATTERN_LENGTH], where PATTERN is a fixed
+ * pseudo-random buffer and seedOf an FNV-1a hash of the name (sinkContent() below computes the same
+ * bytes, so a client's copy can be checked). Serving a GET copies nothing: the response is slices of
+ * one doubled pattern buffer. Registered blobs are listed, can be read whole or by range, and answer
+ * HEAD with their properties; with `md5: true` at registration the sink computes each blob's MD5
+ * once and returns it as Content-MD5 (the client then verifies it).
  *
  * What it answers (path style: /<account>/<container>[/<blob>]):
  *   PUT  ?restype=container                 Create Container: 201, or 409 ContainerAlreadyExists
  *                                           the second time a name is created
- *   GET  ?restype=container&comp=list…      List Blobs: an empty EnumerationResults (Prefix,
- *                                           Delimiter, Marker, MaxResults echoed)
+ *   GET/HEAD ?restype=container             Get Container Properties: 200 for a created or
+ *                                           registered container, else 404 ContainerNotFound
+ *   GET  ?restype=container&comp=list…      List Blobs of the registered blobs (empty for others):
+ *                                           prefix, delimiter (BlobPrefix entries), marker,
+ *                                           maxresults (default 5000) with NextMarker,
+ *                                           include=metadata
  *   PUT  (x-ms-blob-type: BlockBlob)        Put Blob: 201 with ETag, Last-Modified, Content-MD5 echo
  *   PUT  ?comp=block&blockid=…              Put Block: 201 (Content-MD5 echo)
  *   PUT  ?comp=blocklist                    Put Block List: 201 with ETag, Last-Modified
- *   HEAD / GET on a blob                    404 BlobNotFound (x-ms-error-code)
+ *   HEAD on a registered blob               Get Blob Properties: Content-Length, ETag,
+ *                                           Last-Modified, x-ms-blob-type, Accept-Ranges, metadata
+ *                                           (x-ms-meta-*), Content-MD5 when registered with md5
+ *   GET  on a registered blob               Get Blob: 200 with the whole content, or with `Range`
+ *                                           / `x-ms-range` (x-ms-range wins) `bytes=a-b` or
+ *                                           `bytes=a-`: 206 with Content-Range (416 InvalidRange
+ *                                           past the end); If-Match other than the ETag: 412
+ *   HEAD / GET on any other blob            404 BlobNotFound (x-ms-error-code)
  *   DELETE ?restype=container               Delete Container: 202 (404 if unknown)
  *   anything else                           400 UnsupportedBySink (counted, logged once per shape)
  * Shared Key signatures, SAS and bearer tokens are ignored.
  *
- * Out of band (not Blob API): GET /__sink/stats (JSON counters), POST /__sink/reset.
+ * Out of band (not Blob API):
+ *   GET  /__sink/stats                      JSON counters (BlobSinkStats)
+ *   POST /__sink/reset                      zero the counters (registered blobs stay)
+ *   POST /__sink/blobs                      body {"container", "blobs": [{"name", "size",
+ *                                           "metadata"?}], "md5"?: boolean}: REPLACES the
+ *                                           container's registered blobs (and makes the container
+ *                                           exist); answers {"container", "blobs", "bytes"}
  *
  * Use startBlobSink() in-process, or spawnBlobSink() to run it in a child process of its own (what
- * the export benchmark does, so the sink does not share an event loop with the client it measures).
+ * the benchmarks do, so the sink does not share an event loop with the client it measures).
  */
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createServer, request } from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -44,7 +72,10 @@ export type SinkRequestKind =
   | "putBlob"
   | "putBlock"
   | "putBlockList"
+  | "getContainerProperties"
+  | "getBlobProperties"
   | "getBlob"
+  | "registerBlobs"
   | "unsupported";
 
 export interface BlobSinkStats {
@@ -53,6 +84,10 @@ export interface BlobSinkStats {
   bodyBytes: number;
   /** Body bytes of Put Blob and Put Block requests only: the data itself. */
   dataBytes: number;
+  /** Response body bytes of Get Blob (synthetic content sent). */
+  sentBytes: number;
+  /** Get Blob requests with a Range / x-ms-range header (answered 206). */
+  rangedGets: number;
   byKind: Record<SinkRequestKind, number>;
   /** Requests that carried a Content-MD5 header (transactional MD5). */
   withContentMD5: number;
@@ -82,13 +117,180 @@ export interface BlobSinkEndpoint {
 export interface BlobSink extends BlobSinkEndpoint {
   stats(): BlobSinkStats;
   reset(): void;
+  register(registration: SinkRegistration): SinkRegistered;
   close(): Promise<void>;
 }
+
+/** A blob the sink serves: synthetic content of `size` bytes (sinkContent). */
+export interface SinkBlobSpec {
+  name: string;
+  size: number;
+  /** x-ms-meta-* / <Metadata> (keys must be valid XML element names). */
+  metadata?: Record<string, string>;
+}
+
+export interface SinkRegistration {
+  container: string;
+  blobs: SinkBlobSpec[];
+  /** Compute each blob's MD5 once and return it as Content-MD5 (default false). */
+  md5?: boolean;
+}
+
+export interface SinkRegistered {
+  container: string;
+  blobs: number;
+  bytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic content
+
+/** Length of the content pattern: a prime a little below 1 MiB, so content never lines up with blocks. */
+export const SINK_PATTERN_LENGTH = 1_048_573;
+
+/** The pattern twice, so that any run of up to SINK_PATTERN_LENGTH bytes is one contiguous slice. */
+const PATTERN2: Buffer = (() => {
+  const n = SINK_PATTERN_LENGTH;
+  const b = Buffer.allocUnsafe(2 * n);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  b.copy(b, n, 0, n);
+  return b;
+})();
+
+/** FNV-1a (32 bit) of the name's UTF-8 bytes, modulo the pattern length: where a blob's content starts. */
+export const sinkSeedOf = (name: string): number => {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(name, "utf8")) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % SINK_PATTERN_LENGTH;
+};
+
+/** The slices of the pattern that make bytes [offset, offset+length) of a blob with `seed` (no copies). */
+function* contentSlices(seed: number, offset: number, length: number): Generator<Buffer> {
+  let p = (seed + offset) % SINK_PATTERN_LENGTH;
+  let left = length;
+  while (left > 0) {
+    const n = Math.min(SINK_PATTERN_LENGTH, left);
+    yield PATTERN2.subarray(p, p + n);
+    left -= n;
+    p = (p + n) % SINK_PATTERN_LENGTH;
+  }
+}
+
+/** Bytes [offset, offset+length) of the registered blob `name`, as the sink serves them. */
+export const sinkContent = (name: string, offset: number, length: number): Buffer =>
+  Buffer.concat([...contentSlices(sinkSeedOf(name), offset, length)], length);
+
+/** MD5 of the whole content of a `size`-byte blob `name` (what the sink returns as Content-MD5). */
+export const sinkContentMd5 = (name: string, size: number): Buffer => {
+  const h = createHash("md5");
+  for (const slice of contentSlices(sinkSeedOf(name), 0, size)) h.update(slice);
+  return h.digest();
+};
+
+interface RegisteredBlob {
+  name: string;
+  size: number;
+  seed: number;
+  /** Quoted, as in headers. */
+  etag: string;
+  lastModified: string;
+  /** Base64, when registered with md5. */
+  md5: string | undefined;
+  /** Headers of HEAD and GET (without length, range and MD5). */
+  headers: Record<string, string>;
+  /** The <Blob> element of a listing. */
+  xml: string;
+}
+
+interface Registry {
+  /** By name (JavaScript string order; the benchmarks use ASCII names). */
+  sorted: RegisteredBlob[];
+  byName: Map<string, RegisteredBlob>;
+}
+
+/** Index of the first blob whose name is ≥ key. */
+const lowerBound = (sorted: readonly RegisteredBlob[], key: string): number => {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]!.name < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+};
+
+const buildRegistry = (r: SinkRegistration): Registry => {
+  const now = new Date();
+  const lastModified = now.toUTCString();
+  const byName = new Map<string, RegisteredBlob>();
+  for (const spec of r.blobs) {
+    if (typeof spec.name !== "string" || spec.name === "")
+      throw new Error(`bad blob name ${JSON.stringify(spec.name)}`);
+    if (!Number.isSafeInteger(spec.size) || spec.size < 0)
+      throw new Error(`blob ${spec.name}: bad size ${spec.size}`);
+    const seed = sinkSeedOf(spec.name);
+    const etag = newEtag();
+    const md5 = r.md5 ? sinkContentMd5(spec.name, spec.size).toString("base64") : undefined;
+    const metadata = spec.metadata ?? {};
+    const headers: Record<string, string> = {
+      etag,
+      "last-modified": lastModified,
+      "x-ms-creation-time": lastModified,
+      "x-ms-blob-type": "BlockBlob",
+      "accept-ranges": "bytes",
+      "content-type": "application/octet-stream",
+      "x-ms-lease-status": "unlocked",
+      "x-ms-lease-state": "available",
+      "x-ms-server-encrypted": "true",
+    };
+    for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
+    const xml =
+      `<Blob><Name>${xmlEscape(spec.name)}</Name><Properties>` +
+      `<Creation-Time>${lastModified}</Creation-Time><Last-Modified>${lastModified}</Last-Modified>` +
+      `<Etag>${etag.slice(1, -1)}</Etag><Content-Length>${spec.size}</Content-Length>` +
+      `<Content-Type>application/octet-stream</Content-Type>` +
+      (md5 !== undefined ? `<Content-MD5>${md5}</Content-MD5>` : "") +
+      `<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>` +
+      `<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>` +
+      `<ServerEncrypted>true</ServerEncrypted></Properties><Metadata>` +
+      Object.entries(metadata)
+        .map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`)
+        .join("") +
+      `</Metadata></Blob>`;
+    // (An empty <Metadata></Metadata> is what the service sends as <Metadata />: the SDK reads both as no metadata.)
+    byName.set(spec.name, {
+      name: spec.name,
+      size: spec.size,
+      seed,
+      etag,
+      lastModified,
+      md5,
+      headers,
+      xml,
+    });
+  }
+  const sorted = [...byName.values()].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  );
+  return { sorted, byName };
+};
 
 const emptyStats = (): BlobSinkStats => ({
   requests: 0,
   bodyBytes: 0,
   dataBytes: 0,
+  sentBytes: 0,
+  rangedGets: 0,
   byKind: {
     createContainer: 0,
     deleteContainer: 0,
@@ -96,7 +298,10 @@ const emptyStats = (): BlobSinkStats => ({
     putBlob: 0,
     putBlock: 0,
     putBlockList: 0,
+    getContainerProperties: 0,
+    getBlobProperties: 0,
     getBlob: 0,
+    registerBlobs: 0,
     unsupported: 0,
   },
   withContentMD5: 0,
@@ -168,7 +373,20 @@ const sendEmpty = (
   res.end();
 };
 
-const listXml = (endpoint: string, container: string, q: URLSearchParams): string => {
+/** Default maxresults of List Blobs, as the service's. */
+const LIST_PAGE_DEFAULT = 5000;
+
+/**
+ * One List Blobs page over the registered blobs (none for an unregistered container): blobs whose
+ * name starts with `prefix`, from `marker` on; with a delimiter, names with the delimiter after
+ * the prefix collapse into one <BlobPrefix> each. Each blob and each prefix is one result.
+ */
+const listXml = (
+  endpoint: string,
+  container: string,
+  q: URLSearchParams,
+  registry: Registry | undefined,
+): string => {
   const parts = [
     `<?xml version="1.0" encoding="utf-8"?>`,
     `<EnumerationResults ServiceEndpoint="${xmlEscape(endpoint)}/" ContainerName="${xmlEscape(container)}">`,
@@ -182,8 +400,52 @@ const listXml = (endpoint: string, container: string, q: URLSearchParams): strin
     const v = q.get(param);
     if (v !== null) parts.push(`<${element}>${xmlEscape(v)}</${element}>`);
   }
-  parts.push("<Blobs />", "<NextMarker />", "</EnumerationResults>");
+  const sorted = registry?.sorted ?? [];
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") ?? "";
+  const marker = q.get("marker") ?? "";
+  const max = Math.max(
+    1,
+    Math.min(LIST_PAGE_DEFAULT, Number(q.get("maxresults")) || LIST_PAGE_DEFAULT),
+  );
+  const withMetadata = (q.get("include") ?? "").split(",").includes("metadata");
+  let i = lowerBound(sorted, marker > prefix ? marker : prefix);
+  let results = 0;
+  parts.push("<Blobs>");
+  while (i < sorted.length && results < max) {
+    const b = sorted[i]!;
+    if (!b.name.startsWith(prefix)) break;
+    const d = delimiter === "" ? -1 : b.name.indexOf(delimiter, prefix.length);
+    if (d >= 0) {
+      const p = b.name.slice(0, d + delimiter.length);
+      parts.push(`<BlobPrefix><Name>${xmlEscape(p)}</Name></BlobPrefix>`);
+      // Every name that starts with p (contiguous in sorted order) is behind this one prefix.
+      i = lowerBound(sorted, `${p}\uffff`);
+    } else {
+      parts.push(withMetadata ? b.xml : b.xml.replace(/<Metadata>.*<\/Metadata>/, ""));
+      i++;
+    }
+    results++;
+  }
+  parts.push("</Blobs>");
+  const next = i < sorted.length && sorted[i]!.name.startsWith(prefix) ? sorted[i]!.name : "";
+  parts.push(next === "" ? "<NextMarker />" : `<NextMarker>${xmlEscape(next)}</NextMarker>`);
+  parts.push("</EnumerationResults>");
   return parts.join("");
+};
+
+/** [start, end] (inclusive) of a `bytes=a-b` / `bytes=a-` header, or "invalid", or undefined without one. */
+const parseRange = (
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | "invalid" | undefined => {
+  if (header === undefined) return undefined;
+  const m = /^bytes=(\d+)-(\d*)$/.exec(header.trim());
+  if (!m) return "invalid";
+  const start = Number(m[1]);
+  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return "invalid";
+  return { start, end };
 };
 
 /** Starts a sink in this process. */
@@ -192,9 +454,90 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
   let toLog = options.logRequests ?? 0;
   let stats = emptyStats();
   const containers = new Set<string>();
+  const registries = new Map<string, Registry>();
   const unsupportedShapes = new Set<string>();
 
-  const handle = (req: IncomingMessage, res: ServerResponse, body: number): void => {
+  const register = (r: SinkRegistration): SinkRegistered => {
+    if (typeof r.container !== "string" || r.container === "" || !Array.isArray(r.blobs))
+      throw new Error("a registration needs a container and a list of blobs");
+    const registry = buildRegistry(r);
+    registries.set(r.container, registry);
+    containers.add(r.container);
+    return {
+      container: r.container,
+      blobs: registry.sorted.length,
+      bytes: registry.sorted.reduce((sum, b) => sum + b.size, 0),
+    };
+  };
+
+  const sendJson = (res: ServerResponse, status: number, value: unknown): void => {
+    const json = JSON.stringify(value);
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "content-length": String(Buffer.byteLength(json)),
+    });
+    res.end(json);
+  };
+
+  /** Get Blob / Get Blob Properties of a registered blob. */
+  const serveBlob = (req: IncomingMessage, res: ServerResponse, b: RegisteredBlob): void => {
+    const ifMatch = req.headers["if-match"];
+    if (typeof ifMatch === "string" && ifMatch !== "*" && ifMatch !== b.etag) {
+      sendError(
+        req,
+        res,
+        412,
+        "ConditionNotMet",
+        "The condition specified using HTTP conditional header(s) is not met.",
+      );
+      return;
+    }
+    const headers: Record<string, string> = { ...baseHeaders(req), ...b.headers };
+    if (req.method === "HEAD") {
+      if (b.md5 !== undefined) headers["content-md5"] = b.md5;
+      res.writeHead(200, { ...headers, "content-length": String(b.size) });
+      res.end();
+      return;
+    }
+    const rangeHeader = req.headers["x-ms-range"] ?? req.headers["range"];
+    const range = parseRange(typeof rangeHeader === "string" ? rangeHeader : undefined, b.size);
+    if (range === "invalid") {
+      sendError(
+        req,
+        res,
+        416,
+        "InvalidRange",
+        "The range specified is invalid for the current size of the resource.",
+      );
+      return;
+    }
+    let start = 0;
+    let length = b.size;
+    if (range === undefined) {
+      if (b.md5 !== undefined) headers["content-md5"] = b.md5;
+      res.writeHead(200, { ...headers, "content-length": String(length) });
+    } else {
+      stats.rangedGets++;
+      start = range.start;
+      length = range.end - range.start + 1;
+      if (b.md5 !== undefined) headers["x-ms-blob-content-md5"] = b.md5;
+      res.writeHead(206, {
+        ...headers,
+        "content-length": String(length),
+        "content-range": `bytes ${range.start}-${range.end}/${b.size}`,
+      });
+    }
+    stats.sentBytes += length;
+    for (const slice of contentSlices(b.seed, start, length)) res.write(slice);
+    res.end();
+  };
+
+  const handle = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: number,
+    text: string | undefined,
+  ): void => {
     const url = new URL(req.url ?? "/", "http://sink");
     const q = url.searchParams;
     const segments = url.pathname.split("/").filter((s) => s !== "");
@@ -203,12 +546,16 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
 
     if (segments[0] === "__sink") {
       if (segments[1] === "stats" && method === "GET") {
-        const json = JSON.stringify(stats);
-        res.writeHead(200, {
-          "content-type": "application/json",
-          "content-length": String(Buffer.byteLength(json)),
-        });
-        res.end(json);
+        sendJson(res, 200, stats);
+        return;
+      }
+      if (segments[1] === "blobs" && method === "POST") {
+        stats.byKind.registerBlobs++;
+        try {
+          sendJson(res, 200, register(JSON.parse(text ?? "") as SinkRegistration));
+        } catch (err) {
+          sendJson(res, 400, { error: err instanceof Error ? err.message : String(err) });
+        }
         return;
       }
       if (segments[1] === "reset" && method === "POST") {
@@ -223,7 +570,12 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     stats.bodyBytes += body;
     if (headers["content-md5"] !== undefined) stats.withContentMD5++;
     const container = segments[1];
-    const blob = segments.slice(2).join("/");
+    let blob: string;
+    try {
+      blob = segments.slice(2).map(decodeURIComponent).join("/");
+    } catch {
+      blob = segments.slice(2).join("/");
+    }
     const restype = q.get("restype");
     const comp = q.get("comp");
     const kind: SinkRequestKind =
@@ -236,7 +588,9 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
               ? "deleteContainer"
               : method === "GET" && comp === "list"
                 ? "listBlobs"
-                : "unsupported"
+                : (method === "GET" || method === "HEAD") && comp === null
+                  ? "getContainerProperties"
+                  : "unsupported"
           : blob === ""
             ? "unsupported"
             : method === "PUT" && comp === "block" && q.get("blockid") !== null
@@ -245,9 +599,11 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
                 ? "putBlockList"
                 : method === "PUT" && comp === null && headers["x-ms-blob-type"] === "BlockBlob"
                   ? "putBlob"
-                  : (method === "HEAD" || method === "GET") && comp === null
-                    ? "getBlob"
-                    : "unsupported";
+                  : method === "HEAD" && comp === null
+                    ? "getBlobProperties"
+                    : method === "GET" && comp === null
+                      ? "getBlob"
+                      : "unsupported";
     stats.byKind[kind]++;
 
     const md5Echo: Record<string, string> = {};
@@ -275,7 +631,22 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
         sendEmpty(req, res, 201, { etag: newEtag(), "last-modified": new Date().toUTCString() });
         return;
       }
+      case "getContainerProperties":
+        if (!containers.has(container!)) {
+          sendError(req, res, 404, "ContainerNotFound", "The specified container does not exist.");
+          return;
+        }
+        sendEmpty(req, res, 200, {
+          etag: `"0x8DC0000000000001"`,
+          "last-modified": new Date(0).toUTCString(),
+          "x-ms-lease-status": "unlocked",
+          "x-ms-lease-state": "available",
+          "x-ms-has-immutability-policy": "false",
+          "x-ms-has-legal-hold": "false",
+        });
+        return;
       case "deleteContainer":
+        registries.delete(container!);
         if (!containers.delete(container!)) {
           sendError(req, res, 404, "ContainerNotFound", "The specified container does not exist.");
           return;
@@ -284,7 +655,12 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
         return;
       case "listBlobs": {
         const account = segments[0] ?? SINK_ACCOUNT_NAME;
-        const xml = listXml(`http://${headers.host ?? host}/${account}`, container!, q);
+        const xml = listXml(
+          `http://${headers.host ?? host}/${account}`,
+          container!,
+          q,
+          registries.get(container!),
+        );
         res.writeHead(200, {
           ...baseHeaders(req),
           "content-type": "application/xml",
@@ -306,9 +682,16 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
         sendEmpty(req, res, 201, written());
         return;
-      case "getBlob":
-        sendError(req, res, 404, "BlobNotFound", "The specified blob does not exist.");
+      case "getBlobProperties":
+      case "getBlob": {
+        const b = registries.get(container!)?.byName.get(blob);
+        if (b === undefined) {
+          sendError(req, res, 404, "BlobNotFound", "The specified blob does not exist.");
+          return;
+        }
+        serveBlob(req, res, b);
         return;
+      }
       case "unsupported": {
         const shape = `${method} ${url.pathname}?${[...q.keys()].sort().join("&")}`;
         if (stats.unsupportedSamples.length < 20)
@@ -338,11 +721,17 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
           .join("\n")}\n`,
       );
     }
+    // Only out-of-band requests keep their body; Blob API bodies are counted and dropped.
+    const keep = req.url?.startsWith("/__sink/") ?? false;
+    const chunks: Buffer[] = [];
     let body = 0;
     req.on("data", (chunk: Buffer) => {
       body += chunk.length;
+      if (keep) chunks.push(chunk);
     });
-    req.once("end", () => handle(req, res, body));
+    req.once("end", () =>
+      handle(req, res, body, keep ? Buffer.concat(chunks).toString("utf8") : undefined),
+    );
     req.once("error", () => res.destroy());
   });
   // Large blocks over a slow link must not hit the default 300 s request timeout; loopback is fast.
@@ -359,6 +748,7 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     reset: () => {
       stats = emptyStats();
     },
+    register,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -374,24 +764,32 @@ export interface BlobSinkProcess extends BlobSinkEndpoint {
   pid: number;
   stats(): Promise<BlobSinkStats>;
   reset(): Promise<void>;
+  /** POST /__sink/blobs: replaces the container's registered blobs. */
+  register(registration: SinkRegistration): Promise<SinkRegistered>;
   /** SIGTERM, SIGKILL after 5 s. Idempotent. */
   stop(): Promise<void>;
 }
 
-const sinkCall = (port: number, method: string, path: string): Promise<string> =>
+const sinkCall = (port: number, method: string, path: string, body?: string): Promise<string> =>
   new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, method, path, agent: false }, (res) => {
+    const headers =
+      body === undefined
+        ? {}
+        : { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
+    const req = request({ host: "127.0.0.1", port, method, path, headers, agent: false }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (text += c));
       res.once("end", () =>
         (res.statusCode ?? 0) < 300
           ? resolve(text)
-          : reject(new Error(`blob sink ${method} ${path}: ${res.statusCode}`)),
+          : reject(
+              new Error(`blob sink ${method} ${path}: ${res.statusCode} ${text.slice(0, 500)}`),
+            ),
       );
     });
     req.once("error", reject);
-    req.end();
+    req.end(body);
   });
 
 /** Runs the sink in a child process (this module as its main), on a free loopback port. */
@@ -427,6 +825,10 @@ export const spawnBlobSink = async (
     reset: async () => {
       await sinkCall(port, "POST", "/__sink/reset");
     },
+    register: async (registration) =>
+      JSON.parse(
+        await sinkCall(port, "POST", "/__sink/blobs", JSON.stringify(registration)),
+      ) as SinkRegistered,
     stop: () =>
       (stopping ??= new Promise<void>((resolve) => {
         process.removeListener("exit", stopChild);

@@ -4,8 +4,16 @@
  * sends for the same data (Put Block + Put Block List for large files, Put Blob for small ones,
  * a listing per directory, directory stubs) from one pre-filled buffer, at hsmfleet's worker
  * concurrency. What it reaches is the ceiling an export can hope for against the same endpoint.
+ *
+ * The read side (rawRestore) sends what hsmfleet's restore sends per file — Get Blob Properties,
+ * then ranged Get Blob of `rangeSize` — at the restore's concurrency, receives each range into a
+ * reused buffer and writes it at its offset into the (pre-created) file, or, with `into:
+ * "discard"`, only counts it. Writing into the files is the fair ceiling for a restore (a restore
+ * writes files); the discard figure shows what the network path alone reaches.
  */
 import { createHmac } from "node:crypto";
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
 import { Agent, request } from "node:http";
 import type { OutgoingHttpHeaders } from "node:http";
 import { blockIdFor } from "@hsmfleet/blob";
@@ -25,6 +33,16 @@ export interface RawClientOptions {
 export interface RawResponse {
   status: number;
   body: string;
+}
+
+/** Answer of a request whose body went into a caller's buffer. */
+export interface RawBinaryResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Body bytes received (copied into the buffer up to its length). */
+  length: number;
+  /** Error text of a non-2xx answer (first 64 KiB). */
+  errorBody: string;
 }
 
 /** Blob paths: every segment percent-encoded, '/' kept. */
@@ -108,6 +126,106 @@ export class RawBlobClient {
     };
     headers["authorization"] = this.#sign(method, path, query, headers);
     return this.#once(method, qs === "" ? path : `${path}?${qs}`, headers, body, true);
+  }
+
+  /**
+   * One bodiless request (GET/HEAD) whose 2xx response body is copied into `into` (bytes beyond
+   * its length are counted, not kept).
+   */
+  sendInto(
+    method: string,
+    resource: string,
+    query: Array<[string, string]>,
+    extraHeaders: OutgoingHttpHeaders,
+    into: Buffer | undefined,
+  ): Promise<RawBinaryResponse> {
+    const path = `${this.#endpoint.pathname}/${resource}`;
+    const qs = query.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+    const headers: OutgoingHttpHeaders = {
+      "x-ms-version": API_VERSION,
+      "x-ms-date": new Date().toUTCString(),
+      ...extraHeaders,
+    };
+    headers["authorization"] = this.#sign(method, path, query, headers);
+    return this.#onceInto(method, qs === "" ? path : `${path}?${qs}`, headers, into, true);
+  }
+
+  #onceInto(
+    method: string,
+    path: string,
+    headers: OutgoingHttpHeaders,
+    into: Buffer | undefined,
+    mayRetry: boolean,
+  ): Promise<RawBinaryResponse> {
+    this.requests++;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: this.#endpoint.hostname,
+          port: this.#endpoint.port,
+          method,
+          path,
+          headers,
+          agent: this.#agent,
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const ok = status >= 200 && status < 300;
+          let length = 0;
+          let errorBody = "";
+          res.on("data", (c: Buffer) => {
+            if (!ok) {
+              if (errorBody.length < 64 * 1024) errorBody += c.toString("utf8");
+              return;
+            }
+            if (into !== undefined && length < into.length) c.copy(into, length);
+            length += c.length;
+          });
+          res.once("end", () => resolve({ status, headers: res.headers, length, errorBody }));
+          res.once("error", reject);
+        },
+      );
+      req.once("error", (err: NodeJS.ErrnoException) => {
+        if (mayRetry && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE"))
+          resolve(this.#onceInto(method, path, headers, into, false));
+        else reject(err);
+      });
+      req.end();
+    });
+  }
+
+  /** Get Blob Properties: the blob's size and ETag. */
+  async headBlob(container: string, name: string): Promise<{ size: number; etag: string }> {
+    const r = await this.sendInto("HEAD", `${container}/${encodePath(name)}`, [], {}, undefined);
+    if (r.status !== 200) throw new Error(`head blob ${name}: HTTP ${r.status}`);
+    return { size: Number(r.headers["content-length"]), etag: String(r.headers["etag"]) };
+  }
+
+  /** Ranged Get Blob of [start, start+length) into `buf` (x-ms-range, If-Match when given). */
+  async getRange(
+    container: string,
+    name: string,
+    start: number,
+    length: number,
+    buf: Buffer | undefined,
+    etag?: string,
+  ): Promise<void> {
+    const r = await this.sendInto(
+      "GET",
+      `${container}/${encodePath(name)}`,
+      [],
+      {
+        "x-ms-range": `bytes=${start}-${start + length - 1}`,
+        ...(etag !== undefined ? { "if-match": etag } : {}),
+      },
+      buf,
+    );
+    if (r.status !== 206 && r.status !== 200)
+      throw new Error(
+        `get blob ${name} ${start}+${length}: HTTP ${r.status} ${r.errorBody.slice(0, 300)}`,
+      );
+    if (r.length !== length)
+      throw new Error(`get blob ${name} ${start}+${length}: received ${r.length} bytes`);
   }
 
   /**
@@ -351,6 +469,88 @@ export const rawUploadSmall = async (
   await forEachLimit(ops, o.concurrency, async (op) => {
     await client.putBlob(o.container, op.name, data.subarray(0, op.size), op.dir ? dirMeta : meta);
     bytes += op.size;
+  });
+  return bytes;
+};
+
+export interface RawRestoreOptions {
+  container: string;
+  /** Blob names, sizes and the local files (already created, of any size) to write into. */
+  files: Array<{ name: string; size: number; path: string }>;
+  /** Bytes per ranged GET (hsmfleet: 8 MiB). */
+  rangeSize: number;
+  /** Files at once (hsmfleet: transferConcurrency 4 × fileConcurrency 8 = 32 per worker). */
+  fileConcurrency: number;
+  /** Ranges in flight per file (hsmfleet: blockConcurrency 8). */
+  rangeConcurrency: number;
+  /** Ranges in flight in all (hsmfleet: its 512 MiB memory budget / 8 MiB = 64). */
+  maxRangesInFlight: number;
+  /** "file": write each range at its offset into the file (the fair ceiling); "discard": count only. */
+  into: "file" | "discard";
+}
+
+/** A counting semaphore. */
+class Slots {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+/**
+ * The restore's requests without hsmfleet: per file a Get Blob Properties (size, ETag), then
+ * ranged GETs with If-Match, each received into a pooled buffer and (into "file") written at its
+ * offset through one open file descriptor per file (O_WRONLY, no truncation). No SDK, no MD5, no
+ * xattrs, no NATS. Returns the data bytes received.
+ */
+export const rawRestore = async (client: RawBlobClient, o: RawRestoreOptions): Promise<number> => {
+  const slots = new Slots(o.maxRangesInFlight);
+  const pool: Buffer[] = [];
+  let bytes = 0;
+  await forEachLimit(o.files, o.fileConcurrency, async (file) => {
+    const { size, etag } = await client.headBlob(o.container, file.name);
+    if (size !== file.size) throw new Error(`${file.name}: size ${size}, expected ${file.size}`);
+    const fh =
+      o.into === "file"
+        ? await open(file.path, constants.O_WRONLY | constants.O_NOFOLLOW)
+        : undefined;
+    try {
+      const ranges: number[] = [];
+      for (let at = 0; at < size; at += o.rangeSize) ranges.push(at);
+      await forEachLimit(ranges, o.rangeConcurrency, async (at) => {
+        const n = Math.min(o.rangeSize, size - at);
+        await slots.acquire();
+        // Full ranges reuse pooled buffers; a short one gets its own (as hsmfleet does).
+        const full = n === o.rangeSize;
+        const buf = (full ? pool.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
+        try {
+          await client.getRange(o.container, file.name, at, n, buf, etag);
+          if (fh) {
+            let done = 0;
+            while (done < n) done += (await fh.write(buf, done, n - done, at + done)).bytesWritten;
+          }
+          bytes += n;
+        } finally {
+          if (full) pool.push(buf);
+          slots.release();
+        }
+      });
+    } finally {
+      await fh?.close();
+    }
   });
   return bytes;
 };

@@ -13,6 +13,7 @@ export type BlobLevelEntry =
       metadata: Record<string, string>;
       contentMD5?: Buffer;
       lastModified: Date;
+      etag?: string;
     }
   | { kind: "prefix"; name: string };
 
@@ -135,6 +136,9 @@ export class BlobContainer {
             lastModified: item.properties.lastModified,
           };
           if (md5 !== undefined && md5.length > 0) entry.contentMD5 = Buffer.from(md5);
+          // Listings give the ETag bare (0x8D…); headers and If-Match use the quoted form.
+          const etag = item.properties.etag;
+          if (etag) entry.etag = etag.startsWith('"') ? etag : `"${etag}"`;
           yield entry;
         }
       }

@@ -388,6 +388,37 @@ const md5OfFile = async (
 };
 
 /**
+ * After a download written by several workers (chunks): the file's MD5 against the blob's
+ * Content-MD5. A mismatch truncates the file to 0 bytes and throws BlobChecksumError.
+ */
+export const verifyFileMd5 = async (
+  container: BlobContainer,
+  name: string,
+  fh: FileHandle,
+  localPath: Buffer,
+  size: number,
+  md5: Buffer,
+  options: { budget?: MemoryBudget; abortSignal?: AbortSignal } = {},
+): Promise<void> => {
+  const where = subjectOf(container, name, localPath);
+  const actual = await md5OfFile(
+    fh,
+    size,
+    where,
+    options.budget ?? processBudget,
+    options.abortSignal,
+  );
+  if (actual.equals(md5)) return;
+  let truncateError: unknown;
+  try {
+    await fh.truncate(0);
+  } catch (err) {
+    truncateError = err ?? new Error("truncate failed");
+  }
+  throw new BlobChecksumError(where, md5, actual, truncateError);
+};
+
+/**
  * Whole blob → open file (opened for reading and writing): gets the blob's size, ETag and
  * Content-MD5 (If-Match `options.etag` when given), downloads all of it with downloadRange under
  * If-Match on that ETag (nothing is preallocated: sparse-friendly), trims a longer file to the
@@ -436,15 +467,9 @@ export const downloadBlobToFile = async (
     throw fsFailure(WRITE, where, err);
   }
   if (md5 === undefined) return { bytes, md5Verified: false, etag };
-  const actual = await md5OfFile(fh, size, where, options.budget ?? processBudget, signal);
-  if (!actual.equals(md5)) {
-    let truncateError: unknown;
-    try {
-      await fh.truncate(0);
-    } catch (err) {
-      truncateError = err ?? new Error("truncate failed");
-    }
-    throw new BlobChecksumError(where, md5, actual, truncateError);
-  }
+  await verifyFileMd5(container, name, fh, localPath, size, md5, {
+    ...(options.budget ? { budget: options.budget } : {}),
+    ...(signal ? { abortSignal: signal } : {}),
+  });
   return { bytes, md5Verified: true, etag };
 };

@@ -37,6 +37,7 @@ export type { BlobOperation, BlobOperationSubject, FileSnapshot, HttpErrorInfo }
 export {
   downloadRange,
   downloadBlobToFile,
+  verifyFileMd5,
   BlobChangedError,
   BlobChecksumError,
   DEFAULT_RANGE_SIZE_BYTES,

@@ -11,3 +11,7 @@ export type { JetStreamClient, JsMsg, ConsumerMessages } from "@nats-io/jetstrea
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
 export { headerReader, traceHeaders } from "./trace-headers.js";
+export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
+export type { JobConsumerOptions } from "./job-consumer.js";
+export { ChunkTracker } from "./chunk-tracker.js";
+export type { ChunkCompletion } from "./chunk-tracker.js";

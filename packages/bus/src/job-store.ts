@@ -55,6 +55,18 @@ export class JobStore {
     return out.sort((a, b) => b.spec.createdAtMs - a.spec.createdAtMs);
   }
 
+  /** Current record of every job, then every update, until stop(). */
+  async watchAll(onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
+    const iter = await this.#kv.watch({ key: ">" });
+    void (async () => {
+      for await (const entry of iter) {
+        if (entry.operation === "PUT" && entry.value.length > 0)
+          onChange(decodeJobStatus(entry.value));
+      }
+    })();
+    return { stop: () => iter.stop() };
+  }
+
   /** Calls `onChange` for every update of one job until the returned stop() is called. */
   async watch(jobId: string, onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
     const iter = await this.#kv.watch({ key: jobId });

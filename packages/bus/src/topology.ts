@@ -18,6 +18,8 @@ import {
   RESULTS_STREAM,
   WALK_CONSUMER,
   TRANSFER_CONSUMER,
+  CHUNK_CONSUMER,
+  CHUNKS_BUCKET,
   LOCKS_BUCKET,
   WORK_STREAM,
   subjects,
@@ -92,7 +94,13 @@ const ensureStream = async (
 export const ensureTopology = async (
   nc: NatsConnection,
   options: TopologyOptions = {},
-): Promise<{ jsm: JetStreamManager; jobs: KV; locks: KV; topology: ResolvedTopology }> => {
+): Promise<{
+  jsm: JetStreamManager;
+  jobs: KV;
+  locks: KV;
+  chunks: KV;
+  topology: ResolvedTopology;
+}> => {
   const t = resolveTopology(options);
   let jsm: JetStreamManager;
   try {
@@ -133,6 +141,7 @@ export const ensureTopology = async (
   for (const [name, filter] of [
     [WALK_CONSUMER, subjects.walkAll],
     [TRANSFER_CONSUMER, subjects.transferAll],
+    [CHUNK_CONSUMER, subjects.chunkAll],
   ] as const) {
     const consumerConfig = {
       durable_name: name,
@@ -157,5 +166,11 @@ export const ensureTopology = async (
   const kvm = new Kvm(nc);
   const jobs = await kvm.create(JOBS_BUCKET, { history: 1, replicas: t.replicas });
   const locks = await kvm.create(LOCKS_BUCKET, { history: 1, replicas: t.replicas });
-  return { jsm, jobs, locks, topology: t };
+  // Chunk records outlive no job: they expire with the results.
+  const chunks = await kvm.create(CHUNKS_BUCKET, {
+    history: 1,
+    replicas: t.replicas,
+    ttl: t.resultsMaxAgeMs,
+  });
+  return { jsm, jobs, locks, chunks, topology: t };
 };

@@ -1,10 +1,12 @@
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
+import { registerImportCommand } from "./commands/import.js";
+import { registerRestoreCommand } from "./commands/restore.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
@@ -67,12 +69,16 @@ export const buildProgram = (): Command => {
     .hook("preAction", (root, action) =>
       startCliTelemetry(action, root.opts<{ metricsPort?: number; dashboardPort?: number }>()),
     )
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage errors exit 2 like every other "could not start" (commander's own default is 1).
+    .exitOverride();
 
   // One module per command (or family of commands); each adds itself to the program.
   const ctx = createCliContext(program);
   registerScanCommand(ctx);
   registerExportCommand(ctx);
+  registerImportCommand(ctx);
+  registerRestoreCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
@@ -85,6 +91,16 @@ export const main = async (argv: string[] = process.argv): Promise<void> => {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed the message (or the help / version).
+      process.exitCode =
+        err.code === "commander.helpDisplayed" ||
+        err.code === "commander.version" ||
+        err.code === "commander.help"
+          ? ExitCode.Ok
+          : ExitCode.Failed;
+      return;
+    }
     const message =
       err instanceof HsmfleetError ? err.message : `unexpected error: ${errorMessage(err)}`;
     process.stderr.write(`hsmfleet: ${message}\n`);

@@ -1,4 +1,9 @@
-import type { ExportProgress, ScanProgress } from "@hsmfleet/coordinator";
+import type {
+  ExportProgress,
+  ImportProgress,
+  RestoreProgress,
+  ScanProgress,
+} from "@hsmfleet/coordinator";
 
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
 
@@ -35,6 +40,25 @@ export class ProgressLine {
     this.#write(
       `export ${p.jobId}: ${n(p.filesDone)}/${n(p.filesQueued)} files, ${gib(p.bytesDone)}/${gib(p.bytesQueued)} GiB, ` +
         `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s, ETA ${eta}, ${n(p.skipped)} unchanged, ${p.workers} workers, ${n(p.errors)} errors${waiting}`,
+    );
+  }
+
+  import(p: ImportProgress): void {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+    const eta = p.etaSeconds === undefined ? "--:--" : formatDuration(p.etaSeconds);
+    const data =
+      p.filesQueued > 0
+        ? `, ${n(p.filesDownloaded)}/${n(p.filesQueued)} files downloaded, ${gib(p.bytesDownloaded)}/${gib(p.bytesQueued)} GiB, ${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s, ETA ${eta}`
+        : "";
+    this.#write(
+      `import ${p.jobId}: ${n(p.blobsWalked)} blobs walked (${n(p.blobsPerSecond)}/s), ${n(p.imported)} imported${data}, ${n(p.conflicts)} conflicts, ${p.workers} workers, ${n(p.errors)} errors`,
+    );
+  }
+
+  restore(p: RestoreProgress): void {
+    const eta = p.etaSeconds === undefined ? "--:--" : formatDuration(p.etaSeconds);
+    this.#write(
+      `restore ${p.jobId}: ${n(p.filesRestored)}/${n(p.filesFound)}${p.walking ? "+" : ""} files, ${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s, ${p.filesPerSecond.toFixed(0)} files/s, ETA ${eta}, ${p.workers} workers, ${n(p.errors)} errors`,
     );
   }
 

@@ -1,14 +1,12 @@
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { BlobContainer, StorageTarget } from "@hsmfleet/blob";
+import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
-  JobState,
-  WORK_STREAM,
   jobStateName,
   encodeWalkShard,
   newJobSpec,
@@ -20,7 +18,9 @@ import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { exportJobSpan } from "./job-spans.js";
-import { COORDINATOR_STALE_MS, followJob, jobErrors } from "./job-follower.js";
+import { followJob, jobErrors } from "./job-follower.js";
+import { writeJobLogs } from "./job-logs.js";
+import { claimRoot } from "./root-claim.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
 import { checkScanRoot, safeUser } from "./scan-job.js";
@@ -181,53 +181,21 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   await logContainer.ensureExists();
 
   const jobId = options.jobId ?? newJobId("export");
-  let status: JobStatus | undefined;
-  let resumed = false;
-  const lock = await rootLocks.acquire(rootBytes, jobId);
-  if (!lock.acquired) {
-    const holder = await store.get(lock.holder);
-    const alive =
-      holder !== undefined &&
-      holder.state === JobState.Running &&
-      Date.now() - holder.updatedAtMs < COORDINATOR_STALE_MS;
-    const sameJob =
-      holder !== undefined &&
+  const claim = await claimRoot({
+    nc: options.nc,
+    store,
+    locks: rootLocks,
+    root,
+    jobId,
+    what: "an export",
+    logger: options.logger,
+    sameJob: (holder) =>
       holder.spec.kind === JobKind.Export &&
       holder.spec.container === options.container &&
-      normalizePrefix(holder.spec.prefix) === prefix;
-    if (alive) {
-      const silentFor = Math.round((Date.now() - holder.updatedAtMs) / 1000);
-      const takeOverIn = Math.ceil(
-        (COORDINATOR_STALE_MS - (Date.now() - holder.updatedAtMs)) / 1000,
-      );
-      throw new UsageError(
-        `another job (${lock.holder}) is running on ${root}; only one import/export job per file system root at a time. ` +
-          `Wait for it, or stop it with: hsmfleet cancel ${lock.holder}. ` +
-          `(Its coordinator last reported ${silentFor} s ago; if it died, the same command re-run in ${takeOverIn} s takes the job over.)`,
-      );
-    }
-    if (holder !== undefined && holder.state === JobState.Running && sameJob) {
-      // Its coordinator died: carry on with the same job (the fleet may still be working on it).
-      status = holder;
-      resumed = true;
-      options.logger?.info(
-        { jobId: holder.spec.jobId },
-        "resuming an export whose coordinator stopped",
-      );
-    } else {
-      if (holder !== undefined && holder.state === JobState.Running) {
-        holder.state = JobState.Failed;
-        holder.reason = `coordinator lost; superseded by ${jobId}`;
-        holder.finishedAtMs = Date.now();
-        await store.put(holder);
-        const jsm = await jetstream(options.nc).jetstreamManager();
-        await jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(holder.spec.jobId) });
-      }
-      if (!(await rootLocks.takeOver(rootBytes, lock.holder, jobId))) {
-        throw new UsageError(`could not take the lock on ${root} from ${lock.holder}; try again`);
-      }
-    }
-  }
+      normalizePrefix(holder.spec.prefix) === prefix,
+  });
+  let status: JobStatus | undefined = claim.resumed;
+  const resumed = status !== undefined;
 
   const errorLogPath =
     status?.errorLog || options.errorLog || join(tmpdir(), `hsmfleet-${jobId}-errors.ndjson`);
@@ -264,13 +232,12 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         headers: traceHeaders(options),
       });
     } catch (err) {
-      await rootLocks.release(rootBytes, jobId);
+      await claim.release();
       throw err;
     }
     options.logger?.info({ jobId, root, container: options.container, prefix }, "export started");
   }
 
-  const running = status.spec.jobId;
   try {
     const final = await followJob({
       nc: options.nc,
@@ -286,37 +253,20 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         : undefined,
     });
     const summary = buildExportSummary(final, resumed);
-    await writeJobLogs(logContainer, summary, final.errorLog, options.logger);
+    await writeJobLogs(
+      logContainer,
+      summary.jobId,
+      summary,
+      [["errors.ndjson", final.errorLog]],
+      options.logger,
+    );
     if (temporaryLog) {
       await rm(errorLogPath, { force: true });
       summary.errorLog = null;
     }
     return summary;
   } finally {
-    await rootLocks.release(rootBytes, running).catch(() => undefined);
-  }
-};
-
-/** `<job>/summary.json` and `<job>/errors.ndjson` in the logging container, as AMLFS jobs do. */
-const writeJobLogs = async (
-  container: BlobContainer,
-  summary: ExportSummary,
-  errorLog: string,
-  logger: Logger | undefined,
-) => {
-  try {
-    await container.putText(
-      `${summary.jobId}/summary.json`,
-      `${JSON.stringify(summary, null, 2)}\n`,
-      "application/json",
-    );
-    const errors = errorLog ? await readFile(errorLog, "utf8").catch(() => "") : "";
-    await container.putText(`${summary.jobId}/errors.ndjson`, errors, "application/x-ndjson");
-  } catch (err) {
-    logger?.warn(
-      { err: errorMessage(err), container: container.name },
-      "could not write the job's logs to the logging container",
-    );
+    await claim.release();
   }
 };
 

@@ -24,6 +24,14 @@ export const entryToNdjson = (e: FileEntry): string => {
 export const errorToNdjson = (e: ItemError): string =>
   `{${pathFields(e.path)},"operation":${JSON.stringify(e.operation)},"code":${JSON.stringify(e.code)},"message":${JSON.stringify(e.message)}}`;
 
+/**
+ * One conflicts.ndjson line. Conflicts travel as ItemErrors: operation = what was there
+ * ("file (0x9) exists archived"), code = the resolution ("failed", "skipped",
+ * "attributes-updated", "reimported", "released"), message = details.
+ */
+export const conflictToNdjson = (c: ItemError): string =>
+  `{${pathFields(c.path)},"existing":${JSON.stringify(c.operation)},"resolution":${JSON.stringify(c.code)},"detail":${JSON.stringify(c.message)}}`;
+
 export const errorToJson = (
   e: ItemError,
 ): { path: string; operation: string; code: string; message: string } => ({

@@ -16,3 +16,21 @@ export {
 export type { ExportJobOptions, ExportProgress, ExportSummary } from "./export-job.js";
 export { followJob, jobErrors, COORDINATOR_STALE_MS } from "./job-follower.js";
 export type { FollowOptions } from "./job-follower.js";
+export {
+  runImportJob,
+  buildImportSummary,
+  formatImportSummary,
+  normalizeImportPrefixes,
+  IMPORT_DEFAULTS,
+  IMPORT_MODES,
+  CONFLICT_MODES,
+} from "./import-job.js";
+export type { ImportJobOptions, ImportProgress, ImportSummary } from "./import-job.js";
+export {
+  runRestoreJob,
+  buildRestoreSummary,
+  formatRestoreSummary,
+  RESTORE_DEFAULTS,
+} from "./restore-job.js";
+export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./restore-job.js";
+export { claimRoot } from "./root-claim.js";

@@ -9,23 +9,27 @@ import {
   TRANSFER_CONSUMER,
   WALK_CONSUMER,
   WORK_STREAM,
+  CHUNK_CONSUMER,
+  decodeChunk,
   decodeErrorBatch,
   decodeItemResult,
   decodeTransferBatch,
   decodeWalkShard,
-  emptyExportCounters,
+  addCounters,
   emptyScanCounters,
   encodeItemResult,
+  newItemResult,
   encodeJobStatus,
   decodeJobStatus,
   mergeScanCounters,
+  restoreConsumer,
   subjects,
 } from "@hsmfleet/protocol";
-import type { ExportCounters, ItemError, JobStatus } from "@hsmfleet/protocol";
+import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
 import { observeJobProgress } from "./job-gauges.js";
-import { entryToNdjson, errorToNdjson } from "./format.js";
+import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
 
 export interface FollowOptions {
@@ -36,6 +40,8 @@ export interface FollowOptions {
   status: JobStatus;
   list?: LocalLog | undefined;
   errorLog?: LocalLog | undefined;
+  /** Import: receives every conflict (path, what was there, the resolution). */
+  conflictLog?: LocalLog | undefined;
   /** Errors kept in the job record. Default 100. */
   errorSampleLimit?: number | undefined;
   /** Job record checkpoint period. Default 1000 ms. */
@@ -45,12 +51,9 @@ export interface FollowOptions {
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
 }
 
-/** Errors of a job: walk errors plus transfer errors. */
-export const jobErrors = (s: JobStatus): number => s.scan.errors + s.export.errors;
-
-const mergeExportCounters = (into: ExportCounters, from: ExportCounters): void => {
-  for (const key of Object.keys(into) as Array<keyof ExportCounters>) into[key] += from[key];
-};
+/** Errors of a job: walk errors plus those of its transfers, imports and restores. */
+export const jobErrors = (s: JobStatus): number =>
+  s.scan.errors + s.export.errors + s.import.totalErrors + s.restore.errors;
 
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
 export const COORDINATOR_STALE_MS = 15_000;
@@ -114,6 +117,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const checkpoint = async () => {
     await o.list?.flush();
     await o.errorLog?.flush();
+    await o.conflictLog?.flush();
+    status.conflictLogBytes = o.conflictLog?.bytes ?? 0;
     status.listBytes = o.list?.bytes ?? 0;
     status.errorLogBytes = o.errorLog?.bytes ?? 0;
     snapshot = encodeJobStatus(status);
@@ -133,7 +138,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       if (m.subject.endsWith(".item")) {
         const r = decodeItemResult(m.data);
         mergeScanCounters(status.scan, r.scan);
-        mergeExportCounters(status.export, r.export);
+        addCounters(status.export, r.export);
+        addCounters(status.import, r.import);
+        addCounters(status.restore, r.restore);
         status.published += r.children;
         // A spawn notice only announces children; every other result completes one item.
         if (r.kind !== "spawn") status.completed += 1;
@@ -144,6 +151,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
             await o.list.append(entryToNdjson(e));
       } else if (m.subject.endsWith(".errors")) {
         await recordErrors(decodeErrorBatch(m.data).errors);
+      } else if (m.subject.endsWith(".conflicts")) {
+        for (const c of decodeErrorBatch(m.data).errors)
+          await o.conflictLog?.append(conflictToNdjson(c));
       }
       status.resultsSeq = m.seq;
       if (Date.now() - lastCheckpoint >= checkpointEveryMs) {
@@ -195,6 +205,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   await writes;
   await o.list?.close();
   await o.errorLog?.close();
+  await o.conflictLog?.close();
   o.onProgress?.(status, fleet);
   // Entry batches were only a carrier for --list; the counters stay in the job record.
   await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) });
@@ -213,61 +224,71 @@ const watchMaxDeliveries = async (
   logger: Logger | undefined,
 ) => {
   const jsm = await js.jetstreamManager();
-  const onAdvisory = (kind: "walk" | "transfer") => (err: Error | null, msg: { json<T>(): T }) => {
-    if (err) return;
-    void (async () => {
-      const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
-      const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
-      if (!stored) return;
-      let itemJob: string;
-      let itemId: string;
-      let path: Buffer;
-      if (kind === "walk") {
-        const shard = decodeWalkShard(stored.data);
-        [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.paths[0] ?? Buffer.alloc(0)];
-      } else {
-        const batch = decodeTransferBatch(stored.data);
-        [itemJob, itemId, path] = [
-          batch.jobId,
-          batch.batchId,
-          batch.entries[0]?.path ?? Buffer.alloc(0),
-        ];
-      }
-      if (itemJob !== jobId) return;
-      const scan = emptyScanCounters();
-      const exp = emptyExportCounters();
-      if (kind === "walk") scan.errors = 1;
-      else exp.errors = 1;
-      await js.publish(
-        subjects.itemResult(jobId),
-        encodeItemResult({
-          jobId,
-          itemId,
-          kind,
-          children: 0,
-          scan,
-          errors: [
-            {
-              path,
-              operation: kind,
-              code: "MAX_DELIVERIES",
-              message: `no worker finished this ${kind === "walk" ? "directory" : "batch"} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
-              retryable: false,
-            },
-          ],
-          workerId: "coordinator",
-          attempt: advisory.deliveries,
-          failed: true,
-          export: exp,
-        }),
-        { msgID: `${itemId}.r` },
+  const onAdvisory =
+    (kind: "walk" | "transfer" | "chunk") => (err: Error | null, msg: { json<T>(): T }) => {
+      if (err) return;
+      void (async () => {
+        const advisory = msg.json<{ stream_seq: number; deliveries: number }>();
+        const stored = await jsm.streams.getMessage(WORK_STREAM, { seq: advisory.stream_seq });
+        if (!stored) return;
+        let itemJob: string;
+        let itemId: string;
+        let path: Buffer;
+        if (kind === "walk") {
+          const shard = decodeWalkShard(stored.data);
+          [itemJob, itemId, path] = [shard.jobId, shard.shardId, shard.paths[0] ?? Buffer.alloc(0)];
+        } else if (kind === "chunk") {
+          const chunk = decodeChunk(stored.data);
+          [itemJob, itemId, path] = [chunk.jobId, chunk.chunkId, chunk.path];
+        } else {
+          const batch = decodeTransferBatch(stored.data);
+          [itemJob, itemId, path] = [
+            batch.jobId,
+            batch.batchId,
+            batch.entries[0]?.path ?? Buffer.alloc(0),
+          ];
+        }
+        if (itemJob !== jobId) return;
+        const scan = emptyScanCounters();
+        scan.errors = 1;
+        await js.publish(
+          subjects.itemResult(jobId),
+          encodeItemResult(
+            newItemResult({
+              jobId,
+              itemId,
+              kind,
+              scan,
+              errors: [
+                {
+                  path,
+                  operation: kind,
+                  code: "MAX_DELIVERIES",
+                  message: `no worker finished this ${kind === "walk" ? "directory" : kind} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+                  retryable: false,
+                },
+              ],
+              workerId: "coordinator",
+              attempt: advisory.deliveries,
+              failed: true,
+            }),
+          ),
+          { msgID: `${itemId}.r` },
+        );
+        await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
+      })().catch((e: unknown) =>
+        logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),
       );
-      await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
-    })().catch((e: unknown) =>
-      logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),
-    );
-  };
+    };
   const subs = [
+    nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${CHUNK_CONSUMER}`, {
+      callback: onAdvisory("chunk"),
+    }),
+    // A restore job's own consumer (harmless for other kinds: nothing is ever sent there).
+    nc.subscribe(
+      `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${restoreConsumer(jobId)}`,
+      { callback: onAdvisory("transfer") },
+    ),
     nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.${WALK_CONSUMER}`, {
       callback: onAdvisory("walk"),
     }),

@@ -24,6 +24,7 @@ import {
   lutimes,
   mkdir,
   open,
+  readlink,
   stat,
   symlink,
   unlink,
@@ -232,6 +233,45 @@ export class TargetRoot {
       return await open(abs, flags, mode);
     } catch (err) {
       throw fsError(err, "open", abs);
+    }
+  }
+
+  /**
+   * Opens an existing regular file for reading and writing (O_RDWR|O_NOFOLLOW: a symlink at the
+   * final component fails with ELOOP). Parents must exist and are verified. Anything that is not
+   * a regular file is refused with FsOperationError EINVAL.
+   */
+  async openExisting(rel: Buffer): Promise<FileHandle> {
+    const ends = segmentEnds(rel);
+    await this.walkParents(rel, ends, false, "open", true);
+    const abs = this.join(rel);
+    let fh: FileHandle;
+    try {
+      fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      throw fsError(err, "open", abs);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        throw new FsOperationError("open", displayPath(abs), "EINVAL", "not a regular file");
+      }
+    } catch (err) {
+      await fh.close();
+      throw fsError(err, "fstat", abs);
+    }
+    return fh;
+  }
+
+  /** Target of symlink `rel` as raw bytes (the link itself is read, never followed). */
+  async readlink(rel: Buffer): Promise<Buffer> {
+    const ends = segmentEnds(rel);
+    await this.walkParents(rel, ends, false, "readlink", true);
+    const abs = this.join(rel);
+    try {
+      return await readlink(abs, { encoding: "buffer" });
+    } catch (err) {
+      throw fsError(err, "readlink", abs);
     }
   }
 

@@ -7,6 +7,12 @@ import type {
   ErrorBatch,
   ExportCounters,
   HsmAction,
+  ConflictMode,
+  ImportCounters,
+  ImportDir,
+  ImportMode,
+  ImportSpec,
+  RestoreCounters,
   HsmActionList,
   ItemError,
   ItemKind,
@@ -134,12 +140,90 @@ const exportFromWire = (c: hsmfleet.v1.IExportCounters | null | undefined): Expo
     EXPORT_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
   ) as unknown as ExportCounters;
 
+const IMPORT_KEYS = [
+  "totalBlobsWalked",
+  "totalBlobsImported",
+  "importedFiles",
+  "importedDirectories",
+  "importedSymlinks",
+  "preexistingFiles",
+  "preexistingDirectories",
+  "preexistingSymlinks",
+  "totalErrors",
+  "totalConflicts",
+  "bytesImported",
+  "filesQueued",
+  "bytesQueued",
+  "bytesDownloaded",
+] as const;
+
+const importToWire = (c: ImportCounters): hsmfleet.v1.IImportCounters =>
+  Object.fromEntries(IMPORT_KEYS.map((k) => [k, fromNumber(c[k], k)]));
+
+const importFromWire = (c: hsmfleet.v1.IImportCounters | null | undefined): ImportCounters =>
+  Object.fromEntries(
+    IMPORT_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
+  ) as unknown as ImportCounters;
+
+const RESTORE_KEYS = [
+  "filesFound",
+  "bytesFound",
+  "filesRestored",
+  "bytesRestored",
+  "notReleased",
+  "errors",
+] as const;
+
+const restoreToWire = (c: RestoreCounters): hsmfleet.v1.IRestoreCounters =>
+  Object.fromEntries(RESTORE_KEYS.map((k) => [k, fromNumber(c[k], k)]));
+
+const restoreFromWire = (c: hsmfleet.v1.IRestoreCounters | null | undefined): RestoreCounters =>
+  Object.fromEntries(
+    RESTORE_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
+  ) as unknown as RestoreCounters;
+
+const importDirToWire = (d: ImportDir): hsmfleet.v1.IImportDir => ({
+  ...d,
+  mtimeSec: fromNumber(d.mtimeSec, "ImportDir.mtimeSec", false),
+});
+const importDirFromWire = (d: hsmfleet.v1.IImportDir): ImportDir => ({
+  hasAttrs: d.hasAttrs ?? false,
+  mode: d.mode ?? 0,
+  uid: d.uid ?? 0,
+  gid: d.gid ?? 0,
+  mtimeSec: toSafeNumber(d.mtimeSec, "ImportDir.mtimeSec"),
+  preexisting: d.preexisting ?? false,
+});
+
+const importSpecToWire = (s: ImportSpec): hsmfleet.v1.IImportSpec => ({
+  ...s,
+  chunkSize: fromNumber(s.chunkSize, "chunkSize"),
+});
+const importSpecFromWire = (s: hsmfleet.v1.IImportSpec | null | undefined): ImportSpec => ({
+  mode: (s?.mode || "namespace") as ImportMode,
+  conflict: (s?.conflict || "fail") as ConflictMode,
+  archiveId: s?.archiveId ?? 0,
+  prefixes: s?.prefixes ?? [],
+  maxInflight: s?.maxInflight ?? 0,
+  restoreBatch: s?.restoreBatch ?? 0,
+  fsRoot: bytes(s?.fsRoot),
+  chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
+});
+
 // ---- messages ----
 
-export const encodeWalkShard = (m: WalkShard): Uint8Array => pb.WalkShard.encode(m).finish();
+export const encodeWalkShard = (m: WalkShard): Uint8Array =>
+  pb.WalkShard.encode({ ...m, importDirs: (m.importDirs ?? []).map(importDirToWire) }).finish();
 export const decodeWalkShard = (data: Uint8Array): WalkShard => {
   const m = pb.WalkShard.decode(data);
-  return { jobId: m.jobId, paths: m.paths.map(bytes), depth: m.depth, shardId: m.shardId };
+  const shard: WalkShard = {
+    jobId: m.jobId,
+    paths: m.paths.map(bytes),
+    depth: m.depth,
+    shardId: m.shardId,
+  };
+  if (m.importDirs.length > 0) shard.importDirs = m.importDirs.map(importDirFromWire);
+  return shard;
 };
 
 export const encodeTransferBatch = (m: TransferBatch): Uint8Array =>
@@ -152,6 +236,7 @@ export const decodeTransferBatch = (data: Uint8Array): TransferBatch => {
     shardId: m.shardId,
     sequence: m.sequence,
     entries: m.entries.map(entryFromWire),
+    ...(m.blobNames.length > 0 ? { blobNames: m.blobNames } : {}),
   };
 };
 
@@ -161,6 +246,8 @@ export const encodeItemResult = (m: ItemResult): Uint8Array =>
     scan: countersToWire(m.scan),
     errors: m.errors.map(errorToWire),
     export: exportToWire(m.export),
+    import: importToWire(m.import),
+    restore: restoreToWire(m.restore),
   }).finish();
 export const decodeItemResult = (data: Uint8Array): ItemResult => {
   const m = pb.ItemResult.decode(data);
@@ -175,6 +262,8 @@ export const decodeItemResult = (data: Uint8Array): ItemResult => {
     attempt: m.attempt,
     failed: m.failed,
     export: exportFromWire(m.export),
+    import: importFromWire(m.import),
+    restore: restoreFromWire(m.restore),
   };
 };
 
@@ -196,6 +285,7 @@ const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({
   maxErrors: fromNumber(s.maxErrors, "maxErrors", false),
   blockSize: fromNumber(s.blockSize, "blockSize"),
   batchMaxBytes: fromNumber(s.batchMaxBytes, "batchMaxBytes"),
+  import: importSpecToWire(s.import),
 });
 const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   jobId: s?.jobId ?? "",
@@ -213,6 +303,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   blockSize: toSafeNumber(s?.blockSize, "blockSize"),
   logContainer: s?.logContainer ?? "",
   batchMaxBytes: toSafeNumber(s?.batchMaxBytes, "batchMaxBytes"),
+  import: importSpecFromWire(s?.import),
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();
@@ -237,6 +328,10 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     errorLogBytes: fromNumber(m.errorLogBytes, "errorLogBytes"),
     errorSamples: m.errorSamples.map(errorToWire),
     export: exportToWire(m.export),
+    import: importToWire(m.import),
+    restore: restoreToWire(m.restore),
+    conflictLog: m.conflictLog,
+    conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -258,6 +353,10 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     errorLogBytes: toSafeNumber(m.errorLogBytes, "errorLogBytes"),
     errorSamples: m.errorSamples.map(errorFromWire),
     export: exportFromWire(m.export),
+    import: importFromWire(m.import),
+    restore: restoreFromWire(m.restore),
+    conflictLog: m.conflictLog,
+    conflictLogBytes: toSafeNumber(m.conflictLogBytes, "conflictLogBytes"),
   };
 };
 
@@ -350,5 +449,13 @@ export const decodeChunk = (data: Uint8Array): Chunk => {
     fileSize: toSafeNumber(m.fileSize, "fileSize"),
     fileMtimeSec: toSafeNumber(m.fileMtimeSec, "fileMtimeSec"),
     fileMtimeNsec: m.fileMtimeNsec,
+    index: m.index,
+    count: m.count,
+    blobName: m.blobName,
+    etag: m.etag,
+    contentMd5: bytes(m.contentMd5),
+    mode: m.mode,
+    uid: m.uid,
+    gid: m.gid,
   };
 };

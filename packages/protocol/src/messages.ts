@@ -7,6 +7,18 @@ export interface WalkShard {
   paths: Buffer[];
   depth: number;
   shardId: string;
+  /** Import only: what the parent knows of each directory (same order as paths; may be empty). */
+  importDirs?: ImportDir[];
+}
+
+/** Attributes of a directory created by an import, set once its own entries exist. */
+export interface ImportDir {
+  hasAttrs: boolean;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeSec: number;
+  preexisting: boolean;
 }
 
 /** Entries a worker sends back (scan --list), or hands on as one transfer work item. */
@@ -16,6 +28,8 @@ export interface TransferBatch {
   shardId: string;
   sequence: number;
   entries: FileEntry[];
+  /** Import/restore: the blob each entry comes from (same order as entries). */
+  blobNames?: string[];
 }
 
 export interface ItemError {
@@ -53,6 +67,33 @@ export interface ExportCounters {
   errors: number;
 }
 
+/** Counters an import accumulates, named like AMLFS's importJobs status. */
+export interface ImportCounters {
+  totalBlobsWalked: number;
+  totalBlobsImported: number;
+  importedFiles: number;
+  importedDirectories: number;
+  importedSymlinks: number;
+  preexistingFiles: number;
+  preexistingDirectories: number;
+  preexistingSymlinks: number;
+  totalErrors: number;
+  totalConflicts: number;
+  bytesImported: number;
+  filesQueued: number;
+  bytesQueued: number;
+  bytesDownloaded: number;
+}
+
+export interface RestoreCounters {
+  filesFound: number;
+  bytesFound: number;
+  filesRestored: number;
+  bytesRestored: number;
+  notReleased: number;
+  errors: number;
+}
+
 /** "spawn" is not an item: it announces `children` work items before they are published. */
 export type ItemKind = "walk" | "transfer" | "chunk" | "hsm" | "spawn";
 
@@ -67,6 +108,8 @@ export interface ItemResult {
   attempt: number;
   failed: boolean;
   export: ExportCounters;
+  import: ImportCounters;
+  restore: RestoreCounters;
 }
 
 export interface ErrorBatch {
@@ -125,6 +168,24 @@ export interface JobSpec {
   blockSize: number;
   logContainer: string;
   batchMaxBytes: number;
+  import: ImportSpec;
+}
+
+export type ImportMode = "namespace" | "full";
+export type ConflictMode = "fail" | "skip" | "overwrite-dirty" | "overwrite-always";
+
+export interface ImportSpec {
+  mode: ImportMode;
+  conflict: ConflictMode;
+  archiveId: number;
+  /** Blob-name prefixes to import, normalized ("" = the whole container). */
+  prefixes: string[];
+  maxInflight: number;
+  restoreBatch: number;
+  /** Restore fallback: the directory that maps to the container root (empty = none). */
+  fsRoot: Buffer;
+  /** --mode full: blobs larger than this are downloaded in chunks of this size by any worker. */
+  chunkSize: number;
 }
 
 export interface JobStatus {
@@ -145,6 +206,10 @@ export interface JobStatus {
   errorLogBytes: number;
   errorSamples: ItemError[];
   export: ExportCounters;
+  import: ImportCounters;
+  restore: RestoreCounters;
+  conflictLog: string;
+  conflictLogBytes: number;
 }
 
 export interface WorkerHeartbeat {
@@ -203,6 +268,14 @@ export interface Chunk {
   fileSize: number;
   fileMtimeSec: number;
   fileMtimeNsec: number;
+  index: number;
+  count: number;
+  blobName: string;
+  etag: string;
+  contentMd5: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 export const emptyScanCounters = (): ScanCounters => ({
@@ -231,6 +304,66 @@ export const emptyExportCounters = (): ExportCounters => ({
   errors: 0,
 });
 
+export const emptyImportCounters = (): ImportCounters => ({
+  totalBlobsWalked: 0,
+  totalBlobsImported: 0,
+  importedFiles: 0,
+  importedDirectories: 0,
+  importedSymlinks: 0,
+  preexistingFiles: 0,
+  preexistingDirectories: 0,
+  preexistingSymlinks: 0,
+  totalErrors: 0,
+  totalConflicts: 0,
+  bytesImported: 0,
+  filesQueued: 0,
+  bytesQueued: 0,
+  bytesDownloaded: 0,
+});
+
+export const emptyRestoreCounters = (): RestoreCounters => ({
+  filesFound: 0,
+  bytesFound: 0,
+  filesRestored: 0,
+  bytesRestored: 0,
+  notReleased: 0,
+  errors: 0,
+});
+
+export const defaultImportSpec = (): ImportSpec => ({
+  mode: "namespace",
+  conflict: "fail",
+  archiveId: 1,
+  prefixes: [""],
+  maxInflight: 2000,
+  restoreBatch: 50,
+  fsRoot: Buffer.alloc(0),
+  chunkSize: 256 * 1024 * 1024,
+});
+
+/** Adds every counter of `from` to `into` (flat numeric records of the same shape). */
+export const addCounters = <T extends object>(into: T, from: T): void => {
+  const a = into as Record<string, number>;
+  const b = from as Record<string, number>;
+  for (const key of Object.keys(a)) a[key] = (a[key] ?? 0) + (b[key] ?? 0);
+};
+
+/** An item result with every counter at zero and no errors; `jobId`, `itemId`, `kind` required. */
+export const newItemResult = (
+  fields: Pick<ItemResult, "jobId" | "itemId" | "kind"> & Partial<ItemResult>,
+): ItemResult => ({
+  children: 0,
+  scan: emptyScanCounters(),
+  errors: [],
+  workerId: "",
+  attempt: 0,
+  failed: false,
+  export: emptyExportCounters(),
+  import: emptyImportCounters(),
+  restore: emptyRestoreCounters(),
+  ...fields,
+});
+
 /** A job spec with every optional field at its default; `jobId`, `kind` and `root` are required. */
 export const newJobSpec = (
   fields: Pick<JobSpec, "jobId" | "kind" | "root"> & Partial<JobSpec>,
@@ -247,6 +380,7 @@ export const newJobSpec = (
   blockSize: 0,
   logContainer: "",
   batchMaxBytes: 0,
+  import: defaultImportSpec(),
   ...fields,
 });
 
@@ -269,5 +403,9 @@ export const newJobStatus = (spec: JobSpec, fields: Partial<JobStatus> = {}): Jo
   errorLogBytes: 0,
   errorSamples: [],
   export: emptyExportCounters(),
+  import: emptyImportCounters(),
+  restore: emptyRestoreCounters(),
+  conflictLog: "",
+  conflictLogBytes: 0,
   ...fields,
 });

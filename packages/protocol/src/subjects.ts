@@ -6,7 +6,10 @@
  *   hsmfleet.work.<jobId>.xfer        TransferBatch       (WORK stream; export uploads)
  *   hsmfleet.result.<jobId>.item      ItemResult          (RESULTS stream, limits retention)
  *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
+ *   hsmfleet.work.<jobId>.chunk       Chunk               (WORK stream; a block range of one large file)
+ *   hsmfleet.work.<jobId>.restore     TransferBatch       (WORK stream; one consumer per restore job)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
+ *   hsmfleet.result.<jobId>.conflicts ErrorBatch          (import conflicts: code = resolution)
  *   hsmfleet.hb.<workerId>            WorkerHeartbeat     (core NATS)
  *   hsmfleet.hbping                   (empty)             (core NATS; workers answer with a heartbeat)
  */
@@ -15,6 +18,9 @@ export const RESULTS_STREAM = "HSMFLEET_RESULTS";
 export const JOBS_BUCKET = "hsmfleet-jobs";
 export const WALK_CONSUMER = "walk";
 export const TRANSFER_CONSUMER = "transfer";
+export const CHUNK_CONSUMER = "chunk";
+/** Which chunks of a large file are done: key <jobId>.<fileKey>, see bus ChunkTracker. */
+export const CHUNKS_BUCKET = "hsmfleet-chunks";
 /** One key per source root with an import/export job running: only one such job at a time. */
 export const LOCKS_BUCKET = "hsmfleet-locks";
 
@@ -24,7 +30,11 @@ export const subjects = {
   walk: (jobId: string): string => `hsmfleet.work.${jobId}.walk`,
   transferAll: "hsmfleet.work.*.xfer",
   transfer: (jobId: string): string => `hsmfleet.work.${jobId}.xfer`,
+  chunkAll: "hsmfleet.work.*.chunk",
+  chunk: (jobId: string): string => `hsmfleet.work.${jobId}.chunk`,
   workForJob: (jobId: string): string => `hsmfleet.work.${jobId}.>`,
+  restore: (jobId: string): string => `hsmfleet.work.${jobId}.restore`,
+  conflicts: (jobId: string): string => `hsmfleet.result.${jobId}.conflicts`,
   resultsAll: "hsmfleet.result.>",
   resultsForJob: (jobId: string): string => `hsmfleet.result.${jobId}.>`,
   itemResult: (jobId: string): string => `hsmfleet.result.${jobId}.item`,
@@ -35,6 +45,12 @@ export const subjects = {
   /** Anyone may publish here; every worker answers with a heartbeat at once. */
   heartbeatPing: "hsmfleet.hbping",
 } as const;
+
+/**
+ * A restore job's own durable consumer: its max_ack_pending bounds the restore items outstanding
+ * across the whole fleet (--max-inflight).
+ */
+export const restoreConsumer = (jobId: string): string => `restore-${jobId}`;
 
 /** Job ids become subject tokens: letters, digits, '-' and '_' only. */
 export const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -24,6 +24,8 @@ import {
   Uint64RangeError,
   emptyScanCounters,
   emptyExportCounters,
+  emptyImportCounters,
+  emptyRestoreCounters,
   rootWalkShard,
   shardIdFor,
 } from "../src/index.js";
@@ -145,6 +147,13 @@ test("item results carry counters, histogram and HSM states", (t) => {
     attempt: 2,
     failed: false,
     export: { ...emptyExportCounters(), filesExported: 3, bytesExported: 2 ** 40, skipped: 9 },
+    import: {
+      ...emptyImportCounters(),
+      importedFiles: 7,
+      totalConflicts: 2,
+      bytesImported: 2 ** 41,
+    },
+    restore: { ...emptyRestoreCounters(), filesRestored: 4, bytesRestored: 2 ** 35 },
   };
   t.deepEqual(decodeItemResult(encodeItemResult(result)), result);
 });
@@ -167,6 +176,16 @@ test("job status round trip", (t) => {
       blockSize: 8 << 20,
       logContainer: "data-logs",
       batchMaxBytes: 2 ** 30,
+      import: {
+        mode: "full" as const,
+        conflict: "overwrite-dirty" as const,
+        archiveId: 3,
+        prefixes: ["a/b", "c"],
+        maxInflight: 2000,
+        restoreBatch: 50,
+        fsRoot: Buffer.from("/mnt/lustre"),
+        chunkSize: 2 ** 33,
+      },
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },
@@ -186,6 +205,10 @@ test("job status round trip", (t) => {
       { path: nonUtf8, operation: "lstat", code: "ENOENT", message: "vanished", retryable: false },
     ],
     export: { ...emptyExportCounters(), filesFound: 5, symlinksExported: 1 },
+    import: { ...emptyImportCounters(), preexistingDirectories: 1, totalBlobsWalked: 12 },
+    restore: { ...emptyRestoreCounters(), filesFound: 8, notReleased: 1 },
+    conflictLog: "/tmp/conflicts.ndjson",
+    conflictLogBytes: 77,
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
 });
@@ -238,6 +261,39 @@ test("heartbeat, action list and chunk round trip", (t) => {
     fileSize: 2 ** 45,
     fileMtimeSec: 1,
     fileMtimeNsec: 2,
+    index: 1,
+    count: 3,
+    blobName: "a/b",
+    etag: '"0x8D"',
+    contentMd5: Buffer.alloc(16, 7),
+    mode: 0o644,
+    uid: 1,
+    gid: 2,
   };
   t.deepEqual(decodeChunk(encodeChunk(chunk)), chunk);
+});
+
+test("walk shard with import directories and transfer batch with blob names round trip", (t) => {
+  const shard = {
+    jobId: "import-x",
+    paths: [Buffer.from("a"), nonUtf8],
+    depth: 2,
+    shardId: "s1",
+    importDirs: [
+      { hasAttrs: true, mode: 0o1777, uid: 5, gid: 6, mtimeSec: -5, preexisting: false },
+      { hasAttrs: false, mode: 0, uid: 0, gid: 0, mtimeSec: 0, preexisting: true },
+    ],
+  };
+  t.deepEqual(decodeWalkShard(encodeWalkShard(shard)), shard);
+  const plain = { jobId: "scan-x", paths: [Buffer.alloc(0)], depth: 0, shardId: "r" };
+  t.deepEqual(decodeWalkShard(encodeWalkShard(plain)), plain);
+  const batch = {
+    jobId: "import-x",
+    batchId: "b",
+    shardId: "s1",
+    sequence: 0,
+    entries: [],
+    blobNames: ["a/b", "c"],
+  };
+  t.deepEqual(decodeTransferBatch(encodeTransferBatch(batch)), batch);
 });

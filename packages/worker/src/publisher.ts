@@ -1,5 +1,7 @@
 import { traceHeaders } from "@hsmfleet/bus";
 import type { JetStreamClient } from "@hsmfleet/bus";
+import { errorCode, errorMessage } from "@hsmfleet/core";
+import type { ItemError } from "@hsmfleet/protocol";
 
 /** Errors carried in an ItemResult itself; more go out in ErrorBatch messages of this size. */
 export const ERRORS_PER_MESSAGE = 200;
@@ -35,3 +37,20 @@ export class Publisher {
     await Promise.all(pending);
   }
 }
+
+/**
+ * An ItemError for `path` from any failure: the error's own operation and retryable flag when it
+ * carries them (FsOperationError, BlobOperationError), else `operation`.
+ */
+export const itemErrorOf = (
+  path: Buffer,
+  err: unknown,
+  operation: string,
+  message?: string,
+): ItemError => ({
+  path,
+  operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,
+  code: errorCode(err),
+  message: message ?? errorMessage(err),
+  retryable: err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false,
+});

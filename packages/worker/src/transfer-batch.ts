@@ -13,13 +13,8 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import type * as BlobApi from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
-import {
-  emptyExportCounters,
-  emptyScanCounters,
-  encodeItemResult,
-  subjects,
-} from "@hsmfleet/protocol";
-import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
+import type { ItemError, ItemResult, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "./options.js";
 
@@ -28,16 +23,18 @@ export interface TransferContext {
   options: ResolvedWorkerOptions;
   budget: MemoryBudget;
   ackWaitMs: number;
+  /** The consumer's max_deliver: the last attempt of an item. */
+  maxDeliver: number;
   onBytes(n: number): void;
 }
 
 type BlobModule = typeof BlobApi;
 let blobModule: Promise<BlobModule> | undefined;
 /** @hsmfleet/blob, imported once (an import() per file costs ~8 µs of resolution each time). */
-const loadBlob = (): Promise<BlobModule> => (blobModule ??= import("@hsmfleet/blob"));
+export const loadBlob = (): Promise<BlobModule> => (blobModule ??= import("@hsmfleet/blob"));
 
 /** Runs `fn` over `items` with at most `limit` at once. */
-const forEachLimit = async <T>(
+export const forEachLimit = async <T>(
   items: readonly T[],
   limit: number,
   fn: (item: T) => Promise<void>,
@@ -104,20 +101,30 @@ export const handleTransferBatch = async (
     "hsmfleet.bytes": exp.bytesExported,
     "hsmfleet.errors": exp.errors,
   });
+  await finishBatch(ctx, msg, batch, errors, { export: exp });
+};
+
+/** Reports a transfer-like batch's result (its id + ".r", so a redelivery's is dropped) and acks. */
+export const finishBatch = async (
+  ctx: Pick<TransferContext, "js" | "options">,
+  msg: JsMsg,
+  batch: TransferBatch,
+  errors: ItemError[],
+  counters: Partial<Pick<ItemResult, "export" | "import" | "restore">>,
+): Promise<void> => {
   await ctx.js.publish(
     subjects.itemResult(batch.jobId),
-    encodeItemResult({
-      jobId: batch.jobId,
-      itemId: batch.batchId,
-      kind: "transfer",
-      children: 0,
-      scan: emptyScanCounters(),
-      errors,
-      workerId: ctx.options.workerId,
-      attempt: msg.info.deliveryCount,
-      failed: false,
-      export: exp,
-    }),
+    encodeItemResult(
+      newItemResult({
+        jobId: batch.jobId,
+        itemId: batch.batchId,
+        kind: "transfer",
+        errors,
+        workerId: ctx.options.workerId,
+        attempt: msg.info.deliveryCount,
+        ...counters,
+      }),
+    ),
     { msgID: `${batch.batchId}.r` },
   );
   msg.ack();

@@ -11,8 +11,8 @@ import { openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
-  emptyExportCounters,
   emptyScanCounters,
+  newItemResult,
   encodeErrorBatch,
   encodeItemResult,
   encodeWalkShard,
@@ -23,6 +23,8 @@ import {
 import type {
   ExportCounters,
   ItemError,
+  ItemResult,
+  RestoreCounters,
   JobStatus,
   ScanCounters,
   WalkShard,
@@ -51,6 +53,8 @@ export interface ShardVisitor {
   readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
   readonly export: ExportCounters;
+  /** Restore walks count released files here. */
+  readonly restore?: RestoreCounters;
 }
 
 export interface ShardScope {
@@ -103,18 +107,15 @@ class ChildWindow {
     const id = `${this.#shard.shardId}.s${this.#notices++}`;
     await this.#js.publish(
       subjects.itemResult(this.#shard.jobId),
-      encodeItemResult({
-        jobId: this.#shard.jobId,
-        itemId: id,
-        kind: "spawn",
-        children: this.#held.length,
-        scan: emptyScanCounters(),
-        errors: [],
-        workerId: this.#workerId,
-        attempt: 0,
-        failed: false,
-        export: emptyExportCounters(),
-      }),
+      encodeItemResult(
+        newItemResult({
+          jobId: this.#shard.jobId,
+          itemId: id,
+          kind: "spawn",
+          children: this.#held.length,
+          workerId: this.#workerId,
+        }),
+      ),
       { msgID: id },
     );
     await this.publishHeld();
@@ -132,6 +133,128 @@ class ChildWindow {
 export type VisitorFactory = (scope: ShardScope) => ShardVisitor;
 
 /**
+ * The bookkeeping every shard-like item shares: errors batched onto the results stream, children
+ * held in a ChildWindow until announced, ack-wait extension, and the final result that is the last
+ * word on the item (deterministic message ids throughout, so a redelivery adds nothing).
+ */
+export class ShardRun {
+  readonly publisher: Publisher;
+  readonly errors: ItemError[] = [];
+  readonly #ctx: WalkContext;
+  readonly #msg: JsMsg;
+  readonly #shard: WalkShard;
+  readonly #window: ChildWindow;
+  #errorSeq = 0;
+  #lastWorking = Date.now();
+  /** Keeps the item alive however long one step takes (a slow disk, a loaded machine). */
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(ctx: WalkContext, msg: JsMsg, shard: WalkShard) {
+    this.#ctx = ctx;
+    this.#msg = msg;
+    this.#shard = shard;
+    this.publisher = new Publisher(ctx.js);
+    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId, msg);
+    this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
+    this.#timer.unref();
+  }
+
+  /** Stops the keep-alive timer (finish() does it too); call when the item ends any other way. */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** The received message: the key its trace context is bound to (annotateSpan, traceHeaders). */
+  get message(): JsMsg {
+    return this.#msg;
+  }
+
+  /** Delivery attempt of this item (1 = first). */
+  get attempt(): number {
+    return this.#msg.info.deliveryCount;
+  }
+
+  readonly spawn = (subject: string, data: Uint8Array, msgID: string): Promise<void> =>
+    this.#window.add(subject, data, msgID);
+
+  readonly recordError = async (err: ItemError): Promise<void> => {
+    this.errors.push(err);
+    if (this.errors.length >= ERRORS_PER_MESSAGE * 2) await this.#flushErrors(ERRORS_PER_MESSAGE);
+  };
+
+  /** Tells JetStream the item is still being worked on (at most every third of the ack wait). */
+  keepAlive(): void {
+    const now = Date.now();
+    if (now - this.#lastWorking > this.#ctx.ackWaitMs / 3) {
+      this.#msg.working();
+      this.#lastWorking = now;
+    }
+  }
+
+  async #flushErrors(keep: number): Promise<void> {
+    while (this.errors.length > keep) {
+      const batch = this.errors.splice(0, ERRORS_PER_MESSAGE);
+      await this.publisher.publish(
+        subjects.errors(this.#shard.jobId),
+        encodeErrorBatch({
+          jobId: this.#shard.jobId,
+          itemId: this.#shard.shardId,
+          sequence: this.#errorSeq,
+          errors: batch,
+        }),
+        `${this.#shard.shardId}.x${this.#errorSeq}`,
+      );
+      this.#errorSeq++;
+    }
+  }
+
+  /** Reports the shard's result with `counters`, publishes the children it announces, acks. */
+  async finish(
+    counters: Partial<Pick<ItemResult, "scan" | "export" | "import" | "restore">>,
+  ): Promise<void> {
+    const { js, options } = this.#ctx;
+    const shard = this.#shard;
+    try {
+      await this.#finish(js, options, shard, counters);
+    } finally {
+      this.stop();
+    }
+  }
+
+  async #finish(
+    js: JetStreamClient,
+    options: ResolvedWorkerOptions,
+    shard: WalkShard,
+    counters: Partial<Pick<ItemResult, "scan" | "export" | "import" | "restore">>,
+  ): Promise<void> {
+    await this.#flushErrors(ERRORS_PER_MESSAGE);
+    await this.publisher.flush();
+    await options.hooks.beforeWalkResult?.(shard);
+    // The result is the last word on this shard: everything it published went out before it.
+    await js.publish(
+      subjects.itemResult(shard.jobId),
+      encodeItemResult(
+        newItemResult({
+          jobId: shard.jobId,
+          itemId: shard.shardId,
+          kind: "walk",
+          // The children still held: counted here, published right after.
+          children: this.#window.held,
+          errors: this.errors,
+          workerId: options.workerId,
+          attempt: this.#msg.info.deliveryCount,
+          ...counters,
+        }),
+      ),
+      { msgID: `${shard.shardId}.r` },
+    );
+    await this.#window.publishHeld();
+    await options.hooks.afterWalkShard?.(shard);
+    this.#msg.ack();
+  }
+}
+
+/**
  * Reads one directory: publishes each subdirectory as a new WalkShard, hands every entry to the
  * job kind's visitor, then reports one ItemResult. All message ids are deterministic, so a
  * redelivery of this shard publishes nothing new.
@@ -143,47 +266,27 @@ export const handleWalkShard = async (
   job: JobStatus,
   makeVisitor: VisitorFactory,
 ): Promise<void> => {
-  const { js, options } = ctx;
+  const run = new ShardRun(ctx, msg, shard);
+  try {
+    await walkShardWith(ctx, shard, job, makeVisitor, run);
+  } finally {
+    run.stop();
+  }
+};
+
+const walkShardWith = async (
+  ctx: WalkContext,
+  shard: WalkShard,
+  job: JobStatus,
+  makeVisitor: VisitorFactory,
+  run: ShardRun,
+): Promise<void> => {
+  const { options } = ctx;
   const spec = job.spec;
-  const errors: ItemError[] = [];
-  let errorSeq = 0;
   let walkErrors = 0;
   let vanished = 0;
-  const publisher = new Publisher(js);
-
-  const flushErrors = async (keep: number) => {
-    while (errors.length > keep) {
-      const batch = errors.splice(0, ERRORS_PER_MESSAGE);
-      await publisher.publish(
-        subjects.errors(shard.jobId),
-        encodeErrorBatch({
-          jobId: shard.jobId,
-          itemId: shard.shardId,
-          sequence: errorSeq,
-          errors: batch,
-        }),
-        `${shard.shardId}.x${errorSeq}`,
-      );
-      errorSeq++;
-    }
-  };
-  const recordError = async (err: ItemError) => {
-    errors.push(err);
-    if (errors.length >= ERRORS_PER_MESSAGE * 2) await flushErrors(ERRORS_PER_MESSAGE);
-  };
-  const window = new ChildWindow(js, shard, options.workerId, msg);
-  const spawn = (subject: string, data: Uint8Array, msgID: string) =>
-    window.add(subject, data, msgID);
+  const { spawn, recordError, publisher } = run;
   const visitor = makeVisitor({ shard, job, publisher, spawn, recordError });
-
-  let lastWorking = Date.now();
-  const keepAlive = () => {
-    const now = Date.now();
-    if (now - lastWorking > ctx.ackWaitMs / 3) {
-      msg.working();
-      lastWorking = now;
-    }
-  };
 
   // Subdirectories found go out in groups of siblings, one shard per group.
   let group: Buffer[] = [];
@@ -233,7 +336,7 @@ export const handleWalkShard = async (
             }
             await visitor.entry(rel, e);
           }
-          keepAlive();
+          run.keepAlive();
         }
       } finally {
         await reader.close();
@@ -255,38 +358,18 @@ export const handleWalkShard = async (
   }
   await flushGroup();
   await visitor.end();
-  await flushErrors(ERRORS_PER_MESSAGE);
-  await publisher.flush();
-  await options.hooks.beforeWalkResult?.(shard);
   visitor.scan.errors += walkErrors;
   visitor.scan.vanished += vanished;
-  annotateSpan(msg, {
+  annotateSpan(run.message, {
     "hsmfleet.entries": visitor.scan.files + visitor.scan.directories + visitor.scan.symlinks,
     "hsmfleet.bytes": visitor.scan.bytes,
     "hsmfleet.errors": walkErrors,
-    "hsmfleet.children": window.held,
   });
-  // The result is the last word on this shard: everything it published went out before it.
-  await js.publish(
-    subjects.itemResult(shard.jobId),
-    encodeItemResult({
-      jobId: shard.jobId,
-      itemId: shard.shardId,
-      kind: "walk",
-      // The children still held: counted here, published right after.
-      children: window.held,
-      scan: visitor.scan,
-      errors,
-      workerId: options.workerId,
-      attempt: msg.info.deliveryCount,
-      failed: false,
-      export: visitor.export,
-    }),
-    { msgID: `${shard.shardId}.r` },
-  );
-  await window.publishHeld();
-  await options.hooks.afterWalkShard?.(shard);
-  msg.ack();
+  await run.finish({
+    scan: visitor.scan,
+    export: visitor.export,
+    ...(visitor.restore ? { restore: visitor.restore } : {}),
+  });
 };
 
 /**
@@ -300,31 +383,30 @@ export const reportFailedItem = async (
   err: unknown,
 ): Promise<void> => {
   const scan = emptyScanCounters();
-  const exp = emptyExportCounters();
-  if (item.kind === "walk") scan.errors = 1;
-  else exp.errors = 1;
+  // Counted once, as a walk error: jobErrors() sums every kind's error counter.
+  scan.errors = 1;
   await ctx.js.publish(
     subjects.itemResult(item.jobId),
-    encodeItemResult({
-      jobId: item.jobId,
-      itemId: item.itemId,
-      kind: item.kind,
-      children: 0,
-      scan,
-      errors: [
-        {
-          path: item.path,
-          operation: item.kind,
-          code: errorCode(err),
-          message: `gave up after ${msg.info.deliveryCount} attempts on ${displayPath(item.path) || "."}: ${errorMessage(err)}`,
-          retryable: false,
-        },
-      ],
-      workerId: ctx.options.workerId,
-      attempt: msg.info.deliveryCount,
-      failed: true,
-      export: exp,
-    }),
+    encodeItemResult(
+      newItemResult({
+        jobId: item.jobId,
+        itemId: item.itemId,
+        kind: item.kind,
+        scan,
+        errors: [
+          {
+            path: item.path,
+            operation: item.kind,
+            code: errorCode(err),
+            message: `gave up after ${msg.info.deliveryCount} attempts on ${displayPath(item.path) || "."}: ${errorMessage(err)}`,
+            retryable: false,
+          },
+        ],
+        workerId: ctx.options.workerId,
+        attempt: msg.info.deliveryCount,
+        failed: true,
+      }),
+    ),
     { msgID: `${item.itemId}.r` },
   );
   msg.term();

@@ -2,16 +2,32 @@ import { setMaxListeners } from "node:events";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
-import { JobStore, ensureTopology, headerReader, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import {
+  ChunkTracker,
+  JobStore,
+  ensureTopology,
+  headerReader,
+  jetstream,
+  runWorkConsumer,
+} from "@hsmfleet/bus";
+import { handleImportChunk } from "./import-chunk.js";
+import { ImportTarget } from "./import-target.js";
+import { handleImportShard } from "./import-shard.js";
+import { handleImportDownload } from "./import-download.js";
+import { handleRestoreBatch } from "./restore-batch.js";
+import { restoreVisitor } from "./restore-visitor.js";
 import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
   TRANSFER_CONSUMER,
+  CHUNK_CONSUMER,
   WALK_CONSUMER,
   WORK_STREAM,
+  decodeChunk,
   decodeTransferBatch,
   decodeWalkShard,
+  restoreConsumer,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
@@ -57,6 +73,8 @@ export class Worker {
   readonly #jobs: JobCache;
   readonly #walk: ConsumerLimits;
   readonly #transfer: ConsumerLimits;
+  readonly #chunk: ConsumerLimits;
+  readonly #chunks: ChunkTracker;
   /** Stops pulling new items (shutdown step 1). */
   readonly #pullAbort = new AbortController();
   /** Aborts in-flight work (shutdown after the grace period). */
@@ -71,6 +89,9 @@ export class Worker {
   readonly #startedAtMs = Date.now();
   readonly #budget: MemoryBudget;
   readonly #containers = new Map<string, BlobContainer>();
+  /** Import targets by job id (each keeps a cache of verified directories). */
+  readonly #targets = new Map<string, Promise<ImportTarget>>();
+  readonly #jobStore: JobStore;
   #blobService: BlobServiceClient | undefined;
   #running: Promise<void> | undefined;
 
@@ -79,12 +100,17 @@ export class Worker {
     store: JobStore,
     walk: ConsumerLimits,
     transfer: ConsumerLimits,
+    chunk: ConsumerLimits,
+    chunks: ChunkTracker,
   ) {
     this.options = options;
     this.#js = jetstream(options.nc);
     this.#jobs = new JobCache(store);
+    this.#jobStore = store;
     this.#walk = walk;
     this.#transfer = transfer;
+    this.#chunk = chunk;
+    this.#chunks = chunks;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);
@@ -94,7 +120,7 @@ export class Worker {
     options: WorkerOptions & { topology?: TopologyOptions | undefined },
   ): Promise<Worker> {
     const resolved = resolveWorkerOptions(options);
-    const { jsm, jobs, topology } = await ensureTopology(resolved.nc, options.topology);
+    const { jsm, jobs, chunks, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumers' settings are the truth (another process may have created them with other values).
     const limits = async (name: string): Promise<ConsumerLimits> => {
       const info = await jsm.consumers.info(WORK_STREAM, name);
@@ -108,6 +134,8 @@ export class Worker {
       new JobStore(jobs),
       await limits(WALK_CONSUMER),
       await limits(TRANSFER_CONSUMER),
+      await limits(CHUNK_CONSUMER),
+      new ChunkTracker(chunks),
     );
   }
 
@@ -165,21 +193,36 @@ export class Worker {
       options,
       budget: this.#budget,
       ackWaitMs: this.#transfer.ackWaitMs,
+      maxDeliver: this.#transfer.maxDeliver,
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
       },
     };
     const unobserve = observeWorker({ ...options, concurrency: () => options.concurrency });
+    const chunkCtx: TransferContext = {
+      ...transferCtx,
+      ackWaitMs: this.#chunk.ackWaitMs,
+      maxDeliver: this.#chunk.maxDeliver,
+    };
     const onError = (err: unknown) =>
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
     try {
       await Promise.all([
+        this.#runRestorePullers(transferCtx, onError),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
           consumer: WALK_CONSUMER,
           concurrency: options.concurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleWalk(walkCtx, msg),
+          onError,
+        }),
+        runWorkConsumer(options.nc, {
+          stream: WORK_STREAM,
+          consumer: CHUNK_CONSUMER,
+          concurrency: options.transferConcurrency,
+          signal: this.#pullAbort.signal,
+          handle: (msg) => this.#handleChunk(chunkCtx, msg),
           onError,
         }),
         runWorkConsumer(options.nc, {
@@ -198,9 +241,77 @@ export class Worker {
     }
   }
 
+  /**
+   * Restore jobs have a consumer each (its max_ack_pending is the job's fleet-wide --max-inflight):
+   * pull from it while the job runs. Jobs are found by watching the job records.
+   */
+  async #runRestorePullers(ctx: TransferContext, onError: (err: unknown) => void): Promise<void> {
+    const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
+    const consumerLimits = { ...this.#transfer };
+    const start = (job: JobStatus) => {
+      const jobId = job.spec.jobId;
+      if (pullers.has(jobId) || this.#pullAbort.signal.aborted) return;
+      const abort = new AbortController();
+      const signal = AbortSignal.any([abort.signal, this.#pullAbort.signal]);
+      const done = runWorkConsumer(this.options.nc, {
+        stream: WORK_STREAM,
+        consumer: restoreConsumer(jobId),
+        concurrency: this.options.transferConcurrency,
+        signal,
+        handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
+        onError,
+      }).catch((err: unknown) => {
+        // The consumer is made before the job record says "running"; a missing one means the job ended.
+        this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
+      });
+      pullers.set(jobId, { abort, done });
+    };
+    const stop = (jobId: string) => {
+      const p = pullers.get(jobId);
+      if (!p) return;
+      p.abort.abort();
+      pullers.delete(jobId);
+    };
+    const watcher = await this.#jobStore.watchAll((job) => {
+      if (job.spec.kind !== JobKind.Restore) return;
+      const jobId = job.spec.jobId;
+      if (isLive(job)) start(job);
+      else stop(jobId);
+    });
+    await new Promise<void>((resolve) => {
+      if (this.#pullAbort.signal.aborted) resolve();
+      else this.#pullAbort.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    watcher.stop();
+    await Promise.allSettled([...pullers.values()].map((p) => p.done));
+  }
+
+  #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
+    const batch = decodeTransferBatch(msg.data);
+    const first = batch.entries[0]?.path ?? Buffer.alloc(0);
+    return this.#run1(
+      msg,
+      maxDeliver,
+      batch.jobId,
+      { itemId: batch.batchId, kind: "transfer", path: first },
+      (job) =>
+        handleRestoreBatch(
+          ctx,
+          msg,
+          batch,
+          job,
+          (name) => this.#containerNamed(name),
+          this.#abort.signal,
+        ),
+    );
+  }
+
   /** The job's container, through this worker's own credentials (the Azure SDK loads on first use). */
-  async #container(job: JobStatus): Promise<BlobContainer> {
-    const name = job.spec.container;
+  #container(job: JobStatus): Promise<BlobContainer> {
+    return this.#containerNamed(job.spec.container);
+  }
+
+  async #containerNamed(name: string): Promise<BlobContainer> {
     let container = this.#containers.get(name);
     if (!container) {
       const { BlobContainer, createBlobServiceClient } = await import("@hsmfleet/blob");
@@ -216,6 +327,27 @@ export class Worker {
       this.#containers.set(name, container);
     }
     return container;
+  }
+
+  /** The import target of a job (opened once per job). */
+  #importTarget(job: JobStatus): Promise<ImportTarget> {
+    const id = job.spec.jobId;
+    let target = this.#targets.get(id);
+    if (!target) {
+      target = ImportTarget.open({
+        root: job.spec.root.toString(),
+        mode: job.spec.import.mode,
+        conflict: job.spec.import.conflict,
+        archiveId: job.spec.import.archiveId,
+        backend: job.spec.backend,
+        hsmXattr: job.spec.hsmXattr || "trusted.hsm",
+        container: job.spec.container,
+      });
+      target.catch(() => this.#targets.delete(id));
+      if (this.#targets.size > 64) this.#targets.delete(this.#targets.keys().next().value!);
+      this.#targets.set(id, target);
+    }
+    return target;
   }
 
   /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
@@ -281,10 +413,20 @@ export class Worker {
       shard.jobId,
       { itemId: shard.shardId, kind: "walk", path: shard.paths[0] ?? Buffer.alloc(0) },
       async (job) => {
+        if (job.spec.kind === JobKind.Import) {
+          const [container, target] = await Promise.all([
+            this.#container(job),
+            this.#importTarget(job),
+          ]);
+          await handleImportShard(ctx, msg, shard, job, container, target);
+          return;
+        }
         const visitor: VisitorFactory =
           job.spec.kind === JobKind.Export
             ? exportVisitor(await this.#container(job))
-            : scanVisitor;
+            : job.spec.kind === JobKind.Restore
+              ? restoreVisitor
+              : scanVisitor;
         await handleWalkShard(ctx, msg, shard, job, visitor);
       },
     );
@@ -298,8 +440,46 @@ export class Worker {
       this.#transfer.maxDeliver,
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
-      async (job) =>
-        handleTransferBatch(ctx, msg, batch, job, await this.#container(job), this.#abort.signal),
+      async (job) => {
+        const container = await this.#container(job);
+        if (job.spec.kind === JobKind.Import) {
+          const target = await this.#importTarget(job);
+          await handleImportDownload(ctx, msg, batch, job, container, target, this.#abort.signal);
+        } else {
+          await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
+        }
+      },
+    );
+  }
+
+  #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
+    const chunk = decodeChunk(msg.data);
+    return this.#run1(
+      msg,
+      this.#chunk.maxDeliver,
+      chunk.jobId,
+      { itemId: chunk.chunkId, kind: "transfer", path: chunk.path },
+      async (job) => {
+        if (job.spec.kind !== JobKind.Import) {
+          throw new DependencyError(
+            `job ${job.spec.jobId}: chunk items of this job kind are not handled by this worker version`,
+          );
+        }
+        const [container, target] = await Promise.all([
+          this.#container(job),
+          this.#importTarget(job),
+        ]);
+        await handleImportChunk(
+          ctx,
+          msg,
+          chunk,
+          job,
+          container,
+          target,
+          this.#chunks,
+          this.#abort.signal,
+        );
+      },
     );
   }
 

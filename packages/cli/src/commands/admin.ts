@@ -1,6 +1,10 @@
 import type { JobStatus } from "@hsmfleet/protocol";
 import { displayPath } from "@hsmfleet/core";
 import {
+  buildImportSummary,
+  buildRestoreSummary,
+  formatImportSummary,
+  formatRestoreSummary,
   FleetWatch,
   buildExportSummary,
   buildScanSummary,
@@ -54,13 +58,24 @@ export const registerAdminCommands = (ctx: CliContext): void => {
     .action(async (jobId: string, opts: { json?: boolean }) => {
       await withStore(async (store) => {
         const status = await store.require(jobId);
+        const outstanding = status.published - status.completed;
+        const show = (kind: string, summary: object, text: string) =>
+          process.stdout.write(
+            opts.json ? `${JSON.stringify({ ...summary, kind, outstanding })}\n` : `${text}\n`,
+          );
         if (status.spec.kind === JobKind.Export) {
           const summary = buildExportSummary(status);
-          process.stdout.write(
-            opts.json
-              ? `${JSON.stringify({ ...summary, kind: "export", outstanding: status.published - status.completed })}\n`
-              : `${formatExportSummary(summary)}\n`,
-          );
+          show("export", summary, formatExportSummary(summary));
+          return;
+        }
+        if (status.spec.kind === JobKind.Import) {
+          const summary = buildImportSummary(status);
+          show("import", summary, formatImportSummary(summary));
+          return;
+        }
+        if (status.spec.kind === JobKind.Restore) {
+          const summary = buildRestoreSummary(status);
+          show("restore", summary, formatRestoreSummary(summary));
           return;
         }
         const summary = buildScanSummary(status);

@@ -1,17 +1,15 @@
 import { join, resolve } from "node:path";
-import { mkdir } from "node:fs/promises";
-import { formatExportSummary, runExportJob, checkScanRoot, newJobId } from "@hsmfleet/coordinator";
+import { formatExportSummary, runExportJob, checkScanRoot } from "@hsmfleet/coordinator";
+import type { ExportSummary } from "@hsmfleet/coordinator";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
 import { parseSize } from "../size.js";
-import { ProgressLine } from "../progress.js";
-import { openRuntime } from "../runtime.js";
-import { resolveStateDir } from "../state-dir.js";
-import { ExitCode, intArg, onInterrupt } from "./context.js";
+import { intArg } from "./context.js";
+import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
 
 /** `hsmfleet export`: a tree to a blob container in AMLFS format. */
 export const registerExportCommand = (ctx: CliContext): void => {
-  const { program, globals, logger, resolveStorage } = ctx;
+  const { program } = ctx;
   program
     .command("export")
     .description(
@@ -51,60 +49,31 @@ export const registerExportCommand = (ctx: CliContext): void => {
           quiet?: boolean;
         },
       ) => {
-        const g = globals();
-        const log = logger("coordinator");
-        const stateDir = resolveStateDir(g.stateDir);
         await checkScanRoot(path, "export source");
-        const storage = await resolveStorage(stateDir);
-        log.info({ storage: describeStorageTarget(storage.target) }, "storage");
-        const progress = new ProgressLine();
-        const abort = new AbortController();
-        const restore = onInterrupt(abort, "export");
-        let summary: Awaited<ReturnType<typeof runExportJob>>;
-        let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
-        try {
-          runtime = await openRuntime({
-            nats: g.nats,
-            stateDir,
-            workers: g.workers,
-            logger: log,
-            storage: storage.target,
-          });
-          const jobId = newJobId("export");
-          const jobDir = join(stateDir, "jobs", jobId);
-          await mkdir(jobDir, { recursive: true });
-          summary = await runExportJob({
-            nc: runtime.nc,
-            root: resolve(path),
-            container: opts.container,
-            prefix: opts.prefix,
-            storage: storage.target,
-            maxErrors: opts.maxErrors,
-            logContainer: opts.logContainer,
-            blockSizeBytes: opts.blockSize,
-            errorLog: join(jobDir, "errors.ndjson"),
-            jobId,
-            logger: log,
-            signal: abort.signal,
-            onProgress: opts.quiet ? undefined : (p) => progress.export(p),
-          });
-        } finally {
-          progress.done();
-          restore();
-          await runtime?.close();
-          await storage.azurite?.close();
-        }
-        process.stdout.write(
-          opts.json ? `${JSON.stringify(summary)}\n` : `${formatExportSummary(summary)}\n`,
-        );
-        process.exitCode =
-          summary.state === "cancelled"
-            ? ExitCode.Cancelled
-            : summary.state === "failed"
-              ? ExitCode.Failed
-              : summary.errors > 0
-                ? ExitCode.WithErrors
-                : ExitCode.Ok;
+        await runJobCommand<ExportSummary>(ctx, {
+          what: "export",
+          json: opts.json,
+          format: (s) => formatExportSummary(s),
+          errors: (s) => s.errors,
+          run: (r) => {
+            r.logger.info({ storage: describeStorageTarget(r.storage) }, "storage");
+            return runExportJob({
+              nc: r.runtime.nc,
+              root: resolve(path),
+              container: opts.container,
+              prefix: opts.prefix,
+              storage: r.storage,
+              maxErrors: opts.maxErrors,
+              logContainer: opts.logContainer,
+              blockSizeBytes: opts.blockSize,
+              errorLog: join(r.jobDir, "errors.ndjson"),
+              jobId: r.jobId,
+              logger: r.logger,
+              signal: r.signal,
+              onProgress: opts.quiet ? undefined : (p) => r.progress.export(p),
+            });
+          },
+        });
       },
     );
 };

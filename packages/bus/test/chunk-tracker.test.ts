@@ -1,0 +1,37 @@
+import test from "ava";
+import { startNatsServer } from "@hsmfleet/testkit";
+import { ChunkTracker, connectBus, ensureTopology } from "../src/index.js";
+
+test("chunk tracker: concurrent completions lose no chunk; the file completes once and is counted by one item", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const ncs = await Promise.all([1, 2, 3].map(() => connectBus({ servers: server.url })));
+  t.teardown(() => Promise.all(ncs.map((nc) => nc.close())));
+  const trackers = await Promise.all(
+    ncs.map(async (nc) => new ChunkTracker((await ensureTopology(nc)).chunks)),
+  );
+  const key = ChunkTracker.key("job-1", Buffer.from([0x61, 0xff, 0x2f, 0x62]));
+  t.regex(key, /^job-1\.[0-9a-f]{40}$/);
+  const count = 30;
+  const results = await Promise.all(
+    Array.from({ length: count }, (_, i) => trackers[i % 3]!.complete(key, i, count, `chunk-${i}`)),
+  );
+  t.is(results.filter((r) => r.counts).length, 1, "exactly one item counts the file");
+  t.true(
+    results.some((r) => r.allDone),
+    "the last completion sees the file complete",
+  );
+  // A redelivered chunk finds the file complete again; only the counting item counts again.
+  const counting = results.findIndex((r) => r.counts);
+  const again = await trackers[0]!.complete(key, counting, count, `chunk-${counting}`);
+  t.deepEqual(again, { allDone: true, counts: true });
+  const other = (counting + 1) % count;
+  t.deepEqual(await trackers[1]!.complete(key, other, count, `chunk-${other}`), {
+    allDone: true,
+    counts: false,
+  });
+  await t.throwsAsync(trackers[0]!.complete(key, 3, count + 1, "x"), { instanceOf: RangeError });
+  await t.throwsAsync(trackers[0]!.complete(key, count, count, "x"), { instanceOf: RangeError });
+  await trackers[0]!.forget(key);
+  t.deepEqual(await trackers[0]!.complete(key, 0, 2, "y"), { allDone: false, counts: false });
+});

@@ -1,0 +1,89 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { newJobId } from "@hsmfleet/coordinator";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
+import type { Logger } from "@hsmfleet/telemetry";
+import { ProgressLine } from "../progress.js";
+import { openRuntime } from "../runtime.js";
+import type { Runtime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { ExitCode, onInterrupt } from "./context.js";
+import type { CliContext } from "./context.js";
+
+/** What every job summary has, for the exit code. */
+export interface JobOutcome {
+  state: string;
+}
+
+export interface JobCommandRun {
+  runtime: Runtime;
+  storage: StorageTarget;
+  logger: Logger;
+  jobId: string;
+  /** <state-dir>/jobs/<job>: local files of the job (error and conflict logs). */
+  jobDir: string;
+  signal: AbortSignal;
+  progress: ProgressLine;
+}
+
+/**
+ * The frame every data-moving command shares: storage (or the embedded Azurite), the runtime
+ * (NATS + in-process workers), Ctrl-C to cancel, the progress line, the summary on stdout (text or
+ * --json) and the exit code (0 ok, 1 with errors, 2 failed, 130 cancelled). Everything it started
+ * is stopped, whatever happens.
+ */
+export const runJobCommand = async <S extends JobOutcome>(
+  ctx: CliContext,
+  o: {
+    what: "export" | "import" | "restore";
+    json: boolean | undefined;
+    run: (r: JobCommandRun) => Promise<S>;
+    format: (summary: S) => string;
+    errors: (summary: S) => number;
+  },
+): Promise<void> => {
+  const g = ctx.globals();
+  const logger = ctx.logger("coordinator");
+  const stateDir = resolveStateDir(g.stateDir);
+  const storage = await ctx.resolveStorage(stateDir);
+  const progress = new ProgressLine();
+  const abort = new AbortController();
+  const undo = onInterrupt(abort, o.what);
+  let summary: S;
+  let runtime: Runtime | undefined;
+  try {
+    runtime = await openRuntime({
+      nats: g.nats,
+      stateDir,
+      workers: g.workers,
+      logger,
+      storage: storage.target,
+    });
+    const jobId = newJobId(o.what);
+    const jobDir = join(stateDir, "jobs", jobId);
+    await mkdir(jobDir, { recursive: true });
+    summary = await o.run({
+      runtime,
+      storage: storage.target,
+      logger,
+      jobId,
+      jobDir,
+      signal: abort.signal,
+      progress,
+    });
+  } finally {
+    progress.done();
+    undo();
+    await runtime?.close();
+    await storage.azurite?.close();
+  }
+  process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${o.format(summary)}\n`);
+  process.exitCode =
+    summary.state === "cancelled"
+      ? ExitCode.Cancelled
+      : summary.state === "failed"
+        ? ExitCode.Failed
+        : o.errors(summary) > 0
+          ? ExitCode.WithErrors
+          : ExitCode.Ok;
+};

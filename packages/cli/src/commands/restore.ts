@@ -1,0 +1,79 @@
+import { join, resolve } from "node:path";
+import {
+  RESTORE_DEFAULTS,
+  checkScanRoot,
+  formatRestoreSummary,
+  runRestoreJob,
+} from "@hsmfleet/coordinator";
+import type { RestoreSummary } from "@hsmfleet/coordinator";
+import { intArg } from "./context.js";
+import { runJobCommand } from "./job-runner.js";
+import type { CliContext } from "./context.js";
+
+/** `hsmfleet restore`: bring back the data of released files, in bounded batches across the fleet. */
+export const registerRestoreCommand = (ctx: CliContext): void => {
+  const { program } = ctx;
+  program
+    .command("restore")
+    .description(
+      "restore the data of every released file under a path, with at most --max-inflight files in flight across the fleet",
+    )
+    .argument("<path>", "directory (mounted at the same path on every worker VM)")
+    .option(
+      "--max-inflight <n>",
+      "files being restored at once across the whole fleet",
+      intArg("--max-inflight", 1),
+      RESTORE_DEFAULTS.maxInflight,
+    )
+    .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs", RESTORE_DEFAULTS.hsmXattr)
+    .option(
+      "--container <name>",
+      "for files without a recorded archive location: the container holding their data",
+    )
+    .option("--fs-root <dir>", "with --container: the directory that maps to the container root")
+    .option(
+      "--max-errors <n>",
+      "errors tolerated: -1 = unlimited (default), 0 = fail on the first, N",
+      intArg("--max-errors", -1),
+      RESTORE_DEFAULTS.maxErrors,
+    )
+    .option("--json", "print the summary as one JSON object on stdout")
+    .option("--quiet", "no progress line")
+    .action(
+      async (
+        path: string,
+        opts: {
+          maxInflight: number;
+          hsmXattr: string;
+          container?: string;
+          fsRoot?: string;
+          maxErrors: number;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) => {
+        await checkScanRoot(path, "restore path");
+        await runJobCommand<RestoreSummary>(ctx, {
+          what: "restore",
+          json: opts.json,
+          format: (s) => formatRestoreSummary(s),
+          errors: (s) => s.errors,
+          run: (r) =>
+            runRestoreJob({
+              nc: r.runtime.nc,
+              path: resolve(path),
+              maxInflight: opts.maxInflight,
+              hsmXattr: opts.hsmXattr,
+              container: opts.container,
+              fsRoot: opts.fsRoot ? resolve(opts.fsRoot) : undefined,
+              maxErrors: opts.maxErrors,
+              jobId: r.jobId,
+              errorLog: join(r.jobDir, "errors.ndjson"),
+              logger: r.logger,
+              signal: r.signal,
+              onProgress: opts.quiet ? undefined : (p) => r.progress.restore(p),
+            }),
+        });
+      },
+    );
+};

@@ -1,0 +1,402 @@
+import { rename, rm, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { StorageTarget } from "@hsmfleet/blob";
+import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import {
+  JobKind,
+  JobState,
+  encodeWalkShard,
+  jobStateName,
+  newJobSpec,
+  newJobStatus,
+  shardIdFor,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+import { errorToJson } from "./format.js";
+import { followJob, jobErrors } from "./job-follower.js";
+import { writeJobLogs } from "./job-logs.js";
+import { newJobId } from "./job-id.js";
+import { LocalLog } from "./local-log.js";
+import { claimRoot } from "./root-claim.js";
+import { checkScanRoot, safeUser } from "./scan-job.js";
+
+export const IMPORT_MODES: readonly ImportMode[] = ["namespace", "full"];
+export const CONFLICT_MODES: readonly ConflictMode[] = [
+  "fail",
+  "skip",
+  "overwrite-dirty",
+  "overwrite-always",
+];
+
+export const IMPORT_DEFAULTS = {
+  mode: "namespace" as ImportMode,
+  conflict: "fail" as ConflictMode,
+  archiveId: 1,
+  maxErrors: 0,
+  backend: "hsm-emulation",
+  hsmXattr: "trusted.hsm",
+  batchMaxEntries: 256,
+  /** --mode full: larger blobs are split into chunks of this size, taken by any worker. */
+  chunkSizeBytes: 256 * 1024 * 1024,
+} as const;
+
+export interface ImportJobOptions {
+  nc: NatsConnection;
+  /** Target directory (the file system root that maps to the container root). */
+  target: string;
+  container: string;
+  /** Blob-name prefixes to import; default ["/"] (everything). Overlapping ones are refused. */
+  prefixes?: string[] | undefined;
+  mode?: ImportMode | undefined;
+  conflict?: ConflictMode | undefined;
+  archiveId?: number | undefined;
+  /** "hsm-emulation" (default here) or "posix" (--mode full only). */
+  backend?: string | undefined;
+  hsmXattr?: string | undefined;
+  /** The coordinator's credentials: to check the container and write the job's logs. */
+  storage: StorageTarget;
+  maxErrors?: number | undefined;
+  /** Receives <job>/summary.json, errors.ndjson and conflicts.ndjson. Default `<container>-logs`. */
+  logContainer?: string | undefined;
+  errorLog?: string | undefined;
+  conflictLog?: string | undefined;
+  batchMaxEntries?: number | undefined;
+  /** Default 256 MiB (IMPORT_DEFAULTS.chunkSizeBytes). */
+  chunkSizeBytes?: number | undefined;
+  jobId?: string | undefined;
+  checkpointIntervalMs?: number | undefined;
+  onProgress?: ((progress: ImportProgress) => void) | undefined;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
+  topology?: TopologyOptions | undefined;
+}
+
+export interface ImportProgress {
+  jobId: string;
+  blobsWalked: number;
+  blobsPerSecond: number;
+  imported: number;
+  filesQueued: number;
+  filesDownloaded: number;
+  bytesQueued: number;
+  bytesDownloaded: number;
+  bytesPerSecond: number;
+  etaSeconds: number | undefined;
+  conflicts: number;
+  errors: number;
+  workers: number;
+}
+
+/** Status counters named like AMLFS's importJobs, plus what hsmfleet adds. */
+export interface ImportSummary {
+  jobId: string;
+  target: string;
+  container: string;
+  prefixes: string[];
+  mode: ImportMode;
+  conflictResolutionMode: ConflictMode;
+  state: string;
+  reason: string;
+  resumed: boolean;
+  totalBlobsWalked: number;
+  blobsWalkedPerSecond: number;
+  totalBlobsImported: number;
+  blobsImportedPerSecond: number;
+  importedFiles: number;
+  importedDirectories: number;
+  importedSymlinks: number;
+  preexistingFiles: number;
+  preexistingDirectories: number;
+  preexistingSymlinks: number;
+  totalErrors: number;
+  totalConflicts: number;
+  bytesImported: number;
+  elapsedSeconds: number;
+  errorSamples: Array<{ path: string; operation: string; code: string; message: string }>;
+  logContainer: string;
+}
+
+/**
+ * Checks and normalizes import prefixes ("/" and "" = everything). Overlapping prefixes (equal,
+ * or one inside the other) are refused: each blob must be imported by exactly one walk.
+ */
+export const normalizeImportPrefixes = (given: string[] | undefined): string[] => {
+  const list = (given === undefined || given.length === 0 ? ["/"] : given).map((p) =>
+    normalizePrefix(p),
+  );
+  for (let i = 0; i < list.length; i++) {
+    for (let j = 0; j < list.length; j++) {
+      if (i === j) continue;
+      const a = list[i]!;
+      const b = list[j]!;
+      if (a === b || a === "" || b.startsWith(`${a}/`)) {
+        throw new UsageError(
+          `import prefixes overlap: "/${a}" ${a === b ? "is given twice" : `contains "/${b}"`}; give each part of the container once`,
+        );
+      }
+    }
+  }
+  return list;
+};
+
+export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary => {
+  const end = s.finishedAtMs || s.updatedAtMs;
+  const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
+  const c = s.import;
+  const rate = (v: number) => (elapsedSeconds > 0 ? Math.round(v / elapsedSeconds) : 0);
+  return {
+    jobId: s.spec.jobId,
+    target: displayPath(s.spec.root),
+    container: s.spec.container,
+    prefixes: s.spec.import.prefixes.map((p) => `/${p}`),
+    mode: s.spec.import.mode,
+    conflictResolutionMode: s.spec.import.conflict,
+    state: jobStateName(s.state),
+    reason: s.reason,
+    resumed,
+    totalBlobsWalked: c.totalBlobsWalked,
+    blobsWalkedPerSecond: rate(c.totalBlobsWalked),
+    totalBlobsImported: c.totalBlobsImported,
+    blobsImportedPerSecond: rate(c.totalBlobsImported),
+    importedFiles: c.importedFiles,
+    importedDirectories: c.importedDirectories,
+    importedSymlinks: c.importedSymlinks,
+    preexistingFiles: c.preexistingFiles,
+    preexistingDirectories: c.preexistingDirectories,
+    preexistingSymlinks: c.preexistingSymlinks,
+    totalErrors: jobErrors(s),
+    totalConflicts: c.totalConflicts,
+    bytesImported: c.bytesImported,
+    elapsedSeconds,
+    errorSamples: s.errorSamples.map(errorToJson),
+    logContainer: s.spec.logContainer,
+  };
+};
+
+const importProgress = (s: JobStatus, workers: number): ImportProgress => {
+  const elapsed = Math.max(1e-3, (Date.now() - s.startedAtMs) / 1000);
+  const c = s.import;
+  const bytesPerSecond = c.bytesDownloaded / elapsed;
+  return {
+    jobId: s.spec.jobId,
+    blobsWalked: c.totalBlobsWalked,
+    blobsPerSecond: c.totalBlobsWalked / elapsed,
+    imported: c.totalBlobsImported,
+    filesQueued: c.filesQueued,
+    filesDownloaded: s.spec.import.mode === "full" ? c.importedFiles : 0,
+    bytesQueued: c.bytesQueued,
+    bytesDownloaded: c.bytesDownloaded,
+    bytesPerSecond,
+    etaSeconds:
+      bytesPerSecond > 0
+        ? Math.max(0, (c.bytesQueued - c.bytesDownloaded) / bytesPerSecond)
+        : undefined,
+    conflicts: c.totalConflicts,
+    errors: jobErrors(s),
+    workers,
+  };
+};
+
+/** `IMPORT_<STATE>.<start>` in the target root, as AMLFS shows a running import. */
+const stateFileName = (state: string, startedAtMs: number): string =>
+  `IMPORT_${state}.${new Date(startedAtMs)
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z")}`;
+
+/**
+ * Imports a container (or parts of it) into a file system across the fleet, with AMLFS's import
+ * semantics: released stubs (--mode namespace) or data too (--mode full), conflict modes, error
+ * tolerance, a logging container, and one job per target root (re-running the same command after
+ * a coordinator crash resumes the job).
+ */
+export const runImportJob = async (options: ImportJobOptions): Promise<ImportSummary> => {
+  const root = await checkScanRoot(options.target, "import target");
+  if (!options.container) throw new UsageError("import needs --container NAME");
+  const prefixes = normalizeImportPrefixes(options.prefixes);
+  const mode = options.mode ?? IMPORT_DEFAULTS.mode;
+  const conflict = options.conflict ?? IMPORT_DEFAULTS.conflict;
+  const backend = options.backend ?? IMPORT_DEFAULTS.backend;
+  if (!IMPORT_MODES.includes(mode))
+    throw new UsageError(`--mode must be one of ${IMPORT_MODES.join(", ")}`);
+  if (!CONFLICT_MODES.includes(conflict))
+    throw new UsageError(`--conflict must be one of ${CONFLICT_MODES.join(", ")}`);
+  if (backend !== "hsm-emulation" && backend !== "posix") {
+    throw new UsageError(
+      `--backend ${backend} is not supported by import here (hsm-emulation, or posix with --mode full)`,
+    );
+  }
+  if (backend === "posix" && mode === "namespace") {
+    throw new UsageError(
+      "--mode namespace makes released HSM stubs and needs an HSM backend (--backend hsm-emulation or lustre); use --mode full for a plain POSIX target",
+    );
+  }
+  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const { jobs, locks } = await ensureTopology(options.nc, options.topology);
+  const store = new JobStore(jobs);
+  const { openContainer } = await import("@hsmfleet/blob");
+  const source = openContainer(options.storage, options.container);
+  if (!(await source.client.exists())) {
+    throw new UsageError(`container ${options.container} does not exist at ${source.location}`);
+  }
+  const logContainer = openContainer(options.storage, logContainerName);
+  await logContainer.ensureExists();
+
+  const jobId = options.jobId ?? newJobId("import");
+  const claim = await claimRoot({
+    nc: options.nc,
+    store,
+    locks: new RootLocks(locks),
+    root,
+    jobId,
+    what: "an import",
+    logger: options.logger,
+    sameJob: (holder) =>
+      holder.spec.kind === JobKind.Import &&
+      holder.spec.container === options.container &&
+      holder.spec.import.mode === mode &&
+      holder.spec.import.prefixes.join("\n") === prefixes.join("\n"),
+  });
+  let status: JobStatus | undefined = claim.resumed;
+  const resumed = status !== undefined;
+  const localLog = async (
+    given: string | undefined,
+    saved: string | undefined,
+    bytes: number | undefined,
+    kind: string,
+  ) => {
+    const path = saved || given || join(tmpdir(), `hsmfleet-${jobId}-${kind}.ndjson`);
+    return {
+      path,
+      temporary: !saved && !given,
+      log: await LocalLog.open(path, resumed ? (bytes ?? 0) : undefined),
+    };
+  };
+  const errors = await localLog(
+    options.errorLog,
+    status?.errorLog,
+    status?.errorLogBytes,
+    "errors",
+  );
+  const conflicts = await localLog(
+    options.conflictLog,
+    status?.conflictLog,
+    status?.conflictLogBytes,
+    "conflicts",
+  );
+  if (!status) {
+    const now = Date.now();
+    status = newJobStatus(
+      newJobSpec({
+        jobId,
+        kind: JobKind.Import,
+        root: Buffer.from(root),
+        createdAtMs: now,
+        createdBy: `${safeUser()}@${hostname()}`,
+        maxErrors: options.maxErrors ?? IMPORT_DEFAULTS.maxErrors,
+        container: options.container,
+        logContainer: logContainerName,
+        batchMaxEntries: options.batchMaxEntries ?? IMPORT_DEFAULTS.batchMaxEntries,
+        backend,
+        hsmXattr: options.hsmXattr ?? IMPORT_DEFAULTS.hsmXattr,
+        import: {
+          mode,
+          conflict,
+          archiveId: options.archiveId ?? IMPORT_DEFAULTS.archiveId,
+          prefixes,
+          maxInflight: 0,
+          restoreBatch: 0,
+          fsRoot: Buffer.alloc(0),
+          chunkSize: options.chunkSizeBytes ?? IMPORT_DEFAULTS.chunkSizeBytes,
+        },
+      }),
+      { published: prefixes.length, errorLog: errors.path, conflictLog: conflicts.path },
+    );
+    try {
+      await store.create(status);
+      for (const p of prefixes) {
+        const paths = [Buffer.from(p, "utf8")];
+        const shard = { jobId, paths, depth: 0, shardId: shardIdFor(jobId, paths) };
+        await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(shard), {
+          msgID: shard.shardId,
+        });
+      }
+    } catch (err) {
+      await claim.release();
+      throw err;
+    }
+    options.logger?.info(
+      { jobId, root, container: options.container, prefixes, mode },
+      "import started",
+    );
+  }
+
+  const running = stateFileName("IN_PROGRESS", status.startedAtMs);
+  await writeFile(join(root, running), `${status.spec.jobId}\n`).catch((err: unknown) =>
+    options.logger?.warn({ err: errorMessage(err) }, "could not write the import state file"),
+  );
+  try {
+    const final = await followJob({
+      nc: options.nc,
+      js: jetstream(options.nc),
+      store,
+      status,
+      errorLog: errors.log,
+      conflictLog: conflicts.log,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      signal: options.signal,
+      logger: options.logger,
+      onProgress: options.onProgress
+        ? (s, fleet) => options.onProgress?.(importProgress(s, fleet.liveWorkers()))
+        : undefined,
+    });
+    // AMLFS removes the state file when the import succeeds; otherwise it says how it ended.
+    if (final.state === JobState.Succeeded) await rm(join(root, running), { force: true });
+    else {
+      const ended = final.state === JobState.Cancelled ? "CANCELLED" : "FAILED";
+      await rename(join(root, running), join(root, stateFileName(ended, final.startedAtMs))).catch(
+        () => undefined,
+      );
+    }
+    const summary = buildImportSummary(final, resumed);
+    await writeJobLogs(
+      logContainer,
+      summary.jobId,
+      summary,
+      [
+        ["errors.ndjson", final.errorLog],
+        ["conflicts.ndjson", final.conflictLog],
+      ],
+      options.logger,
+    );
+    if (errors.temporary) await rm(errors.path, { force: true });
+    if (conflicts.temporary) await rm(conflicts.path, { force: true });
+    return summary;
+  } finally {
+    await claim.release();
+  }
+};
+
+export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): string => {
+  const n = (v: number) => v.toLocaleString("en-US");
+  const lines = [
+    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `  blobs walked          ${n(s.totalBlobsWalked)} (${n(s.blobsWalkedPerSecond)}/s)`,
+    `  blobs imported        ${n(s.totalBlobsImported)}: ${n(s.importedFiles)} files, ${n(s.importedDirectories)} directories, ${n(s.importedSymlinks)} symlinks`,
+    `  pre-existing          ${n(s.preexistingFiles)} files, ${n(s.preexistingDirectories)} directories, ${n(s.preexistingSymlinks)} symlinks`,
+    `  bytes imported        ${n(s.bytesImported)}`,
+    `  conflicts             ${n(s.totalConflicts)}`,
+    `  errors                ${n(s.totalErrors)}`,
+  ];
+  for (const e of s.errorSamples.slice(0, maxErrorsShown))
+    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+  lines.push(
+    `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, errors.ndjson, conflicts.ndjson`,
+  );
+  return lines.join("\n");
+};

@@ -1,0 +1,266 @@
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { rm } from "node:fs/promises";
+import {
+  JobStore,
+  RootLocks,
+  deleteJobConsumer,
+  ensureJobConsumer,
+  ensureTopology,
+  jetstream,
+} from "@hsmfleet/bus";
+import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
+import {
+  JobKind,
+  encodeWalkShard,
+  jobStateName,
+  newJobSpec,
+  newJobStatus,
+  restoreConsumer,
+  rootWalkShard,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { JobStatus } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+import { errorToJson } from "./format.js";
+import { followJob, jobErrors } from "./job-follower.js";
+import { newJobId } from "./job-id.js";
+import { LocalLog } from "./local-log.js";
+import { claimRoot } from "./root-claim.js";
+import { checkScanRoot, safeUser } from "./scan-job.js";
+
+export const RESTORE_DEFAULTS = {
+  /** Files being restored at once across the whole fleet (AMLFS's guidance: 1,000–5,000). */
+  maxInflight: 2000,
+  /** Files per restore work item. */
+  restoreBatch: 50,
+  maxErrors: -1,
+  hsmXattr: "trusted.hsm",
+  archiveId: 1,
+} as const;
+
+export interface RestoreJobOptions {
+  nc: NatsConnection;
+  /** Directory whose released files are restored. */
+  path: string;
+  maxInflight?: number | undefined;
+  restoreBatch?: number | undefined;
+  hsmXattr?: string | undefined;
+  /** Fallback for files without a recorded archive location: container, prefix and the directory that maps to the container root. */
+  container?: string | undefined;
+  prefix?: string | undefined;
+  fsRoot?: string | undefined;
+  maxErrors?: number | undefined;
+  errorLog?: string | undefined;
+  jobId?: string | undefined;
+  checkpointIntervalMs?: number | undefined;
+  onProgress?: ((progress: RestoreProgress) => void) | undefined;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
+  topology?: TopologyOptions | undefined;
+}
+
+export interface RestoreProgress {
+  jobId: string;
+  filesRestored: number;
+  filesFound: number;
+  bytesRestored: number;
+  bytesFound: number;
+  filesPerSecond: number;
+  bytesPerSecond: number;
+  etaSeconds: number | undefined;
+  errors: number;
+  workers: number;
+  walking: boolean;
+}
+
+export interface RestoreSummary {
+  jobId: string;
+  path: string;
+  state: string;
+  reason: string;
+  resumed: boolean;
+  filesFound: number;
+  filesRestored: number;
+  bytesRestored: number;
+  notReleased: number;
+  errors: number;
+  maxInflight: number;
+  elapsedSeconds: number;
+  filesPerSecond: number;
+  bytesPerSecond: number;
+  errorSamples: Array<{ path: string; operation: string; code: string; message: string }>;
+  errorLog: string | null;
+}
+
+export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSummary => {
+  const end = s.finishedAtMs || s.updatedAtMs;
+  const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
+  const r = s.restore;
+  return {
+    jobId: s.spec.jobId,
+    path: displayPath(s.spec.root),
+    state: jobStateName(s.state),
+    reason: s.reason,
+    resumed,
+    filesFound: r.filesFound,
+    filesRestored: r.filesRestored,
+    bytesRestored: r.bytesRestored,
+    notReleased: r.notReleased,
+    errors: jobErrors(s),
+    maxInflight: s.spec.import.maxInflight,
+    elapsedSeconds,
+    filesPerSecond: elapsedSeconds > 0 ? r.filesRestored / elapsedSeconds : 0,
+    bytesPerSecond: elapsedSeconds > 0 ? Math.round(r.bytesRestored / elapsedSeconds) : 0,
+    errorSamples: s.errorSamples.map(errorToJson),
+    errorLog: s.errorLog || null,
+  };
+};
+
+const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
+  const elapsed = Math.max(1e-3, (Date.now() - s.startedAtMs) / 1000);
+  const r = s.restore;
+  const bytesPerSecond = r.bytesRestored / elapsed;
+  return {
+    jobId: s.spec.jobId,
+    filesRestored: r.filesRestored,
+    filesFound: r.filesFound,
+    bytesRestored: r.bytesRestored,
+    bytesFound: r.bytesFound,
+    filesPerSecond: r.filesRestored / elapsed,
+    bytesPerSecond,
+    etaSeconds:
+      bytesPerSecond > 0
+        ? Math.max(0, (r.bytesFound - r.bytesRestored) / bytesPerSecond)
+        : undefined,
+    errors: jobErrors(s),
+    workers,
+    walking: s.scan.directories === 0 || s.published > s.completed,
+  };
+};
+
+/**
+ * Restores every released file under a path across the fleet. The walk finds them; restore items
+ * go to the job's own consumer, whose max_ack_pending keeps at most --max-inflight files in flight
+ * across all workers together (the server enforces it, however many workers pull).
+ */
+export const runRestoreJob = async (options: RestoreJobOptions): Promise<RestoreSummary> => {
+  const root = await checkScanRoot(options.path, "restore path");
+  const maxInflight = options.maxInflight ?? RESTORE_DEFAULTS.maxInflight;
+  if (!Number.isInteger(maxInflight) || maxInflight < 1)
+    throw new UsageError("--max-inflight must be an integer ≥ 1");
+  const restoreBatch = Math.min(maxInflight, options.restoreBatch ?? RESTORE_DEFAULTS.restoreBatch);
+  const fsRoot = options.fsRoot ? await checkScanRoot(options.fsRoot, "--fs-root") : "";
+  if (fsRoot && !options.container) throw new UsageError("--fs-root needs --container");
+  const prefix = normalizePrefix(options.prefix);
+  const { jsm, jobs, locks, topology } = await ensureTopology(options.nc, options.topology);
+  const store = new JobStore(jobs);
+  const jobId = options.jobId ?? newJobId("restore");
+  const claim = await claimRoot({
+    nc: options.nc,
+    store,
+    locks: new RootLocks(locks),
+    root,
+    jobId,
+    what: "a restore",
+    logger: options.logger,
+    sameJob: (holder) => holder.spec.kind === JobKind.Restore,
+  });
+  let status: JobStatus | undefined = claim.resumed;
+  const resumed = status !== undefined;
+  const errorLogPath =
+    status?.errorLog || options.errorLog || join(tmpdir(), `hsmfleet-${jobId}-errors.ndjson`);
+  const temporaryLog = !status?.errorLog && !options.errorLog;
+  const errorLog = await LocalLog.open(
+    errorLogPath,
+    resumed ? (status?.errorLogBytes ?? 0) : undefined,
+  );
+  if (!status) {
+    status = newJobStatus(
+      newJobSpec({
+        jobId,
+        kind: JobKind.Restore,
+        root: Buffer.from(root),
+        createdAtMs: Date.now(),
+        createdBy: `${safeUser()}@${hostname()}`,
+        maxErrors: options.maxErrors ?? RESTORE_DEFAULTS.maxErrors,
+        backend: "hsm-emulation",
+        hsmXattr: options.hsmXattr ?? RESTORE_DEFAULTS.hsmXattr,
+        container: options.container ?? "",
+        prefix,
+        import: {
+          mode: "full",
+          conflict: "fail",
+          archiveId: RESTORE_DEFAULTS.archiveId,
+          prefixes: [],
+          maxInflight,
+          restoreBatch,
+          fsRoot: Buffer.from(fsRoot),
+          chunkSize: 0,
+        },
+      }),
+      { published: 1, errorLog: errorLogPath },
+    );
+  }
+  const consumer = restoreConsumer(status.spec.jobId);
+  try {
+    // The consumer exists before workers can see the job as running.
+    await ensureJobConsumer(jsm, {
+      name: consumer,
+      filterSubject: subjects.restore(status.spec.jobId),
+      maxAckPending: Math.max(1, Math.floor(maxInflight / restoreBatch)),
+      ackWaitMs: topology.ackWaitMs,
+      maxDeliver: topology.maxDeliver,
+    });
+    if (!resumed) {
+      await store.create(status);
+      const rootShard = rootWalkShard(jobId);
+      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
+        msgID: rootShard.shardId,
+      });
+      options.logger?.info({ jobId, root, maxInflight }, "restore started");
+    }
+  } catch (err) {
+    await claim.release();
+    throw err;
+  }
+  try {
+    const final = await followJob({
+      nc: options.nc,
+      js: jetstream(options.nc),
+      store,
+      status,
+      errorLog,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      signal: options.signal,
+      logger: options.logger,
+      onProgress: options.onProgress
+        ? (s, fleet) => options.onProgress?.(restoreProgress(s, fleet.liveWorkers()))
+        : undefined,
+    });
+    const summary = buildRestoreSummary(final, resumed);
+    if (temporaryLog) {
+      await rm(errorLogPath, { force: true });
+      summary.errorLog = null;
+    }
+    return summary;
+  } finally {
+    await deleteJobConsumer(jsm, consumer).catch(() => undefined);
+    await claim.release();
+  }
+};
+
+export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): string => {
+  const n = (v: number) => Math.round(v).toLocaleString("en-US");
+  const lines = [
+    `restore ${s.jobId} of ${s.path}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
+    `  files restored   ${n(s.filesRestored)} of ${n(s.filesFound)} released (${s.filesPerSecond.toFixed(1)} files/s)`,
+    `  bytes restored   ${n(s.bytesRestored)} (${(s.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s)`,
+    `  not released     ${n(s.notReleased)}`,
+    `  errors           ${n(s.errors)}`,
+  ];
+  for (const e of s.errorSamples.slice(0, maxErrorsShown))
+    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+  return lines.join("\n");
+};

@@ -1,0 +1,116 @@
+/**
+ * --mode full, large blobs: one chunk (a byte range) of one file, downloaded by whichever worker
+ * takes it, written at its offset into the stub. The chunk tracker (KV, compare-and-set) records
+ * the chunks done; a completion that finds them all done finalizes the file: the whole-file MD5
+ * against the blob's Content-MD5, the final attributes and the HSM state "exists archived". Every
+ * step of the finalization is idempotent, so a redelivered chunk may repeat it harmlessly; the
+ * file is counted by the one chunk item that completed it.
+ */
+import { errorMessage } from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import { ChunkTracker } from "@hsmfleet/bus";
+import type { JsMsg } from "@hsmfleet/bus";
+import { emptyImportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
+import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
+import type { ImportTarget } from "./import-target.js";
+import { itemErrorOf } from "./publisher.js";
+import { loadBlob } from "./transfer-batch.js";
+import type { TransferContext } from "./transfer-batch.js";
+
+export const handleImportChunk = async (
+  ctx: TransferContext,
+  msg: JsMsg,
+  chunk: Chunk,
+  _job: JobStatus,
+  container: BlobContainer,
+  target: ImportTarget,
+  tracker: ChunkTracker,
+  signal: AbortSignal,
+): Promise<void> => {
+  const counters = emptyImportCounters();
+  const errors: ItemError[] = [];
+  const { downloadRange, verifyFileMd5 } = await loadBlob();
+  const abs = target.root.absolute(chunk.path);
+  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  let operation = "open";
+  try {
+    const fh = await target.root.openExisting(chunk.path);
+    let allDone = false;
+    let counts = false;
+    try {
+      operation = "download";
+      await downloadRange(container, chunk.blobName, fh, abs, chunk.offset, chunk.length, {
+        ...(chunk.etag ? { etag: chunk.etag } : {}),
+        budget: ctx.budget,
+        concurrency: ctx.options.blockConcurrency,
+        abortSignal: signal,
+        onProgress: (n) => {
+          counters.bytesDownloaded += n;
+          ctx.onBytes(n);
+        },
+      });
+      operation = "chunk-complete";
+      ({ allDone, counts } = await tracker.complete(
+        ChunkTracker.key(chunk.jobId, chunk.path),
+        chunk.index,
+        chunk.count,
+        chunk.chunkId,
+      ));
+      if (allDone && chunk.contentMd5.length > 0) {
+        operation = "verify-md5";
+        await verifyFileMd5(container, chunk.blobName, fh, abs, chunk.fileSize, chunk.contentMd5, {
+          budget: ctx.budget,
+          abortSignal: signal,
+        });
+      }
+    } finally {
+      await fh.close();
+    }
+    if (allDone) {
+      operation = "setattr";
+      await target.completeDownload(chunk.path, {
+        mode: chunk.mode,
+        uid: chunk.uid,
+        gid: chunk.gid,
+        mtimeSec: chunk.fileMtimeSec,
+      });
+    }
+    if (counts) {
+      counters.importedFiles++;
+      counters.totalBlobsImported++;
+      counters.bytesImported += chunk.fileSize;
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    // A retryable failure (network, 5xx, a busy KV) gets another delivery while there are some.
+    const retryable = err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false;
+    if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
+    counters.totalErrors++;
+    errors.push(
+      itemErrorOf(
+        chunk.path,
+        err,
+        operation,
+        `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
+      ),
+    );
+  } finally {
+    clearInterval(keepAlive);
+  }
+  await ctx.js.publish(
+    subjects.itemResult(chunk.jobId),
+    encodeItemResult(
+      newItemResult({
+        jobId: chunk.jobId,
+        itemId: chunk.chunkId,
+        kind: "chunk",
+        errors,
+        workerId: ctx.options.workerId,
+        attempt: msg.info.deliveryCount,
+        import: counters,
+      }),
+    ),
+    { msgID: `${chunk.chunkId}.r` },
+  );
+  msg.ack();
+};

@@ -1,0 +1,396 @@
+/**
+ * The import walk: one shard = up to 16 sibling "directories" of the container (blob-name
+ * prefixes, listed with delimiter '/'). For each, the worker lists one level, creates the files and
+ * symlinks it holds (released stubs, or stubs queued for download in --mode full), creates its
+ * subdirectories and publishes them as new shards, then sets the directory's own attributes once
+ * its entries exist (so its mtime sticks).
+ *
+ * Shard paths are blob names (UTF-8, no trailing '/', "" for the container root), not file-system
+ * paths: a name is turned into a safe relative path only through core's pathForBlobName, which
+ * refuses '..', absolute names, NUL and anything else that could leave the target.
+ */
+import {
+  BlobNameError,
+  EntryType,
+  attributesFromMetadata,
+  isFolderStub,
+  isSymlinkBlob,
+  pathForBlobName,
+} from "@hsmfleet/core";
+import type { BlobEntryKind, FileEntry, PosixAttributes } from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import type { EntryAttributes } from "@hsmfleet/fs";
+import type { JsMsg } from "@hsmfleet/bus";
+import {
+  WALK_GROUP_DIRECTORIES,
+  emptyImportCounters,
+  encodeChunk,
+  encodeErrorBatch,
+  encodeTransferBatch,
+  encodeWalkShard,
+  shardIdFor,
+  subjects,
+} from "@hsmfleet/protocol";
+import type {
+  Chunk,
+  ImportCounters,
+  ImportDir,
+  ItemError,
+  JobStatus,
+  WalkShard,
+} from "@hsmfleet/protocol";
+import type { ImportOutcome, ImportTarget } from "./import-target.js";
+import { ERRORS_PER_MESSAGE } from "./publisher.js";
+import { ShardRun } from "./walk-shard.js";
+import type { WalkContext } from "./walk-shard.js";
+
+/** Bounds of one download batch (--mode full). */
+export const IMPORT_BATCH_DEFAULTS = { maxEntries: 256, maxBytes: 256 * 1024 * 1024 } as const;
+
+interface PendingDir {
+  stub?: PosixAttributes;
+  stubModified?: Date;
+  hasPrefix: boolean;
+}
+
+const toEntryAttributes = (a: PosixAttributes, fallback: Date | undefined): EntryAttributes => ({
+  mode: a.mode,
+  uid: a.uid,
+  gid: a.gid,
+  mtimeSec: a.mtimeSec ?? Math.floor((fallback?.getTime() ?? Date.now()) / 1000),
+});
+
+/** Blob name → relative path, or the error that refuses it. */
+const relPath = (name: string): { rel: Buffer } | { error: ItemError } => {
+  try {
+    return { rel: pathForBlobName(name) };
+  } catch (err) {
+    if (!(err instanceof BlobNameError)) throw err;
+    return {
+      error: {
+        path: Buffer.from(name, "utf8"),
+        operation: "name",
+        code: "UnsafeBlobName",
+        message: err.message,
+        retryable: false,
+      },
+    };
+  }
+};
+
+export const handleImportShard = async (
+  ctx: WalkContext,
+  msg: JsMsg,
+  shard: WalkShard,
+  job: JobStatus,
+  container: BlobContainer,
+  target: ImportTarget,
+): Promise<void> => {
+  const run = new ShardRun(ctx, msg, shard);
+  try {
+    await importShardWith(ctx, shard, job, container, target, run);
+  } finally {
+    run.stop();
+  }
+};
+
+const importShardWith = async (
+  ctx: WalkContext,
+  shard: WalkShard,
+  job: JobStatus,
+  container: BlobContainer,
+  target: ImportTarget,
+  run: ShardRun,
+): Promise<void> => {
+  const spec = job.spec;
+  const redelivered = run.attempt > 1;
+  const counters: ImportCounters = emptyImportCounters();
+  const overwrite = spec.import.conflict.startsWith("overwrite");
+
+  // Conflicts go to the results stream in batches of their own (conflicts.ndjson).
+  let conflicts: ItemError[] = [];
+  let conflictSeq = 0;
+  const flushConflicts = async () => {
+    if (conflicts.length === 0) return;
+    const id = `${shard.shardId}.c${conflictSeq++}`;
+    await run.publisher.publish(
+      subjects.conflicts(shard.jobId),
+      encodeErrorBatch({
+        jobId: shard.jobId,
+        itemId: shard.shardId,
+        sequence: conflictSeq,
+        errors: conflicts,
+      }),
+      id,
+    );
+    conflicts = [];
+  };
+  const fail = async (error: ItemError) => {
+    counters.totalErrors++;
+    await run.recordError(error);
+  };
+  /** Counts an outcome; true when the entry is in place (imported or pre-existing). */
+  const account = async (o: ImportOutcome, kind: BlobEntryKind): Promise<boolean> => {
+    if (o.conflict) {
+      counters.totalConflicts++;
+      conflicts.push(o.conflict);
+      if (conflicts.length >= ERRORS_PER_MESSAGE) await flushConflicts();
+    }
+    // Every entry that was there before counts, whatever became of it.
+    if (o.conflict !== undefined || o.result === "preexisting") {
+      if (kind === "file") counters.preexistingFiles++;
+      else if (kind === "symlink") counters.preexistingSymlinks++;
+      else counters.preexistingDirectories++;
+    }
+    if (o.error) await fail(o.error);
+    if (o.result === "imported" && !o.download) {
+      counters.totalBlobsImported++;
+      if (kind === "file") counters.importedFiles++;
+      else if (kind === "symlink") counters.importedSymlinks++;
+      else counters.importedDirectories++;
+    }
+    return o.result === "imported" || o.result === "preexisting";
+  };
+
+  // --mode full: files whose data is to be downloaded, in bounded batches.
+  const maxEntries = spec.batchMaxEntries || IMPORT_BATCH_DEFAULTS.maxEntries;
+  const maxBytes = spec.batchMaxBytes || IMPORT_BATCH_DEFAULTS.maxBytes;
+  let batch: FileEntry[] = [];
+  let batchNames: string[] = [];
+  let batchBytes = 0;
+  let batchSeq = 0;
+  const flushBatch = async () => {
+    if (batch.length === 0) return;
+    const batchId = `${shard.shardId}.b${batchSeq}`;
+    await run.spawn(
+      subjects.transfer(shard.jobId),
+      encodeTransferBatch({
+        jobId: shard.jobId,
+        batchId,
+        shardId: shard.shardId,
+        sequence: batchSeq,
+        entries: batch,
+        blobNames: batchNames,
+      }),
+      batchId,
+    );
+    batchSeq++;
+    batch = [];
+    batchNames = [];
+    batchBytes = 0;
+  };
+  // Large blobs: chunks any worker takes (several VMs download one file at once).
+  const chunkSize = spec.import.chunkSize || 256 * 1024 * 1024;
+  let fileSeq = 0;
+  const queueChunks = async (
+    rel: Buffer,
+    name: string,
+    size: number,
+    a: EntryAttributes,
+    blob: { etag?: string; contentMD5?: Buffer },
+  ) => {
+    const count = Math.ceil(size / chunkSize);
+    const fileId = `${shard.shardId}.k${fileSeq++}`;
+    for (let index = 0; index < count; index++) {
+      const offset = index * chunkSize;
+      const chunk: Chunk = {
+        jobId: shard.jobId,
+        chunkId: `${fileId}.${index}`,
+        path: rel,
+        offset,
+        length: Math.min(chunkSize, size - offset),
+        firstBlock: 0,
+        blockCount: 0,
+        blockSize: 0,
+        fileSize: size,
+        fileMtimeSec: Math.floor(a.mtimeSec),
+        fileMtimeNsec: 0,
+        index,
+        count,
+        blobName: name,
+        etag: blob.etag ?? "",
+        contentMd5: blob.contentMD5 ?? Buffer.alloc(0),
+        mode: a.mode,
+        uid: a.uid,
+        gid: a.gid,
+      };
+      await run.spawn(subjects.chunk(shard.jobId), encodeChunk(chunk), chunk.chunkId);
+    }
+    counters.filesQueued++;
+    counters.bytesQueued += size;
+  };
+  const queueDownload = async (rel: Buffer, name: string, size: number, a: EntryAttributes) => {
+    if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + size > maxBytes))
+      await flushBatch();
+    batch.push({
+      path: rel,
+      type: EntryType.File,
+      size,
+      mtimeSec: Math.floor(a.mtimeSec),
+      mtimeNsec: 0,
+      mode: a.mode,
+      uid: a.uid,
+      gid: a.gid,
+      ino: 0n,
+      nlink: 1,
+    });
+    batchNames.push(name);
+    batchBytes += size;
+    counters.filesQueued++;
+    counters.bytesQueued += size;
+  };
+
+  // Subdirectories go out in groups of siblings, one shard per group.
+  let group: Buffer[] = [];
+  let groupDirs: ImportDir[] = [];
+  const flushGroup = async () => {
+    if (group.length === 0) return;
+    const child: WalkShard = {
+      jobId: shard.jobId,
+      paths: group,
+      depth: shard.depth + 1,
+      shardId: shardIdFor(shard.jobId, group),
+      importDirs: groupDirs,
+    };
+    group = [];
+    groupDirs = [];
+    await run.spawn(subjects.walk(shard.jobId), encodeWalkShard(child), child.shardId);
+  };
+
+  await ctx.options.hooks.beforeWalkShard?.(shard);
+  for (let i = 0; i < shard.paths.length; i++) {
+    const dirName = shard.paths[i]!.toString("utf8");
+    const given = shard.importDirs?.[i];
+    let dirRel: Buffer = Buffer.alloc(0);
+    let ownStub: { attrs: PosixAttributes; modified: Date | undefined } | undefined;
+    let preexisting = given?.preexisting ?? false;
+    if (dirName !== "") {
+      const r = relPath(dirName);
+      if ("error" in r) {
+        await fail(r.error);
+        continue;
+      }
+      dirRel = r.rel;
+      if (shard.depth === 0) {
+        // A prefix root: make it (and its parents); its stub, if any, gives its attributes.
+        const o = await target.directory(dirRel);
+        if (!(await account(o, "directory"))) continue;
+        preexisting = o.result === "preexisting";
+        const props = await container.getProperties(dirName);
+        if (props && isFolderStub(props.metadata)) {
+          ownStub = {
+            attrs: attributesFromMetadata(props.metadata, "directory"),
+            modified: props.lastModified,
+          };
+        }
+      }
+    }
+    const level = dirName === "" ? "" : `${dirName}/`;
+    const dirs = new Map<string, PendingDir>();
+    const pending = (name: string): PendingDir => {
+      let d = dirs.get(name);
+      if (!d) dirs.set(name, (d = { hasPrefix: false }));
+      return d;
+    };
+    let seen = 0;
+    for await (const b of container.listLevel(level)) {
+      if (++seen % 256 === 0) run.keepAlive();
+      if (b.kind === "prefix") {
+        pending(b.name.slice(0, -1)).hasPrefix = true;
+        continue;
+      }
+      counters.totalBlobsWalked++;
+      ctx.onEntries(1);
+      if (b.name === level) {
+        // "dir/" written as the directory's own stub (some tools add the trailing '/').
+        ownStub = {
+          attrs: attributesFromMetadata(b.metadata, "directory"),
+          modified: b.lastModified,
+        };
+        continue;
+      }
+      if (isFolderStub(b.metadata)) {
+        const d = pending(b.name);
+        d.stub = attributesFromMetadata(b.metadata, "directory");
+        d.stubModified = b.lastModified;
+        continue;
+      }
+      const r = relPath(b.name);
+      if ("error" in r) {
+        await fail(r.error);
+        continue;
+      }
+      const symlink = isSymlinkBlob(b.metadata);
+      const kind: BlobEntryKind = symlink ? "symlink" : "file";
+      const posix = attributesFromMetadata(b.metadata, kind);
+      const attrs = toEntryAttributes(posix, b.lastModified);
+      if (symlink) {
+        let linkTarget: Buffer;
+        try {
+          linkTarget = await container.download(b.name);
+        } catch (err) {
+          await fail({
+            path: r.rel,
+            operation: "get-blob",
+            code: "BlobReadFailed",
+            message: err instanceof Error ? err.message : String(err),
+            retryable: true,
+          });
+          continue;
+        }
+        await account(await target.symlink(r.rel, linkTarget, attrs, redelivered), "symlink");
+      } else {
+        const o = await target.file(r.rel, b.size, attrs, b.name, redelivered);
+        await account(o, "file");
+        if (o.download) {
+          if (b.size > chunkSize) await queueChunks(r.rel, b.name, b.size, attrs, b);
+          else await queueDownload(r.rel, b.name, b.size, attrs);
+        }
+      }
+    }
+    // Subdirectories: made here (so this directory's mtime can be set after them), their
+    // attributes set by their own shard (or now, for an empty directory without a prefix).
+    for (const name of [...dirs.keys()].sort()) {
+      const d = dirs.get(name)!;
+      const r = relPath(name);
+      if ("error" in r) {
+        await fail(r.error);
+        continue;
+      }
+      const o = await target.directory(r.rel);
+      if (!(await account(o, "directory"))) continue;
+      const existed = o.result === "preexisting";
+      if (d.hasPrefix) {
+        group.push(Buffer.from(name, "utf8"));
+        groupDirs.push({
+          hasAttrs: d.stub !== undefined,
+          mode: d.stub?.mode ?? 0,
+          uid: d.stub?.uid ?? 0,
+          gid: d.stub?.gid ?? 0,
+          mtimeSec: d.stub ? toEntryAttributes(d.stub, d.stubModified).mtimeSec : 0,
+          preexisting: existed,
+        });
+        if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
+      } else if (!existed || overwrite) {
+        const stub = d.stub ?? attributesFromMetadata({}, "directory");
+        const e = await target.finishDirectory(r.rel, toEntryAttributes(stub, d.stubModified));
+        if (e) await fail(e);
+      }
+    }
+    // This directory's own attributes, now that its entries exist (the target root is left alone).
+    if (dirName !== "" && (!preexisting || overwrite)) {
+      const attrs: EntryAttributes | undefined = ownStub
+        ? toEntryAttributes(ownStub.attrs, ownStub.modified)
+        : given?.hasAttrs
+          ? { mode: given.mode, uid: given.uid, gid: given.gid, mtimeSec: given.mtimeSec }
+          : toEntryAttributes(attributesFromMetadata({}, "directory"), undefined);
+      const e = await target.finishDirectory(dirRel, attrs);
+      if (e) await fail(e);
+    }
+    run.keepAlive();
+  }
+  await flushGroup();
+  await flushBatch();
+  await flushConflicts();
+  await run.finish({ import: counters });
+};

@@ -1,0 +1,113 @@
+/**
+ * Restore on the emulation backend: the worker brings a released file's data back itself. The
+ * blob is the one recorded on the file at import (`<ns>.hsmfleet.archive`), or, without that, the
+ * file's path relative to the job's --fs-root in the job's container. The data is written in place
+ * (the stub already has the right size), the file's mtime/atime are put back as they were (a
+ * restore does not change a file's times), then the HSM state becomes "exists archived" (0x9).
+ */
+import { constants } from "node:fs";
+import { lstat, lutimes, open } from "node:fs/promises";
+import {
+  FsOperationError,
+  HsmFlag,
+  blobNameForPath,
+  displayPath,
+  resolveUnderRoot,
+} from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import type { JsMsg } from "@hsmfleet/bus";
+import { HsmEmulation, getXattr } from "@hsmfleet/fs";
+import { emptyRestoreCounters } from "@hsmfleet/protocol";
+import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { archiveLocationXattr, parseArchiveLocation } from "./import-target.js";
+import { itemErrorOf } from "./publisher.js";
+import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
+import type { TransferContext } from "./transfer-batch.js";
+
+/** Where the data of `abs` is: the recorded archive location, else --fs-root + --container. */
+const locate = async (
+  job: JobStatus,
+  abs: Buffer,
+  locationXattr: string,
+): Promise<{ container: string; blobName: string }> => {
+  const recorded = await getXattr(abs, locationXattr);
+  const parsed = recorded ? parseArchiveLocation(recorded) : undefined;
+  if (parsed) return parsed;
+  const fsRoot = job.spec.import.fsRoot;
+  const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
+  if (
+    fsRoot.length === 0 ||
+    !job.spec.container ||
+    !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
+  ) {
+    throw new FsOperationError(
+      "locate",
+      displayPath(abs),
+      "ENOARCHIVE",
+      `no archive location recorded (${locationXattr}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
+    );
+  }
+  return {
+    container: job.spec.container,
+    blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
+  };
+};
+
+export const handleRestoreBatch = async (
+  ctx: TransferContext,
+  msg: JsMsg,
+  batch: TransferBatch,
+  job: JobStatus,
+  containerFor: (name: string) => Promise<BlobContainer>,
+  signal: AbortSignal,
+): Promise<void> => {
+  const counters = emptyRestoreCounters();
+  const errors: ItemError[] = [];
+  const hsm = new HsmEmulation({ xattr: job.spec.hsmXattr || undefined });
+  const locationXattr = archiveLocationXattr(hsm.xattr);
+  const archiveId = job.spec.import.archiveId;
+  const { downloadBlobToFile } = await loadBlob();
+  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  try {
+    await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
+      if (signal.aborted) throw signal.reason;
+      const abs = resolveUnderRoot(job.spec.root, entry.path);
+      let operation = "hsm_state";
+      try {
+        const state = await hsm.state(abs);
+        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return; // restored meanwhile (redelivery)
+        operation = "locate";
+        const where = await locate(job, abs, locationXattr);
+        const container = await containerFor(where.container);
+        operation = "lstat";
+        const before = await lstat(abs);
+        operation = "open";
+        const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        try {
+          operation = "download";
+          const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
+            budget: ctx.budget,
+            concurrency: ctx.options.blockConcurrency,
+            abortSignal: signal,
+            onProgress: (n) => ctx.onBytes(n),
+          });
+          counters.bytesRestored += done.bytes;
+        } finally {
+          await fh.close();
+        }
+        operation = "lutimes";
+        await lutimes(abs, before.atime, before.mtime);
+        operation = "hsm_state";
+        await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
+        counters.filesRestored++;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        counters.errors++;
+        errors.push(itemErrorOf(entry.path, err, operation));
+      }
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
+  await finishBatch(ctx, msg, batch, errors, { restore: counters });
+};

@@ -1,0 +1,72 @@
+import { EntryType, HsmFlag } from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import {
+  emptyExportCounters,
+  emptyRestoreCounters,
+  emptyScanCounters,
+  encodeTransferBatch,
+  subjects,
+} from "@hsmfleet/protocol";
+import { countEntry, toFileEntry } from "./scan-visitor.js";
+import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+
+/** Files per restore work item unless the job says otherwise. */
+export const DEFAULT_RESTORE_BATCH = 50;
+/**
+ * Bytes per restore work item unless the job says otherwise (spec.batchMaxBytes), as export's
+ * transfer batches: a few large files are spread over several items, so several workers share them.
+ */
+export const DEFAULT_RESTORE_BATCH_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Restore walk: every released regular file (HS_RELEASED in its HSM state) goes into a restore
+ * batch on the job's own subject, whose consumer bounds the files in flight across the fleet.
+ * A batch holds up to restoreBatch files and up to batchMaxBytes (a larger file goes alone).
+ */
+export const restoreVisitor = ({ shard, job, spawn }: ShardScope): ShardVisitor => {
+  const perBatch = job.spec.import.restoreBatch || DEFAULT_RESTORE_BATCH;
+  const maxBytes = job.spec.batchMaxBytes || DEFAULT_RESTORE_BATCH_BYTES;
+  const scan = emptyScanCounters();
+  const restore = emptyRestoreCounters();
+  let batch: FileEntry[] = [];
+  let batchBytes = 0;
+  let sequence = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const batchId = `${shard.shardId}.r${sequence}`;
+    await spawn(
+      subjects.restore(shard.jobId),
+      encodeTransferBatch({
+        jobId: shard.jobId,
+        batchId,
+        shardId: shard.shardId,
+        sequence,
+        entries: batch,
+      }),
+      batchId,
+    );
+    sequence++;
+    batch = [];
+    batchBytes = 0;
+  };
+  return {
+    scan,
+    export: emptyExportCounters(),
+    restore,
+    entry: async (path, e) => {
+      countEntry(scan, e);
+      if (e.type !== EntryType.File) return;
+      if (((e.hsm?.flags ?? 0) & HsmFlag.Released) === 0) {
+        restore.notReleased++;
+        return;
+      }
+      restore.filesFound++;
+      restore.bytesFound += e.size;
+      if (batch.length > 0 && batchBytes + e.size > maxBytes) await flush();
+      batch.push(toFileEntry(path, e));
+      batchBytes += e.size;
+      if (batch.length >= perBatch) await flush();
+    },
+    end: flush,
+  };
+};
