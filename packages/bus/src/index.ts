@@ -21,6 +21,7 @@ export type {
 } from "@nats-io/jetstream";
 export type { NatsConnection } from "@nats-io/transport-node";
 export type { KV } from "@nats-io/kv";
+export { headerReader, traceHeaders } from "./trace-headers.js";
 export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
 export type { JobConsumerOptions } from "./job-consumer.js";
 export { ChunkTracker } from "./chunk-tracker.js";

@@ -1,7 +1,9 @@
 import { Command, CommanderError, Option } from "commander";
 import { HsmfleetError, errorMessage } from "@hsmfleet/core";
+import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
+import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerRestoreCommand } from "./commands/restore.js";
@@ -10,6 +12,7 @@ import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { defaultWorkerCount } from "./runtime.js";
+import { startCliTelemetry } from "./telemetry.js";
 
 export { ExitCode } from "./commands/context.js";
 
@@ -48,6 +51,25 @@ export const buildProgram = (): Command => {
         .env("HSMFLEET_LOG_LEVEL")
         .default("warn"),
     )
+    .addOption(
+      new Option(
+        "--metrics-port <port>",
+        "serve Prometheus metrics on this port (0 = off); traces and OTLP metrics follow the OTEL_* variables",
+      )
+        .env("HSMFLEET_METRICS_PORT")
+        .argParser(intArg("--metrics-port", 0)),
+    )
+    .addOption(
+      new Option(
+        "--dashboard-port <port>",
+        "with a job run here (scan, export), also serve the live dashboard on this port (0 = off)",
+      )
+        .env("HSMFLEET_DASHBOARD_PORT")
+        .argParser(intArg("--dashboard-port", 0)),
+    )
+    .hook("preAction", (root, action) =>
+      startCliTelemetry(action, root.opts<{ metricsPort?: number; dashboardPort?: number }>()),
+    )
     .showHelpAfterError()
     // Usage errors exit 2 like every other "could not start" (commander's own default is 1).
     .exitOverride();
@@ -62,6 +84,7 @@ export const buildProgram = (): Command => {
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
+  registerDashboardCommand(ctx);
   return program;
 };
 
@@ -91,5 +114,8 @@ export const main = async (argv: string[] = process.argv): Promise<void> => {
       process.stderr.write(`${err.stack}\n`);
     }
     process.exitCode = ExitCode.Failed;
+  } finally {
+    // Spans and metrics still buffered go out before the process ends.
+    await shutdownTelemetry();
   }
 };

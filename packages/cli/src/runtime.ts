@@ -6,6 +6,7 @@ import type { Logger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
 import { startEmbeddedNats } from "./embedded-nats.js";
 import type { EmbeddedNats } from "./embedded-nats.js";
+import { startRuntimeDashboard } from "./telemetry.js";
 
 export interface RuntimeOptions {
   /** NATS URL; undefined = the embedded default (local nats-server under the state dir). */
@@ -66,12 +67,14 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
     throw err;
   }
   const running = workers.map((w) => w.run());
+  const dashboard = await startRuntimeDashboard(nc, options.logger);
   return {
     nc,
     natsUrl,
     embedded,
     workers,
     close: async () => {
+      await dashboard?.close();
       await Promise.all(workers.map((w) => w.shutdown()));
       await Promise.allSettled(running);
       await nc.drain().catch(() => nc.close());

@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
-import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
+import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
@@ -17,6 +17,7 @@ import {
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
+import { exportJobSpan } from "./job-spans.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { writeJobLogs } from "./job-logs.js";
 import { claimRoot } from "./root-claim.js";
@@ -161,7 +162,10 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
  * runs per source root: a second one is refused, unless the first one's coordinator is gone, in
  * which case this run takes the job over and finishes it (re-running the same command resumes).
  */
-export const runExportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
+export const runExportJob = (options: ExportJobOptions): Promise<ExportSummary> =>
+  exportJobSpan(options, () => exportJob(options));
+
+const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   const root = await checkScanRoot(options.root, "export source");
   const rootBytes = Buffer.from(root);
   if (!options.container) throw new UsageError("export needs --container NAME");
@@ -225,6 +229,7 @@ export const runExportJob = async (options: ExportJobOptions): Promise<ExportSum
       const rootShard = rootWalkShard(jobId);
       await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
         msgID: rootShard.shardId,
+        headers: traceHeaders(options),
       });
     } catch (err) {
       await claim.release();

@@ -28,6 +28,7 @@ import {
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
+import { observeJobProgress } from "./job-gauges.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
 
@@ -68,6 +69,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const jobId = status.spec.jobId;
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
+  const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
   const consumer = await js.consumers.get(RESULTS_STREAM, {
     filter_subjects: subjects.resultsForJob(jobId),
@@ -179,6 +181,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     watcher.stop();
     maxDeliveries.stop();
     fleet.stop();
+    unobserve();
     o.signal?.removeEventListener("abort", cancel);
   }
 

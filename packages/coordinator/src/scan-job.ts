@@ -1,6 +1,6 @@
 import { lstat, realpath } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
-import { JobStore, ensureTopology, jetstream } from "@hsmfleet/bus";
+import { JobStore, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { JetStreamClient, NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { DEFAULT_HSM_XATTR, JobError, UsageError, errorCode } from "@hsmfleet/core";
 import {
@@ -16,6 +16,7 @@ import {
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "./job-follower.js";
+import { scanJobSpan } from "./job-spans.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
 import { buildScanSummary } from "./scan-summary.js";
@@ -82,7 +83,10 @@ export const checkScanRoot = async (root: string, what = "scan root"): Promise<s
 };
 
 /** Starts a distributed scan and follows it to the end. */
-export const runScanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
+export const runScanJob = (options: ScanJobOptions): Promise<ScanSummary> =>
+  scanJobSpan(options, () => scanJob(options));
+
+const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
   const root = await checkScanRoot(options.root);
   const { jobs } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
@@ -111,7 +115,10 @@ export const runScanJob = async (options: ScanJobOptions): Promise<ScanSummary> 
   await store.create(status);
   const js = jetstream(options.nc);
   const rootShard = rootWalkShard(jobId);
-  await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), { msgID: rootShard.shardId });
+  await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
+    msgID: rootShard.shardId,
+    headers: traceHeaders(options),
+  });
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);
 };

@@ -1,3 +1,4 @@
+import { traceHeaders } from "@hsmfleet/bus";
 import type { JetStreamClient } from "@hsmfleet/bus";
 import { errorCode, errorMessage } from "@hsmfleet/core";
 import type { ItemError } from "@hsmfleet/protocol";
@@ -14,14 +15,19 @@ const PUBLISH_WINDOW = 256;
  */
 export class Publisher {
   readonly #js: JetStreamClient;
+  /** The work item whose trace context goes along (see traceHeaders). */
+  readonly #traceKey: object | undefined;
   #pending: Promise<unknown>[] = [];
 
-  constructor(js: JetStreamClient) {
+  constructor(js: JetStreamClient, traceKey?: object) {
     this.#js = js;
+    this.#traceKey = traceKey;
   }
 
   async publish(subject: string, data: Uint8Array, msgID: string): Promise<void> {
-    this.#pending.push(this.#js.publish(subject, data, { msgID }));
+    this.#pending.push(
+      this.#js.publish(subject, data, { msgID, headers: traceHeaders(this.#traceKey) }),
+    );
     if (this.#pending.length >= PUBLISH_WINDOW) await this.flush();
   }
 

@@ -15,6 +15,7 @@ import type { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
 import type { ItemError, ItemResult, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "./options.js";
 
 export interface TransferContext {
@@ -65,17 +66,20 @@ export const handleTransferBatch = async (
   const exp = emptyExportCounters();
   const errors: ItemError[] = [];
   const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   try {
     await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
       if (signal.aborted) throw signal.reason;
-      const result = await exportEntry(
-        ctx,
-        container,
-        spec.root,
-        prefix,
-        spec.blockSize,
-        entry,
-        signal,
+      const result = await traceFileTransfer(
+        {
+          direction: "export",
+          jobId: batch.jobId,
+          path: entry.path,
+          type: entryTypeName(entry),
+          size: entry.size,
+          item: msg,
+        },
+        () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
       );
       if (result.error) {
         exp.errors++;
@@ -92,6 +96,11 @@ export const handleTransferBatch = async (
   } finally {
     clearInterval(keepAlive);
   }
+  annotateSpan(msg, {
+    "hsmfleet.files": exp.filesExported,
+    "hsmfleet.bytes": exp.bytesExported,
+    "hsmfleet.errors": exp.errors,
+  });
   await finishBatch(ctx, msg, batch, errors, { export: exp });
 };
 
@@ -120,6 +129,13 @@ export const finishBatch = async (
   );
   msg.ack();
 };
+
+const entryTypeName = (entry: FileEntry): string =>
+  entry.type === EntryType.Directory
+    ? "directory"
+    : entry.type === EntryType.Symlink
+      ? "symlink"
+      : "file";
 
 const exportEntry = async (
   ctx: TransferContext,

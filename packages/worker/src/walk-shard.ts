@@ -29,6 +29,7 @@ import type {
   ScanCounters,
   WalkShard,
 } from "@hsmfleet/protocol";
+import { annotateSpan } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "./options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "./publisher.js";
 
@@ -88,11 +89,11 @@ class ChildWindow {
   #bytes = 0;
   #notices = 0;
 
-  constructor(js: JetStreamClient, shard: WalkShard, workerId: string) {
+  constructor(js: JetStreamClient, shard: WalkShard, workerId: string, msg: JsMsg) {
     this.#js = js;
     this.#shard = shard;
     this.#workerId = workerId;
-    this.#publisher = new Publisher(js);
+    this.#publisher = new Publisher(js, msg);
   }
 
   get held(): number {
@@ -153,7 +154,7 @@ export class ShardRun {
     this.#msg = msg;
     this.#shard = shard;
     this.publisher = new Publisher(ctx.js);
-    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId);
+    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId, msg);
     this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
     this.#timer.unref();
   }
@@ -161,6 +162,11 @@ export class ShardRun {
   /** Stops the keep-alive timer (finish() does it too); call when the item ends any other way. */
   stop(): void {
     clearInterval(this.#timer);
+  }
+
+  /** The received message: the key its trace context is bound to (annotateSpan, traceHeaders). */
+  get message(): JsMsg {
+    return this.#msg;
   }
 
   /** Delivery attempt of this item (1 = first). */
@@ -354,6 +360,11 @@ const walkShardWith = async (
   await visitor.end();
   visitor.scan.errors += walkErrors;
   visitor.scan.vanished += vanished;
+  annotateSpan(run.message, {
+    "hsmfleet.entries": visitor.scan.files + visitor.scan.directories + visitor.scan.symlinks,
+    "hsmfleet.bytes": visitor.scan.bytes,
+    "hsmfleet.errors": walkErrors,
+  });
   await run.finish({
     scan: visitor.scan,
     export: visitor.export,

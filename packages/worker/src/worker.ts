@@ -2,7 +2,14 @@ import { setMaxListeners } from "node:events";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
-import { ChunkTracker, JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import {
+  ChunkTracker,
+  JobStore,
+  ensureTopology,
+  headerReader,
+  jetstream,
+  runWorkConsumer,
+} from "@hsmfleet/bus";
 import { handleImportChunk } from "./import-chunk.js";
 import { ImportTarget } from "./import-target.js";
 import { handleImportShard } from "./import-shard.js";
@@ -24,6 +31,7 @@ import {
   restoreConsumer,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
 import { exportVisitor } from "./export-visitor.js";
 import { HsmActionRunner } from "./hsm-action.js";
 import { startHeartbeat } from "./heartbeat.js";
@@ -192,6 +200,7 @@ export class Worker {
         this.#stats.bytesMoved += n;
       },
     };
+    const unobserve = observeWorker({ ...options, concurrency: () => options.concurrency });
     const chunkCtx: TransferContext = {
       ...transferCtx,
       ackWaitMs: this.#chunk.ackWaitMs,
@@ -251,6 +260,7 @@ export class Worker {
       ]);
     } finally {
       heartbeat.stop();
+      unobserve();
       options.logger?.info({ workerId: options.workerId, ...this.#stats }, "worker stopped");
     }
   }
@@ -375,21 +385,37 @@ export class Worker {
     item: { itemId: string; kind: "walk" | "transfer"; path: Buffer },
     work: (job: JobStatus) => Promise<void>,
   ): Promise<void> {
+    const traced = startWorkItem(headerReader(msg), {
+      ...item,
+      jobId,
+      workerId: this.options.workerId,
+      attempt: msg.info.deliveryCount,
+      key: msg,
+    });
     const job = await this.#jobs.get(jobId);
     if (!isLive(job)) {
       // Cancelled, finished or unknown job: nothing to do, and nobody to redeliver to.
       msg.term();
+      traced.end("skipped");
       return;
     }
     this.#stats.itemsInFlight++;
     try {
-      await work(job);
+      await traced.run(() => work(job));
       this.#stats.itemsDone++;
+      traced.end("ok");
     } catch (err) {
+      traced.end(msg.info.deliveryCount >= maxDeliver ? "failed" : "retry", err);
       if (msg.info.deliveryCount >= maxDeliver) {
         this.#stats.itemsFailed++;
         this.options.logger?.error(
-          { jobId, item: item.itemId, path: displayPath(item.path), err: errorMessage(err) },
+          {
+            jobId,
+            item: item.itemId,
+            path: displayPath(item.path),
+            err: errorMessage(err),
+            ...traceLogFields(msg),
+          },
           `${item.kind} item failed on its last attempt`,
         );
         await reportFailedItem(

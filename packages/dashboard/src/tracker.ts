@@ -1,0 +1,235 @@
+import { JobKind, JobState, jobStateName } from "@hsmfleet/protocol";
+import type { JobStatus, WorkerHeartbeat } from "@hsmfleet/protocol";
+
+/** The ceiling a fleet is measured against: ~7.5 GiB/s, an AMLFS/Blob account's practical limit. */
+export const DEFAULT_CEILING_BYTES_PER_SECOND = 7.5 * 1024 ** 3;
+
+export interface WorkerView {
+  workerId: string;
+  vmName: string;
+  bytesPerSecond: number;
+  bytesMoved: number;
+  itemsInFlight: number;
+  itemsDone: number;
+  concurrency: number;
+}
+
+export interface VmView {
+  vmName: string;
+  workers: number;
+  bytesPerSecond: number;
+  bytesMoved: number;
+}
+
+export interface JobView {
+  jobId: string;
+  kind: string;
+  state: string;
+  bytesDone: number;
+  bytesFound: number;
+  filesDone: number;
+  filesFound: number;
+  errors: number;
+  itemsPublished: number;
+  itemsCompleted: number;
+  /** The walk is still finding work, so totals (and the ETA) can still grow. */
+  walking: boolean;
+  /** 0..1, or null when nothing is known yet. */
+  progress: number | null;
+  bytesPerSecond: number;
+  /** Seconds to go at the job's current rate, for what is known so far; null when idle or done. */
+  etaSeconds: number | null;
+}
+
+export interface Snapshot {
+  atMs: number;
+  ceilingBytesPerSecond: number;
+  bytesPerSecond: number;
+  /** bytesPerSecond / ceiling. */
+  shareOfCeiling: number;
+  /** [time ms, bytes/s] samples, oldest first. */
+  history: Array<[number, number]>;
+  vms: VmView[];
+  workers: WorkerView[];
+  jobs: JobView[];
+  /** Errors of the jobs shown. */
+  errors: number;
+}
+
+export interface TrackerOptions {
+  /** Default DEFAULT_CEILING_BYTES_PER_SECOND. */
+  ceilingBytesPerSecond?: number | undefined;
+  /** History kept for the chart. Default 900 s. */
+  historySeconds?: number | undefined;
+  /** A worker silent this long is gone. Default 15,000 ms. */
+  staleAfterMs?: number | undefined;
+  /** Finished jobs still shown. Default 3. */
+  finishedJobsShown?: number | undefined;
+}
+
+/** Rates are averaged over this much time: block completions are bursty, a 1 s rate flickers. */
+export const RATE_WINDOW_MS = 5000;
+
+interface Reading {
+  value: number;
+  atMs: number;
+}
+
+/** A rate from a cumulative counter, over the last RATE_WINDOW_MS (from the newest reading at least that old). */
+class Rate {
+  #readings: Reading[] = [];
+
+  update(value: number, atMs: number): void {
+    const last = this.#readings.at(-1);
+    // The counter restarted (a new process): start over rather than show a negative rate.
+    if (last && value < last.value) this.#readings = [];
+    this.#readings.push({ value, atMs });
+    while (this.#readings.length > 2 && atMs - this.#readings[1]!.atMs >= RATE_WINDOW_MS)
+      this.#readings.shift();
+  }
+
+  get perSecond(): number {
+    const first = this.#readings[0];
+    const last = this.#readings.at(-1);
+    if (!first || !last || last.atMs - first.atMs <= 0) return 0;
+    return ((last.value - first.value) * 1000) / (last.atMs - first.atMs);
+  }
+}
+
+/**
+ * Folds worker heartbeats (cumulative bytes moved per worker) and job records into what the
+ * dashboard shows: fleet throughput against the ceiling, per-VM and per-worker rates, job progress
+ * and ETA. Times are this process's clock at reception, so VM clock skew does not matter.
+ */
+export class ThroughputTracker {
+  readonly ceilingBytesPerSecond: number;
+  readonly #historyMs: number;
+  readonly #staleAfterMs: number;
+  readonly #finishedShown: number;
+  readonly #workers = new Map<string, { hb: WorkerHeartbeat; seenAtMs: number; rate: Rate }>();
+  readonly #jobRates = new Map<string, Rate>();
+  #jobs: JobStatus[] = [];
+  readonly #history: Array<[number, number]> = [];
+
+  constructor(options: TrackerOptions = {}) {
+    this.ceilingBytesPerSecond = options.ceilingBytesPerSecond ?? DEFAULT_CEILING_BYTES_PER_SECOND;
+    this.#historyMs = (options.historySeconds ?? 900) * 1000;
+    this.#staleAfterMs = options.staleAfterMs ?? 15_000;
+    this.#finishedShown = options.finishedJobsShown ?? 3;
+  }
+
+  heartbeat(hb: WorkerHeartbeat, nowMs = Date.now()): void {
+    let w = this.#workers.get(hb.workerId);
+    if (!w) {
+      w = { hb, seenAtMs: nowMs, rate: new Rate() };
+      this.#workers.set(hb.workerId, w);
+    }
+    w.hb = hb;
+    w.seenAtMs = nowMs;
+    w.rate.update(hb.bytesMoved, nowMs);
+  }
+
+  jobs(jobs: JobStatus[], nowMs = Date.now()): void {
+    this.#jobs = jobs;
+    for (const j of jobs) {
+      let rate = this.#jobRates.get(j.spec.jobId);
+      if (!rate) this.#jobRates.set(j.spec.jobId, (rate = new Rate()));
+      rate.update(bytesDone(j), j.updatedAtMs || nowMs);
+    }
+  }
+
+  /** The current state; also records a history sample. */
+  snapshot(nowMs = Date.now()): Snapshot {
+    const workers: WorkerView[] = [];
+    for (const [id, w] of this.#workers) {
+      if (nowMs - w.seenAtMs > this.#staleAfterMs) {
+        this.#workers.delete(id);
+        continue;
+      }
+      workers.push({
+        workerId: id,
+        vmName: w.hb.vmName,
+        bytesPerSecond: w.rate.perSecond,
+        bytesMoved: w.hb.bytesMoved,
+        itemsInFlight: w.hb.itemsInFlight,
+        itemsDone: w.hb.itemsDone,
+        concurrency: w.hb.concurrency,
+      });
+    }
+    workers.sort(
+      (a, b) => a.vmName.localeCompare(b.vmName) || a.workerId.localeCompare(b.workerId),
+    );
+    const vms = new Map<string, VmView>();
+    for (const w of workers) {
+      const vm = vms.get(w.vmName) ?? {
+        vmName: w.vmName,
+        workers: 0,
+        bytesPerSecond: 0,
+        bytesMoved: 0,
+      };
+      vm.workers++;
+      vm.bytesPerSecond += w.bytesPerSecond;
+      vm.bytesMoved += w.bytesMoved;
+      vms.set(w.vmName, vm);
+    }
+    const total = workers.reduce((n, w) => n + w.bytesPerSecond, 0);
+    this.#history.push([nowMs, total]);
+    while (this.#history.length > 0 && nowMs - this.#history[0]![0] > this.#historyMs)
+      this.#history.shift();
+    const jobs = this.#jobViews();
+    return {
+      atMs: nowMs,
+      ceilingBytesPerSecond: this.ceilingBytesPerSecond,
+      bytesPerSecond: total,
+      shareOfCeiling: total / this.ceilingBytesPerSecond,
+      history: [...this.#history],
+      vms: [...vms.values()],
+      workers,
+      jobs,
+      errors: jobs.reduce((n, j) => n + j.errors, 0),
+    };
+  }
+
+  #jobViews(): JobView[] {
+    const running = this.#jobs.filter(
+      (j) => j.state === JobState.Running || j.state === JobState.Cancelling,
+    );
+    const finished = this.#jobs
+      .filter((j) => j.finishedAtMs > 0 && !running.includes(j))
+      .sort((a, b) => b.finishedAtMs - a.finishedAtMs)
+      .slice(0, this.#finishedShown);
+    return [...running, ...finished].map((j) => this.#jobView(j));
+  }
+
+  #jobView(j: JobStatus): JobView {
+    const exporting = j.spec.kind === JobKind.Export;
+    const done = bytesDone(j);
+    const found = exporting ? j.export.bytesFound : j.scan.bytes;
+    const live = j.state === JobState.Running;
+    const rate = live ? (this.#jobRates.get(j.spec.jobId)?.perSecond ?? 0) : 0;
+    const walking = live && j.published > j.completed;
+    let progress: number | null = null;
+    if (!live && j.finishedAtMs > 0) progress = 1;
+    else if (exporting && found > 0) progress = Math.min(1, done / found);
+    else if (j.published > 0) progress = j.completed / j.published;
+    return {
+      jobId: j.spec.jobId,
+      kind: exporting ? "export" : j.spec.kind === JobKind.Scan ? "scan" : "job",
+      state: jobStateName(j.state),
+      bytesDone: done,
+      bytesFound: found,
+      filesDone: exporting ? j.export.filesExported : j.scan.files,
+      filesFound: exporting ? j.export.filesFound : j.scan.files,
+      errors: j.scan.errors + j.export.errors,
+      itemsPublished: j.published,
+      itemsCompleted: j.completed,
+      walking,
+      progress,
+      bytesPerSecond: rate,
+      etaSeconds: exporting && rate > 0 && found > done ? (found - done) / rate : null,
+    };
+  }
+}
+
+const bytesDone = (j: JobStatus): number =>
+  j.spec.kind === JobKind.Export ? j.export.bytesExported : j.scan.bytes;
