@@ -41,6 +41,14 @@ export const buildProgram = (): Command => {
       ).argParser(intArg("--workers", 0)),
     )
     .addOption(
+      new Option(
+        "--max-attempts <n>",
+        "attempts per file on retryable storage failures before it goes to the error log (workers started by this command)",
+      )
+        .env("HSMFLEET_MAX_ATTEMPTS")
+        .argParser(intArg("--max-attempts", 1)),
+    )
+    .addOption(
       new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace")
         .env("HSMFLEET_LOG_LEVEL")
         .default("warn"),

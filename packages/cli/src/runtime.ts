@@ -18,6 +18,8 @@ export interface RuntimeOptions {
   storage?: StorageTarget | undefined;
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
+  /** Attempts per file on retryable storage failures (worker default 3). */
+  maxAttempts?: number | undefined;
 }
 
 export interface Runtime {
@@ -56,6 +58,7 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
           storage: options.storage,
           topology: options.topology,
           shutdownGraceMs: 5000,
+          maxAttempts: options.maxAttempts,
         }),
       );
     }

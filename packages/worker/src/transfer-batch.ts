@@ -20,6 +20,7 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { withAttempts } from "./attempts.js";
 import type { ResolvedWorkerOptions } from "./options.js";
 
 export interface TransferContext {
@@ -28,6 +29,8 @@ export interface TransferContext {
   budget: MemoryBudget;
   ackWaitMs: number;
   onBytes(n: number): void;
+  /** An entry failed with a retryable error and is tried again (stats, logs). */
+  onRetry?: ((attempt: number, error: ItemError) => void) | undefined;
 }
 
 type BlobModule = typeof BlobApi;
@@ -71,14 +74,11 @@ export const handleTransferBatch = async (
   try {
     await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
       if (signal.aborted) throw signal.reason;
-      const result = await exportEntry(
-        ctx,
-        container,
-        spec.root,
-        prefix,
-        spec.blockSize,
-        entry,
+      const result = await withAttempts(
+        ctx.options.attempts,
         signal,
+        () => exportEntry(ctx, container, spec.root, prefix, spec.blockSize, entry, signal),
+        (n, error) => ctx.onRetry?.(n, error),
       );
       if (result.error) {
         exp.errors++;

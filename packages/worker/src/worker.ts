@@ -33,6 +33,8 @@ export interface WorkerStats {
   itemsFailed: number;
   entriesRead: number;
   bytesMoved: number;
+  /** Entries tried again after a retryable failure (item level; request retries are in blobRetryStats). */
+  entryRetries: number;
 }
 
 interface ConsumerLimits {
@@ -66,6 +68,7 @@ export class Worker {
     itemsFailed: 0,
     entriesRead: 0,
     bytesMoved: 0,
+    entryRetries: 0,
   };
   readonly #startedAtMs = Date.now();
   readonly #budget: MemoryBudget;
@@ -167,6 +170,13 @@ export class Worker {
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
       },
+      onRetry: (attempt, error) => {
+        this.#stats.entryRetries++;
+        options.logger?.info(
+          { path: displayPath(error.path), attempt, err: error.message },
+          "entry failed; trying again",
+        );
+      },
     };
     const onError = (err: unknown) =>
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
@@ -208,6 +218,8 @@ export class Worker {
       }
       this.#blobService ??= createBlobServiceClient(this.options.storage, {
         localAddress: this.options.bindAddress,
+        maxRetries: this.options.requestRetries,
+        retryDelayMs: this.options.requestRetryDelayMs,
       });
       container = new BlobContainer(this.#blobService.getContainerClient(name));
       this.#containers.set(name, container);

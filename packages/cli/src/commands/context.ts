@@ -23,6 +23,8 @@ export interface GlobalOptions {
   stateDir?: string;
   workers?: number;
   logLevel?: string;
+  /** Attempts per file for workers this command runs (default: the worker's, 3). */
+  maxAttempts?: number;
 }
 
 export type JobStoreHandle = Awaited<ReturnType<typeof openJobStore>>;

@@ -69,6 +69,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
             workers: g.workers,
             logger: log,
             storage: storage.target,
+            maxAttempts: g.maxAttempts,
           });
           const jobId = newJobId("export");
           const jobDir = join(stateDir, "jobs", jobId);

@@ -71,6 +71,7 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
           vmName: opts.vmName,
           workerId: opts.workerId,
           shutdownGraceMs: opts.shutdownGrace,
+          maxAttempts: g.maxAttempts,
           logger: log,
         });
         let stopping = false;
