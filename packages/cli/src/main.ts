@@ -6,6 +6,7 @@ import { registerExportCommand } from "./commands/export.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerWorkerCommand } from "./commands/worker.js";
+import { addNatsAuthOptions } from "./nats-options.js";
 import { defaultWorkerCount } from "./runtime.js";
 
 export { ExitCode } from "./commands/context.js";
@@ -54,6 +55,7 @@ export const buildProgram = (): Command => {
         .default("warn"),
     )
     .showHelpAfterError();
+  addNatsAuthOptions(program);
 
   // One module per command (or family of commands); each adds itself to the program.
   const ctx = createCliContext(program);

@@ -65,6 +65,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
         try {
           runtime = await openRuntime({
             nats: g.nats,
+            auth: ctx.natsAuth(),
             stateDir,
             workers: g.workers,
             logger: log,

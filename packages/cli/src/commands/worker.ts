@@ -1,4 +1,4 @@
-import { connectBus } from "@hsmfleet/bus";
+import { connectBus, describeBusAuth } from "@hsmfleet/bus";
 import { UsageError } from "@hsmfleet/core";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import { createLogger } from "@hsmfleet/telemetry";
@@ -58,10 +58,15 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
             "no --storage or AZURE_STORAGE_CONNECTION_STRING: this worker takes scan work only, no transfers",
           );
         }
+        const auth = ctx.natsAuth();
         const nc = await connectBus({
           servers: g.nats,
           name: `hsmfleet-worker-${opts.vmName ?? ""}`,
+          auth,
+          // A worker that cannot get in at the start must say so and stop, not retry forever.
+          reconnectForever: true,
         });
+        log.info({ nats: describeBusAuth(auth) }, "connected to NATS");
         const worker = await Worker.create({
           nc,
           storage,
