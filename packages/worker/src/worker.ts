@@ -297,6 +297,17 @@ export class Worker {
   }
 
   /**
+   * Stops pulling and aborts in-flight transfers at once (a second SIGTERM): they fail, are nak'ed
+   * and so handed back to the fleet without waiting for the ack wait; nothing half-done is
+   * committed. Resolves when run() has returned.
+   */
+  async abort(): Promise<void> {
+    this.#pullAbort.abort();
+    this.#abort.abort(new Error("worker aborted"));
+    await this.#running?.catch(() => undefined);
+  }
+
+  /**
    * Stops pulling; waits up to shutdownGraceMs for in-flight items, then aborts what is left (it
    * is redelivered to another worker; nothing half-done is committed).
    */

@@ -81,7 +81,14 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
         });
         let stopping = false;
         const onSignal = () => {
-          if (stopping) process.exit(ExitCode.WithErrors);
+          if (stopping) {
+            // Second signal: abort what is in flight (handed back at once), then leave.
+            log.warn("second signal: aborting the items in flight; they go back to the fleet");
+            process.exitCode = ExitCode.WithErrors;
+            setTimeout(() => process.exit(ExitCode.WithErrors), 3000).unref();
+            void worker.abort();
+            return;
+          }
           stopping = true;
           log.info("SIGTERM: no new items; finishing the ones in flight (signal again to abort)");
           void worker.shutdown();
