@@ -5,6 +5,7 @@ import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
+import { registerVerifyCommand } from "./commands/verify.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { addNatsAuthOptions } from "./nats-options.js";
 import { defaultWorkerCount } from "./runtime.js";
@@ -61,6 +62,7 @@ export const buildProgram = (): Command => {
   const ctx = createCliContext(program);
   registerScanCommand(ctx);
   registerExportCommand(ctx);
+  registerVerifyCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);

@@ -16,3 +16,5 @@ export {
 export type { ExportJobOptions, ExportProgress, ExportSummary } from "./export-job.js";
 export { followJob, jobErrors, COORDINATOR_STALE_MS } from "./job-follower.js";
 export type { FollowOptions } from "./job-follower.js";
+export { runVerifyJob, formatVerifySummary } from "./verify-job.js";
+export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify-job.js";

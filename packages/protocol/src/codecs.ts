@@ -213,6 +213,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   blockSize: toSafeNumber(s?.blockSize, "blockSize"),
   logContainer: s?.logContainer ?? "",
   batchMaxBytes: toSafeNumber(s?.batchMaxBytes, "batchMaxBytes"),
+  verifyContent: s?.verifyContent ?? false,
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();

@@ -125,6 +125,8 @@ export interface JobSpec {
   blockSize: number;
   logContainer: string;
   batchMaxBytes: number;
+  /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
+  verifyContent: boolean;
 }
 
 export interface JobStatus {
@@ -247,6 +249,7 @@ export const newJobSpec = (
   blockSize: 0,
   logContainer: "",
   batchMaxBytes: 0,
+  verifyContent: false,
   ...fields,
 });
 

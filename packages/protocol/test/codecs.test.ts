@@ -167,6 +167,7 @@ test("job status round trip", (t) => {
       blockSize: 8 << 20,
       logContainer: "data-logs",
       batchMaxBytes: 2 ** 30,
+      verifyContent: true,
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },

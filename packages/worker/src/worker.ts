@@ -22,6 +22,8 @@ import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { scanVisitor } from "./scan-visitor.js";
 import { handleTransferBatch } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
+import { handleVerifyBatch } from "./verify-batch.js";
+import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
@@ -277,7 +279,9 @@ export class Worker {
         const visitor: VisitorFactory =
           job.spec.kind === JobKind.Export
             ? exportVisitor(await this.#container(job))
-            : scanVisitor;
+            : job.spec.kind === JobKind.Verify
+              ? verifyVisitor(await this.#container(job))
+              : scanVisitor;
         await handleWalkShard(ctx, msg, shard, job, visitor);
       },
     );
@@ -292,7 +296,16 @@ export class Worker {
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
       async (job) =>
-        handleTransferBatch(ctx, msg, batch, job, await this.#container(job), this.#abort.signal),
+        job.spec.kind === JobKind.Verify
+          ? handleVerifyBatch(ctx, msg, batch, job, await this.#container(job), this.#abort.signal)
+          : handleTransferBatch(
+              ctx,
+              msg,
+              batch,
+              job,
+              await this.#container(job),
+              this.#abort.signal,
+            ),
     );
   }
 
