@@ -18,3 +18,5 @@ export type { TempDir } from "./temp.js";
 export { freePort } from "./ports.js";
 export { startFaultProxy, FAULT_KINDS } from "./fault-proxy.js";
 export type { FaultProxy, FaultProxyOptions, FaultKind, FaultCounters } from "./fault-proxy.js";
+export { startNatsCluster } from "./nats-cluster.js";
+export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";
