@@ -8,8 +8,17 @@ import test from "ava";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runExportJob, runVerifyJob } from "@hsmfleet/coordinator";
-import { contentOf, generateTree, tempDir } from "@hsmfleet/testkit";
-import { spawnCli, startBus, startStorage, startWorkers } from "./helpers.js";
+import { connectBus } from "@hsmfleet/bus";
+import { contentOf, generateTree, startFaultProxy, tempDir } from "@hsmfleet/testkit";
+import {
+  exitOf,
+  runCli,
+  spawnCli,
+  startBus,
+  startStorage,
+  startWorkers,
+  waitFor,
+} from "./helpers.js";
 
 /** Seeded delays, so a failing run can be replayed. */
 const seeded = (seed: number) => {
@@ -105,4 +114,97 @@ test("worker processes killed with SIGKILL at random points, at least 10 times o
   await startWorkers(t, server.url, 2, undefined, { storage });
   const verify = await runVerifyJob({ nc, root, container: "killed", storage, content: true });
   t.like(verify, { identical: true, differences: 0, errors: 0 });
+});
+
+test("the coordinator killed with SIGKILL mid-job: re-running the same command resumes it, verify passes, no file is uploaded twice", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  const manifest = await generateTree(root, {
+    depth: 2,
+    fanout: 3,
+    filesPerDir: 8,
+    sizes: [10, 5000],
+  });
+  const azurite = await startStorage(t);
+  const storage = parseStorageTarget(azurite.connectionString)!;
+  // The workers' storage traffic goes through the proxy, which only counts Put Blob per name.
+  const puts = new Map<string, number>();
+  const proxy = await startFaultProxy({
+    target: azurite.blobEndpoint,
+    eligible: (req) => {
+      if (
+        req.method === "PUT" &&
+        !(req.url ?? "").includes("comp=") &&
+        !(req.url ?? "").includes("restype=")
+      ) {
+        const name = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+        puts.set(name, (puts.get(name) ?? 0) + 1);
+      }
+      return false;
+    },
+  });
+  t.teardown(() => proxy.stop());
+  const { server } = await startBus(t);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
+  const args = [
+    "--nats",
+    server.url,
+    "--workers",
+    "0",
+    "export",
+    root,
+    "--container",
+    "crash",
+    "--json",
+    "--quiet",
+  ];
+  const first = spawnCli(args, { env });
+  t.teardown(() => {
+    first.kill("SIGKILL");
+  });
+  await startWorkers(
+    t,
+    server.url,
+    1,
+    { beforeWalkShard: () => new Promise((r) => setTimeout(r, 300)) },
+    {
+      storage: parseStorageTarget(proxy.rewriteConnectionString(azurite.connectionString))!,
+      fileConcurrency: 1,
+    },
+  );
+  await waitFor("some uploads", () => [...puts.values()].reduce((a, b) => a + b, 0) > 5, 60_000);
+  first.kill("SIGKILL");
+  await exitOf(first);
+  const uploadedAtKill = puts.size;
+
+  // Refused while the dead coordinator's record looks fresh; the same command takes it over later.
+  let again = await runCli(args, { env, timeoutMs: 120_000 });
+  for (let i = 0; again.code === 2 && /another job/.test(again.stderr) && i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 4000));
+    again = await runCli(args, { env, timeoutMs: 120_000 });
+  }
+  t.is(again.code, 0, again.stderr);
+  const summary = JSON.parse(again.stdout) as {
+    state: string;
+    resumed: boolean;
+    filesExported: number;
+  };
+  t.like(summary, { state: "succeeded", resumed: true, filesExported: manifest.files });
+  const twice = [...puts.entries()].filter(([, n]) => n > 1);
+  t.log(`${uploadedAtKill} blobs written before the kill; uploaded twice: ${twice.length}`);
+  t.deepEqual(
+    twice,
+    [],
+    "no file uploaded twice (the fleet kept working; the job was resumed, not restarted)",
+  );
+  const nc = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc.close());
+  const verify = await runVerifyJob({
+    nc,
+    root,
+    container: "crash",
+    storage,
+  });
+  t.like(verify, { identical: true, differences: 0 });
 });
