@@ -11,6 +11,7 @@ import {
 } from "@azure/storage-blob";
 import { UsageError } from "@hsmfleet/core";
 import { BlobContainer } from "./container.js";
+import { createRetryPolicy, installRetryPolicy, type RetryInfo } from "./retry-policy.js";
 import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
 
 export interface BlobClientOptions {
@@ -26,6 +27,8 @@ export interface BlobClientOptions {
   localAddress?: string;
   /** Sockets per worker and host (keep-alive agent). Default 64. */
   maxSockets?: number;
+  /** Called before each request retry (logs, counters). */
+  onRetry?: ((info: RetryInfo) => void) | undefined;
 }
 
 export const DEFAULT_MAX_RETRIES = 5;
@@ -73,8 +76,9 @@ const credentialFor = (
 
 /**
  * BlobServiceClient for a target: shared-key, SAS or Entra ID (DefaultAzureCredential) auth; a
- * keep-alive agent with `maxSockets` that binds `localAddress` when given; the SDK's exponential
- * retry policy with the given values.
+ * keep-alive agent with `maxSockets` that binds `localAddress` when given; hsmfleet's retry policy
+ * (retry-policy.ts: network errors, 408/429/5xx, capped exponential backoff with jitter,
+ * Retry-After honoured) in place of the SDK's, with the given values.
  */
 export const createBlobServiceClient = (
   target: StorageTarget,
@@ -112,7 +116,13 @@ export const createBlobServiceClient = (
     keepAliveOptions: { enable: true },
     agent,
   };
-  return new BlobServiceClient(url, newPipeline(credentialFor(target), pipelineOptions));
+  const client = new BlobServiceClient(url, newPipeline(credentialFor(target), pipelineOptions));
+  installRetryPolicy(
+    // `pipeline` is protected in the SDK's typings; installRetryPolicy only reads a field of it.
+    (client as unknown as { pipeline: unknown }).pipeline,
+    createRetryPolicy({ maxRetries, retryDelayMs, maxRetryDelayMs, onRetry: options.onRetry }),
+  );
+  return client;
 };
 
 /**

@@ -44,3 +44,12 @@ export {
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
 export type { DownloadRangeOptions, DownloadResult } from "./download.js";
+export {
+  createRetryPolicy,
+  installRetryPolicy,
+  retryAfterMs,
+  retryDelayMs,
+  blobRetryStats,
+  RETRY_POLICY_NAME,
+} from "./retry-policy.js";
+export type { RetryPolicyOptions, RetryInfo } from "./retry-policy.js";

@@ -134,7 +134,7 @@ const busy = (res: ServerResponse) =>
       '<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>Ingress is over the account limit.</Message></Error>',
     );
 
-test("503 is retried by the SDK policy, then reported as retryable with status and code", async (t) => {
+test("503 is retried by the retry policy, then reported as retryable with status and code", async (t) => {
   let n = 0;
   const fake = await fakeBlobService((_s, res) => {
     n++;

@@ -1,4 +1,12 @@
-export { connectBus } from "./connection.js";
+export { connectBus, BusAuthError } from "./connection.js";
+export {
+  natsAuthOptions,
+  describeBusAuth,
+  hasBusAuth,
+  redactNatsUrl,
+  redactBusSecrets,
+} from "./auth.js";
+export type { BusAuth, NatsAuthOptions } from "./auth.js";
 export type { BusConnectOptions } from "./connection.js";
 export {
   ensureTopology,

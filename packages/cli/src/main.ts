@@ -10,7 +10,9 @@ import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
+import { registerVerifyCommand } from "./commands/verify.js";
 import { registerWorkerCommand } from "./commands/worker.js";
+import { addNatsAuthOptions } from "./nats-options.js";
 import { defaultWorkerCount } from "./runtime.js";
 import { startCliTelemetry } from "./telemetry.js";
 
@@ -47,6 +49,14 @@ export const buildProgram = (): Command => {
       ).argParser(intArg("--workers", 0)),
     )
     .addOption(
+      new Option(
+        "--max-attempts <n>",
+        "attempts per file on retryable storage failures before it goes to the error log (workers started by this command)",
+      )
+        .env("HSMFLEET_MAX_ATTEMPTS")
+        .argParser(intArg("--max-attempts", 1)),
+    )
+    .addOption(
       new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace")
         .env("HSMFLEET_LOG_LEVEL")
         .default("warn"),
@@ -73,6 +83,7 @@ export const buildProgram = (): Command => {
     .showHelpAfterError()
     // Usage errors exit 2 like every other "could not start" (commander's own default is 1).
     .exitOverride();
+  addNatsAuthOptions(program);
 
   // One module per command (or family of commands); each adds itself to the program.
   const ctx = createCliContext(program);
@@ -81,6 +92,7 @@ export const buildProgram = (): Command => {
   registerImportCommand(ctx);
   registerRestoreCommand(ctx);
   registerHsmCommand(ctx);
+  registerVerifyCommand(ctx);
   registerWorkerCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);

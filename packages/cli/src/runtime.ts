@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { connectBus } from "@hsmfleet/bus";
-import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import type { BusAuth, NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { Logger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
@@ -19,6 +19,10 @@ export interface RuntimeOptions {
   storage?: StorageTarget | undefined;
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
+  /** Credentials and TLS for `nats` (not used with the embedded server). */
+  auth?: BusAuth | undefined;
+  /** Attempts per file on retryable storage failures (worker default 3). */
+  maxAttempts?: number | undefined;
 }
 
 export interface Runtime {
@@ -39,7 +43,12 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
   const natsUrl = options.nats ?? embedded!.url;
   let nc: NatsConnection;
   try {
-    nc = await connectBus({ servers: natsUrl, name: "hsmfleet-cli", reconnectForever: false });
+    nc = await connectBus({
+      servers: natsUrl,
+      name: "hsmfleet-cli",
+      reconnectForever: false,
+      auth: options.nats ? options.auth : undefined,
+    });
   } catch (err) {
     await embedded?.close();
     throw err;
@@ -57,6 +66,7 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
           storage: options.storage,
           topology: options.topology,
           shutdownGraceMs: 5000,
+          maxAttempts: options.maxAttempts,
         }),
       );
     }

@@ -36,3 +36,5 @@ export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./resto
 export { claimRoot } from "./root-claim.js";
 export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
 export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";
+export { runVerifyJob, formatVerifySummary } from "./verify-job.js";
+export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify-job.js";

@@ -308,6 +308,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   logContainer: s?.logContainer ?? "",
   batchMaxBytes: toSafeNumber(s?.batchMaxBytes, "batchMaxBytes"),
   import: importSpecFromWire(s?.import),
+  verifyContent: s?.verifyContent ?? false,
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();

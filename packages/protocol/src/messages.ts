@@ -168,6 +168,8 @@ export interface JobSpec {
   blockSize: number;
   logContainer: string;
   batchMaxBytes: number;
+  /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
+  verifyContent: boolean;
   import: ImportSpec;
 }
 
@@ -420,6 +422,7 @@ export const newJobSpec = (
   logContainer: "",
   batchMaxBytes: 0,
   import: defaultImportSpec(),
+  verifyContent: false,
   ...fields,
 });
 

@@ -193,6 +193,7 @@ test("job status round trip", (t) => {
         fsRoot: Buffer.from("/mnt/lustre"),
         chunkSize: 2 ** 33,
       },
+      verifyContent: true,
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },

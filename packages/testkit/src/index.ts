@@ -16,3 +16,7 @@ export type { ReferenceCounts } from "./reference-walk.js";
 export { tempDir } from "./temp.js";
 export type { TempDir } from "./temp.js";
 export { freePort } from "./ports.js";
+export { startFaultProxy, FAULT_KINDS } from "./fault-proxy.js";
+export type { FaultProxy, FaultProxyOptions, FaultKind, FaultCounters } from "./fault-proxy.js";
+export { startNatsCluster } from "./nats-cluster.js";
+export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";

@@ -4,6 +4,8 @@ import type { NatsConnection } from "@hsmfleet/bus";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
+import { UsageError } from "@hsmfleet/core";
+import type { AttemptPolicy } from "./attempts.js";
 
 /** Extension points, called around each work item (tests use them to inject faults). */
 export interface WorkerHooks {
@@ -47,6 +49,18 @@ export interface WorkerOptions {
   bindAddress?: string | undefined;
   /** lfs binary for HSM jobs on the lustre backend. Default "lfs" (PATH). */
   lfsPath?: string | undefined;
+  /**
+   * Attempts per entry of a transfer (each attempt has the storage client's own request retries)
+   * before a retryable failure goes to the job's error log. Not-retryable failures (403, missing
+   * source, invalid name) are never retried. Default 3.
+   */
+  maxAttempts?: number | undefined;
+  /** Wait before an entry's second attempt, doubled each time with jitter, capped at 30 s. Default 1000 ms. */
+  retryDelayMs?: number | undefined;
+  /** Storage request retries (blob client) after the first try. Default 5. */
+  requestRetries?: number | undefined;
+  /** First storage request retry delay, doubled per retry with jitter (cap 30 s). Default 500 ms. */
+  requestRetryDelayMs?: number | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
 }
@@ -60,6 +74,11 @@ export const WORKER_DEFAULTS = {
   fileConcurrency: 8,
   blockConcurrency: 8,
   memoryBudgetBytes: 512 * 1024 * 1024,
+  maxAttempts: 3,
+  retryDelayMs: 1000,
+  maxRetryDelayMs: 30_000,
+  requestRetries: 5,
+  requestRetryDelayMs: 500,
 } as const;
 
 export interface ResolvedWorkerOptions {
@@ -77,9 +96,19 @@ export interface ResolvedWorkerOptions {
   memoryBudgetBytes: number;
   bindAddress: string | undefined;
   lfsPath: string;
+  attempts: AttemptPolicy;
+  requestRetries: number;
+  requestRetryDelayMs: number;
   logger: Logger | undefined;
   hooks: WorkerHooks;
 }
+
+const atLeast = (value: number, min: number, what: string): number => {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new UsageError(`worker option ${what} must be an integer ≥ ${min} (got ${value})`);
+  }
+  return value;
+};
 
 export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions => {
   const vmName = o.vmName ?? hostname();
@@ -98,6 +127,21 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     memoryBudgetBytes: o.memoryBudgetBytes ?? WORKER_DEFAULTS.memoryBudgetBytes,
     bindAddress: o.bindAddress,
     lfsPath: o.lfsPath ?? "lfs",
+    attempts: {
+      maxAttempts: atLeast(o.maxAttempts ?? WORKER_DEFAULTS.maxAttempts, 1, "maxAttempts"),
+      retryDelayMs: atLeast(o.retryDelayMs ?? WORKER_DEFAULTS.retryDelayMs, 0, "retryDelayMs"),
+      maxRetryDelayMs: WORKER_DEFAULTS.maxRetryDelayMs,
+    },
+    requestRetries: atLeast(
+      o.requestRetries ?? WORKER_DEFAULTS.requestRetries,
+      0,
+      "requestRetries",
+    ),
+    requestRetryDelayMs: atLeast(
+      o.requestRetryDelayMs ?? WORKER_DEFAULTS.requestRetryDelayMs,
+      0,
+      "requestRetryDelayMs",
+    ),
     logger: o.logger,
     hooks: o.hooks ?? {},
   };

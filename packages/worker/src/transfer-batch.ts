@@ -16,6 +16,7 @@ import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
 import type { ItemError, ItemResult, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
+import { withAttempts } from "./attempts.js";
 import type { ResolvedWorkerOptions } from "./options.js";
 
 export interface TransferContext {
@@ -26,6 +27,8 @@ export interface TransferContext {
   /** The consumer's max_deliver: the last attempt of an item. */
   maxDeliver: number;
   onBytes(n: number): void;
+  /** An entry failed with a retryable error and is tried again (stats, logs). */
+  onRetry?: ((attempt: number, error: ItemError) => void) | undefined;
 }
 
 type BlobModule = typeof BlobApi;
@@ -79,7 +82,13 @@ export const handleTransferBatch = async (
           size: entry.size,
           item: msg,
         },
-        () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+        () =>
+          withAttempts(
+            ctx.options.attempts,
+            signal,
+            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+            (n, error) => ctx.onRetry?.(n, error),
+          ),
       );
       if (result.error) {
         exp.errors++;

@@ -41,6 +41,8 @@ import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { scanVisitor } from "./scan-visitor.js";
 import { handleTransferBatch } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
+import { handleVerifyBatch } from "./verify-batch.js";
+import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
@@ -52,6 +54,8 @@ export interface WorkerStats {
   itemsFailed: number;
   entriesRead: number;
   bytesMoved: number;
+  /** Entries tried again after a retryable failure (item level; request retries are in blobRetryStats). */
+  entryRetries: number;
 }
 
 interface ConsumerLimits {
@@ -87,6 +91,7 @@ export class Worker {
     itemsFailed: 0,
     entriesRead: 0,
     bytesMoved: 0,
+    entryRetries: 0,
   };
   readonly #startedAtMs = Date.now();
   readonly #budget: MemoryBudget;
@@ -198,6 +203,13 @@ export class Worker {
       maxDeliver: this.#transfer.maxDeliver,
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
+      },
+      onRetry: (attempt, error) => {
+        this.#stats.entryRetries++;
+        options.logger?.info(
+          { path: displayPath(error.path), attempt, err: error.message },
+          "entry failed; trying again",
+        );
       },
     };
     const unobserve = observeWorker({ ...options, concurrency: () => options.concurrency });
@@ -348,6 +360,8 @@ export class Worker {
       }
       this.#blobService ??= createBlobServiceClient(this.options.storage, {
         localAddress: this.options.bindAddress,
+        maxRetries: this.options.requestRetries,
+        retryDelayMs: this.options.requestRetryDelayMs,
       });
       container = new BlobContainer(this.#blobService.getContainerClient(name));
       this.#containers.set(name, container);
@@ -453,7 +467,9 @@ export class Worker {
             ? exportVisitor(await this.#container(job))
             : job.spec.kind === JobKind.Restore
               ? restoreVisitor
-              : scanVisitor;
+              : job.spec.kind === JobKind.Verify
+                ? verifyVisitor(await this.#container(job))
+                : scanVisitor;
         await handleWalkShard(ctx, msg, shard, job, visitor);
       },
     );
@@ -472,6 +488,8 @@ export class Worker {
         if (job.spec.kind === JobKind.Import) {
           const target = await this.#importTarget(job);
           await handleImportDownload(ctx, msg, batch, job, container, target, this.#abort.signal);
+        } else if (job.spec.kind === JobKind.Verify) {
+          await handleVerifyBatch(ctx, msg, batch, job, container, this.#abort.signal);
         } else {
           await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
         }
@@ -508,6 +526,17 @@ export class Worker {
         );
       },
     );
+  }
+
+  /**
+   * Stops pulling and aborts in-flight transfers at once (a second SIGTERM): they fail, are nak'ed
+   * and so handed back to the fleet without waiting for the ack wait; nothing half-done is
+   * committed. Resolves when run() has returned.
+   */
+  async abort(): Promise<void> {
+    this.#pullAbort.abort();
+    this.#abort.abort(new Error("worker aborted"));
+    await this.#running?.catch(() => undefined);
   }
 
   /**

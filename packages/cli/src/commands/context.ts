@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
 import { connectBus } from "@hsmfleet/bus";
-import type { NatsConnection } from "@hsmfleet/bus";
+import type { BusAuth, NatsConnection } from "@hsmfleet/bus";
 import { openJobStore } from "@hsmfleet/coordinator";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
@@ -12,17 +12,21 @@ import type { Logger } from "@hsmfleet/telemetry";
 import { startEmbeddedAzurite } from "../embedded-azurite.js";
 import type { EmbeddedAzurite } from "../embedded-azurite.js";
 import { startEmbeddedNats } from "../embedded-nats.js";
+import { busAuthFrom } from "../nats-options.js";
+import type { NatsAuthGlobals } from "../nats-options.js";
 import { resolveStateDir } from "../state-dir.js";
 
 /** Exit codes: 0 success; 1 finished with errors; 2 bad usage or could not start; 130 cancelled. */
 export const ExitCode = { Ok: 0, WithErrors: 1, Failed: 2, Cancelled: 130 } as const;
 
-export interface GlobalOptions {
+export interface GlobalOptions extends NatsAuthGlobals {
   nats?: string;
   storage?: string;
   stateDir?: string;
   workers?: number;
   logLevel?: string;
+  /** Attempts per file for workers this command runs (default: the worker's, 3). */
+  maxAttempts?: number;
 }
 
 export type JobStoreHandle = Awaited<ReturnType<typeof openJobStore>>;
@@ -33,6 +37,8 @@ export interface CliContext {
   /** Global options as given (an empty --nats means the embedded default). */
   readonly globals: () => GlobalOptions;
   readonly logger: (role: string) => Logger;
+  /** NATS credentials and TLS from --nats-* / NATS_*; undefined for the embedded server. */
+  readonly natsAuth: () => BusAuth | undefined;
   /** --storage, else AZURE_STORAGE_CONNECTION_STRING, else the embedded Azurite (which it starts). */
   readonly resolveStorage: (
     stateDir: string,
@@ -87,6 +93,7 @@ export const createCliContext = (program: Command): CliContext => {
     program,
     globals,
     logger: (role) => createLogger({ role, level: globals().logLevel }),
+    natsAuth: () => (globals().nats ? busAuthFrom(globals()) : undefined),
     resolveStorage: async (stateDir) => {
       const given = parseStorageTarget(globals().storage, process.env);
       if (given) return { target: given };
@@ -105,6 +112,7 @@ export const createCliContext = (program: Command): CliContext => {
         servers: g.nats ?? embedded!.url,
         name: "hsmfleet-cli",
         reconnectForever: false,
+        auth: g.nats ? busAuthFrom(g) : undefined,
       });
       try {
         return await fn(await openJobStore(nc), nc);

@@ -54,6 +54,8 @@ export const runJobCommand = async <S extends JobOutcome>(
   try {
     runtime = await openRuntime({
       nats: g.nats,
+      auth: ctx.natsAuth(),
+      maxAttempts: g.maxAttempts,
       stateDir,
       workers: g.workers,
       logger,

@@ -59,6 +59,7 @@ export const registerScanCommand = (ctx: CliContext): void => {
         if (path) await checkScanRoot(path);
         const runtime = await openRuntime({
           nats: g.nats,
+          auth: ctx.natsAuth(),
           stateDir,
           workers: g.workers,
           logger: log,

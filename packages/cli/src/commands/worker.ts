@@ -1,4 +1,4 @@
-import { connectBus } from "@hsmfleet/bus";
+import { connectBus, describeBusAuth } from "@hsmfleet/bus";
 import { UsageError } from "@hsmfleet/core";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import { createLogger } from "@hsmfleet/telemetry";
@@ -58,10 +58,15 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
             "no --storage or AZURE_STORAGE_CONNECTION_STRING: this worker takes scan work only, no transfers",
           );
         }
+        const auth = ctx.natsAuth();
         const nc = await connectBus({
           servers: g.nats,
           name: `hsmfleet-worker-${opts.vmName ?? ""}`,
+          auth,
+          // A worker that cannot get in at the start must say so and stop, not retry forever.
+          reconnectForever: true,
         });
+        log.info({ nats: describeBusAuth(auth) }, "connected to NATS");
         const worker = await Worker.create({
           nc,
           storage,
@@ -71,11 +76,19 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
           vmName: opts.vmName,
           workerId: opts.workerId,
           shutdownGraceMs: opts.shutdownGrace,
+          maxAttempts: g.maxAttempts,
           logger: log,
         });
         let stopping = false;
         const onSignal = () => {
-          if (stopping) process.exit(ExitCode.WithErrors);
+          if (stopping) {
+            // Second signal: abort what is in flight (handed back at once), then leave.
+            log.warn("second signal: aborting the items in flight; they go back to the fleet");
+            process.exitCode = ExitCode.WithErrors;
+            setTimeout(() => process.exit(ExitCode.WithErrors), 3000).unref();
+            void worker.abort();
+            return;
+          }
           stopping = true;
           log.info("SIGTERM: no new items; finishing the ones in flight (signal again to abort)");
           void worker.shutdown();

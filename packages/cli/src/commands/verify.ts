@@ -1,0 +1,95 @@
+import { resolve } from "node:path";
+import { checkScanRoot, formatVerifySummary, runVerifyJob } from "@hsmfleet/coordinator";
+import type { VerifySummary } from "@hsmfleet/coordinator";
+import { openRuntime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { ExitCode, onInterrupt } from "./context.js";
+import type { CliContext } from "./context.js";
+
+/** `hsmfleet verify`: compare a tree with its blobs across the fleet (like dcmp); exit 0 only when identical. */
+export const registerVerifyCommand = (ctx: CliContext): void => {
+  const { program, globals, logger, resolveStorage } = ctx;
+  program
+    .command("verify")
+    .description(
+      "compare a tree with its blobs across the fleet: existence, type, size, modtime, permissions, owner, group (and with --content the data); exit 0 only when identical",
+    )
+    .argument("<path>", "directory to compare (mounted at the same path on every worker VM)")
+    .requiredOption("--container <name>", "container holding the exported tree")
+    .option("--prefix <prefix>", "name prefix inside the container", "")
+    .option(
+      "--content",
+      "also compare the data: MD5 of each file against the blob's Content-MD5 (a full download compare when the blob has none)",
+    )
+    .option("--differences <file>", "write every difference to this NDJSON file")
+    .option("--json", "print the summary as one JSON object on stdout")
+    .option("--quiet", "no progress line")
+    .action(
+      async (
+        path: string,
+        opts: {
+          container: string;
+          prefix: string;
+          content?: boolean;
+          differences?: string;
+          json?: boolean;
+          quiet?: boolean;
+        },
+      ) => {
+        const g = globals();
+        const log = logger("coordinator");
+        const stateDir = resolveStateDir(g.stateDir);
+        await checkScanRoot(path, "verify source");
+        const storage = await resolveStorage(stateDir);
+        const abort = new AbortController();
+        const restore = onInterrupt(abort, "verify");
+        let summary: VerifySummary;
+        let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
+        try {
+          runtime = await openRuntime({
+            nats: g.nats,
+            auth: ctx.natsAuth(),
+            stateDir,
+            workers: g.workers,
+            logger: log,
+            storage: storage.target,
+            maxAttempts: g.maxAttempts,
+          });
+          summary = await runVerifyJob({
+            nc: runtime.nc,
+            root: resolve(path),
+            container: opts.container,
+            prefix: opts.prefix,
+            content: opts.content ?? false,
+            storage: storage.target,
+            errorLog: opts.differences ? resolve(opts.differences) : undefined,
+            logger: log,
+            signal: abort.signal,
+            onProgress: opts.quiet
+              ? undefined
+              : (p) =>
+                  process.stderr.isTTY &&
+                  process.stderr.write(
+                    `\r${p.filesCompared} files compared, ${p.contentChecked} content checked, ${p.differences} differences`,
+                  ),
+          });
+        } finally {
+          if (!opts.quiet && process.stderr.isTTY) process.stderr.write("\n");
+          restore();
+          await runtime?.close();
+          await storage.azurite?.close();
+        }
+        process.stdout.write(
+          opts.json ? `${JSON.stringify(summary)}\n` : `${formatVerifySummary(summary)}\n`,
+        );
+        process.exitCode =
+          summary.state === "cancelled"
+            ? ExitCode.Cancelled
+            : summary.state === "failed"
+              ? ExitCode.Failed
+              : summary.identical
+                ? ExitCode.Ok
+                : ExitCode.WithErrors;
+      },
+    );
+};

@@ -1,0 +1,58 @@
+/**
+ * A JetStream cluster of real nats-server processes on loopback (routes between them on free
+ * ports), for tests of replicated (R3) streams and KV and of losing a node.
+ */
+import { freePort } from "./ports.js";
+import { startNatsServer } from "./nats-server.js";
+import type { NatsServerFixture } from "./nats-server.js";
+
+export interface NatsClusterOptions {
+  /** Nodes; default 3. */
+  size?: number;
+  /** Cluster name; default "hsmfleet-test". */
+  name?: string;
+  /** Extra config text appended to every node's config (e.g. authorization). */
+  configText?: string;
+}
+
+export interface NatsClusterFixture {
+  nodes: NatsServerFixture[];
+  /** Client URLs of every node, for a client's server list. */
+  urls: string[];
+  /** Stops every node (idempotent). */
+  stop(): Promise<void>;
+}
+
+export async function startNatsCluster(
+  options: NatsClusterOptions = {},
+): Promise<NatsClusterFixture> {
+  const size = options.size ?? 3;
+  const name = options.name ?? "hsmfleet-test";
+  const routePorts: number[] = [];
+  for (let i = 0; i < size; i++) routePorts.push(await freePort());
+  const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ");
+  // All nodes start at once: JetStream waits for a quorum of peers before it answers.
+  const settled = await Promise.allSettled(
+    routePorts.map((port, i) =>
+      startNatsServer({
+        configText:
+          `server_name: "n${i + 1}"\n` +
+          `cluster {\n  name: "${name}"\n  listen: "127.0.0.1:${port}"\n  routes: [${routes}]\n}\n` +
+          (options.configText ?? ""),
+      }),
+    ),
+  );
+  const nodes = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed !== undefined) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
+  }
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}

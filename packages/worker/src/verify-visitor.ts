@@ -1,0 +1,264 @@
+import {
+  BlobNameError,
+  EntryType,
+  attributesFromMetadata,
+  blobNameForPath,
+  displayPath,
+  isFolderStub,
+  isSymlinkBlob,
+  normalizePrefix,
+  pathForBlobName,
+} from "@hsmfleet/core";
+import type { BlobEntryKind, FileEntry } from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import {
+  emptyExportCounters,
+  emptyScanCounters,
+  encodeTransferBatch,
+  subjects,
+} from "@hsmfleet/protocol";
+import type { ItemError } from "@hsmfleet/protocol";
+import { EXPORT_BATCH_DEFAULTS } from "./export-visitor.js";
+import { countEntry, toFileEntry } from "./scan-visitor.js";
+import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+
+/** The operation name of every difference in a verify job's error log. */
+export const VERIFY_OPERATION = "verify";
+
+/**
+ * Codes of differences, as dcmp names them: only on one side, or a field that differs. Each is
+ * one line of the job's error log: `{ path, operation: "verify", code, message }`.
+ */
+export const VerifyDifference = {
+  /** In the tree, no blob of that name. */
+  MissingBlob: "MissingBlob",
+  /** A blob at this level with no entry in the tree. */
+  ExtraBlob: "ExtraBlob",
+  /** File vs directory stub vs symlink blob. */
+  Type: "TypeDiffers",
+  Size: "SizeDiffers",
+  Mtime: "MtimeDiffers",
+  Mode: "ModeDiffers",
+  Owner: "OwnerDiffers",
+  Group: "GroupDiffers",
+  /** The data differs (MD5 or bytes). */
+  Content: "ContentDiffers",
+  /** Entries Blob cannot hold (devices, FIFOs, sockets): never exported. */
+  Unsupported: "Unsupported",
+} as const;
+
+interface LevelBlob {
+  kind: BlobEntryKind;
+  size: number;
+  mtimeSec: number | undefined;
+  mode: number;
+  uid: number;
+  gid: number;
+  seen: boolean;
+}
+
+const blobKind = (metadata: Record<string, string>): BlobEntryKind =>
+  isFolderStub(metadata) ? "directory" : isSymlinkBlob(metadata) ? "symlink" : "file";
+
+const entryKind = (type: EntryType): BlobEntryKind | undefined =>
+  type === EntryType.Directory
+    ? "directory"
+    : type === EntryType.Symlink
+      ? "symlink"
+      : type === EntryType.File
+        ? "file"
+        : undefined;
+
+const levelPrefix = (dirPath: Buffer, prefix: string): string => {
+  if (dirPath.length === 0) return prefix === "" ? "" : `${prefix}/`;
+  return `${blobNameForPath(dirPath, prefix)}/`;
+};
+
+const octal = (mode: number): string => mode.toString(8).padStart(4, "0");
+
+/**
+ * Verify: for each directory, lists the blobs at that level once and compares every entry with
+ * its blob — existence, type, size, modtime (seconds), permissions, owner and group — reporting
+ * each difference as one error line (operation `verify`), plus the blobs that have no entry.
+ * With `verifyContent`, files whose attributes match are queued (TransferBatch) for a data
+ * comparison by any worker. Counters (ExportCounters): filesFound/bytesFound = files compared,
+ * skipped = entries identical (without a content check), filesQueued/bytesQueued = files queued
+ * for a content check, errors = differences and failures.
+ */
+export const verifyVisitor =
+  (container: BlobContainer) =>
+  ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
+    const spec = job.spec;
+    const prefix = normalizePrefix(spec.prefix);
+    const maxEntries = spec.batchMaxEntries || EXPORT_BATCH_DEFAULTS.maxEntries;
+    const maxBytes = spec.batchMaxBytes || EXPORT_BATCH_DEFAULTS.maxBytes;
+    const scan = emptyScanCounters();
+    const exp = emptyExportCounters();
+    let level = new Map<string, LevelBlob>();
+    let batch: FileEntry[] = [];
+    let batchBytes = 0;
+    let sequence = 0;
+
+    const differ = async (path: Buffer, code: string, message: string): Promise<void> => {
+      exp.errors++;
+      const error: ItemError = {
+        path,
+        operation: VERIFY_OPERATION,
+        code,
+        message: `${displayPath(path)}: ${message}`,
+        retryable: false,
+      };
+      await recordError(error);
+    };
+
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const batchId = `${shard.shardId}.b${sequence}`;
+      await spawn(
+        subjects.transfer(shard.jobId),
+        encodeTransferBatch({
+          jobId: shard.jobId,
+          batchId,
+          shardId: shard.shardId,
+          sequence,
+          entries: batch,
+        }),
+        batchId,
+      );
+      sequence++;
+      batch = [];
+      batchBytes = 0;
+    };
+
+    /** Blobs of the level just compared that no entry claimed. */
+    const reportExtras = async () => {
+      for (const [name, b] of level) {
+        if (b.seen) continue;
+        let path: Buffer;
+        try {
+          path = pathForBlobName(name, prefix);
+        } catch {
+          path = Buffer.from(name);
+        }
+        await differ(
+          path,
+          VerifyDifference.ExtraBlob,
+          `blob "${name}" (${b.kind}, ${b.size} bytes) has no entry in the tree`,
+        );
+      }
+      level = new Map();
+    };
+
+    return {
+      scan,
+      export: exp,
+      beginDirectory: async (dir) => {
+        await reportExtras();
+        let name: string;
+        try {
+          name = levelPrefix(dir, prefix);
+        } catch {
+          return; // the directory's own name was reported by its parent
+        }
+        for await (const b of container.listLevel(name)) {
+          if (b.kind !== "blob") continue;
+          const kind = blobKind(b.metadata);
+          const attrs = attributesFromMetadata(b.metadata, kind);
+          level.set(b.name, {
+            kind,
+            size: b.size,
+            mtimeSec: attrs.mtimeSec,
+            mode: attrs.mode,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            seen: false,
+          });
+        }
+      },
+      entry: async (path, e) => {
+        countEntry(scan, e);
+        const kind = entryKind(e.type);
+        let name: string;
+        try {
+          name = blobNameForPath(path, prefix);
+        } catch (err) {
+          if (!(err instanceof BlobNameError)) throw err;
+          await differ(path, "InvalidBlobName", err.message);
+          return;
+        }
+        const blob = level.get(name);
+        if (blob !== undefined) blob.seen = true;
+        if (kind === undefined) {
+          exp.unsupported++;
+          return;
+        }
+        if (kind === "file") {
+          exp.filesFound++;
+          exp.bytesFound += e.size;
+        }
+        if (blob === undefined) {
+          await differ(path, VerifyDifference.MissingBlob, `no blob "${name}"`);
+          return;
+        }
+        if (blob.kind !== kind) {
+          await differ(path, VerifyDifference.Type, `${kind} in the tree, ${blob.kind} blob`);
+          return;
+        }
+        const found: string[] = [];
+        const check = async (code: string, ok: boolean, what: string) => {
+          if (ok) return;
+          found.push(code);
+          await differ(path, code, what);
+        };
+        if (kind !== "directory") {
+          await check(
+            VerifyDifference.Size,
+            blob.size === e.size,
+            `size ${e.size} in the tree, ${blob.size} in the blob`,
+          );
+        }
+        // A directory's time changes with every entry added or removed, and export (like AMLFS)
+        // never refreshes a directory stub: directories are compared without their time.
+        if (kind !== "directory") {
+          await check(
+            VerifyDifference.Mtime,
+            blob.mtimeSec === e.mtimeSec,
+            `modtime ${e.mtimeSec} in the tree, ${blob.mtimeSec ?? "none"} in the blob`,
+          );
+        }
+        // Symlinks: their mode is always 0777, so it is not compared.
+        if (kind !== "symlink") {
+          await check(
+            VerifyDifference.Mode,
+            blob.mode === (e.mode & 0o1777),
+            `permissions ${octal(e.mode & 0o1777)} in the tree, ${octal(blob.mode)} in the blob`,
+          );
+        }
+        await check(
+          VerifyDifference.Owner,
+          blob.uid === e.uid,
+          `owner ${e.uid} in the tree, ${blob.uid} in the blob`,
+        );
+        await check(
+          VerifyDifference.Group,
+          blob.gid === e.gid,
+          `group ${e.gid} in the tree, ${blob.gid} in the blob`,
+        );
+        if (found.length > 0) return;
+        if (kind === "file" && spec.verifyContent && e.size > 0) {
+          if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + e.size > maxBytes))
+            await flush();
+          batch.push(toFileEntry(path, e));
+          batchBytes += e.size;
+          exp.filesQueued++;
+          exp.bytesQueued += e.size;
+          return;
+        }
+        exp.skipped++;
+      },
+      end: async () => {
+        await reportExtras();
+        await flush();
+      },
+    };
+  };
