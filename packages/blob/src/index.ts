@@ -44,3 +44,10 @@ export {
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
 export type { DownloadRangeOptions, DownloadResult } from "./download.js";
+export { stageFileRange, commitStagedFile, blockListFor } from "./stage-range.js";
+export type {
+  StageRangeOptions,
+  StageRangeResult,
+  CommitStagedOptions,
+  ExpectedFile,
+} from "./stage-range.js";

@@ -406,6 +406,12 @@ let md5Threads: Md5Threads | undefined;
 /** The process-wide MD5 threads (started as the work needs them, on this thread if they cannot). */
 const md5Service = (): Md5Service => (md5Threads ??= new Md5Threads());
 
+/**
+ * MD5 of one block on the process's MD5 threads (on this thread should they be unavailable). Pass a
+ * SharedArrayBuffer-backed buffer so the thread reads it in place.
+ */
+export const blockMd5 = (buf: Buffer): Promise<Buffer> => md5Service().block(buf);
+
 /** A hashing failure is a local one: the file is not committed; a later attempt may succeed. */
 const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationError =>
   err instanceof BlobOperationError

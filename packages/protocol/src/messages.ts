@@ -168,6 +168,8 @@ export interface JobSpec {
   blockSize: number;
   logContainer: string;
   batchMaxBytes: number;
+  /** Export: files larger than this go up in chunks any worker takes (0 = default 256 MiB). */
+  chunkSize: number;
   import: ImportSpec;
 }
 
@@ -380,6 +382,7 @@ export const newJobSpec = (
   blockSize: 0,
   logContainer: "",
   batchMaxBytes: 0,
+  chunkSize: 0,
   import: defaultImportSpec(),
   ...fields,
 });

@@ -3,6 +3,7 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
 import { ChunkTracker, JobStore, ensureTopology, jetstream, runWorkConsumer } from "@hsmfleet/bus";
+import { handleExportChunk } from "./export-chunk.js";
 import { handleImportChunk } from "./import-chunk.js";
 import { ImportTarget } from "./import-target.js";
 import { handleImportShard } from "./import-shard.js";
@@ -434,6 +435,19 @@ export class Worker {
       chunk.jobId,
       { itemId: chunk.chunkId, kind: "transfer", path: chunk.path },
       async (job) => {
+        if (job.spec.kind === JobKind.Export) {
+          const container = await this.#container(job);
+          await handleExportChunk(
+            ctx,
+            msg,
+            chunk,
+            job,
+            container,
+            this.#chunks,
+            this.#abort.signal,
+          );
+          return;
+        }
         if (job.spec.kind !== JobKind.Import) {
           throw new DependencyError(
             `job ${job.spec.jobId}: chunk items of this job kind are not handled by this worker version`,
