@@ -4,6 +4,7 @@ import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
+import { registerPlanCommand } from "./commands/plan.js";
 import { registerRestoreCommand } from "./commands/restore.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
@@ -58,6 +59,7 @@ export const buildProgram = (): Command => {
   registerImportCommand(ctx);
   registerRestoreCommand(ctx);
   registerWorkerCommand(ctx);
+  registerPlanCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
   return program;
