@@ -19,7 +19,12 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
-import { DEFAULT_UPLOAD_CONCURRENCY, blockMd5 } from "./upload.js";
+import {
+  DEFAULT_UPLOAD_CONCURRENCY,
+  blockMd5,
+  giveBlockBuffer,
+  takeBlockBuffer,
+} from "./upload.js";
 
 /** Size and mtime the walk saw; the file must still have them when read and when committed. */
 export interface ExpectedFile {
@@ -127,8 +132,8 @@ export const stageFileRange = async (
       } catch (err) {
         throw new BlobOperationError("read", where, signal.aborted ? abortCause(signal) : err);
       }
-      // Shared memory: the MD5 thread hashes it in place.
-      const buf = Buffer.from(new SharedArrayBuffer(n));
+      // Shared memory from the pool: the MD5 thread hashes it in place, and it is reused.
+      const buf = takeBlockBuffer(n);
       let read = 0;
       try {
         while (read < n) {
@@ -137,10 +142,12 @@ export const stageFileRange = async (
           read += r.bytesRead;
         }
       } catch (err) {
+        giveBlockBuffer(buf);
         budget.release(n);
         throw fsFailure("read", where, err);
       }
       if (read < n) {
+        giveBlockBuffer(buf);
         budget.release(n);
         throw new FileChangedError(shown, before, await snapshotOf(fh, where), "upload");
       }
@@ -157,6 +164,7 @@ export const stageFileRange = async (
       })()
         .catch(fail)
         .finally(() => {
+          giveBlockBuffer(buf);
           budget.release(n);
           inFlight.delete(sent);
         });
