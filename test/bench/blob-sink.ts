@@ -53,6 +53,8 @@ export interface BlobSinkStats {
   bodyBytes: number;
   /** Body bytes of Put Blob and Put Block requests only: the data itself. */
   dataBytes: number;
+  /** dataBytes by the client's source address (the fleet benchmark checks each worker's --bind). */
+  dataBytesBySource: Record<string, number>;
   byKind: Record<SinkRequestKind, number>;
   /** Requests that carried a Content-MD5 header (transactional MD5). */
   withContentMD5: number;
@@ -89,6 +91,7 @@ const emptyStats = (): BlobSinkStats => ({
   requests: 0,
   bodyBytes: 0,
   dataBytes: 0,
+  dataBytesBySource: {},
   byKind: {
     createContainer: 0,
     deleteContainer: 0,
@@ -194,6 +197,11 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
   const containers = new Set<string>();
   const unsupportedShapes = new Set<string>();
 
+  const countSource = (req: IncomingMessage, body: number): void => {
+    const from = req.socket.remoteAddress ?? "?";
+    stats.dataBytesBySource[from] = (stats.dataBytesBySource[from] ?? 0) + body;
+  };
+
   const handle = (req: IncomingMessage, res: ServerResponse, body: number): void => {
     const url = new URL(req.url ?? "/", "http://sink");
     const q = url.searchParams;
@@ -295,11 +303,13 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
       }
       case "putBlob":
         stats.dataBytes += body;
+        countSource(req, body);
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
         sendEmpty(req, res, 201, { ...written(), ...md5Echo });
         return;
       case "putBlock":
         stats.dataBytes += body;
+        countSource(req, body);
         sendEmpty(req, res, 201, { ...md5Echo, "x-ms-request-server-encrypted": "true" });
         return;
       case "putBlockList":
