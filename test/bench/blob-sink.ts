@@ -88,6 +88,8 @@ export interface BlobSinkStats {
   sentBytes: number;
   /** Get Blob requests with a Range / x-ms-range header (answered 206). */
   rangedGets: number;
+  /** dataBytes by the client's source address (the fleet benchmark checks each worker's --bind). */
+  dataBytesBySource: Record<string, number>;
   byKind: Record<SinkRequestKind, number>;
   /** Requests that carried a Content-MD5 header (transactional MD5). */
   withContentMD5: number;
@@ -291,6 +293,7 @@ const emptyStats = (): BlobSinkStats => ({
   dataBytes: 0,
   sentBytes: 0,
   rangedGets: 0,
+  dataBytesBySource: {},
   byKind: {
     createContainer: 0,
     deleteContainer: 0,
@@ -532,6 +535,11 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     res.end();
   };
 
+  const countSource = (req: IncomingMessage, body: number): void => {
+    const from = req.socket.remoteAddress ?? "?";
+    stats.dataBytesBySource[from] = (stats.dataBytesBySource[from] ?? 0) + body;
+  };
+
   const handle = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -671,11 +679,13 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
       }
       case "putBlob":
         stats.dataBytes += body;
+        countSource(req, body);
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
         sendEmpty(req, res, 201, { ...written(), ...md5Echo });
         return;
       case "putBlock":
         stats.dataBytes += body;
+        countSource(req, body);
         sendEmpty(req, res, 201, { ...md5Echo, "x-ms-request-server-encrypted": "true" });
         return;
       case "putBlockList":

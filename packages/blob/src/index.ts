@@ -53,3 +53,10 @@ export {
   RETRY_POLICY_NAME,
 } from "./retry-policy.js";
 export type { RetryPolicyOptions, RetryInfo } from "./retry-policy.js";
+export { stageFileRange, commitStagedFile, blockListFor } from "./stage-range.js";
+export type {
+  StageRangeOptions,
+  StageRangeResult,
+  CommitStagedOptions,
+  ExpectedFile,
+} from "./stage-range.js";

@@ -8,4 +8,5 @@ export {
   redactSecrets,
 } from "./storage-target.js";
 export type { StorageTarget, ConnectionStringParts } from "./storage-target.js";
+export { chooseBlockSize } from "./blocks.js";
 export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";

@@ -180,6 +180,14 @@ class BlockBufferPool {
 
 const blockBuffers = new BlockBufferPool();
 
+/**
+ * A SharedArrayBuffer-backed block buffer from the process's pool (stage-range.ts uses it too):
+ * fresh shared buffers handed to the MD5 threads are freed only when both heaps collect them,
+ * which at hundreds of MiB/s let RSS grow to gigabytes. Give it back with giveBlockBuffer.
+ */
+export const takeBlockBuffer = (size: number): Buffer => blockBuffers.take(size);
+export const giveBlockBuffer = (buf: Buffer): void => blockBuffers.give(buf);
+
 // ---------------------------------------------------------------------------------------------
 // MD5 off the event loop. A block upload hashes every byte twice: once for the block's own
 // Content-MD5 (checked by the service on each Put Block) and once for the whole-file MD5 stored
@@ -406,6 +414,12 @@ let md5Threads: Md5Threads | undefined;
 /** The process-wide MD5 threads (started as the work needs them, on this thread if they cannot). */
 const md5Service = (): Md5Service => (md5Threads ??= new Md5Threads());
 
+/**
+ * MD5 of one block on the process's MD5 threads (on this thread should they be unavailable). Pass a
+ * SharedArrayBuffer-backed buffer so the thread reads it in place.
+ */
+export const blockMd5 = (buf: Buffer): Promise<Buffer> => md5Service().block(buf);
+
 /** A hashing failure is a local one: the file is not committed; a later attempt may succeed. */
 const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationError =>
   err instanceof BlobOperationError
@@ -473,7 +487,7 @@ export const uploadFile = async (
     }
     const budget = options.budget ?? processBudget;
     const ctx: UploadContext = { container, fd, name, where, shown, before, budget, options };
-    if (before.size <= blockSize) return await singlePut(ctx);
+    if (before.size <= blockSize) return await singlePut(ctx, blockSize);
     return await blockUpload(ctx, blockSize, concurrency);
   } finally {
     await closeFd(fd);
@@ -499,13 +513,24 @@ const checkUnchanged = async (ctx: UploadContext, shortRead: boolean): Promise<v
   }
 };
 
-const singlePut = async (ctx: UploadContext): Promise<UploadResult> => {
+const singlePut = async (ctx: UploadContext, blockSize: number): Promise<UploadResult> => {
   const { size } = ctx.before;
   const signal = ctx.options.abortSignal;
-  await acquire(ctx.budget, size, signal, ctx.where);
+  const threaded = size >= THREAD_HASH_MIN_BYTES;
+  // Files of more than half a block read into a pooled block buffer: fresh shared buffers are
+  // freed late (both heaps must collect them), which let a worker exporting many 8 MiB files
+  // reach 839 MiB RSS against a 512 MiB budget (fleet benchmark). The budget counts the buffer.
+  const pooled = threaded && size > blockSize / 2;
+  const held = pooled ? blockSize : size;
+  await acquire(ctx.budget, held, signal, ctx.where);
+  const block = pooled ? blockBuffers.take(blockSize) : undefined;
   try {
-    const threaded = size >= THREAD_HASH_MIN_BYTES;
-    const buf = threaded ? Buffer.from(new SharedArrayBuffer(size)) : Buffer.allocUnsafe(size);
+    const buf =
+      block !== undefined
+        ? block.subarray(0, size)
+        : threaded
+          ? Buffer.from(new SharedArrayBuffer(size))
+          : Buffer.allocUnsafe(size);
     const n = size === 0 ? 0 : await readAt(ctx.fd, buf, size, 0, ctx.where, signal);
     await checkUnchanged(ctx, n < size);
     let md5: Buffer;
@@ -523,7 +548,8 @@ const singlePut = async (ctx: UploadContext): Promise<UploadResult> => {
     ctx.options.onProgress?.(size);
     return { bytes: size, md5, blocks: 0 };
   } finally {
-    ctx.budget.release(size);
+    if (block !== undefined) blockBuffers.give(block);
+    ctx.budget.release(held);
   }
 };
 

@@ -6,6 +6,7 @@ import { ExitCode, createCliContext, intArg } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
+import { registerPlanCommand } from "./commands/plan.js";
 import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
@@ -94,6 +95,7 @@ export const buildProgram = (): Command => {
   registerHsmCommand(ctx);
   registerVerifyCommand(ctx);
   registerWorkerCommand(ctx);
+  registerPlanCommand(ctx);
   registerAdminCommands(ctx);
   registerServerCommand(ctx);
   registerDashboardCommand(ctx);

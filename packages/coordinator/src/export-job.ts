@@ -44,6 +44,8 @@ export interface ExportJobOptions {
   /** Bounds of one transfer batch. Defaults 1000 entries, 256 MiB. */
   batchMaxEntries?: number | undefined;
   batchMaxBytes?: number | undefined;
+  /** Files larger than this are uploaded in chunks that any worker takes. Default 256 MiB. */
+  chunkSizeBytes?: number | undefined;
   /**
    * Local NDJSON file receiving every error; uploaded to the logging container at the end.
    * Default: a file in the OS temp dir, removed after the upload.
@@ -62,6 +64,7 @@ export const EXPORT_DEFAULTS = {
   blockSizeBytes: 8 * 1024 * 1024,
   batchMaxEntries: 1000,
   batchMaxBytes: 256 * 1024 * 1024,
+  chunkSizeBytes: 256 * 1024 * 1024,
 } as const;
 
 export interface ExportProgress {
@@ -220,6 +223,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         logContainer: logContainerName,
         batchMaxEntries: options.batchMaxEntries ?? EXPORT_DEFAULTS.batchMaxEntries,
         batchMaxBytes: options.batchMaxBytes ?? EXPORT_DEFAULTS.batchMaxBytes,
+        chunkSize: options.chunkSizeBytes ?? EXPORT_DEFAULTS.chunkSizeBytes,
         hsmXattr: "",
       }),
       { published: 1, errorLog: errorLogPath },

@@ -289,6 +289,7 @@ const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({
   maxErrors: fromNumber(s.maxErrors, "maxErrors", false),
   blockSize: fromNumber(s.blockSize, "blockSize"),
   batchMaxBytes: fromNumber(s.batchMaxBytes, "batchMaxBytes"),
+  chunkSize: fromNumber(s.chunkSize, "chunkSize"),
   import: importSpecToWire(s.import),
 });
 const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
@@ -307,6 +308,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   blockSize: toSafeNumber(s?.blockSize, "blockSize"),
   logContainer: s?.logContainer ?? "",
   batchMaxBytes: toSafeNumber(s?.batchMaxBytes, "batchMaxBytes"),
+  chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
   import: importSpecFromWire(s?.import),
   verifyContent: s?.verifyContent ?? false,
 });

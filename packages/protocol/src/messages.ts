@@ -170,6 +170,8 @@ export interface JobSpec {
   batchMaxBytes: number;
   /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
   verifyContent: boolean;
+  /** Export: files larger than this go up in chunks any worker takes (0 = default 256 MiB). */
+  chunkSize: number;
   import: ImportSpec;
 }
 
@@ -421,6 +423,7 @@ export const newJobSpec = (
   blockSize: 0,
   logContainer: "",
   batchMaxBytes: 0,
+  chunkSize: 0,
   import: defaultImportSpec(),
   verifyContent: false,
   ...fields,

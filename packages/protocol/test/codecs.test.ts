@@ -183,6 +183,7 @@ test("job status round trip", (t) => {
       blockSize: 8 << 20,
       logContainer: "data-logs",
       batchMaxBytes: 2 ** 30,
+      chunkSize: 2 ** 34,
       import: {
         mode: "full" as const,
         conflict: "overwrite-dirty" as const,

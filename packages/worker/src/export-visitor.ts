@@ -12,9 +12,11 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import {
   emptyExportCounters,
   emptyScanCounters,
+  encodeChunk,
   encodeTransferBatch,
   subjects,
 } from "@hsmfleet/protocol";
+import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
@@ -55,6 +57,16 @@ export const exportVisitor =
     let batch: FileEntry[] = [];
     let batchBytes = 0;
     let sequence = 0;
+    const chunkSize = spec.chunkSize || DEFAULT_EXPORT_CHUNK_SIZE;
+    let fileSeq = 0;
+    /** A file larger than the chunk size: chunk items any worker takes (see export-chunk.ts). */
+    const queueChunks = async (entry: FileEntry, name: string) => {
+      const fileId = `${shard.shardId}.k${fileSeq++}`;
+      const chunks = exportChunksFor(shard.jobId, fileId, entry, name, chunkSize, spec.blockSize);
+      for (const c of chunks) await spawn(subjects.chunk(shard.jobId), encodeChunk(c), c.chunkId);
+      exp.filesQueued++;
+      exp.bytesQueued += entry.size;
+    };
 
     const flush = async () => {
       if (batch.length === 0) return;
@@ -146,7 +158,9 @@ export const exportVisitor =
           exp.skipped++;
           return;
         }
-        await queue(toFileEntry(path, e));
+        if (e.type === EntryType.File && e.size > chunkSize)
+          await queueChunks(toFileEntry(path, e), name);
+        else await queue(toFileEntry(path, e));
       },
       end: flush,
     };

@@ -10,6 +10,7 @@ import {
   jetstream,
   runWorkConsumer,
 } from "@hsmfleet/bus";
+import { handleExportChunk } from "./export-chunk.js";
 import { handleImportChunk } from "./import-chunk.js";
 import { ImportTarget } from "./import-target.js";
 import { handleImportShard } from "./import-shard.js";
@@ -505,6 +506,19 @@ export class Worker {
       chunk.jobId,
       { itemId: chunk.chunkId, kind: "transfer", path: chunk.path },
       async (job) => {
+        if (job.spec.kind === JobKind.Export) {
+          const container = await this.#container(job);
+          await handleExportChunk(
+            ctx,
+            msg,
+            chunk,
+            job,
+            container,
+            this.#chunks,
+            this.#abort.signal,
+          );
+          return;
+        }
         if (job.spec.kind !== JobKind.Import) {
           throw new DependencyError(
             `job ${job.spec.jobId}: chunk items of this job kind are not handled by this worker version`,

@@ -34,6 +34,12 @@ export const registerExportCommand = (ctx: CliContext): void => {
       parseSize,
       8 * 1024 * 1024,
     )
+    .option(
+      "--chunk-size <size>",
+      "files larger than this are uploaded in chunks (block ranges) that any worker takes",
+      parseSize,
+      256 * 1024 * 1024,
+    )
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -45,6 +51,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
           maxErrors: number;
           logContainer?: string;
           blockSize: number;
+          chunkSize: number;
           json?: boolean;
           quiet?: boolean;
         },
@@ -66,6 +73,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
               maxErrors: opts.maxErrors,
               logContainer: opts.logContainer,
               blockSizeBytes: opts.blockSize,
+              chunkSizeBytes: opts.chunkSize,
               errorLog: join(r.jobDir, "errors.ndjson"),
               jobId: r.jobId,
               logger: r.logger,

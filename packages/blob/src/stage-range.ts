@@ -1,0 +1,227 @@
+/**
+ * Chunked upload of one large file by several workers: each stages the blocks of its byte range
+ * (stageFileRange), and once every range is staged one of them commits the block list
+ * (commitStagedFile). Block ids are blocks.ts's blockIdFor(offset) — the same ids uploadFile uses —
+ * so the list is known from the file size and the block size alone, and staging a block again
+ * (a redelivered chunk) replaces it with the same bytes under the same id.
+ */
+import { open, stat } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { displayPath } from "@hsmfleet/core";
+import { blockIdFor } from "./blocks.js";
+import type { BlobContainer } from "./container.js";
+import {
+  BlobOperationError,
+  FileChangedError,
+  abortCause,
+  fsFailure,
+  type BlobOperationSubject,
+  type FileSnapshot,
+} from "./errors.js";
+import { MemoryBudget } from "./memory-budget.js";
+import {
+  DEFAULT_UPLOAD_CONCURRENCY,
+  blockMd5,
+  giveBlockBuffer,
+  takeBlockBuffer,
+} from "./upload.js";
+
+/** Size and mtime the walk saw; the file must still have them when read and when committed. */
+export interface ExpectedFile {
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+}
+
+export interface StageRangeOptions {
+  /** First byte of the range; a multiple of `blockSize`. */
+  offset: number;
+  /** Bytes in the range (the last range of a file may be shorter). */
+  length: number;
+  /** Block size of the whole file (every range of one file uses the same). */
+  blockSize: number;
+  expected: ExpectedFile;
+  /** Blocks staged in parallel. Default 8. */
+  concurrency?: number | undefined;
+  /** Block buffers are taken from it. Default: a 512 MiB budget of this call's own. */
+  budget?: MemoryBudget | undefined;
+  abortSignal?: AbortSignal | undefined;
+  /** Called with each staged block's byte count. */
+  onProgress?: ((bytes: number) => void) | undefined;
+}
+
+export interface StageRangeResult {
+  bytes: number;
+  blocks: number;
+}
+
+const expectedSnapshot = (e: ExpectedFile): FileSnapshot => ({
+  size: e.size,
+  mtimeNs: BigInt(e.mtimeSec) * 1_000_000_000n + BigInt(e.mtimeNsec),
+});
+
+const sameFile = (a: FileSnapshot, b: FileSnapshot): boolean =>
+  a.size === b.size && a.mtimeNs === b.mtimeNs;
+
+/** The ids of every block of a file of `fileSize` bytes cut in `blockSize` blocks, in order. */
+export const blockListFor = (fileSize: number, blockSize: number): string[] => {
+  if (!Number.isSafeInteger(blockSize) || blockSize < 1)
+    throw new RangeError(`block size must be a positive integer, got ${blockSize}`);
+  const ids: string[] = [];
+  for (let offset = 0; offset < fileSize; offset += blockSize) ids.push(blockIdFor(offset));
+  return ids;
+};
+
+const snapshotOf = async (fh: FileHandle, where: BlobOperationSubject): Promise<FileSnapshot> => {
+  try {
+    const st = await fh.stat({ bigint: true });
+    return { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+  } catch (err) {
+    throw fsFailure("stat", where, err);
+  }
+};
+
+/**
+ * Stages the blocks of `[offset, offset + length)` of a local file as blocks of blob `name`, each
+ * with its Content-MD5 (checked by the service). The file is fstat'ed at open and after the last
+ * read: a size or mtime other than `expected`, or a short read, is a FileChangedError. Nothing is
+ * committed here.
+ */
+export const stageFileRange = async (
+  container: BlobContainer,
+  localPath: Buffer,
+  name: string,
+  options: StageRangeOptions,
+): Promise<StageRangeResult> => {
+  const shown = displayPath(localPath);
+  const where: BlobOperationSubject = { path: shown, blobName: name, container: container.name };
+  const { offset, length, blockSize } = options;
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset % blockSize !== 0)
+    throw new RangeError(`range offset ${offset} is not a multiple of the block size ${blockSize}`);
+  const concurrency = options.concurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
+  const budget = options.budget ?? new MemoryBudget();
+  const outer = options.abortSignal;
+  const stop = new AbortController();
+  const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
+  if (signal.aborted) throw new BlobOperationError("open", where, abortCause(signal));
+  let fh: FileHandle;
+  try {
+    fh = await open(localPath, "r");
+  } catch (err) {
+    throw fsFailure("open", where, err);
+  }
+  const listed = expectedSnapshot(options.expected);
+  const inFlight = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  const fail = (error: unknown): void => {
+    failure ??= { error };
+    stop.abort();
+  };
+  let blocks = 0;
+  try {
+    const before = await snapshotOf(fh, where);
+    if (!sameFile(listed, before)) throw new FileChangedError(shown, listed, before, "listed");
+    const end = offset + length;
+    for (let at = offset; at < end && failure === undefined; at += blockSize) {
+      while (inFlight.size >= concurrency) await Promise.race(inFlight);
+      if (failure !== undefined) break;
+      if (signal.aborted) throw new BlobOperationError("read", where, abortCause(signal));
+      const n = Math.min(blockSize, end - at);
+      try {
+        await budget.acquire(n, signal);
+      } catch (err) {
+        throw new BlobOperationError("read", where, signal.aborted ? abortCause(signal) : err);
+      }
+      // Shared memory from the pool: the MD5 thread hashes it in place, and it is reused.
+      const buf = takeBlockBuffer(n);
+      let read = 0;
+      try {
+        while (read < n) {
+          const r = await fh.read(buf, read, n - read, at + read);
+          if (r.bytesRead === 0) break;
+          read += r.bytesRead;
+        }
+      } catch (err) {
+        giveBlockBuffer(buf);
+        budget.release(n);
+        throw fsFailure("read", where, err);
+      }
+      if (read < n) {
+        giveBlockBuffer(buf);
+        budget.release(n);
+        throw new FileChangedError(shown, before, await snapshotOf(fh, where), "upload");
+      }
+      const id = blockIdFor(at);
+      const sent: Promise<void> = (async () => {
+        const md5 = await blockMd5(buf);
+        await container.stageBlock(name, id, buf, {
+          contentMD5: md5,
+          abortSignal: signal,
+          localPath: shown,
+        });
+        blocks++;
+        options.onProgress?.(n);
+      })()
+        .catch(fail)
+        .finally(() => {
+          giveBlockBuffer(buf);
+          budget.release(n);
+          inFlight.delete(sent);
+        });
+      inFlight.add(sent);
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure.error;
+    const after = await snapshotOf(fh, where);
+    if (!sameFile(before, after)) throw new FileChangedError(shown, before, after, "upload");
+    return { bytes: length, blocks };
+  } catch (err) {
+    stop.abort();
+    await Promise.allSettled(inFlight);
+    throw err;
+  } finally {
+    await fh.close();
+  }
+};
+
+export interface CommitStagedOptions {
+  fileSize: number;
+  blockSize: number;
+  expected: ExpectedFile;
+  /** Blob metadata (core's metadataForEntry). */
+  metadata: Record<string, string>;
+  abortSignal?: AbortSignal | undefined;
+}
+
+/**
+ * Commits the block list of a file whose blocks were all staged (by any number of workers): the
+ * file is stat'ed first, and a size or mtime other than `expected` is a FileChangedError with
+ * nothing committed. Committing the same list again is harmless (same blocks, same metadata).
+ * No whole-file Content-MD5 is set: no single worker saw every byte.
+ */
+export const commitStagedFile = async (
+  container: BlobContainer,
+  localPath: Buffer,
+  name: string,
+  options: CommitStagedOptions,
+): Promise<{ blocks: number }> => {
+  const shown = displayPath(localPath);
+  const where: BlobOperationSubject = { path: shown, blobName: name, container: container.name };
+  let now: FileSnapshot;
+  try {
+    const st = await stat(localPath, { bigint: true });
+    now = { size: Number(st.size), mtimeNs: st.mtimeNs };
+  } catch (err) {
+    throw fsFailure("stat", where, err);
+  }
+  const listed = expectedSnapshot(options.expected);
+  if (!sameFile(listed, now) || now.size !== options.fileSize)
+    throw new FileChangedError(shown, listed, now, "upload");
+  const ids = blockListFor(options.fileSize, options.blockSize);
+  await container.commitBlockList(name, ids, {
+    metadata: options.metadata,
+    localPath: shown,
+    ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
+  });
+  return { blocks: ids.length };
+};

@@ -1,0 +1,131 @@
+import { resolve } from "node:path";
+import { Option } from "commander";
+import { UsageError } from "@hsmfleet/core";
+import { parseSize } from "../size.js";
+import {
+  DEFAULT_WORKER_EFFICIENCY,
+  loadAzureLimits,
+  measuredEfficiency,
+  parseRate,
+  planFleet,
+} from "../plan.js";
+import type { PlanResult } from "../plan.js";
+import type { CliContext } from "./context.js";
+
+const fmt = (n: number, digits = 1): string =>
+  n.toLocaleString("en-US", { maximumFractionDigits: digits });
+
+const BINDING_TEXT: Record<PlanResult["binding"], string> = {
+  "vm-nic": "the VMs' NICs (add VMs to go faster; one storage account suffices)",
+  "storage-bandwidth": "the storage account's bandwidth: spread the data over several accounts",
+  "storage-requests": "the storage account's request rate: larger blocks or several accounts",
+};
+
+/** `hsmfleet plan`: worker VMs a throughput target needs (no connection to anything). */
+export const registerPlanCommand = (ctx: CliContext): void => {
+  ctx.program
+    .command("plan")
+    .description(
+      "how many worker VMs a throughput target needs, from the VM size's NIC bandwidth, the measured per-worker efficiency and the storage-account limits",
+    )
+    .requiredOption("--target <rate>", "throughput to reach, e.g. 7.5GiB/s, 2GB/s, 60Gbps")
+    .option("--vm-size <name>", "Azure VM size of the workers (see --list-sizes)")
+    .option("--nic-gbps <n>", "NIC egress of one worker VM in Gbit/s (instead of --vm-size)")
+    .addOption(
+      new Option("--direction <dir>", "export = uploads (storage ingress), import = downloads")
+        .choices(["export", "import"])
+        .default("export"),
+    )
+    .option(
+      "--efficiency <e>",
+      `share of the NIC one worker VM achieves (default: the fleet benchmark's measurement, else ${DEFAULT_WORKER_EFFICIENCY})`,
+    )
+    .option(
+      "--bench-results <file>",
+      "fleet benchmark results to read the efficiency from",
+      "bench/results/latest.json",
+    )
+    .option(
+      "--request-size <size>",
+      "bytes per storage request: the block size, or the mean file size when smaller",
+      parseSize,
+      8 * 1024 * 1024,
+    )
+    .option("--other-region", "use the lower storage limits of regions Azure does not list")
+    .option("--json", "print the plan as one JSON object")
+    .action(
+      async (opts: {
+        target: string;
+        vmSize?: string;
+        nicGbps?: string;
+        direction: "export" | "import";
+        efficiency?: string;
+        benchResults: string;
+        requestSize: number;
+        otherRegion?: boolean;
+        json?: boolean;
+      }) => {
+        const limits = await loadAzureLimits();
+        let nicGbps: number;
+        let nicSource: string;
+        if (opts.nicGbps !== undefined) {
+          nicGbps = Number(opts.nicGbps);
+          if (!(nicGbps > 0))
+            throw new UsageError(`--nic-gbps must be a positive number, got ${opts.nicGbps}`);
+          nicSource = "--nic-gbps";
+        } else if (opts.vmSize !== undefined) {
+          const size = limits.vmSizes.find(
+            (v) => v.name.toLowerCase() === opts.vmSize!.toLowerCase(),
+          );
+          if (!size)
+            throw new UsageError(
+              `unknown VM size ${opts.vmSize}; known: ${limits.vmSizes.map((v) => v.name).join(", ")}; or give --nic-gbps`,
+            );
+          nicGbps = size.nicMbps / 1000;
+          nicSource = `${size.name}: ${size.nicMbps} Mbps (${size.source})`;
+        } else {
+          throw new UsageError("give --vm-size or --nic-gbps");
+        }
+        let efficiency: number;
+        let efficiencySource: string;
+        if (opts.efficiency !== undefined) {
+          efficiency = Number(opts.efficiency);
+          efficiencySource = "--efficiency";
+        } else {
+          const file = resolve(opts.benchResults);
+          const measured = await measuredEfficiency(file);
+          efficiency = measured ?? DEFAULT_WORKER_EFFICIENCY;
+          efficiencySource =
+            measured === undefined ? "default (no benchmark result)" : `measured (${file})`;
+        }
+        const plan = planFleet({
+          targetBytesPerSecond: parseRate(opts.target),
+          nicGbps,
+          efficiency,
+          direction: opts.direction,
+          bytesPerRequest: opts.requestSize,
+          storage: limits.storageAccount,
+          listedRegion: !opts.otherRegion,
+        });
+        if (opts.json) {
+          process.stdout.write(
+            `${JSON.stringify({ ...plan, nicGbps, nicSource, efficiency, efficiencySource, storageSource: limits.storageAccount.source })}\n`,
+          );
+          return;
+        }
+        const lines = [
+          `target                 ${fmt(plan.targetGbps, 2)} Gbit/s (${opts.target})`,
+          `NIC per VM             ${fmt(nicGbps, 2)} Gbit/s — ${nicSource}`,
+          `per-worker efficiency  ${fmt(efficiency * 100)} % — ${efficiencySource}`,
+          `per VM                 ${fmt(plan.perVmGbps, 2)} Gbit/s`,
+          `worker VMs             ${plan.vms}`,
+          `storage account        ${opts.direction === "export" ? "ingress" : "egress"} ${fmt(plan.storageGbps)} Gbit/s, ${fmt(plan.storageRequestsPerSecond, 0)} requests/s (${limits.storageAccount.source})`,
+          `requests               ${fmt(plan.requestsPerSecond, 0)}/s at ${fmt(opts.requestSize / 1048576, 2)} MiB each`,
+          `one account allows     ${fmt(plan.accountCeilingGbps, 2)} Gbit/s for this workload`,
+          `limit that binds       ${BINDING_TEXT[plan.binding]}`,
+        ];
+        if (plan.accounts > 1) lines.push(`storage accounts       ${plan.accounts}`);
+        process.stdout.write(`${lines.join("\n")}\n`);
+      },
+    );
+};

@@ -1,0 +1,161 @@
+/**
+ * `hsmfleet plan`: how many worker VMs a throughput target needs. The arithmetic is here (pure
+ * functions, unit-tested); the figures come from data/azure-limits.json (VM NIC bandwidths and
+ * storage-account limits, each with its source) and, when present, the fleet benchmark's result.
+ */
+import { readFile } from "node:fs/promises";
+import { UsageError } from "@hsmfleet/core";
+
+export interface VmSize {
+  name: string;
+  vcpus: number;
+  /** "Max network bandwidth (Mbps)" of the size's documentation (egress, all NICs). */
+  nicMbps: number;
+  source: string;
+}
+
+export interface StorageAccountLimits {
+  source: string;
+  ingressGbps: number;
+  ingressGbpsOtherRegions: number;
+  egressGbps: number;
+  egressGbpsOtherRegions: number;
+  requestsPerSecond: number;
+  requestsPerSecondListedRegions: number;
+}
+
+export interface AzureLimits {
+  storageAccount: StorageAccountLimits;
+  vmSizes: VmSize[];
+}
+
+/** Share of a VM's NIC bandwidth one worker VM moves when nothing else limits it. */
+export const DEFAULT_WORKER_EFFICIENCY = 0.7;
+
+/** The shipped table (packages/cli/data/azure-limits.json). */
+export const loadAzureLimits = async (): Promise<AzureLimits> =>
+  JSON.parse(
+    await readFile(new URL("../../data/azure-limits.json", import.meta.url), "utf8"),
+  ) as AzureLimits;
+
+const PREFIX: Record<string, number> = { "": 0, k: 1, m: 2, g: 3, t: 4 };
+
+/**
+ * A rate → bytes per second: "7.5GiB/s", "2GB/s", "60Gbps", "800MiB/s", "100Gbit/s", "10Gb/s".
+ * Bytes are a capital B ("KiB/s", "MiB/s", "GiB/s" binary; "kB/s", "MB/s", "GB/s" decimal); bits
+ * are "bps", "bit/s" or a lower-case "b/s", always decimal, as NICs are quoted.
+ */
+export const parseRate = (text: string): number => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)(B\/s|b\/s|bps|bit\/s)\s*$/.exec(text);
+  if (!m)
+    throw new UsageError(
+      `not a rate: ${JSON.stringify(text)} (examples: 7.5GiB/s, 2GB/s, 60Gbps, 800MiB/s)`,
+    );
+  const [, num, prefix, binary, unit] = m;
+  const bits = unit !== "B/s";
+  if (bits && binary === "i")
+    throw new UsageError(`not a rate: ${JSON.stringify(text)} (bit rates are decimal: Gbps)`);
+  const power = PREFIX[prefix!.toLowerCase()]!;
+  const scale = binary === "i" ? 1024 ** power : 1000 ** power;
+  const value = (Number(num) * scale) / (bits ? 8 : 1);
+  if (!(value > 0)) throw new UsageError(`the rate must be positive, got ${JSON.stringify(text)}`);
+  return value;
+};
+
+export const gbps = (bytesPerSecond: number): number => (bytesPerSecond * 8) / 1e9;
+
+export interface PlanInput {
+  /** Bytes per second to reach. */
+  targetBytesPerSecond: number;
+  /** NIC egress of one VM, Gbit/s. */
+  nicGbps: number;
+  /** Share of the NIC one worker VM achieves (0 < e ≤ 1). */
+  efficiency: number;
+  /** export = uploads (storage ingress); import/restore = downloads (storage egress). */
+  direction: "export" | "import";
+  /** Bytes per request (the block size, or the mean file size if smaller). */
+  bytesPerRequest: number;
+  storage: StorageAccountLimits;
+  /** Use the storage limits of the regions Azure lists (higher) rather than the others. */
+  listedRegion: boolean;
+}
+
+export type Binding = "vm-nic" | "storage-bandwidth" | "storage-requests";
+
+export interface PlanResult {
+  targetGbps: number;
+  perVmGbps: number;
+  vms: number;
+  storageGbps: number;
+  storageRequestsPerSecond: number;
+  requestsPerSecond: number;
+  /** What limits the target: the VM count (it can always grow), or one storage account. */
+  binding: Binding;
+  /** Storage accounts the target needs (1 unless a storage limit binds). */
+  accounts: number;
+  /** Highest rate one account allows for this workload, Gbit/s. */
+  accountCeilingGbps: number;
+}
+
+export const planFleet = (input: PlanInput): PlanResult => {
+  if (!(input.efficiency > 0 && input.efficiency <= 1))
+    throw new UsageError(`the efficiency must be in (0, 1], got ${input.efficiency}`);
+  if (!(input.nicGbps > 0)) throw new UsageError(`the NIC bandwidth must be positive`);
+  const targetGbps = gbps(input.targetBytesPerSecond);
+  const perVmGbps = input.nicGbps * input.efficiency;
+  const vms = Math.ceil(targetGbps / perVmGbps - 1e-9);
+  const s = input.storage;
+  const storageGbps =
+    input.direction === "export"
+      ? input.listedRegion
+        ? s.ingressGbps
+        : s.ingressGbpsOtherRegions
+      : input.listedRegion
+        ? s.egressGbps
+        : s.egressGbpsOtherRegions;
+  const storageRequestsPerSecond = input.listedRegion
+    ? s.requestsPerSecondListedRegions
+    : s.requestsPerSecond;
+  const requestsPerSecond = input.targetBytesPerSecond / input.bytesPerRequest;
+  const requestCeilingGbps = gbps(storageRequestsPerSecond * input.bytesPerRequest);
+  const accountCeilingGbps = Math.min(storageGbps, requestCeilingGbps);
+  const accounts = Math.max(1, Math.ceil(targetGbps / accountCeilingGbps - 1e-9));
+  const binding: Binding =
+    accounts === 1
+      ? "vm-nic"
+      : requestCeilingGbps < storageGbps
+        ? "storage-requests"
+        : "storage-bandwidth";
+  return {
+    targetGbps,
+    perVmGbps,
+    vms,
+    storageGbps,
+    storageRequestsPerSecond,
+    requestsPerSecond,
+    binding,
+    accounts,
+    accountCeilingGbps,
+  };
+};
+
+/**
+ * The per-worker efficiency measured by the fleet benchmark (bench/results/latest.json, written by
+ * `npm run bench`): the one-VM export throughput over the shaped per-VM limit. undefined when the
+ * file or the figure is missing.
+ */
+export const measuredEfficiency = async (file: string): Promise<number | undefined> => {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const json = JSON.parse(text) as { fleet?: { perVmEfficiency?: unknown } };
+    const e = json.fleet?.perVmEfficiency;
+    return typeof e === "number" && e > 0 && e <= 1 ? e : undefined;
+  } catch {
+    return undefined;
+  }
+};

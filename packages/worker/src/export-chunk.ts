@@ -1,0 +1,174 @@
+/**
+ * Export of large files in chunks: a file larger than the job's chunk size becomes one Chunk work
+ * item per range of whole blocks, which any worker takes from the shared `chunk` consumer. Each
+ * item stages its blocks (Put Block with each block's Content-MD5; ids from blocks.ts's
+ * blockIdFor(offset), so every worker names the same block the same way). The chunk tracker (KV,
+ * compare-and-set) records the chunks staged; a completion that finds them all staged commits the
+ * block list with the file's metadata, after checking that the file's size and mtime are still
+ * what the walk saw. A redelivered chunk stages the same bytes under the same ids and, finding the
+ * file complete, commits the same list again: harmless. The file is counted once, by the item the
+ * tracker names (`counts`).
+ */
+import {
+  EntryType,
+  errorCode,
+  errorMessage,
+  metadataForEntry,
+  resolveUnderRoot,
+} from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import type { BlobContainer } from "@hsmfleet/blob";
+import { chooseBlockSize } from "@hsmfleet/blob/targets";
+import { ChunkTracker } from "@hsmfleet/bus";
+import type { JsMsg } from "@hsmfleet/bus";
+import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
+import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
+import { loadBlob } from "./transfer-batch.js";
+import type { TransferContext } from "./transfer-batch.js";
+
+/** Export files larger than this are chunked unless the job says otherwise. */
+export const DEFAULT_EXPORT_CHUNK_SIZE = 256 * 1024 * 1024;
+
+/**
+ * The chunk items of one file: ranges of whole blocks (the block size is chooseBlockSize's for the
+ * file, as uploadFile would pick it), each about `chunkSize` bytes (rounded down to whole blocks,
+ * at least one block). Ids are `<fileId>.<index>`, deterministic for a redelivered walk shard.
+ */
+export const exportChunksFor = (
+  jobId: string,
+  fileId: string,
+  entry: FileEntry,
+  blobName: string,
+  chunkSize: number,
+  preferredBlockSize: number | undefined,
+): Chunk[] => {
+  const blockSize = chooseBlockSize(entry.size, preferredBlockSize || undefined);
+  const blocksPerChunk = Math.max(1, Math.floor(chunkSize / blockSize));
+  const totalBlocks = Math.ceil(entry.size / blockSize);
+  const count = Math.ceil(totalBlocks / blocksPerChunk);
+  const chunks: Chunk[] = [];
+  for (let index = 0; index < count; index++) {
+    const firstBlock = index * blocksPerChunk;
+    const blockCount = Math.min(blocksPerChunk, totalBlocks - firstBlock);
+    const offset = firstBlock * blockSize;
+    chunks.push({
+      jobId,
+      chunkId: `${fileId}.${index}`,
+      path: entry.path,
+      offset,
+      length: Math.min(blockCount * blockSize, entry.size - offset),
+      firstBlock,
+      blockCount,
+      blockSize,
+      fileSize: entry.size,
+      fileMtimeSec: entry.mtimeSec,
+      fileMtimeNsec: entry.mtimeNsec,
+      index,
+      count,
+      blobName,
+      etag: "",
+      contentMd5: Buffer.alloc(0),
+      mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+    });
+  }
+  return chunks;
+};
+
+const isRetryable = (err: unknown): boolean =>
+  err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false;
+
+export const handleExportChunk = async (
+  ctx: TransferContext,
+  msg: JsMsg,
+  chunk: Chunk,
+  job: JobStatus,
+  container: BlobContainer,
+  tracker: ChunkTracker,
+  signal: AbortSignal,
+): Promise<void> => {
+  const exp = emptyExportCounters();
+  const errors: ItemError[] = [];
+  const local = resolveUnderRoot(job.spec.root, chunk.path);
+  const expected = {
+    size: chunk.fileSize,
+    mtimeSec: chunk.fileMtimeSec,
+    mtimeNsec: chunk.fileMtimeNsec,
+  };
+  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
+  let operation = "stage-block";
+  try {
+    const { stageFileRange, commitStagedFile } = await loadBlob();
+    await stageFileRange(container, local, chunk.blobName, {
+      offset: chunk.offset,
+      length: chunk.length,
+      blockSize: chunk.blockSize,
+      expected,
+      concurrency: ctx.options.blockConcurrency,
+      budget: ctx.budget,
+      abortSignal: signal,
+      onProgress: (n) => ctx.onBytes(n),
+    });
+    operation = "chunk-complete";
+    const { allDone, counts } = await tracker.complete(
+      ChunkTracker.key(chunk.jobId, chunk.path),
+      chunk.index,
+      chunk.count,
+      chunk.chunkId,
+    );
+    if (allDone) {
+      operation = "commit-block-list";
+      await commitStagedFile(container, local, chunk.blobName, {
+        fileSize: chunk.fileSize,
+        blockSize: chunk.blockSize,
+        expected,
+        metadata: metadataForEntry({
+          type: EntryType.File,
+          mode: chunk.mode,
+          uid: chunk.uid,
+          gid: chunk.gid,
+          mtimeSec: chunk.fileMtimeSec,
+        }),
+        abortSignal: signal,
+      });
+    }
+    if (counts) {
+      exp.filesExported++;
+      exp.bytesExported += chunk.fileSize;
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    // A file that changed stays changed: reported now, not retried. Network, 5xx and a busy KV
+    // get another delivery while there are some.
+    const changed = err instanceof Error && err.name === "FileChangedError";
+    const retryable = !changed && isRetryable(err);
+    if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
+    exp.errors++;
+    errors.push({
+      path: chunk.path,
+      operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,
+      code: errorCode(err),
+      message: `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
+      retryable,
+    });
+  } finally {
+    clearInterval(keepAlive);
+  }
+  await ctx.js.publish(
+    subjects.itemResult(chunk.jobId),
+    encodeItemResult(
+      newItemResult({
+        jobId: chunk.jobId,
+        itemId: chunk.chunkId,
+        kind: "chunk",
+        errors,
+        workerId: ctx.options.workerId,
+        attempt: msg.info.deliveryCount,
+        export: exp,
+      }),
+    ),
+    { msgID: `${chunk.chunkId}.r` },
+  );
+  msg.ack();
+};
