@@ -9,15 +9,10 @@ import {
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
-import {
-  emptyExportCounters,
-  emptyScanCounters,
-  encodeChunk,
-  encodeTransferBatch,
-  subjects,
-} from "@hsmfleet/protocol";
+import { emptyExportCounters, emptyScanCounters, encodeChunk, subjects } from "@hsmfleet/protocol";
 import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
+import { TransferBatcher } from "./transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 /** What the blob at an entry's name says, for the incremental comparison. */
@@ -54,9 +49,12 @@ export const exportVisitor =
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
     const existing = new Map<string, ExistingBlob>();
-    let batch: FileEntry[] = [];
-    let batchBytes = 0;
-    let sequence = 0;
+    const batches = new TransferBatcher(shard, spawn, {
+      subject: subjects.transfer(shard.jobId),
+      tag: "b",
+      maxEntries,
+      maxBytes,
+    });
     const chunkSize = spec.chunkSize || DEFAULT_EXPORT_CHUNK_SIZE;
     let fileSeq = 0;
     /** A file larger than the chunk size: chunk items any worker takes (see export-chunk.ts). */
@@ -68,29 +66,8 @@ export const exportVisitor =
       exp.bytesQueued += entry.size;
     };
 
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const batchId = `${shard.shardId}.b${sequence}`;
-      await spawn(
-        subjects.transfer(shard.jobId),
-        encodeTransferBatch({
-          jobId: shard.jobId,
-          batchId,
-          shardId: shard.shardId,
-          sequence,
-          entries: batch,
-        }),
-        batchId,
-      );
-      sequence++;
-      batch = [];
-      batchBytes = 0;
-    };
     const queue = async (entry: FileEntry) => {
-      if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + entry.size > maxBytes))
-        await flush();
-      batch.push(entry);
-      batchBytes += entry.type === EntryType.File ? entry.size : 0;
+      await batches.add(entry, entry.type === EntryType.File ? entry.size : 0);
       exp.filesQueued += entry.type === EntryType.File ? 1 : 0;
       exp.bytesQueued += entry.type === EntryType.File ? entry.size : 0;
     };
@@ -162,6 +139,6 @@ export const exportVisitor =
           await queueChunks(toFileEntry(path, e), name);
         else await queue(toFileEntry(path, e));
       },
-      end: flush,
+      end: () => batches.flush(),
     };
   };

@@ -26,7 +26,6 @@ import {
   emptyImportCounters,
   encodeChunk,
   encodeErrorBatch,
-  encodeTransferBatch,
   encodeWalkShard,
   shardIdFor,
   subjects,
@@ -42,6 +41,7 @@ import type {
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
 import { ERRORS_PER_MESSAGE, itemErrorOf } from "./publisher.js";
 import { ShardRun } from "./walk-shard.js";
+import { TransferBatcher } from "./transfer-batcher.js";
 import type { WalkContext } from "./walk-shard.js";
 
 /** Bounds of one download batch (--mode full). */
@@ -170,30 +170,12 @@ const importShardWith = async (
   // --mode full: files whose data is to be downloaded, in bounded batches.
   const maxEntries = spec.batchMaxEntries || IMPORT_BATCH_DEFAULTS.maxEntries;
   const maxBytes = spec.batchMaxBytes || IMPORT_BATCH_DEFAULTS.maxBytes;
-  let batch: FileEntry[] = [];
-  let batchNames: string[] = [];
-  let batchBytes = 0;
-  let batchSeq = 0;
-  const flushBatch = async () => {
-    if (batch.length === 0) return;
-    const batchId = `${shard.shardId}.b${batchSeq}`;
-    await run.spawn(
-      subjects.transfer(shard.jobId),
-      encodeTransferBatch({
-        jobId: shard.jobId,
-        batchId,
-        shardId: shard.shardId,
-        sequence: batchSeq,
-        entries: batch,
-        blobNames: batchNames,
-      }),
-      batchId,
-    );
-    batchSeq++;
-    batch = [];
-    batchNames = [];
-    batchBytes = 0;
-  };
+  const batches = new TransferBatcher(shard, run.spawn, {
+    subject: subjects.transfer(shard.jobId),
+    tag: "b",
+    maxEntries,
+    maxBytes,
+  });
   // Large blobs: chunks any worker takes (several VMs download one file at once).
   const chunkSize = spec.import.chunkSize || 256 * 1024 * 1024;
   let fileSeq = 0;
@@ -235,9 +217,7 @@ const importShardWith = async (
     counters.bytesQueued += size;
   };
   const queueDownload = async (rel: Buffer, name: string, size: number, a: EntryAttributes) => {
-    if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + size > maxBytes))
-      await flushBatch();
-    batch.push({
+    const entry: FileEntry = {
       path: rel,
       type: EntryType.File,
       size,
@@ -248,9 +228,8 @@ const importShardWith = async (
       gid: a.gid,
       ino: 0n,
       nlink: 1,
-    });
-    batchNames.push(name);
-    batchBytes += size;
+    };
+    await batches.add(entry, size, name);
     counters.filesQueued++;
     counters.bytesQueued += size;
   };
@@ -426,7 +405,7 @@ const importShardWith = async (
     run.keepAlive();
   }
   await flushGroup();
-  await flushBatch();
+  await batches.flush();
   await flushConflicts();
   await run.finish({ import: counters });
 };

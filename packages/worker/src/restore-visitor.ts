@@ -1,13 +1,12 @@
 import { EntryType, HsmFlag } from "@hsmfleet/core";
-import type { FileEntry } from "@hsmfleet/core";
 import {
   emptyExportCounters,
   emptyRestoreCounters,
   emptyScanCounters,
-  encodeTransferBatch,
   subjects,
 } from "@hsmfleet/protocol";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
+import { TransferBatcher } from "./transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 /** Files per restore work item unless the job says otherwise. */
@@ -28,27 +27,12 @@ export const restoreVisitor = ({ shard, job, spawn }: ShardScope): ShardVisitor 
   const maxBytes = job.spec.batchMaxBytes || DEFAULT_RESTORE_BATCH_BYTES;
   const scan = emptyScanCounters();
   const restore = emptyRestoreCounters();
-  let batch: FileEntry[] = [];
-  let batchBytes = 0;
-  let sequence = 0;
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const batchId = `${shard.shardId}.r${sequence}`;
-    await spawn(
-      subjects.restore(shard.jobId),
-      encodeTransferBatch({
-        jobId: shard.jobId,
-        batchId,
-        shardId: shard.shardId,
-        sequence,
-        entries: batch,
-      }),
-      batchId,
-    );
-    sequence++;
-    batch = [];
-    batchBytes = 0;
-  };
+  const batches = new TransferBatcher(shard, spawn, {
+    subject: subjects.restore(shard.jobId),
+    tag: "r",
+    maxEntries: perBatch,
+    maxBytes,
+  });
   return {
     scan,
     export: emptyExportCounters(),
@@ -62,11 +46,8 @@ export const restoreVisitor = ({ shard, job, spawn }: ShardScope): ShardVisitor 
       }
       restore.filesFound++;
       restore.bytesFound += e.size;
-      if (batch.length > 0 && batchBytes + e.size > maxBytes) await flush();
-      batch.push(toFileEntry(path, e));
-      batchBytes += e.size;
-      if (batch.length >= perBatch) await flush();
+      await batches.add(toFileEntry(path, e), e.size);
     },
-    end: flush,
+    end: () => batches.flush(),
   };
 };

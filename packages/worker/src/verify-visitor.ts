@@ -9,17 +9,13 @@ import {
   normalizePrefix,
   pathForBlobName,
 } from "@hsmfleet/core";
-import type { BlobEntryKind, FileEntry } from "@hsmfleet/core";
+import type { BlobEntryKind } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
-import {
-  emptyExportCounters,
-  emptyScanCounters,
-  encodeTransferBatch,
-  subjects,
-} from "@hsmfleet/protocol";
+import { emptyExportCounters, emptyScanCounters, subjects } from "@hsmfleet/protocol";
 import type { ItemError } from "@hsmfleet/protocol";
 import { EXPORT_BATCH_DEFAULTS } from "./export-visitor.js";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
+import { TransferBatcher } from "./transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 /** The operation name of every difference in a verify job's error log. */
@@ -95,9 +91,12 @@ export const verifyVisitor =
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
     let level = new Map<string, LevelBlob>();
-    let batch: FileEntry[] = [];
-    let batchBytes = 0;
-    let sequence = 0;
+    const batches = new TransferBatcher(shard, spawn, {
+      subject: subjects.transfer(shard.jobId),
+      tag: "b",
+      maxEntries,
+      maxBytes,
+    });
 
     const differ = async (path: Buffer, code: string, message: string): Promise<void> => {
       exp.errors++;
@@ -109,25 +108,6 @@ export const verifyVisitor =
         retryable: false,
       };
       await recordError(error);
-    };
-
-    const flush = async () => {
-      if (batch.length === 0) return;
-      const batchId = `${shard.shardId}.b${sequence}`;
-      await spawn(
-        subjects.transfer(shard.jobId),
-        encodeTransferBatch({
-          jobId: shard.jobId,
-          batchId,
-          shardId: shard.shardId,
-          sequence,
-          entries: batch,
-        }),
-        batchId,
-      );
-      sequence++;
-      batch = [];
-      batchBytes = 0;
     };
 
     /** Blobs of the level just compared that no entry claimed. */
@@ -246,10 +226,7 @@ export const verifyVisitor =
         );
         if (found.length > 0) return;
         if (kind === "file" && spec.verifyContent && e.size > 0) {
-          if (batch.length > 0 && (batch.length >= maxEntries || batchBytes + e.size > maxBytes))
-            await flush();
-          batch.push(toFileEntry(path, e));
-          batchBytes += e.size;
+          await batches.add(toFileEntry(path, e), e.size);
           exp.filesQueued++;
           exp.bytesQueued += e.size;
           return;
@@ -258,7 +235,7 @@ export const verifyVisitor =
       },
       end: async () => {
         await reportExtras();
-        await flush();
+        await batches.flush();
       },
     };
   };
