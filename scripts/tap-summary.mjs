@@ -1,5 +1,5 @@
 // Reads ava's TAP output on stdin, passes it through, and ends with one line CI understands:
-// "N passed, N failed" (", N skipped" when any were skipped). Exit code: 1 when any test failed
+// "N passed, N failed" (preceded by "N skipped" when any were skipped). Exit code: 1 when any test failed
 // or no plan/summary was seen (the test run crashed), else 0.
 import { createInterface } from "node:readline";
 
@@ -21,5 +21,6 @@ for await (const line of rl) {
   }
 }
 if (!sawSummary && failed === 0) failed = 1; // ava died before its summary
-console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
+if (skipped > 0) console.log(`${skipped} skipped`);
+console.log(`${passed} passed, ${failed} failed`);
 process.exitCode = failed > 0 ? 1 : 0;
