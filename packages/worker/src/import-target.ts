@@ -217,6 +217,10 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     try {
       await this.root.ensureParents(rel);
+      if (!redelivered && (await this.#tryCreate(rel, target))) {
+        await this.root.setAttributes(rel, attrs);
+        return { result: "imported" };
+      }
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
@@ -252,6 +256,12 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     try {
       await this.root.ensureParents(rel);
+      // Create first: O_EXCL is the real existence check, and on a fresh target almost nothing
+      // exists, so the lstat and HSM-state read are only paid when the name is taken.
+      if (!redelivered) {
+        const created = await this.#tryCreate(rel);
+        if (created) return await this.#finishFile(rel, size, attrs, blobName, undefined);
+      }
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
@@ -448,6 +458,21 @@ export class ImportTarget {
   async completeDownload(rel: Buffer, attrs: EntryAttributes): Promise<void> {
     await this.root.setAttributes(rel, attrs);
     if (this.#hsm) await this.#hsm.markArchived(this.root.absolute(rel), this.options.archiveId);
+  }
+
+  /**
+   * Creates the file (empty, 0600) or, with `linkTarget`, the symlink; false when the name is
+   * taken (EEXIST), so the caller goes through the conflict rules.
+   */
+  async #tryCreate(rel: Buffer, linkTarget?: Buffer): Promise<boolean> {
+    try {
+      if (linkTarget) await this.root.symlink(rel, linkTarget);
+      else await (await this.root.createFile(rel, 0o600)).close();
+      return true;
+    } catch (err) {
+      if (errorCode(err) === "EEXIST") return false;
+      throw err;
+    }
   }
 
   /** Printable absolute path for messages. */
