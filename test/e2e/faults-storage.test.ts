@@ -2,13 +2,14 @@
  * Storage faults: exports through the fault-injecting proxy (testkit) between the workers and
  * Azurite. The coordinator talks to Azurite directly; only the workers' traffic is faulted.
  */
-import { readFile, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { blobRetryStats, parseStorageTarget } from "@hsmfleet/blob";
 import { blobNameForPath } from "@hsmfleet/core";
-import { runExportJob } from "@hsmfleet/coordinator";
+import { runExportJob, runImportJob, runRestoreJob } from "@hsmfleet/coordinator";
+import { HsmEmulation } from "@hsmfleet/fs";
 import { contentOf, generateTree, startFaultProxy, tempDir } from "@hsmfleet/testkit";
 import { startBus, startStorage, startWorkers } from "./helpers.js";
 
@@ -152,4 +153,83 @@ test("a file that keeps failing goes to the error log after --max-attempts, with
   const lines = (await readFile(errorLog, "utf8")).trim().split("\n");
   t.is(lines.length, 1);
   t.like(JSON.parse(lines[0]!) as object, { path: "busy.bin", operation: "put-blob" });
+});
+
+test("import --mode full, then release and restore, through 10% injected faults: every file byte-identical, no errors", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  const manifest = await generateTree(root, {
+    depth: 2,
+    fanout: 2,
+    filesPerDir: 8,
+    symlinksPerDir: 1,
+    sizes: [0, 100, 5000, 70_000],
+  });
+  await writeFile(join(root, "big.bin"), contentOf(9, Buffer.from("big"), 9 * 1024 * 1024));
+  const azurite = await startStorage(t);
+  const proxy = await startFaultProxy({
+    target: azurite.blobEndpoint,
+    seed: 11,
+    retryAfterSeconds: 1,
+    rates: { status503: 0.04, status429: 0.03, reset: 0.03 },
+  });
+  t.teardown(() => proxy.stop());
+  const direct = parseStorageTarget(azurite.connectionString)!;
+  const faulty = parseStorageTarget(proxy.rewriteConnectionString(azurite.connectionString))!;
+  const { server, nc } = await startBus(t);
+  await startWorkers(t, server.url, 2, undefined, {
+    storage: faulty,
+    requestRetryDelayMs: 50,
+    retryDelayMs: 200,
+  });
+  const exported = await runExportJob({ nc, root, container: "imp-faulty", storage: direct });
+  t.like(exported, { state: "succeeded", errors: 0 });
+  const injectedBefore = proxy.totalInjected();
+
+  const target = join(dir.path, "target");
+  await mkdir(target);
+  const errorLog = join(dir.path, "import-errors.ndjson");
+  const imported = await runImportJob({
+    nc,
+    target,
+    container: "imp-faulty",
+    mode: "full",
+    storage: direct,
+    errorLog,
+    chunkSizeBytes: 4 * 1024 * 1024,
+  });
+  t.like(imported, { state: "succeeded", totalErrors: 0, importedFiles: manifest.files + 1 });
+  t.is(
+    (await readFile(errorLog, "utf8").catch(() => "")).trim(),
+    "",
+    "the import error log is empty",
+  );
+  const same = async () => {
+    for (const e of [
+      ...manifest.entries.filter((x) => x.type === "file"),
+      { path: Buffer.from("big.bin") },
+    ]) {
+      const want = await readFile(join(root, e.path.toString()));
+      const got = await readFile(join(target, e.path.toString()));
+      t.true(got.equals(want), `${e.path.toString()} is byte-identical`);
+    }
+  };
+  await same();
+
+  // Release every file (drop its data, keep the stub), then restore through the faults.
+  const hsm = new HsmEmulation();
+  for (const e of manifest.entries.filter((x) => x.type === "file")) {
+    const abs = Buffer.from(join(target, e.path.toString()));
+    const fh = await open(abs, "r+");
+    await fh.truncate(0);
+    await fh.truncate(e.size);
+    await fh.close();
+    await hsm.setState(abs, { compat: 1, flags: 0xd, archiveId: 1n, archiveVersion: 0n });
+  }
+  const restored = await runRestoreJob({ nc, path: target, maxInflight: 20 });
+  t.like(restored, { state: "succeeded", errors: 0, filesRestored: manifest.files });
+  await same();
+  t.log(`faults injected during import and restore: ${proxy.totalInjected() - injectedBefore}`);
+  t.true(proxy.totalInjected() - injectedBefore >= 5, "faults were injected");
 });
