@@ -9,6 +9,7 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import type { ImportTarget } from "./import-target.js";
 import { itemErrorOf } from "./publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
@@ -27,6 +28,7 @@ export const handleImportDownload = async (
   const errors: ItemError[] = [];
   const names = batch.blobNames ?? [];
   const { downloadBlobToFile } = await loadBlob();
+  const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));
   const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   try {
     await forEachLimit(
@@ -34,45 +36,60 @@ export const handleImportDownload = async (
       ctx.options.fileConcurrency,
       async ({ entry, name }) => {
         if (signal.aborted) throw signal.reason;
-        let operation = "open";
-        try {
-          const fh = await target.root.openExisting(entry.path);
+        const info = {
+          direction: "import" as const,
+          jobId: batch.jobId,
+          path: entry.path,
+          type: "file",
+          size: entry.size,
+          item: msg,
+        };
+        await traceFileTransfer(info, async () => {
+          let operation = "open";
+          let bytes = 0;
           try {
-            operation = "download";
-            const done = await downloadBlobToFile(
-              container,
-              name,
-              fh,
-              target.root.absolute(entry.path),
-              {
-                budget: ctx.budget,
-                concurrency: ctx.options.blockConcurrency,
-                expectedSize: entry.size,
-                abortSignal: signal,
-                onProgress: (n) => {
-                  counters.bytesDownloaded += n;
-                  ctx.onBytes(n);
+            const fh = await target.root.openExisting(entry.path);
+            try {
+              operation = "download";
+              const done = await downloadBlobToFile(
+                container,
+                name,
+                fh,
+                target.root.absolute(entry.path),
+                {
+                  budget: ctx.budget,
+                  concurrency: ctx.options.blockConcurrency,
+                  expectedSize: entry.size,
+                  abortSignal: signal,
+                  onProgress: (n) => {
+                    counters.bytesDownloaded += n;
+                    onBytes(n);
+                  },
                 },
-              },
-            );
-            counters.bytesImported += done.bytes;
-          } finally {
-            await fh.close();
+              );
+              counters.bytesImported += done.bytes;
+              bytes = done.bytes;
+            } finally {
+              await fh.close();
+            }
+            operation = "setattr";
+            await target.completeDownload(entry.path, {
+              mode: entry.mode,
+              uid: entry.uid,
+              gid: entry.gid,
+              mtimeSec: entry.mtimeSec,
+            });
+            counters.importedFiles++;
+            counters.totalBlobsImported++;
+            return { bytes };
+          } catch (err) {
+            if (signal.aborted) throw err;
+            counters.totalErrors++;
+            const error = itemErrorOf(entry.path, err, operation);
+            errors.push(error);
+            return { bytes, error };
           }
-          operation = "setattr";
-          await target.completeDownload(entry.path, {
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            mtimeSec: entry.mtimeSec,
-          });
-          counters.importedFiles++;
-          counters.totalBlobsImported++;
-        } catch (err) {
-          if (signal.aborted) throw err;
-          counters.totalErrors++;
-          errors.push(itemErrorOf(entry.path, err, operation));
-        }
+        });
       },
     );
   } finally {
