@@ -6,6 +6,7 @@ import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@h
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
+  DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   jobStateName,
   encodeWalkShard,
@@ -64,7 +65,7 @@ export const EXPORT_DEFAULTS = {
   blockSizeBytes: 8 * 1024 * 1024,
   batchMaxEntries: 1000,
   batchMaxBytes: 256 * 1024 * 1024,
-  chunkSizeBytes: 256 * 1024 * 1024,
+  chunkSizeBytes: DEFAULT_CHUNK_SIZE_BYTES,
 } as const;
 
 export interface ExportProgress {

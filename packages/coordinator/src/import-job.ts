@@ -6,6 +6,7 @@ import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
 import {
+  DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   JobState,
   encodeWalkShard,
@@ -42,7 +43,7 @@ export const IMPORT_DEFAULTS = {
   hsmXattr: "trusted.hsm",
   batchMaxEntries: 256,
   /** --mode full: larger blobs are split into chunks of this size, taken by any worker. */
-  chunkSizeBytes: 256 * 1024 * 1024,
+  chunkSizeBytes: DEFAULT_CHUNK_SIZE_BYTES,
 } as const;
 
 export interface ImportJobOptions {
@@ -302,6 +303,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
         container: options.container,
         logContainer: logContainerName,
         batchMaxEntries: options.batchMaxEntries ?? IMPORT_DEFAULTS.batchMaxEntries,
+        chunkSize: options.chunkSizeBytes ?? IMPORT_DEFAULTS.chunkSizeBytes,
         backend,
         hsmXattr: options.hsmXattr ?? IMPORT_DEFAULTS.hsmXattr,
         import: {
@@ -312,7 +314,6 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
           maxInflight: 0,
           restoreBatch: 0,
           fsRoot: Buffer.alloc(0),
-          chunkSize: options.chunkSizeBytes ?? IMPORT_DEFAULTS.chunkSizeBytes,
         },
       }),
       { published: prefixes.length, errorLog: errors.path, conflictLog: conflicts.path },

@@ -202,7 +202,6 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
           maxInflight,
           restoreBatch,
           fsRoot: Buffer.from(fsRoot),
-          chunkSize: 0,
         },
       }),
       { published: 1, errorLog: errorLogPath },

@@ -199,10 +199,7 @@ const importDirFromWire = (d: hsmfleet.v1.IImportDir): ImportDir => ({
   preexisting: d.preexisting ?? false,
 });
 
-const importSpecToWire = (s: ImportSpec): hsmfleet.v1.IImportSpec => ({
-  ...s,
-  chunkSize: fromNumber(s.chunkSize, "chunkSize"),
-});
+const importSpecToWire = (s: ImportSpec): hsmfleet.v1.IImportSpec => ({ ...s });
 const importSpecFromWire = (s: hsmfleet.v1.IImportSpec | null | undefined): ImportSpec => ({
   mode: (s?.mode || "namespace") as ImportMode,
   conflict: (s?.conflict || "fail") as ConflictMode,
@@ -211,7 +208,6 @@ const importSpecFromWire = (s: hsmfleet.v1.IImportSpec | null | undefined): Impo
   maxInflight: s?.maxInflight ?? 0,
   restoreBatch: s?.restoreBatch ?? 0,
   fsRoot: bytes(s?.fsRoot),
-  chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
 });
 
 // ---- messages ----

@@ -36,6 +36,7 @@ export {
   emptyImportCounters,
   emptyRestoreCounters,
   defaultImportSpec,
+  DEFAULT_CHUNK_SIZE_BYTES,
   addCounters,
   newItemResult,
   newJobSpec,

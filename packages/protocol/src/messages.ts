@@ -170,7 +170,10 @@ export interface JobSpec {
   batchMaxBytes: number;
   /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
   verifyContent: boolean;
-  /** Export: files larger than this go up in chunks any worker takes (0 = default 256 MiB). */
+  /**
+   * Export and import --mode full: files larger than this move in chunks any worker takes
+   * (0 = DEFAULT_CHUNK_SIZE_BYTES).
+   */
   chunkSize: number;
   import: ImportSpec;
 }
@@ -188,8 +191,6 @@ export interface ImportSpec {
   restoreBatch: number;
   /** Restore fallback: the directory that maps to the container root (empty = none). */
   fsRoot: Buffer;
-  /** --mode full: blobs larger than this are downloaded in chunks of this size by any worker. */
-  chunkSize: number;
 }
 
 export interface JobStatus {
@@ -381,8 +382,10 @@ export const defaultImportSpec = (): ImportSpec => ({
   maxInflight: 2000,
   restoreBatch: 50,
   fsRoot: Buffer.alloc(0),
-  chunkSize: 256 * 1024 * 1024,
 });
+
+/** Chunk size of large files when the job gives none (JobSpec.chunkSize 0). */
+export const DEFAULT_CHUNK_SIZE_BYTES = 256 * 1024 * 1024;
 
 /** Adds every counter of `from` to `into` (flat numeric records of the same shape). */
 export const addCounters = <T extends object>(into: T, from: T): void => {

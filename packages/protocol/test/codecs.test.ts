@@ -192,7 +192,6 @@ test("job status round trip", (t) => {
         maxInflight: 2000,
         restoreBatch: 50,
         fsRoot: Buffer.from("/mnt/lustre"),
-        chunkSize: 2 ** 33,
       },
       verifyContent: true,
     },

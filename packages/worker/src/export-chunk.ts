@@ -27,7 +27,7 @@ import { loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
 /** Export files larger than this are chunked unless the job says otherwise. */
-export const DEFAULT_EXPORT_CHUNK_SIZE = 256 * 1024 * 1024;
+export { DEFAULT_CHUNK_SIZE_BYTES as DEFAULT_EXPORT_CHUNK_SIZE } from "@hsmfleet/protocol";
 
 /**
  * The chunk items of one file: ranges of whole blocks (the block size is chooseBlockSize's for the

@@ -12,7 +12,7 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import { emptyExportCounters, emptyScanCounters, encodeChunk, subjects } from "@hsmfleet/protocol";
 import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
-import { TransferBatcher } from "./transfer-batcher.js";
+import { transferBatcherFor } from "./transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 /** What the blob at an entry's name says, for the incremental comparison. */
@@ -22,11 +22,6 @@ interface ExistingBlob {
   folder: boolean;
   symlink: boolean;
 }
-
-export const EXPORT_BATCH_DEFAULTS = {
-  maxEntries: 1000,
-  maxBytes: 256 * 1024 * 1024,
-} as const;
 
 /** Blob-name prefix of a directory's children: "" for the root without prefix, else "<name>/". */
 const levelPrefix = (dirPath: Buffer, prefix: string): string => {
@@ -44,17 +39,10 @@ export const exportVisitor =
   ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
-    const maxEntries = spec.batchMaxEntries || EXPORT_BATCH_DEFAULTS.maxEntries;
-    const maxBytes = spec.batchMaxBytes || EXPORT_BATCH_DEFAULTS.maxBytes;
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
     const existing = new Map<string, ExistingBlob>();
-    const batches = new TransferBatcher(shard, spawn, {
-      subject: subjects.transfer(shard.jobId),
-      tag: "b",
-      maxEntries,
-      maxBytes,
-    });
+    const batches = transferBatcherFor(shard, spawn, spec);
     const chunkSize = spec.chunkSize || DEFAULT_EXPORT_CHUNK_SIZE;
     let fileSeq = 0;
     /** A file larger than the chunk size: chunk items any worker takes (see export-chunk.ts). */

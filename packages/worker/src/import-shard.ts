@@ -22,6 +22,7 @@ import type { BlobContainer, BlobLevelEntry } from "@hsmfleet/blob";
 import type { EntryAttributes } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import {
+  DEFAULT_CHUNK_SIZE_BYTES,
   WALK_GROUP_DIRECTORIES,
   emptyImportCounters,
   encodeChunk,
@@ -41,7 +42,7 @@ import type {
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
 import { ERRORS_PER_MESSAGE, itemErrorOf } from "./publisher.js";
 import { ShardRun } from "./walk-shard.js";
-import { TransferBatcher } from "./transfer-batcher.js";
+import { transferBatcherFor } from "./transfer-batcher.js";
 import type { WalkContext } from "./walk-shard.js";
 
 /** Bounds of one download batch (--mode full). */
@@ -168,16 +169,9 @@ const importShardWith = async (
   };
 
   // --mode full: files whose data is to be downloaded, in bounded batches.
-  const maxEntries = spec.batchMaxEntries || IMPORT_BATCH_DEFAULTS.maxEntries;
-  const maxBytes = spec.batchMaxBytes || IMPORT_BATCH_DEFAULTS.maxBytes;
-  const batches = new TransferBatcher(shard, run.spawn, {
-    subject: subjects.transfer(shard.jobId),
-    tag: "b",
-    maxEntries,
-    maxBytes,
-  });
+  const batches = transferBatcherFor(shard, run.spawn, spec, IMPORT_BATCH_DEFAULTS);
   // Large blobs: chunks any worker takes (several VMs download one file at once).
-  const chunkSize = spec.import.chunkSize || 256 * 1024 * 1024;
+  const chunkSize = spec.chunkSize || DEFAULT_CHUNK_SIZE_BYTES;
   let fileSeq = 0;
   const queueChunks = async (
     rel: Buffer,

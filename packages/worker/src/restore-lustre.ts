@@ -87,8 +87,8 @@ export const handleLustreRestore = async (
           waiting.delete(key);
         } else if ((flags & HsmFlag.Released) === 0) {
           counters.filesRestored++;
+          // The copytool moved these bytes, not this worker: counted for the job, not the worker.
           counters.bytesRestored += w.size;
-          ctx.onBytes(w.size);
           waiting.delete(key);
         }
       }

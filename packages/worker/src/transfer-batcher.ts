@@ -1,6 +1,7 @@
 import type { FileEntry } from "@hsmfleet/core";
 import { encodeTransferBatch } from "@hsmfleet/protocol";
-import type { WalkShard } from "@hsmfleet/protocol";
+import { subjects } from "@hsmfleet/protocol";
+import type { JobSpec, WalkShard } from "@hsmfleet/protocol";
 
 export interface TransferBatcherOptions {
   /** Work subject the batches go to (transfer, restore). */
@@ -70,3 +71,23 @@ export class TransferBatcher {
     this.#bytes = 0;
   }
 }
+
+/** Default bounds of one transfer batch when the job gives none. */
+export const TRANSFER_BATCH_DEFAULTS = {
+  maxEntries: 1000,
+  maxBytes: 256 * 1024 * 1024,
+} as const;
+
+/** The batcher of a shard's transfer items, bounded by the job's batch settings. */
+export const transferBatcherFor = (
+  shard: WalkShard,
+  spawn: (subject: string, data: Uint8Array, msgID: string) => Promise<void>,
+  spec: JobSpec,
+  defaults: { maxEntries: number; maxBytes: number } = TRANSFER_BATCH_DEFAULTS,
+): TransferBatcher =>
+  new TransferBatcher(shard, spawn, {
+    subject: subjects.transfer(shard.jobId),
+    tag: "b",
+    maxEntries: spec.batchMaxEntries || defaults.maxEntries,
+    maxBytes: spec.batchMaxBytes || defaults.maxBytes,
+  });

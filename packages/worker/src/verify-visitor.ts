@@ -11,11 +11,10 @@ import {
 } from "@hsmfleet/core";
 import type { BlobEntryKind } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
-import { emptyExportCounters, emptyScanCounters, subjects } from "@hsmfleet/protocol";
+import { emptyExportCounters, emptyScanCounters } from "@hsmfleet/protocol";
 import type { ItemError } from "@hsmfleet/protocol";
-import { EXPORT_BATCH_DEFAULTS } from "./export-visitor.js";
 import { countEntry, toFileEntry } from "./scan-visitor.js";
-import { TransferBatcher } from "./transfer-batcher.js";
+import { transferBatcherFor } from "./transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 /** The operation name of every difference in a verify job's error log. */
@@ -86,17 +85,10 @@ export const verifyVisitor =
   ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
-    const maxEntries = spec.batchMaxEntries || EXPORT_BATCH_DEFAULTS.maxEntries;
-    const maxBytes = spec.batchMaxBytes || EXPORT_BATCH_DEFAULTS.maxBytes;
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
     let level = new Map<string, LevelBlob>();
-    const batches = new TransferBatcher(shard, spawn, {
-      subject: subjects.transfer(shard.jobId),
-      tag: "b",
-      maxEntries,
-      maxBytes,
-    });
+    const batches = transferBatcherFor(shard, spawn, spec);
 
     const differ = async (path: Buffer, code: string, message: string): Promise<void> => {
       exp.errors++;
