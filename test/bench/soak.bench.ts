@@ -14,6 +14,7 @@
  *   HSMFLEET_SOAK_KILL_MS      mean time between kills (default 5000; 0 = no kills)
  *   HSMFLEET_SOAK_FAULT_RATE   storage fault rate through the proxy (default 0.01; 0 = no proxy)
  *   HSMFLEET_SOAK_DIR          where the tree is made (default a temp dir; kept when given)
+ *   HSMFLEET_SOAK_BATCH        files per transfer batch (default 0 = the export's default, 1,000)
  *
  * Results go to bench/results/soak.json and stdout.
  */
@@ -48,6 +49,7 @@ const FILE_BYTES = envNum("HSMFLEET_SOAK_FILE_BYTES", 1024);
 const WORKERS = envNum("HSMFLEET_SOAK_WORKERS", 2);
 const KILL_MS = envNum("HSMFLEET_SOAK_KILL_MS", 5000);
 const FAULT_RATE = envNum("HSMFLEET_SOAK_FAULT_RATE", 0.01);
+const BATCH = envNum("HSMFLEET_SOAK_BATCH", 0);
 const PER_DIR = 1000;
 
 const makeTree = async (root: string): Promise<void> => {
@@ -161,12 +163,22 @@ const main = async (): Promise<void> => {
   });
 
   const started = Date.now();
+  let lastReport = started;
   const summary = await runExportJob({
     nc,
     root,
     container: "soak",
     storage: parseStorageTarget(sink.connectionString)!,
     maxErrors: -1,
+    batchMaxEntries: BATCH === 0 ? undefined : BATCH,
+    onProgress: (p) => {
+      if (Date.now() - lastReport < 30_000) return;
+      lastReport = Date.now();
+      process.stdout.write(
+        `${Math.round(p.elapsedMs / 1000)} s: ${p.filesDone} of ${p.filesFound} files found, ` +
+          `${kills} kills, ${redelivered} items redelivered, ${p.errors} errors\n`,
+      );
+    },
   });
   const seconds = (Date.now() - started) / 1000;
   const killsSurvived = kills;
@@ -184,6 +196,7 @@ const main = async (): Promise<void> => {
     workers: WORKERS,
     meanKillIntervalMs: KILL_MS,
     faultRate: FAULT_RATE,
+    batchFiles: BATCH === 0 ? 1000 : BATCH,
     state: summary.state,
     filesExported: summary.filesExported,
     seconds: Number(seconds.toFixed(1)),
