@@ -8,6 +8,7 @@
 import { open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { displayPath } from "@hsmfleet/core";
+import { blockCrc64 } from "./block-checksum.js";
 import { blockIdFor } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
@@ -19,12 +20,7 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
-import {
-  DEFAULT_UPLOAD_CONCURRENCY,
-  blockMd5,
-  giveBlockBuffer,
-  takeBlockBuffer,
-} from "./upload.js";
+import { DEFAULT_UPLOAD_CONCURRENCY, giveBlockBuffer, takeBlockBuffer } from "./upload.js";
 
 /** Size and mtime the walk saw; the file must still have them when read and when committed. */
 export interface ExpectedFile {
@@ -83,7 +79,7 @@ const snapshotOf = async (fh: FileHandle, where: BlobOperationSubject): Promise<
 
 /**
  * Stages the blocks of `[offset, offset + length)` of a local file as blocks of blob `name`, each
- * with its Content-MD5 (checked by the service). The file is fstat'ed at open and after the last
+ * with its CRC64 (x-ms-content-crc64, checked by the service; computed natively on the threadpool). The file is fstat'ed at open and after the last
  * read: a size or mtime other than `expected`, or a short read, is a FileChangedError. Nothing is
  * committed here.
  */
@@ -132,7 +128,7 @@ export const stageFileRange = async (
       } catch (err) {
         throw new BlobOperationError("read", where, signal.aborted ? abortCause(signal) : err);
       }
-      // Shared memory from the pool: the MD5 thread hashes it in place, and it is reused.
+      // A pooled (reused) buffer: a steady upload does not fault in fresh memory for every block.
       const buf = takeBlockBuffer(n);
       let read = 0;
       try {
@@ -153,9 +149,8 @@ export const stageFileRange = async (
       }
       const id = blockIdFor(at);
       const sent: Promise<void> = (async () => {
-        const md5 = await blockMd5(buf);
         await container.stageBlock(name, id, buf, {
-          contentMD5: md5,
+          contentCrc64: await blockCrc64(buf),
           abortSignal: signal,
           localPath: shown,
         });
