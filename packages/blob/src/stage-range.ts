@@ -123,13 +123,15 @@ export const stageFileRange = async (
       if (failure !== undefined) break;
       if (signal.aborted) throw new BlobOperationError("read", where, abortCause(signal));
       const n = Math.min(blockSize, end - at);
+      // A pooled full-size buffer even for a short last block (held, and counted, whole): fresh
+      // memory for every block costs page faults and unmapping (see upload.ts's pool).
       try {
-        await budget.acquire(n, signal);
+        await budget.acquire(blockSize, signal);
       } catch (err) {
         throw new BlobOperationError("read", where, signal.aborted ? abortCause(signal) : err);
       }
-      // A pooled (reused) buffer: a steady upload does not fault in fresh memory for every block.
-      const buf = takeBlockBuffer(n);
+      const block = takeBlockBuffer(blockSize);
+      const buf = n === blockSize ? block : block.subarray(0, n);
       let read = 0;
       try {
         while (read < n) {
@@ -138,13 +140,13 @@ export const stageFileRange = async (
           read += r.bytesRead;
         }
       } catch (err) {
-        giveBlockBuffer(buf);
-        budget.release(n);
+        giveBlockBuffer(block);
+        budget.release(blockSize);
         throw fsFailure("read", where, err);
       }
       if (read < n) {
-        giveBlockBuffer(buf);
-        budget.release(n);
+        giveBlockBuffer(block);
+        budget.release(blockSize);
         throw new FileChangedError(shown, before, await snapshotOf(fh, where), "upload");
       }
       const id = blockIdFor(at);
@@ -159,8 +161,8 @@ export const stageFileRange = async (
       })()
         .catch(fail)
         .finally(() => {
-          giveBlockBuffer(buf);
-          budget.release(n);
+          giveBlockBuffer(block);
+          budget.release(blockSize);
           inFlight.delete(sent);
         });
       inFlight.add(sent);
