@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 
 import test from "ava";
@@ -42,9 +43,10 @@ test("published vectors: CRC-64/NVME check value and the Azure SDK's x-ms-conten
 test("the fast path agrees with slicing-by-8 and the bitwise definition at every length and alignment", (t) => {
   t.log(`implementation: ${crc64Implementation()}`);
   const base = randomBytes(4096 + 64);
-  // Lengths around the 128-byte folding groups and the 256-byte threshold, at odd offsets.
-  const lengths = [0, 1, 7, 8, 9, 15, 16, 17, 127, 128, 129, 255, 256, 257, 383, 384, 1023, 1024];
-  lengths.push(1025, 2047, 2048, 4095, 4096);
+  // Lengths around the 128-byte (pclmul) and 256-byte (vpclmulqdq) folding groups and the
+  // thresholds of each path (256 and 1024 bytes), at odd offsets.
+  const lengths = [0, 1, 7, 8, 9, 15, 16, 17, 127, 128, 129, 255, 256, 257, 383, 384, 511, 512];
+  lengths.push(513, 767, 1023, 1024, 1025, 1279, 1280, 1281, 2047, 2048, 2049, 4095, 4096);
   for (const n of lengths) {
     for (const offset of [0, 1, 3, 8, 13]) {
       const data = base.subarray(offset, offset + n);
@@ -85,4 +87,28 @@ test("crc64Bytes is little-endian; bad arguments are TypeErrors", (t) => {
   t.throws(() => crc64("text" as unknown as Uint8Array), { instanceOf: TypeError });
   t.throws(() => crc64(Buffer.alloc(1), 1 as unknown as bigint), { instanceOf: TypeError });
   t.throws(() => crc64(Buffer.alloc(1), -1n), { instanceOf: TypeError });
+});
+
+test("every implementation this CPU has gives the same values (HSMFLEET_CRC64_IMPL caps the choice)", (t) => {
+  // Deterministic data, hashed in child processes that load the addon with a capped choice.
+  const script = `
+    const { crc64, crc64Implementation } = await import(${JSON.stringify(new URL("../src/crc64.js", import.meta.url).href)});
+    const data = Buffer.alloc(3 * 1024 * 1024 + 333);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+    const values = [0, 100, 256, 1000, 1024, 5000, 65536, data.length].map((n) => crc64(data.subarray(7, 7 + n)).toString(16));
+    process.stdout.write(JSON.stringify({ impl: crc64Implementation(), values }));`;
+  const run = (cap: string | undefined): { impl: string; values: string[] } => {
+    const env = { ...process.env };
+    delete env["HSMFLEET_CRC64_IMPL"];
+    if (cap !== undefined) env["HSMFLEET_CRC64_IMPL"] = cap;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env });
+    return JSON.parse(out.toString()) as { impl: string; values: string[] };
+  };
+  const best = run(undefined);
+  const pclmul = run("pclmul");
+  const table = run("table");
+  t.log(`implementations: ${best.impl}, ${pclmul.impl}, ${table.impl}`);
+  t.is(table.impl, "table");
+  t.deepEqual(pclmul.values, table.values);
+  t.deepEqual(best.values, table.values);
 });
