@@ -8,6 +8,15 @@
       "cflags_c": ["-std=gnu11"],
       "cflags!": ["-O3"],
       "xcode_settings": { "GCC_OPTIMIZATION_LEVEL": "2" }
+    },
+    {
+      "target_name": "hsmfleet_crc64",
+      "sources": ["native/crc64.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11"],
+      "cflags!": ["-O3"],
+      "xcode_settings": { "GCC_OPTIMIZATION_LEVEL": "2" }
     }
   ]
 }

@@ -4,8 +4,13 @@
  * against it, at (almost) no cost of its own. It exists to measure how fast a client can move data
  * when the service costs nothing.
  *
- * Write side: request bodies are read and counted, never stored, never checked (no MD5
- * verification, no auth check); a blob that was written "does not exist" afterwards.
+ * Write side: request bodies are read and counted, never stored; a blob that was written "does not
+ * exist" afterwards. The one check is the transactional CRC64: a Put Block or Put Blob with
+ * x-ms-content-crc64 has its body's CRC64 computed (native, @hsmfleet/fs, ~10 GB/s: a cost of the
+ * sink's own) and gets 400 Crc64Mismatch, as from the service, when they differ — proof, end to
+ * end, that the header hsmfleet sends is right. `checkCrc64Every` N checks one such request in N
+ * (default 1, all): a wrong CRC64 fails every block, so a sample proves it as well at 1/N of the
+ * sink's CPU. Content-MD5 and auth are not checked.
  *
  * Read side: blobs are REGISTERED out of band (POST /__sink/blobs, below) with a name, a size and
  * optional metadata; the sink keeps only that list. Their content is SYNTHETIC and deterministic:
@@ -26,7 +31,9 @@
  *                                           maxresults (default 5000) with NextMarker,
  *                                           include=metadata
  *   PUT  (x-ms-blob-type: BlockBlob)        Put Blob: 201 with ETag, Last-Modified, Content-MD5 echo
- *   PUT  ?comp=block&blockid=…              Put Block: 201 (Content-MD5 echo)
+ *                                           (400 Crc64Mismatch: x-ms-content-crc64 is wrong)
+ *   PUT  ?comp=block&blockid=…              Put Block: 201 (Content-MD5 / x-ms-content-crc64 echo;
+ *                                           400 Crc64Mismatch as for Put Blob)
  *   PUT  ?comp=blocklist                    Put Block List: 201 with ETag, Last-Modified
  *   HEAD on a registered blob               Get Blob Properties: Content-Length, ETag,
  *                                           Last-Modified, x-ms-blob-type, Accept-Ranges, metadata
@@ -57,6 +64,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { createServer, request } from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { crc64, crc64Bytes } from "@hsmfleet/fs/crc64";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The emulator's well-known development account (the sink accepts any name). */
@@ -95,6 +103,12 @@ export interface BlobSinkStats {
   withContentMD5: number;
   /** Put Blob / Put Block List requests that set the blob's stored MD5 (x-ms-blob-content-md5). */
   withBlobContentMD5: number;
+  /** Put Blob / Put Block requests with x-ms-content-crc64. */
+  withContentCrc64: number;
+  /** Of those, how many were checked against their body (checkCrc64Every). */
+  crc64Checked: number;
+  /** Of those, how many had a CRC64 other than the body's (answered 400 Crc64Mismatch). */
+  crc64Mismatches: number;
   /** "METHOD path?query" of requests the sink does not understand (first 20). */
   unsupportedSamples: string[];
 }
@@ -106,6 +120,8 @@ export interface BlobSinkOptions {
   port?: number;
   /** Print method, URL and headers of the first N requests to stderr (default 0). */
   logRequests?: number;
+  /** Check the x-ms-content-crc64 of one request in N that carry one (default 1: every one). */
+  checkCrc64Every?: number;
 }
 
 export interface BlobSinkEndpoint {
@@ -309,6 +325,9 @@ const emptyStats = (): BlobSinkStats => ({
   },
   withContentMD5: 0,
   withBlobContentMD5: 0,
+  withContentCrc64: 0,
+  crc64Checked: 0,
+  crc64Mismatches: 0,
   unsupportedSamples: [],
 });
 
@@ -455,6 +474,8 @@ const parseRange = (
 export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<BlobSink> => {
   const host = options.host ?? "127.0.0.1";
   let toLog = options.logRequests ?? 0;
+  const checkCrc64Every = Math.max(1, Math.floor(options.checkCrc64Every ?? 1));
+  let crcRequests = 0;
   let stats = emptyStats();
   const containers = new Set<string>();
   const registries = new Map<string, Registry>();
@@ -545,6 +566,7 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     res: ServerResponse,
     body: number,
     text: string | undefined,
+    bodyCrc64: string | undefined,
   ): void => {
     const url = new URL(req.url ?? "/", "http://sink");
     const q = url.searchParams;
@@ -617,6 +639,25 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     const md5Echo: Record<string, string> = {};
     const md5 = headers["content-md5"];
     if (typeof md5 === "string") md5Echo["content-md5"] = md5;
+    const sentCrc64 = headers["x-ms-content-crc64"];
+    if (typeof sentCrc64 === "string") md5Echo["x-ms-content-crc64"] = sentCrc64;
+    /** False (after answering 400) when the request's x-ms-content-crc64 is not its body's. */
+    const crc64Holds = (): boolean => {
+      if (typeof sentCrc64 !== "string") return true;
+      stats.withContentCrc64++;
+      if (bodyCrc64 === undefined) return true; // not in the sample
+      stats.crc64Checked++;
+      if (sentCrc64 === bodyCrc64) return true;
+      stats.crc64Mismatches++;
+      sendError(
+        req,
+        res,
+        400,
+        "Crc64Mismatch",
+        `The CRC64 value specified in the request (${sentCrc64}) did not match the CRC64 of the body (${bodyCrc64}).`,
+      );
+      return false;
+    };
     const written = (): Record<string, string> => ({
       etag: newEtag(),
       "last-modified": new Date().toUTCString(),
@@ -680,12 +721,14 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
       case "putBlob":
         stats.dataBytes += body;
         countSource(req, body);
+        if (!crc64Holds()) return;
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
         sendEmpty(req, res, 201, { ...written(), ...md5Echo });
         return;
       case "putBlock":
         stats.dataBytes += body;
         countSource(req, body);
+        if (!crc64Holds()) return;
         sendEmpty(req, res, 201, { ...md5Echo, "x-ms-request-server-encrypted": "true" });
         return;
       case "putBlockList":
@@ -735,12 +778,25 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
     const keep = req.url?.startsWith("/__sink/") ?? false;
     const chunks: Buffer[] = [];
     let body = 0;
+    // The CRC64 of a body that claims one, chunk by chunk as it arrives (seeds chain).
+    const checkCrc =
+      req.method === "PUT" &&
+      req.headers["x-ms-content-crc64"] !== undefined &&
+      ++crcRequests % checkCrc64Every === 0;
+    let crc = 0n;
     req.on("data", (chunk: Buffer) => {
       body += chunk.length;
       if (keep) chunks.push(chunk);
+      if (checkCrc) crc = crc64(chunk, crc);
     });
     req.once("end", () =>
-      handle(req, res, body, keep ? Buffer.concat(chunks).toString("utf8") : undefined),
+      handle(
+        req,
+        res,
+        body,
+        keep ? Buffer.concat(chunks).toString("utf8") : undefined,
+        checkCrc ? crc64Bytes(crc).toString("base64") : undefined,
+      ),
     );
     req.once("error", () => res.destroy());
   });
@@ -804,12 +860,16 @@ const sinkCall = (port: number, method: string, path: string, body?: string): Pr
 
 /** Runs the sink in a child process (this module as its main), on a free loopback port. */
 export const spawnBlobSink = async (
-  options: { logRequests?: number; execArgv?: string[] } = {},
+  options: { logRequests?: number; checkCrc64Every?: number; execArgv?: string[] } = {},
 ): Promise<BlobSinkProcess> => {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), ["--serve"], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     execArgv: options.execArgv ?? [],
-    env: { ...process.env, HSMFLEET_SINK_LOG_REQUESTS: String(options.logRequests ?? 0) },
+    env: {
+      ...process.env,
+      HSMFLEET_SINK_LOG_REQUESTS: String(options.logRequests ?? 0),
+      HSMFLEET_SINK_CRC64_EVERY: String(options.checkCrc64Every ?? 1),
+    },
   });
   const stopChild = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -861,6 +921,7 @@ const isMain =
 if (isMain && process.argv.includes("--serve")) {
   const sink = await startBlobSink({
     logRequests: Number(process.env["HSMFLEET_SINK_LOG_REQUESTS"] ?? 0) || 0,
+    checkCrc64Every: Number(process.env["HSMFLEET_SINK_CRC64_EVERY"] ?? 1) || 1,
   });
   const shutdown = (): void => {
     void sink.close().then(() => process.exit(0));

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { BlockBlobUploadOptions, ContainerClient } from "@azure/storage-blob";
 import { UsageError, errorMessage } from "@hsmfleet/core";
+import { blockCrc64 } from "./block-checksum.js";
 import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
 
 /** One entry of a hierarchical listing level. */
@@ -183,18 +184,29 @@ export class BlobContainer {
   }
 
   /**
-   * Put Block with the block's MD5 as Content-MD5 (checked by the service). Pass `contentMD5` when
-   * it is already known (uploadFile hashes blocks on helper threads) so the block is hashed once.
+   * Put Block with a transactional checksum the service verifies before it keeps the block:
+   * `contentCrc64` (x-ms-content-crc64, the 8 bytes of @hsmfleet/fs's crc64Bytes) or `contentMD5`
+   * (Content-MD5) when the caller has one, else the block's CRC64, computed natively on the libuv
+   * threadpool (about 10 GB/s per core, against ~0.7 GB/s for MD5). Never both: the service
+   * refuses a request that carries both headers.
    */
   async stageBlock(
     name: string,
     blockId: string,
     body: Buffer,
-    options: { abortSignal?: AbortSignal; contentMD5?: Buffer } & LocalPathOption = {},
+    options: {
+      abortSignal?: AbortSignal;
+      contentMD5?: Buffer;
+      contentCrc64?: Buffer;
+    } & LocalPathOption = {},
   ): Promise<void> {
     try {
+      const checksum =
+        options.contentMD5 !== undefined && options.contentCrc64 === undefined
+          ? { transactionalContentMD5: options.contentMD5 }
+          : { transactionalContentCrc64: options.contentCrc64 ?? (await blockCrc64(body)) };
       await this.client.getBlockBlobClient(name).stageBlock(blockId, body, body.length, {
-        transactionalContentMD5: options.contentMD5 ?? md5Of(body),
+        ...checksum,
         contentChecksumAlgorithm: "Customized",
         ...(options.abortSignal ? { abortSignal: options.abortSignal } : {}),
       });

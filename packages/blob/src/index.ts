@@ -26,6 +26,7 @@ export {
 } from "./blocks.js";
 export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
 export { uploadFile, DEFAULT_UPLOAD_CONCURRENCY } from "./upload.js";
+export { blockCrc64 } from "./block-checksum.js";
 export type { UploadFileOptions, UploadResult } from "./upload.js";
 export {
   BlobOperationError,

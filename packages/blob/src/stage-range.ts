@@ -8,6 +8,7 @@
 import { open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { displayPath } from "@hsmfleet/core";
+import { blockCrc64 } from "./block-checksum.js";
 import { blockIdFor } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
@@ -19,12 +20,7 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
-import {
-  DEFAULT_UPLOAD_CONCURRENCY,
-  blockMd5,
-  giveBlockBuffer,
-  takeBlockBuffer,
-} from "./upload.js";
+import { DEFAULT_UPLOAD_CONCURRENCY, giveBlockBuffer, takeBlockBuffer } from "./upload.js";
 
 /** Size and mtime the walk saw; the file must still have them when read and when committed. */
 export interface ExpectedFile {
@@ -83,7 +79,7 @@ const snapshotOf = async (fh: FileHandle, where: BlobOperationSubject): Promise<
 
 /**
  * Stages the blocks of `[offset, offset + length)` of a local file as blocks of blob `name`, each
- * with its Content-MD5 (checked by the service). The file is fstat'ed at open and after the last
+ * with its CRC64 (x-ms-content-crc64, checked by the service; computed natively on the threadpool). The file is fstat'ed at open and after the last
  * read: a size or mtime other than `expected`, or a short read, is a FileChangedError. Nothing is
  * committed here.
  */
@@ -127,13 +123,15 @@ export const stageFileRange = async (
       if (failure !== undefined) break;
       if (signal.aborted) throw new BlobOperationError("read", where, abortCause(signal));
       const n = Math.min(blockSize, end - at);
+      // A pooled full-size buffer even for a short last block (held, and counted, whole): fresh
+      // memory for every block costs page faults and unmapping (see upload.ts's pool).
       try {
-        await budget.acquire(n, signal);
+        await budget.acquire(blockSize, signal);
       } catch (err) {
         throw new BlobOperationError("read", where, signal.aborted ? abortCause(signal) : err);
       }
-      // Shared memory from the pool: the MD5 thread hashes it in place, and it is reused.
-      const buf = takeBlockBuffer(n);
+      const block = takeBlockBuffer(blockSize);
+      const buf = n === blockSize ? block : block.subarray(0, n);
       let read = 0;
       try {
         while (read < n) {
@@ -142,20 +140,19 @@ export const stageFileRange = async (
           read += r.bytesRead;
         }
       } catch (err) {
-        giveBlockBuffer(buf);
-        budget.release(n);
+        giveBlockBuffer(block);
+        budget.release(blockSize);
         throw fsFailure("read", where, err);
       }
       if (read < n) {
-        giveBlockBuffer(buf);
-        budget.release(n);
+        giveBlockBuffer(block);
+        budget.release(blockSize);
         throw new FileChangedError(shown, before, await snapshotOf(fh, where), "upload");
       }
       const id = blockIdFor(at);
       const sent: Promise<void> = (async () => {
-        const md5 = await blockMd5(buf);
         await container.stageBlock(name, id, buf, {
-          contentMD5: md5,
+          contentCrc64: await blockCrc64(buf),
           abortSignal: signal,
           localPath: shown,
         });
@@ -164,8 +161,8 @@ export const stageFileRange = async (
       })()
         .catch(fail)
         .finally(() => {
-          giveBlockBuffer(buf);
-          budget.release(n);
+          giveBlockBuffer(block);
+          budget.release(blockSize);
           inFlight.delete(sent);
         });
       inFlight.add(sent);

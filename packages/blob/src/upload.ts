@@ -4,6 +4,7 @@ import type { BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { displayPath, errorMessage } from "@hsmfleet/core";
+import { blockCrc64 } from "./block-checksum.js";
 import { blockIdFor, chooseBlockSize } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
@@ -14,7 +15,7 @@ import {
   type BlobOperationSubject,
   type FileSnapshot,
 } from "./errors.js";
-import { MemoryBudget } from "./memory-budget.js";
+import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget } from "./memory-budget.js";
 
 /** Stages in flight per file unless the caller says otherwise. */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
@@ -132,11 +133,15 @@ const acquire = async (
 // ---------------------------------------------------------------------------------------------
 // Block buffers: SharedArrayBuffer-backed, so the MD5 threads read them in place (no copy), and
 // reused, so a steady upload does not fault in (and the GC does not sweep) fresh memory for every
-// block. Only full blocks are pooled; the pool keeps at most 64 MiB of idle buffers (enough for
-// the hand-over from a finished block to the next read) and empties itself after 10 s without
-// uploads. The memory budget counts every buffer in use, not the idle ones.
+// block. Only full blocks are pooled: a short last block is read into a full-size buffer too. A
+// fresh 8 MiB buffer costs far more than its bytes (page faults on the first read, unmapping when
+// both heaps collect it): reading 2 GiB into fresh buffers took 6 CPU seconds against 0.6 into
+// reused ones. So the pool keeps up to a worker's default memory budget of idle buffers — never
+// more than were in use at once, as a buffer is only created when the pool has none — which
+// covers the hand-over when several chunks or files end together, and empties itself after 10 s
+// without uploads. The memory budget counts every buffer in use, not the idle ones.
 
-const POOL_MAX_BYTES = 64 * 1024 * 1024;
+const POOL_MAX_BYTES = DEFAULT_MEMORY_BUDGET_BYTES;
 const POOL_IDLE_MS = 10_000;
 
 class BlockBufferPool {
@@ -189,14 +194,14 @@ export const takeBlockBuffer = (size: number): Buffer => blockBuffers.take(size)
 export const giveBlockBuffer = (buf: Buffer): void => blockBuffers.give(buf);
 
 // ---------------------------------------------------------------------------------------------
-// MD5 off the event loop. A block upload hashes every byte twice: once for the block's own
-// Content-MD5 (checked by the service on each Put Block) and once for the whole-file MD5 stored
-// at commit. OpenSSL's MD5 runs at ~700 MB/s per core and cannot be split, so on the event loop
-// the two passes capped one worker at ~350 MB/s and starved its HTTP traffic. Here helper threads
-// (started as the load needs them, up to one per CPU) hash the shared buffers in place: block MD5s
-// go to the least busy thread (the blocks of one file hash in parallel); each file's running MD5
-// lives on one thread that receives its blocks in order (so one file's whole-file MD5 stays at
-// one core's speed). Should the threads be unavailable, hashing falls back to this thread.
+// MD5 off the event loop. A block upload hashes every byte once with MD5, for the whole-file MD5
+// stored at commit; each block's own transactional check is a CRC64 (block-checksum.ts, native,
+// ~10 GB/s). OpenSSL's MD5 runs at ~700 MB/s per core and cannot be split, so on the event loop it
+// would cap a worker and starve its HTTP traffic. Here helper threads (started as the load needs
+// them, up to one per CPU) hash the shared buffers in place: each file's running MD5 lives on one
+// thread that receives its blocks in order (one file's whole-file MD5 runs at one core's speed;
+// many files use many cores); the single-put MD5s of mid-size files go to the least busy thread.
+// Should the threads be unavailable, hashing falls back to this thread.
 
 /** Files at least this big (single Put Blob) are hashed on a thread; smaller ones here. */
 const THREAD_HASH_MIN_BYTES = 256 * 1024;
@@ -414,18 +419,16 @@ let md5Threads: Md5Threads | undefined;
 /** The process-wide MD5 threads (started as the work needs them, on this thread if they cannot). */
 const md5Service = (): Md5Service => (md5Threads ??= new Md5Threads());
 
-/**
- * MD5 of one block on the process's MD5 threads (on this thread should they be unavailable). Pass a
- * SharedArrayBuffer-backed buffer so the thread reads it in place.
- */
-export const blockMd5 = (buf: Buffer): Promise<Buffer> => md5Service().block(buf);
-
 /** A hashing failure is a local one: the file is not committed; a later attempt may succeed. */
-const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationError =>
+const hashFailure = (
+  where: BlobOperationSubject,
+  err: unknown,
+  algorithm: "MD5" | "CRC64" = "MD5",
+): BlobOperationError =>
   err instanceof BlobOperationError
     ? err
     : new BlobOperationError("read", where, err, {
-        detail: `MD5: ${errorMessage(err)}`,
+        detail: `${algorithm}: ${errorMessage(err)}`,
         retryable: true,
       });
 
@@ -436,9 +439,9 @@ const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationEr
  * - size ≤ block size: one read into a budgeted buffer, then Put Blob (Content-MD5 checked by the
  *   service, whole-file MD5 stored, metadata in the same request; one MD5 pass serves both);
  * - larger: sequential reads of one block each into budgeted (reused) buffers, up to
- *   `concurrency` blocks staged at once, each with its Content-MD5, then Put Block List with
- *   metadata and the whole-file MD5. Both MD5s are computed on helper threads, in parallel with
- *   the reads and the requests.
+ *   `concurrency` blocks staged at once, each with its CRC64 (x-ms-content-crc64, checked by the
+ *   service; native, on the threadpool), then Put Block List with metadata and the whole-file MD5
+ *   (one MD5 pass, on a helper thread, in parallel with the reads and the requests).
  * The open file is fstat'ed before the first and after the last read; a change of size, mtime or
  * ctime, or a short read, is a FileChangedError and nothing is committed (uncommitted blocks are
  * discarded by the service after a week). Other failures are BlobOperationError with the path,
@@ -562,8 +565,7 @@ const blockUpload = async (
   const outer = ctx.options.abortSignal;
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
-  const md5s = md5Service();
-  const whole = md5s.file();
+  const whole = md5Service().file();
   const ids: string[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
@@ -579,33 +581,33 @@ const blockUpload = async (
       if (signal.aborted) throw new BlobOperationError("read", ctx.where, abortCause(signal));
       const offset = i * blockSize;
       const length = Math.min(blockSize, size - offset);
-      await acquire(ctx.budget, length, signal, ctx.where);
-      // Full blocks come from (and go back to) the pool; a short last block is its own buffer.
-      const buf =
-        length === blockSize
-          ? blockBuffers.take(length)
-          : Buffer.from(new SharedArrayBuffer(length));
+      // Every block is read into a pooled full-size buffer (held, and counted, whole).
+      await acquire(ctx.budget, blockSize, signal, ctx.where);
+      const block = blockBuffers.take(blockSize);
+      const buf = length === blockSize ? block : block.subarray(0, length);
       try {
         const n = await readAt(ctx.fd, buf, length, offset, ctx.where, signal);
         if (n < length) await checkUnchanged(ctx, true);
       } catch (err) {
-        if (length === blockSize) blockBuffers.give(buf);
-        ctx.budget.release(length);
+        blockBuffers.give(block);
+        ctx.budget.release(blockSize);
         throw err;
       }
       // In file order: the whole-file MD5 thread receives the blocks as they are read.
       const hashed = whole.update(buf).catch((err: unknown) => fail(hashFailure(ctx.where, err)));
       const id = blockIdFor(offset);
       ids.push(id);
+      // The block's own check is its CRC64 (x-ms-content-crc64, native, on the threadpool); the
+      // MD5 thread hashes each byte once, for the whole-file MD5 only.
       const sent = (async () => {
-        let md5: Buffer;
+        let crc: Buffer;
         try {
-          md5 = await md5s.block(buf);
+          crc = await blockCrc64(buf);
         } catch (err) {
-          throw hashFailure(ctx.where, err);
+          throw hashFailure(ctx.where, err, "CRC64");
         }
         await ctx.container.stageBlock(ctx.name, id, buf, {
-          contentMD5: md5,
+          contentCrc64: crc,
           abortSignal: signal,
           localPath: ctx.shown,
         });
@@ -613,8 +615,8 @@ const blockUpload = async (
       })().catch(fail);
       // The buffer is free again once both the request and the whole-file hash are done with it.
       const staged: Promise<void> = Promise.all([hashed, sent]).then(() => {
-        if (length === blockSize) blockBuffers.give(buf);
-        ctx.budget.release(length);
+        blockBuffers.give(block);
+        ctx.budget.release(blockSize);
         inFlight.delete(staged);
       });
       inFlight.add(staged);

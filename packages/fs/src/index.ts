@@ -26,3 +26,11 @@ export type {
 } from "./hsm-backend.js";
 export { LustreHsmBackend, LUSTRE_DEFAULTS, parseHsmStateLine } from "./lustre-backend.js";
 export type { LustreHsmBackendOptions } from "./lustre-backend.js";
+export {
+  crc64,
+  crc64Async,
+  crc64Bytes,
+  crc64Implementation,
+  crc64Portable,
+  CRC64_ASYNC_MIN_BYTES,
+} from "./crc64.js";

@@ -1,0 +1,114 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+
+import test from "ava";
+
+import {
+  CRC64_ASYNC_MIN_BYTES,
+  crc64,
+  crc64Async,
+  crc64Bytes,
+  crc64Implementation,
+  crc64Portable,
+} from "../src/crc64.js";
+
+/**
+ * Bit-at-a-time CRC64 straight from the definition Azure Storage uses (reflected polynomial
+ * 0x9A6C9329AC4BC9B5, init ~0, final xor ~0): an independent check of both native paths.
+ */
+const POLY = 0x9a6c9329ac4bc9b5n;
+const MASK = (1n << 64n) - 1n;
+const reference = (data: Uint8Array, seed = 0n): bigint => {
+  let c = ~seed & MASK;
+  for (const byte of data) {
+    c ^= BigInt(byte);
+    for (let k = 0; k < 8; k++) c = c & 1n ? (c >> 1n) ^ POLY : c >> 1n;
+  }
+  return ~c & MASK;
+};
+
+const header = (data: Uint8Array): string => crc64Bytes(crc64(data)).toString("base64");
+
+test("published vectors: CRC-64/NVME check value and the Azure SDK's x-ms-content-crc64 values", (t) => {
+  // CRC-64/NVME catalogue check value (the CRC of "123456789").
+  t.is(crc64(Buffer.from("123456789")), 0xae8b14860a799888n);
+  t.is(crc64Portable(Buffer.from("123456789")), 0xae8b14860a799888n);
+  // Azure SDK for C++, azure-storage-common crypt_functions_test.cpp (Crc64Hash_Basic): the
+  // base64 of the little-endian bytes, as sent in x-ms-content-crc64.
+  t.is(header(Buffer.alloc(0)), "AAAAAAAAAAA=");
+  t.is(header(Buffer.from("Hello Azure!")), "DtjZpL9/o8c=");
+  t.is(reference(Buffer.from("Hello Azure!")), crc64(Buffer.from("Hello Azure!")));
+});
+
+test("the fast path agrees with slicing-by-8 and the bitwise definition at every length and alignment", (t) => {
+  t.log(`implementation: ${crc64Implementation()}`);
+  const base = randomBytes(4096 + 64);
+  // Lengths around the 128-byte (pclmul) and 256-byte (vpclmulqdq) folding groups and the
+  // thresholds of each path (256 and 1024 bytes), at odd offsets.
+  const lengths = [0, 1, 7, 8, 9, 15, 16, 17, 127, 128, 129, 255, 256, 257, 383, 384, 511, 512];
+  lengths.push(513, 767, 1023, 1024, 1025, 1279, 1280, 1281, 2047, 2048, 2049, 4095, 4096);
+  for (const n of lengths) {
+    for (const offset of [0, 1, 3, 8, 13]) {
+      const data = base.subarray(offset, offset + n);
+      const want = reference(data);
+      t.is(crc64(data), want, `length ${n} at offset ${offset}`);
+      t.is(crc64Portable(data), want, `portable, length ${n} at offset ${offset}`);
+    }
+  }
+  const big = randomBytes(3 * 1024 * 1024 + 77);
+  t.is(crc64(big), crc64Portable(big));
+});
+
+test("seeds chain: crc64(b, crc64(a)) is crc64(a ++ b), across the fast path's boundaries", (t) => {
+  const data = randomBytes(1 << 20);
+  const whole = crc64(data);
+  for (const cut of [0, 1, 100, 128, 255, 4096, 65_537, data.length - 3, data.length]) {
+    t.is(crc64(data.subarray(cut), crc64(data.subarray(0, cut))), whole, `cut at ${cut}`);
+  }
+  const seed = 0x0123456789abcdefn;
+  const small = randomBytes(300);
+  t.is(crc64(small, seed), reference(small, seed));
+});
+
+test("crc64Async gives the same value on the threadpool, for buffers over shared memory too", async (t) => {
+  const size = CRC64_ASYNC_MIN_BYTES * 4 + 5;
+  const shared = Buffer.from(new SharedArrayBuffer(size));
+  randomBytes(size).copy(shared);
+  const values = await Promise.all([
+    crc64Async(shared),
+    crc64Async(shared.subarray(0, 1000)),
+    crc64Async(shared.subarray(3)),
+  ]);
+  t.deepEqual(values, [crc64(shared), crc64(shared.subarray(0, 1000)), crc64(shared.subarray(3))]);
+});
+
+test("crc64Bytes is little-endian; bad arguments are TypeErrors", (t) => {
+  t.deepEqual([...crc64Bytes(0x0102030405060708n)], [8, 7, 6, 5, 4, 3, 2, 1]);
+  t.throws(() => crc64("text" as unknown as Uint8Array), { instanceOf: TypeError });
+  t.throws(() => crc64(Buffer.alloc(1), 1 as unknown as bigint), { instanceOf: TypeError });
+  t.throws(() => crc64(Buffer.alloc(1), -1n), { instanceOf: TypeError });
+});
+
+test("every implementation this CPU has gives the same values (HSMFLEET_CRC64_IMPL caps the choice)", (t) => {
+  // Deterministic data, hashed in child processes that load the addon with a capped choice.
+  const script = `
+    const { crc64, crc64Implementation } = await import(${JSON.stringify(new URL("../src/crc64.js", import.meta.url).href)});
+    const data = Buffer.alloc(3 * 1024 * 1024 + 333);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+    const values = [0, 100, 256, 1000, 1024, 5000, 65536, data.length].map((n) => crc64(data.subarray(7, 7 + n)).toString(16));
+    process.stdout.write(JSON.stringify({ impl: crc64Implementation(), values }));`;
+  const run = (cap: string | undefined): { impl: string; values: string[] } => {
+    const env = { ...process.env };
+    delete env["HSMFLEET_CRC64_IMPL"];
+    if (cap !== undefined) env["HSMFLEET_CRC64_IMPL"] = cap;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { env });
+    return JSON.parse(out.toString()) as { impl: string; values: string[] };
+  };
+  const best = run(undefined);
+  const pclmul = run("pclmul");
+  const table = run("table");
+  t.log(`implementations: ${best.impl}, ${pclmul.impl}, ${table.impl}`);
+  t.is(table.impl, "table");
+  t.deepEqual(pclmul.values, table.values);
+  t.deepEqual(best.values, table.values);
+});
