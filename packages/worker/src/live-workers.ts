@@ -33,6 +33,8 @@ export class LiveWorkers {
         this.#update();
       },
     });
+    // Everyone answers a ping with a heartbeat: the count is right within a round trip.
+    nc.publish(subjects.heartbeatPing);
   }
 
   /** Live workers now (at least 1: this one). */

@@ -181,6 +181,11 @@ export class Worker {
     };
   }
 
+  /** Workers alive as this one sees the heartbeats (job-wide limits are split by this count). */
+  get liveWorkers(): number {
+    return this.#limiters.workers;
+  }
+
   /** The job's share of its fleet-wide limits on this worker; undefined if it has none (yet). */
   jobLimits(jobId: string): WorkerJobLimits | undefined {
     const limiter = this.#limiters.get(jobId);
