@@ -5,6 +5,7 @@ import { EntryType, metadataForEntry } from "@hsmfleet/core";
 import { contentOf, startAzurite, startFaultProxy, tempDir } from "@hsmfleet/testkit";
 import {
   BlobContainer,
+  MemoryBudget,
   RequestSlots,
   TokenBucket,
   createBlobServiceClient,
@@ -97,4 +98,40 @@ test("through a real client: data requests take slots, every try takes a request
   t.is(bytes.spent, size + 2 * 4 * MiB + size);
   // Every try of every request: at least the data ones, plus create, commit, properties.
   t.true(requests.spent >= 12 + 3, `request tokens ${requests.spent}`);
+});
+
+test("a small-blob download waits for memory before it takes a request slot (no slot held while waiting)", async (t) => {
+  const [az, dir] = await Promise.all([startAzurite(), tempDir("hsmfleet-order-")]);
+  t.teardown(async () => {
+    await az.stop();
+    await dir.cleanup();
+  });
+  const slots = new RequestSlots(1);
+  const target = parseStorageTarget(az.connectionString)!;
+  const container = new BlobContainer(
+    createBlobServiceClient(target, { pacing: { slots } }).getContainerClient("order"),
+  );
+  await container.ensureExists();
+  const content = contentOf(3, Buffer.from("small"), 300_000);
+  const src = join(dir.path, "small.bin");
+  await writeFile(src, content);
+  await uploadFile(container, Buffer.from(src), "small.bin", { metadata });
+  const budget = new MemoryBudget(1024 * 1024);
+  await budget.acquire(1024 * 1024); // all memory taken, e.g. by uploads waiting for a slot
+  const dst = join(dir.path, "dst.bin");
+  const fh = await open(dst, "w+");
+  t.teardown(() => fh.close());
+  const download = downloadBlobToFile(container, "small.bin", fh, Buffer.from(dst), {
+    budget,
+    expectedSize: content.length,
+  });
+  for (let i = 0; i < 1000 && budget.waiting === 0; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  t.is(budget.waiting, 1, "the download waits for memory");
+  t.is(slots.inUse, 0, "and holds no request slot meanwhile");
+  t.is(slots.totalRequests, 1, "only the upload went out so far");
+  budget.release(1024 * 1024);
+  const result = await download;
+  t.true(result.md5Verified);
+  t.is(slots.inUse, 0);
 });
