@@ -371,7 +371,11 @@ const main = async (): Promise<void> => {
     const oneRate = one ? (one.steadyMiBPerSecond ?? one.mibPerSecond) : undefined;
     for (const r of scaling) {
       if (one === undefined || oneRate === undefined || !r.shaped) continue;
-      r.speedup = (r.steadyMiBPerSecond ?? r.mibPerSecond) / oneRate;
+      // Steady against steady; whole windows when either row has no steady stretch.
+      r.speedup =
+        r.steadyMiBPerSecond !== undefined && one.steadyMiBPerSecond !== undefined
+          ? r.steadyMiBPerSecond / one.steadyMiBPerSecond
+          : r.mibPerSecond / one.mibPerSecond;
       r.efficiencyPerVm = r.speedup / r.vms;
       r.speedupWhole = r.mibPerSecond / one.mibPerSecond;
     }
