@@ -1,8 +1,11 @@
 /**
  * Per-"VM" NIC limits on the loopback interface: an HTB root qdisc on `lo` with one class per
- * source address (u32 filter `match ip src 127.0.0.N/32`), each at the same rate. Traffic from
- * other addresses is unclassified and passes unshaped (HTB's direct queue; no default class), so
- * the coordinator, NATS and the storage endpoint's replies are not limited.
+ * VM address, each at the same rate, fed by two u32 filters: `match ip src 127.0.0.N/32` (what the
+ * VM sends: uploads) and `match ip dst 127.0.0.N/32` (what it receives: downloads, restores). A
+ * run moves data one way; the other way carries only requests, responses and ACKs, so one class
+ * for both directions is the VM's NIC either way. Traffic between other addresses is unclassified
+ * and passes unshaped (HTB's direct queue; no default class), so the coordinator and NATS (which
+ * the workers reach from 127.0.0.1, not from their --bind address) are not limited.
  *
  * The qdisc is removed by remove(), and also on process exit and SIGINT/SIGTERM, whatever happens.
  * Needs root and `tc` (iproute2); shapingUnavailable() says why it cannot run.
@@ -50,7 +53,7 @@ export class LoopbackShaper {
     try {
       run(["qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb"]);
       sources.forEach((src, i) => {
-        const classId = `1:${(i + 10).toString(16)}`;
+        const classId = LoopbackShaper.classIdOf(i);
         run([
           "class",
           "add",
@@ -70,30 +73,36 @@ export class LoopbackShaper {
           "cburst",
           "1mb",
         ]);
-        run([
-          "filter",
-          "add",
-          "dev",
-          "lo",
-          "parent",
-          "1:",
-          "protocol",
-          "ip",
-          "prio",
-          "1",
-          "u32",
-          "match",
-          "ip",
-          "src",
-          `${src}/32`,
-          "flowid",
-          classId,
-        ]);
+        for (const direction of ["src", "dst"])
+          run([
+            "filter",
+            "add",
+            "dev",
+            "lo",
+            "parent",
+            "1:",
+            "protocol",
+            "ip",
+            "prio",
+            "1",
+            "u32",
+            "match",
+            "ip",
+            direction,
+            `${src}/32`,
+            "flowid",
+            classId,
+          ]);
       });
     } catch (err) {
       this.remove();
       throw err;
     }
+  }
+
+  /** The class id of the i-th source given to install() (0-based). */
+  static classIdOf(i: number): string {
+    return `1:${(i + 10).toString(16)}`;
   }
 
   /** Bytes sent through each class so far (from `tc -s class show`), by class id. */

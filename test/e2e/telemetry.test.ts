@@ -211,6 +211,8 @@ test("a worker's Prometheus endpoint shows bytes growing during a transfer", asy
   );
   t.regex(text, /hsmfleet_transfer_files_total\{[^}]*outcome="ok"[^}]*\} 1/);
   t.regex(text, /hsmfleet_worker_concurrency\{[^}]*vm_name="prom"[^}]*\} 16/);
+  // The storage request concurrency now (auto mode starts at 32).
+  t.regex(text, /hsmfleet_worker_request_concurrency\{[^}]*vm_name="prom"[^}]*\} \d+/);
   t.regex(text, /hsmfleet_transfer_duration_bucket/);
   // Resource attributes as labels: per-VM panels need no join.
   t.regex(text, /hsmfleet_transfer_bytes_total\{[^}]*hsmfleet_vm_name="prom"/);

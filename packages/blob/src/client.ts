@@ -11,6 +11,7 @@ import {
 } from "@azure/storage-blob";
 import { UsageError } from "@hsmfleet/core";
 import { BlobContainer } from "./container.js";
+import { createPacingPolicy, installPacingPolicy, type RequestPacing } from "./request-pacing.js";
 import { createRetryPolicy, installRetryPolicy, type RetryInfo } from "./retry-policy.js";
 import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
 
@@ -29,6 +30,11 @@ export interface BlobClientOptions {
   maxSockets?: number;
   /** Called before each request retry (logs, counters). */
   onRetry?: ((info: RetryInfo) => void) | undefined;
+  /**
+   * The worker's request slots and a job's rate limits, applied to every try (request-pacing.ts).
+   * Default: none (requests go out as the callers issue them).
+   */
+  pacing?: RequestPacing | undefined;
 }
 
 export const DEFAULT_MAX_RETRIES = 5;
@@ -122,6 +128,12 @@ export const createBlobServiceClient = (
     (client as unknown as { pipeline: unknown }).pipeline,
     createRetryPolicy({ maxRetries, retryDelayMs, maxRetryDelayMs, onRetry: options.onRetry }),
   );
+  if (options.pacing !== undefined) {
+    installPacingPolicy(
+      (client as unknown as { pipeline: unknown }).pipeline,
+      createPacingPolicy(options.pacing),
+    );
+  }
   return client;
 };
 

@@ -408,6 +408,13 @@ const downloadSmallBlob = async (
 ): Promise<DownloadResult | undefined> => {
   const signal = options.abortSignal ?? new AbortController().signal;
   const budget = options.budget ?? processBudget;
+  // Memory first, then the request: the same order as every other transfer (budget, then a
+  // request slot), so a response never holds a slot while it waits for memory.
+  try {
+    await budget.acquire(size, signal);
+  } catch (err) {
+    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
+  }
   let res: BlobDownloadResponseParsed;
   try {
     res = await container.client.getBlobClient(name).download(0, undefined, {
@@ -415,6 +422,7 @@ const downloadSmallBlob = async (
       ...(options.etag !== undefined ? { conditions: { ifMatch: options.etag } } : {}),
     });
   } catch (err) {
+    budget.release(size);
     if (options.etag !== undefined && isConditionNotMet(err)) {
       throw new BlobChangedError(where, options.etag, undefined, err);
     }
@@ -422,14 +430,9 @@ const downloadSmallBlob = async (
   }
   const body = res.readableStreamBody;
   if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+    budget.release(size);
     body?.destroy();
     return undefined;
-  }
-  try {
-    await budget.acquire(size, signal);
-  } catch (err) {
-    body.destroy();
-    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
   }
   try {
     const buf = Buffer.allocUnsafe(size);

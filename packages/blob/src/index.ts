@@ -61,3 +61,19 @@ export type {
   CommitStagedOptions,
   ExpectedFile,
 } from "./stage-range.js";
+export { TokenBucket, systemClock } from "./token-bucket.js";
+export type { Clock, TokenBucketOptions } from "./token-bucket.js";
+export { RequestSlots } from "./request-slots.js";
+export type { SlotSample, SlotRelease } from "./request-slots.js";
+export { ConcurrencyController, CONCURRENCY_DEFAULTS } from "./concurrency-controller.js";
+export type { ConcurrencyControllerOptions, ConcurrencyReason } from "./concurrency-controller.js";
+export { RequestConcurrency } from "./request-concurrency.js";
+export type { RequestConcurrencyOptions } from "./request-concurrency.js";
+export {
+  createPacingPolicy,
+  installPacingPolicy,
+  isDataRequest,
+  rangeLength,
+  PACING_POLICY_NAME,
+} from "./request-pacing.js";
+export type { RequestLimits, RequestPacing } from "./request-pacing.js";

@@ -10,3 +10,8 @@ export {
 export type { StorageTarget, ConnectionStringParts } from "./storage-target.js";
 export { chooseBlockSize } from "./blocks.js";
 export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
+export { TokenBucket } from "./token-bucket.js";
+export { RequestConcurrency } from "./request-concurrency.js";
+export type { RequestConcurrencyOptions } from "./request-concurrency.js";
+export type { ConcurrencyReason } from "./concurrency-controller.js";
+export type { RequestLimits, RequestPacing } from "./request-pacing.js";

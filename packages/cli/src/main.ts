@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from "commander";
 import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
-import { ExitCode, createCliContext, intArg } from "./commands/context.js";
+import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
@@ -56,6 +56,22 @@ export const buildProgram = (): Command => {
       )
         .env("HSMFLEET_MAX_ATTEMPTS")
         .argParser(intArg("--max-attempts", 1)),
+    )
+    .addOption(
+      new Option(
+        "--request-concurrency <auto|n>",
+        "storage requests each worker started by this command keeps in flight: auto (default) adapts it up to --max-concurrency, backing off on 429/503 and climbing latency; a number fixes it",
+      )
+        .env("HSMFLEET_REQUEST_CONCURRENCY")
+        .argParser(requestConcurrencyArg),
+    )
+    .addOption(
+      new Option(
+        "--max-concurrency <n>",
+        "cap of the auto request concurrency per worker (default 64)",
+      )
+        .env("HSMFLEET_MAX_CONCURRENCY")
+        .argParser(intArg("--max-concurrency", 1)),
     )
     .addOption(
       new Option("--log-level <level>", "log level: fatal, error, warn, info, debug, trace")

@@ -23,6 +23,9 @@ export interface RuntimeOptions {
   auth?: BusAuth | undefined;
   /** Attempts per file on retryable storage failures (worker default 3). */
   maxAttempts?: number | undefined;
+  /** Storage requests in flight per worker: "auto" (default) or fixed, and the auto cap. */
+  requestConcurrency?: "auto" | number | undefined;
+  maxConcurrency?: number | undefined;
 }
 
 export interface Runtime {
@@ -67,6 +70,8 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
           topology: options.topology,
           shutdownGraceMs: 5000,
           maxAttempts: options.maxAttempts,
+          requestConcurrency: options.requestConcurrency,
+          maxRequestConcurrency: options.maxConcurrency,
         }),
       );
     }

@@ -11,11 +11,12 @@ import {
   jobStateName,
   encodeWalkShard,
   newJobSpec,
+  jobLimitsOf,
   newJobStatus,
   rootWalkShard,
   subjects,
 } from "@hsmfleet/protocol";
-import type { JobStatus } from "@hsmfleet/protocol";
+import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { exportJobSpan } from "./job-spans.js";
@@ -27,6 +28,11 @@ import { LocalLog } from "./local-log.js";
 import { checkScanRoot, safeUser } from "./scan-job.js";
 
 export interface ExportJobOptions {
+  /**
+   * Fleet-wide caps of the job: payload bytes per second and storage requests per second (0 or
+   * undefined = none). Each live worker takes an equal share (docs/export.md, "Concurrency").
+   */
+  limits?: Partial<JobLimits> | undefined;
   nc: NatsConnection;
   /** Directory to export; mounted at the same path on every worker VM. */
   root: string;
@@ -225,6 +231,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         batchMaxEntries: options.batchMaxEntries ?? EXPORT_DEFAULTS.batchMaxEntries,
         batchMaxBytes: options.batchMaxBytes ?? EXPORT_DEFAULTS.batchMaxBytes,
         chunkSize: options.chunkSizeBytes ?? EXPORT_DEFAULTS.chunkSizeBytes,
+        limits: jobLimitsOf(options.limits),
         hsmXattr: "",
       }),
       { published: 1, errorLog: errorLogPath },

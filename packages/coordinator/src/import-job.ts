@@ -12,11 +12,12 @@ import {
   encodeWalkShard,
   jobStateName,
   newJobSpec,
+  jobLimitsOf,
   newJobStatus,
   shardIdFor,
   subjects,
 } from "@hsmfleet/protocol";
-import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
+import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
@@ -47,6 +48,11 @@ export const IMPORT_DEFAULTS = {
 } as const;
 
 export interface ImportJobOptions {
+  /**
+   * Fleet-wide caps of the job: payload bytes per second and storage requests per second (0 or
+   * undefined = none). Each live worker takes an equal share (docs/export.md, "Concurrency").
+   */
+  limits?: Partial<JobLimits> | undefined;
   nc: NatsConnection;
   /** Target directory (the file system root that maps to the container root). */
   target: string;
@@ -304,6 +310,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
         logContainer: logContainerName,
         batchMaxEntries: options.batchMaxEntries ?? IMPORT_DEFAULTS.batchMaxEntries,
         chunkSize: options.chunkSizeBytes ?? IMPORT_DEFAULTS.chunkSizeBytes,
+        limits: jobLimitsOf(options.limits),
         backend,
         hsmXattr: options.hsmXattr ?? IMPORT_DEFAULTS.hsmXattr,
         import: {

@@ -16,12 +16,13 @@ import {
   encodeWalkShard,
   jobStateName,
   newJobSpec,
+  jobLimitsOf,
   newJobStatus,
   restoreConsumer,
   rootWalkShard,
   subjects,
 } from "@hsmfleet/protocol";
-import type { JobStatus } from "@hsmfleet/protocol";
+import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
@@ -41,6 +42,11 @@ export const RESTORE_DEFAULTS = {
 } as const;
 
 export interface RestoreJobOptions {
+  /**
+   * Fleet-wide caps of the job: payload bytes per second and storage requests per second (0 or
+   * undefined = none). Each live worker takes an equal share (docs/export.md, "Concurrency").
+   */
+  limits?: Partial<JobLimits> | undefined;
   nc: NatsConnection;
   /** Directory whose released files are restored. */
   path: string;
@@ -194,6 +200,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
         hsmXattr: options.hsmXattr ?? RESTORE_DEFAULTS.hsmXattr,
         container: options.container ?? "",
         prefix,
+        limits: jobLimitsOf(options.limits),
         import: {
           mode: "full",
           conflict: "fail",

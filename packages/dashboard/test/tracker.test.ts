@@ -18,6 +18,8 @@ const hb = (workerId: string, vmName: string, bytesMoved: number): WorkerHeartbe
   bytesMoved,
   concurrency: 16,
   rssBytes: 0,
+  requestConcurrency: 32,
+  maxRequestConcurrency: 64,
 });
 
 test("rates per worker and VM from cumulative heartbeats, against the ceiling", (t) => {

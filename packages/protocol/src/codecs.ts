@@ -287,6 +287,13 @@ const specToWire = (s: JobSpec): hsmfleet.v1.IJobSpec => ({
   batchMaxBytes: fromNumber(s.batchMaxBytes, "batchMaxBytes"),
   chunkSize: fromNumber(s.chunkSize, "chunkSize"),
   import: importSpecToWire(s.import),
+  limits: {
+    maxBandwidthBytesPerSec: fromNumber(
+      s.limits.maxBandwidthBytesPerSec,
+      "limits.maxBandwidthBytesPerSec",
+    ),
+    maxRequestsPerSec: s.limits.maxRequestsPerSec,
+  },
 });
 const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   jobId: s?.jobId ?? "",
@@ -307,6 +314,13 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
   import: importSpecFromWire(s?.import),
   verifyContent: s?.verifyContent ?? false,
+  limits: {
+    maxBandwidthBytesPerSec: toSafeNumber(
+      s?.limits?.maxBandwidthBytesPerSec,
+      "limits.maxBandwidthBytesPerSec",
+    ),
+    maxRequestsPerSec: s?.limits?.maxRequestsPerSec ?? 0,
+  },
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();
@@ -388,6 +402,8 @@ export const decodeWorkerHeartbeat = (data: Uint8Array): WorkerHeartbeat => {
     bytesMoved: toSafeNumber(m.bytesMoved, "bytesMoved"),
     concurrency: m.concurrency,
     rssBytes: toSafeNumber(m.rssBytes, "rssBytes"),
+    requestConcurrency: m.requestConcurrency,
+    maxRequestConcurrency: m.maxRequestConcurrency,
   };
 };
 

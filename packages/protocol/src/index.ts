@@ -41,6 +41,8 @@ export {
   newItemResult,
   newJobSpec,
   newJobStatus,
+  noJobLimits,
+  jobLimitsOf,
 } from "./messages.js";
 export type {
   WalkShard,
@@ -58,6 +60,7 @@ export type {
   ImportMode,
   ConflictMode,
   JobSpec,
+  JobLimits,
   JobStatus,
   WorkerHeartbeat,
   HsmActionItem,

@@ -176,7 +176,29 @@ export interface JobSpec {
    */
   chunkSize: number;
   import: ImportSpec;
+  /** Fleet-wide caps of the job (0 = none); each live worker takes its share. */
+  limits: JobLimits;
 }
+
+export interface JobLimits {
+  maxBandwidthBytesPerSec: number;
+  maxRequestsPerSec: number;
+}
+
+export const noJobLimits = (): JobLimits => ({ maxBandwidthBytesPerSec: 0, maxRequestsPerSec: 0 });
+
+/** Limits from options (missing = none); a negative or fractional value is a RangeError. */
+export const jobLimitsOf = (given: Partial<JobLimits> | undefined): JobLimits => {
+  const limits = {
+    maxBandwidthBytesPerSec: given?.maxBandwidthBytesPerSec ?? 0,
+    maxRequestsPerSec: given?.maxRequestsPerSec ?? 0,
+  };
+  for (const [name, v] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(v) || v < 0 || (name === "maxRequestsPerSec" && v > 0xffffffff))
+      throw new RangeError(`job limit ${name} must be a whole number ≥ 0, got ${v}`);
+  }
+  return limits;
+};
 
 export type ImportMode = "namespace" | "full";
 export type ConflictMode = "fail" | "skip" | "overwrite-dirty" | "overwrite-always";
@@ -230,6 +252,9 @@ export interface WorkerHeartbeat {
   bytesMoved: number;
   concurrency: number;
   rssBytes: number;
+  /** Storage requests allowed in flight now (0 from workers that predate it). */
+  requestConcurrency: number;
+  maxRequestConcurrency: number;
 }
 
 export const HsmAction = {
@@ -429,6 +454,7 @@ export const newJobSpec = (
   chunkSize: 0,
   import: defaultImportSpec(),
   verifyContent: false,
+  limits: noJobLimits(),
   ...fields,
 });
 

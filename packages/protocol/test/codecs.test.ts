@@ -194,6 +194,7 @@ test("job status round trip", (t) => {
         fsRoot: Buffer.from("/mnt/lustre"),
       },
       verifyContent: true,
+      limits: { maxBandwidthBytesPerSec: 5 * 1024 ** 3, maxRequestsPerSec: 20_000 },
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },
@@ -235,6 +236,8 @@ test("heartbeat, action list and chunk round trip", (t) => {
     bytesMoved: 2 ** 52,
     concurrency: 16,
     rssBytes: 1 << 30,
+    requestConcurrency: 32,
+    maxRequestConcurrency: 64,
   };
   t.deepEqual(decodeWorkerHeartbeat(encodeWorkerHeartbeat(hb)), hb);
   const hal = {

@@ -74,6 +74,8 @@ export interface WorkerGaugeSource {
   workerId: string;
   vmName: string;
   concurrency: () => number;
+  /** Storage requests allowed in flight now (adaptive or fixed request concurrency). */
+  requestConcurrency?: (() => number) | undefined;
 }
 
 const workerSources = new Map<string, WorkerGaugeSource>();
@@ -91,6 +93,18 @@ const ensureWorkerGauges = (): void => {
     .addCallback((result: ObservableResult) => {
       for (const s of workerSources.values())
         result.observe(s.concurrency(), { worker_id: s.workerId, vm_name: s.vmName });
+    });
+  provider
+    .getMeter("hsmfleet", SERVICE_VERSION)
+    .createObservableGauge("hsmfleet.worker.request_concurrency", {
+      description:
+        "Storage data requests a worker lets run at once now (its current adaptive or fixed request concurrency)",
+    })
+    .addCallback((result: ObservableResult) => {
+      for (const s of workerSources.values()) {
+        if (s.requestConcurrency !== undefined)
+          result.observe(s.requestConcurrency(), { worker_id: s.workerId, vm_name: s.vmName });
+      }
     });
 };
 

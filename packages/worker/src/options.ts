@@ -43,6 +43,15 @@ export interface WorkerOptions {
   fileConcurrency?: number | undefined;
   /** Blocks in flight per large file. Default 8. */
   blockConcurrency?: number | undefined;
+  /**
+   * Storage data requests (Put Blob, Put Block, ranged GETs) in flight at once, shared by every
+   * file, chunk and job of this worker: "auto" (default) adapts it between 4 and
+   * `maxRequestConcurrency` (azcopy's AUTO: grow while throughput rises, back off on 429/503 or
+   * climbing latency); a number fixes it.
+   */
+  requestConcurrency?: "auto" | number | undefined;
+  /** Cap of the auto mode (--max-concurrency). Default 64. */
+  maxRequestConcurrency?: number | undefined;
   /** Upper bound of the bytes held in block buffers by this worker. Default 512 MiB. */
   memoryBudgetBytes?: number | undefined;
   /** Source address for outgoing storage connections (one NIC of a multi-NIC VM). */
@@ -74,6 +83,8 @@ export const WORKER_DEFAULTS = {
   fileConcurrency: 8,
   blockConcurrency: 8,
   memoryBudgetBytes: 512 * 1024 * 1024,
+  requestConcurrency: "auto",
+  maxRequestConcurrency: 64,
   maxAttempts: 3,
   retryDelayMs: 1000,
   maxRetryDelayMs: 30_000,
@@ -93,6 +104,8 @@ export interface ResolvedWorkerOptions {
   transferConcurrency: number;
   fileConcurrency: number;
   blockConcurrency: number;
+  requestConcurrency: "auto" | number;
+  maxRequestConcurrency: number;
   memoryBudgetBytes: number;
   bindAddress: string | undefined;
   lfsPath: string;
@@ -124,6 +137,15 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     transferConcurrency: o.transferConcurrency ?? WORKER_DEFAULTS.transferConcurrency,
     fileConcurrency: o.fileConcurrency ?? WORKER_DEFAULTS.fileConcurrency,
     blockConcurrency: o.blockConcurrency ?? WORKER_DEFAULTS.blockConcurrency,
+    requestConcurrency:
+      o.requestConcurrency === undefined || o.requestConcurrency === "auto"
+        ? WORKER_DEFAULTS.requestConcurrency
+        : atLeast(o.requestConcurrency, 1, "requestConcurrency"),
+    maxRequestConcurrency: atLeast(
+      o.maxRequestConcurrency ?? WORKER_DEFAULTS.maxRequestConcurrency,
+      1,
+      "maxRequestConcurrency",
+    ),
     memoryBudgetBytes: o.memoryBudgetBytes ?? WORKER_DEFAULTS.memoryBudgetBytes,
     bindAddress: o.bindAddress,
     lfsPath: o.lfsPath ?? "lfs",

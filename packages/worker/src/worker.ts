@@ -1,6 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { BlobContainer } from "@hsmfleet/blob";
-import { MemoryBudget } from "@hsmfleet/blob/targets";
+import { MemoryBudget, RequestConcurrency } from "@hsmfleet/blob/targets";
+import type { RequestPacing } from "@hsmfleet/blob/targets";
 import type { BlobServiceClient } from "@azure/storage-blob";
 import {
   ChunkTracker,
@@ -37,6 +38,8 @@ import { exportVisitor } from "./export-visitor.js";
 import { HsmActionRunner } from "./hsm-action.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
+import { JobLimiters } from "./job-limits.js";
+import { LiveWorkers } from "./live-workers.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
 import { scanVisitor } from "./scan-visitor.js";
@@ -57,6 +60,15 @@ export interface WorkerStats {
   bytesMoved: number;
   /** Entries tried again after a retryable failure (item level; request retries are in blobRetryStats). */
   entryRetries: number;
+}
+
+/** A job's share of its fleet-wide limits on this worker, and what it has spent (tests, logs). */
+export interface WorkerJobLimits {
+  liveWorkers: number;
+  requestsPerSec: number;
+  bytesPerSec: number;
+  requestsTaken: number;
+  bytesTaken: number;
 }
 
 interface ConsumerLimits {
@@ -96,6 +108,9 @@ export class Worker {
   };
   readonly #startedAtMs = Date.now();
   readonly #budget: MemoryBudget;
+  /** Request slots shared by all transfers of this worker, and their controller. */
+  readonly #requests: RequestConcurrency;
+  readonly #limiters = new JobLimiters(1);
   readonly #containers = new Map<string, BlobContainer>();
   /** Import targets by job id (each keeps a cache of verified directories). */
   readonly #targets = new Map<string, Promise<ImportTarget>>();
@@ -120,6 +135,12 @@ export class Worker {
     this.#chunk = chunk;
     this.#chunks = chunks;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
+    this.#requests = new RequestConcurrency({
+      mode: options.requestConcurrency,
+      max: options.maxRequestConcurrency,
+      onChange: (limit, reason) =>
+        options.logger?.debug({ requestConcurrency: limit, reason }, "request concurrency"),
+    });
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);
   }
@@ -151,6 +172,34 @@ export class Worker {
     return this.#stats;
   }
 
+  /** Storage requests allowed in flight now, the cap, and why (auto mode) — or "fixed". */
+  get requestConcurrency(): { current: number; max: number; reason: string } {
+    return {
+      current: this.#requests.current,
+      max: this.#requests.max,
+      reason: this.#requests.reason,
+    };
+  }
+
+  /** Workers alive as this one sees the heartbeats (job-wide limits are split by this count). */
+  get liveWorkers(): number {
+    return this.#limiters.workers;
+  }
+
+  /** The job's share of its fleet-wide limits on this worker; undefined if it has none (yet). */
+  jobLimits(jobId: string): WorkerJobLimits | undefined {
+    const limiter = this.#limiters.get(jobId);
+    if (limiter === undefined) return undefined;
+    const { requests, bytes } = limiter.buckets;
+    return {
+      liveWorkers: this.#limiters.workers,
+      requestsPerSec: requests?.ratePerSec ?? 0,
+      bytesPerSec: bytes?.ratePerSec ?? 0,
+      requestsTaken: requests?.spent ?? 0,
+      bytesTaken: bytes?.spent ?? 0,
+    };
+  }
+
   /** Pulls and handles items until shutdown() or the connection closes. */
   run(): Promise<void> {
     this.#running ??= this.#run();
@@ -176,13 +225,23 @@ export class Worker {
         bytesMoved: this.#stats.bytesMoved,
         concurrency: options.concurrency,
         rssBytes: process.memoryUsage.rss(),
+        requestConcurrency: this.#requests.current,
+        maxRequestConcurrency: this.#requests.max,
       }),
+    );
+    const live = new LiveWorkers(
+      options.nc,
+      options.workerId,
+      3 * options.heartbeatIntervalMs,
+      (n) => this.#limiters.setWorkers(n),
     );
     options.logger?.info(
       {
         workerId: options.workerId,
         vm: options.vmName,
         concurrency: options.concurrency,
+        requestConcurrency: options.requestConcurrency,
+        maxRequestConcurrency: options.maxRequestConcurrency,
         storage: options.storage !== undefined,
       },
       "worker started",
@@ -213,7 +272,11 @@ export class Worker {
         );
       },
     };
-    const unobserve = observeWorker({ ...options, concurrency: () => options.concurrency });
+    const unobserve = observeWorker({
+      ...options,
+      concurrency: () => options.concurrency,
+      requestConcurrency: () => this.#requests.current,
+    });
     const chunkCtx: TransferContext = {
       ...transferCtx,
       ackWaitMs: this.#chunk.ackWaitMs,
@@ -273,6 +336,8 @@ export class Worker {
       ]);
     } finally {
       heartbeat.stop();
+      live.stop();
+      this.#requests.stop();
       unobserve();
       options.logger?.info({ workerId: options.workerId, ...this.#stats }, "worker stopped");
     }
@@ -339,7 +404,7 @@ export class Worker {
               msg,
               batch,
               job,
-              (name) => this.#containerNamed(name),
+              (name) => this.#containerNamed(name, job),
               this.#abort.signal,
             ),
     );
@@ -347,25 +412,47 @@ export class Worker {
 
   /** The job's container, through this worker's own credentials (the Azure SDK loads on first use). */
   #container(job: JobStatus): Promise<BlobContainer> {
-    return this.#containerNamed(job.spec.container);
+    return this.#containerNamed(job.spec.container, job);
   }
 
-  async #containerNamed(name: string): Promise<BlobContainer> {
-    let container = this.#containers.get(name);
+  /**
+   * A container client whose requests take this worker's request slots; a job with fleet-wide
+   * limits gets a client of its own whose requests also pay the job's token buckets.
+   */
+  async #containerNamed(name: string, job: JobStatus): Promise<BlobContainer> {
+    const limiter = this.#limiters.for(job.spec.jobId, job.spec.limits);
+    const key = limiter === undefined ? name : `${name}\n${job.spec.jobId}`;
+    let container = this.#containers.get(key);
     if (!container) {
-      const { BlobContainer, createBlobServiceClient } = await import("@hsmfleet/blob");
+      const { BlobContainer, createBlobServiceClient, DEFAULT_MAX_SOCKETS } =
+        await import("@hsmfleet/blob");
       if (!this.options.storage) {
         throw new DependencyError(
           `worker ${this.options.workerId} has no storage credentials for container ${name} (start it with --storage, AZURE_STORAGE_CONNECTION_STRING, or a managed identity account URL)`,
         );
       }
-      this.#blobService ??= createBlobServiceClient(this.options.storage, {
+      const clientOptions = (pacing: RequestPacing) => ({
         localAddress: this.options.bindAddress,
         maxRetries: this.options.requestRetries,
         retryDelayMs: this.options.requestRetryDelayMs,
+        maxSockets: Math.max(DEFAULT_MAX_SOCKETS, this.#requests.max),
+        pacing,
       });
-      container = new BlobContainer(this.#blobService.getContainerClient(name));
-      this.#containers.set(name, container);
+      const service =
+        limiter === undefined
+          ? (this.#blobService ??= createBlobServiceClient(
+              this.options.storage,
+              clientOptions({ slots: this.#requests.slots }),
+            ))
+          : createBlobServiceClient(
+              this.options.storage,
+              clientOptions({ slots: this.#requests.slots, limits: limiter.buckets }),
+            );
+      container = new BlobContainer(service.getContainerClient(name));
+      // Clients of finished limited jobs go (the oldest first).
+      if (this.#containers.size >= 64)
+        this.#containers.delete(this.#containers.keys().next().value!);
+      this.#containers.set(key, container);
     }
     return container;
   }

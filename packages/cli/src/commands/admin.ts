@@ -122,7 +122,7 @@ export const registerAdminCommands = (ctx: CliContext): void => {
         else
           for (const w of live)
             process.stdout.write(
-              `${w.workerId.padEnd(36)} vm=${w.vmName} pid=${w.pid} in-flight=${w.itemsInFlight} done=${w.itemsDone} rss=${formatBytes(w.rssBytes)}\n`,
+              `${w.workerId.padEnd(36)} vm=${w.vmName} pid=${w.pid} in-flight=${w.itemsInFlight} done=${w.itemsDone} requests=${w.requestConcurrency}/${w.maxRequestConcurrency} rss=${formatBytes(w.rssBytes)}\n`,
             );
       });
     });

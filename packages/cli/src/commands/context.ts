@@ -27,6 +27,10 @@ export interface GlobalOptions extends NatsAuthGlobals {
   logLevel?: string;
   /** Attempts per file for workers this command runs (default: the worker's, 3). */
   maxAttempts?: number;
+  /** Storage requests in flight per worker: "auto" (default) or a fixed number. */
+  requestConcurrency?: "auto" | number;
+  /** Cap of the auto request concurrency (default 64). */
+  maxConcurrency?: number;
 }
 
 export type JobStoreHandle = Awaited<ReturnType<typeof openJobStore>>;
@@ -57,6 +61,10 @@ export const intArg =
       throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
     return n;
   };
+
+/** "auto" or an integer ≥ 1 (--request-concurrency). */
+export const requestConcurrencyArg = (value: string): "auto" | number =>
+  value.trim().toLowerCase() === "auto" ? "auto" : intArg("--request-concurrency", 1)(value);
 
 export const kindName = (kind: JobKind): string =>
   (

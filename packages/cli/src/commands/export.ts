@@ -6,6 +6,8 @@ import { parseSize } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
+import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
+import type { JobLimitFlags } from "./job-limits.js";
 
 /** `hsmfleet export`: a tree to a blob container in AMLFS format. */
 export const registerExportCommand = (ctx: CliContext): void => {
@@ -40,6 +42,8 @@ export const registerExportCommand = (ctx: CliContext): void => {
       parseSize,
       256 * 1024 * 1024,
     )
+    .addOption(maxBandwidthOption())
+    .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -54,7 +58,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
           chunkSize: number;
           json?: boolean;
           quiet?: boolean;
-        },
+        } & JobLimitFlags,
       ) => {
         await checkScanRoot(path, "export source");
         await runJobCommand<ExportSummary>(ctx, {
@@ -74,6 +78,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
               logContainer: opts.logContainer,
               blockSizeBytes: opts.blockSize,
               chunkSizeBytes: opts.chunkSize,
+              limits: jobLimitsFrom(opts),
               errorLog: join(r.jobDir, "errors.ndjson"),
               jobId: r.jobId,
               logger: r.logger,

@@ -313,6 +313,8 @@ const runFleet = async (
       workers: g.workers,
       logger: log,
       storage: storage?.target,
+      requestConcurrency: g.requestConcurrency,
+      maxConcurrency: g.maxConcurrency,
     });
     summary = await runHsmJob({
       nc: runtime.nc,

@@ -16,6 +16,8 @@ import { parseSize } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
+import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
+import type { JobLimitFlags } from "./job-limits.js";
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -70,6 +72,8 @@ export const registerImportCommand = (ctx: CliContext): void => {
       "--log-container <name>",
       "container for <job>/summary.json, errors.ndjson, conflicts.ndjson (default <container>-logs)",
     )
+    .addOption(maxBandwidthOption())
+    .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -88,7 +92,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
           logContainer?: string;
           json?: boolean;
           quiet?: boolean;
-        },
+        } & JobLimitFlags,
       ) => {
         // Refuse bad arguments before anything starts.
         await checkScanRoot(target, "import target");
@@ -111,6 +115,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
               backend: opts.backend,
               hsmXattr: opts.hsmXattr,
               chunkSizeBytes: opts.chunkSize,
+              limits: jobLimitsFrom(opts),
               storage: r.storage,
               maxErrors: opts.maxErrors,
               logContainer: opts.logContainer,

@@ -56,6 +56,8 @@ export const runJobCommand = async <S extends JobOutcome>(
       nats: g.nats,
       auth: ctx.natsAuth(),
       maxAttempts: g.maxAttempts,
+      requestConcurrency: g.requestConcurrency,
+      maxConcurrency: g.maxConcurrency,
       stateDir,
       workers: g.workers,
       logger,

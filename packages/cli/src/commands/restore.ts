@@ -10,6 +10,8 @@ import type { RestoreSummary } from "@hsmfleet/coordinator";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
+import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
+import type { JobLimitFlags } from "./job-limits.js";
 
 /** `hsmfleet restore`: bring back the data of released files, in bounded batches across the fleet. */
 export const registerRestoreCommand = (ctx: CliContext): void => {
@@ -46,6 +48,8 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
       intArg("--max-errors", -1),
       RESTORE_DEFAULTS.maxErrors,
     )
+    .addOption(maxBandwidthOption())
+    .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -60,7 +64,7 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
           maxErrors: number;
           json?: boolean;
           quiet?: boolean;
-        },
+        } & JobLimitFlags,
       ) => {
         await checkScanRoot(path, "restore path");
         await runJobCommand<RestoreSummary>(ctx, {
@@ -78,6 +82,7 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
               container: opts.container,
               fsRoot: opts.fsRoot ? resolve(opts.fsRoot) : undefined,
               maxErrors: opts.maxErrors,
+              limits: jobLimitsFrom(opts),
               jobId: r.jobId,
               errorLog: join(r.jobDir, "errors.ndjson"),
               logger: r.logger,

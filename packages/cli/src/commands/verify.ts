@@ -54,6 +54,8 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
             logger: log,
             storage: storage.target,
             maxAttempts: g.maxAttempts,
+            requestConcurrency: g.requestConcurrency,
+            maxConcurrency: g.maxConcurrency,
           });
           summary = await runVerifyJob({
             nc: runtime.nc,

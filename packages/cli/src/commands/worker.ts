@@ -77,6 +77,8 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
           workerId: opts.workerId,
           shutdownGraceMs: opts.shutdownGrace,
           maxAttempts: g.maxAttempts,
+          requestConcurrency: g.requestConcurrency,
+          maxRequestConcurrency: g.maxConcurrency,
           logger: log,
         });
         let stopping = false;
