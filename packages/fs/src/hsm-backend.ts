@@ -35,6 +35,7 @@ import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 import { checkPath } from "./errno.js";
 import { HsmEmulation } from "./hsm-emulation.js";
 import { LustreHsmBackend } from "./lustre-backend.js";
+import { releaseBatch } from "./release-batch.js";
 
 export type HsmBackendKind = "hsm-emulation" | "lustre";
 export const HSM_BACKEND_KINDS: readonly HsmBackendKind[] = ["hsm-emulation", "lustre"];
@@ -197,11 +198,51 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   /**
-   * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (truncate to
-   * 0, then back to the size: sparse, no blocks), mtime put back, and the new data version recorded.
-   * Resolves true when released now, false when it already was.
+   * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (holes
+   * punched, or truncate to 0 and back to the size: sparse, no blocks), mtime put back, and the new
+   * data version recorded. Resolves true when released now, false when it already was. Runs as one
+   * native threadpool job (release-batch.ts); releaseMany does many files at once.
    */
   async release(absPath: Buffer): Promise<boolean> {
+    const [r] = await this.releaseMany([absPath]);
+    if (r instanceof Error) throw r;
+    return r!;
+  }
+
+  /**
+   * Release of many files at once, one outcome per path in order: true released now, false
+   * already released, or the error (HsmRefusedError saying why, FsOperationError naming the
+   * operation and the cause). The same rules and checks as release, in native threadpool jobs.
+   */
+  async releaseMany(absPaths: readonly Buffer[]): Promise<(boolean | Error)[]> {
+    const records = await releaseBatch(absPaths, this.xattr);
+    return Promise.all(
+      records.map(async (r, i): Promise<boolean | Error> => {
+        const path = absPaths[i]!;
+        switch (r.outcome) {
+          case "released":
+            return true;
+          case "already":
+            return false;
+          case "error":
+            return r.error;
+          case "refused": {
+            const t = canRelease(r.attrs.flags);
+            return t.ok
+              ? new Error("release refused natively but allowed")
+              : this.refusal("release", path, r.attrs, t);
+          }
+          case "fallback":
+            return this.releaseInJs(path).catch((err: unknown) =>
+              err instanceof Error ? err : new Error(errorMessage(err)),
+            );
+        }
+      }),
+    );
+  }
+
+  /** Release in JS, for what the native job leaves to it (no or odd hsm_attrs). */
+  private async releaseInJs(absPath: Buffer): Promise<boolean> {
     const attrs = await this.state(absPath);
     const flags = this.check("release", absPath, attrs, canRelease(attrs?.flags ?? 0));
     if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return false; // already released
@@ -323,8 +364,17 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
     transition: HsmTransition,
   ): number {
     if (transition.ok) return transition.flags;
+    throw this.refusal(operation, absPath, attrs, transition);
+  }
+
+  private refusal(
+    operation: string,
+    absPath: Buffer,
+    attrs: HsmAttrs | undefined,
+    transition: { reason: string; hint?: string | undefined },
+  ): HsmRefusedError {
     const path = displayPath(absPath);
-    throw new HsmRefusedError(
+    return new HsmRefusedError(
       operation,
       path,
       transition.reason,
