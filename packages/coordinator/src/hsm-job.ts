@@ -116,6 +116,11 @@ const relativeTo = (root: Buffer, abs: Buffer): Buffer => {
   return abs.subarray(prefix.length);
 };
 
+/** Paths whose FIDs are looked up together (one native batch of threadpool jobs on emulation). */
+const FID_CHUNK = 1024;
+/** Action lists published and not yet acknowledged by JetStream, at most. */
+const PUBLISH_WINDOW = 32;
+
 /** Monotonic cookies: milliseconds since the epoch × 2^20 + a counter (unique per coordinator run). */
 let cookieCounter = 0n;
 const nextCookie = (): bigint => (BigInt(Date.now()) << 20n) + (cookieCounter++ & 0xfffffn);
@@ -265,28 +270,48 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     }
   })();
 
-  // Dispatch: FIDs are looked up in parallel chunks; lists go out as soon as they are full.
+  // Dispatch: FIDs are looked up in chunks (the next chunk's lookup runs while this one is
+  // distributed); lists go out as soon as they are full, with up to PUBLISH_WINDOW publishes
+  // awaiting their acknowledgement at once (sent in order on one connection, so a partition's
+  // lists still arrive in order).
   const pending = new Map<number, HsmActionItem[]>();
   let listSeq = 0;
+  const publishing = new Set<Promise<void>>();
+  let publishError: { err: unknown } | undefined;
   const publishList = async (partition: number, items: HsmActionItem[]) => {
     const listId = `${partition}-${listSeq++}`;
     summary.lists++;
-    await js.publish(
-      subjects.hsmPartition(partition),
-      encodeHsmActionList({
-        jobId,
-        listId,
-        archiveId,
-        fsname: "",
-        flags: 0n,
-        items,
-        partition,
-      }),
-      { msgID: `${jobId}.${listId}` },
-    );
+    const sent: Promise<void> = js
+      .publish(
+        subjects.hsmPartition(partition),
+        encodeHsmActionList({
+          jobId,
+          listId,
+          archiveId,
+          fsname: "",
+          flags: 0n,
+          items,
+          partition,
+        }),
+        { msgID: `${jobId}.${listId}` },
+      )
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          publishError ??= { err };
+        },
+      )
+      .finally(() => publishing.delete(sent));
+    publishing.add(sent);
+    if (publishing.size >= PUBLISH_WINDOW) await Promise.race(publishing);
+    if (publishError) throw publishError.err;
   };
-  const addItems = async (paths: Buffer[]) => {
-    const fids = await backend.fids(paths);
+  const published = async () => {
+    await Promise.all(publishing);
+    if (publishError) throw publishError.err;
+  };
+  const addItems = async (paths: Buffer[], lookup: Promise<(string | Error)[]>) => {
+    const fids = await lookup;
     const cancelFids: string[] = [];
     const cookie = nextCookie();
     for (const [i, r] of fids.entries()) {
@@ -328,17 +353,27 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
 
   try {
     let chunk: Buffer[] = [];
+    // The chunk whose FIDs are being looked up while the next one fills.
+    let looking: { paths: Buffer[]; fids: Promise<(string | Error)[]> } | undefined;
+    const lookUp = async (paths: Buffer[]) => {
+      const fids = backend.fids(paths);
+      fids.catch(() => undefined); // awaited below; not unhandled meanwhile
+      if (looking) await addItems(looking.paths, looking.fids);
+      looking = { paths, fids };
+    };
     for await (const p of o.paths) {
       if (cancelled) break;
       chunk.push(p);
-      if (chunk.length >= 512) {
-        await addItems(chunk);
+      if (chunk.length >= FID_CHUNK) {
+        await lookUp(chunk);
         chunk = [];
       }
     }
-    if (chunk.length > 0 && !cancelled) await addItems(chunk);
+    if (chunk.length > 0 && !cancelled) await lookUp(chunk);
+    if (looking && !cancelled) await addItems(looking.paths, looking.fids);
     for (const [partition, items] of pending) await publishList(partition, items);
     pending.clear();
+    await published();
     dispatchDone = true;
     progress();
     checkDone();

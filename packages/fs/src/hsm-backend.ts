@@ -25,8 +25,6 @@ import {
   displayPath,
   errorCode,
   errorMessage,
-  fidForInode,
-  formatFid,
   transitionRefusal,
   HsmfleetError,
 } from "@hsmfleet/core";
@@ -35,6 +33,7 @@ import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 import { checkPath } from "./errno.js";
 import { HsmEmulation } from "./hsm-emulation.js";
 import { LustreHsmBackend } from "./lustre-backend.js";
+import { fidBatch } from "./fid-batch.js";
 import { releaseBatch } from "./release-batch.js";
 
 export type HsmBackendKind = "hsm-emulation" | "lustre";
@@ -144,19 +143,14 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   async fid(absPath: Buffer): Promise<string> {
-    const st = await this.statFile(absPath, "path2fid", false);
-    return formatFid(fidForInode(st.dev, st.ino));
+    const [r] = await fidBatch([absPath]);
+    if (r instanceof Error) throw r;
+    return r!;
   }
 
+  /** Native batches (fid-batch.ts): one threadpool job per 256 paths. */
   async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
-    const r = await Promise.allSettled(absPaths.map((p) => this.fid(p)));
-    return r.map((x) =>
-      x.status === "fulfilled"
-        ? x.value
-        : x.reason instanceof Error
-          ? x.reason
-          : new Error(errorMessage(x.reason)),
-    );
+    return fidBatch(absPaths);
   }
 
   /** Copytool side, phase 1: archive allowed? Sets EXISTS and returns what the copy must match. */

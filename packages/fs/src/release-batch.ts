@@ -1,9 +1,9 @@
 /**
  * HSM release of many files on the emulation backend through the native addon: each chunk of
- * paths is one libuv threadpool job (native/hsmrelease.c) that reads struct hsm_attrs, detects a
+ * paths is one libuv threadpool job (native/hsmbatch.c) that reads struct hsm_attrs, detects a
  * write since the recorded data version, checks the release rules, drops the data keeping size and
  * mtime and writes the new state, per file, without returning to JS in between. Chunks run at
- * once, so the threadpool's threads (UV_THREADPOOL_SIZE, default 4) share a large batch.
+ * once, so the threadpool's threads (UV_THREADPOOL_SIZE: the CLI sets 16) share a large batch.
  */
 import { FsOperationError, decodeHsmAttrs, displayPath } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
@@ -11,7 +11,7 @@ import type { HsmAttrs } from "@hsmfleet/core";
 import { checkPath, checkXattrName, errnoMessage, errnoName } from "./errno.js";
 import { loadNative } from "./native.js";
 
-/** Files per threadpool job. Default 16: a list of 256 keeps 16 jobs queued for 4 threads. */
+/** Files per threadpool job. Default 16: a list of 256 makes 16 jobs, one per CLI threadpool thread. */
 export const RELEASE_CHUNK_FILES = 16;
 
 /** What the native release did with one file. */

@@ -1,5 +1,10 @@
 /*
- * hsmfleet_fs: HSM release on the emulation backend in one threadpool job per batch of files.
+ * hsmfleet_fs: HSM batches on the emulation backend, one threadpool job per batch of files.
+ *
+ * fidBatch(paths: Buffer[]): Promise<Buffer> lstats every path (never following a symlink) and
+ * gives its emulated FID text, as @hsmfleet/core formatFid(fidForInode(dev, ino)) writes it:
+ * `[0x<FID_SEQ_NORMAL + ((dev & 0xffffffff) << 32 | ino >> 32)>:0x<ino & 0xffffffff>:0x0]`.
+ * One 48-byte record per path: i32 errno (0: ok), u32 text length, 40 bytes of text.
  *
  * releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer> runs, per file and without ever
  * returning to JS in between, what HsmEmulationBackend.release does with nine separate libuv
@@ -29,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,10 +45,12 @@
 #include <linux/falloc.h>
 #endif
 
-#include "hsmrelease.h"
+#include "hsmbatch.h"
 
 #define HSM_SIZE 24
 #define REC_SIZE 32
+#define FID_REC_SIZE 48
+#define FID_SEQ_NORMAL 0x200000400ULL
 
 #define HS_EXISTS 0x1u
 #define HS_DIRTY 0x2u
@@ -69,14 +77,16 @@ enum op {
 typedef struct {
   napi_async_work aw;
   napi_deferred deferred;
+  int fid;          /* 1: fidBatch, 0: releaseBatch */
+  size_t rec_size;
   char *xattr;
   char *paths;      /* all paths, each NUL-terminated */
   size_t *offsets;  /* start of path i in `paths` */
   uint32_t count;
-  uint8_t *out;     /* count * REC_SIZE */
-} release_work;
+  uint8_t *out;     /* count * rec_size */
+} batch_work;
 
-static void rw_free(release_work *w) {
+static void rw_free(batch_work *w) {
   if (!w) return;
   free(w->xattr);
   free(w->paths);
@@ -231,11 +241,29 @@ static void release_one(const char *path, const char *xattr, uint8_t *rec) {
   rec[0] = OUT_RELEASED;
 }
 
+static void fid_one(const char *path, uint8_t *rec) {
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    wr32(rec, (uint32_t)errno);
+    return;
+  }
+  uint64_t dev = (uint64_t)st.st_dev, ino = (uint64_t)st.st_ino;
+  uint64_t seq = FID_SEQ_NORMAL + (((dev & 0xffffffffULL) << 32) | (ino >> 32));
+  int n = snprintf((char *)rec + 8, FID_REC_SIZE - 8, "[0x%llx:0x%llx:0x0]", (unsigned long long)seq,
+                   (unsigned long long)(ino & 0xffffffffULL));
+  wr32(rec + 4, (uint32_t)n);
+}
+
 static void rw_execute(napi_env env, void *data) {
   (void)env;
-  release_work *w = data;
+  batch_work *w = data;
   for (uint32_t i = 0; i < w->count; i++) {
-    release_one(w->paths + w->offsets[i], w->xattr, w->out + (size_t)i * REC_SIZE);
+    uint8_t *rec = w->out + (size_t)i * w->rec_size;
+    if (w->fid) {
+      fid_one(w->paths + w->offsets[i], rec);
+    } else {
+      release_one(w->paths + w->offsets[i], w->xattr, rec);
+    }
   }
 }
 
@@ -246,10 +274,10 @@ static void rw_free_buffer(napi_env env, void *data, void *hint) {
 }
 
 static void rw_complete(napi_env env, napi_status status, void *data) {
-  release_work *w = data;
+  batch_work *w = data;
   napi_value result;
   if (status == napi_ok &&
-      napi_create_external_buffer(env, (size_t)w->count * REC_SIZE, w->out, rw_free_buffer, NULL,
+      napi_create_external_buffer(env, (size_t)w->count * w->rec_size, w->out, rw_free_buffer, NULL,
                                   &result) == napi_ok) {
     w->out = NULL;
     napi_resolve_deferred(env, w->deferred, result);
@@ -259,7 +287,7 @@ static void rw_complete(napi_env env, napi_status status, void *data) {
     napi_is_exception_pending(env, &pending);
     if (pending) napi_get_and_clear_last_exception(env, &ignored);
     if (status == napi_ok &&
-        napi_create_buffer_copy(env, (size_t)w->count * REC_SIZE, w->out, NULL, &result) ==
+        napi_create_buffer_copy(env, (size_t)w->count * w->rec_size, w->out, NULL, &result) ==
             napi_ok) {
       napi_resolve_deferred(env, w->deferred, result);
     } else {
@@ -280,32 +308,35 @@ static void rw_complete(napi_env env, napi_status status, void *data) {
     return NULL;                                  \
   } while (0)
 
-/* releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer> */
-static napi_value js_release_batch(napi_env env, napi_callback_info info) {
+static napi_value start_batch(napi_env env, napi_callback_info info, int fid) {
   size_t argc = 2;
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  release_work *w = calloc(1, sizeof *w);
+  batch_work *w = calloc(1, sizeof *w);
   if (!w) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
-  if (argc < 2) THROW("releaseBatch(paths, xattr)");
+  w->fid = fid;
+  w->rec_size = fid ? FID_REC_SIZE : REC_SIZE;
+  if (argc < (fid ? 1u : 2u)) THROW(fid ? "fidBatch(paths)" : "releaseBatch(paths, xattr)");
   bool is_array = false;
   uint32_t count = 0;
   if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[0], &count) != napi_ok)
     THROW("paths must be an array of Buffers");
-  size_t xlen = 0;
-  if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &xlen) != napi_ok)
-    THROW("xattr name must be a string");
-  w->xattr = malloc(xlen + 1);
-  if (!w->xattr) THROW("out of memory");
-  napi_get_value_string_utf8(env, argv[1], w->xattr, xlen + 1, &xlen);
-  if (xlen == 0 || strlen(w->xattr) != xlen) THROW("xattr name must be non-empty without NUL");
+  if (!fid) {
+    size_t xlen = 0;
+    if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &xlen) != napi_ok)
+      THROW("xattr name must be a string");
+    w->xattr = malloc(xlen + 1);
+    if (!w->xattr) THROW("out of memory");
+    napi_get_value_string_utf8(env, argv[1], w->xattr, xlen + 1, &xlen);
+    if (xlen == 0 || strlen(w->xattr) != xlen) THROW("xattr name must be non-empty without NUL");
+  }
   w->count = count;
   w->offsets = calloc(count ? count : 1, sizeof *w->offsets);
-  w->out = calloc(count ? count : 1, REC_SIZE);
+  w->out = calloc(count ? count : 1, w->rec_size);
   if (!w->offsets || !w->out) THROW("out of memory");
   size_t total = 0, cap = 0;
   for (uint32_t i = 0; i < count; i++) {
@@ -333,7 +364,8 @@ static napi_value js_release_batch(napi_env env, napi_callback_info info) {
   }
   napi_value promise, name;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok) THROW("cannot create a promise");
-  napi_create_string_utf8(env, "hsmfleet_fs.releaseBatch", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, fid ? "hsmfleet_fs.fidBatch" : "hsmfleet_fs.releaseBatch",
+                          NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, rw_execute, rw_complete, w, &w->aw) != napi_ok ||
       napi_queue_async_work(env, w->aw) != napi_ok) {
     napi_value msg, err;
@@ -345,9 +377,20 @@ static napi_value js_release_batch(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-napi_status hsmfleet_release_init(napi_env env, napi_value exports) {
+/* releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer> */
+static napi_value js_release_batch(napi_env env, napi_callback_info info) {
+  return start_batch(env, info, 0);
+}
+
+/* fidBatch(paths: Buffer[]): Promise<Buffer> */
+static napi_value js_fid_batch(napi_env env, napi_callback_info info) {
+  return start_batch(env, info, 1);
+}
+
+napi_status hsmfleet_batch_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"releaseBatch", NULL, js_release_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fidBatch", NULL, js_fid_batch, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 1, props);
+  return napi_define_properties(env, exports, 2, props);
 }
