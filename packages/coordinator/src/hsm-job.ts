@@ -107,10 +107,16 @@ export interface HsmJobSummary {
   errors: { path: string; error: string }[];
 }
 
-const relativeTo = (root: Buffer, abs: Buffer): Buffer => {
+/** `root` with a trailing "/" (added unless it has one). */
+const rootPrefix = (root: Buffer): Buffer =>
+  root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
+
+const relativeTo = (root: Buffer, abs: Buffer, prefix = rootPrefix(root)): Buffer => {
   if (abs.equals(root)) return Buffer.alloc(0);
-  const prefix = root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
-  if (abs.length <= prefix.length || !abs.subarray(0, prefix.length).equals(prefix)) {
+  if (
+    abs.length <= prefix.length ||
+    abs.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0
+  ) {
     throw new UsageError(`${displayPath(abs)} is not under the job root ${displayPath(root)}`);
   }
   return abs.subarray(prefix.length);
@@ -149,6 +155,7 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     );
   }
   const root = Buffer.from(o.root);
+  const rootSlash = rootPrefix(root);
   const jobId = o.jobId ?? newJobId("hsm");
   const { jsm, jobs, topology } = await ensureTopology(o.nc, o.topology);
   await ensureHsmPartitions(jsm, partitions, topology);
@@ -334,7 +341,7 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
         cookie: o.request === "cancel" ? cookie : nextCookie(),
         gid: 0n,
         data: Buffer.alloc(0),
-        path: relativeTo(root, abs),
+        path: relativeTo(root, abs, rootSlash),
       };
       if (o.request === "cancel") cancelFids.push(fid);
       summary.items++;
