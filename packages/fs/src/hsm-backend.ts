@@ -210,29 +210,40 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
    */
   async releaseMany(absPaths: readonly Buffer[]): Promise<(boolean | Error)[]> {
     const records = await releaseBatch(absPaths, this.xattr);
-    return Promise.all(
-      records.map(async (r, i): Promise<boolean | Error> => {
-        const path = absPaths[i]!;
-        switch (r.outcome) {
-          case "released":
-            return true;
-          case "already":
-            return false;
-          case "error":
-            return r.error;
-          case "refused": {
-            const t = canRelease(r.attrs.flags);
-            return t.ok
-              ? new Error("release refused natively but allowed")
-              : this.refusal("release", path, r.attrs, t);
-          }
-          case "fallback":
-            return this.releaseInJs(path).catch((err: unknown) =>
-              err instanceof Error ? err : new Error(errorMessage(err)),
-            );
+    const out = new Array<boolean | Error>(records.length);
+    const inJs: Promise<void>[] = [];
+    for (const [i, r] of records.entries()) {
+      const path = absPaths[i]!;
+      switch (r.outcome) {
+        case "released":
+          out[i] = true;
+          break;
+        case "already":
+          out[i] = false;
+          break;
+        case "error":
+          out[i] = r.error;
+          break;
+        case "refused": {
+          const t = canRelease(r.attrs.flags);
+          out[i] = t.ok
+            ? new Error(`release of ${displayPath(path)}: refused natively but allowed`)
+            : this.refusal("release", path, r.attrs, t);
+          break;
         }
-      }),
-    );
+        case "fallback":
+          inJs.push(
+            this.releaseInJs(path).then(
+              (released) => void (out[i] = released),
+              (err: unknown) =>
+                void (out[i] = err instanceof Error ? err : new Error(errorMessage(err))),
+            ),
+          );
+          break;
+      }
+    }
+    await Promise.all(inJs);
+    return out;
   }
 
   /** Release in JS, for what the native job leaves to it (no or odd hsm_attrs). */

@@ -17,9 +17,9 @@ export const RELEASE_CHUNK_FILES = 16;
 /** What the native release did with one file. */
 export type ReleaseRecord =
   /** Released now. */
-  | { outcome: "released"; attrs: HsmAttrs }
+  | { outcome: "released" }
   /** Already released: nothing done. */
-  | { outcome: "already"; attrs: HsmAttrs }
+  | { outcome: "already" }
   /** The rules refuse it; `attrs` is the state decided on (DIRTY already persisted if found). */
   | { outcome: "refused"; attrs: HsmAttrs }
   /** A system call failed: FsOperationError naming the path, the operation and the cause. */
@@ -41,12 +41,16 @@ const OPS = [
   "close",
 ] as const;
 const NOT_REGULAR = -1;
+const RELEASED: ReleaseRecord = Object.freeze({ outcome: "released" });
+const ALREADY: ReleaseRecord = Object.freeze({ outcome: "already" });
 
 const decode = (rec: Buffer, path: Buffer): ReleaseRecord => {
   const outcome = OUTCOMES[rec[0]!];
   switch (outcome) {
     case "released":
+      return RELEASED;
     case "already":
+      return ALREADY;
     case "refused":
       return { outcome, attrs: decodeHsmAttrs(rec.subarray(8, 32)) };
     case "fallback":
