@@ -107,14 +107,25 @@ export interface HsmJobSummary {
   errors: { path: string; error: string }[];
 }
 
-const relativeTo = (root: Buffer, abs: Buffer): Buffer => {
+/** `root` with a trailing "/" (added unless it has one). */
+const rootPrefix = (root: Buffer): Buffer =>
+  root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
+
+const relativeTo = (root: Buffer, abs: Buffer, prefix = rootPrefix(root)): Buffer => {
   if (abs.equals(root)) return Buffer.alloc(0);
-  const prefix = root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
-  if (abs.length <= prefix.length || !abs.subarray(0, prefix.length).equals(prefix)) {
+  if (
+    abs.length <= prefix.length ||
+    abs.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0
+  ) {
     throw new UsageError(`${displayPath(abs)} is not under the job root ${displayPath(root)}`);
   }
   return abs.subarray(prefix.length);
 };
+
+/** Paths whose FIDs are looked up together (one native batch of threadpool jobs on emulation). */
+const FID_CHUNK = 1024;
+/** Action lists published and not yet acknowledged by JetStream, at most. */
+const PUBLISH_WINDOW = 32;
 
 /** Monotonic cookies: milliseconds since the epoch × 2^20 + a counter (unique per coordinator run). */
 let cookieCounter = 0n;
@@ -144,6 +155,7 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     );
   }
   const root = Buffer.from(o.root);
+  const rootSlash = rootPrefix(root);
   const jobId = o.jobId ?? newJobId("hsm");
   const { jsm, jobs, topology } = await ensureTopology(o.nc, o.topology);
   await ensureHsmPartitions(jsm, partitions, topology);
@@ -265,28 +277,48 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     }
   })();
 
-  // Dispatch: FIDs are looked up in parallel chunks; lists go out as soon as they are full.
+  // Dispatch: FIDs are looked up in chunks (the next chunk's lookup runs while this one is
+  // distributed); lists go out as soon as they are full, with up to PUBLISH_WINDOW publishes
+  // awaiting their acknowledgement at once (sent in order on one connection, so a partition's
+  // lists still arrive in order).
   const pending = new Map<number, HsmActionItem[]>();
   let listSeq = 0;
+  const publishing = new Set<Promise<void>>();
+  let publishError: { err: unknown } | undefined;
   const publishList = async (partition: number, items: HsmActionItem[]) => {
     const listId = `${partition}-${listSeq++}`;
     summary.lists++;
-    await js.publish(
-      subjects.hsmPartition(partition),
-      encodeHsmActionList({
-        jobId,
-        listId,
-        archiveId,
-        fsname: "",
-        flags: 0n,
-        items,
-        partition,
-      }),
-      { msgID: `${jobId}.${listId}` },
-    );
+    const sent: Promise<void> = js
+      .publish(
+        subjects.hsmPartition(partition),
+        encodeHsmActionList({
+          jobId,
+          listId,
+          archiveId,
+          fsname: "",
+          flags: 0n,
+          items,
+          partition,
+        }),
+        { msgID: `${jobId}.${listId}` },
+      )
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          publishError ??= { err };
+        },
+      )
+      .finally(() => publishing.delete(sent));
+    publishing.add(sent);
+    if (publishing.size >= PUBLISH_WINDOW) await Promise.race(publishing);
+    if (publishError) throw publishError.err;
   };
-  const addItems = async (paths: Buffer[]) => {
-    const fids = await backend.fids(paths);
+  const published = async () => {
+    await Promise.all(publishing);
+    if (publishError) throw publishError.err;
+  };
+  const addItems = async (paths: Buffer[], lookup: Promise<(string | Error)[]>) => {
+    const fids = await lookup;
     const cancelFids: string[] = [];
     const cookie = nextCookie();
     for (const [i, r] of fids.entries()) {
@@ -309,7 +341,7 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
         cookie: o.request === "cancel" ? cookie : nextCookie(),
         gid: 0n,
         data: Buffer.alloc(0),
-        path: relativeTo(root, abs),
+        path: relativeTo(root, abs, rootSlash),
       };
       if (o.request === "cancel") cancelFids.push(fid);
       summary.items++;
@@ -328,17 +360,27 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
 
   try {
     let chunk: Buffer[] = [];
+    // The chunk whose FIDs are being looked up while the next one fills.
+    let looking: { paths: Buffer[]; fids: Promise<(string | Error)[]> } | undefined;
+    const lookUp = async (paths: Buffer[]) => {
+      const fids = backend.fids(paths);
+      fids.catch(() => undefined); // awaited below; not unhandled meanwhile
+      if (looking) await addItems(looking.paths, looking.fids);
+      looking = { paths, fids };
+    };
     for await (const p of o.paths) {
       if (cancelled) break;
       chunk.push(p);
-      if (chunk.length >= 512) {
-        await addItems(chunk);
+      if (chunk.length >= FID_CHUNK) {
+        await lookUp(chunk);
         chunk = [];
       }
     }
-    if (chunk.length > 0 && !cancelled) await addItems(chunk);
+    if (chunk.length > 0 && !cancelled) await lookUp(chunk);
+    if (looking && !cancelled) await addItems(looking.paths, looking.fids);
     for (const [partition, items] of pending) await publishList(partition, items);
     pending.clear();
+    await published();
     dispatchDone = true;
     progress();
     checkDone();

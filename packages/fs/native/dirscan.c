@@ -34,6 +34,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "hsmbatch.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "hsmfleet_fs writes native integers into the packed format and needs a little-endian host"
 #endif
@@ -833,6 +835,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;
+  if (hsmfleet_batch_init(env, exports) != napi_ok) return NULL;
   napi_value v;
   napi_create_uint32(env, FORMAT_VERSION, &v);
   napi_set_named_property(env, exports, "formatVersion", v);

@@ -1,5 +1,5 @@
 import { constants } from "node:os";
-import { getSystemErrorName } from "node:util";
+import { getSystemErrorMap, getSystemErrorName } from "node:util";
 
 import { FsOperationError, displayPath } from "@hsmfleet/core";
 
@@ -33,6 +33,14 @@ export const errnoName = (errno: number): string => {
     names.set(errno, name);
   }
   return name;
+};
+
+let messages: Map<number, [string, string]> | undefined;
+
+/** The C library's text for a positive errno ("no such file or directory"), as strerror gives it. */
+export const errnoMessage = (errno: number): string => {
+  messages ??= getSystemErrorMap();
+  return messages.get(-errno)?.[1] ?? `error ${errno}`;
 };
 
 /** Native rejection -> FsOperationError(operation, display path, code); anything else as is. */

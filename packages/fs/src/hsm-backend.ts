@@ -25,8 +25,6 @@ import {
   displayPath,
   errorCode,
   errorMessage,
-  fidForInode,
-  formatFid,
   transitionRefusal,
   HsmfleetError,
 } from "@hsmfleet/core";
@@ -35,6 +33,8 @@ import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 import { checkPath } from "./errno.js";
 import { HsmEmulation } from "./hsm-emulation.js";
 import { LustreHsmBackend } from "./lustre-backend.js";
+import { fidBatch } from "./fid-batch.js";
+import { releaseBatch } from "./release-batch.js";
 
 export type HsmBackendKind = "hsm-emulation" | "lustre";
 export const HSM_BACKEND_KINDS: readonly HsmBackendKind[] = ["hsm-emulation", "lustre"];
@@ -143,19 +143,14 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   async fid(absPath: Buffer): Promise<string> {
-    const st = await this.statFile(absPath, "path2fid", false);
-    return formatFid(fidForInode(st.dev, st.ino));
+    const [r] = await fidBatch([absPath]);
+    if (r instanceof Error) throw r;
+    return r!;
   }
 
+  /** Native batches (fid-batch.ts): one threadpool job per 256 paths. */
   async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
-    const r = await Promise.allSettled(absPaths.map((p) => this.fid(p)));
-    return r.map((x) =>
-      x.status === "fulfilled"
-        ? x.value
-        : x.reason instanceof Error
-          ? x.reason
-          : new Error(errorMessage(x.reason)),
-    );
+    return fidBatch(absPaths);
   }
 
   /** Copytool side, phase 1: archive allowed? Sets EXISTS and returns what the copy must match. */
@@ -197,11 +192,62 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   /**
-   * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (truncate to
-   * 0, then back to the size: sparse, no blocks), mtime put back, and the new data version recorded.
-   * Resolves true when released now, false when it already was.
+   * Release: only ARCHIVED and clean files, not NORELEASE or LOST. The data is dropped (holes
+   * punched, or truncate to 0 and back to the size: sparse, no blocks), mtime put back, and the new
+   * data version recorded. Resolves true when released now, false when it already was. Runs as one
+   * native threadpool job (release-batch.ts); releaseMany does many files at once.
    */
   async release(absPath: Buffer): Promise<boolean> {
+    const [r] = await this.releaseMany([absPath]);
+    if (r instanceof Error) throw r;
+    return r!;
+  }
+
+  /**
+   * Release of many files at once, one outcome per path in order: true released now, false
+   * already released, or the error (HsmRefusedError saying why, FsOperationError naming the
+   * operation and the cause). The same rules and checks as release, in native threadpool jobs.
+   */
+  async releaseMany(absPaths: readonly Buffer[]): Promise<(boolean | Error)[]> {
+    const records = await releaseBatch(absPaths, this.xattr);
+    const out = new Array<boolean | Error>(records.length);
+    const inJs: Promise<void>[] = [];
+    for (const [i, r] of records.entries()) {
+      const path = absPaths[i]!;
+      switch (r.outcome) {
+        case "released":
+          out[i] = true;
+          break;
+        case "already":
+          out[i] = false;
+          break;
+        case "error":
+          out[i] = r.error;
+          break;
+        case "refused": {
+          const t = canRelease(r.attrs.flags);
+          out[i] = t.ok
+            ? new Error(`release of ${displayPath(path)}: refused natively but allowed`)
+            : this.refusal("release", path, r.attrs, t);
+          break;
+        }
+        case "fallback":
+          inJs.push(
+            this.releaseInJs(path).then(
+              (released) => void (out[i] = released),
+              (err: unknown) =>
+                void (out[i] = err instanceof Error ? err : new Error(errorMessage(err))),
+            ),
+          );
+          break;
+      }
+    }
+    await Promise.all(inJs);
+    return out;
+  }
+
+  /** Release in JS, for what the native job leaves to it (no or odd hsm_attrs). */
+  private async releaseInJs(absPath: Buffer): Promise<boolean> {
     const attrs = await this.state(absPath);
     const flags = this.check("release", absPath, attrs, canRelease(attrs?.flags ?? 0));
     if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return false; // already released
@@ -323,8 +369,17 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
     transition: HsmTransition,
   ): number {
     if (transition.ok) return transition.flags;
+    throw this.refusal(operation, absPath, attrs, transition);
+  }
+
+  private refusal(
+    operation: string,
+    absPath: Buffer,
+    attrs: HsmAttrs | undefined,
+    transition: { reason: string; hint?: string | undefined },
+  ): HsmRefusedError {
     const path = displayPath(absPath);
-    throw new HsmRefusedError(
+    return new HsmRefusedError(
       operation,
       path,
       transition.reason,

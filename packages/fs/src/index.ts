@@ -2,6 +2,9 @@ export { openDir, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
 export type { DirEntry, DirReadOptions, DirReader } from "./dir-reader.js";
 export { getXattr, setXattr, removeXattr } from "./xattr.js";
 export { loadNative, NATIVE_ADDON_PATH } from "./native.js";
+export { releaseBatch, RELEASE_CHUNK_FILES } from "./release-batch.js";
+export { fidBatch, FID_CHUNK_FILES } from "./fid-batch.js";
+export type { ReleaseRecord } from "./release-batch.js";
 export { TargetRoot, UnsafePathError, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
 export type { TargetRootOptions, EntryAttributes } from "./safe-create.js";
 export {

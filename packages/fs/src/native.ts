@@ -26,6 +26,13 @@ export interface NativeBinding {
   getXattr(path: Buffer, name: string): Promise<Buffer | null>;
   setXattr(path: Buffer, name: string, value: Buffer): Promise<void>;
   removeXattr(path: Buffer, name: string): Promise<void>;
+  /**
+   * HSM release of every path in one threadpool job (native/hsmbatch.c): one 32-byte record per
+   * path, in order (see release-batch.ts). Throws TypeError for an empty path or one with a NUL.
+   */
+  releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer>;
+  /** Emulated FIDs (lstat, dev and inode) of every path in one threadpool job; see fid-batch.ts. */
+  fidBatch(paths: Buffer[]): Promise<Buffer>;
   readonly formatVersion: number;
 }
 

@@ -258,6 +258,40 @@ export class HsmActionRunner {
       chain.push(i);
       chains.set(item.fid, chain);
     });
+    // A lone RELEASE on its FID (the common case: a bulk release) goes with the list's other such
+    // items into one native batch (HsmEmulationBackend.releaseMany); the rest run item by item.
+    const batch: number[] = [];
+    for (const [fid, chain] of chains) {
+      if (chain.length !== 1) continue;
+      const item = list.items[chain[0]!]!;
+      if (item.action !== HsmAction.Release) continue;
+      chains.delete(fid);
+      const cancelledBelow = this.#cancelled.get(item.fid);
+      if (cancelledBelow !== undefined && item.cookie < cancelledBelow) {
+        results[chain[0]!] = result(item, HsmItemStatus.Cancelled, "cancelled before it started");
+      } else {
+        batch.push(chain[0]!);
+      }
+    }
+    const released =
+      batch.length === 0
+        ? Promise.resolve()
+        : backend
+            .releaseMany(batch.map((i) => resolveUnderRoot(job.spec.root, list.items[i]!.path)))
+            .then((outcomes) =>
+              outcomes.forEach((r, k) => {
+                const item = list.items[batch[k]!]!;
+                results[batch[k]!] =
+                  r instanceof Error
+                    ? result(item, HsmItemStatus.Failed, errorMessage(r))
+                    : result(item, r ? HsmItemStatus.Done : HsmItemStatus.Skipped);
+              }),
+            )
+            .catch((err: unknown) => {
+              for (const i of batch) {
+                results[i] = result(list.items[i]!, HsmItemStatus.Failed, errorMessage(err));
+              }
+            });
     const queue = [...chains.values()];
     const worker = async () => {
       for (let chain = queue.shift(); chain !== undefined; chain = queue.shift()) {
@@ -268,7 +302,7 @@ export class HsmActionRunner {
       }
     };
     const n = Math.min(queue.length, this.#ctx.itemConcurrency ?? 32);
-    await Promise.all(Array.from({ length: n }, worker));
+    await Promise.all([released, ...Array.from({ length: n }, worker)]);
     return results;
   }
 
