@@ -2,6 +2,8 @@ export { openDir, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
 export type { DirEntry, DirReadOptions, DirReader } from "./dir-reader.js";
 export { getXattr, setXattr, removeXattr } from "./xattr.js";
 export { loadNative, NATIVE_ADDON_PATH } from "./native.js";
+export { readSmallFile } from "./read-small-file.js";
+export type { ReadSmallFileOptions, SmallFileRead, SmallFileStat } from "./read-small-file.js";
 export { TargetRoot, UnsafePathError, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
 export type { TargetRootOptions, EntryAttributes } from "./safe-create.js";
 export {

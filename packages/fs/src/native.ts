@@ -26,6 +26,8 @@ export interface NativeBinding {
   getXattr(path: Buffer, name: string): Promise<Buffer | null>;
   setXattr(path: Buffer, name: string, value: Buffer): Promise<void>;
   removeXattr(path: Buffer, name: string): Promise<void>;
+  /** One small file in one job (native/readfile.c); results in `out`'s header (read-small-file.ts). */
+  readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
   readonly formatVersion: number;
 }
 
