@@ -26,16 +26,18 @@
  *   HSMFLEET_BENCH_BREAKDOWN   0 skips the layer breakdown against the sink (below)
  *
  * Where the time goes: for the sink cases the same data also goes up through the layers in
- * between, RUNS times each: the SDK alone (BlobContainer / BlockBlobClient requests from memory
- * with a precomputed MD5: no reads, no hashing), then uploadFile() straight from the files (reads,
- * both MD5s, SDK; no NATS, no walk). Each step up adds one cost; the table prints rate and client
+ * between, RUNS times each: the blob client alone (BlobContainer / BlockBlobClient requests from
+ * memory with a precomputed MD5: no reads, no hashing; Put Blob goes out directly, blocks through
+ * the SDK), then uploadFile() straight from the files (reads, both MD5s; small files with the
+ * walk's size and mtime, so they take the one-job read path; no NATS, no walk). Each step up adds
+ * one cost; the table prints rate and client
  * CPU per layer. The MD5 bound (two MD5 passes over every byte of a block upload, at this
  * machine's single-core MD5 speed, on all its CPUs) is printed beside the large-file ceiling.
  */
 import "./threadpool.js";
 import { createHash } from "node:crypto";
 import { existsSync, rmSync, statfsSync } from "node:fs";
-import { mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -383,7 +385,7 @@ type Layer = "sdk" | "uploadFile";
 
 const LAYER_LABELS: Record<"raw" | Layer | "hsmfleet", string> = {
   raw: "raw HTTP (ceiling)",
-  sdk: "+ SDK: same requests from memory, MD5 given",
+  sdk: "+ client: same requests from memory, MD5 given",
   uploadFile: "+ reads and MD5s: uploadFile() direct",
   hsmfleet: "+ job: walk, listings, NATS, batches",
 };
@@ -413,6 +415,19 @@ const runLayer = async (ctx: CaseContext, layer: Layer): Promise<Run> => {
     return m;
   };
   const pathOf = (name: string): Buffer => Buffer.from(join(tree.root, name));
+  // What the walk hands uploadFile (size and mtime), listed before the clock starts.
+  type Listed = { size: number; mtimeSec: number; mtimeNsec: number };
+  const listed = new Map<string, Listed>();
+  if (layer === "uploadFile" && tree.kind === "small") {
+    for (const f of tree.files) {
+      const st = await stat(join(tree.root, f.name), { bigint: true });
+      listed.set(f.name, {
+        size: Number(st.size),
+        mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+        mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+      });
+    }
+  }
   await endpoint.sink?.reset();
   const meter = new Meter(endpoint, ctx.nats);
   const t0 = performance.now();
@@ -457,7 +472,11 @@ const runLayer = async (ctx: CaseContext, layer: Layer): Promise<Run> => {
     await forEachLimit(ops, concurrency, async (op) => {
       if (op.dir) await container.putBlob(op.name, Buffer.alloc(0), { metadata: dirMeta });
       else if (layer === "uploadFile")
-        await uploadFile(container, pathOf(op.name), op.name, { metadata, budget });
+        await uploadFile(container, pathOf(op.name), op.name, {
+          metadata,
+          budget,
+          expected: listed.get(op.name)!,
+        });
       else
         await container.putBlob(op.name, data.subarray(0, op.size), {
           metadata,
