@@ -15,6 +15,7 @@
  *     bytes 112..127: MD5 of the bytes read (flags bit 0, read complete)
  *   A file that is not regular, or larger than the capacity, is not read (bytes read 0, the
  *   "after" fields equal "before"); the caller decides what that means.
+ * readSmallFiles(paths: Buffer[], outs: Buffer[], flags): Promise<void>: several files in one job.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -34,14 +35,24 @@
 #define HDR 128
 
 typedef struct {
-  napi_async_work aw;
-  napi_deferred deferred;
-  napi_ref out_ref;
   char *path;
   uint8_t *out;
   size_t cap; /* data capacity */
+} rf_item;
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  napi_ref outs_ref; /* the Buffer (or the array of Buffers) the results go into */
   uint32_t flags;
+  uint32_t n;
+  rf_item items[];
 } rf_work;
+
+static void rf_free(rf_work *w) {
+  for (uint32_t i = 0; i < w->n; i++) free(w->items[i].path);
+  free(w);
+}
 
 static void put(uint8_t *hdr, int slot, double v) { memcpy(hdr + slot * 8, &v, 8); }
 
@@ -53,9 +64,7 @@ static void put_stat(uint8_t *hdr, int first, const struct stat *st) {
   put(hdr, first + 4, (double)st->st_ctim.tv_nsec);
 }
 
-static void rf_execute(napi_env env, void *data) {
-  (void)env;
-  rf_work *w = data;
+static void read_one(rf_item *w, uint32_t flags) {
   uint8_t *hdr = w->out;
   memset(hdr, 0, HDR);
   int fd;
@@ -104,7 +113,7 @@ static void rf_execute(napi_env env, void *data) {
   }
   put_stat(hdr, 9, &after);
   close(fd);
-  if ((w->flags & 1) && done == want) {
+  if ((flags & 1) && done == want) {
     unsigned int len = 0;
     if (EVP_Digest(dst, done, hdr + 112, &len, EVP_md5(), NULL) != 1 || len != 16) {
       memset(hdr + 112, 0, 16);
@@ -114,11 +123,17 @@ static void rf_execute(napi_env env, void *data) {
   }
 }
 
+static void rf_execute(napi_env env, void *data) {
+  (void)env;
+  rf_work *w = data;
+  for (uint32_t i = 0; i < w->n; i++) read_one(&w->items[i], w->flags);
+}
+
 static void rf_complete(napi_env env, napi_status status, void *data) {
   rf_work *w = data;
   napi_value undef;
   napi_get_undefined(env, &undef);
-  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  if (w->outs_ref) napi_delete_reference(env, w->outs_ref);
   if (status == napi_ok) {
     napi_resolve_deferred(env, w->deferred, undef);
   } else {
@@ -129,60 +144,53 @@ static void rf_complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, w->deferred, err);
   }
   napi_delete_async_work(env, w->aw);
-  free(w->path);
-  free(w);
+  rf_free(w);
 }
 
-static napi_value js_read_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 3) {
-    napi_throw_type_error(env, NULL, "readSmallFile(path, out, flags)");
-    return NULL;
-  }
-  void *pdata = NULL, *odata = NULL;
-  size_t plen = 0, olen = 0;
+/* Copies a path Buffer into a NUL-terminated string; NULL (and a TypeError) when unusable. */
+static char *copy_path(napi_env env, napi_value v) {
+  void *pdata = NULL;
+  size_t plen = 0;
   bool isbuf = false;
-  if (napi_is_buffer(env, argv[0], &isbuf) != napi_ok || !isbuf ||
-      napi_get_buffer_info(env, argv[0], &pdata, &plen) != napi_ok) {
+  if (napi_is_buffer(env, v, &isbuf) != napi_ok || !isbuf ||
+      napi_get_buffer_info(env, v, &pdata, &plen) != napi_ok) {
     napi_throw_type_error(env, NULL, "path must be a Buffer");
-    return NULL;
-  }
-  if (napi_is_buffer(env, argv[1], &isbuf) != napi_ok || !isbuf ||
-      napi_get_buffer_info(env, argv[1], &odata, &olen) != napi_ok || olen < HDR) {
-    napi_throw_type_error(env, NULL, "out must be a Buffer of at least 128 bytes");
-    return NULL;
-  }
-  uint32_t flags = 0;
-  if (napi_get_value_uint32(env, argv[2], &flags) != napi_ok) {
-    napi_throw_type_error(env, NULL, "flags must be a number");
     return NULL;
   }
   if (plen == 0 || memchr(pdata, 0, plen) != NULL) {
     napi_throw_type_error(env, NULL, "path must be non-empty and free of NUL bytes");
     return NULL;
   }
-  rf_work *w = calloc(1, sizeof *w);
   char *path = malloc(plen + 1);
-  if (!w || !path) {
-    free(w);
-    free(path);
+  if (!path) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
   memcpy(path, pdata, plen);
   path[plen] = 0;
-  w->path = path;
-  w->out = odata;
-  w->cap = olen - HDR;
-  w->flags = flags;
+  return path;
+}
+
+static int get_out(napi_env env, napi_value v, rf_item *item) {
+  void *odata = NULL;
+  size_t olen = 0;
+  bool isbuf = false;
+  if (napi_is_buffer(env, v, &isbuf) != napi_ok || !isbuf ||
+      napi_get_buffer_info(env, v, &odata, &olen) != napi_ok || olen < HDR) {
+    napi_throw_type_error(env, NULL, "out must be a Buffer of at least 128 bytes");
+    return 0;
+  }
+  item->out = odata;
+  item->cap = olen - HDR;
+  return 1;
+}
+
+static napi_value rf_start(napi_env env, rf_work *w, napi_value outs) {
   napi_value promise, name;
-  if (napi_create_reference(env, argv[1], 1, &w->out_ref) != napi_ok ||
+  if (napi_create_reference(env, outs, 1, &w->outs_ref) != napi_ok ||
       napi_create_promise(env, &w->deferred, &promise) != napi_ok) {
-    if (w->out_ref) napi_delete_reference(env, w->out_ref);
-    free(path);
-    free(w);
+    if (w->outs_ref) napi_delete_reference(env, w->outs_ref);
+    rf_free(w);
     napi_throw_error(env, NULL, "hsmfleet_fs: cannot start readSmallFile");
     return NULL;
   }
@@ -194,16 +202,85 @@ static napi_value js_read_small_file(napi_env env, napi_callback_info info) {
                             &msg);
     napi_create_error(env, NULL, msg, &err);
     napi_reject_deferred(env, w->deferred, err);
-    napi_delete_reference(env, w->out_ref);
-    free(path);
-    free(w);
+    napi_delete_reference(env, w->outs_ref);
+    rf_free(w);
   }
   return promise;
 }
 
+/* readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void> */
+static napi_value js_read_small_file(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "readSmallFile(path, out, flags)");
+    return NULL;
+  }
+  uint32_t flags = 0;
+  if (napi_get_value_uint32(env, argv[2], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flags must be a number");
+    return NULL;
+  }
+  rf_work *w = calloc(1, sizeof *w + sizeof(rf_item));
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  w->flags = flags;
+  if (!get_out(env, argv[1], &w->items[0]) || !(w->items[0].path = copy_path(env, argv[0]))) {
+    rf_free(w);
+    return NULL;
+  }
+  w->n = 1;
+  return rf_start(env, w, argv[1]);
+}
+
+/*
+ * readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>: the same for
+ * several files, one after the other in ONE job (one threadpool wake-up for all of them).
+ */
+static napi_value js_read_small_files(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  bool a = false, b = false;
+  uint32_t n = 0, m = 0, flags = 0;
+  if (argc < 3 || napi_is_array(env, argv[0], &a) != napi_ok || !a ||
+      napi_is_array(env, argv[1], &b) != napi_ok || !b ||
+      napi_get_array_length(env, argv[0], &n) != napi_ok ||
+      napi_get_array_length(env, argv[1], &m) != napi_ok || n != m || n == 0 || n > 4096 ||
+      napi_get_value_uint32(env, argv[2], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL,
+                          "readSmallFiles(paths: Buffer[], outs: Buffer[], flags): arrays of the "
+                          "same length, 1 to 4096");
+    return NULL;
+  }
+  rf_work *w = calloc(1, sizeof *w + n * sizeof(rf_item));
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  w->flags = flags;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value p, o;
+    if (napi_get_element(env, argv[0], i, &p) != napi_ok ||
+        napi_get_element(env, argv[1], i, &o) != napi_ok || !get_out(env, o, &w->items[i]) ||
+        !(w->items[i].path = copy_path(env, p))) {
+      w->n = i;
+      rf_free(w);
+      return NULL;
+    }
+    w->n = i + 1;
+  }
+  return rf_start(env, w, argv[1]);
+}
+
 /* Called from the module's init (dirscan.c). */
 napi_status hsmfleet_register_readfile(napi_env env, napi_value exports) {
-  napi_property_descriptor p = {"readSmallFile", NULL, js_read_small_file, NULL, NULL, NULL,
-                                napi_enumerable, NULL};
-  return napi_define_properties(env, exports, 1, &p);
+  napi_property_descriptor p[] = {
+      {"readSmallFile", NULL, js_read_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readSmallFiles", NULL, js_read_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, exports, 2, p);
 }

@@ -28,6 +28,8 @@ export interface NativeBinding {
   removeXattr(path: Buffer, name: string): Promise<void>;
   /** One small file in one job (native/readfile.c); results in `out`'s header (read-small-file.ts). */
   readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
+  /** The same for several files in one job, one after the other. */
+  readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>;
   readonly formatVersion: number;
 }
 

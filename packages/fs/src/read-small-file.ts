@@ -3,6 +3,12 @@
  * O_NOFOLLOW, fstat, read, fstat again, MD5, close. The export's Put Blob path uses it so a 4 KiB
  * file costs one round trip to the threadpool instead of five, and no MD5 on the JS thread. The
  * caller compares the two fstats (and the walk's) to refuse a file that changed while read.
+ *
+ * Reads asked for in the same turn of the event loop are coalesced: up to READ_BATCH_MAX files
+ * go to the threadpool as one job (readSmallFiles), read one after the other by one thread. On a
+ * busy machine each threadpool job costs a thread wake-up (futex, context switch) that is worth
+ * more than reading a cached 4 KiB file; the cap keeps parallelism for file systems where an open
+ * is a network round trip (Lustre: an MDS RPC), where many jobs in flight matter more.
  */
 import { getSystemErrorName } from "node:util";
 import { loadNative } from "./native.js";
@@ -51,6 +57,64 @@ export interface ReadSmallFileOptions {
 
 const SYSCALLS = ["", "open", "fstat", "read", "md5"] as const;
 
+/** Files per coalesced threadpool job at most. */
+export const READ_BATCH_MAX = 4;
+
+interface QueuedRead {
+  path: Buffer;
+  out: Buffer;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** Reads waiting for the end of this turn of the event loop, by flags. */
+const queued = new Map<number, QueuedRead[]>();
+let flushScheduled = false;
+
+const flush = (): void => {
+  flushScheduled = false;
+  const native = loadNative();
+  for (const [flags, reads] of queued) {
+    for (let i = 0; i < reads.length; i += READ_BATCH_MAX) {
+      const group = reads.slice(i, i + READ_BATCH_MAX);
+      let job: Promise<void>;
+      try {
+        job =
+          group.length === 1
+            ? native.readSmallFile(group[0]!.path, group[0]!.out, flags)
+            : native.readSmallFiles(
+                group.map((r) => r.path),
+                group.map((r) => r.out),
+                flags,
+              );
+      } catch (err) {
+        job = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      job.then(
+        () => {
+          for (const r of group) r.resolve();
+        },
+        (err: unknown) => {
+          for (const r of group) r.reject(err);
+        },
+      );
+    }
+  }
+  queued.clear();
+};
+
+/** Queues one read for the coalesced flush (see the module comment). */
+const readQueued = (path: Buffer, out: Buffer, flags: number): Promise<void> =>
+  new Promise((resolve, reject) => {
+    let list = queued.get(flags);
+    if (list === undefined) queued.set(flags, (list = []));
+    list.push({ path, out, resolve, reject });
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flush);
+    }
+  });
+
 const statAt = (h: Buffer, slot: number): SmallFileStat => ({
   size: h.readDoubleLE(slot * 8),
   mtimeSec: h.readDoubleLE((slot + 1) * 8),
@@ -72,9 +136,12 @@ export const readSmallFile = async (
   if (!Number.isSafeInteger(capacity) || capacity < 0) {
     throw new RangeError(`readSmallFile capacity must be an integer ≥ 0, got ${capacity}`);
   }
-  const native = loadNative();
+  if (path.length === 0 || path.includes(0)) {
+    throw new TypeError("readSmallFile: path must be non-empty and free of NUL bytes");
+  }
+  loadNative(); // throws DependencyError here rather than in the flush
   const buf = Buffer.allocUnsafe(HEADER + capacity);
-  await native.readSmallFile(path, buf, options.md5 === true ? 1 : 0);
+  await readQueued(path, buf, options.md5 === true ? 1 : 0);
   const errno = buf.readDoubleLE(0);
   if (errno !== 0) {
     const call = SYSCALLS[buf.readDoubleLE(8)] || "open";

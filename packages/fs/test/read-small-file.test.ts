@@ -48,3 +48,26 @@ test("a larger file, a directory, a symlink and a missing path are reported, not
   t.like(m, { ok: false, code: "ENOENT", syscall: "open" });
   await t.throwsAsync(readSmallFile(Buffer.from("a\0b"), 10), { instanceOf: TypeError });
 });
+
+test("reads asked for together are coalesced into shared jobs and each gets its own file", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const paths = await Promise.all(
+    Array.from({ length: 37 }, async (_, i) => {
+      const p = join(dir.path, `f${i}`);
+      await writeFile(p, `file number ${i} `.repeat(i + 1));
+      return p;
+    }),
+  );
+  const missing = join(dir.path, "missing");
+  const results = await Promise.all(
+    [...paths, missing].map((p) => readSmallFile(Buffer.from(p), 1024, { md5: true })),
+  );
+  for (const [i, r] of results.slice(0, -1).entries()) {
+    const want = Buffer.from(`file number ${i} `.repeat(i + 1));
+    if (!r.ok) return t.fail(r.code);
+    t.true(r.data.equals(want), `f${i}`);
+    t.deepEqual(r.md5, md5(want));
+  }
+  t.like(results.at(-1), { ok: false, code: "ENOENT" });
+});
