@@ -299,3 +299,11 @@ test("bearer tokens are not sent over http:// unless allowed (as the SDK)", (t) 
   t.false(transport.supports(containerAddress("http://127.0.0.1:1/acct/box")));
   t.true(transport.supports(containerAddress("https://acct.blob.core.windows.net/box")));
 });
+
+test("directPutBlob: false (or HSMFLEET_DIRECT_PUT=0) keeps Put Blob on the SDK", async (t) => {
+  const container = openContainer(t.context.target, name("sdk"), { directPutBlob: false });
+  t.false(container.directPutBlob);
+  await container.ensureExists();
+  await container.putBlob("via-sdk", Buffer.from("sdk body"), { metadata: { owner: "1" } });
+  t.is((await container.download("via-sdk")).toString(), "sdk body");
+});
