@@ -241,13 +241,14 @@ export class DirectBlobTransport {
     let search = query.map(([k, v]) => `${k}=${v}`).join("&");
     if (this.#sas !== undefined) search = search === "" ? this.#sas : `${search}&${this.#sas}`;
     const target = search === "" ? path : `${path}?${search}`;
-    const out: OutgoingHttpHeaders = { ...headers, "user-agent": USER_AGENT };
+    // One header object per try: signed as it is (the signer reads the standard and x-ms-*
+    // headers only), then given the Authorization.
+    const out: SignedHeaders = Object.assign({}, headers);
+    out["user-agent"] = USER_AGENT;
     out["x-ms-client-request-id"] = randomUUID();
     if (this.#signer !== undefined) {
-      const signed: SignedHeaders = { ...headers, "x-ms-date": msDate() };
-      signed["x-ms-client-request-id"] = out["x-ms-client-request-id"];
-      out["x-ms-date"] = signed["x-ms-date"];
-      out["authorization"] = this.#signer.authorization("PUT", path, query, signed);
+      out["x-ms-date"] = msDate();
+      out["authorization"] = this.#signer.authorization("PUT", path, query, out);
       return this.#send(address, target, out, body, signal);
     }
     if (this.#tokens !== undefined) {
