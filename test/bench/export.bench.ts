@@ -28,13 +28,15 @@
  *                              (default 8; 1 checks every one, at the sink's CPU cost)
  *
  * Where the time goes: for the sink cases the same data also goes up through the layers in
- * between, RUNS times each: the SDK alone (BlobContainer / BlockBlobClient requests from memory
- * with precomputed checksums — CRC64 per block, MD5 per small blob: no reads, no hashing), then
- * uploadFile() straight from the files (reads, block CRC64s, whole-file MD5, SDK; no NATS, no walk;
- * note that uploadFile() does not chunk, so a large file takes the block path with its whole-file
- * MD5, while the job chunks files over 256 MiB and hashes no MD5 for them). Each step up adds one
- * cost; the table prints rate and client CPU per layer. The MD5 bound of the uploadFile() layer
- * (one MD5 pass per byte, one core per file) is printed beside the large-file ceiling.
+ * between, RUNS times each: the blob client alone (BlobContainer / BlockBlobClient requests from
+ * memory with precomputed checksums — CRC64 per block, MD5 per small blob: no reads, no hashing;
+ * Put Blob goes out directly, blocks through the SDK), then uploadFile() straight from the files
+ * (reads, block CRC64s, whole-file MD5; small files with the walk's size and mtime, so they take
+ * the one-job read path; no NATS, no walk; note that uploadFile() does not chunk, so a large file
+ * takes the block path with its whole-file MD5, while the job chunks files over 256 MiB and hashes
+ * no MD5 for them). Each step up adds one cost; the table prints rate and client CPU per layer. The
+ * MD5 bound of the uploadFile() layer (one MD5 pass per byte, one core per file) is printed beside
+ * the large-file ceiling.
  *
  * The sink checks the x-ms-content-crc64 of one request in HSMFLEET_SINK_CRC64_EVERY against the
  * body (blob-sink.ts); a wrong one fails the request, and the run.
@@ -42,7 +44,7 @@
 import "./threadpool.js";
 import { createHash } from "node:crypto";
 import { existsSync, rmSync, statfsSync } from "node:fs";
-import { mkdir, open, readFile, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -405,7 +407,7 @@ type Layer = "sdk" | "uploadFile";
 
 const LAYER_LABELS: Record<"raw" | Layer | "hsmfleet", string> = {
   raw: "raw HTTP (ceiling)",
-  sdk: "+ SDK: same requests from memory, checksums given",
+  sdk: "+ client: same requests from memory, checksums given",
   uploadFile: "+ reads, CRC64s, MD5: uploadFile() direct",
   hsmfleet: "+ job: walk, listings, NATS, batches",
 };
@@ -441,6 +443,19 @@ const runLayer = async (ctx: CaseContext, layer: Layer): Promise<Run> => {
     return c;
   };
   const pathOf = (name: string): Buffer => Buffer.from(join(tree.root, name));
+  // What the walk hands uploadFile (size and mtime), listed before the clock starts.
+  type Listed = { size: number; mtimeSec: number; mtimeNsec: number };
+  const listed = new Map<string, Listed>();
+  if (layer === "uploadFile" && tree.kind === "small") {
+    for (const f of tree.files) {
+      const st = await stat(join(tree.root, f.name), { bigint: true });
+      listed.set(f.name, {
+        size: Number(st.size),
+        mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+        mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+      });
+    }
+  }
   await endpoint.sink?.reset();
   const meter = new Meter(endpoint, ctx.nats);
   const t0 = performance.now();
@@ -485,7 +500,11 @@ const runLayer = async (ctx: CaseContext, layer: Layer): Promise<Run> => {
     await forEachLimit(ops, concurrency, async (op) => {
       if (op.dir) await container.putBlob(op.name, Buffer.alloc(0), { metadata: dirMeta });
       else if (layer === "uploadFile")
-        await uploadFile(container, pathOf(op.name), op.name, { metadata, budget });
+        await uploadFile(container, pathOf(op.name), op.name, {
+          metadata,
+          budget,
+          expected: listed.get(op.name)!,
+        });
       else
         await container.putBlob(op.name, data.subarray(0, op.size), {
           metadata,

@@ -12,6 +12,7 @@ import {
 import { UsageError } from "@hsmfleet/core";
 import { BlobContainer } from "./container.js";
 import { createPacingPolicy, installPacingPolicy, type RequestPacing } from "./request-pacing.js";
+import { DirectBlobTransport, registerDirectTransport, type DirectAuth } from "./direct-put.js";
 import { createRetryPolicy, installRetryPolicy, type RetryInfo } from "./retry-policy.js";
 import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
 
@@ -35,6 +36,12 @@ export interface BlobClientOptions {
    * Default: none (requests go out as the callers issue them).
    */
   pacing?: RequestPacing | undefined;
+  /**
+   * Put Blob (small files, directory stubs, symlinks) built, signed and sent without the SDK's
+   * pipeline (direct-put.ts), same headers and retry policy. Default true; the environment
+   * variable HSMFLEET_DIRECT_PUT=0 turns it off for a whole process.
+   */
+  directPutBlob?: boolean;
 }
 
 export const DEFAULT_MAX_RETRIES = 5;
@@ -63,9 +70,9 @@ const serviceUrl = (target: StorageTarget): string => {
   }
 };
 
-const credentialFor = (
-  target: StorageTarget,
-): StorageSharedKeyCredential | AnonymousCredential | DefaultAzureCredential => {
+type TargetCredential = StorageSharedKeyCredential | AnonymousCredential | DefaultAzureCredential;
+
+const credentialFor = (target: StorageTarget): TargetCredential => {
   switch (target.kind) {
     case "connection-string": {
       const parts = parseConnectionString(target.connectionString);
@@ -80,11 +87,35 @@ const credentialFor = (
   }
 };
 
+/** How direct requests authorize for a target: the same secret or credential as the SDK client. */
+const directAuthFor = (
+  target: StorageTarget,
+  credential: TargetCredential,
+): DirectAuth | undefined => {
+  switch (target.kind) {
+    case "connection-string": {
+      const parts = parseConnectionString(target.connectionString);
+      if (parts.accountKey !== undefined) {
+        return { kind: "shared-key", accountName: parts.accountName, accountKey: parts.accountKey };
+      }
+      return parts.sas !== undefined ? { kind: "sas", sas: parts.sas } : undefined;
+    }
+    case "account-url":
+      return credential instanceof DefaultAzureCredential
+        ? { kind: "bearer", credential }
+        : undefined;
+    case "sas-url":
+      return { kind: "sas", sas: target.sas };
+  }
+};
+
 /**
  * BlobServiceClient for a target: shared-key, SAS or Entra ID (DefaultAzureCredential) auth; a
  * keep-alive agent with `maxSockets` that binds `localAddress` when given; hsmfleet's retry policy
  * (retry-policy.ts: network errors, 408/429/5xx, capped exponential backoff with jitter,
- * Retry-After honoured) in place of the SDK's, with the given values.
+ * Retry-After honoured) in place of the SDK's, with the given values. Put Blob requests of the
+ * BlobContainers made from it go out without the SDK (direct-put.ts), over the same agent, with
+ * the same credential and retry policy, unless `directPutBlob` is false.
  */
 export const createBlobServiceClient = (
   target: StorageTarget,
@@ -122,16 +153,33 @@ export const createBlobServiceClient = (
     keepAliveOptions: { enable: true },
     agent,
   };
-  const client = new BlobServiceClient(url, newPipeline(credentialFor(target), pipelineOptions));
-  installRetryPolicy(
-    // `pipeline` is protected in the SDK's typings; installRetryPolicy only reads a field of it.
-    (client as unknown as { pipeline: unknown }).pipeline,
-    createRetryPolicy({ maxRetries, retryDelayMs, maxRetryDelayMs, onRetry: options.onRetry }),
-  );
-  if (options.pacing !== undefined) {
-    installPacingPolicy(
-      (client as unknown as { pipeline: unknown }).pipeline,
-      createPacingPolicy(options.pacing),
+  const credential = credentialFor(target);
+  const client = new BlobServiceClient(url, newPipeline(credential, pipelineOptions));
+  // `pipeline` is protected in the SDK's typings; installRetryPolicy only reads a field of it.
+  const pipeline = (client as unknown as { pipeline: object }).pipeline;
+  const retryPolicy = createRetryPolicy({
+    maxRetries,
+    retryDelayMs,
+    maxRetryDelayMs,
+    onRetry: options.onRetry,
+  });
+  installRetryPolicy(pipeline, retryPolicy);
+  const pacing = options.pacing !== undefined ? createPacingPolicy(options.pacing) : undefined;
+  if (pacing !== undefined) installPacingPolicy(pipeline, pacing);
+  const direct =
+    (options.directPutBlob ?? true) && process.env["HSMFLEET_DIRECT_PUT"] !== "0"
+      ? directAuthFor(target, credential)
+      : undefined;
+  if (direct !== undefined) {
+    registerDirectTransport(
+      pipeline,
+      new DirectBlobTransport({
+        auth: direct,
+        agent,
+        retryPolicy,
+        pacing,
+        timeoutMs: options.timeoutMs,
+      }),
     );
   }
   return client;

@@ -2,6 +2,12 @@ import { createHash } from "node:crypto";
 import type { BlockBlobUploadOptions, ContainerClient } from "@azure/storage-blob";
 import { UsageError, errorMessage } from "@hsmfleet/core";
 import { blockCrc64 } from "./block-checksum.js";
+import {
+  containerAddress,
+  directTransportOf,
+  type DirectBlobTransport,
+  type DirectContainerAddress,
+} from "./direct-put.js";
 import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
 
 /** One entry of a hierarchical listing level. */
@@ -40,10 +46,24 @@ const md5Of = (body: Buffer): Buffer => createHash("md5").update(body).digest();
 export class BlobContainer {
   readonly client: ContainerClient;
   readonly name: string;
+  /** Put Blob without the SDK (direct-put.ts), when the client came from createBlobServiceClient. */
+  readonly #direct: { transport: DirectBlobTransport; address: DirectContainerAddress } | undefined;
 
   constructor(client: ContainerClient) {
     this.client = client;
     this.name = client.containerName;
+    // `pipeline` is protected in the SDK's typings: the key of the registered direct transport.
+    const transport = directTransportOf((client as unknown as { pipeline: unknown }).pipeline);
+    const address = transport !== undefined ? containerAddress(client.url) : undefined;
+    this.#direct =
+      transport !== undefined && address !== undefined && transport.supports(address)
+        ? { transport, address }
+        : undefined;
+  }
+
+  /** Whether Put Blob goes out without the SDK (direct-put.ts). */
+  get directPutBlob(): boolean {
+    return this.#direct !== undefined;
   }
 
   /** Container URL without its query (a SAS stays out of messages). */
@@ -150,7 +170,8 @@ export class BlobContainer {
 
   /**
    * Put Blob: one request with the body, its MD5 as Content-MD5 (checked by the service) and as
-   * the blob's stored Content-MD5 (x-ms-blob-content-md5), and the metadata.
+   * the blob's stored Content-MD5 (x-ms-blob-content-md5), and the metadata. Sent directly
+   * (direct-put.ts) when the client came from createBlobServiceClient, else through the SDK.
    */
   async putBlob(
     name: string,
@@ -164,6 +185,19 @@ export class BlobContainer {
     } & LocalPathOption,
   ): Promise<void> {
     const md5 = options.contentMD5 ?? md5Of(body);
+    if (this.#direct !== undefined) {
+      try {
+        await this.#direct.transport.putBlob(this.#direct.address, name, body, {
+          metadata: options.metadata,
+          contentMD5: md5,
+          contentType: options.contentType,
+          abortSignal: options.abortSignal,
+        });
+        return;
+      } catch (err) {
+        throw this.#fail("put-blob", err, name, options.localPath);
+      }
+    }
     // BlockBlobUploadOptions does not declare transactionalContentMD5, but upload() passes it on
     // as the Content-MD5 request header (checksum algorithm "Customized").
     const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {

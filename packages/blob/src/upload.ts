@@ -1,11 +1,17 @@
 import { createHash } from "node:crypto";
-import { close as fsClose, fstat as fsFstat, open as fsOpen, read as fsRead } from "node:fs";
+import {
+  close as fsClose,
+  constants as fsConstants,
+  fstat as fsFstat,
+  open as fsOpen,
+  read as fsRead,
+} from "node:fs";
 import type { BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { displayPath, errorMessage } from "@hsmfleet/core";
 import { blockCrc64 } from "./block-checksum.js";
-import { blockIdFor, chooseBlockSize } from "./blocks.js";
+import { DEFAULT_BLOCK_SIZE_BYTES, blockIdFor, chooseBlockSize } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
@@ -16,6 +22,7 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget } from "./memory-budget.js";
+import { SMALL_FILE_MAX_BYTES, putSmallFile } from "./small-put.js";
 
 /** Stages in flight per file unless the caller says otherwise. */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
@@ -59,9 +66,12 @@ const changed = (a: Snapshot, b: Snapshot): boolean =>
 // File access on plain descriptors: the callback API costs about half of what FileHandle's
 // promise wrappers do per call, which shows with many small files (5 calls per file).
 
+/** A symlink put in the file's place after the walk is not followed (ELOOP), as small-put.ts. */
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+
 const openFd = (path: Buffer): Promise<number> =>
   new Promise((resolve, reject) =>
-    fsOpen(path, "r", (err, fd) => (err ? reject(err) : resolve(fd))),
+    fsOpen(path, OPEN_FLAGS, (err, fd) => (err ? reject(err) : resolve(fd))),
   );
 
 const fstatFd = (fd: number): Promise<BigIntStats> =>
@@ -453,6 +463,23 @@ export const uploadFile = async (
   name: string,
   options: UploadFileOptions,
 ): Promise<UploadResult> => {
+  // Small files the walk listed: one native read job and one Put Blob (small-put.ts).
+  const listed = options.expected;
+  if (
+    listed !== undefined &&
+    options.abortSignal?.aborted !== true &&
+    listed.size <= SMALL_FILE_MAX_BYTES &&
+    listed.size <= (options.blockSizeBytes ?? DEFAULT_BLOCK_SIZE_BYTES)
+  ) {
+    const done = await putSmallFile(container, localPath, name, {
+      metadata: options.metadata,
+      expected: listed,
+      budget: options.budget ?? processBudget,
+      abortSignal: options.abortSignal,
+      onProgress: options.onProgress,
+    });
+    if (done !== undefined) return done;
+  }
   const shown = displayPath(localPath);
   const where: BlobOperationSubject = { path: shown, blobName: name, container: container.name };
   const signal = options.abortSignal;

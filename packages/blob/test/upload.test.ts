@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { truncateSync, utimesSync, writeSync, openSync, closeSync } from "node:fs";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import anyTest, { type TestFn } from "ava";
 import { EntryType, metadataForEntry } from "@hsmfleet/core";
@@ -304,4 +304,66 @@ test("local and service errors name the path, the operation and the cause", asyn
   t.is(stage.operation, "stage-block");
   t.is(stage.statusCode, 404);
   t.false(stage.retryable);
+});
+
+const listedOf = async (path: Buffer) => {
+  const st = await stat(path, { bigint: true });
+  return {
+    size: Number(st.size),
+    mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+    mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+  };
+};
+
+test("small listed files take the one-job path: content, metadata and MD5 as the general path", async (t) => {
+  const c = await freshContainer(t.context.target);
+  for (const size of [0, 1, 4096, 256 * 1024]) {
+    const { path, data } = await makeFile(t.context.dir.path, `small-${size}`, size);
+    const progress: number[] = [];
+    const r = await uploadFile(c, path, `small/${size}`, {
+      metadata,
+      expected: await listedOf(path),
+      onProgress: (n) => progress.push(n),
+    });
+    t.deepEqual(r, { bytes: size, md5: md5(data), blocks: 0 });
+    t.deepEqual(progress, [size]);
+    const props = (await c.getProperties(`small/${size}`))!;
+    t.is(props.size, size);
+    t.deepEqual(props.contentMD5, md5(data));
+    t.deepEqual(props.metadata, metadata);
+    t.true((await c.download(`small/${size}`)).equals(data));
+  }
+});
+
+test("small path: a symlink or a directory in the file's place, or a missing file, fail that file clearly", async (t) => {
+  const c = await freshContainer(t.context.target);
+  const { path } = await makeFile(t.context.dir.path, "small-target", 10);
+  const listed = await listedOf(path);
+  const link = join(t.context.dir.path, "small-link");
+  await symlink(path.toString(), link);
+  const loop = await t.throwsAsync(
+    uploadFile(c, Buffer.from(link), "link", { metadata, expected: listed }),
+    { instanceOf: BlobOperationError },
+  );
+  t.regex(
+    loop.message,
+    /^open .*small-link → blob "link" in container "[^"]+": ELOOP: is a symbolic link now \(not followed\)$/,
+  );
+  t.false(loop.retryable);
+  const dirPath = join(t.context.dir.path, "small-dir");
+  await mkdir(dirPath);
+  const notFile = await t.throwsAsync(
+    uploadFile(c, Buffer.from(dirPath), "dir", { metadata, expected: listed }),
+    { instanceOf: BlobOperationError },
+  );
+  t.regex(notFile.message, /^stat .*small-dir → blob "dir" .*: not a regular file$/);
+  const missing = await t.throwsAsync(
+    uploadFile(c, Buffer.from(join(t.context.dir.path, "gone")), "gone", {
+      metadata,
+      expected: listed,
+    }),
+    { instanceOf: BlobOperationError },
+  );
+  t.regex(missing.message, /^open .*gone → blob "gone" .*: ENOENT: no such file or directory$/);
+  t.is(await c.getProperties("link"), undefined);
 });

@@ -823,6 +823,9 @@ static napi_value js_remove_xattr(napi_env env, napi_callback_info info) {
   return start(env, w, "hsmfleet_fs.removexattr");
 }
 
+/* readfile.c */
+napi_status hsmfleet_register_readfile(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"opendir", NULL, js_opendir, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -836,6 +839,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;
   if (hsmfleet_batch_init(env, exports) != napi_ok) return NULL;
+  if (hsmfleet_register_readfile(env, exports) != napi_ok) return NULL;
   napi_value v;
   napi_create_uint32(env, FORMAT_VERSION, &v);
   napi_set_named_property(env, exports, "formatVersion", v);

@@ -5,6 +5,8 @@ export { loadNative, NATIVE_ADDON_PATH } from "./native.js";
 export { releaseBatch, RELEASE_CHUNK_FILES } from "./release-batch.js";
 export { fidBatch, FID_CHUNK_FILES } from "./fid-batch.js";
 export type { ReleaseRecord } from "./release-batch.js";
+export { readSmallFile } from "./read-small-file.js";
+export type { ReadSmallFileOptions, SmallFileRead, SmallFileStat } from "./read-small-file.js";
 export { TargetRoot, UnsafePathError, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
 export type { TargetRootOptions, EntryAttributes } from "./safe-create.js";
 export {

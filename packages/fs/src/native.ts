@@ -33,6 +33,10 @@ export interface NativeBinding {
   releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer>;
   /** Emulated FIDs (lstat, dev and inode) of every path in one threadpool job; see fid-batch.ts. */
   fidBatch(paths: Buffer[]): Promise<Buffer>;
+  /** One small file in one job (native/readfile.c); results in `out`'s header (read-small-file.ts). */
+  readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
+  /** The same for several files in one job, one after the other. */
+  readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>;
   readonly formatVersion: number;
 }
 

@@ -1,0 +1,347 @@
+/**
+ * Put Blob without the Azure SDK: the request built and authorized here and sent over the same
+ * keep-alive agent the SDK client uses. For the many small files of an export, the SDK's
+ * per-request pipeline (a dozen policies, header objects, URL parsing, serializer) costs about four
+ * times the CPU of the request itself on a loopback endpoint; this path sends the same headers
+ * (x-ms-blob-type BlockBlob, Content-MD5 + x-ms-blob-content-md5, x-ms-meta-*, content type,
+ * x-ms-version) and goes through the same retry policy (retry-policy.ts), so throttling, resets
+ * and server errors are retried exactly as for SDK requests, and failures become the same
+ * BlobOperationError (errors.ts) as the SDK's RestError would.
+ *
+ * Authorization: Shared Key (connection string with AccountKey; shared-key.ts), SAS (the token
+ * appended to the URL) or a Microsoft Entra ID bearer token (bearer-token.ts; refused over
+ * http://, as the SDK does). Secrets (key, signature, SAS, token) never appear in errors or logs:
+ * messages carry the status, the Azure error code and the service's <Message> only.
+ *
+ * BlobContainer.putBlob uses it when the client was made by createBlobServiceClient (which
+ * registers one per pipeline, see directTransportOf); everything else stays on the SDK.
+ */
+import { randomUUID } from "node:crypto";
+import type {
+  Agent as HttpAgent,
+  ClientRequest,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+} from "node:http";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { BearerTokenCache, type TokenSource } from "./bearer-token.js";
+import type {
+  RetryPipelinePolicy,
+  RetryPipelineRequest,
+  RetryPipelineResponse,
+} from "./retry-policy.js";
+import type { PacingPipelinePolicy } from "./request-pacing.js";
+import { SharedKeySigner, type SignedHeaders } from "./shared-key.js";
+
+/** x-ms-version of direct requests: the one the SDK in use sends. */
+export const DIRECT_API_VERSION = "2026-04-06";
+
+/** How direct requests are authorized. */
+export type DirectAuth =
+  | { kind: "shared-key"; accountName: string; accountKey: string }
+  /** Query string of the SAS, without '?'. */
+  | { kind: "sas"; sas: string }
+  | { kind: "bearer"; credential: TokenSource };
+
+export interface DirectTransportOptions {
+  auth: DirectAuth;
+  /** The keep-alive agent (http or https, as the URLs). */
+  agent: HttpAgent;
+  /** The retry policy of the SDK client (createRetryPolicy). */
+  retryPolicy: RetryPipelinePolicy;
+  /** Per-try timeout; also sent as `timeout=` (seconds). Default: none. */
+  timeoutMs?: number | undefined;
+  /** Bearer tokens over http:// (loopback tests only). Default false, as the SDK. */
+  allowInsecureBearer?: boolean;
+  /**
+   * The client's pacing policy (request-pacing.ts: request slots, job limits), applied to every
+   * try as in the SDK pipeline. Default: none.
+   */
+  pacing?: PacingPipelinePolicy | undefined;
+}
+
+export interface DirectPutOptions {
+  metadata: Record<string, string>;
+  /** MD5 of the body: sent as Content-MD5 (checked by the service) and x-ms-blob-content-md5. */
+  contentMD5: Buffer;
+  contentType?: string | undefined;
+  abortSignal?: AbortSignal | undefined;
+}
+
+/** Where a container lives: from its SDK client's URL (query and credentials left out). */
+export interface DirectContainerAddress {
+  protocol: "http:" | "https:";
+  hostname: string;
+  port: string;
+  /** Percent-encoded path of the container, no trailing '/' (e.g. /devstoreaccount1/box). */
+  path: string;
+}
+
+export const containerAddress = (containerUrl: string): DirectContainerAddress => {
+  const u = new URL(containerUrl);
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new Error(`not an http(s) container URL: ${u.protocol}`);
+  }
+  return {
+    protocol: u.protocol,
+    hostname: u.hostname.replace(/^\[|\]$/g, ""),
+    port: u.port,
+    path: u.pathname.replace(/\/+$/, ""),
+  };
+};
+
+/**
+ * Blob name → URL path part, as the SDK builds it (ContainerClient.getBlockBlobClient: each
+ * '/'-separated segment encodeURIComponent'ed; the WHATWG URL path setter then escapes "'").
+ */
+export const encodeBlobName = (name: string): string => {
+  let out = "";
+  let start = 0;
+  for (;;) {
+    const slash = name.indexOf("/", start);
+    const seg = slash < 0 ? name.slice(start) : name.slice(start, slash);
+    out += encodeURIComponent(seg);
+    if (slash < 0) break;
+    out += "/";
+    start = slash + 1;
+  }
+  return out.includes("'") ? out.replace(/'/g, "%27") : out;
+};
+
+/** A non-2xx answer to a direct request (fields read by errors.ts's httpErrorInfo). */
+export class DirectHttpError extends Error {
+  readonly statusCode: number;
+  readonly code: string | undefined;
+  readonly details: { errorCode?: string };
+  constructor(statusCode: number, errorCode: string | undefined, message: string) {
+    super(message);
+    this.name = "DirectHttpError";
+    this.statusCode = statusCode;
+    this.code = errorCode;
+    this.details = errorCode !== undefined ? { errorCode } : {};
+  }
+}
+
+interface DirectResponse extends RetryPipelineResponse {
+  body: string;
+}
+
+const XML_ENTITIES: Record<string, string> = {
+  "&lt;": "<",
+  "&gt;": ">",
+  "&amp;": "&",
+  "&quot;": '"',
+  "&apos;": "'",
+};
+
+/** The service's <Message> text of an error body, else a status line (as the SDK's RestError). */
+const errorText = (status: number, body: string): string => {
+  const m = /<Message>([\s\S]*?)<\/Message>/.exec(body);
+  if (m?.[1] !== undefined)
+    return m[1].replace(/&(lt|gt|amp|quot|apos);/g, (e) => XML_ENTITIES[e]!);
+  return `Unexpected status code: ${status}`;
+};
+
+const headerGetter = (res: IncomingMessage): RetryPipelineResponse["headers"] => ({
+  get: (name: string) => {
+    const v = res.headers[name.toLowerCase()];
+    return Array.isArray(v) ? v.join(", ") : v;
+  },
+});
+
+/** x-ms-date value, formatted once per second. */
+let dateSecond = -1;
+let dateText = "";
+const msDate = (): string => {
+  const now = Date.now();
+  const sec = Math.floor(now / 1000);
+  if (sec !== dateSecond) {
+    dateSecond = sec;
+    dateText = new Date(sec * 1000).toUTCString();
+  }
+  return dateText;
+};
+
+const USER_AGENT = `hsmfleet-direct/1 Node/${process.version}`;
+
+/**
+ * Sends Put Blob requests for one storage account (all its containers). One per BlobServiceClient.
+ */
+export class DirectBlobTransport {
+  readonly #agent: HttpAgent;
+  readonly #policy: RetryPipelinePolicy;
+  readonly #timeoutMs: number | undefined;
+  readonly #signer: SharedKeySigner | undefined;
+  readonly #sas: string | undefined;
+  readonly #tokens: BearerTokenCache | undefined;
+  readonly #allowInsecureBearer: boolean;
+  readonly #pacing: PacingPipelinePolicy | undefined;
+
+  constructor(options: DirectTransportOptions) {
+    this.#pacing = options.pacing;
+    this.#agent = options.agent;
+    this.#policy = options.retryPolicy;
+    this.#timeoutMs = options.timeoutMs;
+    this.#allowInsecureBearer = options.allowInsecureBearer ?? false;
+    const auth = options.auth;
+    if (auth.kind === "shared-key")
+      this.#signer = new SharedKeySigner(auth.accountName, auth.accountKey);
+    else if (auth.kind === "sas") this.#sas = auth.sas.replace(/^\?/, "");
+    else this.#tokens = new BearerTokenCache(auth.credential);
+  }
+
+  /** Whether this transport can send to `address` (bearer tokens need https). */
+  supports(address: DirectContainerAddress): boolean {
+    return this.#tokens === undefined || address.protocol === "https:" || this.#allowInsecureBearer;
+  }
+
+  /**
+   * Put Blob of `body` as a block blob named `name` in the container at `address`. Resolves on
+   * 201; throws the last failure after the retry policy gave up: DirectHttpError (status, Azure
+   * error code, service message), a Node network error (code ECONNRESET, …), ETIMEDOUT, or an
+   * AbortError.
+   */
+  async putBlob(
+    address: DirectContainerAddress,
+    name: string,
+    body: Buffer,
+    options: DirectPutOptions,
+  ): Promise<void> {
+    const path = `${address.path}/${encodeBlobName(name)}`;
+    const md5 = options.contentMD5.toString("base64");
+    const headers: SignedHeaders = {
+      "content-length": String(body.length),
+      "content-md5": md5,
+      "content-type": "application/octet-stream",
+      "x-ms-blob-type": "BlockBlob",
+      "x-ms-blob-content-md5": md5,
+      "x-ms-version": DIRECT_API_VERSION,
+    };
+    if (options.contentType !== undefined) headers["x-ms-blob-content-type"] = options.contentType;
+    for (const key in options.metadata) headers[`x-ms-meta-${key}`] = options.metadata[key];
+    const signal = options.abortSignal;
+    const request: RetryPipelineRequest = { method: "PUT", url: path, abortSignal: signal };
+    const tryOnce = (): Promise<DirectResponse> => this.#try(address, path, headers, body, signal);
+    const pacing = this.#pacing;
+    const paced =
+      pacing === undefined
+        ? tryOnce
+        : async (): Promise<DirectResponse> =>
+            (await pacing.sendRequest(
+              {
+                method: "PUT",
+                // Only the path and query matter to the policy (isDataRequest).
+                url: `${address.protocol}//direct${path}`,
+                headers: { get: (n) => (n === "content-length" ? String(body.length) : undefined) },
+                body,
+                abortSignal: signal,
+              },
+              tryOnce,
+            )) as DirectResponse;
+    const response = (await this.#policy.sendRequest(request, paced)) as DirectResponse;
+    if (response.status !== 201 && response.status !== 200) {
+      throw new DirectHttpError(
+        response.status,
+        response.headers.get("x-ms-error-code"),
+        errorText(response.status, response.body),
+      );
+    }
+  }
+
+  /** One try: authorize (fresh date, token) and send; a 401 with a cached token is sent again once. */
+  async #try(
+    address: DirectContainerAddress,
+    path: string,
+    headers: SignedHeaders,
+    body: Buffer,
+    signal: AbortSignal | undefined,
+  ): Promise<DirectResponse> {
+    const query: Array<[string, string]> = [];
+    if (this.#timeoutMs !== undefined) {
+      query.push(["timeout", String(Math.max(1, Math.ceil(this.#timeoutMs / 1000)))]);
+    }
+    let search = query.map(([k, v]) => `${k}=${v}`).join("&");
+    if (this.#sas !== undefined) search = search === "" ? this.#sas : `${search}&${this.#sas}`;
+    const target = search === "" ? path : `${path}?${search}`;
+    // One header object per try: signed as it is (the signer reads the standard and x-ms-*
+    // headers only), then given the Authorization.
+    const out: SignedHeaders = Object.assign({}, headers);
+    out["user-agent"] = USER_AGENT;
+    out["x-ms-client-request-id"] = randomUUID();
+    if (this.#signer !== undefined) {
+      out["x-ms-date"] = msDate();
+      out["authorization"] = this.#signer.authorization("PUT", path, query, out);
+      return this.#send(address, target, out, body, signal);
+    }
+    if (this.#tokens !== undefined) {
+      out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
+      const res = await this.#send(address, target, out, body, signal);
+      if (res.status !== 401) return res;
+      this.#tokens.invalidate();
+      out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
+      return this.#send(address, target, out, body, signal);
+    }
+    return this.#send(address, target, out, body, signal);
+  }
+
+  #send(
+    address: DirectContainerAddress,
+    target: string,
+    headers: OutgoingHttpHeaders,
+    body: Buffer,
+    signal: AbortSignal | undefined,
+  ): Promise<DirectResponse> {
+    return new Promise((resolve, reject) => {
+      const options = {
+        hostname: address.hostname,
+        port: address.port,
+        method: "PUT",
+        path: target,
+        headers,
+        agent: this.#agent,
+        ...(signal !== undefined ? { signal } : {}),
+      };
+      const onResponse = (res: IncomingMessage): void => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          res.on("end", () => resolve({ status, headers: headerGetter(res), body: "" }));
+          res.on("error", reject);
+          res.resume();
+          return;
+        }
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          if (text.length < 64 * 1024) text += c;
+        });
+        res.on("end", () => resolve({ status, headers: headerGetter(res), body: text }));
+        res.on("error", reject);
+      };
+      const req: ClientRequest =
+        address.protocol === "https:"
+          ? httpsRequest(options, onResponse)
+          : httpRequest(options, onResponse);
+      req.on("error", reject);
+      const timeoutMs = this.#timeoutMs;
+      if (timeoutMs !== undefined) {
+        req.setTimeout(timeoutMs, () => {
+          const err = new Error(`no answer within ${timeoutMs} ms`) as NodeJS.ErrnoException;
+          err.code = "ETIMEDOUT";
+          req.destroy(err);
+        });
+      }
+      req.end(body);
+    });
+  }
+}
+
+/** The direct transport of an SDK pipeline (registered by createBlobServiceClient). */
+const transports = new WeakMap<object, DirectBlobTransport>();
+
+export const registerDirectTransport = (pipeline: object, transport: DirectBlobTransport): void => {
+  transports.set(pipeline, transport);
+};
+
+export const directTransportOf = (pipeline: unknown): DirectBlobTransport | undefined =>
+  pipeline !== null && typeof pipeline === "object" ? transports.get(pipeline) : undefined;
