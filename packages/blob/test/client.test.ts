@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import test from "ava";
+import { crc64, crc64Bytes } from "@hsmfleet/fs/crc64";
 import { BlobContainer, BlobOperationError, createBlobServiceClient } from "../src/index.js";
 
 interface Seen {
@@ -65,7 +66,7 @@ const fakeBlobService = async (
 
 const md5b64 = (b: Buffer) => createHash("md5").update(b).digest("base64");
 
-test("requests carry Content-MD5, the stored MD5 and metadata; connections are kept alive and bound to localAddress", async (t) => {
+test("requests carry their checksums (Content-MD5 or CRC64), the stored MD5 and metadata; connections are kept alive and bound to localAddress", async (t) => {
   const fake = await fakeBlobService();
   t.teardown(() => fake.close());
   const client = createBlobServiceClient(
@@ -100,7 +101,12 @@ test("requests carry Content-MD5, the stored MD5 and metadata; connections are k
 
   t.true(stage.url.includes("comp=block"));
   t.true(stage.url.includes("blockid=YmxvY2sx"));
-  t.is(stage.headers["content-md5"], md5b64(Buffer.from("block one")));
+  t.is(
+    stage.headers["x-ms-content-crc64"],
+    crc64Bytes(crc64(Buffer.from("block one"))).toString("base64"),
+    "Put Block carries its CRC64",
+  );
+  t.is(stage.headers["content-md5"], undefined, "never both checksums");
 
   t.true(commit.url.includes("comp=blocklist"));
   t.is(commit.headers["x-ms-blob-content-md5"], md5b64(Buffer.from("block one")));
