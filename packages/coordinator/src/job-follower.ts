@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { ConsumerMessages } from "@nats-io/jetstream";
+import { withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
 import { JobError } from "@hsmfleet/core";
 import {
@@ -71,11 +72,25 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const fleet = new FleetWatch(o.nc);
   const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
-  const consumer = await js.consumers.get(RESULTS_STREAM, {
-    filter_subjects: subjects.resultsForJob(jobId),
-    deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
-    ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
-  });
+  // An ordered consumer: JetStream may leave its creation unanswered while a node of a cluster is
+  // down (bus jetstream-retry.ts), so it is retried; each try is a new consumer.
+  const consumer = await withJetStreamRetry(
+    `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
+    () =>
+      js.consumers.get(RESULTS_STREAM, {
+        filter_subjects: subjects.resultsForJob(jobId),
+        deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
+        ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
+      }),
+    {
+      signal: o.signal,
+      onRetry: (attempt, err) =>
+        o.logger?.warn(
+          { jobId, attempt, err },
+          "JetStream did not create the results consumer; retrying",
+        ),
+    },
+  );
   const messages: ConsumerMessages = await consumer.consume();
   let finalState: JobState | undefined;
   let reason = "";
