@@ -17,6 +17,13 @@ export {
 } from "./topology.js";
 export type { TopologyOptions, ResolvedTopology } from "./topology.js";
 export { JobStore, checkJobId } from "./job-store.js";
+export {
+  withJetStreamRetry,
+  isRetryableJetStreamError,
+  jetStreamRetryCount,
+  JETSTREAM_RETRY_DEFAULTS,
+} from "./jetstream-retry.js";
+export type { JetStreamRetryOptions } from "./jetstream-retry.js";
 export { RootLocks } from "./root-lock.js";
 export { runWorkConsumer } from "./work-consumer.js";
 export type { WorkConsumerOptions } from "./work-consumer.js";

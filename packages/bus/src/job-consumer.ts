@@ -1,6 +1,7 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError } from "@nats-io/jetstream";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { WORK_STREAM } from "@hsmfleet/protocol";
+import { withJetStreamRetry } from "./jetstream-retry.js";
 
 export interface JobConsumerOptions {
   /** Durable name, e.g. restoreConsumer(jobId). */
@@ -35,16 +36,19 @@ export const ensureJobConsumer = async (
     max_deliver: o.maxDeliver,
     max_ack_pending: o.maxAckPending,
   };
-  try {
-    await jsm.consumers.info(WORK_STREAM, o.name);
-    await jsm.consumers.update(WORK_STREAM, o.name, config);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) {
-      await jsm.consumers.add(WORK_STREAM, config);
-    } else {
-      throw err;
+  // Safe to repeat: a consumer created by a try that timed out is found and updated by the next.
+  await withJetStreamRetry(`create the consumer ${o.name} on stream ${WORK_STREAM}`, async () => {
+    try {
+      await jsm.consumers.info(WORK_STREAM, o.name);
+      await jsm.consumers.update(WORK_STREAM, o.name, config);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) {
+        await jsm.consumers.add(WORK_STREAM, config);
+      } else {
+        throw err;
+      }
     }
-  }
+  });
 };
 
 /** Removes a job's consumer when the job ends (a missing one is fine). */

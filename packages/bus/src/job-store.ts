@@ -3,8 +3,13 @@ import type { KV } from "@nats-io/kv";
 import { JobError } from "@hsmfleet/core";
 import { decodeJobStatus, encodeJobStatus, JOB_ID_PATTERN } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { withJetStreamRetry } from "./jetstream-retry.js";
 
-/** Job records in the JetStream KV bucket: one key per job id, value = protobuf JobStatus. */
+/**
+ * Job records in the JetStream KV bucket: one key per job id, value = protobuf JobStatus. Watches
+ * and listings are ordered consumers, created with retries (jetstream-retry.ts: a clustered
+ * JetStream with a node down can leave a new consumer unanswered).
+ */
 export class JobStore {
   readonly #kv: KV;
   constructor(kv: KV) {
@@ -47,7 +52,7 @@ export class JobStore {
   /** Every job, newest first. */
   async list(): Promise<JobStatus[]> {
     const out: JobStatus[] = [];
-    const keys = await this.#kv.keys();
+    const keys = await withJetStreamRetry("list the job records", () => this.#kv.keys());
     for await (const key of keys) {
       const status = await this.get(key);
       if (status) out.push(status);
@@ -57,7 +62,9 @@ export class JobStore {
 
   /** Current record of every job, then every update, until stop(). */
   async watchAll(onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
-    const iter = await this.#kv.watch({ key: ">" });
+    const iter = await withJetStreamRetry("watch the job records", () =>
+      this.#kv.watch({ key: ">" }),
+    );
     void (async () => {
       for await (const entry of iter) {
         if (entry.operation === "PUT" && entry.value.length > 0)
@@ -69,7 +76,9 @@ export class JobStore {
 
   /** Calls `onChange` for every update of one job until the returned stop() is called. */
   async watch(jobId: string, onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
-    const iter = await this.#kv.watch({ key: jobId });
+    const iter = await withJetStreamRetry(`watch the record of job ${jobId}`, () =>
+      this.#kv.watch({ key: jobId }),
+    );
     void (async () => {
       for await (const entry of iter) {
         if (entry.operation === "PUT" && entry.value.length > 0)

@@ -7,12 +7,13 @@ import {
   StorageType,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
+import type { ConsumerConfig, JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
 import { nanos } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
+import { withJetStreamRetry } from "./jetstream-retry.js";
 import {
   JOBS_BUCKET,
   RESULTS_STREAM,
@@ -80,22 +81,46 @@ export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology
   hsmPartitions: options.hsmPartitions ?? TOPOLOGY_DEFAULTS.hsmPartitions,
 });
 
-const ensureStream = async (
+const ensureStream = (
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
   update: boolean,
-) => {
-  try {
-    await jsm.streams.info(config.name);
-    if (update) await jsm.streams.update(config.name, config);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && err.status === 404) {
-      await jsm.streams.add(config);
-      return;
+) =>
+  withJetStreamRetry(`create or check the stream ${config.name}`, async () => {
+    try {
+      await jsm.streams.info(config.name);
+      if (update) await jsm.streams.update(config.name, config);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.status === 404) {
+        await jsm.streams.add(config);
+        return;
+      }
+      throw err;
     }
-    throw err;
-  }
-};
+  });
+
+/** Creates a durable consumer, or updates it when asked to (safe to repeat after a timeout). */
+const ensureConsumer = (
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+  update: boolean,
+) =>
+  withJetStreamRetry(
+    `create or check the consumer ${config.durable_name} on ${stream}`,
+    async () => {
+      try {
+        await jsm.consumers.info(stream, config.durable_name);
+        if (update) await jsm.consumers.update(stream, config.durable_name, config);
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.status === 404) {
+          await jsm.consumers.add(stream, config);
+        } else {
+          throw err;
+        }
+      }
+    },
+  );
 
 /**
  * Creates (or brings up to date) the streams, the shared walk consumer and the job bucket.
@@ -162,16 +187,7 @@ export const ensureTopology = async (
       max_deliver: t.maxDeliver,
       max_ack_pending: t.maxAckPending,
     };
-    try {
-      await jsm.consumers.info(WORK_STREAM, name);
-      if (t.update) await jsm.consumers.update(WORK_STREAM, name, consumerConfig);
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.status === 404) {
-        await jsm.consumers.add(WORK_STREAM, consumerConfig);
-      } else {
-        throw err;
-      }
-    }
+    await ensureConsumer(jsm, WORK_STREAM, consumerConfig, t.update);
   }
   await ensureStream(
     jsm,
@@ -188,14 +204,14 @@ export const ensureTopology = async (
   );
   await ensureHsmPartitions(jsm, t.hsmPartitions, t);
   const kvm = new Kvm(nc);
-  const jobs = await kvm.create(JOBS_BUCKET, { history: 1, replicas: t.replicas });
-  const locks = await kvm.create(LOCKS_BUCKET, { history: 1, replicas: t.replicas });
+  const bucket = (name: string, ttl?: number) =>
+    withJetStreamRetry(`create or open the KV bucket ${name}`, () =>
+      kvm.create(name, { history: 1, replicas: t.replicas, ...(ttl === undefined ? {} : { ttl }) }),
+    );
+  const jobs = await bucket(JOBS_BUCKET);
+  const locks = await bucket(LOCKS_BUCKET);
   // Chunk records outlive no job: they expire with the results.
-  const chunks = await kvm.create(CHUNKS_BUCKET, {
-    history: 1,
-    replicas: t.replicas,
-    ttl: t.resultsMaxAgeMs,
-  });
+  const chunks = await bucket(CHUNKS_BUCKET, t.resultsMaxAgeMs);
   return { jsm, jobs, locks, chunks, topology: t };
 };
 
@@ -221,16 +237,7 @@ export const ensureHsmPartitions = async (
       max_deliver: t.maxDeliver,
       max_ack_pending: 1,
     };
-    try {
-      await jsm.consumers.info(HSM_STREAM, name);
-      if (t.update) await jsm.consumers.update(HSM_STREAM, name, config);
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.status === 404) {
-        await jsm.consumers.add(HSM_STREAM, config);
-      } else {
-        throw err;
-      }
-    }
+    await ensureConsumer(jsm, HSM_STREAM, config, t.update);
   }
 };
 

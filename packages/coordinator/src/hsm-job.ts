@@ -12,7 +12,13 @@ import { hostname } from "node:os";
 
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { ConsumerMessages } from "@nats-io/jetstream";
-import { JobStore, ensureHsmPartitions, ensureTopology, jetstream } from "@hsmfleet/bus";
+import {
+  JobStore,
+  ensureHsmPartitions,
+  ensureTopology,
+  jetstream,
+  withJetStreamRetry,
+} from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import {
   UsageError,
@@ -212,10 +218,15 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     });
 
   // Results first, so nothing published before the consumer exists is missed (it reads from the start).
-  const consumer = await js.consumers.get(RESULTS_STREAM, {
-    filter_subjects: subjects.hsmResults(jobId),
-    deliver_policy: DeliverPolicy.All,
-  });
+  const consumer = await withJetStreamRetry(
+    `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
+    () =>
+      js.consumers.get(RESULTS_STREAM, {
+        filter_subjects: subjects.hsmResults(jobId),
+        deliver_policy: DeliverPolicy.All,
+      }),
+    { signal: o.signal },
+  );
   const messages: ConsumerMessages = await consumer.consume();
   const progressSub = o.nc.subscribe(subjects.hsmProgress(jobId), {
     callback: (err, m) => {

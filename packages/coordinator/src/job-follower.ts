@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { DeliverPolicy } from "@nats-io/jetstream";
 import type { ConsumerMessages } from "@nats-io/jetstream";
+import { withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
 import { JobError } from "@hsmfleet/core";
 import {
@@ -55,6 +56,9 @@ export interface FollowOptions {
 export const jobErrors = (s: JobStatus): number =>
   s.scan.errors + s.export.errors + s.import.totalErrors + s.restore.errors;
 
+/** A results pull waits this long; heartbeats come at half of it, two missed re-open the consumer. */
+const RESULTS_PULL_EXPIRES_MS = 10_000;
+
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
 export const COORDINATOR_STALE_MS = 15_000;
 
@@ -71,14 +75,45 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const fleet = new FleetWatch(o.nc);
   const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
-  const consumer = await js.consumers.get(RESULTS_STREAM, {
-    filter_subjects: subjects.resultsForJob(jobId),
-    deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
-    ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
-  });
-  const messages: ConsumerMessages = await consumer.consume();
   let finalState: JobState | undefined;
   let reason = "";
+  let stalled = false;
+  // An ordered consumer: JetStream may leave its creation unanswered while a node of a cluster is
+  // down (bus jetstream-retry.ts), so it is retried; each try is a new consumer. It starts after
+  // the last result folded into the record, so a re-opened one neither skips nor repeats.
+  const openResults = async (): Promise<ConsumerMessages> => {
+    const consumer = await withJetStreamRetry(
+      `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
+      () =>
+        js.consumers.get(RESULTS_STREAM, {
+          filter_subjects: subjects.resultsForJob(jobId),
+          deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
+          ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
+        }),
+      {
+        signal: o.signal,
+        onRetry: (attempt, err) =>
+          o.logger?.warn(
+            { jobId, attempt, err },
+            "JetStream did not create the results consumer; retrying",
+          ),
+      },
+    );
+    const opened = await consumer.consume({ expires: RESULTS_PULL_EXPIRES_MS });
+    // nats.js re-creates an ordered consumer that is deleted, but not one whose server died: its
+    // info request only times out, and it waits for ever. Missed heartbeats re-open it here.
+    void (async () => {
+      for await (const n of opened.status()) {
+        if (n.type === "heartbeats_missed" && finalState === undefined) {
+          stalled = true;
+          void opened.close();
+          break;
+        }
+      }
+    })();
+    return opened;
+  };
+  let messages: ConsumerMessages = await openResults();
   const stop = (state: JobState, why: string) => {
     if (finalState !== undefined) return;
     finalState = state;
@@ -132,9 +167,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   }, checkpointEveryMs);
   await checkpoint();
 
-  try {
-    if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
-    for await (const m of messages) {
+  const foldResults = async (results: ConsumerMessages) => {
+    for await (const m of results) {
       if (m.subject.endsWith(".item")) {
         const r = decodeItemResult(m.data);
         mergeScanCounters(status.scan, r.scan);
@@ -176,6 +210,20 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
         stop(JobState.Succeeded, "");
       }
     }
+  };
+
+  try {
+    if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
+    for (;;) {
+      await foldResults(messages);
+      if (!stalled || finalState !== undefined) break;
+      stalled = false;
+      o.logger?.warn(
+        { jobId, resultsSeq: status.resultsSeq },
+        "the results consumer stopped answering (its server is gone?); re-creating it",
+      );
+      messages = await openResults();
+    }
   } finally {
     clearInterval(timer);
     watcher.stop();
@@ -193,10 +241,13 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       `lost the results stream of job ${jobId}; re-run the command (or --resume ${jobId}) to continue`,
     );
   }
-  const jsm = await js.jetstreamManager();
+  // These calls may meet a stream electing a new leader after a node was lost: retried (idempotent).
+  const jsm = await withJetStreamRetry("reach the JetStream API", () => js.jetstreamManager());
   if (finalState !== JobState.Succeeded) {
     // Drop the queued work so the fleet does not go on with a job that has ended.
-    await jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) });
+    await withJetStreamRetry(`drop the queued work of job ${jobId}`, () =>
+      jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) }),
+    );
   }
   status.state = finalState;
   status.reason = reason;
@@ -208,7 +259,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   await o.conflictLog?.close();
   o.onProgress?.(status, fleet);
   // Entry batches were only a carrier for --list; the counters stay in the job record.
-  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) });
+  await withJetStreamRetry(`drop the entry batches of job ${jobId}`, () =>
+    jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) }),
+  );
   return status;
 };
 
