@@ -17,6 +17,7 @@ import {
   ensureHsmPartitions,
   ensureTopology,
   jetstream,
+  traceHeaders,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
@@ -49,6 +50,7 @@ import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmf
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "./job-id.js";
+import { hsmJobSpan } from "./job-spans.js";
 
 export interface HsmJobOptions {
   nc: NatsConnection;
@@ -137,7 +139,17 @@ const PUBLISH_WINDOW = 32;
 let cookieCounter = 0n;
 const nextCookie = (): bigint => (BigInt(Date.now()) << 20n) + (cookieCounter++ & 0xfffffn);
 
-export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
+/**
+ * Runs an HSM job as one trace ("hsm job" → "hsm actions" → one "hsm <action>" span per action
+ * list, on the worker that carried it out): its context is bound to the options object, which the
+ * list publishes pass to traceHeaders.
+ */
+export const runHsmJob = (options: HsmJobOptions): Promise<HsmJobSummary> => {
+  const o = { ...options, jobId: options.jobId ?? newJobId("hsm") };
+  return hsmJobSpan(o, () => hsmJob(o));
+};
+
+const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const started = Date.now();
   const partitions = o.partitions ?? HSM_JOB_DEFAULTS.partitions;
   const listMaxItems = o.listMaxItems ?? HSM_JOB_DEFAULTS.listMaxItems;
@@ -311,7 +323,7 @@ export const runHsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
           items,
           partition,
         }),
-        { msgID: `${jobId}.${listId}` },
+        { msgID: `${jobId}.${listId}`, headers: traceHeaders(o) },
       )
       .then(
         () => undefined,

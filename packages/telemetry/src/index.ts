@@ -28,6 +28,9 @@ export type {
   TracedWorkItem,
   WorkItemInfo,
 } from "./tracing.js";
+export type { Attributes } from "@opentelemetry/api";
+export { startStep } from "./step-spans.js";
+export type { StepInfo, StepOutcome, TracedStep } from "./step-spans.js";
 export { instruments, observeJob, observeWorker } from "./metrics.js";
 export type { Direction, Instruments, JobGaugeValues, WorkerGaugeSource } from "./metrics.js";
 export {

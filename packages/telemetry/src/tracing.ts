@@ -14,17 +14,17 @@ import type { TracePathMode } from "./redaction.js";
 import { tracingEnabled } from "./state.js";
 import { SERVICE_VERSION } from "./version.js";
 
-const tracer = () => trace.getTracer("hsmfleet", SERVICE_VERSION);
+export const tracer = () => trace.getTracer("hsmfleet", SERVICE_VERSION);
 
 let pathMode: TracePathMode | undefined;
 const paths = (): TracePathMode => (pathMode ??= tracePathModeFromEnv());
 
-const pathAttribute = (path: Buffer): Attributes => {
+export const pathAttribute = (path: Buffer): Attributes => {
   const shown = redactPath(path, paths());
   return shown === undefined ? {} : { "hsmfleet.path": shown };
 };
 
-const fail = (span: Span, err: unknown): void => {
+export const fail = (span: Span, err: unknown): void => {
   const message = scrubSecrets(errorMessage(err));
   span.setStatus({ code: SpanStatusCode.ERROR, message });
   span.addEvent("exception", {
@@ -97,6 +97,8 @@ export interface WorkItemInfo {
   attempt: number;
   /** The object the item's context is bound to (the received message). */
   key: object;
+  /** The span's name (default "<kind> item"; an HSM action list's is "hsm <action>"). */
+  name?: string | undefined;
 }
 
 /** One work item being handled: its span (child of the job's phase) and its metrics. */
@@ -122,7 +124,7 @@ export const startWorkItem = (
   if (tracingEnabled()) {
     const parent = extractTraceContext(header);
     span = tracer().startSpan(
-      `${info.kind} item`,
+      info.name ?? `${info.kind} item`,
       {
         kind: SpanKind.CONSUMER,
         attributes: {
@@ -191,7 +193,7 @@ export interface FileTransferInfo {
 export const DEFAULT_TRACE_FILE_MIN_BYTES = 1024 * 1024;
 
 let fileMinBytes: number | undefined;
-const traceFileMinBytes = (): number => {
+export const traceFileMinBytes = (): number => {
   if (fileMinBytes === undefined) {
     const n = Number(process.env["HSMFLEET_TRACE_FILE_MIN_BYTES"]);
     fileMinBytes =

@@ -23,6 +23,8 @@ import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
+import { annotateSpan } from "@hsmfleet/telemetry";
+import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
 import { loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
@@ -98,6 +100,9 @@ export const handleExportChunk = async (
   };
   const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   let operation = "stage-block";
+  annotateSpan(msg, chunkSpanAttributes(chunk));
+  // The range's upload under the chunk's item span; the commit by the finalizing chunk gets its own.
+  let step = startChunkStep(msg, "export chunk", chunk, chunk.length);
   try {
     const { stageFileRange, commitStagedFile } = await loadBlob();
     await stageFileRange(container, local, chunk.blobName, {
@@ -110,6 +115,7 @@ export const handleExportChunk = async (
       abortSignal: signal,
       onProgress: (n) => ctx.onBytes(n),
     });
+    step.end("ok", { bytes: chunk.length });
     operation = "chunk-complete";
     const { allDone, counts } = await tracker.complete(
       ChunkTracker.key(chunk.jobId, chunk.path),
@@ -119,6 +125,7 @@ export const handleExportChunk = async (
     );
     if (allDone) {
       operation = "commit-block-list";
+      step = startChunkStep(msg, "export commit", chunk, chunk.fileSize);
       await commitStagedFile(container, local, chunk.blobName, {
         fileSize: chunk.fileSize,
         blockSize: chunk.blockSize,
@@ -132,12 +139,15 @@ export const handleExportChunk = async (
         }),
         abortSignal: signal,
       });
+      step.end("ok");
     }
+    annotateSpan(msg, { "hsmfleet.chunk.committed": allDone, "hsmfleet.bytes": chunk.length });
     if (counts) {
       exp.filesExported++;
       exp.bytesExported += chunk.fileSize;
     }
   } catch (err) {
+    step.end("error", { err });
     if (signal.aborted) throw err;
     // A file that changed stays changed: reported now, not retried. Network, 5xx and a busy KV
     // get another delivery while there are some.
@@ -145,6 +155,7 @@ export const handleExportChunk = async (
     const retryable = !changed && isRetryable(err);
     if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
     exp.errors++;
+    annotateSpan(msg, { "hsmfleet.errors": 1 });
     errors.push({
       path: chunk.path,
       operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,

@@ -18,7 +18,7 @@ import { lstat, open } from "node:fs/promises";
 
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";
-import { jetstreamManager, listHsmPartitions, runWorkConsumer } from "@hsmfleet/bus";
+import { headerReader, jetstreamManager, listHsmPartitions, runWorkConsumer } from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, NatsConnection } from "@hsmfleet/bus";
 import {
   EntryType,
@@ -46,7 +46,8 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
-import type { Logger } from "@hsmfleet/telemetry";
+import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
+import type { Logger, TracedStep } from "@hsmfleet/telemetry";
 
 export interface HsmActionContext {
   nc: NatsConnection;
@@ -170,21 +171,51 @@ export class HsmActionRunner {
 
   async handle(msg: JsMsg): Promise<void> {
     const list = decodeHsmActionList(msg.data);
+    // One span per list ("hsm archive"), a child of the job's phase across NATS; items get spans
+    // of their own only when they fail or move at least HSMFLEET_TRACE_FILE_MIN_BYTES.
+    const action = listActionName(list);
+    const traced = startWorkItem(headerReader(msg), {
+      kind: "hsm",
+      name: `hsm ${action}`,
+      jobId: list.jobId,
+      itemId: list.listId,
+      workerId: this.#ctx.workerId,
+      path: list.items[0]?.path ?? Buffer.alloc(0),
+      attempt: msg.info.deliveryCount,
+      key: msg,
+    });
     const job = await this.#ctx.job(list.jobId);
     if (!this.#ctx.isLive(job)) {
       msg.term();
+      traced.end("skipped");
       return;
     }
+    try {
+      await traced.run(() => this.#handleList(msg, list, job, action));
+      traced.end("ok");
+    } catch (err) {
+      traced.end("retry", err);
+      throw err;
+    }
+  }
+
+  async #handleList(
+    msg: JsMsg,
+    list: HsmActionList,
+    job: JobStatus,
+    action: string,
+  ): Promise<void> {
     const keepAlive = setInterval(() => msg.working(), Math.max(1000, this.#ctx.ackWaitMs / 3));
     let results: HsmItemResult[];
     try {
       results =
         job.spec.backend === "lustre"
-          ? await this.#runLustre(job, list)
+          ? await this.#runLustre(job, list, msg)
           : await this.#runEmulation(job, list, msg);
     } finally {
       clearInterval(keepAlive);
     }
+    annotateSpan(msg, listSpanAttributes(list, action, results));
     // Shut down mid-list: hand it back (nak), so another worker does it all again, idempotently.
     if (this.#ctx.abortSignal.aborted) throw new Error("worker shutting down");
     await this.#ctx.js.publish(
@@ -214,7 +245,7 @@ export class HsmActionRunner {
   }
 
   /** Lustre: one `lfs hsm_<action>` batch per action kind in the list; a refused batch goes per file. */
-  async #runLustre(job: JobStatus, list: HsmActionList): Promise<HsmItemResult[]> {
+  async #runLustre(job: JobStatus, list: HsmActionList, msg: JsMsg): Promise<HsmItemResult[]> {
     const backend = this.#backend("lustre", job.spec.hsmXattr);
     const byAction = new Map<number, HsmActionItem[]>();
     for (const item of list.items) {
@@ -245,6 +276,8 @@ export class HsmActionRunner {
         }
       }
     }
+    // The copytool moves the data: only failures are traced (or every item with a threshold of 0).
+    for (const r of results) endItemStep(startItemStep(msg, list.jobId, r), r);
     return results;
   }
 
@@ -297,12 +330,16 @@ export class HsmActionRunner {
       for (let chain = queue.shift(); chain !== undefined; chain = queue.shift()) {
         for (const i of chain) {
           const item = list.items[i]!;
+          const step = startItemStep(msg, list.jobId, item);
           results[i] = await this.#runItem(job, list, item, backend, msg);
+          endItemStep(step, results[i]);
         }
       }
     };
     const n = Math.min(queue.length, this.#ctx.itemConcurrency ?? 32);
     await Promise.all([released, ...Array.from({ length: n }, worker)]);
+    // Batched releases are counted in the list's span; a failed one gets a span of its own.
+    for (const i of batch) endItemStep(startItemStep(msg, list.jobId, list.items[i]!), results[i]!);
     return results;
   }
 
@@ -511,3 +548,65 @@ const result = (item: HsmActionItem, status: HsmItemStatus, error = ""): HsmItem
   error,
   bytes: 0,
 });
+
+const OUTCOME_OF_STATUS: Partial<Record<number, string>> = {
+  [HsmItemStatus.Done]: "ok",
+  [HsmItemStatus.Skipped]: "skipped",
+  [HsmItemStatus.Cancelled]: "cancelled",
+  [HsmItemStatus.Failed]: "error",
+};
+
+/** The action a list carries ("archive", …; "mixed" for a list of several, as a copytool's can be). */
+const listActionName = (list: HsmActionList): string => {
+  const first = list.items[0]?.action;
+  if (first === undefined) return "empty";
+  if (list.items.some((i) => i.action !== first)) return "mixed";
+  return REQUEST_FOR_ACTION[first] ?? `action-${first}`;
+};
+
+/** The list's span attributes: items by outcome and bytes moved. */
+const listSpanAttributes = (
+  list: HsmActionList,
+  action: string,
+  results: HsmItemResult[],
+): Record<string, string | number> => {
+  const counts = { done: 0, skipped: 0, cancelled: 0, failed: 0 };
+  let bytes = 0;
+  for (const r of results) {
+    bytes += r.bytes;
+    if (r.status === HsmItemStatus.Done) counts.done++;
+    else if (r.status === HsmItemStatus.Skipped) counts.skipped++;
+    else if (r.status === HsmItemStatus.Cancelled) counts.cancelled++;
+    else counts.failed++;
+  }
+  return {
+    "hsmfleet.hsm.action": action,
+    "hsmfleet.hsm.list_id": list.listId,
+    "hsmfleet.hsm.partition": list.partition,
+    "hsmfleet.files": results.length,
+    "hsmfleet.hsm.done": counts.done,
+    "hsmfleet.hsm.skipped": counts.skipped,
+    "hsmfleet.hsm.cancelled": counts.cancelled,
+    "hsmfleet.hsm.failed": counts.failed,
+    "hsmfleet.errors": counts.failed,
+    "hsmfleet.bytes": bytes,
+  };
+};
+
+/** One action on one file ("archive file"), a child of its list's span (see startStep's rule). */
+const startItemStep = (
+  msg: JsMsg,
+  jobId: string,
+  item: Pick<HsmActionItem, "action" | "fid" | "path">,
+): TracedStep =>
+  startStep(msg, `${REQUEST_FOR_ACTION[item.action] ?? "hsm"} file`, {
+    jobId,
+    path: item.path,
+    attributes: { "hsmfleet.hsm.fid": item.fid },
+  });
+
+const endItemStep = (step: TracedStep, r: HsmItemResult): void =>
+  step.end(OUTCOME_OF_STATUS[r.status] ?? "error", {
+    bytes: r.bytes,
+    ...(r.status === HsmItemStatus.Failed ? { err: new Error(r.error) } : {}),
+  });

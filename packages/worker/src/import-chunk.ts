@@ -12,6 +12,8 @@ import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
+import { annotateSpan } from "@hsmfleet/telemetry";
+import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
 import type { ImportTarget } from "./import-target.js";
 import { itemErrorOf } from "./publisher.js";
 import { loadBlob } from "./transfer-batch.js";
@@ -33,6 +35,10 @@ export const handleImportChunk = async (
   const abs = target.root.absolute(chunk.path);
   const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   let operation = "open";
+  annotateSpan(msg, chunkSpanAttributes(chunk));
+  // The range's download under the chunk's item span; the finalizing chunk's MD5 check and
+  // attributes get their own ("import finalize").
+  let step = startChunkStep(msg, "import chunk", chunk, chunk.length);
   try {
     const fh = await target.root.openExisting(chunk.path);
     let allDone = false;
@@ -49,6 +55,7 @@ export const handleImportChunk = async (
           ctx.onBytes(n);
         },
       });
+      step.end("ok", { bytes: chunk.length });
       operation = "chunk-complete";
       ({ allDone, counts } = await tracker.complete(
         ChunkTracker.key(chunk.jobId, chunk.path),
@@ -56,6 +63,7 @@ export const handleImportChunk = async (
         chunk.count,
         chunk.chunkId,
       ));
+      if (allDone) step = startChunkStep(msg, "import finalize", chunk, chunk.fileSize);
       if (allDone && chunk.contentMd5.length > 0) {
         operation = "verify-md5";
         await verifyFileMd5(container, chunk.blobName, fh, abs, chunk.fileSize, chunk.contentMd5, {
@@ -74,18 +82,22 @@ export const handleImportChunk = async (
         gid: chunk.gid,
         mtimeSec: chunk.fileMtimeSec,
       });
+      step.end("ok");
     }
+    annotateSpan(msg, { "hsmfleet.chunk.committed": allDone, "hsmfleet.bytes": chunk.length });
     if (counts) {
       counters.importedFiles++;
       counters.totalBlobsImported++;
       counters.bytesImported += chunk.fileSize;
     }
   } catch (err) {
+    step.end("error", { err });
     if (signal.aborted) throw err;
     // A retryable failure (network, 5xx, a busy KV) gets another delivery while there are some.
     const retryable = err instanceof Error && "retryable" in err ? Boolean(err.retryable) : false;
     if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
     counters.totalErrors++;
+    annotateSpan(msg, { "hsmfleet.errors": 1 });
     errors.push(
       itemErrorOf(
         chunk.path,

@@ -379,7 +379,7 @@ const walkShardWith = async (
 export const reportFailedItem = async (
   ctx: Pick<WalkContext, "js" | "options">,
   msg: JsMsg,
-  item: { jobId: string; itemId: string; kind: "walk" | "transfer"; path: Buffer },
+  item: { jobId: string; itemId: string; kind: "walk" | "transfer" | "chunk"; path: Buffer },
   err: unknown,
 ): Promise<void> => {
   const scan = emptyScanCounters();

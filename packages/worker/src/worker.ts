@@ -484,7 +484,7 @@ export class Worker {
     msg: JsMsg,
     maxDeliver: number,
     jobId: string,
-    item: { itemId: string; kind: "walk" | "transfer"; path: Buffer },
+    item: { itemId: string; kind: "walk" | "transfer" | "chunk"; path: Buffer },
     work: (job: JobStatus) => Promise<void>,
   ): Promise<void> {
     const traced = startWorkItem(headerReader(msg), {
@@ -591,7 +591,7 @@ export class Worker {
       msg,
       this.#chunk.maxDeliver,
       chunk.jobId,
-      { itemId: chunk.chunkId, kind: "transfer", path: chunk.path },
+      { itemId: chunk.chunkId, kind: "chunk", path: chunk.path },
       async (job) => {
         if (job.spec.kind === JobKind.Export) {
           const container = await this.#container(job);
