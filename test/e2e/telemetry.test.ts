@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { decodeWorkerHeartbeat, subjects } from "@hsmfleet/protocol";
@@ -234,3 +234,179 @@ if (!promtool)
     t.is(r.status, 0, `${r.stdout.toString()}${r.stderr.toString()}`);
   },
 );
+
+test("chunks and HSM action lists are spans of their job's trace across NATS, with their attributes", async (t) => {
+  const MiB = 1024 * 1024;
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  // A file of four chunks (2+2+2 MiB and 100 bytes: --chunk-size 2MiB, --block-size 1MiB) and a
+  // small one; then four files archived and released.
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  const big = contentOf(7, Buffer.from("chunked"), 6 * MiB + 100);
+  await writeFile(join(root, "big.bin"), big);
+  await writeFile(join(root, "small.bin"), "small");
+  const hsmRoot = join(dir.path, "hsm");
+  await mkdir(hsmRoot);
+  const hsmFiles = ["a", "b", "c", "large"].map((n) => join(hsmRoot, n));
+  for (const [i, p] of hsmFiles.entries())
+    await writeFile(p, i === 3 ? contentOf(8, Buffer.from("large"), 2 * MiB) : `file ${i}`);
+
+  const azurite = await startStorage(t);
+  const { server, nc } = await startBus(t);
+  const receiver = await startOtlpReceiver();
+  t.teardown(() => receiver.close());
+  // The default threshold (1 MiB): small chunks, small archives and releases are counted in their
+  // item's span, not traced one by one.
+  const env = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+    OTEL_METRICS_EXPORTER: "none",
+    OTEL_BSP_SCHEDULE_DELAY: "200",
+    HSMFLEET_TRACE_PATHS: "full",
+  };
+  const storage = ["--storage", azurite.connectionString];
+  const seen = new Set<string>();
+  const sub = nc.subscribe(subjects.heartbeatAll, {
+    callback: (_err, msg) => {
+      seen.add(decodeWorkerHeartbeat(msg.data).workerId);
+    },
+  });
+  t.teardown(() => sub.unsubscribe());
+  const workers = ["vm-a", "vm-b"].map((vm) => {
+    const child = spawnCli(
+      ["--nats", server.url, ...storage, "worker", "--vm-name", vm, "--worker-id", `w-${vm}`],
+      { env },
+    );
+    t.teardown(() => {
+      child.kill("SIGKILL");
+    });
+    return child;
+  });
+  await waitFor("both workers' heartbeats", () => seen.has("w-vm-a") && seen.has("w-vm-b"));
+  const fleet = ["--nats", server.url, ...storage, "--workers", "0"];
+
+  const exported = await runCli(
+    [
+      ...fleet,
+      "export",
+      root,
+      "--container",
+      "chunks",
+      "--block-size",
+      "1MiB",
+      "--chunk-size",
+      "2MiB",
+      "--json",
+    ],
+    { env },
+  );
+  t.is(exported.code, 0, exported.stderr);
+  const exportJobId = (JSON.parse(exported.stdout) as { jobId: string }).jobId;
+  const hsm = ["--hsm-xattr", "user.hsm", "--root", hsmRoot, "--container", "hsm-traced"];
+  const archived = await runCli([...fleet, "hsm", "archive", ...hsm, "--json", ...hsmFiles], {
+    env,
+  });
+  t.is(archived.code, 0, archived.stderr);
+  const archive = JSON.parse(archived.stdout) as { jobId: string; done: number };
+  t.is(archive.done, 4);
+  const released = await runCli([...fleet, "hsm", "release", ...hsm, "--json", ...hsmFiles], {
+    env,
+  });
+  t.is(released.code, 0, released.stderr);
+  const release = JSON.parse(released.stdout) as { jobId: string; done: number };
+  t.is(release.done, 4);
+  for (const w of workers) w.kill("SIGTERM");
+  for (const w of workers) t.like(await exitOf(w), { code: 0 });
+
+  const spans = [...new Map(receiver.spans.map((s) => [s.spanId, s])).values()];
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  /** The job's root span and phase; every span naming the job is in its trace. */
+  const traceOf = (name: string, phaseName: string, jobId: string) => {
+    const job = spans.find((s) => s.name === name && s.attributes["hsmfleet.job_id"] === jobId);
+    t.truthy(job, name);
+    t.like(job!, { service: "hsmfleet-coordinator", parentSpanId: "" });
+    t.deepEqual(
+      spans.filter((s) => s.attributes["hsmfleet.job_id"] === jobId && s.traceId !== job!.traceId),
+      [],
+      `one trace for ${name} ${jobId}`,
+    );
+    const inTrace = spans.filter((s) => s.traceId === job!.traceId);
+    const phase = inTrace.find((s) => s.name === phaseName);
+    t.is(phase?.parentSpanId, job!.spanId, phaseName);
+    return { inTrace, phase: phase! };
+  };
+
+  // (1) The chunked export: four chunk items, children of the phase, in the worker processes.
+  const exp = traceOf("export job", "export transfer", exportJobId);
+  const chunkItems = exp.inTrace.filter((s) => s.name === "chunk item");
+  t.is(chunkItems.length, 4);
+  for (const c of chunkItems) {
+    t.is(c.parentSpanId, exp.phase.spanId);
+    t.is(c.service, "hsmfleet-worker");
+    t.like(c.attributes, {
+      "hsmfleet.path": "big.bin",
+      "hsmfleet.chunk.count": 4,
+      "hsmfleet.file.size": big.length,
+      "hsmfleet.outcome": "ok",
+    });
+  }
+  t.deepEqual(chunkItems.map((c) => c.attributes["hsmfleet.chunk.index"]).sort(), [0, 1, 2, 3]);
+  // The ranges' uploads, under their chunk items: the three of 2 MiB get spans, the 100-byte tail
+  // (below HSMFLEET_TRACE_FILE_MIN_BYTES) is counted in its item only.
+  const ranges = exp.inTrace.filter((s) => s.name === "export chunk");
+  t.deepEqual(ranges.map((s) => s.attributes["hsmfleet.chunk.offset"]).sort(), [
+    0,
+    2 * MiB,
+    4 * MiB,
+  ]);
+  for (const r of ranges) {
+    t.is(byId.get(r.parentSpanId)?.name, "chunk item");
+    t.like(r.attributes, {
+      "hsmfleet.bytes": 2 * MiB,
+      "hsmfleet.chunk.length": 2 * MiB,
+      "hsmfleet.chunk.blocks": 2,
+      "hsmfleet.path": "big.bin",
+      "hsmfleet.outcome": "ok",
+    });
+  }
+  // One commit, by the chunk that completed the file.
+  const commits = exp.inTrace.filter((s) => s.name === "export commit");
+  t.is(commits.length, 1);
+  t.like(byId.get(commits[0]!.parentSpanId)?.attributes ?? {}, {
+    "hsmfleet.chunk.committed": true,
+  });
+  t.is(chunkItems.filter((c) => c.attributes["hsmfleet.chunk.committed"] === true).length, 1);
+
+  // (2) HSM jobs: one span per action list, a child of the job's phase across NATS.
+  const arc = traceOf("hsm job", "hsm actions", archive.jobId);
+  const arcLists = arc.inTrace.filter((s) => s.name === "hsm archive");
+  t.true(arcLists.length > 0);
+  for (const l of arcLists) {
+    t.is(l.parentSpanId, arc.phase.spanId);
+    t.is(l.service, "hsmfleet-worker");
+    t.like(l.attributes, { "hsmfleet.hsm.action": "archive", "hsmfleet.outcome": "ok" });
+  }
+  const sum = (ss: typeof spans, key: string) =>
+    ss.reduce((n, s) => n + Number(s.attributes[key] ?? 0), 0);
+  t.is(sum(arcLists, "hsmfleet.files"), 4);
+  t.is(sum(arcLists, "hsmfleet.hsm.done"), 4);
+  t.is(sum(arcLists, "hsmfleet.bytes"), 2 * MiB + 3 * "file 0".length);
+  // Only the large archive gets a span of its own.
+  const arcFiles = arc.inTrace.filter((s) => s.name === "archive file");
+  t.is(arcFiles.length, 1);
+  t.like(arcFiles[0]!.attributes, {
+    "hsmfleet.path": "large",
+    "hsmfleet.bytes": 2 * MiB,
+    "hsmfleet.outcome": "ok",
+  });
+  t.is(byId.get(arcFiles[0]!.parentSpanId)?.name, "hsm archive");
+
+  const rel = traceOf("hsm job", "hsm actions", release.jobId);
+  const relLists = rel.inTrace.filter((s) => s.name === "hsm release");
+  t.true(relLists.length > 0);
+  for (const l of relLists) t.is(l.parentSpanId, rel.phase.spanId);
+  t.is(sum(relLists, "hsmfleet.hsm.done"), 4);
+  // Releases are counted in their list's span: no span per file.
+  t.is(rel.inTrace.filter((s) => s.name === "release file").length, 0);
+});
