@@ -8,6 +8,7 @@ import {
   extractTraceContext,
   injectTraceContext,
   shutdownTelemetry,
+  startStep,
   startTelemetry,
   startWorkItem,
   traceLogFields,
@@ -114,5 +115,59 @@ test.serial(
     const spans = bodies.join("");
     t.true(spans.includes('"name":"walk item"'));
     t.true(spans.includes(`"parentSpanId":"${spanId}"`));
+  },
+);
+
+test.serial(
+  "steps of an item get spans when they fail or move at least the threshold (1 MiB); the rest are only counted",
+  async (t) => {
+    const bodies: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        bodies.push(body);
+        res.end("{}");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    t.teardown(() => receiver.close());
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    await startTelemetry({
+      role: "worker",
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+        OTEL_METRICS_EXPORTER: "none",
+      },
+    });
+    t.teardown(() => shutdownTelemetry());
+    const msg = {};
+    const item = startWorkItem(() => undefined, {
+      kind: "hsm",
+      name: "hsm archive",
+      jobId: "job-2",
+      itemId: "0-0",
+      workerId: "w1",
+      path: Buffer.from("a"),
+      attempt: 1,
+      key: msg,
+    });
+    const step = (name: string, size?: number) =>
+      startStep(msg, name, { jobId: "job-2", path: Buffer.from(`d/${name}`), size });
+    step("small-ok").end("ok", { bytes: 10 });
+    step("release-ok").end("ok", { bytes: 0 });
+    step("small-failed").end("error", { err: new Error("no space") });
+    step("big-after").end("ok", { bytes: 2 * 1024 * 1024 });
+    step("big-known", 4 * 1024 * 1024).end("ok");
+    item.end("ok");
+    await shutdownTelemetry();
+    const spans = bodies.join("");
+    t.true(spans.includes('"name":"hsm archive"'));
+    for (const traced of ["small-failed", "big-after", "big-known"])
+      t.true(spans.includes(`"name":"${traced}"`), traced);
+    for (const counted of ["small-ok", "release-ok"])
+      t.false(spans.includes(`"name":"${counted}"`), counted);
+    t.true(spans.includes("no space"));
   },
 );
