@@ -42,19 +42,28 @@ export const startStep = (item: object, name: string, info: StepInfo): TracedSte
   if (!tracingEnabled()) return NOOP_STEP;
   const startTime = Date.now();
   const minBytes = traceFileMinBytes();
-  let attributes: Attributes = {
-    "hsmfleet.job_id": info.jobId,
-    ...(info.path ? pathAttribute(info.path) : {}),
-    ...info.attributes,
-  };
+  // Built only for a span that is made (a step counted in its item costs no path formatting).
+  let more: Attributes | undefined;
   const open = (): Span =>
-    tracer().startSpan(name, { startTime, attributes }, traceContextFor(item));
+    tracer().startSpan(
+      name,
+      {
+        startTime,
+        attributes: {
+          "hsmfleet.job_id": info.jobId,
+          ...(info.path ? pathAttribute(info.path) : {}),
+          ...info.attributes,
+          ...more,
+        },
+      },
+      traceContextFor(item),
+    );
   let span = info.size !== undefined && info.size >= minBytes ? open() : undefined;
   let ended = false;
   return {
-    set: (more) => {
-      if (span) span.setAttributes(more);
-      else attributes = { ...attributes, ...more };
+    set: (attributes) => {
+      if (span) span.setAttributes(attributes);
+      else more = { ...more, ...attributes };
     },
     end: (outcome, options) => {
       if (ended) return;
