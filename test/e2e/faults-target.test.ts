@@ -223,6 +223,58 @@ tmpfsTest(
 );
 
 tmpfsTest(
+  `disk full with --backend posix: a file whose download failed is removed (no state could mark it incomplete); a re-run with --conflict skip after freeing space completes the tree${skipNote}`,
+  async (t) => {
+    const env = await setup(t);
+    await upload(env.service.getContainerClient("fullposix"));
+    const target = join(env.dir, "t");
+    await mkdir(target);
+    mountTmpfs(t, target, "2m");
+    const first = await runImportJob({
+      nc: env.nc,
+      target,
+      container: "fullposix",
+      storage: env.storage,
+      mode: "full",
+      backend: "posix",
+      maxErrors: -1,
+    });
+    const lines = await errorLines(env, "fullposix", first.jobId);
+    t.log(`posix: imported ${first.importedFiles}, errors ${first.totalErrors}`);
+    for (const e of lines) t.log(`${e.path}: ${e.operation} ${e.code}: ${e.message}`);
+    t.like(first, { state: "succeeded" });
+    t.true(first.totalErrors >= 3);
+    t.is(lines.length, first.totalErrors);
+    const failed = new Set(lines.map((e) => e.path));
+    for (const e of lines) t.like(e, { operation: "write", code: "ENOSPC" });
+    for (const b of BLOBS) {
+      const abs = join(target, b.name);
+      if (failed.has(b.name)) {
+        await t.throwsAsync(stat(abs), { code: "ENOENT" }, `${b.name}: removed`);
+      } else {
+        t.is(md5(await readFile(abs)), md5(b.data), `${b.name}: byte-identical`);
+        t.is((await stat(abs)).mode & 0o7777, 0o644, `${b.name}: final mode`);
+      }
+    }
+    t.is(first.importedFiles + failed.size, BLOBS.length);
+
+    mount(["-o", "remount,size=64m", target]);
+    const second = await runImportJob({
+      nc: env.nc,
+      target,
+      container: "fullposix",
+      storage: env.storage,
+      mode: "full",
+      backend: "posix",
+      conflict: "skip",
+    });
+    t.like(second, { state: "succeeded", totalErrors: 0, importedFiles: failed.size });
+    for (const b of BLOBS)
+      t.is(md5(await readFile(join(target, b.name))), md5(b.data), `${b.name}: byte-identical`);
+  },
+);
+
+tmpfsTest(
   `disk full with the default --max-errors 0: the CLI exits 2, the job fails, its errors name each file with ENOSPC${skipNote}`,
   async (t) => {
     const env = await setup(t, 0);
