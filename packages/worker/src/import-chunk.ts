@@ -87,7 +87,8 @@ export const handleImportChunk = async (
     if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
     counters.totalErrors++;
     // The file can no longer complete: drop what is in it (docs/import.md, "Failed downloads").
-    const left = await target.abandonDownload(chunk.path, chunk.fileSize);
+    const left =
+      operation === "open" ? undefined : await target.abandonDownload(chunk.path, chunk.fileSize);
     errors.push(
       itemErrorOf(
         chunk.path,

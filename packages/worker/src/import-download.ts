@@ -88,8 +88,12 @@ export const handleImportDownload = async (
             if (signal.aborted) throw err;
             counters.totalErrors++;
             // Nothing half-written may look complete: the stub loses its partial data (or the
-            // plain file goes), and the error says so when even that failed.
-            const left = await target.abandonDownload(entry.path, entry.size);
+            // plain file goes), and the error says so when even that failed. A file that could
+            // not even be opened holds nothing of ours (and may not be ours any more).
+            const left =
+              operation === "open"
+                ? undefined
+                : await target.abandonDownload(entry.path, entry.size);
             const error = itemErrorOf(
               entry.path,
               err,
