@@ -98,12 +98,15 @@ export const handleImportChunk = async (
     if (retryable && msg.info.deliveryCount < ctx.maxDeliver) throw err;
     counters.totalErrors++;
     annotateSpan(msg, { "hsmfleet.errors": 1 });
+    // The file can no longer complete: drop what is in it (docs/import.md, "Failed downloads").
+    const left =
+      operation === "open" ? undefined : await target.abandonDownload(chunk.path, chunk.fileSize);
     errors.push(
       itemErrorOf(
         chunk.path,
         err,
         operation,
-        `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
+        `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}${left === undefined ? "" : `; partial data not cleaned up: ${left}`}`,
       ),
     );
   } finally {

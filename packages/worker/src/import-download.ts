@@ -2,10 +2,12 @@
  * --mode full: downloads the data of files the import walk created as stubs. Each file is written
  * in place at offsets (ranged GETs with bounded concurrency, If-Match on one ETag, MD5 checked when
  * the blob has one), then gets its final attributes and the HSM state "exists archived" (0x9).
- * A file that fails is recorded with its path, operation and cause and stays a released stub; a
- * redelivered batch downloads again into the same files.
+ * A file that fails is recorded with its path, operation and cause and is left looking incomplete
+ * (ImportTarget.abandonDownload: a released stub without the partial data, or no plain file at
+ * all); a redelivered batch downloads again into the same files.
  */
 import type { BlobContainer } from "@hsmfleet/blob";
+import { errorMessage } from "@hsmfleet/core";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
@@ -85,7 +87,21 @@ export const handleImportDownload = async (
           } catch (err) {
             if (signal.aborted) throw err;
             counters.totalErrors++;
-            const error = itemErrorOf(entry.path, err, operation);
+            // Nothing half-written may look complete: the stub loses its partial data (or the
+            // plain file goes), and the error says so when even that failed. A file that could
+            // not even be opened holds nothing of ours (and may not be ours any more).
+            const left =
+              operation === "open"
+                ? undefined
+                : await target.abandonDownload(entry.path, entry.size);
+            const error = itemErrorOf(
+              entry.path,
+              err,
+              operation,
+              left === undefined
+                ? undefined
+                : `${errorMessage(err)}; partial data not cleaned up: ${left}`,
+            );
             errors.push(error);
             return { bytes, error };
           }

@@ -461,6 +461,33 @@ export class ImportTarget {
   }
 
   /**
+   * After a full-mode download failed for good (disk full, read-only target, a blob that changed,
+   * …): leaves nothing that looks complete. A released stub (hsm-emulation, and Lustre namespace)
+   * keeps its released state and size but loses the partial data (truncated to 0 and back), which
+   * also frees the space; a plain file (posix backend, Lustre full mode), which no state would mark
+   * incomplete, is removed. Best effort: returns why the clean-up failed, if it did.
+   */
+  async abandonDownload(rel: Buffer, size: number): Promise<string | undefined> {
+    try {
+      if (this.#hsm && this.#stubs) {
+        const fh = await this.root.openExisting(rel);
+        try {
+          await fh.truncate(0);
+          await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      } else {
+        await this.root.unlink(rel);
+      }
+      return undefined;
+    } catch (err) {
+      if (errorCode(err) === "ENOENT") return undefined;
+      return errorMessage(err);
+    }
+  }
+
+  /**
    * Creates the file (empty, 0600) or, with `linkTarget`, the symlink; false when the name is
    * taken (EEXIST), so the caller goes through the conflict rules.
    */
