@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
 import { runExportJob } from "@hsmfleet/coordinator";
-import { startTelemetry } from "@hsmfleet/telemetry";
+import { countBytes, startTelemetry, traceFileTransfer } from "@hsmfleet/telemetry";
 import { freePort, generateTree, startNatsServer, tempDir } from "@hsmfleet/testkit";
 import type { TreeSpec } from "@hsmfleet/testkit";
 import { Worker } from "@hsmfleet/worker";
@@ -91,6 +91,15 @@ const main = async (): Promise<void> => {
   const storage = parseStorageTarget(sink.connectionString)!;
   const nc = await connectBus({ servers: nats.url, reconnectForever: false });
   const results: Array<Record<string, unknown>> = [];
+  let instrumentation:
+    | {
+        cpuPerFileOffUs: number;
+        cpuPerFileOnUs: number;
+        addedPerFileUs: number;
+        shareOfExportCpuPerFile: number | undefined;
+        runs: Record<"off" | "on", number[]>;
+      }
+    | undefined;
   try {
     for (const c of CASES) {
       const root = join(base, `otel-${c.name}`);
@@ -178,6 +187,58 @@ const main = async (): Promise<void> => {
         cpu,
       });
     }
+    // Per-file instrumentation alone, on vs off, alternating: what telemetry adds to every
+    // small file (the file-transfer wrapper: metrics, the span decision, byte counting), measured
+    // precisely enough to compare with the end-to-end CPU per file above, which this machine's
+    // noise cannot resolve to a few percent.
+    const perFile = async (side: "off" | "on"): Promise<number> => {
+      const telemetry = await startTelemetry({
+        role: "worker",
+        env:
+          side === "on"
+            ? {
+                OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+                OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+                OTEL_METRIC_EXPORT_INTERVAL: "5000",
+              }
+            : {},
+      });
+      try {
+        const item = {};
+        const path = Buffer.from("dir-00/file-0000");
+        const n = 200_000;
+        const onBytes = countBytes("export", "job-bench", () => undefined);
+        const cpu0 = process.cpuUsage();
+        for (let i = 0; i < n; i++) {
+          await traceFileTransfer(
+            { direction: "export", jobId: "job-bench", path, type: "file", size: 4096, item },
+            () => {
+              onBytes(4096);
+              return Promise.resolve({ bytes: 4096 });
+            },
+          );
+        }
+        const used = process.cpuUsage(cpu0);
+        return (used.user + used.system) / n;
+      } finally {
+        await telemetry.shutdown();
+      }
+    };
+    const instr: Record<"off" | "on", number[]> = { off: [], on: [] };
+    await perFile("off");
+    for (let i = 0; i < 5; i++)
+      for (const side of i % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const))
+        instr[side].push(await perFile(side));
+    const small = results.find((r) => r["case"] === "small");
+    const added = median(instr.on) - median(instr.off);
+    instrumentation = {
+      cpuPerFileOffUs: median(instr.off),
+      cpuPerFileOnUs: median(instr.on),
+      addedPerFileUs: added,
+      shareOfExportCpuPerFile:
+        small === undefined ? undefined : added / Number(small["cpuPerUnitOff"]),
+      runs: instr,
+    };
   } finally {
     await nc.close();
     await receiver.close();
@@ -197,10 +258,19 @@ const main = async (): Promise<void> => {
   log(
     `OTLP received: ${receiver.counts.requests} requests, ${int(receiver.counts.bytes / 1024)} KiB`,
   );
+  if (instrumentation !== undefined) {
+    const share = instrumentation.shareOfExportCpuPerFile;
+    log(
+      `per-file instrumentation alone: off ${instrumentation.cpuPerFileOffUs.toFixed(2)} µs, on ${instrumentation.cpuPerFileOnUs.toFixed(2)} µs CPU per file: telemetry adds ${instrumentation.addedPerFileUs.toFixed(2)} µs per file` +
+        (share === undefined
+          ? ""
+          : ` = ${(share * 100).toFixed(1)} % of the export's CPU per small file (telemetry off)`),
+    );
+  }
   await mkdir(join(REPO_ROOT, "bench", "results"), { recursive: true });
   await writeFile(
     RESULTS_FILE,
-    `${JSON.stringify({ at: new Date().toISOString(), runs: RUNS, load: loadavg(), results, otlp: receiver.counts }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), runs: RUNS, load: loadavg(), results, instrumentation, otlp: receiver.counts }, null, 2)}\n`,
   );
   log(`results in ${RESULTS_FILE}`);
 };
