@@ -135,3 +135,38 @@ test("a small-blob download waits for memory before it takes a request slot (no 
   t.true(result.md5Verified);
   t.is(slots.inUse, 0);
 });
+
+test("Put Blob sent without the SDK (direct-put.ts) is paced too: one slot, one request token and its bytes per try", async (t) => {
+  const az = await startAzurite();
+  // The 1st Put Blob answers 503 (retried: the second try is paced again).
+  const proxy = await startFaultProxy({
+    target: az.blobEndpoint,
+    onRequest: [{ n: 1, fault: "status503" }],
+    eligible: (req) => req.method === "PUT" && !/[?&](comp|restype)=/.test(req.url ?? ""),
+    retryAfterSeconds: 0,
+  });
+  t.teardown(async () => {
+    await proxy.stop();
+    await az.stop();
+  });
+  const slots = new RequestSlots(2);
+  const requests = new TokenBucket(10_000);
+  const bytes = new TokenBucket(1024 * MiB);
+  const target = parseStorageTarget(proxy.rewriteConnectionString(az.connectionString))!;
+  const container = new BlobContainer(
+    createBlobServiceClient(target, {
+      retryDelayMs: 1,
+      pacing: { slots, limits: { requests, bytes } },
+    }).getContainerClient("direct-paced"),
+  );
+  await container.ensureExists();
+  const spentBefore = requests.spent;
+  const body = Buffer.alloc(3000, 7);
+  await container.putBlob("small.bin", body, { metadata });
+  t.is(proxy.counters().injected.status503, 1);
+  t.is(slots.totalRequests, 2, "both tries of the Put Blob held a slot");
+  t.is(slots.totalThrottled, 1, "the 503 reached the controller's counters");
+  t.is(slots.inUse, 0);
+  t.is(requests.spent - spentBefore, 2, "one request token per try");
+  t.is(bytes.spent, 2 * body.length, "its bytes per try");
+});
