@@ -72,9 +72,11 @@ test("worker processes killed with SIGKILL at random points, at least 10 times o
   let kills = 0;
   let done = false;
   const killer = (async () => {
-    // 12 kills, then the fleet is left alone to finish (each kill costs an ack wait).
+    // 12 kills, then the fleet is left alone to finish (each kill costs an ack wait). Kills come
+    // every 150–600 ms: a faster export must not end before the tenth (a kill also slows the
+    // job down, which keeps it running until the kills are done).
     while (!done && kills < 12) {
-      await new Promise((r) => setTimeout(r, 400 + random() * 900));
+      await new Promise((r) => setTimeout(r, 150 + random() * 450));
       if (done) break;
       const i = random() < 0.5 ? 0 : 1;
       workers[i]!.kill("SIGKILL");
