@@ -13,6 +13,8 @@ export interface NatsClusterOptions {
   name?: string;
   /** Extra config text appended to every node's config (e.g. authorization). */
   configText?: string;
+  /** Serve each node's HTTP monitoring endpoints (NatsServerFixture.monitorUrl). Default false. */
+  monitoring?: boolean;
 }
 
 export interface NatsClusterFixture {
@@ -35,6 +37,7 @@ export async function startNatsCluster(
   const settled = await Promise.allSettled(
     routePorts.map((port, i) =>
       startNatsServer({
+        monitoring: options.monitoring ?? false,
         configText:
           `server_name: "n${i + 1}"\n` +
           `cluster {\n  name: "${name}"\n  listen: "127.0.0.1:${port}"\n  routes: [${routes}]\n}\n` +

@@ -15,7 +15,7 @@ import {
   unrefChild,
   untrackDir,
 } from "./children.js";
-import { canConnect } from "./ports.js";
+import { canConnect, freePort } from "./ports.js";
 import { removeTree } from "./temp.js";
 
 export interface NatsServerOptions {
@@ -32,6 +32,11 @@ export interface NatsServerOptions {
   configText?: string;
   /** Default 10000. */
   startTimeoutMs?: number;
+  /**
+   * Serve the HTTP monitoring endpoints (/varz, /jsz, …) on a free loopback port, the same one
+   * after restart(). Default false.
+   */
+  monitoring?: boolean;
 }
 
 export interface NatsServerFixture {
@@ -40,6 +45,8 @@ export interface NatsServerFixture {
   host: string;
   port: number;
   storeDir: string;
+  /** http://HOST:PORT of the monitoring endpoints (`monitoring: true`), else undefined. */
+  monitorUrl: string | undefined;
   /** Pid of the current server process (changes on restart). */
   readonly pid: number;
   /** SIGTERM, wait, SIGKILL after 5s; remove temp dirs. Idempotent. */
@@ -112,6 +119,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     await writeFile(configPath, options.configText);
   }
 
+  const monitorPort = options.monitoring === true ? await freePort(host) : undefined;
   const log = new LineLog(200);
   let generation = 0;
 
@@ -121,6 +129,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     if (configPath !== undefined) args.push("-c", configPath);
     args.push("-a", host, "-p", fixedPort === undefined ? "-1" : String(fixedPort));
     args.push("--ports_file_dir", portsDir);
+    if (monitorPort !== undefined) args.push("-m", String(monitorPort));
     if (jetstream) args.push("-js", "-sd", storeDir);
     args.push(...(options.extraArgs ?? []));
     log.add(`# [testkit] start #${generation}: ${binary} ${args.join(" ")}`);
@@ -194,6 +203,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     host,
     port,
     storeDir,
+    monitorUrl:
+      monitorPort === undefined
+        ? undefined
+        : `http://${host.includes(":") ? `[${host}]` : host}:${monitorPort}`,
     get pid(): number {
       return current.child.pid ?? -1;
     },
