@@ -1,9 +1,12 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { JobError } from "@hsmfleet/core";
+import { JobError, errorMessage } from "@hsmfleet/core";
 import { decodeJobStatus, encodeJobStatus, JOB_ID_PATTERN } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { withJetStreamRetry } from "./jetstream-retry.js";
+
+/** Pause before a watch that ended is created again (no busy loop if it keeps ending). */
+const REWATCH_DELAY_MS = 1000;
 
 /**
  * Job records in the JetStream KV bucket: one key per job id, value = protobuf JobStatus. Watches
@@ -61,31 +64,65 @@ export class JobStore {
   }
 
   /** Current record of every job, then every update, until stop(). */
-  async watchAll(onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
-    const iter = await withJetStreamRetry("watch the job records", () =>
-      this.#kv.watch({ key: ">" }),
-    );
-    void (async () => {
-      for await (const entry of iter) {
-        if (entry.operation === "PUT" && entry.value.length > 0)
-          onChange(decodeJobStatus(entry.value));
-      }
-    })();
-    return { stop: () => iter.stop() };
+  watchAll(
+    onChange: (status: JobStatus) => void,
+    onLost?: (why: string) => void,
+  ): Promise<{ stop(): void }> {
+    return this.#watch(">", "watch the job records", onChange, onLost);
   }
 
   /** Calls `onChange` for every update of one job until the returned stop() is called. */
-  async watch(jobId: string, onChange: (status: JobStatus) => void): Promise<{ stop(): void }> {
-    const iter = await withJetStreamRetry(`watch the record of job ${jobId}`, () =>
-      this.#kv.watch({ key: jobId }),
-    );
+  watch(
+    jobId: string,
+    onChange: (status: JobStatus) => void,
+    onLost?: (why: string) => void,
+  ): Promise<{ stop(): void }> {
+    return this.#watch(jobId, `watch the record of job ${jobId}`, onChange, onLost);
+  }
+
+  /**
+   * A KV watch is an ordered push consumer: nats.js re-creates it after missed heartbeats, but
+   * gives up after 30 failed creations (a cluster with a node down places some on the dead node)
+   * and then simply ends. A watch that ends before stop() is created again here (retried like the
+   * first), delivering the current record again, so callers must take a repeated value calmly.
+   */
+  async #watch(
+    key: string,
+    what: string,
+    onChange: (status: JobStatus) => void,
+    onLost: ((why: string) => void) | undefined,
+  ): Promise<{ stop(): void }> {
+    const open = () => withJetStreamRetry(what, () => this.#kv.watch({ key }));
+    let iter = await open();
+    let stopped = false;
     void (async () => {
-      for await (const entry of iter) {
-        if (entry.operation === "PUT" && entry.value.length > 0)
-          onChange(decodeJobStatus(entry.value));
+      for (;;) {
+        for await (const entry of iter) {
+          if (entry.operation === "PUT" && entry.value.length > 0)
+            onChange(decodeJobStatus(entry.value));
+        }
+        if (stopped) return;
+        onLost?.(`the ${what.replace(/^watch /, "")} watch ended; re-creating it`);
+        await new Promise((resolve) => setTimeout(resolve, REWATCH_DELAY_MS));
+        if (stopped) return;
+        try {
+          iter = await open();
+        } catch (err) {
+          onLost?.(`could not ${what} again: ${errorMessage(err)}`);
+          return;
+        }
+        if (stopped) {
+          iter.stop();
+          return;
+        }
       }
     })();
-    return { stop: () => iter.stop() };
+    return {
+      stop: () => {
+        stopped = true;
+        iter.stop();
+      },
+    };
   }
 }
 

@@ -1,6 +1,9 @@
 import { jetstream } from "@nats-io/jetstream";
 import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { errorMessage } from "@hsmfleet/core";
+import { withJetStreamRetry } from "./jetstream-retry.js";
+import { ResilientConsumer } from "./resilient-consumer.js";
 
 export interface WorkConsumerOptions {
   stream: string;
@@ -12,11 +15,21 @@ export interface WorkConsumerOptions {
   signal?: AbortSignal | undefined;
   /** Called when a handler throws (the message is nak'ed by then). */
   onError?: ((err: unknown, msg: JsMsg) => void) | undefined;
+  /**
+   * Called when the consumer stopped answering (its node died) and is being opened again, and
+   * when getting it is retried (a cluster electing a leader).
+   */
+  onLost?: ((why: string) => void) | undefined;
 }
+
+/** A pull waits this long; the server sends a heartbeat every half of it. */
+const PULL_EXPIRES_MS = 5_000;
 
 /**
  * Pulls from a durable consumer and runs up to `concurrency` handlers at once. Returns when the
- * signal aborts (after in-flight handlers finish) or the connection closes.
+ * signal aborts (after in-flight handlers finish) or the connection closes. A consumer whose server
+ * goes silent (a node of a cluster died) is opened again (resilient-consumer.ts); getting it is
+ * retried for up to 60 s, then this fails with a DependencyError naming the consumer.
  */
 export const runWorkConsumer = async (
   nc: NatsConnection,
@@ -24,11 +37,22 @@ export const runWorkConsumer = async (
 ): Promise<void> => {
   const concurrency = options.concurrency ?? 16;
   const js = jetstream(nc);
-  const consumer = await js.consumers.get(options.stream, options.consumer);
-  const messages = await consumer.consume({ max_messages: concurrency, expires: 5_000 });
+  const what = `get the consumer ${options.consumer} on stream ${options.stream}`;
+  const messages = new ResilientConsumer({
+    open: () =>
+      withJetStreamRetry(what, () => js.consumers.get(options.stream, options.consumer), {
+        signal: options.signal,
+        onRetry: (attempt, err) =>
+          options.onLost?.(`could not ${what} (try ${attempt}: ${errorMessage(err)}); retrying`),
+      }),
+    consume: { max_messages: concurrency, expires: PULL_EXPIRES_MS },
+    onLost: (why) =>
+      options.onLost?.(`the consumer ${options.consumer} on ${options.stream}: ${why}; reopening`),
+  });
   const inFlight = new Set<Promise<void>>();
-  const onAbort = () => void messages.close();
+  const onAbort = () => messages.close();
   options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) messages.close();
   try {
     for await (const msg of messages) {
       if (options.signal?.aborted) {

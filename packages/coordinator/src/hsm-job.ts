@@ -11,9 +11,9 @@
 import { hostname } from "node:os";
 
 import { DeliverPolicy } from "@nats-io/jetstream";
-import type { ConsumerMessages } from "@nats-io/jetstream";
 import {
   JobStore,
+  ResilientConsumer,
   ensureHsmPartitions,
   ensureTopology,
   jetstream,
@@ -229,17 +229,26 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       elapsedMs: Date.now() - started,
     });
 
-  // Results first, so nothing published before the consumer exists is missed (it reads from the start).
-  const consumer = await withJetStreamRetry(
-    `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
-    () =>
-      js.consumers.get(RESULTS_STREAM, {
-        filter_subjects: subjects.hsmResults(jobId),
-        deliver_policy: DeliverPolicy.All,
-      }),
-    { signal: o.signal },
-  );
-  const messages: ConsumerMessages = await consumer.consume();
+  // Results from the start of the job's subject, so nothing published before the consumer exists
+  // is missed. A consumer that goes silent (its node died) is re-created after the last result
+  // read (bus resilient-consumer.ts); lists seen twice are skipped below anyway.
+  let lastSeq = 0;
+  const messages = new ResilientConsumer({
+    open: () =>
+      withJetStreamRetry(
+        `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
+        () =>
+          js.consumers.get(RESULTS_STREAM, {
+            filter_subjects: subjects.hsmResults(jobId),
+            ...(lastSeq > 0
+              ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
+              : { deliver_policy: DeliverPolicy.All }),
+          }),
+        { signal: o.signal },
+      ),
+    onLost: (why) =>
+      o.logger?.warn({ jobId, lastSeq }, `the results consumer stopped answering: ${why}`),
+  });
   const progressSub = o.nc.subscribe(subjects.hsmProgress(jobId), {
     callback: (err, m) => {
       if (err) return;
@@ -252,7 +261,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   let cancelled = false;
   const onAbort = () => {
     cancelled = true;
-    void messages.close();
+    messages.close();
   };
   o.signal?.addEventListener("abort", onAbort, { once: true });
   let ended: () => void = () => undefined;
@@ -260,12 +269,13 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const checkDone = () => {
     if (dispatchDone && listsDone === summary.lists) {
       ended();
-      void messages.close();
+      messages.close();
     }
   };
 
   const follow = (async () => {
     for await (const m of messages) {
+      lastSeq = m.seq;
       const r = decodeHsmActionResult(m.data);
       if (seenLists.has(r.listId)) continue;
       seenLists.add(r.listId);
@@ -411,7 +421,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
     progressSub.unsubscribe();
-    await messages.close();
+    messages.close();
     await follow.catch(() => undefined);
   }
   summary.elapsedMs = Date.now() - started;

@@ -1,7 +1,6 @@
 import { hostname } from "node:os";
 import { DeliverPolicy } from "@nats-io/jetstream";
-import type { ConsumerMessages } from "@nats-io/jetstream";
-import { withJetStreamRetry } from "@hsmfleet/bus";
+import { ResilientConsumer, withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
 import { JobError } from "@hsmfleet/core";
 import {
@@ -56,7 +55,7 @@ export interface FollowOptions {
 export const jobErrors = (s: JobStatus): number =>
   s.scan.errors + s.export.errors + s.import.totalErrors + s.restore.errors;
 
-/** A results pull waits this long; heartbeats come at half of it, two missed re-open the consumer. */
+/** A results pull waits this long; heartbeats come at half of it; 15 s of silence re-opens it. */
 const RESULTS_PULL_EXPIRES_MS = 10_000;
 
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
@@ -77,48 +76,41 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   status.coordinator = `${hostname()}:${process.pid}`;
   let finalState: JobState | undefined;
   let reason = "";
-  let stalled = false;
   // An ordered consumer: JetStream may leave its creation unanswered while a node of a cluster is
-  // down (bus jetstream-retry.ts), so it is retried; each try is a new consumer. It starts after
-  // the last result folded into the record, so a re-opened one neither skips nor repeats.
-  const openResults = async (): Promise<ConsumerMessages> => {
-    const consumer = await withJetStreamRetry(
-      `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
-      () =>
-        js.consumers.get(RESULTS_STREAM, {
-          filter_subjects: subjects.resultsForJob(jobId),
-          deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
-          ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
-        }),
-      {
-        signal: o.signal,
-        onRetry: (attempt, err) =>
-          o.logger?.warn(
-            { jobId, attempt, err },
-            "JetStream did not create the results consumer; retrying",
-          ),
-      },
-    );
-    const opened = await consumer.consume({ expires: RESULTS_PULL_EXPIRES_MS });
-    // nats.js re-creates an ordered consumer that is deleted, but not one whose server died: its
-    // info request only times out, and it waits for ever. Missed heartbeats re-open it here.
-    void (async () => {
-      for await (const n of opened.status()) {
-        if (n.type === "heartbeats_missed" && finalState === undefined) {
-          stalled = true;
-          void opened.close();
-          break;
-        }
-      }
-    })();
-    return opened;
-  };
-  let messages: ConsumerMessages = await openResults();
+  // down (bus jetstream-retry.ts), so it is retried; each try is a new consumer. One that goes
+  // silent (its node died) is opened again (bus resilient-consumer.ts). Each one starts after the
+  // last result folded into the record, so a re-opened one neither skips nor repeats.
+  const messages = new ResilientConsumer({
+    open: () =>
+      withJetStreamRetry(
+        `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
+        () =>
+          js.consumers.get(RESULTS_STREAM, {
+            filter_subjects: subjects.resultsForJob(jobId),
+            deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
+            ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
+          }),
+        {
+          signal: o.signal,
+          onRetry: (attempt, err) =>
+            o.logger?.warn(
+              { jobId, attempt, err },
+              "JetStream did not create the results consumer; retrying",
+            ),
+        },
+      ),
+    consume: { expires: RESULTS_PULL_EXPIRES_MS },
+    onLost: (why, reopens) =>
+      o.logger?.warn(
+        { jobId, resultsSeq: status.resultsSeq, reopens },
+        `the results consumer stopped answering: ${why}; re-creating it`,
+      ),
+  });
   const stop = (state: JobState, why: string) => {
     if (finalState !== undefined) return;
     finalState = state;
     reason = why;
-    void messages.close();
+    messages.close();
   };
 
   const cancel = () => stop(JobState.Cancelled, "cancelled by request");
@@ -167,8 +159,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   }, checkpointEveryMs);
   await checkpoint();
 
-  const foldResults = async (results: ConsumerMessages) => {
-    for await (const m of results) {
+  const foldResults = async () => {
+    for await (const m of messages) {
       if (m.subject.endsWith(".item")) {
         const r = decodeItemResult(m.data);
         mergeScanCounters(status.scan, r.scan);
@@ -214,16 +206,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
 
   try {
     if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
-    for (;;) {
-      await foldResults(messages);
-      if (!stalled || finalState !== undefined) break;
-      stalled = false;
-      o.logger?.warn(
-        { jobId, resultsSeq: status.resultsSeq },
-        "the results consumer stopped answering (its server is gone?); re-creating it",
-      );
-      messages = await openResults();
-    }
+    await foldResults();
   } finally {
     clearInterval(timer);
     watcher.stop();

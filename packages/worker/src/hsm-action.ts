@@ -18,7 +18,13 @@ import { lstat, open } from "node:fs/promises";
 
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";
-import { headerReader, jetstreamManager, listHsmPartitions, runWorkConsumer } from "@hsmfleet/bus";
+import {
+  headerReader,
+  jetstreamManager,
+  listHsmPartitions,
+  runWorkConsumer,
+  withJetStreamRetry,
+} from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, NatsConnection } from "@hsmfleet/bus";
 import {
   EntryType,
@@ -119,7 +125,15 @@ export class HsmActionRunner {
     const loops = new Map<number, Promise<void>>();
     try {
       while (!pullSignal.aborted) {
-        for (const p of await listHsmPartitions(jsm)) {
+        // A cluster that lost a node may leave the listing unanswered for a while: retried, and a
+        // listing that still fails is tried again at the next round, not fatal to the worker.
+        const partitions = await withJetStreamRetry("list the HSM partitions", () =>
+          listHsmPartitions(jsm),
+        ).catch((err: unknown) => {
+          this.#ctx.logger?.warn({ err: errorMessage(err) }, "could not list the HSM partitions");
+          return [] as number[];
+        });
+        for (const p of partitions) {
           if (loops.has(p)) continue;
           loops.set(
             p,
@@ -134,6 +148,14 @@ export class HsmActionRunner {
                   { err: errorMessage(err), partition: p },
                   "HSM action list handed back; it will be retried",
                 ),
+              onLost: (why) => this.#ctx.logger?.warn({ partition: p }, why),
+            }).catch((err: unknown) => {
+              // Pulled again from the next round on.
+              loops.delete(p);
+              this.#ctx.logger?.warn(
+                { err: errorMessage(err), partition: p },
+                "stopped pulling an HSM partition; starting again",
+              );
             }),
           );
         }

@@ -9,7 +9,9 @@ import {
   ensureTopology,
   headerReader,
   jetstream,
+  retryingPublishes,
   runWorkConsumer,
+  withJetStreamRetry,
 } from "@hsmfleet/bus";
 import { handleExportChunk } from "./export-chunk.js";
 import { handleImportChunk } from "./import-chunk.js";
@@ -127,7 +129,16 @@ export class Worker {
     chunks: ChunkTracker,
   ) {
     this.options = options;
-    this.#js = jetstream(options.nc);
+    // A stream electing a new leader (a node of a cluster died) is waited for, not a failed item.
+    this.#js = retryingPublishes(jetstream(options.nc), {
+      onRetry: (subject, attempt, err) => {
+        if (attempt === 1)
+          options.logger?.warn(
+            { subject, err: errorMessage(err) },
+            "JetStream did not take a publish; retrying",
+          );
+      },
+    });
     this.#jobs = new JobCache(store);
     this.#jobStore = store;
     this.#walk = walk;
@@ -152,7 +163,9 @@ export class Worker {
     const { jsm, jobs, chunks, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumers' settings are the truth (another process may have created them with other values).
     const limits = async (name: string): Promise<ConsumerLimits> => {
-      const info = await jsm.consumers.info(WORK_STREAM, name);
+      const info = await withJetStreamRetry(`read the consumer ${name} on ${WORK_STREAM}`, () =>
+        jsm.consumers.info(WORK_STREAM, name),
+      );
       return {
         ackWaitMs: info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs,
         maxDeliver: info.config.max_deliver ?? topology.maxDeliver,
@@ -284,9 +297,10 @@ export class Worker {
     };
     const onError = (err: unknown) =>
       options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
+    const onLost = (why: string) => options.logger?.warn({ workerId: options.workerId }, why);
     try {
       await Promise.all([
-        this.#runRestorePullers(transferCtx, onError),
+        this.#runRestorePullers(transferCtx, onError, onLost),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
           consumer: WALK_CONSUMER,
@@ -294,6 +308,7 @@ export class Worker {
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleWalk(walkCtx, msg),
           onError,
+          onLost,
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -302,6 +317,7 @@ export class Worker {
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleChunk(chunkCtx, msg),
           onError,
+          onLost,
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -310,6 +326,7 @@ export class Worker {
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleTransfer(transferCtx, msg),
           onError,
+          onLost,
         }),
         new HsmActionRunner({
           nc: options.nc,
@@ -347,7 +364,11 @@ export class Worker {
    * Restore jobs have a consumer each (its max_ack_pending is the job's fleet-wide --max-inflight):
    * pull from it while the job runs. Jobs are found by watching the job records.
    */
-  async #runRestorePullers(ctx: TransferContext, onError: (err: unknown) => void): Promise<void> {
+  async #runRestorePullers(
+    ctx: TransferContext,
+    onError: (err: unknown) => void,
+    onLost: (why: string) => void,
+  ): Promise<void> {
     const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
     const consumerLimits = { ...this.#transfer };
     const start = (job: JobStatus) => {
@@ -362,6 +383,7 @@ export class Worker {
         signal,
         handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
         onError,
+        onLost,
       }).catch((err: unknown) => {
         // The consumer is made before the job record says "running"; a missing one means the job ended.
         this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
@@ -379,7 +401,7 @@ export class Worker {
       const jobId = job.spec.jobId;
       if (isLive(job)) start(job);
       else stop(jobId);
-    });
+    }, onLost);
     await new Promise<void>((resolve) => {
       if (this.#pullAbort.signal.aborted) resolve();
       else this.#pullAbort.signal.addEventListener("abort", () => resolve(), { once: true });
