@@ -83,8 +83,13 @@ export class ResilientConsumer implements AsyncIterable<JsMsg> {
           }
         }
       })();
+      let lastCheck = Date.now();
       const timer = setInterval(() => {
-        if (waitingSince === undefined || lost !== undefined) return;
+        // After the event loop was blocked (a loaded machine), let pending I/O — heartbeats
+        // included — be read before judging.
+        const late = Date.now() - lastCheck > 2 * CHECK_EVERY_MS;
+        lastCheck = Date.now();
+        if (late || waitingSince === undefined || lost !== undefined) return;
         const silentMs = Date.now() - Math.max(lastSign, waitingSince);
         if (silentMs > this.#silenceMs) {
           lost = `nothing from the server for ${(silentMs / 1000).toFixed(1)} s (its node is gone?)`;
