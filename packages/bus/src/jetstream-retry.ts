@@ -37,7 +37,10 @@ export const isRetryableJetStreamError = (err: unknown): boolean => {
     return err.status === 503 || err.code === 10008;
   }
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; depth++) {
-    if (e.name === "TimeoutError" || e.name === "NoRespondersError") return true;
+    // nats.js names its no-responders error "NoResponders" (class NoRespondersError); a publish
+    // wraps it in "jetstream is not enabled" (JetStreamNotEnabled ← RequestError ← NoResponders).
+    if (e.name === "TimeoutError" || e.name === "NoResponders" || e.name === "NoRespondersError")
+      return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

@@ -1,4 +1,5 @@
 import test from "ava";
+import { NoRespondersError, RequestError } from "@nats-io/transport-node";
 import { DependencyError } from "@hsmfleet/core";
 import { isRetryableJetStreamError, withJetStreamRetry } from "../src/jetstream-retry.js";
 
@@ -44,4 +45,17 @@ test("after the deadline the error names what could not be done and why", async 
 test("timeouts wrapped as a cause are retryable", (t) => {
   t.true(isRetryableJetStreamError(new Error("request failed", { cause: timeout() })));
   t.false(isRetryableJetStreamError(new Error("stream not found")));
+});
+
+test("no responders (a stream without a leader), also wrapped as a publish wraps it, is retryable", (t) => {
+  const noResponders = new NoRespondersError("$JS.API.STREAM.INFO.x");
+  t.true(isRetryableJetStreamError(noResponders));
+  // nats.js's publish: JetStreamNotEnabled("jetstream is not enabled") ← RequestError ← NoResponders.
+  const publishFailure = Object.assign(
+    new Error("jetstream is not enabled", {
+      cause: new RequestError(noResponders.message, { cause: noResponders }),
+    }),
+    { name: "JetStreamNotEnabled" },
+  );
+  t.true(isRetryableJetStreamError(publishFailure));
 });
