@@ -178,6 +178,8 @@ const main = async (): Promise<void> => {
       const cpu: Record<Side, number[]> = { off: [], on: [] };
       // CPU of the telemetry peer (receiver + scraper) per unit: NOT counted, shown for scale.
       const peerCpu: number[] = [];
+      // CPU of the flush after the job (ms per run), part of the "on" CPU above.
+      const flushCpu: number[] = [];
       const profiles: Record<Side, SideProfile> = {
         off: { units: 0, times: new Map() },
         on: { units: 0, times: new Map() },
@@ -186,7 +188,12 @@ const main = async (): Promise<void> => {
       const once = async (
         side: Side,
         measured: boolean,
-      ): Promise<{ rate: number; cpuPerUnit: number; peerCpuPerUnit: number }> => {
+      ): Promise<{
+        rate: number;
+        cpuPerUnit: number;
+        peerCpuPerUnit: number;
+        flushCpuMs: number;
+      }> => {
         const metricsPort = side === "on" ? await freePort() : undefined;
         const telemetry = await startTelemetry({
           role: "coordinator",
@@ -218,7 +225,9 @@ const main = async (): Promise<void> => {
             storage,
             maxErrors: 0,
           });
+          const flush0 = process.cpuUsage();
           await telemetry.flush();
+          const flushed = process.cpuUsage(flush0);
           const used = process.cpuUsage(cpu0);
           if (s.state !== "succeeded" || s.errors !== 0)
             throw new Error(`export failed: ${JSON.stringify(s)}`);
@@ -232,6 +241,7 @@ const main = async (): Promise<void> => {
             rate: units / s.elapsedSeconds,
             cpuPerUnit: (used.user + used.system) / units,
             peerCpuPerUnit: (peerUsed * 1e6) / units,
+            flushCpuMs: (flushed.user + flushed.system) / 1000,
           };
         } finally {
           peer.unscrape();
@@ -248,11 +258,14 @@ const main = async (): Promise<void> => {
           const r = await once(side, true);
           rates[side].push(r.rate);
           cpu[side].push(r.cpuPerUnit);
-          if (side === "on") peerCpu.push(r.peerCpuPerUnit);
+          if (side === "on") {
+            peerCpu.push(r.peerCpuPerUnit);
+            flushCpu.push(r.flushCpuMs);
+          }
           log(
             `${c.name} ${side}: ${r.rate.toFixed(1)} ${c.unit}, ${r.cpuPerUnit.toFixed(0)} µs CPU per ${c.unit === "MiB/s" ? "MiB" : "file"}` +
               (side === "on"
-                ? ` (+ receiver/scraper ${r.peerCpuPerUnit.toFixed(1)} µs, not counted)`
+                ? ` (of which the final flush ${r.flushCpuMs.toFixed(1)} ms; + receiver/scraper ${r.peerCpuPerUnit.toFixed(1)} µs, not counted)`
                 : ""),
           );
         }
@@ -286,7 +299,12 @@ const main = async (): Promise<void> => {
         cpuPerUnitOff: median(cpu.off),
         cpuPerUnitOn: median(cpu.on),
         cpuRatio: median(cpu.on) / median(cpu.off),
+        // Median of the on/off ratios of the runs of one iteration (adjacent in time): less
+        // sensitive to a load that drifts during the run than the ratio of the medians.
+        cpuRatioPaired: median(cpu.on.map((v, i) => v / cpu.off[i]!)),
+        rateRatioPaired: median(rates.on.map((v, i) => v / rates.off[i]!)),
         peerCpuPerUnitOn: median(peerCpu),
+        flushCpuMsOn: median(flushCpu),
         rates,
         cpu,
         ...(profile ? { profile } : {}),
@@ -358,12 +376,12 @@ const main = async (): Promise<void> => {
   }
   log("");
   log(
-    `| case | telemetry off (median) | telemetry on (median) | on / off | CPU µs/unit off | on | on / off |`,
+    `| case | telemetry off (median) | telemetry on (median) | on / off | paired | CPU µs/unit off | on | on / off | paired | flush ms |`,
   );
-  log(`| --- | --- | --- | --- | --- | --- | --- |`);
+  log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`);
   for (const r of results)
     log(
-      `| ${String(r["describe"])} | ${int(Number(r["off"]))} ${String(r["unit"])} | ${int(Number(r["on"]))} ${String(r["unit"])} | ${Number(r["ratio"]).toFixed(3)} | ${int(Number(r["cpuPerUnitOff"]))} | ${int(Number(r["cpuPerUnitOn"]))} | ${Number(r["cpuRatio"]).toFixed(3)} |`,
+      `| ${String(r["describe"])} | ${int(Number(r["off"]))} ${String(r["unit"])} | ${int(Number(r["on"]))} ${String(r["unit"])} | ${Number(r["ratio"]).toFixed(3)} | ${Number(r["rateRatioPaired"]).toFixed(3)} | ${int(Number(r["cpuPerUnitOff"]))} | ${int(Number(r["cpuPerUnitOn"]))} | ${Number(r["cpuRatio"]).toFixed(3)} | ${Number(r["cpuRatioPaired"]).toFixed(3)} | ${Number(r["flushCpuMsOn"]).toFixed(1)} |`,
     );
   if (otlp)
     log(
