@@ -147,7 +147,15 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
       readers.push(exporter);
       boundPort = metricsPort;
     }
-    const provider = new MeterProvider({ resource, readers });
+    const provider = new MeterProvider({
+      resource,
+      readers,
+      // A view over hsmfleet's instruments makes one storage that both readers (Prometheus, OTLP)
+      // collect from: without one the SDK keeps a storage per reader and hashes a recording's
+      // attributes once for each, on every recording (the duration histogram: once per file).
+      // Its aggregation is the default (the instruments' bucket advice), whatever a reader prefers.
+      views: [{ meterName: "hsmfleet" }],
+    });
     setMetricsEnabled(true);
     api.metrics.setGlobalMeterProvider(provider);
     flushes.push(() => provider.forceFlush());
