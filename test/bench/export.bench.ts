@@ -1,7 +1,8 @@
 /**
  * `npm run bench:export`: how fast one hsmfleet worker exports files to Blob, beside the ceiling
- * of a minimal raw-HTTP client (raw-client.ts) that sends the same requests for the same data at
- * the same concurrency without SDK, MD5 or file reads.
+ * of a minimal raw-HTTP client (raw-client.ts) that reads the same files and sends the same
+ * requests (same metadata headers) at the same concurrency, without SDK, checksums, stat calls,
+ * walk or NATS.
  *
  * Endpoints:
  *   sink     the loopback benchmark sink (blob-sink.ts: answers the Blob API, discards the data),
@@ -62,6 +63,7 @@ import {
 import { connectBus } from "@hsmfleet/bus";
 import { crc64, crc64Bytes } from "@hsmfleet/fs/crc64";
 import type { NatsConnection } from "@hsmfleet/bus";
+import { DEFAULT_CHUNK_SIZE_BYTES } from "@hsmfleet/protocol";
 import { runExportJob } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
 import { generateTree, startAzurite, startNatsServer, tempDir } from "@hsmfleet/testkit";
@@ -328,16 +330,19 @@ const runRaw = async (ctx: CaseContext, raw: RawBlobClient): Promise<Run> => {
     tree.kind === "large"
       ? await rawUploadLarge(raw, {
           container,
+          root: tree.root,
           files: tree.files,
           blockSize: chooseBlockSize(
             Math.max(...tree.files.map((f) => f.size)),
             DEFAULT_BLOCK_SIZE_BYTES,
           ),
-          fileConcurrency: WORKER_DEFAULTS.transferConcurrency,
+          rangeBytes: DEFAULT_CHUNK_SIZE_BYTES,
+          rangeConcurrency: WORKER_DEFAULTS.transferConcurrency,
           blockConcurrency: WORKER_DEFAULTS.blockConcurrency,
         })
       : await rawUploadSmall(raw, {
           container,
+          root: tree.root,
           directories: tree.directories,
           files: tree.files,
           concurrency: WORKER_DEFAULTS.transferConcurrency * WORKER_DEFAULTS.fileConcurrency,
@@ -407,7 +412,7 @@ type Layer = "sdk" | "uploadFile";
 
 const LAYER_LABELS: Record<"raw" | Layer | "hsmfleet", string> = {
   raw: "raw HTTP (ceiling)",
-  sdk: "+ client: same requests from memory, checksums given",
+  sdk: "blob client: same requests from memory, checksums given",
   uploadFile: "+ reads, CRC64s, MD5: uploadFile() direct",
   hsmfleet: "+ job: walk, listings, NATS, batches",
 };
