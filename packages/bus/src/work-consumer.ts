@@ -34,6 +34,14 @@ export interface WorkConsumerOptions {
    * consumer's ack wait (its configuration is read once at start).
    */
   keepAliveMs?: number | undefined;
+  /**
+   * Messages this process may hold beyond its running handlers, each waiting for a free slot (kept
+   * alive like the running ones). Default 0: nothing is pulled that cannot start at once, so every
+   * message waiting for a handler stays with the server, for any worker. 1 suits a consumer whose
+   * `max_ack_pending` already bounds what the fleet holds (an HSM partition, 1): the next pull
+   * request then waits at the server and gets the next message the moment the last one is acked.
+   */
+  prefetch?: number | undefined;
   /** How long one pull request waits for messages on an empty consumer. Default 5000 ms. */
   pullExpiresMs?: number | undefined;
   /** Wait after a failed pull. Default 1000 ms. */
@@ -42,6 +50,7 @@ export interface WorkConsumerOptions {
 
 export const WORK_CONSUMER_DEFAULTS = {
   concurrency: 16,
+  prefetch: 0,
   pullExpiresMs: 5000,
   retryDelayMs: 1000,
   /** Used when the consumer's configuration states no ack wait (the server's default). */
@@ -83,6 +92,7 @@ export const runWorkConsumer = async (
   options: WorkConsumerOptions,
 ): Promise<void> => {
   const concurrency = Math.max(1, options.concurrency ?? WORK_CONSUMER_DEFAULTS.concurrency);
+  const prefetch = Math.max(0, options.prefetch ?? WORK_CONSUMER_DEFAULTS.prefetch);
   const expires = options.pullExpiresMs ?? WORK_CONSUMER_DEFAULTS.pullExpiresMs;
   const retryDelayMs = options.retryDelayMs ?? WORK_CONSUMER_DEFAULTS.retryDelayMs;
   const { signal } = options;
@@ -93,9 +103,11 @@ export const runWorkConsumer = async (
     ? info.config.ack_wait / 1_000_000
     : WORK_CONSUMER_DEFAULTS.ackWaitMs;
   const keepAliveMs = Math.max(50, options.keepAliveMs ?? Math.floor(ackWaitMs / 3));
-  /** Messages held by a handler, by stream sequence. */
+  /** Messages held by this process (running or waiting for a slot), by stream sequence. */
   const held = new Map<number, JsMsg>();
   const inFlight = new Set<Promise<void>>();
+  /** Held messages waiting for a slot (only with prefetch). */
+  const waiting: JsMsg[] = [];
   const naked = new Map<number, unknown>();
   let slotFreed: (() => void) | undefined;
   let pulling: ConsumerMessages | undefined;
@@ -126,6 +138,12 @@ export const runWorkConsumer = async (
     if (held.has(seq)) return;
     msg.working();
     held.set(seq, msg);
+    if (inFlight.size < concurrency) start(msg);
+    else waiting.push(msg);
+  };
+
+  function start(msg: JsMsg): void {
+    const seq = msg.info.streamSequence;
     const task = options
       .handle(msg)
       .catch((err: unknown) => {
@@ -137,14 +155,16 @@ export const runWorkConsumer = async (
       .finally(() => {
         held.delete(seq);
         inFlight.delete(task);
+        const next = signal?.aborted ? undefined : waiting.shift();
+        if (next !== undefined) start(next);
         slotFreed?.();
       });
     inFlight.add(task);
-  };
+  }
 
   try {
     while (!signal?.aborted && !nc.isClosed()) {
-      const free = concurrency - inFlight.size;
+      const free = concurrency + prefetch - held.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (slotFreed = resolve));
         slotFreed = undefined;
@@ -169,7 +189,12 @@ export const runWorkConsumer = async (
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    await Promise.allSettled([...inFlight]);
+    // Waiting messages go back at once; running ones finish.
+    for (const msg of waiting.splice(0)) {
+      held.delete(msg.info.streamSequence);
+      msg.nak();
+    }
+    while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     clearInterval(keepAlive);
   }
 };

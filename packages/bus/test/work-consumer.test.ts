@@ -139,3 +139,26 @@ test("a redelivery after this process handed the message back carries the error"
   t.false(seen[0]!.held);
   t.is((seen[0]!.previousError as Error).message, "busy, try again");
 });
+
+test("with prefetch, a message waiting for a slot is kept alive too", async (t) => {
+  const total = 3;
+  const { nc, info } = await setup(t, total);
+  const handled: string[] = [];
+  let maxAckPending = 0;
+  let finish: () => void = () => undefined;
+  const allDone = new Promise<void>((r) => (finish = r));
+  await runUntil(nc, allDone, {
+    concurrency: 1,
+    prefetch: 1,
+    handle: async (msg: JsMsg) => {
+      maxAckPending = Math.max(maxAckPending, (await info()).num_ack_pending);
+      await sleep(ACK_WAIT_MS * 1.5);
+      handled.push(new TextDecoder().decode(msg.data));
+      await msg.ackAck();
+      if (handled.length === total) finish();
+    },
+  });
+  t.deepEqual(handled, ["0", "1", "2"]);
+  t.true(maxAckPending <= 2, `held at most one running and one waiting (saw ${maxAckPending})`);
+  t.is((await info()).delivered.consumer_seq, total, "no redelivery");
+});
