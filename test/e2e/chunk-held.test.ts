@@ -8,36 +8,17 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import test from "ava";
 import { openContainer, parseStorageTarget, uploadFile } from "@hsmfleet/blob";
 import { ensureTopology, jetstreamManager } from "@hsmfleet/bus";
 import { EntryType, metadataForEntry } from "@hsmfleet/core";
 import { runExportJob, runImportJob } from "@hsmfleet/coordinator";
 import { CHUNK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
-import { createLogger } from "@hsmfleet/telemetry";
 import { contentOf, tempDir } from "@hsmfleet/testkit";
-import { TEST_TOPOLOGY, startBus, startStorage, startWorkers } from "./helpers.js";
+import { TEST_TOPOLOGY, capturedLogger, startBus, startStorage, startWorkers } from "./helpers.js";
 
 const MiB = 1024 * 1024;
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");
-
-/** A worker logger whose warn-and-above lines the test reads. */
-const capturedLogger = () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({
-    role: "worker",
-    level: "warn",
-    destination: new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split("\n"))
-          if (line.trim() !== "") lines.push(JSON.parse(line) as Record<string, unknown>);
-        done();
-      },
-    }),
-  });
-  return { logger, lines };
-};
 
 /** Deliveries the chunk consumer made so far (first deliveries and redeliveries alike). */
 const chunkDeliveries = async (nc: Parameters<typeof jetstreamManager>[0]): Promise<number> => {
