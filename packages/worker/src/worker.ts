@@ -19,7 +19,13 @@ import { handleImportDownload } from "./import-download.js";
 import { handleRestoreBatch } from "./restore-batch.js";
 import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
-import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
+import type {
+  JetStreamClient,
+  JsMsg,
+  Redelivery,
+  TopologyOptions,
+  WorkConsumerOptions,
+} from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
@@ -48,6 +54,8 @@ import type { TransferContext } from "./transfer-batch.js";
 import { handleVerifyBatch } from "./verify-batch.js";
 import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
+import { logHandedBack, logRedelivery } from "./work-item-log.js";
+import type { WorkItemKind } from "./work-item-log.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
 const VERSION = "0.1.0";
@@ -282,18 +290,23 @@ export class Worker {
       ackWaitMs: this.#chunk.ackWaitMs,
       maxDeliver: this.#chunk.maxDeliver,
     };
-    const onError = (err: unknown) =>
-      options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
+    // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
+    const logging = (kind: WorkItemKind, limits: ConsumerLimits) => ({
+      onError: (err: unknown, msg: JsMsg | undefined) =>
+        logHandedBack(options.logger, kind, err, msg, limits),
+      onRedelivery: (msg: JsMsg, redelivery: Redelivery) =>
+        logRedelivery(options.logger, kind, msg, redelivery, limits),
+    });
     try {
       await Promise.all([
-        this.#runRestorePullers(transferCtx, onError),
+        this.#runRestorePullers(transferCtx, logging("transfer", this.#transfer)),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
           consumer: WALK_CONSUMER,
           concurrency: options.concurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleWalk(walkCtx, msg),
-          onError,
+          ...logging("walk", this.#walk),
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -301,7 +314,7 @@ export class Worker {
           concurrency: options.transferConcurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleChunk(chunkCtx, msg),
-          onError,
+          ...logging("chunk", this.#chunk),
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -309,7 +322,7 @@ export class Worker {
           concurrency: options.transferConcurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleTransfer(transferCtx, msg),
-          onError,
+          ...logging("transfer", this.#transfer),
         }),
         new HsmActionRunner({
           nc: options.nc,
@@ -347,7 +360,10 @@ export class Worker {
    * Restore jobs have a consumer each (its max_ack_pending is the job's fleet-wide --max-inflight):
    * pull from it while the job runs. Jobs are found by watching the job records.
    */
-  async #runRestorePullers(ctx: TransferContext, onError: (err: unknown) => void): Promise<void> {
+  async #runRestorePullers(
+    ctx: TransferContext,
+    logging: Pick<WorkConsumerOptions, "onError" | "onRedelivery">,
+  ): Promise<void> {
     const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
     const consumerLimits = { ...this.#transfer };
     const start = (job: JobStatus) => {
@@ -361,7 +377,7 @@ export class Worker {
         concurrency: this.options.transferConcurrency,
         signal,
         handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
-        onError,
+        ...logging,
       }).catch((err: unknown) => {
         // The consumer is made before the job record says "running"; a missing one means the job ended.
         this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
