@@ -74,7 +74,7 @@ const states = async (hsm: HsmEmulationBackend, paths: Buffer[]): Promise<Map<nu
 test.serial(
   `${FILES} files archived, released and restored through the action pipeline; a worker stopped abruptly mid-way changes nothing`,
   async (t) => {
-    t.timeout(FILES > 10_000 ? 5_400_000 : 120_000);
+    t.timeout(FILES > 10_000 ? 5_400_000 : 300_000);
     const t0 = Date.now();
     const phase = (name: string) => t.log(`${name}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const dir = await tempDir();
