@@ -54,6 +54,8 @@ const categoryOf = (f: Runtime.CallFrame): string => {
   if (f.functionName === "(garbage collector)") return "garbage collector";
   if (f.functionName === "(program)") return "native / V8 (program)";
   if (u.includes("/@azure/") || u.includes("/@typespec/")) return "Azure SDK";
+  if (u.includes("/@opentelemetry/")) return "OpenTelemetry SDK / exporters";
+  if (u.includes("/packages/telemetry/")) return "hsmfleet telemetry";
   if (u.includes("/@nats-io/") || u.includes("/packages/bus/") || u.includes("/packages/protocol/"))
     return "NATS / protocol";
   if (u.includes("/packages/")) return "hsmfleet";
@@ -74,6 +76,35 @@ const categoryOf = (f: Runtime.CallFrame): string => {
     return "native / V8 (program)";
   }
   return "other JS";
+};
+
+export interface SelfTime {
+  name: string;
+  where: string;
+  category: string;
+  selfMs: number;
+}
+
+/** Self time of every function ("name where" → time) of a V8 CPU profile: to add profiles up. */
+export const selfTimes = (profile: Profiler.Profile): Map<string, SelfTime> => {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const counts = new Map<number, number>();
+  for (const id of profile.samples ?? []) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const deltas = profile.timeDeltas ?? [];
+  const totalUs = deltas.reduce((a, b) => a + b, 0) || profile.endTime - profile.startTime;
+  const usPerSample = totalUs / ((profile.samples ?? []).length || 1);
+  const out = new Map<string, SelfTime>();
+  for (const [id, n] of counts) {
+    const f = byId.get(id)?.callFrame;
+    if (f === undefined) continue;
+    const name = f.functionName || "(anonymous)";
+    const where = frameWhere(f);
+    const key = `${name} ${where}`;
+    const line = out.get(key) ?? { name, where, category: categoryOf(f), selfMs: 0 };
+    line.selfMs += (n * usPerSample) / 1000;
+    out.set(key, line);
+  }
+  return out;
 };
 
 /** Self time per function (top `limit`) and per category, from a V8 CPU profile. */

@@ -1,7 +1,8 @@
 /**
  * `npm run bench:export`: how fast one hsmfleet worker exports files to Blob, beside the ceiling
- * of a minimal raw-HTTP client (raw-client.ts) that sends the same requests for the same data at
- * the same concurrency without SDK, MD5 or file reads.
+ * of a minimal raw-HTTP client (raw-client.ts) that reads the same files and sends the same
+ * requests (same metadata headers) at the same concurrency, without SDK, checksums, stat calls,
+ * walk or NATS.
  *
  * Endpoints:
  *   sink     the loopback benchmark sink (blob-sink.ts: answers the Blob API, discards the data),
@@ -30,7 +31,7 @@
  * Where the time goes: for the sink cases the same data also goes up through the layers in
  * between, RUNS times each: the blob client alone (BlobContainer / BlockBlobClient requests from
  * memory with precomputed checksums — CRC64 per block, MD5 per small blob: no reads, no hashing;
- * Put Blob goes out directly, blocks through the SDK), then uploadFile() straight from the files
+ * Put Blob and Put Block go out directly, as in the job), then uploadFile() straight from the files
  * (reads, block CRC64s, whole-file MD5; small files with the walk's size and mtime, so they take
  * the one-job read path; no NATS, no walk; note that uploadFile() does not chunk, so a large file
  * takes the block path with its whole-file MD5, while the job chunks files over 256 MiB and hashes
@@ -62,6 +63,7 @@ import {
 import { connectBus } from "@hsmfleet/bus";
 import { crc64, crc64Bytes } from "@hsmfleet/fs/crc64";
 import type { NatsConnection } from "@hsmfleet/bus";
+import { DEFAULT_CHUNK_SIZE_BYTES } from "@hsmfleet/protocol";
 import { runExportJob } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
 import { generateTree, startAzurite, startNatsServer, tempDir } from "@hsmfleet/testkit";
@@ -328,16 +330,19 @@ const runRaw = async (ctx: CaseContext, raw: RawBlobClient): Promise<Run> => {
     tree.kind === "large"
       ? await rawUploadLarge(raw, {
           container,
+          root: tree.root,
           files: tree.files,
           blockSize: chooseBlockSize(
             Math.max(...tree.files.map((f) => f.size)),
             DEFAULT_BLOCK_SIZE_BYTES,
           ),
-          fileConcurrency: WORKER_DEFAULTS.transferConcurrency,
+          rangeBytes: DEFAULT_CHUNK_SIZE_BYTES,
+          rangeConcurrency: WORKER_DEFAULTS.transferConcurrency,
           blockConcurrency: WORKER_DEFAULTS.blockConcurrency,
         })
       : await rawUploadSmall(raw, {
           container,
+          root: tree.root,
           directories: tree.directories,
           files: tree.files,
           concurrency: WORKER_DEFAULTS.transferConcurrency * WORKER_DEFAULTS.fileConcurrency,
@@ -407,7 +412,7 @@ type Layer = "sdk" | "uploadFile";
 
 const LAYER_LABELS: Record<"raw" | Layer | "hsmfleet", string> = {
   raw: "raw HTTP (ceiling)",
-  sdk: "+ client: same requests from memory, checksums given",
+  sdk: "blob client, from memory, checksums given",
   uploadFile: "+ reads, CRC64s, MD5: uploadFile() direct",
   hsmfleet: "+ job: walk, listings, NATS, batches",
 };
@@ -469,14 +474,12 @@ const runLayer = async (ctx: CaseContext, layer: Layer): Promise<Run> => {
         });
         return;
       }
-      const client = container.client.getBlockBlobClient(f.name);
       const blocks: Array<{ id: string; length: number }> = [];
       for (let offset = 0; offset < f.size; offset += blockSize)
         blocks.push({ id: blockIdFor(offset), length: Math.min(blockSize, f.size - offset) });
       await forEachLimit(blocks, WORKER_DEFAULTS.blockConcurrency, async (b) => {
-        await client.stageBlock(b.id, data.subarray(0, b.length), b.length, {
-          transactionalContentCrc64: crc64For(b.length),
-          contentChecksumAlgorithm: "Customized",
+        await container.stageBlock(f.name, b.id, data.subarray(0, b.length), {
+          contentCrc64: crc64For(b.length),
         });
       });
       await container.commitBlockList(

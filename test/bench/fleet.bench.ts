@@ -23,7 +23,9 @@
  * Environment: HSMFLEET_FLEET_MBIT (per-VM limit; default derived as above),
  * HSMFLEET_FLEET_DATASET_MIB (scaling tree, default 384), HSMFLEET_FLEET_BIG_MIB (large file,
  * default 2048), HSMFLEET_FLEET_CHUNK_MIB (chunk size, default 32), HSMFLEET_FLEET_VMS (default
- * "1,2,4,8").
+ * "1,2,4,8"), HSMFLEET_FLEET_WORKER_LOG (the worker processes' log level on the benchmark's stderr,
+ * default "warn": redeliveries and retries show). A failed job ends the benchmark with exit code 1
+ * after its workers are stopped and the qdisc removed.
  */
 import { createHash, randomFillSync } from "node:crypto";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
@@ -64,6 +66,8 @@ const DATASET_MIB = envNum("HSMFLEET_FLEET_DATASET_MIB", 384);
 const BIG_MIB = envNum("HSMFLEET_FLEET_BIG_MIB", 2048);
 const CHUNK_MIB = envNum("HSMFLEET_FLEET_CHUNK_MIB", 32);
 const VM_COUNTS = (process.env["HSMFLEET_FLEET_VMS"] || "1,2,4,8").split(",").map(Number);
+/** The workers' log level (their stderr is the benchmark's): "warn" shows redeliveries and retries. */
+const WORKER_LOG = process.env["HSMFLEET_FLEET_WORKER_LOG"] || "warn";
 const FILE_MIB = 8;
 /** The fleet size the aims are stated for (4 VMs ≥ 3.6× one; the 2 GiB file ≥ 3× faster). */
 const AIM_VMS = 4;
@@ -120,15 +124,17 @@ const startFleet = async (
       ],
       {
         stdio: ["ignore", "ignore", "inherit"],
-        env: { ...process.env, HSMFLEET_LOG_LEVEL: "error" },
+        env: { ...process.env, HSMFLEET_LOG_LEVEL: WORKER_LOG },
       },
     );
+    const sampler = new ProcSampler(child.pid ?? -1, 200);
     fleet.push({
       vm,
       address,
       pid: child.pid ?? -1,
-      sampler: new ProcSampler(child.pid ?? -1, 200),
+      sampler,
       stop: async () => {
+        sampler.stop();
         await stopChild(child, 5000);
       },
     });
@@ -162,6 +168,7 @@ class Window {
         .catch(() => undefined)
         .finally(() => (this.#busy = false));
     }, 100);
+    this.#timer.unref(); // a failed run must not be kept alive by its sampler
   }
 
   stop(sources: readonly string[]): {
@@ -626,11 +633,17 @@ const main = async (): Promise<void> => {
   } finally {
     shaper.remove();
     killAllChildren();
-    await nc?.close().catch(() => undefined);
-    await sink?.stop().catch(() => undefined);
-    await azurite?.stop().catch(() => undefined);
-    await nats?.stop().catch(() => undefined);
-    await dir?.cleanup().catch(() => undefined);
+    // Each clean-up step gets 30 s: a hung one must not keep a failed benchmark from exiting.
+    const bounded = (step: Promise<unknown> | undefined) =>
+      Promise.race([
+        step?.catch(() => undefined),
+        new Promise((r) => setTimeout(r, 30_000).unref()),
+      ]);
+    await bounded(nc?.close());
+    await bounded(sink?.stop());
+    await bounded(azurite?.stop());
+    await bounded(nats?.stop());
+    await bounded(dir?.cleanup());
   }
 };
 
@@ -642,3 +655,6 @@ try {
   );
   process.exitCode = 1;
 }
+// Whatever a failed job left behind (a timer, a socket), the benchmark ends here; the exit handlers
+// remove the qdisc and kill the workers.
+process.exit();

@@ -189,6 +189,7 @@ export class ProcSampler {
     this.#pid = pid;
     this.sample();
     this.#timer = setInterval(() => this.sample(), intervalMs);
+    this.#timer.unref(); // never what keeps a benchmark process alive
   }
 
   sample(): void {

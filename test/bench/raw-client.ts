@@ -1,9 +1,13 @@
 /**
  * A minimal Blob REST client for benchmarks: node:http with one keep-alive agent, Shared Key
- * signing, no SDK, no retries, no MD5, no file reads. It sends the requests hsmfleet's export
- * sends for the same data (Put Block + Put Block List for large files, Put Blob for small ones,
- * a listing per directory, directory stubs) from one pre-filled buffer, at hsmfleet's worker
- * concurrency. What it reaches is the ceiling an export can hope for against the same endpoint.
+ * signing, no SDK, no retries, no checksums. It sends the requests hsmfleet's export sends for the
+ * same files (Put Block + Put Block List for large files, Put Blob for small ones, a listing per
+ * directory, directory stubs) with the same metadata headers, at hsmfleet's worker concurrency,
+ * and it reads every byte it sends from the file, as any copy must (large files: one descriptor
+ * per file, each block pread into a reused buffer; small files: open, read, close with plain
+ * node:fs callbacks). What it reaches is the ceiling an export can hope for against the same
+ * endpoint: the essential work of a copy — read the file, send it with the headers the blob
+ * needs — and nothing else (no stat, no change detection, no checksums, no walk, no NATS).
  *
  * The read side (rawRestore) sends what hsmfleet's restore sends per file — Get Blob Properties,
  * then ranged Get Blob of `rangeSize` — at the restore's concurrency, receives each range into a
@@ -12,8 +16,9 @@
  * writes files); the discard figure shows what the network path alone reaches.
  */
 import { createHmac } from "node:crypto";
-import { constants } from "node:fs";
+import { close as fsClose, constants, open as fsOpen, read as fsRead } from "node:fs";
 import { open } from "node:fs/promises";
+import { join } from "node:path";
 import { Agent, request } from "node:http";
 import type { OutgoingHttpHeaders } from "node:http";
 import { blockIdFor } from "@hsmfleet/blob";
@@ -396,48 +401,130 @@ export const forEachLimit = async <T>(
   await Promise.all(lanes);
 };
 
+// Plain node:fs callbacks (cheaper per call than FileHandle's promise wrappers).
+const openRead = (path: string): Promise<number> =>
+  new Promise((resolve, reject) =>
+    fsOpen(path, constants.O_RDONLY, (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+const closeFd = (fd: number): Promise<void> =>
+  new Promise((resolve, reject) => fsClose(fd, (err) => (err ? reject(err) : resolve())));
+
+/** Reads exactly `length` bytes at `position` into `buf` (a short read is an error). */
+const readFully = async (
+  fd: number,
+  buf: Buffer,
+  length: number,
+  position: number,
+  what: string,
+): Promise<void> => {
+  let done = 0;
+  while (done < length) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fsRead(fd, buf, done, length - done, position + done, (err, r) =>
+        err ? reject(err) : resolve(r),
+      ),
+    );
+    if (n === 0) throw new Error(`${what}: short read at ${position + done}`);
+    done += n;
+  }
+};
+
 export interface RawLargeOptions {
   container: string;
-  /** Blob names and sizes. */
+  /** Directory the files are read from (root/name). */
+  root: string;
+  /** Blob names (= paths under root) and sizes. */
   files: Array<{ name: string; size: number }>;
   blockSize: number;
-  /** Files at once (hsmfleet: one file per transfer batch, transferConcurrency 4). */
-  fileConcurrency: number;
-  /** Blocks in flight per file (hsmfleet: blockConcurrency 8). */
+  /**
+   * Files are read in ranges of this many bytes (whole blocks), each range by one sequential
+   * reader; hsmfleet's worker: files over its chunk size (256 MiB) go up as chunk items of that
+   * size. Default: whole files.
+   */
+  rangeBytes?: number;
+  /** Ranges at once (hsmfleet: 4 transfer batches or chunk items per worker). */
+  rangeConcurrency: number;
+  /** Blocks in flight per range (hsmfleet: blockConcurrency 8). */
   blockConcurrency: number;
 }
 
 /**
- * Large files: per file, Put Block of `blockSize` slices of one pre-filled buffer with
- * `blockConcurrency` in flight, then Put Block List with metadata. Returns the data bytes sent.
+ * Large files, the way any streaming uploader does it (azcopy, hsmfleet): each range of a file
+ * is read sequentially, block by block, into reused buffers, by one reader that sends each block
+ * with Put Block as soon as it is read and goes on reading while up to `blockConcurrency` blocks
+ * are in flight; `rangeConcurrency` ranges at once. When a file's last block is staged, Put Block
+ * List with metadata. Returns the data bytes sent.
  */
 export const rawUploadLarge = async (
   client: RawBlobClient,
   o: RawLargeOptions,
 ): Promise<number> => {
-  const data = Buffer.alloc(o.blockSize, 0x5a);
-  let bytes = 0;
-  await forEachLimit(o.files, o.fileConcurrency, async (file) => {
-    const blocks: Array<{ id: string; length: number }> = [];
-    for (let offset = 0; offset < file.size; offset += o.blockSize) {
-      blocks.push({ id: blockIdFor(offset), length: Math.min(o.blockSize, file.size - offset) });
+  interface OpenFile {
+    name: string;
+    ids: string[];
+    ranges: number;
+    fd: Promise<number> | undefined;
+  }
+  const perRange =
+    o.rangeBytes === undefined
+      ? Number.MAX_SAFE_INTEGER
+      : Math.max(1, Math.floor(o.rangeBytes / o.blockSize)) * o.blockSize;
+  const ranges: Array<{ file: OpenFile; offset: number; end: number }> = [];
+  for (const f of o.files) {
+    const file: OpenFile = { name: f.name, ids: [], ranges: 0, fd: undefined };
+    for (let offset = 0; offset < f.size; offset += o.blockSize) file.ids.push(blockIdFor(offset));
+    for (let offset = 0; offset < f.size; offset += perRange) {
+      file.ranges++;
+      ranges.push({ file, offset, end: Math.min(f.size, offset + perRange) });
     }
-    await forEachLimit(blocks, o.blockConcurrency, async (b) => {
-      await client.putBlock(o.container, file.name, b.id, data.subarray(0, b.length));
-      bytes += b.length;
-    });
-    await client.putBlockList(
-      o.container,
-      file.name,
-      blocks.map((b) => b.id),
-      sampleMetadata(),
-    );
+  }
+  const pool: Buffer[] = [];
+  let bytes = 0;
+  await forEachLimit(ranges, o.rangeConcurrency, async (range) => {
+    const file = range.file;
+    const fd = await (file.fd ??= openRead(join(o.root, file.name)));
+    const inFlight = new Set<Promise<void>>();
+    let failed: Error | undefined;
+    for (let at = range.offset; at < range.end && failed === undefined; at += o.blockSize) {
+      while (inFlight.size >= o.blockConcurrency) await Promise.race(inFlight);
+      const n = Math.min(o.blockSize, range.end - at);
+      const buf = pool.pop() ?? Buffer.allocUnsafeSlow(o.blockSize);
+      try {
+        await readFully(fd, buf, n, at, file.name);
+      } catch (err) {
+        pool.push(buf);
+        throw err;
+      }
+      const sent: Promise<void> = client
+        .putBlock(o.container, file.name, blockIdFor(at), buf.subarray(0, n))
+        .then(
+          () => {
+            bytes += n;
+          },
+          (err: unknown) => {
+            failed ??= err instanceof Error ? err : new Error(String(err));
+          },
+        )
+        .finally(() => {
+          pool.push(buf);
+          inFlight.delete(sent);
+        });
+      inFlight.add(sent);
+    }
+    await Promise.all(inFlight);
+    if (failed !== undefined) throw failed;
+    if (--file.ranges === 0) {
+      await closeFd(fd);
+      await client.putBlockList(o.container, file.name, file.ids, sampleMetadata());
+    }
   });
   return bytes;
 };
 
 export interface RawSmallOptions {
   container: string;
+  /** Directory the files are read from (root/name). */
+  root: string;
   /** Directory blob names (listed once each, then uploaded as zero-length stubs). */
   directories: string[];
   files: Array<{ name: string; size: number }>;
@@ -447,16 +534,16 @@ export interface RawSmallOptions {
 
 /**
  * Small files: one listing per directory level (root included), a zero-length stub per
- * directory, one Put Blob per file from a pre-filled buffer. Returns the data bytes sent.
+ * directory, then per file open, read (its known size), close, and one Put Blob of the bytes
+ * read. Returns the data bytes sent.
  */
 export const rawUploadSmall = async (
   client: RawBlobClient,
   o: RawSmallOptions,
 ): Promise<number> => {
-  const maxSize = Math.max(0, ...o.files.map((f) => f.size));
-  const data = Buffer.alloc(maxSize, 0x5a);
   const meta = sampleMetadata();
   const dirMeta = { ...meta, permissions: "0755", hdi_isfolder: "true" };
+  const empty = Buffer.alloc(0);
   let bytes = 0;
   await forEachLimit(["", ...o.directories.map((d) => `${d}/`)], o.concurrency, async (prefix) => {
     await client.listLevel(o.container, prefix);
@@ -467,7 +554,17 @@ export const rawUploadSmall = async (
     ...o.files.map((f) => ({ ...f, dir: false })),
   ];
   await forEachLimit(ops, o.concurrency, async (op) => {
-    await client.putBlob(o.container, op.name, data.subarray(0, op.size), op.dir ? dirMeta : meta);
+    let body = empty;
+    if (!op.dir && op.size > 0) {
+      body = Buffer.allocUnsafe(op.size);
+      const fd = await openRead(join(o.root, op.name));
+      try {
+        await readFully(fd, body, op.size, 0, op.name);
+      } finally {
+        await closeFd(fd);
+      }
+    }
+    await client.putBlob(o.container, op.name, body, op.dir ? dirMeta : meta);
     bytes += op.size;
   });
   return bytes;

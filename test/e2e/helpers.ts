@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { connectBus, ensureTopology } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { Worker } from "@hsmfleet/worker";
 import type { WorkerHooks, WorkerOptions } from "@hsmfleet/worker";
+import { createLogger } from "@hsmfleet/telemetry";
 import { startAzurite, startNatsServer } from "@hsmfleet/testkit";
 import type { AzuriteFixture, NatsServerFixture } from "@hsmfleet/testkit";
 import type { ExecutionContext } from "ava";
@@ -137,4 +139,21 @@ export const listJobs = async (url: string): Promise<Array<{ jobId: string; stat
   } catch {
     return [];
   }
+};
+
+/** A worker logger whose warn-and-above lines the test reads. */
+export const capturedLogger = () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    role: "worker",
+    level: "warn",
+    destination: new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split("\n"))
+          if (line.trim() !== "") lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    }),
+  });
+  return { logger, lines };
 };

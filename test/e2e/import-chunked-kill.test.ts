@@ -8,7 +8,7 @@ import { runImportJob } from "@hsmfleet/coordinator";
 import { getXattr } from "@hsmfleet/fs";
 import { decodeWorkerHeartbeat, subjects } from "@hsmfleet/protocol";
 import { contentOf, tempDir } from "@hsmfleet/testkit";
-import { spawnCli, startBus, startStorage, startWorkers } from "./helpers.js";
+import { capturedLogger, spawnCli, startBus, startStorage, startWorkers } from "./helpers.js";
 
 const MiB = 1024 * 1024;
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");
@@ -54,6 +54,7 @@ test("restore side: a worker process killed mid-file during a chunked download (
     },
   });
   t.teardown(() => hb.unsubscribe());
+  const survivors = capturedLogger();
   let watching = true;
   let killedAt = 0;
   const watcher = (async () => {
@@ -62,7 +63,7 @@ test("restore side: a worker process killed mid-file during a chunked download (
       if (victimBytes >= 4 * MiB) {
         killedAt = victimBytes;
         victim.kill("SIGKILL");
-        await startWorkers(t, server.url, 2, undefined, { storage });
+        await startWorkers(t, server.url, 2, undefined, { storage, logger: survivors.logger });
       }
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -86,4 +87,15 @@ test("restore side: a worker process killed mid-file during a chunked download (
   t.is(md5(await readFile(join(dst, "big.bin"))), md5(data), "byte-identical");
   const attrs = await getXattr(Buffer.from(join(dst, "big.bin")), "trusted.hsm");
   t.is(attrs ? decodeHsmAttrs(attrs).flags : undefined, 0x9, "exists archived");
+  // The chunks the victim held were delivered again, and the worker that got each said so.
+  const again = survivors.lines.filter((l) =>
+    String(l["msg"]).startsWith("chunk item delivered again"),
+  );
+  t.true(again.length >= 1, "a redelivered chunk was logged at warn");
+  t.like(again[0], { level: 40, kind: "chunk", path: "big.bin", attempt: 2, maxDeliver: 5 });
+  t.regex(String(again[0]!["chunk"]), /^chunk \d+ of 6 \(bytes \d+–\d+\)$/);
+  t.regex(
+    String(again[0]!["reason"]),
+    /^attempt 1 was not acknowledged within the ack wait \(2 s\)/,
+  );
 });

@@ -1,20 +1,23 @@
 /**
- * Put Blob without the Azure SDK: the request built and authorized here and sent over the same
- * keep-alive agent the SDK client uses. For the many small files of an export, the SDK's
- * per-request pipeline (a dozen policies, header objects, URL parsing, serializer) costs about four
- * times the CPU of the request itself on a loopback endpoint; this path sends the same headers
- * (x-ms-blob-type BlockBlob, Content-MD5 + x-ms-blob-content-md5, x-ms-meta-*, content type,
- * x-ms-version) and goes through the same retry policy (retry-policy.ts), so throttling, resets
- * and server errors are retried exactly as for SDK requests, and failures become the same
- * BlobOperationError (errors.ts) as the SDK's RestError would.
+ * Put Blob and Put Block without the Azure SDK: the request built and authorized here and sent
+ * over the same keep-alive agent the SDK client uses. For the many small files of an export, the
+ * SDK's per-request pipeline (a dozen policies, header objects, URL parsing, serializer) costs
+ * about four times the CPU of the request itself on a loopback endpoint; for large files it was
+ * the largest piece of the worker's main thread after the socket writes. This path sends the same
+ * headers (Put Blob: x-ms-blob-type BlockBlob, Content-MD5 + x-ms-blob-content-md5, x-ms-meta-*,
+ * content type, x-ms-version; Put Block: comp=block&blockid=…, x-ms-content-crc64 or Content-MD5)
+ * and goes through the same retry policy (retry-policy.ts) and pacing (request slots, job limits),
+ * so throttling, resets and server errors are retried exactly as for SDK requests, and failures
+ * become the same BlobOperationError (errors.ts) as the SDK's RestError would.
  *
  * Authorization: Shared Key (connection string with AccountKey; shared-key.ts), SAS (the token
  * appended to the URL) or a Microsoft Entra ID bearer token (bearer-token.ts; refused over
  * http://, as the SDK does). Secrets (key, signature, SAS, token) never appear in errors or logs:
  * messages carry the status, the Azure error code and the service's <Message> only.
  *
- * BlobContainer.putBlob uses it when the client was made by createBlobServiceClient (which
- * registers one per pipeline, see directTransportOf); everything else stays on the SDK.
+ * BlobContainer.putBlob and stageBlock use it when the client was made by createBlobServiceClient
+ * (which registers one per pipeline, see directTransportOf); everything else (Put Block List,
+ * listings, downloads, properties) stays on the SDK.
  */
 import { randomUUID } from "node:crypto";
 import type {
@@ -68,6 +71,15 @@ export interface DirectPutOptions {
   contentType?: string | undefined;
   abortSignal?: AbortSignal | undefined;
 }
+
+export type DirectBlockOptions = {
+  abortSignal?: AbortSignal | undefined;
+} & (
+  | { contentCrc64: Buffer; contentMD5?: undefined }
+  | { contentMD5: Buffer; contentCrc64?: undefined }
+);
+
+const NO_QUERY: ReadonlyArray<readonly [string, string]> = [];
 
 /** Where a container lives: from its SDK client's URL (query and credentials left out). */
 export interface DirectContainerAddress {
@@ -208,7 +220,6 @@ export class DirectBlobTransport {
     body: Buffer,
     options: DirectPutOptions,
   ): Promise<void> {
-    const path = `${address.path}/${encodeBlobName(name)}`;
     const md5 = options.contentMD5.toString("base64");
     const headers: SignedHeaders = {
       "content-length": String(body.length),
@@ -220,9 +231,57 @@ export class DirectBlobTransport {
     };
     if (options.contentType !== undefined) headers["x-ms-blob-content-type"] = options.contentType;
     for (const key in options.metadata) headers[`x-ms-meta-${key}`] = options.metadata[key];
-    const signal = options.abortSignal;
-    const request: RetryPipelineRequest = { method: "PUT", url: path, abortSignal: signal };
-    const tryOnce = (): Promise<DirectResponse> => this.#try(address, path, headers, body, signal);
+    await this.#put(address, name, NO_QUERY, headers, body, options.abortSignal);
+  }
+
+  /**
+   * Put Block of `body` as block `blockId` (base64) of blob `name`, with its transactional
+   * checksum: `contentCrc64` (x-ms-content-crc64, the 8 little-endian bytes) or `contentMD5`
+   * (Content-MD5), never both (the service refuses that). The same headers as the SDK's
+   * stageBlock; errors, retries and pacing as putBlob's.
+   */
+  async putBlock(
+    address: DirectContainerAddress,
+    name: string,
+    blockId: string,
+    body: Buffer,
+    options: DirectBlockOptions,
+  ): Promise<void> {
+    const headers: SignedHeaders = {
+      "content-length": String(body.length),
+      "content-type": "application/octet-stream",
+      "x-ms-version": DIRECT_API_VERSION,
+    };
+    if (options.contentCrc64 !== undefined)
+      headers["x-ms-content-crc64"] = options.contentCrc64.toString("base64");
+    else headers["content-md5"] = options.contentMD5.toString("base64");
+    const query: Array<[string, string]> = [
+      ["comp", "block"],
+      ["blockid", blockId],
+    ];
+    await this.#put(address, name, query, headers, body, options.abortSignal);
+  }
+
+  /** One PUT with a body through the pacing and retry policies; a 2xx answer or a throw. */
+  async #put(
+    address: DirectContainerAddress,
+    name: string,
+    query: ReadonlyArray<readonly [string, string]>,
+    headers: SignedHeaders,
+    body: Buffer,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const path = `${address.path}/${encodeBlobName(name)}`;
+    let search = "";
+    for (const [k, v] of query)
+      search += `${search === "" ? "" : "&"}${encodeURIComponent(k)}=${encodeURIComponent(v)}`;
+    const request: RetryPipelineRequest = {
+      method: "PUT",
+      url: search === "" ? path : `${path}?${search}`,
+      abortSignal: signal,
+    };
+    const tryOnce = (): Promise<DirectResponse> =>
+      this.#try(address, path, query, search, headers, body, signal);
     const pacing = this.#pacing;
     const paced =
       pacing === undefined
@@ -232,7 +291,7 @@ export class DirectBlobTransport {
               {
                 method: "PUT",
                 // Only the path and query matter to the policy (isDataRequest).
-                url: `${address.protocol}//direct${path}`,
+                url: `${address.protocol}//direct${request.url}`,
                 headers: { get: (n) => (n === "content-length" ? String(body.length) : undefined) },
                 body,
                 abortSignal: signal,
@@ -253,15 +312,19 @@ export class DirectBlobTransport {
   async #try(
     address: DirectContainerAddress,
     path: string,
+    requestQuery: ReadonlyArray<readonly [string, string]>,
+    requestSearch: string,
     headers: SignedHeaders,
     body: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<DirectResponse> {
-    const query: Array<[string, string]> = [];
+    let query = requestQuery;
+    let search = requestSearch;
     if (this.#timeoutMs !== undefined) {
-      query.push(["timeout", String(Math.max(1, Math.ceil(this.#timeoutMs / 1000)))]);
+      const timeout = String(Math.max(1, Math.ceil(this.#timeoutMs / 1000)));
+      query = [...query, ["timeout", timeout]];
+      search = search === "" ? `timeout=${timeout}` : `${search}&timeout=${timeout}`;
     }
-    let search = query.map(([k, v]) => `${k}=${v}`).join("&");
     if (this.#sas !== undefined) search = search === "" ? this.#sas : `${search}&${this.#sas}`;
     const target = search === "" ? path : `${path}?${search}`;
     // One header object per try: signed as it is (the signer reads the standard and x-ms-*

@@ -8,7 +8,7 @@
 import { open, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { displayPath } from "@hsmfleet/core";
-import { blockCrc64 } from "./block-checksum.js";
+import { readBlockCrc64 } from "./block-checksum.js";
 import { blockIdFor } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
@@ -79,7 +79,8 @@ const snapshotOf = async (fh: FileHandle, where: BlobOperationSubject): Promise<
 
 /**
  * Stages the blocks of `[offset, offset + length)` of a local file as blocks of blob `name`, each
- * with its CRC64 (x-ms-content-crc64, checked by the service; computed natively on the threadpool). The file is fstat'ed at open and after the last
+ * with its CRC64 (x-ms-content-crc64, checked by the service; computed natively in the same
+ * threadpool job as the block's read, see readBlockCrc64). The file is fstat'ed at open and after the last
  * read: a size or mtime other than `expected`, or a short read, is a FileChangedError. Nothing is
  * committed here.
  */
@@ -132,27 +133,25 @@ export const stageFileRange = async (
       }
       const block = takeBlockBuffer(blockSize);
       const buf = n === blockSize ? block : block.subarray(0, n);
-      let read = 0;
+      // The read and the block's CRC64 in one threadpool job.
+      let read: { bytesRead: number; crc64: Buffer };
       try {
-        while (read < n) {
-          const r = await fh.read(buf, read, n - read, at + read);
-          if (r.bytesRead === 0) break;
-          read += r.bytesRead;
-        }
+        read = await readBlockCrc64(fh.fd, buf, at);
       } catch (err) {
         giveBlockBuffer(block);
         budget.release(blockSize);
         throw fsFailure("read", where, err);
       }
-      if (read < n) {
+      if (read.bytesRead < n) {
         giveBlockBuffer(block);
         budget.release(blockSize);
         throw new FileChangedError(shown, before, await snapshotOf(fh, where), "upload");
       }
       const id = blockIdFor(at);
+      const crc = read.crc64;
       const sent: Promise<void> = (async () => {
         await container.stageBlock(name, id, buf, {
-          contentCrc64: await blockCrc64(buf),
+          contentCrc64: crc,
           abortSignal: signal,
           localPath: shown,
         });

@@ -10,7 +10,7 @@ import type { BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { displayPath, errorMessage } from "@hsmfleet/core";
-import { blockCrc64 } from "./block-checksum.js";
+import { readBlockCrc64 } from "./block-checksum.js";
 import { DEFAULT_BLOCK_SIZE_BYTES, blockIdFor, chooseBlockSize } from "./blocks.js";
 import type { BlobContainer } from "./container.js";
 import {
@@ -430,15 +430,11 @@ let md5Threads: Md5Threads | undefined;
 const md5Service = (): Md5Service => (md5Threads ??= new Md5Threads());
 
 /** A hashing failure is a local one: the file is not committed; a later attempt may succeed. */
-const hashFailure = (
-  where: BlobOperationSubject,
-  err: unknown,
-  algorithm: "MD5" | "CRC64" = "MD5",
-): BlobOperationError =>
+const hashFailure = (where: BlobOperationSubject, err: unknown): BlobOperationError =>
   err instanceof BlobOperationError
     ? err
     : new BlobOperationError("read", where, err, {
-        detail: `${algorithm}: ${errorMessage(err)}`,
+        detail: `MD5: ${errorMessage(err)}`,
         retryable: true,
       });
 
@@ -612,9 +608,20 @@ const blockUpload = async (
       await acquire(ctx.budget, blockSize, signal, ctx.where);
       const block = blockBuffers.take(blockSize);
       const buf = length === blockSize ? block : block.subarray(0, length);
+      // The block's own check is its CRC64 (x-ms-content-crc64), computed natively in the same
+      // threadpool job as the read (readBlockCrc64); the MD5 thread hashes each byte once, for
+      // the whole-file MD5 only.
+      let crc: Buffer;
       try {
-        const n = await readAt(ctx.fd, buf, length, offset, ctx.where, signal);
-        if (n < length) await checkUnchanged(ctx, true);
+        if (signal.aborted) throw new BlobOperationError("read", ctx.where, abortCause(signal));
+        let read: { bytesRead: number; crc64: Buffer };
+        try {
+          read = await readBlockCrc64(ctx.fd, buf, offset);
+        } catch (err) {
+          throw fsFailure("read", ctx.where, err);
+        }
+        if (read.bytesRead < length) await checkUnchanged(ctx, true);
+        crc = read.crc64;
       } catch (err) {
         blockBuffers.give(block);
         ctx.budget.release(blockSize);
@@ -624,15 +631,7 @@ const blockUpload = async (
       const hashed = whole.update(buf).catch((err: unknown) => fail(hashFailure(ctx.where, err)));
       const id = blockIdFor(offset);
       ids.push(id);
-      // The block's own check is its CRC64 (x-ms-content-crc64, native, on the threadpool); the
-      // MD5 thread hashes each byte once, for the whole-file MD5 only.
       const sent = (async () => {
-        let crc: Buffer;
-        try {
-          crc = await blockCrc64(buf);
-        } catch (err) {
-          throw hashFailure(ctx.where, err, "CRC64");
-        }
         await ctx.container.stageBlock(ctx.name, id, buf, {
           contentCrc64: crc,
           abortSignal: signal,

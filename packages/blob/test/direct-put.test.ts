@@ -8,6 +8,7 @@ import {
   StorageSharedKeyCredential,
   generateBlobSASQueryParameters,
 } from "@azure/storage-blob";
+import { crc64, crc64Bytes } from "@hsmfleet/fs/crc64";
 import { startAzurite, startFaultProxy, type AzuriteFixture } from "@hsmfleet/testkit";
 import {
   BlobOperationError,
@@ -70,6 +71,71 @@ test("Put Blob goes out directly (Shared Key) and Azurite stores content, metada
   const listed: string[] = [];
   for await (const b of c.listBlobsFlat()) listed.push(b.name);
   t.deepEqual(listed.sort(), [...names, "empty"].sort());
+});
+
+test("Put Block goes out directly too: CRC64 or MD5 per block, ids with + / =, committed byte-exact", async (t) => {
+  const container = openContainer(t.context.target, name("blocks"), { retryDelayMs: 10 });
+  await container.ensureExists();
+  t.true(container.directPutBlob);
+  const parts = [0, 1, 2].map((i) => Buffer.alloc(1000 + i, 65 + i));
+  // Base64 ids with every character that needs escaping in a query ('+', '/', '=').
+  const ids = parts.map((_, i) => Buffer.from([0xfb, 0xef, 0xff, i]).toString("base64"));
+  t.true(ids.every((id) => id.includes("+") && id.includes("/") && id.includes("=")));
+  // Azurite checks the Shared Key signature (which covers comp and blockid) and Content-MD5.
+  await container.stageBlock("odd name/ü b%.bin", ids[0]!, parts[0]!, {
+    contentCrc64: crc64Bytes(crc64(parts[0]!)),
+  });
+  await container.stageBlock("odd name/ü b%.bin", ids[1]!, parts[1]!, {
+    contentMD5: md5(parts[1]!),
+  });
+  await container.stageBlock("odd name/ü b%.bin", ids[2]!, parts[2]!); // CRC64 computed
+  await container.commitBlockList("odd name/ü b%.bin", ids, { metadata: { owner: "3" } });
+  const blob = BlobServiceClient.fromConnectionString(t.context.az.connectionString)
+    .getContainerClient(container.name)
+    .getBlobClient("odd name/ü b%.bin");
+  t.true((await blob.downloadToBuffer()).equals(Buffer.concat(parts)));
+  t.is((await blob.getProperties()).metadata?.["owner"], "3");
+  // A block whose body does not match its Content-MD5 is refused by the service, not retried.
+  const err = await t.throwsAsync(
+    container.stageBlock("bad", ids[0]!, parts[0]!, {
+      contentMD5: md5(parts[1]!),
+      localPath: "/x",
+    }),
+    { instanceOf: BlobOperationError },
+  );
+  t.is(err.operation, "stage-block");
+  t.is(err.statusCode, 400);
+  t.regex(err.message, /^stage-block \/x → blob "bad" in container "d\d+-blocks-\d+": HTTP 400/);
+});
+
+test("a Put Block answered 503 or reset is retried by the same policy", async (t) => {
+  const { az } = t.context;
+  const proxy = await startFaultProxy({
+    target: az.blobEndpoint,
+    retryAfterSeconds: 0,
+    onRequest: [
+      { n: 1, fault: "status503" },
+      { n: 2, fault: "reset" },
+    ],
+    eligible: (req) => req.method === "PUT" && (req.url ?? "").includes("comp=block&"),
+  });
+  t.teardown(() => proxy.stop());
+  const target = parseStorageTarget(proxy.rewriteConnectionString(az.connectionString))!;
+  const retries: RetryInfo[] = [];
+  const container = openContainer(target, name("blockfaults"), {
+    retryDelayMs: 10,
+    onRetry: (i) => retries.push(i),
+  });
+  await container.ensureExists();
+  const body = Buffer.from("block body ".repeat(500));
+  const id = Buffer.from("block-0").toString("base64");
+  await container.stageBlock("f", id, body);
+  await container.commitBlockList("f", [id], { metadata: {} });
+  t.deepEqual(
+    retries.map((r) => r.reason),
+    ["503", "ECONNRESET"],
+  );
+  t.true((await container.download("f")).equals(body));
 });
 
 test("a SAS target puts directly with the token appended", async (t) => {

@@ -25,12 +25,12 @@ export {
 } from "./jetstream-retry.js";
 export type { JetStreamRetryOptions } from "./jetstream-retry.js";
 export { RootLocks } from "./root-lock.js";
-export { runWorkConsumer } from "./work-consumer.js";
-export type { WorkConsumerOptions } from "./work-consumer.js";
+export { WORK_CONSUMER_DEFAULTS, runWorkConsumer } from "./work-consumer.js";
+export type { Redelivery, WorkConsumerOptions } from "./work-consumer.js";
 export { ResilientConsumer } from "./resilient-consumer.js";
+export type { ResilientConsumerOptions } from "./resilient-consumer.js";
 export { retryingPublishes } from "./retrying-publish.js";
 export type { RetryingPublishOptions } from "./retrying-publish.js";
-export type { ResilientConsumerOptions } from "./resilient-consumer.js";
 export { jetstream, jetstreamManager } from "@nats-io/jetstream";
 export type {
   JetStreamClient,

@@ -17,6 +17,7 @@ interface Crc64Binding {
   crc64(data: Uint8Array, seed?: bigint): bigint;
   crc64Async(data: Uint8Array, seed?: bigint): Promise<bigint>;
   crc64Table(data: Uint8Array, seed?: bigint): bigint;
+  preadCrc64(fd: number, data: Uint8Array, position: number): Promise<[number, bigint]>;
   readonly implementation: "vpclmulqdq" | "pclmul" | "table";
 }
 
@@ -54,6 +55,31 @@ export const crc64Async = (data: Uint8Array, seed = 0n): Promise<bigint> => {
   const b = load();
   if (data.length < CRC64_ASYNC_MIN_BYTES) return Promise.resolve(b.crc64(data, seed));
   return b.crc64Async(data, seed);
+};
+
+/** What preadCrc64 read and the CRC64 of it. */
+export interface ReadCrc64Result {
+  /** Bytes read: data.length, or fewer at the end of the file. */
+  bytesRead: number;
+  /** CRC64 of the bytes read. */
+  crc: bigint;
+}
+
+/**
+ * Reads `data.length` bytes of descriptor `fd` at `position` into `data` (pread, until the end of
+ * the file) and computes their CRC64 in the same libuv threadpool job, piece by piece as they are
+ * read (each 1 MiB piece checksummed while it is still in the CPU cache): one thread hand-off and
+ * one pass over memory per block, instead of a read job and then a checksum job. A failed read
+ * rejects with an Error with `code`, `errno` and `syscall: "read"`, like node:fs. The caller must
+ * not touch `data` until the promise settles.
+ */
+export const preadCrc64 = async (
+  fd: number,
+  data: Uint8Array,
+  position: number,
+): Promise<ReadCrc64Result> => {
+  const [bytesRead, crc] = await load().preadCrc64(fd, data, position);
+  return { bytesRead, crc };
 };
 
 /** The slicing-by-8 implementation alone (tests compare it with the fast one). */

@@ -1,7 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 import test from "ava";
+import { tempDir } from "@hsmfleet/testkit";
 
 import {
   CRC64_ASYNC_MIN_BYTES,
@@ -10,6 +13,7 @@ import {
   crc64Bytes,
   crc64Implementation,
   crc64Portable,
+  preadCrc64,
 } from "../src/crc64.js";
 
 /**
@@ -111,4 +115,56 @@ test("every implementation this CPU has gives the same values (HSMFLEET_CRC64_IM
   t.is(table.impl, "table");
   t.deepEqual(pclmul.values, table.values);
   t.deepEqual(best.values, table.values);
+});
+
+test("preadCrc64 reads a range of a file and returns the CRC64 of the bytes read", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  // Over the 1 MiB piece the reader checksums at a time, and not a multiple of it.
+  const content = randomBytes(3 * 1024 * 1024 + 4321);
+  const file = join(dir.path, "data");
+  await writeFile(file, content);
+  const fh = await open(file, "r");
+  t.teardown(() => fh.close());
+  const ranges: Array<[number, number]> = [
+    [0, content.length],
+    [0, 1024 * 1024],
+    [1024 * 1024 + 5, 2 * 1024 * 1024],
+    [17, 1000],
+    [0, 0],
+  ];
+  for (const [position, length] of ranges) {
+    const buf = Buffer.from(new SharedArrayBuffer(length));
+    const r = await preadCrc64(fh.fd, buf, position);
+    const want = content.subarray(position, position + length);
+    t.is(r.bytesRead, length, `${position}+${length}`);
+    t.true(buf.equals(want), `bytes of ${position}+${length}`);
+    t.is(r.crc, crc64(want), `crc of ${position}+${length}`);
+  }
+  // Past the end: a short count, the CRC64 of what was there.
+  const tail = Buffer.alloc(8192);
+  const r = await preadCrc64(fh.fd, tail, content.length - 100);
+  t.is(r.bytesRead, 100);
+  t.is(r.crc, crc64(content.subarray(content.length - 100)));
+  t.true(tail.subarray(0, 100).equals(content.subarray(content.length - 100)));
+  const none = await preadCrc64(fh.fd, tail, content.length + 10);
+  t.deepEqual(none, { bytesRead: 0, crc: 0n });
+});
+
+test("preadCrc64 rejects like node:fs on a failed read, and TypeErrors on bad arguments", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const fh = await open(dir.path, "r"); // a directory: read(2) fails with EISDIR
+  t.teardown(() => fh.close());
+  const err = (await t.throwsAsync(preadCrc64(fh.fd, Buffer.alloc(16), 0))) as
+    NodeJS.ErrnoException | undefined;
+  t.is(err?.code, "EISDIR");
+  t.is(err?.syscall, "read");
+  t.is(err?.errno, -21);
+  t.regex(err?.message ?? "", /^EISDIR: .*, read$/);
+  await t.throwsAsync(preadCrc64(-1, Buffer.alloc(1), 0), { instanceOf: TypeError });
+  await t.throwsAsync(preadCrc64(fh.fd, "x" as unknown as Uint8Array, 0), {
+    instanceOf: TypeError,
+  });
+  await t.throwsAsync(preadCrc64(fh.fd, Buffer.alloc(1), -1), { instanceOf: TypeError });
 });

@@ -31,8 +31,14 @@ export type {
 export type { Attributes } from "@opentelemetry/api";
 export { startStep } from "./step-spans.js";
 export type { StepInfo, StepOutcome, TracedStep } from "./step-spans.js";
-export { instruments, observeJob, observeWorker } from "./metrics.js";
-export type { Direction, Instruments, JobGaugeValues, WorkerGaugeSource } from "./metrics.js";
+export { SummedCounter, instruments, observeJob, observeWorker } from "./metrics.js";
+export type {
+  CounterSeries,
+  Direction,
+  Instruments,
+  JobGaugeValues,
+  WorkerGaugeSource,
+} from "./metrics.js";
 export {
   DEFAULT_TRACE_PATHS,
   redactPath,

@@ -1,25 +1,89 @@
 import { metrics } from "@opentelemetry/api";
 import type {
+  Attributes,
   Counter,
   Histogram,
   MeterProvider,
   ObservableResult,
   UpDownCounter,
 } from "@opentelemetry/api";
+import { metricsEnabled } from "./state.js";
 import { SERVICE_VERSION } from "./version.js";
 
 /** Direction of a transfer: export = file system → blob; import/restore = blob → file system. */
 export type Direction = "export" | "import" | "restore";
 
+/** One series of a SummedCounter: add to `value`. */
+export interface CounterSeries {
+  value: number;
+}
+
+/**
+ * A counter summed by hsmfleet and reported at collection time through an observable instrument.
+ * For the per-file path: adding is one number addition on a series object (found by nested map
+ * lookups of the attribute values, no key built), where a synchronous OpenTelemetry counter hashes
+ * its attribute set on every add (JSON of the sorted attributes; with two readers, Prometheus and
+ * OTLP, twice): that hashing was most of what telemetry cost per small file (docs/benchmarks.md).
+ * Values are cumulative from the moment the meter provider was installed.
+ */
+export class SummedCounter {
+  readonly #names: readonly [string, string] | readonly [string, string, string];
+  /** Series by attribute values, nested (a → b → c): no key string is built per add. */
+  readonly #tree = new Map<string, Map<string, Map<string, Series>>>();
+  readonly #all: Series[] = [];
+
+  /** `names`: the attribute names, two or three, in the order `series` takes their values. */
+  constructor(names: readonly [string, string] | readonly [string, string, string]) {
+    this.#names = names;
+  }
+
+  /** The series with these attribute values (`c` only for a counter with three attributes). */
+  series(a: string, b: string, c = ""): CounterSeries {
+    let bs = this.#tree.get(a);
+    if (bs === undefined) this.#tree.set(a, (bs = new Map<string, Map<string, Series>>()));
+    let cs = bs.get(b);
+    if (cs === undefined) bs.set(b, (cs = new Map<string, Series>()));
+    let s = cs.get(c);
+    if (s === undefined) {
+      const [na, nb, nc] = this.#names;
+      const attributes: Attributes =
+        nc === undefined ? { [na]: a, [nb]: b } : { [na]: a, [nb]: b, [nc]: c };
+      cs.set(c, (s = { value: 0, attributes }));
+      this.#all.push(s);
+    }
+    return s;
+  }
+
+  /** Reports every series (an observable instrument's callback). */
+  observe(result: ObservableResult): void {
+    for (const s of this.#all) result.observe(s.value, s.attributes);
+  }
+}
+
+interface Series extends CounterSeries {
+  readonly attributes: Attributes;
+}
+
+/** A series that counts into nothing (metrics off). */
+const nowhere = (): CounterSeries => ({ value: 0 });
+
 /**
  * hsmfleet's instruments. OpenTelemetry names; the Prometheus endpoint shows them with dots as
- * underscores plus unit and _total suffixes (docs/observability.md lists both).
+ * underscores plus unit and _total suffixes (docs/observability.md lists both). The three the
+ * per-file path touches (bytes, files, transfers in flight) are summed by hsmfleet and observed at
+ * collection (SummedCounter); the others are synchronous instruments, used per work item or per
+ * error, and the duration histogram per file (one attribute, an attribute object per direction).
  */
 export interface Instruments {
-  bytes: Counter;
-  files: Counter;
+  /** Whether a meter provider is installed (else every instrument is a no-op: skip the work). */
+  enabled: boolean;
+  /** hsmfleet.transfer.bytes (direction, job). */
+  bytes: SummedCounter;
+  /** hsmfleet.transfer.files (direction, job, outcome). */
+  files: SummedCounter;
   errors: Counter;
-  transfersInFlight: UpDownCounter;
+  /** hsmfleet.transfer.in_flight (no attributes): the one series. */
+  transfersInFlight: CounterSeries;
   transferDuration: Histogram;
   itemsInFlight: UpDownCounter;
   items: Counter;
@@ -32,22 +96,36 @@ let cached: { provider: MeterProvider; instruments: Instruments } | undefined;
 export const instruments = (): Instruments => {
   const provider = metrics.getMeterProvider();
   if (cached?.provider === provider) return cached.instruments;
+  const enabled = metricsEnabled();
   const meter = provider.getMeter("hsmfleet", SERVICE_VERSION);
-  const instruments: Instruments = {
-    bytes: meter.createCounter("hsmfleet.transfer.bytes", {
+  const bytes = new SummedCounter(["direction", "job"]);
+  const files = new SummedCounter(["direction", "job", "outcome"]);
+  const transfersInFlight = enabled ? { value: 0 } : nowhere();
+  meter
+    .createObservableCounter("hsmfleet.transfer.bytes", {
       unit: "By",
       description: "Bytes moved, by direction and job (counted as blocks complete)",
-    }),
-    files: meter.createCounter("hsmfleet.transfer.files", {
+    })
+    .addCallback((r) => bytes.observe(r));
+  meter
+    .createObservableCounter("hsmfleet.transfer.files", {
       description:
         "Entries transferred (files, directories, symlinks), by direction, job and outcome",
-    }),
+    })
+    .addCallback((r) => files.observe(r));
+  meter
+    .createObservableUpDownCounter("hsmfleet.transfer.in_flight", {
+      description: "File transfers in progress",
+    })
+    .addCallback((r) => r.observe(transfersInFlight.value));
+  const instruments: Instruments = {
+    enabled,
+    bytes,
+    files,
     errors: meter.createCounter("hsmfleet.errors", {
       description: "Errors by kind (the operation that failed) and code",
     }),
-    transfersInFlight: meter.createUpDownCounter("hsmfleet.transfer.in_flight", {
-      description: "File transfers in progress",
-    }),
+    transfersInFlight,
     transferDuration: meter.createHistogram("hsmfleet.transfer.duration", {
       unit: "s",
       description: "Time to transfer one file",
@@ -67,6 +145,20 @@ export const instruments = (): Instruments => {
   };
   cached = { provider, instruments };
   return instruments;
+};
+
+/** The series of hsmfleet.transfer.bytes for a direction and job (a no-op one when metrics are off). */
+export const bytesSeries = (m: Instruments, direction: Direction, jobId: string): CounterSeries =>
+  m.enabled ? m.bytes.series(direction, jobId) : nowhere();
+
+/** Counts one entry transferred into hsmfleet.transfer.files. */
+export const countFile = (
+  m: Instruments,
+  direction: Direction,
+  jobId: string,
+  outcome: string,
+): void => {
+  if (m.enabled) m.files.series(direction, jobId, outcome).value++;
 };
 
 /** Per-worker values read at collection time (configured concurrency, items in flight). */

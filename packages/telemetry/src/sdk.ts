@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { telemetryConfigFromEnv } from "./config.js";
 import type { OtlpProtocol, TelemetryConfig } from "./config.js";
-import { setTracingEnabled } from "./state.js";
+import { setMetricsEnabled, setTracingEnabled } from "./state.js";
 
 import { SERVICE_VERSION } from "./version.js";
 
@@ -24,6 +24,8 @@ export interface Telemetry {
   readonly config: TelemetryConfig;
   /** The Prometheus endpoint's port when one runs. */
   readonly metricsPort: number | undefined;
+  /** Exports what is buffered now (spans; metrics to OTLP), without stopping. */
+  flush(): Promise<void>;
   /** Flushes what is buffered and stops exporting. */
   shutdown(): Promise<void>;
 }
@@ -44,6 +46,7 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
     current = {
       config,
       metricsPort: undefined,
+      flush: () => Promise.resolve(),
       shutdown: () => {
         current = undefined;
         return Promise.resolve();
@@ -68,6 +71,7 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
   }).merge(detectResources({ detectors: [envDetector] }));
 
   const stops: Array<() => Promise<void>> = [];
+  const flushes: Array<() => Promise<void>> = [];
   if (config.traces) {
     const { BasicTracerProvider, BatchSpanProcessor } =
       await import("@opentelemetry/sdk-trace-base");
@@ -90,6 +94,7 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
     api.propagation.setGlobalPropagator(new W3CTraceContextPropagator());
     api.trace.setGlobalTracerProvider(provider);
     setTracingEnabled(true);
+    flushes.push(() => provider.forceFlush());
     stops.push(async () => {
       setTracingEnabled(false);
       await provider.shutdown();
@@ -142,9 +147,20 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
       readers.push(exporter);
       boundPort = metricsPort;
     }
-    const provider = new MeterProvider({ resource, readers });
+    const provider = new MeterProvider({
+      resource,
+      readers,
+      // A view over hsmfleet's instruments makes one storage that both readers (Prometheus, OTLP)
+      // collect from: without one the SDK keeps a storage per reader and hashes a recording's
+      // attributes once for each, on every recording (the duration histogram: once per file).
+      // Its aggregation is the default (the instruments' bucket advice), whatever a reader prefers.
+      views: [{ meterName: "hsmfleet" }],
+    });
+    setMetricsEnabled(true);
     api.metrics.setGlobalMeterProvider(provider);
+    flushes.push(() => provider.forceFlush());
     stops.push(async () => {
+      setMetricsEnabled(false);
       await provider.shutdown();
       api.metrics.disable();
     });
@@ -152,6 +168,9 @@ export const startTelemetry = async (options: TelemetryOptions): Promise<Telemet
   current = {
     config,
     metricsPort: boundPort,
+    flush: async () => {
+      await Promise.all(flushes.map((f) => f().catch(() => undefined)));
+    },
     shutdown: async () => {
       current = undefined;
       for (const stop of stops.reverse()) await stop().catch(() => undefined);

@@ -1,7 +1,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Attributes, Span } from "@opentelemetry/api";
 import { errorMessage } from "@hsmfleet/core";
-import { instruments } from "./metrics.js";
+import { bytesSeries, countFile, instruments } from "./metrics.js";
 import type { Direction } from "./metrics.js";
 import {
   bindTraceContext,
@@ -13,6 +13,13 @@ import { redactPath, scrubSecrets, tracePathModeFromEnv } from "./redaction.js";
 import type { TracePathMode } from "./redaction.js";
 import { tracingEnabled } from "./state.js";
 import { SERVICE_VERSION } from "./version.js";
+
+/** One attribute object per direction: the histogram is recorded per file without allocating. */
+const DIRECTION_ATTRIBUTES: Readonly<Record<Direction, Attributes>> = {
+  export: { direction: "export" },
+  import: { direction: "import" },
+  restore: { direction: "restore" },
+};
 
 export const tracer = () => trace.getTracer("hsmfleet", SERVICE_VERSION);
 
@@ -237,7 +244,7 @@ export const traceFileTransfer = async <R extends FileTransferResult>(
       parent,
     );
   let span = tracing && info.size >= traceFileMinBytes() ? openSpan() : undefined;
-  m.transfersInFlight.add(1);
+  m.transfersInFlight.value++;
   let outcome = "error";
   try {
     const result = await fn();
@@ -255,12 +262,15 @@ export const traceFileTransfer = async <R extends FileTransferResult>(
     if (span) fail(span, err);
     throw err;
   } finally {
-    m.transfersInFlight.add(-1);
-    m.files.add(1, { direction: info.direction, job: info.jobId, outcome });
-    if (outcome === "ok")
-      m.transferDuration.record((performance.now() - started) / 1000, {
-        direction: info.direction,
-      });
+    m.transfersInFlight.value--;
+    if (m.enabled) {
+      countFile(m, info.direction, info.jobId, outcome);
+      if (outcome === "ok")
+        m.transferDuration.record(
+          (performance.now() - started) / 1000,
+          DIRECTION_ATTRIBUTES[info.direction],
+        );
+    }
     span?.setAttribute("hsmfleet.outcome", outcome);
     span?.end();
   }
@@ -272,10 +282,9 @@ export const countBytes = (
   jobId: string,
   onBytes: (n: number) => void,
 ): ((n: number) => void) => {
-  const counter = instruments().bytes;
-  const attributes = { direction, job: jobId };
+  const series = bytesSeries(instruments(), direction, jobId);
   return (n) => {
     onBytes(n);
-    counter.add(n, attributes);
+    series.value += n;
   };
 };

@@ -29,6 +29,12 @@ export interface AzuriteOptions {
   startTimeoutMs?: number;
   /** Default true: no access log (`--silent`). With false the access log goes to logs(). */
   silent?: boolean;
+  /**
+   * Metadata store: default Azurite's LokiJS (in the workspace dir). A `mysql://…` URL (see
+   * startMariaDb) makes Azurite keep blob metadata in SQL (`AZURITE_DB`), whose per-request cost does
+   * not grow with the number of blobs — for tests with tens of thousands of blobs in one container.
+   */
+  metadataDb?: string;
 }
 
 export interface AzuriteFixture {
@@ -100,7 +106,9 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   if (silent) args.push("--silent");
 
   const env = { ...process.env };
-  delete env.AZURITE_DB; // would switch Azurite to a SQL metadata store
+  // AZURITE_DB switches Azurite to a SQL metadata store: only when asked for, never inherited.
+  delete env.AZURITE_DB;
+  if (options.metadataDb !== undefined) env.AZURITE_DB = options.metadataDb;
   const log = new LineLog(200);
   log.add(`# [testkit] ${process.execPath} ${args.join(" ")}`);
   const child = spawn(process.execPath, args, {

@@ -18,5 +18,7 @@ export type { TempDir } from "./temp.js";
 export { freePort } from "./ports.js";
 export { startFaultProxy, FAULT_KINDS } from "./fault-proxy.js";
 export type { FaultProxy, FaultProxyOptions, FaultKind, FaultCounters } from "./fault-proxy.js";
+export { startMariaDb, mariaDbUnavailable } from "./mariadb.js";
+export type { MariaDbOptions, MariaDbFixture } from "./mariadb.js";
 export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";

@@ -21,9 +21,10 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import { chooseBlockSize } from "@hsmfleet/blob/targets";
 import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
-import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
+import { emptyExportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
+import { chunkLabel, publishChunkResult } from "./chunk-result.js";
 import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
 import { loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
@@ -98,7 +99,6 @@ export const handleExportChunk = async (
     mtimeSec: chunk.fileMtimeSec,
     mtimeNsec: chunk.fileMtimeNsec,
   };
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   let operation = "stage-block";
   annotateSpan(msg, chunkSpanAttributes(chunk));
   // The range's upload under the chunk's item span; the commit by the finalizing chunk gets its own.
@@ -160,26 +160,9 @@ export const handleExportChunk = async (
       path: chunk.path,
       operation: err instanceof Error && "operation" in err ? String(err.operation) : operation,
       code: errorCode(err),
-      message: `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}`,
+      message: `${chunkLabel(chunk)}: ${errorMessage(err)}`,
       retryable,
     });
-  } finally {
-    clearInterval(keepAlive);
   }
-  await ctx.js.publish(
-    subjects.itemResult(chunk.jobId),
-    encodeItemResult(
-      newItemResult({
-        jobId: chunk.jobId,
-        itemId: chunk.chunkId,
-        kind: "chunk",
-        errors,
-        workerId: ctx.options.workerId,
-        attempt: msg.info.deliveryCount,
-        export: exp,
-      }),
-    ),
-    { msgID: `${chunk.chunkId}.r` },
-  );
-  msg.ack();
+  await publishChunkResult(ctx, msg, chunk, { errors, export: exp });
 };

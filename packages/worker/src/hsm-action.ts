@@ -141,6 +141,8 @@ export class HsmActionRunner {
               stream: HSM_STREAM,
               consumer: hsmConsumerName(p),
               concurrency: 1,
+              // The partition's max_ack_pending (1) bounds it: the next pull waits at the server.
+              prefetch: 1,
               signal: pullSignal,
               handle: (msg) => this.handle(msg),
               onError: (err) =>

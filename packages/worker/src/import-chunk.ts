@@ -10,9 +10,10 @@ import { errorMessage } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
-import { emptyImportCounters, encodeItemResult, newItemResult, subjects } from "@hsmfleet/protocol";
+import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
+import { chunkLabel, publishChunkResult } from "./chunk-result.js";
 import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
 import type { ImportTarget } from "./import-target.js";
 import { itemErrorOf } from "./publisher.js";
@@ -33,7 +34,6 @@ export const handleImportChunk = async (
   const errors: ItemError[] = [];
   const { downloadRange, verifyFileMd5 } = await loadBlob();
   const abs = target.root.absolute(chunk.path);
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   let operation = "open";
   annotateSpan(msg, chunkSpanAttributes(chunk));
   // The range's download under the chunk's item span; the finalizing chunk's MD5 check and
@@ -106,26 +106,9 @@ export const handleImportChunk = async (
         chunk.path,
         err,
         operation,
-        `chunk ${chunk.index + 1} of ${chunk.count} (bytes ${chunk.offset}–${chunk.offset + chunk.length - 1}): ${errorMessage(err)}${left === undefined ? "" : `; partial data not cleaned up: ${left}`}`,
+        `${chunkLabel(chunk)}: ${errorMessage(err)}${left === undefined ? "" : `; partial data not cleaned up: ${left}`}`,
       ),
     );
-  } finally {
-    clearInterval(keepAlive);
   }
-  await ctx.js.publish(
-    subjects.itemResult(chunk.jobId),
-    encodeItemResult(
-      newItemResult({
-        jobId: chunk.jobId,
-        itemId: chunk.chunkId,
-        kind: "chunk",
-        errors,
-        workerId: ctx.options.workerId,
-        attempt: msg.info.deliveryCount,
-        import: counters,
-      }),
-    ),
-    { msgID: `${chunk.chunkId}.r` },
-  );
-  msg.ack();
+  await publishChunkResult(ctx, msg, chunk, { errors, import: counters });
 };

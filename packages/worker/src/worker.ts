@@ -21,7 +21,13 @@ import { handleImportDownload } from "./import-download.js";
 import { handleRestoreBatch } from "./restore-batch.js";
 import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
-import type { JetStreamClient, JsMsg, TopologyOptions } from "@hsmfleet/bus";
+import type {
+  JetStreamClient,
+  JsMsg,
+  Redelivery,
+  TopologyOptions,
+  WorkConsumerOptions,
+} from "@hsmfleet/bus";
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
@@ -50,6 +56,8 @@ import type { TransferContext } from "./transfer-batch.js";
 import { handleVerifyBatch } from "./verify-batch.js";
 import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
+import { logHandedBack, logRedelivery } from "./work-item-log.js";
+import type { WorkItemKind } from "./work-item-log.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
 const VERSION = "0.1.0";
@@ -295,20 +303,24 @@ export class Worker {
       ackWaitMs: this.#chunk.ackWaitMs,
       maxDeliver: this.#chunk.maxDeliver,
     };
-    const onError = (err: unknown) =>
-      options.logger?.warn({ err: errorMessage(err) }, "work item failed; it will be retried");
-    const onLost = (why: string) => options.logger?.warn({ workerId: options.workerId }, why);
+    // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
+    const logging = (kind: WorkItemKind, limits: ConsumerLimits) => ({
+      onError: (err: unknown, msg: JsMsg | undefined) =>
+        logHandedBack(options.logger, kind, err, msg, limits),
+      onRedelivery: (msg: JsMsg, redelivery: Redelivery) =>
+        logRedelivery(options.logger, kind, msg, redelivery, limits),
+      onLost: (why: string) => options.logger?.warn({ workerId: options.workerId }, why),
+    });
     try {
       await Promise.all([
-        this.#runRestorePullers(transferCtx, onError, onLost),
+        this.#runRestorePullers(transferCtx, logging("transfer", this.#transfer)),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
           consumer: WALK_CONSUMER,
           concurrency: options.concurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleWalk(walkCtx, msg),
-          onError,
-          onLost,
+          ...logging("walk", this.#walk),
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -316,8 +328,7 @@ export class Worker {
           concurrency: options.transferConcurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleChunk(chunkCtx, msg),
-          onError,
-          onLost,
+          ...logging("chunk", this.#chunk),
         }),
         runWorkConsumer(options.nc, {
           stream: WORK_STREAM,
@@ -325,8 +336,7 @@ export class Worker {
           concurrency: options.transferConcurrency,
           signal: this.#pullAbort.signal,
           handle: (msg) => this.#handleTransfer(transferCtx, msg),
-          onError,
-          onLost,
+          ...logging("transfer", this.#transfer),
         }),
         new HsmActionRunner({
           nc: options.nc,
@@ -366,8 +376,7 @@ export class Worker {
    */
   async #runRestorePullers(
     ctx: TransferContext,
-    onError: (err: unknown) => void,
-    onLost: (why: string) => void,
+    logging: Pick<WorkConsumerOptions, "onError" | "onRedelivery" | "onLost">,
   ): Promise<void> {
     const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
     const consumerLimits = { ...this.#transfer };
@@ -382,8 +391,7 @@ export class Worker {
         concurrency: this.options.transferConcurrency,
         signal,
         handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
-        onError,
-        onLost,
+        ...logging,
       }).catch((err: unknown) => {
         // The consumer is made before the job record says "running"; a missing one means the job ended.
         this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
@@ -401,7 +409,7 @@ export class Worker {
       const jobId = job.spec.jobId;
       if (isLive(job)) start(job);
       else stop(jobId);
-    }, onLost);
+    }, logging.onLost);
     await new Promise<void>((resolve) => {
       if (this.#pullAbort.signal.aborted) resolve();
       else this.#pullAbort.signal.addEventListener("abort", () => resolve(), { once: true });
