@@ -118,7 +118,9 @@ const serve = async (): Promise<void> => {
   process.on("message", (m: ToChild) => {
     if (m.op === "scrape") {
       clearInterval(scraper);
-      scraper = setInterval(() => {
+      // One scrape at once, then every interval: a measured run can be shorter than the interval,
+      // and each run's side "on" must pay for at least one serialization of /metrics.
+      const scrape = (): void => {
         void fetch(m.url)
           .then(async (r) => {
             const text = await r.text();
@@ -127,7 +129,9 @@ const serve = async (): Promise<void> => {
             counts.scrapeBytes += text.length;
           })
           .catch(() => void counts.scrapeErrors++);
-      }, m.intervalMs);
+      };
+      scrape();
+      scraper = setInterval(scrape, m.intervalMs);
     } else if (m.op === "unscrape") {
       clearInterval(scraper);
       scraper = undefined;

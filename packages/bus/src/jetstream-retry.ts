@@ -1,5 +1,6 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
+import { sleepUnlessAborted } from "./sleep.js";
 
 /**
  * Retries for JetStream API calls that a clustered JetStream may leave unanswered for a while:
@@ -51,17 +52,6 @@ let retriesSoFar = 0;
 /** Tries retried by withJetStreamRetry in this process (for tests and diagnostics). */
 export const jetStreamRetryCount = (): number => retriesSoFar;
 
-const sleep = (ms: number, signal: AbortSignal | undefined) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-
 /**
  * Runs `fn` until it succeeds, fails with an error that is not retryable, or the deadline
  * passes; then throws a DependencyError naming `what` (e.g. `create the results consumer of job
@@ -92,7 +82,7 @@ export const withJetStreamRetry = async <T>(
       }
       retriesSoFar += 1;
       options.onRetry?.(attempt, err);
-      await sleep(delayMs / 2 + Math.random() * (delayMs / 2), options.signal);
+      await sleepUnlessAborted(delayMs / 2 + Math.random() * (delayMs / 2), options.signal);
       if (options.signal?.aborted) throw err;
       delayMs = Math.min(maxDelayMs, delayMs * 2);
     }

@@ -3,6 +3,7 @@ import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage } from "@hsmfleet/core";
 import { withJetStreamRetry } from "./jetstream-retry.js";
+import { sleepUnlessAborted } from "./sleep.js";
 
 /** Why a message came to this process with a delivery count above 1 (see onRedelivery). */
 export interface Redelivery {
@@ -69,17 +70,6 @@ const FETCH_BOUND = 3;
 
 /** The nak reasons remembered per stream sequence (for the redelivery log), at most this many. */
 const REMEMBERED_ERRORS = 1024;
-
-const sleep = (ms: number, signal: AbortSignal | undefined) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 
 /**
  * Pulls from a durable consumer and runs up to `concurrency` handlers at once. Returns when the
@@ -218,7 +208,7 @@ export const runWorkConsumer = async (
         );
         if (gone) throw err;
         options.onError?.(err, undefined);
-        await sleep(retryDelayMs, signal);
+        await sleepUnlessAborted(retryDelayMs, signal);
       } finally {
         pulling = undefined;
       }

@@ -10,7 +10,6 @@
  */
 import { hostname } from "node:os";
 
-import { DeliverPolicy } from "@nats-io/jetstream";
 import {
   JobStore,
   ResilientConsumer,
@@ -18,7 +17,6 @@ import {
   ensureTopology,
   jetstream,
   traceHeaders,
-  withJetStreamRetry,
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import {
@@ -37,7 +35,6 @@ import {
   HsmItemStatus,
   JobKind,
   JobState,
-  RESULTS_STREAM,
   decodeHsmActionResult,
   decodeHsmProgress,
   encodeHsmActionList,
@@ -50,6 +47,7 @@ import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmf
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "./job-id.js";
+import { openResultsConsumer } from "./results-consumer.js";
 import { hsmJobSpan } from "./job-spans.js";
 
 export interface HsmJobOptions {
@@ -235,17 +233,13 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   let lastSeq = 0;
   const messages = new ResilientConsumer({
     open: () =>
-      withJetStreamRetry(
-        `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
-        () =>
-          js.consumers.get(RESULTS_STREAM, {
-            filter_subjects: subjects.hsmResults(jobId),
-            ...(lastSeq > 0
-              ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
-              : { deliver_policy: DeliverPolicy.All }),
-          }),
-        { signal: o.signal },
-      ),
+      openResultsConsumer(js, {
+        jobId,
+        filterSubject: subjects.hsmResults(jobId),
+        afterSeq: lastSeq,
+        signal: o.signal,
+        logger: o.logger,
+      }),
     onLost: (why) =>
       o.logger?.warn({ jobId, lastSeq }, `the results consumer stopped answering: ${why}`),
   });

@@ -1,5 +1,4 @@
 import { hostname } from "node:os";
-import { DeliverPolicy } from "@nats-io/jetstream";
 import { ResilientConsumer, withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
 import { JobError } from "@hsmfleet/core";
@@ -29,6 +28,7 @@ import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
 import { observeJobProgress } from "./job-gauges.js";
+import { openResultsConsumer } from "./results-consumer.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
 
@@ -76,29 +76,17 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   status.coordinator = `${hostname()}:${process.pid}`;
   let finalState: JobState | undefined;
   let reason = "";
-  // An ordered consumer: JetStream may leave its creation unanswered while a node of a cluster is
-  // down (bus jetstream-retry.ts), so it is retried; each try is a new consumer. One that goes
-  // silent (its node died) is opened again (bus resilient-consumer.ts). Each one starts after the
-  // last result folded into the record, so a re-opened one neither skips nor repeats.
+  // One that goes silent (its node died) is opened again (bus resilient-consumer.ts), after the
+  // last result folded into the record.
   const messages = new ResilientConsumer({
     open: () =>
-      withJetStreamRetry(
-        `create the results consumer of job ${jobId} on stream ${RESULTS_STREAM}`,
-        () =>
-          js.consumers.get(RESULTS_STREAM, {
-            filter_subjects: subjects.resultsForJob(jobId),
-            deliver_policy: status.resultsSeq > 0 ? DeliverPolicy.StartSequence : DeliverPolicy.All,
-            ...(status.resultsSeq > 0 ? { opt_start_seq: status.resultsSeq + 1 } : {}),
-          }),
-        {
-          signal: o.signal,
-          onRetry: (attempt, err) =>
-            o.logger?.warn(
-              { jobId, attempt, err },
-              "JetStream did not create the results consumer; retrying",
-            ),
-        },
-      ),
+      openResultsConsumer(js, {
+        jobId,
+        filterSubject: subjects.resultsForJob(jobId),
+        afterSeq: status.resultsSeq,
+        signal: o.signal,
+        logger: o.logger,
+      }),
     consume: { expires: RESULTS_PULL_EXPIRES_MS },
     onLost: (why, reopens) =>
       o.logger?.warn(
