@@ -101,6 +101,9 @@ test("a worker killed mid-file: the chunks it held are redelivered and the blob 
     storage,
     blockSizeBytes: 2 * MiB,
     chunkSizeBytes: 8 * MiB,
+    // A job bandwidth cap keeps the upload slow enough (≥ 5 s) to be caught mid-file: unthrottled,
+    // the victim once staged all 40 MiB between two heartbeats.
+    limits: { maxBandwidthBytesPerSec: 8 * MiB },
   });
   watching = false;
   await watcher;

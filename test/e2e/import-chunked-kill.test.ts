@@ -77,6 +77,8 @@ test("restore side: a worker process killed mid-file during a chunked download (
     mode: "full",
     storage,
     chunkSizeBytes: 8 * MiB,
+    // Slow enough to be caught mid-file whatever the machine's speed.
+    limits: { maxBandwidthBytesPerSec: 8 * MiB },
   });
   watching = false;
   await watcher;
