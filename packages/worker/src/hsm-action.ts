@@ -67,7 +67,6 @@ export interface HsmActionContext {
   blockConcurrency: number;
   /** Items of one list carried out at once. Default 32. */
   itemConcurrency?: number | undefined;
-  ackWaitMs: number;
   /** Stops pulling (shutdown step 1). */
   pullSignal: AbortSignal;
   /** Aborts in-flight work (shutdown after the grace period): lists are handed back, not failed. */
@@ -229,16 +228,10 @@ export class HsmActionRunner {
     job: JobStatus,
     action: string,
   ): Promise<void> {
-    const keepAlive = setInterval(() => msg.working(), Math.max(1000, this.#ctx.ackWaitMs / 3));
-    let results: HsmItemResult[];
-    try {
-      results =
-        job.spec.backend === "lustre"
-          ? await this.#runLustre(job, list, msg)
-          : await this.#runEmulation(job, list, msg);
-    } finally {
-      clearInterval(keepAlive);
-    }
+    const results =
+      job.spec.backend === "lustre"
+        ? await this.#runLustre(job, list, msg)
+        : await this.#runEmulation(job, list, msg);
     annotateSpan(msg, listSpanAttributes(list, action, results));
     // Shut down mid-list: hand it back (nak), so another worker does it all again, idempotently.
     if (this.#ctx.abortSignal.aborted) throw new Error("worker shutting down");
@@ -355,7 +348,7 @@ export class HsmActionRunner {
         for (const i of chain) {
           const item = list.items[i]!;
           const step = startItemStep(msg, list.jobId, item);
-          results[i] = await this.#runItem(job, list, item, backend, msg);
+          results[i] = await this.#runItem(job, list, item, backend);
           endItemStep(step, results[i]);
         }
       }
@@ -372,7 +365,6 @@ export class HsmActionRunner {
     list: HsmActionList,
     item: HsmActionItem,
     backend: HsmEmulationBackend,
-    msg: JsMsg,
   ): Promise<HsmItemResult> {
     if (item.action === HsmAction.Cancel) {
       this.cancel([item.fid], item.cookie);
@@ -395,7 +387,7 @@ export class HsmActionRunner {
         }
         case HsmAction.Archive:
           try {
-            return await this.#archive(job, list, item, backend, abs, abort.signal, msg);
+            return await this.#archive(job, list, item, backend, abs, abort.signal);
           } catch (err) {
             // A list redelivered while its first holder was still at it (ack deadline missed on a
             // starved event loop): the other copy's xattr write or completion looks like a change
@@ -468,7 +460,6 @@ export class HsmActionRunner {
     backend: HsmEmulationBackend,
     abs: Buffer,
     signal: AbortSignal,
-    msg: JsMsg,
   ): Promise<HsmItemResult> {
     const before = await backend.state(abs);
     const flags = before?.flags ?? 0;
@@ -499,23 +490,18 @@ export class HsmActionRunner {
     }
     await ensured;
     const { uploadFile } = await import("@hsmfleet/blob");
-    const keepAlive = setInterval(() => msg.working(), Math.max(1000, this.#ctx.ackWaitMs / 3));
-    try {
-      const done = await uploadFile(container, abs, this.#blobName(job, item), {
-        metadata: metadataForEntry(entry),
-        blockSizeBytes: job.spec.blockSize || undefined,
-        concurrency: this.#ctx.blockConcurrency,
-        budget: this.#ctx.budget,
-        abortSignal: signal,
-        onProgress: this.#progress(list, item, snapshot.size),
-        expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
-      });
-      signal.throwIfAborted();
-      await backend.completeArchive(abs, list.archiveId, snapshot);
-      return { ...result(item, HsmItemStatus.Done), bytes: done.bytes };
-    } finally {
-      clearInterval(keepAlive);
-    }
+    const done = await uploadFile(container, abs, this.#blobName(job, item), {
+      metadata: metadataForEntry(entry),
+      blockSizeBytes: job.spec.blockSize || undefined,
+      concurrency: this.#ctx.blockConcurrency,
+      budget: this.#ctx.budget,
+      abortSignal: signal,
+      onProgress: this.#progress(list, item, snapshot.size),
+      expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+    });
+    signal.throwIfAborted();
+    await backend.completeArchive(abs, list.archiveId, snapshot);
+    return { ...result(item, HsmItemStatus.Done), bytes: done.bytes };
   }
 
   async #restore(

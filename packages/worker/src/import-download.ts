@@ -31,85 +31,78 @@ export const handleImportDownload = async (
   const names = batch.blobNames ?? [];
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
-  try {
-    await forEachLimit(
-      batch.entries.map((entry, i) => ({ entry, name: names[i] ?? "" })),
-      ctx.options.fileConcurrency,
-      async ({ entry, name }) => {
-        if (signal.aborted) throw signal.reason;
-        const info = {
-          direction: "import" as const,
-          jobId: batch.jobId,
-          path: entry.path,
-          type: "file",
-          size: entry.size,
-          item: msg,
-        };
-        await traceFileTransfer(info, async () => {
-          let operation = "open";
-          let bytes = 0;
+  await forEachLimit(
+    batch.entries.map((entry, i) => ({ entry, name: names[i] ?? "" })),
+    ctx.options.fileConcurrency,
+    async ({ entry, name }) => {
+      if (signal.aborted) throw signal.reason;
+      const info = {
+        direction: "import" as const,
+        jobId: batch.jobId,
+        path: entry.path,
+        type: "file",
+        size: entry.size,
+        item: msg,
+      };
+      await traceFileTransfer(info, async () => {
+        let operation = "open";
+        let bytes = 0;
+        try {
+          const fh = await target.root.openExisting(entry.path);
           try {
-            const fh = await target.root.openExisting(entry.path);
-            try {
-              operation = "download";
-              const done = await downloadBlobToFile(
-                container,
-                name,
-                fh,
-                target.root.absolute(entry.path),
-                {
-                  budget: ctx.budget,
-                  concurrency: ctx.options.blockConcurrency,
-                  expectedSize: entry.size,
-                  abortSignal: signal,
-                  onProgress: (n) => {
-                    counters.bytesDownloaded += n;
-                    onBytes(n);
-                  },
+            operation = "download";
+            const done = await downloadBlobToFile(
+              container,
+              name,
+              fh,
+              target.root.absolute(entry.path),
+              {
+                budget: ctx.budget,
+                concurrency: ctx.options.blockConcurrency,
+                expectedSize: entry.size,
+                abortSignal: signal,
+                onProgress: (n) => {
+                  counters.bytesDownloaded += n;
+                  onBytes(n);
                 },
-              );
-              counters.bytesImported += done.bytes;
-              bytes = done.bytes;
-            } finally {
-              await fh.close();
-            }
-            operation = "setattr";
-            await target.completeDownload(entry.path, {
-              mode: entry.mode,
-              uid: entry.uid,
-              gid: entry.gid,
-              mtimeSec: entry.mtimeSec,
-            });
-            counters.importedFiles++;
-            counters.totalBlobsImported++;
-            return { bytes };
-          } catch (err) {
-            if (signal.aborted) throw err;
-            counters.totalErrors++;
-            // Nothing half-written may look complete: the stub loses its partial data (or the
-            // plain file goes), and the error says so when even that failed. A file that could
-            // not even be opened holds nothing of ours (and may not be ours any more).
-            const left =
-              operation === "open"
-                ? undefined
-                : await target.abandonDownload(entry.path, entry.size);
-            const error = itemErrorOf(
-              entry.path,
-              err,
-              operation,
-              left === undefined
-                ? undefined
-                : `${errorMessage(err)}; partial data not cleaned up: ${left}`,
+              },
             );
-            errors.push(error);
-            return { bytes, error };
+            counters.bytesImported += done.bytes;
+            bytes = done.bytes;
+          } finally {
+            await fh.close();
           }
-        });
-      },
-    );
-  } finally {
-    clearInterval(keepAlive);
-  }
+          operation = "setattr";
+          await target.completeDownload(entry.path, {
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtimeSec: entry.mtimeSec,
+          });
+          counters.importedFiles++;
+          counters.totalBlobsImported++;
+          return { bytes };
+        } catch (err) {
+          if (signal.aborted) throw err;
+          counters.totalErrors++;
+          // Nothing half-written may look complete: the stub loses its partial data (or the
+          // plain file goes), and the error says so when even that failed. A file that could
+          // not even be opened holds nothing of ours (and may not be ours any more).
+          const left =
+            operation === "open" ? undefined : await target.abandonDownload(entry.path, entry.size);
+          const error = itemErrorOf(
+            entry.path,
+            err,
+            operation,
+            left === undefined
+              ? undefined
+              : `${errorMessage(err)}; partial data not cleaned up: ${left}`,
+          );
+          errors.push(error);
+          return { bytes, error };
+        }
+      });
+    },
+  );
   await finishBatch(ctx, msg, batch, errors, { import: counters });
 };

@@ -69,67 +69,59 @@ export const handleRestoreBatch = async (
   const archiveId = job.spec.import.archiveId;
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("restore", batch.jobId, (n) => ctx.onBytes(n));
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
-  try {
-    await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
-      if (signal.aborted) throw signal.reason;
-      const abs = resolveUnderRoot(job.spec.root, entry.path);
-      const info = {
-        direction: "restore" as const,
-        jobId: batch.jobId,
-        path: entry.path,
-        type: "file",
-        size: entry.size,
-        item: msg,
-      };
-      await traceFileTransfer(info, async () => {
-        let operation = "hsm_state";
-        let bytes = 0;
+  await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
+    if (signal.aborted) throw signal.reason;
+    const abs = resolveUnderRoot(job.spec.root, entry.path);
+    const info = {
+      direction: "restore" as const,
+      jobId: batch.jobId,
+      path: entry.path,
+      type: "file",
+      size: entry.size,
+      item: msg,
+    };
+    await traceFileTransfer(info, async () => {
+      let operation = "hsm_state";
+      let bytes = 0;
+      try {
+        const state = await hsm.state(abs);
+        // Restored meanwhile (a redelivered item): nothing to do.
+        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return { bytes };
+        operation = "locate";
+        const where = await locate(job, abs, locationXattr);
+        const container = await containerFor(where.container);
+        operation = "lstat";
+        const before = await lstat(abs);
+        operation = "open";
+        const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
         try {
-          const state = await hsm.state(abs);
-          // Restored meanwhile (a redelivered item): nothing to do.
-          if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return { bytes };
-          operation = "locate";
-          const where = await locate(job, abs, locationXattr);
-          const container = await containerFor(where.container);
-          operation = "lstat";
-          const before = await lstat(abs);
-          operation = "open";
-          const fh = await open(
-            abs,
-            constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-          );
-          try {
-            operation = "download";
-            const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
-              budget: ctx.budget,
-              concurrency: ctx.options.blockConcurrency,
-              expectedSize: entry.size,
-              abortSignal: signal,
-              onProgress: onBytes,
-            });
-            counters.bytesRestored += done.bytes;
-            bytes = done.bytes;
-          } finally {
-            await fh.close();
-          }
-          operation = "lutimes";
-          await lutimes(abs, before.atime, before.mtime);
-          operation = "hsm_state";
-          await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
-          counters.filesRestored++;
-          return { bytes };
-        } catch (err) {
-          if (signal.aborted) throw err;
-          counters.errors++;
-          const error = itemErrorOf(entry.path, err, operation);
-          errors.push(error);
-          return { bytes, error };
+          operation = "download";
+          const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
+            budget: ctx.budget,
+            concurrency: ctx.options.blockConcurrency,
+            expectedSize: entry.size,
+            abortSignal: signal,
+            onProgress: onBytes,
+          });
+          counters.bytesRestored += done.bytes;
+          bytes = done.bytes;
+        } finally {
+          await fh.close();
         }
-      });
+        operation = "lutimes";
+        await lutimes(abs, before.atime, before.mtime);
+        operation = "hsm_state";
+        await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
+        counters.filesRestored++;
+        return { bytes };
+      } catch (err) {
+        if (signal.aborted) throw err;
+        counters.errors++;
+        const error = itemErrorOf(entry.path, err, operation);
+        errors.push(error);
+        return { bytes, error };
+      }
     });
-  } finally {
-    clearInterval(keepAlive);
-  }
+  });
   await finishBatch(ctx, msg, batch, errors, { restore: counters });
 };

@@ -33,78 +33,73 @@ export const handleLustreRestore = async (
     xattr: job.spec.hsmXattr || undefined,
     lfsPath: ctx.options.lfsPath,
   });
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
-  try {
-    // Still released? (A redelivered item finds some restored already.)
-    const waiting = new Map<string, { rel: Buffer; abs: Buffer; size: number }>();
-    for (const entry of batch.entries) {
-      const abs = resolveUnderRoot(job.spec.root, entry.path);
+  // Still released? (A redelivered item finds some restored already.)
+  const waiting = new Map<string, { rel: Buffer; abs: Buffer; size: number }>();
+  for (const entry of batch.entries) {
+    const abs = resolveUnderRoot(job.spec.root, entry.path);
+    try {
+      const state = await backend.state(abs);
+      if (((state?.flags ?? 0) & HsmFlag.Released) !== 0)
+        waiting.set(abs.toString("latin1"), { rel: entry.path, abs, size: entry.size });
+    } catch (err) {
+      counters.errors++;
+      errors.push(itemErrorOf(entry.path, err, "hsm_state"));
+    }
+  }
+  if (waiting.size > 0) {
+    try {
+      await backend.requestRestore([...waiting.values()].map((w) => w.abs));
+    } catch (err) {
+      for (const w of waiting.values()) {
+        counters.errors++;
+        errors.push(itemErrorOf(w.rel, err, "hsm_restore"));
+      }
+      waiting.clear();
+    }
+  }
+  const deadline = Date.now() + waitMs;
+  let pause = 1000;
+  while (waiting.size > 0 && Date.now() < deadline) {
+    if (signal.aborted) throw signal.reason;
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(10_000, pause * 2);
+    for (const [key, w] of waiting) {
+      let flags: number;
       try {
-        const state = await backend.state(abs);
-        if (((state?.flags ?? 0) & HsmFlag.Released) !== 0)
-          waiting.set(abs.toString("latin1"), { rel: entry.path, abs, size: entry.size });
+        flags = (await backend.state(w.abs))?.flags ?? 0;
       } catch (err) {
         counters.errors++;
-        errors.push(itemErrorOf(entry.path, err, "hsm_state"));
+        errors.push(itemErrorOf(w.rel, err, "hsm_state"));
+        waiting.delete(key);
+        continue;
+      }
+      if ((flags & HsmFlag.Lost) !== 0) {
+        counters.errors++;
+        errors.push({
+          path: w.rel,
+          operation: "hsm_restore",
+          code: "HS_LOST",
+          message: `${displayPath(w.abs)}: the archive copy is lost (HS_LOST); it cannot be restored`,
+          retryable: false,
+        });
+        waiting.delete(key);
+      } else if ((flags & HsmFlag.Released) === 0) {
+        counters.filesRestored++;
+        // The copytool moved these bytes, not this worker: counted for the job, not the worker.
+        counters.bytesRestored += w.size;
+        waiting.delete(key);
       }
     }
-    if (waiting.size > 0) {
-      try {
-        await backend.requestRestore([...waiting.values()].map((w) => w.abs));
-      } catch (err) {
-        for (const w of waiting.values()) {
-          counters.errors++;
-          errors.push(itemErrorOf(w.rel, err, "hsm_restore"));
-        }
-        waiting.clear();
-      }
-    }
-    const deadline = Date.now() + waitMs;
-    let pause = 1000;
-    while (waiting.size > 0 && Date.now() < deadline) {
-      if (signal.aborted) throw signal.reason;
-      await new Promise((r) => setTimeout(r, pause));
-      pause = Math.min(10_000, pause * 2);
-      for (const [key, w] of waiting) {
-        let flags: number;
-        try {
-          flags = (await backend.state(w.abs))?.flags ?? 0;
-        } catch (err) {
-          counters.errors++;
-          errors.push(itemErrorOf(w.rel, err, "hsm_state"));
-          waiting.delete(key);
-          continue;
-        }
-        if ((flags & HsmFlag.Lost) !== 0) {
-          counters.errors++;
-          errors.push({
-            path: w.rel,
-            operation: "hsm_restore",
-            code: "HS_LOST",
-            message: `${displayPath(w.abs)}: the archive copy is lost (HS_LOST); it cannot be restored`,
-            retryable: false,
-          });
-          waiting.delete(key);
-        } else if ((flags & HsmFlag.Released) === 0) {
-          counters.filesRestored++;
-          // The copytool moved these bytes, not this worker: counted for the job, not the worker.
-          counters.bytesRestored += w.size;
-          waiting.delete(key);
-        }
-      }
-    }
-    for (const w of waiting.values()) {
-      counters.errors++;
-      errors.push({
-        path: w.rel,
-        operation: "hsm_restore",
-        code: "ETIMEDOUT",
-        message: `${displayPath(w.abs)} still released after ${Math.round(waitMs / 1000)} s; is the copytool running (lfs hsm_action shows the request)?`,
-        retryable: true,
-      });
-    }
-  } finally {
-    clearInterval(keepAlive);
+  }
+  for (const w of waiting.values()) {
+    counters.errors++;
+    errors.push({
+      path: w.rel,
+      operation: "hsm_restore",
+      code: "ETIMEDOUT",
+      message: `${displayPath(w.abs)} still released after ${Math.round(waitMs / 1000)} s; is the copytool running (lfs hsm_action shows the request)?`,
+      retryable: true,
+    });
   }
   await finishBatch(ctx, msg, batch, errors, { restore: counters });
 };

@@ -23,7 +23,6 @@ export interface TransferContext {
   js: JetStreamClient;
   options: ResolvedWorkerOptions;
   budget: MemoryBudget;
-  ackWaitMs: number;
   /** The consumer's max_deliver: the last attempt of an item. */
   maxDeliver: number;
   onBytes(n: number): void;
@@ -68,43 +67,38 @@ export const handleTransferBatch = async (
   const prefix = normalizePrefix(spec.prefix);
   const exp = emptyExportCounters();
   const errors: ItemError[] = [];
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
-  try {
-    await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
-      if (signal.aborted) throw signal.reason;
-      const result = await traceFileTransfer(
-        {
-          direction: "export",
-          jobId: batch.jobId,
-          path: entry.path,
-          type: entryTypeName(entry),
-          size: entry.size,
-          item: msg,
-        },
-        () =>
-          withAttempts(
-            ctx.options.attempts,
-            signal,
-            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
-            (n, error) => ctx.onRetry?.(n, error),
-          ),
-      );
-      if (result.error) {
-        exp.errors++;
-        errors.push(result.error);
-        return;
-      }
-      if (entry.type === EntryType.Directory) exp.directoriesExported++;
-      else if (entry.type === EntryType.Symlink) exp.symlinksExported++;
-      else {
-        exp.filesExported++;
-        exp.bytesExported += result.bytes;
-      }
-    });
-  } finally {
-    clearInterval(keepAlive);
-  }
+  await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
+    if (signal.aborted) throw signal.reason;
+    const result = await traceFileTransfer(
+      {
+        direction: "export",
+        jobId: batch.jobId,
+        path: entry.path,
+        type: entryTypeName(entry),
+        size: entry.size,
+        item: msg,
+      },
+      () =>
+        withAttempts(
+          ctx.options.attempts,
+          signal,
+          () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+          (n, error) => ctx.onRetry?.(n, error),
+        ),
+    );
+    if (result.error) {
+      exp.errors++;
+      errors.push(result.error);
+      return;
+    }
+    if (entry.type === EntryType.Directory) exp.directoriesExported++;
+    else if (entry.type === EntryType.Symlink) exp.symlinksExported++;
+    else {
+      exp.filesExported++;
+      exp.bytesExported += result.bytes;
+    }
+  });
   annotateSpan(msg, {
     "hsmfleet.files": exp.filesExported,
     "hsmfleet.bytes": exp.bytesExported,

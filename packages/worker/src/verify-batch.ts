@@ -21,7 +21,6 @@ import { VERIFY_OPERATION, VerifyDifference } from "./verify-visitor.js";
 export interface VerifyBatchContext {
   js: JetStreamClient;
   options: ResolvedWorkerOptions;
-  ackWaitMs: number;
   onBytes(n: number): void;
 }
 
@@ -89,7 +88,6 @@ export const handleVerifyBatch = async (
   const prefix = normalizePrefix(job.spec.prefix);
   const counters: ExportCounters = emptyExportCounters();
   const errors: ItemError[] = [];
-  const keepAlive = setInterval(() => msg.working(), Math.max(1000, ctx.ackWaitMs / 3));
   const differ = (
     entry: FileEntry,
     code: string,
@@ -105,51 +103,47 @@ export const handleVerifyBatch = async (
       retryable: false,
     });
   };
-  try {
-    for (const entry of batch.entries) {
-      if (signal.aborted) throw signal.reason as Error;
-      const name = blobNameForPath(entry.path, prefix);
-      let fh: FileHandle;
-      try {
-        fh = await open(resolveUnderRoot(job.spec.root, entry.path), "r");
-      } catch (err) {
-        differ(entry, errorCode(err), `open: ${errorMessage(err)}`, "open");
+  for (const entry of batch.entries) {
+    if (signal.aborted) throw signal.reason as Error;
+    const name = blobNameForPath(entry.path, prefix);
+    let fh: FileHandle;
+    try {
+      fh = await open(resolveUnderRoot(job.spec.root, entry.path), "r");
+    } catch (err) {
+      differ(entry, errorCode(err), `open: ${errorMessage(err)}`, "open");
+      continue;
+    }
+    try {
+      const props = await container.getProperties(name);
+      if (props === undefined) {
+        differ(entry, VerifyDifference.MissingBlob, `no blob "${name}"`);
         continue;
       }
-      try {
-        const props = await container.getProperties(name);
-        if (props === undefined) {
-          differ(entry, VerifyDifference.MissingBlob, `no blob "${name}"`);
-          continue;
+      let same: boolean;
+      if (props.contentMD5 !== undefined) {
+        const md5 = await md5OfFile(fh, signal);
+        same = md5.equals(props.contentMD5);
+        if (!same) {
+          differ(
+            entry,
+            VerifyDifference.Content,
+            `MD5 ${md5.toString("hex")} of the file, ${props.contentMD5.toString("hex")} in the blob's Content-MD5`,
+          );
         }
-        let same: boolean;
-        if (props.contentMD5 !== undefined) {
-          const md5 = await md5OfFile(fh, signal);
-          same = md5.equals(props.contentMD5);
-          if (!same) {
-            differ(
-              entry,
-              VerifyDifference.Content,
-              `MD5 ${md5.toString("hex")} of the file, ${props.contentMD5.toString("hex")} in the blob's Content-MD5`,
-            );
-          }
-        } else {
-          same = await sameBytes(fh, container, name, signal);
-          if (!same) differ(entry, VerifyDifference.Content, `data differs from blob "${name}"`);
-        }
-        counters.filesExported++;
-        counters.bytesExported += entry.size;
-        ctx.onBytes(entry.size);
-        if (same) counters.skipped++;
-      } catch (err) {
-        if (signal.aborted) throw err;
-        differ(entry, errorCode(err), errorMessage(err), "verify-content");
-      } finally {
-        await fh.close();
+      } else {
+        same = await sameBytes(fh, container, name, signal);
+        if (!same) differ(entry, VerifyDifference.Content, `data differs from blob "${name}"`);
       }
+      counters.filesExported++;
+      counters.bytesExported += entry.size;
+      ctx.onBytes(entry.size);
+      if (same) counters.skipped++;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      differ(entry, errorCode(err), errorMessage(err), "verify-content");
+    } finally {
+      await fh.close();
     }
-  } finally {
-    clearInterval(keepAlive);
   }
   await finishBatch(ctx, msg, batch, errors, { export: counters });
 };

@@ -280,7 +280,6 @@ export class Worker {
       js: this.#js,
       options,
       budget: this.#budget,
-      ackWaitMs: this.#transfer.ackWaitMs,
       maxDeliver: this.#transfer.maxDeliver,
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
@@ -300,7 +299,6 @@ export class Worker {
     });
     const chunkCtx: TransferContext = {
       ...transferCtx,
-      ackWaitMs: this.#chunk.ackWaitMs,
       maxDeliver: this.#chunk.maxDeliver,
     };
     // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
@@ -347,7 +345,6 @@ export class Worker {
           container: (job) => this.#container(job),
           budget: this.#budget,
           blockConcurrency: options.blockConcurrency,
-          ackWaitMs: this.#transfer.ackWaitMs,
           pullSignal: this.#pullAbort.signal,
           abortSignal: this.#abort.signal,
           lfsPath: options.lfsPath,
