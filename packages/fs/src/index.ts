@@ -21,14 +21,14 @@ export {
   HSM_BACKEND_KINDS,
   dataVersion,
   openHsmBackend,
-} from "./hsm-backend.js";
+} from "./hsm-emulation-backend.js";
 export type {
   HsmBackend,
   HsmBackendKind,
   HsmRequestOptions,
   OpenHsmBackendOptions,
   DataSnapshot,
-} from "./hsm-backend.js";
+} from "./hsm-emulation-backend.js";
 export { LustreHsmBackend, LUSTRE_DEFAULTS, parseHsmStateLine } from "./lustre-backend.js";
 export type { LustreHsmBackendOptions } from "./lustre-backend.js";
 export {

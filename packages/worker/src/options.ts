@@ -5,7 +5,7 @@ import type { StorageTarget } from "@hsmfleet/blob/targets";
 import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
 import { UsageError } from "@hsmfleet/core";
-import type { AttemptPolicy } from "./attempts.js";
+import type { AttemptPolicy } from "./runtime/attempts.js";
 
 /** Extension points, called around each work item (tests use them to inject faults). */
 export interface WorkerHooks {

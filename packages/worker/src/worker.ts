@@ -13,14 +13,14 @@ import {
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
-import { handleExportChunk } from "./export-chunk.js";
-import { handleImportChunk } from "./import-chunk.js";
-import { ImportTarget } from "./import-target.js";
-import { handleImportShard } from "./import-shard.js";
-import { handleImportDownload } from "./import-download.js";
-import { handleRestoreBatch } from "./restore-batch.js";
-import { handleLustreRestore } from "./restore-lustre.js";
-import { restoreVisitor } from "./restore-visitor.js";
+import { handleExportChunk } from "./export/export-chunk.js";
+import { handleImportChunk } from "./import/import-chunk.js";
+import { ImportTarget } from "./import/import-target.js";
+import { handleImportShard } from "./import/import-shard.js";
+import { handleImportDownload } from "./import/import-download.js";
+import { handleRestoreBatch } from "./restore/restore-batch.js";
+import { handleLustreRestore } from "./restore/restore-lustre.js";
+import { restoreVisitor } from "./restore/restore-visitor.js";
 import type {
   JetStreamClient,
   JsMsg,
@@ -42,23 +42,23 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
-import { exportVisitor } from "./export-visitor.js";
-import { HsmActionRunner } from "./hsm-action.js";
-import { startHeartbeat } from "./heartbeat.js";
-import { JobCache, isLive } from "./job-cache.js";
-import { JobLimiters } from "./job-limits.js";
-import { LiveWorkers } from "./live-workers.js";
+import { exportVisitor } from "./export/export-visitor.js";
+import { HsmActionRunner } from "./hsm/hsm-action.js";
+import { startHeartbeat } from "./runtime/heartbeat.js";
+import { JobCache, isLive } from "./runtime/job-cache.js";
+import { JobLimiters } from "./runtime/job-limits.js";
+import { LiveWorkers } from "./runtime/live-workers.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
-import { scanVisitor } from "./scan-visitor.js";
-import { handleTransferBatch } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
-import { handleVerifyBatch } from "./verify-batch.js";
-import { verifyVisitor } from "./verify-visitor.js";
-import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
-import { logHandedBack, logRedelivery } from "./work-item-log.js";
-import type { WorkItemKind } from "./work-item-log.js";
-import type { VisitorFactory, WalkContext } from "./walk-shard.js";
+import { scanVisitor } from "./walk/scan-visitor.js";
+import { handleTransferBatch } from "./runtime/transfer-batch.js";
+import type { TransferContext } from "./runtime/transfer-batch.js";
+import { handleVerifyBatch } from "./verify/verify-batch.js";
+import { verifyVisitor } from "./verify/verify-visitor.js";
+import { handleWalkShard, reportFailedItem } from "./walk/walk-shard.js";
+import { logHandedBack, logRedelivery } from "./runtime/work-item-log.js";
+import type { WorkItemKind } from "./runtime/work-item-log.js";
+import type { VisitorFactory, WalkContext } from "./walk/walk-shard.js";
 
 const VERSION = "0.1.0";
 

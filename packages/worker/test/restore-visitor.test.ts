@@ -9,8 +9,8 @@ import {
   rootWalkShard,
 } from "@hsmfleet/protocol";
 import type { TransferBatch } from "@hsmfleet/protocol";
-import { DEFAULT_RESTORE_BATCH_BYTES, restoreVisitor } from "../src/restore-visitor.js";
-import type { ShardScope } from "../src/walk-shard.js";
+import { DEFAULT_RESTORE_BATCH_BYTES, restoreVisitor } from "../src/restore/restore-visitor.js";
+import type { ShardScope } from "../src/walk/walk-shard.js";
 
 const MiB = 1024 * 1024;
 

@@ -40,10 +40,10 @@ import type {
   WalkShard,
 } from "@hsmfleet/protocol";
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
-import { ERRORS_PER_MESSAGE, itemErrorOf } from "./publisher.js";
-import { ShardRun } from "./walk-shard.js";
-import { transferBatcherFor } from "./transfer-batcher.js";
-import type { WalkContext } from "./walk-shard.js";
+import { ERRORS_PER_MESSAGE, itemErrorOf } from "../runtime/publisher.js";
+import { ShardRun } from "../walk/walk-shard.js";
+import { transferBatcherFor } from "../runtime/transfer-batcher.js";
+import type { WalkContext } from "../walk/walk-shard.js";
 
 /** Bounds of one download batch (--mode full). */
 export const IMPORT_BATCH_DEFAULTS = { maxEntries: 256, maxBytes: 256 * 1024 * 1024 } as const;

@@ -11,9 +11,9 @@ import { openHsmBackend } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import { itemErrorOf } from "./publisher.js";
-import { finishBatch } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
+import { itemErrorOf } from "../runtime/publisher.js";
+import { finishBatch } from "../runtime/transfer-batch.js";
+import type { TransferContext } from "../runtime/transfer-batch.js";
 
 /** How long one item waits for the copytool before its files are reported. Default 6 h. */
 export const LUSTRE_RESTORE_WAIT_MS = 6 * 3_600_000;

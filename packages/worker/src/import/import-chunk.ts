@@ -13,12 +13,12 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
-import { chunkLabel, publishChunkResult } from "./chunk-result.js";
-import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
+import { chunkLabel, publishChunkResult } from "../runtime/chunk-result.js";
+import { chunkSpanAttributes, startChunkStep } from "../runtime/chunk-spans.js";
 import type { ImportTarget } from "./import-target.js";
-import { itemErrorOf } from "./publisher.js";
-import { loadBlob } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
+import { itemErrorOf } from "../runtime/publisher.js";
+import { loadBlob } from "../runtime/transfer-batch.js";
+import type { TransferContext } from "../runtime/transfer-batch.js";
 
 export const handleImportChunk = async (
   ctx: TransferContext,

@@ -19,13 +19,13 @@ import {
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
-import { followJob, jobErrors } from "./job-follower.js";
-import { writeJobLogs } from "./job-logs.js";
-import { newJobId } from "./job-id.js";
-import { LocalLog } from "./local-log.js";
-import { claimRoot } from "./root-claim.js";
-import { checkScanRoot, safeUser } from "./scan-job.js";
+import { errorToJson } from "../format.js";
+import { followJob, jobErrors } from "../job-follower.js";
+import { writeJobLogs } from "../job-logs.js";
+import { newJobId } from "../job-id.js";
+import { LocalLog } from "../local-log.js";
+import { claimRoot } from "../root-claim.js";
+import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 
 export const IMPORT_MODES: readonly ImportMode[] = ["namespace", "full"];
 export const CONFLICT_MODES: readonly ConflictMode[] = [

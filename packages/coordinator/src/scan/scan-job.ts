@@ -15,10 +15,10 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { followJob } from "./job-follower.js";
-import { scanJobSpan } from "./job-spans.js";
-import { newJobId } from "./job-id.js";
-import { LocalLog } from "./local-log.js";
+import { followJob } from "../job-follower.js";
+import { scanJobSpan } from "../job-spans.js";
+import { newJobId } from "../job-id.js";
+import { LocalLog } from "../local-log.js";
 import { buildScanSummary } from "./scan-summary.js";
 import type { ScanProgress, ScanSummary } from "./scan-summary.js";
 

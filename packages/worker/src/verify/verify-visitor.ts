@@ -13,9 +13,9 @@ import type { BlobEntryKind } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { emptyExportCounters, emptyScanCounters } from "@hsmfleet/protocol";
 import type { ItemError } from "@hsmfleet/protocol";
-import { countEntry, toFileEntry } from "./scan-visitor.js";
-import { transferBatcherFor } from "./transfer-batcher.js";
-import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
+import { transferBatcherFor } from "../runtime/transfer-batcher.js";
+import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 
 /** The operation name of every difference in a verify job's error log. */
 export const VERIFY_OPERATION = "verify";

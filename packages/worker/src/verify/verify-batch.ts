@@ -14,8 +14,8 @@ import type { BlobContainer } from "@hsmfleet/blob";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters } from "@hsmfleet/protocol";
 import type { ExportCounters, ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import type { ResolvedWorkerOptions } from "./options.js";
-import { finishBatch } from "./transfer-batch.js";
+import type { ResolvedWorkerOptions } from "../options.js";
+import { finishBatch } from "../runtime/transfer-batch.js";
 import { VERIFY_OPERATION, VerifyDifference } from "./verify-visitor.js";
 
 export interface VerifyBatchContext {

@@ -46,9 +46,9 @@ import {
 import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 
-import { newJobId } from "./job-id.js";
-import { openResultsConsumer } from "./results-consumer.js";
-import { hsmJobSpan } from "./job-spans.js";
+import { newJobId } from "../job-id.js";
+import { openResultsConsumer } from "../results-consumer.js";
+import { hsmJobSpan } from "../job-spans.js";
 
 export interface HsmJobOptions {
   nc: NatsConnection;

@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "./format.js";
+import { errorToJson } from "../format.js";
 
 export interface ScanProgress {
   jobId: string;

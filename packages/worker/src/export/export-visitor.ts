@@ -11,9 +11,9 @@ import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { emptyExportCounters, emptyScanCounters, encodeChunk, subjects } from "@hsmfleet/protocol";
 import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
-import { countEntry, toFileEntry } from "./scan-visitor.js";
-import { transferBatcherFor } from "./transfer-batcher.js";
-import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
+import { transferBatcherFor } from "../runtime/transfer-batcher.js";
+import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 
 /** What the blob at an entry's name says, for the incremental comparison. */
 interface ExistingBlob {

@@ -17,11 +17,11 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
-import { followJob } from "./job-follower.js";
-import { newJobId } from "./job-id.js";
-import { LocalLog } from "./local-log.js";
-import { checkScanRoot, safeUser } from "./scan-job.js";
+import { errorToJson } from "../format.js";
+import { followJob } from "../job-follower.js";
+import { newJobId } from "../job-id.js";
+import { LocalLog } from "../local-log.js";
+import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 
 export interface VerifyJobOptions {
   nc: NatsConnection;

@@ -19,11 +19,11 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { HsmEmulation, getXattr } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import { archiveLocationXattr, parseArchiveLocation } from "./import-target.js";
+import { archiveLocationXattr, parseArchiveLocation } from "../import/import-target.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
-import { itemErrorOf } from "./publisher.js";
-import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
+import { itemErrorOf } from "../runtime/publisher.js";
+import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
+import type { TransferContext } from "../runtime/transfer-batch.js";
 
 /** Where the data of `abs` is: the recorded archive location, else --fs-root + --container. */
 const locate = async (

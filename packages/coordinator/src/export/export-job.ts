@@ -18,14 +18,14 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
-import { exportJobSpan } from "./job-spans.js";
-import { followJob, jobErrors } from "./job-follower.js";
-import { writeJobLogs } from "./job-logs.js";
-import { claimRoot } from "./root-claim.js";
-import { newJobId } from "./job-id.js";
-import { LocalLog } from "./local-log.js";
-import { checkScanRoot, safeUser } from "./scan-job.js";
+import { errorToJson } from "../format.js";
+import { exportJobSpan } from "../job-spans.js";
+import { followJob, jobErrors } from "../job-follower.js";
+import { writeJobLogs } from "../job-logs.js";
+import { claimRoot } from "../root-claim.js";
+import { newJobId } from "../job-id.js";
+import { LocalLog } from "../local-log.js";
+import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 
 export interface ExportJobOptions {
   /**

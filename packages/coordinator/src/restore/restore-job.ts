@@ -24,12 +24,12 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
-import { followJob, jobErrors } from "./job-follower.js";
-import { newJobId } from "./job-id.js";
-import { LocalLog } from "./local-log.js";
-import { claimRoot } from "./root-claim.js";
-import { checkScanRoot, safeUser } from "./scan-job.js";
+import { errorToJson } from "../format.js";
+import { followJob, jobErrors } from "../job-follower.js";
+import { newJobId } from "../job-id.js";
+import { LocalLog } from "../local-log.js";
+import { claimRoot } from "../root-claim.js";
+import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 
 export const RESTORE_DEFAULTS = {
   /** Files being restored at once across the whole fleet (AMLFS's guidance: 1,000–5,000). */

@@ -13,9 +13,9 @@ import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import type { ImportTarget } from "./import-target.js";
-import { itemErrorOf } from "./publisher.js";
-import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
+import { itemErrorOf } from "../runtime/publisher.js";
+import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
+import type { TransferContext } from "../runtime/transfer-batch.js";
 
 export const handleImportDownload = async (
   ctx: TransferContext,

@@ -24,10 +24,10 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
-import { chunkLabel, publishChunkResult } from "./chunk-result.js";
-import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
-import { loadBlob } from "./transfer-batch.js";
-import type { TransferContext } from "./transfer-batch.js";
+import { chunkLabel, publishChunkResult } from "../runtime/chunk-result.js";
+import { chunkSpanAttributes, startChunkStep } from "../runtime/chunk-spans.js";
+import { loadBlob } from "../runtime/transfer-batch.js";
+import type { TransferContext } from "../runtime/transfer-batch.js";
 
 /** Export files larger than this are chunked unless the job says otherwise. */
 export { DEFAULT_CHUNK_SIZE_BYTES as DEFAULT_EXPORT_CHUNK_SIZE } from "@hsmfleet/protocol";

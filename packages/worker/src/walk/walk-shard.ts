@@ -30,8 +30,8 @@ import type {
   WalkShard,
 } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
-import type { ResolvedWorkerOptions } from "./options.js";
-import { ERRORS_PER_MESSAGE, Publisher } from "./publisher.js";
+import type { ResolvedWorkerOptions } from "../options.js";
+import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
 
 export interface WalkContext {
   js: JetStreamClient;

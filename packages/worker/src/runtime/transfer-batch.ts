@@ -17,7 +17,7 @@ import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "
 import type { ItemError, ItemResult, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { withAttempts } from "./attempts.js";
-import type { ResolvedWorkerOptions } from "./options.js";
+import type { ResolvedWorkerOptions } from "../options.js";
 
 export interface TransferContext {
   js: JetStreamClient;

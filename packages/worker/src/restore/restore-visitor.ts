@@ -5,9 +5,9 @@ import {
   emptyScanCounters,
   subjects,
 } from "@hsmfleet/protocol";
-import { countEntry, toFileEntry } from "./scan-visitor.js";
-import { TransferBatcher } from "./transfer-batcher.js";
-import type { ShardScope, ShardVisitor } from "./walk-shard.js";
+import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
+import { TransferBatcher } from "../runtime/transfer-batcher.js";
+import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 
 /** Files per restore work item unless the job says otherwise. */
 export const DEFAULT_RESTORE_BATCH = 50;
