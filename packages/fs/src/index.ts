@@ -16,19 +16,16 @@ export {
   ARCHIVED_FLAGS,
 } from "./hsm-emulation.js";
 export type { HsmEmulationOptions } from "./hsm-emulation.js";
-export {
-  HsmEmulationBackend,
-  HSM_BACKEND_KINDS,
-  dataVersion,
-  openHsmBackend,
-} from "./hsm-emulation-backend.js";
+export { HSM_BACKEND_KINDS } from "./hsm-backend.js";
 export type {
   HsmBackend,
   HsmBackendKind,
   HsmRequestOptions,
   OpenHsmBackendOptions,
   DataSnapshot,
-} from "./hsm-emulation-backend.js";
+} from "./hsm-backend.js";
+export { HsmEmulationBackend, dataVersion } from "./hsm-emulation-backend.js";
+export { openHsmBackend } from "./open-hsm-backend.js";
 export { LustreHsmBackend, LUSTRE_DEFAULTS, parseHsmStateLine } from "./lustre-backend.js";
 export type { LustreHsmBackendOptions } from "./lustre-backend.js";
 export {

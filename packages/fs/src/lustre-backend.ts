@@ -33,7 +33,7 @@ import {
 } from "@hsmfleet/core";
 import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 
-import type { HsmBackend, HsmRequestOptions } from "./hsm-emulation-backend.js";
+import type { HsmBackend, HsmRequestOptions } from "./hsm-backend.js";
 import { getXattr } from "./xattr.js";
 
 export interface LustreHsmBackendOptions {
