@@ -7,34 +7,33 @@ export { cancelJob, openJobStore } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
 export { LocalLog } from "./local-log.js";
 export { entryToNdjson } from "./format.js";
-export {
-  runExportJob,
-  buildExportSummary,
-  formatExportSummary,
-  EXPORT_DEFAULTS,
-} from "./export/export-job.js";
-export type { ExportJobOptions, ExportProgress, ExportSummary } from "./export/export-job.js";
-export { followJob, jobErrors, COORDINATOR_STALE_MS } from "./job-follower.js";
+export { runExportJob, EXPORT_DEFAULTS } from "./export/export-job.js";
+export type { ExportJobOptions } from "./export/export-job.js";
+export { buildExportSummary, formatExportSummary } from "./export/export-summary.js";
+export type { ExportProgress, ExportSummary } from "./export/export-summary.js";
+export { followJob, COORDINATOR_STALE_MS } from "./job-follower.js";
+export { jobErrors } from "./job-errors.js";
 export type { FollowOptions } from "./job-follower.js";
+export { buildImportSummary, formatImportSummary } from "./import/import-summary.js";
+export type { ImportProgress, ImportSummary } from "./import/import-summary.js";
 export {
   runImportJob,
-  buildImportSummary,
-  formatImportSummary,
   normalizeImportPrefixes,
   IMPORT_DEFAULTS,
   IMPORT_MODES,
   CONFLICT_MODES,
 } from "./import/import-job.js";
-export type { ImportJobOptions, ImportProgress, ImportSummary } from "./import/import-job.js";
-export {
-  runRestoreJob,
-  buildRestoreSummary,
-  formatRestoreSummary,
-  RESTORE_DEFAULTS,
-} from "./restore/restore-job.js";
-export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./restore/restore-job.js";
+export type { ImportJobOptions } from "./import/import-job.js";
+export { runRestoreJob, RESTORE_DEFAULTS } from "./restore/restore-job.js";
+export type { RestoreJobOptions } from "./restore/restore-job.js";
+export { buildRestoreSummary, formatRestoreSummary } from "./restore/restore-summary.js";
+export type { RestoreProgress, RestoreSummary } from "./restore/restore-summary.js";
 export { claimRoot } from "./root-claim.js";
-export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm/hsm-job.js";
-export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm/hsm-job.js";
-export { runVerifyJob, formatVerifySummary } from "./verify/verify-job.js";
-export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify/verify-job.js";
+export { runHsmJob, HSM_JOB_DEFAULTS } from "./hsm/hsm-job.js";
+export type { HsmJobOptions } from "./hsm/hsm-job.js";
+export { formatHsmSummary } from "./hsm/hsm-summary.js";
+export type { HsmJobProgress, HsmJobSummary } from "./hsm/hsm-summary.js";
+export { runVerifyJob } from "./verify/verify-job.js";
+export type { VerifyJobOptions } from "./verify/verify-job.js";
+export { formatVerifySummary } from "./verify/verify-summary.js";
+export type { VerifyProgress, VerifySummary } from "./verify/verify-summary.js";

@@ -28,6 +28,7 @@ import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
 import { observeJobProgress } from "./job-gauges.js";
+import { jobErrors } from "./job-errors.js";
 import { openResultsConsumer } from "./results-consumer.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
@@ -50,10 +51,6 @@ export interface FollowOptions {
   logger?: Logger | undefined;
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
 }
-
-/** Errors of a job: walk errors plus those of its transfers, imports and restores. */
-export const jobErrors = (s: JobStatus): number =>
-  s.scan.errors + s.export.errors + s.import.totalErrors + s.restore.errors;
 
 /** A results pull waits this long; heartbeats come at half of it; 15 s of silence re-opens it. */
 const RESULTS_PULL_EXPIRES_MS = 10_000;

@@ -1,6 +1,6 @@
 import { withJobSpan } from "@hsmfleet/telemetry";
-import type { ExportSummary } from "./export/export-job.js";
-import type { HsmJobSummary } from "./hsm/hsm-job.js";
+import type { ExportSummary } from "./export/export-summary.js";
+import type { HsmJobSummary } from "./hsm/hsm-summary.js";
 import type { ScanSummary } from "./scan/scan-summary.js";
 
 /** An export as one trace (its context bound to `options`: the root publish passes it on): "export job" → "export transfer" → every walk shard and transfer batch. */

@@ -4,11 +4,10 @@ import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
+import { UsageError, normalizePrefix } from "@hsmfleet/core";
 import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
-  jobStateName,
   encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
@@ -18,9 +17,11 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "../format.js";
 import { exportJobSpan } from "../job-spans.js";
-import { followJob, jobErrors } from "../job-follower.js";
+import { followJob } from "../job-follower.js";
+import { jobErrors } from "../job-errors.js";
+import { buildExportSummary } from "./export-summary.js";
+import type { ExportProgress, ExportSummary } from "./export-summary.js";
 import { writeJobLogs } from "../job-logs.js";
 import { claimRoot } from "../root-claim.js";
 import { newJobId } from "../job-id.js";
@@ -73,78 +74,6 @@ export const EXPORT_DEFAULTS = {
   batchMaxBytes: 256 * 1024 * 1024,
   chunkSizeBytes: DEFAULT_CHUNK_SIZE_BYTES,
 } as const;
-
-export interface ExportProgress {
-  jobId: string;
-  filesDone: number;
-  filesQueued: number;
-  filesFound: number;
-  bytesDone: number;
-  bytesQueued: number;
-  skipped: number;
-  errors: number;
-  workers: number;
-  elapsedMs: number;
-  bytesPerSecond: number;
-  /** Seconds left at the current rate for what is queued so far (the walk may still add more). */
-  etaSeconds: number | undefined;
-}
-
-export interface ExportSummary {
-  jobId: string;
-  root: string;
-  container: string;
-  prefix: string;
-  state: string;
-  reason: string;
-  /** True when this run picked up a job whose coordinator had died. */
-  resumed: boolean;
-  filesExported: number;
-  directoriesExported: number;
-  symlinksExported: number;
-  bytes: number;
-  /** Unchanged since the last export. */
-  skipped: number;
-  /** Devices, FIFOs and sockets: Blob cannot hold them. */
-  unsupported: number;
-  errors: number;
-  filesFound: number;
-  bytesFound: number;
-  elapsedSeconds: number;
-  bytesPerSecond: number;
-  errorSamples: Array<{ path: string; operation: string; code: string; message: string }>;
-  logContainer: string;
-  errorLog: string | null;
-}
-
-export const buildExportSummary = (s: JobStatus, resumed = false): ExportSummary => {
-  const end = s.finishedAtMs || s.updatedAtMs;
-  const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
-  const e = s.export;
-  return {
-    jobId: s.spec.jobId,
-    root: displayPath(s.spec.root),
-    container: s.spec.container,
-    prefix: s.spec.prefix,
-    state: jobStateName(s.state),
-    reason: s.reason,
-    resumed,
-    filesExported: e.filesExported,
-    directoriesExported: e.directoriesExported,
-    symlinksExported: e.symlinksExported,
-    bytes: e.bytesExported,
-    skipped: e.skipped,
-    unsupported: e.unsupported,
-    errors: jobErrors(s),
-    filesFound: e.filesFound,
-    bytesFound: e.bytesFound,
-    elapsedSeconds,
-    bytesPerSecond: elapsedSeconds > 0 ? Math.round(e.bytesExported / elapsedSeconds) : 0,
-    errorSamples: s.errorSamples.map(errorToJson),
-    logContainer: s.spec.logContainer,
-    errorLog: s.errorLog || null,
-  };
-};
 
 const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
   const elapsedMs = Date.now() - s.startedAtMs;
@@ -280,27 +209,4 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   } finally {
     await claim.release();
   }
-};
-
-export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
-  const mib = (v: number) => (v / 1048576).toFixed(1);
-  const lines = [
-    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
-    `  files exported        ${n(s.filesExported)} of ${n(s.filesFound)} found`,
-    `  directories exported  ${n(s.directoriesExported)}`,
-    `  symlinks exported     ${n(s.symlinksExported)}`,
-    `  bytes                 ${n(s.bytes)} (${mib(s.bytes)} MiB, ${mib(s.bytesPerSecond)} MiB/s)`,
-    `  skipped (unchanged)   ${n(s.skipped)}`,
-    `  unsupported           ${n(s.unsupported)}`,
-    `  errors                ${n(s.errors)}`,
-  ];
-  for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
-  if (s.errors > maxErrorsShown)
-    lines.push(`    … all errors in ${s.logContainer}/${s.jobId}/errors.ndjson`);
-  lines.push(
-    `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, ${s.jobId}/errors.ndjson`,
-  );
-  return lines.join("\n");
 };

@@ -4,13 +4,12 @@ import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import { UsageError, errorMessage, normalizePrefix } from "@hsmfleet/core";
 import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   JobState,
   encodeWalkShard,
-  jobStateName,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
@@ -19,8 +18,10 @@ import {
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "../format.js";
-import { followJob, jobErrors } from "../job-follower.js";
+import { followJob } from "../job-follower.js";
+import { jobErrors } from "../job-errors.js";
+import { buildImportSummary } from "./import-summary.js";
+import type { ImportProgress, ImportSummary } from "./import-summary.js";
 import { writeJobLogs } from "../job-logs.js";
 import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
@@ -83,51 +84,6 @@ export interface ImportJobOptions {
   topology?: TopologyOptions | undefined;
 }
 
-export interface ImportProgress {
-  jobId: string;
-  blobsWalked: number;
-  blobsPerSecond: number;
-  imported: number;
-  filesQueued: number;
-  filesDownloaded: number;
-  bytesQueued: number;
-  bytesDownloaded: number;
-  bytesPerSecond: number;
-  etaSeconds: number | undefined;
-  conflicts: number;
-  errors: number;
-  workers: number;
-}
-
-/** Status counters named like AMLFS's importJobs, plus what hsmfleet adds. */
-export interface ImportSummary {
-  jobId: string;
-  target: string;
-  container: string;
-  prefixes: string[];
-  mode: ImportMode;
-  conflictResolutionMode: ConflictMode;
-  state: string;
-  reason: string;
-  resumed: boolean;
-  totalBlobsWalked: number;
-  blobsWalkedPerSecond: number;
-  totalBlobsImported: number;
-  blobsImportedPerSecond: number;
-  importedFiles: number;
-  importedDirectories: number;
-  importedSymlinks: number;
-  preexistingFiles: number;
-  preexistingDirectories: number;
-  preexistingSymlinks: number;
-  totalErrors: number;
-  totalConflicts: number;
-  bytesImported: number;
-  elapsedSeconds: number;
-  errorSamples: Array<{ path: string; operation: string; code: string; message: string }>;
-  logContainer: string;
-}
-
 /**
  * Checks and normalizes import prefixes ("/" and "" = everything). Overlapping prefixes (equal,
  * or one inside the other) are refused: each blob must be imported by exactly one walk.
@@ -149,40 +105,6 @@ export const normalizeImportPrefixes = (given: string[] | undefined): string[] =
     }
   }
   return list;
-};
-
-export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary => {
-  const end = s.finishedAtMs || s.updatedAtMs;
-  const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
-  const c = s.import;
-  const rate = (v: number) => (elapsedSeconds > 0 ? Math.round(v / elapsedSeconds) : 0);
-  return {
-    jobId: s.spec.jobId,
-    target: displayPath(s.spec.root),
-    container: s.spec.container,
-    prefixes: s.spec.import.prefixes.map((p) => `/${p}`),
-    mode: s.spec.import.mode,
-    conflictResolutionMode: s.spec.import.conflict,
-    state: jobStateName(s.state),
-    reason: s.reason,
-    resumed,
-    totalBlobsWalked: c.totalBlobsWalked,
-    blobsWalkedPerSecond: rate(c.totalBlobsWalked),
-    totalBlobsImported: c.totalBlobsImported,
-    blobsImportedPerSecond: rate(c.totalBlobsImported),
-    importedFiles: c.importedFiles,
-    importedDirectories: c.importedDirectories,
-    importedSymlinks: c.importedSymlinks,
-    preexistingFiles: c.preexistingFiles,
-    preexistingDirectories: c.preexistingDirectories,
-    preexistingSymlinks: c.preexistingSymlinks,
-    totalErrors: jobErrors(s),
-    totalConflicts: c.totalConflicts,
-    bytesImported: c.bytesImported,
-    elapsedSeconds,
-    errorSamples: s.errorSamples.map(errorToJson),
-    logContainer: s.spec.logContainer,
-  };
 };
 
 const importProgress = (s: JobStatus, workers: number): ImportProgress => {
@@ -388,23 +310,4 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
   } finally {
     await claim.release();
   }
-};
-
-export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
-  const lines = [
-    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
-    `  blobs walked          ${n(s.totalBlobsWalked)} (${n(s.blobsWalkedPerSecond)}/s)`,
-    `  blobs imported        ${n(s.totalBlobsImported)}: ${n(s.importedFiles)} files, ${n(s.importedDirectories)} directories, ${n(s.importedSymlinks)} symlinks`,
-    `  pre-existing          ${n(s.preexistingFiles)} files, ${n(s.preexistingDirectories)} directories, ${n(s.preexistingSymlinks)} symlinks`,
-    `  bytes imported        ${n(s.bytesImported)}`,
-    `  conflicts             ${n(s.totalConflicts)}`,
-    `  errors                ${n(s.totalErrors)}`,
-  ];
-  for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
-  lines.push(
-    `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, errors.ndjson, conflicts.ndjson`,
-  );
-  return lines.join("\n");
 };

@@ -20,6 +20,7 @@ import type { Logger } from "@hsmfleet/telemetry";
 import { errorToJson } from "../format.js";
 import { followJob } from "../job-follower.js";
 import { newJobId } from "../job-id.js";
+import type { VerifyProgress, VerifySummary } from "./verify-summary.js";
 import { LocalLog } from "../local-log.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 
@@ -42,46 +43,6 @@ export interface VerifyJobOptions {
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
-}
-
-export interface VerifyProgress {
-  jobId: string;
-  filesCompared: number;
-  bytesCompared: number;
-  contentChecked: number;
-  differences: number;
-  elapsedMs: number;
-}
-
-export interface VerifySummary {
-  jobId: string;
-  root: string;
-  container: string;
-  prefix: string;
-  content: boolean;
-  state: string;
-  reason: string;
-  /** True only when the job completed and found no difference and no error. */
-  identical: boolean;
-  /** Entries of the tree compared (files, directories, symlinks). */
-  entries: number;
-  files: number;
-  bytes: number;
-  /** Files whose data was compared (with content) and bytes read for that. */
-  contentChecked: number;
-  contentBytes: number;
-  /** Entries found identical. */
-  identicalEntries: number;
-  /** Differences (operation `verify`) and failures (anything else), each one line of the log. */
-  differences: number;
-  errors: number;
-  /** Differences by code (MissingBlob, SizeDiffers, …). */
-  byCode: Record<string, number>;
-  /** Devices, FIFOs, sockets: Blob holds none; not differences. */
-  unsupported: number;
-  elapsedSeconds: number;
-  samples: Array<{ path: string; operation: string; code: string; message: string }>;
-  errorLog: string | null;
 }
 
 const countLog = async (
@@ -192,33 +153,4 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
   };
   if (options.errorLog === undefined) await rm(errorLogPath, { force: true });
   return summary;
-};
-
-export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
-  const lines: string[] = [];
-  for (const d of s.samples.slice(0, maxShown)) lines.push(`${d.code}: ${d.message}`);
-  if (s.differences + s.errors > Math.min(maxShown, s.samples.length)) {
-    lines.push(
-      `… ${n(s.differences + s.errors - Math.min(maxShown, s.samples.length))} more${s.errorLog ? ` in ${s.errorLog}` : " (use --differences FILE for all)"}`,
-    );
-  }
-  lines.push(
-    `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
-    `  entries compared      ${n(s.entries)} (${n(s.files)} files, ${n(s.bytes)} bytes)`,
-    `  identical             ${n(s.identicalEntries)}`,
-    ...(s.content
-      ? [`  content checked       ${n(s.contentChecked)} files, ${n(s.contentBytes)} bytes`]
-      : []),
-    `  differences           ${n(s.differences)}${
-      Object.keys(s.byCode).length > 0
-        ? ` (${Object.entries(s.byCode)
-            .map(([k, v]) => `${k} ${v}`)
-            .join(", ")})`
-        : ""
-    }`,
-    `  errors                ${n(s.errors)}`,
-  );
-  if (s.unsupported > 0) lines.push(`  unsupported (skipped) ${n(s.unsupported)}`);
-  return lines.join("\n");
 };

@@ -1,0 +1,41 @@
+import type { HsmRequestName } from "@hsmfleet/core";
+import type { HsmProgress } from "@hsmfleet/protocol";
+
+export interface HsmJobProgress {
+  jobId: string;
+  dispatched: number;
+  completed: number;
+  failed: number;
+  /** Latest progress of long actions in flight, by FID. */
+  inFlight: HsmProgress[];
+  elapsedMs: number;
+}
+
+export interface HsmJobSummary {
+  jobId: string;
+  request: HsmRequestName;
+  state: "succeeded" | "failed" | "cancelled";
+  items: number;
+  done: number;
+  skipped: number;
+  failed: number;
+  cancelled: number;
+  bytes: number;
+  lists: number;
+  elapsedMs: number;
+  /** The first failures (at most 100). */
+  errors: { path: string; error: string }[];
+}
+
+export const formatHsmSummary = (s: HsmJobSummary): string => {
+  const secs = s.elapsedMs / 1000;
+  const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
+  const lines = [
+    `hsm ${s.request} ${s.jobId}: ${s.state}`,
+    `  items ${s.items} in ${s.lists} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
+    `  ${secs.toFixed(1)} s, ${rate} items/s${s.bytes > 0 ? `, ${s.bytes} bytes moved` : ""}`,
+  ];
+  for (const e of s.errors.slice(0, 10)) lines.push(`  error: ${e.error}`);
+  if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);
+  return lines.join("\n");
+};
