@@ -37,3 +37,5 @@ export { runVerifyJob } from "./verify/verify-job.js";
 export type { VerifyJobOptions } from "./verify/verify-job.js";
 export { formatVerifySummary } from "./verify/verify-summary.js";
 export type { VerifyProgress, VerifySummary } from "./verify/verify-summary.js";
+export { JOB_REPORTS, jobReport } from "./job-reports.js";
+export type { JobReport, JobRowCounters } from "./job-report.js";

@@ -1,4 +1,5 @@
-import { JobKind, JobState, jobStateName } from "@hsmfleet/protocol";
+import { jobReport } from "@hsmfleet/coordinator/reports";
+import { JobState, jobStateName } from "@hsmfleet/protocol";
 import type { JobStatus, WorkerHeartbeat } from "@hsmfleet/protocol";
 
 /** The ceiling a fleet is measured against: ~7.5 GiB/s, an AMLFS/Blob account's practical limit. */
@@ -202,34 +203,34 @@ export class ThroughputTracker {
   }
 
   #jobView(j: JobStatus): JobView {
-    const exporting = j.spec.kind === JobKind.Export;
-    const done = bytesDone(j);
-    const found = exporting ? j.export.bytesFound : j.scan.bytes;
+    // What the job moved or found, in its kind's own counters (coordinator job-reports.ts).
+    const row = jobReport(j.spec.kind).row(j);
+    const done = row.bytesDone;
+    const found = row.bytesFound;
     const live = j.state === JobState.Running;
     const rate = live ? (this.#jobRates.get(j.spec.jobId)?.perSecond ?? 0) : 0;
     const walking = live && j.published > j.completed;
     let progress: number | null = null;
     if (!live && j.finishedAtMs > 0) progress = 1;
-    else if (exporting && found > 0) progress = Math.min(1, done / found);
+    else if (row.progressByBytes && found > 0) progress = Math.min(1, done / found);
     else if (j.published > 0) progress = j.completed / j.published;
     return {
       jobId: j.spec.jobId,
-      kind: exporting ? "export" : j.spec.kind === JobKind.Scan ? "scan" : "job",
+      kind: row.kind,
       state: jobStateName(j.state),
       bytesDone: done,
       bytesFound: found,
-      filesDone: exporting ? j.export.filesExported : j.scan.files,
-      filesFound: exporting ? j.export.filesFound : j.scan.files,
-      errors: j.scan.errors + j.export.errors,
+      filesDone: row.filesDone,
+      filesFound: row.filesFound,
+      errors: row.errors,
       itemsPublished: j.published,
       itemsCompleted: j.completed,
       walking,
       progress,
       bytesPerSecond: rate,
-      etaSeconds: exporting && rate > 0 && found > done ? (found - done) / rate : null,
+      etaSeconds: row.progressByBytes && rate > 0 && found > done ? (found - done) / rate : null,
     };
   }
 }
 
-const bytesDone = (j: JobStatus): number =>
-  j.spec.kind === JobKind.Export ? j.export.bytesExported : j.scan.bytes;
+const bytesDone = (j: JobStatus): number => jobReport(j.spec.kind).row(j).bytesDone;

@@ -1,28 +1,21 @@
 import type { JobStatus } from "@hsmfleet/protocol";
 import { displayPath } from "@hsmfleet/core";
-import {
-  buildImportSummary,
-  buildRestoreSummary,
-  formatImportSummary,
-  formatRestoreSummary,
-  FleetWatch,
-  buildExportSummary,
-  buildScanSummary,
-  cancelJob,
-  formatExportSummary,
-  formatScanSummary,
-} from "@hsmfleet/coordinator";
-import { JobKind, formatBytes, jobStateName } from "@hsmfleet/protocol";
-import { intArg, kindName } from "./context.js";
+import { FleetWatch, cancelJob, jobReport } from "@hsmfleet/coordinator";
+import { formatBytes, jobStateName } from "@hsmfleet/protocol";
+import { intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
 const describeJob = (s: JobStatus): string => {
-  const c = s.scan;
-  const entries = c.files + c.directories + c.symlinks + c.other;
-  // Exports show what they moved; scans what they saw.
-  const bytes = s.spec.kind === JobKind.Export ? s.export.bytesExported : c.bytes;
+  const report = jobReport(s.spec.kind);
+  const { entries, bytes } = report.counts(s);
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
-  return `${s.spec.jobId.padEnd(30)} ${kindName(s.spec.kind).padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+  return `${s.spec.jobId.padEnd(30)} ${report.name.padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+};
+
+/** One element of `hsmfleet jobs --json`. */
+const listed = (s: JobStatus): object => {
+  const report = jobReport(s.spec.kind);
+  return { ...report.listing(s), kind: report.name };
 };
 
 /** `hsmfleet jobs|status|cancel|workers`: looking at and steering jobs and the fleet. */
@@ -36,9 +29,7 @@ export const registerAdminCommands = (ctx: CliContext): void => {
       await withStore(async (store) => {
         const jobs = await store.list();
         if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify(jobs.map((s) => ({ ...buildScanSummary(s), kind: kindName(s.spec.kind) })))}\n`,
-          );
+          process.stdout.write(`${JSON.stringify(jobs.map(listed))}\n`);
         } else if (jobs.length === 0) {
           process.stdout.write("no jobs\n");
         } else {
@@ -59,37 +50,13 @@ export const registerAdminCommands = (ctx: CliContext): void => {
       await withStore(async (store) => {
         const status = await store.require(jobId);
         const outstanding = status.published - status.completed;
-        const show = (kind: string, summary: object, text: string) =>
-          process.stdout.write(
-            opts.json ? `${JSON.stringify({ ...summary, kind, outstanding })}\n` : `${text}\n`,
-          );
-        if (status.spec.kind === JobKind.Export) {
-          const summary = buildExportSummary(status);
-          show("export", summary, formatExportSummary(summary));
-          return;
-        }
-        if (status.spec.kind === JobKind.Import) {
-          const summary = buildImportSummary(status);
-          show("import", summary, formatImportSummary(summary));
-          return;
-        }
-        if (status.spec.kind === JobKind.Restore) {
-          const summary = buildRestoreSummary(status);
-          show("restore", summary, formatRestoreSummary(summary));
-          return;
-        }
-        const summary = buildScanSummary(status);
-        if (opts.json) {
-          process.stdout.write(
-            `${JSON.stringify({ ...summary, kind: kindName(status.spec.kind), outstanding: status.published - status.completed })}\n`,
-          );
-        } else {
-          process.stdout.write(`${formatScanSummary(summary)}\n`);
-          if (status.state === 2)
-            process.stdout.write(
-              `  ${(status.published - status.completed).toLocaleString("en-US")} directories queued\n`,
-            );
-        }
+        // Each kind shows its own counters (see the coordinator's job-reports.ts).
+        const report = jobReport(status.spec.kind);
+        process.stdout.write(
+          opts.json
+            ? `${JSON.stringify({ ...report.summary(status), kind: report.name, outstanding })}\n`
+            : `${report.text(status)}\n`,
+        );
       });
     });
 

@@ -1,0 +1,23 @@
+import { JobKind } from "@hsmfleet/protocol";
+import type { JobReport } from "./job-report.js";
+import { exportReport } from "./export/export-report.js";
+import { importReport } from "./import/import-report.js";
+import { restoreReport } from "./restore/restore-report.js";
+import { scanReport, scanReportAs } from "./scan/scan-report.js";
+
+/** Every job kind's report: a new kind adds its line here (the type requires one per kind). */
+export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
+  [JobKind.Scan]: scanReport,
+  [JobKind.Export]: exportReport,
+  [JobKind.Import]: importReport,
+  [JobKind.Restore]: restoreReport,
+  [JobKind.Hsm]: scanReportAs(JobKind.Hsm, "hsm"),
+  [JobKind.Verify]: scanReportAs(JobKind.Verify, "verify"),
+};
+
+/** A job of a kind this version does not know (written by a newer one): its walk counters. */
+const unknownKind = (kind: JobKind): JobReport => scanReportAs(kind, "job");
+
+/** The report of a job's kind. */
+export const jobReport = (kind: JobKind): JobReport =>
+  (JOB_REPORTS as Partial<Record<number, JobReport>>)[kind] ?? unknownKind(kind);
