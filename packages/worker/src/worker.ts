@@ -1,76 +1,39 @@
 import { setMaxListeners } from "node:events";
-import type { BlobContainer } from "@hsmfleet/blob";
 import { MemoryBudget, RequestConcurrency } from "@hsmfleet/blob/targets";
-import type { RequestPacing } from "@hsmfleet/blob/targets";
-import type { BlobServiceClient } from "@azure/storage-blob";
 import {
   ChunkTracker,
   JobStore,
   ensureTopology,
-  headerReader,
   jetstream,
   retryingPublishes,
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
-import { handleExportChunk } from "./export/export-chunk.js";
-import { handleImportChunk } from "./import/import-chunk.js";
-import { ImportTarget } from "./import/import-target.js";
-import { handleImportShard } from "./import/import-shard.js";
-import { handleImportDownload } from "./import/import-download.js";
-import { handleRestoreBatch } from "./restore/restore-batch.js";
-import { handleLustreRestore } from "./restore/restore-lustre.js";
-import { restoreVisitor } from "./restore/restore-visitor.js";
-import type {
-  JetStreamClient,
-  JsMsg,
-  Redelivery,
-  TopologyOptions,
-  WorkConsumerOptions,
-} from "@hsmfleet/bus";
-import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
-import {
-  JobKind,
-  TRANSFER_CONSUMER,
-  CHUNK_CONSUMER,
-  WALK_CONSUMER,
-  WORK_STREAM,
-  decodeChunk,
-  decodeTransferBatch,
-  decodeWalkShard,
-  restoreConsumer,
-} from "@hsmfleet/protocol";
-import type { JobStatus } from "@hsmfleet/protocol";
-import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
-import { exportVisitor } from "./export/export-visitor.js";
-import { HsmActionRunner } from "./hsm/hsm-action.js";
-import { startHeartbeat } from "./runtime/heartbeat.js";
-import { JobCache, isLive } from "./runtime/job-cache.js";
-import { JobLimiters } from "./runtime/job-limits.js";
-import { LiveWorkers } from "./runtime/live-workers.js";
+import type { JetStreamClient, JsMsg, Redelivery, TopologyOptions } from "@hsmfleet/bus";
+import { displayPath, errorMessage } from "@hsmfleet/core";
+import { TRANSFER_CONSUMER, WALK_CONSUMER, CHUNK_CONSUMER, WORK_STREAM } from "@hsmfleet/protocol";
+import type { JobKind } from "@hsmfleet/protocol";
+import { observeWorker } from "@hsmfleet/telemetry";
+import { WORKER_JOB_KINDS } from "./job-kinds.js";
 import { resolveWorkerOptions } from "./options.js";
 import type { ResolvedWorkerOptions, WorkerOptions } from "./options.js";
-import { scanVisitor } from "./walk/scan-visitor.js";
-import { handleTransferBatch } from "./runtime/transfer-batch.js";
+import { BlobContainers } from "./runtime/containers.js";
+import { startHeartbeat } from "./runtime/heartbeat.js";
+import { JobCache } from "./runtime/job-cache.js";
+import type { ConsumerLimits, KindContext, KindHandlers } from "./runtime/job-kind.js";
+import { JobLimiters } from "./runtime/job-limits.js";
+import { LiveWorkers } from "./runtime/live-workers.js";
+import { runWorkItem } from "./runtime/run-item.js";
 import type { TransferContext } from "./runtime/transfer-batch.js";
-import { handleVerifyBatch } from "./verify/verify-batch.js";
-import { verifyVisitor } from "./verify/verify-visitor.js";
-import { handleWalkShard, reportFailedItem } from "./walk/walk-shard.js";
 import { logHandedBack, logRedelivery } from "./runtime/work-item-log.js";
 import type { WorkItemKind } from "./runtime/work-item-log.js";
-import type { VisitorFactory, WalkContext } from "./walk/walk-shard.js";
+import type { WorkerStats } from "./runtime/worker-stats.js";
+import type { WalkContext } from "./walk/walk-shard.js";
+import { WORK_CONSUMERS } from "./work-consumers.js";
+
+export type { WorkerStats } from "./runtime/worker-stats.js";
 
 const VERSION = "0.1.0";
-
-export interface WorkerStats {
-  itemsInFlight: number;
-  itemsDone: number;
-  itemsFailed: number;
-  entriesRead: number;
-  bytesMoved: number;
-  /** Entries tried again after a retryable failure (item level; request retries are in blobRetryStats). */
-  entryRetries: number;
-}
 
 /** A job's share of its fleet-wide limits on this worker, and what it has spent (tests, logs). */
 export interface WorkerJobLimits {
@@ -79,11 +42,6 @@ export interface WorkerJobLimits {
   bytesPerSec: number;
   requestsTaken: number;
   bytesTaken: number;
-}
-
-interface ConsumerLimits {
-  ackWaitMs: number;
-  maxDeliver: number;
 }
 
 /**
@@ -95,14 +53,16 @@ interface ConsumerLimits {
  *   const done = worker.run();
  *   ...
  *   await worker.shutdown();
+ *
+ * What each job kind does lives in its folder (walk/, export/, import/, restore/, verify/, hsm/)
+ * and is listed in job-kinds.ts; the consumers every kind shares are in work-consumers.ts.
  */
 export class Worker {
   readonly options: ResolvedWorkerOptions;
   readonly #js: JetStreamClient;
   readonly #jobs: JobCache;
-  readonly #walk: ConsumerLimits;
-  readonly #transfer: ConsumerLimits;
-  readonly #chunk: ConsumerLimits;
+  /** Settings of the shared consumers, by consumer name. */
+  readonly #limits: ReadonlyMap<string, ConsumerLimits>;
   readonly #chunks: ChunkTracker;
   /** Stops pulling new items (shutdown step 1). */
   readonly #pullAbort = new AbortController();
@@ -121,19 +81,14 @@ export class Worker {
   /** Request slots shared by all transfers of this worker, and their controller. */
   readonly #requests: RequestConcurrency;
   readonly #limiters = new JobLimiters(1);
-  readonly #containers = new Map<string, BlobContainer>();
-  /** Import targets by job id (each keeps a cache of verified directories). */
-  readonly #targets = new Map<string, Promise<ImportTarget>>();
+  readonly #containers: BlobContainers;
   readonly #jobStore: JobStore;
-  #blobService: BlobServiceClient | undefined;
   #running: Promise<void> | undefined;
 
   private constructor(
     options: ResolvedWorkerOptions,
     store: JobStore,
-    walk: ConsumerLimits,
-    transfer: ConsumerLimits,
-    chunk: ConsumerLimits,
+    limits: ReadonlyMap<string, ConsumerLimits>,
     chunks: ChunkTracker,
   ) {
     this.options = options;
@@ -149,9 +104,7 @@ export class Worker {
     });
     this.#jobs = new JobCache(store);
     this.#jobStore = store;
-    this.#walk = walk;
-    this.#transfer = transfer;
-    this.#chunk = chunk;
+    this.#limits = limits;
     this.#chunks = chunks;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
     this.#requests = new RequestConcurrency({
@@ -160,6 +113,7 @@ export class Worker {
       onChange: (limit, reason) =>
         options.logger?.debug({ requestConcurrency: limit, reason }, "request concurrency"),
     });
+    this.#containers = new BlobContainers(options, this.#requests, this.#limiters);
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);
   }
@@ -170,23 +124,17 @@ export class Worker {
     const resolved = resolveWorkerOptions(options);
     const { jsm, jobs, chunks, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumers' settings are the truth (another process may have created them with other values).
-    const limits = async (name: string): Promise<ConsumerLimits> => {
+    const limits = new Map<string, ConsumerLimits>();
+    for (const { consumer: name } of WORK_CONSUMERS) {
       const info = await withJetStreamRetry(`read the consumer ${name} on ${WORK_STREAM}`, () =>
         jsm.consumers.info(WORK_STREAM, name),
       );
-      return {
+      limits.set(name, {
         ackWaitMs: info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs,
         maxDeliver: info.config.max_deliver ?? topology.maxDeliver,
-      };
-    };
-    return new Worker(
-      resolved,
-      new JobStore(jobs),
-      await limits(WALK_CONSUMER),
-      await limits(TRANSFER_CONSUMER),
-      await limits(CHUNK_CONSUMER),
-      new ChunkTracker(chunks),
-    );
+      });
+    }
+    return new Worker(resolved, new JobStore(jobs), limits, new ChunkTracker(chunks));
   }
 
   get stats(): Readonly<WorkerStats> {
@@ -225,6 +173,11 @@ export class Worker {
   run(): Promise<void> {
     this.#running ??= this.#run();
     return this.#running;
+  }
+
+  /** A shared consumer's settings (read from the server in create()). */
+  #limitsOf(consumer: string): ConsumerLimits {
+    return this.#limits.get(consumer)!;
   }
 
   async #run(): Promise<void> {
@@ -267,11 +220,13 @@ export class Worker {
       },
       "worker started",
     );
+    const walkLimits = this.#limitsOf(WALK_CONSUMER);
+    const transferLimits = this.#limitsOf(TRANSFER_CONSUMER);
     const walkCtx: WalkContext = {
       js: this.#js,
       options,
-      maxDeliver: this.#walk.maxDeliver,
-      ackWaitMs: this.#walk.ackWaitMs,
+      maxDeliver: walkLimits.maxDeliver,
+      ackWaitMs: walkLimits.ackWaitMs,
       onEntries: (n) => {
         this.#stats.entriesRead += n;
       },
@@ -280,7 +235,7 @@ export class Worker {
       js: this.#js,
       options,
       budget: this.#budget,
-      maxDeliver: this.#transfer.maxDeliver,
+      maxDeliver: transferLimits.maxDeliver,
       onBytes: (n) => {
         this.#stats.bytesMoved += n;
       },
@@ -299,7 +254,7 @@ export class Worker {
     });
     const chunkCtx: TransferContext = {
       ...transferCtx,
-      maxDeliver: this.#chunk.maxDeliver,
+      maxDeliver: this.#limitsOf(CHUNK_CONSUMER).maxDeliver,
     };
     // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
     const logging = (kind: WorkItemKind, limits: ConsumerLimits) => ({
@@ -309,54 +264,50 @@ export class Worker {
         logRedelivery(options.logger, kind, msg, redelivery, limits),
       onLost: (why: string) => options.logger?.warn({ workerId: options.workerId }, why),
     });
+    const ctx: KindContext = {
+      options,
+      js: this.#js,
+      walk: walkCtx,
+      transfer: transferCtx,
+      chunk: chunkCtx,
+      transferLimits,
+      chunks: this.#chunks,
+      budget: this.#budget,
+      jobs: this.#jobs,
+      jobStore: this.#jobStore,
+      stats: this.#stats,
+      pullSignal: this.#pullAbort.signal,
+      abortSignal: this.#abort.signal,
+      container: (job) => this.#containers.container(job),
+      containerNamed: (name, job) => this.#containers.containerNamed(name, job),
+      runItem: (msg, maxDeliver, jobId, item, work) =>
+        runWorkItem(
+          { js: this.#js, options, jobs: this.#jobs, stats: this.#stats },
+          msg,
+          maxDeliver,
+          jobId,
+          item,
+          work,
+        ),
+      logging,
+    };
+    const kinds = new Map<JobKind, KindHandlers>(
+      WORKER_JOB_KINDS.map((k) => [k.kind, k.start(ctx)]),
+    );
     try {
       await Promise.all([
-        this.#runRestorePullers(transferCtx, logging("transfer", this.#transfer)),
-        runWorkConsumer(options.nc, {
-          stream: WORK_STREAM,
-          consumer: WALK_CONSUMER,
-          concurrency: options.concurrency,
-          signal: this.#pullAbort.signal,
-          handle: (msg) => this.#handleWalk(walkCtx, msg),
-          ...logging("walk", this.#walk),
+        ...WORK_CONSUMERS.map((c) => {
+          const limits = this.#limitsOf(c.consumer);
+          return runWorkConsumer(options.nc, {
+            stream: WORK_STREAM,
+            consumer: c.consumer,
+            concurrency: c.concurrency(options),
+            signal: this.#pullAbort.signal,
+            handle: (msg) => c.handle(msg, ctx, limits.maxDeliver, kinds),
+            ...logging(c.itemKind, limits),
+          });
         }),
-        runWorkConsumer(options.nc, {
-          stream: WORK_STREAM,
-          consumer: CHUNK_CONSUMER,
-          concurrency: options.transferConcurrency,
-          signal: this.#pullAbort.signal,
-          handle: (msg) => this.#handleChunk(chunkCtx, msg),
-          ...logging("chunk", this.#chunk),
-        }),
-        runWorkConsumer(options.nc, {
-          stream: WORK_STREAM,
-          consumer: TRANSFER_CONSUMER,
-          concurrency: options.transferConcurrency,
-          signal: this.#pullAbort.signal,
-          handle: (msg) => this.#handleTransfer(transferCtx, msg),
-          ...logging("transfer", this.#transfer),
-        }),
-        new HsmActionRunner({
-          nc: options.nc,
-          js: this.#js,
-          workerId: options.workerId,
-          job: (jobId) => this.#jobs.get(jobId),
-          isLive,
-          container: (job) => this.#container(job),
-          budget: this.#budget,
-          blockConcurrency: options.blockConcurrency,
-          pullSignal: this.#pullAbort.signal,
-          abortSignal: this.#abort.signal,
-          lfsPath: options.lfsPath,
-          onBytes: (n) => {
-            this.#stats.bytesMoved += n;
-          },
-          onItems: (done, failed) => {
-            this.#stats.itemsDone += done;
-            this.#stats.itemsFailed += failed;
-          },
-          logger: options.logger,
-        }).run(),
+        ...[...kinds.values()].map((k) => k.run?.()),
       ]);
     } finally {
       heartbeat.stop();
@@ -365,295 +316,6 @@ export class Worker {
       unobserve();
       options.logger?.info({ workerId: options.workerId, ...this.#stats }, "worker stopped");
     }
-  }
-
-  /**
-   * Restore jobs have a consumer each (its max_ack_pending is the job's fleet-wide --max-inflight):
-   * pull from it while the job runs. Jobs are found by watching the job records.
-   */
-  async #runRestorePullers(
-    ctx: TransferContext,
-    logging: Pick<WorkConsumerOptions, "onError" | "onRedelivery" | "onLost">,
-  ): Promise<void> {
-    const pullers = new Map<string, { abort: AbortController; done: Promise<void> }>();
-    const consumerLimits = { ...this.#transfer };
-    const start = (job: JobStatus) => {
-      const jobId = job.spec.jobId;
-      if (pullers.has(jobId) || this.#pullAbort.signal.aborted) return;
-      const abort = new AbortController();
-      const signal = AbortSignal.any([abort.signal, this.#pullAbort.signal]);
-      const done = runWorkConsumer(this.options.nc, {
-        stream: WORK_STREAM,
-        consumer: restoreConsumer(jobId),
-        concurrency: this.options.transferConcurrency,
-        signal,
-        handle: (msg) => this.#handleRestore(ctx, consumerLimits.maxDeliver, msg),
-        ...logging,
-      }).catch((err: unknown) => {
-        // The consumer is made before the job record says "running"; a missing one means the job ended.
-        this.options.logger?.debug({ jobId, err: errorMessage(err) }, "restore consumer gone");
-      });
-      pullers.set(jobId, { abort, done });
-    };
-    const stop = (jobId: string) => {
-      const p = pullers.get(jobId);
-      if (!p) return;
-      p.abort.abort();
-      pullers.delete(jobId);
-    };
-    const watcher = await this.#jobStore.watchAll((job) => {
-      if (job.spec.kind !== JobKind.Restore) return;
-      const jobId = job.spec.jobId;
-      if (isLive(job)) start(job);
-      else stop(jobId);
-    }, logging.onLost);
-    await new Promise<void>((resolve) => {
-      if (this.#pullAbort.signal.aborted) resolve();
-      else this.#pullAbort.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-    watcher.stop();
-    await Promise.allSettled([...pullers.values()].map((p) => p.done));
-  }
-
-  #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
-    const batch = decodeTransferBatch(msg.data);
-    const first = batch.entries[0]?.path ?? Buffer.alloc(0);
-    return this.#run1(
-      msg,
-      maxDeliver,
-      batch.jobId,
-      { itemId: batch.batchId, kind: "transfer", path: first },
-      (job) =>
-        job.spec.backend === "lustre"
-          ? handleLustreRestore(ctx, msg, batch, job, this.#abort.signal)
-          : handleRestoreBatch(
-              ctx,
-              msg,
-              batch,
-              job,
-              (name) => this.#containerNamed(name, job),
-              this.#abort.signal,
-            ),
-    );
-  }
-
-  /** The job's container, through this worker's own credentials (the Azure SDK loads on first use). */
-  #container(job: JobStatus): Promise<BlobContainer> {
-    return this.#containerNamed(job.spec.container, job);
-  }
-
-  /**
-   * A container client whose requests take this worker's request slots; a job with fleet-wide
-   * limits gets a client of its own whose requests also pay the job's token buckets.
-   */
-  async #containerNamed(name: string, job: JobStatus): Promise<BlobContainer> {
-    const limiter = this.#limiters.for(job.spec.jobId, job.spec.limits);
-    const key = limiter === undefined ? name : `${name}\n${job.spec.jobId}`;
-    let container = this.#containers.get(key);
-    if (!container) {
-      const { BlobContainer, createBlobServiceClient, DEFAULT_MAX_SOCKETS } =
-        await import("@hsmfleet/blob");
-      if (!this.options.storage) {
-        throw new DependencyError(
-          `worker ${this.options.workerId} has no storage credentials for container ${name} (start it with --storage, AZURE_STORAGE_CONNECTION_STRING, or a managed identity account URL)`,
-        );
-      }
-      const clientOptions = (pacing: RequestPacing) => ({
-        localAddress: this.options.bindAddress,
-        maxRetries: this.options.requestRetries,
-        retryDelayMs: this.options.requestRetryDelayMs,
-        maxSockets: Math.max(DEFAULT_MAX_SOCKETS, this.#requests.max),
-        pacing,
-      });
-      const service =
-        limiter === undefined
-          ? (this.#blobService ??= createBlobServiceClient(
-              this.options.storage,
-              clientOptions({ slots: this.#requests.slots }),
-            ))
-          : createBlobServiceClient(
-              this.options.storage,
-              clientOptions({ slots: this.#requests.slots, limits: limiter.buckets }),
-            );
-      container = new BlobContainer(service.getContainerClient(name));
-      // Clients of finished limited jobs go (the oldest first).
-      if (this.#containers.size >= 64)
-        this.#containers.delete(this.#containers.keys().next().value!);
-      this.#containers.set(key, container);
-    }
-    return container;
-  }
-
-  /** The import target of a job (opened once per job). */
-  #importTarget(job: JobStatus): Promise<ImportTarget> {
-    const id = job.spec.jobId;
-    let target = this.#targets.get(id);
-    if (!target) {
-      target = ImportTarget.open({
-        root: job.spec.root.toString(),
-        mode: job.spec.import.mode,
-        conflict: job.spec.import.conflict,
-        archiveId: job.spec.import.archiveId,
-        backend: job.spec.backend,
-        hsmXattr: job.spec.hsmXattr || "trusted.hsm",
-        lfsPath: this.options.lfsPath,
-        container: job.spec.container,
-      });
-      target.catch(() => this.#targets.delete(id));
-      if (this.#targets.size > 64) this.#targets.delete(this.#targets.keys().next().value!);
-      this.#targets.set(id, target);
-    }
-    return target;
-  }
-
-  /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
-  async #run1(
-    msg: JsMsg,
-    maxDeliver: number,
-    jobId: string,
-    item: { itemId: string; kind: "walk" | "transfer" | "chunk"; path: Buffer },
-    work: (job: JobStatus) => Promise<void>,
-  ): Promise<void> {
-    const traced = startWorkItem(headerReader(msg), {
-      ...item,
-      jobId,
-      workerId: this.options.workerId,
-      attempt: msg.info.deliveryCount,
-      key: msg,
-    });
-    const job = await this.#jobs.get(jobId);
-    if (!isLive(job)) {
-      // Cancelled, finished or unknown job: nothing to do, and nobody to redeliver to.
-      msg.term();
-      traced.end("skipped");
-      return;
-    }
-    this.#stats.itemsInFlight++;
-    try {
-      await traced.run(() => work(job));
-      this.#stats.itemsDone++;
-      traced.end("ok");
-    } catch (err) {
-      traced.end(msg.info.deliveryCount >= maxDeliver ? "failed" : "retry", err);
-      if (msg.info.deliveryCount >= maxDeliver) {
-        this.#stats.itemsFailed++;
-        this.options.logger?.error(
-          {
-            jobId,
-            item: item.itemId,
-            path: displayPath(item.path),
-            err: errorMessage(err),
-            ...traceLogFields(msg),
-          },
-          `${item.kind} item failed on its last attempt`,
-        );
-        await reportFailedItem(
-          { js: this.#js, options: this.options },
-          msg,
-          { jobId, ...item },
-          err,
-        );
-        return;
-      }
-      throw err;
-    } finally {
-      this.#stats.itemsInFlight--;
-    }
-  }
-
-  #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
-    const shard = decodeWalkShard(msg.data);
-    return this.#run1(
-      msg,
-      this.#walk.maxDeliver,
-      shard.jobId,
-      { itemId: shard.shardId, kind: "walk", path: shard.paths[0] ?? Buffer.alloc(0) },
-      async (job) => {
-        if (job.spec.kind === JobKind.Import) {
-          const [container, target] = await Promise.all([
-            this.#container(job),
-            this.#importTarget(job),
-          ]);
-          await handleImportShard(ctx, msg, shard, job, container, target);
-          return;
-        }
-        const visitor: VisitorFactory =
-          job.spec.kind === JobKind.Export
-            ? exportVisitor(await this.#container(job))
-            : job.spec.kind === JobKind.Restore
-              ? restoreVisitor
-              : job.spec.kind === JobKind.Verify
-                ? verifyVisitor(await this.#container(job))
-                : scanVisitor;
-        await handleWalkShard(ctx, msg, shard, job, visitor);
-      },
-    );
-  }
-
-  #handleTransfer(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const batch = decodeTransferBatch(msg.data);
-    const first = batch.entries[0]?.path ?? Buffer.alloc(0);
-    return this.#run1(
-      msg,
-      this.#transfer.maxDeliver,
-      batch.jobId,
-      { itemId: batch.batchId, kind: "transfer", path: first },
-      async (job) => {
-        const container = await this.#container(job);
-        if (job.spec.kind === JobKind.Import) {
-          const target = await this.#importTarget(job);
-          await handleImportDownload(ctx, msg, batch, job, container, target, this.#abort.signal);
-        } else if (job.spec.kind === JobKind.Verify) {
-          await handleVerifyBatch(ctx, msg, batch, job, container, this.#abort.signal);
-        } else {
-          await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
-        }
-      },
-    );
-  }
-
-  #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const chunk = decodeChunk(msg.data);
-    return this.#run1(
-      msg,
-      this.#chunk.maxDeliver,
-      chunk.jobId,
-      { itemId: chunk.chunkId, kind: "chunk", path: chunk.path },
-      async (job) => {
-        if (job.spec.kind === JobKind.Export) {
-          const container = await this.#container(job);
-          await handleExportChunk(
-            ctx,
-            msg,
-            chunk,
-            job,
-            container,
-            this.#chunks,
-            this.#abort.signal,
-          );
-          return;
-        }
-        if (job.spec.kind !== JobKind.Import) {
-          throw new DependencyError(
-            `job ${job.spec.jobId}: chunk items of this job kind are not handled by this worker version`,
-          );
-        }
-        const [container, target] = await Promise.all([
-          this.#container(job),
-          this.#importTarget(job),
-        ]);
-        await handleImportChunk(
-          ctx,
-          msg,
-          chunk,
-          job,
-          container,
-          target,
-          this.#chunks,
-          this.#abort.signal,
-        );
-      },
-    );
   }
 
   /**

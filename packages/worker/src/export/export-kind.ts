@@ -1,0 +1,23 @@
+import { JobKind } from "@hsmfleet/protocol";
+import type { WorkerJobKind } from "../runtime/job-kind.js";
+import { handleTransferBatch } from "../runtime/transfer-batch.js";
+import { handleWalkShard } from "../walk/walk-shard.js";
+import { handleExportChunk } from "./export-chunk.js";
+import { exportVisitor } from "./export-visitor.js";
+
+/** Export: walk shards compared with the blobs, transfer batches uploaded, large files in chunks. */
+export const exportKind: WorkerJobKind = {
+  kind: JobKind.Export,
+  start: (ctx) => ({
+    walk: async (msg, shard, job) =>
+      handleWalkShard(ctx.walk, msg, shard, job, exportVisitor(await ctx.container(job))),
+    transfer: async (msg, batch, job) => {
+      const container = await ctx.container(job);
+      await handleTransferBatch(ctx.transfer, msg, batch, job, container, ctx.abortSignal);
+    },
+    chunk: async (msg, chunk, job) => {
+      const container = await ctx.container(job);
+      await handleExportChunk(ctx.chunk, msg, chunk, job, container, ctx.chunks, ctx.abortSignal);
+    },
+  }),
+};
