@@ -13,11 +13,7 @@
  * archive commits nothing (the staged blocks stay uncommitted) and the file stays not archived.
  */
 import { setMaxListeners } from "node:events";
-import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
 
-import type { BlobContainer } from "@hsmfleet/blob";
-import type { MemoryBudget } from "@hsmfleet/blob/targets";
 import {
   headerReader,
   jetstreamManager,
@@ -25,19 +21,8 @@ import {
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
-import type { JetStreamClient, JsMsg, NatsConnection } from "@hsmfleet/bus";
-import {
-  EntryType,
-  HsmFlag,
-  HsmRefusedError,
-  blobNameForPath,
-  displayPath,
-  errorMessage,
-  metadataForEntry,
-  normalizePrefix,
-  resolveUnderRoot,
-} from "@hsmfleet/core";
-import type { FileEntry, HsmRequestName } from "@hsmfleet/core";
+import type { JsMsg } from "@hsmfleet/bus";
+import { HsmFlag, errorMessage, resolveUnderRoot } from "@hsmfleet/core";
 import { openHsmBackend } from "@hsmfleet/fs";
 import type { HsmBackend, HsmBackendKind, HsmEmulationBackend } from "@hsmfleet/fs";
 import {
@@ -47,44 +32,21 @@ import {
   decodeHsmActionList,
   decodeHsmCancel,
   encodeHsmActionResult,
-  encodeHsmProgress,
   hsmConsumerName,
   subjects,
 } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
-import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
-import type { Logger, TracedStep } from "@hsmfleet/telemetry";
-
-export interface HsmActionContext {
-  nc: NatsConnection;
-  js: JetStreamClient;
-  workerId: string;
-  /** The job record (cached); undefined or not live = the list is dropped. */
-  job: (jobId: string) => Promise<JobStatus | undefined>;
-  isLive: (job: JobStatus | undefined) => job is JobStatus;
-  container: (job: JobStatus) => Promise<BlobContainer>;
-  budget: MemoryBudget;
-  blockConcurrency: number;
-  /** Items of one list carried out at once. Default 32. */
-  itemConcurrency?: number | undefined;
-  /** Stops pulling (shutdown step 1). */
-  pullSignal: AbortSignal;
-  /** Aborts in-flight work (shutdown after the grace period): lists are handed back, not failed. */
-  abortSignal: AbortSignal;
-  /** lfs binary for lustre jobs. Default "lfs". */
-  lfsPath?: string | undefined;
-  onBytes?: ((n: number) => void) | undefined;
-  onItems?: ((done: number, failed: number) => void) | undefined;
-  logger?: Logger | undefined;
-}
-
-const REQUEST_FOR_ACTION: Partial<Record<number, HsmRequestName>> = {
-  [HsmAction.Archive]: "archive",
-  [HsmAction.Release]: "release",
-  [HsmAction.Restore]: "restore",
-  [HsmAction.Remove]: "remove",
-  [HsmAction.Cancel]: "cancel",
-};
+import { annotateSpan, startWorkItem } from "@hsmfleet/telemetry";
+import type { HsmActionContext } from "./hsm-context.js";
+import { HsmCopy } from "./hsm-copy.js";
+import {
+  REQUEST_FOR_ACTION,
+  endItemStep,
+  listActionName,
+  listSpanAttributes,
+  result,
+  startItemStep,
+} from "./hsm-results.js";
 
 /** Cancellations remembered per FID (cookie below which actions are cancelled), bounded. */
 const MAX_CANCELLED = 100_000;
@@ -101,11 +63,12 @@ export class HsmActionRunner {
   readonly #inFlight = new Map<string, { cookie: bigint; abort: AbortController }>();
   readonly #cancelled = new Map<string, bigint>();
   readonly #backends = new Map<string, HsmBackend>();
-  /** Containers this worker made sure exist (archive creates its container on first use). */
-  readonly #ensured = new Map<string, Promise<void>>();
+  /** The data moves of the emulation's copytool (archive, restore). */
+  readonly #copy: HsmCopy;
 
   constructor(ctx: HsmActionContext) {
     this.#ctx = ctx;
+    this.#copy = new HsmCopy(ctx);
     // One listener per partition loop.
     setMaxListeners(0, ctx.pullSignal);
   }
@@ -387,7 +350,7 @@ export class HsmActionRunner {
         }
         case HsmAction.Archive:
           try {
-            return await this.#archive(job, list, item, backend, abs, abort.signal);
+            return await this.#copy.archive(job, list, item, backend, abs, abort.signal);
           } catch (err) {
             // A list redelivered while its first holder was still at it (ack deadline missed on a
             // starved event loop): the other copy's xattr write or completion looks like a change
@@ -400,13 +363,13 @@ export class HsmActionRunner {
             throw err;
           }
         case HsmAction.Restore:
-          return await this.#restore(job, list, item, backend, abs, abort.signal);
+          return await this.#copy.restore(job, list, item, backend, abs, abort.signal);
         case HsmAction.Remove: {
           const flags = (await backend.state(abs))?.flags ?? 0;
           // A released file's only data is the archive copy: refused, with the reason.
           if ((flags & HsmFlag.Released) !== 0) await backend.remove(abs);
           const container = await this.#ctx.container(job);
-          const deleted = await container.deleteBlob(this.#blobName(job, item));
+          const deleted = await container.deleteBlob(this.#copy.blobName(job, item));
           const archived = (flags & (HsmFlag.Archived | HsmFlag.Lost | HsmFlag.Dirty)) !== 0;
           if (archived) await backend.remove(abs);
           return result(item, deleted || archived ? HsmItemStatus.Done : HsmItemStatus.Skipped);
@@ -424,199 +387,4 @@ export class HsmActionRunner {
       if (this.#inFlight.get(item.fid)?.abort === abort) this.#inFlight.delete(item.fid);
     }
   }
-
-  #blobName(job: JobStatus, item: HsmActionItem): string {
-    return blobNameForPath(item.path, normalizePrefix(job.spec.prefix));
-  }
-
-  #progress(list: HsmActionList, item: HsmActionItem, total: number): (n: number) => void {
-    let done = 0;
-    let last = 0;
-    return (n) => {
-      done += n;
-      this.#ctx.onBytes?.(n);
-      const now = Date.now();
-      if (now - last < 1000 && done < total) return;
-      last = now;
-      this.#ctx.nc.publish(
-        subjects.hsmProgress(list.jobId),
-        encodeHsmProgress({
-          jobId: list.jobId,
-          listId: list.listId,
-          fid: item.fid,
-          action: item.action,
-          bytesDone: done,
-          bytesTotal: total,
-          workerId: this.#ctx.workerId,
-        }),
-      );
-    };
-  }
-
-  async #archive(
-    job: JobStatus,
-    list: HsmActionList,
-    item: HsmActionItem,
-    backend: HsmEmulationBackend,
-    abs: Buffer,
-    signal: AbortSignal,
-  ): Promise<HsmItemResult> {
-    const before = await backend.state(abs);
-    const flags = before?.flags ?? 0;
-    // Already archived and clean (a redelivered list, or asked twice): nothing to copy.
-    if ((flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Dirty) === 0) {
-      return result(item, HsmItemStatus.Skipped, "already archived");
-    }
-    const snapshot = await backend.beginArchive(abs);
-    const st = await lstat(abs, { bigint: true });
-    const entry: FileEntry = {
-      path: item.path,
-      type: EntryType.File,
-      size: snapshot.size,
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
-      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
-      mode: Number(st.mode),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      ino: st.ino,
-      nlink: Number(st.nlink),
-    };
-    const container = await this.#ctx.container(job);
-    let ensured = this.#ensured.get(container.name);
-    if (!ensured) {
-      ensured = container.ensureExists();
-      ensured.catch(() => this.#ensured.delete(container.name));
-      this.#ensured.set(container.name, ensured);
-    }
-    await ensured;
-    const { uploadFile } = await import("@hsmfleet/blob");
-    const done = await uploadFile(container, abs, this.#blobName(job, item), {
-      metadata: metadataForEntry(entry),
-      blockSizeBytes: job.spec.blockSize || undefined,
-      concurrency: this.#ctx.blockConcurrency,
-      budget: this.#ctx.budget,
-      abortSignal: signal,
-      onProgress: this.#progress(list, item, snapshot.size),
-      expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
-    });
-    signal.throwIfAborted();
-    await backend.completeArchive(abs, list.archiveId, snapshot);
-    return { ...result(item, HsmItemStatus.Done), bytes: done.bytes };
-  }
-
-  async #restore(
-    job: JobStatus,
-    list: HsmActionList,
-    item: HsmActionItem,
-    backend: HsmEmulationBackend,
-    abs: Buffer,
-    signal: AbortSignal,
-  ): Promise<HsmItemResult> {
-    if (!(await backend.beginRestore(abs)))
-      return result(item, HsmItemStatus.Skipped, "not released");
-    const container = await this.#ctx.container(job);
-    const { downloadBlobToFile } = await import("@hsmfleet/blob");
-    const before = await lstat(abs, { bigint: true });
-    const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW);
-    let bytes: number;
-    try {
-      const done = await downloadBlobToFile(container, this.#blobName(job, item), fh, abs, {
-        budget: this.#ctx.budget,
-        concurrency: this.#ctx.blockConcurrency,
-        abortSignal: signal,
-        onProgress: this.#progress(list, item, Number(before.size)),
-      });
-      bytes = done.bytes;
-      if (BigInt(bytes) !== before.size) {
-        throw new HsmRefusedError(
-          "restore",
-          displayPath(abs),
-          "size mismatch",
-          `restore of ${displayPath(abs)} failed: the archive copy has ${bytes} bytes, the file ${before.size}`,
-        );
-      }
-      // The released file kept its mtime; writing the data back must not look like a user write.
-      await fh.utimes(
-        new Date(Number(before.atimeNs / 1_000_000n)),
-        Number(before.mtimeNs / 1000n) / 1e6,
-      );
-    } finally {
-      await fh.close();
-    }
-    signal.throwIfAborted();
-    await backend.completeRestore(abs);
-    return { ...result(item, HsmItemStatus.Done), bytes };
-  }
 }
-
-const result = (item: HsmActionItem, status: HsmItemStatus, error = ""): HsmItemResult => ({
-  fid: item.fid,
-  cookie: item.cookie,
-  action: item.action,
-  path: item.path,
-  status,
-  error,
-  bytes: 0,
-});
-
-const OUTCOME_OF_STATUS: Partial<Record<number, string>> = {
-  [HsmItemStatus.Done]: "ok",
-  [HsmItemStatus.Skipped]: "skipped",
-  [HsmItemStatus.Cancelled]: "cancelled",
-  [HsmItemStatus.Failed]: "error",
-};
-
-/** The action a list carries ("archive", …; "mixed" for a list of several, as a copytool's can be). */
-const listActionName = (list: HsmActionList): string => {
-  const first = list.items[0]?.action;
-  if (first === undefined) return "empty";
-  if (list.items.some((i) => i.action !== first)) return "mixed";
-  return REQUEST_FOR_ACTION[first] ?? `action-${first}`;
-};
-
-/** The list's span attributes: items by outcome and bytes moved. */
-const listSpanAttributes = (
-  list: HsmActionList,
-  action: string,
-  results: HsmItemResult[],
-): Record<string, string | number> => {
-  const counts = { done: 0, skipped: 0, cancelled: 0, failed: 0 };
-  let bytes = 0;
-  for (const r of results) {
-    bytes += r.bytes;
-    if (r.status === HsmItemStatus.Done) counts.done++;
-    else if (r.status === HsmItemStatus.Skipped) counts.skipped++;
-    else if (r.status === HsmItemStatus.Cancelled) counts.cancelled++;
-    else counts.failed++;
-  }
-  return {
-    "hsmfleet.hsm.action": action,
-    "hsmfleet.hsm.list_id": list.listId,
-    "hsmfleet.hsm.partition": list.partition,
-    "hsmfleet.files": results.length,
-    "hsmfleet.hsm.done": counts.done,
-    "hsmfleet.hsm.skipped": counts.skipped,
-    "hsmfleet.hsm.cancelled": counts.cancelled,
-    "hsmfleet.hsm.failed": counts.failed,
-    "hsmfleet.errors": counts.failed,
-    "hsmfleet.bytes": bytes,
-  };
-};
-
-/** One action on one file ("archive file"), a child of its list's span (see startStep's rule). */
-const startItemStep = (
-  msg: JsMsg,
-  jobId: string,
-  item: Pick<HsmActionItem, "action" | "fid" | "path">,
-): TracedStep =>
-  startStep(msg, `${REQUEST_FOR_ACTION[item.action] ?? "hsm"} file`, {
-    jobId,
-    path: item.path,
-    attributes: { "hsmfleet.hsm.fid": item.fid },
-  });
-
-const endItemStep = (step: TracedStep, r: HsmItemResult): void =>
-  step.end(OUTCOME_OF_STATUS[r.status] ?? "error", {
-    bytes: r.bytes,
-    ...(r.status === HsmItemStatus.Failed ? { err: new Error(r.error) } : {}),
-  });

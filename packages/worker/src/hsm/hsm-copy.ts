@@ -1,0 +1,156 @@
+import { constants } from "node:fs";
+import { lstat, open } from "node:fs/promises";
+import {
+  EntryType,
+  HsmFlag,
+  HsmRefusedError,
+  blobNameForPath,
+  displayPath,
+  metadataForEntry,
+  normalizePrefix,
+} from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import type { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
+import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
+import type { HsmActionContext } from "./hsm-context.js";
+import { result } from "./hsm-results.js";
+
+/**
+ * The emulation backend's copytool data moves: ARCHIVE uploads the file in the export blob format,
+ * RESTORE downloads the blob into the released file, both two-phase around the backend's state
+ * (beginArchive/completeArchive, beginRestore/completeRestore) and reporting progress.
+ */
+export class HsmCopy {
+  readonly #ctx: HsmActionContext;
+  /** Containers this worker made sure exist (archive creates its container on first use). */
+  readonly #ensured = new Map<string, Promise<void>>();
+
+  constructor(ctx: HsmActionContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The blob of an item's file: its path under the job's prefix. */
+  blobName(job: JobStatus, item: HsmActionItem): string {
+    return blobNameForPath(item.path, normalizePrefix(job.spec.prefix));
+  }
+
+  #progress(list: HsmActionList, item: HsmActionItem, total: number): (n: number) => void {
+    let done = 0;
+    let last = 0;
+    return (n) => {
+      done += n;
+      this.#ctx.onBytes?.(n);
+      const now = Date.now();
+      if (now - last < 1000 && done < total) return;
+      last = now;
+      this.#ctx.nc.publish(
+        subjects.hsmProgress(list.jobId),
+        encodeHsmProgress({
+          jobId: list.jobId,
+          listId: list.listId,
+          fid: item.fid,
+          action: item.action,
+          bytesDone: done,
+          bytesTotal: total,
+          workerId: this.#ctx.workerId,
+        }),
+      );
+    };
+  }
+
+  async archive(
+    job: JobStatus,
+    list: HsmActionList,
+    item: HsmActionItem,
+    backend: HsmEmulationBackend,
+    abs: Buffer,
+    signal: AbortSignal,
+  ): Promise<HsmItemResult> {
+    const before = await backend.state(abs);
+    const flags = before?.flags ?? 0;
+    // Already archived and clean (a redelivered list, or asked twice): nothing to copy.
+    if ((flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Dirty) === 0) {
+      return result(item, HsmItemStatus.Skipped, "already archived");
+    }
+    const snapshot = await backend.beginArchive(abs);
+    const st = await lstat(abs, { bigint: true });
+    const entry: FileEntry = {
+      path: item.path,
+      type: EntryType.File,
+      size: snapshot.size,
+      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
+      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
+      mode: Number(st.mode),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      ino: st.ino,
+      nlink: Number(st.nlink),
+    };
+    const container = await this.#ctx.container(job);
+    let ensured = this.#ensured.get(container.name);
+    if (!ensured) {
+      ensured = container.ensureExists();
+      ensured.catch(() => this.#ensured.delete(container.name));
+      this.#ensured.set(container.name, ensured);
+    }
+    await ensured;
+    const { uploadFile } = await import("@hsmfleet/blob");
+    const done = await uploadFile(container, abs, this.blobName(job, item), {
+      metadata: metadataForEntry(entry),
+      blockSizeBytes: job.spec.blockSize || undefined,
+      concurrency: this.#ctx.blockConcurrency,
+      budget: this.#ctx.budget,
+      abortSignal: signal,
+      onProgress: this.#progress(list, item, snapshot.size),
+      expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+    });
+    signal.throwIfAborted();
+    await backend.completeArchive(abs, list.archiveId, snapshot);
+    return { ...result(item, HsmItemStatus.Done), bytes: done.bytes };
+  }
+
+  async restore(
+    job: JobStatus,
+    list: HsmActionList,
+    item: HsmActionItem,
+    backend: HsmEmulationBackend,
+    abs: Buffer,
+    signal: AbortSignal,
+  ): Promise<HsmItemResult> {
+    if (!(await backend.beginRestore(abs)))
+      return result(item, HsmItemStatus.Skipped, "not released");
+    const container = await this.#ctx.container(job);
+    const { downloadBlobToFile } = await import("@hsmfleet/blob");
+    const before = await lstat(abs, { bigint: true });
+    const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW);
+    let bytes: number;
+    try {
+      const done = await downloadBlobToFile(container, this.blobName(job, item), fh, abs, {
+        budget: this.#ctx.budget,
+        concurrency: this.#ctx.blockConcurrency,
+        abortSignal: signal,
+        onProgress: this.#progress(list, item, Number(before.size)),
+      });
+      bytes = done.bytes;
+      if (BigInt(bytes) !== before.size) {
+        throw new HsmRefusedError(
+          "restore",
+          displayPath(abs),
+          "size mismatch",
+          `restore of ${displayPath(abs)} failed: the archive copy has ${bytes} bytes, the file ${before.size}`,
+        );
+      }
+      // The released file kept its mtime; writing the data back must not look like a user write.
+      await fh.utimes(
+        new Date(Number(before.atimeNs / 1_000_000n)),
+        Number(before.mtimeNs / 1000n) / 1e6,
+      );
+    } finally {
+      await fh.close();
+    }
+    signal.throwIfAborted();
+    await backend.completeRestore(abs);
+    return { ...result(item, HsmItemStatus.Done), bytes };
+  }
+}
