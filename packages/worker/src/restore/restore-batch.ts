@@ -19,7 +19,7 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { HsmEmulation, getXattr } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import { archiveLocationXattr, parseArchiveLocation } from "../import/import-target.js";
+import { archiveLocationXattr, parseArchiveLocation } from "../runtime/archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
