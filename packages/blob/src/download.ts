@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { BlobClient, BlobDownloadResponseParsed } from "@azure/storage-blob";
-import { HsmfleetError, displayPath, errorMessage } from "@hsmfleet/core";
+import { displayPath } from "@hsmfleet/core";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
@@ -11,6 +11,8 @@ import {
   type BlobOperation,
   type BlobOperationSubject,
 } from "./errors.js";
+import { BlobChangedError, BlobChecksumError } from "./download-errors.js";
+import { md5OfFile } from "./file-md5.js";
 import { MemoryBudget } from "./memory-budget.js";
 
 const MiB = 1024 * 1024;
@@ -19,9 +21,6 @@ const MiB = 1024 * 1024;
 export const DEFAULT_RANGE_SIZE_BYTES = 8 * MiB;
 /** Ranged GETs in flight per file unless the caller says otherwise. */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 8;
-/** Read size of the MD5 verification pass (less when the memory budget is below it, ≥ 1 MiB). */
-const VERIFY_READ_BYTES = 4 * MiB;
-
 // The BlobOperation union (errors.ts) does not list the download operations yet.
 const GET_RANGE: BlobOperation = "get-blob-range";
 const WRITE: BlobOperation = "write";
@@ -61,85 +60,6 @@ export interface DownloadResult {
   /** The blob had a Content-MD5 and the file's MD5 matched it. */
   md5Verified: boolean;
   etag: string;
-}
-
-/**
- * The blob was replaced (ETag changed) while it was being downloaded; the local bytes may mix
- * versions. Retryable: a new download of the new version can succeed.
- */
-export class BlobChangedError extends HsmfleetError {
-  readonly blobName: string | undefined;
-  readonly container: string | undefined;
-  readonly path: string | undefined;
-  /** The ETag the download started with (or was given). */
-  readonly expectedEtag: string | undefined;
-  /** The ETag seen later, when the service told it (not on a 412). */
-  readonly actualEtag: string | undefined;
-  constructor(
-    where: BlobOperationSubject,
-    expectedEtag: string | undefined,
-    actualEtag: string | undefined,
-    cause?: unknown,
-  ) {
-    const etags =
-      expectedEtag !== undefined && actualEtag !== undefined
-        ? ` (ETag ${expectedEtag} → ${actualEtag})`
-        : expectedEtag !== undefined
-          ? ` (ETag ${expectedEtag} no longer matches)`
-          : "";
-    super(
-      `blob "${where.blobName}" in container "${where.container}" changed while being downloaded` +
-        `${where.path !== undefined ? ` to ${where.path}` : ""}${etags}; ` +
-        "the local copy may mix versions and must be downloaded again",
-      { cause, retryable: true },
-    );
-    this.name = "BlobChangedError";
-    this.blobName = where.blobName;
-    this.container = where.container;
-    this.path = where.path;
-    this.expectedEtag = expectedEtag;
-    this.actualEtag = actualEtag;
-  }
-}
-
-/**
- * The downloaded file's MD5 differs from the blob's Content-MD5. The file was truncated to 0 bytes
- * (`truncated`) so that no corrupt copy is left behind. Retryable: the damage may have been on the
- * way.
- */
-export class BlobChecksumError extends HsmfleetError {
-  readonly blobName: string | undefined;
-  readonly container: string | undefined;
-  readonly path: string | undefined;
-  /** Base64, as Azure shows Content-MD5. */
-  readonly expectedMd5: string;
-  readonly actualMd5: string;
-  /** Whether the local file was truncated to 0 bytes. */
-  readonly truncated: boolean;
-  constructor(
-    where: BlobOperationSubject,
-    expected: Buffer,
-    actual: Buffer,
-    truncateError: unknown,
-  ) {
-    const truncated = truncateError === undefined;
-    super(
-      `download blob "${where.blobName}" in container "${where.container}" → ${where.path}: ` +
-        `MD5 of the written file ${actual.toString("base64")} does not match the blob's ` +
-        `Content-MD5 ${expected.toString("base64")}; ` +
-        (truncated
-          ? "the file was truncated to 0 bytes"
-          : `the file could NOT be truncated (${errorMessage(truncateError)}) and is corrupt`),
-      { retryable: true, cause: truncateError },
-    );
-    this.name = "BlobChecksumError";
-    this.blobName = where.blobName;
-    this.container = where.container;
-    this.path = where.path;
-    this.expectedMd5 = expected.toString("base64");
-    this.actualMd5 = actual.toString("base64");
-    this.truncated = truncated;
-  }
 }
 
 /** 412 of an If-Match (not of a lease condition). */
@@ -353,44 +273,6 @@ export const downloadRange = async (
     await Promise.allSettled(inFlight);
     throw err;
   }
-};
-
-/** MD5 of the file's first `size` bytes, read sequentially in large reads (budgeted buffer). */
-const md5OfFile = async (
-  fh: FileHandle,
-  size: number,
-  where: BlobOperationSubject,
-  budget: MemoryBudget,
-  signal: AbortSignal | undefined,
-): Promise<Buffer> => {
-  const hash = createHash("md5");
-  if (size === 0) return hash.digest();
-  // Large reads, but no larger than a small budget allows (never below 1 MiB).
-  const chunk = Math.min(size, VERIFY_READ_BYTES, Math.max(MiB, budget.limitBytes));
-  try {
-    await budget.acquire(chunk, signal);
-  } catch (err) {
-    throw new BlobOperationError("read", where, signal?.aborted ? abortCause(signal) : err);
-  }
-  try {
-    const buf = Buffer.allocUnsafeSlow(chunk);
-    let position = 0;
-    while (position < size) {
-      if (signal?.aborted) throw new BlobOperationError("read", where, abortCause(signal));
-      let n: number;
-      try {
-        ({ bytesRead: n } = await fh.read(buf, 0, Math.min(chunk, size - position), position));
-      } catch (err) {
-        throw fsFailure("read", where, err);
-      }
-      if (n === 0) break; // shorter than the blob: the digest will not match
-      hash.update(buf.subarray(0, n));
-      position += n;
-    }
-  } finally {
-    budget.release(chunk);
-  }
-  return hash.digest();
 };
 
 /**

@@ -39,12 +39,11 @@ export {
   downloadRange,
   downloadBlobToFile,
   verifyFileMd5,
-  BlobChangedError,
-  BlobChecksumError,
   DEFAULT_RANGE_SIZE_BYTES,
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
 export type { DownloadRangeOptions, DownloadResult } from "./download.js";
+export { BlobChangedError, BlobChecksumError } from "./download-errors.js";
 export {
   createRetryPolicy,
   installRetryPolicy,

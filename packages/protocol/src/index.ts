@@ -13,6 +13,10 @@ export {
   decodeJobStatus,
   encodeWorkerHeartbeat,
   decodeWorkerHeartbeat,
+  encodeChunk,
+  decodeChunk,
+} from "./codecs.js";
+export {
   encodeHsmActionList,
   decodeHsmActionList,
   encodeHsmActionResult,
@@ -21,9 +25,7 @@ export {
   decodeHsmProgress,
   encodeHsmCancel,
   decodeHsmCancel,
-  encodeChunk,
-  decodeChunk,
-} from "./codecs.js";
+} from "./hsm-codecs.js";
 export { Uint64RangeError, toSafeNumber, toBigInt } from "./long.js";
 export {
   JobKind,

@@ -2,14 +2,8 @@ export { startNatsServer } from "./nats-server.js";
 export type { NatsServerOptions, NatsServerFixture } from "./nats-server.js";
 export { startAzurite, AZURITE_ACCOUNT_NAME, AZURITE_ACCOUNT_KEY } from "./azurite.js";
 export type { AzuriteOptions, AzuriteFixture } from "./azurite.js";
-export {
-  generateTree,
-  contentOf,
-  contentRange,
-  DEFAULT_TREE_SEED,
-  DEFAULT_TREE_SIZES,
-  ODD_NAMES,
-} from "./tree.js";
+export { contentOf, contentRange } from "./tree-content.js";
+export { generateTree, DEFAULT_TREE_SEED, DEFAULT_TREE_SIZES, ODD_NAMES } from "./tree.js";
 export type { TreeSpec, TreeManifest, TreeEntry, TreeEntryType, HsmStateSpec } from "./tree.js";
 export { referenceWalk } from "./reference-walk.js";
 export type { ReferenceCounts } from "./reference-walk.js";

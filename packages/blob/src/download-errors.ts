@@ -1,0 +1,81 @@
+import { HsmfleetError, errorMessage } from "@hsmfleet/core";
+import type { BlobOperationSubject } from "./errors.js";
+
+/**
+ * The blob was replaced (ETag changed) while it was being downloaded; the local bytes may mix
+ * versions. Retryable: a new download of the new version can succeed.
+ */
+export class BlobChangedError extends HsmfleetError {
+  readonly blobName: string | undefined;
+  readonly container: string | undefined;
+  readonly path: string | undefined;
+  /** The ETag the download started with (or was given). */
+  readonly expectedEtag: string | undefined;
+  /** The ETag seen later, when the service told it (not on a 412). */
+  readonly actualEtag: string | undefined;
+  constructor(
+    where: BlobOperationSubject,
+    expectedEtag: string | undefined,
+    actualEtag: string | undefined,
+    cause?: unknown,
+  ) {
+    const etags =
+      expectedEtag !== undefined && actualEtag !== undefined
+        ? ` (ETag ${expectedEtag} → ${actualEtag})`
+        : expectedEtag !== undefined
+          ? ` (ETag ${expectedEtag} no longer matches)`
+          : "";
+    super(
+      `blob "${where.blobName}" in container "${where.container}" changed while being downloaded` +
+        `${where.path !== undefined ? ` to ${where.path}` : ""}${etags}; ` +
+        "the local copy may mix versions and must be downloaded again",
+      { cause, retryable: true },
+    );
+    this.name = "BlobChangedError";
+    this.blobName = where.blobName;
+    this.container = where.container;
+    this.path = where.path;
+    this.expectedEtag = expectedEtag;
+    this.actualEtag = actualEtag;
+  }
+}
+
+/**
+ * The downloaded file's MD5 differs from the blob's Content-MD5. The file was truncated to 0 bytes
+ * (`truncated`) so that no corrupt copy is left behind. Retryable: the damage may have been on the
+ * way.
+ */
+export class BlobChecksumError extends HsmfleetError {
+  readonly blobName: string | undefined;
+  readonly container: string | undefined;
+  readonly path: string | undefined;
+  /** Base64, as Azure shows Content-MD5. */
+  readonly expectedMd5: string;
+  readonly actualMd5: string;
+  /** Whether the local file was truncated to 0 bytes. */
+  readonly truncated: boolean;
+  constructor(
+    where: BlobOperationSubject,
+    expected: Buffer,
+    actual: Buffer,
+    truncateError: unknown,
+  ) {
+    const truncated = truncateError === undefined;
+    super(
+      `download blob "${where.blobName}" in container "${where.container}" → ${where.path}: ` +
+        `MD5 of the written file ${actual.toString("base64")} does not match the blob's ` +
+        `Content-MD5 ${expected.toString("base64")}; ` +
+        (truncated
+          ? "the file was truncated to 0 bytes"
+          : `the file could NOT be truncated (${errorMessage(truncateError)}) and is corrupt`),
+      { retryable: true, cause: truncateError },
+    );
+    this.name = "BlobChecksumError";
+    this.blobName = where.blobName;
+    this.container = where.container;
+    this.path = where.path;
+    this.expectedMd5 = expected.toString("base64");
+    this.actualMd5 = actual.toString("base64");
+    this.truncated = truncated;
+  }
+}
