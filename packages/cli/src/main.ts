@@ -3,6 +3,7 @@ import { HsmfleetError, errorMessage } from "@hsmfleet/core";
 import { shutdownTelemetry } from "@hsmfleet/telemetry";
 import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./commands/context.js";
+import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
@@ -18,6 +19,26 @@ import { defaultWorkerCount } from "./runtime.js";
 import { startCliTelemetry } from "./telemetry.js";
 
 export { ExitCode } from "./commands/context.js";
+
+/**
+ * Every command module, in the order `--help` lists them: one per job kind (scan, export, import,
+ * restore, hsm, verify: each in commands/<kind>.ts), then the fleet and admin commands. A new job
+ * kind adds its module and one line here; `status`, `jobs` and the dashboard show it through its
+ * report in the coordinator (job-reports.ts).
+ */
+const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
+  registerScanCommand,
+  registerExportCommand,
+  registerImportCommand,
+  registerRestoreCommand,
+  registerHsmCommand,
+  registerVerifyCommand,
+  registerWorkerCommand,
+  registerPlanCommand,
+  registerAdminCommands,
+  registerServerCommand,
+  registerDashboardCommand,
+];
 
 export const buildProgram = (): Command => {
   const program = new Command("hsmfleet")
@@ -104,17 +125,7 @@ export const buildProgram = (): Command => {
 
   // One module per command (or family of commands); each adds itself to the program.
   const ctx = createCliContext(program);
-  registerScanCommand(ctx);
-  registerExportCommand(ctx);
-  registerImportCommand(ctx);
-  registerRestoreCommand(ctx);
-  registerHsmCommand(ctx);
-  registerVerifyCommand(ctx);
-  registerWorkerCommand(ctx);
-  registerPlanCommand(ctx);
-  registerAdminCommands(ctx);
-  registerServerCommand(ctx);
-  registerDashboardCommand(ctx);
+  for (const register of COMMANDS) register(ctx);
   return program;
 };
 

@@ -6,7 +6,6 @@ import type { BusAuth, NatsConnection } from "@hsmfleet/bus";
 import { openJobStore } from "@hsmfleet/coordinator";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
-import type { JobKind } from "@hsmfleet/protocol";
 import { createLogger } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { startEmbeddedAzurite } from "../embedded-azurite.js";
@@ -65,14 +64,6 @@ export const intArg =
 /** "auto" or an integer ≥ 1 (--request-concurrency). */
 export const requestConcurrencyArg = (value: string): "auto" | number =>
   value.trim().toLowerCase() === "auto" ? "auto" : intArg("--request-concurrency", 1)(value);
-
-export const kindName = (kind: JobKind): string =>
-  (
-    ({ 1: "scan", 2: "export", 3: "import", 4: "restore", 5: "hsm", 6: "verify" }) as Record<
-      number,
-      string
-    >
-  )[kind] ?? "job";
 
 /** First Ctrl-C/SIGTERM cancels the job cleanly; a second one quits at once. Returns the undo. */
 export const onInterrupt = (abort: AbortController, what: string): (() => void) => {
