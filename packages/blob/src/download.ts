@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import type { BlobClient, BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { HsmfleetError, displayPath, errorMessage } from "@hsmfleet/core";
+import { Md5Stream, pwriteAll, writeWholeFile } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
@@ -54,6 +54,12 @@ export interface DownloadRangeOptions {
    * carries the ETag and the stored Content-MD5. A blob of another size takes the general path.
    */
   expectedSize?: number;
+  /**
+   * downloadRange: an MD5 fed with the range's bytes in file order, each range hashed in the same
+   * native threadpool job that writes it (Md5Stream.pwriteAndHash). It must have been fed exactly
+   * the bytes before `offset`. Default: none (ranges are written as they arrive).
+   */
+  md5?: Md5Stream;
 }
 
 export interface DownloadResult {
@@ -232,7 +238,10 @@ const getRange = async (
   }
 };
 
-/** Positional write of `buf[0, n)` at `position`, all of it. */
+/**
+ * Positional write of `buf[0, n)` at `position`, all of it, in one native threadpool job; with
+ * `md5`, the same job hashes the bytes after writing them (the caller keeps file order).
+ */
 const writeAt = async (
   fh: FileHandle,
   buf: Buffer,
@@ -240,23 +249,15 @@ const writeAt = async (
   position: number,
   where: BlobOperationSubject,
   signal: AbortSignal,
+  md5?: Md5Stream,
 ): Promise<void> => {
-  let done = 0;
-  while (done < n) {
-    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-    let written: number;
-    try {
-      ({ bytesWritten: written } = await fh.write(buf, done, n - done, position + done));
-    } catch (err) {
-      throw fsFailure(WRITE, where, err);
-    }
-    if (written <= 0) {
-      throw new BlobOperationError(WRITE, where, undefined, {
-        detail: `wrote nothing at offset ${position + done}`,
-        retryable: false,
-      });
-    }
-    done += written;
+  if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+  const data = n === buf.length ? buf : buf.subarray(0, n);
+  try {
+    if (md5) await md5.pwriteAndHash(fh.fd, data, position);
+    else await pwriteAll(fh.fd, data, position);
+  } catch (err) {
+    throw fsFailure(WRITE, where, err);
   }
 };
 
@@ -304,6 +305,9 @@ export const downloadRange = async (
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
   const state: EtagState = { ifMatch: options.etag, etag: options.etag };
+  const md5 = options.md5;
+  // With an MD5, ranges are written (and hashed) in file order: each waits for the one before.
+  let previousWrite: Promise<void> = Promise.resolve();
   // Full-size range buffers are reused within this download (at most `concurrency` of them).
   const spare: Buffer[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -327,13 +331,19 @@ export const downloadRange = async (
         throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
       }
       const at = position;
+      const before = previousWrite;
+      let markWritten!: () => void;
+      const mine = new Promise<void>((resolveWrite) => (markWritten = resolveWrite));
+      if (md5) previousWrite = mine;
       const task: Promise<void> = (async () => {
         const full = n === rangeSize;
         const buf = (full ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
         try {
           await getRange(client, where, state, buf, at, n, signal);
-          await writeAt(fh, buf, n, at, where, signal);
+          if (md5) await before;
+          await writeAt(fh, buf, n, at, where, signal, md5);
         } finally {
+          markWritten();
           if (full) spare.push(buf);
           budget.release(n);
         }
@@ -355,40 +365,31 @@ export const downloadRange = async (
   }
 };
 
-/** MD5 of the file's first `size` bytes, read sequentially in large reads (budgeted buffer). */
+/** Bytes hashed per native job of the verification pass (an abort is seen between jobs). */
+const VERIFY_STEP_BYTES = 64 * MiB;
+
+/**
+ * MD5 of the file's first `size` bytes, re-read natively (Md5Stream.hashFileRange: pread into a
+ * native 1 MiB buffer and MD5 on a threadpool thread; nothing on the JS thread or heap).
+ */
 const md5OfFile = async (
   fh: FileHandle,
   size: number,
   where: BlobOperationSubject,
-  budget: MemoryBudget,
   signal: AbortSignal | undefined,
 ): Promise<Buffer> => {
-  const hash = createHash("md5");
-  if (size === 0) return hash.digest();
-  // Large reads, but no larger than a small budget allows (never below 1 MiB).
-  const chunk = Math.min(size, VERIFY_READ_BYTES, Math.max(MiB, budget.limitBytes));
-  try {
-    await budget.acquire(chunk, signal);
-  } catch (err) {
-    throw new BlobOperationError("read", where, signal?.aborted ? abortCause(signal) : err);
-  }
-  try {
-    const buf = Buffer.allocUnsafeSlow(chunk);
-    let position = 0;
-    while (position < size) {
-      if (signal?.aborted) throw new BlobOperationError("read", where, abortCause(signal));
-      let n: number;
-      try {
-        ({ bytesRead: n } = await fh.read(buf, 0, Math.min(chunk, size - position), position));
-      } catch (err) {
-        throw fsFailure("read", where, err);
-      }
-      if (n === 0) break; // shorter than the blob: the digest will not match
-      hash.update(buf.subarray(0, n));
-      position += n;
+  const hash = new Md5Stream();
+  let position = 0;
+  while (position < size) {
+    if (signal?.aborted) throw new BlobOperationError("read", where, abortCause(signal));
+    let n: number;
+    try {
+      n = await hash.hashFileRange(fh.fd, position, Math.min(VERIFY_STEP_BYTES, size - position));
+    } catch (err) {
+      throw fsFailure("read", where, err);
     }
-  } finally {
-    budget.release(chunk);
+    if (n === 0) break; // shorter than the blob: the digest will not match
+    position += n;
   }
   return hash.digest();
 };
@@ -453,20 +454,21 @@ const downloadSmallBlob = async (
         retryable: true,
       });
     }
-    await writeAt(fh, buf, size, 0, where, signal);
+    const stored = res.contentMD5 ?? res.blobContentMD5;
+    const checked = stored !== undefined && stored.length > 0;
+    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+    // One threadpool job: write at 0, cut to the size, MD5 of what was written.
+    let actual: Buffer | undefined;
     try {
-      const st = await fh.stat();
-      if (st.size !== size) await fh.truncate(size);
+      actual = await writeWholeFile(fh.fd, buf, { md5: checked });
     } catch (err) {
       throw fsFailure(WRITE, where, err);
     }
     options.onProgress?.(size);
-    const stored = res.contentMD5 ?? res.blobContentMD5;
-    if (stored === undefined || stored.length === 0) {
+    if (!checked || actual === undefined) {
       return { bytes: size, md5Verified: false, etag: res.etag };
     }
     const md5 = Buffer.from(stored);
-    const actual = createHash("md5").update(buf).digest();
     if (!actual.equals(md5)) {
       let truncateError: unknown;
       try {
@@ -496,13 +498,7 @@ export const verifyFileMd5 = async (
   options: { budget?: MemoryBudget; abortSignal?: AbortSignal } = {},
 ): Promise<void> => {
   const where = subjectOf(container, name, localPath);
-  const actual = await md5OfFile(
-    fh,
-    size,
-    where,
-    options.budget ?? processBudget,
-    options.abortSignal,
-  );
+  const actual = await md5OfFile(fh, size, where, options.abortSignal);
   if (actual.equals(md5)) return;
   let truncateError: unknown;
   try {
@@ -562,7 +558,14 @@ export const downloadBlobToFile = async (
       retryable: true,
     });
   }
-  const bytes = await downloadRange(container, name, fh, localPath, 0, size, { ...options, etag });
+  // With a Content-MD5, every range is hashed in the job that writes it (in file order): no
+  // second pass over the file.
+  const hash = md5 !== undefined ? new Md5Stream() : undefined;
+  const bytes = await downloadRange(container, name, fh, localPath, 0, size, {
+    ...options,
+    etag,
+    ...(hash ? { md5: hash } : {}),
+  });
   // An existing file opened without truncation may be longer than the blob.
   try {
     const st = await fh.stat();
@@ -570,10 +573,16 @@ export const downloadBlobToFile = async (
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
-  if (md5 === undefined) return { bytes, md5Verified: false, etag };
-  await verifyFileMd5(container, name, fh, localPath, size, md5, {
-    ...(options.budget ? { budget: options.budget } : {}),
-    ...(signal ? { abortSignal: signal } : {}),
-  });
+  if (md5 === undefined || hash === undefined) return { bytes, md5Verified: false, etag };
+  const actual = hash.digest();
+  if (!actual.equals(md5)) {
+    let truncateError: unknown;
+    try {
+      await fh.truncate(0);
+    } catch (err) {
+      truncateError = err ?? new Error("truncate failed");
+    }
+    throw new BlobChecksumError(where, md5, actual, truncateError);
+  }
   return { bytes, md5Verified: true, etag };
 };
