@@ -1,5 +1,5 @@
 import type { FileHandle } from "node:fs/promises";
-import type { BlobClient, BlobDownloadResponseParsed } from "@azure/storage-blob";
+import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { HsmfleetError, displayPath, errorMessage } from "@hsmfleet/core";
 import { Md5Stream, pwriteAll, writeWholeFile } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
@@ -12,6 +12,8 @@ import {
   type BlobOperationSubject,
 } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
+import { directGetBlob } from "./direct-get.js";
+import type { DirectGetResult } from "./direct-get.js";
 
 const MiB = 1024 * 1024;
 
@@ -19,8 +21,6 @@ const MiB = 1024 * 1024;
 export const DEFAULT_RANGE_SIZE_BYTES = 8 * MiB;
 /** Ranged GETs in flight per file unless the caller says otherwise. */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 8;
-/** Read size of the MD5 verification pass (less when the memory budget is below it, ≥ 1 MiB). */
-const VERIFY_READ_BYTES = 4 * MiB;
 
 // The BlobOperation union (errors.ts) does not list the download operations yet.
 const GET_RANGE: BlobOperation = "get-blob-range";
@@ -175,7 +175,8 @@ const rangeFailure = (where: BlobOperationSubject, state: EtagState, err: unknow
 
 /** One ranged GET into `buf[0, n)`, with its length checked. */
 const getRange = async (
-  client: BlobClient,
+  container: BlobContainer,
+  name: string,
   where: BlobOperationSubject,
   state: EtagState,
   buf: Buffer,
@@ -184,6 +185,33 @@ const getRange = async (
   signal: AbortSignal,
 ): Promise<void> => {
   const range = `bytes ${position}-${position + n - 1}`;
+  const direct = container.direct;
+  if (direct !== undefined) {
+    let r: DirectGetResult;
+    try {
+      r = await directGetBlob(direct.transport, direct.address, name, {
+        offset: position,
+        count: n,
+        ifMatch: state.ifMatch,
+        into: n === buf.length ? buf : buf.subarray(0, n),
+        abortSignal: signal,
+      });
+    } catch (err) {
+      throw rangeFailure(where, state, err);
+    }
+    if (r.etag !== undefined) {
+      if (state.etag === undefined) state.etag = r.etag;
+      else if (r.etag !== state.etag) throw new BlobChangedError(where, state.etag, r.etag);
+    }
+    if (r.lengthMismatch) {
+      throw new BlobOperationError(GET_RANGE, where, undefined, {
+        detail: `${range}: the service sent ${r.contentLength ?? "no"} bytes, expected ${n} (range beyond the end of the blob?)`,
+        retryable: false,
+      });
+    }
+    return;
+  }
+  const client = container.client.getBlobClient(name);
   let res: BlobDownloadResponseParsed;
   try {
     res = await client.download(position, n, {
@@ -301,7 +329,6 @@ export const downloadRange = async (
   if (outer?.aborted) throw new BlobOperationError(GET_RANGE, where, abortCause(outer));
   if (length === 0) return 0;
   const budget = options.budget ?? processBudget;
-  const client = container.client.getBlobClient(name);
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
   const state: EtagState = { ifMatch: options.etag, etag: options.etag };
@@ -339,7 +366,7 @@ export const downloadRange = async (
         const full = n === rangeSize;
         const buf = (full ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
         try {
-          await getRange(client, where, state, buf, at, n, signal);
+          await getRange(container, name, where, state, buf, at, n, signal);
           if (md5) await before;
           await writeAt(fh, buf, n, at, where, signal, md5);
         } finally {
@@ -395,6 +422,74 @@ const md5OfFile = async (
 };
 
 /**
+ * The whole blob in one GET into a new `size`-byte buffer, with its ETag and stored Content-MD5:
+ * direct (direct-get.ts) when the container has a direct transport, else through the SDK.
+ * Undefined when the blob is not `size` bytes long (or the answer has no ETag).
+ */
+const getSmallBlob = async (
+  container: BlobContainer,
+  name: string,
+  where: BlobOperationSubject,
+  size: number,
+  ifMatch: string | undefined,
+  signal: AbortSignal,
+): Promise<{ buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined> => {
+  const failure = (err: unknown): Error =>
+    ifMatch !== undefined && isConditionNotMet(err)
+      ? new BlobChangedError(where, ifMatch, undefined, err)
+      : new BlobOperationError(GET_RANGE, where, err);
+  const direct = container.direct;
+  if (direct !== undefined) {
+    const buf = Buffer.allocUnsafe(size);
+    let r: DirectGetResult;
+    try {
+      r = await directGetBlob(direct.transport, direct.address, name, {
+        ifMatch,
+        into: buf,
+        abortSignal: signal,
+      });
+    } catch (err) {
+      throw failure(err);
+    }
+    if (r.lengthMismatch || r.etag === undefined) return undefined;
+    return { buf, etag: r.etag, stored: r.contentMD5 ?? r.blobContentMD5 };
+  }
+  let res: BlobDownloadResponseParsed;
+  try {
+    res = await container.client.getBlobClient(name).download(0, undefined, {
+      abortSignal: signal,
+      ...(ifMatch !== undefined ? { conditions: { ifMatch } } : {}),
+    });
+  } catch (err) {
+    throw failure(err);
+  }
+  const body = res.readableStreamBody;
+  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+    body?.destroy();
+    return undefined;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let got = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
+      chunk.copy(buf, got);
+      got += chunk.length;
+    }
+  } catch (err) {
+    body.destroy();
+    throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
+  }
+  if (got !== size) {
+    throw new BlobOperationError(GET_RANGE, where, undefined, {
+      detail: `received ${got} of ${size} bytes`,
+      retryable: true,
+    });
+  }
+  return { buf, etag: res.etag, stored: res.contentMD5 ?? res.blobContentMD5 };
+};
+
+/**
  * One GET for a blob expected to be `size` bytes: written at offset 0, the file trimmed to it, the
  * stored Content-MD5 (sent with a whole-blob GET) compared in memory. Undefined when the blob turns
  * out to have another size (the caller takes the general path).
@@ -416,45 +511,19 @@ const downloadSmallBlob = async (
   } catch (err) {
     throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
   }
-  let res: BlobDownloadResponseParsed;
+  let got: { buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined;
   try {
-    res = await container.client.getBlobClient(name).download(0, undefined, {
-      abortSignal: signal,
-      ...(options.etag !== undefined ? { conditions: { ifMatch: options.etag } } : {}),
-    });
+    got = await getSmallBlob(container, name, where, size, options.etag, signal);
   } catch (err) {
     budget.release(size);
-    if (options.etag !== undefined && isConditionNotMet(err)) {
-      throw new BlobChangedError(where, options.etag, undefined, err);
-    }
-    throw new BlobOperationError(GET_RANGE, where, err);
+    throw err;
   }
-  const body = res.readableStreamBody;
-  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+  if (got === undefined) {
     budget.release(size);
-    body?.destroy();
     return undefined;
   }
   try {
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
-        chunk.copy(buf, got);
-        got += chunk.length;
-      }
-    } catch (err) {
-      body.destroy();
-      throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
-    }
-    if (got !== size) {
-      throw new BlobOperationError(GET_RANGE, where, undefined, {
-        detail: `received ${got} of ${size} bytes`,
-        retryable: true,
-      });
-    }
-    const stored = res.contentMD5 ?? res.blobContentMD5;
+    const { buf, stored } = got;
     const checked = stored !== undefined && stored.length > 0;
     if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
     // One threadpool job: write at 0, cut to the size, MD5 of what was written.
@@ -466,7 +535,7 @@ const downloadSmallBlob = async (
     }
     options.onProgress?.(size);
     if (!checked || actual === undefined) {
-      return { bytes: size, md5Verified: false, etag: res.etag };
+      return { bytes: size, md5Verified: false, etag: got.etag };
     }
     const md5 = Buffer.from(stored);
     if (!actual.equals(md5)) {
@@ -478,7 +547,7 @@ const downloadSmallBlob = async (
       }
       throw new BlobChecksumError(where, md5, actual, truncateError);
     }
-    return { bytes: size, md5Verified: true, etag: res.etag };
+    return { bytes: size, md5Verified: true, etag: got.etag };
   } finally {
     budget.release(size);
   }
