@@ -81,6 +81,7 @@ import {
   stopChild,
 } from "./proc.js";
 import { RawBlobClient, forEachLimit, rawRestore, sampleMetadata } from "./raw-client.js";
+import { SocketRangeClient, socketRestoreNew } from "./raw-socket.js";
 import { ensureRclone, rcloneCopy, rcloneFlags, rcloneRemote, timedRun } from "./peer.js";
 import type { Peer, TimedRun } from "./peer.js";
 
@@ -708,7 +709,7 @@ const timedToRun = (set: DataSet, r: TimedRun, kind: "small" | "large", sink: nu
   ),
 });
 
-type FullSide = "hsmfleet-embedded" | "hsmfleet-running" | "rclone" | "raw";
+type FullSide = "hsmfleet-embedded" | "hsmfleet-running" | "rclone" | "raw" | "raw-socket";
 
 /**
  * One run of `side` for an import --mode full of `set` into a fresh directory, timed as a user
@@ -731,7 +732,28 @@ const runFull = async (
   const sink0 = cpuSeconds(ctx.sink.pid) ?? 0;
   const sinkCpu = (): number => (cpuSeconds(ctx.sink.pid) ?? 0) - sink0;
   let run: Run;
-  if (side === "raw") {
+  if (side === "raw-socket") {
+    const meter = new Meter({ ...ctx, workers: [] });
+    const client = new SocketRangeClient(ctx.sink.blobEndpoint);
+    const t0 = performance.now();
+    let bytes: number;
+    try {
+      for (const d of set.directories) await mkdir(join(target, d), { recursive: true });
+      bytes = await socketRestoreNew(client, {
+        container: set.container,
+        files: set.files.map((f) => ({ ...f, path: join(target, f.name) })),
+        rangeSize: RANGE_SIZE,
+        fileConcurrency: RAW_SHAPE.fileConcurrency,
+        rangeConcurrency: RAW_SHAPE.rangeConcurrency,
+      });
+    } finally {
+      client.close();
+    }
+    const s = seconds(t0);
+    if (bytes !== set.bytes)
+      throw new Error(`socket client received ${bytes}, expected ${set.bytes}`);
+    run = restoreRun(set, s, meter.read(), kind);
+  } else if (side === "raw") {
     const meter = new Meter({ ...ctx, workers: [] });
     const t0 = performance.now();
     for (const d of set.directories) await mkdir(join(target, d), { recursive: true });
@@ -819,6 +841,8 @@ interface CaseResult {
   cli?: Partial<Record<"embedded" | "running", Side>>;
   peer?: Side;
   peerLabel?: string;
+  /** full-*: the node:http raw client (the ceiling `raw` is the socket client there). */
+  rawHttp?: Side;
 }
 
 const describeRun = (r: Run, unit: string): string =>
@@ -948,13 +972,14 @@ const main = async (): Promise<void> => {
         ...FULL_NATS.map((n) => `hsmfleet-${n}` as FullSide),
         ...(peer ? (["rclone"] as const) : []),
         "raw",
+        "raw-socket",
       ];
       const runs = new Map<FullSide, Run[]>();
       for (let i = 0; i < RUNS; i++) {
         // Alternate the order so no side always runs first (page cache, load swings).
         const order = i % 2 === 0 ? sides : [...sides].reverse();
         for (const sd of order) {
-          const r = await runFull(ctx, peer, c, set, sd, i === 0 && sd !== "raw");
+          const r = await runFull(ctx, peer, c, set, sd, i === 0 && !sd.startsWith("raw"));
           (runs.get(sd) ?? runs.set(sd, []).get(sd)!).push(r);
           log(`  run ${i + 1} ${pad(sd, 18)} ${describeRun(r, result.unit)}`);
         }
@@ -965,7 +990,8 @@ const main = async (): Promise<void> => {
         result.peer = side(runs.get("rclone")!);
         result.peerLabel = `rclone copy ${rcloneFlags().join(" ")}`;
       }
-      result.raw = side(runs.get("raw")!);
+      result.raw = side(runs.get("raw-socket")!);
+      result.rawHttp = side(runs.get("raw")!);
     }
 
     // Standalone workers only for the cases that use them (not the one-shot full-* runs).
@@ -1103,7 +1129,8 @@ const main = async (): Promise<void> => {
         if (r.peer) lines.push(row(r, "rclone copy (peer)", r.peer, r.raw, r.peer));
         for (const [n, sd] of Object.entries(r.cli))
           lines.push(row(r, `hsmfleet CLI, ${n} NATS`, sd, r.raw, r.peer));
-        if (r.raw) lines.push(row(r, "raw HTTP, new files (ceiling)", r.raw, undefined, r.peer));
+        if (r.rawHttp) lines.push(row(r, "raw node:http, new files", r.rawHttp, r.raw, r.peer));
+        if (r.raw) lines.push(row(r, "raw sockets, new files (ceiling)", r.raw, undefined, r.peer));
         continue;
       }
       if (r.raw) lines.push(row(r, "raw HTTP into files (ceiling)", r.raw, undefined));
@@ -1133,7 +1160,7 @@ const main = async (): Promise<void> => {
       "hsmfleet rates use the job's own clock (restore: walk + restore; import: walk and stub creation).",
       "full-*: import --mode full --backend posix as ONE-SHOT CLI runs (start to exit, wall clock; CPU s = the command and its children: the CLI, its worker, an embedded nats-server), " +
         "beside `rclone copy` (account SAS URL, same sink, same run; rclone skips the MD5 of files it fetches with several streams, hsmfleet checks every file's MD5) " +
-        "and the raw ceiling (ranged GETs written at offsets into new files, no checksum). to rclone = hsmfleet rate / rclone rate (wall); rclone CPU s / hsmfleet CPU s.",
+        "and two raw clients (ranged GETs written at offsets into new files, no checksum): node:http, and the ceiling, plain keep-alive sockets whose reads land in the range buffer (raw-socket.ts). to rclone = hsmfleet rate / rclone rate (wall); rclone CPU s / hsmfleet CPU s.",
       "ratio = median hsmfleet / median raw ceiling (raw at one worker's concurrency, writing into the same stub files).",
     );
     if (Math.max(loadAtStart, loadAtEnd) > nCpus)
