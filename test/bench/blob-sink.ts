@@ -4,8 +4,11 @@
  * against it, at (almost) no cost of its own. It exists to measure how fast a client can move data
  * when the service costs nothing.
  *
- * Write side: request bodies are read and counted, never stored; a blob that was written "does not
- * exist" afterwards. The one check is the transactional CRC64: a Put Block or Put Blob with
+ * Write side: request bodies are read and counted, never stored. What was written is REMEMBERED
+ * without its data — size (Put Blob's body, or the committed blocks' sizes), the MD5 as sent
+ * (x-ms-blob-content-md5, else Content-MD5) and the x-ms-meta-* metadata — so it is listed and
+ * answers HEAD as the service would: a peer such as rclone HEADs each blob after its upload, and an
+ * incremental run lists what the previous run wrote. A GET of such a blob serves synthetic content. The one check is the transactional CRC64: a Put Block or Put Blob with
  * x-ms-content-crc64 has its body's CRC64 computed (native, @hsmfleet/fs, ~10 GB/s: a cost of the
  * sink's own) and gets 400 Crc64Mismatch, as from the service, when they differ — proof, end to
  * end, that the header hsmfleet sends is right. `checkCrc64Every` N checks one such request in N
@@ -230,9 +233,11 @@ interface RegisteredBlob {
 }
 
 interface Registry {
-  /** By name (JavaScript string order; the benchmarks use ASCII names). */
+  /** By name (JavaScript string order; the benchmarks use ASCII names); stale while `dirty`. */
   sorted: RegisteredBlob[];
   byName: Map<string, RegisteredBlob>;
+  /** Uploads added blobs since `sorted` was made (sortedOf re-sorts on the next listing). */
+  dirty: boolean;
 }
 
 /** Index of the first blob whose name is ≥ key. */
@@ -247,61 +252,85 @@ const lowerBound = (sorted: readonly RegisteredBlob[], key: string): number => {
   return lo;
 };
 
+/** One blob's served properties: headers of HEAD/GET and its <Blob> listing element. */
+const makeBlob = (
+  spec: SinkBlobSpec,
+  md5: string | undefined,
+  lastModified: string,
+): RegisteredBlob => {
+  if (typeof spec.name !== "string" || spec.name === "")
+    throw new Error(`bad blob name ${JSON.stringify(spec.name)}`);
+  if (!Number.isSafeInteger(spec.size) || spec.size < 0)
+    throw new Error(`blob ${spec.name}: bad size ${spec.size}`);
+  const seed = sinkSeedOf(spec.name);
+  const etag = newEtag();
+  const metadata = spec.metadata ?? {};
+  const headers: Record<string, string> = {
+    etag,
+    "last-modified": lastModified,
+    "x-ms-creation-time": lastModified,
+    "x-ms-blob-type": "BlockBlob",
+    "accept-ranges": "bytes",
+    "content-type": "application/octet-stream",
+    "x-ms-lease-status": "unlocked",
+    "x-ms-lease-state": "available",
+    "x-ms-server-encrypted": "true",
+  };
+  for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
+  const xml =
+    `<Blob><Name>${xmlEscape(spec.name)}</Name><Properties>` +
+    `<Creation-Time>${lastModified}</Creation-Time><Last-Modified>${lastModified}</Last-Modified>` +
+    `<Etag>${etag.slice(1, -1)}</Etag><Content-Length>${spec.size}</Content-Length>` +
+    `<Content-Type>application/octet-stream</Content-Type>` +
+    (md5 !== undefined ? `<Content-MD5>${md5}</Content-MD5>` : "") +
+    `<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>` +
+    `<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>` +
+    `<ServerEncrypted>true</ServerEncrypted></Properties><Metadata>` +
+    Object.entries(metadata)
+      .map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`)
+      .join("") +
+    `</Metadata></Blob>`;
+  // (An empty <Metadata></Metadata> is what the service sends as <Metadata />: the SDK reads both as no metadata.)
+  return { name: spec.name, size: spec.size, seed, etag, lastModified, md5, headers, xml };
+};
+
+const byNameOrder = (a: RegisteredBlob, b: RegisteredBlob): number =>
+  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
 const buildRegistry = (r: SinkRegistration): Registry => {
-  const now = new Date();
-  const lastModified = now.toUTCString();
+  const lastModified = new Date().toUTCString();
   const byName = new Map<string, RegisteredBlob>();
   for (const spec of r.blobs) {
-    if (typeof spec.name !== "string" || spec.name === "")
-      throw new Error(`bad blob name ${JSON.stringify(spec.name)}`);
-    if (!Number.isSafeInteger(spec.size) || spec.size < 0)
-      throw new Error(`blob ${spec.name}: bad size ${spec.size}`);
-    const seed = sinkSeedOf(spec.name);
-    const etag = newEtag();
     const md5 = r.md5 ? sinkContentMd5(spec.name, spec.size).toString("base64") : undefined;
-    const metadata = spec.metadata ?? {};
-    const headers: Record<string, string> = {
-      etag,
-      "last-modified": lastModified,
-      "x-ms-creation-time": lastModified,
-      "x-ms-blob-type": "BlockBlob",
-      "accept-ranges": "bytes",
-      "content-type": "application/octet-stream",
-      "x-ms-lease-status": "unlocked",
-      "x-ms-lease-state": "available",
-      "x-ms-server-encrypted": "true",
-    };
-    for (const [k, v] of Object.entries(metadata)) headers[`x-ms-meta-${k}`] = v;
-    const xml =
-      `<Blob><Name>${xmlEscape(spec.name)}</Name><Properties>` +
-      `<Creation-Time>${lastModified}</Creation-Time><Last-Modified>${lastModified}</Last-Modified>` +
-      `<Etag>${etag.slice(1, -1)}</Etag><Content-Length>${spec.size}</Content-Length>` +
-      `<Content-Type>application/octet-stream</Content-Type>` +
-      (md5 !== undefined ? `<Content-MD5>${md5}</Content-MD5>` : "") +
-      `<BlobType>BlockBlob</BlobType><AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>` +
-      `<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>` +
-      `<ServerEncrypted>true</ServerEncrypted></Properties><Metadata>` +
-      Object.entries(metadata)
-        .map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`)
-        .join("") +
-      `</Metadata></Blob>`;
-    // (An empty <Metadata></Metadata> is what the service sends as <Metadata />: the SDK reads both as no metadata.)
-    byName.set(spec.name, {
-      name: spec.name,
-      size: spec.size,
-      seed,
-      etag,
-      lastModified,
-      md5,
-      headers,
-      xml,
-    });
+    byName.set(spec.name, makeBlob(spec, md5, lastModified));
   }
-  const sorted = [...byName.values()].sort((a, b) =>
-    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-  );
-  return { sorted, byName };
+  return { sorted: [...byName.values()].sort(byNameOrder), byName, dirty: false };
 };
+
+/** The sorted view of a registry that uploads changed since it was last listed. */
+const sortedOf = (r: Registry): RegisteredBlob[] => {
+  if (r.dirty) {
+    r.sorted = [...r.byName.values()].sort(byNameOrder);
+    r.dirty = false;
+  }
+  return r.sorted;
+};
+
+/** x-ms-meta-* request headers → metadata (names as sent, lower-cased by node). */
+const metadataOf = (headers: IncomingMessage["headers"]): Record<string, string> => {
+  const m: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers))
+    if (k.startsWith("x-ms-meta-") && typeof v === "string") m[k.slice(10)] = v;
+  return m;
+};
+
+/** Block ids of a Put Block List body, in order. */
+const blockIdsOf = (xml: string): string[] =>
+  [
+    ...xml.matchAll(
+      /<(?:Latest|Committed|Uncommitted)>([^<]*)<\/(?:Latest|Committed|Uncommitted)>/g,
+    ),
+  ].map((m) => m[1]!);
 
 const emptyStats = (): BlobSinkStats => ({
   requests: 0,
@@ -422,7 +451,7 @@ const listXml = (
     const v = q.get(param);
     if (v !== null) parts.push(`<${element}>${xmlEscape(v)}</${element}>`);
   }
-  const sorted = registry?.sorted ?? [];
+  const sorted = registry ? sortedOf(registry) : [];
   const prefix = q.get("prefix") ?? "";
   const delimiter = q.get("delimiter") ?? "";
   const marker = q.get("marker") ?? "";
@@ -479,6 +508,35 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
   let stats = emptyStats();
   const containers = new Set<string>();
   const registries = new Map<string, Registry>();
+  /** Sizes of staged blocks by container, blob and block id (what Put Block List commits). */
+  const staged = new Map<string, Map<string, number>>();
+  /**
+   * Remembers a written blob (size, MD5 as sent, metadata; never the data) so that it is listed
+   * and answers HEAD like the service: a peer such as rclone checks each upload with a HEAD, and
+   * an incremental run lists what the previous one wrote. A GET of it serves synthetic content.
+   */
+  const remember = (
+    container: string,
+    name: string,
+    size: number,
+    headers: IncomingMessage["headers"],
+  ): void => {
+    let r = registries.get(container);
+    if (r === undefined) {
+      r = { sorted: [], byName: new Map(), dirty: false };
+      registries.set(container, r);
+    }
+    const md5 = headers["x-ms-blob-content-md5"] ?? headers["content-md5"];
+    r.byName.set(
+      name,
+      makeBlob(
+        { name, size, metadata: metadataOf(headers) },
+        typeof md5 === "string" ? md5 : undefined,
+        new Date().toUTCString(),
+      ),
+    );
+    r.dirty = true;
+  };
   const unsupportedShapes = new Set<string>();
 
   const register = (r: SinkRegistration): SinkRegistered => {
@@ -718,23 +776,43 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
         res.end(xml);
         return;
       }
-      case "putBlob":
+      case "putBlob": {
         stats.dataBytes += body;
         countSource(req, body);
         if (!crc64Holds()) return;
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
+        remember(container!, blob, body, headers);
         sendEmpty(req, res, 201, { ...written(), ...md5Echo });
         return;
-      case "putBlock":
+      }
+      case "putBlock": {
         stats.dataBytes += body;
         countSource(req, body);
         if (!crc64Holds()) return;
+        const key = `${container}/${blob}`;
+        const blocks = staged.get(key) ?? staged.set(key, new Map()).get(key)!;
+        blocks.set(q.get("blockid")!, body);
         sendEmpty(req, res, 201, { ...md5Echo, "x-ms-request-server-encrypted": "true" });
         return;
-      case "putBlockList":
+      }
+      case "putBlockList": {
         if (headers["x-ms-blob-content-md5"] !== undefined) stats.withBlobContentMD5++;
+        const key = `${container}/${blob}`;
+        const blocks = staged.get(key);
+        let size = 0;
+        for (const id of blockIdsOf(text ?? "")) {
+          const n = blocks?.get(id);
+          if (n === undefined) {
+            sendError(req, res, 400, "InvalidBlockList", `The block ${id} was not staged.`);
+            return;
+          }
+          size += n;
+        }
+        staged.delete(key);
+        remember(container!, blob, size, headers);
         sendEmpty(req, res, 201, written());
         return;
+      }
       case "getBlobProperties":
       case "getBlob": {
         const b = registries.get(container!)?.byName.get(blob);
@@ -775,7 +853,10 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
       );
     }
     // Only out-of-band requests keep their body; Blob API bodies are counted and dropped.
-    const keep = req.url?.startsWith("/__sink/") ?? false;
+    // (and Put Block List bodies: the block ids, a few KiB).
+    const keep =
+      (req.url?.startsWith("/__sink/") ?? false) ||
+      (req.method === "PUT" && (req.url?.includes("comp=blocklist") ?? false));
     const chunks: Buffer[] = [];
     let body = 0;
     // The CRC64 of a body that claims one, chunk by chunk as it arrives (seeds chain).

@@ -73,6 +73,8 @@ import { SINK_ACCOUNT_KEY, SINK_ACCOUNT_NAME, spawnBlobSink } from "./blob-sink.
 import type { BlobSinkProcess, BlobSinkStats } from "./blob-sink.js";
 import { CpuProfiler, summarizeProfile } from "./cpu-profile.js";
 import { best, cpuSeconds, int, median } from "./proc.js";
+import { ensureRclone, rcloneCopy, rcloneFlags, rcloneRemote, timedRun } from "./peer.js";
+import type { Peer, TimedRun } from "./peer.js";
 import {
   RawBlobClient,
   forEachLimit,
@@ -83,6 +85,9 @@ import {
 
 /** test/dist/bench/export.bench.js -> repository root. */
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
+/** The peer (rclone), found or installed once in main(); undefined: no peer column. */
+let PEER: Peer | undefined;
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "export.json");
 const MiB = 1024 * 1024;
 
@@ -576,6 +581,10 @@ interface CaseResult {
   aim?: { ratio: number; met: boolean };
   /** Sink cases: the layers between the raw client and the job. */
   layers?: Partial<Record<Layer, Side>>;
+  /** Sink cases: `hsmfleet export` as a one-shot CLI run (embedded NATS) and `rclone copy`. */
+  cli?: Side;
+  peer?: Side;
+  peerLabel?: string;
   profile?: ReturnType<typeof summarizeProfile> & { file: string };
 }
 
@@ -593,6 +602,51 @@ const describeRun = (r: Run, unit: string): string =>
     ? `; ${int(r.sink.requests)} requests, ${int(r.sink.withContentMD5)} with Content-MD5, ` +
       `${int(r.sink.withContentCrc64)} with x-ms-content-crc64 (${int(r.sink.crc64Checked)} checked)`
     : "");
+
+/** A one-shot command's run (wall clock; CPU of the command and its children). */
+const timedRunOf = (ctx: CaseContext, r: TimedRun, serverCpu: number): Run => ({
+  rate: rateOf(ctx.tree, r.seconds),
+  seconds: r.seconds,
+  wallSeconds: r.seconds,
+  bytes: ctx.tree.bytes,
+  files: ctx.tree.files.length,
+  clientCpuSeconds: r.cpuUser + r.cpuSystem,
+  serverCpuSeconds: serverCpu,
+  natsCpuSeconds: 0,
+});
+
+/**
+ * `hsmfleet export` as a user runs it (one process: the CLI, its embedded nats-server, its
+ * worker), or the peer `rclone copy` (peer.ts), of the same tree into a fresh container of the
+ * sink, start to exit.
+ */
+const runOneShot = async (ctx: CaseContext, which: "cli" | "rclone"): Promise<Run> => {
+  const container = containerName(which, ctx.name);
+  const server0 = cpuSeconds(ctx.endpoint.pid) ?? 0;
+  let r: TimedRun;
+  if (which === "rclone") {
+    r = await rcloneCopy(PEER!, ctx.tree.root, rcloneRemote(ctx.endpoint.blobEndpoint, container));
+  } else {
+    r = await timedRun(
+      [
+        process.execPath,
+        CLI_BIN,
+        "--state-dir",
+        join(ctx.tree.root, "..", `cli-state-${process.pid}`),
+        "--storage",
+        ctx.endpoint.connectionString,
+        "export",
+        "--container",
+        container,
+        "--quiet",
+        ctx.tree.root,
+      ],
+      { ...process.env, HSMFLEET_LOG_LEVEL: "warn" },
+    );
+    if (r.code !== 0) throw new Error(`hsmfleet export failed (${r.code}): ${r.stderrTail}`);
+  }
+  return timedRunOf(ctx, r, (cpuSeconds(ctx.endpoint.pid) ?? 0) - server0);
+};
 
 const measureCase = async (ctx: CaseContext, raw: RawBlobClient): Promise<CaseResult> => {
   const { tree } = ctx;
@@ -649,6 +703,28 @@ const measureCase = async (ctx: CaseContext, raw: RawBlobClient): Promise<CaseRe
   if (ctx.endpoint.label === "sink") {
     const aim = AIM[tree.kind];
     result.aim = { ratio: aim, met: ratio >= aim };
+    // One-shot runs: what a user runs (hsmfleet export with its embedded NATS) beside the peer.
+    const cliRuns: Run[] = [];
+    const peerRuns: Run[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const order: Array<"cli" | "rclone"> = PEER
+        ? i % 2 === 0
+          ? ["cli", "rclone"]
+          : ["rclone", "cli"]
+        : ["cli"];
+      for (const which of order) {
+        const r = await runOneShot(ctx, which);
+        (which === "cli" ? cliRuns : peerRuns).push(r);
+        log(
+          `  run ${i + 1} ${which === "cli" ? "hsmfleet CLI" : "rclone copy "}: ${describeRun(r, unit)}`,
+        );
+      }
+    }
+    result.cli = side(cliRuns);
+    if (peerRuns.length > 0) {
+      result.peer = side(peerRuns);
+      result.peerLabel = `rclone copy ${rcloneFlags().join(" ")}`;
+    }
     if (BREAKDOWN) {
       const layerRuns: Record<Layer, Run[]> = { sdk: [], uploadFile: [] };
       for (let i = 0; i < RUNS; i++) {
@@ -714,6 +790,11 @@ const withWorker = async <T>(
 };
 
 const main = async (): Promise<void> => {
+  if (CASES.some((c) => c.startsWith("sink-"))) {
+    const found = ensureRclone(log);
+    if ("missing" in found) log(`peer column left out: ${found.missing}`);
+    else PEER = found;
+  }
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   process.once("SIGHUP", onSignal);
@@ -839,6 +920,27 @@ const main = async (): Promise<void> => {
           `  |  ${medianOf(r.hsmfleet.runs, "clientCpuSeconds")} / ${medianOf(r.hsmfleet.runs, "serverCpuSeconds")} / ${medianOf(r.hsmfleet.runs, "natsCpuSeconds")}`,
       ),
       "hsmfleet rates use the job's own clock (walk, listings, uploads, commits); the raw client's the same requests.",
+      "",
+      "one-shot runs against the sink (start to exit, what a user runs; CPU s = the command and its children, embedded nats-server included):",
+      `${pad("  data set", 30)}${pad("rclone copy (peer)", 30)}${pad("hsmfleet export CLI", 30)}${pad("to rclone (wall)", 18)}to rclone (CPU)`,
+      ...results
+        .filter((r) => r.cli !== undefined)
+        .map((r) => {
+          const cpu = (sd: Side): number => median(sd.runs.map((x) => x.clientCpuSeconds));
+          const cell = (sd: Side | undefined): string =>
+            sd ? `${fmt(sd.median)} ${r.unit}, ${cpu(sd).toFixed(2)} CPU s` : "—";
+          return (
+            `  ${pad(r.dataSet, 28)}${pad(cell(r.peer), 30)}${pad(cell(r.cli), 30)}` +
+            (r.peer
+              ? `${pad((r.cli!.median / r.peer.median).toFixed(2), 18)}${(cpu(r.peer) / cpu(r.cli!)).toFixed(2)}`
+              : "— (no peer)")
+          );
+        }),
+      ...(PEER
+        ? [
+            `  peer: ${PEER.version}, ${results.find((r) => r.peerLabel)?.peerLabel ?? ""}, account SAS URL`,
+          ]
+        : []),
       "ratio = median hsmfleet / median raw ceiling; aims (one worker, against the sink): large ≥ 0.80, small ≥ 0.60.",
     ];
     // uploadFile() of a block-path file hashes every byte once with MD5 (the whole-file MD5, one

@@ -582,8 +582,17 @@ export interface RawRestoreOptions {
   rangeConcurrency: number;
   /** Ranges in flight in all (hsmfleet: its 512 MiB memory budget / 8 MiB = 64). */
   maxRangesInFlight: number;
-  /** "file": write each range at its offset into the file (the fair ceiling); "discard": count only. */
-  into: "file" | "discard";
+  /**
+   * "file": write each range at its offset into the (existing) file (the fair ceiling of a
+   * restore); "new-file": create the file first (O_CREAT | O_EXCL, the ceiling of an import
+   * --mode full, whose peer also creates its files); "discard": count only.
+   */
+  into: "file" | "new-file" | "discard";
+  /**
+   * The sizes are known (from a listing, as an import or rclone has them): no Get Blob
+   * Properties per file, the ranges go out without If-Match. Default false.
+   */
+  knownSizes?: boolean;
 }
 
 /** A counting semaphore. */
@@ -618,12 +627,20 @@ export const rawRestore = async (client: RawBlobClient, o: RawRestoreOptions): P
   const pool: Buffer[] = [];
   let bytes = 0;
   await forEachLimit(o.files, o.fileConcurrency, async (file) => {
-    const { size, etag } = await client.headBlob(o.container, file.name);
+    const { size, etag } = o.knownSizes
+      ? { size: file.size, etag: undefined }
+      : await client.headBlob(o.container, file.name);
     if (size !== file.size) throw new Error(`${file.name}: size ${size}, expected ${file.size}`);
     const fh =
       o.into === "file"
         ? await open(file.path, constants.O_WRONLY | constants.O_NOFOLLOW)
-        : undefined;
+        : o.into === "new-file"
+          ? await open(
+              file.path,
+              constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+              0o644,
+            )
+          : undefined;
     try {
       const ranges: number[] = [];
       for (let at = 0; at < size; at += o.rangeSize) ranges.push(at);

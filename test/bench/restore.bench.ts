@@ -81,6 +81,9 @@ import {
   stopChild,
 } from "./proc.js";
 import { RawBlobClient, forEachLimit, rawRestore, sampleMetadata } from "./raw-client.js";
+import { SocketRangeClient, socketRestoreNew } from "./raw-socket.js";
+import { ensureRclone, rcloneCopy, rcloneFlags, rcloneRemote, timedRun } from "./peer.js";
+import type { Peer, TimedRun } from "./peer.js";
 
 const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
 /** test/dist/bench/restore.bench.js -> repository root. */
@@ -115,9 +118,35 @@ const BENCH_DIR = process.env["HSMFLEET_BENCH_DIR"] || undefined;
 const CPU_PROF_DIR = process.env["HSMFLEET_BENCH_CPU_PROF"] || undefined;
 const [SMALL_COUNT, SMALL_KIB] = envPair("HSMFLEET_BENCH_SMALL", "20000x4", "files x KiB");
 const [LARGE_COUNT, LARGE_MIB] = envPair("HSMFLEET_BENCH_LARGE", "8x64", "files x MiB");
+const [FULL_SMALL_COUNT, FULL_SMALL_KIB] = envPair(
+  "HSMFLEET_BENCH_FULL_SMALL",
+  "10000x4",
+  "files x KiB",
+);
+const [FULL_LARGE_COUNT, FULL_LARGE_MIB] = envPair(
+  "HSMFLEET_BENCH_FULL_LARGE",
+  "4x512",
+  "files x MiB",
+);
+/** "embedded" (the CLI's default), "running" (--nats to the bench's server) or both. */
+const FULL_NATS: Array<"embedded" | "running"> = (
+  process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running"
+)
+  .split(",")
+  .map((s) => s.trim())
+  .map((s) => {
+    if (s !== "embedded" && s !== "running")
+      throw new Error("HSMFLEET_BENCH_FULL_NATS: embedded, running or both");
+    return s;
+  });
 const IMPORT_COUNT = envInt("HSMFLEET_BENCH_IMPORT", 20_000);
-const ALL_CASES = ["small", "large", "large-md5", "import"] as const;
+const ALL_CASES = ["full-small", "full-large", "small", "large", "large-md5", "import"] as const;
 type CaseName = (typeof ALL_CASES)[number];
+type RestoreCase = "small" | "large" | "large-md5";
+type FullCase = "full-small" | "full-large";
+const isRestoreCase = (c: CaseName): c is RestoreCase =>
+  c === "small" || c === "large" || c === "large-md5";
+const isFullCase = (c: CaseName): c is FullCase => c === "full-small" || c === "full-large";
 const CASES: CaseName[] = (() => {
   const raw = process.env["HSMFLEET_BENCH_CASES"];
   if (!raw) return [...ALL_CASES];
@@ -204,6 +233,31 @@ const restoreSets = (): Record<"small" | "large" | "large-md5", DataSet> => {
       large,
       true,
       `${LARGE_COUNT} × ${LARGE_MIB} MiB, Content-MD5`,
+    ),
+  };
+};
+
+/** The import --mode full cases: blobs with a Content-MD5 (hsmfleet checks every byte). */
+const fullSets = (): Record<FullCase, DataSet> => {
+  const small = filesIn(FULL_SMALL_COUNT, 200, FULL_SMALL_KIB * 1024);
+  const large = filesIn(FULL_LARGE_COUNT, FULL_LARGE_COUNT, FULL_LARGE_MIB * MiB);
+  const set = (container: string, f: ReturnType<typeof filesIn>, describe: string): DataSet => ({
+    container,
+    ...f,
+    bytes: f.files.reduce((n, x) => n + x.size, 0),
+    md5: true,
+    describe,
+  });
+  return {
+    "full-small": set(
+      "bench-full-small",
+      small,
+      `${int(FULL_SMALL_COUNT)} × ${FULL_SMALL_KIB} KiB, MD5, ${int(small.directories.length || 1)} dirs`,
+    ),
+    "full-large": set(
+      "bench-full-large",
+      large,
+      `${FULL_LARGE_COUNT} × ${FULL_LARGE_MIB} MiB, Content-MD5`,
     ),
   };
 };
@@ -449,7 +503,7 @@ const kindOf = (c: string): "small" | "large" =>
 
 const runRawRestore = async (
   ctx: Ctx,
-  name: Exclude<CaseName, "import">,
+  name: RestoreCase,
   set: DataSet,
   into: "file" | "discard",
 ): Promise<Run> => {
@@ -605,6 +659,156 @@ const runRawListing = async (ctx: Ctx, container: string, blobs: number): Promis
 };
 
 // ---------------------------------------------------------------------------------------------
+// import --mode full: one-shot CLI runs beside the peer (rclone) and the raw ceiling
+
+/** Every file of `set` under `root`: its size and the sink's content (MD5 compared). */
+const verifyContent = async (root: string, set: DataSet): Promise<void> => {
+  await forEachLimit(set.files, 16, async (f) => {
+    const fh = await open(join(root, f.name), "r");
+    try {
+      const h = createHash("md5");
+      const buf = Buffer.allocUnsafe(Math.min(f.size, 8 * MiB) || 1);
+      let at = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, at);
+        if (bytesRead === 0) break;
+        h.update(buf.subarray(0, bytesRead));
+        at += bytesRead;
+      }
+      if (at !== f.size) throw new Error(`${f.name}: ${at} bytes, expected ${f.size}`);
+      const expect = createHash("md5");
+      for (let o = 0; o < f.size; o += 8 * MiB)
+        expect.update(sinkContent(f.name, o, Math.min(8 * MiB, f.size - o)));
+      if (!h.digest().equals(expect.digest()))
+        throw new Error(`${f.name}: content differs from the blob`);
+    } finally {
+      await fh.close();
+    }
+  });
+};
+
+const freshDir = async (dir: string): Promise<string> => {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  return dir;
+};
+
+const timedToRun = (set: DataSet, r: TimedRun, kind: "small" | "large", sink: number): Run => ({
+  ...restoreRun(
+    set,
+    r.seconds,
+    {
+      self: r.cpuUser + r.cpuSystem,
+      selfSystem: r.cpuSystem,
+      workers: 0,
+      workersSystem: 0,
+      sink,
+      nats: 0,
+    },
+    kind,
+  ),
+});
+
+type FullSide = "hsmfleet-embedded" | "hsmfleet-running" | "rclone" | "raw" | "raw-socket";
+
+/**
+ * One run of `side` for an import --mode full of `set` into a fresh directory, timed as a user
+ * sees it (the whole command, start to exit). hsmfleet: `hsmfleet import --mode full --backend
+ * posix` (plain files, as rclone writes; MD5 of every file checked), with its embedded NATS
+ * (the default) or `--nats` to the bench's running server; rclone: `rclone copy` tuned
+ * (peer.ts); raw: the raw client's ranged GETs into new files at one worker's concurrency,
+ * sizes known from the listing (no HEAD, as rclone), no checksum.
+ */
+const runFull = async (
+  ctx: Ctx,
+  peer: Peer | undefined,
+  name: FullCase,
+  set: DataSet,
+  side: FullSide,
+  verify: boolean,
+): Promise<Run> => {
+  const target = await freshDir(join(ctx.base, `full-${side}`));
+  const kind = name === "full-small" ? "small" : "large";
+  const sink0 = cpuSeconds(ctx.sink.pid) ?? 0;
+  const sinkCpu = (): number => (cpuSeconds(ctx.sink.pid) ?? 0) - sink0;
+  let run: Run;
+  if (side === "raw-socket") {
+    const meter = new Meter({ ...ctx, workers: [] });
+    const client = new SocketRangeClient(ctx.sink.blobEndpoint);
+    const t0 = performance.now();
+    let bytes: number;
+    try {
+      for (const d of set.directories) await mkdir(join(target, d), { recursive: true });
+      bytes = await socketRestoreNew(client, {
+        container: set.container,
+        files: set.files.map((f) => ({ ...f, path: join(target, f.name) })),
+        rangeSize: RANGE_SIZE,
+        fileConcurrency: RAW_SHAPE.fileConcurrency,
+        rangeConcurrency: RAW_SHAPE.rangeConcurrency,
+      });
+    } finally {
+      client.close();
+    }
+    const s = seconds(t0);
+    if (bytes !== set.bytes)
+      throw new Error(`socket client received ${bytes}, expected ${set.bytes}`);
+    run = restoreRun(set, s, meter.read(), kind);
+  } else if (side === "raw") {
+    const meter = new Meter({ ...ctx, workers: [] });
+    const t0 = performance.now();
+    for (const d of set.directories) await mkdir(join(target, d), { recursive: true });
+    const bytes = await rawRestore(ctx.raw, {
+      container: set.container,
+      files: set.files.map((f) => ({ ...f, path: join(target, f.name) })),
+      rangeSize: RANGE_SIZE,
+      ...RAW_SHAPE,
+      into: "new-file",
+      knownSizes: true,
+    });
+    const s = seconds(t0);
+    if (bytes !== set.bytes) throw new Error(`raw client received ${bytes}, expected ${set.bytes}`);
+    run = restoreRun(set, s, meter.read(), kind);
+  } else if (side === "rclone") {
+    const r = await rcloneCopy(peer!, rcloneRemote(ctx.sink.blobEndpoint, set.container), target);
+    run = timedToRun(set, r, kind, sinkCpu());
+  } else {
+    const r = await timedRun(
+      [
+        process.execPath,
+        CLI_BIN,
+        "--state-dir",
+        join(ctx.base, "cli-state"),
+        ...(side === "hsmfleet-running" ? ["--nats", ctx.nats.url] : []),
+        "--storage",
+        ctx.sink.connectionString,
+        "import",
+        "--mode",
+        "full",
+        "--backend",
+        "posix",
+        "--container",
+        set.container,
+        "--quiet",
+        target,
+      ],
+      { ...process.env, HSMFLEET_LOG_LEVEL: "warn" },
+    );
+    if (r.code !== 0)
+      throw new Error(`hsmfleet import --mode full failed (${r.code}): ${r.stderrTail}`);
+    run = timedToRun(set, r, kind, sinkCpu());
+  }
+  if (verify) {
+    const t0 = performance.now();
+    await verifyContent(target, set);
+    log(
+      `    ${side}: verified ${int(set.files.length)} files (size, content) in ${seconds(t0).toFixed(1)} s`,
+    );
+  }
+  await rm(target, { recursive: true, force: true });
+  return run;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Results
 
 interface Side {
@@ -633,6 +837,12 @@ interface CaseResult {
   directStubs?: Side;
   /** By worker count. */
   hsmfleet: Record<number, Side>;
+  /** import --mode full: the one-shot CLI (by NATS: embedded, running) and the peer (rclone). */
+  cli?: Partial<Record<"embedded" | "running", Side>>;
+  peer?: Side;
+  peerLabel?: string;
+  /** full-*: the node:http raw client (the ceiling `raw` is the socket client there). */
+  rawHttp?: Side;
 }
 
 const describeRun = (r: Run, unit: string): string =>
@@ -693,13 +903,22 @@ const main = async (): Promise<void> => {
       files: sets.small.files.slice(0, 400),
       bytes: sets.small.files.slice(0, 400).reduce((n, f) => n + f.size, 0),
     };
-    const restoreCases = CASES.filter((c): c is Exclude<CaseName, "import"> => c !== "import");
-    for (const c of new Set<Exclude<CaseName, "import">>(["small", ...restoreCases])) {
+    const restoreCases = CASES.filter((c): c is RestoreCase => isRestoreCase(c));
+    for (const c of new Set<RestoreCase>(["small", ...restoreCases])) {
       const set = sets[c];
       const t0 = performance.now();
       const r = await sink.register({ container: set.container, blobs: set.files, md5: set.md5 });
       log(
         `registered ${c}: ${int(r.blobs)} blobs, ${int(r.bytes / MiB)} MiB (${seconds(t0).toFixed(1)} s)`,
+      );
+    }
+    const fulls = fullSets();
+    for (const c of CASES.filter(isFullCase)) {
+      const set = fulls[c];
+      const t0 = performance.now();
+      const r = await sink.register({ container: set.container, blobs: set.files, md5: true });
+      log(
+        `registered ${c}: ${int(r.blobs)} blobs, ${int(r.bytes / MiB)} MiB, with MD5 (${seconds(t0).toFixed(1)} s)`,
       );
     }
     const importSet = CASES.includes("import") ? importBlobs() : undefined;
@@ -713,13 +932,14 @@ const main = async (): Promise<void> => {
 
     const results = new Map<CaseName, CaseResult>();
     for (const c of CASES) {
-      const set = c === "import" ? undefined : sets[c];
+      const set = c === "import" ? undefined : isFullCase(c) ? fulls[c] : sets[c];
       results.set(c, {
         name: c,
         dataSet:
           set?.describe ??
           `${int(importSet!.blobs.length)} blobs (${int(importSet!.files)} files in ${int(importSet!.directories)} dirs)`,
-        unit: c === "small" ? "files/s" : c === "import" ? "blobs/s" : "MiB/s",
+        unit:
+          c === "small" || c === "full-small" ? "files/s" : c === "import" ? "blobs/s" : "MiB/s",
         files: set?.files.length ?? importSet!.files,
         bytes: set?.bytes ?? 0,
         hsmfleet: {},
@@ -731,7 +951,52 @@ const main = async (): Promise<void> => {
     const stubRuns: Run[] = [];
     const loadAtStart = loadavg()[0] ?? Number.NaN;
 
-    for (const count of WORKER_COUNTS) {
+    // import --mode full: one-shot CLI runs (the command a user runs, with the one worker it
+    // starts in its own process) beside rclone and the raw ceiling, alternating, same endpoint.
+    const fullCases = CASES.filter(isFullCase);
+    let peer: Peer | undefined;
+    if (fullCases.length > 0) {
+      const found = ensureRclone(log);
+      if ("missing" in found) log(`peer column left out: ${found.missing}`);
+      else {
+        peer = found;
+        log(`peer: ${peer.version} (${peer.path}), rclone copy ${rcloneFlags().join(" ")}`);
+      }
+    }
+    for (const c of fullCases) {
+      const set = fulls[c];
+      const result = results.get(c)!;
+      const ctx: Ctx = { nats, nc, sink, raw, workers: [], base };
+      log(`import --mode full ${c}: ${set.describe} (uptime load ${loadavg()[0]?.toFixed(1)})`);
+      const sides: FullSide[] = [
+        ...FULL_NATS.map((n) => `hsmfleet-${n}` as FullSide),
+        ...(peer ? (["rclone"] as const) : []),
+        "raw",
+        "raw-socket",
+      ];
+      const runs = new Map<FullSide, Run[]>();
+      for (let i = 0; i < RUNS; i++) {
+        // Alternate the order so no side always runs first (page cache, load swings).
+        const order = i % 2 === 0 ? sides : [...sides].reverse();
+        for (const sd of order) {
+          const r = await runFull(ctx, peer, c, set, sd, i === 0 && !sd.startsWith("raw"));
+          (runs.get(sd) ?? runs.set(sd, []).get(sd)!).push(r);
+          log(`  run ${i + 1} ${pad(sd, 18)} ${describeRun(r, result.unit)}`);
+        }
+      }
+      result.cli = {};
+      for (const n of FULL_NATS) result.cli[n] = side(runs.get(`hsmfleet-${n}`)!);
+      if (runs.has("rclone")) {
+        result.peer = side(runs.get("rclone")!);
+        result.peerLabel = `rclone copy ${rcloneFlags().join(" ")}`;
+      }
+      result.raw = side(runs.get("raw-socket")!);
+      result.rawHttp = side(runs.get("raw")!);
+    }
+
+    // Standalone workers only for the cases that use them (not the one-shot full-* runs).
+    const workerCounts = CASES.some((c) => !isFullCase(c)) ? WORKER_COUNTS : [];
+    for (const count of workerCounts) {
       while (workers.length < count) {
         const profDir = CPU_PROF_DIR ? join(CPU_PROF_DIR, `workers-${count}`) : undefined;
         workers.push(await startWorker(nats.url, sink.connectionString, profDir));
@@ -746,6 +1011,7 @@ const main = async (): Promise<void> => {
         `  warm-up restore of ${int(warmSet.files.length)} small files: ${int(w.filesPerSecond)} files/s`,
       );
       for (const c of CASES) {
+        if (isFullCase(c)) continue;
         const result = results.get(c)!;
         const hsmRuns: Run[] = [];
         if (c === "import") {
@@ -829,11 +1095,20 @@ const main = async (): Promise<void> => {
       `restore and import benchmark — standalone worker processes (transferConcurrency ${WORKER_DEFAULTS.transferConcurrency}, ` +
         `fileConcurrency ${WORKER_DEFAULTS.fileConcurrency}, blockConcurrency ${WORKER_DEFAULTS.blockConcurrency}, 8 MiB ranges), ` +
         `coordinator in this process, loopback blob sink, ${nCpus} CPUs, ${RUNS} runs each, load average ${loadAtStart.toFixed(1)} → ${loadAtEnd.toFixed(1)}`,
-      `${pad("case", 11)}${pad("data set", 38)}${pad("configuration", 34)}${pad("best / median", 26)}${pad("files/s, MiB/s (median run)", 30)}ratio to ceiling (median)`,
+      `${pad("case", 11)}${pad("data set", 38)}${pad("configuration", 34)}${pad("best / median", 26)}${pad("files/s, MiB/s (median run)", 30)}${pad("CPU s (median)", 16)}${pad("to ceiling", 12)}to rclone (wall; CPU)`,
     ];
     const medianRun = (sd: Side): Run =>
       [...sd.runs].sort((a, b) => a.rate - b.rate)[(sd.runs.length - 1) >> 1]!;
-    const row = (r: CaseResult, label: string, sd: Side, ceiling: Side | undefined): string => {
+    // What the client side cost: this process or the command, its workers, nats-server.
+    const cpuTotal = (x: Run): number => x.cpu.self + x.cpu.workers + x.cpu.nats;
+    const medianCpu = (sd: Side): number => median(sd.runs.map(cpuTotal));
+    const row = (
+      r: CaseResult,
+      label: string,
+      sd: Side,
+      ceiling: Side | undefined,
+      peerSide?: Side,
+    ): string => {
       const m = medianRun(sd);
       const extra =
         r.name === "import"
@@ -842,10 +1117,22 @@ const main = async (): Promise<void> => {
       return (
         `${pad(r.name, 11)}${pad(r.dataSet, 38)}${pad(label, 34)}` +
         `${pad(`${int(sd.best)} / ${int(sd.median)} ${r.unit}`, 26)}${pad(extra, 30)}` +
-        (ceiling ? (sd.median / ceiling.median).toFixed(2) : "—")
+        `${pad(medianCpu(sd).toFixed(2), 16)}` +
+        `${pad(ceiling ? (sd.median / ceiling.median).toFixed(2) : "—", 12)}` +
+        (peerSide
+          ? `${(sd.median / peerSide.median).toFixed(2)}; ${(medianCpu(peerSide) / medianCpu(sd)).toFixed(2)}`
+          : "—")
       );
     };
     for (const r of all) {
+      if (r.cli) {
+        if (r.peer) lines.push(row(r, "rclone copy (peer)", r.peer, r.raw, r.peer));
+        for (const [n, sd] of Object.entries(r.cli))
+          lines.push(row(r, `hsmfleet CLI, ${n} NATS`, sd, r.raw, r.peer));
+        if (r.rawHttp) lines.push(row(r, "raw node:http, new files", r.rawHttp, r.raw, r.peer));
+        if (r.raw) lines.push(row(r, "raw sockets, new files (ceiling)", r.raw, undefined, r.peer));
+        continue;
+      }
       if (r.raw) lines.push(row(r, "raw HTTP into files (ceiling)", r.raw, undefined));
       if (r.rawDiscard) lines.push(row(r, "raw HTTP, discard", r.rawDiscard, r.raw));
       if (r.rawListing) lines.push(row(r, "raw HTTP listing only", r.rawListing, undefined));
@@ -871,6 +1158,9 @@ const main = async (): Promise<void> => {
     }
     lines.push(
       "hsmfleet rates use the job's own clock (restore: walk + restore; import: walk and stub creation).",
+      "full-*: import --mode full --backend posix as ONE-SHOT CLI runs (start to exit, wall clock; CPU s = the command and its children: the CLI, its worker, an embedded nats-server), " +
+        "beside `rclone copy` (account SAS URL, same sink, same run; rclone skips the MD5 of files it fetches with several streams, hsmfleet checks every file's MD5) " +
+        "and two raw clients (ranged GETs written at offsets into new files, no checksum): node:http, and the ceiling, plain keep-alive sockets whose reads land in the range buffer (raw-socket.ts). to rclone = hsmfleet rate / rclone rate (wall); rclone CPU s / hsmfleet CPU s.",
       "ratio = median hsmfleet / median raw ceiling (raw at one worker's concurrency, writing into the same stub files).",
     );
     if (Math.max(loadAtStart, loadAtEnd) > nCpus)

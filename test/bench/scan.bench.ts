@@ -34,6 +34,7 @@ import {
   spawnTracked,
   stopChild,
 } from "./proc.js";
+import { ensureRclone, timedRun } from "./peer.js";
 
 const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
 /** test/dist/bench/scan.bench.js -> repository root. */
@@ -416,6 +417,40 @@ const measureFind = async (tree: Tree): Promise<ConfigResult> => {
 };
 
 /**
+ * The peer: `rclone lsf -R --format stp` (size, mod time, path of every entry) of the same tree,
+ * RUNS times, each paired with a find run just before it; undefined without rclone.
+ */
+const measureRcloneLsf = async (tree: Tree): Promise<ConfigResult | undefined> => {
+  const found = ensureRclone(log);
+  if ("missing" in found) {
+    log(`  peer left out: ${found.missing}`);
+    return undefined;
+  }
+  const runs: ConfigResult["runs"] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const findRate = tree.entries / (await runFind(tree.root, false)).seconds;
+    const r = await timedRun(
+      [found.path, "lsf", "-R", "--format", "stp", "--checkers", "32", tree.root],
+      { ...process.env, RCLONE_CONFIG: "/dev/null" },
+    );
+    if (r.code !== 0) throw new Error(`rclone lsf failed (${r.code}): ${r.stderrTail}`);
+    const rate = tree.entries / r.seconds;
+    runs.push({
+      entriesPerSecond: rate,
+      wallSeconds: r.seconds,
+      pairedFindEntriesPerSecond: findRate,
+      ratioVsPairedFind: rate / findRate,
+    });
+    log(
+      `  rclone lsf run ${i + 1}: ${int(rate)} entries/s (${r.seconds.toFixed(3)} s, CPU ${(r.cpuUser + r.cpuSystem).toFixed(2)} s); find just before ${int(findRate)}/s`,
+    );
+  }
+  return summarize(`rclone lsf -R (peer, ${found.version.split(" ")[1] ?? ""})`, tree, runs, {
+    ratioVsFind: median(runs.map((r) => r.ratioVsPairedFind ?? Number.NaN)),
+  });
+};
+
+/**
  * RUNS scans of each tree with `standalone` worker processes started beforehand (and stopped
  * after), the coordinator running `inProcess` workers of its own.
  */
@@ -535,6 +570,8 @@ const main = async (): Promise<void> => {
     const loadAtStart = loadavg()[0] ?? Number.NaN;
     log("find -printf");
     const find = await measureFind(small);
+    log("rclone lsf -R (peer)");
+    const peerLsf = await measureRcloneLsf(small);
     const [oneProc, oneProcLarge] = await measureScan(
       "hsmfleet scan, 1 worker (proc)",
       nats,
@@ -566,7 +603,7 @@ const main = async (): Promise<void> => {
     const findDrift = findAgain.medianEntriesPerSecond / find.medianEntriesPerSecond - 1;
     const loadAtEnd = loadavg()[0] ?? Number.NaN;
 
-    const configs = [find, oneProc, twoProc, inProc];
+    const configs = [find, ...(peerLsf ? [peerLsf] : []), oneProc, twoProc, inProc];
     find.ratioVsFind = 1;
 
     const peak = (c: ConfigResult) =>
@@ -602,6 +639,11 @@ const main = async (): Promise<void> => {
       ),
       "entries/s of hsmfleet use the job's own clock (summary.elapsedSeconds); find's include process start.",
       "ratio vs find: median over runs of (scan rate / rate of a find run made just before that scan).",
+      ...(peerLsf
+        ? [
+            `to rclone lsf (peer): hsmfleet 1 worker ${(oneProc.medianEntriesPerSecond / peerLsf.medianEntriesPerSecond).toFixed(2)}× (median rates; rclone's include its process start, hsmfleet's the job clock)`,
+          ]
+        : []),
       `find measured again at the end: ${int(findAgain.medianEntriesPerSecond)} entries/s median (${findDrift >= 0 ? "+" : ""}${(findDrift * 100).toFixed(0)}% drift)`,
     ];
     if (wrongScans.length > 0)

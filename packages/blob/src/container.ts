@@ -74,6 +74,14 @@ export class BlobContainer {
     return this.#direct !== undefined;
   }
 
+  /**
+   * The direct transport and this container's address (direct-put.ts, direct-get.ts), when
+   * requests can go out without the SDK; download.ts sends its GETs through it.
+   */
+  get direct(): { transport: DirectBlobTransport; address: DirectContainerAddress } | undefined {
+    return this.#direct;
+  }
+
   /** Container URL without its query (a SAS stays out of messages). */
   get location(): string {
     const url = new URL(this.client.url);

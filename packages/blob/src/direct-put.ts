@@ -281,7 +281,7 @@ export class DirectBlobTransport {
       abortSignal: signal,
     };
     const tryOnce = (): Promise<DirectResponse> =>
-      this.#try(address, path, query, search, headers, body, signal);
+      this.#try("PUT", address, path, query, search, headers, body, signal, receiveText);
     const pacing = this.#pacing;
     const paced =
       pacing === undefined
@@ -308,16 +308,52 @@ export class DirectBlobTransport {
     }
   }
 
+  /**
+   * A GET (or HEAD) of blob `name` through the pacing and retry policies, its answer handed to
+   * `receive` (which reads the body, e.g. into a caller's buffer; a failure while reading is a
+   * failure of the try, so a broken body is retried like a reset). Used by direct-get.ts.
+   */
+  async request<R extends RetryPipelineResponse>(
+    method: "GET" | "HEAD",
+    address: DirectContainerAddress,
+    name: string,
+    headers: SignedHeaders,
+    receive: DirectReceiver<R>,
+    signal: AbortSignal | undefined,
+  ): Promise<R> {
+    const path = `${address.path}/${encodeBlobName(name)}`;
+    const request: RetryPipelineRequest = { method, url: path, abortSignal: signal };
+    const tryOnce = (): Promise<R> =>
+      this.#try(method, address, path, NO_QUERY, "", headers, undefined, signal, receive);
+    const pacing = this.#pacing;
+    const paced =
+      pacing === undefined
+        ? tryOnce
+        : async (): Promise<R> =>
+            (await pacing.sendRequest(
+              {
+                method,
+                url: `${address.protocol}//direct${path}`,
+                headers: { get: (n) => headers[n] },
+                abortSignal: signal,
+              },
+              tryOnce,
+            )) as R;
+    return (await this.#policy.sendRequest(request, paced)) as R;
+  }
+
   /** One try: authorize (fresh date, token) and send; a 401 with a cached token is sent again once. */
-  async #try(
+  async #try<R extends RetryPipelineResponse>(
+    method: string,
     address: DirectContainerAddress,
     path: string,
     requestQuery: ReadonlyArray<readonly [string, string]>,
     requestSearch: string,
     headers: SignedHeaders,
-    body: Buffer,
+    body: Buffer | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<DirectResponse> {
+    receive: DirectReceiver<R>,
+  ): Promise<R> {
     let query = requestQuery;
     let search = requestSearch;
     if (this.#timeoutMs !== undefined) {
@@ -334,53 +370,40 @@ export class DirectBlobTransport {
     out["x-ms-client-request-id"] = randomUUID();
     if (this.#signer !== undefined) {
       out["x-ms-date"] = msDate();
-      out["authorization"] = this.#signer.authorization("PUT", path, query, out);
-      return this.#send(address, target, out, body, signal);
+      out["authorization"] = this.#signer.authorization(method, path, query, out);
+      return this.#send(method, address, target, out, body, signal, receive);
     }
     if (this.#tokens !== undefined) {
       out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      const res = await this.#send(address, target, out, body, signal);
+      const res = await this.#send(method, address, target, out, body, signal, receive);
       if (res.status !== 401) return res;
       this.#tokens.invalidate();
       out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      return this.#send(address, target, out, body, signal);
+      return this.#send(method, address, target, out, body, signal, receive);
     }
-    return this.#send(address, target, out, body, signal);
+    return this.#send(method, address, target, out, body, signal, receive);
   }
 
-  #send(
+  #send<R extends RetryPipelineResponse>(
+    method: string,
     address: DirectContainerAddress,
     target: string,
     headers: OutgoingHttpHeaders,
-    body: Buffer,
+    body: Buffer | undefined,
     signal: AbortSignal | undefined,
-  ): Promise<DirectResponse> {
+    receive: DirectReceiver<R>,
+  ): Promise<R> {
     return new Promise((resolve, reject) => {
       const options = {
         hostname: address.hostname,
         port: address.port,
-        method: "PUT",
+        method,
         path: target,
         headers,
         agent: this.#agent,
         ...(signal !== undefined ? { signal } : {}),
       };
-      const onResponse = (res: IncomingMessage): void => {
-        const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300) {
-          res.on("end", () => resolve({ status, headers: headerGetter(res), body: "" }));
-          res.on("error", reject);
-          res.resume();
-          return;
-        }
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => {
-          if (text.length < 64 * 1024) text += c;
-        });
-        res.on("end", () => resolve({ status, headers: headerGetter(res), body: text }));
-        res.on("error", reject);
-      };
+      const onResponse = (res: IncomingMessage): void => receive(res, resolve, reject);
       const req: ClientRequest =
         address.protocol === "https:"
           ? httpsRequest(options, onResponse)
@@ -394,10 +417,50 @@ export class DirectBlobTransport {
           req.destroy(err);
         });
       }
-      req.end(body);
+      if (body !== undefined) req.end(body);
+      else req.end();
     });
   }
 }
+
+/**
+ * Reads one response: resolves with what the caller needs (status and headers at least), or
+ * rejects (a broken body: the try failed and is retried).
+ */
+export type DirectReceiver<R extends RetryPipelineResponse> = (
+  res: IncomingMessage,
+  resolve: (r: R) => void,
+  reject: (err: unknown) => void,
+) => void;
+
+/** The answer of a PUT: its status and headers, the error body's text (first 64 KiB). */
+const receiveText: DirectReceiver<DirectResponse> = (res, resolve, reject) => {
+  const status = res.statusCode ?? 0;
+  if (status >= 200 && status < 300) {
+    res.on("end", () => resolve({ status, headers: headerGetter(res), body: "" }));
+    res.on("error", reject);
+    res.resume();
+    return;
+  }
+  readErrorText(res, (text) => resolve({ status, headers: headerGetter(res), body: text }), reject);
+};
+
+/** The text of an error answer (first 64 KiB). */
+export const readErrorText = (
+  res: IncomingMessage,
+  done: (text: string) => void,
+  reject: (err: unknown) => void,
+): void => {
+  let text = "";
+  res.setEncoding("utf8");
+  res.on("data", (c: string) => {
+    if (text.length < 64 * 1024) text += c;
+  });
+  res.on("end", () => done(text));
+  res.on("error", reject);
+};
+
+export { headerGetter, errorText };
 
 /** The direct transport of an SDK pipeline (registered by createBlobServiceClient). */
 const transports = new WeakMap<object, DirectBlobTransport>();

@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import type { BlobClient, BlobDownloadResponseParsed } from "@azure/storage-blob";
+import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { displayPath } from "@hsmfleet/core";
+import { Md5Stream, pwriteAll, writeWholeFile } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
 import {
   BlobOperationError,
@@ -14,6 +14,8 @@ import {
 import { BlobChangedError, BlobChecksumError } from "./download-errors.js";
 import { md5OfFile } from "./file-md5.js";
 import { MemoryBudget } from "./memory-budget.js";
+import { directGetBlob } from "./direct-get.js";
+import type { DirectGetResult } from "./direct-get.js";
 
 const MiB = 1024 * 1024;
 
@@ -53,6 +55,12 @@ export interface DownloadRangeOptions {
    * carries the ETag and the stored Content-MD5. A blob of another size takes the general path.
    */
   expectedSize?: number;
+  /**
+   * downloadRange: an MD5 fed with the range's bytes in file order, each range hashed in the same
+   * native threadpool job that writes it (Md5Stream.pwriteAndHash). It must have been fed exactly
+   * the bytes before `offset`. Default: none (ranges are written as they arrive).
+   */
+  md5?: Md5Stream;
 }
 
 export interface DownloadResult {
@@ -89,7 +97,8 @@ const rangeFailure = (where: BlobOperationSubject, state: EtagState, err: unknow
 
 /** One ranged GET into `buf[0, n)`, with its length checked. */
 const getRange = async (
-  client: BlobClient,
+  container: BlobContainer,
+  name: string,
   where: BlobOperationSubject,
   state: EtagState,
   buf: Buffer,
@@ -98,6 +107,33 @@ const getRange = async (
   signal: AbortSignal,
 ): Promise<void> => {
   const range = `bytes ${position}-${position + n - 1}`;
+  const direct = container.direct;
+  if (direct !== undefined) {
+    let r: DirectGetResult;
+    try {
+      r = await directGetBlob(direct.transport, direct.address, name, {
+        offset: position,
+        count: n,
+        ifMatch: state.ifMatch,
+        into: n === buf.length ? buf : buf.subarray(0, n),
+        abortSignal: signal,
+      });
+    } catch (err) {
+      throw rangeFailure(where, state, err);
+    }
+    if (r.etag !== undefined) {
+      if (state.etag === undefined) state.etag = r.etag;
+      else if (r.etag !== state.etag) throw new BlobChangedError(where, state.etag, r.etag);
+    }
+    if (r.lengthMismatch) {
+      throw new BlobOperationError(GET_RANGE, where, undefined, {
+        detail: `${range}: the service sent ${r.contentLength ?? "no"} bytes, expected ${n} (range beyond the end of the blob?)`,
+        retryable: false,
+      });
+    }
+    return;
+  }
+  const client = container.client.getBlobClient(name);
   let res: BlobDownloadResponseParsed;
   try {
     res = await client.download(position, n, {
@@ -152,7 +188,10 @@ const getRange = async (
   }
 };
 
-/** Positional write of `buf[0, n)` at `position`, all of it. */
+/**
+ * Positional write of `buf[0, n)` at `position`, all of it, in one native threadpool job; with
+ * `md5`, the same job hashes the bytes after writing them (the caller keeps file order).
+ */
 const writeAt = async (
   fh: FileHandle,
   buf: Buffer,
@@ -160,23 +199,15 @@ const writeAt = async (
   position: number,
   where: BlobOperationSubject,
   signal: AbortSignal,
+  md5?: Md5Stream,
 ): Promise<void> => {
-  let done = 0;
-  while (done < n) {
-    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-    let written: number;
-    try {
-      ({ bytesWritten: written } = await fh.write(buf, done, n - done, position + done));
-    } catch (err) {
-      throw fsFailure(WRITE, where, err);
-    }
-    if (written <= 0) {
-      throw new BlobOperationError(WRITE, where, undefined, {
-        detail: `wrote nothing at offset ${position + done}`,
-        retryable: false,
-      });
-    }
-    done += written;
+  if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+  const data = n === buf.length ? buf : buf.subarray(0, n);
+  try {
+    if (md5) await md5.pwriteAndHash(fh.fd, data, position);
+    else await pwriteAll(fh.fd, data, position);
+  } catch (err) {
+    throw fsFailure(WRITE, where, err);
   }
 };
 
@@ -220,10 +251,12 @@ export const downloadRange = async (
   if (outer?.aborted) throw new BlobOperationError(GET_RANGE, where, abortCause(outer));
   if (length === 0) return 0;
   const budget = options.budget ?? processBudget;
-  const client = container.client.getBlobClient(name);
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
   const state: EtagState = { ifMatch: options.etag, etag: options.etag };
+  const md5 = options.md5;
+  // With an MD5, ranges are written (and hashed) in file order: each waits for the one before.
+  let previousWrite: Promise<void> = Promise.resolve();
   // Full-size range buffers are reused within this download (at most `concurrency` of them).
   const spare: Buffer[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -247,13 +280,19 @@ export const downloadRange = async (
         throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
       }
       const at = position;
+      const before = previousWrite;
+      let markWritten!: () => void;
+      const mine = new Promise<void>((resolveWrite) => (markWritten = resolveWrite));
+      if (md5) previousWrite = mine;
       const task: Promise<void> = (async () => {
         const full = n === rangeSize;
         const buf = (full ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
         try {
-          await getRange(client, where, state, buf, at, n, signal);
-          await writeAt(fh, buf, n, at, where, signal);
+          await getRange(container, name, where, state, buf, at, n, signal);
+          if (md5) await before;
+          await writeAt(fh, buf, n, at, where, signal, md5);
         } finally {
+          markWritten();
           if (full) spare.push(buf);
           budget.release(n);
         }
@@ -273,6 +312,74 @@ export const downloadRange = async (
     await Promise.allSettled(inFlight);
     throw err;
   }
+};
+
+/**
+ * The whole blob in one GET into a new `size`-byte buffer, with its ETag and stored Content-MD5:
+ * direct (direct-get.ts) when the container has a direct transport, else through the SDK.
+ * Undefined when the blob is not `size` bytes long (or the answer has no ETag).
+ */
+const getSmallBlob = async (
+  container: BlobContainer,
+  name: string,
+  where: BlobOperationSubject,
+  size: number,
+  ifMatch: string | undefined,
+  signal: AbortSignal,
+): Promise<{ buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined> => {
+  const failure = (err: unknown): Error =>
+    ifMatch !== undefined && isConditionNotMet(err)
+      ? new BlobChangedError(where, ifMatch, undefined, err)
+      : new BlobOperationError(GET_RANGE, where, err);
+  const direct = container.direct;
+  if (direct !== undefined) {
+    const buf = Buffer.allocUnsafe(size);
+    let r: DirectGetResult;
+    try {
+      r = await directGetBlob(direct.transport, direct.address, name, {
+        ifMatch,
+        into: buf,
+        abortSignal: signal,
+      });
+    } catch (err) {
+      throw failure(err);
+    }
+    if (r.lengthMismatch || r.etag === undefined) return undefined;
+    return { buf, etag: r.etag, stored: r.contentMD5 ?? r.blobContentMD5 };
+  }
+  let res: BlobDownloadResponseParsed;
+  try {
+    res = await container.client.getBlobClient(name).download(0, undefined, {
+      abortSignal: signal,
+      ...(ifMatch !== undefined ? { conditions: { ifMatch } } : {}),
+    });
+  } catch (err) {
+    throw failure(err);
+  }
+  const body = res.readableStreamBody;
+  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+    body?.destroy();
+    return undefined;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let got = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
+      chunk.copy(buf, got);
+      got += chunk.length;
+    }
+  } catch (err) {
+    body.destroy();
+    throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
+  }
+  if (got !== size) {
+    throw new BlobOperationError(GET_RANGE, where, undefined, {
+      detail: `received ${got} of ${size} bytes`,
+      retryable: true,
+    });
+  }
+  return { buf, etag: res.etag, stored: res.contentMD5 ?? res.blobContentMD5 };
 };
 
 /**
@@ -297,58 +404,33 @@ const downloadSmallBlob = async (
   } catch (err) {
     throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
   }
-  let res: BlobDownloadResponseParsed;
+  let got: { buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined;
   try {
-    res = await container.client.getBlobClient(name).download(0, undefined, {
-      abortSignal: signal,
-      ...(options.etag !== undefined ? { conditions: { ifMatch: options.etag } } : {}),
-    });
+    got = await getSmallBlob(container, name, where, size, options.etag, signal);
   } catch (err) {
     budget.release(size);
-    if (options.etag !== undefined && isConditionNotMet(err)) {
-      throw new BlobChangedError(where, options.etag, undefined, err);
-    }
-    throw new BlobOperationError(GET_RANGE, where, err);
+    throw err;
   }
-  const body = res.readableStreamBody;
-  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
+  if (got === undefined) {
     budget.release(size);
-    body?.destroy();
     return undefined;
   }
   try {
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
+    const { buf, stored } = got;
+    const checked = stored !== undefined && stored.length > 0;
+    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+    // One threadpool job: write at 0, cut to the size, MD5 of what was written.
+    let actual: Buffer | undefined;
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
-        chunk.copy(buf, got);
-        got += chunk.length;
-      }
-    } catch (err) {
-      body.destroy();
-      throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
-    }
-    if (got !== size) {
-      throw new BlobOperationError(GET_RANGE, where, undefined, {
-        detail: `received ${got} of ${size} bytes`,
-        retryable: true,
-      });
-    }
-    await writeAt(fh, buf, size, 0, where, signal);
-    try {
-      const st = await fh.stat();
-      if (st.size !== size) await fh.truncate(size);
+      actual = await writeWholeFile(fh.fd, buf, { md5: checked });
     } catch (err) {
       throw fsFailure(WRITE, where, err);
     }
     options.onProgress?.(size);
-    const stored = res.contentMD5 ?? res.blobContentMD5;
-    if (stored === undefined || stored.length === 0) {
-      return { bytes: size, md5Verified: false, etag: res.etag };
+    if (!checked || actual === undefined) {
+      return { bytes: size, md5Verified: false, etag: got.etag };
     }
     const md5 = Buffer.from(stored);
-    const actual = createHash("md5").update(buf).digest();
     if (!actual.equals(md5)) {
       let truncateError: unknown;
       try {
@@ -358,7 +440,7 @@ const downloadSmallBlob = async (
       }
       throw new BlobChecksumError(where, md5, actual, truncateError);
     }
-    return { bytes: size, md5Verified: true, etag: res.etag };
+    return { bytes: size, md5Verified: true, etag: got.etag };
   } finally {
     budget.release(size);
   }
@@ -378,13 +460,7 @@ export const verifyFileMd5 = async (
   options: { budget?: MemoryBudget; abortSignal?: AbortSignal } = {},
 ): Promise<void> => {
   const where = subjectOf(container, name, localPath);
-  const actual = await md5OfFile(
-    fh,
-    size,
-    where,
-    options.budget ?? processBudget,
-    options.abortSignal,
-  );
+  const actual = await md5OfFile(fh, size, where, options.abortSignal);
   if (actual.equals(md5)) return;
   let truncateError: unknown;
   try {
@@ -444,7 +520,14 @@ export const downloadBlobToFile = async (
       retryable: true,
     });
   }
-  const bytes = await downloadRange(container, name, fh, localPath, 0, size, { ...options, etag });
+  // With a Content-MD5, every range is hashed in the job that writes it (in file order): no
+  // second pass over the file.
+  const hash = md5 !== undefined ? new Md5Stream() : undefined;
+  const bytes = await downloadRange(container, name, fh, localPath, 0, size, {
+    ...options,
+    etag,
+    ...(hash ? { md5: hash } : {}),
+  });
   // An existing file opened without truncation may be longer than the blob.
   try {
     const st = await fh.stat();
@@ -452,10 +535,16 @@ export const downloadBlobToFile = async (
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
-  if (md5 === undefined) return { bytes, md5Verified: false, etag };
-  await verifyFileMd5(container, name, fh, localPath, size, md5, {
-    ...(options.budget ? { budget: options.budget } : {}),
-    ...(signal ? { abortSignal: signal } : {}),
-  });
+  if (md5 === undefined || hash === undefined) return { bytes, md5Verified: false, etag };
+  const actual = hash.digest();
+  if (!actual.equals(md5)) {
+    let truncateError: unknown;
+    try {
+      await fh.truncate(0);
+    } catch (err) {
+      truncateError = err ?? new Error("truncate failed");
+    }
+    throw new BlobChecksumError(where, md5, actual, truncateError);
+  }
   return { bytes, md5Verified: true, etag };
 };

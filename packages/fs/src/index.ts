@@ -36,3 +36,4 @@ export {
   crc64Portable,
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
+export { Md5Stream, pwriteAll, writeWholeFile } from "./write-hash.js";

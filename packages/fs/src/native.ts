@@ -37,7 +37,27 @@ export interface NativeBinding {
   readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
   /** The same for several files in one job, one after the other. */
   readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>;
+  /** A native MD5 context (native/writehash.c); see write-hash.ts. */
+  md5Create(): NativeMd5State;
+  md5Digest(state: NativeMd5State): Buffer;
+  /** pwrite all of `data` at `position` and feed it to `state` (if any), in one job. */
+  pwriteHash(
+    fd: number,
+    data: Uint8Array,
+    position: number,
+    state: NativeMd5State | null,
+  ): Promise<number>;
+  /** Read [position, position+length) through a native buffer into `state`; the bytes read. */
+  preadHash(fd: number, position: number, length: number, state: NativeMd5State): Promise<number>;
+  /** pwrite all of `data` at 0, ftruncate to its length, its MD5 into md5Out; one job. */
+  writeWhole(fd: number, data: Uint8Array, md5Out: Buffer | null): Promise<void>;
   readonly formatVersion: number;
+}
+
+/** Opaque MD5 context (an N-API external owning an EVP_MD_CTX; freed on GC). */
+declare const md5StateBrand: unique symbol;
+export interface NativeMd5State {
+  readonly [md5StateBrand]: true;
 }
 
 /** Rejection shape of the binding. */
