@@ -39,3 +39,4 @@ export {
   crc64Portable,
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
+export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";

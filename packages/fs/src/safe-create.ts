@@ -38,6 +38,8 @@ import {
   errorMessage,
 } from "@hsmfleet/core";
 
+import { pauseBeforeOpenForTest } from "./test-seam.js";
+
 const SLASH = 0x2f;
 const DOT = 0x2e;
 
@@ -227,6 +229,7 @@ export class TargetRoot {
   async createFile(rel: Buffer, mode: number): Promise<FileHandle> {
     const ends = segmentEnds(rel);
     await this.walkParents(rel, ends, false, "open", true);
+    await pauseBeforeOpenForTest(rel);
     const abs = this.join(rel);
     const flags = constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_WRONLY;
     try {

@@ -9,6 +9,7 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
+import { pauseBeforeOpenForTest } from "@hsmfleet/fs";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type * as BlobApi from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";
@@ -193,6 +194,7 @@ const exportEntry = async (
       try {
         // Loaded on first use: scans never load the Azure SDK.
         const { uploadFile } = await loadBlob();
+        await pauseBeforeOpenForTest(entry.path);
         const done = await uploadFile(container, local, name, {
           metadata,
           blockSizeBytes: blockSize || undefined,
