@@ -37,6 +37,28 @@ export interface NativeBinding {
   readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
   /** The same for several files in one job, one after the other. */
   readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>;
+  /** Same, every path relative to `rootFd` (native/beneath.c; flags bit 1: no openat2). */
+  readSmallFilesBeneath(
+    rootFd: number,
+    rels: Buffer[],
+    outs: Buffer[],
+    flags: number,
+  ): Promise<void>;
+  /**
+   * One operation beneath a job root fd (native/beneath.c; job-root.ts wraps it). Rejections carry
+   * errno, syscall and `at` (bytes of rel resolved when it failed).
+   */
+  beneath(
+    op: number,
+    rootFd: number,
+    rel: Buffer,
+    nums: number[],
+    data: Buffer | null,
+    out: Buffer | null,
+    name: string | null,
+  ): Promise<number>;
+  /** Whether openat2 is available (probed once). */
+  beneathProbe(): boolean;
   readonly formatVersion: number;
 }
 

@@ -38,7 +38,7 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry, HsmRequestName } from "@hsmfleet/core";
-import { openHsmBackend } from "@hsmfleet/fs";
+import { jobRootFor, openHsmBackend } from "@hsmfleet/fs";
 import type { HsmBackend, HsmBackendKind, HsmEmulationBackend } from "@hsmfleet/fs";
 import {
   HSM_STREAM,
@@ -491,13 +491,21 @@ export class HsmActionRunner {
     await ensured;
     const { uploadFile } = await import("@hsmfleet/blob");
     const done = await uploadFile(container, abs, this.#blobName(job, item), {
+      // Read beneath the job root's fd, nothing followed, and only the inode just checked.
+      beneath: { rootFd: (await jobRootFor(job.spec.root)).fd, rel: item.path },
       metadata: metadataForEntry(entry),
       blockSizeBytes: job.spec.blockSize || undefined,
       concurrency: this.#ctx.blockConcurrency,
       budget: this.#ctx.budget,
       abortSignal: signal,
       onProgress: this.#progress(list, item, snapshot.size),
-      expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+      expected: {
+        size: entry.size,
+        mtimeSec: entry.mtimeSec,
+        mtimeNsec: entry.mtimeNsec,
+        ino: st.ino,
+        dev: st.dev,
+      },
     });
     signal.throwIfAborted();
     await backend.completeArchive(abs, list.archiveId, snapshot);
@@ -517,7 +525,20 @@ export class HsmActionRunner {
     const container = await this.#ctx.container(job);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
     const before = await lstat(abs, { bigint: true });
-    const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW);
+    // The data goes in through an fd opened beneath the job root (nothing followed), and only
+    // into the inode that was checked.
+    const { handle: fh, stat: opened } = await (
+      await jobRootFor(job.spec.root)
+    ).openFile(item.path, constants.O_RDWR);
+    if (opened.ino !== before.ino || opened.dev !== before.dev) {
+      await fh.close();
+      throw new HsmRefusedError(
+        "restore",
+        displayPath(abs),
+        "replaced",
+        `restore of ${displayPath(abs)} refused: the file was replaced while being checked`,
+      );
+    }
     let bytes: number;
     try {
       const done = await downloadBlobToFile(container, this.#blobName(job, item), fh, abs, {
