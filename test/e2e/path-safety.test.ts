@@ -19,7 +19,6 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
-import type { ExecutionContext } from "ava";
 import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
 import { getXattr } from "@hsmfleet/fs";
@@ -117,7 +116,7 @@ for (const m of modes) {
       await waitFor(
         "the worker to pause before opening alice/x/secret",
         () => exists(join(signal, "paused")),
-        60_000,
+        180_000,
       );
       // The owner of alice/ swaps x for a symlink to a directory outside the job.
       await rename(join(root, "alice/x"), join(root, "alice/x.real"));
@@ -139,6 +138,62 @@ for (const m of modes) {
       // The refusal names the path, the operation and the cause.
       t.regex(`${out.stdout}${out.stderr}${errors}`, /alice\/x\/secret/);
       t.regex(`${out.stdout}${out.stderr}${errors}`, /symbolic link|symlink/);
+    },
+  );
+
+  test.serial(
+    `[${m.title}] export walk: a directory whose parent was swapped for a symlink is never listed`,
+    async (t) => {
+      const tmp = await tempDir();
+      t.teardown(() => tmp.cleanup());
+      const azurite = await startStorage(t);
+      const { server } = await startBus(t);
+      const root = join(tmp.path, "tree");
+      const outside = join(tmp.path, "outside");
+      const signal = join(tmp.path, "signal");
+      await mkdir(join(root, "alice/x/y"), { recursive: true });
+      await mkdir(join(outside, "y"), { recursive: true });
+      await mkdir(signal);
+      await writeFile(join(root, "alice/x/y/inside"), "inside");
+      await writeFile(join(outside, "y/outside-name-leak"), SECRET);
+      const child = spawnCli(
+        [
+          "--nats",
+          server.url,
+          "--storage",
+          azurite.connectionString,
+          "--workers",
+          "1",
+          "export",
+          root,
+          "--container",
+          "walk",
+          "--json",
+          "--quiet",
+          "--max-errors",
+          "-1",
+        ],
+        { env: { ...m.env, HSMFLEET_TEST_PAUSE_BEFORE_OPEN: `${signal}:alice/x/y` } },
+      );
+      const out = collect(child);
+      await waitFor(
+        "the walk to pause before listing alice/x/y",
+        () => exists(join(signal, "paused")),
+        180_000,
+      );
+      await rename(join(root, "alice/x"), join(root, "alice/x.real"));
+      await symlink(outside, join(root, "alice/x"));
+      await writeFile(join(signal, "resume"), "");
+      const { code } = await exitOf(child);
+      const service = BlobServiceClient.fromConnectionString(azurite.connectionString);
+      const blobs = await allBlobs(service.getContainerClient("walk"));
+      t.false(
+        [...blobs.keys()].some((n) => n.includes("outside-name-leak")),
+        [...blobs.keys()].join(" "),
+      );
+      for (const [name, body] of blobs) t.false(body.includes(SECRET), name);
+      t.not(code, 0, out.stderr);
+      t.regex(out.stdout, /alice\/x\/y/);
     },
   );
 
@@ -195,10 +250,19 @@ for (const m of modes) {
       await waitFor(
         "the worker to pause before creating big/f150",
         () => exists(join(signal, "paused")),
-        60_000,
+        180_000,
       );
-      await rename(join(target, "big"), join(target, "big.real"));
-      await symlink(outside, join(target, "big"));
+      // The other entries go on being created meanwhile and may make big/ again between the
+      // rename and the symlink: move that one aside too until the symlink is in place.
+      for (let n = 0; ; n++) {
+        await rename(join(target, "big"), join(target, n === 0 ? "big.real" : `big.real${n}`));
+        try {
+          await symlink(outside, join(target, "big"));
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST" || n > 20) throw err;
+        }
+      }
       await writeFile(join(signal, "resume"), "");
       const { code } = await exitOf(child);
 

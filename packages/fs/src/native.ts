@@ -16,7 +16,13 @@ export interface NativeDirHandle {
  */
 export interface NativeBinding {
   /** Batch size must be a positive 32-bit integer; xattr null = don't read xattrs. */
-  opendir(path: Buffer, xattr: string | null, batchSize: number): Promise<NativeDirHandle>;
+  opendir(
+    path: Buffer,
+    xattr: string | null,
+    batchSize: number,
+    rootFd?: number,
+    fallback?: boolean,
+  ): Promise<NativeDirHandle>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
   closeDir(handle: NativeDirHandle): Promise<void>;

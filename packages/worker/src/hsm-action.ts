@@ -14,7 +14,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";

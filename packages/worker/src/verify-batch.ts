@@ -8,7 +8,6 @@ import {
   errorCode,
   errorMessage,
   normalizePrefix,
-  resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
