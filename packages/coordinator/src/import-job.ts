@@ -407,6 +407,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     if (conflicts.temporary) await rm(conflicts.path, { force: true });
     return summary;
   } finally {
+    marker?.close(); // idempotent; closes the target's fd when the job did not get that far
     await claim.release();
   }
 };
