@@ -266,6 +266,35 @@ static void bw_execute(napi_env env, void *data) {
     if (fd >= 0) close(fd);
     return;
   }
+  if (w->op == OP_OPEN && !w->fallback && have_openat2()) {
+    /* One openat2 for the whole path; on failure the walk below names the component. */
+    int flags = (int)w->nums[1];
+    struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                           .mode = (flags & O_CREAT) ? (uint64_t)w->nums[2] : 0,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    int fd;
+    int tries = 0;
+    do {
+      fd = (int)syscall(SYS_openat2, w->rootfd, rel, &how, sizeof how);
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
+    if (fd >= 0) {
+      struct stat st;
+      if (w->out && w->out_len >= STAT_REC) {
+        if (fstat(fd, &st) != 0) {
+          fail(w, errno, "fstat", 0);
+          close(fd);
+          return;
+        }
+        put_stat(w->out, &st);
+      }
+      w->result = fd;
+      return;
+    }
+    if (errno == EEXIST) {
+      fail(w, errno, "openat2", last_at(rel, len));
+      return;
+    }
+  }
   const char *last;
   size_t at = last_at(rel, len);
   int pfd = open_parent(w, rel, len, &last, 0);
@@ -279,9 +308,12 @@ static void bw_execute(napi_env env, void *data) {
                                .mode = (flags & O_CREAT) ? (uint64_t)w->nums[2] : 0,
                                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                                           RESOLVE_NO_MAGICLINKS};
+        int tries = 0;
         do {
           fd = (int)syscall(SYS_openat2, pfd, last, &how, sizeof how);
-        } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+        } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
+        if (fd < 0 && errno == EAGAIN) /* renames all the time: the plain no-follow open */
+          fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)w->nums[2]);
       } else {
         do {
           fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)w->nums[2]);
@@ -539,6 +571,19 @@ int hsmfleet_open_beneath(int rootfd, const char *rel, size_t len, int flags, in
     *err = EINVAL;
     return -1;
   }
+  if (!fallback && have_openat2()) {
+    struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    int fd;
+    int tries = 0;
+    do {
+      fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
+    if (fd >= 0 || errno != EAGAIN) {
+      if (fd < 0) *err = errno;
+      return fd;
+    }
+  }
   const char *last;
   int pfd = open_parent(&w, rel, len, &last, 0);
   if (pfd < 0) {
@@ -549,9 +594,11 @@ int hsmfleet_open_beneath(int rootfd, const char *rel, size_t len, int flags, in
   if (!fallback && have_openat2()) {
     struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    int tries = 0;
     do {
       fd = (int)syscall(SYS_openat2, pfd, last, &how, sizeof how);
-    } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+    } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
+    if (fd < 0 && errno == EAGAIN) fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC);
   } else {
     do {
       fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC);
