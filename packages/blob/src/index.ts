@@ -28,6 +28,8 @@ export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
 export { uploadFile, DEFAULT_UPLOAD_CONCURRENCY } from "./upload.js";
 export { blockCrc64 } from "./block-checksum.js";
 export type { UploadFileOptions, UploadResult } from "./upload.js";
+export { checkIdentity } from "./source-identity.js";
+export type { SourceBeneath, SourceIdentity } from "./source-identity.js";
 export {
   BlobOperationError,
   FileChangedError,

@@ -22,13 +22,17 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import type { MemoryBudget } from "./memory-budget.js";
+import { checkIdentity } from "./source-identity.js";
+import type { SourceBeneath, SourceIdentity } from "./source-identity.js";
 
 /** Files up to this size (listed size) take the one-job path. */
 export const SMALL_FILE_MAX_BYTES = 256 * 1024;
 
 export interface SmallPutOptions {
   metadata: Record<string, string>;
-  expected: { size: number; mtimeSec: number; mtimeNsec: number };
+  expected: SourceIdentity;
+  /** Read `beneath.rel` beneath the job root fd (no symlink followed anywhere). */
+  beneath?: SourceBeneath | undefined;
   budget: MemoryBudget;
   abortSignal?: AbortSignal | undefined;
   onProgress?: ((bytes: number) => void) | undefined;
@@ -103,19 +107,25 @@ export const putSmallFile = async (
     throw new BlobOperationError("read", where(), signal?.aborted ? abortCause(signal) : err);
   }
   try {
-    const r = await read(localPath, size, { md5: true });
+    const beneath = options.beneath;
+    const r = beneath
+      ? await read(beneath.rel, size, { md5: true, rootFd: beneath.rootFd })
+      : await read(localPath, size, { md5: true });
     if (!r.ok) {
       const [, text] = getSystemErrorMap().get(-r.errno) ?? [r.code, "failed"];
       const err = Object.assign(
         new Error(
           r.code === "ELOOP" && r.syscall === "open"
-            ? "ELOOP: is a symbolic link now (not followed)"
+            ? beneath
+              ? "ELOOP: a component of its path is a symbolic link now (not followed)"
+              : "ELOOP: is a symbolic link now (not followed)"
             : `${r.code}: ${text}`,
         ),
         { code: r.code, errno: -r.errno, syscall: r.syscall },
       );
       throw fsFailure(OPERATION[r.syscall] ?? "read", where(), err);
     }
+    checkIdentity(where(), expected, r.dev, r.ino);
     if (!r.regular) {
       throw new BlobOperationError("stat", where(), undefined, {
         detail: "not a regular file",

@@ -5,7 +5,8 @@
  * so the list is known from the file size and the block size alone, and staging a block again
  * (a redelivered chunk) replaces it with the same bytes under the same id.
  */
-import { open, stat } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import { lstat, open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { displayPath } from "@hsmfleet/core";
 import { readBlockCrc64 } from "./block-checksum.js";
@@ -20,14 +21,45 @@ import {
   type FileSnapshot,
 } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
+import { checkIdentity } from "./source-identity.js";
+import type { SourceBeneath, SourceIdentity } from "./source-identity.js";
 import { DEFAULT_UPLOAD_CONCURRENCY, giveBlockBuffer, takeBlockBuffer } from "./upload.js";
 
-/** Size and mtime the walk saw; the file must still have them when read and when committed. */
-export interface ExpectedFile {
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-}
+/**
+ * Size and mtime the walk saw; the file must still have them when read and when committed. With
+ * `ino` (and `dev`) the file opened must also be that inode.
+ */
+export type ExpectedFile = SourceIdentity;
+
+/** Opens the range's file beneath its job root fd when `beneath` is given (see UploadFileOptions). */
+const openRangeFile = async (
+  localPath: Buffer,
+  where: BlobOperationSubject,
+  beneath: SourceBeneath | undefined,
+  expected: SourceIdentity,
+): Promise<FileHandle> => {
+  if (beneath === undefined) {
+    try {
+      return await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    } catch (err) {
+      throw fsFailure("open", where, err);
+    }
+  }
+  const { openFileBeneath } = await import("@hsmfleet/fs");
+  let opened: { handle: FileHandle; stat: { dev: bigint; ino: bigint } };
+  try {
+    opened = await openFileBeneath(beneath.rootFd, beneath.rel, fsConstants.O_RDONLY);
+  } catch (err) {
+    throw fsFailure("open", where, err);
+  }
+  try {
+    checkIdentity(where, expected, opened.stat.dev, opened.stat.ino);
+  } catch (err) {
+    await opened.handle.close();
+    throw err;
+  }
+  return opened.handle;
+};
 
 export interface StageRangeOptions {
   /** First byte of the range; a multiple of `blockSize`. */
@@ -37,6 +69,8 @@ export interface StageRangeOptions {
   /** Block size of the whole file (every range of one file uses the same). */
   blockSize: number;
   expected: ExpectedFile;
+  /** Open the file beneath a job root fd (no symlink followed anywhere); localPath is shown only. */
+  beneath?: SourceBeneath | undefined;
   /** Blocks staged in parallel. Default 8. */
   concurrency?: number | undefined;
   /** Block buffers are taken from it. Default: a 512 MiB budget of this call's own. */
@@ -101,12 +135,7 @@ export const stageFileRange = async (
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
   if (signal.aborted) throw new BlobOperationError("open", where, abortCause(signal));
-  let fh: FileHandle;
-  try {
-    fh = await open(localPath, "r");
-  } catch (err) {
-    throw fsFailure("open", where, err);
-  }
+  const fh = await openRangeFile(localPath, where, options.beneath, options.expected);
   const listed = expectedSnapshot(options.expected);
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
@@ -184,6 +213,8 @@ export interface CommitStagedOptions {
   fileSize: number;
   blockSize: number;
   expected: ExpectedFile;
+  /** Stat the file through an fd opened beneath a job root fd (see StageRangeOptions). */
+  beneath?: SourceBeneath | undefined;
   /** Blob metadata (core's metadataForEntry). */
   metadata: Record<string, string>;
   abortSignal?: AbortSignal | undefined;
@@ -204,11 +235,23 @@ export const commitStagedFile = async (
   const shown = displayPath(localPath);
   const where: BlobOperationSubject = { path: shown, blobName: name, container: container.name };
   let now: FileSnapshot;
-  try {
-    const st = await stat(localPath, { bigint: true });
-    now = { size: Number(st.size), mtimeNs: st.mtimeNs };
-  } catch (err) {
-    throw fsFailure("stat", where, err);
+  if (options.beneath !== undefined) {
+    const fh = await openRangeFile(localPath, where, options.beneath, options.expected);
+    try {
+      const st = await fh.stat({ bigint: true });
+      now = { size: Number(st.size), mtimeNs: st.mtimeNs };
+    } catch (err) {
+      throw fsFailure("stat", where, err);
+    } finally {
+      await fh.close();
+    }
+  } else {
+    try {
+      const st = await lstat(localPath, { bigint: true });
+      now = { size: Number(st.size), mtimeNs: st.mtimeNs };
+    } catch (err) {
+      throw fsFailure("stat", where, err);
+    }
   }
   const listed = expectedSnapshot(options.expected);
   if (!sameFile(listed, now) || now.size !== options.fileSize)

@@ -21,6 +21,8 @@ import {
 import { DEFAULT_MEMORY_BUDGET_BYTES, MemoryBudget } from "./memory-budget.js";
 import { THREAD_HASH_MIN_BYTES, hashFailure, md5Here, md5Service } from "./md5-threads.js";
 import { SMALL_FILE_MAX_BYTES, putSmallFile } from "./small-put.js";
+import { checkIdentity } from "./source-identity.js";
+import type { SourceBeneath, SourceIdentity } from "./source-identity.js";
 
 /** Stages in flight per file unless the caller says otherwise. */
 export const DEFAULT_UPLOAD_CONCURRENCY = 8;
@@ -41,8 +43,18 @@ export interface UploadFileOptions {
   abortSignal?: AbortSignal;
   /** Called with the byte count of each uploaded part (block or whole blob). */
   onProgress?: (bytes: number) => void;
-  /** Size and mtime from the walk; a file that differs at open is a FileChangedError. */
-  expected?: { size: number; mtimeSec: number; mtimeNsec: number };
+  /**
+   * Size and mtime from the walk; a file that differs at open is a FileChangedError. `ino` (and
+   * `dev`), when given and not 0, must match the file opened: another inode means something on
+   * its path was replaced since the walk, and the file fails with a non-retryable error.
+   */
+  expected?: SourceIdentity;
+  /**
+   * Open the file beneath this job root directory fd, by `rel` (raw bytes relative to the root),
+   * with no symlink followed on any component (@hsmfleet/fs openBeneath); `localPath` is then only
+   * shown in messages. Default: `localPath` is opened with O_NOFOLLOW on its last component only.
+   */
+  beneath?: SourceBeneath;
 }
 
 export interface UploadResult {
@@ -71,6 +83,36 @@ const openFd = (path: Buffer): Promise<number> =>
   new Promise((resolve, reject) =>
     fsOpen(path, OPEN_FLAGS, (err, fd) => (err ? reject(err) : resolve(fd))),
   );
+
+/** Opens the source (beneath its job root when given) and checks it is what the walk saw. */
+const openSource = async (
+  localPath: Buffer,
+  where: BlobOperationSubject,
+  beneath: SourceBeneath | undefined,
+  expected: SourceIdentity | undefined,
+): Promise<number> => {
+  if (beneath === undefined) {
+    try {
+      return await openFd(localPath);
+    } catch (err) {
+      throw fsFailure("open", where, err);
+    }
+  }
+  const { openBeneath } = await import("@hsmfleet/fs");
+  let opened: { fd: number; stat: { dev: bigint; ino: bigint } };
+  try {
+    opened = await openBeneath(beneath.rootFd, beneath.rel, fsConstants.O_RDONLY);
+  } catch (err) {
+    throw fsFailure("open", where, err);
+  }
+  try {
+    checkIdentity(where, expected, opened.stat.dev, opened.stat.ino);
+  } catch (err) {
+    await closeFd(opened.fd);
+    throw err;
+  }
+  return opened.fd;
+};
 
 const fstatFd = (fd: number): Promise<BigIntStats> =>
   new Promise((resolve, reject) =>
@@ -231,6 +273,7 @@ export const uploadFile = async (
     const done = await putSmallFile(container, localPath, name, {
       metadata: options.metadata,
       expected: listed,
+      beneath: options.beneath,
       budget: options.budget ?? processBudget,
       abortSignal: options.abortSignal,
       onProgress: options.onProgress,
@@ -245,12 +288,7 @@ export const uploadFile = async (
     throw new RangeError(`upload concurrency must be a positive integer, got ${concurrency}`);
   }
   if (signal?.aborted) throw new BlobOperationError("open", where, abortCause(signal));
-  let fd: number;
-  try {
-    fd = await openFd(localPath);
-  } catch (err) {
-    throw fsFailure("open", where, err);
-  }
+  const fd = await openSource(localPath, where, options.beneath, options.expected);
   try {
     const before = await snapshot(fd, where);
     const expected = options.expected;

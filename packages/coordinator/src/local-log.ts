@@ -1,3 +1,4 @@
+import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { FsOperationError, errorCode } from "@hsmfleet/core";
@@ -20,10 +21,22 @@ export class LocalLog {
     this.#bytes = bytes;
   }
 
-  /** Opens for appending; with `resumeAtBytes` the file is cut back to that length first. */
-  static async open(path: string, resumeAtBytes?: number): Promise<LocalLog> {
+  /**
+   * Opens for appending; with `resumeAtBytes` the file is cut back to that length first. A
+   * symlink at `path` is never followed (O_NOFOLLOW: ELOOP). With `exclusive` (files the
+   * coordinator names itself in a shared directory such as /tmp) a new job's file must not exist
+   * yet: O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, so nothing planted under that name is written.
+   */
+  static async open(path: string, resumeAtBytes?: number, exclusive = false): Promise<LocalLog> {
     try {
-      const fh = await open(path, resumeAtBytes === undefined ? "w" : "r+");
+      const flags =
+        resumeAtBytes !== undefined
+          ? constants.O_RDWR | constants.O_NOFOLLOW
+          : constants.O_WRONLY |
+            constants.O_CREAT |
+            constants.O_NOFOLLOW |
+            (exclusive ? constants.O_EXCL : constants.O_TRUNC);
+      const fh = await open(path, flags, exclusive ? 0o600 : 0o644);
       if (resumeAtBytes !== undefined) await fh.truncate(resumeAtBytes);
       return new LocalLog(path, fh, resumeAtBytes ?? 0);
     } catch (err) {

@@ -31,7 +31,12 @@ export type BlobEntryKind = "file" | "directory" | "symlink";
 
 const PERMISSION_MASK = 0o1777;
 const DEFAULT_FILE_MODE = 0o644;
-const DEFAULT_DIRECTORY_MODE = 0o777;
+/**
+ * A directory whose metadata gives no (usable) permissions — and an implicit one, a prefix with no
+ * directory blob — is 0755: never world-writable unless the metadata says so (a world-writable
+ * directory lets any local user swap it during an import; issue 14). AMLFS's copytool uses 0777.
+ */
+const DEFAULT_DIRECTORY_MODE = 0o755;
 const DEFAULT_SYMLINK_MODE = 0o777;
 const MAX_ID = 0xffffffff;
 /** Owner/group names that mean id 0 (HDFS and BSD conventions used by older copytools). */
@@ -252,7 +257,7 @@ const MODTIME_KEYS = ["modtime", "mtime"] as const;
  * Owner and group: decimal ids; root, wheel, superuser, supergroup mean 0; other names become 0
  * with a warning. Permissions: octal ("0644"), azcopy's decimal st_mode ("33188") or symbolic
  * ("rwxr-xr-x", "drwxrwxrwt", "rw-r--r--t"). Missing values default to 0/0 and 0644 for files,
- * 0777 for directories and symlinks; a missing or unparseable modtime is undefined (use the
+ * 0755 for directories (never world-writable unless the metadata says so), 0777 for symlinks; a missing or unparseable modtime is undefined (use the
  * blob's Last-Modified).
  */
 export const attributesFromMetadata = (

@@ -218,7 +218,7 @@ test("symbolic permissions: 9 or 10 characters, sticky trailing or in place", (t
     t.is(f.mode, 0o644, bad);
     t.is(f.warnings.length, 1, bad);
     t.regex(f.warnings[0]!, /is not a permission value; using 0644/);
-    t.is(mode(bad, "directory").mode, 0o777, bad);
+    t.is(mode(bad, "directory").mode, 0o755, bad);
   }
 });
 
@@ -266,7 +266,7 @@ test("missing attributes take the AMLFS defaults; a bad modtime is undefined wit
     mtimeSec: undefined,
     warnings: [],
   });
-  t.is(attributesFromMetadata({}, "directory").mode, 0o777);
+  t.is(attributesFromMetadata({}, "directory").mode, 0o755);
   t.is(attributesFromMetadata({}, "symlink").mode, 0o777);
   const bad = attributesFromMetadata({ modtime: "sometime", owner: "99999999999" }, "file");
   t.is(bad.mtimeSec, undefined);

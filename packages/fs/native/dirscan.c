@@ -34,6 +34,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "hsmbatch.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -153,6 +154,8 @@ typedef struct {
   uint8_t *value;
   size_t value_len;
   uint32_t batch;
+  int rootfd;      /* W_OPENDIR: >= 0: path is relative to this job root fd (beneath.c) */
+  int fallback;    /* W_OPENDIR beneath: force the openat walk */
   dir_handle *h;   /* W_OPENDIR: created in execute; others: borrowed, kept alive by href */
   napi_ref href;
   /* outputs */
@@ -268,11 +271,27 @@ static struct rec_hdr *append_record(outbuf *ob, const char *name, size_t name_l
 }
 
 static void exec_opendir(work_t *w) {
-  int fd = open(w->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    w->err = errno;
-    w->syscall = "open";
-    return;
+  int fd;
+  if (w->rootfd >= 0) {
+    /* Beneath the job root: no symlink followed on any component (issue 14). */
+    int err = 0;
+    size_t len = strlen(w->path);
+    fd = len == 0 ? openat(w->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                  : hsmfleet_open_beneath(w->rootfd, w->path, len, O_RDONLY | O_DIRECTORY,
+                                          w->fallback, &err);
+    if (fd < 0 && len == 0) err = errno;
+    if (fd < 0) {
+      w->err = err;
+      w->syscall = "open";
+      return;
+    }
+  } else {
+    fd = open(w->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      w->err = errno;
+      w->syscall = "open";
+      return;
+    }
   }
   dir_handle *h = calloc(1, sizeof *h);
   if (!h) {
@@ -294,8 +313,9 @@ static void exec_opendir(work_t *w) {
     size_t plen = strlen(w->path);
     char procbuf[64];
     const char *prefix = w->path;
-    if (plen + 2 + NAME_MAX + 1 > PATH_MAX) {
-      /* Too long for a path-based lgetxattr: go through the directory fd instead. */
+    if (w->rootfd >= 0 || plen + 2 + NAME_MAX + 1 > PATH_MAX) {
+      /* Beneath a root, or too long for a path-based lgetxattr: through the directory fd (a
+         magic link to the very directory read, never re-walked). */
       snprintf(procbuf, sizeof procbuf, "/proc/self/fd/%d", fd);
       prefix = procbuf;
       plen = strlen(procbuf);
@@ -710,10 +730,29 @@ static work_t *new_work(enum work_kind kind) {
 /* ------------------------------------------------------------------------------------------ */
 /* exported functions                                                                          */
 
-/* opendir(path: Buffer, xattr: string | null, batchSize: number): Promise<External> */
+/*
+ * opendir(path: Buffer, xattr: string | null, batchSize: number, rootFd?: number,
+ *         fallback?: boolean): Promise<External>. With rootFd, path is relative to it (empty: the
+ * root itself) and opened beneath it with no symlink followed (beneath.c).
+ */
 static napi_value js_opendir(napi_env env, napi_callback_info info) {
-  GET_ARGS(3);
+  GET_ARGS(5);
   ALLOC_WORK(w, W_OPENDIR);
+  w->rootfd = -1;
+  {
+    napi_valuetype t;
+    napi_typeof(env, argv[3], &t);
+    if (t == napi_number) {
+      int32_t fd = -1;
+      napi_get_value_int32(env, argv[3], &fd);
+      if (fd < 0) TYPE_FAIL(w, "rootFd must be a non-negative integer");
+      w->rootfd = fd;
+      bool fb = false;
+      napi_typeof(env, argv[4], &t);
+      if (t == napi_boolean) napi_get_value_bool(env, argv[4], &fb);
+      w->fallback = fb ? 1 : 0;
+    }
+  }
   int nul = 0, xnul = 0;
   if (copy_bytes(env, argv[0], &w->path, NULL, &nul) != napi_ok) TYPE_FAIL(w, "path must be a Buffer");
   if (copy_optional_string(env, argv[1], &w->name, &xnul) != napi_ok)

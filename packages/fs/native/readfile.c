@@ -6,13 +6,14 @@
  * close) of the JS path become one, and the MD5 leaves the JS thread.
  *
  * readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>
- *   out = 128-byte header + data capacity (out.length - 128). flags bit 0: compute the MD5.
+ *   out = 144-byte header + data capacity (out.length - 128). flags bit 0: compute the MD5.
  *   The promise resolves once the job is done; everything is reported in the header, as
  *   little-endian float64 slots (integers, exact):
  *     0 errno (0: ok)   1 failed call (1 open, 2 fstat, 3 read)   2 st_mode & S_IFMT (before)
  *     3 bytes read      4..8 before: size, mtime sec, mtime nsec, ctime sec, ctime nsec
  *     9..13 after: the same fields (second fstat, after the read)
  *     bytes 112..127: MD5 of the bytes read (flags bit 0, read complete)
+ *     bytes 128..143: u64 st_dev, u64 st_ino of the opened file (first fstat)
  *   A file that is not regular, or larger than the capacity, is not read (bytes read 0, the
  *   "after" fields equal "before"); the caller decides what that means.
  * readSmallFiles(paths: Buffer[], outs: Buffer[], flags): Promise<void>: several files in one job.
@@ -32,10 +33,14 @@
 
 #include <openssl/evp.h>
 
-#define HDR 128
+#include "beneath.h"
+
+#define HDR 144
 
 typedef struct {
   char *path;
+  size_t path_len;
+  int rootfd; /* >= 0: path is relative to this job root fd (beneath.c), else absolute */
   uint8_t *out;
   size_t cap; /* data capacity */
 } rf_item;
@@ -67,12 +72,18 @@ static void put_stat(uint8_t *hdr, int first, const struct stat *st) {
 static void read_one(rf_item *w, uint32_t flags) {
   uint8_t *hdr = w->out;
   memset(hdr, 0, HDR);
-  int fd;
-  do {
-    fd = open(w->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-  } while (fd < 0 && errno == EINTR);
+  int fd, oerr = 0;
+  if (w->rootfd >= 0) {
+    fd = hsmfleet_open_beneath(w->rootfd, w->path, w->path_len, O_RDONLY | O_NOCTTY,
+                               (flags & 2) != 0, &oerr);
+  } else {
+    do {
+      fd = open(w->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    } while (fd < 0 && errno == EINTR);
+    oerr = errno;
+  }
   if (fd < 0) {
-    put(hdr, 0, errno);
+    put(hdr, 0, oerr);
     put(hdr, 1, 1);
     return;
   }
@@ -84,6 +95,11 @@ static void read_one(rf_item *w, uint32_t flags) {
     return;
   }
   put(hdr, 2, (double)(before.st_mode & S_IFMT));
+  {
+    uint64_t dev = before.st_dev, ino = before.st_ino;
+    memcpy(hdr + 128, &dev, 8);
+    memcpy(hdr + 136, &ino, 8);
+  }
   put_stat(hdr, 4, &before);
   put_stat(hdr, 9, &before);
   if (!S_ISREG(before.st_mode) || before.st_size < 0 || (uint64_t)before.st_size > w->cap) {
@@ -148,7 +164,7 @@ static void rf_complete(napi_env env, napi_status status, void *data) {
 }
 
 /* Copies a path Buffer into a NUL-terminated string; NULL (and a TypeError) when unusable. */
-static char *copy_path(napi_env env, napi_value v) {
+static char *copy_path(napi_env env, napi_value v, size_t *len) {
   void *pdata = NULL;
   size_t plen = 0;
   bool isbuf = false;
@@ -168,6 +184,7 @@ static char *copy_path(napi_env env, napi_value v) {
   }
   memcpy(path, pdata, plen);
   path[plen] = 0;
+  if (len) *len = plen;
   return path;
 }
 
@@ -228,7 +245,8 @@ static napi_value js_read_small_file(napi_env env, napi_callback_info info) {
     return NULL;
   }
   w->flags = flags;
-  if (!get_out(env, argv[1], &w->items[0]) || !(w->items[0].path = copy_path(env, argv[0]))) {
+  w->items[0].rootfd = -1;
+  if (!get_out(env, argv[1], &w->items[0]) || !(w->items[0].path = copy_path(env, argv[0], &w->items[0].path_len))) {
     rf_free(w);
     return NULL;
   }
@@ -240,10 +258,7 @@ static napi_value js_read_small_file(napi_env env, napi_callback_info info) {
  * readSmallFiles(paths: Buffer[], outs: Buffer[], flags: number): Promise<void>: the same for
  * several files, one after the other in ONE job (one threadpool wake-up for all of them).
  */
-static napi_value js_read_small_files(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+static napi_value read_small_files(napi_env env, napi_value *argv, size_t argc, int32_t rootfd) {
   bool a = false, b = false;
   uint32_t n = 0, m = 0, flags = 0;
   if (argc < 3 || napi_is_array(env, argv[0], &a) != napi_ok || !a ||
@@ -264,9 +279,10 @@ static napi_value js_read_small_files(napi_env env, napi_callback_info info) {
   w->flags = flags;
   for (uint32_t i = 0; i < n; i++) {
     napi_value p, o;
+    w->items[i].rootfd = rootfd;
     if (napi_get_element(env, argv[0], i, &p) != napi_ok ||
         napi_get_element(env, argv[1], i, &o) != napi_ok || !get_out(env, o, &w->items[i]) ||
-        !(w->items[i].path = copy_path(env, p))) {
+        !(w->items[i].path = copy_path(env, p, &w->items[i].path_len))) {
       w->n = i;
       rf_free(w);
       return NULL;
@@ -276,11 +292,38 @@ static napi_value js_read_small_files(napi_env env, napi_callback_info info) {
   return rf_start(env, w, argv[1]);
 }
 
+static napi_value js_read_small_files(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  return read_small_files(env, argv, argc, -1);
+}
+
+/*
+ * readSmallFilesBeneath(rootFd, rels: Buffer[], outs: Buffer[], flags): the same with every path
+ * relative to a job root fd, opened by hsmfleet_open_beneath (no symlink followed anywhere, never
+ * outside the root). flags bit 1: force the openat walk instead of openat2.
+ */
+static napi_value js_read_small_files_beneath(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t rootfd = -1;
+  if (argc < 4 || napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0) {
+    napi_throw_type_error(env, NULL, "readSmallFilesBeneath(rootFd, rels, outs, flags)");
+    return NULL;
+  }
+  return read_small_files(env, argv + 1, argc - 1, rootfd);
+}
+
 /* Called from the module's init (dirscan.c). */
 napi_status hsmfleet_register_readfile(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
       {"readSmallFile", NULL, js_read_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readSmallFiles", NULL, js_read_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readSmallFilesBeneath", NULL, js_read_small_files_beneath, NULL, NULL, NULL,
+       napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 2, p);
+  if (napi_define_properties(env, exports, 3, p) != napi_ok) return napi_generic_failure;
+  return hsmfleet_register_beneath(env, exports);
 }

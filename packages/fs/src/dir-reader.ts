@@ -19,7 +19,9 @@ import { FsOperationError, displayPath } from "@hsmfleet/core";
 
 import { checkPath, checkXattrName, errnoName, toFsError } from "./errno.js";
 import type { NativeDirHandle } from "./native.js";
-import { loadNative } from "./native.js";
+import { UnsafePathError, checkRelativePath, openat2Disabled } from "./job-root.js";
+import { isNativeErrnoError, loadNative } from "./native.js";
+import { pauseBeforeOpenForTest } from "./test-seam.js";
 
 export interface DirEntry {
   /** Raw name bytes (never decoded). */
@@ -50,6 +52,13 @@ export interface DirReadOptions {
   hsmXattr?: string | undefined;
   /** Entries per read() batch. Default 4096. */
   batchSize?: number;
+  /**
+   * Open the directory beneath a job root fd by `rel` (empty: the root itself), with no symlink
+   * followed on any component (native/beneath.c); `path` is then only used in messages. Xattrs are
+   * read through the directory's fd. Default: `path` is opened with O_NOFOLLOW on its last
+   * component only.
+   */
+  beneath?: { rootFd: number; rel: Buffer } | undefined;
 }
 
 export interface DirReader {
@@ -203,10 +212,28 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
     throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
   }
   const pathCopy = Buffer.from(path);
+  const beneath = options?.beneath;
   let handle: NativeDirHandle;
   try {
-    handle = await loadNative().opendir(pathCopy, xattr, batchSize);
+    if (beneath) {
+      if (beneath.rel.length > 0) checkRelativePath(beneath.rel);
+      await pauseBeforeOpenForTest(beneath.rel);
+      handle = await loadNative().opendir(
+        Buffer.from(beneath.rel),
+        xattr,
+        batchSize,
+        beneath.rootFd,
+        openat2Disabled(),
+      );
+    } else handle = await loadNative().opendir(pathCopy, xattr, batchSize);
   } catch (err) {
+    if (isNativeErrnoError(err) && err.errno === 40) {
+      throw new UnsafePathError(
+        displayPath(pathCopy),
+        "a component of its path is a symlink (not followed)",
+        "opendir",
+      );
+    }
     throw toFsError(err, "opendir", pathCopy);
   }
   return new NativeDirReader(handle, pathCopy);

@@ -7,8 +7,24 @@ export { fidBatch, FID_CHUNK_FILES } from "./fid-batch.js";
 export type { ReleaseRecord } from "./release-batch.js";
 export { readSmallFile } from "./read-small-file.js";
 export type { ReadSmallFileOptions, SmallFileRead, SmallFileStat } from "./read-small-file.js";
-export { TargetRoot, UnsafePathError, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
-export type { TargetRootOptions, EntryAttributes } from "./safe-create.js";
+export { TargetRoot, DEFAULT_DIR_CACHE_SIZE } from "./safe-create.js";
+export type { TargetRootOptions, EntryStat } from "./safe-create.js";
+export {
+  JobRoot,
+  UnsafePathError,
+  checkRelativePath,
+  isDirectoryMode,
+  isRegular,
+  isSymlinkMode,
+  jobRootFor,
+  openBeneath,
+  openFileBeneath,
+  openat2Disabled,
+  setOpenat2Disabled,
+  usesOpenat2,
+  NO_OPENAT2_ENV,
+} from "./job-root.js";
+export type { BeneathStat, EntryAttributes } from "./job-root.js";
 export {
   HsmEmulation,
   isDirtyOrNew,
@@ -37,3 +53,4 @@ export {
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
 export { Md5Stream, pwriteAll, writeWholeFile } from "./write-hash.js";
+export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";

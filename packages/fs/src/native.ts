@@ -16,7 +16,13 @@ export interface NativeDirHandle {
  */
 export interface NativeBinding {
   /** Batch size must be a positive 32-bit integer; xattr null = don't read xattrs. */
-  opendir(path: Buffer, xattr: string | null, batchSize: number): Promise<NativeDirHandle>;
+  opendir(
+    path: Buffer,
+    xattr: string | null,
+    batchSize: number,
+    rootFd?: number,
+    fallback?: boolean,
+  ): Promise<NativeDirHandle>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
   closeDir(handle: NativeDirHandle): Promise<void>;
@@ -51,6 +57,28 @@ export interface NativeBinding {
   preadHash(fd: number, position: number, length: number, state: NativeMd5State): Promise<number>;
   /** pwrite all of `data` at 0, ftruncate to its length, its MD5 into md5Out; one job. */
   writeWhole(fd: number, data: Uint8Array, md5Out: Buffer | null): Promise<void>;
+  /** Same, every path relative to `rootFd` (native/beneath.c; flags bit 1: no openat2). */
+  readSmallFilesBeneath(
+    rootFd: number,
+    rels: Buffer[],
+    outs: Buffer[],
+    flags: number,
+  ): Promise<void>;
+  /**
+   * One operation beneath a job root fd (native/beneath.c; job-root.ts wraps it). Rejections carry
+   * errno, syscall and `at` (bytes of rel resolved when it failed).
+   */
+  beneath(
+    op: number,
+    rootFd: number,
+    rel: Buffer,
+    nums: number[],
+    data: Buffer | null,
+    out: Buffer | null,
+    name: string | null,
+  ): Promise<number>;
+  /** Whether openat2 is available (probed once). */
+  beneathProbe(): boolean;
   readonly formatVersion: number;
 }
 

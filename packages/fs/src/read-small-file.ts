@@ -11,10 +11,12 @@
  * is a network round trip (Lustre: an MDS RPC), where many jobs in flight matter more.
  */
 import { getSystemErrorName } from "node:util";
+import { openat2Disabled } from "./job-root.js";
 import { loadNative } from "./native.js";
+import { pauseBeforeOpenForTest } from "./test-seam.js";
 
 /** Header bytes in front of the data in the buffer handed to the addon. */
-const HEADER = 128;
+const HEADER = 144;
 
 /** Stat fields compared for change detection (seconds and nanoseconds as numbers). */
 export interface SmallFileStat {
@@ -41,6 +43,9 @@ export type SmallFileRead =
       data: Buffer;
       /** MD5 of `data`, when asked for and the read was complete. */
       md5: Buffer | undefined;
+      /** Device and inode of the file opened (compare with what the walk saw). */
+      dev: bigint;
+      ino: bigint;
     }
   | {
       ok: false;
@@ -53,6 +58,12 @@ export type SmallFileRead =
 export interface ReadSmallFileOptions {
   /** Compute the MD5 of the data in the same job. Default false. */
   md5?: boolean;
+  /**
+   * A job root directory fd (JobRoot.fd): `path` is then relative to it and opened beneath it
+   * with no symlink followed anywhere (native/beneath.c). Default: `path` is absolute and only
+   * its last component is opened O_NOFOLLOW.
+   */
+  rootFd?: number;
 }
 
 const SYSCALLS = ["", "open", "fstat", "read", "md5"] as const;
@@ -67,26 +78,34 @@ interface QueuedRead {
   reject: (err: unknown) => void;
 }
 
-/** Reads waiting for the end of this turn of the event loop, by flags. */
-const queued = new Map<number, QueuedRead[]>();
+/** Reads waiting for the end of this turn of the event loop, by flags and root fd. */
+const queued = new Map<string, QueuedRead[]>();
 let flushScheduled = false;
 
 const flush = (): void => {
   flushScheduled = false;
   const native = loadNative();
-  for (const [flags, reads] of queued) {
+  for (const [key, reads] of queued) {
+    const [flags, rootFd] = key.split(":").map(Number) as [number, number];
     for (let i = 0; i < reads.length; i += READ_BATCH_MAX) {
       const group = reads.slice(i, i + READ_BATCH_MAX);
       let job: Promise<void>;
       try {
         job =
-          group.length === 1
-            ? native.readSmallFile(group[0]!.path, group[0]!.out, flags)
-            : native.readSmallFiles(
+          rootFd >= 0
+            ? native.readSmallFilesBeneath(
+                rootFd,
                 group.map((r) => r.path),
                 group.map((r) => r.out),
                 flags,
-              );
+              )
+            : group.length === 1
+              ? native.readSmallFile(group[0]!.path, group[0]!.out, flags)
+              : native.readSmallFiles(
+                  group.map((r) => r.path),
+                  group.map((r) => r.out),
+                  flags,
+                );
       } catch (err) {
         job = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
@@ -104,10 +123,11 @@ const flush = (): void => {
 };
 
 /** Queues one read for the coalesced flush (see the module comment). */
-const readQueued = (path: Buffer, out: Buffer, flags: number): Promise<void> =>
+const readQueued = (path: Buffer, out: Buffer, flags: number, rootFd: number): Promise<void> =>
   new Promise((resolve, reject) => {
-    let list = queued.get(flags);
-    if (list === undefined) queued.set(flags, (list = []));
+    const key = `${flags}:${rootFd}`;
+    let list = queued.get(key);
+    if (list === undefined) queued.set(key, (list = []));
     list.push({ path, out, resolve, reject });
     if (!flushScheduled) {
       flushScheduled = true;
@@ -140,8 +160,11 @@ export const readSmallFile = async (
     throw new TypeError("readSmallFile: path must be non-empty and free of NUL bytes");
   }
   loadNative(); // throws DependencyError here rather than in the flush
+  const rootFd = options.rootFd ?? -1;
+  if (rootFd >= 0) await pauseBeforeOpenForTest(path);
   const buf = Buffer.allocUnsafe(HEADER + capacity);
-  await readQueued(path, buf, options.md5 === true ? 1 : 0);
+  const flags = (options.md5 === true ? 1 : 0) | (rootFd >= 0 && openat2Disabled() ? 2 : 0);
+  await readQueued(path, buf, flags, rootFd);
   const errno = buf.readDoubleLE(0);
   if (errno !== 0) {
     const call = SYSCALLS[buf.readDoubleLE(8)] || "open";
@@ -167,5 +190,7 @@ export const readSmallFile = async (
     after: statAt(buf, 9),
     data: buf.subarray(HEADER, HEADER + bytesRead),
     md5: options.md5 === true && complete ? buf.subarray(112, 128) : undefined,
+    dev: buf.readBigUInt64LE(128),
+    ino: buf.readBigUInt64LE(136),
   };
 };

@@ -36,7 +36,7 @@ test("open: root must exist and be a directory", async (t) => {
     instanceOf: FsOperationError,
     code: "ENOTDIR",
   });
-  t.throws(() => new TargetRoot("relative/root"), { instanceOf: UnsafePathError });
+  await t.throwsAsync(TargetRoot.open("relative/root"), { instanceOf: UnsafePathError });
   const root = await TargetRoot.open(`${dir}/`);
   t.is(root.absolute(b("a/b")).toString(), `${dir}/a/b`);
 });
@@ -291,40 +291,16 @@ test("ensureParents creates missing directories and caches verified ones", async
   await root.ensureParents(b("top-level-file")); // no parents: nothing to do
 
   const count = 1000;
-  const start = root.verifyLstats;
-  await root.ensureParents(b("many/sub/f0"));
-  const afterFirst = root.verifyLstats;
-  t.is(afterFirst - start, 2); // "many" and "many/sub", both created
   for (let i = 0; i < count; i++) {
     const rel = b(`many/sub/f${i}`);
     await root.ensureParents(rel);
     await (await root.createFile(rel, 0o644)).close();
   }
-  t.is(root.verifyLstats, afterFirst); // all from the cache
   t.is(readdirSync(`${dir}/many/sub`).length, count);
-  t.true(root.cachedDirectories >= 5);
 
   // Concurrent ensureParents of the same new tree (EEXIST races) all succeed.
   await Promise.all(
     Array.from({ length: 20 }, (_, i) => root.ensureParents(b(`race/a/b/c/f${i}`))),
   );
   t.true(statSync(`${dir}/race/a/b/c`).isDirectory());
-});
-
-test("the directory cache is bounded", async (t) => {
-  const dir = await tempDir(t);
-  const root = await TargetRoot.open(dir, { dirCacheSize: 3 });
-  for (let i = 0; i < 10; i++) await root.ensureParents(b(`d${i}/f`));
-  t.is(root.cachedDirectories, 3);
-  const before = root.verifyLstats;
-  await root.ensureParents(b("d9/f")); // still cached
-  t.is(root.verifyLstats, before);
-  await root.ensureParents(b("d0/f")); // evicted: verified again
-  t.is(root.verifyLstats, before + 1);
-  t.is(root.cachedDirectories, 3);
-  const uncached = await TargetRoot.open(dir, { dirCacheSize: 0 });
-  await uncached.ensureParents(b("d1/f"));
-  await uncached.ensureParents(b("d1/f"));
-  t.is(uncached.verifyLstats, 2);
-  t.is(uncached.cachedDirectories, 0);
 });

@@ -142,6 +142,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   const errorLog = await LocalLog.open(
     errorLogPath,
     resumed ? (status?.errorLogBytes ?? 0) : undefined,
+    temporaryLog,
   );
   if (!status) {
     const now = Date.now();

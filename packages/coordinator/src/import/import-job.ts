@@ -1,4 +1,4 @@
-import { rename, rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
@@ -27,6 +27,7 @@ import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
 import { claimRoot } from "../root-claim.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
+import { JobRoot } from "@hsmfleet/fs";
 
 export const IMPORT_MODES: readonly ImportMode[] = ["namespace", "full"];
 export const CONFLICT_MODES: readonly ConflictMode[] = [
@@ -203,7 +204,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     return {
       path,
       temporary: !saved && !given,
-      log: await LocalLog.open(path, resumed ? (bytes ?? 0) : undefined),
+      log: await LocalLog.open(path, resumed ? (bytes ?? 0) : undefined, !saved && !given),
     };
   };
   const errors = await localLog(
@@ -266,10 +267,21 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     );
   }
 
-  const running = stateFileName("IN_PROGRESS", status.startedAtMs);
-  await writeFile(join(root, running), `${status.spec.jobId}\n`).catch((err: unknown) =>
-    options.logger?.warn({ err: errorMessage(err) }, "could not write the import state file"),
-  );
+  // The state file sits in the target, where users may plant anything: it is created
+  // O_CREAT|O_EXCL|O_NOFOLLOW beneath the target's fd and renamed without replacing (issue 14).
+  const running = Buffer.from(stateFileName("IN_PROGRESS", status.startedAtMs));
+  let marker: JobRoot | undefined;
+  try {
+    marker = await JobRoot.open(root);
+    await marker.writeNewFile(running, Buffer.from(`${status.spec.jobId}\n`));
+  } catch (err) {
+    marker?.close();
+    marker = undefined;
+    options.logger?.warn(
+      { err: errorMessage(err) },
+      "could not write the import state file (an entry of that name exists?); the import goes on without it",
+    );
+  }
   try {
     const final = await followJob({
       nc: options.nc,
@@ -286,12 +298,21 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
         : undefined,
     });
     // AMLFS removes the state file when the import succeeds; otherwise it says how it ended.
-    if (final.state === JobState.Succeeded) await rm(join(root, running), { force: true });
-    else {
-      const ended = final.state === JobState.Cancelled ? "CANCELLED" : "FAILED";
-      await rename(join(root, running), join(root, stateFileName(ended, final.startedAtMs))).catch(
-        () => undefined,
-      );
+    if (marker) {
+      const m = marker;
+      if (final.state === JobState.Succeeded) await m.unlink(running).catch(() => undefined);
+      else {
+        const ended = final.state === JobState.Cancelled ? "CANCELLED" : "FAILED";
+        await m
+          .renameNoReplace(running, Buffer.from(stateFileName(ended, final.startedAtMs)))
+          .catch((err: unknown) =>
+            options.logger?.warn(
+              { err: errorMessage(err) },
+              "could not rename the import state file",
+            ),
+          );
+      }
+      m.close();
     }
     const summary = buildImportSummary(final, resumed);
     await writeJobLogs(
@@ -308,6 +329,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     if (conflicts.temporary) await rm(conflicts.path, { force: true });
     return summary;
   } finally {
+    marker?.close(); // idempotent; closes the target's fd when the job did not get that far
     await claim.release();
   }
 };

@@ -130,6 +130,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
   const errorLog = await LocalLog.open(
     errorLogPath,
     resumed ? (status?.errorLogBytes ?? 0) : undefined,
+    temporaryLog,
   );
   if (!status) {
     status = newJobStatus(

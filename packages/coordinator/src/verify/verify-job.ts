@@ -80,7 +80,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
   const store = new JobStore(jobs);
   const jobId = options.jobId ?? newJobId("verify");
   const errorLogPath = options.errorLog ?? join(tmpdir(), `hsmfleet-${jobId}-differences.ndjson`);
-  const errorLog = await LocalLog.open(errorLogPath);
+  const errorLog = await LocalLog.open(errorLogPath, undefined, options.errorLog === undefined);
   const status: JobStatus = newJobStatus(
     newJobSpec({
       jobId,

@@ -23,6 +23,7 @@ import { ChunkTracker } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyExportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
+import { jobRootFor } from "@hsmfleet/fs";
 import { annotateSpan } from "@hsmfleet/telemetry";
 import { chunkLabel, publishChunkResult } from "../runtime/chunk-result.js";
 import { chunkSpanAttributes, startChunkStep } from "../runtime/chunk-spans.js";
@@ -101,11 +102,17 @@ export const handleExportChunk = async (
   };
   let operation = "stage-block";
   annotateSpan(msg, chunkSpanAttributes(chunk));
+  // Read beneath the job root's fd: no symlink on the chunk's path is followed (issue 14).
+  let beneath: { rootFd: number; rel: Buffer } | undefined;
   // The range's upload under the chunk's item span; the commit by the finalizing chunk gets its own.
   let step = startChunkStep(msg, "export chunk", chunk, chunk.length);
   try {
     const { stageFileRange, commitStagedFile } = await loadBlob();
+    operation = "open";
+    beneath = { rootFd: (await jobRootFor(job.spec.root)).fd, rel: chunk.path };
+    operation = "stage-block";
     await stageFileRange(container, local, chunk.blobName, {
+      beneath,
       offset: chunk.offset,
       length: chunk.length,
       blockSize: chunk.blockSize,
@@ -127,6 +134,7 @@ export const handleExportChunk = async (
       operation = "commit-block-list";
       step = startChunkStep(msg, "export commit", chunk, chunk.fileSize);
       await commitStagedFile(container, local, chunk.blobName, {
+        beneath,
         fileSize: chunk.fileSize,
         blockSize: chunk.blockSize,
         expected,

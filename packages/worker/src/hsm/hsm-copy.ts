@@ -1,5 +1,5 @@
 import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import {
   EntryType,
   HsmFlag,
@@ -10,6 +10,7 @@ import {
   normalizePrefix,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
+import { jobRootFor } from "@hsmfleet/fs";
 import type { HsmEmulationBackend } from "@hsmfleet/fs";
 import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
@@ -97,13 +98,21 @@ export class HsmCopy {
     await ensured;
     const { uploadFile } = await import("@hsmfleet/blob");
     const done = await uploadFile(container, abs, this.blobName(job, item), {
+      // Read beneath the job root's fd, nothing followed, and only the inode just checked.
+      beneath: { rootFd: (await jobRootFor(job.spec.root)).fd, rel: item.path },
       metadata: metadataForEntry(entry),
       blockSizeBytes: job.spec.blockSize || undefined,
       concurrency: this.#ctx.blockConcurrency,
       budget: this.#ctx.budget,
       abortSignal: signal,
       onProgress: this.#progress(list, item, snapshot.size),
-      expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+      expected: {
+        size: entry.size,
+        mtimeSec: entry.mtimeSec,
+        mtimeNsec: entry.mtimeNsec,
+        ino: st.ino,
+        dev: st.dev,
+      },
     });
     signal.throwIfAborted();
     await backend.completeArchive(abs, list.archiveId, snapshot);
@@ -123,7 +132,20 @@ export class HsmCopy {
     const container = await this.#ctx.container(job);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
     const before = await lstat(abs, { bigint: true });
-    const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW);
+    // The data goes in through an fd opened beneath the job root (nothing followed), and only
+    // into the inode that was checked.
+    const { handle: fh, stat: opened } = await (
+      await jobRootFor(job.spec.root)
+    ).openFile(item.path, constants.O_RDWR);
+    if (opened.ino !== before.ino || opened.dev !== before.dev) {
+      await fh.close();
+      throw new HsmRefusedError(
+        "restore",
+        displayPath(abs),
+        "replaced",
+        `restore of ${displayPath(abs)} refused: the file was replaced while being checked`,
+      );
+    }
     let bytes: number;
     try {
       const done = await downloadBlobToFile(container, this.blobName(job, item), fh, abs, {

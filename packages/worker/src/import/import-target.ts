@@ -13,18 +13,29 @@
  * Pre-existing directories are merged (counted, not conflicts); their attributes are updated in
  * the overwrite modes only.
  */
-import type { BigIntStats } from "node:fs";
+import { constants } from "node:fs";
 import {
   FsOperationError,
+  HSM_COMPAT,
   HsmFlag,
+  decodeHsmAttrs,
   displayPath,
+  encodeHsmAttrs,
   errorCode,
   errorMessage,
   hsmFlagWords,
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
-import { TargetRoot, UnsafePathError, openHsmBackend, setXattr } from "@hsmfleet/fs";
-import type { EntryAttributes, HsmBackend } from "@hsmfleet/fs";
+import {
+  ARCHIVED_FLAGS,
+  RELEASED_STUB_FLAGS,
+  TargetRoot,
+  UnsafePathError,
+  dataVersion,
+  jobRootFor,
+  openHsmBackend,
+} from "@hsmfleet/fs";
+import type { EntryAttributes, EntryStat, HsmBackend } from "@hsmfleet/fs";
 import type { ConflictMode, ImportMode, ItemError } from "@hsmfleet/protocol";
 import { archiveLocationXattr, formatArchiveLocation } from "../runtime/archive-location.js";
 
@@ -53,7 +64,7 @@ export interface ImportOutcome {
   error?: ItemError;
 }
 
-type Existing = { st: BigIntStats; hsm: HsmAttrs | undefined };
+type Existing = { st: EntryStat; hsm: HsmAttrs | undefined };
 
 const describeExisting = (e: Existing): string => {
   if (e.st.isDirectory()) return "directory";
@@ -98,8 +109,114 @@ export class ImportTarget {
       this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
   }
 
+  /** Opens the target through the process's shared JobRoot of `options.root` (its dir fd). */
   static async open(options: ImportTargetOptions): Promise<ImportTarget> {
-    return new ImportTarget(await TargetRoot.open(options.root), options);
+    return new ImportTarget(TargetRoot.of(await jobRootFor(options.root)), options);
+  }
+
+  /**
+   * HSM state of a regular file. The emulation backend's xattr is read through an fd of the file
+   * opened beneath the root (nothing followed); a clean archived file whose data version no
+   * longer matches its size and mtime is reported (and persisted) DIRTY, as the backend's own
+   * state() does. The lustre backend asks `lfs` by path (see docs/security.md, Path safety).
+   */
+  async #hsmState(rel: Buffer, st: EntryStat): Promise<HsmAttrs | undefined> {
+    if (!this.#hsm) return undefined;
+    if (this.#hsm.kind !== "hsm-emulation") return this.#hsm.state(this.root.absolute(rel));
+    const jr = this.root.jobRoot;
+    const value = await jr.getXattr(rel, this.#hsm.xattr);
+    if (value === undefined) return undefined;
+    let attrs: HsmAttrs;
+    try {
+      attrs = decodeHsmAttrs(value);
+    } catch (err) {
+      throw new FsOperationError("getxattr", jr.display(rel), "EINVAL", errorMessage(err), err);
+    }
+    const flags = attrs.flags;
+    if (
+      attrs.archiveVersion === 0n ||
+      (flags & HsmFlag.Archived) === 0 ||
+      (flags & HsmFlag.Dirty) !== 0
+    )
+      return attrs;
+    const version = dataVersion(
+      st.size,
+      BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
+    );
+    if (version === attrs.archiveVersion) return attrs;
+    const dirty = { ...attrs, flags: (flags | HsmFlag.Dirty) & ~HsmFlag.Released };
+    await jr.setXattr(rel, this.#hsm.xattr, encodeHsmAttrs(dirty));
+    return dirty;
+  }
+
+  /** lfs hsm_import's effect on the emulation backend, fd-relative: a sparse released stub. */
+  async #importReleased(rel: Buffer, size: number): Promise<void> {
+    const hsm = this.#hsm!;
+    if (hsm.kind !== "hsm-emulation") {
+      await hsm.importReleased(this.root.absolute(rel), size, this.options.archiveId);
+      return;
+    }
+    const jr = this.root.jobRoot;
+    const { handle, stat } = await jr.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
+    try {
+      if ((stat.mode & 0o170000) !== 0o100000) {
+        throw new FsOperationError("open", jr.display(rel), "EINVAL", "not a regular file");
+      }
+      const stub = stat.size === size && stat.blocks === 0n;
+      if (stat.size !== 0 && !stub) {
+        throw new FsOperationError(
+          "fstat",
+          jr.display(rel),
+          "EINVAL",
+          `file already has data (${stat.size} bytes); a released stub must start empty`,
+        );
+      }
+      if (stat.size !== size) await handle.truncate(size);
+    } finally {
+      await handle.close();
+    }
+    await jr.setXattr(
+      rel,
+      hsm.xattr,
+      encodeHsmAttrs({
+        compat: HSM_COMPAT,
+        flags: RELEASED_STUB_FLAGS,
+        archiveId: BigInt(this.options.archiveId),
+        archiveVersion: 0n,
+      }),
+    );
+  }
+
+  /** "Exists archived" (0x9) after a download, fd-relative on the emulation backend. */
+  async #markArchived(rel: Buffer): Promise<void> {
+    const hsm = this.#hsm!;
+    if (hsm.kind !== "hsm-emulation") {
+      await hsm.markArchived(this.root.absolute(rel), this.options.archiveId);
+      return;
+    }
+    const jr = this.root.jobRoot;
+    const st = await this.root.lstat(rel);
+    if (!st?.isFile()) {
+      throw new FsOperationError(
+        "lstat",
+        jr.display(rel),
+        st ? "EINVAL" : "ENOENT",
+        "not a regular file",
+      );
+    }
+    const value = await jr.getXattr(rel, hsm.xattr);
+    const previous = value && value.length >= 24 ? decodeHsmAttrs(value) : undefined;
+    const keep = HsmFlag.NoRelease | HsmFlag.NoArchive;
+    await jr.setXattr(
+      rel,
+      hsm.xattr,
+      encodeHsmAttrs({
+        compat: previous?.compat ?? HSM_COMPAT,
+        flags: ARCHIVED_FLAGS | ((previous?.flags ?? 0) & keep),
+        archiveId: BigInt(this.options.archiveId),
+        archiveVersion: previous?.archiveVersion ?? 0n,
+      }),
+    );
   }
 
   #error(rel: Buffer, err: unknown, operation?: string): ItemError {
@@ -116,8 +233,7 @@ export class ImportTarget {
   async #existing(rel: Buffer): Promise<Existing | undefined> {
     const st = await this.root.lstat(rel);
     if (!st) return undefined;
-    const hsm =
-      st.isFile() && this.#hsm ? await this.#hsm.state(this.root.absolute(rel)) : undefined;
+    const hsm = st.isFile() && this.#hsm ? await this.#hsmState(rel, st) : undefined;
     return { st, hsm };
   }
 
@@ -301,11 +417,10 @@ export class ImportTarget {
     conflict: ItemError | undefined,
     alreadyStub = false,
   ): Promise<ImportOutcome> {
-    const abs = this.root.absolute(rel);
     if (this.#hsm && this.#stubs) {
       // A stub from an earlier attempt already is one (its xattrs may occupy a block, which
       // importReleased would take for data).
-      if (!alreadyStub) await this.#hsm.importReleased(abs, size, this.options.archiveId);
+      if (!alreadyStub) await this.#importReleased(rel, size);
     } else {
       const fh = await this.root.openExisting(rel);
       try {
@@ -315,8 +430,8 @@ export class ImportTarget {
       }
     }
     if (this.#hsm) {
-      await setXattr(
-        abs,
+      await this.root.jobRoot.setXattr(
+        rel,
         this.#locationXattr,
         formatArchiveLocation(this.options.container, blobName),
       );
@@ -442,7 +557,7 @@ export class ImportTarget {
   /** After a full-mode download: final attributes, then HSM state "exists archived" (0x9). */
   async completeDownload(rel: Buffer, attrs: EntryAttributes): Promise<void> {
     await this.root.setAttributes(rel, attrs);
-    if (this.#hsm) await this.#hsm.markArchived(this.root.absolute(rel), this.options.archiveId);
+    if (this.#hsm) await this.#markArchived(rel);
   }
 
   /**

@@ -6,7 +6,7 @@
  * restore does not change a file's times), then the HSM state becomes "exists archived" (0x9).
  */
 import { constants } from "node:fs";
-import { lstat, lutimes, open } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
@@ -16,7 +16,7 @@ import {
 } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
-import { HsmEmulation, getXattr } from "@hsmfleet/fs";
+import { HsmEmulation, getXattr, jobRootFor } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { archiveLocationXattr, parseArchiveLocation } from "../runtime/archive-location.js";
@@ -93,7 +93,19 @@ export const handleRestoreBatch = async (
         operation = "lstat";
         const before = await lstat(abs);
         operation = "open";
-        const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+        // Beneath the target's fd, nothing followed, and only the inode just checked (issue 14).
+        const { handle: fh, stat: opened } = await (
+          await jobRootFor(job.spec.root)
+        ).openFile(entry.path, constants.O_RDWR | constants.O_NONBLOCK);
+        if (opened.ino !== BigInt(before.ino) || opened.dev !== BigInt(before.dev)) {
+          await fh.close();
+          throw new FsOperationError(
+            "open",
+            displayPath(abs),
+            "ESTALE",
+            "the file was replaced while being restored; refused",
+          );
+        }
         try {
           operation = "download";
           const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
@@ -109,7 +121,17 @@ export const handleRestoreBatch = async (
           await fh.close();
         }
         operation = "lutimes";
-        await lutimes(abs, before.atime, before.mtime);
+        {
+          // Times back through a fresh fd beneath the root (the download's fd is closed).
+          const { handle } = await (
+            await jobRootFor(job.spec.root)
+          ).openFile(entry.path, constants.O_RDONLY | constants.O_NONBLOCK);
+          try {
+            await handle.utimes(before.atime, before.mtime);
+          } finally {
+            await handle.close();
+          }
+        }
         operation = "hsm_state";
         await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
         counters.filesRestored++;

@@ -1,4 +1,3 @@
-import { readlink } from "node:fs/promises";
 import {
   EntryType,
   blobNameForPath,
@@ -9,6 +8,7 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
+import { jobRootFor } from "@hsmfleet/fs";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type * as BlobApi from "@hsmfleet/blob";
 import type { MemoryBudget } from "@hsmfleet/blob/targets";
@@ -178,7 +178,7 @@ const exportEntry = async (
     case EntryType.Symlink: {
       let target: Buffer;
       try {
-        target = await readlink(local, { encoding: "buffer" });
+        target = await (await jobRootFor(root)).readlink(entry.path);
       } catch (err) {
         return fail("readlink", err);
       }
@@ -193,14 +193,23 @@ const exportEntry = async (
       try {
         // Loaded on first use: scans never load the Azure SDK.
         const { uploadFile } = await loadBlob();
+        // Opened beneath the job root's fd, no symlink followed on any component, and it must be
+        // the inode the walk listed (issue 14): a swapped directory cannot redirect the read.
+        const rootFd = (await jobRootFor(root)).fd;
         const done = await uploadFile(container, local, name, {
+          beneath: { rootFd, rel: entry.path },
           metadata,
           blockSizeBytes: blockSize || undefined,
           concurrency: ctx.options.blockConcurrency,
           budget: ctx.budget,
           abortSignal: signal,
           onProgress: (n) => ctx.onBytes(n),
-          expected: { size: entry.size, mtimeSec: entry.mtimeSec, mtimeNsec: entry.mtimeNsec },
+          expected: {
+            size: entry.size,
+            mtimeSec: entry.mtimeSec,
+            mtimeNsec: entry.mtimeNsec,
+            ino: entry.ino,
+          },
         });
         return { bytes: done.bytes };
       } catch (err) {

@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
+import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
+import { jobRootFor } from "@hsmfleet/fs";
 import {
   blobNameForPath,
   displayPath,
   errorCode,
   errorMessage,
   normalizePrefix,
-  resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
@@ -108,7 +108,9 @@ export const handleVerifyBatch = async (
     const name = blobNameForPath(entry.path, prefix);
     let fh: FileHandle;
     try {
-      fh = await open(resolveUnderRoot(job.spec.root, entry.path), "r");
+      // Beneath the job root's fd, no symlink followed on any component (issue 14).
+      fh = (await (await jobRootFor(job.spec.root)).openFile(entry.path, constants.O_RDONLY))
+        .handle;
     } catch (err) {
       differ(entry, errorCode(err), `open: ${errorMessage(err)}`, "open");
       continue;

@@ -7,7 +7,7 @@ import {
   joinPathBytes,
   resolveUnderRoot,
 } from "@hsmfleet/core";
-import { openDir } from "@hsmfleet/fs";
+import { jobRootFor, openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
@@ -308,9 +308,11 @@ const walkShardWith = async (
   for (const dir of shard.paths) {
     try {
       await visitor.beginDirectory?.(dir);
+      // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
       const reader = await openDir(resolveUnderRoot(spec.root, dir), {
         hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
         batchSize: options.readBatchSize,
+        beneath: { rootFd: (await jobRootFor(spec.root)).fd, rel: dir },
       });
       try {
         for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {

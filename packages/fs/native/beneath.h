@@ -1,0 +1,12 @@
+/* beneath.c: operations beneath a job root fd (exports beneath, beneathProbe). */
+#ifndef HSMFLEET_BENEATH_H
+#define HSMFLEET_BENEATH_H
+#include <node_api.h>
+#include <stddef.h>
+
+napi_status hsmfleet_register_beneath(napi_env env, napi_value exports);
+/* Opens rel beneath rootfd, no symlink followed anywhere; -1 with *err set on failure. */
+int hsmfleet_open_beneath(int rootfd, const char *rel, size_t len, int flags, int fallback,
+                          int *err);
+
+#endif

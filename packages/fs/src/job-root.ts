@@ -1,0 +1,527 @@
+/**
+ * JobRoot: every path operation of a job (export source tree, import/restore target) relative to
+ * a directory fd of the job's root, with no symlink followed anywhere and never leaving the root.
+ *
+ * The root path itself is trusted configuration (symlinks in it are resolved once, at open).
+ * Relative paths are raw bytes, '/'-separated, checked syntactically here (no empty, "." or ".."
+ * segment, not absolute, no NUL) and again in C. The native addon (native/beneath.c) reaches the
+ * parent with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) where the
+ * kernel has it (Linux ≥ 5.6; probed once) and otherwise walks component by component with
+ * openat(O_DIRECTORY | O_NOFOLLOW); the final component is used with the *at call that never
+ * follows it, or through an fd of the entry. A directory swapped for a symlink fails with ELOOP
+ * (UnsafePathError) instead of being followed — there is no check-then-use window.
+ *
+ * HSMFLEET_FS_NO_OPENAT2=1 (or setOpenat2Disabled(true)) forces the openat walk: the tests run
+ * both paths. See docs/security.md "Path safety".
+ */
+import { constants } from "node:fs";
+import { close as closeCb } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { open } from "node:fs/promises";
+
+import { FsOperationError, HsmfleetError, displayPath } from "@hsmfleet/core";
+
+import { errnoMessage, errnoName } from "./errno.js";
+import { isNativeErrnoError, loadNative } from "./native.js";
+import { pauseBeforeOpenForTest } from "./test-seam.js";
+
+const SLASH = 0x2f;
+const DOT = 0x2e;
+
+const OP = {
+  open: 1,
+  mkdirs: 2,
+  mkdir: 3,
+  symlink: 4,
+  unlink: 5,
+  lstat: 6,
+  readlink: 7,
+  setattr: 8,
+  setxattr: 9,
+  getxattr: 10,
+  rename: 11,
+} as const;
+
+const STAT_REC = 64;
+const S_IFMT = 0o170000;
+
+/** Variable that forces the openat fallback walk (tests; kernels whose openat2 misbehaves). */
+export const NO_OPENAT2_ENV = "HSMFLEET_FS_NO_OPENAT2";
+let forceFallback = process.env[NO_OPENAT2_ENV] === "1";
+
+/** Forces (true) or stops forcing (false) the openat walk instead of openat2. */
+export const setOpenat2Disabled = (disabled: boolean): void => {
+  forceFallback = disabled;
+};
+
+/** Whether path resolution uses openat2 (false: the kernel lacks it, or it is disabled). */
+export const usesOpenat2 = (): boolean => !forceFallback && loadNative().beneathProbe();
+
+/** Whether the openat fallback is forced (setOpenat2Disabled / HSMFLEET_FS_NO_OPENAT2). */
+export const openat2Disabled = (): boolean => forceFallback;
+
+/**
+ * A relative path that is malformed or would leave the root / go through a symlink. `path` is the
+ * display form of the offending path.
+ */
+export class UnsafePathError extends HsmfleetError {
+  readonly path: string;
+  readonly operation: string;
+  readonly code = "UnsafePath";
+  constructor(path: string, detail: string, operation = "resolve") {
+    super(`unsafe path ${path}: ${detail}`);
+    this.name = "UnsafePathError";
+    this.path = path;
+    this.operation = operation;
+  }
+}
+
+/** What an fstat/lstat of an entry beneath the root gave. */
+export interface BeneathStat {
+  dev: bigint;
+  ino: bigint;
+  /** Full st_mode (type and permission bits). */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  /** 512-byte blocks allocated. */
+  blocks: bigint;
+}
+
+export const isRegular = (st: BeneathStat): boolean => (st.mode & S_IFMT) === 0o100000;
+export const isDirectoryMode = (st: BeneathStat): boolean => (st.mode & S_IFMT) === 0o040000;
+export const isSymlinkMode = (st: BeneathStat): boolean => (st.mode & S_IFMT) === 0o120000;
+
+const parseStat = (b: Buffer): BeneathStat => ({
+  dev: b.readBigUInt64LE(0),
+  ino: b.readBigUInt64LE(8),
+  mode: b.readUInt32LE(16),
+  uid: b.readUInt32LE(20),
+  gid: b.readUInt32LE(24),
+  nlink: b.readUInt32LE(28),
+  size: Number(b.readBigUInt64LE(32)),
+  mtimeSec: Number(b.readBigInt64LE(40)),
+  mtimeNsec: b.readUInt32LE(48),
+  blocks: b.readBigUInt64LE(56),
+});
+
+/** Throws UnsafePathError unless `rel` is a well-formed relative path (see the module comment). */
+export const checkRelativePath = (rel: Buffer): void => {
+  if (!Buffer.isBuffer(rel)) throw new TypeError("relative path must be a Buffer");
+  const refuse = (detail: string): never => {
+    throw new UnsafePathError(displayPath(rel), detail);
+  };
+  if (rel.length === 0) refuse("empty path");
+  if (rel[0] === SLASH) refuse("absolute path");
+  if (rel.includes(0)) refuse("contains a NUL byte");
+  let start = 0;
+  for (let i = 0; i <= rel.length; i++) {
+    if (i < rel.length && rel[i] !== SLASH) continue;
+    const len = i - start;
+    if (len === 0) refuse("empty path segment");
+    if (len === 1 && rel[start] === DOT) refuse("'.' segment");
+    if (len === 2 && rel[start] === DOT && rel[start + 1] === DOT) refuse("'..' segment");
+    start = i + 1;
+  }
+};
+
+/** Entry attributes set by setAttributes. */
+export interface EntryAttributes {
+  uid: number;
+  gid: number;
+  /** Permission bits incl. setuid/setgid/sticky (mode & 0o7777 is applied). */
+  mode: number;
+  /** Seconds since the epoch (fractions allowed); set as both mtime and atime. */
+  mtimeSec: number;
+}
+
+/**
+ * A job root: an O_DIRECTORY fd and the operations beneath it. Prefer the shared instance of
+ * jobRootFor(path) in workers; JobRoot.open gives a private one (close it).
+ */
+export class JobRoot {
+  /** The root as given (absolute, printable), for messages. */
+  readonly path: string;
+  readonly #pathBytes: Buffer;
+  /** The root directory, open for the JobRoot's life (its fd is what everything is relative to). */
+  readonly #dir: FileHandle;
+  #fd: number;
+  #inflight = 0;
+  #closing = false;
+
+  private constructor(path: Buffer, dir: FileHandle) {
+    this.path = displayPath(path);
+    this.#pathBytes = path.length === 1 ? Buffer.alloc(0) : path;
+    this.#dir = dir;
+    this.#fd = dir.fd;
+  }
+
+  /** Opens `root` (an absolute path of an existing directory; symlinks in it are resolved). */
+  static async open(root: string | Buffer): Promise<JobRoot> {
+    const bytes = typeof root === "string" ? Buffer.from(root) : root;
+    if (bytes[0] !== SLASH)
+      throw new UnsafePathError(displayPath(bytes), "job root must be absolute");
+    let end = bytes.length;
+    while (end > 1 && bytes[end - 1] === SLASH) end--;
+    const trimmed = bytes.subarray(0, end);
+    let fh: FileHandle;
+    try {
+      fh = await open(trimmed, constants.O_RDONLY | constants.O_DIRECTORY);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? "EIO";
+      throw new FsOperationError(
+        "open",
+        displayPath(trimmed),
+        code,
+        code === "ENOTDIR" ? "the job root is not a directory" : "cannot open the job root",
+        err,
+      );
+    }
+    return new JobRoot(Buffer.from(trimmed), fh);
+  }
+
+  /** The root's directory fd (valid until close()). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Absolute path bytes of `rel`, for messages only (never opened by path). */
+  absolute(rel: Buffer): Buffer {
+    return rel.length === 0
+      ? Buffer.from(this.#pathBytes.length ? this.#pathBytes : Buffer.from("/"))
+      : Buffer.concat([this.#pathBytes, Buffer.from([SLASH]), rel]);
+  }
+
+  /** Printable absolute path of `rel`. */
+  display(rel: Buffer): string {
+    return displayPath(this.absolute(rel));
+  }
+
+  /** Closes the root fd once no operation is in flight. */
+  close(): void {
+    this.#closing = true;
+    if (this.#inflight === 0 && this.#fd >= 0) {
+      this.#fd = -1;
+      this.#dir.close().catch(() => undefined);
+    }
+  }
+
+  async #call(
+    op: number,
+    operation: string,
+    rel: Buffer,
+    nums: number[],
+    data: Buffer | null,
+    out: Buffer | null,
+    name: string | null,
+  ): Promise<number> {
+    checkRelativePath(rel);
+    if (this.#fd < 0) {
+      throw new FsOperationError(operation, this.display(rel), "EBADF", "the job root is closed");
+    }
+    this.#inflight++;
+    try {
+      return await loadNative().beneath(
+        op,
+        this.#fd,
+        rel,
+        [forceFallback ? 1 : 0, ...nums],
+        data,
+        out,
+        name,
+      );
+    } catch (err) {
+      throw this.#error(err, operation, rel);
+    } finally {
+      this.#inflight--;
+      if (this.#closing && this.#inflight === 0) this.close();
+    }
+  }
+
+  #error(err: unknown, operation: string, rel: Buffer): unknown {
+    if (!isNativeErrnoError(err)) return err;
+    const code = errnoName(err.errno);
+    const at = (err as { at?: number }).at ?? 0;
+    if (err.errno === 40 /* ELOOP */) {
+      let end = rel.indexOf(SLASH, at);
+      if (end < 0) end = rel.length;
+      return new UnsafePathError(
+        this.display(rel.subarray(0, end)),
+        `is a symlink (not followed; ${operation} ${this.display(rel)} refused)`,
+        operation,
+      );
+    }
+    return new FsOperationError(
+      operation,
+      this.display(rel),
+      code,
+      `${err.syscall}: ${errnoMessage(err.errno)}`,
+      err,
+    );
+  }
+
+  /**
+   * Opens `rel` with `flags` (O_NOFOLLOW and O_CLOEXEC are always added; `mode` for O_CREAT) and
+   * returns the raw fd with its fstat. The caller owns the fd (close it with fs.close).
+   */
+  async openBeneath(
+    rel: Buffer,
+    flags: number,
+    mode = 0o600,
+  ): Promise<{ fd: number; stat: BeneathStat }> {
+    await pauseBeforeOpenForTest(rel);
+    const out = Buffer.alloc(STAT_REC);
+    const fd = await this.#call(OP.open, "open", rel, [flags, mode], null, out, null);
+    return { fd, stat: parseStat(out) };
+  }
+
+  /**
+   * As openBeneath, as a FileHandle (the fd is reopened through /proc/self/fd, which names the
+   * very inode opened, and closed). O_CREAT/O_EXCL/O_TRUNC apply to the first open only.
+   */
+  async openFile(
+    rel: Buffer,
+    flags: number,
+    mode = 0o600,
+  ): Promise<{ handle: FileHandle; stat: BeneathStat }> {
+    const { fd, stat } = await this.openBeneath(rel, flags, mode);
+    return { handle: await handleOf(fd, flags, this.display(rel)), stat };
+  }
+
+  /** mkdir -p of `rel` itself (every missing component made with `mode`, umask applies). */
+  async mkdirs(rel: Buffer, mode = 0o755): Promise<void> {
+    await this.#call(OP.mkdirs, "mkdir", rel, [mode], null, null, null);
+  }
+
+  /** mkdir of the parents of `rel` (nothing for a single-segment path). */
+  async ensureParents(rel: Buffer, mode = 0o755): Promise<void> {
+    checkRelativePath(rel);
+    const slash = rel.lastIndexOf(SLASH);
+    if (slash > 0) await this.mkdirs(rel.subarray(0, slash), mode);
+  }
+
+  async mkdir(rel: Buffer, mode: number): Promise<void> {
+    await this.#call(OP.mkdir, "mkdir", rel, [mode], null, null, null);
+  }
+
+  /** Creates symlink `rel` storing `target` verbatim (never resolved). */
+  async symlink(rel: Buffer, target: Buffer): Promise<void> {
+    if (!Buffer.isBuffer(target) || target.length === 0 || target.includes(0)) {
+      throw new FsOperationError(
+        "symlink",
+        this.display(rel),
+        "EINVAL",
+        "symlink target is empty or contains a NUL byte",
+      );
+    }
+    await this.#call(OP.symlink, "symlink", rel, [], target, null, null);
+  }
+
+  /** Removes a non-directory (or an empty directory with `directory`). */
+  async unlink(rel: Buffer, directory = false): Promise<void> {
+    await this.#call(
+      OP.unlink,
+      directory ? "rmdir" : "unlink",
+      rel,
+      [directory ? 1 : 0],
+      null,
+      null,
+      null,
+    );
+  }
+
+  /** lstat of `rel`; undefined when it or a parent does not exist. Never follows. */
+  async lstat(rel: Buffer): Promise<BeneathStat | undefined> {
+    const out = Buffer.alloc(STAT_REC);
+    try {
+      await this.#call(OP.lstat, "lstat", rel, [], null, out, null);
+    } catch (err) {
+      if (err instanceof FsOperationError && err.code === "ENOENT") return undefined;
+      throw err;
+    }
+    return parseStat(out);
+  }
+
+  /** The target of symlink `rel` as raw bytes. */
+  async readlink(rel: Buffer): Promise<Buffer> {
+    const out = Buffer.alloc(4096);
+    const n = await this.#call(OP.readlink, "readlink", rel, [], null, out, null);
+    return Buffer.from(out.subarray(0, n));
+  }
+
+  /**
+   * Owner, permission bits (not on symlinks; omitted when `mode` is undefined) and mtime = atime,
+   * on the entry itself (an fd of it, or for a symlink the *at calls with AT_SYMLINK_NOFOLLOW).
+   * Owner goes first as chown clears setuid/setgid.
+   */
+  async setAttributes(rel: Buffer, attrs: EntryAttributes): Promise<void> {
+    const sec = Math.floor(attrs.mtimeSec);
+    const nsec = Math.min(999_999_999, Math.round((attrs.mtimeSec - sec) * 1e9));
+    await this.#call(
+      OP.setattr,
+      "setattr",
+      rel,
+      [attrs.uid, attrs.gid, attrs.mode & 0o7777, sec, nsec],
+      null,
+      null,
+      null,
+    );
+  }
+
+  /** Sets xattr `name` on a regular file or directory (a symlink is refused: UnsafePathError). */
+  async setXattr(rel: Buffer, name: string, value: Buffer): Promise<void> {
+    await this.#call(OP.setxattr, "setxattr", rel, [], value, null, name);
+  }
+
+  /** Value of xattr `name`, undefined when absent. */
+  async getXattr(rel: Buffer, name: string): Promise<Buffer | undefined> {
+    let out = Buffer.alloc(256);
+    for (;;) {
+      try {
+        const n = await this.#call(OP.getxattr, "getxattr", rel, [], null, out, name);
+        return n < 0 ? undefined : Buffer.from(out.subarray(0, n));
+      } catch (err) {
+        if (err instanceof FsOperationError && err.code === "ERANGE" && out.length < 65536) {
+          out = Buffer.alloc(65536);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  /** Renames `from` to `to`, both beneath the root; fails with EEXIST when `to` exists. */
+  async renameNoReplace(from: Buffer, to: Buffer): Promise<void> {
+    checkRelativePath(to);
+    await this.#call(OP.rename, "rename", from, [], to, null, null);
+  }
+
+  /**
+   * Creates a new file O_CREAT|O_EXCL|O_NOFOLLOW and writes `data` into it (markers, state files
+   * in user-writable places: a planted symlink or file of that name fails with EEXIST).
+   */
+  async writeNewFile(rel: Buffer, data: Buffer, mode = 0o644): Promise<void> {
+    const { handle } = await this.openFile(
+      rel,
+      constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
+      mode,
+    );
+    try {
+      await handle.write(data, 0, data.length, 0);
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** Shared JobRoots by root path (bounded: older ones are closed once idle). */
+const shared = new Map<string, JobRoot>();
+const SHARED_MAX = 64;
+const pendingOpen = new Map<string, Promise<JobRoot>>();
+
+/**
+ * The shared JobRoot of `root` (opened once per process and path; the least recently used one is
+ * closed, once idle, when more than 64 roots are open).
+ */
+export const jobRootFor = async (root: string | Buffer): Promise<JobRoot> => {
+  const key = typeof root === "string" ? root : root.toString("latin1");
+  const hit = shared.get(key);
+  if (hit && hit.fd >= 0) {
+    shared.delete(key);
+    shared.set(key, hit);
+    return hit;
+  }
+  let pending = pendingOpen.get(key);
+  if (!pending) {
+    pending = JobRoot.open(root);
+    pendingOpen.set(key, pending);
+  }
+  try {
+    const opened = await pending;
+    if (!shared.has(key)) {
+      shared.set(key, opened);
+      if (shared.size > SHARED_MAX) {
+        const [oldKey, old] = shared.entries().next().value as [string, JobRoot];
+        shared.delete(oldKey);
+        old.close();
+      }
+    }
+    return shared.get(key)!;
+  } finally {
+    pendingOpen.delete(key);
+  }
+};
+
+/**
+ * The one-call form for other packages (message validation, downloads): opens `rel` beneath the
+ * directory fd `rootFd` with `flags` (O_NOFOLLOW|O_CLOEXEC added; `mode` for O_CREAT) and returns
+ * the fd and its fstat. No symlink is followed anywhere and the path cannot leave the root.
+ */
+export const openBeneath = async (
+  rootFd: number,
+  rel: Buffer,
+  flags: number,
+  mode = 0o600,
+): Promise<{ fd: number; stat: BeneathStat }> => {
+  checkRelativePath(rel);
+  await pauseBeforeOpenForTest(rel);
+  const out = Buffer.alloc(STAT_REC);
+  try {
+    const fd = await loadNative().beneath(
+      OP.open,
+      rootFd,
+      rel,
+      [forceFallback ? 1 : 0, flags, mode],
+      null,
+      out,
+      null,
+    );
+    return { fd, stat: parseStat(out) };
+  } catch (err) {
+    if (!isNativeErrnoError(err)) throw err;
+    if (err.errno === 40) {
+      throw new UnsafePathError(
+        displayPath(rel),
+        "a path component is a symlink (not followed)",
+        "open",
+      );
+    }
+    throw new FsOperationError("open", displayPath(rel), errnoName(err.errno), err.message, err);
+  }
+};
+
+/**
+ * A FileHandle for a raw fd from openBeneath: /proc/self/fd/N names the very inode that fd has
+ * open (a magic link, not a path walk), so the reopen cannot be redirected. The raw fd is closed.
+ */
+const handleOf = async (fd: number, flags: number, shown: string): Promise<FileHandle> => {
+  try {
+    const again = flags & ~(constants.O_CREAT | constants.O_EXCL | constants.O_TRUNC);
+    return await open(`/proc/self/fd/${fd}`, again | constants.O_NOCTTY);
+  } catch (err) {
+    throw new FsOperationError(
+      "open",
+      shown,
+      (err as NodeJS.ErrnoException).code ?? "EIO",
+      "reopening the checked fd through /proc/self/fd failed (is /proc mounted?)",
+      err,
+    );
+  } finally {
+    closeCb(fd, () => undefined);
+  }
+};
+
+/** openBeneath as a FileHandle (see handleOf); O_CREAT/O_EXCL/O_TRUNC apply to the first open. */
+export const openFileBeneath = async (
+  rootFd: number,
+  rel: Buffer,
+  flags: number,
+  mode = 0o600,
+): Promise<{ handle: FileHandle; stat: BeneathStat }> => {
+  const { fd, stat } = await openBeneath(rootFd, rel, flags, mode);
+  return { handle: await handleOf(fd, flags, displayPath(rel)), stat };
+};
