@@ -15,7 +15,9 @@ import {
   ResilientConsumer,
   ensureHsmPartitions,
   ensureTopology,
+  hasValidSeal,
   jetstream,
+  sealHeaders,
   traceHeaders,
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
@@ -43,7 +45,13 @@ import {
   newJobStatus,
   subjects,
 } from "@hsmfleet/protocol";
-import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmfleet/protocol";
+import type {
+  HsmAction,
+  HsmActionItem,
+  HsmActionResult,
+  HsmItemResult,
+  HsmProgress,
+} from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "./job-id.js";
@@ -259,6 +267,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   };
   o.signal?.addEventListener("abort", onAbort, { once: true });
   let ended: () => void = () => undefined;
+  /** Lists published so far (list ids end in their number: results of others are dropped). */
+  let listSeq = 0;
   const allDone = new Promise<void>((resolve) => (ended = resolve));
   const checkDone = () => {
     if (dispatchDone && listsDone === summary.lists) {
@@ -270,7 +280,33 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const follow = (async () => {
     for await (const m of messages) {
       lastSeq = m.seq;
-      const r = decodeHsmActionResult(m.data);
+      // Untrusted input: a result without the job's seal, undecodable, or for a list this job did
+      // not publish is logged and dropped, never folded (issue 14).
+      if (!hasValidSeal(status.spec.itemKey, m)) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq },
+          "dropped an HSM result without a valid seal of this job",
+        );
+        continue;
+      }
+      let r: HsmActionResult;
+      try {
+        r = decodeHsmActionResult(m.data);
+      } catch (err) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq, err: errorMessage(err) },
+          "dropped an undecodable HSM result",
+        );
+        continue;
+      }
+      const listNumber = Number(/^\d+-(\d+)$/.exec(r.listId)?.[1] ?? NaN);
+      if (r.jobId !== jobId || !(listNumber < listSeq)) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq, listId: r.listId },
+          "dropped an HSM result for a list this job did not publish",
+        );
+        continue;
+      }
       if (seenLists.has(r.listId)) continue;
       seenLists.add(r.listId);
       listsDone++;
@@ -309,26 +345,27 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   // awaiting their acknowledgement at once (sent in order on one connection, so a partition's
   // lists still arrive in order).
   const pending = new Map<number, HsmActionItem[]>();
-  let listSeq = 0;
   const publishing = new Set<Promise<void>>();
   let publishError: { err: unknown } | undefined;
   const publishList = async (partition: number, items: HsmActionItem[]) => {
     const listId = `${partition}-${listSeq++}`;
     summary.lists++;
+    const subject = subjects.hsmPartition(partition);
+    const data = encodeHsmActionList({
+      jobId,
+      listId,
+      archiveId,
+      fsname: "",
+      flags: 0n,
+      items,
+      partition,
+    });
     const sent: Promise<void> = js
-      .publish(
-        subjects.hsmPartition(partition),
-        encodeHsmActionList({
-          jobId,
-          listId,
-          archiveId,
-          fsname: "",
-          flags: 0n,
-          items,
-          partition,
-        }),
-        { msgID: `${jobId}.${listId}`, headers: traceHeaders(o) },
-      )
+      .publish(subject, data, {
+        msgID: `${jobId}.${listId}`,
+        // Sealed with the job's key: workers run only lists the job published.
+        headers: sealHeaders(status.spec.itemKey, subject, data, traceHeaders(o)),
+      })
       .then(
         () => undefined,
         (err: unknown) => {

@@ -25,6 +25,7 @@ import { emptyExportCounters } from "@hsmfleet/protocol";
 import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
 import { chunkLabel, publishChunkResult } from "./chunk-result.js";
+import { blobNameFor } from "./item-checks.js";
 import { chunkSpanAttributes, startChunkStep } from "./chunk-spans.js";
 import { loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
@@ -94,6 +95,8 @@ export const handleExportChunk = async (
   const exp = emptyExportCounters();
   const errors: ItemError[] = [];
   const local = resolveUnderRoot(job.spec.root, chunk.path);
+  // Derived from the path here, never taken from the message (item-checks.ts).
+  const blobName = blobNameFor(job, chunk.path);
   const expected = {
     size: chunk.fileSize,
     mtimeSec: chunk.fileMtimeSec,
@@ -105,7 +108,7 @@ export const handleExportChunk = async (
   let step = startChunkStep(msg, "export chunk", chunk, chunk.length);
   try {
     const { stageFileRange, commitStagedFile } = await loadBlob();
-    await stageFileRange(container, local, chunk.blobName, {
+    await stageFileRange(container, local, blobName, {
       offset: chunk.offset,
       length: chunk.length,
       blockSize: chunk.blockSize,
@@ -126,7 +129,7 @@ export const handleExportChunk = async (
     if (allDone) {
       operation = "commit-block-list";
       step = startChunkStep(msg, "export commit", chunk, chunk.fileSize);
-      await commitStagedFile(container, local, chunk.blobName, {
+      await commitStagedFile(container, local, blobName, {
         fileSize: chunk.fileSize,
         blockSize: chunk.blockSize,
         expected,

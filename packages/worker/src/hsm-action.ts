@@ -22,6 +22,8 @@ import {
   headerReader,
   jetstreamManager,
   listHsmPartitions,
+  hasValidSeal,
+  isTerminalMessageError,
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
@@ -54,6 +56,7 @@ import {
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
 import type { Logger, TracedStep } from "@hsmfleet/telemetry";
+import { UnsolicitedWorkItemError, checkHsmActionList, decodeWorkItem } from "./item-checks.js";
 
 export interface HsmActionContext {
   nc: NatsConnection;
@@ -144,11 +147,16 @@ export class HsmActionRunner {
               prefetch: 1,
               signal: pullSignal,
               handle: (msg) => this.handle(msg),
-              onError: (err) =>
-                this.#ctx.logger?.warn(
-                  { err: errorMessage(err), partition: p },
-                  "HSM action list handed back; it will be retried",
-                ),
+              onError: (err, msg) =>
+                isTerminalMessageError(err)
+                  ? this.#ctx.logger?.warn(
+                      { err: errorMessage(err), partition: p, seq: msg?.info.streamSequence },
+                      `${err.name}: HSM action list terminated`,
+                    )
+                  : this.#ctx.logger?.warn(
+                      { err: errorMessage(err), partition: p },
+                      "HSM action list handed back; it will be retried",
+                    ),
               onLost: (why) => this.#ctx.logger?.warn({ partition: p }, why),
             }).catch((err: unknown) => {
               // Pulled again from the next round on.
@@ -193,7 +201,9 @@ export class HsmActionRunner {
   }
 
   async handle(msg: JsMsg): Promise<void> {
-    const list = decodeHsmActionList(msg.data);
+    // Untrusted input (item-checks.ts): a list that does not decode, lacks its job's seal or names
+    // an unsafe path is terminated by runWorkConsumer (a TerminalMessageError), never retried.
+    const list = decodeWorkItem(msg.subject, msg.data, "HSM action list", decodeHsmActionList);
     // One span per list ("hsm archive"), a child of the job's phase across NATS; items get spans
     // of their own only when they fail or move at least HSMFLEET_TRACE_FILE_MIN_BYTES.
     const action = listActionName(list);
@@ -212,6 +222,17 @@ export class HsmActionRunner {
       msg.term();
       traced.end("skipped");
       return;
+    }
+    try {
+      if (!hasValidSeal(job.spec.itemKey, msg))
+        throw new UnsolicitedWorkItemError(
+          msg.subject,
+          `no valid seal of job ${list.jobId} (forged, altered, or from another job)`,
+        );
+      checkHsmActionList(msg.subject, list);
+    } catch (err) {
+      traced.end("skipped", err);
+      throw err;
     }
     try {
       await traced.run(() => this.#handleList(msg, list, job, action));

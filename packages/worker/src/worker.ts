@@ -7,10 +7,13 @@ import {
   ChunkTracker,
   JobStore,
   ensureTopology,
+  hasValidSeal,
   headerReader,
   jetstream,
   retryingPublishes,
   runWorkConsumer,
+  sealingPublishes,
+  terminateMessage,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
 import { handleExportChunk } from "./export-chunk.js";
@@ -38,7 +41,9 @@ import {
   decodeChunk,
   decodeTransferBatch,
   decodeWalkShard,
+  encodeErrorBatch,
   restoreConsumer,
+  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { observeWorker, startWorkItem, traceLogFields } from "@hsmfleet/telemetry";
@@ -57,6 +62,16 @@ import { handleVerifyBatch } from "./verify-batch.js";
 import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
 import { logHandedBack, logRedelivery } from "./work-item-log.js";
+import {
+  RefusedWorkItemError,
+  UnsolicitedWorkItemError,
+  checkChunk,
+  checkItemJob,
+  checkTransferBatch,
+  checkWalkShard,
+  decodeWorkItem,
+  jobOfWorkSubject,
+} from "./item-checks.js";
 import type { WorkItemKind } from "./work-item-log.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
@@ -137,17 +152,21 @@ export class Worker {
     chunks: ChunkTracker,
   ) {
     this.options = options;
-    // A stream electing a new leader (a node of a cluster died) is waited for, not a failed item.
-    this.#js = retryingPublishes(jetstream(options.nc), {
-      onRetry: (subject, attempt, err) => {
-        if (attempt === 1)
-          options.logger?.warn(
-            { subject, err: errorMessage(err) },
-            "JetStream did not take a publish; retrying",
-          );
-      },
-    });
     this.#jobs = new JobCache(store);
+    // A stream electing a new leader (a node of a cluster died) is waited for, not a failed item.
+    // Every work item and result of a job is sealed with the job's key (see item-checks.ts).
+    this.#js = sealingPublishes(
+      retryingPublishes(jetstream(options.nc), {
+        onRetry: (subject, attempt, err) => {
+          if (attempt === 1)
+            options.logger?.warn(
+              { subject, err: errorMessage(err) },
+              "JetStream did not take a publish; retrying",
+            );
+        },
+      }),
+      async (jobId) => (await this.#jobs.get(jobId))?.spec.itemKey,
+    );
     this.#jobStore = store;
     this.#walk = walk;
     this.#transfer = transfer;
@@ -415,8 +434,11 @@ export class Worker {
     await Promise.allSettled([...pullers.values()].map((p) => p.done));
   }
 
-  #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
-    const batch = decodeTransferBatch(msg.data);
+  async #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
+    const batch = await this.#admit(msg, "transfer batch", decodeTransferBatch, (b, job) =>
+      checkTransferBatch(msg.subject, b, job),
+    );
+    if (batch === undefined) return;
     const first = batch.entries[0]?.path ?? Buffer.alloc(0);
     return this.#run1(
       msg,
@@ -506,6 +528,77 @@ export class Worker {
     return target;
   }
 
+  /**
+   * Decodes and checks a work item before anything is done for it (item-checks.ts): it decodes,
+   * names its subject's job, carries the job's seal, and its paths and numbers are safe. A refused
+   * item is terminated (never redelivered), logged with its subject and stream sequence, and
+   * recorded in its job's error log when it names a running job. Undefined when refused. Items of
+   * jobs that are not running pass (run1 drops them).
+   */
+  async #admit<T extends { jobId: string }>(
+    msg: JsMsg,
+    what: string,
+    decode: (data: Uint8Array) => T,
+    check: (item: T, job: JobStatus) => void,
+  ): Promise<T | undefined> {
+    let jobId: string | undefined;
+    let job: JobStatus | undefined;
+    try {
+      jobId = jobOfWorkSubject(msg.subject);
+      job = await this.#jobs.get(jobId);
+      const item = decodeWorkItem(msg.subject, msg.data, what, decode);
+      checkItemJob(msg.subject, jobId, item.jobId);
+      if (!isLive(job)) return item;
+      if (!hasValidSeal(job.spec.itemKey, msg))
+        throw new UnsolicitedWorkItemError(
+          msg.subject,
+          `no valid seal of job ${jobId} (forged, altered, or from another job)`,
+        );
+      check(item, job);
+      return item;
+    } catch (err) {
+      if (!(err instanceof RefusedWorkItemError)) throw err;
+      await this.#refuse(msg, err, isLive(job) ? job : undefined);
+      return undefined;
+    }
+  }
+
+  async #refuse(msg: JsMsg, err: RefusedWorkItemError, job: JobStatus | undefined): Promise<void> {
+    const seq = msg.info.streamSequence;
+    this.options.logger?.warn(
+      { subject: msg.subject, seq, code: err.code, jobId: job?.spec.jobId, err: err.message },
+      `${err.name}: work item terminated`,
+    );
+    terminateMessage(this.options.nc, msg, `${err.name}: ${err.message}`);
+    if (job === undefined) return;
+    const jobId = job.spec.jobId;
+    await this.#js
+      .publish(
+        subjects.errors(jobId),
+        encodeErrorBatch({
+          jobId,
+          itemId: `refused.${seq}`,
+          sequence: 0,
+          errors: [
+            {
+              path: Buffer.alloc(0),
+              operation: "receive",
+              code: err.code,
+              message: `${err.name}: ${err.message} (stream sequence ${seq})`,
+              retryable: false,
+            },
+          ],
+        }),
+        { msgID: `${jobId}.refused.${seq}` },
+      )
+      .catch((e: unknown) =>
+        this.options.logger?.warn(
+          { jobId, err: errorMessage(e) },
+          "could not record a refused work item in the job's error log",
+        ),
+      );
+  }
+
   /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
   async #run1(
     msg: JsMsg,
@@ -561,8 +654,11 @@ export class Worker {
     }
   }
 
-  #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
-    const shard = decodeWalkShard(msg.data);
+  async #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
+    const shard = await this.#admit(msg, "walk shard", decodeWalkShard, (s) =>
+      checkWalkShard(msg.subject, s),
+    );
+    if (shard === undefined) return;
     return this.#run1(
       msg,
       this.#walk.maxDeliver,
@@ -590,8 +686,11 @@ export class Worker {
     );
   }
 
-  #handleTransfer(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const batch = decodeTransferBatch(msg.data);
+  async #handleTransfer(ctx: TransferContext, msg: JsMsg): Promise<void> {
+    const batch = await this.#admit(msg, "transfer batch", decodeTransferBatch, (b, job) =>
+      checkTransferBatch(msg.subject, b, job),
+    );
+    if (batch === undefined) return;
     const first = batch.entries[0]?.path ?? Buffer.alloc(0);
     return this.#run1(
       msg,
@@ -612,8 +711,11 @@ export class Worker {
     );
   }
 
-  #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const chunk = decodeChunk(msg.data);
+  async #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
+    const chunk = await this.#admit(msg, "chunk", decodeChunk, (c, job) =>
+      checkChunk(msg.subject, c, job),
+    );
+    if (chunk === undefined) return;
     return this.#run1(
       msg,
       this.#chunk.maxDeliver,

@@ -1,0 +1,217 @@
+/**
+ * Every work item is untrusted input: anyone who can publish on NATS can put a message on a work
+ * subject. Before a worker touches the file system or storage for an item it checks, in order:
+ *
+ * 1. it decodes (else UndecodableWorkItemError);
+ * 2. it names the job of its subject (`hsmfleet.work.<job>.<kind>`);
+ * 3. it carries the job's seal (an HMAC with the job record's key: only the job's coordinator and
+ *    workers can make one), so it is an item the job published (else UnsolicitedWorkItemError);
+ * 4. its paths are relative, normalized, without `.`/`..`/empty components or NUL bytes, and its
+ *    numbers are consistent (else UnsafeWorkItemError). The job root, container and prefix come
+ *    from the job record in KV, never from the message; blob names are derived from paths by the
+ *    worker (`blobNameFor`), a name in a message is only compared against that.
+ *
+ * A refused item is terminated (never redelivered) with the error's name; see worker.ts.
+ */
+import { blobNameForPath, displayPath, errorMessage, HsmfleetError } from "@hsmfleet/core";
+import type { FileEntry } from "@hsmfleet/core";
+import { JobKind, jobIdOfSubject } from "@hsmfleet/protocol";
+import type { Chunk, HsmActionList, JobStatus, TransferBatch, WalkShard } from "@hsmfleet/protocol";
+
+/** Which refusal: also the `code` in the job's error log. */
+export type RefusalCode = "UNDECODABLE_WORK_ITEM" | "UNSOLICITED_WORK_ITEM" | "UNSAFE_WORK_ITEM";
+
+/** A work item that is never run: terminated, never redelivered (runWorkConsumer). */
+export class RefusedWorkItemError extends HsmfleetError {
+  readonly terminal = true as const;
+  readonly code: RefusalCode;
+  readonly subject: string;
+  constructor(code: RefusalCode, subject: string, message: string, cause?: unknown) {
+    super(`${message} (work item on ${subject})`, { cause });
+    this.name = "RefusedWorkItemError";
+    this.code = code;
+    this.subject = subject;
+  }
+}
+
+/** The payload is not the message its subject promises. */
+export class UndecodableWorkItemError extends RefusedWorkItemError {
+  constructor(subject: string, what: string, cause: unknown) {
+    super(
+      "UNDECODABLE_WORK_ITEM",
+      subject,
+      `undecodable ${what}: ${errorMessage(cause)}`,
+      cause,
+    );
+    this.name = "UndecodableWorkItemError";
+  }
+}
+
+/** The job never published this item: no valid seal, or another job's subject. */
+export class UnsolicitedWorkItemError extends RefusedWorkItemError {
+  constructor(subject: string, why: string) {
+    super("UNSOLICITED_WORK_ITEM", subject, `unsolicited work item refused: ${why}`);
+    this.name = "UnsolicitedWorkItemError";
+  }
+}
+
+/** A path or number that would leave the job (or make no sense). */
+export class UnsafeWorkItemError extends RefusedWorkItemError {
+  constructor(subject: string, why: string) {
+    super("UNSAFE_WORK_ITEM", subject, `unsafe work item refused: ${why}`);
+    this.name = "UnsafeWorkItemError";
+  }
+}
+
+/** Longest relative path accepted (Linux PATH_MAX). */
+export const MAX_RELATIVE_PATH_BYTES = 4096;
+/** Entries in one item, at most (far above any batch bound the coordinator sets). */
+export const MAX_ITEM_ENTRIES = 100_000;
+/** Largest file a chunk may describe (Azure: 50,000 blocks of 4,000 MiB). */
+const MAX_FILE_BYTES = 50_000 * 4000 * 1024 * 1024;
+
+const SLASH = 0x2f;
+
+/**
+ * Why `path` is not a safe job-relative path, or undefined when it is: relative (no leading '/'),
+ * normalized (no empty, '.' or '..' component, no trailing '/'), no NUL byte, at most
+ * MAX_RELATIVE_PATH_BYTES. The empty path (the job root itself) only where `rootAllowed`.
+ */
+export const unsafePathReason = (path: Buffer, rootAllowed = false): string | undefined => {
+  if (path.length === 0) return rootAllowed ? undefined : "empty path";
+  if (path.length > MAX_RELATIVE_PATH_BYTES)
+    return `path of ${path.length} bytes (more than ${MAX_RELATIVE_PATH_BYTES})`;
+  if (path.includes(0)) return "NUL byte in path";
+  if (path[0] === SLASH) return "absolute path";
+  let start = 0;
+  for (let i = 0; i <= path.length; i++) {
+    if (i < path.length && path[i] !== SLASH) continue;
+    const len = i - start;
+    if (len === 0) return "empty path component";
+    if (len === 1 && path[start] === 0x2e) return "'.' path component";
+    if (len === 2 && path[start] === 0x2e && path[start + 1] === 0x2e) return "'..' path component";
+    start = i + 1;
+  }
+  return undefined;
+};
+
+const checkPath = (subject: string, path: Buffer, rootAllowed = false): void => {
+  const why = unsafePathReason(path, rootAllowed);
+  if (why !== undefined)
+    throw new UnsafeWorkItemError(subject, `${why}: ${JSON.stringify(displayPath(path))}`);
+};
+
+/** Decodes a work item, turning any decoder failure into UndecodableWorkItemError. */
+export const decodeWorkItem = <T>(
+  subject: string,
+  data: Uint8Array,
+  what: string,
+  decode: (data: Uint8Array) => T,
+): T => {
+  try {
+    return decode(data);
+  } catch (err) {
+    throw new UndecodableWorkItemError(subject, what, err);
+  }
+};
+
+/** The job named by a work subject; UnsolicitedWorkItemError if it names none. */
+export const jobOfWorkSubject = (subject: string): string => {
+  const jobId = jobIdOfSubject(subject);
+  if (jobId === undefined || !subject.startsWith("hsmfleet.work."))
+    throw new UnsolicitedWorkItemError(subject, "the subject names no job");
+  return jobId;
+};
+
+/** The item names the job of its subject. */
+export const checkItemJob = (subject: string, subjectJob: string, itemJob: string): void => {
+  if (itemJob !== subjectJob)
+    throw new UnsolicitedWorkItemError(
+      subject,
+      `the item names job ${JSON.stringify(itemJob)}, its subject job ${subjectJob}`,
+    );
+};
+
+const checkId = (subject: string, what: string, id: string): void => {
+  if (id.length === 0 || id.length > 512)
+    throw new UnsafeWorkItemError(subject, `${what} of ${id.length} characters`);
+};
+
+const checkEntries = (subject: string, entries: FileEntry[]): void => {
+  if (entries.length > MAX_ITEM_ENTRIES)
+    throw new UnsafeWorkItemError(subject, `${entries.length} entries in one item`);
+  for (const e of entries) checkPath(subject, e.path);
+};
+
+/** A walk shard: 1–16 directory paths under the root (the root itself as the empty path). */
+export const checkWalkShard = (subject: string, shard: WalkShard): void => {
+  checkId(subject, "shard id", shard.shardId);
+  if (shard.paths.length === 0 || shard.paths.length > 16)
+    throw new UnsafeWorkItemError(subject, `walk shard of ${shard.paths.length} directories`);
+  for (const p of shard.paths) checkPath(subject, p, true);
+  const dirs = shard.importDirs ?? [];
+  if (dirs.length > shard.paths.length)
+    throw new UnsafeWorkItemError(subject, "more directory attributes than directories");
+};
+
+/**
+ * The blob a job-relative path maps to, derived by the worker: export, verify and restore under
+ * the job's prefix; import from the whole container (its paths are the blob names).
+ */
+export const blobNameFor = (job: JobStatus, path: Buffer): string =>
+  blobNameForPath(path, job.spec.kind === JobKind.Import ? "" : job.spec.prefix);
+
+/** A transfer batch: safe entry paths; import blob names (if any) exactly those derived from them. */
+export const checkTransferBatch = (subject: string, batch: TransferBatch, job: JobStatus): void => {
+  checkId(subject, "batch id", batch.batchId);
+  checkEntries(subject, batch.entries);
+  const names = batch.blobNames ?? [];
+  if (names.length > batch.entries.length)
+    throw new UnsafeWorkItemError(subject, "more blob names than entries");
+  names.forEach((name, i) => checkBlobName(subject, job, batch.entries[i]!.path, name));
+};
+
+const checkBlobName = (subject: string, job: JobStatus, path: Buffer, name: string): void => {
+  if (name === "") return;
+  let derived: string;
+  try {
+    derived = blobNameFor(job, path);
+  } catch (err) {
+    throw new UnsafeWorkItemError(subject, `no blob name for the path: ${errorMessage(err)}`);
+  }
+  if (derived !== name)
+    throw new UnsafeWorkItemError(
+      subject,
+      `blob name ${JSON.stringify(name)} is not the one of path ${JSON.stringify(displayPath(path))}`,
+    );
+};
+
+const wholeNumber = (n: number) => Number.isSafeInteger(n) && n >= 0;
+
+/** A chunk: a safe path, a range inside the file, a block layout that adds up. */
+export const checkChunk = (subject: string, chunk: Chunk, job: JobStatus): void => {
+  checkId(subject, "chunk id", chunk.chunkId);
+  checkPath(subject, chunk.path);
+  checkBlobName(subject, job, chunk.path, chunk.blobName);
+  const numbers = [chunk.offset, chunk.length, chunk.fileSize, chunk.blockSize, chunk.index];
+  if (!numbers.every(wholeNumber) || chunk.fileSize > MAX_FILE_BYTES)
+    throw new UnsafeWorkItemError(subject, "chunk numbers out of range");
+  if (chunk.count < 1 || chunk.count > 50_000 || chunk.index >= chunk.count)
+    throw new UnsafeWorkItemError(subject, `chunk ${chunk.index} of ${chunk.count}`);
+  if (chunk.length === 0 || chunk.offset + chunk.length > chunk.fileSize)
+    throw new UnsafeWorkItemError(
+      subject,
+      `range ${chunk.offset}+${chunk.length} outside a file of ${chunk.fileSize} bytes`,
+    );
+  if (chunk.blockSize === 0 || chunk.blockCount === 0 || chunk.firstBlock + chunk.blockCount > 50_000)
+    throw new UnsafeWorkItemError(subject, "chunk block layout out of range");
+};
+
+/** An HSM action list: safe paths, a sane number of items. */
+export const checkHsmActionList = (subject: string, list: HsmActionList): void => {
+  checkId(subject, "list id", list.listId);
+  if (list.items.length > MAX_ITEM_ENTRIES)
+    throw new UnsafeWorkItemError(subject, `${list.items.length} actions in one list`);
+  // A file given as the root itself has the empty relative path.
+  for (const item of list.items) checkPath(subject, item.path, true);
+};
