@@ -18,6 +18,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
+import { publishRootShard } from "./root-shards.js";
 import { errorToJson } from "./format.js";
 import { exportJobSpan } from "./job-spans.js";
 import { followJob, jobErrors } from "./job-follower.js";
@@ -234,15 +235,12 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         limits: jobLimitsOf(options.limits),
         hsmXattr: "",
       }),
-      { published: 1, errorLog: errorLogPath },
+      { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
     );
     try {
       await store.create(status);
       const rootShard = rootWalkShard(jobId);
-      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-        msgID: rootShard.shardId,
-        headers: traceHeaders(options),
-      });
+      await publishRootShard(jetstream(options.nc), status, rootShard, traceHeaders(options));
     } catch (err) {
       await claim.release();
       throw err;

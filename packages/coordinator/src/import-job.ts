@@ -19,6 +19,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
+import { publishRootShard } from "./root-shards.js";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { writeJobLogs } from "./job-logs.js";
@@ -323,16 +324,19 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
           fsRoot: Buffer.alloc(0),
         },
       }),
-      { published: prefixes.length, errorLog: errors.path, conflictLog: conflicts.path },
+      {
+        published: prefixes.length,
+        outstanding: prefixes.map((p) => shardIdFor(jobId, [Buffer.from(p, "utf8")])),
+        errorLog: errors.path,
+        conflictLog: conflicts.path,
+      },
     );
     try {
       await store.create(status);
       for (const p of prefixes) {
         const paths = [Buffer.from(p, "utf8")];
         const shard = { jobId, paths, depth: 0, shardId: shardIdFor(jobId, paths) };
-        await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(shard), {
-          msgID: shard.shardId,
-        });
+        await publishRootShard(jetstream(options.nc), status, shard);
       }
     } catch (err) {
       await claim.release();

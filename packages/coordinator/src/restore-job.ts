@@ -24,6 +24,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
+import { publishRootShard } from "./root-shards.js";
 import { errorToJson } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { newJobId } from "./job-id.js";
@@ -211,7 +212,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
           fsRoot: Buffer.from(fsRoot),
         },
       }),
-      { published: 1, errorLog: errorLogPath },
+      { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
     );
   }
   const consumer = restoreConsumer(status.spec.jobId);
@@ -227,9 +228,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
     if (!resumed) {
       await store.create(status);
       const rootShard = rootWalkShard(jobId);
-      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-        msgID: rootShard.shardId,
-      });
+      await publishRootShard(jetstream(options.nc), status, rootShard);
       options.logger?.info({ jobId, root, maxInflight }, "restore started");
     }
   } catch (err) {

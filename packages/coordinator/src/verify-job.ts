@@ -17,6 +17,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
+import { publishRootShard } from "./root-shards.js";
 import { errorToJson } from "./format.js";
 import { followJob } from "./job-follower.js";
 import { newJobId } from "./job-id.js";
@@ -133,13 +134,11 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
       verifyContent: options.content ?? false,
       hsmXattr: "",
     }),
-    { published: 1, errorLog: errorLogPath },
+    { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
   );
   await store.create(status);
   const rootShard = rootWalkShard(jobId);
-  await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-    msgID: rootShard.shardId,
-  });
+  await publishRootShard(jetstream(options.nc), status, rootShard);
   options.logger?.info({ jobId, root, container: options.container, prefix }, "verify started");
   const final = await followJob({
     nc: options.nc,

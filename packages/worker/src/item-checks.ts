@@ -37,12 +37,7 @@ export class RefusedWorkItemError extends HsmfleetError {
 /** The payload is not the message its subject promises. */
 export class UndecodableWorkItemError extends RefusedWorkItemError {
   constructor(subject: string, what: string, cause: unknown) {
-    super(
-      "UNDECODABLE_WORK_ITEM",
-      subject,
-      `undecodable ${what}: ${errorMessage(cause)}`,
-      cause,
-    );
+    super("UNDECODABLE_WORK_ITEM", subject, `undecodable ${what}: ${errorMessage(cause)}`, cause);
     this.name = "UndecodableWorkItemError";
   }
 }
@@ -203,7 +198,11 @@ export const checkChunk = (subject: string, chunk: Chunk, job: JobStatus): void 
       subject,
       `range ${chunk.offset}+${chunk.length} outside a file of ${chunk.fileSize} bytes`,
     );
-  if (chunk.blockSize === 0 || chunk.blockCount === 0 || chunk.firstBlock + chunk.blockCount > 50_000)
+  if (
+    chunk.blockSize === 0 ||
+    chunk.blockCount === 0 ||
+    chunk.firstBlock + chunk.blockCount > 50_000
+  )
     throw new UnsafeWorkItemError(subject, "chunk block layout out of range");
 };
 
