@@ -138,6 +138,9 @@ const relativeTo = (root: Buffer, abs: Buffer, prefix = rootPrefix(root)): Buffe
 
 /** Paths whose FIDs are looked up together (one native batch of threadpool jobs on emulation). */
 const FID_CHUNK = 1024;
+/** Long actions whose progress is shown (and kept) at most. */
+const IN_FLIGHT_SHOWN = 10_000;
+
 /** Action lists published and not yet acknowledged by JetStream, at most. */
 const PUBLISH_WINDOW = 32;
 
@@ -254,9 +257,17 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const progressSub = o.nc.subscribe(subjects.hsmProgress(jobId), {
     callback: (err, m) => {
       if (err) return;
-      const p = decodeHsmProgress(m.data);
+      // Core NATS, untrusted: a message that does not decode or names another job is ignored,
+      // and the in-flight table never grows past IN_FLIGHT_SHOWN actions.
+      let p: HsmProgress;
+      try {
+        p = decodeHsmProgress(m.data);
+      } catch {
+        return;
+      }
+      if (p.jobId !== jobId) return;
       if (p.bytesDone >= p.bytesTotal) inFlight.delete(p.fid);
-      else inFlight.set(p.fid, p);
+      else if (inFlight.has(p.fid) || inFlight.size < IN_FLIGHT_SHOWN) inFlight.set(p.fid, p);
       progress();
     },
   });

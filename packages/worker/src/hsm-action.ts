@@ -119,7 +119,14 @@ export class HsmActionRunner {
     const sub = nc.subscribe(subjects.hsmCancel, {
       callback: (err, m) => {
         if (err) return;
-        const c = decodeHsmCancel(m.data);
+        // Core NATS, untrusted: a message that does not decode is ignored (a throw here would
+        // end the subscription). Who may cancel is NATS permissions' business (docs/security.md).
+        let c: { fids: string[]; cookie: bigint };
+        try {
+          c = decodeHsmCancel(m.data);
+        } catch {
+          return;
+        }
         this.cancel(c.fids, c.cookie);
       },
     });
