@@ -9,12 +9,10 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   jobStateName,
-  encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";

@@ -9,13 +9,11 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   JobState,
-  encodeWalkShard,
   jobStateName,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
   shardIdFor,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";

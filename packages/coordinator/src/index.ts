@@ -38,3 +38,5 @@ export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
 export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";
 export { runVerifyJob, formatVerifySummary } from "./verify-job.js";
 export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify-job.js";
+export { ResultLedger, MAX_CHILDREN_PER_RESULT } from "./result-ledger.js";
+export type { LedgerRefusal, LedgerVerdict } from "./result-ledger.js";

@@ -13,7 +13,6 @@ import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
-  encodeWalkShard,
   jobStateName,
   newJobSpec,
   jobLimitsOf,

@@ -7,11 +7,9 @@ import {
   JobKind,
   JobState,
   jobStateName,
-  encodeWalkShard,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";

@@ -8,12 +8,10 @@ import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
   JobState,
-  encodeWalkShard,
   jobStateName,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";

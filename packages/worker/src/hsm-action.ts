@@ -56,7 +56,12 @@ import {
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
 import type { Logger, TracedStep } from "@hsmfleet/telemetry";
-import { UnsolicitedWorkItemError, checkHsmActionList, decodeWorkItem } from "./item-checks.js";
+import {
+  HSM_ACTION_LIST_RULES,
+  UnsolicitedWorkItemError,
+  checkHsmActionList,
+  decodeWorkItem,
+} from "./item-checks.js";
 
 export interface HsmActionContext {
   nc: NatsConnection;
@@ -210,7 +215,12 @@ export class HsmActionRunner {
   async handle(msg: JsMsg): Promise<void> {
     // Untrusted input (item-checks.ts): a list that does not decode, lacks its job's seal or names
     // an unsafe path is terminated by runWorkConsumer (a TerminalMessageError), never retried.
-    const list = decodeWorkItem(msg.subject, msg.data, "HSM action list", decodeHsmActionList);
+    const list = decodeWorkItem(
+      msg.subject,
+      msg.data,
+      HSM_ACTION_LIST_RULES.what,
+      decodeHsmActionList,
+    );
     // One span per list ("hsm archive"), a child of the job's phase across NATS; items get spans
     // of their own only when they fail or move at least HSMFLEET_TRACE_FILE_MIN_BYTES.
     const action = listActionName(list);

@@ -15,7 +15,17 @@
  */
 import { blobNameForPath, displayPath, errorMessage, HsmfleetError } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
-import { JobKind, jobIdOfSubject } from "@hsmfleet/protocol";
+import { hasValidSeal } from "@hsmfleet/bus";
+import type { JsMsg } from "@hsmfleet/bus";
+import {
+  JobKind,
+  JobState,
+  decodeChunk,
+  decodeHsmActionList,
+  decodeTransferBatch,
+  decodeWalkShard,
+  jobIdOfSubject,
+} from "@hsmfleet/protocol";
 import type { Chunk, HsmActionList, JobStatus, TransferBatch, WalkShard } from "@hsmfleet/protocol";
 
 /** Which refusal: also the `code` in the job's error log. */
@@ -213,4 +223,60 @@ export const checkHsmActionList = (subject: string, list: HsmActionList): void =
     throw new UnsafeWorkItemError(subject, `${list.items.length} actions in one list`);
   // A file given as the root itself has the empty relative path.
   for (const item of list.items) checkPath(subject, item.path, true);
+};
+
+/** How one kind of work item is decoded and checked. */
+export interface WorkItemRules<T extends { jobId: string }> {
+  what: string;
+  decode: (data: Uint8Array) => T;
+  check: (subject: string, item: T, job: JobStatus) => void;
+}
+
+export const WALK_SHARD_RULES: WorkItemRules<WalkShard> = {
+  what: "walk shard",
+  decode: decodeWalkShard,
+  check: (subject, shard) => checkWalkShard(subject, shard),
+};
+export const TRANSFER_BATCH_RULES: WorkItemRules<TransferBatch> = {
+  what: "transfer batch",
+  decode: decodeTransferBatch,
+  check: checkTransferBatch,
+};
+export const CHUNK_RULES: WorkItemRules<Chunk> = {
+  what: "chunk",
+  decode: decodeChunk,
+  check: checkChunk,
+};
+export const HSM_ACTION_LIST_RULES: WorkItemRules<HsmActionList> = {
+  what: "HSM action list",
+  decode: decodeHsmActionList,
+  check: (subject, list) => checkHsmActionList(subject, list),
+};
+
+const running = (job: JobStatus | undefined): job is JobStatus =>
+  job !== undefined && (job.state === JobState.Running || job.state === JobState.Pending);
+
+/**
+ * Decodes and checks one received work item against its job record (`job`: the record of the
+ * job its subject names, undefined if there is none): it decodes, names that job, and — when the
+ * job is running — carries the job's seal and passes `rules.check`. Returns the item; throws a
+ * RefusedWorkItemError. An item of a job that is not running is returned unchecked: it is dropped
+ * without work by the caller.
+ */
+export const admitWorkItem = <T extends { jobId: string }>(
+  msg: Pick<JsMsg, "subject" | "data" | "headers">,
+  job: JobStatus | undefined,
+  rules: WorkItemRules<T>,
+): T => {
+  const jobId = jobOfWorkSubject(msg.subject);
+  const item = decodeWorkItem(msg.subject, msg.data, rules.what, rules.decode);
+  checkItemJob(msg.subject, jobId, item.jobId);
+  if (!running(job)) return item;
+  if (!hasValidSeal(job.spec.itemKey, msg))
+    throw new UnsolicitedWorkItemError(
+      msg.subject,
+      `no valid seal of job ${jobId} (forged, altered, or from another job)`,
+    );
+  rules.check(msg.subject, item, job);
+  return item;
 };

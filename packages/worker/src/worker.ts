@@ -7,7 +7,6 @@ import {
   ChunkTracker,
   JobStore,
   ensureTopology,
-  hasValidSeal,
   headerReader,
   jetstream,
   retryingPublishes,
@@ -38,9 +37,6 @@ import {
   CHUNK_CONSUMER,
   WALK_CONSUMER,
   WORK_STREAM,
-  decodeChunk,
-  decodeTransferBatch,
-  decodeWalkShard,
   encodeErrorBatch,
   restoreConsumer,
   subjects,
@@ -63,15 +59,14 @@ import { verifyVisitor } from "./verify-visitor.js";
 import { handleWalkShard, reportFailedItem } from "./walk-shard.js";
 import { logHandedBack, logRedelivery } from "./work-item-log.js";
 import {
+  CHUNK_RULES,
   RefusedWorkItemError,
-  UnsolicitedWorkItemError,
-  checkChunk,
-  checkItemJob,
-  checkTransferBatch,
-  checkWalkShard,
-  decodeWorkItem,
+  TRANSFER_BATCH_RULES,
+  WALK_SHARD_RULES,
+  admitWorkItem,
   jobOfWorkSubject,
 } from "./item-checks.js";
+import type { WorkItemRules } from "./item-checks.js";
 import type { WorkItemKind } from "./work-item-log.js";
 import type { VisitorFactory, WalkContext } from "./walk-shard.js";
 
@@ -435,9 +430,7 @@ export class Worker {
   }
 
   async #handleRestore(ctx: TransferContext, maxDeliver: number, msg: JsMsg): Promise<void> {
-    const batch = await this.#admit(msg, "transfer batch", decodeTransferBatch, (b, job) =>
-      checkTransferBatch(msg.subject, b, job),
-    );
+    const batch = await this.#admit(msg, TRANSFER_BATCH_RULES);
     if (batch === undefined) return;
     const first = batch.entries[0]?.path ?? Buffer.alloc(0);
     return this.#run1(
@@ -537,25 +530,12 @@ export class Worker {
    */
   async #admit<T extends { jobId: string }>(
     msg: JsMsg,
-    what: string,
-    decode: (data: Uint8Array) => T,
-    check: (item: T, job: JobStatus) => void,
+    rules: WorkItemRules<T>,
   ): Promise<T | undefined> {
-    let jobId: string | undefined;
     let job: JobStatus | undefined;
     try {
-      jobId = jobOfWorkSubject(msg.subject);
-      job = await this.#jobs.get(jobId);
-      const item = decodeWorkItem(msg.subject, msg.data, what, decode);
-      checkItemJob(msg.subject, jobId, item.jobId);
-      if (!isLive(job)) return item;
-      if (!hasValidSeal(job.spec.itemKey, msg))
-        throw new UnsolicitedWorkItemError(
-          msg.subject,
-          `no valid seal of job ${jobId} (forged, altered, or from another job)`,
-        );
-      check(item, job);
-      return item;
+      job = await this.#jobs.get(jobOfWorkSubject(msg.subject));
+      return admitWorkItem(msg, job, rules);
     } catch (err) {
       if (!(err instanceof RefusedWorkItemError)) throw err;
       await this.#refuse(msg, err, isLive(job) ? job : undefined);
@@ -655,9 +635,7 @@ export class Worker {
   }
 
   async #handleWalk(ctx: WalkContext, msg: JsMsg): Promise<void> {
-    const shard = await this.#admit(msg, "walk shard", decodeWalkShard, (s) =>
-      checkWalkShard(msg.subject, s),
-    );
+    const shard = await this.#admit(msg, WALK_SHARD_RULES);
     if (shard === undefined) return;
     return this.#run1(
       msg,
@@ -687,9 +665,7 @@ export class Worker {
   }
 
   async #handleTransfer(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const batch = await this.#admit(msg, "transfer batch", decodeTransferBatch, (b, job) =>
-      checkTransferBatch(msg.subject, b, job),
-    );
+    const batch = await this.#admit(msg, TRANSFER_BATCH_RULES);
     if (batch === undefined) return;
     const first = batch.entries[0]?.path ?? Buffer.alloc(0);
     return this.#run1(
@@ -712,9 +688,7 @@ export class Worker {
   }
 
   async #handleChunk(ctx: TransferContext, msg: JsMsg): Promise<void> {
-    const chunk = await this.#admit(msg, "chunk", decodeChunk, (c, job) =>
-      checkChunk(msg.subject, c, job),
-    );
+    const chunk = await this.#admit(msg, CHUNK_RULES);
     if (chunk === undefined) return;
     return this.#run1(
       msg,
