@@ -8,7 +8,7 @@ import { join } from "node:path";
 import test from "ava";
 import type { ExecutionContext } from "ava";
 import { ContainerClient } from "@azure/storage-blob";
-import { connectBus, jetstream } from "@hsmfleet/bus";
+import { JobStore, connectBus, ensureTopology, jetstream, sealHeaders } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import {
   encodeChunk,
@@ -303,5 +303,42 @@ test.serial(
     const jobs = await runCli(["--nats", s.url, "jobs", "--json"]);
     const listed = JSON.parse(jobs.stdout) as Array<{ jobId: string; state: string }>;
     t.is(listed.find((j) => j.jobId === job.jobId)?.state, "succeeded");
+  },
+);
+
+test.serial(
+  "item 6: even results sealed with the job's key count only for ids the job published",
+  async (t) => {
+    const s = await setUp(t, 120);
+    const job = await slowExport(s, "sixsealed");
+    t.teardown(job.kill);
+    // The worst case short of a compromised worker: the forger read the job record and its key.
+    const { jobs } = await ensureTopology(s.nc);
+    const key = (await new JobStore(jobs).require(job.jobId)).spec.itemKey;
+    const js = jetstream(s.nc);
+    const subject = subjects.itemResult(job.jobId);
+    for (let i = 0; i < 10; i++) {
+      const data = encodeItemResult(
+        newItemResult({ jobId: job.jobId, itemId: `forged-${i}`, kind: "transfer" }),
+      );
+      await js.publish(subject, data, {
+        msgID: `sealed-forged-${i}`,
+        headers: sealHeaders(key, subject, data),
+      });
+    }
+    // A result that claims children it does not name is inconsistent: dropped as well.
+    const lying = encodeItemResult(
+      newItemResult({ jobId: job.jobId, itemId: "forged-x", kind: "walk", children: 3 }),
+    );
+    await js.publish(subject, lying, {
+      msgID: "sealed-lying",
+      headers: sealHeaders(key, subject, lying),
+    });
+    const exit = await job.done;
+    t.is(exit.code, 0, exit.stderr);
+    const summary = JSON.parse(exit.stdout) as { state: string; filesExported: number };
+    t.is(summary.state, "succeeded");
+    t.is(summary.filesExported, 120, "the job ran to its real end");
+    t.regex(exit.stderr, /not-outstanding/);
   },
 );
