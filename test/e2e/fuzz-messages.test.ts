@@ -265,7 +265,7 @@ for (const { subject, kind, admit } of workCases) {
           ? undefined
           : sealHeaders(Buffer.alloc(32, 1), subject, data);
       try {
-        const item = admit({ subject, data, headers } as never, job);
+        const item = admit({ subject, data, headers }, job);
         admitted++;
         t.true(sealed, `case ${n}: admitted without the job's seal`);
         for (const p of admittedPaths(item)) {
@@ -277,7 +277,7 @@ for (const { subject, kind, admit } of workCases) {
             t.fail(`case ${n}: ${abs} is outside ${ROOT}`);
         }
         if (kind === "chunk") {
-          const c = item as unknown as { path: Buffer; blobName: string };
+          const c = item as { path: Buffer; blobName: string };
           if (c.blobName !== "") t.is(c.blobName, blobNameFor(job, c.path), `case ${n}: blob name`);
         }
       } catch (err) {
