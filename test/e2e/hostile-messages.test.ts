@@ -342,3 +342,63 @@ test.serial(
     t.regex(exit.stderr, /not-outstanding/);
   },
 );
+
+test.serial(
+  "item 6: unsolicited walk shards never end an import early; every large file arrives",
+  async (t) => {
+    const s = await setUp(t, 0);
+    const client = new ContainerClient(s.connectionString, "sixin");
+    await client.create();
+    const big = Buffer.alloc(3 * 1024 * 1024, 0x5a);
+    for (let i = 0; i < 5; i++) await client.getBlockBlobClient(`big/l${i}`).uploadData(big);
+    const target = join(s.dir, "target");
+    await mkdir(target);
+    const seen = s.nc.subscribe(subjects.walkAll, { max: 1 });
+    const child = spawnCli(
+      [
+        "--nats",
+        s.url,
+        "--state-dir",
+        s.state,
+        "--workers",
+        "1",
+        "import",
+        target,
+        "--container",
+        "sixin",
+        "--mode",
+        "full",
+        "--chunk-size",
+        "1MiB",
+        "--max-requests-per-second",
+        "10",
+        "--json",
+        "--quiet",
+      ],
+      { env: s.env },
+    );
+    t.teardown(() => child.kill("SIGKILL"));
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    let jobId = "";
+    for await (const m of seen) jobId = m.subject.split(".")[2] ?? "";
+    const js = jetstream(s.nc);
+    for (let i = 0; i < 4; i++) {
+      const paths = [Buffer.from(`nothing-here-${i}`)];
+      await js.publish(
+        subjects.walk(jobId),
+        encodeWalkShard({ jobId, paths, depth: 0, shardId: `unsolicited-${i}` }),
+        { msgID: `unsolicited-${i}` },
+      );
+    }
+    const exit = await exitOf(child);
+    t.is(exit.code, 0, stderr);
+    const summary = JSON.parse(stdout) as { state: string; importedFiles: number };
+    t.is(summary.state, "succeeded");
+    t.is(summary.importedFiles, 5, stdout);
+    for (let i = 0; i < 5; i++) t.is((await stat(join(target, "big", `l${i}`))).size, big.length);
+    t.deepEqual(await filesUnder(s.outside), ["secret", "sub/secret"]);
+  },
+);

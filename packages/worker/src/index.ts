@@ -16,4 +16,4 @@ export {
   CHUNK_RULES,
   HSM_ACTION_LIST_RULES,
 } from "./item-checks.js";
-export type { WorkItemRules, RefusalCode } from "./item-checks.js";
+export type { WorkItemRules, RefusalCode, RefusedItem } from "./item-checks.js";

@@ -62,16 +62,27 @@ export class UnsolicitedWorkItemError extends RefusedWorkItemError {
 
 /** A path or number that would leave the job (or make no sense). */
 export class UnsafeWorkItemError extends RefusedWorkItemError {
+  /** Set when the item carried its job's seal: the job counts on a result for it. */
+  item: RefusedItem | undefined;
   constructor(subject: string, why: string) {
     super("UNSAFE_WORK_ITEM", subject, `unsafe work item refused: ${why}`);
     this.name = "UnsafeWorkItemError";
   }
 }
 
+/** The work item a refusal is about, for the failed result its job waits for. */
+export interface RefusedItem {
+  itemId: string;
+  kind: "walk" | "transfer" | "chunk";
+  path: Buffer;
+}
+
 /** Longest relative path accepted (Linux PATH_MAX). */
 export const MAX_RELATIVE_PATH_BYTES = 4096;
 /** Entries in one item, at most (far above any batch bound the coordinator sets). */
 export const MAX_ITEM_ENTRIES = 100_000;
+/** Chunks of one imported file, at most (byte ranges: 2^24 of 1 MiB is 16 TiB). */
+const MAX_IMPORT_CHUNKS = 1 << 24;
 /** Largest file a chunk may describe (Azure: 50,000 blocks of 4,000 MiB). */
 const MAX_FILE_BYTES = 50_000 * 4000 * 1024 * 1024;
 
@@ -201,7 +212,11 @@ export const checkChunk = (subject: string, chunk: Chunk, job: JobStatus): void 
   const numbers = [chunk.offset, chunk.length, chunk.fileSize, chunk.blockSize, chunk.index];
   if (!numbers.every(wholeNumber) || chunk.fileSize > MAX_FILE_BYTES)
     throw new UnsafeWorkItemError(subject, "chunk numbers out of range");
-  if (chunk.count < 1 || chunk.count > 50_000 || chunk.index >= chunk.count)
+  // Export chunks are ranges of whole blocks (at most 50,000 per blob); import chunks are byte
+  // ranges without blocks.
+  const exporting = job.spec.kind === JobKind.Export;
+  const maxCount = exporting ? 50_000 : MAX_IMPORT_CHUNKS;
+  if (chunk.count < 1 || chunk.count > maxCount || chunk.index >= chunk.count)
     throw new UnsafeWorkItemError(subject, `chunk ${chunk.index} of ${chunk.count}`);
   if (chunk.length === 0 || chunk.offset + chunk.length > chunk.fileSize)
     throw new UnsafeWorkItemError(
@@ -209,9 +224,10 @@ export const checkChunk = (subject: string, chunk: Chunk, job: JobStatus): void 
       `range ${chunk.offset}+${chunk.length} outside a file of ${chunk.fileSize} bytes`,
     );
   if (
-    chunk.blockSize === 0 ||
-    chunk.blockCount === 0 ||
-    chunk.firstBlock + chunk.blockCount > 50_000
+    exporting &&
+    (chunk.blockSize === 0 ||
+      chunk.blockCount === 0 ||
+      chunk.firstBlock + chunk.blockCount > 50_000)
   )
     throw new UnsafeWorkItemError(subject, "chunk block layout out of range");
 };
@@ -230,27 +246,38 @@ export interface WorkItemRules<T extends { jobId: string }> {
   what: string;
   decode: (data: Uint8Array) => T;
   check: (subject: string, item: T, job: JobStatus) => void;
+  /** Id, kind and first path of an item (for the failed result of a sealed item refused). */
+  describe: (item: T) => RefusedItem;
 }
 
 export const WALK_SHARD_RULES: WorkItemRules<WalkShard> = {
   what: "walk shard",
   decode: decodeWalkShard,
   check: (subject, shard) => checkWalkShard(subject, shard),
+  describe: (s) => ({ itemId: s.shardId, kind: "walk", path: s.paths[0] ?? Buffer.alloc(0) }),
 };
 export const TRANSFER_BATCH_RULES: WorkItemRules<TransferBatch> = {
   what: "transfer batch",
   decode: decodeTransferBatch,
   check: checkTransferBatch,
+  describe: (b) => ({
+    itemId: b.batchId,
+    kind: "transfer",
+    path: b.entries[0]?.path ?? Buffer.alloc(0),
+  }),
 };
 export const CHUNK_RULES: WorkItemRules<Chunk> = {
   what: "chunk",
   decode: decodeChunk,
   check: checkChunk,
+  describe: (c) => ({ itemId: c.chunkId, kind: "chunk", path: c.path }),
 };
 export const HSM_ACTION_LIST_RULES: WorkItemRules<HsmActionList> = {
   what: "HSM action list",
   decode: decodeHsmActionList,
   check: (subject, list) => checkHsmActionList(subject, list),
+  // HSM results are per list (HsmActionResult), not ItemResults: never reported this way.
+  describe: (l) => ({ itemId: l.listId, kind: "transfer", path: Buffer.alloc(0) }),
 };
 
 const running = (job: JobStatus | undefined): job is JobStatus =>
@@ -277,6 +304,12 @@ export const admitWorkItem = <T extends { jobId: string }>(
       msg.subject,
       `no valid seal of job ${jobId} (forged, altered, or from another job)`,
     );
-  rules.check(msg.subject, item, job);
+  try {
+    rules.check(msg.subject, item, job);
+  } catch (err) {
+    // The job published it (its seal is valid), so the job waits for its result: say which.
+    if (err instanceof UnsafeWorkItemError) err.item = rules.describe(item);
+    throw err;
+  }
   return item;
 };

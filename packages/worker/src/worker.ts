@@ -62,6 +62,7 @@ import {
   CHUNK_RULES,
   RefusedWorkItemError,
   TRANSFER_BATCH_RULES,
+  UnsafeWorkItemError,
   WALK_SHARD_RULES,
   admitWorkItem,
   jobOfWorkSubject,
@@ -549,6 +550,17 @@ export class Worker {
       { subject: msg.subject, seq, code: err.code, jobId: job?.spec.jobId, err: err.message },
       `${err.name}: work item terminated`,
     );
+    if (job !== undefined && err instanceof UnsafeWorkItemError && err.item !== undefined) {
+      // Sealed by the job, so the job waits for it: a failed result ends it as an error of the
+      // job (reportFailedItem terminates the message).
+      await reportFailedItem(
+        { js: this.#js, options: this.options },
+        msg,
+        { jobId: job.spec.jobId, ...err.item },
+        err,
+      );
+      return;
+    }
     terminateMessage(this.options.nc, msg, `${err.name}: ${err.message}`);
     if (job === undefined) return;
     const jobId = job.spec.jobId;
