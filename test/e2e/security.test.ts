@@ -1,9 +1,11 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import test from "ava";
 import type { ExecutionContext } from "ava";
+import { connectBus, jetstream } from "@hsmfleet/bus";
 import { startNatsServer, tempDir } from "@hsmfleet/testkit";
-import { runCli, startStorage } from "./helpers.js";
+import { runCli, spawnCli, startStorage, waitFor } from "./helpers.js";
 
 const PASSWORD = "Very-S3cret-pw-4711";
 
@@ -73,4 +75,67 @@ test("with the right credentials (flags or NATS_* variables) an export runs agai
   });
   t.is(jobs.code, 0, jobs.stderr);
   t.false(`${jobs.stdout}${jobs.stderr}`.includes(PASSWORD));
+});
+
+test("the NATS permissions of deploy/nats/hsmfleet-permissions.conf run an export with a worker and a coordinator user; an other user cannot touch hsmfleet subjects", async (t) => {
+  const confPath = fileURLToPath(
+    new URL("../../../deploy/nats/hsmfleet-permissions.conf", import.meta.url),
+  );
+  const server = await startNatsServer({ configText: await readFile(confPath, "utf8") });
+  t.teardown(() => server.stop());
+  const azurite = await startStorage(t);
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(join(root, "sub"), { recursive: true });
+  for (const n of ["a", "b", "sub/c"]) await writeFile(join(root, n), n);
+  const storageEnv = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
+
+  // The coordinator's user creates the topology (the first export does), then a worker attaches.
+  const jobsRun = await runCli(["--nats", server.url, "jobs", "--json"], {
+    env: { NATS_USER: "coordinator", NATS_PASSWORD: "change-me-coordinator" },
+  });
+  t.is(jobsRun.code, 0, jobsRun.stderr);
+  const worker = spawnCli(["--nats", server.url, "--log-level", "info", "worker"], {
+    env: { ...storageEnv, NATS_USER: "worker", NATS_PASSWORD: "change-me-worker" },
+  });
+  let workerLog = "";
+  worker.stdout?.on("data", (d: Buffer) => (workerLog += d.toString()));
+  worker.stderr?.on("data", (d: Buffer) => (workerLog += d.toString()));
+  t.teardown(() => worker.kill("SIGKILL"));
+  await waitFor("the worker to start", () => workerLog.includes("worker started"), 30_000).catch(
+    () => t.fail(workerLog),
+  );
+  const run = await runCli(
+    [
+      "--nats",
+      server.url,
+      "--workers",
+      "0",
+      "export",
+      root,
+      "--container",
+      "perm",
+      "--json",
+      "--quiet",
+    ],
+    {
+      env: { ...storageEnv, NATS_USER: "coordinator", NATS_PASSWORD: "change-me-coordinator" },
+      timeoutMs: 90_000,
+    },
+  );
+  t.is(run.code, 0, `${run.stderr}\n--- worker:\n${workerLog}\n--- server:\n${server.logs()}`);
+  t.like(JSON.parse(run.stdout || "{}") as object, { state: "succeeded", filesExported: 3 });
+  t.false(/Permissions Violation/i.test(workerLog), workerLog);
+
+  // Another application's user can neither publish work nor read job records.
+  const other = await connectBus({
+    servers: server.url,
+    auth: { user: "other", password: "change-me-other" },
+    reconnectForever: false,
+  });
+  t.teardown(() => other.close());
+  const js = jetstream(other);
+  await t.throwsAsync(js.publish("hsmfleet.work.x.walk", Buffer.from("forged"), { timeout: 2000 }));
+  await t.throwsAsync(js.jetstreamManager().then((m) => m.streams.info("KV_hsmfleet-jobs")));
 });

@@ -45,3 +45,7 @@ export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
 export type { JobConsumerOptions } from "./job-consumer.js";
 export { ChunkTracker } from "./chunk-tracker.js";
 export type { ChunkCompletion } from "./chunk-tracker.js";
+export { sealHeaders, hasValidSeal, sealingPublishes } from "./sealed-publish.js";
+export type { ItemKeyLookup } from "./sealed-publish.js";
+export { serverKeepsTermReason, terminateMessage, isTerminalMessageError } from "./terminate.js";
+export type { TerminalMessageError } from "./terminate.js";

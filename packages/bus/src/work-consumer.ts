@@ -4,6 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage } from "@hsmfleet/core";
 import { withJetStreamRetry } from "./jetstream-retry.js";
 import { sleepUnlessAborted } from "./sleep.js";
+import { isTerminalMessageError, terminateMessage } from "./terminate.js";
 
 /** Why a message came to this process with a delivery count above 1 (see onRedelivery). */
 export interface Redelivery {
@@ -26,8 +27,9 @@ export interface WorkConsumerOptions {
   handle: (msg: JsMsg) => Promise<void>;
   signal?: AbortSignal | undefined;
   /**
-   * Called when a handler throws (the message is nak'ed by then), or a pull fails (no message;
-   * the pull is tried again after `retryDelayMs`).
+   * Called when a handler throws (the message is nak'ed by then — or terminated, never to come
+   * back, when the error is a TerminalMessageError), or a pull fails (no message; the pull is
+   * tried again after `retryDelayMs`).
    */
   onError?: ((err: unknown, msg: JsMsg | undefined) => void) | undefined;
   /** Called for every delivery after the first, before it is started (or dropped, if held). */
@@ -155,12 +157,18 @@ export const runWorkConsumer = async (
 
   function start(msg: JsMsg): void {
     const seq = msg.info.streamSequence;
-    const task = options
-      .handle(msg)
+    // A handler that throws at once (before its first await) must not escape into the pull loop:
+    // the message would stay held and kept alive for ever (issue 14, item 5).
+    const task = Promise.resolve()
+      .then(() => options.handle(msg))
       .catch((err: unknown) => {
-        msg.nak(1000);
-        if (naked.size >= REMEMBERED_ERRORS) naked.delete(naked.keys().next().value!);
-        naked.set(seq, err);
+        if (isTerminalMessageError(err)) {
+          terminateMessage(nc, msg, err.message);
+        } else {
+          msg.nak(1000);
+          if (naked.size >= REMEMBERED_ERRORS) naked.delete(naked.keys().next().value!);
+          naked.set(seq, err);
+        }
         options.onError?.(err, msg);
       })
       .finally(() => {

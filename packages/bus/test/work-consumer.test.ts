@@ -162,3 +162,34 @@ test("with prefetch, a message waiting for a slot is kept alive too", async (t) 
   t.true(maxAckPending <= 2, `held at most one running and one waiting (saw ${maxAckPending})`);
   t.is((await info()).delivered.consumer_seq, total, "no redelivery");
 });
+
+test("a handler that throws at once, or throws a terminal error, never wedges a slot: the message is handed back or terminated", async (t) => {
+  const { nc, info } = await setup(t, 3);
+  const seen = new Map<string, number>();
+  const errors: string[] = [];
+  let others: () => void = () => undefined;
+  const othersDone = new Promise<void>((resolve) => (others = resolve));
+  await runUntil(nc, othersDone, {
+    // One slot: a wedged message would stop everything behind it.
+    concurrency: 1,
+    handle: (msg: JsMsg) => {
+      const n = new TextDecoder().decode(msg.data);
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+      // Message 0 throws synchronously (like a decoder before the first await) until its third
+      // delivery, message 1 is poison: a terminal error, never to come back.
+      if (n === "0" && (seen.get(n) ?? 0) < 3) throw new Error("sync throw");
+      if (n === "1") throw Object.assign(new Error("undecodable"), { terminal: true as const });
+      msg.ack();
+      if (seen.has("0") && seen.has("2") && (seen.get("0") ?? 0) >= 3) others();
+      return Promise.resolve();
+    },
+    onError: (err) => errors.push((err as Error).message),
+  });
+  t.is(seen.get("0"), 3, "the synchronously throwing message was handed back and retried");
+  t.is(seen.get("1"), 1, "the terminal one was delivered once and terminated");
+  t.true(errors.includes("undecodable"));
+  await sleep(ACK_WAIT_MS * 1.5);
+  const state = await info();
+  t.is(state.num_ack_pending, 0, "nothing is held");
+  t.is(state.num_pending, 0, "nothing comes back");
+});

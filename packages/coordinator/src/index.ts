@@ -39,3 +39,5 @@ export { formatVerifySummary } from "./verify/verify-summary.js";
 export type { VerifyProgress, VerifySummary } from "./verify/verify-summary.js";
 export { JOB_REPORTS, jobReport } from "./job-reports.js";
 export type { JobReport, JobRowCounters } from "./job-report.js";
+export { ResultLedger, MAX_CHILDREN_PER_RESULT } from "./result-ledger.js";
+export type { LedgerRefusal, LedgerVerdict } from "./result-ledger.js";

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
-import { ResilientConsumer, withJetStreamRetry } from "@hsmfleet/bus";
+import { ResilientConsumer, hasValidSeal, sealHeaders, withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
-import { JobError } from "@hsmfleet/core";
+import { JobError, errorMessage } from "@hsmfleet/core";
 import {
   JobState,
   RESULTS_STREAM,
@@ -32,6 +32,7 @@ import { jobErrors } from "./job-errors.js";
 import { openResultsConsumer } from "./results-consumer.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
+import { ResultLedger } from "./result-ledger.js";
 
 export interface FollowOptions {
   nc: NatsConnection;
@@ -67,6 +68,11 @@ export const COORDINATOR_STALE_MS = 15_000;
 export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const { status, store, js } = o;
   const jobId = status.spec.jobId;
+  if (status.outstanding.length === 0 && status.published !== status.completed)
+    throw new JobError(
+      jobId,
+      `job ${jobId} was started by a coordinator that did not record its outstanding work items; it cannot be resumed by this version (start it again)`,
+    );
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
   const unobserve = observeJobProgress(status);
@@ -103,7 +109,21 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const watcher = await store.watch(jobId, (s) => {
     if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
   });
-  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, o.logger);
+  const key = status.spec.itemKey;
+  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, key, o.logger);
+  // Termination by the ids the job published (the roots are in the record the planner made).
+  const ledger = new ResultLedger(status.outstanding, status);
+  /** Results, and other messages on the job's results subjects, that are logged and dropped. */
+  const drop = (m: { subject: string; seq: number }, why: string, err?: unknown) =>
+    o.logger?.warn(
+      {
+        jobId,
+        subject: m.subject,
+        seq: m.seq,
+        ...(err === undefined ? {} : { err: errorMessage(err) }),
+      },
+      `dropped a message on the results stream: ${why}`,
+    );
 
   const recordErrors = async (errors: ItemError[]) => {
     for (const e of errors) {
@@ -133,6 +153,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     status.conflictLogBytes = o.conflictLog?.bytes ?? 0;
     status.listBytes = o.list?.bytes ?? 0;
     status.errorLogBytes = o.errorLog?.bytes ?? 0;
+    status.outstanding = ledger.outstanding();
     snapshot = encodeJobStatus(status);
     await write(snapshot);
   };
@@ -144,27 +165,45 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   }, checkpointEveryMs);
   await checkpoint();
 
+  /** Folds one sealed message; throws when it does not decode. */
+  const fold = async (m: { subject: string; seq: number; data: Uint8Array }) => {
+    if (m.subject.endsWith(".item")) {
+      const r = decodeItemResult(m.data);
+      if (r.jobId !== jobId) return drop(m, `a result of job ${JSON.stringify(r.jobId)}`);
+      const verdict = ledger.accept(r);
+      if (!verdict.counted)
+        return drop(m, `a result of ${r.kind} item ${JSON.stringify(r.itemId)}: ${verdict.why}`);
+      mergeScanCounters(status.scan, r.scan);
+      addCounters(status.export, r.export);
+      addCounters(status.import, r.import);
+      addCounters(status.restore, r.restore);
+      status.published = ledger.published;
+      status.completed = ledger.completed;
+      await recordErrors(r.errors);
+    } else if (m.subject.endsWith(".entries")) {
+      if (o.list)
+        for (const e of decodeTransferBatch(m.data).entries) await o.list.append(entryToNdjson(e));
+    } else if (m.subject.endsWith(".errors")) {
+      await recordErrors(decodeErrorBatch(m.data).errors);
+    } else if (m.subject.endsWith(".conflicts")) {
+      for (const c of decodeErrorBatch(m.data).errors)
+        await o.conflictLog?.append(conflictToNdjson(c));
+    }
+  };
+
   const foldResults = async () => {
     for await (const m of messages) {
-      if (m.subject.endsWith(".item")) {
-        const r = decodeItemResult(m.data);
-        mergeScanCounters(status.scan, r.scan);
-        addCounters(status.export, r.export);
-        addCounters(status.import, r.import);
-        addCounters(status.restore, r.restore);
-        status.published += r.children;
-        // A spawn notice only announces children; every other result completes one item.
-        if (r.kind !== "spawn") status.completed += 1;
-        await recordErrors(r.errors);
-      } else if (m.subject.endsWith(".entries")) {
-        if (o.list)
-          for (const e of decodeTransferBatch(m.data).entries)
-            await o.list.append(entryToNdjson(e));
-      } else if (m.subject.endsWith(".errors")) {
-        await recordErrors(decodeErrorBatch(m.data).errors);
-      } else if (m.subject.endsWith(".conflicts")) {
-        for (const c of decodeErrorBatch(m.data).errors)
-          await o.conflictLog?.append(conflictToNdjson(c));
+      // Untrusted input (issue 14): only messages sealed with the job's key, that decode and name
+      // this job, are folded; anything else is logged with its subject and sequence and dropped.
+      if (!hasValidSeal(key, m)) {
+        drop(m, "no valid seal of this job (forged, altered, or from another job)");
+      } else {
+        try {
+          await fold(m);
+        } catch (err) {
+          if (err instanceof JobError) throw err;
+          drop(m, "undecodable", err);
+        }
       }
       status.resultsSeq = m.seq;
       if (Date.now() - lastCheckpoint >= checkpointEveryMs) {
@@ -177,20 +216,14 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
           JobState.Failed,
           `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`,
         );
-      } else if (status.completed >= status.published) {
-        if (status.completed > status.published) {
-          o.logger?.warn(
-            { jobId, published: status.published, completed: status.completed },
-            "more results than work items",
-          );
-        }
+      } else if (ledger.done) {
         stop(JobState.Succeeded, "");
       }
     }
   };
 
   try {
-    if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
+    if (status.published > 0 && ledger.done) stop(JobState.Succeeded, "");
     await foldResults();
   } finally {
     clearInterval(timer);
@@ -242,6 +275,7 @@ const watchMaxDeliveries = async (
   nc: NatsConnection,
   js: JetStreamClient,
   jobId: string,
+  key: Uint8Array,
   logger: Logger | undefined,
 ) => {
   const jsm = await js.jetstreamManager();
@@ -272,30 +306,31 @@ const watchMaxDeliveries = async (
         if (itemJob !== jobId) return;
         const scan = emptyScanCounters();
         scan.errors = 1;
-        await js.publish(
-          subjects.itemResult(jobId),
-          encodeItemResult(
-            newItemResult({
-              jobId,
-              itemId,
-              kind,
-              scan,
-              errors: [
-                {
-                  path,
-                  operation: kind,
-                  code: "MAX_DELIVERIES",
-                  message: `no worker finished this ${kind === "walk" ? "directory" : kind} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
-                  retryable: false,
-                },
-              ],
-              workerId: "coordinator",
-              attempt: advisory.deliveries,
-              failed: true,
-            }),
-          ),
-          { msgID: `${itemId}.r` },
+        const subject = subjects.itemResult(jobId);
+        const data = encodeItemResult(
+          newItemResult({
+            jobId,
+            itemId,
+            kind,
+            scan,
+            errors: [
+              {
+                path,
+                operation: kind,
+                code: "MAX_DELIVERIES",
+                message: `no worker finished this ${kind === "walk" ? "directory" : kind} in ${advisory.deliveries} deliveries (workers crashed or timed out)`,
+                retryable: false,
+              },
+            ],
+            workerId: "coordinator",
+            attempt: advisory.deliveries,
+            failed: true,
+          }),
         );
+        await js.publish(subject, data, {
+          msgID: `${itemId}.r`,
+          headers: sealHeaders(key, subject, data),
+        });
         await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);
       })().catch((e: unknown) =>
         logger?.warn({ err: e }, "could not record an item that ran out of deliveries"),

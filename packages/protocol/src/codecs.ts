@@ -258,6 +258,8 @@ export const decodeItemResult = (data: Uint8Array): ItemResult => {
     export: exportFromWire(m.export),
     import: importFromWire(m.import),
     restore: restoreFromWire(m.restore),
+    childIds: m.childIds,
+    parentId: m.parentId,
   };
 };
 
@@ -315,6 +317,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
     ),
     maxRequestsPerSec: s?.limits?.maxRequestsPerSec ?? 0,
   },
+  itemKey: bytes(s?.itemKey),
 });
 
 export const encodeJobSpec = (m: JobSpec): Uint8Array => pb.JobSpec.encode(specToWire(m)).finish();
@@ -343,6 +346,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     restore: restoreToWire(m.restore),
     conflictLog: m.conflictLog,
     conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
+    outstanding: m.outstanding,
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -368,6 +372,7 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     restore: restoreFromWire(m.restore),
     conflictLog: m.conflictLog,
     conflictLogBytes: toSafeNumber(m.conflictLogBytes, "conflictLogBytes"),
+    outstanding: m.outstanding,
   };
 };
 

@@ -98,3 +98,4 @@ export {
   WALK_GROUP_DIRECTORIES,
   rootWalkShard,
 } from "./scan-counters.js";
+export { SEAL_HEADER, newItemKey, sealFor, sealMatches, jobIdOfSubject } from "./seal.js";

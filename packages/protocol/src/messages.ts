@@ -1,3 +1,4 @@
+import { newItemKey } from "./seal.js";
 import type { FileEntry } from "@hsmfleet/core";
 
 /** Sibling directories to read (at most WALK_GROUP_DIRECTORIES); see proto/hsmfleet/v1/walk.proto. */
@@ -110,6 +111,10 @@ export interface ItemResult {
   export: ExportCounters;
   import: ImportCounters;
   restore: RestoreCounters;
+  /** Ids of the work items counted in `children`, in publish order. */
+  childIds: string[];
+  /** Spawn notices only: the item announcing the children (it stays outstanding). */
+  parentId: string;
 }
 
 export interface ErrorBatch {
@@ -178,6 +183,11 @@ export interface JobSpec {
   import: ImportSpec;
   /** Fleet-wide caps of the job (0 = none); each live worker takes its share. */
   limits: JobLimits;
+  /**
+   * Random per-job key sealing every work item and result of the job (see seal.ts); empty only in
+   * records of coordinators that predate it, whose items workers refuse.
+   */
+  itemKey: Buffer;
 }
 
 export interface JobLimits {
@@ -237,6 +247,8 @@ export interface JobStatus {
   restore: RestoreCounters;
   conflictLog: string;
   conflictLogBytes: number;
+  /** Ids published and not yet reported (see coordinator result-ledger.ts). */
+  outstanding: string[];
 }
 
 export interface WorkerHeartbeat {
@@ -432,6 +444,8 @@ export const newItemResult = (
   export: emptyExportCounters(),
   import: emptyImportCounters(),
   restore: emptyRestoreCounters(),
+  childIds: [],
+  parentId: "",
   ...fields,
 });
 
@@ -455,6 +469,7 @@ export const newJobSpec = (
   import: defaultImportSpec(),
   verifyContent: false,
   limits: noJobLimits(),
+  itemKey: newItemKey(),
   ...fields,
 });
 
@@ -481,5 +496,6 @@ export const newJobStatus = (spec: JobSpec, fields: Partial<JobStatus> = {}): Jo
   restore: emptyRestoreCounters(),
   conflictLog: "",
   conflictLogBytes: 0,
+  outstanding: [],
   ...fields,
 });

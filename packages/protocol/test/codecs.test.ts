@@ -161,6 +161,8 @@ test("item results carry counters, histogram and HSM states", (t) => {
       bytesImported: 2 ** 41,
     },
     restore: { ...emptyRestoreCounters(), filesRestored: 4, bytesRestored: 2 ** 35 },
+    childIds: ["s1.t0", "s1.k0.0"],
+    parentId: "",
   };
   t.deepEqual(decodeItemResult(encodeItemResult(result)), result);
 });
@@ -195,6 +197,7 @@ test("job status round trip", (t) => {
       },
       verifyContent: true,
       limits: { maxBandwidthBytesPerSec: 5 * 1024 ** 3, maxRequestsPerSec: 20_000 },
+      itemKey: Buffer.alloc(32, 7),
     },
     state: JobState.Running,
     scan: { ...emptyScanCounters(), directories: 3 },
@@ -218,6 +221,7 @@ test("job status round trip", (t) => {
     restore: { ...emptyRestoreCounters(), filesFound: 8, notReleased: 1 },
     conflictLog: "/tmp/conflicts.ndjson",
     conflictLogBytes: 77,
+    outstanding: ["a", "b.t3"],
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
 });

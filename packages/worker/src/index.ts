@@ -3,3 +3,17 @@ export type { WorkerStats } from "./worker.js";
 export { WORKER_DEFAULTS, resolveWorkerOptions } from "./options.js";
 export type { WorkerOptions, WorkerHooks, ResolvedWorkerOptions } from "./options.js";
 export { VerifyDifference, VERIFY_OPERATION } from "./verify/verify-visitor.js";
+export {
+  admitWorkItem,
+  blobNameFor,
+  unsafePathReason,
+  RefusedWorkItemError,
+  UndecodableWorkItemError,
+  UnsolicitedWorkItemError,
+  UnsafeWorkItemError,
+  WALK_SHARD_RULES,
+  TRANSFER_BATCH_RULES,
+  CHUNK_RULES,
+  HSM_ACTION_LIST_RULES,
+} from "./item-checks.js";
+export type { WorkItemRules, RefusalCode, RefusedItem } from "./item-checks.js";

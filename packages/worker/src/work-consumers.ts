@@ -5,11 +5,10 @@ import {
   JobKind,
   TRANSFER_CONSUMER,
   WALK_CONSUMER,
-  decodeChunk,
-  decodeTransferBatch,
-  decodeWalkShard,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { CHUNK_RULES, TRANSFER_BATCH_RULES, WALK_SHARD_RULES } from "./item-checks.js";
+import type { WorkItemRules } from "./item-checks.js";
 import type { ResolvedWorkerOptions } from "./options.js";
 import type { ItemHandler, KindContext, KindHandlers } from "./runtime/job-kind.js";
 import type { WorkItem } from "./runtime/run-item.js";
@@ -28,23 +27,25 @@ export interface WorkConsumer {
   handle(msg: JsMsg, ctx: KindContext, maxDeliver: number, kinds: HandlersByKind): Promise<void>;
 }
 
-interface WorkConsumerSpec<T> {
+interface WorkConsumerSpec<T extends { jobId: string }> {
   consumer: string;
   itemKind: WorkItem["kind"];
   concurrency(options: ResolvedWorkerOptions): number;
-  decode(data: Uint8Array): T;
+  /** How an item is decoded and checked against its job (item-checks.ts). */
+  rules: WorkItemRules<T>;
   /** The job, the item's id and its first path (logs, spans, failed-item reports). */
   identify(item: T): { jobId: string; itemId: string; path: Buffer };
   /** The handler for a job of this kind. */
   handler(job: JobStatus, kinds: HandlersByKind): ItemHandler<T>;
 }
 
-const workConsumer = <T>(spec: WorkConsumerSpec<T>): WorkConsumer => ({
+const workConsumer = <T extends { jobId: string }>(spec: WorkConsumerSpec<T>): WorkConsumer => ({
   consumer: spec.consumer,
   itemKind: spec.itemKind,
   concurrency: (options) => spec.concurrency(options),
-  handle: (msg, ctx, maxDeliver, kinds) => {
-    const item = spec.decode(msg.data);
+  handle: async (msg, ctx, maxDeliver, kinds) => {
+    const item = await ctx.admit(msg, spec.rules);
+    if (item === undefined) return;
     const { jobId, itemId, path } = spec.identify(item);
     return ctx.runItem(
       msg,
@@ -83,7 +84,7 @@ export const WORK_CONSUMERS: readonly WorkConsumer[] = [
     consumer: WALK_CONSUMER,
     itemKind: "walk",
     concurrency: (o) => o.concurrency,
-    decode: decodeWalkShard,
+    rules: WALK_SHARD_RULES,
     identify: (s) => ({ jobId: s.jobId, itemId: s.shardId, path: s.paths[0] ?? noPath() }),
     handler: (job, kinds) => handlerOf("walk", job, kinds, JobKind.Scan),
   }),
@@ -91,7 +92,7 @@ export const WORK_CONSUMERS: readonly WorkConsumer[] = [
     consumer: CHUNK_CONSUMER,
     itemKind: "chunk",
     concurrency: (o) => o.transferConcurrency,
-    decode: decodeChunk,
+    rules: CHUNK_RULES,
     identify: (c) => ({ jobId: c.jobId, itemId: c.chunkId, path: c.path }),
     handler: (job, kinds) =>
       kinds.get(job.spec.kind)?.chunk ??
@@ -105,7 +106,7 @@ export const WORK_CONSUMERS: readonly WorkConsumer[] = [
     consumer: TRANSFER_CONSUMER,
     itemKind: "transfer",
     concurrency: (o) => o.transferConcurrency,
-    decode: decodeTransferBatch,
+    rules: TRANSFER_BATCH_RULES,
     identify: (b) => ({ jobId: b.jobId, itemId: b.batchId, path: b.entries[0]?.path ?? noPath() }),
     handler: (job, kinds) => handlerOf("transfer", job, kinds, JobKind.Export),
   }),

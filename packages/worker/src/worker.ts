@@ -6,6 +6,7 @@ import {
   ensureTopology,
   jetstream,
   retryingPublishes,
+  sealingPublishes,
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
@@ -23,6 +24,7 @@ import { JobCache } from "./runtime/job-cache.js";
 import type { ConsumerLimits, KindContext, KindHandlers } from "./runtime/job-kind.js";
 import { JobLimiters } from "./runtime/job-limits.js";
 import { LiveWorkers } from "./runtime/live-workers.js";
+import { admitItem } from "./runtime/admit-item.js";
 import { runWorkItem } from "./runtime/run-item.js";
 import type { TransferContext } from "./runtime/transfer-batch.js";
 import { logHandedBack, logRedelivery } from "./runtime/work-item-log.js";
@@ -92,17 +94,21 @@ export class Worker {
     chunks: ChunkTracker,
   ) {
     this.options = options;
-    // A stream electing a new leader (a node of a cluster died) is waited for, not a failed item.
-    this.#js = retryingPublishes(jetstream(options.nc), {
-      onRetry: (subject, attempt, err) => {
-        if (attempt === 1)
-          options.logger?.warn(
-            { subject, err: errorMessage(err) },
-            "JetStream did not take a publish; retrying",
-          );
-      },
-    });
     this.#jobs = new JobCache(store);
+    // A stream electing a new leader (a node of a cluster died) is waited for, not a failed item.
+    // Every work item and result of a job is sealed with the job's key (see item-checks.ts).
+    this.#js = sealingPublishes(
+      retryingPublishes(jetstream(options.nc), {
+        onRetry: (subject, attempt, err) => {
+          if (attempt === 1)
+            options.logger?.warn(
+              { subject, err: errorMessage(err) },
+              "JetStream did not take a publish; retrying",
+            );
+        },
+      }),
+      async (jobId) => (await this.#jobs.get(jobId))?.spec.itemKey,
+    );
     this.#jobStore = store;
     this.#limits = limits;
     this.#chunks = chunks;
@@ -289,6 +295,7 @@ export class Worker {
           item,
           work,
         ),
+      admit: (msg, rules) => admitItem({ js: this.#js, options, jobs: this.#jobs }, msg, rules),
       logging,
     };
     const kinds = new Map<JobKind, KindHandlers>(

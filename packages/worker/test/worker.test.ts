@@ -1,5 +1,5 @@
 import test from "ava";
-import { JobStore, connectBus, ensureTopology, jetstream } from "@hsmfleet/bus";
+import { JobStore, connectBus, ensureTopology, jetstream, sealHeaders } from "@hsmfleet/bus";
 import {
   JobKind,
   JobState,
@@ -42,12 +42,21 @@ test("items of a cancelled job are dropped without work; a live job's shard is r
   const store = new JobStore(jobs);
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
-  await store.create(job("dead", dir.path, JobState.Cancelled));
-  await store.create(job("live", dir.path, JobState.Running));
+  const records = [
+    job("dead", dir.path, JobState.Cancelled),
+    job("live", dir.path, JobState.Running),
+  ];
+  for (const r of records) await store.create(r);
   const js = jetstream(nc);
-  for (const jobId of ["dead", "live"]) {
+  for (const r of records) {
+    const jobId = r.spec.jobId;
     const shard = rootWalkShard(jobId);
-    await js.publish(subjects.walk(jobId), encodeWalkShard(shard), { msgID: shard.shardId });
+    const data = encodeWalkShard(shard);
+    // Sealed with the job's key, as a coordinator publishes it (workers refuse unsealed items).
+    await js.publish(subjects.walk(jobId), data, {
+      msgID: shard.shardId,
+      headers: sealHeaders(r.spec.itemKey, subjects.walk(jobId), data),
+    });
   }
   const worker = await Worker.create({ nc, workerId: "w-test" });
   const running = worker.run();

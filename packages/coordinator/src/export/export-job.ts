@@ -8,12 +8,10 @@ import { UsageError, normalizePrefix } from "@hsmfleet/core";
 import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
-  encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -27,6 +25,7 @@ import { claimRoot } from "../root-claim.js";
 import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
+import { publishRootShard } from "../root-shards.js";
 
 export interface ExportJobOptions {
   /**
@@ -164,15 +163,12 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         limits: jobLimitsOf(options.limits),
         hsmXattr: "",
       }),
-      { published: 1, errorLog: errorLogPath },
+      { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
     );
     try {
       await store.create(status);
       const rootShard = rootWalkShard(jobId);
-      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-        msgID: rootShard.shardId,
-        headers: traceHeaders(options),
-      });
+      await publishRootShard(jetstream(options.nc), status, rootShard, traceHeaders(options));
     } catch (err) {
       await claim.release();
       throw err;

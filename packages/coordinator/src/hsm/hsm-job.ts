@@ -15,7 +15,9 @@ import {
   ResilientConsumer,
   ensureHsmPartitions,
   ensureTopology,
+  hasValidSeal,
   jetstream,
+  sealHeaders,
   traceHeaders,
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
@@ -43,7 +45,13 @@ import {
   newJobStatus,
   subjects,
 } from "@hsmfleet/protocol";
-import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmfleet/protocol";
+import type {
+  HsmAction,
+  HsmActionItem,
+  HsmActionResult,
+  HsmItemResult,
+  HsmProgress,
+} from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "../job-id.js";
@@ -105,6 +113,9 @@ const relativeTo = (root: Buffer, abs: Buffer, prefix = rootPrefix(root)): Buffe
 
 /** Paths whose FIDs are looked up together (one native batch of threadpool jobs on emulation). */
 const FID_CHUNK = 1024;
+/** Long actions whose progress is shown (and kept) at most. */
+const IN_FLIGHT_SHOWN = 10_000;
+
 /** Action lists published and not yet acknowledged by JetStream, at most. */
 const PUBLISH_WINDOW = 32;
 
@@ -221,9 +232,17 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const progressSub = o.nc.subscribe(subjects.hsmProgress(jobId), {
     callback: (err, m) => {
       if (err) return;
-      const p = decodeHsmProgress(m.data);
+      // Core NATS, untrusted: a message that does not decode or names another job is ignored,
+      // and the in-flight table never grows past IN_FLIGHT_SHOWN actions.
+      let p: HsmProgress;
+      try {
+        p = decodeHsmProgress(m.data);
+      } catch {
+        return;
+      }
+      if (p.jobId !== jobId) return;
       if (p.bytesDone >= p.bytesTotal) inFlight.delete(p.fid);
-      else inFlight.set(p.fid, p);
+      else if (inFlight.has(p.fid) || inFlight.size < IN_FLIGHT_SHOWN) inFlight.set(p.fid, p);
       progress();
     },
   });
@@ -234,6 +253,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   };
   o.signal?.addEventListener("abort", onAbort, { once: true });
   let ended: () => void = () => undefined;
+  /** Lists published so far (list ids end in their number: results of others are dropped). */
+  let listSeq = 0;
   const allDone = new Promise<void>((resolve) => (ended = resolve));
   const checkDone = () => {
     if (dispatchDone && listsDone === summary.lists) {
@@ -245,7 +266,33 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const follow = (async () => {
     for await (const m of messages) {
       lastSeq = m.seq;
-      const r = decodeHsmActionResult(m.data);
+      // Untrusted input: a result without the job's seal, undecodable, or for a list this job did
+      // not publish is logged and dropped, never folded (issue 14).
+      if (!hasValidSeal(status.spec.itemKey, m)) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq },
+          "dropped an HSM result without a valid seal of this job",
+        );
+        continue;
+      }
+      let r: HsmActionResult;
+      try {
+        r = decodeHsmActionResult(m.data);
+      } catch (err) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq, err: errorMessage(err) },
+          "dropped an undecodable HSM result",
+        );
+        continue;
+      }
+      const listNumber = Number(/^\d+-(\d+)$/.exec(r.listId)?.[1] ?? NaN);
+      if (r.jobId !== jobId || !(listNumber < listSeq)) {
+        o.logger?.warn(
+          { jobId, subject: m.subject, seq: m.seq, listId: r.listId },
+          "dropped an HSM result for a list this job did not publish",
+        );
+        continue;
+      }
       if (seenLists.has(r.listId)) continue;
       seenLists.add(r.listId);
       listsDone++;
@@ -284,26 +331,27 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   // awaiting their acknowledgement at once (sent in order on one connection, so a partition's
   // lists still arrive in order).
   const pending = new Map<number, HsmActionItem[]>();
-  let listSeq = 0;
   const publishing = new Set<Promise<void>>();
   let publishError: { err: unknown } | undefined;
   const publishList = async (partition: number, items: HsmActionItem[]) => {
     const listId = `${partition}-${listSeq++}`;
     summary.lists++;
+    const subject = subjects.hsmPartition(partition);
+    const data = encodeHsmActionList({
+      jobId,
+      listId,
+      archiveId,
+      fsname: "",
+      flags: 0n,
+      items,
+      partition,
+    });
     const sent: Promise<void> = js
-      .publish(
-        subjects.hsmPartition(partition),
-        encodeHsmActionList({
-          jobId,
-          listId,
-          archiveId,
-          fsname: "",
-          flags: 0n,
-          items,
-          partition,
-        }),
-        { msgID: `${jobId}.${listId}`, headers: traceHeaders(o) },
-      )
+      .publish(subject, data, {
+        msgID: `${jobId}.${listId}`,
+        // Sealed with the job's key: workers run only lists the job published.
+        headers: sealHeaders(status.spec.itemKey, subject, data, traceHeaders(o)),
+      })
       .then(
         () => undefined,
         (err: unknown) => {

@@ -9,12 +9,10 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   JobState,
-  encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
   shardIdFor,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -28,6 +26,7 @@ import { LocalLog } from "../local-log.js";
 import { claimRoot } from "../root-claim.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 import { JobRoot } from "@hsmfleet/fs";
+import { publishRootShard } from "../root-shards.js";
 
 export const IMPORT_MODES: readonly ImportMode[] = ["namespace", "full"];
 export const CONFLICT_MODES: readonly ConflictMode[] = [
@@ -246,16 +245,19 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
           fsRoot: Buffer.alloc(0),
         },
       }),
-      { published: prefixes.length, errorLog: errors.path, conflictLog: conflicts.path },
+      {
+        published: prefixes.length,
+        outstanding: prefixes.map((p) => shardIdFor(jobId, [Buffer.from(p, "utf8")])),
+        errorLog: errors.path,
+        conflictLog: conflicts.path,
+      },
     );
     try {
       await store.create(status);
       for (const p of prefixes) {
         const paths = [Buffer.from(p, "utf8")];
         const shard = { jobId, paths, depth: 0, shardId: shardIdFor(jobId, paths) };
-        await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(shard), {
-          msgID: shard.shardId,
-        });
+        await publishRootShard(jetstream(options.nc), status, shard);
       }
     } catch (err) {
       await claim.release();

@@ -13,7 +13,6 @@ import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
-  encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
@@ -31,6 +30,7 @@ import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
 import { claimRoot } from "../root-claim.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
+import { publishRootShard } from "../root-shards.js";
 
 export const RESTORE_DEFAULTS = {
   /** Files being restored at once across the whole fleet (AMLFS's guidance: 1,000–5,000). */
@@ -156,7 +156,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
           fsRoot: Buffer.from(fsRoot),
         },
       }),
-      { published: 1, errorLog: errorLogPath },
+      { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
     );
   }
   const consumer = restoreConsumer(status.spec.jobId);
@@ -172,9 +172,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
     if (!resumed) {
       await store.create(status);
       const rootShard = rootWalkShard(jobId);
-      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-        msgID: rootShard.shardId,
-      });
+      await publishRootShard(jetstream(options.nc), status, rootShard);
       options.logger?.info({ jobId, root, maxInflight }, "restore started");
     }
   } catch (err) {

@@ -7,11 +7,9 @@ import {
   JobKind,
   JobState,
   jobStateName,
-  encodeWalkShard,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -19,6 +17,7 @@ import { followJob } from "../job-follower.js";
 import { scanJobSpan } from "../job-spans.js";
 import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
+import { publishRootShard } from "../root-shards.js";
 import { buildScanSummary } from "./scan-summary.js";
 import type { ScanProgress, ScanSummary } from "./scan-summary.js";
 
@@ -105,6 +104,7 @@ const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
     }),
     {
       published: 1,
+      outstanding: [rootWalkShard(jobId).shardId],
       coordinator: `${hostname()}:${process.pid}`,
       listFile: options.listFile ?? "",
       errorLog: options.errorLog ?? "",
@@ -115,10 +115,7 @@ const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
   await store.create(status);
   const js = jetstream(options.nc);
   const rootShard = rootWalkShard(jobId);
-  await js.publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-    msgID: rootShard.shardId,
-    headers: traceHeaders(options),
-  });
+  await publishRootShard(js, status, rootShard, traceHeaders(options));
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);
 };

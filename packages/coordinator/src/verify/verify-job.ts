@@ -8,12 +8,10 @@ import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
   JobState,
-  encodeWalkShard,
   jobStateName,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
-  subjects,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -23,6 +21,7 @@ import { newJobId } from "../job-id.js";
 import type { VerifyProgress, VerifySummary } from "./verify-summary.js";
 import { LocalLog } from "../local-log.js";
 import { checkScanRoot, safeUser } from "../scan/scan-job.js";
+import { publishRootShard } from "../root-shards.js";
 
 export interface VerifyJobOptions {
   nc: NatsConnection;
@@ -94,13 +93,11 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
       verifyContent: options.content ?? false,
       hsmXattr: "",
     }),
-    { published: 1, errorLog: errorLogPath },
+    { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
   );
   await store.create(status);
   const rootShard = rootWalkShard(jobId);
-  await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-    msgID: rootShard.shardId,
-  });
+  await publishRootShard(jetstream(options.nc), status, rootShard);
   options.logger?.info({ jobId, root, container: options.container, prefix }, "verify started");
   const final = await followJob({
     nc: options.nc,

@@ -29,6 +29,7 @@ import { chunkLabel, publishChunkResult } from "../runtime/chunk-result.js";
 import { chunkSpanAttributes, startChunkStep } from "../runtime/chunk-spans.js";
 import { loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
+import { blobNameFor } from "../item-checks.js";
 
 /** Export files larger than this are chunked unless the job says otherwise. */
 export { DEFAULT_CHUNK_SIZE_BYTES as DEFAULT_EXPORT_CHUNK_SIZE } from "@hsmfleet/protocol";
@@ -95,6 +96,8 @@ export const handleExportChunk = async (
   const exp = emptyExportCounters();
   const errors: ItemError[] = [];
   const local = resolveUnderRoot(job.spec.root, chunk.path);
+  // Derived from the path here, never taken from the message (item-checks.ts).
+  const blobName = blobNameFor(job, chunk.path);
   const expected = {
     size: chunk.fileSize,
     mtimeSec: chunk.fileMtimeSec,
@@ -111,7 +114,7 @@ export const handleExportChunk = async (
     operation = "open";
     beneath = { rootFd: (await jobRootFor(job.spec.root)).fd, rel: chunk.path };
     operation = "stage-block";
-    await stageFileRange(container, local, chunk.blobName, {
+    await stageFileRange(container, local, blobName, {
       beneath,
       offset: chunk.offset,
       length: chunk.length,
@@ -133,7 +136,7 @@ export const handleExportChunk = async (
     if (allDone) {
       operation = "commit-block-list";
       step = startChunkStep(msg, "export commit", chunk, chunk.fileSize);
-      await commitStagedFile(container, local, chunk.blobName, {
+      await commitStagedFile(container, local, blobName, {
         beneath,
         fileSize: chunk.fileSize,
         blockSize: chunk.blockSize,

@@ -18,6 +18,8 @@ import {
   headerReader,
   jetstreamManager,
   listHsmPartitions,
+  hasValidSeal,
+  isTerminalMessageError,
   runWorkConsumer,
   withJetStreamRetry,
 } from "@hsmfleet/bus";
@@ -47,6 +49,12 @@ import {
   result,
   startItemStep,
 } from "./hsm-results.js";
+import {
+  HSM_ACTION_LIST_RULES,
+  UnsolicitedWorkItemError,
+  checkHsmActionList,
+  decodeWorkItem,
+} from "../item-checks.js";
 
 /** Cancellations remembered per FID (cookie below which actions are cancelled), bounded. */
 const MAX_CANCELLED = 100_000;
@@ -79,7 +87,14 @@ export class HsmActionRunner {
     const sub = nc.subscribe(subjects.hsmCancel, {
       callback: (err, m) => {
         if (err) return;
-        const c = decodeHsmCancel(m.data);
+        // Core NATS, untrusted: a message that does not decode is ignored (a throw here would
+        // end the subscription). Who may cancel is NATS permissions' business (docs/security.md).
+        let c: { fids: string[]; cookie: bigint };
+        try {
+          c = decodeHsmCancel(m.data);
+        } catch {
+          return;
+        }
         this.cancel(c.fids, c.cookie);
       },
     });
@@ -107,11 +122,16 @@ export class HsmActionRunner {
               prefetch: 1,
               signal: pullSignal,
               handle: (msg) => this.handle(msg),
-              onError: (err) =>
-                this.#ctx.logger?.warn(
-                  { err: errorMessage(err), partition: p },
-                  "HSM action list handed back; it will be retried",
-                ),
+              onError: (err, msg) =>
+                isTerminalMessageError(err)
+                  ? this.#ctx.logger?.warn(
+                      { err: errorMessage(err), partition: p, seq: msg?.info.streamSequence },
+                      `${err.name}: HSM action list terminated`,
+                    )
+                  : this.#ctx.logger?.warn(
+                      { err: errorMessage(err), partition: p },
+                      "HSM action list handed back; it will be retried",
+                    ),
               onLost: (why) => this.#ctx.logger?.warn({ partition: p }, why),
             }).catch((err: unknown) => {
               // Pulled again from the next round on.
@@ -156,7 +176,14 @@ export class HsmActionRunner {
   }
 
   async handle(msg: JsMsg): Promise<void> {
-    const list = decodeHsmActionList(msg.data);
+    // Untrusted input (item-checks.ts): a list that does not decode, lacks its job's seal or names
+    // an unsafe path is terminated by runWorkConsumer (a TerminalMessageError), never retried.
+    const list = decodeWorkItem(
+      msg.subject,
+      msg.data,
+      HSM_ACTION_LIST_RULES.what,
+      decodeHsmActionList,
+    );
     // One span per list ("hsm archive"), a child of the job's phase across NATS; items get spans
     // of their own only when they fail or move at least HSMFLEET_TRACE_FILE_MIN_BYTES.
     const action = listActionName(list);
@@ -175,6 +202,17 @@ export class HsmActionRunner {
       msg.term();
       traced.end("skipped");
       return;
+    }
+    try {
+      if (!hasValidSeal(job.spec.itemKey, msg))
+        throw new UnsolicitedWorkItemError(
+          msg.subject,
+          `no valid seal of job ${list.jobId} (forged, altered, or from another job)`,
+        );
+      checkHsmActionList(msg.subject, list);
+    } catch (err) {
+      traced.end("skipped", err);
+      throw err;
     }
     try {
       await traced.run(() => this.#handleList(msg, list, job, action));

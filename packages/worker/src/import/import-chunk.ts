@@ -15,6 +15,7 @@ import type { Chunk, ItemError, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
 import { chunkLabel, publishChunkResult } from "../runtime/chunk-result.js";
 import { chunkSpanAttributes, startChunkStep } from "../runtime/chunk-spans.js";
+import { blobNameFor } from "../item-checks.js";
 import type { ImportTarget } from "./import-target.js";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { loadBlob } from "../runtime/transfer-batch.js";
@@ -24,7 +25,7 @@ export const handleImportChunk = async (
   ctx: TransferContext,
   msg: JsMsg,
   chunk: Chunk,
-  _job: JobStatus,
+  job: JobStatus,
   container: BlobContainer,
   target: ImportTarget,
   tracker: ChunkTracker,
@@ -34,6 +35,8 @@ export const handleImportChunk = async (
   const errors: ItemError[] = [];
   const { downloadRange, verifyFileMd5 } = await loadBlob();
   const abs = target.root.absolute(chunk.path);
+  // Derived from the path here, never taken from the message (item-checks.ts).
+  const blobName = blobNameFor(job, chunk.path);
   let operation = "open";
   annotateSpan(msg, chunkSpanAttributes(chunk));
   // The range's download under the chunk's item span; the finalizing chunk's MD5 check and
@@ -45,7 +48,7 @@ export const handleImportChunk = async (
     let counts = false;
     try {
       operation = "download";
-      await downloadRange(container, chunk.blobName, fh, abs, chunk.offset, chunk.length, {
+      await downloadRange(container, blobName, fh, abs, chunk.offset, chunk.length, {
         ...(chunk.etag ? { etag: chunk.etag } : {}),
         budget: ctx.budget,
         concurrency: ctx.options.blockConcurrency,
@@ -66,7 +69,7 @@ export const handleImportChunk = async (
       if (allDone) step = startChunkStep(msg, "import finalize", chunk, chunk.fileSize);
       if (allDone && chunk.contentMd5.length > 0) {
         operation = "verify-md5";
-        await verifyFileMd5(container, chunk.blobName, fh, abs, chunk.fileSize, chunk.contentMd5, {
+        await verifyFileMd5(container, blobName, fh, abs, chunk.fileSize, chunk.contentMd5, {
           budget: ctx.budget,
           abortSignal: signal,
         });

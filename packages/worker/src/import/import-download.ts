@@ -12,6 +12,7 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
+import { blobNameFor } from "../item-checks.js";
 import type { ImportTarget } from "./import-target.js";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
@@ -21,18 +22,18 @@ export const handleImportDownload = async (
   ctx: TransferContext,
   msg: JsMsg,
   batch: TransferBatch,
-  _job: JobStatus,
+  job: JobStatus,
   container: BlobContainer,
   target: ImportTarget,
   signal: AbortSignal,
 ): Promise<void> => {
   const counters = emptyImportCounters();
   const errors: ItemError[] = [];
-  const names = batch.blobNames ?? [];
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(
-    batch.entries.map((entry, i) => ({ entry, name: names[i] ?? "" })),
+    // Blob names derived from the paths here, never taken from the message (item-checks.ts).
+    batch.entries.map((entry) => ({ entry, name: blobNameFor(job, entry.path) })),
     ctx.options.fileConcurrency,
     async ({ entry, name }) => {
       if (signal.aborted) throw signal.reason;

@@ -1,8 +1,9 @@
 import { runWorkConsumer } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
 import { errorMessage } from "@hsmfleet/core";
-import { JobKind, WORK_STREAM, decodeTransferBatch, restoreConsumer } from "@hsmfleet/protocol";
+import { JobKind, WORK_STREAM, restoreConsumer } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { TRANSFER_BATCH_RULES } from "../item-checks.js";
 import { isLive } from "../runtime/job-cache.js";
 import type { ConsumerLogging, KindContext, WorkerJobKind } from "../runtime/job-kind.js";
 import { handleWalkShard } from "../walk/walk-shard.js";
@@ -10,8 +11,13 @@ import { handleRestoreBatch } from "./restore-batch.js";
 import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
 
-const handleRestore = (ctx: KindContext, maxDeliver: number, msg: JsMsg): Promise<void> => {
-  const batch = decodeTransferBatch(msg.data);
+const handleRestore = async (
+  ctx: KindContext,
+  maxDeliver: number,
+  msg: JsMsg,
+): Promise<void> => {
+  const batch = await ctx.admit(msg, TRANSFER_BATCH_RULES);
+  if (batch === undefined) return;
   const first = batch.entries[0]?.path ?? Buffer.alloc(0);
   return ctx.runItem(
     msg,

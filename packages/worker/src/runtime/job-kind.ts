@@ -8,6 +8,7 @@ import type {
   WorkConsumerOptions,
 } from "@hsmfleet/bus";
 import type { Chunk, JobKind, JobStatus, TransferBatch, WalkShard } from "@hsmfleet/protocol";
+import type { WorkItemRules } from "../item-checks.js";
 import type { ResolvedWorkerOptions } from "../options.js";
 import type { WalkContext } from "../walk/walk-shard.js";
 import type { JobCache } from "./job-cache.js";
@@ -57,6 +58,11 @@ export interface KindContext {
     item: WorkItem,
     work: (job: JobStatus) => Promise<void>,
   ): Promise<void>;
+  /**
+   * Decodes and checks a work item against its job (admit-item.ts); undefined when it was refused
+   * (terminated, logged, recorded in the job's error log).
+   */
+  admit<T extends { jobId: string }>(msg: JsMsg, rules: WorkItemRules<T>): Promise<T | undefined>;
   /** Log hooks for a pull loop of these items. */
   logging(kind: WorkItem["kind"], limits: ConsumerLimits): ConsumerLogging;
 }

@@ -100,6 +100,11 @@ class ChildWindow {
     return this.#held.length;
   }
 
+  /** Ids of the children held (the coordinator tracks ids: result-ledger.ts). */
+  get heldIds(): string[] {
+    return this.#held.map((c) => c.msgID);
+  }
+
   async add(subject: string, data: Uint8Array, msgID: string): Promise<void> {
     this.#held.push({ subject, data, msgID });
     this.#bytes += data.length;
@@ -113,6 +118,8 @@ class ChildWindow {
           itemId: id,
           kind: "spawn",
           children: this.#held.length,
+          childIds: this.heldIds,
+          parentId: this.#shard.shardId,
           workerId: this.#workerId,
         }),
       ),
@@ -240,6 +247,7 @@ export class ShardRun {
           kind: "walk",
           // The children still held: counted here, published right after.
           children: this.#window.held,
+          childIds: this.#window.heldIds,
           errors: this.errors,
           workerId: options.workerId,
           attempt: this.#msg.info.deliveryCount,
