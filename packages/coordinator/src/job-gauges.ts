@@ -1,18 +1,22 @@
-import { JobKind } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { observeJob } from "@hsmfleet/telemetry";
+import { jobReport } from "./job-reports.js";
 
 /** Publishes a followed job's progress as metrics (hsmfleet_job_*) until the returned function is called. */
 export const observeJobProgress = (status: JobStatus): (() => void) =>
   observeJob(status.spec.jobId, () => {
-    const exporting = status.spec.kind === JobKind.Export;
+    // The job's own counters, as its kind reports them (job-reports.ts).
+    const report = jobReport(status.spec.kind);
+    const row = report.row(status);
     return {
       jobId: status.spec.jobId,
-      kind: exporting ? "export" : "scan",
+      kind: report.name,
       itemsPublished: status.published,
       itemsCompleted: status.completed,
-      bytesDone: exporting ? status.export.bytesExported : status.scan.bytes,
-      bytesFound: exporting ? status.export.bytesFound : status.scan.bytes,
-      errors: status.scan.errors + status.export.errors,
+      bytesDone: row.bytesDone,
+      bytesFound: row.bytesFound,
+      filesDone: row.filesDone,
+      filesFound: row.filesFound,
+      errors: row.errors,
     };
   });

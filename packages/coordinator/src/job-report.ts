@@ -13,6 +13,14 @@ export interface JobRowCounters {
   progressByBytes: boolean;
 }
 
+/** A job's line in `hsmfleet jobs`: `<count> <unit>  <bytes>`. */
+export interface JobLineCounts {
+  count: number;
+  /** What is counted, plural: "entries" (a walk), "files", "blobs", "items". */
+  unit: string;
+  bytes: number;
+}
+
 /**
  * Everything a job kind shows of itself, in one place per kind (`<kind>/<kind>-report.ts`),
  * listed by kind in job-reports.ts: `hsmfleet status` (text and --json), `hsmfleet jobs`
@@ -29,8 +37,8 @@ export interface JobReport {
   text(status: JobStatus): string;
   /** `hsmfleet jobs --json`: one element's fields (the caller adds `kind`). */
   listing(status: JobStatus): object;
-  /** `hsmfleet jobs`: the entries and bytes shown in the job's line. */
-  counts(status: JobStatus): { entries: number; bytes: number };
+  /** `hsmfleet jobs`: what the job's line counts ("entries", "files", …) and its bytes. */
+  counts(status: JobStatus): JobLineCounts;
   /** The dashboard's job row. */
   row(status: JobStatus): JobRowCounters;
 }

@@ -3,7 +3,9 @@ import type { JobReport } from "./job-report.js";
 import { exportReport } from "./export/export-report.js";
 import { importReport } from "./import/import-report.js";
 import { restoreReport } from "./restore/restore-report.js";
+import { hsmReport } from "./hsm/hsm-report.js";
 import { scanReport, scanReportAs } from "./scan/scan-report.js";
+import { verifyReport } from "./verify/verify-report.js";
 
 /** Every job kind's report: a new kind adds its line here (the type requires one per kind). */
 export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
@@ -11,8 +13,8 @@ export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
   [JobKind.Export]: exportReport,
   [JobKind.Import]: importReport,
   [JobKind.Restore]: restoreReport,
-  [JobKind.Hsm]: scanReportAs(JobKind.Hsm, "hsm"),
-  [JobKind.Verify]: scanReportAs(JobKind.Verify, "verify"),
+  [JobKind.Hsm]: hsmReport,
+  [JobKind.Verify]: verifyReport,
 };
 
 /** A job of a kind this version does not know (written by a newer one): its walk counters. */

@@ -12,6 +12,7 @@ import type {
   ImportMode,
   ImportSpec,
   RestoreCounters,
+  HsmCounters,
   ItemError,
   ItemKind,
   ItemResult,
@@ -180,6 +181,21 @@ const restoreFromWire = (c: hsmfleet.v1.IRestoreCounters | null | undefined): Re
     RESTORE_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
   ) as unknown as RestoreCounters;
 
+const HSM_KEYS = ["items", "lists", "done", "skipped", "failed", "cancelled", "bytes"] as const;
+
+const hsmCountersToWire = (c: HsmCounters): hsmfleet.v1.IHsmCounters => ({
+  request: c.request,
+  ...Object.fromEntries(HSM_KEYS.map((k) => [k, fromNumber(c[k], k)])),
+});
+
+const hsmCountersFromWire = (c: hsmfleet.v1.IHsmCounters): HsmCounters => ({
+  request: c.request ?? "",
+  ...(Object.fromEntries(HSM_KEYS.map((k) => [k, toSafeNumber(c[k], k)])) as Omit<
+    HsmCounters,
+    "request"
+  >),
+});
+
 const importDirToWire = (d: ImportDir): hsmfleet.v1.IImportDir => ({
   ...d,
   mtimeSec: fromNumber(d.mtimeSec, "ImportDir.mtimeSec", false),
@@ -347,6 +363,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     conflictLog: m.conflictLog,
     conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
+    hsm: m.hsm === undefined ? null : hsmCountersToWire(m.hsm),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -373,6 +390,8 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     conflictLog: m.conflictLog,
     conflictLogBytes: toSafeNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
+    // Present on HSM jobs only (a record without it decodes as it was written).
+    ...(m.hsm ? { hsm: hsmCountersFromWire(m.hsm) } : {}),
   };
 };
 

@@ -9,7 +9,7 @@ import type {
   HsmCancel,
   HsmItemStatus,
   HsmProgress,
-} from "./messages.js";
+} from "./hsm-messages.js";
 
 const pb = hsmfleet.v1;
 export const encodeHsmActionList = (m: HsmActionList): Uint8Array =>

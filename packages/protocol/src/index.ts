@@ -31,12 +31,11 @@ export {
   JobKind,
   JobState,
   jobStateName,
-  HsmAction,
-  HsmItemStatus,
   emptyScanCounters,
   emptyExportCounters,
   emptyImportCounters,
   emptyRestoreCounters,
+  emptyHsmCounters,
   defaultImportSpec,
   DEFAULT_CHUNK_SIZE_BYTES,
   addCounters,
@@ -46,6 +45,7 @@ export {
   noJobLimits,
   jobLimitsOf,
 } from "./messages.js";
+export { HsmAction, HsmItemStatus } from "./hsm-messages.js";
 export type {
   WalkShard,
   TransferBatch,
@@ -57,6 +57,7 @@ export type {
   ExportCounters,
   ImportCounters,
   RestoreCounters,
+  HsmCounters,
   ImportDir,
   ImportSpec,
   ImportMode,
@@ -65,14 +66,16 @@ export type {
   JobLimits,
   JobStatus,
   WorkerHeartbeat,
+  Chunk,
+} from "./messages.js";
+export type {
   HsmActionItem,
   HsmActionList,
   HsmActionResult,
   HsmItemResult,
   HsmProgress,
   HsmCancel,
-  Chunk,
-} from "./messages.js";
+} from "./hsm-messages.js";
 export {
   WORK_STREAM,
   RESULTS_STREAM,

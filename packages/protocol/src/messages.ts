@@ -95,6 +95,22 @@ export interface RestoreCounters {
   errors: number;
 }
 
+/** An HSM job's items by outcome, in its job record (`hsmfleet hsm …`). */
+export interface HsmCounters {
+  /** archive, release, restore, remove or cancel. */
+  request: string;
+  /** Items dispatched (one per file) and the action lists they went out in. */
+  items: number;
+  lists: number;
+  done: number;
+  /** Already in the requested state. */
+  skipped: number;
+  failed: number;
+  cancelled: number;
+  /** Bytes the workers moved (archive uploads, restore downloads). */
+  bytes: number;
+}
+
 /** "spawn" is not an item: it announces `children` work items before they are published. */
 export type ItemKind = "walk" | "transfer" | "chunk" | "hsm" | "spawn";
 
@@ -249,6 +265,8 @@ export interface JobStatus {
   conflictLogBytes: number;
   /** Ids published and not yet reported (see coordinator result-ledger.ts). */
   outstanding: string[];
+  /** HSM jobs only: what their action lists did so far. */
+  hsm?: HsmCounters | undefined;
 }
 
 export interface WorkerHeartbeat {
@@ -267,74 +285,6 @@ export interface WorkerHeartbeat {
   /** Storage requests allowed in flight now (0 from workers that predate it). */
   requestConcurrency: number;
   maxRequestConcurrency: number;
-}
-
-export const HsmAction = {
-  Archive: 20,
-  Restore: 21,
-  Remove: 22,
-  Cancel: 23,
-  Release: 100,
-} as const;
-export type HsmAction = (typeof HsmAction)[keyof typeof HsmAction];
-
-export interface HsmActionItem {
-  action: HsmAction;
-  fid: string;
-  dfid: string;
-  extent: { offset: number; length: number };
-  cookie: bigint;
-  gid: bigint;
-  data: Buffer;
-  path: Buffer;
-}
-
-export interface HsmActionList {
-  jobId: string;
-  listId: string;
-  archiveId: number;
-  fsname: string;
-  flags: bigint;
-  items: HsmActionItem[];
-  /** Partition the list was published on (hsmfleet.hsm.<partition>). */
-  partition: number;
-}
-
-export const HsmItemStatus = { Done: 1, Skipped: 2, Failed: 3, Cancelled: 4 } as const;
-export type HsmItemStatus = (typeof HsmItemStatus)[keyof typeof HsmItemStatus];
-
-export interface HsmItemResult {
-  fid: string;
-  cookie: bigint;
-  action: HsmAction;
-  path: Buffer;
-  status: HsmItemStatus;
-  error: string;
-  bytes: number;
-}
-
-/** Results of one action list; see proto/hsmfleet/v1/hsm.proto. */
-export interface HsmActionResult {
-  jobId: string;
-  listId: string;
-  workerId: string;
-  attempt: number;
-  items: HsmItemResult[];
-}
-
-export interface HsmProgress {
-  jobId: string;
-  listId: string;
-  fid: string;
-  action: HsmAction;
-  bytesDone: number;
-  bytesTotal: number;
-  workerId: string;
-}
-
-export interface HsmCancel {
-  fids: string[];
-  cookie: bigint;
 }
 
 export interface Chunk {
@@ -471,6 +421,17 @@ export const newJobSpec = (
   limits: noJobLimits(),
   itemKey: newItemKey(),
   ...fields,
+});
+
+export const emptyHsmCounters = (request = ""): HsmCounters => ({
+  request,
+  items: 0,
+  lists: 0,
+  done: 0,
+  skipped: 0,
+  failed: 0,
+  cancelled: 0,
+  bytes: 0,
 });
 
 /** A fresh running job record for `spec`: nothing published, nothing completed. */

@@ -217,6 +217,9 @@ export interface JobGaugeValues {
   bytesDone: number;
   /** Bytes found by the walk so far (the total to move once the walk is over). */
   bytesFound: number;
+  /** Files (HSM: items, import: blobs) done and found so far, in the job kind's own counters. */
+  filesDone?: number | undefined;
+  filesFound?: number | undefined;
   errors: number;
 }
 
@@ -243,6 +246,12 @@ const ensureJobGauges = (): void => {
       unit: "By",
       description: "Bytes the job's walk found so far",
     }),
+    filesDone: meter.createObservableGauge("hsmfleet.job.files_done", {
+      description: "Files the job finished so far (HSM jobs: items; imports: blobs)",
+    }),
+    filesFound: meter.createObservableGauge("hsmfleet.job.files_found", {
+      description: "Files the job found so far (HSM jobs: items dispatched; imports: blobs walked)",
+    }),
     errors: meter.createObservableGauge("hsmfleet.job.errors", {
       description: "Errors counted against the job (--max-errors)",
     }),
@@ -255,6 +264,8 @@ const ensureJobGauges = (): void => {
       result.observe(gauges.completed, v.itemsCompleted, attributes);
       result.observe(gauges.bytesDone, v.bytesDone, attributes);
       result.observe(gauges.bytesFound, v.bytesFound, attributes);
+      if (v.filesDone !== undefined) result.observe(gauges.filesDone, v.filesDone, attributes);
+      if (v.filesFound !== undefined) result.observe(gauges.filesFound, v.filesFound, attributes);
       result.observe(gauges.errors, v.errors, attributes);
     }
   }, Object.values(gauges));

@@ -7,9 +7,9 @@ import type { CliContext } from "./context.js";
 
 const describeJob = (s: JobStatus): string => {
   const report = jobReport(s.spec.kind);
-  const { entries, bytes } = report.counts(s);
+  const { count, unit, bytes } = report.counts(s);
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
-  return `${s.spec.jobId.padEnd(30)} ${report.name.padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+  return `${s.spec.jobId.padEnd(30)} ${report.name.padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${count.toLocaleString("en-US").padStart(12)} ${unit.padEnd(7)}  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
 };
 
 /** One element of `hsmfleet jobs --json`. */

@@ -1,6 +1,5 @@
 import { JobKind } from "@hsmfleet/protocol";
 import type { JobReport } from "../job-report.js";
-import { buildScanSummary } from "../scan/scan-summary.js";
 import { scanCounts } from "../scan/scan-report.js";
 import { buildExportSummary, formatExportSummary } from "./export-summary.js";
 
@@ -9,9 +8,9 @@ export const exportReport: JobReport = {
   name: "export",
   summary: (status) => buildExportSummary(status),
   text: (status) => formatExportSummary(buildExportSummary(status)),
-  listing: buildScanSummary,
+  listing: (status) => buildExportSummary(status),
   // Exports show what they moved; scans what they saw.
-  counts: (s) => ({ entries: scanCounts(s).entries, bytes: s.export.bytesExported }),
+  counts: (s) => ({ ...scanCounts(s), bytes: s.export.bytesExported }),
   row: (j) => ({
     kind: "export",
     bytesDone: j.export.bytesExported,

@@ -42,6 +42,7 @@ import {
   encodeHsmActionList,
   encodeHsmCancel,
   newJobSpec,
+  emptyHsmCounters,
   newJobStatus,
   subjects,
 } from "@hsmfleet/protocol";
@@ -56,6 +57,7 @@ import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "../job-id.js";
 import { openResultsConsumer } from "../results-consumer.js";
+import { observeJobProgress } from "../job-gauges.js";
 import { hsmJobSpan } from "../job-spans.js";
 import type { HsmJobProgress, HsmJobSummary } from "./hsm-summary.js";
 
@@ -118,6 +120,8 @@ const IN_FLIGHT_SHOWN = 10_000;
 
 /** Action lists published and not yet acknowledged by JetStream, at most. */
 const PUBLISH_WINDOW = 32;
+/** The job record is rewritten at most this often while results arrive. */
+const RECORD_INTERVAL_MS = 1000;
 
 /** Monotonic cookies: milliseconds since the epoch × 2^20 + a counter (unique per coordinator run). */
 let cookieCounter = 0n;
@@ -174,7 +178,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       prefix: o.prefix ?? "",
       createdBy: `${process.env["USER"] ?? "?"}@${hostname()} hsm ${o.request}`,
     }),
-    { coordinator: `${hostname()}:${process.pid}` },
+    { coordinator: `${hostname()}:${process.pid}`, hsm: emptyHsmCounters(o.request) },
   );
   await store.create(status);
   const backend: HsmBackend = openHsmBackend({
@@ -203,7 +207,52 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   let completed = 0;
   const seenLists = new Set<string>();
   const inFlight = new Map<string, HsmProgress>();
-  const progress = () =>
+  // The record carries the job's counters while it runs (status, jobs, dashboard, metrics).
+  const unobserve = observeJobProgress(status);
+  let recorded = Promise.resolve();
+  let recordedAtMs = Date.now();
+  const record = (force = false) => {
+    status.hsm = {
+      request: o.request,
+      items: summary.items,
+      lists: summary.lists,
+      done: summary.done,
+      skipped: summary.skipped,
+      failed: summary.failed,
+      cancelled: summary.cancelled,
+      bytes: summary.bytes,
+    };
+    status.published = summary.lists;
+    status.completed = listsDone;
+    status.errorSamples = summary.errors.slice(0, 20).map((e) => ({
+      path: Buffer.from(e.path),
+      operation: o.request,
+      code: "HsmActionFailed",
+      message: e.error,
+      retryable: false,
+    }));
+    if (!force && Date.now() - recordedAtMs < RECORD_INTERVAL_MS) return;
+    recordedAtMs = Date.now();
+    status.updatedAtMs = recordedAtMs;
+    recorded = recorded
+      .then(async () => {
+        // A cancel written meanwhile by another process (`hsmfleet cancel`) is kept.
+        const current = force ? undefined : await store.get(jobId);
+        if (current?.state === JobState.Cancelling && status.finishedAtMs === 0) {
+          status.state = current.state;
+          status.reason = current.reason;
+        }
+        await store.put(status);
+      })
+      .catch((err: unknown) =>
+        o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
+      );
+  };
+  const progress = () => {
+    record();
+    report();
+  };
+  const report = () =>
     o.onProgress?.({
       jobId,
       dispatched: summary.items,
@@ -438,6 +487,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
     progressSub.unsubscribe();
+    unobserve();
     messages.close();
     await follow.catch(() => undefined);
   }
@@ -449,16 +499,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       : summary.state === "failed"
         ? JobState.Failed
         : JobState.Succeeded;
-  status.published = summary.lists;
-  status.completed = listsDone;
   status.finishedAtMs = Date.now();
-  status.updatedAtMs = status.finishedAtMs;
   status.reason = `${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed, ${summary.cancelled} cancelled`;
-  await store
-    .put(status)
-    .catch((err: unknown) =>
-      o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
-    );
+  record(true);
+  status.updatedAtMs = status.finishedAtMs;
+  await recorded;
   return summary;
 };
 

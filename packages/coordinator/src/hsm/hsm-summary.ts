@@ -14,7 +14,8 @@ export interface HsmJobProgress {
 export interface HsmJobSummary {
   jobId: string;
   request: HsmRequestName;
-  state: "succeeded" | "failed" | "cancelled";
+  /** succeeded, failed or cancelled once the job ended (a record read while it runs: running). */
+  state: string;
   items: number;
   done: number;
   skipped: number;
