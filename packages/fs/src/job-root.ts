@@ -421,11 +421,16 @@ export class JobRoot {
 /** Shared JobRoots by root path (bounded: older ones are closed once idle). */
 const shared = new Map<string, JobRoot>();
 const SHARED_MAX = 64;
+/**
+ * An evicted shared root is closed this much later: callers that took its raw fd (`.fd`, handed
+ * to readSmallFile / uploadFile) use it only to open, and must never see the number reused.
+ */
+const SHARED_CLOSE_DELAY_MS = 15 * 60_000;
 const pendingOpen = new Map<string, Promise<JobRoot>>();
 
 /**
- * The shared JobRoot of `root` (opened once per process and path; the least recently used one is
- * closed, once idle, when more than 64 roots are open).
+ * The shared JobRoot of `root` (opened once per process and path; when more than 64 are open the
+ * least recently used one is dropped and closed 15 minutes later, once idle).
  */
 export const jobRootFor = async (root: string | Buffer): Promise<JobRoot> => {
   const key = typeof root === "string" ? root : root.toString("latin1");
@@ -447,7 +452,7 @@ export const jobRootFor = async (root: string | Buffer): Promise<JobRoot> => {
       if (shared.size > SHARED_MAX) {
         const [oldKey, old] = shared.entries().next().value as [string, JobRoot];
         shared.delete(oldKey);
-        old.close();
+        setTimeout(() => old.close(), SHARED_CLOSE_DELAY_MS).unref();
       }
     }
     return shared.get(key)!;

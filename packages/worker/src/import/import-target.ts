@@ -18,6 +18,7 @@ import {
   FsOperationError,
   HSM_COMPAT,
   HsmFlag,
+  canRelease,
   decodeHsmAttrs,
   displayPath,
   encodeHsmAttrs,
@@ -551,7 +552,47 @@ export class ImportTarget {
 
   /** Drops a clean file's data, keeping its size (`lfs hsm_release`; the backend checks the rules). */
   async #release(rel: Buffer): Promise<void> {
-    await this.#hsm!.release(this.root.absolute(rel));
+    const hsm = this.#hsm!;
+    if (hsm.kind !== "hsm-emulation") {
+      await hsm.release(this.root.absolute(rel));
+      return;
+    }
+    // The emulation backend's release, fd-relative: the data is dropped through an fd opened
+    // beneath the target (never through a swapped directory), the size and mtime kept.
+    const jr = this.root.jobRoot;
+    const st = await this.root.lstat(rel);
+    if (!st?.isFile()) {
+      throw new FsOperationError("release", jr.display(rel), "EINVAL", "not a regular file");
+    }
+    const attrs = await this.#hsmState(rel, st);
+    const allowed = canRelease(attrs?.flags ?? 0);
+    if (!allowed.ok) {
+      throw new FsOperationError("release", jr.display(rel), "EPERM", allowed.reason);
+    }
+    if (((attrs?.flags ?? 0) & HsmFlag.Released) !== 0) return;
+    const { handle, stat } = await jr.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
+    let version: bigint;
+    try {
+      if (stat.ino !== st.ino || stat.dev !== st.dev) {
+        throw new FsOperationError("release", jr.display(rel), "ESTALE", "replaced meanwhile");
+      }
+      const now = await handle.stat({ bigint: true });
+      await handle.truncate(0);
+      await handle.truncate(Number(now.size));
+      await handle.utimes(
+        new Date(Number(now.atimeNs / 1_000_000n)),
+        Number(now.mtimeNs / 1000n) / 1e6,
+      );
+      const after = await handle.stat({ bigint: true });
+      version = dataVersion(after.size, after.mtimeNs);
+    } finally {
+      await handle.close();
+    }
+    await jr.setXattr(
+      rel,
+      hsm.xattr,
+      encodeHsmAttrs({ ...attrs!, flags: allowed.flags, archiveVersion: version }),
+    );
   }
 
   /** After a full-mode download: final attributes, then HSM state "exists archived" (0x9). */
