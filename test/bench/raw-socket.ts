@@ -171,6 +171,8 @@ export const socketRestoreNew = async (
   let bytes = 0;
   let next = 0;
   const lane = async (): Promise<void> => {
+    // Range buffers of this lane, reused from file to file (a small file uses the start of one).
+    const bufs: Buffer[] = [];
     for (;;) {
       const f = o.files[next++];
       if (f === undefined) return;
@@ -181,14 +183,14 @@ export const socketRestoreNew = async (
       );
       try {
         let at = 0;
-        const rangeLane = async (): Promise<void> => {
-          let buf: Buffer | undefined;
+        const rangeLane = async (k: number): Promise<void> => {
           for (;;) {
             const pos = at;
             if (pos >= f.size) return;
             at += o.rangeSize;
             const n = Math.min(o.rangeSize, f.size - pos);
-            buf = buf && buf.length >= n ? buf : Buffer.allocUnsafeSlow(o.rangeSize);
+            let buf = bufs[k];
+            if (buf === undefined || buf.length < n) bufs[k] = buf = Buffer.allocUnsafeSlow(n);
             const into = buf.subarray(0, n);
             await client.getRange(o.container, f.name, pos, into);
             let done = 0;
@@ -197,7 +199,8 @@ export const socketRestoreNew = async (
             bytes += n;
           }
         };
-        await Promise.all(Array.from({ length: o.rangeConcurrency }, rangeLane));
+        const lanes = Math.min(o.rangeConcurrency, Math.ceil(f.size / o.rangeSize));
+        await Promise.all(Array.from({ length: lanes }, (_, k) => rangeLane(k)));
       } finally {
         await fh.close();
       }

@@ -2,8 +2,8 @@
  * Get Blob without the Azure SDK: the download direction's counterpart of direct-put.ts. Its
  * requests are built, authorized (Shared Key, SAS, bearer token), paced (request slots, job
  * limits) and retried (retry-policy.ts) by the same DirectBlobTransport as Put Blob, over the same
- * keep-alive agent; the body goes straight into the caller's buffer (no stream objects, no
- * per-request pipeline, no deserializer). For the many small files of an import or restore the
+ * keep-alive agent; each body chunk node:http hands over is copied into the caller's buffer (no
+ * async iterator, no per-request pipeline, no deserializer). For the many small files of an import or restore the
  * SDK's pipeline was the largest piece of the worker's main thread after the file-system calls.
  *
  * A body that breaks off, is longer than announced or shorter than Content-Length fails the try,
