@@ -402,3 +402,46 @@ test.serial(
     t.deepEqual(await filesUnder(s.outside), ["secret", "sub/secret"]);
   },
 );
+
+test.serial(
+  "item 4: a chunk sealed with the job's own key but naming a path outside the root is refused as unsafe; nothing is read",
+  async (t) => {
+    const s = await setUp(t, 30);
+    const job = await slowExport(s, "foursealed");
+    t.teardown(job.kill);
+    const { jobs } = await ensureTopology(s.nc);
+    const key = (await new JobStore(jobs).require(job.jobId)).spec.itemKey;
+    const secret = await stat(join(s.outside, "secret"), { bigint: true });
+    const subject = subjects.chunk(job.jobId);
+    const data = encodeChunk({
+      jobId: job.jobId,
+      chunkId: "sealed-forged.k0.0",
+      path: Buffer.from("../outside/secret"),
+      offset: 0,
+      length: Number(secret.size),
+      firstBlock: 0,
+      blockCount: 1,
+      blockSize: 4 * 1024 * 1024,
+      fileSize: Number(secret.size),
+      fileMtimeSec: Number(secret.mtimeNs / 1_000_000_000n),
+      fileMtimeNsec: Number(secret.mtimeNs % 1_000_000_000n),
+      index: 0,
+      count: 1,
+      blobName: "",
+      etag: "",
+      contentMd5: Buffer.alloc(0),
+      mode: 0o100600,
+      uid: 0,
+      gid: 0,
+    });
+    await jetstream(s.nc).publish(subject, data, {
+      msgID: "sealed-forged-chunk",
+      headers: sealHeaders(key, subject, data),
+    });
+    const exit = await job.done;
+    await assertNothingOutside(t, s, "foursealed");
+    t.regex(exit.stderr, /UNSAFE_WORK_ITEM[^\n]*'\.\.' path component[^\n]*UnsafeWorkItemError/);
+    t.is(exit.code, 0, exit.stderr);
+    t.like(JSON.parse(exit.stdout) as object, { state: "succeeded", filesExported: 30 });
+  },
+);

@@ -85,6 +85,13 @@ test("walk shards and chunks that leave the root are refused with named errors",
     instanceOf: UnsafeWorkItemError,
   });
   t.throws(() => checkChunk("s", { ...chunk, index: 1 }, job), { instanceOf: UnsafeWorkItemError });
+  // Import chunks are byte ranges without blocks, named by the whole blob name.
+  const imp = newJobStatus(newJobSpec({ jobId: "j1", kind: JobKind.Import, root: b("/t") }));
+  const byteRange = { ...chunk, firstBlock: 0, blockCount: 0, blockSize: 0, blobName: "d/big" };
+  t.notThrows(() => checkChunk("s", byteRange, imp));
+  t.throws(() => checkChunk("s", { ...byteRange, blobName: "p/d/big" }, imp), {
+    instanceOf: UnsafeWorkItemError,
+  });
 });
 
 test("undecodable payloads and subjects without a job are named errors, marked terminal", (t) => {
