@@ -1,21 +1,19 @@
 import type { FileHandle } from "node:fs/promises";
 import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { displayPath } from "@hsmfleet/core";
-import { Md5Stream, pwriteAll, writeWholeFile } from "@hsmfleet/fs";
+import { Md5Stream, pwriteAll } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
-import {
-  BlobOperationError,
-  abortCause,
-  fsFailure,
-  httpErrorInfo,
-  type BlobOperation,
-  type BlobOperationSubject,
-} from "./errors.js";
+import { BlobOperationError, abortCause, fsFailure, type BlobOperationSubject } from "./errors.js";
 import { BlobChangedError, BlobChecksumError } from "./download-errors.js";
 import { md5OfFile } from "./file-md5.js";
-import { MemoryBudget } from "./memory-budget.js";
+import type { MemoryBudget } from "./memory-budget.js";
+import { GET_RANGE, WRITE, isConditionNotMet, processBudget } from "./download-common.js";
+import type { DownloadRangeOptions, DownloadResult } from "./download-common.js";
+import { downloadSmallBlob } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { DirectGetResult } from "./direct-get.js";
+
+export type { DownloadRangeOptions, DownloadResult } from "./download-common.js";
 
 const MiB = 1024 * 1024;
 
@@ -23,58 +21,6 @@ const MiB = 1024 * 1024;
 export const DEFAULT_RANGE_SIZE_BYTES = 8 * MiB;
 /** Ranged GETs in flight per file unless the caller says otherwise. */
 export const DEFAULT_DOWNLOAD_CONCURRENCY = 8;
-// The BlobOperation union (errors.ts) does not list the download operations yet.
-const GET_RANGE: BlobOperation = "get-blob-range";
-const WRITE: BlobOperation = "write";
-
-/**
- * Budget of downloads that are not given one: shared by the whole process (separate from the
- * upload one, which upload.ts keeps to itself).
- */
-const processBudget = new MemoryBudget();
-
-export interface DownloadRangeOptions {
-  /** Bytes per ranged GET. Default 8 MiB. */
-  rangeSizeBytes?: number;
-  /** GETs in flight for this file. Default 8. */
-  concurrency?: number;
-  /** Shared per-worker memory budget for range buffers (default: a process-wide 512 MiB budget). */
-  budget?: MemoryBudget;
-  abortSignal?: AbortSignal;
-  /** Called with the byte count of each range once it is written. */
-  onProgress?: (bytes: number) => void;
-  /**
-   * If given, the blob's ETag must match at every GET (If-Match): a blob replaced during the
-   * download fails with BlobChangedError instead of mixing versions. Without it, the ETags of the
-   * responses must agree with each other.
-   */
-  etag?: string;
-  /**
-   * downloadBlobToFile: the size the caller expects (from a listing or a stub). When it fits in
-   * one range, the blob is fetched with one GET (no separate Get Blob Properties): the response
-   * carries the ETag and the stored Content-MD5. A blob of another size takes the general path.
-   */
-  expectedSize?: number;
-  /**
-   * downloadRange: an MD5 fed with the range's bytes in file order, each range hashed in the same
-   * native threadpool job that writes it (Md5Stream.pwriteAndHash). It must have been fed exactly
-   * the bytes before `offset`. Default: none (ranges are written as they arrive).
-   */
-  md5?: Md5Stream;
-}
-
-export interface DownloadResult {
-  bytes: number;
-  /** The blob had a Content-MD5 and the file's MD5 matched it. */
-  md5Verified: boolean;
-  etag: string;
-}
-
-/** 412 of an If-Match (not of a lease condition). */
-const isConditionNotMet = (err: unknown): boolean => {
-  const info = httpErrorInfo(err);
-  return info.statusCode === 412 && (info.code === undefined || info.code === "ConditionNotMet");
-};
 
 const checkCount = (what: string, n: number, min: number): void => {
   if (!Number.isSafeInteger(n) || n < min) {
@@ -311,138 +257,6 @@ export const downloadRange = async (
     stop.abort();
     await Promise.allSettled(inFlight);
     throw err;
-  }
-};
-
-/**
- * The whole blob in one GET into a new `size`-byte buffer, with its ETag and stored Content-MD5:
- * direct (direct-get.ts) when the container has a direct transport, else through the SDK.
- * Undefined when the blob is not `size` bytes long (or the answer has no ETag).
- */
-const getSmallBlob = async (
-  container: BlobContainer,
-  name: string,
-  where: BlobOperationSubject,
-  size: number,
-  ifMatch: string | undefined,
-  signal: AbortSignal,
-): Promise<{ buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined> => {
-  const failure = (err: unknown): Error =>
-    ifMatch !== undefined && isConditionNotMet(err)
-      ? new BlobChangedError(where, ifMatch, undefined, err)
-      : new BlobOperationError(GET_RANGE, where, err);
-  const direct = container.direct;
-  if (direct !== undefined) {
-    const buf = Buffer.allocUnsafe(size);
-    let r: DirectGetResult;
-    try {
-      r = await directGetBlob(direct.transport, direct.address, name, {
-        ifMatch,
-        into: buf,
-        abortSignal: signal,
-      });
-    } catch (err) {
-      throw failure(err);
-    }
-    if (r.lengthMismatch || r.etag === undefined) return undefined;
-    return { buf, etag: r.etag, stored: r.contentMD5 ?? r.blobContentMD5 };
-  }
-  let res: BlobDownloadResponseParsed;
-  try {
-    res = await container.client.getBlobClient(name).download(0, undefined, {
-      abortSignal: signal,
-      ...(ifMatch !== undefined ? { conditions: { ifMatch } } : {}),
-    });
-  } catch (err) {
-    throw failure(err);
-  }
-  const body = res.readableStreamBody;
-  if (res.contentLength !== size || body === undefined || res.etag === undefined) {
-    body?.destroy();
-    return undefined;
-  }
-  const buf = Buffer.allocUnsafe(size);
-  let got = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (got + chunk.length > size) throw new Error(`more than the ${size} bytes announced`);
-      chunk.copy(buf, got);
-      got += chunk.length;
-    }
-  } catch (err) {
-    body.destroy();
-    throw new BlobOperationError(GET_RANGE, where, err, { retryable: true });
-  }
-  if (got !== size) {
-    throw new BlobOperationError(GET_RANGE, where, undefined, {
-      detail: `received ${got} of ${size} bytes`,
-      retryable: true,
-    });
-  }
-  return { buf, etag: res.etag, stored: res.contentMD5 ?? res.blobContentMD5 };
-};
-
-/**
- * One GET for a blob expected to be `size` bytes: written at offset 0, the file trimmed to it, the
- * stored Content-MD5 (sent with a whole-blob GET) compared in memory. Undefined when the blob turns
- * out to have another size (the caller takes the general path).
- */
-const downloadSmallBlob = async (
-  container: BlobContainer,
-  name: string,
-  fh: FileHandle,
-  where: BlobOperationSubject,
-  size: number,
-  options: DownloadRangeOptions,
-): Promise<DownloadResult | undefined> => {
-  const signal = options.abortSignal ?? new AbortController().signal;
-  const budget = options.budget ?? processBudget;
-  // Memory first, then the request: the same order as every other transfer (budget, then a
-  // request slot), so a response never holds a slot while it waits for memory.
-  try {
-    await budget.acquire(size, signal);
-  } catch (err) {
-    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
-  }
-  let got: { buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined;
-  try {
-    got = await getSmallBlob(container, name, where, size, options.etag, signal);
-  } catch (err) {
-    budget.release(size);
-    throw err;
-  }
-  if (got === undefined) {
-    budget.release(size);
-    return undefined;
-  }
-  try {
-    const { buf, stored } = got;
-    const checked = stored !== undefined && stored.length > 0;
-    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-    // One threadpool job: write at 0, cut to the size, MD5 of what was written.
-    let actual: Buffer | undefined;
-    try {
-      actual = await writeWholeFile(fh.fd, buf, { md5: checked });
-    } catch (err) {
-      throw fsFailure(WRITE, where, err);
-    }
-    options.onProgress?.(size);
-    if (!checked || actual === undefined) {
-      return { bytes: size, md5Verified: false, etag: got.etag };
-    }
-    const md5 = Buffer.from(stored);
-    if (!actual.equals(md5)) {
-      let truncateError: unknown;
-      try {
-        await fh.truncate(0);
-      } catch (err) {
-        truncateError = err ?? new Error("truncate failed");
-      }
-      throw new BlobChecksumError(where, md5, actual, truncateError);
-    }
-    return { bytes: size, md5Verified: true, etag: got.etag };
-  } finally {
-    budget.release(size);
   }
 };
 
