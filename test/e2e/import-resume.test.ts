@@ -1,0 +1,204 @@
+import { createHash } from "node:crypto";
+import { lstat, mkdir, readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import test from "ava";
+import type { ExecutionContext } from "ava";
+import { BlobServiceClient } from "@azure/storage-blob";
+import type { ContainerClient } from "@azure/storage-blob";
+import { decodeHsmAttrs } from "@hsmfleet/core";
+import type { ImportSummary } from "@hsmfleet/coordinator";
+import { getXattr } from "@hsmfleet/fs";
+import { contentOf, tempDir } from "@hsmfleet/testkit";
+import { exitOf, listJobs, runCli, spawnCli, startBus, startStorage } from "./helpers.js";
+
+const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");
+const MiB = 1024 * 1024;
+/** 2024-05-30 18:36:00 UTC, the blobs' modtime. */
+const MTIME = 1717094160;
+
+const hsmFlags = async (path: string): Promise<number | undefined> => {
+  const raw = await getXattr(Buffer.from(path), "trusted.hsm");
+  return raw ? decodeHsmAttrs(raw).flags : undefined;
+};
+
+interface Fixture {
+  dir: string;
+  natsUrl: string;
+  connectionString: string;
+  container: ContainerClient;
+  files: Map<string, Buffer>;
+}
+
+/** Azurite with `count` blobs `d/fNN` (0640, uid/gid 1234, modtime MTIME) and a bus. */
+const fixture = async (
+  t: ExecutionContext,
+  name: string,
+  count: number,
+  size: number,
+): Promise<Fixture> => {
+  const tmp = await tempDir();
+  t.teardown(() => tmp.cleanup());
+  const azurite = await startStorage(t);
+  const { server } = await startBus(t);
+  const service = BlobServiceClient.fromConnectionString(azurite.connectionString);
+  const container = service.getContainerClient(name);
+  await container.create();
+  await container
+    .getBlockBlobClient("d")
+    .upload("", 0, { metadata: { hdi_isfolder: "true", permissions: "0750" } });
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    const blob = `d/f${String(i).padStart(2, "0")}`;
+    const data = contentOf(i + 1, Buffer.from(blob), size + i);
+    files.set(blob, data);
+    await container.getBlockBlobClient(blob).upload(data, data.length, {
+      metadata: {
+        permissions: "0640",
+        owner: "1234",
+        group: "1234",
+        modtime: "2024-05-30 18:36:00 +0000",
+      },
+    });
+  }
+  return {
+    dir: tmp.path,
+    natsUrl: server.url,
+    connectionString: azurite.connectionString,
+    container,
+    files,
+  };
+};
+
+/** Every file byte-identical with the blob's final attributes and state 0x9 (full) or 0xd. */
+const checkTarget = async (
+  t: ExecutionContext,
+  target: string,
+  files: Map<string, Buffer>,
+  flags: number,
+) => {
+  for (const [blob, data] of files) {
+    const path = join(target, blob);
+    const st = await lstat(path);
+    t.is(st.size, data.length, `${blob}: size`);
+    t.is(st.mode & 0o7777, 0o640, `${blob}: mode from the blob`);
+    t.is(Math.floor(st.mtimeMs / 1000), MTIME, `${blob}: mtime from the blob`);
+    t.is(st.uid, 1234, `${blob}: owner from the blob`);
+    t.is(await hsmFlags(path), flags, `${blob}: HSM state`);
+    if (flags === 0x9) t.is(md5(await readFile(path)), md5(data), `${blob}: byte-identical`);
+  }
+};
+
+test("a worker SIGKILLed between a stub's ftruncate and its trusted.hsm xattr: the redelivered shard finishes its own leftover and the import succeeds (issue 14.8)", async (t) => {
+  const f = await fixture(t, "kill-stub", 12, 100);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
+  // The only worker at first: it takes the shard and dies inside the stub of d/f05.
+  const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
+    env: { ...env, HSMFLEET_TEST_SEAM: "stub-before-hsm-xattr:/d/f05" },
+  });
+  t.teardown(() => void victim.kill("SIGKILL"));
+  const importing = runCli(
+    ["--nats", f.natsUrl, "--workers", "0", "import", target, "--container", "kill-stub", "--json"],
+    { env, timeoutMs: 90_000 },
+  );
+  const died = await exitOf(victim);
+  t.is(died.signal, "SIGKILL", "the victim died at the seam");
+  const leftover = await lstat(join(target, "d/f05"));
+  t.is(leftover.size, 105, "the leftover has the blob's size");
+  t.is(await hsmFlags(join(target, "d/f05")), undefined, "and no HSM state yet");
+  const survivor = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "survivor"], { env });
+  t.teardown(() => void survivor.kill("SIGKILL"));
+  const run = await importing;
+  t.is(run.code, 0, run.stderr + run.stdout);
+  const summary = JSON.parse(run.stdout) as ImportSummary;
+  t.like(summary, { state: "succeeded", totalErrors: 0, totalConflicts: 0, importedFiles: 12 });
+  await checkTarget(t, target, f.files, 0xd);
+});
+
+const interruptFullImport = async (t: ExecutionContext, f: Fixture, target: string) => {
+  const base = [
+    "--nats",
+    f.natsUrl,
+    "--storage",
+    f.connectionString,
+    "--workers",
+    "1",
+    "--request-concurrency",
+    "1",
+  ];
+  const args = [...base, "import", target, "--container", "resume", "--mode", "full", "--quiet"];
+  // Ctrl-C when the download of d/f10 starts (8 files at once: some have completed by then, others
+  // are in flight), and Ctrl-C again ("quit at once") as soon as the CLI says it is cancelling.
+  const first = spawnCli(args, {
+    env: { HSMFLEET_TEST_SEAM: "import-download-start:/d/f10:SIGINT" },
+  });
+  t.teardown(() => void first.kill("SIGKILL"));
+  let stderr = "";
+  first.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.includes("cancelling")) first.kill("SIGINT");
+  });
+  const ended = await exitOf(first);
+  t.not(ended.code, 0, `the interrupted import did not succeed: ${stderr}`);
+  const done = new Set<string>();
+  for (const blob of f.files.keys())
+    if ((await hsmFlags(join(target, blob))) === 0x9) done.add(blob);
+  t.true(done.size >= 3 && done.size < f.files.size, `interrupted mid-way (${done.size} complete)`);
+  // The job quit at once is still recorded as running: cancelled as the lock message says.
+  const jobs = await listJobs(f.natsUrl);
+  const job = jobs.find((j) => j.state === "running");
+  t.truthy(job, JSON.stringify(jobs));
+  const cancel = await runCli(["--nats", f.natsUrl, "cancel", job!.jobId]);
+  t.is(cancel.code, 0, cancel.stderr);
+  return { args, done };
+};
+
+test("an interrupted import --mode full is resumed by running the same command again: files already complete are not downloaded again (issue 16.4)", async (t) => {
+  const f = await fixture(t, "resume", 16, 2 * MiB);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const { args, done } = await interruptFullImport(t, f, target);
+  const inodes = new Map<string, number>();
+  for (const blob of done) inodes.set(blob, (await lstat(join(target, blob))).ino);
+  const again = await runCli([...args, "--json"], { timeoutMs: 120_000 });
+  t.is(again.code, 0, again.stderr);
+  const summary = JSON.parse(again.stdout) as ImportSummary;
+  t.like(summary, { state: "succeeded", totalErrors: 0, totalConflicts: 0 });
+  const missing = [...f.files].filter(([b]) => !done.has(b));
+  t.is(
+    summary.bytesImported,
+    missing.reduce((n, [, d]) => n + d.length, 0),
+    "only the files that were not complete were downloaded",
+  );
+  t.is(summary.importedFiles, missing.length);
+  t.is(summary.preexistingFiles, done.size);
+  await checkTarget(t, target, f.files, 0x9);
+  for (const [blob, ino] of inodes) t.is((await lstat(join(target, blob))).ino, ino, blob);
+  t.is((await lstat(join(target, "d"))).mode & 0o7777, 0o750, "the directory's mode");
+  const markers = (await readdir(target)).filter((n) => n.startsWith("IMPORT_"));
+  t.is(markers.filter((n) => n.startsWith("IMPORT_FAILED")).length, 0, markers.join(", "));
+});
+
+test("hsmfleet restore TARGET after an interrupted import --mode full leaves the blobs' final mode, mtime and owner (issue 16.4)", async (t) => {
+  const f = await fixture(t, "resume", 16, 2 * MiB);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  await interruptFullImport(t, f, target);
+  const restored = await runCli(
+    [
+      "--nats",
+      f.natsUrl,
+      "--storage",
+      f.connectionString,
+      "--workers",
+      "1",
+      "restore",
+      target,
+      "--json",
+    ],
+    { timeoutMs: 120_000 },
+  );
+  t.is(restored.code, 0, restored.stderr);
+  await checkTarget(t, target, f.files, 0x9);
+});
