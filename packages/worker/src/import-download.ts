@@ -49,6 +49,12 @@ export const handleImportDownload = async (
         let bytes = 0;
         testSeam("import-download-start", target.root.absolute(entry.path));
         try {
+          // Delivered again (its worker died): files it completed before are not fetched twice.
+          if (msg.info.deliveryCount > 1 && (await target.downloadComplete(entry.path, entry.size))) {
+            counters.importedFiles++;
+            counters.totalBlobsImported++;
+            return { bytes };
+          }
           const fh = await target.root.openExisting(entry.path);
           try {
             operation = "download";

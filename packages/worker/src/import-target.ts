@@ -23,25 +23,17 @@ import {
   hsmFlagWords,
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
-import { TargetRoot, UnsafePathError, openHsmBackend, setXattr } from "@hsmfleet/fs";
+import { TargetRoot, UnsafePathError, getXattr, openHsmBackend, setXattr } from "@hsmfleet/fs";
 import type { EntryAttributes, HsmBackend } from "@hsmfleet/fs";
 import type { ConflictMode, ImportMode, ItemError } from "@hsmfleet/protocol";
-
-/** Where a file's data lives in Blob, recorded on each imported file for `hsmfleet restore`. */
-export const archiveLocationXattr = (hsmXattr: string): string =>
-  `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.archive`;
-
-export const formatArchiveLocation = (container: string, blobName: string): Buffer =>
-  Buffer.from(`${container}/${blobName}`, "utf8");
-
-export const parseArchiveLocation = (
-  value: Buffer,
-): { container: string; blobName: string } | undefined => {
-  const text = value.toString("utf8");
-  const slash = text.indexOf("/");
-  if (slash <= 0 || slash === text.length - 1) return undefined;
-  return { container: text.slice(0, slash), blobName: text.slice(slash + 1) };
-};
+import {
+  archiveLocationXattr,
+  finishImportState,
+  formatArchiveLocation,
+  formatImportState,
+  importStateXattr,
+  parseImportState,
+} from "./archive-location.js";
 
 export interface ImportTargetOptions {
   root: string;
@@ -96,6 +88,7 @@ export class ImportTarget {
    */
   readonly #stubs: boolean;
   readonly #locationXattr: string;
+  readonly #importXattr: string;
 
   private constructor(root: TargetRoot, options: ImportTargetOptions) {
     this.root = root;
@@ -109,6 +102,7 @@ export class ImportTarget {
             lfsPath: options.lfsPath,
           });
     this.#locationXattr = archiveLocationXattr(options.hsmXattr);
+    this.#importXattr = importStateXattr(options.hsmXattr);
     this.#stubs =
       this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
   }
@@ -246,12 +240,19 @@ export class ImportTarget {
    * A file blob: a released stub of `size` bytes (namespace mode, and full mode before its data
    * arrives) or, on the posix backend, an empty file of that size. Attributes are final except in
    * full mode, where the download sets them after the data.
+   *
+   * An existing file that this import made itself — on an earlier attempt of the item (a worker
+   * died), or in an earlier run of the same import (Ctrl-C, a crash) — is not a conflict: one with
+   * the same archive reference (`container/blob`) and the blob's ETag in its import record is
+   * finished if it is not ("pending": made a stub, given its data in full mode, its attributes) and
+   * left alone if it is ("done"; counted pre-existing, or imported on a redelivery).
    */
   async file(
     rel: Buffer,
     size: number,
     attrs: EntryAttributes,
     blobName: string,
+    etag: string,
     redelivered: boolean,
   ): Promise<ImportOutcome> {
     try {
@@ -260,21 +261,26 @@ export class ImportTarget {
       // exists, so the lstat and HSM-state read are only paid when the name is taken.
       if (!redelivered) {
         const created = await this.#tryCreate(rel);
-        if (created) return await this.#finishFile(rel, size, attrs, blobName, undefined);
+        if (created) return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
       }
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
-        const ours = redelivered ? this.#ourEntry(existing, size) : undefined;
+        const ours = await this.#ownEntry(rel, existing, size, blobName, etag, redelivered);
         if (ours === "created") {
-          // An earlier attempt created it and stopped before making it a stub.
-          return await this.#finishFile(rel, size, attrs, blobName, undefined);
+          // An earlier attempt created it and stopped before recording anything on it.
+          return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
         }
-        if (ours === "stub") {
-          // A previous attempt of this item made it. Full mode: its download may already be under
-          // way (the batch went out before the crash) and redoes everything it needs itself.
-          if (this.options.mode === "full") return { result: "imported", download: true };
-          return await this.#finishFile(rel, size, attrs, blobName, undefined, true);
+        if (ours === "incomplete") return await this.#resumeFile(rel, existing, size, attrs);
+        if (ours === "complete" && (redelivered || this.options.conflict !== "overwrite-always")) {
+          // Full mode on a redelivery: the batch this item published before is rebuilt as it was
+          // (its download skips files already complete).
+          if (redelivered) {
+            return this.options.mode === "full"
+              ? { result: "imported", download: true }
+              : { result: "imported" };
+          }
+          return { result: "preexisting" };
         }
         const sameFile =
           existing.st.isFile() && existing.st.size === BigInt(size) && isClean(existing.hsm);
@@ -285,27 +291,95 @@ export class ImportTarget {
       }
       const fh = await this.root.createFile(rel, 0o600);
       await fh.close();
-      return await this.#finishFile(rel, size, attrs, blobName, conflict);
+      return await this.#finishFile(rel, size, attrs, blobName, etag, conflict);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
     }
   }
 
   /**
-   * On a redelivery: whether an existing file is what an earlier attempt of this item made —
-   * "created" (still empty, 0600, no HSM state: it stopped right after creating it) or "stub".
+   * Whether an existing file is this import's own: "created" (a redelivery finds it empty, 0600,
+   * with nothing recorded: the earlier attempt stopped right after creating it), "incomplete" or
+   * "complete" (its archive reference and import record name this blob and ETag).
    */
-  #ourEntry(existing: Existing, size: number): "created" | "stub" | undefined {
+  async #ownEntry(
+    rel: Buffer,
+    existing: Existing,
+    size: number,
+    blobName: string,
+    etag: string,
+    redelivered: boolean,
+  ): Promise<"created" | "incomplete" | "complete" | undefined> {
     if (!existing.st.isFile()) return undefined;
-    if (
-      existing.st.size === 0n &&
-      (Number(existing.st.mode) & 0o7777) === 0o600 &&
-      (existing.hsm?.flags ?? 0) === 0
-    )
-      return "created";
-    if (existing.st.size !== BigInt(size)) return undefined;
-    if (!this.#stubs) return existing.st.blocks === 0n || size === 0 ? "stub" : undefined;
-    return ((existing.hsm?.flags ?? 0) & HsmFlag.Released) !== 0 ? "stub" : undefined;
+    const flags = existing.hsm?.flags ?? 0;
+    const empty =
+      existing.st.size === 0n && (Number(existing.st.mode) & 0o7777) === 0o600 && flags === 0;
+    if (!this.#hsm) {
+      // posix backend: nothing is recorded on the file; only a redelivery may take it as its own.
+      if (!redelivered) return undefined;
+      if (empty) return "created";
+      return existing.st.size === BigInt(size) && (existing.st.blocks === 0n || size === 0)
+        ? "incomplete"
+        : undefined;
+    }
+    const abs = this.root.absolute(rel);
+    const [location, record] = await Promise.all([
+      getXattr(abs, this.#locationXattr),
+      getXattr(abs, this.#importXattr),
+    ]);
+    const state = parseImportState(record);
+    const ours =
+      location !== undefined &&
+      location.equals(formatArchiveLocation(this.options.container, blobName)) &&
+      state !== undefined &&
+      state.etag === etag;
+    if (!ours) return redelivered && empty && location === undefined ? "created" : undefined;
+    if ((flags & HsmFlag.Dirty) !== 0) return undefined;
+    // Killed before the stub's size was set (flags 0 then: no HSM state yet).
+    if (existing.st.size !== BigInt(size) && !(existing.st.size === 0n && flags === 0))
+      return undefined;
+    if (state.state === "pending") return "incomplete";
+    if (this.options.mode === "full") {
+      const archived = (flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Released) === 0;
+      return archived ? "complete" : "incomplete";
+    }
+    return isClean(existing.hsm) ? "complete" : "incomplete";
+  }
+
+  /** Finishes a file an earlier attempt or run of this import left incomplete. */
+  async #resumeFile(
+    rel: Buffer,
+    existing: Existing,
+    size: number,
+    attrs: EntryAttributes,
+  ): Promise<ImportOutcome> {
+    const abs = this.root.absolute(rel);
+    if ((existing.hsm?.flags ?? 0) === 0) {
+      // Stopped before the HSM state: no data was ever written into it, so it starts again from an
+      // empty placeholder (its xattrs may occupy a block, which importReleased would take for data).
+      if (this.#hsm && this.#stubs) {
+        if (existing.st.size !== 0n) {
+          const fh = await this.root.openExisting(rel);
+          try {
+            await fh.truncate(0);
+          } finally {
+            await fh.close();
+          }
+        }
+        await this.#hsm.importReleased(abs, size, this.options.archiveId);
+      } else if (existing.st.size !== BigInt(size)) {
+        const fh = await this.root.openExisting(rel);
+        try {
+          await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    if (this.options.mode === "full") return { result: "imported", download: true };
+    await this.root.setAttributes(rel, attrs);
+    await finishImportState(abs, this.options.hsmXattr);
+    return { result: "imported" };
   }
 
   async #finishFile(
@@ -313,14 +387,24 @@ export class ImportTarget {
     size: number,
     attrs: EntryAttributes,
     blobName: string,
+    etag: string,
     conflict: ItemError | undefined,
-    alreadyStub = false,
   ): Promise<ImportOutcome> {
     const abs = this.root.absolute(rel);
+    const record = async () => {
+      await setXattr(
+        abs,
+        this.#locationXattr,
+        formatArchiveLocation(this.options.container, blobName),
+      );
+      await setXattr(abs, this.#importXattr, formatImportState({ state: "pending", etag }));
+    };
+    // What the file is recorded first, so that a crash at any later step leaves a file a re-run
+    // recognises as its own (lfs hsm_import makes a new file: there it comes right after).
+    const lustreImport = this.#hsm?.kind === "lustre" && this.#stubs;
+    if (this.#hsm && !lustreImport) await record();
     if (this.#hsm && this.#stubs) {
-      // A stub from an earlier attempt already is one (its xattrs may occupy a block, which
-      // importReleased would take for data).
-      if (!alreadyStub) await this.#hsm.importReleased(abs, size, this.options.archiveId);
+      await this.#hsm.importReleased(abs, size, this.options.archiveId);
     } else {
       const fh = await this.root.openExisting(rel);
       try {
@@ -329,18 +413,15 @@ export class ImportTarget {
         await fh.close();
       }
     }
-    if (this.#hsm) {
-      await setXattr(
-        abs,
-        this.#locationXattr,
-        formatArchiveLocation(this.options.container, blobName),
-      );
-    }
+    if (lustreImport) await record();
     if (this.options.mode === "full") {
       // Owner-only until the data is in; the download sets the final attributes.
       return { result: "imported", download: true, ...(conflict ? { conflict } : {}) };
     }
     await this.root.setAttributes(rel, attrs);
+    if (this.#hsm) {
+      await setXattr(abs, this.#importXattr, formatImportState({ state: "done", etag }));
+    }
     return { result: "imported", ...(conflict ? { conflict } : {}) };
   }
 
@@ -454,10 +535,32 @@ export class ImportTarget {
     await this.#hsm!.release(this.root.absolute(rel));
   }
 
-  /** After a full-mode download: final attributes, then HSM state "exists archived" (0x9). */
+  /**
+   * After a full-mode download: final attributes, the import record "done", then HSM state "exists
+   * archived" (0x9) — in that order, so a file in state 0x9 is complete in every respect.
+   */
   async completeDownload(rel: Buffer, attrs: EntryAttributes): Promise<void> {
     await this.root.setAttributes(rel, attrs);
-    if (this.#hsm) await this.#hsm.markArchived(this.root.absolute(rel), this.options.archiveId);
+    if (this.#hsm) {
+      const abs = this.root.absolute(rel);
+      await finishImportState(abs, this.options.hsmXattr);
+      await this.#hsm.markArchived(abs, this.options.archiveId);
+    }
+  }
+
+  /**
+   * Whether a full-mode file is already complete (its import record "done", state "exists
+   * archived", the blob's size): a redelivered download batch skips it instead of fetching it again.
+   */
+  async downloadComplete(rel: Buffer, size: number): Promise<boolean> {
+    if (!this.#hsm) return false;
+    const existing = await this.#existing(rel);
+    if (!existing?.st.isFile() || existing.st.size !== BigInt(size)) return false;
+    const flags = existing.hsm?.flags ?? 0;
+    if ((flags & HsmFlag.Archived) === 0 || (flags & (HsmFlag.Released | HsmFlag.Dirty)) !== 0)
+      return false;
+    const record = parseImportState(await getXattr(this.root.absolute(rel), this.#importXattr));
+    return record?.state === "done";
   }
 
   /**

@@ -6,10 +6,11 @@
  * restore does not change a file's times), then the HSM state becomes "exists archived" (0x9).
  */
 import { constants } from "node:fs";
-import { lstat, lutimes, open } from "node:fs/promises";
+import { lstat, open } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
+  attributesFromMetadata,
   blobNameForPath,
   displayPath,
   resolveUnderRoot,
@@ -19,40 +20,40 @@ import type { JsMsg } from "@hsmfleet/bus";
 import { HsmEmulation, getXattr } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import { archiveLocationXattr, parseArchiveLocation } from "./import-target.js";
+import {
+  archiveLocationXattr,
+  finishImportState,
+  locateArchiveCopy,
+  readImportState,
+} from "./archive-location.js";
+import type { ArchiveCopy } from "./archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { itemErrorOf } from "./publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
 
 /** Where the data of `abs` is: the recorded archive location, else --fs-root + --container. */
-const locate = async (
-  job: JobStatus,
-  abs: Buffer,
-  locationXattr: string,
-): Promise<{ container: string; blobName: string }> => {
-  const recorded = await getXattr(abs, locationXattr);
-  const parsed = recorded ? parseArchiveLocation(recorded) : undefined;
-  if (parsed) return parsed;
-  const fsRoot = job.spec.import.fsRoot;
-  const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
-  if (
-    fsRoot.length === 0 ||
-    !job.spec.container ||
-    !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
-  ) {
-    throw new FsOperationError(
-      "locate",
-      displayPath(abs),
-      "ENOARCHIVE",
-      `no archive location recorded (${locationXattr}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
-    );
-  }
-  return {
-    container: job.spec.container,
-    blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
-  };
-};
+const locate = (job: JobStatus, abs: Buffer, hsmXattr: string): Promise<ArchiveCopy> =>
+  locateArchiveCopy(abs, hsmXattr, () => {
+    const fsRoot = job.spec.import.fsRoot;
+    const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
+    if (
+      fsRoot.length === 0 ||
+      !job.spec.container ||
+      !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
+    ) {
+      throw new FsOperationError(
+        "locate",
+        displayPath(abs),
+        "ENOARCHIVE",
+        `no archive location recorded (${archiveLocationXattr(hsmXattr)}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
+      );
+    }
+    return {
+      container: job.spec.container,
+      blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
+    };
+  });
 
 export const handleRestoreBatch = async (
   ctx: TransferContext,
@@ -65,7 +66,6 @@ export const handleRestoreBatch = async (
   const counters = emptyRestoreCounters();
   const errors: ItemError[] = [];
   const hsm = new HsmEmulation({ xattr: job.spec.hsmXattr || undefined });
-  const locationXattr = archiveLocationXattr(hsm.xattr);
   const archiveId = job.spec.import.archiveId;
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("restore", batch.jobId, (n) => ctx.onBytes(n));
@@ -88,7 +88,7 @@ export const handleRestoreBatch = async (
         // Restored meanwhile (a redelivered item): nothing to do.
         if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return { bytes };
         operation = "locate";
-        const where = await locate(job, abs, locationXattr);
+        const where = await locate(job, abs, hsm.xattr);
         const container = await containerFor(where.container);
         operation = "lstat";
         const before = await lstat(abs);
@@ -105,11 +105,33 @@ export const handleRestoreBatch = async (
           });
           counters.bytesRestored += done.bytes;
           bytes = done.bytes;
+          // A file an import left incomplete (Ctrl-C, a crash, a failed download) still has its
+          // owner-only placeholder attributes: the final ones come from the blob, as the import
+          // would have set them (through the open file, never a path that could be swapped). Any
+          // other file keeps its own; only its times are put back.
+          operation = "getxattr";
+          const imported = await readImportState(abs, hsm.xattr);
+          if (imported?.state === "pending") {
+            operation = "get-properties";
+            const props = await container.getProperties(where.blobName);
+            const a = attributesFromMetadata(props?.metadata ?? {}, "file");
+            const mtimeSec =
+              a.mtimeSec ?? Math.floor((props?.lastModified?.getTime() ?? before.mtimeMs) / 1000);
+            operation = "fchown";
+            await fh.chown(a.uid, a.gid);
+            operation = "fchmod";
+            await fh.chmod(a.mode & 0o7777);
+            operation = "futimes";
+            await fh.utimes(before.atime, mtimeSec);
+            operation = "setxattr";
+            await finishImportState(abs, hsm.xattr);
+          } else {
+            operation = "futimes";
+            await fh.utimes(before.atime, before.mtime);
+          }
         } finally {
           await fh.close();
         }
-        operation = "lutimes";
-        await lutimes(abs, before.atime, before.mtime);
         operation = "hsm_state";
         await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
         counters.filesRestored++;

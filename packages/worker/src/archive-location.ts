@@ -1,0 +1,83 @@
+/**
+ * Where a file's archive copy is, and what an import recorded on the files it made. One answer for
+ * every HSM action (restore, remove, archive of a re-dirtied file) and for `hsmfleet restore`:
+ *
+ *  - `<ns>.hsmfleet.archive` = `container/blob`, written by import on each file it makes (`<ns>`
+ *    is the namespace of --hsm-xattr: `trusted`, or `user` for `user.hsm`). A file that has it
+ *    keeps its archive copy there, whatever container the action's job names.
+ *  - without it, the copy is where `hsm archive` puts it: the job's container at the path's blob
+ *    name (under the job's prefix).
+ *  - `<ns>.hsmfleet.import` = `pending <etag>` from the moment the import makes the file until its
+ *    final attributes (and, in full mode, its data) are in, then `done <etag>`: how a re-run of the
+ *    same import (or a redelivered item) tells its own leftovers from other files, and how a restore
+ *    knows the final attributes still have to come from the blob.
+ */
+import { getXattr, setXattr } from "@hsmfleet/fs";
+
+export const archiveLocationXattr = (hsmXattr: string): string =>
+  `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.archive`;
+
+export const importStateXattr = (hsmXattr: string): string =>
+  `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.import`;
+
+export interface ArchiveCopy {
+  container: string;
+  blobName: string;
+  /** True when the file recorded it (import), false when derived from the job. */
+  recorded: boolean;
+}
+
+export const formatArchiveLocation = (container: string, blobName: string): Buffer =>
+  Buffer.from(`${container}/${blobName}`, "utf8");
+
+export const parseArchiveLocation = (
+  value: Buffer,
+): { container: string; blobName: string } | undefined => {
+  const text = value.toString("utf8");
+  const slash = text.indexOf("/");
+  if (slash <= 0 || slash === text.length - 1) return undefined;
+  return { container: text.slice(0, slash), blobName: text.slice(slash + 1) };
+};
+
+/**
+ * The archive copy of `abs`: the recorded location, else `fallback()` (which may throw when the
+ * job cannot tell, naming the path and why).
+ */
+export const locateArchiveCopy = async (
+  abs: Buffer,
+  hsmXattr: string,
+  fallback: () => { container: string; blobName: string },
+): Promise<ArchiveCopy> => {
+  const recorded = await getXattr(abs, archiveLocationXattr(hsmXattr));
+  const parsed = recorded ? parseArchiveLocation(recorded) : undefined;
+  if (parsed) return { ...parsed, recorded: true };
+  return { ...fallback(), recorded: false };
+};
+
+export interface ImportState {
+  state: "pending" | "done";
+  /** The ETag of the blob the file was made from ("" when the listing gave none). */
+  etag: string;
+}
+
+export const formatImportState = (s: ImportState): Buffer =>
+  Buffer.from(`${s.state} ${s.etag}`, "utf8");
+
+export const parseImportState = (value: Buffer | undefined): ImportState | undefined => {
+  if (!value) return undefined;
+  const m = /^(pending|done) (.*)$/s.exec(value.toString("utf8"));
+  return m ? { state: m[1] as ImportState["state"], etag: m[2]! } : undefined;
+};
+
+export const readImportState = async (
+  abs: Buffer,
+  hsmXattr: string,
+): Promise<ImportState | undefined> => parseImportState(await getXattr(abs, importStateXattr(hsmXattr)));
+
+/** Marks an imported file finished (`done <etag>`); a file without the record is left alone. */
+export const finishImportState = async (abs: Buffer, hsmXattr: string): Promise<void> => {
+  const s = await readImportState(abs, hsmXattr);
+  if (s && s.state !== "done") {
+    await setXattr(abs, importStateXattr(hsmXattr), formatImportState({ ...s, state: "done" }));
+  }
+};
