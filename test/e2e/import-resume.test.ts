@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { lstat, mkdir, readFile, readdir } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import type { ExecutionContext } from "ava";
@@ -201,4 +201,37 @@ test("hsmfleet restore TARGET after an interrupted import --mode full leaves the
   );
   t.is(restored.code, 0, restored.stderr);
   await checkTarget(t, target, f.files, 0x9);
+});
+
+test("hsm restore, archive and remove of stubs made by import --mode namespace use the stub's own archive reference (issue 16.3)", async (t) => {
+  const f = await fixture(t, "imported", 3, 1000);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const fleet = ["--nats", f.natsUrl, "--storage", f.connectionString, "--workers", "1"];
+  const imported = await runCli([...fleet, "import", target, "--container", "imported"]);
+  t.is(imported.code, 0, imported.stderr);
+  const f0 = join(target, "d/f00");
+  // The default --container hsmfleet-archive and --root /: the stub's reference must win.
+  const restored = await runCli([...fleet, "hsm", "restore", "--json", f0]);
+  t.is(restored.code, 0, restored.stderr + restored.stdout);
+  t.like(JSON.parse(restored.stdout), { done: 1, failed: 0 });
+  t.is(md5(await readFile(f0)), md5(f.files.get("d/f00")!), "restored from imported/d/f00");
+  t.is(await hsmFlags(f0), 0x9, "exists archived");
+  t.is((await lstat(f0)).mode & 0o7777, 0o640, "its attributes kept");
+  // Re-dirtied, archived again: the copy goes back where it came from.
+  await writeFile(f0, "changed");
+  const archived = await runCli([...fleet, "hsm", "archive", "--json", f0]);
+  t.is(archived.code, 0, archived.stderr + archived.stdout);
+  t.like(JSON.parse(archived.stdout), { done: 1, failed: 0 });
+  const body = await f.container.getBlockBlobClient("d/f00").downloadToBuffer();
+  t.is(body.toString(), "changed", "imported/d/f00 holds the new data");
+  const service = BlobServiceClient.fromConnectionString(f.connectionString);
+  t.false(
+    await service.getContainerClient("hsmfleet-archive").exists(),
+    "nothing went to the default archive container",
+  );
+  const removed = await runCli([...fleet, "hsm", "remove", "--json", f0]);
+  t.is(removed.code, 0, removed.stderr + removed.stdout);
+  t.false(await f.container.getBlockBlobClient("d/f00").exists(), "its archive copy removed");
+  t.true(await f.container.getBlockBlobClient("d/f01").exists(), "the others kept");
 });

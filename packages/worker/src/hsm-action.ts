@@ -27,6 +27,7 @@ import {
 } from "@hsmfleet/bus";
 import type { JetStreamClient, JsMsg, NatsConnection } from "@hsmfleet/bus";
 import {
+  DEFAULT_HSM_XATTR,
   EntryType,
   HsmFlag,
   HsmRefusedError,
@@ -53,6 +54,8 @@ import {
 } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
+import { locateArchiveCopy } from "./archive-location.js";
+import type { ArchiveCopy } from "./archive-location.js";
 import type { Logger, TracedStep } from "@hsmfleet/telemetry";
 
 export interface HsmActionContext {
@@ -62,7 +65,8 @@ export interface HsmActionContext {
   /** The job record (cached); undefined or not live = the list is dropped. */
   job: (jobId: string) => Promise<JobStatus | undefined>;
   isLive: (job: JobStatus | undefined) => job is JobStatus;
-  container: (job: JobStatus) => Promise<BlobContainer>;
+  /** The job's container, or the one named (an archive copy recorded on the file). */
+  container: (job: JobStatus, name?: string) => Promise<BlobContainer>;
   budget: MemoryBudget;
   blockConcurrency: number;
   /** Items of one list carried out at once. Default 32. */
@@ -405,8 +409,9 @@ export class HsmActionRunner {
           const flags = (await backend.state(abs))?.flags ?? 0;
           // A released file's only data is the archive copy: refused, with the reason.
           if ((flags & HsmFlag.Released) !== 0) await backend.remove(abs);
-          const container = await this.#ctx.container(job);
-          const deleted = await container.deleteBlob(this.#blobName(job, item));
+          const copy = await this.#archiveCopy(job, item, abs);
+          const container = await this.#ctx.container(job, copy.container);
+          const deleted = await container.deleteBlob(copy.blobName);
           const archived = (flags & (HsmFlag.Archived | HsmFlag.Lost | HsmFlag.Dirty)) !== 0;
           if (archived) await backend.remove(abs);
           return result(item, deleted || archived ? HsmItemStatus.Done : HsmItemStatus.Skipped);
@@ -425,8 +430,16 @@ export class HsmActionRunner {
     }
   }
 
-  #blobName(job: JobStatus, item: HsmActionItem): string {
-    return blobNameForPath(item.path, normalizePrefix(job.spec.prefix));
+  /**
+   * Where the file's archive copy is (archive-location.ts, the same answer for every action and for
+   * `hsmfleet restore`): the location an import recorded on it, else the job's container at the
+   * path's blob name.
+   */
+  #archiveCopy(job: JobStatus, item: HsmActionItem, abs: Buffer): Promise<ArchiveCopy> {
+    return locateArchiveCopy(abs, job.spec.hsmXattr || DEFAULT_HSM_XATTR, () => ({
+      container: job.spec.container,
+      blobName: blobNameForPath(item.path, normalizePrefix(job.spec.prefix)),
+    }));
   }
 
   #progress(list: HsmActionList, item: HsmActionItem, total: number): (n: number) => void {
@@ -481,7 +494,8 @@ export class HsmActionRunner {
       ino: st.ino,
       nlink: Number(st.nlink),
     };
-    const container = await this.#ctx.container(job);
+    const copy = await this.#archiveCopy(job, item, abs);
+    const container = await this.#ctx.container(job, copy.container);
     let ensured = this.#ensured.get(container.name);
     if (!ensured) {
       ensured = container.ensureExists();
@@ -490,7 +504,7 @@ export class HsmActionRunner {
     }
     await ensured;
     const { uploadFile } = await import("@hsmfleet/blob");
-    const done = await uploadFile(container, abs, this.#blobName(job, item), {
+    const done = await uploadFile(container, abs, copy.blobName, {
       metadata: metadataForEntry(entry),
       blockSizeBytes: job.spec.blockSize || undefined,
       concurrency: this.#ctx.blockConcurrency,
@@ -514,13 +528,14 @@ export class HsmActionRunner {
   ): Promise<HsmItemResult> {
     if (!(await backend.beginRestore(abs)))
       return result(item, HsmItemStatus.Skipped, "not released");
-    const container = await this.#ctx.container(job);
+    const copy = await this.#archiveCopy(job, item, abs);
+    const container = await this.#ctx.container(job, copy.container);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
     const before = await lstat(abs, { bigint: true });
     const fh = await open(abs, constants.O_RDWR | constants.O_NOFOLLOW);
     let bytes: number;
     try {
-      const done = await downloadBlobToFile(container, this.#blobName(job, item), fh, abs, {
+      const done = await downloadBlobToFile(container, copy.blobName, fh, abs, {
         budget: this.#ctx.budget,
         concurrency: this.#ctx.blockConcurrency,
         abortSignal: signal,

@@ -342,7 +342,7 @@ export class Worker {
           workerId: options.workerId,
           job: (jobId) => this.#jobs.get(jobId),
           isLive,
-          container: (job) => this.#container(job),
+          container: (job, name) => this.#containerNamed(name ?? job.spec.container, job),
           budget: this.#budget,
           blockConcurrency: options.blockConcurrency,
           pullSignal: this.#pullAbort.signal,
