@@ -3,7 +3,7 @@
  * (SIGKILL, as a crash or `kill -9` would) or interrupt itself (SIGINT, as Ctrl-C does), to drive a
  * crash window deterministically instead of racing a timer. Inert unless the environment variable
  * HSMFLEET_TEST_SEAM is set when the process starts, as `<seam>:<path suffix>[:<signal>]` (e.g.
- * `stub-before-hsm-xattr:/big/f3`, `import-download-start:/d/f12:SIGINT`; the signal defaults to
+ * `stub-before-hsm-xattr:/big/f3`, `chunk-before-complete:big.bin:SIGSTOP`; the signal defaults to
  * SIGKILL): the process sends itself the signal the first time it reaches that seam for a path
  * ending with the suffix. Never set it in production; nothing but tests reads it.
  */
@@ -27,7 +27,9 @@ export type TestSeamName =
   /** Import stub: after the ftruncate to the blob's size, before the HSM state xattr. */
   | "stub-before-hsm-xattr"
   /** Import --mode full: a file's download is about to start. */
-  | "import-download-start";
+  | "import-download-start"
+  /** Export of a chunked file: a chunk is uploaded, its completion not yet recorded (KV). */
+  | "chunk-before-complete";
 
 /** Signals this process when HSMFLEET_TEST_SEAM names `name` and `path` ends with its suffix. */
 export const testSeam = (name: TestSeamName, path: Buffer): void => {

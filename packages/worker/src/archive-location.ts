@@ -72,7 +72,8 @@ export const parseImportState = (value: Buffer | undefined): ImportState | undef
 export const readImportState = async (
   abs: Buffer,
   hsmXattr: string,
-): Promise<ImportState | undefined> => parseImportState(await getXattr(abs, importStateXattr(hsmXattr)));
+): Promise<ImportState | undefined> =>
+  parseImportState(await getXattr(abs, importStateXattr(hsmXattr)));
 
 /** Marks an imported file finished (`done <etag>`); a file without the record is left alone. */
 export const finishImportState = async (abs: Buffer, hsmXattr: string): Promise<void> => {

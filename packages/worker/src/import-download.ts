@@ -50,7 +50,10 @@ export const handleImportDownload = async (
         testSeam("import-download-start", target.root.absolute(entry.path));
         try {
           // Delivered again (its worker died): files it completed before are not fetched twice.
-          if (msg.info.deliveryCount > 1 && (await target.downloadComplete(entry.path, entry.size))) {
+          if (
+            msg.info.deliveryCount > 1 &&
+            (await target.downloadComplete(entry.path, entry.size))
+          ) {
             counters.importedFiles++;
             counters.totalBlobsImported++;
             return { bytes };

@@ -245,7 +245,8 @@ export class ImportTarget {
    * died), or in an earlier run of the same import (Ctrl-C, a crash) — is not a conflict: one with
    * the same archive reference (`container/blob`) and the blob's ETag in its import record is
    * finished if it is not ("pending": made a stub, given its data in full mode, its attributes) and
-   * left alone if it is ("done"; counted pre-existing, or imported on a redelivery).
+   * left alone if it is ("done", clean, the blob's size and mtime; counted pre-existing, or imported
+   * on a redelivery).
    */
   async file(
     rel: Buffer,
@@ -266,7 +267,7 @@ export class ImportTarget {
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
-        const ours = await this.#ownEntry(rel, existing, size, blobName, etag, redelivered);
+        const ours = await this.#ownEntry(rel, existing, size, attrs, blobName, etag, redelivered);
         if (ours === "created") {
           // An earlier attempt created it and stopped before recording anything on it.
           return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
@@ -306,6 +307,7 @@ export class ImportTarget {
     rel: Buffer,
     existing: Existing,
     size: number,
+    attrs: EntryAttributes,
     blobName: string,
     etag: string,
     redelivered: boolean,
@@ -339,6 +341,9 @@ export class ImportTarget {
     if (existing.st.size !== BigInt(size) && !(existing.st.size === 0n && flags === 0))
       return undefined;
     if (state.state === "pending") return "incomplete";
+    // Finished once; written to since (a new mtime) is no longer the blob's copy.
+    if (existing.st.mtimeNs / 1_000_000_000n !== BigInt(Math.floor(attrs.mtimeSec)))
+      return undefined;
     if (this.options.mode === "full") {
       const archived = (flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Released) === 0;
       return archived ? "complete" : "incomplete";
