@@ -43,5 +43,5 @@ export type { KV } from "@nats-io/kv";
 export { headerReader, traceHeaders } from "./trace-headers.js";
 export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
 export type { JobConsumerOptions } from "./job-consumer.js";
-export { ChunkTracker } from "./chunk-tracker.js";
+export { ChunkTracker, ChunkTrackerUnavailableError } from "./chunk-tracker.js";
 export type { ChunkCompletion } from "./chunk-tracker.js";
