@@ -235,3 +235,39 @@ test("hsm restore, archive and remove of stubs made by import --mode namespace u
   t.false(await f.container.getBlockBlobClient("d/f00").exists(), "its archive copy removed");
   t.true(await f.container.getBlockBlobClient("d/f01").exists(), "the others kept");
 });
+
+test("hsmfleet restore with a worker SIGKILLed mid-item: its item is redelivered and the counters are exact (issue 14.10)", async (t) => {
+  const f = await fixture(t, "kill-restore", 120, 2000);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
+  const imported = await runCli(
+    ["--nats", f.natsUrl, "--workers", "1", "import", target, "--container", "kill-restore"],
+    { env },
+  );
+  t.is(imported.code, 0, imported.stderr);
+  // The only worker at first: it dies right after restoring d/f30, its item not acknowledged.
+  const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
+    env: { ...env, HSMFLEET_TEST_SEAM: "restore-file-done:/d/f30" },
+  });
+  t.teardown(() => void victim.kill("SIGKILL"));
+  const restoring = runCli(
+    ["--nats", f.natsUrl, "--workers", "0", "restore", target, "--max-inflight", "10", "--json"],
+    { env, timeoutMs: 120_000 },
+  );
+  t.is((await exitOf(victim)).signal, "SIGKILL", "the victim died at the seam");
+  const survivor = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "survivor"], { env });
+  t.teardown(() => void survivor.kill("SIGKILL"));
+  const run = await restoring;
+  t.is(run.code, 0, run.stderr + run.stdout);
+  const bytes = [...f.files.values()].reduce((n, d) => n + d.length, 0);
+  t.like(JSON.parse(run.stdout), {
+    state: "succeeded",
+    filesFound: 120,
+    filesRestored: 120,
+    bytesRestored: bytes,
+    notReleased: 0,
+    errors: 0,
+  });
+  await checkTarget(t, target, f.files, 0x9);
+});

@@ -29,7 +29,9 @@ export type TestSeamName =
   /** Import --mode full: a file's download is about to start. */
   | "import-download-start"
   /** Export of a chunked file: a chunk is uploaded, its completion not yet recorded (KV). */
-  | "chunk-before-complete";
+  | "chunk-before-complete"
+  /** Restore (emulation backend): a file is restored, its item not yet acknowledged. */
+  | "restore-file-done";
 
 /** Signals this process when HSMFLEET_TEST_SEAM names `name` and `path` ends with its suffix. */
 export const testSeam = (name: TestSeamName, path: Buffer): void => {

@@ -17,6 +17,22 @@ import { getXattr, setXattr } from "@hsmfleet/fs";
 export const archiveLocationXattr = (hsmXattr: string): string =>
   `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.archive`;
 
+/**
+ * `<ns>.hsmfleet.restored` = the id of the restore job that brought the file's data back: a restore
+ * item or walk shard delivered again after its worker died tells the files its own job restored
+ * (counted, so the job's counters stay exact) from files restored by anything else.
+ */
+export const restoredByXattr = (hsmXattr: string): string =>
+  `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.restored`;
+
+/** Whether restore job `jobId` restored `abs` (its record says so). */
+export const restoredBy = async (abs: Buffer, hsmXattr: string, jobId: string): Promise<boolean> =>
+  (await getXattr(abs, restoredByXattr(hsmXattr)))?.equals(Buffer.from(jobId, "utf8")) ?? false;
+
+/** Records that restore job `jobId` restored `abs`. */
+export const recordRestoredBy = (abs: Buffer, hsmXattr: string, jobId: string): Promise<void> =>
+  setXattr(abs, restoredByXattr(hsmXattr), Buffer.from(jobId, "utf8"));
+
 export const importStateXattr = (hsmXattr: string): string =>
   `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.import`;
 

@@ -14,6 +14,7 @@ import {
   blobNameForPath,
   displayPath,
   resolveUnderRoot,
+  testSeam,
 } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
@@ -25,6 +26,8 @@ import {
   finishImportState,
   locateArchiveCopy,
   readImportState,
+  recordRestoredBy,
+  restoredBy,
 } from "./archive-location.js";
 import type { ArchiveCopy } from "./archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
@@ -85,8 +88,15 @@ export const handleRestoreBatch = async (
       let bytes = 0;
       try {
         const state = await hsm.state(abs);
-        // Restored meanwhile (a redelivered item): nothing to do.
-        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return { bytes };
+        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) {
+          // Restored meanwhile: nothing to do. Delivered again after its worker died, the files
+          // that worker restored for this job are still this item's to count.
+          if (msg.info.deliveryCount > 1 && (await restoredBy(abs, hsm.xattr, batch.jobId))) {
+            counters.filesRestored++;
+            counters.bytesRestored += entry.size;
+          }
+          return { bytes };
+        }
         operation = "locate";
         const where = await locate(job, abs, hsm.xattr);
         const container = await containerFor(where.container);
@@ -132,8 +142,11 @@ export const handleRestoreBatch = async (
         } finally {
           await fh.close();
         }
+        operation = "setxattr";
+        await recordRestoredBy(abs, hsm.xattr, batch.jobId);
         operation = "hsm_state";
         await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
+        testSeam("restore-file-done", abs);
         counters.filesRestored++;
         return { bytes };
       } catch (err) {
