@@ -11,6 +11,7 @@ import { openHsmBackend } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { recordRestoredBy, restoredBy } from "./archive-location.js";
 import { itemErrorOf } from "./publisher.js";
 import { finishBatch } from "./transfer-batch.js";
 import type { TransferContext } from "./transfer-batch.js";
@@ -41,12 +42,24 @@ export const handleLustreRestore = async (
       const state = await backend.state(abs);
       if (((state?.flags ?? 0) & HsmFlag.Released) !== 0)
         waiting.set(abs.toString("latin1"), { rel: entry.path, abs, size: entry.size });
+      else if (msg.info.deliveryCount > 1 && (await restoredBy(abs, backend.xattr, batch.jobId))) {
+        // Requested by this item's earlier attempt, whose worker died: still this item's to count.
+        counters.filesRestored++;
+        counters.bytesRestored += entry.size;
+      }
     } catch (err) {
       counters.errors++;
       errors.push(itemErrorOf(entry.path, err, "hsm_state"));
     }
   }
   if (waiting.size > 0) {
+    // Recorded before the request, so that a redelivery after this worker dies still counts the
+    // files the copytool restores for it. Best effort: without the record only the count suffers.
+    await Promise.all(
+      [...waiting.values()].map((w) =>
+        recordRestoredBy(w.abs, backend.xattr, batch.jobId).catch(() => undefined),
+      ),
+    );
     try {
       await backend.requestRestore([...waiting.values()].map((w) => w.abs));
     } catch (err) {

@@ -48,7 +48,6 @@ export const restoreVisitor = ({ shard, job, spawn, attempt }: ShardScope): Shar
         // duplicate of the one published then, is rebuilt as it was and the counts stay exact).
         const ours =
           attempt > 1 &&
-          job.spec.backend !== "lustre" &&
           (await restoredBy(resolveUnderRoot(job.spec.root, path), hsmXattr, shard.jobId));
         if (!ours) {
           restore.notReleased++;
