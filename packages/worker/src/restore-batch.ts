@@ -18,7 +18,7 @@ import {
 } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
-import { HsmEmulation, getXattr } from "@hsmfleet/fs";
+import { HsmEmulation } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import {
