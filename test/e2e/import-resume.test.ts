@@ -116,6 +116,34 @@ test("a worker SIGKILLed between a stub's ftruncate and its trusted.hsm xattr: t
   await checkTarget(t, target, f.files, 0xd);
 });
 
+test("an import whose worker died inside a stub, cancelled and run again: the same command finishes its own files and directories (issue 16.4, namespace mode)", async (t) => {
+  const f = await fixture(t, "rerun-ns", 12, 100);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
+  const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
+    env: { ...env, HSMFLEET_TEST_SEAM: "stub-before-hsm-xattr:/d/f05" },
+  });
+  t.teardown(() => void victim.kill("SIGKILL"));
+  const args = ["--nats", f.natsUrl, "import", target, "--container", "rerun-ns", "--json"];
+  const first = spawnCli(["--workers", "0", ...args], { env });
+  t.teardown(() => void first.kill("SIGKILL"));
+  t.is((await exitOf(victim)).signal, "SIGKILL", "the victim died at the seam");
+  first.kill("SIGKILL");
+  await exitOf(first);
+  t.is((await lstat(join(target, "d"))).mode & 0o7777, 0o700, "d left owner-only");
+  const jobs = await listJobs(f.natsUrl);
+  const job = jobs.find((j) => j.state === "running");
+  t.truthy(job, JSON.stringify(jobs));
+  const cancel = await runCli(["--nats", f.natsUrl, "cancel", job!.jobId]);
+  t.is(cancel.code, 0, cancel.stderr);
+  const again = await runCli(["--workers", "1", ...args], { env, timeoutMs: 90_000 });
+  t.is(again.code, 0, again.stderr + again.stdout);
+  t.like(JSON.parse(again.stdout), { state: "succeeded", totalErrors: 0, totalConflicts: 0 });
+  await checkTarget(t, target, f.files, 0xd);
+  t.is((await lstat(join(target, "d"))).mode & 0o7777, 0o750, "d has its stub's mode");
+});
+
 const interruptFullImport = async (t: ExecutionContext, f: Fixture, target: string) => {
   const base = [
     "--nats",

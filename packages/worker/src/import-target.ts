@@ -153,7 +153,13 @@ export class ImportTarget {
     try {
       await this.root.ensureParents(rel);
       const existing = await this.#existing(rel);
-      if (existing?.st.isDirectory()) return { result: "preexisting" };
+      if (existing?.st.isDirectory()) {
+        // Made by an earlier run or attempt of an import that stopped before its attributes were
+        // set: this one's to finish (its shard sets them), not a pre-existing directory.
+        return (await this.#pendingDirectory(rel))
+          ? { result: "imported" }
+          : { result: "preexisting" };
+      }
       if (existing) {
         const overwrite = this.options.conflict.startsWith("overwrite");
         if (!overwrite) {
@@ -179,22 +185,45 @@ export class ImportTarget {
         }
         await this.#remove(rel);
         await this.root.mkdir(rel, 0o700);
+        await this.#markDirectory(rel, "pending");
         return {
           result: "imported",
           conflict: this.#conflict(rel, existing, "reimported", "replaced by the directory"),
         };
       }
-      return {
-        result: (await this.root.mkdir(rel, 0o700)) === "created" ? "imported" : "preexisting",
-      };
+      if ((await this.root.mkdir(rel, 0o700)) !== "created") return { result: "preexisting" };
+      await this.#markDirectory(rel, "pending");
+      return { result: "imported" };
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err, "mkdir") };
     }
   }
 
+  /**
+   * A directory the import made is recorded `pending` (`<ns>.hsmfleet.import`) until its final
+   * attributes are set (`done`), so that a re-run after an interruption finishes it instead of
+   * leaving it owner-only. Not on the posix backend, which records nothing.
+   */
+  async #markDirectory(rel: Buffer, state: "pending" | "done"): Promise<void> {
+    if (!this.#hsm) return;
+    await setXattr(
+      this.root.absolute(rel),
+      this.#importXattr,
+      formatImportState({ state, etag: "" }),
+    );
+  }
+
+  async #pendingDirectory(rel: Buffer): Promise<boolean> {
+    if (!this.#hsm) return false;
+    const record = parseImportState(await getXattr(this.root.absolute(rel), this.#importXattr));
+    return record?.state === "pending";
+  }
+
   /** Final attributes of a directory once its own entries exist (so its mtime sticks). */
   async finishDirectory(rel: Buffer, attrs: EntryAttributes): Promise<ItemError | undefined> {
     try {
+      // Recorded first: setting the mtime is the last change to the directory's inode data.
+      if (await this.#pendingDirectory(rel)) await this.#markDirectory(rel, "done");
       await this.root.setAttributes(rel, attrs);
       return undefined;
     } catch (err) {
