@@ -451,6 +451,8 @@ test("prefixes: only that part is imported; overlapping prefixes are refused bef
   t.is(await readFile(join(dst, "c/3"), "utf8"), "three");
   await t.throwsAsync(lstat(join(dst, "a/1")));
 
+  // Written to locally: no longer the import's own copy of the blob, so a conflict.
+  await writeFile(join(dst, "c/3"), "local");
   const again = await runImportJob({
     nc: env.nc,
     target: dst,

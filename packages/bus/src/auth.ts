@@ -117,6 +117,53 @@ export const natsAuthOptions = (auth: BusAuth | undefined): NatsAuthOptions => {
   return out;
 };
 
+/**
+ * Credentials written into NATS URLs (`nats://user:password@host`, `nats://token@host`, as the
+ * `nats` CLI and nats.js's own examples accept them): returned as BusAuth, with the URLs stripped
+ * of them. Percent-encoded characters are decoded. Every URL that carries credentials must carry
+ * the same ones, and they cannot be combined with another way of authenticating (UsageError).
+ */
+export const busAuthFromUrls = (
+  servers: string[],
+  given: BusAuth | undefined,
+): { servers: string[]; auth: BusAuth | undefined } => {
+  let fromUrl: { user?: string; password?: string; token?: string } | undefined;
+  let fromUrlKey: string | undefined;
+  const stripped = servers.map((url) => {
+    const m = /^([a-z]+:\/\/)([^@/]*)@(.*)$/i.exec(url);
+    if (!m) return url;
+    const info = m[2]!;
+    const colon = info.indexOf(":");
+    const decode = (v: string) => {
+      try {
+        return decodeURIComponent(v);
+      } catch {
+        throw new UsageError(`the credentials in NATS URL ${redactNatsUrl(url)} are not valid`);
+      }
+    };
+    const creds =
+      colon < 0
+        ? { token: decode(info) }
+        : { user: decode(info.slice(0, colon)), password: decode(info.slice(colon + 1)) };
+    const key = JSON.stringify(creds);
+    if (fromUrlKey !== undefined && fromUrlKey !== key) {
+      throw new UsageError("the NATS URLs carry different credentials; give one set");
+    }
+    fromUrl = creds;
+    fromUrlKey = key;
+    return `${m[1]}${m[3]}`;
+  });
+  if (fromUrl === undefined) return { servers, auth: given };
+  const other = [given?.user, given?.password, given?.token, given?.credsFile, given?.nkeySeedFile];
+  if (other.some((v) => v !== undefined && v !== "")) {
+    throw new UsageError(
+      "the NATS URL carries credentials and another way to authenticate is given too " +
+        "(--nats-user/--nats-password, --nats-token, --nats-creds, --nats-nkey or NATS_*); give one",
+    );
+  }
+  return { servers: stripped, auth: { ...given, ...fromUrl } };
+};
+
 /** Removes `user:password@` from NATS URLs (they may carry credentials). */
 export const redactNatsUrl = (url: string): string =>
   url.replace(/^([a-z]+:\/\/)[^@/]*@/i, "$1***@");

@@ -1,5 +1,8 @@
 import { createHash } from "node:crypto";
 import type { KV } from "@nats-io/kv";
+import { DependencyError, errorMessage } from "@hsmfleet/core";
+import { isRetryableJetStreamError, withJetStreamRetry } from "./jetstream-retry.js";
+import type { JetStreamRetryOptions } from "./jetstream-retry.js";
 
 interface ChunkState {
   count: number;
@@ -22,6 +25,18 @@ export interface ChunkCompletion {
 const MAX_ATTEMPTS = 50;
 
 /**
+ * The chunk record could not be read or written within the retry deadline (the NATS server or the
+ * KV's stream did not answer). Retryable: the chunk item is handed back, and its next delivery
+ * records the same bit (setting it is idempotent).
+ */
+export class ChunkTrackerUnavailableError extends DependencyError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { ...options, retryable: true });
+    this.name = "ChunkTrackerUnavailableError";
+  }
+}
+
+/**
  * Which chunks of a large file are done, shared by every worker through a KV bucket (compare-and-
  * set on the entry's revision, so concurrent completions never lose a bit). Finalization (commit a
  * block list, check a whole-file MD5, set attributes) happens when a completion finds all bits
@@ -29,9 +44,16 @@ const MAX_ATTEMPTS = 50;
  */
 export class ChunkTracker {
   readonly #kv: KV;
+  readonly #retry: JetStreamRetryOptions;
 
-  constructor(kv: KV) {
+  /**
+   * `retry`: how long a completion keeps trying while the KV does not answer — a nats-server
+   * restart, a stream without a leader (timeouts, no responders, 503). Default: 60 s in total, 250 ms
+   * doubling to 4 s between tries (JETSTREAM_RETRY_DEFAULTS).
+   */
+  constructor(kv: KV, retry: JetStreamRetryOptions = {}) {
     this.#kv = kv;
+    this.#retry = retry;
   }
 
   /** KV key of one file of one job (the path is hashed: keys allow only a few characters). */
@@ -53,6 +75,29 @@ export class ChunkTracker {
       index >= count
     )
       throw new RangeError(`chunk ${index} of ${count} is not a chunk`);
+    // The whole read-modify-write is repeated while the KV does not answer: a write whose answer
+    // was lost may have landed, and the next read shows it (setting a bit twice is harmless, and
+    // `finalizedBy` keeps the first item that saw the file complete).
+    try {
+      return await withJetStreamRetry(
+        `record chunk ${index} of ${count} in the chunk tracker (${key})`,
+        () => this.#completeOnce(key, index, count, itemId),
+        this.#retry,
+      );
+    } catch (err) {
+      if (err instanceof DependencyError || isRetryableJetStreamError(err)) {
+        throw new ChunkTrackerUnavailableError(errorMessage(err), { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async #completeOnce(
+    key: string,
+    index: number,
+    count: number,
+    itemId: string,
+  ): Promise<ChunkCompletion> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.#kv.get(key);
       const exists = entry !== null && entry.operation === "PUT" && entry.value.length > 0;
@@ -72,7 +117,9 @@ export class ChunkTracker {
       try {
         if (exists) await this.#kv.update(key, value, entry.revision);
         else await this.#kv.create(key, value);
-      } catch {
+      } catch (err) {
+        // Not answered (the server is away): retried from the read by the caller's backoff.
+        if (isRetryableJetStreamError(err)) throw err;
         continue; // someone else wrote first: read again
       }
       return { allDone: all, counts: all && state.finalizedBy === itemId };

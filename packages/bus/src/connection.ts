@@ -1,7 +1,16 @@
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DependencyError, HsmfleetError, errorMessage } from "@hsmfleet/core";
-import { describeBusAuth, natsAuthOptions, redactBusSecrets, redactNatsUrl } from "./auth.js";
+import { checkServerIdentity } from "node:tls";
+import type { PeerCertificate } from "node:tls";
+import { isIP } from "node:net";
+import {
+  busAuthFromUrls,
+  describeBusAuth,
+  natsAuthOptions,
+  redactBusSecrets,
+  redactNatsUrl,
+} from "./auth.js";
 import type { BusAuth } from "./auth.js";
 
 export interface BusConnectOptions {
@@ -30,10 +39,44 @@ const AUTH_FAILURE =
 const TLS_FAILURE = /tls|ssl|certificate|self[- ]signed|handshake|EPROTO/i;
 
 /** Connects to NATS, turning low-level failures into a message that names the server. */
+/** Host of a NATS URL (no brackets around an IPv6 address), or undefined when it has none. */
+const hostOf = (url: string): string | undefined => {
+  const m = /^(?:[a-z]+:\/\/)?(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/i.exec(url);
+  return m?.[1]?.replace(/^\[(.*)\]$/, "$1");
+};
+
+/**
+ * The server identity check for TLS. nats.js sends a server's host name as SNI and Node checks the
+ * certificate against it; for a server given as an IP address there is no SNI name, and Node then
+ * checks against "localhost" — so a certificate for DNS:localhost passed and one for the address
+ * itself failed. Here a check without an SNI name is made against the IP addresses of the URLs
+ * (the address's IP subjectAltName; with several addresses, any one of them).
+ */
+const serverIdentityCheck = (servers: string[]) => {
+  const ips = [...new Set(servers.map(hostOf).filter((h): h is string => !!h && isIP(h) !== 0))];
+  const names = new Set(servers.map(hostOf).filter((h) => h !== undefined && isIP(h) === 0));
+  return (hostname: string, cert: PeerCertificate): Error | undefined => {
+    // "localhost" is Node's fallback when no SNI name was sent, i.e. the server was an IP.
+    if (hostname !== "localhost" || ips.length === 0 || names.has("localhost"))
+      return checkServerIdentity(hostname, cert);
+    let first: Error | undefined;
+    for (const ip of ips) {
+      const err = checkServerIdentity(ip, cert);
+      if (err === undefined) return undefined;
+      first ??= err;
+    }
+    return first;
+  };
+};
+
 export const connectBus = async (options: BusConnectOptions): Promise<NatsConnection> => {
-  const servers = Array.isArray(options.servers) ? options.servers : [options.servers];
-  const shown = servers.map(redactNatsUrl).join(", ");
-  const auth = natsAuthOptions(options.auth);
+  const given = Array.isArray(options.servers) ? options.servers : [options.servers];
+  const shown = given.map(redactNatsUrl).join(", ");
+  const { servers, auth: busAuth } = busAuthFromUrls(given, options.auth);
+  const auth = natsAuthOptions(busAuth);
+  if (auth.tls !== undefined) {
+    Object.assign(auth.tls, { checkServerIdentity: serverIdentityCheck(servers) });
+  }
   try {
     return await connect({
       servers,
@@ -45,12 +88,12 @@ export const connectBus = async (options: BusConnectOptions): Promise<NatsConnec
     });
   } catch (err) {
     if (err instanceof HsmfleetError) throw err;
-    const cause = redactBusSecrets(errorMessage(err), options.auth);
-    const chain = `${cause} ${redactBusSecrets(errorMessage((err as { cause?: unknown }).cause ?? ""), options.auth)}`;
+    const cause = redactBusSecrets(errorMessage(err), busAuth);
+    const chain = `${cause} ${redactBusSecrets(errorMessage((err as { cause?: unknown }).cause ?? ""), busAuth)}`;
     if (AUTH_FAILURE.test(chain)) {
       throw new BusAuthError(
         `NATS at ${shown} refused the connection (${cause}) when authenticating with ` +
-          `${describeBusAuth(options.auth)}: check --nats-user/--nats-password, --nats-token, ` +
+          `${describeBusAuth(busAuth)}: check --nats-user/--nats-password, --nats-token, ` +
           `--nats-creds or --nats-nkey (or the NATS_* variables)`,
         { cause: err },
       );

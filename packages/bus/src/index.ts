@@ -43,7 +43,7 @@ export type { KV } from "@nats-io/kv";
 export { headerReader, traceHeaders } from "./trace-headers.js";
 export { ensureJobConsumer, deleteJobConsumer } from "./job-consumer.js";
 export type { JobConsumerOptions } from "./job-consumer.js";
-export { ChunkTracker } from "./chunk-tracker.js";
+export { ChunkTracker, ChunkTrackerUnavailableError } from "./chunk-tracker.js";
 export type { ChunkCompletion } from "./chunk-tracker.js";
 export { sealHeaders, hasValidSeal, sealingPublishes } from "./sealed-publish.js";
 export type { ItemKeyLookup } from "./sealed-publish.js";

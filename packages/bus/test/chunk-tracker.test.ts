@@ -1,6 +1,11 @@
 import test from "ava";
 import { startNatsServer } from "@hsmfleet/testkit";
-import { ChunkTracker, connectBus, ensureTopology } from "../src/index.js";
+import {
+  ChunkTracker,
+  ChunkTrackerUnavailableError,
+  connectBus,
+  ensureTopology,
+} from "../src/index.js";
 
 test("chunk tracker: concurrent completions lose no chunk; the file completes once and is counted by one item", async (t) => {
   const server = await startNatsServer();
@@ -34,4 +39,29 @@ test("chunk tracker: concurrent completions lose no chunk; the file completes on
   await t.throwsAsync(trackers[0]!.complete(key, count, count, "x"), { instanceOf: RangeError });
   await trackers[0]!.forget(key);
   t.deepEqual(await trackers[0]!.complete(key, 0, 2, "y"), { allDone: false, counts: false });
+});
+
+test("chunk tracker: a completion during a nats-server restart is retried until the KV answers; past the deadline it fails retryable (issue 14.9)", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const { chunks } = await ensureTopology(nc);
+  const tracker = new ChunkTracker(chunks);
+  const key = ChunkTracker.key("job-r", "big.bin");
+  t.deepEqual(await tracker.complete(key, 0, 2, "c0"), { allDone: false, counts: false });
+  server.kill("SIGKILL");
+  await new Promise((r) => setTimeout(r, 200));
+  const during = tracker.complete(key, 1, 2, "c1");
+  await new Promise((r) => setTimeout(r, 4000));
+  await server.restart();
+  t.deepEqual(await during, { allDone: true, counts: true }, "recorded once the server is back");
+  server.kill("SIGKILL");
+  await new Promise((r) => setTimeout(r, 200));
+  const short = new ChunkTracker(chunks, { deadlineMs: 1500 });
+  const err = await t.throwsAsync(short.complete(key, 1, 2, "c1"), {
+    instanceOf: ChunkTrackerUnavailableError,
+  });
+  t.true(err?.retryable, "the chunk item is handed back, not failed");
+  t.regex(err?.message ?? "", /record chunk 1 of 2 in the chunk tracker/);
 });

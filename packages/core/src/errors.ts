@@ -32,7 +32,7 @@ export class UsageError extends HsmfleetError {
 
 /** A required external program (nats-server, lfs, …) is missing or failed to start. */
 export class DependencyError extends HsmfleetError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; retryable?: boolean }) {
     super(message, options);
     this.name = "DependencyError";
   }

@@ -75,3 +75,5 @@ export {
   parseModtime,
 } from "./blob-metadata.js";
 export type { PosixAttributes, BlobEntryKind } from "./blob-metadata.js";
+export { testSeam } from "./test-seam.js";
+export type { TestSeamName } from "./test-seam.js";

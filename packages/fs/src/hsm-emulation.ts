@@ -18,6 +18,7 @@ import {
   encodeHsmAttrs,
   errorCode,
   errorMessage,
+  testSeam,
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
 
@@ -130,6 +131,7 @@ export class HsmEmulation {
       }
       op = "ftruncate";
       if (st.size !== BigInt(size)) await handle.truncate(size);
+      testSeam("stub-before-hsm-xattr", path);
     } catch (err) {
       throw fsError(err, op, path);
     } finally {

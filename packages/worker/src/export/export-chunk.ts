@@ -15,6 +15,7 @@ import {
   errorMessage,
   metadataForEntry,
   resolveUnderRoot,
+  testSeam,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
@@ -127,6 +128,7 @@ export const handleExportChunk = async (
     });
     step.end("ok", { bytes: chunk.length });
     operation = "chunk-complete";
+    testSeam("chunk-before-complete", chunk.path);
     const { allDone, counts } = await tracker.complete(
       ChunkTracker.key(chunk.jobId, chunk.path),
       chunk.index,

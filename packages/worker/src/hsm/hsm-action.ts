@@ -406,8 +406,9 @@ export class HsmActionRunner {
           const flags = (await backend.state(abs))?.flags ?? 0;
           // A released file's only data is the archive copy: refused, with the reason.
           if ((flags & HsmFlag.Released) !== 0) await backend.remove(abs);
-          const container = await this.#ctx.container(job);
-          const deleted = await container.deleteBlob(this.#copy.blobName(job, item));
+          const copy = await this.#copy.archiveCopy(job, item);
+          const container = await this.#ctx.container(job, copy.container);
+          const deleted = await container.deleteBlob(copy.blobName);
           const archived = (flags & (HsmFlag.Archived | HsmFlag.Lost | HsmFlag.Dirty)) !== 0;
           if (archived) await backend.remove(abs);
           return result(item, deleted || archived ? HsmItemStatus.Done : HsmItemStatus.Skipped);

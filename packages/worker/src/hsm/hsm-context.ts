@@ -12,7 +12,8 @@ export interface HsmActionContext {
   /** The job record (cached); undefined or not live = the list is dropped. */
   job: (jobId: string) => Promise<JobStatus | undefined>;
   isLive: (job: JobStatus | undefined) => job is JobStatus;
-  container: (job: JobStatus) => Promise<BlobContainer>;
+  /** The job's container, or the one named (an archive copy recorded on the file). */
+  container: (job: JobStatus, name?: string) => Promise<BlobContainer>;
   budget: MemoryBudget;
   blockConcurrency: number;
   /** Items of one list carried out at once. Default 32. */

@@ -1,6 +1,7 @@
 import { constants } from "node:fs";
 import { lstat } from "node:fs/promises";
 import {
+  DEFAULT_HSM_XATTR,
   EntryType,
   HsmFlag,
   HsmRefusedError,
@@ -14,6 +15,8 @@ import { jobRootFor } from "@hsmfleet/fs";
 import type { HsmEmulationBackend } from "@hsmfleet/fs";
 import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
+import { locateArchiveCopy } from "../runtime/archive-location.js";
+import type { ArchiveCopy } from "../runtime/archive-location.js";
 import type { HsmActionContext } from "./hsm-context.js";
 import { result } from "./hsm-results.js";
 
@@ -31,9 +34,21 @@ export class HsmCopy {
     this.#ctx = ctx;
   }
 
-  /** The blob of an item's file: its path under the job's prefix. */
-  blobName(job: JobStatus, item: HsmActionItem): string {
-    return blobNameForPath(item.path, normalizePrefix(job.spec.prefix));
+  /**
+   * Where the file's archive copy is (runtime/archive-location.ts, the same answer for every action
+   * and for `hsmfleet restore`): the location an import recorded on it (read beneath the job
+   * root's fd), else the job's container at the path's blob name (under the job's prefix).
+   */
+  async archiveCopy(job: JobStatus, item: HsmActionItem): Promise<ArchiveCopy> {
+    return locateArchiveCopy(
+      await jobRootFor(job.spec.root),
+      item.path,
+      job.spec.hsmXattr || DEFAULT_HSM_XATTR,
+      () => ({
+        container: job.spec.container,
+        blobName: blobNameForPath(item.path, normalizePrefix(job.spec.prefix)),
+      }),
+    );
   }
 
   #progress(list: HsmActionList, item: HsmActionItem, total: number): (n: number) => void {
@@ -88,7 +103,8 @@ export class HsmCopy {
       ino: st.ino,
       nlink: Number(st.nlink),
     };
-    const container = await this.#ctx.container(job);
+    const copy = await this.archiveCopy(job, item);
+    const container = await this.#ctx.container(job, copy.container);
     let ensured = this.#ensured.get(container.name);
     if (!ensured) {
       ensured = container.ensureExists();
@@ -97,7 +113,7 @@ export class HsmCopy {
     }
     await ensured;
     const { uploadFile } = await import("@hsmfleet/blob");
-    const done = await uploadFile(container, abs, this.blobName(job, item), {
+    const done = await uploadFile(container, abs, copy.blobName, {
       // Read beneath the job root's fd, nothing followed, and only the inode just checked.
       beneath: { rootFd: (await jobRootFor(job.spec.root)).fd, rel: item.path },
       metadata: metadataForEntry(entry),
@@ -129,7 +145,8 @@ export class HsmCopy {
   ): Promise<HsmItemResult> {
     if (!(await backend.beginRestore(abs)))
       return result(item, HsmItemStatus.Skipped, "not released");
-    const container = await this.#ctx.container(job);
+    const copy = await this.archiveCopy(job, item);
+    const container = await this.#ctx.container(job, copy.container);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
     const before = await lstat(abs, { bigint: true });
     // The data goes in through an fd opened beneath the job root (nothing followed), and only
@@ -148,7 +165,7 @@ export class HsmCopy {
     }
     let bytes: number;
     try {
-      const done = await downloadBlobToFile(container, this.blobName(job, item), fh, abs, {
+      const done = await downloadBlobToFile(container, copy.blobName, fh, abs, {
         budget: this.#ctx.budget,
         concurrency: this.#ctx.blockConcurrency,
         abortSignal: signal,

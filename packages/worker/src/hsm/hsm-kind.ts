@@ -14,7 +14,7 @@ export const hsmKind: WorkerJobKind = {
         workerId: ctx.options.workerId,
         job: (jobId) => ctx.jobs.get(jobId),
         isLive,
-        container: (job) => ctx.container(job),
+        container: (job, name) => ctx.containerNamed(name ?? job.spec.container, job),
         budget: ctx.budget,
         blockConcurrency: ctx.options.blockConcurrency,
         pullSignal: ctx.pullSignal,

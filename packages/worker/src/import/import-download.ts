@@ -7,7 +7,7 @@
  * all); a redelivered batch downloads again into the same files.
  */
 import type { BlobContainer } from "@hsmfleet/blob";
-import { errorMessage } from "@hsmfleet/core";
+import { errorMessage, testSeam } from "@hsmfleet/core";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyImportCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
@@ -48,7 +48,17 @@ export const handleImportDownload = async (
       await traceFileTransfer(info, async () => {
         let operation = "open";
         let bytes = 0;
+        testSeam("import-download-start", target.root.absolute(entry.path));
         try {
+          // Delivered again (its worker died): files it completed before are not fetched twice.
+          if (
+            msg.info.deliveryCount > 1 &&
+            (await target.downloadComplete(entry.path, entry.size))
+          ) {
+            counters.importedFiles++;
+            counters.totalBlobsImported++;
+            return { bytes };
+          }
           const fh = await target.root.openExisting(entry.path);
           try {
             operation = "download";

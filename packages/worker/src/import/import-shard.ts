@@ -328,7 +328,7 @@ const importShardWith = async (
         const outcome = await target.symlink(r.rel, linkTarget, attrs, redelivered);
         return { rel: r.rel, kind, attrs, blob: b, outcome };
       }
-      const outcome = await target.file(r.rel, b.size, attrs, b.name, redelivered);
+      const outcome = await target.file(r.rel, b.size, attrs, b.name, b.etag ?? "", redelivered);
       return { rel: r.rel, kind, attrs, blob: b, outcome };
     };
     for await (const b of container.listLevel(level)) {

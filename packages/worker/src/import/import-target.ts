@@ -13,32 +13,23 @@
  * Pre-existing directories are merged (counted, not conflicts); their attributes are updated in
  * the overwrite modes only.
  */
-import { constants } from "node:fs";
-import {
-  FsOperationError,
-  HSM_COMPAT,
-  HsmFlag,
-  canRelease,
-  decodeHsmAttrs,
-  displayPath,
-  encodeHsmAttrs,
-  errorCode,
-  errorMessage,
-  hsmFlagWords,
-} from "@hsmfleet/core";
-import type { HsmAttrs } from "@hsmfleet/core";
-import {
-  ARCHIVED_FLAGS,
-  RELEASED_STUB_FLAGS,
-  TargetRoot,
-  UnsafePathError,
-  dataVersion,
-  jobRootFor,
-  openHsmBackend,
-} from "@hsmfleet/fs";
-import type { EntryAttributes, EntryStat, HsmBackend } from "@hsmfleet/fs";
+import { FsOperationError, HsmFlag, displayPath, errorCode, errorMessage } from "@hsmfleet/core";
+import { TargetRoot, UnsafePathError, jobRootFor, openHsmBackend } from "@hsmfleet/fs";
+import type { EntryAttributes, HsmBackend } from "@hsmfleet/fs";
 import type { ConflictMode, ImportMode, ItemError } from "@hsmfleet/protocol";
-import { archiveLocationXattr, formatArchiveLocation } from "../runtime/archive-location.js";
+import {
+  archiveLocationXattr,
+  finishImportState,
+  formatArchiveLocation,
+  formatImportState,
+  importStateXattr,
+  parseImportState,
+} from "../runtime/archive-location.js";
+import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
+import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
+import { ownEntry } from "./own-entry.js";
+import type { OwnEntryTarget } from "./own-entry.js";
+import { TargetHsm } from "./target-hsm.js";
 
 export interface ImportTargetOptions {
   root: string;
@@ -56,31 +47,7 @@ export interface ImportTargetOptions {
   container: string;
 }
 
-/** What happened to one entry. `conflict` is set for every pre-existing file or symlink. */
-export interface ImportOutcome {
-  result: "imported" | "preexisting" | "skipped" | "failed";
-  /** Full mode: the file exists (as a stub) and its data must be downloaded. */
-  download?: boolean;
-  conflict?: ItemError;
-  error?: ItemError;
-}
-
-type Existing = { st: EntryStat; hsm: HsmAttrs | undefined };
-
-const describeExisting = (e: Existing): string => {
-  if (e.st.isDirectory()) return "directory";
-  if (e.st.isSymbolicLink()) return "symlink";
-  if (!e.st.isFile()) return "special file";
-  const flags = e.hsm?.flags ?? 0;
-  const words = hsmFlagWords(flags);
-  return `file (0x${flags.toString(16).padStart(8, "0")})${words.length ? " " + words.join(" ") : " new"}`;
-};
-
-/** Archived and not dirty (a released stub is clean too). */
-const isClean = (hsm: HsmAttrs | undefined): boolean => {
-  const flags = hsm?.flags ?? 0;
-  return (flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Dirty) === 0;
-};
+export type { ImportOutcome } from "./import-conflict.js";
 
 export class ImportTarget {
   readonly root: TargetRoot;
@@ -93,6 +60,11 @@ export class ImportTarget {
    */
   readonly #stubs: boolean;
   readonly #locationXattr: string;
+  readonly #importXattr: string;
+  /** The backend's operations on the target's files (fd-relative on the emulation backend). */
+  readonly #beneath: TargetHsm | undefined;
+  readonly #conflictTarget: ConflictTarget;
+  readonly #ownTarget: OwnEntryTarget;
 
   private constructor(root: TargetRoot, options: ImportTargetOptions) {
     this.root = root;
@@ -106,118 +78,29 @@ export class ImportTarget {
             lfsPath: options.lfsPath,
           });
     this.#locationXattr = archiveLocationXattr(options.hsmXattr);
+    this.#importXattr = importStateXattr(options.hsmXattr);
+    this.#beneath = this.#hsm && new TargetHsm(root, this.#hsm, options.archiveId);
     this.#stubs =
       this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
+    this.#conflictTarget = {
+      root,
+      conflict: options.conflict,
+      mode: options.mode,
+      hsm: this.#hsm,
+      beneath: this.#beneath,
+    };
+    this.#ownTarget = {
+      root: root.jobRoot,
+      hsm: this.#hsm !== undefined,
+      mode: options.mode,
+      container: options.container,
+      hsmXattr: options.hsmXattr,
+    };
   }
 
   /** Opens the target through the process's shared JobRoot of `options.root` (its dir fd). */
   static async open(options: ImportTargetOptions): Promise<ImportTarget> {
     return new ImportTarget(TargetRoot.of(await jobRootFor(options.root)), options);
-  }
-
-  /**
-   * HSM state of a regular file. The emulation backend's xattr is read through an fd of the file
-   * opened beneath the root (nothing followed); a clean archived file whose data version no
-   * longer matches its size and mtime is reported (and persisted) DIRTY, as the backend's own
-   * state() does. The lustre backend asks `lfs` by path (see docs/security.md, Path safety).
-   */
-  async #hsmState(rel: Buffer, st: EntryStat): Promise<HsmAttrs | undefined> {
-    if (!this.#hsm) return undefined;
-    if (this.#hsm.kind !== "hsm-emulation") return this.#hsm.state(this.root.absolute(rel));
-    const jr = this.root.jobRoot;
-    const value = await jr.getXattr(rel, this.#hsm.xattr);
-    if (value === undefined) return undefined;
-    let attrs: HsmAttrs;
-    try {
-      attrs = decodeHsmAttrs(value);
-    } catch (err) {
-      throw new FsOperationError("getxattr", jr.display(rel), "EINVAL", errorMessage(err), err);
-    }
-    const flags = attrs.flags;
-    if (
-      attrs.archiveVersion === 0n ||
-      (flags & HsmFlag.Archived) === 0 ||
-      (flags & HsmFlag.Dirty) !== 0
-    )
-      return attrs;
-    const version = dataVersion(
-      st.size,
-      BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec),
-    );
-    if (version === attrs.archiveVersion) return attrs;
-    const dirty = { ...attrs, flags: (flags | HsmFlag.Dirty) & ~HsmFlag.Released };
-    await jr.setXattr(rel, this.#hsm.xattr, encodeHsmAttrs(dirty));
-    return dirty;
-  }
-
-  /** lfs hsm_import's effect on the emulation backend, fd-relative: a sparse released stub. */
-  async #importReleased(rel: Buffer, size: number): Promise<void> {
-    const hsm = this.#hsm!;
-    if (hsm.kind !== "hsm-emulation") {
-      await hsm.importReleased(this.root.absolute(rel), size, this.options.archiveId);
-      return;
-    }
-    const jr = this.root.jobRoot;
-    const { handle, stat } = await jr.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
-    try {
-      if ((stat.mode & 0o170000) !== 0o100000) {
-        throw new FsOperationError("open", jr.display(rel), "EINVAL", "not a regular file");
-      }
-      const stub = stat.size === size && stat.blocks === 0n;
-      if (stat.size !== 0 && !stub) {
-        throw new FsOperationError(
-          "fstat",
-          jr.display(rel),
-          "EINVAL",
-          `file already has data (${stat.size} bytes); a released stub must start empty`,
-        );
-      }
-      if (stat.size !== size) await handle.truncate(size);
-    } finally {
-      await handle.close();
-    }
-    await jr.setXattr(
-      rel,
-      hsm.xattr,
-      encodeHsmAttrs({
-        compat: HSM_COMPAT,
-        flags: RELEASED_STUB_FLAGS,
-        archiveId: BigInt(this.options.archiveId),
-        archiveVersion: 0n,
-      }),
-    );
-  }
-
-  /** "Exists archived" (0x9) after a download, fd-relative on the emulation backend. */
-  async #markArchived(rel: Buffer): Promise<void> {
-    const hsm = this.#hsm!;
-    if (hsm.kind !== "hsm-emulation") {
-      await hsm.markArchived(this.root.absolute(rel), this.options.archiveId);
-      return;
-    }
-    const jr = this.root.jobRoot;
-    const st = await this.root.lstat(rel);
-    if (!st?.isFile()) {
-      throw new FsOperationError(
-        "lstat",
-        jr.display(rel),
-        st ? "EINVAL" : "ENOENT",
-        "not a regular file",
-      );
-    }
-    const value = await jr.getXattr(rel, hsm.xattr);
-    const previous = value && value.length >= 24 ? decodeHsmAttrs(value) : undefined;
-    const keep = HsmFlag.NoRelease | HsmFlag.NoArchive;
-    await jr.setXattr(
-      rel,
-      hsm.xattr,
-      encodeHsmAttrs({
-        compat: previous?.compat ?? HSM_COMPAT,
-        flags: ARCHIVED_FLAGS | ((previous?.flags ?? 0) & keep),
-        archiveId: BigInt(this.options.archiveId),
-        archiveVersion: previous?.archiveVersion ?? 0n,
-      }),
-    );
   }
 
   #error(rel: Buffer, err: unknown, operation?: string): ItemError {
@@ -234,23 +117,8 @@ export class ImportTarget {
   async #existing(rel: Buffer): Promise<Existing | undefined> {
     const st = await this.root.lstat(rel);
     if (!st) return undefined;
-    const hsm = st.isFile() && this.#hsm ? await this.#hsmState(rel, st) : undefined;
+    const hsm = st.isFile() && this.#hsm ? await this.#beneath!.state(rel, st) : undefined;
     return { st, hsm };
-  }
-
-  #conflict(rel: Buffer, existing: Existing, resolution: string, detail: string): ItemError {
-    return {
-      path: rel,
-      operation: describeExisting(existing),
-      code: resolution,
-      message: detail,
-      retryable: false,
-    };
-  }
-
-  /** Removes a non-directory in the way (overwrite modes). */
-  async #remove(rel: Buffer): Promise<void> {
-    await this.root.unlink(rel);
   }
 
   /**
@@ -261,12 +129,18 @@ export class ImportTarget {
     try {
       await this.root.ensureParents(rel);
       const existing = await this.#existing(rel);
-      if (existing?.st.isDirectory()) return { result: "preexisting" };
+      if (existing?.st.isDirectory()) {
+        // Made by an earlier run or attempt of an import that stopped before its attributes were
+        // set: this one's to finish (its shard sets them), not a pre-existing directory.
+        return (await this.#pendingDirectory(rel))
+          ? { result: "imported" }
+          : { result: "preexisting" };
+      }
       if (existing) {
         const overwrite = this.options.conflict.startsWith("overwrite");
         if (!overwrite) {
           const resolution = this.options.conflict === "skip" ? "skipped" : "failed";
-          const conflict = this.#conflict(
+          const conflict = conflictOf(
             rel,
             existing,
             resolution,
@@ -285,24 +159,47 @@ export class ImportTarget {
                 },
               };
         }
-        await this.#remove(rel);
+        await this.root.unlink(rel);
         await this.root.mkdir(rel, 0o700);
+        await this.#markDirectory(rel, "pending");
         return {
           result: "imported",
-          conflict: this.#conflict(rel, existing, "reimported", "replaced by the directory"),
+          conflict: conflictOf(rel, existing, "reimported", "replaced by the directory"),
         };
       }
-      return {
-        result: (await this.root.mkdir(rel, 0o700)) === "created" ? "imported" : "preexisting",
-      };
+      if ((await this.root.mkdir(rel, 0o700)) !== "created") return { result: "preexisting" };
+      await this.#markDirectory(rel, "pending");
+      return { result: "imported" };
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err, "mkdir") };
     }
   }
 
+  /**
+   * A directory the import made is recorded `pending` (`<ns>.hsmfleet.import`) until its final
+   * attributes are set (`done`), so that a re-run after an interruption finishes it instead of
+   * leaving it owner-only. Not on the posix backend, which records nothing.
+   */
+  async #markDirectory(rel: Buffer, state: "pending" | "done"): Promise<void> {
+    if (!this.#hsm) return;
+    await this.root.jobRoot.setXattr(
+      rel,
+      this.#importXattr,
+      formatImportState({ state, etag: "" }),
+    );
+  }
+
+  async #pendingDirectory(rel: Buffer): Promise<boolean> {
+    if (!this.#hsm) return false;
+    const record = parseImportState(await this.root.jobRoot.getXattr(rel, this.#importXattr));
+    return record?.state === "pending";
+  }
+
   /** Final attributes of a directory once its own entries exist (so its mtime sticks). */
   async finishDirectory(rel: Buffer, attrs: EntryAttributes): Promise<ItemError | undefined> {
     try {
+      // Recorded first: setting the mtime is the last change to the directory's inode data.
+      if (await this.#pendingDirectory(rel)) await this.#markDirectory(rel, "done");
       await this.root.setAttributes(rel, attrs);
       return undefined;
     } catch (err) {
@@ -331,7 +228,7 @@ export class ImportTarget {
           await this.root.setAttributes(rel, attrs);
           return { result: "imported" };
         }
-        const decided = await this.#decide(rel, existing, same, attrs);
+        const decided = await decideConflict(this.#conflictTarget, rel, existing, same, attrs);
         if (decided.result !== "imported") return decided;
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
@@ -348,12 +245,20 @@ export class ImportTarget {
    * A file blob: a released stub of `size` bytes (namespace mode, and full mode before its data
    * arrives) or, on the posix backend, an empty file of that size. Attributes are final except in
    * full mode, where the download sets them after the data.
+   *
+   * An existing file that this import made itself — on an earlier attempt of the item (a worker
+   * died), or in an earlier run of the same import (Ctrl-C, a crash) — is not a conflict: one with
+   * the same archive reference (`container/blob`) and the blob's ETag in its import record is
+   * finished if it is not ("pending": made a stub, given its data in full mode, its attributes) and
+   * left alone if it is ("done", clean, the blob's size and mtime; counted pre-existing, or imported
+   * on a redelivery).
    */
   async file(
     rel: Buffer,
     size: number,
     attrs: EntryAttributes,
     blobName: string,
+    etag: string,
     redelivered: boolean,
   ): Promise<ImportOutcome> {
     try {
@@ -362,52 +267,91 @@ export class ImportTarget {
       // exists, so the lstat and HSM-state read are only paid when the name is taken.
       if (!redelivered) {
         const created = await this.#tryCreate(rel);
-        if (created) return await this.#finishFile(rel, size, attrs, blobName, undefined);
+        if (created) return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
       }
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
       if (existing) {
-        const ours = redelivered ? this.#ourEntry(existing, size) : undefined;
+        const ours = await ownEntry(
+          this.#ownTarget,
+          rel,
+          existing,
+          size,
+          attrs,
+          blobName,
+          etag,
+          redelivered,
+        );
         if (ours === "created") {
-          // An earlier attempt created it and stopped before making it a stub.
-          return await this.#finishFile(rel, size, attrs, blobName, undefined);
+          // An earlier attempt created it and stopped before recording anything on it.
+          return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
         }
-        if (ours === "stub") {
-          // A previous attempt of this item made it. Full mode: its download may already be under
-          // way (the batch went out before the crash) and redoes everything it needs itself.
-          if (this.options.mode === "full") return { result: "imported", download: true };
-          return await this.#finishFile(rel, size, attrs, blobName, undefined, true);
+        if (ours === "incomplete") return await this.#resumeFile(rel, existing, size, attrs);
+        if (ours === "complete" && (redelivered || this.options.conflict !== "overwrite-always")) {
+          // Full mode on a redelivery: the batch this item published before is rebuilt as it was
+          // (its download skips files already complete).
+          if (redelivered) {
+            return this.options.mode === "full"
+              ? { result: "imported", download: true }
+              : { result: "imported" };
+          }
+          return { result: "preexisting" };
         }
         const sameFile =
           existing.st.isFile() && existing.st.size === BigInt(size) && isClean(existing.hsm);
-        const decided = await this.#decide(rel, existing, sameFile, attrs, size);
+        const decided = await decideConflict(
+          this.#conflictTarget,
+          rel,
+          existing,
+          sameFile,
+          attrs,
+          size,
+        );
         if (decided.result !== "imported") return decided;
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
       const fh = await this.root.createFile(rel, 0o600);
       await fh.close();
-      return await this.#finishFile(rel, size, attrs, blobName, conflict);
+      return await this.#finishFile(rel, size, attrs, blobName, etag, conflict);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
     }
   }
 
-  /**
-   * On a redelivery: whether an existing file is what an earlier attempt of this item made —
-   * "created" (still empty, 0600, no HSM state: it stopped right after creating it) or "stub".
-   */
-  #ourEntry(existing: Existing, size: number): "created" | "stub" | undefined {
-    if (!existing.st.isFile()) return undefined;
-    if (
-      existing.st.size === 0n &&
-      (Number(existing.st.mode) & 0o7777) === 0o600 &&
-      (existing.hsm?.flags ?? 0) === 0
-    )
-      return "created";
-    if (existing.st.size !== BigInt(size)) return undefined;
-    if (!this.#stubs) return existing.st.blocks === 0n || size === 0 ? "stub" : undefined;
-    return ((existing.hsm?.flags ?? 0) & HsmFlag.Released) !== 0 ? "stub" : undefined;
+  /** Finishes a file an earlier attempt or run of this import left incomplete. */
+  async #resumeFile(
+    rel: Buffer,
+    existing: Existing,
+    size: number,
+    attrs: EntryAttributes,
+  ): Promise<ImportOutcome> {
+    if ((existing.hsm?.flags ?? 0) === 0) {
+      // Stopped before the HSM state: no data was ever written into it, so it starts again from an
+      // empty placeholder (its xattrs may occupy a block, which importReleased would take for data).
+      if (this.#hsm && this.#stubs) {
+        if (existing.st.size !== 0n) {
+          const fh = await this.root.openExisting(rel);
+          try {
+            await fh.truncate(0);
+          } finally {
+            await fh.close();
+          }
+        }
+        await this.#beneath!.importReleased(rel, size);
+      } else if (existing.st.size !== BigInt(size)) {
+        const fh = await this.root.openExisting(rel);
+        try {
+          await fh.truncate(size);
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    if (this.options.mode === "full") return { result: "imported", download: true };
+    await this.root.setAttributes(rel, attrs);
+    await finishImportState(this.root.jobRoot, rel, this.options.hsmXattr);
+    return { result: "imported" };
   }
 
   async #finishFile(
@@ -415,13 +359,24 @@ export class ImportTarget {
     size: number,
     attrs: EntryAttributes,
     blobName: string,
+    etag: string,
     conflict: ItemError | undefined,
-    alreadyStub = false,
   ): Promise<ImportOutcome> {
+    const jr = this.root.jobRoot;
+    const record = async () => {
+      await jr.setXattr(
+        rel,
+        this.#locationXattr,
+        formatArchiveLocation(this.options.container, blobName),
+      );
+      await jr.setXattr(rel, this.#importXattr, formatImportState({ state: "pending", etag }));
+    };
+    // What the file is recorded first, so that a crash at any later step leaves a file a re-run
+    // recognises as its own (lfs hsm_import makes a new file: there it comes right after).
+    const lustreImport = this.#hsm?.kind === "lustre" && this.#stubs;
+    if (this.#hsm && !lustreImport) await record();
     if (this.#hsm && this.#stubs) {
-      // A stub from an earlier attempt already is one (its xattrs may occupy a block, which
-      // importReleased would take for data).
-      if (!alreadyStub) await this.#importReleased(rel, size);
+      await this.#beneath!.importReleased(rel, size);
     } else {
       const fh = await this.root.openExisting(rel);
       try {
@@ -430,175 +385,43 @@ export class ImportTarget {
         await fh.close();
       }
     }
-    if (this.#hsm) {
-      await this.root.jobRoot.setXattr(
-        rel,
-        this.#locationXattr,
-        formatArchiveLocation(this.options.container, blobName),
-      );
-    }
+    if (lustreImport) await record();
     if (this.options.mode === "full") {
       // Owner-only until the data is in; the download sets the final attributes.
       return { result: "imported", download: true, ...(conflict ? { conflict } : {}) };
     }
     await this.root.setAttributes(rel, attrs);
+    if (this.#hsm) {
+      await jr.setXattr(rel, this.#importXattr, formatImportState({ state: "done", etag }));
+    }
     return { result: "imported", ...(conflict ? { conflict } : {}) };
   }
 
   /**
-   * A pre-existing entry where a file or symlink belongs. `same`: it already is what the blob
-   * describes (clean file of that size / symlink to that target). Returns "imported" with
-   * `replace` when the caller must (re)create the entry; otherwise the final outcome.
+   * After a full-mode download: final attributes, the import record "done", then HSM state "exists
+   * archived" (0x9) — in that order, so a file in state 0x9 is complete in every respect.
    */
-  async #decide(
-    rel: Buffer,
-    existing: Existing,
-    same: boolean,
-    attrs: EntryAttributes,
-    size?: number,
-  ): Promise<ImportOutcome & { replace?: boolean }> {
-    const mode = this.options.conflict;
-    if (mode === "fail") {
-      const conflict = this.#conflict(
-        rel,
-        existing,
-        "failed",
-        "the entry already exists (--conflict fail)",
-      );
-      return {
-        result: "failed",
-        conflict,
-        error: {
-          ...conflict,
-          operation: "import",
-          code: "EEXIST",
-          message: `${describeExisting(existing)} already exists (--conflict fail)`,
-        },
-      };
-    }
-    if (mode === "skip") {
-      return {
-        result: "skipped",
-        conflict: this.#conflict(rel, existing, "skipped", "left as it was"),
-      };
-    }
-    if (existing.st.isDirectory()) {
-      const conflict = this.#conflict(
-        rel,
-        existing,
-        "failed",
-        "a directory is in the way; directories are never deleted",
-      );
-      return {
-        result: "failed",
-        conflict,
-        error: {
-          ...conflict,
-          operation: "import",
-          code: "EISDIR",
-          message: "a directory is where a file or symlink belongs; directories are never deleted",
-        },
-      };
-    }
-    const clean = existing.st.isFile() && isClean(existing.hsm);
-    if (same && (mode === "overwrite-dirty" || !existing.st.isFile())) {
-      await this.root.setAttributes(rel, attrs);
-      return {
-        result: "imported",
-        replace: false,
-        conflict: this.#conflict(
-          rel,
-          existing,
-          "attributes-updated",
-          "clean; attributes set from the blob",
-        ),
-      };
-    }
-    if (
-      mode === "overwrite-always" &&
-      same &&
-      clean &&
-      this.options.mode === "namespace" &&
-      this.#hsm !== undefined &&
-      size !== undefined
-    ) {
-      await this.#release(rel);
-      await this.root.setAttributes(rel, attrs);
-      return {
-        result: "imported",
-        replace: false,
-        conflict: this.#conflict(
-          rel,
-          existing,
-          "released",
-          "clean; data released, attributes set from the blob",
-        ),
-      };
-    }
-    await this.#remove(rel);
-    return {
-      result: "imported",
-      replace: true,
-      conflict: this.#conflict(
-        rel,
-        existing,
-        "reimported",
-        clean
-          ? "deleted and imported again"
-          : "dirty or never archived: deleted and imported again",
-      ),
-    };
-  }
-
-  /** Drops a clean file's data, keeping its size (`lfs hsm_release`; the backend checks the rules). */
-  async #release(rel: Buffer): Promise<void> {
-    const hsm = this.#hsm!;
-    if (hsm.kind !== "hsm-emulation") {
-      await hsm.release(this.root.absolute(rel));
-      return;
-    }
-    // The emulation backend's release, fd-relative: the data is dropped through an fd opened
-    // beneath the target (never through a swapped directory), the size and mtime kept.
-    const jr = this.root.jobRoot;
-    const st = await this.root.lstat(rel);
-    if (!st?.isFile()) {
-      throw new FsOperationError("release", jr.display(rel), "EINVAL", "not a regular file");
-    }
-    const attrs = await this.#hsmState(rel, st);
-    const allowed = canRelease(attrs?.flags ?? 0);
-    if (!allowed.ok) {
-      throw new FsOperationError("release", jr.display(rel), "EPERM", allowed.reason);
-    }
-    if (((attrs?.flags ?? 0) & HsmFlag.Released) !== 0) return;
-    const { handle, stat } = await jr.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
-    let version: bigint;
-    try {
-      if (stat.ino !== st.ino || stat.dev !== st.dev) {
-        throw new FsOperationError("release", jr.display(rel), "ESTALE", "replaced meanwhile");
-      }
-      const now = await handle.stat({ bigint: true });
-      await handle.truncate(0);
-      await handle.truncate(Number(now.size));
-      await handle.utimes(
-        new Date(Number(now.atimeNs / 1_000_000n)),
-        Number(now.mtimeNs / 1000n) / 1e6,
-      );
-      const after = await handle.stat({ bigint: true });
-      version = dataVersion(after.size, after.mtimeNs);
-    } finally {
-      await handle.close();
-    }
-    await jr.setXattr(
-      rel,
-      hsm.xattr,
-      encodeHsmAttrs({ ...attrs!, flags: allowed.flags, archiveVersion: version }),
-    );
-  }
-
-  /** After a full-mode download: final attributes, then HSM state "exists archived" (0x9). */
   async completeDownload(rel: Buffer, attrs: EntryAttributes): Promise<void> {
     await this.root.setAttributes(rel, attrs);
-    if (this.#hsm) await this.#markArchived(rel);
+    if (this.#hsm) {
+      await finishImportState(this.root.jobRoot, rel, this.options.hsmXattr);
+      await this.#beneath!.markArchived(rel);
+    }
+  }
+
+  /**
+   * Whether a full-mode file is already complete (its import record "done", state "exists
+   * archived", the blob's size): a redelivered download batch skips it instead of fetching it again.
+   */
+  async downloadComplete(rel: Buffer, size: number): Promise<boolean> {
+    if (!this.#hsm) return false;
+    const existing = await this.#existing(rel);
+    if (!existing?.st.isFile() || existing.st.size !== BigInt(size)) return false;
+    const flags = existing.hsm?.flags ?? 0;
+    if ((flags & HsmFlag.Archived) === 0 || (flags & (HsmFlag.Released | HsmFlag.Dirty)) !== 0)
+      return false;
+    const record = parseImportState(await this.root.jobRoot.getXattr(rel, this.#importXattr));
+    return record?.state === "done";
   }
 
   /**

@@ -10,49 +10,63 @@ import { lstat } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
+  attributesFromMetadata,
   blobNameForPath,
   displayPath,
   resolveUnderRoot,
+  testSeam,
 } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type { JsMsg } from "@hsmfleet/bus";
-import { HsmEmulation, getXattr, jobRootFor } from "@hsmfleet/fs";
+import { HsmEmulation, jobRootFor } from "@hsmfleet/fs";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
-import { archiveLocationXattr, parseArchiveLocation } from "../runtime/archive-location.js";
+import type { JobRoot } from "@hsmfleet/fs";
+import {
+  archiveLocationXattr,
+  finishImportState,
+  locateArchiveCopy,
+  readImportState,
+  recordRestoredBy,
+  restoredBy,
+} from "../runtime/archive-location.js";
+import type { ArchiveCopy } from "../runtime/archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
 
-/** Where the data of `abs` is: the recorded archive location, else --fs-root + --container. */
-const locate = async (
+/**
+ * Where the data of `rel` (beneath `root`; `abs` for the --fs-root test and messages) is: the
+ * recorded archive location, else --fs-root + --container.
+ */
+const locate = (
   job: JobStatus,
+  root: JobRoot,
+  rel: Buffer,
   abs: Buffer,
-  locationXattr: string,
-): Promise<{ container: string; blobName: string }> => {
-  const recorded = await getXattr(abs, locationXattr);
-  const parsed = recorded ? parseArchiveLocation(recorded) : undefined;
-  if (parsed) return parsed;
-  const fsRoot = job.spec.import.fsRoot;
-  const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
-  if (
-    fsRoot.length === 0 ||
-    !job.spec.container ||
-    !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
-  ) {
-    throw new FsOperationError(
-      "locate",
-      displayPath(abs),
-      "ENOARCHIVE",
-      `no archive location recorded (${locationXattr}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
-    );
-  }
-  return {
-    container: job.spec.container,
-    blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
-  };
-};
+  hsmXattr: string,
+): Promise<ArchiveCopy> =>
+  locateArchiveCopy(root, rel, hsmXattr, () => {
+    const fsRoot = job.spec.import.fsRoot;
+    const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
+    if (
+      fsRoot.length === 0 ||
+      !job.spec.container ||
+      !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
+    ) {
+      throw new FsOperationError(
+        "locate",
+        displayPath(abs),
+        "ENOARCHIVE",
+        `no archive location recorded (${archiveLocationXattr(hsmXattr)}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
+      );
+    }
+    return {
+      container: job.spec.container,
+      blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
+    };
+  });
 
 export const handleRestoreBatch = async (
   ctx: TransferContext,
@@ -65,13 +79,13 @@ export const handleRestoreBatch = async (
   const counters = emptyRestoreCounters();
   const errors: ItemError[] = [];
   const hsm = new HsmEmulation({ xattr: job.spec.hsmXattr || undefined });
-  const locationXattr = archiveLocationXattr(hsm.xattr);
   const archiveId = job.spec.import.archiveId;
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("restore", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
     const abs = resolveUnderRoot(job.spec.root, entry.path);
+    const rel = entry.path;
     const info = {
       direction: "restore" as const,
       jobId: batch.jobId,
@@ -85,18 +99,27 @@ export const handleRestoreBatch = async (
       let bytes = 0;
       try {
         const state = await hsm.state(abs);
-        // Restored meanwhile (a redelivered item): nothing to do.
-        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) return { bytes };
+        const root = await jobRootFor(job.spec.root);
+        if (((state?.flags ?? 0) & HsmFlag.Released) === 0) {
+          // Restored meanwhile: nothing to do. Delivered again after its worker died, the files
+          // that worker restored for this job are still this item's to count.
+          if (msg.info.deliveryCount > 1 && (await restoredBy(root, rel, hsm.xattr, batch.jobId))) {
+            counters.filesRestored++;
+            counters.bytesRestored += entry.size;
+          }
+          return { bytes };
+        }
         operation = "locate";
-        const where = await locate(job, abs, locationXattr);
+        const where = await locate(job, root, rel, abs, hsm.xattr);
         const container = await containerFor(where.container);
         operation = "lstat";
         const before = await lstat(abs);
         operation = "open";
         // Beneath the target's fd, nothing followed, and only the inode just checked (issue 14).
-        const { handle: fh, stat: opened } = await (
-          await jobRootFor(job.spec.root)
-        ).openFile(entry.path, constants.O_RDWR | constants.O_NONBLOCK);
+        const { handle: fh, stat: opened } = await root.openFile(
+          rel,
+          constants.O_RDWR | constants.O_NONBLOCK,
+        );
         if (opened.ino !== BigInt(before.ino) || opened.dev !== BigInt(before.dev)) {
           await fh.close();
           throw new FsOperationError(
@@ -117,23 +140,38 @@ export const handleRestoreBatch = async (
           });
           counters.bytesRestored += done.bytes;
           bytes = done.bytes;
+          // A file an import left incomplete (Ctrl-C, a crash, a failed download) still has its
+          // owner-only placeholder attributes: the final ones come from the blob, as the import
+          // would have set them (through the open file, never a path that could be swapped). Any
+          // other file keeps its own; only its times are put back.
+          operation = "getxattr";
+          const imported = await readImportState(root, rel, hsm.xattr);
+          if (imported?.state === "pending") {
+            operation = "get-properties";
+            const props = await container.getProperties(where.blobName);
+            const a = attributesFromMetadata(props?.metadata ?? {}, "file");
+            const mtimeSec =
+              a.mtimeSec ?? Math.floor((props?.lastModified?.getTime() ?? before.mtimeMs) / 1000);
+            operation = "fchown";
+            await fh.chown(a.uid, a.gid);
+            operation = "fchmod";
+            await fh.chmod(a.mode & 0o7777);
+            operation = "futimes";
+            await fh.utimes(before.atime, mtimeSec);
+            operation = "setxattr";
+            await finishImportState(root, rel, hsm.xattr);
+          } else {
+            operation = "futimes";
+            await fh.utimes(before.atime, before.mtime);
+          }
         } finally {
           await fh.close();
         }
-        operation = "lutimes";
-        {
-          // Times back through a fresh fd beneath the root (the download's fd is closed).
-          const { handle } = await (
-            await jobRootFor(job.spec.root)
-          ).openFile(entry.path, constants.O_RDONLY | constants.O_NONBLOCK);
-          try {
-            await handle.utimes(before.atime, before.mtime);
-          } finally {
-            await handle.close();
-          }
-        }
+        operation = "setxattr";
+        await recordRestoredBy(root, rel, hsm.xattr, batch.jobId);
         operation = "hsm_state";
         await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
+        testSeam("restore-file-done", abs);
         counters.filesRestored++;
         return { bytes };
       } catch (err) {

@@ -7,10 +7,11 @@
  * batch restore, spread over many clients.
  */
 import { HsmFlag, displayPath, resolveUnderRoot } from "@hsmfleet/core";
-import { openHsmBackend } from "@hsmfleet/fs";
+import { jobRootFor, openHsmBackend } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import { emptyRestoreCounters } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
+import { recordRestoredBy, restoredBy } from "../runtime/archive-location.js";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
@@ -33,6 +34,7 @@ export const handleLustreRestore = async (
     xattr: job.spec.hsmXattr || undefined,
     lfsPath: ctx.options.lfsPath,
   });
+  const root = await jobRootFor(job.spec.root);
   // Still released? (A redelivered item finds some restored already.)
   const waiting = new Map<string, { rel: Buffer; abs: Buffer; size: number }>();
   for (const entry of batch.entries) {
@@ -41,12 +43,27 @@ export const handleLustreRestore = async (
       const state = await backend.state(abs);
       if (((state?.flags ?? 0) & HsmFlag.Released) !== 0)
         waiting.set(abs.toString("latin1"), { rel: entry.path, abs, size: entry.size });
+      else if (
+        msg.info.deliveryCount > 1 &&
+        (await restoredBy(root, entry.path, backend.xattr, batch.jobId))
+      ) {
+        // Requested by this item's earlier attempt, whose worker died: still this item's to count.
+        counters.filesRestored++;
+        counters.bytesRestored += entry.size;
+      }
     } catch (err) {
       counters.errors++;
       errors.push(itemErrorOf(entry.path, err, "hsm_state"));
     }
   }
   if (waiting.size > 0) {
+    // Recorded before the request, so that a redelivery after this worker dies still counts the
+    // files the copytool restores for it. Best effort: without the record only the count suffers.
+    await Promise.all(
+      [...waiting.values()].map((w) =>
+        recordRestoredBy(root, w.rel, backend.xattr, batch.jobId).catch(() => undefined),
+      ),
+    );
     try {
       await backend.requestRestore([...waiting.values()].map((w) => w.abs));
     } catch (err) {

@@ -1,4 +1,5 @@
-import { EntryType, HsmFlag } from "@hsmfleet/core";
+import { DEFAULT_HSM_XATTR, EntryType, HsmFlag } from "@hsmfleet/core";
+import { jobRootFor } from "@hsmfleet/fs";
 import {
   emptyExportCounters,
   emptyRestoreCounters,
@@ -6,6 +7,7 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
+import { restoredBy } from "../runtime/archive-location.js";
 import { TransferBatcher } from "../runtime/transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 
@@ -22,7 +24,8 @@ export const DEFAULT_RESTORE_BATCH_BYTES = 256 * 1024 * 1024;
  * batch on the job's own subject, whose consumer bounds the files in flight across the fleet.
  * A batch holds up to restoreBatch files and up to batchMaxBytes (a larger file goes alone).
  */
-export const restoreVisitor = ({ shard, job, spawn }: ShardScope): ShardVisitor => {
+export const restoreVisitor = ({ shard, job, spawn, attempt }: ShardScope): ShardVisitor => {
+  const hsmXattr = job.spec.hsmXattr || DEFAULT_HSM_XATTR;
   const perBatch = job.spec.import.restoreBatch || DEFAULT_RESTORE_BATCH;
   const maxBytes = job.spec.batchMaxBytes || DEFAULT_RESTORE_BATCH_BYTES;
   const scan = emptyScanCounters();
@@ -41,8 +44,16 @@ export const restoreVisitor = ({ shard, job, spawn }: ShardScope): ShardVisitor 
       countEntry(scan, e);
       if (e.type !== EntryType.File) return;
       if (((e.hsm?.flags ?? 0) & HsmFlag.Released) === 0) {
-        restore.notReleased++;
-        return;
+        // Delivered again after its worker died: a file this job restored meanwhile was released
+        // when the first attempt saw it, and is put in the same batch again (so the batch, a
+        // duplicate of the one published then, is rebuilt as it was and the counts stay exact).
+        const ours =
+          attempt > 1 &&
+          (await restoredBy(await jobRootFor(job.spec.root), path, hsmXattr, shard.jobId));
+        if (!ours) {
+          restore.notReleased++;
+          return;
+        }
       }
       restore.filesFound++;
       restore.bytesFound += e.size;

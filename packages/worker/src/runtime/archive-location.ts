@@ -1,6 +1,63 @@
-/** Where a file's data lives in Blob, recorded on each imported file for `hsmfleet restore` (which reads it back). */
+/**
+ * Where a file's archive copy is, and what an import recorded on the files it made. One answer for
+ * every HSM action (restore, remove, archive of a re-dirtied file) and for `hsmfleet restore`:
+ *
+ *  - `<ns>.hsmfleet.archive` = `container/blob`, written by import on each file it makes (`<ns>`
+ *    is the namespace of --hsm-xattr: `trusted`, or `user` for `user.hsm`). A file that has it
+ *    keeps its archive copy there, whatever container the action's job names.
+ *  - without it, the copy is where `hsm archive` puts it: the job's container at the path's blob
+ *    name (under the job's prefix).
+ *  - `<ns>.hsmfleet.import` = `pending <etag>` from the moment the import makes the file until its
+ *    final attributes (and, in full mode, its data) are in, then `done <etag>`: how a re-run of the
+ *    same import (or a redelivered item) tells its own leftovers from other files, and how a restore
+ *    knows the final attributes still have to come from the blob.
+ *
+ * Every read and write goes through the job root's fd with the path relative to it (JobRoot: no
+ * symlink followed), never by absolute path.
+ */
+import type { JobRoot } from "@hsmfleet/fs";
+
+const namespaceOf = (hsmXattr: string): string => hsmXattr.split(".")[0] || "trusted";
+
+/** Where a file's data lives in Blob, recorded on each imported file for `hsmfleet restore`. */
 export const archiveLocationXattr = (hsmXattr: string): string =>
-  `${hsmXattr.split(".")[0] || "trusted"}.hsmfleet.archive`;
+  `${namespaceOf(hsmXattr)}.hsmfleet.archive`;
+
+/**
+ * `<ns>.hsmfleet.restored` = the id of the restore job that brought the file's data back: a restore
+ * item or walk shard delivered again after its worker died tells the files its own job restored
+ * (counted, so the job's counters stay exact) from files restored by anything else.
+ */
+export const restoredByXattr = (hsmXattr: string): string =>
+  `${namespaceOf(hsmXattr)}.hsmfleet.restored`;
+
+/** Whether restore job `jobId` restored `rel` beneath `root` (its record says so). */
+export const restoredBy = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+  jobId: string,
+): Promise<boolean> =>
+  (await root.getXattr(rel, restoredByXattr(hsmXattr)))?.equals(Buffer.from(jobId, "utf8")) ??
+  false;
+
+/** Records that restore job `jobId` restored `rel` beneath `root`. */
+export const recordRestoredBy = (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+  jobId: string,
+): Promise<void> => root.setXattr(rel, restoredByXattr(hsmXattr), Buffer.from(jobId, "utf8"));
+
+export const importStateXattr = (hsmXattr: string): string =>
+  `${namespaceOf(hsmXattr)}.hsmfleet.import`;
+
+export interface ArchiveCopy {
+  container: string;
+  blobName: string;
+  /** True when the file recorded it (import), false when derived from the job. */
+  recorded: boolean;
+}
 
 export const formatArchiveLocation = (container: string, blobName: string): Buffer =>
   Buffer.from(`${container}/${blobName}`, "utf8");
@@ -12,4 +69,58 @@ export const parseArchiveLocation = (
   const slash = text.indexOf("/");
   if (slash <= 0 || slash === text.length - 1) return undefined;
   return { container: text.slice(0, slash), blobName: text.slice(slash + 1) };
+};
+
+/**
+ * The archive copy of `rel` beneath `root`: the recorded location, else `fallback()` (which may
+ * throw when the job cannot tell, naming the path and why).
+ */
+export const locateArchiveCopy = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+  fallback: () => { container: string; blobName: string },
+): Promise<ArchiveCopy> => {
+  const recorded = await root.getXattr(rel, archiveLocationXattr(hsmXattr));
+  const parsed = recorded ? parseArchiveLocation(recorded) : undefined;
+  if (parsed) return { ...parsed, recorded: true };
+  return { ...fallback(), recorded: false };
+};
+
+export interface ImportState {
+  state: "pending" | "done";
+  /** The ETag of the blob the file was made from ("" when the listing gave none). */
+  etag: string;
+}
+
+export const formatImportState = (s: ImportState): Buffer =>
+  Buffer.from(`${s.state} ${s.etag}`, "utf8");
+
+export const parseImportState = (value: Buffer | undefined): ImportState | undefined => {
+  if (!value) return undefined;
+  const m = /^(pending|done) (.*)$/s.exec(value.toString("utf8"));
+  return m ? { state: m[1] as ImportState["state"], etag: m[2]! } : undefined;
+};
+
+export const readImportState = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+): Promise<ImportState | undefined> =>
+  parseImportState(await root.getXattr(rel, importStateXattr(hsmXattr)));
+
+/** Marks an imported file finished (`done <etag>`); a file without the record is left alone. */
+export const finishImportState = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+): Promise<void> => {
+  const s = await readImportState(root, rel, hsmXattr);
+  if (s && s.state !== "done") {
+    await root.setXattr(
+      rel,
+      importStateXattr(hsmXattr),
+      formatImportState({ ...s, state: "done" }),
+    );
+  }
 };

@@ -66,6 +66,8 @@ export interface ShardScope {
   spawn: (subject: string, data: Uint8Array, msgID: string) => Promise<void>;
   /** Records an error against this shard (sent with its result). */
   recordError: (err: ItemError) => Promise<void>;
+  /** Delivery attempt of this shard (1 = first; more: an earlier attempt's worker died). */
+  attempt: number;
 }
 
 /** Children held before being announced: at most this many, or this many bytes. */
@@ -294,7 +296,7 @@ const walkShardWith = async (
   let walkErrors = 0;
   let vanished = 0;
   const { spawn, recordError, publisher } = run;
-  const visitor = makeVisitor({ shard, job, publisher, spawn, recordError });
+  const visitor = makeVisitor({ shard, job, publisher, spawn, recordError, attempt: run.attempt });
 
   // Subdirectories found go out in groups of siblings, one shard per group.
   let group: Buffer[] = [];
