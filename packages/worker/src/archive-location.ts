@@ -12,6 +12,9 @@
  *    same import (or a redelivered item) tells its own leftovers from other files, and how a restore
  *    knows the final attributes still have to come from the blob.
  */
+import type { FileHandle } from "node:fs/promises";
+import type { BlobContainer } from "@hsmfleet/blob";
+import { attributesFromMetadata } from "@hsmfleet/core";
 import { getXattr, setXattr } from "@hsmfleet/fs";
 
 export const archiveLocationXattr = (hsmXattr: string): string =>
@@ -97,4 +100,37 @@ export const finishImportState = async (abs: Buffer, hsmXattr: string): Promise<
   if (s && s.state !== "done") {
     await setXattr(abs, importStateXattr(hsmXattr), formatImportState({ ...s, state: "done" }));
   }
+};
+
+/**
+ * After a restore brought the data of `abs` back (through `fh`): a file an import left `pending`
+ * (Ctrl-C, a crash, a failed download) still has its owner-only placeholder attributes, so it gets
+ * the blob's final owner, mode and mtime — as the import would have set them, through the open file
+ * — and its record becomes `done`. Returns false, doing nothing, for any other file (which keeps
+ * its own attributes). `op` is told each step, for error messages.
+ */
+export const finishImportedFile = async (
+  fh: FileHandle,
+  abs: Buffer,
+  hsmXattr: string,
+  copy: { container: BlobContainer; blobName: string },
+  times: { atime: Date; mtimeMs: number },
+  op: (operation: string) => void = () => undefined,
+): Promise<boolean> => {
+  op("getxattr");
+  if ((await readImportState(abs, hsmXattr))?.state !== "pending") return false;
+  op("get-properties");
+  const props = await copy.container.getProperties(copy.blobName);
+  const a = attributesFromMetadata(props?.metadata ?? {}, "file");
+  const mtimeSec =
+    a.mtimeSec ?? Math.floor((props?.lastModified?.getTime() ?? times.mtimeMs) / 1000);
+  op("fchown");
+  await fh.chown(a.uid, a.gid);
+  op("fchmod");
+  await fh.chmod(a.mode & 0o7777);
+  op("futimes");
+  await fh.utimes(times.atime, mtimeSec);
+  op("setxattr");
+  await finishImportState(abs, hsmXattr);
+  return true;
 };

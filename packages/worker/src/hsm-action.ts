@@ -54,7 +54,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
 import { annotateSpan, startStep, startWorkItem } from "@hsmfleet/telemetry";
-import { locateArchiveCopy } from "./archive-location.js";
+import { finishImportedFile, locateArchiveCopy } from "./archive-location.js";
 import type { ArchiveCopy } from "./archive-location.js";
 import type { Logger, TracedStep } from "@hsmfleet/telemetry";
 
@@ -551,10 +551,17 @@ export class HsmActionRunner {
         );
       }
       // The released file kept its mtime; writing the data back must not look like a user write.
-      await fh.utimes(
-        new Date(Number(before.atimeNs / 1_000_000n)),
-        Number(before.mtimeNs / 1000n) / 1e6,
+      // A stub an import left pending gets the blob's final attributes instead (archive-location.ts).
+      const atime = new Date(Number(before.atimeNs / 1_000_000n));
+      const mtimeMs = Number(before.mtimeNs / 1000n) / 1e3;
+      const finished = await finishImportedFile(
+        fh,
+        abs,
+        job.spec.hsmXattr || DEFAULT_HSM_XATTR,
+        { container, blobName: copy.blobName },
+        { atime, mtimeMs },
       );
+      if (!finished) await fh.utimes(atime, mtimeMs / 1e3);
     } finally {
       await fh.close();
     }
