@@ -15,7 +15,7 @@ import { jobRootFor } from "@hsmfleet/fs";
 import type { HsmEmulationBackend } from "@hsmfleet/fs";
 import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
-import { locateArchiveCopy } from "../runtime/archive-location.js";
+import { finishImportedFile, locateArchiveCopy } from "../runtime/archive-location.js";
 import type { ArchiveCopy } from "../runtime/archive-location.js";
 import type { HsmActionContext } from "./hsm-context.js";
 import { result } from "./hsm-results.js";
@@ -181,10 +181,18 @@ export class HsmCopy {
         );
       }
       // The released file kept its mtime; writing the data back must not look like a user write.
-      await fh.utimes(
-        new Date(Number(before.atimeNs / 1_000_000n)),
-        Number(before.mtimeNs / 1000n) / 1e6,
+      // A stub an import left pending gets the blob's final attributes instead (archive-location.ts).
+      const atime = new Date(Number(before.atimeNs / 1_000_000n));
+      const mtimeMs = Number(before.mtimeNs / 1000n) / 1e3;
+      const finished = await finishImportedFile(
+        fh,
+        await jobRootFor(job.spec.root),
+        item.path,
+        job.spec.hsmXattr || DEFAULT_HSM_XATTR,
+        { container, blobName: copy.blobName },
+        { atime, mtimeMs },
       );
+      if (!finished) await fh.utimes(atime, mtimeMs / 1e3);
     } finally {
       await fh.close();
     }

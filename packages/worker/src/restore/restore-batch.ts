@@ -10,7 +10,6 @@ import { lstat } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
-  attributesFromMetadata,
   blobNameForPath,
   displayPath,
   resolveUnderRoot,
@@ -24,9 +23,8 @@ import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import type { JobRoot } from "@hsmfleet/fs";
 import {
   archiveLocationXattr,
-  finishImportState,
+  finishImportedFile,
   locateArchiveCopy,
-  readImportState,
   recordRestoredBy,
   restoredBy,
 } from "../runtime/archive-location.js";
@@ -140,27 +138,18 @@ export const handleRestoreBatch = async (
           });
           counters.bytesRestored += done.bytes;
           bytes = done.bytes;
-          // A file an import left incomplete (Ctrl-C, a crash, a failed download) still has its
-          // owner-only placeholder attributes: the final ones come from the blob, as the import
-          // would have set them (through the open file, never a path that could be swapped). Any
-          // other file keeps its own; only its times are put back.
-          operation = "getxattr";
-          const imported = await readImportState(root, rel, hsm.xattr);
-          if (imported?.state === "pending") {
-            operation = "get-properties";
-            const props = await container.getProperties(where.blobName);
-            const a = attributesFromMetadata(props?.metadata ?? {}, "file");
-            const mtimeSec =
-              a.mtimeSec ?? Math.floor((props?.lastModified?.getTime() ?? before.mtimeMs) / 1000);
-            operation = "fchown";
-            await fh.chown(a.uid, a.gid);
-            operation = "fchmod";
-            await fh.chmod(a.mode & 0o7777);
-            operation = "futimes";
-            await fh.utimes(before.atime, mtimeSec);
-            operation = "setxattr";
-            await finishImportState(root, rel, hsm.xattr);
-          } else {
+          // A file an import left pending gets the blob's final attributes; any other keeps its
+          // own, only its times put back (a restore does not change them).
+          const finished = await finishImportedFile(
+            fh,
+            root,
+            rel,
+            hsm.xattr,
+            { container, blobName: where.blobName },
+            { atime: before.atime, mtimeMs: before.mtimeMs },
+            (op) => (operation = op),
+          );
+          if (!finished) {
             operation = "futimes";
             await fh.utimes(before.atime, before.mtime);
           }

@@ -15,6 +15,9 @@
  * Every read and write goes through the job root's fd with the path relative to it (JobRoot: no
  * symlink followed), never by absolute path.
  */
+import type { FileHandle } from "node:fs/promises";
+import type { BlobContainer } from "@hsmfleet/blob";
+import { attributesFromMetadata } from "@hsmfleet/core";
 import type { JobRoot } from "@hsmfleet/fs";
 
 const namespaceOf = (hsmXattr: string): string => hsmXattr.split(".")[0] || "trusted";
@@ -123,4 +126,38 @@ export const finishImportState = async (
       formatImportState({ ...s, state: "done" }),
     );
   }
+};
+
+/**
+ * After a restore brought the data of `rel` (beneath `root`) back through `fh`: a file an import
+ * left `pending` (Ctrl-C, a crash, a failed download) still has its owner-only placeholder
+ * attributes, so it gets the blob's final owner, mode and mtime — as the import would have set
+ * them, through the open file — and its record becomes `done`. Returns false, doing nothing, for
+ * any other file (which keeps its own attributes). `op` is told each step, for error messages.
+ */
+export const finishImportedFile = async (
+  fh: FileHandle,
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+  copy: { container: BlobContainer; blobName: string },
+  times: { atime: Date; mtimeMs: number },
+  op: (operation: string) => void = () => undefined,
+): Promise<boolean> => {
+  op("getxattr");
+  if ((await readImportState(root, rel, hsmXattr))?.state !== "pending") return false;
+  op("get-properties");
+  const props = await copy.container.getProperties(copy.blobName);
+  const a = attributesFromMetadata(props?.metadata ?? {}, "file");
+  const mtimeSec =
+    a.mtimeSec ?? Math.floor((props?.lastModified?.getTime() ?? times.mtimeMs) / 1000);
+  op("fchown");
+  await fh.chown(a.uid, a.gid);
+  op("fchmod");
+  await fh.chmod(a.mode & 0o7777);
+  op("futimes");
+  await fh.utimes(times.atime, mtimeSec);
+  op("setxattr");
+  await finishImportState(root, rel, hsmXattr);
+  return true;
 };
