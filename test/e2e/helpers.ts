@@ -71,13 +71,20 @@ export interface CliRun {
   stderr: string;
 }
 
+export interface RunCliOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** Close our end of the child's stdout / stderr pipe at once, as `| head -0` would. */
+  closeStdout?: boolean;
+  closeStderr?: boolean;
+}
+
 /** Runs the hsmfleet CLI to completion. */
-export const runCli = (
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<CliRun> =>
+export const runCli = (args: string[], options: RunCliOptions = {}): Promise<CliRun> =>
   new Promise((resolve, reject) => {
     const child = spawnCli(args, options);
+    if (options.closeStdout) child.stdout?.destroy();
+    if (options.closeStderr) child.stderr?.destroy();
     let stdout = "";
     let stderr = "";
     child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
