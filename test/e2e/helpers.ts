@@ -74,6 +74,8 @@ export interface CliRun {
 export interface RunCliOptions {
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Working directory of the CLI (default: the test's). */
+  cwd?: string;
   /** Close our end of the child's stdout / stderr pipe at once, as `| head -0` would. */
   closeStdout?: boolean;
   closeStderr?: boolean;
@@ -100,10 +102,11 @@ export const runCli = (args: string[], options: RunCliOptions = {}): Promise<Cli
 /** Starts the hsmfleet CLI as a child process (caller waits for it). */
 export const spawnCli = (
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; cwd?: string } = {},
 ): ChildProcess =>
   spawn(process.execPath, [CLI_BIN, ...args], {
     env: { ...process.env, HSMFLEET_LOG_LEVEL: "warn", ...options.env },
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
   });
