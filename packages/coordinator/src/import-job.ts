@@ -4,7 +4,13 @@ import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, displayPath, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import {
+  UsageError,
+  displayPath,
+  errorMessage,
+  importMarkerName,
+  normalizePrefix,
+} from "@hsmfleet/core";
 import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
@@ -210,11 +216,7 @@ const importProgress = (s: JobStatus, workers: number): ImportProgress => {
 };
 
 /** `IMPORT_<STATE>.<start>` in the target root, as AMLFS shows a running import. */
-const stateFileName = (state: string, startedAtMs: number): string =>
-  `IMPORT_${state}.${new Date(startedAtMs)
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z")}`;
+const stateFileName = importMarkerName;
 
 /**
  * Imports a container (or parts of it) into a file system across the fleet, with AMLFS's import

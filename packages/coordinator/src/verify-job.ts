@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { JobStore, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
-import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
+import { DEFAULT_HSM_XATTR, UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
   JobState,
@@ -31,6 +31,11 @@ export interface VerifyJobOptions {
   prefix?: string | undefined;
   /** Also compare the data (MD5 against Content-MD5, or a download). Default false. */
   content?: boolean | undefined;
+  /**
+   * The xattr holding the HSM state (struct hsm_attrs). Released files are compared by their
+   * attributes only: their data is in the archive. Default `trusted.hsm`.
+   */
+  hsmXattr?: string | undefined;
   /** The coordinator's credentials, to check that the container exists. Default: not checked. */
   storage?: StorageTarget | undefined;
   /** NDJSON file receiving every difference. Default: a temp file, removed at the end. */
@@ -70,6 +75,11 @@ export interface VerifySummary {
   /** Files whose data was compared (with content) and bytes read for that. */
   contentChecked: number;
   contentBytes: number;
+  /**
+   * Released HSM files (data only in the archive) whose content was not compared although
+   * `content` asked for it: their attributes were. 0 without `content`.
+   */
+  contentNotChecked: number;
   /** Entries found identical. */
   identicalEntries: number;
   /** Differences (operation `verify`) and failures (anything else), each one line of the log. */
@@ -131,7 +141,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
       container: options.container,
       prefix,
       verifyContent: options.content ?? false,
-      hsmXattr: "",
+      hsmXattr: options.hsmXattr ?? DEFAULT_HSM_XATTR,
     }),
     { published: 1, errorLog: errorLogPath },
   );
@@ -181,6 +191,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     bytes: e.bytesFound,
     contentChecked: e.filesExported,
     contentBytes: e.bytesExported,
+    contentNotChecked: final.spec.verifyContent ? e.released : 0,
     identicalEntries: e.skipped,
     differences: counted.differences,
     errors: counted.errors,
@@ -209,6 +220,11 @@ export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => 
     `  identical             ${n(s.identicalEntries)}`,
     ...(s.content
       ? [`  content checked       ${n(s.contentChecked)} files, ${n(s.contentBytes)} bytes`]
+      : []),
+    ...(s.contentNotChecked > 0
+      ? [
+          `  content not checked   ${n(s.contentNotChecked)} released files (data only in the archive; attributes compared)`,
+        ]
       : []),
     `  differences           ${n(s.differences)}${
       Object.keys(s.byCode).length > 0

@@ -75,3 +75,5 @@ export {
   parseModtime,
 } from "./blob-metadata.js";
 export type { PosixAttributes, BlobEntryKind } from "./blob-metadata.js";
+export { IMPORT_MARKER_STATES, importMarkerName, isImportMarkerName } from "./import-marker.js";
+export type { ImportMarkerState } from "./import-marker.js";

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { checkScanRoot, formatVerifySummary, runVerifyJob } from "@hsmfleet/coordinator";
 import type { VerifySummary } from "@hsmfleet/coordinator";
+import { DEFAULT_HSM_XATTR } from "@hsmfleet/core";
 import { openRuntime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
 import { ExitCode, onInterrupt } from "./context.js";
@@ -21,6 +22,11 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
       "--content",
       "also compare the data: MD5 of each file against the blob's Content-MD5 (a full download compare when the blob has none)",
     )
+    .option(
+      "--hsm-xattr <name>",
+      "xattr holding struct hsm_attrs: released files are compared by their attributes, their content is not checked",
+      DEFAULT_HSM_XATTR,
+    )
     .option("--differences <file>", "write every difference to this NDJSON file")
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
@@ -31,6 +37,7 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
           container: string;
           prefix: string;
           content?: boolean;
+          hsmXattr: string;
           differences?: string;
           json?: boolean;
           quiet?: boolean;
@@ -63,6 +70,7 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
             container: opts.container,
             prefix: opts.prefix,
             content: opts.content ?? false,
+            hsmXattr: opts.hsmXattr,
             storage: storage.target,
             errorLog: opts.differences ? resolve(opts.differences) : undefined,
             logger: log,
