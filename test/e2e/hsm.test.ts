@@ -370,3 +370,72 @@ test.serial(
     t.like(await runHsmJob({ ...common, request: "remove", paths: [paths[0]!] }), { skipped: 1 });
   },
 );
+
+test.serial(
+  "hsm state --json: one JSON array of states; hsm state with no paths is a usage error",
+  async (t) => {
+    const dir = await tempDir();
+    t.teardown(() => dir.cleanup());
+    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const a = join(dir.path, "a");
+    const b = join(dir.path, "b");
+    await writeFile(a, "aaaa");
+    await writeFile(b, "bbbb");
+    await hsm.setFlags(Buffer.from(a), E | A, 0, 1);
+    await hsm.release(Buffer.from(a));
+    const missing = join(dir.path, "missing");
+    const json = await runCli(["hsm", "state", "--json", "--hsm-xattr", XATTR, a, b, missing]);
+    t.is(json.code, 1, "one path failed");
+    t.regex(json.stderr, /missing/);
+    t.deepEqual(JSON.parse(json.stdout), [
+      {
+        path: a,
+        flags: E | A | R,
+        hex: "0x0000000d",
+        states: ["released", "exists", "archived"],
+        archiveId: 1,
+      },
+      { path: b, flags: 0, hex: "0x00000000", states: [], archiveId: 0 },
+    ]);
+    const none = await runCli(["hsm", "state", "--hsm-xattr", XATTR]);
+    t.is(none.code, 2);
+    t.regex(none.stderr, /hsm state needs paths \(operands or --from FILE\)/);
+    t.is(none.stdout, "");
+  },
+);
+
+test.serial("hsm action names each running job's request and who started it", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const f = join(dir.path, "f");
+  await writeFile(f, "data");
+  const { server, nc } = await startBus(t);
+  // No worker: the archive stays queued, its job running, until cancelled.
+  const abort = new AbortController();
+  const job = runHsmJob({
+    nc,
+    request: "archive",
+    root: dir.path,
+    paths: [Buffer.from(f)],
+    backend: "hsm-emulation",
+    hsmXattr: XATTR,
+    container: "archive",
+    signal: abort.signal,
+  });
+  t.teardown(() => abort.abort());
+  let shown: { jobs: Array<Record<string, unknown>> } = { jobs: [] };
+  await waitFor("the HSM job to be listed", async () => {
+    const run = await runCli(["--nats", server.url, "hsm", "action", "--json"]);
+    shown = JSON.parse(run.stdout || '{"jobs":[]}') as typeof shown;
+    return shown.jobs.length > 0;
+  });
+  t.like(shown.jobs[0], { request: "archive", backend: "hsm-emulation", root: dir.path });
+  t.regex(String(shown.jobs[0]!["createdBy"]), /^[^?]+@/);
+  const text = await runCli(["--nats", server.url, "hsm", "action"]);
+  t.regex(
+    text.stdout,
+    new RegExp(`hsm-\\S+ running archive hsm-emulation ${dir.path} \\(by [^?]+@`),
+  );
+  abort.abort();
+  t.is((await job).state, "cancelled");
+});

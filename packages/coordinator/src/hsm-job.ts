@@ -20,6 +20,7 @@ import {
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import {
+  HSM_REQUEST_NAMES,
   UsageError,
   copytoolActionForUser,
   displayPath,
@@ -47,6 +48,7 @@ import type { HsmAction, HsmActionItem, HsmItemResult, HsmProgress } from "@hsmf
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "./job-id.js";
+import { safeUser } from "./scan-job.js";
 import { openResultsConsumer } from "./results-consumer.js";
 import { hsmJobSpan } from "./job-spans.js";
 
@@ -80,6 +82,20 @@ export interface HsmJobOptions {
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
 }
+
+/**
+ * Who started an HSM job and which request it carries: the job's `createdBy` reads
+ * `user@host hsm <request>` (the request has no field of its own in the job spec).
+ */
+export const hsmJobOrigin = (spec: {
+  createdBy: string;
+}): { request: HsmRequestName | "unknown"; createdBy: string } => {
+  const m = / hsm (\w+)$/.exec(spec.createdBy);
+  const request = HSM_REQUEST_NAMES.find((r) => r === m?.[1]);
+  return request === undefined
+    ? { request: "unknown", createdBy: spec.createdBy }
+    : { request, createdBy: spec.createdBy.slice(0, m!.index) };
+};
 
 export const HSM_JOB_DEFAULTS = {
   partitions: HSM_DEFAULT_PARTITIONS,
@@ -186,7 +202,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       hsmXattr: o.hsmXattr ?? "trusted.hsm",
       container: o.container ?? "",
       prefix: o.prefix ?? "",
-      createdBy: `${process.env["USER"] ?? "?"}@${hostname()} hsm ${o.request}`,
+      createdBy: `${safeUser()}@${hostname()} hsm ${o.request}`,
     }),
     { coordinator: `${hostname()}:${process.pid}` },
   );

@@ -34,7 +34,7 @@ export {
 } from "./restore-job.js";
 export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./restore-job.js";
 export { claimRoot } from "./root-claim.js";
-export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
+export { runHsmJob, formatHsmSummary, hsmJobOrigin, HSM_JOB_DEFAULTS } from "./hsm-job.js";
 export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";
 export { runVerifyJob, formatVerifySummary } from "./verify-job.js";
 export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify-job.js";
