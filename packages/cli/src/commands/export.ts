@@ -2,7 +2,7 @@ import { join, resolve } from "node:path";
 import { formatExportSummary, runExportJob, checkScanRoot } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
-import { parseSize } from "../size.js";
+import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
@@ -30,17 +30,19 @@ export const registerExportCommand = (ctx: CliContext): void => {
       "--log-container <name>",
       "container for <job>/summary.json and <job>/errors.ndjson (default <container>-logs)",
     )
-    .option(
-      "--block-size <size>",
-      "block size for large files (grown to fit 50,000 blocks)",
-      parseSize,
-      8 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--block-size <size>",
+        "block size for large files (grown to fit 50,000 blocks)",
+        8 * 1024 * 1024,
+      ),
     )
-    .option(
-      "--chunk-size <size>",
-      "files larger than this are uploaded in chunks (block ranges) that any worker takes",
-      parseSize,
-      256 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--chunk-size <size>",
+        "files larger than this are uploaded in chunks (block ranges) that any worker takes",
+        256 * 1024 * 1024,
+      ),
     )
     .addOption(maxBandwidthOption())
     .addOption(maxRequestsOption())

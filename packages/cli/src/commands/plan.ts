@@ -1,6 +1,6 @@
 import { Option } from "commander";
 import { UsageError } from "@hsmfleet/core";
-import { parseSize } from "../size.js";
+import { sizeOption } from "../size.js";
 import {
   DEFAULT_WORKER_EFFICIENCY,
   DEFAULT_WORKER_EFFICIENCY_SOURCE,
@@ -40,11 +40,12 @@ export const registerPlanCommand = (ctx: CliContext): void => {
       "--efficiency <e>",
       `share of the NIC one worker VM achieves, in (0, 1] (default ${DEFAULT_WORKER_EFFICIENCY}, see docs/plan.md)`,
     )
-    .option(
-      "--request-size <size>",
-      "bytes per storage request: the block size, or the mean file size when smaller",
-      parseSize,
-      8 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--request-size <size>",
+        "bytes per storage request: the block size, or the mean file size when smaller",
+        8 * 1024 * 1024,
+      ),
     )
     .option("--other-region", "use the lower storage limits of regions Azure does not list")
     .option("--json", "print the plan as one JSON object")

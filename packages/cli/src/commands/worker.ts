@@ -3,7 +3,7 @@ import { UsageError } from "@hsmfleet/core";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import { createLogger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
-import { parseSize } from "../size.js";
+import { sizeOption } from "../size.js";
 import { ExitCode, intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
@@ -22,11 +22,12 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
       "--bind <address>",
       "source address for storage connections (one NIC of a multi-NIC VM)",
     )
-    .option(
-      "--memory-budget <size>",
-      "bytes this worker may hold in block buffers",
-      parseSize,
-      512 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--memory-budget <size>",
+        "bytes this worker may hold in block buffers",
+        512 * 1024 * 1024,
+      ),
     )
     .option(
       "--shutdown-grace <ms>",
