@@ -15,14 +15,34 @@ import {
 import { JobKind, formatBytes, jobStateName } from "@hsmfleet/protocol";
 import { intArg, kindName } from "./context.js";
 import type { CliContext } from "./context.js";
+import { formatTable } from "../table.js";
+import type { Column } from "../table.js";
 
-const describeJob = (s: JobStatus): string => {
+const JOB_COLUMNS: readonly Column[] = [
+  { heading: "JOB" },
+  { heading: "KIND" },
+  { heading: "STATE" },
+  { heading: "STARTED (UTC)" },
+  { heading: "ENTRIES", align: "right" },
+  { heading: "BYTES", align: "right" },
+  { heading: "ROOT" },
+];
+
+const jobRow = (s: JobStatus): string[] => {
   const c = s.scan;
   const entries = c.files + c.directories + c.symlinks + c.other;
   // Exports show what they moved; scans what they saw.
   const bytes = s.spec.kind === JobKind.Export ? s.export.bytesExported : c.bytes;
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
-  return `${s.spec.jobId.padEnd(30)} ${kindName(s.spec.kind).padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${entries.toLocaleString("en-US").padStart(12)} entries  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+  return [
+    s.spec.jobId,
+    kindName(s.spec.kind),
+    jobStateName(s.state),
+    started,
+    entries.toLocaleString("en-US"),
+    formatBytes(bytes),
+    displayPath(s.spec.root),
+  ];
 };
 
 /** `hsmfleet jobs|status|cancel|workers`: looking at and steering jobs and the fleet. */
@@ -42,10 +62,7 @@ export const registerAdminCommands = (ctx: CliContext): void => {
         } else if (jobs.length === 0) {
           process.stdout.write("no jobs\n");
         } else {
-          process.stdout.write(
-            `${"JOB".padEnd(30)} ${"KIND".padEnd(8)} ${"STATE".padEnd(10)} STARTED\n`,
-          );
-          for (const s of jobs) process.stdout.write(`${describeJob(s)}\n`);
+          process.stdout.write(`${formatTable(JOB_COLUMNS, jobs.map(jobRow))}\n`);
         }
       });
     });
