@@ -210,3 +210,28 @@ test("verify of an import target: released stubs are compared by attributes, the
     contentNotChecked: released,
   });
 });
+
+test("verify prints modification times as dates, in the blob metadata's own format", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  const file = join(root, "dated");
+  await writeFile(file, "data");
+  await utimes(file, 1_600_000_000, 1_600_000_000); // 2020-09-13 12:26:40 UTC
+  const azurite = await startStorage(t);
+  const storage = parseStorageTarget(azurite.connectionString)!;
+  const { server, nc } = await startBus(t);
+  await startWorkers(t, server.url, 1, undefined, { storage });
+  t.is((await runExportJob({ nc, root, container: "dated", storage })).errors, 0);
+  await utimes(file, 1_000_000_000, 1_000_000_000); // 2001-09-09 01:46:40 UTC
+  const cli = await runCli(
+    ["--nats", server.url, "--workers", "0", "verify", root, "--container", "dated", "--quiet"],
+    { env: { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString } },
+  );
+  t.is(cli.code, 1, cli.stderr);
+  t.regex(
+    cli.stdout,
+    /MtimeDiffers: dated: modtime 2001-09-09 01:46:40 \+0000 in the tree, 2020-09-13 12:26:40 \+0000 in the blob/,
+  );
+});

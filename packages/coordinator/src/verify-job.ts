@@ -216,7 +216,7 @@ export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => 
   }
   lines.push(
     `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
-    `  entries compared      ${n(s.entries)} (${n(s.files)} files, ${n(s.bytes)} bytes)`,
+    `  entries compared      ${n(s.entries)} (${n(s.files)} ${s.files === 1 ? "file" : "files"}, ${n(s.bytes)} ${s.bytes === 1 ? "byte" : "bytes"})`,
     `  identical             ${n(s.identicalEntries)}`,
     ...(s.content
       ? [`  content checked       ${n(s.contentChecked)} files, ${n(s.contentBytes)} bytes`]

@@ -5,6 +5,7 @@ import {
   attributesFromMetadata,
   blobNameForPath,
   displayPath,
+  formatModtime,
   isFolderStub,
   isImportMarkerName,
   isSymlinkBlob,
@@ -72,6 +73,15 @@ const levelPrefix = (dirPath: Buffer, prefix: string): string => {
 };
 
 const octal = (mode: number): string => mode.toString(8).padStart(4, "0");
+
+/** A time as the blob's `modtime` metadata writes it (`2026-11-21 15:30:00 +0000`). */
+const modtime = (sec: number): string => {
+  try {
+    return formatModtime(sec);
+  } catch {
+    return String(sec); // beyond what a Date holds
+  }
+};
 
 /**
  * Verify: for each directory, lists the blobs at that level once and compares every entry with
@@ -209,7 +219,7 @@ export const verifyVisitor =
           await check(
             VerifyDifference.Mtime,
             blob.mtimeSec === e.mtimeSec,
-            `modtime ${e.mtimeSec} in the tree, ${blob.mtimeSec ?? "none"} in the blob`,
+            `modtime ${modtime(e.mtimeSec)} in the tree, ${blob.mtimeSec === undefined ? "none" : modtime(blob.mtimeSec)} in the blob`,
           );
         }
         // Symlinks: their mode is always 0777, so it is not compared.
