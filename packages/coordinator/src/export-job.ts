@@ -292,10 +292,11 @@ export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): stri
     `  symlinks exported     ${n(s.symlinksExported)}`,
     `  bytes                 ${n(s.bytes)} (${mib(s.bytes)} MiB, ${mib(s.bytesPerSecond)} MiB/s)`,
     `  skipped (unchanged)   ${n(s.skipped)}`,
-    `  unsupported           ${n(s.unsupported)}`,
+    `  unsupported           ${n(s.unsupported)}${s.unsupported > 0 ? ` (skipped; named in ${s.logContainer}/${s.jobId}/errors.ndjson)` : ""}`,
     `  errors                ${n(s.errors)}`,
   ];
-  for (const e of s.errorSamples.slice(0, maxErrorsShown))
+  // Skipped entries (operation "skip") are counted above, not listed among the errors.
+  for (const e of s.errorSamples.filter((x) => x.operation !== "skip").slice(0, maxErrorsShown))
     lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
   if (s.errors > maxErrorsShown)
     lines.push(`    … all errors in ${s.logContainer}/${s.jobId}/errors.ndjson`);

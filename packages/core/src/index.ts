@@ -1,4 +1,4 @@
-export { EntryType, entryTypeName } from "./entry.js";
+export { EntryType, entryTypeName, otherEntryKind } from "./entry.js";
 export type { FileEntry, HsmAttrs } from "./entry.js";
 export {
   HsmFlag,
