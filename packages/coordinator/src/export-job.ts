@@ -18,7 +18,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
+import { errorToJson, formatErrorLine } from "./format.js";
 import { exportJobSpan } from "./job-spans.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { writeJobLogs } from "./job-logs.js";
@@ -297,7 +297,7 @@ export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): stri
   ];
   // Skipped entries (operation "skip") are counted above, not listed among the errors.
   for (const e of s.errorSamples.filter((x) => x.operation !== "skip").slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    lines.push(`    ${formatErrorLine(e, s.root)}`);
   if (s.errors > maxErrorsShown)
     lines.push(`    … all errors in ${s.logContainer}/${s.jobId}/errors.ndjson`);
   lines.push(

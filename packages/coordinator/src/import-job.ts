@@ -25,7 +25,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
+import { errorToJson, formatErrorLine } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { writeJobLogs } from "./job-logs.js";
 import { newJobId } from "./job-id.js";
@@ -404,7 +404,7 @@ export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): stri
     `  errors                ${n(s.totalErrors)}`,
   ];
   for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    lines.push(`    ${formatErrorLine(e, s.target)}`);
   lines.push(
     `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, errors.ndjson, conflicts.ndjson`,
   );

@@ -24,7 +24,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
-import { errorToJson } from "./format.js";
+import { errorToJson, formatErrorLine } from "./format.js";
 import { followJob, jobErrors } from "./job-follower.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
@@ -272,6 +272,6 @@ export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): st
     `  errors           ${n(s.errors)}`,
   ];
   for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    lines.push(`    ${formatErrorLine(e, s.path)}`);
   return lines.join("\n");
 };

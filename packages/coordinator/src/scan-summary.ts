@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "./format.js";
+import { errorToJson, formatErrorLine } from "./format.js";
 
 export interface ScanProgress {
   jobId: string;
@@ -105,7 +105,7 @@ export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string =
   if (s.errorSamples.length > 0) {
     lines.push("  problems:");
     for (const e of s.errorSamples.slice(0, maxErrorsShown))
-      lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+      lines.push(`    ${formatErrorLine(e, s.root)}`);
     const more = s.errors + s.vanished - Math.min(s.errorSamples.length, maxErrorsShown);
     if (more > 0) lines.push(`    … ${n(more)} more${s.errorLog ? `, all in ${s.errorLog}` : ""}`);
   }
