@@ -2,6 +2,7 @@ import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
+import { jobLogContainer } from "@hsmfleet/blob/targets";
 import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
@@ -180,7 +181,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   const rootBytes = Buffer.from(root);
   if (!options.container) throw new UsageError("export needs --container NAME");
   const prefix = normalizePrefix(options.prefix);
-  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const logContainerName = jobLogContainer(options.container, options.logContainer);
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const rootLocks = new RootLocks(locks);

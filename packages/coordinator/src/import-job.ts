@@ -2,6 +2,7 @@ import { rename, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
+import { jobLogContainer } from "@hsmfleet/blob/targets";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import {
@@ -245,7 +246,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
       "--mode namespace makes released HSM stubs and needs an HSM backend (--backend hsm-emulation or lustre); use --mode full for a plain POSIX target",
     );
   }
-  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const logContainerName = jobLogContainer(options.container, options.logContainer);
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const { openContainer } = await import("@hsmfleet/blob");

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import { formatExportSummary, runExportJob, checkScanRoot } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
-import { describeStorageTarget } from "@hsmfleet/blob/targets";
+import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
 import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
@@ -63,6 +63,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
         } & JobLimitFlags,
       ) => {
         await checkScanRoot(path, "export source");
+        jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ExportSummary>(ctx, {
           what: "export",
           json: opts.json,

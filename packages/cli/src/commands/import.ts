@@ -10,7 +10,7 @@ import {
   runImportJob,
 } from "@hsmfleet/coordinator";
 import type { ImportSummary } from "@hsmfleet/coordinator";
-import { describeStorageTarget } from "@hsmfleet/blob/targets";
+import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
 import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
 import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
@@ -98,6 +98,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
         // Refuse bad arguments before anything starts.
         await checkScanRoot(target, "import target");
         normalizeImportPrefixes(opts.prefix);
+        jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ImportSummary>(ctx, {
           what: "import",
           json: opts.json,
