@@ -1,4 +1,4 @@
-import { chmod, mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { BlobServiceClient } from "@azure/storage-blob";
@@ -234,4 +234,28 @@ test("verify prints modification times as dates, in the blob metadata's own form
     cli.stdout,
     /MtimeDiffers: dated: modtime 2001-09-09 01:46:40 \+0000 in the tree, 2020-09-13 12:26:40 \+0000 in the blob/,
   );
+
+  // The job's record points at its differences file, and that file exists after the command.
+  const json = await runCli(
+    [
+      "--nats",
+      server.url,
+      "--workers",
+      "0",
+      "--state-dir",
+      join(dir.path, "state"),
+      "verify",
+      root,
+      "--container",
+      "dated",
+      "--json",
+    ],
+    { env: { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString } },
+  );
+  const { jobId, errorLog } = JSON.parse(json.stdout) as { jobId: string; errorLog: string };
+  const status = await runCli(["--nats", server.url, "status", jobId, "--json"]);
+  const recorded = (JSON.parse(status.stdout) as { errorLog: string | null }).errorLog;
+  t.truthy(recorded, status.stdout);
+  t.is(recorded, errorLog);
+  t.regex(await readFile(recorded!, "utf8"), /"code":"MtimeDiffers"/);
 });

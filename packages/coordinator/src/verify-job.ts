@@ -38,7 +38,10 @@ export interface VerifyJobOptions {
   hsmXattr?: string | undefined;
   /** The coordinator's credentials, to check that the container exists. Default: not checked. */
   storage?: StorageTarget | undefined;
-  /** NDJSON file receiving every difference. Default: a temp file, removed at the end. */
+  /**
+   * NDJSON file receiving every difference, kept (and named in the job's record). Default: a temp
+   * file, removed at the end (the record names none).
+   */
   errorLog?: string | undefined;
   jobId?: string | undefined;
   /** Differences kept in the summary. Default 100. */
@@ -143,7 +146,8 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
       verifyContent: options.content ?? false,
       hsmXattr: options.hsmXattr ?? DEFAULT_HSM_XATTR,
     }),
-    { published: 1, errorLog: errorLogPath },
+    // A temporary log is removed at the end: the record then names none.
+    { published: 1, errorLog: options.errorLog ?? "" },
   );
   await store.create(status);
   const rootShard = rootWalkShard(jobId);

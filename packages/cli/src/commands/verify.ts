@@ -1,5 +1,6 @@
-import { resolve } from "node:path";
-import { checkScanRoot, formatVerifySummary, runVerifyJob } from "@hsmfleet/coordinator";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { checkScanRoot, formatVerifySummary, newJobId, runVerifyJob } from "@hsmfleet/coordinator";
 import type { VerifySummary } from "@hsmfleet/coordinator";
 import { DEFAULT_HSM_XATTR } from "@hsmfleet/core";
 import { openRuntime } from "../runtime.js";
@@ -27,7 +28,10 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
       "xattr holding struct hsm_attrs: released files are compared by their attributes, their content is not checked",
       DEFAULT_HSM_XATTR,
     )
-    .option("--differences <file>", "write every difference to this NDJSON file")
+    .option(
+      "--differences <file>",
+      "write every difference to this NDJSON file (default: <state-dir>/jobs/<job>/differences.ndjson)",
+    )
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -64,7 +68,13 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
             requestConcurrency: g.requestConcurrency,
             maxConcurrency: g.maxConcurrency,
           });
+          // The differences stay beside the job's other local files unless --differences says
+          // where: the job's record (`hsmfleet status JOB`) points at a file that exists.
+          const jobId = newJobId("verify");
+          const jobDir = join(stateDir, "jobs", jobId);
+          await mkdir(jobDir, { recursive: true });
           summary = await runVerifyJob({
+            jobId,
             nc: runtime.nc,
             root: resolve(path),
             container: opts.container,
@@ -72,7 +82,9 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
             content: opts.content ?? false,
             hsmXattr: opts.hsmXattr,
             storage: storage.target,
-            errorLog: opts.differences ? resolve(opts.differences) : undefined,
+            errorLog: opts.differences
+              ? resolve(opts.differences)
+              : join(jobDir, "differences.ndjson"),
             logger: log,
             signal: abort.signal,
             onProgress: opts.quiet
