@@ -490,3 +490,44 @@ test("entries Blob cannot hold (a FIFO) are named in the error log, as skipped, 
   t.regex(text, /unsupported\s+1 \(skipped; named in .*errors\.ndjson\)/);
   t.regex(text, /errors\s+0\n/);
 });
+
+test("export of a single file uploads that one file, named by its base name (as azcopy does)", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  await mkdir(join(dir.path, "tree", "sub"), { recursive: true });
+  const file = join(dir.path, "tree", "sub", "report.csv");
+  await writeFile(file, "a,b\n1,2\n");
+  await writeFile(join(dir.path, "tree", "sub", "other"), "not exported");
+  await utimes(file, 1_600_000_000, 1_600_000_000);
+  const azurite = await startStorage(t);
+  const { server } = await startBus(t);
+  const run = await runCli(
+    [
+      "--nats",
+      server.url,
+      "--workers",
+      "1",
+      "export",
+      file,
+      "--container",
+      "single",
+      "--prefix",
+      "p",
+      "--json",
+    ],
+    { env: { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString } },
+  );
+  t.is(run.code, 0, run.stderr + run.stdout);
+  t.like(JSON.parse(run.stdout) as object, {
+    state: "succeeded",
+    filesExported: 1,
+    filesFound: 1,
+    errors: 0,
+  });
+  const blobs = await listAll(
+    BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient("single"),
+  );
+  t.deepEqual([...blobs.keys()], ["p/report.csv"]);
+  t.is(blobs.get("p/report.csv")!.size, 8);
+  t.is(blobs.get("p/report.csv")!.metadata["modtime"], formatModtime(1_600_000_000));
+});

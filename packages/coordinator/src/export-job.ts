@@ -26,7 +26,8 @@ import { writeJobLogs } from "./job-logs.js";
 import { claimRoot } from "./root-claim.js";
 import { newJobId } from "./job-id.js";
 import { LocalLog } from "./local-log.js";
-import { checkScanRoot, safeUser } from "./scan-job.js";
+import { checkExportSource, singleFileBatch } from "./export-source.js";
+import { safeUser } from "./scan-job.js";
 
 export interface ExportJobOptions {
   /**
@@ -177,7 +178,8 @@ export const runExportJob = (options: ExportJobOptions): Promise<ExportSummary> 
   exportJobSpan(options, () => exportJob(options));
 
 const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
-  const root = await checkScanRoot(options.root, "export source");
+  const source = await checkExportSource(options.root);
+  const root = source.root;
   const rootBytes = Buffer.from(root);
   if (!options.container) throw new UsageError("export needs --container NAME");
   const prefix = normalizePrefix(options.prefix);
@@ -196,7 +198,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
     nc: options.nc,
     store,
     locks: rootLocks,
-    root,
+    root: source.lockPath,
     jobId,
     what: "an export",
     logger: options.logger,
@@ -238,12 +240,26 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
       { published: 1, errorLog: errorLogPath },
     );
     try {
-      await store.create(status);
-      const rootShard = rootWalkShard(jobId);
-      await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
-        msgID: rootShard.shardId,
-        headers: traceHeaders(options),
-      });
+      if (source.file !== undefined) {
+        // One file: its transfer is the job's only work item (no walk).
+        const item = await singleFileBatch(jobId, { ...source, file: source.file });
+        status.scan.files = 1;
+        status.scan.bytes = item.entry.size;
+        status.export.filesFound = status.export.filesQueued = 1;
+        status.export.bytesFound = status.export.bytesQueued = item.entry.size;
+        await store.create(status);
+        await jetstream(options.nc).publish(item.subject, item.data, {
+          msgID: item.msgId,
+          headers: traceHeaders(options),
+        });
+      } else {
+        await store.create(status);
+        const rootShard = rootWalkShard(jobId);
+        await jetstream(options.nc).publish(subjects.walk(jobId), encodeWalkShard(rootShard), {
+          msgID: rootShard.shardId,
+          headers: traceHeaders(options),
+        });
+      }
     } catch (err) {
       await claim.release();
       throw err;

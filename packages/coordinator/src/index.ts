@@ -5,6 +5,8 @@ export type { ScanProgress, ScanSummary } from "./scan-summary.js";
 export { FleetWatch } from "./fleet-watch.js";
 export { cancelJob, openJobStore } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
+export { checkExportSource } from "./export-source.js";
+export type { ExportSource } from "./export-source.js";
 export { LocalLog } from "./local-log.js";
 export { entryToNdjson } from "./format.js";
 export {

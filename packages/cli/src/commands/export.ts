@@ -1,5 +1,5 @@
 import { join, resolve } from "node:path";
-import { formatExportSummary, runExportJob, checkScanRoot } from "@hsmfleet/coordinator";
+import { formatExportSummary, runExportJob, checkExportSource } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
 import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
 import { sizeOption } from "../size.js";
@@ -17,7 +17,10 @@ export const registerExportCommand = (ctx: CliContext): void => {
     .description(
       "copy a tree into a blob container in AMLFS format (names, owners, modes, times, directories, symlinks); incremental",
     )
-    .argument("<path>", "directory to export (mounted at the same path on every worker VM)")
+    .argument(
+      "<path>",
+      "directory to export (mounted at the same path on every worker VM), or one file (one blob named by its base name)",
+    )
     .requiredOption("--container <name>", "target container (created if missing)")
     .option("--prefix <prefix>", "name prefix inside the container", "")
     .option(
@@ -62,7 +65,7 @@ export const registerExportCommand = (ctx: CliContext): void => {
           quiet?: boolean;
         } & JobLimitFlags,
       ) => {
-        await checkScanRoot(path, "export source");
+        await checkExportSource(path);
         jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ExportSummary>(ctx, {
           what: "export",
