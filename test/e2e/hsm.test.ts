@@ -129,7 +129,7 @@ test.serial(
     phase("archived");
     await stopped;
     t.truthy(stopped, "the victim was stopped mid-way");
-    t.deepEqual(archived.errors.slice(0, 3), []);
+    t.deepEqual(archived.errorSamples.slice(0, 3), []);
     t.like(archived, { state: "succeeded", items: FILES, failed: 0, cancelled: 0 });
     t.is(archived.done + archived.skipped, FILES);
     t.deepEqual([...(await states(hsm, paths))], [[E | A, FILES]]);
@@ -150,7 +150,7 @@ test.serial(
     // Release: data dropped, size kept.
     const released = await runHsmJob({ ...common, request: "release", paths });
     phase("released");
-    t.deepEqual(released.errors.slice(0, 2), []);
+    t.deepEqual(released.errorSamples.slice(0, 2), []);
     t.like(released, { state: "succeeded", items: FILES, done: FILES, failed: 0 });
     t.deepEqual([...(await states(hsm, paths))], [[E | A | R, FILES]]);
     const st = await stat(paths[11]!);
@@ -160,7 +160,7 @@ test.serial(
     // Restore: the data comes back from the archive.
     const restored = await runHsmJob({ ...common, request: "restore", paths });
     phase("restored");
-    t.deepEqual(restored.errors.slice(0, 2), []);
+    t.deepEqual(restored.errorSamples.slice(0, 2), []);
     t.like(restored, { state: "succeeded", items: FILES, done: FILES, failed: 0 });
     t.deepEqual([...(await states(hsm, paths))], [[E | A, FILES]]);
     let same = 0;
@@ -179,7 +179,7 @@ test.serial(
     });
     t.like(refused, { state: "failed", done: 1, failed: 1 });
     t.regex(
-      refused.errors[0]!.error,
+      refused.errorSamples[0]!.error,
       /release of .*f0 refused: file is dirty \(0xb exists dirty archived\); archive it first/,
     );
   },
@@ -289,7 +289,7 @@ test.serial(
       listMaxItems: 20,
     });
     t.like(summary, { state: "failed", items: 120, done: 119, failed: 1 });
-    t.regex(summary.errors[0]!.error, /f5.*never_release/);
+    t.regex(summary.errorSamples[0]!.error, /f5.*never_release/);
     const after = await states(hsm, paths);
     t.is(after.get(E | A | R), 119);
     t.is(after.get(E | A | HsmFlag.NoRelease), 1);
@@ -354,7 +354,7 @@ test.serial(
     t.like(await runHsmJob({ ...common, request: "release", paths: [paths[2]!] }), { done: 1 });
     const removed = await runHsmJob({ ...common, request: "remove", paths });
     t.like(removed, { done: 2, failed: 1 });
-    t.regex(removed.errors[0]!.error, /remove of .*f2 refused: file is released/);
+    t.regex(removed.errorSamples[0]!.error, /remove of .*f2 refused: file is released/);
     const container = BlobServiceClient.fromConnectionString(
       azurite.connectionString,
     ).getContainerClient("rmtest");

@@ -124,9 +124,13 @@ export interface HsmJobSummary {
   cancelled: number;
   bytes: number;
   lists: number;
-  elapsedMs: number;
+  /** The file-system root the paths are under (blob names are relative to it). */
+  root: string;
+  elapsedSeconds: number;
+  /** Items that failed (= failed): the same field as every other job's summary (docs/json.md). */
+  errors: number;
   /** The first failures (at most 100). */
-  errors: { path: string; error: string }[];
+  errorSamples: { path: string; error: string }[];
 }
 
 /** `root` with a trailing "/" (added unless it has one). */
@@ -225,8 +229,10 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     cancelled: 0,
     bytes: 0,
     lists: 0,
-    elapsedMs: 0,
-    errors: [],
+    root: displayPath(root),
+    elapsedSeconds: 0,
+    errors: 0,
+    errorSamples: [],
   };
   let dispatchDone = false;
   let listsDone = 0;
@@ -306,8 +312,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
             break;
           default:
             summary.failed++;
-            if (summary.errors.length < 100) {
-              summary.errors.push({
+            if (summary.errorSamples.length < 100) {
+              summary.errorSamples.push({
                 path: displayPath(resolveAbs(root, item.path)),
                 error: item.error,
               });
@@ -370,8 +376,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
         summary.items++;
         summary.failed++;
         completed++;
-        if (summary.errors.length < 100)
-          summary.errors.push({ path: displayPath(abs), error: errorMessage(r) });
+        if (summary.errorSamples.length < 100)
+          summary.errorSamples.push({ path: displayPath(abs), error: errorMessage(r) });
         continue;
       }
       const fid = r;
@@ -434,7 +440,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     messages.close();
     await follow.catch(() => undefined);
   }
-  summary.elapsedMs = Date.now() - started;
+  summary.elapsedSeconds = (Date.now() - started) / 1000;
+  summary.errors = summary.failed;
   summary.state = cancelled ? "cancelled" : summary.failed > 0 ? "failed" : "succeeded";
   status.state =
     summary.state === "cancelled"
@@ -459,14 +466,14 @@ const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
   rel.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), rel]);
 
 export const formatHsmSummary = (s: HsmJobSummary): string => {
-  const secs = s.elapsedMs / 1000;
+  const secs = s.elapsedSeconds;
   const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
   const lines = [
     `hsm ${s.request} ${s.jobId}: ${s.state}`,
     `  items ${s.items} in ${s.lists} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
     `  ${secs.toFixed(1)} s, ${rate} items/s${s.bytes > 0 ? `, ${s.bytes} bytes moved` : ""}`,
   ];
-  for (const e of s.errors.slice(0, 10)) lines.push(`  error: ${e.error}`);
+  for (const e of s.errorSamples.slice(0, 10)) lines.push(`  error: ${e.error}`);
   if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);
   return lines.join("\n");
 };

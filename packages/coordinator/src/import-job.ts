@@ -109,6 +109,8 @@ export interface ImportProgress {
 /** Status counters named like AMLFS's importJobs, plus what hsmfleet adds. */
 export interface ImportSummary {
   jobId: string;
+  /** The import's target directory (the same as `target`; docs/json.md). */
+  root: string;
   target: string;
   container: string;
   prefixes: string[];
@@ -128,6 +130,8 @@ export interface ImportSummary {
   preexistingDirectories: number;
   preexistingSymlinks: number;
   totalErrors: number;
+  /** The same as totalErrors (AMLFS's name), spelled as in every other summary (docs/json.md). */
+  errors: number;
   totalConflicts: number;
   bytesImported: number;
   elapsedSeconds: number;
@@ -165,6 +169,7 @@ export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary
   const rate = (v: number) => (elapsedSeconds > 0 ? Math.round(v / elapsedSeconds) : 0);
   return {
     jobId: s.spec.jobId,
+    root: displayPath(s.spec.root),
     target: displayPath(s.spec.root),
     container: s.spec.container,
     prefixes: s.spec.import.prefixes.map((p) => `/${p}`),
@@ -184,6 +189,7 @@ export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary
     preexistingDirectories: c.preexistingDirectories,
     preexistingSymlinks: c.preexistingSymlinks,
     totalErrors: jobErrors(s),
+    errors: jobErrors(s),
     totalConflicts: c.totalConflicts,
     bytesImported: c.bytesImported,
     elapsedSeconds,

@@ -88,6 +88,8 @@ export interface RestoreProgress {
 
 export interface RestoreSummary {
   jobId: string;
+  /** The directory restored (the same as `path`; docs/json.md). */
+  root: string;
   path: string;
   state: string;
   reason: string;
@@ -111,6 +113,7 @@ export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSumma
   const r = s.restore;
   return {
     jobId: s.spec.jobId,
+    root: displayPath(s.spec.root),
     path: displayPath(s.spec.root),
     state: jobStateName(s.state),
     reason: s.reason,
