@@ -229,7 +229,7 @@ test.serial(
     t.like(cancel, { state: "succeeded", done: 1 });
     const archive = await archiving;
     t.like(archive, { items: 1, cancelled: 1, done: 0 });
-    const items = archive.errors;
+    const items = archive.errorSamples;
     t.deepEqual(items, []);
     t.true(bytesSeen < 2 * 1024 * 1024 * 1024, "stopped before the end");
     const blob = BlobServiceClient.fromConnectionString(azurite.connectionString)

@@ -77,3 +77,4 @@ export {
 export type { PosixAttributes, BlobEntryKind } from "./blob-metadata.js";
 export { IMPORT_MARKER_STATES, importMarkerName, isImportMarkerName } from "./import-marker.js";
 export type { ImportMarkerState } from "./import-marker.js";
+export { formatErrorLine } from "./error-line.js";
