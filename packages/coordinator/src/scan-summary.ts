@@ -77,7 +77,15 @@ export const buildScanSummary = (status: JobStatus): ScanSummary => {
 const n = (v: number) => v.toLocaleString("en-US");
 
 /** The human summary `hsmfleet scan` prints. */
-export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string => {
+/**
+ * `hsmUnreadable`: why the HSM states cannot be trusted (a non-root walk cannot read trusted.*
+ * xattrs: every file would read as new); printed instead of the counts.
+ */
+export const formatScanSummary = (
+  s: ScanSummary,
+  maxErrorsShown = 20,
+  hsmUnreadable?: string,
+): string => {
   const lines = [
     `scan ${s.jobId} of ${s.root}: ${s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
     `  files        ${n(s.files)}`,
@@ -97,7 +105,9 @@ export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string =
     }
   }
   const states = Object.entries(s.hsmStates).sort((a, b) => b[1] - a[1]);
-  if (states.length > 0) {
+  if (hsmUnreadable !== undefined && states.length > 0) {
+    lines.push(`  HSM states (regular files): ${hsmUnreadable}`);
+  } else if (states.length > 0) {
     lines.push("  HSM states (regular files):");
     for (const [name, count] of states)
       lines.push(`    ${name.padEnd(10)} ${n(count).padStart(12)}`);
