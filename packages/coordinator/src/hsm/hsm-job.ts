@@ -55,6 +55,7 @@ import type {
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "../job-id.js";
+import { safeUser } from "../scan/scan-job.js";
 import { openResultsConsumer } from "../results-consumer.js";
 import { hsmJobSpan } from "../job-spans.js";
 import type { HsmJobProgress, HsmJobSummary } from "./hsm-summary.js";
@@ -172,7 +173,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       hsmXattr: o.hsmXattr ?? "trusted.hsm",
       container: o.container ?? "",
       prefix: o.prefix ?? "",
-      createdBy: `${process.env["USER"] ?? "?"}@${hostname()} hsm ${o.request}`,
+      createdBy: `${safeUser()}@${hostname()} hsm ${o.request}`,
     }),
     { coordinator: `${hostname()}:${process.pid}` },
   );
@@ -195,8 +196,10 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     cancelled: 0,
     bytes: 0,
     lists: 0,
-    elapsedMs: 0,
-    errors: [],
+    root: displayPath(root),
+    elapsedSeconds: 0,
+    errors: 0,
+    errorSamples: [],
   };
   let dispatchDone = false;
   let listsDone = 0;
@@ -312,8 +315,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
             break;
           default:
             summary.failed++;
-            if (summary.errors.length < 100) {
-              summary.errors.push({
+            if (summary.errorSamples.length < 100) {
+              summary.errorSamples.push({
                 path: displayPath(resolveAbs(root, item.path)),
                 error: item.error,
               });
@@ -377,8 +380,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
         summary.items++;
         summary.failed++;
         completed++;
-        if (summary.errors.length < 100)
-          summary.errors.push({ path: displayPath(abs), error: errorMessage(r) });
+        if (summary.errorSamples.length < 100)
+          summary.errorSamples.push({ path: displayPath(abs), error: errorMessage(r) });
         continue;
       }
       const fid = r;
@@ -441,7 +444,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     messages.close();
     await follow.catch(() => undefined);
   }
-  summary.elapsedMs = Date.now() - started;
+  summary.elapsedSeconds = (Date.now() - started) / 1000;
+  summary.errors = summary.failed;
   summary.state = cancelled ? "cancelled" : summary.failed > 0 ? "failed" : "succeeded";
   status.state =
     summary.state === "cancelled"
