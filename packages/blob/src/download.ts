@@ -232,7 +232,21 @@ const getRange = async (
   }
 };
 
-/** Positional write of `buf[0, n)` at `position`, all of it. */
+/**
+ * Sparse writes: a file-system block of zeros is not written, so it stays a hole (the targets
+ * are released stubs or new files: holes read as zeros). The file's size is set apart from the
+ * writes (the stub's size, or a truncate after the last range).
+ */
+const SPARSE_BLOCK = 4096;
+const ZEROS = Buffer.alloc(SPARSE_BLOCK);
+
+const isZero = (buf: Buffer, start: number, end: number): boolean =>
+  buf.compare(ZEROS, 0, end - start, start, end) === 0;
+
+/**
+ * Positional write of `buf[0, n)` at `position`: the runs between zero blocks (aligned on the
+ * file's SPARSE_BLOCK boundaries), each written whole.
+ */
 const writeAt = async (
   fh: FileHandle,
   buf: Buffer,
@@ -241,7 +255,29 @@ const writeAt = async (
   where: BlobOperationSubject,
   signal: AbortSignal,
 ): Promise<void> => {
-  let done = 0;
+  let runStart = -1;
+  for (let at = 0; at < n;) {
+    const end = Math.min(n, at + SPARSE_BLOCK - ((position + at) % SPARSE_BLOCK));
+    if (isZero(buf, at, end)) {
+      if (runStart >= 0) await writeRun(fh, buf, runStart, at, position, where, signal);
+      runStart = -1;
+    } else if (runStart < 0) runStart = at;
+    at = end;
+  }
+  if (runStart >= 0) await writeRun(fh, buf, runStart, n, position, where, signal);
+};
+
+const writeRun = async (
+  fh: FileHandle,
+  buf: Buffer,
+  from: number,
+  to: number,
+  position: number,
+  where: BlobOperationSubject,
+  signal: AbortSignal,
+): Promise<void> => {
+  let done = from;
+  const n = to;
   while (done < n) {
     if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
     let written: number;
