@@ -189,8 +189,11 @@ const getRange = async (
 };
 
 /**
- * Positional write of `buf[0, n)` at `position`, all of it, in one native threadpool job; with
- * `md5`, the same job hashes the bytes after writing them (the caller keeps file order).
+ * Positional write of `buf[0, n)` at `position`, in one native threadpool job; with `md5`, the
+ * same job hashes the bytes after writing them (the caller keeps file order). Sparse: 4 KiB blocks
+ * (aligned on the file's offsets) of zeros are not written, so they stay holes of the target — a
+ * new file or a released stub, whose holes read as zeros; the file's size is set apart from the
+ * writes (the stub's size, or a truncate after the last range).
  */
 const writeAt = async (
   fh: FileHandle,
@@ -204,8 +207,8 @@ const writeAt = async (
   if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
   const data = n === buf.length ? buf : buf.subarray(0, n);
   try {
-    if (md5) await md5.pwriteAndHash(fh.fd, data, position);
-    else await pwriteAll(fh.fd, data, position);
+    if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
+    else await pwriteAll(fh.fd, data, position, { sparse: true });
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
@@ -419,10 +422,11 @@ const downloadSmallBlob = async (
     const { buf, stored } = got;
     const checked = stored !== undefined && stored.length > 0;
     if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-    // One threadpool job: write at 0, cut to the size, MD5 of what was written.
+    // One threadpool job: write at 0 (zero blocks left as holes, as writeAt), cut to the size,
+    // MD5 of the data.
     let actual: Buffer | undefined;
     try {
-      actual = await writeWholeFile(fh.fd, buf, { md5: checked });
+      actual = await writeWholeFile(fh.fd, buf, { md5: checked, sparse: true });
     } catch (err) {
       throw fsFailure(WRITE, where, err);
     }
