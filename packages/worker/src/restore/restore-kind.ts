@@ -11,11 +11,7 @@ import { handleRestoreBatch } from "./restore-batch.js";
 import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
 
-const handleRestore = async (
-  ctx: KindContext,
-  maxDeliver: number,
-  msg: JsMsg,
-): Promise<void> => {
+const handleRestore = async (ctx: KindContext, maxDeliver: number, msg: JsMsg): Promise<void> => {
   const batch = await ctx.admit(msg, TRANSFER_BATCH_RULES);
   if (batch === undefined) return;
   const first = batch.entries[0]?.path ?? Buffer.alloc(0);
