@@ -235,7 +235,7 @@ const main = async () => {
         });
         const secs1 = (performance.now() - t1) / 1000;
         if (a.done !== ARCHIVE_FILES)
-          throw new Error(`archive run: ${JSON.stringify(a.errors[0])}`);
+          throw new Error(`archive run: ${JSON.stringify(a.errorSamples[0])}`);
         archive.push(ARCHIVE_FILES / secs1);
         process.stderr.write(
           `  ${workers} worker(s), run ${run + 1}: release ${int(release.at(-1)!)} items/s (${releaseCpu.at(-1)!.toFixed(0)} µs CPU/item: coordinator + workers + nats-server), 4 KiB archive ${int(archive.at(-1)!)} items/s\n`,

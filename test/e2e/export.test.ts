@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, lstat, mkdir, readFile, readlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -6,7 +7,7 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { blobNameForPath, formatModtime, pathForBlobName } from "@hsmfleet/core";
-import { runExportJob } from "@hsmfleet/coordinator";
+import { formatExportSummary, runExportJob } from "@hsmfleet/coordinator";
 import { decodeWorkerHeartbeat, subjects } from "@hsmfleet/protocol";
 import { contentOf, generateTree, tempDir } from "@hsmfleet/testkit";
 import {
@@ -458,4 +459,75 @@ test("re-running the same export after the coordinator was killed resumes that j
   let blobs = 0;
   for await (const _ of container.listBlobsFlat()) blobs++;
   t.is(blobs, manifest.entries.length);
+});
+
+test("entries Blob cannot hold (a FIFO) are named in the error log, as skipped, not as errors", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(join(root, "sub"), { recursive: true });
+  await writeFile(join(root, "ok"), "ok");
+  execFileSync("mkfifo", [join(root, "sub", "pipe")]);
+  const azurite = await startStorage(t);
+  const storage = parseStorageTarget(azurite.connectionString)!;
+  const { server, nc } = await startBus(t);
+  await startWorkers(t, server.url, 1, undefined, { storage });
+  // The default --max-errors 0: a skipped FIFO does not fail the job.
+  const s = await runExportJob({ nc, root, container: "fifo", storage });
+  t.like(s, { state: "succeeded", errors: 0, unsupported: 1, filesExported: 1 });
+  const logs = BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient(
+    "fifo-logs",
+  );
+  const lines = (await logs.getBlobClient(`${s.jobId}/errors.ndjson`).downloadToBuffer())
+    .toString()
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.is(lines.length, 1);
+  t.like(lines[0], { path: "sub/pipe", operation: "skip", code: "Unsupported" });
+  t.regex(String(lines[0]!["message"]), /FIFO/);
+  const text = formatExportSummary(s);
+  t.regex(text, /unsupported\s+1 \(skipped; named in .*errors\.ndjson\)/);
+  t.regex(text, /errors\s+0\n/);
+});
+
+test("export of a single file uploads that one file, named by its base name (as azcopy does)", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  await mkdir(join(dir.path, "tree", "sub"), { recursive: true });
+  const file = join(dir.path, "tree", "sub", "report.csv");
+  await writeFile(file, "a,b\n1,2\n");
+  await writeFile(join(dir.path, "tree", "sub", "other"), "not exported");
+  await utimes(file, 1_600_000_000, 1_600_000_000);
+  const azurite = await startStorage(t);
+  const { server } = await startBus(t);
+  const run = await runCli(
+    [
+      "--nats",
+      server.url,
+      "--workers",
+      "1",
+      "export",
+      file,
+      "--container",
+      "single",
+      "--prefix",
+      "p",
+      "--json",
+    ],
+    { env: { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString } },
+  );
+  t.is(run.code, 0, run.stderr + run.stdout);
+  t.like(JSON.parse(run.stdout) as object, {
+    state: "succeeded",
+    filesExported: 1,
+    filesFound: 1,
+    errors: 0,
+  });
+  const blobs = await listAll(
+    BlobServiceClient.fromConnectionString(azurite.connectionString).getContainerClient("single"),
+  );
+  t.deepEqual([...blobs.keys()], ["p/report.csv"]);
+  t.is(blobs.get("p/report.csv")!.size, 8);
+  t.is(blobs.get("p/report.csv")!.metadata["modtime"], formatModtime(1_600_000_000));
 });

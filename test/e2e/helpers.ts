@@ -71,13 +71,22 @@ export interface CliRun {
   stderr: string;
 }
 
+export interface RunCliOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** Working directory of the CLI (default: the test's). */
+  cwd?: string;
+  /** Close our end of the child's stdout / stderr pipe at once, as `| head -0` would. */
+  closeStdout?: boolean;
+  closeStderr?: boolean;
+}
+
 /** Runs the hsmfleet CLI to completion. */
-export const runCli = (
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<CliRun> =>
+export const runCli = (args: string[], options: RunCliOptions = {}): Promise<CliRun> =>
   new Promise((resolve, reject) => {
     const child = spawnCli(args, options);
+    if (options.closeStdout) child.stdout?.destroy();
+    if (options.closeStderr) child.stderr?.destroy();
     let stdout = "";
     let stderr = "";
     child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -93,10 +102,11 @@ export const runCli = (
 /** Starts the hsmfleet CLI as a child process (caller waits for it). */
 export const spawnCli = (
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; cwd?: string } = {},
 ): ChildProcess =>
   spawn(process.execPath, [CLI_BIN, ...args], {
     env: { ...process.env, HSMFLEET_LOG_LEVEL: "warn", ...options.env },
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdio: ["ignore", "pipe", "pipe"],
     ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
   });

@@ -129,7 +129,7 @@ test.serial(
     phase("archived");
     await stopped;
     t.truthy(stopped, "the victim was stopped mid-way");
-    t.deepEqual(archived.errors.slice(0, 3), []);
+    t.deepEqual(archived.errorSamples.slice(0, 3), []);
     t.like(archived, { state: "succeeded", items: FILES, failed: 0, cancelled: 0 });
     t.is(archived.done + archived.skipped, FILES);
     t.deepEqual([...(await states(hsm, paths))], [[E | A, FILES]]);
@@ -150,7 +150,7 @@ test.serial(
     // Release: data dropped, size kept.
     const released = await runHsmJob({ ...common, request: "release", paths });
     phase("released");
-    t.deepEqual(released.errors.slice(0, 2), []);
+    t.deepEqual(released.errorSamples.slice(0, 2), []);
     t.like(released, { state: "succeeded", items: FILES, done: FILES, failed: 0 });
     t.deepEqual([...(await states(hsm, paths))], [[E | A | R, FILES]]);
     const st = await stat(paths[11]!);
@@ -160,7 +160,7 @@ test.serial(
     // Restore: the data comes back from the archive.
     const restored = await runHsmJob({ ...common, request: "restore", paths });
     phase("restored");
-    t.deepEqual(restored.errors.slice(0, 2), []);
+    t.deepEqual(restored.errorSamples.slice(0, 2), []);
     t.like(restored, { state: "succeeded", items: FILES, done: FILES, failed: 0 });
     t.deepEqual([...(await states(hsm, paths))], [[E | A, FILES]]);
     let same = 0;
@@ -179,7 +179,7 @@ test.serial(
     });
     t.like(refused, { state: "failed", done: 1, failed: 1 });
     t.regex(
-      refused.errors[0]!.error,
+      refused.errorSamples[0]!.error,
       /release of .*f0 refused: file is dirty \(0xb exists dirty archived\); archive it first/,
     );
   },
@@ -229,7 +229,7 @@ test.serial(
     t.like(cancel, { state: "succeeded", done: 1 });
     const archive = await archiving;
     t.like(archive, { items: 1, cancelled: 1, done: 0 });
-    const items = archive.errors;
+    const items = archive.errorSamples;
     t.deepEqual(items, []);
     t.true(bytesSeen < 2 * 1024 * 1024 * 1024, "stopped before the end");
     const blob = BlobServiceClient.fromConnectionString(azurite.connectionString)
@@ -289,7 +289,7 @@ test.serial(
       listMaxItems: 20,
     });
     t.like(summary, { state: "failed", items: 120, done: 119, failed: 1 });
-    t.regex(summary.errors[0]!.error, /f5.*never_release/);
+    t.regex(summary.errorSamples[0]!.error, /f5.*never_release/);
     const after = await states(hsm, paths);
     t.is(after.get(E | A | R), 119);
     t.is(after.get(E | A | HsmFlag.NoRelease), 1);
@@ -354,7 +354,7 @@ test.serial(
     t.like(await runHsmJob({ ...common, request: "release", paths: [paths[2]!] }), { done: 1 });
     const removed = await runHsmJob({ ...common, request: "remove", paths });
     t.like(removed, { done: 2, failed: 1 });
-    t.regex(removed.errors[0]!.error, /remove of .*f2 refused: file is released/);
+    t.regex(removed.errorSamples[0]!.error, /remove of .*f2 refused: file is released/);
     const container = BlobServiceClient.fromConnectionString(
       azurite.connectionString,
     ).getContainerClient("rmtest");
@@ -370,3 +370,72 @@ test.serial(
     t.like(await runHsmJob({ ...common, request: "remove", paths: [paths[0]!] }), { skipped: 1 });
   },
 );
+
+test.serial(
+  "hsm state --json: one JSON array of states; hsm state with no paths is a usage error",
+  async (t) => {
+    const dir = await tempDir();
+    t.teardown(() => dir.cleanup());
+    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const a = join(dir.path, "a");
+    const b = join(dir.path, "b");
+    await writeFile(a, "aaaa");
+    await writeFile(b, "bbbb");
+    await hsm.setFlags(Buffer.from(a), E | A, 0, 1);
+    await hsm.release(Buffer.from(a));
+    const missing = join(dir.path, "missing");
+    const json = await runCli(["hsm", "state", "--json", "--hsm-xattr", XATTR, a, b, missing]);
+    t.is(json.code, 1, "one path failed");
+    t.regex(json.stderr, /missing/);
+    t.deepEqual(JSON.parse(json.stdout), [
+      {
+        path: a,
+        flags: E | A | R,
+        hex: "0x0000000d",
+        states: ["released", "exists", "archived"],
+        archiveId: 1,
+      },
+      { path: b, flags: 0, hex: "0x00000000", states: [], archiveId: 0 },
+    ]);
+    const none = await runCli(["hsm", "state", "--hsm-xattr", XATTR]);
+    t.is(none.code, 2);
+    t.regex(none.stderr, /hsm state needs paths \(operands or --from FILE\)/);
+    t.is(none.stdout, "");
+  },
+);
+
+test.serial("hsm action names each running job's request and who started it", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const f = join(dir.path, "f");
+  await writeFile(f, "data");
+  const { server, nc } = await startBus(t);
+  // No worker: the archive stays queued, its job running, until cancelled.
+  const abort = new AbortController();
+  const job = runHsmJob({
+    nc,
+    request: "archive",
+    root: dir.path,
+    paths: [Buffer.from(f)],
+    backend: "hsm-emulation",
+    hsmXattr: XATTR,
+    container: "archive",
+    signal: abort.signal,
+  });
+  t.teardown(() => abort.abort());
+  let shown: { jobs: Array<Record<string, unknown>> } = { jobs: [] };
+  await waitFor("the HSM job to be listed", async () => {
+    const run = await runCli(["--nats", server.url, "hsm", "action", "--json"]);
+    shown = JSON.parse(run.stdout || '{"jobs":[]}') as typeof shown;
+    return shown.jobs.length > 0;
+  });
+  t.like(shown.jobs[0], { request: "archive", backend: "hsm-emulation", root: dir.path });
+  t.regex(String(shown.jobs[0]!["createdBy"]), /^[^?]+@/);
+  const text = await runCli(["--nats", server.url, "hsm", "action"]);
+  t.regex(
+    text.stdout,
+    new RegExp(`hsm-\\S+ running archive hsm-emulation ${dir.path} \\(by [^?]+@`),
+  );
+  abort.abort();
+  t.is((await job).state, "cancelled");
+});

@@ -5,6 +5,7 @@ import {
   readFile,
   readdir,
   readlink,
+  stat,
   symlink,
   utimes,
   writeFile,
@@ -557,4 +558,44 @@ test("--mode full splits a large blob into chunks that several workers download 
   const dstSt = await lstat(join(dst, "large.bin"));
   t.is(Math.floor(dstSt.mtimeMs / 1000), Math.floor(srcSt.mtimeMs / 1000));
   t.is(dstSt.mode, srcSt.mode);
+});
+
+test("sparse files stay sparse on import: runs of zeros become holes, the data is byte-identical", async (t) => {
+  const env = await setup(t, 1);
+  const src = join(env.dir, "src");
+  await mkdir(src);
+  // 4 MiB: data at both ends, zeros between (one Put Blob, downloaded in one piece), and 24 MiB
+  // (chunked download in 8 MiB ranges).
+  const sizes = [4 * 1024 * 1024, 24 * 1024 * 1024];
+  for (const size of sizes) {
+    const data = Buffer.alloc(size);
+    data.fill(0x61, 0, 4096);
+    data.fill(0x62, size - 4096);
+    await writeFile(join(src, `sparse-${size}`), data);
+  }
+  const exported = await runExportJob({
+    nc: env.nc,
+    root: src,
+    container: "sparse",
+    storage: env.storage,
+  });
+  t.is(exported.errors, 0);
+  const dst = join(env.dir, "dst");
+  await mkdir(dst);
+  const summary = await runImportJob({
+    nc: env.nc,
+    target: dst,
+    container: "sparse",
+    mode: "full",
+    storage: env.storage,
+    chunkSizeBytes: 8 * 1024 * 1024,
+  });
+  t.is(summary.totalErrors, 0, JSON.stringify(summary.errorSamples));
+  for (const size of sizes) {
+    const p = join(dst, `sparse-${size}`);
+    const st = await stat(p);
+    t.is(st.size, size);
+    t.true(st.blocks * 512 <= 64 * 1024, `${p}: ${st.blocks * 512} bytes allocated for ${size}`);
+    t.is(md5(await readFile(p)), md5(await readFile(join(src, `sparse-${size}`))));
+  }
 });

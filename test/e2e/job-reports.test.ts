@@ -98,7 +98,7 @@ test.serial(
     t.is(table.code, 0, table.stderr);
     const restoreLine = table.stdout.split("\n").find((l) => l.startsWith(restored.jobId)) ?? "";
     t.regex(restoreLine, /\brestore\b/);
-    t.regex(restoreLine, /\b3 files\b/);
+    t.regex(restoreLine, /\b3\s+files\b/);
 
     // The dashboard's job rows.
     const { jobs: bucket } = await ensureTopology(nc);

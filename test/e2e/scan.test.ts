@@ -1,9 +1,10 @@
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { JobStore, ensureTopology } from "@hsmfleet/bus";
 import { HsmFlag } from "@hsmfleet/core";
 import { runScanJob } from "@hsmfleet/coordinator";
+import { HsmEmulationBackend } from "@hsmfleet/fs";
 import type { ScanProgress } from "@hsmfleet/coordinator";
 import { JobState, WALK_GROUP_DIRECTORIES } from "@hsmfleet/protocol";
 import { generateTree, referenceWalk, startNatsServer, tempDir } from "@hsmfleet/testkit";
@@ -450,4 +451,34 @@ test("a NATS server without JetStream is a clear error, and the command exits in
   t.is(run.signal, null, "exited by itself");
   t.is(run.code, 2);
   t.regex(run.stderr, /has no JetStream \(start nats-server with -js\)/);
+});
+
+test("a scan run without root, which cannot read trusted.hsm, says so once instead of calling every file new silently", async (t) => {
+  if (process.getuid?.() !== 0) return t.pass("needs root to set trusted.hsm and drop to nobody");
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  await chmod(dir.path, 0o755);
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  for (let i = 0; i < 5; i++) await writeFile(join(root, `f${i}`), "data");
+  const hsm = new HsmEmulationBackend({ xattr: "trusted.hsm" });
+  for (let i = 0; i < 5; i++) await hsm.setFlags(Buffer.from(join(root, `f${i}`)), 0x9, 0, 1);
+  await mkdir(join(dir.path, "state"));
+  await chown(join(dir.path, "state"), 65534, 65534);
+  const { server } = await startBus(t);
+  const child = spawnCli(["--nats", server.url, "--workers", "1", "scan", root, "--quiet"], {
+    uid: 65534,
+    gid: 65534,
+    env: { HSMFLEET_STATE_DIR: join(dir.path, "state") },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const { code } = await exitOf(child);
+  t.is(code, 0, stderr);
+  const warnings = stderr.split("\n").filter((l) => l.includes("trusted.hsm"));
+  t.is(warnings.length, 1, stderr);
+  t.regex(warnings[0]!, /not root \(uid 65534\).*trusted\.hsm.*cannot be read.*HSM states.*new/);
+  t.regex(stdout, /HSM states \(regular files\): not readable without root/);
 });

@@ -135,8 +135,11 @@ const getRange = async (
 };
 
 /**
- * Positional write of `buf[0, n)` at `position`, all of it, in one native threadpool job; with
- * `md5`, the same job hashes the bytes after writing them (the caller keeps file order).
+ * Positional write of `buf[0, n)` at `position`, in one native threadpool job; with `md5`, the
+ * same job hashes the bytes after writing them (the caller keeps file order). Sparse: 4 KiB blocks
+ * (aligned on the file's offsets) of zeros are not written, so they stay holes of the target — a
+ * new file or a released stub, whose holes read as zeros; the file's size is set apart from the
+ * writes (the stub's size, or a truncate after the last range).
  */
 const writeAt = async (
   fh: FileHandle,
@@ -150,8 +153,8 @@ const writeAt = async (
   if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
   const data = n === buf.length ? buf : buf.subarray(0, n);
   try {
-    if (md5) await md5.pwriteAndHash(fh.fd, data, position);
-    else await pwriteAll(fh.fd, data, position);
+    if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
+    else await pwriteAll(fh.fd, data, position, { sparse: true });
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }

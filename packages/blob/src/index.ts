@@ -15,6 +15,7 @@ export {
 } from "./client.js";
 export type { BlobClientOptions } from "./client.js";
 export { BlobContainer } from "./container.js";
+export { jobLogContainer } from "./job-containers.js";
 export type { BlobLevelEntry, BlobProperties } from "./container.js";
 export {
   blockIdFor,

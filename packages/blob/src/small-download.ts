@@ -114,10 +114,11 @@ export const downloadSmallBlob = async (
     const { buf, stored } = got;
     const checked = stored !== undefined && stored.length > 0;
     if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-    // One threadpool job: write at 0, cut to the size, MD5 of what was written.
+    // One threadpool job: write at 0 (zero blocks left as holes, as writeAt), cut to the size,
+    // MD5 of the data.
     let actual: Buffer | undefined;
     try {
-      actual = await writeWholeFile(fh.fd, buf, { md5: checked });
+      actual = await writeWholeFile(fh.fd, buf, { md5: checked, sparse: true });
     } catch (err) {
       throw fsFailure(WRITE, where, err);
     }

@@ -9,6 +9,7 @@ export {
 } from "./storage-target.js";
 export type { StorageTarget, ConnectionStringParts } from "./storage-target.js";
 export { chooseBlockSize } from "./blocks.js";
+export { jobLogContainer } from "./job-containers.js";
 export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
 export { TokenBucket } from "./token-bucket.js";
 export { RequestConcurrency } from "./request-concurrency.js";

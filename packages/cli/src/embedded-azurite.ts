@@ -28,6 +28,25 @@ const connectionStringFor = (port: number): string =>
  * (or the one another hsmfleet command on this machine already started). For trying hsmfleet out
  * and for tests; Azurite is slow (a few hundred MiB/s at best), so measure real storage elsewhere.
  */
+/** The embedded Azurite another hsmfleet command on this machine runs; undefined when none. */
+export const findEmbeddedAzurite = async (
+  stateDir: string,
+): Promise<{ connectionString: string; blobEndpoint: string } | undefined> => {
+  try {
+    const marker = JSON.parse(
+      await readFile(join(stateDir, "azurite", "embedded.json"), "utf8"),
+    ) as { pid: number; port: number };
+    return processAlive(marker.pid)
+      ? {
+          connectionString: connectionStringFor(marker.port),
+          blobEndpoint: `http://127.0.0.1:${marker.port}/${AZURITE_ACCOUNT}`,
+        }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
 export const startEmbeddedAzurite = async (options: {
   stateDir: string;
   logger?: Logger | undefined;

@@ -42,6 +42,23 @@ const findOnPath = (name: string): string | undefined => {
 };
 
 /**
+ * The embedded nats-server another hsmfleet command (or `hsmfleet server`) on this machine runs
+ * with this state dir; undefined when none does. Starts nothing.
+ */
+export const findEmbeddedNats = async (
+  stateDir: string,
+): Promise<{ url: string; pid: number } | undefined> => {
+  try {
+    const marker = JSON.parse(
+      await readFile(join(stateDir, "nats", "embedded.json"), "utf8"),
+    ) as Marker;
+    return processAlive(marker.pid) ? { url: marker.url, pid: marker.pid } : undefined;
+  } catch {
+    return undefined; // no marker, or an unreadable one
+  }
+};
+
+/**
  * The embedded default's NATS: reuse the server another hsmfleet command on this machine started
  * (so `hsmfleet jobs` in a second terminal sees the running job), or start one with JetStream
  * state under the state dir, on a free loopback port.

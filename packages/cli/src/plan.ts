@@ -1,7 +1,8 @@
 /**
  * `hsmfleet plan`: how many worker VMs a throughput target needs. The arithmetic is here (pure
  * functions, unit-tested); the figures come from data/azure-limits.json (VM NIC bandwidths and
- * storage-account limits, each with its source) and, when present, the fleet benchmark's result.
+ * storage-account limits, each with its source) and the shipped per-worker efficiency below. It
+ * reads nothing from the working directory, so it answers the same wherever it runs.
  */
 import { readFile } from "node:fs/promises";
 import { UsageError } from "@hsmfleet/core";
@@ -29,8 +30,17 @@ export interface AzureLimits {
   vmSizes: VmSize[];
 }
 
-/** Share of a VM's NIC bandwidth one worker VM moves when nothing else limits it. */
+/**
+ * Share of a VM's NIC bandwidth one worker VM moves when nothing else limits it: a planning figure
+ * between one copytool per VM (lfsazsync measured about half the NIC) and the loopback benchmark's
+ * upper bound (1.0, no network latency). Its derivation is in docs/plan.md ("Per-worker
+ * efficiency"); `--efficiency` overrides it with a figure measured on the target VM size.
+ */
 export const DEFAULT_WORKER_EFFICIENCY = 0.7;
+
+/** Where DEFAULT_WORKER_EFFICIENCY is explained (shown beside the figure in the plan). */
+export const DEFAULT_WORKER_EFFICIENCY_SOURCE =
+  "shipped default, see docs/plan.md#per-worker-efficiency";
 
 /** The shipped table (packages/cli/data/azure-limits.json). */
 export const loadAzureLimits = async (): Promise<AzureLimits> =>
@@ -137,25 +147,4 @@ export const planFleet = (input: PlanInput): PlanResult => {
     accounts,
     accountCeilingGbps,
   };
-};
-
-/**
- * The per-worker efficiency measured by the fleet benchmark (bench/results/latest.json, written by
- * `npm run bench`): the one-VM export throughput over the shaped per-VM limit. undefined when the
- * file or the figure is missing.
- */
-export const measuredEfficiency = async (file: string): Promise<number | undefined> => {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch {
-    return undefined;
-  }
-  try {
-    const json = JSON.parse(text) as { fleet?: { perVmEfficiency?: unknown } };
-    const e = json.fleet?.perVmEfficiency;
-    return typeof e === "number" && e > 0 && e <= 1 ? e : undefined;
-  } catch {
-    return undefined;
-  }
 };

@@ -1,9 +1,6 @@
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import test from "ava";
 import { UsageError } from "@hsmfleet/core";
-import { tempDir } from "@hsmfleet/testkit";
-import { gbps, loadAzureLimits, measuredEfficiency, parseRate, planFleet } from "../src/plan.js";
+import { gbps, loadAzureLimits, parseRate, planFleet } from "../src/plan.js";
 import type { PlanInput } from "../src/plan.js";
 
 const GiB = 1024 ** 3;
@@ -83,14 +80,7 @@ test.before(async () => {
   plan0 = await input({ efficiency: 0 });
 });
 
-test("the measured efficiency comes from the fleet benchmark's result file when it holds one", async (t) => {
-  const dir = await tempDir();
-  t.teardown(() => dir.cleanup());
-  const file = join(dir.path, "latest.json");
-  t.is(await measuredEfficiency(file), undefined);
-  await writeFile(file, JSON.stringify({ fleet: { perVmEfficiency: 0.93 } }));
-  t.is(await measuredEfficiency(file), 0.93);
-  await writeFile(file, JSON.stringify({ scan: {} }));
-  t.is(await measuredEfficiency(file), undefined);
+test("an efficiency outside (0, 1] is a usage error", (t) => {
   t.throws(() => planFleet(plan0), { instanceOf: UsageError, message: /efficiency/ });
+  t.throws(() => planFleet({ ...plan0, efficiency: 1.5 }), { instanceOf: UsageError });
 });

@@ -40,3 +40,5 @@ export const errorToJson = (
   code: e.code,
   message: e.message,
 });
+
+export { formatErrorLine } from "@hsmfleet/core";

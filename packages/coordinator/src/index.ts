@@ -5,6 +5,8 @@ export type { ScanProgress, ScanSummary } from "./scan/scan-summary.js";
 export { FleetWatch } from "./fleet-watch.js";
 export { cancelJob, openJobStore } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
+export { checkExportSource } from "./export/export-source.js";
+export type { ExportSource } from "./export/export-source.js";
 export { LocalLog } from "./local-log.js";
 export { entryToNdjson } from "./format.js";
 export { runExportJob, EXPORT_DEFAULTS } from "./export/export-job.js";
@@ -30,6 +32,7 @@ export { buildRestoreSummary, formatRestoreSummary } from "./restore/restore-sum
 export type { RestoreProgress, RestoreSummary } from "./restore/restore-summary.js";
 export { claimRoot } from "./root-claim.js";
 export { runHsmJob, HSM_JOB_DEFAULTS } from "./hsm/hsm-job.js";
+export { hsmJobOrigin } from "./hsm/hsm-origin.js";
 export type { HsmJobOptions } from "./hsm/hsm-job.js";
 export { formatHsmSummary } from "./hsm/hsm-summary.js";
 export type { HsmJobProgress, HsmJobSummary } from "./hsm/hsm-summary.js";

@@ -1,7 +1,14 @@
 import test from "ava";
 import { EntryType } from "@hsmfleet/core";
 import { JobKind, JobState, emptyScanCounters, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
-import { buildScanSummary, entryToNdjson, formatScanSummary, newJobId } from "../src/index.js";
+import {
+  buildExportSummary,
+  buildScanSummary,
+  entryToNdjson,
+  formatExportSummary,
+  formatScanSummary,
+  newJobId,
+} from "../src/index.js";
 
 test("--list lines carry path, type, size, mtime, mode, owner and HSM flags", (t) => {
   const line = entryToNdjson({
@@ -96,4 +103,49 @@ test("the human summary shows counts, the size histogram, HSM states and problem
   t.regex(text, /\[4 KiB, 8 KiB\)\s+2/);
   t.regex(text, /released\s+2/);
   t.regex(text, /opendir locked: EACCES permission denied/);
+});
+
+test("an error line of a summary names its path once", (t) => {
+  const status = newJobStatus(
+    newJobSpec({ jobId: "export-x", kind: JobKind.Export, root: Buffer.from("/data/tree") }),
+  );
+  status.state = JobState.Succeeded;
+  status.export.errors = 3;
+  const long = "d/".repeat(10) + "f";
+  status.errorSamples = [
+    // A name error: the message starts with the path (BlobNameError).
+    {
+      path: Buffer.from(long),
+      operation: "name",
+      code: "InvalidBlobName",
+      message: `${long}: blob name would be 1100 characters; Azure allows at most 1024`,
+      retryable: false,
+    },
+    // A file-system error: the message names the absolute path (FsOperationError).
+    {
+      path: Buffer.from("sub/gone"),
+      operation: "transfer",
+      code: "ENOENT",
+      message: "open /data/tree/sub/gone: ENOENT: no such file or directory",
+      retryable: false,
+    },
+    // A message that names no path stays as it is.
+    {
+      path: Buffer.from("sub/big"),
+      operation: "transfer",
+      code: "EIO",
+      message: "read failed at byte 4096",
+      retryable: false,
+    },
+  ];
+  const text = formatExportSummary(buildExportSummary(status));
+  const lines = text.split("\n").filter((l) => /^ {4}\S/.test(l));
+  t.is(lines.length, 3, text);
+  t.is(lines[0]!.split(long).length - 1, 1, lines[0]);
+  t.is(
+    lines[0],
+    `    name ${long}: InvalidBlobName blob name would be 1100 characters; Azure allows at most 1024`,
+  );
+  t.is(lines[1], "    transfer sub/gone: ENOENT open: ENOENT: no such file or directory");
+  t.is(lines[2], "    transfer sub/big: EIO read failed at byte 4096");
 });

@@ -20,6 +20,25 @@ export const entryTypeName = (type: EntryType): "file" | "directory" | "symlink"
   }
 };
 
+/**
+ * What an entry of type Other is, from its st_mode, for messages: Blob storage holds files,
+ * directories and symlinks only.
+ */
+export const otherEntryKind = (mode: number): string => {
+  switch (mode & 0o170000) {
+    case 0o010000:
+      return "FIFO";
+    case 0o020000:
+      return "character device";
+    case 0o060000:
+      return "block device";
+    case 0o140000:
+      return "socket";
+    default:
+      return "special file";
+  }
+};
+
 /** Lustre HSM attributes (struct hsm_attrs) as read from the `trusted.hsm` xattr. */
 export interface HsmAttrs {
   compat: number;

@@ -1,4 +1,4 @@
-export { EntryType, entryTypeName } from "./entry.js";
+export { EntryType, entryTypeName, otherEntryKind } from "./entry.js";
 export type { FileEntry, HsmAttrs } from "./entry.js";
 export {
   HsmFlag,
@@ -77,3 +77,6 @@ export {
 export type { PosixAttributes, BlobEntryKind } from "./blob-metadata.js";
 export { testSeam } from "./test-seam.js";
 export type { TestSeamName } from "./test-seam.js";
+export { IMPORT_MARKER_STATES, importMarkerName, isImportMarkerName } from "./import-marker.js";
+export type { ImportMarkerState } from "./import-marker.js";
+export { formatErrorLine } from "./error-line.js";

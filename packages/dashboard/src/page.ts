@@ -22,6 +22,7 @@ export const DASHBOARD_PAGE = `<!doctype html>
   td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
   .bar { height: .7em; background: #2b6cb0; border-radius: 2px; }
   .bad { color: #b42318; font-weight: 600; }
+  tr.errs td { font-size: 12px; padding-top: 0; font-family: ui-monospace, monospace; }
   #status { color: #5a6478; font-size: .85em; }
 </style>
 </head>
@@ -30,8 +31,8 @@ export const DASHBOARD_PAGE = `<!doctype html>
 <div class="tiles">
   <div class="tile"><div class="v" id="total" data-bps="0">–</div><div class="l">fleet throughput</div></div>
   <div class="tile"><div class="v" id="share">–</div><div class="l">of the ceiling (<span id="ceiling">–</span>)</div></div>
-  <div class="tile"><div class="v" id="nworkers">–</div><div class="l">workers on <span id="nvms">–</span> VMs</div></div>
-  <div class="tile"><div class="v" id="errors">–</div><div class="l">errors (jobs shown)</div></div>
+  <div class="tile"><div class="v" id="nworkers">–</div><div class="l"><span id="workers-word">workers</span> on <span id="nvms">–</span></div></div>
+  <div class="tile"><div class="v" id="errors">–</div><div class="l"><span id="errors-word">errors</span> (jobs shown)</div></div>
 </div>
 <h2>Throughput over time</h2>
 <svg id="chart" width="900" height="280" viewBox="0 0 900 280" role="img" aria-label="throughput over time">
@@ -52,6 +53,7 @@ const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 const bytes = (n) => { let i = 0; while (n >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; } return (i ? n.toFixed(n < 10 ? 2 : 1) : String(Math.round(n))) + " " + UNITS[i]; };
 const rate = (n) => bytes(n) + "/s";
 const dur = (s) => s == null ? "–" : s < 90 ? Math.round(s) + " s" : s < 5400 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
+const plural = (n, one, many) => n === 1 ? one : many;
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
 const $ = (id) => document.getElementById(id);
 const L = 84, R = 890, T = 14, B = 250;
@@ -59,13 +61,17 @@ const L = 84, R = 890, T = 14, B = 250;
 function drawChart(s) {
   const now = s.atMs, span = 5 * 60 * 1000;
   const pts = s.history.filter(([t]) => now - t <= span);
-  const top = Math.max(s.ceilingBytesPerSecond * 1.15, ...pts.map(([, v]) => v * 1.1), 1);
+  // The scale follows the data (tracker.ts chartScale); an off-scale ceiling is marked at the top.
+  const top = s.chart.topBytesPerSecond;
   const x = (t) => L + (R - L) * (1 - (now - t) / span);
   const y = (v) => B - (B - T) * (v / top);
   $("series").setAttribute("points", pts.map(([t, v]) => x(t).toFixed(1) + "," + y(v).toFixed(1)).join(" "));
-  const cy = y(s.ceilingBytesPerSecond).toFixed(1);
+  const on = s.chart.ceilingOnScale;
+  const cy = (on ? y(s.ceilingBytesPerSecond) : T).toFixed(1);
   const cl = $("ceiling-line"); cl.setAttribute("y1", cy); cl.setAttribute("y2", cy);
-  const lab = $("ceiling-label"); lab.setAttribute("y", String(Number(cy) - 5)); lab.textContent = "ceiling " + rate(s.ceilingBytesPerSecond);
+  cl.setAttribute("stroke-opacity", on ? "1" : "0.35");
+  const lab = $("ceiling-label"); lab.setAttribute("y", String(Number(cy) + (on ? -5 : 14)));
+  lab.textContent = "ceiling " + rate(s.ceilingBytesPerSecond) + (on ? "" : " ↑ above this scale");
   let g = "";
   for (let i = 0; i <= 4; i++) {
     const v = (top * i) / 4, gy = y(v).toFixed(1);
@@ -86,8 +92,10 @@ function render(s) {
   $("share").textContent = (100 * s.shareOfCeiling).toFixed(1) + " %";
   $("ceiling").textContent = rate(s.ceilingBytesPerSecond);
   $("nworkers").textContent = String(s.workers.length);
-  $("nvms").textContent = String(s.vms.length);
+  $("workers-word").textContent = plural(s.workers.length, "worker", "workers");
+  $("nvms").textContent = s.vms.length + " " + plural(s.vms.length, "VM", "VMs");
   $("errors").textContent = String(s.errors);
+  $("errors-word").textContent = plural(s.errors, "error", "errors");
   $("errors").className = "v" + (s.errors > 0 ? " bad" : "");
   drawChart(s);
   $("vms").tBodies[0].innerHTML = s.vms.map((v) => {
@@ -101,7 +109,13 @@ function render(s) {
     '</td><td class="n">' + bytes(j.bytesDone) + " / " + bytes(j.bytesFound) + (j.walking ? "+" : "") +
     '</td><td class="n">' + j.filesDone + " / " + j.filesFound + '</td><td class="n">' + rate(j.bytesPerSecond) +
     '</td><td class="n">' + (j.walking && j.etaSeconds != null ? "≥ " : "") + dur(j.etaSeconds) +
-    '</td><td class="n' + (j.errors > 0 ? " bad" : "") + '">' + j.errors + "</td></tr>").join("");
+    '</td><td class="n' + (j.errors > 0 ? " bad" : "") + '">' + j.errors + "</td></tr>" +
+    (j.errorMessages.length > 0
+      ? '<tr class="errs" data-errors-of="' + esc(j.jobId) + '"><td colspan="9">' +
+        j.errorMessages.map((m) => '<div class="bad">' + esc(m) + "</div>").join("") +
+        (j.errors > j.errorMessages.length ? "<div>… " + (j.errors - j.errorMessages.length) + " more (hsmfleet status " + esc(j.jobId) + ")</div>" : "") +
+        "</td></tr>"
+      : "")).join("");
   $("workers").tBodies[0].innerHTML = s.workers.map((w) =>
     '<tr data-worker="' + esc(w.workerId) + '"><td>' + esc(w.workerId) + "</td><td>" + esc(w.vmName) + '</td><td class="n">' + rate(w.bytesPerSecond) +
     '</td><td class="n">' + w.itemsInFlight + " / " + w.concurrency + '</td><td class="n">' + w.itemsDone + '</td><td class="n">' + bytes(w.bytesMoved) + "</td></tr>").join("");

@@ -1,3 +1,4 @@
+import { displayPath, formatErrorLine } from "@hsmfleet/core";
 import { jobReport } from "@hsmfleet/coordinator/reports";
 import { JobState, jobStateName } from "@hsmfleet/protocol";
 import type { JobStatus, WorkerHeartbeat } from "@hsmfleet/protocol";
@@ -40,7 +41,41 @@ export interface JobView {
   bytesPerSecond: number;
   /** Seconds to go at the job's current rate, for what is known so far; null when idle or done. */
   etaSeconds: number | null;
+  /** The job's first errors (at most ERROR_MESSAGES_SHOWN), one line each naming its path once. */
+  errorMessages: string[];
 }
+
+/** Error lines shown per job. */
+export const ERROR_MESSAGES_SHOWN = 3;
+
+/**
+ * The throughput chart's vertical scale. It follows the data, so a 10 MiB/s job is not a flat
+ * line under a 7.5 GiB/s ceiling: the top is 1.25 × the peak of the last five minutes; when the
+ * ceiling fits (the peak is at least a quarter of it) the top holds the ceiling line instead.
+ */
+export interface ChartScale {
+  topBytesPerSecond: number;
+  /** False when the ceiling is above the top: the page marks it at the top edge, off scale. */
+  ceilingOnScale: boolean;
+}
+
+/** The span of history the chart draws. */
+export const CHART_SPAN_MS = 5 * 60 * 1000;
+
+export const chartScale = (
+  history: ReadonlyArray<readonly [number, number]>,
+  nowMs: number,
+  ceiling: number,
+): ChartScale => {
+  const peak = Math.max(
+    0,
+    ...history.filter(([t]) => nowMs - t <= CHART_SPAN_MS).map(([, v]) => v),
+  );
+  if (peak * 4 >= ceiling)
+    return { topBytesPerSecond: Math.max(ceiling * 1.15, peak * 1.1), ceilingOnScale: true };
+  // 1 KiB/s at least, so an idle fleet still has an axis.
+  return { topBytesPerSecond: Math.max(peak * 1.25, 1024), ceilingOnScale: false };
+};
 
 export interface Snapshot {
   atMs: number;
@@ -50,6 +85,7 @@ export interface Snapshot {
   shareOfCeiling: number;
   /** [time ms, bytes/s] samples, oldest first. */
   history: Array<[number, number]>;
+  chart: ChartScale;
   vms: VmView[];
   workers: WorkerView[];
   jobs: JobView[];
@@ -184,6 +220,7 @@ export class ThroughputTracker {
       bytesPerSecond: total,
       shareOfCeiling: total / this.ceilingBytesPerSecond,
       history: [...this.#history],
+      chart: chartScale(this.#history, nowMs, this.ceilingBytesPerSecond),
       vms: [...vms.values()],
       workers,
       jobs,
@@ -229,6 +266,14 @@ export class ThroughputTracker {
       progress,
       bytesPerSecond: rate,
       etaSeconds: row.progressByBytes && rate > 0 && found > done ? (found - done) / rate : null,
+      errorMessages: j.errorSamples.slice(0, ERROR_MESSAGES_SHOWN).map((e) =>
+        formatErrorLine({
+          path: displayPath(e.path) || ".",
+          operation: e.operation,
+          code: e.code,
+          message: e.message,
+        }),
+      ),
     };
   }
 }

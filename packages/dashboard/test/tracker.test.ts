@@ -75,3 +75,52 @@ test("job progress and ETA from job records", (t) => {
   tracker.jobs([{ ...job, state: JobState.Succeeded, finishedAtMs: 4000 }]);
   t.like(tracker.snapshot(4000).jobs[0], { state: "succeeded", progress: 1, etaSeconds: null });
 });
+
+const MiB = 1024 ** 2;
+
+test("the chart's scale follows the data: a 10 MiB/s job fills it, the 7.5 GiB/s ceiling is marked off scale", (t) => {
+  const tracker = new ThroughputTracker();
+  tracker.heartbeat(hb("w", "vm", 0), 0);
+  tracker.heartbeat(hb("w", "vm", 50 * MiB), 5000);
+  const slow = tracker.snapshot(5000);
+  t.is(slow.bytesPerSecond, 10 * MiB);
+  t.false(slow.chart.ceilingOnScale);
+  t.true(slow.chart.topBytesPerSecond >= 10 * MiB);
+  t.true(slow.chart.topBytesPerSecond <= 20 * MiB, "the 10 MiB/s line is at least half the height");
+  // Near the ceiling the scale holds the ceiling line.
+  tracker.heartbeat(hb("w", "vm", 50 * MiB + 35 * GiB), 10_000);
+  const fast = tracker.snapshot(10_000);
+  t.true(fast.chart.ceilingOnScale);
+  t.true(fast.chart.topBytesPerSecond > 7.5 * GiB);
+});
+
+test("job rows carry their first error messages, not only a count", (t) => {
+  const tracker = new ThroughputTracker();
+  const job = newJobStatus(
+    newJobSpec({ jobId: "export-2", kind: JobKind.Export, root: Buffer.from("/src") }),
+    { published: 1 },
+  );
+  job.export.errors = 2;
+  job.errorSamples = [
+    {
+      path: Buffer.from("a/b"),
+      operation: "transfer",
+      code: "EACCES",
+      message: "open: permission denied",
+      retryable: false,
+    },
+    {
+      path: Buffer.from("c"),
+      operation: "name",
+      code: "InvalidBlobName",
+      message: "c: not a blob path",
+      retryable: false,
+    },
+  ];
+  tracker.jobs([job], 1000);
+  const [view] = tracker.snapshot(1000).jobs;
+  t.deepEqual(view!.errorMessages, [
+    "transfer a/b: EACCES open: permission denied",
+    "name c: InvalidBlobName not a blob path",
+  ]);
+});

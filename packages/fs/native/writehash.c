@@ -30,6 +30,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,8 @@ typedef struct {
   size_t done;
   int err;
   const char *syscall;
+  /* Sparse: SPARSE_BLOCK-aligned blocks (by file offset) of zeros are not written (holes). */
+  int sparse;
 } wh_work;
 
 static int write_all(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
@@ -147,6 +150,38 @@ static int write_all(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
   return 1;
 }
 
+/* The file-system block a sparse write skips when it holds only zeros. */
+#define SPARSE_BLOCK 4096
+
+static int all_zero(const uint8_t *p, size_t n) {
+  if (n == 0) return 1;
+  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+/*
+ * write_all of p[0, n) at `at`, or, when w->sparse, of the runs between all-zero blocks (aligned
+ * on the file's SPARSE_BLOCK offsets), each run written whole: the zero blocks stay holes.
+ */
+static int write_data(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
+  if (!w->sparse) return write_all(w, p, n, at);
+  size_t run = 0, off = 0;
+  int in_run = 0;
+  while (off < n) {
+    size_t end = off + (size_t)(SPARSE_BLOCK - (uint64_t)(at + (int64_t)off) % SPARSE_BLOCK);
+    if (end > n) end = n;
+    if (all_zero(p + off, end - off)) {
+      if (in_run && !write_all(w, p + run, off - run, at + (int64_t)run)) return 0;
+      in_run = 0;
+    } else if (!in_run) {
+      run = off;
+      in_run = 1;
+    }
+    off = end;
+  }
+  if (in_run && !write_all(w, p + run, n - run, at + (int64_t)run)) return 0;
+  return 1;
+}
+
 static void wh_execute(napi_env env, void *data) {
   (void)env;
   wh_work *w = data;
@@ -155,7 +190,7 @@ static void wh_execute(napi_env env, void *data) {
     while (w->done < w->n) {
       size_t piece = w->n - w->done;
       if (piece > PIECE) piece = PIECE;
-      if (!write_all(w, w->p + w->done, piece, w->position + (int64_t)w->done)) return;
+      if (!write_data(w, w->p + w->done, piece, w->position + (int64_t)w->done)) return;
       if (ctx && EVP_DigestUpdate(ctx, w->p + w->done, piece) != 1) {
         w->err = EIO;
         w->syscall = "md5";
@@ -190,7 +225,7 @@ static void wh_execute(napi_env env, void *data) {
     }
     free(buf);
   } else {
-    if (!write_all(w, w->p, w->n, 0)) return;
+    if (!write_data(w, w->p, w->n, 0)) return;
     w->done = w->n;
     while (ftruncate(w->fd, (off_t)w->n) != 0) {
       if (errno == EINTR) continue;
@@ -305,10 +340,18 @@ static int take_state(napi_env env, napi_value v, wh_work *w, int required) {
   return 1;
 }
 
-/* pwriteHash(fd, data, position, state|null): Promise<number> */
+/* Optional boolean argument (absent/undefined = false). */
+static int get_flag(napi_env env, size_t argc, napi_value *argv, size_t i) {
+  bool b = false;
+  if (i >= argc) return 0;
+  if (napi_get_value_bool(env, argv[i], &b) != napi_ok) return 0;
+  return b ? 1 : 0;
+}
+
+/* pwriteHash(fd, data, position, state|null, sparse?): Promise<number> */
 static napi_value js_pwrite_hash(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 4) return throw_type(env, "pwriteHash(fd, data, position, state)");
   int32_t fd;
@@ -322,6 +365,7 @@ static napi_value js_pwrite_hash(napi_env env, napi_callback_info info) {
   }
   w->op = OP_PWRITE;
   w->fd = fd;
+  w->sparse = get_flag(env, argc, argv, 4);
   if (!get_bytes(env, argv[1], &w->p, &w->n)) {
     free(w);
     return throw_type(env, "pwriteHash: data must be a Uint8Array");
@@ -373,10 +417,10 @@ static napi_value js_pread_hash(napi_env env, napi_callback_info info) {
   return wh_start(env, w);
 }
 
-/* writeWhole(fd, data, md5Out: Buffer(16)|null): Promise<void> */
+/* writeWhole(fd, data, md5Out: Buffer(16)|null, sparse?): Promise<void> */
 static napi_value js_write_whole(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 3) return throw_type(env, "writeWhole(fd, data, md5Out)");
   int32_t fd;
@@ -389,6 +433,7 @@ static napi_value js_write_whole(napi_env env, napi_callback_info info) {
   }
   w->op = OP_WHOLE;
   w->fd = fd;
+  w->sparse = get_flag(env, argc, argv, 3);
   if (!get_bytes(env, argv[1], &w->p, &w->n)) {
     free(w);
     return throw_type(env, "writeWhole: data must be a Uint8Array");

@@ -52,5 +52,6 @@ export {
   crc64Portable,
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
-export { Md5Stream, pwriteAll, writeWholeFile } from "./write-hash.js";
+export { Md5Stream, SPARSE_BLOCK_BYTES, pwriteAll, writeWholeFile } from "./write-hash.js";
+export type { WriteOptions } from "./write-hash.js";
 export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";

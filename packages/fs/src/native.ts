@@ -46,17 +46,21 @@ export interface NativeBinding {
   /** A native MD5 context (native/writehash.c); see write-hash.ts. */
   md5Create(): NativeMd5State;
   md5Digest(state: NativeMd5State): Buffer;
-  /** pwrite all of `data` at `position` and feed it to `state` (if any), in one job. */
+  /**
+   * pwrite all of `data` at `position` and feed it to `state` (if any), in one job; `sparse`:
+   * 4 KiB blocks (aligned on file offsets) of zeros are hashed, not written (they stay holes).
+   */
   pwriteHash(
     fd: number,
     data: Uint8Array,
     position: number,
     state: NativeMd5State | null,
+    sparse?: boolean,
   ): Promise<number>;
   /** Read [position, position+length) through a native buffer into `state`; the bytes read. */
   preadHash(fd: number, position: number, length: number, state: NativeMd5State): Promise<number>;
-  /** pwrite all of `data` at 0, ftruncate to its length, its MD5 into md5Out; one job. */
-  writeWhole(fd: number, data: Uint8Array, md5Out: Buffer | null): Promise<void>;
+  /** pwrite all of `data` at 0 (`sparse` as pwriteHash), ftruncate to its length, its MD5 into md5Out; one job. */
+  writeWhole(fd: number, data: Uint8Array, md5Out: Buffer | null, sparse?: boolean): Promise<void>;
   /** Same, every path relative to `rootFd` (native/beneath.c; flags bit 1: no openat2). */
   readSmallFilesBeneath(
     rootFd: number,

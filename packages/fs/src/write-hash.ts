@@ -10,11 +10,24 @@
  *   thread, no second pass over the file when the writer hashes.
  * - writeWholeFile: a small file in one job: write at 0, ftruncate to the data's length, MD5.
  *
+ * `sparse` (downloads into new files and released stubs, whose unwritten blocks are holes that
+ * read as zeros): 4 KiB blocks, aligned on the file's offsets, that hold only zeros are hashed but
+ * not written, so a sparse file stays sparse (SPARSE_BLOCK_BYTES).
+ *
  * Failures reject with an Error carrying code, errno and syscall ("write", "read",
  * "ftruncate"), like node:fs errors.
  */
 import { loadNative } from "./native.js";
 import type { NativeMd5State } from "./native.js";
+
+/** The block a sparse write leaves a hole when it holds only zeros (aligned on file offsets). */
+export const SPARSE_BLOCK_BYTES = 4096;
+
+/** How a write treats zeros. */
+export interface WriteOptions {
+  /** Leave all-zero blocks unwritten (holes). Default false: every byte is written. */
+  sparse?: boolean;
+}
 
 /** An MD5 computed natively; feed it in order, one job at a time, then digest() once. */
 export class Md5Stream {
@@ -39,11 +52,19 @@ export class Md5Stream {
     return this.#state;
   }
 
-  /** Writes all of `data` at `position` of `fd` and hashes it (after the bytes before it). */
-  async pwriteAndHash(fd: number, data: Uint8Array, position: number): Promise<number> {
+  /**
+   * Writes all of `data` at `position` of `fd` (zero blocks skipped with `sparse`) and hashes it
+   * (after the bytes before it).
+   */
+  async pwriteAndHash(
+    fd: number,
+    data: Uint8Array,
+    position: number,
+    options: WriteOptions = {},
+  ): Promise<number> {
     const state = this.#begin("pwriteAndHash");
     try {
-      const n = await loadNative().pwriteHash(fd, data, position, state);
+      const n = await loadNative().pwriteHash(fd, data, position, state, options.sparse ?? false);
       this.#bytes += n;
       return n;
     } finally {
@@ -73,8 +94,12 @@ export class Md5Stream {
 }
 
 /** Writes all of `data` at `position` of `fd` (no hashing), in one threadpool job. */
-export const pwriteAll = (fd: number, data: Uint8Array, position: number): Promise<number> =>
-  loadNative().pwriteHash(fd, data, position, null);
+export const pwriteAll = (
+  fd: number,
+  data: Uint8Array,
+  position: number,
+  options: WriteOptions = {},
+): Promise<number> => loadNative().pwriteHash(fd, data, position, null, options.sparse ?? false);
 
 /**
  * A whole small file in one threadpool job: `data` written at offset 0 of `fd`, the file cut
@@ -84,9 +109,9 @@ export const pwriteAll = (fd: number, data: Uint8Array, position: number): Promi
 export const writeWholeFile = async (
   fd: number,
   data: Uint8Array,
-  options: { md5?: boolean } = {},
+  options: { md5?: boolean } & WriteOptions = {},
 ): Promise<Buffer | undefined> => {
   const out = options.md5 ? Buffer.alloc(16) : null;
-  await loadNative().writeWhole(fd, data, out);
+  await loadNative().writeWhole(fd, data, out, options.sparse ?? false);
   return out ?? undefined;
 };

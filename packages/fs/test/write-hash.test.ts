@@ -98,3 +98,75 @@ test("a failed write rejects with code, errno and syscall, like node:fs", async 
     await fh.close();
   }
 });
+
+test("sparse writes leave all-zero 4 KiB blocks as holes, hash every byte and read back identical", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const KiB = 1024;
+  // 1 MiB + 8 KiB: data in the first 4 KiB, 100 bytes straddling a block edge in the middle, and
+  // the last 4 KiB; the rest zeros. Written in ranges that do not start on block boundaries.
+  const size = 1024 * KiB + 8 * KiB;
+  const data = Buffer.alloc(size);
+  data.fill(0x61, 0, 4 * KiB);
+  data.fill(0x62, 512 * KiB - 50, 512 * KiB + 50);
+  data.fill(0x63, size - 4 * KiB);
+  const dataBlocks = 4; // the first, the two around 512 KiB, the last
+  const allocated = async (p: string): Promise<number> => {
+    const fh = await open(p, "r");
+    try {
+      return (await fh.stat()).blocks * 512;
+    } finally {
+      await fh.close();
+    }
+  };
+
+  const ranged = join(dir.path, "ranged");
+  const fh = await open(ranged, "w+");
+  try {
+    await fh.truncate(size);
+    const s = new Md5Stream();
+    const range = 300 * KiB + 7;
+    for (let at = 0; at < size; at += range) {
+      const part = data.subarray(at, Math.min(at + range, size));
+      t.is(await s.pwriteAndHash(fh.fd, part, at, { sparse: true }), part.length);
+    }
+    t.deepEqual(s.digest(), md5(data));
+  } finally {
+    await fh.close();
+  }
+  t.true((await readFile(ranged)).equals(data));
+  t.true((await allocated(ranged)) <= dataBlocks * 4 * KiB, `${await allocated(ranged)} bytes`);
+
+  const plain = join(dir.path, "plain");
+  const ph = await open(plain, "w+");
+  try {
+    await ph.truncate(size);
+    await pwriteAll(ph.fd, data, 0, { sparse: true });
+  } finally {
+    await ph.close();
+  }
+  t.true((await readFile(plain)).equals(data));
+  t.true((await allocated(plain)) <= dataBlocks * 4 * KiB);
+
+  // A whole small file: written sparse, cut to its length (trailing zeros included), hashed.
+  const tail = Buffer.concat([Buffer.from("head"), Buffer.alloc(64 * KiB)]);
+  const whole = join(dir.path, "whole");
+  const wh = await open(whole, "w+");
+  try {
+    t.deepEqual(await writeWholeFile(wh.fd, tail, { md5: true, sparse: true }), md5(tail));
+  } finally {
+    await wh.close();
+  }
+  t.true((await readFile(whole)).equals(tail));
+  t.true((await allocated(whole)) <= 4 * KiB);
+
+  // Without `sparse` every byte is written (the default).
+  const dense = join(dir.path, "dense");
+  const dh = await open(dense, "w+");
+  try {
+    await pwriteAll(dh.fd, data, 0);
+  } finally {
+    await dh.close();
+  }
+  t.true((await allocated(dense)) >= size);
+});

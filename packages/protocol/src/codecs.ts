@@ -129,6 +129,7 @@ const EXPORT_KEYS = [
   "skipped",
   "unsupported",
   "errors",
+  "released",
 ] as const;
 
 const exportToWire = (c: ExportCounters): hsmfleet.v1.IExportCounters =>

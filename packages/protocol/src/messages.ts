@@ -66,6 +66,8 @@ export interface ExportCounters {
   skipped: number;
   unsupported: number;
   errors: number;
+  /** Released HSM files: verify compares their attributes only (their data is in the archive). */
+  released: number;
 }
 
 /** Counters an import accumulates, named like AMLFS's importJobs status. */
@@ -333,6 +335,7 @@ export const emptyExportCounters = (): ExportCounters => ({
   skipped: 0,
   unsupported: 0,
   errors: 0,
+  released: 0,
 });
 
 export const emptyImportCounters = (): ImportCounters => ({

@@ -4,12 +4,36 @@ import { FleetWatch, cancelJob, jobReport } from "@hsmfleet/coordinator";
 import { formatBytes, jobStateName } from "@hsmfleet/protocol";
 import { intArg } from "./context.js";
 import type { CliContext } from "./context.js";
+import { formatTable } from "../table.js";
+import type { Column } from "../table.js";
 
-const describeJob = (s: JobStatus): string => {
+const JOB_COLUMNS: readonly Column[] = [
+  { heading: "JOB" },
+  { heading: "KIND" },
+  { heading: "STATE" },
+  { heading: "STARTED (UTC)" },
+  { heading: "ENTRIES", align: "right" },
+  // What the kind counts: files, blobs, items (its report's unit).
+  { heading: "UNIT" },
+  { heading: "BYTES", align: "right" },
+  { heading: "ROOT" },
+];
+
+/** One row of `hsmfleet jobs`: the entries and bytes in the kind's own counters (its report). */
+const jobRow = (s: JobStatus): string[] => {
   const report = jobReport(s.spec.kind);
   const { count, unit, bytes } = report.counts(s);
   const started = new Date(s.startedAtMs).toISOString().replace("T", " ").slice(0, 19);
-  return `${s.spec.jobId.padEnd(30)} ${report.name.padEnd(8)} ${jobStateName(s.state).padEnd(10)} ${started}Z  ${count.toLocaleString("en-US").padStart(12)} ${unit.padEnd(7)}  ${formatBytes(bytes).padStart(10)}  ${displayPath(s.spec.root)}`;
+  return [
+    s.spec.jobId,
+    report.name,
+    jobStateName(s.state),
+    started,
+    count.toLocaleString("en-US"),
+    unit,
+    formatBytes(bytes),
+    displayPath(s.spec.root),
+  ];
 };
 
 /** One element of `hsmfleet jobs --json`. */
@@ -33,10 +57,7 @@ export const registerAdminCommands = (ctx: CliContext): void => {
         } else if (jobs.length === 0) {
           process.stdout.write("no jobs\n");
         } else {
-          process.stdout.write(
-            `${"JOB".padEnd(30)} ${"KIND".padEnd(8)} ${"STATE".padEnd(10)} STARTED\n`,
-          );
-          for (const s of jobs) process.stdout.write(`${describeJob(s)}\n`);
+          process.stdout.write(`${formatTable(JOB_COLUMNS, jobs.map(jobRow))}\n`);
         }
       });
     });

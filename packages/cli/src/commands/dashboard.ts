@@ -1,5 +1,6 @@
 import { DASHBOARD_DEFAULTS, DEFAULT_CEILING_BYTES_PER_SECOND } from "@hsmfleet/dashboard";
-import { parseSize } from "../size.js";
+import { Option } from "commander";
+import { formatSize, parseSize } from "../size.js";
 import { intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
@@ -25,11 +26,13 @@ export const registerDashboardCommand = (ctx: CliContext): void => {
       "address to listen on (0.0.0.0 to share it beyond this machine)",
       DASHBOARD_DEFAULTS.host,
     )
-    .option(
-      "--ceiling <rate>",
-      "throughput ceiling drawn on the chart, e.g. 7.5GiB/s",
-      parseRate,
-      DEFAULT_CEILING_BYTES_PER_SECOND,
+    .addOption(
+      new Option("--ceiling <rate>", "throughput ceiling drawn on the chart, e.g. 7.5GiB/s")
+        .argParser(parseRate)
+        .default(
+          DEFAULT_CEILING_BYTES_PER_SECOND,
+          `${formatSize(DEFAULT_CEILING_BYTES_PER_SECOND)}/s`,
+        ),
     )
     .option(
       "--interval <ms>",

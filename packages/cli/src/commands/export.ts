@@ -1,8 +1,8 @@
 import { join, resolve } from "node:path";
-import { formatExportSummary, runExportJob, checkScanRoot } from "@hsmfleet/coordinator";
+import { formatExportSummary, runExportJob, checkExportSource } from "@hsmfleet/coordinator";
 import type { ExportSummary } from "@hsmfleet/coordinator";
-import { describeStorageTarget } from "@hsmfleet/blob/targets";
-import { parseSize } from "../size.js";
+import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
+import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
@@ -17,7 +17,10 @@ export const registerExportCommand = (ctx: CliContext): void => {
     .description(
       "copy a tree into a blob container in AMLFS format (names, owners, modes, times, directories, symlinks); incremental",
     )
-    .argument("<path>", "directory to export (mounted at the same path on every worker VM)")
+    .argument(
+      "<path>",
+      "directory to export (mounted at the same path on every worker VM), or one file (one blob named by its base name)",
+    )
     .requiredOption("--container <name>", "target container (created if missing)")
     .option("--prefix <prefix>", "name prefix inside the container", "")
     .option(
@@ -30,17 +33,19 @@ export const registerExportCommand = (ctx: CliContext): void => {
       "--log-container <name>",
       "container for <job>/summary.json and <job>/errors.ndjson (default <container>-logs)",
     )
-    .option(
-      "--block-size <size>",
-      "block size for large files (grown to fit 50,000 blocks)",
-      parseSize,
-      8 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--block-size <size>",
+        "block size for large files (grown to fit 50,000 blocks)",
+        8 * 1024 * 1024,
+      ),
     )
-    .option(
-      "--chunk-size <size>",
-      "files larger than this are uploaded in chunks (block ranges) that any worker takes",
-      parseSize,
-      256 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--chunk-size <size>",
+        "files larger than this are uploaded in chunks (block ranges) that any worker takes",
+        256 * 1024 * 1024,
+      ),
     )
     .addOption(maxBandwidthOption())
     .addOption(maxRequestsOption())
@@ -60,7 +65,8 @@ export const registerExportCommand = (ctx: CliContext): void => {
           quiet?: boolean;
         } & JobLimitFlags,
       ) => {
-        await checkScanRoot(path, "export source");
+        await checkExportSource(path);
+        jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ExportSummary>(ctx, {
           what: "export",
           json: opts.json,

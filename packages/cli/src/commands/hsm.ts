@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 
 import { Option } from "commander";
-import { HSM_JOB_DEFAULTS, formatHsmSummary, runHsmJob } from "@hsmfleet/coordinator";
+import { HSM_JOB_DEFAULTS, formatHsmSummary, hsmJobOrigin, runHsmJob } from "@hsmfleet/coordinator";
 import type { HsmJobSummary } from "@hsmfleet/coordinator";
 import {
   HSM_STREAM,
@@ -20,8 +20,9 @@ import {
   displayPath,
   errorMessage,
   formatHsmState,
+  hsmFlagWords,
 } from "@hsmfleet/core";
-import type { HsmRequestName } from "@hsmfleet/core";
+import type { HsmAttrs, HsmRequestName } from "@hsmfleet/core";
 import { HSM_BACKEND_KINDS, openHsmBackend } from "@hsmfleet/fs";
 import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
 
@@ -100,16 +101,40 @@ const forEachPath = async (
   return { done, failed };
 };
 
-/** `lfs hsm_state` output for each path, in input order. */
-const printStates = async (backend: HsmBackend, paths: AsyncIterable<Buffer>): Promise<number> => {
+/** One path's HSM state in `hsm state --json` (docs/hsm.md). */
+const stateJson = (path: Buffer, attrs: HsmAttrs | undefined) => {
+  const flags = attrs?.flags ?? 0;
+  return {
+    path: displayPath(path),
+    flags,
+    hex: `0x${flags.toString(16).padStart(8, "0")}`,
+    states: hsmFlagWords(flags),
+    archiveId: Number(attrs?.archiveId ?? 0n),
+  };
+};
+
+/**
+ * `lfs hsm_state` output for each path, in input order; with `json`, one JSON array written as
+ * the paths go (a recursive state of a large tree never waits for the whole list).
+ */
+const printStates = async (
+  backend: HsmBackend,
+  paths: AsyncIterable<Buffer>,
+  json: boolean,
+): Promise<number> => {
   let failed = 0;
   let chunk: Buffer[] = [];
+  let first = true;
   const flush = async () => {
     const results = await Promise.allSettled(chunk.map((p) => backend.state(p)));
     let out = "";
     results.forEach((r, i) => {
-      if (r.status === "fulfilled") out += `${formatHsmState(displayPath(chunk[i]!), r.value)}\n`;
-      else {
+      if (r.status === "fulfilled") {
+        if (json) {
+          out += `${first ? "[" : ",\n"}${JSON.stringify(stateJson(chunk[i]!, r.value))}`;
+          first = false;
+        } else out += `${formatHsmState(displayPath(chunk[i]!), r.value)}\n`;
+      } else {
         failed++;
         process.stderr.write(`hsmfleet: ${errorMessage(r.reason)}\n`);
       }
@@ -122,6 +147,7 @@ const printStates = async (backend: HsmBackend, paths: AsyncIterable<Buffer>): P
     if (chunk.length >= 256) await flush();
   }
   await flush();
+  if (json) process.stdout.write(first ? "[]\n" : "]\n");
   return failed;
 };
 
@@ -185,13 +211,16 @@ export const registerHsmCommand = (ctx: CliContext): void => {
     .description("print each file's HSM state as `lfs hsm_state` does")
     .argument("[paths...]", "files (directories with -r)");
   for (const o of commonOptions()) state.addOption(o);
-  state.action(async (paths: string[], opts: HsmCommonOptions) => {
+  state.option("--json", "one JSON array on stdout: path, flags, hex, states, archiveId");
+  state.action(async (paths: string[], opts: HsmCommonOptions & { json?: boolean }) => {
+    if (paths.length === 0 && opts.from === undefined)
+      throw new UsageError("hsm state needs paths (operands or --from FILE)");
     const backend = openHsmBackend({
       backend: opts.backend,
       xattr: opts.hsmXattr,
       lfsPath: opts.lfs,
     });
-    const failed = await printStates(backend, hsmPaths(paths, opts));
+    const failed = await printStates(backend, hsmPaths(paths, opts), opts.json ?? false);
     process.exitCode = failed > 0 ? ExitCode.WithErrors : ExitCode.Ok;
   });
 
@@ -374,20 +403,24 @@ const showActions = async (ctx: CliContext, json: boolean): Promise<void> => {
           j.state === JobState.Pending ||
           j.state === JobState.Cancelling,
       )
-      .map((j) => ({
-        jobId: j.spec.jobId,
-        state: jobStateName(j.state),
-        request: j.spec.createdBy,
-        backend: j.spec.backend,
-        root: displayPath(j.spec.root),
-      }));
+      .map((j) => {
+        const { request, createdBy } = hsmJobOrigin(j.spec);
+        return {
+          jobId: j.spec.jobId,
+          state: jobStateName(j.state),
+          request,
+          createdBy,
+          backend: j.spec.backend,
+          root: displayPath(j.spec.root),
+        };
+      });
     if (json) {
       process.stdout.write(`${JSON.stringify({ jobs, partitions })}\n`);
       return;
     }
     const lines = [`HSM jobs running: ${jobs.length}`];
     for (const j of jobs)
-      lines.push(`  ${j.jobId} ${j.state} ${j.backend} ${j.root} (${j.request})`);
+      lines.push(`  ${j.jobId} ${j.state} ${j.request} ${j.backend} ${j.root} (by ${j.createdBy})`);
     lines.push("partition  queued lists  in flight");
     for (const p of partitions) {
       lines.push(

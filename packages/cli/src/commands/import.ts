@@ -10,9 +10,9 @@ import {
   runImportJob,
 } from "@hsmfleet/coordinator";
 import type { ImportSummary } from "@hsmfleet/coordinator";
-import { describeStorageTarget } from "@hsmfleet/blob/targets";
+import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
 import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
-import { parseSize } from "../size.js";
+import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
 import type { CliContext } from "./context.js";
@@ -56,11 +56,12 @@ export const registerImportCommand = (ctx: CliContext): void => {
         .default(IMPORT_DEFAULTS.backend),
     )
     .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs", IMPORT_DEFAULTS.hsmXattr)
-    .option(
-      "--chunk-size <size>",
-      "--mode full: blobs larger than this are split into chunks any worker downloads",
-      parseSize,
-      IMPORT_DEFAULTS.chunkSizeBytes,
+    .addOption(
+      sizeOption(
+        "--chunk-size <size>",
+        "--mode full: blobs larger than this are split into chunks any worker downloads",
+        IMPORT_DEFAULTS.chunkSizeBytes,
+      ),
     )
     .option(
       "--max-errors <n>",
@@ -97,6 +98,7 @@ export const registerImportCommand = (ctx: CliContext): void => {
         // Refuse bad arguments before anything starts.
         await checkScanRoot(target, "import target");
         normalizeImportPrefixes(opts.prefix);
+        jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ImportSummary>(ctx, {
           what: "import",
           json: opts.json,

@@ -1,11 +1,10 @@
-import { resolve } from "node:path";
 import { Option } from "commander";
 import { UsageError } from "@hsmfleet/core";
-import { parseSize } from "../size.js";
+import { sizeOption } from "../size.js";
 import {
   DEFAULT_WORKER_EFFICIENCY,
+  DEFAULT_WORKER_EFFICIENCY_SOURCE,
   loadAzureLimits,
-  measuredEfficiency,
   parseRate,
   planFleet,
 } from "../plan.js";
@@ -26,11 +25,12 @@ export const registerPlanCommand = (ctx: CliContext): void => {
   ctx.program
     .command("plan")
     .description(
-      "how many worker VMs a throughput target needs, from the VM size's NIC bandwidth, the measured per-worker efficiency and the storage-account limits",
+      "how many worker VMs a throughput target needs, from the VM size's NIC bandwidth, the per-worker efficiency and the storage-account limits",
     )
-    .requiredOption("--target <rate>", "throughput to reach, e.g. 7.5GiB/s, 2GB/s, 60Gbps")
+    .option("--target <rate>", "throughput to reach, e.g. 7.5GiB/s, 2GB/s, 60Gbps (required)")
     .option("--vm-size <name>", "Azure VM size of the workers (see --list-sizes)")
     .option("--nic-gbps <n>", "NIC egress of one worker VM in Gbit/s (instead of --vm-size)")
+    .option("--list-sizes", "list the VM sizes --vm-size knows, with their NIC bandwidth, and exit")
     .addOption(
       new Option("--direction <dir>", "export = uploads (storage ingress), import = downloads")
         .choices(["export", "import"])
@@ -38,34 +38,46 @@ export const registerPlanCommand = (ctx: CliContext): void => {
     )
     .option(
       "--efficiency <e>",
-      `share of the NIC one worker VM achieves (default: the fleet benchmark's measurement, else ${DEFAULT_WORKER_EFFICIENCY})`,
+      `share of the NIC one worker VM achieves, in (0, 1] (default ${DEFAULT_WORKER_EFFICIENCY}, see docs/plan.md)`,
     )
-    .option(
-      "--bench-results <file>",
-      "fleet benchmark results to read the efficiency from",
-      "bench/results/latest.json",
-    )
-    .option(
-      "--request-size <size>",
-      "bytes per storage request: the block size, or the mean file size when smaller",
-      parseSize,
-      8 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--request-size <size>",
+        "bytes per storage request: the block size, or the mean file size when smaller",
+        8 * 1024 * 1024,
+      ),
     )
     .option("--other-region", "use the lower storage limits of regions Azure does not list")
     .option("--json", "print the plan as one JSON object")
     .action(
       async (opts: {
-        target: string;
+        target?: string;
         vmSize?: string;
         nicGbps?: string;
+        listSizes?: boolean;
         direction: "export" | "import";
         efficiency?: string;
-        benchResults: string;
         requestSize: number;
         otherRegion?: boolean;
         json?: boolean;
       }) => {
         const limits = await loadAzureLimits();
+        if (opts.listSizes) {
+          process.stdout.write(
+            opts.json
+              ? `${JSON.stringify(limits.vmSizes)}\n`
+              : `${["SIZE".padEnd(20), "VCPUS".padStart(5), " NIC"].join(" ")}\n${limits.vmSizes
+                  .map(
+                    (v) =>
+                      `${v.name.padEnd(20)} ${String(v.vcpus).padStart(5)}  ${fmt(v.nicMbps / 1000, 3)} Gbit/s\n`,
+                  )
+                  .join("")}`,
+          );
+          return;
+        }
+        if (opts.target === undefined)
+          throw new UsageError("give --target (e.g. --target 7.5GiB/s), or --list-sizes");
+        const target = opts.target;
         let nicGbps: number;
         let nicSource: string;
         if (opts.nicGbps !== undefined) {
@@ -86,20 +98,12 @@ export const registerPlanCommand = (ctx: CliContext): void => {
         } else {
           throw new UsageError("give --vm-size or --nic-gbps");
         }
-        let efficiency: number;
-        let efficiencySource: string;
-        if (opts.efficiency !== undefined) {
-          efficiency = Number(opts.efficiency);
-          efficiencySource = "--efficiency";
-        } else {
-          const file = resolve(opts.benchResults);
-          const measured = await measuredEfficiency(file);
-          efficiency = measured ?? DEFAULT_WORKER_EFFICIENCY;
-          efficiencySource =
-            measured === undefined ? "default (no benchmark result)" : `measured (${file})`;
-        }
+        const efficiency =
+          opts.efficiency === undefined ? DEFAULT_WORKER_EFFICIENCY : Number(opts.efficiency);
+        const efficiencySource =
+          opts.efficiency === undefined ? DEFAULT_WORKER_EFFICIENCY_SOURCE : "--efficiency";
         const plan = planFleet({
-          targetBytesPerSecond: parseRate(opts.target),
+          targetBytesPerSecond: parseRate(target),
           nicGbps,
           efficiency,
           direction: opts.direction,
@@ -114,7 +118,7 @@ export const registerPlanCommand = (ctx: CliContext): void => {
           return;
         }
         const lines = [
-          `target                 ${fmt(plan.targetGbps, 2)} Gbit/s (${opts.target})`,
+          `target                 ${fmt(plan.targetGbps, 2)} Gbit/s (${target})`,
           `NIC per VM             ${fmt(nicGbps, 2)} Gbit/s — ${nicSource}`,
           `per-worker efficiency  ${fmt(efficiency * 100)} % — ${efficiencySource}`,
           `per VM                 ${fmt(plan.perVmGbps, 2)} Gbit/s`,

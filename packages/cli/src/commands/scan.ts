@@ -57,6 +57,17 @@ export const registerScanCommand = (ctx: CliContext): void => {
         const log = logger("coordinator");
         const stateDir = resolveStateDir(g.stateDir);
         if (path) await checkScanRoot(path);
+        // trusted.* xattrs are invisible without root (getxattr answers "no such attribute"): the
+        // in-process workers would read every file's HSM state as new. Say so once.
+        const uid = process.getuid?.() ?? 0;
+        const hsmUnreadable =
+          uid !== 0 && opts.hsmXattr.startsWith("trusted.") && g.workers !== 0
+            ? `not readable without root (${opts.hsmXattr})`
+            : undefined;
+        if (hsmUnreadable !== undefined)
+          process.stderr.write(
+            `hsmfleet: not root (uid ${uid}): ${opts.hsmXattr} cannot be read by this command's workers, so HSM states would all read as new; run as root, or use --hsm-xattr user.hsm with the emulation\n`,
+          );
         const runtime = await openRuntime({
           nats: g.nats,
           auth: ctx.natsAuth(),
@@ -107,7 +118,9 @@ export const registerScanCommand = (ctx: CliContext): void => {
           await runtime.close();
         }
         process.stdout.write(
-          opts.json ? `${JSON.stringify(summary)}\n` : `${formatScanSummary(summary)}\n`,
+          opts.json
+            ? `${JSON.stringify(hsmUnreadable ? { ...summary, hsmStatesUnreadable: hsmUnreadable } : summary)}\n`
+            : `${formatScanSummary(summary, undefined, hsmUnreadable)}\n`,
         );
         process.exitCode =
           summary.state === "cancelled"

@@ -1,6 +1,8 @@
-import { resolve } from "node:path";
-import { checkScanRoot, formatVerifySummary, runVerifyJob } from "@hsmfleet/coordinator";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { checkScanRoot, formatVerifySummary, newJobId, runVerifyJob } from "@hsmfleet/coordinator";
 import type { VerifySummary } from "@hsmfleet/coordinator";
+import { DEFAULT_HSM_XATTR } from "@hsmfleet/core";
 import { openRuntime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
 import { ExitCode, onInterrupt } from "./context.js";
@@ -21,7 +23,15 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
       "--content",
       "also compare the data: MD5 of each file against the blob's Content-MD5 (a full download compare when the blob has none)",
     )
-    .option("--differences <file>", "write every difference to this NDJSON file")
+    .option(
+      "--hsm-xattr <name>",
+      "xattr holding struct hsm_attrs: released files are compared by their attributes, their content is not checked",
+      DEFAULT_HSM_XATTR,
+    )
+    .option(
+      "--differences <file>",
+      "write every difference to this NDJSON file (default: <state-dir>/jobs/<job>/differences.ndjson)",
+    )
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
     .action(
@@ -31,6 +41,7 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
           container: string;
           prefix: string;
           content?: boolean;
+          hsmXattr: string;
           differences?: string;
           json?: boolean;
           quiet?: boolean;
@@ -57,14 +68,23 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
             requestConcurrency: g.requestConcurrency,
             maxConcurrency: g.maxConcurrency,
           });
+          // The differences stay beside the job's other local files unless --differences says
+          // where: the job's record (`hsmfleet status JOB`) points at a file that exists.
+          const jobId = newJobId("verify");
+          const jobDir = join(stateDir, "jobs", jobId);
+          await mkdir(jobDir, { recursive: true });
           summary = await runVerifyJob({
+            jobId,
             nc: runtime.nc,
             root: resolve(path),
             container: opts.container,
             prefix: opts.prefix,
             content: opts.content ?? false,
+            hsmXattr: opts.hsmXattr,
             storage: storage.target,
-            errorLog: opts.differences ? resolve(opts.differences) : undefined,
+            errorLog: opts.differences
+              ? resolve(opts.differences)
+              : join(jobDir, "differences.ndjson"),
             logger: log,
             signal: abort.signal,
             onProgress: opts.quiet

@@ -3,7 +3,10 @@ import { UsageError } from "@hsmfleet/core";
 import { parseStorageTarget } from "@hsmfleet/blob/targets";
 import { createLogger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
-import { parseSize } from "../size.js";
+import { findEmbeddedAzurite } from "../embedded-azurite.js";
+import { findEmbeddedNats } from "../embedded-nats.js";
+import { sizeOption } from "../size.js";
+import { resolveStateDir } from "../state-dir.js";
 import { ExitCode, intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
@@ -22,11 +25,12 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
       "--bind <address>",
       "source address for storage connections (one NIC of a multi-NIC VM)",
     )
-    .option(
-      "--memory-budget <size>",
-      "bytes this worker may hold in block buffers",
-      parseSize,
-      512 * 1024 * 1024,
+    .addOption(
+      sizeOption(
+        "--memory-budget <size>",
+        "bytes this worker may hold in block buffers",
+        512 * 1024 * 1024,
+      ),
     )
     .option(
       "--shutdown-grace <ms>",
@@ -44,23 +48,38 @@ export const registerWorkerCommand = (ctx: CliContext): void => {
         memoryBudget: number;
       }) => {
         const g = globals();
-        if (!g.nats)
-          throw new UsageError(
-            "hsmfleet worker needs --nats URL (or HSMFLEET_NATS_URL): the server the coordinator uses",
-          );
         const log = createLogger({
           role: "worker",
           level: g.logLevel === "warn" ? "info" : g.logLevel,
         });
-        const storage = parseStorageTarget(g.storage, process.env);
+        // Like every other command: without --nats, the local `hsmfleet server` (or the
+        // embedded server of a command running here) with the same state dir. A worker never
+        // starts a server of its own: it would be alone on it.
+        const stateDir = resolveStateDir(g.stateDir);
+        const local = g.nats ? undefined : await findEmbeddedNats(stateDir);
+        const natsUrl = g.nats ?? local?.url;
+        if (natsUrl === undefined)
+          throw new UsageError(
+            `hsmfleet worker needs --nats URL (or HSMFLEET_NATS_URL), or start \`hsmfleet server\` on this machine (state dir ${stateDir}) for the embedded default`,
+          );
+        if (local) log.info({ url: local.url, pid: local.pid }, "using the local hsmfleet server");
+        let storage = parseStorageTarget(g.storage, process.env);
+        if (!storage && local) {
+          // The embedded default's Azurite, while a command on this machine runs it.
+          const azurite = await findEmbeddedAzurite(stateDir);
+          if (azurite) {
+            storage = parseStorageTarget(azurite.connectionString);
+            log.info({ endpoint: azurite.blobEndpoint }, "using the local Azurite");
+          }
+        }
         if (!storage) {
           log.warn(
             "no --storage or AZURE_STORAGE_CONNECTION_STRING: this worker takes scan work only, no transfers",
           );
         }
-        const auth = ctx.natsAuth();
+        const auth = local ? undefined : ctx.natsAuth();
         const nc = await connectBus({
-          servers: g.nats,
+          servers: natsUrl,
           name: `hsmfleet-worker-${opts.vmName ?? ""}`,
           auth,
           // A worker that cannot get in at the start must say so and stop, not retry forever.

@@ -2,6 +2,7 @@ import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
+import { jobLogContainer } from "@hsmfleet/blob/targets";
 import { JobStore, RootLocks, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { UsageError, normalizePrefix } from "@hsmfleet/core";
@@ -24,7 +25,8 @@ import { writeJobLogs } from "../job-logs.js";
 import { claimRoot } from "../root-claim.js";
 import { newJobId } from "../job-id.js";
 import { LocalLog } from "../local-log.js";
-import { checkScanRoot, safeUser } from "../scan/scan-job.js";
+import { safeUser } from "../scan/scan-job.js";
+import { checkExportSource, publishSingleFileBatch, singleFileBatch } from "./export-source.js";
 import { publishRootShard } from "../root-shards.js";
 
 export interface ExportJobOptions {
@@ -104,11 +106,12 @@ export const runExportJob = (options: ExportJobOptions): Promise<ExportSummary> 
   exportJobSpan(options, () => exportJob(options));
 
 const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
-  const root = await checkScanRoot(options.root, "export source");
+  const source = await checkExportSource(options.root);
+  const root = source.root;
   const rootBytes = Buffer.from(root);
   if (!options.container) throw new UsageError("export needs --container NAME");
   const prefix = normalizePrefix(options.prefix);
-  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const logContainerName = jobLogContainer(options.container, options.logContainer);
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const rootLocks = new RootLocks(locks);
@@ -123,7 +126,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
     nc: options.nc,
     store,
     locks: rootLocks,
-    root,
+    root: source.lockPath,
     jobId,
     what: "an export",
     logger: options.logger,
@@ -145,6 +148,17 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   );
   if (!status) {
     const now = Date.now();
+    // One file: its transfer batch (stat'ed beneath the root's fd) is the job's only work item.
+    const single =
+      source.file === undefined
+        ? undefined
+        : await singleFileBatch(jobId, { ...source, file: source.file }).catch(
+            async (err: unknown) => {
+              await claim.release();
+              throw err;
+            },
+          );
+    const firstItem = single?.batchId ?? rootWalkShard(jobId).shardId;
     status = newJobStatus(
       newJobSpec({
         jobId,
@@ -163,12 +177,26 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         limits: jobLimitsOf(options.limits),
         hsmXattr: "",
       }),
-      { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
+      { published: 1, outstanding: [firstItem], errorLog: errorLogPath },
     );
+    if (single !== undefined) {
+      status.scan.files = 1;
+      status.scan.bytes = single.entry.size;
+      status.export.filesFound = status.export.filesQueued = 1;
+      status.export.bytesFound = status.export.bytesQueued = single.entry.size;
+    }
     try {
       await store.create(status);
-      const rootShard = rootWalkShard(jobId);
-      await publishRootShard(jetstream(options.nc), status, rootShard, traceHeaders(options));
+      if (single !== undefined) {
+        await publishSingleFileBatch(jetstream(options.nc), status, single, traceHeaders(options));
+      } else {
+        await publishRootShard(
+          jetstream(options.nc),
+          status,
+          rootWalkShard(jobId),
+          traceHeaders(options),
+        );
+      }
     } catch (err) {
       await claim.release();
       throw err;

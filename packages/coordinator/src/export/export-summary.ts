@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { jobStateName } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "../format.js";
+import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
 
 export interface ExportProgress {
@@ -86,11 +86,12 @@ export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): stri
     `  symlinks exported     ${n(s.symlinksExported)}`,
     `  bytes                 ${n(s.bytes)} (${mib(s.bytes)} MiB, ${mib(s.bytesPerSecond)} MiB/s)`,
     `  skipped (unchanged)   ${n(s.skipped)}`,
-    `  unsupported           ${n(s.unsupported)}`,
+    `  unsupported           ${n(s.unsupported)}${s.unsupported > 0 ? ` (skipped; named in ${s.logContainer}/${s.jobId}/errors.ndjson)` : ""}`,
     `  errors                ${n(s.errors)}`,
   ];
-  for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+  // Skipped entries (operation "skip") are counted above, not listed among the errors.
+  for (const e of s.errorSamples.filter((x) => x.operation !== "skip").slice(0, maxErrorsShown))
+    lines.push(`    ${formatErrorLine(e, s.root)}`);
   if (s.errors > maxErrorsShown)
     lines.push(`    … all errors in ${s.logContainer}/${s.jobId}/errors.ndjson`);
   lines.push(

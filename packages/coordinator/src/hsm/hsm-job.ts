@@ -56,6 +56,7 @@ import type {
 import type { Logger } from "@hsmfleet/telemetry";
 
 import { newJobId } from "../job-id.js";
+import { safeUser } from "../scan/scan-job.js";
 import { openResultsConsumer } from "../results-consumer.js";
 import { observeJobProgress } from "../job-gauges.js";
 import { hsmJobSpan } from "../job-spans.js";
@@ -176,7 +177,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       hsmXattr: o.hsmXattr ?? "trusted.hsm",
       container: o.container ?? "",
       prefix: o.prefix ?? "",
-      createdBy: `${process.env["USER"] ?? "?"}@${hostname()} hsm ${o.request}`,
+      createdBy: `${safeUser()}@${hostname()} hsm ${o.request}`,
     }),
     { coordinator: `${hostname()}:${process.pid}`, hsm: emptyHsmCounters(o.request) },
   );
@@ -199,8 +200,10 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     cancelled: 0,
     bytes: 0,
     lists: 0,
-    elapsedMs: 0,
-    errors: [],
+    root: displayPath(root),
+    elapsedSeconds: 0,
+    errors: 0,
+    errorSamples: [],
   };
   let dispatchDone = false;
   let listsDone = 0;
@@ -224,7 +227,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     };
     status.published = summary.lists;
     status.completed = listsDone;
-    status.errorSamples = summary.errors.slice(0, 20).map((e) => ({
+    status.errorSamples = summary.errorSamples.slice(0, 20).map((e) => ({
       path: Buffer.from(e.path),
       operation: o.request,
       code: "HsmActionFailed",
@@ -361,8 +364,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
             break;
           default:
             summary.failed++;
-            if (summary.errors.length < 100) {
-              summary.errors.push({
+            if (summary.errorSamples.length < 100) {
+              summary.errorSamples.push({
                 path: displayPath(resolveAbs(root, item.path)),
                 error: item.error,
               });
@@ -426,8 +429,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
         summary.items++;
         summary.failed++;
         completed++;
-        if (summary.errors.length < 100)
-          summary.errors.push({ path: displayPath(abs), error: errorMessage(r) });
+        if (summary.errorSamples.length < 100)
+          summary.errorSamples.push({ path: displayPath(abs), error: errorMessage(r) });
         continue;
       }
       const fid = r;
@@ -491,7 +494,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     messages.close();
     await follow.catch(() => undefined);
   }
-  summary.elapsedMs = Date.now() - started;
+  summary.elapsedSeconds = (Date.now() - started) / 1000;
+  summary.errors = summary.failed;
   summary.state = cancelled ? "cancelled" : summary.failed > 0 ? "failed" : "succeeded";
   status.state =
     summary.state === "cancelled"

@@ -21,8 +21,10 @@ export const buildHsmSummary = (s: JobStatus): HsmJobSummary => {
     cancelled: h.cancelled,
     bytes: h.bytes,
     lists: h.lists,
-    elapsedMs: Math.max(0, end - s.startedAtMs),
-    errors: s.errorSamples.map((e) => ({ path: displayPath(e.path), error: e.message })),
+    root: displayPath(s.spec.root),
+    elapsedSeconds: Math.max(0, end - s.startedAtMs) / 1000,
+    errors: h.failed,
+    errorSamples: s.errorSamples.map((e) => ({ path: displayPath(e.path), error: e.message })),
   };
 };
 

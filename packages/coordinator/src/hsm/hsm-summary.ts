@@ -23,20 +23,24 @@ export interface HsmJobSummary {
   cancelled: number;
   bytes: number;
   lists: number;
-  elapsedMs: number;
+  /** The file-system root the paths are under (blob names are relative to it). */
+  root: string;
+  elapsedSeconds: number;
+  /** Items that failed (= failed): the same field as every other job's summary (docs/json.md). */
+  errors: number;
   /** The first failures (at most 100). */
-  errors: { path: string; error: string }[];
+  errorSamples: { path: string; error: string }[];
 }
 
 export const formatHsmSummary = (s: HsmJobSummary): string => {
-  const secs = s.elapsedMs / 1000;
+  const secs = s.elapsedSeconds;
   const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
   const lines = [
     `hsm ${s.request} ${s.jobId}: ${s.state}`,
     `  items ${s.items} in ${s.lists} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
     `  ${secs.toFixed(1)} s, ${rate} items/s${s.bytes > 0 ? `, ${s.bytes} bytes moved` : ""}`,
   ];
-  for (const e of s.errors.slice(0, 10)) lines.push(`  error: ${e.error}`);
+  for (const e of s.errorSamples.slice(0, 10)) lines.push(`  error: ${e.error}`);
   if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);
   return lines.join("\n");
 };

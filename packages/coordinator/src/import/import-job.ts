@@ -2,9 +2,10 @@ import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StorageTarget } from "@hsmfleet/blob";
+import { jobLogContainer } from "@hsmfleet/blob/targets";
 import { JobStore, RootLocks, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { UsageError, errorMessage, normalizePrefix } from "@hsmfleet/core";
+import { UsageError, errorMessage, importMarkerName, normalizePrefix } from "@hsmfleet/core";
 import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
@@ -132,11 +133,7 @@ const importProgress = (s: JobStatus, workers: number): ImportProgress => {
 };
 
 /** `IMPORT_<STATE>.<start>` in the target root, as AMLFS shows a running import. */
-const stateFileName = (state: string, startedAtMs: number): string =>
-  `IMPORT_${state}.${new Date(startedAtMs)
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z")}`;
+const stateFileName = importMarkerName;
 
 /**
  * Imports a container (or parts of it) into a file system across the fleet, with AMLFS's import
@@ -165,7 +162,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
       "--mode namespace makes released HSM stubs and needs an HSM backend (--backend hsm-emulation or lustre); use --mode full for a plain POSIX target",
     );
   }
-  const logContainerName = options.logContainer ?? `${options.container}-logs`;
+  const logContainerName = jobLogContainer(options.container, options.logContainer);
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
   const store = new JobStore(jobs);
   const { openContainer } = await import("@hsmfleet/blob");

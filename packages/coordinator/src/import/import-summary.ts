@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { jobStateName } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "../format.js";
+import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
 
 export interface ImportProgress {
@@ -23,6 +23,8 @@ export interface ImportProgress {
 /** Status counters named like AMLFS's importJobs, plus what hsmfleet adds. */
 export interface ImportSummary {
   jobId: string;
+  /** The import's target directory (the same as `target`; docs/json.md). */
+  root: string;
   target: string;
   container: string;
   prefixes: string[];
@@ -42,6 +44,8 @@ export interface ImportSummary {
   preexistingDirectories: number;
   preexistingSymlinks: number;
   totalErrors: number;
+  /** The same as totalErrors (AMLFS's name), spelled as in every other summary (docs/json.md). */
+  errors: number;
   totalConflicts: number;
   bytesImported: number;
   elapsedSeconds: number;
@@ -56,6 +60,7 @@ export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary
   const rate = (v: number) => (elapsedSeconds > 0 ? Math.round(v / elapsedSeconds) : 0);
   return {
     jobId: s.spec.jobId,
+    root: displayPath(s.spec.root),
     target: displayPath(s.spec.root),
     container: s.spec.container,
     prefixes: s.spec.import.prefixes.map((p) => `/${p}`),
@@ -75,6 +80,7 @@ export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary
     preexistingDirectories: c.preexistingDirectories,
     preexistingSymlinks: c.preexistingSymlinks,
     totalErrors: jobErrors(s),
+    errors: jobErrors(s),
     totalConflicts: c.totalConflicts,
     bytesImported: c.bytesImported,
     elapsedSeconds,
@@ -95,7 +101,7 @@ export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): stri
     `  errors                ${n(s.totalErrors)}`,
   ];
   for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    lines.push(`    ${formatErrorLine(e, s.target)}`);
   lines.push(
     `  logs in container ${s.logContainer}: ${s.jobId}/summary.json, errors.ndjson, conflicts.ndjson`,
   );

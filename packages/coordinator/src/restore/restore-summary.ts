@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { jobStateName } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "../format.js";
+import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
 
 export interface RestoreProgress {
@@ -20,6 +20,8 @@ export interface RestoreProgress {
 
 export interface RestoreSummary {
   jobId: string;
+  /** The directory restored (the same as `path`; docs/json.md). */
+  root: string;
   path: string;
   state: string;
   reason: string;
@@ -43,6 +45,7 @@ export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSumma
   const r = s.restore;
   return {
     jobId: s.spec.jobId,
+    root: displayPath(s.spec.root),
     path: displayPath(s.spec.root),
     state: jobStateName(s.state),
     reason: s.reason,
@@ -71,6 +74,6 @@ export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): st
     `  errors           ${n(s.errors)}`,
   ];
   for (const e of s.errorSamples.slice(0, maxErrorsShown))
-    lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+    lines.push(`    ${formatErrorLine(e, s.path)}`);
   return lines.join("\n");
 };

@@ -1,7 +1,7 @@
 import { displayPath } from "@hsmfleet/core";
 import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
-import { errorToJson } from "../format.js";
+import { errorToJson, formatErrorLine } from "../format.js";
 
 export interface ScanProgress {
   jobId: string;
@@ -77,7 +77,15 @@ export const buildScanSummary = (status: JobStatus): ScanSummary => {
 const n = (v: number) => v.toLocaleString("en-US");
 
 /** The human summary `hsmfleet scan` prints. */
-export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string => {
+/**
+ * `hsmUnreadable`: why the HSM states cannot be trusted (a non-root walk cannot read trusted.*
+ * xattrs: every file would read as new); printed instead of the counts.
+ */
+export const formatScanSummary = (
+  s: ScanSummary,
+  maxErrorsShown = 20,
+  hsmUnreadable?: string,
+): string => {
   const lines = [
     `scan ${s.jobId} of ${s.root}: ${s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
     `  files        ${n(s.files)}`,
@@ -97,7 +105,9 @@ export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string =
     }
   }
   const states = Object.entries(s.hsmStates).sort((a, b) => b[1] - a[1]);
-  if (states.length > 0) {
+  if (hsmUnreadable !== undefined && states.length > 0) {
+    lines.push(`  HSM states (regular files): ${hsmUnreadable}`);
+  } else if (states.length > 0) {
     lines.push("  HSM states (regular files):");
     for (const [name, count] of states)
       lines.push(`    ${name.padEnd(10)} ${n(count).padStart(12)}`);
@@ -105,7 +115,7 @@ export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string =
   if (s.errorSamples.length > 0) {
     lines.push("  problems:");
     for (const e of s.errorSamples.slice(0, maxErrorsShown))
-      lines.push(`    ${e.operation} ${e.path}: ${e.code} ${e.message}`);
+      lines.push(`    ${formatErrorLine(e, s.root)}`);
     const more = s.errors + s.vanished - Math.min(s.errorSamples.length, maxErrorsShown);
     if (more > 0) lines.push(`    … ${n(more)} more${s.errorLog ? `, all in ${s.errorLog}` : ""}`);
   }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { JobStore, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
-import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
+import { DEFAULT_HSM_XATTR, UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
   JobState,
@@ -31,9 +31,17 @@ export interface VerifyJobOptions {
   prefix?: string | undefined;
   /** Also compare the data (MD5 against Content-MD5, or a download). Default false. */
   content?: boolean | undefined;
+  /**
+   * The xattr holding the HSM state (struct hsm_attrs). Released files are compared by their
+   * attributes only: their data is in the archive. Default `trusted.hsm`.
+   */
+  hsmXattr?: string | undefined;
   /** The coordinator's credentials, to check that the container exists. Default: not checked. */
   storage?: StorageTarget | undefined;
-  /** NDJSON file receiving every difference. Default: a temp file, removed at the end. */
+  /**
+   * NDJSON file receiving every difference, kept (and named in the job's record). Default: a temp
+   * file, removed at the end (the record names none).
+   */
   errorLog?: string | undefined;
   jobId?: string | undefined;
   /** Differences kept in the summary. Default 100. */
@@ -91,9 +99,14 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
       container: options.container,
       prefix,
       verifyContent: options.content ?? false,
-      hsmXattr: "",
+      hsmXattr: options.hsmXattr ?? DEFAULT_HSM_XATTR,
     }),
-    { published: 1, outstanding: [rootWalkShard(jobId).shardId], errorLog: errorLogPath },
+    // A temporary log is removed at the end: the record then names none.
+    {
+      published: 1,
+      outstanding: [rootWalkShard(jobId).shardId],
+      errorLog: options.errorLog ?? "",
+    },
   );
   await store.create(status);
   const rootShard = rootWalkShard(jobId);
@@ -139,6 +152,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     bytes: e.bytesFound,
     contentChecked: e.filesExported,
     contentBytes: e.bytesExported,
+    contentNotChecked: final.spec.verifyContent ? e.released : 0,
     identicalEntries: e.skipped,
     differences: counted.differences,
     errors: counted.errors,

@@ -24,6 +24,11 @@ export interface VerifySummary {
   /** Files whose data was compared (with content) and bytes read for that. */
   contentChecked: number;
   contentBytes: number;
+  /**
+   * Released HSM files (data only in the archive) whose content was not compared although
+   * `content` asked for it: their attributes were. 0 without `content`.
+   */
+  contentNotChecked: number;
   /** Entries found identical. */
   identicalEntries: number;
   /** Differences (operation `verify`) and failures (anything else), each one line of the log. */
@@ -49,10 +54,15 @@ export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => 
   }
   lines.push(
     `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
-    `  entries compared      ${n(s.entries)} (${n(s.files)} files, ${n(s.bytes)} bytes)`,
+    `  entries compared      ${n(s.entries)} (${n(s.files)} ${s.files === 1 ? "file" : "files"}, ${n(s.bytes)} ${s.bytes === 1 ? "byte" : "bytes"})`,
     `  identical             ${n(s.identicalEntries)}`,
     ...(s.content
       ? [`  content checked       ${n(s.contentChecked)} files, ${n(s.contentBytes)} bytes`]
+      : []),
+    ...(s.contentNotChecked > 0
+      ? [
+          `  content not checked   ${n(s.contentNotChecked)} released files (data only in the archive; attributes compared)`,
+        ]
       : []),
     `  differences           ${n(s.differences)}${
       Object.keys(s.byCode).length > 0

@@ -6,6 +6,7 @@ import {
   isFolderStub,
   isSymlinkBlob,
   normalizePrefix,
+  otherEntryKind,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import type { BlobContainer } from "@hsmfleet/blob";
@@ -14,6 +15,10 @@ import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
 import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
 import { transferBatcherFor } from "../runtime/transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
+
+/** Error-log line of an entry export skips because Blob cannot hold it (a FIFO, a device…). */
+export const UNSUPPORTED_OPERATION = "skip";
+export const UNSUPPORTED_CODE = "Unsupported";
 
 /** What the blob at an entry's name says, for the incremental comparison. */
 interface ExistingBlob {
@@ -89,6 +94,15 @@ export const exportVisitor =
         countEntry(scan, e);
         if (e.type === EntryType.Other) {
           exp.unsupported++;
+          // Named in the error log so the admin sees what was left behind; not an error (it
+          // counts toward no --max-errors): operation "skip", code "Unsupported".
+          await recordError({
+            path,
+            operation: UNSUPPORTED_OPERATION,
+            code: UNSUPPORTED_CODE,
+            message: `${otherEntryKind(e.mode)}: Blob storage holds files, directories and symlinks only; not exported`,
+            retryable: false,
+          });
           return;
         }
         if (e.type === EntryType.File) {

@@ -1,10 +1,13 @@
 import {
   BlobNameError,
   EntryType,
+  HsmFlag,
   attributesFromMetadata,
   blobNameForPath,
   displayPath,
+  formatModtime,
   isFolderStub,
+  isImportMarkerName,
   isSymlinkBlob,
   normalizePrefix,
   pathForBlobName,
@@ -71,14 +74,26 @@ const levelPrefix = (dirPath: Buffer, prefix: string): string => {
 
 const octal = (mode: number): string => mode.toString(8).padStart(4, "0");
 
+/** A time as the blob's `modtime` metadata writes it (`2026-11-21 15:30:00 +0000`). */
+const modtime = (sec: number): string => {
+  try {
+    return formatModtime(sec);
+  } catch {
+    return String(sec); // beyond what a Date holds
+  }
+};
+
 /**
  * Verify: for each directory, lists the blobs at that level once and compares every entry with
  * its blob — existence, type, size, modtime (seconds), permissions, owner and group — reporting
  * each difference as one error line (operation `verify`), plus the blobs that have no entry.
  * With `verifyContent`, files whose attributes match are queued (TransferBatch) for a data
- * comparison by any worker. Counters (ExportCounters): filesFound/bytesFound = files compared,
- * skipped = entries identical (without a content check), filesQueued/bytesQueued = files queued
- * for a content check, errors = differences and failures.
+ * comparison by any worker — except released HSM files, whose data is only in the archive (the
+ * stub holds zeros): they count as `released`, their content not checked. Counters
+ * (ExportCounters): filesFound/bytesFound = files compared, skipped = entries identical (without
+ * a content check), filesQueued/bytesQueued = files queued for a content check, released =
+ * released files, errors = differences and failures. An import's own marker files at the root of
+ * the tree (`IMPORT_FAILED.<start>`, …: isImportMarkerName) are left out of the comparison.
  */
 export const verifyVisitor =
   (container: BlobContainer) =>
@@ -148,6 +163,15 @@ export const verifyVisitor =
         }
       },
       entry: async (path, e) => {
+        if (
+          e.type === EntryType.File &&
+          path.length === e.name.length &&
+          isImportMarkerName(e.name)
+        ) {
+          const marker = level.get(blobNameForPath(path, prefix));
+          if (marker !== undefined) marker.seen = true;
+          return;
+        }
         countEntry(scan, e);
         const kind = entryKind(e.type);
         let name: string;
@@ -195,7 +219,7 @@ export const verifyVisitor =
           await check(
             VerifyDifference.Mtime,
             blob.mtimeSec === e.mtimeSec,
-            `modtime ${e.mtimeSec} in the tree, ${blob.mtimeSec ?? "none"} in the blob`,
+            `modtime ${modtime(e.mtimeSec)} in the tree, ${blob.mtimeSec === undefined ? "none" : modtime(blob.mtimeSec)} in the blob`,
           );
         }
         // Symlinks: their mode is always 0777, so it is not compared.
@@ -217,7 +241,10 @@ export const verifyVisitor =
           `group ${e.gid} in the tree, ${blob.gid} in the blob`,
         );
         if (found.length > 0) return;
-        if (kind === "file" && spec.verifyContent && e.size > 0) {
+        const released =
+          kind === "file" && e.size > 0 && ((e.hsm?.flags ?? 0) & HsmFlag.Released) !== 0;
+        if (released) exp.released++;
+        if (kind === "file" && spec.verifyContent && e.size > 0 && !released) {
           await batches.add(toFileEntry(path, e), e.size);
           exp.filesQueued++;
           exp.bytesQueued += e.size;
