@@ -23,12 +23,16 @@ export interface VerifyRecordSummary {
   bytes: number;
   contentChecked: number;
   contentBytes: number;
+  /** Released files: attributes compared, content not (its data is only in the archive). */
+  contentNotChecked: number;
   identicalEntries: number;
   /** Differences and failures, each one line of the job's log. */
   problems: number;
   unsupported: number;
   elapsedSeconds: number;
   samples: Array<{ path: string; operation: string; code: string; message: string }>;
+  /** The job's differences file (every difference, NDJSON), when it keeps one. */
+  errorLog: string | null;
 }
 
 export const buildVerifyRecordSummary = (s: JobStatus): VerifyRecordSummary => {
@@ -49,11 +53,13 @@ export const buildVerifyRecordSummary = (s: JobStatus): VerifyRecordSummary => {
     bytes: e.bytesFound,
     contentChecked: e.filesExported,
     contentBytes: e.bytesExported,
+    contentNotChecked: e.released,
     identicalEntries: e.skipped,
     problems: jobErrors(s),
     unsupported: e.unsupported,
     elapsedSeconds: Math.max(0, (end - s.startedAtMs) / 1000),
     samples: s.errorSamples.map(errorToJson),
+    errorLog: s.errorLog || null,
   };
 };
 
