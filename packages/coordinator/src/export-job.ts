@@ -9,6 +9,7 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   jobStateName,
+  describeJobState,
   encodeWalkShard,
   newJobSpec,
   jobLimitsOf,
@@ -286,7 +287,7 @@ export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): stri
   const n = (v: number) => v.toLocaleString("en-US");
   const mib = (v: number) => (v / 1048576).toFixed(1);
   const lines = [
-    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  files exported        ${n(s.filesExported)} of ${n(s.filesFound)} found`,
     `  directories exported  ${n(s.directoriesExported)}`,
     `  symlinks exported     ${n(s.symlinksExported)}`,

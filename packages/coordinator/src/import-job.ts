@@ -11,6 +11,8 @@ import {
   JobState,
   encodeWalkShard,
   jobStateName,
+  describeJobState,
+  jobCompleted,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
@@ -364,7 +366,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
         : undefined,
     });
     // AMLFS removes the state file when the import succeeds; otherwise it says how it ended.
-    if (final.state === JobState.Succeeded) await rm(join(root, running), { force: true });
+    if (jobCompleted(final.state)) await rm(join(root, running), { force: true });
     else {
       const ended = final.state === JobState.Cancelled ? "CANCELLED" : "FAILED";
       await rename(join(root, running), join(root, stateFileName(ended, final.startedAtMs))).catch(
@@ -393,7 +395,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
 export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): string => {
   const n = (v: number) => v.toLocaleString("en-US");
   const lines = [
-    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${describeJobState(s.state, s.totalErrors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  blobs walked          ${n(s.totalBlobsWalked)} (${n(s.blobsWalkedPerSecond)}/s)`,
     `  blobs imported        ${n(s.totalBlobsImported)}: ${n(s.importedFiles)} files, ${n(s.importedDirectories)} directories, ${n(s.importedSymlinks)} symlinks`,
     `  pre-existing          ${n(s.preexistingFiles)} files, ${n(s.preexistingDirectories)} directories, ${n(s.preexistingSymlinks)} symlinks`,

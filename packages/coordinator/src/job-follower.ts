@@ -23,6 +23,7 @@ import {
   mergeScanCounters,
   restoreConsumer,
   subjects,
+  jobCompleted,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -191,6 +192,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       }
     }
   };
+  // All work carried out: with errors (tolerated by --max-errors) it is not a success.
+  const completedState = () =>
+    jobErrors(status) > 0 ? JobState.CompletedWithErrors : JobState.Succeeded;
 
   try {
     if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");
@@ -214,7 +218,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   }
   // These calls may meet a stream electing a new leader after a node was lost: retried (idempotent).
   const jsm = await withJetStreamRetry("reach the JetStream API", () => js.jetstreamManager());
-  if (finalState !== JobState.Succeeded) {
+  if (finalState === JobState.Succeeded) finalState = completedState();
+  if (!jobCompleted(finalState)) {
     // Drop the queued work so the fleet does not go on with a job that has ended.
     await withJetStreamRetry(`drop the queued work of job ${jobId}`, () =>
       jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) }),

@@ -15,6 +15,7 @@ import {
   JobKind,
   encodeWalkShard,
   jobStateName,
+  describeJobState,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
@@ -265,7 +266,7 @@ export const runRestoreJob = async (options: RestoreJobOptions): Promise<Restore
 export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): string => {
   const n = (v: number) => Math.round(v).toLocaleString("en-US");
   const lines = [
-    `restore ${s.jobId} of ${s.path}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
+    `restore ${s.jobId} of ${s.path}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
     `  files restored   ${n(s.filesRestored)} of ${n(s.filesFound)} released (${s.filesPerSecond.toFixed(1)} files/s)`,
     `  bytes restored   ${n(s.bytesRestored)} (${(s.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s)`,
     `  not released     ${n(s.notReleased)}`,

@@ -10,6 +10,8 @@ import {
   JobState,
   encodeWalkShard,
   jobStateName,
+  jobCompleted,
+  describeJobState,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
@@ -174,7 +176,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     content: final.spec.verifyContent,
     state: jobStateName(final.state),
     reason: final.reason,
-    identical: final.state === JobState.Succeeded && counted.differences + counted.errors === 0,
+    identical: jobCompleted(final.state) && counted.differences + counted.errors === 0,
     // The walk counts the root directory too (like find); it has no blob to compare.
     entries: s.files + Math.max(0, s.directories - 1) + s.symlinks,
     files: e.filesFound,
@@ -204,7 +206,7 @@ export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => 
     );
   }
   lines.push(
-    `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  entries compared      ${n(s.entries)} (${n(s.files)} files, ${n(s.bytes)} bytes)`,
     `  identical             ${n(s.identicalEntries)}`,
     ...(s.content

@@ -29,6 +29,8 @@ export {
   JobKind,
   JobState,
   jobStateName,
+  describeJobState,
+  jobCompleted,
   HsmAction,
   HsmItemStatus,
   emptyScanCounters,

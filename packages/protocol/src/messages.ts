@@ -136,6 +136,8 @@ export const JobState = {
   Failed: 4,
   Cancelling: 5,
   Cancelled: 6,
+  /** Every item was carried out, some with errors (AMLFS's CompletedPartial). */
+  CompletedWithErrors: 7,
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 
@@ -146,10 +148,24 @@ const JOB_STATE_NAMES: Record<number, string> = {
   [JobState.Failed]: "failed",
   [JobState.Cancelling]: "cancelling",
   [JobState.Cancelled]: "cancelled",
+  [JobState.CompletedWithErrors]: "completed-with-errors",
 };
 
 /** The word users see for a job state: "running", "succeeded", … */
 export const jobStateName = (state: JobState): string => JOB_STATE_NAMES[state] ?? "unknown";
+
+/**
+ * A job state as a summary line says it: the state's word, except "completed with 2 errors" for
+ * a job that carried out every item with some errors (`state` as jobStateName gives it).
+ */
+export const describeJobState = (state: string, errors: number): string =>
+  state === JOB_STATE_NAMES[JobState.CompletedWithErrors]
+    ? `completed with ${errors.toLocaleString("en-US")} error${errors === 1 ? "" : "s"}`
+    : state;
+
+/** Whether a job in this state has ended after carrying out all of its work (with or without errors). */
+export const jobCompleted = (state: JobState): boolean =>
+  state === JobState.Succeeded || state === JobState.CompletedWithErrors;
 
 export interface JobSpec {
   jobId: string;
