@@ -9,6 +9,7 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   jobStateName,
+  withInFlight,
   describeJobState,
   encodeWalkShard,
   newJobSpec,
@@ -118,7 +119,9 @@ export interface ExportSummary {
   errorLog: string | null;
 }
 
-export const buildExportSummary = (s: JobStatus, resumed = false): ExportSummary => {
+export const buildExportSummary = (record: JobStatus, resumed = false): ExportSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const e = s.export;

@@ -11,6 +11,7 @@ import {
   JobState,
   encodeWalkShard,
   jobStateName,
+  withInFlight,
   describeJobState,
   jobCompleted,
   newJobSpec,
@@ -153,7 +154,9 @@ export const normalizeImportPrefixes = (given: string[] | undefined): string[] =
   return list;
 };
 
-export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary => {
+export const buildImportSummary = (record: JobStatus, resumed = false): ImportSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const c = s.import;

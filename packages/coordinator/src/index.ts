@@ -3,7 +3,8 @@ export type { ScanJobOptions, ResumeScanOptions } from "./scan-job.js";
 export { buildScanSummary, formatScanSummary } from "./scan-summary.js";
 export type { ScanProgress, ScanSummary } from "./scan-summary.js";
 export { FleetWatch } from "./fleet-watch.js";
-export { cancelJob, openJobStore } from "./job-admin.js";
+export { CANCEL_DEFAULTS, cancelJob, openJobStore } from "./job-admin.js";
+export type { CancelOutcome } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
 export { LocalLog } from "./local-log.js";
 export { entryToNdjson } from "./format.js";
@@ -36,5 +37,6 @@ export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./resto
 export { claimRoot } from "./root-claim.js";
 export { runHsmJob, formatHsmSummary, HSM_JOB_DEFAULTS } from "./hsm-job.js";
 export type { HsmJobOptions, HsmJobProgress, HsmJobSummary } from "./hsm-job.js";
+export { resolveAbs } from "./hsm-job.js";
 export { runVerifyJob, formatVerifySummary } from "./verify-job.js";
 export type { VerifyJobOptions, VerifyProgress, VerifySummary } from "./verify-job.js";

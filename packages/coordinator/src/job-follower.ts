@@ -21,6 +21,8 @@ import {
   encodeJobStatus,
   decodeJobStatus,
   mergeScanCounters,
+  emptyInFlightCounters,
+  withInFlight,
   restoreConsumer,
   subjects,
   jobCompleted,
@@ -28,6 +30,7 @@ import {
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
+import { InFlightItems } from "./in-flight.js";
 import { observeJobProgress } from "./job-gauges.js";
 import { openResultsConsumer } from "./results-consumer.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
@@ -47,6 +50,11 @@ export interface FollowOptions {
   errorSampleLimit?: number | undefined;
   /** Job record checkpoint period. Default 1000 ms. */
   checkpointIntervalMs?: number | undefined;
+  /**
+   * On a cancel, how long to wait at most for the items in flight to report what they finished
+   * (workers stop them at once; a dead worker's never report). Default 15,000 ms.
+   */
+  cancelDrainMs?: number | undefined;
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
@@ -62,6 +70,9 @@ const RESULTS_PULL_EXPIRES_MS = 10_000;
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
 export const COORDINATOR_STALE_MS = 15_000;
 
+/** After a cancel notice, workers answer with the items they hold within this time. */
+const CANCEL_NOTICE_MS = 1500;
+
 /**
  * Follows a job's results stream to the end: folds item results into the job record, writes
  * entries and errors to local files, checkpoints the record (results sequence, counters and file
@@ -73,6 +84,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const jobId = status.spec.jobId;
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
+  const inFlight = new InFlightItems(o.nc, jobId);
   const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
   let finalState: JobState | undefined;
@@ -102,20 +114,6 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     messages.close();
   };
 
-  const cancel = () => stop(JobState.Cancelled, "cancelled by request");
-  o.signal?.addEventListener("abort", cancel, { once: true });
-  const watcher = await store.watch(jobId, (s) => {
-    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
-  });
-  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, o.logger);
-
-  const recordErrors = async (errors: ItemError[]) => {
-    for (const e of errors) {
-      if (status.errorSamples.length < sampleLimit) status.errorSamples.push(e);
-      await o.errorLog?.append(errorToNdjson(e));
-    }
-  };
-
   // Every write of the record goes through one queue. Between checkpoints, a timer re-writes the
   // last checkpoint with a fresh updatedAtMs so others can tell this coordinator is alive.
   let writes: Promise<void> = Promise.resolve();
@@ -130,7 +128,67 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       .catch((err: unknown) => o.logger?.warn({ err }, "could not write the job record"));
     return writes;
   };
+  // A cancel stops queued work at once, then waits (bounded) for the items in flight to report
+  // what they finished, so the job's counters say what is really in place.
+  let draining = false;
+  const cancel = () => {
+    if (finalState !== undefined || draining) return;
+    draining = true;
+    drain().catch((err: unknown) => {
+      o.logger?.warn({ jobId, err }, "could not wait for the items in flight of a cancelled job");
+      stop(JobState.Cancelled, "cancelled by request");
+    });
+  };
+  const drain = async () => {
+    status.state = JobState.Cancelling;
+    if (snapshot) {
+      const s = decodeJobStatus(snapshot);
+      s.state = JobState.Cancelling;
+      snapshot = encodeJobStatus(s);
+      await write(snapshot);
+    }
+    const jsm = await js.jetstreamManager();
+    await withJetStreamRetry(`drop the queued work of job ${jobId}`, () =>
+      jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) }),
+    );
+    o.nc.publish(subjects.jobCancel(jobId));
+    const started = Date.now();
+    const deadline = started + (o.cancelDrainMs ?? 15_000);
+    while (
+      finalState === undefined &&
+      Date.now() < deadline &&
+      (Date.now() - started < CANCEL_NOTICE_MS || inFlight.size > 0)
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (inFlight.size > 0) {
+      // Workers that died or did not answer: what they reported last is the best count there is.
+      const left = inFlight.totals();
+      o.logger?.warn(
+        { jobId, items: left.items },
+        "items in flight did not report after the cancel; counting what they reported last",
+      );
+      addCounters(status.export, left.export);
+      addCounters(status.import, left.import);
+      addCounters(status.restore, left.restore);
+    }
+    stop(JobState.Cancelled, "cancelled by request");
+  };
+  o.signal?.addEventListener("abort", cancel, { once: true });
+  const watcher = await store.watch(jobId, (s) => {
+    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
+  });
+  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, o.logger);
+
+  const recordErrors = async (errors: ItemError[]) => {
+    for (const e of errors) {
+      if (status.errorSamples.length < sampleLimit) status.errorSamples.push(e);
+      await o.errorLog?.append(errorToNdjson(e));
+    }
+  };
+
   const checkpoint = async () => {
+    status.inFlight = finalState === undefined ? inFlight.totals() : emptyInFlightCounters();
     await o.list?.flush();
     await o.errorLog?.flush();
     await o.conflictLog?.flush();
@@ -143,9 +201,14 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const checkpointEveryMs = o.checkpointIntervalMs ?? 1000;
   let lastCheckpoint = Date.now();
   const timer = setInterval(() => {
-    o.onProgress?.(status, fleet);
-    if (snapshot && Date.now() - lastCheckpoint >= checkpointEveryMs) void write(snapshot);
-  }, checkpointEveryMs);
+    o.onProgress?.(withInFlight({ ...status, inFlight: inFlight.totals() }), fleet);
+    if (snapshot && Date.now() - lastCheckpoint >= checkpointEveryMs) {
+      // The last checkpoint, with the work of the items in flight as it is now.
+      const s = decodeJobStatus(snapshot);
+      s.inFlight = inFlight.totals();
+      void write(encodeJobStatus(s));
+    }
+  }, progressEveryMs(checkpointEveryMs));
   await checkpoint();
 
   const foldResults = async () => {
@@ -158,7 +221,10 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
         addCounters(status.restore, r.restore);
         status.published += r.children;
         // A spawn notice only announces children; every other result completes one item.
-        if (r.kind !== "spawn") status.completed += 1;
+        if (r.kind !== "spawn") {
+          status.completed += 1;
+          inFlight.itemDone(r.itemId);
+        }
         await recordErrors(r.errors);
       } else if (m.subject.endsWith(".entries")) {
         if (o.list)
@@ -181,7 +247,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
           JobState.Failed,
           `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`,
         );
-      } else if (status.completed >= status.published) {
+      } else if (!draining && status.completed >= status.published) {
+        // (Once cancelling, the items' results only count what they finished: the drain ends it.)
         if (status.completed > status.published) {
           o.logger?.warn(
             { jobId, published: status.published, completed: status.completed },
@@ -204,6 +271,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     watcher.stop();
     maxDeliveries.stop();
     fleet.stop();
+    inFlight.stop();
     unobserve();
     o.signal?.removeEventListener("abort", cancel);
   }
@@ -240,6 +308,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   );
   return status;
 };
+
+/** The progress callback's period: as often as checkpoints, at most every second. */
+const progressEveryMs = (checkpointEveryMs: number): number => Math.min(checkpointEveryMs, 1000);
 
 /**
  * A worker killed during the last allowed delivery of an item leaves no result. JetStream then

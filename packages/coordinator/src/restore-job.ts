@@ -15,6 +15,7 @@ import {
   JobKind,
   encodeWalkShard,
   jobStateName,
+  withInFlight,
   describeJobState,
   newJobSpec,
   jobLimitsOf,
@@ -106,7 +107,9 @@ export interface RestoreSummary {
   errorLog: string | null;
 }
 
-export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSummary => {
+export const buildRestoreSummary = (record: JobStatus, resumed = false): RestoreSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const r = s.restore;

@@ -112,6 +112,31 @@ export interface ItemResult {
   restore: RestoreCounters;
 }
 
+/**
+ * What items still in flight have done so far (their results will count it, and more): files and
+ * entries finished, bytes moved including the part of files not finished yet.
+ */
+export interface InFlightCounters {
+  items: number;
+  export: ExportCounters;
+  import: ImportCounters;
+  restore: RestoreCounters;
+}
+
+/** One item a worker runs and what it has done of it so far. */
+export interface ItemProgress {
+  itemId: string;
+  attempt: number;
+  done: InFlightCounters;
+}
+
+/** A worker's items in flight for one job (core NATS, hsmfleet.progress.<job>). */
+export interface JobProgress {
+  jobId: string;
+  workerId: string;
+  items: ItemProgress[];
+}
+
 export interface ErrorBatch {
   jobId: string;
   itemId: string;
@@ -253,6 +278,8 @@ export interface JobStatus {
   restore: RestoreCounters;
   conflictLog: string;
   conflictLogBytes: number;
+  /** Work of items in flight, shown on top of the counters while the job runs (not resumed from). */
+  inFlight: InFlightCounters;
 }
 
 export interface WorkerHeartbeat {
@@ -415,6 +442,28 @@ export const emptyRestoreCounters = (): RestoreCounters => ({
   errors: 0,
 });
 
+export const emptyInFlightCounters = (): InFlightCounters => ({
+  items: 0,
+  export: emptyExportCounters(),
+  import: emptyImportCounters(),
+  restore: emptyRestoreCounters(),
+});
+
+/**
+ * A job record as people should see it while it runs: its counters plus the work of the items in
+ * flight (a copy; the record's own counters stay the exact resume point).
+ */
+export const withInFlight = (s: JobStatus): JobStatus => {
+  if (s.inFlight.items === 0) return s;
+  const export_ = { ...s.export };
+  const import_ = { ...s.import };
+  const restore = { ...s.restore };
+  addCounters(export_, s.inFlight.export);
+  addCounters(import_, s.inFlight.import);
+  addCounters(restore, s.inFlight.restore);
+  return { ...s, export: export_, import: import_, restore };
+};
+
 export const defaultImportSpec = (): ImportSpec => ({
   mode: "namespace",
   conflict: "fail",
@@ -497,5 +546,6 @@ export const newJobStatus = (spec: JobSpec, fields: Partial<JobStatus> = {}): Jo
   restore: emptyRestoreCounters(),
   conflictLog: "",
   conflictLogBytes: 0,
+  inFlight: emptyInFlightCounters(),
   ...fields,
 });

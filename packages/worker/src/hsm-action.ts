@@ -44,6 +44,7 @@ import {
   HSM_STREAM,
   HsmAction,
   HsmItemStatus,
+  JobState,
   decodeHsmActionList,
   decodeHsmCancel,
   encodeHsmActionResult,
@@ -98,7 +99,11 @@ class Cancelled extends Error {
 
 export class HsmActionRunner {
   readonly #ctx: HsmActionContext;
-  readonly #inFlight = new Map<string, { cookie: bigint; abort: AbortController }>();
+  readonly #inFlight = new Map<string, { cookie: bigint; abort: AbortController; jobId: string }>();
+  /** Jobs being cancelled (their remaining items are reported cancelled), the newest kept. */
+  readonly #cancelledJobs = new Set<string>();
+  /** Lists being handled, per job. */
+  readonly #activeJobs = new Map<string, number>();
   readonly #cancelled = new Map<string, bigint>();
   readonly #backends = new Map<string, HsmBackend>();
   /** Containers this worker made sure exist (archive creates its container on first use). */
@@ -192,6 +197,22 @@ export class HsmActionRunner {
     }
   }
 
+  /** Whether this worker runs a list of the job now. */
+  hasJob(jobId: string): boolean {
+    return this.#activeJobs.has(jobId);
+  }
+
+  /** The job is being cancelled: its actions in flight here stop, its other items are not started. */
+  cancelJob(jobId: string): void {
+    this.#cancelledJobs.add(jobId);
+    if (this.#cancelledJobs.size > 1000) {
+      const first = this.#cancelledJobs.values().next().value;
+      if (first !== undefined) this.#cancelledJobs.delete(first);
+    }
+    for (const running of this.#inFlight.values())
+      if (running.jobId === jobId) running.abort.abort(new Cancelled());
+  }
+
   async handle(msg: JsMsg): Promise<void> {
     const list = decodeHsmActionList(msg.data);
     // One span per list ("hsm archive"), a child of the job's phase across NATS; items get spans
@@ -208,17 +229,33 @@ export class HsmActionRunner {
       key: msg,
     });
     const job = await this.#ctx.job(list.jobId);
+    const state = job?.state;
     if (!this.#ctx.isLive(job)) {
-      msg.term();
+      // A cancelled job's lists are reported (every item cancelled), so its coordinator can tell
+      // when all of them are accounted for; lists of ended or unknown jobs are dropped.
+      if (state === JobState.Cancelling || state === JobState.Cancelled) {
+        await this.#publishResults(
+          msg,
+          list,
+          list.items.map((i) => result(i, HsmItemStatus.Cancelled, "job cancelled")),
+        );
+      } else {
+        msg.term();
+      }
       traced.end("skipped");
       return;
     }
+    this.#activeJobs.set(list.jobId, (this.#activeJobs.get(list.jobId) ?? 0) + 1);
     try {
       await traced.run(() => this.#handleList(msg, list, job, action));
       traced.end("ok");
     } catch (err) {
       traced.end("retry", err);
       throw err;
+    } finally {
+      const n = (this.#activeJobs.get(list.jobId) ?? 1) - 1;
+      if (n > 0) this.#activeJobs.set(list.jobId, n);
+      else this.#activeJobs.delete(list.jobId);
     }
   }
 
@@ -228,13 +265,19 @@ export class HsmActionRunner {
     job: JobStatus,
     action: string,
   ): Promise<void> {
-    const results =
-      job.spec.backend === "lustre"
+    const results = this.#cancelledJobs.has(list.jobId)
+      ? list.items.map((i) => result(i, HsmItemStatus.Cancelled, "job cancelled"))
+      : job.spec.backend === "lustre"
         ? await this.#runLustre(job, list, msg)
         : await this.#runEmulation(job, list, msg);
     annotateSpan(msg, listSpanAttributes(list, action, results));
     // Shut down mid-list: hand it back (nak), so another worker does it all again, idempotently.
     if (this.#ctx.abortSignal.aborted) throw new Error("worker shutting down");
+    await this.#publishResults(msg, list, results);
+  }
+
+  /** One result per list (its id is the message id, so a redelivered list's is dropped); then ack. */
+  async #publishResults(msg: JsMsg, list: HsmActionList, results: HsmItemResult[]): Promise<void> {
     await this.#ctx.js.publish(
       subjects.hsmResults(list.jobId),
       encodeHsmActionResult({
@@ -374,10 +417,12 @@ export class HsmActionRunner {
     if (cancelledBelow !== undefined && item.cookie < cancelledBelow) {
       return result(item, HsmItemStatus.Cancelled, "cancelled before it started");
     }
+    if (this.#cancelledJobs.has(list.jobId))
+      return result(item, HsmItemStatus.Cancelled, "job cancelled");
     const abort = new AbortController();
     const onWorkerAbort = () => abort.abort(this.#ctx.abortSignal.reason);
     this.#ctx.abortSignal.addEventListener("abort", onWorkerAbort, { once: true });
-    this.#inFlight.set(item.fid, { cookie: item.cookie, abort });
+    this.#inFlight.set(item.fid, { cookie: item.cookie, abort, jobId: list.jobId });
     try {
       const abs = resolveUnderRoot(job.spec.root, item.path);
       switch (item.action) {

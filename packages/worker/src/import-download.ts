@@ -27,6 +27,7 @@ export const handleImportDownload = async (
   signal: AbortSignal,
 ): Promise<void> => {
   const counters = emptyImportCounters();
+  ctx.track?.({ import: counters });
   const errors: ItemError[] = [];
   const names = batch.blobNames ?? [];
   const { downloadBlobToFile } = await loadBlob();

@@ -31,6 +31,10 @@ import type {
 import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
+  JobState,
+  encodeItemResult,
+  newItemResult,
+  subjects,
   TRANSFER_CONSUMER,
   CHUNK_CONSUMER,
   WALK_CONSUMER,
@@ -46,6 +50,8 @@ import { exportVisitor } from "./export-visitor.js";
 import { HsmActionRunner } from "./hsm-action.js";
 import { startHeartbeat } from "./heartbeat.js";
 import { JobCache, isLive } from "./job-cache.js";
+import { ItemProgressTracker } from "./item-progress.js";
+import type { LiveItem } from "./item-progress.js";
 import { JobLimiters } from "./job-limits.js";
 import { LiveWorkers } from "./live-workers.js";
 import { resolveWorkerOptions } from "./options.js";
@@ -125,6 +131,9 @@ export class Worker {
   /** Import targets by job id (each keeps a cache of verified directories). */
   readonly #targets = new Map<string, Promise<ImportTarget>>();
   readonly #jobStore: JobStore;
+  /** Items in flight per job, reported to coordinators; stopped when their job is cancelled. */
+  readonly #progress: ItemProgressTracker;
+  #hsm: HsmActionRunner | undefined;
   #blobService: BlobServiceClient | undefined;
   #running: Promise<void> | undefined;
 
@@ -148,6 +157,11 @@ export class Worker {
       },
     });
     this.#jobs = new JobCache(store);
+    this.#progress = new ItemProgressTracker(
+      options.nc,
+      options.workerId,
+      options.progressIntervalMs,
+    );
     this.#jobStore = store;
     this.#walk = walk;
     this.#transfer = transfer;
@@ -304,10 +318,42 @@ export class Worker {
     // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
     const logging = (kind: WorkItemKind, limits: ConsumerLimits) => ({
       onError: (err: unknown, msg: JsMsg | undefined) =>
-        logHandedBack(options.logger, kind, err, msg, limits),
+        logHandedBack(options.logger, kind, err, msg, limits, this.#abort.signal.aborted),
       onRedelivery: (msg: JsMsg, redelivery: Redelivery) =>
         logRedelivery(options.logger, kind, msg, redelivery, limits),
       onLost: (why: string) => options.logger?.warn({ workerId: options.workerId }, why),
+    });
+    // A job being cancelled: its items here stop and report what they finished. The notice is
+    // untrusted; the job record decides.
+    const cancels = options.nc.subscribe(subjects.jobCancelAll, {
+      callback: (err, m) => {
+        if (err) return;
+        const jobId = m.subject.slice(subjects.jobCancel("").length);
+        void this.#onCancelNotice(jobId).catch((e: unknown) =>
+          options.logger?.warn({ jobId, err: errorMessage(e) }, "could not act on a cancel notice"),
+        );
+      },
+    });
+    this.#hsm = new HsmActionRunner({
+      nc: options.nc,
+      js: this.#js,
+      workerId: options.workerId,
+      job: (jobId) => this.#jobs.get(jobId),
+      isLive,
+      container: (job) => this.#container(job),
+      budget: this.#budget,
+      blockConcurrency: options.blockConcurrency,
+      pullSignal: this.#pullAbort.signal,
+      abortSignal: this.#abort.signal,
+      lfsPath: options.lfsPath,
+      onBytes: (n) => {
+        this.#stats.bytesMoved += n;
+      },
+      onItems: (done, failed) => {
+        this.#stats.itemsDone += done;
+        this.#stats.itemsFailed += failed;
+      },
+      logger: options.logger,
     });
     try {
       await Promise.all([
@@ -336,29 +382,11 @@ export class Worker {
           handle: (msg) => this.#handleTransfer(transferCtx, msg),
           ...logging("transfer", this.#transfer),
         }),
-        new HsmActionRunner({
-          nc: options.nc,
-          js: this.#js,
-          workerId: options.workerId,
-          job: (jobId) => this.#jobs.get(jobId),
-          isLive,
-          container: (job) => this.#container(job),
-          budget: this.#budget,
-          blockConcurrency: options.blockConcurrency,
-          pullSignal: this.#pullAbort.signal,
-          abortSignal: this.#abort.signal,
-          lfsPath: options.lfsPath,
-          onBytes: (n) => {
-            this.#stats.bytesMoved += n;
-          },
-          onItems: (done, failed) => {
-            this.#stats.itemsDone += done;
-            this.#stats.itemsFailed += failed;
-          },
-          logger: options.logger,
-        }).run(),
+        this.#hsm.run(),
       ]);
     } finally {
+      cancels.unsubscribe();
+      this.#progress.stop();
       heartbeat.stop();
       live.stop();
       this.#requests.stop();
@@ -423,16 +451,16 @@ export class Worker {
       maxDeliver,
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
-      (job) =>
+      (job, live) =>
         job.spec.backend === "lustre"
-          ? handleLustreRestore(ctx, msg, batch, job, this.#abort.signal)
+          ? handleLustreRestore(this.#itemCtx(ctx, live), msg, batch, job, this.#itemSignal(live))
           : handleRestoreBatch(
-              ctx,
+              this.#itemCtx(ctx, live),
               msg,
               batch,
               job,
               (name) => this.#containerNamed(name, job),
-              this.#abort.signal,
+              this.#itemSignal(live),
             ),
     );
   }
@@ -506,13 +534,76 @@ export class Worker {
     return target;
   }
 
+  /** A transfer context whose bytes and counters are also those of one item in flight. */
+  #itemCtx(ctx: TransferContext, live: LiveItem): TransferContext {
+    return {
+      ...ctx,
+      onBytes: (n) => {
+        live.bytes += n;
+        ctx.onBytes(n);
+      },
+      track: (counters) => {
+        live.counters = counters;
+      },
+    };
+  }
+
+  /** Aborted when the worker stops or the item's job is cancelled. */
+  #itemSignal(live: LiveItem): AbortSignal {
+    return AbortSignal.any([this.#abort.signal, live.signal]);
+  }
+
+  /** A cancel notice: stops the job's items here if its record says it is being cancelled. */
+  async #onCancelNotice(jobId: string): Promise<void> {
+    const hsm = this.#hsm?.hasJob(jobId) ?? false;
+    if (!this.#progress.has(jobId) && !hsm) return;
+    this.#jobs.forget(jobId);
+    const job = await this.#jobStore.get(jobId);
+    if (job?.state !== JobState.Cancelling && job?.state !== JobState.Cancelled) return;
+    this.options.logger?.info({ jobId }, "job cancelled: stopping its items here");
+    this.#progress.cancel(jobId);
+    this.#hsm?.cancelJob(jobId);
+  }
+
+  /**
+   * An item stopped because its job was cancelled: not a failure. Its result counts what it
+   * finished (under the id its full result would have, so only one of them is ever counted) and
+   * the item is not handed back.
+   */
+  async #reportCancelled(
+    msg: JsMsg,
+    jobId: string,
+    item: { itemId: string; kind: "walk" | "transfer" | "chunk" },
+    live: LiveItem,
+  ): Promise<void> {
+    this.options.logger?.info(
+      { jobId, item: item.itemId, kind: item.kind },
+      `${item.kind} item cancelled with its job`,
+    );
+    await this.#js.publish(
+      subjects.itemResult(jobId),
+      encodeItemResult(
+        newItemResult({
+          jobId,
+          itemId: item.itemId,
+          kind: item.kind,
+          workerId: this.options.workerId,
+          attempt: msg.info.deliveryCount,
+          ...live.counters,
+        }),
+      ),
+      { msgID: `${item.itemId}.r` },
+    );
+    msg.term();
+  }
+
   /** Runs one item with the bookkeeping every kind shares: job check, stats, last-attempt reporting. */
   async #run1(
     msg: JsMsg,
     maxDeliver: number,
     jobId: string,
     item: { itemId: string; kind: "walk" | "transfer" | "chunk"; path: Buffer },
-    work: (job: JobStatus) => Promise<void>,
+    work: (job: JobStatus, live: LiveItem) => Promise<void>,
   ): Promise<void> {
     const traced = startWorkItem(headerReader(msg), {
       ...item,
@@ -529,11 +620,17 @@ export class Worker {
       return;
     }
     this.#stats.itemsInFlight++;
+    const live = this.#progress.start(jobId, item.itemId, msg.info.deliveryCount, job.spec.kind);
     try {
-      await traced.run(() => work(job));
+      await traced.run(() => work(job, live));
       this.#stats.itemsDone++;
       traced.end("ok");
     } catch (err) {
+      if (live.signal.aborted && !this.#abort.signal.aborted) {
+        traced.end("skipped");
+        await this.#reportCancelled(msg, jobId, item, live);
+        return;
+      }
       traced.end(msg.info.deliveryCount >= maxDeliver ? "failed" : "retry", err);
       if (msg.info.deliveryCount >= maxDeliver) {
         this.#stats.itemsFailed++;
@@ -557,6 +654,7 @@ export class Worker {
       }
       throw err;
     } finally {
+      this.#progress.end(live);
       this.#stats.itemsInFlight--;
     }
   }
@@ -598,15 +696,17 @@ export class Worker {
       this.#transfer.maxDeliver,
       batch.jobId,
       { itemId: batch.batchId, kind: "transfer", path: first },
-      async (job) => {
+      async (job, live) => {
         const container = await this.#container(job);
+        const itemCtx = this.#itemCtx(ctx, live);
+        const signal = this.#itemSignal(live);
         if (job.spec.kind === JobKind.Import) {
           const target = await this.#importTarget(job);
-          await handleImportDownload(ctx, msg, batch, job, container, target, this.#abort.signal);
+          await handleImportDownload(itemCtx, msg, batch, job, container, target, signal);
         } else if (job.spec.kind === JobKind.Verify) {
-          await handleVerifyBatch(ctx, msg, batch, job, container, this.#abort.signal);
+          await handleVerifyBatch(itemCtx, msg, batch, job, container, signal);
         } else {
-          await handleTransferBatch(ctx, msg, batch, job, container, this.#abort.signal);
+          await handleTransferBatch(itemCtx, msg, batch, job, container, signal);
         }
       },
     );
@@ -619,17 +719,17 @@ export class Worker {
       this.#chunk.maxDeliver,
       chunk.jobId,
       { itemId: chunk.chunkId, kind: "chunk", path: chunk.path },
-      async (job) => {
+      async (job, live) => {
         if (job.spec.kind === JobKind.Export) {
           const container = await this.#container(job);
           await handleExportChunk(
-            ctx,
+            this.#itemCtx(ctx, live),
             msg,
             chunk,
             job,
             container,
             this.#chunks,
-            this.#abort.signal,
+            this.#itemSignal(live),
           );
           return;
         }
@@ -643,14 +743,14 @@ export class Worker {
           this.#importTarget(job),
         ]);
         await handleImportChunk(
-          ctx,
+          this.#itemCtx(ctx, live),
           msg,
           chunk,
           job,
           container,
           target,
           this.#chunks,
-          this.#abort.signal,
+          this.#itemSignal(live),
         );
       },
     );
