@@ -1,3 +1,4 @@
+import { etaSeconds } from "./eta.js";
 import { rm } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,7 +89,7 @@ export interface ExportProgress {
   workers: number;
   elapsedMs: number;
   bytesPerSecond: number;
-  /** Seconds left at the current rate for what is queued so far (the walk may still add more). */
+  /** Seconds left for what is queued so far, from files and bytes both (eta.ts; the walk may still add more). */
   etaSeconds: number | undefined;
 }
 
@@ -154,7 +155,6 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
   const elapsedMs = Date.now() - s.startedAtMs;
   const e = s.export;
   const bytesPerSecond = elapsedMs > 0 ? (e.bytesExported * 1000) / elapsedMs : 0;
-  const left = e.bytesQueued - e.bytesExported;
   return {
     jobId: s.spec.jobId,
     filesDone: e.filesExported,
@@ -167,7 +167,13 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
     workers,
     elapsedMs,
     bytesPerSecond,
-    etaSeconds: bytesPerSecond > 0 ? Math.max(0, left / bytesPerSecond) : undefined,
+    etaSeconds: etaSeconds({
+      elapsedSeconds: elapsedMs / 1000,
+      filesDone: e.filesExported,
+      filesTotal: e.filesQueued,
+      bytesDone: e.bytesExported,
+      bytesTotal: e.bytesQueued,
+    }),
   };
 };
 

@@ -1,3 +1,4 @@
+import { etaSeconds } from "./eta.js";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -205,8 +206,14 @@ const importProgress = (s: JobStatus, workers: number): ImportProgress => {
     bytesDownloaded: c.bytesDownloaded,
     bytesPerSecond,
     etaSeconds:
-      bytesPerSecond > 0
-        ? Math.max(0, (c.bytesQueued - c.bytesDownloaded) / bytesPerSecond)
+      s.spec.import.mode === "full"
+        ? etaSeconds({
+            elapsedSeconds: elapsed,
+            filesDone: c.importedFiles,
+            filesTotal: c.filesQueued,
+            bytesDone: c.bytesDownloaded,
+            bytesTotal: c.bytesQueued,
+          })
         : undefined,
     conflicts: c.totalConflicts,
     errors: jobErrors(s),

@@ -31,6 +31,7 @@ export {
   runRestoreJob,
   buildRestoreSummary,
   formatRestoreSummary,
+  restoreProgress,
   RESTORE_DEFAULTS,
 } from "./restore-job.js";
 export type { RestoreJobOptions, RestoreProgress, RestoreSummary } from "./restore-job.js";

@@ -1,3 +1,4 @@
+import { etaSeconds } from "./eta.js";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { rm } from "node:fs/promises";
@@ -133,7 +134,7 @@ export const buildRestoreSummary = (record: JobStatus, resumed = false): Restore
   };
 };
 
-const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
+export const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
   const elapsed = Math.max(1e-3, (Date.now() - s.startedAtMs) / 1000);
   const r = s.restore;
   const bytesPerSecond = r.bytesRestored / elapsed;
@@ -145,10 +146,13 @@ const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
     bytesFound: r.bytesFound,
     filesPerSecond: r.filesRestored / elapsed,
     bytesPerSecond,
-    etaSeconds:
-      bytesPerSecond > 0
-        ? Math.max(0, (r.bytesFound - r.bytesRestored) / bytesPerSecond)
-        : undefined,
+    etaSeconds: etaSeconds({
+      elapsedSeconds: elapsed,
+      filesDone: r.filesRestored,
+      filesTotal: r.filesFound,
+      bytesDone: r.bytesRestored,
+      bytesTotal: r.bytesFound,
+    }),
     errors: jobErrors(s),
     workers,
     walking: s.scan.directories === 0 || s.published > s.completed,
