@@ -7,7 +7,6 @@ import type { StorageTarget } from "@hsmfleet/blob/targets";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
-  JobState,
   encodeWalkShard,
   jobStateName,
   jobCompleted,
