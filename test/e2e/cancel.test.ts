@@ -134,3 +134,55 @@ test("hsmfleet cancel exits non-zero and says so when the job had already ended"
   t.not(cancel.code, 0);
   t.regex(cancel.stderr, /already ended/);
 });
+
+test("hsmfleet cancel from another terminal stops an export; a job whose coordinator died is cancelled by cancel itself, which says so", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  for (let i = 0; i < 60; i++) await writeFile(join(root, `f${i}`), Buffer.alloc(64 * 1024, i));
+  const azurite = await startStorage(t);
+  const { server } = await startBus(t);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
+  const base = ["--nats", server.url, "--workers", "1"];
+  const running = spawnCli(
+    [...base, "export", root, "--container", "other", "--json", "--quiet"].concat([
+      "--max-bandwidth",
+      "512KiB/s",
+    ]),
+    { env },
+  );
+  t.teardown(() => void running.kill("SIGKILL"));
+  const out = collect(running);
+  let jobId = "";
+  await waitFor("the export to run", async () => {
+    jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
+    return jobId !== "";
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  const cancel = await runCli([...base, "cancel", jobId], { env });
+  t.is(cancel.code, 0, cancel.stderr);
+  t.regex(cancel.stdout, new RegExp(`^${jobId}: cancelled \\(cancelled by request\\)`));
+  t.is((await exitOf(running)).code, 130, out.stderr);
+  t.like(JSON.parse(out.stdout), { jobId, state: "cancelled" });
+
+  // No workers, and the coordinator is killed: nobody answers the cancel.
+  const orphan = spawnCli(
+    ["--nats", server.url, "--workers", "0", "export", root, "--container", "orphan", "--quiet"],
+    { env },
+  );
+  t.teardown(() => void orphan.kill("SIGKILL"));
+  let orphanId = "";
+  await waitFor("the second export to run", async () => {
+    orphanId =
+      (await listJobs(server.url)).find((j) => j.state === "running" && j.jobId !== jobId)?.jobId ??
+      "";
+    return orphanId !== "";
+  });
+  orphan.kill("SIGKILL");
+  await exitOf(orphan);
+  const takeover = await runCli(["--nats", server.url, "cancel", orphanId], { env });
+  t.is(takeover.code, 0, takeover.stderr);
+  t.regex(takeover.stdout, /cancelled \(.*no coordinator answered/);
+  t.is((await listJobs(server.url)).find((j) => j.jobId === orphanId)?.state, "cancelled");
+});

@@ -46,6 +46,12 @@ export interface FollowOptions {
   errorLog?: LocalLog | undefined;
   /** Import: receives every conflict (path, what was there, the resolution). */
   conflictLog?: LocalLog | undefined;
+  /**
+   * Errors that make a job that carried out all its work "completed with errors" rather than
+   * "succeeded". Default: jobErrors (verify counts its differences in the error counters and
+   * passes its own).
+   */
+  completionErrors?: ((status: JobStatus) => number) | undefined;
   /** Errors kept in the job record. Default 100. */
   errorSampleLimit?: number | undefined;
   /** Job record checkpoint period. Default 1000 ms. */
@@ -261,7 +267,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   };
   // All work carried out: with errors (tolerated by --max-errors) it is not a success.
   const completedState = () =>
-    jobErrors(status) > 0 ? JobState.CompletedWithErrors : JobState.Succeeded;
+    (o.completionErrors ?? jobErrors)(status) > 0
+      ? JobState.CompletedWithErrors
+      : JobState.Succeeded;
 
   try {
     if (status.published > 0 && status.published === status.completed) stop(JobState.Succeeded, "");

@@ -7,6 +7,7 @@ import type { StorageTarget } from "@hsmfleet/blob/targets";
 import { UsageError, displayPath, normalizePrefix } from "@hsmfleet/core";
 import {
   JobKind,
+  JobState,
   encodeWalkShard,
   jobStateName,
   jobCompleted,
@@ -149,6 +150,8 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     status,
     errorLog,
     errorSampleLimit: options.sampleLimit ?? 100,
+    // Its "errors" counters carry the differences found: those do not make it incomplete.
+    completionErrors: () => 0,
     signal: options.signal,
     logger: options.logger,
     onProgress: options.onProgress
@@ -173,7 +176,11 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     container: options.container,
     prefix,
     content: final.spec.verifyContent,
-    state: jobStateName(final.state),
+    // Real errors (unreadable entries, failed requests) make it completed with errors.
+    state:
+      jobCompleted(final.state) && counted.errors > 0
+        ? jobStateName(JobState.CompletedWithErrors)
+        : jobStateName(final.state),
     reason: final.reason,
     identical: jobCompleted(final.state) && counted.differences + counted.errors === 0,
     // The walk counts the root directory too (like find); it has no blob to compare.

@@ -150,10 +150,16 @@ export class HsmActionRunner {
               signal: pullSignal,
               handle: (msg) => this.handle(msg),
               onError: (err) =>
-                this.#ctx.logger?.warn(
-                  { err: errorMessage(err), partition: p },
-                  "HSM action list handed back; it will be retried",
-                ),
+                // A worker stopping hands its list back unfinished: not a failure.
+                this.#ctx.abortSignal.aborted
+                  ? this.#ctx.logger?.info(
+                      { partition: p },
+                      "HSM action list handed back unfinished: this worker is stopping",
+                    )
+                  : this.#ctx.logger?.warn(
+                      { err: errorMessage(err), partition: p },
+                      "HSM action list handed back; it will be retried",
+                    ),
               onLost: (why) => this.#ctx.logger?.warn({ partition: p }, why),
             }).catch((err: unknown) => {
               // Pulled again from the next round on.
