@@ -140,7 +140,7 @@ test("hsmfleet cancel from another terminal stops an export; a job whose coordin
   t.teardown(() => dir.cleanup());
   const root = join(dir.path, "tree");
   await mkdir(root);
-  for (let i = 0; i < 60; i++) await writeFile(join(root, `f${i}`), Buffer.alloc(64 * 1024, i));
+  for (let i = 0; i < 200; i++) await writeFile(join(root, `f${i}`), Buffer.alloc(64 * 1024, i));
   const azurite = await startStorage(t);
   const { server } = await startBus(t);
   const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };

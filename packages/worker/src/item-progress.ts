@@ -55,6 +55,8 @@ export class ItemProgressTracker {
   readonly #nc: NatsConnection;
   readonly #workerId: string;
   readonly #jobs = new Map<string, JobEntry>();
+  /** Jobs cancelled (the newest kept): an item of one that starts later is stopped at once. */
+  readonly #cancelled = new Set<string>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(nc: NatsConnection, workerId: string, intervalMs: number) {
@@ -70,6 +72,7 @@ export class ItemProgressTracker {
     let job = this.#jobs.get(jobId);
     if (!job) {
       job = { items: new Set(), cancel: new AbortController() };
+      if (this.#cancelled.has(jobId)) job.cancel.abort(new JobCancelledError(jobId));
       this.#jobs.set(jobId, job);
     }
     const item: LiveItem = {
@@ -100,6 +103,11 @@ export class ItemProgressTracker {
 
   /** Reports the job's items as they are now, then stops them (their signals abort). */
   cancel(jobId: string): void {
+    this.#cancelled.add(jobId);
+    if (this.#cancelled.size > 1000) {
+      const oldest = this.#cancelled.values().next().value;
+      if (oldest !== undefined) this.#cancelled.delete(oldest);
+    }
     const job = this.#jobs.get(jobId);
     if (!job) return;
     this.send(jobId);

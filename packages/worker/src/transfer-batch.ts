@@ -4,6 +4,7 @@ import {
   blobNameForPath,
   errorCode,
   errorMessage,
+  parseModtime,
   metadataForEntry,
   normalizePrefix,
   resolveUnderRoot,
@@ -88,22 +89,24 @@ export const handleTransferBatch = async (
   const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
-    const result = await traceFileTransfer(
-      {
-        direction: "export",
-        jobId: batch.jobId,
-        path: entry.path,
-        type: entryTypeName(entry),
-        size: entry.size,
-        item: msg,
-      },
-      () =>
-        withAttempts(
-          ctx.options.attempts,
-          signal,
-          () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
-          (n, error) => ctx.onRetry?.(n, error),
-        ),
+    const result = await exportOrLanded(container, prefix, entry, signal, () =>
+      traceFileTransfer(
+        {
+          direction: "export",
+          jobId: batch.jobId,
+          path: entry.path,
+          type: entryTypeName(entry),
+          size: entry.size,
+          item: msg,
+        },
+        () =>
+          withAttempts(
+            ctx.options.attempts,
+            signal,
+            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+            (n, error) => ctx.onRetry?.(n, error),
+          ),
+      ),
     );
     if (result.error) {
       exp.errors++;
@@ -123,6 +126,36 @@ export const handleTransferBatch = async (
     "hsmfleet.errors": exp.errors,
   });
   await finishBatch(ctx, msg, batch, errors, { export: exp });
+};
+
+/**
+ * Runs one entry's export; when it is stopped (a cancel, a worker abort) while a file's upload was
+ * in flight, asks whether the upload landed all the same (the service may have committed it just
+ * before the abort reached the client): then it counts as exported, as a re-run would find it.
+ */
+const exportOrLanded = async (
+  container: BlobContainer,
+  prefix: string,
+  entry: FileEntry,
+  signal: AbortSignal,
+  run: () => Promise<{ bytes: number; error?: ItemError | undefined }>,
+): Promise<{ bytes: number; error?: ItemError | undefined }> => {
+  try {
+    return await run();
+  } catch (err) {
+    if (!signal.aborted || entry.type !== EntryType.File) throw err;
+    const landed = await container
+      .getProperties(blobNameForPath(entry.path, prefix))
+      .then(
+        (p) =>
+          p !== undefined &&
+          p.size === entry.size &&
+          parseModtime(p.metadata["modtime"] ?? "") === entry.mtimeSec,
+      )
+      .catch(() => false);
+    if (landed) return { bytes: entry.size };
+    throw err;
+  }
 };
 
 /** Reports a transfer-like batch's result (its id + ".r", so a redelivery's is dropped) and acks. */

@@ -555,8 +555,6 @@ export class Worker {
 
   /** A cancel notice: stops the job's items here if its record says it is being cancelled. */
   async #onCancelNotice(jobId: string): Promise<void> {
-    const hsm = this.#hsm?.hasJob(jobId) ?? false;
-    if (!this.#progress.has(jobId) && !hsm) return;
     this.#jobs.forget(jobId);
     const job = await this.#jobStore.get(jobId);
     if (job?.state !== JobState.Cancelling && job?.state !== JobState.Cancelled) return;
