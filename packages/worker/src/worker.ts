@@ -32,6 +32,7 @@ import { DependencyError, displayPath, errorMessage } from "@hsmfleet/core";
 import {
   JobKind,
   JobState,
+  JOB_ID_PATTERN,
   encodeItemResult,
   newItemResult,
   subjects,
@@ -329,6 +330,7 @@ export class Worker {
       callback: (err, m) => {
         if (err) return;
         const jobId = m.subject.slice(subjects.jobCancel("").length);
+        if (!JOB_ID_PATTERN.test(jobId)) return;
         void this.#onCancelNotice(jobId).catch((e: unknown) =>
           options.logger?.warn({ jobId, err: errorMessage(e) }, "could not act on a cancel notice"),
         );
