@@ -167,7 +167,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     ) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    if (inFlight.size > 0) {
+    if (finalState === undefined && inFlight.size > 0) {
       // Workers that died or did not answer: what they reported last is the best count there is.
       const left = inFlight.totals();
       o.logger?.warn(
