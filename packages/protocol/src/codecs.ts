@@ -5,13 +5,10 @@ import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
 import type {
   Chunk,
   ErrorBatch,
-  ExportCounters,
   ConflictMode,
-  ImportCounters,
   ImportDir,
   ImportMode,
   ImportSpec,
-  RestoreCounters,
   ItemError,
   ItemKind,
   ItemResult,
@@ -19,11 +16,18 @@ import type {
   JobSpec,
   JobState,
   JobStatus,
-  ScanCounters,
   TransferBatch,
   WalkShard,
   WorkerHeartbeat,
 } from "./messages.js";
+import type {
+  ExportCounters,
+  ImportCounters,
+  InFlightCounters,
+  JobProgress,
+  RestoreCounters,
+  ScanCounters,
+} from "./counters.js";
 
 const pb = hsmfleet.v1;
 
@@ -179,6 +183,21 @@ const restoreFromWire = (c: hsmfleet.v1.IRestoreCounters | null | undefined): Re
   Object.fromEntries(
     RESTORE_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
   ) as unknown as RestoreCounters;
+
+const inFlightToWire = (c: InFlightCounters): hsmfleet.v1.IInFlightCounters => ({
+  items: c.items,
+  export: exportToWire(c.export),
+  import: importToWire(c.import),
+  restore: restoreToWire(c.restore),
+});
+const inFlightFromWire = (
+  c: hsmfleet.v1.IInFlightCounters | null | undefined,
+): InFlightCounters => ({
+  items: c?.items ?? 0,
+  export: exportFromWire(c?.export),
+  import: importFromWire(c?.import),
+  restore: restoreFromWire(c?.restore),
+});
 
 const importDirToWire = (d: ImportDir): hsmfleet.v1.IImportDir => ({
   ...d,
@@ -347,6 +366,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     conflictLog: m.conflictLog,
     conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
+    inFlight: inFlightToWire(m.inFlight),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -373,6 +393,33 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     conflictLog: m.conflictLog,
     conflictLogBytes: toSafeNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
+    inFlight: inFlightFromWire(m.inFlight),
+  };
+};
+
+/** Items in one JobProgress message at most; more are ignored (the message is untrusted input). */
+export const MAX_PROGRESS_ITEMS = 4096;
+
+export const encodeJobProgress = (m: JobProgress): Uint8Array =>
+  pb.JobProgress.encode({
+    jobId: m.jobId,
+    workerId: m.workerId,
+    items: m.items.map((i) => ({
+      itemId: i.itemId,
+      attempt: i.attempt,
+      done: inFlightToWire(i.done),
+    })),
+  }).finish();
+export const decodeJobProgress = (data: Uint8Array): JobProgress => {
+  const m = pb.JobProgress.decode(data);
+  return {
+    jobId: m.jobId,
+    workerId: m.workerId,
+    items: m.items.slice(0, MAX_PROGRESS_ITEMS).map((i) => ({
+      itemId: i.itemId ?? "",
+      attempt: i.attempt ?? 0,
+      done: inFlightFromWire(i.done),
+    })),
   };
 };
 

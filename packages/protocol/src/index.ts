@@ -15,6 +15,9 @@ export {
   decodeWorkerHeartbeat,
   encodeChunk,
   decodeChunk,
+  encodeJobProgress,
+  decodeJobProgress,
+  MAX_PROGRESS_ITEMS,
 } from "./codecs.js";
 export {
   encodeHsmActionList,
@@ -26,20 +29,35 @@ export {
   encodeHsmCancel,
   decodeHsmCancel,
 } from "./hsm-codecs.js";
+export {
+  emptyScanCounters,
+  emptyExportCounters,
+  emptyImportCounters,
+  emptyRestoreCounters,
+  emptyInFlightCounters,
+  addCounters,
+} from "./counters.js";
+export type {
+  ScanCounters,
+  ExportCounters,
+  ImportCounters,
+  RestoreCounters,
+  InFlightCounters,
+  ItemProgress,
+  JobProgress,
+} from "./counters.js";
 export { Uint64RangeError, toSafeNumber, toBigInt } from "./long.js";
 export {
   JobKind,
   JobState,
   jobStateName,
+  describeJobState,
+  jobCompleted,
   HsmAction,
   HsmItemStatus,
-  emptyScanCounters,
-  emptyExportCounters,
-  emptyImportCounters,
-  emptyRestoreCounters,
+  withInFlight,
   defaultImportSpec,
   DEFAULT_CHUNK_SIZE_BYTES,
-  addCounters,
   newItemResult,
   newJobSpec,
   newJobStatus,
@@ -53,10 +71,6 @@ export type {
   ItemKind,
   ItemResult,
   ErrorBatch,
-  ScanCounters,
-  ExportCounters,
-  ImportCounters,
-  RestoreCounters,
   ImportDir,
   ImportSpec,
   ImportMode,

@@ -77,6 +77,11 @@ export interface HsmJobOptions {
   partitions?: number | undefined;
   /** Items per action list. Default 256. */
   listMaxItems?: number | undefined;
+  /**
+   * On a cancel (Ctrl-C, the signal, or `hsmfleet cancel`), how long to wait at most for the lists
+   * sent to report (workers stop them at once). Default 15,000 ms.
+   */
+  cancelDrainMs?: number | undefined;
   /** Container and prefix of the archive (emulation backend). */
   container?: string | undefined;
   prefix?: string | undefined;
@@ -177,6 +182,20 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     { coordinator: `${hostname()}:${process.pid}` },
   );
   await store.create(status);
+  // Every write of the record goes through one queue; a timer keeps updatedAtMs fresh so
+  // `hsmfleet cancel` can tell this coordinator is alive.
+  let writes: Promise<void> = Promise.resolve();
+  const writeRecord = () => {
+    status.updatedAtMs = Date.now();
+    const copy = { ...status };
+    writes = writes
+      .then(() => store.put(copy))
+      .catch((err: unknown) =>
+        o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
+      );
+    return writes;
+  };
+  const keepAlive = setInterval(() => void writeRecord(), 1000);
   const backend: HsmBackend = openHsmBackend({
     backend: o.backend,
     xattr: o.hsmXattr,
@@ -206,9 +225,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const progress = () =>
     o.onProgress?.({
       jobId,
+      request: o.request,
       dispatched: summary.items,
       completed,
       failed: summary.failed,
+      bytes: summary.bytes + [...inFlight.values()].reduce((sum, p) => sum + p.bytesDone, 0),
       inFlight: [...inFlight.values()],
       elapsedMs: Date.now() - started,
     });
@@ -246,12 +267,20 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       progress();
     },
   });
+  // A cancel stops the dispatch, tells the workers (they stop this job's actions and report every
+  // list they get as cancelled) and waits, bounded, for the lists sent to report.
   let cancelled = false;
   const onAbort = () => {
+    if (cancelled) return;
     cancelled = true;
-    messages.close();
+    status.state = JobState.Cancelling;
+    void writeRecord().then(() => o.nc.publish(subjects.jobCancel(jobId)));
+    setTimeout(() => messages.close(), o.cancelDrainMs ?? 15_000).unref();
   };
   o.signal?.addEventListener("abort", onAbort, { once: true });
+  const watcher = await store.watch(jobId, (s) => {
+    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) onAbort();
+  });
   let ended: () => void = () => undefined;
   /** Lists published so far (list ids end in their number: results of others are dropped). */
   let listSeq = 0;
@@ -428,7 +457,12 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     }
     if (chunk.length > 0 && !cancelled) await lookUp(chunk);
     if (looking && !cancelled) await addItems(looking.paths, looking.fids);
-    for (const [partition, items] of pending) await publishList(partition, items);
+    for (const [partition, items] of pending) {
+      // Not sent: cancelled here.
+      if (cancelled) summary.cancelled += items.length;
+      else await publishList(partition, items);
+    }
+    if (cancelled) completed += [...pending.values()].reduce((n, items) => n + items.length, 0);
     pending.clear();
     await published();
     dispatchDone = true;
@@ -437,6 +471,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     await Promise.race([allDone, follow]);
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
+    watcher.stop();
+    clearInterval(keepAlive);
     progressSub.unsubscribe();
     messages.close();
     await follow.catch(() => undefined);
@@ -452,15 +488,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   status.published = summary.lists;
   status.completed = listsDone;
   status.finishedAtMs = Date.now();
-  status.updatedAtMs = status.finishedAtMs;
   status.reason = `${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed, ${summary.cancelled} cancelled`;
-  await store
-    .put(status)
-    .catch((err: unknown) =>
-      o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
-    );
+  await writeRecord();
   return summary;
 };
 
-const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
-  rel.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), rel]);
+/** The absolute path of `rel` under `root` (one "/" between them, also when root is "/"). */
+export const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
+  rel.length === 0 ? root : Buffer.concat([rootPrefix(root), rel]);

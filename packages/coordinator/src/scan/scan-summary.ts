@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
+import { describeJobState, formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson } from "../format.js";
 
@@ -79,7 +79,7 @@ const n = (v: number) => v.toLocaleString("en-US");
 /** The human summary `hsmfleet scan` prints. */
 export const formatScanSummary = (s: ScanSummary, maxErrorsShown = 20): string => {
   const lines = [
-    `scan ${s.jobId} of ${s.root}: ${s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
+    `scan ${s.jobId} of ${s.root}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
     `  files        ${n(s.files)}`,
     `  directories  ${n(s.directories)}`,
     `  symlinks     ${n(s.symlinks)}`,

@@ -11,11 +11,7 @@ import { handleRestoreBatch } from "./restore-batch.js";
 import { handleLustreRestore } from "./restore-lustre.js";
 import { restoreVisitor } from "./restore-visitor.js";
 
-const handleRestore = async (
-  ctx: KindContext,
-  maxDeliver: number,
-  msg: JsMsg,
-): Promise<void> => {
+const handleRestore = async (ctx: KindContext, maxDeliver: number, msg: JsMsg): Promise<void> => {
   const batch = await ctx.admit(msg, TRANSFER_BATCH_RULES);
   if (batch === undefined) return;
   const first = batch.entries[0]?.path ?? Buffer.alloc(0);
@@ -24,16 +20,16 @@ const handleRestore = async (
     maxDeliver,
     batch.jobId,
     { itemId: batch.batchId, kind: "transfer", path: first },
-    (job) =>
+    (job, scope) =>
       job.spec.backend === "lustre"
-        ? handleLustreRestore(ctx.transfer, msg, batch, job, ctx.abortSignal)
+        ? handleLustreRestore(scope.transfer(ctx.transfer), msg, batch, job, scope.signal)
         : handleRestoreBatch(
-            ctx.transfer,
+            scope.transfer(ctx.transfer),
             msg,
             batch,
             job,
             (name) => ctx.containerNamed(name, job),
-            ctx.abortSignal,
+            scope.signal,
           ),
   );
 };
