@@ -1,3 +1,4 @@
+import { hasValidSeal } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import {
   addCounters,
@@ -16,8 +17,9 @@ const MAX_ITEM_ID = 256;
  * The items of one job that workers run now and what each has done so far, from the workers'
  * JobProgress messages (core NATS, about once a second). An item leaves when its result is folded
  * into the job record (`itemDone`); until then its work is shown on top of the record's counters,
- * so progress moves with the bytes rather than with whole batches. Messages are untrusted: other
- * jobs' items, malformed ones and over-long ids are ignored; a later attempt of an item replaces
+ * so progress moves with the bytes rather than with whole batches. Messages are untrusted: those
+ * without the job's seal (its item key, like work items and results), other jobs' items, malformed
+ * ones and over-long ids are ignored; a later attempt of an item replaces
  * an earlier one's figures.
  */
 export class InFlightItems {
@@ -26,11 +28,11 @@ export class InFlightItems {
   readonly #done = new Set<string>();
   readonly #sub;
 
-  constructor(nc: NatsConnection, jobId: string) {
+  constructor(nc: NatsConnection, jobId: string, key: Uint8Array) {
     this.#jobId = jobId;
     this.#sub = nc.subscribe(subjects.progress(jobId), {
       callback: (err, msg) => {
-        if (err) return;
+        if (err || !hasValidSeal(key, msg)) return;
         try {
           this.add(decodeJobProgress(msg.data));
         } catch {

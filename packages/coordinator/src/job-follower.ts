@@ -93,7 +93,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     );
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
-  const inFlight = new InFlightItems(o.nc, jobId);
+  const inFlight = new InFlightItems(o.nc, jobId, status.spec.itemKey);
   const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
   let finalState: JobState | undefined;

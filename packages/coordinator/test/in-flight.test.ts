@@ -1,9 +1,10 @@
 import test from "ava";
-import { connectBus } from "@hsmfleet/bus";
+import { connectBus, sealHeaders } from "@hsmfleet/bus";
 import {
   emptyExportCounters,
   emptyInFlightCounters,
   encodeJobProgress,
+  newItemKey,
   subjects,
 } from "@hsmfleet/protocol";
 import type { JobProgress } from "@hsmfleet/protocol";
@@ -20,15 +21,19 @@ const item = (itemId: string, attempt: number, files: number, bytes: number) => 
   },
 });
 
-test("items in flight: summed from workers' progress, dropped when reported, later attempts win, other jobs and junk ignored", async (t) => {
+test("items in flight: summed from workers' progress, dropped when reported, later attempts win, other jobs, unsealed messages and junk ignored", async (t) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
   const nc = await connectBus({ servers: server.url, reconnectForever: false });
   t.teardown(() => nc.close());
-  const live = new InFlightItems(nc, "export-a");
+  const key = newItemKey();
+  const live = new InFlightItems(nc, "export-a", key);
   t.teardown(() => live.stop());
-  const send = async (p: JobProgress, jobId = p.jobId) => {
-    nc.publish(subjects.progress(jobId), encodeJobProgress(p));
+  // Workers seal their progress with the job's key, like its work items and results.
+  const send = async (p: JobProgress, jobId = p.jobId, sealKey: Uint8Array = key) => {
+    const subject = subjects.progress(jobId);
+    const data = encodeJobProgress(p);
+    nc.publish(subject, data, { headers: sealHeaders(sealKey, subject, data) });
     await nc.flush();
     await new Promise((r) => setTimeout(r, 50));
   };
@@ -49,6 +54,10 @@ test("items in flight: summed from workers' progress, dropped when reported, lat
   await send({ jobId: "export-a", workerId: "w3", items: [item("b1", 2, 5, 500)] });
   t.is(live.size, 1);
 
+  // Figures without the job's seal (forged, or sealed with another job's key) are ignored.
+  const forged = { jobId: "export-a", workerId: "w9", items: [item("f", 1, 9, 9)] };
+  nc.publish(subjects.progress("export-a"), encodeJobProgress(forged));
+  await send(forged, "export-a", newItemKey());
   // Another job's figures (even on this subject), over-long ids and garbage are ignored.
   await send({ jobId: "export-b", workerId: "w1", items: [item("x", 1, 7, 7)] }, "export-a");
   await send({ jobId: "export-a", workerId: "w1", items: [item("y".repeat(300), 1, 7, 7)] });

@@ -4,6 +4,7 @@
  * instead of with whole batches; and a job's cancel, which stops its items here so they report
  * what they finished (see Worker: a cancelled item publishes a result with those counters).
  */
+import { sealHeaders } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { JobKind, emptyInFlightCounters, encodeJobProgress, subjects } from "@hsmfleet/protocol";
 import type {
@@ -49,6 +50,8 @@ export interface LiveItem {
 interface JobEntry {
   items: Set<LiveItem>;
   cancel: AbortController;
+  /** The job's item key: progress is sealed with it (the coordinator ignores unsealed figures). */
+  key: Uint8Array;
 }
 
 export class ItemProgressTracker {
@@ -68,10 +71,10 @@ export class ItemProgressTracker {
     this.#timer.unref();
   }
 
-  start(jobId: string, itemId: string, attempt: number, kind: JobKind): LiveItem {
+  start(jobId: string, itemId: string, attempt: number, kind: JobKind, key: Uint8Array): LiveItem {
     let job = this.#jobs.get(jobId);
     if (!job) {
-      job = { items: new Set(), cancel: new AbortController() };
+      job = { items: new Set(), cancel: new AbortController(), key };
       if (this.#cancelled.has(jobId)) job.cancel.abort(new JobCancelledError(jobId));
       this.#jobs.set(jobId, job);
     }
@@ -128,8 +131,11 @@ export class ItemProgressTracker {
   }
 
   send(jobId: string): void {
-    if (this.#nc.isClosed()) return;
-    this.#nc.publish(subjects.progress(jobId), encodeJobProgress(this.snapshot(jobId)));
+    const job = this.#jobs.get(jobId);
+    if (this.#nc.isClosed() || !job) return;
+    const subject = subjects.progress(jobId);
+    const data = encodeJobProgress(this.snapshot(jobId));
+    this.#nc.publish(subject, data, { headers: sealHeaders(job.key, subject, data) });
   }
 
   stop(): void {

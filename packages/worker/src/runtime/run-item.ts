@@ -79,7 +79,13 @@ export const runWorkItem = async (
     return;
   }
   ctx.stats.itemsInFlight++;
-  const live = ctx.progress.start(jobId, item.itemId, msg.info.deliveryCount, job.spec.kind);
+  const live = ctx.progress.start(
+    jobId,
+    item.itemId,
+    msg.info.deliveryCount,
+    job.spec.kind,
+    job.spec.itemKey,
+  );
   try {
     await traced.run(() => work(job, itemScope(live, ctx.abortSignal)));
     ctx.stats.itemsDone++;
