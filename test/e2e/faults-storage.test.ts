@@ -109,7 +109,7 @@ test("a 403 fails that file at once with a clear message; the others go through"
     storage: parseStorageTarget(azurite.connectionString)!,
     maxErrors: -1,
   });
-  t.like(summary, { state: "succeeded", errors: 1, filesExported: 3 });
+  t.like(summary, { state: "completed-with-errors", errors: 1, filesExported: 3 });
   t.like(summary.errorSamples[0], { path: "denied.txt", operation: "put-blob" });
   t.regex(summary.errorSamples[0]!.message, /HTTP 403 AuthorizationPermissionMismatch/);
   t.is(proxy.counters().injected.status403, 1, "sent once: no request retry, no second attempt");
@@ -147,7 +147,7 @@ test("a file that keeps failing goes to the error log after --max-attempts, with
     maxErrors: -1,
     errorLog,
   });
-  t.like(summary, { state: "succeeded", errors: 1, filesExported: 2 });
+  t.like(summary, { state: "completed-with-errors", errors: 1, filesExported: 2 });
   t.regex(summary.errorSamples[0]!.message, /HTTP 503 ServerBusy.*gave up after 3 attempts/);
   t.is(proxy.counters().injected.status503, 6, "3 attempts × (1 try + 1 request retry)");
   const lines = (await readFile(errorLog, "utf8")).trim().split("\n");

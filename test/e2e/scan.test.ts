@@ -155,7 +155,7 @@ test("unreadable directories are counted and named with EACCES (worker runs as a
     worker.kill("SIGKILL");
   });
   const summary = await runScanJob({ nc, root });
-  t.is(summary.state, "succeeded", workerErr);
+  t.is(summary.state, "completed-with-errors", workerErr);
   t.is(summary.errors, 1);
   t.like(summary.errorSamples[0], { path: "locked", operation: "opendir", code: "EACCES" });
   t.is(summary.directories, ref.directories - 1, "locked/inner was never seen");

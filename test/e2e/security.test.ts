@@ -127,6 +127,9 @@ test("the NATS permissions of deploy/nats/hsmfleet-permissions.conf run an expor
   t.is(run.code, 0, `${run.stderr}\n--- worker:\n${workerLog}\n--- server:\n${server.logs()}`);
   t.like(JSON.parse(run.stdout || "{}") as object, { state: "succeeded", filesExported: 3 });
   t.false(/Permissions Violation/i.test(workerLog), workerLog);
+  // Nor did the server refuse anything either side sent or subscribed to (item progress, cancel
+  // notices, heartbeats: core NATS subjects fail silently on the client).
+  t.false(/Violation/i.test(server.logs()), server.logs());
 
   // Another application's user can neither publish work nor read job records.
   const other = await connectBus({

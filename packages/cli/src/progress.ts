@@ -1,11 +1,21 @@
 import type {
   ExportProgress,
+  HsmJobProgress,
   ImportProgress,
   RestoreProgress,
   ScanProgress,
 } from "@hsmfleet/coordinator";
 
+import { formatBytes } from "@hsmfleet/protocol";
+
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
+const mibPerSecond = (bytesPerSecond: number) => `${(bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
+
+/** Plain (non-terminal) progress lines at most this often: HSMFLEET_PROGRESS_EVERY_MS, default 10 s. */
+export const plainProgressEveryMs = (env: NodeJS.ProcessEnv = process.env): number => {
+  const v = Number(env["HSMFLEET_PROGRESS_EVERY_MS"]);
+  return Number.isFinite(v) && v >= 100 ? v : 10_000;
+};
 
 /**
  * One progress line on stderr: rewritten in place on a terminal; on a pipe or a log file, a plain
@@ -17,7 +27,7 @@ export class ProgressLine {
   #lastPlain = 0;
   #shown = false;
 
-  constructor(stream: NodeJS.WriteStream = process.stderr, plainEveryMs = 10_000) {
+  constructor(stream: NodeJS.WriteStream = process.stderr, plainEveryMs = plainProgressEveryMs()) {
     this.#tty = stream.isTTY === true;
     this.#plainEveryMs = plainEveryMs;
   }
@@ -34,12 +44,25 @@ export class ProgressLine {
   }
 
   export(p: ExportProgress): void {
-    const gib = (b: number) => (b / 2 ** 30).toFixed(2);
     const eta = p.etaSeconds === undefined ? "--:--" : formatDuration(p.etaSeconds);
     const waiting = p.workers === 0 && p.filesFound === 0 ? " — waiting for workers" : "";
     this.#write(
-      `export ${p.jobId}: ${n(p.filesDone)}/${n(p.filesQueued)} files, ${gib(p.bytesDone)}/${gib(p.bytesQueued)} GiB, ` +
-        `${(p.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s, ETA ${eta}, ${n(p.skipped)} unchanged, ${p.workers} workers, ${n(p.errors)} errors${waiting}`,
+      `export ${p.jobId}: ${n(p.filesDone)}/${n(p.filesQueued)} files, ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesQueued)}, ` +
+        `${mibPerSecond(p.bytesPerSecond)}, ETA ${eta}, ${n(p.skipped)} unchanged, ${p.workers} workers, ${n(p.errors)} errors${waiting}`,
+    );
+  }
+
+  hsm(p: HsmJobProgress): void {
+    const seconds = p.elapsedMs / 1000;
+    const rate = seconds > 0 ? p.completed / seconds : 0;
+    const left = p.dispatched - p.completed;
+    const eta = rate > 0 ? formatDuration(left / rate) : "--:--";
+    const bytes =
+      p.bytes > 0
+        ? `, ${formatBytes(p.bytes)}, ${mibPerSecond(seconds > 0 ? p.bytes / seconds : 0)}`
+        : "";
+    this.#write(
+      `hsm ${p.request} ${p.jobId}: ${n(p.completed)}/${n(p.dispatched)} files${bytes}, ${n(rate)} files/s, ETA ${eta}, ${n(p.failed)} failed`,
     );
   }
 

@@ -3,7 +3,8 @@ export type { ScanJobOptions, ResumeScanOptions } from "./scan/scan-job.js";
 export { buildScanSummary, formatScanSummary } from "./scan/scan-summary.js";
 export type { ScanProgress, ScanSummary } from "./scan/scan-summary.js";
 export { FleetWatch } from "./fleet-watch.js";
-export { cancelJob, openJobStore } from "./job-admin.js";
+export { CANCEL_DEFAULTS, cancelJob, openJobStore } from "./job-admin.js";
+export type { CancelOutcome } from "./job-admin.js";
 export { newJobId } from "./job-id.js";
 export { checkExportSource } from "./export/export-source.js";
 export type { ExportSource } from "./export/export-source.js";
@@ -26,12 +27,12 @@ export {
   CONFLICT_MODES,
 } from "./import/import-job.js";
 export type { ImportJobOptions } from "./import/import-job.js";
-export { runRestoreJob, RESTORE_DEFAULTS } from "./restore/restore-job.js";
+export { runRestoreJob, restoreProgress, RESTORE_DEFAULTS } from "./restore/restore-job.js";
 export type { RestoreJobOptions } from "./restore/restore-job.js";
 export { buildRestoreSummary, formatRestoreSummary } from "./restore/restore-summary.js";
 export type { RestoreProgress, RestoreSummary } from "./restore/restore-summary.js";
 export { claimRoot } from "./root-claim.js";
-export { runHsmJob, HSM_JOB_DEFAULTS } from "./hsm/hsm-job.js";
+export { runHsmJob, HSM_JOB_DEFAULTS, resolveAbs } from "./hsm/hsm-job.js";
 export { hsmJobOrigin } from "./hsm/hsm-origin.js";
 export type { HsmJobOptions } from "./hsm/hsm-job.js";
 export { formatHsmSummary } from "./hsm/hsm-summary.js";

@@ -21,12 +21,16 @@ import {
   encodeJobStatus,
   decodeJobStatus,
   mergeScanCounters,
+  emptyInFlightCounters,
+  withInFlight,
   restoreConsumer,
   subjects,
+  jobCompleted,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
+import { InFlightItems } from "./in-flight.js";
 import { observeJobProgress } from "./job-gauges.js";
 import { jobErrors } from "./job-errors.js";
 import { openResultsConsumer } from "./results-consumer.js";
@@ -44,10 +48,21 @@ export interface FollowOptions {
   errorLog?: LocalLog | undefined;
   /** Import: receives every conflict (path, what was there, the resolution). */
   conflictLog?: LocalLog | undefined;
+  /**
+   * Errors that make a job that carried out all its work "completed with errors" rather than
+   * "succeeded". Default: jobErrors (verify counts its differences in the error counters and
+   * passes its own).
+   */
+  completionErrors?: ((status: JobStatus) => number) | undefined;
   /** Errors kept in the job record. Default 100. */
   errorSampleLimit?: number | undefined;
   /** Job record checkpoint period. Default 1000 ms. */
   checkpointIntervalMs?: number | undefined;
+  /**
+   * On a cancel, how long to wait at most for the items in flight to report what they finished
+   * (workers stop them at once; a dead worker's never report). Default 15,000 ms.
+   */
+  cancelDrainMs?: number | undefined;
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
@@ -58,6 +73,9 @@ const RESULTS_PULL_EXPIRES_MS = 10_000;
 
 /** A coordinator not heard from for this long is presumed dead (its job may be taken over). */
 export const COORDINATOR_STALE_MS = 15_000;
+
+/** After a cancel notice, workers answer with the items they hold within this time. */
+const CANCEL_NOTICE_MS = 1500;
 
 /**
  * Follows a job's results stream to the end: folds item results into the job record, writes
@@ -75,6 +93,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     );
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
+  const inFlight = new InFlightItems(o.nc, jobId, status.spec.itemKey);
   const unobserve = observeJobProgress(status);
   status.coordinator = `${hostname()}:${process.pid}`;
   let finalState: JobState | undefined;
@@ -104,13 +123,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     messages.close();
   };
 
-  const cancel = () => stop(JobState.Cancelled, "cancelled by request");
-  o.signal?.addEventListener("abort", cancel, { once: true });
-  const watcher = await store.watch(jobId, (s) => {
-    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
-  });
   const key = status.spec.itemKey;
-  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, key, o.logger);
   // Termination by the ids the job published (the roots are in the record the planner made).
   const ledger = new ResultLedger(status.outstanding, status);
   /** Results, and other messages on the job's results subjects, that are logged and dropped. */
@@ -146,7 +159,60 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       .catch((err: unknown) => o.logger?.warn({ err }, "could not write the job record"));
     return writes;
   };
+  // A cancel stops queued work at once, then waits (bounded) for the items in flight to report
+  // what they finished, so the job's counters say what is really in place.
+  let draining = false;
+  const cancel = () => {
+    if (finalState !== undefined || draining) return;
+    draining = true;
+    drain().catch((err: unknown) => {
+      o.logger?.warn({ jobId, err }, "could not wait for the items in flight of a cancelled job");
+      stop(JobState.Cancelled, "cancelled by request");
+    });
+  };
+  const drain = async () => {
+    status.state = JobState.Cancelling;
+    if (snapshot) {
+      const s = decodeJobStatus(snapshot);
+      s.state = JobState.Cancelling;
+      snapshot = encodeJobStatus(s);
+      await write(snapshot);
+    }
+    const jsm = await js.jetstreamManager();
+    await withJetStreamRetry(`drop the queued work of job ${jobId}`, () =>
+      jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) }),
+    );
+    o.nc.publish(subjects.jobCancel(jobId));
+    const started = Date.now();
+    const deadline = started + (o.cancelDrainMs ?? 15_000);
+    while (
+      finalState === undefined &&
+      Date.now() < deadline &&
+      (Date.now() - started < CANCEL_NOTICE_MS || inFlight.size > 0)
+    ) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (finalState === undefined && inFlight.size > 0) {
+      // Workers that died or did not answer: what they reported last is the best count there is.
+      const left = inFlight.totals();
+      o.logger?.warn(
+        { jobId, items: left.items },
+        "items in flight did not report after the cancel; counting what they reported last",
+      );
+      addCounters(status.export, left.export);
+      addCounters(status.import, left.import);
+      addCounters(status.restore, left.restore);
+    }
+    stop(JobState.Cancelled, "cancelled by request");
+  };
+  o.signal?.addEventListener("abort", cancel, { once: true });
+  const watcher = await store.watch(jobId, (s) => {
+    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
+  });
+  const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, key, o.logger);
+
   const checkpoint = async () => {
+    status.inFlight = finalState === undefined ? inFlight.totals() : emptyInFlightCounters();
     await o.list?.flush();
     await o.errorLog?.flush();
     await o.conflictLog?.flush();
@@ -160,9 +226,14 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const checkpointEveryMs = o.checkpointIntervalMs ?? 1000;
   let lastCheckpoint = Date.now();
   const timer = setInterval(() => {
-    o.onProgress?.(status, fleet);
-    if (snapshot && Date.now() - lastCheckpoint >= checkpointEveryMs) void write(snapshot);
-  }, checkpointEveryMs);
+    o.onProgress?.(withInFlight({ ...status, inFlight: inFlight.totals() }), fleet);
+    if (snapshot && Date.now() - lastCheckpoint >= checkpointEveryMs) {
+      // The last checkpoint, with the work of the items in flight as it is now.
+      const s = decodeJobStatus(snapshot);
+      s.inFlight = inFlight.totals();
+      void write(encodeJobStatus(s));
+    }
+  }, progressEveryMs(checkpointEveryMs));
   await checkpoint();
 
   /** Folds one sealed message; throws when it does not decode. */
@@ -179,6 +250,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       addCounters(status.restore, r.restore);
       status.published = ledger.published;
       status.completed = ledger.completed;
+      // A spawn notice only announces children; every other result ends one item in flight.
+      if (r.kind !== "spawn") inFlight.itemDone(r.itemId);
       await recordErrors(r.errors);
     } else if (m.subject.endsWith(".entries")) {
       if (o.list)
@@ -216,11 +289,17 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
           JobState.Failed,
           `${errors} error${errors === 1 ? "" : "s"}, more than --max-errors ${status.spec.maxErrors}`,
         );
-      } else if (ledger.done) {
+      } else if (!draining && ledger.done) {
+        // (Once cancelling, the items' results only count what they finished: the drain ends it.)
         stop(JobState.Succeeded, "");
       }
     }
   };
+  // All work carried out: with errors (tolerated by --max-errors) it is not a success.
+  const completedState = () =>
+    (o.completionErrors ?? jobErrors)(status) > 0
+      ? JobState.CompletedWithErrors
+      : JobState.Succeeded;
 
   try {
     if (status.published > 0 && ledger.done) stop(JobState.Succeeded, "");
@@ -230,6 +309,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     watcher.stop();
     maxDeliveries.stop();
     fleet.stop();
+    inFlight.stop();
     unobserve();
     o.signal?.removeEventListener("abort", cancel);
   }
@@ -244,7 +324,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   }
   // These calls may meet a stream electing a new leader after a node was lost: retried (idempotent).
   const jsm = await withJetStreamRetry("reach the JetStream API", () => js.jetstreamManager());
-  if (finalState !== JobState.Succeeded) {
+  if (finalState === JobState.Succeeded) finalState = completedState();
+  if (!jobCompleted(finalState)) {
     // Drop the queued work so the fleet does not go on with a job that has ended.
     await withJetStreamRetry(`drop the queued work of job ${jobId}`, () =>
       jsm.streams.purge(WORK_STREAM, { filter: subjects.workForJob(jobId) }),
@@ -265,6 +346,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   );
   return status;
 };
+
+/** The progress callback's period: as often as checkpoints, at most every second. */
+const progressEveryMs = (checkpointEveryMs: number): number => Math.min(checkpointEveryMs, 1000);
 
 /**
  * A worker killed during the last allowed delivery of an item leaves no result. JetStream then

@@ -1,6 +1,6 @@
 import { displayPath, formatErrorLine } from "@hsmfleet/core";
 import { jobReport } from "@hsmfleet/coordinator/reports";
-import { JobState, jobStateName } from "@hsmfleet/protocol";
+import { JobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { JobStatus, WorkerHeartbeat } from "@hsmfleet/protocol";
 
 /** The ceiling a fleet is measured against: ~7.5 GiB/s, an AMLFS/Blob account's practical limit. */
@@ -167,7 +167,8 @@ export class ThroughputTracker {
   }
 
   jobs(jobs: JobStatus[], nowMs = Date.now()): void {
-    this.#jobs = jobs;
+    // A running job's figures include the work of its items in flight (issue 16).
+    this.#jobs = jobs.map(withInFlight);
     for (const j of jobs) {
       let rate = this.#jobRates.get(j.spec.jobId);
       if (!rate) this.#jobRates.set(j.spec.jobId, (rate = new Rate()));

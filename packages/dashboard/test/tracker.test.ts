@@ -1,5 +1,12 @@
 import test from "ava";
-import { JobKind, JobState, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
+import {
+  JobKind,
+  JobState,
+  emptyExportCounters,
+  emptyInFlightCounters,
+  newJobSpec,
+  newJobStatus,
+} from "@hsmfleet/protocol";
 import type { WorkerHeartbeat } from "@hsmfleet/protocol";
 import { ThroughputTracker } from "../src/index.js";
 
@@ -123,4 +130,28 @@ test("job rows carry their first error messages, not only a count", (t) => {
     "transfer a/b: EACCES open: permission denied",
     "name c: InvalidBlobName not a blob path",
   ]);
+});
+
+// Issue 16 item 1: the job row moved only when a whole batch ended; the work of the items in
+// flight (in the record's inFlight counters) counts as it happens.
+test("a running job's row includes the work of its items in flight", (t) => {
+  const tracker = new ThroughputTracker();
+  const job = newJobStatus(
+    newJobSpec({ jobId: "export-2", kind: JobKind.Export, root: Buffer.from("/src") }),
+    { published: 2 },
+  );
+  job.export.bytesFound = 2 * GiB;
+  job.export.filesFound = 2128;
+  job.updatedAtMs = 1000;
+  job.inFlight = {
+    ...emptyInFlightCounters(),
+    items: 4,
+    export: { ...emptyExportCounters(), filesExported: 80, bytesExported: GiB / 2 },
+  };
+  tracker.jobs([job], 1000);
+  t.like(tracker.snapshot(1000).jobs[0], {
+    bytesDone: GiB / 2,
+    filesDone: 80,
+    progress: 0.25,
+  });
 });

@@ -5,14 +5,10 @@ import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
 import type {
   Chunk,
   ErrorBatch,
-  ExportCounters,
   ConflictMode,
-  ImportCounters,
   ImportDir,
   ImportMode,
   ImportSpec,
-  RestoreCounters,
-  HsmCounters,
   ItemError,
   ItemKind,
   ItemResult,
@@ -20,11 +16,19 @@ import type {
   JobSpec,
   JobState,
   JobStatus,
-  ScanCounters,
   TransferBatch,
   WalkShard,
   WorkerHeartbeat,
 } from "./messages.js";
+import type {
+  ExportCounters,
+  HsmCounters,
+  ImportCounters,
+  InFlightCounters,
+  JobProgress,
+  RestoreCounters,
+  ScanCounters,
+} from "./counters.js";
 
 const pb = hsmfleet.v1;
 
@@ -197,6 +201,21 @@ const hsmCountersFromWire = (c: hsmfleet.v1.IHsmCounters): HsmCounters => ({
   >),
 });
 
+const inFlightToWire = (c: InFlightCounters): hsmfleet.v1.IInFlightCounters => ({
+  items: c.items,
+  export: exportToWire(c.export),
+  import: importToWire(c.import),
+  restore: restoreToWire(c.restore),
+});
+const inFlightFromWire = (
+  c: hsmfleet.v1.IInFlightCounters | null | undefined,
+): InFlightCounters => ({
+  items: c?.items ?? 0,
+  export: exportFromWire(c?.export),
+  import: importFromWire(c?.import),
+  restore: restoreFromWire(c?.restore),
+});
+
 const importDirToWire = (d: ImportDir): hsmfleet.v1.IImportDir => ({
   ...d,
   mtimeSec: fromNumber(d.mtimeSec, "ImportDir.mtimeSec", false),
@@ -365,6 +384,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
     hsm: m.hsm === undefined ? null : hsmCountersToWire(m.hsm),
+    inFlight: inFlightToWire(m.inFlight),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
   const m = pb.JobStatus.decode(data);
@@ -393,6 +413,33 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     outstanding: m.outstanding,
     // Present on HSM jobs only (a record without it decodes as it was written).
     ...(m.hsm ? { hsm: hsmCountersFromWire(m.hsm) } : {}),
+    inFlight: inFlightFromWire(m.inFlight),
+  };
+};
+
+/** Items in one JobProgress message at most; more are ignored (the message is untrusted input). */
+export const MAX_PROGRESS_ITEMS = 4096;
+
+export const encodeJobProgress = (m: JobProgress): Uint8Array =>
+  pb.JobProgress.encode({
+    jobId: m.jobId,
+    workerId: m.workerId,
+    items: m.items.map((i) => ({
+      itemId: i.itemId,
+      attempt: i.attempt,
+      done: inFlightToWire(i.done),
+    })),
+  }).finish();
+export const decodeJobProgress = (data: Uint8Array): JobProgress => {
+  const m = pb.JobProgress.decode(data);
+  return {
+    jobId: m.jobId,
+    workerId: m.workerId,
+    items: m.items.slice(0, MAX_PROGRESS_ITEMS).map((i) => ({
+      itemId: i.itemId ?? "",
+      attempt: i.attempt ?? 0,
+      done: inFlightFromWire(i.done),
+    })),
   };
 };
 

@@ -15,6 +15,9 @@ export {
   decodeWorkerHeartbeat,
   encodeChunk,
   decodeChunk,
+  encodeJobProgress,
+  decodeJobProgress,
+  MAX_PROGRESS_ITEMS,
 } from "./codecs.js";
 export {
   encodeHsmActionList,
@@ -26,19 +29,35 @@ export {
   encodeHsmCancel,
   decodeHsmCancel,
 } from "./hsm-codecs.js";
+export {
+  emptyScanCounters,
+  emptyExportCounters,
+  emptyImportCounters,
+  emptyRestoreCounters,
+  emptyInFlightCounters,
+  addCounters,
+} from "./counters.js";
+export type {
+  HsmCounters,
+  ScanCounters,
+  ExportCounters,
+  ImportCounters,
+  RestoreCounters,
+  InFlightCounters,
+  ItemProgress,
+  JobProgress,
+} from "./counters.js";
 export { Uint64RangeError, toSafeNumber, toBigInt } from "./long.js";
 export {
   JobKind,
   JobState,
   jobStateName,
-  emptyScanCounters,
-  emptyExportCounters,
-  emptyImportCounters,
-  emptyRestoreCounters,
   emptyHsmCounters,
+  describeJobState,
+  jobCompleted,
+  withInFlight,
   defaultImportSpec,
   DEFAULT_CHUNK_SIZE_BYTES,
-  addCounters,
   newItemResult,
   newJobSpec,
   newJobStatus,
@@ -53,11 +72,6 @@ export type {
   ItemKind,
   ItemResult,
   ErrorBatch,
-  ScanCounters,
-  ExportCounters,
-  ImportCounters,
-  RestoreCounters,
-  HsmCounters,
   ImportDir,
   ImportSpec,
   ImportMode,

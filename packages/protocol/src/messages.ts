@@ -1,4 +1,20 @@
 import { newItemKey } from "./seal.js";
+import {
+  addCounters,
+  emptyExportCounters,
+  emptyImportCounters,
+  emptyInFlightCounters,
+  emptyRestoreCounters,
+  emptyScanCounters,
+} from "./counters.js";
+import type {
+  ExportCounters,
+  HsmCounters,
+  ImportCounters,
+  InFlightCounters,
+  RestoreCounters,
+  ScanCounters,
+} from "./counters.js";
 import type { FileEntry } from "@hsmfleet/core";
 
 /** Sibling directories to read (at most WALK_GROUP_DIRECTORIES); see proto/hsmfleet/v1/walk.proto. */
@@ -39,78 +55,6 @@ export interface ItemError {
   code: string;
   message: string;
   retryable: boolean;
-}
-
-export interface ScanCounters {
-  files: number;
-  directories: number;
-  symlinks: number;
-  other: number;
-  bytes: number;
-  vanished: number;
-  errors: number;
-  /** Bucket 0: empty files; bucket i ≥ 1: sizes in [2^(i-1), 2^i). */
-  sizeHistogram: number[];
-  hsmStates: Record<string, number>;
-}
-
-export interface ExportCounters {
-  filesFound: number;
-  bytesFound: number;
-  filesQueued: number;
-  bytesQueued: number;
-  filesExported: number;
-  directoriesExported: number;
-  symlinksExported: number;
-  bytesExported: number;
-  skipped: number;
-  unsupported: number;
-  errors: number;
-  /** Released HSM files: verify compares their attributes only (their data is in the archive). */
-  released: number;
-}
-
-/** Counters an import accumulates, named like AMLFS's importJobs status. */
-export interface ImportCounters {
-  totalBlobsWalked: number;
-  totalBlobsImported: number;
-  importedFiles: number;
-  importedDirectories: number;
-  importedSymlinks: number;
-  preexistingFiles: number;
-  preexistingDirectories: number;
-  preexistingSymlinks: number;
-  totalErrors: number;
-  totalConflicts: number;
-  bytesImported: number;
-  filesQueued: number;
-  bytesQueued: number;
-  bytesDownloaded: number;
-}
-
-export interface RestoreCounters {
-  filesFound: number;
-  bytesFound: number;
-  filesRestored: number;
-  bytesRestored: number;
-  notReleased: number;
-  errors: number;
-}
-
-/** An HSM job's items by outcome, in its job record (`hsmfleet hsm …`). */
-export interface HsmCounters {
-  /** archive, release, restore, remove or cancel. */
-  request: string;
-  /** Items dispatched (one per file) and the action lists they went out in. */
-  items: number;
-  lists: number;
-  done: number;
-  /** Already in the requested state. */
-  skipped: number;
-  failed: number;
-  cancelled: number;
-  /** Bytes the workers moved (archive uploads, restore downloads). */
-  bytes: number;
 }
 
 /** "spawn" is not an item: it announces `children` work items before they are published. */
@@ -159,6 +103,8 @@ export const JobState = {
   Failed: 4,
   Cancelling: 5,
   Cancelled: 6,
+  /** Every item was carried out, some with errors (AMLFS's CompletedPartial). */
+  CompletedWithErrors: 7,
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 
@@ -169,10 +115,24 @@ const JOB_STATE_NAMES: Record<number, string> = {
   [JobState.Failed]: "failed",
   [JobState.Cancelling]: "cancelling",
   [JobState.Cancelled]: "cancelled",
+  [JobState.CompletedWithErrors]: "completed-with-errors",
 };
 
 /** The word users see for a job state: "running", "succeeded", … */
 export const jobStateName = (state: JobState): string => JOB_STATE_NAMES[state] ?? "unknown";
+
+/**
+ * A job state as a summary line says it: the state's word, except "completed with 2 errors" for
+ * a job that carried out every item with some errors (`state` as jobStateName gives it).
+ */
+export const describeJobState = (state: string, errors: number): string =>
+  state === JOB_STATE_NAMES[JobState.CompletedWithErrors]
+    ? `completed with ${errors.toLocaleString("en-US")} error${errors === 1 ? "" : "s"}`
+    : state;
+
+/** Whether a job in this state has ended after carrying out all of its work (with or without errors). */
+export const jobCompleted = (state: JobState): boolean =>
+  state === JobState.Succeeded || state === JobState.CompletedWithErrors;
 
 export interface JobSpec {
   jobId: string;
@@ -269,6 +229,8 @@ export interface JobStatus {
   outstanding: string[];
   /** HSM jobs only: what their action lists did so far. */
   hsm?: HsmCounters | undefined;
+  /** Work of items in flight, shown on top of the counters while the job runs (not resumed from). */
+  inFlight: InFlightCounters;
 }
 
 export interface WorkerHeartbeat {
@@ -311,58 +273,20 @@ export interface Chunk {
   gid: number;
 }
 
-export const emptyScanCounters = (): ScanCounters => ({
-  files: 0,
-  directories: 0,
-  symlinks: 0,
-  other: 0,
-  bytes: 0,
-  vanished: 0,
-  errors: 0,
-  sizeHistogram: [],
-  hsmStates: {},
-});
-
-export const emptyExportCounters = (): ExportCounters => ({
-  filesFound: 0,
-  bytesFound: 0,
-  filesQueued: 0,
-  bytesQueued: 0,
-  filesExported: 0,
-  directoriesExported: 0,
-  symlinksExported: 0,
-  bytesExported: 0,
-  skipped: 0,
-  unsupported: 0,
-  errors: 0,
-  released: 0,
-});
-
-export const emptyImportCounters = (): ImportCounters => ({
-  totalBlobsWalked: 0,
-  totalBlobsImported: 0,
-  importedFiles: 0,
-  importedDirectories: 0,
-  importedSymlinks: 0,
-  preexistingFiles: 0,
-  preexistingDirectories: 0,
-  preexistingSymlinks: 0,
-  totalErrors: 0,
-  totalConflicts: 0,
-  bytesImported: 0,
-  filesQueued: 0,
-  bytesQueued: 0,
-  bytesDownloaded: 0,
-});
-
-export const emptyRestoreCounters = (): RestoreCounters => ({
-  filesFound: 0,
-  bytesFound: 0,
-  filesRestored: 0,
-  bytesRestored: 0,
-  notReleased: 0,
-  errors: 0,
-});
+/**
+ * A job record as people should see it while it runs: its counters plus the work of the items in
+ * flight (a copy; the record's own counters stay the exact resume point).
+ */
+export const withInFlight = (s: JobStatus): JobStatus => {
+  if (s.inFlight.items === 0) return s;
+  const export_ = { ...s.export };
+  const import_ = { ...s.import };
+  const restore = { ...s.restore };
+  addCounters(export_, s.inFlight.export);
+  addCounters(import_, s.inFlight.import);
+  addCounters(restore, s.inFlight.restore);
+  return { ...s, export: export_, import: import_, restore };
+};
 
 export const defaultImportSpec = (): ImportSpec => ({
   mode: "namespace",
@@ -376,13 +300,6 @@ export const defaultImportSpec = (): ImportSpec => ({
 
 /** Chunk size of large files when the job gives none (JobSpec.chunkSize 0). */
 export const DEFAULT_CHUNK_SIZE_BYTES = 256 * 1024 * 1024;
-
-/** Adds every counter of `from` to `into` (flat numeric records of the same shape). */
-export const addCounters = <T extends object>(into: T, from: T): void => {
-  const a = into as Record<string, number>;
-  const b = from as Record<string, number>;
-  for (const key of Object.keys(a)) a[key] = (a[key] ?? 0) + (b[key] ?? 0);
-};
 
 /** An item result with every counter at zero and no errors; `jobId`, `itemId`, `kind` required. */
 export const newItemResult = (
@@ -461,5 +378,6 @@ export const newJobStatus = (spec: JobSpec, fields: Partial<JobStatus> = {}): Jo
   conflictLog: "",
   conflictLogBytes: 0,
   outstanding: [],
+  inFlight: emptyInFlightCounters(),
   ...fields,
 });

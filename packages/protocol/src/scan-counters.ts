@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import type { ScanCounters, WalkShard } from "./messages.js";
+import type { ScanCounters } from "./counters.js";
+import type { WalkShard } from "./messages.js";
 
 /** Histogram bucket of a file size: 0 for empty files, else floor(log2(size)) + 1. */
 export const sizeBucket = (size: number): number =>

@@ -56,6 +56,14 @@ export const subjects = {
   hsmResults: (jobId: string): string => `hsmfleet.result.${jobId}.hsm`,
   hsmProgress: (jobId: string): string => `hsmfleet.hsmprogress.${jobId}`,
   hsmCancel: "hsmfleet.hsmcancel",
+  /** JobProgress of the items a worker runs for a job (core NATS). */
+  progress: (jobId: string): string => `hsmfleet.progress.${jobId}`,
+  /**
+   * A job is being cancelled: workers re-read its record (the message itself is not trusted) and
+   * stop its items, reporting what they finished (core NATS).
+   */
+  jobCancel: (jobId: string): string => `hsmfleet.jobcancel.${jobId}`,
+  jobCancelAll: "hsmfleet.jobcancel.*",
   heartbeatAll: "hsmfleet.hb.*",
   heartbeat: (workerId: string): string => `hsmfleet.hb.${workerId}`,
   /** Anyone may publish here; every worker answers with a heartbeat at once. */

@@ -4,6 +4,10 @@ import { EntryType, HsmFlag } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import { hsmfleet } from "../src/gen/hsmfleet.js";
 import {
+  emptyInFlightCounters,
+  encodeJobProgress,
+  decodeJobProgress,
+  MAX_PROGRESS_ITEMS,
   decodeChunk,
   decodeHsmActionList,
   decodeHsmActionResult,
@@ -222,8 +226,29 @@ test("job status round trip", (t) => {
     conflictLog: "/tmp/conflicts.ndjson",
     conflictLogBytes: 77,
     outstanding: ["a", "b.t3"],
+    inFlight: {
+      ...emptyInFlightCounters(),
+      items: 2,
+      export: { ...emptyExportCounters(), filesExported: 3, bytesExported: 2 ** 40 },
+    },
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
+});
+
+test("job progress round trips; an item list longer than the cap is cut there", (t) => {
+  const item = (i: number) => ({
+    itemId: `b${i}`,
+    attempt: 2,
+    done: {
+      ...emptyInFlightCounters(),
+      items: 1,
+      restore: { ...emptyRestoreCounters(), filesRestored: i, bytesRestored: 2 ** 33 },
+    },
+  });
+  const p = { jobId: "restore-x", workerId: "w1", items: [item(1), item(2)] };
+  t.deepEqual(decodeJobProgress(encodeJobProgress(p)), p);
+  const many = { ...p, items: Array.from({ length: MAX_PROGRESS_ITEMS + 5 }, (_, i) => item(i)) };
+  t.is(decodeJobProgress(encodeJobProgress(many)).items.length, MAX_PROGRESS_ITEMS);
 });
 
 test("heartbeat, action list and chunk round trip", (t) => {

@@ -30,6 +30,8 @@ export interface WorkerOptions {
   readBatchSize?: number | undefined;
   /** Heartbeat period. Default 5000 ms. */
   heartbeatIntervalMs?: number | undefined;
+  /** How often the work done by items in flight is reported to their job's coordinator. Default 1000 ms. */
+  progressIntervalMs?: number | undefined;
   /** How long shutdown() waits for in-flight items before abandoning them to redelivery. Default 30,000 ms. */
   shutdownGraceMs?: number | undefined;
   /**
@@ -78,6 +80,7 @@ export const WORKER_DEFAULTS = {
   concurrency: 16,
   readBatchSize: 4096,
   heartbeatIntervalMs: 5000,
+  progressIntervalMs: 1000,
   shutdownGraceMs: 30_000,
   transferConcurrency: 4,
   fileConcurrency: 8,
@@ -99,6 +102,7 @@ export interface ResolvedWorkerOptions {
   concurrency: number;
   readBatchSize: number;
   heartbeatIntervalMs: number;
+  progressIntervalMs: number;
   shutdownGraceMs: number;
   storage: StorageTarget | undefined;
   transferConcurrency: number;
@@ -132,6 +136,7 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     concurrency: o.concurrency ?? WORKER_DEFAULTS.concurrency,
     readBatchSize: o.readBatchSize ?? WORKER_DEFAULTS.readBatchSize,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? WORKER_DEFAULTS.heartbeatIntervalMs,
+    progressIntervalMs: o.progressIntervalMs ?? WORKER_DEFAULTS.progressIntervalMs,
     shutdownGraceMs: o.shutdownGraceMs ?? WORKER_DEFAULTS.shutdownGraceMs,
     storage: o.storage,
     transferConcurrency: o.transferConcurrency ?? WORKER_DEFAULTS.transferConcurrency,

@@ -47,8 +47,8 @@ const workConsumer = <T extends { jobId: string }>(spec: WorkConsumerSpec<T>): W
       maxDeliver,
       jobId,
       { itemId, kind: spec.itemKind, path },
-      async (job) => {
-        await spec.handler(job, kinds)(msg, item, job);
+      async (job, scope) => {
+        await spec.handler(job, kinds)(msg, item, job, scope);
       },
     );
   },

@@ -25,6 +25,8 @@ import type { ConsumerLimits, KindContext, KindHandlers } from "./runtime/job-ki
 import { JobLimiters } from "./runtime/job-limits.js";
 import { LiveWorkers } from "./runtime/live-workers.js";
 import { admitItem } from "./runtime/admit-item.js";
+import { listenForCancels } from "./runtime/cancel-notices.js";
+import { ItemProgressTracker } from "./runtime/item-progress.js";
 import { runWorkItem } from "./runtime/run-item.js";
 import type { TransferContext } from "./runtime/transfer-batch.js";
 import { logHandedBack, logRedelivery } from "./runtime/work-item-log.js";
@@ -85,6 +87,8 @@ export class Worker {
   readonly #limiters = new JobLimiters(1);
   readonly #containers: BlobContainers;
   readonly #jobStore: JobStore;
+  /** Items in flight per job, reported to coordinators; stopped when their job is cancelled. */
+  readonly #progress: ItemProgressTracker;
   #running: Promise<void> | undefined;
 
   private constructor(
@@ -110,6 +114,11 @@ export class Worker {
       async (jobId) => (await this.#jobs.get(jobId))?.spec.itemKey,
     );
     this.#jobStore = store;
+    this.#progress = new ItemProgressTracker(
+      options.nc,
+      options.workerId,
+      options.progressIntervalMs,
+    );
     this.#limits = limits;
     this.#chunks = chunks;
     this.#budget = new MemoryBudget(options.memoryBudgetBytes);
@@ -265,7 +274,7 @@ export class Worker {
     // Items that go round again are logged at warn, by id, path (a chunk by its place) and reason.
     const logging = (kind: WorkItemKind, limits: ConsumerLimits) => ({
       onError: (err: unknown, msg: JsMsg | undefined) =>
-        logHandedBack(options.logger, kind, err, msg, limits),
+        logHandedBack(options.logger, kind, err, msg, limits, this.#abort.signal.aborted),
       onRedelivery: (msg: JsMsg, redelivery: Redelivery) =>
         logRedelivery(options.logger, kind, msg, redelivery, limits),
       onLost: (why: string) => options.logger?.warn({ workerId: options.workerId }, why),
@@ -288,7 +297,14 @@ export class Worker {
       containerNamed: (name, job) => this.#containers.containerNamed(name, job),
       runItem: (msg, maxDeliver, jobId, item, work) =>
         runWorkItem(
-          { js: this.#js, options, jobs: this.#jobs, stats: this.#stats },
+          {
+            js: this.#js,
+            options,
+            jobs: this.#jobs,
+            stats: this.#stats,
+            progress: this.#progress,
+            abortSignal: this.#abort.signal,
+          },
           msg,
           maxDeliver,
           jobId,
@@ -300,6 +316,18 @@ export class Worker {
     };
     const kinds = new Map<JobKind, KindHandlers>(
       WORKER_JOB_KINDS.map((k) => [k.kind, k.start(ctx)]),
+    );
+    // A job being cancelled: its items here stop and report what they finished (and its HSM
+    // actions stop). The notice is untrusted; the job record decides.
+    const stopListening = listenForCancels(
+      options.nc,
+      this.#jobs,
+      this.#jobStore,
+      (jobId) => {
+        this.#progress.cancel(jobId);
+        for (const k of kinds.values()) k.cancel?.(jobId);
+      },
+      options.logger,
     );
     try {
       await Promise.all([
@@ -317,6 +345,8 @@ export class Worker {
         ...[...kinds.values()].map((k) => k.run?.()),
       ]);
     } finally {
+      stopListening();
+      this.#progress.stop();
       heartbeat.stop();
       live.stop();
       this.#requests.stop();

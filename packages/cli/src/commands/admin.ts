@@ -1,8 +1,8 @@
 import type { JobStatus } from "@hsmfleet/protocol";
 import { displayPath } from "@hsmfleet/core";
-import { FleetWatch, cancelJob, jobReport } from "@hsmfleet/coordinator";
+import { CANCEL_DEFAULTS, FleetWatch, cancelJob, jobReport } from "@hsmfleet/coordinator";
 import { formatBytes, jobStateName } from "@hsmfleet/protocol";
-import { intArg } from "./context.js";
+import { ExitCode, intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 import { formatTable } from "../table.js";
 import type { Column } from "../table.js";
@@ -83,14 +83,24 @@ export const registerAdminCommands = (ctx: CliContext): void => {
 
   program
     .command("cancel")
-    .description("stop a running job; its queued work is dropped")
+    .description(
+      "stop a running job of any kind: its queued work is dropped, the items in flight stop and report what they finished; exit 0 only once it is cancelled",
+    )
     .argument("<job>", "job id")
     .action(async (jobId: string) => {
       await withStore(async (_store, nc) => {
-        const status = await cancelJob(nc, jobId);
-        process.stdout.write(
-          `${jobId}: ${jobStateName(status.state)}${status.reason ? ` (${status.reason})` : ""}\n`,
+        const { status, outcome } = await cancelJob(nc, jobId);
+        const state = jobStateName(status.state);
+        if (outcome === "coordinator" || outcome === "takeover") {
+          process.stdout.write(`${jobId}: ${state}${status.reason ? ` (${status.reason})` : ""}\n`);
+          return;
+        }
+        process.stderr.write(
+          outcome === "ended"
+            ? `hsmfleet: job ${jobId} ended (${state}${status.reason ? `: ${status.reason}` : ""}) before the cancel took effect\n`
+            : `hsmfleet: job ${jobId} is still ${state}: its coordinator (${status.coordinator || "unknown"}) has not finished cancelling in ${Math.round((CANCEL_DEFAULTS.answerMs + CANCEL_DEFAULTS.finishMs) / 1000)} s; see hsmfleet status ${jobId}\n`,
         );
+        process.exitCode = ExitCode.Failed;
       });
     });
 

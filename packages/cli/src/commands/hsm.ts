@@ -1,7 +1,13 @@
 import { resolve } from "node:path";
 
 import { Option } from "commander";
-import { HSM_JOB_DEFAULTS, formatHsmSummary, hsmJobOrigin, runHsmJob } from "@hsmfleet/coordinator";
+import {
+  HSM_JOB_DEFAULTS,
+  formatHsmSummary,
+  hsmJobOrigin,
+  resolveAbs,
+  runHsmJob,
+} from "@hsmfleet/coordinator";
 import type { HsmJobSummary } from "@hsmfleet/coordinator";
 import {
   HSM_STREAM,
@@ -27,6 +33,7 @@ import { HSM_BACKEND_KINDS, openHsmBackend } from "@hsmfleet/fs";
 import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
 
 import { expandOperands, openPathList, readPathList } from "../path-list.js";
+import { ProgressLine } from "../progress.js";
 import type { ListSeparator } from "../path-list.js";
 import { openRuntime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
@@ -275,6 +282,7 @@ export const registerHsmCommand = (ctx: CliContext): void => {
       )
       .addOption(new Option("-v, --verbose", "print every item's outcome as its list completes"))
       .addOption(new Option("--json", "print the summary as one JSON object on stdout"))
+      .addOption(new Option("--quiet", "no progress line"))
       .action(async (paths: string[], opts: HsmRequestOptions) => {
         const backend = openHsmBackend({
           backend: opts.backend,
@@ -308,6 +316,7 @@ interface HsmRequestOptions extends HsmCommonOptions {
   partitions: number;
   verbose?: boolean;
   json?: boolean;
+  quiet?: boolean;
 }
 
 const STATUS_WORDS: Record<number, string> = {
@@ -332,6 +341,7 @@ const runFleet = async (
   const storage = needsStorage ? await ctx.resolveStorage(stateDir) : undefined;
   const abort = new AbortController();
   const undo = onInterrupt(abort, `hsm ${request}`);
+  const progress = new ProgressLine();
   let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
   let summary: HsmJobSummary;
   const root = Buffer.from(resolve(opts.root));
@@ -359,11 +369,11 @@ const runFleet = async (
       prefix: opts.prefix,
       signal: abort.signal,
       logger: log,
+      onProgress: opts.quiet ? undefined : (p) => progress.hsm(p),
       onItem: opts.verbose
         ? (item: HsmItemResult) => {
-            const path = displayPath(
-              item.path.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), item.path]),
-            );
+            const path = displayPath(resolveAbs(root, item.path));
+            progress.done();
             process.stdout.write(
               `${path}: ${STATUS_WORDS[item.status] ?? "unknown"}${item.error ? ` (${item.error})` : ""}\n`,
             );
@@ -371,6 +381,7 @@ const runFleet = async (
         : undefined,
     });
   } finally {
+    progress.done();
     undo();
     await runtime?.close();
     await storage?.azurite?.close();

@@ -19,6 +19,7 @@ import type { Logger } from "@hsmfleet/telemetry";
 import { exportJobSpan } from "../job-spans.js";
 import { followJob } from "../job-follower.js";
 import { jobErrors } from "../job-errors.js";
+import { etaSeconds } from "../eta.js";
 import { buildExportSummary } from "./export-summary.js";
 import type { ExportProgress, ExportSummary } from "./export-summary.js";
 import { writeJobLogs } from "../job-logs.js";
@@ -80,7 +81,6 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
   const elapsedMs = Date.now() - s.startedAtMs;
   const e = s.export;
   const bytesPerSecond = elapsedMs > 0 ? (e.bytesExported * 1000) / elapsedMs : 0;
-  const left = e.bytesQueued - e.bytesExported;
   return {
     jobId: s.spec.jobId,
     filesDone: e.filesExported,
@@ -93,7 +93,13 @@ const exportProgress = (s: JobStatus, workers: number): ExportProgress => {
     workers,
     elapsedMs,
     bytesPerSecond,
-    etaSeconds: bytesPerSecond > 0 ? Math.max(0, left / bytesPerSecond) : undefined,
+    etaSeconds: etaSeconds({
+      elapsedSeconds: elapsedMs / 1000,
+      filesDone: e.filesExported,
+      filesTotal: e.filesQueued,
+      bytesDone: e.bytesExported,
+      bytesTotal: e.bytesQueued,
+    }),
   };
 };
 

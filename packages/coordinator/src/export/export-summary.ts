@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { jobStateName } from "@hsmfleet/protocol";
+import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
@@ -16,7 +16,7 @@ export interface ExportProgress {
   workers: number;
   elapsedMs: number;
   bytesPerSecond: number;
-  /** Seconds left at the current rate for what is queued so far (the walk may still add more). */
+  /** Seconds left for what is queued so far, from files and bytes both (eta.ts; the walk may still add more). */
   etaSeconds: number | undefined;
 }
 
@@ -47,7 +47,9 @@ export interface ExportSummary {
   errorLog: string | null;
 }
 
-export const buildExportSummary = (s: JobStatus, resumed = false): ExportSummary => {
+export const buildExportSummary = (record: JobStatus, resumed = false): ExportSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const e = s.export;
@@ -80,7 +82,7 @@ export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): stri
   const n = (v: number) => v.toLocaleString("en-US");
   const mib = (v: number) => (v / 1048576).toFixed(1);
   const lines = [
-    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  files exported        ${n(s.filesExported)} of ${n(s.filesFound)} found`,
     `  directories exported  ${n(s.directoriesExported)}`,
     `  symlinks exported     ${n(s.symlinksExported)}`,

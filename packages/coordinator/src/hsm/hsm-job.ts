@@ -80,6 +80,11 @@ export interface HsmJobOptions {
   partitions?: number | undefined;
   /** Items per action list. Default 256. */
   listMaxItems?: number | undefined;
+  /**
+   * On a cancel (Ctrl-C, the signal, or `hsmfleet cancel`), how long to wait at most for the lists
+   * sent to report (workers stop them at once). Default 15,000 ms.
+   */
+  cancelDrainMs?: number | undefined;
   /** Container and prefix of the archive (emulation backend). */
   container?: string | undefined;
   prefix?: string | undefined;
@@ -182,6 +187,20 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     { coordinator: `${hostname()}:${process.pid}`, hsm: emptyHsmCounters(o.request) },
   );
   await store.create(status);
+  // Every write of the record goes through one queue; a timer keeps updatedAtMs fresh so
+  // `hsmfleet cancel` can tell this coordinator is alive.
+  let writes: Promise<void> = Promise.resolve();
+  const writeRecord = () => {
+    status.updatedAtMs = Date.now();
+    const copy = { ...status };
+    writes = writes
+      .then(() => store.put(copy))
+      .catch((err: unknown) =>
+        o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
+      );
+    return writes;
+  };
+  const keepAlive = setInterval(() => void writeRecord(), 1000);
   const backend: HsmBackend = openHsmBackend({
     backend: o.backend,
     xattr: o.hsmXattr,
@@ -212,7 +231,6 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const inFlight = new Map<string, HsmProgress>();
   // The record carries the job's counters while it runs (status, jobs, dashboard, metrics).
   const unobserve = observeJobProgress(status);
-  let recorded = Promise.resolve();
   let recordedAtMs = Date.now();
   const record = (force = false) => {
     status.hsm = {
@@ -236,20 +254,7 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     }));
     if (!force && Date.now() - recordedAtMs < RECORD_INTERVAL_MS) return;
     recordedAtMs = Date.now();
-    status.updatedAtMs = recordedAtMs;
-    recorded = recorded
-      .then(async () => {
-        // A cancel written meanwhile by another process (`hsmfleet cancel`) is kept.
-        const current = force ? undefined : await store.get(jobId);
-        if (current?.state === JobState.Cancelling && status.finishedAtMs === 0) {
-          status.state = current.state;
-          status.reason = current.reason;
-        }
-        await store.put(status);
-      })
-      .catch((err: unknown) =>
-        o.logger?.warn({ err: errorMessage(err) }, "could not write the HSM job record"),
-      );
+    void writeRecord();
   };
   const progress = () => {
     record();
@@ -258,9 +263,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   const report = () =>
     o.onProgress?.({
       jobId,
+      request: o.request,
       dispatched: summary.items,
       completed,
       failed: summary.failed,
+      bytes: summary.bytes + [...inFlight.values()].reduce((sum, p) => sum + p.bytesDone, 0),
       inFlight: [...inFlight.values()],
       elapsedMs: Date.now() - started,
     });
@@ -298,12 +305,20 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       progress();
     },
   });
+  // A cancel stops the dispatch, tells the workers (they stop this job's actions and report every
+  // list they get as cancelled) and waits, bounded, for the lists sent to report.
   let cancelled = false;
   const onAbort = () => {
+    if (cancelled) return;
     cancelled = true;
-    messages.close();
+    status.state = JobState.Cancelling;
+    void writeRecord().then(() => o.nc.publish(subjects.jobCancel(jobId)));
+    setTimeout(() => messages.close(), o.cancelDrainMs ?? 15_000).unref();
   };
   o.signal?.addEventListener("abort", onAbort, { once: true });
+  const watcher = await store.watch(jobId, (s) => {
+    if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) onAbort();
+  });
   let ended: () => void = () => undefined;
   /** Lists published so far (list ids end in their number: results of others are dropped). */
   let listSeq = 0;
@@ -480,7 +495,12 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     }
     if (chunk.length > 0 && !cancelled) await lookUp(chunk);
     if (looking && !cancelled) await addItems(looking.paths, looking.fids);
-    for (const [partition, items] of pending) await publishList(partition, items);
+    for (const [partition, items] of pending) {
+      // Not sent: cancelled here.
+      if (cancelled) summary.cancelled += items.length;
+      else await publishList(partition, items);
+    }
+    if (cancelled) completed += [...pending.values()].reduce((n, items) => n + items.length, 0);
     pending.clear();
     await published();
     dispatchDone = true;
@@ -489,6 +509,8 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     await Promise.race([allDone, follow]);
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
+    watcher.stop();
+    clearInterval(keepAlive);
     progressSub.unsubscribe();
     unobserve();
     messages.close();
@@ -506,10 +528,10 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   status.finishedAtMs = Date.now();
   status.reason = `${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed, ${summary.cancelled} cancelled`;
   record(true);
-  status.updatedAtMs = status.finishedAtMs;
-  await recorded;
+  await writeRecord();
   return summary;
 };
 
-const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
-  rel.length === 0 ? root : Buffer.concat([root, Buffer.from("/"), rel]);
+/** The absolute path of `rel` under `root` (one "/" between them, also when root is "/"). */
+export const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
+  rel.length === 0 ? root : Buffer.concat([rootPrefix(root), rel]);

@@ -1,11 +1,15 @@
 import type { HsmRequestName } from "@hsmfleet/core";
+import { formatBytes } from "@hsmfleet/protocol";
 import type { HsmProgress } from "@hsmfleet/protocol";
 
 export interface HsmJobProgress {
   jobId: string;
+  request: HsmRequestName;
   dispatched: number;
   completed: number;
   failed: number;
+  /** Bytes moved by completed items plus those of long actions in flight. */
+  bytes: number;
   /** Latest progress of long actions in flight, by FID. */
   inFlight: HsmProgress[];
   elapsedMs: number;
@@ -37,8 +41,8 @@ export const formatHsmSummary = (s: HsmJobSummary): string => {
   const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
   const lines = [
     `hsm ${s.request} ${s.jobId}: ${s.state}`,
-    `  items ${s.items} in ${s.lists} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
-    `  ${secs.toFixed(1)} s, ${rate} items/s${s.bytes > 0 ? `, ${s.bytes} bytes moved` : ""}`,
+    `  items ${s.items.toLocaleString("en-US")} in ${s.lists.toLocaleString("en-US")} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
+    `  ${secs.toFixed(1)} s, ${rate.toLocaleString("en-US")} items/s${s.bytes > 0 ? `, ${formatBytes(s.bytes)} moved (${formatBytes(secs > 0 ? Math.round(s.bytes / secs) : s.bytes)}/s)` : ""}`,
   ];
   for (const e of s.errorSamples.slice(0, 10)) lines.push(`  error: ${e.error}`);
   if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);

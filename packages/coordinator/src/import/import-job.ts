@@ -10,6 +10,7 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   JobKind,
   JobState,
+  jobCompleted,
   newJobSpec,
   jobLimitsOf,
   newJobStatus,
@@ -19,6 +20,7 @@ import type { ConflictMode, ImportMode, JobStatus, JobLimits } from "@hsmfleet/p
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "../job-follower.js";
 import { jobErrors } from "../job-errors.js";
+import { etaSeconds } from "../eta.js";
 import { buildImportSummary } from "./import-summary.js";
 import type { ImportProgress, ImportSummary } from "./import-summary.js";
 import { writeJobLogs } from "../job-logs.js";
@@ -123,8 +125,14 @@ const importProgress = (s: JobStatus, workers: number): ImportProgress => {
     bytesDownloaded: c.bytesDownloaded,
     bytesPerSecond,
     etaSeconds:
-      bytesPerSecond > 0
-        ? Math.max(0, (c.bytesQueued - c.bytesDownloaded) / bytesPerSecond)
+      s.spec.import.mode === "full"
+        ? etaSeconds({
+            elapsedSeconds: elapsed,
+            filesDone: c.importedFiles,
+            filesTotal: c.filesQueued,
+            bytesDone: c.bytesDownloaded,
+            bytesTotal: c.bytesQueued,
+          })
         : undefined,
     conflicts: c.totalConflicts,
     errors: jobErrors(s),
@@ -299,7 +307,7 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     // AMLFS removes the state file when the import succeeds; otherwise it says how it ended.
     if (marker) {
       const m = marker;
-      if (final.state === JobState.Succeeded) await m.unlink(running).catch(() => undefined);
+      if (jobCompleted(final.state)) await m.unlink(running).catch(() => undefined);
       else {
         const ended = final.state === JobState.Cancelled ? "CANCELLED" : "FAILED";
         await m

@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { jobStateName } from "@hsmfleet/protocol";
+import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
@@ -53,7 +53,9 @@ export interface ImportSummary {
   logContainer: string;
 }
 
-export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary => {
+export const buildImportSummary = (record: JobStatus, resumed = false): ImportSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const c = s.import;
@@ -92,7 +94,7 @@ export const buildImportSummary = (s: JobStatus, resumed = false): ImportSummary
 export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): string => {
   const n = (v: number) => v.toLocaleString("en-US");
   const lines = [
-    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${describeJobState(s.state, s.totalErrors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  blobs walked          ${n(s.totalBlobsWalked)} (${n(s.blobsWalkedPerSecond)}/s)`,
     `  blobs imported        ${n(s.totalBlobsImported)}: ${n(s.importedFiles)} files, ${n(s.importedDirectories)} directories, ${n(s.importedSymlinks)} symlinks`,
     `  pre-existing          ${n(s.preexistingFiles)} files, ${n(s.preexistingDirectories)} directories, ${n(s.preexistingSymlinks)} symlinks`,

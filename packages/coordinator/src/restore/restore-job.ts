@@ -24,6 +24,7 @@ import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "../job-follower.js";
 import { jobErrors } from "../job-errors.js";
+import { etaSeconds } from "../eta.js";
 import { buildRestoreSummary } from "./restore-summary.js";
 import type { RestoreProgress, RestoreSummary } from "./restore-summary.js";
 import { newJobId } from "../job-id.js";
@@ -73,7 +74,7 @@ export interface RestoreJobOptions {
   topology?: TopologyOptions | undefined;
 }
 
-const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
+export const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
   const elapsed = Math.max(1e-3, (Date.now() - s.startedAtMs) / 1000);
   const r = s.restore;
   const bytesPerSecond = r.bytesRestored / elapsed;
@@ -85,10 +86,13 @@ const restoreProgress = (s: JobStatus, workers: number): RestoreProgress => {
     bytesFound: r.bytesFound,
     filesPerSecond: r.filesRestored / elapsed,
     bytesPerSecond,
-    etaSeconds:
-      bytesPerSecond > 0
-        ? Math.max(0, (r.bytesFound - r.bytesRestored) / bytesPerSecond)
-        : undefined,
+    etaSeconds: etaSeconds({
+      elapsedSeconds: elapsed,
+      filesDone: r.filesRestored,
+      filesTotal: r.filesFound,
+      bytesDone: r.bytesRestored,
+      bytesTotal: r.bytesFound,
+    }),
     errors: jobErrors(s),
     workers,
     walking: s.scan.directories === 0 || s.published > s.completed,

@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { jobStateName } from "@hsmfleet/protocol";
+import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
 import { jobErrors } from "../job-errors.js";
@@ -39,7 +39,9 @@ export interface RestoreSummary {
   errorLog: string | null;
 }
 
-export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSummary => {
+export const buildRestoreSummary = (record: JobStatus, resumed = false): RestoreSummary => {
+  // A running job's counters include the work of its items in flight.
+  const s = withInFlight(record);
   const end = s.finishedAtMs || s.updatedAtMs;
   const elapsedSeconds = Math.max(0, (end - s.startedAtMs) / 1000);
   const r = s.restore;
@@ -67,7 +69,7 @@ export const buildRestoreSummary = (s: JobStatus, resumed = false): RestoreSumma
 export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): string => {
   const n = (v: number) => Math.round(v).toLocaleString("en-US");
   const lines = [
-    `restore ${s.jobId} of ${s.path}: ${s.state}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
+    `restore ${s.jobId} of ${s.path}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
     `  files restored   ${n(s.filesRestored)} of ${n(s.filesFound)} released (${s.filesPerSecond.toFixed(1)} files/s)`,
     `  bytes restored   ${n(s.bytesRestored)} (${(s.bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s)`,
     `  not released     ${n(s.notReleased)}`,

@@ -1,5 +1,5 @@
 import { displayPath } from "@hsmfleet/core";
-import { formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
+import { describeJobState, formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
 
@@ -87,7 +87,7 @@ export const formatScanSummary = (
   hsmUnreadable?: string,
 ): string => {
   const lines = [
-    `scan ${s.jobId} of ${s.root}: ${s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
+    `scan ${s.jobId} of ${s.root}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s (${n(s.entriesPerSecond)} entries/s)`,
     `  files        ${n(s.files)}`,
     `  directories  ${n(s.directories)}`,
     `  symlinks     ${n(s.symlinks)}`,

@@ -9,6 +9,7 @@ import {
   JobKind,
   JobState,
   jobStateName,
+  jobCompleted,
   newJobSpec,
   newJobStatus,
   rootWalkShard,
@@ -119,6 +120,8 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     status,
     errorLog,
     errorSampleLimit: options.sampleLimit ?? 100,
+    // Its "errors" counters carry the differences found: those do not make it incomplete.
+    completionErrors: () => 0,
     signal: options.signal,
     logger: options.logger,
     onProgress: options.onProgress
@@ -143,9 +146,13 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
     container: options.container,
     prefix,
     content: final.spec.verifyContent,
-    state: jobStateName(final.state),
+    // Real errors (unreadable entries, failed requests) make it completed with errors.
+    state:
+      jobCompleted(final.state) && counted.errors > 0
+        ? jobStateName(JobState.CompletedWithErrors)
+        : jobStateName(final.state),
     reason: final.reason,
-    identical: final.state === JobState.Succeeded && counted.differences + counted.errors === 0,
+    identical: jobCompleted(final.state) && counted.differences + counted.errors === 0,
     // The walk counts the root directory too (like find); it has no blob to compare.
     entries: s.files + Math.max(0, s.directories - 1) + s.symlinks,
     files: e.filesFound,

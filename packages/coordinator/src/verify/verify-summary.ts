@@ -1,3 +1,5 @@
+import { describeJobState } from "@hsmfleet/protocol";
+
 export interface VerifyProgress {
   jobId: string;
   filesCompared: number;
@@ -53,7 +55,7 @@ export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => 
     );
   }
   lines.push(
-    `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
+    `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.identical ? "identical" : s.state === "succeeded" ? "DIFFERENT" : describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  entries compared      ${n(s.entries)} (${n(s.files)} ${s.files === 1 ? "file" : "files"}, ${n(s.bytes)} ${s.bytes === 1 ? "byte" : "bytes"})`,
     `  identical             ${n(s.identicalEntries)}`,
     ...(s.content

@@ -127,6 +127,9 @@ export const handleExportChunk = async (
       onProgress: (n) => ctx.onBytes(n),
     });
     step.end("ok", { bytes: chunk.length });
+    // Bytes count chunk by chunk (so progress does not wait for a whole large file); the file
+    // counts once, when its last chunk is in.
+    exp.bytesExported += chunk.length;
     operation = "chunk-complete";
     testSeam("chunk-before-complete", chunk.path);
     const { allDone, counts } = await tracker.complete(
@@ -155,10 +158,7 @@ export const handleExportChunk = async (
       step.end("ok");
     }
     annotateSpan(msg, { "hsmfleet.chunk.committed": allDone, "hsmfleet.bytes": chunk.length });
-    if (counts) {
-      exp.filesExported++;
-      exp.bytesExported += chunk.fileSize;
-    }
+    if (counts) exp.filesExported++;
   } catch (err) {
     step.end("error", { err });
     if (signal.aborted) throw err;

@@ -11,13 +11,28 @@ export const exportKind: WorkerJobKind = {
   start: (ctx) => ({
     walk: async (msg, shard, job) =>
       handleWalkShard(ctx.walk, msg, shard, job, exportVisitor(await ctx.container(job))),
-    transfer: async (msg, batch, job) => {
+    transfer: async (msg, batch, job, scope) => {
       const container = await ctx.container(job);
-      await handleTransferBatch(ctx.transfer, msg, batch, job, container, ctx.abortSignal);
+      await handleTransferBatch(
+        scope.transfer(ctx.transfer),
+        msg,
+        batch,
+        job,
+        container,
+        scope.signal,
+      );
     },
-    chunk: async (msg, chunk, job) => {
+    chunk: async (msg, chunk, job, scope) => {
       const container = await ctx.container(job);
-      await handleExportChunk(ctx.chunk, msg, chunk, job, container, ctx.chunks, ctx.abortSignal);
+      await handleExportChunk(
+        scope.transfer(ctx.chunk),
+        msg,
+        chunk,
+        job,
+        container,
+        ctx.chunks,
+        scope.signal,
+      );
     },
   }),
 };

@@ -31,6 +31,7 @@ import {
   HSM_STREAM,
   HsmAction,
   HsmItemStatus,
+  JobState,
   decodeHsmActionList,
   decodeHsmCancel,
   encodeHsmActionResult,
@@ -68,7 +69,11 @@ class Cancelled extends Error {
 
 export class HsmActionRunner {
   readonly #ctx: HsmActionContext;
-  readonly #inFlight = new Map<string, { cookie: bigint; abort: AbortController }>();
+  readonly #inFlight = new Map<string, { cookie: bigint; abort: AbortController; jobId: string }>();
+  /** Jobs being cancelled (their remaining items are reported cancelled), the newest kept. */
+  readonly #cancelledJobs = new Set<string>();
+  /** Lists being handled, per job. */
+  readonly #activeJobs = new Map<string, number>();
   readonly #cancelled = new Map<string, bigint>();
   readonly #backends = new Map<string, HsmBackend>();
   /** The data moves of the emulation's copytool (archive, restore). */
@@ -128,10 +133,16 @@ export class HsmActionRunner {
                       { err: errorMessage(err), partition: p, seq: msg?.info.streamSequence },
                       `${err.name}: HSM action list terminated`,
                     )
-                  : this.#ctx.logger?.warn(
-                      { err: errorMessage(err), partition: p },
-                      "HSM action list handed back; it will be retried",
-                    ),
+                  : // A worker stopping hands its list back unfinished: not a failure.
+                    this.#ctx.abortSignal.aborted
+                    ? this.#ctx.logger?.info(
+                        { partition: p },
+                        "HSM action list handed back unfinished: this worker is stopping",
+                      )
+                    : this.#ctx.logger?.warn(
+                        { err: errorMessage(err), partition: p },
+                        "HSM action list handed back; it will be retried",
+                      ),
               onLost: (why) => this.#ctx.logger?.warn({ partition: p }, why),
             }).catch((err: unknown) => {
               // Pulled again from the next round on.
@@ -175,6 +186,22 @@ export class HsmActionRunner {
     }
   }
 
+  /** Whether this worker runs a list of the job now. */
+  hasJob(jobId: string): boolean {
+    return this.#activeJobs.has(jobId);
+  }
+
+  /** The job is being cancelled: its actions in flight here stop, its other items are not started. */
+  cancelJob(jobId: string): void {
+    this.#cancelledJobs.add(jobId);
+    if (this.#cancelledJobs.size > 1000) {
+      const first = this.#cancelledJobs.values().next().value;
+      if (first !== undefined) this.#cancelledJobs.delete(first);
+    }
+    for (const running of this.#inFlight.values())
+      if (running.jobId === jobId) running.abort.abort(new Cancelled());
+  }
+
   async handle(msg: JsMsg): Promise<void> {
     // Untrusted input (item-checks.ts): a list that does not decode, lacks its job's seal or names
     // an unsafe path is terminated by runWorkConsumer (a TerminalMessageError), never retried.
@@ -198,7 +225,10 @@ export class HsmActionRunner {
       key: msg,
     });
     const job = await this.#ctx.job(list.jobId);
-    if (!this.#ctx.isLive(job)) {
+    const state = job?.state;
+    const cancelling = state === JobState.Cancelling || state === JobState.Cancelled;
+    if (job === undefined || (!this.#ctx.isLive(job) && !cancelling)) {
+      // Lists of ended or unknown jobs are dropped.
       msg.term();
       traced.end("skipped");
       return;
@@ -214,12 +244,28 @@ export class HsmActionRunner {
       traced.end("skipped", err);
       throw err;
     }
+    if (!this.#ctx.isLive(job)) {
+      // A cancelled job's lists are reported (every item cancelled), so its coordinator can tell
+      // when all of them are accounted for.
+      await this.#publishResults(
+        msg,
+        list,
+        list.items.map((i) => result(i, HsmItemStatus.Cancelled, "job cancelled")),
+      );
+      traced.end("skipped");
+      return;
+    }
+    this.#activeJobs.set(list.jobId, (this.#activeJobs.get(list.jobId) ?? 0) + 1);
     try {
       await traced.run(() => this.#handleList(msg, list, job, action));
       traced.end("ok");
     } catch (err) {
       traced.end("retry", err);
       throw err;
+    } finally {
+      const n = (this.#activeJobs.get(list.jobId) ?? 1) - 1;
+      if (n > 0) this.#activeJobs.set(list.jobId, n);
+      else this.#activeJobs.delete(list.jobId);
     }
   }
 
@@ -229,13 +275,19 @@ export class HsmActionRunner {
     job: JobStatus,
     action: string,
   ): Promise<void> {
-    const results =
-      job.spec.backend === "lustre"
+    const results = this.#cancelledJobs.has(list.jobId)
+      ? list.items.map((i) => result(i, HsmItemStatus.Cancelled, "job cancelled"))
+      : job.spec.backend === "lustre"
         ? await this.#runLustre(job, list, msg)
         : await this.#runEmulation(job, list, msg);
     annotateSpan(msg, listSpanAttributes(list, action, results));
     // Shut down mid-list: hand it back (nak), so another worker does it all again, idempotently.
     if (this.#ctx.abortSignal.aborted) throw new Error("worker shutting down");
+    await this.#publishResults(msg, list, results);
+  }
+
+  /** One result per list (its id is the message id, so a redelivered list's is dropped); then ack. */
+  async #publishResults(msg: JsMsg, list: HsmActionList, results: HsmItemResult[]): Promise<void> {
     await this.#ctx.js.publish(
       subjects.hsmResults(list.jobId),
       encodeHsmActionResult({
@@ -375,10 +427,12 @@ export class HsmActionRunner {
     if (cancelledBelow !== undefined && item.cookie < cancelledBelow) {
       return result(item, HsmItemStatus.Cancelled, "cancelled before it started");
     }
+    if (this.#cancelledJobs.has(list.jobId))
+      return result(item, HsmItemStatus.Cancelled, "job cancelled");
     const abort = new AbortController();
     const onWorkerAbort = () => abort.abort(this.#ctx.abortSignal.reason);
     this.#ctx.abortSignal.addEventListener("abort", onWorkerAbort, { once: true });
-    this.#inFlight.set(item.fid, { cookie: item.cookie, abort });
+    this.#inFlight.set(item.fid, { cookie: item.cookie, abort, jobId: list.jobId });
     try {
       const abs = resolveUnderRoot(job.spec.root, item.path);
       switch (item.action) {

@@ -28,6 +28,7 @@ export const handleImportDownload = async (
   signal: AbortSignal,
 ): Promise<void> => {
   const counters = emptyImportCounters();
+  ctx.track?.({ import: counters });
   const errors: ItemError[] = [];
   const { downloadBlobToFile } = await loadBlob();
   const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));

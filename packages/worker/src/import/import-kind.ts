@@ -15,30 +15,30 @@ export const importKind: WorkerJobKind = {
         const [container, target] = await Promise.all([ctx.container(job), targets.for(job)]);
         await handleImportShard(ctx.walk, msg, shard, job, container, target);
       },
-      transfer: async (msg, batch, job) => {
+      transfer: async (msg, batch, job, scope) => {
         const container = await ctx.container(job);
         const target = await targets.for(job);
         await handleImportDownload(
-          ctx.transfer,
+          scope.transfer(ctx.transfer),
           msg,
           batch,
           job,
           container,
           target,
-          ctx.abortSignal,
+          scope.signal,
         );
       },
-      chunk: async (msg, chunk, job) => {
+      chunk: async (msg, chunk, job, scope) => {
         const [container, target] = await Promise.all([ctx.container(job), targets.for(job)]);
         await handleImportChunk(
-          ctx.chunk,
+          scope.transfer(ctx.chunk),
           msg,
           chunk,
           job,
           container,
           target,
           ctx.chunks,
-          ctx.abortSignal,
+          scope.signal,
         );
       },
     };

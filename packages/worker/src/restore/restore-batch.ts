@@ -75,6 +75,7 @@ export const handleRestoreBatch = async (
   signal: AbortSignal,
 ): Promise<void> => {
   const counters = emptyRestoreCounters();
+  ctx.track?.({ restore: counters });
   const errors: ItemError[] = [];
   const hsm = new HsmEmulation({ xattr: job.spec.hsmXattr || undefined });
   const archiveId = job.spec.import.archiveId;

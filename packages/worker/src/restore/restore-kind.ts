@@ -20,16 +20,16 @@ const handleRestore = async (ctx: KindContext, maxDeliver: number, msg: JsMsg): 
     maxDeliver,
     batch.jobId,
     { itemId: batch.batchId, kind: "transfer", path: first },
-    (job) =>
+    (job, scope) =>
       job.spec.backend === "lustre"
-        ? handleLustreRestore(ctx.transfer, msg, batch, job, ctx.abortSignal)
+        ? handleLustreRestore(scope.transfer(ctx.transfer), msg, batch, job, scope.signal)
         : handleRestoreBatch(
-            ctx.transfer,
+            scope.transfer(ctx.transfer),
             msg,
             batch,
             job,
             (name) => ctx.containerNamed(name, job),
-            ctx.abortSignal,
+            scope.signal,
           ),
   );
 };

@@ -28,6 +28,7 @@ export const handleLustreRestore = async (
   waitMs = LUSTRE_RESTORE_WAIT_MS,
 ): Promise<void> => {
   const counters = emptyRestoreCounters();
+  ctx.track?.({ restore: counters });
   const errors: ItemError[] = [];
   const backend = openHsmBackend({
     backend: "lustre",

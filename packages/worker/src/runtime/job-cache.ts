@@ -16,6 +16,11 @@ export class JobCache {
     this.#ttlMs = ttlMs;
   }
 
+  /** The next get() reads the record again. */
+  forget(jobId: string): void {
+    this.#entries.delete(jobId);
+  }
+
   async get(jobId: string): Promise<JobStatus | undefined> {
     const now = Date.now();
     const hit = this.#entries.get(jobId);

@@ -12,7 +12,7 @@ import type { WorkItemRules } from "../item-checks.js";
 import type { ResolvedWorkerOptions } from "../options.js";
 import type { WalkContext } from "../walk/walk-shard.js";
 import type { JobCache } from "./job-cache.js";
-import type { WorkItem } from "./run-item.js";
+import type { ItemScope, WorkItem } from "./run-item.js";
 import type { TransferContext } from "./transfer-batch.js";
 import type { WorkerStats } from "./worker-stats.js";
 
@@ -56,7 +56,7 @@ export interface KindContext {
     maxDeliver: number,
     jobId: string,
     item: WorkItem,
-    work: (job: JobStatus) => Promise<void>,
+    work: (job: JobStatus, scope: ItemScope) => Promise<void>,
   ): Promise<void>;
   /**
    * Decodes and checks a work item against its job (admit-item.ts); undefined when it was refused
@@ -67,8 +67,16 @@ export interface KindContext {
   logging(kind: WorkItem["kind"], limits: ConsumerLimits): ConsumerLogging;
 }
 
-/** Handles one item of a shared consumer for a job of this kind (the job is live). */
-export type ItemHandler<T> = (msg: JsMsg, item: T, job: JobStatus) => Promise<void>;
+/**
+ * Handles one item of a shared consumer for a job of this kind (the job is live); `scope` is the
+ * item's view of the worker (its progress, and a signal that also aborts on the job's cancel).
+ */
+export type ItemHandler<T> = (
+  msg: JsMsg,
+  item: T,
+  job: JobStatus,
+  scope: ItemScope,
+) => Promise<void>;
 
 /** What a job kind does on a worker, made once per worker run (it may keep per-worker state). */
 export interface KindHandlers {
@@ -83,6 +91,8 @@ export interface KindHandlers {
    * Resolves once the pull signal has aborted and they have stopped.
    */
   run?: (() => Promise<void>) | undefined;
+  /** The job is being cancelled: stop its work in the kind's own loops (HSM actions). */
+  cancel?: ((jobId: string) => void) | undefined;
 }
 
 /** One job kind on the worker: listed once in job-kinds.ts. */

@@ -3,6 +3,7 @@ import {
   blobNameForPath,
   errorCode,
   errorMessage,
+  parseModtime,
   metadataForEntry,
   normalizePrefix,
   resolveUnderRoot,
@@ -17,6 +18,7 @@ import { emptyExportCounters, encodeItemResult, newItemResult, subjects } from "
 import type { ItemError, ItemResult, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { annotateSpan, countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { withAttempts } from "./attempts.js";
+import type { ItemCounters } from "./item-progress.js";
 import type { ResolvedWorkerOptions } from "../options.js";
 
 export interface TransferContext {
@@ -26,6 +28,8 @@ export interface TransferContext {
   /** The consumer's max_deliver: the last attempt of an item. */
   maxDeliver: number;
   onBytes(n: number): void;
+  /** Takes the item's live counters once, so its progress can be shown before it ends. */
+  track?: ((counters: ItemCounters) => void) | undefined;
   /** An entry failed with a retryable error and is tried again (stats, logs). */
   onRetry?: ((attempt: number, error: ItemError) => void) | undefined;
 }
@@ -35,17 +39,31 @@ let blobModule: Promise<BlobModule> | undefined;
 /** @hsmfleet/blob, imported once (an import() per file costs ~8 µs of resolution each time). */
 export const loadBlob = (): Promise<BlobModule> => (blobModule ??= import("@hsmfleet/blob"));
 
-/** Runs `fn` over `items` with at most `limit` at once. */
+/**
+ * Runs `fn` over `items` with at most `limit` at once. When one call throws, no new item starts
+ * and the error is thrown once the calls in flight have ended (so whatever they finished is
+ * counted before the caller reports, e.g. a cancelled batch).
+ */
 export const forEachLimit = async <T>(
   items: readonly T[],
   limit: number,
   fn: (item: T) => Promise<void>,
 ): Promise<void> => {
   let next = 0;
+  let failed = false;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (!failed && next < items.length) {
+      try {
+        await fn(items[next++]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
   });
-  await Promise.all(lanes);
+  const settled = await Promise.allSettled(lanes);
+  const rejected = settled.find((r) => r.status === "rejected");
+  if (rejected) throw rejected.reason;
 };
 
 /**
@@ -66,26 +84,29 @@ export const handleTransferBatch = async (
   const spec = job.spec;
   const prefix = normalizePrefix(spec.prefix);
   const exp = emptyExportCounters();
+  ctx.track?.({ export: exp });
   const errors: ItemError[] = [];
   const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
-    const result = await traceFileTransfer(
-      {
-        direction: "export",
-        jobId: batch.jobId,
-        path: entry.path,
-        type: entryTypeName(entry),
-        size: entry.size,
-        item: msg,
-      },
-      () =>
-        withAttempts(
-          ctx.options.attempts,
-          signal,
-          () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
-          (n, error) => ctx.onRetry?.(n, error),
-        ),
+    const result = await exportOrLanded(container, prefix, entry, signal, () =>
+      traceFileTransfer(
+        {
+          direction: "export",
+          jobId: batch.jobId,
+          path: entry.path,
+          type: entryTypeName(entry),
+          size: entry.size,
+          item: msg,
+        },
+        () =>
+          withAttempts(
+            ctx.options.attempts,
+            signal,
+            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+            (n, error) => ctx.onRetry?.(n, error),
+          ),
+      ),
     );
     if (result.error) {
       exp.errors++;
@@ -105,6 +126,36 @@ export const handleTransferBatch = async (
     "hsmfleet.errors": exp.errors,
   });
   await finishBatch(ctx, msg, batch, errors, { export: exp });
+};
+
+/**
+ * Runs one entry's export; when it is stopped (a cancel, a worker abort) while a file's upload was
+ * in flight, asks whether the upload landed all the same (the service may have committed it just
+ * before the abort reached the client): then it counts as exported, as a re-run would find it.
+ */
+const exportOrLanded = async (
+  container: BlobContainer,
+  prefix: string,
+  entry: FileEntry,
+  signal: AbortSignal,
+  run: () => Promise<{ bytes: number; error?: ItemError | undefined }>,
+): Promise<{ bytes: number; error?: ItemError | undefined }> => {
+  try {
+    return await run();
+  } catch (err) {
+    if (!signal.aborted || entry.type !== EntryType.File) throw err;
+    const landed = await container
+      .getProperties(blobNameForPath(entry.path, prefix))
+      .then(
+        (p) =>
+          p !== undefined &&
+          p.size === entry.size &&
+          parseModtime(p.metadata["modtime"] ?? "") === entry.mtimeSec,
+      )
+      .catch(() => false);
+    if (landed) return { bytes: entry.size };
+    throw err;
+  }
 };
 
 /** Reports a transfer-like batch's result (its id + ".r", so a redelivery's is dropped) and acks. */

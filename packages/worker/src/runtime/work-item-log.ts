@@ -90,15 +90,22 @@ export const logHandedBack = (
   err: unknown,
   msg: JsMsg | undefined,
   limits: { maxDeliver: number },
+  /** The worker is stopping: the item was not failed, only handed back unfinished (info). */
+  stopping = false,
 ): void =>
   msg === undefined
     ? logger?.warn({ kind, err: errorMessage(err) }, `pulling ${kind} items failed; trying again`)
-    : logger?.warn(
-        {
-          ...itemFields(kind, msg),
-          attempt: msg.info.deliveryCount,
-          maxDeliver: limits.maxDeliver,
-          err: errorMessage(err),
-        },
-        `${kind} item failed; handed back for another attempt`,
-      );
+    : stopping
+      ? logger?.info(
+          { ...itemFields(kind, msg), attempt: msg.info.deliveryCount },
+          `${kind} item handed back unfinished: this worker is stopping`,
+        )
+      : logger?.warn(
+          {
+            ...itemFields(kind, msg),
+            attempt: msg.info.deliveryCount,
+            maxDeliver: limits.maxDeliver,
+            err: errorMessage(err),
+          },
+          `${kind} item failed; handed back for another attempt`,
+        );

@@ -10,9 +10,16 @@ export const verifyKind: WorkerJobKind = {
   start: (ctx) => ({
     walk: async (msg, shard, job) =>
       handleWalkShard(ctx.walk, msg, shard, job, verifyVisitor(await ctx.container(job))),
-    transfer: async (msg, batch, job) => {
+    transfer: async (msg, batch, job, scope) => {
       const container = await ctx.container(job);
-      await handleVerifyBatch(ctx.transfer, msg, batch, job, container, ctx.abortSignal);
+      await handleVerifyBatch(
+        scope.transfer(ctx.transfer),
+        msg,
+        batch,
+        job,
+        container,
+        scope.signal,
+      );
     },
   }),
 };
