@@ -2,6 +2,7 @@ import type { FileEntry, HsmAttrs } from "@hsmfleet/core";
 import type { EntryType } from "@hsmfleet/core";
 import { hsmfleet } from "./gen/hsmfleet.js";
 import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
+import { hsmCountersFromWire, hsmCountersToWire } from "./hsm-counters-wire.js";
 import type {
   Chunk,
   ErrorBatch,
@@ -22,7 +23,6 @@ import type {
 } from "./messages.js";
 import type {
   ExportCounters,
-  HsmCounters,
   ImportCounters,
   InFlightCounters,
   JobProgress,
@@ -185,21 +185,6 @@ const restoreFromWire = (c: hsmfleet.v1.IRestoreCounters | null | undefined): Re
   Object.fromEntries(
     RESTORE_KEYS.map((k) => [k, toSafeNumber(c?.[k], k)]),
   ) as unknown as RestoreCounters;
-
-const HSM_KEYS = ["items", "lists", "done", "skipped", "failed", "cancelled", "bytes"] as const;
-
-const hsmCountersToWire = (c: HsmCounters): hsmfleet.v1.IHsmCounters => ({
-  request: c.request,
-  ...Object.fromEntries(HSM_KEYS.map((k) => [k, fromNumber(c[k], k)])),
-});
-
-const hsmCountersFromWire = (c: hsmfleet.v1.IHsmCounters): HsmCounters => ({
-  request: c.request ?? "",
-  ...(Object.fromEntries(HSM_KEYS.map((k) => [k, toSafeNumber(c[k], k)])) as Omit<
-    HsmCounters,
-    "request"
-  >),
-});
 
 const inFlightToWire = (c: InFlightCounters): hsmfleet.v1.IInFlightCounters => ({
   items: c.items,

@@ -20,7 +20,6 @@ import {
   sealHeaders,
   traceHeaders,
 } from "@hsmfleet/bus";
-import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import {
   UsageError,
   copytoolActionForUser,
@@ -29,11 +28,9 @@ import {
   partitionForFid,
   userActionForRequest,
 } from "@hsmfleet/core";
-import type { HsmRequestName } from "@hsmfleet/core";
 import { openHsmBackend } from "@hsmfleet/fs";
-import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
+import type { HsmBackend } from "@hsmfleet/fs";
 import {
-  HSM_DEFAULT_PARTITIONS,
   HsmItemStatus,
   JobKind,
   JobState,
@@ -46,78 +43,22 @@ import {
   newJobStatus,
   subjects,
 } from "@hsmfleet/protocol";
-import type {
-  HsmAction,
-  HsmActionItem,
-  HsmActionResult,
-  HsmItemResult,
-  HsmProgress,
-} from "@hsmfleet/protocol";
-import type { Logger } from "@hsmfleet/telemetry";
+import type { HsmAction, HsmActionItem, HsmActionResult, HsmProgress } from "@hsmfleet/protocol";
 
 import { newJobId } from "../job-id.js";
 import { safeUser } from "../scan/scan-job.js";
 import { openResultsConsumer } from "../results-consumer.js";
 import { observeJobProgress } from "../job-gauges.js";
 import { hsmJobSpan } from "../job-spans.js";
-import type { HsmJobProgress, HsmJobSummary } from "./hsm-summary.js";
+import type { HsmJobSummary } from "./hsm-summary.js";
+import { relativeTo, resolveAbs, rootPrefix } from "./hsm-paths.js";
+import { HSM_JOB_DEFAULTS } from "./hsm-job-options.js";
+import type { HsmJobOptions } from "./hsm-job-options.js";
 
-export interface HsmJobOptions {
-  nc: NatsConnection;
-  request: HsmRequestName;
-  /** Absolute root every path lies under (mounted at the same path on every worker VM). */
-  root: string;
-  /** Absolute paths of the files (a stream: millions need not sit in memory). */
-  paths: AsyncIterable<Buffer> | Iterable<Buffer>;
-  backend: HsmBackendKind;
-  /** Xattr holding hsm_attrs. Default "trusted.hsm". */
-  hsmXattr?: string | undefined;
-  /** lfs binary (lustre backend: path2fid runs here). Default "lfs". */
-  lfsPath?: string | undefined;
-  /** Archive id (lfs --archive). Default 1. */
-  archiveId?: number | undefined;
-  /** Partitions to shard onto. Default 16. */
-  partitions?: number | undefined;
-  /** Items per action list. Default 256. */
-  listMaxItems?: number | undefined;
-  /**
-   * On a cancel (Ctrl-C, the signal, or `hsmfleet cancel`), how long to wait at most for the lists
-   * sent to report (workers stop them at once). Default 15,000 ms.
-   */
-  cancelDrainMs?: number | undefined;
-  /** Container and prefix of the archive (emulation backend). */
-  container?: string | undefined;
-  prefix?: string | undefined;
-  jobId?: string | undefined;
-  signal?: AbortSignal | undefined;
-  /** Every item's outcome, as its list's result arrives. */
-  onItem?: ((item: HsmItemResult) => void) | undefined;
-  /** Bytes moved by long actions (archive, restore), from the workers' progress messages. */
-  onProgress?: ((p: HsmJobProgress) => void) | undefined;
-  logger?: Logger | undefined;
-  topology?: TopologyOptions | undefined;
-}
+export { HSM_JOB_DEFAULTS } from "./hsm-job-options.js";
+export type { HsmJobOptions } from "./hsm-job-options.js";
 
-export const HSM_JOB_DEFAULTS = {
-  partitions: HSM_DEFAULT_PARTITIONS,
-  listMaxItems: 256,
-  archiveId: 1,
-} as const;
-
-/** `root` with a trailing "/" (added unless it has one). */
-const rootPrefix = (root: Buffer): Buffer =>
-  root[root.length - 1] === 0x2f ? root : Buffer.concat([root, Buffer.from("/")]);
-
-const relativeTo = (root: Buffer, abs: Buffer, prefix = rootPrefix(root)): Buffer => {
-  if (abs.equals(root)) return Buffer.alloc(0);
-  if (
-    abs.length <= prefix.length ||
-    abs.compare(prefix, 0, prefix.length, 0, prefix.length) !== 0
-  ) {
-    throw new UsageError(`${displayPath(abs)} is not under the job root ${displayPath(root)}`);
-  }
-  return abs.subarray(prefix.length);
-};
+export { resolveAbs } from "./hsm-paths.js";
 
 /** Paths whose FIDs are looked up together (one native batch of threadpool jobs on emulation). */
 const FID_CHUNK = 1024;
@@ -531,7 +472,3 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
   await writeRecord();
   return summary;
 };
-
-/** The absolute path of `rel` under `root` (one "/" between them, also when root is "/"). */
-export const resolveAbs = (root: Buffer, rel: Buffer): Buffer =>
-  rel.length === 0 ? root : Buffer.concat([rootPrefix(root), rel]);

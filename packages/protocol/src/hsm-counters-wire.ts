@@ -1,0 +1,19 @@
+// The HSM counters of a job record on the wire (job.proto HsmCounters).
+import type { hsmfleet } from "./gen/hsmfleet.js";
+import { fromNumber, toSafeNumber } from "./long.js";
+import type { HsmCounters } from "./counters.js";
+
+const HSM_KEYS = ["items", "lists", "done", "skipped", "failed", "cancelled", "bytes"] as const;
+
+export const hsmCountersToWire = (c: HsmCounters): hsmfleet.v1.IHsmCounters => ({
+  request: c.request,
+  ...Object.fromEntries(HSM_KEYS.map((k) => [k, fromNumber(c[k], k)])),
+});
+
+export const hsmCountersFromWire = (c: hsmfleet.v1.IHsmCounters): HsmCounters => ({
+  request: c.request ?? "",
+  ...(Object.fromEntries(HSM_KEYS.map((k) => [k, toSafeNumber(c[k], k)])) as Omit<
+    HsmCounters,
+    "request"
+  >),
+});
