@@ -10,7 +10,7 @@
  */
 import test from "ava";
 import { JobStore, ensureTopology, jetstream, sealHeaders } from "@hsmfleet/bus";
-import type { JetStreamClient } from "@hsmfleet/bus";
+import type { JetStreamClient, KV } from "@hsmfleet/bus";
 import {
   JobState,
   emptyScanCounters,
@@ -44,13 +44,23 @@ const publishAll = async (js: JetStreamClient, key: Uint8Array, results: ItemRes
   }
 };
 
+/** The job's keys in the ledger bucket and their sizes. */
+const ledgerKeys = async (kv: KV, jobId: string): Promise<Map<string, number>> => {
+  const out = new Map<string, number>();
+  for await (const k of await kv.keys(`${jobId}.>`)) {
+    const e = await kv.get(k);
+    if (e?.operation === "PUT") out.set(k, e.value.length);
+  }
+  return out;
+};
+
 test("a frontier of 32,768 ids checkpoints, survives a SIGKILLed coordinator and ends exactly", async (t) => {
   t.timeout(180_000);
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
   const { server, nc } = await startBus(t);
   const js = jetstream(nc);
-  const { jobs } = await ensureTopology(nc);
+  const { jobs, ledger } = await ensureTopology(nc);
   const store = new JobStore(jobs);
   const first = spawnCli(["--nats", server.url, "--workers", "0", "scan", dir.path, "--json"]);
   let firstErr = "";
@@ -86,20 +96,35 @@ test("a frontier of 32,768 ids checkpoints, survives a SIGKILLed coordinator and
     }),
     newItemResult({ jobId, itemId: root, kind: "walk", scan, workerId: "test-fleet" }),
   ]);
+  let ticks = 0;
   // The coordinator checkpoints the wide frontier: the record says so, and stays small.
   await waitFor(
     "a checkpoint of the wide frontier",
     async () => {
+      // The follower checkpoints as messages come: a tick it drops (no seal) keeps them coming.
+      await js.publish(subjects.itemResult(jobId), Buffer.from("tick"), {
+        msgID: `tick-${ticks++}`,
+      });
       const s = await store.require(jobId);
       return s.published === CHILDREN + 1 && s.completed === 1;
     },
     60_000,
   ).catch((err: unknown) => {
-    throw new Error(`${String(err)}; coordinator stderr: ${firstErr.slice(-2000)}`);
+    throw new Error(
+      `${String(err)}; coordinator stderr: ${firstErr
+        .split("\n")
+        .filter((l) => !l.includes("no valid seal"))
+        .join("\n")
+        .slice(-2000)}`,
+    );
   });
   const recordBytes = (await jobs.get(jobId))!.value.length;
   t.log(`record of a job with ${CHILDREN} outstanding ids: ${recordBytes} bytes`);
   t.true(recordBytes < 64 * 1024, `the job record is ${recordBytes} bytes`);
+  const saved = await ledgerKeys(ledger, jobId);
+  const savedBytes = [...saved.values()].reduce((a, b) => a + b, 0);
+  t.log(`ledger bucket: ${saved.size} keys, ${savedBytes} bytes`);
+  t.true(saved.size > 0, "the frontier is in the ledger bucket");
 
   first.kill("SIGKILL");
   await exitOf(first);
@@ -131,4 +156,5 @@ test("a frontier of 32,768 ids checkpoints, survives a SIGKILLed coordinator and
   const end = await store.require(jobId);
   t.is(end.published, CHILDREN + 1);
   t.is(end.completed, CHILDREN + 1);
+  t.is((await ledgerKeys(ledger, jobId)).size, 0, "the ledger of an ended job is deleted");
 });
