@@ -1,11 +1,5 @@
 import { hostname } from "node:os";
-import {
-  ResilientConsumer,
-  hasValidSeal,
-  openLedgerBucket,
-  sealHeaders,
-  withJetStreamRetry,
-} from "@hsmfleet/bus";
+import { ResilientConsumer, hasValidSeal, sealHeaders, withJetStreamRetry } from "@hsmfleet/bus";
 import type { JetStreamClient, JobStore, NatsConnection } from "@hsmfleet/bus";
 import { JobError, errorMessage } from "@hsmfleet/core";
 import {
@@ -76,7 +70,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const jobId = status.spec.jobId;
   // Termination by the ids the job published: the roots in the record the planner made, or the
   // frontier saved at the record's results sequence (ledger-store.ts).
-  const [ledgerStore, ledger] = await LedgerStore.open(await openLedgerBucket(o.nc), status);
+  const [ledgerStore, ledger] = await LedgerStore.open(o.nc, status);
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
   const unobserve = observeJobProgress(status);

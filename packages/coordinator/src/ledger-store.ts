@@ -1,4 +1,5 @@
-import type { JetStreamManager, KV } from "@hsmfleet/bus";
+import { openLedgerBucket } from "@hsmfleet/bus";
+import type { JetStreamManager, KV, NatsConnection } from "@hsmfleet/bus";
 import { JobError } from "@hsmfleet/core";
 import { LEDGER_BUCKET } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
@@ -65,9 +66,9 @@ export class LedgerStore {
    * matches it, else from the ids in the record (a new job's roots, or a record written by a
    * version that kept them there).
    */
-  static async open(kv: KV, status: JobStatus): Promise<[LedgerStore, ResultLedger]> {
+  static async open(nc: NatsConnection, status: JobStatus): Promise<[LedgerStore, ResultLedger]> {
     const jobId = status.spec.jobId;
-    const store = new LedgerStore(kv, jobId);
+    const store = new LedgerStore(await openLedgerBucket(nc), jobId);
     const counts = { published: status.published, completed: status.completed };
     const expected = status.published - status.completed;
     const heads = await Promise.all(Array.from({ length: SLOTS }, (_, s) => store.#readHead(s)));
