@@ -12,6 +12,7 @@ export {
   ensureTopology,
   ensureHsmPartitions,
   listHsmPartitions,
+  openLedgerBucket,
   resolveTopology,
   TOPOLOGY_DEFAULTS,
 } from "./topology.js";

@@ -16,6 +16,7 @@ import { DependencyError, errorMessage } from "@hsmfleet/core";
 import { withJetStreamRetry } from "./jetstream-retry.js";
 import {
   JOBS_BUCKET,
+  LEDGER_BUCKET,
   RESULTS_STREAM,
   WALK_CONSUMER,
   TRANSFER_CONSUMER,
@@ -134,6 +135,7 @@ export const ensureTopology = async (
   jobs: KV;
   locks: KV;
   chunks: KV;
+  ledger: KV;
   topology: ResolvedTopology;
 }> => {
   const t = resolveTopology(options);
@@ -212,7 +214,23 @@ export const ensureTopology = async (
   const locks = await bucket(LOCKS_BUCKET);
   // Chunk records outlive no job: they expire with the results.
   const chunks = await bucket(CHUNKS_BUCKET, t.resultsMaxAgeMs);
-  return { jsm, jobs, locks, chunks, topology: t };
+  // Pages of the running jobs' outstanding ids (coordinator ledger-store.ts), deleted at job end.
+  const ledger = await bucket(LEDGER_BUCKET);
+  return { jsm, jobs, locks, chunks, ledger, topology: t };
+};
+
+/** The ledger bucket ensureTopology made (an error naming it when it does not exist). */
+export const openLedgerBucket = async (nc: NatsConnection): Promise<KV> => {
+  try {
+    return await withJetStreamRetry(`open the KV bucket ${LEDGER_BUCKET}`, () =>
+      new Kvm(nc).open(LEDGER_BUCKET),
+    );
+  } catch (err) {
+    throw new DependencyError(
+      `could not open the KV bucket ${LEDGER_BUCKET} (a coordinator or worker of this version creates it at start): ${errorMessage(err)}`,
+      { cause: err },
+    );
+  }
 };
 
 /**

@@ -36,7 +36,7 @@ import { jobErrors } from "./job-errors.js";
 import { openResultsConsumer } from "./results-consumer.js";
 import { conflictToNdjson, entryToNdjson, errorToNdjson } from "./format.js";
 import type { LocalLog } from "./local-log.js";
-import { ResultLedger } from "./result-ledger.js";
+import { LedgerStore } from "./ledger-store.js";
 
 export interface FollowOptions {
   nc: NatsConnection;
@@ -86,11 +86,9 @@ const CANCEL_NOTICE_MS = 1500;
 export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   const { status, store, js } = o;
   const jobId = status.spec.jobId;
-  if (status.outstanding.length === 0 && status.published !== status.completed)
-    throw new JobError(
-      jobId,
-      `job ${jobId} was started by a coordinator that did not record its outstanding work items; it cannot be resumed by this version (start it again)`,
-    );
+  // Termination by the ids the job published: the roots in the record the planner made, or the
+  // frontier saved at the record's results sequence (ledger-store.ts).
+  const [ledgerStore, ledger] = await LedgerStore.open(o.nc, status);
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
   const inFlight = new InFlightItems(o.nc, jobId, status.spec.itemKey);
@@ -124,8 +122,6 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   };
 
   const key = status.spec.itemKey;
-  // Termination by the ids the job published (the roots are in the record the planner made).
-  const ledger = new ResultLedger(status.outstanding, status);
   /** Results, and other messages on the job's results subjects, that are logged and dropped. */
   const drop = (m: { subject: string; seq: number }, why: string, err?: unknown) =>
     o.logger?.warn(
@@ -155,6 +151,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
         const s = decodeJobStatus(bytes);
         s.updatedAtMs = Date.now();
         await store.put(s);
+        ledgerStore.recordWritten(s.resultsSeq);
       })
       .catch((err: unknown) => o.logger?.warn({ err }, "could not write the job record"));
     return writes;
@@ -219,7 +216,19 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     status.conflictLogBytes = o.conflictLog?.bytes ?? 0;
     status.listBytes = o.list?.bytes ?? 0;
     status.errorLogBytes = o.errorLog?.bytes ?? 0;
-    status.outstanding = ledger.outstanding();
+    // The frontier goes to the ledger bucket first; the record then refers to it by resultsSeq.
+    // No re-write of an older record meanwhile: the slot it refers to may be the one rewritten.
+    status.outstanding = [];
+    snapshot = undefined;
+    await writes;
+    try {
+      await ledgerStore.save(ledger, status.resultsSeq);
+    } catch (err) {
+      if (err instanceof JobError) throw err;
+      o.logger?.warn({ err }, "could not save the outstanding work items");
+      // The record waits for the next checkpoint, except the last (the job has ended).
+      if (finalState === undefined) return;
+    }
     snapshot = encodeJobStatus(status);
     await write(snapshot);
   };
@@ -336,6 +345,9 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   status.finishedAtMs = Date.now();
   await checkpoint();
   await writes;
+  await withJetStreamRetry(`delete the saved outstanding work items of job ${jobId}`, () =>
+    ledgerStore.remove(jsm),
+  );
   await o.list?.close();
   await o.errorLog?.close();
   await o.conflictLog?.close();

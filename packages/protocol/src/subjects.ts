@@ -21,6 +21,8 @@
 export const WORK_STREAM = "HSMFLEET_WORK";
 export const RESULTS_STREAM = "HSMFLEET_RESULTS";
 export const JOBS_BUCKET = "hsmfleet-jobs";
+/** Outstanding work item ids of running jobs, in pages (coordinator ledger-store.ts). */
+export const LEDGER_BUCKET = "hsmfleet-ledger";
 export const WALK_CONSUMER = "walk";
 export const TRANSFER_CONSUMER = "transfer";
 export const CHUNK_CONSUMER = "chunk";
