@@ -87,7 +87,7 @@ test("a failed write rejects with code, errno and syscall, like node:fs", async 
   const fh = await open(p, "r");
   try {
     const err = await t.throwsAsync(pwriteAll(fh.fd, Buffer.alloc(10), 0));
-    t.like(err as unknown as Record<string, unknown>, { code: "EBADF", syscall: "write" });
+    t.like(err, { code: "EBADF", syscall: "write" });
     t.true(typeof (err as unknown as { errno: number }).errno === "number");
     const s = new Md5Stream();
     await t.throwsAsync(s.pwriteAndHash(fh.fd, Buffer.alloc(10), 0), { code: "EBADF" });

@@ -1,11 +1,6 @@
 import { DependencyError } from "@hsmfleet/core";
 import type { JsMsg } from "@hsmfleet/bus";
-import {
-  CHUNK_CONSUMER,
-  JobKind,
-  TRANSFER_CONSUMER,
-  WALK_CONSUMER,
-} from "@hsmfleet/protocol";
+import { CHUNK_CONSUMER, JobKind, TRANSFER_CONSUMER, WALK_CONSUMER } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { CHUNK_RULES, TRANSFER_BATCH_RULES, WALK_SHARD_RULES } from "./item-checks.js";
 import type { WorkItemRules } from "./item-checks.js";
