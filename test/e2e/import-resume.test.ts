@@ -144,6 +144,36 @@ test("an import whose worker died inside a stub, cancelled and run again: the sa
   t.is((await lstat(join(target, "d"))).mode & 0o7777, 0o750, "d has its stub's mode");
 });
 
+test("a worker SIGKILLed between creating a file and recording it, cancelled and run again: the same command takes the empty leftover in its own unfinished directory as its own (files made 16 at once)", async (t) => {
+  const f = await fixture(t, "rerun-created", 12, 100);
+  const target = join(f.dir, "t");
+  await mkdir(target);
+  const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
+  const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
+    env: { ...env, HSMFLEET_TEST_SEAM: "file-before-record:/d/f05" },
+  });
+  t.teardown(() => void victim.kill("SIGKILL"));
+  const args = ["--nats", f.natsUrl, "import", target, "--container", "rerun-created", "--json"];
+  const first = spawnCli(["--workers", "0", ...args], { env });
+  t.teardown(() => void first.kill("SIGKILL"));
+  t.is((await exitOf(victim)).signal, "SIGKILL", "the victim died at the seam");
+  first.kill("SIGKILL");
+  await exitOf(first);
+  const leftover = await lstat(join(target, "d", "f05"));
+  t.is(leftover.size, 0, "d/f05 left empty");
+  t.is(leftover.mode & 0o7777, 0o600, "d/f05 left owner-only");
+  t.is(await getXattr(Buffer.from(join(target, "d", "f05")), "trusted.hsmfleet.import"), undefined);
+  const jobs = await listJobs(f.natsUrl);
+  const job = jobs.find((j) => j.state === "running");
+  t.truthy(job, JSON.stringify(jobs));
+  const cancel = await runCli(["--nats", f.natsUrl, "cancel", job!.jobId]);
+  t.is(cancel.code, 0, cancel.stderr);
+  const again = await runCli(["--workers", "1", ...args], { env, timeoutMs: 90_000 });
+  t.is(again.code, 0, again.stderr + again.stdout);
+  t.like(JSON.parse(again.stdout), { state: "succeeded", totalErrors: 0, totalConflicts: 0 });
+  await checkTarget(t, target, f.files, 0xd);
+});
+
 const interruptFullImport = async (t: ExecutionContext, f: Fixture, target: string) => {
   const base = [
     "--nats",

@@ -26,6 +26,8 @@ let fired = false;
 export type TestSeamName =
   /** Import stub: after the ftruncate to the blob's size, before the HSM state xattr. */
   | "stub-before-hsm-xattr"
+  /** Import: a file is created (O_EXCL, empty, 0600), nothing recorded on it yet. */
+  | "file-before-record"
   /** Import --mode full: a file's download is about to start. */
   | "import-download-start"
   /** Export of a chunked file: a chunk is uploaded, its completion not yet recorded (KV). */

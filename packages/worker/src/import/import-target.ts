@@ -13,7 +13,14 @@
  * Pre-existing directories are merged (counted, not conflicts); their attributes are updated in
  * the overwrite modes only.
  */
-import { FsOperationError, HsmFlag, displayPath, errorCode, errorMessage } from "@hsmfleet/core";
+import {
+  FsOperationError,
+  HsmFlag,
+  displayPath,
+  errorCode,
+  errorMessage,
+  testSeam,
+} from "@hsmfleet/core";
 import { TargetRoot, UnsafePathError, jobRootFor, openHsmBackend } from "@hsmfleet/fs";
 import type { EntryAttributes, HsmBackend } from "@hsmfleet/fs";
 import type { ConflictMode, ImportMode, ItemError } from "@hsmfleet/protocol";
@@ -363,6 +370,7 @@ export class ImportTarget {
     conflict: ItemError | undefined,
   ): Promise<ImportOutcome> {
     const jr = this.root.jobRoot;
+    testSeam("file-before-record", jr.absolute(rel));
     const record = async () => {
       await jr.setXattr(
         rel,

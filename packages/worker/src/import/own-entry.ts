@@ -66,7 +66,21 @@ export const ownEntry = async (
     location.equals(formatArchiveLocation(target.container, blobName)) &&
     state !== undefined &&
     state.etag === etag;
-  if (!ours) return redelivered && empty && location === undefined ? "created" : undefined;
+  if (!ours) {
+    // Killed between creating the file (O_EXCL) and recording it — files are made several at once,
+    // so a crash can leave a few — an empty placeholder with no record (or only this blob's
+    // reference) is ours on a redelivery, or in a directory this import made and has not finished
+    // (owner-only until then, so nobody else could have put it there).
+    const unrecorded =
+      empty &&
+      state === undefined &&
+      (location === undefined ||
+        location.equals(formatArchiveLocation(target.container, blobName)));
+    if (!unrecorded) return undefined;
+    return redelivered || (await inPendingDirectory(jr, rel, target.hsmXattr))
+      ? "created"
+      : undefined;
+  }
   if ((flags & HsmFlag.Dirty) !== 0) return undefined;
   // Killed before the stub's size was set (flags 0 then: no HSM state yet).
   if (existing.st.size !== BigInt(size) && !(existing.st.size === 0n && flags === 0))
@@ -79,4 +93,16 @@ export const ownEntry = async (
     return archived ? "complete" : "incomplete";
   }
   return isClean(existing.hsm) ? "complete" : "incomplete";
+};
+
+/** Whether the directory holding `rel` was made by an import that has not finished it yet. */
+const inPendingDirectory = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+): Promise<boolean> => {
+  const slash = rel.lastIndexOf(0x2f);
+  if (slash <= 0) return false;
+  const record = await root.getXattr(rel.subarray(0, slash), importStateXattr(hsmXattr));
+  return parseImportState(record)?.state === "pending";
 };
