@@ -172,13 +172,21 @@ test("hsmfleet cancel from another terminal stops an export; a job whose coordin
     { env },
   );
   t.teardown(() => void orphan.kill("SIGKILL"));
+  const orphanOut = collect(orphan);
+  let orphanExited = false;
+  orphan.once("exit", () => (orphanExited = true));
   let orphanId = "";
-  await waitFor("the second export to run", async () => {
-    orphanId =
-      (await listJobs(server.url)).find((j) => j.state === "running" && j.jobId !== jobId)?.jobId ??
-      "";
-    return orphanId !== "";
-  });
+  await waitFor(
+    "the second export to run",
+    async () => {
+      if (orphanExited) throw new Error(`the second export ended early: ${orphanOut.stderr}`);
+      orphanId =
+        (await listJobs(server.url)).find((j) => j.state === "running" && j.jobId !== jobId)
+          ?.jobId ?? "";
+      return orphanId !== "";
+    },
+    60_000,
+  );
   orphan.kill("SIGKILL");
   await exitOf(orphan);
   const takeover = await runCli(["--nats", server.url, "cancel", orphanId], { env });

@@ -112,8 +112,16 @@ export const createPacingPolicy = (pacing: RequestPacing): PacingPipelinePolicy 
     if (THROTTLED.has(response.status)) pacing.slots?.throttled();
     const ok = response.status >= 200 && response.status < 300;
     const body = response.readableStreamBody;
-    if (!data || request.method !== "GET" || body === undefined) {
+    if (!data || request.method !== "GET") {
       release?.({ bytes: ok ? upload : 0, ok });
+      return response;
+    }
+    if (body === undefined) {
+      // A GET whose body was already read into the caller's buffer (direct-get.ts): a whole-blob
+      // GET pays its bytes now, from its Content-Length, like one of unknown size below.
+      const read = Number(response.headers.get("content-length") ?? "0");
+      if (ok && range === undefined) limits?.bytes?.charge(read);
+      release?.({ bytes: ok ? read : 0, ok });
       return response;
     }
     const length = Number(response.headers.get("content-length") ?? "0");
