@@ -38,12 +38,14 @@ test("open: root must exist and be a directory", async (t) => {
   });
   await t.throwsAsync(TargetRoot.open("relative/root"), { instanceOf: UnsafePathError });
   const root = await TargetRoot.open(`${dir}/`);
+  t.teardown(() => root.close());
   t.is(root.absolute(b("a/b")).toString(), `${dir}/a/b`);
 });
 
 test("refuses malformed and escaping relative paths", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   const bad = [
     b("../x"),
     b("a/../../x"),
@@ -83,6 +85,7 @@ test("refuses to create under a symlinked directory; nothing appears outside", a
   mkdirSync(`${dir}/target`);
   symlinkSync(elsewhere, `${dir}/target/link`);
   const root = await TargetRoot.open(`${dir}/target`);
+  t.teardown(() => root.close());
   const rel = b("link/x");
   const linkPath = `${dir}/target/link`;
   for (const attempt of [
@@ -112,6 +115,7 @@ test("a regular file in the way of a parent is ENOTDIR", async (t) => {
   const dir = await tempDir(t);
   writeFileSync(`${dir}/f`, "x");
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   await t.throwsAsync(root.ensureParents(b("f/x")), {
     instanceOf: FsOperationError,
     code: "ENOTDIR",
@@ -128,6 +132,7 @@ test("a regular file in the way of a parent is ENOTDIR", async (t) => {
 test("mkdir: created, existed, refuses an existing symlink or file", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   t.is(await root.mkdir(b("d"), 0o750), "created");
   t.true(statSync(`${dir}/d`).isDirectory());
   t.is(await root.mkdir(b("d"), 0o750), "existed");
@@ -150,6 +155,7 @@ test("createFile and symlink refuse to replace an existing symlink", async (t) =
   symlinkSync(`${outside}/victim`, `${dir}/link`);
   symlinkSync(`${outside}/not-there`, `${dir}/dangling`);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   for (const name of ["link", "dangling"]) {
     await t.throwsAsync(root.createFile(b(name), 0o644), {
       instanceOf: FsOperationError,
@@ -175,6 +181,7 @@ test("createFile and symlink refuse to replace an existing symlink", async (t) =
 test("createFile is exclusive and writes a regular file", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   const handle = await root.createFile(b("f"), 0o600);
   await handle.writeFile("data");
   await handle.close();
@@ -191,6 +198,7 @@ test("createFile is exclusive and writes a regular file", async (t) => {
 test("symlink stores an outside-pointing target verbatim and follows nothing", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   await root.ensureParents(b("a/b/link"));
   await root.symlink(b("a/b/link"), b("../../etc/passwd"));
   t.is(readlinkSync(`${dir}/a/b/link`), "../../etc/passwd");
@@ -206,6 +214,7 @@ test("symlink stores an outside-pointing target verbatim and follows nothing", a
 test("raw non-UTF-8 names work end to end", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   const dirName = Buffer.from([0xc3, 0x28, 0x20, 0x0a]);
   const fileName = Buffer.from([0x66, 0xff, 0x25, 0x5c]);
   const rel = Buffer.concat([dirName, b("/"), fileName]);
@@ -231,6 +240,7 @@ test("raw non-UTF-8 names work end to end", async (t) => {
 test("setAttributes: owner, mode incl. sticky, mtime; symlink itself, not its target", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   const uid = isRoot ? 1234 : (process.getuid?.() ?? 0);
   const gid = isRoot ? 5678 : (process.getgid?.() ?? 0);
   await root.mkdir(b("sticky"), 0o755);
@@ -274,6 +284,7 @@ test("setAttributes sets setuid after chown (chown would clear it)", async (t) =
   }
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   await (await root.createFile(b("suid"), 0o755)).close();
   await root.setAttributes(b("suid"), { uid: 42, gid: 42, mode: 0o4755, mtimeSec: 1 });
   const st = lstatSync(`${dir}/suid`);
@@ -284,6 +295,7 @@ test("setAttributes sets setuid after chown (chown would clear it)", async (t) =
 test("ensureParents creates missing directories and caches verified ones", async (t) => {
   const dir = await tempDir(t);
   const root = await TargetRoot.open(dir);
+  t.teardown(() => root.close());
   await root.ensureParents(b("x/y/z/file"));
   t.true(statSync(`${dir}/x/y/z`).isDirectory());
   t.is(statSync(`${dir}/x/y/z`).mode & 0o777, 0o755);
