@@ -117,3 +117,12 @@ export {
   rootWalkShard,
 } from "./scan-counters.js";
 export { SEAL_HEADER, newItemKey, sealFor, sealMatches, jobIdOfSubject } from "./seal.js";
+export {
+  CHANGE_TYPES,
+  CHANGES_STREAM,
+  CHANGES_ALL,
+  changesSubject,
+  encodeChangeRecord,
+  decodeChangeRecord,
+} from "./change-record.js";
+export type { ChangeType, ChangeRecord } from "./change-record.js";
