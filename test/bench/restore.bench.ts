@@ -43,6 +43,8 @@
  *   HSMFLEET_BENCH_LARGE     COUNTxMIB (default 8x64)
  *   HSMFLEET_BENCH_IMPORT    blobs of the import case (default 20000)
  *   HSMFLEET_BENCH_DIR       where the stubs and import targets go (default: a temp dir)
+ *   HSMFLEET_BENCH_FULL_NATS full-* cases: embedded,running (default); running-nodehttp adds the
+ *                            CLI with node:http GETs (HSMFLEET_DIRECT_GET_SOCKET=0), the path before
  *   HSMFLEET_BENCH_CPU_PROF  a directory: the worker processes run with --cpu-prof there
  *                            (<dir>/workers-<n>/), summarized on stderr at the end
  */
@@ -128,15 +130,18 @@ const [FULL_LARGE_COUNT, FULL_LARGE_MIB] = envPair(
   "4x512",
   "files x MiB",
 );
-/** "embedded" (the CLI's default), "running" (--nats to the bench's server) or both. */
-const FULL_NATS: Array<"embedded" | "running"> = (
-  process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running"
-)
+/**
+ * "embedded" (the CLI's default), "running" (--nats to the bench's server), "running-nodehttp"
+ * (the same with HSMFLEET_DIRECT_GET_SOCKET=0: GETs read by node:http, the path before
+ * socket-get.ts, for a before/after in one run); comma-separated.
+ */
+type FullNats = "embedded" | "running" | "running-nodehttp";
+const FULL_NATS: FullNats[] = (process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running")
   .split(",")
   .map((s) => s.trim())
   .map((s) => {
-    if (s !== "embedded" && s !== "running")
-      throw new Error("HSMFLEET_BENCH_FULL_NATS: embedded, running or both");
+    if (s !== "embedded" && s !== "running" && s !== "running-nodehttp")
+      throw new Error("HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp");
     return s;
   });
 const IMPORT_COUNT = envInt("HSMFLEET_BENCH_IMPORT", 20_000);
@@ -709,7 +714,7 @@ const timedToRun = (set: DataSet, r: TimedRun, kind: "small" | "large", sink: nu
   ),
 });
 
-type FullSide = "hsmfleet-embedded" | "hsmfleet-running" | "rclone" | "raw" | "raw-socket";
+type FullSide = `hsmfleet-${FullNats}` | "rclone" | "raw" | "raw-socket";
 
 /**
  * One run of `side` for an import --mode full of `set` into a fresh directory, timed as a user
@@ -778,7 +783,7 @@ const runFull = async (
         CLI_BIN,
         "--state-dir",
         join(ctx.base, "cli-state"),
-        ...(side === "hsmfleet-running" ? ["--nats", ctx.nats.url] : []),
+        ...(side !== "hsmfleet-embedded" ? ["--nats", ctx.nats.url] : []),
         "--storage",
         ctx.sink.connectionString,
         "import",
@@ -791,7 +796,11 @@ const runFull = async (
         "--quiet",
         target,
       ],
-      { ...process.env, HSMFLEET_LOG_LEVEL: "warn" },
+      {
+        ...process.env,
+        HSMFLEET_LOG_LEVEL: "warn",
+        ...(side === "hsmfleet-running-nodehttp" ? { HSMFLEET_DIRECT_GET_SOCKET: "0" } : {}),
+      },
     );
     if (r.code !== 0)
       throw new Error(`hsmfleet import --mode full failed (${r.code}): ${r.stderrTail}`);
@@ -838,7 +847,7 @@ interface CaseResult {
   /** By worker count. */
   hsmfleet: Record<number, Side>;
   /** import --mode full: the one-shot CLI (by NATS: embedded, running) and the peer (rclone). */
-  cli?: Partial<Record<"embedded" | "running", Side>>;
+  cli?: Partial<Record<FullNats, Side>>;
   peer?: Side;
   peerLabel?: string;
   /** full-*: the node:http raw client (the ceiling `raw` is the socket client there). */

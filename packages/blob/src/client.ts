@@ -13,6 +13,7 @@ import { UsageError } from "@hsmfleet/core";
 import { BlobContainer } from "./container.js";
 import { createPacingPolicy, installPacingPolicy, type RequestPacing } from "./request-pacing.js";
 import { DirectBlobTransport, registerDirectTransport, type DirectAuth } from "./direct-put.js";
+import { SocketPool } from "./socket-get.js";
 import { createRetryPolicy, installRetryPolicy, type RetryInfo } from "./retry-policy.js";
 import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
 
@@ -179,6 +180,16 @@ export const createBlobServiceClient = (
         retryPolicy,
         pacing,
         timeoutMs: options.timeoutMs,
+        ...(process.env["HSMFLEET_DIRECT_GET_SOCKET"] !== "0"
+          ? {
+              sockets: new SocketPool({
+                maxSockets,
+                ...(options.localAddress !== undefined
+                  ? { localAddress: options.localAddress }
+                  : {}),
+              }),
+            }
+          : {}),
       }),
     );
   }

@@ -22,6 +22,7 @@ import {
 } from "./direct-put.js";
 import type { RetryPipelineResponse } from "./retry-policy.js";
 import type { SignedHeaders } from "./shared-key.js";
+import type { SocketAnswer } from "./socket-get.js";
 
 export interface DirectGetOptions {
   /** First byte of a ranged GET; with `count`, x-ms-range bytes=offset-(offset+count-1). */
@@ -136,6 +137,21 @@ const receiverInto =
     });
   };
 
+const md5Of = (v: string | undefined): Buffer | undefined =>
+  v !== undefined && v !== "" ? Buffer.from(v, "base64") : undefined;
+
+/** The answer read by the socket pool (socket-get.ts) as a DirectGetResult. */
+const fromSocket = (a: SocketAnswer): DirectGetResult => ({
+  status: a.status,
+  headers: { get: (n: string) => a.headers.get(n.toLowerCase()) },
+  contentLength: a.contentLength,
+  etag: a.headers.get("etag"),
+  contentMD5: md5Of(a.headers.get("content-md5")),
+  blobContentMD5: md5Of(a.headers.get("x-ms-blob-content-md5")),
+  lengthMismatch: a.lengthMismatch,
+  errorBody: a.errorBody,
+});
+
 /**
  * Get Blob (whole or ranged) of `name` into `options.into`. Resolves with a 2xx answer (its body
  * in `into`, unless `lengthMismatch`); throws DirectHttpError for any other status once the
@@ -158,6 +174,7 @@ export const directGetBlob = async (
     headers,
     receiverInto(options.into),
     options.abortSignal,
+    { into: options.into, result: fromSocket },
   );
   if (r.status < 200 || r.status >= 300) {
     throw new DirectHttpError(

@@ -36,6 +36,7 @@ import type {
 } from "./retry-policy.js";
 import type { PacingPipelinePolicy } from "./request-pacing.js";
 import { SharedKeySigner, type SignedHeaders } from "./shared-key.js";
+import type { SocketAnswer, SocketPool } from "./socket-get.js";
 
 /** x-ms-version of direct requests: the one the SDK in use sends. */
 export const DIRECT_API_VERSION = "2026-04-06";
@@ -62,6 +63,11 @@ export interface DirectTransportOptions {
    * try as in the SDK pipeline. Default: none.
    */
   pacing?: PacingPipelinePolicy | undefined;
+  /**
+   * GETs into a caller's buffer go over these raw keep-alive connections (socket-get.ts) instead
+   * of the agent. Default: none (node:http).
+   */
+  sockets?: SocketPool | undefined;
 }
 
 export interface DirectPutOptions {
@@ -176,6 +182,12 @@ const msDate = (): string => {
 };
 
 const USER_AGENT = `hsmfleet-direct/1 Node/${process.version}`;
+/** The User-Agent of GETs read over the socket pool. */
+const SOCKET_USER_AGENT = `hsmfleet-direct/1 (socket) Node/${process.version}`;
+const socketHeaders = (out: SignedHeaders): SignedHeaders => {
+  out["user-agent"] = SOCKET_USER_AGENT;
+  return out;
+};
 
 /**
  * Sends Put Blob requests for one storage account (all its containers). One per BlobServiceClient.
@@ -189,9 +201,11 @@ export class DirectBlobTransport {
   readonly #tokens: BearerTokenCache | undefined;
   readonly #allowInsecureBearer: boolean;
   readonly #pacing: PacingPipelinePolicy | undefined;
+  readonly #sockets: SocketPool | undefined;
 
   constructor(options: DirectTransportOptions) {
     this.#pacing = options.pacing;
+    this.#sockets = options.sockets;
     this.#agent = options.agent;
     this.#policy = options.retryPolicy;
     this.#timeoutMs = options.timeoutMs;
@@ -281,7 +295,9 @@ export class DirectBlobTransport {
       abortSignal: signal,
     };
     const tryOnce = (): Promise<DirectResponse> =>
-      this.#try("PUT", address, path, query, search, headers, body, signal, receiveText);
+      this.#try("PUT", address, path, query, search, headers, signal, (target, out) =>
+        this.#send("PUT", address, target, out, body, signal, receiveText),
+      );
     const pacing = this.#pacing;
     const paced =
       pacing === undefined
@@ -312,6 +328,8 @@ export class DirectBlobTransport {
    * A GET (or HEAD) of blob `name` through the pacing and retry policies, its answer handed to
    * `receive` (which reads the body, e.g. into a caller's buffer; a failure while reading is a
    * failure of the try, so a broken body is retried like a reset). Used by direct-get.ts.
+   * A GET given `direct` goes over the transport's socket pool (socket-get.ts) when it has one:
+   * its body lands in `direct.into`, and `direct.result` makes the answer of it.
    */
   async request<R extends RetryPipelineResponse>(
     method: "GET" | "HEAD",
@@ -320,11 +338,19 @@ export class DirectBlobTransport {
     headers: SignedHeaders,
     receive: DirectReceiver<R>,
     signal: AbortSignal | undefined,
+    direct?: { into: Buffer; result: (answer: SocketAnswer) => R },
   ): Promise<R> {
     const path = `${address.path}/${encodeBlobName(name)}`;
     const request: RetryPipelineRequest = { method, url: path, abortSignal: signal };
+    const sockets = method === "GET" && direct !== undefined ? this.#sockets : undefined;
     const tryOnce = (): Promise<R> =>
-      this.#try(method, address, path, NO_QUERY, "", headers, undefined, signal, receive);
+      this.#try(method, address, path, NO_QUERY, "", headers, signal, (target, out) =>
+        sockets !== undefined
+          ? sockets
+              .get(address, target, socketHeaders(out), direct!.into, signal, this.#timeoutMs)
+              .then(direct!.result)
+          : this.#send(method, address, target, out, undefined, signal, receive),
+      );
     const pacing = this.#pacing;
     const paced =
       pacing === undefined
@@ -350,9 +376,8 @@ export class DirectBlobTransport {
     requestQuery: ReadonlyArray<readonly [string, string]>,
     requestSearch: string,
     headers: SignedHeaders,
-    body: Buffer | undefined,
     signal: AbortSignal | undefined,
-    receive: DirectReceiver<R>,
+    send: (target: string, headers: SignedHeaders) => Promise<R>,
   ): Promise<R> {
     let query = requestQuery;
     let search = requestSearch;
@@ -371,17 +396,17 @@ export class DirectBlobTransport {
     if (this.#signer !== undefined) {
       out["x-ms-date"] = msDate();
       out["authorization"] = this.#signer.authorization(method, path, query, out);
-      return this.#send(method, address, target, out, body, signal, receive);
+      return send(target, out);
     }
     if (this.#tokens !== undefined) {
       out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      const res = await this.#send(method, address, target, out, body, signal, receive);
+      const res = await send(target, out);
       if (res.status !== 401) return res;
       this.#tokens.invalidate();
       out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      return this.#send(method, address, target, out, body, signal, receive);
+      return send(target, out);
     }
-    return this.#send(method, address, target, out, body, signal, receive);
+    return send(target, out);
   }
 
   #send<R extends RetryPipelineResponse>(

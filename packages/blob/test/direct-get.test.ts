@@ -109,6 +109,11 @@ test("downloads go out without the SDK (direct GETs, Shared Key and SAS): ranged
       agents.every((a) => a.startsWith("hsmfleet-direct/")),
       `${label}: ${agents.join(", ")}`,
     );
+    // Read over the raw socket pool (socket-get.ts), not node:http.
+    t.true(
+      agents.every((a) => a.includes("(socket)")),
+      `${label}: ${agents.join(", ")}`,
+    );
   }
 });
 
@@ -156,5 +161,41 @@ test("a direct GET whose body breaks off, or that gets a 503, is retried; a chan
     );
   } finally {
     await fh.close();
+  }
+});
+
+test("a body that keeps breaking off fails after the retries with an error naming the path and the blob", async (t) => {
+  const { az } = t.context;
+  const container = name("broken");
+  const body = randomBytes(2 * MiB);
+  await seed(az, container, { "d/f": body });
+  const proxy = await startFaultProxy({
+    target: az.blobEndpoint,
+    onRequest: Array.from({ length: 20 }, (_, i) => ({ n: i + 1, fault: "truncate" as const })),
+    eligible: (req) => req.method === "GET" && !(req.url ?? "").includes("comp="),
+  });
+  t.teardown(() => proxy.stop());
+  const c = openContainer(
+    parseStorageTarget(proxy.rewriteConnectionString(az.connectionString))!,
+    container,
+    { retryDelayMs: 1, maxRetries: 2 },
+  );
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  for (const expectedSize of [undefined, body.length]) {
+    const path = join(dir.path, `target ${expectedSize ?? "ranged"}`);
+    const fh = await open(path, "w+");
+    try {
+      const err = await t.throwsAsync(
+        downloadBlobToFile(c, "d/f", fh, Buffer.from(path), {
+          rangeSizeBytes: MiB,
+          ...(expectedSize !== undefined ? { expectedSize } : {}),
+        }),
+      );
+      t.true(err.message.includes(path), err.message);
+      t.true(err.message.includes("d/f"), err.message);
+    } finally {
+      await fh.close();
+    }
   }
 });
