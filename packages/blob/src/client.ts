@@ -1,6 +1,8 @@
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { DefaultAzureCredential } from "@azure/identity";
+import { createRequire } from "node:module";
+import type * as AzureIdentity from "@azure/identity";
+import type { DefaultAzureCredential } from "@azure/identity";
 import {
   AnonymousCredential,
   BlobServiceClient,
@@ -73,6 +75,16 @@ const serviceUrl = (target: StorageTarget): string => {
 
 type TargetCredential = StorageSharedKeyCredential | AnonymousCredential | DefaultAzureCredential;
 
+const requireCjs = createRequire(import.meta.url);
+/**
+ * @azure/identity (with MSAL, ~230 modules: about a quarter of what a command loads) is loaded
+ * only for a target that authenticates with it (an account URL), not for keys and SAS tokens.
+ */
+const newDefaultAzureCredential = (): DefaultAzureCredential => {
+  const identity = requireCjs("@azure/identity") as typeof AzureIdentity;
+  return new identity.DefaultAzureCredential();
+};
+
 const credentialFor = (target: StorageTarget): TargetCredential => {
   switch (target.kind) {
     case "connection-string": {
@@ -82,7 +94,7 @@ const credentialFor = (target: StorageTarget): TargetCredential => {
         : new AnonymousCredential();
     }
     case "account-url":
-      return new DefaultAzureCredential();
+      return newDefaultAzureCredential();
     case "sas-url":
       return new AnonymousCredential();
   }
@@ -102,9 +114,10 @@ const directAuthFor = (
       return parts.sas !== undefined ? { kind: "sas", sas: parts.sas } : undefined;
     }
     case "account-url":
-      return credential instanceof DefaultAzureCredential
-        ? { kind: "bearer", credential }
-        : undefined;
+      return credential instanceof StorageSharedKeyCredential ||
+        credential instanceof AnonymousCredential
+        ? undefined
+        : { kind: "bearer", credential };
     case "sas-url":
       return { kind: "sas", sas: target.sas };
   }
