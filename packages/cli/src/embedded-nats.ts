@@ -116,6 +116,8 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   let url: string | undefined;
+  // nats-server writes its ports file within ~20 ms: look early and often, then back off.
+  let waitMs = 2;
   while (!url) {
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
@@ -126,8 +128,9 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
     const early = await Promise.race([
       exited.then((code) => `nats-server exited with code ${code}: ${stderr.trim()}`),
       spawnError.then((e) => `cannot run ${binary}: ${errorMessage(e)}`),
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 50)),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), waitMs)),
     ]);
+    waitMs = Math.min(50, waitMs * 2);
     if (early) throw new DependencyError(early);
     const files = await readdir(portsDir).catch(() => [] as string[]);
     const file = files.find((f) => f.endsWith(".ports"));
