@@ -42,6 +42,25 @@ export const DEFAULT_WORKER_EFFICIENCY = 0.7;
 export const DEFAULT_WORKER_EFFICIENCY_SOURCE =
   "shipped default, see docs/plan.md#per-worker-efficiency";
 
+/** Worker processes the plan assumes per VM: deploy/systemd/hsmfleet-worker.service runs one. */
+export const WORKER_PROCESSES_PER_VM = 1;
+
+/**
+ * What one worker process moves per CPU core it keeps busy (Gbit/s per core: bytes moved ÷ CPU
+ * seconds of the process and its threads, kernel time included), from UNSHAPED loopback runs
+ * against the benchmark sink (no NIC limit, so the process's own cost is what is measured; CPU
+ * seconds, unlike wall time, hold on a loaded machine). Derivation in docs/plan.md ("CPU per
+ * worker process"). A VM whose vCPUs cannot carry its NIC share is CPU-bound: the plan says so
+ * and counts its rate at vCPUs × this figure.
+ */
+export const MEASURED_PER_CORE_GBPS = {
+  /** Downloads, MD5 of every byte checked (bench:restore full-large, hsmfleet CLI). */
+  import: 1.8,
+  /** Uploads, MD5 and CRC64 computed (bench:export sink-large, worker + coordinator). */
+  export: 11,
+  source: "unshaped loopback runs, see docs/plan.md#cpu-per-worker-process",
+} as const;
+
 /** The shipped table (packages/cli/data/azure-limits.json). */
 export const loadAzureLimits = async (): Promise<AzureLimits> =>
   JSON.parse(
@@ -88,13 +107,25 @@ export interface PlanInput {
   storage: StorageAccountLimits;
   /** Use the storage limits of the regions Azure lists (higher) rather than the others. */
   listedRegion: boolean;
+  /** vCPUs of one VM, when known (--vm-size): a VM that cannot carry its NIC share is CPU-bound. */
+  vcpus?: number | undefined;
+  /** Gbit/s one worker process moves per busy core. Default MEASURED_PER_CORE_GBPS[direction]. */
+  perCoreGbps?: number | undefined;
 }
 
 export type Binding = "vm-nic" | "storage-bandwidth" | "storage-requests";
 
 export interface PlanResult {
   targetGbps: number;
+  /** min(NIC × efficiency, vCPUs × per-core figure). */
   perVmGbps: number;
+  /** Worker processes per VM assumed (WORKER_PROCESSES_PER_VM). */
+  processesPerVm: number;
+  perCoreGbps: number;
+  /** CPU cores the worker process needs to move NIC × efficiency. */
+  coresNeeded: number;
+  /** The VM's vCPUs, not its NIC, bound its rate. */
+  cpuBound: boolean;
   vms: number;
   storageGbps: number;
   storageRequestsPerSecond: number;
@@ -112,7 +143,12 @@ export const planFleet = (input: PlanInput): PlanResult => {
     throw new UsageError(`the efficiency must be in (0, 1], got ${input.efficiency}`);
   if (!(input.nicGbps > 0)) throw new UsageError(`the NIC bandwidth must be positive`);
   const targetGbps = gbps(input.targetBytesPerSecond);
-  const perVmGbps = input.nicGbps * input.efficiency;
+  const perCoreGbps = input.perCoreGbps ?? MEASURED_PER_CORE_GBPS[input.direction];
+  if (!(perCoreGbps > 0)) throw new UsageError(`the per-core figure must be positive`);
+  const nicShareGbps = input.nicGbps * input.efficiency;
+  const coresNeeded = nicShareGbps / perCoreGbps;
+  const cpuBound = input.vcpus !== undefined && coresNeeded > input.vcpus;
+  const perVmGbps = cpuBound ? input.vcpus! * perCoreGbps : nicShareGbps;
   const vms = Math.ceil(targetGbps / perVmGbps - 1e-9);
   const s = input.storage;
   const storageGbps =
@@ -139,6 +175,10 @@ export const planFleet = (input: PlanInput): PlanResult => {
   return {
     targetGbps,
     perVmGbps,
+    processesPerVm: WORKER_PROCESSES_PER_VM,
+    perCoreGbps,
+    coresNeeded,
+    cpuBound,
     vms,
     storageGbps,
     storageRequestsPerSecond,

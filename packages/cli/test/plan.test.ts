@@ -84,3 +84,32 @@ test("an efficiency outside (0, 1] is a usage error", (t) => {
   t.throws(() => planFleet(plan0), { instanceOf: UsageError, message: /efficiency/ });
   t.throws(() => planFleet({ ...plan0, efficiency: 1.5 }), { instanceOf: UsageError });
 });
+
+test("the plan assumes one worker process per VM and the cores it needs at the measured per-core figure; too few vCPUs make a VM CPU-bound", async (t) => {
+  // D32ds_v5-like: 16 Gbit/s × 0.7 = 11.2 Gbit/s at 1.8 Gbit/s per core ≈ 6.2 cores of 32.
+  const roomy = planFleet(
+    await input({ direction: "import", nicGbps: 16, efficiency: 0.7, vcpus: 32, perCoreGbps: 1.8 }),
+  );
+  t.is(roomy.processesPerVm, 1);
+  t.is(Math.round(roomy.coresNeeded * 10) / 10, 6.2);
+  t.false(roomy.cpuBound);
+  t.is(Math.round(roomy.perVmGbps * 10) / 10, 11.2);
+  // D2ds_v5-like: 12.5 Gbit/s × 0.7 needs ~4.9 cores, it has 2: 2 × 1.8 = 3.6 Gbit/s per VM.
+  const small = planFleet(
+    await input({
+      direction: "import",
+      targetBytesPerSecond: gbpsToBytes(36),
+      nicGbps: 12.5,
+      efficiency: 0.7,
+      vcpus: 2,
+      perCoreGbps: 1.8,
+    }),
+  );
+  t.true(small.cpuBound);
+  t.is(Math.round(small.perVmGbps * 10) / 10, 3.6);
+  t.is(small.vms, 10);
+  // Without a vCPU count (--nic-gbps) the NIC share stands.
+  t.false(planFleet(await input({ direction: "import", nicGbps: 12.5, efficiency: 0.7 })).cpuBound);
+  // The shipped per-core figure by direction.
+  t.is(planFleet(await input({ direction: "import" })).perCoreGbps, 1.8);
+});

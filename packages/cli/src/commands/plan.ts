@@ -4,6 +4,7 @@ import { sizeOption } from "../size.js";
 import {
   DEFAULT_WORKER_EFFICIENCY,
   DEFAULT_WORKER_EFFICIENCY_SOURCE,
+  MEASURED_PER_CORE_GBPS,
   loadAzureLimits,
   parseRate,
   planFleet,
@@ -80,6 +81,7 @@ export const registerPlanCommand = (ctx: CliContext): void => {
         const target = opts.target;
         let nicGbps: number;
         let nicSource: string;
+        let vcpus: number | undefined;
         if (opts.nicGbps !== undefined) {
           nicGbps = Number(opts.nicGbps);
           if (!(nicGbps > 0))
@@ -94,6 +96,7 @@ export const registerPlanCommand = (ctx: CliContext): void => {
               `unknown VM size ${opts.vmSize}; known: ${limits.vmSizes.map((v) => v.name).join(", ")}; or give --nic-gbps`,
             );
           nicGbps = size.nicMbps / 1000;
+          vcpus = size.vcpus;
           nicSource = `${size.name}: ${size.nicMbps} Mbps (${size.source})`;
         } else {
           throw new UsageError("give --vm-size or --nic-gbps");
@@ -110,6 +113,7 @@ export const registerPlanCommand = (ctx: CliContext): void => {
           bytesPerRequest: opts.requestSize,
           storage: limits.storageAccount,
           listedRegion: !opts.otherRegion,
+          vcpus,
         });
         if (opts.json) {
           process.stdout.write(
@@ -121,7 +125,8 @@ export const registerPlanCommand = (ctx: CliContext): void => {
           `target                 ${fmt(plan.targetGbps, 2)} Gbit/s (${target})`,
           `NIC per VM             ${fmt(nicGbps, 2)} Gbit/s — ${nicSource}`,
           `per-worker efficiency  ${fmt(efficiency * 100)} % — ${efficiencySource}`,
-          `per VM                 ${fmt(plan.perVmGbps, 2)} Gbit/s`,
+          `worker processes       ${plan.processesPerVm} per VM (deploy/systemd/hsmfleet-worker.service); it needs ~${fmt(plan.coresNeeded)} cores for its NIC share at ${fmt(plan.perCoreGbps, 2)} Gbit/s per core (${MEASURED_PER_CORE_GBPS.source})${vcpus !== undefined ? ` of ${vcpus} vCPUs` : ""}`,
+          `per VM                 ${fmt(plan.perVmGbps, 2)} Gbit/s${plan.cpuBound ? ` — CPU-bound: ${vcpus} vCPUs × ${fmt(plan.perCoreGbps, 2)} Gbit/s, below the NIC share` : ""}`,
           `worker VMs             ${plan.vms}`,
           `storage account        ${opts.direction === "export" ? "ingress" : "egress"} ${fmt(plan.storageGbps)} Gbit/s, ${fmt(plan.storageRequestsPerSecond, 0)} requests/s (${limits.storageAccount.source})`,
           `requests               ${fmt(plan.requestsPerSecond, 0)}/s at ${fmt(opts.requestSize / 1048576, 2)} MiB each`,
