@@ -8,6 +8,7 @@ import {
   type DirectBlobTransport,
   type DirectContainerAddress,
 } from "./direct-put.js";
+import { directListPage, type DirectListPage } from "./direct-list.js";
 import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
 
 /** One entry of a hierarchical listing level. */
@@ -152,6 +153,34 @@ export class BlobContainer {
   ): AsyncIterable<BlobLevelEntry> {
     if (prefix !== "" && !prefix.endsWith("/")) {
       throw new UsageError(`listing prefix "${prefix}" must be empty or end with '/'`);
+    }
+    const direct = this.#direct;
+    if (direct !== undefined && process.env["HSMFLEET_DIRECT_LIST"] !== "0") {
+      let marker: string | undefined;
+      do {
+        let page: DirectListPage;
+        try {
+          page = await directListPage(
+            direct.transport,
+            direct.address,
+            prefix,
+            marker,
+            options.pageSize,
+            options.abortSignal,
+          );
+        } catch (err) {
+          throw this.#fail("list-blobs", err, prefix === "" ? "(root)" : prefix);
+        }
+        for (const name of page.prefixes) yield { kind: "prefix", name };
+        for (const b of page.blobs) {
+          const entry: BlobLevelEntry = { kind: "blob", ...b };
+          // Listings give the ETag bare (0x8D…); headers and If-Match use the quoted form.
+          if (b.etag !== undefined) entry.etag = b.etag.startsWith('"') ? b.etag : `"${b.etag}"`;
+          yield entry;
+        }
+        marker = page.nextMarker;
+      } while (marker !== undefined && marker !== "");
+      return;
     }
     const pages = this.client
       .listBlobsByHierarchy("/", {

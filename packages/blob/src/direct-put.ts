@@ -36,6 +36,7 @@ import type {
 } from "./retry-policy.js";
 import type { PacingPipelinePolicy } from "./request-pacing.js";
 import { SharedKeySigner, type SignedHeaders } from "./shared-key.js";
+import { errorText, headerGetter, msDate, readErrorText } from "./direct-http.js";
 import type { SocketAnswer, SocketPool } from "./socket-get.js";
 
 /** x-ms-version of direct requests: the one the SDK in use sends. */
@@ -144,42 +145,6 @@ export class DirectHttpError extends Error {
 interface DirectResponse extends RetryPipelineResponse {
   body: string;
 }
-
-const XML_ENTITIES: Record<string, string> = {
-  "&lt;": "<",
-  "&gt;": ">",
-  "&amp;": "&",
-  "&quot;": '"',
-  "&apos;": "'",
-};
-
-/** The service's <Message> text of an error body, else a status line (as the SDK's RestError). */
-const errorText = (status: number, body: string): string => {
-  const m = /<Message>([\s\S]*?)<\/Message>/.exec(body);
-  if (m?.[1] !== undefined)
-    return m[1].replace(/&(lt|gt|amp|quot|apos);/g, (e) => XML_ENTITIES[e]!);
-  return `Unexpected status code: ${status}`;
-};
-
-const headerGetter = (res: IncomingMessage): RetryPipelineResponse["headers"] => ({
-  get: (name: string) => {
-    const v = res.headers[name.toLowerCase()];
-    return Array.isArray(v) ? v.join(", ") : v;
-  },
-});
-
-/** x-ms-date value, formatted once per second. */
-let dateSecond = -1;
-let dateText = "";
-const msDate = (): string => {
-  const now = Date.now();
-  const sec = Math.floor(now / 1000);
-  if (sec !== dateSecond) {
-    dateSecond = sec;
-    dateText = new Date(sec * 1000).toUTCString();
-  }
-  return dateText;
-};
 
 const USER_AGENT = `hsmfleet-direct/1 Node/${process.version}`;
 /** The User-Agent of GETs read over the socket pool. */
@@ -339,12 +304,18 @@ export class DirectBlobTransport {
     receive: DirectReceiver<R>,
     signal: AbortSignal | undefined,
     direct?: { into: Buffer; result: (answer: SocketAnswer) => R },
+    query: ReadonlyArray<readonly [string, string]> = NO_QUERY,
   ): Promise<R> {
-    const path = `${address.path}/${encodeBlobName(name)}`;
-    const request: RetryPipelineRequest = { method, url: path, abortSignal: signal };
+    // name "": the container itself (with a query such as restype=container&comp=list).
+    const path = name === "" ? address.path : `${address.path}/${encodeBlobName(name)}`;
+    let search = "";
+    for (const [k, v] of query)
+      search += `${search === "" ? "" : "&"}${encodeURIComponent(k)}=${encodeURIComponent(v)}`;
+    const url = search === "" ? path : `${path}?${search}`;
+    const request: RetryPipelineRequest = { method, url, abortSignal: signal };
     const sockets = method === "GET" && direct !== undefined ? this.#sockets : undefined;
     const tryOnce = (): Promise<R> =>
-      this.#try(method, address, path, NO_QUERY, "", headers, signal, (target, out) =>
+      this.#try(method, address, path, query, search, headers, signal, (target, out) =>
         sockets !== undefined
           ? sockets
               .get(address, target, socketHeaders(out), direct!.into, signal, this.#timeoutMs)
@@ -359,7 +330,7 @@ export class DirectBlobTransport {
             (await pacing.sendRequest(
               {
                 method,
-                url: `${address.protocol}//direct${path}`,
+                url: `${address.protocol}//direct${url}`,
                 headers: { get: (n) => headers[n] },
                 abortSignal: signal,
               },
@@ -470,22 +441,7 @@ const receiveText: DirectReceiver<DirectResponse> = (res, resolve, reject) => {
   readErrorText(res, (text) => resolve({ status, headers: headerGetter(res), body: text }), reject);
 };
 
-/** The text of an error answer (first 64 KiB). */
-export const readErrorText = (
-  res: IncomingMessage,
-  done: (text: string) => void,
-  reject: (err: unknown) => void,
-): void => {
-  let text = "";
-  res.setEncoding("utf8");
-  res.on("data", (c: string) => {
-    if (text.length < 64 * 1024) text += c;
-  });
-  res.on("end", () => done(text));
-  res.on("error", reject);
-};
-
-export { headerGetter, errorText };
+export { errorText, headerGetter, readErrorText };
 
 /** The direct transport of an SDK pipeline (registered by createBlobServiceClient). */
 const transports = new WeakMap<object, DirectBlobTransport>();
