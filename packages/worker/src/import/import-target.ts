@@ -273,8 +273,11 @@ export class ImportTarget {
       // Create first: O_EXCL is the real existence check, and on a fresh target almost nothing
       // exists, so the lstat and HSM-state read are only paid when the name is taken.
       if (!redelivered) {
-        const created = await this.#tryCreate(rel);
-        if (created) return await this.#finishFile(rel, size, attrs, blobName, etag, undefined);
+        // posix backend: sized through the descriptor that made it (not reopened for that).
+        const sizeNow = this.#hsm ? undefined : size;
+        const created = await this.#tryCreate(rel, undefined, sizeNow);
+        if (created)
+          return await this.#finishFile(rel, size, attrs, blobName, etag, undefined, !this.#hsm);
       }
       const existing = await this.#existing(rel);
       let conflict: ItemError | undefined;
@@ -318,9 +321,8 @@ export class ImportTarget {
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
-      const fh = await this.root.createFile(rel, 0o600);
-      await fh.close();
-      return await this.#finishFile(rel, size, attrs, blobName, etag, conflict);
+      await this.#createSized(rel, this.#hsm ? undefined : size);
+      return await this.#finishFile(rel, size, attrs, blobName, etag, conflict, !this.#hsm);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
     }
@@ -368,6 +370,8 @@ export class ImportTarget {
     blobName: string,
     etag: string,
     conflict: ItemError | undefined,
+    /** posix backend: the caller already gave the new file its size. */
+    sized = false,
   ): Promise<ImportOutcome> {
     const jr = this.root.jobRoot;
     testSeam("file-before-record", jr.absolute(rel));
@@ -385,7 +389,7 @@ export class ImportTarget {
     if (this.#hsm && !lustreImport) await record();
     if (this.#hsm && this.#stubs) {
       await this.#beneath!.importReleased(rel, size);
-    } else {
+    } else if (!sized) {
       const fh = await this.root.openExisting(rel);
       try {
         await fh.truncate(size);
@@ -463,14 +467,27 @@ export class ImportTarget {
    * Creates the file (empty, 0600) or, with `linkTarget`, the symlink; false when the name is
    * taken (EEXIST), so the caller goes through the conflict rules.
    */
-  async #tryCreate(rel: Buffer, linkTarget?: Buffer): Promise<boolean> {
+  async #tryCreate(rel: Buffer, linkTarget?: Buffer, size?: number): Promise<boolean> {
     try {
       if (linkTarget) await this.root.symlink(rel, linkTarget);
-      else await (await this.root.createFile(rel, 0o600)).close();
+      else await this.#createSized(rel, size);
       return true;
     } catch (err) {
       if (errorCode(err) === "EEXIST") return false;
       throw err;
+    }
+  }
+
+  /**
+   * A new 0600 file (O_EXCL), cut to `size` through the descriptor that made it when given (the
+   * posix backend: two fewer file-system calls than reopening it to size it).
+   */
+  async #createSized(rel: Buffer, size: number | undefined): Promise<void> {
+    const fh = await this.root.createFile(rel, 0o600);
+    try {
+      if (size !== undefined && size > 0) await fh.truncate(size);
+    } finally {
+      await fh.close();
     }
   }
 
