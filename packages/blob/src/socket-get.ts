@@ -250,7 +250,12 @@ class Connection {
       if (p.got === p.length) this.#finish(p);
       return;
     }
-    if (contentLength === undefined || contentLength > ERROR_BODY_MAX) {
+    // Kept only when it fits in the head buffer after the head (ERROR_BODY_MAX at most).
+    if (
+      contentLength === undefined ||
+      contentLength > ERROR_BODY_MAX ||
+      end + 4 + contentLength > HEAD_MAX
+    ) {
       p.keepAlive = false;
       return this.#finish(p);
     }

@@ -256,3 +256,25 @@ test("https: the body is read through TLS (certificate checked against the IP) b
     ),
   );
 });
+
+test("an error answer whose body does not fit beside the head is answered without it (the connection is closed), not read past the buffer", async (t) => {
+  const big = "x".repeat(64 * 1024 - 20);
+  const srv = await rawServer((s, _h, n) => {
+    if (n === 0)
+      s.write(
+        `HTTP/1.1 500 Internal Server Error\r\nContent-Length: ${big.length}\r\nx-ms-error-code: InternalError\r\n\r\n${big}`,
+      );
+    else s.write(ok(Buffer.from("fine")));
+  });
+  t.teardown(() => srv.close());
+  const pool = new SocketPool();
+  t.teardown(() => pool.close());
+  const a = await pool.get(srv.endpoint, "/c/b", {}, Buffer.alloc(4), undefined, 5000);
+  t.is(a.status, 500);
+  t.is(a.errorBody.length, 0);
+  t.is(a.headers.get("x-ms-error-code"), "InternalError");
+  const into = Buffer.alloc(4);
+  await pool.get(srv.endpoint, "/c/b", {}, into, undefined, 5000);
+  t.is(into.toString(), "fine");
+  t.is(srv.connections(), 2);
+});
