@@ -336,10 +336,20 @@ export class SocketPool {
         return fresh;
       }
       if (signal?.aborted) throw abortError(signal);
-      await new Promise<void>((wake) => {
+      await new Promise<void>((wake, reject) => {
         const list = this.#waiters.get(key) ?? [];
         this.#waiters.set(key, list);
-        list.push(wake);
+        const onAbort = (): void => {
+          const i = list.indexOf(waiter);
+          if (i >= 0) list.splice(i, 1);
+          reject(abortError(signal!));
+        };
+        const waiter = (): void => {
+          signal?.removeEventListener("abort", onAbort);
+          wake();
+        };
+        list.push(waiter);
+        signal?.addEventListener("abort", onAbort, { once: true });
       });
     }
   }

@@ -278,3 +278,26 @@ test("an error answer whose body does not fit beside the head is answered withou
   t.is(into.toString(), "fine");
   t.is(srv.connections(), 2);
 });
+
+test("a GET waiting for a free connection (maxSockets reached) is released by its abort signal at once", async (t) => {
+  const srv = await rawServer(() => undefined); // holds the one connection's request forever
+  t.teardown(() => srv.close());
+  const pool = new SocketPool({ maxSockets: 1 });
+  t.teardown(() => pool.close());
+  const first = new AbortController();
+  const busy = pool.get(srv.endpoint, "/c/a", {}, Buffer.alloc(1), first.signal, undefined);
+  busy.catch(() => undefined);
+  const ac = new AbortController();
+  const waiting = pool.get(srv.endpoint, "/c/b", {}, Buffer.alloc(1), ac.signal, undefined);
+  setTimeout(() => ac.abort(), 50);
+  const t0 = Date.now();
+  const err = await t.throwsAsync(
+    Promise.race([
+      waiting,
+      new Promise((_r, reject) => setTimeout(() => reject(new Error("still waiting")), 3000)),
+    ]),
+  );
+  t.is(err.name, "AbortError", err.message);
+  t.true(Date.now() - t0 < 3000);
+  first.abort();
+});
