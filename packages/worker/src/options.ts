@@ -6,6 +6,19 @@ import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
 import { UsageError } from "@hsmfleet/core";
 import type { AttemptPolicy } from "./runtime/attempts.js";
+import { posixNamespace } from "./walk/walk-namespace.js";
+import type { WalkNamespace } from "./walk/walk-namespace.js";
+
+/**
+ * **Benchmarks only** (test/bench/control-plane.bench.ts): no CLI flag or environment variable
+ * sets these; a worker gets them only when created in code with `bench`.
+ */
+export interface BenchSeams {
+  /** The tree walks list instead of the file system (`SyntheticNamespace`). Default: posix. */
+  namespace?: WalkNamespace | undefined;
+  /** Export lists no blobs and discards every entry in-process: no storage request. Default false. */
+  nullTarget?: boolean | undefined;
+}
 
 /** Extension points, called around each work item (tests use them to inject faults). */
 export interface WorkerHooks {
@@ -74,6 +87,8 @@ export interface WorkerOptions {
   requestRetryDelayMs?: number | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
+  /** Benchmarks only: a synthetic tree and a null blob target. Default: none (the real ones). */
+  bench?: BenchSeams | undefined;
 }
 
 export const WORKER_DEFAULTS = {
@@ -118,6 +133,10 @@ export interface ResolvedWorkerOptions {
   requestRetryDelayMs: number;
   logger: Logger | undefined;
   hooks: WorkerHooks;
+  /** Where walks list directories: `posixNamespace` unless a benchmark gave another. */
+  namespace: WalkNamespace;
+  /** Benchmarks only: export entries are discarded in-process (see BenchSeams). */
+  nullTarget: boolean;
 }
 
 const atLeast = (value: number, min: number, what: string): number => {
@@ -171,5 +190,7 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     ),
     logger: o.logger,
     hooks: o.hooks ?? {},
+    namespace: o.bench?.namespace ?? posixNamespace,
+    nullTarget: o.bench?.nullTarget ?? false,
   };
 };

@@ -34,13 +34,24 @@ const levelPrefix = (dirPath: Buffer, prefix: string): string => {
   return `${blobNameForPath(dirPath, prefix)}/`;
 };
 
+/** What the visitor needs of a container: its per-level listing. */
+export type LevelListing = Pick<BlobContainer, "listLevel">;
+
+/** Benchmarks' null target (BenchSeams.nullTarget): a container that holds nothing. */
+export const NULL_LISTING: LevelListing = {
+  // eslint-disable-next-line require-yield
+  listLevel: async function* () {
+    return;
+  },
+};
+
 /**
  * Export: lists the blobs at this directory's level once (not one HEAD per file), queues entries
  * that are new or whose size/modtime differ, and groups them into TransferBatch work items
  * bounded by count and bytes. Metadata-only changes are not exported; deletions never delete.
  */
 export const exportVisitor =
-  (container: BlobContainer) =>
+  (container: LevelListing) =>
   ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);

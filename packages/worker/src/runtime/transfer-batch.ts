@@ -103,7 +103,10 @@ export const handleTransferBatch = async (
           withAttempts(
             ctx.options.attempts,
             signal,
-            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+            () =>
+              ctx.options.nullTarget
+                ? discardEntry(entry)
+                : exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
             (n, error) => ctx.onRetry?.(n, error),
           ),
       ),
@@ -190,6 +193,10 @@ const entryTypeName = (entry: FileEntry): string =>
     : entry.type === EntryType.Symlink
       ? "symlink"
       : "file";
+
+/** Benchmarks' null target (BenchSeams.nullTarget): the entry counts as moved, nothing is read. */
+const discardEntry = (entry: FileEntry): Promise<{ bytes: number; error?: ItemError }> =>
+  Promise.resolve({ bytes: entry.type === EntryType.File ? entry.size : 0 });
 
 const exportEntry = async (
   ctx: TransferContext,

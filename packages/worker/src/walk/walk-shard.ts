@@ -5,9 +5,7 @@ import {
   errorCode,
   errorMessage,
   joinPathBytes,
-  resolveUnderRoot,
 } from "@hsmfleet/core";
-import { jobRootFor, openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
@@ -318,11 +316,9 @@ const walkShardWith = async (
   for (const dir of shard.paths) {
     try {
       await visitor.beginDirectory?.(dir);
-      // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
-      const reader = await openDir(resolveUnderRoot(spec.root, dir), {
+      const reader = await options.namespace.openDirectory(spec.root, dir, {
         hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
         batchSize: options.readBatchSize,
-        beneath: { rootFd: (await jobRootFor(spec.root)).fd, rel: dir },
       });
       try {
         for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
