@@ -18,7 +18,8 @@ export const exportKind: WorkerJobKind = {
         exportVisitor(ctx.options.nullTarget ? NULL_LISTING : await ctx.container(job)),
       ),
     transfer: async (msg, batch, job, scope) => {
-      const container = await ctx.container(job);
+      // The null target (benchmarks) needs no client: the Azure SDK is not even loaded.
+      const container = ctx.options.nullTarget ? undefined : await ctx.container(job);
       await handleTransferBatch(
         scope.transfer(ctx.transfer),
         msg,

@@ -78,7 +78,8 @@ export const handleTransferBatch = async (
   msg: JsMsg,
   batch: TransferBatch,
   job: JobStatus,
-  container: BlobContainer,
+  /** Undefined only for the benchmarks' null target (BenchSeams.nullTarget). */
+  container: BlobContainer | undefined,
   signal: AbortSignal,
 ): Promise<void> => {
   const spec = job.spec;
@@ -89,7 +90,7 @@ export const handleTransferBatch = async (
   const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
-    const result = await exportOrLanded(container, prefix, entry, signal, () =>
+    const result = await exportOrLanded(container, prefix, entry, signal, (target) =>
       traceFileTransfer(
         {
           direction: "export",
@@ -104,9 +105,9 @@ export const handleTransferBatch = async (
             ctx.options.attempts,
             signal,
             () =>
-              ctx.options.nullTarget
+              target === undefined
                 ? discardEntry(entry)
-                : exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+                : exportEntry(fileCtx, target, spec.root, prefix, spec.blockSize, entry, signal),
             (n, error) => ctx.onRetry?.(n, error),
           ),
       ),
@@ -137,16 +138,18 @@ export const handleTransferBatch = async (
  * before the abort reached the client): then it counts as exported, as a re-run would find it.
  */
 const exportOrLanded = async (
-  container: BlobContainer,
+  container: BlobContainer | undefined,
   prefix: string,
   entry: FileEntry,
   signal: AbortSignal,
-  run: () => Promise<{ bytes: number; error?: ItemError | undefined }>,
+  run: (
+    container: BlobContainer | undefined,
+  ) => Promise<{ bytes: number; error?: ItemError | undefined }>,
 ): Promise<{ bytes: number; error?: ItemError | undefined }> => {
   try {
-    return await run();
+    return await run(container);
   } catch (err) {
-    if (!signal.aborted || entry.type !== EntryType.File) throw err;
+    if (!signal.aborted || entry.type !== EntryType.File || container === undefined) throw err;
     const landed = await container
       .getProperties(blobNameForPath(entry.path, prefix))
       .then(
