@@ -32,7 +32,8 @@ const PEER = fileURLToPath(new URL("./control-plane-peer.js", import.meta.url));
 const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];
   const n = raw === undefined || raw === "" ? fallback : Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be an integer ≥ 0, got ${raw}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new Error(`${name} must be an integer ≥ 0, got ${raw}`);
   return n;
 };
 
@@ -171,7 +172,9 @@ const runOnce = async (workers: number, cluster: boolean): Promise<Run> => {
         startPeer(
           "worker",
           env,
-          profileDir && i === 0 ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`] : [],
+          profileDir && i === 0
+            ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`]
+            : [],
         ),
       );
     await Promise.all(
@@ -210,7 +213,9 @@ const runOnce = async (workers: number, cluster: boolean): Promise<Run> => {
     const nats = natsRun.map((s) => s.stop());
     const work = workerRun.map((s) => s.stop());
     if (exit.code !== 0)
-      throw new Error(`coordinator exited ${exit.code ?? exit.signal}:\n${coordinator.stderr.text()}`);
+      throw new Error(
+        `coordinator exited ${exit.code ?? exit.signal}:\n${coordinator.stderr.text()}`,
+      );
     const summary = JSON.parse(coordinator.stdout.lines.find((l) => l.startsWith("{")) ?? "{}") as {
       state?: string;
       filesExported?: number;

@@ -11,7 +11,9 @@ for (const file of process.argv.slice(2)) {
   const { totalMs, top, categories } = summarizeProfile(profile, 30);
   process.stdout.write(`${file}: ${(totalMs / 1000).toFixed(1)} s\n`);
   for (const c of categories)
-    process.stdout.write(`  [${c.name}] ${c.selfMs.toFixed(0)} ms ${(c.share * 100).toFixed(1)}%\n`);
+    process.stdout.write(
+      `  [${c.name}] ${c.selfMs.toFixed(0)} ms ${(c.share * 100).toFixed(1)}%\n`,
+    );
   for (const l of top)
     process.stdout.write(
       `  ${l.selfMs.toFixed(0).padStart(6)} ms ${(l.share * 100).toFixed(1).padStart(5)}%  ${l.name}  ${l.where}\n`,

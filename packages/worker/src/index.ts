@@ -22,3 +22,4 @@ export { posixNamespace } from "./walk/walk-namespace.js";
 export type { WalkNamespace, DirectoryReadOptions } from "./walk/walk-namespace.js";
 export { SyntheticNamespace } from "./bench/synthetic-namespace.js";
 export type { SyntheticTreeSpec } from "./bench/synthetic-namespace.js";
+export { listingWindowStats } from "./export/listing-window.js";

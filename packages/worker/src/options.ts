@@ -87,6 +87,12 @@ export interface WorkerOptions {
   requestRetryDelayMs?: number | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
+  /**
+   * Blobs of one directory level an export's compare holds at once (~150 B each); a directory
+   * with more is read once per window of the sorted listing (docs/export.md, "Huge
+   * directories"). Default 250,000.
+   */
+  listingWindowEntries?: number | undefined;
   /** Benchmarks only: a synthetic tree and a null blob target. Default: none (the real ones). */
   bench?: BenchSeams | undefined;
 }
@@ -108,6 +114,7 @@ export const WORKER_DEFAULTS = {
   maxRetryDelayMs: 30_000,
   requestRetries: 5,
   requestRetryDelayMs: 500,
+  listingWindowEntries: 250_000,
 } as const;
 
 export interface ResolvedWorkerOptions {
@@ -133,6 +140,7 @@ export interface ResolvedWorkerOptions {
   requestRetryDelayMs: number;
   logger: Logger | undefined;
   hooks: WorkerHooks;
+  listingWindowEntries: number;
   /** Where walks list directories: `posixNamespace` unless a benchmark gave another. */
   namespace: WalkNamespace;
   /** Benchmarks only: export entries are discarded in-process (see BenchSeams). */
@@ -190,6 +198,11 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     ),
     logger: o.logger,
     hooks: o.hooks ?? {},
+    listingWindowEntries: atLeast(
+      o.listingWindowEntries ?? WORKER_DEFAULTS.listingWindowEntries,
+      1,
+      "listingWindowEntries",
+    ),
     namespace: o.bench?.namespace ?? posixNamespace,
     nullTarget: o.bench?.nullTarget ?? false,
   };

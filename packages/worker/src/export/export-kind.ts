@@ -15,7 +15,10 @@ export const exportKind: WorkerJobKind = {
         msg,
         shard,
         job,
-        exportVisitor(ctx.options.nullTarget ? NULL_LISTING : await ctx.container(job)),
+        exportVisitor(
+          ctx.options.nullTarget ? NULL_LISTING : await ctx.container(job),
+          ctx.options.listingWindowEntries,
+        ),
       ),
     transfer: async (msg, batch, job, scope) => {
       // The null target (benchmarks) needs no client: the Azure SDK is not even loaded.
