@@ -10,11 +10,14 @@
  * logs there; the null target makes no request), CP_REPLICAS (1 or 3). A worker says "ready" on
  * stdout once it pulls; SIGTERM stops it (in-flight items finish) and it prints its stats.
  * The coordinator reads CP_BATCH_ENTRIES (transfer batch size) and CP_ROOT (a real empty
- * directory: the coordinator checks and claims it; the workers never read it).
+ * directory: the coordinator checks and claims it; the workers never read it). Workers read
+ * CP_WALK_CONCURRENCY, CP_TRANSFER_CONCURRENCY, CP_FILE_CONCURRENCY and CP_FILE_MS (each file
+ * takes this long: a stand-in for its transfer; default 0).
  */
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
 import { runExportJob } from "@hsmfleet/coordinator";
+import { createLogger } from "@hsmfleet/telemetry";
 import { SyntheticNamespace, Worker } from "@hsmfleet/worker";
 import type { SyntheticTreeSpec } from "@hsmfleet/worker";
 
@@ -40,10 +43,16 @@ if (role === "worker") {
     topology,
     concurrency: Number(process.env["CP_WALK_CONCURRENCY"] ?? "4"),
     transferConcurrency: Number(process.env["CP_TRANSFER_CONCURRENCY"] ?? "4"),
-    fileConcurrency: 64,
+    fileConcurrency: Number(process.env["CP_FILE_CONCURRENCY"] ?? "64"),
     memoryBudgetBytes: 16 * 1024 * 1024,
     maxRequestConcurrency: 4,
-    bench: { namespace: tree, nullTarget: true },
+    bench: {
+      namespace: tree,
+      nullTarget: true,
+      nullTargetFileMs: Number(process.env["CP_FILE_MS"] ?? "0"),
+    },
+    // Warnings (redeliveries, retries) on stderr: the join/leave test counts redeliveries there.
+    logger: createLogger({ role: "worker", level: "warn" }),
   });
   const running = worker.run();
   process.stdout.write("ready\n");

@@ -184,11 +184,7 @@ export const blobNameForPath = (relPath: Buffer, prefix?: string): string => {
   if (isPlainAscii(relPath)) {
     encoded = relPath.toString("latin1");
     // '.' and '..' segments end with '.', so they never take this path.
-    if (
-      relPath[0] === SLASH ||
-      relPath[relPath.length - 1] === SLASH ||
-      encoded.includes("//")
-    )
+    if (relPath[0] === SLASH || relPath[relPath.length - 1] === SLASH || encoded.includes("//"))
       throw unsafePath(relPath);
   } else {
     const parts: string[] = [];

@@ -18,6 +18,8 @@ export interface BenchSeams {
   namespace?: WalkNamespace | undefined;
   /** Export lists no blobs and discards every entry in-process: no storage request. Default false. */
   nullTarget?: boolean | undefined;
+  /** With the null target: each file takes this long, as a stand-in for its transfer. Default 0. */
+  nullTargetFileMs?: number | undefined;
 }
 
 /** Extension points, called around each work item (tests use them to inject faults). */
@@ -145,6 +147,7 @@ export interface ResolvedWorkerOptions {
   namespace: WalkNamespace;
   /** Benchmarks only: export entries are discarded in-process (see BenchSeams). */
   nullTarget: boolean;
+  nullTargetFileMs: number;
 }
 
 const atLeast = (value: number, min: number, what: string): number => {
@@ -205,5 +208,6 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     ),
     namespace: o.bench?.namespace ?? posixNamespace,
     nullTarget: o.bench?.nullTarget ?? false,
+    nullTargetFileMs: atLeast(o.bench?.nullTargetFileMs ?? 0, 0, "bench.nullTargetFileMs"),
   };
 };

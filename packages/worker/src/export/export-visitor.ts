@@ -29,10 +29,11 @@ export type LevelListing = Pick<BlobContainer, "listLevel">;
 
 /** Benchmarks' null target (BenchSeams.nullTarget): a container that holds nothing. */
 export const NULL_LISTING: LevelListing = {
-  // eslint-disable-next-line require-yield
-  listLevel: async function* () {
-    return;
-  },
+  listLevel: () => ({
+    [Symbol.asyncIterator]: () => ({
+      next: () => Promise.resolve({ done: true as const, value: undefined }),
+    }),
+  }),
 };
 
 /**

@@ -9,6 +9,7 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
+import { setTimeout as sleep } from "node:timers/promises";
 import { jobRootFor } from "@hsmfleet/fs";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type * as BlobApi from "@hsmfleet/blob";
@@ -106,7 +107,7 @@ export const handleTransferBatch = async (
             signal,
             () =>
               target === undefined
-                ? discardEntry(entry)
+                ? discardEntry(entry, ctx.options.nullTargetFileMs)
                 : exportEntry(fileCtx, target, spec.root, prefix, spec.blockSize, entry, signal),
             (n, error) => ctx.onRetry?.(n, error),
           ),
@@ -198,8 +199,13 @@ const entryTypeName = (entry: FileEntry): string =>
       : "file";
 
 /** Benchmarks' null target (BenchSeams.nullTarget): the entry counts as moved, nothing is read. */
-const discardEntry = (entry: FileEntry): Promise<{ bytes: number; error?: ItemError }> =>
-  Promise.resolve({ bytes: entry.type === EntryType.File ? entry.size : 0 });
+const discardEntry = async (
+  entry: FileEntry,
+  delayMs: number,
+): Promise<{ bytes: number; error?: ItemError }> => {
+  if (delayMs > 0) await sleep(delayMs);
+  return { bytes: entry.type === EntryType.File ? entry.size : 0 };
+};
 
 const exportEntry = async (
   ctx: TransferContext,
