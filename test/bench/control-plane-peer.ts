@@ -35,7 +35,12 @@ const topology = { replicas: Number(process.env["CP_REPLICAS"] ?? "1") };
 const nc = await connectBus({ servers, name: `cp-${role}-${process.pid}` });
 
 if (role === "worker") {
-  const tree = new SyntheticNamespace(JSON.parse(env("CP_TREE")) as SyntheticTreeSpec);
+  // CP_TREE=posix: the real tree at the job's root (the huge-directory bench), still the null target.
+  const treeSpec = env("CP_TREE");
+  const tree =
+    treeSpec === "posix"
+      ? undefined
+      : new SyntheticNamespace(JSON.parse(treeSpec) as SyntheticTreeSpec);
   // A small per-process footprint: 64 of these share 2 CPUs.
   const worker = await Worker.create({
     nc,
@@ -47,7 +52,7 @@ if (role === "worker") {
     memoryBudgetBytes: 16 * 1024 * 1024,
     maxRequestConcurrency: 4,
     bench: {
-      namespace: tree,
+      ...(tree === undefined ? {} : { namespace: tree }),
       nullTarget: true,
       nullTargetFileMs: Number(process.env["CP_FILE_MS"] ?? "0"),
     },

@@ -14,7 +14,7 @@
  * (a directory: the coordinator runs with --cpu-prof there). Writes bench/results/control-plane.json.
  */
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -75,6 +75,8 @@ interface Run {
   workerPeakRssBytes: number;
   peak: Sizes;
   end: Sizes;
+  /** The machine's 1-minute load average when the job ended (the machine may be shared). */
+  loadAverage: number;
 }
 
 const streamSizes = async (urls: string[]): Promise<Sizes> => {
@@ -251,6 +253,7 @@ const runOnce = async (workers: number, cluster: boolean): Promise<Run> => {
       workerPeakRssBytes: Math.max(...work.map((w) => w.peakRssBytes)),
       peak,
       end,
+      loadAverage: loadavg()[0] ?? 0,
     };
   } finally {
     await Promise.all(peers.map((p) => stopChild(p.child, 15_000)));
@@ -273,12 +276,14 @@ const row = (r: Run): string =>
     `${mib(r.peak.workBytes)} (${int(r.peak.workMessages)})`,
     `${kib(r.peak.resultsBytes)} (${int(r.peak.resultsMessages)})`,
     `${kib(r.peak.jobsKvBytes)} / ${kib(r.peak.ledgerKvBytes)}`,
+    r.loadAverage.toFixed(0),
   ].join(" | ");
 
-const kib = (bytes: number): string => `${int(bytes / 1024)} KiB`;
+const kib = (bytes: number): string =>
+  bytes < 10_240 ? `${int(bytes)} B` : `${int(bytes / 1024)} KiB`;
 
 const HEADER =
-  "nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs) | RESULTS peak (msgs) | jobs KV / ledger KV peak";
+  "nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs) | RESULTS peak (msgs) | jobs KV / ledger KV peak | load avg";
 
 const main = async (): Promise<void> => {
   log(
