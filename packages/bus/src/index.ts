@@ -26,7 +26,7 @@ export {
 } from "./jetstream-retry.js";
 export type { JetStreamRetryOptions } from "./jetstream-retry.js";
 export { RootLocks } from "./root-lock.js";
-export { WORK_CONSUMER_DEFAULTS, runWorkConsumer } from "./work-consumer.js";
+export { WORK_CONSUMER_DEFAULTS, pullBackoffMs, runWorkConsumer } from "./work-consumer.js";
 export type { Redelivery, WorkConsumerOptions } from "./work-consumer.js";
 export { ResilientConsumer } from "./resilient-consumer.js";
 export type { ResilientConsumerOptions } from "./resilient-consumer.js";

@@ -49,7 +49,11 @@ export interface WorkConsumerOptions {
   prefetch?: number | undefined;
   /** How long one pull request waits for messages on an empty consumer. Default 5000 ms. */
   pullExpiresMs?: number | undefined;
-  /** Wait after a failed pull. Default 1000 ms. */
+  /**
+   * Wait after a failed pull, doubled for each failure in a row (capped at 5 s) and drawn from
+   * ½–1½ of that, so a fleet that lost its server together does not pull again in step. Default
+   * 1000 ms.
+   */
   retryDelayMs?: number | undefined;
   /**
    * Told when the consumer stopped answering (its node died): getting it is retried, or a pull
@@ -66,6 +70,13 @@ export const WORK_CONSUMER_DEFAULTS = {
   /** Used when the consumer's configuration states no ack wait (the server's default). */
   ackWaitMs: 30_000,
 } as const;
+
+/** The longest wait between failed pulls. */
+const MAX_PULL_BACKOFF_MS = 5000;
+
+/** Wait before pulling again after `failures` failed pulls in a row: doubling, capped, jittered. */
+export const pullBackoffMs = (baseMs: number, failures: number, random = Math.random): number =>
+  Math.min(MAX_PULL_BACKOFF_MS, baseMs * 2 ** Math.max(0, failures - 1)) * (0.5 + random());
 
 /** A fetch that has not ended after this many times its expiry is closed (see below). */
 const FETCH_BOUND = 3;
@@ -181,6 +192,8 @@ export const runWorkConsumer = async (
     inFlight.add(task);
   }
 
+  /** Pulls that failed in a row (the backoff grows with them). */
+  let failures = 0;
   try {
     while (!signal?.aborted && !nc.isClosed()) {
       const free = concurrency + prefetch - held.size;
@@ -207,6 +220,7 @@ export const runWorkConsumer = async (
         } finally {
           clearTimeout(guard);
         }
+        failures = 0;
       } catch (err) {
         if (signal?.aborted || nc.isClosed()) break;
         // A consumer that is gone ends the loop (a restore job's consumer is deleted with the job).
@@ -216,7 +230,8 @@ export const runWorkConsumer = async (
         );
         if (gone) throw err;
         options.onError?.(err, undefined);
-        await sleepUnlessAborted(retryDelayMs, signal);
+        failures++;
+        await sleepUnlessAborted(pullBackoffMs(retryDelayMs, failures), signal);
       } finally {
         pulling = undefined;
       }

@@ -131,7 +131,17 @@ const SEGMENT_HINT = "paths must be relative, without empty, '.' or '..' segment
  * ending in '.', backslashes or control characters (Azure or the escape would not keep it).
  */
 export const normalizePrefix = (prefix: string | undefined): string => {
-  if (prefix === undefined) return "";
+  if (prefix === undefined || prefix === "") return "";
+  // Every entry of a job names the same prefix: the last one checked is remembered.
+  if (prefix === lastPrefix.given) return lastPrefix.normalized;
+  const normalized = checkPrefix(prefix);
+  lastPrefix = { given: prefix, normalized };
+  return normalized;
+};
+
+let lastPrefix = { given: "", normalized: "" };
+
+const checkPrefix = (prefix: string): string => {
   const trimmed = prefix.replace(/^\/+/, "").replace(/\/+$/, "");
   if (trimmed === "") return "";
   for (const segment of trimmed.split("/")) {
@@ -174,7 +184,8 @@ export const blobNameForPath = (relPath: Buffer, prefix?: string): string => {
   if (isPlainAscii(relPath)) {
     encoded = relPath.toString("latin1");
     // '.' and '..' segments end with '.', so they never take this path.
-    if (encoded.split("/").includes("")) throw unsafePath(relPath);
+    if (relPath[0] === SLASH || relPath[relPath.length - 1] === SLASH || encoded.includes("//"))
+      throw unsafePath(relPath);
   } else {
     const parts: string[] = [];
     let start = 0;

@@ -17,3 +17,9 @@ export {
   HSM_ACTION_LIST_RULES,
 } from "./item-checks.js";
 export type { WorkItemRules, RefusalCode, RefusedItem } from "./item-checks.js";
+export type { BenchSeams } from "./options.js";
+export { posixNamespace } from "./walk/walk-namespace.js";
+export type { WalkNamespace, DirectoryReadOptions } from "./walk/walk-namespace.js";
+export { SyntheticNamespace } from "./bench/synthetic-namespace.js";
+export type { SyntheticTreeSpec } from "./bench/synthetic-namespace.js";
+export { listingWindowStats } from "./export/listing-window.js";

@@ -6,6 +6,21 @@ import type { Logger } from "@hsmfleet/telemetry";
 import type { WalkShard } from "@hsmfleet/protocol";
 import { UsageError } from "@hsmfleet/core";
 import type { AttemptPolicy } from "./runtime/attempts.js";
+import { posixNamespace } from "./walk/walk-namespace.js";
+import type { WalkNamespace } from "./walk/walk-namespace.js";
+
+/**
+ * **Benchmarks only** (test/bench/control-plane.bench.ts): no CLI flag or environment variable
+ * sets these; a worker gets them only when created in code with `bench`.
+ */
+export interface BenchSeams {
+  /** The tree walks list instead of the file system (`SyntheticNamespace`). Default: posix. */
+  namespace?: WalkNamespace | undefined;
+  /** Export lists no blobs and discards every entry in-process: no storage request. Default false. */
+  nullTarget?: boolean | undefined;
+  /** With the null target: each file takes this long, as a stand-in for its transfer. Default 0. */
+  nullTargetFileMs?: number | undefined;
+}
 
 /** Extension points, called around each work item (tests use them to inject faults). */
 export interface WorkerHooks {
@@ -74,6 +89,14 @@ export interface WorkerOptions {
   requestRetryDelayMs?: number | undefined;
   logger?: Logger | undefined;
   hooks?: WorkerHooks | undefined;
+  /**
+   * Blobs of one directory level an export's compare holds at once (~150 B each); a directory
+   * with more is read once per window of the sorted listing (docs/export.md, "Huge
+   * directories"). Default 250,000.
+   */
+  listingWindowEntries?: number | undefined;
+  /** Benchmarks only: a synthetic tree and a null blob target. Default: none (the real ones). */
+  bench?: BenchSeams | undefined;
 }
 
 export const WORKER_DEFAULTS = {
@@ -93,6 +116,7 @@ export const WORKER_DEFAULTS = {
   maxRetryDelayMs: 30_000,
   requestRetries: 5,
   requestRetryDelayMs: 500,
+  listingWindowEntries: 250_000,
 } as const;
 
 export interface ResolvedWorkerOptions {
@@ -118,6 +142,12 @@ export interface ResolvedWorkerOptions {
   requestRetryDelayMs: number;
   logger: Logger | undefined;
   hooks: WorkerHooks;
+  listingWindowEntries: number;
+  /** Where walks list directories: `posixNamespace` unless a benchmark gave another. */
+  namespace: WalkNamespace;
+  /** Benchmarks only: export entries are discarded in-process (see BenchSeams). */
+  nullTarget: boolean;
+  nullTargetFileMs: number;
 }
 
 const atLeast = (value: number, min: number, what: string): number => {
@@ -171,5 +201,13 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
     ),
     logger: o.logger,
     hooks: o.hooks ?? {},
+    listingWindowEntries: atLeast(
+      o.listingWindowEntries ?? WORKER_DEFAULTS.listingWindowEntries,
+      1,
+      "listingWindowEntries",
+    ),
+    namespace: o.bench?.namespace ?? posixNamespace,
+    nullTarget: o.bench?.nullTarget ?? false,
+    nullTargetFileMs: atLeast(o.bench?.nullTargetFileMs ?? 0, 0, "bench.nullTargetFileMs"),
   };
 };

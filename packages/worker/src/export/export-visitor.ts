@@ -2,9 +2,6 @@ import {
   BlobNameError,
   EntryType,
   blobNameForPath,
-  attributesFromMetadata,
-  isFolderStub,
-  isSymlinkBlob,
   normalizePrefix,
   otherEntryKind,
 } from "@hsmfleet/core";
@@ -14,19 +11,12 @@ import { emptyExportCounters, emptyScanCounters, encodeChunk, subjects } from "@
 import { DEFAULT_EXPORT_CHUNK_SIZE, exportChunksFor } from "./export-chunk.js";
 import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
 import { transferBatcherFor } from "../runtime/transfer-batcher.js";
+import { DEFAULT_LISTING_WINDOW_ENTRIES, ListingWindow } from "./listing-window.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 
 /** Error-log line of an entry export skips because Blob cannot hold it (a FIFO, a device…). */
 export const UNSUPPORTED_OPERATION = "skip";
 export const UNSUPPORTED_CODE = "Unsupported";
-
-/** What the blob at an entry's name says, for the incremental comparison. */
-interface ExistingBlob {
-  size: number;
-  mtimeSec: number | undefined;
-  folder: boolean;
-  symlink: boolean;
-}
 
 /** Blob-name prefix of a directory's children: "" for the root without prefix, else "<name>/". */
 const levelPrefix = (dirPath: Buffer, prefix: string): string => {
@@ -34,19 +24,46 @@ const levelPrefix = (dirPath: Buffer, prefix: string): string => {
   return `${blobNameForPath(dirPath, prefix)}/`;
 };
 
+/** What the visitor needs of a container: its per-level listing. */
+export type LevelListing = Pick<BlobContainer, "listLevel">;
+
+/** Benchmarks' null target (BenchSeams.nullTarget): a container that holds nothing. */
+export const NULL_LISTING: LevelListing = {
+  listLevel: () => ({
+    [Symbol.asyncIterator]: () => ({
+      next: () => Promise.resolve({ done: true as const, value: undefined }),
+    }),
+  }),
+};
+
 /**
- * Export: lists the blobs at this directory's level once (not one HEAD per file), queues entries
+ * Export: lists the blobs at this directory's level (not one HEAD per file), queues entries
  * that are new or whose size/modtime differ, and groups them into TransferBatch work items
  * bounded by count and bytes. Metadata-only changes are not exported; deletions never delete.
+ * The listing is held `windowEntries` blobs at a time (listing-window.ts): a directory with more
+ * blobs is read once per window, each entry compared in the window that holds its name.
  */
 export const exportVisitor =
-  (container: BlobContainer) =>
+  (container: LevelListing, windowEntries = DEFAULT_LISTING_WINDOW_ENTRIES) =>
   ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
-    const existing = new Map<string, ExistingBlob>();
+    const existing = new ListingWindow(windowEntries);
+    /** The last name `inPass` worked out, for `entry` (the same path right after). */
+    let named: { path: Buffer; name: string | undefined } | undefined;
+    /** The entry's blob name, or undefined when it has none (reported in the first window). */
+    const nameOf = (path: Buffer): string | undefined => {
+      let name: string | undefined;
+      try {
+        name = blobNameForPath(path, prefix);
+      } catch (err) {
+        if (!(err instanceof BlobNameError)) throw err;
+      }
+      named = { path, name };
+      return name;
+    };
     const batches = transferBatcherFor(shard, spawn, spec);
     const chunkSize = spec.chunkSize || DEFAULT_EXPORT_CHUNK_SIZE;
     let fileSeq = 0;
@@ -69,27 +86,17 @@ export const exportVisitor =
       scan,
       export: exp,
       beginDirectory: async (dir) => {
-        existing.clear();
         let level: string;
         try {
           level = levelPrefix(dir, prefix);
         } catch {
+          await existing.close();
           return; // the directory's own name is reported by its parent
         }
-        for await (const b of container.listLevel(level)) {
-          if (b.kind !== "blob") continue;
-          // Read the way import reads: every key spelling and time format core accepts.
-          const folder = isFolderStub(b.metadata);
-          const symlink = isSymlinkBlob(b.metadata);
-          const kind = folder ? "directory" : symlink ? "symlink" : "file";
-          existing.set(b.name, {
-            size: b.size,
-            mtimeSec: attributesFromMetadata(b.metadata, kind).mtimeSec,
-            folder,
-            symlink,
-          });
-        }
+        await existing.open(container.listLevel(level));
       },
+      inPass: (path) => existing.whole || existing.covers(nameOf(path)),
+      endPass: () => existing.next(),
       entry: async (path, e) => {
         countEntry(scan, e);
         if (e.type === EntryType.Other) {
@@ -111,7 +118,10 @@ export const exportVisitor =
         }
         let name: string;
         try {
-          name = blobNameForPath(path, prefix);
+          name =
+            named !== undefined && named.path === path && named.name !== undefined
+              ? named.name
+              : blobNameForPath(path, prefix);
         } catch (err) {
           if (!(err instanceof BlobNameError)) throw err;
           exp.errors++;
@@ -141,6 +151,9 @@ export const exportVisitor =
           await queueChunks(toFileEntry(path, e), name);
         else await queue(toFileEntry(path, e));
       },
-      end: () => batches.flush(),
+      end: async () => {
+        await existing.close();
+        await batches.flush();
+      },
     };
   };

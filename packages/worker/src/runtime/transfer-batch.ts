@@ -9,6 +9,7 @@ import {
   resolveUnderRoot,
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
+import { setTimeout as sleep } from "node:timers/promises";
 import { jobRootFor } from "@hsmfleet/fs";
 import type { BlobContainer } from "@hsmfleet/blob";
 import type * as BlobApi from "@hsmfleet/blob";
@@ -78,7 +79,8 @@ export const handleTransferBatch = async (
   msg: JsMsg,
   batch: TransferBatch,
   job: JobStatus,
-  container: BlobContainer,
+  /** Undefined only for the benchmarks' null target (BenchSeams.nullTarget). */
+  container: BlobContainer | undefined,
   signal: AbortSignal,
 ): Promise<void> => {
   const spec = job.spec;
@@ -89,7 +91,7 @@ export const handleTransferBatch = async (
   const fileCtx = { ...ctx, onBytes: countBytes("export", batch.jobId, (n) => ctx.onBytes(n)) };
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
-    const result = await exportOrLanded(container, prefix, entry, signal, () =>
+    const result = await exportOrLanded(container, prefix, entry, signal, (target) =>
       traceFileTransfer(
         {
           direction: "export",
@@ -103,7 +105,10 @@ export const handleTransferBatch = async (
           withAttempts(
             ctx.options.attempts,
             signal,
-            () => exportEntry(fileCtx, container, spec.root, prefix, spec.blockSize, entry, signal),
+            () =>
+              target === undefined
+                ? discardEntry(entry, ctx.options.nullTargetFileMs)
+                : exportEntry(fileCtx, target, spec.root, prefix, spec.blockSize, entry, signal),
             (n, error) => ctx.onRetry?.(n, error),
           ),
       ),
@@ -134,16 +139,18 @@ export const handleTransferBatch = async (
  * before the abort reached the client): then it counts as exported, as a re-run would find it.
  */
 const exportOrLanded = async (
-  container: BlobContainer,
+  container: BlobContainer | undefined,
   prefix: string,
   entry: FileEntry,
   signal: AbortSignal,
-  run: () => Promise<{ bytes: number; error?: ItemError | undefined }>,
+  run: (
+    container: BlobContainer | undefined,
+  ) => Promise<{ bytes: number; error?: ItemError | undefined }>,
 ): Promise<{ bytes: number; error?: ItemError | undefined }> => {
   try {
-    return await run();
+    return await run(container);
   } catch (err) {
-    if (!signal.aborted || entry.type !== EntryType.File) throw err;
+    if (!signal.aborted || entry.type !== EntryType.File || container === undefined) throw err;
     const landed = await container
       .getProperties(blobNameForPath(entry.path, prefix))
       .then(
@@ -190,6 +197,15 @@ const entryTypeName = (entry: FileEntry): string =>
     : entry.type === EntryType.Symlink
       ? "symlink"
       : "file";
+
+/** Benchmarks' null target (BenchSeams.nullTarget): the entry counts as moved, nothing is read. */
+const discardEntry = async (
+  entry: FileEntry,
+  delayMs: number,
+): Promise<{ bytes: number; error?: ItemError }> => {
+  if (delayMs > 0) await sleep(delayMs);
+  return { bytes: entry.type === EntryType.File ? entry.size : 0 };
+};
 
 const exportEntry = async (
   ctx: TransferContext,

@@ -5,9 +5,7 @@ import {
   errorCode,
   errorMessage,
   joinPathBytes,
-  resolveUnderRoot,
 } from "@hsmfleet/core";
-import { jobRootFor, openDir } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
@@ -47,7 +45,14 @@ export interface WalkContext {
 export interface ShardVisitor {
   /** Before each directory of the shard is read (export lists the blobs at that level). */
   readonly beginDirectory?: (dir: Buffer) => Promise<void>;
-  /** Every entry that could be lstat'ed, with its root-relative path. */
+  /**
+   * A directory read in several passes (export: one window of a huge blob listing each): whether
+   * the entry at `path` belongs to this pass. Absent: one pass, every entry.
+   */
+  readonly inPass?: (path: Buffer) => boolean;
+  /** After each pass over a directory: true to read it again for the next one. */
+  readonly endPass?: () => Promise<boolean>;
+  /** Every entry that could be lstat'ed, with its root-relative path (once, in its pass). */
   readonly entry: (path: Buffer, e: DirEntry) => Promise<void>;
   /** After the last entry: hand over what is buffered. */
   readonly end: () => Promise<void>;
@@ -318,40 +323,41 @@ const walkShardWith = async (
   for (const dir of shard.paths) {
     try {
       await visitor.beginDirectory?.(dir);
-      // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
-      const reader = await openDir(resolveUnderRoot(spec.root, dir), {
-        hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
-        batchSize: options.readBatchSize,
-        beneath: { rootFd: (await jobRootFor(spec.root)).fd, rel: dir },
-      });
-      try {
-        for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
-          ctx.onEntries(batch.length);
-          for (const e of batch) {
-            const rel = joinPathBytes(dir, e.name);
-            if (e.error) {
-              const gone = e.error.code === "ENOENT";
-              if (gone) vanished++;
-              else walkErrors++;
-              await recordError({
-                path: rel,
-                operation: e.error.operation,
-                code: e.error.code,
-                message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
-                retryable: false,
-              });
-              if (e.error.operation === "lstat") continue;
+      for (let more = true; more; more = (await visitor.endPass?.()) ?? false) {
+        const reader = await options.namespace.openDirectory(spec.root, dir, {
+          hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
+          batchSize: options.readBatchSize,
+        });
+        try {
+          for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
+            ctx.onEntries(batch.length);
+            for (const e of batch) {
+              const rel = joinPathBytes(dir, e.name);
+              if (visitor.inPass !== undefined && !visitor.inPass(rel)) continue;
+              if (e.error) {
+                const gone = e.error.code === "ENOENT";
+                if (gone) vanished++;
+                else walkErrors++;
+                await recordError({
+                  path: rel,
+                  operation: e.error.operation,
+                  code: e.error.code,
+                  message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
+                  retryable: false,
+                });
+                if (e.error.operation === "lstat") continue;
+              }
+              if (e.type === EntryType.Directory) {
+                group.push(rel);
+                if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
+              }
+              await visitor.entry(rel, e);
             }
-            if (e.type === EntryType.Directory) {
-              group.push(rel);
-              if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
-            }
-            await visitor.entry(rel, e);
+            run.keepAlive();
           }
-          run.keepAlive();
+        } finally {
+          await reader.close();
         }
-      } finally {
-        await reader.close();
       }
     } catch (err) {
       if (!(err instanceof FsOperationError)) throw err;

@@ -1,0 +1,35 @@
+import { resolveUnderRoot } from "@hsmfleet/core";
+import { jobRootFor, openDir } from "@hsmfleet/fs";
+import type { DirReader } from "@hsmfleet/fs";
+
+/** How the walk reads one directory of a job's tree. */
+export interface DirectoryReadOptions {
+  /** xattr holding struct hsm_attrs; undefined: none read. */
+  hsmXattr: string | undefined;
+  /** Entries per batch. */
+  batchSize: number;
+}
+
+/**
+ * The file-system side of the walk: lists a directory of the job's tree as batches of lstat'ed
+ * entries. The default, `posixNamespace`, reads the real tree beneath the job root's fd; the
+ * benchmarks put a synthetic tree here (bench/synthetic-namespace.ts), never a user command.
+ */
+export interface WalkNamespace {
+  /** Shown in logs: "posix" or what the benchmark calls its tree. */
+  readonly name: string;
+  /** Opens `dir` (root-relative, "" = the root) of the tree at `root`; rejects FsOperationError. */
+  openDirectory(root: Buffer, dir: Buffer, options: DirectoryReadOptions): Promise<DirReader>;
+}
+
+/** The real tree: native reader, beneath the job root's fd, no symlink followed. */
+export const posixNamespace: WalkNamespace = {
+  name: "posix",
+  openDirectory: async (root, dir, options) =>
+    openDir(resolveUnderRoot(root, dir), {
+      hsmXattr: options.hsmXattr,
+      batchSize: options.batchSize,
+      // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
+      beneath: { rootFd: (await jobRootFor(root)).fd, rel: dir },
+    }),
+};

@@ -1,0 +1,86 @@
+/**
+ * The processes of the control-plane benchmark (control-plane.bench.ts), this module as main:
+ *
+ *   node control-plane-peer.js worker       a worker whose walks list a SyntheticNamespace and
+ *                                           whose export target is the in-process null target
+ *   node control-plane-peer.js coordinator  one export job of that tree; prints its summary
+ *
+ * Both read CP_NATS (comma-separated URLs), CP_TREE (SyntheticTreeSpec as JSON), CP_STORAGE (the
+ * benchmark sink's connection string: the coordinator creates its containers and writes the job's
+ * logs there; the null target makes no request), CP_REPLICAS (1 or 3). A worker says "ready" on
+ * stdout once it pulls; SIGTERM stops it (in-flight items finish) and it prints its stats.
+ * The coordinator reads CP_BATCH_ENTRIES (transfer batch size) and CP_ROOT (a real empty
+ * directory: the coordinator checks and claims it; the workers never read it). Workers read
+ * CP_WALK_CONCURRENCY, CP_TRANSFER_CONCURRENCY, CP_FILE_CONCURRENCY and CP_FILE_MS (each file
+ * takes this long: a stand-in for its transfer; default 0).
+ */
+import { parseStorageTarget } from "@hsmfleet/blob";
+import { connectBus } from "@hsmfleet/bus";
+import { runExportJob } from "@hsmfleet/coordinator";
+import { createLogger } from "@hsmfleet/telemetry";
+import { SyntheticNamespace, Worker } from "@hsmfleet/worker";
+import type { SyntheticTreeSpec } from "@hsmfleet/worker";
+
+const env = (name: string): string => {
+  const v = process.env[name];
+  if (v === undefined || v === "") throw new Error(`control-plane peer: ${name} is not set`);
+  return v;
+};
+
+const role = process.argv[2];
+const servers = env("CP_NATS").split(",");
+const storage = parseStorageTarget(env("CP_STORAGE"));
+if (!storage) throw new Error("control-plane peer: CP_STORAGE is not a storage target");
+const topology = { replicas: Number(process.env["CP_REPLICAS"] ?? "1") };
+const nc = await connectBus({ servers, name: `cp-${role}-${process.pid}` });
+
+if (role === "worker") {
+  // CP_TREE=posix: the real tree at the job's root (the huge-directory bench), still the null target.
+  const treeSpec = env("CP_TREE");
+  const tree =
+    treeSpec === "posix"
+      ? undefined
+      : new SyntheticNamespace(JSON.parse(treeSpec) as SyntheticTreeSpec);
+  // A small per-process footprint: 64 of these share 2 CPUs.
+  const worker = await Worker.create({
+    nc,
+    storage,
+    topology,
+    concurrency: Number(process.env["CP_WALK_CONCURRENCY"] ?? "4"),
+    transferConcurrency: Number(process.env["CP_TRANSFER_CONCURRENCY"] ?? "4"),
+    fileConcurrency: Number(process.env["CP_FILE_CONCURRENCY"] ?? "64"),
+    memoryBudgetBytes: 16 * 1024 * 1024,
+    maxRequestConcurrency: 4,
+    bench: {
+      ...(tree === undefined ? {} : { namespace: tree }),
+      nullTarget: true,
+      nullTargetFileMs: Number(process.env["CP_FILE_MS"] ?? "0"),
+    },
+    // Warnings (redeliveries, retries) on stderr: the join/leave test counts redeliveries there.
+    logger: createLogger({ role: "worker", level: "warn" }),
+  });
+  const running = worker.run();
+  process.stdout.write("ready\n");
+  const stop = (): void => {
+    void worker.shutdown();
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  await running;
+  process.stdout.write(`${JSON.stringify({ stats: worker.stats })}\n`);
+  await nc.close();
+} else if (role === "coordinator") {
+  const summary = await runExportJob({
+    nc,
+    root: env("CP_ROOT"),
+    container: "bench",
+    storage,
+    topology,
+    batchMaxEntries: Number(process.env["CP_BATCH_ENTRIES"] ?? "1000"),
+    maxErrors: 0,
+  });
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+  await nc.close();
+} else {
+  throw new Error(`control-plane peer: role must be worker or coordinator, got ${role}`);
+}
