@@ -93,6 +93,8 @@ export const JobKind = {
   Restore: 4,
   Hsm: 5,
   Verify: 6,
+  /** `hsmfleet sync`: a long-running service keeping a container in step with a tree. */
+  Sync: 7,
 } as const;
 export type JobKind = (typeof JobKind)[keyof typeof JobKind];
 
