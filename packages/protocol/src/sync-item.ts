@@ -17,9 +17,18 @@
  * - `move`: a rename: server-side copy of the blob at `from` to `path`, then delete `from`.
  *   For a directory the coordinator lists the blobs under the old prefix and sends one `move`
  *   per blob (its `from` is the old path of that entry).
+ * - `reconcile`: compare directory `path` (empty: the root) with the blobs at its level, as
+ *   export's incremental compare does, and make them match: missing or changed entries
+ *   uploaded, changed attributes updated, blobs with no entry deleted unless `keep`.
  */
-export type SyncOpKind = "upload" | "meta" | "delete" | "move";
-export const SYNC_OP_KINDS: readonly SyncOpKind[] = ["upload", "meta", "delete", "move"];
+export type SyncOpKind = "upload" | "meta" | "delete" | "move" | "reconcile";
+export const SYNC_OP_KINDS: readonly SyncOpKind[] = [
+  "upload",
+  "meta",
+  "delete",
+  "move",
+  "reconcile",
+];
 
 export interface SyncOp {
   op: SyncOpKind;
@@ -29,6 +38,8 @@ export interface SyncOp {
   from?: Buffer | undefined;
   /** `delete`: the entry was a directory (its whole prefix goes). */
   dir?: boolean | undefined;
+  /** `reconcile`: never delete blobs (`--no-delete`). */
+  keep?: boolean | undefined;
 }
 
 export interface SyncBatch {
@@ -93,6 +104,7 @@ export const encodeSyncBatch = (batch: SyncBatch): Uint8Array =>
       path: b64(o.path),
       ...(o.from ? { from: b64(o.from) } : {}),
       ...(o.dir ? { dir: true } : {}),
+      ...(o.keep ? { keep: true } : {}),
     })),
   });
 
@@ -141,13 +153,15 @@ export const decodeSyncBatch = (data: Uint8Array): SyncBatch => {
       const op = o as Record<string, unknown>;
       if (!(SYNC_OP_KINDS as readonly unknown[]).includes(op["op"]))
         throw new Error(`${what}: op ${i} has an unknown kind`);
-      if (op["dir"] !== undefined && typeof op["dir"] !== "boolean")
-        throw new Error(`${what}: op ${i} field dir is not a boolean`);
+      for (const flag of ["dir", "keep"])
+        if (op[flag] !== undefined && typeof op[flag] !== "boolean")
+          throw new Error(`${what}: op ${i} field ${flag} is not a boolean`);
       return {
         op: op["op"] as SyncOpKind,
         path: bytes(op["path"], `ops[${i}].path`, what),
         ...(op["from"] !== undefined ? { from: bytes(op["from"], `ops[${i}].from`, what) } : {}),
         ...(op["dir"] === true ? { dir: true } : {}),
+        ...(op["keep"] === true ? { keep: true } : {}),
       };
     }),
   };

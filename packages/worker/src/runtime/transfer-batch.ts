@@ -191,7 +191,8 @@ const entryTypeName = (entry: FileEntry): string =>
       ? "symlink"
       : "file";
 
-const exportEntry = async (
+/** One entry uploaded in AMLFS format (the export path; sync reuses it). */
+export const exportEntry = async (
   ctx: TransferContext,
   container: BlobContainer,
   root: Buffer,
