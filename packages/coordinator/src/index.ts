@@ -52,3 +52,6 @@ export type { SyncStatusRecord } from "./sync/sync-state.js";
 export { PosixChangeSource } from "./sync/posix-source.js";
 export { Coalescer } from "./sync/coalesce.js";
 export type { ChangeSource, ChangeCheckpoint, SourceChange } from "./sync/change-source.js";
+export { LustreChangelogSource } from "./sync/lustre-changelog-source.js";
+export type { LustreSourceOptions } from "./sync/lustre-changelog-source.js";
+export { parseChangelogLine, ChangelogParseError } from "./sync/lustre-changelog-parser.js";

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
-import { SYNC_DEFAULTS, runSyncService } from "@hsmfleet/coordinator";
+import { LustreChangelogSource, SYNC_DEFAULTS, runSyncService } from "@hsmfleet/coordinator";
+import { UsageError } from "@hsmfleet/core";
 import type { SyncStatusRecord } from "@hsmfleet/coordinator";
 import { parseDuration } from "../duration.js";
 import { openRuntime } from "../runtime.js";
@@ -37,6 +38,15 @@ export const registerSyncCommand = (ctx: CliContext): void => {
       "compare every directory with its blobs this often",
       seconds(SYNC_DEFAULTS.rescanIntervalMs),
     )
+    .option(
+      "--source <kind>",
+      "change source: posix (kernel events) or lustre (the changelog)",
+      "posix",
+    )
+    .option("--mdt <name>", "lustre: the MDT whose changelog is read (e.g. lustre-MDT0000)")
+    .option("--changelog-user <id>", "lustre: the registered changelog user (e.g. cl1)")
+    .option("--lustre-mount <path>", "lustre: the file system's mount point (default: <path>)")
+    .option("--lfs <path>", "lustre: the lfs binary", "lfs")
     .option("--json", "print the final status as one JSON object on stdout")
     .action(
       async (
@@ -49,9 +59,18 @@ export const registerSyncCommand = (ctx: CliContext): void => {
           removeDelay: string;
           delete: boolean;
           rescanInterval: string;
+          source: string;
+          mdt?: string;
+          changelogUser?: string;
+          lustreMount?: string;
+          lfs: string;
           json?: boolean;
         },
       ) => {
+        if (opts.source !== "posix" && opts.source !== "lustre")
+          throw new UsageError(`--source ${opts.source}: posix or lustre`);
+        if (opts.source === "lustre" && (!opts.mdt || !opts.changelogUser))
+          throw new UsageError("--source lustre needs --mdt NAME and --changelog-user ID");
         const g = globals();
         const log = logger("coordinator");
         const stateDir = resolveStateDir(g.stateDir);
@@ -83,6 +102,17 @@ export const registerSyncCommand = (ctx: CliContext): void => {
             noDelete: !opts.delete,
             rescanIntervalMs: parseDuration(opts.rescanInterval),
             storage: storage.target,
+            source:
+              opts.source === "lustre"
+                ? new LustreChangelogSource({
+                    lfsPath: opts.lfs,
+                    mdt: opts.mdt!,
+                    user: opts.changelogUser!,
+                    mount: resolve(opts.lustreMount ?? path),
+                    root: resolve(path),
+                    logger: log,
+                  })
+                : undefined,
             logger: log,
             signal: abort.signal,
           });

@@ -17,6 +17,10 @@ export interface SourceChange {
    * the directory's entries and blobs at its level are made to match.
    */
   readonly reconcile?: boolean | undefined;
+  /** A record that changes nothing here (outside the synced root, entry gone): only counted. */
+  readonly ignore?: boolean | undefined;
+  /** The entry left the synced tree (renamed out of it): its blob goes as for a removal. */
+  readonly gone?: boolean | undefined;
 }
 
 /**

@@ -64,6 +64,7 @@ export class Coalescer {
   add(change: SourceChange, nowMs: number): void {
     const type = change.record.type;
     const index = BigInt(change.record.index);
+    if (change.ignore) return;
     if (change.reconcile) return this.#merge("reconcile", change.rel, true, index, nowMs);
     if (IGNORED.has(type)) return;
     if (type === "RENME" || type === "RNMTO") {
@@ -71,7 +72,7 @@ export class Coalescer {
         return this.#merge("upload", change.rel, change.isDir, index, nowMs);
       return this.#rename(change.from, change.rel, change.isDir, index);
     }
-    if (REMOVAL.has(type)) {
+    if (REMOVAL.has(type) || change.gone) {
       this.#pending.delete(keyOf("upload", change.rel));
       if (type === "RMDIR") this.#pending.delete(keyOf("reconcile", change.rel));
       return this.#merge("delete", change.rel, change.isDir || type === "RMDIR", index, nowMs);

@@ -8,6 +8,7 @@ import {
   jetstream,
 } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
+import type { BlobContainer } from "@hsmfleet/blob";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
 import { UsageError, errorMessage, normalizePrefix } from "@hsmfleet/core";
 import {
@@ -95,7 +96,7 @@ export const runSyncService = async (options: SyncServiceOptions): Promise<SyncS
   const jobId = `sync-${name}`;
   if (!JOB_ID_PATTERN.test(jobId))
     throw new UsageError(`sync name "${name}": letters, digits, '-' and '_' only, at most 59`);
-  let container: import("@hsmfleet/blob").BlobContainer | undefined;
+  let container: BlobContainer | undefined;
   if (options.storage !== undefined) {
     const { openContainer } = await import("@hsmfleet/blob");
     container = openContainer(options.storage, options.container);
