@@ -26,7 +26,8 @@ export const spawnSync = (
 export const syncStatus = async (
   nc: NatsConnection,
   name: string,
-): Promise<SyncStatusRecord | undefined> => readSyncStatus((await ensureSyncTopology(nc)).state, name);
+): Promise<SyncStatusRecord | undefined> =>
+  readSyncStatus((await ensureSyncTopology(nc)).state, name);
 
 /**
  * Waits until the service has applied everything read after `sinceMs` (nothing pending, saved
@@ -36,11 +37,16 @@ export const waitInStep = async (
   nc: NatsConnection,
   name: string,
   sinceMs: number,
-  options: { deletes?: boolean; timeoutMs?: number } = {},
+  options: {
+    deletes?: boolean;
+    timeoutMs?: number;
+    /** The source's checkpoint must have reached this record. */
+    checkpoint?: { source: string; index: number };
+  } = {},
 ): Promise<SyncStatusRecord> => {
   let last: SyncStatusRecord | undefined;
   await waitFor(
-    `sync ${name} in step (last status: ${JSON.stringify(last)})`,
+    `sync ${name} in step`,
     async () => {
       last = await syncStatus(nc, name);
       return (
@@ -49,11 +55,15 @@ export const waitInStep = async (
         last.lastFullySynchronizedMs > sinceMs &&
         last.updatedAtMs > last.lastFullySynchronizedMs &&
         last.backlog === 0 &&
-        (!options.deletes || last.deletionsPending === 0)
+        (!options.deletes || last.deletionsPending === 0) &&
+        (options.checkpoint === undefined ||
+          Number(last.checkpoint[options.checkpoint.source] ?? -1) >= options.checkpoint.index)
       );
     },
     options.timeoutMs ?? 120_000,
-  );
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message} (last status: ${JSON.stringify(last)})`);
+  });
   return last!;
 };
 

@@ -2,7 +2,7 @@
 // It implements the subcommands `hsmfleet sync --source lustre` calls, with lfs's output formats:
 //   lfs changelog <mdt> [startrec]           prints the recorded records from startrec on
 //   lfs changelog_clear <mdt> <user> <endrec> logs the clear (one line) and drops records <= endrec
-//   lfs fid2path <mount> <fid>               prints <mount>/<path> (exit 2 when the FID is gone)
+//   lfs fid2path [--print-fid] <mount> <fid>… prints [<fid> ]<mount>/<path> a FID (exit 2 if one is gone)
 // The records are real-format text recorded in $LFS_STANDIN_CHANGELOG (see LustreRecorder);
 // FIDs and their current paths are JSON lines in $LFS_STANDIN_FIDS (later lines win, path null:
 // gone); clears are appended to $LFS_STANDIN_CLEARS as "<mdt> <user> <endrec>".
@@ -52,6 +52,8 @@ switch (command) {
     break;
   }
   case "fid2path": {
+    const printFid = argv[0] === "--print-fid" || argv[0] === "-f";
+    if (printFid) argv.shift();
     const [mount, ...fids] = argv;
     const map = new Map<string, string | null>();
     for (const line of readFileSync(env("LFS_STANDIN_FIDS"), "utf8").split("\n")) {
@@ -67,7 +69,9 @@ switch (command) {
         code = 2;
         continue;
       }
-      process.stdout.write(`${mount}${path === "" ? "" : `/${path}`}\n`);
+      process.stdout.write(
+        `${printFid ? `${fid} ` : ""}${mount}${path === "" ? "" : `/${path}`}\n`,
+      );
     }
     process.exit(code);
     break;

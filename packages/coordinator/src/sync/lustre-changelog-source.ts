@@ -156,9 +156,14 @@ export class LustreChangelogSource implements ChangeSource {
   /** Paths of the records (relative to the synced root); records outside it are dropped. */
   async #resolve(records: ChangeRecord[]): Promise<SourceChange[]> {
     const wanted = new Set<string>();
+    const created = new Set(
+      records
+        .filter((r) => r.type === "CREAT" || r.type === "MKDIR" || r.type === "SLINK")
+        .map((r) => r.target),
+    );
     for (const r of records) {
       if (NAMED.has(r.type) && r.parent) wanted.add(r.parent);
-      else if (!NAMED.has(r.type)) wanted.add(r.target);
+      else if (!NAMED.has(r.type) && !created.has(r.target)) wanted.add(r.target);
       if (r.sourceParent) wanted.add(r.sourceParent);
     }
     const known = await this.#fid2path([...wanted].filter((f) => !this.#paths.has(f)));
@@ -172,6 +177,9 @@ export class LustreChangelogSource implements ChangeSource {
       const full = NAMED.has(r.type) && r.parent ? where(r.parent, r.name) : pathOf(r.target);
       const rel = full === undefined ? undefined : this.#underRoot(full);
       if (r.type === "RENME" || r.type === "RMDIR") this.#paths.clear();
+      // A new entry's path is known from its record: its CLOSE/MTIME/SATTR need no fid2path.
+      if ((r.type === "CREAT" || r.type === "MKDIR" || r.type === "SLINK") && full !== undefined)
+        this.#paths.set(r.target, full);
       if (r.type === "RENME" && r.sourceParent) {
         const fromFull = where(r.sourceParent, r.sourceName ?? "");
         const from = fromFull === undefined ? undefined : this.#underRoot(fromFull);
@@ -212,24 +220,35 @@ export class LustreChangelogSource implements ChangeSource {
     return full.startsWith(`${this.#rootRel}/`) ? full.slice(this.#rootRel.length + 1) : undefined;
   }
 
-  /** `lfs fid2path <mount> <fid>…`: paths relative to the mount; FIDs that are gone are left out. */
+  /**
+   * `lfs fid2path --print-fid <mount> <fid>…` (100 FIDs a call): paths relative to the mount, one
+   * `<fid> <path>` line each; FIDs that are gone are left out.
+   */
   async #fid2path(fids: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
+    const ask: string[] = [];
     for (const fid of fids) {
-      if (fid === ROOT_FID) {
-        out.set(fid, "");
-        continue;
-      }
-      const text = await new Promise<string | undefined>((resolve) =>
-        execFile(this.#o.lfsPath, ["fid2path", this.#o.mount, fid], (err, stdout) =>
-          resolve(err ? undefined : stdout.split("\n")[0]),
+      if (fid === ROOT_FID) out.set(fid, "");
+      else ask.push(fid);
+    }
+    for (let i = 0; i < ask.length; i += 100) {
+      const text = await new Promise<string>((resolve) =>
+        execFile(
+          this.#o.lfsPath,
+          ["fid2path", "--print-fid", this.#o.mount, ...ask.slice(i, i + 100)],
+          { maxBuffer: 64 * 1024 * 1024 },
+          // Exit 2 when some FID is gone: the others are printed all the same.
+          (_err, stdout) => resolve(stdout),
         ),
       );
-      if (text === undefined || text === "") continue;
-      let path = text.startsWith(this.#o.mount) ? text.slice(this.#o.mount.length) : text;
-      path = path.replace(/^\/+/, "");
-      out.set(fid, path);
-      this.#paths.set(fid, path);
+      for (const line of text.split("\n")) {
+        const m = /^(\[[^\]]+\]) (.*)$/.exec(line);
+        if (!m) continue;
+        let path = m[2]!.startsWith(this.#o.mount) ? m[2]!.slice(this.#o.mount.length) : m[2]!;
+        path = path.replace(/^\/+/, "");
+        out.set(m[1]!, path);
+        this.#paths.set(m[1]!, path);
+      }
     }
     return out;
   }

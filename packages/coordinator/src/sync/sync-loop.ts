@@ -144,6 +144,7 @@ export class SyncLoop {
     if (phase !== undefined) {
       const minIndex = this.#phaseMin(phase);
       const ops = await this.#phaseOps(phase, now);
+      o.logger?.debug({ ops: ops.length, moves: phase.moves.length }, "sync: phase");
       if (ops.length > 0)
         this.#fold(await dispatcher.run(ops, o.opsPerItem, o.itemTimeoutMs, signal), minIndex);
       await this.#advance();
