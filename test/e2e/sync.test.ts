@@ -5,7 +5,7 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runVerifyJob } from "@hsmfleet/coordinator";
 import { tempDir } from "@hsmfleet/testkit";
-import { startBus, startStorage, startWorkers } from "./helpers.js";
+import { runCli, startBus, startStorage, startWorkers } from "./helpers.js";
 import { spawnSync, stopSync, syncStatus, waitInStep } from "./sync-helpers.js";
 
 const names = async (connection: string, container: string, prefix = ""): Promise<string[]> => {
@@ -76,6 +76,17 @@ test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, rename
 
   const verified = await runVerifyJob({ nc, root, container: "synced", storage });
   t.like(verified, { identical: true, differences: 0, errors: 0 });
+
+  // `hsmfleet status` shows the service's counters (AMLFS autoExportJobs-like) from its job record.
+  const shown = await runCli(["--nats", server.url, "status", "sync-e2e", "--json"]);
+  t.is(shown.code, 0, shown.stderr);
+  const json = JSON.parse(shown.stdout) as Record<string, unknown>;
+  t.like(json, { kind: "sync", syncState: "running", source: "posix", failures: 0, backlog: 0 });
+  t.true((json["renames"] as number) >= 1001);
+  t.true((json["recordsApplied"] as number) > 1000);
+  t.is(typeof json["lastFullySynchronized"], "string");
+  const text = await runCli(["--nats", server.url, "status", "sync-e2e"]);
+  t.regex(text.stdout, /records read \d+, applied \d+; backlog 0/);
 
   const stopped = await stopSync(sync.child);
   t.is(stopped.code, 0, sync.stderr());

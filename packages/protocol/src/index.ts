@@ -39,6 +39,7 @@ export {
 } from "./counters.js";
 export type {
   HsmCounters,
+  SyncJobCounters,
   ScanCounters,
   ExportCounters,
   ImportCounters,

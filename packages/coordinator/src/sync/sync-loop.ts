@@ -85,6 +85,11 @@ export class SyncLoop {
     };
   }
 
+  /** The status as last computed. */
+  status(): SyncStatusRecord {
+    return { ...this.#status };
+  }
+
   #emit(changes: SourceChange[]): void {
     const now = Date.now();
     for (const c of changes) {

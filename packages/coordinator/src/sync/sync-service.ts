@@ -71,6 +71,38 @@ export interface SyncServiceOptions {
   onStatus?: ((status: SyncStatusRecord) => void) | undefined;
 }
 
+/** The job record with the service's status in it (sync and export counters). */
+const withSyncCounters = (job: JobStatus, s: SyncStatusRecord): JobStatus => ({
+  ...job,
+  updatedAtMs: s.updatedAtMs,
+  export: {
+    ...job.export,
+    filesExported: s.filesExported,
+    bytesExported: s.bytesExported,
+    directoriesExported: s.directoriesExported,
+    symlinksExported: s.symlinksExported,
+    errors: s.failures,
+  },
+  sync: {
+    source: s.source,
+    syncState: s.state,
+    recordsRead: s.recordsRead,
+    recordsApplied: s.recordsApplied,
+    filesExported: s.filesExported,
+    bytesExported: s.bytesExported,
+    directoriesExported: s.directoriesExported,
+    symlinksExported: s.symlinksExported,
+    metadataUpdates: s.metadataUpdates,
+    renames: s.renames,
+    deletions: s.deletions,
+    deletionsPending: s.deletionsPending,
+    failures: s.failures,
+    backlog: s.backlog,
+    msBehind: Math.round(s.secondsBehind * 1000),
+    lastFullySynchronizedMs: s.lastFullySynchronizedMs,
+  },
+});
+
 /** The default service name: the container's, with characters a subject token cannot hold replaced. */
 export const syncNameFor = (container: string, prefix: string): string =>
   `${container}${prefix ? `-${prefix}` : ""}`.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 59);
@@ -152,7 +184,11 @@ export const runSyncService = async (options: SyncServiceOptions): Promise<SyncS
     itemTimeoutMs: options.itemTimeoutMs ?? SYNC_DEFAULTS.itemTimeoutMs,
     statusIntervalMs: SYNC_DEFAULTS.statusIntervalMs,
     logger: options.logger,
-    onStatus: options.onStatus,
+    onStatus: (s) => {
+      options.onStatus?.(s);
+      // The job record carries the status too: `hsmfleet status`, `jobs`, the dashboard.
+      void store.put(withSyncCounters(status, s)).catch(() => undefined);
+    },
   });
   options.logger?.info({ jobId, root, container: options.container, prefix }, "sync started");
   let final: SyncStatusRecord;
