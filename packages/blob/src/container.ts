@@ -382,4 +382,48 @@ export class BlobContainer {
       throw this.#fail("delete-blob", err, name);
     }
   }
+
+  /** Replaces the blob's metadata in place (no data copied); false when the blob does not exist. */
+  async setMetadata(name: string, metadata: Record<string, string>): Promise<boolean> {
+    try {
+      await this.client.getBlobClient(name).setMetadata(metadata);
+      return true;
+    } catch (err) {
+      if (httpErrorInfo(err).statusCode === 404) return false;
+      throw this.#fail("set-metadata", err, name);
+    }
+  }
+
+  /**
+   * Server-side copy of `from` to `to` in this container (Copy Blob: the service moves the bytes,
+   * nothing passes through this host; within one account it is authorized by this client's
+   * credential). Data, Content-MD5 and metadata are copied. False when `from` does not exist.
+   */
+  async copyBlob(from: string, to: string, abortSignal?: AbortSignal): Promise<boolean> {
+    try {
+      const source = this.client.getBlobClient(from).url;
+      const poller = await this.client
+        .getBlobClient(to)
+        .beginCopyFromURL(source, { ...(abortSignal ? { abortSignal } : {}), intervalInMs: 200 });
+      await poller.pollUntilDone();
+      return true;
+    } catch (err) {
+      if (httpErrorInfo(err).statusCode === 404) return false;
+      throw this.#fail("copy-blob", err, to);
+    }
+  }
+
+  /** Every blob name under `prefix` (flat listing, no metadata), page by page. */
+  async *listNames(prefix: string, abortSignal?: AbortSignal): AsyncIterable<string> {
+    try {
+      for await (const item of this.client.listBlobsFlat({
+        prefix,
+        ...(abortSignal ? { abortSignal } : {}),
+      })) {
+        yield item.name;
+      }
+    } catch (err) {
+      throw this.#fail("list-blobs", err, prefix === "" ? "(root)" : prefix);
+    }
+  }
 }

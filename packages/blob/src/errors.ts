@@ -14,6 +14,8 @@ export type BlobOperation =
   | "get-blob-range"
   | "write"
   | "delete-blob"
+  | "set-metadata"
+  | "copy-blob"
   | "list-blobs"
   | "create-container";
 

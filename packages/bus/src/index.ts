@@ -50,3 +50,5 @@ export { sealHeaders, hasValidSeal, sealingPublishes } from "./sealed-publish.js
 export type { ItemKeyLookup } from "./sealed-publish.js";
 export { serverKeepsTermReason, terminateMessage, isTerminalMessageError } from "./terminate.js";
 export type { TerminalMessageError } from "./terminate.js";
+export { ensureSyncTopology, SYNC_BUCKET, SYNC_TOPOLOGY_DEFAULTS } from "./sync-topology.js";
+export type { SyncTopologyOptions } from "./sync-topology.js";

@@ -82,7 +82,7 @@ export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology
   hsmPartitions: options.hsmPartitions ?? TOPOLOGY_DEFAULTS.hsmPartitions,
 });
 
-const ensureStream = (
+export const ensureStream = (
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
   update: boolean,

@@ -12,6 +12,7 @@ import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
 import { registerServerCommand } from "./commands/server.js";
+import { registerSyncCommand } from "./commands/sync.js";
 import { registerVerifyCommand } from "./commands/verify.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { addNatsAuthOptions } from "./nats-options.js";
@@ -33,6 +34,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerRestoreCommand,
   registerHsmCommand,
   registerVerifyCommand,
+  registerSyncCommand,
   registerWorkerCommand,
   registerPlanCommand,
   registerAdminCommands,

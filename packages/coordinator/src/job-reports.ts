@@ -6,6 +6,7 @@ import { restoreReport } from "./restore/restore-report.js";
 import { hsmReport } from "./hsm/hsm-report.js";
 import { scanReport, scanReportAs } from "./scan/scan-report.js";
 import { verifyReport } from "./verify/verify-report.js";
+import { syncReport } from "./sync/sync-report.js";
 
 /** Every job kind's report: a new kind adds its line here (the type requires one per kind). */
 export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
@@ -15,6 +16,7 @@ export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
   [JobKind.Restore]: restoreReport,
   [JobKind.Hsm]: hsmReport,
   [JobKind.Verify]: verifyReport,
+  [JobKind.Sync]: syncReport,
 };
 
 /** A job of a kind this version does not know (written by a newer one): its walk counters. */

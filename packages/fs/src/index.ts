@@ -55,3 +55,5 @@ export {
 export { Md5Stream, SPARSE_BLOCK_BYTES, pwriteAll, writeWholeFile } from "./write-hash.js";
 export type { WriteOptions } from "./write-hash.js";
 export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";
+export { InotifyWatcher, InotifyMask, SYNC_WATCH_MASK, parseInotifyEvents } from "./inotify.js";
+export type { InotifyEvent } from "./inotify.js";

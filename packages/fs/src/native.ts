@@ -83,7 +83,20 @@ export interface NativeBinding {
   ): Promise<number>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
+  /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */
+  inotifyStart(onRead: (errno: number | null, data: Buffer | null) => void): NativeInotifyHandle;
+  /** Watches the directory open as `dirFd` (through /proc/self/fd); the watch descriptor. */
+  inotifyAddWatch(handle: NativeInotifyHandle, dirFd: number, mask: number): number;
+  inotifyRmWatch(handle: NativeInotifyHandle, wd: number): void;
+  /** Ends the reader thread and closes the instance. */
+  inotifyStop(handle: NativeInotifyHandle): void;
   readonly formatVersion: number;
+}
+
+/** Opaque inotify instance (an N-API external owning the fd and its reader thread). */
+declare const inotifyHandleBrand: unique symbol;
+export interface NativeInotifyHandle {
+  readonly [inotifyHandleBrand]: true;
 }
 
 /** Opaque MD5 context (an N-API external owning an EVP_MD_CTX; freed on GC). */

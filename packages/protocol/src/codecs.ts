@@ -2,7 +2,12 @@ import type { FileEntry, HsmAttrs } from "@hsmfleet/core";
 import type { EntryType } from "@hsmfleet/core";
 import { hsmfleet } from "./gen/hsmfleet.js";
 import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
-import { hsmCountersFromWire, hsmCountersToWire } from "./hsm-counters-wire.js";
+import {
+  hsmCountersFromWire,
+  hsmCountersToWire,
+  syncCountersFromWire,
+  syncCountersToWire,
+} from "./hsm-counters-wire.js";
 import type {
   Chunk,
   ErrorBatch,
@@ -369,6 +374,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     conflictLogBytes: fromNumber(m.conflictLogBytes, "conflictLogBytes"),
     outstanding: m.outstanding,
     hsm: m.hsm === undefined ? null : hsmCountersToWire(m.hsm),
+    sync: m.sync === undefined ? null : syncCountersToWire(m.sync),
     inFlight: inFlightToWire(m.inFlight),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
@@ -398,6 +404,7 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     outstanding: m.outstanding,
     // Present on HSM jobs only (a record without it decodes as it was written).
     ...(m.hsm ? { hsm: hsmCountersFromWire(m.hsm) } : {}),
+    ...(m.sync ? { sync: syncCountersFromWire(m.sync) } : {}),
     inFlight: inFlightFromWire(m.inFlight),
   };
 };

@@ -164,3 +164,23 @@ export interface HsmCounters {
   /** Bytes the workers moved (archive uploads, restore downloads). */
   bytes: number;
 }
+
+/** A sync service's progress in its job record (AMLFS autoExportJobs-like). */
+export interface SyncJobCounters {
+  source: string;
+  syncState: string;
+  recordsRead: number;
+  recordsApplied: number;
+  filesExported: number;
+  bytesExported: number;
+  directoriesExported: number;
+  symlinksExported: number;
+  metadataUpdates: number;
+  renames: number;
+  deletions: number;
+  deletionsPending: number;
+  failures: number;
+  backlog: number;
+  msBehind: number;
+  lastFullySynchronizedMs: number;
+}

@@ -39,6 +39,7 @@ export {
 } from "./counters.js";
 export type {
   HsmCounters,
+  SyncJobCounters,
   ScanCounters,
   ExportCounters,
   ImportCounters,
@@ -126,3 +127,21 @@ export {
   decodeChangeRecord,
 } from "./change-record.js";
 export type { ChangeType, ChangeRecord } from "./change-record.js";
+export {
+  SYNC_OP_KINDS,
+  MAX_SYNC_OPS,
+  emptySyncCounters,
+  syncSubjects,
+  encodeSyncBatch,
+  decodeSyncBatch,
+  encodeSyncResult,
+  decodeSyncResult,
+} from "./sync-item.js";
+export type {
+  SyncOp,
+  SyncOpKind,
+  SyncBatch,
+  SyncCounters,
+  SyncFailure,
+  SyncResult,
+} from "./sync-item.js";

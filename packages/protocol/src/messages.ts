@@ -14,6 +14,7 @@ import type {
   InFlightCounters,
   RestoreCounters,
   ScanCounters,
+  SyncJobCounters,
 } from "./counters.js";
 import type { FileEntry } from "@hsmfleet/core";
 
@@ -93,6 +94,8 @@ export const JobKind = {
   Restore: 4,
   Hsm: 5,
   Verify: 6,
+  /** `hsmfleet sync`: a long-running service keeping a container in step with a tree. */
+  Sync: 7,
 } as const;
 export type JobKind = (typeof JobKind)[keyof typeof JobKind];
 
@@ -229,6 +232,8 @@ export interface JobStatus {
   outstanding: string[];
   /** HSM jobs only: what their action lists did so far. */
   hsm?: HsmCounters | undefined;
+  /** Sync services only: what the service has read and applied so far. */
+  sync?: SyncJobCounters | undefined;
   /** Work of items in flight, shown on top of the counters while the job runs (not resumed from). */
   inFlight: InFlightCounters;
 }

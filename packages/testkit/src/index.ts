@@ -16,3 +16,5 @@ export { startMariaDb, mariaDbUnavailable } from "./mariadb.js";
 export type { MariaDbOptions, MariaDbFixture } from "./mariadb.js";
 export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";
+export { LustreRecorder, lfsChangelogStandIn } from "./lustre-recorder.js";
+export type { LfsChangelogStandIn } from "./lustre-recorder.js";

@@ -23,10 +23,18 @@ import {
   decodeChunk,
   decodeHsmActionList,
   decodeTransferBatch,
+  decodeSyncBatch,
   decodeWalkShard,
   jobIdOfSubject,
 } from "@hsmfleet/protocol";
-import type { Chunk, HsmActionList, JobStatus, TransferBatch, WalkShard } from "@hsmfleet/protocol";
+import type {
+  Chunk,
+  HsmActionList,
+  JobStatus,
+  SyncBatch,
+  TransferBatch,
+  WalkShard,
+} from "@hsmfleet/protocol";
 
 /** Which refusal: also the `code` in the job's error log. */
 export type RefusalCode = "UNDECODABLE_WORK_ITEM" | "UNSOLICITED_WORK_ITEM" | "UNSAFE_WORK_ITEM";
@@ -264,6 +272,25 @@ export const TRANSFER_BATCH_RULES: WorkItemRules<TransferBatch> = {
     itemId: b.batchId,
     kind: "transfer",
     path: b.entries[0]?.path ?? Buffer.alloc(0),
+  }),
+};
+/** A sync batch: its id, and every path (and former path of a move) safe and job-relative. */
+export const SYNC_BATCH_RULES: WorkItemRules<SyncBatch> = {
+  what: "sync batch",
+  decode: decodeSyncBatch,
+  check: (subject, batch) => {
+    checkId(subject, "batch id", batch.batchId);
+    for (const op of batch.ops) {
+      checkPath(subject, op.path, op.op === "reconcile");
+      if (op.from !== undefined) checkPath(subject, op.from);
+      if (op.op === "move" && op.from === undefined)
+        throw new UnsafeWorkItemError(subject, "move without a former path");
+    }
+  },
+  describe: (b) => ({
+    itemId: b.batchId,
+    kind: "transfer",
+    path: b.ops[0]?.path ?? Buffer.alloc(0),
   }),
 };
 export const CHUNK_RULES: WorkItemRules<Chunk> = {

@@ -2,6 +2,7 @@ import { exportKind } from "./export/export-kind.js";
 import { hsmKind } from "./hsm/hsm-kind.js";
 import { importKind } from "./import/import-kind.js";
 import { restoreKind } from "./restore/restore-kind.js";
+import { syncKind } from "./sync/sync-kind.js";
 import type { WorkerJobKind } from "./runtime/job-kind.js";
 import { verifyKind } from "./verify/verify-kind.js";
 import { scanKind } from "./walk/scan-kind.js";
@@ -17,4 +18,5 @@ export const WORKER_JOB_KINDS: readonly WorkerJobKind[] = [
   restoreKind,
   verifyKind,
   hsmKind,
+  syncKind,
 ];

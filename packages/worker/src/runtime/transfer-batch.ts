@@ -207,7 +207,8 @@ const discardEntry = async (
   return { bytes: entry.type === EntryType.File ? entry.size : 0 };
 };
 
-const exportEntry = async (
+/** One entry uploaded in AMLFS format (the export path; sync reuses it). */
+export const exportEntry = async (
   ctx: TransferContext,
   container: BlobContainer,
   root: Buffer,

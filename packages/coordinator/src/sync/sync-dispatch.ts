@@ -1,0 +1,138 @@
+import { hasValidSeal, sealHeaders } from "@hsmfleet/bus";
+import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
+import {
+  decodeSyncResult,
+  emptySyncCounters,
+  encodeSyncBatch,
+  syncSubjects,
+} from "@hsmfleet/protocol";
+import type { SyncCounters, SyncFailure, SyncOp, SyncResult } from "@hsmfleet/protocol";
+import type { Logger } from "@hsmfleet/telemetry";
+
+export interface PhaseOutcome {
+  counters: SyncCounters;
+  requeue: Buffer[];
+  failures: SyncFailure[];
+}
+
+/**
+ * Publishes the operations of one phase as sealed work items (at most `opsPerItem` each) on the
+ * service's subject and waits for every item's result. Results are untrusted input: only a result
+ * with the job's seal, for an item of this phase, counts, and each once. An item with no result
+ * after `itemTimeoutMs` (its worker and every redelivery lost) is published again under a new id.
+ */
+export class PhaseDispatcher {
+  readonly #js: JetStreamClient;
+  readonly #jobId: string;
+  readonly #key: Uint8Array;
+  readonly #logger: Logger | undefined;
+  readonly #waiting = new Map<string, (r: SyncResult) => void>();
+  readonly #sub: ReturnType<NatsConnection["subscribe"]>;
+  #phase = 0;
+
+  constructor(
+    nc: NatsConnection,
+    js: JetStreamClient,
+    jobId: string,
+    key: Uint8Array,
+    logger?: Logger,
+  ) {
+    this.#js = js;
+    this.#jobId = jobId;
+    this.#key = key;
+    this.#logger = logger;
+    // Workers publish results into the RESULTS stream; a plain subscription sees them as they land.
+    // A result missed while this service was down needs no replay: the phase is applied again.
+    this.#sub = nc.subscribe(syncSubjects.result(jobId), {
+      callback: (err, msg) => {
+        if (err) return;
+        if (!hasValidSeal(key, msg)) {
+          this.#logger?.warn({ subject: msg.subject }, "sync: unsealed result refused");
+          return;
+        }
+        let result: SyncResult;
+        try {
+          result = decodeSyncResult(msg.data);
+        } catch (e) {
+          this.#logger?.warn({ err: e }, "sync: undecodable result refused");
+          return;
+        }
+        const done = this.#waiting.get(result.batchId);
+        if (done === undefined || result.jobId !== this.#jobId) return;
+        this.#waiting.delete(result.batchId);
+        done(result);
+      },
+    });
+  }
+
+  async run(
+    ops: SyncOp[],
+    opsPerItem: number,
+    itemTimeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<PhaseOutcome> {
+    const phase = ++this.#phase;
+    const out: PhaseOutcome = { counters: emptySyncCounters(), requeue: [], failures: [] };
+    const items: SyncOp[][] = [];
+    for (let i = 0; i < ops.length; i += opsPerItem) items.push(ops.slice(i, i + opsPerItem));
+    const stamp = `${Date.now().toString(36)}-${phase}`;
+    await Promise.all(
+      items.map(async (itemOps, n) => {
+        for (let attempt = 1; ; attempt++) {
+          if (signal.aborted) throw signal.reason;
+          const batchId = `${this.#jobId}.${stamp}.${n}.${attempt}`;
+          const result = await this.#one(batchId, itemOps, itemTimeoutMs, signal);
+          if (result === undefined) {
+            this.#logger?.warn(
+              { batchId },
+              "sync: no result for a work item in time; published again",
+            );
+            continue;
+          }
+          for (const k of Object.keys(out.counters) as (keyof SyncCounters)[])
+            out.counters[k] += result.counters[k];
+          out.requeue.push(...result.requeue);
+          out.failures.push(...result.failures);
+          return;
+        }
+      }),
+    );
+    return out;
+  }
+
+  async #one(
+    batchId: string,
+    ops: SyncOp[],
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<SyncResult | undefined> {
+    const result = new Promise<SyncResult | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(batchId);
+        resolve(undefined);
+      }, timeoutMs);
+      const onAbort = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(batchId);
+        resolve(undefined);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.set(batchId, (r) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        resolve(r);
+      });
+    });
+    const subject = syncSubjects.batch(this.#jobId);
+    const data = encodeSyncBatch({ jobId: this.#jobId, batchId, ops });
+    await this.#js.publish(subject, data, {
+      msgID: batchId,
+      headers: sealHeaders(this.#key, subject, data),
+    });
+    return result;
+  }
+
+  close(): void {
+    this.#sub.unsubscribe();
+  }
+}
