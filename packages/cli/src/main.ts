@@ -8,6 +8,7 @@ import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
+import { registerPolicyCommand } from "./commands/policy.js";
 import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
@@ -38,6 +39,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerAdminCommands,
   registerServerCommand,
   registerDashboardCommand,
+  registerPolicyCommand,
 ];
 
 export const buildProgram = (): Command => {
