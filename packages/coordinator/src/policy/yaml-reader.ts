@@ -108,7 +108,8 @@ export class YamlReader {
   string(at: At): string | undefined {
     const v = this.scalar(at);
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== "string") return this.problem(at, `must be a string, not ${JSON.stringify(v)}`);
+    if (typeof v !== "string")
+      return this.problem(at, `must be a string, not ${JSON.stringify(v)}`);
     return v;
   }
 
@@ -142,8 +143,9 @@ export class YamlReader {
     }
     const v = this.scalar(at);
     if (v === undefined || v === null) return undefined;
-    if (typeof v === "object") return this.problem(at, "must be a string or a list of strings");
-    return [String(v)];
+    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean")
+      return [String(v)];
+    return this.problem(at, "must be a string or a list of strings");
   }
 
   present(at: At): boolean {
