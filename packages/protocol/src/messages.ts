@@ -93,6 +93,8 @@ export const JobKind = {
   Restore: 4,
   Hsm: 5,
   Verify: 6,
+  /** A policy run's evaluation walk (docs/policies.md). 7 is left to sync. */
+  Policy: 8,
 } as const;
 export type JobKind = (typeof JobKind)[keyof typeof JobKind];
 
@@ -153,6 +155,8 @@ export interface JobSpec {
   batchMaxBytes: number;
   /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
   verifyContent: boolean;
+  /** Policy jobs: the PolicyEvaluation as JSON (empty for other kinds). */
+  policy: string;
   /**
    * Export and import --mode full: files larger than this move in chunks any worker takes
    * (0 = DEFAULT_CHUNK_SIZE_BYTES).
@@ -338,6 +342,7 @@ export const newJobSpec = (
   chunkSize: 0,
   import: defaultImportSpec(),
   verifyContent: false,
+  policy: "",
   limits: noJobLimits(),
   itemKey: newItemKey(),
   ...fields,
