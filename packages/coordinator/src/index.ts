@@ -49,3 +49,9 @@ export { POLICY_DEFAULTS, loadPolicyFile, parsePolicyText } from "./policy/polic
 export { PolicyFileError } from "./policy/yaml-reader.js";
 export type { PolicyProblem } from "./policy/yaml-reader.js";
 export { formatPolicyFile } from "./policy/policy-format.js";
+export { runPolicyEvaluation } from "./policy/policy-job.js";
+export type { PolicyEvaluationOptions, PolicyEvaluationResult } from "./policy/policy-job.js";
+export { POLICY_RUN_DEFAULTS, findPolicy, runPolicy } from "./policy/policy-run.js";
+export type { PolicyRunOptions, PolicyRunSummary } from "./policy/policy-run.js";
+export { TokenBucket } from "./policy/token-bucket.js";
+export { formatPolicyRun } from "./policy/policy-run-format.js";

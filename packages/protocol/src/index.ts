@@ -126,3 +126,10 @@ export {
   decodeChangeRecord,
 } from "./change-record.js";
 export type { ChangeType, ChangeRecord } from "./change-record.js";
+export {
+  candidateBefore,
+  decodePolicyCandidates,
+  encodePolicyCandidates,
+  policyCandidatesSubject,
+} from "./policy-candidates.js";
+export type { PolicyCandidate, PolicyCandidateBatch } from "./policy-candidates.js";

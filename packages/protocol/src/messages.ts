@@ -156,7 +156,7 @@ export interface JobSpec {
   /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
   verifyContent: boolean;
   /** Policy jobs: the PolicyEvaluation as JSON (empty for other kinds). */
-  policy: string;
+  policy?: string | undefined;
   /**
    * Export and import --mode full: files larger than this move in chunks any worker takes
    * (0 = DEFAULT_CHUNK_SIZE_BYTES).

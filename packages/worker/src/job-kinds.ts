@@ -1,6 +1,7 @@
 import { exportKind } from "./export/export-kind.js";
 import { hsmKind } from "./hsm/hsm-kind.js";
 import { importKind } from "./import/import-kind.js";
+import { policyKind } from "./policy/policy-kind.js";
 import { restoreKind } from "./restore/restore-kind.js";
 import type { WorkerJobKind } from "./runtime/job-kind.js";
 import { verifyKind } from "./verify/verify-kind.js";
@@ -17,4 +18,5 @@ export const WORKER_JOB_KINDS: readonly WorkerJobKind[] = [
   restoreKind,
   verifyKind,
   hsmKind,
+  policyKind,
 ];

@@ -1,5 +1,6 @@
 import { PolicyFileError, formatPolicyFile, loadPolicyFile } from "@hsmfleet/coordinator";
 import { ExitCode } from "./context.js";
+import { registerPolicyRunCommand } from "./policy-run.js";
 import type { CliContext } from "./context.js";
 
 /** `hsmfleet policy check|run|serve`: Robinhood-style policies (docs/policies.md). */
@@ -26,4 +27,5 @@ export const registerPolicyCommand = (ctx: CliContext): void => {
         process.exitCode = ExitCode.Failed;
       }
     });
+  registerPolicyRunCommand(ctx, policy);
 };
