@@ -34,6 +34,8 @@ export interface PolicyRunOptions {
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
   topology?: TopologyOptions | undefined;
+  /** After the evaluation, before any action (logging; tests change the tree here). */
+  onEvaluated?: ((summary: PolicyRunSummary) => Promise<void> | void) | undefined;
   /** Each action's outcome. */
   onAction?:
     ((path: string, status: "done" | "skipped" | "failed", error: string) => void) | undefined;
@@ -152,6 +154,7 @@ export const runPolicy = async (o: PolicyRunOptions): Promise<PolicyRunSummary> 
     evaluationMs: ev.elapsedMs,
     elapsedMs: 0,
   };
+  await o.onEvaluated?.(summary);
   if (o.execute && chosen.length > 0) await execute(o, policy, chosen, summary);
   summary.elapsedMs = Date.now() - started;
   return summary;
@@ -175,14 +178,21 @@ const execute = async (
     }
     let n = Math.min(waveMax, chosen.length - next);
     if (bucket) {
+      // Waves of at least a tenth of a period's count (or what is left), so a steady rate is
+      // not one HSM job per file.
       const sizes = chosen.slice(next, next + n).map((c) => c.size);
-      n = bucket.take(sizes);
-      if (n === 0) {
-        await sleep(Math.max(10, bucket.waitMs(sizes[0]!)), undefined, { signal: o.signal }).catch(
-          () => undefined,
-        );
-        continue;
+      const minWave = Math.min(
+        sizes.length,
+        Math.max(1, Math.ceil(policy.limits.rate!.count / 10)),
+      );
+      if (bucket.available(sizes) < minWave) {
+        await sleep(Math.max(10, bucket.waitMs(sizes.slice(0, minWave))), undefined, {
+          signal: o.signal,
+        }).catch(() => undefined);
+        if (bucket.available(sizes) === 0) continue;
       }
+      n = bucket.take(sizes);
+      if (n === 0) continue;
     }
     const wave = chosen.slice(next, next + n);
     next += n;

@@ -35,27 +35,42 @@ export class TokenBucket {
    * than a whole period's bytes goes alone once the bucket is full (else it would never go).
    */
   take(sizes: readonly number[]): number {
+    const n = this.available(sizes);
+    const taken = sizes.slice(0, n).reduce((a, b) => a + b, 0);
+    if (this.#rate.count > 0) this.#count -= n;
+    if (this.#rate.bytes > 0) this.#bytes -= taken;
+    return n;
+  }
+
+  /** How many of `sizes` (in order) could go now, without taking them. */
+  available(sizes: readonly number[]): number {
     this.#refill();
     const { count, bytes } = this.#rate;
     let n = 0;
+    let used = 0;
     for (const size of sizes) {
-      if (count > 0 && this.#count < 1) break;
-      if (bytes > 0 && this.#bytes < size && !(n === 0 && this.#bytes >= bytes)) break;
-      if (count > 0) this.#count -= 1;
-      if (bytes > 0) this.#bytes -= size;
+      if (count > 0 && this.#count < n + 1) break;
+      const fullAlone = n === 0 && this.#bytes >= bytes;
+      if (bytes > 0 && this.#bytes - used < size && !fullAlone) break;
+      used += size;
       n++;
     }
     return n;
   }
 
-  /** Milliseconds until the next file of `size` bytes may go. */
-  waitMs(size: number): number {
+  /** Milliseconds until the first `sizes.length` files (of those sizes) may go together. */
+  waitMs(sizes: readonly number[]): number {
     this.#refill();
     const { count, bytes, periodMs } = this.#rate;
     let ms = 0;
-    if (count > 0 && this.#count < 1) ms = Math.max(ms, ((1 - this.#count) * periodMs) / count);
+    const k = Math.min(sizes.length, count > 0 ? count : sizes.length);
+    if (count > 0 && this.#count < k) ms = Math.max(ms, ((k - this.#count) * periodMs) / count);
     if (bytes > 0) {
-      const need = Math.min(size, bytes) - this.#bytes;
+      const want = Math.min(
+        bytes,
+        sizes.slice(0, k).reduce((a, b) => a + b, 0),
+      );
+      const need = want - this.#bytes;
       if (need > 0) ms = Math.max(ms, (need * periodMs) / bytes);
     }
     return Math.ceil(ms);

@@ -1,5 +1,5 @@
-import { EntryType, HsmFlag, PolicyEvaluator, TopK } from "@hsmfleet/core";
-import type { PolicyEvaluation } from "@hsmfleet/core";
+import { EntryType, HsmFlag, TopK } from "@hsmfleet/core";
+import type { PolicyEvaluation, PolicyEvaluator } from "@hsmfleet/core";
 import { dataVersion } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import {
