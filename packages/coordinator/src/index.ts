@@ -55,3 +55,20 @@ export { POLICY_RUN_DEFAULTS, findPolicy, runPolicy } from "./policy/policy-run.
 export type { PolicyRunOptions, PolicyRunSummary } from "./policy/policy-run.js";
 export { TokenBucket } from "./policy/token-bucket.js";
 export { formatPolicyRun } from "./policy/policy-run-format.js";
+export {
+  POLICY_SERVE_DEFAULTS,
+  POLICY_STATE_BUCKET,
+  servePolicies,
+} from "./policy/policy-serve.js";
+export type { PolicyServeOptions, PolicyState } from "./policy/policy-serve.js";
+export { REMOVALS_BUCKET, RemovalService, removalKey } from "./policy/pending-removals.js";
+export type { PendingRemoval, RemovalStats } from "./policy/pending-removals.js";
+export { ensureChangesStream } from "./policy/change-stream.js";
+export {
+  bytesAboveLow,
+  bytesToFree,
+  fileSystemUsage,
+  measureUsage,
+  parseLfsDf,
+} from "./policy/usage.js";
+export type { UsageSample } from "./policy/usage.js";
