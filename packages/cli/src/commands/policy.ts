@@ -1,6 +1,7 @@
 import { PolicyFileError, formatPolicyFile, loadPolicyFile } from "@hsmfleet/coordinator";
 import { ExitCode } from "./context.js";
 import { registerPolicyRunCommand } from "./policy-run.js";
+import { registerPolicyServeCommand } from "./policy-serve.js";
 import type { CliContext } from "./context.js";
 
 /** `hsmfleet policy check|run|serve`: Robinhood-style policies (docs/policies.md). */
@@ -28,4 +29,5 @@ export const registerPolicyCommand = (ctx: CliContext): void => {
       }
     });
   registerPolicyRunCommand(ctx, policy);
+  registerPolicyServeCommand(ctx, policy);
 };
