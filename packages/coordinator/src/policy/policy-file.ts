@@ -26,6 +26,7 @@ export const POLICY_DEFAULTS = {
   archiveId: 1,
   container: "hsmfleet-archive",
   prefix: "",
+  partitions: 16,
   maxActions: 10_000,
   maxBytes: 0,
   suspendErrorRate: 0.5,
@@ -35,7 +36,15 @@ export const POLICY_DEFAULTS = {
 } as const;
 
 const TOP_KEYS = ["settings", "fileclasses", "policies"] as const;
-const SETTINGS_KEYS = ["backend", "hsm_xattr", "lfs", "archive_id", "container", "prefix"] as const;
+const SETTINGS_KEYS = [
+  "backend",
+  "hsm_xattr",
+  "lfs",
+  "archive_id",
+  "container",
+  "prefix",
+  "partitions",
+] as const;
 const CLASS_KEYS = [
   "path",
   "exclude",
@@ -132,6 +141,15 @@ const readSettings = (y: YamlReader, at: At | undefined): PolicySettings => {
     archiveId,
     container: y.string(get("container")) ?? POLICY_DEFAULTS.container,
     prefix: y.string(get("prefix")) ?? POLICY_DEFAULTS.prefix,
+    partitions:
+      y.parsed(
+        get("partitions"),
+        (v) =>
+          Number.isInteger(v) && (v as number) > 0 && (v as number) <= 4096
+            ? (v as number)
+            : undefined,
+        "an integer from 1 to 4096",
+      ) ?? POLICY_DEFAULTS.partitions,
   };
 };
 

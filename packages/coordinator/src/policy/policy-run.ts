@@ -212,7 +212,7 @@ const execute = async (
       archiveId: s.archiveId,
       container: s.container,
       prefix: s.prefix,
-      partitions: o.partitions,
+      partitions: o.partitions ?? s.partitions,
       signal: stop.signal,
       logger: o.logger,
       topology: o.topology,

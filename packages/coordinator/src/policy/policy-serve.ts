@@ -102,7 +102,7 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
     p: ResolvedPolicy,
     trigger: string,
     extra: Partial<Parameters<typeof runPolicy>[0]>,
-  ) => {
+  ): Promise<PolicyRunSummary | undefined> => {
     const s = state.get(p.name)!;
     s.lastRunStartMs = Date.now();
     s.lastTrigger = trigger;
@@ -121,9 +121,11 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
       });
       s.lastRun = summary;
       o.onRun?.(trigger, summary);
+      return summary;
     } catch (err) {
-      if (o.signal.aborted) return;
-      o.logger?.error({ err: errorMessage(err) }, `policy ${p.name}: run failed`);
+      if (!o.signal.aborted)
+        o.logger?.error({ err: errorMessage(err) }, `policy ${p.name}: run failed`);
+      return undefined;
     } finally {
       s.lastRunEndMs = Date.now();
       await save(s);
@@ -149,9 +151,12 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
             samples,
           };
           o.onUsage?.(p.name, samples);
-          const target = bytesToFree(samples, usage);
-          if (target > 0) {
-            await run(p, `usage above ${usage.highPercent}%`, {
+          // Above high: runs until the fullest target is under low (hysteresis). On OSTs the
+          // bytes a release frees land on whichever OSTs hold the files, so one run's byte
+          // target may not be enough: measure again and go on while runs make progress.
+          let target = bytesToFree(samples, usage);
+          while (target > 0 && !o.signal.aborted) {
+            const summary = await run(p, `usage above ${usage.highPercent}%`, {
               targetBytes: target,
               remainingBytes: async () =>
                 bytesAboveLow(await measureUsage(p.root, usage, o.file.settings), usage),
@@ -159,6 +164,8 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
             const after = await measureUsage(p.root, usage, o.file.settings);
             s.usage = { ...s.usage, atMs: Date.now(), samples: after };
             o.onUsage?.(p.name, after);
+            if (!summary || summary.done === 0 || summary.suspended) break;
+            target = bytesAboveLow(after, usage);
           }
           await save(s);
         } catch (err) {

@@ -122,6 +122,8 @@ export interface PolicySettings {
   archiveId: number;
   container: string;
   prefix: string;
+  /** HSM partitions the actions are sharded onto (lists of up to 256 items each). */
+  partitions: number;
 }
 
 export interface PolicyFile {
