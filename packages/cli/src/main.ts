@@ -9,6 +9,7 @@ import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
 import { registerPolicyCommand } from "./commands/policy.js";
+import { registerReportCommand } from "./commands/report.js";
 import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
@@ -40,6 +41,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerServerCommand,
   registerDashboardCommand,
   registerPolicyCommand,
+  registerReportCommand,
 ];
 
 export const buildProgram = (): Command => {

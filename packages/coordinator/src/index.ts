@@ -72,3 +72,7 @@ export {
   parseLfsDf,
 } from "./policy/usage.js";
 export type { UsageSample } from "./policy/usage.js";
+export { LAST_REPORT_KEY, REPORT_DEFAULTS, runReport } from "./policy/report-job.js";
+export type { FleetReport, ReportOptions } from "./policy/report-job.js";
+export { formatReport } from "./policy/report-format.js";
+export { groupLabel, userLabel } from "./policy/owner-names.js";

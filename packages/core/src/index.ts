@@ -101,3 +101,11 @@ export { GlobSyntaxError, compileGlob } from "./policy/glob.js";
 export { PolicyEvaluator, archivable, releasable } from "./policy/evaluate.js";
 export type { PolicyFileFacts, PolicyVerdict } from "./policy/evaluate.js";
 export { TopK } from "./policy/top-k.js";
+export {
+  REPORT_MAX_KEYS,
+  ReportBuilder,
+  SIZE_PROFILE,
+  emptyReportTally,
+  sizeProfileBucket,
+} from "./policy/report-tally.js";
+export type { DirUsage, OldFile, ReportTally, Tally } from "./policy/report-tally.js";

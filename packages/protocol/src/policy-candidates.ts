@@ -8,6 +8,8 @@
 export const policyCandidatesSubject = (jobId: string): string =>
   `hsmfleet.result.${jobId}.candidates`;
 
+import type { ReportTally, Tally } from "@hsmfleet/core";
+
 export interface PolicyCandidate {
   /** Path relative to the job root (raw bytes). */
   path: Buffer;
@@ -29,6 +31,8 @@ export interface PolicyCandidateBatch {
   eligible: number;
   eligibleBytes: number;
   candidates: PolicyCandidate[];
+  /** Report walks: the shard's tallies. */
+  report?: ReportTally | undefined;
 }
 
 /** Sort order of candidates: key, then path bytes (the same answer on every process). */
@@ -51,6 +55,52 @@ const num = (v: unknown, field: string): number => {
 const str = (v: unknown, field: string): string => {
   if (typeof v !== "string") throw new Error(`policy candidates: field ${field} is not a string`);
   return v;
+};
+
+const tally = (v: unknown, field: string): Tally => {
+  const t = v as Partial<Tally> | null;
+  if (typeof t !== "object" || t === null)
+    throw new Error(`policy candidates: ${field} is not a tally`);
+  return { count: num(t.count, `${field}.count`), bytes: num(t.bytes, `${field}.bytes`) };
+};
+const tallies = (v: unknown, field: string): Record<string, Tally> => {
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new Error(`policy candidates: ${field} is not a map`);
+  const out: Record<string, Tally> = {};
+  for (const [k, t] of Object.entries(v)) out[k] = tally(t, `${field}.${k}`);
+  return out;
+};
+const list = (v: unknown, field: string): Record<string, unknown>[] => {
+  if (!Array.isArray(v) || v.some((e) => typeof e !== "object" || e === null))
+    throw new Error(`policy candidates: ${field} is not a list of objects`);
+  return v as Record<string, unknown>[];
+};
+
+/** A shard's report tallies, checked field by field (untrusted input). */
+const decodeReport = (v: unknown): ReportTally => {
+  if (typeof v !== "object" || v === null)
+    throw new Error("policy candidates: report is not an object");
+  const r = v as Record<string, unknown>;
+  return {
+    files: tally(r.files, "report.files"),
+    byState: tallies(r.byState, "report.byState"),
+    byUid: tallies(r.byUid, "report.byUid"),
+    byGid: tallies(r.byGid, "report.byGid"),
+    byClass: tallies(r.byClass, "report.byClass"),
+    sizeProfile: list(r.sizeProfile, "report.sizeProfile").map((t, i) =>
+      tally(t, `report.sizeProfile[${i}]`),
+    ),
+    oldest: list(r.oldest, "report.oldest").map((f, i) => ({
+      path: str(f.path, `report.oldest[${i}].path`),
+      mtimeMs: num(f.mtimeMs, `report.oldest[${i}].mtimeMs`),
+      size: num(f.size, `report.oldest[${i}].size`),
+    })),
+    topDirs: list(r.topDirs, "report.topDirs").map((d, i) => ({
+      path: str(d.path, `report.topDirs[${i}].path`),
+      count: num(d.count, `report.topDirs[${i}].count`),
+      bytes: num(d.bytes, `report.topDirs[${i}].bytes`),
+    })),
+  };
 };
 
 export const decodePolicyCandidates = (data: Uint8Array): PolicyCandidateBatch => {
@@ -82,5 +132,6 @@ export const decodePolicyCandidates = (data: Uint8Array): PolicyCandidateBatch =
         rule: str(r.rule, `candidates[${i}].rule`),
       };
     }),
+    ...(o.report === undefined ? {} : { report: decodeReport(o.report) }),
   };
 };

@@ -22,3 +22,11 @@ const names = () => (cache ??= { users: readIds("/etc/passwd"), groups: readIds(
 
 export const resolveUser = (name: string): number | undefined => names().users.get(name);
 export const resolveGroup = (name: string): number | undefined => names().groups.get(name);
+
+const reverse = (m: Map<string, number>, id: string): string => {
+  for (const [name, n] of m) if (String(n) === id) return `${name} (${id})`;
+  return id;
+};
+/** `alice (1001)` when this machine knows the id, else the id. */
+export const userLabel = (uid: string): string => reverse(names().users, uid);
+export const groupLabel = (gid: string): string => reverse(names().groups, gid);

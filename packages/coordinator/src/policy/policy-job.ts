@@ -1,8 +1,8 @@
 import { hostname } from "node:os";
 import { JobStore, ensureTopology, jetstream, traceHeaders } from "@hsmfleet/bus";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
-import { TopK } from "@hsmfleet/core";
-import type { PolicyEvaluation, PolicyFile, ResolvedPolicy } from "@hsmfleet/core";
+import { ReportBuilder, TopK } from "@hsmfleet/core";
+import type { PolicyEvaluation, PolicyFile, ReportTally, ResolvedPolicy } from "@hsmfleet/core";
 import {
   JobKind,
   candidateBefore,
@@ -22,7 +22,11 @@ import { checkScanRoot, safeUser } from "../scan/scan-job.js";
 export interface PolicyEvaluationOptions {
   nc: NatsConnection;
   file: PolicyFile;
-  policy: ResolvedPolicy;
+  /** The policy evaluated; a report walk has none. */
+  policy?: ResolvedPolicy | undefined;
+  /** Report walks: the root walked (default: the policy's) and the length of the lists. */
+  root?: string | undefined;
+  reportTop?: number | undefined;
   /** Candidates kept per shard and after the merge. Default: the policy's max_actions. */
   topK?: number | undefined;
   /** Ages are measured from this instant on every worker. Default: now. */
@@ -48,6 +52,8 @@ export interface PolicyEvaluationResult {
   eligibleBytes: number;
   /** The best `topK` of them, first to act on first. */
   candidates: PolicyCandidate[];
+  /** Report walks: the merged tallies. */
+  report?: ReportTally | undefined;
   elapsedMs: number;
 }
 
@@ -61,8 +67,9 @@ export const runPolicyEvaluation = async (
   o: PolicyEvaluationOptions,
 ): Promise<PolicyEvaluationResult> => {
   const started = Date.now();
-  const root = await checkScanRoot(o.policy.root, `policy ${o.policy.name}: root`);
-  const topK = o.topK ?? o.policy.limits.maxActions;
+  const what = o.policy ? `policy ${o.policy.name}` : "report";
+  const root = await checkScanRoot(o.root ?? o.policy?.root ?? "", `${what}: root`);
+  const topK = o.topK ?? o.policy?.limits.maxActions ?? 0;
   const evaluation: PolicyEvaluation = {
     policy: o.policy,
     classes: o.file.classes,
@@ -71,10 +78,11 @@ export const runPolicyEvaluation = async (
     backend: o.file.settings.backend,
     onlyUids: o.onlyUids,
     onlyGids: o.onlyGids,
+    reportTop: o.reportTop,
   };
   const { jobs } = await ensureTopology(o.nc, o.topology);
   const store = new JobStore(jobs);
-  const jobId = o.jobId ?? newJobId(`policy-${o.policy.name}`);
+  const jobId = o.jobId ?? newJobId(o.policy ? `policy-${o.policy.name}` : "report");
   const status = newJobStatus(
     newJobSpec({
       jobId,
@@ -96,8 +104,9 @@ export const runPolicyEvaluation = async (
   await store.create(status);
   const js = jetstream(o.nc);
   await publishRootShard(js, status, rootWalkShard(jobId), traceHeaders(o));
-  o.logger?.info({ jobId, policy: o.policy.name, root }, "policy evaluation started");
+  o.logger?.info({ jobId, policy: o.policy?.name, root }, `${what}: evaluation started`);
   const merged = new TopK<PolicyCandidate>(topK, candidateBefore);
+  const report = o.reportTop === undefined ? undefined : new ReportBuilder(o.reportTop);
   let eligible = 0;
   let eligibleBytes = 0;
   const final = await followJob({
@@ -113,6 +122,7 @@ export const runPolicyEvaluation = async (
       eligible += batch.eligible;
       eligibleBytes += batch.eligibleBytes;
       for (const c of batch.candidates.slice(0, topK)) merged.offer(c);
+      if (batch.report) report?.merge(batch.report);
     },
   });
   const s = final.scan;
@@ -125,6 +135,7 @@ export const runPolicyEvaluation = async (
     eligible,
     eligibleBytes,
     candidates: merged.sorted(),
+    report: report?.build(),
     elapsedMs: Date.now() - started,
   };
 };

@@ -91,6 +91,7 @@ export class PolicyEvaluator {
 
   evaluate(f: PolicyFileFacts): PolicyVerdict | undefined {
     const { policy, nowMs, onlyUids, onlyGids } = this.#e;
+    if (!policy) return undefined;
     if (onlyUids?.length && !onlyUids.includes(f.uid)) return undefined;
     if (onlyGids?.length && !onlyGids.includes(f.gid)) return undefined;
     const action = policy.action;

@@ -137,7 +137,10 @@ export interface PolicyFile {
  * every worker measures ages from the same instant), carried as JSON in the job spec.
  */
 export interface PolicyEvaluation {
-  policy: ResolvedPolicy;
+  /** The policy evaluated; absent for a report (`hsmfleet report`: classes and tallies only). */
+  policy?: ResolvedPolicy | undefined;
+  /** A report walk: each shard also sends a ReportTally with lists of this many entries. */
+  reportTop?: number | undefined;
   classes: FileClass[];
   nowMs: number;
   /** Candidates kept per shard (and merged by the coordinator). */

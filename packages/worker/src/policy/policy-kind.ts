@@ -25,7 +25,7 @@ export const evaluationOf = (job: JobStatus): PolicyEvaluation => {
     typeof e.nowMs !== "number" ||
     !Number.isSafeInteger(e.topK) ||
     e.topK < 0 ||
-    typeof e.policy !== "object" ||
+    (e.policy !== undefined && typeof e.policy !== "object") ||
     !Array.isArray(e.classes)
   )
     throw new Error(`policy job ${job.spec.jobId}: its policy evaluation is malformed`);

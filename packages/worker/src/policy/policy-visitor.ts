@@ -1,4 +1,4 @@
-import { EntryType, HsmFlag, TopK } from "@hsmfleet/core";
+import { EntryType, HsmFlag, ReportBuilder, TopK, hsmStateName } from "@hsmfleet/core";
 import type { PolicyEvaluation, PolicyEvaluator } from "@hsmfleet/core";
 import { dataVersion } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
@@ -43,9 +43,19 @@ export const policyVisitor =
     const emulation = evaluation.backend === "hsm-emulation";
     let eligible = 0;
     let eligibleBytes = 0;
+    const report =
+      evaluation.reportTop === undefined ? undefined : new ReportBuilder(evaluation.reportTop);
+    // Report walks: the directory being read and its regular files (for the top directories).
+    let dir = { path: "", count: 0, bytes: 0 };
+    const endDirectory = () => report?.directory(dir);
     return {
       scan,
       export: emptyExportCounters(),
+      beginDirectory: (d) => {
+        endDirectory();
+        dir = { path: d.length === 0 ? "." : d.toString("utf8"), count: 0, bytes: 0 };
+        return Promise.resolve();
+      },
       entry: (path, e) => {
         countEntry(scan, e);
         if (e.type !== EntryType.File || e.error) return Promise.resolve();
@@ -58,6 +68,21 @@ export const policyVisitor =
           atimeMs: (e.atimeSec ?? e.mtimeSec) * 1000,
           flags: effectiveFlags(e, emulation),
         };
+        if (report) {
+          dir.count++;
+          dir.bytes += e.size;
+          const state = hsmStateName({
+            compat: 0,
+            flags: facts.flags,
+            archiveId: 0n,
+            archiveVersion: 0n,
+          });
+          report.file(
+            facts,
+            state,
+            evaluator.classesOf(facts).map((c) => c.name),
+          );
+        }
         const verdict = evaluator.evaluate(facts);
         if (verdict) {
           eligible++;
@@ -67,7 +92,8 @@ export const policyVisitor =
         return Promise.resolve();
       },
       end: async () => {
-        if (eligible === 0) return;
+        endDirectory();
+        if (eligible === 0 && !report) return;
         const id = `${shard.shardId}.c`;
         await publisher.publish(
           policyCandidatesSubject(shard.jobId),
@@ -77,6 +103,7 @@ export const policyVisitor =
             eligible,
             eligibleBytes,
             candidates: best.sorted(),
+            ...(report ? { report: report.build() } : {}),
           }),
           id,
         );
