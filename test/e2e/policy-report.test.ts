@@ -2,7 +2,6 @@ import { chown, mkdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import test from "ava";
-import { HsmFlag } from "@hsmfleet/core";
 import { LAST_REPORT_KEY, POLICY_STATE_BUCKET } from "@hsmfleet/coordinator";
 import type { FleetReport } from "@hsmfleet/coordinator";
 import { HsmEmulationBackend } from "@hsmfleet/fs";
