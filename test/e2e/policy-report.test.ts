@@ -2,13 +2,14 @@ import { chown, mkdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import test from "ava";
-import { LAST_REPORT_KEY, POLICY_STATE_BUCKET } from "@hsmfleet/coordinator";
+import { LAST_REPORT_KEY, POLICY_STATE_BUCKET, readPolicyPanel } from "@hsmfleet/coordinator";
+import { startDashboard } from "@hsmfleet/dashboard";
 import type { FleetReport } from "@hsmfleet/coordinator";
 import { HsmEmulationBackend } from "@hsmfleet/fs";
 import { tempDir } from "@hsmfleet/testkit";
 import { Kvm } from "@nats-io/kv";
 
-import { TEST_TOPOLOGY, runCli, startBus } from "./helpers.js";
+import { TEST_TOPOLOGY, runCli, startBus, waitFor } from "./helpers.js";
 
 const XATTR = "user.hsm";
 const hsm = new HsmEmulationBackend({ xattr: XATTR });
@@ -90,4 +91,21 @@ test("hsmfleet report: counts and bytes by HSM state, owner, group, class, size 
   const kv = await new Kvm(nc).open(POLICY_STATE_BUCKET);
   const kept = JSON.parse((await kv.get(LAST_REPORT_KEY))!.string()) as FleetReport;
   t.is(kept.files.count, 14);
+  const dashboard = await startDashboard({
+    nc,
+    listJobs: () => Promise.resolve([]),
+    port: 0,
+    intervalMs: 200,
+    policies: () => readPolicyPanel(nc),
+  });
+  t.teardown(() => dashboard.close());
+  let shown: { report?: { files: { count: number } } } | undefined;
+  await waitFor("the report on the dashboard", async () => {
+    const snap = (await (await fetch(`${dashboard.url}api/snapshot`)).json()) as {
+      policies?: typeof shown;
+    };
+    shown = snap.policies;
+    return shown?.report !== undefined;
+  });
+  t.is(shown?.report?.files.count, 14);
 });

@@ -10,6 +10,7 @@ import {
   ensureChangesStream,
   fileSystemUsage,
   parsePolicyText,
+  readPolicyPanel,
   runHsmJob,
   servePolicies,
 } from "@hsmfleet/coordinator";
@@ -136,6 +137,12 @@ policies:
     const after = await fileSystemUsage(root);
     t.log(`after: ${after.percent.toFixed(1)} % used`);
     t.true(after.percent < 60, `${after.percent} % < the low watermark`);
+    // What the dashboard shows: the watermark as last measured, and the last runs.
+    const panel = await readPolicyPanel(nc);
+    const mark = panel.watermarks.find((w) => w.policy === "release-lru")!;
+    t.like(mark, { target: "filesystem", highPercent: 85, lowPercent: 60 });
+    t.true(mark.percent < 60);
+    t.true(panel.runs.some((r) => r.policy === "release-lru" && r.done === release.done));
     t.true(release.done < 54, "the run stopped at the low watermark, not at the end of the list");
     t.is(await flagsOf(norel), E | A | NR, "NORELEASE never released");
     t.is((await flagsOf(dirty)) & R, 0, "dirty never released");

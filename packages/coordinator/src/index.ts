@@ -76,3 +76,5 @@ export { LAST_REPORT_KEY, REPORT_DEFAULTS, runReport } from "./policy/report-job
 export type { FleetReport, ReportOptions } from "./policy/report-job.js";
 export { formatReport } from "./policy/report-format.js";
 export { groupLabel, userLabel } from "./policy/owner-names.js";
+export { readPolicyPanel } from "./policy/policy-panel.js";
+export type { PolicyPanel } from "./policy/policy-panel.js";
