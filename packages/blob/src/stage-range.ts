@@ -5,6 +5,7 @@
  * so the list is known from the file size and the block size alone, and staging a block again
  * (a redelivered chunk) replaces it with the same bytes under the same id.
  */
+import { READ_NOATIME } from "./read-flags.js";
 import { constants as fsConstants } from "node:fs";
 import { lstat, open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
@@ -40,7 +41,7 @@ const openRangeFile = async (
 ): Promise<FileHandle> => {
   if (beneath === undefined) {
     try {
-      return await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      return await open(localPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | READ_NOATIME);
     } catch (err) {
       throw fsFailure("open", where, err);
     }
@@ -48,7 +49,11 @@ const openRangeFile = async (
   const { openFileBeneath } = await import("@hsmfleet/fs");
   let opened: { handle: FileHandle; stat: { dev: bigint; ino: bigint } };
   try {
-    opened = await openFileBeneath(beneath.rootFd, beneath.rel, fsConstants.O_RDONLY);
+    opened = await openFileBeneath(
+      beneath.rootFd,
+      beneath.rel,
+      fsConstants.O_RDONLY | READ_NOATIME,
+    );
   } catch (err) {
     throw fsFailure("open", where, err);
   }

@@ -1,3 +1,4 @@
+import { READ_NOATIME } from "./read-flags.js";
 import {
   close as fsClose,
   constants as fsConstants,
@@ -77,7 +78,7 @@ const changed = (a: Snapshot, b: Snapshot): boolean =>
 // promise wrappers do per call, which shows with many small files (5 calls per file).
 
 /** A symlink put in the file's place after the walk is not followed (ELOOP), as small-put.ts. */
-const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | READ_NOATIME;
 
 const openFd = (path: Buffer): Promise<number> =>
   new Promise((resolve, reject) =>
@@ -101,7 +102,7 @@ const openSource = async (
   const { openBeneath } = await import("@hsmfleet/fs");
   let opened: { fd: number; stat: { dev: bigint; ino: bigint } };
   try {
-    opened = await openBeneath(beneath.rootFd, beneath.rel, fsConstants.O_RDONLY);
+    opened = await openBeneath(beneath.rootFd, beneath.rel, fsConstants.O_RDONLY | READ_NOATIME);
   } catch (err) {
     throw fsFailure("open", where, err);
   }

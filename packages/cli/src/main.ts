@@ -8,6 +8,8 @@ import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
+import { registerPolicyCommand } from "./commands/policy.js";
+import { registerReportCommand } from "./commands/report.js";
 import { registerRestoreCommand } from "./commands/restore.js";
 import { registerHsmCommand } from "./commands/hsm.js";
 import { registerScanCommand } from "./commands/scan.js";
@@ -40,6 +42,8 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerAdminCommands,
   registerServerCommand,
   registerDashboardCommand,
+  registerPolicyCommand,
+  registerReportCommand,
 ];
 
 export const buildProgram = (): Command => {

@@ -55,3 +55,36 @@ export type { ChangeSource, ChangeCheckpoint, SourceChange } from "./sync/change
 export { LustreChangelogSource } from "./sync/lustre-changelog-source.js";
 export type { LustreSourceOptions } from "./sync/lustre-changelog-source.js";
 export { parseChangelogLine, ChangelogParseError } from "./sync/lustre-changelog-parser.js";
+export { POLICY_DEFAULTS, loadPolicyFile, parsePolicyText } from "./policy/policy-file.js";
+export { PolicyFileError } from "./policy/yaml-reader.js";
+export type { PolicyProblem } from "./policy/yaml-reader.js";
+export { formatPolicyFile } from "./policy/policy-format.js";
+export { runPolicyEvaluation } from "./policy/policy-job.js";
+export type { PolicyEvaluationOptions, PolicyEvaluationResult } from "./policy/policy-job.js";
+export { POLICY_RUN_DEFAULTS, findPolicy, runPolicy } from "./policy/policy-run.js";
+export type { PolicyRunOptions, PolicyRunSummary } from "./policy/policy-run.js";
+export { TokenBucket } from "./policy/token-bucket.js";
+export { formatPolicyRun } from "./policy/policy-run-format.js";
+export {
+  POLICY_SERVE_DEFAULTS,
+  POLICY_STATE_BUCKET,
+  servePolicies,
+} from "./policy/policy-serve.js";
+export type { PolicyServeOptions, PolicyState } from "./policy/policy-serve.js";
+export { REMOVALS_BUCKET, RemovalService, removalKey } from "./policy/pending-removals.js";
+export type { PendingRemoval, RemovalStats } from "./policy/pending-removals.js";
+export { ensureChangesStream } from "./policy/change-stream.js";
+export {
+  bytesAboveLow,
+  bytesToFree,
+  fileSystemUsage,
+  measureUsage,
+  parseLfsDf,
+} from "./policy/usage.js";
+export type { UsageSample } from "./policy/usage.js";
+export { LAST_REPORT_KEY, REPORT_DEFAULTS, runReport } from "./policy/report-job.js";
+export type { FleetReport, ReportOptions } from "./policy/report-job.js";
+export { formatReport } from "./policy/report-format.js";
+export { groupLabel, userLabel } from "./policy/owner-names.js";
+export { readPolicyPanel } from "./policy/policy-panel.js";
+export type { PolicyPanel } from "./policy/policy-panel.js";

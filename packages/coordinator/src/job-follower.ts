@@ -26,6 +26,7 @@ import {
   restoreConsumer,
   subjects,
   jobCompleted,
+  policyCandidatesSubject,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -66,6 +67,8 @@ export interface FollowOptions {
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
   onProgress?: ((status: JobStatus, fleet: FleetWatch) => void) | undefined;
+  /** Policy runs: each shard's candidates (`.candidates` messages, sealed like results). */
+  onCandidates?: ((data: Uint8Array) => void) | undefined;
 }
 
 /** A results pull waits this long; heartbeats come at half of it; 15 s of silence re-opens it. */
@@ -265,6 +268,8 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     } else if (m.subject.endsWith(".entries")) {
       if (o.list)
         for (const e of decodeTransferBatch(m.data).entries) await o.list.append(entryToNdjson(e));
+    } else if (m.subject.endsWith(".candidates")) {
+      o.onCandidates?.(m.data);
     } else if (m.subject.endsWith(".errors")) {
       await recordErrors(decodeErrorBatch(m.data).errors);
     } else if (m.subject.endsWith(".conflicts")) {
@@ -356,6 +361,10 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   await withJetStreamRetry(`drop the entry batches of job ${jobId}`, () =>
     jsm.streams.purge(RESULTS_STREAM, { filter: subjects.entries(jobId) }),
   );
+  if (o.onCandidates)
+    await withJetStreamRetry(`drop the policy candidates of job ${jobId}`, () =>
+      jsm.streams.purge(RESULTS_STREAM, { filter: policyCandidatesSubject(jobId) }),
+    );
   return status;
 };
 

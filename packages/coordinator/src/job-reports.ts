@@ -4,6 +4,7 @@ import { exportReport } from "./export/export-report.js";
 import { importReport } from "./import/import-report.js";
 import { restoreReport } from "./restore/restore-report.js";
 import { hsmReport } from "./hsm/hsm-report.js";
+import { policyReport } from "./policy/policy-report.js";
 import { scanReport, scanReportAs } from "./scan/scan-report.js";
 import { verifyReport } from "./verify/verify-report.js";
 import { syncReport } from "./sync/sync-report.js";
@@ -17,6 +18,7 @@ export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
   [JobKind.Hsm]: hsmReport,
   [JobKind.Verify]: verifyReport,
   [JobKind.Sync]: syncReport,
+  [JobKind.Policy]: policyReport,
 };
 
 /** A job of a kind this version does not know (written by a newer one): its walk counters. */

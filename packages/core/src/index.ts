@@ -80,3 +80,32 @@ export type { TestSeamName } from "./test-seam.js";
 export { IMPORT_MARKER_STATES, importMarkerName, isImportMarkerName } from "./import-marker.js";
 export type { ImportMarkerState } from "./import-marker.js";
 export { formatErrorLine } from "./error-line.js";
+export { POLICY_HSM_STATES } from "./policy/policy-model.js";
+export type {
+  ClassMatch,
+  FileClass,
+  OwnerUsageTrigger,
+  PolicyAction,
+  PolicyEvaluation,
+  PolicyFile,
+  PolicyHsmState,
+  PolicyLimits,
+  PolicyRule,
+  PolicySettings,
+  PolicyTriggers,
+  RateLimit,
+  ResolvedPolicy,
+  UsageTrigger,
+} from "./policy/policy-model.js";
+export { GlobSyntaxError, compileGlob } from "./policy/glob.js";
+export { PolicyEvaluator, archivable, releasable } from "./policy/evaluate.js";
+export type { PolicyFileFacts, PolicyVerdict } from "./policy/evaluate.js";
+export { TopK } from "./policy/top-k.js";
+export {
+  REPORT_MAX_KEYS,
+  ReportBuilder,
+  SIZE_PROFILE,
+  emptyReportTally,
+  sizeProfileBucket,
+} from "./policy/report-tally.js";
+export type { DirUsage, OldFile, ReportTally, Tally } from "./policy/report-tally.js";

@@ -45,6 +45,12 @@ export const DASHBOARD_PAGE = `<!doctype html>
 <table id="vms"><thead><tr><th>VM</th><th class="n">workers</th><th class="n">throughput</th><th>share of fleet</th><th class="n">moved</th></tr></thead><tbody></tbody></table>
 <h2>Jobs</h2>
 <table id="jobs"><thead><tr><th>job</th><th>kind</th><th>state</th><th class="n">progress</th><th class="n">moved / found</th><th class="n">files</th><th class="n">rate</th><th class="n">ETA</th><th class="n">errors</th></tr></thead><tbody></tbody></table>
+<div id="policies" hidden>
+<h2>Policies</h2>
+<table id="watermarks"><thead><tr><th>policy</th><th>target</th><th class="n">used</th><th class="n">high / low</th><th>usage</th></tr></thead><tbody></tbody></table>
+<table id="runs"><thead><tr><th>policy</th><th>last run</th><th>trigger</th><th class="n">done</th><th class="n">failed</th><th class="n">bytes</th><th>stopped by</th></tr></thead><tbody></tbody></table>
+<p id="report"></p>
+</div>
 <h2>Per worker</h2>
 <table id="workers"><thead><tr><th>worker</th><th>VM</th><th class="n">throughput</th><th class="n">in flight / concurrency</th><th class="n">items done</th><th class="n">moved</th></tr></thead><tbody></tbody></table>
 <script>
@@ -116,6 +122,21 @@ function render(s) {
         (j.errors > j.errorMessages.length ? "<div>… " + (j.errors - j.errorMessages.length) + " more (hsmfleet status " + esc(j.jobId) + ")</div>" : "") +
         "</td></tr>"
       : "")).join("");
+  const p = s.policies;
+  $("policies").hidden = !p;
+  if (p) {
+    $("watermarks").tBodies[0].innerHTML = p.watermarks.map((w) =>
+      '<tr data-policy="' + esc(w.policy) + '"><td>' + esc(w.policy) + "</td><td>" + esc(w.target) + '</td><td class="n' + (w.percent > w.highPercent ? " bad" : "") + '">' +
+      w.percent.toFixed(1) + ' %</td><td class="n">' + w.highPercent + " / " + w.lowPercent + ' %</td><td><div class="bar" style="width:' + (w.percent * 0.12).toFixed(2) + 'em"></div></td></tr>').join("");
+    $("runs").tBodies[0].innerHTML = p.runs.map((r) =>
+      "<tr><td>" + esc(r.policy) + " (" + esc(r.action) + ")</td><td>" + esc(new Date(r.endMs).toISOString()) + "</td><td>" + esc(r.trigger) +
+      '</td><td class="n">' + r.done + '</td><td class="n' + (r.failed > 0 ? " bad" : "") + '">' + r.failed + '</td><td class="n">' + bytes(r.bytes) +
+      "</td><td" + (r.suspended ? ' class="bad"' : "") + ">" + esc(r.suspended ? "SUSPENDED" : r.stoppedBy) + "</td></tr>").join("");
+    $("report").textContent = p.report
+      ? "last report (" + new Date(p.report.atMs).toISOString() + ", " + p.report.root + "): " + p.report.files.count + " files, " + bytes(p.report.files.bytes) + "; " +
+        Object.entries(p.report.byState).map(([k, v]) => k + " " + v.count).join(", ")
+      : "no report yet (hsmfleet report PATH)";
+  }
   $("workers").tBodies[0].innerHTML = s.workers.map((w) =>
     '<tr data-worker="' + esc(w.workerId) + '"><td>' + esc(w.workerId) + "</td><td>" + esc(w.vmName) + '</td><td class="n">' + rate(w.bytesPerSecond) +
     '</td><td class="n">' + w.itemsInFlight + " / " + w.concurrency + '</td><td class="n">' + w.itemsDone + '</td><td class="n">' + bytes(w.bytesMoved) + "</td></tr>").join("");

@@ -19,6 +19,8 @@ export interface DashboardOptions extends TrackerOptions {
   host?: string | undefined;
   /** How often the page is updated (and workers asked for a heartbeat). Default 1000 ms. */
   intervalMs?: number | undefined;
+  /** The policy engine's panel (`readPolicyPanel`), read each interval; shown when given. */
+  policies?: (() => Promise<unknown>) | undefined;
   /** Told when reading job records fails (the page keeps the last ones). */
   onError?: ((err: unknown) => void) | undefined;
 }
@@ -56,6 +58,8 @@ export const startDashboard = async (options: DashboardOptions): Promise<Dashboa
     },
   });
   let jobsPending = false;
+  let policiesPending = false;
+  let policies: unknown;
   const tick = () => {
     if (!options.nc.isClosed()) options.nc.publish(subjects.heartbeatPing);
     if (!jobsPending) {
@@ -66,7 +70,15 @@ export const startDashboard = async (options: DashboardOptions): Promise<Dashboa
         .catch((err: unknown) => options.onError?.(err))
         .finally(() => (jobsPending = false));
     }
-    latest = tracker.snapshot();
+    if (options.policies && !policiesPending) {
+      policiesPending = true;
+      options
+        .policies()
+        .then((p) => (policies = p))
+        .catch((err: unknown) => options.onError?.(err))
+        .finally(() => (policiesPending = false));
+    }
+    latest = { ...tracker.snapshot(), ...(policies === undefined ? {} : { policies }) };
     const frame = `data: ${JSON.stringify(latest)}\n\n`;
     for (const c of clients) c.write(frame);
   };

@@ -91,6 +91,8 @@ export interface Snapshot {
   jobs: JobView[];
   /** Errors of the jobs shown. */
   errors: number;
+  /** The policy engine (watermarks, last runs, last report) when the dashboard was given it. */
+  policies?: unknown;
 }
 
 export interface TrackerOptions {

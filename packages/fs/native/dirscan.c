@@ -5,10 +5,10 @@
  * JS thread. A directory batch crosses into JS as ONE packed Buffer; src/dir-reader.ts parses it.
  *
  * Packed batch format (little-endian; the build refuses big-endian hosts):
- *   batch header (8 bytes):  u32 count, u16 format version (1), u16 flags (bit0: end of
+ *   batch header (8 bytes):  u32 count, u16 format version (2), u16 flags (bit0: end of
  *                            directory reached, the DIR is already closed)
  *   then `count` records, each 8-byte aligned:
- *     struct rec_hdr (88 bytes, layout below) followed by name_len name bytes, zero-padded so
+ *     struct rec_hdr (96 bytes, layout below) followed by name_len name bytes, zero-padded so
  *     rec_len (header + name + padding) is a multiple of 8.
  * Errno values are raw positive numbers; TS maps them to code names (util.getSystemErrorName).
  */
@@ -41,7 +41,7 @@
 #error "hsmfleet_fs writes native integers into the packed format and needs a little-endian host"
 #endif
 
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
 #define BATCH_HDR_SIZE 8
 #define BATCH_FLAG_EOF 0x1
 
@@ -75,9 +75,11 @@ struct rec_hdr {
   uint8_t reserved;    /* 59 */
   int32_t err_no;      /* 60: errno when REC_FLAG_ERROR */
   uint8_t hsm[HSM_ATTRS_SIZE]; /* 64: raw struct hsm_attrs bytes when REC_FLAG_HSM */
-};                     /* 88 */
+  int64_t atime_sec;   /* 88: last access (policies order releases by it) */
+};                     /* 96 */
 
-_Static_assert(sizeof(struct rec_hdr) == 88, "rec_hdr layout");
+_Static_assert(sizeof(struct rec_hdr) == 96, "rec_hdr layout");
+_Static_assert(offsetof(struct rec_hdr, atime_sec) == 88, "rec_hdr layout");
 _Static_assert(offsetof(struct rec_hdr, mtime_nsec) == 40, "rec_hdr layout");
 _Static_assert(offsetof(struct rec_hdr, type) == 56, "rec_hdr layout");
 _Static_assert(offsetof(struct rec_hdr, err_no) == 60, "rec_hdr layout");
@@ -193,6 +195,7 @@ static void fill_stat(struct rec_hdr *r, const struct stat *st) {
   r->ino = (uint64_t)st->st_ino;
   r->mtime_sec = (int64_t)st->st_mtim.tv_sec;
   r->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+  r->atime_sec = (int64_t)st->st_atim.tv_sec;
   r->nlink = (uint64_t)st->st_nlink;
   r->mode = (uint32_t)st->st_mode;
   r->uid = (uint32_t)st->st_uid;

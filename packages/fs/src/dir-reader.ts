@@ -4,7 +4,7 @@
  * the libuv threadpool; one packed Buffer per batch crosses into JS and is parsed here.
  *
  * Packed batch (little-endian):
- *   0   u32 count        4  u16 format version (1)    6  u16 flags (bit0: end of directory)
+ *   0   u32 count        4  u16 format version (2)    6  u16 flags (bit0: end of directory)
  *   8   records, each 8-byte aligned:
  *     0  u32 recLen (header + name + zero padding to a multiple of 8)
  *     4  u32 nameLen     8  u64 size       16 u64 ino       24 i64 mtimeSec    32 u64 nlink
@@ -12,7 +12,8 @@
  *     56 u8 type (1 file, 2 directory, 3 symlink, 4 other)  57 u8 flags (bit0 hsm, bit1 error)
  *     58 u8 errorOp (1 lstat, 2 getxattr)                   59 u8 reserved     60 i32 errno
  *     64 24 bytes raw struct hsm_attrs (valid when flags bit0)
- *     88 name bytes
+ *     88 i64 atimeSec
+ *     96 name bytes
  */
 import type { EntryType, HsmAttrs } from "@hsmfleet/core";
 import { FsOperationError, displayPath } from "@hsmfleet/core";
@@ -37,6 +38,8 @@ export interface DirEntry {
   ino: bigint;
   mtimeSec: number;
   mtimeNsec: number;
+  /** Last access, seconds (policies order releases by it). Absent where the entry was not read by the native reader. */
+  atimeSec?: number;
   /** Decoded from the xattr when present (only read for regular files, and only when an xattr name was given). */
   hsm?: HsmAttrs;
   /**
@@ -70,10 +73,10 @@ export interface DirReader {
 export const DEFAULT_BATCH_SIZE = 4096;
 const MAX_BATCH_SIZE = 1 << 20;
 
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 const BATCH_HEADER_SIZE = 8;
 const BATCH_FLAG_EOF = 0x1;
-const RECORD_HEADER_SIZE = 88;
+const RECORD_HEADER_SIZE = 96;
 const REC_FLAG_HSM = 0x1;
 const REC_FLAG_ERROR = 0x2;
 const ERR_OP_LSTAT = 1;
@@ -113,6 +116,7 @@ const parseBatch = (buf: Buffer): ParsedBatch => {
       ino: view.getBigUint64(off + 16, true),
       mtimeSec: view.getUint32(off + 24, true) + view.getInt32(off + 28, true) * TWO_32,
       mtimeNsec: view.getUint32(off + 40, true),
+      atimeSec: view.getUint32(off + 88, true) + view.getInt32(off + 92, true) * TWO_32,
     };
     if ((flags & REC_FLAG_HSM) !== 0) {
       // struct hsm_attrs: u32 compat, u32 flags, u64 archive id, u64 archive version (as decodeHsmAttrs).

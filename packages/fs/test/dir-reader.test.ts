@@ -435,3 +435,16 @@ if (!isRoot) {
     t.pass();
   });
 }
+
+test("entries carry their last access time (policies order releases by it)", async (t) => {
+  const dir = await tempDir(t);
+  writeFileSync(join(dir, "old"), "x");
+  writeFileSync(join(dir, "new"), "y");
+  utimesSync(join(dir, "old"), 1_000_000_000, 1_500_000_000);
+  utimesSync(join(dir, "new"), 1_700_000_000, 1_500_000_000);
+  const entries = (await readAll(await openDir(Buffer.from(dir)))).flat();
+  const byName = new Map(entries.map((e) => [e.name.toString(), e]));
+  t.is(byName.get("old")?.atimeSec, 1_000_000_000);
+  t.is(byName.get("new")?.atimeSec, 1_700_000_000);
+  t.is(byName.get("old")?.mtimeSec, 1_500_000_000);
+});

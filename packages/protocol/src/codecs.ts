@@ -336,6 +336,7 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
   import: importSpecFromWire(s?.import),
   verifyContent: s?.verifyContent ?? false,
+  policy: s?.policy ?? "",
   limits: {
     maxBandwidthBytesPerSec: toSafeNumber(
       s?.limits?.maxBandwidthBytesPerSec,

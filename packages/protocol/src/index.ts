@@ -145,3 +145,9 @@ export type {
   SyncFailure,
   SyncResult,
 } from "./sync-item.js";
+  candidateBefore,
+  decodePolicyCandidates,
+  encodePolicyCandidates,
+  policyCandidatesSubject,
+} from "./policy-candidates.js";
+export type { PolicyCandidate, PolicyCandidateBatch } from "./policy-candidates.js";

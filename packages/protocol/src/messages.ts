@@ -96,6 +96,8 @@ export const JobKind = {
   Verify: 6,
   /** `hsmfleet sync`: a long-running service keeping a container in step with a tree. */
   Sync: 7,
+  /** A policy run's evaluation walk (docs/policies.md). */
+  Policy: 8,
 } as const;
 export type JobKind = (typeof JobKind)[keyof typeof JobKind];
 
@@ -156,6 +158,8 @@ export interface JobSpec {
   batchMaxBytes: number;
   /** Verify: compare the data too (MD5 vs the blob's Content-MD5, or a download). */
   verifyContent: boolean;
+  /** Policy jobs: the PolicyEvaluation as JSON (empty for other kinds). */
+  policy?: string | undefined;
   /**
    * Export and import --mode full: files larger than this move in chunks any worker takes
    * (0 = DEFAULT_CHUNK_SIZE_BYTES).
@@ -343,6 +347,7 @@ export const newJobSpec = (
   chunkSize: 0,
   import: defaultImportSpec(),
   verifyContent: false,
+  policy: "",
   limits: noJobLimits(),
   itemKey: newItemKey(),
   ...fields,

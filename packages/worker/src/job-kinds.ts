@@ -1,6 +1,7 @@
 import { exportKind } from "./export/export-kind.js";
 import { hsmKind } from "./hsm/hsm-kind.js";
 import { importKind } from "./import/import-kind.js";
+import { policyKind } from "./policy/policy-kind.js";
 import { restoreKind } from "./restore/restore-kind.js";
 import { syncKind } from "./sync/sync-kind.js";
 import type { WorkerJobKind } from "./runtime/job-kind.js";
@@ -19,4 +20,5 @@ export const WORKER_JOB_KINDS: readonly WorkerJobKind[] = [
   verifyKind,
   hsmKind,
   syncKind,
+  policyKind,
 ];

@@ -1,3 +1,4 @@
+import { readPolicyPanel } from "@hsmfleet/coordinator";
 import { DASHBOARD_DEFAULTS, DEFAULT_CEILING_BYTES_PER_SECOND } from "@hsmfleet/dashboard";
 import { Option } from "commander";
 import { formatSize, parseSize } from "../size.js";
@@ -46,6 +47,7 @@ export const registerDashboardCommand = (ctx: CliContext): void => {
         const dashboard = await startDashboard({
           nc,
           listJobs: () => store.list(),
+          policies: () => readPolicyPanel(nc),
           port: opts.port,
           host: opts.host,
           ceilingBytesPerSecond: opts.ceiling,
