@@ -16,3 +16,13 @@ export { startMariaDb, mariaDbUnavailable } from "./mariadb.js";
 export type { MariaDbOptions, MariaDbFixture } from "./mariadb.js";
 export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";
+export { startServiceBusStandIn } from "./service-bus/service-bus-stand-in.js";
+export type {
+  ServiceBusStandIn,
+  ServiceBusStandInOptions,
+} from "./service-bus/service-bus-stand-in.js";
+export type { StandInEntity, StandInEntityOptions } from "./service-bus/stand-in-entity.js";
+export type {
+  StandInQueueOptions,
+  StandInSendEntityOptions,
+} from "./service-bus/stand-in-namespace.js";
