@@ -126,3 +126,14 @@ export {
   decodeChangeRecord,
 } from "./change-record.js";
 export type { ChangeType, ChangeRecord } from "./change-record.js";
+export {
+  BlobEventError,
+  compareSequencers,
+  parseBlobEvent,
+  parseBlobEvents,
+  parseBlobSubject,
+  parseBlobUrl,
+  encodeBlobChange,
+  decodeBlobChange,
+} from "./blob-change.js";
+export type { BlobChange, BlobChangeKind } from "./blob-change.js";

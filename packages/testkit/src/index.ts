@@ -26,3 +26,5 @@ export type {
   StandInQueueOptions,
   StandInSendEntityOptions,
 } from "./service-bus/stand-in-namespace.js";
+export { blobEvent, sequencerOf } from "./blob-events.js";
+export type { BlobEventFields, BlobEventSchema } from "./blob-events.js";

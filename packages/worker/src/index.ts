@@ -17,3 +17,17 @@ export {
   HSM_ACTION_LIST_RULES,
 } from "./item-checks.js";
 export type { WorkItemRules, RefusalCode, RefusedItem } from "./item-checks.js";
+export { BlobChangeApplier, emptyAutoImportCounters } from "./autoimport/apply-blob-change.js";
+export type {
+  AutoImportCounters,
+  AppliedChange,
+  BlobChangeApplierOptions,
+} from "./autoimport/apply-blob-change.js";
+export { AutoImportLedger, AUTOIMPORT_BUCKET } from "./autoimport/autoimport-ledger.js";
+export type { AutoImportStatus } from "./autoimport/autoimport-ledger.js";
+export { runAutoImportService, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
+export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
+export { ImportTarget } from "./import/import-target.js";
+export type { ImportTargetOptions } from "./import/import-target.js";
+export { openBlobChangeApplier } from "./autoimport/open-applier.js";
+export type { OpenApplierOptions } from "./autoimport/open-applier.js";
