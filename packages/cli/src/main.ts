@@ -5,6 +5,7 @@ import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./commands/context.js";
 import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
+import { registerAutoImportCommand } from "./commands/autoimport.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
@@ -38,6 +39,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerAdminCommands,
   registerServerCommand,
   registerDashboardCommand,
+  registerAutoImportCommand,
 ];
 
 export const buildProgram = (): Command => {

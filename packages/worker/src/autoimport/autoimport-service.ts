@@ -15,6 +15,7 @@
  * - A kill -9 loses nothing: unsettled messages come back after their lock expires, and applying
  *   a change twice leaves the same tree.
  */
+import { isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage, ServiceBusReceiver } from "@azure/service-bus";
 import { errorMessage } from "@hsmfleet/core";
 import { BlobEventError, compareSequencers, parseBlobEvents } from "@hsmfleet/protocol";
@@ -60,6 +61,35 @@ interface Received {
   changes: BlobChange[];
   failure?: unknown;
 }
+
+/**
+ * Runs a settlement; a lost lock (the lock expired and the message went back to the queue, or was
+ * already redelivered to another consumer) is logged, not fatal: the message comes again and its
+ * re-application changes nothing.
+ */
+const settle = async (
+  o: AutoImportServiceOptions,
+  what: string,
+  msg: ServiceBusReceivedMessage,
+  op: () => Promise<void>,
+): Promise<boolean> => {
+  try {
+    await op();
+    return true;
+  } catch (err) {
+    if (
+      isServiceBusError(err) &&
+      (err.code === "MessageLockLost" || err.code === "SessionLockLost")
+    ) {
+      o.log?.(
+        "warn",
+        `autoimport ${o.name}: ${what} message ${String(msg.messageId)}: lock lost, it will be delivered again`,
+      );
+      return false;
+    }
+    throw err;
+  }
+};
 
 const addCounters = (into: AutoImportCounters, from: AutoImportCounters): void => {
   for (const k of Object.keys(from) as (keyof AutoImportCounters)[]) into[k] += from[k];
@@ -121,7 +151,7 @@ export const runAutoImportService = async (
       if (id !== "" && (inBatch.has(id) || (await o.ledger.applied(id)))) {
         status.duplicates++;
         status.messagesConsumed++;
-        await o.receiver.completeMessage(msg);
+        await settle(o, "complete", msg, () => o.receiver.completeMessage(msg));
         continue;
       }
       inBatch.add(id);
@@ -129,11 +159,14 @@ export const runAutoImportService = async (
         received.push({ msg, changes: parseBlobEvents(msg.body) });
       } catch (err) {
         const reason = err instanceof BlobEventError ? "InvalidEvent" : "UnreadableMessage";
-        await o.receiver.deadLetterMessage(msg, {
-          deadLetterReason: reason,
-          deadLetterErrorDescription: errorMessage(err),
-        });
-        status.deadLettered++;
+        const description = errorMessage(err);
+        const dead = await settle(o, "dead-letter", msg, () =>
+          o.receiver.deadLetterMessage(msg, {
+            deadLetterReason: reason,
+            deadLetterErrorDescription: description,
+          }),
+        );
+        if (dead) status.deadLettered++;
         log(
           "warn",
           `autoimport ${o.name}: message ${id} dead-lettered (${reason}): ${errorMessage(err)}`,
@@ -145,16 +178,19 @@ export const runAutoImportService = async (
       const id = String(r.msg.messageId ?? "");
       if (r.failure === undefined) {
         if (id !== "") await o.ledger.markApplied(id);
-        await o.receiver.completeMessage(r.msg);
-        status.messagesConsumed++;
+        if (await settle(o, "complete", r.msg, () => o.receiver.completeMessage(r.msg)))
+          status.messagesConsumed++;
         continue;
       }
       const attempt = (r.msg.deliveryCount ?? 0) + 1;
       if (attempt >= maxAttempts) {
-        await o.receiver.deadLetterMessage(r.msg, {
-          deadLetterReason: "MaxAttemptsExceeded",
-          deadLetterErrorDescription: `failed ${attempt} times; last: ${errorMessage(r.failure)}`,
-        });
+        const description = `failed ${attempt} times; last: ${errorMessage(r.failure)}`;
+        await settle(o, "dead-letter", r.msg, () =>
+          o.receiver.deadLetterMessage(r.msg, {
+            deadLetterReason: "MaxAttemptsExceeded",
+            deadLetterErrorDescription: description,
+          }),
+        );
         status.deadLettered++;
         status.totalErrors++;
         log(
@@ -162,7 +198,7 @@ export const runAutoImportService = async (
           `autoimport ${o.name}: message ${id} dead-lettered after ${attempt} attempts: ${errorMessage(r.failure)}`,
         );
       } else {
-        await o.receiver.abandonMessage(r.msg);
+        await settle(o, "abandon", r.msg, () => o.receiver.abandonMessage(r.msg));
         log(
           "warn",
           `autoimport ${o.name}: message ${id} abandoned (attempt ${attempt} of ${maxAttempts}): ${errorMessage(r.failure)}`,
