@@ -6,6 +6,7 @@ import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./com
 import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerAutoImportCommand } from "./commands/autoimport.js";
+import { registerServeCommand } from "./commands/serve.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
@@ -40,6 +41,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerServerCommand,
   registerDashboardCommand,
   registerAutoImportCommand,
+  registerServeCommand,
 ];
 
 export const buildProgram = (): Command => {

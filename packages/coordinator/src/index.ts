@@ -45,3 +45,18 @@ export { JOB_REPORTS, jobReport } from "./job-reports.js";
 export type { JobReport, JobRowCounters } from "./job-report.js";
 export { ResultLedger, MAX_CHILDREN_PER_RESULT } from "./result-ledger.js";
 export type { LedgerRefusal, LedgerVerdict } from "./result-ledger.js";
+export {
+  JOB_SPEC_KINDS,
+  JOB_SPEC_SCHEMA,
+  SERVED_KINDS,
+  JobSpecError,
+  validateJobSpec,
+} from "./intake/job-spec.js";
+export type { JobSpec, JobSpecKind } from "./intake/job-spec.js";
+export { JobLifecycle, amlfsStateOf } from "./intake/lifecycle-events.js";
+export type {
+  AmlfsJobState,
+  LifecycleEvent,
+  LifecycleEventType,
+  LifecycleSink,
+} from "./intake/lifecycle-events.js";
