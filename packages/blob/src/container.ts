@@ -31,6 +31,7 @@ export interface BlobProperties {
   metadata: Record<string, string>;
   contentMD5?: Buffer;
   lastModified?: Date;
+  etag?: string;
 }
 
 /** Printable local path for error messages (see displayPath in core). */
@@ -358,6 +359,7 @@ export class BlobContainer {
         out.contentMD5 = Buffer.from(p.contentMD5);
       }
       if (p.lastModified !== undefined) out.lastModified = p.lastModified;
+      if (p.etag !== undefined) out.etag = p.etag;
       return out;
     } catch (err) {
       if (httpErrorInfo(err).statusCode === 404) return undefined;

@@ -5,6 +5,8 @@ import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./commands/context.js";
 import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
+import { registerAutoImportCommand } from "./commands/autoimport.js";
+import { registerServeCommand } from "./commands/serve.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
@@ -44,6 +46,8 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerDashboardCommand,
   registerPolicyCommand,
   registerReportCommand,
+  registerAutoImportCommand,
+  registerServeCommand,
 ];
 
 export const buildProgram = (): Command => {

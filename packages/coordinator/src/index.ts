@@ -88,3 +88,18 @@ export { formatReport } from "./policy/report-format.js";
 export { groupLabel, userLabel } from "./policy/owner-names.js";
 export { readPolicyPanel } from "./policy/policy-panel.js";
 export type { PolicyPanel } from "./policy/policy-panel.js";
+export {
+  JOB_SPEC_KINDS,
+  JOB_SPEC_SCHEMA,
+  SERVED_KINDS,
+  JobSpecError,
+  validateJobSpec,
+} from "./intake/job-spec.js";
+export type { JobSpec, JobSpecKind } from "./intake/job-spec.js";
+export { JobLifecycle, amlfsStateOf } from "./intake/lifecycle-events.js";
+export type {
+  AmlfsJobState,
+  LifecycleEvent,
+  LifecycleEventType,
+  LifecycleSink,
+} from "./intake/lifecycle-events.js";

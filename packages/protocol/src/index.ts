@@ -151,3 +151,13 @@ export type {
   policyCandidatesSubject,
 } from "./policy-candidates.js";
 export type { PolicyCandidate, PolicyCandidateBatch } from "./policy-candidates.js";
+  BlobEventError,
+  compareSequencers,
+  parseBlobEvent,
+  parseBlobEvents,
+  parseBlobSubject,
+  parseBlobUrl,
+  encodeBlobChange,
+  decodeBlobChange,
+} from "./blob-change.js";
+export type { BlobChange, BlobChangeKind } from "./blob-change.js";

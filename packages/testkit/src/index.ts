@@ -18,3 +18,15 @@ export { startNatsCluster } from "./nats-cluster.js";
 export type { NatsClusterOptions, NatsClusterFixture } from "./nats-cluster.js";
 export { LustreRecorder, lfsChangelogStandIn } from "./lustre-recorder.js";
 export type { LfsChangelogStandIn } from "./lustre-recorder.js";
+export { startServiceBusStandIn } from "./service-bus/service-bus-stand-in.js";
+export type {
+  ServiceBusStandIn,
+  ServiceBusStandInOptions,
+} from "./service-bus/service-bus-stand-in.js";
+export type { StandInEntity, StandInEntityOptions } from "./service-bus/stand-in-entity.js";
+export type {
+  StandInQueueOptions,
+  StandInSendEntityOptions,
+} from "./service-bus/stand-in-namespace.js";
+export { blobEvent, sequencerOf } from "./blob-events.js";
+export type { BlobEventFields, BlobEventSchema } from "./blob-events.js";

@@ -23,3 +23,19 @@ export type { WalkNamespace, DirectoryReadOptions } from "./walk/walk-namespace.
 export { SyntheticNamespace } from "./bench/synthetic-namespace.js";
 export type { SyntheticTreeSpec } from "./bench/synthetic-namespace.js";
 export { listingWindowStats } from "./export/listing-window.js";
+export { BlobChangeApplier, emptyAutoImportCounters } from "./autoimport/apply-blob-change.js";
+export type {
+  AutoImportCounters,
+  AppliedChange,
+  BlobChangeApplierOptions,
+} from "./autoimport/apply-blob-change.js";
+export { AutoImportLedger, AUTOIMPORT_BUCKET } from "./autoimport/autoimport-ledger.js";
+export type { AutoImportStatus } from "./autoimport/autoimport-ledger.js";
+export { runAutoImportService, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
+export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
+export { ImportTarget } from "./import/import-target.js";
+export type { ImportTargetOptions } from "./import/import-target.js";
+export { openBlobChangeApplier } from "./autoimport/open-applier.js";
+export type { OpenApplierOptions } from "./autoimport/open-applier.js";
+export { serviceBusClientFor, describeServiceBus } from "./autoimport/service-bus-client.js";
+export type { ServiceBusTarget } from "./autoimport/service-bus-client.js";

@@ -1,0 +1,211 @@
+import { resolve } from "node:path";
+import { Option } from "commander";
+import {
+  CONFLICT_MODES,
+  IMPORT_DEFAULTS,
+  checkScanRoot,
+  normalizeImportPrefixes,
+  runImportJob,
+} from "@hsmfleet/coordinator";
+import { openContainer } from "@hsmfleet/blob";
+import { describeStorageTarget } from "@hsmfleet/blob/targets";
+import { UsageError } from "@hsmfleet/core";
+import type { ConflictMode } from "@hsmfleet/protocol";
+import {
+  AUTOIMPORT_DEFAULTS,
+  AutoImportLedger,
+  describeServiceBus,
+  openBlobChangeApplier,
+  runAutoImportService,
+  serviceBusClientFor,
+} from "@hsmfleet/worker";
+import type { AutoImportStatus } from "@hsmfleet/worker";
+import { openRuntime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { ExitCode, intArg } from "./context.js";
+import type { CliContext } from "./context.js";
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+interface AutoImportFlags {
+  container: string;
+  events: string;
+  prefix?: string[];
+  conflict: ConflictMode;
+  enableDeletions?: boolean;
+  initialScan: boolean;
+  maxErrors: number;
+  maxAttempts: number;
+  name?: string;
+  archiveId: number;
+  backend: string;
+  hsmXattr: string;
+  servicebus?: string;
+  servicebusNamespace?: string;
+  json?: boolean;
+}
+
+const formatStatus = (s: AutoImportStatus): string =>
+  [
+    `autoimport ${s.name}: ${s.state}, container ${s.container} -> ${s.target}`,
+    `  blobs walked ${s.totalBlobsWalked}, imported ${s.totalBlobsImported} (files ${s.importedFiles}, directories ${s.importedDirectories}, symlinks ${s.importedSymlinks})`,
+    `  deletions ${s.deletions} (not made: ${s.deletionsSkipped}), conflicts ${s.totalConflicts}, errors ${s.totalErrors}`,
+    `  messages ${s.messagesConsumed} (duplicates ${s.duplicates}, stale ${s.staleEvents}, dead-lettered ${s.deadLettered}, blobs gone ${s.vanished})`,
+    `  last event consumed ${s.lastChangeFeedEventConsumedTime || "-"}, last fully synchronized ${s.lastTimeFullySynchronized || "-"}`,
+  ].join("\n");
+
+/**
+ * `hsmfleet autoimport`: a long-running service that follows Blob Storage events (Event Grid ->
+ * Service Bus queue) into a file system with AMLFS auto-import semantics (docs/azure-integration.md).
+ */
+export const registerAutoImportCommand = (ctx: CliContext): void => {
+  ctx.program
+    .command("autoimport")
+    .description(
+      "follow Blob Storage events (Event Grid -> Service Bus queue) into a file system, as AMLFS auto-import does (a long-running service; SIGTERM stops it)",
+    )
+    .argument("<target>", "target directory")
+    .requiredOption("--container <name>", "the container whose events are applied")
+    .requiredOption("--events <queue>", "Service Bus queue Event Grid delivers the events to")
+    .option(
+      "--prefix <prefix>",
+      "part of the container to follow (repeatable; default all)",
+      collect,
+    )
+    .addOption(
+      new Option("--conflict <mode>", "what to do with entries that already exist")
+        .choices(CONFLICT_MODES as string[])
+        .default("skip"),
+    )
+    .option("--enable-deletions", "apply BlobDeleted/DirectoryDeleted (files that are not dirty)")
+    .option("--no-initial-scan", "skip the full reconciliation import at start")
+    .option(
+      "--max-errors <n>",
+      "errors after which the service stops as Failed (-1 = never)",
+      intArg("--max-errors", -1),
+      AUTOIMPORT_DEFAULTS.maxErrors,
+    )
+    .option(
+      "--max-attempts <n>",
+      "deliveries of a failing message before it is dead-lettered",
+      intArg("--max-attempts", 1),
+      AUTOIMPORT_DEFAULTS.maxAttempts,
+    )
+    .option(
+      "--name <name>",
+      "service name (its progress keys in KV; default autoimport-<container>)",
+    )
+    .option("--archive-id <n>", "HSM archive id of the stubs", intArg("--archive-id", 0), 1)
+    .addOption(
+      new Option("--backend <name>", "file-system HSM backend")
+        .choices(["hsm-emulation"])
+        .default(IMPORT_DEFAULTS.backend),
+    )
+    .option("--hsm-xattr <name>", "xattr holding struct hsm_attrs", IMPORT_DEFAULTS.hsmXattr)
+    .addOption(
+      new Option("--servicebus <connection-string>", "Service Bus connection string").env(
+        "HSMFLEET_SERVICEBUS_CONNECTION_STRING",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--servicebus-namespace <fqdn>",
+        "Service Bus namespace for Entra ID (DefaultAzureCredential / managed identity)",
+      ).env("HSMFLEET_SERVICEBUS_NAMESPACE"),
+    )
+    .option("--json", "print the final status as one JSON object on stdout")
+    .action(async (target: string, opts: AutoImportFlags) => {
+      await checkScanRoot(target, "autoimport target");
+      normalizeImportPrefixes(opts.prefix);
+      const name = opts.name ?? `autoimport-${opts.container}`;
+      const sbTarget = { connectionString: opts.servicebus, namespace: opts.servicebusNamespace };
+      const g = ctx.globals();
+      const logger = ctx.logger("autoimport");
+      const stateDir = resolveStateDir(g.stateDir);
+      const storage = await ctx.resolveStorage(stateDir);
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      const runtime = await openRuntime({
+        nats: g.nats,
+        auth: ctx.natsAuth(),
+        stateDir,
+        workers: g.workers,
+        logger,
+        storage: storage.target,
+      });
+      const client = serviceBusClientFor(sbTarget);
+      let status: AutoImportStatus | undefined;
+      try {
+        logger.info(
+          {
+            storage: describeStorageTarget(storage.target),
+            serviceBus: describeServiceBus(sbTarget),
+            queue: opts.events,
+          },
+          "autoimport starting",
+        );
+        const ledger = await AutoImportLedger.open(runtime.nc, name);
+        let synced: string | undefined;
+        if (opts.initialScan) {
+          const scan = await runImportJob({
+            nc: runtime.nc,
+            target: resolve(target),
+            container: opts.container,
+            prefixes: opts.prefix,
+            mode: "namespace",
+            conflict: opts.conflict,
+            archiveId: opts.archiveId,
+            backend: opts.backend,
+            hsmXattr: opts.hsmXattr,
+            storage: storage.target,
+            maxErrors: -1,
+            logger,
+            signal: abort.signal,
+          });
+          if (scan.state !== "succeeded")
+            throw new UsageError(`autoimport ${name}: the initial scan ended ${scan.state}`);
+          synced = new Date().toISOString();
+          logger.info({ imported: scan.totalBlobsImported }, "initial scan done");
+        }
+        const { applier } = await openBlobChangeApplier(
+          {
+            root: resolve(target),
+            mode: "namespace",
+            conflict: opts.conflict,
+            archiveId: opts.archiveId,
+            backend: opts.backend,
+            hsmXattr: opts.hsmXattr,
+            container: opts.container,
+            enableDeletions: opts.enableDeletions ?? false,
+          },
+          openContainer(storage.target, opts.container),
+        );
+        const receiver = client.createReceiver(opts.events);
+        status = await runAutoImportService({
+          name,
+          container: opts.container,
+          target: resolve(target),
+          receiver,
+          applier,
+          ledger,
+          prefixes: opts.prefix,
+          maxAttempts: opts.maxAttempts,
+          maxErrors: opts.maxErrors,
+          signal: abort.signal,
+          ...(synced ? { lastTimeFullySynchronized: synced } : {}),
+          log: (level, message) => logger[level](message),
+        });
+        await receiver.close();
+      } finally {
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        await client.close();
+        await runtime.close();
+        await storage.azurite?.close();
+      }
+      process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status)}\n`);
+      process.exitCode = status.state === "Failed" ? ExitCode.Failed : ExitCode.Ok;
+    });
+};

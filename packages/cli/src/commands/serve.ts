@@ -1,0 +1,260 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { isServiceBusError } from "@azure/service-bus";
+import type { ServiceBusReceivedMessage, ServiceBusSender } from "@azure/service-bus";
+import {
+  JobLifecycle,
+  JobSpecError,
+  SERVED_KINDS,
+  newJobId,
+  runExportJob,
+  runImportJob,
+  runRestoreJob,
+  validateJobSpec,
+} from "@hsmfleet/coordinator";
+import type { JobSpec, LifecycleEvent } from "@hsmfleet/coordinator";
+import type { StorageTarget } from "@hsmfleet/blob/targets";
+import { errorMessage } from "@hsmfleet/core";
+import type { NatsConnection } from "@hsmfleet/bus";
+import type { Logger } from "@hsmfleet/telemetry";
+import { describeServiceBus, serviceBusClientFor } from "@hsmfleet/worker";
+import { openRuntime } from "../runtime.js";
+import { resolveStateDir } from "../state-dir.js";
+import { intArg } from "./context.js";
+import type { CliContext } from "./context.js";
+
+interface ServeFlags {
+  jobs: string;
+  eventsTopic?: string;
+  progressInterval: number;
+  servicebus?: string;
+  servicebusNamespace?: string;
+}
+
+interface JobEnv {
+  nc: NatsConnection;
+  storage: StorageTarget;
+  logger: Logger;
+  stateDir: string;
+  signal: AbortSignal;
+}
+
+type Summary = Record<string, unknown> & { state: string; jobId: string };
+
+/** Runs one validated spec on the fleet; returns its summary and its error count. */
+const runSpec = async (
+  spec: JobSpec,
+  env: JobEnv,
+  life: JobLifecycle,
+): Promise<{ summary: Summary; errors: number }> => {
+  const jobId = newJobId(spec.kind);
+  life.jobId = jobId;
+  const jobDir = join(env.stateDir, "jobs", jobId);
+  await mkdir(jobDir, { recursive: true });
+  const common = {
+    nc: env.nc,
+    storage: env.storage,
+    jobId,
+    logger: env.logger,
+    signal: env.signal,
+    errorLog: join(jobDir, "errors.ndjson"),
+  };
+  const onProgress = (p: object) => life.progress({ ...p });
+  switch (spec.kind) {
+    case "export": {
+      const s = await runExportJob({
+        ...common,
+        root: spec.path,
+        container: spec.container!,
+        prefix: spec.prefix,
+        maxErrors: spec.maxErrors,
+        onProgress,
+      });
+      return { summary: s as unknown as Summary, errors: s.errors };
+    }
+    case "import": {
+      const s = await runImportJob({
+        ...common,
+        target: spec.path,
+        container: spec.container!,
+        prefixes: spec.prefixes,
+        mode: spec.mode,
+        conflict: spec.conflict,
+        maxErrors: spec.maxErrors,
+        conflictLog: join(jobDir, "conflicts.ndjson"),
+        onProgress,
+      });
+      return { summary: s as unknown as Summary, errors: s.totalErrors };
+    }
+    default: {
+      const s = await runRestoreJob({
+        ...common,
+        path: spec.path,
+        maxErrors: spec.maxErrors,
+        onProgress,
+      });
+      return { summary: s as unknown as Summary, errors: s.errors };
+    }
+  }
+};
+
+/**
+ * `hsmfleet serve --jobs <queue>`: job intake from a Service Bus queue (docs/azure-integration.md,
+ * docs/job-spec.schema.json). One job at a time: a message is validated (a bad spec is
+ * dead-lettered with the reason, nothing started), run on the fleet, and completed when the job
+ * ends; the SDK renews its lock meanwhile. `--events-topic` publishes the job's lifecycle events.
+ */
+export const registerServeCommand = (ctx: CliContext): void => {
+  ctx.program
+    .command("serve")
+    .description(
+      "run jobs submitted as JSON specs to a Service Bus queue; publish their lifecycle events to a topic",
+    )
+    .requiredOption("--jobs <queue>", "Service Bus queue of job specs")
+    .option(
+      "--events-topic <topic>",
+      "Service Bus topic for started/progress/completed/failed/cancelled events",
+    )
+    .option(
+      "--progress-interval <seconds>",
+      "at most one progress event per job this often",
+      intArg("--progress-interval", 1),
+      10,
+    )
+    .option(
+      "--servicebus <connection-string>",
+      "Service Bus connection string (or HSMFLEET_SERVICEBUS_CONNECTION_STRING)",
+    )
+    .option(
+      "--servicebus-namespace <fqdn>",
+      "Service Bus namespace for Entra ID (or HSMFLEET_SERVICEBUS_NAMESPACE)",
+    )
+    .action(async (opts: ServeFlags) => {
+      const sbTarget = {
+        connectionString: opts.servicebus ?? process.env.HSMFLEET_SERVICEBUS_CONNECTION_STRING,
+        namespace: opts.servicebusNamespace ?? process.env.HSMFLEET_SERVICEBUS_NAMESPACE,
+      };
+      const g = ctx.globals();
+      const logger = ctx.logger("serve");
+      const stateDir = resolveStateDir(g.stateDir);
+      const storage = await ctx.resolveStorage(stateDir);
+      const abort = new AbortController();
+      const stop = () => abort.abort();
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      const runtime = await openRuntime({
+        nats: g.nats,
+        auth: ctx.natsAuth(),
+        stateDir,
+        workers: g.workers,
+        logger,
+        storage: storage.target,
+      });
+      const client = serviceBusClientFor(sbTarget);
+      const receiver = client.createReceiver(opts.jobs, {
+        maxAutoLockRenewalDurationInMs: 7 * 24 * 3600_000,
+      });
+      const sender: ServiceBusSender | undefined = opts.eventsTopic
+        ? client.createSender(opts.eventsTopic)
+        : undefined;
+      const sink = async (event: LifecycleEvent) => {
+        if (sender)
+          await sender.sendMessages({
+            body: event,
+            contentType: "application/json",
+            subject: event.eventType,
+          });
+      };
+      logger.info(
+        { serviceBus: describeServiceBus(sbTarget), queue: opts.jobs, topic: opts.eventsTopic },
+        "serve: waiting for jobs",
+      );
+      const env: JobEnv = {
+        nc: runtime.nc,
+        storage: storage.target,
+        logger,
+        stateDir,
+        signal: abort.signal,
+      };
+      try {
+        while (!abort.signal.aborted) {
+          let msgs: ServiceBusReceivedMessage[];
+          try {
+            msgs = await receiver.receiveMessages(1, {
+              maxWaitTimeInMs: 1000,
+              abortSignal: abort.signal,
+            });
+          } catch (err) {
+            if (abort.signal.aborted) break;
+            throw err;
+          }
+          for (const msg of msgs)
+            await serveOne(msg, env, sink, opts.progressInterval * 1000, receiver, logger);
+        }
+      } finally {
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+        await receiver.close();
+        await sender?.close();
+        await client.close();
+        await runtime.close();
+        await storage.azurite?.close();
+      }
+    });
+};
+
+const serveOne = async (
+  msg: ServiceBusReceivedMessage,
+  env: JobEnv,
+  sink: (e: LifecycleEvent) => Promise<void>,
+  progressIntervalMs: number,
+  receiver: {
+    completeMessage: (m: ServiceBusReceivedMessage) => Promise<void>;
+    abandonMessage: (m: ServiceBusReceivedMessage) => Promise<void>;
+    deadLetterMessage: (
+      m: ServiceBusReceivedMessage,
+      o: { deadLetterReason: string; deadLetterErrorDescription: string },
+    ) => Promise<void>;
+  },
+  logger: Logger,
+): Promise<void> => {
+  const id = String(msg.messageId ?? "");
+  let spec: JobSpec;
+  try {
+    spec = validateJobSpec(msg.body);
+    if (!SERVED_KINDS.includes(spec.kind))
+      throw new JobSpecError(
+        `kind ${spec.kind} is valid but not run by hsmfleet serve yet (${SERVED_KINDS.join(", ")})`,
+      );
+  } catch (err) {
+    const reason = err instanceof JobSpecError ? "InvalidJobSpec" : "UnreadableMessage";
+    logger.warn({ messageId: id, reason }, `serve: ${errorMessage(err)}`);
+    await receiver.deadLetterMessage(msg, {
+      deadLetterReason: reason,
+      deadLetterErrorDescription: errorMessage(err),
+    });
+    return;
+  }
+  const life = new JobLifecycle(sink, spec, spec.name ?? id, progressIntervalMs);
+  await life.started();
+  try {
+    const { summary, errors } = await runSpec(spec, env, life);
+    await life.ended(summary, errors);
+    logger.info({ messageId: id, jobId: summary.jobId, state: summary.state }, "serve: job ended");
+    await receiver.completeMessage(msg);
+  } catch (err) {
+    // Could not start or broke down (not a job that ended failed): reported, handed back.
+    await life.failed(errorMessage(err));
+    logger.warn({ messageId: id }, `serve: job did not run: ${errorMessage(err)}`);
+    try {
+      if (env.signal.aborted) await receiver.abandonMessage(msg);
+      else
+        await receiver.deadLetterMessage(msg, {
+          deadLetterReason: "JobFailedToStart",
+          deadLetterErrorDescription: errorMessage(err),
+        });
+    } catch (settleErr) {
+      if (!(isServiceBusError(settleErr) && settleErr.code === "MessageLockLost")) throw settleErr;
+    }
+  }
+};

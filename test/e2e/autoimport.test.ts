@@ -1,0 +1,280 @@
+// Auto-import from Blob Storage events: blobs written to Azurite, the matching Event Grid events
+// (built from the real writes: ETag, size, sequencer order) sent through the Service Bus STAND-IN
+// with the real @azure/service-bus client, applied by the autoimport service; the target must
+// equal a full import of the container.
+import { lstat, mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import test from "ava";
+import type { ExecutionContext } from "ava";
+import { ServiceBusClient } from "@azure/service-bus";
+import type { ServiceBusMessage } from "@azure/service-bus";
+import { BlobServiceClient } from "@azure/storage-blob";
+import type { ContainerClient } from "@azure/storage-blob";
+import { openContainer, parseStorageTarget } from "@hsmfleet/blob";
+import { decodeHsmAttrs } from "@hsmfleet/core";
+import { runImportJob } from "@hsmfleet/coordinator";
+import { getXattr } from "@hsmfleet/fs";
+import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
+import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
+import { startBus, startStorage, startWorkers } from "./helpers.js";
+
+const SLASH = Buffer.from("/");
+
+/** type, mode, owner, size, HSM flags and (files, symlinks) mtime of every entry. */
+const snapshot = async (root: string): Promise<Record<string, string>> => {
+  const out: Record<string, string> = {};
+  const walk = async (rel: Buffer) => {
+    const abs = rel.length ? Buffer.concat([Buffer.from(root), SLASH, rel]) : Buffer.from(root);
+    for (const name of await readdir(abs, { encoding: "buffer" })) {
+      const childRel = rel.length ? Buffer.concat([rel, SLASH, name]) : name;
+      const st = await lstat(Buffer.concat([abs, SLASH, name]));
+      const hsm = st.isFile()
+        ? await getXattr(Buffer.concat([abs, SLASH, name]), "trusted.hsm")
+        : undefined;
+      const type = st.isFile()
+        ? "file"
+        : st.isDirectory()
+          ? "dir"
+          : st.isSymbolicLink()
+            ? "link"
+            : "other";
+      // A directory's mtime moves whenever an entry is added to it later: not compared.
+      const mtime = st.isDirectory() ? "" : String(Math.floor(st.mtimeMs / 1000));
+      out[childRel.toString()] = [
+        type,
+        (st.mode & 0o7777).toString(8),
+        `${st.uid}:${st.gid}`,
+        st.isDirectory() ? 0 : st.size,
+        mtime,
+        hsm ? decodeHsmAttrs(hsm).flags.toString(16) : "-",
+      ].join(" ");
+      if (st.isDirectory()) await walk(childRel);
+    }
+  };
+  await walk(Buffer.alloc(0));
+  return out;
+};
+
+interface World {
+  t: ExecutionContext;
+  sb: ServiceBusStandIn;
+  client: ServiceBusClient;
+  container: ContainerClient;
+  containerName: string;
+  storage: NonNullable<ReturnType<typeof parseStorageTarget>>;
+  dir: string;
+  nc: Awaited<ReturnType<typeof startBus>>["nc"];
+  serverUrl: string;
+  events: Record<string, unknown>[];
+  sequencer: number;
+}
+
+const setup = async (t: ExecutionContext, containerName: string): Promise<World> => {
+  const tmp = await tempDir();
+  t.teardown(() => tmp.cleanup());
+  const azurite = await startStorage(t);
+  const storage = parseStorageTarget(azurite.connectionString)!;
+  const { server, nc } = await startBus(t);
+  const sb = await startServiceBusStandIn();
+  sb.createQueue("blob-events", { lockDurationMs: 3000, maxDeliveryCount: 10 });
+  const client = new ServiceBusClient(sb.connectionString);
+  t.teardown(async () => {
+    await client.close();
+    await sb.stop();
+  });
+  const container = BlobServiceClient.fromConnectionString(
+    azurite.connectionString,
+  ).getContainerClient(containerName);
+  await container.create();
+  return {
+    t,
+    sb,
+    client,
+    container,
+    containerName,
+    storage,
+    dir: tmp.path,
+    nc,
+    serverUrl: server.url,
+    events: [],
+    sequencer: 0x4420,
+  };
+};
+
+/** Writes a blob and records its BlobCreated event (ETag and size from the real write). */
+const put = async (
+  w: World,
+  name: string,
+  body: string,
+  metadata: Record<string, string> = {},
+  schema: BlobEventFields["schema"] = "eventgrid",
+) => {
+  const r = await w.container
+    .getBlockBlobClient(name)
+    .upload(body, Buffer.byteLength(body), { metadata });
+  w.events.push(
+    blobEvent({
+      type: "BlobCreated",
+      container: w.containerName,
+      blob: name,
+      etag: r.etag!,
+      size: Buffer.byteLength(body),
+      sequencer: w.sequencer++,
+      schema,
+    }),
+  );
+};
+
+const remove = async (w: World, name: string, sendEvent = true) => {
+  await w.container.getBlockBlobClient(name).delete();
+  if (sendEvent)
+    w.events.push(
+      blobEvent({
+        type: "BlobDeleted",
+        container: w.containerName,
+        blob: name,
+        sequencer: w.sequencer++,
+        schema: "cloudevents",
+      }),
+    );
+};
+
+const send = async (w: World, messages: ServiceBusMessage[]) => {
+  const sender = w.client.createSender("blob-events");
+  let batch = await sender.createMessageBatch();
+  for (const m of messages) {
+    if (!batch.tryAddMessage(m)) {
+      await sender.sendMessages(batch);
+      batch = await sender.createMessageBatch();
+      batch.tryAddMessage(m);
+    }
+  }
+  await sender.sendMessages(batch);
+  await sender.close();
+};
+
+const meta = (mode: string, uid = 1000, gid = 1000) => ({
+  owner: String(uid),
+  group: String(gid),
+  permissions: mode,
+  modtime: "2024-05-06 07:08:09 +0000",
+});
+
+const drain = async (w: World, target: string, options: { enableDeletions?: boolean } = {}) => {
+  const blobs = openContainer(w.storage, w.containerName);
+  const { applier } = await openBlobChangeApplier(
+    {
+      root: target,
+      mode: "namespace",
+      conflict: "skip",
+      archiveId: 1,
+      backend: "hsm-emulation",
+      hsmXattr: "trusted.hsm",
+      container: w.containerName,
+      enableDeletions: options.enableDeletions ?? true,
+    },
+    blobs,
+  );
+  const ledger = await AutoImportLedger.open(w.nc, "e2e");
+  const receiver = w.client.createReceiver("blob-events");
+  const stop = new AbortController();
+  const running = runAutoImportService({
+    name: "e2e",
+    container: w.containerName,
+    target,
+    receiver,
+    applier,
+    ledger,
+    signal: stop.signal,
+  });
+  const queue = w.sb.entity("blob-events")!;
+  const deadline = Date.now() + 60_000;
+  while (queue.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  stop.abort();
+  const status = await running;
+  await receiver.close();
+  return status;
+};
+
+test("events from real writes, with duplicates, out-of-order deliveries and a vanished blob, give the tree of a full import", async (t) => {
+  const w = await setup(t, "autoimp");
+  await put(w, "a.txt", "alpha", meta("0644"));
+  await put(w, "dir", "", { ...meta("0750", 0, 0), hdi_isfolder: "true" }, "cloudevents");
+  await put(w, "dir/b.bin", "bravo bravo", meta("0600", 1234, 5678), "cloudevents");
+  await put(w, "dir/deep/c", "charlie", meta("0640"));
+  await put(w, "dir/link", "../a.txt", { ...meta("0777"), ftype: "LNK" });
+  await put(w, "over.txt", "first version", meta("0644"));
+  await put(w, "over.txt", "second, longer version", meta("0600"));
+  await put(w, "gone.txt", "short-lived", meta("0644"));
+  await remove(w, "gone.txt");
+  await put(w, "vanished.txt", "never imported", meta("0644"));
+  await remove(w, "vanished.txt", false); // its BlobCreated arrives after the blob is gone
+  await put(w, "other/d.txt", "x", meta("0644"));
+  w.events.push(
+    blobEvent({
+      type: "BlobCreated",
+      container: "another-container",
+      blob: "x",
+      size: 1,
+      etag: "0x1",
+      sequencer: w.sequencer++,
+    }),
+  );
+
+  // One message per event (as Event Grid sends them); Service Bus message ids stable per event.
+  const messages: ServiceBusMessage[] = w.events.map((e) => ({
+    body: e,
+    messageId: String(e.id),
+    contentType: "application/json",
+  }));
+  // Out of order: the newest version of over.txt first, then the older one; duplicates of three.
+  const [olderOver, newerOver] = messages.filter((m) =>
+    JSON.stringify(m.body).includes("/blobs/over.txt"),
+  );
+  const rest = messages.filter((m) => m !== olderOver && m !== newerOver).reverse();
+  await send(w, [newerOver!, ...rest, messages[0]!, messages[2]!, messages[4]!]);
+  // Not a blob event: dead-lettered with the reason.
+  await send(w, [{ body: { hello: "not an event" }, messageId: "junk" }]);
+
+  const target = join(w.dir, "auto");
+  await mkdir(target);
+  let status = await drain(w, target);
+  t.is(status.duplicates, 3, "a message id seen again changes nothing");
+  t.is(status.deadLettered, 1);
+  t.is(
+    status.vanished,
+    2,
+    "gone.txt and vanished.txt no longer exist when their BlobCreated is applied",
+  );
+  // The older event of over.txt, delivered late (and a redelivery of an applied message).
+  await send(w, [olderOver!, { ...messages[1]! }]);
+  status = await drain(w, target);
+  t.is(status.staleEvents, 1, "the older over.txt event came after the newer one");
+  t.is(status.duplicates, 4);
+  t.is(status.totalErrors, 0);
+  t.truthy(status.lastChangeFeedEventConsumedTime);
+  const [dead] = await w.client
+    .createReceiver("blob-events", { subQueueType: "deadLetter" })
+    .receiveMessages(1, { maxWaitTimeInMs: 2000 });
+  t.is(dead?.deadLetterReason, "InvalidEvent");
+  t.regex(dead?.deadLetterErrorDescription ?? "", /field/);
+
+  // The reference: a full (namespace) import of the container as it is now.
+  await startWorkers(t, w.serverUrl, 2, undefined, { storage: w.storage });
+  const full = join(w.dir, "full");
+  await mkdir(full);
+  const summary = await runImportJob({
+    nc: w.nc,
+    target: full,
+    container: w.containerName,
+    storage: w.storage,
+  });
+  t.is(summary.state, "succeeded");
+  const got = await snapshot(target);
+  const want = await snapshot(full);
+  t.deepEqual(got, want);
+  t.truthy(got["over.txt"]?.includes(" 22 "), "over.txt has the size of its second version");
+  t.is(got["gone.txt"], undefined);
+  t.is(got["vanished.txt"], undefined);
+});
