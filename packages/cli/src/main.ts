@@ -5,6 +5,7 @@ import { registerAdminCommands } from "./commands/admin.js";
 import { ExitCode, createCliContext, intArg, requestConcurrencyArg } from "./commands/context.js";
 import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
+import { registerDeployCommand } from "./commands/deploy.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
@@ -35,6 +36,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerVerifyCommand,
   registerWorkerCommand,
   registerPlanCommand,
+  registerDeployCommand,
   registerAdminCommands,
   registerServerCommand,
   registerDashboardCommand,
