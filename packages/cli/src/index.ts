@@ -14,3 +14,4 @@ export { COORDINATOR_PERMISSIONS, WORKER_PERMISSIONS } from "./deploy/nats-permi
 export { NATS_PASSWORD_VARIABLES } from "./deploy/nats-config.js";
 export { COORDINATOR_SERVICES } from "./deploy/systemd-units.js";
 export { toYaml } from "./deploy/yaml.js";
+export { fleetEnvFormat } from "./deploy/arm-settings.js";

@@ -20,7 +20,8 @@ if ! command -v node >/dev/null || [ "$(node --version)" != "v${NODE_VERSION}" ]
 fi
 
 # The release tarball (npm run release); the native addon builds on install (g++, make, python3).
-npm install -g --no-fund --no-audit --unsafe-perm "${HSMFLEET_PACKAGE_URL}"
+# (npm 11 asks before running install scripts: allow the package's own addon check.)
+npm_config_allow_scripts=hsmfleet npm install -g --no-fund --no-audit "${HSMFLEET_PACKAGE_URL}"
 /usr/local/bin/hsmfleet --version
 
 # The AMLFS Lustre client for the running kernel (learn.microsoft.com: "Install client software").
@@ -46,6 +47,13 @@ case "${role}" in
     systemctl enable --now hsmfleet-worker.service
     ;;
   coordinator)
+    # The fleet's streams and buckets (R3), created once as the coordinator user: workers may
+    # use them but not create them (docs/security.md).
+    set -a
+    # shellcheck source=/dev/null
+    . /etc/hsmfleet/fleet.env
+    set +a
+    /usr/local/bin/hsmfleet --workers 0 jobs >/dev/null
     for service in ${HSMFLEET_SERVICES:-}; do
       systemctl enable --now "${service}.service"
     done

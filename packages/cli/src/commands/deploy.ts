@@ -116,7 +116,7 @@ export const registerDeployCommand = (ctx: CliContext): void => {
     )
     .option(
       "--nats-listen <address>",
-      "address the NATS nodes listen on",
+      "address the NATS nodes listen on; host = each node its own address from --nats-hosts",
       DEPLOY_DEFAULTS.natsListenAddress,
     )
     .option(

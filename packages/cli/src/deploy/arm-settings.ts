@@ -37,13 +37,20 @@ const installEnv = (services: string): Expr =>
     services,
   );
 
+/**
+ * The text of FLEET_ENV_FILE for a worker or the coordinator, with {0} the NATS password, {1} the
+ * storage account, {2} the storage endpoint suffix, {3} the identity's client id (format()).
+ */
+export const fleetEnvFormat = (inputs: AzureDeployInputs, user: "worker" | "coordinator"): string =>
+  `HSMFLEET_NATS_URL=${natsClientUrls(inputs)}\nHSMFLEET_NATS_REPLICAS=3\nNATS_USER=${user}\nNATS_PASSWORD={0}\nNATS_CA=${NATS_CA_FILE}\nHSMFLEET_STORAGE=https://{1}.blob.{2}\nAZURE_CLIENT_ID={3}\n`;
+
 const fleetEnv = (
   inputs: AzureDeployInputs,
   user: "worker" | "coordinator",
   identity: string,
 ): Expr =>
   format(
-    `HSMFLEET_NATS_URL=${natsClientUrls(inputs)}\nHSMFLEET_NATS_REPLICAS=3\nNATS_USER=${user}\nNATS_PASSWORD={0}\nNATS_CA=${NATS_CA_FILE}\nHSMFLEET_STORAGE=https://{1}.blob.{2}\nAZURE_CLIENT_ID={3}\n`,
+    fleetEnvFormat(inputs, user),
     param(user === "worker" ? "natsWorkerPassword" : "natsCoordinatorPassword"),
     param("storageAccountName"),
     "environment().suffixes.storage",

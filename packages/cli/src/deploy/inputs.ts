@@ -25,13 +25,16 @@ export interface AzureDeployInputs {
   natsClusterPort: number;
   /** NATS HTTP monitoring port (healthz, varz). Default 8222. */
   natsMonitorPort: number;
-  /** Address the NATS servers listen on. Default 0.0.0.0 (the NSG keeps it inside the network). */
+  /**
+   * Address the NATS servers listen on. Default 0.0.0.0 (the NSG keeps it inside the network);
+   * "host": each node its own address from natsHosts (several nodes on one machine).
+   */
   natsListenAddress: string;
-  /** Where a NATS node keeps its JetStream files. Default /var/lib/nats. */
+  /** Where a NATS node keeps its JetStream files (in a directory named after the node). Default /var/lib/nats. */
   natsStoreDir: string;
   /** Directory of the NATS TLS files (ca.pem, server.pem, server-key.pem). Default /etc/nats/tls. */
   natsTlsDir: string;
-  /** Prometheus metrics port of every worker. Default 9464. */
+  /** Prometheus metrics port of every worker (0 = off). Default 9464. */
   workerMetricsPort: number;
   /** Prometheus metrics port of the coordinator's services. Default 9465. */
   coordinatorMetricsPort: number;

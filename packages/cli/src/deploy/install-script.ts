@@ -6,6 +6,7 @@
  * is done. Written as its own file too (scripts/hsmfleet-install.sh) so shellcheck sees it.
  */
 import type { AzureDeployInputs } from "./inputs.js";
+import { FLEET_ENV_FILE } from "./systemd-units.js";
 
 /** NODE_VERSION, HSMFLEET_PACKAGE_URL, LUSTRE_CLIENT_PACKAGE, AMLFS_MGS_ADDRESS, HSMFLEET_SERVICES. */
 export const INSTALL_ENV_FILE = "/etc/hsmfleet/install.env";
@@ -33,7 +34,8 @@ if ! command -v node >/dev/null || [ "$(node --version)" != "v\${NODE_VERSION}" 
 fi
 
 # The release tarball (npm run release); the native addon builds on install (g++, make, python3).
-npm install -g --no-fund --no-audit --unsafe-perm "\${HSMFLEET_PACKAGE_URL}"
+# (npm 11 asks before running install scripts: allow the package's own addon check.)
+npm_config_allow_scripts=hsmfleet npm install -g --no-fund --no-audit "\${HSMFLEET_PACKAGE_URL}"
 ${inputs.hsmfleetBin} --version
 
 # The AMLFS Lustre client for the running kernel (learn.microsoft.com: "Install client software").
@@ -59,6 +61,13 @@ case "\${role}" in
     systemctl enable --now hsmfleet-worker.service
     ;;
   coordinator)
+    # The fleet's streams and buckets (R3), created once as the coordinator user: workers may
+    # use them but not create them (docs/security.md).
+    set -a
+    # shellcheck source=/dev/null
+    . ${FLEET_ENV_FILE}
+    set +a
+    ${inputs.hsmfleetBin} --workers 0 jobs >/dev/null
     for service in \${HSMFLEET_SERVICES:-}; do
       systemctl enable --now "\${service}.service"
     done

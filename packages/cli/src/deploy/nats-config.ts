@@ -43,7 +43,12 @@ export const natsServerName = (inputs: AzureDeployInputs, index: number): string
   `${inputs.namePrefix}-nats-${index}`;
 
 /** nats-server configuration of node `index` of the cluster. */
+/** Address node `index` listens on: natsListenAddress, or its own host with "host". */
+const listenOf = (inputs: AzureDeployInputs, index: number): string =>
+  inputs.natsListenAddress === "host" ? inputs.natsHosts[index]! : inputs.natsListenAddress;
+
 export const renderNatsConfig = (inputs: AzureDeployInputs, index: number): string => {
+  const listen = listenOf(inputs, index);
   const routes = inputs.natsHosts
     .filter((_, i) => i !== index)
     .map((h) => `    "nats-route://${h}:${inputs.natsClusterPort}"`)
@@ -52,18 +57,18 @@ export const renderNatsConfig = (inputs: AzureDeployInputs, index: number): stri
 # Passwords come from the environment (${NATS_ENV_FILE}); check with:
 #   env $(cat ${NATS_ENV_FILE}) nats-server -t -c ${NATS_CONFIG_FILE}
 server_name: "${natsServerName(inputs, index)}"
-listen: "${inputs.natsListenAddress}:${inputs.natsPort}"
-http: "${inputs.natsListenAddress}:${inputs.natsMonitorPort}"
+listen: "${listen}:${inputs.natsPort}"
+http: "${listen}:${inputs.natsMonitorPort}"
 
 ${tlsBlock(inputs, "", false)}
 
 jetstream {
-  store_dir: "${inputs.natsStoreDir}"
+  store_dir: "${inputs.natsStoreDir}/${natsServerName(inputs, index)}"
 }
 
 cluster {
   name: "${inputs.namePrefix}"
-  listen: "${inputs.natsListenAddress}:${inputs.natsClusterPort}"
+  listen: "${listen}:${inputs.natsClusterPort}"
 ${tlsBlock(inputs, "  ", true)}
   routes: [
 ${routes}
