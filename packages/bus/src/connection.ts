@@ -70,7 +70,12 @@ const serverIdentityCheck = (servers: string[]) => {
 };
 
 export const connectBus = async (options: BusConnectOptions): Promise<NatsConnection> => {
-  const given = Array.isArray(options.servers) ? options.servers : [options.servers];
+  // "nats://a:4222,nats://b:4222" (one --nats / HSMFLEET_NATS_URL naming every node of a cluster)
+  // is a list, so a client starts even when the first node is down.
+  const given = (Array.isArray(options.servers) ? options.servers : [options.servers])
+    .flatMap((s) => s.split(","))
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   const shown = given.map(redactNatsUrl).join(", ");
   const { servers, auth: busAuth } = busAuthFromUrls(given, options.auth);
   const auth = natsAuthOptions(busAuth);

@@ -31,7 +31,7 @@ import {
 } from "@hsmfleet/protocol";
 
 export interface TopologyOptions {
-  /** JetStream replicas for streams and the job bucket (1 single server, 3 for an R3 cluster). Default 1. */
+  /** JetStream replicas for streams and the job bucket (1 single server, 3 for an R3 cluster). Default HSMFLEET_NATS_REPLICAS, else 1. */
   replicas?: number | undefined;
   /**
    * How long JetStream remembers message ids to drop duplicates. A work item redelivered after this
@@ -71,8 +71,24 @@ export const TOPOLOGY_DEFAULTS = {
 
 export type ResolvedTopology = { [K in keyof TopologyOptions]-?: NonNullable<TopologyOptions[K]> };
 
+/**
+ * Replicas from HSMFLEET_NATS_REPLICAS (1 to 5), so every process of a fleet on a 3-node cluster
+ * (workers, coordinator commands, services) creates R3 streams and buckets without each command
+ * growing an option; undefined when unset.
+ */
+export const replicasFromEnv = (env: NodeJS.ProcessEnv = process.env): number | undefined => {
+  const text = env["HSMFLEET_NATS_REPLICAS"];
+  if (text === undefined || text === "") return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 5)
+    throw new RangeError(
+      `HSMFLEET_NATS_REPLICAS must be an integer from 1 to 5, got ${JSON.stringify(text)}`,
+    );
+  return n;
+};
+
 export const resolveTopology = (options: TopologyOptions = {}): ResolvedTopology => ({
-  replicas: options.replicas ?? TOPOLOGY_DEFAULTS.replicas,
+  replicas: options.replicas ?? replicasFromEnv() ?? TOPOLOGY_DEFAULTS.replicas,
   duplicateWindowMs: options.duplicateWindowMs ?? TOPOLOGY_DEFAULTS.duplicateWindowMs,
   ackWaitMs: options.ackWaitMs ?? TOPOLOGY_DEFAULTS.ackWaitMs,
   maxDeliver: options.maxDeliver ?? TOPOLOGY_DEFAULTS.maxDeliver,

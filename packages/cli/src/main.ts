@@ -7,6 +7,7 @@ import type { CliContext } from "./commands/context.js";
 import { registerDashboardCommand } from "./commands/dashboard.js";
 import { registerAutoImportCommand } from "./commands/autoimport.js";
 import { registerServeCommand } from "./commands/serve.js";
+import { registerDeployCommand } from "./commands/deploy.js";
 import { registerExportCommand } from "./commands/export.js";
 import { registerImportCommand } from "./commands/import.js";
 import { registerPlanCommand } from "./commands/plan.js";
@@ -41,6 +42,7 @@ const COMMANDS: ReadonlyArray<(ctx: CliContext) => void> = [
   registerSyncCommand,
   registerWorkerCommand,
   registerPlanCommand,
+  registerDeployCommand,
   registerAdminCommands,
   registerServerCommand,
   registerDashboardCommand,

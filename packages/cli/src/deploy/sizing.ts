@@ -1,0 +1,88 @@
+/**
+ * How many worker VMs a deployment gets: the planner's answer for --target and --vm-size (or
+ * --nic-gbps), exactly as `hsmfleet plan` computes it, or a count given with --workers.
+ */
+import { UsageError } from "@hsmfleet/core";
+import { DEFAULT_WORKER_EFFICIENCY, loadAzureLimits, parseRate, planFleet } from "../plan.js";
+import type { PlanResult } from "../plan.js";
+
+export interface SizingOptions {
+  target?: string | undefined;
+  vmSize?: string | undefined;
+  nicGbps?: string | undefined;
+  efficiency?: string | undefined;
+  direction: "export" | "import";
+  requestSize: number;
+  otherRegion?: boolean | undefined;
+  /** A fixed worker count (instead of --target). */
+  workers?: number | undefined;
+}
+
+export interface Sizing {
+  workers: number;
+  vmSize: string;
+  /** One line: how the count was chosen. */
+  sizing: string;
+  plan: PlanResult | undefined;
+  /** What the user should know (e.g. the target needs several storage accounts). */
+  notes: string[];
+}
+
+export const sizeFleet = async (opts: SizingOptions): Promise<Sizing> => {
+  if (opts.vmSize === undefined)
+    throw new UsageError(
+      "give --vm-size (the workers' Azure VM size, see hsmfleet plan --list-sizes)",
+    );
+  const limits = await loadAzureLimits();
+  const size = limits.vmSizes.find((v) => v.name.toLowerCase() === opts.vmSize!.toLowerCase());
+  const vmSize = size?.name ?? opts.vmSize;
+  if (opts.workers !== undefined) {
+    if (opts.target !== undefined)
+      throw new UsageError("give --target (the planner sizes the fleet) or --workers, not both");
+    return {
+      workers: opts.workers,
+      vmSize,
+      sizing: `--workers ${opts.workers}`,
+      plan: undefined,
+      notes: [],
+    };
+  }
+  if (opts.target === undefined)
+    throw new UsageError("give --target RATE (the planner sizes the fleet) or --workers N");
+  let nicGbps: number;
+  if (opts.nicGbps !== undefined) {
+    nicGbps = Number(opts.nicGbps);
+    if (!(nicGbps > 0))
+      throw new UsageError(`--nic-gbps must be a positive number, got ${opts.nicGbps}`);
+  } else if (size !== undefined) {
+    nicGbps = size.nicMbps / 1000;
+  } else {
+    throw new UsageError(
+      `unknown VM size ${opts.vmSize}; known: ${limits.vmSizes.map((v) => v.name).join(", ")}; or give --nic-gbps`,
+    );
+  }
+  const efficiency =
+    opts.efficiency === undefined ? DEFAULT_WORKER_EFFICIENCY : Number(opts.efficiency);
+  const plan = planFleet({
+    targetBytesPerSecond: parseRate(opts.target),
+    nicGbps,
+    efficiency,
+    direction: opts.direction,
+    bytesPerRequest: opts.requestSize,
+    storage: limits.storageAccount,
+    listedRegion: !opts.otherRegion,
+  });
+  const notes =
+    plan.accounts > 1
+      ? [
+          `the target is above what one storage account allows by default (${plan.accountCeilingGbps.toFixed(1)} Gbit/s for this workload): ask Azure for a higher limit or split the data over ${plan.accounts} accounts (docs/plan.md)`,
+        ]
+      : [];
+  return {
+    workers: plan.vms,
+    vmSize,
+    sizing: `hsmfleet plan --target ${opts.target} --vm-size ${vmSize}: ${plan.vms} workers at ${Math.round(efficiency * 100)} % of ${nicGbps} Gbit/s each`,
+    plan,
+    notes,
+  };
+};
