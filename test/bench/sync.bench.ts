@@ -99,7 +99,7 @@ const main = async (): Promise<void> => {
       };
       while (last?.state !== "running") await sleep(50);
       await inStep(0);
-      const base = last!.recordsApplied;
+      const base = last.recordsApplied;
       // Throughput: as fast as the writes go.
       const t0 = performance.now();
       for (let i = 0; i < FILES; i += 200)
@@ -110,7 +110,7 @@ const main = async (): Promise<void> => {
         );
       await inStep(base + FILES * RECORDS_PER_FILE);
       const seconds = (performance.now() - t0) / 1000;
-      const records = last!.recordsApplied - base;
+      const records = last.recordsApplied - base;
       runs.push({
         workers,
         files: FILES,
