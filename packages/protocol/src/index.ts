@@ -145,12 +145,14 @@ export type {
   SyncFailure,
   SyncResult,
 } from "./sync-item.js";
+export {
   candidateBefore,
   decodePolicyCandidates,
   encodePolicyCandidates,
   policyCandidatesSubject,
 } from "./policy-candidates.js";
 export type { PolicyCandidate, PolicyCandidateBatch } from "./policy-candidates.js";
+export {
   BlobEventError,
   compareSequencers,
   parseBlobEvent,

@@ -72,7 +72,7 @@ export class LustreChangelogSource implements ChangeSource {
       throw new Error(`sync root ${options.root} is not under the Lustre mount ${options.mount}`);
   }
 
-  async start(
+  start(
     checkpoint: ChangeCheckpoint | undefined,
     emit: (changes: SourceChange[]) => void,
   ): Promise<void> {
@@ -84,6 +84,7 @@ export class LustreChangelogSource implements ChangeSource {
         "sync: changelog reader stopped",
       ),
     );
+    return Promise.resolve();
   }
 
   async #run(emit: (changes: SourceChange[]) => void): Promise<void> {

@@ -107,21 +107,16 @@ export class PhaseDispatcher {
     signal: AbortSignal,
   ): Promise<SyncResult | undefined> {
     const result = new Promise<SyncResult | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(batchId);
-        resolve(undefined);
-      }, timeoutMs);
-      const onAbort = () => {
-        clearTimeout(timer);
-        this.#waiting.delete(batchId);
-        resolve(undefined);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#waiting.set(batchId, (r) => {
+      const finish = (r: SyncResult | undefined) => {
         clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
+        this.#waiting.delete(batchId);
         resolve(r);
-      });
+      };
+      const onAbort = () => finish(undefined);
+      const timer = setTimeout(onAbort, timeoutMs);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.set(batchId, finish);
     });
     const subject = syncSubjects.batch(this.#jobId);
     const data = encodeSyncBatch({ jobId: this.#jobId, batchId, ops });

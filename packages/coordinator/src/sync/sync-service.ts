@@ -22,6 +22,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
+import { observeJobProgress } from "../job-gauges.js";
 import { safeUser } from "../scan/scan-job.js";
 import type { ChangeSource } from "./change-source.js";
 import { PosixChangeSource } from "./posix-source.js";
@@ -186,21 +187,27 @@ export const runSyncService = async (options: SyncServiceOptions): Promise<SyncS
     logger: options.logger,
     onStatus: (s) => {
       options.onStatus?.(s);
-      // The job record carries the status too: `hsmfleet status`, `jobs`, the dashboard.
+      // The job record carries the status too: `hsmfleet status`, `jobs`, the dashboard; and the
+      // hsmfleet_job_* metrics (files = records applied/read, bytes, errors = failures).
+      Object.assign(live, withSyncCounters(status, s));
       void store.put(withSyncCounters(status, s)).catch(() => undefined);
     },
   });
+  const live: JobStatus = { ...status };
+  const stopMetrics = observeJobProgress(live);
   options.logger?.info({ jobId, root, container: options.container, prefix }, "sync started");
   let final: SyncStatusRecord;
   try {
     final = await loop.run(options.signal ?? new AbortController().signal);
   } finally {
+    stopMetrics();
+    const last = loop.status();
     await store
       .put({
-        ...status,
-        state: JobState.Succeeded,
+        ...withSyncCounters(status, last),
+        state: last.state === "failed" ? JobState.Failed : JobState.Succeeded,
         finishedAtMs: Date.now(),
-        reason: "sync stopped",
+        reason: last.state === "failed" ? last.lastError : "sync stopped",
       })
       .catch(() => undefined);
   }
