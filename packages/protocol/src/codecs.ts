@@ -38,14 +38,7 @@ import type {
   WalkShard,
   WorkerHeartbeat,
 } from "./messages.js";
-import type {
-  ExportCounters,
-  ImportCounters,
-  InFlightCounters,
-  JobProgress,
-  RestoreCounters,
-  ScanCounters,
-} from "./counters.js";
+import type { JobProgress } from "./counters.js";
 
 const pb = hsmfleet.v1;
 

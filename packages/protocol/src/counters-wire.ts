@@ -1,6 +1,6 @@
 // The walk, export, import, restore and in-flight counters of a job record on the wire (job.proto).
 import type { hsmfleet } from "./gen/hsmfleet.js";
-import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
+import { fromNumber, toSafeNumber } from "./long.js";
 import type {
   ExportCounters,
   ImportCounters,
