@@ -9,7 +9,19 @@ import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
-import { deployInputs, prometheusConfig, renderAzureDeployment, toYaml } from "@hsmfleet/cli";
+import {
+  CLOUD_CONFIG_HEADER,
+  coordinatorCloudConfig,
+  coordinatorSettingsFiles,
+  deployInputs,
+  natsCloudConfig,
+  natsSettingsFiles,
+  prometheusConfig,
+  renderAzureDeployment,
+  toYaml,
+  workerCloudConfig,
+  workerSettingsFiles,
+} from "@hsmfleet/cli";
 import { tempDir } from "@hsmfleet/testkit";
 import { loadYaml, makeNatsTls, present, skipNote } from "./deploy-tools.js";
 import type { VALIDATORS } from "./deploy-tools.js";
@@ -41,6 +53,40 @@ needs("cloud-init")("every cloud-init file passes `cloud-init schema --config-fi
     t.regex(r.stdout, /Valid cloud-config/, file);
   }
 });
+
+needs("cloud-init")(
+  "the cloud-init each VM gets (the file plus the settings files the template appends, as JSON after #cloud-config) passes `cloud-init schema`",
+  async (t) => {
+    const dir = await tempDir();
+    t.teardown(() => dir.cleanup());
+    const inputs = deployInputs({ workers: 6, workerVmSize: "Standard_D32ds_v5", sizing: "x" });
+    // The template's expressions (parameters, format(), reference()) stand for text: a sample here.
+    const sample = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? v.map(sample)
+        : v !== null && typeof v === "object"
+          ? "expr" in v
+            ? "sample value\n"
+            : Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sample(x)]))
+          : v;
+    const roles = {
+      worker: [workerCloudConfig(inputs), workerSettingsFiles(inputs, "id")],
+      coordinator: [coordinatorCloudConfig(inputs), coordinatorSettingsFiles(inputs, "id", "x")],
+      "nats-0": [natsCloudConfig(inputs, 0), natsSettingsFiles(inputs)],
+    } as const;
+    for (const [role, [config, settings]] of Object.entries(roles)) {
+      const effective = {
+        ...config,
+        write_files: [...config.write_files, ...(sample(settings) as unknown[])],
+      };
+      const file = join(dir.path, `${role}.json.yaml`);
+      await writeFile(file, `${CLOUD_CONFIG_HEADER}${JSON.stringify(effective)}`);
+      const r = exec("cloud-init", ["schema", "--config-file", file]);
+      t.is(r.status, 0, `${role}: ${r.stdout}${r.stderr}`);
+      t.regex(r.stdout, /Valid cloud-config/, role);
+    }
+  },
+);
 
 needs("systemd-analyze")(
   "every systemd unit passes `systemd-analyze verify` with nothing on stderr (the hsmfleet path pointed at a stub made for the check)",

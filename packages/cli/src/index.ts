@@ -15,3 +15,14 @@ export { NATS_PASSWORD_VARIABLES } from "./deploy/nats-config.js";
 export { COORDINATOR_SERVICES } from "./deploy/systemd-units.js";
 export { toYaml } from "./deploy/yaml.js";
 export { fleetEnvFormat } from "./deploy/arm-settings.js";
+export {
+  coordinatorSettingsFiles,
+  natsSettingsFiles,
+  workerSettingsFiles,
+} from "./deploy/arm-settings.js";
+export {
+  coordinatorCloudConfig,
+  natsCloudConfig,
+  workerCloudConfig,
+  CLOUD_CONFIG_HEADER,
+} from "./deploy/cloud-init.js";

@@ -12,10 +12,19 @@ import type { ArmResource } from "./arm-network.js";
 
 export const COMPUTE_API = "2024-07-01";
 
+/** Workers and coordinator: Ubuntu 22.04, a distribution the AMLFS Lustre client supports. */
 export const IMAGE = {
   publisher: "Canonical",
   offer: "0001-com-ubuntu-server-jammy",
   sku: "22_04-lts-gen2",
+  version: "latest",
+} as const;
+
+/** NATS nodes need no Lustre client: Ubuntu 24.04, whose nats-server package has JetStream (2.10). */
+export const NATS_IMAGE = {
+  publisher: "Canonical",
+  offer: "ubuntu-24_04-lts",
+  sku: "server",
   version: "latest",
 } as const;
 
@@ -53,8 +62,8 @@ const osProfile = (computerName: string, data: string) => ({
   },
 });
 
-const storageProfile = (diskGb: number) => ({
-  imageReference: IMAGE,
+const storageProfile = (diskGb: number, image: typeof IMAGE | typeof NATS_IMAGE = IMAGE) => ({
+  imageReference: image,
   osDisk: {
     createOption: "FromImage",
     caching: "ReadWrite",
@@ -97,6 +106,7 @@ const vm = (
   data: string,
   diskGb: number,
   extra: Record<string, unknown> = {},
+  image: typeof IMAGE | typeof NATS_IMAGE = IMAGE,
 ): ArmResource => ({
   type: "Microsoft.Compute/virtualMachines",
   apiVersion: COMPUTE_API,
@@ -111,7 +121,7 @@ const vm = (
   properties: {
     hardwareProfile: { vmSize: `[parameters('${sizeParameter}')]` },
     osProfile: osProfile(name, data),
-    storageProfile: storageProfile(diskGb),
+    storageProfile: storageProfile(diskGb, image),
     networkProfile: {
       networkInterfaces: [
         { id: `[resourceId('Microsoft.Network/networkInterfaces', ${nicName})]` },
@@ -147,6 +157,7 @@ export const computeResources = (
       customData("variables('cloudInit').nats[copyIndex()]", settings.nats),
       256,
       { copy: { name: "natsVms", count: 3 } },
+      NATS_IMAGE,
     ),
     {
       type: "Microsoft.Compute/virtualMachineScaleSets",

@@ -88,7 +88,15 @@ export const coordinatorSettingsFiles = (
       ),
     ),
   ),
-  settingsFile("/etc/prometheus/prometheus.yml", e(`string(${prometheusConfigExpr})`), "0644"),
+  // Written after the packages (defer), over the prometheus package's example configuration.
+  {
+    ...(settingsFile(
+      "/etc/prometheus/prometheus.yml",
+      e(`string(${prometheusConfigExpr})`),
+      "0644",
+    ) as Record<string, ExprValue>),
+    defer: true,
+  },
 ];
 
 /** Files added to a NATS node's cloud-init: its passwords and TLS material. */
