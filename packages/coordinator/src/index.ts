@@ -45,7 +45,12 @@ export { JOB_REPORTS, jobReport } from "./job-reports.js";
 export type { JobReport, JobRowCounters } from "./job-report.js";
 export { ResultLedger, MAX_CHILDREN_PER_RESULT } from "./result-ledger.js";
 export type { LedgerRefusal, LedgerVerdict } from "./result-ledger.js";
-export { POLICY_DEFAULTS, loadPolicyFile, parsePolicyText } from "./policy/policy-file.js";
+export {
+  POLICY_DEFAULTS,
+  POLICY_FILE_KEYS,
+  loadPolicyFile,
+  parsePolicyText,
+} from "./policy/policy-file.js";
 export { PolicyFileError } from "./policy/yaml-reader.js";
 export type { PolicyProblem } from "./policy/yaml-reader.js";
 export { formatPolicyFile } from "./policy/policy-format.js";
