@@ -80,7 +80,7 @@ const startWorker = async (url: string): Promise<ChildProcess> => {
   const stderr = new LineTail(child.stderr);
   await Promise.race([
     stderr.next((l) => l.includes('"msg":"worker started"')),
-    sleep(30_000).then(() => {
+    sleep(120_000).then(() => {
       throw new Error(`worker did not start:\n${stderr.text()}`);
     }),
   ]);
