@@ -1,5 +1,14 @@
 import { createHash } from "node:crypto";
-import { appendFile, mkdir, readFile, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import {
+  appendFile,
+  chown,
+  mkdir,
+  readFile,
+  stat,
+  unlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -237,5 +246,71 @@ policies:
     t.true(Date.now() - deletedAt >= 3000, "not before the delay");
     t.false(await exists("d/gone"), "removed after the delay");
     t.true(await exists("d/kept"), "a record without an HSM copy removes nothing");
+  },
+);
+
+test.serial(
+  "user usage: an owner above high gets a run restricted to their files, LRU first, down to low; other owners untouched",
+  async (t) => {
+    t.timeout(120_000);
+    const dir = await tempDir();
+    t.teardown(() => dir.cleanup());
+    const root = join(dir.path, "fs");
+    await mkdir(join(root, "d"), { recursive: true });
+    const now = Date.now() / 1000;
+    const files: { p: string; uid: number; i: number }[] = [];
+    for (const [uid, n] of [
+      [1001, 5],
+      [1002, 3],
+    ] as const)
+      for (let i = 0; i < n; i++) {
+        const p = join(root, "d", `u${uid}-${i}`);
+        await writeFile(p, Buffer.alloc(200 * 1024, i));
+        await chown(p, uid, uid);
+        await utimes(p, now - (100 - i) * 3600, now - 7200);
+        await hsm.setState(Buffer.from(p), {
+          compat: 1,
+          flags: E | A,
+          archiveId: 1n,
+          archiveVersion: 0n,
+        });
+        files.push({ p, uid, i });
+      }
+    const { server, nc } = await startBus(t, TEST_TOPOLOGY);
+    await startWorkers(t, server.url, 1);
+    const file = parsePolicyText(`
+settings: { hsm_xattr: ${XATTR} }
+policies:
+  per-user:
+    action: release
+    root: ${root}
+    rules: [{ last_access: 1h }]
+    triggers:
+      user_usage: { high: 600KiB, low: 250KiB }
+      check_every: 1h
+`);
+    const runs: { trigger: string; summary: PolicyRunSummary }[] = [];
+    const abort = new AbortController();
+    const serving = servePolicies({
+      nc,
+      file,
+      signal: abort.signal,
+      tickMs: 200,
+      onRun: (trigger, summary) => runs.push({ trigger, summary }),
+    });
+    try {
+      await waitFor("a per-user run", () => runs.length > 0, 60_000);
+      await sleep(1000);
+    } finally {
+      abort.abort();
+      await serving;
+    }
+    t.is(runs.length, 1, runs.map((r) => r.trigger).join("; "));
+    t.is(runs[0]!.trigger, "user 1001 above 614400 bytes");
+    t.is(runs[0]!.summary.done, 4, "1000 KiB down to at most 250 KiB: 4 files of 200 KiB");
+    for (const f of files) {
+      const released = ((await flagsOf(f.p)) & R) !== 0;
+      t.is(released, f.uid === 1001 && f.i < 4, `${f.p}`);
+    }
   },
 );

@@ -216,3 +216,34 @@ test.serial("error suspension: a run stops once its error rate passes the thresh
   for (const p of paths) if ((await flagsOf(p)) === (E | A | HsmFlag.Lost)) untouched++;
   t.is(untouched, 200, "nothing was released");
 });
+
+test.serial(
+  "a shard with more candidates than one message holds sends them in parts",
+  async (t) => {
+    t.timeout(120_000);
+    const root = await tree(t);
+    await mkdir(join(root, "one"), { recursive: true });
+    const now = Date.now() / 1000;
+    for (let i = 0; i < 6000; i += 500)
+      await Promise.all(
+        Array.from({ length: 500 }, async (_, k) => {
+          const p = join(root, "one", `file-with-a-longish-name-${String(i + k).padStart(5, "0")}`);
+          await writeFile(p, "x");
+          await utimes(p, now - 3 * DAY_S, now - 3 * DAY_S);
+          await setTo(Buffer.from(p), E | A);
+        }),
+      );
+    const { server, nc } = await startBus(t, TEST_TOPOLOGY);
+    await startWorkers(t, server.url, 1);
+    const f = policyFile(
+      root,
+      `  lru:
+    action: release
+    root: ROOT
+    rules: [{ last_access: 1d }]
+    limits: { max_actions: 6000 }`,
+    );
+    const dry = await runPolicy({ nc, file: f, name: "lru", execute: false });
+    t.like(dry, { walkErrors: 0, eligible: 6000, selected: 6000 });
+  },
+);

@@ -55,7 +55,12 @@ export type { ChangeSource, ChangeCheckpoint, SourceChange } from "./sync/change
 export { LustreChangelogSource } from "./sync/lustre-changelog-source.js";
 export type { LustreSourceOptions } from "./sync/lustre-changelog-source.js";
 export { parseChangelogLine, ChangelogParseError } from "./sync/lustre-changelog-parser.js";
-export { POLICY_DEFAULTS, loadPolicyFile, parsePolicyText } from "./policy/policy-file.js";
+export {
+  POLICY_DEFAULTS,
+  POLICY_FILE_KEYS,
+  loadPolicyFile,
+  parsePolicyText,
+} from "./policy/policy-file.js";
 export { PolicyFileError } from "./policy/yaml-reader.js";
 export type { PolicyProblem } from "./policy/yaml-reader.js";
 export { formatPolicyFile } from "./policy/policy-format.js";

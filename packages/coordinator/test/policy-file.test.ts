@@ -208,3 +208,35 @@ test("top-k keeps the K smallest keys in bounded memory", (t) => {
   t.is(k.size, 5);
   t.deepEqual(k.sorted(), [0, 1, 2, 3, 4]);
 });
+
+test("docs/policy.schema.json names exactly the keys the parser knows", async (t) => {
+  const { readFile } = await import("node:fs/promises");
+  const { POLICY_FILE_KEYS } = await import("../src/index.js");
+  const schema = JSON.parse(
+    await readFile(new URL("../../../../docs/policy.schema.json", import.meta.url), "utf8"),
+  ) as { properties: Record<string, { properties?: object; additionalProperties?: unknown }> };
+  type Obj = { properties: Record<string, Obj>; additionalProperties: Obj };
+  const keys = (o: Obj) => Object.keys(o.properties).sort();
+  const root = schema as unknown as Obj;
+  const policy = root.properties.policies!.additionalProperties;
+  const sorted = (k: readonly string[]) => [...k].sort();
+  t.deepEqual(keys(root), sorted(POLICY_FILE_KEYS.top));
+  t.deepEqual(keys(root.properties.settings!), sorted(POLICY_FILE_KEYS.settings));
+  t.deepEqual(
+    keys(root.properties.fileclasses!.additionalProperties),
+    sorted(POLICY_FILE_KEYS.fileclass),
+  );
+  t.deepEqual(keys(policy), sorted(POLICY_FILE_KEYS.policy));
+  t.deepEqual(
+    keys((policy.properties.rules as unknown as { items: Obj }).items),
+    sorted(POLICY_FILE_KEYS.rule),
+  );
+  t.deepEqual(keys(policy.properties.limits!), sorted(POLICY_FILE_KEYS.limits));
+  t.deepEqual(keys(policy.properties.limits!.properties.rate!), sorted(POLICY_FILE_KEYS.rate));
+  t.deepEqual(keys(policy.properties.triggers!), sorted(POLICY_FILE_KEYS.triggers));
+  t.deepEqual(keys(policy.properties.triggers!.properties.usage!), sorted(POLICY_FILE_KEYS.usage));
+  t.deepEqual(
+    keys(policy.properties.triggers!.properties.user_usage!),
+    sorted(POLICY_FILE_KEYS.ownerUsage),
+  );
+});

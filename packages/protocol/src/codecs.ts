@@ -233,7 +233,8 @@ const specFromWire = (s: hsmfleet.v1.IJobSpec | null | undefined): JobSpec => ({
   chunkSize: toSafeNumber(s?.chunkSize, "chunkSize"),
   import: importSpecFromWire(s?.import),
   verifyContent: s?.verifyContent ?? false,
-  policy: s?.policy ?? "",
+  // Policy jobs only: absent for every other kind (as before the field existed).
+  ...(s?.policy ? { policy: s.policy } : {}),
   limits: {
     maxBandwidthBytesPerSec: toSafeNumber(
       s?.limits?.maxBandwidthBytesPerSec,

@@ -347,7 +347,6 @@ export const newJobSpec = (
   chunkSize: 0,
   import: defaultImportSpec(),
   verifyContent: false,
-  policy: "",
   limits: noJobLimits(),
   itemKey: newItemKey(),
   ...fields,

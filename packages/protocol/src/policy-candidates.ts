@@ -86,6 +86,8 @@ const decodeReport = (v: unknown): ReportTally => {
     byState: tallies(r.byState, "report.byState"),
     byUid: tallies(r.byUid, "report.byUid"),
     byGid: tallies(r.byGid, "report.byGid"),
+    residentByUid: tallies(r.residentByUid ?? {}, "report.residentByUid"),
+    residentByGid: tallies(r.residentByGid ?? {}, "report.residentByGid"),
     byClass: tallies(r.byClass, "report.byClass"),
     sizeProfile: list(r.sizeProfile, "report.sizeProfile").map((t, i) =>
       tally(t, `report.sizeProfile[${i}]`),

@@ -84,6 +84,20 @@ const USAGE_KEYS = ["of", "high", "low"] as const;
 const OWNER_USAGE_KEYS = ["high", "low"] as const;
 const ACTIONS: readonly PolicyAction[] = ["archive", "release", "remove"];
 
+/** Every key the parser knows, by place (docs/policy.schema.json lists the same; tested). */
+export const POLICY_FILE_KEYS = {
+  top: TOP_KEYS,
+  settings: SETTINGS_KEYS,
+  fileclass: CLASS_KEYS,
+  policy: POLICY_KEYS,
+  rule: RULE_KEYS,
+  limits: LIMIT_KEYS,
+  rate: RATE_KEYS,
+  triggers: TRIGGER_KEYS,
+  usage: USAGE_KEYS,
+  ownerUsage: OWNER_USAGE_KEYS,
+} as const;
+
 const DURATION = "a duration (e.g. 30s, 30min, 2h, 1d, 1y)";
 const SIZE = "a size (e.g. 4096, 1MiB, 500GB)";
 

@@ -6,6 +6,11 @@ export const formatPolicyRun = (s: PolicyRunSummary): string => {
   const n = (v: number) => v.toLocaleString("en-US");
   const lines = [
     `policy ${s.policy} (${s.action}, ${s.mode}): walked ${n(s.entries)} entries (${n(s.files)} files) in ${(s.evaluationMs / 1000).toFixed(1)} s [${s.evaluationJob}]`,
+    ...(s.walkErrors > 0 || s.evaluationState !== "succeeded"
+      ? [
+          `  evaluation ${s.evaluationState} with ${n(s.walkErrors)} errors (hsmfleet status ${s.evaluationJob})`,
+        ]
+      : []),
     `  eligible: ${n(s.eligible)} files, ${formatBytes(s.eligibleBytes)}`,
     `  selected: ${n(s.selected)} files, ${formatBytes(s.selectedBytes)} (stopped by: ${s.stoppedBy})`,
   ];

@@ -48,6 +48,9 @@ export interface PolicyRunSummary {
   action: string;
   mode: "dry-run" | "execute";
   evaluationJob: string;
+  /** How the evaluation walk ended (succeeded, failed, cancelled) and its errors. */
+  evaluationState: string;
+  walkErrors: number;
   hsmJobs: string[];
   entries: number;
   files: number;
@@ -131,6 +134,8 @@ export const runPolicy = async (o: PolicyRunOptions): Promise<PolicyRunSummary> 
     action: policy.action,
     mode: o.execute ? "execute" : "dry-run",
     evaluationJob: ev.jobId,
+    evaluationState: ev.state,
+    walkErrors: ev.errors,
     hsmJobs: [],
     entries: ev.entries,
     files: ev.files,

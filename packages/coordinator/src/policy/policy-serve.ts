@@ -4,8 +4,9 @@ import type { KV } from "@nats-io/kv";
 import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import type { BlobContainer } from "@hsmfleet/blob";
 import { errorMessage } from "@hsmfleet/core";
-import type { PolicyFile, ResolvedPolicy } from "@hsmfleet/core";
+import type { OwnerUsageTrigger, PolicyFile, ResolvedPolicy } from "@hsmfleet/core";
 import type { Logger } from "@hsmfleet/telemetry";
+import { runPolicyEvaluation } from "./policy-job.js";
 import { runPolicy } from "./policy-run.js";
 import type { PolicyRunSummary } from "./policy-run.js";
 import { RemovalService } from "./pending-removals.js";
@@ -132,6 +133,37 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
     }
   };
 
+  /**
+   * Per-user/group usage: a report walk gives each owner's resident bytes (files not released);
+   * every owner above `high` gets a run restricted to their files, freeing down to `low`.
+   */
+  const ownerRuns = async (p: ResolvedPolicy, u: OwnerUsageTrigger) => {
+    try {
+      const ev = await runPolicyEvaluation({
+        nc: o.nc,
+        file: o.file,
+        root: p.root,
+        reportTop: 0,
+        topK: 0,
+        signal: o.signal,
+        logger: o.logger,
+        topology: o.topology,
+      });
+      const usage = u.by === "user" ? ev.report?.residentByUid : ev.report?.residentByGid;
+      for (const [id, tally] of Object.entries(usage ?? {})) {
+        if (o.signal.aborted || id === "other" || tally.bytes <= u.highBytes) continue;
+        const only = [Number(id)];
+        await run(p, `${u.by} ${id} above ${u.highBytes} bytes`, {
+          targetBytes: tally.bytes - u.lowBytes,
+          ...(u.by === "user" ? { onlyUids: only } : { onlyGids: only }),
+        });
+      }
+    } catch (err) {
+      if (!o.signal.aborted)
+        o.logger?.error({ err: errorMessage(err) }, `policy ${p.name}: ${u.by} usage check failed`);
+    }
+  };
+
   while (!o.signal.aborted) {
     const now = Date.now();
     for (const p of o.file.policies) {
@@ -171,6 +203,10 @@ export const servePolicies = async (o: PolicyServeOptions): Promise<void> => {
         } catch (err) {
           o.logger?.error({ err: errorMessage(err) }, `policy ${p.name}: usage check failed`);
         }
+      }
+      if (t.ownerUsage && now - (lastCheck.get(`${p.name}.owners`) ?? 0) >= t.checkEveryMs) {
+        lastCheck.set(`${p.name}.owners`, now);
+        await ownerRuns(p, t.ownerUsage);
       }
       if (t.periodicMs > 0 && Date.now() - s.lastRunStartMs >= t.periodicMs)
         await run(p, `every ${t.periodicMs} ms`, {});

@@ -29,6 +29,9 @@ export interface ReportTally {
   byState: Record<string, Tally>;
   byUid: Record<string, Tally>;
   byGid: Record<string, Tally>;
+  /** Files whose data is on disk (not released), by owner and group: what user/group usage counts. */
+  residentByUid: Record<string, Tally>;
+  residentByGid: Record<string, Tally>;
   byClass: Record<string, Tally>;
   /** Robinhood's size profile, one tally per SIZE_PROFILE bucket. */
   sizeProfile: Tally[];
@@ -64,6 +67,8 @@ export const emptyReportTally = (): ReportTally => ({
   byState: {},
   byUid: {},
   byGid: {},
+  residentByUid: {},
+  residentByGid: {},
   byClass: {},
   sizeProfile: SIZE_PROFILE.map(() => ({ count: 0, bytes: 0 })),
   oldest: [],
@@ -104,6 +109,10 @@ export class ReportBuilder {
     add(t.byState, state, 1, f.size);
     add(t.byUid, String(f.uid), 1, f.size);
     add(t.byGid, String(f.gid), 1, f.size);
+    if (state !== "released") {
+      add(t.residentByUid, String(f.uid), 1, f.size);
+      add(t.residentByGid, String(f.gid), 1, f.size);
+    }
     if (classes.length === 0) add(t.byClass, "(none)", 1, f.size);
     for (const c of classes) add(t.byClass, c, 1, f.size);
     const b = t.sizeProfile[sizeProfileBucket(f.size)]!;
@@ -125,6 +134,8 @@ export class ReportBuilder {
       ["byState", o.byState],
       ["byUid", o.byUid],
       ["byGid", o.byGid],
+      ["residentByUid", o.residentByUid],
+      ["residentByGid", o.residentByGid],
       ["byClass", o.byClass],
     ] as const)
       for (const [k, v] of Object.entries(map)) add(t[field], k, v.count, v.bytes);

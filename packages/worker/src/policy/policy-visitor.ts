@@ -30,6 +30,9 @@ export const effectiveFlags = (e: DirEntry, emulation: boolean): number => {
   return now === version ? flags : (flags | HsmFlag.Dirty) & ~HsmFlag.Released;
 };
 
+/** Candidates per message: ~200 bytes each as JSON, well under NATS's 1 MiB max_payload. */
+export const CANDIDATES_PER_MESSAGE = 2000;
+
 /**
  * Policy: counts like a scan, evaluates every regular file against the policy, and keeps the
  * shard's best K candidates in a bounded heap; at the end of the shard they go to the
@@ -94,19 +97,26 @@ export const policyVisitor =
       end: async () => {
         endDirectory();
         if (eligible === 0 && !report) return;
-        const id = `${shard.shardId}.c`;
-        await publisher.publish(
-          policyCandidatesSubject(shard.jobId),
-          encodePolicyCandidates({
-            jobId: shard.jobId,
-            shardId: shard.shardId,
-            eligible,
-            eligibleBytes,
-            candidates: best.sorted(),
-            ...(report ? { report: report.build() } : {}),
-          }),
-          id,
-        );
+        // Several messages when the candidates are many (a message must stay under NATS's
+        // max_payload): the first carries the counts and the report, every one its part of the
+        // list; ids are deterministic, so a redelivered shard adds nothing.
+        const all = best.sorted();
+        for (let part = 0, from = 0; part === 0 || from < all.length; part++) {
+          const candidates = all.slice(from, from + CANDIDATES_PER_MESSAGE);
+          from += CANDIDATES_PER_MESSAGE;
+          await publisher.publish(
+            policyCandidatesSubject(shard.jobId),
+            encodePolicyCandidates({
+              jobId: shard.jobId,
+              shardId: shard.shardId,
+              eligible: part === 0 ? eligible : 0,
+              eligibleBytes: part === 0 ? eligibleBytes : 0,
+              candidates,
+              ...(report && part === 0 ? { report: report.build() } : {}),
+            }),
+            `${shard.shardId}.c${part}`,
+          );
+        }
       },
     };
   };
