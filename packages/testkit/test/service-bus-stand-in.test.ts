@@ -105,29 +105,29 @@ test("deadLetterMessage keeps reason and description on the $DeadLetterQueue sub
 });
 
 test("renewMessageLock extends the lock through $management; an expired lock redelivers and the old token is lost", async (t) => {
-  const { client } = await withStandIn(t, (s) => s.createQueue("q", { lockDurationMs: 1000 }));
+  const { client } = await withStandIn(t, (s) => s.createQueue("q", { lockDurationMs: 2000 }));
   await client.createSender("q").sendMessages({ body: "slow", messageId: "s" });
   // The SDK renews locks by itself unless told not to: here the test renews by hand.
   const receiver = client.createReceiver("q", { maxAutoLockRenewalDurationInMs: 0 });
   const [m] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
   const first = m!.lockedUntilUtc!.getTime();
-  await new Promise((r) => setTimeout(r, 600));
+  await new Promise((r) => setTimeout(r, 1200));
   const renewed = await receiver.renewMessageLock(m!);
-  t.true(renewed.getTime() > first + 400, "the lock moved on");
-  await new Promise((r) => setTimeout(r, 600));
+  t.true(renewed.getTime() > first + 800, "the lock moved on");
+  await new Promise((r) => setTimeout(r, 1200));
   t.deepEqual(
     await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 }),
     [],
     "still locked after the first duration",
   );
-  await new Promise((r) => setTimeout(r, 700));
+  await new Promise((r) => setTimeout(r, 1400));
   const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
   t.is(again!.messageId, "s");
   t.is(again!.deliveryCount, 1, "an expired lock counts as a delivery");
+  await receiver.completeMessage(again!);
   const error = await t.throwsAsync(() => receiver.completeMessage(m!));
   t.true(isServiceBusError(error) && error.code === "MessageLockLost", String(error));
   await t.throwsAsync(() => receiver.renewMessageLock(m!), { message: /lock/i });
-  await receiver.completeMessage(again!);
   await receiver.close();
 });
 
@@ -244,4 +244,26 @@ test("a wrong key is refused at $cbs; an unknown entity is MessagingEntityNotFou
   const missing = await t.throwsAsync(() => client.createSender("nope").sendMessages({ body: 1 }));
   t.true(isServiceBusError(missing) && missing.code === "MessagingEntityNotFound", String(missing));
   await client.close();
+});
+
+test("one receiver link takes more than 2,048 peek-lock deliveries (settled deliveries free their session slots)", async (t) => {
+  const { sb, client } = await withStandIn(t, (s) => s.createQueue("many"));
+  const sender = client.createSender("many");
+  const n = 3000;
+  for (let i = 0; i < n;) {
+    const batch = await sender.createMessageBatch();
+    while (i < n && batch.tryAddMessage({ body: i })) i++;
+    await sender.sendMessages(batch);
+  }
+  const receiver = client.createReceiver("many");
+  let done = 0;
+  while (done < n) {
+    const ms = await receiver.receiveMessages(256, { maxWaitTimeInMs: 3000 });
+    if (ms.length === 0) break;
+    await Promise.all(ms.map((m) => receiver.completeMessage(m)));
+    done += ms.length;
+  }
+  t.is(done, n);
+  t.is(sb.entity("many")!.count, 0);
+  await receiver.close();
 });

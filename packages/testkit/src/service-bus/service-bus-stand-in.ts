@@ -263,8 +263,17 @@ export const startServiceBusStandIn = async (
     const delivery = ctx.delivery as Delivery & {
       tag: Buffer;
       remote_state?: Record<string, unknown>;
+      remote_settled?: boolean;
+      settled?: boolean;
     };
-    if (!link) return;
+    if (!link || delivery.settled) return; // a second disposition of a delivery already settled
+    // In rcv-settle-mode "second" the receiver settles first and never confirms our settlement
+    // (rhea's receiver sends no disposition for a delivery the sender settled): without this,
+    // rhea keeps every delivery in the session's 2,048-slot buffer and the link stalls.
+    const settleDelivery = (outcome: unknown): void => {
+      delivery.update(true, outcome);
+      delivery.remote_settled = true;
+    };
     const token = guidString(reorderGuidBytes(Buffer.from(delivery.tag)));
     const state = delivery.remote_state ?? {};
     let ok: boolean;
@@ -287,8 +296,7 @@ export const startServiceBusStandIn = async (
         info,
       );
     } else if (kind === "modified" && state.undeliverable_here === true) {
-      delivery.update(
-        true,
+      settleDelivery(
         rejectedOutcome("amqp:not-implemented", "the stand-in does not implement deferral"),
       );
       return;
@@ -298,10 +306,9 @@ export const startServiceBusStandIn = async (
         state.message_annotations as Record<string, unknown> | undefined,
       );
     }
-    if (ok) delivery.update(true, ACCEPTED);
+    if (ok) settleDelivery(ACCEPTED);
     else {
-      delivery.update(
-        true,
+      settleDelivery(
         rejectedOutcome(
           "com.microsoft:message-lock-lost",
           `The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue. Lock token: ${token}`,
