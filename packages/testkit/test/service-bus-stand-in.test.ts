@@ -105,23 +105,26 @@ test("deadLetterMessage keeps reason and description on the $DeadLetterQueue sub
 });
 
 test("renewMessageLock extends the lock through $management; an expired lock redelivers and the old token is lost", async (t) => {
-  const { client } = await withStandIn(t, (s) => s.createQueue("q", { lockDurationMs: 2000 }));
+  // Wide margins so a loaded machine cannot move a step across a lock boundary: the lock is 6 s,
+  // renewed 3 s in; the "still locked" look comes 1.5 s after the first lock would have ended and
+  // 1.5 s before the renewed one ends.
+  const { client } = await withStandIn(t, (s) => s.createQueue("q", { lockDurationMs: 6000 }));
   await client.createSender("q").sendMessages({ body: "slow", messageId: "s" });
   // The SDK renews locks by itself unless told not to: here the test renews by hand.
   const receiver = client.createReceiver("q", { maxAutoLockRenewalDurationInMs: 0 });
   const [m] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
   const first = m!.lockedUntilUtc!.getTime();
-  await new Promise((r) => setTimeout(r, 1200));
+  await new Promise((r) => setTimeout(r, 3000));
   const renewed = await receiver.renewMessageLock(m!);
-  t.true(renewed.getTime() > first + 800, "the lock moved on");
-  await new Promise((r) => setTimeout(r, 1200));
+  t.true(renewed.getTime() > first + 2000, "the lock moved on");
+  await new Promise((r) => setTimeout(r, Math.max(0, first + 1500 - Date.now())));
   t.deepEqual(
     await receiver.receiveMessages(1, { maxWaitTimeInMs: 200 }),
     [],
     "still locked after the first duration",
   );
-  await new Promise((r) => setTimeout(r, 1400));
-  const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 3000 });
+  await new Promise((r) => setTimeout(r, Math.max(0, renewed.getTime() + 200 - Date.now())));
+  const [again] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 5000 });
   t.is(again!.messageId, "s");
   t.is(again!.deliveryCount, 1, "an expired lock counts as a delivery");
   await receiver.completeMessage(again!);
