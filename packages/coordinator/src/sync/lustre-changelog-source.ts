@@ -167,7 +167,10 @@ export class LustreChangelogSource implements ChangeSource {
       else if (!NAMED.has(r.type) && !created.has(r.target)) wanted.add(r.target);
       if (r.sourceParent) wanted.add(r.sourceParent);
     }
-    const known = await this.#fid2path([...wanted].filter((f) => !this.#paths.has(f)));
+    // A RENME or RMDIR in the batch clears the path cache part-way (below): then every FID is
+    // asked for, or a record after it whose parent was cached would find no path and be dropped.
+    const clears = records.some((r) => r.type === "RENME" || r.type === "RMDIR");
+    const known = await this.#fid2path([...wanted].filter((f) => clears || !this.#paths.has(f)));
     const pathOf = (fid: string): string | undefined => this.#paths.get(fid) ?? known.get(fid);
     const out: SourceChange[] = [];
     for (const r of records) {
