@@ -1,31 +1,14 @@
+import { parseSizeText } from "@hsmfleet/core";
 import { InvalidArgumentError, Option } from "commander";
-
-const UNITS: Record<string, number> = {
-  "": 1,
-  b: 1,
-  k: 1024,
-  kb: 1000,
-  kib: 1024,
-  m: 1024 ** 2,
-  mb: 1000 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gb: 1000 ** 3,
-  gib: 1024 ** 3,
-  t: 1024 ** 4,
-  tb: 1000 ** 4,
-  tib: 1024 ** 4,
-};
 
 /** "8MiB", "256M", "1.5GiB", "4096" → bytes (K/M/G alone are binary, like lfs and azcopy). */
 export const parseSize = (text: string): number => {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined)
+  const bytes = parseSizeText(text);
+  if (bytes === undefined)
     throw new InvalidArgumentError(
       `not a size: ${JSON.stringify(text)} (examples: 8MiB, 256M, 4096)`,
     );
-  return Math.round(Number(m[1]) * unit);
+  return bytes;
 };
 
 const BINARY_UNITS: ReadonlyArray<readonly [string, number]> = [

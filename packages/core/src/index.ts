@@ -109,3 +109,4 @@ export {
   sizeProfileBucket,
 } from "./policy/report-tally.js";
 export type { DirUsage, OldFile, ReportTally, Tally } from "./policy/report-tally.js";
+export { DURATION_UNITS_MS, SIZE_UNITS, parseDurationText, parseSizeText } from "./units.js";
