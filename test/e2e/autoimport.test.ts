@@ -17,7 +17,7 @@ import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
 import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
-import { startBus, startStorage, startWorkers } from "./helpers.js";
+import { runCli, startBus, startStorage, startWorkers } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
 
@@ -161,7 +161,11 @@ const meta = (mode: string, uid = 1000, gid = 1000) => ({
   modtime: "2024-05-06 07:08:09 +0000",
 });
 
-const drain = async (w: World, target: string, options: { enableDeletions?: boolean } = {}) => {
+const drain = async (
+  w: World,
+  target: string,
+  options: { enableDeletions?: boolean; prefixes?: string[] } = {},
+) => {
   const blobs = openContainer(w.storage, w.containerName);
   const { applier } = await openBlobChangeApplier(
     {
@@ -187,6 +191,7 @@ const drain = async (w: World, target: string, options: { enableDeletions?: bool
     applier,
     ledger,
     signal: stop.signal,
+    ...(options.prefixes ? { prefixes: options.prefixes } : {}),
   });
   const queue = w.sb.entity("blob-events")!;
   const deadline = Date.now() + 60_000;
@@ -259,6 +264,53 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
     .receiveMessages(1, { maxWaitTimeInMs: 2000 });
   t.is(dead?.deadLetterReason, "InvalidEvent");
   t.regex(dead?.deadLetterErrorDescription ?? "", /field/);
+
+  // `hsmfleet status` shows the service's counters (AMLFS autoImportJobs names) from its job
+  // record (job id = the service name), as it shows a sync service's.
+  const shown = await runCli(["--nats", w.serverUrl, "status", "e2e", "--json"]);
+  t.is(shown.code, 0, shown.stderr);
+  const json = JSON.parse(shown.stdout) as Record<string, unknown>;
+  t.like(json, {
+    kind: "autoimport",
+    jobId: "e2e",
+    state: "succeeded",
+    autoimportState: "Disabled",
+    root: target,
+    container: w.containerName,
+    totalBlobsWalked: status.totalBlobsWalked,
+    totalBlobsImported: status.totalBlobsImported,
+    importedFiles: status.importedFiles,
+    importedDirectories: status.importedDirectories,
+    importedSymlinks: status.importedSymlinks,
+    deletions: status.deletions,
+    totalConflicts: 0,
+    totalErrors: 0,
+    messagesConsumed: status.messagesConsumed,
+    duplicates: 4,
+    staleEvents: 1,
+    deadLettered: 1,
+    vanished: 2,
+    lastTimeFullySynchronized: null,
+  });
+  t.true(status.totalBlobsImported >= 6, `imported ${status.totalBlobsImported}`);
+  t.is(
+    Date.parse(json["lastChangeFeedEventConsumedTime"] as string),
+    Math.floor(Date.parse(status.lastChangeFeedEventConsumedTime)),
+  );
+  const text = await runCli(["--nats", w.serverUrl, "status", "e2e"]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /^autoimport e2e: Disabled, container autoimp -> /m);
+  t.regex(
+    text.stdout,
+    new RegExp(`blobs walked ${status.totalBlobsWalked}, imported ${status.totalBlobsImported} `),
+  );
+  t.regex(text.stdout, /duplicates 4, stale 1, dead-lettered 1, blobs gone 2/);
+  t.regex(text.stdout, /last event consumed \d{4}-\d\d-\d\dT/);
+  const jobs = await runCli(["--nats", w.serverUrl, "jobs", "--json"]);
+  t.like((JSON.parse(jobs.stdout) as Record<string, unknown>[])[0], {
+    kind: "autoimport",
+    jobId: "e2e",
+  });
 
   // The reference: a full (namespace) import of the container as it is now.
   await startWorkers(t, w.serverUrl, 2, undefined, { storage: w.storage });
