@@ -330,3 +330,52 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   t.is(got["gone.txt"], undefined);
   t.is(got["vanished.txt"], undefined);
 });
+
+test("--prefix (repeatable): events outside every prefix are completed without changing the tree, events inside are applied", async (t) => {
+  const w = await setup(t, "prefixed");
+  const target = join(w.dir, "auto");
+  await mkdir(target);
+  // First, without a prefix: one file inside and one outside the prefixes used below.
+  await put(w, "keep/old.txt", "kept, then deleted", meta("0644"));
+  await put(w, "out/old.txt", "outside, deleted later", meta("0644"));
+  await send(
+    w,
+    w.events.map((e) => ({ body: e, messageId: String(e.id) })),
+  );
+  const first = await drain(w, target);
+  t.is(first.totalBlobsImported, 2);
+  const before = await snapshot(target);
+  t.truthy(before["out/old.txt"]);
+
+  w.events = [];
+  await put(w, "keep/a.txt", "inside the first prefix", meta("0644"));
+  await put(w, "also/deep/b.txt", "inside the second prefix", meta("0600"));
+  await put(w, "out/c.txt", "outside every prefix", meta("0644"));
+  await put(w, "keeper.txt", "shares no prefix with keep/", meta("0644"));
+  await put(w, "top.txt", "at the top", meta("0644"));
+  await remove(w, "keep/old.txt"); // inside: deleted
+  await remove(w, "out/old.txt"); // outside: left alone
+  const sent = w.events.length;
+  await send(
+    w,
+    w.events.map((e) => ({ body: e, messageId: String(e.id) })),
+  );
+  const status = await drain(w, target, { prefixes: ["keep/", "/also/"] });
+  t.is(w.sb.entity("blob-events")!.count, 0, "every message is settled");
+  t.is(status.messagesConsumed - first.messagesConsumed, sent, "every message completed");
+  t.is(status.deadLettered, 0);
+  t.is(status.totalErrors, 0);
+  t.is(status.totalBlobsImported - first.totalBlobsImported, 2, "keep/a.txt and also/deep/b.txt");
+  t.is(status.deletions, 1, "keep/old.txt");
+
+  const after = await snapshot(target);
+  t.truthy(after["keep/a.txt"]);
+  t.truthy(after["also/deep/b.txt"]);
+  t.is(after["keep/old.txt"], undefined);
+  for (const outside of ["out/c.txt", "keeper.txt", "top.txt"]) t.is(after[outside], undefined);
+  t.is(after["out/old.txt"], before["out/old.txt"], "an outside BlobDeleted changes nothing");
+  const [dead] = await w.client
+    .createReceiver("blob-events", { subQueueType: "deadLetter" })
+    .receiveMessages(1, { maxWaitTimeInMs: 1000 });
+  t.is(dead, undefined, "nothing dead-lettered");
+});
