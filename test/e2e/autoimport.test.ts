@@ -12,12 +12,14 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
 import { openContainer, parseStorageTarget } from "@hsmfleet/blob";
 import { decodeHsmAttrs } from "@hsmfleet/core";
-import { runImportJob } from "@hsmfleet/coordinator";
+import { openJobStore, runImportJob } from "@hsmfleet/coordinator";
+import { startDashboard } from "@hsmfleet/dashboard";
+import type { JobView, Snapshot } from "@hsmfleet/dashboard";
 import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
 import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
-import { runCli, startBus, startStorage, startWorkers } from "./helpers.js";
+import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
 
@@ -306,6 +308,28 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   );
   t.regex(text.stdout, /duplicates 4, stale 1, dead-lettered 1, blobs gone 2/);
   t.regex(text.stdout, /last event consumed \d{4}-\d\d-\d\dT/);
+  // The dashboard's job row: blobs imported of walked, errors, in the kind's own counters.
+  const store = await openJobStore(w.nc);
+  const dashboard = await startDashboard({
+    nc: w.nc,
+    listJobs: () => store.list(),
+    port: 0,
+    intervalMs: 200,
+  });
+  t.teardown(() => dashboard.close());
+  let row: JobView | undefined;
+  await waitFor("the autoimport row on the dashboard", async () => {
+    const snap = (await (await fetch(new URL("api/snapshot", dashboard.url))).json()) as Snapshot;
+    row = snap.jobs.find((j) => j.jobId === "e2e");
+    return row !== undefined;
+  });
+  t.like(row, {
+    kind: "autoimport",
+    state: "succeeded",
+    filesDone: status.totalBlobsImported,
+    filesFound: status.totalBlobsWalked,
+    errors: 0,
+  });
   const jobs = await runCli(["--nats", w.serverUrl, "jobs", "--json"]);
   t.like((JSON.parse(jobs.stdout) as Record<string, unknown>[])[0], {
     kind: "autoimport",
