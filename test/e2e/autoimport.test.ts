@@ -12,12 +12,14 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
 import { openContainer, parseStorageTarget } from "@hsmfleet/blob";
 import { decodeHsmAttrs } from "@hsmfleet/core";
-import { runImportJob } from "@hsmfleet/coordinator";
+import { openJobStore, runImportJob } from "@hsmfleet/coordinator";
+import { startDashboard } from "@hsmfleet/dashboard";
+import type { JobView, Snapshot } from "@hsmfleet/dashboard";
 import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
 import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
-import { startBus, startStorage, startWorkers } from "./helpers.js";
+import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
 
@@ -161,7 +163,11 @@ const meta = (mode: string, uid = 1000, gid = 1000) => ({
   modtime: "2024-05-06 07:08:09 +0000",
 });
 
-const drain = async (w: World, target: string, options: { enableDeletions?: boolean } = {}) => {
+const drain = async (
+  w: World,
+  target: string,
+  options: { enableDeletions?: boolean; prefixes?: string[] } = {},
+) => {
   const blobs = openContainer(w.storage, w.containerName);
   const { applier } = await openBlobChangeApplier(
     {
@@ -187,6 +193,7 @@ const drain = async (w: World, target: string, options: { enableDeletions?: bool
     applier,
     ledger,
     signal: stop.signal,
+    ...(options.prefixes ? { prefixes: options.prefixes } : {}),
   });
   const queue = w.sb.entity("blob-events")!;
   const deadline = Date.now() + 60_000;
@@ -260,6 +267,75 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   t.is(dead?.deadLetterReason, "InvalidEvent");
   t.regex(dead?.deadLetterErrorDescription ?? "", /field/);
 
+  // `hsmfleet status` shows the service's counters (AMLFS autoImportJobs names) from its job
+  // record (job id = the service name), as it shows a sync service's.
+  const shown = await runCli(["--nats", w.serverUrl, "status", "e2e", "--json"]);
+  t.is(shown.code, 0, shown.stderr);
+  const json = JSON.parse(shown.stdout) as Record<string, unknown>;
+  t.like(json, {
+    kind: "autoimport",
+    jobId: "e2e",
+    state: "succeeded",
+    autoimportState: "Disabled",
+    root: target,
+    container: w.containerName,
+    totalBlobsWalked: status.totalBlobsWalked,
+    totalBlobsImported: status.totalBlobsImported,
+    importedFiles: status.importedFiles,
+    importedDirectories: status.importedDirectories,
+    importedSymlinks: status.importedSymlinks,
+    deletions: status.deletions,
+    totalConflicts: 0,
+    totalErrors: 0,
+    messagesConsumed: status.messagesConsumed,
+    duplicates: 4,
+    staleEvents: 1,
+    deadLettered: 1,
+    vanished: 2,
+    lastTimeFullySynchronized: null,
+  });
+  t.true(status.totalBlobsImported >= 6, `imported ${status.totalBlobsImported}`);
+  t.is(
+    Date.parse(json["lastChangeFeedEventConsumedTime"] as string),
+    Math.floor(Date.parse(status.lastChangeFeedEventConsumedTime)),
+  );
+  const text = await runCli(["--nats", w.serverUrl, "status", "e2e"]);
+  t.is(text.code, 0, text.stderr);
+  t.regex(text.stdout, /^autoimport e2e: Disabled, container autoimp -> /m);
+  t.regex(
+    text.stdout,
+    new RegExp(`blobs walked ${status.totalBlobsWalked}, imported ${status.totalBlobsImported} `),
+  );
+  t.regex(text.stdout, /duplicates 4, stale 1, dead-lettered 1, blobs gone 2/);
+  t.regex(text.stdout, /last event consumed \d{4}-\d\d-\d\dT/);
+  // The dashboard's job row: blobs imported of walked, errors, in the kind's own counters.
+  const store = await openJobStore(w.nc);
+  const dashboard = await startDashboard({
+    nc: w.nc,
+    listJobs: () => store.list(),
+    port: 0,
+    intervalMs: 200,
+  });
+  t.teardown(() => dashboard.close());
+  let row: JobView | undefined;
+  await waitFor("the autoimport row on the dashboard", async () => {
+    const snap = (await (await fetch(new URL("api/snapshot", dashboard.url))).json()) as Snapshot;
+    row = snap.jobs.find((j) => j.jobId === "e2e");
+    return row !== undefined;
+  });
+  t.like(row, {
+    kind: "autoimport",
+    state: "succeeded",
+    filesDone: status.totalBlobsImported,
+    filesFound: status.totalBlobsWalked,
+    errors: 0,
+  });
+  const jobs = await runCli(["--nats", w.serverUrl, "jobs", "--json"]);
+  t.like((JSON.parse(jobs.stdout) as Record<string, unknown>[])[0], {
+    kind: "autoimport",
+    jobId: "e2e",
+  });
+
   // The reference: a full (namespace) import of the container as it is now.
   await startWorkers(t, w.serverUrl, 2, undefined, { storage: w.storage });
   const full = join(w.dir, "full");
@@ -277,4 +353,53 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   t.truthy(got["over.txt"]?.includes(" 22 "), "over.txt has the size of its second version");
   t.is(got["gone.txt"], undefined);
   t.is(got["vanished.txt"], undefined);
+});
+
+test("--prefix (repeatable): events outside every prefix are completed without changing the tree, events inside are applied", async (t) => {
+  const w = await setup(t, "prefixed");
+  const target = join(w.dir, "auto");
+  await mkdir(target);
+  // First, without a prefix: one file inside and one outside the prefixes used below.
+  await put(w, "keep/old.txt", "kept, then deleted", meta("0644"));
+  await put(w, "out/old.txt", "outside, deleted later", meta("0644"));
+  await send(
+    w,
+    w.events.map((e) => ({ body: e, messageId: String(e.id) })),
+  );
+  const first = await drain(w, target);
+  t.is(first.totalBlobsImported, 2);
+  const before = await snapshot(target);
+  t.truthy(before["out/old.txt"]);
+
+  w.events = [];
+  await put(w, "keep/a.txt", "inside the first prefix", meta("0644"));
+  await put(w, "also/deep/b.txt", "inside the second prefix", meta("0600"));
+  await put(w, "out/c.txt", "outside every prefix", meta("0644"));
+  await put(w, "keeper.txt", "shares no prefix with keep/", meta("0644"));
+  await put(w, "top.txt", "at the top", meta("0644"));
+  await remove(w, "keep/old.txt"); // inside: deleted
+  await remove(w, "out/old.txt"); // outside: left alone
+  const sent = w.events.length;
+  await send(
+    w,
+    w.events.map((e) => ({ body: e, messageId: String(e.id) })),
+  );
+  const status = await drain(w, target, { prefixes: ["keep/", "/also/"] });
+  t.is(w.sb.entity("blob-events")!.count, 0, "every message is settled");
+  t.is(status.messagesConsumed - first.messagesConsumed, sent, "every message completed");
+  t.is(status.deadLettered, 0);
+  t.is(status.totalErrors, 0);
+  t.is(status.totalBlobsImported - first.totalBlobsImported, 2, "keep/a.txt and also/deep/b.txt");
+  t.is(status.deletions, 1, "keep/old.txt");
+
+  const after = await snapshot(target);
+  t.truthy(after["keep/a.txt"]);
+  t.truthy(after["also/deep/b.txt"]);
+  t.is(after["keep/old.txt"], undefined);
+  for (const outside of ["out/c.txt", "keeper.txt", "top.txt"]) t.is(after[outside], undefined);
+  t.is(after["out/old.txt"], before["out/old.txt"], "an outside BlobDeleted changes nothing");
+  const [dead] = await w.client
+    .createReceiver("blob-events", { subQueueType: "deadLetter" })
+    .receiveMessages(1, { maxWaitTimeInMs: 1000 });
+  t.is(dead, undefined, "nothing dead-lettered");
 });

@@ -8,6 +8,7 @@ import { policyReport } from "./policy/policy-report.js";
 import { scanReport, scanReportAs } from "./scan/scan-report.js";
 import { verifyReport } from "./verify/verify-report.js";
 import { syncReport } from "./sync/sync-report.js";
+import { autoImportReport } from "./autoimport/autoimport-report.js";
 
 /** Every job kind's report: a new kind adds its line here (the type requires one per kind). */
 export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
@@ -19,6 +20,7 @@ export const JOB_REPORTS: { readonly [K in JobKind]: JobReport } = {
   [JobKind.Verify]: verifyReport,
   [JobKind.Sync]: syncReport,
   [JobKind.Policy]: policyReport,
+  [JobKind.AutoImport]: autoImportReport,
 };
 
 /** A job of a kind this version does not know (written by a newer one): its walk counters. */

@@ -18,6 +18,8 @@ import {
   hsmCountersFromWire,
   hsmCountersToWire,
   syncCountersFromWire,
+  autoImportCountersFromWire,
+  autoImportCountersToWire,
   syncCountersToWire,
 } from "./hsm-counters-wire.js";
 import type {
@@ -274,6 +276,7 @@ export const encodeJobStatus = (m: JobStatus): Uint8Array =>
     outstanding: m.outstanding,
     hsm: m.hsm === undefined ? null : hsmCountersToWire(m.hsm),
     sync: m.sync === undefined ? null : syncCountersToWire(m.sync),
+    autoimport: m.autoimport === undefined ? null : autoImportCountersToWire(m.autoimport),
     inFlight: inFlightToWire(m.inFlight),
   }).finish();
 export const decodeJobStatus = (data: Uint8Array): JobStatus => {
@@ -304,6 +307,7 @@ export const decodeJobStatus = (data: Uint8Array): JobStatus => {
     // Present on HSM jobs only (a record without it decodes as it was written).
     ...(m.hsm ? { hsm: hsmCountersFromWire(m.hsm) } : {}),
     ...(m.sync ? { sync: syncCountersFromWire(m.sync) } : {}),
+    ...(m.autoimport ? { autoimport: autoImportCountersFromWire(m.autoimport) } : {}),
     inFlight: inFlightFromWire(m.inFlight),
   };
 };

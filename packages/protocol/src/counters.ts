@@ -184,3 +184,52 @@ export interface SyncJobCounters {
   msBehind: number;
   lastFullySynchronizedMs: number;
 }
+
+/** What an import counts that an auto-import does not (it moves no data, queues nothing). */
+const IMPORT_ONLY = ["bytesImported", "filesQueued", "bytesQueued", "bytesDownloaded"] as const;
+
+/** Counters of applied blob events (AMLFS autoImportJobs names: importJobs' plus deletions). */
+export type AutoImportCounters = Omit<ImportCounters, (typeof IMPORT_ONLY)[number]> & {
+  deletions: number;
+  /** Deletions not made: deletions disabled, or the file is dirty. */
+  deletionsSkipped: number;
+  /** Events for blobs that no longer exist. */
+  vanished: number;
+};
+
+export const emptyAutoImportCounters = (): AutoImportCounters => {
+  const c: Partial<ImportCounters> = emptyImportCounters();
+  for (const k of IMPORT_ONLY) delete c[k];
+  return {
+    ...(c as Omit<ImportCounters, (typeof IMPORT_ONLY)[number]>),
+    deletions: 0,
+    deletionsSkipped: 0,
+    vanished: 0,
+  };
+};
+
+/** An auto-import service's progress in its job record (AMLFS autoImportJobs field names). */
+export interface AutoImportJobCounters extends AutoImportCounters {
+  /** InProgress, Disabling, Disabled, Failed. */
+  autoimportState: string;
+  /** Service Bus messages completed (duplicates and stale events included), and dead-lettered. */
+  messagesConsumed: number;
+  duplicates: number;
+  staleEvents: number;
+  deadLettered: number;
+  /** Event time of the newest event applied (ms since the epoch; 0: none yet). */
+  lastEventConsumedMs: number;
+  /** When the last initial scan ended (ms since the epoch; 0: none). */
+  lastFullySynchronizedMs: number;
+}
+
+export const emptyAutoImportJobCounters = (): AutoImportJobCounters => ({
+  ...emptyAutoImportCounters(),
+  autoimportState: "",
+  messagesConsumed: 0,
+  duplicates: 0,
+  staleEvents: 0,
+  deadLettered: 0,
+  lastEventConsumedMs: 0,
+  lastFullySynchronizedMs: 0,
+});

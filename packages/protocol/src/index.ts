@@ -33,6 +33,8 @@ export {
   emptyScanCounters,
   emptyExportCounters,
   emptyImportCounters,
+  emptyAutoImportCounters,
+  emptyAutoImportJobCounters,
   emptyRestoreCounters,
   emptyInFlightCounters,
   addCounters,
@@ -40,6 +42,8 @@ export {
 export type {
   HsmCounters,
   SyncJobCounters,
+  AutoImportJobCounters,
+  AutoImportCounters,
   ScanCounters,
   ExportCounters,
   ImportCounters,

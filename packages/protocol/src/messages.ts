@@ -15,6 +15,7 @@ import type {
   RestoreCounters,
   ScanCounters,
   SyncJobCounters,
+  AutoImportJobCounters,
 } from "./counters.js";
 import type { FileEntry } from "@hsmfleet/core";
 
@@ -98,6 +99,8 @@ export const JobKind = {
   Sync: 7,
   /** A policy run's evaluation walk (docs/policies.md). */
   Policy: 8,
+  /** `hsmfleet autoimport`: a long-running service applying Blob Storage events to a tree. */
+  AutoImport: 9,
 } as const;
 export type JobKind = (typeof JobKind)[keyof typeof JobKind];
 
@@ -238,6 +241,8 @@ export interface JobStatus {
   hsm?: HsmCounters | undefined;
   /** Sync services only: what the service has read and applied so far. */
   sync?: SyncJobCounters | undefined;
+  /** Auto-import services only: what the service has consumed and applied so far. */
+  autoimport?: AutoImportJobCounters | undefined;
   /** Work of items in flight, shown on top of the counters while the job runs (not resumed from). */
   inFlight: InFlightCounters;
 }

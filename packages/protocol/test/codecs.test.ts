@@ -4,6 +4,9 @@ import { EntryType, HsmFlag } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import { hsmfleet } from "../src/gen/hsmfleet.js";
 import {
+  emptyAutoImportJobCounters,
+  newJobSpec,
+  newJobStatus,
   emptyInFlightCounters,
   encodeJobProgress,
   decodeJobProgress,
@@ -233,6 +236,29 @@ test("job status round trip", (t) => {
     },
   };
   t.deepEqual(decodeJobStatus(encodeJobStatus(status)), status);
+});
+
+test("an auto-import job record round trips its counters; other kinds have none", (t) => {
+  const autoimport = {
+    ...emptyAutoImportJobCounters(),
+    autoimportState: "InProgress",
+    totalBlobsWalked: 2 ** 40,
+    totalBlobsImported: 7,
+    deletionsSkipped: 2,
+    duplicates: 3,
+    lastEventConsumedMs: Date.UTC(2026, 11, 6, 3, 0, 0, 123),
+  };
+  const status = newJobStatus(
+    newJobSpec({ jobId: "autoimport-data", kind: JobKind.AutoImport, root: Buffer.from("/t") }),
+    { autoimport },
+  );
+  const back = decodeJobStatus(encodeJobStatus(status));
+  t.is(back.spec.kind, JobKind.AutoImport);
+  t.deepEqual(back.autoimport, autoimport);
+  const plain = newJobStatus(
+    newJobSpec({ jobId: "x", kind: JobKind.Scan, root: Buffer.from("/") }),
+  );
+  t.false("autoimport" in decodeJobStatus(encodeJobStatus(plain)));
 });
 
 test("job progress round trips; an item list longer than the cap is cut there", (t) => {

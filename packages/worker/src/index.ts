@@ -30,7 +30,8 @@ export type {
   BlobChangeApplierOptions,
 } from "./autoimport/apply-blob-change.js";
 export { AutoImportLedger, AUTOIMPORT_BUCKET } from "./autoimport/autoimport-ledger.js";
-export type { AutoImportStatus } from "./autoimport/autoimport-ledger.js";
+export type { AutoImportStatus } from "./autoimport/autoimport-status.js";
+export { autoImportJobRecord } from "./autoimport/autoimport-job-record.js";
 export { runAutoImportService, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
 export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
 export { ImportTarget } from "./import/import-target.js";

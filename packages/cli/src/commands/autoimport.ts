@@ -4,16 +4,19 @@ import {
   CONFLICT_MODES,
   IMPORT_DEFAULTS,
   checkScanRoot,
+  jobReport,
   normalizeImportPrefixes,
   runImportJob,
 } from "@hsmfleet/coordinator";
 import { openContainer } from "@hsmfleet/blob";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
 import { UsageError } from "@hsmfleet/core";
+import { JobKind } from "@hsmfleet/protocol";
 import type { ConflictMode } from "@hsmfleet/protocol";
 import {
   AUTOIMPORT_DEFAULTS,
   AutoImportLedger,
+  autoImportJobRecord,
   describeServiceBus,
   openBlobChangeApplier,
   runAutoImportService,
@@ -44,15 +47,6 @@ interface AutoImportFlags {
   servicebusNamespace?: string;
   json?: boolean;
 }
-
-const formatStatus = (s: AutoImportStatus): string =>
-  [
-    `autoimport ${s.name}: ${s.state}, container ${s.container} -> ${s.target}`,
-    `  blobs walked ${s.totalBlobsWalked}, imported ${s.totalBlobsImported} (files ${s.importedFiles}, directories ${s.importedDirectories}, symlinks ${s.importedSymlinks})`,
-    `  deletions ${s.deletions} (not made: ${s.deletionsSkipped}), conflicts ${s.totalConflicts}, errors ${s.totalErrors}`,
-    `  messages ${s.messagesConsumed} (duplicates ${s.duplicates}, stale ${s.staleEvents}, dead-lettered ${s.deadLettered}, blobs gone ${s.vanished})`,
-    `  last event consumed ${s.lastChangeFeedEventConsumedTime || "-"}, last fully synchronized ${s.lastTimeFullySynchronized || "-"}`,
-  ].join("\n");
 
 /**
  * `hsmfleet autoimport`: a long-running service that follows Blob Storage events (Event Grid ->
@@ -136,6 +130,7 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
         storage: storage.target,
       });
       const client = serviceBusClientFor(sbTarget);
+      const startedAtMs = Date.now();
       let status: AutoImportStatus | undefined;
       try {
         logger.info(
@@ -205,7 +200,12 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
         await runtime.close();
         await storage.azurite?.close();
       }
-      process.stdout.write(opts.json ? `${JSON.stringify(status)}\n` : `${formatStatus(status)}\n`);
+      // The text is `hsmfleet status <name>`'s (the kind's report); --json is the KV status record.
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(status)}\n`
+          : `${jobReport(JobKind.AutoImport).text(autoImportJobRecord(status, startedAtMs))}\n`,
+      );
       process.exitCode = status.state === "Failed" ? ExitCode.Failed : ExitCode.Ok;
     });
 };

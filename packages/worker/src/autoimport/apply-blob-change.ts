@@ -29,44 +29,14 @@ import {
 import type { BlobEntryKind, HsmAttrs, PosixAttributes } from "@hsmfleet/core";
 import type { BlobContainer, BlobProperties } from "@hsmfleet/blob";
 import type { EntryAttributes, EntryStat } from "@hsmfleet/fs";
-import type { BlobChange, ItemError } from "@hsmfleet/protocol";
+import { emptyAutoImportCounters } from "@hsmfleet/protocol";
+import type { AutoImportCounters, BlobChange, ItemError } from "@hsmfleet/protocol";
 import type { ImportOutcome, ImportTarget } from "../import/import-target.js";
 import { isClean } from "../import/import-conflict.js";
 
-/** Counters of applied changes (AMLFS autoImportJobs field names). */
-export interface AutoImportCounters {
-  totalBlobsWalked: number;
-  totalBlobsImported: number;
-  importedFiles: number;
-  importedDirectories: number;
-  importedSymlinks: number;
-  preexistingFiles: number;
-  preexistingDirectories: number;
-  preexistingSymlinks: number;
-  totalConflicts: number;
-  totalErrors: number;
-  deletions: number;
-  /** Deletions not made: deletions disabled, or the file is dirty. */
-  deletionsSkipped: number;
-  /** Events for blobs that no longer exist. */
-  vanished: number;
-}
-
-export const emptyAutoImportCounters = (): AutoImportCounters => ({
-  totalBlobsWalked: 0,
-  totalBlobsImported: 0,
-  importedFiles: 0,
-  importedDirectories: 0,
-  importedSymlinks: 0,
-  preexistingFiles: 0,
-  preexistingDirectories: 0,
-  preexistingSymlinks: 0,
-  totalConflicts: 0,
-  totalErrors: 0,
-  deletions: 0,
-  deletionsSkipped: 0,
-  vanished: 0,
-});
+/** Counters of applied changes (AMLFS autoImportJobs field names; protocol counters.ts). */
+export type { AutoImportCounters };
+export { emptyAutoImportCounters };
 
 export interface BlobChangeApplierOptions {
   /** Apply deletions (AMLFS `enableDeletions`); default false. */

@@ -4,44 +4,33 @@
  * delivery changes nothing), the last applied `sequencer` of each blob name (an older event for
  * that name is stale and skipped) and the service's status (AMLFS autoImportJobs field names).
  * Keys are `<service>.m.<sha256(message id)>`, `<service>.b.<sha256(blob)>` and
- * `<service>.status`, so any message id or blob name makes a valid key.
+ * `<service>.status`, so any message id or blob name makes a valid key. The status is also the
+ * service's job record (job id = the service name, autoimport-job-record.ts) for `hsmfleet status`,
+ * `hsmfleet jobs` and the dashboard.
  */
 import { createHash } from "node:crypto";
 import { Kvm } from "@nats-io/kv";
 import type { KV } from "@nats-io/kv";
+import { JobStore, ensureTopology } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { compareSequencers } from "@hsmfleet/protocol";
-import type { AutoImportCounters } from "./apply-blob-change.js";
+import type { AutoImportStatus } from "./autoimport-status.js";
+import { autoImportJobRecord } from "./autoimport-job-record.js";
 
 export const AUTOIMPORT_BUCKET = "hsmfleet-autoimport";
-
-/** What `hsmfleet status` shows of a running auto-import (AMLFS autoImportJobs fields). */
-export interface AutoImportStatus extends AutoImportCounters {
-  name: string;
-  state: "InProgress" | "Disabling" | "Disabled" | "Failed";
-  container: string;
-  target: string;
-  /** Messages completed, including duplicates and stale events. */
-  messagesConsumed: number;
-  duplicates: number;
-  staleEvents: number;
-  deadLettered: number;
-  /** Event time of the newest event applied (AMLFS: lastChangeFeedEventConsumedTime). */
-  lastChangeFeedEventConsumedTime: string;
-  /** When the initial scan (a full import) last ended. */
-  lastTimeFullySynchronized: string;
-  updatedAt: string;
-}
 
 const digest = (s: string): string => createHash("sha256").update(s).digest("hex");
 
 export class AutoImportLedger {
   readonly #kv: KV;
   readonly #name: string;
+  readonly #jobs: JobStore;
+  readonly #startedAtMs = Date.now();
 
-  private constructor(kv: KV, name: string) {
+  private constructor(kv: KV, name: string, jobs: JobStore) {
     this.#kv = kv;
     this.#name = name;
+    this.#jobs = jobs;
   }
 
   static async open(nc: NatsConnection, name: string): Promise<AutoImportLedger> {
@@ -51,7 +40,8 @@ export class AutoImportLedger {
       );
     }
     const kv = await new Kvm(nc).create(AUTOIMPORT_BUCKET, { history: 1 });
-    return new AutoImportLedger(kv, name);
+    const { jobs } = await ensureTopology(nc);
+    return new AutoImportLedger(kv, name, new JobStore(jobs));
   }
 
   async applied(messageId: string): Promise<boolean> {
@@ -74,6 +64,7 @@ export class AutoImportLedger {
 
   async saveStatus(status: AutoImportStatus): Promise<void> {
     await this.#kv.put(`${this.#name}.status`, JSON.stringify(status));
+    await this.#jobs.put(autoImportJobRecord(status, this.#startedAtMs));
   }
 
   async status(): Promise<AutoImportStatus | undefined> {

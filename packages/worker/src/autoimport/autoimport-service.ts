@@ -22,7 +22,8 @@ import { BlobEventError, compareSequencers, parseBlobEvents } from "@hsmfleet/pr
 import type { BlobChange } from "@hsmfleet/protocol";
 import type { AppliedChange, AutoImportCounters, BlobChangeApplier } from "./apply-blob-change.js";
 import { emptyAutoImportCounters } from "./apply-blob-change.js";
-import type { AutoImportLedger, AutoImportStatus } from "./autoimport-ledger.js";
+import type { AutoImportLedger } from "./autoimport-ledger.js";
+import type { AutoImportStatus } from "./autoimport-status.js";
 
 export interface AutoImportServiceOptions {
   name: string;

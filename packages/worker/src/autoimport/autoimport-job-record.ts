@@ -1,0 +1,59 @@
+/**
+ * The job record of an `hsmfleet autoimport` service (job id = the service name, kind
+ * autoimport): its status in the job store, so `hsmfleet status`, `hsmfleet jobs` and the
+ * dashboard show it while it runs and after it stops, as they show a sync service.
+ */
+import { JobKind, JobState, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
+import type { AutoImportJobCounters, JobStatus } from "@hsmfleet/protocol";
+import type { AutoImportStatus } from "./autoimport-status.js";
+
+const msOf = (iso: string): number => {
+  const ms = iso ? Date.parse(iso) : 0;
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+};
+
+const countersOf = (s: AutoImportStatus): AutoImportJobCounters => ({
+  autoimportState: s.state,
+  totalBlobsWalked: s.totalBlobsWalked,
+  totalBlobsImported: s.totalBlobsImported,
+  importedFiles: s.importedFiles,
+  importedDirectories: s.importedDirectories,
+  importedSymlinks: s.importedSymlinks,
+  preexistingFiles: s.preexistingFiles,
+  preexistingDirectories: s.preexistingDirectories,
+  preexistingSymlinks: s.preexistingSymlinks,
+  totalConflicts: s.totalConflicts,
+  totalErrors: s.totalErrors,
+  deletions: s.deletions,
+  deletionsSkipped: s.deletionsSkipped,
+  vanished: s.vanished,
+  messagesConsumed: s.messagesConsumed,
+  duplicates: s.duplicates,
+  staleEvents: s.staleEvents,
+  deadLettered: s.deadLettered,
+  lastEventConsumedMs: msOf(s.lastChangeFeedEventConsumedTime),
+  lastFullySynchronizedMs: msOf(s.lastTimeFullySynchronized),
+});
+
+/** The service's job record for `status`, begun at `startedAtMs` (this run's start). */
+export const autoImportJobRecord = (s: AutoImportStatus, startedAtMs: number): JobStatus => {
+  const ended = s.state === "Disabled" || s.state === "Failed";
+  const updatedAtMs = msOf(s.updatedAt) || Date.now();
+  return newJobStatus(
+    newJobSpec({
+      jobId: s.name,
+      kind: JobKind.AutoImport,
+      root: Buffer.from(s.target),
+      container: s.container,
+      createdAtMs: startedAtMs,
+    }),
+    {
+      state: s.state === "Failed" ? JobState.Failed : ended ? JobState.Succeeded : JobState.Running,
+      updatedAtMs,
+      finishedAtMs: ended ? updatedAtMs : 0,
+      reason:
+        s.state === "Failed" ? "more errors than --max-errors" : ended ? "autoimport stopped" : "",
+      autoimport: countersOf(s),
+    },
+  );
+};
