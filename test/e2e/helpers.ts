@@ -91,10 +91,17 @@ export const runCli = (args: string[], options: RunCliOptions = {}): Promise<Cli
     let stderr = "";
     child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    // On the timeout: SIGTERM first, so the CLI stops the nats-server and Azurite it started
+    // (SIGKILL alone left them running, orphaned, after the test), then SIGKILL after 10 s.
+    let killer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    }, options.timeoutMs ?? 60_000);
     child.once("error", reject);
     child.once("close", (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(killer);
       resolve({ code, signal, stdout, stderr });
     });
   });
