@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
-import { lstat } from "node:fs/promises";
 import {
   DEFAULT_HSM_XATTR,
+  FsOperationError,
   EntryType,
   HsmFlag,
   HsmRefusedError,
@@ -90,18 +90,22 @@ export class HsmCopy {
       return result(item, HsmItemStatus.Skipped, "already archived");
     }
     const snapshot = await backend.beginArchive(abs);
-    const st = await lstat(abs, { bigint: true });
+    const root = await jobRootFor(job.spec.root);
+    // Beneath the job root's fd, nothing followed (issue 14).
+    const st = await root.lstat(item.path);
+    if (st === undefined)
+      throw new FsOperationError("lstat", displayPath(abs), "ENOENT", "the file is gone");
     const entry: FileEntry = {
       path: item.path,
       type: EntryType.File,
       size: snapshot.size,
-      mtimeSec: Number(st.mtimeNs / 1_000_000_000n),
-      mtimeNsec: Number(st.mtimeNs % 1_000_000_000n),
-      mode: Number(st.mode),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
+      mtimeSec: st.mtimeSec,
+      mtimeNsec: st.mtimeNsec,
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
       ino: st.ino,
-      nlink: Number(st.nlink),
+      nlink: st.nlink,
     };
     const copy = await this.archiveCopy(job, item);
     const container = await this.#ctx.container(job, copy.container);
@@ -115,7 +119,7 @@ export class HsmCopy {
     const { uploadFile } = await import("@hsmfleet/blob");
     const done = await uploadFile(container, abs, copy.blobName, {
       // Read beneath the job root's fd, nothing followed, and only the inode just checked.
-      beneath: { rootFd: (await jobRootFor(job.spec.root)).fd, rel: item.path },
+      beneath: { rootFd: root.fd, rel: item.path },
       metadata: metadataForEntry(entry),
       blockSizeBytes: job.spec.blockSize || undefined,
       concurrency: this.#ctx.blockConcurrency,
@@ -148,12 +152,13 @@ export class HsmCopy {
     const copy = await this.archiveCopy(job, item);
     const container = await this.#ctx.container(job, copy.container);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
-    const before = await lstat(abs, { bigint: true });
     // The data goes in through an fd opened beneath the job root (nothing followed), and only
-    // into the inode that was checked.
-    const { handle: fh, stat: opened } = await (
-      await jobRootFor(job.spec.root)
-    ).openFile(item.path, constants.O_RDWR);
+    // into the inode that was checked, itself looked up beneath the root (issue 14).
+    const root = await jobRootFor(job.spec.root);
+    const before = await root.lstat(item.path);
+    if (before === undefined)
+      throw new FsOperationError("lstat", displayPath(abs), "ENOENT", "the file is gone");
+    const { handle: fh, stat: opened } = await root.openFile(item.path, constants.O_RDWR);
     if (opened.ino !== before.ino || opened.dev !== before.dev) {
       await fh.close();
       throw new HsmRefusedError(
@@ -165,6 +170,8 @@ export class HsmCopy {
     }
     let bytes: number;
     try {
+      // The times the released file kept, read through the fd just checked.
+      const times = await fh.stat({ bigint: true });
       const done = await downloadBlobToFile(container, copy.blobName, fh, abs, {
         budget: this.#ctx.budget,
         concurrency: this.#ctx.blockConcurrency,
@@ -172,7 +179,7 @@ export class HsmCopy {
         onProgress: this.#progress(list, item, Number(before.size)),
       });
       bytes = done.bytes;
-      if (BigInt(bytes) !== before.size) {
+      if (bytes !== before.size) {
         throw new HsmRefusedError(
           "restore",
           displayPath(abs),
@@ -182,11 +189,11 @@ export class HsmCopy {
       }
       // The released file kept its mtime; writing the data back must not look like a user write.
       // A stub an import left pending gets the blob's final attributes instead (archive-location.ts).
-      const atime = new Date(Number(before.atimeNs / 1_000_000n));
-      const mtimeMs = Number(before.mtimeNs / 1000n) / 1e3;
+      const atime = new Date(Number(times.atimeNs / 1_000_000n));
+      const mtimeMs = Number(times.mtimeNs / 1000n) / 1e3;
       const finished = await finishImportedFile(
         fh,
-        await jobRootFor(job.spec.root),
+        root,
         item.path,
         job.spec.hsmXattr || DEFAULT_HSM_XATTR,
         { container, blobName: copy.blobName },

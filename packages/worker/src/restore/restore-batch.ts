@@ -6,7 +6,6 @@
  * restore does not change a file's times), then the HSM state becomes "exists archived" (0x9).
  */
 import { constants } from "node:fs";
-import { lstat } from "node:fs/promises";
 import {
   FsOperationError,
   HsmFlag,
@@ -112,14 +111,17 @@ export const handleRestoreBatch = async (
         const where = await locate(job, root, rel, abs, hsm.xattr);
         const container = await containerFor(where.container);
         operation = "lstat";
-        const before = await lstat(abs);
+        // Beneath the target's fd too (issue 14): no path walk that a swapped parent could redirect.
+        const before = await root.lstat(rel);
+        if (before === undefined)
+          throw new FsOperationError("lstat", displayPath(abs), "ENOENT", "the file is gone");
         operation = "open";
         // Beneath the target's fd, nothing followed, and only the inode just checked (issue 14).
         const { handle: fh, stat: opened } = await root.openFile(
           rel,
           constants.O_RDWR | constants.O_NONBLOCK,
         );
-        if (opened.ino !== BigInt(before.ino) || opened.dev !== BigInt(before.dev)) {
+        if (opened.ino !== before.ino || opened.dev !== before.dev) {
           await fh.close();
           throw new FsOperationError(
             "open",
@@ -129,6 +131,9 @@ export const handleRestoreBatch = async (
           );
         }
         try {
+          // The times the released file kept, read through the fd just checked.
+          operation = "fstat";
+          const times = await fh.stat();
           operation = "download";
           const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
             budget: ctx.budget,
@@ -147,12 +152,12 @@ export const handleRestoreBatch = async (
             rel,
             hsm.xattr,
             { container, blobName: where.blobName },
-            { atime: before.atime, mtimeMs: before.mtimeMs },
+            { atime: times.atime, mtimeMs: times.mtimeMs },
             (op) => (operation = op),
           );
           if (!finished) {
             operation = "futimes";
-            await fh.utimes(before.atime, before.mtime);
+            await fh.utimes(times.atime, times.mtime);
           }
         } finally {
           await fh.close();
