@@ -109,12 +109,27 @@ export const ensureStream = (
       if (update) await jsm.streams.update(config.name, config);
     } catch (err) {
       if (err instanceof JetStreamApiError && err.status === 404) {
-        await jsm.streams.add(config);
+        try {
+          await jsm.streams.add(config);
+        } catch (addErr) {
+          // Another process created it between our look and our add: it is there, as asked.
+          if (!createdConcurrently(addErr)) throw addErr;
+          await jsm.streams.info(config.name);
+        }
         return;
       }
       throw err;
     }
   });
+
+/**
+ * What nats-server answers a create that raced another process's create of the same stream
+ * (seen as "subjects overlap with an existing stream" from the chunk tracker's test, where three
+ * connections ran ensureTopology at once).
+ */
+const createdConcurrently = (err: unknown): boolean =>
+  err instanceof JetStreamApiError &&
+  /subjects overlap with an existing stream|stream name already in use/i.test(err.message);
 
 /** Creates a durable consumer, or updates it when asked to (safe to repeat after a timeout). */
 const ensureConsumer = (
@@ -223,9 +238,16 @@ export const ensureTopology = async (
   await ensureHsmPartitions(jsm, t.hsmPartitions, t);
   const kvm = new Kvm(nc);
   const bucket = (name: string, ttl?: number) =>
-    withJetStreamRetry(`create or open the KV bucket ${name}`, () =>
-      kvm.create(name, { history: 1, replicas: t.replicas, ...(ttl === undefined ? {} : { ttl }) }),
-    );
+    withJetStreamRetry(`create or open the KV bucket ${name}`, async () => {
+      const opts = { history: 1, replicas: t.replicas, ...(ttl === undefined ? {} : { ttl }) };
+      try {
+        return await kvm.create(name, opts);
+      } catch (err) {
+        // Another process created the bucket at the same moment: open what it made.
+        if (!createdConcurrently(err)) throw err;
+        return await kvm.create(name, opts);
+      }
+    });
   const jobs = await bucket(JOBS_BUCKET);
   const locks = await bucket(LOCKS_BUCKET);
   // Chunk records outlive no job: they expire with the results.

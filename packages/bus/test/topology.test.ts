@@ -90,3 +90,27 @@ test("HSM stream: work-queue, one ordered consumer per partition, more added on 
   await ensureHsmPartitions(jsm, 6, topology);
   t.deepEqual(await listHsmPartitions(jsm), [0, 1, 2, 3, 4, 5]);
 });
+
+test("ensureTopology run at once by many processes on a fresh server: every one succeeds (a create racing another's create is not an error)", async (t) => {
+  for (let round = 0; round < 4; round++) {
+    const server = await startNatsServer();
+    try {
+      const ncs = await Promise.all(
+        Array.from({ length: 8 }, () => connectBus({ servers: server.url })),
+      );
+      try {
+        const outcomes = await Promise.allSettled(ncs.map((nc) => ensureTopology(nc)));
+        const failed = outcomes.filter((o) => o.status === "rejected");
+        t.deepEqual(
+          failed.map((o) => String(o.reason)),
+          [],
+          `round ${round}`,
+        );
+      } finally {
+        await Promise.all(ncs.map((nc) => nc.close()));
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+});
