@@ -23,8 +23,7 @@ import {
   serviceBusClientFor,
 } from "@hsmfleet/worker";
 import type { AutoImportStatus } from "@hsmfleet/worker";
-import { openRuntime } from "../runtime.js";
-import { resolveStateDir } from "../state-dir.js";
+import { startServiceRuntime } from "./service-runtime.js";
 import { ExitCode, intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
@@ -113,22 +112,8 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
       normalizeImportPrefixes(opts.prefix);
       const name = opts.name ?? `autoimport-${opts.container}`;
       const sbTarget = { connectionString: opts.servicebus, namespace: opts.servicebusNamespace };
-      const g = ctx.globals();
-      const logger = ctx.logger("autoimport");
-      const stateDir = resolveStateDir(g.stateDir);
-      const storage = await ctx.resolveStorage(stateDir);
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-      const runtime = await openRuntime({
-        nats: g.nats,
-        auth: ctx.natsAuth(),
-        stateDir,
-        workers: g.workers,
-        logger,
-        storage: storage.target,
-      });
+      const service = await startServiceRuntime(ctx, "autoimport");
+      const { logger, storage, runtime, signal } = service;
       const client = serviceBusClientFor(sbTarget);
       const startedAtMs = Date.now();
       let status: AutoImportStatus | undefined;
@@ -157,7 +142,7 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
             storage: storage.target,
             maxErrors: -1,
             logger,
-            signal: abort.signal,
+            signal: signal,
           });
           if (scan.state !== "succeeded")
             throw new UsageError(`autoimport ${name}: the initial scan ended ${scan.state}`);
@@ -188,17 +173,14 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
           prefixes: opts.prefix,
           maxAttempts: opts.maxAttempts,
           maxErrors: opts.maxErrors,
-          signal: abort.signal,
+          signal: signal,
           ...(synced ? { lastTimeFullySynchronized: synced } : {}),
           log: (level, message) => logger[level](message),
         });
         await receiver.close();
       } finally {
-        process.off("SIGTERM", stop);
-        process.off("SIGINT", stop);
         await client.close();
-        await runtime.close();
-        await storage.azurite?.close();
+        await service.close();
       }
       // The text is `hsmfleet status <name>`'s (the kind's report); --json is the KV status record.
       process.stdout.write(

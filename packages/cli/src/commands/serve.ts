@@ -18,8 +18,7 @@ import { errorMessage } from "@hsmfleet/core";
 import type { NatsConnection } from "@hsmfleet/bus";
 import type { Logger } from "@hsmfleet/telemetry";
 import { describeServiceBus, serviceBusClientFor } from "@hsmfleet/worker";
-import { openRuntime } from "../runtime.js";
-import { resolveStateDir } from "../state-dir.js";
+import { startServiceRuntime } from "./service-runtime.js";
 import { intArg } from "./context.js";
 import type { CliContext } from "./context.js";
 
@@ -134,22 +133,8 @@ export const registerServeCommand = (ctx: CliContext): void => {
         connectionString: opts.servicebus ?? process.env.HSMFLEET_SERVICEBUS_CONNECTION_STRING,
         namespace: opts.servicebusNamespace ?? process.env.HSMFLEET_SERVICEBUS_NAMESPACE,
       };
-      const g = ctx.globals();
-      const logger = ctx.logger("serve");
-      const stateDir = resolveStateDir(g.stateDir);
-      const storage = await ctx.resolveStorage(stateDir);
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-      const runtime = await openRuntime({
-        nats: g.nats,
-        auth: ctx.natsAuth(),
-        stateDir,
-        workers: g.workers,
-        logger,
-        storage: storage.target,
-      });
+      const service = await startServiceRuntime(ctx, "serve");
+      const { logger, stateDir, storage, runtime, signal } = service;
       const client = serviceBusClientFor(sbTarget);
       const receiver = client.createReceiver(opts.jobs, {
         maxAutoLockRenewalDurationInMs: 7 * 24 * 3600_000,
@@ -174,31 +159,28 @@ export const registerServeCommand = (ctx: CliContext): void => {
         storage: storage.target,
         logger,
         stateDir,
-        signal: abort.signal,
+        signal: signal,
       };
       try {
-        while (!abort.signal.aborted) {
+        while (!signal.aborted) {
           let msgs: ServiceBusReceivedMessage[];
           try {
             msgs = await receiver.receiveMessages(1, {
               maxWaitTimeInMs: 1000,
-              abortSignal: abort.signal,
+              abortSignal: signal,
             });
           } catch (err) {
-            if (abort.signal.aborted) break;
+            if (signal.aborted) break;
             throw err;
           }
           for (const msg of msgs)
             await serveOne(msg, env, sink, opts.progressInterval * 1000, receiver, logger);
         }
       } finally {
-        process.off("SIGTERM", stop);
-        process.off("SIGINT", stop);
         await receiver.close();
         await sender?.close();
         await client.close();
-        await runtime.close();
-        await storage.azurite?.close();
+        await service.close();
       }
     });
 };
