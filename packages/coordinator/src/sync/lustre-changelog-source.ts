@@ -1,8 +1,8 @@
 import { execFile, spawn } from "node:child_process";
-import { lstat } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { relative } from "node:path";
 import { createInterface } from "node:readline";
 import { DependencyError, FsOperationError, errorCode, errorMessage } from "@hsmfleet/core";
+import { isDirectoryMode, jobRootFor } from "@hsmfleet/fs";
 import type { ChangeRecord } from "@hsmfleet/protocol";
 import type { Logger } from "@hsmfleet/telemetry";
 import type { ChangeCheckpoint, ChangeSource, SourceChange } from "./change-source.js";
@@ -193,8 +193,9 @@ export class LustreChangelogSource implements ChangeSource {
         }
         const isDir =
           rel !== undefined &&
-          (await lstat(join(this.#o.root, rel)).then(
-            (s) => s.isDirectory(),
+          // Beneath the synced root's fd, nothing followed (a missing entry is not a directory).
+          (await (await jobRootFor(this.#o.root)).lstat(Buffer.from(rel)).then(
+            (s) => s !== undefined && isDirectoryMode(s),
             () => false,
           ));
         const record = { ...r, path: rel ?? "" };
