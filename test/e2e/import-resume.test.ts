@@ -313,19 +313,24 @@ test("hsm restore, archive and remove of stubs made by import --mode namespace u
   t.true(await f.container.getBlockBlobClient("d/f01").exists(), "the others kept");
 });
 
-test("hsmfleet restore with a worker SIGKILLed mid-item: its item is redelivered and the counters are exact (issue 14.10)", async (t) => {
-  const f = await fixture(t, "kill-restore", 120, 2000);
+/**
+ * Restore of a namespace import with its only worker SIGKILLed at `seam` on d/f30; a second worker
+ * finishes the job from the redelivered item. The counters are exact and every file is as the
+ * blob says (data, owner, mode, mtime).
+ */
+const restoreWithVictimAt = async (t: ExecutionContext, seam: string, name: string) => {
+  const f = await fixture(t, name, 120, 2000);
   const target = join(f.dir, "t");
   await mkdir(target);
   const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
   const imported = await runCli(
-    ["--nats", f.natsUrl, "--workers", "1", "import", target, "--container", "kill-restore"],
+    ["--nats", f.natsUrl, "--workers", "1", "import", target, "--container", name],
     { env },
   );
   t.is(imported.code, 0, imported.stderr);
-  // The only worker at first: it dies right after restoring d/f30, its item not acknowledged.
+  // The only worker at first: it dies at the seam, its item not acknowledged.
   const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
-    env: { ...env, HSMFLEET_TEST_SEAM: "restore-file-done:/d/f30" },
+    env: { ...env, HSMFLEET_TEST_SEAM: `${seam}:/d/f30` },
   });
   t.teardown(() => void victim.kill("SIGKILL"));
   const restoring = runCli(
@@ -347,4 +352,10 @@ test("hsmfleet restore with a worker SIGKILLed mid-item: its item is redelivered
     errors: 0,
   });
   await checkTarget(t, target, f.files, 0x9);
-});
+};
+
+test("hsmfleet restore with a worker SIGKILLed mid-item: its item is redelivered and the counters are exact (issue 14.10)", (t) =>
+  restoreWithVictimAt(t, "restore-file-done", "kill-restore"));
+
+test("hsmfleet restore with a worker SIGKILLed after a file's data is written, before its times are put back: the redelivered item keeps the file's own mtime, not the time of the crash", (t) =>
+  restoreWithVictimAt(t, "restore-data-written", "kill-restore-times"));

@@ -32,6 +32,8 @@ export type TestSeamName =
   | "import-download-start"
   /** Export of a chunked file: a chunk is uploaded, its completion not yet recorded (KV). */
   | "chunk-before-complete"
+  /** Restore (emulation backend): a file's data is written, its times not yet put back. */
+  | "restore-data-written"
   /** Restore (emulation backend): a file is restored, its item not yet acknowledged. */
   | "restore-file-done";
 

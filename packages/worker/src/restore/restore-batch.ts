@@ -23,6 +23,7 @@ import type { JobRoot } from "@hsmfleet/fs";
 import {
   archiveLocationXattr,
   finishImportedFile,
+  keptTimesBeforeRestore,
   locateArchiveCopy,
   recordRestoredBy,
   restoredBy,
@@ -131,9 +132,13 @@ export const handleRestoreBatch = async (
           );
         }
         try {
-          // The times the released file kept, read through the fd just checked.
+          // The times the released file kept, read through the fd just checked and recorded
+          // before the first byte is written (a redelivered item must not read the "now" a
+          // killed worker's partial write left as the mtime).
           operation = "fstat";
-          const times = await fh.stat();
+          const times = await keptTimesBeforeRestore(root, rel, hsm.xattr, batch.jobId, () =>
+            fh.stat(),
+          );
           operation = "download";
           const done = await downloadBlobToFile(container, where.blobName, fh, abs, {
             budget: ctx.budget,
@@ -144,6 +149,7 @@ export const handleRestoreBatch = async (
           });
           counters.bytesRestored += done.bytes;
           bytes = done.bytes;
+          testSeam("restore-data-written", abs);
           // A file an import left pending gets the blob's final attributes; any other keeps its
           // own, only its times put back (a restore does not change them).
           const finished = await finishImportedFile(
@@ -152,12 +158,12 @@ export const handleRestoreBatch = async (
             rel,
             hsm.xattr,
             { container, blobName: where.blobName },
-            { atime: times.atime, mtimeMs: times.mtimeMs },
+            times,
             (op) => (operation = op),
           );
           if (!finished) {
             operation = "futimes";
-            await fh.utimes(times.atime, times.mtime);
+            await fh.utimes(times.atime, new Date(times.mtimeMs));
           }
         } finally {
           await fh.close();

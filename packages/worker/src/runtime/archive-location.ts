@@ -44,6 +44,32 @@ export const restoredBy = async (
   (await root.getXattr(rel, restoredByXattr(hsmXattr)))?.equals(Buffer.from(jobId, "utf8")) ??
   false;
 
+/**
+ * The times a released file had before restore job `jobId` began writing its data, recorded in the
+ * same xattr as `pending <jobId> <atimeMs> <mtimeMs>` before the first byte is written. Writing the
+ * data moves the file's mtime to "now"; a worker killed between the data and the futimes would
+ * otherwise leave the redelivered item reading that "now" as the time to keep. Read back only for
+ * the same job; `recordRestoredBy` replaces it when the file is done.
+ */
+export const keptTimesBeforeRestore = async (
+  root: JobRoot,
+  rel: Buffer,
+  hsmXattr: string,
+  jobId: string,
+  current: () => Promise<{ atimeMs: number; mtimeMs: number }>,
+): Promise<{ atime: Date; mtimeMs: number }> => {
+  const recorded = (await root.getXattr(rel, restoredByXattr(hsmXattr)))?.toString("utf8");
+  const m = recorded ? /^pending (\S+) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)$/.exec(recorded) : null;
+  if (m && m[1] === jobId) return { atime: new Date(Number(m[2])), mtimeMs: Number(m[3]) };
+  const now = await current();
+  await root.setXattr(
+    rel,
+    restoredByXattr(hsmXattr),
+    Buffer.from(`pending ${jobId} ${now.atimeMs} ${now.mtimeMs}`, "utf8"),
+  );
+  return { atime: new Date(now.atimeMs), mtimeMs: now.mtimeMs };
+};
+
 /** Records that restore job `jobId` restored `rel` beneath `root`. */
 export const recordRestoredBy = (
   root: JobRoot,
