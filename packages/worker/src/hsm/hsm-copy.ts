@@ -15,7 +15,12 @@ import { jobRootFor } from "@hsmfleet/fs";
 import type { HsmEmulationBackend } from "@hsmfleet/fs";
 import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
-import { finishImportedFile, locateArchiveCopy } from "../runtime/archive-location.js";
+import {
+  finishImportedFile,
+  keptTimesBeforeRestore,
+  locateArchiveCopy,
+  recordRestoredBy,
+} from "../runtime/archive-location.js";
 import type { ArchiveCopy } from "../runtime/archive-location.js";
 import type { HsmActionContext } from "./hsm-context.js";
 import { result } from "./hsm-results.js";
@@ -170,8 +175,13 @@ export class HsmCopy {
     }
     let bytes: number;
     try {
-      // The times the released file kept, read through the fd just checked.
-      const times = await fh.stat({ bigint: true });
+      // The times the released file kept, read through the fd just checked and recorded before
+      // the first byte is written (a redelivered item must not take a killed worker's partial
+      // write's "now" as the mtime to keep).
+      const hsmXattr = job.spec.hsmXattr || DEFAULT_HSM_XATTR;
+      const times = await keptTimesBeforeRestore(root, item.path, hsmXattr, list.jobId, () =>
+        fh.stat(),
+      );
       const done = await downloadBlobToFile(container, copy.blobName, fh, abs, {
         budget: this.#ctx.budget,
         concurrency: this.#ctx.blockConcurrency,
@@ -189,20 +199,19 @@ export class HsmCopy {
       }
       // The released file kept its mtime; writing the data back must not look like a user write.
       // A stub an import left pending gets the blob's final attributes instead (archive-location.ts).
-      const atime = new Date(Number(times.atimeNs / 1_000_000n));
-      const mtimeMs = Number(times.mtimeNs / 1000n) / 1e3;
       const finished = await finishImportedFile(
         fh,
         root,
         item.path,
-        job.spec.hsmXattr || DEFAULT_HSM_XATTR,
+        hsmXattr,
         { container, blobName: copy.blobName },
-        { atime, mtimeMs },
+        times,
       );
-      if (!finished) await fh.utimes(atime, mtimeMs / 1e3);
+      if (!finished) await fh.utimes(times.atime, times.mtimeMs / 1e3);
     } finally {
       await fh.close();
     }
+    await recordRestoredBy(root, item.path, job.spec.hsmXattr || DEFAULT_HSM_XATTR, list.jobId);
     signal.throwIfAborted();
     await backend.completeRestore(abs);
     return { ...result(item, HsmItemStatus.Done), bytes };

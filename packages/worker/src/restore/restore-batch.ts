@@ -163,7 +163,7 @@ export const handleRestoreBatch = async (
           );
           if (!finished) {
             operation = "futimes";
-            await fh.utimes(times.atime, new Date(times.mtimeMs));
+            await fh.utimes(times.atime, times.mtimeMs / 1e3);
           }
         } finally {
           await fh.close();
