@@ -52,8 +52,11 @@ export interface ShardVisitor {
   readonly inPass?: (path: Buffer) => boolean;
   /** After each pass over a directory: true to read it again for the next one. */
   readonly endPass?: () => Promise<boolean>;
-  /** Every entry that could be lstat'ed, with its root-relative path (once, in its pass). */
-  readonly entry: (path: Buffer, e: DirEntry) => Promise<void>;
+  /**
+   * Every entry that could be lstat'ed, with its root-relative path (once, in its pass). A
+   * visitor with nothing to wait for returns nothing: the walk then goes on without a microtask.
+   */
+  readonly entry: (path: Buffer, e: DirEntry) => Promise<void> | void;
   /** After the last entry: hand over what is buffered. */
   readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
@@ -351,7 +354,8 @@ const walkShardWith = async (
                 group.push(rel);
                 if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
               }
-              await visitor.entry(rel, e);
+              const pending = visitor.entry(rel, e);
+              if (pending !== undefined) await pending;
             }
             run.keepAlive();
           }
