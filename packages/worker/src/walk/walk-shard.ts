@@ -6,7 +6,7 @@ import {
   errorMessage,
   joinPathBytes,
 } from "@hsmfleet/core";
-import type { DirEntry } from "@hsmfleet/fs";
+import type { DirEntry, DirReader } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
   emptyScanCounters,
@@ -332,7 +332,11 @@ const walkShardWith = async (
           batchSize: options.readBatchSize,
         });
         try {
-          for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
+          // The next batch is read on the threadpool while this one is visited (a huge directory
+          // keeps both CPUs busy); a failed read surfaces where it is awaited.
+          let next = prefetch(reader);
+          for (let batch = await next; batch !== null; batch = await next) {
+            next = prefetch(reader);
             ctx.onEntries(batch.length);
             for (const e of batch) {
               const rel = joinPathBytes(dir, e.name);
@@ -392,6 +396,13 @@ const walkShardWith = async (
     export: visitor.export,
     ...(visitor.restore ? { restore: visitor.restore } : {}),
   });
+};
+
+/** Starts reading the next batch; marked handled so a visit that throws leaves no stray rejection. */
+const prefetch = (reader: DirReader): Promise<DirEntry[] | null> => {
+  const p = reader.read();
+  p.catch(() => undefined);
+  return p;
 };
 
 /**
