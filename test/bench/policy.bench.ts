@@ -6,11 +6,14 @@
  *
  * Environment:
  *   HSMFLEET_BENCH_SIZES   comma-separated file counts (default "100000,1000000")
- *   HSMFLEET_BENCH_RUNS    repetitions per configuration (default 2; the best is kept)
+ *   HSMFLEET_BENCH_RUNS    repetitions per configuration (default 3): each policy run is paired
+ *                          with a find run just before it (alternating), and the median of the
+ *                          paired ratios is reported with the load average seen
  *   HSMFLEET_BENCH_DIR     keep the generated trees here and reuse them
  */
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -23,7 +26,9 @@ import {
   LineTail,
   ProcSampler,
   closed,
+  cpuSeconds,
   int,
+  median,
   killAllChildren,
   mib,
   spawnTracked,
@@ -34,7 +39,7 @@ const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "policy.json");
 const SIZES = (process.env["HSMFLEET_BENCH_SIZES"] ?? "100000,1000000").split(",").map(Number);
-const RUNS = Number(process.env["HSMFLEET_BENCH_RUNS"] ?? "2");
+const RUNS = Number(process.env["HSMFLEET_BENCH_RUNS"] ?? "3");
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const env = { ...process.env, HSMFLEET_LOG_LEVEL: "info" };
 
@@ -176,31 +181,47 @@ const main = async () => {
       const policyFile = join(root, "policies.yaml");
       await writeFile(policyFile, POLICY(tree));
       await find(tree); // warm the cache
-      const finds = [];
-      for (let i = 0; i < RUNS; i++) finds.push(await find(tree));
-      const findBest = Math.min(...finds.map((f) => f.seconds));
-      const row: Record<string, unknown> = {
-        files,
-        findSeconds: findBest,
-        findMatched: finds[0]!.matched,
-      };
-      log(`  find: ${findBest.toFixed(2)} s, ${int(finds[0]!.matched)} matched`);
+      const row: Record<string, unknown> = { files };
       for (const workers of [1, 2]) {
         const started: ChildProcess[] = [];
         for (let w = 0; w < workers; w++) started.push(await startWorker(nats.url));
-        const runs: RunResult[] = [];
+        const runs: Array<
+          RunResult & { findSeconds: number; ratioToFind: number; workerCpuSeconds: number }
+        > = [];
+        const loads: number[] = [];
         log(`  policy evaluation, ${workers} worker${workers > 1 ? "s" : ""}:`);
-        for (let i = 0; i < RUNS; i++) runs.push(await policyRun(nats.url, policyFile));
+        for (let i = 0; i < RUNS; i++) {
+          loads.push(loadavg()[0]!);
+          // Paired with find just before it: the machine may be shared, read the ratios.
+          const f = await find(tree);
+          const cpu0 = started.map((c) => cpuSeconds(c.pid!) ?? 0);
+          const r = await policyRun(nats.url, policyFile);
+          const workerCpuSeconds = started.reduce(
+            (sum, c, w) => sum + (cpuSeconds(c.pid!) ?? 0) - cpu0[w]!,
+            0,
+          );
+          if (r.eligible !== f.matched)
+            throw new Error(`policy run found ${r.eligible} eligible files, find ${f.matched}`);
+          const ratio = r.entriesPerSecond / (r.entries / f.seconds);
+          log(
+            `    find ${f.seconds.toFixed(2)} s (${int(f.matched)} matched); ratio ${ratio.toFixed(2)}; workers' CPU ${workerCpuSeconds.toFixed(1)} s (${((workerCpuSeconds / r.entries) * 1e6).toFixed(1)} µs/entry)`,
+          );
+          runs.push({ ...r, findSeconds: f.seconds, ratioToFind: ratio, workerCpuSeconds });
+        }
         for (const c of started) await stopChild(c, 30_000);
-        const bestRun = runs.reduce((a, b) => (b.entriesPerSecond > a.entriesPerSecond ? b : a));
-        const findRate = bestRun.entries / findBest;
+        const ratio = median(runs.map((r) => r.ratioToFind));
+        const rate = median(runs.map((r) => r.entriesPerSecond));
+        const findRate = median(runs.map((r) => r.entries / r.findSeconds));
         row[`workers${workers}`] = {
-          ...bestRun,
+          runs,
+          entriesPerSecond: rate,
           findEntriesPerSecond: findRate,
-          ratioToFind: bestRun.entriesPerSecond / findRate,
+          ratioToFind: ratio,
+          coordinatorPeakRssBytes: Math.max(...runs.map((r) => r.coordinatorPeakRssBytes)),
+          loadAverage: loads,
         };
         log(
-          `    best ${int(bestRun.entriesPerSecond)} entries/s = ${(bestRun.entriesPerSecond / findRate).toFixed(2)} × find (${int(findRate)} entries/s)`,
+          `    median ${int(rate)} entries/s, find ${int(findRate)} entries/s: ${ratio.toFixed(2)} × find (paired median; load ${loads.map((l) => l.toFixed(0)).join(", ")})`,
         );
       }
       results.push(row);

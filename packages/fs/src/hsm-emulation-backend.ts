@@ -33,16 +33,66 @@ import { releaseBatch } from "./release-batch.js";
  * version at the next state read means the file is dirty.
  */
 export const dataVersion = (size: bigint, mtimeNs: bigint): bigint => {
-  let h = 0xcbf29ce484222325n;
-  const mix = (v: bigint) => {
-    for (let i = 0; i < 8; i++) {
-      h ^= (v >> BigInt(i * 8)) & 0xffn;
-      h = (h * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
-    }
-  };
-  mix(size);
-  mix(mtimeNs);
-  return h === 0n ? 1n : h;
+  const s = BigInt.asUintN(64, size);
+  const t = BigInt.asUintN(64, mtimeNs);
+  fnvInit();
+  fnvMix(Number(s & 0xffff_ffffn), Number(s >> 32n));
+  fnvMix(Number(t & 0xffff_ffffn), Number(t >> 32n));
+  return fnvResult();
+};
+
+/**
+ * Whether a file's (size, mtime) still has the data version `version` — `dataVersion(size,
+ * mtime) === version` computed without BigInt arithmetic per byte (the policy walk asks it for
+ * every archived file).
+ */
+export const dataVersionIs = (
+  size: number,
+  mtimeSec: number,
+  mtimeNsec: number,
+  version: bigint,
+): boolean => {
+  fnvInit();
+  // size: a safe integer >= 0 (lstat), as two 32-bit halves.
+  fnvMix(size >>> 0, Math.floor(size / TWO_32) >>> 0);
+  // mtime in ns, 64-bit two's complement: sec * 1e9 + nsec with 16-bit limbs (exact in doubles).
+  const secLo = mtimeSec >>> 0;
+  const secHi = Math.floor(mtimeSec / TWO_32) | 0; // may be negative
+  const a0 = (secLo & 0xffff) * 1e9 + mtimeNsec; // < 2^47
+  const a1 = (secLo >>> 16) * 1e9; // < 2^46, times 2^16
+  const lowSum = a0 + (a1 % 0x1_0000) * 0x1_0000; // < 2^48
+  const lo = lowSum % TWO_32;
+  const carry = Math.floor(lowSum / TWO_32) + Math.floor(a1 / 0x1_0000);
+  // secHi * 1e9 only matters mod 2^32 here: split 1e9 so each product stays exact.
+  const hi = (carry + Math.imul(secHi, 1e9)) >>> 0;
+  fnvMix(lo, hi);
+  const mine = fnvResult();
+  return mine === version;
+};
+
+const TWO_32 = 0x1_0000_0000;
+/** FNV-1a 64 state as two 32-bit halves (module scratch: one computation at a time). */
+let hLo = 0;
+let hHi = 0;
+const fnvInit = (): void => {
+  hLo = 0x84222325;
+  hHi = 0xcbf29ce4;
+};
+/** Mixes the 8 little-endian bytes of (lo, hi), multiplying by the prime 2^40 + 0x1b3 per byte. */
+const fnvMix = (lo: number, hi: number): void => {
+  for (let i = 0; i < 8; i++) {
+    const byte = i < 4 ? (lo >>> (8 * i)) & 0xff : (hi >>> (8 * (i - 4))) & 0xff;
+    hLo = (hLo ^ byte) >>> 0;
+    const p = hLo * 0x1b3; // < 2^41: exact
+    const pLo = p % TWO_32;
+    const pHi = Math.floor(p / TWO_32);
+    hHi = (Math.imul(hHi, 0x1b3) + pHi + ((hLo << 8) >>> 0)) >>> 0;
+    hLo = pLo;
+  }
+};
+const fnvResult = (): bigint => {
+  const v = (BigInt(hHi) << 32n) | BigInt(hLo);
+  return v === 0n ? 1n : v;
 };
 
 const wrapFs = (err: unknown, operation: string, path: Buffer): unknown =>

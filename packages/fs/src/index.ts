@@ -40,7 +40,7 @@ export type {
   OpenHsmBackendOptions,
   DataSnapshot,
 } from "./hsm-backend.js";
-export { HsmEmulationBackend, dataVersion } from "./hsm-emulation-backend.js";
+export { HsmEmulationBackend, dataVersion, dataVersionIs } from "./hsm-emulation-backend.js";
 export { openHsmBackend } from "./open-hsm-backend.js";
 export { LustreHsmBackend, LUSTRE_DEFAULTS, parseHsmStateLine } from "./lustre-backend.js";
 export type { LustreHsmBackendOptions } from "./lustre-backend.js";

@@ -64,12 +64,21 @@ export const releasable = (flags: number): boolean =>
 
 /**
  * A compiled policy: `classesOf(file)` names a file's classes; `evaluate(file)` says whether the
- * policy acts on it and under which rule, or returns undefined. Pure: the same facts and `nowMs`
+ * policy acts on it and under which rule, or returns undefined; `ruleIndex(file)` answers the same
+ * without allocating (the walk calls it for every regular file). Pure: the same facts and `nowMs`
  * give the same answer on every worker.
  */
 export class PolicyEvaluator {
   readonly #classes: CompiledClass[];
   readonly #e: PolicyEvaluation;
+  /** Per class: a file in it is never acted on by this policy (no_archive, no_release, ignored). */
+  readonly #blocks: boolean[];
+  /** Per rule: the indexes of the classes it names (null: every file). */
+  readonly #ruleClasses: (number[] | null)[];
+  /** Scratch membership of the file being evaluated (one evaluation at a time: JS is single-threaded). */
+  readonly #member: Uint8Array;
+  /** Whether any class looks at the path: when false, `facts.path` is never read. */
+  readonly usesPaths: boolean;
 
   constructor(e: PolicyEvaluation) {
     this.#e = e;
@@ -78,36 +87,79 @@ export class PolicyEvaluator {
       paths: cls.match.paths?.map(compileGlob),
       exclude: cls.exclude.map(compileGlob),
     }));
+    this.usesPaths = this.#classes.some((c) => c.paths !== undefined || c.exclude.length > 0);
+    this.#member = new Uint8Array(this.#classes.length);
+    const p = e.policy;
+    this.#blocks = e.classes.map(
+      (c) =>
+        p !== undefined &&
+        ((p.action === "archive" && c.noArchive) ||
+          (p.action === "release" && c.noRelease) ||
+          p.ignoreClasses.includes(c.name)),
+    );
+    this.#ruleClasses = (p?.rules ?? []).map((r) =>
+      r.classes.length === 0
+        ? null
+        : e.classes.flatMap((c, i) => (r.classes.includes(c.name) ? [i] : [])),
+    );
+  }
+
+  #holds(i: number, f: PolicyFileFacts, now: number): boolean {
+    const c = this.#classes[i]!;
+    for (const re of c.exclude) if (re.test(f.path)) return false;
+    return matches(c.cls.match, c.paths, f, now);
   }
 
   classesOf(f: PolicyFileFacts): FileClass[] {
     const now = this.#e.nowMs;
-    return this.#classes
-      .filter(
-        (c) => !c.exclude.some((re) => re.test(f.path)) && matches(c.cls.match, c.paths, f, now),
-      )
-      .map((c) => c.cls);
+    const out: FileClass[] = [];
+    for (let i = 0; i < this.#classes.length; i++)
+      if (this.#holds(i, f, now)) out.push(this.#classes[i]!.cls);
+    return out;
+  }
+
+  /**
+   * The index (in `policy.rules`) of the rule under which the policy acts on `f`, or -1: the
+   * same answer as `evaluate`, without building the verdict.
+   */
+  ruleIndex(f: PolicyFileFacts): number {
+    const { policy, nowMs, onlyUids, onlyGids } = this.#e;
+    if (!policy) return -1;
+    if (onlyUids?.length && !onlyUids.includes(f.uid)) return -1;
+    if (onlyGids?.length && !onlyGids.includes(f.gid)) return -1;
+    const action = policy.action;
+    if (action === "archive" && !archivable(f.flags)) return -1;
+    if (action === "release" && !releasable(f.flags)) return -1;
+    if (action === "remove") return -1; // removals come from the change stream
+    const m = this.#member;
+    for (let i = 0; i < m.length; i++) {
+      const holds = this.#holds(i, f, nowMs);
+      if (holds && this.#blocks[i]) return -1;
+      m[i] = holds ? 1 : 0;
+    }
+    const rules = this.#ruleClasses;
+    for (let r = 0; r < rules.length; r++) {
+      const idx = rules[r]!;
+      let applies = idx === null;
+      if (idx !== null) for (let j = 0; j < idx.length && !applies; j++) applies = m[idx[j]!] === 1;
+      if (applies) return ruleHolds(policy.rules[r]!, f, nowMs) ? r : -1;
+    }
+    return -1;
+  }
+
+  /** The ordering key of a file the policy acts on (archive: mtime; release: atime). */
+  keyOf(f: PolicyFileFacts): number {
+    return this.#e.policy?.action === "archive" ? f.mtimeMs : f.atimeMs;
   }
 
   evaluate(f: PolicyFileFacts): PolicyVerdict | undefined {
-    const { policy, nowMs, onlyUids, onlyGids } = this.#e;
-    if (!policy) return undefined;
-    if (onlyUids?.length && !onlyUids.includes(f.uid)) return undefined;
-    if (onlyGids?.length && !onlyGids.includes(f.gid)) return undefined;
-    const action = policy.action;
-    if (action === "archive" && !archivable(f.flags)) return undefined;
-    if (action === "release" && !releasable(f.flags)) return undefined;
-    if (action === "remove") return undefined; // removals come from the change stream
-    const classes = this.classesOf(f);
-    const names = classes.map((c) => c.name);
-    if (action === "archive" && classes.some((c) => c.noArchive)) return undefined;
-    if (action === "release" && classes.some((c) => c.noRelease)) return undefined;
-    if (names.some((n) => policy.ignoreClasses.includes(n))) return undefined;
-    const rule = policy.rules.find(
-      (r) => r.classes.length === 0 || r.classes.some((c) => names.includes(c)),
-    );
-    if (!rule || !ruleHolds(rule, f, nowMs)) return undefined;
-    return { rule: rule.name, classes: names, key: action === "archive" ? f.mtimeMs : f.atimeMs };
+    const r = this.ruleIndex(f);
+    if (r < 0) return undefined;
+    return {
+      rule: this.#e.policy!.rules[r]!.name,
+      classes: this.classesOf(f).map((c) => c.name),
+      key: this.keyOf(f),
+    };
   }
 }
 

@@ -4,9 +4,13 @@ import { JobKind } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import type { WorkerJobKind } from "../runtime/job-kind.js";
 import { handleWalkShard } from "../walk/walk-shard.js";
+import { CandidateGate } from "./candidate-gate.js";
 import { policyVisitor } from "./policy-visitor.js";
 
-/** Compiled evaluators of the jobs seen lately (a job's walk reuses its compiled globs). */
+/**
+ * Compiled evaluators of the jobs seen lately (a job's walk reuses its compiled globs), each with
+ * the worker's top-K of that job (candidate-gate.ts: at most K paths per job kept).
+ */
 const EVALUATORS_KEPT = 16;
 
 /** Reads the evaluation a policy job carries (from its record, written by the coordinator). */
@@ -36,12 +40,15 @@ export const evaluationOf = (job: JobStatus): PolicyEvaluation => {
 export const policyKind: WorkerJobKind = {
   kind: JobKind.Policy,
   start: (ctx) => {
-    const compiled = new Map<string, { e: PolicyEvaluation; evaluator: PolicyEvaluator }>();
+    const compiled = new Map<
+      string,
+      { e: PolicyEvaluation; evaluator: PolicyEvaluator; gate: CandidateGate }
+    >();
     const forJob = (job: JobStatus) => {
       let c = compiled.get(job.spec.jobId);
       if (!c) {
         const e = evaluationOf(job);
-        c = { e, evaluator: new PolicyEvaluator(e) };
+        c = { e, evaluator: new PolicyEvaluator(e), gate: new CandidateGate(e.topK) };
         compiled.set(job.spec.jobId, c);
         if (compiled.size > EVALUATORS_KEPT) compiled.delete(compiled.keys().next().value!);
       }
@@ -49,8 +56,8 @@ export const policyKind: WorkerJobKind = {
     };
     return {
       walk: (msg, shard, job) => {
-        const { e, evaluator } = forJob(job);
-        return handleWalkShard(ctx.walk, msg, shard, job, policyVisitor(e, evaluator));
+        const { e, evaluator, gate } = forJob(job);
+        return handleWalkShard(ctx.walk, msg, shard, job, policyVisitor(e, evaluator, gate));
       },
     };
   },

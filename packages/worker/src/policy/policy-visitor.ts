@@ -1,6 +1,6 @@
 import { EntryType, HsmFlag, ReportBuilder, TopK, hsmStateName } from "@hsmfleet/core";
-import type { PolicyEvaluation, PolicyEvaluator } from "@hsmfleet/core";
-import { dataVersion } from "@hsmfleet/fs";
+import type { PolicyEvaluation, PolicyEvaluator, PolicyFileFacts } from "@hsmfleet/core";
+import { dataVersionIs } from "@hsmfleet/fs";
 import type { DirEntry } from "@hsmfleet/fs";
 import {
   candidateBefore,
@@ -12,6 +12,7 @@ import {
 import type { PolicyCandidate } from "@hsmfleet/protocol";
 import { countEntry } from "../walk/scan-visitor.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
+import type { CandidateGate } from "./candidate-gate.js";
 
 /**
  * The flags the policy sees. On hsm-emulation nothing intercepts writes, so a file written since
@@ -23,11 +24,9 @@ export const effectiveFlags = (e: DirEntry, emulation: boolean): number => {
   const version = e.hsm?.archiveVersion ?? 0n;
   if (!emulation || version === 0n) return flags;
   if ((flags & HsmFlag.Archived) === 0 || (flags & HsmFlag.Dirty) !== 0) return flags;
-  const now = dataVersion(
-    BigInt(e.size),
-    BigInt(e.mtimeSec) * 1_000_000_000n + BigInt(e.mtimeNsec),
-  );
-  return now === version ? flags : (flags | HsmFlag.Dirty) & ~HsmFlag.Released;
+  return dataVersionIs(e.size, e.mtimeSec, e.mtimeNsec, version)
+    ? flags
+    : (flags | HsmFlag.Dirty) & ~HsmFlag.Released;
 };
 
 /** Candidates per message: ~200 bytes each as JSON, well under NATS's 1 MiB max_payload. */
@@ -35,11 +34,14 @@ export const CANDIDATES_PER_MESSAGE = 2000;
 
 /**
  * Policy: counts like a scan, evaluates every regular file against the policy, and keeps the
- * shard's best K candidates in a bounded heap; at the end of the shard they go to the
- * coordinator (before the shard's result, so they are folded before the walk can end).
+ * shard's best K candidates in a bounded heap — only files that also enter the worker's own top-K
+ * of the job (`gate`, see candidate-gate.ts) — and at the end of the shard sends those still in
+ * the gate to the coordinator (before the shard's result, so they are folded before the walk can
+ * end). Per file: no allocation unless it enters the gate; the path is decoded only when a class
+ * has globs or for a report.
  */
 export const policyVisitor =
-  (evaluation: PolicyEvaluation, evaluator: PolicyEvaluator) =>
+  (evaluation: PolicyEvaluation, evaluator: PolicyEvaluator, gate: CandidateGate) =>
   ({ shard, publisher }: ShardScope): ShardVisitor => {
     const scan = emptyScanCounters();
     const best = new TopK<PolicyCandidate>(evaluation.topK, candidateBefore);
@@ -51,6 +53,18 @@ export const policyVisitor =
     // Report walks: the directory being read and its regular files (for the top directories).
     let dir = { path: "", count: 0, bytes: 0 };
     const endDirectory = () => report?.directory(dir);
+    const wantPath = evaluator.usesPaths || report !== undefined;
+    const ruleNames = evaluation.policy?.rules.map((r) => r.name) ?? [];
+    // One facts record per shard, rewritten for each file (the evaluator reads it synchronously).
+    const facts: PolicyFileFacts = {
+      path: "",
+      size: 0,
+      uid: 0,
+      gid: 0,
+      mtimeMs: 0,
+      atimeMs: 0,
+      flags: 0,
+    };
     return {
       scan,
       export: emptyExportCounters(),
@@ -61,16 +75,14 @@ export const policyVisitor =
       },
       entry: (path, e) => {
         countEntry(scan, e);
-        if (e.type !== EntryType.File || e.error) return Promise.resolve();
-        const facts = {
-          path: path.toString("utf8"),
-          size: e.size,
-          uid: e.uid,
-          gid: e.gid,
-          mtimeMs: e.mtimeSec * 1000 + Math.floor(e.mtimeNsec / 1e6),
-          atimeMs: (e.atimeSec ?? e.mtimeSec) * 1000,
-          flags: effectiveFlags(e, emulation),
-        };
+        if (e.type !== EntryType.File || e.error) return;
+        facts.path = wantPath ? path.toString("utf8") : "";
+        facts.size = e.size;
+        facts.uid = e.uid;
+        facts.gid = e.gid;
+        facts.mtimeMs = e.mtimeSec * 1000 + Math.floor(e.mtimeNsec / 1e6);
+        facts.atimeMs = (e.atimeSec ?? e.mtimeSec) * 1000;
+        facts.flags = effectiveFlags(e, emulation);
         if (report) {
           dir.count++;
           dir.bytes += e.size;
@@ -86,13 +98,23 @@ export const policyVisitor =
             evaluator.classesOf(facts).map((c) => c.name),
           );
         }
-        const verdict = evaluator.evaluate(facts);
-        if (verdict) {
-          eligible++;
-          eligibleBytes += e.size;
-          best.offer({ ...facts, path, key: verdict.key, rule: verdict.rule });
-        }
-        return Promise.resolve();
+        const r = evaluator.ruleIndex(facts);
+        if (r < 0) return;
+        eligible++;
+        eligibleBytes += e.size;
+        const key = evaluator.keyOf(facts);
+        if (!gate.offer(key, path)) return;
+        best.offer({
+          path,
+          size: facts.size,
+          key,
+          mtimeMs: facts.mtimeMs,
+          atimeMs: facts.atimeMs,
+          uid: facts.uid,
+          gid: facts.gid,
+          flags: facts.flags,
+          rule: ruleNames[r]!,
+        });
       },
       end: async () => {
         endDirectory();
@@ -100,7 +122,8 @@ export const policyVisitor =
         // Several messages when the candidates are many (a message must stay under NATS's
         // max_payload): the first carries the counts and the report, every one its part of the
         // list; ids are deterministic, so a redelivered shard adds nothing.
-        const all = best.sorted();
+        // Those pushed out of the gate since: K better files are known, none of the run's top-K.
+        const all = best.sorted().filter((c) => gate.holds(c.path));
         for (let part = 0, from = 0; part === 0 || from < all.length; part++) {
           const candidates = all.slice(from, from + CANDIDATES_PER_MESSAGE);
           from += CANDIDATES_PER_MESSAGE;

@@ -73,11 +73,11 @@ export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor
   return {
     scan,
     export: emptyExportCounters(),
-    entry: async (path, e) => {
+    entry: (path, e) => {
       countEntry(scan, e);
       if (job.spec.listEntries) {
         listed.push(toFileEntry(path, e));
-        if (listed.length >= job.spec.batchMaxEntries) await flush();
+        if (listed.length >= job.spec.batchMaxEntries) return flush();
       }
     },
     // Entry batches are results, not work items: plain publishes.

@@ -6,7 +6,7 @@ import {
   errorMessage,
   joinPathBytes,
 } from "@hsmfleet/core";
-import type { DirEntry } from "@hsmfleet/fs";
+import type { DirEntry, DirReader } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
   emptyScanCounters,
@@ -52,8 +52,11 @@ export interface ShardVisitor {
   readonly inPass?: (path: Buffer) => boolean;
   /** After each pass over a directory: true to read it again for the next one. */
   readonly endPass?: () => Promise<boolean>;
-  /** Every entry that could be lstat'ed, with its root-relative path (once, in its pass). */
-  readonly entry: (path: Buffer, e: DirEntry) => Promise<void>;
+  /**
+   * Every entry that could be lstat'ed, with its root-relative path (once, in its pass). A
+   * visitor with nothing to wait for returns nothing: the walk then goes on without a microtask.
+   */
+  readonly entry: (path: Buffer, e: DirEntry) => Promise<void> | void;
   /** After the last entry: hand over what is buffered. */
   readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
@@ -329,7 +332,11 @@ const walkShardWith = async (
           batchSize: options.readBatchSize,
         });
         try {
-          for (let batch = await reader.read(); batch !== null; batch = await reader.read()) {
+          // The next batch is read on the threadpool while this one is visited (a huge directory
+          // keeps both CPUs busy); a failed read surfaces where it is awaited.
+          let next = prefetch(reader);
+          for (let batch = await next; batch !== null; batch = await next) {
+            next = prefetch(reader);
             ctx.onEntries(batch.length);
             for (const e of batch) {
               const rel = joinPathBytes(dir, e.name);
@@ -351,7 +358,8 @@ const walkShardWith = async (
                 group.push(rel);
                 if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
               }
-              await visitor.entry(rel, e);
+              const pending = visitor.entry(rel, e);
+              if (pending !== undefined) await pending;
             }
             run.keepAlive();
           }
@@ -388,6 +396,13 @@ const walkShardWith = async (
     export: visitor.export,
     ...(visitor.restore ? { restore: visitor.restore } : {}),
   });
+};
+
+/** Starts reading the next batch; marked handled so a visit that throws leaves no stray rejection. */
+const prefetch = (reader: DirReader): Promise<DirEntry[] | null> => {
+  const p = reader.read();
+  p.catch(() => undefined);
+  return p;
 };
 
 /**
