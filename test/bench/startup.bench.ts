@@ -28,7 +28,9 @@ import { ensureRclone, rcloneCopy, rcloneRemote, timedRun } from "./peer.js";
 import type { TimedRun } from "./peer.js";
 import { median } from "./proc.js";
 
-const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
+const CLI_BIN = fileURLToPath(
+  new URL("../../bin/hsmfleet.js", import.meta.resolve("@hsmfleet/cli")),
+);
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "startup.json");
 const RUNS = (() => {

@@ -15,7 +15,12 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Script, constants as vmConstants } from "node:vm";
 
-performance.mark("hsmfleet:launcher");
+/** A phase boundary for HSMFLEET_STARTUP_TRACE (see @hsmfleet/telemetry startup-trace.ts). */
+const mark = (phase) => {
+  const { user, system } = process.cpuUsage();
+  performance.mark(`hsmfleet:${phase}`, { detail: { cpuMs: (user + system) / 1000 } });
+};
+mark("launcher");
 
 const compiled = new URL("../dist/src/bin.js", import.meta.url);
 const bundleFile = fileURLToPath(new URL("../dist/hsmfleet.cjs", import.meta.url));
@@ -68,7 +73,7 @@ const runBundle = (hash) => {
   } catch {
     // None yet.
   }
-  performance.mark("hsmfleet:bundle-read");
+  mark("bundle-read");
   // The CommonJS module wrapper (what Node's own loader compiles); a "#!" line becomes a comment.
   const body = source.startsWith("#!") ? `//${source.slice(2)}` : source;
   const wrapped = `(function (exports, require, module, __filename, __dirname) { ${body}\n});`;
@@ -78,8 +83,8 @@ const runBundle = (hash) => {
     importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
   const cacheUsed = cachedData !== undefined && !script.cachedDataRejected;
-  performance.mark(cacheUsed ? "hsmfleet:code-cache-used" : "hsmfleet:code-cache-missed");
-  performance.mark("hsmfleet:bundle-compiled");
+  mark(cacheUsed ? "code-cache-used" : "code-cache-missed");
+  mark("bundle-compiled");
   if (!cacheUsed) {
     // At exit the script holds every function this command compiled: that is the cache worth
     // keeping. Written atomically; a folder we may not write to only means no cache.
@@ -114,8 +119,9 @@ if (!existsSync(compiled)) {
   process.exit(2);
 }
 const hash = freshBundle();
+mark("bundle-checked");
 if (hash !== undefined) runBundle(hash);
 else {
-  performance.mark("hsmfleet:modules");
+  mark("modules");
   await import(compiled.href);
 }

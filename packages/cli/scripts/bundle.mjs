@@ -25,6 +25,7 @@
 // Usage: node scripts/bundle.mjs   (after tsc; part of the package's `npm run build`)
 import { createHash } from "node:crypto";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { build } from "esbuild";
 
@@ -40,6 +41,10 @@ const fromBundle = (path) => {
   return rel.startsWith(".") ? rel : `./${rel}`;
 };
 
+const BUILTINS = new Set(builtinModules);
+/** `import("http")`, `import("node:fs")`: a dynamic import of a Node builtin. */
+const BUILTIN_IMPORT = /(?<![\w$.])import\(\s*(["'])((?:node:)?[a-z_/]+)\1\s*\)/g;
+
 const declares = (text, name) =>
   new RegExp(`\\b(?:let|const|var|function)\\s+${name}\\b`).test(text);
 
@@ -51,7 +56,8 @@ const relocate = {
       const text = await readFile(args.path, "utf8");
       const hasMeta = text.includes("import.meta.url") || text.includes("import.meta.dirname");
       const hasDir = text.includes("__dirname") || text.includes("__filename");
-      if (!hasMeta && !hasDir) return undefined;
+      const hasImport = text.includes("import(");
+      if (!hasMeta && !hasDir && !hasImport) return undefined;
       const file = JSON.stringify(fromBundle(args.path));
       const dir = JSON.stringify(`${fromBundle(dirname(args.path))}/`);
       let out = text
@@ -64,6 +70,13 @@ const relocate = {
         out = out.replace(/(?<![\w$.])__dirname\b/g, `__hsmfleetPath(${dir})`);
       if (!declares(text, "__filename"))
         out = out.replace(/(?<![\w$.])__filename\b/g, `__hsmfleetPath(${file})`);
+      // A classic script's import() needs a loader hook that Node 20 only has as an experimental
+      // feature (it warns): a builtin is required instead, as an ES namespace would look.
+      out = out.replace(BUILTIN_IMPORT, (whole, _q, id) =>
+        BUILTINS.has(id.replace(/^node:/, ""))
+          ? `Promise.resolve().then(() => __hsmfleetBuiltin(${JSON.stringify(id)}))`
+          : whole,
+      );
       return { contents: out, loader: "js", resolveDir: dirname(args.path) };
     });
   },
@@ -76,6 +89,7 @@ const banner = [
   "const __hsmfleetSelf = __hsmfleetFileURL(__filename);",
   "const __hsmfleetUrl = (rel) => new URL(rel, __hsmfleetSelf).href;",
   "const __hsmfleetPath = (rel) => __hsmfleetFileURLToPath(new URL(rel, __hsmfleetSelf));",
+  "const __hsmfleetBuiltin = (id) => { const m = require(id); return { ...m, default: m }; };",
 ].join("\n");
 
 const result = await build({
