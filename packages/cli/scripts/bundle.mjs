@@ -106,6 +106,8 @@ const result = await build({
   metafile: true,
   logLevel: "warning",
   legalComments: "none",
+  minifyWhitespace: true,
+  minifySyntax: true,
 });
 
 // The workspace files (not node_modules: those change only with `npm ci`, which is followed by a
