@@ -62,9 +62,10 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
   const workers: Worker[] = [];
   const count = options.workers ?? defaultWorkerCount();
   try {
-    for (let i = 0; i < count; i++) {
-      workers.push(
-        await Worker.create({
+    // Made together: each looks up the topology and its consumers (round trips, no CPU to share).
+    const made = await Promise.allSettled(
+      Array.from({ length: count }, () =>
+        Worker.create({
           nc,
           concurrency: options.workerConcurrency,
           logger: options.logger,
@@ -76,8 +77,11 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
           requestConcurrency: options.requestConcurrency,
           maxRequestConcurrency: options.maxConcurrency,
         }),
-      );
-    }
+      ),
+    );
+    for (const m of made) if (m.status === "fulfilled") workers.push(m.value);
+    const failed = made.find((m) => m.status === "rejected");
+    if (failed) throw failed.reason;
   } catch (err) {
     // Leave nothing behind: an open connection or a child nats-server would keep the CLI alive.
     await nc.close();
