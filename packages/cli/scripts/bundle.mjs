@@ -122,8 +122,11 @@ const hash = createHash("sha256")
   .digest("hex")
   .slice(0, 16);
 await writeFile(inputsFile, `${JSON.stringify({ hash, inputs }, null, 1)}\n`);
-// Code caches of an earlier bundle are of no use any more.
-await rm(join(outDir, "v8-cache"), { recursive: true, force: true });
+// Code caches of an earlier bundle are of no use any more (their names carry the old hash, so one
+// left behind, e.g. written by root in a user's checkout, is never read: only a warning).
+await rm(join(outDir, "v8-cache"), { recursive: true, force: true }).catch((err) =>
+  process.stderr.write(`bundle: could not remove old code caches: ${err.message}\n`),
+);
 const { size } = await stat(outFile);
 process.stdout.write(
   `bundle: ${relative(repoDir, outFile)} (${(size / 1e6).toFixed(1)} MB, ${Object.keys(result.metafile.inputs).length} modules; ${inputs.length} workspace files checked for staleness)\n`,
