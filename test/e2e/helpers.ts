@@ -11,8 +11,13 @@ import { startAzurite, startNatsServer } from "@hsmfleet/testkit";
 import type { AzuriteFixture, NatsServerFixture } from "@hsmfleet/testkit";
 import type { ExecutionContext } from "ava";
 
-/** Path of the compiled `hsmfleet` executable. */
-export const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
+/**
+ * The `hsmfleet` executable as a user runs it: the launcher, which runs the one-file bundle of the
+ * build (or the compiled modules when the bundle is stale or HSMFLEET_BUNDLE=0).
+ */
+export const CLI_BIN = fileURLToPath(
+  new URL("../../bin/hsmfleet.js", import.meta.resolve("@hsmfleet/cli")),
+);
 
 /** Short ack wait so redelivery after a kill happens within a test's time. */
 export const TEST_TOPOLOGY: TopologyOptions = { ackWaitMs: 2000, maxDeliver: 5, update: true };

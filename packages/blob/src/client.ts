@@ -15,6 +15,7 @@ import { UsageError } from "@hsmfleet/core";
 import { BlobContainer } from "./container.js";
 import { createPacingPolicy, installPacingPolicy, type RequestPacing } from "./request-pacing.js";
 import { DirectBlobTransport, registerDirectTransport, type DirectAuth } from "./direct-put.js";
+import { removeFormDataPolicy } from "./form-data-policy.js";
 import { SocketPool } from "./socket-get.js";
 import { createRetryPolicy, installRetryPolicy, type RetryInfo } from "./retry-policy.js";
 import { CONTAINER_NAME, parseConnectionString, type StorageTarget } from "./storage-target.js";
@@ -178,6 +179,7 @@ export const createBlobServiceClient = (
     onRetry: options.onRetry,
   });
   installRetryPolicy(pipeline, retryPolicy);
+  removeFormDataPolicy(pipeline);
   const pacing = options.pacing !== undefined ? createPacingPolicy(options.pacing) : undefined;
   if (pacing !== undefined) installPacingPolicy(pipeline, pacing);
   const direct =

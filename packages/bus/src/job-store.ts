@@ -1,8 +1,13 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { JobError, errorMessage } from "@hsmfleet/core";
-import { decodeJobStatus, encodeJobStatus, JOB_ID_PATTERN } from "@hsmfleet/protocol";
-import type { JobStatus } from "@hsmfleet/protocol";
+import {
+  decodeJobStatus,
+  encodeJobStatus,
+  JOB_ID_PATTERN,
+  peekJobStatus,
+} from "@hsmfleet/protocol";
+import type { JobStatus, JobStatusPeek } from "@hsmfleet/protocol";
 import { withJetStreamRetry } from "./jetstream-retry.js";
 
 /** Pause before a watch that ended is created again (no busy loop if it keeps ending). */
@@ -63,12 +68,18 @@ export class JobStore {
     return out.sort((a, b) => b.spec.createdAtMs - a.spec.createdAtMs);
   }
 
-  /** Current record of every job, then every update, until stop(). */
+  /**
+   * Current record of every job, then every update, until stop(). With `want`, only the records
+   * it accepts (judged on the job id, kind and state, read without decoding the record) are
+   * decoded and passed on: the watch replays every job ever kept, and most watchers care for
+   * a few.
+   */
   watchAll(
     onChange: (status: JobStatus) => void,
     onLost?: (why: string) => void,
+    want?: (record: JobStatusPeek & { jobId: string }) => boolean,
   ): Promise<{ stop(): void }> {
-    return this.#watch(">", "watch the job records", onChange, onLost);
+    return this.#watch(">", "watch the job records", onChange, onLost, want);
   }
 
   /** Calls `onChange` for every update of one job until the returned stop() is called. */
@@ -91,6 +102,7 @@ export class JobStore {
     what: string,
     onChange: (status: JobStatus) => void,
     onLost: ((why: string) => void) | undefined,
+    want?: (record: JobStatusPeek & { jobId: string }) => boolean,
   ): Promise<{ stop(): void }> {
     const open = () => withJetStreamRetry(what, () => this.#kv.watch({ key }));
     let iter = await open();
@@ -98,8 +110,9 @@ export class JobStore {
     void (async () => {
       for (;;) {
         for await (const entry of iter) {
-          if (entry.operation === "PUT" && entry.value.length > 0)
-            onChange(decodeJobStatus(entry.value));
+          if (entry.operation !== "PUT" || entry.value.length === 0) continue;
+          if (want && !want({ ...peekJobStatus(entry.value), jobId: entry.key })) continue;
+          onChange(decodeJobStatus(entry.value));
         }
         if (stopped) return;
         onLost?.(`the ${what.replace(/^watch /, "")} watch ended; re-creating it`);

@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { connectBus } from "@hsmfleet/bus";
 import type { BusAuth, NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { Worker } from "@hsmfleet/worker";
 import { startEmbeddedNats } from "./embedded-nats.js";
@@ -43,6 +44,7 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
   const embedded = options.nats
     ? undefined
     : await startEmbeddedNats({ stateDir: options.stateDir, logger: options.logger });
+  if (embedded) markStartup("nats-started");
   const natsUrl = options.nats ?? embedded!.url;
   let nc: NatsConnection;
   try {
@@ -56,12 +58,14 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
     await embedded?.close();
     throw err;
   }
+  markStartup("nats-connected");
   const workers: Worker[] = [];
   const count = options.workers ?? defaultWorkerCount();
   try {
-    for (let i = 0; i < count; i++) {
-      workers.push(
-        await Worker.create({
+    // Made together: each looks up the topology and its consumers (round trips, no CPU to share).
+    const made = await Promise.allSettled(
+      Array.from({ length: count }, () =>
+        Worker.create({
           nc,
           concurrency: options.workerConcurrency,
           logger: options.logger,
@@ -73,14 +77,18 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
           requestConcurrency: options.requestConcurrency,
           maxRequestConcurrency: options.maxConcurrency,
         }),
-      );
-    }
+      ),
+    );
+    for (const m of made) if (m.status === "fulfilled") workers.push(m.value);
+    const failed = made.find((m) => m.status === "rejected");
+    if (failed) throw failed.reason;
   } catch (err) {
     // Leave nothing behind: an open connection or a child nats-server would keep the CLI alive.
     await nc.close();
     await embedded?.close();
     throw err;
   }
+  markStartup("workers-created");
   const running = workers.map((w) => w.run());
   const dashboard = await startRuntimeDashboard(nc, options.logger);
   return {
@@ -92,7 +100,9 @@ export const openRuntime = async (options: RuntimeOptions): Promise<Runtime> => 
       await dashboard?.close();
       await Promise.all(workers.map((w) => w.shutdown()));
       await Promise.allSettled(running);
+      markStartup("workers-stopped");
       await nc.drain().catch(() => nc.close());
+      markStartup("nats-closed");
       await embedded?.close();
     },
   };

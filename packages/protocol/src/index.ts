@@ -167,3 +167,5 @@ export {
   decodeBlobChange,
 } from "./blob-change.js";
 export type { BlobChange, BlobChangeKind } from "./blob-change.js";
+export { peekJobStatus } from "./job-status-peek.js";
+export type { JobStatusPeek } from "./job-status-peek.js";

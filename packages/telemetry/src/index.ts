@@ -46,3 +46,9 @@ export {
   tracePathModeFromEnv,
 } from "./redaction.js";
 export type { TracePathMode } from "./redaction.js";
+export {
+  STARTUP_TRACE_PREFIX,
+  markStartup,
+  startupMarks,
+  traceStartupOnExit,
+} from "./startup-trace.js";

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { newJobId } from "@hsmfleet/coordinator";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { ProgressLine } from "../progress.js";
 import { openRuntime } from "../runtime.js";
@@ -45,7 +46,9 @@ export const runJobCommand = async <S extends JobOutcome>(
   const g = ctx.globals();
   const logger = ctx.logger("coordinator");
   const stateDir = resolveStateDir(g.stateDir);
+  markStartup("action");
   const storage = await ctx.resolveStorage(stateDir);
+  markStartup("storage");
   const progress = new ProgressLine();
   const abort = new AbortController();
   const undo = onInterrupt(abort, o.what);
@@ -63,6 +66,7 @@ export const runJobCommand = async <S extends JobOutcome>(
       logger,
       storage: storage.target,
     });
+    markStartup("runtime");
     const jobId = newJobId(o.what);
     const jobDir = join(stateDir, "jobs", jobId);
     await mkdir(jobDir, { recursive: true });
@@ -75,11 +79,13 @@ export const runJobCommand = async <S extends JobOutcome>(
       signal: abort.signal,
       progress,
     });
+    markStartup("job-done");
   } finally {
     progress.done();
     undo();
     await runtime?.close();
     await storage.azurite?.close();
+    markStartup("closed");
   }
   process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${o.format(summary)}\n`);
   process.exitCode =

@@ -15,6 +15,7 @@ import {
   rootWalkShard,
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobLimits } from "@hsmfleet/protocol";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { exportJobSpan } from "../job-spans.js";
 import { followJob } from "../job-follower.js";
@@ -118,7 +119,9 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   if (!options.container) throw new UsageError("export needs --container NAME");
   const prefix = normalizePrefix(options.prefix);
   const logContainerName = jobLogContainer(options.container, options.logContainer);
+  markStartup("job-begin");
   const { jobs, locks } = await ensureTopology(options.nc, options.topology);
+  markStartup("job-topology");
   const store = new JobStore(jobs);
   const rootLocks = new RootLocks(locks);
   const { openContainer } = await import("@hsmfleet/blob");
@@ -126,6 +129,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
   const logContainer = openContainer(options.storage, logContainerName);
   await target.ensureExists();
   await logContainer.ensureExists();
+  markStartup("job-containers");
 
   const jobId = options.jobId ?? newJobId("export");
   const claim = await claimRoot({
@@ -209,6 +213,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
     }
     options.logger?.info({ jobId, root, container: options.container, prefix }, "export started");
   }
+  markStartup("job-published");
 
   try {
     const final = await followJob({
@@ -224,6 +229,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
         ? (s, fleet) => options.onProgress?.(exportProgress(s, fleet.liveWorkers()))
         : undefined,
     });
+    markStartup("job-finished");
     const summary = buildExportSummary(final, resumed);
     await writeJobLogs(
       logContainer,
@@ -232,6 +238,7 @@ const exportJob = async (options: ExportJobOptions): Promise<ExportSummary> => {
       [["errors.ndjson", final.errorLog]],
       options.logger,
     );
+    markStartup("job-logs");
     if (temporaryLog) {
       await rm(errorLogPath, { force: true });
       summary.errorLog = null;

@@ -4,7 +4,7 @@ import { errorMessage } from "@hsmfleet/core";
 import { JobKind, WORK_STREAM, restoreConsumer } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { TRANSFER_BATCH_RULES } from "../item-checks.js";
-import { isLive } from "../runtime/job-cache.js";
+import { isLive, wantedBy } from "../runtime/job-cache.js";
 import type { ConsumerLogging, KindContext, WorkerJobKind } from "../runtime/job-kind.js";
 import { handleWalkShard } from "../walk/walk-shard.js";
 import { handleRestoreBatch } from "./restore-batch.js";
@@ -65,12 +65,16 @@ const runRestorePullers = async (ctx: KindContext, logging: ConsumerLogging): Pr
     p.abort.abort();
     pullers.delete(jobId);
   };
-  const watcher = await ctx.jobStore.watchAll((job) => {
-    if (job.spec.kind !== JobKind.Restore) return;
-    const jobId = job.spec.jobId;
-    if (isLive(job)) start(job);
-    else stop(jobId);
-  }, logging.onLost);
+  const watcher = await ctx.jobStore.watchAll(
+    (job) => {
+      if (job.spec.kind !== JobKind.Restore) return;
+      const jobId = job.spec.jobId;
+      if (isLive(job)) start(job);
+      else stop(jobId);
+    },
+    logging.onLost,
+    wantedBy(JobKind.Restore, pullers),
+  );
   await new Promise<void>((resolve) => {
     if (ctx.pullSignal.aborted) resolve();
     else ctx.pullSignal.addEventListener("abort", () => resolve(), { once: true });

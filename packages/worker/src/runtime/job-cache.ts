@@ -36,4 +36,17 @@ export class JobCache {
 
 /** Whether items of a job in this state should still be worked on. */
 export const isLive = (status: JobStatus | undefined): status is JobStatus =>
-  status !== undefined && (status.state === JobState.Running || status.state === JobState.Pending);
+  status !== undefined && isLiveState(status.state);
+
+export const isLiveState = (state: number): boolean =>
+  state === JobState.Running || state === JobState.Pending;
+
+/**
+ * The records a per-job puller watcher (restore, sync) needs decoded: live jobs of its kind, and
+ * the jobs it runs a puller for (to stop it when they end). The rest of the job history is skipped
+ * undecoded (JobStore.watchAll's `want`).
+ */
+export const wantedBy =
+  (kind: number, running: { has(jobId: string): boolean }) =>
+  (r: { jobId: string; kind: number; state: number }): boolean =>
+    r.kind === kind && (isLiveState(r.state) || running.has(r.jobId));

@@ -10,7 +10,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobStatus, SyncBatch, SyncFailure } from "@hsmfleet/protocol";
 import { SYNC_BATCH_RULES } from "../item-checks.js";
-import { isLive } from "../runtime/job-cache.js";
+import { isLive, wantedBy } from "../runtime/job-cache.js";
 import type { ConsumerLogging, KindContext, WorkerJobKind } from "../runtime/job-kind.js";
 import { forEachLimit } from "../runtime/transfer-batch.js";
 import { applySyncOp } from "./sync-apply.js";
@@ -96,15 +96,19 @@ const runSyncPullers = async (ctx: KindContext, logging: ConsumerLogging): Promi
       }),
     );
   };
-  const watcher = await ctx.jobStore.watchAll((job) => {
-    if (job.spec.kind !== JobKind.Sync) return;
-    const jobId = job.spec.jobId;
-    if (isLive(job)) start(job);
-    else {
-      pullers.get(jobId)?.abort();
-      pullers.delete(jobId);
-    }
-  }, logging.onLost);
+  const watcher = await ctx.jobStore.watchAll(
+    (job) => {
+      if (job.spec.kind !== JobKind.Sync) return;
+      const jobId = job.spec.jobId;
+      if (isLive(job)) start(job);
+      else {
+        pullers.get(jobId)?.abort();
+        pullers.delete(jobId);
+      }
+    },
+    logging.onLost,
+    wantedBy(JobKind.Sync, pullers),
+  );
   await new Promise<void>((resolve) => {
     if (ctx.pullSignal.aborted) resolve();
     else ctx.pullSignal.addEventListener("abort", () => resolve(), { once: true });

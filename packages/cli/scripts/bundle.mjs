@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// Bundles the compiled CLI (dist/src/bin.js, every workspace package and every run-time dependency
+// it imports) into ONE CommonJS file, dist/hsmfleet.cjs, which bin/hsmfleet.js runs when it is
+// fresh, with a V8 code cache (see bin/hsmfleet.js).
+//
+// Why: a command's fixed cost was mostly Node's ES module loader — ~1,300 files resolved, read,
+// compiled and linked one by one before a byte moved (Node 20 has no module compile cache). One
+// file is read and parsed once, and as one classic script its compiled code can be cached
+// (vm.Script cachedData), which Node 20 offers for no ES module (docs/benchmarks.md, "Fixed cost
+// of a command").
+//
+// What a bundle changes, and how this keeps it the same:
+// - `import.meta.url` of a bundled module would be the bundle's own URL, and CommonJS modules'
+//   `__dirname`/`__filename` do not exist in an ES module. Each is rewritten to the ORIGINAL
+//   file's location, expressed relative to the bundle, so native addons (packages/fs/build),
+//   data files (packages/cli/data), azurite's and pino's worker files are found where they were.
+// - `require` is the real one of the bundle's path (the launcher passes it), so `require("node:…")`
+//   and the addons' absolute paths load as before; `import()` of a builtin is left to Node.
+// - Native addons (*.node) are never bundled: the code that loads them computes their path.
+// - dist/hsmfleet.inputs.json lists the workspace files the bundle was made from and the bundle's
+//   hash; the launcher runs the unbundled dist/src/bin.js instead when any of them is newer than
+//   the bundle (a package rebuilt on its own with `tsc`, without the CLI's build), so a stale
+//   bundle never runs, and names its code caches by the hash, so a cache never outlives its bundle.
+//
+// Usage: node scripts/bundle.mjs   (after tsc; part of the package's `npm run build`)
+import { createHash } from "node:crypto";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { builtinModules } from "node:module";
+import { dirname, join, relative, resolve } from "node:path";
+import { build } from "esbuild";
+
+const pkgDir = resolve(import.meta.dirname, "..");
+const repoDir = resolve(pkgDir, "..", "..");
+const outFile = join(pkgDir, "dist", "hsmfleet.cjs");
+const inputsFile = join(pkgDir, "dist", "hsmfleet.inputs.json");
+const outDir = dirname(outFile);
+
+/** A path relative to the bundle's folder, always with '/' and a leading './' or '../'. */
+const fromBundle = (path) => {
+  const rel = relative(outDir, path).split("\\").join("/");
+  return rel.startsWith(".") ? rel : `./${rel}`;
+};
+
+const BUILTINS = new Set(builtinModules);
+/** `import("http")`, `import("node:fs")`: a dynamic import of a Node builtin. */
+const BUILTIN_IMPORT = /(?<![\w$.])import\(\s*(["'])((?:node:)?[a-z_/]+)\1\s*\)/g;
+
+const declares = (text, name) =>
+  new RegExp(`\\b(?:let|const|var|function)\\s+${name}\\b`).test(text);
+
+/** Rewrites a module's view of its own location to where the file really is. */
+const relocate = {
+  name: "hsmfleet-relocate",
+  setup(b) {
+    b.onLoad({ filter: /\.(?:m|c)?js$/ }, async (args) => {
+      const text = await readFile(args.path, "utf8");
+      const hasMeta = text.includes("import.meta.url") || text.includes("import.meta.dirname");
+      const hasDir = text.includes("__dirname") || text.includes("__filename");
+      const hasImport = text.includes("import(");
+      if (!hasMeta && !hasDir && !hasImport) return undefined;
+      const file = JSON.stringify(fromBundle(args.path));
+      const dir = JSON.stringify(`${fromBundle(dirname(args.path))}/`);
+      let out = text
+        .replaceAll("import.meta.url", `__hsmfleetUrl(${file})`)
+        .replaceAll("import.meta.dirname", `__hsmfleetPath(${dir})`)
+        .replaceAll("import.meta.filename", `__hsmfleetPath(${file})`);
+      // Only a free __dirname/__filename (a module that declares its own derives it from
+      // import.meta.url, rewritten above).
+      if (!declares(text, "__dirname"))
+        out = out.replace(/(?<![\w$.])__dirname\b/g, `__hsmfleetPath(${dir})`);
+      if (!declares(text, "__filename"))
+        out = out.replace(/(?<![\w$.])__filename\b/g, `__hsmfleetPath(${file})`);
+      // A classic script's import() needs a loader hook that Node 20 only has as an experimental
+      // feature (it warns): a builtin is required instead, as an ES namespace would look.
+      out = out.replace(BUILTIN_IMPORT, (whole, _q, id) =>
+        BUILTINS.has(id.replace(/^node:/, ""))
+          ? `Promise.resolve().then(() => __hsmfleetBuiltin(${JSON.stringify(id)}))`
+          : whole,
+      );
+      return { contents: out, loader: "js", resolveDir: dirname(args.path) };
+    });
+  },
+};
+
+// `__filename` here is the bundle's own path: the launcher runs it as a CommonJS module.
+const banner = [
+  "// hsmfleet CLI bundle, made by packages/cli/scripts/bundle.mjs from dist/src/bin.js: do not edit.",
+  'const { fileURLToPath: __hsmfleetFileURLToPath, pathToFileURL: __hsmfleetFileURL } = require("node:url");',
+  "const __hsmfleetSelf = __hsmfleetFileURL(__filename);",
+  "const __hsmfleetUrl = (rel) => new URL(rel, __hsmfleetSelf).href;",
+  "const __hsmfleetPath = (rel) => __hsmfleetFileURLToPath(new URL(rel, __hsmfleetSelf));",
+  "const __hsmfleetBuiltin = (id) => { const m = require(id); return { ...m, default: m }; };",
+].join("\n");
+
+const result = await build({
+  entryPoints: [join(pkgDir, "dist", "src", "bin.js")],
+  outfile: outFile,
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  // Native addons are loaded by path at run time (see relocate).
+  external: ["*.node"],
+  banner: { js: banner },
+  plugins: [relocate],
+  metafile: true,
+  logLevel: "warning",
+  legalComments: "none",
+  minifyWhitespace: true,
+  minifySyntax: true,
+});
+
+// The workspace files (not node_modules: those change only with `npm ci`, which is followed by a
+// full build) whose change makes the bundle stale.
+const inputs = Object.keys(result.metafile.inputs)
+  .map((p) => resolve(process.cwd(), p))
+  .filter((p) => p.startsWith(join(repoDir, "packages")) && !p.includes("/node_modules/"))
+  .map(fromBundle)
+  .sort();
+const hash = createHash("sha256")
+  .update(await readFile(outFile))
+  .digest("hex")
+  .slice(0, 16);
+await writeFile(inputsFile, `${JSON.stringify({ hash, inputs }, null, 1)}\n`);
+// Code caches of an earlier bundle are of no use any more (their names carry the old hash, so one
+// left behind, e.g. written by root in a user's checkout, is never read: only a warning).
+await rm(join(outDir, "v8-cache"), { recursive: true, force: true }).catch((err) =>
+  process.stderr.write(`bundle: could not remove old code caches: ${err.message}\n`),
+);
+const { size } = await stat(outFile);
+process.stdout.write(
+  `bundle: ${relative(repoDir, outFile)} (${(size / 1e6).toFixed(1)} MB, ${Object.keys(result.metafile.inputs).length} modules; ${inputs.length} workspace files checked for staleness)\n`,
+);

@@ -1,0 +1,119 @@
+import { execFile } from "node:child_process";
+import { copyFile, mkdir, readdir, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import test from "ava";
+import { tempDir } from "@hsmfleet/testkit";
+import { STARTUP_TRACE_PREFIX } from "@hsmfleet/telemetry";
+
+const LAUNCHER = fileURLToPath(new URL("../../bin/hsmfleet.js", import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** The startup trace's phases (HSMFLEET_STARTUP_TRACE=1), when the process printed one. */
+  phases: string[];
+}
+
+const runNode = (argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> =>
+  new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      argv,
+      { env: { ...process.env, HSMFLEET_STARTUP_TRACE: "1", ...env }, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        const line = stderr.split("\n").find((l) => l.startsWith(STARTUP_TRACE_PREFIX));
+        const phases = line
+          ? Object.keys(JSON.parse(line.slice(STARTUP_TRACE_PREFIX.length)) as object)
+          : [];
+        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr, phases });
+      },
+    );
+  });
+
+/** What the CLI's own startup trace prints (only the phases matter here), for the stand-ins. */
+const PRINT_MARKS = `process.once("exit", () => {
+  const marks = performance.getEntriesByType("mark").map((m) => [m.name.slice(9), [m.startTime, 0]]);
+  process.stderr.write(${JSON.stringify(STARTUP_TRACE_PREFIX)} + JSON.stringify(Object.fromEntries(marks)) + "\\n");
+});
+`;
+
+/**
+ * A package laid out like packages/cli (bin/hsmfleet.js, dist/src/bin.js, dist/hsmfleet.cjs,
+ * dist/hsmfleet.inputs.json) whose two entries only say which of them ran.
+ */
+const fakePackage = async (t: { teardown(fn: () => Promise<void>): void }) => {
+  const dir = await tempDir("hsmfleet-launcher-");
+  t.teardown(() => dir.cleanup());
+  const pkg = join(dir.path, "packages", "cli");
+  await mkdir(join(pkg, "bin"), { recursive: true });
+  await mkdir(join(pkg, "dist", "src"), { recursive: true });
+  await mkdir(join(dir.path, "packages", "core", "dist"), { recursive: true });
+  await writeFile(join(pkg, "package.json"), '{ "type": "module" }\n');
+  await copyFile(LAUNCHER, join(pkg, "bin", "hsmfleet.js"));
+  await writeFile(
+    join(pkg, "dist", "src", "bin.js"),
+    `${PRINT_MARKS}process.stdout.write("modules\\n");\n`,
+  );
+  const input = join(dir.path, "packages", "core", "dist", "index.js");
+  await writeFile(input, "export {};\n");
+  // Made after its input, as the build makes it; "#!" first, as esbuild keeps the entry's.
+  await writeFile(
+    join(pkg, "dist", "hsmfleet.cjs"),
+    `#!/usr/bin/env node\n${PRINT_MARKS}process.stdout.write(\`bundle \${__filename} \${typeof require("node:fs").statSync}\\n\`);\n`,
+  );
+  await writeFile(
+    join(pkg, "dist", "hsmfleet.inputs.json"),
+    JSON.stringify({ hash: "0123456789abcdef", inputs: ["../../core/dist/index.js"] }),
+  );
+  return { pkg, input, launcher: join(pkg, "bin", "hsmfleet.js") };
+};
+
+test("the launcher runs the bundle as a CommonJS module, writes its code cache on the first run and uses it on the next", async (t) => {
+  const { pkg, launcher } = await fakePackage(t);
+  const first = await runNode([launcher, "export"]);
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, `bundle ${join(pkg, "dist", "hsmfleet.cjs")} function\n`);
+  t.true(first.phases.includes("code-cache-missed"), first.phases.join(","));
+  const caches = await readdir(join(pkg, "dist", "v8-cache"));
+  t.deepEqual(caches, [`export-0123456789abcdef-${process.version}-${process.arch}.bin`]);
+
+  const second = await runNode([launcher, "export"]);
+  t.is(second.code, 0, second.stderr);
+  t.true(second.phases.includes("code-cache-used"), second.phases.join(","));
+  // Another command has a cache of its own.
+  const other = await runNode([launcher, "--version"]);
+  t.true(other.phases.includes("code-cache-missed"), other.phases.join(","));
+  t.is((await readdir(join(pkg, "dist", "v8-cache"))).length, 2);
+});
+
+test("a bundle older than a workspace file it was made from is not run: the compiled modules are", async (t) => {
+  const { input, launcher } = await fakePackage(t);
+  t.is((await runNode([launcher])).stdout.split(" ")[0], "bundle");
+  // A package rebuilt on its own (tsc) after the bundle was made.
+  const later = new Date(Date.now() + 60_000);
+  await utimes(input, later, later);
+  const stale = await runNode([launcher]);
+  t.is(stale.code, 0, stale.stderr);
+  t.is(stale.stdout, "modules\n");
+  t.true(stale.phases.includes("modules"), stale.phases.join(","));
+});
+
+test("HSMFLEET_BUNDLE=0 runs the compiled modules", async (t) => {
+  const { launcher } = await fakePackage(t);
+  const run = await runNode([launcher], { HSMFLEET_BUNDLE: "0" });
+  t.is(run.stdout, "modules\n");
+});
+
+test("the built CLI runs from its fresh bundle: --version through bin/hsmfleet.js", async (t) => {
+  const run = await runNode([LAUNCHER, "--version"]);
+  t.is(run.code, 0, run.stderr);
+  t.is(run.stdout.trim(), "0.1.0");
+  t.true(
+    run.phases.includes("bundle-compiled"),
+    `the build's bundle (dist/hsmfleet.cjs) is missing or stale: ${run.phases.join(",")}`,
+  );
+  t.true(run.phases.includes("loaded") && run.phases.includes("exit"), run.phases.join(","));
+});
