@@ -174,10 +174,10 @@ export interface SinkRegistered {
 /** Length of the content pattern: a prime a little below 1 MiB, so content never lines up with blocks. */
 export const SINK_PATTERN_LENGTH = 1_048_573;
 
-/** The pattern twice, so that any run of up to SINK_PATTERN_LENGTH bytes is one contiguous slice. */
 /** The largest range Azure computes a CRC64 for (x-ms-range-get-content-crc64). */
 const RANGE_CRC64_MAX_BYTES = 4 * 1024 * 1024;
 
+/** The pattern twice, so that any run of up to SINK_PATTERN_LENGTH bytes is one contiguous slice. */
 const PATTERN2: Buffer = (() => {
   const n = SINK_PATTERN_LENGTH;
   const b = Buffer.allocUnsafe(2 * n);
