@@ -44,7 +44,10 @@
  *   GET  on a registered blob               Get Blob: 200 with the whole content, or with `Range`
  *                                           / `x-ms-range` (x-ms-range wins) `bytes=a-b` or
  *                                           `bytes=a-`: 206 with Content-Range (416 InvalidRange
- *                                           past the end); If-Match other than the ETag: 412
+ *                                           past the end); If-Match other than the ETag: 412;
+ *                                           x-ms-range-get-content-crc64: true on a range of at
+ *                                           most 4 MiB: its CRC64 in x-ms-content-crc64 (as Azure;
+ *                                           400 OutOfRangeInput over 4 MiB)
  *   HEAD / GET on any other blob            404 BlobNotFound (x-ms-error-code)
  *   DELETE ?restype=container               Delete Container: 202 (404 if unknown)
  *   anything else                           400 UnsupportedBySink (counted, logged once per shape)
@@ -99,6 +102,8 @@ export interface BlobSinkStats {
   sentBytes: number;
   /** Get Blob requests with a Range / x-ms-range header (answered 206). */
   rangedGets: number;
+  /** Ranged Get Blob answers given their CRC64 (x-ms-range-get-content-crc64: true). */
+  rangeCrc64Answers: number;
   /** dataBytes by the client's source address (the fleet benchmark checks each worker's --bind). */
   dataBytesBySource: Record<string, number>;
   byKind: Record<SinkRequestKind, number>;
@@ -168,6 +173,9 @@ export interface SinkRegistered {
 
 /** Length of the content pattern: a prime a little below 1 MiB, so content never lines up with blocks. */
 export const SINK_PATTERN_LENGTH = 1_048_573;
+
+/** The largest range Azure computes a CRC64 for (x-ms-range-get-content-crc64). */
+const RANGE_CRC64_MAX_BYTES = 4 * 1024 * 1024;
 
 /** The pattern twice, so that any run of up to SINK_PATTERN_LENGTH bytes is one contiguous slice. */
 const PATTERN2: Buffer = (() => {
@@ -338,6 +346,7 @@ const emptyStats = (): BlobSinkStats => ({
   dataBytes: 0,
   sentBytes: 0,
   rangedGets: 0,
+  rangeCrc64Answers: 0,
   dataBytesBySource: {},
   byKind: {
     createContainer: 0,
@@ -603,6 +612,17 @@ export const startBlobSink = async (options: BlobSinkOptions = {}): Promise<Blob
       start = range.start;
       length = range.end - range.start + 1;
       if (b.md5 !== undefined) headers["x-ms-blob-content-md5"] = b.md5;
+      if (req.headers["x-ms-range-get-content-crc64"] === "true") {
+        // As Azure: the range's CRC64 (of what is sent), for ranges of at most 4 MiB.
+        if (length > RANGE_CRC64_MAX_BYTES) {
+          sendError(req, res, 400, "OutOfRangeInput", "One of the request inputs is out of range.");
+          return;
+        }
+        let crc = 0n;
+        for (const slice of contentSlices(b.seed, start, length)) crc = crc64(slice, crc);
+        headers["x-ms-content-crc64"] = crc64Bytes(crc).toString("base64");
+        stats.rangeCrc64Answers++;
+      }
       res.writeHead(206, {
         ...headers,
         "content-length": String(length),

@@ -4,7 +4,7 @@
  * body the kernel copies into `buf.subarray(received)`), no HTTP parser objects, no per-chunk
  * Buffers, no garbage — what a Go client such as rclone gets from its runtime. Loopback http
  * only (the benchmark sink); Content-Length bodies only; no auth (the sink ignores it), no
- * retries. Each range is then written at its offset (one positional write).
+ * retries. Each range is then written at its offset (positional writes of 128 KiB).
  */
 import { connect } from "node:net";
 import type { Socket } from "node:net";
@@ -12,6 +12,8 @@ import { open } from "node:fs/promises";
 import { constants } from "node:fs";
 
 const HEAD_MAX = 64 * 1024;
+/** Bytes per positional write of a range. */
+const WRITE_PIECE = 128 * 1024;
 
 interface Pending {
   into: Buffer;
@@ -193,9 +195,13 @@ export const socketRestoreNew = async (
             if (buf === undefined || buf.length < n) bufs[k] = buf = Buffer.allocUnsafeSlow(n);
             const into = buf.subarray(0, n);
             await client.getRange(o.container, f.name, pos, into);
+            // In 128 KiB writes, as the native download path writes (large writes cost the kernel
+            // several times more per byte: docs/benchmarks.md, issue 17).
             let done = 0;
-            while (done < n)
-              done += (await fh.write(into, done, n - done, pos + done)).bytesWritten;
+            while (done < n) {
+              const piece = Math.min(WRITE_PIECE, n - done);
+              done += (await fh.write(into, done, piece, pos + done)).bytesWritten;
+            }
             bytes += n;
           }
         };

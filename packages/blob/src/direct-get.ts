@@ -23,6 +23,7 @@ import {
 import type { RetryPipelineResponse } from "./retry-policy.js";
 import type { SignedHeaders } from "./shared-key.js";
 import type { SocketAnswer } from "./socket-get.js";
+import { parseCrc64Header } from "./range-crc64.js";
 
 export interface DirectGetOptions {
   /** First byte of a ranged GET; with `count`, x-ms-range bytes=offset-(offset+count-1). */
@@ -31,6 +32,11 @@ export interface DirectGetOptions {
   count?: number;
   /** Sent as If-Match. */
   ifMatch?: string | undefined;
+  /**
+   * Ranged GET only (count ≤ 4 MiB): sends x-ms-range-get-content-crc64: true, so that the service
+   * returns the range's CRC64 in x-ms-content-crc64 (`contentCrc64`; range-crc64.ts). Default false.
+   */
+  rangeCrc64?: boolean;
   /**
    * Where the body goes (from byte 0). A 2xx answer whose Content-Length differs from
    * into.length is not read into it: `lengthMismatch` is set and the body drained.
@@ -51,6 +57,8 @@ export interface DirectGetResult extends RetryPipelineResponse {
   lengthMismatch: boolean;
   /** Error body text of a non-2xx answer. */
   errorBody: string;
+  /** x-ms-content-crc64 of the answer (rangeCrc64), when the service sent a well-formed one. */
+  contentCrc64?: bigint | undefined;
 }
 
 /** A body of an unexpected length up to this size is read and dropped; a longer one ends the connection. */
@@ -167,6 +175,8 @@ export const directGetBlob = async (
   if (options.offset !== undefined && options.count !== undefined)
     headers["x-ms-range"] = `bytes=${options.offset}-${options.offset + options.count - 1}`;
   if (options.ifMatch !== undefined) headers["if-match"] = options.ifMatch;
+  if (options.rangeCrc64 === true && headers["x-ms-range"] !== undefined)
+    headers["x-ms-range-get-content-crc64"] = "true";
   const r = await transport.request(
     "GET",
     address,
@@ -183,5 +193,7 @@ export const directGetBlob = async (
       errorText(r.status, r.errorBody),
     );
   }
+  if (options.rangeCrc64 === true)
+    r.contentCrc64 = parseCrc64Header(r.headers.get("x-ms-content-crc64") ?? undefined);
   return r;
 };

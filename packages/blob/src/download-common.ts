@@ -40,12 +40,31 @@ export interface DownloadRangeOptions {
    * the bytes before `offset`. Default: none (ranges are written as they arrive).
    */
   md5?: Md5Stream;
+  /**
+   * Ask the service for each range's CRC64 (x-ms-range-get-content-crc64; direct transport only,
+   * ranges of at most 4 MiB) and check every range against it (range-crc64.ts). Ignored with
+   * `md5`. Default: on, unless HSMFLEET_RANGE_CRC64=0.
+   */
+  rangeCrc64?: boolean;
+}
+
+/** What downloadRangeChecked did. */
+export interface RangeDownload {
+  /** Bytes written (= the length asked for). */
+  bytes: number;
+  /** Every range was checked against the service's CRC64 of it (and matched). */
+  crc64Verified: boolean;
 }
 
 export interface DownloadResult {
   bytes: number;
   /** The blob had a Content-MD5 and the file's MD5 matched it. */
   md5Verified: boolean;
+  /**
+   * Every range was checked against the service's CRC64 of it (x-ms-range-get-content-crc64);
+   * the Content-MD5 was then not computed. Absent: false.
+   */
+  crc64Verified?: boolean;
   etag: string;
 }
 

@@ -79,3 +79,46 @@ export class BlobChecksumError extends HsmfleetError {
     this.truncated = truncated;
   }
 }
+
+/**
+ * A range's bytes as received differ from the service's CRC64 of that range
+ * (x-ms-range-get-content-crc64), after RANGE_CRC64_TRIES fetches of it. The bytes were written
+ * (the write and the checksum are one job); the caller drops the file as after any failed
+ * download. Retryable: the damage was on the way.
+ */
+export class RangeChecksumError extends HsmfleetError {
+  readonly blobName: string | undefined;
+  readonly container: string | undefined;
+  readonly path: string | undefined;
+  /** First byte of the range. */
+  readonly offset: number;
+  /** Bytes of the range. */
+  readonly length: number;
+  /** Base64 of the 8 little-endian bytes, as in x-ms-content-crc64. */
+  readonly expectedCrc64: string;
+  readonly actualCrc64: string;
+  constructor(
+    where: BlobOperationSubject,
+    offset: number,
+    length: number,
+    expected: string,
+    actual: string,
+    tries: number,
+  ) {
+    super(
+      `download blob "${where.blobName}" in container "${where.container}" → ${where.path}: ` +
+        `bytes ${offset}-${offset + length - 1} (range of ${length} bytes at offset ${offset}): ` +
+        `CRC64 of the received bytes ${actual} does not match the service's ${expected} ` +
+        `(x-ms-content-crc64), ${tries} ${tries === 1 ? "try" : "tries"}`,
+      { retryable: true },
+    );
+    this.name = "RangeChecksumError";
+    this.blobName = where.blobName;
+    this.container = where.container;
+    this.path = where.path;
+    this.offset = offset;
+    this.length = length;
+    this.expectedCrc64 = expected;
+    this.actualCrc64 = actual;
+  }
+}

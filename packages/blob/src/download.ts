@@ -1,19 +1,26 @@
 import type { FileHandle } from "node:fs/promises";
 import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { displayPath } from "@hsmfleet/core";
-import { Md5Stream, pwriteAll } from "@hsmfleet/fs";
+import { Md5Stream, pwriteAll, pwriteCrc64 } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
 import { BlobOperationError, abortCause, fsFailure, type BlobOperationSubject } from "./errors.js";
-import { BlobChangedError, BlobChecksumError } from "./download-errors.js";
+import { BlobChangedError, BlobChecksumError, RangeChecksumError } from "./download-errors.js";
 import { md5OfFile } from "./file-md5.js";
 import type { MemoryBudget } from "./memory-budget.js";
 import { GET_RANGE, WRITE, isConditionNotMet, processBudget } from "./download-common.js";
-import type { DownloadRangeOptions, DownloadResult } from "./download-common.js";
+import type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./download-common.js";
 import { downloadSmallBlob } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { DirectGetResult } from "./direct-get.js";
+import {
+  RANGE_CRC64_MAX_BYTES,
+  RANGE_CRC64_TRIES,
+  crc64Base64,
+  noteRangeCrc64,
+  rangeCrc64Support,
+} from "./range-crc64.js";
 
-export type { DownloadRangeOptions, DownloadResult } from "./download-common.js";
+export type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./download-common.js";
 
 const MiB = 1024 * 1024;
 
@@ -41,7 +48,10 @@ const rangeFailure = (where: BlobOperationSubject, state: EtagState, err: unknow
   return new BlobOperationError(GET_RANGE, where, err);
 };
 
-/** One ranged GET into `buf[0, n)`, with its length checked. */
+/**
+ * One ranged GET into `buf[0, n)`, with its length checked. With `rangeCrc64` (direct transport,
+ * n ≤ 4 MiB) the service is asked for the range's CRC64: returned when it sent one.
+ */
 const getRange = async (
   container: BlobContainer,
   name: string,
@@ -51,7 +61,8 @@ const getRange = async (
   position: number,
   n: number,
   signal: AbortSignal,
-): Promise<void> => {
+  rangeCrc64: boolean,
+): Promise<bigint | undefined> => {
   const range = `bytes ${position}-${position + n - 1}`;
   const direct = container.direct;
   if (direct !== undefined) {
@@ -63,6 +74,7 @@ const getRange = async (
         ifMatch: state.ifMatch,
         into: n === buf.length ? buf : buf.subarray(0, n),
         abortSignal: signal,
+        rangeCrc64,
       });
     } catch (err) {
       throw rangeFailure(where, state, err);
@@ -77,7 +89,7 @@ const getRange = async (
         retryable: false,
       });
     }
-    return;
+    return r.contentCrc64;
   }
   const client = container.client.getBlobClient(name);
   let res: BlobDownloadResponseParsed;
@@ -132,6 +144,7 @@ const getRange = async (
       retryable: true,
     });
   }
+  return undefined;
 };
 
 /**
@@ -139,7 +152,8 @@ const getRange = async (
  * same job hashes the bytes after writing them (the caller keeps file order). Sparse: 4 KiB blocks
  * (aligned on the file's offsets) of zeros are not written, so they stay holes of the target — a
  * new file or a released stub, whose holes read as zeros; the file's size is set apart from the
- * writes (the stub's size, or a truncate after the last range).
+ * writes (the stub's size, or a truncate after the last range). With `crc`, the same job computes
+ * the CRC64 of the bytes (pwriteCrc64) and returns it.
  */
 const writeAt = async (
   fh: FileHandle,
@@ -148,16 +162,30 @@ const writeAt = async (
   position: number,
   where: BlobOperationSubject,
   signal: AbortSignal,
-  md5?: Md5Stream,
-): Promise<void> => {
+  md5: Md5Stream | undefined,
+  crc: boolean,
+): Promise<bigint | undefined> => {
   if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
   const data = n === buf.length ? buf : buf.subarray(0, n);
   try {
+    if (crc) return await pwriteCrc64(fh.fd, data, position, { sparse: true });
     if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
     else await pwriteAll(fh.fd, data, position, { sparse: true });
+    return undefined;
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
+};
+
+/** Whether ranges are checked by the service's CRC64 unless the caller says: HSMFLEET_RANGE_CRC64=0 turns it off. */
+const rangeCrc64Default = (): boolean => process.env["HSMFLEET_RANGE_CRC64"] !== "0";
+
+/** Whether a download from `container` asks for range CRC64s (direct transport not known to lack them). */
+const useRangeCrc64 = (container: BlobContainer, options: DownloadRangeOptions): boolean => {
+  const direct = container.direct;
+  if (direct === undefined || options.md5 !== undefined) return false;
+  if (!(options.rangeCrc64 ?? rangeCrc64Default())) return false;
+  return rangeCrc64Support(direct.address) !== false;
 };
 
 const subjectOf = (
@@ -188,9 +216,35 @@ export const downloadRange = async (
   offset: number,
   length: number,
   options: DownloadRangeOptions = {},
-): Promise<number> => {
+): Promise<number> =>
+  (await downloadRangeChecked(container, name, fh, localPath, offset, length, options)).bytes;
+
+/**
+ * downloadRange, and whether every byte was checked against the service's CRC64 of its range
+ * (range-crc64.ts): unless `options.md5` is given or `options.rangeCrc64` is false (default: on,
+ * HSMFLEET_RANGE_CRC64=0 turns it off), a download through the direct transport asks for each
+ * range's CRC64 (ranges of at most 4 MiB then), computes the CRC64 of the received bytes in the
+ * job that writes them (pwriteCrc64) and compares. A range that does not match is fetched and
+ * written again, up to RANGE_CRC64_TRIES times, then the download fails with RangeChecksumError
+ * (naming the path and the range). `crc64Verified` is false when some answer carried no CRC64
+ * (an endpoint without the feature, e.g. Azurite: remembered per transport, later downloads do
+ * not ask).
+ */
+export const downloadRangeChecked = async (
+  container: BlobContainer,
+  name: string,
+  fh: FileHandle,
+  localPath: Buffer,
+  offset: number,
+  length: number,
+  options: DownloadRangeOptions = {},
+): Promise<RangeDownload> => {
   const where = subjectOf(container, name, localPath);
-  const rangeSize = options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES;
+  const crcMode = useRangeCrc64(container, options);
+  const rangeSize = Math.min(
+    options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES,
+    crcMode ? RANGE_CRC64_MAX_BYTES : Number.MAX_SAFE_INTEGER,
+  );
   const concurrency = options.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
   checkCount("range size", rangeSize, 1);
   checkCount("download concurrency", concurrency, 1);
@@ -198,7 +252,7 @@ export const downloadRange = async (
   checkCount("download length", length, 0);
   const outer = options.abortSignal;
   if (outer?.aborted) throw new BlobOperationError(GET_RANGE, where, abortCause(outer));
-  if (length === 0) return 0;
+  if (length === 0) return { bytes: 0, crc64Verified: false }; // nothing checked
   const budget = options.budget ?? processBudget;
   const stop = new AbortController();
   const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
@@ -215,7 +269,38 @@ export const downloadRange = async (
     stop.abort();
   };
   let written = 0;
+  let unchecked = 0;
   const end = offset + length;
+  /** One range: GET, write (hashed or checksummed), and with CRC64s the comparison (and retries). */
+  const fetchAndWrite = async (
+    buf: Buffer,
+    at: number,
+    n: number,
+    before: Promise<void>,
+  ): Promise<void> => {
+    for (let tryNo = 1; ; tryNo++) {
+      const expected = await getRange(container, name, where, state, buf, at, n, signal, crcMode);
+      if (crcMode) noteRangeCrc64(container.direct!.address, expected !== undefined);
+      if (md5) await before;
+      const actual = await writeAt(fh, buf, n, at, where, signal, md5, crcMode);
+      if (!crcMode) return;
+      if (expected === undefined) {
+        unchecked++;
+        return;
+      }
+      if (actual === expected) return;
+      if (tryNo >= RANGE_CRC64_TRIES) {
+        throw new RangeChecksumError(
+          where,
+          at,
+          n,
+          crc64Base64(expected),
+          crc64Base64(actual ?? 0n),
+          tryNo,
+        );
+      }
+    }
+  };
   try {
     for (let position = offset; position < end && failure === undefined; position += rangeSize) {
       while (inFlight.size >= concurrency) await Promise.race(inFlight);
@@ -237,9 +322,7 @@ export const downloadRange = async (
         const full = n === rangeSize;
         const buf = (full ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
         try {
-          await getRange(container, name, where, state, buf, at, n, signal);
-          if (md5) await before;
-          await writeAt(fh, buf, n, at, where, signal, md5);
+          await fetchAndWrite(buf, at, n, before);
         } finally {
           markWritten();
           if (full) spare.push(buf);
@@ -255,7 +338,7 @@ export const downloadRange = async (
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure.error;
     if (outer?.aborted) throw new BlobOperationError(GET_RANGE, where, abortCause(outer));
-    return written;
+    return { bytes: written, crc64Verified: crcMode && unchecked === 0 };
   } catch (err) {
     stop.abort();
     await Promise.allSettled(inFlight);
@@ -290,10 +373,13 @@ export const verifyFileMd5 = async (
 
 /**
  * Whole blob → open file (opened for reading and writing): gets the blob's size, ETag and
- * Content-MD5 (If-Match `options.etag` when given), downloads all of it with downloadRange under
- * If-Match on that ETag (nothing is preallocated: sparse-friendly), trims a longer file to the
- * blob's size, then, when the blob has a Content-MD5, re-reads the file sequentially (4 MiB reads)
- * and compares. A mismatch truncates the file to 0 bytes and throws BlobChecksumError.
+ * Content-MD5 (If-Match `options.etag` when given), downloads all of it with downloadRangeChecked
+ * under If-Match on that ETag (nothing is preallocated: sparse-friendly) and trims a longer file
+ * to the blob's size. Integrity: every range checked against the service's CRC64 of it where the
+ * endpoint computes one (Azure; `crc64Verified`, no MD5), else the blob's Content-MD5, hashed as
+ * the ranges are written (or, by the download that found out the endpoint has no range CRC64s, by
+ * reading the file back). An MD5 mismatch truncates the file to 0 bytes and throws
+ * BlobChecksumError; a range CRC64 mismatch throws RangeChecksumError.
  */
 export const downloadBlobToFile = async (
   container: BlobContainer,
@@ -337,14 +423,16 @@ export const downloadBlobToFile = async (
       retryable: true,
     });
   }
-  // With a Content-MD5, every range is hashed in the job that writes it (in file order): no
-  // second pass over the file.
-  const hash = md5 !== undefined ? new Md5Stream() : undefined;
-  const bytes = await downloadRange(container, name, fh, localPath, 0, size, {
+  // Checked by the service's CRC64 of each range where the endpoint has it (no MD5 at all);
+  // else, with a Content-MD5, every range is hashed in the job that writes it (in file order).
+  const crcMode = useRangeCrc64(container, options);
+  const hash = md5 !== undefined && !crcMode ? new Md5Stream() : undefined;
+  const got = await downloadRangeChecked(container, name, fh, localPath, 0, size, {
     ...options,
     etag,
     ...(hash ? { md5: hash } : {}),
   });
+  const bytes = got.bytes;
   // An existing file opened without truncation may be longer than the blob.
   try {
     const st = await fh.stat();
@@ -352,8 +440,10 @@ export const downloadBlobToFile = async (
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
-  if (md5 === undefined || hash === undefined) return { bytes, md5Verified: false, etag };
-  const actual = hash.digest();
+  if (got.crc64Verified) return { bytes, md5Verified: false, crc64Verified: true, etag };
+  if (md5 === undefined) return { bytes, md5Verified: false, etag };
+  // The endpoint sent no range CRC64 (found out by this download): the file is read back once.
+  const actual = hash !== undefined ? hash.digest() : await md5OfFile(fh, size, where, signal);
   if (!actual.equals(md5)) {
     let truncateError: unknown;
     try {

@@ -40,13 +40,15 @@ export {
 export type { BlobOperation, BlobOperationSubject, FileSnapshot, HttpErrorInfo } from "./errors.js";
 export {
   downloadRange,
+  downloadRangeChecked,
   downloadBlobToFile,
   verifyFileMd5,
   DEFAULT_RANGE_SIZE_BYTES,
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
-export type { DownloadRangeOptions, DownloadResult } from "./download.js";
-export { BlobChangedError, BlobChecksumError } from "./download-errors.js";
+export type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./download.js";
+export { BlobChangedError, BlobChecksumError, RangeChecksumError } from "./download-errors.js";
+export { RANGE_CRC64_MAX_BYTES, RANGE_CRC64_TRIES } from "./range-crc64.js";
 export {
   createRetryPolicy,
   installRetryPolicy,

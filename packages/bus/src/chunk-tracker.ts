@@ -10,6 +10,11 @@ interface ChunkState {
   done: string;
   /** The chunk item that saw the file complete first: its result counts the file. */
   finalizedBy?: string;
+  /**
+   * Indexes of the chunks whose every byte was checked as downloaded (against the service's range
+   * CRC64s), as a bitmap (base64). Absent in records written before it existed: none.
+   */
+  verified?: string;
 }
 
 export interface ChunkCompletion {
@@ -20,6 +25,11 @@ export interface ChunkCompletion {
    * its result counts the file once. Results carry deterministic ids, so a repeat is dropped.
    */
   counts: boolean;
+  /**
+   * Every chunk was recorded as checked as it was downloaded (`verified`): no whole-file check is
+   * needed at finalization.
+   */
+  allVerified: boolean;
 }
 
 const MAX_ATTEMPTS = 50;
@@ -61,11 +71,16 @@ export class ChunkTracker {
     return `${jobId}.${createHash("sha256").update(path).digest("hex").slice(0, 40)}`;
   }
 
+  /**
+   * Records chunk `index` of `count` as done by item `itemId`; `verified`: every byte of this
+   * chunk was checked as it was downloaded (default false; a redelivery records it again).
+   */
   async complete(
     key: string,
     index: number,
     count: number,
     itemId: string,
+    verified = false,
   ): Promise<ChunkCompletion> {
     if (
       !Number.isInteger(count) ||
@@ -81,7 +96,7 @@ export class ChunkTracker {
     try {
       return await withJetStreamRetry(
         `record chunk ${index} of ${count} in the chunk tracker (${key})`,
-        () => this.#completeOnce(key, index, count, itemId),
+        () => this.#completeOnce(key, index, count, itemId, verified),
         this.#retry,
       );
     } catch (err) {
@@ -97,6 +112,7 @@ export class ChunkTracker {
     index: number,
     count: number,
     itemId: string,
+    verified: boolean,
   ): Promise<ChunkCompletion> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.#kv.get(key);
@@ -109,9 +125,19 @@ export class ChunkTracker {
       const bits = Buffer.from(state.done, "base64");
       bits[index >> 3]! |= 1 << (index & 7);
       state.done = bits.toString("base64");
+      const checked =
+        state.verified !== undefined
+          ? Buffer.from(state.verified, "base64")
+          : Buffer.alloc(Math.ceil(count / 8));
+      if (verified) checked[index >> 3]! |= 1 << (index & 7);
+      else checked[index >> 3]! &= ~(1 << (index & 7));
+      state.verified = checked.toString("base64");
       let all = true;
-      for (let i = 0; i < count && all; i++)
+      let allVerified = true;
+      for (let i = 0; i < count && all; i++) {
         if ((bits[i >> 3]! & (1 << (i & 7))) === 0) all = false;
+        if (((checked[i >> 3] ?? 0) & (1 << (i & 7))) === 0) allVerified = false;
+      }
       if (all && state.finalizedBy === undefined) state.finalizedBy = itemId;
       const value = JSON.stringify(state);
       try {
@@ -122,7 +148,11 @@ export class ChunkTracker {
         if (isRetryableJetStreamError(err)) throw err;
         continue; // someone else wrote first: read again
       }
-      return { allDone: all, counts: all && state.finalizedBy === itemId };
+      return {
+        allDone: all,
+        counts: all && state.finalizedBy === itemId,
+        allVerified: all && allVerified,
+      };
     }
     throw new Error(`could not record chunk ${index} of ${key}: too much contention`);
   }

@@ -30,6 +30,13 @@
  *               one pass over memory instead of a read job and a checksum job. A failed pread
  *               rejects with an Error carrying code (EIO, …), errno (negative) and syscall
  *               "read", as node:fs errors do.
+ *   pwriteCrc64(fd: number, data: Uint8Array, position: number, sparse?: boolean)
+ *       : Promise<[number, bigint]>
+ *               the download direction's counterpart: pwrite()s all of `data` at `position`
+ *               (EINTR and short writes retried; with `sparse`, 4 KiB blocks aligned on file
+ *               offsets that hold only zeros are skipped, as writehash.c does) and computes the
+ *               CRC64 of `data` (seed 0) piece by piece right after each piece is written. A
+ *               failed pwrite rejects with syscall "write".
  *   implementation: "vpclmulqdq" | "pclmul" | "table"
  */
 #ifndef NAPI_VERSION
@@ -360,12 +367,94 @@ struct pread_work {
   int64_t position;
   size_t done;
   uint64_t crc;
-  int err; /* errno of a failed pread, else 0 */
+  int err; /* errno of a failed pread/pwrite, else 0 */
+  int write;  /* pwriteCrc64: write `p` at `position` instead of reading into it */
+  int sparse; /* pwriteCrc64: all-zero SPARSE_BLOCKs (by file offset) are not written */
 };
+
+/* pwrite all of p[0, n) at `at` (EINTR and short writes retried); 0 with w->err set on failure. */
+/*
+ * Bytes per pwrite(2). Measured (2 GiB into a new or ftruncate-sized ext4 file, Linux 6.18 in a
+ * VM, alternating runs): 128 KiB writes cost 0.5-0.6 s of system time, 1 MiB and 8 MiB writes
+ * 1.4-3.6 s — the kernel's copy into the page cache (copy_folio_from_iter_atomic) gets several
+ * times slower per byte with large writes (large folios allocated fresh for them), 32 KiB writes
+ * pay more per call. docs/benchmarks.md, issue 17. HSMFLEET_WRITE_PIECE_BYTES (4096 to 64 MiB, read
+ * when the addon loads) changes it, for such measurements.
+ */
+static size_t WRITE_MAX = 128 * 1024;
+
+static void init_write_max(void) {
+  const char *v = getenv("HSMFLEET_WRITE_PIECE_BYTES");
+  if (v == NULL) return;
+  char *end = NULL;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (end != v && *end == '\0' && n >= 4096 && n <= 64ULL * 1024 * 1024) WRITE_MAX = (size_t)n;
+}
+
+static int write_all(struct pread_work *w, const uint8_t *p, size_t n, int64_t at) {
+  size_t off = 0;
+  while (off < n) {
+    size_t want = n - off;
+    if (want > WRITE_MAX) want = WRITE_MAX;
+    ssize_t r = pwrite(w->fd, p + off, want, (off_t)(at + (int64_t)off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      w->err = errno;
+      return 0;
+    }
+    if (r == 0) {
+      w->err = EIO;
+      return 0;
+    }
+    off += (size_t)r;
+  }
+  return 1;
+}
+
+/* The file-system block a sparse write skips when it holds only zeros (as writehash.c). */
+#define SPARSE_BLOCK 4096
+
+static int all_zero(const uint8_t *p, size_t n) {
+  if (n == 0) return 1;
+  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+/* write_all, or with w->sparse the runs between all-zero blocks aligned on file offsets. */
+static int write_data(struct pread_work *w, const uint8_t *p, size_t n, int64_t at) {
+  if (!w->sparse) return write_all(w, p, n, at);
+  size_t run = 0, off = 0;
+  int in_run = 0;
+  while (off < n) {
+    size_t end = off + (size_t)(SPARSE_BLOCK - (uint64_t)(at + (int64_t)off) % SPARSE_BLOCK);
+    if (end > n) end = n;
+    if (all_zero(p + off, end - off)) {
+      if (in_run && !write_all(w, p + run, off - run, at + (int64_t)run)) return 0;
+      in_run = 0;
+    } else if (!in_run) {
+      run = off;
+      in_run = 1;
+    }
+    off = end;
+  }
+  if (in_run && !write_all(w, p + run, n - run, at + (int64_t)run)) return 0;
+  return 1;
+}
 
 static void pread_execute(napi_env env, void *arg) {
   struct pread_work *w = arg;
   uint64_t crc = 0;
+  if (w->write) {
+    /* Each piece is checksummed right after it is written, while it is in the CPU cache. */
+    while (w->done < w->n) {
+      size_t piece = w->n - w->done;
+      if (piece > PREAD_PIECE) piece = PREAD_PIECE;
+      if (!write_data(w, w->p + w->done, piece, w->position + (int64_t)w->done)) return;
+      crc = crc64_update(crc, w->p + w->done, piece);
+      w->done += piece;
+    }
+    w->crc = crc;
+    return;
+  }
   while (w->done < w->n) {
     size_t want = w->n - w->done;
     if (want > PREAD_PIECE) want = PREAD_PIECE;
@@ -397,17 +486,19 @@ static void pread_complete(napi_env env, napi_status status, void *arg) {
     char text[256];
     const char *code = "ECANCELED";
     if (status != napi_ok) {
-      snprintf(text, sizeof text, "ECANCELED: the threadpool task was cancelled, read");
+      snprintf(text, sizeof text, "ECANCELED: the threadpool task was cancelled, %s",
+               w->write ? "write" : "read");
     } else {
       code = uv_err_name(-w->err);
-      snprintf(text, sizeof text, "%s: %s, read", code, strerror(w->err));
+      snprintf(text, sizeof text, "%s: %s, %s", code, strerror(w->err),
+               w->write ? "write" : "read");
     }
     napi_value msg, code_v, errno_v, syscall_v;
     napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &v);
     napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_v);
     napi_create_int32(env, status != napi_ok ? -ECANCELED : -w->err, &errno_v);
-    napi_create_string_utf8(env, "read", NAPI_AUTO_LENGTH, &syscall_v);
+    napi_create_string_utf8(env, w->write ? "write" : "read", NAPI_AUTO_LENGTH, &syscall_v);
     napi_set_named_property(env, v, "code", code_v);
     napi_set_named_property(env, v, "errno", errno_v);
     napi_set_named_property(env, v, "syscall", syscall_v);
@@ -418,54 +509,86 @@ static void pread_complete(napi_env env, napi_status status, void *arg) {
   free(w);
 }
 
-static napi_value js_pread_crc64(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], promise, name;
+static napi_value start_pread_write(napi_env env, napi_callback_info info, int write) {
+  const char *what = write ? "pwriteCrc64" : "preadCrc64";
+  char msg[128];
+  size_t argc = 4;
+  napi_value argv[4], promise, name;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 3) return throw_type(env, "preadCrc64(fd, data, position)");
+  if (argc < 3) {
+    snprintf(msg, sizeof msg, "%s(fd, data, position%s)", what, write ? ", sparse?" : "");
+    return throw_type(env, msg);
+  }
   int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return throw_type(env, "preadCrc64: fd must be a file descriptor");
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    snprintf(msg, sizeof msg, "%s: fd must be a file descriptor", what);
+    return throw_type(env, msg);
+  }
   bool is_ta = false;
   napi_typedarray_type type;
   void *ptr = NULL;
   size_t len = 0;
   if (napi_is_typedarray(env, argv[1], &is_ta) != napi_ok || !is_ta ||
       napi_get_typedarray_info(env, argv[1], &type, &len, &ptr, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array)
-    return throw_type(env, "preadCrc64: data must be a Uint8Array");
+      type != napi_uint8_array) {
+    snprintf(msg, sizeof msg, "%s: data must be a Uint8Array", what);
+    return throw_type(env, msg);
+  }
   int64_t position;
-  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0)
-    return throw_type(env, "preadCrc64: position must be an integer >= 0");
+  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0) {
+    snprintf(msg, sizeof msg, "%s: position must be an integer >= 0", what);
+    return throw_type(env, msg);
+  }
+  bool sparse = false;
+  if (write && argc >= 4) {
+    napi_valuetype t;
+    napi_typeof(env, argv[3], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[3], &sparse);
+  }
   struct pread_work *w = calloc(1, sizeof *w);
   if (w == NULL) {
-    napi_throw_error(env, NULL, "preadCrc64: out of memory");
+    snprintf(msg, sizeof msg, "%s: out of memory", what);
+    napi_throw_error(env, NULL, msg);
     return NULL;
   }
   w->fd = fd;
   w->p = ptr;
   w->n = len;
   w->position = position;
+  w->write = write;
+  w->sparse = sparse;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
       napi_create_reference(env, argv[1], 1, &w->data_ref) != napi_ok) {
     free(w);
-    napi_throw_error(env, NULL, "preadCrc64: cannot start");
+    snprintf(msg, sizeof msg, "%s: cannot start", what);
+    napi_throw_error(env, NULL, msg);
     return NULL;
   }
-  napi_create_string_utf8(env, "hsmfleet_pread_crc64", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, write ? "hsmfleet_pwrite_crc64" : "hsmfleet_pread_crc64",
+                          NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, pread_execute, pread_complete, w, &w->work) !=
           napi_ok ||
       napi_queue_async_work(env, w->work) != napi_ok) {
     napi_delete_reference(env, w->data_ref);
     free(w);
-    napi_throw_error(env, NULL, "preadCrc64: cannot queue work");
+    snprintf(msg, sizeof msg, "%s: cannot queue work", what);
+    napi_throw_error(env, NULL, msg);
     return NULL;
   }
   return promise;
 }
 
+static napi_value js_pread_crc64(napi_env env, napi_callback_info info) {
+  return start_pread_write(env, info, 0);
+}
+
+static napi_value js_pwrite_crc64(napi_env env, napi_callback_info info) {
+  return start_pread_write(env, info, 1);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   init_tables();
+  init_write_max();
 #ifdef HAVE_PCLMUL_PATH
   init_pclmul();
   const char *cap = getenv("HSMFLEET_CRC64_IMPL");
@@ -480,6 +603,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"crc64Async", NULL, js_crc64_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"crc64Table", NULL, js_crc64_table, NULL, NULL, NULL, napi_enumerable, NULL},
       {"preadCrc64", NULL, js_pread_crc64, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwriteCrc64", NULL, js_pwrite_crc64, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return NULL;

@@ -130,10 +130,30 @@ typedef struct {
   int sparse;
 } wh_work;
 
+/*
+ * Bytes per pwrite(2). Measured (2 GiB into a new or ftruncate-sized ext4 file, Linux 6.18 in a
+ * VM, alternating runs): 128 KiB writes cost 0.5-0.6 s of system time, 1 MiB and 8 MiB writes
+ * 1.4-3.6 s — the kernel's copy into the page cache (copy_folio_from_iter_atomic) gets several
+ * times slower per byte with large writes (large folios allocated fresh for them), 32 KiB writes
+ * pay more per call. docs/benchmarks.md, issue 17. HSMFLEET_WRITE_PIECE_BYTES (4096 to 64 MiB, read
+ * when the addon loads) changes it, for such measurements.
+ */
+static size_t WRITE_MAX = 128 * 1024;
+
+static void init_write_max(void) {
+  const char *v = getenv("HSMFLEET_WRITE_PIECE_BYTES");
+  if (v == NULL) return;
+  char *end = NULL;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (end != v && *end == '\0' && n >= 4096 && n <= 64ULL * 1024 * 1024) WRITE_MAX = (size_t)n;
+}
+
 static int write_all(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
   size_t off = 0;
   while (off < n) {
-    ssize_t r = pwrite(w->fd, p + off, n - off, (off_t)(at + (int64_t)off));
+    size_t want = n - off;
+    if (want > WRITE_MAX) want = WRITE_MAX;
+    ssize_t r = pwrite(w->fd, p + off, want, (off_t)(at + (int64_t)off));
     if (r < 0) {
       if (errno == EINTR) continue;
       w->err = errno;
@@ -465,6 +485,7 @@ static napi_value js_write_whole(napi_env env, napi_callback_info info) {
 
 /* Called from the module's init (dirscan.c). */
 napi_status hsmfleet_register_writehash(napi_env env, napi_value exports) {
+  init_write_max();
   napi_property_descriptor p[] = {
       {"md5Create", NULL, js_md5_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"md5Digest", NULL, js_md5_digest, NULL, NULL, NULL, napi_enumerable, NULL},

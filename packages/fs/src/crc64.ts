@@ -18,6 +18,12 @@ interface Crc64Binding {
   crc64Async(data: Uint8Array, seed?: bigint): Promise<bigint>;
   crc64Table(data: Uint8Array, seed?: bigint): bigint;
   preadCrc64(fd: number, data: Uint8Array, position: number): Promise<[number, bigint]>;
+  pwriteCrc64(
+    fd: number,
+    data: Uint8Array,
+    position: number,
+    sparse: boolean,
+  ): Promise<[number, bigint]>;
   readonly implementation: "vpclmulqdq" | "pclmul" | "table";
 }
 
@@ -80,6 +86,26 @@ export const preadCrc64 = async (
 ): Promise<ReadCrc64Result> => {
   const [bytesRead, crc] = await load().preadCrc64(fd, data, position);
   return { bytesRead, crc };
+};
+
+/**
+ * Writes all of `data` at `position` of descriptor `fd` (pwrite; EINTR and short writes retried)
+ * and returns the CRC64 of `data` (seed 0), computed in the same libuv threadpool job piece by
+ * piece right after each 1 MiB piece is written (while it is in the CPU cache): the download
+ * direction's counterpart of preadCrc64, at ~0.1 CPU s/GiB instead of MD5's ~1.3. With `sparse`,
+ * 4 KiB blocks aligned on the file's offsets that hold only zeros are checksummed but not written
+ * (holes of a new file or released stub stay holes; SPARSE_BLOCK_BYTES). A failed write rejects
+ * with an Error with `code`, `errno` and `syscall: "write"`. The caller must not change `data`
+ * until the promise settles.
+ */
+export const pwriteCrc64 = async (
+  fd: number,
+  data: Uint8Array,
+  position: number,
+  options: { sparse?: boolean } = {},
+): Promise<bigint> => {
+  const [, crc] = await load().pwriteCrc64(fd, data, position, options.sparse ?? false);
+  return crc;
 };
 
 /** The slicing-by-8 implementation alone (tests compare it with the fast one). */

@@ -50,6 +50,7 @@ export {
   crc64Bytes,
   crc64Implementation,
   crc64Portable,
+  pwriteCrc64,
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
 export { Md5Stream, SPARSE_BLOCK_BYTES, pwriteAll, writeWholeFile } from "./write-hash.js";

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { open, writeFile } from "node:fs/promises";
+import { open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import test from "ava";
@@ -14,6 +14,7 @@ import {
   crc64Implementation,
   crc64Portable,
   preadCrc64,
+  pwriteCrc64,
 } from "../src/crc64.js";
 
 /**
@@ -167,4 +168,45 @@ test("preadCrc64 rejects like node:fs on a failed read, and TypeErrors on bad ar
     instanceOf: TypeError,
   });
   await t.throwsAsync(preadCrc64(fh.fd, Buffer.alloc(1), -1), { instanceOf: TypeError });
+});
+
+test("pwriteCrc64 writes a range at its offset and returns its CRC64; sparse leaves zero blocks as holes", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const file = join(dir.path, "data");
+  const fh = await open(file, "w+");
+  t.teardown(() => fh.close());
+  // Two ranges out of order, over the 1 MiB piece and not a multiple of it.
+  const a = randomBytes(1024 * 1024 + 777);
+  const b = randomBytes(2 * 1024 * 1024 + 5);
+  t.is(await pwriteCrc64(fh.fd, b, a.length), crc64(b));
+  t.is(await pwriteCrc64(fh.fd, a, 0), crc64(a));
+  t.true((await readFile(file)).equals(Buffer.concat([a, b])));
+  t.is(await pwriteCrc64(fh.fd, Buffer.alloc(0), 3), crc64(Buffer.alloc(0)));
+
+  // Sparse: 1 MiB of zeros then 4 KiB of data at an unaligned offset; the zeros stay a hole.
+  const sparseFile = join(dir.path, "sparse");
+  const sf = await open(sparseFile, "w+");
+  t.teardown(() => sf.close());
+  const data = Buffer.concat([Buffer.alloc(1024 * 1024), randomBytes(4096)]);
+  t.is(await pwriteCrc64(sf.fd, data, 100, { sparse: true }), crc64(data));
+  const content = await readFile(sparseFile);
+  t.true(content.subarray(100).equals(data));
+  t.true((await stat(sparseFile)).blocks * 512 < 512 * 1024, "the zero blocks are holes");
+});
+
+test("pwriteCrc64 rejects like node:fs on a failed write, and TypeErrors on bad arguments", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const file = join(dir.path, "ro");
+  await writeFile(file, "x");
+  const fh = await open(file, "r"); // opened read-only: pwrite(2) fails with EBADF
+  t.teardown(() => fh.close());
+  const err = (await t.throwsAsync(pwriteCrc64(fh.fd, Buffer.alloc(16, 1), 0))) as
+    NodeJS.ErrnoException | undefined;
+  t.is(err?.code, "EBADF");
+  t.is(err?.syscall, "write");
+  t.regex(err?.message ?? "", /^EBADF: .*, write$/);
+  await t.throwsAsync(pwriteCrc64(-1, Buffer.alloc(1), 0), { instanceOf: TypeError });
+  await t.throwsAsync(pwriteCrc64(fh.fd, Buffer.alloc(1), -1), { instanceOf: TypeError });
 });

@@ -2,8 +2,14 @@
  * A fault-injecting HTTP reverse proxy on a loopback port, put between workers and a blob
  * endpoint (Azurite or a sink). Each request either goes through unchanged or gets one fault:
  * an error status (500, 503, 429 with Retry-After, 403), a connection reset, a stall before it is
- * forwarded, or a response cut short after its headers. Faults come at configured rates (from a
- * seeded generator, so a run can be replayed) or on chosen request numbers, and are counted.
+ * forwarded, a response cut short after its headers, or a response whose body has one byte
+ * flipped. Faults come at configured rates (from a seeded generator, so a run can be replayed) or
+ * on chosen request numbers, and are counted.
+ *
+ * With `rangeCrc64` the proxy also answers what Azurite ignores: a ranged GET with
+ * `x-ms-range-get-content-crc64: true` gets the CRC64 of the range as the upstream sent it in
+ * `x-ms-content-crc64` (as Azure Blob Storage does; 400 OutOfRangeInput over 4 MiB), computed
+ * BEFORE a "flip" fault changes a byte: the client sees the checksum of the true bytes.
  */
 import { createServer, request as httpRequest } from "node:http";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
@@ -12,7 +18,7 @@ import { sleep } from "./children.js";
 
 /** What the proxy can do to one request. */
 export type FaultKind =
-  "status500" | "status503" | "status429" | "status403" | "reset" | "stall" | "truncate";
+  "status500" | "status503" | "status429" | "status403" | "reset" | "stall" | "truncate" | "flip";
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   "status500",
@@ -22,6 +28,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   "reset",
   "stall",
   "truncate",
+  "flip",
 ];
 
 export interface FaultProxyOptions {
@@ -41,6 +48,13 @@ export interface FaultProxyOptions {
   retryAfterSeconds?: number;
   /** How long a stalled request waits before it is forwarded. Default 2000 ms. */
   stallMs?: number;
+  /**
+   * Answer x-ms-range-get-content-crc64 as Azure Blob Storage does: the CRC64 (Azure's, of the
+   * bytes the upstream sent) of a ranged GET's body in x-ms-content-crc64, base64 of 8
+   * little-endian bytes; a range over 4 MiB is 400 OutOfRangeInput. The function computes the
+   * CRC64 (e.g. @hsmfleet/fs crc64; testkit does not depend on it). Default: headers pass through.
+   */
+  rangeCrc64?: (body: Buffer) => bigint;
 }
 
 export interface FaultCounters {
@@ -50,6 +64,8 @@ export interface FaultCounters {
   forwarded: number;
   /** Faults injected, by kind. */
   injected: Record<FaultKind, number>;
+  /** Answers given an x-ms-content-crc64 by the proxy (rangeCrc64). */
+  crc64Answers: number;
 }
 
 export interface FaultProxy {
@@ -69,6 +85,9 @@ export interface FaultProxy {
   /** Closes the listener and every open connection. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** The largest range Azure computes a CRC64 for (x-ms-range-get-content-crc64). */
+const RANGE_CRC64_MAX = 4 * 1024 * 1024;
 
 /** mulberry32: small, fast, good enough to spread faults; deterministic per seed. */
 const seededRandom = (seed: number): (() => number) => {
@@ -118,6 +137,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const counters: FaultCounters = {
     requests: 0,
     forwarded: 0,
+    crc64Answers: 0,
     injected: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
   };
   let eligibleSeen = 0;
@@ -139,13 +159,24 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     return undefined;
   };
 
+  /** A ranged GET asking for its CRC64, when the proxy answers it: the range's length. */
+  const crcRangeOf = (req: IncomingMessage): number | undefined => {
+    if (options.rangeCrc64 === undefined || req.method !== "GET") return undefined;
+    if (req.headers["x-ms-range-get-content-crc64"] !== "true") return undefined;
+    const range = req.headers["x-ms-range"] ?? req.headers["range"];
+    const m = typeof range === "string" ? /^bytes=(\d+)-(\d+)$/.exec(range) : null;
+    return m === null ? undefined : Number(m[2]) - Number(m[1]) + 1;
+  };
+
   const forward = (
     req: IncomingMessage,
     res: ServerResponse,
     truncate: boolean,
     body?: Buffer,
+    flip = false,
   ): void => {
     counters.forwarded++;
+    const crcLength = crcRangeOf(req);
     const headers = { ...req.headers, host: upstream.host };
     const up = httpRequest(
       {
@@ -163,6 +194,27 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
           // close without an answer (the "did my PUT happen?" case).
           upRes.resume();
           upRes.on("end", () => req.socket.destroy());
+          return;
+        }
+        const ok = (upRes.statusCode ?? 502) >= 200 && (upRes.statusCode ?? 502) < 300;
+        if (!truncate && ok && (flip || crcLength !== undefined)) {
+          // The whole body: its CRC64 (of the true bytes), then maybe one byte flipped.
+          const parts: Buffer[] = [];
+          upRes.on("data", (c: Buffer) => parts.push(c));
+          upRes.on("end", () => {
+            const data = Buffer.concat(parts);
+            const headers: Record<string, string | string[]> = {};
+            for (const [k, v] of Object.entries(upRes.headers)) if (v !== undefined) headers[k] = v;
+            if (crcLength !== undefined) {
+              const crc = Buffer.alloc(8);
+              crc.writeBigUInt64LE(options.rangeCrc64!(data));
+              headers["x-ms-content-crc64"] = crc.toString("base64");
+              counters.crc64Answers++;
+            }
+            if (flip && data.length > 0) data[data.length >> 1]! ^= 0xff;
+            res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
+            res.end(data);
+          });
           return;
         }
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, upRes.rawHeaders);
@@ -200,6 +252,21 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     counters.requests++;
+    const crcLength = crcRangeOf(req);
+    if (crcLength !== undefined && crcLength > RANGE_CRC64_MAX) {
+      req.resume();
+      req.on("end", () => {
+        const code = "OutOfRangeInput";
+        const body = `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>One of the request inputs is out of range.</Message></Error>`;
+        res.writeHead(400, {
+          "content-type": "application/xml",
+          "content-length": Buffer.byteLength(body),
+          "x-ms-error-code": code,
+        });
+        res.end(body);
+      });
+      return;
+    }
     const fault = choose(req);
     if (fault !== undefined) counters.injected[fault]++;
     switch (fault) {
@@ -224,6 +291,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       }
       case "truncate":
         forward(req, res, true);
+        return;
+      case "flip":
+        forward(req, res, false, undefined, true);
         return;
       default: {
         const { status, code, text } = STATUS[fault]!;

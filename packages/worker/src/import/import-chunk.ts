@@ -33,7 +33,7 @@ export const handleImportChunk = async (
 ): Promise<void> => {
   const counters = emptyImportCounters();
   const errors: ItemError[] = [];
-  const { downloadRange, verifyFileMd5 } = await loadBlob();
+  const { downloadRangeChecked, verifyFileMd5 } = await loadBlob();
   const abs = target.root.absolute(chunk.path);
   // Derived from the path here, never taken from the message (item-checks.ts).
   const blobName = blobNameFor(job, chunk.path);
@@ -46,28 +46,40 @@ export const handleImportChunk = async (
     const fh = await target.root.openExisting(chunk.path);
     let allDone = false;
     let counts = false;
+    let allVerified = false;
     try {
       operation = "download";
-      await downloadRange(container, blobName, fh, abs, chunk.offset, chunk.length, {
-        ...(chunk.etag ? { etag: chunk.etag } : {}),
-        budget: ctx.budget,
-        concurrency: ctx.options.blockConcurrency,
-        abortSignal: signal,
-        onProgress: (n) => {
-          counters.bytesDownloaded += n;
-          ctx.onBytes(n);
+      const got = await downloadRangeChecked(
+        container,
+        blobName,
+        fh,
+        abs,
+        chunk.offset,
+        chunk.length,
+        {
+          ...(chunk.etag ? { etag: chunk.etag } : {}),
+          budget: ctx.budget,
+          concurrency: ctx.options.blockConcurrency,
+          abortSignal: signal,
+          onProgress: (n) => {
+            counters.bytesDownloaded += n;
+            ctx.onBytes(n);
+          },
         },
-      });
+      );
       step.end("ok", { bytes: chunk.length });
       operation = "chunk-complete";
-      ({ allDone, counts } = await tracker.complete(
+      // A chunk whose every range matched the service's CRC64 is recorded as checked: when all
+      // are, the file needs no whole-file MD5 pass at the end.
+      ({ allDone, counts, allVerified } = await tracker.complete(
         ChunkTracker.key(chunk.jobId, chunk.path),
         chunk.index,
         chunk.count,
         chunk.chunkId,
+        got.crc64Verified,
       ));
       if (allDone) step = startChunkStep(msg, "import finalize", chunk, chunk.fileSize);
-      if (allDone && chunk.contentMd5.length > 0) {
+      if (allDone && chunk.contentMd5.length > 0 && !allVerified) {
         operation = "verify-md5";
         await verifyFileMd5(container, blobName, fh, abs, chunk.fileSize, chunk.contentMd5, {
           budget: ctx.budget,
