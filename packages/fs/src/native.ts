@@ -81,6 +81,20 @@ export interface NativeBinding {
     out: Buffer | null,
     name: string | null,
   ): Promise<number>;
+  /**
+   * A whole small file in one job beneath `rootFd` (native/smallfile.c; small-file.ts wraps it):
+   * resolves 0, or 1 when the data's MD5 is not `md5` (nothing written).
+   */
+  smallFile(
+    rootFd: number,
+    rel: Buffer,
+    data: Uint8Array | null,
+    nums: number[],
+    md5: Uint8Array | null,
+    out: Buffer,
+    names: [string, string],
+    xattrs: Array<[string, Buffer]> | null,
+  ): Promise<number>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
   /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */

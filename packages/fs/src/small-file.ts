@@ -1,0 +1,148 @@
+/**
+ * A whole small file in ONE libuv threadpool job beneath a job root's fd (native/smallfile.c;
+ * issue 17): open (or create exclusively) `rel` — no symlink followed anywhere, never leaving the
+ * root, an existing entry must be a regular file — and then, through that descriptor only, in this
+ * order: check the MD5 of `data` (a mismatch writes nothing), write it at 0 and cut the file to its
+ * length (or cut it to `size`), owner, permission bits, mtime = atime, the given xattrs, the import
+ * record "pending" → "done", the emulated HSM state "exists archived", close.
+ *
+ * What this replaces on a download's last step: the open beneath, the reopen through /proc, the
+ * write, the close, and a setattr and get/set-xattr job each reopening the path — ~10 calls in
+ * as many threadpool jobs, each a round trip of the event loop.
+ */
+import type { BeneathStat, EntryAttributes, JobRoot } from "./job-root.js";
+import { STAT_REC, parseStat } from "./beneath-path.js";
+import { loadNative } from "./native.js";
+
+/** The emulated HSM state written last (hsm_attrs; the old compat and version are kept). */
+export interface SmallFileHsmState {
+  /** The HSM state xattr (e.g. trusted.hsm). */
+  xattr: string;
+  /** Flags set (e.g. ARCHIVED_FLAGS). */
+  setFlags: number;
+  /** Flags kept from the old value (e.g. NoRelease | NoArchive). */
+  keepFlags: number;
+  archiveId: number;
+  /** hsm_compat when the file has no state yet. */
+  compat: number;
+}
+
+export interface SmallFileJob {
+  /** Create `rel` (O_CREAT | O_EXCL) with this mode; default: open an existing regular file. */
+  createMode?: number;
+  /** Written at offset 0, the file then cut to its length. */
+  data?: Buffer;
+  /** With `data`: 4 KiB blocks (file offsets) of zeros are not written (holes). Default false. */
+  sparse?: boolean;
+  /** With `data`: its MD5 must be this (16 bytes), else nothing is written (`md5Mismatch`). */
+  expectMd5?: Uint8Array;
+  /** With `data`: return its MD5 (computed on the pool thread). Default false. */
+  hash?: boolean;
+  /** Without `data`: cut (or extend) the file to this size. */
+  size?: number;
+  /** Owner, mode (omitted with `keepMode`) and mtime = atime. */
+  attrs?: EntryAttributes;
+  /** With `attrs`: the permission bits stay as they are. */
+  keepMode?: boolean;
+  /** Set in order after the attributes. */
+  xattrs?: Array<[string, Buffer]>;
+  /** This import-record xattr, when it reads "pending X", becomes "done X". */
+  importDone?: string;
+  /** The emulated HSM state, last. */
+  hsmState?: SmallFileHsmState;
+  /** Return the fstat taken right after the open. */
+  stat?: boolean;
+}
+
+export interface SmallFileResult {
+  /** The data's MD5 (`hash` or `expectMd5`). */
+  md5: Buffer | undefined;
+  /** `expectMd5` was not the data's MD5: nothing was written, nothing else done. */
+  md5Mismatch: boolean;
+  stat: BeneathStat | undefined;
+}
+
+const F = {
+  create: 1,
+  write: 2,
+  sparse: 4,
+  verify: 8,
+  hash: 16,
+  truncate: 32,
+  chown: 64,
+  chmod: 128,
+  times: 256,
+  importDone: 512,
+  hsmArchived: 1024,
+  stat: 2048,
+} as const;
+
+const OUT_BYTES = 16 + STAT_REC;
+
+/**
+ * Runs `job` on `rel` beneath `root` in one threadpool job. Rejects like the JobRoot operations
+ * (FsOperationError naming the path, the operation `operation` and the failing call;
+ * UnsafePathError for a symlink in the way).
+ */
+export const smallFileJob = async (
+  root: JobRoot,
+  rel: Buffer,
+  job: SmallFileJob,
+  operation = "write",
+): Promise<SmallFileResult> => {
+  let flags = 0;
+  if (job.createMode !== undefined) flags |= F.create;
+  if (job.data !== undefined) {
+    flags |= F.write;
+    if (job.sparse) flags |= F.sparse;
+    if (job.expectMd5 !== undefined) flags |= F.verify;
+    if (job.hash) flags |= F.hash;
+  } else if (job.size !== undefined) {
+    flags |= F.truncate;
+  }
+  const a = job.attrs;
+  let sec = 0;
+  let nsec = 0;
+  if (a) {
+    flags |= F.chown | F.times | (job.keepMode ? 0 : F.chmod);
+    sec = Math.floor(a.mtimeSec);
+    nsec = Math.min(999_999_999, Math.round((a.mtimeSec - sec) * 1e9));
+  }
+  if (job.importDone) flags |= F.importDone;
+  if (job.hsmState) flags |= F.hsmArchived;
+  if (job.stat) flags |= F.stat;
+  const h = job.hsmState;
+  const out = Buffer.allocUnsafe(OUT_BYTES);
+  const r = await root.runBeneath(operation, rel, (rootFd, fallback) =>
+    loadNative().smallFile(
+      rootFd,
+      rel,
+      job.data ?? null,
+      [
+        fallback ? 1 : 0,
+        flags,
+        job.createMode ?? 0o600,
+        a?.uid ?? 0,
+        a?.gid ?? 0,
+        (a?.mode ?? 0) & 0o7777,
+        sec,
+        nsec,
+        job.size ?? 0,
+        h?.archiveId ?? 0,
+        h?.compat ?? 0,
+        h?.setFlags ?? 0,
+        h?.keepFlags ?? 0,
+      ],
+      job.expectMd5 ?? null,
+      out,
+      [job.importDone ?? "", h?.xattr ?? ""],
+      job.xattrs ?? null,
+    ),
+  );
+  const hashed = (flags & (F.hash | F.verify)) !== 0;
+  return {
+    md5: hashed ? Buffer.from(out.subarray(0, 16)) : undefined,
+    md5Mismatch: r === 1,
+    stat: job.stat ? parseStat(out.subarray(16)) : undefined,
+  };
+};
