@@ -41,11 +41,13 @@ export type { BlobOperation, BlobOperationSubject, FileSnapshot, HttpErrorInfo }
 export {
   downloadRange,
   downloadBlobToFile,
+  downloadSmallBlobTo,
   verifyFileMd5,
   DEFAULT_RANGE_SIZE_BYTES,
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
 export type { DownloadRangeOptions, DownloadResult } from "./download.js";
+export type { SmallBlobWriter, SmallBlobWritten } from "./small-download.js";
 export { BlobChangedError, BlobChecksumError } from "./download-errors.js";
 export {
   createRetryPolicy,

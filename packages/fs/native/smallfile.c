@@ -19,7 +19,11 @@
  *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
  *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
  *   out: >= 80 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
- *        of beneath.c (SF_STAT) taken right after the open.
+ *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
+ *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
+ *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
+ *
+ * inspectFile (below): the read side of the same idea — open, fstat, several fgetxattr, close.
  *   Resolves 0, or 1 when SF_VERIFY found another MD5 (nothing written, the file unchanged but
  *   for a creation). Rejects with errno, syscall and `at` (bytes of rel resolved when the open
  *   failed; the length of rel for a failure on the open file), as beneath() does.
@@ -52,10 +56,12 @@ enum {
   SF_TRUNCATE = 32,   /* ftruncate to nums[8] (without SF_WRITE) */
   SF_CHOWN = 64,      /* fchown nums[3], nums[4] */
   SF_CHMOD = 128,     /* fchmod nums[5] & 07777 */
-  SF_TIMES = 256,     /* futimens atime = mtime = nums[6].nums[7] */
+  SF_TIMES = 256,     /* futimens mtime (and atime) = nums[6].nums[7] */
   SF_IMPORT_DONE = 512, /* xattr names[0]: "pending X" becomes "done X" */
   SF_HSM_ARCHIVED = 1024, /* xattr names[1]: flags = nums[11] | (old & nums[12]), id nums[9] */
   SF_STAT = 2048,     /* fstat after the open into out[16,80) */
+  SF_SAME_INODE = 4096, /* out[0,16) holds u64 dev, u64 ino on input: the file opened must be it */
+  SF_KEEP_TIMES = 8192, /* after the write: atime and mtime put back as the open found them */
 };
 
 #define SF_OUT 80
@@ -78,7 +84,7 @@ typedef struct {
   size_t rel_len;
   const uint8_t *data;
   size_t data_len;
-  double nums[13];
+  double nums[16];
   uint8_t expect[16];
   int has_expect;
   uint8_t *out;
@@ -217,11 +223,18 @@ static int sf_hsm_archived(sf_work *w, int fd) {
 
 static int sf_steps(sf_work *w, int fd, int flags) {
   /* An existing entry must be a regular file (a FIFO or device opens too, O_NONBLOCK). */
-  if ((flags & SF_STAT) || !(flags & SF_CREATE)) {
-    struct stat st;
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  if ((flags & (SF_STAT | SF_SAME_INODE | SF_KEEP_TIMES)) || !(flags & SF_CREATE)) {
     if (fstat(fd, &st) != 0) return sf_fail(w, errno, "fstat");
     sf_put_stat(w->out + 16, &st);
     if (!S_ISREG(st.st_mode)) return sf_fail(w, EINVAL, "open");
+    if (flags & SF_SAME_INODE) {
+      uint64_t dev, ino;
+      memcpy(&dev, w->out, 8);
+      memcpy(&ino, w->out + 8, 8);
+      if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) return sf_fail(w, ESTALE, "open");
+    }
   }
   if (flags & (SF_HASH | SF_VERIFY)) {
     unsigned int len = 0;
@@ -251,6 +264,9 @@ static int sf_steps(sf_work *w, int fd, int flags) {
     struct timespec ts[2];
     ts[0].tv_sec = ts[1].tv_sec = (time_t)w->nums[6];
     ts[0].tv_nsec = ts[1].tv_nsec = (long)w->nums[7];
+    if (futimens(fd, ts) != 0) return sf_fail(w, errno, "futimens");
+  } else if (flags & SF_KEEP_TIMES) {
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
     if (futimens(fd, ts) != 0) return sf_fail(w, errno, "futimens");
   }
   for (size_t i = 0; i < w->nxattrs; i++) {
@@ -377,8 +393,8 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   bool isarr = false;
   uint32_t count = 0;
   if (napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok || count > 13)
-    return sf_bad(env, w, "smallFile: nums must be an array of at most 13 numbers");
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > 16)
+    return sf_bad(env, w, "smallFile: nums must be an array of at most 16 numbers");
   for (uint32_t i = 0; i < count; i++) {
     napi_value e;
     napi_get_element(env, argv[3], i, &e);
@@ -440,9 +456,179 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * inspectFile(rootFd, rel, fallback, names: string[], out: Buffer): Promise<number[]>
+ *   opens rel beneath rootFd read-only (nothing followed), fstat (the 64-byte record at out[0,64)),
+ *   fgetxattr of each name (its value at out[64 + 4096 * i), at most 4096 bytes), close. Resolves
+ *   with each value's length, -1 when absent. One job instead of an lstat, an open and a job per
+ *   xattr. Not a regular file: errno EINVAL, syscall "open".
+ */
+#define INSPECT_MAX 8
+#define INSPECT_VALUE 4096
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  napi_ref out_ref;
+  int rootfd;
+  int fallback;
+  char *rel;
+  size_t rel_len;
+  char *names[INSPECT_MAX];
+  size_t nnames;
+  uint8_t *out;
+  ssize_t lens[INSPECT_MAX];
+  int err;
+  const char *syscall;
+  size_t at;
+} in_work;
+
+static void in_free(in_work *w) {
+  free(w->rel);
+  for (size_t i = 0; i < w->nnames; i++) free(w->names[i]);
+  free(w);
+}
+
+static void in_execute(napi_env env, void *data) {
+  (void)env;
+  in_work *w = data;
+  int err = 0;
+  size_t at = 0;
+  int fd = hsmfleet_open_beneath_at(w->rootfd, w->rel, w->rel_len, O_RDONLY | O_NONBLOCK | O_NOCTTY,
+                                    0, w->fallback, &err, &at);
+  if (fd < 0) {
+    w->err = err;
+    w->syscall = "openat";
+    w->at = at;
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    w->err = errno;
+    w->syscall = "fstat";
+  } else if (!S_ISREG(st.st_mode)) {
+    w->err = EINVAL;
+    w->syscall = "open";
+  } else {
+    sf_put_stat(w->out, &st);
+    for (size_t i = 0; i < w->nnames; i++) {
+      ssize_t n = fgetxattr(fd, w->names[i], w->out + 64 + INSPECT_VALUE * i, INSPECT_VALUE);
+      if (n < 0 && errno != ENODATA) {
+        w->err = errno;
+        w->syscall = "fgetxattr";
+        break;
+      }
+      w->lens[i] = n < 0 ? -1 : n;
+    }
+  }
+  if (w->err) w->at = w->rel_len;
+  close(fd);
+}
+
+static void in_complete(napi_env env, napi_status status, void *data) {
+  in_work *w = data;
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  if (status != napi_ok) {
+    w->err = ECANCELED;
+    w->syscall = "inspectFile";
+  }
+  if (w->err == 0) {
+    napi_value arr, v;
+    napi_create_array_with_length(env, w->nnames, &arr);
+    for (size_t i = 0; i < w->nnames; i++) {
+      napi_create_int32(env, (int32_t)w->lens[i], &v);
+      napi_set_element(env, arr, (uint32_t)i, v);
+    }
+    napi_resolve_deferred(env, w->deferred, arr);
+  } else {
+    char text[160];
+    snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
+    napi_value msg, err, v;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_create_int32(env, w->err, &v);
+    napi_set_named_property(env, err, "errno", v);
+    napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "syscall", v);
+    napi_create_uint32(env, (uint32_t)w->at, &v);
+    napi_set_named_property(env, err, "at", v);
+    napi_reject_deferred(env, w->deferred, err);
+  }
+  napi_delete_async_work(env, w->aw);
+  in_free(w);
+}
+
+static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  in_work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  int32_t rootfd = -1;
+  bool fallback = false, isarr = false;
+  uint32_t count = 0;
+  void *p = NULL;
+  size_t n = 0;
+  if (argc < 5 || napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
+      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
+      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
+      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+    in_free(w);
+    napi_throw_type_error(env, NULL, "inspectFile(rootFd, rel, fallback, names (<= 8), out)");
+    return NULL;
+  }
+  w->rootfd = rootfd;
+  w->fallback = fallback;
+  w->rel = malloc(n + 1);
+  if (!w->rel) {
+    in_free(w);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  memcpy(w->rel, p, n);
+  w->rel[n] = 0;
+  w->rel_len = n;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    char *name = sf_string(env, e);
+    if (!name) {
+      in_free(w);
+      napi_throw_type_error(env, NULL, "inspectFile: names must be non-empty strings");
+      return NULL;
+    }
+    w->names[w->nnames++] = name;
+  }
+  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
+    in_free(w);
+    napi_throw_type_error(env, NULL, "inspectFile: out must hold 64 + 4096 bytes per name");
+    return NULL;
+  }
+  w->out = p;
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.inspectFile", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, in_execute, in_complete, w, &w->aw) != napi_ok ||
+      napi_queue_async_work(env, w->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue inspectFile", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, w->deferred, err);
+    napi_delete_reference(env, w->out_ref);
+    in_free(w);
+  }
+  return promise;
+}
+
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
       {"smallFile", NULL, js_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"inspectFile", NULL, js_inspect_file, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 1, p);
+  return napi_define_properties(env, exports, 2, p);
 }

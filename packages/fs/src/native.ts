@@ -95,6 +95,17 @@ export interface NativeBinding {
     names: [string, string],
     xattrs: Array<[string, Buffer]> | null,
   ): Promise<number>;
+  /**
+   * Open, fstat (out[0,64)), fgetxattr of each name (out[64 + 4096 i), ≤ 4096 bytes), close, in
+   * one job; each value's length, -1 when absent (native/smallfile.c).
+   */
+  inspectFile(
+    rootFd: number,
+    rel: Buffer,
+    fallback: boolean,
+    names: string[],
+    out: Buffer,
+  ): Promise<number[]>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
   /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */

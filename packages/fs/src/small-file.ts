@@ -52,6 +52,10 @@ export interface SmallFileJob {
   hsmState?: SmallFileHsmState;
   /** Return the fstat taken right after the open. */
   stat?: boolean;
+  /** The file opened must be this inode (else FsOperationError ESTALE, nothing done). */
+  sameInode?: { dev: bigint; ino: bigint };
+  /** Without `attrs`: after the write, the atime and mtime the open found are put back. */
+  keepTimes?: boolean;
 }
 
 export interface SmallFileResult {
@@ -75,14 +79,30 @@ const F = {
   importDone: 512,
   hsmArchived: 1024,
   stat: 2048,
+  sameInode: 4096,
+  keepTimes: 8192,
 } as const;
 
 const OUT_BYTES = 16 + STAT_REC;
 
+/** The operation a failed call of the job is reported as (the others: the caller's). */
+const STEP_OPERATION: Record<string, string> = {
+  openat: "open",
+  open: "open",
+  fstat: "open",
+  fchown: "setattr",
+  fchmod: "setattr",
+  futimens: "setattr",
+  fsetxattr: "setxattr",
+  fgetxattr: "getxattr",
+};
+
 /**
- * Runs `job` on `rel` beneath `root` in one threadpool job. Rejects like the JobRoot operations
- * (FsOperationError naming the path, the operation `operation` and the failing call;
- * UnsafePathError for a symlink in the way).
+ * Runs `job` on `rel` beneath `root` in one threadpool job. Rejects like the JobRoot operations:
+ * FsOperationError naming the path, the operation and the failing call — "open" (the open, or
+ * not a regular file), "setattr" (owner, mode, times), "setxattr"/"getxattr" (xattrs), else
+ * `operation` (write, truncate, MD5) —, and
+ * UnsafePathError for a symlink in the way.
  */
 export const smallFileJob = async (
   root: JobRoot,
@@ -111,9 +131,16 @@ export const smallFileJob = async (
   if (job.importDone) flags |= F.importDone;
   if (job.hsmState) flags |= F.hsmArchived;
   if (job.stat) flags |= F.stat;
+  if (job.keepTimes && !a) flags |= F.keepTimes;
   const h = job.hsmState;
   const out = Buffer.allocUnsafe(OUT_BYTES);
-  const r = await root.runBeneath(operation, rel, (rootFd, fallback) =>
+  if (job.sameInode) {
+    flags |= F.sameInode;
+    out.writeBigUInt64LE(job.sameInode.dev, 0);
+    out.writeBigUInt64LE(job.sameInode.ino, 8);
+  }
+  const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
+  const r = await root.runBeneath(opOf, rel, (rootFd, fallback) =>
     loadNative().smallFile(
       rootFd,
       rel,
@@ -144,5 +171,45 @@ export const smallFileJob = async (
     md5: hashed ? Buffer.from(out.subarray(0, 16)) : undefined,
     md5Mismatch: r === 1,
     stat: job.stat ? parseStat(out.subarray(16)) : undefined,
+  };
+};
+
+/** What inspectFile found. */
+export interface InspectedFile {
+  stat: BeneathStat;
+  /** The value of each asked xattr, in order; undefined when absent. */
+  xattrs: Array<Buffer | undefined>;
+}
+
+/** Xattrs one inspectFile reads at most, and the largest value it reads (bytes). */
+export const INSPECT_MAX_XATTRS = 8;
+export const INSPECT_MAX_VALUE = 4096;
+
+/**
+ * A regular file's fstat and up to 8 xattrs (≤ 4096 bytes each: a larger one fails with ERANGE)
+ * in one threadpool job: opened read-only beneath `root` (nothing followed), closed again. Not a
+ * regular file: FsOperationError EINVAL ("open"). Rejects like the JobRoot operations.
+ */
+export const inspectFile = async (
+  root: JobRoot,
+  rel: Buffer,
+  names: string[],
+  operation = "lstat",
+): Promise<InspectedFile> => {
+  if (names.length > INSPECT_MAX_XATTRS) {
+    throw new RangeError(`inspectFile: at most ${INSPECT_MAX_XATTRS} xattrs, got ${names.length}`);
+  }
+  const out = Buffer.allocUnsafe(STAT_REC + INSPECT_MAX_VALUE * names.length);
+  const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
+  const lens = await root.runBeneath(opOf, rel, (rootFd, fallback) =>
+    loadNative().inspectFile(rootFd, rel, fallback, names, out),
+  );
+  return {
+    stat: parseStat(out),
+    xattrs: lens.map((n, i) => {
+      if (n < 0) return undefined;
+      const at = STAT_REC + INSPECT_MAX_VALUE * i;
+      return Buffer.from(out.subarray(at, at + n));
+    }),
   };
 };

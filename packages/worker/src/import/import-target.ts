@@ -69,7 +69,7 @@ export class ImportTarget {
   readonly #locationXattr: string;
   readonly #importXattr: string;
   /** The backend's operations on the target's files (fd-relative on the emulation backend). */
-  readonly #beneath: TargetHsm | undefined;
+  readonly beneath: TargetHsm | undefined;
   readonly #conflictTarget: ConflictTarget;
   readonly #ownTarget: OwnEntryTarget;
 
@@ -86,7 +86,7 @@ export class ImportTarget {
           });
     this.#locationXattr = archiveLocationXattr(options.hsmXattr);
     this.#importXattr = importStateXattr(options.hsmXattr);
-    this.#beneath = this.#hsm && new TargetHsm(root, this.#hsm, options.archiveId);
+    this.beneath = this.#hsm && new TargetHsm(root, this.#hsm, options.archiveId);
     this.#stubs =
       this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
     this.#conflictTarget = {
@@ -94,7 +94,7 @@ export class ImportTarget {
       conflict: options.conflict,
       mode: options.mode,
       hsm: this.#hsm,
-      beneath: this.#beneath,
+      beneath: this.beneath,
     };
     this.#ownTarget = {
       root: root.jobRoot,
@@ -124,7 +124,7 @@ export class ImportTarget {
   async #existing(rel: Buffer): Promise<Existing | undefined> {
     const st = await this.root.lstat(rel);
     if (!st) return undefined;
-    const hsm = st.isFile() && this.#hsm ? await this.#beneath!.state(rel, st) : undefined;
+    const hsm = st.isFile() && this.#hsm ? await this.beneath!.state(rel, st) : undefined;
     return { st, hsm };
   }
 
@@ -347,7 +347,7 @@ export class ImportTarget {
             await fh.close();
           }
         }
-        await this.#beneath!.importReleased(rel, size);
+        await this.beneath!.importReleased(rel, size);
       } else if (existing.st.size !== BigInt(size)) {
         const fh = await this.root.openExisting(rel);
         try {
@@ -388,7 +388,7 @@ export class ImportTarget {
     const lustreImport = this.#hsm?.kind === "lustre" && this.#stubs;
     if (this.#hsm && !lustreImport) await record();
     if (this.#hsm && this.#stubs) {
-      await this.#beneath!.importReleased(rel, size);
+      await this.beneath!.importReleased(rel, size);
     } else if (!sized) {
       const fh = await this.root.openExisting(rel);
       try {
@@ -417,7 +417,7 @@ export class ImportTarget {
     await this.root.setAttributes(rel, attrs);
     if (this.#hsm) {
       await finishImportState(this.root.jobRoot, rel, this.options.hsmXattr);
-      await this.#beneath!.markArchived(rel);
+      await this.beneath!.markArchived(rel);
     }
   }
 
