@@ -44,7 +44,9 @@
  *   HSMFLEET_BENCH_IMPORT    blobs of the import case (default 20000)
  *   HSMFLEET_BENCH_DIR       where the stubs and import targets go (default: a temp dir)
  *   HSMFLEET_BENCH_FULL_NATS full-* cases: embedded,running (default); running-nodehttp adds the
- *                            CLI with node:http GETs (HSMFLEET_DIRECT_GET_SOCKET=0), the path before
+ *                            CLI with node:http GETs (HSMFLEET_DIRECT_GET_SOCKET=0), the path before;
+ *                            running-stepwise the CLI with HSMFLEET_SMALL_FILE_JOB=0 (small files
+ *                            finished call by call, the path before one native job per file)
  *   HSMFLEET_BENCH_CPU_PROF  a directory: the worker processes run with --cpu-prof there
  *                            (<dir>/workers-<n>/), summarized on stderr at the end
  */
@@ -133,15 +135,19 @@ const [FULL_LARGE_COUNT, FULL_LARGE_MIB] = envPair(
 /**
  * "embedded" (the CLI's default), "running" (--nats to the bench's server), "running-nodehttp"
  * (the same with HSMFLEET_DIRECT_GET_SOCKET=0: GETs read by node:http, the path before
- * socket-get.ts, for a before/after in one run); comma-separated.
+ * socket-get.ts, for a before/after in one run), "running-stepwise" (HSMFLEET_SMALL_FILE_JOB=0:
+ * small files written and finished call by call, the path before the one native job per file);
+ * comma-separated.
  */
-type FullNats = "embedded" | "running" | "running-nodehttp";
+type FullNats = "embedded" | "running" | "running-nodehttp" | "running-stepwise";
 const FULL_NATS: FullNats[] = (process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running")
   .split(",")
   .map((s) => s.trim())
   .map((s) => {
-    if (s !== "embedded" && s !== "running" && s !== "running-nodehttp")
-      throw new Error("HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp");
+    if (s !== "embedded" && s !== "running" && s !== "running-nodehttp" && s !== "running-stepwise")
+      throw new Error(
+        "HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp, running-stepwise",
+      );
     return s;
   });
 const IMPORT_COUNT = envInt("HSMFLEET_BENCH_IMPORT", 20_000);
@@ -800,6 +806,7 @@ const runFull = async (
         ...process.env,
         HSMFLEET_LOG_LEVEL: "warn",
         ...(side === "hsmfleet-running-nodehttp" ? { HSMFLEET_DIRECT_GET_SOCKET: "0" } : {}),
+        ...(side === "hsmfleet-running-stepwise" ? { HSMFLEET_SMALL_FILE_JOB: "0" } : {}),
       },
     );
     if (r.code !== 0)

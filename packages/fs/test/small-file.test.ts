@@ -10,6 +10,7 @@ import {
   JobRoot,
   UnsafePathError,
   getXattr,
+  inspectFile,
   setOpenat2Disabled,
   setXattr,
   smallFileJob,
@@ -86,40 +87,43 @@ for (const fallback of [false, true]) {
     },
   );
 
-  test.serial(`${mode}: the HSM state keeps the old compat, version and no-release flags`, async (t) => {
-    setOpenat2Disabled(fallback);
-    t.teardown(() => setOpenat2Disabled(false));
-    const { root, jr } = await fixture(t);
-    const p = join(root, "f");
-    await writeFile(p, "");
-    await setXattr(
-      b(p),
-      "user.hsm",
-      encodeHsmAttrs({
+  test.serial(
+    `${mode}: the HSM state keeps the old compat, version and no-release flags`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const { root, jr } = await fixture(t);
+      const p = join(root, "f");
+      await writeFile(p, "");
+      await setXattr(
+        b(p),
+        "user.hsm",
+        encodeHsmAttrs({
+          compat: 3,
+          flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived | HsmFlag.NoRelease,
+          archiveId: 2n,
+          archiveVersion: 9n,
+        }),
+      );
+      await smallFileJob(jr, b("f"), {
+        data: b("x"),
+        hsmState: {
+          xattr: "user.hsm",
+          setFlags: ARCHIVED_FLAGS,
+          keepFlags: HsmFlag.NoRelease | HsmFlag.NoArchive,
+          archiveId: 2,
+          compat: 0x11,
+        },
+      });
+      const hsm = decodeHsmAttrs((await getXattr(b(p), "user.hsm"))!);
+      t.deepEqual(hsm, {
         compat: 3,
-        flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived | HsmFlag.NoRelease,
+        flags: ARCHIVED_FLAGS | HsmFlag.NoRelease,
         archiveId: 2n,
         archiveVersion: 9n,
-      }),
-    );
-    await smallFileJob(jr, b("f"), {
-      data: b("x"),
-      hsmState: {
-        xattr: "user.hsm",
-        setFlags: ARCHIVED_FLAGS,
-        keepFlags: HsmFlag.NoRelease | HsmFlag.NoArchive,
-        archiveId: 2,
-        compat: 0x11,
-      },
-    });
-    const hsm = decodeHsmAttrs((await getXattr(b(p), "user.hsm"))!);
-    t.deepEqual(hsm, {
-      compat: 3,
-      flags: ARCHIVED_FLAGS | HsmFlag.NoRelease,
-      archiveId: 2n,
-      archiveVersion: 9n,
-    });
-  });
+      });
+    },
+  );
 
   test.serial(`${mode}: an MD5 mismatch writes nothing and sets nothing`, async (t) => {
     setOpenat2Disabled(fallback);
@@ -141,21 +145,24 @@ for (const fallback of [false, true]) {
     t.is(await getXattr(b(p), "user.loc"), undefined);
   });
 
-  test.serial(`${mode}: a symlink anywhere on the path is refused, nothing outside touched`, async (t) => {
-    setOpenat2Disabled(fallback);
-    t.teardown(() => setOpenat2Disabled(false));
-    const { root, outside, jr } = await fixture(t);
-    await symlink(outside, join(root, "link"));
-    await symlink(join(outside, "file"), join(root, "a/leaf"));
-    const job = { data: b("pwned"), attrs: { uid: 0, gid: 0, mode: 0o777, mtimeSec: 1 } };
-    await t.throwsAsync(smallFileJob(jr, b("link/file"), job), { instanceOf: UnsafePathError });
-    await t.throwsAsync(smallFileJob(jr, b("a/leaf"), job), { instanceOf: UnsafePathError });
-    await t.throwsAsync(smallFileJob(jr, b("link/new"), { createMode: 0o600, size: 1 }), {
-      instanceOf: UnsafePathError,
-    });
-    t.is(await readFile(join(outside, "file"), "utf8"), "OUTSIDE");
-    t.not((await stat(join(outside, "file"))).mode & 0o777, 0o777);
-  });
+  test.serial(
+    `${mode}: a symlink anywhere on the path is refused, nothing outside touched`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const { root, outside, jr } = await fixture(t);
+      await symlink(outside, join(root, "link"));
+      await symlink(join(outside, "file"), join(root, "a/leaf"));
+      const job = { data: b("pwned"), attrs: { uid: 0, gid: 0, mode: 0o777, mtimeSec: 1 } };
+      await t.throwsAsync(smallFileJob(jr, b("link/file"), job), { instanceOf: UnsafePathError });
+      await t.throwsAsync(smallFileJob(jr, b("a/leaf"), job), { instanceOf: UnsafePathError });
+      await t.throwsAsync(smallFileJob(jr, b("link/new"), { createMode: 0o600, size: 1 }), {
+        instanceOf: UnsafePathError,
+      });
+      t.is(await readFile(join(outside, "file"), "utf8"), "OUTSIDE");
+      t.not((await stat(join(outside, "file"))).mode & 0o777, 0o777);
+    },
+  );
 
   test.serial(`${mode}: a FIFO or directory is not written; a taken name is EEXIST`, async (t) => {
     setOpenat2Disabled(fallback);
@@ -178,3 +185,57 @@ for (const fallback of [false, true]) {
     t.is(await readFile(join(root, "taken"), "utf8"), "keep");
   });
 }
+
+test.serial(
+  "inspectFile reads the fstat and several xattrs in one job, absent ones undefined",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const p = join(root, "a/f");
+    await writeFile(p, "12345");
+    await setXattr(b(p), "user.one", b("1"));
+    await setXattr(b(p), "user.three", Buffer.alloc(3000, 3));
+    const seen = await inspectFile(jr, b("a/f"), ["user.one", "user.two", "user.three"]);
+    t.is(seen.stat.size, 5);
+    t.is(seen.stat.ino, (await stat(p, { bigint: true })).ino);
+    t.deepEqual(seen.xattrs, [b("1"), undefined, Buffer.alloc(3000, 3)]);
+    await symlink(p, join(root, "link"));
+    await t.throwsAsync(inspectFile(jr, b("link"), []), { instanceOf: UnsafePathError });
+    const dir = await t.throwsAsync(inspectFile(jr, b("a"), []), { instanceOf: FsOperationError });
+    t.is(dir?.code, "EINVAL");
+  },
+);
+
+test.serial(
+  "sameInode: a file replaced since it was inspected is refused (ESTALE), untouched",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const p = join(root, "f");
+    await writeFile(p, "old");
+    const seen = await inspectFile(jr, b("f"), []);
+    await writeFile(join(root, "g"), "new");
+    const { rename } = await import("node:fs/promises");
+    await rename(join(root, "g"), p);
+    const err = await t.throwsAsync(
+      smallFileJob(jr, b("f"), {
+        data: b("data"),
+        sameInode: { dev: seen.stat.dev, ino: seen.stat.ino },
+      }),
+      { instanceOf: FsOperationError },
+    );
+    t.is(err?.code, "ESTALE");
+    t.is(await readFile(p, "utf8"), "new");
+  },
+);
+
+test.serial("keepTimes puts back the atime and mtime the open found", async (t) => {
+  const { root, jr } = await fixture(t);
+  const p = join(root, "f");
+  await writeFile(p, "");
+  const { utimes } = await import("node:fs/promises");
+  await utimes(p, 1_500_000_000.5, 1_400_000_000.25);
+  await smallFileJob(jr, b("f"), { data: b("restored"), keepTimes: true });
+  const st = await lstat(p);
+  t.is(st.atimeMs, 1_500_000_000_500);
+  t.is(st.mtimeMs, 1_400_000_000_250);
+  t.is(await readFile(p, "utf8"), "restored");
+});

@@ -15,6 +15,7 @@ import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { blobNameFor } from "../item-checks.js";
 import type { ImportTarget } from "./import-target.js";
 import { writeSmallDownload } from "./small-write.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
@@ -32,6 +33,7 @@ export const handleImportDownload = async (
   ctx.track?.({ import: counters });
   const errors: ItemError[] = [];
   const { downloadBlobToFile, downloadSmallBlobTo } = await loadBlob();
+  const smallJobs = smallFileJobsEnabled();
   const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(
     // Blob names derived from the paths here, never taken from the message (item-checks.ts).
@@ -70,21 +72,23 @@ export const handleImportDownload = async (
           // A blob of one range: one GET, then one native job (MD5 check, write, attributes,
           // import record, HSM state). Undefined when the blob's size is not the listed one.
           operation = "download";
-          const small = await downloadSmallBlobTo(
-            container,
-            name,
-            target.root.absolute(entry.path),
-            entry.size,
-            (data, md5) => writeSmallDownload(target, entry.path, data, md5, attrs),
-            {
-              budget: ctx.budget,
-              abortSignal: signal,
-              onProgress: (n) => {
-                counters.bytesDownloaded += n;
-                onBytes(n);
-              },
-            },
-          );
+          const small = !smallJobs
+            ? undefined
+            : await downloadSmallBlobTo(
+                container,
+                name,
+                target.root.absolute(entry.path),
+                entry.size,
+                (data, md5) => writeSmallDownload(target, entry.path, data, md5, attrs),
+                {
+                  budget: ctx.budget,
+                  abortSignal: signal,
+                  onProgress: (n) => {
+                    counters.bytesDownloaded += n;
+                    onBytes(n);
+                  },
+                },
+              );
           if (small) {
             counters.bytesImported += small.bytes;
             counters.importedFiles++;

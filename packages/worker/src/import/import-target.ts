@@ -34,6 +34,7 @@ import {
 } from "../runtime/archive-location.js";
 import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
 import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
+import { createSized, tryCreate } from "./new-entry.js";
 import { ownEntry } from "./own-entry.js";
 import type { OwnEntryTarget } from "./own-entry.js";
 import { TargetHsm } from "./target-hsm.js";
@@ -223,7 +224,7 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     try {
       await this.root.ensureParents(rel);
-      if (!redelivered && (await this.#tryCreate(rel, target))) {
+      if (!redelivered && (await tryCreate(this.root, rel, target))) {
         await this.root.setAttributes(rel, attrs);
         return { result: "imported" };
       }
@@ -269,13 +270,13 @@ export class ImportTarget {
     redelivered: boolean,
   ): Promise<ImportOutcome> {
     try {
-      await this.root.ensureParents(rel);
-      // Create first: O_EXCL is the real existence check, and on a fresh target almost nothing
-      // exists, so the lstat and HSM-state read are only paid when the name is taken.
+      // Create first (parents made when it says they are missing: new-entry.ts): O_EXCL is the
+      // real existence check, and on a fresh target almost nothing exists, so the lstat and
+      // HSM-state read are only paid when the name is taken.
       if (!redelivered) {
         // posix backend: sized through the descriptor that made it (not reopened for that).
         const sizeNow = this.#hsm ? undefined : size;
-        const created = await this.#tryCreate(rel, undefined, sizeNow);
+        const created = await tryCreate(this.root, rel, undefined, sizeNow);
         if (created)
           return await this.#finishFile(rel, size, attrs, blobName, etag, undefined, !this.#hsm);
       }
@@ -321,7 +322,7 @@ export class ImportTarget {
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
-      await this.#createSized(rel, this.#hsm ? undefined : size);
+      await createSized(this.root, rel, this.#hsm ? undefined : size);
       return await this.#finishFile(rel, size, attrs, blobName, etag, conflict, !this.#hsm);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
@@ -460,34 +461,6 @@ export class ImportTarget {
     } catch (err) {
       if (errorCode(err) === "ENOENT") return undefined;
       return errorMessage(err);
-    }
-  }
-
-  /**
-   * Creates the file (empty, 0600) or, with `linkTarget`, the symlink; false when the name is
-   * taken (EEXIST), so the caller goes through the conflict rules.
-   */
-  async #tryCreate(rel: Buffer, linkTarget?: Buffer, size?: number): Promise<boolean> {
-    try {
-      if (linkTarget) await this.root.symlink(rel, linkTarget);
-      else await this.#createSized(rel, size);
-      return true;
-    } catch (err) {
-      if (errorCode(err) === "EEXIST") return false;
-      throw err;
-    }
-  }
-
-  /**
-   * A new 0600 file (O_EXCL), cut to `size` through the descriptor that made it when given (the
-   * posix backend: two fewer file-system calls than reopening it to size it).
-   */
-  async #createSized(rel: Buffer, size: number | undefined): Promise<void> {
-    const fh = await this.root.createFile(rel, 0o600);
-    try {
-      if (size !== undefined && size > 0) await fh.truncate(size);
-    } finally {
-      await fh.close();
     }
   }
 

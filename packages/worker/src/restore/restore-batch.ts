@@ -31,6 +31,8 @@ import type { ArchiveCopy } from "../runtime/archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { restoreSmallFile } from "./restore-small.js";
+import type { SmallRestoreOutcome } from "./restore-small.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
 
@@ -91,6 +93,7 @@ export const handleRestoreBatch = async (
   const archiveId = job.spec.import.archiveId;
   const blob = await loadBlob();
   const { downloadBlobToFile } = blob;
+  const smallJobs = smallFileJobsEnabled();
   const onBytes = countBytes("restore", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
@@ -110,20 +113,22 @@ export const handleRestoreBatch = async (
       try {
         const root = await jobRootFor(job.spec.root);
         // One range: two native jobs (restore-small.ts); else, or when it says so, step by step.
-        const small = await restoreSmallFile({
-          root,
-          rel,
-          abs,
-          size: entry.size,
-          hsm,
-          jobId: batch.jobId,
-          archiveId,
-          fallback: () => fallbackCopy(job, abs, hsm.xattr),
-          containerFor,
-          blob,
-          options: { budget: ctx.budget, abortSignal: signal, onProgress: onBytes },
-          step: (op) => (operation = op),
-        });
+        const small: SmallRestoreOutcome = !smallJobs
+          ? { result: "general" }
+          : await restoreSmallFile({
+              root,
+              rel,
+              abs,
+              size: entry.size,
+              hsm,
+              jobId: batch.jobId,
+              archiveId,
+              fallback: () => fallbackCopy(job, abs, hsm.xattr),
+              containerFor,
+              blob,
+              options: { budget: ctx.budget, abortSignal: signal, onProgress: onBytes },
+              step: (op) => (operation = op),
+            });
         if (small.result === "not-released") {
           if (msg.info.deliveryCount > 1 && small.byThisJob) {
             counters.filesRestored++;
