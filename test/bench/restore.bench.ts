@@ -48,7 +48,8 @@
  *                            running-stepwise the CLI with HSMFLEET_SMALL_FILE_JOB=0 (small files
  *                            finished call by call, the path before one native job per file)
  *   HSMFLEET_BENCH_CPU_PROF  a directory: the worker processes run with --cpu-prof there
- *                            (<dir>/workers-<n>/), summarized on stderr at the end
+ *                            (<dir>/workers-<n>/), summarized on stderr at the end; the full-*
+ *                            one-shot CLI runs too (<dir>/cli-<side>/)
  */
 import "./threadpool.js";
 import type { ChildProcess } from "node:child_process";
@@ -786,6 +787,10 @@ const runFull = async (
     const r = await timedRun(
       [
         process.execPath,
+        // HSMFLEET_BENCH_CPU_PROF profiles the one-shot CLI too (<dir>/cli-<side>/).
+        ...(CPU_PROF_DIR
+          ? ["--cpu-prof", `--cpu-prof-dir=${join(CPU_PROF_DIR, `cli-${side}`)}`]
+          : []),
         CLI_BIN,
         "--state-dir",
         join(ctx.base, "cli-state"),

@@ -299,6 +299,22 @@ static void sf_execute(napi_env env, void *data) {
     sf_fail(w, errno, "close");
 }
 
+/* The rejection of a failed file: an Error with errno, syscall and at. */
+static napi_value sf_error(napi_env env, sf_work *w) {
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
+  napi_value msg, err, v;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_create_int32(env, w->err, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  napi_create_uint32(env, (uint32_t)w->at, &v);
+  napi_set_named_property(env, err, "at", v);
+  return err;
+}
+
 static void sf_complete(napi_env env, napi_status status, void *data) {
   sf_work *w = data;
   if (w->data_ref) napi_delete_reference(env, w->data_ref);
@@ -312,18 +328,7 @@ static void sf_complete(napi_env env, napi_status status, void *data) {
     napi_create_int32(env, w->result, &v);
     napi_resolve_deferred(env, w->deferred, v);
   } else {
-    char text[160];
-    snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
-    napi_value msg, err, v;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_create_int32(env, w->err, &v);
-    napi_set_named_property(env, err, "errno", v);
-    napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
-    napi_set_named_property(env, err, "syscall", v);
-    napi_create_uint32(env, (uint32_t)w->at, &v);
-    napi_set_named_property(env, err, "at", v);
-    napi_reject_deferred(env, w->deferred, err);
+    napi_reject_deferred(env, w->deferred, sf_error(env, w));
   }
   napi_delete_async_work(env, w->aw);
   sf_free(w);
@@ -361,31 +366,35 @@ static napi_value sf_bad(napi_env env, sf_work *w, const char *what) {
   return NULL;
 }
 
-static napi_value js_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  sf_work *w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
-    return NULL;
-  }
-  if (argc < 8) return sf_bad(env, w, "smallFile(rootFd, rel, data, nums, md5, out, names, xattrs)");
+/* The arguments of one file (argv[0..8), as smallFile takes them) into w; 0 + *why when bad. */
+static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why) {
   int32_t rootfd = -1;
   void *p = NULL;
   size_t n = 0;
   if (napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0)
-    return sf_bad(env, w, "smallFile: rootFd must be a descriptor");
+    {
+      *why = "smallFile: rootFd must be a descriptor";
+      return 0;
+    }
   w->rootfd = rootfd;
   if (!sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL)
-    return sf_bad(env, w, "smallFile: rel must be a non-empty Buffer without NUL");
+    {
+      *why = "smallFile: rel must be a non-empty Buffer without NUL";
+      return 0;
+    }
   w->rel = malloc(n + 1);
-  if (!w->rel) return sf_bad(env, w, "smallFile: out of memory");
+  if (!w->rel) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
   memcpy(w->rel, p, n);
   w->rel[n] = 0;
   w->rel_len = n;
   if (!sf_is_null(env, argv[2])) {
-    if (!sf_buffer(env, argv[2], &p, &n)) return sf_bad(env, w, "smallFile: data must be a Buffer");
+    if (!sf_buffer(env, argv[2], &p, &n)) {
+      *why = "smallFile: data must be a Buffer";
+      return 0;
+    }
     w->data = p;
     w->data_len = n;
     napi_create_reference(env, argv[2], 1, &w->data_ref);
@@ -394,7 +403,10 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   uint32_t count = 0;
   if (napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
       napi_get_array_length(env, argv[3], &count) != napi_ok || count > 16)
-    return sf_bad(env, w, "smallFile: nums must be an array of at most 16 numbers");
+    {
+      *why = "smallFile: nums must be an array of at most 16 numbers";
+      return 0;
+    }
   for (uint32_t i = 0; i < count; i++) {
     napi_value e;
     napi_get_element(env, argv[3], i, &e);
@@ -402,12 +414,18 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   }
   if (!sf_is_null(env, argv[4])) {
     if (!sf_buffer(env, argv[4], &p, &n) || n != 16)
-      return sf_bad(env, w, "smallFile: md5 must be a 16-byte Buffer");
+      {
+      *why = "smallFile: md5 must be a 16-byte Buffer";
+      return 0;
+    }
     memcpy(w->expect, p, 16);
     w->has_expect = 1;
   }
   if (!sf_buffer(env, argv[5], &p, &n) || n < SF_OUT)
-    return sf_bad(env, w, "smallFile: out must be a Buffer of at least 80 bytes");
+    {
+      *why = "smallFile: out must be a Buffer of at least 80 bytes";
+      return 0;
+    }
   w->out = p;
   napi_create_reference(env, argv[5], 1, &w->out_ref);
   if (napi_is_array(env, argv[6], &isarr) == napi_ok && isarr) {
@@ -418,9 +436,15 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   if (!sf_is_null(env, argv[7])) {
     if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
         napi_get_array_length(env, argv[7], &count) != napi_ok || count > 16)
-      return sf_bad(env, w, "smallFile: xattrs must be an array of at most 16 [name, Buffer]");
+      {
+      *why = "smallFile: xattrs must be an array of at most 16 [name, Buffer]";
+      return 0;
+    }
     w->xattrs = calloc(count ? count : 1, sizeof *w->xattrs);
-    if (!w->xattrs) return sf_bad(env, w, "smallFile: out of memory");
+    if (!w->xattrs) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
     for (uint32_t i = 0; i < count; i++) {
       napi_value pair, nv, vv;
       napi_get_element(env, argv[7], i, &pair);
@@ -429,17 +453,44 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
       sf_xattr *x = &w->xattrs[w->nxattrs++];
       x->name = sf_string(env, nv);
       if (!x->name || !sf_buffer(env, vv, &p, &n))
-        return sf_bad(env, w, "smallFile: an xattr is not [name, Buffer]");
+        {
+      *why = "smallFile: an xattr is not [name, Buffer]";
+      return 0;
+    }
       x->value = malloc(n ? n : 1);
-      if (!x->value) return sf_bad(env, w, "smallFile: out of memory");
+      if (!x->value) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
       memcpy(x->value, p, n);
       x->len = n;
     }
   }
   int flags = (int)w->nums[1];
   if ((flags & (SF_WRITE | SF_HASH | SF_VERIFY)) && !w->data_ref)
-    return sf_bad(env, w, "smallFile: data missing");
-  if ((flags & SF_VERIFY) && !w->has_expect) return sf_bad(env, w, "smallFile: md5 missing");
+    {
+      *why = "smallFile: data missing";
+      return 0;
+    }
+  if ((flags & SF_VERIFY) && !w->has_expect) {
+      *why = "smallFile: md5 missing";
+      return 0;
+    }
+  return 1;
+}
+
+static napi_value js_small_file(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  sf_work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  if (argc < 8) return sf_bad(env, w, "smallFile(rootFd, rel, data, nums, md5, out, names, xattrs)");
+  const char *why = NULL;
+  if (!sf_parse(env, argv, w, &why)) return sf_bad(env, w, why);
   napi_value promise, name;
   napi_create_promise(env, &w->deferred, &promise);
   napi_create_string_utf8(env, "hsmfleet_fs.smallFile", NAPI_AUTO_LENGTH, &name);
@@ -452,6 +503,112 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
     if (w->data_ref) napi_delete_reference(env, w->data_ref);
     if (w->out_ref) napi_delete_reference(env, w->out_ref);
     sf_free(w);
+  }
+  return promise;
+}
+
+
+/*
+ * smallFiles(items: Array<[rootFd, rel, data, nums, md5, out, names, xattrs]>):
+ *   Promise<Array<number | Error>>
+ *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
+ *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
+ *   file). Each item resolves to its own number, or an Error as smallFile would reject with.
+ */
+#define SF_BATCH_MAX 256
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  sf_work **items;
+  size_t n;
+} sf_batch;
+
+static void sfb_free(napi_env env, sf_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    sf_work *w = b->items[i];
+    if (!w) continue;
+    if (w->data_ref) napi_delete_reference(env, w->data_ref);
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
+    sf_free(w);
+  }
+  free(b->items);
+  free(b);
+}
+
+static void sfb_execute(napi_env env, void *data) {
+  sf_batch *b = data;
+  for (size_t i = 0; i < b->n; i++) sf_execute(env, b->items[i]);
+}
+
+static void sfb_complete(napi_env env, napi_status status, void *data) {
+  sf_batch *b = data;
+  napi_value arr, v;
+  napi_create_array_with_length(env, b->n, &arr);
+  for (size_t i = 0; i < b->n; i++) {
+    sf_work *w = b->items[i];
+    if (status != napi_ok) {
+      w->err = ECANCELED;
+      w->syscall = "smallFiles";
+    }
+    if (w->err == 0) napi_create_int32(env, w->result, &v);
+    else v = sf_error(env, w);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  napi_resolve_deferred(env, b->deferred, arr);
+  napi_delete_async_work(env, b->aw);
+  sfb_free(env, b);
+}
+
+static napi_value js_small_files(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  bool isarr = false;
+  uint32_t count = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
+      count > SF_BATCH_MAX) {
+    napi_throw_type_error(env, NULL, "smallFiles(items): 1 to 256 items");
+    return NULL;
+  }
+  sf_batch *b = calloc(1, sizeof *b);
+  if (b) b->items = calloc(count, sizeof *b->items);
+  if (!b || !b->items) {
+    free(b);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item, a[8];
+    bool ok = false;
+    uint32_t len = 0;
+    napi_get_element(env, argv[0], i, &item);
+    if (napi_is_array(env, item, &ok) == napi_ok && ok &&
+        napi_get_array_length(env, item, &len) == napi_ok && len == 8) {
+      for (uint32_t k = 0; k < 8; k++) napi_get_element(env, item, k, &a[k]);
+    } else {
+      ok = false;
+    }
+    sf_work *w = calloc(1, sizeof *w);
+    if (w) b->items[b->n++] = w;
+    const char *why = "smallFiles: an item is not [rootFd, rel, data, nums, md5, out, names, xattrs]";
+    if (!w || !ok || !sf_parse(env, a, w, &why)) {
+      sfb_free(env, b);
+      napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
+      return NULL;
+    }
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &b->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.smallFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, sfb_execute, sfb_complete, b, &b->aw) != napi_ok ||
+      napi_queue_async_work(env, b->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue smallFiles", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, b->deferred, err);
+    sfb_free(env, b);
   }
   return promise;
 }
@@ -629,6 +786,7 @@ napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
       {"smallFile", NULL, js_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"inspectFile", NULL, js_inspect_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"smallFiles", NULL, js_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 2, p);
+  return napi_define_properties(env, exports, 3, p);
 }

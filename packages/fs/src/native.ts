@@ -96,6 +96,24 @@ export interface NativeBinding {
     xattrs: Array<[string, Buffer]> | null,
   ): Promise<number>;
   /**
+   * Several smallFile calls (their arguments, 1 to 256) in ONE job, one after the other; each
+   * item's result, or the Error it would have rejected with.
+   */
+  smallFiles(
+    items: Array<
+      [
+        number,
+        Buffer,
+        Uint8Array | null,
+        number[],
+        Uint8Array | null,
+        Buffer,
+        [string, string],
+        Array<[string, Buffer]> | null,
+      ]
+    >,
+  ): Promise<Array<number | Error>>;
+  /**
    * Open, fstat (out[0,64)), fgetxattr of each name (out[64 + 4096 i), ≤ 4096 bytes), close, in
    * one job; each value's length, -1 when absent (native/smallfile.c).
    */

@@ -13,6 +13,7 @@
 import type { BeneathStat, EntryAttributes, JobRoot } from "./job-root.js";
 import { STAT_REC, parseStat } from "./beneath-path.js";
 import { loadNative } from "./native.js";
+import type { NativeBinding } from "./native.js";
 
 /** The emulated HSM state written last (hsm_attrs; the old compat and version are kept). */
 export interface SmallFileHsmState {
@@ -85,6 +86,70 @@ const F = {
 
 const OUT_BYTES = 16 + STAT_REC;
 
+type NativeItem = Parameters<NativeBinding["smallFile"]>;
+interface Pending {
+  item: NativeItem;
+  resolve: (r: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Native batches in flight at most (HSMFLEET_SMALL_FILE_SLOTS, default 8; each one threadpool
+ * job). A job submitted while they are all busy waits and goes with the others that wait, in one
+ * job (smallFiles, at most 256): under load the round trip of a job (the pool's wake-up, the
+ * loop's completion callback) is paid per batch, not per file, and an idle moment sends a file
+ * alone at once. Files of a batch are done one after the other: on a file system whose creates
+ * wait for a server (Lustre's MDS), the slots are what runs them in parallel.
+ */
+export const SMALL_FILE_SLOTS_ENV = "HSMFLEET_SMALL_FILE_SLOTS";
+const slots = (): number => {
+  const n = Number(process.env[SMALL_FILE_SLOTS_ENV] ?? 8);
+  return Number.isInteger(n) && n >= 1 ? n : 8;
+};
+const BATCH_MAX = 256;
+const waiting: Pending[] = [];
+let inFlight = 0;
+
+const pump = (): void => {
+  const max = slots();
+  while (inFlight < max && waiting.length > 0) {
+    // Shared over the free slots, so a burst is spread over the pool's threads.
+    const take = Math.min(BATCH_MAX, Math.ceil(waiting.length / (max - inFlight)));
+    const batch = waiting.splice(0, take);
+    inFlight++;
+    const done = (): void => {
+      inFlight--;
+      pump();
+    };
+    let sent: Promise<Array<number | Error>>;
+    try {
+      sent = loadNative().smallFiles(batch.map((p) => p.item));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      done();
+      continue;
+    }
+    sent.then(
+      (results) => {
+        results.forEach((r, i) =>
+          typeof r === "number" ? batch[i]!.resolve(r) : batch[i]!.reject(r),
+        );
+        done();
+      },
+      (err: unknown) => {
+        for (const p of batch) p.reject(err);
+        done();
+      },
+    );
+  }
+};
+
+const submit = (item: NativeItem): Promise<number> =>
+  new Promise((resolve, reject) => {
+    waiting.push({ item, resolve, reject });
+    pump();
+  });
+
 /** The operation a failed call of the job is reported as (the others: the caller's). */
 const STEP_OPERATION: Record<string, string> = {
   openat: "open",
@@ -141,7 +206,7 @@ export const smallFileJob = async (
   }
   const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
   const r = await root.runBeneath(opOf, rel, (rootFd, fallback) =>
-    loadNative().smallFile(
+    submit([
       rootFd,
       rel,
       job.data ?? null,
@@ -164,7 +229,7 @@ export const smallFileJob = async (
       out,
       [job.importDone ?? "", h?.xattr ?? ""],
       job.xattrs ?? null,
-    ),
+    ]),
   );
   const hashed = (flags & (F.hash | F.verify)) !== 0;
   return {

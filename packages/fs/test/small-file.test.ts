@@ -239,3 +239,25 @@ test.serial("keepTimes puts back the atime and mtime the open found", async (t) 
   t.is(st.mtimeMs, 1_400_000_000_250);
   t.is(await readFile(p, "utf8"), "restored");
 });
+
+test.serial(
+  "many jobs at once go in shared native batches; each gets its own result or error",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    await writeFile(join(root, "a/taken-7"), "keep");
+    const names = Array.from({ length: 300 }, (_, i) => `a/${i === 7 ? "taken-7" : `f${i}`}`);
+    const results = await Promise.allSettled(
+      names.map((n, i) => smallFileJob(jr, b(n), { createMode: 0o600, size: i })),
+    );
+    results.forEach((r, i) => {
+      if (i === 7) {
+        t.is(r.status, "rejected");
+        t.is(((r as PromiseRejectedResult).reason as FsOperationError).code, "EEXIST");
+      } else {
+        t.is(r.status, "fulfilled", names[i]);
+      }
+    });
+    for (const i of [0, 1, 150, 299]) t.is((await stat(join(root, names[i]!))).size, i);
+    t.is(await readFile(join(root, "a/taken-7"), "utf8"), "keep");
+  },
+);
