@@ -247,7 +247,9 @@ static int sf_steps(sf_work *w, int fd, int flags) {
   }
   if (flags & SF_WRITE) {
     if (!sf_write_data(w, fd, flags & SF_SPARSE)) return 0;
-    while (ftruncate(fd, (off_t)w->data_len) != 0) {
+    /* A file the open found at exactly this size (the walk sized it) needs no cut. */
+    int sized = !(flags & SF_CREATE) && (uint64_t)st.st_size == (uint64_t)w->data_len;
+    while (!sized && ftruncate(fd, (off_t)w->data_len) != 0) {
       if (errno != EINTR) return sf_fail(w, errno, "ftruncate");
     }
   } else if (flags & SF_TRUNCATE) {
