@@ -422,10 +422,10 @@ test("downloadSmallBlobTo hands one GET's bytes and the stored MD5 to the writer
     "one",
     dst,
     data.length,
-    async (got, expectMd5) => {
+    (got, expectMd5) => {
       t.is(budget.inUse, data.length); // the memory is held until the writer is done
       seen.push({ data: Buffer.from(got), md5: expectMd5 });
-      return { md5Mismatch: false };
+      return Promise.resolve({ md5Mismatch: false });
     },
     { budget, onProgress: (n) => (progress += n) },
   );
@@ -435,27 +435,27 @@ test("downloadSmallBlobTo hands one GET's bytes and the stored MD5 to the writer
   t.is(progress, data.length);
   t.is(budget.inUse, 0);
   // Another size than the listing's, 0 bytes, or more than one range: not this path.
-  const never = async () => {
+  const never = () => {
     t.fail("the writer must not be called");
-    return { md5Mismatch: false };
+    return Promise.resolve({ md5Mismatch: false });
   };
   t.is(await downloadSmallBlobTo(c, "one", dst, 10, never), undefined);
   t.is(await downloadSmallBlobTo(c, "one", dst, 0, never), undefined);
   t.is(await downloadSmallBlobTo(c, "one", dst, 9 * MiB, never), undefined);
   const err = await t.throwsAsync(
-    downloadSmallBlobTo(c, "one", dst, data.length, async () => ({
-      md5Mismatch: true,
-      actual: md5(Buffer.from("other")),
-      notWritten: true,
-    })),
+    downloadSmallBlobTo(c, "one", dst, data.length, () =>
+      Promise.resolve({ md5Mismatch: true, actual: md5(Buffer.from("other")), notWritten: true }),
+    ),
     { instanceOf: BlobChecksumError },
   );
   t.regex(err?.message ?? "", /the data was not written/);
   // A writer failure is a "write" error naming the local file.
   const failed = await t.throwsAsync(
-    downloadSmallBlobTo(c, "one", dst, data.length, async () => {
-      throw Object.assign(new Error("write: No space left on device"), { code: "ENOSPC" });
-    }),
+    downloadSmallBlobTo(c, "one", dst, data.length, () =>
+      Promise.reject(
+        Object.assign(new Error("write: No space left on device"), { code: "ENOSPC" }),
+      ),
+    ),
     { instanceOf: BlobOperationError },
   );
   t.regex(failed?.message ?? "", /ENOSPC/);
