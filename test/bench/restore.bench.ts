@@ -46,9 +46,12 @@
  *   HSMFLEET_BENCH_FULL_NATS full-* cases: embedded,running (default); running-md5 adds the
  *                            Content-MD5 path (HSMFLEET_RANGE_CRC64=0); running-nodehttp adds the
  *                            CLI with node:http GETs (HSMFLEET_DIRECT_GET_SOCKET=0), the path before
- *                            socket-get.ts
+ *                            socket-get.ts; running-stepwise the CLI with HSMFLEET_SMALL_FILE_JOB=0
+ *                            (small files finished call by call, the path before one native job
+ *                            per file)
  *   HSMFLEET_BENCH_CPU_PROF  a directory: the worker processes run with --cpu-prof there
- *                            (<dir>/workers-<n>/), summarized on stderr at the end
+ *                            (<dir>/workers-<n>/), summarized on stderr at the end; the full-*
+ *                            one-shot CLI runs too (<dir>/cli-<side>/)
  */
 import "./threadpool.js";
 import type { ChildProcess } from "node:child_process";
@@ -137,15 +140,25 @@ const [FULL_LARGE_COUNT, FULL_LARGE_MIB] = envPair(
  * (the same with HSMFLEET_DIRECT_GET_SOCKET=0: GETs read by node:http, the path before
  * socket-get.ts, for a before/after in one run), "running-md5" (the same with
  * HSMFLEET_RANGE_CRC64=0: integrity by the whole-blob Content-MD5 instead of the service's range
- * CRC64s, the path before range-crc64.ts); comma-separated.
+ * CRC64s, the path before range-crc64.ts), "running-stepwise" (HSMFLEET_SMALL_FILE_JOB=0: small
+ * files written and finished call by call, the path before the one native job per file);
+ * comma-separated.
  */
-type FullNats = "embedded" | "running" | "running-nodehttp" | "running-md5";
+type FullNats = "embedded" | "running" | "running-nodehttp" | "running-md5" | "running-stepwise";
 const FULL_NATS: FullNats[] = (process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running")
   .split(",")
   .map((s) => s.trim())
   .map((s) => {
-    if (s !== "embedded" && s !== "running" && s !== "running-nodehttp" && s !== "running-md5")
-      throw new Error("HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp, running-md5");
+    if (
+      s !== "embedded" &&
+      s !== "running" &&
+      s !== "running-nodehttp" &&
+      s !== "running-md5" &&
+      s !== "running-stepwise"
+    )
+      throw new Error(
+        "HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp, running-md5, running-stepwise",
+      );
     return s;
   });
 const IMPORT_COUNT = envInt("HSMFLEET_BENCH_IMPORT", 20_000);
@@ -784,6 +797,10 @@ const runFull = async (
     const r = await timedRun(
       [
         process.execPath,
+        // HSMFLEET_BENCH_CPU_PROF profiles the one-shot CLI too (<dir>/cli-<side>/).
+        ...(CPU_PROF_DIR
+          ? ["--cpu-prof", `--cpu-prof-dir=${join(CPU_PROF_DIR, `cli-${side}`)}`]
+          : []),
         CLI_BIN,
         "--state-dir",
         join(ctx.base, "cli-state"),
@@ -805,6 +822,7 @@ const runFull = async (
         HSMFLEET_LOG_LEVEL: "warn",
         ...(side === "hsmfleet-running-nodehttp" ? { HSMFLEET_DIRECT_GET_SOCKET: "0" } : {}),
         ...(side === "hsmfleet-running-md5" ? { HSMFLEET_RANGE_CRC64: "0" } : {}),
+        ...(side === "hsmfleet-running-stepwise" ? { HSMFLEET_SMALL_FILE_JOB: "0" } : {}),
       },
     );
     if (r.code !== 0)

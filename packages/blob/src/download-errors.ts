@@ -59,15 +59,19 @@ export class BlobChecksumError extends HsmfleetError {
     expected: Buffer,
     actual: Buffer,
     truncateError: unknown,
+    /** The data was checked before it was written, and not written (smallFileJob). */
+    notWritten = false,
   ) {
     const truncated = truncateError === undefined;
     super(
       `download blob "${where.blobName}" in container "${where.container}" → ${where.path}: ` +
-        `MD5 of the written file ${actual.toString("base64")} does not match the blob's ` +
+        `MD5 of the ${notWritten ? "downloaded data" : "written file"} ${actual.toString("base64")} does not match the blob's ` +
         `Content-MD5 ${expected.toString("base64")}; ` +
-        (truncated
-          ? "the file was truncated to 0 bytes"
-          : `the file could NOT be truncated (${errorMessage(truncateError)}) and is corrupt`),
+        (notWritten
+          ? "the data was not written"
+          : truncated
+            ? "the file was truncated to 0 bytes"
+            : `the file could NOT be truncated (${errorMessage(truncateError)}) and is corrupt`),
       { retryable: true, cause: truncateError },
     );
     this.name = "BlobChecksumError";

@@ -9,7 +9,8 @@ import { md5OfFile } from "./file-md5.js";
 import type { MemoryBudget } from "./memory-budget.js";
 import { GET_RANGE, WRITE, isConditionNotMet, processBudget } from "./download-common.js";
 import type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./download-common.js";
-import { downloadSmallBlob } from "./small-download.js";
+import { downloadSmallBlob, downloadSmallBlobWith } from "./small-download.js";
+import type { SmallBlobWriter } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { DirectGetResult } from "./direct-get.js";
 import {
@@ -197,6 +198,25 @@ const subjectOf = (
   blobName: name,
   container: container.name,
 });
+
+/**
+ * A blob of `size` bytes (≤ one range) in one GET, its bytes handed to `write` (the caller's one
+ * native job: MD5 check, write, attributes — fs smallFileJob) instead of a file handle. Undefined
+ * when the blob has another size, or when `size` is 0 or over one range: take
+ * downloadBlobToFile then.
+ */
+export const downloadSmallBlobTo = async (
+  container: BlobContainer,
+  name: string,
+  localPath: Buffer,
+  size: number,
+  write: SmallBlobWriter,
+  options: DownloadRangeOptions = {},
+): Promise<DownloadResult | undefined> => {
+  if (size <= 0 || size > (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES)) return undefined;
+  const where = subjectOf(container, name, localPath);
+  return downloadSmallBlobWith(container, name, where, size, options, write);
+};
 
 /**
  * Downloads bytes [offset, offset+length) of blob `name` into the open file `fh` at the same

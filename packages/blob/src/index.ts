@@ -42,11 +42,13 @@ export {
   downloadRange,
   downloadRangeChecked,
   downloadBlobToFile,
+  downloadSmallBlobTo,
   verifyFileMd5,
   DEFAULT_RANGE_SIZE_BYTES,
   DEFAULT_DOWNLOAD_CONCURRENCY,
 } from "./download.js";
 export type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./download.js";
+export type { SmallBlobWriter, SmallBlobWritten } from "./small-download.js";
 export { BlobChangedError, BlobChecksumError, RangeChecksumError } from "./download-errors.js";
 export { RANGE_CRC64_MAX_BYTES, RANGE_CRC64_TRIES } from "./range-crc64.js";
 export {

@@ -1,6 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
 import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
-import { writeWholeFile } from "@hsmfleet/fs";
+import { FsOperationError } from "@hsmfleet/core";
+import { UnsafePathError, writeWholeFile } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
 import { BlobOperationError, abortCause, fsFailure, type BlobOperationSubject } from "./errors.js";
 import { BlobChangedError, BlobChecksumError } from "./download-errors.js";
@@ -78,66 +79,112 @@ const getSmallBlob = async (
 };
 
 /**
- * One GET for a blob expected to be `size` bytes: written at offset 0, the file trimmed to it, the
- * stored Content-MD5 (sent with a whole-blob GET) compared in memory. Undefined when the blob turns
- * out to have another size (the caller takes the general path).
+ * What a SmallBlobWriter did with the data: `md5Mismatch` when the data's MD5 (`actual`) was not
+ * the stored Content-MD5 — in which case it must have written nothing.
  */
-export const downloadSmallBlob = async (
+export interface SmallBlobWritten {
+  md5Mismatch: boolean;
+  /** The data's MD5 when the writer computed it. */
+  actual?: Buffer | undefined;
+  /** On a mismatch: the data was checked first and not written (else the file was truncated). */
+  notWritten?: boolean;
+  /** On a mismatch: why the written file could not be truncated to 0 bytes. */
+  truncateError?: unknown;
+}
+
+/**
+ * Puts a small blob's bytes where they belong: `expectMd5` (the stored Content-MD5, when the blob
+ * has one) must be checked against the data — by the writer, in the same job as the write.
+ */
+export type SmallBlobWriter = (
+  data: Buffer,
+  expectMd5: Uint8Array | undefined,
+) => Promise<SmallBlobWritten>;
+
+/**
+ * One GET for a blob expected to be `size` bytes, its bytes handed to `write` (a native job that
+ * checks the MD5, writes, sets attributes: fs smallFileJob), in the order of every transfer:
+ * memory from the budget, then the request. Undefined when the blob turns out to have another
+ * size (the caller takes the general path). A write failure is a BlobOperationError "write"
+ * naming the local file; an MD5 mismatch a BlobChecksumError.
+ */
+export const downloadSmallBlobWith = async (
+  container: BlobContainer,
+  name: string,
+  where: BlobOperationSubject,
+  size: number,
+  options: DownloadRangeOptions,
+  write: SmallBlobWriter,
+): Promise<DownloadResult | undefined> => {
+  const signal = options.abortSignal ?? new AbortController().signal;
+  const budget = options.budget ?? processBudget;
+  try {
+    await budget.acquire(size, signal);
+  } catch (err) {
+    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
+  }
+  try {
+    const got = await getSmallBlob(container, name, where, size, options.etag, signal);
+    if (got === undefined) return undefined;
+    const { buf, stored } = got;
+    const checked = stored !== undefined && stored.length > 0;
+    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+    let written: SmallBlobWritten;
+    try {
+      written = await write(buf, checked ? stored : undefined);
+    } catch (err) {
+      // A failure after the data (owner, mode, times, xattrs: the writer's later steps) keeps its
+      // own operation; the write itself is the download's "write".
+      // A symlink in the way stays an UnsafePathError.
+      if (err instanceof FsOperationError && err.operation !== WRITE) throw err;
+      if (err instanceof UnsafePathError) throw err;
+      throw fsFailure(WRITE, where, err);
+    }
+    if (written.md5Mismatch) {
+      throw new BlobChecksumError(
+        where,
+        Buffer.from(stored!),
+        written.actual ?? Buffer.alloc(0),
+        written.truncateError,
+        written.notWritten ?? false,
+      );
+    }
+    options.onProgress?.(size);
+    return { bytes: size, md5Verified: checked, etag: got.etag };
+  } finally {
+    budget.release(size);
+  }
+};
+
+/**
+ * One GET for a blob expected to be `size` bytes: written at offset 0 of `fh`, the file trimmed
+ * to it, the stored Content-MD5 (sent with a whole-blob GET) compared in the same threadpool job
+ * (native/writehash.c). Undefined when the blob turns out to have another size (the caller takes
+ * the general path).
+ */
+export const downloadSmallBlob = (
   container: BlobContainer,
   name: string,
   fh: FileHandle,
   where: BlobOperationSubject,
   size: number,
   options: DownloadRangeOptions,
-): Promise<DownloadResult | undefined> => {
-  const signal = options.abortSignal ?? new AbortController().signal;
-  const budget = options.budget ?? processBudget;
-  // Memory first, then the request: the same order as every other transfer (budget, then a
-  // request slot), so a response never holds a slot while it waits for memory.
-  try {
-    await budget.acquire(size, signal);
-  } catch (err) {
-    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
-  }
-  let got: { buf: Buffer; etag: string; stored: Uint8Array | undefined } | undefined;
-  try {
-    got = await getSmallBlob(container, name, where, size, options.etag, signal);
-  } catch (err) {
-    budget.release(size);
-    throw err;
-  }
-  if (got === undefined) {
-    budget.release(size);
-    return undefined;
-  }
-  try {
-    const { buf, stored } = got;
-    const checked = stored !== undefined && stored.length > 0;
-    if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
+): Promise<DownloadResult | undefined> =>
+  downloadSmallBlobWith(container, name, where, size, options, async (data, expectMd5) => {
     // One threadpool job: write at 0 (zero blocks left as holes, as writeAt), cut to the size,
     // MD5 of the data.
-    let actual: Buffer | undefined;
+    const actual = await writeWholeFile(fh.fd, data, {
+      md5: expectMd5 !== undefined,
+      sparse: true,
+    });
+    if (expectMd5 === undefined || actual === undefined || actual.equals(expectMd5)) {
+      return { md5Mismatch: false, actual };
+    }
+    let truncateError: unknown;
     try {
-      actual = await writeWholeFile(fh.fd, buf, { md5: checked, sparse: true });
+      await fh.truncate(0);
     } catch (err) {
-      throw fsFailure(WRITE, where, err);
+      truncateError = err ?? new Error("truncate failed");
     }
-    options.onProgress?.(size);
-    if (!checked || actual === undefined) {
-      return { bytes: size, md5Verified: false, etag: got.etag };
-    }
-    const md5 = Buffer.from(stored);
-    if (!actual.equals(md5)) {
-      let truncateError: unknown;
-      try {
-        await fh.truncate(0);
-      } catch (err) {
-        truncateError = err ?? new Error("truncate failed");
-      }
-      throw new BlobChecksumError(where, md5, actual, truncateError);
-    }
-    return { bytes: size, md5Verified: true, etag: got.etag };
-  } finally {
-    budget.release(size);
-  }
-};
+    return { md5Mismatch: true, actual, truncateError };
+  });

@@ -17,6 +17,7 @@ import {
   MemoryBudget,
   downloadBlobToFile,
   downloadRange,
+  downloadSmallBlobTo,
   openContainer,
   parseStorageTarget,
   uploadFile,
@@ -407,4 +408,56 @@ test("with the expected size of a small blob: one GET, MD5 checked, a longer old
     await fh.close();
   }
   t.is((await stat(dst)).size, 0);
+});
+
+test("downloadSmallBlobTo hands one GET's bytes and the stored MD5 to the writer; a mismatch it reports is a BlobChecksumError saying nothing was written", async (t) => {
+  const c = await freshContainer(t.context.target);
+  const data = await uploadBlob(t, c, "one", 5 * KiB + 1);
+  const dst = newTarget(t);
+  const budget = new MemoryBudget(MiB);
+  const seen: Array<{ data: Buffer; md5: Uint8Array | undefined }> = [];
+  let progress = 0;
+  const r = await downloadSmallBlobTo(
+    c,
+    "one",
+    dst,
+    data.length,
+    (got, expectMd5) => {
+      t.is(budget.inUse, data.length); // the memory is held until the writer is done
+      seen.push({ data: Buffer.from(got), md5: expectMd5 });
+      return Promise.resolve({ md5Mismatch: false });
+    },
+    { budget, onProgress: (n) => (progress += n) },
+  );
+  t.like(r, { bytes: data.length, md5Verified: true });
+  t.true(seen[0]!.data.equals(data));
+  t.deepEqual(Buffer.from(seen[0]!.md5!), md5(data));
+  t.is(progress, data.length);
+  t.is(budget.inUse, 0);
+  // Another size than the listing's, 0 bytes, or more than one range: not this path.
+  const never = () => {
+    t.fail("the writer must not be called");
+    return Promise.resolve({ md5Mismatch: false });
+  };
+  t.is(await downloadSmallBlobTo(c, "one", dst, 10, never), undefined);
+  t.is(await downloadSmallBlobTo(c, "one", dst, 0, never), undefined);
+  t.is(await downloadSmallBlobTo(c, "one", dst, 9 * MiB, never), undefined);
+  const err = await t.throwsAsync(
+    downloadSmallBlobTo(c, "one", dst, data.length, () =>
+      Promise.resolve({ md5Mismatch: true, actual: md5(Buffer.from("other")), notWritten: true }),
+    ),
+    { instanceOf: BlobChecksumError },
+  );
+  t.regex(err?.message ?? "", /the data was not written/);
+  // A writer failure is a "write" error naming the local file.
+  const failed = await t.throwsAsync(
+    downloadSmallBlobTo(c, "one", dst, data.length, () =>
+      Promise.reject(
+        Object.assign(new Error("write: No space left on device"), { code: "ENOSPC" }),
+      ),
+    ),
+    { instanceOf: BlobOperationError },
+  );
+  t.regex(failed?.message ?? "", /ENOSPC/);
+  t.regex(failed?.message ?? "", new RegExp(`dst-`));
 });

@@ -563,48 +563,73 @@ static napi_value js_probe(napi_env env, napi_callback_info info) {
 /* Used by readfile.c: opens rel beneath rootfd for reading (O_NOFOLLOW everywhere). */
 int hsmfleet_open_beneath(int rootfd, const char *rel, size_t len, int flags, int fallback,
                           int *err) {
+  return hsmfleet_open_beneath_at(rootfd, rel, len, flags, 0, fallback, err, NULL);
+}
+
+/*
+ * Used by smallfile.c: the same with a creation mode (for O_CREAT) and, with `at`, on failure the
+ * bytes of rel resolved when it failed (as the beneath() rejections' `at`: the component walk
+ * names it). Without `at` a failed openat2 is returned as it is (readfile.c's fast path).
+ */
+int hsmfleet_open_beneath_at(int rootfd, const char *rel, size_t len, int flags, int mode,
+                             int fallback, int *err, size_t *at) {
   bw_work w;
   memset(&w, 0, sizeof w);
   w.rootfd = rootfd;
   w.fallback = fallback;
+  if (at) *at = 0;
   if (!check_rel(rel, len)) {
     *err = EINVAL;
     return -1;
   }
+  uint64_t how_mode = (flags & O_CREAT) ? (uint64_t)mode : 0;
   if (!fallback && have_openat2()) {
     struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                           .mode = how_mode,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
     int fd;
     int tries = 0;
     do {
       fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof how);
     } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
-    if (fd >= 0 || errno != EAGAIN) {
-      if (fd < 0) *err = errno;
-      return fd;
+    if (fd >= 0) return fd;
+    if (!at && errno != EAGAIN) {
+      *err = errno;
+      return -1;
     }
+    if (errno == EEXIST) {
+      *err = errno;
+      *at = last_at(rel, len);
+      return -1;
+    }
+    /* Any other failure: the walk below names the component (and fails the same way). */
   }
   const char *last;
   int pfd = open_parent(&w, rel, len, &last, 0);
   if (pfd < 0) {
     *err = w.err;
+    if (at) *at = w.at;
     return -1;
   }
   int fd;
   if (!fallback && have_openat2()) {
     struct open_how how = {.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+                           .mode = how_mode,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
     int tries = 0;
     do {
       fd = (int)syscall(SYS_openat2, pfd, last, &how, sizeof how);
     } while (fd < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 16);
-    if (fd < 0 && errno == EAGAIN) fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EAGAIN) fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC, mode);
   } else {
     do {
-      fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC);
+      fd = openat(pfd, last, flags | O_NOFOLLOW | O_CLOEXEC, mode);
     } while (fd < 0 && errno == EINTR);
   }
-  if (fd < 0) *err = errno;
+  if (fd < 0) {
+    *err = errno;
+    if (at) *at = last_at(rel, len);
+  }
   close(pfd);
   return fd;
 }

@@ -8,5 +8,8 @@ napi_status hsmfleet_register_beneath(napi_env env, napi_value exports);
 /* Opens rel beneath rootfd, no symlink followed anywhere; -1 with *err set on failure. */
 int hsmfleet_open_beneath(int rootfd, const char *rel, size_t len, int flags, int fallback,
                           int *err);
+/* The same with a creation mode (O_CREAT) and, on failure, the bytes of rel resolved (*at). */
+int hsmfleet_open_beneath_at(int rootfd, const char *rel, size_t len, int flags, int mode,
+                             int fallback, int *err, size_t *at);
 
 #endif

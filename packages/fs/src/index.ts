@@ -58,3 +58,10 @@ export type { WriteOptions } from "./write-hash.js";
 export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";
 export { InotifyWatcher, InotifyMask, SYNC_WATCH_MASK, parseInotifyEvents } from "./inotify.js";
 export type { InotifyEvent } from "./inotify.js";
+export { INSPECT_MAX_VALUE, INSPECT_MAX_XATTRS, inspectFile, smallFileJob } from "./small-file.js";
+export type {
+  InspectedFile,
+  SmallFileHsmState,
+  SmallFileJob,
+  SmallFileResult,
+} from "./small-file.js";

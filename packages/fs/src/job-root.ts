@@ -143,6 +143,34 @@ export class JobRoot {
     }
   }
 
+  /**
+   * Runs `job`, a native call that works beneath this root's fd (`fallback`: force the openat
+   * walk), keeping the fd open meanwhile; its errno rejections become FsOperationError /
+   * UnsafePathError naming `rel` and `operation` (or what it says for the failed syscall), as
+   * every other operation's (small-file.ts).
+   */
+  async runBeneath<T>(
+    operation: string | ((syscall: string) => string),
+    rel: Buffer,
+    job: (rootFd: number, fallback: boolean) => Promise<T>,
+  ): Promise<T> {
+    checkRelativePath(rel);
+    const op = (syscall: string) =>
+      typeof operation === "string" ? operation : operation(syscall);
+    if (this.#fd < 0) {
+      throw new FsOperationError(op("open"), this.display(rel), "EBADF", "the job root is closed");
+    }
+    this.#inflight++;
+    try {
+      return await job(this.#fd, openat2Disabled());
+    } catch (err) {
+      throw this.#error(err, op(isNativeErrnoError(err) ? err.syscall : ""), rel);
+    } finally {
+      this.#inflight--;
+      if (this.#closing && this.#inflight === 0) this.close();
+    }
+  }
+
   async #call(
     op: number,
     operation: string,

@@ -81,6 +81,49 @@ export interface NativeBinding {
     out: Buffer | null,
     name: string | null,
   ): Promise<number>;
+  /**
+   * A whole small file in one job beneath `rootFd` (native/smallfile.c; small-file.ts wraps it):
+   * resolves 0, or 1 when the data's MD5 is not `md5` (nothing written).
+   */
+  smallFile(
+    rootFd: number,
+    rel: Buffer,
+    data: Uint8Array | null,
+    nums: number[],
+    md5: Uint8Array | null,
+    out: Buffer,
+    names: [string, string],
+    xattrs: Array<[string, Buffer]> | null,
+  ): Promise<number>;
+  /**
+   * Several smallFile calls (their arguments, 1 to 256) in ONE job, one after the other; each
+   * item's result, or the Error it would have rejected with.
+   */
+  smallFiles(
+    items: Array<
+      [
+        number,
+        Buffer,
+        Uint8Array | null,
+        number[],
+        Uint8Array | null,
+        Buffer,
+        [string, string],
+        Array<[string, Buffer]> | null,
+      ]
+    >,
+  ): Promise<Array<number | Error>>;
+  /**
+   * Open, fstat (out[0,64)), fgetxattr of each name (out[64 + 4096 i), ≤ 4096 bytes), close, in
+   * one job; each value's length, -1 when absent (native/smallfile.c).
+   */
+  inspectFile(
+    rootFd: number,
+    rel: Buffer,
+    fallback: boolean,
+    names: string[],
+    out: Buffer,
+  ): Promise<number[]>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
   /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */

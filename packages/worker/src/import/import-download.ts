@@ -14,6 +14,8 @@ import type { ItemError, JobStatus, TransferBatch } from "@hsmfleet/protocol";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { blobNameFor } from "../item-checks.js";
 import type { ImportTarget } from "./import-target.js";
+import { writeSmallDownload } from "./small-write.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
 import { itemErrorOf } from "../runtime/publisher.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
@@ -30,7 +32,8 @@ export const handleImportDownload = async (
   const counters = emptyImportCounters();
   ctx.track?.({ import: counters });
   const errors: ItemError[] = [];
-  const { downloadBlobToFile } = await loadBlob();
+  const { downloadBlobToFile, downloadSmallBlobTo } = await loadBlob();
+  const smallJobs = smallFileJobsEnabled();
   const onBytes = countBytes("import", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(
     // Blob names derived from the paths here, never taken from the message (item-checks.ts).
@@ -60,6 +63,39 @@ export const handleImportDownload = async (
             counters.totalBlobsImported++;
             return { bytes };
           }
+          const attrs = {
+            mode: entry.mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtimeSec: entry.mtimeSec,
+          };
+          // A blob of one range: one GET, then one native job (MD5 check, write, attributes,
+          // import record, HSM state). Undefined when the blob's size is not the listed one.
+          operation = "download";
+          const small = !smallJobs
+            ? undefined
+            : await downloadSmallBlobTo(
+                container,
+                name,
+                target.root.absolute(entry.path),
+                entry.size,
+                (data, md5) => writeSmallDownload(target, entry.path, data, md5, attrs),
+                {
+                  budget: ctx.budget,
+                  abortSignal: signal,
+                  onProgress: (n) => {
+                    counters.bytesDownloaded += n;
+                    onBytes(n);
+                  },
+                },
+              );
+          if (small) {
+            counters.bytesImported += small.bytes;
+            counters.importedFiles++;
+            counters.totalBlobsImported++;
+            return { bytes: small.bytes };
+          }
+          operation = "open";
           const fh = await target.root.openExisting(entry.path);
           try {
             operation = "download";
@@ -85,17 +121,16 @@ export const handleImportDownload = async (
             await fh.close();
           }
           operation = "setattr";
-          await target.completeDownload(entry.path, {
-            mode: entry.mode,
-            uid: entry.uid,
-            gid: entry.gid,
-            mtimeSec: entry.mtimeSec,
-          });
+          await target.completeDownload(entry.path, attrs);
           counters.importedFiles++;
           counters.totalBlobsImported++;
           return { bytes };
         } catch (err) {
           if (signal.aborted) throw err;
+          // The small path's one job failed at its open: nothing of ours was touched.
+          if (err instanceof Error && "operation" in err && err.operation === "open") {
+            operation = "open";
+          }
           counters.totalErrors++;
           // Nothing half-written may look complete: the stub loses its partial data (or the
           // plain file goes), and the error says so when even that failed. A file that could

@@ -34,6 +34,7 @@ import {
 } from "../runtime/archive-location.js";
 import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
 import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
+import { createSized, tryCreate } from "./new-entry.js";
 import { ownEntry } from "./own-entry.js";
 import type { OwnEntryTarget } from "./own-entry.js";
 import { TargetHsm } from "./target-hsm.js";
@@ -69,7 +70,7 @@ export class ImportTarget {
   readonly #locationXattr: string;
   readonly #importXattr: string;
   /** The backend's operations on the target's files (fd-relative on the emulation backend). */
-  readonly #beneath: TargetHsm | undefined;
+  readonly beneath: TargetHsm | undefined;
   readonly #conflictTarget: ConflictTarget;
   readonly #ownTarget: OwnEntryTarget;
 
@@ -86,7 +87,7 @@ export class ImportTarget {
           });
     this.#locationXattr = archiveLocationXattr(options.hsmXattr);
     this.#importXattr = importStateXattr(options.hsmXattr);
-    this.#beneath = this.#hsm && new TargetHsm(root, this.#hsm, options.archiveId);
+    this.beneath = this.#hsm && new TargetHsm(root, this.#hsm, options.archiveId);
     this.#stubs =
       this.#hsm !== undefined && !(options.backend === "lustre" && options.mode === "full");
     this.#conflictTarget = {
@@ -94,7 +95,7 @@ export class ImportTarget {
       conflict: options.conflict,
       mode: options.mode,
       hsm: this.#hsm,
-      beneath: this.#beneath,
+      beneath: this.beneath,
     };
     this.#ownTarget = {
       root: root.jobRoot,
@@ -124,7 +125,7 @@ export class ImportTarget {
   async #existing(rel: Buffer): Promise<Existing | undefined> {
     const st = await this.root.lstat(rel);
     if (!st) return undefined;
-    const hsm = st.isFile() && this.#hsm ? await this.#beneath!.state(rel, st) : undefined;
+    const hsm = st.isFile() && this.#hsm ? await this.beneath!.state(rel, st) : undefined;
     return { st, hsm };
   }
 
@@ -223,7 +224,7 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     try {
       await this.root.ensureParents(rel);
-      if (!redelivered && (await this.#tryCreate(rel, target))) {
+      if (!redelivered && (await tryCreate(this.root, rel, target))) {
         await this.root.setAttributes(rel, attrs);
         return { result: "imported" };
       }
@@ -269,13 +270,13 @@ export class ImportTarget {
     redelivered: boolean,
   ): Promise<ImportOutcome> {
     try {
-      await this.root.ensureParents(rel);
-      // Create first: O_EXCL is the real existence check, and on a fresh target almost nothing
-      // exists, so the lstat and HSM-state read are only paid when the name is taken.
+      // Create first (parents made when it says they are missing: new-entry.ts): O_EXCL is the
+      // real existence check, and on a fresh target almost nothing exists, so the lstat and
+      // HSM-state read are only paid when the name is taken.
       if (!redelivered) {
         // posix backend: sized through the descriptor that made it (not reopened for that).
         const sizeNow = this.#hsm ? undefined : size;
-        const created = await this.#tryCreate(rel, undefined, sizeNow);
+        const created = await tryCreate(this.root, rel, undefined, sizeNow);
         if (created)
           return await this.#finishFile(rel, size, attrs, blobName, etag, undefined, !this.#hsm);
       }
@@ -321,7 +322,7 @@ export class ImportTarget {
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
-      await this.#createSized(rel, this.#hsm ? undefined : size);
+      await createSized(this.root, rel, this.#hsm ? undefined : size);
       return await this.#finishFile(rel, size, attrs, blobName, etag, conflict, !this.#hsm);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
@@ -347,7 +348,7 @@ export class ImportTarget {
             await fh.close();
           }
         }
-        await this.#beneath!.importReleased(rel, size);
+        await this.beneath!.importReleased(rel, size);
       } else if (existing.st.size !== BigInt(size)) {
         const fh = await this.root.openExisting(rel);
         try {
@@ -388,7 +389,7 @@ export class ImportTarget {
     const lustreImport = this.#hsm?.kind === "lustre" && this.#stubs;
     if (this.#hsm && !lustreImport) await record();
     if (this.#hsm && this.#stubs) {
-      await this.#beneath!.importReleased(rel, size);
+      await this.beneath!.importReleased(rel, size);
     } else if (!sized) {
       const fh = await this.root.openExisting(rel);
       try {
@@ -417,7 +418,7 @@ export class ImportTarget {
     await this.root.setAttributes(rel, attrs);
     if (this.#hsm) {
       await finishImportState(this.root.jobRoot, rel, this.options.hsmXattr);
-      await this.#beneath!.markArchived(rel);
+      await this.beneath!.markArchived(rel);
     }
   }
 
@@ -460,34 +461,6 @@ export class ImportTarget {
     } catch (err) {
       if (errorCode(err) === "ENOENT") return undefined;
       return errorMessage(err);
-    }
-  }
-
-  /**
-   * Creates the file (empty, 0600) or, with `linkTarget`, the symlink; false when the name is
-   * taken (EEXIST), so the caller goes through the conflict rules.
-   */
-  async #tryCreate(rel: Buffer, linkTarget?: Buffer, size?: number): Promise<boolean> {
-    try {
-      if (linkTarget) await this.root.symlink(rel, linkTarget);
-      else await this.#createSized(rel, size);
-      return true;
-    } catch (err) {
-      if (errorCode(err) === "EEXIST") return false;
-      throw err;
-    }
-  }
-
-  /**
-   * A new 0600 file (O_EXCL), cut to `size` through the descriptor that made it when given (the
-   * posix backend: two fewer file-system calls than reopening it to size it).
-   */
-  async #createSized(rel: Buffer, size: number | undefined): Promise<void> {
-    const fh = await this.root.createFile(rel, 0o600);
-    try {
-      if (size !== undefined && size > 0) await fh.truncate(size);
-    } finally {
-      await fh.close();
     }
   }
 

@@ -17,7 +17,7 @@ import {
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
 import { ARCHIVED_FLAGS, RELEASED_STUB_FLAGS, dataVersion } from "@hsmfleet/fs";
-import type { EntryStat, HsmBackend, TargetRoot } from "@hsmfleet/fs";
+import type { EntryStat, HsmBackend, SmallFileHsmState, TargetRoot } from "@hsmfleet/fs";
 
 export class TargetHsm {
   readonly #root: TargetRoot;
@@ -148,6 +148,21 @@ export class TargetHsm {
         archiveVersion: 0n,
       }),
     );
+  }
+
+  /**
+   * What markArchived writes, for a small file's one native job (fs smallFileJob) — emulation
+   * backend only (Lustre's state is set by lfs: undefined).
+   */
+  archivedState(): SmallFileHsmState | undefined {
+    if (this.#hsm.kind !== "hsm-emulation") return undefined;
+    return {
+      xattr: this.#hsm.xattr,
+      setFlags: ARCHIVED_FLAGS,
+      keepFlags: HsmFlag.NoRelease | HsmFlag.NoArchive,
+      archiveId: this.#archiveId,
+      compat: HSM_COMPAT,
+    };
   }
 
   /** "Exists archived" (0x9) after a download, fd-relative on the emulation backend. */

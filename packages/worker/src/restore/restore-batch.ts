@@ -31,8 +31,40 @@ import {
 import type { ArchiveCopy } from "../runtime/archive-location.js";
 import { countBytes, traceFileTransfer } from "@hsmfleet/telemetry";
 import { itemErrorOf } from "../runtime/publisher.js";
+import { restoreSmallFile } from "./restore-small.js";
+import type { SmallRestoreOutcome } from "./restore-small.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
 import { finishBatch, forEachLimit, loadBlob } from "../runtime/transfer-batch.js";
 import type { TransferContext } from "../runtime/transfer-batch.js";
+
+/**
+ * The blob of a file that records no archive location: its path relative to the job's --fs-root
+ * in the job's container (`abs` for the --fs-root test and messages); an error without those.
+ */
+const fallbackCopy = (
+  job: JobStatus,
+  abs: Buffer,
+  hsmXattr: string,
+): { container: string; blobName: string } => {
+  const fsRoot = job.spec.import.fsRoot;
+  const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
+  if (
+    fsRoot.length === 0 ||
+    !job.spec.container ||
+    !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
+  ) {
+    throw new FsOperationError(
+      "locate",
+      displayPath(abs),
+      "ENOARCHIVE",
+      `no archive location recorded (${archiveLocationXattr(hsmXattr)}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
+    );
+  }
+  return {
+    container: job.spec.container,
+    blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
+  };
+};
 
 /**
  * Where the data of `rel` (beneath `root`; `abs` for the --fs-root test and messages) is: the
@@ -45,26 +77,7 @@ const locate = (
   abs: Buffer,
   hsmXattr: string,
 ): Promise<ArchiveCopy> =>
-  locateArchiveCopy(root, rel, hsmXattr, () => {
-    const fsRoot = job.spec.import.fsRoot;
-    const rootWithSlash = Buffer.concat([fsRoot, Buffer.from("/")]);
-    if (
-      fsRoot.length === 0 ||
-      !job.spec.container ||
-      !abs.subarray(0, rootWithSlash.length).equals(rootWithSlash)
-    ) {
-      throw new FsOperationError(
-        "locate",
-        displayPath(abs),
-        "ENOARCHIVE",
-        `no archive location recorded (${archiveLocationXattr(hsmXattr)}) and the file is not under --fs-root with --container; cannot tell which blob holds its data`,
-      );
-    }
-    return {
-      container: job.spec.container,
-      blobName: blobNameForPath(abs.subarray(rootWithSlash.length), job.spec.prefix),
-    };
-  });
+  locateArchiveCopy(root, rel, hsmXattr, () => fallbackCopy(job, abs, hsmXattr));
 
 export const handleRestoreBatch = async (
   ctx: TransferContext,
@@ -79,7 +92,9 @@ export const handleRestoreBatch = async (
   const errors: ItemError[] = [];
   const hsm = new HsmEmulation({ xattr: job.spec.hsmXattr || undefined });
   const archiveId = job.spec.import.archiveId;
-  const { downloadBlobToFile } = await loadBlob();
+  const blob = await loadBlob();
+  const { downloadBlobToFile } = blob;
+  const smallJobs = smallFileJobsEnabled();
   const onBytes = countBytes("restore", batch.jobId, (n) => ctx.onBytes(n));
   await forEachLimit(batch.entries, ctx.options.fileConcurrency, async (entry) => {
     if (signal.aborted) throw signal.reason;
@@ -97,8 +112,40 @@ export const handleRestoreBatch = async (
       let operation = "hsm_state";
       let bytes = 0;
       try {
-        const state = await hsm.state(abs);
         const root = await jobRootFor(job.spec.root);
+        // One range: two native jobs (restore-small.ts); else, or when it says so, step by step.
+        const small: SmallRestoreOutcome = !smallJobs
+          ? { result: "general" }
+          : await restoreSmallFile({
+              root,
+              rel,
+              abs,
+              size: entry.size,
+              hsm,
+              jobId: batch.jobId,
+              archiveId,
+              fallback: () => fallbackCopy(job, abs, hsm.xattr),
+              containerFor,
+              blob,
+              options: { budget: ctx.budget, abortSignal: signal, onProgress: onBytes },
+              step: (op) => (operation = op),
+            });
+        if (small.result === "not-released") {
+          if (msg.info.deliveryCount > 1 && small.byThisJob) {
+            counters.filesRestored++;
+            counters.bytesRestored += entry.size;
+          }
+          return { bytes };
+        }
+        if (small.result === "restored") {
+          counters.bytesRestored += small.bytes;
+          bytes = small.bytes;
+          testSeam("restore-file-done", abs);
+          counters.filesRestored++;
+          return { bytes };
+        }
+        operation = "hsm_state";
+        const state = await hsm.state(abs);
         if (((state?.flags ?? 0) & HsmFlag.Released) === 0) {
           // Restored meanwhile: nothing to do. Delivered again after its worker died, the files
           // that worker restored for this job are still this item's to count.

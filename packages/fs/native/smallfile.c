@@ -1,0 +1,794 @@
+/*
+ * smallfile: a whole small file in ONE libuv threadpool job, beneath a job root fd (issue 17,
+ * the download direction's small files). What used to be ~10 file-system calls in as many jobs
+ * on the event loop's side (open beneath, reopen through /proc, close, write, fstat, lstat,
+ * fchown, fchmod, futimens, get/set xattr, close) is one job:
+ *
+ *   open rel beneath rootFd (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or the component walk
+ *   with O_NOFOLLOW: beneath.c's hsmfleet_open_beneath_at; O_CREAT|O_EXCL for a new file, else
+ *   an existing regular file O_RDWR|O_NONBLOCK), then through that fd only:
+ *   [verify the MD5 of `data` against the expected one: a mismatch writes nothing]
+ *   [pwrite `data` at 0 (sparse: all-zero 4 KiB blocks left as holes) + ftruncate to its length]
+ *   [ftruncate to a size]  [fchown]  [fchmod]  [futimens]  [fsetxattr of each given pair]
+ *   [import record "pending X" -> "done X"]  [HSM state read-modify-write: "exists archived"]
+ *   close.
+ *
+ * smallFile(rootFd, rel: Buffer, data: Buffer|null, nums: number[], md5: Buffer|null,
+ *           out: Buffer, names: [importXattr, hsmXattr] (strings, "" = none),
+ *           xattrs: Array<[string, Buffer]>|null): Promise<number>
+ *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
+ *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
+ *   out: >= 80 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
+ *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
+ *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
+ *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
+ *
+ * inspectFile (below): the read side of the same idea — open, fstat, several fgetxattr, close.
+ *   Resolves 0, or 1 when SF_VERIFY found another MD5 (nothing written, the file unchanged but
+ *   for a creation). Rejects with errno, syscall and `at` (bytes of rel resolved when the open
+ *   failed; the length of rel for a failure on the open file), as beneath() does.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "beneath.h"
+
+enum {
+  SF_CREATE = 1,      /* O_CREAT|O_EXCL|O_WRONLY with nums[2]; else an existing regular file */
+  SF_WRITE = 2,       /* data at 0, then ftruncate to its length */
+  SF_SPARSE = 4,      /* all-zero 4 KiB blocks are not written */
+  SF_VERIFY = 8,      /* MD5 of data must equal md5 before anything is written */
+  SF_HASH = 16,       /* MD5 of data into out[0,16) */
+  SF_TRUNCATE = 32,   /* ftruncate to nums[8] (without SF_WRITE) */
+  SF_CHOWN = 64,      /* fchown nums[3], nums[4] */
+  SF_CHMOD = 128,     /* fchmod nums[5] & 07777 */
+  SF_TIMES = 256,     /* futimens mtime (and atime) = nums[6].nums[7] */
+  SF_IMPORT_DONE = 512, /* xattr names[0]: "pending X" becomes "done X" */
+  SF_HSM_ARCHIVED = 1024, /* xattr names[1]: flags = nums[11] | (old & nums[12]), id nums[9] */
+  SF_STAT = 2048,     /* fstat after the open into out[16,80) */
+  SF_SAME_INODE = 4096, /* out[0,16) holds u64 dev, u64 ino on input: the file opened must be it */
+  SF_KEEP_TIMES = 8192, /* after the write: atime and mtime put back as the open found them */
+};
+
+#define SF_OUT 80
+#define SPARSE_BLOCK 4096
+#define HSM_ATTRS 24
+
+typedef struct {
+  char *name;
+  char *value;
+  size_t len;
+} sf_xattr;
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  napi_ref data_ref;
+  napi_ref out_ref;
+  int rootfd;
+  char *rel;
+  size_t rel_len;
+  const uint8_t *data;
+  size_t data_len;
+  double nums[16];
+  uint8_t expect[16];
+  int has_expect;
+  uint8_t *out;
+  char *import_name;
+  char *hsm_name;
+  sf_xattr *xattrs;
+  size_t nxattrs;
+  /* results */
+  int result;
+  int err;
+  const char *syscall;
+  size_t at;
+} sf_work;
+
+static void sf_free(sf_work *w) {
+  if (!w) return;
+  free(w->rel);
+  free(w->import_name);
+  free(w->hsm_name);
+  for (size_t i = 0; i < w->nxattrs; i++) {
+    free(w->xattrs[i].name);
+    free(w->xattrs[i].value);
+  }
+  free(w->xattrs);
+  free(w);
+}
+
+static int sf_fail(sf_work *w, int err, const char *sc) {
+  w->err = err;
+  w->syscall = sc;
+  w->at = w->rel_len;
+  return 0;
+}
+
+static int sf_write_all(sf_work *w, int fd, const uint8_t *p, size_t n, int64_t at) {
+  size_t off = 0;
+  while (off < n) {
+    ssize_t r = pwrite(fd, p + off, n - off, (off_t)(at + (int64_t)off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sf_fail(w, errno, "write");
+    }
+    if (r == 0) return sf_fail(w, EIO, "write");
+    off += (size_t)r;
+  }
+  return 1;
+}
+
+static int sf_all_zero(const uint8_t *p, size_t n) {
+  if (n == 0) return 1;
+  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
+}
+
+/* data at 0; sparse: the runs between all-zero SPARSE_BLOCK blocks, each written whole. */
+static int sf_write_data(sf_work *w, int fd, int sparse) {
+  const uint8_t *p = w->data;
+  size_t n = w->data_len;
+  if (!sparse) return sf_write_all(w, fd, p, n, 0);
+  size_t run = 0, off = 0;
+  int in_run = 0;
+  while (off < n) {
+    size_t end = off + (SPARSE_BLOCK - off % SPARSE_BLOCK);
+    if (end > n) end = n;
+    if (sf_all_zero(p + off, end - off)) {
+      if (in_run && !sf_write_all(w, fd, p + run, off - run, (int64_t)run)) return 0;
+      in_run = 0;
+    } else if (!in_run) {
+      run = off;
+      in_run = 1;
+    }
+    off = end;
+  }
+  if (in_run && !sf_write_all(w, fd, p + run, n - run, (int64_t)run)) return 0;
+  return 1;
+}
+
+static void sf_put_stat(uint8_t *o, const struct stat *st) {
+  uint64_t dev = st->st_dev, ino = st->st_ino, size = (uint64_t)st->st_size,
+           blocks = (uint64_t)st->st_blocks;
+  int64_t sec = st->st_mtim.tv_sec;
+  uint32_t mode = st->st_mode, uid = st->st_uid, gid = st->st_gid, nlink = (uint32_t)st->st_nlink,
+           nsec = (uint32_t)st->st_mtim.tv_nsec, zero = 0;
+  memcpy(o, &dev, 8);
+  memcpy(o + 8, &ino, 8);
+  memcpy(o + 16, &mode, 4);
+  memcpy(o + 20, &uid, 4);
+  memcpy(o + 24, &gid, 4);
+  memcpy(o + 28, &nlink, 4);
+  memcpy(o + 32, &size, 8);
+  memcpy(o + 40, &sec, 8);
+  memcpy(o + 48, &nsec, 4);
+  memcpy(o + 52, &zero, 4);
+  memcpy(o + 56, &blocks, 8);
+}
+
+/* "pending X" -> "done X" in xattr `name`; nothing when absent or already something else. */
+static int sf_import_done(sf_work *w, int fd) {
+  char buf[4096];
+  ssize_t n = fgetxattr(fd, w->import_name, buf, sizeof buf);
+  if (n < 0) {
+    if (errno == ENODATA) return 1;
+    return sf_fail(w, errno, "fgetxattr");
+  }
+  static const char pending[] = "pending ";
+  size_t pl = sizeof pending - 1;
+  if ((size_t)n < pl || memcmp(buf, pending, pl) != 0) return 1;
+  char done[4096];
+  memcpy(done, "done ", 5);
+  memcpy(done + 5, buf + pl, (size_t)n - pl);
+  if (fsetxattr(fd, w->import_name, done, 5 + (size_t)n - pl, 0) != 0)
+    return sf_fail(w, errno, "fsetxattr");
+  return 1;
+}
+
+/* The emulated HSM state (hsm_attrs: u32 compat, u32 flags, u64 archive id, u64 version, LE). */
+static int sf_hsm_archived(sf_work *w, int fd) {
+  uint8_t old[64];
+  ssize_t n = fgetxattr(fd, w->hsm_name, old, sizeof old);
+  if (n < 0 && errno != ENODATA && errno != ERANGE) return sf_fail(w, errno, "fgetxattr");
+  uint32_t compat = (uint32_t)w->nums[10], flags = (uint32_t)w->nums[11], oldflags = 0;
+  uint64_t id = (uint64_t)w->nums[9], version = 0;
+  if (n >= HSM_ATTRS) {
+    memcpy(&compat, old, 4);
+    memcpy(&oldflags, old + 4, 4);
+    memcpy(&version, old + 16, 8);
+  }
+  flags |= oldflags & (uint32_t)w->nums[12];
+  uint8_t v[HSM_ATTRS];
+  memcpy(v, &compat, 4);
+  memcpy(v + 4, &flags, 4);
+  memcpy(v + 8, &id, 8);
+  memcpy(v + 16, &version, 8);
+  if (fsetxattr(fd, w->hsm_name, v, HSM_ATTRS, 0) != 0) return sf_fail(w, errno, "fsetxattr");
+  return 1;
+}
+
+static int sf_steps(sf_work *w, int fd, int flags) {
+  /* An existing entry must be a regular file (a FIFO or device opens too, O_NONBLOCK). */
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  if ((flags & (SF_STAT | SF_SAME_INODE | SF_KEEP_TIMES)) || !(flags & SF_CREATE)) {
+    if (fstat(fd, &st) != 0) return sf_fail(w, errno, "fstat");
+    sf_put_stat(w->out + 16, &st);
+    if (!S_ISREG(st.st_mode)) return sf_fail(w, EINVAL, "open");
+    if (flags & SF_SAME_INODE) {
+      uint64_t dev, ino;
+      memcpy(&dev, w->out, 8);
+      memcpy(&ino, w->out + 8, 8);
+      if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) return sf_fail(w, ESTALE, "open");
+    }
+  }
+  if (flags & (SF_HASH | SF_VERIFY)) {
+    unsigned int len = 0;
+    if (EVP_Digest(w->data, w->data_len, w->out, &len, EVP_md5(), NULL) != 1 || len != 16)
+      return sf_fail(w, EIO, "md5");
+    if ((flags & SF_VERIFY) && w->has_expect && memcmp(w->out, w->expect, 16) != 0) {
+      w->result = 1;
+      return 0;
+    }
+  }
+  if (flags & SF_WRITE) {
+    if (!sf_write_data(w, fd, flags & SF_SPARSE)) return 0;
+    /* A file the open found at exactly this size (the walk sized it) needs no cut. */
+    int sized = !(flags & SF_CREATE) && (uint64_t)st.st_size == (uint64_t)w->data_len;
+    while (!sized && ftruncate(fd, (off_t)w->data_len) != 0) {
+      if (errno != EINTR) return sf_fail(w, errno, "ftruncate");
+    }
+  } else if (flags & SF_TRUNCATE) {
+    while (ftruncate(fd, (off_t)w->nums[8]) != 0) {
+      if (errno != EINTR) return sf_fail(w, errno, "ftruncate");
+    }
+  }
+  /* Owner first: chown clears setuid/setgid, which the mode then sets. */
+  if ((flags & SF_CHOWN) && fchown(fd, (uid_t)w->nums[3], (gid_t)w->nums[4]) != 0)
+    return sf_fail(w, errno, "fchown");
+  if ((flags & SF_CHMOD) && fchmod(fd, (mode_t)w->nums[5] & 07777) != 0)
+    return sf_fail(w, errno, "fchmod");
+  if (flags & SF_TIMES) {
+    struct timespec ts[2];
+    ts[0].tv_sec = ts[1].tv_sec = (time_t)w->nums[6];
+    ts[0].tv_nsec = ts[1].tv_nsec = (long)w->nums[7];
+    if (futimens(fd, ts) != 0) return sf_fail(w, errno, "futimens");
+  } else if (flags & SF_KEEP_TIMES) {
+    struct timespec ts[2] = {st.st_atim, st.st_mtim};
+    if (futimens(fd, ts) != 0) return sf_fail(w, errno, "futimens");
+  }
+  for (size_t i = 0; i < w->nxattrs; i++) {
+    if (fsetxattr(fd, w->xattrs[i].name, w->xattrs[i].value, w->xattrs[i].len, 0) != 0)
+      return sf_fail(w, errno, "fsetxattr");
+  }
+  if ((flags & SF_IMPORT_DONE) && w->import_name && !sf_import_done(w, fd)) return 0;
+  if ((flags & SF_HSM_ARCHIVED) && w->hsm_name && !sf_hsm_archived(w, fd)) return 0;
+  return 1;
+}
+
+static void sf_execute(napi_env env, void *data) {
+  (void)env;
+  sf_work *w = data;
+  int flags = (int)w->nums[1];
+  int oflags = (flags & SF_CREATE) ? (O_CREAT | O_EXCL | O_WRONLY | O_NOCTTY)
+                                   : (O_RDWR | O_NONBLOCK | O_NOCTTY);
+  int err = 0;
+  size_t at = 0;
+  int fd = hsmfleet_open_beneath_at(w->rootfd, w->rel, w->rel_len, oflags, (int)w->nums[2],
+                                    w->nums[0] != 0, &err, &at);
+  if (fd < 0) {
+    w->err = err;
+    w->syscall = "openat";
+    w->at = at;
+    return;
+  }
+  sf_steps(w, fd, flags);
+  if (close(fd) != 0 && w->err == 0 && w->result == 0 && errno != EINTR)
+    sf_fail(w, errno, "close");
+}
+
+/* The rejection of a failed file: an Error with errno, syscall and at. */
+static napi_value sf_error(napi_env env, sf_work *w) {
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
+  napi_value msg, err, v;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_create_int32(env, w->err, &v);
+  napi_set_named_property(env, err, "errno", v);
+  napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, err, "syscall", v);
+  napi_create_uint32(env, (uint32_t)w->at, &v);
+  napi_set_named_property(env, err, "at", v);
+  return err;
+}
+
+static void sf_complete(napi_env env, napi_status status, void *data) {
+  sf_work *w = data;
+  if (w->data_ref) napi_delete_reference(env, w->data_ref);
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  if (status != napi_ok) {
+    w->err = ECANCELED;
+    w->syscall = "smallFile";
+  }
+  if (w->err == 0) {
+    napi_value v;
+    napi_create_int32(env, w->result, &v);
+    napi_resolve_deferred(env, w->deferred, v);
+  } else {
+    napi_reject_deferred(env, w->deferred, sf_error(env, w));
+  }
+  napi_delete_async_work(env, w->aw);
+  sf_free(w);
+}
+
+static char *sf_string(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok || t != napi_string) return NULL;
+  size_t n = 0;
+  napi_get_value_string_utf8(env, v, NULL, 0, &n);
+  if (n == 0) return NULL;
+  char *s = malloc(n + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, n + 1, &n);
+  return s;
+}
+
+static int sf_buffer(napi_env env, napi_value v, void **p, size_t *n) {
+  bool isbuf = false;
+  return napi_is_buffer(env, v, &isbuf) == napi_ok && isbuf &&
+         napi_get_buffer_info(env, v, p, n) == napi_ok;
+}
+
+static int sf_is_null(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  return t == napi_null || t == napi_undefined;
+}
+
+static napi_value sf_bad(napi_env env, sf_work *w, const char *what) {
+  if (w->data_ref) napi_delete_reference(env, w->data_ref);
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  sf_free(w);
+  napi_throw_type_error(env, NULL, what);
+  return NULL;
+}
+
+/* The arguments of one file (argv[0..8), as smallFile takes them) into w; 0 + *why when bad. */
+static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why) {
+  int32_t rootfd = -1;
+  void *p = NULL;
+  size_t n = 0;
+  if (napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0)
+    {
+      *why = "smallFile: rootFd must be a descriptor";
+      return 0;
+    }
+  w->rootfd = rootfd;
+  if (!sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL)
+    {
+      *why = "smallFile: rel must be a non-empty Buffer without NUL";
+      return 0;
+    }
+  w->rel = malloc(n + 1);
+  if (!w->rel) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
+  memcpy(w->rel, p, n);
+  w->rel[n] = 0;
+  w->rel_len = n;
+  if (!sf_is_null(env, argv[2])) {
+    if (!sf_buffer(env, argv[2], &p, &n)) {
+      *why = "smallFile: data must be a Buffer";
+      return 0;
+    }
+    w->data = p;
+    w->data_len = n;
+    napi_create_reference(env, argv[2], 1, &w->data_ref);
+  }
+  bool isarr = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > 16)
+    {
+      *why = "smallFile: nums must be an array of at most 16 numbers";
+      return 0;
+    }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    napi_get_value_double(env, e, &w->nums[i]);
+  }
+  if (!sf_is_null(env, argv[4])) {
+    if (!sf_buffer(env, argv[4], &p, &n) || n != 16)
+      {
+      *why = "smallFile: md5 must be a 16-byte Buffer";
+      return 0;
+    }
+    memcpy(w->expect, p, 16);
+    w->has_expect = 1;
+  }
+  if (!sf_buffer(env, argv[5], &p, &n) || n < SF_OUT)
+    {
+      *why = "smallFile: out must be a Buffer of at least 80 bytes";
+      return 0;
+    }
+  w->out = p;
+  napi_create_reference(env, argv[5], 1, &w->out_ref);
+  if (napi_is_array(env, argv[6], &isarr) == napi_ok && isarr) {
+    napi_value e;
+    if (napi_get_element(env, argv[6], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
+    if (napi_get_element(env, argv[6], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
+  }
+  if (!sf_is_null(env, argv[7])) {
+    if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
+        napi_get_array_length(env, argv[7], &count) != napi_ok || count > 16)
+      {
+      *why = "smallFile: xattrs must be an array of at most 16 [name, Buffer]";
+      return 0;
+    }
+    w->xattrs = calloc(count ? count : 1, sizeof *w->xattrs);
+    if (!w->xattrs) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      napi_value pair, nv, vv;
+      napi_get_element(env, argv[7], i, &pair);
+      napi_get_element(env, pair, 0, &nv);
+      napi_get_element(env, pair, 1, &vv);
+      sf_xattr *x = &w->xattrs[w->nxattrs++];
+      x->name = sf_string(env, nv);
+      if (!x->name || !sf_buffer(env, vv, &p, &n))
+        {
+      *why = "smallFile: an xattr is not [name, Buffer]";
+      return 0;
+    }
+      x->value = malloc(n ? n : 1);
+      if (!x->value) {
+      *why = "smallFile: out of memory";
+      return 0;
+    }
+      memcpy(x->value, p, n);
+      x->len = n;
+    }
+  }
+  int flags = (int)w->nums[1];
+  if ((flags & (SF_WRITE | SF_HASH | SF_VERIFY)) && !w->data_ref)
+    {
+      *why = "smallFile: data missing";
+      return 0;
+    }
+  if ((flags & SF_VERIFY) && !w->has_expect) {
+      *why = "smallFile: md5 missing";
+      return 0;
+    }
+  return 1;
+}
+
+static napi_value js_small_file(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  sf_work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  if (argc < 8) return sf_bad(env, w, "smallFile(rootFd, rel, data, nums, md5, out, names, xattrs)");
+  const char *why = NULL;
+  if (!sf_parse(env, argv, w, &why)) return sf_bad(env, w, why);
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.smallFile", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, sf_execute, sf_complete, w, &w->aw) != napi_ok ||
+      napi_queue_async_work(env, w->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue smallFile", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, w->deferred, err);
+    if (w->data_ref) napi_delete_reference(env, w->data_ref);
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
+    sf_free(w);
+  }
+  return promise;
+}
+
+
+/*
+ * smallFiles(items: Array<[rootFd, rel, data, nums, md5, out, names, xattrs]>):
+ *   Promise<Array<number | Error>>
+ *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
+ *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
+ *   file). Each item resolves to its own number, or an Error as smallFile would reject with.
+ */
+#define SF_BATCH_MAX 256
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  sf_work **items;
+  size_t n;
+} sf_batch;
+
+static void sfb_free(napi_env env, sf_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    sf_work *w = b->items[i];
+    if (!w) continue;
+    if (w->data_ref) napi_delete_reference(env, w->data_ref);
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
+    sf_free(w);
+  }
+  free(b->items);
+  free(b);
+}
+
+static void sfb_execute(napi_env env, void *data) {
+  sf_batch *b = data;
+  for (size_t i = 0; i < b->n; i++) sf_execute(env, b->items[i]);
+}
+
+static void sfb_complete(napi_env env, napi_status status, void *data) {
+  sf_batch *b = data;
+  napi_value arr, v;
+  napi_create_array_with_length(env, b->n, &arr);
+  for (size_t i = 0; i < b->n; i++) {
+    sf_work *w = b->items[i];
+    if (status != napi_ok) {
+      w->err = ECANCELED;
+      w->syscall = "smallFiles";
+    }
+    if (w->err == 0) napi_create_int32(env, w->result, &v);
+    else v = sf_error(env, w);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  napi_resolve_deferred(env, b->deferred, arr);
+  napi_delete_async_work(env, b->aw);
+  sfb_free(env, b);
+}
+
+static napi_value js_small_files(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  bool isarr = false;
+  uint32_t count = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
+      count > SF_BATCH_MAX) {
+    napi_throw_type_error(env, NULL, "smallFiles(items): 1 to 256 items");
+    return NULL;
+  }
+  sf_batch *b = calloc(1, sizeof *b);
+  if (b) b->items = calloc(count, sizeof *b->items);
+  if (!b || !b->items) {
+    free(b);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item, a[8];
+    bool ok = false;
+    uint32_t len = 0;
+    napi_get_element(env, argv[0], i, &item);
+    if (napi_is_array(env, item, &ok) == napi_ok && ok &&
+        napi_get_array_length(env, item, &len) == napi_ok && len == 8) {
+      for (uint32_t k = 0; k < 8; k++) napi_get_element(env, item, k, &a[k]);
+    } else {
+      ok = false;
+    }
+    sf_work *w = calloc(1, sizeof *w);
+    if (w) b->items[b->n++] = w;
+    const char *why = "smallFiles: an item is not [rootFd, rel, data, nums, md5, out, names, xattrs]";
+    if (!w || !ok || !sf_parse(env, a, w, &why)) {
+      sfb_free(env, b);
+      napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
+      return NULL;
+    }
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &b->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.smallFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, sfb_execute, sfb_complete, b, &b->aw) != napi_ok ||
+      napi_queue_async_work(env, b->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue smallFiles", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, b->deferred, err);
+    sfb_free(env, b);
+  }
+  return promise;
+}
+
+/*
+ * inspectFile(rootFd, rel, fallback, names: string[], out: Buffer): Promise<number[]>
+ *   opens rel beneath rootFd read-only (nothing followed), fstat (the 64-byte record at out[0,64)),
+ *   fgetxattr of each name (its value at out[64 + 4096 * i), at most 4096 bytes), close. Resolves
+ *   with each value's length, -1 when absent. One job instead of an lstat, an open and a job per
+ *   xattr. Not a regular file: errno EINVAL, syscall "open".
+ */
+#define INSPECT_MAX 8
+#define INSPECT_VALUE 4096
+
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  napi_ref out_ref;
+  int rootfd;
+  int fallback;
+  char *rel;
+  size_t rel_len;
+  char *names[INSPECT_MAX];
+  size_t nnames;
+  uint8_t *out;
+  ssize_t lens[INSPECT_MAX];
+  int err;
+  const char *syscall;
+  size_t at;
+} in_work;
+
+static void in_free(in_work *w) {
+  free(w->rel);
+  for (size_t i = 0; i < w->nnames; i++) free(w->names[i]);
+  free(w);
+}
+
+static void in_execute(napi_env env, void *data) {
+  (void)env;
+  in_work *w = data;
+  int err = 0;
+  size_t at = 0;
+  int fd = hsmfleet_open_beneath_at(w->rootfd, w->rel, w->rel_len, O_RDONLY | O_NONBLOCK | O_NOCTTY,
+                                    0, w->fallback, &err, &at);
+  if (fd < 0) {
+    w->err = err;
+    w->syscall = "openat";
+    w->at = at;
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    w->err = errno;
+    w->syscall = "fstat";
+  } else if (!S_ISREG(st.st_mode)) {
+    w->err = EINVAL;
+    w->syscall = "open";
+  } else {
+    sf_put_stat(w->out, &st);
+    for (size_t i = 0; i < w->nnames; i++) {
+      ssize_t n = fgetxattr(fd, w->names[i], w->out + 64 + INSPECT_VALUE * i, INSPECT_VALUE);
+      if (n < 0 && errno != ENODATA) {
+        w->err = errno;
+        w->syscall = "fgetxattr";
+        break;
+      }
+      w->lens[i] = n < 0 ? -1 : n;
+    }
+  }
+  if (w->err) w->at = w->rel_len;
+  close(fd);
+}
+
+static void in_complete(napi_env env, napi_status status, void *data) {
+  in_work *w = data;
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  if (status != napi_ok) {
+    w->err = ECANCELED;
+    w->syscall = "inspectFile";
+  }
+  if (w->err == 0) {
+    napi_value arr, v;
+    napi_create_array_with_length(env, w->nnames, &arr);
+    for (size_t i = 0; i < w->nnames; i++) {
+      napi_create_int32(env, (int32_t)w->lens[i], &v);
+      napi_set_element(env, arr, (uint32_t)i, v);
+    }
+    napi_resolve_deferred(env, w->deferred, arr);
+  } else {
+    char text[160];
+    snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
+    napi_value msg, err, v;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_create_int32(env, w->err, &v);
+    napi_set_named_property(env, err, "errno", v);
+    napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, err, "syscall", v);
+    napi_create_uint32(env, (uint32_t)w->at, &v);
+    napi_set_named_property(env, err, "at", v);
+    napi_reject_deferred(env, w->deferred, err);
+  }
+  napi_delete_async_work(env, w->aw);
+  in_free(w);
+}
+
+static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  in_work *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  int32_t rootfd = -1;
+  bool fallback = false, isarr = false;
+  uint32_t count = 0;
+  void *p = NULL;
+  size_t n = 0;
+  if (argc < 5 || napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
+      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
+      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
+      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+    in_free(w);
+    napi_throw_type_error(env, NULL, "inspectFile(rootFd, rel, fallback, names (<= 8), out)");
+    return NULL;
+  }
+  w->rootfd = rootfd;
+  w->fallback = fallback;
+  w->rel = malloc(n + 1);
+  if (!w->rel) {
+    in_free(w);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  memcpy(w->rel, p, n);
+  w->rel[n] = 0;
+  w->rel_len = n;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    char *name = sf_string(env, e);
+    if (!name) {
+      in_free(w);
+      napi_throw_type_error(env, NULL, "inspectFile: names must be non-empty strings");
+      return NULL;
+    }
+    w->names[w->nnames++] = name;
+  }
+  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
+    in_free(w);
+    napi_throw_type_error(env, NULL, "inspectFile: out must hold 64 + 4096 bytes per name");
+    return NULL;
+  }
+  w->out = p;
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.inspectFile", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, in_execute, in_complete, w, &w->aw) != napi_ok ||
+      napi_queue_async_work(env, w->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue inspectFile", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, w->deferred, err);
+    napi_delete_reference(env, w->out_ref);
+    in_free(w);
+  }
+  return promise;
+}
+
+napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {
+  napi_property_descriptor p[] = {
+      {"smallFile", NULL, js_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"inspectFile", NULL, js_inspect_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"smallFiles", NULL, js_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  return napi_define_properties(env, exports, 3, p);
+}

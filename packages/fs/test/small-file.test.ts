@@ -1,0 +1,263 @@
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { lstat, mkdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import test from "ava";
+import type { ExecutionContext } from "ava";
+import { FsOperationError, HsmFlag, decodeHsmAttrs, encodeHsmAttrs } from "@hsmfleet/core";
+import {
+  ARCHIVED_FLAGS,
+  JobRoot,
+  UnsafePathError,
+  getXattr,
+  inspectFile,
+  setOpenat2Disabled,
+  setXattr,
+  smallFileJob,
+} from "../src/index.js";
+import { tempDir } from "./helpers.js";
+
+const b = (s: string) => Buffer.from(s);
+const md5 = (d: Uint8Array): Buffer => createHash("md5").update(d).digest();
+
+const fixture = async (t: ExecutionContext) => {
+  const dir = await tempDir(t);
+  const root = join(dir, "root");
+  const outside = join(dir, "outside");
+  await mkdir(join(root, "a"), { recursive: true });
+  await mkdir(outside);
+  await writeFile(join(outside, "file"), "OUTSIDE");
+  const jr = await JobRoot.open(root);
+  t.teardown(() => jr.close());
+  return { root, outside, jr };
+};
+
+for (const fallback of [false, true]) {
+  const mode = fallback ? "openat walk" : "openat2";
+
+  test.serial(
+    `${mode}: one job writes the data, checks its MD5 and sets owner, mode, mtime and xattrs`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const { root, jr } = await fixture(t);
+      const data = Buffer.concat([randomBytes(100), Buffer.alloc(64 * 1024), randomBytes(3000)]);
+      const rel = b("a/f");
+      // A new file, sized in the same job (the walk's placeholder).
+      await smallFileJob(jr, rel, { createMode: 0o600, size: data.length });
+      t.is((await stat(join(root, "a/f"))).size, data.length);
+      await setXattr(b(join(root, "a/f")), "user.imp", b("pending etag-1"));
+      const uid = process.getuid?.() === 0 ? 1234 : process.getuid!();
+      const gid = process.getgid?.() === 0 ? 4321 : process.getgid!();
+      const r = await smallFileJob(jr, rel, {
+        data,
+        sparse: true,
+        expectMd5: md5(data),
+        attrs: { uid, gid, mode: 0o2640, mtimeSec: 1_600_000_000.25 },
+        xattrs: [["user.loc", b("c/blob")]],
+        importDone: "user.imp",
+        hsmState: {
+          xattr: "user.hsm",
+          setFlags: ARCHIVED_FLAGS,
+          keepFlags: HsmFlag.NoRelease | HsmFlag.NoArchive,
+          archiveId: 7,
+          compat: 0x11,
+        },
+        stat: true,
+      });
+      t.false(r.md5Mismatch);
+      t.deepEqual(r.md5, md5(data));
+      t.is(r.stat?.size, data.length);
+      const p = join(root, "a/f");
+      const st = await lstat(p);
+      t.true((await readFile(p)).equals(data));
+      t.is(st.uid, uid);
+      t.is(st.gid, gid);
+      t.is(st.mode & 0o7777, 0o2640);
+      t.is(st.mtimeMs, 1_600_000_000_250);
+      t.is(st.atimeMs, 1_600_000_000_250);
+      // The all-zero 4 KiB blocks stayed holes.
+      t.true(st.blocks * 512 < data.length);
+      t.deepEqual(await getXattr(b(p), "user.loc"), b("c/blob"));
+      t.deepEqual(await getXattr(b(p), "user.imp"), b("done etag-1"));
+      const hsm = decodeHsmAttrs((await getXattr(b(p), "user.hsm"))!);
+      t.is(hsm.flags, ARCHIVED_FLAGS);
+      t.is(hsm.archiveId, 7n);
+      t.is(hsm.compat, 0x11);
+    },
+  );
+
+  test.serial(
+    `${mode}: the HSM state keeps the old compat, version and no-release flags`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const { root, jr } = await fixture(t);
+      const p = join(root, "f");
+      await writeFile(p, "");
+      await setXattr(
+        b(p),
+        "user.hsm",
+        encodeHsmAttrs({
+          compat: 3,
+          flags: HsmFlag.Released | HsmFlag.Exists | HsmFlag.Archived | HsmFlag.NoRelease,
+          archiveId: 2n,
+          archiveVersion: 9n,
+        }),
+      );
+      await smallFileJob(jr, b("f"), {
+        data: b("x"),
+        hsmState: {
+          xattr: "user.hsm",
+          setFlags: ARCHIVED_FLAGS,
+          keepFlags: HsmFlag.NoRelease | HsmFlag.NoArchive,
+          archiveId: 2,
+          compat: 0x11,
+        },
+      });
+      const hsm = decodeHsmAttrs((await getXattr(b(p), "user.hsm"))!);
+      t.deepEqual(hsm, {
+        compat: 3,
+        flags: ARCHIVED_FLAGS | HsmFlag.NoRelease,
+        archiveId: 2n,
+        archiveVersion: 9n,
+      });
+    },
+  );
+
+  test.serial(`${mode}: an MD5 mismatch writes nothing and sets nothing`, async (t) => {
+    setOpenat2Disabled(fallback);
+    t.teardown(() => setOpenat2Disabled(false));
+    const { root, jr } = await fixture(t);
+    const p = join(root, "f");
+    await writeFile(p, "");
+    const r = await smallFileJob(jr, b("f"), {
+      data: b("hello"),
+      expectMd5: md5(b("other")),
+      attrs: { uid: 0, gid: 0, mode: 0o777, mtimeSec: 1 },
+      xattrs: [["user.loc", b("x")]],
+    });
+    t.true(r.md5Mismatch);
+    t.deepEqual(r.md5, md5(b("hello")));
+    const st = await lstat(p);
+    t.is(st.size, 0);
+    t.not(st.mode & 0o777, 0o777);
+    t.is(await getXattr(b(p), "user.loc"), undefined);
+  });
+
+  test.serial(
+    `${mode}: a symlink anywhere on the path is refused, nothing outside touched`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const { root, outside, jr } = await fixture(t);
+      await symlink(outside, join(root, "link"));
+      await symlink(join(outside, "file"), join(root, "a/leaf"));
+      const job = { data: b("pwned"), attrs: { uid: 0, gid: 0, mode: 0o777, mtimeSec: 1 } };
+      await t.throwsAsync(smallFileJob(jr, b("link/file"), job), { instanceOf: UnsafePathError });
+      await t.throwsAsync(smallFileJob(jr, b("a/leaf"), job), { instanceOf: UnsafePathError });
+      await t.throwsAsync(smallFileJob(jr, b("link/new"), { createMode: 0o600, size: 1 }), {
+        instanceOf: UnsafePathError,
+      });
+      t.is(await readFile(join(outside, "file"), "utf8"), "OUTSIDE");
+      t.not((await stat(join(outside, "file"))).mode & 0o777, 0o777);
+    },
+  );
+
+  test.serial(`${mode}: a FIFO or directory is not written; a taken name is EEXIST`, async (t) => {
+    setOpenat2Disabled(fallback);
+    t.teardown(() => setOpenat2Disabled(false));
+    const { root, jr } = await fixture(t);
+    execFileSync("mkfifo", [join(root, "fifo")]);
+    const err = await t.throwsAsync(smallFileJob(jr, b("fifo"), { data: b("x") }), {
+      instanceOf: FsOperationError,
+    });
+    t.is(err?.code, "EINVAL");
+    t.regex(err?.message ?? "", /fifo/);
+    await t.throwsAsync(smallFileJob(jr, b("a"), { data: b("x") }), {
+      instanceOf: FsOperationError,
+    });
+    await writeFile(join(root, "taken"), "keep");
+    const taken = await t.throwsAsync(smallFileJob(jr, b("taken"), { createMode: 0o600 }), {
+      instanceOf: FsOperationError,
+    });
+    t.is(taken?.code, "EEXIST");
+    t.is(await readFile(join(root, "taken"), "utf8"), "keep");
+  });
+}
+
+test.serial(
+  "inspectFile reads the fstat and several xattrs in one job, absent ones undefined",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const p = join(root, "a/f");
+    await writeFile(p, "12345");
+    await setXattr(b(p), "user.one", b("1"));
+    await setXattr(b(p), "user.three", Buffer.alloc(3000, 3));
+    const seen = await inspectFile(jr, b("a/f"), ["user.one", "user.two", "user.three"]);
+    t.is(seen.stat.size, 5);
+    t.is(seen.stat.ino, (await stat(p, { bigint: true })).ino);
+    t.deepEqual(seen.xattrs, [b("1"), undefined, Buffer.alloc(3000, 3)]);
+    await symlink(p, join(root, "link"));
+    await t.throwsAsync(inspectFile(jr, b("link"), []), { instanceOf: UnsafePathError });
+    const dir = await t.throwsAsync(inspectFile(jr, b("a"), []), { instanceOf: FsOperationError });
+    t.is(dir?.code, "EINVAL");
+  },
+);
+
+test.serial(
+  "sameInode: a file replaced since it was inspected is refused (ESTALE), untouched",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const p = join(root, "f");
+    await writeFile(p, "old");
+    const seen = await inspectFile(jr, b("f"), []);
+    await writeFile(join(root, "g"), "new");
+    const { rename } = await import("node:fs/promises");
+    await rename(join(root, "g"), p);
+    const err = await t.throwsAsync(
+      smallFileJob(jr, b("f"), {
+        data: b("data"),
+        sameInode: { dev: seen.stat.dev, ino: seen.stat.ino },
+      }),
+      { instanceOf: FsOperationError },
+    );
+    t.is(err?.code, "ESTALE");
+    t.is(await readFile(p, "utf8"), "new");
+  },
+);
+
+test.serial("keepTimes puts back the atime and mtime the open found", async (t) => {
+  const { root, jr } = await fixture(t);
+  const p = join(root, "f");
+  await writeFile(p, "");
+  const { utimes } = await import("node:fs/promises");
+  await utimes(p, 1_500_000_000.5, 1_400_000_000.25);
+  await smallFileJob(jr, b("f"), { data: b("restored"), keepTimes: true });
+  const st = await lstat(p);
+  t.is(st.atimeMs, 1_500_000_000_500);
+  t.is(st.mtimeMs, 1_400_000_000_250);
+  t.is(await readFile(p, "utf8"), "restored");
+});
+
+test.serial(
+  "many jobs at once go in shared native batches; each gets its own result or error",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    await writeFile(join(root, "a/taken-7"), "keep");
+    const names = Array.from({ length: 300 }, (_, i) => `a/${i === 7 ? "taken-7" : `f${i}`}`);
+    const results = await Promise.allSettled(
+      names.map((n, i) => smallFileJob(jr, b(n), { createMode: 0o600, size: i })),
+    );
+    results.forEach((r, i) => {
+      if (i === 7) {
+        t.is(r.status, "rejected");
+        t.is(((r as PromiseRejectedResult).reason as FsOperationError).code, "EEXIST");
+      } else {
+        t.is(r.status, "fulfilled", names[i]);
+      }
+    });
+    for (const i of [0, 1, 150, 299]) t.is((await stat(join(root, names[i]!))).size, i);
+    t.is(await readFile(join(root, "a/taken-7"), "utf8"), "keep");
+  },
+);
