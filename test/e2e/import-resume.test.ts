@@ -318,7 +318,12 @@ test("hsm restore, archive and remove of stubs made by import --mode namespace u
  * finishes the job from the redelivered item. The counters are exact and every file is as the
  * blob says (data, owner, mode, mtime).
  */
-const restoreWithVictimAt = async (t: ExecutionContext, seam: string, name: string) => {
+const restoreWithVictimAt = async (
+  t: ExecutionContext,
+  seam: string,
+  name: string,
+  victimEnv: Record<string, string> = {},
+) => {
   const f = await fixture(t, name, 120, 2000);
   const target = join(f.dir, "t");
   await mkdir(target);
@@ -330,7 +335,7 @@ const restoreWithVictimAt = async (t: ExecutionContext, seam: string, name: stri
   t.is(imported.code, 0, imported.stderr);
   // The only worker at first: it dies at the seam, its item not acknowledged.
   const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
-    env: { ...env, HSMFLEET_TEST_SEAM: `${seam}:/d/f30` },
+    env: { ...env, ...victimEnv, HSMFLEET_TEST_SEAM: `${seam}:/d/f30` },
   });
   t.teardown(() => void victim.kill("SIGKILL"));
   const restoring = runCli(
@@ -358,4 +363,9 @@ test("hsmfleet restore with a worker SIGKILLed mid-item: its item is redelivered
   restoreWithVictimAt(t, "restore-file-done", "kill-restore"));
 
 test("hsmfleet restore with a worker SIGKILLed after a file's data is written, before its times are put back: the redelivered item keeps the file's own mtime, not the time of the crash", (t) =>
-  restoreWithVictimAt(t, "restore-data-written", "kill-restore-times"));
+  // The victim writes step by step (HSMFLEET_SMALL_FILE_JOB=0: the seam sits between the data and
+  // the futimes); the survivor takes the one-native-job path, which must hand the file it finds
+  // begun by this job to the step-by-step path and its recorded mtime.
+  restoreWithVictimAt(t, "restore-data-written", "kill-restore-times", {
+    HSMFLEET_SMALL_FILE_JOB: "0",
+  }));

@@ -30,7 +30,9 @@ import {
   archiveLocationXattr,
   importStateXattr,
   parseArchiveLocation,
+  formatPendingRestore,
   parseImportState,
+  pendingRestoreMtime,
   restoredByXattr,
 } from "../runtime/archive-location.js";
 
@@ -87,11 +89,23 @@ export const restoreSmallFile = async (r: SmallRestore): Promise<SmallRestoreOut
     const byThisJob = restored?.equals(Buffer.from(r.jobId, "utf8")) ?? false;
     return { result: "not-released", byThisJob };
   }
-  // A file an import left pending gets the blob's attributes: the general path does that.
+  // A file an import left pending gets the blob's attributes: the general path does that. So does
+  // a file this job began before (its worker died): its data may have moved the mtime, and the
+  // general path puts back the one recorded before the first write.
   if (parseImportState(importRecord)?.state === "pending") return { result: "general" };
+  if (pendingRestoreMtime(restored, r.jobId) !== undefined) return { result: "general" };
   r.step("locate");
   const where = (location && parseArchiveLocation(location)) ?? r.fallback();
   const container = await r.containerFor(where.container);
+  // The mtime to keep, recorded before the first byte is written (a crash between the native
+  // job's write and its futimens must not leave "now" to a redelivered item).
+  r.step("setxattr");
+  const st = seen.stat;
+  await r.root.setXattr(
+    r.rel,
+    restoredName,
+    formatPendingRestore(r.jobId, st.mtimeSec * 1000 + st.mtimeNsec / 1e6),
+  );
   r.step("download");
   const archiveId = Number(state?.archiveId ?? BigInt(r.archiveId)) || r.archiveId;
   const done = await r.blob.downloadSmallBlobTo(

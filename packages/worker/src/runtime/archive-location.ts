@@ -45,12 +45,26 @@ export const restoredBy = async (
   false;
 
 /**
- * The times a released file had before restore job `jobId` began writing its data, recorded in the
- * same xattr as `pending <jobId> <atimeMs> <mtimeMs>` before the first byte is written. Writing the
+ * The mtime a released file had before restore job `jobId` began writing its data, recorded in the
+ * restored-by xattr as `pending <jobId> <mtimeMs>` before the first byte is written. Writing the
  * data moves the file's mtime to "now"; a worker killed between the data and the futimes would
- * otherwise leave the redelivered item reading that "now" as the time to keep. Read back only for
- * the same job; `recordRestoredBy` replaces it when the file is done.
+ * otherwise leave the redelivered item reading that "now" as the time to keep. (The atime is not
+ * moved by a write: it is always the file's own.) Read back only for the same job;
+ * `recordRestoredBy` replaces it when the file is done.
  */
+export const formatPendingRestore = (jobId: string, mtimeMs: number): Buffer =>
+  Buffer.from(`pending ${jobId} ${mtimeMs}`, "utf8");
+
+/** The mtime (ms) a `pending <jobId> <mtimeMs>` record of job `jobId` kept, else undefined. */
+export const pendingRestoreMtime = (
+  value: Buffer | undefined,
+  jobId: string,
+): number | undefined => {
+  const m = value ? /^pending (\S+) (-?\d+(?:\.\d+)?)$/.exec(value.toString("utf8")) : null;
+  return m && m[1] === jobId ? Number(m[2]) : undefined;
+};
+
+/** The times to put back after restore job `jobId` writes `rel`'s data (see formatPendingRestore). */
 export const keptTimesBeforeRestore = async (
   root: JobRoot,
   rel: Buffer,
@@ -58,15 +72,10 @@ export const keptTimesBeforeRestore = async (
   jobId: string,
   current: () => Promise<{ atimeMs: number; mtimeMs: number }>,
 ): Promise<{ atime: Date; mtimeMs: number }> => {
-  const recorded = (await root.getXattr(rel, restoredByXattr(hsmXattr)))?.toString("utf8");
-  const m = recorded ? /^pending (\S+) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)$/.exec(recorded) : null;
-  if (m && m[1] === jobId) return { atime: new Date(Number(m[2])), mtimeMs: Number(m[3]) };
   const now = await current();
-  await root.setXattr(
-    rel,
-    restoredByXattr(hsmXattr),
-    Buffer.from(`pending ${jobId} ${now.atimeMs} ${now.mtimeMs}`, "utf8"),
-  );
+  const kept = pendingRestoreMtime(await root.getXattr(rel, restoredByXattr(hsmXattr)), jobId);
+  if (kept !== undefined) return { atime: new Date(now.atimeMs), mtimeMs: kept };
+  await root.setXattr(rel, restoredByXattr(hsmXattr), formatPendingRestore(jobId, now.mtimeMs));
   return { atime: new Date(now.atimeMs), mtimeMs: now.mtimeMs };
 };
 
