@@ -15,8 +15,21 @@ export interface PhaseOutcome {
   failures: SyncFailure[];
 }
 
+/** A phase is cut into at least this many work items when it has enough operations… */
+const SPREAD_ITEMS = 16;
+/** …of at least this many operations each. */
+const MIN_OPS_PER_ITEM = 8;
+
 /**
- * Publishes the operations of one phase as sealed work items (at most `opsPerItem` each) on the
+ * Operations per work item for a phase of `n`: at most `opsPerItem`, but small enough that the
+ * phase makes SPREAD_ITEMS items when it can, so that every worker (and each of its concurrent
+ * items) gets a share of a small phase instead of one item holding it all.
+ */
+export const itemSize = (n: number, opsPerItem: number): number =>
+  Math.max(1, Math.min(opsPerItem, Math.max(MIN_OPS_PER_ITEM, Math.ceil(n / SPREAD_ITEMS))));
+
+/**
+ * Publishes the operations of one phase as sealed work items (`itemSize` each) on the
  * service's subject and waits for every item's result. Results are untrusted input: only a result
  * with the job's seal, for an item of this phase, counts, and each once. An item with no result
  * after `itemTimeoutMs` (its worker and every redelivery lost) is published again under a new id.
@@ -74,7 +87,8 @@ export class PhaseDispatcher {
     const phase = ++this.#phase;
     const out: PhaseOutcome = { counters: emptySyncCounters(), requeue: [], failures: [] };
     const items: SyncOp[][] = [];
-    for (let i = 0; i < ops.length; i += opsPerItem) items.push(ops.slice(i, i + opsPerItem));
+    const size = itemSize(ops.length, opsPerItem);
+    for (let i = 0; i < ops.length; i += size) items.push(ops.slice(i, i + size));
     const stamp = `${Date.now().toString(36)}-${phase}`;
     await Promise.all(
       items.map(async (itemOps, n) => {
