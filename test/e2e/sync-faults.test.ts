@@ -40,7 +40,7 @@ test("sync: kill -9 of the service and of a worker mid-stream, repeatedly; after
   await startWorkers(t, server.url, 1, undefined, { storage });
   let w = worker();
   let sync = spawnSync(t, server.url, azurite.connectionString, args);
-  await waitInStep(nc, "k9", 0);
+  await waitInStep(nc, "k9", 0, { service: () => sync });
   let n = 0;
   const burst = async (count: number) => {
     for (let i = 0; i < count; i++, n++) {
@@ -65,11 +65,15 @@ test("sync: kill -9 of the service and of a worker mid-stream, repeatedly; after
   }
   const mark = Date.now();
   await writeFile(join(root, "last"), "the end");
-  const status = await waitInStep(nc, "k9", mark, { deletes: true, timeoutMs: 300_000 });
+  const status = await waitInStep(nc, "k9", mark, {
+    service: () => sync,
+    deletes: true,
+    timeoutMs: 300_000,
+  });
   t.is(status.failures, 0, status.lastError);
   const verified = await runVerifyJob({ nc, root, container: "killed", storage });
   t.like(verified, { identical: true, differences: 0, errors: 0 });
-  t.is((await stopSync(sync.child)).code, 0, sync.stderr());
+  t.is((await stopSync(sync)).code, 0, sync.stderr());
 });
 
 test("sync: a file written continuously for longer than --settle is never uploaded torn", async (t) => {
@@ -91,7 +95,7 @@ test("sync: a file written continuously for longer than --settle is never upload
     "--settle",
     "1s",
   ]);
-  await waitInStep(nc, "torn", 0);
+  await waitInStep(nc, "torn", 0, { service: sync });
   const blob = BlobServiceClient.fromConnectionString(azurite.connectionString)
     .getContainerClient("torn")
     .getBlobClient("growing.log");
@@ -105,7 +109,7 @@ test("sync: a file written continuously for longer than --settle is never upload
     await sleep(100);
   }
   t.is(seenDuringWrite, 0, "a blob appeared while the file was still being written");
-  await waitInStep(nc, "torn", Date.now());
+  await waitInStep(nc, "torn", Date.now(), { service: sync });
   const local = await readFile(file);
   const remote = await blob.downloadToBuffer();
   t.is(remote.length, local.length);
@@ -113,5 +117,5 @@ test("sync: a file written continuously for longer than --settle is never upload
   const props = await blob.getProperties();
   t.deepEqual(Buffer.from(props.contentMD5!), createHash("md5").update(local).digest());
   t.is((await syncStatus(nc, "torn"))?.filesExported, 1);
-  t.is((await stopSync(sync.child)).code, 0, sync.stderr());
+  t.is((await stopSync(sync)).code, 0, sync.stderr());
 });
