@@ -103,7 +103,12 @@ export const publishPipelined = async (
               error?: { description?: unknown };
             };
             if (ack.error !== undefined)
-              fail(index, String(ack.error.description ?? "error acknowledgement"));
+              fail(
+                index,
+                typeof ack.error.description === "string"
+                  ? ack.error.description
+                  : "error acknowledgement",
+              );
             else if (typeof ack.stream !== "string" || ack.stream === "")
               fail(index, "invalid acknowledgement");
           } catch {

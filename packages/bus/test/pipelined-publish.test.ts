@@ -1,5 +1,5 @@
 import test from "ava";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { DiscardPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { startNatsServer } from "@hsmfleet/testkit";
 import { connectBus } from "../src/connection.js";
 import { PipelinedPublishError, publishPipelined } from "../src/pipelined-publish.js";
@@ -63,7 +63,7 @@ test("a stream that refuses a message (full, discard new) fails the publish at t
     name: "SMALL",
     subjects: ["small.>"],
     max_msgs: 5,
-    discard: "new" as never,
+    discard: DiscardPolicy.New,
   });
   const messages = Array.from({ length: 20 }, (_, i) => ({
     subject: "small.x",

@@ -26,14 +26,19 @@ class HandSource implements ChangeSource {
   readonly name = "posix";
   #emit: (changes: SourceChange[]) => void = () => {};
   #next = 0;
-  async start(_: ChangeCheckpoint | undefined, emit: (c: SourceChange[]) => void): Promise<void> {
+  start(_: ChangeCheckpoint | undefined, emit: (c: SourceChange[]) => void): Promise<void> {
     this.#emit = emit;
+    return Promise.resolve();
   }
-  async release(): Promise<void> {}
+  release(): Promise<void> {
+    return Promise.resolve();
+  }
   directories(): Buffer[] {
     return [];
   }
-  async stop(): Promise<void> {}
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
   emit(...changes: Array<[ChangeType, string]>): void {
     this.#emit(
       changes.map(([type, rel]) => ({

@@ -66,7 +66,7 @@ export class SyncLoop {
   /** Checkpoint moves, one at a time and in order. */
   #advancing: Promise<void> = Promise.resolve();
   /** What ended a phase applied in the background (it ends the loop). */
-  #failure: unknown;
+  #failure: unknown = undefined;
   readonly #status: SyncStatusRecord;
 
   constructor(options: SyncLoopOptions) {
@@ -138,7 +138,10 @@ export class SyncLoop {
       this.#status.state = "running";
       statusTimer = setInterval(() => void this.#saveStatus(), o.statusIntervalMs);
       while (!signal.aborted) {
-        if (this.#failure !== undefined) throw this.#failure;
+        if (this.#failure !== undefined)
+          throw this.#failure instanceof Error
+            ? this.#failure
+            : new Error(`sync ${o.name}: ${errorMessage(this.#failure)}`);
         const worked = await this.#step(dispatcher, signal);
         if (!worked) await this.#idle(signal);
       }
