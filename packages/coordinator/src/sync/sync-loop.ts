@@ -318,10 +318,12 @@ export class SyncLoop {
   async #phaseOps(phase: Phase, now: number): Promise<SyncOp[]> {
     const o = this.#o;
     const ops: SyncOp[] = [];
+    // Each waiting deletion is its own KV key: written together, not one round trip after another.
+    const deletes: Promise<void>[] = [];
     for (const op of phase.ops) {
       switch (op.kind) {
         case "delete":
-          if (!o.noDelete) await o.state.addDelete(op.rel, op.isDir, now + o.removeDelayMs);
+          if (!o.noDelete) deletes.push(o.state.addDelete(op.rel, op.isDir, now + o.removeDelayMs));
           break;
         case "reconcile":
           ops.push({ op: "reconcile", path: op.rel, keep: o.noDelete });
@@ -330,6 +332,7 @@ export class SyncLoop {
           ops.push({ op: op.kind, path: op.rel });
       }
     }
+    await Promise.all(deletes);
     for (const m of phase.moves) {
       ops.push({ op: "move", path: m.to, from: m.from });
       if (!m.isDir) continue;

@@ -128,11 +128,13 @@ export class SyncState {
   }
 
   async removeDeletes(done: DelayedDelete[]): Promise<void> {
+    const purges: Promise<void>[] = [];
     for (const d of done) {
       if (this.#deletes.get(d.key) !== d) continue; // replaced by a newer deletion of that path
       this.#deletes.delete(d.key);
-      await this.#kv.purge(d.key);
+      purges.push(this.#kv.purge(d.key));
     }
+    await Promise.all(purges);
   }
 
   async saveStatus(status: SyncStatusRecord): Promise<void> {
