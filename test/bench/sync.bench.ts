@@ -1,9 +1,10 @@
 /**
  * `npm run bench:sync`: `hsmfleet sync` on the posix source (inotify), the service in this
- * process, `hsmfleet worker` processes, a real nats-server and a blob store (Azurite by default):
- *   - raw ceiling: what the store answers at all — the same small Put Blobs sent straight from this
- *     process at the workers' concurrency (32: 4 items × 8 files), no sync, no NATS; × 3 records
- *     per file it is the most changes/s any number of workers could apply against this store;
+ * process, `hsmfleet worker` processes, a real nats-server and a blob store (a fresh one per run):
+ *   - raw ceiling (per run, before it): what the store answers at all — the same small Put Blobs
+ *     sent straight from this process at the workers' concurrency (32: 4 items × 8 files), no sync,
+ *     no NATS; × 3 records per file it is the most changes/s any number of workers could apply
+ *     against this store;
  *   - throughput: files written as fast as a writer process can (sync-writer.ts; each a CREAT,
  *     MODIFY and CLOSE_WRITE
  *     record, coalesced into one upload), changes (records) applied per second with 1 and 2
@@ -19,8 +20,11 @@
  *   HSMFLEET_BENCH_SYNC_RATE     offered records/s for the lag run (default 1,000)
  *   HSMFLEET_BENCH_SYNC_SECONDS  length of the lag run (default 20)
  *   HSMFLEET_BENCH_SYNC_WORKERS  worker counts to run, comma-separated (default "1,2")
- *   HSMFLEET_BENCH_SYNC_STORE    `azurite` (default) or `sink` (the benchmark sink, blob-sink.ts:
- *                                answers Put Blob at almost no cost — to see the rest of the path)
+ *   HSMFLEET_BENCH_SYNC_STORE    `sink` (default: the benchmark sink, blob-sink.ts, answers Put
+ *                                Blob at almost no cost, so the sync path is what is measured) or
+ *                                `azurite` (a real emulator: its own ceiling, ~100–1,500 Put
+ *                                Blobs/s here, falling as it holds more blobs, bounds the run).
+ *                                Either way a fresh store per run.
  *   HSMFLEET_BENCH_SYNC_PROFILE  a directory: CPU profiles of the service (this process, the
  *                                throughput runs) and of the workers (--cpu-prof) are written there
  *   HSMFLEET_BENCH_SYNC_PEER     the directory of another build of @hsmfleet/coordinator (its
@@ -61,7 +65,7 @@ const WORKERS = (process.env["HSMFLEET_BENCH_SYNC_WORKERS"] ?? "1,2")
   .map((s) => Number(s.trim()));
 if (WORKERS.some((n) => !Number.isInteger(n) || n < 1))
   throw new Error("HSMFLEET_BENCH_SYNC_WORKERS: worker counts, comma-separated");
-const STORE = process.env["HSMFLEET_BENCH_SYNC_STORE"] ?? "azurite";
+const STORE = process.env["HSMFLEET_BENCH_SYNC_STORE"] ?? "sink";
 if (STORE !== "azurite" && STORE !== "sink")
   throw new Error("HSMFLEET_BENCH_SYNC_STORE must be azurite or sink");
 const PROFILE_DIR = process.env["HSMFLEET_BENCH_SYNC_PROFILE"];
@@ -82,6 +86,8 @@ interface Run {
   files: number;
   records: number;
   seconds: number;
+  /** The raw ceiling (Put Blobs straight to this run's store × 3 records per file). */
+  rawChangesPerSecond: number;
   changesPerSecond: number;
   changesPerSecondPerWorker: number;
   filesPerSecond: number;
@@ -127,12 +133,39 @@ interface Setup {
   dir: string;
   natsUrl: string;
   natsPid: number;
-  connectionString: string;
-  storePid: number;
-  storage: NonNullable<ReturnType<typeof parseStorageTarget>>;
   nc: Awaited<ReturnType<typeof connectBus>>;
   profiler: CpuProfiler | undefined;
 }
+
+interface Store {
+  connectionString: string;
+  pid: number;
+  storage: NonNullable<ReturnType<typeof parseStorageTarget>>;
+  stop: () => Promise<void>;
+}
+
+/**
+ * A fresh store for one run: Azurite slows down as it holds more blobs (its in-memory database),
+ * so runs sharing one would each measure a slower store than the one before.
+ */
+const startStore = async (): Promise<Store> => {
+  if (STORE === "azurite") {
+    const azurite = await startAzurite();
+    return {
+      connectionString: azurite.connectionString,
+      pid: azurite.pid,
+      storage: parseStorageTarget(azurite.connectionString)!,
+      stop: () => azurite.stop(),
+    };
+  }
+  const sink = await spawnBlobSink();
+  return {
+    connectionString: sink.connectionString,
+    pid: sink.pid,
+    storage: parseStorageTarget(sink.connectionString)!,
+    stop: () => sink.stop(),
+  };
+};
 
 let runId = 0;
 
@@ -161,6 +194,9 @@ const runOnce = async (
   lagToo: boolean,
 ): Promise<{ run: Run; lag: Lag | undefined }> => {
   const id = ++runId;
+  const store = await startStore();
+  // What the store answers at all, measured on this run's fresh store before the run.
+  const raw = await rawCeiling(store.storage, FILES);
   const procs: ChildProcess[] = [];
   for (let i = 0; i < workers; i++)
     procs.push(
@@ -178,7 +214,7 @@ const runOnce = async (
           "--nats",
           setup.natsUrl,
           "--storage",
-          setup.connectionString,
+          store.connectionString,
           "worker",
         ],
         {
@@ -209,7 +245,7 @@ const runOnce = async (
     name,
     settleMs: 0,
     removeDelayMs: 3_600_000,
-    storage: setup.storage,
+    storage: store.storage,
     signal: abort.signal,
     onStatus: (s) => {
       last = s;
@@ -225,7 +261,7 @@ const runOnce = async (
     const pids: Record<string, number> = {
       service: process.pid,
       nats: setup.natsPid,
-      [STORE]: setup.storePid,
+      [STORE]: store.pid,
     };
     procs.forEach((p, i) => (pids[`worker${i + 1}`] = p.pid ?? -1));
     const cpu0 = Object.fromEntries(
@@ -258,6 +294,7 @@ const runOnce = async (
       records,
       seconds: Math.round(seconds * 100) / 100,
       writeSeconds: Math.round((written - t0) / 10) / 100,
+      rawChangesPerSecond: Math.round(raw * RECORDS_PER_FILE),
       changesPerSecond: Math.round(records / seconds),
       changesPerSecondPerWorker: Math.round(records / seconds / workers),
       filesPerSecond: Math.round(FILES / seconds),
@@ -293,6 +330,7 @@ const runOnce = async (
     await service.catch(() => undefined);
     changes.unsubscribe();
     for (const p of procs) await stopChild(p);
+    await store.stop();
   }
   return { run, lag };
 };
@@ -307,10 +345,6 @@ const main = async (): Promise<void> => {
   }
   const dir = await tempDir();
   const nats = await startNatsServer();
-  const azurite = STORE === "azurite" ? await startAzurite() : undefined;
-  const sink = STORE === "sink" ? await spawnBlobSink() : undefined;
-  const connectionString = azurite?.connectionString ?? sink!.connectionString;
-  const storage = parseStorageTarget(connectionString)!;
   const nc = await connectBus({ servers: nats.url });
   await ensureTopology(nc);
   const runs: Run[] = [];
@@ -320,24 +354,11 @@ const main = async (): Promise<void> => {
     dir: dir.path,
     natsUrl: nats.url,
     natsPid: nats.pid,
-    connectionString,
-    storePid: azurite?.pid ?? sink!.pid,
-    storage,
     nc,
     profiler: PROFILE_DIR !== undefined ? new CpuProfiler() : undefined,
   };
-  const raws: number[] = [];
   try {
     for (let round = 1; round <= ROUNDS; round++) {
-      raws.push(await rawCeiling(storage, FILES));
-      console.log(
-        JSON.stringify({
-          store: STORE,
-          round,
-          rawPutsPerSecond: Math.round(raws[raws.length - 1]!),
-          rawChangesPerSecond: Math.round(raws[raws.length - 1]! * RECORDS_PER_FILE),
-        }),
-      );
       // Alternating which side goes first, round by round.
       const order = round % 2 === 1 ? sides : [...sides].reverse();
       for (const workers of WORKERS)
@@ -351,8 +372,6 @@ const main = async (): Promise<void> => {
     setup.profiler?.close();
     await nc.close();
     await nats.stop();
-    await azurite?.stop();
-    await sink?.stop();
     await dir.cleanup();
   }
   const summary = sides.map(([side]) => ({
@@ -400,7 +419,7 @@ const main = async (): Promise<void> => {
       cpus: cpus().length,
       load: loadavg().map(round1),
       store: STORE,
-      rawChangesPerSecond: Math.round(median(raws) * RECORDS_PER_FILE),
+      rawChangesPerSecond: median(runs.map((r) => r.rawChangesPerSecond)),
       summary,
       ratio,
       runs,
