@@ -39,7 +39,7 @@ export class PhaseDispatcher {
   readonly #jobId: string;
   readonly #key: Uint8Array;
   readonly #logger: Logger | undefined;
-  readonly #waiting = new Map<string, (r: SyncResult) => void>();
+  readonly #waiting = new Map<string, (r: SyncResult | undefined) => void>();
   readonly #sub: ReturnType<NatsConnection["subscribe"]>;
   #phase = 0;
 
@@ -90,46 +90,60 @@ export class PhaseDispatcher {
     const size = itemSize(ops.length, opsPerItem);
     for (let i = 0; i < ops.length; i += size) items.push(ops.slice(i, i + size));
     const stamp = `${Date.now().toString(36)}-${phase}`;
-    await Promise.all(
-      items.map(async (itemOps, n) => {
-        for (let attempt = 1; ; attempt++) {
-          if (signal.aborted) throw signal.reason;
-          const batchId = `${this.#jobId}.${stamp}.${n}.${attempt}`;
-          const result = await this.#one(batchId, itemOps, itemTimeoutMs, signal);
-          if (result === undefined) {
-            this.#logger?.warn(
-              { batchId },
-              "sync: no result for a work item in time; published again",
-            );
-            continue;
-          }
-          for (const k of Object.keys(out.counters) as (keyof SyncCounters)[])
-            out.counters[k] += result.counters[k];
-          out.requeue.push(...result.requeue);
-          out.failures.push(...result.failures);
-          return;
-        }
-      }),
-    );
+    // One abort listener per phase (not per item: a phase may have many): it ends every wait.
+    const mine = new Set<string>();
+    const onAbort = () => {
+      for (const id of [...mine]) this.#waiting.get(id)?.(undefined);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.all(
+        items.map((itemOps, n) => this.#item(itemOps, n, stamp, mine, out, itemTimeoutMs, signal)),
+      );
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
     return out;
   }
 
-  async #one(
-    batchId: string,
-    ops: SyncOp[],
-    timeoutMs: number,
+  /** One work item until it has a result (published again under a new id after a timeout). */
+  async #item(
+    itemOps: SyncOp[],
+    n: number,
+    stamp: string,
+    mine: Set<string>,
+    out: PhaseOutcome,
+    itemTimeoutMs: number,
     signal: AbortSignal,
-  ): Promise<SyncResult | undefined> {
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) throw signal.reason;
+      const batchId = `${this.#jobId}.${stamp}.${n}.${attempt}`;
+      mine.add(batchId);
+      const result = await this.#one(batchId, itemOps, itemTimeoutMs).finally(() =>
+        mine.delete(batchId),
+      );
+      if (result === undefined) {
+        this.#logger?.warn({ batchId }, "sync: no result for a work item in time; published again");
+        continue;
+      }
+      for (const k of Object.keys(out.counters) as (keyof SyncCounters)[])
+        out.counters[k] += result.counters[k];
+      out.requeue.push(...result.requeue);
+      out.failures.push(...result.failures);
+      return;
+    }
+  }
+
+  /** Publishes one item and waits for its result; undefined after `timeoutMs` or an abort. */
+  async #one(batchId: string, ops: SyncOp[], timeoutMs: number): Promise<SyncResult | undefined> {
     const result = new Promise<SyncResult | undefined>((resolve) => {
       const finish = (r: SyncResult | undefined) => {
         clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
         this.#waiting.delete(batchId);
         resolve(r);
       };
-      const onAbort = () => finish(undefined);
-      const timer = setTimeout(onAbort, timeoutMs);
-      signal.addEventListener("abort", onAbort, { once: true });
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
       this.#waiting.set(batchId, finish);
     });
     const subject = syncSubjects.batch(this.#jobId);
