@@ -45,10 +45,11 @@ export interface SyncLoopOptions {
 
 /**
  * The sync service's main loop: changes from the source are coalesced per path; ready operations
- * go out as phases (one at a time, so changes to one path never overtake each other) to the
- * workers; after each phase the checkpoint moves to just before the oldest record not yet
- * applied, the applied records are published on HSMFLEET_CHANGES, and the source may release
- * them (Lustre: changelog_clear).
+ * go out as phases to the workers, several at once when no path is in two of them (so changes to
+ * one path never overtake each other; renames, due deletions and rescans alone); after each phase
+ * the checkpoint moves to just before the oldest record not yet applied (pending or in flight),
+ * the applied records are published on HSMFLEET_CHANGES, and the source may release them (Lustre:
+ * changelog_clear).
  */
 export class SyncLoop {
   readonly #o: SyncLoopOptions;
