@@ -38,7 +38,7 @@ test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, rename
     "3s",
   ]);
   // The first start compares every directory with its (missing) blobs: the initial sync.
-  await waitInStep(nc, "e2e", 0);
+  await waitInStep(nc, "e2e", 0, { service: sync });
   t.deepEqual(await names(azurite.connectionString, "synced"), ["old", "old/kept.txt"]);
 
   let mark = Date.now();
@@ -52,7 +52,7 @@ test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, rename
   await writeFile(join(root, "to-rename.txt"), "renamed content");
   await mkdir(join(root, "big"));
   for (let i = 0; i < 1000; i++) await writeFile(join(root, "big", `f${i}`), `file ${i}\n`);
-  await waitInStep(nc, "e2e", mark);
+  await waitInStep(nc, "e2e", mark, { service: sync });
   t.is((await names(azurite.connectionString, "synced", "big/")).length, 1000);
   const before = (await syncStatus(nc, "e2e"))!;
 
@@ -61,7 +61,7 @@ test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, rename
   await rename(join(root, "big"), join(root, "big2"));
   await rm(join(root, "old"), { recursive: true });
   await rm(join(root, "newdir", "inner.bin"));
-  const after = await waitInStep(nc, "e2e", mark, { deletes: true });
+  const after = await waitInStep(nc, "e2e", mark, { service: sync, deletes: true });
   t.true(after.renames >= 1001, `renames ${after.renames}`);
   t.true(after.metadataUpdates >= 1, `metadata updates ${after.metadataUpdates}`);
   t.true(after.deletions > before.deletions);
@@ -88,7 +88,7 @@ test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, rename
   const text = await runCli(["--nats", server.url, "status", "sync-e2e"]);
   t.regex(text.stdout, /records read \d+, applied \d+; backlog 0/);
 
-  const stopped = await stopSync(sync.child);
+  const stopped = await stopSync(sync);
   t.is(stopped.code, 0, sync.stderr());
   t.is((await syncStatus(nc, "e2e"))?.state, "stopped");
 });

@@ -52,3 +52,9 @@ export { serverKeepsTermReason, terminateMessage, isTerminalMessageError } from 
 export type { TerminalMessageError } from "./terminate.js";
 export { ensureSyncTopology, SYNC_BUCKET, SYNC_TOPOLOGY_DEFAULTS } from "./sync-topology.js";
 export type { SyncTopologyOptions } from "./sync-topology.js";
+export {
+  publishPipelined,
+  PipelinedPublishError,
+  PIPELINED_PUBLISH_DEFAULTS,
+} from "./pipelined-publish.js";
+export type { PipelinedMessage, PipelinedPublishOptions } from "./pipelined-publish.js";

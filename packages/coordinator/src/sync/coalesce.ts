@@ -124,6 +124,11 @@ export class Coalescer {
     this.#moves.push({ from, to, isDir, index });
   }
 
+  /** Whether a rename is waiting (it goes out alone, after everything handed out before it). */
+  get movesPending(): boolean {
+    return this.#moves.length > 0;
+  }
+
   /** The oldest record not yet handed out, or undefined when nothing is pending. */
   oldestIndex(): bigint | undefined {
     let min: bigint | undefined;
@@ -136,10 +141,15 @@ export class Coalescer {
   /**
    * The next phase to apply, taken out of the pending set: pending renames first, in order (a
    * directory rename alone, file renames together while they touch distinct paths), else every
-   * operation that is ready (uploads quiet for `settleMs`, the rest at once), at most `max`.
-   * Undefined when nothing is ready.
+   * operation that is ready (uploads quiet for `settleMs`, the rest at once, none whose path
+   * `busy` says is still being applied), at most `max`. Undefined when nothing is ready.
    */
-  takePhase(nowMs: number, settleMs: number, max: number): Phase | undefined {
+  takePhase(
+    nowMs: number,
+    settleMs: number,
+    max: number,
+    busy?: (rel: Buffer) => boolean,
+  ): Phase | undefined {
     if (this.#moves.length > 0) {
       const moves: PendingMove[] = [];
       for (const m of this.#moves) {
@@ -165,6 +175,8 @@ export class Coalescer {
     for (const [key, op] of this.#pending) {
       if (ops.length >= max) break;
       if (op.kind === "upload" && !op.isDir && nowMs - op.lastMs < settleMs) continue;
+      // A path whose previous operation is still being applied waits for it (order per path).
+      if (busy?.(op.rel) === true) continue;
       ops.push(op);
       this.#pending.delete(key);
     }

@@ -1,4 +1,5 @@
 import type { BlobContainer } from "@hsmfleet/blob";
+import { publishPipelined } from "@hsmfleet/bus";
 import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
 import { blobNameForPath, errorMessage, pathForBlobName } from "@hsmfleet/core";
 import { changesSubject, encodeChangeRecord } from "@hsmfleet/protocol";
@@ -10,6 +11,12 @@ import type { Phase } from "./coalesce.js";
 import { PhaseDispatcher } from "./sync-dispatch.js";
 import type { PhaseOutcome } from "./sync-dispatch.js";
 import type { SyncState, SyncStatusRecord } from "./sync-state.js";
+
+/** A phase being applied: the oldest record it holds (the checkpoint stays before it), its paths. */
+interface PhaseInFlight {
+  minIndex: bigint | undefined;
+  paths: Set<string>;
+}
 
 export interface SyncLoopOptions {
   nc: NatsConnection;
@@ -28,6 +35,8 @@ export interface SyncLoopOptions {
   rescanIntervalMs: number;
   opsPerItem: number;
   maxPhaseOps: number;
+  /** Phases of disjoint paths applied at once, at most (renames, deletions and rescans alone). */
+  maxPhasesInFlight: number;
   itemTimeoutMs: number;
   statusIntervalMs: number;
   logger: Logger | undefined;
@@ -36,10 +45,11 @@ export interface SyncLoopOptions {
 
 /**
  * The sync service's main loop: changes from the source are coalesced per path; ready operations
- * go out as phases (one at a time, so changes to one path never overtake each other) to the
- * workers; after each phase the checkpoint moves to just before the oldest record not yet
- * applied, the applied records are published on HSMFLEET_CHANGES, and the source may release
- * them (Lustre: changelog_clear).
+ * go out as phases to the workers, several at once when no path is in two of them (so changes to
+ * one path never overtake each other; renames, due deletions and rescans alone); after each phase
+ * the checkpoint moves to just before the oldest record not yet applied (pending or in flight),
+ * the applied records are published on HSMFLEET_CHANGES, and the source may release them (Lustre:
+ * changelog_clear).
  */
 export class SyncLoop {
   readonly #o: SyncLoopOptions;
@@ -50,6 +60,14 @@ export class SyncLoop {
   #savedIndex: bigint | undefined;
   #wake: (() => void) | undefined;
   #lastRescanMs = 0;
+  /** Phases being applied: the oldest record each holds, and the paths it touches. */
+  readonly #inFlight = new Set<PhaseInFlight>();
+  /** Paths of the phases being applied (a path in two at once would lose its order). */
+  readonly #busy = new Map<string, number>();
+  /** Checkpoint moves, one at a time and in order. */
+  #advancing: Promise<void> = Promise.resolve();
+  /** What ended a phase applied in the background (it ends the loop). */
+  #failure: unknown = undefined;
   readonly #status: SyncStatusRecord;
 
   constructor(options: SyncLoopOptions) {
@@ -121,9 +139,14 @@ export class SyncLoop {
       this.#status.state = "running";
       statusTimer = setInterval(() => void this.#saveStatus(), o.statusIntervalMs);
       while (!signal.aborted) {
+        if (this.#failure !== undefined)
+          throw this.#failure instanceof Error
+            ? this.#failure
+            : new Error(`sync ${o.name}: ${errorMessage(this.#failure)}`);
         const worked = await this.#step(dispatcher, signal);
         if (!worked) await this.#idle(signal);
       }
+      await this.#drain();
     } catch (err) {
       if (!signal.aborted) {
         this.#status.state = "failed";
@@ -141,20 +164,53 @@ export class SyncLoop {
     return { ...this.#status };
   }
 
-  /** One phase, due deletions or a rescan; false when nothing was ready. */
+  /**
+   * Starts one phase, or applies due deletions or a rescan; false when nothing was ready (or the
+   * phases in flight must end first). Phases of uploads, metadata updates and reconciliations go
+   * out while earlier ones are still applied, up to `maxPhasesInFlight`, as long as no path is in
+   * two at once: a path's operations still apply in record order. A rename, due deletions and a
+   * rescan wait until every phase in flight has ended and run alone.
+   */
   async #step(dispatcher: PhaseDispatcher, signal: AbortSignal): Promise<boolean> {
     const o = this.#o;
     const now = Date.now();
-    const phase = this.#coalescer.takePhase(now, o.settleMs, o.maxPhaseOps);
+    const exclusive =
+      this.#coalescer.movesPending ||
+      o.state.dueDeletes(now, 1).length > 0 ||
+      now - this.#lastRescanMs >= o.rescanIntervalMs;
+    if (exclusive && this.#inFlight.size > 0) return false;
+    if (!exclusive && this.#inFlight.size >= o.maxPhasesInFlight) return false;
+    const phase = this.#coalescer.takePhase(now, o.settleMs, o.maxPhaseOps, (rel) =>
+      this.#busy.has(rel.toString("latin1")),
+    );
     if (phase !== undefined) {
-      const minIndex = this.#phaseMin(phase);
-      const ops = await this.#phaseOps(phase, now);
+      // In flight from here on: the checkpoint must not pass its records while its work items are
+      // made (a phase that ended meanwhile moves it).
+      const entry = this.#holdPhase(phase);
+      let ops: SyncOp[];
+      try {
+        ops = await this.#phaseOps(phase, now);
+      } catch (err) {
+        this.#releasePhase(entry);
+        throw err;
+      }
       o.logger?.debug({ ops: ops.length, moves: phase.moves.length }, "sync: phase");
-      if (ops.length > 0)
-        this.#fold(await dispatcher.run(ops, o.opsPerItem, o.itemTimeoutMs, signal), minIndex);
-      await this.#advance();
+      if (phase.moves.length > 0) {
+        // A rename runs alone: what follows it may depend on the blobs being at the new name.
+        try {
+          if (ops.length > 0)
+            this.#fold(
+              await dispatcher.run(ops, o.opsPerItem, o.itemTimeoutMs, signal),
+              entry.minIndex,
+            );
+        } finally {
+          this.#releasePhase(entry);
+        }
+        await this.#advanceInOrder();
+      } else this.#startPhase(dispatcher, ops, entry, signal);
       return true;
     }
+    if (this.#inFlight.size > 0) return false;
     const due = o.state.dueDeletes(now, o.maxPhaseOps);
     if (due.length > 0) {
       const ops: SyncOp[] = due.map((d) => ({ op: "delete", path: d.rel, dir: d.dir }));
@@ -166,10 +222,71 @@ export class SyncLoop {
       await this.rescan(dispatcher, signal);
       return true;
     }
-    await this.#advance();
-    if (this.#coalescer.size === 0 && this.#records.length === 0)
+    await this.#advanceInOrder();
+    if (this.#coalescer.size === 0 && this.#records.length === 0 && this.#inFlight.size === 0)
       this.#status.lastFullySynchronizedMs = now;
     return false;
+  }
+
+  /** Marks a phase taken from the coalescer as in flight: its oldest record and its paths. */
+  #holdPhase(phase: Phase): PhaseInFlight {
+    const paths = new Set<string>();
+    for (const op of phase.ops) paths.add(op.rel.toString("latin1"));
+    for (const m of phase.moves) {
+      paths.add(m.from.toString("latin1"));
+      paths.add(m.to.toString("latin1"));
+    }
+    for (const p of paths) this.#busy.set(p, (this.#busy.get(p) ?? 0) + 1);
+    const entry = { minIndex: this.#phaseMin(phase), paths };
+    this.#inFlight.add(entry);
+    return entry;
+  }
+
+  #releasePhase(entry: PhaseInFlight): void {
+    this.#inFlight.delete(entry);
+    for (const p of entry.paths) {
+      const n = (this.#busy.get(p) ?? 1) - 1;
+      if (n === 0) this.#busy.delete(p);
+      else this.#busy.set(p, n);
+    }
+  }
+
+  /** Applies a phase in the background; its paths stay busy until it has ended. */
+  #startPhase(
+    dispatcher: PhaseDispatcher,
+    ops: SyncOp[],
+    entry: PhaseInFlight,
+    signal: AbortSignal,
+  ): void {
+    const o = this.#o;
+    const applied =
+      ops.length > 0
+        ? dispatcher.run(ops, o.opsPerItem, o.itemTimeoutMs, signal)
+        : Promise.resolve(undefined);
+    void applied
+      .then((outcome) => {
+        // Requeued paths go back before the phase stops holding the checkpoint.
+        if (outcome !== undefined) this.#fold(outcome, entry.minIndex);
+      })
+      .finally(() => this.#releasePhase(entry))
+      .then(() => this.#advanceInOrder())
+      .catch((err: unknown) => {
+        if (!signal.aborted) this.#failure ??= err;
+      })
+      .finally(() => this.#wake?.());
+  }
+
+  /** Waits until every phase in flight has ended (and moved the checkpoint). */
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await new Promise((r) => setTimeout(r, 10));
+    await this.#advancing.catch(() => undefined);
+  }
+
+  /** Moves the checkpoint; calls are queued so that two never interleave. */
+  #advanceInOrder(): Promise<void> {
+    const next = this.#advancing.then(() => this.#advance());
+    this.#advancing = next.catch(() => undefined);
+    return next;
   }
 
   /** Compares every directory the source knows with its blobs (the reconciliation scan). */
@@ -202,10 +319,12 @@ export class SyncLoop {
   async #phaseOps(phase: Phase, now: number): Promise<SyncOp[]> {
     const o = this.#o;
     const ops: SyncOp[] = [];
+    // Each waiting deletion is its own KV key: written together, not one round trip after another.
+    const deletes: Promise<void>[] = [];
     for (const op of phase.ops) {
       switch (op.kind) {
         case "delete":
-          if (!o.noDelete) await o.state.addDelete(op.rel, op.isDir, now + o.removeDelayMs);
+          if (!o.noDelete) deletes.push(o.state.addDelete(op.rel, op.isDir, now + o.removeDelayMs));
           break;
         case "reconcile":
           ops.push({ op: "reconcile", path: op.rel, keep: o.noDelete });
@@ -214,6 +333,7 @@ export class SyncLoop {
           ops.push({ op: op.kind, path: op.rel });
       }
     }
+    await Promise.all(deletes);
     for (const m of phase.moves) {
       ops.push({ op: "move", path: m.to, from: m.from });
       if (!m.isDir) continue;
@@ -259,18 +379,27 @@ export class SyncLoop {
   /** Moves the checkpoint to just before the oldest record still pending and publishes the applied ones. */
   async #advance(): Promise<void> {
     const o = this.#o;
-    const oldest = this.#coalescer.oldestIndex();
+    let oldest = this.#coalescer.oldestIndex();
+    for (const p of this.#inFlight)
+      if (p.minIndex !== undefined && (oldest === undefined || p.minIndex < oldest))
+        oldest = p.minIndex;
     const upTo = oldest !== undefined ? oldest - 1n : this.#lastRead;
     if (upTo === undefined) return;
     let n = 0;
     while (n < this.#records.length && BigInt(this.#records[n]!.index) <= upTo) n++;
     const applied = this.#records.slice(0, n);
     this.#records = this.#records.slice(n);
-    for (const r of applied) {
-      await o.js.publish(changesSubject(o.name), encodeChangeRecord(r), {
-        msgID: `${o.name}.${r.source}.${r.index}`,
-      });
-    }
+    // In order, pipelined (one round trip per window, not per record); every one stored before the
+    // checkpoint moves past it.
+    const subject = changesSubject(o.name);
+    await publishPipelined(
+      o.nc,
+      applied.map((r) => ({
+        subject,
+        data: encodeChangeRecord(r),
+        msgId: `${o.name}.${r.source}.${r.index}`,
+      })),
+    );
     this.#status.recordsApplied += applied.length;
     if (this.#savedIndex !== undefined && upTo <= this.#savedIndex) return;
     const watermarkMs = this.#records[0]?.time ?? Date.now();

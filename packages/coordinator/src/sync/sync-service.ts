@@ -41,6 +41,11 @@ export const SYNC_DEFAULTS = {
   opsPerItem: 100,
   /** Operations in one phase (published together, applied in parallel). */
   maxPhaseOps: 5_000,
+  /**
+   * Phases applied at once (their paths disjoint; renames, deletions and rescans alone): the next
+   * goes out while the workers still apply the previous ones.
+   */
+  maxPhasesInFlight: 4,
   /** A work item with no result after this long is published again (5 min). */
   itemTimeoutMs: 300_000,
   /** How often the status is written to KV. */
@@ -182,6 +187,7 @@ export const runSyncService = async (options: SyncServiceOptions): Promise<SyncS
     rescanIntervalMs: options.rescanIntervalMs ?? SYNC_DEFAULTS.rescanIntervalMs,
     opsPerItem: options.opsPerItem ?? SYNC_DEFAULTS.opsPerItem,
     maxPhaseOps: SYNC_DEFAULTS.maxPhaseOps,
+    maxPhasesInFlight: SYNC_DEFAULTS.maxPhasesInFlight,
     itemTimeoutMs: options.itemTimeoutMs ?? SYNC_DEFAULTS.itemTimeoutMs,
     statusIntervalMs: SYNC_DEFAULTS.statusIntervalMs,
     logger: options.logger,

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { withJetStreamRetry } from "@hsmfleet/bus";
 import type { KV } from "@hsmfleet/bus";
 import type { ChangeCheckpoint } from "./change-source.js";
 
@@ -51,7 +52,8 @@ export interface DelayedDelete {
 const token = (s: string): string => Buffer.from(s).toString("hex");
 
 /**
- * A sync service's durable state in the hsmfleet-sync bucket: per source its checkpoint (the last
+ * A sync service's durable state in the hsmfleet-sync bucket (every read and write retried while
+ * JetStream does not answer, up to withJetStreamRetry's deadline: a busy server is not a failure): per source its checkpoint (the last
  * record applied and the time of the oldest change not yet applied), the deletions waiting out the
  * remove delay (one key each, so they survive a restart whatever their number), and its status.
  */
@@ -66,7 +68,8 @@ export class SyncState {
   }
 
   async checkpoint(source: string): Promise<ChangeCheckpoint | undefined> {
-    const e = await this.#kv.get(`${this.#name}.ckpt.${token(source)}`);
+    const key = `${this.#name}.ckpt.${token(source)}`;
+    const e = await withJetStreamRetry(`read ${key} from KV`, () => this.#kv.get(key));
     if (!e || e.length === 0) return undefined;
     const v = JSON.parse(e.string()) as { index?: unknown; watermarkMs?: unknown };
     if (
@@ -79,17 +82,18 @@ export class SyncState {
   }
 
   async saveCheckpoint(source: string, c: ChangeCheckpoint): Promise<void> {
-    await this.#kv.put(
-      `${this.#name}.ckpt.${token(source)}`,
-      JSON.stringify({ index: c.index.toString(), watermarkMs: c.watermarkMs }),
-    );
+    const key = `${this.#name}.ckpt.${token(source)}`;
+    const value = JSON.stringify({ index: c.index.toString(), watermarkMs: c.watermarkMs });
+    await withJetStreamRetry(`write ${key} to KV`, () => this.#kv.put(key, value));
   }
 
   /** Loads the deletions still waiting (after a restart). */
   async loadDeletes(): Promise<void> {
-    const keys = await this.#kv.keys(`${this.#name}.del.>`);
+    const keys = await withJetStreamRetry(`list ${this.#name}.del.> in KV`, () =>
+      this.#kv.keys(`${this.#name}.del.>`),
+    );
     for await (const key of keys) {
-      const e = await this.#kv.get(key);
+      const e = await withJetStreamRetry(`read ${key} from KV`, () => this.#kv.get(key));
       if (!e || e.length === 0) continue;
       const v = JSON.parse(e.string()) as { rel: string; dir: boolean; dueMs: number };
       this.#deletes.set(key, {
@@ -103,7 +107,8 @@ export class SyncState {
 
   async addDelete(rel: Buffer, dir: boolean, dueMs: number): Promise<void> {
     const key = `${this.#name}.del.${createHash("sha256").update(rel).digest("hex").slice(0, 40)}`;
-    await this.#kv.put(key, JSON.stringify({ rel: rel.toString("base64"), dir, dueMs }));
+    const value = JSON.stringify({ rel: rel.toString("base64"), dir, dueMs });
+    await withJetStreamRetry(`write ${key} to KV`, () => this.#kv.put(key, value));
     this.#deletes.set(key, { key, rel, dir, dueMs });
   }
 
@@ -124,15 +129,18 @@ export class SyncState {
   /** A path is an entry again: a deletion waiting for it is void. */
   async cancelDelete(rel: Buffer): Promise<void> {
     const key = `${this.#name}.del.${createHash("sha256").update(rel).digest("hex").slice(0, 40)}`;
-    if (this.#deletes.delete(key)) await this.#kv.purge(key);
+    if (this.#deletes.delete(key))
+      await withJetStreamRetry(`purge ${key} from KV`, () => this.#kv.purge(key));
   }
 
   async removeDeletes(done: DelayedDelete[]): Promise<void> {
+    const purges: Promise<void>[] = [];
     for (const d of done) {
       if (this.#deletes.get(d.key) !== d) continue; // replaced by a newer deletion of that path
       this.#deletes.delete(d.key);
-      await this.#kv.purge(d.key);
+      purges.push(withJetStreamRetry(`purge ${d.key} from KV`, () => this.#kv.purge(d.key)));
     }
+    await Promise.all(purges);
   }
 
   async saveStatus(status: SyncStatusRecord): Promise<void> {
