@@ -365,13 +365,16 @@ class Source {
         this.pos += 4;
         return;
       default:
-        throw new Error(`TransferBatch decode: wire type ${wireType} of field ${tag} is not supported`);
+        throw new Error(
+          `TransferBatch decode: wire type ${wireType} of field ${tag} is not supported`,
+        );
     }
   }
 }
 
 const unsignedNumber = (lo: number, hi: number, field: string): number => {
-  if (hi > 0x1fffff) throw new Uint64RangeError(field, ((BigInt(hi) << 32n) | BigInt(lo)).toString());
+  if (hi > 0x1fffff)
+    throw new Uint64RangeError(field, ((BigInt(hi) << 32n) | BigInt(lo)).toString());
   return hi * TWO_32 + lo;
 };
 

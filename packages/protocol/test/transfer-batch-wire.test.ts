@@ -10,11 +10,7 @@ import type { TransferBatch } from "../src/index.js";
 // reference: the same bytes out, the same messages back, the same refusals of broken input.
 
 const long = (v: bigint, unsigned: boolean): Long =>
-  Long.fromBits(
-    Number(BigInt.asUintN(32, v)),
-    Number(BigInt.asUintN(32, v >> 32n)),
-    unsigned,
-  );
+  Long.fromBits(Number(BigInt.asUintN(32, v)), Number(BigInt.asUintN(32, v >> 32n)), unsigned);
 
 /** The reference: protobufjs' generated encoder, fed the wire shape by hand. */
 const referenceEncode = (m: TransferBatch): Uint8Array =>
@@ -131,8 +127,8 @@ test("unknown fields are skipped, in the batch and in an entry", (t) => {
   // Field 15 varint, field 16 length-delimited, field 17 fixed32, field 18 fixed64 at the top;
   // and an entry (field 5) holding path + field 20 (length-delimited) + field 21 (varint).
   const extra = Buffer.from([
-    0x78, 0x96, 0x01, 0x82, 0x01, 0x02, 0x61, 0x62, 0x8d, 0x01, 1, 2, 3, 4, 0x91, 0x01, 1, 2, 3,
-    4, 5, 6, 7, 8,
+    0x78, 0x96, 0x01, 0x82, 0x01, 0x02, 0x61, 0x62, 0x8d, 0x01, 1, 2, 3, 4, 0x91, 0x01, 1, 2, 3, 4,
+    5, 6, 7, 8,
   ]);
   const entry = Buffer.from([0x0a, 0x01, 0x7a, 0xa2, 0x01, 0x01, 0x00, 0xa8, 0x01, 0x05]);
   const wire = Buffer.concat([known, extra, Buffer.from([0x2a, entry.length]), entry]);
