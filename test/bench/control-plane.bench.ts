@@ -61,6 +61,8 @@ interface Run {
   /** False: stopped at HSMFLEET_CP_RUN_TIMEOUT_S; `filesDone` of `files` were done by then. */
   complete: boolean;
   filesDone: number;
+  /** Set when the job ended but did not succeed (e.g. items out of deliveries on a starved machine). */
+  failure?: string | undefined;
   /** Coordinator process start to exit. */
   seconds: number;
   /** The job's own clock (created → finished): what files/s is computed over. */
@@ -138,6 +140,7 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
     let complete = true;
     let filesDone = files;
     let jobSeconds = seconds;
+    let failure: string | undefined;
     if (timedOut) {
       complete = false;
       filesDone = sampler.filesDone;
@@ -157,8 +160,16 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
         directoriesExported?: number;
         errors?: number;
         elapsedSeconds?: number;
+        reason?: string;
+        errorSamples?: Array<{ path: string; code: string; message: string }>;
       };
-      if (
+      if (summary.state === "failed") {
+        // Recorded, not thrown: the sweep goes on and the table says what happened.
+        complete = false;
+        filesDone = summary.filesExported ?? 0;
+        failure = `${summary.reason}; e.g. ${summary.errorSamples?.[0]?.code}: ${summary.errorSamples?.[0]?.message}`;
+        log(`  the job failed: ${failure}`);
+      } else if (
         summary.state !== "succeeded" ||
         summary.filesExported !== files ||
         summary.directoriesExported !== wantDirs ||
@@ -178,6 +189,7 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
       directories: wantDirs,
       complete,
       filesDone,
+      failure,
       seconds,
       jobSeconds,
       filesPerSecond: filesDone / jobSeconds,
@@ -203,7 +215,9 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
 
 const row = (r: Run): string =>
   [
-    r.complete ? int(r.files) : `${int(r.filesDone)} of ${int(r.files)} (stopped)`,
+    r.complete
+      ? int(r.files)
+      : `${int(r.filesDone)} of ${int(r.files)} (${r.failure === undefined ? "stopped" : "job failed"})`,
     r.cluster ? "3-node R3" : "1 node",
     String(r.workers),
     int(r.filesPerSecond),
@@ -251,6 +265,12 @@ const main = async (): Promise<void> => {
     .map((l) => `| ${l} |`)
     .join("\n");
   process.stdout.write(`${table}\n`);
+  const failed = runs.filter((r) => r.failure !== undefined);
+  for (const r of failed)
+    process.stdout.write(
+      `${int(r.files)} files, ${r.workers} workers: the job failed: ${r.failure}\n`,
+    );
+  if (failed.length > 0) process.exitCode = 1;
 };
 
 await main();
