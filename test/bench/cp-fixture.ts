@@ -19,6 +19,9 @@ import { LineTail, ProcSampler, spawnTracked } from "./proc.js";
 
 const PEER = fileURLToPath(new URL("./control-plane-peer.js", import.meta.url));
 
+// A benchmark stopped by a signal takes its processes with it (proc.ts kills them on exit).
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => process.exit(130));
+
 export const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];
   const n = raw === undefined || raw === "" ? fallback : Number(raw);
@@ -237,7 +240,10 @@ export const startPeer = (
 /** Resolves once the worker pulls; rejects with its stderr when it exits first. */
 export const peerReady = async (p: Peer, closedOf: Promise<unknown>): Promise<void> => {
   const ready = await Promise.race([
-    p.stdout.next((l) => l === "ready").then(() => true),
+    // The line may have come already (joiners started in a group, waited for one by one).
+    p.stdout.lines.includes("ready")
+      ? Promise.resolve(true)
+      : p.stdout.next((l) => l === "ready").then(() => true),
     closedOf.then(() => false),
   ]);
   if (!ready) throw new Error(`worker ${p.pid} exited at start:\n${p.stderr.text()}`);
