@@ -1,6 +1,7 @@
 import { hsmfleet } from "./gen/hsmfleet.js";
-import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
-import { decodeTransferBatchWire, encodeTransferBatchWire } from "./transfer-batch-wire.js";
+import { fromNumber, toSafeNumber } from "./long.js";
+import { decodeTransferBatchWire } from "./transfer-batch-decode.js";
+import { encodeTransferBatchWire } from "./transfer-batch-encode.js";
 import {
   countersToWire,
   countersFromWire,
@@ -97,7 +98,7 @@ export const decodeWalkShard = (data: Uint8Array): WalkShard => {
   return shard;
 };
 
-/** Hand-written (transfer-batch-wire.ts): the same bytes as protobufjs, a fraction of the CPU. */
+/** Hand-written (transfer-batch-encode.ts, transfer-batch-decode.ts): the same bytes as protobufjs, a fraction of the CPU. */
 export const encodeTransferBatch = (m: TransferBatch): Uint8Array => encodeTransferBatchWire(m);
 export const decodeTransferBatch = (data: Uint8Array): TransferBatch =>
   decodeTransferBatchWire(data);
