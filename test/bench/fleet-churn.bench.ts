@@ -130,12 +130,15 @@ const main = async (): Promise<void> => {
   const resize = async (want: number): Promise<void> => {
     const live = alive();
     if (want > live.length) {
-      // Joiners start in groups of 8 (60 node processes starting at once take a while on 2 CPUs).
-      const news: Peer[] = [];
-      for (let i = live.length; i < want; i++) news.push(startPeer("worker", env, [], 2000));
-      peers.push(...news);
-      for (let i = 0; i < news.length; i += 8)
-        await Promise.all(news.slice(i, i + 8).map((p) => peerReady(p, closed(p.child))));
+      // Joiners start in groups of 8, a group once the last one pulls (a scale set adds VMs over
+      // time; 48 node processes starting at once on 2 CPUs time out connecting).
+      for (let i = live.length; i < want; i += 8) {
+        const group: Peer[] = [];
+        for (let k = i; k < Math.min(want, i + 8); k++)
+          group.push(startPeer("worker", env, [], 2000));
+        peers.push(...group);
+        await Promise.all(group.map((p) => peerReady(p, closed(p.child))));
+      }
     } else {
       // Leavers: the oldest first, alternately killed and stopped.
       for (const p of live.slice(0, live.length - want)) {
@@ -163,7 +166,11 @@ const main = async (): Promise<void> => {
     const coordinator = startPeer("coordinator", env);
     const exit = closed(coordinator.child);
     let done = false;
-    void exit.finally(() => (done = true));
+    let jobEnd = 0;
+    void exit.finally(() => {
+      done = true;
+      jobEnd = now();
+    });
     const deadline = Date.now() + JOB_TIMEOUT_MS;
     for (const [fraction, workers] of SCHEDULE.slice(1)) {
       while (!done && sampler.filesDone < fraction * FILES && Date.now() < deadline)
@@ -174,7 +181,6 @@ const main = async (): Promise<void> => {
     const timer = setTimeout(() => coordinator.child.kill("SIGKILL"), deadline - Date.now());
     const e = await exit;
     clearTimeout(timer);
-    const jobEnd = now();
     if (e.code !== 0)
       throw new Error(`coordinator exited ${e.code ?? e.signal}:\n${coordinator.stderr.text()}`);
     const summary = JSON.parse(coordinator.stdout.lines.find((l) => l.startsWith("{")) ?? "{}") as {
@@ -203,9 +209,11 @@ const main = async (): Promise<void> => {
       for (const p of progress) if (p.atMs / 1000 + samplerOffset <= s) files = p.files;
       return files;
     };
-    const phases: Phase[] = timeline.map((step, i) => {
-      const to = timeline[i + 1]?.atSeconds ?? jobEnd;
-      const files = (i + 1 < timeline.length ? at(to) : FILES) - at(step.atSeconds);
+    // Steps taken after the job ended (a scale-out still starting processes) are no phase.
+    const steps = timeline.filter((step, i) => i === 0 || step.atSeconds < jobEnd);
+    const phases: Phase[] = steps.map((step, i) => {
+      const to = Math.min(steps[i + 1]?.atSeconds ?? jobEnd, jobEnd);
+      const files = (i + 1 < steps.length ? at(to) : FILES) - at(step.atSeconds);
       return {
         workers: step.workers,
         fromSeconds: step.atSeconds,
