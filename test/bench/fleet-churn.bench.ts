@@ -13,7 +13,7 @@
  * the job's files/s in each phase beside the number of live workers.
  *
  * Environment: HSMFLEET_CHURN_FILES (default 1,000,000), HSMFLEET_CHURN_MIN (4), HSMFLEET_CHURN_MAX
- * (64), CP_FILE_MS (5). Writes bench/results/fleet-churn.json.
+ * (64), HSMFLEET_CHURN_STEPS (see SCHEDULE), CP_FILE_MS (5). Writes bench/results/fleet-churn.json.
  */
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -41,13 +41,25 @@ const HELD_PER_WORKER = WALK + TRANSFER;
 const TREE = { files: FILES, filesPerDirectory: 500, fanOut: 8, maxFileSize: 65_536 };
 const JOB_TIMEOUT_MS = 30 * 60_000;
 
-/** The fleet's size from each fraction of the job's files done on. */
+/**
+ * The fleet's size from each fraction of the job's files done on; HSMFLEET_CHURN_STEPS overrides
+ * the steps after the first as "fraction:workers,…" (e.g. "0.03:64,0.7:16,0.9:4").
+ */
 const SCHEDULE: Array<[number, number]> = [
   [0, MIN],
-  [0.03, Math.min(16, MAX)],
-  [0.1, MAX],
-  [0.7, Math.min(16, MAX)],
-  [0.9, MIN],
+  ...(process.env["HSMFLEET_CHURN_STEPS"]
+    ? process.env["HSMFLEET_CHURN_STEPS"].split(",").map((step): [number, number] => {
+        const [f, w] = step.split(":").map(Number);
+        if (!(f! >= 0 && f! < 1) || !Number.isSafeInteger(w) || w! < 1)
+          throw new Error(`HSMFLEET_CHURN_STEPS: "${step}" is not fraction:workers`);
+        return [f!, w!];
+      })
+    : ([
+        [0.03, Math.min(16, MAX)],
+        [0.1, MAX],
+        [0.7, Math.min(16, MAX)],
+        [0.9, MIN],
+      ] as Array<[number, number]>)),
 ];
 
 const log = (line: string): void => void process.stderr.write(`${line}\n`);

@@ -20,6 +20,8 @@ export interface WorkBacklogStats {
   waitedMs: number;
 }
 
+const SKIP_AFTER_FAILURE_MS = 10_000;
+
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -45,13 +47,16 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
  * ~200 a second at 200,000 files/s. Walks that read at the same moment may each pass one batch
  * over, so the WORK stream holds at most `maxQueuedBatches` + the fleet's walk slots of the job's
  * batches (a walk slot's earlier publishes are awaited before it reads: Publisher flush). A
- * failed read does not block the walk (it publishes).
+ * failed read does not block the walk: it publishes, and reads again 10 s later.
  */
 export class WorkBacklog {
   readonly stats: WorkBacklogStats = { waits: 0, waitedMs: 0 };
   readonly #o: WorkBacklogOptions;
   readonly #pollMs: number;
   #jsm: Promise<JetStreamManager> | undefined;
+  /** After a failed read, no read (and no wait) until then: a lost stream leader must not make
+   * every publish wait for a request timeout. */
+  #skipUntil = 0;
 
   constructor(options: WorkBacklogOptions) {
     this.#o = options;
@@ -64,6 +69,7 @@ export class WorkBacklog {
 
   async #read(jobId: string): Promise<number | undefined> {
     const subject = subjects.transfer(jobId);
+    if (Date.now() < this.#skipUntil) return undefined;
     try {
       this.#jsm ??= jetstreamManager(this.#o.nc);
       const info = await (
@@ -74,6 +80,7 @@ export class WorkBacklog {
       return info.state.subjects?.[subject] ?? 0;
     } catch {
       this.#jsm = undefined;
+      this.#skipUntil = Date.now() + SKIP_AFTER_FAILURE_MS;
       return undefined;
     }
   }
