@@ -10,7 +10,8 @@
  * logs there; the null target makes no request), CP_REPLICAS (1 or 3). A worker says "ready" on
  * stdout once it pulls; SIGTERM stops it (in-flight items finish) and it prints its stats.
  * The coordinator reads CP_BATCH_ENTRIES (transfer batch size) and CP_ROOT (a real empty
- * directory: the coordinator checks and claims it; the workers never read it). Workers read
+ * directory: the coordinator checks and claims it; the workers never read it) and CP_JOB_ID (the
+ * job's id, so the benchmark can read its record; default: a new one). Workers read
  * CP_WALK_CONCURRENCY, CP_TRANSFER_CONCURRENCY, CP_FILE_CONCURRENCY and CP_FILE_MS (each file
  * takes this long: a stand-in for its transfer; default 0).
  */
@@ -77,6 +78,7 @@ if (role === "worker") {
     storage,
     topology,
     batchMaxEntries: Number(process.env["CP_BATCH_ENTRIES"] ?? "1000"),
+    ...(process.env["CP_JOB_ID"] ? { jobId: process.env["CP_JOB_ID"] } : {}),
     maxErrors: 0,
   });
   process.stdout.write(`${JSON.stringify(summary)}\n`);

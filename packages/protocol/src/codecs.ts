@@ -1,7 +1,7 @@
-import type { FileEntry, HsmAttrs } from "@hsmfleet/core";
-import type { EntryType } from "@hsmfleet/core";
 import { hsmfleet } from "./gen/hsmfleet.js";
-import { fromBigInt, fromNumber, toBigInt, toSafeNumber } from "./long.js";
+import { fromNumber, toSafeNumber } from "./long.js";
+import { decodeTransferBatchWire } from "./transfer-batch-decode.js";
+import { encodeTransferBatchWire } from "./transfer-batch-encode.js";
 import {
   countersToWire,
   countersFromWire,
@@ -48,53 +48,6 @@ export const bytes = (value: Uint8Array | null | undefined): Buffer =>
   value ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : Buffer.alloc(0);
 
 // ---- shared pieces ----
-
-const hsmToWire = (h: HsmAttrs): hsmfleet.v1.IHsmAttrs => ({
-  compat: h.compat,
-  flags: h.flags,
-  archiveId: fromBigInt(h.archiveId),
-  archiveVersion: fromBigInt(h.archiveVersion),
-});
-
-const hsmFromWire = (h: hsmfleet.v1.IHsmAttrs): HsmAttrs => ({
-  compat: h.compat ?? 0,
-  flags: h.flags ?? 0,
-  archiveId: toBigInt(h.archiveId),
-  archiveVersion: toBigInt(h.archiveVersion),
-});
-
-const entryToWire = (e: FileEntry): hsmfleet.v1.IFileEntry => ({
-  path: e.path,
-  type: e.type,
-  size: fromNumber(e.size, "FileEntry.size"),
-  mtimeSec: fromNumber(e.mtimeSec, "FileEntry.mtimeSec", false),
-  mtimeNsec: e.mtimeNsec,
-  mode: e.mode,
-  uid: e.uid,
-  gid: e.gid,
-  ino: fromBigInt(e.ino),
-  nlink: e.nlink,
-  hsm: e.hsm ? hsmToWire(e.hsm) : null,
-  linkTarget: e.linkTarget ?? null,
-});
-
-const entryFromWire = (e: hsmfleet.v1.IFileEntry): FileEntry => {
-  const entry: FileEntry = {
-    path: bytes(e.path),
-    type: (e.type ?? 0) as EntryType,
-    size: toSafeNumber(e.size, "FileEntry.size"),
-    mtimeSec: toSafeNumber(e.mtimeSec, "FileEntry.mtimeSec"),
-    mtimeNsec: e.mtimeNsec ?? 0,
-    mode: e.mode ?? 0,
-    uid: e.uid ?? 0,
-    gid: e.gid ?? 0,
-    ino: toBigInt(e.ino),
-    nlink: e.nlink ?? 0,
-  };
-  if (e.hsm) entry.hsm = hsmFromWire(e.hsm);
-  if (e.linkTarget && e.linkTarget.length > 0) entry.linkTarget = bytes(e.linkTarget);
-  return entry;
-};
 
 const errorToWire = (e: ItemError): hsmfleet.v1.IItemError => ({ ...e });
 const errorFromWire = (e: hsmfleet.v1.IItemError): ItemError => ({
@@ -145,19 +98,10 @@ export const decodeWalkShard = (data: Uint8Array): WalkShard => {
   return shard;
 };
 
-export const encodeTransferBatch = (m: TransferBatch): Uint8Array =>
-  pb.TransferBatch.encode({ ...m, entries: m.entries.map(entryToWire) }).finish();
-export const decodeTransferBatch = (data: Uint8Array): TransferBatch => {
-  const m = pb.TransferBatch.decode(data);
-  return {
-    jobId: m.jobId,
-    batchId: m.batchId,
-    shardId: m.shardId,
-    sequence: m.sequence,
-    entries: m.entries.map(entryFromWire),
-    ...(m.blobNames.length > 0 ? { blobNames: m.blobNames } : {}),
-  };
-};
+/** Hand-written (transfer-batch-encode.ts, transfer-batch-decode.ts): the same bytes as protobufjs, a fraction of the CPU. */
+export const encodeTransferBatch = (m: TransferBatch): Uint8Array => encodeTransferBatchWire(m);
+export const decodeTransferBatch = (data: Uint8Array): TransferBatch =>
+  decodeTransferBatchWire(data);
 
 export const encodeItemResult = (m: ItemResult): Uint8Array =>
   pb.ItemResult.encode({

@@ -95,6 +95,13 @@ export interface WorkerOptions {
    * directories"). Default 250,000.
    */
   listingWindowEntries?: number | undefined;
+  /**
+   * Transfer batches of one job the WORK stream may hold before this worker's walks wait to
+   * publish more (backpressure: the walk does not run the whole tree ahead of the transfers;
+   * walk/work-backlog.ts). 0: no bound. Default 4096 (~4M files at 1,000 a batch, ~200–450 MB
+   * of WORK stream).
+   */
+  maxQueuedBatches?: number | undefined;
   /** Benchmarks only: a synthetic tree and a null blob target. Default: none (the real ones). */
   bench?: BenchSeams | undefined;
 }
@@ -117,6 +124,7 @@ export const WORKER_DEFAULTS = {
   requestRetries: 5,
   requestRetryDelayMs: 500,
   listingWindowEntries: 250_000,
+  maxQueuedBatches: 4096,
 } as const;
 
 export interface ResolvedWorkerOptions {
@@ -143,6 +151,7 @@ export interface ResolvedWorkerOptions {
   logger: Logger | undefined;
   hooks: WorkerHooks;
   listingWindowEntries: number;
+  maxQueuedBatches: number;
   /** Where walks list directories: `posixNamespace` unless a benchmark gave another. */
   namespace: WalkNamespace;
   /** Benchmarks only: export entries are discarded in-process (see BenchSeams). */
@@ -205,6 +214,11 @@ export const resolveWorkerOptions = (o: WorkerOptions): ResolvedWorkerOptions =>
       o.listingWindowEntries ?? WORKER_DEFAULTS.listingWindowEntries,
       1,
       "listingWindowEntries",
+    ),
+    maxQueuedBatches: atLeast(
+      o.maxQueuedBatches ?? WORKER_DEFAULTS.maxQueuedBatches,
+      0,
+      "maxQueuedBatches",
     ),
     namespace: o.bench?.namespace ?? posixNamespace,
     nullTarget: o.bench?.nullTarget ?? false,

@@ -33,6 +33,7 @@ import { logHandedBack, logRedelivery } from "./runtime/work-item-log.js";
 import type { WorkItemKind } from "./runtime/work-item-log.js";
 import type { WorkerStats } from "./runtime/worker-stats.js";
 import type { WalkContext } from "./walk/walk-shard.js";
+import { WorkBacklog } from "./walk/work-backlog.js";
 import { WORK_CONSUMERS } from "./work-consumers.js";
 
 export type { WorkerStats } from "./runtime/worker-stats.js";
@@ -72,6 +73,8 @@ export class Worker {
   readonly #pullAbort = new AbortController();
   /** Aborts in-flight work (shutdown after the grace period). */
   readonly #abort = new AbortController();
+  /** The walks' backpressure (options.maxQueuedBatches); its stats show the waits. */
+  readonly backlog: WorkBacklog;
   readonly #stats: WorkerStats = {
     itemsInFlight: 0,
     itemsDone: 0,
@@ -129,6 +132,12 @@ export class Worker {
         options.logger?.debug({ requestConcurrency: limit, reason }, "request concurrency"),
     });
     this.#containers = new BlobContainers(options, this.#requests, this.#limiters);
+    // A stopping worker does not wait for the backlog: it publishes what its walks hold.
+    this.backlog = new WorkBacklog({
+      nc: options.nc,
+      maxQueuedBatches: options.maxQueuedBatches,
+      signal: this.#pullAbort.signal,
+    });
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);
   }
@@ -245,6 +254,7 @@ export class Worker {
       onEntries: (n) => {
         this.#stats.entriesRead += n;
       },
+      backlog: this.backlog,
     };
     const transferCtx: TransferContext = {
       js: this.#js,

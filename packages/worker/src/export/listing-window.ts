@@ -50,23 +50,32 @@ const existingOf = (b: Extract<BlobLevelEntry, { kind: "blob" }>): ExistingBlob 
  * Names are compared as JavaScript strings (UTF-16 code units); should the service order a name
  * differently (characters above U+FFFF against U+E000–U+FFFF), that entry is only ever seen as new
  * and uploaded again — never skipped wrongly.
+ *
+ * `T` is what is kept of each blob (`convert`): export keeps an ExistingBlob; verify keeps the
+ * attributes it compares and whether an entry claimed the blob (its extra blobs are reported
+ * window by window, from `entries()`).
  */
-export class ListingWindow {
+export class ListingWindow<T = ExistingBlob> {
   readonly #limit: number;
-  readonly #blobs = new Map<string, ExistingBlob>();
+  readonly #convert: (b: Extract<BlobLevelEntry, { kind: "blob" }>) => T;
+  readonly #blobs = new Map<string, T>();
   #listing: AsyncIterator<BlobLevelEntry> | undefined;
   /** The first blob of the next window, read to know whether there is one. */
-  #pending: [string, ExistingBlob] | undefined;
+  #pending: [string, T] | undefined;
   /** Names above this (exclusive); undefined: from the start. */
   #lo: string | undefined;
   /** Names up to this (inclusive) while more windows follow. */
   #hi: string | undefined;
   #more = false;
 
-  constructor(limit: number) {
+  constructor(
+    limit: number,
+    convert: (b: Extract<BlobLevelEntry, { kind: "blob" }>) => T = existingOf as never,
+  ) {
     if (!Number.isSafeInteger(limit) || limit < 1)
       throw new RangeError(`listing window must hold at least 1 blob, got ${limit}`);
     this.#limit = limit;
+    this.#convert = convert;
   }
 
   /** Starts a directory: drops what was held and loads the first window of `listing`. */
@@ -89,8 +98,18 @@ export class ListingWindow {
     return !this.#more || name <= this.#hi!;
   }
 
-  get(name: string): ExistingBlob | undefined {
+  get(name: string): T | undefined {
     return this.#blobs.get(name);
+  }
+
+  /** The blobs of this window, in listing order. */
+  entries(): IterableIterator<[string, T]> {
+    return this.#blobs.entries();
+  }
+
+  /** Drops the blobs of this window (already dealt with); the listing and its position stay. */
+  clearWindow(): void {
+    this.#blobs.clear();
   }
 
   /** Loads the next window; false when the last one was compared. */
@@ -111,11 +130,11 @@ export class ListingWindow {
     await listing?.return?.();
   }
 
-  async #read(): Promise<[string, ExistingBlob] | undefined> {
+  async #read(): Promise<[string, T] | undefined> {
     for (;;) {
       const r = await this.#listing!.next();
       if (r.done === true) return undefined;
-      if (r.value.kind === "blob") return [r.value.name, existingOf(r.value)];
+      if (r.value.kind === "blob") return [r.value.name, this.#convert(r.value)];
     }
   }
 

@@ -9,7 +9,13 @@ export const verifyKind: WorkerJobKind = {
   kind: JobKind.Verify,
   start: (ctx) => ({
     walk: async (msg, shard, job) =>
-      handleWalkShard(ctx.walk, msg, shard, job, verifyVisitor(await ctx.container(job))),
+      handleWalkShard(
+        ctx.walk,
+        msg,
+        shard,
+        job,
+        verifyVisitor(await ctx.container(job), ctx.options.listingWindowEntries),
+      ),
     transfer: async (msg, batch, job, scope) => {
       const container = await ctx.container(job);
       await handleVerifyBatch(

@@ -13,12 +13,13 @@ import {
   pathForBlobName,
 } from "@hsmfleet/core";
 import type { BlobEntryKind } from "@hsmfleet/core";
-import type { BlobContainer } from "@hsmfleet/blob";
+import type { BlobContainer, BlobLevelEntry } from "@hsmfleet/blob";
 import { emptyExportCounters, emptyScanCounters } from "@hsmfleet/protocol";
 import type { ItemError } from "@hsmfleet/protocol";
 import { countEntry, toFileEntry } from "../walk/scan-visitor.js";
 import { transferBatcherFor } from "../runtime/transfer-batcher.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
+import { DEFAULT_LISTING_WINDOW_ENTRIES, ListingWindow } from "../export/listing-window.js";
 
 /** The operation name of every difference in a verify job's error log. */
 export const VERIFY_OPERATION = "verify";
@@ -58,6 +59,20 @@ interface LevelBlob {
 const blobKind = (metadata: Record<string, string>): BlobEntryKind =>
   isFolderStub(metadata) ? "directory" : isSymlinkBlob(metadata) ? "symlink" : "file";
 
+const levelBlob = (b: Extract<BlobLevelEntry, { kind: "blob" }>): LevelBlob => {
+  const kind = blobKind(b.metadata);
+  const attrs = attributesFromMetadata(b.metadata, kind);
+  return {
+    kind,
+    size: b.size,
+    mtimeSec: attrs.mtimeSec,
+    mode: attrs.mode,
+    uid: attrs.uid,
+    gid: attrs.gid,
+    seen: false,
+  };
+};
+
 const entryKind = (type: EntryType): BlobEntryKind | undefined =>
   type === EntryType.Directory
     ? "directory"
@@ -94,15 +109,32 @@ const modtime = (sec: number): string => {
  * a content check), filesQueued/bytesQueued = files queued for a content check, released =
  * released files, errors = differences and failures. An import's own marker files at the root of
  * the tree (`IMPORT_FAILED.<start>`, …: isImportMarkerName) are left out of the comparison.
+ *
+ * A directory's listing is held `windowEntries` blobs at a time (a ListingWindow, as export's): a
+ * directory with more blobs is read once per window, each entry compared in the window that holds
+ * its name, and the blobs of a window no entry claimed are reported before the next is loaded —
+ * memory is one window and one listing page, however large the directory.
  */
 export const verifyVisitor =
-  (container: BlobContainer) =>
+  (container: Pick<BlobContainer, "listLevel">, windowEntries = DEFAULT_LISTING_WINDOW_ENTRIES) =>
   ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
     const scan = emptyScanCounters();
     const exp = emptyExportCounters();
-    let level = new Map<string, LevelBlob>();
+    const level = new ListingWindow<LevelBlob>(windowEntries, levelBlob);
+    /** The last name `inPass` worked out, for `entry` (the same path right after). */
+    let named: { path: Buffer; name: string | undefined } | undefined;
+    const nameOf = (path: Buffer): string | undefined => {
+      let name: string | undefined;
+      try {
+        name = blobNameForPath(path, prefix);
+      } catch (err) {
+        if (!(err instanceof BlobNameError)) throw err;
+      }
+      named = { path, name };
+      return name;
+    };
     const batches = transferBatcherFor(shard, spawn, spec);
 
     const differ = async (path: Buffer, code: string, message: string): Promise<void> => {
@@ -117,9 +149,9 @@ export const verifyVisitor =
       await recordError(error);
     };
 
-    /** Blobs of the level just compared that no entry claimed. */
+    /** Blobs of the window just compared that no entry claimed. */
     const reportExtras = async () => {
-      for (const [name, b] of level) {
+      for (const [name, b] of level.entries()) {
         if (b.seen) continue;
         let path: Buffer;
         try {
@@ -133,7 +165,7 @@ export const verifyVisitor =
           `blob "${name}" (${b.kind}, ${b.size} bytes) has no entry in the tree`,
         );
       }
-      level = new Map();
+      level.clearWindow();
     };
 
     return {
@@ -145,22 +177,15 @@ export const verifyVisitor =
         try {
           name = levelPrefix(dir, prefix);
         } catch {
+          await level.close();
           return; // the directory's own name was reported by its parent
         }
-        for await (const b of container.listLevel(name)) {
-          if (b.kind !== "blob") continue;
-          const kind = blobKind(b.metadata);
-          const attrs = attributesFromMetadata(b.metadata, kind);
-          level.set(b.name, {
-            kind,
-            size: b.size,
-            mtimeSec: attrs.mtimeSec,
-            mode: attrs.mode,
-            uid: attrs.uid,
-            gid: attrs.gid,
-            seen: false,
-          });
-        }
+        await level.open(container.listLevel(name));
+      },
+      inPass: (path) => level.whole || level.covers(nameOf(path)),
+      endPass: async () => {
+        await reportExtras();
+        return level.next();
       },
       entry: async (path, e) => {
         if (
@@ -176,7 +201,10 @@ export const verifyVisitor =
         const kind = entryKind(e.type);
         let name: string;
         try {
-          name = blobNameForPath(path, prefix);
+          name =
+            named !== undefined && named.path === path && named.name !== undefined
+              ? named.name
+              : blobNameForPath(path, prefix);
         } catch (err) {
           if (!(err instanceof BlobNameError)) throw err;
           await differ(path, "InvalidBlobName", err.message);
@@ -254,6 +282,7 @@ export const verifyVisitor =
       },
       end: async () => {
         await reportExtras();
+        await level.close();
         await batches.flush();
       },
     };

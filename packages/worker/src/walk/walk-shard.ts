@@ -30,6 +30,7 @@ import type {
 import { annotateSpan } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "../options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
+import type { WorkBacklog } from "./work-backlog.js";
 
 export interface WalkContext {
   js: JetStreamClient;
@@ -39,6 +40,8 @@ export interface WalkContext {
   ackWaitMs: number;
   /** Counts for heartbeats. */
   onEntries(n: number): void;
+  /** Bounds the job's queued transfer batches (work-backlog.ts); absent: no bound. */
+  backlog?: WorkBacklog | undefined;
 }
 
 /** What a job kind does with the entries of one directory (scan: count; export: compare and queue). */
@@ -95,15 +98,23 @@ class ChildWindow {
   readonly #shard: WalkShard;
   readonly #workerId: string;
   readonly #publisher: Publisher;
+  readonly #backlog: WorkBacklog | undefined;
   #held: Array<{ subject: string; data: Uint8Array; msgID: string }> = [];
   #bytes = 0;
   #notices = 0;
 
-  constructor(js: JetStreamClient, shard: WalkShard, workerId: string, msg: JsMsg) {
+  constructor(
+    js: JetStreamClient,
+    shard: WalkShard,
+    workerId: string,
+    msg: JsMsg,
+    backlog: WorkBacklog | undefined,
+  ) {
     this.#js = js;
     this.#shard = shard;
     this.#workerId = workerId;
     this.#publisher = new Publisher(js, msg);
+    this.#backlog = backlog;
   }
 
   get held(): number {
@@ -140,7 +151,15 @@ class ChildWindow {
 
   /** Publishes what is held; call only once it was announced. */
   async publishHeld(): Promise<void> {
-    for (const c of this.#held) await this.#publisher.publish(c.subject, c.data, c.msgID);
+    const transfer = subjects.transfer(this.#shard.jobId);
+    for (const c of this.#held) {
+      // Backpressure: a transfer batch waits while the job's queue is full (work-backlog.ts).
+      if (this.#backlog !== undefined && this.#backlog.limit > 0 && c.subject === transfer) {
+        await this.#publisher.flush(); // what this walk published is counted by the read
+        await this.#backlog.admit(this.#shard.jobId);
+      }
+      await this.#publisher.publish(c.subject, c.data, c.msgID);
+    }
     await this.#publisher.flush();
     this.#held = [];
     this.#bytes = 0;
@@ -171,7 +190,7 @@ export class ShardRun {
     this.#msg = msg;
     this.#shard = shard;
     this.publisher = new Publisher(ctx.js);
-    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId, msg);
+    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId, msg, ctx.backlog);
     this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
     this.#timer.unref();
   }
