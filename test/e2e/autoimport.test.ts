@@ -10,7 +10,7 @@ import { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
-import { openContainer, parseStorageTarget } from "@hsmfleet/blob";
+import { parseStorageTarget } from "@hsmfleet/blob";
 import { decodeHsmAttrs } from "@hsmfleet/core";
 import { openJobStore, runImportJob } from "@hsmfleet/coordinator";
 import { startDashboard } from "@hsmfleet/dashboard";
@@ -18,7 +18,7 @@ import type { JobView, Snapshot } from "@hsmfleet/dashboard";
 import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
-import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
+import { AutoImportLedger, autoImportJobSpec, runAutoImportService } from "@hsmfleet/worker";
 import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
@@ -89,6 +89,7 @@ const setup = async (t: ExecutionContext, containerName: string): Promise<World>
     azurite.connectionString,
   ).getContainerClient(containerName);
   await container.create();
+  await startWorkers(t, server.url, 2, undefined, { storage });
   return {
     t,
     sb,
@@ -168,30 +169,26 @@ const drain = async (
   target: string,
   options: { enableDeletions?: boolean; prefixes?: string[] } = {},
 ) => {
-  const blobs = openContainer(w.storage, w.containerName);
-  const { applier } = await openBlobChangeApplier(
-    {
-      root: target,
+  const ledger = await AutoImportLedger.open(w.nc, "e2e");
+  const receiver = w.client.createReceiver("blob-events");
+  const stop = new AbortController();
+  // The changes go to the fleet: the two workers of setup() apply them.
+  const running = runAutoImportService({
+    nc: w.nc,
+    spec: autoImportJobSpec({
+      name: "e2e",
+      target,
+      container: w.containerName,
       mode: "namespace",
       conflict: "skip",
       archiveId: 1,
       backend: "hsm-emulation",
       hsmXattr: "trusted.hsm",
-      container: w.containerName,
-      enableDeletions: options.enableDeletions ?? true,
-    },
-    blobs,
-  );
-  const ledger = await AutoImportLedger.open(w.nc, "e2e");
-  const receiver = w.client.createReceiver("blob-events");
-  const stop = new AbortController();
-  const running = runAutoImportService({
-    name: "e2e",
-    container: w.containerName,
-    target,
+      startedAtMs: Date.now(),
+    }),
     receiver,
-    applier,
     ledger,
+    enableDeletions: options.enableDeletions ?? true,
     signal: stop.signal,
     ...(options.prefixes ? { prefixes: options.prefixes } : {}),
   });
@@ -337,7 +334,6 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   });
 
   // The reference: a full (namespace) import of the container as it is now.
-  await startWorkers(t, w.serverUrl, 2, undefined, { storage: w.storage });
   const full = join(w.dir, "full");
   await mkdir(full);
   const summary = await runImportJob({

@@ -167,3 +167,18 @@ export {
   decodeBlobChange,
 } from "./blob-change.js";
 export type { BlobChange, BlobChangeKind } from "./blob-change.js";
+export {
+  autoImportSubjects,
+  autoImportShardOf,
+  MAX_AUTOIMPORT_CHANGES,
+  encodeAutoImportBatch,
+  decodeAutoImportBatch,
+  encodeAutoImportResult,
+  decodeAutoImportResult,
+} from "./autoimport-item.js";
+export type {
+  AutoImportBatch,
+  AutoImportChange,
+  AutoImportOutcome,
+  AutoImportResult,
+} from "./autoimport-item.js";
