@@ -33,7 +33,9 @@ export type TestSeamName =
   /** Export of a chunked file: a chunk is uploaded, its completion not yet recorded (KV). */
   | "chunk-before-complete"
   /** Restore (emulation backend): a file is restored, its item not yet acknowledged. */
-  | "restore-file-done";
+  | "restore-file-done"
+  /** Autoimport worker: a change of the blob is about to be applied (path = the blob name). */
+  | "autoimport-change-start";
 
 /** Signals this process when HSMFLEET_TEST_SEAM names `name` and `path` ends with its suffix. */
 export const testSeam = (name: TestSeamName, path: Buffer): void => {

@@ -6,7 +6,7 @@
  * name is stale. A change that throws fails, and so does every later change of the same blob in
  * the batch (their order must hold): the service abandons their messages and they come again.
  */
-import { errorMessage } from "@hsmfleet/core";
+import { errorMessage, testSeam } from "@hsmfleet/core";
 import { compareSequencers, emptyAutoImportCounters } from "@hsmfleet/protocol";
 import type {
   AutoImportBatch,
@@ -82,6 +82,7 @@ export const applyAutoImportBatch = async (
         out.outcomes[i] = "stale";
         continue;
       }
+      testSeam("autoimport-change-start", Buffer.from(c.blob));
       try {
         const applied = await applier.apply(asBlobChange(c, container));
         for (const k of Object.keys(applied.counters) as (keyof AutoImportCounters)[])
