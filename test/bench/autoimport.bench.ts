@@ -126,11 +126,13 @@ const main = async () => {
       ]),
     );
     const queue = sb.entity("events")!;
+    const loads: number[] = [];
     let last = performance.now();
     while (queue.count > 0) {
       await new Promise((r) => setTimeout(r, 200));
       if (performance.now() - last > 5000) {
         last = performance.now();
+        loads.push(loadavg()[0]!);
         process.stderr.write(
           `  ${events - queue.count} applied, ${(((events - queue.count) * 1000) / (last - start)).toFixed(0)} events/s\n`,
         );
@@ -150,6 +152,9 @@ const main = async () => {
       filesInTarget: files,
       cpus: cpus().length,
       loadavg1m: Number(loadavg()[0]!.toFixed(2)),
+      loadavg1mDuringRun: loads.length
+        ? Number((loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(2))
+        : null,
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
     if (files !== events) throw new Error(`expected ${events} files in the target, found ${files}`);
