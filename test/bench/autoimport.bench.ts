@@ -60,7 +60,7 @@ const main = async () => {
     const messages: ServiceBusMessage[] = new Array<ServiceBusMessage>(events);
     let next = 0;
     await Promise.all(
-      Array.from({ length: 32 }, async () => {
+      Array.from({ length: 128 }, async () => {
         while (next < events) {
           const i = next++;
           const name = `d${i % 100}/f${i}`;
