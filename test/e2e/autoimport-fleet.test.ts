@@ -25,6 +25,8 @@ const countFiles = async (dir: string): Promise<number> =>
   (await readdir(dir, { recursive: true })).filter((n) => n.endsWith(".txt")).length;
 
 test("a burst is applied by two worker processes, one killed with SIGKILL mid-burst; the tree equals a full import; a forged item is refused", async (t) => {
+  // Worker 0 applies most of the burst alone, then its unacked items wait out their ack wait (30 s).
+  t.timeout(10 * 60_000);
   const tmp = await tempDir();
   t.teardown(() => tmp.cleanup());
   const azurite = await startStorage(t);
@@ -175,7 +177,10 @@ test("a burst is applied by two worker processes, one killed with SIGKILL mid-bu
   t.is(status["totalErrors"], 0);
   t.is(status["deadLettered"], 0);
   // The deleted blobs were gone before their BlobCreated was applied: nothing made, nothing removed.
-  t.is(status["vanished"], n / 20);
+  // Changes the killed worker applied (their sequencer recorded) but never reported are stale when
+  // its item is applied again by the other worker: counted there instead.
+  const vanished = Number(status["vanished"]);
+  t.true(vanished <= n / 20 && vanished + Number(status["staleEvents"]) >= n / 20, tail());
   t.is(status["deletions"], 0);
   t.true(Number(status["duplicates"]) >= 50, `duplicates ${status["duplicates"]}`);
   t.is(status["messagesConsumed"], messages.length);

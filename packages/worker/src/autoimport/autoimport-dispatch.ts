@@ -1,14 +1,18 @@
 /**
  * The service side of autoimport work items: publishes the items of a round (sealed with the run's
  * item key, one subject per shard) and waits for each item's result. Results are untrusted input:
- * only a result with the job's seal, for an item in flight, counts, and each once. An item with no
- * result after `itemTimeoutMs` (its worker and every redelivery lost) is published again under a
- * new id; after `maxItemAttempts` its changes count as failed (their messages are abandoned and
- * come again from Service Bus).
+ * only a result with the job's seal, for an item in flight, counts, and each once. Every
+ * `itemTimeoutMs` without a result the item is looked up in the WORK stream (work-queue retention:
+ * it is there until a worker acknowledges or terminates it): while it is there it is queued or in a
+ * worker's hands (JetStream redelivers it if that worker dies), so the wait goes on, however long
+ * the backlog; once it is gone with no result (its result lost, or its last attempt failed) it is
+ * published again under a new id; after `maxItemAttempts` its changes count as failed (their
+ * messages are abandoned and come again from Service Bus).
  */
-import { hasValidSeal, sealHeaders } from "@hsmfleet/bus";
-import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
+import { JetStreamApiError, hasValidSeal, sealHeaders } from "@hsmfleet/bus";
+import type { JetStreamClient, JetStreamManager, NatsConnection } from "@hsmfleet/bus";
 import {
+  WORK_STREAM,
   autoImportSubjects,
   decodeAutoImportResult,
   emptyAutoImportCounters,
@@ -30,6 +34,7 @@ export interface DispatchOptions {
 
 export class AutoImportDispatcher {
   readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
   readonly #jobId: string;
   readonly #key: Uint8Array;
   readonly #stamp = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -41,11 +46,13 @@ export class AutoImportDispatcher {
   constructor(
     nc: NatsConnection,
     js: JetStreamClient,
+    jsm: JetStreamManager,
     jobId: string,
     key: Uint8Array,
     log: (message: string) => void,
   ) {
     this.#js = js;
+    this.#jsm = jsm;
     this.#jobId = jobId;
     this.#key = key;
     this.#log = log;
@@ -85,7 +92,7 @@ export class AutoImportDispatcher {
           const result = await this.#one(batchId, item, o);
           if (result === undefined) {
             if (!o.signal.aborted)
-              this.#log(`no result for work item ${batchId} in ${o.itemTimeoutMs} ms`);
+              this.#log(`work item ${batchId} left the queue with no result: published again`);
             continue;
           }
           if (result.outcomes.length === item.changes.length) return result;
@@ -111,18 +118,13 @@ export class AutoImportDispatcher {
     item: DispatchItem,
     o: DispatchOptions,
   ): Promise<AutoImportResult | undefined> {
+    let finish: (r: AutoImportResult | undefined) => void = () => undefined;
     const result = new Promise<AutoImportResult | undefined>((resolve) => {
-      const finish = (r: AutoImportResult | undefined) => {
-        clearTimeout(timer);
-        o.signal.removeEventListener("abort", onAbort);
-        this.#waiting.delete(batchId);
-        resolve(r);
-      };
-      const onAbort = () => finish(undefined);
-      const timer = setTimeout(onAbort, o.itemTimeoutMs);
-      o.signal.addEventListener("abort", onAbort, { once: true });
-      this.#waiting.set(batchId, finish);
+      finish = resolve;
     });
+    this.#waiting.set(batchId, (r) => finish(r));
+    const onAbort = () => finish(undefined);
+    o.signal.addEventListener("abort", onAbort, { once: true });
     const subject = autoImportSubjects.batch(this.#jobId, item.shard);
     const data = encodeAutoImportBatch({
       jobId: this.#jobId,
@@ -131,15 +133,34 @@ export class AutoImportDispatcher {
       changes: item.changes,
     });
     try {
-      await this.#js.publish(subject, data, {
+      const ack = await this.#js.publish(subject, data, {
         msgID: batchId,
         headers: sealHeaders(this.#key, subject, data),
       });
-    } catch (err) {
-      this.#waiting.get(batchId)?.(undefined);
-      throw err;
+      for (;;) {
+        let timer: NodeJS.Timeout | undefined;
+        const tick = new Promise<"tick">((resolve) => {
+          timer = setTimeout(() => resolve("tick"), o.itemTimeoutMs);
+        });
+        const r = await Promise.race([result, tick]);
+        clearTimeout(timer);
+        if (r !== "tick") return r;
+        if (!(await this.#queued(ack.seq))) return undefined;
+      }
+    } finally {
+      o.signal.removeEventListener("abort", onAbort);
+      this.#waiting.delete(batchId);
     }
-    return result;
+  }
+
+  /** Whether the item is still in the WORK stream (queued, or held by a worker). */
+  async #queued(seq: number): Promise<boolean> {
+    try {
+      return (await this.#jsm.streams.getMessage(WORK_STREAM, { seq })) !== null;
+    } catch (err) {
+      // Gone (acknowledged or terminated): 404. Any other failure (a slow server): keep waiting.
+      return !(err instanceof JetStreamApiError && err.status === 404);
+    }
   }
 
   close(): void {

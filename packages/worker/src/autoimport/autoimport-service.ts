@@ -21,8 +21,7 @@
  */
 import { setMaxListeners } from "node:events";
 import type { ServiceBusReceivedMessage, ServiceBusReceiver } from "@azure/service-bus";
-import { jetstream } from "@nats-io/jetstream";
-import { ensureJobConsumer, ensureTopology } from "@hsmfleet/bus";
+import { ensureJobConsumer, ensureTopology, jetstream } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { errorMessage } from "@hsmfleet/core";
 import {
@@ -61,7 +60,10 @@ export interface AutoImportServiceOptions {
   shards?: number;
   /** Changes in one work item, at most; default 200. */
   maxChangesPerItem?: number;
-  /** A work item with no result after this long is published again; default 120 s. */
+  /**
+   * How often an item with no result is looked up in the WORK stream; one that left it with no
+   * result is published again (autoimport-dispatch.ts); default 30 s.
+   */
   itemTimeoutMs?: number;
   /** Publications of one work item before its changes count as failed; default 3. */
   maxItemAttempts?: number;
@@ -82,7 +84,7 @@ export const AUTOIMPORT_DEFAULTS = {
   maxRoundsInFlight: 8,
   shards: 32,
   maxChangesPerItem: 200,
-  itemTimeoutMs: 120_000,
+  itemTimeoutMs: 30_000,
   maxItemAttempts: 3,
   statusIntervalMs: 1000,
 } as const;
@@ -165,9 +167,11 @@ export const runAutoImportService = async (
   await prepareAutoImportRun(o);
   await save(true);
 
+  const js = jetstream(o.nc);
   const dispatcher = new AutoImportDispatcher(
     o.nc,
-    jetstream(o.nc),
+    js,
+    await js.jetstreamManager(),
     name,
     o.spec.itemKey,
     (message) => log("warn", `autoimport ${name}: ${message}`),
