@@ -187,6 +187,8 @@ export const runAutoImportService = async (
   // Rounds are finished even after SIGTERM; this aborts them only when the service fails.
   const hardStop = new AbortController();
   setMaxListeners(0, hardStop.signal); // one listener per work item in flight
+  // Each receive listens to the stop signal while rounds (and their receives) overlap.
+  if (o.signal) setMaxListeners(0, o.signal);
   const ours = (c: BlobChange): boolean =>
     c.container === o.spec.container &&
     (prefixes.length === 0 ||
