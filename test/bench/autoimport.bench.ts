@@ -1,13 +1,14 @@
 /**
- * `npm run bench:autoimport`: Blob Storage events applied per second by `hsmfleet autoimport`
- * processes sharing one queue of the Service Bus STAND-IN (competing consumers), against a local
- * Azurite holding the blobs (each event reads its blob's properties there) and a real nats-server
- * (progress KV). The blobs are written first (not measured), then the events are queued, then the
- * services start and the clock runs until the queue is empty.
+ * `npm run bench:autoimport`: Blob Storage events applied per second by one `hsmfleet autoimport`
+ * service (the intake: Service Bus STAND-IN queue -> sealed work items over NATS) and
+ * `HSMFLEET_BENCH_WORKERS` `hsmfleet worker` processes applying them, against a local Azurite
+ * holding the blobs (each event reads its blob's properties there) and a real nats-server. The
+ * blobs are written first (not measured), then the events are queued, then the workers and the
+ * service start and the clock runs until the queue is empty.
  *
  * Environment:
  *   HSMFLEET_BENCH_EVENTS     events (= blobs) (default 100,000)
- *   HSMFLEET_BENCH_SERVICES   autoimport processes (default 2)
+ *   HSMFLEET_BENCH_WORKERS    worker processes (default 2)
  */
 import { mkdir, readdir } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
@@ -40,7 +41,7 @@ const envInt = (name: string, fallback: number): number => {
 
 const main = async () => {
   const events = envInt("HSMFLEET_BENCH_EVENTS", 100_000);
-  const services = envInt("HSMFLEET_BENCH_SERVICES", 2);
+  const workers = envInt("HSMFLEET_BENCH_WORKERS", 2);
   const tmp = await tempDir();
   const azurite = await startAzurite();
   const nats = await startNatsServer();
@@ -59,7 +60,7 @@ const main = async () => {
     const messages: ServiceBusMessage[] = new Array<ServiceBusMessage>(events);
     let next = 0;
     await Promise.all(
-      Array.from({ length: 32 }, async () => {
+      Array.from({ length: 128 }, async () => {
         while (next < events) {
           const i = next++;
           const name = `d${i % 100}/f${i}`;
@@ -94,45 +95,44 @@ const main = async () => {
     const target = join(tmp.path, "target");
     await mkdir(target);
     const start = performance.now();
-    for (let s = 0; s < services; s++) {
-      children.push(
-        spawn(
-          process.execPath,
-          [
-            CLI_BIN,
-            "--nats",
-            nats.url,
-            "--storage",
-            azurite.connectionString,
-            "--workers",
-            "0",
-            "autoimport",
-            target,
-            "--container",
-            "bench",
-            "--events",
-            "events",
-            "--no-initial-scan",
-            "--name",
-            `bench${s}`,
-          ],
-          {
-            env: {
-              ...process.env,
-              HSMFLEET_SERVICEBUS_CONNECTION_STRING: sb.connectionString,
-              HSMFLEET_LOG_LEVEL: "warn",
-            },
-            stdio: ["ignore", "ignore", "inherit"],
-          },
-        ),
+    const env = {
+      ...process.env,
+      HSMFLEET_SERVICEBUS_CONNECTION_STRING: sb.connectionString,
+      HSMFLEET_LOG_LEVEL: "warn",
+    };
+    const cli = (args: string[]) =>
+      spawn(
+        process.execPath,
+        [CLI_BIN, "--nats", nats.url, "--storage", azurite.connectionString, ...args],
+        {
+          env,
+          stdio: ["ignore", "ignore", "inherit"],
+        },
       );
-    }
+    for (let w = 0; w < workers; w++) children.push(cli(["worker", "--worker-id", `bench-w${w}`]));
+    children.push(
+      cli([
+        "--workers",
+        "0",
+        "autoimport",
+        target,
+        "--container",
+        "bench",
+        "--events",
+        "events",
+        "--no-initial-scan",
+        "--name",
+        "bench",
+      ]),
+    );
     const queue = sb.entity("events")!;
+    const loads: number[] = [];
     let last = performance.now();
     while (queue.count > 0) {
       await new Promise((r) => setTimeout(r, 200));
       if (performance.now() - last > 5000) {
         last = performance.now();
+        loads.push(loadavg()[0]!);
         process.stderr.write(
           `  ${events - queue.count} applied, ${(((events - queue.count) * 1000) / (last - start)).toFixed(0)} events/s\n`,
         );
@@ -146,12 +146,15 @@ const main = async () => {
     ).length;
     const result = {
       events,
-      services,
+      workers,
       seconds: Number(seconds.toFixed(2)),
       eventsPerSecond: Math.round(events / seconds),
       filesInTarget: files,
       cpus: cpus().length,
       loadavg1m: Number(loadavg()[0]!.toFixed(2)),
+      loadavg1mDuringRun: loads.length
+        ? Number((loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(2))
+        : null,
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
     if (files !== events) throw new Error(`expected ${events} files in the target, found ${files}`);

@@ -104,7 +104,13 @@ test("kill -9 of the service mid-burst: after a restart every event is applied o
   );
 
   child = start();
-  await waitFor("the whole burst", () => sb.entity("events")!.count === 0, 120_000);
+  await waitFor("the whole burst", () => sb.entity("events")!.count === 0, 120_000).catch(
+    (err: Error) => {
+      throw new Error(
+        `${err.message} (${sb.entity("events")!.count} messages left); service output:\n${output.slice(-3000)}`,
+      );
+    },
+  );
   child.kill("SIGTERM");
   const exit = await exitOf(child);
   t.is(exit.code, 0, output.slice(-2000));

@@ -2,7 +2,7 @@
 // (built from the real writes: ETag, size, sequencer order) sent through the Service Bus STAND-IN
 // with the real @azure/service-bus client, applied by the autoimport service; the target must
 // equal a full import of the container.
-import { lstat, mkdir, readdir } from "node:fs/promises";
+import { lstat, mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import type { ExecutionContext } from "ava";
@@ -10,7 +10,7 @@ import { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
-import { openContainer, parseStorageTarget } from "@hsmfleet/blob";
+import { parseStorageTarget } from "@hsmfleet/blob";
 import { decodeHsmAttrs } from "@hsmfleet/core";
 import { openJobStore, runImportJob } from "@hsmfleet/coordinator";
 import { startDashboard } from "@hsmfleet/dashboard";
@@ -18,7 +18,7 @@ import type { JobView, Snapshot } from "@hsmfleet/dashboard";
 import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
-import { AutoImportLedger, openBlobChangeApplier, runAutoImportService } from "@hsmfleet/worker";
+import { AutoImportLedger, autoImportJobSpec, runAutoImportService } from "@hsmfleet/worker";
 import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
@@ -89,6 +89,7 @@ const setup = async (t: ExecutionContext, containerName: string): Promise<World>
     azurite.connectionString,
   ).getContainerClient(containerName);
   await container.create();
+  await startWorkers(t, server.url, 2, undefined, { storage });
   return {
     t,
     sb,
@@ -166,32 +167,28 @@ const meta = (mode: string, uid = 1000, gid = 1000) => ({
 const drain = async (
   w: World,
   target: string,
-  options: { enableDeletions?: boolean; prefixes?: string[] } = {},
+  options: { enableDeletions?: boolean; prefixes?: string[]; mode?: "namespace" | "full" } = {},
 ) => {
-  const blobs = openContainer(w.storage, w.containerName);
-  const { applier } = await openBlobChangeApplier(
-    {
-      root: target,
-      mode: "namespace",
+  const ledger = await AutoImportLedger.open(w.nc, "e2e");
+  const receiver = w.client.createReceiver("blob-events");
+  const stop = new AbortController();
+  // The changes go to the fleet: the two workers of setup() apply them.
+  const running = runAutoImportService({
+    nc: w.nc,
+    spec: autoImportJobSpec({
+      name: "e2e",
+      target,
+      container: w.containerName,
+      mode: options.mode ?? "namespace",
       conflict: "skip",
       archiveId: 1,
       backend: "hsm-emulation",
       hsmXattr: "trusted.hsm",
-      container: w.containerName,
-      enableDeletions: options.enableDeletions ?? true,
-    },
-    blobs,
-  );
-  const ledger = await AutoImportLedger.open(w.nc, "e2e");
-  const receiver = w.client.createReceiver("blob-events");
-  const stop = new AbortController();
-  const running = runAutoImportService({
-    name: "e2e",
-    container: w.containerName,
-    target,
+      startedAtMs: Date.now(),
+    }),
     receiver,
-    applier,
     ledger,
+    enableDeletions: options.enableDeletions ?? true,
     signal: stop.signal,
     ...(options.prefixes ? { prefixes: options.prefixes } : {}),
   });
@@ -337,7 +334,6 @@ test("events from real writes, with duplicates, out-of-order deliveries and a va
   });
 
   // The reference: a full (namespace) import of the container as it is now.
-  await startWorkers(t, w.serverUrl, 2, undefined, { storage: w.storage });
   const full = join(w.dir, "full");
   await mkdir(full);
   const summary = await runImportJob({
@@ -402,4 +398,39 @@ test("--prefix (repeatable): events outside every prefix are completed without c
     .createReceiver("blob-events", { subQueueType: "deadLetter" })
     .receiveMessages(1, { maxWaitTimeInMs: 1000 });
   t.is(dead, undefined, "nothing dead-lettered");
+});
+
+test("--mode full: BlobCreated downloads the data (state exists archived, 0x9), as a full-mode import makes it", async (t) => {
+  const w = await setup(t, "fullmode");
+  const big = "0123456789abcdef".repeat(70_000); // 1.1 MB: several ranged reads
+  await put(w, "small.txt", "small data", meta("0640"));
+  await put(w, "sub/big.bin", big, meta("0600", 1234, 5678));
+  await put(w, "sub/link", "../small.txt", { ...meta("0777"), ftype: "LNK" });
+  await put(w, "empty.txt", "", meta("0644"));
+  await send(
+    w,
+    w.events.map((e) => ({ body: e, messageId: String(e.id) })),
+  );
+  const target = join(w.dir, "auto");
+  await mkdir(target);
+  const status = await drain(w, target, { mode: "full" });
+  t.is(status.totalErrors, 0);
+  t.is(status.importedFiles, 3);
+  t.is(await readFile(join(target, "small.txt"), "utf8"), "small data");
+  t.is(await readFile(join(target, "sub/big.bin"), "utf8"), big);
+
+  const full = join(w.dir, "full");
+  await mkdir(full);
+  const summary = await runImportJob({
+    nc: w.nc,
+    target: full,
+    container: w.containerName,
+    storage: w.storage,
+    mode: "full",
+  });
+  t.is(summary.state, "succeeded");
+  const got = await snapshot(target);
+  t.deepEqual(got, await snapshot(full));
+  t.is(got["small.txt"]?.split(" ").pop(), "9", "exists archived, not released");
+  t.is(got["sub/big.bin"]?.split(" ").pop(), "9");
 });

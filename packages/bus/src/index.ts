@@ -32,7 +32,7 @@ export { ResilientConsumer } from "./resilient-consumer.js";
 export type { ResilientConsumerOptions } from "./resilient-consumer.js";
 export { retryingPublishes } from "./retrying-publish.js";
 export type { RetryingPublishOptions } from "./retrying-publish.js";
-export { jetstream, jetstreamManager } from "@nats-io/jetstream";
+export { jetstream, jetstreamManager, JetStreamApiError } from "@nats-io/jetstream";
 export type {
   JetStreamClient,
   JetStreamManager,

@@ -35,7 +35,9 @@ export type TestSeamName =
   /** Restore (emulation backend): a file's data is written, its times not yet put back. */
   | "restore-data-written"
   /** Restore (emulation backend): a file is restored, its item not yet acknowledged. */
-  | "restore-file-done";
+  | "restore-file-done"
+  /** Autoimport worker: a change of the blob is about to be applied (path = the blob name). */
+  | "autoimport-change-start";
 
 /** Signals this process when HSMFLEET_TEST_SEAM names `name` and `path` ends with its suffix. */
 export const testSeam = (name: TestSeamName, path: Buffer): void => {

@@ -169,3 +169,18 @@ export {
 export type { BlobChange, BlobChangeKind } from "./blob-change.js";
 export { peekJobStatus } from "./job-status-peek.js";
 export type { JobStatusPeek } from "./job-status-peek.js";
+export {
+  autoImportSubjects,
+  autoImportShardOf,
+  MAX_AUTOIMPORT_CHANGES,
+  encodeAutoImportBatch,
+  decodeAutoImportBatch,
+  encodeAutoImportResult,
+  decodeAutoImportResult,
+} from "./autoimport-item.js";
+export type {
+  AutoImportBatch,
+  AutoImportChange,
+  AutoImportOutcome,
+  AutoImportResult,
+} from "./autoimport-item.js";

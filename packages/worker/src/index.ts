@@ -31,8 +31,9 @@ export type {
 } from "./autoimport/apply-blob-change.js";
 export { AutoImportLedger, AUTOIMPORT_BUCKET } from "./autoimport/autoimport-ledger.js";
 export type { AutoImportStatus } from "./autoimport/autoimport-status.js";
-export { autoImportJobRecord } from "./autoimport/autoimport-job-record.js";
-export { runAutoImportService, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
+export { autoImportJobRecord, autoImportJobSpec } from "./autoimport/autoimport-job-record.js";
+export type { AutoImportSpecFields } from "./autoimport/autoimport-job-record.js";
+export { runAutoImportService, prepareAutoImportRun, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
 export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
 export { ImportTarget } from "./import/import-target.js";
 export type { ImportTargetOptions } from "./import/import-target.js";

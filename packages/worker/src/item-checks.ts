@@ -20,6 +20,7 @@ import type { JsMsg } from "@hsmfleet/bus";
 import {
   JobKind,
   JobState,
+  decodeAutoImportBatch,
   decodeChunk,
   decodeHsmActionList,
   decodeTransferBatch,
@@ -28,6 +29,7 @@ import {
   jobIdOfSubject,
 } from "@hsmfleet/protocol";
 import type {
+  AutoImportBatch,
   Chunk,
   HsmActionList,
   JobStatus,
@@ -291,6 +293,27 @@ export const SYNC_BATCH_RULES: WorkItemRules<SyncBatch> = {
     itemId: b.batchId,
     kind: "transfer",
     path: b.ops[0]?.path ?? Buffer.alloc(0),
+  }),
+};
+/**
+ * An autoimport batch: its id, and only for an autoimport job. Blob names are checked where they
+ * become paths (BlobChangeApplier: an unsafe name is an error of that change, never a path).
+ */
+export const AUTOIMPORT_BATCH_RULES: WorkItemRules<AutoImportBatch> = {
+  what: "autoimport batch",
+  decode: decodeAutoImportBatch,
+  check: (subject, batch, job) => {
+    checkId(subject, "batch id", batch.batchId);
+    if (job.spec.kind !== JobKind.AutoImport)
+      throw new UnsafeWorkItemError(subject, "an autoimport batch for a job of another kind");
+    for (const c of batch.changes)
+      if (c.blob === "" || c.blob.includes("\0"))
+        throw new UnsafeWorkItemError(subject, "an empty blob name or one with a NUL byte");
+  },
+  describe: (b) => ({
+    itemId: b.batchId,
+    kind: "transfer",
+    path: Buffer.from(b.changes[0]?.blob ?? ""),
   }),
 };
 export const CHUNK_RULES: WorkItemRules<Chunk> = {

@@ -1,3 +1,4 @@
+import { autoImportKind } from "./autoimport/autoimport-kind.js";
 import { exportKind } from "./export/export-kind.js";
 import { hsmKind } from "./hsm/hsm-kind.js";
 import { importKind } from "./import/import-kind.js";
@@ -21,4 +22,5 @@ export const WORKER_JOB_KINDS: readonly WorkerJobKind[] = [
   hsmKind,
   syncKind,
   policyKind,
+  autoImportKind,
 ];

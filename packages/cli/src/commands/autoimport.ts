@@ -8,17 +8,17 @@ import {
   normalizeImportPrefixes,
   runImportJob,
 } from "@hsmfleet/coordinator";
-import { openContainer } from "@hsmfleet/blob";
 import { describeStorageTarget } from "@hsmfleet/blob/targets";
 import { UsageError } from "@hsmfleet/core";
 import { JobKind } from "@hsmfleet/protocol";
-import type { ConflictMode } from "@hsmfleet/protocol";
+import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
 import {
   AUTOIMPORT_DEFAULTS,
   AutoImportLedger,
   autoImportJobRecord,
+  autoImportJobSpec,
+  prepareAutoImportRun,
   describeServiceBus,
-  openBlobChangeApplier,
   runAutoImportService,
   serviceBusClientFor,
 } from "@hsmfleet/worker";
@@ -34,6 +34,7 @@ interface AutoImportFlags {
   events: string;
   prefix?: string[];
   conflict: ConflictMode;
+  mode: ImportMode;
   enableDeletions?: boolean;
   initialScan: boolean;
   maxErrors: number;
@@ -69,6 +70,14 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
       new Option("--conflict <mode>", "what to do with entries that already exist")
         .choices(CONFLICT_MODES as string[])
         .default("skip"),
+    )
+    .addOption(
+      new Option(
+        "--mode <mode>",
+        "namespace: BlobCreated makes a released stub; full: it downloads the data",
+      )
+        .choices(["namespace", "full"])
+        .default("namespace"),
     )
     .option("--enable-deletions", "apply BlobDeleted/DirectoryDeleted (files that are not dirty)")
     .option("--no-initial-scan", "skip the full reconciliation import at start")
@@ -127,6 +136,19 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
           "autoimport starting",
         );
         const ledger = await AutoImportLedger.open(runtime.nc, name);
+        // The changes are applied by the fleet's workers (`hsmfleet worker`, or --workers here).
+        const spec = autoImportJobSpec({
+          name,
+          target: resolve(target),
+          container: opts.container,
+          mode: opts.mode,
+          conflict: opts.conflict,
+          archiveId: opts.archiveId,
+          backend: opts.backend,
+          hsmXattr: opts.hsmXattr,
+          startedAtMs,
+        });
+        await prepareAutoImportRun({ nc: runtime.nc, spec, ledger });
         let synced: string | undefined;
         if (opts.initialScan) {
           const scan = await runImportJob({
@@ -134,7 +156,7 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
             target: resolve(target),
             container: opts.container,
             prefixes: opts.prefix,
-            mode: "namespace",
+            mode: opts.mode,
             conflict: opts.conflict,
             archiveId: opts.archiveId,
             backend: opts.backend,
@@ -149,27 +171,13 @@ export const registerAutoImportCommand = (ctx: CliContext): void => {
           synced = new Date().toISOString();
           logger.info({ imported: scan.totalBlobsImported }, "initial scan done");
         }
-        const { applier } = await openBlobChangeApplier(
-          {
-            root: resolve(target),
-            mode: "namespace",
-            conflict: opts.conflict,
-            archiveId: opts.archiveId,
-            backend: opts.backend,
-            hsmXattr: opts.hsmXattr,
-            container: opts.container,
-            enableDeletions: opts.enableDeletions ?? false,
-          },
-          openContainer(storage.target, opts.container),
-        );
         const receiver = client.createReceiver(opts.events);
         status = await runAutoImportService({
-          name,
-          container: opts.container,
-          target: resolve(target),
+          nc: runtime.nc,
+          spec,
           receiver,
-          applier,
           ledger,
+          enableDeletions: opts.enableDeletions ?? false,
           prefixes: opts.prefix,
           maxAttempts: opts.maxAttempts,
           maxErrors: opts.maxErrors,

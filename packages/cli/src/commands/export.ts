@@ -5,12 +5,15 @@ import { describeStorageTarget, jobLogContainer } from "@hsmfleet/blob/targets";
 import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
+import { lifecycleOptions } from "./lifecycle-options.js";
+import type { LifecycleFlags } from "./lifecycle-options.js";
 import type { CliContext } from "./context.js";
 import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
 import type { JobLimitFlags } from "./job-limits.js";
 
 /** `hsmfleet export`: a tree to a blob container in AMLFS format. */
 export const registerExportCommand = (ctx: CliContext): void => {
+  const lifecycle = lifecycleOptions();
   const { program } = ctx;
   program
     .command("export")
@@ -51,6 +54,10 @@ export const registerExportCommand = (ctx: CliContext): void => {
     .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
+    .addOption(lifecycle[0]!)
+    .addOption(lifecycle[1]!)
+    .addOption(lifecycle[2]!)
+    .addOption(lifecycle[3]!)
     .action(
       async (
         path: string,
@@ -63,13 +70,18 @@ export const registerExportCommand = (ctx: CliContext): void => {
           chunkSize: number;
           json?: boolean;
           quiet?: boolean;
-        } & JobLimitFlags,
+        } & JobLimitFlags &
+          LifecycleFlags,
       ) => {
         await checkExportSource(path);
         jobLogContainer(opts.container, opts.logContainer);
         await runJobCommand<ExportSummary>(ctx, {
           what: "export",
           json: opts.json,
+          events: {
+            flags: opts,
+            job: { kind: "export", path: resolve(path), container: opts.container },
+          },
           format: (s) => formatExportSummary(s),
           errors: (s) => s.errors,
           run: (r) => {
@@ -89,7 +101,10 @@ export const registerExportCommand = (ctx: CliContext): void => {
               jobId: r.jobId,
               logger: r.logger,
               signal: r.signal,
-              onProgress: opts.quiet ? undefined : (p) => r.progress.export(p),
+              onProgress: (p) => {
+                if (!opts.quiet) r.progress.export(p);
+                r.progressed(p);
+              },
             });
           },
         });

@@ -15,6 +15,8 @@ import type { ConflictMode, ImportMode } from "@hsmfleet/protocol";
 import { sizeOption } from "../size.js";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
+import { lifecycleOptions } from "./lifecycle-options.js";
+import type { LifecycleFlags } from "./lifecycle-options.js";
 import type { CliContext } from "./context.js";
 import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
 import type { JobLimitFlags } from "./job-limits.js";
@@ -23,6 +25,7 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 
 /** `hsmfleet import`: a blob container into a file system, with AMLFS's import-job semantics. */
 export const registerImportCommand = (ctx: CliContext): void => {
+  const lifecycle = lifecycleOptions();
   const { program } = ctx;
   program
     .command("import")
@@ -77,6 +80,10 @@ export const registerImportCommand = (ctx: CliContext): void => {
     .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
+    .addOption(lifecycle[0]!)
+    .addOption(lifecycle[1]!)
+    .addOption(lifecycle[2]!)
+    .addOption(lifecycle[3]!)
     .action(
       async (
         target: string,
@@ -93,7 +100,8 @@ export const registerImportCommand = (ctx: CliContext): void => {
           logContainer?: string;
           json?: boolean;
           quiet?: boolean;
-        } & JobLimitFlags,
+        } & JobLimitFlags &
+          LifecycleFlags,
       ) => {
         // Refuse bad arguments before anything starts.
         await checkScanRoot(target, "import target");
@@ -102,6 +110,10 @@ export const registerImportCommand = (ctx: CliContext): void => {
         await runJobCommand<ImportSummary>(ctx, {
           what: "import",
           json: opts.json,
+          events: {
+            flags: opts,
+            job: { kind: "import", path: resolve(target), container: opts.container },
+          },
           format: (s) => formatImportSummary(s),
           errors: (s) => s.totalErrors,
           run: (r) => {
@@ -126,7 +138,10 @@ export const registerImportCommand = (ctx: CliContext): void => {
               jobId: r.jobId,
               logger: r.logger,
               signal: r.signal,
-              onProgress: opts.quiet ? undefined : (p) => r.progress.import(p),
+              onProgress: (p) => {
+                if (!opts.quiet) r.progress.import(p);
+                r.progressed(p);
+              },
             });
           },
         });

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { newJobId } from "@hsmfleet/coordinator";
+import { errorMessage } from "@hsmfleet/core";
 import type { StorageTarget } from "@hsmfleet/blob/targets";
 import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
@@ -10,6 +11,8 @@ import type { Runtime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
 import { ExitCode, onInterrupt } from "./context.js";
 import type { CliContext } from "./context.js";
+import { openLifecyclePublisher } from "./lifecycle-options.js";
+import type { LifecycleFlags, LifecycleJob, LifecyclePublisher } from "./lifecycle-options.js";
 
 /** What every job summary has, for the exit code. */
 export interface JobOutcome {
@@ -25,6 +28,8 @@ export interface JobCommandRun {
   jobDir: string;
   signal: AbortSignal;
   progress: ProgressLine;
+  /** The job's live counters (its onProgress): a progress lifecycle event, throttled. */
+  progressed(p: object): void;
 }
 
 /**
@@ -41,6 +46,8 @@ export const runJobCommand = async <S extends JobOutcome>(
     run: (r: JobCommandRun) => Promise<S>;
     format: (summary: S) => string;
     errors: (summary: S) => number;
+    /** With `--events-topic` (lifecycle-options.ts): the job's lifecycle events go there. */
+    events?: { flags: LifecycleFlags; job: LifecycleJob } | undefined;
   },
 ): Promise<void> => {
   const g = ctx.globals();
@@ -54,6 +61,7 @@ export const runJobCommand = async <S extends JobOutcome>(
   const undo = onInterrupt(abort, o.what);
   let summary: S;
   let runtime: Runtime | undefined;
+  let events: LifecyclePublisher | undefined;
   try {
     runtime = await openRuntime({
       nats: g.nats,
@@ -70,19 +78,34 @@ export const runJobCommand = async <S extends JobOutcome>(
     const jobId = newJobId(o.what);
     const jobDir = join(stateDir, "jobs", jobId);
     await mkdir(jobDir, { recursive: true });
-    summary = await o.run({
-      runtime,
-      storage: storage.target,
-      logger,
-      jobId,
-      jobDir,
-      signal: abort.signal,
-      progress,
-    });
+    if (o.events) {
+      events = await openLifecyclePublisher(o.events.flags, o.events.job, jobId, logger);
+      if (events) events.life.jobId = jobId;
+      await events?.life.started();
+    }
+    const life = events?.life;
+    try {
+      summary = await o.run({
+        runtime,
+        storage: storage.target,
+        logger,
+        jobId,
+        jobDir,
+        signal: abort.signal,
+        progress,
+        progressed: (p) => life?.progress({ ...p }),
+      });
+    } catch (err) {
+      // Could not start or broke down (a job that ended failed has a summary): reported.
+      await life?.failed(errorMessage(err));
+      throw err;
+    }
     markStartup("job-done");
+    await life?.ended(summary as unknown as S & Record<string, unknown>, o.errors(summary));
   } finally {
     progress.done();
     undo();
+    await events?.close();
     await runtime?.close();
     await storage.azurite?.close();
     markStartup("closed");

@@ -9,12 +9,15 @@ import {
 import type { RestoreSummary } from "@hsmfleet/coordinator";
 import { intArg } from "./context.js";
 import { runJobCommand } from "./job-runner.js";
+import { lifecycleOptions } from "./lifecycle-options.js";
+import type { LifecycleFlags } from "./lifecycle-options.js";
 import type { CliContext } from "./context.js";
 import { jobLimitsFrom, maxBandwidthOption, maxRequestsOption } from "./job-limits.js";
 import type { JobLimitFlags } from "./job-limits.js";
 
 /** `hsmfleet restore`: bring back the data of released files, in bounded batches across the fleet. */
 export const registerRestoreCommand = (ctx: CliContext): void => {
+  const lifecycle = lifecycleOptions();
   const { program } = ctx;
   program
     .command("restore")
@@ -52,6 +55,10 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
     .addOption(maxRequestsOption())
     .option("--json", "print the summary as one JSON object on stdout")
     .option("--quiet", "no progress line")
+    .addOption(lifecycle[0]!)
+    .addOption(lifecycle[1]!)
+    .addOption(lifecycle[2]!)
+    .addOption(lifecycle[3]!)
     .action(
       async (
         path: string,
@@ -64,12 +71,17 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
           maxErrors: number;
           json?: boolean;
           quiet?: boolean;
-        } & JobLimitFlags,
+        } & JobLimitFlags &
+          LifecycleFlags,
       ) => {
         await checkScanRoot(path, "restore path");
         await runJobCommand<RestoreSummary>(ctx, {
           what: "restore",
           json: opts.json,
+          events: {
+            flags: opts,
+            job: { kind: "restore", path: resolve(path), container: opts.container },
+          },
           format: (s) => formatRestoreSummary(s),
           errors: (s) => s.errors,
           run: (r) =>
@@ -87,7 +99,10 @@ export const registerRestoreCommand = (ctx: CliContext): void => {
               errorLog: join(r.jobDir, "errors.ndjson"),
               logger: r.logger,
               signal: r.signal,
-              onProgress: opts.quiet ? undefined : (p) => r.progress.restore(p),
+              onProgress: (p) => {
+                if (!opts.quiet) r.progress.restore(p);
+                r.progressed(p);
+              },
             }),
         });
       },

@@ -1,23 +1,12 @@
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage, ServiceBusSender } from "@azure/service-bus";
-import {
-  JobLifecycle,
-  JobSpecError,
-  SERVED_KINDS,
-  newJobId,
-  runExportJob,
-  runImportJob,
-  runRestoreJob,
-  validateJobSpec,
-} from "@hsmfleet/coordinator";
+import { JobLifecycle, JobSpecError, SERVED_KINDS, validateJobSpec } from "@hsmfleet/coordinator";
 import type { JobSpec, LifecycleEvent } from "@hsmfleet/coordinator";
-import type { StorageTarget } from "@hsmfleet/blob/targets";
 import { errorMessage } from "@hsmfleet/core";
-import type { NatsConnection } from "@hsmfleet/bus";
 import type { Logger } from "@hsmfleet/telemetry";
 import { describeServiceBus, serviceBusClientFor } from "@hsmfleet/worker";
+import { runSpec } from "./serve-run-spec.js";
+import type { JobEnv } from "./serve-run-spec.js";
 import { startServiceRuntime } from "./service-runtime.js";
 import { intArg } from "./context.js";
 import type { CliContext } from "./context.js";
@@ -29,73 +18,6 @@ interface ServeFlags {
   servicebus?: string;
   servicebusNamespace?: string;
 }
-
-interface JobEnv {
-  nc: NatsConnection;
-  storage: StorageTarget;
-  logger: Logger;
-  stateDir: string;
-  signal: AbortSignal;
-}
-
-type Summary = Record<string, unknown> & { state: string; jobId: string };
-
-/** Runs one validated spec on the fleet; returns its summary and its error count. */
-const runSpec = async (
-  spec: JobSpec,
-  env: JobEnv,
-  life: JobLifecycle,
-): Promise<{ summary: Summary; errors: number }> => {
-  const jobId = newJobId(spec.kind);
-  life.jobId = jobId;
-  const jobDir = join(env.stateDir, "jobs", jobId);
-  await mkdir(jobDir, { recursive: true });
-  const common = {
-    nc: env.nc,
-    storage: env.storage,
-    jobId,
-    logger: env.logger,
-    signal: env.signal,
-    errorLog: join(jobDir, "errors.ndjson"),
-  };
-  const onProgress = (p: object) => life.progress({ ...p });
-  switch (spec.kind) {
-    case "export": {
-      const s = await runExportJob({
-        ...common,
-        root: spec.path,
-        container: spec.container!,
-        prefix: spec.prefix,
-        maxErrors: spec.maxErrors,
-        onProgress,
-      });
-      return { summary: s as unknown as Summary, errors: s.errors };
-    }
-    case "import": {
-      const s = await runImportJob({
-        ...common,
-        target: spec.path,
-        container: spec.container!,
-        prefixes: spec.prefixes,
-        mode: spec.mode,
-        conflict: spec.conflict,
-        maxErrors: spec.maxErrors,
-        conflictLog: join(jobDir, "conflicts.ndjson"),
-        onProgress,
-      });
-      return { summary: s as unknown as Summary, errors: s.totalErrors };
-    }
-    default: {
-      const s = await runRestoreJob({
-        ...common,
-        path: spec.path,
-        maxErrors: spec.maxErrors,
-        onProgress,
-      });
-      return { summary: s as unknown as Summary, errors: s.errors };
-    }
-  }
-};
 
 /**
  * `hsmfleet serve --jobs <queue>`: job intake from a Service Bus queue (docs/azure-integration.md,

@@ -14,8 +14,8 @@ export const JOB_SPEC_KINDS = [
   "verify",
 ] as const;
 export type JobSpecKind = (typeof JOB_SPEC_KINDS)[number];
-/** Kinds `hsmfleet serve` runs today; the others are valid specs it refuses (UnsupportedKind). */
-export const SERVED_KINDS: readonly JobSpecKind[] = ["export", "import", "restore"];
+/** Kinds `hsmfleet serve` runs: every kind a spec may name. */
+export const SERVED_KINDS: readonly JobSpecKind[] = JOB_SPEC_KINDS;
 
 export interface JobSpec {
   kind: JobSpecKind;

@@ -48,7 +48,20 @@ export interface BlobChangeApplierOptions {
    */
   hsmState: (rel: Buffer, st: EntryStat) => Promise<HsmAttrs | undefined>;
   hasHsm: boolean;
+  /**
+   * `--mode full`: writes the data of a file just made (or made again) as a stub and gives it its
+   * final attributes and state, through the import job's download path (autoimport-download.ts).
+   * Returns the error of a download that failed (the file is left looking incomplete).
+   */
+  download?: FileDownload | undefined;
 }
+
+export type FileDownload = (
+  rel: Buffer,
+  blobName: string,
+  size: number,
+  attrs: EntryAttributes,
+) => Promise<ItemError | undefined>;
 
 export interface AppliedChange {
   counters: AutoImportCounters;
@@ -71,6 +84,7 @@ export class BlobChangeApplier {
   readonly #enableDeletions: boolean;
   readonly #hsmState: BlobChangeApplierOptions["hsmState"];
   readonly #hasHsm: boolean;
+  readonly #download: FileDownload | undefined;
 
   constructor(target: ImportTarget, container: BlobContainer, options: BlobChangeApplierOptions) {
     this.#target = target;
@@ -78,6 +92,7 @@ export class BlobChangeApplier {
     this.#enableDeletions = options.enableDeletions ?? false;
     this.#hsmState = options.hsmState;
     this.#hasHsm = options.hasHsm;
+    this.#download = options.download;
   }
 
   async apply(change: BlobChange): Promise<AppliedChange> {
@@ -173,9 +188,12 @@ export class BlobChangeApplier {
       return;
     }
     const outcome = await this.#target.file(rel, props.size, attrs, name, props.etag ?? "", false);
-    if (outcome.download) {
-      // --mode full is not applied by autoimport yet: the stub stays released (docs/azure-integration.md).
-      outcome.download = false;
+    if (outcome.download && this.#download) {
+      const error = await this.#download(rel, name, props.size, attrs);
+      if (error) {
+        outcome.result = "failed";
+        outcome.error = error;
+      }
     }
     this.#account(out, outcome, kind);
   }

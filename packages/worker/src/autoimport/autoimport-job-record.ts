@@ -4,7 +4,13 @@
  * dashboard show it while it runs and after it stops, as they show a sync service.
  */
 import { JobKind, JobState, newJobSpec, newJobStatus } from "@hsmfleet/protocol";
-import type { AutoImportJobCounters, JobStatus } from "@hsmfleet/protocol";
+import type {
+  AutoImportJobCounters,
+  ConflictMode,
+  ImportMode,
+  JobSpec,
+  JobStatus,
+} from "@hsmfleet/protocol";
 import type { AutoImportStatus } from "./autoimport-status.js";
 
 const msOf = (iso: string): number => {
@@ -35,18 +41,54 @@ const countersOf = (s: AutoImportStatus): AutoImportJobCounters => ({
   lastFullySynchronizedMs: msOf(s.lastTimeFullySynchronized),
 });
 
+export interface AutoImportSpecFields {
+  name: string;
+  target: string;
+  container: string;
+  mode: ImportMode;
+  conflict: ConflictMode;
+  archiveId: number;
+  backend: string;
+  hsmXattr: string;
+  startedAtMs: number;
+}
+
+/**
+ * The job spec of one run of a service: what its workers apply changes with (target root,
+ * container, import mode and conflict mode, HSM backend) and a fresh item key sealing this run's
+ * work items (items a previous run left queued are refused as unsolicited).
+ */
+export const autoImportJobSpec = (f: AutoImportSpecFields): JobSpec => {
+  const spec = newJobSpec({
+    jobId: f.name,
+    kind: JobKind.AutoImport,
+    root: Buffer.from(f.target),
+    container: f.container,
+    createdAtMs: f.startedAtMs,
+    backend: f.backend,
+    hsmXattr: f.hsmXattr,
+  });
+  spec.import = { ...spec.import, mode: f.mode, conflict: f.conflict, archiveId: f.archiveId };
+  return spec;
+};
+
 /** The service's job record for `status`, begun at `startedAtMs` (this run's start). */
-export const autoImportJobRecord = (s: AutoImportStatus, startedAtMs: number): JobStatus => {
+export const autoImportJobRecord = (
+  s: AutoImportStatus,
+  startedAtMs: number,
+  spec?: JobSpec,
+): JobStatus => {
   const ended = s.state === "Disabled" || s.state === "Failed";
   const updatedAtMs = msOf(s.updatedAt) || Date.now();
   return newJobStatus(
-    newJobSpec({
-      jobId: s.name,
-      kind: JobKind.AutoImport,
-      root: Buffer.from(s.target),
-      container: s.container,
-      createdAtMs: startedAtMs,
-    }),
+    spec ??
+      newJobSpec({
+        jobId: s.name,
+        kind: JobKind.AutoImport,
+        root: Buffer.from(s.target),
+        container: s.container,
+        createdAtMs: startedAtMs,
+      }),
     {
       state: s.state === "Failed" ? JobState.Failed : ended ? JobState.Succeeded : JobState.Running,
       updatedAtMs,

@@ -14,6 +14,7 @@ import type { KV } from "@nats-io/kv";
 import { JobStore, ensureTopology } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
 import { compareSequencers } from "@hsmfleet/protocol";
+import type { JobSpec } from "@hsmfleet/protocol";
 import type { AutoImportStatus } from "./autoimport-status.js";
 import { autoImportJobRecord } from "./autoimport-job-record.js";
 
@@ -52,6 +53,22 @@ export class AutoImportLedger {
     await this.#kv.put(`${this.#name}.m.${digest(messageId)}`, "1");
   }
 
+  /** applied() of many ids at once (the reads pipelined on the connection). */
+  appliedAll(messageIds: readonly string[]): Promise<boolean[]> {
+    return Promise.all(messageIds.map((id) => this.applied(id)));
+  }
+
+  /** markApplied() of many ids at once; resolves once every write is acknowledged (durable). */
+  async markAppliedAll(messageIds: readonly string[]): Promise<void> {
+    await Promise.all(messageIds.map((id) => this.markApplied(id)));
+  }
+
+  /** The last sequencer applied to the blob ('' when none). */
+  async lastSequencer(blob: string): Promise<string> {
+    const e = await this.#kv.get(`${this.#name}.b.${digest(blob)}`);
+    return e === null ? "" : e.string();
+  }
+
   /** True when `sequencer` is older than (or equal to) the last one applied for the blob. */
   async stale(blob: string, sequencer: string): Promise<boolean> {
     const e = await this.#kv.get(`${this.#name}.b.${digest(blob)}`);
@@ -62,9 +79,14 @@ export class AutoImportLedger {
     await this.#kv.put(`${this.#name}.b.${digest(blob)}`, sequencer);
   }
 
-  async saveStatus(status: AutoImportStatus): Promise<void> {
+  /**
+   * Saves the status and the service's job record. `spec` (autoImportJobSpec: the item key workers
+   * check seals with, the import options) is the same for a whole run; without it the record is
+   * written with a fresh spec (status only, no work items in flight).
+   */
+  async saveStatus(status: AutoImportStatus, spec?: JobSpec): Promise<void> {
     await this.#kv.put(`${this.#name}.status`, JSON.stringify(status));
-    await this.#jobs.put(autoImportJobRecord(status, this.#startedAtMs));
+    await this.#jobs.put(autoImportJobRecord(status, this.#startedAtMs, spec));
   }
 
   async status(): Promise<AutoImportStatus | undefined> {

@@ -1,51 +1,78 @@
 /**
- * The consuming loop of `hsmfleet autoimport`: Blob Storage events from a Service Bus queue
- * (peek-lock), applied with AMLFS auto-import semantics (apply-blob-change.ts).
+ * The intake of `hsmfleet autoimport`: Blob Storage events from a Service Bus queue (peek-lock),
+ * applied by the fleet as work items over NATS (a burst never runs on one process).
  *
- * - Each received batch is parsed (Event Grid or CloudEvents schema); a message that is not a
- *   blob event is dead-lettered with the reason (`InvalidEvent`), never retried.
- * - Events of other containers or outside `prefixes` are completed unapplied (counted ignored).
- * - Events of one blob name are applied in `sequencer` order; an event older than the last one
- *   applied for its name is stale and completed unapplied; a message id already applied
- *   (a redelivery, Event Grid's retry) is completed unapplied: duplicates change nothing.
- * - A message is completed only after its changes are applied and recorded in KV; a change that
- *   throws (storage or file-system failure) abandons the message (Service Bus redelivers it), and
- *   on its `maxAttempts`-th delivery it is dead-lettered (`MaxAttemptsExceeded`, the error as
- *   description). Locks are renewed by the SDK while a batch runs.
- * - A kill -9 loses nothing: unsettled messages come back after their lock expires, and applying
- *   a change twice leaves the same tree.
+ * - Each receive is a round. A message that is not a blob event is dead-lettered with the reason
+ *   (`InvalidEvent`), never retried. A message id already applied (KV) or in flight is completed
+ *   unapplied (`duplicates`). Events of other containers or outside `prefixes` are completed
+ *   unapplied.
+ * - The round's changes go out as sealed work items, one subject per shard (a hash of the blob
+ *   name), each blob's changes in `sequencer` order in one item (autoimport-round.ts). Rounds
+ *   overlap (`maxRoundsInFlight`) except where they touch the same blob name: a round waits for
+ *   the earlier rounds that touch one of its names (all of them, when it or they rename or delete
+ *   a directory), so a blob's changes are never applied out of order or at once by two workers.
+ * - A message is completed only after the worker's result for every change of it has come and its
+ *   id is recorded in KV; a change that failed abandons its message (Service Bus redelivers it),
+ *   and on its `maxAttempts`-th delivery it is dead-lettered (`MaxAttemptsExceeded`).
+ * - A kill -9 of the service loses nothing: unsettled messages come back after their lock expires
+ *   and go out again (under this run's new item key); a worker skips changes not newer than the
+ *   last sequencer applied to their blob, and applying a change twice leaves the same tree. A
+ *   worker that dies leaves its item unacked: JetStream redelivers it to another.
  */
-import { isServiceBusError } from "@azure/service-bus";
+import { setMaxListeners } from "node:events";
 import type { ServiceBusReceivedMessage, ServiceBusReceiver } from "@azure/service-bus";
+import { ensureJobConsumer, ensureTopology, jetstream } from "@hsmfleet/bus";
+import type { NatsConnection } from "@hsmfleet/bus";
 import { errorMessage } from "@hsmfleet/core";
-import { BlobEventError, compareSequencers, parseBlobEvents } from "@hsmfleet/protocol";
-import type { BlobChange } from "@hsmfleet/protocol";
-import type { AppliedChange, AutoImportCounters, BlobChangeApplier } from "./apply-blob-change.js";
+import {
+  BlobEventError,
+  WORK_STREAM,
+  autoImportSubjects,
+  parseBlobEvents,
+} from "@hsmfleet/protocol";
+import type { BlobChange, JobSpec } from "@hsmfleet/protocol";
 import { emptyAutoImportCounters } from "./apply-blob-change.js";
+import { AutoImportDispatcher } from "./autoimport-dispatch.js";
 import type { AutoImportLedger } from "./autoimport-ledger.js";
+import { planRound, settle, settleRound } from "./autoimport-round.js";
+import type { Round, RoundMessage, SettleContext } from "./autoimport-round.js";
 import type { AutoImportStatus } from "./autoimport-status.js";
 
 export interface AutoImportServiceOptions {
-  name: string;
-  container: string;
-  target: string;
+  nc: NatsConnection;
+  /** This run's job spec (autoImportJobSpec): its id is the service name, its key seals the items. */
+  spec: JobSpec;
   receiver: ServiceBusReceiver;
-  applier: BlobChangeApplier;
   ledger: AutoImportLedger;
+  /** Apply BlobDeleted / DirectoryDeleted (`--enable-deletions`); default false. */
+  enableDeletions?: boolean;
   /** Blob-name prefixes to follow ('' or none: the whole container). */
   prefixes?: string[];
   /** Deliveries after which a failing message is dead-lettered; default 5. */
   maxAttempts?: number;
   /** Errors after which the service stops as Failed; -1 (default) never. */
   maxErrors?: number;
-  /** Messages received at once; default 256. */
+  /** Messages received at once (one round); default 500. */
   batchSize?: number;
-  /** Blobs applied at once within a batch; default 16. */
-  concurrency?: number;
-  /** Stops the loop after the batch in hand (SIGTERM). */
+  /** Rounds out on the fleet at once; default 8. */
+  maxRoundsInFlight?: number;
+  /** Subjects the changes are spread over by blob name; default 32. */
+  shards?: number;
+  /** Changes in one work item, at most; default 200. */
+  maxChangesPerItem?: number;
+  /**
+   * How often an item with no result is looked up in the WORK stream; one that left it with no
+   * result is published again (autoimport-dispatch.ts); default 30 s.
+   */
+  itemTimeoutMs?: number;
+  /** Publications of one work item before its changes count as failed; default 3. */
+  maxItemAttempts?: number;
+  /** Stops receiving (SIGTERM); the rounds in flight are finished and settled. */
   signal?: AbortSignal;
   /** When the initial scan ended (AMLFS lastTimeFullySynchronized); empty if none ran. */
   lastTimeFullySynchronized?: string;
+  /** The status (and job record) is saved at most this often while busy; default 1000 ms. */
+  statusIntervalMs?: number;
   onStatus?: (status: AutoImportStatus) => void;
   log?: (level: "info" | "warn", message: string) => void;
 }
@@ -53,220 +80,255 @@ export interface AutoImportServiceOptions {
 export const AUTOIMPORT_DEFAULTS = {
   maxAttempts: 5,
   maxErrors: -1,
-  batchSize: 256,
-  concurrency: 16,
+  batchSize: 500,
+  maxRoundsInFlight: 8,
+  shards: 32,
+  maxChangesPerItem: 200,
+  itemTimeoutMs: 30_000,
+  maxItemAttempts: 3,
+  statusIntervalMs: 1000,
 } as const;
 
-interface Received {
-  msg: ServiceBusReceivedMessage;
-  changes: BlobChange[];
-  failure?: unknown;
-}
+const newStatus = (
+  o: AutoImportServiceOptions,
+  previous: AutoImportStatus | undefined,
+): AutoImportStatus => ({
+  ...emptyAutoImportCounters(),
+  messagesConsumed: 0,
+  duplicates: 0,
+  staleEvents: 0,
+  deadLettered: 0,
+  lastChangeFeedEventConsumedTime: "",
+  ...previous,
+  name: o.spec.jobId,
+  state: "InProgress",
+  container: o.spec.container,
+  target: o.spec.root.toString(),
+  lastTimeFullySynchronized:
+    o.lastTimeFullySynchronized ?? previous?.lastTimeFullySynchronized ?? "",
+  updatedAt: new Date().toISOString(),
+});
 
 /**
- * Runs a settlement; a lost lock (the lock expired and the message went back to the queue, or was
- * already redelivered to another consumer) is logged, not fatal: the message comes again and its
- * re-application changes nothing.
+ * Starts a run of the service on the bus, before anything else it does (the initial scan too):
+ * the items a previous run left queued are purged, the consumer the workers pull from is made, and
+ * the job record gets this run's spec, so an item of the previous run still held by a worker is
+ * refused as unsolicited (its seal is the old key's) instead of racing the initial scan.
  */
-const settle = async (
-  o: AutoImportServiceOptions,
-  what: string,
-  msg: ServiceBusReceivedMessage,
-  op: () => Promise<void>,
-): Promise<boolean> => {
-  try {
-    await op();
-    return true;
-  } catch (err) {
-    if (
-      isServiceBusError(err) &&
-      (err.code === "MessageLockLost" || err.code === "SessionLockLost")
-    ) {
-      o.log?.(
-        "warn",
-        `autoimport ${o.name}: ${what} message ${String(msg.messageId)}: lock lost, it will be delivered again`,
-      );
-      return false;
-    }
-    throw err;
-  }
-};
-
-const addCounters = (into: AutoImportCounters, from: AutoImportCounters): void => {
-  for (const k of Object.keys(from) as (keyof AutoImportCounters)[]) into[k] += from[k];
+export const prepareAutoImportRun = async (
+  o: Pick<AutoImportServiceOptions, "nc" | "spec" | "ledger">,
+): Promise<void> => {
+  const name = o.spec.jobId;
+  const { jsm, topology } = await ensureTopology(o.nc);
+  await jsm.streams
+    .purge(WORK_STREAM, { filter: autoImportSubjects.batches(name) })
+    .catch(() => undefined);
+  await ensureJobConsumer(jsm, {
+    name: autoImportSubjects.consumer(name),
+    filterSubject: autoImportSubjects.batches(name),
+    maxAckPending: 1_000,
+    ackWaitMs: topology.ackWaitMs,
+    maxDeliver: topology.maxDeliver,
+  });
+  const previous = await o.ledger.status();
+  if (previous !== undefined)
+    await o.ledger.saveStatus(
+      { ...previous, state: "InProgress", updatedAt: new Date().toISOString() },
+      o.spec,
+    );
 };
 
 export const runAutoImportService = async (
   o: AutoImportServiceOptions,
 ): Promise<AutoImportStatus> => {
-  const maxAttempts = o.maxAttempts ?? AUTOIMPORT_DEFAULTS.maxAttempts;
-  const maxErrors = o.maxErrors ?? AUTOIMPORT_DEFAULTS.maxErrors;
-  const batchSize = o.batchSize ?? AUTOIMPORT_DEFAULTS.batchSize;
-  const concurrency = o.concurrency ?? AUTOIMPORT_DEFAULTS.concurrency;
+  const d = AUTOIMPORT_DEFAULTS;
+  const name = o.spec.jobId;
+  const maxErrors = o.maxErrors ?? d.maxErrors;
+  const batchSize = o.batchSize ?? d.batchSize;
+  const maxRounds = Math.max(1, o.maxRoundsInFlight ?? d.maxRoundsInFlight);
+  const shards = Math.max(1, o.shards ?? d.shards);
+  const maxChanges = Math.max(1, o.maxChangesPerItem ?? d.maxChangesPerItem);
+  const statusIntervalMs = o.statusIntervalMs ?? d.statusIntervalMs;
   const prefixes = (o.prefixes ?? []).map((p) => p.replace(/^\/+/, "")).filter((p) => p !== "");
   const log = o.log ?? (() => undefined);
-  const previous = await o.ledger.status();
-  const status: AutoImportStatus = {
-    ...emptyAutoImportCounters(),
-    messagesConsumed: 0,
-    duplicates: 0,
-    staleEvents: 0,
-    deadLettered: 0,
-    lastChangeFeedEventConsumedTime: "",
-    ...previous,
-    name: o.name,
-    state: "InProgress",
-    container: o.container,
-    target: o.target,
-    lastTimeFullySynchronized:
-      o.lastTimeFullySynchronized ?? previous?.lastTimeFullySynchronized ?? "",
-    updatedAt: new Date().toISOString(),
-  };
-  const save = async () => {
+  const status = newStatus(o, await o.ledger.status());
+  let savedAt = 0;
+  let saving: Promise<void> = Promise.resolve();
+  const save = async (force: boolean) => {
+    if (!force && Date.now() - savedAt < statusIntervalMs) return;
+    savedAt = Date.now();
     status.updatedAt = new Date().toISOString();
-    await o.ledger.saveStatus(status);
-    o.onStatus?.(status);
+    const snapshot = { ...status };
+    saving = saving.then(() => o.ledger.saveStatus(snapshot, o.spec));
+    await saving;
+    o.onStatus?.(snapshot);
   };
-  await save();
+
+  await prepareAutoImportRun(o);
+  await save(true);
+
+  const js = jetstream(o.nc);
+  const dispatcher = new AutoImportDispatcher(
+    o.nc,
+    js,
+    await js.jetstreamManager(),
+    name,
+    o.spec.itemKey,
+    (message) => log("warn", `autoimport ${name}: ${message}`),
+  );
+  const settleCtx: SettleContext = {
+    name,
+    receiver: o.receiver,
+    maxAttempts: o.maxAttempts ?? d.maxAttempts,
+    status,
+    markApplied: (ids) => o.ledger.markAppliedAll(ids),
+    log,
+  };
+  // Rounds are finished even after SIGTERM; this aborts them only when the service fails.
+  const hardStop = new AbortController();
+  setMaxListeners(0, hardStop.signal); // one listener per work item in flight
+  // Each receive listens to the stop signal while rounds (and their receives) overlap.
+  if (o.signal) setMaxListeners(0, o.signal);
   const ours = (c: BlobChange): boolean =>
-    c.container === o.container &&
+    c.container === o.spec.container &&
     (prefixes.length === 0 ||
       prefixes.some((p) => c.blob.startsWith(p) || (c.destination ?? "").startsWith(p)));
 
-  while (!o.signal?.aborted && status.state === "InProgress") {
-    let batch: ServiceBusReceivedMessage[];
+  const inFlight = new Set<Promise<void>>();
+  const byName = new Map<string, Promise<void>>();
+  const inFlightIds = new Set<string>();
+  let barrierRound: Promise<void> | undefined;
+  let fatal: unknown;
+
+  const runRound = async (round: Round): Promise<void> => {
     try {
-      batch = await o.receiver.receiveMessages(batchSize, {
-        maxWaitTimeInMs: 1000,
-        ...(o.signal ? { abortSignal: o.signal } : {}),
+      const results = await dispatcher.run(round.items, {
+        enableDeletions: o.enableDeletions ?? false,
+        itemTimeoutMs: o.itemTimeoutMs ?? d.itemTimeoutMs,
+        maxItemAttempts: o.maxItemAttempts ?? d.maxItemAttempts,
+        signal: hardStop.signal,
       });
+      await settleRound(settleCtx, round, results);
+      if (maxErrors >= 0 && status.totalErrors > maxErrors && status.state === "InProgress") {
+        status.state = "Failed";
+        log(
+          "warn",
+          `autoimport ${name}: ${status.totalErrors} errors, more than --max-errors ${maxErrors}: stopping`,
+        );
+      }
+      await save(false);
     } catch (err) {
-      if (o.signal?.aborted) break;
-      throw err;
+      // NATS or Service Bus failed under the round: its messages come again after their lock.
+      fatal ??= err;
+      hardStop.abort(err);
+    } finally {
+      for (const m of round.messages) inFlightIds.delete(m.id);
     }
-    if (batch.length === 0) continue;
-    const received: Received[] = [];
-    const inBatch = new Set<string>();
-    for (const msg of batch) {
-      const id = String(msg.messageId ?? "");
-      if (id !== "" && (inBatch.has(id) || (await o.ledger.applied(id)))) {
-        status.duplicates++;
-        status.messagesConsumed++;
-        await settle(o, "complete", msg, () => o.receiver.completeMessage(msg));
-        continue;
-      }
-      inBatch.add(id);
+  };
+
+  try {
+    while (!o.signal?.aborted && status.state === "InProgress" && fatal === undefined) {
+      let batch: ServiceBusReceivedMessage[];
       try {
-        received.push({ msg, changes: parseBlobEvents(msg.body) });
+        batch = await o.receiver.receiveMessages(batchSize, {
+          maxWaitTimeInMs: 1000,
+          ...(o.signal ? { abortSignal: o.signal } : {}),
+        });
       } catch (err) {
-        const reason = err instanceof BlobEventError ? "InvalidEvent" : "UnreadableMessage";
-        const description = errorMessage(err);
-        const dead = await settle(o, "dead-letter", msg, () =>
-          o.receiver.deadLetterMessage(msg, {
-            deadLetterReason: reason,
-            deadLetterErrorDescription: description,
-          }),
-        );
-        if (dead) status.deadLettered++;
-        log(
-          "warn",
-          `autoimport ${o.name}: message ${id} dead-lettered (${reason}): ${errorMessage(err)}`,
-        );
+        if (o.signal?.aborted) break;
+        throw err;
       }
-    }
-    await applyInOrder(o, received, ours, concurrency, status);
-    for (const r of received) {
-      const id = String(r.msg.messageId ?? "");
-      if (r.failure === undefined) {
-        if (id !== "") await o.ledger.markApplied(id);
-        if (await settle(o, "complete", r.msg, () => o.receiver.completeMessage(r.msg)))
-          status.messagesConsumed++;
+      if (batch.length === 0) continue;
+      const messages = await admitMessages(batch, o, settleCtx, inFlightIds, ours);
+      if (messages.length === 0) {
+        await save(false);
         continue;
       }
-      const attempt = (r.msg.deliveryCount ?? 0) + 1;
-      if (attempt >= maxAttempts) {
-        const description = `failed ${attempt} times; last: ${errorMessage(r.failure)}`;
-        await settle(o, "dead-letter", r.msg, () =>
-          o.receiver.deadLetterMessage(r.msg, {
-            deadLetterReason: "MaxAttemptsExceeded",
-            deadLetterErrorDescription: description,
-          }),
-        );
-        status.deadLettered++;
-        status.totalErrors++;
-        log(
-          "warn",
-          `autoimport ${o.name}: message ${id} dead-lettered after ${attempt} attempts: ${errorMessage(r.failure)}`,
-        );
-      } else {
-        await settle(o, "abandon", r.msg, () => o.receiver.abandonMessage(r.msg));
-        log(
-          "warn",
-          `autoimport ${o.name}: message ${id} abandoned (attempt ${attempt} of ${maxAttempts}): ${errorMessage(r.failure)}`,
-        );
+      const round = planRound(messages, shards, maxChanges);
+      // Per-name order: wait for the earlier rounds this one shares a name with.
+      const before = new Set<Promise<void>>();
+      if (round.barrier) for (const p of inFlight) before.add(p);
+      else {
+        if (barrierRound) before.add(barrierRound);
+        for (const n of round.names) {
+          const p = byName.get(n);
+          if (p) before.add(p);
+        }
       }
+      if (before.size > 0) await Promise.all(before);
+      const running = runRound(round);
+      inFlight.add(running);
+      void running.finally(() => inFlight.delete(running));
+      for (const n of round.names) byName.set(n, running);
+      void running.finally(() => {
+        for (const n of round.names) if (byName.get(n) === running) byName.delete(n);
+      });
+      if (round.barrier) barrierRound = running;
+      while (inFlight.size >= maxRounds) await Promise.race(inFlight);
     }
-    if (maxErrors >= 0 && status.totalErrors > maxErrors) {
-      status.state = "Failed";
-      log(
-        "warn",
-        `autoimport ${o.name}: ${status.totalErrors} errors, more than --max-errors ${maxErrors}: stopping`,
-      );
-    }
-    await save();
+    await Promise.all(inFlight);
+  } finally {
+    dispatcher.close();
   }
+  if (fatal !== undefined)
+    throw fatal instanceof Error
+      ? fatal
+      : new Error(`autoimport ${name}: a round failed: ${errorMessage(fatal)}`);
   if (status.state === "InProgress") status.state = "Disabled";
-  await save();
+  await save(true);
   return status;
 };
 
-/** Applies the batch's changes: blob names in parallel, each name's changes in sequencer order. */
-const applyInOrder = async (
+/**
+ * The messages of a receive that go to the fleet: duplicates (applied before, or in flight) are
+ * completed, messages that are not blob events dead-lettered; a message none of whose changes this
+ * service follows goes with no changes (completed once its round settles).
+ */
+const admitMessages = async (
+  batch: ServiceBusReceivedMessage[],
   o: AutoImportServiceOptions,
-  received: Received[],
+  s: SettleContext,
+  inFlightIds: Set<string>,
   ours: (c: BlobChange) => boolean,
-  concurrency: number,
-  status: AutoImportStatus,
-): Promise<void> => {
-  const byBlob = new Map<string, { change: BlobChange; from: Received }[]>();
-  for (const r of received) {
-    for (const change of r.changes) {
-      if (!ours(change)) continue;
-      const list = byBlob.get(change.blob) ?? [];
-      list.push({ change, from: r });
-      byBlob.set(change.blob, list);
+): Promise<RoundMessage[]> => {
+  const ids = batch.map((m) => String(m.messageId ?? ""));
+  const applied = await o.ledger.appliedAll(ids.map((id) => id || "-"));
+  const out: RoundMessage[] = [];
+  const settling: Promise<unknown>[] = [];
+  batch.forEach((msg, i) => {
+    const id = ids[i]!;
+    if (id !== "" && (applied[i] || inFlightIds.has(id))) {
+      s.status.duplicates++;
+      settling.push(
+        settle(s, "complete", msg, () => s.receiver.completeMessage(msg)).then((done) => {
+          if (done) s.status.messagesConsumed++;
+        }),
+      );
+      return;
     }
-  }
-  const queues = [...byBlob.values()].map((l) =>
-    l.sort((a, b) => compareSequencers(a.change.sequencer, b.change.sequencer)),
-  );
-  const runQueue = async (queue: { change: BlobChange; from: Received }[]) => {
-    for (const { change, from } of queue) {
-      if (from.failure !== undefined) continue;
-      try {
-        if (await o.ledger.stale(change.blob, change.sequencer)) {
-          status.staleEvents++;
-          continue;
-        }
-        const applied: AppliedChange = await o.applier.apply(change);
-        addCounters(status, applied.counters);
-        for (const e of applied.errors)
-          o.log?.(
-            "warn",
-            `autoimport ${o.name}: ${e.operation} ${e.path.toString("utf8")}: ${e.message}`,
-          );
-        await o.ledger.markSequencer(change.blob, change.sequencer);
-        if (change.eventTime > status.lastChangeFeedEventConsumedTime)
-          status.lastChangeFeedEventConsumedTime = change.eventTime;
-      } catch (err) {
-        from.failure = err;
-      }
+    try {
+      const changes = parseBlobEvents(msg.body).filter(ours);
+      if (id !== "") inFlightIds.add(id);
+      out.push({ msg, id, changes });
+    } catch (err) {
+      const reason = err instanceof BlobEventError ? "InvalidEvent" : "UnreadableMessage";
+      const description = errorMessage(err);
+      settling.push(
+        settle(s, "dead-letter", msg, () =>
+          s.receiver.deadLetterMessage(msg, {
+            deadLetterReason: reason,
+            deadLetterErrorDescription: description,
+          }),
+        ).then((dead) => {
+          if (dead) s.status.deadLettered++;
+        }),
+      );
+      s.log(
+        "warn",
+        `autoimport ${s.name}: message ${id} dead-lettered (${reason}): ${description}`,
+      );
     }
-  };
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, queues.length) }, async () => {
-      while (next < queues.length) await runQueue(queues[next++]!);
-    }),
-  );
+  });
+  await Promise.all(settling);
+  return out;
 };
