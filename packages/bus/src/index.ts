@@ -10,6 +10,8 @@ export type { BusAuth, NatsAuthOptions } from "./auth.js";
 export type { BusConnectOptions } from "./connection.js";
 export {
   ensureTopology,
+  reachJetStream,
+  REACH_JETSTREAM_DEADLINE_MS,
   ensureHsmPartitions,
   listHsmPartitions,
   openLedgerBucket,

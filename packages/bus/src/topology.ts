@@ -31,6 +31,8 @@ import {
 } from "@hsmfleet/protocol";
 
 export interface TopologyOptions {
+  /** How long to wait for a JetStream cluster's API to answer at all. Default 60 s. */
+  reachDeadlineMs?: number | undefined;
   /** JetStream replicas for streams and the job bucket (1 single server, 3 for an R3 cluster). Default HSMFLEET_NATS_REPLICAS, else 1. */
   replicas?: number | undefined;
   /**
@@ -69,7 +71,9 @@ export const TOPOLOGY_DEFAULTS = {
   hsmPartitions: HSM_DEFAULT_PARTITIONS,
 } as const;
 
-export type ResolvedTopology = { [K in keyof TopologyOptions]-?: NonNullable<TopologyOptions[K]> };
+export type ResolvedTopology = {
+  [K in Exclude<keyof TopologyOptions, "reachDeadlineMs">]-?: NonNullable<TopologyOptions[K]>;
+};
 
 /**
  * Replicas from HSMFLEET_NATS_REPLICAS (1 to 5), so every process of a fleet on a 3-node cluster
@@ -154,6 +158,44 @@ const ensureConsumer = (
     },
   );
 
+/** How long ensureTopology waits for a JetStream cluster's API to answer at all (default). */
+export const REACH_JETSTREAM_DEADLINE_MS = 60_000;
+
+/**
+ * The JetStream manager of `nc`. A server without JetStream answers at once (no responders): that
+ * is an error naming the fix. A cluster that is electing its meta leader (a node just killed or
+ * rejoining) answers nothing for a while: the look-up times out and is tried again until
+ * `deadlineMs`, as withJetStreamRetry does for every other JetStream call.
+ */
+export const reachJetStream = async (
+  nc: NatsConnection,
+  deadlineMs: number,
+  attemptTimeoutMs = 10_000,
+): Promise<JetStreamManager> => {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await jetstreamManager(nc, { timeout: attemptTimeoutMs });
+    } catch (err) {
+      const timedOut = err instanceof Error && err.name === "TimeoutError";
+      if (!timedOut) {
+        throw new DependencyError(
+          `NATS at ${nc.getServer()} has no JetStream (start nats-server with -js): ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      if (Date.now() - started >= deadlineMs) {
+        throw new DependencyError(
+          `NATS at ${nc.getServer()}: the JetStream API did not answer in ${attempt} tries over ` +
+            `${Math.round((Date.now() - started) / 1000)} s (${errorMessage(err)}); is a quorum of the ` +
+            `JetStream cluster up and connected (nats server report jetstream)?`,
+          { cause: err },
+        );
+      }
+    }
+  }
+};
+
 /**
  * Creates (or brings up to date) the streams, the shared walk consumer and the job bucket.
  * Idempotent: every coordinator and worker calls it at start.
@@ -170,15 +212,7 @@ export const ensureTopology = async (
   topology: ResolvedTopology;
 }> => {
   const t = resolveTopology(options);
-  let jsm: JetStreamManager;
-  try {
-    jsm = await jetstreamManager(nc, { timeout: 10_000 });
-  } catch (err) {
-    throw new DependencyError(
-      `NATS at ${nc.getServer()} has no JetStream (start nats-server with -js): ${errorMessage(err)}`,
-      { cause: err },
-    );
-  }
+  const jsm = await reachJetStream(nc, options.reachDeadlineMs ?? REACH_JETSTREAM_DEADLINE_MS);
   // Independent look-ups and creations go out together (one command paid ~30 sequential round
   // trips here, three times: its workers and its job each ensure the topology): the streams,
   // then every consumer and bucket at once. A create that races another process's is handled

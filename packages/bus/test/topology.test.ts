@@ -17,6 +17,7 @@ import {
   ensureHsmPartitions,
   ensureTopology,
   listHsmPartitions,
+  reachJetStream,
 } from "../src/index.js";
 
 const status = (jobId: string, createdAtMs: number): JobStatus =>
@@ -113,4 +114,48 @@ test("ensureTopology run at once by many processes on a fresh server: every one 
       await server.stop();
     }
   }
+});
+
+test("reachJetStream waits for a JetStream API that answers late (a cluster electing its meta leader) and fails at once, naming -js, on a server without JetStream", async (t) => {
+  // A server without JetStream, and a stand-in responder on $JS.API.INFO that lets the first two
+  // look-ups time out and answers the third: what a cluster whose meta leader was just killed does.
+  const server = await startNatsServer({ jetstream: false });
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const bare = await reachJetStream(nc, 5_000, 300).then(
+    () => "reached",
+    (err: Error) => err.message,
+  );
+  t.regex(bare, /has no JetStream \(start nats-server with -js\)/);
+
+  const responder = await connectBus({ servers: server.url });
+  t.teardown(() => responder.close());
+  let asked = 0;
+  responder.subscribe("$JS.API.INFO", {
+    callback: (_err, msg) => {
+      asked += 1;
+      if (asked < 3) return;
+      msg.respond(
+        JSON.stringify({
+          type: "io.nats.jetstream.api.v1.account_info_response",
+          memory: 0,
+          storage: 0,
+          streams: 0,
+          consumers: 0,
+          limits: {},
+          api: { total: 0, errors: 0 },
+        }),
+      );
+    },
+  });
+  await responder.flush();
+  const started = Date.now();
+  await reachJetStream(nc, 20_000, 500);
+  t.is(asked, 3, "two look-ups timed out and were tried again");
+  t.true(Date.now() - started >= 1_000);
+  asked = -1_000; // never answers again within the deadline
+  await t.throwsAsync(reachJetStream(nc, 1_000, 300), {
+    message: /the JetStream API did not answer in \d+ tries/,
+  });
 });
