@@ -25,7 +25,7 @@ export const spawnSync = (
   args: string[],
 ): SyncServiceProcess => {
   const child = spawnCli(["--nats", url, "--storage", storage, "--workers", "0", "sync", ...args], {
-    env: { HSMFLEET_LOG_LEVEL: "info" },
+    env: { HSMFLEET_LOG_LEVEL: process.env.HSMFLEET_SYNC_TEST_LOG_LEVEL ?? "info" },
   });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));

@@ -6,6 +6,7 @@ import type { JobStatus } from "@hsmfleet/protocol";
 import {
   RefusedWorkItemError,
   UnsafeWorkItemError,
+  UnsolicitedWorkItemError,
   admitWorkItem,
   jobOfWorkSubject,
 } from "../item-checks.js";
@@ -25,7 +26,9 @@ export interface AdmitContext {
  * Decodes and checks a work item before anything is done for it (item-checks.ts): it decodes,
  * names its subject's job, carries the job's seal, and its paths and numbers are safe. A refused
  * item is terminated (never redelivered), logged with its subject and stream sequence, and
- * recorded in its job's error log when it names a running job. Undefined when refused. Items of
+ * recorded in its job's error log when it names a running job. Undefined when refused. An item
+ * whose seal the cached job record refuses is checked again against the record read afresh (the
+ * job may have been re-created with a new key since it was cached). Items of
  * jobs that are not running pass (runWorkItem drops them).
  */
 export const admitItem = async <T extends { jobId: string }>(
@@ -35,8 +38,20 @@ export const admitItem = async <T extends { jobId: string }>(
 ): Promise<T | undefined> => {
   let job: JobStatus | undefined;
   try {
-    job = await ctx.jobs.get(jobOfWorkSubject(msg.subject));
-    return admitWorkItem(msg, job, rules);
+    const jobId = jobOfWorkSubject(msg.subject);
+    job = await ctx.jobs.get(jobId);
+    try {
+      return admitWorkItem(msg, job, rules);
+    } catch (err) {
+      if (!(err instanceof UnsolicitedWorkItemError)) throw err;
+      // The cached record may be older than the job's item key: a job record re-created under
+      // the same id (a restarted sync service: a fresh record and key each start) seals its
+      // items with a key the cache does not hold yet. Refusing them would lose them (terminated,
+      // and the service waits out its item timeout): the record is read again before refusing.
+      ctx.jobs.forget(jobId);
+      job = await ctx.jobs.get(jobId);
+      return admitWorkItem(msg, job, rules);
+    }
   } catch (err) {
     if (!(err instanceof RefusedWorkItemError)) throw err;
     await refuse(ctx, msg, err, isLive(job) ? job : undefined);
