@@ -33,7 +33,11 @@ export { AutoImportLedger, AUTOIMPORT_BUCKET } from "./autoimport/autoimport-led
 export type { AutoImportStatus } from "./autoimport/autoimport-status.js";
 export { autoImportJobRecord, autoImportJobSpec } from "./autoimport/autoimport-job-record.js";
 export type { AutoImportSpecFields } from "./autoimport/autoimport-job-record.js";
-export { runAutoImportService, prepareAutoImportRun, AUTOIMPORT_DEFAULTS } from "./autoimport/autoimport-service.js";
+export {
+  runAutoImportService,
+  prepareAutoImportRun,
+  AUTOIMPORT_DEFAULTS,
+} from "./autoimport/autoimport-service.js";
 export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
 export { ImportTarget } from "./import/import-target.js";
 export type { ImportTargetOptions } from "./import/import-target.js";
