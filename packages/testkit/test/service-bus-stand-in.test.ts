@@ -4,6 +4,7 @@
 import { createHmac } from "node:crypto";
 import test from "ava";
 import rhea from "rhea";
+import type { EventContext } from "rhea";
 import { ServiceBusClient, isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage } from "@azure/service-bus";
 import { startServiceBusStandIn } from "../src/index.js";
@@ -292,7 +293,7 @@ test("a drain that finds no credit left is answered (AMQP 1.0 2.6.7): the receiv
     username: "x",
     password: "y",
     reconnect: false,
-  } as never);
+  });
   t.teardown(() => conn.close());
   await new Promise((resolve) => conn.once("connection_open", resolve));
   // Claims-based security: a put-token for the queue's audience (a SAS token with the key).
@@ -305,10 +306,10 @@ test("a drain that finds no credit left is answered (AMQP 1.0 2.6.7): the receiv
   const replies = conn.open_receiver({
     source: { address: "$cbs" },
     target: { address: "cbs-reply" },
-  } as never);
-  const cbs = conn.open_sender({ target: { address: "$cbs" } } as never);
+  });
+  const cbs = conn.open_sender({ target: { address: "$cbs" } });
   const reply = new Promise<rhea.Message>((resolve) =>
-    replies.once("message", (ctx) => resolve(ctx.message!)),
+    replies.once("message", (ctx: EventContext) => resolve(ctx.message!)),
   );
   await new Promise((resolve) => cbs.once("sendable", resolve));
   cbs.send({
@@ -329,7 +330,7 @@ test("a drain that finds no credit left is answered (AMQP 1.0 2.6.7): the receiv
     source: { address: "q" },
     credit_window: 0,
     autoaccept: false,
-  } as never);
+  });
   let received = 0;
   const all = new Promise<void>((resolve) =>
     receiver.on("message", () => {
