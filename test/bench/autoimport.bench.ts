@@ -139,18 +139,18 @@ const main = async () => {
       }
     }
     const seconds = (performance.now() - start) / 1000;
-    // A long-running service stops cleanly on SIGTERM: every process exits 0 within 30 s.
+    // A long-running service stops cleanly on SIGTERM: every process exits 0 within 60 s.
     const exits = children.map(
       (c) => new Promise<string>((r) => c.once("exit", (code, sig) => r(sig ?? String(code)))),
     );
     for (const c of children) c.kill("SIGTERM");
     const stopped = await Promise.race([
       Promise.all(exits),
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), 30_000).unref()),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000).unref()),
     ]);
     if (stopped === undefined || stopped.some((code) => code !== "0"))
       throw new Error(
-        `SIGTERM: the processes did not all exit 0 within 30 s: ${stopped?.join(", ") ?? "still running"}`,
+        `SIGTERM: the processes did not all exit 0 within 60 s: ${stopped?.join(", ") ?? "still running"}`,
       );
     const files = (await readdir(target, { recursive: true })).filter((n) =>
       n.includes("/f"),

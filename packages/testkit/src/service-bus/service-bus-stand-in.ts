@@ -89,22 +89,19 @@ const answerDrain = (sender: Sender): void => {
     delivery_count: number;
     issue_flow: boolean;
     _drained: boolean;
+    _get_drain: () => boolean;
     connection: { _register: () => void };
   };
-  if (link.credit > 0) {
-    sender.set_drained(true);
-    return;
-  }
-  // No credit left: rhea's flow would not carry `drain`; send one that does.
-  link._drained = true;
-  const patched = sender as unknown as { _get_drain: () => boolean };
-  const original = patched._get_drain;
-  patched._get_drain = function (this: typeof link): boolean {
-    patched._get_drain = original;
-    const draining = this._draining === true;
-    this._draining = false; // answered once
-    return draining;
+  // rhea's own `_get_drain` minus its `credit > 0` condition, and answered once per request: the
+  // credit left is used up and the flow carries `drain` with link-credit 0.
+  link._get_drain = function (this: typeof link): boolean {
+    if (!(this._draining === true && this._drained)) return false;
+    this.delivery_count += this.credit;
+    this.credit = 0;
+    this._draining = false;
+    return true;
   };
+  link._drained = true;
   link.issue_flow = true;
   link.connection._register();
 };

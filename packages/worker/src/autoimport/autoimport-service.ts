@@ -310,11 +310,11 @@ export const runAutoImportService = async (
     }
     await untilHardStop(Promise.all(inFlight));
     if (inFlight.size > 0) {
-      // The grace ran out: the rounds saw the abort; their settlements get one more grace.
+      // The grace ran out: the rounds saw the abort; their settlements get at most 5 s more.
       let late: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.all(inFlight),
-        new Promise((resolve) => (late = setTimeout(resolve, stopGraceMs))),
+        new Promise((resolve) => (late = setTimeout(resolve, Math.min(stopGraceMs, 5000)))),
       ]);
       clearTimeout(late);
       if (inFlight.size > 0)
