@@ -98,7 +98,7 @@ const main = async () => {
     const env = {
       ...process.env,
       HSMFLEET_SERVICEBUS_CONNECTION_STRING: sb.connectionString,
-      HSMFLEET_LOG_LEVEL: "warn",
+      HSMFLEET_LOG_LEVEL: process.env["HSMFLEET_BENCH_LOG_LEVEL"] ?? "warn",
     };
     const cli = (args: string[]) =>
       spawn(
@@ -139,8 +139,19 @@ const main = async () => {
       }
     }
     const seconds = (performance.now() - start) / 1000;
+    // A long-running service stops cleanly on SIGTERM: every process exits 0 within 60 s.
+    const exits = children.map(
+      (c) => new Promise<string>((r) => c.once("exit", (code, sig) => r(sig ?? String(code)))),
+    );
     for (const c of children) c.kill("SIGTERM");
-    await Promise.all(children.map((c) => new Promise((r) => c.once("exit", r))));
+    const stopped = await Promise.race([
+      Promise.all(exits),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000).unref()),
+    ]);
+    if (stopped === undefined || stopped.some((code) => code !== "0"))
+      throw new Error(
+        `SIGTERM: the processes did not all exit 0 within 60 s: ${stopped?.join(", ") ?? "still running"}`,
+      );
     const files = (await readdir(target, { recursive: true })).filter((n) =>
       n.includes("/f"),
     ).length;

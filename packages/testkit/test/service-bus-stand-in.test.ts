@@ -1,7 +1,10 @@
 // Fidelity of the Service Bus STAND-IN, checked with the real @azure/service-bus client against
 // the SDK's documented behaviour (peek-lock, settlement, delivery counts, dead-lettering, lock
 // renewal and expiry, duplicate detection, topics, batches, auth).
+import { createHmac } from "node:crypto";
 import test from "ava";
+import rhea from "rhea";
+import type { EventContext } from "rhea";
 import { ServiceBusClient, isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage } from "@azure/service-bus";
 import { startServiceBusStandIn } from "../src/index.js";
@@ -273,4 +276,75 @@ test("one receiver link takes more than 2,048 peek-lock deliveries (settled deli
   t.is(done, n);
   t.is(sb.entity("many")!.count, 0);
   await receiver.close();
+});
+
+test("a drain that finds no credit left is answered (AMQP 1.0 2.6.7): the receiver gets its drained flow", async (t) => {
+  // The SDK drains after each receive; if its last credited messages are still in flight, the
+  // stand-in sees the drain at zero credit. Unanswered, the SDK closed its link after 200 ms and the
+  // messages in flight on it stayed locked until their lock expired (a ~40 s stall in the bench).
+  const sb = await startServiceBusStandIn();
+  t.teardown(() => sb.stop());
+  const queue = sb.createQueue("q");
+  for (let i = 0; i < 3; i++) queue.enqueue({ body: `m${i}` });
+  const container = rhea.create_container({ id: "drain-test" });
+  const conn = container.connect({
+    host: "127.0.0.1",
+    port: sb.port,
+    username: "x",
+    password: "y",
+    reconnect: false,
+  });
+  t.teardown(() => conn.close());
+  await new Promise((resolve) => conn.once("connection_open", resolve));
+  // Claims-based security: a put-token for the queue's audience (a SAS token with the key).
+  const audience = `sb://127.0.0.1:${sb.port}/q`;
+  const expiry = Math.floor(Date.now() / 1000) + 3600;
+  const sig = createHmac("sha256", sb.key)
+    .update(`${encodeURIComponent(audience)}\n${expiry}`)
+    .digest("base64");
+  const token = `SharedAccessSignature sr=${encodeURIComponent(audience)}&sig=${encodeURIComponent(sig)}&se=${expiry}&skn=${sb.keyName}`;
+  const replies = conn.open_receiver({
+    source: { address: "$cbs" },
+    target: { address: "cbs-reply" },
+  });
+  const cbs = conn.open_sender({ target: { address: "$cbs" } });
+  const reply = new Promise<rhea.Message>((resolve) =>
+    replies.once("message", (ctx: EventContext) => resolve(ctx.message!)),
+  );
+  await new Promise((resolve) => cbs.once("sendable", resolve));
+  cbs.send({
+    message_id: "1",
+    reply_to: "cbs-reply",
+    application_properties: {
+      operation: "put-token",
+      type: "servicebus.windows.net:sastoken",
+      name: audience,
+      expiration: expiry,
+    },
+    body: token,
+  });
+  const status = (await reply).application_properties as Record<string, unknown>;
+  t.is(Number(status["status-code"] ?? status["statusCode"]), 202);
+  // Peek-lock receiver, no automatic credit: 3 credits, 3 messages, then a drain at zero credit.
+  const receiver = conn.open_receiver({
+    source: { address: "q" },
+    credit_window: 0,
+    autoaccept: false,
+  });
+  let received = 0;
+  const all = new Promise<void>((resolve) =>
+    receiver.on("message", () => {
+      if (++received === 3) resolve();
+    }),
+  );
+  await new Promise((resolve) => receiver.once("receiver_open", resolve));
+  receiver.add_credit(3);
+  await all;
+  const drained = new Promise<boolean>((resolve) => {
+    receiver.once("receiver_drained", () => resolve(true));
+    setTimeout(() => resolve(false), 10_000).unref();
+  });
+  receiver.drain_credit();
+  t.true(await drained, "no answer to a drain at zero credit within 10 s");
+  t.is(queue.lockedCount, 3);
 });

@@ -77,6 +77,35 @@ interface LinkInternals {
 }
 const internals = (link: Sender | Receiver): LinkInternals => link as unknown as LinkInternals;
 
+/**
+ * Answers a drain request: the link's credit is used up and a flow with `drain` set goes back, as
+ * AMQP 1.0 (2.6.7) asks and Service Bus does, also when the credit is already 0 (every credited
+ * message sent). rhea only answers while credit is left, so a receiver draining after its last
+ * message waited for an answer that never came (the SDK then closes the link after its drain
+ * timeout, and the messages in flight on it stay locked until their lock expires).
+ */
+const answerDrain = (sender: Sender): void => {
+  const link = sender as unknown as LinkInternals & {
+    delivery_count: number;
+    issue_flow: boolean;
+    _drained: boolean;
+    _get_drain: () => boolean;
+    connection: { _register: () => void };
+  };
+  // rhea's own `_get_drain` minus its `credit > 0` condition, and answered once per request: the
+  // credit left is used up and the flow carries `drain` with link-credit 0.
+  link._get_drain = function (this: typeof link): boolean {
+    if (!(this._draining === true && this._drained)) return false;
+    this.delivery_count += this.credit;
+    this.credit = 0;
+    this._draining = false;
+    return true;
+  };
+  link._drained = true;
+  link.issue_flow = true;
+  link.connection._register();
+};
+
 /** An AMQP `rejected` outcome carrying an error (rhea builds it; its typings omit it). */
 const rejectedOutcome = (condition: string, description: string): unknown =>
   (rhea.message as unknown as { rejected: (o: unknown) => { described: () => unknown } })
@@ -147,9 +176,7 @@ export const startServiceBusStandIn = async (
       const delivery = sender.send(d.annotated, d.tag);
       if (!link.peekLock) delivery.update(true, ACCEPTED);
     }
-    if (sender.is_open() && internals(sender).credit > 0 && internals(sender)._draining) {
-      sender.set_drained(true);
-    }
+    if (sender.is_open() && internals(sender)._draining) answerDrain(sender);
   };
   const pumpAll = (): void => {
     for (const link of receiveLinks) pump(link);

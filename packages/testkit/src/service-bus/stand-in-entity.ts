@@ -68,6 +68,11 @@ export class StandInEntity {
     return this.all.size;
   }
 
+  /** Messages locked by a receiver (delivered in peek-lock mode, not settled yet). */
+  get lockedCount(): number {
+    return this.locked.size;
+  }
+
   enqueue(body: Message, nowMs = Date.now()): StandInMessage {
     const m: StandInMessage = {
       sequenceNumber: ++this.sequence,

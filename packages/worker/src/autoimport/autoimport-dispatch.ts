@@ -81,26 +81,28 @@ export class AutoImportDispatcher {
     });
   }
 
-  /** Runs the items of one round; one result per item, in the items' order. */
-  async run(items: DispatchItem[], o: DispatchOptions): Promise<AutoImportResult[]> {
+  /**
+   * Runs the items of one round; one result per item, in the items' order. An item whose result had
+   * not come when `signal` aborted (the service stopping) has `undefined`: its changes are neither
+   * applied nor failed as far as this run knows.
+   */
+  async run(items: DispatchItem[], o: DispatchOptions): Promise<(AutoImportResult | undefined)[]> {
     const round = ++this.#round;
     return Promise.all(
       items.map(async (item, n) => {
         for (let attempt = 1; attempt <= o.maxItemAttempts; attempt++) {
-          if (o.signal.aborted) break;
+          if (o.signal.aborted) return undefined;
           const batchId = `${this.#jobId}.${this.#stamp}.${round}.${n}.${attempt}`;
           const result = await this.#one(batchId, item, o);
           if (result === undefined) {
-            if (!o.signal.aborted)
-              this.#log(`work item ${batchId} left the queue with no result: published again`);
+            if (o.signal.aborted) return undefined;
+            this.#log(`work item ${batchId} left the queue with no result: published again`);
             continue;
           }
           if (result.outcomes.length === item.changes.length) return result;
           this.#log(`result of ${batchId} has ${result.outcomes.length} outcomes: ignored`);
         }
-        const why = o.signal.aborted
-          ? "stopped before the fleet's result came"
-          : `no result from the fleet after ${o.maxItemAttempts} attempts`;
+        const why = `no result from the fleet after ${o.maxItemAttempts} attempts`;
         return {
           jobId: this.#jobId,
           batchId: "",

@@ -115,16 +115,25 @@ export const settle = async (
   }
 };
 
-/** Counts the results and settles every message of the round. */
+/**
+ * Counts the results and settles every message of the round. A message with a change whose item
+ * has no result (`undefined`: the service stopped first) is left unsettled: neither completed nor
+ * abandoned (no delivery counted against it), it comes again after its lock expires.
+ */
 export const settleRound = async (
   s: SettleContext,
   round: Round,
-  results: AutoImportResult[],
+  results: (AutoImportResult | undefined)[],
 ): Promise<void> => {
   const failure = new Map<RoundMessage, string>();
+  const unfinished = new Set<RoundMessage>();
   const { status } = s;
   results.forEach((result, i) => {
     const item = round.items[i]!;
+    if (result === undefined) {
+      for (const from of round.owners[i]!) unfinished.add(from);
+      return;
+    }
     for (const k of Object.keys(result.counters) as (keyof typeof result.counters)[])
       status[k] += result.counters[k];
     result.outcomes.forEach((outcome, j) => {
@@ -138,7 +147,13 @@ export const settleRound = async (
       if (from && !failure.has(from)) failure.set(from, f.message);
     }
   });
-  const good = round.messages.filter((m) => !failure.has(m));
+  for (const m of unfinished) failure.delete(m);
+  if (unfinished.size > 0)
+    s.log(
+      "info",
+      `autoimport ${s.name}: stopping: ${unfinished.size} message(s) left unsettled (no result yet); they come again after their lock`,
+    );
+  const good = round.messages.filter((m) => !failure.has(m) && !unfinished.has(m));
   // Durable before completed: a redelivery after a crash between the two is a duplicate.
   await s.markApplied(good.map((m) => m.id).filter((id) => id !== ""));
   const settled = await Promise.all([

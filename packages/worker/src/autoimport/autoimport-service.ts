@@ -67,8 +67,14 @@ export interface AutoImportServiceOptions {
   itemTimeoutMs?: number;
   /** Publications of one work item before its changes count as failed; default 3. */
   maxItemAttempts?: number;
-  /** Stops receiving (SIGTERM); the rounds in flight are finished and settled. */
+  /**
+   * Stops receiving (SIGTERM); the rounds in flight get `stopGraceMs` to finish and be settled.
+   * Then the service stops waiting: a message whose changes have no result yet is left unsettled
+   * (never completed, never abandoned) and comes again after its lock expires.
+   */
   signal?: AbortSignal;
+  /** After `signal`, how long the rounds in flight may take to finish; default 15,000 ms. */
+  stopGraceMs?: number;
   /** When the initial scan ended (AMLFS lastTimeFullySynchronized); empty if none ran. */
   lastTimeFullySynchronized?: string;
   /** The status (and job record) is saved at most this often while busy; default 1000 ms. */
@@ -87,7 +93,11 @@ export const AUTOIMPORT_DEFAULTS = {
   itemTimeoutMs: 30_000,
   maxItemAttempts: 3,
   statusIntervalMs: 1000,
+  stopGraceMs: 15_000,
 } as const;
+
+/** The reason `hardStop` is aborted with when the stop grace ran out (not a failure). */
+const STOPPED = Symbol("stopped");
 
 const newStatus = (
   o: AutoImportServiceOptions,
@@ -184,11 +194,31 @@ export const runAutoImportService = async (
     markApplied: (ids) => o.ledger.markAppliedAll(ids),
     log,
   };
-  // Rounds are finished even after SIGTERM; this aborts them only when the service fails.
+  // Rounds are finished after SIGTERM for `stopGraceMs`; this aborts them when the grace ran out
+  // (reason STOPPED: their unanswered messages are left unsettled) or when the service fails.
   const hardStop = new AbortController();
   setMaxListeners(0, hardStop.signal); // one listener per work item in flight
-  // Each receive listens to the stop signal while rounds (and their receives) overlap.
-  if (o.signal) setMaxListeners(0, o.signal);
+  const stopGraceMs = o.stopGraceMs ?? d.stopGraceMs;
+  let graceTimer: NodeJS.Timeout | undefined;
+  const onStop = () => {
+    graceTimer = setTimeout(() => {
+      if (!hardStop.signal.aborted) {
+        log(
+          "warn",
+          `autoimport ${name}: stopping: rounds still in flight after ${stopGraceMs} ms; their unanswered messages are left to their lock`,
+        );
+        hardStop.abort(STOPPED);
+      }
+    }, stopGraceMs);
+    graceTimer.unref();
+  };
+  if (o.signal?.aborted) onStop();
+  else o.signal?.addEventListener("abort", onStop, { once: true });
+  // Waits for `p`, or until the grace after a stop ran out (one listener per run, not per wait).
+  const hardStopped = abortedOf(hardStop.signal).then(() => undefined);
+  const stopped = abortedOf(o.signal);
+  const untilHardStop = <T>(p: Promise<T>): Promise<T | undefined> =>
+    Promise.race([p, hardStopped]);
   const ours = (c: BlobChange): boolean =>
     c.container === o.spec.container &&
     (prefixes.length === 0 ||
@@ -219,8 +249,15 @@ export const runAutoImportService = async (
       await save(false);
     } catch (err) {
       // NATS or Service Bus failed under the round: its messages come again after their lock.
-      fatal ??= err;
-      hardStop.abort(err);
+      if (hardStop.signal.reason === STOPPED) {
+        log(
+          "warn",
+          `autoimport ${name}: stopping: a round's settlement failed: ${errorMessage(err)}`,
+        );
+      } else {
+        fatal ??= err;
+        hardStop.abort(err);
+      }
     } finally {
       for (const m of round.messages) inFlightIds.delete(m.id);
     }
@@ -255,7 +292,11 @@ export const runAutoImportService = async (
           if (p) before.add(p);
         }
       }
-      if (before.size > 0) await Promise.all(before);
+      if (before.size > 0) await untilHardStop(Promise.all(before));
+      if (hardStop.signal.aborted) {
+        for (const m of messages) inFlightIds.delete(m.id); // left unsettled: back after the lock
+        break;
+      }
       const running = runRound(round);
       inFlight.add(running);
       void running.finally(() => inFlight.delete(running));
@@ -264,10 +305,27 @@ export const runAutoImportService = async (
         for (const n of round.names) if (byName.get(n) === running) byName.delete(n);
       });
       if (round.barrier) barrierRound = running;
-      while (inFlight.size >= maxRounds) await Promise.race(inFlight);
+      while (inFlight.size >= maxRounds && !o.signal?.aborted && !hardStop.signal.aborted)
+        await untilHardStop(Promise.race([...inFlight, stopped]));
     }
-    await Promise.all(inFlight);
+    await untilHardStop(Promise.all(inFlight));
+    if (inFlight.size > 0) {
+      // The grace ran out: the rounds saw the abort; their settlements get at most 5 s more.
+      let late: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(inFlight),
+        new Promise((resolve) => (late = setTimeout(resolve, Math.min(stopGraceMs, 5000)))),
+      ]);
+      clearTimeout(late);
+      if (inFlight.size > 0)
+        log(
+          "warn",
+          `autoimport ${name}: stopping: ${inFlight.size} round(s) not settled; left to their lock`,
+        );
+    }
   } finally {
+    clearTimeout(graceTimer);
+    o.signal?.removeEventListener("abort", onStop);
     dispatcher.close();
   }
   if (fatal !== undefined)
@@ -278,6 +336,13 @@ export const runAutoImportService = async (
   await save(true);
   return status;
 };
+
+/** Resolves when `signal` aborts (never without one). */
+const abortedOf = (signal: AbortSignal | undefined): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal?.aborted) resolve();
+    else signal?.addEventListener("abort", () => resolve(), { once: true });
+  });
 
 /**
  * The messages of a receive that go to the fleet: duplicates (applied before, or in flight) are
