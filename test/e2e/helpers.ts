@@ -136,13 +136,31 @@ export const waitFor = async (
   }
 };
 
+/**
+ * How the child ended, once its stdout and stderr are read to the end: Node may emit "exit"
+ * before the last output of a pipe is delivered, so a test that read the output right after
+ * "exit" sometimes found it empty (a scan's summary was lost that way in CI). "close" comes after
+ * both; it is awaited at most `drainMs` (a grandchild that inherited the pipe may hold it open).
+ */
 export const exitOf = (
   child: ChildProcess,
+  drainMs = 5_000,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
   new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null)
-      resolve({ code: child.exitCode, signal: child.signalCode });
-    else child.once("exit", (code, signal) => resolve({ code, signal }));
+    const drained = (): boolean =>
+      (child.stdout === null || child.stdout.destroyed) &&
+      (child.stderr === null || child.stderr.destroyed);
+    const ended = () => {
+      const result = { code: child.exitCode, signal: child.signalCode };
+      if (drained()) return resolve(result);
+      const timer = setTimeout(() => resolve(result), drainMs);
+      child.once("close", () => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+    };
+    if (child.exitCode !== null || child.signalCode !== null) ended();
+    else child.once("exit", ended);
   });
 
 /** A real Azurite, stopped when the test ends. */
