@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "hsmfleet_fs",
-      "sources": ["native/dirscan.c", "native/hsmbatch.c", "native/readfile.c", "native/writehash.c", "native/beneath.c", "native/inotify.c", "native/smallfile.c"],
+      "sources": ["native/dirscan.c", "native/hsmbatch.c", "native/readfile.c", "native/writehash.c", "native/beneath.c", "native/inotify.c", "native/smallfile.c", "native/pwrite-runs.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],
@@ -11,7 +11,7 @@
     },
     {
       "target_name": "hsmfleet_crc64",
-      "sources": ["native/crc64.c"],
+      "sources": ["native/crc64.c", "native/pwrite-runs.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_c": ["-std=gnu11"],

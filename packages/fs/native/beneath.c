@@ -130,7 +130,7 @@ static int check_rel(const char *rel, size_t len) {
   return 1;
 }
 
-static void put_stat(uint8_t *o, const struct stat *st) {
+void hsmfleet_put_stat(uint8_t *o, const struct stat *st) {
   uint64_t dev = st->st_dev, ino = st->st_ino, size = (uint64_t)st->st_size,
            blocks = (uint64_t)st->st_blocks;
   int64_t sec = st->st_mtim.tv_sec;
@@ -285,7 +285,7 @@ static void bw_execute(napi_env env, void *data) {
           close(fd);
           return;
         }
-        put_stat(w->out, &st);
+        hsmfleet_put_stat(w->out, &st);
       }
       w->result = fd;
       return;
@@ -330,7 +330,7 @@ static void bw_execute(napi_env env, void *data) {
           close(fd);
           break;
         }
-        put_stat(w->out, &st);
+        hsmfleet_put_stat(w->out, &st);
       }
       w->result = fd;
       break;
@@ -351,7 +351,7 @@ static void bw_execute(napi_env env, void *data) {
         fail(w, errno, "fstatat", at);
         break;
       }
-      if (w->out && w->out_len >= STAT_REC) put_stat(w->out, &st);
+      if (w->out && w->out_len >= STAT_REC) hsmfleet_put_stat(w->out, &st);
       break;
     }
     case OP_READLINK: {

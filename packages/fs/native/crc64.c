@@ -53,6 +53,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "pwrite-runs.h"
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_PCLMUL_PATH 1
 #include <immintrin.h>
@@ -369,76 +371,8 @@ struct pread_work {
   uint64_t crc;
   int err; /* errno of a failed pread/pwrite, else 0 */
   int write;  /* pwriteCrc64: write `p` at `position` instead of reading into it */
-  int sparse; /* pwriteCrc64: all-zero SPARSE_BLOCKs (by file offset) are not written */
+  int sparse; /* pwriteCrc64: all-zero HSMFLEET_SPARSE_BLOCKs (by file offset) are not written */
 };
-
-/* pwrite all of p[0, n) at `at` (EINTR and short writes retried); 0 with w->err set on failure. */
-/*
- * Bytes per pwrite(2). Measured (2 GiB into a new or ftruncate-sized ext4 file, Linux 6.18 in a
- * VM, alternating runs): 128 KiB writes cost 0.5-0.6 s of system time, 1 MiB and 8 MiB writes
- * 1.4-3.6 s — the kernel's copy into the page cache (copy_folio_from_iter_atomic) gets several
- * times slower per byte with large writes (large folios allocated fresh for them), 32 KiB writes
- * pay more per call. docs/benchmarks.md, issue 17. HSMFLEET_WRITE_PIECE_BYTES (4096 to 64 MiB, read
- * when the addon loads) changes it, for such measurements.
- */
-static size_t WRITE_MAX = 128 * 1024;
-
-static void init_write_max(void) {
-  const char *v = getenv("HSMFLEET_WRITE_PIECE_BYTES");
-  if (v == NULL) return;
-  char *end = NULL;
-  unsigned long long n = strtoull(v, &end, 10);
-  if (end != v && *end == '\0' && n >= 4096 && n <= 64ULL * 1024 * 1024) WRITE_MAX = (size_t)n;
-}
-
-static int write_all(struct pread_work *w, const uint8_t *p, size_t n, int64_t at) {
-  size_t off = 0;
-  while (off < n) {
-    size_t want = n - off;
-    if (want > WRITE_MAX) want = WRITE_MAX;
-    ssize_t r = pwrite(w->fd, p + off, want, (off_t)(at + (int64_t)off));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      w->err = errno;
-      return 0;
-    }
-    if (r == 0) {
-      w->err = EIO;
-      return 0;
-    }
-    off += (size_t)r;
-  }
-  return 1;
-}
-
-/* The file-system block a sparse write skips when it holds only zeros (as writehash.c). */
-#define SPARSE_BLOCK 4096
-
-static int all_zero(const uint8_t *p, size_t n) {
-  if (n == 0) return 1;
-  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
-}
-
-/* write_all, or with w->sparse the runs between all-zero blocks aligned on file offsets. */
-static int write_data(struct pread_work *w, const uint8_t *p, size_t n, int64_t at) {
-  if (!w->sparse) return write_all(w, p, n, at);
-  size_t run = 0, off = 0;
-  int in_run = 0;
-  while (off < n) {
-    size_t end = off + (size_t)(SPARSE_BLOCK - (uint64_t)(at + (int64_t)off) % SPARSE_BLOCK);
-    if (end > n) end = n;
-    if (all_zero(p + off, end - off)) {
-      if (in_run && !write_all(w, p + run, off - run, at + (int64_t)run)) return 0;
-      in_run = 0;
-    } else if (!in_run) {
-      run = off;
-      in_run = 1;
-    }
-    off = end;
-  }
-  if (in_run && !write_all(w, p + run, n - run, at + (int64_t)run)) return 0;
-  return 1;
-}
 
 static void pread_execute(napi_env env, void *arg) {
   struct pread_work *w = arg;
@@ -448,7 +382,9 @@ static void pread_execute(napi_env env, void *arg) {
     while (w->done < w->n) {
       size_t piece = w->n - w->done;
       if (piece > PREAD_PIECE) piece = PREAD_PIECE;
-      if (!write_data(w, w->p + w->done, piece, w->position + (int64_t)w->done)) return;
+      w->err = hsmfleet_pwrite_data(w->fd, w->p + w->done, piece, w->position + (int64_t)w->done,
+                                    w->sparse);
+      if (w->err != 0) return;
       crc = crc64_update(crc, w->p + w->done, piece);
       w->done += piece;
     }
@@ -588,7 +524,7 @@ static napi_value js_pwrite_crc64(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   init_tables();
-  init_write_max();
+  hsmfleet_init_write_max();
 #ifdef HAVE_PCLMUL_PATH
   init_pclmul();
   const char *cap = getenv("HSMFLEET_CRC64_IMPL");

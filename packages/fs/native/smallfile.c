@@ -46,6 +46,7 @@
 #include <openssl/evp.h>
 
 #include "beneath.h"
+#include "pwrite-runs.h"
 
 enum {
   SF_CREATE = 1,      /* O_CREAT|O_EXCL|O_WRONLY with nums[2]; else an existing regular file */
@@ -65,7 +66,6 @@ enum {
 };
 
 #define SF_OUT 80
-#define SPARSE_BLOCK 4096
 #define HSM_ATTRS 24
 
 typedef struct {
@@ -119,65 +119,10 @@ static int sf_fail(sf_work *w, int err, const char *sc) {
   return 0;
 }
 
-static int sf_write_all(sf_work *w, int fd, const uint8_t *p, size_t n, int64_t at) {
-  size_t off = 0;
-  while (off < n) {
-    ssize_t r = pwrite(fd, p + off, n - off, (off_t)(at + (int64_t)off));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return sf_fail(w, errno, "write");
-    }
-    if (r == 0) return sf_fail(w, EIO, "write");
-    off += (size_t)r;
-  }
-  return 1;
-}
-
-static int sf_all_zero(const uint8_t *p, size_t n) {
-  if (n == 0) return 1;
-  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
-}
-
-/* data at 0; sparse: the runs between all-zero SPARSE_BLOCK blocks, each written whole. */
+/* data at 0 (pwrite-runs.c; sparse: zero blocks left as holes). */
 static int sf_write_data(sf_work *w, int fd, int sparse) {
-  const uint8_t *p = w->data;
-  size_t n = w->data_len;
-  if (!sparse) return sf_write_all(w, fd, p, n, 0);
-  size_t run = 0, off = 0;
-  int in_run = 0;
-  while (off < n) {
-    size_t end = off + (SPARSE_BLOCK - off % SPARSE_BLOCK);
-    if (end > n) end = n;
-    if (sf_all_zero(p + off, end - off)) {
-      if (in_run && !sf_write_all(w, fd, p + run, off - run, (int64_t)run)) return 0;
-      in_run = 0;
-    } else if (!in_run) {
-      run = off;
-      in_run = 1;
-    }
-    off = end;
-  }
-  if (in_run && !sf_write_all(w, fd, p + run, n - run, (int64_t)run)) return 0;
-  return 1;
-}
-
-static void sf_put_stat(uint8_t *o, const struct stat *st) {
-  uint64_t dev = st->st_dev, ino = st->st_ino, size = (uint64_t)st->st_size,
-           blocks = (uint64_t)st->st_blocks;
-  int64_t sec = st->st_mtim.tv_sec;
-  uint32_t mode = st->st_mode, uid = st->st_uid, gid = st->st_gid, nlink = (uint32_t)st->st_nlink,
-           nsec = (uint32_t)st->st_mtim.tv_nsec, zero = 0;
-  memcpy(o, &dev, 8);
-  memcpy(o + 8, &ino, 8);
-  memcpy(o + 16, &mode, 4);
-  memcpy(o + 20, &uid, 4);
-  memcpy(o + 24, &gid, 4);
-  memcpy(o + 28, &nlink, 4);
-  memcpy(o + 32, &size, 8);
-  memcpy(o + 40, &sec, 8);
-  memcpy(o + 48, &nsec, 4);
-  memcpy(o + 52, &zero, 4);
-  memcpy(o + 56, &blocks, 8);
+  int err = hsmfleet_pwrite_data(fd, w->data, w->data_len, 0, sparse);
+  return err == 0 ? 1 : sf_fail(w, err, "write");
 }
 
 /* "pending X" -> "done X" in xattr `name`; nothing when absent or already something else. */
@@ -227,7 +172,7 @@ static int sf_steps(sf_work *w, int fd, int flags) {
   memset(&st, 0, sizeof st);
   if ((flags & (SF_STAT | SF_SAME_INODE | SF_KEEP_TIMES)) || !(flags & SF_CREATE)) {
     if (fstat(fd, &st) != 0) return sf_fail(w, errno, "fstat");
-    sf_put_stat(w->out + 16, &st);
+    hsmfleet_put_stat(w->out + 16, &st);
     if (!S_ISREG(st.st_mode)) return sf_fail(w, EINVAL, "open");
     if (flags & SF_SAME_INODE) {
       uint64_t dev, ino;
@@ -669,7 +614,7 @@ static void in_execute(napi_env env, void *data) {
     w->err = EINVAL;
     w->syscall = "open";
   } else {
-    sf_put_stat(w->out, &st);
+    hsmfleet_put_stat(w->out, &st);
     for (size_t i = 0; i < w->nnames; i++) {
       ssize_t n = fgetxattr(fd, w->names[i], w->out + 64 + INSPECT_VALUE * i, INSPECT_VALUE);
       if (n < 0 && errno != ENODATA) {

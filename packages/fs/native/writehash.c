@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "pwrite-runs.h"
+
 #include <openssl/evp.h>
 
 #define PIECE (1024 * 1024)
@@ -126,80 +128,16 @@ typedef struct {
   size_t done;
   int err;
   const char *syscall;
-  /* Sparse: SPARSE_BLOCK-aligned blocks (by file offset) of zeros are not written (holes). */
+  /* Sparse: HSMFLEET_SPARSE_BLOCK-aligned blocks (by file offset) of zeros are not written (holes). */
   int sparse;
 } wh_work;
 
-/*
- * Bytes per pwrite(2). Measured (2 GiB into a new or ftruncate-sized ext4 file, Linux 6.18 in a
- * VM, alternating runs): 128 KiB writes cost 0.5-0.6 s of system time, 1 MiB and 8 MiB writes
- * 1.4-3.6 s — the kernel's copy into the page cache (copy_folio_from_iter_atomic) gets several
- * times slower per byte with large writes (large folios allocated fresh for them), 32 KiB writes
- * pay more per call. docs/benchmarks.md, issue 17. HSMFLEET_WRITE_PIECE_BYTES (4096 to 64 MiB, read
- * when the addon loads) changes it, for such measurements.
- */
-static size_t WRITE_MAX = 128 * 1024;
-
-static void init_write_max(void) {
-  const char *v = getenv("HSMFLEET_WRITE_PIECE_BYTES");
-  if (v == NULL) return;
-  char *end = NULL;
-  unsigned long long n = strtoull(v, &end, 10);
-  if (end != v && *end == '\0' && n >= 4096 && n <= 64ULL * 1024 * 1024) WRITE_MAX = (size_t)n;
-}
-
-static int write_all(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
-  size_t off = 0;
-  while (off < n) {
-    size_t want = n - off;
-    if (want > WRITE_MAX) want = WRITE_MAX;
-    ssize_t r = pwrite(w->fd, p + off, want, (off_t)(at + (int64_t)off));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      w->err = errno;
-      w->syscall = "write";
-      return 0;
-    }
-    if (r == 0) {
-      w->err = EIO;
-      w->syscall = "write";
-      return 0;
-    }
-    off += (size_t)r;
-  }
-  return 1;
-}
-
-/* The file-system block a sparse write skips when it holds only zeros. */
-#define SPARSE_BLOCK 4096
-
-static int all_zero(const uint8_t *p, size_t n) {
-  if (n == 0) return 1;
-  return p[0] == 0 && memcmp(p, p + 1, n - 1) == 0;
-}
-
-/*
- * write_all of p[0, n) at `at`, or, when w->sparse, of the runs between all-zero blocks (aligned
- * on the file's SPARSE_BLOCK offsets), each run written whole: the zero blocks stay holes.
- */
+/* pwrite-runs.c's write into w's file; w->err and w->syscall set on failure. */
 static int write_data(wh_work *w, const uint8_t *p, size_t n, int64_t at) {
-  if (!w->sparse) return write_all(w, p, n, at);
-  size_t run = 0, off = 0;
-  int in_run = 0;
-  while (off < n) {
-    size_t end = off + (size_t)(SPARSE_BLOCK - (uint64_t)(at + (int64_t)off) % SPARSE_BLOCK);
-    if (end > n) end = n;
-    if (all_zero(p + off, end - off)) {
-      if (in_run && !write_all(w, p + run, off - run, at + (int64_t)run)) return 0;
-      in_run = 0;
-    } else if (!in_run) {
-      run = off;
-      in_run = 1;
-    }
-    off = end;
-  }
-  if (in_run && !write_all(w, p + run, n - run, at + (int64_t)run)) return 0;
-  return 1;
+  w->err = hsmfleet_pwrite_data(w->fd, p, n, at, w->sparse);
+  if (w->err == 0) return 1;
+  w->syscall = "write";
+  return 0;
 }
 
 static void wh_execute(napi_env env, void *data) {
@@ -485,7 +423,7 @@ static napi_value js_write_whole(napi_env env, napi_callback_info info) {
 
 /* Called from the module's init (dirscan.c). */
 napi_status hsmfleet_register_writehash(napi_env env, napi_value exports) {
-  init_write_max();
+  hsmfleet_init_write_max();
   napi_property_descriptor p[] = {
       {"md5Create", NULL, js_md5_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"md5Digest", NULL, js_md5_digest, NULL, NULL, NULL, napi_enumerable, NULL},
