@@ -19,6 +19,7 @@ import {
   encodeAutoImportBatch,
 } from "@hsmfleet/protocol";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { putWithEvent } from "./blob-writes.js";
 import { exitOf, spawnCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const countFiles = async (dir: string): Promise<number> =>
@@ -90,17 +91,8 @@ test("a burst is applied by two worker processes, one killed with SIGKILL mid-bu
   let sequencer = 5000;
   for (let i = 0; i < n; i++) {
     const name = `d${i % 20}/f${i}.txt`;
-    const body = `file ${i}`;
-    const r = await container
-      .getBlockBlobClient(name)
-      .upload(body, body.length, { metadata: { owner: "1000", permissions: "0644" } });
-    const e = blobEvent({
-      type: "BlobCreated",
-      container: "fleet",
-      blob: name,
-      etag: r.etag!,
-      size: body.length,
-      sequencer: sequencer++,
+    const e = await putWithEvent(container, name, `file ${i}`, sequencer++, {
+      metadata: { owner: "1000", permissions: "0644" },
       schema: i % 2 ? "cloudevents" : "eventgrid",
     });
     messages.push({ body: e, messageId: String(e.id) });

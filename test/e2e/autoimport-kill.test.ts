@@ -9,7 +9,8 @@ import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runImportJob } from "@hsmfleet/coordinator";
-import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { putWithEvent } from "./blob-writes.js";
 import { exitOf, spawnCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 /** Files (all named *.txt here) under `dir`. */
@@ -74,17 +75,8 @@ test("kill -9 of the service mid-burst: after a restart every event is applied o
   const messages: ServiceBusMessage[] = [];
   for (let i = 0; i < n; i++) {
     const name = `d${i % 10}/f${i}.txt`;
-    const body = `file ${i}`;
-    const r = await container
-      .getBlockBlobClient(name)
-      .upload(body, body.length, { metadata: { owner: "1000", permissions: "0644" } });
-    const e = blobEvent({
-      type: "BlobCreated",
-      container: "burst",
-      blob: name,
-      etag: r.etag!,
-      size: body.length,
-      sequencer: 1000 + i,
+    const e = await putWithEvent(container, name, `file ${i}`, 1000 + i, {
+      metadata: { owner: "1000", permissions: "0644" },
       schema: i % 2 ? "cloudevents" : "eventgrid",
     });
     messages.push({ body: e, messageId: String(e.id) });

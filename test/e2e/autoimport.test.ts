@@ -19,6 +19,7 @@ import { getXattr } from "@hsmfleet/fs";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
 import { AutoImportLedger, autoImportJobSpec, runAutoImportService } from "@hsmfleet/worker";
+import { putWithEvent } from "./blob-writes.js";
 import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const SLASH = Buffer.from("/");
@@ -113,20 +114,7 @@ const put = async (
   metadata: Record<string, string> = {},
   schema: BlobEventFields["schema"] = "eventgrid",
 ) => {
-  const r = await w.container
-    .getBlockBlobClient(name)
-    .upload(body, Buffer.byteLength(body), { metadata });
-  w.events.push(
-    blobEvent({
-      type: "BlobCreated",
-      container: w.containerName,
-      blob: name,
-      etag: r.etag!,
-      size: Buffer.byteLength(body),
-      sequencer: w.sequencer++,
-      schema,
-    }),
-  );
+  w.events.push(await putWithEvent(w.container, name, body, w.sequencer++, { metadata, schema }));
 };
 
 const remove = async (w: World, name: string, sendEvent = true) => {

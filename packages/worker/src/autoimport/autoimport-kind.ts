@@ -4,23 +4,15 @@
  * with AMLFS auto-import semantics (apply-blob-change.ts, the import job's code), their result sent
  * back to the service under `<batch>.r` (a redelivered batch's result is dropped as a duplicate).
  */
-import { hasValidSeal, runWorkConsumer } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
-import { errorMessage } from "@hsmfleet/core";
 import { openHsmBackend } from "@hsmfleet/fs";
-import {
-  JobKind,
-  WORK_STREAM,
-  autoImportSubjects,
-  encodeAutoImportResult,
-  jobIdOfSubject,
-} from "@hsmfleet/protocol";
+import { JobKind, autoImportSubjects, encodeAutoImportResult } from "@hsmfleet/protocol";
 import type { AutoImportBatch, JobStatus } from "@hsmfleet/protocol";
 import { AUTOIMPORT_BATCH_RULES } from "../item-checks.js";
 import { ImportTargets } from "../import/import-targets.js";
 import { TargetHsm } from "../import/target-hsm.js";
-import { isLive } from "../runtime/job-cache.js";
-import type { ConsumerLogging, KindContext, WorkerJobKind } from "../runtime/job-kind.js";
+import { runJobPullers } from "../runtime/job-pullers.js";
+import type { KindContext, WorkerJobKind } from "../runtime/job-kind.js";
 import { BlobChangeApplier } from "./apply-blob-change.js";
 import { applyAutoImportBatch } from "./autoimport-apply.js";
 import { autoImportDownload } from "./autoimport-download.js";
@@ -126,13 +118,8 @@ const handleBatch = async (
   maxDeliver: number,
   msg: JsMsg,
 ): Promise<void> => {
-  // A restarted service has a new item key: a cached record with the old one would refuse its
-  // items as unsolicited, so a seal that does not match reads the record again first.
-  const jobId = jobIdOfSubject(msg.subject);
-  if (jobId !== undefined) {
-    const cached = await ctx.jobs.get(jobId);
-    if (cached !== undefined && !hasValidSeal(cached.spec.itemKey, msg)) ctx.jobs.forget(jobId);
-  }
+  // A restarted service's new item key is admitted by admit-item.ts (a refused seal reads the
+  // job record again).
   const batch = await ctx.admit(msg, AUTOIMPORT_BATCH_RULES);
   if (batch === undefined) return;
   return ctx.runItem(
@@ -144,50 +131,18 @@ const handleBatch = async (
   );
 };
 
-/** One pull loop per running autoimport service (its consumer), found by watching jobs. */
-const runAutoImportPullers = async (ctx: KindContext, logging: ConsumerLogging): Promise<void> => {
-  const jobs = new AutoImportJobs(ctx);
-  const pullers = new Map<string, AbortController>();
-  const done: Promise<void>[] = [];
-  const start = (jobId: string) => {
-    if (pullers.has(jobId) || ctx.pullSignal.aborted) return;
-    const abort = new AbortController();
-    pullers.set(jobId, abort);
-    done.push(
-      runWorkConsumer(ctx.options.nc, {
-        stream: WORK_STREAM,
-        consumer: autoImportSubjects.consumer(jobId),
-        concurrency: ctx.options.transferConcurrency,
-        signal: AbortSignal.any([abort.signal, ctx.pullSignal]),
-        handle: (msg) => handleBatch(ctx, jobs, ctx.transferLimits.maxDeliver, msg),
-        ...logging,
-      }).catch((err: unknown) => {
-        pullers.delete(jobId);
-        ctx.options.logger?.debug({ jobId, err: errorMessage(err) }, "autoimport consumer gone");
-      }),
-    );
-  };
-  const watcher = await ctx.jobStore.watchAll((job) => {
-    if (job.spec.kind !== JobKind.AutoImport) return;
-    const jobId = job.spec.jobId;
-    if (isLive(job)) start(jobId);
-    else {
-      pullers.get(jobId)?.abort();
-      pullers.delete(jobId);
-    }
-  }, logging.onLost);
-  await new Promise<void>((resolve) => {
-    if (ctx.pullSignal.aborted) resolve();
-    else ctx.pullSignal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  watcher.stop();
-  await Promise.allSettled(done);
-};
-
 /** Autoimport: batches of blob changes from a running `hsmfleet autoimport` service. */
 export const autoImportKind: WorkerJobKind = {
   kind: JobKind.AutoImport,
   start: (ctx) => ({
-    run: () => runAutoImportPullers(ctx, ctx.logging("transfer", ctx.transferLimits)),
+    run: () => {
+      const jobs = new AutoImportJobs(ctx);
+      return runJobPullers(ctx, ctx.logging("transfer", ctx.transferLimits), {
+        kind: JobKind.AutoImport,
+        name: "autoimport",
+        consumer: autoImportSubjects.consumer,
+        handle: (msg) => handleBatch(ctx, jobs, ctx.transferLimits.maxDeliver, msg),
+      });
+    },
   }),
 };

@@ -42,7 +42,7 @@ export const isLiveState = (state: number): boolean =>
   state === JobState.Running || state === JobState.Pending;
 
 /**
- * The records a per-job puller watcher (restore, sync) needs decoded: live jobs of its kind, and
+ * The records a per-job puller watcher (restore, sync, autoimport: job-pullers.ts) needs decoded: live jobs of its kind, and
  * the jobs it runs a puller for (to stop it when they end). The rest of the job history is skipped
  * undecoded (JobStore.watchAll's `want`).
  */

@@ -1,17 +1,10 @@
-import { runWorkConsumer } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
-import { errorMessage, normalizePrefix } from "@hsmfleet/core";
-import {
-  JobKind,
-  WORK_STREAM,
-  emptySyncCounters,
-  encodeSyncResult,
-  syncSubjects,
-} from "@hsmfleet/protocol";
+import { normalizePrefix } from "@hsmfleet/core";
+import { JobKind, emptySyncCounters, encodeSyncResult, syncSubjects } from "@hsmfleet/protocol";
 import type { JobStatus, SyncBatch, SyncFailure } from "@hsmfleet/protocol";
 import { SYNC_BATCH_RULES } from "../item-checks.js";
-import { isLive, wantedBy } from "../runtime/job-cache.js";
-import type { ConsumerLogging, KindContext, WorkerJobKind } from "../runtime/job-kind.js";
+import { runJobPullers } from "../runtime/job-pullers.js";
+import type { KindContext, WorkerJobKind } from "../runtime/job-kind.js";
 import { forEachLimit } from "../runtime/transfer-batch.js";
 import { applySyncOp } from "./sync-apply.js";
 
@@ -73,54 +66,16 @@ const handleSync = async (ctx: KindContext, maxDeliver: number, msg: JsMsg): Pro
   );
 };
 
-/** One pull loop per running sync service (its consumer `sync-<job>`), found by watching jobs. */
-const runSyncPullers = async (ctx: KindContext, logging: ConsumerLogging): Promise<void> => {
-  const pullers = new Map<string, AbortController>();
-  const done: Promise<void>[] = [];
-  const start = (job: JobStatus) => {
-    const jobId = job.spec.jobId;
-    if (pullers.has(jobId) || ctx.pullSignal.aborted) return;
-    const abort = new AbortController();
-    pullers.set(jobId, abort);
-    done.push(
-      runWorkConsumer(ctx.options.nc, {
-        stream: WORK_STREAM,
-        consumer: syncSubjects.consumer(jobId),
-        concurrency: ctx.options.transferConcurrency,
-        signal: AbortSignal.any([abort.signal, ctx.pullSignal]),
-        handle: (msg) => handleSync(ctx, ctx.transferLimits.maxDeliver, msg),
-        ...logging,
-      }).catch((err: unknown) => {
-        pullers.delete(jobId);
-        ctx.options.logger?.debug({ jobId, err: errorMessage(err) }, "sync consumer gone");
-      }),
-    );
-  };
-  const watcher = await ctx.jobStore.watchAll(
-    (job) => {
-      if (job.spec.kind !== JobKind.Sync) return;
-      const jobId = job.spec.jobId;
-      if (isLive(job)) start(job);
-      else {
-        pullers.get(jobId)?.abort();
-        pullers.delete(jobId);
-      }
-    },
-    logging.onLost,
-    wantedBy(JobKind.Sync, pullers),
-  );
-  await new Promise<void>((resolve) => {
-    if (ctx.pullSignal.aborted) resolve();
-    else ctx.pullSignal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  watcher.stop();
-  await Promise.allSettled(done);
-};
-
 /** Sync: batches of a running `hsmfleet sync` service, pulled from its own consumer. */
 export const syncKind: WorkerJobKind = {
   kind: JobKind.Sync,
   start: (ctx) => ({
-    run: () => runSyncPullers(ctx, ctx.logging("transfer", ctx.transferLimits)),
+    run: () =>
+      runJobPullers(ctx, ctx.logging("transfer", ctx.transferLimits), {
+        kind: JobKind.Sync,
+        name: "sync",
+        consumer: syncSubjects.consumer,
+        handle: (msg) => handleSync(ctx, ctx.transferLimits.maxDeliver, msg),
+      }),
   }),
 };
