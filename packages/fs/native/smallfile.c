@@ -247,17 +247,18 @@ static void sf_execute(napi_env env, void *data) {
 }
 
 /* The rejection of a failed file: an Error with errno, syscall and at. */
-static napi_value sf_error(napi_env env, sf_work *w) {
+/* The error a job rejects with: "<syscall>: <strerror>", with errno, syscall and `at`. */
+static napi_value sf_error(napi_env env, int errnum, const char *syscall, size_t at) {
   char text[160];
-  snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(errnum));
   napi_value msg, err, v;
   napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
   napi_create_error(env, NULL, msg, &err);
-  napi_create_int32(env, w->err, &v);
+  napi_create_int32(env, errnum, &v);
   napi_set_named_property(env, err, "errno", v);
-  napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, err, "syscall", v);
-  napi_create_uint32(env, (uint32_t)w->at, &v);
+  napi_create_uint32(env, (uint32_t)at, &v);
   napi_set_named_property(env, err, "at", v);
   return err;
 }
@@ -275,7 +276,7 @@ static void sf_complete(napi_env env, napi_status status, void *data) {
     napi_create_int32(env, w->result, &v);
     napi_resolve_deferred(env, w->deferred, v);
   } else {
-    napi_reject_deferred(env, w->deferred, sf_error(env, w));
+    napi_reject_deferred(env, w->deferred, sf_error(env, w->err, w->syscall, w->at));
   }
   napi_delete_async_work(env, w->aw);
   sf_free(w);
@@ -499,7 +500,7 @@ static void sfb_complete(napi_env env, napi_status status, void *data) {
       w->syscall = "smallFiles";
     }
     if (w->err == 0) napi_create_int32(env, w->result, &v);
-    else v = sf_error(env, w);
+    else v = sf_error(env, w->err, w->syscall, w->at);
     napi_set_element(env, arr, (uint32_t)i, v);
   }
   napi_resolve_deferred(env, b->deferred, arr);
@@ -645,18 +646,7 @@ static void in_complete(napi_env env, napi_status status, void *data) {
     }
     napi_resolve_deferred(env, w->deferred, arr);
   } else {
-    char text[160];
-    snprintf(text, sizeof text, "%s: %s", w->syscall, strerror(w->err));
-    napi_value msg, err, v;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_create_int32(env, w->err, &v);
-    napi_set_named_property(env, err, "errno", v);
-    napi_create_string_utf8(env, w->syscall, NAPI_AUTO_LENGTH, &v);
-    napi_set_named_property(env, err, "syscall", v);
-    napi_create_uint32(env, (uint32_t)w->at, &v);
-    napi_set_named_property(env, err, "at", v);
-    napi_reject_deferred(env, w->deferred, err);
+    napi_reject_deferred(env, w->deferred, sf_error(env, w->err, w->syscall, w->at));
   }
   napi_delete_async_work(env, w->aw);
   in_free(w);
