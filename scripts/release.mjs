@@ -3,6 +3,8 @@
 // its workspace packages and every run-time dependency bundled (bundleDependencies, the versions
 // package-lock.json installed, which the tests ran against), so `npm install -g
 // ./hsmfleet-<version>.tgz` works on a machine with Node 20, no repository and no registry. The
+// CLI ships as the one-file bundle its launcher runs (as in the repository, see
+// packages/cli/scripts/bundle.mjs), made here from the staged packages. The
 // native addon (packages/fs, Node-API 8) ships prebuilt for the build machine's platform; the
 // package's install script loads it and, when it cannot (another architecture or libc), rebuilds
 // it with node-gyp (npm provides it to install scripts; needs g++, make, python3).
@@ -118,10 +120,30 @@ try {
       queue.push(found);
     }
   }
+  // 3. The CLI as one bundle (packages/cli/scripts/bundle.mjs), made from the staged tree so its
+  // relative paths (native addons, data files, dependencies' worker files) are the installed ones;
+  // the CLI's launcher runs it, with the compiled modules as its fallback, as in the repository.
+  execFileSync(
+    process.execPath,
+    [
+      join(repo, "packages/cli/scripts/bundle.mjs"),
+      "--pkg-dir",
+      join(stage, "node_modules/@hsmfleet/cli"),
+      "--workspace-dir",
+      join(stage, "node_modules/@hsmfleet"),
+      "--installed",
+    ],
+    { cwd: stage, stdio: ["ignore", "ignore", "inherit"] },
+  );
+  // npm packs a bundled dependency with its own "files" list: the bundle must be on it.
+  const cliManifest = join(stage, "node_modules/@hsmfleet/cli/package.json");
+  const shippedCli = readJson(cliManifest);
+  shippedCli.files = [...shippedCli.files, "dist/hsmfleet.cjs", "dist/hsmfleet.inputs.json"];
+  writeFileSync(cliManifest, `${JSON.stringify(shippedCli, null, 2)}\n`);
   mkdirSync(join(stage, "bin"), { recursive: true });
   writeFileSync(
     join(stage, "bin", "hsmfleet.js"),
-    '#!/usr/bin/env node\n// The hsmfleet CLI (bundled @hsmfleet/cli).\nawait import("../node_modules/@hsmfleet/cli/dist/src/bin.js");\n',
+    '#!/usr/bin/env node\n// The hsmfleet CLI (bundled @hsmfleet/cli and its launcher).\nawait import("../node_modules/@hsmfleet/cli/bin/hsmfleet.js");\n',
     { mode: 0o755 },
   );
   mkdirSync(join(stage, "scripts"), { recursive: true });

@@ -1,8 +1,9 @@
 /**
  * `npm run release` makes one tarball that installs with npm alone: built here, installed into a
  * clean prefix outside the repository with --offline (everything is bundled), then the installed
- * `hsmfleet` prints its version and runs an export on the embedded default (local nats-server and
- * Azurite) from a directory that is not the repository.
+ * `hsmfleet` prints its version (through the CLI bundle, not the compiled modules) and runs an
+ * export on the embedded default (local nats-server and Azurite) from a directory that is not the
+ * repository.
  */
 import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
@@ -61,8 +62,19 @@ test("npm run release makes hsmfleet-<version>.tgz; npm install -g --offline int
     { cwd: dir.path, env, maxBuffer: 1 << 26 },
   );
   const bin = join(prefix, "bin", "hsmfleet");
-  const v = await run(bin, ["--version"], { cwd: dir.path, env });
+  const v = await run(bin, ["--version"], {
+    cwd: dir.path,
+    env: { ...env, HSMFLEET_STARTUP_TRACE: "1" },
+  });
   t.is(v.stdout.trim(), version);
+  // It runs the one-file bundle made for the installed layout, not the compiled modules one by one
+  // (a command's fixed cost, issue 17): the launcher's trace names the phases it went through.
+  const trace = v.stderr.split("\n").find((l) => l.startsWith("hsmfleet-startup-trace "));
+  t.truthy(trace, v.stderr);
+  const phases = Object.keys(
+    JSON.parse(trace!.slice("hsmfleet-startup-trace ".length)) as Record<string, unknown>,
+  );
+  t.true(phases.includes("bundle-compiled") && !phases.includes("modules"), phases.join(","));
   // The native addon is in the installed package, prebuilt and loadable.
   const addons = await readdir(
     join(prefix, "lib/node_modules/hsmfleet/node_modules/@hsmfleet/fs/build/Release"),

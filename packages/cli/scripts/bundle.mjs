@@ -23,14 +23,27 @@
 //   bundle never runs, and names its code caches by the hash, so a cache never outlives its bundle.
 //
 // Usage: node scripts/bundle.mjs   (after tsc; part of the package's `npm run build`)
+//        node scripts/bundle.mjs --pkg-dir DIR --workspace-dir DIR
+//   bundles the CLI package at DIR (default: this script's package) whose workspace packages live
+//   in --workspace-dir (default: the repository's packages/). scripts/release.mjs uses it to bundle
+//   the staged release, where the packages are node_modules/@hsmfleet/* and their dependencies sit
+//   elsewhere than in the repository, so the bundle's relative paths are the installed ones.
+//        … --installed
+//   lists no input files for the staleness check: an installed release is never rebuilt in place,
+//   and npm gives every file it unpacks the time of the install, in no particular order, so the
+//   check would find the bundle "older" than its inputs and never run it.
 import { createHash } from "node:crypto";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { build } from "esbuild";
 
-const pkgDir = resolve(import.meta.dirname, "..");
-const repoDir = resolve(pkgDir, "..", "..");
+const option = (name) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? resolve(process.argv[at + 1]) : undefined;
+};
+const pkgDir = option("--pkg-dir") ?? resolve(import.meta.dirname, "..");
+const workspaceDir = option("--workspace-dir") ?? resolve(pkgDir, "..");
 const outFile = join(pkgDir, "dist", "hsmfleet.cjs");
 const inputsFile = join(pkgDir, "dist", "hsmfleet.inputs.json");
 const outDir = dirname(outFile);
@@ -112,9 +125,15 @@ const result = await build({
 
 // The workspace files (not node_modules: those change only with `npm ci`, which is followed by a
 // full build) whose change makes the bundle stale.
+const installed = process.argv.includes("--installed");
 const inputs = Object.keys(result.metafile.inputs)
   .map((p) => resolve(process.cwd(), p))
-  .filter((p) => p.startsWith(join(repoDir, "packages")) && !p.includes("/node_modules/"))
+  .filter(
+    (p) =>
+      !installed &&
+      p.startsWith(`${workspaceDir}/`) &&
+      !p.slice(workspaceDir.length).includes("/node_modules/"),
+  )
   .map(fromBundle)
   .sort();
 const hash = createHash("sha256")
@@ -129,5 +148,5 @@ await rm(join(outDir, "v8-cache"), { recursive: true, force: true }).catch((err)
 );
 const { size } = await stat(outFile);
 process.stdout.write(
-  `bundle: ${relative(repoDir, outFile)} (${(size / 1e6).toFixed(1)} MB, ${Object.keys(result.metafile.inputs).length} modules; ${inputs.length} workspace files checked for staleness)\n`,
+  `bundle: ${relative(process.cwd(), outFile) || outFile} (${(size / 1e6).toFixed(1)} MB, ${Object.keys(result.metafile.inputs).length} modules; ${inputs.length} workspace files checked for staleness)\n`,
 );
