@@ -1,6 +1,7 @@
 import { hasValidSeal, sealHeaders } from "@hsmfleet/bus";
-import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
+import type { JetStreamClient, JetStreamManager, NatsConnection } from "@hsmfleet/bus";
 import {
+  WORK_STREAM,
   decodeSyncResult,
   emptySyncCounters,
   encodeSyncBatch,
@@ -13,6 +14,26 @@ export interface PhaseOutcome {
   counters: SyncCounters;
   requeue: Buffer[];
   failures: SyncFailure[];
+}
+
+export const PHASE_DISPATCH_DEFAULTS = {
+  /**
+   * How often the items still waiting for a result are looked up in the work stream (30 s, the
+   * consumers' ack wait). One that left the stream with no result — a worker terminated it as
+   * refused or undecodable, or the stream lost it — is published again then, not after the item
+   * timeout.
+   */
+  lostCheckMs: 30_000,
+  /**
+   * A result is published before its item is acknowledged, so it arrives at the latest this long
+   * after the item leaves the stream (2 s); only then is an item without one lost.
+   */
+  resultGraceMs: 2_000,
+} as const;
+
+export interface PhaseDispatchOptions {
+  lostCheckMs?: number | undefined;
+  resultGraceMs?: number | undefined;
 }
 
 /** A phase is cut into at least this many work items when it has enough operations… */
@@ -32,7 +53,8 @@ export const itemSize = (n: number, opsPerItem: number): number =>
  * Publishes the operations of one phase as sealed work items (`itemSize` each) on the
  * service's subject and waits for every item's result. Results are untrusted input: only a result
  * with the job's seal, for an item of this phase, counts, and each once. An item with no result
- * after `itemTimeoutMs` (its worker and every redelivery lost) is published again under a new id.
+ * after `itemTimeoutMs` (its worker and every redelivery lost) is published again under a new id;
+ * so is one found gone from the work stream with no result (`lostCheckMs`), much sooner.
  */
 export class PhaseDispatcher {
   readonly #js: JetStreamClient;
@@ -41,6 +63,12 @@ export class PhaseDispatcher {
   readonly #logger: Logger | undefined;
   readonly #waiting = new Map<string, (r: SyncResult | undefined) => void>();
   readonly #sub: ReturnType<NatsConnection["subscribe"]>;
+  /** Items waiting for a result: their stream sequence, once published. */
+  readonly #published = new Map<string, number>();
+  readonly #lostTimer: NodeJS.Timeout;
+  readonly #resultGraceMs: number;
+  #jsm: JetStreamManager | undefined;
+  #checking = false;
   #phase = 0;
 
   constructor(
@@ -49,7 +77,14 @@ export class PhaseDispatcher {
     jobId: string,
     key: Uint8Array,
     logger?: Logger,
+    options: PhaseDispatchOptions = {},
   ) {
+    this.#resultGraceMs = options.resultGraceMs ?? PHASE_DISPATCH_DEFAULTS.resultGraceMs;
+    this.#lostTimer = setInterval(
+      () => void this.#checkLost(),
+      options.lostCheckMs ?? PHASE_DISPATCH_DEFAULTS.lostCheckMs,
+    );
+    this.#lostTimer.unref();
     this.#js = js;
     this.#jobId = jobId;
     this.#key = key;
@@ -148,14 +183,53 @@ export class PhaseDispatcher {
     });
     const subject = syncSubjects.batch(this.#jobId);
     const data = encodeSyncBatch({ jobId: this.#jobId, batchId, ops });
-    await this.#js.publish(subject, data, {
+    const ack = await this.#js.publish(subject, data, {
       msgID: batchId,
       headers: sealHeaders(this.#key, subject, data),
     });
-    return result;
+    if (this.#waiting.has(batchId)) this.#published.set(batchId, ack.seq);
+    return result.finally(() => this.#published.delete(batchId));
+  }
+
+  /**
+   * Looks up every item still waiting in the work stream (a work-queue stream: an item leaves it
+   * when a worker acknowledges or terminates it). One that is gone and still has no result after
+   * `resultGraceMs` is lost: its wait ends, and `#item` publishes it again.
+   */
+  async #checkLost(): Promise<void> {
+    if (this.#checking || this.#published.size === 0) return;
+    this.#checking = true;
+    try {
+      this.#jsm ??= await this.#js.jetstreamManager();
+      const gone: string[] = [];
+      for (const [batchId, seq] of [...this.#published]) {
+        try {
+          if ((await this.#jsm.streams.getMessage(WORK_STREAM, { seq })) === null)
+            gone.push(batchId);
+        } catch {
+          // The server did not answer: look again at the next check.
+        }
+      }
+      if (gone.length === 0) return;
+      await new Promise((r) => setTimeout(r, this.#resultGraceMs).unref());
+      for (const batchId of gone) {
+        const finish = this.#waiting.get(batchId);
+        if (finish === undefined) continue; // its result came
+        this.#logger?.warn(
+          { batchId },
+          "sync: a work item left the work stream with no result (a worker terminated it, or the stream lost it); published again",
+        );
+        finish(undefined);
+      }
+    } catch (e) {
+      this.#logger?.warn({ err: e }, "sync: could not look up the work items in flight");
+    } finally {
+      this.#checking = false;
+    }
   }
 
   close(): void {
+    clearInterval(this.#lostTimer);
     this.#sub.unsubscribe();
   }
 }
