@@ -12,7 +12,13 @@ import type { ExecutionContext } from "ava";
 
 import { FsOperationError, HsmFlag, HsmRefusedError, formatHsmState } from "@hsmfleet/core";
 
-import { HsmEmulationBackend, openHsmBackend } from "../src/index.js";
+import {
+  HsmEmulationBackend,
+  openHsmBackend,
+  hsmAtAbsolutePaths,
+  UnsafePathError,
+} from "../src/index.js";
+import type { HsmAtAbsolutePaths } from "../src/index.js";
 import { pathIn, tempDir } from "./helpers.js";
 
 const XATTR = "user.hsm";
@@ -20,7 +26,7 @@ const { Exists: E, Dirty: D, Released: R, Archived: A, NoRelease, NoArchive, Los
 
 const setup = async (t: ExecutionContext, content = "hello world\n") => {
   const dir = await tempDir(t, "hsmfleet-hsmb-");
-  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
   const path = pathIn(dir, "f");
   writeFileSync(path, content);
   // A past mtime: a later write in the same clock tick still changes it.
@@ -28,7 +34,7 @@ const setup = async (t: ExecutionContext, content = "hello world\n") => {
   return { dir, hsm, path };
 };
 
-const flags = async (hsm: HsmEmulationBackend, path: Buffer) => (await hsm.state(path))?.flags ?? 0;
+const flags = async (hsm: HsmAtAbsolutePaths, path: Buffer) => (await hsm.state(path))?.flags ?? 0;
 
 const refused = async (t: ExecutionContext, p: Promise<unknown>, message: RegExp | string) => {
   const err = await t.throwsAsync(p, { instanceOf: HsmRefusedError });
@@ -226,10 +232,13 @@ test("FIDs are stable across renames and distinct per file", async (t) => {
 test("symlinks and directories are refused, never followed", async (t) => {
   const { dir, hsm, path } = await setup(t);
   symlinkSync(path, pathIn(dir, "link"));
-  await t.throwsAsync(hsm.archive(pathIn(dir, "link")), {
-    instanceOf: FsOperationError,
-    code: "EINVAL",
+  const err = await t.throwsAsync(hsm.archive(pathIn(dir, "link")), {
+    instanceOf: UnsafePathError,
   });
+  t.regex(
+    err.message,
+    /^archive of .*link refused: unsafe path .*link: is a symlink \(not followed/,
+  );
   await t.throwsAsync(hsm.archive(Buffer.from(dir)), { code: "EINVAL" });
   t.is(await hsm.state(path), undefined);
 });
