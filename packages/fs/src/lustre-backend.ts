@@ -36,11 +36,11 @@ import {
 } from "@hsmfleet/core";
 import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 
-import { isRegular } from "./beneath-path.js";
+import { UnsafePathError, isRegular } from "./beneath-path.js";
 import { fidBatch } from "./fid-batch.js";
 import type { HsmBackend, HsmRequestOptions } from "./hsm-backend.js";
 import type { JobRoot } from "./job-root.js";
-import { HSM_FILE_OPERATIONS, nameOperationErrors } from "./hsm-operation.js";
+import { HSM_FILE_OPERATIONS, nameOperationErrors, namedForOperation } from "./hsm-operation.js";
 import { runLfs } from "./lfs-run.js";
 import { fidPath, lustreMountOf } from "./lustre-paths.js";
 
@@ -148,6 +148,8 @@ export class LustreHsmBackend implements HsmBackend {
     ]);
     return fids.map((f, i) => {
       const shown = root.display(rels[i]!);
+      if (f instanceof UnsafePathError)
+        return namedForOperation(operation, root, rels[i]!, f) as Error;
       if (f instanceof Error) {
         return Object.assign(f, { message: `${operation} of ${shown} refused: ${f.message}` });
       }

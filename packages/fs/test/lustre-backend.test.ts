@@ -270,6 +270,7 @@ for (const fallback of [false, true]) {
       for (const [op, run] of ops) {
         const err = await t.throwsAsync(run, { instanceOf: UnsafePathError }, op);
         t.regex(err.message, /alice\/x: is a symlink \(not followed; /, op);
+        t.is(err.message.split(" refused: ").length, 2, `${op}: named once (${err.message})`);
         t.regex(err.message, new RegExp(`${op}|path2fid`), op);
       }
       t.is(readFileSync(victim, "utf8"), "OUTSIDE: must never change\n");

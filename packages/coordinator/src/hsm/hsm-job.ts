@@ -412,7 +412,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       }
     }
     if (cancelFids.length > 0) {
-      o.nc.publish(subjects.hsmCancel, encodeHsmCancel({ fids: cancelFids, cookie }));
+      // Sealed with the job's key: workers ignore a cancel no job of theirs sealed.
+      const data = encodeHsmCancel({ fids: cancelFids, cookie, jobId });
+      o.nc.publish(subjects.hsmCancel, data, {
+        headers: sealHeaders(status.spec.itemKey, subjects.hsmCancel, data),
+      });
     }
   };
 

@@ -38,10 +38,17 @@ import {
   hsmConsumerName,
   subjects,
 } from "@hsmfleet/protocol";
-import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
+import type {
+  HsmActionItem,
+  HsmActionList,
+  HsmCancel,
+  HsmItemResult,
+  JobStatus,
+} from "@hsmfleet/protocol";
 import { annotateSpan, startWorkItem } from "@hsmfleet/telemetry";
 import type { HsmActionContext } from "./hsm-context.js";
 import { HsmCopy } from "./hsm-copy.js";
+import { runLustreList } from "./hsm-lustre-list.js";
 import {
   REQUEST_FOR_ACTION,
   endItemStep,
@@ -93,14 +100,16 @@ export class HsmActionRunner {
       callback: (err, m) => {
         if (err) return;
         // Core NATS, untrusted: a message that does not decode is ignored (a throw here would
-        // end the subscription). Who may cancel is NATS permissions' business (docs/security.md).
-        let c: { fids: string[]; cookie: bigint };
+        // end the subscription), and so is one without the seal of the job it names.
+        let c: HsmCancel;
         try {
           c = decodeHsmCancel(m.data);
         } catch {
           return;
         }
-        this.cancel(c.fids, c.cookie);
+        this.#sealedCancel(c, m).catch((err: unknown) =>
+          this.#ctx.logger?.warn({ err: errorMessage(err) }, "HSM cancel not checked; ignored"),
+        );
       },
     });
     const jsm = await jetstreamManager(nc);
@@ -170,6 +179,23 @@ export class HsmActionRunner {
       await Promise.allSettled([...loops.values()]);
       sub.unsubscribe();
     }
+  }
+
+  /**
+   * A cancel broadcast counts only with the seal of the job it names (a cancel request's job: its
+   * key is in the job record, which only the fleet reads); anything else is logged and ignored,
+   * so that a forged cancel cancels nothing (docs/security.md).
+   */
+  async #sealedCancel(c: HsmCancel, m: Parameters<typeof hasValidSeal>[1]): Promise<void> {
+    const job = c.jobId === "" ? undefined : await this.#ctx.job(c.jobId);
+    if (job === undefined || !hasValidSeal(job.spec.itemKey, m)) {
+      this.#ctx.logger?.warn(
+        { jobId: c.jobId || undefined, fids: c.fids.length },
+        "HSM cancel without a valid seal of the job it names ignored (forged, or from an unknown job)",
+      );
+      return;
+    }
+    this.cancel(c.fids, c.cookie);
   }
 
   /** Cancels actions on `fids` requested before `cookie`: in flight now, or arriving later. */
@@ -314,45 +340,9 @@ export class HsmActionRunner {
     return b;
   }
 
-  /** Lustre: one `lfs hsm_<action>` batch per action kind in the list; a refused batch goes per file. */
+  /** Lustre: one `lfs hsm_<action>` batch per action kind in the list (hsm-lustre-list.ts). */
   async #runLustre(job: JobStatus, list: HsmActionList, msg: JsMsg): Promise<HsmItemResult[]> {
-    const backend = this.#backend("lustre", job.spec.hsmXattr);
-    // Every file is named beneath the job root's fd, no symlink followed (lustre-paths.ts in fs).
-    const root = await jobRootFor(job.spec.root);
-    const byAction = new Map<number, HsmActionItem[]>();
-    for (const item of list.items) {
-      const group = byAction.get(item.action) ?? [];
-      group.push(item);
-      byAction.set(item.action, group);
-    }
-    const results: HsmItemResult[] = [];
-    for (const [action, items] of byAction) {
-      const request = REQUEST_FOR_ACTION[action];
-      const rels = items.map((i) => i.path);
-      if (!request) {
-        for (const i of items)
-          results.push(result(i, HsmItemStatus.Failed, `unknown action ${action}`));
-        continue;
-      }
-      try {
-        await backend.requestMany(request, root, rels, { archiveId: list.archiveId });
-        for (const i of items) results.push(result(i, HsmItemStatus.Done));
-      } catch {
-        for (const [k, i] of items.entries()) {
-          try {
-            await backend.requestMany(request, root, [rels[k]!], {
-              archiveId: list.archiveId,
-            });
-            results.push(result(i, HsmItemStatus.Done));
-          } catch (err) {
-            results.push(result(i, HsmItemStatus.Failed, errorMessage(err)));
-          }
-        }
-      }
-    }
-    // The copytool moves the data: only failures are traced (or every item with a threshold of 0).
-    for (const r of results) endItemStep(startItemStep(msg, list.jobId, r), r);
-    return results;
+    return runLustreList(this.#backend("lustre", job.spec.hsmXattr), job, list, msg);
   }
 
   async #runEmulation(job: JobStatus, list: HsmActionList, msg: JsMsg): Promise<HsmItemResult[]> {
