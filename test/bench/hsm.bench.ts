@@ -23,7 +23,8 @@ import { connectBus, ensureHsmPartitions, ensureTopology } from "@hsmfleet/bus";
 import { HsmFlag } from "@hsmfleet/core";
 import { runHsmJob } from "@hsmfleet/coordinator";
 import type { HsmJobSummary } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
+import type { HsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { HSM_DEFAULT_PARTITIONS } from "@hsmfleet/protocol";
 import { startAzurite, startNatsServer, tempDir } from "@hsmfleet/testkit";
 
@@ -66,14 +67,14 @@ const makeFiles = async (root: string, count: number, size: number): Promise<Buf
   return paths;
 };
 
-const setAll = async (hsm: HsmEmulationBackend, paths: Buffer[], set: number, clear: number) => {
+const setAll = async (hsm: HsmAtAbsolutePaths, paths: Buffer[], set: number, clear: number) => {
   for (let i = 0; i < paths.length; i += 1000) {
     await Promise.all(paths.slice(i, i + 1000).map((p) => hsm.setFlags(p, set, clear, 1)));
   }
 };
 
 /** Every file gets its 4 KiB of data back and is archived (clean): each run releases real data. */
-const rearm = async (hsm: HsmEmulationBackend, paths: Buffer[], size: number) => {
+const rearm = async (hsm: HsmAtAbsolutePaths, paths: Buffer[], size: number) => {
   const data = Buffer.alloc(size, 0x61);
   for (let i = 0; i < paths.length; i += 1000) {
     await Promise.all(
@@ -94,7 +95,7 @@ const ownCpu = (): number => {
 
 /** The emulation backend's release alone (no NATS, one process): items/s and CPU µs per item. */
 const releaseAlone = async (
-  hsm: HsmEmulationBackend,
+  hsm: HsmAtAbsolutePaths,
   paths: Buffer[],
   mode: "release" | "releaseMany",
 ): Promise<{ perSecond: number; cpuUsPerItem: number }> => {
@@ -147,7 +148,7 @@ const main = async () => {
     // The partitions exist before the workers start, as in a running fleet: a worker looks for new
     // partitions every 10 s, and the first job would otherwise wait for that.
     await ensureHsmPartitions(jsm, HSM_DEFAULT_PARTITIONS, topology);
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     process.stderr.write(`generating ${RELEASE_FILES} + ${ARCHIVE_FILES} files of 4 KiB…\n`);
     const releasePaths = await makeFiles(join(dir.path, "rel"), RELEASE_FILES, 4096);
     const archivePaths = await makeFiles(join(dir.path, "arc"), ARCHIVE_FILES, 4096);

@@ -70,7 +70,7 @@ import type { NatsConnection } from "@hsmfleet/bus";
 import { runImportJob, runRestoreJob } from "@hsmfleet/coordinator";
 import type { ImportSummary, RestoreSummary } from "@hsmfleet/coordinator";
 import { HSM_COMPAT, HsmFlag } from "@hsmfleet/core";
-import { HsmEmulation, RELEASED_STUB_FLAGS, setXattr } from "@hsmfleet/fs";
+import { HsmEmulation, RELEASED_STUB_FLAGS, setXattr, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { startNatsServer, tempDir } from "@hsmfleet/testkit";
 import type { NatsServerFixture, TempDir } from "@hsmfleet/testkit";
 import { WORKER_DEFAULTS } from "@hsmfleet/worker";
@@ -305,7 +305,7 @@ const makeStubs = async (root: string, set: DataSet): Promise<number> => {
   await rm(root, { recursive: true, force: true });
   await mkdir(root, { recursive: true });
   for (const d of set.directories) await mkdir(join(root, d));
-  const hsm = new HsmEmulation({ xattr: HSM_XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulation({ xattr: HSM_XATTR }));
   await forEachLimit(set.files, 64, async (f) => {
     const path = Buffer.from(join(root, f.name));
     await (await open(path, "wx", 0o644)).close();
@@ -323,7 +323,7 @@ const makeStubs = async (root: string, set: DataSet): Promise<number> => {
  */
 const releaseStubs = async (root: string, set: DataSet): Promise<number> => {
   const t0 = performance.now();
-  const hsm = new HsmEmulation({ xattr: HSM_XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulation({ xattr: HSM_XATTR }));
   const released = {
     compat: HSM_COMPAT,
     flags: RELEASED_STUB_FLAGS,
@@ -359,7 +359,7 @@ const prepareStubs = async (base: string, key: string, set: DataSet): Promise<st
 
 /** Every file restored: state 0x9 (exists archived), its size, and the sink's content. */
 const verifyRestored = async (root: string, set: DataSet): Promise<void> => {
-  const hsm = new HsmEmulation({ xattr: HSM_XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulation({ xattr: HSM_XATTR }));
   await forEachLimit(set.files, 16, async (f) => {
     const path = Buffer.from(join(root, f.name));
     const st = await hsm.state(path);
@@ -603,7 +603,7 @@ const runHsmImport = async (
     throw new Error(`the import did not import everything: ${JSON.stringify(summary)}`);
   // Spot check: a stub is released with its size.
   const probe = Buffer.from(join(target, filesIn(IMPORT_COUNT, 200, 1024).files[0]!.name));
-  const st = await new HsmEmulation({ xattr: HSM_XATTR }).state(probe);
+  const st = await hsmAtAbsolutePaths(new HsmEmulation({ xattr: HSM_XATTR })).state(probe);
   if (st?.flags !== 0xd)
     throw new Error(`${probe.toString()}: state ${st?.flags ?? "none"}, expected 0xd`);
   await rm(target, { recursive: true, force: true });

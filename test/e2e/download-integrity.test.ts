@@ -8,7 +8,7 @@ import { join } from "node:path";
 import test from "ava";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runExportJob, runImportJob, runRestoreJob } from "@hsmfleet/coordinator";
-import { HsmEmulation, crc64 } from "@hsmfleet/fs";
+import { HsmEmulation, crc64, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { contentOf, startFaultProxy, tempDir } from "@hsmfleet/testkit";
 import { TEST_TOPOLOGY, startBus, startStorage, startWorkers } from "./helpers.js";
 
@@ -70,7 +70,7 @@ test("import --mode full and restore check every range against the service's CRC
   t.true(proxy.counters().crc64Answers >= 15, "every range had its CRC64");
 
   // Release the good files and restore them through the same proxy: checked the same way.
-  const hsm = new HsmEmulation();
+  const hsm = hsmAtAbsolutePaths(new HsmEmulation());
   for (const name of good) {
     const abs = Buffer.from(join(target, name));
     const fh = await open(abs, "r+");

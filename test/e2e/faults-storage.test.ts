@@ -9,7 +9,7 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import { blobRetryStats, parseStorageTarget } from "@hsmfleet/blob";
 import { blobNameForPath } from "@hsmfleet/core";
 import { runExportJob, runImportJob, runRestoreJob } from "@hsmfleet/coordinator";
-import { HsmEmulation } from "@hsmfleet/fs";
+import { HsmEmulation, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { contentOf, generateTree, startFaultProxy, tempDir } from "@hsmfleet/testkit";
 import { startBus, startStorage, startWorkers } from "./helpers.js";
 
@@ -218,7 +218,7 @@ test("import --mode full, then release and restore, through 10% injected faults:
   await same();
 
   // Release every file (drop its data, keep the stub), then restore through the faults.
-  const hsm = new HsmEmulation();
+  const hsm = hsmAtAbsolutePaths(new HsmEmulation());
   for (const e of manifest.entries.filter((x) => x.type === "file")) {
     const abs = Buffer.from(join(target, e.path.toString()));
     const fh = await open(abs, "r+");

@@ -405,7 +405,11 @@ test(`fuzz heartbeats, HSM progress and cancel: ${FUZZ_CASES} each decode or thr
           workerId: "w",
         }),
     ],
-    ["cancel", decodeHsmCancel, () => encodeHsmCancel({ fids: ["[0x1:0x2:0x0]"], cookie: 5n })],
+    [
+      "cancel",
+      decodeHsmCancel,
+      () => encodeHsmCancel({ fids: ["[0x1:0x2:0x0]"], cookie: 5n, jobId: "hsm-x" }),
+    ],
   ];
   for (const [name, decode, valid] of cases) {
     let errors = 0;

@@ -12,7 +12,8 @@ import { connectBus } from "@hsmfleet/bus";
 import { HsmFlag } from "@hsmfleet/core";
 import { runHsmJob } from "@hsmfleet/coordinator";
 import type { HsmJobSummary } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
+import type { HsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { HsmItemStatus } from "@hsmfleet/protocol";
 import { startAzurite, startMariaDb, tempDir } from "@hsmfleet/testkit";
 import type { AzuriteFixture } from "@hsmfleet/testkit";
@@ -62,7 +63,7 @@ const startWorker = async (
 const contentFor = (i: number): Buffer =>
   Buffer.from(`file ${i} `.repeat(1 + (i % 37) * 11).slice(0, 1 + ((i * 131) % 4096)));
 
-const states = async (hsm: HsmEmulationBackend, paths: Buffer[]): Promise<Map<number, number>> => {
+const states = async (hsm: HsmAtAbsolutePaths, paths: Buffer[]): Promise<Map<number, number>> => {
   const out = new Map<number, number>();
   for (let i = 0; i < paths.length; i += 256) {
     const chunk = await Promise.all(paths.slice(i, i + 256).map((p) => hsm.state(p)));
@@ -104,7 +105,7 @@ test.serial(
     const victim = await startWorker(t, server.url, "victim", storage, 0);
     await startWorker(t, server.url, "w1", storage);
     await startWorker(t, server.url, "w2", storage);
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const common = {
       nc,
       root,
@@ -202,7 +203,7 @@ test.serial(
     const { server, nc } = await startBus(t);
     await startWorker(t, server.url, "w1", storage);
     await startWorker(t, server.url, "w2", storage);
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const common = {
       nc,
       root,
@@ -257,7 +258,7 @@ test.serial(
       mode: 0o755,
     });
     process.env["LFS_STANDIN_XATTR"] = XATTR;
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const paths: Buffer[] = [];
     for (let i = 0; i < 120; i++) {
       const p = Buffer.from(join(root, `f${i}`));
@@ -301,7 +302,7 @@ test.serial(
   async (t) => {
     const dir = await tempDir();
     t.teardown(() => dir.cleanup());
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const a = join(dir.path, "a");
     const b = join(dir.path, "b\nc");
     await writeFile(a, "aaaa");
@@ -342,7 +343,7 @@ test.serial(
     const storage = parseStorageTarget(azurite.connectionString)!;
     const { server, nc } = await startBus(t);
     await startWorker(t, server.url, "w1", storage);
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const common = {
       nc,
       root,
@@ -376,7 +377,7 @@ test.serial(
   async (t) => {
     const dir = await tempDir();
     t.teardown(() => dir.cleanup());
-    const hsm = new HsmEmulationBackend({ xattr: XATTR });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
     const a = join(dir.path, "a");
     const b = join(dir.path, "b");
     await writeFile(a, "aaaa");

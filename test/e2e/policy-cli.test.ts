@@ -4,13 +4,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import test from "ava";
 import { HsmFlag } from "@hsmfleet/core";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { tempDir } from "@hsmfleet/testkit";
 
 import { TEST_TOPOLOGY, exitOf, runCli, spawnCli, startBus } from "./helpers.js";
 
 const XATTR = "user.hsm";
-const hsm = new HsmEmulationBackend({ xattr: XATTR });
+const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
 
 test("policy check: a valid file prints the resolved policies; a bad one names line and key, exit 2", async (t) => {
   const dir = await tempDir();

@@ -6,7 +6,7 @@ import test from "ava";
 import { HsmFlag } from "@hsmfleet/core";
 import { fileSystemUsage, parsePolicyText, servePolicies } from "@hsmfleet/coordinator";
 import type { PolicyRunSummary } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { tempDir } from "@hsmfleet/testkit";
 
 import { TEST_TOPOLOGY, startBus, startWorkers, waitFor } from "./helpers.js";
@@ -43,7 +43,7 @@ test.serial(
       delete process.env.LFS_STANDIN_OSTS;
     });
     const root = fs.path;
-    const hsm = new HsmEmulationBackend({ xattr: "trusted.hsm" });
+    const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: "trusted.hsm" }));
     const now = Date.now() / 1000;
     const names: string[] = [];
     for (let i = 0; i < 57; i++) {

@@ -5,14 +5,14 @@ import test from "ava";
 import { LAST_REPORT_KEY, POLICY_STATE_BUCKET, readPolicyPanel } from "@hsmfleet/coordinator";
 import { startDashboard } from "@hsmfleet/dashboard";
 import type { FleetReport } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { tempDir } from "@hsmfleet/testkit";
 import { Kvm } from "@nats-io/kv";
 
 import { TEST_TOPOLOGY, runCli, startBus, waitFor } from "./helpers.js";
 
 const XATTR = "user.hsm";
-const hsm = new HsmEmulationBackend({ xattr: XATTR });
+const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
 
 test("hsmfleet report: counts and bytes by HSM state, owner, group, class, size profile; oldest files; top directories; table and --json", async (t) => {
   t.timeout(120_000);

@@ -24,7 +24,7 @@ import {
   servePolicies,
 } from "@hsmfleet/coordinator";
 import type { PolicyRunSummary } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { changesSubject, encodeChangeRecord } from "@hsmfleet/protocol";
 import { jetstream } from "@hsmfleet/bus";
 import { tempDir } from "@hsmfleet/testkit";
@@ -33,7 +33,7 @@ import { TEST_TOPOLOGY, startBus, startStorage, startWorkers, waitFor } from "./
 import { mountSmallFs } from "./policy-fs.js";
 
 const XATTR = "trusted.hsm";
-const hsm = new HsmEmulationBackend({ xattr: XATTR });
+const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
 const { Exists: E, Archived: A, Released: R, NoRelease: NR } = HsmFlag;
 const MiB = 1 << 20;
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");

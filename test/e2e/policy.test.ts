@@ -6,14 +6,14 @@ import type { ExecutionContext } from "ava";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { HsmFlag } from "@hsmfleet/core";
 import { parsePolicyText, runPolicy } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import { tempDir } from "@hsmfleet/testkit";
 
 import { TEST_TOPOLOGY, startBus, startStorage, startWorkers } from "./helpers.js";
 
 const XATTR = "user.hsm";
 const { Exists: E, Archived: A, Released: R, Dirty: D, NoRelease: NR, NoArchive: NA } = HsmFlag;
-const hsm = new HsmEmulationBackend({ xattr: XATTR });
+const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
 const DAY_S = 86_400;
 
 const tree = async (t: ExecutionContext): Promise<string> => {

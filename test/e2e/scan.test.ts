@@ -4,7 +4,7 @@ import test from "ava";
 import { JobStore, ensureTopology } from "@hsmfleet/bus";
 import { HsmFlag } from "@hsmfleet/core";
 import { runScanJob } from "@hsmfleet/coordinator";
-import { HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmEmulationBackend, hsmAtAbsolutePaths } from "@hsmfleet/fs";
 import type { ScanProgress } from "@hsmfleet/coordinator";
 import { JobState, WALK_GROUP_DIRECTORIES } from "@hsmfleet/protocol";
 import { generateTree, referenceWalk, startNatsServer, tempDir } from "@hsmfleet/testkit";
@@ -461,7 +461,7 @@ test("a scan run without root, which cannot read trusted.hsm, says so once inste
   const root = join(dir.path, "tree");
   await mkdir(root);
   for (let i = 0; i < 5; i++) await writeFile(join(root, `f${i}`), "data");
-  const hsm = new HsmEmulationBackend({ xattr: "trusted.hsm" });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: "trusted.hsm" }));
   for (let i = 0; i < 5; i++) await hsm.setFlags(Buffer.from(join(root, `f${i}`)), 0x9, 0, 1);
   await mkdir(join(dir.path, "state"));
   await chown(join(dir.path, "state"), 65534, 65534);

@@ -1,6 +1,8 @@
-/** HSM emulation backend: Lustre's HSM rules on an ordinary file system (see hsm-backend.ts). */
+/**
+ * HSM emulation backend: Lustre's HSM rules on an ordinary file system (see hsm-backend.ts). Every
+ * file is reached beneath its job root's fd with no symlink followed (JobRoot).
+ */
 import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
 
 import {
   FsOperationError,
@@ -12,7 +14,6 @@ import {
   canRelease,
   canRemove,
   canRestore,
-  displayPath,
   errorCode,
   errorMessage,
   transitionRefusal,
@@ -20,8 +21,10 @@ import {
 } from "@hsmfleet/core";
 import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 
-import { checkPath } from "./errno.js";
+import { isRegular } from "./beneath-path.js";
 import { HsmEmulation } from "./hsm-emulation.js";
+import { HSM_FILE_OPERATIONS, nameOperationErrors, namedForOperation } from "./hsm-operation.js";
+import type { JobRoot } from "./job-root.js";
 import type { DataSnapshot, HsmBackend, HsmRequestOptions } from "./hsm-backend.js";
 import { fidBatch } from "./fid-batch.js";
 import { releaseBatch } from "./release-batch.js";
@@ -95,10 +98,10 @@ const fnvResult = (): bigint => {
   return v === 0n ? 1n : v;
 };
 
-const wrapFs = (err: unknown, operation: string, path: Buffer): unknown =>
+const wrapFs = (err: unknown, operation: string, path: string): unknown =>
   err instanceof HsmfleetError
     ? err
-    : new FsOperationError(operation, displayPath(path), errorCode(err), errorMessage(err), err);
+    : new FsOperationError(operation, path, errorCode(err), errorMessage(err), err);
 
 /** HSM emulation with Lustre's rules; keeps HsmEmulation's import/markArchived/state API. */
 export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
@@ -111,35 +114,35 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
    * implicit restore does) loses RELEASED and gets DIRTY: its contents are now local, and older in
    * the archive. Files with no recorded version (0: import, markArchived) are trusted as clean.
    */
-  override async state(absPath: Buffer): Promise<HsmAttrs | undefined> {
-    const attrs = await super.state(absPath);
+  override async state(root: JobRoot, rel: Buffer): Promise<HsmAttrs | undefined> {
+    const attrs = await super.state(root, rel);
     if (!attrs || attrs.archiveVersion === 0n) return attrs;
     const flags = attrs.flags;
     if ((flags & HsmFlag.Archived) === 0 || (flags & HsmFlag.Dirty) !== 0) return attrs;
-    const st = await this.statFile(absPath, "lstat");
+    const st = await this.statFile(root, rel, "lstat");
     if (st.version === attrs.archiveVersion) return attrs;
     const dirty = { ...attrs, flags: (flags | HsmFlag.Dirty) & ~HsmFlag.Released };
-    await this.setState(absPath, dirty);
+    await this.setState(root, rel, dirty);
     return dirty;
   }
 
-  async fid(absPath: Buffer): Promise<string> {
-    const [r] = await fidBatch([absPath]);
+  async fid(root: JobRoot, rel: Buffer): Promise<string> {
+    const [r] = await fidBatch(root, [rel]);
     if (r instanceof Error) throw r;
     return r!;
   }
 
   /** Native batches (fid-batch.ts): one threadpool job per 256 paths. */
-  async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
-    return fidBatch(absPaths);
+  async fids(root: JobRoot, rels: readonly Buffer[]): Promise<(string | Error)[]> {
+    return fidBatch(root, rels);
   }
 
   /** Copytool side, phase 1: archive allowed? Sets EXISTS and returns what the copy must match. */
-  async beginArchive(absPath: Buffer): Promise<DataSnapshot> {
-    const attrs = await this.state(absPath);
-    const t = this.check("archive", absPath, attrs, canArchive(attrs?.flags ?? 0));
-    const st = await this.statFile(absPath, "archive");
-    if (t !== (attrs?.flags ?? 0)) await this.write(absPath, attrs, t);
+  async beginArchive(root: JobRoot, rel: Buffer): Promise<DataSnapshot> {
+    const attrs = await this.state(root, rel);
+    const t = this.check("archive", root, rel, attrs, canArchive(attrs?.flags ?? 0));
+    const st = await this.statFile(root, rel, "archive");
+    if (t !== (attrs?.flags ?? 0)) await this.write(root, rel, attrs, t);
     return st;
   }
 
@@ -147,18 +150,24 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
    * Copytool side, phase 2: the copy of `snapshot` is in the archive. If the file changed since
    * (size or mtime), it stays not archived (DIRTY if it was archived before) and this rejects.
    */
-  async completeArchive(absPath: Buffer, archiveId: number, snapshot: DataSnapshot): Promise<void> {
-    const st = await this.statFile(absPath, "archive");
-    if (st.version !== snapshot.version || st.ino !== snapshot.ino) {
+  async completeArchive(
+    root: JobRoot,
+    rel: Buffer,
+    archiveId: number,
+    snapshot: DataSnapshot,
+  ): Promise<void> {
+    const st = await this.statFile(root, rel, "archive");
+    if (st.version !== snapshot.version || st.ino !== snapshot.ino || st.dev !== snapshot.dev) {
+      const path = root.display(rel);
       throw new HsmRefusedError(
         "archive",
-        displayPath(absPath),
+        path,
         "changed",
-        `archive of ${displayPath(absPath)} failed: the file changed while it was copied; archive it again`,
+        `archive of ${path} failed: the file changed while it was copied; archive it again`,
       );
     }
-    const attrs = await super.state(absPath);
-    await this.setState(absPath, {
+    const attrs = await super.state(root, rel);
+    await this.setState(root, rel, {
       compat: attrs?.compat ?? HSM_COMPAT,
       flags: archiveDone(attrs?.flags ?? 0),
       archiveId: BigInt(archiveId),
@@ -167,9 +176,9 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   /** Request form with no data to move (tests, the lfs stand-in): begin + complete at once. */
-  async archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void> {
-    const snapshot = await this.beginArchive(absPath);
-    await this.completeArchive(absPath, options?.archiveId ?? 1, snapshot);
+  async archive(root: JobRoot, rel: Buffer, options?: HsmRequestOptions): Promise<void> {
+    const snapshot = await this.beginArchive(root, rel);
+    await this.completeArchive(root, rel, options?.archiveId ?? 1, snapshot);
   }
 
   /**
@@ -178,8 +187,8 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
    * data version recorded. Resolves true when released now, false when it already was. Runs as one
    * native threadpool job (release-batch.ts); releaseMany does many files at once.
    */
-  async release(absPath: Buffer): Promise<boolean> {
-    const [r] = await this.releaseMany([absPath]);
+  async release(root: JobRoot, rel: Buffer): Promise<boolean> {
+    const [r] = await this.releaseMany(root, [rel]);
     if (r instanceof Error) throw r;
     return r!;
   }
@@ -189,12 +198,12 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
    * already released, or the error (HsmRefusedError saying why, FsOperationError naming the
    * operation and the cause). The same rules and checks as release, in native threadpool jobs.
    */
-  async releaseMany(absPaths: readonly Buffer[]): Promise<(boolean | Error)[]> {
-    const records = await releaseBatch(absPaths, this.xattr);
+  async releaseMany(root: JobRoot, rels: readonly Buffer[]): Promise<(boolean | Error)[]> {
+    const records = await releaseBatch(root, rels, this.xattr);
     const out = new Array<boolean | Error>(records.length);
     const inJs: Promise<void>[] = [];
     for (const [i, r] of records.entries()) {
-      const path = absPaths[i]!;
+      const rel = rels[i]!;
       switch (r.outcome) {
         case "released":
           out[i] = true;
@@ -203,18 +212,18 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
           out[i] = false;
           break;
         case "error":
-          out[i] = r.error;
+          out[i] = namedForOperation("release", root, rel, r.error) as Error;
           break;
         case "refused": {
           const t = canRelease(r.attrs.flags);
           out[i] = t.ok
-            ? new Error(`release of ${displayPath(path)}: refused natively but allowed`)
-            : this.refusal("release", path, r.attrs, t);
+            ? new Error(`release of ${root.display(rel)}: refused natively but allowed`)
+            : this.refusal("release", root, rel, r.attrs, t);
           break;
         }
         case "fallback":
           inJs.push(
-            this.releaseInJs(path).then(
+            this.releaseInJs(root, rel).then(
               (released) => void (out[i] = released),
               (err: unknown) =>
                 void (out[i] = err instanceof Error ? err : new Error(errorMessage(err))),
@@ -228,26 +237,17 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   /** Release in JS, for what the native job leaves to it (no or odd hsm_attrs). */
-  private async releaseInJs(absPath: Buffer): Promise<boolean> {
-    const attrs = await this.state(absPath);
-    const flags = this.check("release", absPath, attrs, canRelease(attrs?.flags ?? 0));
+  private async releaseInJs(root: JobRoot, rel: Buffer): Promise<boolean> {
+    const attrs = await this.state(root, rel);
+    const flags = this.check("release", root, rel, attrs, canRelease(attrs?.flags ?? 0));
     if (attrs && (attrs.flags & HsmFlag.Released) !== 0) return false; // already released
-    let op = "open";
-    let handle;
-    try {
-      handle = await open(
-        absPath,
-        constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-      );
-    } catch (err) {
-      throw wrapFs(err, op, absPath);
-    }
+    const path = root.display(rel);
+    const { handle, stat } = await root.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
+    let op = "fstat";
     let version: bigint;
     try {
-      op = "fstat";
+      if (!isRegular(stat)) throw new FsOperationError(op, path, "EINVAL", "not a regular file");
       const st = await handle.stat({ bigint: true });
-      if (!st.isFile())
-        throw new FsOperationError(op, displayPath(absPath), "EINVAL", "not a regular file");
       op = "ftruncate";
       await handle.truncate(0);
       await handle.truncate(Number(st.size));
@@ -259,83 +259,90 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
       const after = await handle.stat({ bigint: true });
       version = dataVersion(after.size, after.mtimeNs);
     } catch (err) {
-      throw wrapFs(err, op, absPath);
+      throw wrapFs(err, op, path);
     } finally {
       await handle.close();
     }
-    await this.setState(absPath, { ...attrs!, flags, archiveVersion: version });
+    await this.setState(root, rel, { ...attrs!, flags, archiveVersion: version });
     return true;
   }
 
   /** Copytool side: is a restore needed (RELEASED) and allowed (not LOST)? */
-  async beginRestore(absPath: Buffer): Promise<boolean> {
-    const attrs = await this.state(absPath);
-    this.check("restore", absPath, attrs, canRestore(attrs?.flags ?? 0));
+  async beginRestore(root: JobRoot, rel: Buffer): Promise<boolean> {
+    const attrs = await this.state(root, rel);
+    this.check("restore", root, rel, attrs, canRestore(attrs?.flags ?? 0));
     return ((attrs?.flags ?? 0) & HsmFlag.Released) !== 0;
   }
 
   /** Copytool side: the data is back in the file: RELEASED cleared, data version recorded. */
-  async completeRestore(absPath: Buffer): Promise<void> {
-    const attrs = await super.state(absPath);
-    const flags = this.check("restore", absPath, attrs, canRestore(attrs?.flags ?? 0));
-    const st = await this.statFile(absPath, "restore");
-    await this.write(absPath, attrs, flags, st.version);
+  async completeRestore(root: JobRoot, rel: Buffer): Promise<void> {
+    const attrs = await super.state(root, rel);
+    const flags = this.check("restore", root, rel, attrs, canRestore(attrs?.flags ?? 0));
+    const st = await this.statFile(root, rel, "restore");
+    await this.write(root, rel, attrs, flags, st.version);
   }
 
   /**
    * Request form with no data to move: clears RELEASED. The data is not brought back (nothing to
    * bring it from), so only tests and the lfs stand-in use it; the pipeline uses begin/complete.
    */
-  async restore(absPath: Buffer): Promise<void> {
-    if (await this.beginRestore(absPath)) await this.completeRestore(absPath);
+  async restore(root: JobRoot, rel: Buffer): Promise<void> {
+    if (await this.beginRestore(root, rel)) await this.completeRestore(root, rel);
   }
 
   /** Remove: the archive copy is gone (the caller deleted the blob): ARCHIVED/DIRTY/LOST cleared. */
-  async remove(absPath: Buffer): Promise<void> {
-    const attrs = await this.state(absPath);
-    const flags = this.check("remove", absPath, attrs, canRemove(attrs?.flags ?? 0));
-    if (attrs) await this.write(absPath, attrs, flags, 0n);
+  async remove(root: JobRoot, rel: Buffer): Promise<void> {
+    const attrs = await this.state(root, rel);
+    const flags = this.check("remove", root, rel, attrs, canRemove(attrs?.flags ?? 0));
+    if (attrs) await this.write(root, rel, attrs, flags, 0n);
   }
 
-  async cancel(absPath: Buffer): Promise<void> {
+  async cancel(root: JobRoot, rel: Buffer): Promise<void> {
     // Nothing is queued inside the emulation itself: the pipeline cancels its own actions.
-    await this.statFile(absPath, "cancel", false);
+    await this.statFile(root, rel, "cancel", false);
   }
 
   async requestMany(
     request: HsmRequestName,
-    absPaths: Buffer[],
+    root: JobRoot,
+    rels: readonly Buffer[],
     options?: HsmRequestOptions,
   ): Promise<void> {
-    for (const path of absPaths) {
+    for (const rel of rels) {
       switch (request) {
         case "archive":
-          await this.archive(path, options);
+          await this.archive(root, rel, options);
           break;
         case "release":
-          await this.release(path);
+          await this.release(root, rel);
           break;
         case "restore":
-          await this.restore(path);
+          await this.restore(root, rel);
           break;
         case "remove":
-          await this.remove(path);
+          await this.remove(root, rel);
           break;
         case "cancel":
-          await this.cancel(path);
+          await this.cancel(root, rel);
           break;
       }
     }
   }
 
-  async requestRestore(absPaths: Buffer[]): Promise<void> {
-    await this.requestMany("restore", absPaths);
+  async requestRestore(root: JobRoot, rels: readonly Buffer[]): Promise<void> {
+    await this.requestMany("restore", root, rels);
   }
 
-  async setFlags(absPath: Buffer, set: number, clear: number, archiveId?: number): Promise<void> {
-    await this.statFile(absPath, "hsm_set");
-    const attrs = await super.state(absPath);
-    await this.setState(absPath, {
+  async setFlags(
+    root: JobRoot,
+    rel: Buffer,
+    set: number,
+    clear: number,
+    archiveId?: number,
+  ): Promise<void> {
+    await this.statFile(root, rel, "hsm_set");
+    const attrs = await super.state(root, rel);
+    await this.setState(root, rel, {
       compat: attrs?.compat ?? HSM_COMPAT,
       flags: ((attrs?.flags ?? 0) | set) & ~clear,
       archiveId: archiveId === undefined ? (attrs?.archiveId ?? 0n) : BigInt(archiveId),
@@ -345,21 +352,23 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
 
   private check(
     operation: string,
-    absPath: Buffer,
+    root: JobRoot,
+    rel: Buffer,
     attrs: HsmAttrs | undefined,
     transition: HsmTransition,
   ): number {
     if (transition.ok) return transition.flags;
-    throw this.refusal(operation, absPath, attrs, transition);
+    throw this.refusal(operation, root, rel, attrs, transition);
   }
 
   private refusal(
     operation: string,
-    absPath: Buffer,
+    root: JobRoot,
+    rel: Buffer,
     attrs: HsmAttrs | undefined,
     transition: { reason: string; hint?: string | undefined },
   ): HsmRefusedError {
-    const path = displayPath(absPath);
+    const path = root.display(rel);
     return new HsmRefusedError(
       operation,
       path,
@@ -369,12 +378,13 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
   }
 
   private async write(
-    absPath: Buffer,
+    root: JobRoot,
+    rel: Buffer,
     attrs: HsmAttrs | undefined,
     flags: number,
     version?: bigint,
   ): Promise<void> {
-    await this.setState(absPath, {
+    await this.setState(root, rel, {
       compat: attrs?.compat ?? HSM_COMPAT,
       flags,
       archiveId: attrs?.archiveId ?? 0n,
@@ -382,28 +392,43 @@ export class HsmEmulationBackend extends HsmEmulation implements HsmBackend {
     });
   }
 
-  /** lstat (never follows a symlink); regular files only unless `fileOnly` is false. */
+  /**
+   * lstat beneath the root (never follows a symlink, anywhere on the way); regular files only
+   * unless `fileOnly` is false.
+   */
   private async statFile(
-    absPath: Buffer,
+    root: JobRoot,
+    rel: Buffer,
     operation: string,
     fileOnly = true,
   ): Promise<DataSnapshot> {
-    checkPath(absPath, operation);
-    let st;
-    try {
-      st = await lstat(absPath, { bigint: true });
-    } catch (err) {
-      throw wrapFs(err, operation, absPath);
+    const st = await root.lstat(rel);
+    if (st === undefined) {
+      throw new FsOperationError(
+        operation,
+        root.display(rel),
+        "ENOENT",
+        "no such file or directory",
+      );
     }
-    if (fileOnly && !st.isFile()) {
-      throw new FsOperationError(operation, displayPath(absPath), "EINVAL", "not a regular file");
+    if (fileOnly && !isRegular(st)) {
+      throw new FsOperationError(operation, root.display(rel), "EINVAL", "not a regular file");
     }
+    const mtimeNs = BigInt(st.mtimeSec) * 1_000_000_000n + BigInt(st.mtimeNsec);
     return {
-      size: Number(st.size),
-      mtimeNs: st.mtimeNs,
-      version: dataVersion(st.size, st.mtimeNs),
+      size: st.size,
+      mtimeNs,
+      version: dataVersion(BigInt(st.size), mtimeNs),
       dev: st.dev,
       ino: st.ino,
     };
   }
 }
+
+nameOperationErrors(HsmEmulationBackend.prototype, {
+  ...HSM_FILE_OPERATIONS,
+  beginArchive: "archive",
+  completeArchive: "archive",
+  beginRestore: "restore",
+  completeRestore: "restore",
+});

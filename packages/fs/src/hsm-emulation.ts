@@ -1,11 +1,11 @@
 /**
  * HSM emulation on an ordinary file system: Lustre's struct hsm_attrs (24 bytes, little-endian)
- * is kept in an xattr ("trusted.hsm" like Lustre, or e.g. "user.hsm" for non-root runs). Paths
- * are raw bytes; xattrs are never set through a symlink (lsetxattr) and files are opened with
- * O_NOFOLLOW.
+ * is kept in an xattr ("trusted.hsm" like Lustre, or e.g. "user.hsm" for non-root runs). Every
+ * file is named by a job root and a path relative to it, and reached beneath the root's directory
+ * fd with no symlink followed anywhere (JobRoot, job-root.ts): xattrs are read and set through an
+ * fd of the entry itself, files opened O_NOFOLLOW beneath the root.
  */
 import { constants } from "node:fs";
-import { lstat, open } from "node:fs/promises";
 
 import {
   DEFAULT_HSM_XATTR,
@@ -14,7 +14,6 @@ import {
   HsmFlag,
   HsmfleetError,
   decodeHsmAttrs,
-  displayPath,
   encodeHsmAttrs,
   errorCode,
   errorMessage,
@@ -22,8 +21,8 @@ import {
 } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
 
-import { checkPath } from "./errno.js";
-import { getXattr, setXattr } from "./xattr.js";
+import { isRegular } from "./beneath-path.js";
+import type { JobRoot } from "./job-root.js";
 
 export interface HsmEmulationOptions {
   /** Xattr holding struct hsm_attrs; default DEFAULT_HSM_XATTR ("trusted.hsm"). */
@@ -46,16 +45,16 @@ export const isDirtyOrNew = (attrs: HsmAttrs | undefined): boolean => {
   return (flags & ARCHIVED_FLAGS) !== ARCHIVED_FLAGS || (flags & HsmFlag.Dirty) !== 0;
 };
 
-const fsError = (err: unknown, operation: string, path: Buffer): unknown =>
+const fsError = (err: unknown, operation: string, path: string): unknown =>
   err instanceof HsmfleetError
     ? err
-    : new FsOperationError(operation, displayPath(path), errorCode(err), errorMessage(err), err);
+    : new FsOperationError(operation, path, errorCode(err), errorMessage(err), err);
 
-const checkArchiveId = (archiveId: number, path: Buffer): bigint => {
+const checkArchiveId = (archiveId: number, path: string): bigint => {
   if (!Number.isSafeInteger(archiveId) || archiveId < 0) {
     throw new FsOperationError(
       "hsm_state",
-      displayPath(path),
+      path,
       "EINVAL",
       `archive id ${archiveId} is not a non-negative integer`,
     );
@@ -77,67 +76,60 @@ export class HsmEmulation {
    * The stored state, or undefined without the xattr (both that and flags 0 mean "new", see
    * core's hsmStateName). A value shorter than 24 bytes rejects with FsOperationError EINVAL.
    */
-  async state(path: Buffer): Promise<HsmAttrs | undefined> {
-    const value = await getXattr(path, this.xattr);
+  async state(root: JobRoot, rel: Buffer): Promise<HsmAttrs | undefined> {
+    const value = await root.getXattr(rel, this.xattr);
     if (value === undefined) return undefined;
     try {
       return decodeHsmAttrs(value);
     } catch (err) {
-      throw new FsOperationError("getxattr", displayPath(path), "EINVAL", errorMessage(err), err);
+      throw new FsOperationError("getxattr", root.display(rel), "EINVAL", errorMessage(err), err);
     }
   }
 
-  async setState(path: Buffer, attrs: HsmAttrs): Promise<void> {
-    await setXattr(path, this.xattr, encodeHsmAttrs(attrs));
+  async setState(root: JobRoot, rel: Buffer, attrs: HsmAttrs): Promise<void> {
+    await root.setXattr(rel, this.xattr, encodeHsmAttrs(attrs));
   }
 
   /**
-   * Makes `path` (an existing regular file without data, e.g. just made by
+   * Makes `rel` beneath `root` (an existing regular file without data, e.g. just made by
    * TargetRoot.createFile) a released stub of `size` bytes: ftruncate to `size` (sparse, no data
    * blocks), then flags HS_EXISTS|HS_ARCHIVED|HS_RELEASED (0xd) with `archiveId` — what
    * `lfs hsm_import` does on Lustre. A file that already has exactly `size` bytes and no data
    * blocks is accepted (a retried import); one with data rejects with FsOperationError EINVAL.
-   * Symlinks are refused (O_NOFOLLOW: ELOOP), other non-regular entries with EINVAL. The file is
+   * Symlinks are refused (UnsafePathError), other non-regular entries with EINVAL. The file is
    * reopened for writing, so a non-root caller needs write permission on it (create it 0o600 and
    * set the final mode afterwards).
    */
-  async importReleased(path: Buffer, size: number, archiveId: number): Promise<void> {
-    checkPath(path, "open");
+  async importReleased(root: JobRoot, rel: Buffer, size: number, archiveId: number): Promise<void> {
+    const path = root.display(rel);
     const id = checkArchiveId(archiveId, path);
     if (!Number.isSafeInteger(size) || size < 0) {
-      throw new FsOperationError("truncate", displayPath(path), "EINVAL", `bad size ${size}`);
+      throw new FsOperationError("truncate", path, "EINVAL", `bad size ${size}`);
     }
-    let op = "open";
-    let handle;
+    const { handle, stat } = await root.openFile(rel, constants.O_WRONLY | constants.O_NONBLOCK);
+    let op = "fstat";
     try {
-      handle = await open(path, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (err) {
-      throw fsError(err, op, path);
-    }
-    try {
-      op = "fstat";
-      const st = await handle.stat({ bigint: true });
-      if (!st.isFile()) {
-        throw new FsOperationError(op, displayPath(path), "EINVAL", "not a regular file");
+      if (!isRegular(stat)) {
+        throw new FsOperationError(op, path, "EINVAL", "not a regular file");
       }
-      const stub = st.size === BigInt(size) && st.blocks === 0n;
-      if (st.size !== 0n && !stub) {
+      const stub = stat.size === size && stat.blocks === 0n;
+      if (stat.size !== 0 && !stub) {
         throw new FsOperationError(
           op,
-          displayPath(path),
+          path,
           "EINVAL",
-          `file already has data (${st.size} bytes); a released stub must start empty`,
+          `file already has data (${stat.size} bytes); a released stub must start empty`,
         );
       }
       op = "ftruncate";
-      if (st.size !== BigInt(size)) await handle.truncate(size);
-      testSeam("stub-before-hsm-xattr", path);
+      if (stat.size !== size) await handle.truncate(size);
+      testSeam("stub-before-hsm-xattr", root.absolute(rel));
     } catch (err) {
       throw fsError(err, op, path);
     } finally {
       await handle.close();
     }
-    await this.setState(path, {
+    await this.setState(root, rel, {
       compat: HSM_COMPAT,
       flags: RELEASED_STUB_FLAGS,
       archiveId: id,
@@ -149,14 +141,14 @@ export class HsmEmulation {
    * After the data was written in full (import --mode full, restore): flags
    * HS_EXISTS|HS_ARCHIVED (0x9) with `archiveId`. NORELEASE/NOARCHIVE policy bits of an existing
    * state are kept, as a Lustre restore keeps them; everything else (RELEASED, DIRTY, LOST) is
-   * cleared. Only regular files: anything else, symlinks included (lsetxattr would tag the link
-   * itself), rejects with FsOperationError EINVAL.
+   * cleared. Only regular files: anything else, symlinks included, rejects (FsOperationError
+   * EINVAL; a symlink anywhere on the way UnsafePathError).
    */
-  async markArchived(path: Buffer, archiveId: number): Promise<void> {
-    const id = checkArchiveId(archiveId, path);
-    await this.requireRegularFile(path);
-    const previous = await this.state(path);
-    await this.setState(path, {
+  async markArchived(root: JobRoot, rel: Buffer, archiveId: number): Promise<void> {
+    const id = checkArchiveId(archiveId, root.display(rel));
+    await this.requireRegularFile(root, rel);
+    const previous = await this.state(root, rel);
+    await this.setState(root, rel, {
       compat: previous?.compat ?? HSM_COMPAT,
       flags: ARCHIVED_FLAGS | ((previous?.flags ?? 0) & POLICY_FLAGS),
       archiveId: id,
@@ -165,21 +157,18 @@ export class HsmEmulation {
   }
 
   /** True when the file's data is only in the archive (RELEASED set). */
-  async isReleased(path: Buffer): Promise<boolean> {
-    const attrs = await this.state(path);
+  async isReleased(root: JobRoot, rel: Buffer): Promise<boolean> {
+    const attrs = await this.state(root, rel);
     return ((attrs?.flags ?? 0) & HsmFlag.Released) !== 0;
   }
 
-  private async requireRegularFile(path: Buffer): Promise<void> {
-    checkPath(path, "lstat");
-    let st;
-    try {
-      st = await lstat(path);
-    } catch (err) {
-      throw fsError(err, "lstat", path);
+  private async requireRegularFile(root: JobRoot, rel: Buffer): Promise<void> {
+    const st = await root.lstat(rel);
+    if (st === undefined) {
+      throw new FsOperationError("lstat", root.display(rel), "ENOENT", "no such file or directory");
     }
-    if (!st.isFile()) {
-      throw new FsOperationError("lstat", displayPath(path), "EINVAL", "not a regular file");
+    if (!isRegular(st)) {
+      throw new FsOperationError("lstat", root.display(rel), "EINVAL", "not a regular file");
     }
   }
 }

@@ -65,3 +65,8 @@ export type {
   SmallFileJob,
   SmallFileResult,
 } from "./small-file.js";
+export { hsmAtAbsolutePaths, parentAndName } from "./hsm-at-paths.js";
+export type { HsmAtAbsolutePaths } from "./hsm-at-paths.js";
+export { fidPath, lustreMountOf } from "./lustre-paths.js";
+export type { FidBatchOptions } from "./fid-batch.js";
+export { namedForOperation } from "./hsm-operation.js";

@@ -15,7 +15,6 @@
  * both paths. See docs/security.md "Path safety".
  */
 import { constants } from "node:fs";
-import { close as closeCb } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 
@@ -32,7 +31,9 @@ import {
   parseStat,
 } from "./beneath-path.js";
 import type { BeneathStat } from "./beneath-path.js";
+import { handleOf } from "./open-beneath.js";
 
+export { openBeneath, openFileBeneath } from "./open-beneath.js";
 export {
   NO_OPENAT2_ENV,
   UnsafePathError,
@@ -169,6 +170,40 @@ export class JobRoot {
       this.#inflight--;
       if (this.#closing && this.#inflight === 0) this.close();
     }
+  }
+
+  /**
+   * Runs `job` (native batches working beneath this root's fd themselves: release-batch.ts,
+   * fid-batch.ts) with the fd kept open meanwhile; `fallback` says whether to force the openat walk.
+   */
+  async withFd<T>(
+    operation: string,
+    job: (rootFd: number, fallback: boolean) => Promise<T>,
+  ): Promise<T> {
+    if (this.#fd < 0) {
+      throw new FsOperationError(operation, this.path, "EBADF", "the job root is closed");
+    }
+    this.#inflight++;
+    try {
+      return await job(this.#fd, openat2Disabled());
+    } finally {
+      this.#inflight--;
+      if (this.#closing && this.#inflight === 0) this.close();
+    }
+  }
+
+  /**
+   * The error of an operation beneath this root that failed with `errno` in `syscall`, `at` bytes
+   * of `rel` resolved (ELOOP: UnsafePathError naming the symlink component), as every other
+   * operation's: for native batches that report errno values in their records.
+   */
+  errnoError(operation: string, rel: Buffer, errno: number, syscall: string, at = 0): Error {
+    const err = Object.assign(new Error(`${syscall}: ${errnoMessage(errno)}`), {
+      errno,
+      syscall,
+      at,
+    });
+    return this.#error(err, operation, rel) as Error;
   }
 
   async #call(
@@ -420,74 +455,4 @@ export const jobRootFor = async (root: string | Buffer): Promise<JobRoot> => {
   } finally {
     pendingOpen.delete(key);
   }
-};
-
-/**
- * The one-call form for other packages (message validation, downloads): opens `rel` beneath the
- * directory fd `rootFd` with `flags` (O_NOFOLLOW|O_CLOEXEC added; `mode` for O_CREAT) and returns
- * the fd and its fstat. No symlink is followed anywhere and the path cannot leave the root.
- */
-export const openBeneath = async (
-  rootFd: number,
-  rel: Buffer,
-  flags: number,
-  mode = 0o600,
-): Promise<{ fd: number; stat: BeneathStat }> => {
-  checkRelativePath(rel);
-  await pauseBeforeOpenForTest(rel);
-  const out = Buffer.alloc(STAT_REC);
-  try {
-    const fd = await loadNative().beneath(
-      OP.open,
-      rootFd,
-      rel,
-      [openat2Disabled() ? 1 : 0, flags, mode],
-      null,
-      out,
-      null,
-    );
-    return { fd, stat: parseStat(out) };
-  } catch (err) {
-    if (!isNativeErrnoError(err)) throw err;
-    if (err.errno === 40) {
-      throw new UnsafePathError(
-        displayPath(rel),
-        "a path component is a symlink (not followed)",
-        "open",
-      );
-    }
-    throw new FsOperationError("open", displayPath(rel), errnoName(err.errno), err.message, err);
-  }
-};
-
-/**
- * A FileHandle for a raw fd from openBeneath: /proc/self/fd/N names the very inode that fd has
- * open (a magic link, not a path walk), so the reopen cannot be redirected. The raw fd is closed.
- */
-const handleOf = async (fd: number, flags: number, shown: string): Promise<FileHandle> => {
-  try {
-    const again = flags & ~(constants.O_CREAT | constants.O_EXCL | constants.O_TRUNC);
-    return await open(`/proc/self/fd/${fd}`, again | constants.O_NOCTTY);
-  } catch (err) {
-    throw new FsOperationError(
-      "open",
-      shown,
-      (err as NodeJS.ErrnoException).code ?? "EIO",
-      "reopening the checked fd through /proc/self/fd failed (is /proc mounted?)",
-      err,
-    );
-  } finally {
-    closeCb(fd, () => undefined);
-  }
-};
-
-/** openBeneath as a FileHandle (see handleOf); O_CREAT/O_EXCL/O_TRUNC apply to the first open. */
-export const openFileBeneath = async (
-  rootFd: number,
-  rel: Buffer,
-  flags: number,
-  mode = 0o600,
-): Promise<{ handle: FileHandle; stat: BeneathStat }> => {
-  const { fd, stat } = await openBeneath(rootFd, rel, flags, mode);
-  return { handle: await handleOf(fd, flags, displayPath(rel)), stat };
 };

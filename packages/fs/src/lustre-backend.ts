@@ -4,18 +4,23 @@
  * path configurable). Requests go to the MDT's HSM coordinator, which hands them to a copytool
  * (AMLFS's own, or hsmfleet's workers); `lfs` returns once the request is queued.
  *
- * Batch requests pass paths through `--filelist` (one path per line, written as raw bytes to a
- * temporary file), in chunks of `batchSize`, so millions of paths never meet ARG_MAX. A path with a
- * newline cannot go in a file list and is passed as an argument instead.
+ * No path a user could redirect ever reaches lfs (lustre-paths.ts): each file is opened beneath its
+ * job root's fd with no symlink followed and must be a regular file, and lfs is given
+ * `<mount>/.lustre/fid/<FID>` of that very file. `lfs hsm_import` creates a file, so it gets
+ * `/proc/self/fd/3/<name>`: the parent directory, opened beneath the root and handed to the child as
+ * its fd 3 (lfs opens the name O_CREAT|O_EXCL, so a planted symlink fails with EEXIST).
+ *
+ * Batch requests pass paths through `--filelist` (one path per line, written to a temporary file),
+ * in chunks of `batchSize`, so millions of paths never meet ARG_MAX.
  */
-import { execFile } from "node:child_process";
-import { mkdtemp, rm, unlink, writeFile, lstat } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { close as closeCb } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import {
   DEFAULT_HSM_XATTR,
-  DependencyError,
   FsOperationError,
   HsmFlag,
   HsmRefusedError,
@@ -24,17 +29,20 @@ import {
   canRemove,
   canRestore,
   decodeHsmAttrs,
-  displayPath,
   errorCode,
-  errorMessage,
   formatFid,
   parseFid,
   transitionRefusal,
 } from "@hsmfleet/core";
 import type { HsmAttrs, HsmRequestName, HsmTransition } from "@hsmfleet/core";
 
+import { UnsafePathError, isRegular } from "./beneath-path.js";
+import { fidBatch } from "./fid-batch.js";
 import type { HsmBackend, HsmRequestOptions } from "./hsm-backend.js";
-import { getXattr } from "./xattr.js";
+import type { JobRoot } from "./job-root.js";
+import { HSM_FILE_OPERATIONS, nameOperationErrors, namedForOperation } from "./hsm-operation.js";
+import { runLfs } from "./lfs-run.js";
+import { fidPath, lustreMountOf } from "./lustre-paths.js";
 
 export interface LustreHsmBackendOptions {
   /** Xattr read for the state; default "trusted.hsm". */
@@ -45,6 +53,11 @@ export interface LustreHsmBackendOptions {
   batchSize?: number | undefined;
   /** Where state comes from: "xattr" (fallback to lfs if unreadable) or "lfs". Default "xattr". */
   stateSource?: "xattr" | "lfs" | undefined;
+  /**
+   * The Lustre mount point whose `.lustre/fid/` names files to lfs. Default: the Lustre mount
+   * holding each job root (/proc/self/mountinfo; see lustre-paths.ts).
+   */
+  mountPoint?: string | undefined;
 }
 
 export const LUSTRE_DEFAULTS = { lfsPath: "lfs", batchSize: 1000, stateSource: "xattr" } as const;
@@ -75,19 +88,6 @@ const FLAG_OPTIONS: ReadonlyArray<readonly [number, string]> = [
 const flagOptions = (flags: number): string[] =>
   FLAG_OPTIONS.filter(([bit]) => (flags & bit) !== 0).map(([, opt]) => opt);
 
-const utf8Arg = (path: Buffer, operation: string): string => {
-  const text = path.toString("utf8");
-  if (!Buffer.from(text, "utf8").equals(path)) {
-    throw new FsOperationError(
-      operation,
-      displayPath(path),
-      "EINVAL",
-      "path is not valid UTF-8 and cannot be passed to lfs as an argument",
-    );
-  }
-  return text;
-};
-
 const REQUEST_COMMAND: Record<HsmRequestName, string> = {
   archive: "hsm_archive",
   release: "hsm_release",
@@ -96,27 +96,77 @@ const REQUEST_COMMAND: Record<HsmRequestName, string> = {
   cancel: "hsm_cancel",
 };
 
+/** One file of a request: the name lfs is given, and the path for messages. */
+interface LfsFile {
+  arg: string;
+  shown: string;
+}
+
 export class LustreHsmBackend implements HsmBackend {
   readonly kind = "lustre" as const;
   readonly xattr: string;
   readonly lfsPath: string;
   readonly batchSize: number;
   readonly stateSource: "xattr" | "lfs";
+  readonly mountPoint: string | undefined;
+  readonly #mounts = new WeakMap<JobRoot, Promise<string>>();
 
   constructor(options: LustreHsmBackendOptions = {}) {
     this.xattr = options.xattr ?? DEFAULT_HSM_XATTR;
     this.lfsPath = options.lfsPath ?? LUSTRE_DEFAULTS.lfsPath;
     this.batchSize = options.batchSize ?? LUSTRE_DEFAULTS.batchSize;
     this.stateSource = options.stateSource ?? LUSTRE_DEFAULTS.stateSource;
+    this.mountPoint = options.mountPoint;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1) {
       throw new TypeError(`batchSize must be a positive integer, not ${this.batchSize}`);
     }
   }
 
-  async state(absPath: Buffer): Promise<HsmAttrs | undefined> {
+  /** The mount whose .lustre/fid names the files of `root` (looked up once per root). */
+  #mount(root: JobRoot): Promise<string> {
+    if (this.mountPoint !== undefined) return Promise.resolve(this.mountPoint);
+    let m = this.#mounts.get(root);
+    if (!m) {
+      m = lustreMountOf(root);
+      this.#mounts.set(root, m);
+    }
+    return m;
+  }
+
+  /**
+   * The names lfs gets for `rels` (see the module comment), one per path in order, or the error
+   * naming the path, `operation` and why (a symlink on the way, not a regular file, …).
+   */
+  async #files(
+    root: JobRoot,
+    rels: readonly Buffer[],
+    operation: string,
+  ): Promise<(LfsFile | Error)[]> {
+    const [mount, fids] = await Promise.all([
+      this.#mount(root),
+      fidBatch(root, rels, { lustre: true, regularOnly: true }),
+    ]);
+    return fids.map((f, i) => {
+      const shown = root.display(rels[i]!);
+      if (f instanceof UnsafePathError)
+        return namedForOperation(operation, root, rels[i]!, f) as Error;
+      if (f instanceof Error) {
+        return Object.assign(f, { message: `${operation} of ${shown} refused: ${f.message}` });
+      }
+      return { arg: fidPath(mount, f), shown };
+    });
+  }
+
+  async #file(root: JobRoot, rel: Buffer, operation: string): Promise<LfsFile> {
+    const [f] = await this.#files(root, [rel], operation);
+    if (f instanceof Error) throw f;
+    return f!;
+  }
+
+  async state(root: JobRoot, rel: Buffer): Promise<HsmAttrs | undefined> {
     if (this.stateSource === "xattr") {
       try {
-        const value = await getXattr(absPath, this.xattr);
+        const value = await root.getXattr(rel, this.xattr);
         return value === undefined ? undefined : decodeHsmAttrs(value);
       } catch (err) {
         const code = errorCode(err);
@@ -125,229 +175,186 @@ export class LustreHsmBackend implements HsmBackend {
           throw err;
       }
     }
-    const out = await this.lfs(["hsm_state", utf8Arg(absPath, "hsm_state")], "hsm_state", absPath);
+    const f = await this.#file(root, rel, "hsm_state");
+    const out = (await this.#lfs(["hsm_state", f.arg], "hsm_state", f.shown)).toString("utf8");
     const attrs = parseHsmStateLine(out.trim().split("\n").pop() ?? "");
     return attrs.flags === 0 && attrs.archiveId === 0n ? undefined : attrs;
   }
 
-  async fid(absPath: Buffer): Promise<string> {
-    const out = await this.lfs(["path2fid", utf8Arg(absPath, "path2fid")], "path2fid", absPath);
-    return formatFid(parseFid(out.trim().split(/\s/).pop() ?? ""));
+  /** The file's FID, read from the file opened beneath the root (as llapi_fd2fid; no lfs run). */
+  async fid(root: JobRoot, rel: Buffer): Promise<string> {
+    const [r] = await this.fids(root, [rel]);
+    if (r instanceof Error) throw r;
+    return r!;
   }
 
-  /**
-   * `lfs path2fid a b c …` (one process per `batchSize` paths; lfs prints `path: [fid]` per line
-   * when given several). Paths that cannot be passed (not UTF-8) or that lfs does not answer for
-   * get their own error.
-   */
-  async fids(absPaths: Buffer[]): Promise<(string | Error)[]> {
-    const out: (string | Error)[] = new Array<string | Error>(absPaths.length);
-    for (let i = 0; i < absPaths.length; i += this.batchSize) {
-      const args: string[] = [];
-      const index = new Map<string, number>();
-      for (let k = i; k < Math.min(i + this.batchSize, absPaths.length); k++) {
-        try {
-          const a = utf8Arg(absPaths[k]!, "path2fid");
-          if (a.includes("\n"))
-            throw new FsOperationError(
-              "path2fid",
-              displayPath(absPaths[k]!),
-              "EINVAL",
-              "newline in path",
-            );
-          args.push(a);
-          index.set(a, k);
-        } catch (err) {
-          out[k] = err instanceof Error ? err : new Error(errorMessage(err));
-        }
-      }
-      if (args.length === 0) continue;
-      if (args.length === 1) {
-        const k = index.get(args[0]!)!;
-        out[k] = await this.fid(absPaths[k]!).catch((err: unknown) =>
-          err instanceof Error ? err : new Error(errorMessage(err)),
-        );
-        continue;
-      }
-      let text = "";
-      try {
-        text = await this.lfs(["path2fid", ...args], "path2fid", absPaths[i]!, "utf8", args.length);
-      } catch {
-        // Some path failed: lfs still printed the others; ask one at a time to name the failures.
-        for (const k of index.values()) {
-          out[k] = await this.fid(absPaths[k]!).catch((e: unknown) =>
-            e instanceof Error ? e : new Error(errorMessage(e)),
-          );
-        }
-        continue;
-      }
-      for (const line of text.split("\n")) {
-        const at = line.lastIndexOf(": ");
-        if (at === -1) continue;
-        const k = index.get(line.slice(0, at));
-        if (k !== undefined) out[k] = formatFid(parseFid(line.slice(at + 2)));
-      }
-      for (const k of index.values()) {
-        out[k] ??= new FsOperationError(
-          "path2fid",
-          displayPath(absPaths[k]!),
-          "EIO",
-          "lfs printed no FID for it",
-        );
-      }
-    }
-    return out;
+  /** FIDs of many files in native batches (fid-batch.ts), each read from the open file. */
+  async fids(root: JobRoot, rels: readonly Buffer[]): Promise<(string | Error)[]> {
+    return fidBatch(root, rels, { lustre: true });
   }
 
   /** lfs fid2path: the path of `fid` under the mount point `mount` (absolute path bytes). */
   async fidToPath(mount: string, fid: string): Promise<Buffer> {
-    const out = await this.lfs(
-      ["fid2path", mount, formatFid(parseFid(fid))],
-      "fid2path",
-      Buffer.from(mount),
-      "buffer",
-    );
-    const first = out.subarray(0, out.indexOf(0x0a) === -1 ? out.length : out.indexOf(0x0a));
-    return Buffer.from(first);
+    const out = await this.#lfs(["fid2path", mount, formatFid(parseFid(fid))], "fid2path", mount);
+    const nl = out.indexOf(0x0a);
+    return Buffer.from(out.subarray(0, nl === -1 ? out.length : nl));
   }
 
-  async archive(absPath: Buffer, options?: HsmRequestOptions): Promise<void> {
-    await this.single("archive", absPath, canArchive, options);
+  async archive(root: JobRoot, rel: Buffer, options?: HsmRequestOptions): Promise<void> {
+    await this.#single("archive", root, rel, canArchive, options);
   }
 
-  async release(absPath: Buffer): Promise<boolean> {
-    return this.single("release", absPath, canRelease);
+  async release(root: JobRoot, rel: Buffer): Promise<boolean> {
+    return this.#single("release", root, rel, canRelease);
   }
 
-  async restore(absPath: Buffer): Promise<void> {
-    await this.single("restore", absPath, canRestore);
+  async restore(root: JobRoot, rel: Buffer): Promise<void> {
+    await this.#single("restore", root, rel, canRestore);
   }
 
-  async remove(absPath: Buffer): Promise<void> {
-    await this.single("remove", absPath, canRemove);
+  async remove(root: JobRoot, rel: Buffer): Promise<void> {
+    await this.#single("remove", root, rel, canRemove);
   }
 
-  cancel(absPath: Buffer): Promise<void> {
-    return this.requestMany("cancel", [absPath]);
+  cancel(root: JobRoot, rel: Buffer): Promise<void> {
+    return this.requestMany("cancel", root, [rel]);
   }
 
-  async requestRestore(absPaths: Buffer[]): Promise<void> {
-    await this.requestMany("restore", absPaths);
+  async requestRestore(root: JobRoot, rels: readonly Buffer[]): Promise<void> {
+    await this.requestMany("restore", root, rels);
   }
 
   /**
    * `lfs hsm_<request> [--archive N] --filelist LIST` per chunk of `batchSize` paths. The MDT
-   * checks the rules itself here; a refused chunk rejects with lfs's message.
+   * checks the rules itself here; a refused chunk rejects with lfs's message, a file that cannot be
+   * named safely (a symlink on the way, not a regular file) rejects before lfs runs.
    */
   async requestMany(
     request: HsmRequestName,
-    absPaths: Buffer[],
+    root: JobRoot,
+    rels: readonly Buffer[],
     options?: HsmRequestOptions,
   ): Promise<void> {
-    if (absPaths.length === 0) return;
+    if (rels.length === 0) return;
     const command = REQUEST_COMMAND[request];
     const base = [command];
     if (request === "archive") base.push("--archive", String(options?.archiveId ?? 1));
     const dir = await mkdtemp(join(tmpdir(), "hsmfleet-lfs-"));
     try {
-      for (let i = 0; i < absPaths.length; i += this.batchSize) {
-        const chunk = absPaths.slice(i, i + this.batchSize);
-        const listed = chunk.filter((p) => !p.includes(0x0a));
-        const args = chunk.filter((p) => p.includes(0x0a)).map((p) => utf8Arg(p, command));
-        const argv = [...base];
-        if (listed.length > 0) {
-          const list = join(dir, `list-${i}`);
-          const parts: Buffer[] = [];
-          for (const p of listed) parts.push(p, Buffer.from("\n"));
-          await writeFile(list, Buffer.concat(parts));
-          argv.push("--filelist", list);
-        }
-        argv.push(...args);
-        await this.lfs(argv, command, chunk[0]!, "utf8", chunk.length);
+      for (let i = 0; i < rels.length; i += this.batchSize) {
+        const files = await this.#files(root, rels.slice(i, i + this.batchSize), command);
+        const bad = files.find((f): f is Error => f instanceof Error);
+        if (bad) throw bad;
+        const ok = files as LfsFile[];
+        const list = join(dir, `list-${i}`);
+        await writeFile(list, ok.map((f) => `${f.arg}\n`).join(""), { mode: 0o600 });
+        await this.#lfs([...base, "--filelist", list], command, ok[0]!.shown, ok.length);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  async setFlags(absPath: Buffer, set: number, clear: number, archiveId?: number): Promise<void> {
-    const path = utf8Arg(absPath, "hsm_set");
+  async setFlags(
+    root: JobRoot,
+    rel: Buffer,
+    set: number,
+    clear: number,
+    archiveId?: number,
+  ): Promise<void> {
+    const f = await this.#file(root, rel, "hsm_set");
     if (set !== 0 || archiveId !== undefined) {
       const argv = ["hsm_set", ...flagOptions(set)];
       if (archiveId !== undefined) argv.push("--archive-id", String(archiveId));
-      await this.lfs([...argv, path], "hsm_set", absPath);
+      await this.#lfs([...argv, f.arg], "hsm_set", f.shown);
     }
     if (clear !== 0)
-      await this.lfs(["hsm_clear", ...flagOptions(clear), path], "hsm_clear", absPath);
+      await this.#lfs(["hsm_clear", ...flagOptions(clear), f.arg], "hsm_clear", f.shown);
   }
 
   /**
    * `lfs hsm_import` creates the file itself, so the empty placeholder (as TargetRoot made it) is
-   * removed first and its owner and mode are passed on.
+   * removed first (beneath the root) and its owner and mode are passed on. lfs gets the name in the
+   * parent directory opened beneath the root (`/proc/self/fd/3/<name>`, see the module comment).
    */
-  async importReleased(absPath: Buffer, size: number, archiveId: number): Promise<void> {
-    const path = utf8Arg(absPath, "hsm_import");
-    let st;
-    try {
-      st = await lstat(absPath);
-    } catch (err) {
-      throw new FsOperationError(
-        "lstat",
-        displayPath(absPath),
-        errorCode(err),
-        errorMessage(err),
-        err,
-      );
-    }
-    if (!st.isFile() || st.size !== 0) {
+  async importReleased(root: JobRoot, rel: Buffer, size: number, archiveId: number): Promise<void> {
+    const shown = root.display(rel);
+    const slash = rel.lastIndexOf(0x2f);
+    const name = rel.subarray(slash + 1);
+    const nameArg = name.toString("utf8");
+    if (!Buffer.from(nameArg, "utf8").equals(name)) {
       throw new FsOperationError(
         "hsm_import",
-        displayPath(absPath),
+        shown,
         "EINVAL",
+        "name is not valid UTF-8 and cannot be passed to lfs as an argument",
+      );
+    }
+    const st = await root.lstat(rel);
+    if (st === undefined || !isRegular(st) || st.size !== 0) {
+      throw new FsOperationError(
+        "hsm_import",
+        shown,
+        st === undefined ? "ENOENT" : "EINVAL",
         "placeholder must be an empty regular file",
       );
     }
-    await unlink(absPath);
-    await this.lfs(
-      [
+    const parent =
+      slash < 0
+        ? undefined
+        : await root.openBeneath(
+            rel.subarray(0, slash),
+            constants.O_RDONLY | constants.O_DIRECTORY,
+          );
+    try {
+      await root.unlink(rel);
+      await this.#lfs(
+        [
+          "hsm_import",
+          "--archive",
+          String(archiveId),
+          "--size",
+          String(size),
+          "--uid",
+          String(st.uid),
+          "--gid",
+          String(st.gid),
+          "--mode",
+          `0${(st.mode & 0o7777).toString(8)}`,
+          `/proc/self/fd/3/${nameArg}`,
+        ],
         "hsm_import",
-        "--archive",
-        String(archiveId),
-        "--size",
-        String(size),
-        "--uid",
-        String(st.uid),
-        "--gid",
-        String(st.gid),
-        "--mode",
-        `0${(st.mode & 0o7777).toString(8)}`,
-        path,
-      ],
-      "hsm_import",
-      absPath,
-    );
+        shown,
+        1,
+        [parent?.fd ?? root.fd],
+      );
+    } finally {
+      if (parent) closeCb(parent.fd, () => undefined);
+    }
   }
 
-  async markArchived(absPath: Buffer, archiveId: number): Promise<void> {
+  async markArchived(root: JobRoot, rel: Buffer, archiveId: number): Promise<void> {
     await this.setFlags(
-      absPath,
+      root,
+      rel,
       HsmFlag.Exists | HsmFlag.Archived,
       HsmFlag.Dirty | HsmFlag.Released | HsmFlag.Lost,
       archiveId,
     );
   }
 
-  private async single(
+  async #single(
     request: HsmRequestName,
-    absPath: Buffer,
+    root: JobRoot,
+    rel: Buffer,
     rule: (flags: number) => HsmTransition,
     options?: HsmRequestOptions,
   ): Promise<boolean> {
     // Same rules, same message as the emulation, before the MDT would refuse with a bare errno.
-    const attrs = await this.state(absPath);
+    const attrs = await this.state(root, rel);
     const t = rule(attrs?.flags ?? 0);
     if (!t.ok) {
-      const path = displayPath(absPath);
+      const path = root.display(rel);
       throw new HsmRefusedError(
         request,
         path,
@@ -356,65 +363,19 @@ export class LustreHsmBackend implements HsmBackend {
       );
     }
     if (request === "release" && ((attrs?.flags ?? 0) & HsmFlag.Released) !== 0) return false;
-    await this.requestMany(request, [absPath], options);
+    await this.requestMany(request, root, [rel], options);
     return true;
   }
 
-  private lfs(
+  #lfs(
     argv: string[],
     operation: string,
-    path: Buffer,
-    encoding?: "utf8",
-    count?: number,
-  ): Promise<string>;
-  private lfs(
-    argv: string[],
-    operation: string,
-    path: Buffer,
-    encoding: "buffer",
-    count?: number,
-  ): Promise<Buffer>;
-  private lfs(
-    argv: string[],
-    operation: string,
-    path: Buffer,
-    encoding: "utf8" | "buffer" = "utf8",
+    shown: string,
     count = 1,
-  ): Promise<string | Buffer> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        this.lfsPath,
-        argv,
-        { encoding, maxBuffer: 64 * 1024 * 1024 },
-        (err, stdout, stderr) => {
-          if (!err) {
-            resolve(stdout);
-            return;
-          }
-          const code = errorCode(err);
-          if (code === "ENOENT" || code === "EACCES") {
-            reject(
-              new DependencyError(
-                `cannot run ${this.lfsPath} (${code}); install the Lustre client or pass --lfs <path>`,
-                { cause: err },
-              ),
-            );
-            return;
-          }
-          const text = Buffer.isBuffer(stderr) ? stderr.toString("utf8") : stderr;
-          const where =
-            count > 1 ? `${displayPath(path)} and ${count - 1} more` : displayPath(path);
-          reject(
-            new FsOperationError(
-              `lfs ${operation}`,
-              where,
-              typeof err.code === "number" ? `exit ${err.code}` : code,
-              text.trim() || errorMessage(err),
-              err,
-            ),
-          );
-        },
-      );
-    });
+    fds?: number[],
+  ): Promise<Buffer> {
+    return runLfs({ lfsPath: this.lfsPath, argv, operation, shown, count, fds });
   }
 }
+
+nameOperationErrors(LustreHsmBackend.prototype, HSM_FILE_OPERATIONS);

@@ -33,12 +33,13 @@ export interface NativeBinding {
   setXattr(path: Buffer, name: string, value: Buffer): Promise<void>;
   removeXattr(path: Buffer, name: string): Promise<void>;
   /**
-   * HSM release of every path in one threadpool job (native/hsmbatch.c): one 32-byte record per
-   * path, in order (see release-batch.ts). Throws TypeError for an empty path or one with a NUL.
+   * HSM release of every path (relative to the directory fd `rootFd`, reached beneath it with no
+   * symlink followed; `fallback` forces the openat walk) in one threadpool job
+   * (native/hsmbatch.c): one 32-byte record per path, in order (see release-batch.ts).
    */
-  releaseBatch(paths: Buffer[], xattr: string): Promise<Buffer>;
-  /** Emulated FIDs (lstat, dev and inode) of every path in one threadpool job; see fid-batch.ts. */
-  fidBatch(paths: Buffer[]): Promise<Buffer>;
+  releaseBatch(rootFd: number, rels: Buffer[], xattr: string, fallback: boolean): Promise<Buffer>;
+  /** FIDs of every path beneath `rootFd` in one threadpool job (flags: FID_*); see fid-batch.ts. */
+  fidBatch(rootFd: number, rels: Buffer[], flags: number): Promise<Buffer>;
   /** One small file in one job (native/readfile.c); results in `out`'s header (read-small-file.ts). */
   readSmallFile(path: Buffer, out: Buffer, flags: number): Promise<void>;
   /** The same for several files in one job, one after the other. */

@@ -1,5 +1,7 @@
 import {
   appendFileSync,
+  mkdirSync,
+  readFileSync,
   renameSync,
   statSync,
   symlinkSync,
@@ -12,7 +14,15 @@ import type { ExecutionContext } from "ava";
 
 import { FsOperationError, HsmFlag, HsmRefusedError, formatHsmState } from "@hsmfleet/core";
 
-import { HsmEmulationBackend, openHsmBackend } from "../src/index.js";
+import {
+  HsmEmulationBackend,
+  openHsmBackend,
+  hsmAtAbsolutePaths,
+  JobRoot,
+  UnsafePathError,
+  setOpenat2Disabled,
+} from "../src/index.js";
+import type { HsmAtAbsolutePaths } from "../src/index.js";
 import { pathIn, tempDir } from "./helpers.js";
 
 const XATTR = "user.hsm";
@@ -20,7 +30,7 @@ const { Exists: E, Dirty: D, Released: R, Archived: A, NoRelease, NoArchive, Los
 
 const setup = async (t: ExecutionContext, content = "hello world\n") => {
   const dir = await tempDir(t, "hsmfleet-hsmb-");
-  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
   const path = pathIn(dir, "f");
   writeFileSync(path, content);
   // A past mtime: a later write in the same clock tick still changes it.
@@ -28,7 +38,7 @@ const setup = async (t: ExecutionContext, content = "hello world\n") => {
   return { dir, hsm, path };
 };
 
-const flags = async (hsm: HsmEmulationBackend, path: Buffer) => (await hsm.state(path))?.flags ?? 0;
+const flags = async (hsm: HsmAtAbsolutePaths, path: Buffer) => (await hsm.state(path))?.flags ?? 0;
 
 const refused = async (t: ExecutionContext, p: Promise<unknown>, message: RegExp | string) => {
   const err = await t.throwsAsync(p, { instanceOf: HsmRefusedError });
@@ -226,10 +236,13 @@ test("FIDs are stable across renames and distinct per file", async (t) => {
 test("symlinks and directories are refused, never followed", async (t) => {
   const { dir, hsm, path } = await setup(t);
   symlinkSync(path, pathIn(dir, "link"));
-  await t.throwsAsync(hsm.archive(pathIn(dir, "link")), {
-    instanceOf: FsOperationError,
-    code: "EINVAL",
+  const err = await t.throwsAsync(hsm.archive(pathIn(dir, "link")), {
+    instanceOf: UnsafePathError,
   });
+  t.regex(
+    err.message,
+    /^archive of .*link refused: unsafe path .*link: is a symlink \(not followed/,
+  );
   await t.throwsAsync(hsm.archive(Buffer.from(dir)), { code: "EINVAL" });
   t.is(await hsm.state(path), undefined);
 });
@@ -246,3 +259,61 @@ test("the HsmEmulation API stays: importReleased, markArchived, isReleased", asy
   await hsm.markArchived(stub, 3);
   t.is((await hsm.state(stub))?.archiveId, 3n);
 });
+
+for (const fallback of [false, true]) {
+  test.serial(
+    `every operation through a directory swapped for a symlink is refused by name; the file outside never changes${fallback ? " (openat fallback)" : ""}`,
+    async (t) => {
+      setOpenat2Disabled(fallback);
+      t.teardown(() => setOpenat2Disabled(false));
+      const dir = await tempDir(t, "hsmfleet-hsmb-");
+      const hsm = new HsmEmulationBackend({ xattr: XATTR });
+      const outside = hsmAtAbsolutePaths(hsm);
+      mkdirSync(`${dir}/root/alice`, { recursive: true });
+      mkdirSync(`${dir}/outside`);
+      const victim = pathIn(dir, "outside/f");
+      writeFileSync(victim, "OUTSIDE: must never change\n");
+      await outside.setFlags(victim, E | A, 0, 1);
+      const empty = pathIn(dir, "outside/empty");
+      writeFileSync(empty, "");
+      symlinkSync(`${dir}/outside`, `${dir}/root/alice/x`);
+      const root = await JobRoot.open(`${dir}/root`);
+      t.teardown(() => root.close());
+      const rel = Buffer.from("alice/x/f");
+      const ops: Array<[string, () => Promise<unknown>]> = [
+        ["hsm_state", () => hsm.state(root, rel)],
+        ["path2fid", () => hsm.fid(root, rel)],
+        ["hsm_set", () => hsm.setFlags(root, rel, NoRelease, 0)],
+        ["hsm_set", () => hsm.markArchived(root, rel, 2)],
+        ["hsm_import", () => hsm.importReleased(root, Buffer.from("alice/x/empty"), 4096, 1)],
+        ["archive", () => hsm.archive(root, rel)],
+        ["archive", () => hsm.beginArchive(root, rel)],
+        ["release", () => hsm.release(root, rel)],
+        ["restore", () => hsm.restore(root, rel)],
+        ["remove", () => hsm.remove(root, rel)],
+        ["cancel", () => hsm.cancel(root, rel)],
+      ];
+      for (const [op, run] of ops) {
+        const err = await t.throwsAsync(run, { instanceOf: UnsafePathError }, op);
+        t.regex(
+          err.message,
+          new RegExp(
+            `^${op} of .*root/alice/x/\\w+ refused: unsafe path .*root/alice/x: is a symlink \\(not followed`,
+          ),
+          op,
+        );
+      }
+      const [fid] = await hsm.fids(root, [rel]);
+      t.true(fid instanceof UnsafePathError, "fids");
+      const [released] = await hsm.releaseMany(root, [rel]);
+      t.regex(
+        String((released as Error).message),
+        /^release of .*alice\/x\/f refused: unsafe path/,
+      );
+      t.is(readFileSync(victim, "utf8"), "OUTSIDE: must never change\n");
+      t.is(await flags(outside, victim), E | A);
+      t.is(statSync(empty).size, 0);
+      t.is(await outside.state(empty), undefined);
+    },
+  );
+}

@@ -18,17 +18,26 @@ import {
   encodeHsmAttrs,
 } from "@hsmfleet/core";
 
-import { HsmEmulationBackend, dataVersion, releaseBatch, setXattr } from "../src/index.js";
+import {
+  HsmEmulationBackend,
+  dataVersion,
+  releaseBatch,
+  setXattr,
+  hsmAtAbsolutePaths,
+  JobRoot,
+  UnsafePathError,
+} from "../src/index.js";
+import type { HsmAtAbsolutePaths } from "../src/index.js";
 import { pathIn, tempDir } from "./helpers.js";
 
 const XATTR = "user.hsm";
 const { Exists: E, Dirty: D, Released: R, Archived: A, NoRelease, Lost } = HsmFlag;
 
-const flagsOf = async (hsm: HsmEmulationBackend, path: Buffer) =>
+const flagsOf = async (hsm: HsmAtAbsolutePaths, path: Buffer) =>
   (await hsm.state(path))?.flags ?? 0;
 
 /** An archived (clean) file of `size` bytes with a past mtime carrying nanoseconds. */
-const archivedFile = async (hsm: HsmEmulationBackend, dir: string, name: string, size: number) => {
+const archivedFile = async (hsm: HsmAtAbsolutePaths, dir: string, name: string, size: number) => {
   const path = pathIn(dir, name);
   writeFileSync(path, Buffer.alloc(size, 0x61));
   utimesSync(path, 1_700_000_000.123456, 1_700_000_000.987654);
@@ -38,7 +47,7 @@ const archivedFile = async (hsm: HsmEmulationBackend, dir: string, name: string,
 
 test("native release drops the data of many files, keeping size, mtime (to the ns) and a clean state", async (t) => {
   const dir = await tempDir(t, "hsmfleet-relb-");
-  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
   const sizes = [0, 1, 4096, 5000, 3 * 1024 * 1024 + 7];
   const paths = await Promise.all(sizes.map((s, i) => archivedFile(hsm, dir, `f${i}`, s)));
   const before = paths.map((p) => lstatSync(p, { bigint: true }));
@@ -62,7 +71,7 @@ test("native release drops the data of many files, keeping size, mtime (to the n
 
 test("native release applies every rule per file and says why, in order", async (t) => {
   const dir = await tempDir(t, "hsmfleet-relb-");
-  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
   const clean = await archivedFile(hsm, dir, "clean", 100);
   const dirty = await archivedFile(hsm, dir, "dirty", 100);
   appendFileSync(dirty, "written after the archive\n");
@@ -118,29 +127,29 @@ test("native release applies every rule per file and says why, in order", async 
     `release of ${fresh.toString()} refused: file is not archived (0x0 new); archive it first`,
   );
   t.true(r[6] instanceof FsOperationError);
-  t.like(r[6], { operation: "getxattr", code: "ENOENT" });
-  t.regex(msg(r[6]), /getxattr .*missing: ENOENT \(no such file or directory\)/);
-  t.regex(
-    msg(r[7]),
-    /release of .*link refused: file is not archived/,
-    "a symlink is never followed",
-  );
+  t.like(r[6], { operation: "release (open)", code: "ENOENT" });
+  t.regex(msg(r[6]), /release \(open\) .*missing: ENOENT \(open: no such file or directory\)/);
+  t.like(r[7], { operation: "release", code: "EINVAL" }, "a symlink is never followed");
+  t.regex(msg(r[7]), /release .*link: EINVAL \(not a regular file\)/);
   t.is(readFileSync(clean).length, 100);
-  t.like(r[8], { operation: "open", code: "EISDIR" });
+  t.like(r[8], { operation: "release", code: "EINVAL" });
   t.like(r[9], { operation: "getxattr", code: "EINVAL" }, "a short hsm_attrs value names its size");
   t.regex(msg(r[9]), /10 bytes/);
 });
 
 test("releaseBatch keeps the order across chunks and refuses NUL bytes in paths", async (t) => {
   const dir = await tempDir(t, "hsmfleet-relb-");
-  const hsm = new HsmEmulationBackend({ xattr: XATTR });
+  const hsm = hsmAtAbsolutePaths(new HsmEmulationBackend({ xattr: XATTR }));
   const paths: Buffer[] = [];
   for (let i = 0; i < 10; i++) {
     paths.push(
       i % 3 === 0 ? pathIn(dir, `gone${i}`) : await archivedFile(hsm, dir, `f${i}`, 10 + i),
     );
   }
-  const records = await releaseBatch(paths, XATTR, 3);
+  const root = await JobRoot.open(dir);
+  t.teardown(() => root.close());
+  const rels = paths.map((p) => p.subarray(Buffer.byteLength(dir) + 1));
+  const records = await releaseBatch(root, rels, XATTR, 3);
   t.deepEqual(
     records.map((r) => r.outcome),
     paths.map((_, i) => (i % 3 === 0 ? "error" : "released")),
@@ -148,9 +157,11 @@ test("releaseBatch keeps the order across chunks and refuses NUL bytes in paths"
   for (const [i, r] of records.entries()) {
     if (r.outcome === "error") t.true(r.error.message.includes(`gone${i}`));
   }
-  await t.throwsAsync(releaseBatch([Buffer.from("/tmp/a\0b")], XATTR), {
-    instanceOf: FsOperationError,
-    code: "EINVAL",
+  await t.throwsAsync(releaseBatch(root, [Buffer.from("a\0b")], XATTR), {
+    instanceOf: UnsafePathError,
   });
-  t.deepEqual(await releaseBatch([], XATTR), []);
+  await t.throwsAsync(releaseBatch(root, [Buffer.from("/tmp/a")], XATTR), {
+    instanceOf: UnsafePathError,
+  });
+  t.deepEqual(await releaseBatch(root, [], XATTR), []);
 });

@@ -102,9 +102,9 @@ export const decodeHsmProgress = (data: Uint8Array): HsmProgress => {
 };
 
 export const encodeHsmCancel = (m: HsmCancel): Uint8Array =>
-  pb.HsmCancel.encode({ fids: m.fids, cookie: fromBigInt(m.cookie) }).finish();
+  pb.HsmCancel.encode({ fids: m.fids, cookie: fromBigInt(m.cookie), jobId: m.jobId }).finish();
 
 export const decodeHsmCancel = (data: Uint8Array): HsmCancel => {
   const m = pb.HsmCancel.decode(data);
-  return { fids: m.fids, cookie: toBigInt(m.cookie) };
+  return { fids: m.fids, cookie: toBigInt(m.cookie), jobId: m.jobId };
 };

@@ -66,4 +66,6 @@ export interface HsmProgress {
 export interface HsmCancel {
   fids: string[];
   cookie: bigint;
+  /** The job whose seal the message carries (workers ignore a cancel without a valid one). */
+  jobId: string;
 }

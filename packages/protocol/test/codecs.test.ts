@@ -344,7 +344,7 @@ test("heartbeat, action list and chunk round trip", (t) => {
     workerId: "w",
   };
   t.deepEqual(decodeHsmProgress(encodeHsmProgress(progress)), progress);
-  const cancel = { fids: ["[0x1:0x2:0x0]"], cookie: 9n };
+  const cancel = { fids: ["[0x1:0x2:0x0]"], cookie: 9n, jobId: "hsm-20260101-000000-ab12" };
   t.deepEqual(decodeHsmCancel(encodeHsmCancel(cancel)), cancel);
   const chunk = {
     jobId: "e",

@@ -29,8 +29,8 @@ import {
   hsmFlagWords,
 } from "@hsmfleet/core";
 import type { HsmAttrs, HsmRequestName } from "@hsmfleet/core";
-import { HSM_BACKEND_KINDS, openHsmBackend } from "@hsmfleet/fs";
-import type { HsmBackend, HsmBackendKind } from "@hsmfleet/fs";
+import { HSM_BACKEND_KINDS, openHsmBackend, parentAndName } from "@hsmfleet/fs";
+import type { HsmBackend, HsmBackendKind, JobRoot } from "@hsmfleet/fs";
 
 import { expandOperands, openPathList, readPathList } from "../path-list.js";
 import { ProgressLine } from "../progress.js";
@@ -133,7 +133,12 @@ const printStates = async (
   let chunk: Buffer[] = [];
   let first = true;
   const flush = async () => {
-    const results = await Promise.allSettled(chunk.map((p) => backend.state(p)));
+    const results = await Promise.allSettled(
+      chunk.map(async (p) => {
+        const { root, rel } = await parentAndName(p);
+        return backend.state(root, rel);
+      }),
+    );
     let out = "";
     results.forEach((r, i) => {
       if (r.status === "fulfilled") {
@@ -176,8 +181,9 @@ const runLocal = async (
       );
     }
     return forEachPath(paths, 64, async (p) => {
-      if (request === "release") await backend.release(p);
-      else await backend.cancel(p);
+      const { root, rel } = await parentAndName(p);
+      if (request === "release") await backend.release(root, rel);
+      else await backend.cancel(root, rel);
     });
   }
   let done = 0;
@@ -186,12 +192,22 @@ const runLocal = async (
   const flush = async () => {
     if (batch.length === 0) return;
     try {
-      await backend.requestMany(request, batch, { archiveId });
+      // One request per directory: each file is named beneath its parent's fd, never followed.
+      const byParent = new Map<string, { root: JobRoot; rels: Buffer[] }>();
+      for (const p of batch) {
+        const { root, rel } = await parentAndName(p);
+        const group = byParent.get(root.path) ?? { root, rels: [] };
+        group.rels.push(rel);
+        byParent.set(root.path, group);
+      }
+      for (const { root, rels } of byParent.values())
+        await backend.requestMany(request, root, rels, { archiveId });
       done += batch.length;
     } catch {
-      const r = await forEachPath(batch, 8, (p) =>
-        backend.requestMany(request, [p], { archiveId }),
-      );
+      const r = await forEachPath(batch, 8, async (p) => {
+        const { root, rel } = await parentAndName(p);
+        await backend.requestMany(request, root, [rel], { archiveId });
+      });
       done += r.done;
       failed += r.failed;
     }

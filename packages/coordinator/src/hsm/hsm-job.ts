@@ -28,7 +28,7 @@ import {
   partitionForFid,
   userActionForRequest,
 } from "@hsmfleet/core";
-import { openHsmBackend } from "@hsmfleet/fs";
+import { jobRootFor, openHsmBackend } from "@hsmfleet/fs";
 import type { HsmBackend } from "@hsmfleet/fs";
 import {
   HsmItemStatus,
@@ -412,7 +412,11 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
       }
     }
     if (cancelFids.length > 0) {
-      o.nc.publish(subjects.hsmCancel, encodeHsmCancel({ fids: cancelFids, cookie }));
+      // Sealed with the job's key: workers ignore a cancel no job of theirs sealed.
+      const data = encodeHsmCancel({ fids: cancelFids, cookie, jobId });
+      o.nc.publish(subjects.hsmCancel, data, {
+        headers: sealHeaders(status.spec.itemKey, subjects.hsmCancel, data),
+      });
     }
   };
 
@@ -420,8 +424,29 @@ const hsmJob = async (o: HsmJobOptions): Promise<HsmJobSummary> => {
     let chunk: Buffer[] = [];
     // The chunk whose FIDs are being looked up while the next one fills.
     let looking: { paths: Buffer[]; fids: Promise<(string | Error)[]> } | undefined;
+    // FIDs of files opened beneath the job root's fd (no symlink followed): a path outside the
+    // root, or through a symlinked directory, is an error item naming it, never looked up.
+    const lookUpFids = async (paths: Buffer[]): Promise<(string | Error)[]> => {
+      const out = new Array<string | Error>(paths.length);
+      const rels: Buffer[] = [];
+      const at: number[] = [];
+      for (const [i, p] of paths.entries()) {
+        try {
+          const rel = relativeTo(root, p, rootSlash);
+          if (rel.length === 0)
+            throw new UsageError(`${displayPath(p)} is the job root, not a file`);
+          rels.push(rel);
+          at.push(i);
+        } catch (err) {
+          out[i] = err instanceof Error ? err : new Error(errorMessage(err));
+        }
+      }
+      const fids = await backend.fids(await jobRootFor(root), rels);
+      at.forEach((i, k) => (out[i] = fids[k]!));
+      return out;
+    };
     const lookUp = async (paths: Buffer[]) => {
-      const fids = backend.fids(paths);
+      const fids = lookUpFids(paths);
       fids.catch(() => undefined); // awaited below; not unhandled meanwhile
       if (looking) await addItems(looking.paths, looking.fids);
       looking = { paths, fids };

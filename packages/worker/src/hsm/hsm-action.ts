@@ -24,9 +24,9 @@ import {
   withJetStreamRetry,
 } from "@hsmfleet/bus";
 import type { JsMsg } from "@hsmfleet/bus";
-import { HsmFlag, errorMessage, resolveUnderRoot } from "@hsmfleet/core";
-import { openHsmBackend } from "@hsmfleet/fs";
-import type { HsmBackend, HsmBackendKind, HsmEmulationBackend } from "@hsmfleet/fs";
+import { HsmFlag, errorMessage } from "@hsmfleet/core";
+import { jobRootFor, namedForOperation, openHsmBackend } from "@hsmfleet/fs";
+import type { HsmBackend, HsmBackendKind, HsmEmulationBackend, JobRoot } from "@hsmfleet/fs";
 import {
   HSM_STREAM,
   HsmAction,
@@ -38,10 +38,17 @@ import {
   hsmConsumerName,
   subjects,
 } from "@hsmfleet/protocol";
-import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
+import type {
+  HsmActionItem,
+  HsmActionList,
+  HsmCancel,
+  HsmItemResult,
+  JobStatus,
+} from "@hsmfleet/protocol";
 import { annotateSpan, startWorkItem } from "@hsmfleet/telemetry";
 import type { HsmActionContext } from "./hsm-context.js";
 import { HsmCopy } from "./hsm-copy.js";
+import { runLustreList } from "./hsm-lustre-list.js";
 import {
   REQUEST_FOR_ACTION,
   endItemStep,
@@ -93,14 +100,16 @@ export class HsmActionRunner {
       callback: (err, m) => {
         if (err) return;
         // Core NATS, untrusted: a message that does not decode is ignored (a throw here would
-        // end the subscription). Who may cancel is NATS permissions' business (docs/security.md).
-        let c: { fids: string[]; cookie: bigint };
+        // end the subscription), and so is one without the seal of the job it names.
+        let c: HsmCancel;
         try {
           c = decodeHsmCancel(m.data);
         } catch {
           return;
         }
-        this.cancel(c.fids, c.cookie);
+        this.#sealedCancel(c, m).catch((err: unknown) =>
+          this.#ctx.logger?.warn({ err: errorMessage(err) }, "HSM cancel not checked; ignored"),
+        );
       },
     });
     const jsm = await jetstreamManager(nc);
@@ -170,6 +179,23 @@ export class HsmActionRunner {
       await Promise.allSettled([...loops.values()]);
       sub.unsubscribe();
     }
+  }
+
+  /**
+   * A cancel broadcast counts only with the seal of the job it names (a cancel request's job: its
+   * key is in the job record, which only the fleet reads); anything else is logged and ignored,
+   * so that a forged cancel cancels nothing (docs/security.md).
+   */
+  async #sealedCancel(c: HsmCancel, m: Parameters<typeof hasValidSeal>[1]): Promise<void> {
+    const job = c.jobId === "" ? undefined : await this.#ctx.job(c.jobId);
+    if (job === undefined || !hasValidSeal(job.spec.itemKey, m)) {
+      this.#ctx.logger?.warn(
+        { jobId: c.jobId || undefined, fids: c.fids.length },
+        "HSM cancel without a valid seal of the job it names ignored (forged, or from an unknown job)",
+      );
+      return;
+    }
+    this.cancel(c.fids, c.cookie);
   }
 
   /** Cancels actions on `fids` requested before `cookie`: in flight now, or arriving later. */
@@ -314,45 +340,15 @@ export class HsmActionRunner {
     return b;
   }
 
-  /** Lustre: one `lfs hsm_<action>` batch per action kind in the list; a refused batch goes per file. */
+  /** Lustre: one `lfs hsm_<action>` batch per action kind in the list (hsm-lustre-list.ts). */
   async #runLustre(job: JobStatus, list: HsmActionList, msg: JsMsg): Promise<HsmItemResult[]> {
-    const backend = this.#backend("lustre", job.spec.hsmXattr);
-    const byAction = new Map<number, HsmActionItem[]>();
-    for (const item of list.items) {
-      const group = byAction.get(item.action) ?? [];
-      group.push(item);
-      byAction.set(item.action, group);
-    }
-    const results: HsmItemResult[] = [];
-    for (const [action, items] of byAction) {
-      const request = REQUEST_FOR_ACTION[action];
-      const paths = items.map((i) => resolveUnderRoot(job.spec.root, i.path));
-      if (!request) {
-        for (const i of items)
-          results.push(result(i, HsmItemStatus.Failed, `unknown action ${action}`));
-        continue;
-      }
-      try {
-        await backend.requestMany(request, paths, { archiveId: list.archiveId });
-        for (const i of items) results.push(result(i, HsmItemStatus.Done));
-      } catch {
-        for (const [k, i] of items.entries()) {
-          try {
-            await backend.requestMany(request, [paths[k]!], { archiveId: list.archiveId });
-            results.push(result(i, HsmItemStatus.Done));
-          } catch (err) {
-            results.push(result(i, HsmItemStatus.Failed, errorMessage(err)));
-          }
-        }
-      }
-    }
-    // The copytool moves the data: only failures are traced (or every item with a threshold of 0).
-    for (const r of results) endItemStep(startItemStep(msg, list.jobId, r), r);
-    return results;
+    return runLustreList(this.#backend("lustre", job.spec.hsmXattr), job, list, msg);
   }
 
   async #runEmulation(job: JobStatus, list: HsmActionList, msg: JsMsg): Promise<HsmItemResult[]> {
     const backend = this.#backend("hsm-emulation", job.spec.hsmXattr) as HsmEmulationBackend;
+    // Every file is reached beneath the job root's fd, no symlink followed (issue 14's class).
+    const root = await jobRootFor(job.spec.root);
     const results: HsmItemResult[] = new Array<HsmItemResult>(list.items.length);
     // Items on one FID run in list order; different FIDs in parallel.
     const chains = new Map<string, number[]>();
@@ -380,7 +376,10 @@ export class HsmActionRunner {
       batch.length === 0
         ? Promise.resolve()
         : backend
-            .releaseMany(batch.map((i) => resolveUnderRoot(job.spec.root, list.items[i]!.path)))
+            .releaseMany(
+              root,
+              batch.map((i) => list.items[i]!.path),
+            )
             .then((outcomes) =>
               outcomes.forEach((r, k) => {
                 const item = list.items[batch[k]!]!;
@@ -401,7 +400,7 @@ export class HsmActionRunner {
         for (const i of chain) {
           const item = list.items[i]!;
           const step = startItemStep(msg, list.jobId, item);
-          results[i] = await this.#runItem(job, list, item, backend);
+          results[i] = await this.#runItem(job, list, item, backend, root);
           endItemStep(step, results[i]);
         }
       }
@@ -418,6 +417,7 @@ export class HsmActionRunner {
     list: HsmActionList,
     item: HsmActionItem,
     backend: HsmEmulationBackend,
+    root: JobRoot,
   ): Promise<HsmItemResult> {
     if (item.action === HsmAction.Cancel) {
       this.cancel([item.fid], item.cookie);
@@ -434,37 +434,37 @@ export class HsmActionRunner {
     this.#ctx.abortSignal.addEventListener("abort", onWorkerAbort, { once: true });
     this.#inFlight.set(item.fid, { cookie: item.cookie, abort, jobId: list.jobId });
     try {
-      const abs = resolveUnderRoot(job.spec.root, item.path);
+      const rel = item.path;
       switch (item.action) {
         case HsmAction.Release: {
-          const released = await backend.release(abs);
+          const released = await backend.release(root, rel);
           return result(item, released ? HsmItemStatus.Done : HsmItemStatus.Skipped);
         }
         case HsmAction.Archive:
           try {
-            return await this.#copy.archive(job, list, item, backend, abs, abort.signal);
+            return await this.#copy.archive(job, list, item, backend, root, abort.signal);
           } catch (err) {
             // A list redelivered while its first holder was still at it (ack deadline missed on a
             // starved event loop): the other copy's xattr write or completion looks like a change
             // here. If the file is archived and clean now, the item is done.
             if (abort.signal.aborted) throw err;
-            const now = (await backend.state(abs))?.flags ?? 0;
+            const now = (await backend.state(root, rel))?.flags ?? 0;
             if ((now & HsmFlag.Archived) !== 0 && (now & HsmFlag.Dirty) === 0) {
               return result(item, HsmItemStatus.Skipped, "archived meanwhile by another worker");
             }
             throw err;
           }
         case HsmAction.Restore:
-          return await this.#copy.restore(job, list, item, backend, abs, abort.signal);
+          return await this.#copy.restore(job, list, item, backend, root, abort.signal);
         case HsmAction.Remove: {
-          const flags = (await backend.state(abs))?.flags ?? 0;
+          const flags = (await backend.state(root, rel))?.flags ?? 0;
           // A released file's only data is the archive copy: refused, with the reason.
-          if ((flags & HsmFlag.Released) !== 0) await backend.remove(abs);
+          if ((flags & HsmFlag.Released) !== 0) await backend.remove(root, rel);
           const copy = await this.#copy.archiveCopy(job, item);
           const container = await this.#ctx.container(job, copy.container);
           const deleted = await container.deleteBlob(copy.blobName);
           const archived = (flags & (HsmFlag.Archived | HsmFlag.Lost | HsmFlag.Dirty)) !== 0;
-          if (archived) await backend.remove(abs);
+          if (archived) await backend.remove(root, rel);
           return result(item, deleted || archived ? HsmItemStatus.Done : HsmItemStatus.Skipped);
         }
         default:
@@ -474,7 +474,14 @@ export class HsmActionRunner {
       if (abort.signal.reason instanceof Cancelled) {
         return result(item, HsmItemStatus.Cancelled, "cancelled while in flight");
       }
-      return result(item, HsmItemStatus.Failed, errorMessage(err));
+      // A refused path names the action asked for, not the state read that met the symlink.
+      const named = namedForOperation(
+        REQUEST_FOR_ACTION[item.action] ?? "hsm",
+        root,
+        item.path,
+        err,
+      );
+      return result(item, HsmItemStatus.Failed, errorMessage(named));
     } finally {
       this.#ctx.abortSignal.removeEventListener("abort", onWorkerAbort);
       if (this.#inFlight.get(item.fid)?.abort === abort) this.#inFlight.delete(item.fid);

@@ -12,7 +12,7 @@ import {
 } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
 import { jobRootFor } from "@hsmfleet/fs";
-import type { HsmEmulationBackend } from "@hsmfleet/fs";
+import type { HsmEmulationBackend, JobRoot } from "@hsmfleet/fs";
 import { HsmItemStatus, encodeHsmProgress, subjects } from "@hsmfleet/protocol";
 import type { HsmActionItem, HsmActionList, HsmItemResult, JobStatus } from "@hsmfleet/protocol";
 import {
@@ -85,17 +85,17 @@ export class HsmCopy {
     list: HsmActionList,
     item: HsmActionItem,
     backend: HsmEmulationBackend,
-    abs: Buffer,
+    root: JobRoot,
     signal: AbortSignal,
   ): Promise<HsmItemResult> {
-    const before = await backend.state(abs);
+    const abs = root.absolute(item.path);
+    const before = await backend.state(root, item.path);
     const flags = before?.flags ?? 0;
     // Already archived and clean (a redelivered list, or asked twice): nothing to copy.
     if ((flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Dirty) === 0) {
       return result(item, HsmItemStatus.Skipped, "already archived");
     }
-    const snapshot = await backend.beginArchive(abs);
-    const root = await jobRootFor(job.spec.root);
+    const snapshot = await backend.beginArchive(root, item.path);
     // Beneath the job root's fd, nothing followed (issue 14).
     const st = await root.lstat(item.path);
     if (st === undefined)
@@ -140,7 +140,7 @@ export class HsmCopy {
       },
     });
     signal.throwIfAborted();
-    await backend.completeArchive(abs, list.archiveId, snapshot);
+    await backend.completeArchive(root, item.path, list.archiveId, snapshot);
     return { ...result(item, HsmItemStatus.Done), bytes: done.bytes };
   }
 
@@ -149,17 +149,17 @@ export class HsmCopy {
     list: HsmActionList,
     item: HsmActionItem,
     backend: HsmEmulationBackend,
-    abs: Buffer,
+    root: JobRoot,
     signal: AbortSignal,
   ): Promise<HsmItemResult> {
-    if (!(await backend.beginRestore(abs)))
+    const abs = root.absolute(item.path);
+    if (!(await backend.beginRestore(root, item.path)))
       return result(item, HsmItemStatus.Skipped, "not released");
     const copy = await this.archiveCopy(job, item);
     const container = await this.#ctx.container(job, copy.container);
     const { downloadBlobToFile } = await import("@hsmfleet/blob");
     // The data goes in through an fd opened beneath the job root (nothing followed), and only
     // into the inode that was checked, itself looked up beneath the root (issue 14).
-    const root = await jobRootFor(job.spec.root);
     const before = await root.lstat(item.path);
     if (before === undefined)
       throw new FsOperationError("lstat", displayPath(abs), "ENOENT", "the file is gone");
@@ -213,7 +213,7 @@ export class HsmCopy {
     }
     await recordRestoredBy(root, item.path, job.spec.hsmXattr || DEFAULT_HSM_XATTR, list.jobId);
     signal.throwIfAborted();
-    await backend.completeRestore(abs);
+    await backend.completeRestore(root, item.path);
     return { ...result(item, HsmItemStatus.Done), bytes };
   }
 }

@@ -34,10 +34,11 @@ export class TargetHsm {
    * HSM state of a regular file. The emulation backend's xattr is read through an fd of the file
    * opened beneath the root (nothing followed); a clean archived file whose data version no
    * longer matches its size and mtime is reported (and persisted) DIRTY, as the backend's own
-   * state() does. The lustre backend asks `lfs` by path (see docs/security.md, Path safety).
+   * state() does. The lustre backend reads it beneath the root too, or asks `lfs` by the file's
+   * FID (see docs/security.md, Path safety).
    */
   async state(rel: Buffer, st: EntryStat): Promise<HsmAttrs | undefined> {
-    if (this.#hsm.kind !== "hsm-emulation") return this.#hsm.state(this.#root.absolute(rel));
+    if (this.#hsm.kind !== "hsm-emulation") return this.#hsm.state(this.#root.jobRoot, rel);
     const jr = this.#root.jobRoot;
     const value = await jr.getXattr(rel, this.#hsm.xattr);
     if (value === undefined) return undefined;
@@ -67,12 +68,12 @@ export class TargetHsm {
   /**
    * Drops a clean file's data, keeping its size (`lfs hsm_release`; the rules are checked). On the
    * emulation backend through an fd opened beneath the target (never through a swapped
-   * directory), the size and mtime kept; the lustre backend asks `lfs` by path.
+   * directory), the size and mtime kept; the lustre backend asks `lfs` by the file's FID.
    */
   async release(rel: Buffer): Promise<void> {
     const hsm = this.#hsm;
     if (hsm.kind !== "hsm-emulation") {
-      await hsm.release(this.#root.absolute(rel));
+      await hsm.release(this.#root.jobRoot, rel);
       return;
     }
     const jr = this.#root.jobRoot;
@@ -115,7 +116,7 @@ export class TargetHsm {
   async importReleased(rel: Buffer, size: number): Promise<void> {
     const hsm = this.#hsm;
     if (hsm.kind !== "hsm-emulation") {
-      await hsm.importReleased(this.#root.absolute(rel), size, this.#archiveId);
+      await hsm.importReleased(this.#root.jobRoot, rel, size, this.#archiveId);
       return;
     }
     const jr = this.#root.jobRoot;
@@ -169,7 +170,7 @@ export class TargetHsm {
   async markArchived(rel: Buffer): Promise<void> {
     const hsm = this.#hsm;
     if (hsm.kind !== "hsm-emulation") {
-      await hsm.markArchived(this.#root.absolute(rel), this.#archiveId);
+      await hsm.markArchived(this.#root.jobRoot, rel, this.#archiveId);
       return;
     }
     const jr = this.#root.jobRoot;

@@ -145,7 +145,7 @@ export const handleRestoreBatch = async (
           return { bytes };
         }
         operation = "hsm_state";
-        const state = await hsm.state(abs);
+        const state = await hsm.state(root, rel);
         if (((state?.flags ?? 0) & HsmFlag.Released) === 0) {
           // Restored meanwhile: nothing to do. Delivered again after its worker died, the files
           // that worker restored for this job are still this item's to count.
@@ -218,7 +218,11 @@ export const handleRestoreBatch = async (
         operation = "setxattr";
         await recordRestoredBy(root, rel, hsm.xattr, batch.jobId);
         operation = "hsm_state";
-        await hsm.markArchived(abs, Number(state?.archiveId ?? BigInt(archiveId)) || archiveId);
+        await hsm.markArchived(
+          root,
+          rel,
+          Number(state?.archiveId ?? BigInt(archiveId)) || archiveId,
+        );
         testSeam("restore-file-done", abs);
         counters.filesRestored++;
         return { bytes };

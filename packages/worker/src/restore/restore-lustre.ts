@@ -41,7 +41,7 @@ export const handleLustreRestore = async (
   for (const entry of batch.entries) {
     const abs = resolveUnderRoot(job.spec.root, entry.path);
     try {
-      const state = await backend.state(abs);
+      const state = await backend.state(root, entry.path);
       if (((state?.flags ?? 0) & HsmFlag.Released) !== 0)
         waiting.set(abs.toString("latin1"), { rel: entry.path, abs, size: entry.size });
       else if (
@@ -66,7 +66,10 @@ export const handleLustreRestore = async (
       ),
     );
     try {
-      await backend.requestRestore([...waiting.values()].map((w) => w.abs));
+      await backend.requestRestore(
+        root,
+        [...waiting.values()].map((w) => w.rel),
+      );
     } catch (err) {
       for (const w of waiting.values()) {
         counters.errors++;
@@ -84,7 +87,7 @@ export const handleLustreRestore = async (
     for (const [key, w] of waiting) {
       let flags: number;
       try {
-        flags = (await backend.state(w.abs))?.flags ?? 0;
+        flags = (await backend.state(root, w.rel))?.flags ?? 0;
       } catch (err) {
         counters.errors++;
         errors.push(itemErrorOf(w.rel, err, "hsm_state"));

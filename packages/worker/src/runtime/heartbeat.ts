@@ -6,12 +6,21 @@ import type { WorkerHeartbeat } from "@hsmfleet/protocol";
 export const HEARTBEAT_JITTER = 0.2;
 /** Answers to a ping are spread over up to this long (and a quarter of the interval at most). */
 export const PING_SPREAD_MS = 200;
+/**
+ * Ping answers a worker gives at once, and then one per PING_REFILL_MS (a token bucket). Anyone
+ * who can publish on NATS can ping (a ping carries nothing to seal: dashboards, coordinators and
+ * workers all send them), so a flood of pings must not become a flood of heartbeats: it costs a
+ * worker at most this many answers, then one a second (docs/security.md).
+ */
+export const PING_BURST = 3;
+export const PING_REFILL_MS = 1000;
 
 /**
  * Publishes a WorkerHeartbeat on core NATS about every `intervalMs` (± HEARTBEAT_JITTER, so a
  * fleet started at once by a scale set does not beat in step) until stopped. A ping is answered
  * after a random delay within PING_SPREAD_MS, and pings arriving meanwhile share that one answer:
  * 64 workers joining at once, each pinging, cost 64 answers each spread over 200 ms, not 64².
+ * Answers beyond PING_BURST at once, then one per PING_REFILL_MS, are dropped.
  */
 export const startHeartbeat = (
   nc: NatsConnection,
@@ -23,6 +32,8 @@ export const startHeartbeat = (
   let timer: NodeJS.Timeout | undefined;
   let answer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let tokens = PING_BURST;
+  let refilledAt = Date.now();
   const send = () => {
     if (!stopped && !nc.isClosed())
       nc.publish(subjects.heartbeat(workerId), encodeWorkerHeartbeat(snapshot()));
@@ -40,6 +51,11 @@ export const startHeartbeat = (
   const ping = nc.subscribe(subjects.heartbeatPing, {
     callback: () => {
       if (answer !== undefined || stopped) return;
+      const now = Date.now();
+      tokens = Math.min(PING_BURST, tokens + (now - refilledAt) / PING_REFILL_MS);
+      refilledAt = now;
+      if (tokens < 1) return;
+      tokens -= 1;
       answer = setTimeout(
         () => {
           answer = undefined;
