@@ -154,6 +154,18 @@ export const cpuSeconds = (pid: number): number | undefined => {
   return (utime + stime) / ticksPerSecond();
 };
 
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for
+ * (/proc/self/stat cutime + cstime): read before and after one child runs alone, the exact CPU of
+ * that child and its own waited-for children, where a sampler misses its last moments.
+ */
+export const exitedChildrenCpuSeconds = (): number => {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  // Fields after "(comm)": [13] cutime (field 16), [14] cstime (field 17).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[13]) + Number(fields[14])) / ticksPerSecond();
+};
+
 /** VmHWM (peak RSS) and VmRSS in bytes, or undefined when the process is gone. */
 export const memoryOf = (pid: number): { peakRss: number; rss: number } | undefined => {
   let status: string;

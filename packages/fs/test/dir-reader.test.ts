@@ -21,7 +21,7 @@ import test from "ava";
 import { EntryType, FsOperationError, HSM_COMPAT, encodeHsmAttrs } from "@hsmfleet/core";
 
 import type { DirEntry, DirReader } from "../src/index.js";
-import { openDir, setXattr, statEntry } from "../src/index.js";
+import { DirBatch, isPlainRecord, openDir, setXattr, statEntry } from "../src/index.js";
 import { isRoot, pathIn, tempDir } from "./helpers.js";
 
 const execFileAsync = promisify(execFile);
@@ -447,4 +447,63 @@ test("entries carry their last access time (policies order releases by it)", asy
   t.is(byName.get("old")?.atimeSec, 1_000_000_000);
   t.is(byName.get("new")?.atimeSec, 1_700_000_000);
   t.is(byName.get("old")?.mtimeSec, 1_500_000_000);
+});
+
+test("readPacked gives the batches read() gives, read in place: every field, the HSM flags and version, paths", async (t) => {
+  const dir = await tempDir(t);
+  const xattr = "user.hsm";
+  const files: Array<[string, Buffer | undefined]> = [
+    ["archived", hsmValue(0xd, 1n)],
+    ["versioned", hsmValue(0x9, 3n, 0x1_0000_0002n)],
+    ["plain", undefined],
+    ["short-value", Buffer.alloc(8, 1)],
+  ];
+  for (const [name, value] of files) {
+    writeFileSync(pathIn(dir, name), name);
+    if (value) await setXattr(pathIn(dir, name), xattr, value);
+  }
+  mkdirSync(pathIn(dir, "sub"));
+  symlinkSync("archived", pathIn(dir, "link"));
+  writeFileSync(pathIn(dir, NON_UTF8.toString("latin1")), "x");
+  writeFileSync(Buffer.concat([Buffer.from(dir), Buffer.from("/"), NON_UTF8]), "odd");
+  for (let i = 0; i < 20; i++) writeFileSync(pathIn(dir, `f${i}`), "x".repeat(i));
+
+  const expected = (
+    await readAll(await openDir(Buffer.from(dir), { hsmXattr: xattr, batchSize: 7 }))
+  ).flat();
+  const reader = await openDir(Buffer.from(dir), { hsmXattr: xattr, batchSize: 7 });
+  const parent = Buffer.from("a/b");
+  let seen = 0;
+  let batches = 0;
+  try {
+    if (!reader.readPacked) return t.fail("the native reader offers packed batches");
+    for (let b = await reader.readPacked!(); b !== null; b = await reader.readPacked!()) {
+      batches++;
+      t.true(b.count <= 7);
+      for (let i = 0, off = DirBatch.FIRST; i < b.count; i++, off = b.next(off)) {
+        const e = b.entry(off);
+        const want = expected[seen++]!;
+        t.deepEqual(e, want);
+        t.is(b.type(off), want.type);
+        t.is(b.size(off), want.size);
+        t.is(b.uid(off), want.uid);
+        t.is(b.gid(off), want.gid);
+        t.is(b.mtimeSec(off), want.mtimeSec);
+        t.is(b.mtimeNsec(off), want.mtimeNsec);
+        t.is(b.atimeSec(off), want.atimeSec ?? Number.NaN);
+        t.is(b.hasHsm(off), want.hsm !== undefined);
+        t.is(b.hsmFlags(off), want.hsm?.flags ?? 0);
+        t.is(b.hsmArchiveVersion(off), want.hsm?.archiveVersion ?? 0n);
+        t.is(b.failed(off), want.error !== undefined);
+        t.is(isPlainRecord(b, off), want.type !== EntryType.Directory && want.error === undefined);
+        t.true(b.path(off, parent).equals(Buffer.concat([parent, Buffer.from("/"), want.name])));
+        t.true(b.path(off, Buffer.alloc(0)).equals(want.name));
+      }
+    }
+  } finally {
+    await reader.close();
+  }
+  t.is(seen, expected.length);
+  t.is(batches, Math.ceil(expected.length / 7));
+  t.is(seen, 4 + 1 + 1 + 1 + 1 + 20);
 });
