@@ -2,7 +2,7 @@
  * Child-process helpers for benchmarks: a registry that kills every child on the way out, /proc
  * samplers for peak RSS and CPU time, and small statistics.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { readFileSync } from "node:fs";
 
@@ -152,6 +152,19 @@ export const cpuSeconds = (pid: number): number | undefined => {
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
   return (utime + stime) / ticksPerSecond();
+};
+
+/**
+ * Whether `hsmfleet` (the launcher at `cliBin`) runs the one-file bundle: a package rebuilt alone
+ * after it makes the launcher fall back to the compiled modules (~0.8 s more per command), which
+ * a benchmark of the command must not measure by mistake. Read from the launcher's startup trace.
+ */
+export const cliRunsBundle = (cliBin: string): boolean => {
+  const r = spawnSync(process.execPath, [cliBin, "--help"], {
+    env: { ...process.env, HSMFLEET_STARTUP_TRACE: "1" },
+    encoding: "utf8",
+  });
+  return r.stderr.includes('"bundle-compiled"');
 };
 
 /**

@@ -26,6 +26,7 @@ import {
   ProcSampler,
   best,
   closed,
+  cliRunsBundle,
   cpuSeconds,
   exitedChildrenCpuSeconds,
   int,
@@ -580,6 +581,10 @@ const main = async (): Promise<void> => {
     ownedDirs.push(stateDir.path);
     if (CPU_PROF_DIR) await mkdir(CPU_PROF_DIR, { recursive: true });
 
+    if (!cliRunsBundle(CLI_BIN))
+      throw new Error(
+        `${CLI_BIN} runs the compiled modules, not the bundle (a package was rebuilt after it): run \`npm run build\` first`,
+      );
     const small = await prepareTree(base, "tree-100k", SMALL_SPEC);
     const large = await prepareTree(base, "tree-200k", LARGE_SPEC);
 

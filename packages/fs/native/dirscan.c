@@ -56,6 +56,7 @@
 
 #define REC_FLAG_HSM 0x1
 #define REC_FLAG_ERROR 0x2
+#define REC_FLAG_HSM_UNREAD 0x4 /* a regular file whose size is outside the handle's xattr range */
 
 #define ERR_OP_LSTAT 1
 #define ERR_OP_GETXATTR 2
@@ -113,6 +114,9 @@ static int ob_reserve(outbuf *ob, size_t extra) {
 typedef struct {
   DIR *dir;
   char *xattr;      /* NULL: don't read xattrs */
+  int xsizes;       /* 1: read the xattr only of regular files with xmin <= size <= xmax */
+  uint64_t xmin;
+  uint64_t xmax;
   char *xpath;      /* "<dirpath>/" prefix buffer with room for one name */
   size_t xprefix;   /* length of the prefix in xpath */
   uint32_t batch;
@@ -160,6 +164,9 @@ typedef struct {
   uint32_t batch;
   int rootfd;      /* W_OPENDIR: >= 0: path is relative to this job root fd (beneath.c) */
   int fallback;    /* W_OPENDIR beneath: force the openat walk */
+  int xsizes;      /* W_OPENDIR: the xattr size range below applies */
+  uint64_t xmin;
+  uint64_t xmax;
   dir_handle *h;   /* W_OPENDIR: created in execute; others: borrowed, kept alive by href */
   napi_ref href;
   /* outputs */
@@ -352,6 +359,9 @@ static void exec_opendir(work_t *w) {
     return;
   }
   h->batch = w->batch;
+  h->xsizes = w->xsizes;
+  h->xmin = w->xmin;
+  h->xmax = w->xmax;
   h->dir = fdopendir(fd);
   if (!h->dir) {
     w->err = errno;
@@ -440,8 +450,12 @@ static void exec_read(work_t *w) {
     } else {
       fill_stat(r, &st);
       if (h->xattr && S_ISREG(st.st_mode)) {
-        memcpy(h->xpath + h->xprefix, nm, nlen + 1);
-        read_hsm(r, dfd, nm, h->xpath, h->xattr);
+        if (h->xsizes && ((uint64_t)st.st_size < h->xmin || (uint64_t)st.st_size > h->xmax)) {
+          r->flags |= REC_FLAG_HSM_UNREAD; /* the caller needs no HSM state at this size */
+        } else {
+          memcpy(h->xpath + h->xprefix, nm, nlen + 1);
+          read_hsm(r, dfd, nm, h->xpath, h->xattr);
+        }
       }
     }
     count++;
@@ -781,13 +795,23 @@ static work_t *new_work(enum work_kind kind) {
 /* ------------------------------------------------------------------------------------------ */
 /* exported functions                                                                          */
 
+/* A size bound from JS: a non-negative number (Infinity: no bound above). */
+static int size_bound(napi_env env, napi_value v, uint64_t *out) {
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0)) return 0;
+  *out = d >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)d;
+  return 1;
+}
+
 /*
  * opendir(path: Buffer, xattr: string | null, batchSize: number, rootFd?: number,
- *         fallback?: boolean): Promise<External>. With rootFd, path is relative to it (empty: the
- * root itself) and opened beneath it with no symlink followed (beneath.c).
+ *         fallback?: boolean, xattrMinSize?: number, xattrMaxSize?: number): Promise<External>.
+ * With rootFd, path is relative to it (empty: the root itself) and opened beneath it with no
+ * symlink followed (beneath.c). With the two sizes, the xattr is read only of regular files whose
+ * size is within them; the others carry REC_FLAG_HSM_UNREAD.
  */
 static napi_value js_opendir(napi_env env, napi_callback_info info) {
-  GET_ARGS(5);
+  GET_ARGS(7);
   ALLOC_WORK(w, W_OPENDIR);
   w->rootfd = -1;
   {
@@ -802,6 +826,17 @@ static napi_value js_opendir(napi_env env, napi_callback_info info) {
       napi_typeof(env, argv[4], &t);
       if (t == napi_boolean) napi_get_value_bool(env, argv[4], &fb);
       w->fallback = fb ? 1 : 0;
+    }
+  }
+  {
+    napi_valuetype t5, t6;
+    napi_typeof(env, argv[5], &t5);
+    napi_typeof(env, argv[6], &t6);
+    if (t5 == napi_number || t6 == napi_number) {
+      if (!size_bound(env, argv[5], &w->xmin) || !size_bound(env, argv[6], &w->xmax) ||
+          w->xmin > w->xmax)
+        TYPE_FAIL(w, "xattr sizes must be numbers with 0 <= min <= max");
+      w->xsizes = 1;
     }
   }
   int nul = 0, xnul = 0;

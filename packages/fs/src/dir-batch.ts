@@ -11,7 +11,8 @@
  *     0  u32 recLen (header + name + zero padding to a multiple of 8)
  *     4  u32 nameLen     8  u64 size       16 u64 ino       24 i64 mtimeSec    32 u64 nlink
  *     40 u32 mtimeNsec   44 u32 mode (full st_mode)         48 u32 uid         52 u32 gid
- *     56 u8 type (1 file, 2 directory, 3 symlink, 4 other)  57 u8 flags (bit0 hsm, bit1 error)
+ *     56 u8 type (1 file, 2 directory, 3 symlink, 4 other)  57 u8 flags (bit0 hsm, bit1 error,
+ *                                                              bit2 hsm not read: size outside range)
  *     58 u8 errorOp (1 lstat, 2 getxattr)                   59 u8 reserved     60 i32 errno
  *     64 24 bytes raw struct hsm_attrs (valid when flags bit0)
  *     88 i64 atimeSec
@@ -39,6 +40,8 @@ export interface DirEntry {
   atimeSec?: number;
   /** Decoded from the xattr when present (only read for regular files, and only when an xattr name was given). */
   hsm?: HsmAttrs;
+  /** A regular file whose xattr was not read: its size is outside the reader's `hsmSizes`. */
+  hsmUnread?: true;
   /**
    * Set when lstat of this entry failed (stat fields are then 0; ENOENT means it vanished after
    * readdir), or when reading the xattr failed with anything but ENODATA/ENOTSUP (stat fields are
@@ -53,6 +56,7 @@ const BATCH_FLAG_EOF = 0x1;
 const RECORD_HEADER_SIZE = 96;
 const REC_FLAG_HSM = 0x1;
 const REC_FLAG_ERROR = 0x2;
+const REC_FLAG_HSM_UNREAD = 0x4;
 const ERR_OP_LSTAT = 1;
 const TWO_32 = 0x1_0000_0000;
 const SLASH = 0x2f;
@@ -124,6 +128,11 @@ export class DirBatch {
     return (this.#view.getUint8(off + 57) & REC_FLAG_HSM) !== 0;
   }
 
+  /** A regular file whose xattr was not read (its size is outside the reader's hsmSizes). */
+  hsmUnread(off: number): boolean {
+    return (this.#view.getUint8(off + 57) & REC_FLAG_HSM_UNREAD) !== 0;
+  }
+
   /** struct hsm_attrs' flags; 0 without the xattr. */
   hsmFlags(off: number): number {
     return this.hasHsm(off) ? this.#view.getUint32(off + 68, true) : 0;
@@ -174,6 +183,7 @@ export class DirBatch {
         archiveVersion: view.getBigUint64(off + 80, true),
       };
     }
+    if ((flags & REC_FLAG_HSM_UNREAD) !== 0) entry.hsmUnread = true;
     if ((flags & REC_FLAG_ERROR) !== 0) {
       entry.error = {
         operation: view.getUint8(off + 58) === ERR_OP_LSTAT ? "lstat" : "getxattr",

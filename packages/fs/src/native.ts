@@ -22,6 +22,9 @@ export interface NativeBinding {
     batchSize: number,
     rootFd?: number,
     fallback?: boolean,
+    /** Both or neither: the xattr is read only of regular files with a size within them. */
+    xattrMinSize?: number,
+    xattrMaxSize?: number,
   ): Promise<NativeDirHandle>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;

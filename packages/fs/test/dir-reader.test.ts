@@ -507,3 +507,54 @@ test("readPacked gives the batches read() gives, read in place: every field, the
   t.is(batches, Math.ceil(expected.length / 7));
   t.is(seen, 4 + 1 + 1 + 1 + 1 + 20);
 });
+
+test("hsmSizes: the HSM xattr is read only of regular files within the size range; the others say hsmUnread", async (t) => {
+  const dir = await tempDir(t);
+  const xattr = "user.hsm";
+  const sizes = [0, 100, 1024, 1025, 4096];
+  for (const size of sizes) {
+    const p = pathIn(dir, `f${size}`);
+    writeFileSync(p, Buffer.alloc(size, 1));
+    await setXattr(p, xattr, hsmValue(0x9, 1n));
+  }
+  mkdirSync(pathIn(dir, "sub"));
+  await setXattr(pathIn(dir, "sub"), xattr, hsmValue(0x9, 1n));
+  const read = async (hsmSizes?: { min: number; max: number }) =>
+    byName((await readAll(await openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes }))).flat());
+
+  const all = await read();
+  for (const size of sizes) {
+    t.is(all.get(hex(`f${size}`))?.hsm?.flags, 0x9);
+    t.is(all.get(hex(`f${size}`))?.hsmUnread, undefined);
+  }
+  const some = await read({ min: 100, max: 1024 });
+  for (const size of sizes) {
+    const e = some.get(hex(`f${size}`))!;
+    const inside = size >= 100 && size <= 1024;
+    t.is(e.hsm?.flags, inside ? 0x9 : undefined, `f${size}`);
+    t.is(e.hsmUnread, inside ? undefined : true, `f${size}`);
+    t.is(e.size, size); // lstat fields are read for every entry
+  }
+  t.is(some.get(hex("sub"))?.hsmUnread, undefined); // only regular files are concerned
+  const open = await read({ min: 1025, max: Infinity });
+  t.is(open.get(hex("f4096"))?.hsm?.flags, 0x9);
+  t.true(open.get(hex("f1024"))?.hsmUnread);
+  // Packed batches say the same.
+  const reader = await openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes: { min: 0, max: 0 } });
+  try {
+    const b = (await reader.readPacked!())!;
+    for (let i = 0, off = DirBatch.FIRST; i < b.count; i++, off = b.next(off)) {
+      const e = b.entry(off);
+      t.is(b.hsmUnread(off), e.type === EntryType.File && e.size > 0);
+      t.is(b.hsmFlags(off), e.type === EntryType.File && e.size === 0 ? 0x9 : 0);
+    }
+  } finally {
+    await reader.close();
+  }
+  await t.throwsAsync(
+    () => openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes: { min: 2, max: 1 } }),
+    {
+      instanceOf: RangeError,
+    },
+  );
+});

@@ -139,6 +139,8 @@ export const policyVisitor =
     return {
       scan,
       export: emptyExportCounters(),
+      // A report tallies every file's state; a policy needs it only where a rule can act.
+      hsmSizes: report ? undefined : evaluator.hsmSizeRange(),
       beginDirectory: (d) => {
         endDirectory();
         dir = { path: d.length === 0 ? "." : d.toString("utf8"), count: 0, bytes: 0 };

@@ -26,17 +26,27 @@ export const toFileEntry = (path: Buffer, e: DirEntry): FileEntry => ({
 });
 
 export const countEntry = (c: ScanCounters, e: DirEntry): void =>
-  countOf(c, e.type, e.size, e.hsm?.flags ?? 0);
+  countOf(c, e.type, e.size, e.hsm?.flags ?? 0, e.hsmUnread === true);
 
 /** countEntry of record `off` of a packed batch (no DirEntry made). */
 export const countRecord = (c: ScanCounters, batch: DirBatch, off: number): void => {
   const type = batch.type(off);
-  if (type === EntryType.File) countOf(c, type, batch.size(off), batch.hsmFlags(off));
-  else countOf(c, type, 0, 0);
+  if (type === EntryType.File)
+    countOf(c, type, batch.size(off), batch.hsmFlags(off), batch.hsmUnread(off));
+  else countOf(c, type, 0, 0, false);
 };
 
+/** The HSM "state" counted for files whose xattr was not read (policy walks: hsmSizes). */
+export const HSM_STATE_UNREAD = "unread";
+
 /** Counts one entry of this type (a file: its size and struct hsm_attrs flags, 0 without). */
-const countOf = (c: ScanCounters, type: EntryType, size: number, hsmFlags: number): void => {
+const countOf = (
+  c: ScanCounters,
+  type: EntryType,
+  size: number,
+  hsmFlags: number,
+  unread: boolean,
+): void => {
   switch (type) {
     case EntryType.File: {
       c.files++;
@@ -44,7 +54,7 @@ const countOf = (c: ScanCounters, type: EntryType, size: number, hsmFlags: numbe
       const b = sizeBucket(size);
       while (c.sizeHistogram.length <= b) c.sizeHistogram.push(0);
       c.sizeHistogram[b]!++;
-      const state = hsmStateOfFlags(hsmFlags);
+      const state = unread ? HSM_STATE_UNREAD : hsmStateOfFlags(hsmFlags);
       c.hsmStates[state] = (c.hsmStates[state] ?? 0) + 1;
       break;
     }

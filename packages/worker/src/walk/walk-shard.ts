@@ -70,6 +70,12 @@ export interface ShardVisitor {
    * without `inPass` and when the namespace's reader offers packed batches.
    */
   readonly record?: (batch: DirBatch, off: number, dir: Buffer) => Promise<void> | void;
+  /**
+   * The visitor needs the HSM state only of regular files with a size in this range (a policy
+   * whose rules all select sizes): the others are read without their xattr (`hsmUnread`).
+   * Absent: every regular file's.
+   */
+  readonly hsmSizes?: { min: number; max: number } | undefined;
   /** After the last entry: hand over what is buffered. */
   readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
@@ -297,6 +303,7 @@ const walkShardWith = async (
         const reader = await options.namespace.openDirectory(spec.root, dir, {
           hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
           batchSize: options.readBatchSize,
+          hsmSizes: visitor.hsmSizes,
         });
         try {
           const record = visitor.record;
