@@ -477,7 +477,7 @@ test("readPacked gives the batches read() gives, read in place: every field, the
   let batches = 0;
   try {
     if (!reader.readPacked) return t.fail("the native reader offers packed batches");
-    for (let b = await reader.readPacked!(); b !== null; b = await reader.readPacked!()) {
+    for (let b = await reader.readPacked(); b !== null; b = await reader.readPacked()) {
       batches++;
       t.true(b.count <= 7);
       for (let i = 0, off = DirBatch.FIRST; i < b.count; i++, off = b.next(off)) {
