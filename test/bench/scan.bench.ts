@@ -269,7 +269,8 @@ const scanCpuSeconds = (r: ScanRun): number =>
 
 const sumCpu = (pids: number[]): number => pids.reduce((s, pid) => s + (cpuSeconds(pid) ?? 0), 0);
 
-const sameCounts = (summary: ScanSummary, tree: Tree): string | undefined => {
+/** `withHsm` false: a scan run with `--hsm-xattr ''` (every file "new"). */
+const sameCounts = (summary: ScanSummary, tree: Tree, withHsm: boolean): string | undefined => {
   const c = tree.counts;
   const wanted = {
     files: c.files,
@@ -286,8 +287,9 @@ const sameCounts = (summary: ScanSummary, tree: Tree): string | undefined => {
   }
   const sorted = (r: Record<string, number>) =>
     JSON.stringify(Object.entries(r).sort(([a], [b]) => a.localeCompare(b)));
-  if (sorted(summary.hsmStates) !== sorted(c.hsmStates))
-    return `hsmStates ${JSON.stringify(summary.hsmStates)}, expected ${JSON.stringify(c.hsmStates)}`;
+  const states = withHsm ? c.hsmStates : { new: c.files };
+  if (sorted(summary.hsmStates) !== sorted(states))
+    return `hsmStates ${JSON.stringify(summary.hsmStates)}, expected ${JSON.stringify(states)}`;
   return undefined;
 };
 
@@ -324,6 +326,8 @@ const runScan = async (
   tree: Tree,
   inProcessWorkers: number,
   workerPids: number[],
+  /** "" = no HSM states: the same per-file work as find (lstat only). */
+  hsmXattr = HSM_XATTR,
 ): Promise<ScanRun> => {
   const natsCpu0 = cpuSeconds(nats.pid) ?? 0;
   const workersCpu0 = sumCpu(workerPids);
@@ -343,7 +347,7 @@ const runScan = async (
       "scan",
       tree.root,
       "--hsm-xattr",
-      HSM_XATTR,
+      hsmXattr,
       "--json",
       "--quiet",
     ],
@@ -376,7 +380,7 @@ const runScan = async (
   const summary = JSON.parse(last) as ScanSummary;
   if (summary.state !== "succeeded")
     throw new Error(`scan ${summary.jobId} ended ${summary.state}: ${summary.reason}`);
-  const mismatch = sameCounts(summary, tree);
+  const mismatch = sameCounts(summary, tree, hsmXattr !== "");
   if (mismatch !== undefined)
     throw new WrongCounts(`scan ${summary.jobId} of ${tree.root}: ${mismatch}`);
   const entries = entriesOf(summary);
@@ -488,6 +492,7 @@ const measureScan = async (
   trees: Tree[],
   standalone: number,
   inProcess: number,
+  hsmXattr = HSM_XATTR,
 ): Promise<ConfigResult[]> => {
   log(`${name}`);
   const workers: StandaloneWorker[] = [];
@@ -497,7 +502,7 @@ const measureScan = async (
     const pids = workers.map((w) => w.pid);
     if (standalone > 0) {
       // Fleet workers are long-lived: one unmeasured scan so the measured ones don't pay for a cold JIT.
-      const warm = await runValidScan(nats, stateDir, trees[0]!, inProcess, pids);
+      const warm = await runValidScan(nats, stateDir, trees[0]!, inProcess, pids, hsmXattr);
       log(`  warm-up: ${describeRun(warm)}`);
     }
     for (const tree of trees) {
@@ -507,7 +512,7 @@ const measureScan = async (
         // configurations does not show up as a change in the ratio.
         const found = await timedFind(tree.root);
         const findRate = tree.entries / found.seconds;
-        const run = await runValidScan(nats, stateDir, tree, inProcess, pids);
+        const run = await runValidScan(nats, stateDir, tree, inProcess, pids, hsmXattr);
         run.pairedFindEntriesPerSecond = findRate;
         run.ratioVsPairedFind = run.entriesPerSecond / findRate;
         run.pairedFindWallSeconds = found.seconds;
@@ -634,7 +639,18 @@ const main = async (): Promise<void> => {
       0,
       1,
     );
-    if (!oneProc || !oneProcLarge || !twoProc || !inProc) throw new Error("missing results");
+    // find's own work (lstat only, no HSM xattr read): what the xattr costs, and the floor.
+    const [noXattrLarge] = await measureScan(
+      "hsmfleet scan, 1 worker (proc), --hsm-xattr ''",
+      nats,
+      stateDir.path,
+      [large],
+      1,
+      0,
+      "",
+    );
+    if (!oneProc || !oneProcLarge || !twoProc || !inProc || !noXattrLarge)
+      throw new Error("missing results");
     // find again: how much did the machine change while hsmfleet ran?
     log("find -printf (again, to see drift)");
     const findAgain = await measureFind(small);
@@ -674,15 +690,15 @@ const main = async (): Promise<void> => {
       `issue 17 aim: the whole command's wall time ≥ ${AIM_WALL_RATIO.toFixed(2)} of find's (as a rate) at ${int(large.entries)} entries, one worker — ${wallMet ? "MET" : "NOT MET"} (find wall / scan wall, paired median ${wallRatio.toFixed(2)}; scan wall ${medianOf(oneProcLarge, "wallSeconds").toFixed(2)} s, find ${median(oneProcLarge.runs.map((r) => r.pairedFindWallSeconds ?? Number.NaN)).toFixed(2)} s; CPU seconds find / ours ${(oneProcLarge.cpuRatioVsFind ?? Number.NaN).toFixed(2)})`,
       "",
       "paired ratios vs find (medians): job clock / whole command's wall / CPU seconds (find's over the command's + workers' + nats-server's):",
-      ...[oneProc, oneProcLarge, twoProc, inProc].map(
+      ...[oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
         (c) =>
-          `  ${pad(`${c.name}, ${c.tree}`, 44)}${(c.ratioVsFind ?? Number.NaN).toFixed(2)} / ${(c.wallRatioVsFind ?? Number.NaN).toFixed(2)} / ${(c.cpuRatioVsFind ?? Number.NaN).toFixed(2)}`,
+          `  ${pad(`${c.name}, ${c.tree}`, 60)}${(c.ratioVsFind ?? Number.NaN).toFixed(2)} / ${(c.wallRatioVsFind ?? Number.NaN).toFixed(2)} / ${(c.cpuRatioVsFind ?? Number.NaN).toFixed(2)}`,
       ),
       "",
       "median CPU seconds per scan (coordinator / standalone workers / nats-server):",
-      ...[oneProc, oneProcLarge, twoProc, inProc].map(
+      ...[oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
         (c) =>
-          `  ${pad(`${c.name}, ${c.tree}`, 44)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
+          `  ${pad(`${c.name}, ${c.tree}`, 60)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
       ),
       "entries/s of hsmfleet use the job's own clock (summary.elapsedSeconds); find's include process start.",
       "ratio vs find: median over runs of (scan rate / rate of a find run made just before that scan).",
@@ -721,7 +737,7 @@ const main = async (): Promise<void> => {
           trees: Object.fromEntries(
             [small, large].map((t) => [t.label, { entries: t.entries, ...t.counts }]),
           ),
-          configs: [...configs, oneProcLarge].map((c) => ({
+          configs: [...configs, oneProcLarge, noXattrLarge].map((c) => ({
             ...c,
             name: c.tree === small.label ? c.name : `${c.name}, ${c.tree}`,
           })),
