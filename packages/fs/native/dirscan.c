@@ -165,6 +165,7 @@ typedef struct {
   int rootfd;      /* W_OPENDIR: >= 0: path is relative to this job root fd (beneath.c) */
   int fallback;    /* W_OPENDIR beneath: force the openat walk */
   int xsizes;      /* W_OPENDIR: the xattr size range below applies */
+  int read_first;  /* W_OPENDIR: also read the first batch (one threadpool trip, not two) */
   uint64_t xmin;
   uint64_t xmax;
   dir_handle *h;   /* W_OPENDIR: created in execute; others: borrowed, kept alive by href */
@@ -543,6 +544,17 @@ static void execute(napi_env env, void *data) {
   switch (w->kind) {
     case W_OPENDIR:
       exec_opendir(w);
+      if (!w->err && w->read_first) {
+        exec_read(w);
+        if (w->err) {
+          /* Reported by the next read, as a read of its own would have: the open succeeded. */
+          w->h->pending_err = w->err;
+          w->err = 0;
+          w->syscall = NULL;
+          w->out.len = 0;
+          w->none = 1;
+        }
+      }
       break;
     case W_READ:
       exec_read(w);
@@ -634,15 +646,30 @@ static void complete(napi_env env, napi_status status, void *data) {
   } else {
     napi_status s = napi_ok;
     switch (w->kind) {
-      case W_OPENDIR:
-        s = napi_create_external(env, w->h, handle_finalize, NULL, &result);
+      case W_OPENDIR: {
+        napi_value handle;
+        s = napi_create_external(env, w->h, handle_finalize, NULL, &handle);
         if (s != napi_ok) {
           handle_free(w->h);
         } else {
-          s = napi_type_tag_object(env, result, &DIR_HANDLE_TAG); /* finalizer owns h now */
+          s = napi_type_tag_object(env, handle, &DIR_HANDLE_TAG); /* finalizer owns h now */
         }
         w->h = NULL;
+        result = handle;
+        if (s == napi_ok && w->read_first) {
+          /* [handle, first batch or null] */
+          napi_value first;
+          if (w->none) {
+            s = napi_get_null(env, &first);
+          } else {
+            s = take_buffer(env, w, &first);
+          }
+          if (s == napi_ok) s = napi_create_array_with_length(env, 2, &result);
+          if (s == napi_ok) s = napi_set_element(env, result, 0, handle);
+          if (s == napi_ok) s = napi_set_element(env, result, 1, first);
+        }
         break;
+      }
       case W_READ: {
         if (w->none) {
           napi_get_null(env, &result);
@@ -805,15 +832,24 @@ static int size_bound(napi_env env, napi_value v, uint64_t *out) {
 
 /*
  * opendir(path: Buffer, xattr: string | null, batchSize: number, rootFd?: number,
- *         fallback?: boolean, xattrMinSize?: number, xattrMaxSize?: number): Promise<External>.
+ *         fallback?: boolean, xattrMinSize?: number, xattrMaxSize?: number,
+ *         readFirst?: boolean): Promise<External> (readFirst: Promise<[External, Buffer | null]>,
+ *         the first batch read in the same threadpool job, null when it had no entries).
  * With rootFd, path is relative to it (empty: the root itself) and opened beneath it with no
  * symlink followed (beneath.c). With the two sizes, the xattr is read only of regular files whose
  * size is within them; the others carry REC_FLAG_HSM_UNREAD.
  */
 static napi_value js_opendir(napi_env env, napi_callback_info info) {
-  GET_ARGS(7);
+  GET_ARGS(8);
   ALLOC_WORK(w, W_OPENDIR);
   w->rootfd = -1;
+  {
+    napi_valuetype t;
+    bool first = false;
+    napi_typeof(env, argv[7], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[7], &first);
+    w->read_first = first ? 1 : 0;
+  }
   {
     napi_valuetype t;
     napi_typeof(env, argv[3], &t);

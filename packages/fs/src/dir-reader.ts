@@ -63,14 +63,18 @@ const normalizeXattr = (
 class NativeDirReader implements DirReader {
   readonly #handle: NativeDirHandle;
   readonly #path: Buffer;
+  /** The first batch, read with the open (one threadpool trip per small directory, not two). */
+  #first: Buffer | undefined;
   /** Serializes read()/close(): the native handle runs one operation at a time. */
   #tail: Promise<unknown> = Promise.resolve();
   #eof = false;
   #closed = false;
 
-  constructor(handle: NativeDirHandle, path: Buffer) {
+  constructor(handle: NativeDirHandle, path: Buffer, first: Buffer | null) {
     this.#handle = handle;
     this.#path = path;
+    // null: no entries yet, or a read error the native side keeps for the next read: ask again.
+    this.#first = first ?? undefined;
   }
 
   async read(): Promise<DirEntry[] | null> {
@@ -97,11 +101,14 @@ class NativeDirReader implements DirReader {
       throw new FsOperationError("readdir", displayPath(this.#path), "EBADF", "reader is closed");
     }
     if (this.#eof) return null;
-    let buf: Buffer | null;
-    try {
-      buf = await loadNative().readBatch(this.#handle);
-    } catch (err) {
-      throw toFsError(err, "readdir", this.#path);
+    let buf: Buffer | null = this.#first ?? null;
+    this.#first = undefined;
+    if (buf === null) {
+      try {
+        buf = await loadNative().readBatch(this.#handle);
+      } catch (err) {
+        throw toFsError(err, "readdir", this.#path);
+      }
     }
     if (buf === null) {
       this.#eof = true;
@@ -136,12 +143,12 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
   const sizes = options?.hsmSizes;
   if (sizes !== undefined && !(sizes.min >= 0 && sizes.min <= sizes.max))
     throw new RangeError(`hsmSizes must have 0 <= min <= max, got ${sizes.min}..${sizes.max}`);
-  let handle: NativeDirHandle;
+  let opened: [NativeDirHandle, Buffer | null];
   try {
     if (beneath) {
       if (beneath.rel.length > 0) checkRelativePath(beneath.rel);
       await pauseBeforeOpenForTest(beneath.rel);
-      handle = await loadNative().opendir(
+      opened = await loadNative().opendir(
         Buffer.from(beneath.rel),
         xattr,
         batchSize,
@@ -149,9 +156,10 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
         openat2Disabled(),
         sizes?.min,
         sizes?.max,
+        true,
       );
     } else
-      handle = await loadNative().opendir(
+      opened = await loadNative().opendir(
         pathCopy,
         xattr,
         batchSize,
@@ -159,6 +167,7 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
         undefined,
         sizes?.min,
         sizes?.max,
+        true,
       );
   } catch (err) {
     if (isNativeErrnoError(err) && err.errno === 40) {
@@ -170,7 +179,7 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
     }
     throw toFsError(err, "opendir", pathCopy);
   }
-  return new NativeDirReader(handle, pathCopy);
+  return new NativeDirReader(opened[0], pathCopy, opened[1]);
 };
 
 const SLASH = 0x2f;

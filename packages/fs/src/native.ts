@@ -26,6 +26,17 @@ export interface NativeBinding {
     xattrMinSize?: number,
     xattrMaxSize?: number,
   ): Promise<NativeDirHandle>;
+  /** The same, with the first batch read in the same threadpool job (null: it had no entries). */
+  opendir(
+    path: Buffer,
+    xattr: string | null,
+    batchSize: number,
+    rootFd: number | undefined,
+    fallback: boolean | undefined,
+    xattrMinSize: number | undefined,
+    xattrMaxSize: number | undefined,
+    readFirst: true,
+  ): Promise<[NativeDirHandle, Buffer | null]>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
   closeDir(handle: NativeDirHandle): Promise<void>;
