@@ -283,8 +283,10 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   };
 
   const foldResults = async () => {
+    let first = true;
     for await (const m of messages) {
-      markStartup("follow-first-result");
+      if (first) markStartup("follow-first-result"); // once: a mark is kept until the process exits
+      first = false;
       // Untrusted input (issue 14): only messages sealed with the job's key, that decode and name
       // this job, are folded; anything else is logged with its subject and sequence and dropped.
       if (!hasValidSeal(key, m)) {
