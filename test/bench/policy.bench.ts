@@ -26,7 +26,9 @@ import {
   LineTail,
   ProcSampler,
   closed,
+  cliRunsBundle,
   cpuSeconds,
+  exitedChildrenCpuSeconds,
   int,
   median,
   killAllChildren,
@@ -35,8 +37,9 @@ import {
   stopChild,
 } from "./proc.js";
 
-const CLI_BIN = fileURLToPath(new URL("./bin.js", import.meta.resolve("@hsmfleet/cli")));
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+/** The command a user runs (the launcher: the one-file bundle with its code cache, issue 17). */
+const CLI_BIN = join(REPO_ROOT, "packages", "cli", "bin", "hsmfleet.js");
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "policy.json");
 const SIZES = (process.env["HSMFLEET_BENCH_SIZES"] ?? "100000,1000000").split(",").map(Number);
 const RUNS = Number(process.env["HSMFLEET_BENCH_RUNS"] ?? "3");
@@ -94,7 +97,8 @@ const startWorker = async (url: string): Promise<ChildProcess> => {
 
 const find = async (
   root: string,
-): Promise<{ entries: number; matched: number; seconds: number }> => {
+): Promise<{ entries: number; matched: number; seconds: number; cpuSeconds: number }> => {
+  const cpu0 = exitedChildrenCpuSeconds();
   const t0 = performance.now();
   const child = spawnTracked(
     "find",
@@ -108,7 +112,8 @@ const find = async (
     for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) matched++;
   });
   await closed(child);
-  return { entries: 0, matched, seconds: (performance.now() - t0) / 1000 };
+  const seconds = (performance.now() - t0) / 1000;
+  return { entries: 0, matched, seconds, cpuSeconds: exitedChildrenCpuSeconds() - cpu0 };
 };
 
 interface RunResult {
@@ -117,9 +122,13 @@ interface RunResult {
   seconds: number;
   entriesPerSecond: number;
   coordinatorPeakRssBytes: number;
+  /** The command's CPU seconds (user + system), exact: read from this process's waited children. */
+  commandCpuSeconds: number;
+  wallSeconds: number;
 }
 
 const policyRun = async (url: string, file: string): Promise<RunResult> => {
+  const cpu0 = exitedChildrenCpuSeconds();
   const t0 = performance.now();
   const child = spawnTracked(
     process.execPath,
@@ -144,6 +153,8 @@ const policyRun = async (url: string, file: string): Promise<RunResult> => {
   child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
   const stderr = new LineTail(child.stderr);
   const exit = await closed(child);
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const commandCpuSeconds = exitedChildrenCpuSeconds() - cpu0;
   const s = sampler.stop();
   if (exit.code !== 0) throw new Error(`policy run exited ${exit.code}: ${stderr.text()}`);
   const summary = JSON.parse(out) as { entries: number; eligible: number; evaluationMs: number };
@@ -157,6 +168,8 @@ const policyRun = async (url: string, file: string): Promise<RunResult> => {
     seconds,
     entriesPerSecond: summary.entries / seconds,
     coordinatorPeakRssBytes: s.peakRssBytes,
+    commandCpuSeconds,
+    wallSeconds,
   };
 };
 
@@ -164,6 +177,10 @@ const main = async () => {
   const base = process.env["HSMFLEET_BENCH_DIR"];
   const tmp = base ? undefined : await tempDir();
   const dir = base ?? tmp!.path;
+  if (!cliRunsBundle(CLI_BIN))
+    throw new Error(
+      `${CLI_BIN} runs the compiled modules, not the bundle (a package was rebuilt after it): run \`npm run build\` first`,
+    );
   const nats = await startNatsServer();
   const results: object[] = [];
   try {
@@ -186,7 +203,14 @@ const main = async () => {
         const started: ChildProcess[] = [];
         for (let w = 0; w < workers; w++) started.push(await startWorker(nats.url));
         const runs: Array<
-          RunResult & { findSeconds: number; ratioToFind: number; workerCpuSeconds: number }
+          RunResult & {
+            findSeconds: number;
+            findCpuSeconds: number;
+            ratioToFind: number;
+            workerCpuSeconds: number;
+            natsCpuSeconds: number;
+            cpuRatioToFind: number;
+          }
         > = [];
         const loads: number[] = [];
         log(`  policy evaluation, ${workers} worker${workers > 1 ? "s" : ""}:`);
@@ -195,33 +219,47 @@ const main = async () => {
           // Paired with find just before it: the machine may be shared, read the ratios.
           const f = await find(tree);
           const cpu0 = started.map((c) => cpuSeconds(c.pid!) ?? 0);
+          const natsCpu0 = cpuSeconds(nats.pid) ?? 0;
           const r = await policyRun(nats.url, policyFile);
           const workerCpuSeconds = started.reduce(
             (sum, c, w) => sum + (cpuSeconds(c.pid!) ?? 0) - cpu0[w]!,
             0,
           );
+          const natsCpuSeconds = (cpuSeconds(nats.pid) ?? 0) - natsCpu0;
+          // find's CPU over ours (workers, the command, nats-server): the ratio load bends least.
+          const cpuRatio = f.cpuSeconds / (workerCpuSeconds + r.commandCpuSeconds + natsCpuSeconds);
           if (r.eligible !== f.matched)
             throw new Error(`policy run found ${r.eligible} eligible files, find ${f.matched}`);
           const ratio = r.entriesPerSecond / (r.entries / f.seconds);
           log(
-            `    find ${f.seconds.toFixed(2)} s (${int(f.matched)} matched); ratio ${ratio.toFixed(2)}; workers' CPU ${workerCpuSeconds.toFixed(1)} s (${((workerCpuSeconds / r.entries) * 1e6).toFixed(1)} µs/entry)`,
+            `    find ${f.seconds.toFixed(2)} s, ${f.cpuSeconds.toFixed(2)} CPU s (${int(f.matched)} matched); ratio ${ratio.toFixed(2)}; CPU s: workers ${workerCpuSeconds.toFixed(2)} (${((workerCpuSeconds / r.entries) * 1e6).toFixed(1)} µs/entry), command ${r.commandCpuSeconds.toFixed(2)}, nats ${natsCpuSeconds.toFixed(2)}; CPU ratio find / ours ${cpuRatio.toFixed(2)}`,
           );
-          runs.push({ ...r, findSeconds: f.seconds, ratioToFind: ratio, workerCpuSeconds });
+          runs.push({
+            ...r,
+            findSeconds: f.seconds,
+            findCpuSeconds: f.cpuSeconds,
+            ratioToFind: ratio,
+            workerCpuSeconds,
+            natsCpuSeconds,
+            cpuRatioToFind: cpuRatio,
+          });
         }
         for (const c of started) await stopChild(c, 30_000);
         const ratio = median(runs.map((r) => r.ratioToFind));
         const rate = median(runs.map((r) => r.entriesPerSecond));
         const findRate = median(runs.map((r) => r.entries / r.findSeconds));
+        const cpuRatio = median(runs.map((r) => r.cpuRatioToFind));
         row[`workers${workers}`] = {
           runs,
           entriesPerSecond: rate,
           findEntriesPerSecond: findRate,
           ratioToFind: ratio,
+          cpuRatioToFind: cpuRatio,
           coordinatorPeakRssBytes: Math.max(...runs.map((r) => r.coordinatorPeakRssBytes)),
           loadAverage: loads,
         };
         log(
-          `    median ${int(rate)} entries/s, find ${int(findRate)} entries/s: ${ratio.toFixed(2)} × find (paired median; load ${loads.map((l) => l.toFixed(0)).join(", ")})`,
+          `    median ${int(rate)} entries/s, find ${int(findRate)} entries/s: ${ratio.toFixed(2)} × find (paired median; CPU seconds find / ours ${cpuRatio.toFixed(2)}; load ${loads.map((l) => l.toFixed(0)).join(", ")} → ${loadavg()[0]!.toFixed(0)})`,
         );
       }
       results.push(row);

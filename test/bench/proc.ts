@@ -2,7 +2,7 @@
  * Child-process helpers for benchmarks: a registry that kills every child on the way out, /proc
  * samplers for peak RSS and CPU time, and small statistics.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { readFileSync } from "node:fs";
 
@@ -152,6 +152,31 @@ export const cpuSeconds = (pid: number): number | undefined => {
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return undefined;
   return (utime + stime) / ticksPerSecond();
+};
+
+/**
+ * Whether `hsmfleet` (the launcher at `cliBin`) runs the one-file bundle: a package rebuilt alone
+ * after it makes the launcher fall back to the compiled modules (~0.8 s more per command), which
+ * a benchmark of the command must not measure by mistake. Read from the launcher's startup trace.
+ */
+export const cliRunsBundle = (cliBin: string): boolean => {
+  const r = spawnSync(process.execPath, [cliBin, "--help"], {
+    env: { ...process.env, HSMFLEET_STARTUP_TRACE: "1" },
+    encoding: "utf8",
+  });
+  return r.stderr.includes('"bundle-compiled"');
+};
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for
+ * (/proc/self/stat cutime + cstime): read before and after one child runs alone, the exact CPU of
+ * that child and its own waited-for children, where a sampler misses its last moments.
+ */
+export const exitedChildrenCpuSeconds = (): number => {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  // Fields after "(comm)": [13] cutime (field 16), [14] cstime (field 17).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[13]) + Number(fields[14])) / ticksPerSecond();
 };
 
 /** VmHWM (peak RSS) and VmRSS in bytes, or undefined when the process is gone. */

@@ -29,6 +29,7 @@ import {
   policyCandidatesSubject,
 } from "@hsmfleet/protocol";
 import type { ItemError, JobStatus } from "@hsmfleet/protocol";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { FleetWatch } from "./fleet-watch.js";
 import { InFlightItems } from "./in-flight.js";
@@ -92,6 +93,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   // Termination by the ids the job published: the roots in the record the planner made, or the
   // frontier saved at the record's results sequence (ledger-store.ts).
   const [ledgerStore, ledger] = await LedgerStore.open(o.nc, status);
+  markStartup("follow-ledger");
   const sampleLimit = o.errorSampleLimit ?? 100;
   const fleet = new FleetWatch(o.nc);
   const inFlight = new InFlightItems(o.nc, jobId, status.spec.itemKey);
@@ -210,6 +212,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     if (s.state === JobState.Cancelling || s.state === JobState.Cancelled) cancel();
   });
   const maxDeliveries = await watchMaxDeliveries(o.nc, js, jobId, key, o.logger);
+  markStartup("follow-watchers");
 
   const checkpoint = async () => {
     status.inFlight = finalState === undefined ? inFlight.totals() : emptyInFlightCounters();
@@ -247,6 +250,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     }
   }, progressEveryMs(checkpointEveryMs));
   await checkpoint();
+  markStartup("follow-first-checkpoint");
 
   /** Folds one sealed message; throws when it does not decode. */
   const fold = async (m: { subject: string; seq: number; data: Uint8Array }) => {
@@ -279,7 +283,10 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   };
 
   const foldResults = async () => {
+    let first = true;
     for await (const m of messages) {
+      if (first) markStartup("follow-first-result"); // once: a mark is kept until the process exits
+      first = false;
       // Untrusted input (issue 14): only messages sealed with the job's key, that decode and name
       // this job, are folded; anything else is logged with its subject and sequence and dropped.
       if (!hasValidSeal(key, m)) {
@@ -306,6 +313,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
       } else if (!draining && ledger.done) {
         // (Once cancelling, the items' results only count what they finished: the drain ends it.)
         stop(JobState.Succeeded, "");
+        markStartup("follow-done");
       }
     }
   };
@@ -348,14 +356,17 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
   status.state = finalState;
   status.reason = reason;
   status.finishedAtMs = Date.now();
+  markStartup("follow-ended");
   await checkpoint();
   await writes;
+  markStartup("follow-last-checkpoint");
   await withJetStreamRetry(`delete the saved outstanding work items of job ${jobId}`, () =>
     ledgerStore.remove(jsm),
   );
   await o.list?.close();
   await o.errorLog?.close();
   await o.conflictLog?.close();
+  markStartup("follow-ledger-removed");
   o.onProgress?.(status, fleet);
   // Entry batches were only a carrier for --list; the counters stay in the job record.
   await withJetStreamRetry(`drop the entry batches of job ${jobId}`, () =>
@@ -365,6 +376,7 @@ export const followJob = async (o: FollowOptions): Promise<JobStatus> => {
     await withJetStreamRetry(`drop the policy candidates of job ${jobId}`, () =>
       jsm.streams.purge(RESULTS_STREAM, { filter: policyCandidatesSubject(jobId) }),
     );
+  markStartup("follow-purged");
   return status;
 };
 

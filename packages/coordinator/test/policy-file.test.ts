@@ -201,6 +201,57 @@ test("release: archived clean files past their class's last_access; no_release a
   t.is(e.evaluate(facts({ size: 2 << 20, atimeMs: NOW - 5 * DAY }))!.key, NOW - 5 * DAY);
 });
 
+test("hsmSizeRange: the sizes at which a policy can act, so the walk reads no HSM state elsewhere — never a verdict lost", (t) => {
+  // lfsazsync's defaults: archive names no class, release covers every size: no range.
+  t.is(evaluator("archive-new").hsmSizeRange(), undefined);
+  t.is(evaluator("release-lru").hsmSizeRange(), undefined);
+  const f = parsePolicyText(`
+fileclasses:
+  small: { size_max: 1KiB }
+  mid: { size_min: 4KiB, size_max: 1MiB }
+  big: { size_min: 1GiB }
+policies:
+  a: { action: archive, root: /r, rules: [{ classes: [small], last_mod: 0s }] }
+  b:
+    action: archive
+    root: /r
+    rules: [{ classes: [mid], last_mod: 0s }, { classes: [small], last_mod: 1d }]
+  c: { action: archive, root: /r, rules: [{ classes: [big], last_mod: 0s }] }
+  d: { action: archive, root: /r, rules: [{ classes: [big], last_mod: 0s }, { last_mod: 1d }] }
+`);
+  const of = (name: string) =>
+    new PolicyEvaluator({
+      policy: f.policies.find((p) => p.name === name)!,
+      classes: f.classes,
+      nowMs: NOW,
+      topK: 10,
+      backend: "hsm-emulation",
+    });
+  t.deepEqual(of("a").hsmSizeRange(), { min: 0, max: 1024 });
+  t.deepEqual(of("b").hsmSizeRange(), { min: 0, max: 1 << 20 });
+  t.deepEqual(of("c").hsmSizeRange(), { min: 1 << 30, max: Infinity });
+  t.is(of("d").hsmSizeRange(), undefined, "a rule without classes: any size");
+  // Exact: outside the range no file is acted on, whatever its HSM state, age or owner.
+  for (const name of ["a", "b", "c"]) {
+    const e = of(name);
+    const range = e.hsmSizeRange()!;
+    for (const size of [0, 1, 1024, 1025, 4096, 1 << 20, (1 << 20) + 1, 1 << 30, 2 ** 40])
+      for (const flags of [0, HsmFlag.Exists | HsmFlag.Archived | HsmFlag.Dirty])
+        if (size < range.min || size > range.max)
+          t.is(
+            e.ruleIndex(facts({ size, flags, mtimeMs: NOW - 400 * DAY })),
+            -1,
+            `${name} ${size}`,
+          );
+    t.true(
+      [0, 1024, 4096, 1 << 30].some(
+        (size) => e.ruleIndex(facts({ size, flags: 0, mtimeMs: NOW - 400 * DAY })) >= 0,
+      ),
+      `${name} acts on some file in its range`,
+    );
+  }
+});
+
 test("top-k keeps the K smallest keys in bounded memory", (t) => {
   const k = new TopK<number>(5, (a, b) => a < b);
   const values = Array.from({ length: 10_000 }, (_, i) => (i * 7919) % 10_000);

@@ -71,8 +71,11 @@ export const formatHsmState = (path: string, attrs: HsmAttrs | undefined): strin
 /** One name per file for summaries; the most significant flag wins. */
 export type HsmStateName = "new" | "exists" | "archived" | "dirty" | "released" | "lost";
 
-export const hsmStateName = (attrs: HsmAttrs | undefined): HsmStateName => {
-  const flags = attrs?.flags ?? 0;
+export const hsmStateName = (attrs: HsmAttrs | undefined): HsmStateName =>
+  hsmStateOfFlags(attrs?.flags ?? 0);
+
+/** hsmStateName of a file whose struct hsm_attrs has these flags (0: no xattr, "new"). */
+export const hsmStateOfFlags = (flags: number): HsmStateName => {
   if (flags & HsmFlag.Lost) return "lost";
   if (flags & HsmFlag.Released) return "released";
   if (flags & HsmFlag.Dirty) return "dirty";

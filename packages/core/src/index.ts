@@ -11,6 +11,7 @@ export {
   hsmFlagWords,
   formatHsmState,
   hsmStateName,
+  hsmStateOfFlags,
   formatHsmFlags,
 } from "./hsm-state.js";
 export {

@@ -56,6 +56,7 @@
 
 #define REC_FLAG_HSM 0x1
 #define REC_FLAG_ERROR 0x2
+#define REC_FLAG_HSM_UNREAD 0x4 /* a regular file whose size is outside the handle's xattr range */
 
 #define ERR_OP_LSTAT 1
 #define ERR_OP_GETXATTR 2
@@ -113,6 +114,9 @@ static int ob_reserve(outbuf *ob, size_t extra) {
 typedef struct {
   DIR *dir;
   char *xattr;      /* NULL: don't read xattrs */
+  int xsizes;       /* 1: read the xattr only of regular files with xmin <= size <= xmax */
+  uint64_t xmin;
+  uint64_t xmax;
   char *xpath;      /* "<dirpath>/" prefix buffer with room for one name */
   size_t xprefix;   /* length of the prefix in xpath */
   uint32_t batch;
@@ -160,6 +164,10 @@ typedef struct {
   uint32_t batch;
   int rootfd;      /* W_OPENDIR: >= 0: path is relative to this job root fd (beneath.c) */
   int fallback;    /* W_OPENDIR beneath: force the openat walk */
+  int xsizes;      /* W_OPENDIR: the xattr size range below applies */
+  int read_first;  /* W_OPENDIR: also read the first batch (one threadpool trip, not two) */
+  uint64_t xmin;
+  uint64_t xmax;
   dir_handle *h;   /* W_OPENDIR: created in execute; others: borrowed, kept alive by href */
   napi_ref href;
   /* outputs */
@@ -352,6 +360,9 @@ static void exec_opendir(work_t *w) {
     return;
   }
   h->batch = w->batch;
+  h->xsizes = w->xsizes;
+  h->xmin = w->xmin;
+  h->xmax = w->xmax;
   h->dir = fdopendir(fd);
   if (!h->dir) {
     w->err = errno;
@@ -440,8 +451,12 @@ static void exec_read(work_t *w) {
     } else {
       fill_stat(r, &st);
       if (h->xattr && S_ISREG(st.st_mode)) {
-        memcpy(h->xpath + h->xprefix, nm, nlen + 1);
-        read_hsm(r, dfd, nm, h->xpath, h->xattr);
+        if (h->xsizes && ((uint64_t)st.st_size < h->xmin || (uint64_t)st.st_size > h->xmax)) {
+          r->flags |= REC_FLAG_HSM_UNREAD; /* the caller needs no HSM state at this size */
+        } else {
+          memcpy(h->xpath + h->xprefix, nm, nlen + 1);
+          read_hsm(r, dfd, nm, h->xpath, h->xattr);
+        }
       }
     }
     count++;
@@ -529,6 +544,17 @@ static void execute(napi_env env, void *data) {
   switch (w->kind) {
     case W_OPENDIR:
       exec_opendir(w);
+      if (!w->err && w->read_first) {
+        exec_read(w);
+        if (w->err) {
+          /* Reported by the next read, as a read of its own would have: the open succeeded. */
+          w->h->pending_err = w->err;
+          w->err = 0;
+          w->syscall = NULL;
+          w->out.len = 0;
+          w->none = 1;
+        }
+      }
       break;
     case W_READ:
       exec_read(w);
@@ -620,15 +646,30 @@ static void complete(napi_env env, napi_status status, void *data) {
   } else {
     napi_status s = napi_ok;
     switch (w->kind) {
-      case W_OPENDIR:
-        s = napi_create_external(env, w->h, handle_finalize, NULL, &result);
+      case W_OPENDIR: {
+        napi_value handle;
+        s = napi_create_external(env, w->h, handle_finalize, NULL, &handle);
         if (s != napi_ok) {
           handle_free(w->h);
         } else {
-          s = napi_type_tag_object(env, result, &DIR_HANDLE_TAG); /* finalizer owns h now */
+          s = napi_type_tag_object(env, handle, &DIR_HANDLE_TAG); /* finalizer owns h now */
         }
         w->h = NULL;
+        result = handle;
+        if (s == napi_ok && w->read_first) {
+          /* [handle, first batch or null] */
+          napi_value first;
+          if (w->none) {
+            s = napi_get_null(env, &first);
+          } else {
+            s = take_buffer(env, w, &first);
+          }
+          if (s == napi_ok) s = napi_create_array_with_length(env, 2, &result);
+          if (s == napi_ok) s = napi_set_element(env, result, 0, handle);
+          if (s == napi_ok) s = napi_set_element(env, result, 1, first);
+        }
         break;
+      }
       case W_READ: {
         if (w->none) {
           napi_get_null(env, &result);
@@ -781,15 +822,34 @@ static work_t *new_work(enum work_kind kind) {
 /* ------------------------------------------------------------------------------------------ */
 /* exported functions                                                                          */
 
+/* A size bound from JS: a non-negative number (Infinity: no bound above). */
+static int size_bound(napi_env env, napi_value v, uint64_t *out) {
+  double d = 0;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0)) return 0;
+  *out = d >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)d;
+  return 1;
+}
+
 /*
  * opendir(path: Buffer, xattr: string | null, batchSize: number, rootFd?: number,
- *         fallback?: boolean): Promise<External>. With rootFd, path is relative to it (empty: the
- * root itself) and opened beneath it with no symlink followed (beneath.c).
+ *         fallback?: boolean, xattrMinSize?: number, xattrMaxSize?: number,
+ *         readFirst?: boolean): Promise<External> (readFirst: Promise<[External, Buffer | null]>,
+ *         the first batch read in the same threadpool job, null when it had no entries).
+ * With rootFd, path is relative to it (empty: the root itself) and opened beneath it with no
+ * symlink followed (beneath.c). With the two sizes, the xattr is read only of regular files whose
+ * size is within them; the others carry REC_FLAG_HSM_UNREAD.
  */
 static napi_value js_opendir(napi_env env, napi_callback_info info) {
-  GET_ARGS(5);
+  GET_ARGS(8);
   ALLOC_WORK(w, W_OPENDIR);
   w->rootfd = -1;
+  {
+    napi_valuetype t;
+    bool first = false;
+    napi_typeof(env, argv[7], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[7], &first);
+    w->read_first = first ? 1 : 0;
+  }
   {
     napi_valuetype t;
     napi_typeof(env, argv[3], &t);
@@ -802,6 +862,17 @@ static napi_value js_opendir(napi_env env, napi_callback_info info) {
       napi_typeof(env, argv[4], &t);
       if (t == napi_boolean) napi_get_value_bool(env, argv[4], &fb);
       w->fallback = fb ? 1 : 0;
+    }
+  }
+  {
+    napi_valuetype t5, t6;
+    napi_typeof(env, argv[5], &t5);
+    napi_typeof(env, argv[6], &t6);
+    if (t5 == napi_number || t6 == napi_number) {
+      if (!size_bound(env, argv[5], &w->xmin) || !size_bound(env, argv[6], &w->xmax) ||
+          w->xmin > w->xmax)
+        TYPE_FAIL(w, "xattr sizes must be numbers with 0 <= min <= max");
+      w->xsizes = 1;
     }
   }
   int nul = 0, xnul = 0;

@@ -22,7 +22,21 @@ export interface NativeBinding {
     batchSize: number,
     rootFd?: number,
     fallback?: boolean,
+    /** Both or neither: the xattr is read only of regular files with a size within them. */
+    xattrMinSize?: number,
+    xattrMaxSize?: number,
   ): Promise<NativeDirHandle>;
+  /** The same, with the first batch read in the same threadpool job (null: it had no entries). */
+  opendir(
+    path: Buffer,
+    xattr: string | null,
+    batchSize: number,
+    rootFd: number | undefined,
+    fallback: boolean | undefined,
+    xattrMinSize: number | undefined,
+    xattrMaxSize: number | undefined,
+    readFirst: true,
+  ): Promise<[NativeDirHandle, Buffer | null]>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
   closeDir(handle: NativeDirHandle): Promise<void>;

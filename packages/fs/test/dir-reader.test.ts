@@ -21,7 +21,7 @@ import test from "ava";
 import { EntryType, FsOperationError, HSM_COMPAT, encodeHsmAttrs } from "@hsmfleet/core";
 
 import type { DirEntry, DirReader } from "../src/index.js";
-import { openDir, setXattr, statEntry } from "../src/index.js";
+import { DirBatch, isPlainRecord, openDir, setXattr, statEntry } from "../src/index.js";
 import { isRoot, pathIn, tempDir } from "./helpers.js";
 
 const execFileAsync = promisify(execFile);
@@ -447,4 +447,114 @@ test("entries carry their last access time (policies order releases by it)", asy
   t.is(byName.get("old")?.atimeSec, 1_000_000_000);
   t.is(byName.get("new")?.atimeSec, 1_700_000_000);
   t.is(byName.get("old")?.mtimeSec, 1_500_000_000);
+});
+
+test("readPacked gives the batches read() gives, read in place: every field, the HSM flags and version, paths", async (t) => {
+  const dir = await tempDir(t);
+  const xattr = "user.hsm";
+  const files: Array<[string, Buffer | undefined]> = [
+    ["archived", hsmValue(0xd, 1n)],
+    ["versioned", hsmValue(0x9, 3n, 0x1_0000_0002n)],
+    ["plain", undefined],
+    ["short-value", Buffer.alloc(8, 1)],
+  ];
+  for (const [name, value] of files) {
+    writeFileSync(pathIn(dir, name), name);
+    if (value) await setXattr(pathIn(dir, name), xattr, value);
+  }
+  mkdirSync(pathIn(dir, "sub"));
+  symlinkSync("archived", pathIn(dir, "link"));
+  writeFileSync(pathIn(dir, NON_UTF8.toString("latin1")), "x");
+  writeFileSync(Buffer.concat([Buffer.from(dir), Buffer.from("/"), NON_UTF8]), "odd");
+  for (let i = 0; i < 20; i++) writeFileSync(pathIn(dir, `f${i}`), "x".repeat(i));
+
+  const expected = (
+    await readAll(await openDir(Buffer.from(dir), { hsmXattr: xattr, batchSize: 7 }))
+  ).flat();
+  const reader = await openDir(Buffer.from(dir), { hsmXattr: xattr, batchSize: 7 });
+  const parent = Buffer.from("a/b");
+  let seen = 0;
+  let batches = 0;
+  try {
+    if (!reader.readPacked) return t.fail("the native reader offers packed batches");
+    for (let b = await reader.readPacked(); b !== null; b = await reader.readPacked()) {
+      batches++;
+      t.true(b.count <= 7);
+      for (let i = 0, off = DirBatch.FIRST; i < b.count; i++, off = b.next(off)) {
+        const e = b.entry(off);
+        const want = expected[seen++]!;
+        t.deepEqual(e, want);
+        t.is(b.type(off), want.type);
+        t.is(b.size(off), want.size);
+        t.is(b.uid(off), want.uid);
+        t.is(b.gid(off), want.gid);
+        t.is(b.mtimeSec(off), want.mtimeSec);
+        t.is(b.mtimeNsec(off), want.mtimeNsec);
+        t.is(b.atimeSec(off), want.atimeSec ?? Number.NaN);
+        t.is(b.hasHsm(off), want.hsm !== undefined);
+        t.is(b.hsmFlags(off), want.hsm?.flags ?? 0);
+        t.is(b.hsmArchiveVersion(off), want.hsm?.archiveVersion ?? 0n);
+        t.is(b.failed(off), want.error !== undefined);
+        t.is(isPlainRecord(b, off), want.type !== EntryType.Directory && want.error === undefined);
+        t.true(b.path(off, parent).equals(Buffer.concat([parent, Buffer.from("/"), want.name])));
+        t.true(b.path(off, Buffer.alloc(0)).equals(want.name));
+      }
+    }
+  } finally {
+    await reader.close();
+  }
+  t.is(seen, expected.length);
+  t.is(batches, Math.ceil(expected.length / 7));
+  t.is(seen, 4 + 1 + 1 + 1 + 1 + 20);
+});
+
+test("hsmSizes: the HSM xattr is read only of regular files within the size range; the others say hsmUnread", async (t) => {
+  const dir = await tempDir(t);
+  const xattr = "user.hsm";
+  const sizes = [0, 100, 1024, 1025, 4096];
+  for (const size of sizes) {
+    const p = pathIn(dir, `f${size}`);
+    writeFileSync(p, Buffer.alloc(size, 1));
+    await setXattr(p, xattr, hsmValue(0x9, 1n));
+  }
+  mkdirSync(pathIn(dir, "sub"));
+  await setXattr(pathIn(dir, "sub"), xattr, hsmValue(0x9, 1n));
+  const read = async (hsmSizes?: { min: number; max: number }) =>
+    byName((await readAll(await openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes }))).flat());
+
+  const all = await read();
+  for (const size of sizes) {
+    t.is(all.get(hex(`f${size}`))?.hsm?.flags, 0x9);
+    t.is(all.get(hex(`f${size}`))?.hsmUnread, undefined);
+  }
+  const some = await read({ min: 100, max: 1024 });
+  for (const size of sizes) {
+    const e = some.get(hex(`f${size}`))!;
+    const inside = size >= 100 && size <= 1024;
+    t.is(e.hsm?.flags, inside ? 0x9 : undefined, `f${size}`);
+    t.is(e.hsmUnread, inside ? undefined : true, `f${size}`);
+    t.is(e.size, size); // lstat fields are read for every entry
+  }
+  t.is(some.get(hex("sub"))?.hsmUnread, undefined); // only regular files are concerned
+  const open = await read({ min: 1025, max: Infinity });
+  t.is(open.get(hex("f4096"))?.hsm?.flags, 0x9);
+  t.true(open.get(hex("f1024"))?.hsmUnread);
+  // Packed batches say the same.
+  const reader = await openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes: { min: 0, max: 0 } });
+  try {
+    const b = (await reader.readPacked!())!;
+    for (let i = 0, off = DirBatch.FIRST; i < b.count; i++, off = b.next(off)) {
+      const e = b.entry(off);
+      t.is(b.hsmUnread(off), e.type === EntryType.File && e.size > 0);
+      t.is(b.hsmFlags(off), e.type === EntryType.File && e.size === 0 ? 0x9 : 0);
+    }
+  } finally {
+    await reader.close();
+  }
+  await t.throwsAsync(
+    () => openDir(Buffer.from(dir), { hsmXattr: xattr, hsmSizes: { min: 2, max: 1 } }),
+    {
+      instanceOf: RangeError,
+    },
+  );
 });

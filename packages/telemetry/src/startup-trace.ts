@@ -22,7 +22,16 @@ const cpuMs = (): number => {
   return (user + system) / 1000;
 };
 
+/** Phases marked so far: only the first mark of a phase is read, and a mark lives as long as the process. */
+const marked = new Set<string>();
+
+/**
+ * Marks a phase boundary, once per phase and process: a long-running service (policy serve runs a
+ * job every few minutes, each passing the same phases) must not pile up marks.
+ */
 export const markStartup = (phase: string): void => {
+  if (marked.has(phase)) return;
+  marked.add(phase);
   performance.mark(`${MARK}${phase}`, { detail: { cpuMs: cpuMs() } });
 };
 

@@ -178,4 +178,11 @@ test("candidate gate: keeps the K best distinct paths, a path offered again is n
   t.true(gate.holds(Buffer.from("b")));
   t.false(gate.offer(5, Buffer.from("c")));
   t.false(new CandidateGate(0).offer(1, Buffer.from("x")));
+  // mayKeep: false exactly when offer() must say false whatever the path (no path needed).
+  t.true(gate.mayKeep(5)); // a tie: the path decides
+  t.true(gate.mayKeep(4));
+  t.false(gate.mayKeep(6));
+  t.false(gate.offer(6, Buffer.from("0")));
+  t.true(new CandidateGate(1).mayKeep(Number.MAX_SAFE_INTEGER)); // not full yet
+  t.false(new CandidateGate(0).mayKeep(0));
 });

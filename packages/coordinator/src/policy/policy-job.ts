@@ -13,6 +13,7 @@ import {
   rootWalkShard,
 } from "@hsmfleet/protocol";
 import type { PolicyCandidate } from "@hsmfleet/protocol";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "../job-follower.js";
 import { newJobId } from "../job-id.js";
@@ -67,6 +68,7 @@ export const runPolicyEvaluation = async (
   o: PolicyEvaluationOptions,
 ): Promise<PolicyEvaluationResult> => {
   const started = Date.now();
+  markStartup("job-begin");
   const what = o.policy ? `policy ${o.policy.name}` : "report";
   const root = await checkScanRoot(o.root ?? o.policy?.root ?? "", `${what}: root`);
   const topK = o.topK ?? o.policy?.limits.maxActions ?? 0;
@@ -81,6 +83,7 @@ export const runPolicyEvaluation = async (
     reportTop: o.reportTop,
   };
   const { jobs } = await ensureTopology(o.nc, o.topology);
+  markStartup("job-topology");
   const store = new JobStore(jobs);
   const jobId = o.jobId ?? newJobId(o.policy ? `policy-${o.policy.name}` : "report");
   const status = newJobStatus(
@@ -102,8 +105,10 @@ export const runPolicyEvaluation = async (
     },
   );
   await store.create(status);
+  markStartup("job-record");
   const js = jetstream(o.nc);
   await publishRootShard(js, status, rootWalkShard(jobId), traceHeaders(o));
+  markStartup("job-published");
   o.logger?.info({ jobId, policy: o.policy?.name, root }, `${what}: evaluation started`);
   const merged = new TopK<PolicyCandidate>(topK, candidateBefore);
   const report = o.reportTop === undefined ? undefined : new ReportBuilder(o.reportTop);

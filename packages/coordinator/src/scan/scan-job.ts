@@ -12,6 +12,7 @@ import {
   rootWalkShard,
 } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
+import { markStartup } from "@hsmfleet/telemetry";
 import type { Logger } from "@hsmfleet/telemetry";
 import { followJob } from "../job-follower.js";
 import { scanJobSpan } from "../job-spans.js";
@@ -86,8 +87,10 @@ export const runScanJob = (options: ScanJobOptions): Promise<ScanSummary> =>
   scanJobSpan(options, () => scanJob(options));
 
 const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
+  markStartup("job-begin");
   const root = await checkScanRoot(options.root);
   const { jobs } = await ensureTopology(options.nc, options.topology);
+  markStartup("job-topology");
   const store = new JobStore(jobs);
   const jobId = options.jobId ?? newJobId("scan");
   const now = Date.now();
@@ -113,9 +116,11 @@ const scanJob = async (options: ScanJobOptions): Promise<ScanSummary> => {
   const list = options.listFile ? await LocalLog.open(options.listFile) : undefined;
   const errorLog = options.errorLog ? await LocalLog.open(options.errorLog) : undefined;
   await store.create(status);
+  markStartup("job-record");
   const js = jetstream(options.nc);
   const rootShard = rootWalkShard(jobId);
   await publishRootShard(js, status, rootShard, traceHeaders(options));
+  markStartup("job-published");
   options.logger?.info({ jobId, root }, "scan started");
   return followScan(options, store, js, status, list, errorLog);
 };

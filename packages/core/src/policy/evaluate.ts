@@ -147,6 +147,31 @@ export class PolicyEvaluator {
     return -1;
   }
 
+  /**
+   * The sizes at which the policy can act on a file at all: the smallest range holding every size
+   * range of the classes its rules name; undefined when some rule names no class or a class
+   * without a size bound (any size), or there is no policy. A file outside it gets -1 from
+   * ruleIndex whatever its HSM state (no rule's class holds it), so the walk need not read its
+   * state (fs DirReadOptions.hsmSizes).
+   */
+  hsmSizeRange(): { min: number; max: number } | undefined {
+    const p = this.#e.policy;
+    if (!p || this.#ruleClasses.length === 0) return undefined;
+    let min = Infinity;
+    let max = 0;
+    for (const idx of this.#ruleClasses) {
+      if (idx === null) return undefined;
+      for (const i of idx) {
+        const m = this.#classes[i]!.cls.match;
+        min = Math.min(min, m.minSize ?? 0);
+        max = Math.max(max, m.maxSize ?? Infinity);
+      }
+    }
+    if (min === 0 && max === Infinity) return undefined;
+    // A rule naming only classes that do not exist selects nothing: an empty range reads nothing.
+    return min <= max ? { min, max } : { min: 0, max: 0 };
+  }
+
   /** The ordering key of a file the policy acts on (archive: mtime; release: atime). */
   keyOf(f: PolicyFileFacts): number {
     return this.#e.policy?.action === "archive" ? f.mtimeMs : f.atimeMs;

@@ -30,6 +30,14 @@ export class CandidateGate {
   }
 
   /**
+   * Whether a file with this key could be kept: false when K files with smaller keys are known
+   * (then offer() would say false too), so the caller need not build the file's path.
+   */
+  mayKeep(key: number): boolean {
+    return this.#k > 0 && (this.#keys.length < this.#k || key <= this.#keys[0]!);
+  }
+
+  /**
    * Offers a file (its ordering key and root-relative path bytes); true when it is among the K
    * best this worker has seen (kept), false when K distinct better files are known.
    */

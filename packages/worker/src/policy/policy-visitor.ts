@@ -1,7 +1,7 @@
 import { EntryType, HsmFlag, ReportBuilder, TopK, hsmStateName } from "@hsmfleet/core";
 import type { PolicyEvaluation, PolicyEvaluator, PolicyFileFacts } from "@hsmfleet/core";
 import { dataVersionIs } from "@hsmfleet/fs";
-import type { DirEntry } from "@hsmfleet/fs";
+import type { DirBatch, DirEntry } from "@hsmfleet/fs";
 import {
   candidateBefore,
   emptyExportCounters,
@@ -10,7 +10,7 @@ import {
   policyCandidatesSubject,
 } from "@hsmfleet/protocol";
 import type { PolicyCandidate } from "@hsmfleet/protocol";
-import { countEntry } from "../walk/scan-visitor.js";
+import { countEntry, countRecord } from "../walk/scan-visitor.js";
 import type { ShardScope, ShardVisitor } from "../walk/walk-shard.js";
 import type { CandidateGate } from "./candidate-gate.js";
 
@@ -21,13 +21,39 @@ import type { CandidateGate } from "./candidate-gate.js";
  */
 export const effectiveFlags = (e: DirEntry, emulation: boolean): number => {
   const flags = e.hsm?.flags ?? 0;
-  const version = e.hsm?.archiveVersion ?? 0n;
-  if (!emulation || version === 0n) return flags;
-  if ((flags & HsmFlag.Archived) === 0 || (flags & HsmFlag.Dirty) !== 0) return flags;
-  return dataVersionIs(e.size, e.mtimeSec, e.mtimeNsec, version)
-    ? flags
-    : (flags | HsmFlag.Dirty) & ~HsmFlag.Released;
+  if (!emulation || !archivedClean(flags)) return flags;
+  return versionChecked(flags, e.hsm?.archiveVersion ?? 0n, e.size, e.mtimeSec, e.mtimeNsec);
 };
+
+/** effectiveFlags of record `off` of a packed batch (its archive version read only if needed). */
+const effectiveRecordFlags = (batch: DirBatch, off: number, emulation: boolean): number => {
+  const flags = batch.hsmFlags(off);
+  if (!emulation || !archivedClean(flags)) return flags;
+  return versionChecked(
+    flags,
+    batch.hsmArchiveVersion(off),
+    batch.size(off),
+    batch.mtimeSec(off),
+    batch.mtimeNsec(off),
+  );
+};
+
+const archivedClean = (flags: number): boolean =>
+  (flags & HsmFlag.Archived) !== 0 && (flags & HsmFlag.Dirty) === 0;
+
+/** An archived clean file whose data changed since its archive (data version) is dirty. */
+const versionChecked = (
+  flags: number,
+  version: bigint,
+  size: number,
+  mtimeSec: number,
+  mtimeNsec: number,
+): number => {
+  if (version === 0n || dataVersionIs(size, mtimeSec, mtimeNsec, version)) return flags;
+  return (flags | HsmFlag.Dirty) & ~HsmFlag.Released;
+};
+
+const EMPTY = Buffer.alloc(0);
 
 /** Candidates per message: ~200 bytes each as JSON, well under NATS's 1 MiB max_payload. */
 export const CANDIDATES_PER_MESSAGE = 2000;
@@ -65,9 +91,56 @@ export const policyVisitor =
       atimeMs: 0,
       flags: 0,
     };
+    /**
+     * The file whose facts were just filled in: reported, judged by the rules, offered to the gate
+     * and the shard's heap. `path` undefined: made from record `off` of `batch` only if needed.
+     */
+    const judge = (
+      path: Buffer | undefined,
+      batch: DirBatch | undefined,
+      off: number,
+      dirPath: Buffer,
+    ): void => {
+      if (report) {
+        dir.count++;
+        dir.bytes += facts.size;
+        const state = hsmStateName({
+          compat: 0,
+          flags: facts.flags,
+          archiveId: 0n,
+          archiveVersion: 0n,
+        });
+        report.file(
+          facts,
+          state,
+          evaluator.classesOf(facts).map((c) => c.name),
+        );
+      }
+      const r = evaluator.ruleIndex(facts);
+      if (r < 0) return;
+      eligible++;
+      eligibleBytes += facts.size;
+      const key = evaluator.keyOf(facts);
+      if (!gate.mayKeep(key)) return;
+      path ??= batch!.path(off, dirPath);
+      if (!gate.offer(key, path)) return;
+      best.offer({
+        path,
+        size: facts.size,
+        key,
+        mtimeMs: facts.mtimeMs,
+        atimeMs: facts.atimeMs,
+        uid: facts.uid,
+        gid: facts.gid,
+        flags: facts.flags,
+        rule: ruleNames[r]!,
+      });
+    };
     return {
       scan,
       export: emptyExportCounters(),
+      // A report tallies every file's state; a policy needs it only where a rule can act.
+      hsmSizes: report ? undefined : evaluator.hsmSizeRange(),
       beginDirectory: (d) => {
         endDirectory();
         dir = { path: d.length === 0 ? "." : d.toString("utf8"), count: 0, bytes: 0 };
@@ -83,38 +156,22 @@ export const policyVisitor =
         facts.mtimeMs = e.mtimeSec * 1000 + Math.floor(e.mtimeNsec / 1e6);
         facts.atimeMs = (e.atimeSec ?? e.mtimeSec) * 1000;
         facts.flags = effectiveFlags(e, emulation);
-        if (report) {
-          dir.count++;
-          dir.bytes += e.size;
-          const state = hsmStateName({
-            compat: 0,
-            flags: facts.flags,
-            archiveId: 0n,
-            archiveVersion: 0n,
-          });
-          report.file(
-            facts,
-            state,
-            evaluator.classesOf(facts).map((c) => c.name),
-          );
-        }
-        const r = evaluator.ruleIndex(facts);
-        if (r < 0) return;
-        eligible++;
-        eligibleBytes += e.size;
-        const key = evaluator.keyOf(facts);
-        if (!gate.offer(key, path)) return;
-        best.offer({
-          path,
-          size: facts.size,
-          key,
-          mtimeMs: facts.mtimeMs,
-          atimeMs: facts.atimeMs,
-          uid: facts.uid,
-          gid: facts.gid,
-          flags: facts.flags,
-          rule: ruleNames[r]!,
-        });
+        judge(path, undefined, 0, EMPTY);
+      },
+      // The same from a packed batch: the path is made only for globs, a report, or a file that
+      // may enter the gate.
+      record: (batch, off, dirPath) => {
+        countRecord(scan, batch, off);
+        if (batch.type(off) !== EntryType.File) return;
+        const path = wantPath ? batch.path(off, dirPath) : undefined;
+        facts.path = path === undefined ? "" : path.toString("utf8");
+        facts.size = batch.size(off);
+        facts.uid = batch.uid(off);
+        facts.gid = batch.gid(off);
+        facts.mtimeMs = batch.mtimeSec(off) * 1000 + Math.floor(batch.mtimeNsec(off) / 1e6);
+        facts.atimeMs = batch.atimeSec(off) * 1000;
+        facts.flags = effectiveRecordFlags(batch, off, emulation);
+        judge(path, batch, off, dirPath);
       },
       end: async () => {
         endDirectory();

@@ -1,6 +1,6 @@
-import { EntryType, hsmStateName } from "@hsmfleet/core";
+import { EntryType, hsmStateOfFlags } from "@hsmfleet/core";
 import type { FileEntry } from "@hsmfleet/core";
-import type { DirEntry } from "@hsmfleet/fs";
+import type { DirBatch, DirEntry } from "@hsmfleet/fs";
 import {
   emptyExportCounters,
   emptyScanCounters,
@@ -25,15 +25,36 @@ export const toFileEntry = (path: Buffer, e: DirEntry): FileEntry => ({
   hsm: e.hsm,
 });
 
-export const countEntry = (c: ScanCounters, e: DirEntry): void => {
-  switch (e.type) {
+export const countEntry = (c: ScanCounters, e: DirEntry): void =>
+  countOf(c, e.type, e.size, e.hsm?.flags ?? 0, e.hsmUnread === true);
+
+/** countEntry of record `off` of a packed batch (no DirEntry made). */
+export const countRecord = (c: ScanCounters, batch: DirBatch, off: number): void => {
+  const type = batch.type(off);
+  if (type === EntryType.File)
+    countOf(c, type, batch.size(off), batch.hsmFlags(off), batch.hsmUnread(off));
+  else countOf(c, type, 0, 0, false);
+};
+
+/** The HSM "state" counted for files whose xattr was not read (policy walks: hsmSizes). */
+export const HSM_STATE_UNREAD = "unread";
+
+/** Counts one entry of this type (a file: its size and struct hsm_attrs flags, 0 without). */
+const countOf = (
+  c: ScanCounters,
+  type: EntryType,
+  size: number,
+  hsmFlags: number,
+  unread: boolean,
+): void => {
+  switch (type) {
     case EntryType.File: {
       c.files++;
-      c.bytes += e.size;
-      const b = sizeBucket(e.size);
+      c.bytes += size;
+      const b = sizeBucket(size);
       while (c.sizeHistogram.length <= b) c.sizeHistogram.push(0);
       c.sizeHistogram[b]!++;
-      const state = hsmStateName(e.hsm);
+      const state = unread ? HSM_STATE_UNREAD : hsmStateOfFlags(hsmFlags);
       c.hsmStates[state] = (c.hsmStates[state] ?? 0) + 1;
       break;
     }
@@ -77,6 +98,13 @@ export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor
       countEntry(scan, e);
       if (job.spec.listEntries) {
         listed.push(toFileEntry(path, e));
+        if (listed.length >= job.spec.batchMaxEntries) return flush();
+      }
+    },
+    record: (batch, off, dir) => {
+      countRecord(scan, batch, off);
+      if (job.spec.listEntries) {
+        listed.push(toFileEntry(batch.path(off, dir), batch.entry(off)));
         if (listed.length >= job.spec.batchMaxEntries) return flush();
       }
     },

@@ -8,6 +8,8 @@ export interface DirectoryReadOptions {
   hsmXattr: string | undefined;
   /** Entries per batch. */
   batchSize: number;
+  /** Read the xattr only of regular files with a size in this range (fs DirReadOptions). */
+  hsmSizes?: { min: number; max: number } | undefined;
 }
 
 /**
@@ -29,6 +31,7 @@ export const posixNamespace: WalkNamespace = {
     openDir(resolveUnderRoot(root, dir), {
       hsmXattr: options.hsmXattr,
       batchSize: options.batchSize,
+      hsmSizes: options.hsmSizes,
       // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
       beneath: { rootFd: (await jobRootFor(root)).fd, rel: dir },
     }),

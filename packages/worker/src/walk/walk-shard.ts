@@ -6,6 +6,7 @@ import {
   errorMessage,
   joinPathBytes,
 } from "@hsmfleet/core";
+import { DirBatch, isPlainRecord } from "@hsmfleet/fs";
 import type { DirEntry, DirReader } from "@hsmfleet/fs";
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
 import {
@@ -30,6 +31,7 @@ import type {
 import { annotateSpan } from "@hsmfleet/telemetry";
 import type { ResolvedWorkerOptions } from "../options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
+import { ChildWindow } from "./child-window.js";
 import type { WorkBacklog } from "./work-backlog.js";
 
 export interface WalkContext {
@@ -60,6 +62,20 @@ export interface ShardVisitor {
    * visitor with nothing to wait for returns nothing: the walk then goes on without a microtask.
    */
   readonly entry: (path: Buffer, e: DirEntry) => Promise<void> | void;
+  /**
+   * Optional fast path (scan, policy): a regular file, symlink or other non-directory read without
+   * error, as record `off` of a packed batch of directory `dir` (root-relative), instead of
+   * `entry()` — no object, name copy or path per entry unless the visitor asks for one
+   * (`batch.path(off, dir)`). Directories and failed entries still go to `entry()`. Used only
+   * without `inPass` and when the namespace's reader offers packed batches.
+   */
+  readonly record?: (batch: DirBatch, off: number, dir: Buffer) => Promise<void> | void;
+  /**
+   * The visitor needs the HSM state only of regular files with a size in this range (a policy
+   * whose rules all select sizes): the others are read without their xattr (`hsmUnread`).
+   * Absent: every regular file's.
+   */
+  readonly hsmSizes?: { min: number; max: number } | undefined;
   /** After the last entry: hand over what is buffered. */
   readonly end: () => Promise<void>;
   readonly scan: ScanCounters;
@@ -79,91 +95,6 @@ export interface ShardScope {
   recordError: (err: ItemError) => Promise<void>;
   /** Delivery attempt of this shard (1 = first; more: an earlier attempt's worker died). */
   attempt: number;
-}
-
-/** Children held before being announced: at most this many, or this many bytes. */
-const WINDOW_ITEMS = 256;
-const WINDOW_BYTES = 4 * 1024 * 1024;
-
-/**
- * The termination rule (a phase ends when completed == published) only holds if the coordinator
- * learns about a child before it can learn about the child's own result. Results arrive in stream
- * order, so children are held here and published only after they were counted in the results
- * stream: by a "spawn" notice when the window fills up mid-directory (a huge directory), or by the
- * shard's own final result (every ordinary directory: no extra message). All ids are deterministic,
- * so a redelivered shard re-announces and re-publishes nothing new.
- */
-class ChildWindow {
-  readonly #js: JetStreamClient;
-  readonly #shard: WalkShard;
-  readonly #workerId: string;
-  readonly #publisher: Publisher;
-  readonly #backlog: WorkBacklog | undefined;
-  #held: Array<{ subject: string; data: Uint8Array; msgID: string }> = [];
-  #bytes = 0;
-  #notices = 0;
-
-  constructor(
-    js: JetStreamClient,
-    shard: WalkShard,
-    workerId: string,
-    msg: JsMsg,
-    backlog: WorkBacklog | undefined,
-  ) {
-    this.#js = js;
-    this.#shard = shard;
-    this.#workerId = workerId;
-    this.#publisher = new Publisher(js, msg);
-    this.#backlog = backlog;
-  }
-
-  get held(): number {
-    return this.#held.length;
-  }
-
-  /** Ids of the children held (the coordinator tracks ids: result-ledger.ts). */
-  get heldIds(): string[] {
-    return this.#held.map((c) => c.msgID);
-  }
-
-  async add(subject: string, data: Uint8Array, msgID: string): Promise<void> {
-    this.#held.push({ subject, data, msgID });
-    this.#bytes += data.length;
-    if (this.#held.length < WINDOW_ITEMS && this.#bytes < WINDOW_BYTES) return;
-    const id = `${this.#shard.shardId}.s${this.#notices++}`;
-    await this.#js.publish(
-      subjects.itemResult(this.#shard.jobId),
-      encodeItemResult(
-        newItemResult({
-          jobId: this.#shard.jobId,
-          itemId: id,
-          kind: "spawn",
-          children: this.#held.length,
-          childIds: this.heldIds,
-          parentId: this.#shard.shardId,
-          workerId: this.#workerId,
-        }),
-      ),
-      { msgID: id },
-    );
-    await this.publishHeld();
-  }
-
-  /** Publishes what is held; call only once it was announced. */
-  async publishHeld(): Promise<void> {
-    const transfer = subjects.transfer(this.#shard.jobId);
-    for (const c of this.#held) {
-      // Backpressure: a transfer batch waits while the job's queue is full (work-backlog.ts).
-      if (this.#backlog !== undefined && this.#backlog.limit > 0 && c.subject === transfer) {
-        await this.#publisher.flush(); // what this walk published is counted by the read
-        await this.#backlog.admit(this.#shard.jobId);
-      }
-      await this.#publisher.publish(c.subject, c.data, c.msgID);
-    }
-    await this.#publisher.flush();
-    this.#held = [];
-    this.#bytes = 0;
-  }
 }
 
 export type VisitorFactory = (scope: ShardScope) => ShardVisitor;
@@ -342,6 +273,29 @@ const walkShardWith = async (
   await options.hooks.beforeWalkShard?.(shard);
   if (shard.depth === 0) visitor.scan.directories++; // the root itself; every other directory is counted by its parent
 
+  /** One entry read as a DirEntry: errors recorded, directories grouped, then the visitor. */
+  const visitEntry = async (rel: Buffer, e: DirEntry): Promise<void> => {
+    if (e.error) {
+      const gone = e.error.code === "ENOENT";
+      if (gone) vanished++;
+      else walkErrors++;
+      await recordError({
+        path: rel,
+        operation: e.error.operation,
+        code: e.error.code,
+        message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
+        retryable: false,
+      });
+      if (e.error.operation === "lstat") return;
+    }
+    if (e.type === EntryType.Directory) {
+      group.push(rel);
+      if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
+    }
+    const pending = visitor.entry(rel, e);
+    if (pending !== undefined) await pending;
+  };
+
   for (const dir of shard.paths) {
     try {
       await visitor.beginDirectory?.(dir);
@@ -349,38 +303,38 @@ const walkShardWith = async (
         const reader = await options.namespace.openDirectory(spec.root, dir, {
           hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
           batchSize: options.readBatchSize,
+          hsmSizes: visitor.hsmSizes,
         });
         try {
-          // The next batch is read on the threadpool while this one is visited (a huge directory
-          // keeps both CPUs busy); a failed read surfaces where it is awaited.
-          let next = prefetch(reader);
-          for (let batch = await next; batch !== null; batch = await next) {
-            next = prefetch(reader);
-            ctx.onEntries(batch.length);
-            for (const e of batch) {
-              const rel = joinPathBytes(dir, e.name);
-              if (visitor.inPass !== undefined && !visitor.inPass(rel)) continue;
-              if (e.error) {
-                const gone = e.error.code === "ENOENT";
-                if (gone) vanished++;
-                else walkErrors++;
-                await recordError({
-                  path: rel,
-                  operation: e.error.operation,
-                  code: e.error.code,
-                  message: gone ? "entry vanished during the walk" : `${e.error.operation} failed`,
-                  retryable: false,
-                });
-                if (e.error.operation === "lstat") continue;
+          const record = visitor.record;
+          if (record !== undefined && visitor.inPass === undefined && reader.readPacked) {
+            // Packed batches, read in place: the visitor's fast path for every plain entry.
+            let next = prefetchPacked(reader);
+            for (let batch = await next; batch !== null; batch = await next) {
+              next = prefetchPacked(reader);
+              ctx.onEntries(batch.count);
+              for (let i = 0, off = DirBatch.FIRST; i < batch.count; i++, off = batch.next(off)) {
+                if (isPlainRecord(batch, off)) {
+                  const pending = record(batch, off, dir);
+                  if (pending !== undefined) await pending;
+                } else await visitEntry(batch.path(off, dir), batch.entry(off));
               }
-              if (e.type === EntryType.Directory) {
-                group.push(rel);
-                if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
-              }
-              const pending = visitor.entry(rel, e);
-              if (pending !== undefined) await pending;
+              run.keepAlive();
             }
-            run.keepAlive();
+          } else {
+            // The next batch is read on the threadpool while this one is visited (a huge
+            // directory keeps both CPUs busy); a failed read surfaces where it is awaited.
+            let next = prefetch(reader);
+            for (let batch = await next; batch !== null; batch = await next) {
+              next = prefetch(reader);
+              ctx.onEntries(batch.length);
+              for (const e of batch) {
+                const rel = joinPathBytes(dir, e.name);
+                if (visitor.inPass !== undefined && !visitor.inPass(rel)) continue;
+                await visitEntry(rel, e);
+              }
+              run.keepAlive();
+            }
           }
         } finally {
           await reader.close();
@@ -420,6 +374,13 @@ const walkShardWith = async (
 /** Starts reading the next batch; marked handled so a visit that throws leaves no stray rejection. */
 const prefetch = (reader: DirReader): Promise<DirEntry[] | null> => {
   const p = reader.read();
+  p.catch(() => undefined);
+  return p;
+};
+
+/** prefetch() for packed batches (the reader offers them). */
+const prefetchPacked = (reader: DirReader): Promise<DirBatch | null> => {
+  const p = reader.readPacked!();
   p.catch(() => undefined);
   return p;
 };
