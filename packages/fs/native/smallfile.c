@@ -14,7 +14,8 @@
  *   close.
  *
  * smallFile(rootFd, rel: Buffer, data: Buffer|null, nums: number[], md5: Buffer|null,
- *           out: Buffer, names: [importXattr, hsmXattr] (strings, "" = none),
+ *           out: Buffer, names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings,
+ *           "" = none),
  *           xattrs: Array<[string, Buffer]>|null): Promise<number>
  *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
  *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
@@ -22,6 +23,9 @@
  *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
  *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
  *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
+ *   SF_PENDING_RESTORE (restore, with SF_KEEP_TIMES): after the MD5 check, before the write, xattr
+ *   names[2] = "pending <names[3]> <mtime ms the open found>" (the restore's record of the mtime to
+ *   put back, for a redelivered item; the given xattrs then replace it).
  *
  * inspectFile (below): the read side of the same idea — open, fstat, several fgetxattr, close.
  *   Resolves 0, or 1 when SF_VERIFY found another MD5 (nothing written, the file unchanged but
@@ -63,6 +67,7 @@ enum {
   SF_STAT = 2048,     /* fstat after the open into out[16,80) */
   SF_SAME_INODE = 4096, /* out[0,16) holds u64 dev, u64 ino on input: the file opened must be it */
   SF_KEEP_TIMES = 8192, /* after the write: atime and mtime put back as the open found them */
+  SF_PENDING_RESTORE = 16384, /* before the write: names[2] = "pending <names[3]> <mtime ms>" */
 };
 
 #define SF_OUT 80
@@ -90,6 +95,8 @@ typedef struct {
   uint8_t *out;
   char *import_name;
   char *hsm_name;
+  char *pending_name;
+  char *pending_job;
   sf_xattr *xattrs;
   size_t nxattrs;
   /* results */
@@ -104,6 +111,8 @@ static void sf_free(sf_work *w) {
   free(w->rel);
   free(w->import_name);
   free(w->hsm_name);
+  free(w->pending_name);
+  free(w->pending_job);
   for (size_t i = 0; i < w->nxattrs; i++) {
     free(w->xattrs[i].name);
     free(w->xattrs[i].value);
@@ -166,6 +175,30 @@ static int sf_hsm_archived(sf_work *w, int fd) {
   return 1;
 }
 
+/*
+ * The restore's "pending <job> <mtime ms>" record (worker archive-location.ts formatPendingRestore),
+ * written before the data so that a redelivered item finds the mtime to put back. The mtime in ms
+ * as JavaScript prints sec * 1000 + nsec / 1e6: an integer, or up to 6 decimals without trailing
+ * zeros.
+ */
+static int sf_pending_restore(sf_work *w, int fd, const struct stat *st) {
+  long long ns = (long long)st->st_mtim.tv_sec * 1000000000LL + (long long)st->st_mtim.tv_nsec;
+  const char *sign = ns < 0 ? "-" : "";
+  unsigned long long a = ns < 0 ? (unsigned long long)(-ns) : (unsigned long long)ns;
+  char frac[16] = "";
+  unsigned long long f = a % 1000000ULL;
+  if (f != 0) {
+    snprintf(frac, sizeof frac, ".%06llu", f);
+    size_t k = strlen(frac);
+    while (k > 1 && frac[k - 1] == '0') frac[--k] = 0;
+  }
+  char v[4096];
+  int n = snprintf(v, sizeof v, "pending %s %s%llu%s", w->pending_job, sign, a / 1000000ULL, frac);
+  if (n < 0 || (size_t)n >= sizeof v) return sf_fail(w, ERANGE, "fsetxattr");
+  if (fsetxattr(fd, w->pending_name, v, (size_t)n, 0) != 0) return sf_fail(w, errno, "fsetxattr");
+  return 1;
+}
+
 static int sf_steps(sf_work *w, int fd, int flags) {
   /* An existing entry must be a regular file (a FIFO or device opens too, O_NONBLOCK). */
   struct stat st;
@@ -190,6 +223,7 @@ static int sf_steps(sf_work *w, int fd, int flags) {
       return 0;
     }
   }
+  if ((flags & SF_PENDING_RESTORE) && !sf_pending_restore(w, fd, &st)) return 0;
   if (flags & SF_WRITE) {
     if (!sf_write_data(w, fd, flags & SF_SPARSE)) return 0;
     /* A file the open found at exactly this size (the walk sized it) needs no cut. */
@@ -380,6 +414,12 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     napi_value e;
     if (napi_get_element(env, argv[6], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
     if (napi_get_element(env, argv[6], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
+    uint32_t names = 0;
+    napi_get_array_length(env, argv[6], &names);
+    if (names >= 4) {
+      if (napi_get_element(env, argv[6], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
+      if (napi_get_element(env, argv[6], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
+    }
   }
   if (!sf_is_null(env, argv[7])) {
     if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
@@ -420,6 +460,12 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
       *why = "smallFile: data missing";
       return 0;
     }
+  if ((flags & SF_PENDING_RESTORE) &&
+      (!w->pending_name || !w->pending_name[0] || !w->pending_job || !w->pending_job[0] ||
+       !(flags & SF_KEEP_TIMES))) {
+      *why = "smallFile: a pending restore record needs names[2], names[3] and keep-times";
+      return 0;
+  }
   if ((flags & SF_VERIFY) && !w->has_expect) {
       *why = "smallFile: md5 missing";
       return 0;

@@ -92,7 +92,8 @@ export interface NativeBinding {
     nums: number[],
     md5: Uint8Array | null,
     out: Buffer,
-    names: [string, string],
+    /** [importXattr, hsmXattr] or, for a pending restore record, [.., .., pendingXattr, jobId]. */
+    names: [string, string] | [string, string, string, string],
     xattrs: Array<[string, Buffer]> | null,
   ): Promise<number>;
   /**
@@ -108,7 +109,7 @@ export interface NativeBinding {
         number[],
         Uint8Array | null,
         Buffer,
-        [string, string],
+        [string, string] | [string, string, string, string],
         Array<[string, Buffer]> | null,
       ]
     >,

@@ -3,7 +3,8 @@
  * issue 17): open (or create exclusively) `rel` — no symlink followed anywhere, never leaving the
  * root, an existing entry must be a regular file — and then, through that descriptor only, in this
  * order: check the MD5 of `data` (a mismatch writes nothing), write it at 0 and cut the file to its
- * length (or cut it to `size`), owner, permission bits, mtime = atime, the given xattrs, the import
+ * length (or cut it to `size`; a restore first records the mtime to keep: `pendingRestore`), owner,
+ * permission bits, mtime = atime, the given xattrs, the import
  * record "pending" → "done", the emulated HSM state "exists archived", close.
  *
  * What this replaces on a download's last step: the open beneath, the reopen through /proc, the
@@ -57,6 +58,13 @@ export interface SmallFileJob {
   sameInode?: { dev: bigint; ino: bigint };
   /** Without `attrs`: after the write, the atime and mtime the open found are put back. */
   keepTimes?: boolean;
+  /**
+   * With `keepTimes` (a restore): after the MD5 check and before the data is written, `xattr` is
+   * set to `pending <jobId> <mtime ms>`, the mtime the open found (the worker's
+   * formatPendingRestore record, which a redelivered item reads to put the mtime back); a later
+   * `xattrs` pair of the same name replaces it once the file is done.
+   */
+  pendingRestore?: { xattr: string; jobId: string };
 }
 
 export interface SmallFileResult {
@@ -82,6 +90,7 @@ const F = {
   stat: 2048,
   sameInode: 4096,
   keepTimes: 8192,
+  pendingRestore: 16384,
 } as const;
 
 const OUT_BYTES = 16 + STAT_REC;
@@ -197,6 +206,15 @@ export const smallFileJob = async (
   if (job.hsmState) flags |= F.hsmArchived;
   if (job.stat) flags |= F.stat;
   if (job.keepTimes && !a) flags |= F.keepTimes;
+  const pr = job.pendingRestore;
+  if (pr) {
+    if (!(flags & F.keepTimes)) throw new TypeError("smallFileJob: pendingRestore needs keepTimes");
+    if (pr.xattr === "" || pr.jobId === "" || /[\0\s]/.test(pr.jobId))
+      throw new TypeError(
+        "smallFileJob: pendingRestore needs an xattr and a job id without spaces",
+      );
+    flags |= F.pendingRestore;
+  }
   const h = job.hsmState;
   const out = Buffer.allocUnsafe(OUT_BYTES);
   if (job.sameInode) {
@@ -227,7 +245,9 @@ export const smallFileJob = async (
       ],
       job.expectMd5 ?? null,
       out,
-      [job.importDone ?? "", h?.xattr ?? ""],
+      pr
+        ? [job.importDone ?? "", h?.xattr ?? "", pr.xattr, pr.jobId]
+        : [job.importDone ?? "", h?.xattr ?? ""],
       job.xattrs ?? null,
     ]),
   );

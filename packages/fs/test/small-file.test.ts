@@ -240,6 +240,56 @@ test.serial("keepTimes puts back the atime and mtime the open found", async (t) 
   t.is(await readFile(p, "utf8"), "restored");
 });
 
+for (const [label, atime, mtime, ms] of [
+  ["a fractional", 1_500_000_000.5, 1_400_000_000.123456, "1400000000123.456"],
+  ["a whole-second", 1_500_000_000, 1_400_000_000, "1400000000000"],
+  ["a pre-1970", 1_500_000_000, -1.5, "-1500"],
+] as const) {
+  test.serial(
+    `pendingRestore records ${label} mtime the open found before the data is written, none on an MD5 mismatch`,
+    async (t) => {
+      const { root, jr } = await fixture(t);
+      const p = join(root, "f");
+      await writeFile(p, "");
+      const { utimes } = await import("node:fs/promises");
+      await utimes(p, atime, Math.max(mtime, 0));
+      // node:fs takes a negative time for "now": touch sets it.
+      if (mtime < 0) execFileSync("touch", ["-m", "-d", `@${mtime}`, p]);
+      const pendingRestore = { xattr: "user.restored", jobId: "job-7" };
+      // A mismatching MD5: nothing written, no record.
+      const bad = await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        expectMd5: md5(b("other")),
+        keepTimes: true,
+        pendingRestore,
+      });
+      t.true(bad.md5Mismatch);
+      t.is(await getXattr(b(p), "user.restored"), undefined);
+      await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        expectMd5: md5(b("restored")),
+        keepTimes: true,
+        pendingRestore,
+      });
+      t.is((await getXattr(b(p), "user.restored"))?.toString(), `pending job-7 ${ms}`);
+      const st = await lstat(p);
+      t.true(Math.abs(Number(ms) - st.mtimeMs) < 0.001, `${ms} vs ${st.mtimeMs}`);
+      t.is(await readFile(p, "utf8"), "restored");
+      // The given xattrs replace the record once the file is done.
+      await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        keepTimes: true,
+        pendingRestore,
+        xattrs: [["user.restored", b("job-7")]],
+      });
+      t.is((await getXattr(b(p), "user.restored"))?.toString(), "job-7");
+      await t.throwsAsync(smallFileJob(jr, b("f"), { data: b("x"), pendingRestore }), {
+        instanceOf: TypeError,
+      });
+    },
+  );
+}
+
 test.serial(
   "many jobs at once go in shared native batches; each gets its own result or error",
   async (t) => {
