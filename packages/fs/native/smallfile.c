@@ -676,26 +676,77 @@ static void in_execute(napi_env env, void *data) {
   close(fd);
 }
 
+static napi_value in_result(napi_env env, in_work *w);
+
 static void in_complete(napi_env env, napi_status status, void *data) {
   in_work *w = data;
   if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  w->out_ref = NULL;
   if (status != napi_ok) {
     w->err = ECANCELED;
     w->syscall = "inspectFile";
   }
-  if (w->err == 0) {
-    napi_value arr, v;
-    napi_create_array_with_length(env, w->nnames, &arr);
-    for (size_t i = 0; i < w->nnames; i++) {
-      napi_create_int32(env, (int32_t)w->lens[i], &v);
-      napi_set_element(env, arr, (uint32_t)i, v);
-    }
-    napi_resolve_deferred(env, w->deferred, arr);
-  } else {
-    napi_reject_deferred(env, w->deferred, sf_error(env, w->err, w->syscall, w->at));
-  }
+  napi_value v = in_result(env, w);
+  if (w->err == 0) napi_resolve_deferred(env, w->deferred, v);
+  else napi_reject_deferred(env, w->deferred, v);
   napi_delete_async_work(env, w->aw);
   in_free(w);
+}
+
+/* The arguments of one inspectFile (argv[0..5)) into w; 0 + *why when bad (a TypeError). */
+static int in_parse(napi_env env, napi_value *argv, in_work *w, const char **why) {
+  int32_t rootfd = -1;
+  bool fallback = false, isarr = false;
+  uint32_t count = 0;
+  void *p = NULL;
+  size_t n = 0;
+  if (napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
+      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
+      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
+      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+    *why = "inspectFile(rootFd, rel, fallback, names (<= 8), out)";
+    return 0;
+  }
+  w->rootfd = rootfd;
+  w->fallback = fallback;
+  w->rel = malloc(n + 1);
+  if (!w->rel) {
+    *why = "hsmfleet_fs: out of memory";
+    return 0;
+  }
+  memcpy(w->rel, p, n);
+  w->rel[n] = 0;
+  w->rel_len = n;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    char *name = sf_string(env, e);
+    if (!name) {
+      *why = "inspectFile: names must be non-empty strings";
+      return 0;
+    }
+    w->names[w->nnames++] = name;
+  }
+  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
+    *why = "inspectFile: out must hold 64 + 4096 bytes per name";
+    return 0;
+  }
+  w->out = p;
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  return 1;
+}
+
+/* What one inspected file resolves with (its values' lengths) or rejects with. */
+static napi_value in_result(napi_env env, in_work *w) {
+  napi_value arr, v;
+  if (w->err != 0) return sf_error(env, w->err, w->syscall, w->at);
+  napi_create_array_with_length(env, w->nnames, &arr);
+  for (size_t i = 0; i < w->nnames; i++) {
+    napi_create_int32(env, (int32_t)w->lens[i], &v);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  return arr;
 }
 
 static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
@@ -707,49 +758,13 @@ static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
-  int32_t rootfd = -1;
-  bool fallback = false, isarr = false;
-  uint32_t count = 0;
-  void *p = NULL;
-  size_t n = 0;
-  if (argc < 5 || napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
-      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
-      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
-      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+  const char *why = "inspectFile(rootFd, rel, fallback, names (<= 8), out)";
+  if (argc < 5 || !in_parse(env, argv, w, &why)) {
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
     in_free(w);
-    napi_throw_type_error(env, NULL, "inspectFile(rootFd, rel, fallback, names (<= 8), out)");
+    napi_throw_type_error(env, NULL, why);
     return NULL;
   }
-  w->rootfd = rootfd;
-  w->fallback = fallback;
-  w->rel = malloc(n + 1);
-  if (!w->rel) {
-    in_free(w);
-    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
-    return NULL;
-  }
-  memcpy(w->rel, p, n);
-  w->rel[n] = 0;
-  w->rel_len = n;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[3], i, &e);
-    char *name = sf_string(env, e);
-    if (!name) {
-      in_free(w);
-      napi_throw_type_error(env, NULL, "inspectFile: names must be non-empty strings");
-      return NULL;
-    }
-    w->names[w->nnames++] = name;
-  }
-  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
-    in_free(w);
-    napi_throw_type_error(env, NULL, "inspectFile: out must hold 64 + 4096 bytes per name");
-    return NULL;
-  }
-  w->out = p;
-  napi_create_reference(env, argv[4], 1, &w->out_ref);
   napi_value promise, name;
   napi_create_promise(env, &w->deferred, &promise);
   napi_create_string_utf8(env, "hsmfleet_fs.inspectFile", NAPI_AUTO_LENGTH, &name);
@@ -765,11 +780,110 @@ static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * inspectFiles(items: Array<[rootFd, rel, fallback, names, out]>): several inspectFile calls (1 to
+ * 256) in ONE job, one after the other; each item's lengths array, or the Error it would have
+ * rejected with.
+ */
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  in_work **items;
+  size_t n;
+} in_batch;
+
+static void inb_free(napi_env env, in_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    in_work *w = b->items[i];
+    if (!w) continue;
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
+    in_free(w);
+  }
+  free(b->items);
+  free(b);
+}
+
+static void inb_execute(napi_env env, void *data) {
+  in_batch *b = data;
+  for (size_t i = 0; i < b->n; i++) in_execute(env, b->items[i]);
+}
+
+static void inb_complete(napi_env env, napi_status status, void *data) {
+  in_batch *b = data;
+  napi_value arr;
+  napi_create_array_with_length(env, b->n, &arr);
+  for (size_t i = 0; i < b->n; i++) {
+    in_work *w = b->items[i];
+    if (status != napi_ok) {
+      w->err = ECANCELED;
+      w->syscall = "inspectFiles";
+    }
+    napi_set_element(env, arr, (uint32_t)i, in_result(env, w));
+  }
+  napi_resolve_deferred(env, b->deferred, arr);
+  napi_delete_async_work(env, b->aw);
+  inb_free(env, b);
+}
+
+static napi_value js_inspect_files(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  bool isarr = false;
+  uint32_t count = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
+      count > SF_BATCH_MAX) {
+    napi_throw_type_error(env, NULL, "inspectFiles(items): 1 to 256 items");
+    return NULL;
+  }
+  in_batch *b = calloc(1, sizeof *b);
+  if (b) b->items = calloc(count, sizeof *b->items);
+  if (!b || !b->items) {
+    free(b);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item, a[5];
+    bool ok = false;
+    uint32_t len = 0;
+    napi_get_element(env, argv[0], i, &item);
+    if (napi_is_array(env, item, &ok) == napi_ok && ok &&
+        napi_get_array_length(env, item, &len) == napi_ok && len == 5) {
+      for (uint32_t k = 0; k < 5; k++) napi_get_element(env, item, k, &a[k]);
+    } else {
+      ok = false;
+    }
+    in_work *w = calloc(1, sizeof *w);
+    if (w) b->items[b->n++] = w;
+    const char *why = "inspectFiles: an item is not [rootFd, rel, fallback, names, out]";
+    if (!w || !ok || !in_parse(env, a, w, &why)) {
+      inb_free(env, b);
+      napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
+      return NULL;
+    }
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &b->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.inspectFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, inb_execute, inb_complete, b, &b->aw) != napi_ok ||
+      napi_queue_async_work(env, b->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue inspectFiles", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, b->deferred, err);
+    inb_free(env, b);
+  }
+  return promise;
+}
+
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
       {"smallFile", NULL, js_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"inspectFile", NULL, js_inspect_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"smallFiles", NULL, js_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"inspectFiles", NULL, js_inspect_files, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 3, p);
+  return napi_define_properties(env, exports, 4, p);
 }

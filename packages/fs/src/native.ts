@@ -125,6 +125,13 @@ export interface NativeBinding {
     names: string[],
     out: Buffer,
   ): Promise<number[]>;
+  /**
+   * Several inspectFile calls (their arguments, 1 to 256) in ONE job, one after the other; each
+   * item's lengths, or the Error it would have rejected with.
+   */
+  inspectFiles(
+    items: Array<[number, Buffer, boolean, string[], Buffer]>,
+  ): Promise<Array<number[] | Error>>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
   /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */

@@ -291,6 +291,47 @@ for (const [label, atime, mtime, ms] of [
 }
 
 test.serial(
+  "many inspectFile calls at once go in shared native batches (with small-file jobs); each gets its own result or error",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const names = Array.from({ length: 300 }, (_, i) => `a/g${i}`);
+    for (const [i, n] of names.entries()) {
+      if (i === 11) continue; // missing: ENOENT
+      if (i === 12)
+        await mkdir(join(root, n)); // a directory: EINVAL
+      else await writeFile(join(root, n), Buffer.alloc(i, 1));
+    }
+    for (const i of [0, 150, 299]) await setXattr(b(join(root, names[i]!)), "user.v", b(`v${i}`));
+    const [inspected, written] = await Promise.all([
+      Promise.allSettled(names.map((n) => inspectFile(jr, b(n), ["user.v", "user.none"]))),
+      Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) =>
+          smallFileJob(jr, b(`a/h${i}`), { createMode: 0o600, size: i }),
+        ),
+      ),
+    ]);
+    inspected.forEach((r, i) => {
+      if (i === 11 || i === 12) {
+        t.is(r.status, "rejected", names[i]);
+        const err = (r as PromiseRejectedResult).reason as FsOperationError;
+        t.true(err instanceof FsOperationError);
+        t.is(err.code, i === 11 ? "ENOENT" : "EINVAL");
+        return;
+      }
+      t.is(r.status, "fulfilled", names[i]);
+      const v = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof inspectFile>>>).value;
+      t.is(v.stat.size, i);
+      t.deepEqual(
+        v.xattrs.map((x) => x?.toString()),
+        [[0, 150, 299].includes(i) ? `v${i}` : undefined, undefined],
+      );
+    });
+    t.true(written.every((r) => r.status === "fulfilled"));
+    t.is((await stat(join(root, "a/h49"))).size, 49);
+  },
+);
+
+test.serial(
   "many jobs at once go in shared native batches; each gets its own result or error",
   async (t) => {
     const { root, jr } = await fixture(t);
