@@ -14,7 +14,8 @@
  *   close.
  *
  * smallFile(rootFd, rel: Buffer, data: Buffer|null, nums: number[], md5: Buffer|null,
- *           out: Buffer, names: [importXattr, hsmXattr] (strings, "" = none),
+ *           out: Buffer, names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings,
+ *           "" = none),
  *           xattrs: Array<[string, Buffer]>|null): Promise<number>
  *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
  *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
@@ -22,6 +23,9 @@
  *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
  *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
  *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
+ *   SF_PENDING_RESTORE (restore, with SF_KEEP_TIMES): after the MD5 check, before the write, xattr
+ *   names[2] = "pending <names[3]> <mtime ms the open found>" (the restore's record of the mtime to
+ *   put back, for a redelivered item; the given xattrs then replace it).
  *
  * inspectFile (below): the read side of the same idea — open, fstat, several fgetxattr, close.
  *   Resolves 0, or 1 when SF_VERIFY found another MD5 (nothing written, the file unchanged but
@@ -63,6 +67,7 @@ enum {
   SF_STAT = 2048,     /* fstat after the open into out[16,80) */
   SF_SAME_INODE = 4096, /* out[0,16) holds u64 dev, u64 ino on input: the file opened must be it */
   SF_KEEP_TIMES = 8192, /* after the write: atime and mtime put back as the open found them */
+  SF_PENDING_RESTORE = 16384, /* before the write: names[2] = "pending <names[3]> <mtime ms>" */
 };
 
 #define SF_OUT 80
@@ -90,6 +95,8 @@ typedef struct {
   uint8_t *out;
   char *import_name;
   char *hsm_name;
+  char *pending_name;
+  char *pending_job;
   sf_xattr *xattrs;
   size_t nxattrs;
   /* results */
@@ -104,6 +111,8 @@ static void sf_free(sf_work *w) {
   free(w->rel);
   free(w->import_name);
   free(w->hsm_name);
+  free(w->pending_name);
+  free(w->pending_job);
   for (size_t i = 0; i < w->nxattrs; i++) {
     free(w->xattrs[i].name);
     free(w->xattrs[i].value);
@@ -166,6 +175,30 @@ static int sf_hsm_archived(sf_work *w, int fd) {
   return 1;
 }
 
+/*
+ * The restore's "pending <job> <mtime ms>" record (worker archive-location.ts formatPendingRestore),
+ * written before the data so that a redelivered item finds the mtime to put back. The mtime in ms
+ * as JavaScript prints sec * 1000 + nsec / 1e6: an integer, or up to 6 decimals without trailing
+ * zeros.
+ */
+static int sf_pending_restore(sf_work *w, int fd, const struct stat *st) {
+  long long ns = (long long)st->st_mtim.tv_sec * 1000000000LL + (long long)st->st_mtim.tv_nsec;
+  const char *sign = ns < 0 ? "-" : "";
+  unsigned long long a = ns < 0 ? (unsigned long long)(-ns) : (unsigned long long)ns;
+  char frac[16] = "";
+  unsigned long long f = a % 1000000ULL;
+  if (f != 0) {
+    snprintf(frac, sizeof frac, ".%06llu", f);
+    size_t k = strlen(frac);
+    while (k > 1 && frac[k - 1] == '0') frac[--k] = 0;
+  }
+  char v[4096];
+  int n = snprintf(v, sizeof v, "pending %s %s%llu%s", w->pending_job, sign, a / 1000000ULL, frac);
+  if (n < 0 || (size_t)n >= sizeof v) return sf_fail(w, ERANGE, "fsetxattr");
+  if (fsetxattr(fd, w->pending_name, v, (size_t)n, 0) != 0) return sf_fail(w, errno, "fsetxattr");
+  return 1;
+}
+
 static int sf_steps(sf_work *w, int fd, int flags) {
   /* An existing entry must be a regular file (a FIFO or device opens too, O_NONBLOCK). */
   struct stat st;
@@ -190,6 +223,7 @@ static int sf_steps(sf_work *w, int fd, int flags) {
       return 0;
     }
   }
+  if ((flags & SF_PENDING_RESTORE) && !sf_pending_restore(w, fd, &st)) return 0;
   if (flags & SF_WRITE) {
     if (!sf_write_data(w, fd, flags & SF_SPARSE)) return 0;
     /* A file the open found at exactly this size (the walk sized it) needs no cut. */
@@ -380,6 +414,12 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     napi_value e;
     if (napi_get_element(env, argv[6], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
     if (napi_get_element(env, argv[6], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
+    uint32_t names = 0;
+    napi_get_array_length(env, argv[6], &names);
+    if (names >= 4) {
+      if (napi_get_element(env, argv[6], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
+      if (napi_get_element(env, argv[6], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
+    }
   }
   if (!sf_is_null(env, argv[7])) {
     if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
@@ -420,6 +460,12 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
       *why = "smallFile: data missing";
       return 0;
     }
+  if ((flags & SF_PENDING_RESTORE) &&
+      (!w->pending_name || !w->pending_name[0] || !w->pending_job || !w->pending_job[0] ||
+       !(flags & SF_KEEP_TIMES))) {
+      *why = "smallFile: a pending restore record needs names[2], names[3] and keep-times";
+      return 0;
+  }
   if ((flags & SF_VERIFY) && !w->has_expect) {
       *why = "smallFile: md5 missing";
       return 0;
@@ -630,26 +676,77 @@ static void in_execute(napi_env env, void *data) {
   close(fd);
 }
 
+static napi_value in_result(napi_env env, in_work *w);
+
 static void in_complete(napi_env env, napi_status status, void *data) {
   in_work *w = data;
   if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  w->out_ref = NULL;
   if (status != napi_ok) {
     w->err = ECANCELED;
     w->syscall = "inspectFile";
   }
-  if (w->err == 0) {
-    napi_value arr, v;
-    napi_create_array_with_length(env, w->nnames, &arr);
-    for (size_t i = 0; i < w->nnames; i++) {
-      napi_create_int32(env, (int32_t)w->lens[i], &v);
-      napi_set_element(env, arr, (uint32_t)i, v);
-    }
-    napi_resolve_deferred(env, w->deferred, arr);
-  } else {
-    napi_reject_deferred(env, w->deferred, sf_error(env, w->err, w->syscall, w->at));
-  }
+  napi_value v = in_result(env, w);
+  if (w->err == 0) napi_resolve_deferred(env, w->deferred, v);
+  else napi_reject_deferred(env, w->deferred, v);
   napi_delete_async_work(env, w->aw);
   in_free(w);
+}
+
+/* The arguments of one inspectFile (argv[0..5)) into w; 0 + *why when bad (a TypeError). */
+static int in_parse(napi_env env, napi_value *argv, in_work *w, const char **why) {
+  int32_t rootfd = -1;
+  bool fallback = false, isarr = false;
+  uint32_t count = 0;
+  void *p = NULL;
+  size_t n = 0;
+  if (napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
+      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
+      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
+      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+    *why = "inspectFile(rootFd, rel, fallback, names (<= 8), out)";
+    return 0;
+  }
+  w->rootfd = rootfd;
+  w->fallback = fallback;
+  w->rel = malloc(n + 1);
+  if (!w->rel) {
+    *why = "hsmfleet_fs: out of memory";
+    return 0;
+  }
+  memcpy(w->rel, p, n);
+  w->rel[n] = 0;
+  w->rel_len = n;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    char *name = sf_string(env, e);
+    if (!name) {
+      *why = "inspectFile: names must be non-empty strings";
+      return 0;
+    }
+    w->names[w->nnames++] = name;
+  }
+  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
+    *why = "inspectFile: out must hold 64 + 4096 bytes per name";
+    return 0;
+  }
+  w->out = p;
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  return 1;
+}
+
+/* What one inspected file resolves with (its values' lengths) or rejects with. */
+static napi_value in_result(napi_env env, in_work *w) {
+  napi_value arr, v;
+  if (w->err != 0) return sf_error(env, w->err, w->syscall, w->at);
+  napi_create_array_with_length(env, w->nnames, &arr);
+  for (size_t i = 0; i < w->nnames; i++) {
+    napi_create_int32(env, (int32_t)w->lens[i], &v);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  return arr;
 }
 
 static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
@@ -661,49 +758,13 @@ static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
-  int32_t rootfd = -1;
-  bool fallback = false, isarr = false;
-  uint32_t count = 0;
-  void *p = NULL;
-  size_t n = 0;
-  if (argc < 5 || napi_get_value_int32(env, argv[0], &rootfd) != napi_ok || rootfd < 0 ||
-      !sf_buffer(env, argv[1], &p, &n) || n == 0 || memchr(p, 0, n) != NULL ||
-      napi_get_value_bool(env, argv[2], &fallback) != napi_ok ||
-      napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok || count > INSPECT_MAX) {
+  const char *why = "inspectFile(rootFd, rel, fallback, names (<= 8), out)";
+  if (argc < 5 || !in_parse(env, argv, w, &why)) {
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
     in_free(w);
-    napi_throw_type_error(env, NULL, "inspectFile(rootFd, rel, fallback, names (<= 8), out)");
+    napi_throw_type_error(env, NULL, why);
     return NULL;
   }
-  w->rootfd = rootfd;
-  w->fallback = fallback;
-  w->rel = malloc(n + 1);
-  if (!w->rel) {
-    in_free(w);
-    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
-    return NULL;
-  }
-  memcpy(w->rel, p, n);
-  w->rel[n] = 0;
-  w->rel_len = n;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[3], i, &e);
-    char *name = sf_string(env, e);
-    if (!name) {
-      in_free(w);
-      napi_throw_type_error(env, NULL, "inspectFile: names must be non-empty strings");
-      return NULL;
-    }
-    w->names[w->nnames++] = name;
-  }
-  if (!sf_buffer(env, argv[4], &p, &n) || n < 64 + (size_t)INSPECT_VALUE * count) {
-    in_free(w);
-    napi_throw_type_error(env, NULL, "inspectFile: out must hold 64 + 4096 bytes per name");
-    return NULL;
-  }
-  w->out = p;
-  napi_create_reference(env, argv[4], 1, &w->out_ref);
   napi_value promise, name;
   napi_create_promise(env, &w->deferred, &promise);
   napi_create_string_utf8(env, "hsmfleet_fs.inspectFile", NAPI_AUTO_LENGTH, &name);
@@ -719,11 +780,110 @@ static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * inspectFiles(items: Array<[rootFd, rel, fallback, names, out]>): several inspectFile calls (1 to
+ * 256) in ONE job, one after the other; each item's lengths array, or the Error it would have
+ * rejected with.
+ */
+typedef struct {
+  napi_async_work aw;
+  napi_deferred deferred;
+  in_work **items;
+  size_t n;
+} in_batch;
+
+static void inb_free(napi_env env, in_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    in_work *w = b->items[i];
+    if (!w) continue;
+    if (w->out_ref) napi_delete_reference(env, w->out_ref);
+    in_free(w);
+  }
+  free(b->items);
+  free(b);
+}
+
+static void inb_execute(napi_env env, void *data) {
+  in_batch *b = data;
+  for (size_t i = 0; i < b->n; i++) in_execute(env, b->items[i]);
+}
+
+static void inb_complete(napi_env env, napi_status status, void *data) {
+  in_batch *b = data;
+  napi_value arr;
+  napi_create_array_with_length(env, b->n, &arr);
+  for (size_t i = 0; i < b->n; i++) {
+    in_work *w = b->items[i];
+    if (status != napi_ok) {
+      w->err = ECANCELED;
+      w->syscall = "inspectFiles";
+    }
+    napi_set_element(env, arr, (uint32_t)i, in_result(env, w));
+  }
+  napi_resolve_deferred(env, b->deferred, arr);
+  napi_delete_async_work(env, b->aw);
+  inb_free(env, b);
+}
+
+static napi_value js_inspect_files(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  bool isarr = false;
+  uint32_t count = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
+      count > SF_BATCH_MAX) {
+    napi_throw_type_error(env, NULL, "inspectFiles(items): 1 to 256 items");
+    return NULL;
+  }
+  in_batch *b = calloc(1, sizeof *b);
+  if (b) b->items = calloc(count, sizeof *b->items);
+  if (!b || !b->items) {
+    free(b);
+    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item, a[5];
+    bool ok = false;
+    uint32_t len = 0;
+    napi_get_element(env, argv[0], i, &item);
+    if (napi_is_array(env, item, &ok) == napi_ok && ok &&
+        napi_get_array_length(env, item, &len) == napi_ok && len == 5) {
+      for (uint32_t k = 0; k < 5; k++) napi_get_element(env, item, k, &a[k]);
+    } else {
+      ok = false;
+    }
+    in_work *w = calloc(1, sizeof *w);
+    if (w) b->items[b->n++] = w;
+    const char *why = "inspectFiles: an item is not [rootFd, rel, fallback, names, out]";
+    if (!w || !ok || !in_parse(env, a, w, &why)) {
+      inb_free(env, b);
+      napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
+      return NULL;
+    }
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &b->deferred, &promise);
+  napi_create_string_utf8(env, "hsmfleet_fs.inspectFiles", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, inb_execute, inb_complete, b, &b->aw) != napi_ok ||
+      napi_queue_async_work(env, b->aw) != napi_ok) {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue inspectFiles", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, b->deferred, err);
+    inb_free(env, b);
+  }
+  return promise;
+}
+
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
       {"smallFile", NULL, js_small_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"inspectFile", NULL, js_inspect_file, NULL, NULL, NULL, napi_enumerable, NULL},
       {"smallFiles", NULL, js_small_files, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"inspectFiles", NULL, js_inspect_files, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  return napi_define_properties(env, exports, 3, p);
+  return napi_define_properties(env, exports, 4, p);
 }

@@ -107,7 +107,8 @@ export interface NativeBinding {
     nums: number[],
     md5: Uint8Array | null,
     out: Buffer,
-    names: [string, string],
+    /** [importXattr, hsmXattr] or, for a pending restore record, [.., .., pendingXattr, jobId]. */
+    names: [string, string] | [string, string, string, string],
     xattrs: Array<[string, Buffer]> | null,
   ): Promise<number>;
   /**
@@ -123,7 +124,7 @@ export interface NativeBinding {
         number[],
         Uint8Array | null,
         Buffer,
-        [string, string],
+        [string, string] | [string, string, string, string],
         Array<[string, Buffer]> | null,
       ]
     >,
@@ -139,6 +140,13 @@ export interface NativeBinding {
     names: string[],
     out: Buffer,
   ): Promise<number[]>;
+  /**
+   * Several inspectFile calls (their arguments, 1 to 256) in ONE job, one after the other; each
+   * item's lengths, or the Error it would have rejected with.
+   */
+  inspectFiles(
+    items: Array<[number, Buffer, boolean, string[], Buffer]>,
+  ): Promise<Array<number[] | Error>>;
   /** Whether openat2 is available (probed once). */
   beneathProbe(): boolean;
   /** An inotify instance read by a thread of its own (native/inotify.c); see inotify.ts. */

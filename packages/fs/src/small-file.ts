@@ -3,8 +3,10 @@
  * issue 17): open (or create exclusively) `rel` — no symlink followed anywhere, never leaving the
  * root, an existing entry must be a regular file — and then, through that descriptor only, in this
  * order: check the MD5 of `data` (a mismatch writes nothing), write it at 0 and cut the file to its
- * length (or cut it to `size`), owner, permission bits, mtime = atime, the given xattrs, the import
- * record "pending" → "done", the emulated HSM state "exists archived", close.
+ * length (or cut it to `size`; a restore first records the mtime to keep: `pendingRestore`), owner,
+ * permission bits, mtime = atime, the given xattrs, the import record "pending" → "done", the
+ * emulated HSM state "exists archived", close. inspectFile is the read side (open, fstat, xattrs,
+ * close). Both queue for the same native slots and go in batches under load.
  *
  * What this replaces on a download's last step: the open beneath, the reopen through /proc, the
  * write, the close, and a setattr and get/set-xattr job each reopening the path — ~10 calls in
@@ -57,6 +59,13 @@ export interface SmallFileJob {
   sameInode?: { dev: bigint; ino: bigint };
   /** Without `attrs`: after the write, the atime and mtime the open found are put back. */
   keepTimes?: boolean;
+  /**
+   * With `keepTimes` (a restore): after the MD5 check and before the data is written, `xattr` is
+   * set to `pending <jobId> <mtime ms>`, the mtime the open found (the worker's
+   * formatPendingRestore record, which a redelivered item reads to put the mtime back); a later
+   * `xattrs` pair of the same name replaces it once the file is done.
+   */
+  pendingRestore?: { xattr: string; jobId: string };
 }
 
 export interface SmallFileResult {
@@ -82,16 +91,13 @@ const F = {
   stat: 2048,
   sameInode: 4096,
   keepTimes: 8192,
+  pendingRestore: 16384,
 } as const;
 
 const OUT_BYTES = 16 + STAT_REC;
 
 type NativeItem = Parameters<NativeBinding["smallFile"]>;
-interface Pending {
-  item: NativeItem;
-  resolve: (r: number) => void;
-  reject: (err: unknown) => void;
-}
+type InspectItem = Parameters<NativeBinding["inspectFile"]>;
 
 /**
  * Native batches in flight at most (HSMFLEET_SMALL_FILE_SLOTS, default 8; each one threadpool
@@ -99,7 +105,8 @@ interface Pending {
  * job (smallFiles, at most 256): under load the round trip of a job (the pool's wake-up, the
  * loop's completion callback) is paid per batch, not per file, and an idle moment sends a file
  * alone at once. Files of a batch are done one after the other: on a file system whose creates
- * wait for a server (Lustre's MDS), the slots are what runs them in parallel.
+ * wait for a server (Lustre's MDS), the slots are what runs them in parallel. inspectFile calls
+ * queue the same way (inspectFiles batches), sharing the slots.
  */
 export const SMALL_FILE_SLOTS_ENV = "HSMFLEET_SMALL_FILE_SLOTS";
 const slots = (): number => {
@@ -107,32 +114,44 @@ const slots = (): number => {
   return Number.isInteger(n) && n >= 1 ? n : 8;
 };
 const BATCH_MAX = 256;
-const waiting: Pending[] = [];
 let inFlight = 0;
 
-const pump = (): void => {
-  const max = slots();
-  while (inFlight < max && waiting.length > 0) {
+/** Calls of one native function that wait for a slot, sent together as one batch job. */
+class BatchLane<I, R> {
+  readonly waiting: Array<{ item: I; resolve: (r: R) => void; reject: (err: unknown) => void }> =
+    [];
+  constructor(readonly send: (items: I[]) => Promise<Array<R | Error>>) {}
+
+  submit(item: I): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ item, resolve, reject });
+      pump();
+    });
+  }
+
+  /** Sends one batch (its share of the free slots); false when nothing waits. */
+  sendOne(max: number): boolean {
+    if (this.waiting.length === 0) return false;
     // Shared over the free slots, so a burst is spread over the pool's threads.
-    const take = Math.min(BATCH_MAX, Math.ceil(waiting.length / (max - inFlight)));
-    const batch = waiting.splice(0, take);
+    const take = Math.min(BATCH_MAX, Math.ceil(this.waiting.length / (max - inFlight)));
+    const batch = this.waiting.splice(0, take);
     inFlight++;
     const done = (): void => {
       inFlight--;
       pump();
     };
-    let sent: Promise<Array<number | Error>>;
+    let sent: Promise<Array<R | Error>>;
     try {
-      sent = loadNative().smallFiles(batch.map((p) => p.item));
+      sent = this.send(batch.map((p) => p.item));
     } catch (err) {
       for (const p of batch) p.reject(err);
       done();
-      continue;
+      return true;
     }
     sent.then(
       (results) => {
         results.forEach((r, i) =>
-          typeof r === "number" ? batch[i]!.resolve(r) : batch[i]!.reject(r),
+          r instanceof Error ? batch[i]!.reject(r) : batch[i]!.resolve(r),
         );
         done();
       },
@@ -141,14 +160,24 @@ const pump = (): void => {
         done();
       },
     );
+    return true;
   }
-};
+}
 
-const submit = (item: NativeItem): Promise<number> =>
-  new Promise((resolve, reject) => {
-    waiting.push({ item, resolve, reject });
-    pump();
-  });
+const fileLane = new BatchLane<NativeItem, number>((items) => loadNative().smallFiles(items));
+const inspectLane = new BatchLane<InspectItem, number[]>((items) =>
+  loadNative().inspectFiles(items),
+);
+
+function pump(): void {
+  const max = slots();
+  while (inFlight < max) {
+    // Inspections first: each is the start of a restore whose GET waits for it.
+    if (!inspectLane.sendOne(max) && !fileLane.sendOne(max)) return;
+  }
+}
+
+const submit = (item: NativeItem): Promise<number> => fileLane.submit(item);
 
 /** The operation a failed call of the job is reported as (the others: the caller's). */
 const STEP_OPERATION: Record<string, string> = {
@@ -197,6 +226,15 @@ export const smallFileJob = async (
   if (job.hsmState) flags |= F.hsmArchived;
   if (job.stat) flags |= F.stat;
   if (job.keepTimes && !a) flags |= F.keepTimes;
+  const pr = job.pendingRestore;
+  if (pr) {
+    if (!(flags & F.keepTimes)) throw new TypeError("smallFileJob: pendingRestore needs keepTimes");
+    if (pr.xattr === "" || pr.jobId === "" || /[\0\s]/.test(pr.jobId))
+      throw new TypeError(
+        "smallFileJob: pendingRestore needs an xattr and a job id without spaces",
+      );
+    flags |= F.pendingRestore;
+  }
   const h = job.hsmState;
   const out = Buffer.allocUnsafe(OUT_BYTES);
   if (job.sameInode) {
@@ -227,7 +265,9 @@ export const smallFileJob = async (
       ],
       job.expectMd5 ?? null,
       out,
-      [job.importDone ?? "", h?.xattr ?? ""],
+      pr
+        ? [job.importDone ?? "", h?.xattr ?? "", pr.xattr, pr.jobId]
+        : [job.importDone ?? "", h?.xattr ?? ""],
       job.xattrs ?? null,
     ]),
   );
@@ -267,7 +307,7 @@ export const inspectFile = async (
   const out = Buffer.allocUnsafe(STAT_REC + INSPECT_MAX_VALUE * names.length);
   const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
   const lens = await root.runBeneath(opOf, rel, (rootFd, fallback) =>
-    loadNative().inspectFile(rootFd, rel, fallback, names, out),
+    inspectLane.submit([rootFd, rel, fallback, names, out]),
   );
   return {
     stat: parseStat(out),

@@ -240,6 +240,97 @@ test.serial("keepTimes puts back the atime and mtime the open found", async (t) 
   t.is(await readFile(p, "utf8"), "restored");
 });
 
+for (const [label, atime, mtime, ms] of [
+  ["a fractional", 1_500_000_000.5, 1_400_000_000.123456, "1400000000123.456"],
+  ["a whole-second", 1_500_000_000, 1_400_000_000, "1400000000000"],
+  ["a pre-1970", 1_500_000_000, -1.5, "-1500"],
+] as const) {
+  test.serial(
+    `pendingRestore records ${label} mtime the open found before the data is written, none on an MD5 mismatch`,
+    async (t) => {
+      const { root, jr } = await fixture(t);
+      const p = join(root, "f");
+      await writeFile(p, "");
+      const { utimes } = await import("node:fs/promises");
+      await utimes(p, atime, Math.max(mtime, 0));
+      // node:fs takes a negative time for "now": touch sets it.
+      if (mtime < 0) execFileSync("touch", ["-m", "-d", `@${mtime}`, p]);
+      const pendingRestore = { xattr: "user.restored", jobId: "job-7" };
+      // A mismatching MD5: nothing written, no record.
+      const bad = await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        expectMd5: md5(b("other")),
+        keepTimes: true,
+        pendingRestore,
+      });
+      t.true(bad.md5Mismatch);
+      t.is(await getXattr(b(p), "user.restored"), undefined);
+      await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        expectMd5: md5(b("restored")),
+        keepTimes: true,
+        pendingRestore,
+      });
+      t.is((await getXattr(b(p), "user.restored"))?.toString(), `pending job-7 ${ms}`);
+      const st = await lstat(p);
+      t.true(Math.abs(Number(ms) - st.mtimeMs) < 0.001, `${ms} vs ${st.mtimeMs}`);
+      t.is(await readFile(p, "utf8"), "restored");
+      // The given xattrs replace the record once the file is done.
+      await smallFileJob(jr, b("f"), {
+        data: b("restored"),
+        keepTimes: true,
+        pendingRestore,
+        xattrs: [["user.restored", b("job-7")]],
+      });
+      t.is((await getXattr(b(p), "user.restored"))?.toString(), "job-7");
+      await t.throwsAsync(smallFileJob(jr, b("f"), { data: b("x"), pendingRestore }), {
+        instanceOf: TypeError,
+      });
+    },
+  );
+}
+
+test.serial(
+  "many inspectFile calls at once go in shared native batches (with small-file jobs); each gets its own result or error",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const names = Array.from({ length: 300 }, (_, i) => `a/g${i}`);
+    for (const [i, n] of names.entries()) {
+      if (i === 11) continue; // missing: ENOENT
+      if (i === 12)
+        await mkdir(join(root, n)); // a directory: EINVAL
+      else await writeFile(join(root, n), Buffer.alloc(i, 1));
+    }
+    for (const i of [0, 150, 299]) await setXattr(b(join(root, names[i]!)), "user.v", b(`v${i}`));
+    const [inspected, written] = await Promise.all([
+      Promise.allSettled(names.map((n) => inspectFile(jr, b(n), ["user.v", "user.none"]))),
+      Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) =>
+          smallFileJob(jr, b(`a/h${i}`), { createMode: 0o600, size: i }),
+        ),
+      ),
+    ]);
+    inspected.forEach((r, i) => {
+      if (i === 11 || i === 12) {
+        t.is(r.status, "rejected", names[i]);
+        const err = (r as PromiseRejectedResult).reason as FsOperationError;
+        t.true(err instanceof FsOperationError);
+        t.is(err.code, i === 11 ? "ENOENT" : "EINVAL");
+        return;
+      }
+      t.is(r.status, "fulfilled", names[i]);
+      const v = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof inspectFile>>>).value;
+      t.is(v.stat.size, i);
+      t.deepEqual(
+        v.xattrs.map((x) => x?.toString()),
+        [[0, 150, 299].includes(i) ? `v${i}` : undefined, undefined],
+      );
+    });
+    t.true(written.every((r) => r.status === "fulfilled"));
+    t.is((await stat(join(root, "a/h49"))).size, 49);
+  },
+);
+
 test.serial(
   "many jobs at once go in shared native batches; each gets its own result or error",
   async (t) => {

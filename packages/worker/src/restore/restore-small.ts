@@ -6,7 +6,9 @@
  *      location, import record and restored-by xattrs, in one job.
  *   2. after the one GET, smallFileJob: the same inode opened again (ESTALE when it was replaced
  *      meanwhile), the data's MD5 checked against the blob's Content-MD5 (a mismatch writes
- *      nothing), written (zero blocks left as holes) and cut to it, the atime and mtime put back
+ *      nothing), the mtime to keep recorded (`pending <jobId> <mtime ms>` in the restored-by
+ *      xattr, as formatPendingRestore: what a redelivered item puts back after a crash), the
+ *      data written (zero blocks left as holes) and cut to it, the atime and mtime put back
  *      as the open found them (a restore does not change them), restored-by recorded and the HSM
  *      state made "exists archived" (the policy flags kept), in that order, closed.
  *
@@ -30,7 +32,6 @@ import {
   archiveLocationXattr,
   importStateXattr,
   parseArchiveLocation,
-  formatPendingRestore,
   parseImportState,
   pendingRestoreMtime,
   restoredByXattr,
@@ -97,15 +98,6 @@ export const restoreSmallFile = async (r: SmallRestore): Promise<SmallRestoreOut
   r.step("locate");
   const where = (location && parseArchiveLocation(location)) ?? r.fallback();
   const container = await r.containerFor(where.container);
-  // The mtime to keep, recorded before the first byte is written (a crash between the native
-  // job's write and its futimens must not leave "now" to a redelivered item).
-  r.step("setxattr");
-  const st = seen.stat;
-  await r.root.setXattr(
-    r.rel,
-    restoredName,
-    formatPendingRestore(r.jobId, st.mtimeSec * 1000 + st.mtimeNsec / 1e6),
-  );
   r.step("download");
   const archiveId = Number(state?.archiveId ?? BigInt(r.archiveId)) || r.archiveId;
   const done = await r.blob.downloadSmallBlobTo(
@@ -120,6 +112,10 @@ export const restoreSmallFile = async (r: SmallRestore): Promise<SmallRestoreOut
         ...(expectMd5 !== undefined ? { expectMd5 } : {}),
         sameInode: { dev: seen.stat.dev, ino: seen.stat.ino },
         keepTimes: true,
+        // The mtime to keep, recorded by the same job before the first byte is written (a
+        // crash between the write and its futimens must not leave "now" to a redelivered
+        // item): `pending <jobId> <mtime ms>`, as formatPendingRestore writes it.
+        pendingRestore: { xattr: restoredName, jobId: r.jobId },
         xattrs: [[restoredName, Buffer.from(r.jobId, "utf8")]],
         hsmState: {
           xattr: hsm.xattr,

@@ -50,7 +50,8 @@ export const restoredBy = async (
  * data moves the file's mtime to "now"; a worker killed between the data and the futimes would
  * otherwise leave the redelivered item reading that "now" as the time to keep. (The atime is not
  * moved by a write: it is always the file's own.) Read back only for the same job;
- * `recordRestoredBy` replaces it when the file is done.
+ * `recordRestoredBy` replaces it when the file is done. The small-file restore has the same record
+ * written by its native job (fs smallFileJob `pendingRestore`, restore-small.ts): same format.
  */
 export const formatPendingRestore = (jobId: string, mtimeMs: number): Buffer =>
   Buffer.from(`pending ${jobId} ${mtimeMs}`, "utf8");
