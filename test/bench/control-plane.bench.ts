@@ -51,6 +51,9 @@ const treeOf = (files: number) => ({
   maxFileSize: 65_536,
 });
 
+/** Worker processes started at once. */
+const START_GROUP = 8;
+
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 interface Run {
@@ -78,6 +81,13 @@ interface Run {
   end: Sizes;
   /** The machine's 1-minute load average when the job ended (the machine may be shared). */
   loadAverage: number;
+  /** The workers' "item delivered again" log lines (each a delivery after the first). */
+  redeliveries: number;
+  /** Those lines by the worker's reason (its start), and the highest attempt seen. */
+  redeliveryReasons: Record<string, number>;
+  maxAttempt: number;
+  /** Other warnings and errors the workers logged (at most 5, e.g. a publish timeout). */
+  workerWarnings: string[];
 }
 
 const runOnce = async (files: number, workers: number, cluster: boolean): Promise<Run> => {
@@ -103,18 +113,24 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
     const profileDir =
       PROFILE_DIR && join(PROFILE_DIR, `${files}-${cluster ? "r3" : "r1"}-${workers}`);
     // With HSMFLEET_CP_PROFILE, the first worker is profiled too.
-    for (let i = 0; i < workers; i++)
-      peers.push(
-        startPeer(
-          "worker",
-          env,
-          profileDir && i === 0
-            ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`]
-            : [],
-          1000,
-        ),
-      );
-    await Promise.all(peers.map((p) => peerReady(p, closed(p.child))));
+    // In groups of 8, each once the previous one pulls: 64 node processes starting at once on 2
+    // CPUs took longer than the 5 s NATS connect timeout (as bench:fleet-churn does).
+    for (let i = 0; i < workers; i += START_GROUP) {
+      const group: Peer[] = [];
+      for (let k = i; k < Math.min(workers, i + START_GROUP); k++)
+        group.push(
+          startPeer(
+            "worker",
+            env,
+            profileDir && k === 0
+              ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`]
+              : [],
+            1000,
+          ),
+        );
+      peers.push(...group);
+      await Promise.all(group.map((p) => peerReady(p, closed(p.child))));
+    }
     const execArgv = profileDir
       ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "coordinator")}`]
       : [];
@@ -182,7 +198,36 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
       jobSeconds = summary.elapsedSeconds || seconds;
     }
     const end = await sampler.sizes();
+    const lines = peers.flatMap((p) => p.stderr.lines);
+    const redeliveryReasons: Record<string, number> = {};
+    let redeliveries = 0;
+    let maxAttempt = 1;
+    const workerWarnings: string[] = [];
+    for (const l of lines) {
+      if (!l.includes("item delivered again")) {
+        if (workerWarnings.length < 5 && /warn|error/i.test(l))
+          workerWarnings.push(l.slice(0, 400));
+        continue;
+      }
+      redeliveries++;
+      try {
+        const j = JSON.parse(l) as { reason?: string; attempt?: number };
+        const why = (j.reason ?? "?").split(/[:(]/)[0]!.trim();
+        redeliveryReasons[why] = (redeliveryReasons[why] ?? 0) + 1;
+        maxAttempt = Math.max(maxAttempt, j.attempt ?? 1);
+      } catch {
+        redeliveryReasons["(not JSON)"] = (redeliveryReasons["(not JSON)"] ?? 0) + 1;
+      }
+    }
+    if (redeliveries > 0 || workerWarnings.length > 0)
+      log(
+        `  ${redeliveries} redeliveries (highest attempt ${maxAttempt}): ${JSON.stringify(redeliveryReasons)}${workerWarnings.length > 0 ? `; worker warnings: ${workerWarnings.join(" | ")}` : ""}`,
+      );
     return {
+      redeliveries,
+      redeliveryReasons,
+      maxAttempt,
+      workerWarnings,
       cluster,
       workers,
       files,
