@@ -16,7 +16,7 @@
  * takes this long: a stand-in for its transfer; default 0).
  */
 import { appendFileSync } from "node:fs";
-import { getHeapStatistics, writeHeapSnapshot } from "node:v8";
+import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from "node:v8";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
 import { runExportJob } from "@hsmfleet/coordinator";
@@ -87,7 +87,7 @@ if (role === "worker") {
           const h = getHeapStatistics();
           appendFileSync(
             memoryLog,
-            `${JSON.stringify({ t: Date.now(), ...process.memoryUsage(), mallocedMemory: h.malloced_memory, externalMemory: h.external_memory })}\n`,
+            `${JSON.stringify({ t: Date.now(), ...process.memoryUsage(), mallocedMemory: h.malloced_memory, externalMemory: h.external_memory, spaces: Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, [x.space_size, x.space_used_size]])) })}\n`,
           );
         }, 500);
   // CP_HEAP_SNAPSHOT_AT=S,…: heap snapshots S seconds after the start as well (FILE-S), so two
