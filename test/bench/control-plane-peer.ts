@@ -53,6 +53,9 @@ if (role === "worker") {
     transferConcurrency: Number(process.env["CP_TRANSFER_CONCURRENCY"] ?? "4"),
     fileConcurrency: Number(process.env["CP_FILE_CONCURRENCY"] ?? "64"),
     memoryBudgetBytes: 16 * 1024 * 1024,
+    ...(process.env["CP_MAX_QUEUED_BATCHES"]
+      ? { maxQueuedBatches: Number(process.env["CP_MAX_QUEUED_BATCHES"]) }
+      : {}),
     maxRequestConcurrency: 4,
     bench: {
       ...(tree === undefined ? {} : { namespace: tree }),
@@ -70,7 +73,9 @@ if (role === "worker") {
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   await running;
-  process.stdout.write(`${JSON.stringify({ stats: worker.stats })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ stats: worker.stats, backlog: worker.backlog.stats })}\n`,
+  );
   await nc.close();
 } else if (role === "coordinator") {
   // CP_MEMORY_LOG=FILE: process.memoryUsage() and V8's heap statistics every 500 ms (a JSON line

@@ -205,8 +205,8 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
     const workerWarnings: string[] = [];
     for (const l of lines) {
       if (!l.includes("item delivered again")) {
-        if (workerWarnings.length < 5 && /warn|error/i.test(l))
-          workerWarnings.push(l.slice(0, 400));
+        // Workers log at warn and above only: every other line is a warning or an error.
+        if (workerWarnings.length < 5 && l.trim() !== "") workerWarnings.push(l.slice(0, 400));
         continue;
       }
       redeliveries++;
@@ -270,7 +270,7 @@ const row = (r: Run): string =>
     `${r.coordinatorCpuSeconds.toFixed(1)} s / ${mib(r.coordinatorPeakRssBytes)}`,
     `${r.natsCpuSeconds.toFixed(1)} s / ${mib(r.natsPeakRssBytes)}`,
     `${r.workersCpuSeconds.toFixed(1)} s / ${mib(r.workerPeakRssBytes)}`,
-    `${mib(r.peak.workBytes)} (${int(r.peak.workMessages)})`,
+    `${mib(r.peak.workBytes)} (${int(r.peak.workMessages)}; ${int(r.peak.workTransferMessages ?? 0)} batches)`,
     `${kib(r.peak.resultsBytes)} (${int(r.peak.resultsMessages)})`,
     `${kib(r.peak.jobsKvBytes)} / ${kib(r.peak.ledgerKvBytes)}`,
     r.loadAverage.toFixed(0),
@@ -280,7 +280,7 @@ const kib = (bytes: number): string =>
   bytes < 10_240 ? `${int(bytes)} B` : `${int(bytes / 1024)} KiB`;
 
 const HEADER =
-  "files | nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs) | RESULTS peak (msgs) | jobs KV / ledger KV peak | load avg";
+  "files | nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs; transfer batches) | RESULTS peak (msgs) | jobs KV / ledger KV peak | load avg";
 
 const main = async (): Promise<void> => {
   log(
