@@ -15,7 +15,8 @@
  * (default 1000), HSMFLEET_CP_RUN_TIMEOUT_S (default 1800: a run still going then is stopped and
  * reported as partial, with the files its job had done and the rate so far, so a whole sweep runs
  * in bounded time), HSMFLEET_CP_PROFILE (a directory: the coordinator and the first worker run with
- * --cpu-prof there). Writes bench/results/control-plane.json after every run.
+ * --cpu-prof there), HSMFLEET_CP_COORDINATOR_NODE_ARGS (node options of the coordinator only).
+ * Writes bench/results/control-plane.json after every run.
  */
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -51,6 +52,10 @@ const treeOf = (files: number) => ({
   maxFileSize: 65_536,
 });
 
+/** Node options of the coordinator process only (e.g. "--max-old-space-size=96"). */
+const COORDINATOR_NODE_ARGS = (process.env["HSMFLEET_CP_COORDINATOR_NODE_ARGS"] ?? "")
+  .split(" ")
+  .filter((a) => a !== "");
 /** Worker processes started at once. */
 const START_GROUP = 8;
 
@@ -131,9 +136,10 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
       peers.push(...group);
       await Promise.all(group.map((p) => peerReady(p, closed(p.child))));
     }
-    const execArgv = profileDir
-      ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "coordinator")}`]
-      : [];
+    const execArgv = [
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "coordinator")}`] : []),
+      ...COORDINATOR_NODE_ARGS,
+    ];
     const natsCpu0 = natsSamplers.map((s) => (s.sample(), s.stop().cpuSeconds));
     const natsRun = fixture.nodes.map((n) => new ProcSampler(n.pid, 250));
     const workerCpu0 = peers.map((p) => (p.sampler.sample(), p.sampler.stop().cpuSeconds));
