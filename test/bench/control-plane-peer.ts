@@ -15,6 +15,8 @@
  * CP_WALK_CONCURRENCY, CP_TRANSFER_CONCURRENCY, CP_FILE_CONCURRENCY and CP_FILE_MS (each file
  * takes this long: a stand-in for its transfer; default 0).
  */
+import { appendFileSync } from "node:fs";
+import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from "node:v8";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
 import { runExportJob } from "@hsmfleet/coordinator";
@@ -51,6 +53,9 @@ if (role === "worker") {
     transferConcurrency: Number(process.env["CP_TRANSFER_CONCURRENCY"] ?? "4"),
     fileConcurrency: Number(process.env["CP_FILE_CONCURRENCY"] ?? "64"),
     memoryBudgetBytes: 16 * 1024 * 1024,
+    ...(process.env["CP_MAX_QUEUED_BATCHES"]
+      ? { maxQueuedBatches: Number(process.env["CP_MAX_QUEUED_BATCHES"]) }
+      : {}),
     maxRequestConcurrency: 4,
     bench: {
       ...(tree === undefined ? {} : { namespace: tree }),
@@ -68,9 +73,35 @@ if (role === "worker") {
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   await running;
-  process.stdout.write(`${JSON.stringify({ stats: worker.stats })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ stats: worker.stats, backlog: worker.backlog.stats })}\n`,
+  );
   await nc.close();
 } else if (role === "coordinator") {
+  // CP_MEMORY_LOG=FILE: process.memoryUsage() and V8's heap statistics every 500 ms (a JSON line
+  // each; after a full collection when the process runs with --expose-gc), to find what grows with the job's size (issue 22: coordinator RSS flat from 1M to 10M);
+  // CP_HEAP_SNAPSHOT=FILE: a heap snapshot when the job has ended (before the connection closes);
+  const memoryLog = process.env["CP_MEMORY_LOG"];
+  const sampler =
+    memoryLog === undefined || memoryLog === ""
+      ? undefined
+      : setInterval(() => {
+          // With --expose-gc (NODE_OPTIONS) the heap is collected first: heapUsed is then what
+          // is live, the figure that shows a structure growing with the job.
+          (globalThis as { gc?: () => void }).gc?.();
+          const h = getHeapStatistics();
+          appendFileSync(
+            memoryLog,
+            `${JSON.stringify({ t: Date.now(), ...process.memoryUsage(), mallocedMemory: h.malloced_memory, externalMemory: h.external_memory, spaces: Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, [x.space_size, x.space_used_size]])) })}\n`,
+          );
+        }, 500);
+  // CP_HEAP_SNAPSHOT_AT=S,…: heap snapshots S seconds after the start as well (FILE-S), so two
+  // points of one job can be compared.
+  for (const at of (process.env["CP_HEAP_SNAPSHOT_AT"] ?? "").split(",").filter((x) => x !== ""))
+    setTimeout(
+      () => writeHeapSnapshot(`${process.env["CP_HEAP_SNAPSHOT"] ?? "coordinator"}-${at}`),
+      Number(at) * 1000,
+    ).unref();
   const summary = await runExportJob({
     nc,
     root: env("CP_ROOT"),
@@ -81,6 +112,9 @@ if (role === "worker") {
     ...(process.env["CP_JOB_ID"] ? { jobId: process.env["CP_JOB_ID"] } : {}),
     maxErrors: 0,
   });
+  if (sampler !== undefined) clearInterval(sampler);
+  const snapshot = process.env["CP_HEAP_SNAPSHOT"];
+  if (snapshot !== undefined && snapshot !== "") writeHeapSnapshot(snapshot);
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   await nc.close();
 } else {

@@ -15,7 +15,8 @@
  * (default 1000), HSMFLEET_CP_RUN_TIMEOUT_S (default 1800: a run still going then is stopped and
  * reported as partial, with the files its job had done and the rate so far, so a whole sweep runs
  * in bounded time), HSMFLEET_CP_PROFILE (a directory: the coordinator and the first worker run with
- * --cpu-prof there). Writes bench/results/control-plane.json after every run.
+ * --cpu-prof there), HSMFLEET_CP_COORDINATOR_NODE_ARGS (node options of the coordinator only).
+ * Writes bench/results/control-plane.json after every run.
  */
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -51,6 +52,13 @@ const treeOf = (files: number) => ({
   maxFileSize: 65_536,
 });
 
+/** Node options of the coordinator process only (e.g. "--max-old-space-size=96"). */
+const COORDINATOR_NODE_ARGS = (process.env["HSMFLEET_CP_COORDINATOR_NODE_ARGS"] ?? "")
+  .split(" ")
+  .filter((a) => a !== "");
+/** Worker processes started at once. */
+const START_GROUP = 8;
+
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 interface Run {
@@ -78,6 +86,13 @@ interface Run {
   end: Sizes;
   /** The machine's 1-minute load average when the job ended (the machine may be shared). */
   loadAverage: number;
+  /** The workers' "item delivered again" log lines (each a delivery after the first). */
+  redeliveries: number;
+  /** Those lines by the worker's reason (its start), and the highest attempt seen. */
+  redeliveryReasons: Record<string, number>;
+  maxAttempt: number;
+  /** Other warnings and errors the workers logged (at most 5, e.g. a publish timeout). */
+  workerWarnings: string[];
 }
 
 const runOnce = async (files: number, workers: number, cluster: boolean): Promise<Run> => {
@@ -103,21 +118,28 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
     const profileDir =
       PROFILE_DIR && join(PROFILE_DIR, `${files}-${cluster ? "r3" : "r1"}-${workers}`);
     // With HSMFLEET_CP_PROFILE, the first worker is profiled too.
-    for (let i = 0; i < workers; i++)
-      peers.push(
-        startPeer(
-          "worker",
-          env,
-          profileDir && i === 0
-            ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`]
-            : [],
-          1000,
-        ),
-      );
-    await Promise.all(peers.map((p) => peerReady(p, closed(p.child))));
-    const execArgv = profileDir
-      ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "coordinator")}`]
-      : [];
+    // In groups of 8, each once the previous one pulls: 64 node processes starting at once on 2
+    // CPUs took longer than the 5 s NATS connect timeout (as bench:fleet-churn does).
+    for (let i = 0; i < workers; i += START_GROUP) {
+      const group: Peer[] = [];
+      for (let k = i; k < Math.min(workers, i + START_GROUP); k++)
+        group.push(
+          startPeer(
+            "worker",
+            env,
+            profileDir && k === 0
+              ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "worker")}`]
+              : [],
+            1000,
+          ),
+        );
+      peers.push(...group);
+      await Promise.all(group.map((p) => peerReady(p, closed(p.child))));
+    }
+    const execArgv = [
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profileDir, "coordinator")}`] : []),
+      ...COORDINATOR_NODE_ARGS,
+    ];
     const natsCpu0 = natsSamplers.map((s) => (s.sample(), s.stop().cpuSeconds));
     const natsRun = fixture.nodes.map((n) => new ProcSampler(n.pid, 250));
     const workerCpu0 = peers.map((p) => (p.sampler.sample(), p.sampler.stop().cpuSeconds));
@@ -182,7 +204,36 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
       jobSeconds = summary.elapsedSeconds || seconds;
     }
     const end = await sampler.sizes();
+    const lines = peers.flatMap((p) => p.stderr.lines);
+    const redeliveryReasons: Record<string, number> = {};
+    let redeliveries = 0;
+    let maxAttempt = 1;
+    const workerWarnings: string[] = [];
+    for (const l of lines) {
+      if (!l.includes("item delivered again")) {
+        // Workers log at warn and above only: every other line is a warning or an error.
+        if (workerWarnings.length < 5 && l.trim() !== "") workerWarnings.push(l.slice(0, 400));
+        continue;
+      }
+      redeliveries++;
+      try {
+        const j = JSON.parse(l) as { reason?: string; attempt?: number };
+        const why = (j.reason ?? "?").split(/[:(]/)[0]!.trim();
+        redeliveryReasons[why] = (redeliveryReasons[why] ?? 0) + 1;
+        maxAttempt = Math.max(maxAttempt, j.attempt ?? 1);
+      } catch {
+        redeliveryReasons["(not JSON)"] = (redeliveryReasons["(not JSON)"] ?? 0) + 1;
+      }
+    }
+    if (redeliveries > 0 || workerWarnings.length > 0)
+      log(
+        `  ${redeliveries} redeliveries (highest attempt ${maxAttempt}): ${JSON.stringify(redeliveryReasons)}${workerWarnings.length > 0 ? `; worker warnings: ${workerWarnings.join(" | ")}` : ""}`,
+      );
     return {
+      redeliveries,
+      redeliveryReasons,
+      maxAttempt,
+      workerWarnings,
       cluster,
       workers,
       files,
@@ -225,7 +276,7 @@ const row = (r: Run): string =>
     `${r.coordinatorCpuSeconds.toFixed(1)} s / ${mib(r.coordinatorPeakRssBytes)}`,
     `${r.natsCpuSeconds.toFixed(1)} s / ${mib(r.natsPeakRssBytes)}`,
     `${r.workersCpuSeconds.toFixed(1)} s / ${mib(r.workerPeakRssBytes)}`,
-    `${mib(r.peak.workBytes)} (${int(r.peak.workMessages)})`,
+    `${mib(r.peak.workBytes)} (${int(r.peak.workMessages)}; ${int(r.peak.workTransferMessages ?? 0)} batches)`,
     `${kib(r.peak.resultsBytes)} (${int(r.peak.resultsMessages)})`,
     `${kib(r.peak.jobsKvBytes)} / ${kib(r.peak.ledgerKvBytes)}`,
     r.loadAverage.toFixed(0),
@@ -235,7 +286,7 @@ const kib = (bytes: number): string =>
   bytes < 10_240 ? `${int(bytes)} B` : `${int(bytes / 1024)} KiB`;
 
 const HEADER =
-  "files | nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs) | RESULTS peak (msgs) | jobs KV / ledger KV peak | load avg";
+  "files | nats | workers | files/s | job s (process s) | coordinator CPU / peak RSS | nats CPU / peak RSS (max node) | workers CPU / peak RSS (max) | WORK peak (msgs; transfer batches) | RESULTS peak (msgs) | jobs KV / ledger KV peak | load avg";
 
 const main = async (): Promise<void> => {
   log(

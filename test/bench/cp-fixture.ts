@@ -13,6 +13,7 @@ import {
   LEDGER_BUCKET,
   RESULTS_STREAM,
   WORK_STREAM,
+  subjects,
 } from "@hsmfleet/protocol";
 import { startNatsCluster, startNatsServer } from "@hsmfleet/testkit";
 import { LineTail, ProcSampler, spawnTracked } from "./proc.js";
@@ -42,6 +43,8 @@ export const envList = (name: string, fallback: number[]): number[] => {
 export interface Sizes {
   workBytes: number;
   workMessages: number;
+  /** Of those, the job's transfer batches (what the walk backpressure bounds). */
+  workTransferMessages: number;
   resultsBytes: number;
   resultsMessages: number;
   jobsKvBytes: number;
@@ -51,6 +54,7 @@ export interface Sizes {
 export const maxSizes = (a: Sizes, b: Sizes): Sizes => ({
   workBytes: Math.max(a.workBytes, b.workBytes),
   workMessages: Math.max(a.workMessages, b.workMessages),
+  workTransferMessages: Math.max(a.workTransferMessages, b.workTransferMessages),
   resultsBytes: Math.max(a.resultsBytes, b.resultsBytes),
   resultsMessages: Math.max(a.resultsMessages, b.resultsMessages),
   jobsKvBytes: Math.max(a.jobsKvBytes, b.jobsKvBytes),
@@ -60,6 +64,7 @@ export const maxSizes = (a: Sizes, b: Sizes): Sizes => ({
 const NO_SIZES: Sizes = {
   workBytes: 0,
   workMessages: 0,
+  workTransferMessages: 0,
   resultsBytes: 0,
   resultsMessages: 0,
   jobsKvBytes: 0,
@@ -115,8 +120,21 @@ export class BusSampler {
         return { bytes: 0, messages: 0 };
       }
     };
-    const [work, results, jobs, ledger] = await Promise.all([
+    const transfer = subjects.transfer(this.#jobId);
+    const transferCount = async (): Promise<number> => {
+      try {
+        // The job's wildcard: an exact-subject filter came back without counts (work-backlog.ts).
+        const i = await jsm.streams.info(WORK_STREAM, {
+          subjects_filter: subjects.workForJob(this.#jobId),
+        });
+        return i.state.subjects?.[transfer] ?? 0;
+      } catch {
+        return 0;
+      }
+    };
+    const [work, transfers, results, jobs, ledger] = await Promise.all([
       info(WORK_STREAM),
+      transferCount(),
       info(RESULTS_STREAM),
       info(`KV_${JOBS_BUCKET}`),
       info(`KV_${LEDGER_BUCKET}`),
@@ -124,6 +142,7 @@ export class BusSampler {
     return {
       workBytes: work.bytes,
       workMessages: work.messages,
+      workTransferMessages: transfers,
       resultsBytes: results.bytes,
       resultsMessages: results.messages,
       jobsKvBytes: jobs.bytes,

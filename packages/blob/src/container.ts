@@ -145,13 +145,18 @@ export class BlobContainer {
   /**
    * One level of a hierarchical listing ('/' delimiter) under `prefix` ("" or ending in '/'),
    * with metadata. Paged (`pageSize` = maxresults per request, service default 5000); each page
-   * yields its prefixes, then its blobs. A directory stub blob "d" and the prefix "d/" are
-   * separate entries.
+   * yields its prefixes, then its blobs — or, with `nameOrder`, both merged in name order (pages
+   * are consecutive name ranges, so the whole level is then in name order: "d" < "d-x" < "d/").
+   * A directory stub blob "d" and the prefix "d/" are separate entries.
    */
   async *listLevel(
     prefix: string,
-    options: { abortSignal?: AbortSignal; pageSize?: number } = {},
+    options: { abortSignal?: AbortSignal; pageSize?: number; nameOrder?: boolean } = {},
   ): AsyncIterable<BlobLevelEntry> {
+    if (options.nameOrder === true) {
+      yield* inNameOrder(this.listLevel(prefix, { ...options, nameOrder: false }));
+      return;
+    }
     if (prefix !== "" && !prefix.endsWith("/")) {
       throw new UsageError(`listing prefix "${prefix}" must be empty or end with '/'`);
     }
@@ -428,4 +433,33 @@ export class BlobContainer {
       throw this.#fail("list-blobs", err, prefix === "" ? "(root)" : prefix);
     }
   }
+}
+
+/**
+ * A level listing's pages (each its prefixes, then its blobs) merged into name order: a page is
+ * held until its first blob after a prefix shows that the page's prefixes have all been given
+ * (the next page starts with prefixes again only after a blob, or the listing ends).
+ */
+async function* inNameOrder(entries: AsyncIterable<BlobLevelEntry>): AsyncIterable<BlobLevelEntry> {
+  let prefixes: string[] = [];
+  let p = 0;
+  let inBlobs = false;
+  for await (const e of entries) {
+    if (e.kind === "prefix") {
+      if (inBlobs) {
+        // A new page: what is left of the last one's prefixes sorts after all its blobs.
+        for (; p < prefixes.length; p++) yield { kind: "prefix", name: prefixes[p]! };
+        prefixes = [];
+        p = 0;
+        inBlobs = false;
+      }
+      prefixes.push(e.name);
+      continue;
+    }
+    inBlobs = true;
+    for (; p < prefixes.length && prefixes[p]! < e.name; p++)
+      yield { kind: "prefix", name: prefixes[p]! };
+    yield e;
+  }
+  for (; p < prefixes.length; p++) yield { kind: "prefix", name: prefixes[p]! };
 }

@@ -165,6 +165,23 @@ test("listLevel returns exactly one level, with metadata, across pages", async (
   ]);
   t.deepEqual(await collect(c.listLevel("nothing/")), []);
   await t.throwsAsync(collect(c.listLevel("tree")), { instanceOf: UsageError });
+
+  // nameOrder: prefixes merged among the blobs, in name order across pages of every size.
+  await Promise.all([
+    c.putBlob("tree/d2-x", Buffer.from("x"), { metadata: {} }),
+    c.putBlob("tree/d2.y", Buffer.from("y"), { metadata: {} }),
+    c.putBlob("tree/d2", Buffer.alloc(0), { metadata: { hdi_isfolder: "true" } }),
+  ]);
+  const all = (await collect(c.listLevel("tree/"))).map((e) => e.name).sort();
+  t.is(all.length, 29);
+  for (const pageSize of [1, 2, 3, 4, 7, 100]) {
+    const ordered = (await collect(c.listLevel("tree/", { pageSize, nameOrder: true }))).map(
+      (e) => e.name,
+    );
+    t.deepEqual(ordered, all, `page size ${pageSize}`);
+  }
+  t.true(all.indexOf("tree/d2") < all.indexOf("tree/d2-x"));
+  t.true(all.indexOf("tree/d2.y") < all.indexOf("tree/d2/"));
 });
 
 test("escaped names survive Azurite byte for byte, in listings too", async (t) => {

@@ -9,7 +9,7 @@ import {
 } from "@hsmfleet/protocol";
 import type { JobProgress } from "@hsmfleet/protocol";
 import { startNatsServer } from "@hsmfleet/testkit";
-import { InFlightItems } from "../src/in-flight.js";
+import { InFlightItems, RECENTLY_DONE } from "../src/in-flight.js";
 
 const item = (itemId: string, attempt: number, files: number, bytes: number) => ({
   itemId,
@@ -65,4 +65,24 @@ test("items in flight: summed from workers' progress, dropped when reported, lat
   await nc.flush();
   await new Promise((r) => setTimeout(r, 50));
   t.like(live.totals(), { items: 1, export: { filesExported: 1, bytesExported: 50 } });
+});
+
+test("items in flight: the ids remembered as reported stay bounded however many items a job folds (issue 22)", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc.close());
+  const live = new InFlightItems(nc, "export-a", newItemKey());
+  t.teardown(() => live.stop());
+  // A 1B-file job at 1,000-file batches folds a million items: the memory must not follow them.
+  const items = RECENTLY_DONE * 4;
+  for (let i = 0; i < items; i++) {
+    live.add({ jobId: "export-a", workerId: "w1", items: [item(`b${i}`, 1, 1, 1)] });
+    live.itemDone(`b${i}`);
+  }
+  t.is(live.size, 0);
+  t.is(live.recentlyDone, RECENTLY_DONE);
+  // The most recent ones are still refused when a late progress message names them.
+  live.add({ jobId: "export-a", workerId: "w1", items: [item(`b${items - 1}`, 1, 9, 9)] });
+  t.is(live.size, 0);
 });

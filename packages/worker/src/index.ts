@@ -23,6 +23,7 @@ export type { WalkNamespace, DirectoryReadOptions } from "./walk/walk-namespace.
 export { SyntheticNamespace } from "./bench/synthetic-namespace.js";
 export type { SyntheticTreeSpec } from "./bench/synthetic-namespace.js";
 export { listingWindowStats } from "./export/listing-window.js";
+export { importLevelStats } from "./import/import-level-stats.js";
 export { BlobChangeApplier, emptyAutoImportCounters } from "./autoimport/apply-blob-change.js";
 export type {
   AutoImportCounters,

@@ -137,6 +137,11 @@ export class Worker {
       nc: options.nc,
       maxQueuedBatches: options.maxQueuedBatches,
       signal: this.#pullAbort.signal,
+      onReadFailed: (err) =>
+        options.logger?.warn(
+          { err: errorMessage(err) },
+          "could not read the WORK stream's backlog: walks publish unchecked for 10 s",
+        ),
     });
     // Every request in flight listens on this signal; hundreds at once are expected.
     setMaxListeners(0, this.#abort.signal);

@@ -52,7 +52,8 @@ export const exportVisitor =
     const exp = emptyExportCounters();
     const existing = new ListingWindow(windowEntries);
     /** The last name `inPass` worked out, for `entry` (the same path right after). */
-    let named: { path: Buffer; name: string | undefined } | undefined;
+    let namedPath: Buffer | undefined;
+    let namedName: string | undefined;
     /** The entry's blob name, or undefined when it has none (reported in the first window). */
     const nameOf = (path: Buffer): string | undefined => {
       let name: string | undefined;
@@ -61,7 +62,8 @@ export const exportVisitor =
       } catch (err) {
         if (!(err instanceof BlobNameError)) throw err;
       }
-      named = { path, name };
+      namedPath = path;
+      namedName = name;
       return name;
     };
     const batches = transferBatcherFor(shard, spawn, spec);
@@ -76,10 +78,11 @@ export const exportVisitor =
       exp.bytesQueued += entry.size;
     };
 
-    const queue = async (entry: FileEntry) => {
-      await batches.add(entry, entry.type === EntryType.File ? entry.size : 0);
+    /** A promise only when the entry publishes a batch (no microtask per entry otherwise). */
+    const queue = (entry: FileEntry): Promise<void> | undefined => {
       exp.filesQueued += entry.type === EntryType.File ? 1 : 0;
       exp.bytesQueued += entry.type === EntryType.File ? entry.size : 0;
+      return batches.add(entry, entry.type === EntryType.File ? entry.size : 0);
     };
 
     return {
@@ -97,20 +100,19 @@ export const exportVisitor =
       },
       inPass: (path) => existing.whole || existing.covers(nameOf(path)),
       endPass: () => existing.next(),
-      entry: async (path, e) => {
+      entry: (path, e) => {
         countEntry(scan, e);
         if (e.type === EntryType.Other) {
           exp.unsupported++;
           // Named in the error log so the admin sees what was left behind; not an error (it
           // counts toward no --max-errors): operation "skip", code "Unsupported".
-          await recordError({
+          return recordError({
             path,
             operation: UNSUPPORTED_OPERATION,
             code: UNSUPPORTED_CODE,
             message: `${otherEntryKind(e.mode)}: Blob storage holds files, directories and symlinks only; not exported`,
             retryable: false,
           });
-          return;
         }
         if (e.type === EntryType.File) {
           exp.filesFound++;
@@ -119,20 +121,19 @@ export const exportVisitor =
         let name: string;
         try {
           name =
-            named !== undefined && named.path === path && named.name !== undefined
-              ? named.name
+            namedPath === path && namedName !== undefined
+              ? namedName
               : blobNameForPath(path, prefix);
         } catch (err) {
           if (!(err instanceof BlobNameError)) throw err;
           exp.errors++;
-          await recordError({
+          return recordError({
             path,
             operation: "name",
             code: "InvalidBlobName",
             message: err.message,
             retryable: false,
           });
-          return;
         }
         const blob = existing.get(name);
         const unchanged =
@@ -145,11 +146,11 @@ export const exportVisitor =
               blob.mtimeSec === e.mtimeSec);
         if (unchanged) {
           exp.skipped++;
-          return;
+          return undefined;
         }
         if (e.type === EntryType.File && e.size > chunkSize)
-          await queueChunks(toFileEntry(path, e), name);
-        else await queue(toFileEntry(path, e));
+          return queueChunks(toFileEntry(path, e), name);
+        return queue(toFileEntry(path, e));
       },
       end: async () => {
         await existing.close();

@@ -42,6 +42,9 @@ import type {
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
 import { ERRORS_PER_MESSAGE, itemErrorOf } from "../runtime/publisher.js";
 import { ShardRun } from "../walk/walk-shard.js";
+import { importLevelStats } from "./import-level-stats.js";
+import { PendingDirs } from "./pending-dirs.js";
+import type { PendingDir } from "./pending-dirs.js";
 import { transferBatcherFor } from "../runtime/transfer-batcher.js";
 import type { WalkContext } from "../walk/walk-shard.js";
 
@@ -62,12 +65,6 @@ type Created =
       blob: FileBlob;
       outcome: ImportOutcome;
     };
-
-interface PendingDir {
-  stub?: PosixAttributes;
-  stubModified?: Date;
-  hasPrefix: boolean;
-}
 
 const toEntryAttributes = (a: PosixAttributes, fallback: Date | undefined): EntryAttributes => ({
   mode: a.mode,
@@ -274,20 +271,55 @@ const importShardWith = async (
       }
     }
     const level = dirName === "" ? "" : `${dirName}/`;
-    const dirs = new Map<string, PendingDir>();
-    const pending = (name: string): PendingDir => {
-      let d = dirs.get(name);
-      if (!d) dirs.set(name, (d = { hasPrefix: false }));
-      return d;
+    // Subdirectories are handed on as the listing passes them (pending-dirs.ts), not gathered.
+    const dirs = new PendingDirs();
+    // A subdirectory: made here (so this directory's mtime can be set after them), its attributes
+    // set by its own shard (or now, for an empty directory without a prefix).
+    const handOn = async (name: string, d: PendingDir) => {
+      const r = relPath(name);
+      if ("error" in r) {
+        await fail(r.error);
+        return;
+      }
+      const o = await target.directory(r.rel);
+      if (!(await account(o, "directory"))) return;
+      const existed = o.result === "preexisting";
+      if (d.hasPrefix) {
+        group.push(Buffer.from(name, "utf8"));
+        groupDirs.push({
+          hasAttrs: d.stub !== undefined,
+          mode: d.stub?.mode ?? 0,
+          uid: d.stub?.uid ?? 0,
+          gid: d.stub?.gid ?? 0,
+          mtimeSec: d.stub ? toEntryAttributes(d.stub, d.stubModified).mtimeSec : 0,
+          preexisting: existed,
+        });
+        if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
+      } else if (!existed || overwrite) {
+        const stub = d.stub ?? attributesFromMetadata({}, "directory");
+        const e = await target.finishDirectory(r.rel, toEntryAttributes(stub, d.stubModified));
+        if (e) await fail(e);
+      }
+    };
+    const handOnPassed = async (position: string) => {
+      for (const [name, d] of dirs.passed(position)) {
+        // A file blob "d" beside the prefix "d/" (a conflict): the file is made first, as it
+        // always was (the listing names it first).
+        if (entryNames.has(name)) await createEntries();
+        await handOn(name, d);
+      }
     };
     let seen = 0;
     // Files and symlinks are made ENTRY_WINDOW at a time, ENTRY_CONCURRENCY of them at once (one
     // after another, a shard spends its time waiting on the file system); outcomes are counted and
     // downloads queued in listing order, so a redelivered shard rebuilds the same batches.
     let entries: FileBlob[] = [];
+    /** The names in `entries` (a subdirectory of the same name waits for its file). */
+    const entryNames = new Set<string>();
     const createEntries = async () => {
       const page = entries;
       entries = [];
+      entryNames.clear();
       const outcomes = new Array<Created | undefined>(page.length);
       let next = 0;
       const lane = async () => {
@@ -331,12 +363,14 @@ const importShardWith = async (
       const outcome = await target.file(r.rel, b.size, attrs, b.name, b.etag ?? "", redelivered);
       return { rel: r.rel, kind, attrs, blob: b, outcome };
     };
-    for await (const b of container.listLevel(level)) {
+    for await (const b of container.listLevel(level, { nameOrder: true })) {
       if (++seen % 256 === 0) run.keepAlive();
       if (b.kind === "prefix") {
-        pending(b.name.slice(0, -1)).hasPrefix = true;
+        dirs.get(b.name.slice(0, -1)).hasPrefix = true;
+        await handOnPassed(b.name);
         continue;
       }
+      await handOnPassed(b.name);
       counters.totalBlobsWalked++;
       ctx.onEntries(1);
       if (b.name === level) {
@@ -348,44 +382,18 @@ const importShardWith = async (
         continue;
       }
       if (isFolderStub(b.metadata)) {
-        const d = pending(b.name);
+        const d = dirs.get(b.name);
         d.stub = attributesFromMetadata(b.metadata, "directory");
         d.stubModified = b.lastModified;
         continue;
       }
       entries.push(b);
+      entryNames.add(b.name);
       if (entries.length >= ENTRY_WINDOW) await createEntries();
     }
     await createEntries();
-    // Subdirectories: made here (so this directory's mtime can be set after them), their
-    // attributes set by their own shard (or now, for an empty directory without a prefix).
-    for (const name of [...dirs.keys()].sort()) {
-      const d = dirs.get(name)!;
-      const r = relPath(name);
-      if ("error" in r) {
-        await fail(r.error);
-        continue;
-      }
-      const o = await target.directory(r.rel);
-      if (!(await account(o, "directory"))) continue;
-      const existed = o.result === "preexisting";
-      if (d.hasPrefix) {
-        group.push(Buffer.from(name, "utf8"));
-        groupDirs.push({
-          hasAttrs: d.stub !== undefined,
-          mode: d.stub?.mode ?? 0,
-          uid: d.stub?.uid ?? 0,
-          gid: d.stub?.gid ?? 0,
-          mtimeSec: d.stub ? toEntryAttributes(d.stub, d.stubModified).mtimeSec : 0,
-          preexisting: existed,
-        });
-        if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
-      } else if (!existed || overwrite) {
-        const stub = d.stub ?? attributesFromMetadata({}, "directory");
-        const e = await target.finishDirectory(r.rel, toEntryAttributes(stub, d.stubModified));
-        if (e) await fail(e);
-      }
-    }
+    for (const [name, d] of dirs.drain()) await handOn(name, d);
+    importLevelStats.levels++;
     // This directory's own attributes, now that its entries exist (the target root is left alone).
     if (dirName !== "" && (!preexisting || overwrite)) {
       const attrs: EntryAttributes | undefined = ownStub

@@ -199,12 +199,12 @@ const entryTypeName = (entry: FileEntry): string =>
       : "file";
 
 /** Benchmarks' null target (BenchSeams.nullTarget): the entry counts as moved, nothing is read. */
-const discardEntry = async (
+const discardEntry = (
   entry: FileEntry,
   delayMs: number,
 ): Promise<{ bytes: number; error?: ItemError }> => {
-  if (delayMs > 0) await sleep(delayMs);
-  return { bytes: entry.type === EntryType.File ? entry.size : 0 };
+  const result = { bytes: entry.type === EntryType.File ? entry.size : 0 };
+  return delayMs > 0 ? sleep(delayMs).then(() => result) : Promise.resolve(result);
 };
 
 /** One entry uploaded in AMLFS format (the export path; sync reuses it). */

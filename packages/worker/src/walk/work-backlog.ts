@@ -10,6 +10,8 @@ export interface WorkBacklogOptions {
   signal: AbortSignal;
   /** Pause between two looks at the stream while waiting. Default 250 ms. */
   pollMs?: number | undefined;
+  /** Told when a read fails (the walk then publishes unchecked for 10 s): logged by the worker. */
+  onReadFailed?: ((err: unknown) => void) | undefined;
 }
 
 /** What the backlog made walks do (tests, benchmarks, heartbeat stats). */
@@ -18,6 +20,8 @@ export interface WorkBacklogStats {
   waits: number;
   /** Milliseconds spent waiting, all walks together. */
   waitedMs: number;
+  /** Reads of the stream that failed (each lets walks publish unchecked for 10 s). */
+  failedReads: number;
 }
 
 const SKIP_AFTER_FAILURE_MS = 10_000;
@@ -42,7 +46,7 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
  * tree into the WORK stream (~110 B a file on each R3 node's disk) and the coordinator's frontier
  * (docs/scale.md). The walk's item is kept alive while it waits (ShardRun's keep-alive timer).
  *
- * The count is the stream's own (stream info filtered on the job's transfer subject), read before
+ * The count is the stream's own (stream info filtered on the job's work subjects), read before
  * each transfer batch is published: one small JetStream API request per batch (~1,000 files),
  * ~200 a second at 200,000 files/s. Walks that read at the same moment may each pass one batch
  * over, so the WORK stream holds at most `maxQueuedBatches` + the fleet's walk slots of the job's
@@ -50,7 +54,7 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
  * failed read does not block the walk: it publishes, and reads again 10 s later.
  */
 export class WorkBacklog {
-  readonly stats: WorkBacklogStats = { waits: 0, waitedMs: 0 };
+  readonly stats: WorkBacklogStats = { waits: 0, waitedMs: 0, failedReads: 0 };
   readonly #o: WorkBacklogOptions;
   readonly #pollMs: number;
   #jsm: Promise<JetStreamManager> | undefined;
@@ -72,15 +76,22 @@ export class WorkBacklog {
     if (Date.now() < this.#skipUntil) return undefined;
     try {
       this.#jsm ??= jetstreamManager(this.#o.nc);
+      // Filtered on the job's work subjects with a wildcard, not on the transfer subject itself:
+      // nats-server answered an exact-subject filter with no subject counts at all once batches
+      // had been acked out of order and more published (seen in bench:control-plane at 5M–30M
+      // files and reproduced by test/work-backlog.test.ts), which read as 0 queued — the walk
+      // never waited and the WORK stream grew to 8,979 batches with a bound of 4,096.
       const info = await (
         await this.#jsm
       ).streams.info(WORK_STREAM, {
-        subjects_filter: subject,
+        subjects_filter: subjects.workForJob(jobId),
       });
       return info.state.subjects?.[subject] ?? 0;
-    } catch {
+    } catch (err) {
       this.#jsm = undefined;
       this.#skipUntil = Date.now() + SKIP_AFTER_FAILURE_MS;
+      this.stats.failedReads++;
+      this.#o.onReadFailed?.(err);
       return undefined;
     }
   }
