@@ -48,6 +48,12 @@ export interface ServiceBusStandIn {
   createSubscription(topic: string, name: string, options?: StandInEntityOptions): StandInEntity;
   /** A queue, subscription or dead-letter queue by its address (for assertions). */
   entity(address: string): StandInEntity | undefined;
+  /**
+   * Detaches every receiver link of an entity with an error (default `amqp:link:detach-forced`),
+   * as Service Bus does to an idle link or when it moves an entity; the connection stays. The
+   * messages delivered on those links stay locked until settled by lock token or their lock expires.
+   */
+  detachReceivers(address: string, condition?: string): number;
   /** Drops every connection (as a service restart or network cut would). */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -460,6 +466,17 @@ export const startServiceBusStandIn = async (
     createTopic: (name, o) => ns.createTopic(name, o),
     createSubscription: (topic, name, o) => ns.createSubscription(topic, name, o),
     entity: (address) => ns.entity(address),
+    detachReceivers: (address, condition = "amqp:link:detach-forced") => {
+      const links = [...receiveLinks].filter((l) => l.entity.path === address);
+      for (const l of links) {
+        forgetSender(l.sender);
+        l.sender.close({
+          condition,
+          description: `The link was detached by the stand-in (${condition}).`,
+        });
+      }
+      return links.length;
+    },
     dropConnections: () => {
       for (const s of sockets) s.destroy();
     },
