@@ -111,7 +111,7 @@ export const cameOnClosedLink = (msg: ServiceBusReceivedMessage): boolean => {
  */
 const settleByLockToken = (msg: ServiceBusReceivedMessage): void => {
   const m = msg as unknown as WithDelivery;
-  if (m.delivery) m.delivery = { ...m.delivery, link: undefined } as WithDelivery["delivery"];
+  if (m.delivery) m.delivery = { ...m.delivery, link: undefined };
 };
 
 /**
