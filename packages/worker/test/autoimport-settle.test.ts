@@ -1,8 +1,10 @@
 // Settling the autoimport intake's messages with the real @azure/service-bus client against the
 // Service Bus STAND-IN.
+import { getEventListeners } from "node:events";
 import test from "ava";
 import { ServiceBusClient } from "@azure/service-bus";
 import { startServiceBusStandIn } from "@hsmfleet/testkit";
+import { receiveRound } from "../src/autoimport/autoimport-receive.js";
 import { settle } from "../src/autoimport/autoimport-round.js";
 
 test("a message received on a receiver link that was since replaced is settled by lock token at once (the SDK would settle it on the new link and hang 60 s)", async (t) => {
@@ -38,5 +40,27 @@ test("a message received on a receiver link that was since replaced is settled b
     logs.join("\n"),
   );
   t.is(queue.count, 0, "the three messages are gone from the queue");
+  await receiver.close();
+});
+
+test("receives of a long-running service leave no listener on its stop signal (the SDK leaks one per drained receive)", async (t) => {
+  const sb = await startServiceBusStandIn();
+  const client = new ServiceBusClient(sb.connectionString);
+  t.teardown(async () => {
+    await client.close();
+    await sb.stop();
+  });
+  const queue = sb.createQueue("q");
+  const receiver = client.createReceiver("q");
+  const stop = new AbortController();
+  const before = getEventListeners(stop.signal, "abort").length;
+  // Each receive that ends with credit left drains the link; the SDK's drain adds an abort
+  // listener to the receive's signal and does not remove it when the drain is answered.
+  for (let i = 0; i < 6; i++) {
+    queue.enqueue({ body: i, message_id: `m${i}` });
+    const ms = await receiveRound(receiver, 5, 300, stop.signal);
+    await Promise.all(ms.map((m) => receiver.completeMessage(m)));
+  }
+  t.is(getEventListeners(stop.signal, "abort").length, before);
   await receiver.close();
 });

@@ -34,6 +34,7 @@ import type { BlobChange, JobSpec } from "@hsmfleet/protocol";
 import { emptyAutoImportCounters } from "./apply-blob-change.js";
 import { AutoImportDispatcher } from "./autoimport-dispatch.js";
 import type { AutoImportLedger } from "./autoimport-ledger.js";
+import { receiveRound } from "./autoimport-receive.js";
 import { planRound, settle, settleRound } from "./autoimport-round.js";
 import type { Round, RoundMessage, SettleContext } from "./autoimport-round.js";
 import type { AutoImportStatus } from "./autoimport-status.js";
@@ -292,10 +293,7 @@ export const runAutoImportService = async (
     while (!o.signal?.aborted && status.state === "InProgress" && fatal === undefined) {
       let batch: ServiceBusReceivedMessage[];
       try {
-        batch = await o.receiver.receiveMessages(batchSize, {
-          maxWaitTimeInMs: 1000,
-          ...(o.signal ? { abortSignal: o.signal } : {}),
-        });
+        batch = await receiveRound(o.receiver, batchSize, 1000, o.signal);
       } catch (err) {
         if (o.signal?.aborted) break;
         throw err;
