@@ -54,7 +54,8 @@ export const autoImportReport: JobReport = {
     bytesDone: 0,
     bytesFound: 0,
     filesDone: s.autoimport?.totalBlobsImported ?? 0,
-    filesFound: s.autoimport?.totalBlobsWalked ?? 0,
+    // The events in hand (received, not applied yet) count as found: the row shows the backlog.
+    filesFound: (s.autoimport?.totalBlobsWalked ?? 0) + (s.autoimport?.messagesInFlight ?? 0),
     errors: s.autoimport?.totalErrors ?? 0,
     progressByBytes: false,
   }),
