@@ -9,7 +9,7 @@ import type { ServiceBusMessage } from "@azure/service-bus";
 import { WORK_STREAM } from "@hsmfleet/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
-import { exitOf, spawnCli, startBus, startStorage, waitFor } from "./helpers.js";
+import { exitOf, runCli, spawnCli, startBus, startStorage, waitFor } from "./helpers.js";
 
 test("SIGTERM with rounds in flight and no worker: the service exits 0 within its stop grace and completes nothing unapplied", async (t) => {
   t.timeout(5 * 60_000);
@@ -88,6 +88,34 @@ test("SIGTERM with rounds in flight and no worker: the service exits 0 within it
     "the round's work items in the WORK stream",
     async () => (await jsm.streams.info(WORK_STREAM)).state.messages > 0,
     60_000,
+  );
+  // `hsmfleet status` shows the backlog the service holds (a receiver cannot see the queue's
+  // depth): every message in hand, its round and work items out on the fleet, and for how long the
+  // oldest message has been in Service Bus — also while no round ends (no worker).
+  let backlog: Record<string, number> = {};
+  let shownText = "";
+  await waitFor(
+    "hsmfleet status to show the 20 messages in hand",
+    async () => {
+      const shown = await runCli(["--nats", server.url, "status", "autoimport-stop", "--json"]);
+      if (shown.code !== 0) return false;
+      backlog = (JSON.parse(shown.stdout) as { backlog?: Record<string, number> }).backlog ?? {};
+      return backlog["messagesInFlight"] === n && (backlog["secondsBehind"] ?? 0) > 0;
+    },
+    60_000,
+  ).catch((err: unknown) => {
+    throw new Error(
+      `${(err as Error).message}: ${JSON.stringify(backlog)}\n${output.slice(-3000)}`,
+    );
+  });
+  t.true((backlog["roundsInFlight"] ?? 0) >= 1, JSON.stringify(backlog));
+  t.true((backlog["itemsInFlight"] ?? 0) >= 1, JSON.stringify(backlog));
+  shownText = (await runCli(["--nats", server.url, "status", "autoimport-stop"])).stdout;
+  t.regex(
+    shownText,
+    new RegExp(
+      `backlog in hand: messages ${n}, rounds \\d+, work items \\d+; oldest in Service Bus for \\d+\\.\\d s`,
+    ),
   );
   const stoppedAt = Date.now();
   service.kill("SIGTERM");

@@ -221,6 +221,13 @@ export interface AutoImportJobCounters extends AutoImportCounters {
   lastEventConsumedMs: number;
   /** When the last initial scan ended (ms since the epoch; 0: none). */
   lastFullySynchronizedMs: number;
+  /** Messages received and not settled yet (the backlog the service holds). */
+  messagesInFlight: number;
+  /** Rounds (receives) and work items out on the fleet. */
+  roundsInFlight: number;
+  itemsInFlight: number;
+  /** Now minus the enqueued time of the oldest message in hand (0 when none is). */
+  msBehind: number;
 }
 
 export const emptyAutoImportJobCounters = (): AutoImportJobCounters => ({
@@ -232,4 +239,8 @@ export const emptyAutoImportJobCounters = (): AutoImportJobCounters => ({
   deadLettered: 0,
   lastEventConsumedMs: 0,
   lastFullySynchronizedMs: 0,
+  messagesInFlight: 0,
+  roundsInFlight: 0,
+  itemsInFlight: 0,
+  msBehind: 0,
 });

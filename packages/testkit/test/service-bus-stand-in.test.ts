@@ -348,3 +348,39 @@ test("a drain that finds no credit left is answered (AMQP 1.0 2.6.7): the receiv
   t.true(await drained, "no answer to a drain at zero credit within 10 s");
   t.is(queue.lockedCount, 3);
 });
+
+test("a receiver's credit bounds what is locked: receiveMessages(10) of 100 locks 10, the rest stay available", async (t) => {
+  // Service Bus locks a message when it delivers it, within the link's credit. The stand-in used to
+  // take messages while rhea's session buffer had room (2,048), whatever the credit: messages were
+  // locked though not delivered, and a drain (credit used up) stranded them on the link, locked,
+  // until their lock expired.
+  const { sb, client } = await withStandIn(t, (s) =>
+    s.createQueue("q", { lockDurationMs: 60_000 }),
+  );
+  const queue = sb.entity("q")!;
+  for (let i = 0; i < 100; i++) queue.enqueue({ body: i, message_id: `m${i}` });
+  const receiver = client.createReceiver("q");
+  const first = await receiver.receiveMessages(10, { maxWaitTimeInMs: 3000 });
+  t.is(first.length, 10);
+  await new Promise((r) => setTimeout(r, 200));
+  t.is(queue.lockedCount, 10, "only the delivered messages are locked");
+  // Every other message comes on later receives, on its first delivery (none stranded, locked).
+  const seen = new Set(first.map((m) => m.body as number));
+  await Promise.all(first.map((m) => receiver.completeMessage(m)));
+  const deadline = Date.now() + 20_000;
+  while (seen.size < 100 && Date.now() < deadline) {
+    const ms = await receiver.receiveMessages(7, { maxWaitTimeInMs: 1000 });
+    for (const m of ms) {
+      t.is(m.deliveryCount, 0, `message ${String(m.body)} was delivered before`);
+      seen.add(m.body as number);
+    }
+    await Promise.all(ms.map((m) => receiver.completeMessage(m)));
+  }
+  t.is(
+    seen.size,
+    100,
+    `received ${seen.size} of 100; locked in the stand-in: ${queue.lockedCount}`,
+  );
+  t.is(queue.count, 0);
+  await receiver.close();
+});

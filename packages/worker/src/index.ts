@@ -42,7 +42,5 @@ export {
 export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
 export { ImportTarget } from "./import/import-target.js";
 export type { ImportTargetOptions } from "./import/import-target.js";
-export { openBlobChangeApplier } from "./autoimport/open-applier.js";
-export type { OpenApplierOptions } from "./autoimport/open-applier.js";
 export { serviceBusClientFor, describeServiceBus } from "./autoimport/service-bus-client.js";
 export type { ServiceBusTarget } from "./autoimport/service-bus-client.js";

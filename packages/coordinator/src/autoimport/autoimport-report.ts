@@ -6,8 +6,16 @@ const isoOrNull = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOStr
 
 /** `hsmfleet status --json` of an auto-import service (AMLFS autoImportJobs field names). */
 export const buildAutoImportSummary = (s: JobStatus) => {
-  const { autoimportState, lastEventConsumedMs, lastFullySynchronizedMs, ...counters } =
-    s.autoimport ?? emptyAutoImportJobCounters();
+  const {
+    autoimportState,
+    lastEventConsumedMs,
+    lastFullySynchronizedMs,
+    msBehind,
+    messagesInFlight,
+    roundsInFlight,
+    itemsInFlight,
+    ...counters
+  } = s.autoimport ?? emptyAutoImportJobCounters();
   return {
     jobId: s.spec.jobId,
     state: jobStateName(s.state),
@@ -17,6 +25,8 @@ export const buildAutoImportSummary = (s: JobStatus) => {
     ...counters,
     lastChangeFeedEventConsumedTime: isoOrNull(lastEventConsumedMs),
     lastTimeFullySynchronized: isoOrNull(lastFullySynchronizedMs),
+    // The backlog the service holds: a queue receiver cannot see the queue's depth.
+    backlog: { messagesInFlight, roundsInFlight, itemsInFlight, secondsBehind: msBehind / 1000 },
   };
 };
 
@@ -28,6 +38,7 @@ export const formatAutoImportSummary = (s: JobStatus): string => {
     `  deletions ${j.deletions} (not made: ${j.deletionsSkipped}), conflicts ${j.totalConflicts}, errors ${j.totalErrors}`,
     `  messages ${j.messagesConsumed} (duplicates ${j.duplicates}, stale ${j.staleEvents}, dead-lettered ${j.deadLettered}, blobs gone ${j.vanished})`,
     `  last event consumed ${j.lastChangeFeedEventConsumedTime ?? "-"}, last fully synchronized ${j.lastTimeFullySynchronized ?? "-"}`,
+    `  backlog in hand: messages ${j.backlog.messagesInFlight}, rounds ${j.backlog.roundsInFlight}, work items ${j.backlog.itemsInFlight}; oldest in Service Bus for ${j.backlog.secondsBehind.toFixed(1)} s`,
   ].join("\n");
 };
 
@@ -43,7 +54,8 @@ export const autoImportReport: JobReport = {
     bytesDone: 0,
     bytesFound: 0,
     filesDone: s.autoimport?.totalBlobsImported ?? 0,
-    filesFound: s.autoimport?.totalBlobsWalked ?? 0,
+    // The events in hand (received, not applied yet) count as found: the row shows the backlog.
+    filesFound: (s.autoimport?.totalBlobsWalked ?? 0) + (s.autoimport?.messagesInFlight ?? 0),
     errors: s.autoimport?.totalErrors ?? 0,
     progressByBytes: false,
   }),

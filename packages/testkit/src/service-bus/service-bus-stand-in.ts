@@ -48,6 +48,12 @@ export interface ServiceBusStandIn {
   createSubscription(topic: string, name: string, options?: StandInEntityOptions): StandInEntity;
   /** A queue, subscription or dead-letter queue by its address (for assertions). */
   entity(address: string): StandInEntity | undefined;
+  /**
+   * Detaches every receiver link of an entity with an error (default `amqp:link:detach-forced`),
+   * as Service Bus does to an idle link or when it moves an entity; the connection stays. The
+   * messages delivered on those links stay locked until settled by lock token or their lock expires.
+   */
+  detachReceivers(address: string, condition?: string): number;
   /** Drops every connection (as a service restart or network cut would). */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -104,6 +110,48 @@ const answerDrain = (sender: Sender): void => {
   link._drained = true;
   link.issue_flow = true;
   link.connection._register();
+};
+
+/** rhea's outgoing side of a session (its typings leave it out). */
+interface OutgoingInternals {
+  next_delivery_id: number;
+  next_pending_delivery: number;
+  available: () => number;
+  transfer_window: () => number;
+}
+const outgoingOf = (sender: Sender): OutgoingInternals =>
+  (sender.session as unknown as { outgoing: OutgoingInternals }).outgoing;
+
+/**
+ * Whether one more message can go out on the link now. Service Bus locks a message when it
+ * delivers it, within the link's credit and the session's incoming window. rhea's `sendable()`
+ * only asks for credit and a free slot in the session's 2,048-delivery buffer, and takes credit
+ * only when a delivery is transferred: messages sent beyond the credit (or the peer's window)
+ * waited in the buffer, locked though not delivered, and a drain (credit used up) stranded them
+ * there until their lock expired. So the deliveries not transferred yet count against both.
+ */
+const canTransfer = (sender: Sender): boolean => {
+  const out = outgoingOf(sender);
+  const pending = out.next_delivery_id - out.next_pending_delivery;
+  return (
+    internals(sender).credit > pending && out.transfer_window() > pending && out.available() > 0
+  );
+};
+
+const watchedSessions = new WeakSet<object>();
+/**
+ * A session flow (the receiver's incoming window opened) may let deliveries out that `canTransfer`
+ * held back: the links of that session are pumped again (rhea raises no event for it).
+ */
+const watchSessionFlow = (sender: Sender, onFlow: (session: object) => void): void => {
+  const session = sender.session as unknown as { on_flow: (frame: unknown) => void };
+  if (watchedSessions.has(session)) return;
+  watchedSessions.add(session);
+  const original = session.on_flow.bind(session);
+  session.on_flow = (frame: unknown) => {
+    original(frame);
+    onFlow(session);
+  };
 };
 
 /** An AMQP `rejected` outcome carrying an error (rhea builds it; its typings omit it). */
@@ -170,7 +218,8 @@ export const startServiceBusStandIn = async (
 
   const pump = (link: ReceiveLink): void => {
     const { sender } = link;
-    while (sender.is_open() && sender.sendable()) {
+    watchSessionFlow(sender, onSessionFlow);
+    while (sender.is_open() && canTransfer(sender)) {
       const d = link.entity.take(link.peekLock);
       if (!d) break;
       const delivery = sender.send(d.annotated, d.tag);
@@ -181,6 +230,9 @@ export const startServiceBusStandIn = async (
   const pumpAll = (): void => {
     for (const link of receiveLinks) pump(link);
   };
+  function onSessionFlow(session: object): void {
+    for (const link of receiveLinks) if (link.sender.session === session) pump(link);
+  }
 
   container.on("sender_open", (ctx: EventContext) => {
     const sender = ctx.sender!;
@@ -414,6 +466,17 @@ export const startServiceBusStandIn = async (
     createTopic: (name, o) => ns.createTopic(name, o),
     createSubscription: (topic, name, o) => ns.createSubscription(topic, name, o),
     entity: (address) => ns.entity(address),
+    detachReceivers: (address, condition = "amqp:link:detach-forced") => {
+      const links = [...receiveLinks].filter((l) => l.entity.path === address);
+      for (const l of links) {
+        forgetSender(l.sender);
+        l.sender.close({
+          condition,
+          description: `The link was detached by the stand-in (${condition}).`,
+        });
+      }
+      return links.length;
+    },
     dropConnections: () => {
       for (const s of sockets) s.destroy();
     },

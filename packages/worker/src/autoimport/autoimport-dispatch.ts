@@ -165,6 +165,11 @@ export class AutoImportDispatcher {
     }
   }
 
+  /** Work items published and waiting for their result. */
+  get itemsInFlight(): number {
+    return this.#waiting.size;
+  }
+
   close(): void {
     this.#sub.unsubscribe();
   }

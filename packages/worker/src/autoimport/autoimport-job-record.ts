@@ -39,6 +39,10 @@ const countersOf = (s: AutoImportStatus): AutoImportJobCounters => ({
   deadLettered: s.deadLettered,
   lastEventConsumedMs: msOf(s.lastChangeFeedEventConsumedTime),
   lastFullySynchronizedMs: msOf(s.lastTimeFullySynchronized),
+  messagesInFlight: s.messagesInFlight ?? 0,
+  roundsInFlight: s.roundsInFlight ?? 0,
+  itemsInFlight: s.itemsInFlight ?? 0,
+  msBehind: s.msBehind ?? 0,
 });
 
 export interface AutoImportSpecFields {

@@ -86,10 +86,39 @@ export interface SettleContext {
   log: (level: "info" | "warn", message: string) => void;
 }
 
+/** The rhea delivery a received message keeps (not in the SDK's public type). */
+interface WithDelivery {
+  delivery?: { link?: { is_open?: () => boolean } };
+}
+
 /**
- * Runs a settlement; a lost lock (the lock expired and the message went back to the queue, or was
- * already redelivered to another consumer) is logged, not fatal: the message comes again and its
- * re-application changes nothing.
+ * Whether the receiver link a message came on has been closed since (the rhea link of its
+ * delivery). The SDK replaces a closed link (a drain that timed out, a detach by the service) with
+ * a new one under the same link name, and settles a message through the open link of its link's
+ * name: a message from the old link is then settled with a delivery the new link does not have, no
+ * disposition reaches the service, and the settlement waits for its operation timeout (60 s, then
+ * retried) — rounds in flight held up every receive for a minute and more in the bench (issue 20).
+ */
+export const cameOnClosedLink = (msg: ServiceBusReceivedMessage): boolean => {
+  const link = (msg as unknown as WithDelivery).delivery?.link;
+  return typeof link?.is_open === "function" && !link.is_open();
+};
+
+/**
+ * Makes the SDK settle `msg` by its lock token through the entity's `$management` link
+ * (`com.microsoft:update-disposition`), as it does for a message whose link is gone or that has
+ * no link (a deferred message): its delivery is replaced by a copy without the closed link.
+ */
+const settleByLockToken = (msg: ServiceBusReceivedMessage): void => {
+  const m = msg as unknown as WithDelivery;
+  if (m.delivery) m.delivery = { ...m.delivery, link: undefined };
+};
+
+/**
+ * Runs a settlement. A message whose receiver link was closed since it came (cameOnClosedLink) is
+ * settled by its lock token (settleByLockToken). A lost lock (the lock expired and the message went
+ * back to the queue, or was already redelivered to another consumer) is logged, not fatal: the
+ * message comes again and its re-application changes nothing.
  */
 export const settle = async (
   o: Pick<SettleContext, "name" | "log">,
@@ -97,6 +126,13 @@ export const settle = async (
   msg: ServiceBusReceivedMessage,
   op: () => Promise<void>,
 ): Promise<boolean> => {
+  if (cameOnClosedLink(msg)) {
+    o.log(
+      "info",
+      `autoimport ${o.name}: ${what} message ${String(msg.messageId)}: the receiver link it came on is closed; settled by lock token through $management`,
+    );
+    settleByLockToken(msg);
+  }
   try {
     await op();
     return true;

@@ -34,6 +34,7 @@ import type { BlobChange, JobSpec } from "@hsmfleet/protocol";
 import { emptyAutoImportCounters } from "./apply-blob-change.js";
 import { AutoImportDispatcher } from "./autoimport-dispatch.js";
 import type { AutoImportLedger } from "./autoimport-ledger.js";
+import { receiveRound } from "./autoimport-receive.js";
 import { planRound, settle, settleRound } from "./autoimport-round.js";
 import type { Round, RoundMessage, SettleContext } from "./autoimport-round.js";
 import type { AutoImportStatus } from "./autoimport-status.js";
@@ -110,6 +111,10 @@ const newStatus = (
   deadLettered: 0,
   lastChangeFeedEventConsumedTime: "",
   ...previous,
+  messagesInFlight: 0,
+  roundsInFlight: 0,
+  itemsInFlight: 0,
+  msBehind: 0,
   name: o.spec.jobId,
   state: "InProgress",
   container: o.spec.container,
@@ -164,9 +169,23 @@ export const runAutoImportService = async (
   const status = newStatus(o, await o.ledger.status());
   let savedAt = 0;
   let saving: Promise<void> = Promise.resolve();
+  // Messages in hand (received, not settled) by id, with their enqueued time (ms).
+  const inFlightIds = new Map<string, number>();
+  const inFlight = new Set<Promise<void>>();
+  let itemsInFlight = (): number => 0;
+  const backlog = () => {
+    const now = Date.now();
+    let oldest = now;
+    for (const at of inFlightIds.values()) if (at < oldest) oldest = at;
+    status.messagesInFlight = inFlightIds.size;
+    status.roundsInFlight = inFlight.size;
+    status.itemsInFlight = itemsInFlight();
+    status.msBehind = now - oldest;
+  };
   const save = async (force: boolean) => {
     if (!force && Date.now() - savedAt < statusIntervalMs) return;
     savedAt = Date.now();
+    backlog();
     status.updatedAt = new Date().toISOString();
     const snapshot = { ...status };
     saving = saving.then(() => o.ledger.saveStatus(snapshot, o.spec));
@@ -186,6 +205,7 @@ export const runAutoImportService = async (
     o.spec.itemKey,
     (message) => log("warn", `autoimport ${name}: ${message}`),
   );
+  itemsInFlight = () => dispatcher.itemsInFlight;
   const settleCtx: SettleContext = {
     name,
     receiver: o.receiver,
@@ -224,9 +244,7 @@ export const runAutoImportService = async (
     (prefixes.length === 0 ||
       prefixes.some((p) => c.blob.startsWith(p) || (c.destination ?? "").startsWith(p)));
 
-  const inFlight = new Set<Promise<void>>();
   const byName = new Map<string, Promise<void>>();
-  const inFlightIds = new Set<string>();
   let barrierRound: Promise<void> | undefined;
   let fatal: unknown;
 
@@ -263,14 +281,19 @@ export const runAutoImportService = async (
     }
   };
 
+  // The backlog in the status moves while no round ends (a long round, no worker): saved on a timer
+  // too, as often as after rounds.
+  const ticker = setInterval(() => {
+    void save(false).catch((err: unknown) =>
+      log("warn", `autoimport ${name}: saving the status: ${errorMessage(err)}`),
+    );
+  }, statusIntervalMs);
+  ticker.unref();
   try {
     while (!o.signal?.aborted && status.state === "InProgress" && fatal === undefined) {
       let batch: ServiceBusReceivedMessage[];
       try {
-        batch = await o.receiver.receiveMessages(batchSize, {
-          maxWaitTimeInMs: 1000,
-          ...(o.signal ? { abortSignal: o.signal } : {}),
-        });
+        batch = await receiveRound(o.receiver, batchSize, 1000, o.signal);
       } catch (err) {
         if (o.signal?.aborted) break;
         throw err;
@@ -324,10 +347,12 @@ export const runAutoImportService = async (
         );
     }
   } finally {
+    clearInterval(ticker);
     clearTimeout(graceTimer);
     o.signal?.removeEventListener("abort", onStop);
     dispatcher.close();
   }
+  inFlightIds.clear();
   if (fatal !== undefined)
     throw fatal instanceof Error
       ? fatal
@@ -353,7 +378,7 @@ const admitMessages = async (
   batch: ServiceBusReceivedMessage[],
   o: AutoImportServiceOptions,
   s: SettleContext,
-  inFlightIds: Set<string>,
+  inFlightIds: Map<string, number>,
   ours: (c: BlobChange) => boolean,
 ): Promise<RoundMessage[]> => {
   const ids = batch.map((m) => String(m.messageId ?? ""));
@@ -373,7 +398,7 @@ const admitMessages = async (
     }
     try {
       const changes = parseBlobEvents(msg.body).filter(ours);
-      if (id !== "") inFlightIds.add(id);
+      if (id !== "") inFlightIds.set(id, msg.enqueuedTimeUtc?.getTime() ?? Date.now());
       out.push({ msg, id, changes });
     } catch (err) {
       const reason = err instanceof BlobEventError ? "InvalidEvent" : "UnreadableMessage";

@@ -15,5 +15,14 @@ export interface AutoImportStatus extends AutoImportCounters {
   lastChangeFeedEventConsumedTime: string;
   /** When the initial scan (a full import) last ended. */
   lastTimeFullySynchronized: string;
+  /**
+   * The backlog the service holds (a queue receiver cannot see the queue's depth): messages
+   * received and not settled yet, rounds and work items out on the fleet, and how long the oldest
+   * message in hand has been in Service Bus (ms; 0 when none is).
+   */
+  messagesInFlight: number;
+  roundsInFlight: number;
+  itemsInFlight: number;
+  msBehind: number;
   updatedAt: string;
 }
