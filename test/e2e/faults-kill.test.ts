@@ -53,15 +53,27 @@ test("worker processes killed with SIGKILL at random points, at least 10 times o
   const env = { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString };
   const random = seeded(1234);
   const workers: ChildProcess[] = [];
+  // What the workers warned about, shown when the test fails; and a bound on the test, so a job
+  // that never ends fails it instead of holding the suite. A known defect (docs/reliability.md,
+  // "A walk shard killed between its result and its children"): a kill in that window can leave
+  // the job waiting for children that no attempt publishes.
+  const warnings: string[] = [];
   const spawnWorker = (i: number) => {
-    workers[i] = spawnCli(
+    const w = spawnCli(
       ["--nats", server.url, "worker", "--vm-name", `victim-${i}`, "--concurrency", "4"],
-      { env },
+      { env: { ...env, HSMFLEET_LOG_LEVEL: "warn" } },
     );
+    w.stderr?.on("data", (d: Buffer) => {
+      for (const line of d.toString().split("\n"))
+        if (line.trim() !== "" && warnings.length < 200) warnings.push(`victim-${i}: ${line}`);
+    });
+    workers[i] = w;
   };
   t.teardown(() => {
     for (const w of workers) w.kill("SIGKILL");
+    if (!t.passed) for (const line of warnings) process.stderr.write(`${line.slice(0, 400)}\n`);
   });
+  t.timeout(5 * 60_000, "an export of 424 files with 12 kills takes well under a minute");
   spawnWorker(0);
   spawnWorker(1);
 

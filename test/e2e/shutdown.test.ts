@@ -114,7 +114,7 @@ test("a second SIGTERM aborts at once: the item is handed back and another worke
 });
 
 test("SIGTERM with a short --shutdown-grace: the upload in flight is handed back, exit 0, another worker completes it", async (t) => {
-  const { root, data, azurite, server, nc } = await setup(t, "handback", 96 * 1024 * 1024);
+  const { root, data, azurite, server, nc } = await setup(t, "handback", 192 * 1024 * 1024);
   const worker = spawnCli(
     ["--nats", server.url, "worker", "--vm-name", "handback", "--shutdown-grace", "300"],
     { env: { AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString } },
@@ -123,7 +123,9 @@ test("SIGTERM with a short --shutdown-grace: the upload in flight is handed back
     worker.kill("SIGKILL");
   });
   const storage = parseStorageTarget(azurite.connectionString)!;
-  const bytes = watchBytes(t, nc, "handback");
+  const blob = BlobServiceClient.fromConnectionString(azurite.connectionString)
+    .getContainerClient("handback")
+    .getBlockBlobClient("handback.bin");
   const job = runExportJob({
     nc,
     root,
@@ -131,12 +133,19 @@ test("SIGTERM with a short --shutdown-grace: the upload in flight is handed back
     storage,
     blockSizeBytes: 4 * 1024 * 1024,
   });
-  await waitFor("the upload to start", () => bytes() >= 8 * 1024 * 1024, 60_000);
+  // The upload has begun once Azurite holds a staged block of it. Watched on the storage side,
+  // not through the worker's heartbeats: a worker answers pings at a bounded rate (hbping is
+  // unauthenticated), so a heartbeat can be a fraction of a second behind, long enough for the
+  // whole file to go up on a quiet machine.
+  await waitFor(
+    "the upload to start",
+    async () =>
+      ((await blob.getBlockList("uncommitted").catch(() => undefined))?.uncommittedBlocks?.length ??
+        0) > 0,
+    60_000,
+  );
   worker.kill("SIGTERM");
   t.deepEqual(await exitOf(worker), { code: 0, signal: null });
-  const blob = BlobServiceClient.fromConnectionString(azurite.connectionString)
-    .getContainerClient("handback")
-    .getBlobClient("handback.bin");
   t.false(await blob.exists(), "nothing committed by the stopped worker");
   await startWorkers(t, server.url, 1, undefined, { storage });
   const summary = await job;

@@ -44,3 +44,4 @@ export { ImportTarget } from "./import/import-target.js";
 export type { ImportTargetOptions } from "./import/import-target.js";
 export { serviceBusClientFor, describeServiceBus } from "./autoimport/service-bus-client.js";
 export type { ServiceBusTarget } from "./autoimport/service-bus-client.js";
+export { PING_BURST, PING_REFILL_MS } from "./runtime/heartbeat.js";

@@ -10,10 +10,11 @@ export const PING_SPREAD_MS = 200;
  * Ping answers a worker gives at once, and then one per PING_REFILL_MS (a token bucket). Anyone
  * who can publish on NATS can ping (a ping carries nothing to seal: dashboards, coordinators and
  * workers all send them), so a flood of pings must not become a flood of heartbeats: it costs a
- * worker at most this many answers, then one a second (docs/security.md).
+ * worker at most this many answers, then four a second (docs/security.md) — a quarter of a second
+ * is as stale as a watching dashboard or coordinator sees a worker's counters while pings flood.
  */
 export const PING_BURST = 3;
-export const PING_REFILL_MS = 1000;
+export const PING_REFILL_MS = 250;
 
 /**
  * Publishes a WorkerHeartbeat on core NATS about every `intervalMs` (± HEARTBEAT_JITTER, so a
