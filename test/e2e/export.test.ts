@@ -411,10 +411,16 @@ test("re-running the same export after the coordinator was killed resumes that j
     first.kill("SIGKILL");
   });
   let jobId = "";
-  await waitFor("the job", async () => {
-    jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
-    return jobId !== "";
-  });
+  // Up to 90 s: in the suite this file's tests run at once beside another file (the fuzz tests'
+  // 10,000-message floods once kept the command from recording its job within 30 s).
+  await waitFor(
+    "the job",
+    async () => {
+      jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
+      return jobId !== "";
+    },
+    90_000,
+  );
   // The fleet starts working (slowly), then the coordinator dies.
   const uploads: string[] = [];
   await startWorkers(
