@@ -55,6 +55,13 @@ export interface FaultProxyOptions {
    * CRC64 (e.g. @hsmfleet/fs crc64; testkit does not depend on it). Default: headers pass through.
    */
   rangeCrc64?: (body: Buffer) => bigint;
+  /**
+   * Holds a request before anything else is done with it: when it returns a promise, the request
+   * (body buffered) is forwarded once the promise settles, or dropped if the client went away
+   * meanwhile. A held request gets no fault. A test holds one blob's request to keep a job running
+   * until it is done with it. Default: nothing is held.
+   */
+  hold?: (req: IncomingMessage) => Promise<void> | undefined;
 }
 
 export interface FaultCounters {
@@ -251,6 +258,17 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const held = options.hold?.(req);
+    if (held !== undefined) {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      const ended = new Promise<void>((resolve) => req.on("end", resolve));
+      counters.requests++;
+      void Promise.allSettled([held, ended]).then(() => {
+        if (!req.socket.destroyed) forward(req, res, false, Buffer.concat(chunks));
+      });
+      return;
+    }
     counters.requests++;
     const crcLength = crcRangeOf(req);
     if (crcLength !== undefined && crcLength > RANGE_CRC64_MAX) {
