@@ -139,10 +139,14 @@ const ticksPerSecond = (): number => {
 };
 
 /** User + system CPU seconds of a live process, or undefined when it is gone. */
-export const cpuSeconds = (pid: number): number | undefined => {
+export const cpuSeconds = (pid: number, tid?: number): number | undefined => {
   let stat: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // With `tid`: that thread's alone (tid = pid: the main thread; the rest are libuv's and V8's).
+    stat = readFileSync(
+      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+      "utf8",
+    );
   } catch {
     return undefined;
   }

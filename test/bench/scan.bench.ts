@@ -9,6 +9,7 @@
  *   HSMFLEET_BENCH_RUNS      repetitions per configuration (default 3)
  *   HSMFLEET_BENCH_CPU_PROF  a directory: CPU profiles of workers and coordinators go to DIR/<role>/
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -43,6 +44,8 @@ const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 /** The command a user runs (the launcher: the one-file bundle with its code cache, issue 17). */
 const CLI_BIN = join(REPO_ROOT, "packages", "cli", "bin", "hsmfleet.js");
 const RESULTS_FILE = join(REPO_ROOT, "bench", "results", "scan.json");
+/** The floor: the kernel work alone (readdir, lstat, HSM xattr), compiled with `cc` when there is one. */
+const FLOOR_SOURCE = join(REPO_ROOT, "test", "bench", "scan-floor.c");
 
 const envInt = (name: string, fallback: number): number => {
   const raw = process.env[name];
@@ -252,6 +255,8 @@ interface ScanRun {
   coordinatorCpuSeconds: number;
   /** CPU used by the standalone workers during the run (0 with in-process workers). */
   workersCpuSeconds: number;
+  /** Of that, their main threads' (JS, NATS); the rest is the libuv threadpool's (the walk's system calls) and V8's. */
+  workersMainCpuSeconds: number;
   natsCpuSeconds: number;
   /** find -printf on the same tree just before this scan, and this scan's rate relative to it. */
   pairedFindEntriesPerSecond?: number;
@@ -268,6 +273,8 @@ const scanCpuSeconds = (r: ScanRun): number =>
   r.coordinatorCpuSeconds + r.workersCpuSeconds + r.natsCpuSeconds;
 
 const sumCpu = (pids: number[]): number => pids.reduce((s, pid) => s + (cpuSeconds(pid) ?? 0), 0);
+const sumMainCpu = (pids: number[]): number =>
+  pids.reduce((s, pid) => s + (cpuSeconds(pid, pid) ?? 0), 0);
 
 /** `withHsm` false: a scan run with `--hsm-xattr ''` (every file "new"). */
 const sameCounts = (summary: ScanSummary, tree: Tree, withHsm: boolean): string | undefined => {
@@ -331,6 +338,7 @@ const runScan = async (
 ): Promise<ScanRun> => {
   const natsCpu0 = cpuSeconds(nats.pid) ?? 0;
   const workersCpu0 = sumCpu(workerPids);
+  const workersMainCpu0 = sumMainCpu(workerPids);
   const commandCpu0 = exitedChildrenCpuSeconds();
   const t0 = performance.now();
   const child = spawnTracked(
@@ -370,6 +378,7 @@ const runScan = async (
   // Exact (the sampler misses the command's last moments): nothing else exits meanwhile.
   const commandCpuSeconds = exitedChildrenCpuSeconds() - commandCpu0;
   const workersCpuSeconds = sumCpu(workerPids) - workersCpu0;
+  const workersMainCpuSeconds = sumMainCpu(workerPids) - workersMainCpu0;
   const natsCpuSeconds = (cpuSeconds(nats.pid) ?? 0) - natsCpu0;
   if (exit.code !== 0) {
     throw new Error(
@@ -391,6 +400,7 @@ const runScan = async (
     coordinatorPeakRssBytes: sample.peakRssBytes,
     coordinatorCpuSeconds: commandCpuSeconds,
     workersCpuSeconds,
+    workersMainCpuSeconds,
     natsCpuSeconds,
   };
 };
@@ -435,7 +445,7 @@ const summarize = (
 const describeRun = (r: ScanRun): string =>
   `${int(r.entriesPerSecond)} entries/s (job ${r.jobSeconds.toFixed(2)} s, wall ${r.wallSeconds.toFixed(2)} s), ` +
   `coordinator ${mib(r.coordinatorPeakRssBytes)} peak, CPU s: coordinator ${r.coordinatorCpuSeconds.toFixed(2)}, ` +
-  `workers ${r.workersCpuSeconds.toFixed(2)}, nats ${r.natsCpuSeconds.toFixed(2)}`;
+  `workers ${r.workersCpuSeconds.toFixed(2)} (main thread ${r.workersMainCpuSeconds.toFixed(2)}), nats ${r.natsCpuSeconds.toFixed(2)}`;
 
 const measureFind = async (tree: Tree): Promise<ConfigResult> => {
   const runs: ConfigResult["runs"] = [];
@@ -480,6 +490,99 @@ const measureRcloneLsf = async (tree: Tree): Promise<ConfigResult | undefined> =
     ratioVsFind: median(runs.map((r) => r.ratioVsPairedFind ?? Number.NaN)),
   });
 };
+
+// ---------------------------------------------------------------------------------------------
+// The floor: the kernel work alone
+
+/** Compiles test/bench/scan-floor.c into `dir`; its path, or why the floor is left out. */
+const buildFloor = (dir: string): { path: string } | { missing: string } => {
+  const path = join(dir, "scan-floor");
+  try {
+    execFileSync("cc", ["-O2", "-pthread", "-o", path, FLOOR_SOURCE], { stdio: "pipe" });
+    return { path };
+  } catch (err) {
+    return { missing: `could not compile ${FLOOR_SOURCE} with cc: ${String(err).slice(0, 300)}` };
+  }
+};
+
+interface FloorResult {
+  name: string;
+  tree: string;
+  threads: number;
+  hsmXattr: string;
+  runs: Array<{
+    wallSeconds: number;
+    cpuSeconds: number;
+    findWallSeconds: number;
+    findCpuSeconds: number;
+  }>;
+  /** Medians over runs of find wall / floor wall and find CPU / floor CPU, paired. */
+  wallRatioVsFind: number;
+  cpuRatioVsFind: number;
+}
+
+/**
+ * RUNS runs of the floor on `tree` with `threads` threads, each paired with a find run just
+ * before it, after one run that checks it sees what the manifest says.
+ */
+const measureFloor = async (
+  floor: string,
+  tree: Tree,
+  threads: number,
+  hsmXattr: string,
+): Promise<FloorResult> => {
+  const name = `floor: kernel work only, ${threads} thread(s)${hsmXattr === "" ? ", no xattr" : ""}`;
+  log(name);
+  const [entries, files, xattrs] = execFileSync(floor, [tree.root, String(threads), hsmXattr], {
+    encoding: "utf8",
+  })
+    .trim()
+    .split(" ")
+    .map(Number);
+  const wantXattrs = hsmXattr === "" ? 0 : tree.counts.files - (tree.counts.hsmStates["new"] ?? 0);
+  if (entries !== tree.entries || files !== tree.counts.files || xattrs !== wantXattrs)
+    throw new Error(
+      `the floor saw ${entries} entries, ${files} files, ${xattrs} xattrs; the manifest says ${tree.entries}, ${tree.counts.files}, ${wantXattrs}`,
+    );
+  const runs: FloorResult["runs"] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const found = await timedFind(tree.root);
+    const r = await timedRun([floor, tree.root, String(threads), hsmXattr]);
+    if (r.code !== 0) throw new Error(`the floor exited with ${r.code}: ${r.stderrTail}`);
+    const run = {
+      wallSeconds: r.seconds,
+      cpuSeconds: r.cpuUser + r.cpuSystem,
+      findWallSeconds: found.seconds,
+      findCpuSeconds: found.cpuSeconds,
+    };
+    runs.push(run);
+    log(
+      `  ${tree.label} run ${i + 1}: ${run.wallSeconds.toFixed(2)} s wall, ${run.cpuSeconds.toFixed(2)} CPU s; find just before ${found.seconds.toFixed(2)} s wall, ${found.cpuSeconds.toFixed(2)} CPU s (ratio: wall ${(found.seconds / run.wallSeconds).toFixed(2)}, CPU ${(found.cpuSeconds / run.cpuSeconds).toFixed(2)})`,
+    );
+  }
+  return {
+    name,
+    tree: tree.label,
+    threads,
+    hsmXattr,
+    runs,
+    wallRatioVsFind: median(runs.map((r) => r.findWallSeconds / r.wallSeconds)),
+    cpuRatioVsFind: median(runs.map((r) => r.findCpuSeconds / r.cpuSeconds)),
+  };
+};
+
+/** The floor's lines of the report. */
+const floorLines = (floors: FloorResult[], nCpus: number): string[] =>
+  floors.length === 0
+    ? []
+    : [
+        "",
+        `the floor (test/bench/scan-floor.c: readdir + lstat + the HSM xattr of each file, ${nCpus} threads, no start-up or messages; what any scan reading HSM states could reach here):`,
+        ...floors.map(
+          (f) =>
+            `  ${pad(`${f.name}, ${f.tree}`, 60)}wall: find / floor ${f.wallRatioVsFind.toFixed(2)}, CPU s: find / floor ${f.cpuRatioVsFind.toFixed(2)} (floor ${median(f.runs.map((r) => r.wallSeconds)).toFixed(2)} s wall, ${median(f.runs.map((r) => r.cpuSeconds)).toFixed(2)} CPU s)`,
+        ),
+      ];
 
 /**
  * RUNS scans of each tree with `standalone` worker processes started beforehand (and stopped
@@ -615,6 +718,12 @@ const main = async (): Promise<void> => {
     const find = await measureFind(small);
     log("rclone lsf -R (peer)");
     const peerLsf = await measureRcloneLsf(small);
+    const floors: FloorResult[] = [];
+    const floorBin = buildFloor(stateDir.path);
+    if ("missing" in floorBin) log(`  floor left out: ${floorBin.missing}`);
+    else
+      for (const xattr of [HSM_XATTR, ""])
+        floors.push(await measureFloor(floorBin.path, large, availableParallelism(), xattr));
     const [oneProc, oneProcLarge] = await measureScan(
       "hsmfleet scan, 1 worker (proc)",
       nats,
@@ -672,7 +781,12 @@ const main = async (): Promise<void> => {
     const wallMet = wallRatio >= AIM_WALL_RATIO;
     const medianOf = (
       c: ConfigResult,
-      key: "wallSeconds" | "coordinatorCpuSeconds" | "workersCpuSeconds" | "natsCpuSeconds",
+      key:
+        | "wallSeconds"
+        | "coordinatorCpuSeconds"
+        | "workersCpuSeconds"
+        | "workersMainCpuSeconds"
+        | "natsCpuSeconds",
     ) => median(c.runs.map((r) => r[key] ?? Number.NaN));
 
     const nCpus = availableParallelism();
@@ -695,11 +809,12 @@ const main = async (): Promise<void> => {
           `  ${pad(`${c.name}, ${c.tree}`, 60)}${(c.ratioVsFind ?? Number.NaN).toFixed(2)} / ${(c.wallRatioVsFind ?? Number.NaN).toFixed(2)} / ${(c.cpuRatioVsFind ?? Number.NaN).toFixed(2)}`,
       ),
       "",
-      "median CPU seconds per scan (coordinator / standalone workers / nats-server):",
+      "median CPU seconds per scan (coordinator / standalone workers (their main threads) / nats-server):",
       ...[oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
         (c) =>
-          `  ${pad(`${c.name}, ${c.tree}`, 60)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
+          `  ${pad(`${c.name}, ${c.tree}`, 60)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} (${medianOf(c, "workersMainCpuSeconds").toFixed(2)}) / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
       ),
+      ...floorLines(floors, nCpus),
       "entries/s of hsmfleet use the job's own clock (summary.elapsedSeconds); find's include process start.",
       "ratio vs find: median over runs of (scan rate / rate of a find run made just before that scan).",
       ...(peerLsf
@@ -747,6 +862,7 @@ const main = async (): Promise<void> => {
             ratio: memoryRatio,
           },
           findAtEnd: findAgain,
+          floors,
           wrongScans,
           aim: { ratio: AIM_RATIO, measured: aimRatio, measuredBest: aimBestRatio, met },
           wallAim: {

@@ -9,6 +9,7 @@ import {
   subjects,
 } from "@hsmfleet/protocol";
 import type { ScanCounters } from "@hsmfleet/protocol";
+import { HSM_STATE_UNREAD, ScanTally } from "./scan-tally.js";
 import type { ShardScope, ShardVisitor } from "./walk-shard.js";
 
 export const toFileEntry = (path: Buffer, e: DirEntry): FileEntry => ({
@@ -36,8 +37,7 @@ export const countRecord = (c: ScanCounters, batch: DirBatch, off: number): void
   else countOf(c, type, 0, 0, false);
 };
 
-/** The HSM "state" counted for files whose xattr was not read (policy walks: hsmSizes). */
-export const HSM_STATE_UNREAD = "unread";
+export { HSM_STATE_UNREAD };
 
 /** Counts one entry of this type (a file: its size and struct hsm_attrs flags, 0 without). */
 const countOf = (
@@ -72,6 +72,8 @@ const countOf = (
 /** Scan: count every entry; with --list, send entries back to the coordinator in batches. */
 export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor => {
   const scan = emptyScanCounters();
+  // Plain records are tallied in flat numbers and folded into `scan` at the end of the shard.
+  const tally = new ScanTally();
   let listed: FileEntry[] = [];
   let sequence = 0;
   const flush = async () => {
@@ -102,13 +104,16 @@ export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor
       }
     },
     record: (batch, off, dir) => {
-      countRecord(scan, batch, off);
+      tally.add(batch, off);
       if (job.spec.listEntries) {
         listed.push(toFileEntry(batch.path(off, dir), batch.entry(off)));
         if (listed.length >= job.spec.batchMaxEntries) return flush();
       }
     },
     // Entry batches are results, not work items: plain publishes.
-    end: flush,
+    end: () => {
+      tally.foldInto(scan);
+      return flush();
+    },
   };
 };
