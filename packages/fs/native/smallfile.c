@@ -13,15 +13,16 @@
  *   [import record "pending X" -> "done X"]  [HSM state read-modify-write: "exists archived"]
  *   close.
  *
- * smallFile(rootFd, rel: Buffer, data: Buffer|null, nums: number[], md5: Buffer|null,
- *           out: Buffer, names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings,
- *           "" = none),
+ * smallFile(rootFd, rel: Buffer, data: Buffer|null, md5: Buffer|null, out: Buffer,
+ *           names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings, "" = none) | null,
  *           xattrs: Array<[string, Buffer]>|null): Promise<number>
- *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
- *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
- *   out: >= 80 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
+ *   out: >= 208 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
  *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
  *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
+ *        [80,208) holds on input the numbers, 16 f64 LE (unused ones 0): [fallback, flags (SF_*),
+ *        createMode, uid, gid, mode, mtimeSec, mtimeNsec, size, archiveId, hsmCompat,
+ *        hsmSetFlags, hsmKeepMask] — in the buffer the job needs anyway, not a JS array read
+ *        element by element (issue 17: the arguments of a batch are read on the event loop).
  *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
  *   SF_PENDING_RESTORE (restore, with SF_KEEP_TIMES): after the MD5 check, before the write, xattr
  *   names[2] = "pending <names[3]> <mtime ms the open found>" (the restore's record of the mtime to
@@ -71,6 +72,11 @@ enum {
 };
 
 #define SF_OUT 80
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "smallFile reads its numbers from `out` as little-endian f64"
+#endif
+#define SF_NUMS 16
+#define SF_OUT_IN (SF_OUT + 8 * SF_NUMS)
 #define HSM_ATTRS 24
 
 typedef struct {
@@ -383,19 +389,8 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
   }
   bool isarr = false;
   uint32_t count = 0;
-  if (napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok || count > 16)
-    {
-      *why = "smallFile: nums must be an array of at most 16 numbers";
-      return 0;
-    }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[3], i, &e);
-    napi_get_value_double(env, e, &w->nums[i]);
-  }
-  if (!sf_is_null(env, argv[4])) {
-    if (!sf_buffer(env, argv[4], &p, &n) || n != 16)
+  if (!sf_is_null(env, argv[3])) {
+    if (!sf_buffer(env, argv[3], &p, &n) || n != 16)
       {
       *why = "smallFile: md5 must be a 16-byte Buffer";
       return 0;
@@ -403,27 +398,28 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     memcpy(w->expect, p, 16);
     w->has_expect = 1;
   }
-  if (!sf_buffer(env, argv[5], &p, &n) || n < SF_OUT)
+  if (!sf_buffer(env, argv[4], &p, &n) || n < SF_OUT_IN)
     {
-      *why = "smallFile: out must be a Buffer of at least 80 bytes";
+      *why = "smallFile: out must be a Buffer of at least 208 bytes";
       return 0;
     }
   w->out = p;
-  napi_create_reference(env, argv[5], 1, &w->out_ref);
-  if (napi_is_array(env, argv[6], &isarr) == napi_ok && isarr) {
+  memcpy(w->nums, w->out + SF_OUT, sizeof w->nums);
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  if (napi_is_array(env, argv[5], &isarr) == napi_ok && isarr) {
     napi_value e;
-    if (napi_get_element(env, argv[6], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
-    if (napi_get_element(env, argv[6], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
+    if (napi_get_element(env, argv[5], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
+    if (napi_get_element(env, argv[5], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
     uint32_t names = 0;
-    napi_get_array_length(env, argv[6], &names);
+    napi_get_array_length(env, argv[5], &names);
     if (names >= 4) {
-      if (napi_get_element(env, argv[6], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
-      if (napi_get_element(env, argv[6], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
+      if (napi_get_element(env, argv[5], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
+      if (napi_get_element(env, argv[5], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
     }
   }
-  if (!sf_is_null(env, argv[7])) {
-    if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
-        napi_get_array_length(env, argv[7], &count) != napi_ok || count > 16)
+  if (!sf_is_null(env, argv[6])) {
+    if (napi_is_array(env, argv[6], &isarr) != napi_ok || !isarr ||
+        napi_get_array_length(env, argv[6], &count) != napi_ok || count > 16)
       {
       *why = "smallFile: xattrs must be an array of at most 16 [name, Buffer]";
       return 0;
@@ -435,7 +431,7 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     }
     for (uint32_t i = 0; i < count; i++) {
       napi_value pair, nv, vv;
-      napi_get_element(env, argv[7], i, &pair);
+      napi_get_element(env, argv[6], i, &pair);
       napi_get_element(env, pair, 0, &nv);
       napi_get_element(env, pair, 1, &vv);
       sf_xattr *x = &w->xattrs[w->nxattrs++];
@@ -474,15 +470,15 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
 }
 
 static napi_value js_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 7;
+  napi_value argv[7];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   sf_work *w = calloc(1, sizeof *w);
   if (!w) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
-  if (argc < 8) return sf_bad(env, w, "smallFile(rootFd, rel, data, nums, md5, out, names, xattrs)");
+  if (argc < 7) return sf_bad(env, w, "smallFile(rootFd, rel, data, md5, out, names, xattrs)");
   const char *why = NULL;
   if (!sf_parse(env, argv, w, &why)) return sf_bad(env, w, why);
   napi_value promise, name;
@@ -501,14 +497,6 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-
-/*
- * smallFiles(items: Array<[rootFd, rel, data, nums, md5, out, names, xattrs]>):
- *   Promise<Array<number | Error>>
- *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
- *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
- *   file). Each item resolves to its own number, or an Error as smallFile would reject with.
- */
 #define SF_BATCH_MAX 256
 
 /*
@@ -617,7 +605,7 @@ static napi_value batch_start(napi_env env, napi_callback_info info, const batch
 }
 
 /*
- * smallFiles(items: Array<[rootFd, rel, data, nums, md5, out, names, xattrs]>):
+ * smallFiles(items: Array<[rootFd, rel, data, md5, out, names, xattrs]>):
  *   Promise<Array<number | Error>>
  *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
  *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
@@ -649,8 +637,8 @@ static void sfb_release(napi_env env, void *item) {
 static const batch_kind small_files_kind = {
     "smallFiles",
     "smallFiles(items): 1 to 256 items",
-    "smallFiles: an item is not [rootFd, rel, data, nums, md5, out, names, xattrs]",
-    8,
+    "smallFiles: an item is not [rootFd, rel, data, md5, out, names, xattrs]",
+    7,
     sizeof(sf_work),
     sfb_parse,
     sf_execute,
