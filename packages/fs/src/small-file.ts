@@ -138,16 +138,26 @@ interface Waiting<I, R> {
 
 /** Calls of one native function that wait for a slot, sent together as one batch job. */
 class BatchLane<I, R> {
+  /** Calls that are not creates, in order. */
   waiting: Array<Waiting<I, R>> = [];
+  /** Creates by directory, directories in the order they first waited. */
+  readonly creates = new Map<string, Array<Waiting<I, R>>>();
   /** Directories with a batch of creates in flight (see above: one at a time per directory). */
   readonly busy = new Set<string>();
   constructor(readonly send: (items: I[]) => Promise<Array<R | Error>>) {}
 
   submit(item: I, key?: string): Promise<R> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ item, key, resolve, reject });
-      if (key === undefined) pump();
-      else if (!pumpScheduled) {
+      const w = { item, key, resolve, reject };
+      if (key === undefined) {
+        this.waiting.push(w);
+        pump();
+        return;
+      }
+      const dir = this.creates.get(key);
+      if (dir) dir.push(w);
+      else this.creates.set(key, [w]);
+      if (!pumpScheduled) {
         pumpScheduled = true;
         setImmediate(() => {
           pumpScheduled = false;
@@ -158,32 +168,25 @@ class BatchLane<I, R> {
   }
 
   /**
-   * Takes the next batch off `waiting`: the waiting creates of the first directory without a
-   * batch in flight, or a share of the other calls; undefined when nothing can go now.
+   * Takes the next batch: the creates of the first directory without a batch in flight (up to
+   * BATCH_MAX), else a share of the other calls; undefined when nothing can go now.
    */
   #take(max: number): Array<Waiting<I, R>> | undefined {
-    const first = this.waiting.find((w) => w.key === undefined || !this.busy.has(w.key));
-    if (!first) return undefined;
-    const key = first.key;
-    // Shared over the free slots, so a burst is spread over the pool's threads.
-    const take =
-      key !== undefined
-        ? BATCH_MAX
-        : Math.min(BATCH_MAX, Math.ceil(this.waiting.length / (max - inFlight)));
-    const batch: Array<Waiting<I, R>> = [];
-    const left: Array<Waiting<I, R>> = [];
-    for (const w of this.waiting) {
-      if (batch.length < take && w.key === key) batch.push(w);
-      else left.push(w);
+    for (const [key, dir] of this.creates) {
+      if (this.busy.has(key)) continue;
+      const batch = dir.length <= BATCH_MAX ? dir : dir.splice(0, BATCH_MAX);
+      if (batch === dir) this.creates.delete(key);
+      this.busy.add(key);
+      return batch;
     }
-    this.waiting = left;
-    if (key !== undefined) this.busy.add(key);
-    return batch;
+    if (this.waiting.length === 0) return undefined;
+    // Shared over the free slots, so a burst is spread over the pool's threads.
+    const take = Math.min(BATCH_MAX, Math.ceil(this.waiting.length / (max - inFlight)));
+    return this.waiting.splice(0, take);
   }
 
   /** Sends one batch (its share of the free slots); false when nothing can go now. */
   sendOne(max: number): boolean {
-    if (this.waiting.length === 0) return false;
     const batch = this.#take(max);
     if (!batch) return false;
     const key = batch[0]!.key;
