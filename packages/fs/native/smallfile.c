@@ -13,15 +13,16 @@
  *   [import record "pending X" -> "done X"]  [HSM state read-modify-write: "exists archived"]
  *   close.
  *
- * smallFile(rootFd, rel: Buffer, data: Buffer|null, nums: number[], md5: Buffer|null,
- *           out: Buffer, names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings,
- *           "" = none),
+ * smallFile(rootFd, rel: Buffer, data: Buffer|null, md5: Buffer|null, out: Buffer,
+ *           names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings, "" = none) | null,
  *           xattrs: Array<[string, Buffer]>|null): Promise<number>
- *   nums: [fallback, flags (SF_*), createMode, uid, gid, mode, mtimeSec, mtimeNsec, size,
- *          archiveId, hsmCompat, hsmSetFlags, hsmKeepMask]
- *   out: >= 80 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
+ *   out: >= 208 bytes: [0,16) the MD5 of data (SF_HASH or SF_VERIFY), [16,80) the fstat record
  *        of beneath.c (SF_STAT) taken right after the open. With SF_SAME_INODE, [0,16) holds on
  *        input the u64 dev and ino the opened file must have (else ESTALE, nothing done).
+ *        [80,208) holds on input the numbers, 16 f64 LE (unused ones 0): [fallback, flags (SF_*),
+ *        createMode, uid, gid, mode, mtimeSec, mtimeNsec, size, archiveId, hsmCompat,
+ *        hsmSetFlags, hsmKeepMask] — in the buffer the job needs anyway, not a JS array read
+ *        element by element (issue 17: the arguments of a batch are read on the event loop).
  *   SF_KEEP_TIMES (restore): the atime and mtime the open found are put back after the write.
  *   SF_PENDING_RESTORE (restore, with SF_KEEP_TIMES): after the MD5 check, before the write, xattr
  *   names[2] = "pending <names[3]> <mtime ms the open found>" (the restore's record of the mtime to
@@ -71,6 +72,11 @@ enum {
 };
 
 #define SF_OUT 80
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "smallFile reads its numbers from `out` as little-endian f64"
+#endif
+#define SF_NUMS 16
+#define SF_OUT_IN (SF_OUT + 8 * SF_NUMS)
 #define HSM_ATTRS 24
 
 typedef struct {
@@ -383,19 +389,8 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
   }
   bool isarr = false;
   uint32_t count = 0;
-  if (napi_is_array(env, argv[3], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[3], &count) != napi_ok || count > 16)
-    {
-      *why = "smallFile: nums must be an array of at most 16 numbers";
-      return 0;
-    }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[3], i, &e);
-    napi_get_value_double(env, e, &w->nums[i]);
-  }
-  if (!sf_is_null(env, argv[4])) {
-    if (!sf_buffer(env, argv[4], &p, &n) || n != 16)
+  if (!sf_is_null(env, argv[3])) {
+    if (!sf_buffer(env, argv[3], &p, &n) || n != 16)
       {
       *why = "smallFile: md5 must be a 16-byte Buffer";
       return 0;
@@ -403,27 +398,28 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     memcpy(w->expect, p, 16);
     w->has_expect = 1;
   }
-  if (!sf_buffer(env, argv[5], &p, &n) || n < SF_OUT)
+  if (!sf_buffer(env, argv[4], &p, &n) || n < SF_OUT_IN)
     {
-      *why = "smallFile: out must be a Buffer of at least 80 bytes";
+      *why = "smallFile: out must be a Buffer of at least 208 bytes";
       return 0;
     }
   w->out = p;
-  napi_create_reference(env, argv[5], 1, &w->out_ref);
-  if (napi_is_array(env, argv[6], &isarr) == napi_ok && isarr) {
+  memcpy(w->nums, w->out + SF_OUT, sizeof w->nums);
+  napi_create_reference(env, argv[4], 1, &w->out_ref);
+  if (napi_is_array(env, argv[5], &isarr) == napi_ok && isarr) {
     napi_value e;
-    if (napi_get_element(env, argv[6], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
-    if (napi_get_element(env, argv[6], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
+    if (napi_get_element(env, argv[5], 0, &e) == napi_ok) w->import_name = sf_string(env, e);
+    if (napi_get_element(env, argv[5], 1, &e) == napi_ok) w->hsm_name = sf_string(env, e);
     uint32_t names = 0;
-    napi_get_array_length(env, argv[6], &names);
+    napi_get_array_length(env, argv[5], &names);
     if (names >= 4) {
-      if (napi_get_element(env, argv[6], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
-      if (napi_get_element(env, argv[6], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
+      if (napi_get_element(env, argv[5], 2, &e) == napi_ok) w->pending_name = sf_string(env, e);
+      if (napi_get_element(env, argv[5], 3, &e) == napi_ok) w->pending_job = sf_string(env, e);
     }
   }
-  if (!sf_is_null(env, argv[7])) {
-    if (napi_is_array(env, argv[7], &isarr) != napi_ok || !isarr ||
-        napi_get_array_length(env, argv[7], &count) != napi_ok || count > 16)
+  if (!sf_is_null(env, argv[6])) {
+    if (napi_is_array(env, argv[6], &isarr) != napi_ok || !isarr ||
+        napi_get_array_length(env, argv[6], &count) != napi_ok || count > 16)
       {
       *why = "smallFile: xattrs must be an array of at most 16 [name, Buffer]";
       return 0;
@@ -435,7 +431,7 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
     }
     for (uint32_t i = 0; i < count; i++) {
       napi_value pair, nv, vv;
-      napi_get_element(env, argv[7], i, &pair);
+      napi_get_element(env, argv[6], i, &pair);
       napi_get_element(env, pair, 0, &nv);
       napi_get_element(env, pair, 1, &vv);
       sf_xattr *x = &w->xattrs[w->nxattrs++];
@@ -474,15 +470,15 @@ static int sf_parse(napi_env env, napi_value *argv, sf_work *w, const char **why
 }
 
 static napi_value js_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 7;
+  napi_value argv[7];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   sf_work *w = calloc(1, sizeof *w);
   if (!w) {
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
-  if (argc < 8) return sf_bad(env, w, "smallFile(rootFd, rel, data, nums, md5, out, names, xattrs)");
+  if (argc < 7) return sf_bad(env, w, "smallFile(rootFd, rel, data, md5, out, names, xattrs)");
   const char *why = NULL;
   if (!sf_parse(env, argv, w, &why)) return sf_bad(env, w, why);
   napi_value promise, name;
@@ -501,60 +497,58 @@ static napi_value js_small_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+#define SF_BATCH_MAX 256
 
 /*
- * smallFiles(items: Array<[rootFd, rel, data, nums, md5, out, names, xattrs]>):
- *   Promise<Array<number | Error>>
- *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
- *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
- *   file). Each item resolves to its own number, or an Error as smallFile would reject with.
+ * One batch (smallFiles, inspectFiles): 1 to 256 items, each an array of `arity` arguments parsed
+ * as the single call parses them, run one after the other in one threadpool job; the promise
+ * resolves with each item's result or the Error it would have rejected with. What differs between
+ * the two is this table.
  */
-#define SF_BATCH_MAX 256
+typedef struct {
+  const char *name;     /* "smallFiles": the async resource name's tail, the cancelled syscall */
+  const char *usage;    /* the TypeError of a bad items array */
+  const char *bad_item; /* the TypeError of an item that is not an array of `arity` */
+  uint32_t arity;
+  size_t size;          /* of one item's work struct (calloc'ed, then parse) */
+  int (*parse)(napi_env env, napi_value *argv, void *w, const char **why);
+  void (*execute)(napi_env env, void *w);
+  /* the item's value in the resolved array; `cancelled`: the job did not run */
+  napi_value (*result)(napi_env env, void *w, int cancelled);
+  void (*release)(napi_env env, void *w); /* its references and memory */
+} batch_kind;
 
 typedef struct {
   napi_async_work aw;
   napi_deferred deferred;
-  sf_work **items;
+  const batch_kind *kind;
+  void **items;
   size_t n;
-} sf_batch;
+} batch;
 
-static void sfb_free(napi_env env, sf_batch *b) {
-  for (size_t i = 0; i < b->n; i++) {
-    sf_work *w = b->items[i];
-    if (!w) continue;
-    if (w->data_ref) napi_delete_reference(env, w->data_ref);
-    if (w->out_ref) napi_delete_reference(env, w->out_ref);
-    sf_free(w);
-  }
+static void batch_free(napi_env env, batch *b) {
+  for (size_t i = 0; i < b->n; i++) b->kind->release(env, b->items[i]);
   free(b->items);
   free(b);
 }
 
-static void sfb_execute(napi_env env, void *data) {
-  sf_batch *b = data;
-  for (size_t i = 0; i < b->n; i++) sf_execute(env, b->items[i]);
+static void batch_execute(napi_env env, void *data) {
+  batch *b = data;
+  for (size_t i = 0; i < b->n; i++) b->kind->execute(env, b->items[i]);
 }
 
-static void sfb_complete(napi_env env, napi_status status, void *data) {
-  sf_batch *b = data;
-  napi_value arr, v;
+static void batch_complete(napi_env env, napi_status status, void *data) {
+  batch *b = data;
+  napi_value arr;
   napi_create_array_with_length(env, b->n, &arr);
-  for (size_t i = 0; i < b->n; i++) {
-    sf_work *w = b->items[i];
-    if (status != napi_ok) {
-      w->err = ECANCELED;
-      w->syscall = "smallFiles";
-    }
-    if (w->err == 0) napi_create_int32(env, w->result, &v);
-    else v = sf_error(env, w->err, w->syscall, w->at);
-    napi_set_element(env, arr, (uint32_t)i, v);
-  }
+  for (size_t i = 0; i < b->n; i++)
+    napi_set_element(env, arr, (uint32_t)i, b->kind->result(env, b->items[i], status != napi_ok));
   napi_resolve_deferred(env, b->deferred, arr);
   napi_delete_async_work(env, b->aw);
-  sfb_free(env, b);
+  batch_free(env, b);
 }
 
-static napi_value js_small_files(napi_env env, napi_callback_info info) {
+static napi_value batch_start(napi_env env, napi_callback_info info, const batch_kind *k) {
   size_t argc = 1;
   napi_value argv[1];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
@@ -563,48 +557,97 @@ static napi_value js_small_files(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
       napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
       count > SF_BATCH_MAX) {
-    napi_throw_type_error(env, NULL, "smallFiles(items): 1 to 256 items");
+    napi_throw_type_error(env, NULL, k->usage);
     return NULL;
   }
-  sf_batch *b = calloc(1, sizeof *b);
+  batch *b = calloc(1, sizeof *b);
   if (b) b->items = calloc(count, sizeof *b->items);
   if (!b || !b->items) {
     free(b);
     napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
     return NULL;
   }
+  b->kind = k;
   for (uint32_t i = 0; i < count; i++) {
     napi_value item, a[8];
     bool ok = false;
     uint32_t len = 0;
     napi_get_element(env, argv[0], i, &item);
     if (napi_is_array(env, item, &ok) == napi_ok && ok &&
-        napi_get_array_length(env, item, &len) == napi_ok && len == 8) {
-      for (uint32_t k = 0; k < 8; k++) napi_get_element(env, item, k, &a[k]);
+        napi_get_array_length(env, item, &len) == napi_ok && len == k->arity) {
+      for (uint32_t j = 0; j < k->arity; j++) napi_get_element(env, item, j, &a[j]);
     } else {
       ok = false;
     }
-    sf_work *w = calloc(1, sizeof *w);
+    void *w = calloc(1, k->size);
     if (w) b->items[b->n++] = w;
-    const char *why = "smallFiles: an item is not [rootFd, rel, data, nums, md5, out, names, xattrs]";
-    if (!w || !ok || !sf_parse(env, a, w, &why)) {
-      sfb_free(env, b);
+    const char *why = k->bad_item;
+    if (!w || !ok || !k->parse(env, a, w, &why)) {
+      batch_free(env, b);
       napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
       return NULL;
     }
   }
-  napi_value promise, name;
+  napi_value promise, name, msg, err;
+  char text[64];
   napi_create_promise(env, &b->deferred, &promise);
-  napi_create_string_utf8(env, "hsmfleet_fs.smallFiles", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, sfb_execute, sfb_complete, b, &b->aw) != napi_ok ||
+  snprintf(text, sizeof text, "hsmfleet_fs.%s", k->name);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, batch_execute, batch_complete, b, &b->aw) != napi_ok ||
       napi_queue_async_work(env, b->aw) != napi_ok) {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue smallFiles", NAPI_AUTO_LENGTH, &msg);
+    snprintf(text, sizeof text, "hsmfleet_fs: cannot queue %s", k->name);
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &err);
     napi_reject_deferred(env, b->deferred, err);
-    sfb_free(env, b);
+    batch_free(env, b);
   }
   return promise;
+}
+
+/*
+ * smallFiles(items: Array<[rootFd, rel, data, md5, out, names, xattrs]>):
+ *   Promise<Array<number | Error>>
+ *   The same for several files in ONE threadpool job, one after the other (issue 17: a job's
+ *   round trip — the pool's wake-up, the loop's completion — is paid once per batch, not per
+ *   file). Each item resolves to its own number, or an Error as smallFile would reject with.
+ */
+static int sfb_parse(napi_env env, napi_value *argv, void *w, const char **why) {
+  return sf_parse(env, argv, w, why);
+}
+
+static napi_value sfb_result(napi_env env, void *item, int cancelled) {
+  sf_work *w = item;
+  napi_value v;
+  if (cancelled) {
+    w->err = ECANCELED;
+    w->syscall = "smallFiles";
+  }
+  if (w->err != 0) return sf_error(env, w->err, w->syscall, w->at);
+  napi_create_int32(env, w->result, &v);
+  return v;
+}
+
+static void sfb_release(napi_env env, void *item) {
+  sf_work *w = item;
+  if (w->data_ref) napi_delete_reference(env, w->data_ref);
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  sf_free(w);
+}
+
+static const batch_kind small_files_kind = {
+    "smallFiles",
+    "smallFiles(items): 1 to 256 items",
+    "smallFiles: an item is not [rootFd, rel, data, md5, out, names, xattrs]",
+    7,
+    sizeof(sf_work),
+    sfb_parse,
+    sf_execute,
+    sfb_result,
+    sfb_release,
+};
+
+static napi_value js_small_files(napi_env env, napi_callback_info info) {
+  return batch_start(env, info, &small_files_kind);
 }
 
 /*
@@ -785,97 +828,39 @@ static napi_value js_inspect_file(napi_env env, napi_callback_info info) {
  * 256) in ONE job, one after the other; each item's lengths array, or the Error it would have
  * rejected with.
  */
-typedef struct {
-  napi_async_work aw;
-  napi_deferred deferred;
-  in_work **items;
-  size_t n;
-} in_batch;
+static int inb_parse(napi_env env, napi_value *argv, void *w, const char **why) {
+  return in_parse(env, argv, w, why);
+}
 
-static void inb_free(napi_env env, in_batch *b) {
-  for (size_t i = 0; i < b->n; i++) {
-    in_work *w = b->items[i];
-    if (!w) continue;
-    if (w->out_ref) napi_delete_reference(env, w->out_ref);
-    in_free(w);
+static napi_value inb_result(napi_env env, void *item, int cancelled) {
+  in_work *w = item;
+  if (cancelled) {
+    w->err = ECANCELED;
+    w->syscall = "inspectFiles";
   }
-  free(b->items);
-  free(b);
+  return in_result(env, w);
 }
 
-static void inb_execute(napi_env env, void *data) {
-  in_batch *b = data;
-  for (size_t i = 0; i < b->n; i++) in_execute(env, b->items[i]);
+static void inb_release(napi_env env, void *item) {
+  in_work *w = item;
+  if (w->out_ref) napi_delete_reference(env, w->out_ref);
+  in_free(w);
 }
 
-static void inb_complete(napi_env env, napi_status status, void *data) {
-  in_batch *b = data;
-  napi_value arr;
-  napi_create_array_with_length(env, b->n, &arr);
-  for (size_t i = 0; i < b->n; i++) {
-    in_work *w = b->items[i];
-    if (status != napi_ok) {
-      w->err = ECANCELED;
-      w->syscall = "inspectFiles";
-    }
-    napi_set_element(env, arr, (uint32_t)i, in_result(env, w));
-  }
-  napi_resolve_deferred(env, b->deferred, arr);
-  napi_delete_async_work(env, b->aw);
-  inb_free(env, b);
-}
+static const batch_kind inspect_files_kind = {
+    "inspectFiles",
+    "inspectFiles(items): 1 to 256 items",
+    "inspectFiles: an item is not [rootFd, rel, fallback, names, out]",
+    5,
+    sizeof(in_work),
+    inb_parse,
+    in_execute,
+    inb_result,
+    inb_release,
+};
 
 static napi_value js_inspect_files(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  bool isarr = false;
-  uint32_t count = 0;
-  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
-      napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0 ||
-      count > SF_BATCH_MAX) {
-    napi_throw_type_error(env, NULL, "inspectFiles(items): 1 to 256 items");
-    return NULL;
-  }
-  in_batch *b = calloc(1, sizeof *b);
-  if (b) b->items = calloc(count, sizeof *b->items);
-  if (!b || !b->items) {
-    free(b);
-    napi_throw_error(env, NULL, "hsmfleet_fs: out of memory");
-    return NULL;
-  }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value item, a[5];
-    bool ok = false;
-    uint32_t len = 0;
-    napi_get_element(env, argv[0], i, &item);
-    if (napi_is_array(env, item, &ok) == napi_ok && ok &&
-        napi_get_array_length(env, item, &len) == napi_ok && len == 5) {
-      for (uint32_t k = 0; k < 5; k++) napi_get_element(env, item, k, &a[k]);
-    } else {
-      ok = false;
-    }
-    in_work *w = calloc(1, sizeof *w);
-    if (w) b->items[b->n++] = w;
-    const char *why = "inspectFiles: an item is not [rootFd, rel, fallback, names, out]";
-    if (!w || !ok || !in_parse(env, a, w, &why)) {
-      inb_free(env, b);
-      napi_throw_type_error(env, NULL, w ? why : "hsmfleet_fs: out of memory");
-      return NULL;
-    }
-  }
-  napi_value promise, name;
-  napi_create_promise(env, &b->deferred, &promise);
-  napi_create_string_utf8(env, "hsmfleet_fs.inspectFiles", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, inb_execute, inb_complete, b, &b->aw) != napi_ok ||
-      napi_queue_async_work(env, b->aw) != napi_ok) {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "hsmfleet_fs: cannot queue inspectFiles", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, b->deferred, err);
-    inb_free(env, b);
-  }
-  return promise;
+  return batch_start(env, info, &inspect_files_kind);
 }
 
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports) {

@@ -104,11 +104,11 @@ export interface NativeBinding {
     rootFd: number,
     rel: Buffer,
     data: Uint8Array | null,
-    nums: number[],
     md5: Uint8Array | null,
+    /** >= 208 bytes: results at [0, 80); on input the numbers at [80, 208), 16 f64 LE. */
     out: Buffer,
     /** [importXattr, hsmXattr] or, for a pending restore record, [.., .., pendingXattr, jobId]. */
-    names: [string, string] | [string, string, string, string],
+    names: [string, string] | [string, string, string, string] | null,
     xattrs: Array<[string, Buffer]> | null,
   ): Promise<number>;
   /**
@@ -121,10 +121,9 @@ export interface NativeBinding {
         number,
         Buffer,
         Uint8Array | null,
-        number[],
         Uint8Array | null,
         Buffer,
-        [string, string] | [string, string, string, string],
+        [string, string] | [string, string, string, string] | null,
         Array<[string, Buffer]> | null,
       ]
     >,

@@ -352,3 +352,48 @@ test.serial(
     t.is(await readFile(join(root, "a/taken-7"), "utf8"), "keep");
   },
 );
+
+test.serial(
+  "creates in several directories at once, beside writes, each get their own file, size and error",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    for (const d of ["b", "c", "d"]) await mkdir(join(root, d));
+    await writeFile(join(root, "c/taken"), "keep");
+    await writeFile(join(root, "a/w"), "");
+    const creates = ["b", "c", "d"].flatMap((d) =>
+      Array.from({ length: 120 }, (_, i) => `${d}/${d === "c" && i === 5 ? "taken" : `f${i}`}`),
+    );
+    creates.push("missing/f"); // no parent: ENOENT
+    const data = randomBytes(5000);
+    const [created, written] = await Promise.all([
+      Promise.allSettled(
+        creates.map((n, i) => smallFileJob(jr, b(n), { createMode: 0o640, size: i })),
+      ),
+      Promise.allSettled(
+        Array.from({ length: 20 }, () => smallFileJob(jr, b("a/w"), { data, hash: true })),
+      ),
+    ]);
+    created.forEach((r, i) => {
+      const n = creates[i]!;
+      if (n === "c/taken" || n === "missing/f") {
+        t.is(r.status, "rejected", n);
+        const code = ((r as PromiseRejectedResult).reason as FsOperationError).code;
+        t.is(code, n === "c/taken" ? "EEXIST" : "ENOENT", n);
+        return;
+      }
+      t.is(r.status, "fulfilled", n);
+    });
+    for (const [i, n] of creates.entries()) {
+      if (n === "c/taken" || n === "missing/f") continue;
+      const st = await stat(join(root, n));
+      t.is(st.size, i, n);
+      t.is(st.mode & 0o777, 0o640, n);
+    }
+    t.is(await readFile(join(root, "c/taken"), "utf8"), "keep");
+    for (const r of written) {
+      t.is(r.status, "fulfilled");
+      t.deepEqual((r as PromiseFulfilledResult<{ md5?: Buffer }>).value.md5, md5(data));
+    }
+    t.deepEqual(await readFile(join(root, "a/w")), data);
+  },
+);
