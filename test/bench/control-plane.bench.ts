@@ -15,9 +15,11 @@
  * (default 1000), HSMFLEET_CP_RUN_TIMEOUT_S (default 1800: a run still going then is stopped and
  * reported as partial, with the files its job had done and the rate so far, so a whole sweep runs
  * in bounded time), HSMFLEET_CP_PROFILE (a directory: the coordinator and the first worker run with
- * --cpu-prof there), HSMFLEET_CP_COORDINATOR_NODE_ARGS (node options of the coordinator only).
+ * --cpu-prof there), HSMFLEET_CP_COORDINATOR_NODE_ARGS (node options of the coordinator only),
+ * HSMFLEET_CP_COORDINATOR_STDOUT (a file that gets the coordinator's stdout too, e.g. --trace-gc).
  * Writes bench/results/control-plane.json after every run.
  */
+import { createWriteStream } from "node:fs";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -147,6 +149,10 @@ const runOnce = async (files: number, workers: number, cluster: boolean): Promis
     sampler = await BusSampler.start(fixture.urls, jobId);
     const t0 = performance.now();
     const coordinator = startPeer("coordinator", env, execArgv);
+    // HSMFLEET_CP_COORDINATOR_STDOUT=FILE: the coordinator's stdout as well (e.g. --trace-gc lines).
+    const coordinatorStdout = process.env["HSMFLEET_CP_COORDINATOR_STDOUT"];
+    if (coordinatorStdout)
+      coordinator.child.stdout?.pipe(createWriteStream(coordinatorStdout, { flags: "a" }));
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
