@@ -20,7 +20,6 @@ import { Session as InspectorSession } from "node:inspector";
 import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from "node:v8";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
-import { runExportJob } from "@hsmfleet/coordinator";
 import { createLogger } from "@hsmfleet/telemetry";
 import { SyntheticNamespace, Worker } from "@hsmfleet/worker";
 import type { SyntheticTreeSpec } from "@hsmfleet/worker";
@@ -122,6 +121,9 @@ if (role === "worker") {
       includeObjectsCollectedByMinorGC: false,
     });
   }
+  // Loaded here, not at the top: a worker process does not load the coordinator's modules (64 of
+  // them start on 2 CPUs).
+  const { runExportJob } = await import("@hsmfleet/coordinator");
   const summary = await runExportJob({
     nc,
     root: env("CP_ROOT"),
