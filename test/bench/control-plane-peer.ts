@@ -15,11 +15,11 @@
  * CP_WALK_CONCURRENCY, CP_TRANSFER_CONCURRENCY, CP_FILE_CONCURRENCY and CP_FILE_MS (each file
  * takes this long: a stand-in for its transfer; default 0).
  */
-import { appendFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
+import { Session as InspectorSession } from "node:inspector";
 import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from "node:v8";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { connectBus } from "@hsmfleet/bus";
-import { runExportJob } from "@hsmfleet/coordinator";
 import { createLogger } from "@hsmfleet/telemetry";
 import { SyntheticNamespace, Worker } from "@hsmfleet/worker";
 import type { SyntheticTreeSpec } from "@hsmfleet/worker";
@@ -29,6 +29,11 @@ const env = (name: string): string => {
   if (v === undefined || v === "") throw new Error(`control-plane peer: ${name} is not set`);
   return v;
 };
+
+const post = (session: InspectorSession, method: string, params: object): Promise<unknown> =>
+  new Promise((resolve, reject) =>
+    session.post(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+  );
 
 const role = process.argv[2];
 const servers = env("CP_NATS").split(",");
@@ -102,6 +107,23 @@ if (role === "worker") {
       () => writeHeapSnapshot(`${process.env["CP_HEAP_SNAPSHOT"] ?? "coordinator"}-${at}`),
       Number(at) * 1000,
     ).unref();
+  // CP_HEAP_PROFILE=FILE: V8's sampling heap profile of the whole job, counting objects that a
+  // major collection freed (promoted garbage) but not those the scavenger freed: what reaches
+  // old space and makes its size grow (a .heapprofile for Chrome DevTools; heap-profile-top.js).
+  const heapProfile = process.env["CP_HEAP_PROFILE"];
+  const inspector =
+    heapProfile === undefined || heapProfile === "" ? undefined : new InspectorSession();
+  if (inspector !== undefined) {
+    inspector.connect();
+    await post(inspector, "HeapProfiler.startSampling", {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: false,
+    });
+  }
+  // Loaded here, not at the top: a worker process does not load the coordinator's modules (64 of
+  // them start on 2 CPUs).
+  const { runExportJob } = await import("@hsmfleet/coordinator");
   const summary = await runExportJob({
     nc,
     root: env("CP_ROOT"),
@@ -113,6 +135,13 @@ if (role === "worker") {
     maxErrors: 0,
   });
   if (sampler !== undefined) clearInterval(sampler);
+  if (inspector !== undefined && heapProfile !== undefined) {
+    const { profile } = (await post(inspector, "HeapProfiler.stopSampling", {})) as {
+      profile: unknown;
+    };
+    writeFileSync(heapProfile, JSON.stringify(profile));
+    inspector.disconnect();
+  }
   const snapshot = process.env["CP_HEAP_SNAPSHOT"];
   if (snapshot !== undefined && snapshot !== "") writeHeapSnapshot(snapshot);
   process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -3,7 +3,9 @@
  * nats-server(s), the peer processes (control-plane-peer.ts) and a sampler that reads, once a
  * second on one connection, the JetStream stream and KV sizes and the running job's progress.
  */
+import { spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectBus, jetstreamManager } from "@hsmfleet/bus";
 import type { NatsConnection } from "@hsmfleet/bus";
@@ -19,6 +21,38 @@ import { startNatsCluster, startNatsServer } from "@hsmfleet/testkit";
 import { LineTail, ProcSampler, spawnTracked } from "./proc.js";
 
 const PEER = fileURLToPath(new URL("./control-plane-peer.js", import.meta.url));
+const PEER_BUNDLE = fileURLToPath(new URL("./control-plane-peer.bundle.mjs", import.meta.url));
+/** The script worker processes run: the peer's modules, or one bundle of them (bundlePeer). */
+let workerPeer = PEER;
+
+/**
+ * Bundles the peer and everything it imports into one ES module beside it (esbuild, the CLI's
+ * build tool; native addons stay outside) and makes worker processes run it: a process then reads
+ * and compiles one file instead of ~1,300 modules — measured 0.24 s of CPU to start against
+ * 0.83–0.96 s, 72 MiB RSS against 104–110 (issue 22: 64 worker processes on 2 CPUs). The
+ * coordinator keeps running the modules (its figures stay comparable with earlier runs).
+ */
+export const bundlePeer = (): void => {
+  const r = spawnSync(
+    "npx",
+    [
+      "esbuild",
+      PEER,
+      "--bundle",
+      "--platform=node",
+      "--format=esm",
+      `--outfile=${PEER_BUNDLE}`,
+      "--external:*.node",
+      "--log-level=warning",
+      // CommonJS dependencies call require(); an ES module has none of its own.
+      "--banner:js=import { createRequire as __peerRequire } from 'node:module'; const require = __peerRequire(import.meta.url);",
+    ],
+    { encoding: "utf8", cwd: dirname(PEER) },
+  );
+  if (r.status !== 0)
+    throw new Error(`could not bundle ${PEER} with esbuild: ${r.stderr || r.error?.message}`);
+  workerPeer = PEER_BUNDLE;
+};
 
 // A benchmark stopped by a signal takes its processes with it (proc.ts kills them on exit).
 for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => process.exit(130));
@@ -241,7 +275,8 @@ export const startPeer = (
   execArgv: string[] = [],
   sampleMs = 250,
 ): Peer => {
-  const child = spawnTracked(process.execPath, [...execArgv, PEER, role], {
+  const script = role === "worker" ? workerPeer : PEER;
+  const child = spawnTracked(process.execPath, [...execArgv, script, role], {
     stdio: ["ignore", "pipe", "pipe"],
     env,
   });

@@ -21,9 +21,12 @@ type LongLike = Long | number | null | undefined;
 export const toSafeNumber = (value: LongLike, field: string): number => {
   if (value === null || value === undefined) return 0;
   if (typeof value === "number") return value;
-  if (value.greaterThan(Number.MAX_SAFE_INTEGER) || value.lessThan(Number.MIN_SAFE_INTEGER)) {
+  // By the high 32 bits (Long's own greaterThan/lessThan make a Long of each bound: ~60 objects
+  // a decoded item result, the coordinator's largest allocation, issue 22). 2^53 − 1 is high
+  // 0x1fffff, low 0xffffffff; −(2^53 − 1) is high −0x200000, low 1.
+  const high = value.unsigned ? value.high >>> 0 : value.high | 0;
+  if (high > 0x1fffff || high < -0x200000 || (high === -0x200000 && value.low >>> 0 === 0))
     throw new Uint64RangeError(field, value.toString());
-  }
   return value.toNumber();
 };
 

@@ -43,6 +43,7 @@ import {
   rootWalkShard,
   shardIdFor,
 } from "../src/index.js";
+import { fromBigInt, toSafeNumber } from "../src/long.js";
 
 const nonUtf8 = Buffer.from([0x64, 0x69, 0x72, 0x2f, 0x66, 0xff, 0xfe, 0x0a]);
 
@@ -393,4 +394,40 @@ test("walk shard with import directories and transfer batch with blob names roun
     blobNames: ["a/b", "c"],
   };
   t.deepEqual(decodeTransferBatch(encodeTransferBatch(batch)), batch);
+});
+
+test("toSafeNumber takes every 64-bit value that is a safe integer and refuses every other", (t) => {
+  const edges = [
+    0n,
+    1n,
+    2n ** 31n,
+    2n ** 32n - 1n,
+    2n ** 32n,
+    2n ** 52n,
+    2n ** 53n - 1n,
+    2n ** 53n,
+  ];
+  const values = [
+    ...edges,
+    ...edges.map((v) => v + 1n),
+    ...edges.map((v) => -v),
+    ...edges.map((v) => -v - 1n),
+    2n ** 63n - 1n,
+    -(2n ** 63n),
+    2n ** 64n - 1n,
+  ];
+  for (const v of values)
+    for (const unsigned of [true, false]) {
+      if (unsigned ? v < 0n || v >= 2n ** 64n : v < -(2n ** 63n) || v >= 2n ** 63n) continue;
+      const long = fromBigInt(v, unsigned);
+      const safe = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER);
+      if (safe)
+        t.is(toSafeNumber(long, "f"), Number(v), `${v} (${unsigned ? "unsigned" : "signed"})`);
+      else
+        t.throws(
+          () => toSafeNumber(long, "f"),
+          { instanceOf: Uint64RangeError },
+          `${v} (${unsigned ? "unsigned" : "signed"})`,
+        );
+    }
 });
