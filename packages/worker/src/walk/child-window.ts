@@ -1,8 +1,7 @@
 import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
-import { newItemResult, subjects } from "@hsmfleet/protocol";
+import { newItemResult, spawnNoticeId, subjects } from "@hsmfleet/protocol";
 import type { ItemResult, WalkShard } from "@hsmfleet/protocol";
 import { Publisher } from "../runtime/publisher.js";
-import { spawnNoticeId } from "./declarations.js";
 import type { Declarations, HeldChild } from "./declarations.js";
 import type { WorkBacklog } from "./work-backlog.js";
 

@@ -12,6 +12,8 @@ import {
   newItemResult,
   parkedChildBytes,
   subjects,
+  spawnNoticeId,
+  walkResultId,
 } from "@hsmfleet/protocol";
 import type { ItemResult, ParkedChild, ParkedChildKind, WalkShard } from "@hsmfleet/protocol";
 
@@ -28,28 +30,16 @@ export interface EarlierDeclarations {
   done: boolean;
   /** Ids of every child an earlier attempt declared (this attempt must not declare them again). */
   declared: Set<string>;
+  /** Declarations found (spawn notices and a final result). */
+  declarations: number;
+  /** Children re-published from their parked copies. */
+  republished: number;
 }
 
 /** The server's max payload when it does not say (nats-server's default). */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** Room left in a part for its headers (seal, message id, trace context). */
 const PART_HEADROOM = 8 * 1024;
-
-/**
- * The part of the ids an attempt makes for its declarations and children: "" for the first
- * delivery of a shard, "a<n>." for delivery n > 1. A redelivery's walk may cut its batches
- * differently (files an earlier attempt's batches uploaded are now skipped), so its own
- * children never share an id with an earlier attempt's.
- */
-export const attemptScope = (attempt: number): string => (attempt <= 1 ? "" : `a${attempt}.`);
-
-/** Message id of a shard's final result in attempt `attempt`. */
-export const finalResultId = (shardId: string, attempt: number): string =>
-  `${shardId}.${attemptScope(attempt)}r`;
-
-/** Message id (and item id) of spawn notice `n` of a shard in attempt `attempt`. */
-export const spawnNoticeId = (shardId: string, attempt: number, n: number): string =>
-  `${shardId}.${attemptScope(attempt)}s${n}`;
 
 const managers = new WeakMap<NatsConnection, Promise<JetStreamManager>>();
 const managerFor = (nc: NatsConnection): Promise<JetStreamManager> => {
@@ -170,6 +160,12 @@ export class Declarations {
   async replayEarlier(publish: (c: HeldChild) => Promise<void>): Promise<EarlierDeclarations> {
     const declared = new Set<string>();
     const shardId = this.#shard.shardId;
+    let declarations = 0;
+    let republished = 0;
+    const counted = async (c: HeldChild): Promise<void> => {
+      republished++;
+      await publish(c);
+    };
     for (let attempt = 1; attempt < this.#attempt; attempt++) {
       for (let n = 0; ; n++) {
         const id = spawnNoticeId(shardId, attempt, n);
@@ -178,17 +174,18 @@ export class Declarations {
         if (notice.parentId !== shardId || notice.itemId !== id)
           throw this.#refused(id, `it is not a spawn notice of shard ${shardId}`);
         for (const c of notice.childIds) declared.add(c);
-        await this.#replay(id, notice, publish);
+        declarations++;
+        await this.#replay(id, notice, counted);
       }
-      const id = finalResultId(shardId, attempt);
+      const id = walkResultId(shardId, attempt);
       const final = await this.#probe(id);
       if (final === undefined || final.kind === "spawn") continue;
       if (final.itemId !== shardId) throw this.#refused(id, `it is not the result of ${shardId}`);
       for (const c of final.childIds) declared.add(c);
-      await this.#replay(id, final, publish);
-      return { done: true, declared };
+      await this.#replay(id, final, counted);
+      return { done: true, declared, declarations: declarations + 1, republished };
     }
-    return { done: false, declared };
+    return { done: false, declared, declarations, republished };
   }
 
   /**

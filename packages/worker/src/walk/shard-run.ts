@@ -6,12 +6,14 @@ import {
   encodeErrorBatch,
   newItemResult,
   subjects,
+  attemptScope,
+  walkResultId,
 } from "@hsmfleet/protocol";
 import type { ItemError, ItemResult, JobStatus, WalkShard } from "@hsmfleet/protocol";
 import type { ResolvedWorkerOptions } from "../options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
 import { ChildWindow } from "./child-window.js";
-import { Declarations, attemptScope, finalResultId } from "./declarations.js";
+import { Declarations } from "./declarations.js";
 import type { HeldChild } from "./declarations.js";
 import type { WorkBacklog } from "./work-backlog.js";
 
@@ -112,6 +114,18 @@ export class ShardRun {
     });
     await this.#window.flush();
     this.#window.skip(earlier.declared);
+    if (earlier.declarations > 0)
+      this.#ctx.options.logger?.info(
+        {
+          jobId: this.#shard.jobId,
+          shardId: this.#shard.shardId,
+          attempt: this.attempt,
+          declarations: earlier.declarations,
+          republished: earlier.republished,
+          walkedAgain: !earlier.done,
+        },
+        "walk shard redelivered: re-published the children an earlier attempt declared",
+      );
     if (!earlier.done) return false;
     await this.#ctx.options.hooks.afterWalkShard?.(this.#shard);
     this.stop();
@@ -193,7 +207,7 @@ export class ShardRun {
     // The result is the last word on this shard: everything it published went out before it.
     const attempt = this.#msg.info.deliveryCount;
     await this.#window.announce(
-      finalResultId(shard.shardId, attempt),
+      walkResultId(shard.shardId, attempt),
       newItemResult({
         jobId: shard.jobId,
         itemId: shard.shardId,

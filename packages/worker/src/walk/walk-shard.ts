@@ -17,6 +17,7 @@ import {
   shardIdFor,
   subjects,
   WALK_GROUP_DIRECTORIES,
+  walkResultId,
 } from "@hsmfleet/protocol";
 import type {
   ExportCounters,
@@ -28,7 +29,6 @@ import type {
 } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
 import type { Publisher } from "../runtime/publisher.js";
-import { finalResultId } from "./declarations.js";
 import { ShardRun } from "./shard-run.js";
 import type { WalkContext } from "./shard-run.js";
 
@@ -314,7 +314,7 @@ export const reportFailedItem = async (
     {
       msgID:
         item.kind === "walk"
-          ? finalResultId(item.itemId, msg.info.deliveryCount)
+          ? walkResultId(item.itemId, msg.info.deliveryCount)
           : `${item.itemId}.r`,
     },
   );
