@@ -184,3 +184,13 @@ export type {
   AutoImportOutcome,
   AutoImportResult,
 } from "./autoimport-item.js";
+export {
+  encodeParkedChildren,
+  decodeParkedChildren,
+  parkedChildBytes,
+  PARKED_ID_MAX_BYTES,
+  PARKED_PARTS_MAX,
+  PARKED_PLACEHOLDER,
+} from "./parked-children.js";
+export type { ParkedChild, ParkedChildKind, ParkedChildren } from "./parked-children.js";
+export { attemptScope, walkResultId, spawnNoticeId } from "./walk-ids.js";

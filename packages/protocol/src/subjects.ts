@@ -8,6 +8,9 @@
  *   hsmfleet.result.<jobId>.entries   TransferBatch       (scan --list)
  *   hsmfleet.work.<jobId>.chunk       Chunk               (WORK stream; a block range of one large file)
  *   hsmfleet.work.<jobId>.restore     TransferBatch       (WORK stream; one consumer per restore job)
+ *   hsmfleet.work.<jobId>.park        ParkedChildren      (WORK stream, no consumer: the children a
+ *                                                          walk declaration names, kept until
+ *                                                          published; see worker declarations.ts)
  *   hsmfleet.result.<jobId>.errors    ErrorBatch
  *   hsmfleet.result.<jobId>.conflicts ErrorBatch          (import conflicts: code = resolution)
  *   hsmfleet.hsm.<partition>          HsmActionList       (HSM stream, work-queue; one durable
@@ -47,6 +50,7 @@ export const subjects = {
   chunk: (jobId: string): string => `hsmfleet.work.${jobId}.chunk`,
   workForJob: (jobId: string): string => `hsmfleet.work.${jobId}.>`,
   restore: (jobId: string): string => `hsmfleet.work.${jobId}.restore`,
+  park: (jobId: string): string => `hsmfleet.work.${jobId}.park`,
   conflicts: (jobId: string): string => `hsmfleet.result.${jobId}.conflicts`,
   resultsAll: "hsmfleet.result.>",
   resultsForJob: (jobId: string): string => `hsmfleet.result.${jobId}.>`,

@@ -28,6 +28,12 @@ export interface WorkerHooks {
   beforeWalkShard?: ((shard: WalkShard) => Promise<void> | void) | undefined;
   /** Just before a shard's final result is published (tests use it to delay results). */
   beforeWalkResult?: ((shard: WalkShard) => Promise<void> | void) | undefined;
+  /**
+   * A shard's result (or spawn notice) was published and its `index`-th held child is about to
+   * be: the window in which a killed worker leaves children declared but unpublished. Throwing
+   * abandons the item there (redelivered as after a kill).
+   */
+  beforeHeldChild?: ((shard: WalkShard, index: number) => Promise<void> | void) | undefined;
   /** After a shard's children and results were published, before the ack. Throwing makes the item be redelivered. */
   afterWalkShard?: ((shard: WalkShard) => Promise<void> | void) | undefined;
 }

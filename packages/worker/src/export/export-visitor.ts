@@ -45,7 +45,7 @@ export const NULL_LISTING: LevelListing = {
  */
 export const exportVisitor =
   (container: LevelListing, windowEntries = DEFAULT_LISTING_WINDOW_ENTRIES) =>
-  ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
+  ({ shard, job, spawn, recordError, childPrefix }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
     const scan = emptyScanCounters();
@@ -66,12 +66,12 @@ export const exportVisitor =
       namedName = name;
       return name;
     };
-    const batches = transferBatcherFor(shard, spawn, spec);
+    const batches = transferBatcherFor(shard, spawn, spec, undefined, childPrefix);
     const chunkSize = spec.chunkSize || DEFAULT_EXPORT_CHUNK_SIZE;
     let fileSeq = 0;
     /** A file larger than the chunk size: chunk items any worker takes (see export-chunk.ts). */
     const queueChunks = async (entry: FileEntry, name: string) => {
-      const fileId = `${shard.shardId}.k${fileSeq++}`;
+      const fileId = `${childPrefix}.k${fileSeq++}`;
       const chunks = exportChunksFor(shard.jobId, fileId, entry, name, chunkSize, spec.blockSize);
       for (const c of chunks) await spawn(subjects.chunk(shard.jobId), encodeChunk(c), c.chunkId);
       exp.filesQueued++;

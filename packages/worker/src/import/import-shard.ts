@@ -41,7 +41,7 @@ import type {
 } from "@hsmfleet/protocol";
 import type { ImportOutcome, ImportTarget } from "./import-target.js";
 import { ERRORS_PER_MESSAGE, itemErrorOf } from "../runtime/publisher.js";
-import { ShardRun } from "../walk/walk-shard.js";
+import { ShardRun } from "../walk/shard-run.js";
 import { importLevelStats } from "./import-level-stats.js";
 import { PendingDirs } from "./pending-dirs.js";
 import type { PendingDir } from "./pending-dirs.js";
@@ -99,8 +99,9 @@ export const handleImportShard = async (
   container: BlobContainer,
   target: ImportTarget,
 ): Promise<void> => {
-  const run = new ShardRun(ctx, msg, shard);
+  const run = new ShardRun(ctx, msg, shard, job);
   try {
+    if (await run.resume()) return;
     await importShardWith(ctx, shard, job, container, target, run);
   } finally {
     run.stop();
@@ -166,7 +167,13 @@ const importShardWith = async (
   };
 
   // --mode full: files whose data is to be downloaded, in bounded batches.
-  const batches = transferBatcherFor(shard, run.spawn, spec, IMPORT_BATCH_DEFAULTS);
+  const batches = transferBatcherFor(
+    shard,
+    run.spawn,
+    spec,
+    IMPORT_BATCH_DEFAULTS,
+    run.childPrefix,
+  );
   // Large blobs: chunks any worker takes (several VMs download one file at once).
   const chunkSize = spec.chunkSize || DEFAULT_CHUNK_SIZE_BYTES;
   let fileSeq = 0;
@@ -178,7 +185,7 @@ const importShardWith = async (
     blob: { etag?: string; contentMD5?: Buffer },
   ) => {
     const count = Math.ceil(size / chunkSize);
-    const fileId = `${shard.shardId}.k${fileSeq++}`;
+    const fileId = `${run.childPrefix}.k${fileSeq++}`;
     for (let index = 0; index < count; index++) {
       const offset = index * chunkSize;
       const chunk: Chunk = {

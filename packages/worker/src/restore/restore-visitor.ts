@@ -24,13 +24,20 @@ export const DEFAULT_RESTORE_BATCH_BYTES = 256 * 1024 * 1024;
  * batch on the job's own subject, whose consumer bounds the files in flight across the fleet.
  * A batch holds up to restoreBatch files and up to batchMaxBytes (a larger file goes alone).
  */
-export const restoreVisitor = ({ shard, job, spawn, attempt }: ShardScope): ShardVisitor => {
+export const restoreVisitor = ({
+  shard,
+  job,
+  spawn,
+  attempt,
+  childPrefix,
+}: ShardScope): ShardVisitor => {
   const hsmXattr = job.spec.hsmXattr || DEFAULT_HSM_XATTR;
   const perBatch = job.spec.import.restoreBatch || DEFAULT_RESTORE_BATCH;
   const maxBytes = job.spec.batchMaxBytes || DEFAULT_RESTORE_BATCH_BYTES;
   const scan = emptyScanCounters();
   const restore = emptyRestoreCounters();
   const batches = new TransferBatcher(shard, spawn, {
+    idPrefix: childPrefix,
     subject: subjects.restore(shard.jobId),
     tag: "r",
     maxEntries: perBatch,

@@ -8,6 +8,8 @@ export interface TransferBatcherOptions {
   subject: string;
   /** Letter in the deterministic batch id `<shard>.<tag><n>` ("b" transfers, "r" restores). */
   tag: string;
+  /** What batch ids start with (ShardScope.childPrefix). Default: the shard's id. */
+  idPrefix?: string | undefined;
   maxEntries: number;
   maxBytes: number;
 }
@@ -61,7 +63,7 @@ export class TransferBatcher {
   async flush(): Promise<void> {
     if (this.#entries.length === 0) return;
     const shard = this.#shard;
-    const batchId = `${shard.shardId}.${this.#o.tag}${this.#sequence}`;
+    const batchId = `${this.#o.idPrefix ?? shard.shardId}.${this.#o.tag}${this.#sequence}`;
     await this.#spawn(
       this.#o.subject,
       encodeTransferBatch({
@@ -93,8 +95,10 @@ export const transferBatcherFor = (
   spawn: (subject: string, data: Uint8Array, msgID: string) => Promise<void>,
   spec: JobSpec,
   defaults: { maxEntries: number; maxBytes: number } = TRANSFER_BATCH_DEFAULTS,
+  idPrefix?: string,
 ): TransferBatcher =>
   new TransferBatcher(shard, spawn, {
+    idPrefix,
     subject: subjects.transfer(shard.jobId),
     tag: "b",
     maxEntries: spec.batchMaxEntries || defaults.maxEntries,

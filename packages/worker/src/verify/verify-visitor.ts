@@ -117,7 +117,7 @@ const modtime = (sec: number): string => {
  */
 export const verifyVisitor =
   (container: Pick<BlobContainer, "listLevel">, windowEntries = DEFAULT_LISTING_WINDOW_ENTRIES) =>
-  ({ shard, job, spawn, recordError }: ShardScope): ShardVisitor => {
+  ({ shard, job, spawn, recordError, childPrefix }: ShardScope): ShardVisitor => {
     const spec = job.spec;
     const prefix = normalizePrefix(spec.prefix);
     const scan = emptyScanCounters();
@@ -135,7 +135,7 @@ export const verifyVisitor =
       named = { path, name };
       return name;
     };
-    const batches = transferBatcherFor(shard, spawn, spec);
+    const batches = transferBatcherFor(shard, spawn, spec, undefined, childPrefix);
 
     const differ = async (path: Buffer, code: string, message: string): Promise<void> => {
       exp.errors++;

@@ -8,43 +8,32 @@ import {
 } from "@hsmfleet/core";
 import { DirBatch, isPlainRecord } from "@hsmfleet/fs";
 import type { DirEntry, DirReader } from "@hsmfleet/fs";
-import type { JetStreamClient, JsMsg } from "@hsmfleet/bus";
+import type { JsMsg } from "@hsmfleet/bus";
 import {
   emptyScanCounters,
   newItemResult,
-  encodeErrorBatch,
   encodeItemResult,
   encodeWalkShard,
   shardIdFor,
   subjects,
   WALK_GROUP_DIRECTORIES,
+  walkResultId,
 } from "@hsmfleet/protocol";
 import type {
   ExportCounters,
   ItemError,
-  ItemResult,
   RestoreCounters,
   JobStatus,
   ScanCounters,
   WalkShard,
 } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
-import type { ResolvedWorkerOptions } from "../options.js";
-import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
-import { ChildWindow } from "./child-window.js";
-import type { WorkBacklog } from "./work-backlog.js";
+import type { Publisher } from "../runtime/publisher.js";
+import { ShardRun } from "./shard-run.js";
+import type { WalkContext } from "./shard-run.js";
 
-export interface WalkContext {
-  js: JetStreamClient;
-  options: ResolvedWorkerOptions;
-  /** Consumer's max_deliver, to know the last attempt. */
-  maxDeliver: number;
-  ackWaitMs: number;
-  /** Counts for heartbeats. */
-  onEntries(n: number): void;
-  /** Bounds the job's queued transfer batches (work-backlog.ts); absent: no bound. */
-  backlog?: WorkBacklog | undefined;
-}
+export type { WalkContext } from "./shard-run.js";
+export { ShardRun } from "./shard-run.js";
 
 /** What a job kind does with the entries of one directory (scan: count; export: compare and queue). */
 export interface ShardVisitor {
@@ -95,132 +84,14 @@ export interface ShardScope {
   recordError: (err: ItemError) => Promise<void>;
   /** Delivery attempt of this shard (1 = first; more: an earlier attempt's worker died). */
   attempt: number;
+  /**
+   * What the ids of this shard's children start with: the shard's id in its first attempt,
+   * `<shardId>.a<n>` in attempt n > 1 (declarations.ts: a redelivery's batches are its own).
+   */
+  childPrefix: string;
 }
 
 export type VisitorFactory = (scope: ShardScope) => ShardVisitor;
-
-/**
- * The bookkeeping every shard-like item shares: errors batched onto the results stream, children
- * held in a ChildWindow until announced, ack-wait extension, and the final result that is the last
- * word on the item (deterministic message ids throughout, so a redelivery adds nothing).
- */
-export class ShardRun {
-  readonly publisher: Publisher;
-  readonly errors: ItemError[] = [];
-  readonly #ctx: WalkContext;
-  readonly #msg: JsMsg;
-  readonly #shard: WalkShard;
-  readonly #window: ChildWindow;
-  #errorSeq = 0;
-  #lastWorking = Date.now();
-  /** Keeps the item alive however long one step takes (a slow disk, a loaded machine). */
-  readonly #timer: NodeJS.Timeout;
-
-  constructor(ctx: WalkContext, msg: JsMsg, shard: WalkShard) {
-    this.#ctx = ctx;
-    this.#msg = msg;
-    this.#shard = shard;
-    this.publisher = new Publisher(ctx.js);
-    this.#window = new ChildWindow(ctx.js, shard, ctx.options.workerId, msg, ctx.backlog);
-    this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
-    this.#timer.unref();
-  }
-
-  /** Stops the keep-alive timer (finish() does it too); call when the item ends any other way. */
-  stop(): void {
-    clearInterval(this.#timer);
-  }
-
-  /** The received message: the key its trace context is bound to (annotateSpan, traceHeaders). */
-  get message(): JsMsg {
-    return this.#msg;
-  }
-
-  /** Delivery attempt of this item (1 = first). */
-  get attempt(): number {
-    return this.#msg.info.deliveryCount;
-  }
-
-  readonly spawn = (subject: string, data: Uint8Array, msgID: string): Promise<void> =>
-    this.#window.add(subject, data, msgID);
-
-  readonly recordError = async (err: ItemError): Promise<void> => {
-    this.errors.push(err);
-    if (this.errors.length >= ERRORS_PER_MESSAGE * 2) await this.#flushErrors(ERRORS_PER_MESSAGE);
-  };
-
-  /** Tells JetStream the item is still being worked on (at most every third of the ack wait). */
-  keepAlive(): void {
-    const now = Date.now();
-    if (now - this.#lastWorking > this.#ctx.ackWaitMs / 3) {
-      this.#msg.working();
-      this.#lastWorking = now;
-    }
-  }
-
-  async #flushErrors(keep: number): Promise<void> {
-    while (this.errors.length > keep) {
-      const batch = this.errors.splice(0, ERRORS_PER_MESSAGE);
-      await this.publisher.publish(
-        subjects.errors(this.#shard.jobId),
-        encodeErrorBatch({
-          jobId: this.#shard.jobId,
-          itemId: this.#shard.shardId,
-          sequence: this.#errorSeq,
-          errors: batch,
-        }),
-        `${this.#shard.shardId}.x${this.#errorSeq}`,
-      );
-      this.#errorSeq++;
-    }
-  }
-
-  /** Reports the shard's result with `counters`, publishes the children it announces, acks. */
-  async finish(
-    counters: Partial<Pick<ItemResult, "scan" | "export" | "import" | "restore">>,
-  ): Promise<void> {
-    const { js, options } = this.#ctx;
-    const shard = this.#shard;
-    try {
-      await this.#finish(js, options, shard, counters);
-    } finally {
-      this.stop();
-    }
-  }
-
-  async #finish(
-    js: JetStreamClient,
-    options: ResolvedWorkerOptions,
-    shard: WalkShard,
-    counters: Partial<Pick<ItemResult, "scan" | "export" | "import" | "restore">>,
-  ): Promise<void> {
-    await this.#flushErrors(ERRORS_PER_MESSAGE);
-    await this.publisher.flush();
-    await options.hooks.beforeWalkResult?.(shard);
-    // The result is the last word on this shard: everything it published went out before it.
-    await js.publish(
-      subjects.itemResult(shard.jobId),
-      encodeItemResult(
-        newItemResult({
-          jobId: shard.jobId,
-          itemId: shard.shardId,
-          kind: "walk",
-          // The children still held: counted here, published right after.
-          children: this.#window.held,
-          childIds: this.#window.heldIds,
-          errors: this.errors,
-          workerId: options.workerId,
-          attempt: this.#msg.info.deliveryCount,
-          ...counters,
-        }),
-      ),
-      { msgID: `${shard.shardId}.r` },
-    );
-    await this.#window.publishHeld();
-    await options.hooks.afterWalkShard?.(shard);
-    this.#msg.ack();
-  }
-}
 
 /**
  * Reads one directory: publishes each subdirectory as a new WalkShard, hands every entry to the
@@ -234,8 +105,9 @@ export const handleWalkShard = async (
   job: JobStatus,
   makeVisitor: VisitorFactory,
 ): Promise<void> => {
-  const run = new ShardRun(ctx, msg, shard);
+  const run = new ShardRun(ctx, msg, shard, job);
   try {
+    if (await run.resume()) return;
     await walkShardWith(ctx, shard, job, makeVisitor, run);
   } finally {
     run.stop();
@@ -254,7 +126,15 @@ const walkShardWith = async (
   let walkErrors = 0;
   let vanished = 0;
   const { spawn, recordError, publisher } = run;
-  const visitor = makeVisitor({ shard, job, publisher, spawn, recordError, attempt: run.attempt });
+  const visitor = makeVisitor({
+    shard,
+    job,
+    publisher,
+    spawn,
+    recordError,
+    attempt: run.attempt,
+    childPrefix: run.childPrefix,
+  });
 
   // Subdirectories found go out in groups of siblings, one shard per group.
   let group: Buffer[] = [];
@@ -273,6 +153,11 @@ const walkShardWith = async (
   await options.hooks.beforeWalkShard?.(shard);
   if (shard.depth === 0) visitor.scan.directories++; // the root itself; every other directory is counted by its parent
 
+  // What an earlier attempt's children already cover (ShardRun.covered; empty in attempt 1).
+  const coveredDirs = run.covered.directories;
+  const coveredEntries = run.covered.entries;
+  const coversAny = coveredDirs.size + coveredEntries.size > 0;
+
   /** One entry read as a DirEntry: errors recorded, directories grouped, then the visitor. */
   const visitEntry = async (rel: Buffer, e: DirEntry): Promise<void> => {
     if (e.error) {
@@ -288,10 +173,12 @@ const walkShardWith = async (
       });
       if (e.error.operation === "lstat") return;
     }
-    if (e.type === EntryType.Directory) {
+    const key = coversAny ? rel.toString("latin1") : "";
+    if (e.type === EntryType.Directory && !(coversAny && coveredDirs.has(key))) {
       group.push(rel);
       if (group.length >= WALK_GROUP_DIRECTORIES) await flushGroup();
     }
+    if (coversAny && coveredEntries.has(key)) return; // an earlier attempt's child holds it
     const pending = visitor.entry(rel, e);
     if (pending !== undefined) await pending;
   };
@@ -314,7 +201,9 @@ const walkShardWith = async (
               next = prefetchPacked(reader);
               ctx.onEntries(batch.count);
               for (let i = 0, off = DirBatch.FIRST; i < batch.count; i++, off = batch.next(off)) {
-                if (isPlainRecord(batch, off)) {
+                if (coversAny && coveredEntries.has(batch.path(off, dir).toString("latin1"))) {
+                  // an earlier attempt's child holds it
+                } else if (isPlainRecord(batch, off)) {
                   const pending = record(batch, off, dir);
                   if (pending !== undefined) await pending;
                 } else await visitEntry(batch.path(off, dir), batch.entry(off));
@@ -420,7 +309,14 @@ export const reportFailedItem = async (
         failed: true,
       }),
     ),
-    { msgID: `${item.itemId}.r` },
+    // A walk shard's redelivery may have stored an empty notice under the first attempt's
+    // result id (declarations.ts): its failure goes under its own.
+    {
+      msgID:
+        item.kind === "walk"
+          ? walkResultId(item.itemId, msg.info.deliveryCount)
+          : `${item.itemId}.r`,
+    },
   );
   msg.term();
 };
