@@ -3,8 +3,9 @@
  * (`writeAt`), or while its body still arrives (`RangeStreamWrite`).
  *
  * A range written at its file offset while its body still arrives. A ranged GET read by the socket
- * pool (socket-get.ts) lands in the range buffer read by read; once a piece of it (streamPieceBytes, 512 KiB,
- * cut on 4 KiB file offsets) is there, it is written and CRC64'd in one threadpool job
+ * pool (socket-get.ts) lands in the range buffer read by read; once a piece of it
+ * (streamPieceBytes, 512 KiB, cut on 4 KiB file offsets) is there, it is written and CRC64'd in
+ * one threadpool job
  * (@hsmfleet/fs pwriteCrc64, seeded with the CRC64 of the pieces before, so the pieces chain into
  * the range's CRC64). The piece is copied into the page cache a few milliseconds after the socket
  * copied it into the buffer, while it is likely still in the CPU cache, instead of after the whole
