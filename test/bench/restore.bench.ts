@@ -48,7 +48,9 @@
  *                            CLI with node:http GETs (HSMFLEET_DIRECT_GET_SOCKET=0), the path before
  *                            socket-get.ts; running-stepwise the CLI with HSMFLEET_SMALL_FILE_JOB=0
  *                            (small files finished call by call, the path before one native job
- *                            per file)
+ *                            per file); running-nostream the CLI with HSMFLEET_STREAM_PIECE_BYTES=0
+ *                            (each range written after all of it arrived, the path before
+ *                            range-write.ts wrote ranges as they arrive)
  *   HSMFLEET_BENCH_CPU_PROF  a directory: the worker processes run with --cpu-prof there
  *                            (<dir>/workers-<n>/), summarized on stderr at the end; the full-*
  *                            one-shot CLI runs too (<dir>/cli-<side>/)
@@ -144,10 +146,17 @@ const [FULL_LARGE_COUNT, FULL_LARGE_MIB] = envPair(
  * socket-get.ts, for a before/after in one run), "running-md5" (the same with
  * HSMFLEET_RANGE_CRC64=0: integrity by the whole-blob Content-MD5 instead of the service's range
  * CRC64s, the path before range-crc64.ts), "running-stepwise" (HSMFLEET_SMALL_FILE_JOB=0: small
- * files written and finished call by call, the path before the one native job per file);
+ * files written and finished call by call, the path before the one native job per file),
+ * "running-nostream" (HSMFLEET_STREAM_PIECE_BYTES=0: each range written once all of it arrived);
  * comma-separated.
  */
-type FullNats = "embedded" | "running" | "running-nodehttp" | "running-md5" | "running-stepwise";
+type FullNats =
+  | "embedded"
+  | "running"
+  | "running-nodehttp"
+  | "running-md5"
+  | "running-stepwise"
+  | "running-nostream";
 const FULL_NATS: FullNats[] = (process.env["HSMFLEET_BENCH_FULL_NATS"] || "embedded,running")
   .split(",")
   .map((s) => s.trim())
@@ -157,10 +166,11 @@ const FULL_NATS: FullNats[] = (process.env["HSMFLEET_BENCH_FULL_NATS"] || "embed
       s !== "running" &&
       s !== "running-nodehttp" &&
       s !== "running-md5" &&
-      s !== "running-stepwise"
+      s !== "running-stepwise" &&
+      s !== "running-nostream"
     )
       throw new Error(
-        "HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp, running-md5, running-stepwise",
+        "HSMFLEET_BENCH_FULL_NATS: embedded, running, running-nodehttp, running-md5, running-stepwise, running-nostream",
       );
     return s;
   });
@@ -833,6 +843,7 @@ const runFull = async (
         ...(side === "hsmfleet-running-nodehttp" ? { HSMFLEET_DIRECT_GET_SOCKET: "0" } : {}),
         ...(side === "hsmfleet-running-md5" ? { HSMFLEET_RANGE_CRC64: "0" } : {}),
         ...(side === "hsmfleet-running-stepwise" ? { HSMFLEET_SMALL_FILE_JOB: "0" } : {}),
+        ...(side === "hsmfleet-running-nostream" ? { HSMFLEET_STREAM_PIECE_BYTES: "0" } : {}),
       },
     );
     if (r.code !== 0)

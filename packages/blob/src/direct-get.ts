@@ -22,7 +22,7 @@ import {
 } from "./direct-put.js";
 import type { RetryPipelineResponse } from "./retry-policy.js";
 import type { SignedHeaders } from "./shared-key.js";
-import type { SocketAnswer } from "./socket-get.js";
+import type { BodyListener, SocketAnswer } from "./socket-get.js";
 import { parseCrc64Header } from "./range-crc64.js";
 
 export interface DirectGetOptions {
@@ -42,6 +42,11 @@ export interface DirectGetOptions {
    * into.length is not read into it: `lengthMismatch` is set and the body drained.
    */
   into: Buffer;
+  /**
+   * Told as the body lands in `into` (socket-get.ts BodyListener), over the socket pool only: a
+   * GET read with node:http never calls it (the body is all in `into` when the promise resolves).
+   */
+  onBody?: BodyListener | undefined;
   abortSignal?: AbortSignal | undefined;
 }
 
@@ -184,7 +189,11 @@ export const directGetBlob = async (
     headers,
     receiverInto(options.into),
     options.abortSignal,
-    { into: options.into, result: fromSocket },
+    {
+      into: options.into,
+      result: fromSocket,
+      ...(options.onBody !== undefined ? { onBody: options.onBody } : {}),
+    },
   );
   if (r.status < 200 || r.status >= 300) {
     throw new DirectHttpError(

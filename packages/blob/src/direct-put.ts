@@ -37,7 +37,7 @@ import type {
 import type { PacingPipelinePolicy } from "./request-pacing.js";
 import { SharedKeySigner, type SignedHeaders } from "./shared-key.js";
 import { errorText, headerGetter, msDate, readErrorText } from "./direct-http.js";
-import type { SocketAnswer, SocketPool } from "./socket-get.js";
+import type { BodyListener, SocketAnswer, SocketPool } from "./socket-get.js";
 
 /** x-ms-version of direct requests: the one the SDK in use sends. */
 export const DIRECT_API_VERSION = "2026-04-06";
@@ -294,7 +294,8 @@ export class DirectBlobTransport {
    * `receive` (which reads the body, e.g. into a caller's buffer; a failure while reading is a
    * failure of the try, so a broken body is retried like a reset). Used by direct-get.ts.
    * A GET given `direct` goes over the transport's socket pool (socket-get.ts) when it has one:
-   * its body lands in `direct.into`, and `direct.result` makes the answer of it.
+   * its body lands in `direct.into` (`direct.onBody` told as it does), and `direct.result` makes
+   * the answer of it.
    */
   async request<R extends RetryPipelineResponse>(
     method: "GET" | "HEAD",
@@ -303,7 +304,7 @@ export class DirectBlobTransport {
     headers: SignedHeaders,
     receive: DirectReceiver<R>,
     signal: AbortSignal | undefined,
-    direct?: { into: Buffer; result: (answer: SocketAnswer) => R },
+    direct?: { into: Buffer; result: (answer: SocketAnswer) => R; onBody?: BodyListener },
     query: ReadonlyArray<readonly [string, string]> = NO_QUERY,
   ): Promise<R> {
     // name "": the container itself (with a query such as restype=container&comp=list).
@@ -318,7 +319,15 @@ export class DirectBlobTransport {
       this.#try(method, address, path, query, search, headers, signal, (target, out) =>
         sockets !== undefined
           ? sockets
-              .get(address, target, socketHeaders(out), direct!.into, signal, this.#timeoutMs)
+              .get(
+                address,
+                target,
+                socketHeaders(out),
+                direct!.into,
+                signal,
+                this.#timeoutMs,
+                direct!.onBody,
+              )
               .then(direct!.result)
           : this.#send(method, address, target, out, undefined, signal, receive),
       );

@@ -1,7 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
 import type { BlobDownloadResponseParsed } from "@azure/storage-blob";
 import { displayPath } from "@hsmfleet/core";
-import { Md5Stream, pwriteAll, pwriteCrc64 } from "@hsmfleet/fs";
+import { Md5Stream } from "@hsmfleet/fs";
 import type { BlobContainer } from "./container.js";
 import { BlobOperationError, abortCause, fsFailure, type BlobOperationSubject } from "./errors.js";
 import { BlobChangedError, BlobChecksumError, RangeChecksumError } from "./download-errors.js";
@@ -12,6 +12,8 @@ import type { DownloadRangeOptions, DownloadResult, RangeDownload } from "./down
 import { downloadSmallBlob, downloadSmallBlobWith } from "./small-download.js";
 import type { SmallBlobWriter } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
+import type { BodyListener } from "./socket-get.js";
+import { RangeStreamWrite, finishStream, streamPieceBytes, writeAt } from "./range-write.js";
 import type { DirectGetResult } from "./direct-get.js";
 import {
   RANGE_CRC64_MAX_BYTES,
@@ -63,6 +65,7 @@ const getRange = async (
   n: number,
   signal: AbortSignal,
   rangeCrc64: boolean,
+  onBody?: BodyListener,
 ): Promise<bigint | undefined> => {
   const range = `bytes ${position}-${position + n - 1}`;
   const direct = container.direct;
@@ -76,6 +79,7 @@ const getRange = async (
         into: n === buf.length ? buf : buf.subarray(0, n),
         abortSignal: signal,
         rangeCrc64,
+        onBody,
       });
     } catch (err) {
       throw rangeFailure(where, state, err);
@@ -146,36 +150,6 @@ const getRange = async (
     });
   }
   return undefined;
-};
-
-/**
- * Positional write of `buf[0, n)` at `position`, in one native threadpool job; with `md5`, the
- * same job hashes the bytes after writing them (the caller keeps file order). Sparse: 4 KiB blocks
- * (aligned on the file's offsets) of zeros are not written, so they stay holes of the target — a
- * new file or a released stub, whose holes read as zeros; the file's size is set apart from the
- * writes (the stub's size, or a truncate after the last range). With `crc`, the same job computes
- * the CRC64 of the bytes (pwriteCrc64) and returns it.
- */
-const writeAt = async (
-  fh: FileHandle,
-  buf: Buffer,
-  n: number,
-  position: number,
-  where: BlobOperationSubject,
-  signal: AbortSignal,
-  md5: Md5Stream | undefined,
-  crc: boolean,
-): Promise<bigint | undefined> => {
-  if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
-  const data = n === buf.length ? buf : buf.subarray(0, n);
-  try {
-    if (crc) return await pwriteCrc64(fh.fd, data, position, { sparse: true });
-    if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
-    else await pwriteAll(fh.fd, data, position, { sparse: true });
-    return undefined;
-  } catch (err) {
-    throw fsFailure(WRITE, where, err);
-  }
 };
 
 /** Whether ranges are checked by the service's CRC64 unless the caller says: HSMFLEET_RANGE_CRC64=0 turns it off. */
@@ -266,6 +240,7 @@ export const downloadRangeChecked = async (
     crcMode ? RANGE_CRC64_MAX_BYTES : Number.MAX_SAFE_INTEGER,
   );
   const concurrency = options.concurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY;
+  const pieceBytes = container.direct !== undefined ? streamPieceBytes() : 0;
   checkCount("range size", rangeSize, 1);
   checkCount("download concurrency", concurrency, 1);
   checkCount("download offset", offset, 0);
@@ -299,10 +274,33 @@ export const downloadRangeChecked = async (
     before: Promise<void>,
   ): Promise<void> => {
     for (let tryNo = 1; ; tryNo++) {
-      const expected = await getRange(container, name, where, state, buf, at, n, signal, crcMode);
+      // With range CRC64s the range is written as it arrives (range-stream-write.ts).
+      const stream =
+        crcMode && pieceBytes > 0 ? new RangeStreamWrite(fh.fd, buf, n, at, pieceBytes) : undefined;
+      let expected: bigint | undefined;
+      try {
+        expected = await getRange(
+          container,
+          name,
+          where,
+          state,
+          buf,
+          at,
+          n,
+          signal,
+          crcMode,
+          stream,
+        );
+      } catch (err) {
+        await stream?.settled(); // no piece may still read the buffer when it is reused
+        throw err;
+      }
       if (crcMode) noteRangeCrc64(container.direct!.address, expected !== undefined);
       if (md5) await before;
-      const actual = await writeAt(fh, buf, n, at, where, signal, md5, crcMode);
+      const actual =
+        stream === undefined
+          ? await writeAt(fh, buf, n, at, where, signal, md5, crcMode)
+          : await finishStream(stream, where, signal);
       if (!crcMode) return;
       if (expected === undefined) {
         unchecked++;

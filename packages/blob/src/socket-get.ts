@@ -39,6 +39,17 @@ export interface SocketAnswer {
   errorBody: string;
 }
 
+/**
+ * Told how a 2xx body lands in `into`, so that the caller can use its first bytes (write them)
+ * while the rest still arrives: `begin` when a body of into.length bytes starts (once per try: a
+ * try that fails and is sent again begins again, writing into `into` from byte 0), `received`
+ * after each read with the body bytes in `into` so far. Called on the event loop; must not throw.
+ */
+export interface BodyListener {
+  begin(): void;
+  received(bytes: number): void;
+}
+
 export interface SocketEndpoint {
   protocol: "http:" | "https:";
   hostname: string;
@@ -84,6 +95,7 @@ interface Pending {
   length: number;
   answer: SocketAnswer | undefined;
   keepAlive: boolean;
+  onBody: BodyListener | undefined;
   resolve: (a: SocketAnswer) => void;
   reject: (err: Error) => void;
 }
@@ -197,6 +209,7 @@ class Connection {
     this.requestBytes += n;
     if (p.phase === 1) {
       p.got += n;
+      p.onBody?.received(p.got);
       if (p.got === p.length) this.#finish(p);
       return;
     }
@@ -247,6 +260,8 @@ class Connection {
       p.phase = 1;
       p.got = extra;
       p.length = contentLength;
+      p.onBody?.begin();
+      if (extra > 0) p.onBody?.received(extra);
       if (p.got === p.length) this.#finish(p);
       return;
     }
@@ -266,7 +281,7 @@ class Connection {
     this.#onData(0);
   }
 
-  send(request: string, into: Buffer): Promise<SocketAnswer> {
+  send(request: string, into: Buffer, onBody?: BodyListener): Promise<SocketAnswer> {
     return new Promise((resolve, reject) => {
       if (this.#dead) {
         reject(netError("the connection is closed", "ECONNRESET"));
@@ -282,6 +297,7 @@ class Connection {
         length: 0,
         answer: undefined,
         keepAlive: true,
+        onBody,
         resolve,
         reject,
       };
@@ -368,7 +384,7 @@ export class SocketPool {
 
   /**
    * GET `target` (path and query) with `headers` (lower-cased names → values) from `endpoint`;
-   * a 2xx body of into.length bytes is read into `into`.
+   * a 2xx body of into.length bytes is read into `into`, `onBody` told as it lands.
    */
   async get(
     endpoint: SocketEndpoint,
@@ -377,6 +393,7 @@ export class SocketPool {
     into: Buffer,
     signal: AbortSignal | undefined,
     timeoutMs: number | undefined,
+    onBody?: BodyListener,
   ): Promise<SocketAnswer> {
     const key = this.#key(endpoint);
     const defaultPort = endpoint.protocol === "https:" ? "443" : "80";
@@ -404,7 +421,7 @@ export class SocketPool {
         );
       }
       try {
-        const answer = await c.send(request, into);
+        const answer = await c.send(request, into, onBody);
         this.#give(key, c);
         return answer;
       } catch (err) {

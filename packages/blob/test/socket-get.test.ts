@@ -99,6 +99,48 @@ test("a body lands byte-identical in the buffer; the connection is kept and reus
   t.regex(srv.requests[0]!, /\r\nx-ms-range: bytes=0-9/);
 });
 
+test("a BodyListener is told when the body begins and how much of it is in the buffer after each read", async (t) => {
+  const body = randomBytes(2 * 1024 * 1024 + 5);
+  const srv = await rawServer((s) => {
+    const all = ok(body);
+    // The head with the first 100 body bytes, then the rest in two writes.
+    const cut = all.length - body.length + 100;
+    s.write(all.subarray(0, cut));
+    setTimeout(() => s.write(all.subarray(cut, cut + 1024 * 1024)), 5);
+    setTimeout(() => s.write(all.subarray(cut + 1024 * 1024)), 10);
+  });
+  t.teardown(() => srv.close());
+  const pool = new SocketPool();
+  t.teardown(() => pool.close());
+  const into = Buffer.alloc(body.length);
+  const seen: Array<string | number> = [];
+  const a = await pool.get(srv.endpoint, "/c/b", {}, into, undefined, undefined, {
+    begin: () => seen.push("begin"),
+    received: (n) => {
+      // What is announced is in the buffer already.
+      if (!into.subarray(0, n).equals(body.subarray(0, n)))
+        seen.push(`not yet in the buffer: ${n}`);
+      seen.push(n);
+    },
+  });
+  t.is(a.status, 206);
+  t.true(into.equals(body));
+  t.is(seen[0], "begin");
+  t.is(seen.filter((x) => x === "begin").length, 1);
+  const counts = seen.slice(1) as number[];
+  t.true(
+    counts.every((n) => typeof n === "number"),
+    JSON.stringify(seen.slice(0, 5)),
+  );
+  t.true(counts.length >= 3, `several reads: ${counts.length}`);
+  t.deepEqual(
+    [...counts].sort((x, y) => x - y),
+    counts,
+    "growing",
+  );
+  t.is(counts.at(-1), body.length);
+});
+
 test("a body cut short by a close, or by a reset mid-body, is ECONNRESET naming the bytes received", async (t) => {
   const body = randomBytes(1024 * 1024);
   const srv = await rawServer((s, _h, n) => {

@@ -30,12 +30,13 @@
  *               one pass over memory instead of a read job and a checksum job. A failed pread
  *               rejects with an Error carrying code (EIO, …), errno (negative) and syscall
  *               "read", as node:fs errors do.
- *   pwriteCrc64(fd: number, data: Uint8Array, position: number, sparse?: boolean)
+ *   pwriteCrc64(fd: number, data: Uint8Array, position: number, sparse?: boolean, seed?: bigint)
  *       : Promise<[number, bigint]>
  *               the download direction's counterpart: pwrite()s all of `data` at `position`
  *               (EINTR and short writes retried; with `sparse`, 4 KiB blocks aligned on file
  *               offsets that hold only zeros are skipped, as writehash.c does) and computes the
- *               CRC64 of `data` (seed 0) piece by piece right after each piece is written. A
+ *               CRC64 of `data` (continuing from `seed`, default 0) piece by piece right after each
+ *               piece is written. A
  *               failed pwrite rejects with syscall "write".
  *   implementation: "vpclmulqdq" | "pclmul" | "table"
  */
@@ -372,11 +373,12 @@ struct pread_work {
   int err; /* errno of a failed pread/pwrite, else 0 */
   int write;  /* pwriteCrc64: write `p` at `position` instead of reading into it */
   int sparse; /* pwriteCrc64: all-zero HSMFLEET_SPARSE_BLOCKs (by file offset) are not written */
+  uint64_t seed; /* pwriteCrc64: the CRC64 of the bytes before `p` */
 };
 
 static void pread_execute(napi_env env, void *arg) {
   struct pread_work *w = arg;
-  uint64_t crc = 0;
+  uint64_t crc = w->seed;
   if (w->write) {
     /* Each piece is checksummed right after it is written, while it is in the CPU cache. */
     while (w->done < w->n) {
@@ -448,8 +450,8 @@ static void pread_complete(napi_env env, napi_status status, void *arg) {
 static napi_value start_pread_write(napi_env env, napi_callback_info info, int write) {
   const char *what = write ? "pwriteCrc64" : "preadCrc64";
   char msg[128];
-  size_t argc = 4;
-  napi_value argv[4], promise, name;
+  size_t argc = 5;
+  napi_value argv[5], promise, name;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 3) {
     snprintf(msg, sizeof msg, "%s(fd, data, position%s)", what, write ? ", sparse?" : "");
@@ -481,6 +483,17 @@ static napi_value start_pread_write(napi_env env, napi_callback_info info, int w
     napi_typeof(env, argv[3], &t);
     if (t == napi_boolean) napi_get_value_bool(env, argv[3], &sparse);
   }
+  uint64_t seed = 0;
+  if (write && argc >= 5) {
+    napi_valuetype t;
+    napi_typeof(env, argv[4], &t);
+    bool lossless = false;
+    if (t == napi_bigint) napi_get_value_bigint_uint64(env, argv[4], &seed, &lossless);
+    if (t != napi_undefined && !lossless) {
+      snprintf(msg, sizeof msg, "%s: seed must be a BigInt in [0, 2^64)", what);
+      return throw_type(env, msg);
+    }
+  }
   struct pread_work *w = calloc(1, sizeof *w);
   if (w == NULL) {
     snprintf(msg, sizeof msg, "%s: out of memory", what);
@@ -493,6 +506,7 @@ static napi_value start_pread_write(napi_env env, napi_callback_info info, int w
   w->position = position;
   w->write = write;
   w->sparse = sparse;
+  w->seed = seed;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
       napi_create_reference(env, argv[1], 1, &w->data_ref) != napi_ok) {
     free(w);

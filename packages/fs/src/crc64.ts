@@ -23,6 +23,7 @@ interface Crc64Binding {
     data: Uint8Array,
     position: number,
     sparse: boolean,
+    seed: bigint,
   ): Promise<[number, bigint]>;
   readonly implementation: "vpclmulqdq" | "pclmul" | "table";
 }
@@ -90,7 +91,9 @@ export const preadCrc64 = async (
 
 /**
  * Writes all of `data` at `position` of descriptor `fd` (pwrite; EINTR and short writes retried)
- * and returns the CRC64 of `data` (seed 0), computed in the same libuv threadpool job piece by
+ * and returns the CRC64 of `data` (continuing from `options.seed`, default 0: the CRC64 of the
+ * bytes before `data`, so that the pieces of a range written as they arrive chain into the range's
+ * CRC64), computed in the same libuv threadpool job piece by
  * piece right after each 1 MiB piece is written (while it is in the CPU cache): the download
  * direction's counterpart of preadCrc64, at ~0.1 CPU s/GiB instead of MD5's ~1.3. With `sparse`,
  * 4 KiB blocks aligned on the file's offsets that hold only zeros are checksummed but not written
@@ -102,9 +105,15 @@ export const pwriteCrc64 = async (
   fd: number,
   data: Uint8Array,
   position: number,
-  options: { sparse?: boolean } = {},
+  options: { sparse?: boolean; seed?: bigint } = {},
 ): Promise<bigint> => {
-  const [, crc] = await load().pwriteCrc64(fd, data, position, options.sparse ?? false);
+  const [, crc] = await load().pwriteCrc64(
+    fd,
+    data,
+    position,
+    options.sparse ?? false,
+    options.seed ?? 0n,
+  );
   return crc;
 };
 

@@ -195,6 +195,24 @@ test("pwriteCrc64 writes a range at its offset and returns its CRC64; sparse lea
   t.true((await stat(sparseFile)).blocks * 512 < 512 * 1024, "the zero blocks are holes");
 });
 
+test("pwriteCrc64 with a seed continues the CRC64 of the bytes before, so pieces of a range chain", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const file = join(dir.path, "data");
+  const fh = await open(file, "w+");
+  t.teardown(() => fh.close());
+  const range = randomBytes(3 * 1024 * 1024 + 4097);
+  const cut = [0, 512 * 1024, 512 * 1024 + 4096, 2 * 1024 * 1024, range.length];
+  let crc = 0n;
+  for (let i = 0; i + 1 < cut.length; i++) {
+    const piece = range.subarray(cut[i], cut[i + 1]);
+    crc = await pwriteCrc64(fh.fd, piece, 8192 + cut[i]!, { sparse: true, seed: crc });
+  }
+  t.is(crc, crc64(range));
+  t.true((await readFile(file)).subarray(8192).equals(range));
+  await t.throwsAsync(pwriteCrc64(fh.fd, range, 0, { seed: -1n }), { instanceOf: TypeError });
+});
+
 test("pwriteCrc64 rejects like node:fs on a failed write, and TypeErrors on bad arguments", async (t) => {
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
