@@ -38,9 +38,7 @@ const receiveHead: DirectReceiver<HeadAnswer> = (res, resolve, reject) => {
 const META = "x-ms-meta-";
 
 /** The properties of a HEAD answer's headers (Node: names in lower case). */
-export const propertiesOfHeaders = (
-  headers: IncomingMessage["headers"],
-): DirectBlobProperties => {
+export const propertiesOfHeaders = (headers: IncomingMessage["headers"]): DirectBlobProperties => {
   const text = (v: string | string[] | undefined): string | undefined =>
     Array.isArray(v) ? v.join(", ") : v;
   const length = text(headers["content-length"]);

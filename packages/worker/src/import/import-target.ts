@@ -35,6 +35,7 @@ import {
 import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
 import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
 import { createSized, tryCreate } from "./new-entry.js";
+import type { MakeParents } from "./new-entry.js";
 import { ownEntry } from "./own-entry.js";
 import type { OwnEntryTarget } from "./own-entry.js";
 import { TargetHsm } from "./target-hsm.js";
@@ -268,6 +269,8 @@ export class ImportTarget {
     blobName: string,
     etag: string,
     redelivered: boolean,
+    /** Makes missing parents before the mkdir -p, only when the create finds one missing. */
+    makeParents?: MakeParents,
   ): Promise<ImportOutcome> {
     try {
       // Create first (parents made when it says they are missing: new-entry.ts): O_EXCL is the
@@ -276,7 +279,7 @@ export class ImportTarget {
       if (!redelivered) {
         // posix backend: sized through the descriptor that made it (not reopened for that).
         const sizeNow = this.#hsm ? undefined : size;
-        const created = await tryCreate(this.root, rel, undefined, sizeNow);
+        const created = await tryCreate(this.root, rel, undefined, sizeNow, makeParents);
         if (created)
           return await this.#finishFile(rel, size, attrs, blobName, etag, undefined, !this.#hsm);
       }
@@ -322,7 +325,7 @@ export class ImportTarget {
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
-      await createSized(this.root, rel, this.#hsm ? undefined : size);
+      await createSized(this.root, rel, this.#hsm ? undefined : size, makeParents);
       return await this.#finishFile(rel, size, attrs, blobName, etag, conflict, !this.#hsm);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
