@@ -34,6 +34,8 @@ import {
 } from "../runtime/archive-location.js";
 import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
 import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
+import { finishFreshStub } from "./fresh-stub.js";
 import { createSized, tryCreate } from "./new-entry.js";
 import type { MakeParents } from "./new-entry.js";
 import { ownEntry } from "./own-entry.js";
@@ -379,6 +381,25 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     const jr = this.root.jobRoot;
     testSeam("file-before-record", jr.absolute(rel));
+    const stub =
+      this.#stubs && smallFileJobsEnabled() ? this.beneath?.releasedStubXattr() : undefined;
+    if (stub) {
+      // Emulation backend: three native jobs (fresh-stub.ts).
+      const full = this.options.mode === "full";
+      await finishFreshStub(jr, rel, {
+        location: [this.#locationXattr, formatArchiveLocation(this.options.container, blobName)],
+        importXattr: this.#importXattr,
+        etag,
+        size,
+        hsm: stub,
+        attrs: full ? undefined : attrs,
+      });
+      return {
+        result: "imported",
+        ...(full ? { download: true } : {}),
+        ...(conflict ? { conflict } : {}),
+      };
+    }
     const record = async () => {
       await jr.setXattr(
         rel,
