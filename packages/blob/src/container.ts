@@ -9,6 +9,7 @@ import {
   type DirectContainerAddress,
 } from "./direct-put.js";
 import { directListPage, type DirectListPage } from "./direct-list.js";
+import { directBlobProperties } from "./direct-head.js";
 import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
 
 /** One entry of a hierarchical listing level. */
@@ -354,6 +355,14 @@ export class BlobContainer {
 
   /** Size, metadata (lower-case keys) and stored MD5; undefined when the blob does not exist. */
   async getProperties(name: string): Promise<BlobProperties | undefined> {
+    const direct = this.#direct;
+    if (direct !== undefined && process.env["HSMFLEET_DIRECT_HEAD"] !== "0") {
+      try {
+        return await directBlobProperties(direct.transport, direct.address, name);
+      } catch (err) {
+        throw this.#fail("get-properties", err, name);
+      }
+    }
     try {
       const p = await this.client.getBlobClient(name).getProperties();
       const out: BlobProperties = {

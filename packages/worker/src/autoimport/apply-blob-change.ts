@@ -172,8 +172,8 @@ export class BlobChangeApplier {
       return;
     }
     out.counters.totalBlobsWalked++;
-    await this.#stubParents(name, out);
     if (isFolderStub(props.metadata)) {
+      await this.#stubParents(name, out);
       await this.#directoryWith(rel, props, out);
       return;
     }
@@ -183,11 +183,32 @@ export class BlobChangeApplier {
       props.lastModified,
     );
     if (kind === "symlink") {
+      await this.#stubParents(name, out);
       const linkTarget = await this.#container.download(name);
       this.#account(out, await this.#target.symlink(rel, linkTarget, attrs, false), kind);
       return;
     }
-    const outcome = await this.#target.file(rel, props.size, attrs, name, props.etag ?? "", false);
+    // A file's parents are looked at only when its create finds one missing (most exist). A
+    // failure there (reading a stub blob) fails the change as it did before the create, rather
+    // than being counted as the file's error: the message is abandoned and comes again.
+    let parentsFailed: { err: unknown } | undefined;
+    const outcome = await this.#target.file(
+      rel,
+      props.size,
+      attrs,
+      name,
+      props.etag ?? "",
+      false,
+      async () => {
+        try {
+          await this.#stubParents(name, out);
+        } catch (err) {
+          parentsFailed = { err };
+          throw err;
+        }
+      },
+    );
+    if (parentsFailed !== undefined) throw parentsFailed.err;
     if (outcome.download && this.#download) {
       const error = await this.#download(rel, name, props.size, attrs);
       if (error) {
@@ -226,7 +247,7 @@ export class BlobChangeApplier {
    * Missing parent directories that have a directory stub blob are made from it (owner, mode,
    * mtime), as the import walk makes them; the others are made by ensureParents (0755, like an
    * import's implicit directories). Events come in any order, so a file may come before its
-   * directory's stub event.
+   * directory's stub event. For a file this runs only when its create found a parent missing.
    */
   async #stubParents(name: string, out: AppliedChange): Promise<void> {
     const parts = name.split("/");

@@ -34,7 +34,10 @@ import {
 } from "../runtime/archive-location.js";
 import { conflictOf, decideConflict, describeExisting, isClean } from "./import-conflict.js";
 import type { ConflictTarget, Existing, ImportOutcome } from "./import-conflict.js";
+import { smallFileJobsEnabled } from "../runtime/small-file-switch.js";
+import { finishFreshStub } from "./fresh-stub.js";
 import { createSized, tryCreate } from "./new-entry.js";
+import type { MakeParents } from "./new-entry.js";
 import { ownEntry } from "./own-entry.js";
 import type { OwnEntryTarget } from "./own-entry.js";
 import { TargetHsm } from "./target-hsm.js";
@@ -268,6 +271,8 @@ export class ImportTarget {
     blobName: string,
     etag: string,
     redelivered: boolean,
+    /** Makes missing parents before the mkdir -p, only when the create finds one missing. */
+    makeParents?: MakeParents,
   ): Promise<ImportOutcome> {
     try {
       // Create first (parents made when it says they are missing: new-entry.ts): O_EXCL is the
@@ -276,7 +281,7 @@ export class ImportTarget {
       if (!redelivered) {
         // posix backend: sized through the descriptor that made it (not reopened for that).
         const sizeNow = this.#hsm ? undefined : size;
-        const created = await tryCreate(this.root, rel, undefined, sizeNow);
+        const created = await tryCreate(this.root, rel, undefined, sizeNow, makeParents);
         if (created)
           return await this.#finishFile(rel, size, attrs, blobName, etag, undefined, !this.#hsm);
       }
@@ -322,7 +327,7 @@ export class ImportTarget {
         conflict = decided.conflict;
         if (!decided.replace) return { result: "preexisting", ...(conflict ? { conflict } : {}) };
       }
-      await createSized(this.root, rel, this.#hsm ? undefined : size);
+      await createSized(this.root, rel, this.#hsm ? undefined : size, makeParents);
       return await this.#finishFile(rel, size, attrs, blobName, etag, conflict, !this.#hsm);
     } catch (err) {
       return { result: "failed", error: this.#error(rel, err) };
@@ -376,6 +381,25 @@ export class ImportTarget {
   ): Promise<ImportOutcome> {
     const jr = this.root.jobRoot;
     testSeam("file-before-record", jr.absolute(rel));
+    const stub =
+      this.#stubs && smallFileJobsEnabled() ? this.beneath?.releasedStubXattr() : undefined;
+    if (stub) {
+      // Emulation backend: three native jobs (fresh-stub.ts).
+      const full = this.options.mode === "full";
+      await finishFreshStub(jr, rel, {
+        location: [this.#locationXattr, formatArchiveLocation(this.options.container, blobName)],
+        importXattr: this.#importXattr,
+        etag,
+        size,
+        hsm: stub,
+        attrs: full ? undefined : attrs,
+      });
+      return {
+        result: "imported",
+        ...(full ? { download: true } : {}),
+        ...(conflict ? { conflict } : {}),
+      };
+    }
     const record = async () => {
       await jr.setXattr(
         rel,

@@ -152,6 +152,23 @@ export class TargetHsm {
   }
 
   /**
+   * The xattr importReleased writes on a file that has none (the emulation backend's released stub
+   * state), for a fresh file's native jobs (fresh-stub.ts); undefined on Lustre (lfs hsm_import).
+   */
+  releasedStubXattr(): [string, Buffer] | undefined {
+    if (this.#hsm.kind !== "hsm-emulation") return undefined;
+    return [
+      this.#hsm.xattr,
+      encodeHsmAttrs({
+        compat: HSM_COMPAT,
+        flags: RELEASED_STUB_FLAGS,
+        archiveId: BigInt(this.#archiveId),
+        archiveVersion: 0n,
+      }),
+    ];
+  }
+
+  /**
    * What markArchived writes, for a small file's one native job (fs smallFileJob) — emulation
    * backend only (Lustre's state is set by lfs: undefined).
    */
