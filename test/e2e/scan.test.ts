@@ -291,10 +291,23 @@ test("jobs, status and cancel work from another process while a scan runs", asyn
   t.teardown(() => {
     scan.kill("SIGKILL");
   });
+  let scanErr = "";
+  let scanExit: number | null | undefined;
+  scan.stderr?.on("data", (d: Buffer) => (scanErr += d.toString()));
+  scan.once("exit", (code) => (scanExit = code));
   let jobId = "";
-  await waitFor("the job to be listed", async () => {
-    jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
-    return jobId !== "";
+  // Each look is a CLI run (~1 s on a loaded machine); the scan's own start is bounded by the
+  // test's timeout, and a scan that exits instead fails the wait with its stderr.
+  await waitFor(
+    "the job to be listed",
+    async () => {
+      if (scanExit !== undefined) throw new Error(`the scan exited (${scanExit}): ${scanErr}`);
+      jobId = (await listJobs(server.url)).find((j) => j.state === "running")?.jobId ?? "";
+      return jobId !== "";
+    },
+    90_000,
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; the scan's stderr so far: ${scanErr}`);
   });
   const status = await runCli(["--nats", server.url, "status", jobId, "--json"]);
   t.is(status.code, 0);
