@@ -13,7 +13,8 @@ import test from "ava";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runExportJob, runVerifyJob } from "@hsmfleet/coordinator";
 import { tempDir } from "@hsmfleet/testkit";
-import { startBus, startStorage, startWorkers } from "./helpers.js";
+import type { WorkerHooks } from "@hsmfleet/worker";
+import { startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
 
 const FILES = 8;
 /** Children of the root's result published before the worker "dies". */
@@ -39,6 +40,31 @@ const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<
   }
 };
 
+/**
+ * Worker hooks that count the root shard's walks and make the worker "die" once: a throw before
+ * the root's held child number PUBLISHED_BEFORE_DEATH, once the uploads of the children published
+ * before it are seen in `container` (so the redelivery's compare skips those files).
+ */
+const dyingAtRoot = (connectionString: string, container: string, declaration: string) => {
+  const state = { died: false, rootWalks: 0 };
+  const hooks: WorkerHooks = {
+    beforeWalkShard: (shard) => {
+      if (shard.depth === 0) state.rootWalks++;
+    },
+    beforeHeldChild: async (shard, index) => {
+      if (state.died || shard.depth !== 0 || index !== PUBLISHED_BEFORE_DEATH) return;
+      await waitFor(
+        `the uploads of the first ${PUBLISHED_BEFORE_DEATH} batches`,
+        async () => (await blobNames(connectionString, container)).size >= PUBLISHED_BEFORE_DEATH,
+        60_000,
+      );
+      state.died = true;
+      throw new Error(`test: the worker dies between ${declaration} and its children`);
+    },
+  };
+  return { state, hooks };
+};
+
 test("a walk shard killed between its result and its children: the redelivery publishes exactly the declared children, every file is exported", async (t) => {
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
@@ -50,44 +76,14 @@ test("a walk shard killed between its result and its children: the redelivery pu
   const storage = parseStorageTarget(azurite.connectionString)!;
   const { server, nc } = await startBus(t);
   const container = "killwindow";
-  let died = false;
-  const diedAt: string[] = [];
-  let rootWalks = 0;
-  await startWorkers(
-    t,
-    server.url,
-    1,
-    {
-      beforeWalkShard: (shard) => {
-        if (shard.depth === 0) rootWalks++;
-      },
-      beforeHeldChild: async (shard, index) => {
-        if (died || shard.depth !== 0 || index !== PUBLISHED_BEFORE_DEATH) return;
-        // The root's result is out and 3 of its 8 batches are published: wait until they are
-        // uploaded, so the redelivery's compare skips those files, then die here.
-        const deadline = Date.now() + 60_000;
-        for (;;) {
-          const names = await blobNames(azurite.connectionString, container);
-          if (names.size >= PUBLISHED_BEFORE_DEATH) break;
-          if (Date.now() > deadline)
-            throw new Error(
-              `the first ${PUBLISHED_BEFORE_DEATH} batches were not uploaded in 60 s`,
-            );
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        died = true;
-        diedAt.push(shard.shardId);
-        throw new Error("test: the worker dies between the result and its children");
-      },
-    },
-    { storage, retryDelayMs: 10 },
-  );
+  const { state, hooks } = dyingAtRoot(azurite.connectionString, container, "the result");
+  await startWorkers(t, server.url, 1, hooks, { storage, retryDelayMs: 10 });
   const summary = await withTimeout(
     runExportJob({ nc, root, container, storage, batchMaxEntries: 1 }),
     90_000,
     "the export (outstanding children that nobody publishes)",
   );
-  t.true(died, "the hook ran");
+  t.true(state.died, "the hook ran");
   const names = await blobNames(azurite.connectionString, container);
   t.deepEqual(
     [...names].sort(),
@@ -95,7 +91,7 @@ test("a walk shard killed between its result and its children: the redelivery pu
   );
   t.like(summary, { state: "succeeded", errors: 0, filesExported: FILES });
   // The redelivery found the first attempt's result and published its children: no second walk.
-  t.is(rootWalks, 1);
+  t.is(state.rootWalks, 1);
   const verify = await runVerifyJob({ nc, root, container, storage, content: true });
   t.like(verify, { identical: true, differences: 0 });
 });
@@ -113,44 +109,18 @@ test("a walk shard killed between a spawn notice and its children: the redeliver
   const storage = parseStorageTarget(azurite.connectionString)!;
   const { server, nc } = await startBus(t);
   const container = "killnotice";
-  let died = false;
-  let rootWalks = 0;
-  await startWorkers(
-    t,
-    server.url,
-    1,
-    {
-      beforeWalkShard: (shard) => {
-        if (shard.depth === 0) rootWalks++;
-      },
-      beforeHeldChild: async (shard, index) => {
-        if (died || shard.depth !== 0 || index !== PUBLISHED_BEFORE_DEATH) return;
-        const deadline = Date.now() + 60_000;
-        while (
-          (await blobNames(azurite.connectionString, container)).size < PUBLISHED_BEFORE_DEATH
-        ) {
-          if (Date.now() > deadline)
-            throw new Error(
-              `the first ${PUBLISHED_BEFORE_DEATH} batches were not uploaded in 60 s`,
-            );
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        died = true;
-        throw new Error("test: the worker dies between a spawn notice and its children");
-      },
-    },
-    { storage, retryDelayMs: 10 },
-  );
+  const { state, hooks } = dyingAtRoot(azurite.connectionString, container, "a spawn notice");
+  await startWorkers(t, server.url, 1, hooks, { storage, retryDelayMs: 10 });
   const summary = await withTimeout(
     runExportJob({ nc, root, container, storage, batchMaxEntries: 1 }),
     120_000,
     "the export (outstanding children that nobody publishes)",
   );
-  t.true(died, "the hook ran");
+  t.true(state.died, "the hook ran");
   t.is((await blobNames(azurite.connectionString, container)).size, files);
   // Each file exported once: the redelivery left out what the notice's batches hold.
   t.like(summary, { state: "succeeded", errors: 0, filesExported: files });
-  t.is(rootWalks, 2);
+  t.is(state.rootWalks, 2);
   const verify = await runVerifyJob({ nc, root, container, storage, content: true });
   t.like(verify, { identical: true, differences: 0 });
 });

@@ -289,23 +289,20 @@ const isNoMessage = (err: unknown): boolean =>
   err instanceof Error &&
   /no message found|10037/i.test(`${err.message} ${String((err as { code?: unknown }).code)}`);
 
+/** The subject of each kind of child a walk shard holds (one table both ways). */
+const CHILD_SUBJECTS: ReadonlyArray<[ParkedChildKind, (jobId: string) => string]> = [
+  ["walk", subjects.walk],
+  ["xfer", subjects.transfer],
+  ["chunk", subjects.chunk],
+  ["restore", subjects.restore],
+];
+
 const kindOf = (jobId: string, subject: string): ParkedChildKind => {
-  if (subject === subjects.walk(jobId)) return "walk";
-  if (subject === subjects.transfer(jobId)) return "xfer";
-  if (subject === subjects.chunk(jobId)) return "chunk";
-  if (subject === subjects.restore(jobId)) return "restore";
-  throw new Error(`a walk shard of job ${jobId} cannot hold a child on ${subject}`);
+  const found = CHILD_SUBJECTS.find(([, subjectFor]) => subjectFor(jobId) === subject);
+  if (found === undefined)
+    throw new Error(`a walk shard of job ${jobId} cannot hold a child on ${subject}`);
+  return found[0];
 };
 
-const subjectOf = (jobId: string, kind: ParkedChildKind): string => {
-  switch (kind) {
-    case "walk":
-      return subjects.walk(jobId);
-    case "xfer":
-      return subjects.transfer(jobId);
-    case "chunk":
-      return subjects.chunk(jobId);
-    case "restore":
-      return subjects.restore(jobId);
-  }
-};
+const subjectOf = (jobId: string, kind: ParkedChildKind): string =>
+  CHILD_SUBJECTS.find(([k]) => k === kind)![1](jobId);
