@@ -1,4 +1,4 @@
-import { EntryType, hsmStateOfFlags } from "@hsmfleet/core";
+import { EntryType, POLICY_HSM_STATES, hsmStateOfFlags } from "@hsmfleet/core";
 import type { DirBatch } from "@hsmfleet/fs";
 import { sizeBucket } from "@hsmfleet/protocol";
 import type { ScanCounters } from "@hsmfleet/protocol";
@@ -8,16 +8,8 @@ export const HSM_STATE_UNREAD = "unread";
 
 /** hsmStateOfFlags looks at these bits only (Exists, Dirty, Released, Archived, Lost). */
 const STATE_BITS = 0x7f;
-/** State names by index; the last is HSM_STATE_UNREAD. */
-const STATE_NAMES: readonly string[] = [
-  "new",
-  "exists",
-  "archived",
-  "dirty",
-  "released",
-  "lost",
-  HSM_STATE_UNREAD,
-];
+/** State names by index (every name hsmStateOfFlags gives); the last is HSM_STATE_UNREAD. */
+const STATE_NAMES: readonly string[] = [...POLICY_HSM_STATES, HSM_STATE_UNREAD];
 const UNREAD_INDEX = STATE_NAMES.length - 1;
 /** (flags & STATE_BITS) -> index in STATE_NAMES, the same answer as hsmStateOfFlags. */
 const STATE_INDEX: Uint8Array = Uint8Array.from({ length: STATE_BITS + 1 }, (_, flags) =>
