@@ -242,10 +242,20 @@ static int sf_steps(sf_work *w, int fd, int flags) {
       if (errno != EINTR) return sf_fail(w, errno, "ftruncate");
     }
   }
-  /* Owner first: chown clears setuid/setgid, which the mode then sets. */
-  if ((flags & SF_CHOWN) && fchown(fd, (uid_t)w->nums[3], (gid_t)w->nums[4]) != 0)
+  /*
+   * Owner first: chown clears setuid/setgid, which the mode then sets. With the fstat of the open
+   * (every job on an existing file takes it), an owner that is already the wanted one is not set
+   * again, and then neither is a mode that already is the wanted one — unless that mode has
+   * setuid/setgid, which the write above may have cleared (a writer without CAP_FSETID): a file
+   * the walk created as root and the download finishes as root:root skips the fchown (issue 17).
+   */
+  mode_t want_mode = (mode_t)w->nums[5] & 07777;
+  int have_stat = (flags & (SF_STAT | SF_SAME_INODE | SF_KEEP_TIMES)) || !(flags & SF_CREATE);
+  int owner_set = have_stat && st.st_uid == (uid_t)w->nums[3] && st.st_gid == (gid_t)w->nums[4];
+  int mode_set = owner_set && (st.st_mode & 07777) == want_mode && !(want_mode & 06000);
+  if ((flags & SF_CHOWN) && !owner_set && fchown(fd, (uid_t)w->nums[3], (gid_t)w->nums[4]) != 0)
     return sf_fail(w, errno, "fchown");
-  if ((flags & SF_CHMOD) && fchmod(fd, (mode_t)w->nums[5] & 07777) != 0)
+  if ((flags & SF_CHMOD) && !mode_set && fchmod(fd, want_mode) != 0)
     return sf_fail(w, errno, "fchmod");
   if (flags & SF_TIMES) {
     struct timespec ts[2];

@@ -397,3 +397,45 @@ test.serial(
     t.deepEqual(await readFile(join(root, "a/w")), data);
   },
 );
+
+test.serial(
+  "a file already owned as asked keeps the owner without an fchown; the mode is still set when it differs or asks for setuid/setgid",
+  async (t) => {
+    const { root, jr } = await fixture(t);
+    const p = join(root, "a/own");
+    const rel = b("a/own");
+    await smallFileJob(jr, rel, { createMode: 0o600 });
+    const { uid, gid } = await lstat(p);
+    const cases: Array<[number, string]> = [
+      [0o644, "another mode"],
+      [0o644, "the same mode"],
+      [0o4755, "setuid"],
+      [0o4755, "setuid again (the write may have cleared it)"],
+      [0o600, "back to owner-only"],
+    ];
+    for (const [mode, what] of cases) {
+      const data = randomBytes(100);
+      await smallFileJob(jr, rel, {
+        data,
+        attrs: { uid, gid, mode, mtimeSec: 1_500_000_000 },
+      });
+      const st = await lstat(p);
+      t.is(st.mode & 0o7777, mode, what);
+      t.is(st.uid, uid, what);
+      t.is(st.gid, gid, what);
+      t.is(st.mtimeMs, 1_500_000_000_000, what);
+      t.true((await readFile(p)).equals(data), what);
+    }
+    // Another owner: set (as root), and the mode with it.
+    if (process.getuid?.() === 0) {
+      await smallFileJob(jr, rel, {
+        data: b("x"),
+        attrs: { uid: 2345, gid: 5432, mode: 0o640, mtimeSec: 1_500_000_001 },
+      });
+      const st = await lstat(p);
+      t.is(st.uid, 2345);
+      t.is(st.gid, 5432);
+      t.is(st.mode & 0o7777, 0o640);
+    }
+  },
+);
