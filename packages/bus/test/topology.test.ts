@@ -18,6 +18,7 @@ import {
   ensureTopology,
   listHsmPartitions,
   reachJetStream,
+  TOPOLOGY_REUSE_MS,
 } from "../src/index.js";
 
 const status = (jobId: string, createdAtMs: number): JobStatus =>
@@ -158,4 +159,56 @@ test("reachJetStream waits for a JetStream API that answers late (a cluster elec
   await t.throwsAsync(reachJetStream(nc, 1_000, 300), {
     message: /the JetStream API did not answer in \d+ tries/,
   });
+});
+
+test("ensureTopology on one connection: calls made together or just after one that succeeded share its look-ups; another connection, other settings or a later call ask the server again", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  // The JetStream API requests on the wire, seen by a second connection.
+  const spy = await connectBus({ servers: server.url });
+  t.teardown(() => spy.close());
+  let requests = 0;
+  spy.subscribe("$JS.API.>", {
+    callback: () => {
+      requests++;
+    },
+  });
+  await spy.flush();
+  const settle = async () => {
+    await spy.flush();
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+
+  // A command's in-process workers and its job, made together.
+  const together = await Promise.all([ensureTopology(nc), ensureTopology(nc), ensureTopology(nc)]);
+  await settle();
+  const oneRound = requests;
+  t.true(oneRound >= 20, `one round of look-ups: ${oneRound} requests`);
+  t.is(together[1], together[0]);
+  t.is(together[2], together[0]);
+  // The job's own call a moment later.
+  const again = await ensureTopology(nc);
+  await settle();
+  t.is(requests, oneRound, "a call just after one that succeeded sends no request");
+  t.is(again.jobs, together[0].jobs);
+
+  // Other settings, or another connection: their own round.
+  await ensureTopology(nc, { ackWaitMs: 45_000 });
+  await settle();
+  t.true(requests > oneRound, "other settings ask the server");
+  const afterOther = requests;
+  const other = await connectBus({ servers: server.url });
+  t.teardown(() => other.close());
+  await ensureTopology(other);
+  await settle();
+  t.true(requests > afterOther, "another connection asks the server");
+
+  // Past the reuse window the server is asked again (a stream deleted meanwhile comes back).
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(HSM_STREAM);
+  await new Promise((r) => setTimeout(r, TOPOLOGY_REUSE_MS + 100));
+  await ensureTopology(nc);
+  t.truthy(await jsm.streams.info(HSM_STREAM));
 });
