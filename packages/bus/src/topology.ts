@@ -215,11 +215,14 @@ export interface EnsuredTopology {
  */
 export const TOPOLOGY_REUSE_MS = 5000;
 
-/** Per connection, by settings: the call in flight or done, and when it succeeded. */
-const ensured = new WeakMap<
-  NatsConnection,
-  Map<string, { result: Promise<EnsuredTopology>; doneAtMs?: number }>
->();
+/** One ensureTopology call: in flight, or done (and when it succeeded). */
+interface EnsureCall {
+  result: Promise<EnsuredTopology>;
+  doneAtMs?: number;
+}
+
+/** Per connection, by settings. */
+const ensured = new WeakMap<NatsConnection, Map<string, EnsureCall>>();
 
 /**
  * Creates (or brings up to date) the streams, the shared walk consumer and the job bucket.
@@ -233,14 +236,14 @@ export const ensureTopology = (
 ): Promise<EnsuredTopology> => {
   const key = JSON.stringify(resolveTopology(options));
   let byKey = ensured.get(nc);
-  if (byKey === undefined) ensured.set(nc, (byKey = new Map()));
+  if (byKey === undefined) ensured.set(nc, (byKey = new Map<string, EnsureCall>()));
   const known = byKey.get(key);
   if (
     known !== undefined &&
     (known.doneAtMs === undefined || Date.now() - known.doneAtMs < TOPOLOGY_REUSE_MS)
   )
     return known.result;
-  const entry: { result: Promise<EnsuredTopology>; doneAtMs?: number } = {
+  const entry: EnsureCall = {
     result: ensureTopologyNow(nc, options),
   };
   byKey.set(key, entry);
