@@ -16,6 +16,8 @@ export interface JobFeedSubscriber {
 export type OpenRecordWatch = (
   onRecord: (record: RawJobRecord) => void,
   onLost: (why: string) => void,
+  /** The watch ended for good (it could not be made again). */
+  onGaveUp: () => void,
 ) => Promise<{ stop(): void }>;
 
 const isLive = (value: Uint8Array): boolean => {
@@ -45,6 +47,8 @@ class JobFeed {
       (why) => {
         for (const s of this.#subscribers) s.onLost?.(why);
       },
+      // Its subscribers were told (onLost); whoever subscribes next opens a new watch.
+      () => this.#onEmpty(),
     );
   }
 

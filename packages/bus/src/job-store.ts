@@ -98,7 +98,8 @@ export class JobStore {
     const onRecord = decoded(onChange, want);
     return subscribeJobFeed(
       this.#kv,
-      (deliver, lost) => this.#watch(">", "watch the job records", (r) => deliver(r), lost),
+      (deliver, lost, gaveUp) =>
+        this.#watch(">", "watch the job records", (r) => deliver(r), lost, gaveUp),
       { onRecord, onLost },
     );
   }
@@ -123,6 +124,8 @@ export class JobStore {
     what: string,
     onRecord: (record: RawJobRecord) => void,
     onLost: ((why: string) => void) | undefined,
+    /** The watch ended and could not be made again: no record comes any more. */
+    onGaveUp?: () => void,
   ): Promise<{ stop(): void }> {
     const open = () => withJetStreamRetry(what, () => this.#kv.watch({ key }));
     let iter = await open();
@@ -141,6 +144,7 @@ export class JobStore {
           iter = await open();
         } catch (err) {
           onLost?.(`could not ${what} again: ${errorMessage(err)}`);
+          onGaveUp?.();
           return;
         }
         if (stopped) {
