@@ -1,7 +1,9 @@
 /**
  * `npm run bench:scan`: entries per second of `hsmfleet scan` (real CLI processes, real
  * nats-server) against GNU find on the same warm tree, plus the coordinator's peak RSS on a tree
- * twice as big (it must not grow with the number of files).
+ * twice as big (it must not grow with the number of files). Issue 17's wall-time aim is measured
+ * on the command a user runs: `hsmfleet --nats URL scan ROOT` with its default in-process workers
+ * (and, beside it, the embedded default, which starts and stops its own nats-server).
  *
  * Environment:
  *   HSMFLEET_BENCH_DIR       keep the generated trees here and reuse them on the next run
@@ -258,6 +260,8 @@ interface ScanRun {
   /** Of that, their main threads' (JS, NATS); the rest is the libuv threadpool's (the walk's system calls) and V8's. */
   workersMainCpuSeconds: number;
   natsCpuSeconds: number;
+  /** 1-minute load average when the command exited. */
+  loadAverage: number;
   /** find -printf on the same tree just before this scan, and this scan's rate relative to it. */
   pairedFindEntriesPerSecond?: number;
   ratioVsPairedFind?: number;
@@ -328,15 +332,18 @@ const runValidScan = async (...args: Parameters<typeof runScan>): Promise<ScanRu
 
 /** One `hsmfleet --workers N scan ROOT --json --quiet`, checked against the tree's manifest. */
 const runScan = async (
-  nats: NatsServerFixture,
+  /** undefined: the embedded default (no --nats: the command starts and stops its nats-server). */
+  nats: NatsServerFixture | undefined,
   stateDir: string,
   tree: Tree,
-  inProcessWorkers: number,
+  /** undefined: no --workers (the default a user gets: one per CPU). */
+  inProcessWorkers: number | undefined,
   workerPids: number[],
   /** "" = no HSM states: the same per-file work as find (lstat only). */
   hsmXattr = HSM_XATTR,
 ): Promise<ScanRun> => {
-  const natsCpu0 = cpuSeconds(nats.pid) ?? 0;
+  // The embedded server is the command's child: its CPU is in the command's (waited-for children).
+  const natsCpu0 = nats ? (cpuSeconds(nats.pid) ?? 0) : 0;
   const workersCpu0 = sumCpu(workerPids);
   const workersMainCpu0 = sumMainCpu(workerPids);
   const commandCpu0 = exitedChildrenCpuSeconds();
@@ -346,12 +353,10 @@ const runScan = async (
     [
       ...nodeArgs("coordinator"),
       CLI_BIN,
-      "--nats",
-      nats.url,
+      ...(nats ? ["--nats", nats.url] : []),
       "--state-dir",
       stateDir,
-      "--workers",
-      String(inProcessWorkers),
+      ...(inProcessWorkers === undefined ? [] : ["--workers", String(inProcessWorkers)]),
       "scan",
       tree.root,
       "--hsm-xattr",
@@ -379,7 +384,7 @@ const runScan = async (
   const commandCpuSeconds = exitedChildrenCpuSeconds() - commandCpu0;
   const workersCpuSeconds = sumCpu(workerPids) - workersCpu0;
   const workersMainCpuSeconds = sumMainCpu(workerPids) - workersMainCpu0;
-  const natsCpuSeconds = (cpuSeconds(nats.pid) ?? 0) - natsCpu0;
+  const natsCpuSeconds = nats ? (cpuSeconds(nats.pid) ?? 0) - natsCpu0 : 0;
   if (exit.code !== 0) {
     throw new Error(
       `hsmfleet scan exited with ${exit.code ?? exit.signal}:\n${stderr.text()}\n${stdout}`,
@@ -402,6 +407,7 @@ const runScan = async (
     workersCpuSeconds,
     workersMainCpuSeconds,
     natsCpuSeconds,
+    loadAverage: loadavg()[0] ?? Number.NaN,
   };
 };
 
@@ -445,7 +451,7 @@ const summarize = (
 const describeRun = (r: ScanRun): string =>
   `${int(r.entriesPerSecond)} entries/s (job ${r.jobSeconds.toFixed(2)} s, wall ${r.wallSeconds.toFixed(2)} s), ` +
   `coordinator ${mib(r.coordinatorPeakRssBytes)} peak, CPU s: coordinator ${r.coordinatorCpuSeconds.toFixed(2)}, ` +
-  `workers ${r.workersCpuSeconds.toFixed(2)} (main thread ${r.workersMainCpuSeconds.toFixed(2)}), nats ${r.natsCpuSeconds.toFixed(2)}`;
+  `workers ${r.workersCpuSeconds.toFixed(2)} (main thread ${r.workersMainCpuSeconds.toFixed(2)}), nats ${r.natsCpuSeconds.toFixed(2)}, load average ${r.loadAverage.toFixed(1)}`;
 
 const measureFind = async (tree: Tree): Promise<ConfigResult> => {
   const runs: ConfigResult["runs"] = [];
@@ -590,21 +596,24 @@ const floorLines = (floors: FloorResult[], nCpus: number): string[] =>
  */
 const measureScan = async (
   name: string,
-  nats: NatsServerFixture,
+  /** undefined: the embedded default (no standalone workers then). */
+  nats: NatsServerFixture | undefined,
   stateDir: string,
   trees: Tree[],
   standalone: number,
-  inProcess: number,
+  /** undefined: the command's default (one per CPU). */
+  inProcess: number | undefined,
   hsmXattr = HSM_XATTR,
 ): Promise<ConfigResult[]> => {
   log(`${name}`);
   const workers: StandaloneWorker[] = [];
   const results: ConfigResult[] = [];
   try {
-    for (let i = 0; i < standalone; i++) workers.push(await startWorker(nats.url));
+    for (let i = 0; i < standalone; i++) workers.push(await startWorker(nats!.url));
     const pids = workers.map((w) => w.pid);
-    if (standalone > 0) {
-      // Fleet workers are long-lived: one unmeasured scan so the measured ones don't pay for a cold JIT.
+    if (standalone > 0 || nats === undefined) {
+      // Fleet workers are long-lived: one unmeasured scan so the measured ones don't pay for a cold
+      // JIT; the embedded default's first command creates its JetStream store (once per machine).
       const warm = await runValidScan(nats, stateDir, trees[0]!, inProcess, pids, hsmXattr);
       log(`  warm-up: ${describeRun(warm)}`);
     }
@@ -758,8 +767,28 @@ const main = async (): Promise<void> => {
       0,
       "",
     );
+    // What a user runs (issue 17's aim is measured on these): `hsmfleet --nats URL scan ROOT`
+    // and `hsmfleet scan ROOT` (the embedded default), each with its default in-process workers.
+    const [userNats] = await measureScan(
+      "hsmfleet --nats URL scan (default: in-process workers)",
+      nats,
+      stateDir.path,
+      [large],
+      0,
+      undefined,
+    );
+    const embeddedState = join(stateDir.path, "embedded");
+    const [userEmbedded] = await measureScan(
+      "hsmfleet scan (embedded default: its own nats-server, in-process workers)",
+      undefined,
+      embeddedState,
+      [large],
+      0,
+      undefined,
+    );
     if (!oneProc || !oneProcLarge || !twoProc || !inProc || !noXattrLarge)
       throw new Error("missing results");
+    if (!userNats || !userEmbedded) throw new Error("missing results");
     // find again: how much did the machine change while hsmfleet ran?
     log("find -printf (again, to see drift)");
     const findAgain = await measureFind(small);
@@ -777,7 +806,8 @@ const main = async (): Promise<void> => {
     const aimRatio = oneProc.ratioVsFind ?? Number.NaN;
     const aimBestRatio = best(oneProc.runs.map((r) => r.ratioVsPairedFind ?? Number.NaN));
     const met = aimRatio >= AIM_RATIO;
-    const wallRatio = oneProcLarge.wallRatioVsFind ?? Number.NaN;
+    // Issue 17's wall aim is about the command a user runs: the --nats one with its default workers.
+    const wallRatio = userNats.wallRatioVsFind ?? Number.NaN;
     const wallMet = wallRatio >= AIM_WALL_RATIO;
     const medianOf = (
       c: ConfigResult,
@@ -801,16 +831,16 @@ const main = async (): Promise<void> => {
       `coordinator peak RSS: 100k tree ${mib(peakSmall)}, 200k tree ${mib(peakLarge)} (ratio ${memoryRatio.toFixed(2)})` +
         ` [200k tree: ${int(large.entries)} entries, ${int(large.counts.directories)} dirs; ${int(oneProcLarge.medianEntriesPerSecond)} entries/s median]`,
       `aim: ≥ ${AIM_RATIO.toFixed(2)} of find with one worker — ${met ? "MET" : "NOT MET"} (median ${aimRatio.toFixed(2)}, best ${aimBestRatio.toFixed(2)})`,
-      `issue 17 aim: the whole command's wall time ≥ ${AIM_WALL_RATIO.toFixed(2)} of find's (as a rate) at ${int(large.entries)} entries, one worker — ${wallMet ? "MET" : "NOT MET"} (find wall / scan wall, paired median ${wallRatio.toFixed(2)}; scan wall ${medianOf(oneProcLarge, "wallSeconds").toFixed(2)} s, find ${median(oneProcLarge.runs.map((r) => r.pairedFindWallSeconds ?? Number.NaN)).toFixed(2)} s; CPU seconds find / ours ${(oneProcLarge.cpuRatioVsFind ?? Number.NaN).toFixed(2)})`,
+      `issue 17 aim: the whole command's wall time ≥ ${AIM_WALL_RATIO.toFixed(2)} of find's (as a rate) at ${int(large.entries)} entries, \`hsmfleet --nats URL scan\` as a user runs it — ${wallMet ? "MET" : "NOT MET"} (find wall / scan wall, paired median ${wallRatio.toFixed(2)}; scan wall ${medianOf(userNats, "wallSeconds").toFixed(2)} s, find ${median(userNats.runs.map((r) => r.pairedFindWallSeconds ?? Number.NaN)).toFixed(2)} s; CPU seconds find / ours ${(userNats.cpuRatioVsFind ?? Number.NaN).toFixed(2)}); embedded default ${(userEmbedded.wallRatioVsFind ?? Number.NaN).toFixed(2)} (${medianOf(userEmbedded, "wallSeconds").toFixed(2)} s); 1 worker process ${(oneProcLarge.wallRatioVsFind ?? Number.NaN).toFixed(2)}`,
       "",
       "paired ratios vs find (medians): job clock / whole command's wall / CPU seconds (find's over the command's + workers' + nats-server's):",
-      ...[oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
+      ...[userNats, userEmbedded, oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
         (c) =>
           `  ${pad(`${c.name}, ${c.tree}`, 60)}${(c.ratioVsFind ?? Number.NaN).toFixed(2)} / ${(c.wallRatioVsFind ?? Number.NaN).toFixed(2)} / ${(c.cpuRatioVsFind ?? Number.NaN).toFixed(2)}`,
       ),
       "",
-      "median CPU seconds per scan (coordinator / standalone workers (their main threads) / nats-server):",
-      ...[oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
+      "median CPU seconds per scan (the command (with the embedded default's nats-server, its child) / standalone workers (their main threads) / nats-server):",
+      ...[userNats, userEmbedded, oneProc, oneProcLarge, noXattrLarge, twoProc, inProc].map(
         (c) =>
           `  ${pad(`${c.name}, ${c.tree}`, 60)}${medianOf(c, "coordinatorCpuSeconds").toFixed(2)} / ${medianOf(c, "workersCpuSeconds").toFixed(2)} (${medianOf(c, "workersMainCpuSeconds").toFixed(2)}) / ${medianOf(c, "natsCpuSeconds").toFixed(2)}`,
       ),
@@ -852,7 +882,7 @@ const main = async (): Promise<void> => {
           trees: Object.fromEntries(
             [small, large].map((t) => [t.label, { entries: t.entries, ...t.counts }]),
           ),
-          configs: [...configs, oneProcLarge, noXattrLarge].map((c) => ({
+          configs: [...configs, oneProcLarge, noXattrLarge, userNats, userEmbedded].map((c) => ({
             ...c,
             name: c.tree === small.label ? c.name : `${c.name}, ${c.tree}`,
           })),

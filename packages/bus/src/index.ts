@@ -17,8 +17,9 @@ export {
   openLedgerBucket,
   resolveTopology,
   TOPOLOGY_DEFAULTS,
+  TOPOLOGY_REUSE_MS,
 } from "./topology.js";
-export type { TopologyOptions, ResolvedTopology } from "./topology.js";
+export type { TopologyOptions, ResolvedTopology, EnsuredTopology } from "./topology.js";
 export { JobStore, checkJobId } from "./job-store.js";
 export {
   withJetStreamRetry,

@@ -8,6 +8,8 @@ import {
   peekJobStatus,
 } from "@hsmfleet/protocol";
 import type { JobStatus, JobStatusPeek } from "@hsmfleet/protocol";
+import { subscribeJobFeed } from "./job-feed.js";
+import type { RawJobRecord } from "./job-feed.js";
 import { withJetStreamRetry } from "./jetstream-retry.js";
 
 /** Pause before a watch that ended is created again (no busy loop if it keeps ending). */
@@ -79,7 +81,27 @@ export class JobStore {
     onLost?: (why: string) => void,
     want?: (record: JobStatusPeek & { jobId: string }) => boolean,
   ): Promise<{ stop(): void }> {
-    return this.#watch(">", "watch the job records", onChange, onLost, want);
+    return this.#watch(">", "watch the job records", decoded(onChange, want), onLost);
+  }
+
+  /**
+   * The current record of every live job (running or pending), then every update of any job,
+   * until stop(); `want` as in watchAll. Everyone in the process who watches this way on the same
+   * bucket handle shares one watch (job-feed.ts): a command's in-process workers each follow the
+   * live jobs for three kinds. A subscriber that joins with the first also sees ended jobs.
+   */
+  watchLive(
+    onChange: (status: JobStatus) => void,
+    onLost?: (why: string) => void,
+    want?: (record: JobStatusPeek & { jobId: string }) => boolean,
+  ): Promise<{ stop(): void }> {
+    const onRecord = decoded(onChange, want);
+    return subscribeJobFeed(
+      this.#kv,
+      (deliver, lost, gaveUp) =>
+        this.#watch(">", "watch the job records", (r) => deliver(r), lost, gaveUp),
+      { onRecord, onLost },
+    );
   }
 
   /** Calls `onChange` for every update of one job until the returned stop() is called. */
@@ -88,7 +110,7 @@ export class JobStore {
     onChange: (status: JobStatus) => void,
     onLost?: (why: string) => void,
   ): Promise<{ stop(): void }> {
-    return this.#watch(jobId, `watch the record of job ${jobId}`, onChange, onLost);
+    return this.#watch(jobId, `watch the record of job ${jobId}`, decoded(onChange), onLost);
   }
 
   /**
@@ -100,9 +122,10 @@ export class JobStore {
   async #watch(
     key: string,
     what: string,
-    onChange: (status: JobStatus) => void,
+    onRecord: (record: RawJobRecord) => void,
     onLost: ((why: string) => void) | undefined,
-    want?: (record: JobStatusPeek & { jobId: string }) => boolean,
+    /** The watch ended and could not be made again: no record comes any more. */
+    onGaveUp?: () => void,
   ): Promise<{ stop(): void }> {
     const open = () => withJetStreamRetry(what, () => this.#kv.watch({ key }));
     let iter = await open();
@@ -111,8 +134,7 @@ export class JobStore {
       for (;;) {
         for await (const entry of iter) {
           if (entry.operation !== "PUT" || entry.value.length === 0) continue;
-          if (want && !want({ ...peekJobStatus(entry.value), jobId: entry.key })) continue;
-          onChange(decodeJobStatus(entry.value));
+          onRecord({ jobId: entry.key, value: entry.value });
         }
         if (stopped) return;
         onLost?.(`the ${what.replace(/^watch /, "")} watch ended; re-creating it`);
@@ -122,6 +144,7 @@ export class JobStore {
           iter = await open();
         } catch (err) {
           onLost?.(`could not ${what} again: ${errorMessage(err)}`);
+          onGaveUp?.();
           return;
         }
         if (stopped) {
@@ -138,6 +161,17 @@ export class JobStore {
     };
   }
 }
+
+/** A record consumer that decodes only what `want` accepts (judged on the undecoded record). */
+const decoded =
+  (
+    onChange: (status: JobStatus) => void,
+    want?: (record: JobStatusPeek & { jobId: string }) => boolean,
+  ) =>
+  (record: RawJobRecord): void => {
+    if (want && !want({ ...peekJobStatus(record.value), jobId: record.jobId })) return;
+    onChange(decodeJobStatus(record.value));
+  };
 
 export const checkJobId = (jobId: string): void => {
   if (!JOB_ID_PATTERN.test(jobId)) {

@@ -196,21 +196,70 @@ export const reachJetStream = async (
   }
 };
 
-/**
- * Creates (or brings up to date) the streams, the shared walk consumer and the job bucket.
- * Idempotent: every coordinator and worker calls it at start.
- */
-export const ensureTopology = async (
-  nc: NatsConnection,
-  options: TopologyOptions = {},
-): Promise<{
+/** What ensureTopology made sure of, and the handles to it. */
+export interface EnsuredTopology {
   jsm: JetStreamManager;
   jobs: KV;
   locks: KV;
   chunks: KV;
   ledger: KV;
   topology: ResolvedTopology;
-}> => {
+}
+
+/**
+ * How long an ensureTopology that succeeded answers later calls on the same connection with the
+ * same settings without asking the server again. One command calls it several times within
+ * milliseconds (each in-process worker, the job, the dashboard): ~30 look-ups each, on the path
+ * before the first file is read (issue 17). Short, so a long-running process (a service
+ * starting jobs) still re-creates a stream an admin deleted.
+ */
+export const TOPOLOGY_REUSE_MS = 5000;
+
+/** One ensureTopology call: in flight, or done (and when it succeeded). */
+interface EnsureCall {
+  result: Promise<EnsuredTopology>;
+  doneAtMs?: number;
+}
+
+/** Per connection, by settings. */
+const ensured = new WeakMap<NatsConnection, Map<string, EnsureCall>>();
+
+/**
+ * Creates (or brings up to date) the streams, the shared walk consumer and the job bucket.
+ * Idempotent: every coordinator and worker calls it at start. Calls on one connection with the
+ * same settings while one is in flight, or within TOPOLOGY_REUSE_MS after one succeeded, share
+ * its result (a failed one is not kept).
+ */
+export const ensureTopology = (
+  nc: NatsConnection,
+  options: TopologyOptions = {},
+): Promise<EnsuredTopology> => {
+  const key = JSON.stringify(resolveTopology(options));
+  let byKey = ensured.get(nc);
+  if (byKey === undefined) ensured.set(nc, (byKey = new Map<string, EnsureCall>()));
+  const known = byKey.get(key);
+  if (
+    known !== undefined &&
+    (known.doneAtMs === undefined || Date.now() - known.doneAtMs < TOPOLOGY_REUSE_MS)
+  )
+    return known.result;
+  const entry: EnsureCall = {
+    result: ensureTopologyNow(nc, options),
+  };
+  byKey.set(key, entry);
+  entry.result.then(
+    () => (entry.doneAtMs = Date.now()),
+    () => {
+      if (byKey.get(key) === entry) byKey.delete(key);
+    },
+  );
+  return entry.result;
+};
+
+const ensureTopologyNow = async (
+  nc: NatsConnection,
+  options: TopologyOptions,
+): Promise<EnsuredTopology> => {
   const t = resolveTopology(options);
   const jsm = await reachJetStream(nc, options.reachDeadlineMs ?? REACH_JETSTREAM_DEADLINE_MS);
   // Independent look-ups and creations go out together (one command paid ~30 sequential round

@@ -18,6 +18,7 @@ import {
   ensureTopology,
   listHsmPartitions,
   reachJetStream,
+  TOPOLOGY_REUSE_MS,
 } from "../src/index.js";
 
 const status = (jobId: string, createdAtMs: number): JobStatus =>
@@ -158,4 +159,113 @@ test("reachJetStream waits for a JetStream API that answers late (a cluster elec
   await t.throwsAsync(reachJetStream(nc, 1_000, 300), {
     message: /the JetStream API did not answer in \d+ tries/,
   });
+});
+
+test("ensureTopology on one connection: calls made together or just after one that succeeded share its look-ups; another connection, other settings or a later call ask the server again", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  // The JetStream API requests on the wire, seen by a second connection.
+  const spy = await connectBus({ servers: server.url });
+  t.teardown(() => spy.close());
+  let requests = 0;
+  spy.subscribe("$JS.API.>", {
+    callback: () => {
+      requests++;
+    },
+  });
+  await spy.flush();
+  const settle = async () => {
+    await spy.flush();
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+
+  // A command's in-process workers and its job, made together.
+  const together = await Promise.all([ensureTopology(nc), ensureTopology(nc), ensureTopology(nc)]);
+  await settle();
+  const oneRound = requests;
+  t.true(oneRound >= 20, `one round of look-ups: ${oneRound} requests`);
+  t.is(together[1], together[0]);
+  t.is(together[2], together[0]);
+  // The job's own call a moment later.
+  const again = await ensureTopology(nc);
+  await settle();
+  t.is(requests, oneRound, "a call just after one that succeeded sends no request");
+  t.is(again.jobs, together[0].jobs);
+
+  // Other settings, or another connection: their own round.
+  await ensureTopology(nc, { ackWaitMs: 45_000 });
+  await settle();
+  t.true(requests > oneRound, "other settings ask the server");
+  const afterOther = requests;
+  const other = await connectBus({ servers: server.url });
+  t.teardown(() => other.close());
+  await ensureTopology(other);
+  await settle();
+  t.true(requests > afterOther, "another connection asks the server");
+
+  // Past the reuse window the server is asked again (a stream deleted meanwhile comes back).
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(HSM_STREAM);
+  await new Promise((r) => setTimeout(r, TOPOLOGY_REUSE_MS + 100));
+  await ensureTopology(nc);
+  t.truthy(await jsm.streams.info(HSM_STREAM));
+});
+
+test("job store watchLive: one watch per bucket handle; a subscriber that joins late gets the live jobs' records, then every update; the watch ends with its last subscriber", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const { jobs } = await ensureTopology(nc);
+  const store = new JobStore(jobs);
+  const kvStream = `KV_${(await jobs.status()).bucket}`;
+  const jsm = await jetstreamManager(nc);
+  const watches = async () => {
+    let n = 0;
+    for await (const _ of jsm.consumers.list(kvStream)) n++;
+    return n;
+  };
+  const ended = status("ended", 1);
+  ended.state = JobState.Succeeded;
+  await store.create(ended);
+  const live = status("live", 2);
+  live.state = JobState.Running;
+  await store.create(live);
+  const waitFor = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 20_000;
+    while (!ok()) {
+      if (Date.now() > deadline) t.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  const first: string[] = [];
+  const a = await store.watchLive((s) => first.push(`${s.spec.jobId}:${s.state}`));
+  await waitFor("the first subscriber's replay", () => first.length === 2);
+  t.deepEqual(first.sort(), [`ended:${JobState.Succeeded}`, `live:${JobState.Running}`]);
+
+  // Another handle on the same bucket (another worker of the process): no second watch.
+  const late: string[] = [];
+  const b = await new JobStore(jobs).watchLive((s) => late.push(`${s.spec.jobId}:${s.state}`));
+  t.deepEqual(late, [`live:${JobState.Running}`], "only the live job is replayed to a late one");
+  t.is(await watches(), 1);
+
+  live.state = JobState.Succeeded;
+  await store.put(live);
+  await waitFor("the update", () => first.length === 3 && late.length === 2);
+  t.is(late[1], `live:${JobState.Succeeded}`);
+
+  // Ended jobs are not replayed any more.
+  const later: string[] = [];
+  const c = await store.watchLive((s) => later.push(s.spec.jobId));
+  t.deepEqual(later, []);
+  for (const w of [a, b, c]) w.stop();
+  // The last one gone, a new subscriber opens a new watch and sees the whole history again.
+  const fresh: string[] = [];
+  const d = await store.watchLive((s) => fresh.push(s.spec.jobId));
+  await waitFor("the new watch's replay", () => fresh.length === 2);
+  d.stop();
+  t.pass();
 });

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, watch } from "node:fs";
+import type { FSWatcher } from "node:fs";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { DependencyError, errorMessage } from "@hsmfleet/core";
@@ -116,34 +117,62 @@ export const startEmbeddedNats = async (options: EmbeddedNatsOptions): Promise<E
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   let url: string | undefined;
-  // nats-server writes its ports file within ~20 ms: look early and often, then back off.
+  // The ports file appears when the server is ready (40–200 ms: JetStream recovers its store). A
+  // watch on its folder wakes the wait as it is written (polling with back-off woke up to ~30 ms
+  // late: every command with the embedded default waits here, issue 17); the polls stay, as a
+  // fallback where a watch cannot be made.
+  // A change seen while no wait was pending is kept for the next wait.
+  let changedMeanwhile = false;
+  const keep = () => {
+    changedMeanwhile = true;
+  };
+  let changed: () => void = keep;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(portsDir, () => changed());
+    watcher.on("error", () => watcher?.close());
+  } catch {
+    // No inotify (or out of watches): the polls alone.
+  }
   let waitMs = 2;
-  while (!url) {
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new DependencyError(
-        `nats-server did not start within ${options.startTimeoutMs ?? 15_000} ms: ${stderr.trim()}`,
-      );
-    }
-    const early = await Promise.race([
-      exited.then((code) => `nats-server exited with code ${code}: ${stderr.trim()}`),
-      spawnError.then((e) => `cannot run ${binary}: ${errorMessage(e)}`),
-      new Promise<undefined>((r) => setTimeout(() => r(undefined), waitMs)),
-    ]);
-    waitMs = Math.min(50, waitMs * 2);
-    if (early) throw new DependencyError(early);
-    const files = await readdir(portsDir).catch(() => [] as string[]);
-    const file = files.find((f) => f.endsWith(".ports"));
-    if (file) {
-      try {
-        const ports = JSON.parse(await readFile(join(portsDir, file), "utf8")) as {
-          nats?: string[];
-        };
-        url = ports.nats?.[0];
-      } catch {
-        // Being written; try again.
+  try {
+    while (!url) {
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new DependencyError(
+          `nats-server did not start within ${options.startTimeoutMs ?? 15_000} ms: ${stderr.trim()}`,
+        );
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const early = await Promise.race([
+        exited.then((code) => `nats-server exited with code ${code}: ${stderr.trim()}`),
+        spawnError.then((e) => `cannot run ${binary}: ${errorMessage(e)}`),
+        new Promise<undefined>((r) => {
+          if (changedMeanwhile) return r(undefined);
+          changed = () => r(undefined);
+          timer = setTimeout(() => r(undefined), waitMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      changed = keep;
+      changedMeanwhile = false;
+      waitMs = Math.min(50, waitMs * 2);
+      if (early) throw new DependencyError(early);
+      const files = await readdir(portsDir).catch(() => [] as string[]);
+      const file = files.find((f) => f.endsWith(".ports"));
+      if (file) {
+        try {
+          const ports = JSON.parse(await readFile(join(portsDir, file), "utf8")) as {
+            nats?: string[];
+          };
+          url = ports.nats?.[0];
+        } catch {
+          // Being written; try again.
+        }
       }
     }
+  } finally {
+    watcher?.close();
   }
   const pid = child.pid ?? 0;
   await writeFile(markerPath, JSON.stringify({ pid, url } satisfies Marker));

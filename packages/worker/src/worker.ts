@@ -153,16 +153,22 @@ export class Worker {
     const resolved = resolveWorkerOptions(options);
     const { jsm, jobs, chunks, topology } = await ensureTopology(resolved.nc, options.topology);
     // The consumers' settings are the truth (another process may have created them with other values).
+    // Read together: round trips before the worker pulls anything (issue 17's fixed cost).
+    const infos = await Promise.all(
+      WORK_CONSUMERS.map(({ consumer: name }) =>
+        withJetStreamRetry(`read the consumer ${name} on ${WORK_STREAM}`, () =>
+          jsm.consumers.info(WORK_STREAM, name),
+        ),
+      ),
+    );
     const limits = new Map<string, ConsumerLimits>();
-    for (const { consumer: name } of WORK_CONSUMERS) {
-      const info = await withJetStreamRetry(`read the consumer ${name} on ${WORK_STREAM}`, () =>
-        jsm.consumers.info(WORK_STREAM, name),
-      );
+    WORK_CONSUMERS.forEach(({ consumer: name }, i) => {
+      const info = infos[i]!;
       limits.set(name, {
         ackWaitMs: info.config.ack_wait ? info.config.ack_wait / 1_000_000 : topology.ackWaitMs,
         maxDeliver: info.config.max_deliver ?? topology.maxDeliver,
       });
-    }
+    });
     return new Worker(resolved, new JobStore(jobs), limits, new ChunkTracker(chunks));
   }
 

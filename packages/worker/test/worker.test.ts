@@ -71,3 +71,43 @@ test("items of a cancelled job are dropped without work; a live job's shard is r
   t.deepEqual(results.state.subjects, { [subjects.itemResult("live")]: 1 });
   t.is(worker.stats.itemsDone, 1);
 });
+
+test("a process's workers follow the live jobs with one watch of the job records, not one per worker and kind (each replayed the whole job history)", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const { jobs, jsm } = await ensureTopology(nc);
+  const store = new JobStore(jobs);
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  for (let i = 0; i < 20; i++) await store.create(job(`old-${i}`, dir.path, JobState.Succeeded));
+  const kvStream = `KV_${(await jobs.status()).bucket}`;
+  const watches = async () => {
+    let n = 0;
+    for await (const _ of jsm.consumers.list(kvStream)) n++;
+    return n;
+  };
+  // Two in-process workers, as `hsmfleet scan` runs on 2 CPUs; each runs restore, sync and
+  // autoimport pullers that follow the live jobs.
+  const workers = await Promise.all(
+    ["w-a", "w-b"].map((workerId) => Worker.create({ nc, workerId })),
+  );
+  const running = workers.map((w) => w.run());
+  // Wait until the watches stop appearing (they are made within milliseconds of run()).
+  let seen = -1;
+  let stableSince = Date.now();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const n = await watches();
+    if (n !== seen) {
+      seen = n;
+      stableSince = Date.now();
+    } else if (n > 0 && Date.now() - stableSince >= 1500) break;
+    if (Date.now() > deadline) t.fail(`the watch count did not settle: last ${n}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(seen, 1, `ordered consumers on ${kvStream}`);
+  await Promise.all(workers.map((w) => w.shutdown()));
+  await Promise.all(running);
+});

@@ -44,7 +44,7 @@ export const isLiveState = (state: number): boolean =>
 /**
  * The records a per-job puller watcher (restore, sync, autoimport: job-pullers.ts) needs decoded: live jobs of its kind, and
  * the jobs it runs a puller for (to stop it when they end). The rest of the job history is skipped
- * undecoded (JobStore.watchAll's `want`).
+ * undecoded (JobStore.watchLive's `want`).
  */
 export const wantedBy =
   (kind: number, running: { has(jobId: string): boolean }) =>

@@ -47,7 +47,8 @@ export const runJobPullers = async (
       }),
     );
   };
-  const watcher = await ctx.jobStore.watchAll(
+  // Shared with the other kinds' pullers and the process's other workers (JobStore.watchLive).
+  const watcher = await ctx.jobStore.watchLive(
     (job) => {
       if (job.spec.kind !== p.kind) return;
       const jobId = job.spec.jobId;
