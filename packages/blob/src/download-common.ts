@@ -1,6 +1,7 @@
 import type { Md5Stream } from "@hsmfleet/fs";
 import { httpErrorInfo, type BlobOperation } from "./errors.js";
 import { MemoryBudget } from "./memory-budget.js";
+import type { RangeBufferPool } from "./range-buffers.js";
 
 // The BlobOperation union (errors.ts) does not list the download operations yet.
 export const GET_RANGE: BlobOperation = "get-blob-range";
@@ -19,6 +20,11 @@ export interface DownloadRangeOptions {
   concurrency?: number;
   /** Shared per-worker memory budget for range buffers (default: a process-wide 512 MiB budget). */
   budget?: MemoryBudget;
+  /**
+   * Where full-size range buffers come from and go back to once their range finished cleanly.
+   * Default: the process's pool (range-buffers.ts processRangeBuffers).
+   */
+  buffers?: RangeBufferPool;
   abortSignal?: AbortSignal;
   /** Called with the byte count of each range once it is written. */
   onProgress?: (bytes: number) => void;

@@ -14,6 +14,7 @@ import type { SmallBlobWriter } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { BodyListener } from "./socket-get.js";
 import { RangeStreamWrite, finishStream, streamPieceBytes, writeAt } from "./range-write.js";
+import { processRangeBuffers } from "./range-buffers.js";
 import type { DirectGetResult } from "./direct-get.js";
 import {
   RANGE_CRC64_MAX_BYTES,
@@ -255,8 +256,8 @@ export const downloadRangeChecked = async (
   const md5 = options.md5;
   // With an MD5, ranges are written (and hashed) in file order: each waits for the one before.
   let previousWrite: Promise<void> = Promise.resolve();
-  // Full-size range buffers are reused within this download (at most `concurrency` of them).
-  const spare: Buffer[] = [];
+  // Full-size range buffers come from, and go back to, the process's pool (range-buffers.ts).
+  const buffers = options.buffers ?? processRangeBuffers;
   const inFlight = new Set<Promise<void>>();
   let failure: { error: unknown } | undefined;
   const fail = (error: unknown): void => {
@@ -338,12 +339,13 @@ export const downloadRangeChecked = async (
       if (md5) previousWrite = mine;
       const task: Promise<void> = (async () => {
         const full = n === rangeSize;
-        const buf = (full ? spare.pop() : undefined) ?? Buffer.allocUnsafeSlow(n);
+        const buf = full ? buffers.take(n) : Buffer.allocUnsafeSlow(n);
         try {
           await fetchAndWrite(buf, at, n, before);
+          // Only a range that finished cleanly hands its buffer on: nothing reads or writes it now.
+          if (full) buffers.release(buf);
         } finally {
           markWritten();
-          if (full) spare.push(buf);
           budget.release(n);
         }
         written += n;

@@ -26,6 +26,12 @@ export {
   BLOCK_ID_RAW_LENGTH,
 } from "./blocks.js";
 export { MemoryBudget, DEFAULT_MEMORY_BUDGET_BYTES } from "./memory-budget.js";
+export {
+  RangeBufferPool,
+  RANGE_BUFFER_POOL_DEFAULTS,
+  processRangeBuffers,
+} from "./range-buffers.js";
+export type { RangeBufferPoolOptions } from "./range-buffers.js";
 export { uploadFile, DEFAULT_UPLOAD_CONCURRENCY } from "./upload.js";
 export { blockCrc64 } from "./block-checksum.js";
 export type { UploadFileOptions, UploadResult } from "./upload.js";

@@ -15,6 +15,7 @@ import {
   BlobChecksumError,
   BlobOperationError,
   MemoryBudget,
+  RangeBufferPool,
   downloadBlobToFile,
   downloadRange,
   downloadSmallBlobTo,
@@ -294,6 +295,44 @@ test("range buffers stay within a small memory budget at concurrency 8", async (
   t.true(budget.peak <= MiB, `peak ${budget.peak}`);
   t.true(budget.peak >= 512 * KiB, `peak ${budget.peak}: ranges ran in parallel`);
   t.is(budget.inUse, 0);
+});
+
+test("range buffers of a finished download are reused by the next one; an aborted range hands none back", async (t) => {
+  const c = await freshContainer(t.context.target);
+  const data = await uploadBlob(t, c, "pooled", 2 * MiB);
+  const buffers = new RangeBufferPool({ maxBytes: 16 * MiB, slabBytes: 0 });
+  const options = { rangeSizeBytes: 256 * KiB, concurrency: 4, buffers };
+  for (const round of [1, 2]) {
+    const dst = newTarget(t);
+    const fh = await open(dst, "w+");
+    try {
+      t.true((await downloadBlobToFile(c, "pooled", fh, dst, options)).md5Verified);
+    } finally {
+      await fh.close();
+    }
+    t.deepEqual(md5(await readFile(dst)), md5(data), `round ${round}`);
+  }
+  // The first download allocated at most `concurrency` buffers; the second took them all back.
+  t.true(buffers.freeBytes > 0 && buffers.freeBytes <= 4 * 256 * KiB, `${buffers.freeBytes}`);
+  t.true(buffers.reused >= 8 - 4, `reused ${buffers.reused}`);
+  const before = buffers.freeBytes;
+  const dst = newTarget(t);
+  const fh = await open(dst, "w+");
+  const ac = new AbortController();
+  try {
+    await t.throwsAsync(
+      downloadBlobToFile(c, "pooled", fh, dst, {
+        ...options,
+        abortSignal: ac.signal,
+        onProgress: () => ac.abort(),
+      }),
+      { instanceOf: BlobOperationError },
+    );
+  } finally {
+    await fh.close();
+  }
+  // Only the ranges that finished before the abort handed their buffers back.
+  t.true(buffers.freeBytes < before, `${buffers.freeBytes} of ${before}`);
 });
 
 test("abort stops the download and releases the budget", async (t) => {

@@ -195,6 +195,46 @@ test("pwriteCrc64 writes a range at its offset and returns its CRC64; sparse lea
   t.true((await stat(sparseFile)).blocks * 512 < 512 * 1024, "the zero blocks are holes");
 });
 
+test("HSMFLEET_FALLOCATE_RUNS=1 preallocates only the runs it writes: same bytes and CRC64, zero blocks still holes", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  // In a child process: the switch is read when the addon loads.
+  const script = `
+    const { crc64, pwriteCrc64 } = await import(${JSON.stringify(new URL("../src/crc64.js", import.meta.url).href)});
+    const { open, readFile, stat } = await import("node:fs/promises");
+    const data = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = ((i * 2654435761) >>> 24) | 1;
+    data.fill(0, 1024 * 1024, 2 * 1024 * 1024); // 1 MiB of zeros in the middle
+    const file = process.argv[1];
+    const fh = await open(file, "w+");
+    const crc = await pwriteCrc64(fh.fd, data, 4096, { sparse: true });
+    await fh.close();
+    const back = await readFile(file);
+    process.stdout.write(JSON.stringify({
+      crcOk: crc === crc64(data),
+      bytesOk: back.length === 4096 + data.length && back.subarray(4096).equals(data) && back.subarray(0, 4096).every((b) => b === 0),
+      allocated: (await stat(file)).blocks * 512,
+    }));`;
+  const run = (on: boolean): { crcOk: boolean; bytesOk: boolean; allocated: number } => {
+    const env = { ...process.env };
+    delete env["HSMFLEET_FALLOCATE_RUNS"];
+    if (on) env["HSMFLEET_FALLOCATE_RUNS"] = "1";
+    const file = join(dir.path, on ? "on" : "off");
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script, file], {
+      env,
+    });
+    return JSON.parse(out.toString()) as { crcOk: boolean; bytesOk: boolean; allocated: number };
+  };
+  for (const on of [false, true]) {
+    const r = run(on);
+    t.true(r.crcOk, `crc, fallocate ${on}`);
+    t.true(r.bytesOk, `bytes, fallocate ${on}`);
+    // 2 MiB of data written; the 1 MiB of zeros and the first 4 KiB are not allocated.
+    t.true(r.allocated >= 2 * 1024 * 1024, `allocated ${r.allocated}, fallocate ${on}`);
+    t.true(r.allocated < 2 * 1024 * 1024 + 512 * 1024, `allocated ${r.allocated}, fallocate ${on}`);
+  }
+});
+
 test("pwriteCrc64 with a seed continues the CRC64 of the bytes before, so pieces of a range chain", async (t) => {
   const dir = await tempDir();
   t.teardown(() => dir.cleanup());
