@@ -1,12 +1,13 @@
 // The autoimport service's ledger of applied Service Bus message ids against a real nats-server:
 // one KV entry per round, read back by a restarted service, forgotten past the dedupe window.
 import test from "ava";
+import type { ExecutionContext } from "ava";
 import { Kvm } from "@nats-io/kv";
 import { connectBus } from "@hsmfleet/bus";
 import { startNatsServer } from "@hsmfleet/testkit";
 import { AUTOIMPORT_BUCKET, AutoImportLedger } from "../src/autoimport/autoimport-ledger.js";
 
-const setup = async (t: import("ava").ExecutionContext) => {
+const setup = async (t: ExecutionContext) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
   const nc = await connectBus({ servers: server.url });
