@@ -187,6 +187,7 @@ const main = async () => {
       );
     const cpuBefore = process.cpuUsage();
     const sinkCpuBefore = store.cpu() ?? 0;
+    const natsCpuBefore = cpuSeconds(nats.pid) ?? 0;
     const start = performance.now();
     for (let w = 0; w < workers; w++) children.push(cli(["worker", "--worker-id", `bench-w${w}`]));
     children.push(
@@ -228,6 +229,7 @@ const main = async () => {
     sampleCpu();
     const benchCpu = process.cpuUsage(cpuBefore);
     const sinkCpu = (store.cpu() ?? sinkCpuBefore) - sinkCpuBefore;
+    const natsCpu = (cpuSeconds(nats.pid) ?? natsCpuBefore) - natsCpuBefore;
     // A long-running service stops cleanly on SIGTERM: every process exits 0 within 60 s.
     const exits = children.map(
       (c) => new Promise<string>((r) => c.once("exit", (code, sig) => r(sig ?? String(code)))),
@@ -263,6 +265,7 @@ const main = async () => {
         workers: round2(cpuOf.slice(0, workers).reduce((a, b) => a + b, 0)),
         store: storage === "sink" ? round2(sinkCpu) : null,
         benchAndStandIn: round2((benchCpu.user + benchCpu.system) / 1e6),
+        natsServer: round2(natsCpu),
       },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);

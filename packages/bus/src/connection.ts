@@ -12,6 +12,7 @@ import {
   redactNatsUrl,
 } from "./auth.js";
 import type { BusAuth } from "./auth.js";
+import { installSettledCancel } from "./request-settled-cancel.js";
 
 export interface BusConnectOptions {
   /** NATS URL(s), e.g. nats://10.0.0.4:4222. */
@@ -82,6 +83,8 @@ export const connectBus = async (options: BusConnectOptions): Promise<NatsConnec
   if (auth.tls !== undefined) {
     Object.assign(auth.tls, { checkServerIdentity: serverIdentityCheck(servers) });
   }
+  // No RequestError made at the end of every answered request (request-settled-cancel.ts).
+  installSettledCancel();
   try {
     return await connect({
       servers,

@@ -11,7 +11,8 @@
  *   [pwrite `data` at 0 (sparse: all-zero 4 KiB blocks left as holes) + ftruncate to its length]
  *   [ftruncate to a size]  [fchown]  [fchmod]  [futimens]  [fsetxattr of each given pair]
  *   [import record "pending X" -> "done X"]  [HSM state read-modify-write: "exists archived"]
- *   close.
+ *   close. SF_XATTRS_FIRST: the given xattrs go right after the open (and its checks), before
+ *   the MD5 check, the write and the cut (a fresh stub's record, then its size: one job).
  *
  * smallFile(rootFd, rel: Buffer, data: Buffer|null, md5: Buffer|null, out: Buffer,
  *           names: [importXattr, hsmXattr, pendingXattr?, pendingJob?] (strings, "" = none) | null,
@@ -69,6 +70,7 @@ enum {
   SF_SAME_INODE = 4096, /* out[0,16) holds u64 dev, u64 ino on input: the file opened must be it */
   SF_KEEP_TIMES = 8192, /* after the write: atime and mtime put back as the open found them */
   SF_PENDING_RESTORE = 16384, /* before the write: names[2] = "pending <names[3]> <mtime ms>" */
+  SF_XATTRS_FIRST = 32768, /* the given xattrs right after the open, before the write or cut */
 };
 
 #define SF_OUT 80
@@ -205,6 +207,15 @@ static int sf_pending_restore(sf_work *w, int fd, const struct stat *st) {
   return 1;
 }
 
+/* The given xattrs, in order. */
+static int sf_set_xattrs(sf_work *w, int fd) {
+  for (size_t i = 0; i < w->nxattrs; i++) {
+    if (fsetxattr(fd, w->xattrs[i].name, w->xattrs[i].value, w->xattrs[i].len, 0) != 0)
+      return sf_fail(w, errno, "fsetxattr");
+  }
+  return 1;
+}
+
 static int sf_steps(sf_work *w, int fd, int flags) {
   /* An existing entry must be a regular file (a FIFO or device opens too, O_NONBLOCK). */
   struct stat st;
@@ -220,6 +231,7 @@ static int sf_steps(sf_work *w, int fd, int flags) {
       if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino) return sf_fail(w, ESTALE, "open");
     }
   }
+  if ((flags & SF_XATTRS_FIRST) && !sf_set_xattrs(w, fd)) return 0;
   if (flags & (SF_HASH | SF_VERIFY)) {
     unsigned int len = 0;
     if (EVP_Digest(w->data, w->data_len, w->out, &len, EVP_md5(), NULL) != 1 || len != 16)
@@ -266,10 +278,7 @@ static int sf_steps(sf_work *w, int fd, int flags) {
     struct timespec ts[2] = {st.st_atim, st.st_mtim};
     if (futimens(fd, ts) != 0) return sf_fail(w, errno, "futimens");
   }
-  for (size_t i = 0; i < w->nxattrs; i++) {
-    if (fsetxattr(fd, w->xattrs[i].name, w->xattrs[i].value, w->xattrs[i].len, 0) != 0)
-      return sf_fail(w, errno, "fsetxattr");
-  }
+  if (!(flags & SF_XATTRS_FIRST) && !sf_set_xattrs(w, fd)) return 0;
   if ((flags & SF_IMPORT_DONE) && w->import_name && !sf_import_done(w, fd)) return 0;
   if ((flags & SF_HSM_ARCHIVED) && w->hsm_name && !sf_hsm_archived(w, fd)) return 0;
   return 1;

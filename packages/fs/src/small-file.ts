@@ -48,8 +48,13 @@ export interface SmallFileJob {
   attrs?: EntryAttributes;
   /** With `attrs`: the permission bits stay as they are. */
   keepMode?: boolean;
-  /** Set in order after the attributes. */
+  /** Set in order after the attributes (with `xattrsFirst`: before the data or size). */
   xattrs?: Array<[string, Buffer]>;
+  /**
+   * The `xattrs` right after the open, before the MD5 check, the write and the cut (a fresh
+   * stub: its archive reference and "pending" record, then its size, in one job). Default false.
+   */
+  xattrsFirst?: boolean;
   /** This import-record xattr, when it reads "pending X", becomes "done X". */
   importDone?: string;
   /** The emulated HSM state, last. */
@@ -93,6 +98,7 @@ const F = {
   sameInode: 4096,
   keepTimes: 8192,
   pendingRestore: 16384,
+  xattrsFirst: 32768,
 } as const;
 
 /** out: the MD5 (16) and the fstat record, then on input the 16 numbers (f64 LE) at NUMS_AT. */
@@ -291,6 +297,7 @@ export const smallFileJob = async (
   if (job.importDone) flags |= F.importDone;
   if (job.hsmState) flags |= F.hsmArchived;
   if (job.stat) flags |= F.stat;
+  if (job.xattrsFirst) flags |= F.xattrsFirst;
   if (job.keepTimes && !a) flags |= F.keepTimes;
   const pr = job.pendingRestore;
   if (pr) {

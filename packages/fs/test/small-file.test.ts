@@ -439,3 +439,37 @@ test.serial(
     }
   },
 );
+
+test("xattrsFirst sets the xattrs before the cut: a failing xattr leaves the size as it was", async (t) => {
+  const { root, jr } = await fixture(t);
+  const rel = b("a/stub");
+  await smallFileJob(jr, rel, { createMode: 0o600 });
+  // A fresh stub's record and size in one job: the record is on the file before its size.
+  await smallFileJob(jr, rel, {
+    xattrs: [
+      ["user.loc", b("c/blob")],
+      ["user.imp", b("pending e1")],
+    ],
+    xattrsFirst: true,
+    size: 12_345,
+  });
+  t.is((await stat(join(root, "a/stub"))).size, 12_345);
+  t.deepEqual(await getXattr(b(join(root, "a/stub")), "user.loc"), b("c/blob"));
+  t.deepEqual(await getXattr(b(join(root, "a/stub")), "user.imp"), b("pending e1"));
+  // An xattr that cannot be set (no such namespace) fails the job before the cut...
+  const first = await t.throwsAsync(
+    smallFileJob(
+      jr,
+      rel,
+      { xattrs: [["bogus.x", b("v")]], xattrsFirst: true, size: 1 },
+      "truncate",
+    ),
+  );
+  t.true(first instanceof FsOperationError, String(first));
+  t.is((await stat(join(root, "a/stub"))).size, 12_345, "not cut: the xattr came first");
+  // ...and without xattrsFirst after it (the default order: size, then xattrs).
+  await t.throwsAsync(
+    smallFileJob(jr, rel, { xattrs: [["bogus.x", b("v")]], size: 1 }, "truncate"),
+  );
+  t.is((await stat(join(root, "a/stub"))).size, 1);
+});

@@ -167,6 +167,8 @@ export const runAutoImportService = async (
   const prefixes = (o.prefixes ?? []).map((p) => p.replace(/^\/+/, "")).filter((p) => p !== "");
   const log = o.log ?? (() => undefined);
   const status = newStatus(o, await o.ledger.status());
+  // The message ids applied before (this run's duplicates are looked up in memory).
+  await o.ledger.loadApplied();
   let savedAt = 0;
   let saving: Promise<void> = Promise.resolve();
   // Messages in hand (received, not settled) by id, with their enqueued time (ms).

@@ -384,7 +384,7 @@ export class ImportTarget {
     const stub =
       this.#stubs && smallFileJobsEnabled() ? this.beneath?.releasedStubXattr() : undefined;
     if (stub) {
-      // Emulation backend: three native jobs (fresh-stub.ts).
+      // Emulation backend: two native jobs after the create (fresh-stub.ts).
       const full = this.options.mode === "full";
       await finishFreshStub(jr, rel, {
         location: [this.#locationXattr, formatArchiveLocation(this.options.container, blobName)],
