@@ -26,15 +26,34 @@ export class JobStore {
     this.#kv = kv;
   }
 
-  /** Creates the record; refuses an id that already exists. */
+  /**
+   * Creates the record; refuses an id that already exists. Retried like every other JetStream
+   * call (jetstream-retry.ts): a clustered bucket whose stream leader was on a node just lost
+   * answers nothing for a moment. A retry that finds the id taken by exactly this record is the
+   * earlier try's write whose answer was lost, not a clash.
+   */
   async create(status: JobStatus): Promise<void> {
-    checkJobId(status.spec.jobId);
+    const jobId = status.spec.jobId;
+    checkJobId(jobId);
+    const value = encodeJobStatus(status);
+    let tries = 0;
     try {
-      await this.#kv.create(status.spec.jobId, encodeJobStatus(status));
+      await withJetStreamRetry(`create the record of job ${jobId}`, async () => {
+        tries++;
+        try {
+          await this.#kv.create(jobId, value);
+        } catch (err) {
+          if (tries > 1 && err instanceof JetStreamApiError && err.code === 10071) {
+            const stored = await this.#kv.get(jobId);
+            if (stored && Buffer.from(stored.value).equals(value)) return;
+          }
+          throw err;
+        }
+      });
     } catch (err) {
       // KV create is a put expecting "no previous revision"; anything else is a real failure.
       if (err instanceof JetStreamApiError && err.code === 10071) {
-        throw new JobError(status.spec.jobId, `job ${status.spec.jobId} already exists`, {
+        throw new JobError(jobId, `job ${jobId} already exists`, {
           cause: err,
         });
       }
