@@ -34,5 +34,5 @@ test("JobStore.create rides out a job bucket that does not answer for a moment (
   t.is((await store.require("scan-during-election")).spec.jobId, "scan-during-election");
   const again = await t.throwsAsync(store.create(job("scan-during-election")));
   t.true(again instanceof JobError, String(again));
-  t.regex(again!.message, /already exists/);
+  t.regex(again.message, /already exists/);
 });
