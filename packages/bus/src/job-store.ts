@@ -1,4 +1,5 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { JobError, errorMessage } from "@hsmfleet/core";
 import {
@@ -78,15 +79,37 @@ export class JobStore {
     return status;
   }
 
-  /** Every job, newest first. */
+  /**
+   * Every job, newest first. The keys come from one look at the bucket's stream (its subjects):
+   * nats.js `kv.keys()` reads an ordered consumer until the last key, and while a record is
+   * rewritten it hands out that key again and again and may not end — a `scan` e2e test waited
+   * ~10 minutes in it while its coordinator updated the job record (test: job-store-create).
+   */
   async list(): Promise<JobStatus[]> {
     const out: JobStatus[] = [];
-    const keys = await withJetStreamRetry("list the job records", () => this.#kv.keys());
-    for await (const key of keys) {
+    const keys = await withJetStreamRetry("list the job records", () => this.#listKeys());
+    for (const key of keys) {
       const status = await this.get(key);
       if (status) out.push(status);
     }
     return out.sort((a, b) => b.spec.createdAtMs - a.spec.createdAtMs);
+  }
+
+  async #listKeys(): Promise<string[]> {
+    // The bucket's manager and name (public fields of nats.js's Bucket, not in the KV interface).
+    const bucket = this.#kv as unknown as { jsm?: JetStreamManager; bucket?: unknown };
+    if (bucket.jsm !== undefined && typeof bucket.bucket === "string") {
+      const prefix = `$KV.${bucket.bucket}.`;
+      const info = await bucket.jsm.streams.info(`KV_${bucket.bucket}`, {
+        subjects_filter: `${prefix}>`,
+      });
+      return Object.keys(info.state.subjects ?? {})
+        .filter((s) => s.startsWith(prefix))
+        .map((s) => s.slice(prefix.length));
+    }
+    throw new Error(
+      "list the job records: the job bucket is not a nats.js KV bucket (no stream manager to read its keys from)",
+    );
   }
 
   /**

@@ -36,3 +36,34 @@ test("JobStore.create rides out a job bucket that does not answer for a moment (
   t.true(again instanceof JobError, String(again));
   t.regex(again.message, /already exists/);
 });
+
+// `hsmfleet jobs` and the tests list the records while a coordinator rewrites its job's record
+// several times a second; a listing of the keys must end (it once waited ~10 minutes in CI).
+test("JobStore.list ends with every job while the records are rewritten all the time", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url });
+  t.teardown(() => nc.close());
+  const store = new JobStore((await ensureTopology(nc)).jobs);
+  const ids = ["scan-a", "scan-b", "scan-c"];
+  for (const id of ids) await store.create(job(id));
+  let writing = true;
+  const writer = (async () => {
+    let n = 0;
+    while (writing) await store.put(job(ids[n++ % ids.length]!));
+  })();
+  try {
+    for (let i = 0; i < 150; i++) {
+      const listed = await Promise.race([
+        store.list(),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`listing ${i} did not end in 20 s`)), 20_000),
+        ),
+      ]);
+      t.deepEqual(listed.map((s) => s.spec.jobId).sort(), ids, `listing ${i}`);
+    }
+  } finally {
+    writing = false;
+    await writer;
+  }
+});
