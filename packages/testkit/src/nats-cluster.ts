@@ -25,9 +25,28 @@ export interface NatsClusterFixture {
   stop(): Promise<void>;
 }
 
+/** Whole-cluster starts tried when a node finds its route port taken (freePort races). */
+const CLUSTER_START_TRIES = 3;
+
+/**
+ * Starts the cluster; a start whose node lost its route port to another process between
+ * freePort() and its bind ("address already in use": seen in CI) is stopped and made again on
+ * new ports, up to CLUSTER_START_TRIES times. Any other failure is thrown at once.
+ */
 export async function startNatsCluster(
   options: NatsClusterOptions = {},
 ): Promise<NatsClusterFixture> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNatsClusterOnce(options);
+    } catch (err) {
+      const portTaken = err instanceof Error && /address already in use/.test(err.message);
+      if (!portTaken || attempt >= CLUSTER_START_TRIES) throw err;
+    }
+  }
+}
+
+async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsClusterFixture> {
   const size = options.size ?? 3;
   const name = options.name ?? "hsmfleet-test";
   const routePorts: number[] = [];
