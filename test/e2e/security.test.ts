@@ -77,6 +77,36 @@ test("with the right credentials (flags or NATS_* variables) an export runs agai
   t.false(`${jobs.stdout}${jobs.stderr}`.includes(PASSWORD));
 });
 
+test("every command that runs its own workers connects with the NATS credentials (hsm, scan, report)", async (t) => {
+  const server = await authServer(t);
+  const azurite = await startStorage(t);
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  for (const n of ["a", "b"]) await writeFile(join(root, n), n);
+  const env = {
+    NATS_USER: "fleet",
+    NATS_PASSWORD: PASSWORD,
+    AZURE_STORAGE_CONNECTION_STRING: azurite.connectionString,
+  };
+  const fleet = ["--nats", server.url, "--workers", "1"];
+  const commands: { argv: string[]; expect: object }[] = [
+    {
+      argv: ["hsm", "archive", "-r", root, "--container", "arch", "--json", "--quiet"],
+      expect: { done: 2, failed: 0 },
+    },
+    { argv: ["scan", root, "--json"], expect: { files: 2 } },
+    { argv: ["report", root, "--json"], expect: { state: "succeeded", files: { count: 2 } } },
+  ];
+  for (const { argv, expect } of commands) {
+    const run = await runCli([...fleet, ...argv], { env, timeoutMs: 90_000 });
+    t.is(run.code, 0, `${argv.join(" ")}: ${run.stderr}`);
+    t.like(JSON.parse(run.stdout || "{}") as object, expect, argv.join(" "));
+    t.false(`${run.stdout}${run.stderr}`.includes(PASSWORD), `${argv[0]}: no password shown`);
+  }
+});
+
 test("the NATS permissions of deploy/nats/hsmfleet-permissions.conf run an export with a worker and a coordinator user; an other user cannot touch hsmfleet subjects", async (t) => {
   const confPath = fileURLToPath(
     new URL("../../../deploy/nats/hsmfleet-permissions.conf", import.meta.url),

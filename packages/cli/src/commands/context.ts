@@ -12,6 +12,7 @@ import { startEmbeddedAzurite } from "../embedded-azurite.js";
 import type { EmbeddedAzurite } from "../embedded-azurite.js";
 import { startEmbeddedNats } from "../embedded-nats.js";
 import { busAuthFrom } from "../nats-options.js";
+import type { RuntimeOptions } from "../runtime.js";
 import type { NatsAuthGlobals } from "../nats-options.js";
 import { resolveStateDir } from "../state-dir.js";
 
@@ -46,6 +47,17 @@ export interface CliContext {
   readonly resolveStorage: (
     stateDir: string,
   ) => Promise<{ target: StorageTarget; azurite?: EmbeddedAzurite }>;
+  /**
+   * What `openRuntime` needs from the global options: --nats and its credentials, --workers,
+   * --max-attempts, --request-concurrency, --max-concurrency. Every command that runs its own
+   * workers takes them from here, so none forgets one (the `hsm` command once connected without
+   * the NATS credentials).
+   */
+  readonly runtimeOptions: (o: {
+    stateDir: string;
+    logger: Logger;
+    storage?: StorageTarget | undefined;
+  }) => RuntimeOptions;
   /** Runs `fn` with the job store and a NATS connection (embedded server if no --nats). */
   readonly withStore: <T>(
     fn: (store: JobStoreHandle, nc: NatsConnection) => Promise<T>,
@@ -93,6 +105,20 @@ export const createCliContext = (program: Command): CliContext => {
     globals,
     logger: (role) => createLogger({ role, level: globals().logLevel }),
     natsAuth: () => (globals().nats ? busAuthFrom(globals()) : undefined),
+    runtimeOptions: ({ stateDir, logger, storage }) => {
+      const g = globals();
+      return {
+        nats: g.nats,
+        auth: g.nats ? busAuthFrom(g) : undefined,
+        stateDir,
+        workers: g.workers,
+        logger,
+        storage,
+        maxAttempts: g.maxAttempts,
+        requestConcurrency: g.requestConcurrency,
+        maxConcurrency: g.maxConcurrency,
+      };
+    },
     resolveStorage: async (stateDir) => {
       const given = parseStorageTarget(globals().storage, process.env);
       if (given) return { target: given };

@@ -362,15 +362,9 @@ const runFleet = async (
   let summary: HsmJobSummary;
   const root = Buffer.from(resolve(opts.root));
   try {
-    runtime = await openRuntime({
-      nats: g.nats,
-      stateDir,
-      workers: g.workers,
-      logger: log,
-      storage: storage?.target,
-      requestConcurrency: g.requestConcurrency,
-      maxConcurrency: g.maxConcurrency,
-    });
+    runtime = await openRuntime(
+      ctx.runtimeOptions({ stateDir, logger: log, storage: storage?.target }),
+    );
     summary = await runHsmJob({
       nc: runtime.nc,
       request,

@@ -63,17 +63,7 @@ export const runJobCommand = async <S extends JobOutcome>(
   let runtime: Runtime | undefined;
   let events: LifecyclePublisher | undefined;
   try {
-    runtime = await openRuntime({
-      nats: g.nats,
-      auth: ctx.natsAuth(),
-      maxAttempts: g.maxAttempts,
-      requestConcurrency: g.requestConcurrency,
-      maxConcurrency: g.maxConcurrency,
-      stateDir,
-      workers: g.workers,
-      logger,
-      storage: storage.target,
-    });
+    runtime = await openRuntime(ctx.runtimeOptions({ stateDir, logger, storage: storage.target }));
     markStartup("runtime");
     const jobId = newJobId(o.what);
     const jobDir = join(stateDir, "jobs", jobId);

@@ -46,14 +46,9 @@ export const registerPolicyRunCommand = (ctx: CliContext, policy: Command): void
         const abort = new AbortController();
         const undo = onInterrupt(abort, `policy run ${name}`);
         let summary: PolicyRunSummary;
-        const runtime = await openRuntime({
-          nats: g.nats,
-          auth: ctx.natsAuth(),
-          stateDir,
-          workers: g.workers,
-          logger: log,
-          storage: storage?.target,
-        });
+        const runtime = await openRuntime(
+          ctx.runtimeOptions({ stateDir, logger: log, storage: storage?.target }),
+        );
         try {
           summary = await runPolicy({
             nc: runtime.nc,

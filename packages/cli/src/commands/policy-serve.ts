@@ -24,14 +24,9 @@ export const registerPolicyServeCommand = (ctx: CliContext, policy: Command): vo
         file.settings.backend === "hsm-emulation" &&
         file.policies.some((p) => p.action !== "release");
       const storage = needsStorage ? await ctx.resolveStorage(stateDir) : undefined;
-      const runtime = await openRuntime({
-        nats: g.nats,
-        auth: ctx.natsAuth(),
-        stateDir,
-        workers: g.workers,
-        logger: log,
-        storage: storage?.target,
-      });
+      const runtime = await openRuntime(
+        ctx.runtimeOptions({ stateDir, logger: log, storage: storage?.target }),
+      );
       const abort = new AbortController();
       const stop = () => {
         log.info("policy serve: stopping");

@@ -33,13 +33,9 @@ export const registerReportCommand = (ctx: CliContext): void => {
       const file = opts.policies ? await loadPolicyFile(opts.policies) : undefined;
       const g = ctx.globals();
       const log = ctx.logger("coordinator");
-      const runtime = await openRuntime({
-        nats: g.nats,
-        auth: ctx.natsAuth(),
-        stateDir: resolveStateDir(g.stateDir),
-        workers: g.workers,
-        logger: log,
-      });
+      const runtime = await openRuntime(
+        ctx.runtimeOptions({ stateDir: resolveStateDir(g.stateDir), logger: log }),
+      );
       const abort = new AbortController();
       const undo = onInterrupt(abort, "report");
       try {

@@ -68,13 +68,7 @@ export const registerScanCommand = (ctx: CliContext): void => {
           process.stderr.write(
             `hsmfleet: not root (uid ${uid}): ${opts.hsmXattr} cannot be read by this command's workers, so HSM states would all read as new; run as root, or use --hsm-xattr user.hsm with the emulation\n`,
           );
-        const runtime = await openRuntime({
-          nats: g.nats,
-          auth: ctx.natsAuth(),
-          stateDir,
-          workers: g.workers,
-          logger: log,
-        });
+        const runtime = await openRuntime(ctx.runtimeOptions({ stateDir, logger: log }));
         const progress = new ProgressLine();
         const abort = new AbortController();
         let interrupts = 0;

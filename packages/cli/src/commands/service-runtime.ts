@@ -30,14 +30,9 @@ export const startServiceRuntime = async (
   const stop = () => abort.abort();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
-  const runtime = await openRuntime({
-    nats: g.nats,
-    auth: ctx.natsAuth(),
-    stateDir,
-    workers: g.workers,
-    logger,
-    storage: storage.target,
-  });
+  const runtime = await openRuntime(
+    ctx.runtimeOptions({ stateDir, logger, storage: storage.target }),
+  );
   return {
     logger,
     stateDir,

@@ -80,17 +80,9 @@ export const registerSyncCommand = (ctx: CliContext): void => {
         let final: SyncStatusRecord;
         let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
         try {
-          runtime = await openRuntime({
-            nats: g.nats,
-            auth: ctx.natsAuth(),
-            stateDir,
-            workers: g.workers,
-            logger: log,
-            storage: storage.target,
-            maxAttempts: g.maxAttempts,
-            requestConcurrency: g.requestConcurrency,
-            maxConcurrency: g.maxConcurrency,
-          });
+          runtime = await openRuntime(
+            ctx.runtimeOptions({ stateDir, logger: log, storage: storage.target }),
+          );
           final = await runSyncService({
             nc: runtime.nc,
             root: resolve(path),

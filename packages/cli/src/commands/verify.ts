@@ -57,17 +57,9 @@ export const registerVerifyCommand = (ctx: CliContext): void => {
         let summary: VerifySummary;
         let runtime: Awaited<ReturnType<typeof openRuntime>> | undefined;
         try {
-          runtime = await openRuntime({
-            nats: g.nats,
-            auth: ctx.natsAuth(),
-            stateDir,
-            workers: g.workers,
-            logger: log,
-            storage: storage.target,
-            maxAttempts: g.maxAttempts,
-            requestConcurrency: g.requestConcurrency,
-            maxConcurrency: g.maxConcurrency,
-          });
+          runtime = await openRuntime(
+            ctx.runtimeOptions({ stateDir, logger: log, storage: storage.target }),
+          );
           // The differences stay beside the job's other local files unless --differences says
           // where: the job's record (`hsmfleet status JOB`) points at a file that exists.
           const jobId = newJobId("verify");
