@@ -12,7 +12,7 @@ import type { ScanSummary } from "@hsmfleet/coordinator";
 import { ProgressLine } from "../progress.js";
 import { openRuntime } from "../runtime.js";
 import { resolveStateDir } from "../state-dir.js";
-import { ExitCode } from "./context.js";
+import { ExitCode, onInterrupt } from "./context.js";
 import type { CliContext } from "./context.js";
 
 /** `hsmfleet scan`: a distributed walk and its summary. */
@@ -71,15 +71,7 @@ export const registerScanCommand = (ctx: CliContext): void => {
         const runtime = await openRuntime(ctx.runtimeOptions({ stateDir, logger: log }));
         const progress = new ProgressLine();
         const abort = new AbortController();
-        let interrupts = 0;
-        const onSigint = () => {
-          interrupts++;
-          if (interrupts > 1) process.exit(ExitCode.Cancelled);
-          process.stderr.write("\ncancelling the scan (Ctrl-C again to quit at once)…\n");
-          abort.abort();
-        };
-        process.on("SIGINT", onSigint);
-        process.on("SIGTERM", onSigint);
+        const undo = onInterrupt(abort, "scan");
         let summary: ScanSummary;
         try {
           const common = {
@@ -107,8 +99,7 @@ export const registerScanCommand = (ctx: CliContext): void => {
           }
         } finally {
           progress.done();
-          process.off("SIGINT", onSigint);
-          process.off("SIGTERM", onSigint);
+          undo();
           await runtime.close();
         }
         process.stdout.write(
