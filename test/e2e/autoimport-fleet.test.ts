@@ -6,7 +6,6 @@ import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import type { ChildProcess } from "node:child_process";
-import { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { jetstream } from "@nats-io/jetstream";
@@ -18,9 +17,17 @@ import {
   decodeAutoImportResult,
   encodeAutoImportBatch,
 } from "@hsmfleet/protocol";
-import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { blobEvent, tempDir } from "@hsmfleet/testkit";
 import { putWithEvent } from "./blob-writes.js";
-import { exitOf, spawnCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
+import {
+  exitOf,
+  spawnCli,
+  startBus,
+  startServiceBus,
+  startStorage,
+  startWorkers,
+  waitFor,
+} from "./helpers.js";
 
 const countFiles = async (dir: string): Promise<number> =>
   (await readdir(dir, { recursive: true })).filter((n) => n.endsWith(".txt")).length;
@@ -33,14 +40,11 @@ test("a burst is applied by two worker processes, one killed with SIGKILL mid-bu
   const azurite = await startStorage(t);
   const storage = parseStorageTarget(azurite.connectionString)!;
   const { server, nc } = await startBus(t);
-  const sb = await startServiceBusStandIn();
+  const { sb, client } = await startServiceBus(t);
   sb.createQueue("events", { lockDurationMs: 10_000 });
-  const client = new ServiceBusClient(sb.connectionString);
   const children: ChildProcess[] = [];
-  t.teardown(async () => {
+  t.teardown(() => {
     for (const c of children) c.kill("SIGKILL");
-    await client.close();
-    await sb.stop();
   });
   const container = BlobServiceClient.fromConnectionString(
     azurite.connectionString,

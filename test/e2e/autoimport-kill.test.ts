@@ -4,14 +4,21 @@
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
-import { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { parseStorageTarget } from "@hsmfleet/blob";
 import { runImportJob } from "@hsmfleet/coordinator";
-import { startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { tempDir } from "@hsmfleet/testkit";
 import { putWithEvent } from "./blob-writes.js";
-import { exitOf, spawnCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
+import {
+  exitOf,
+  spawnCli,
+  startBus,
+  startServiceBus,
+  startStorage,
+  startWorkers,
+  waitFor,
+} from "./helpers.js";
 
 /** Files (all named *.txt here) under `dir`. */
 const countFiles = async (dir: string): Promise<number> =>
@@ -23,13 +30,8 @@ test("kill -9 of the service mid-burst: after a restart every event is applied o
   const azurite = await startStorage(t);
   const storage = parseStorageTarget(azurite.connectionString)!;
   const { server, nc } = await startBus(t);
-  const sb = await startServiceBusStandIn();
+  const { sb, client } = await startServiceBus(t);
   sb.createQueue("events", { lockDurationMs: 5000 });
-  const client = new ServiceBusClient(sb.connectionString);
-  t.teardown(async () => {
-    await client.close();
-    await sb.stop();
-  });
   const container = BlobServiceClient.fromConnectionString(
     azurite.connectionString,
   ).getContainerClient("burst");

@@ -6,11 +6,10 @@ import { mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
-import { ServiceBusClient } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { startNatsServer, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { startNatsServer, tempDir } from "@hsmfleet/testkit";
 import { putWithEvent } from "./blob-writes.js";
-import { exitOf, runCli, spawnCli, startStorage, waitFor } from "./helpers.js";
+import { exitOf, runCli, spawnCli, startServiceBus, startStorage, waitFor } from "./helpers.js";
 
 test("autoimport runs under the deploy NATS permissions: the service as the coordinator user, the worker as the worker user, nothing refused", async (t) => {
   const confPath = fileURLToPath(
@@ -21,13 +20,8 @@ test("autoimport runs under the deploy NATS permissions: the service as the coor
   const azurite = await startStorage(t);
   const tmp = await tempDir();
   t.teardown(() => tmp.cleanup());
-  const sb = await startServiceBusStandIn();
+  const { sb, client } = await startServiceBus(t);
   sb.createQueue("events", { lockDurationMs: 5000 });
-  const client = new ServiceBusClient(sb.connectionString);
-  t.teardown(async () => {
-    await client.close();
-    await sb.stop();
-  });
   const container = BlobServiceClient.fromConnectionString(
     azurite.connectionString,
   ).getContainerClient("perm");

@@ -4,12 +4,19 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
-import { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { WORK_STREAM } from "@hsmfleet/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
-import { exitOf, runCli, spawnCli, startBus, startStorage, waitFor } from "./helpers.js";
+import { blobEvent, tempDir } from "@hsmfleet/testkit";
+import {
+  exitOf,
+  runCli,
+  spawnCli,
+  startBus,
+  startServiceBus,
+  startStorage,
+  waitFor,
+} from "./helpers.js";
 
 test("SIGTERM with rounds in flight and no worker: the service exits 0 within its stop grace and completes nothing unapplied", async (t) => {
   t.timeout(5 * 60_000);
@@ -17,9 +24,8 @@ test("SIGTERM with rounds in flight and no worker: the service exits 0 within it
   t.teardown(() => tmp.cleanup());
   const azurite = await startStorage(t);
   const { server, nc } = await startBus(t);
-  const sb = await startServiceBusStandIn();
+  const { sb, client } = await startServiceBus(t);
   sb.createQueue("events", { lockDurationMs: 120_000 });
-  const client = new ServiceBusClient(sb.connectionString);
   let output = "";
   let stdout = "";
   const target = join(tmp.path, "target");
@@ -50,11 +56,7 @@ test("SIGTERM with rounds in flight and no worker: the service exits 0 within it
   );
   service.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   service.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-  t.teardown(async () => {
-    service.kill("SIGKILL");
-    await client.close();
-    await sb.stop();
-  });
+  t.teardown(() => void service.kill("SIGKILL"));
 
   const n = 20;
   const messages: ServiceBusMessage[] = Array.from({ length: n }, (_, i) => {

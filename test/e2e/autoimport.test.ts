@@ -6,7 +6,7 @@ import { lstat, mkdir, readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import type { ExecutionContext } from "ava";
-import { ServiceBusClient } from "@azure/service-bus";
+import type { ServiceBusClient } from "@azure/service-bus";
 import type { ServiceBusMessage } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import type { ContainerClient } from "@azure/storage-blob";
@@ -16,11 +16,18 @@ import { openJobStore, runImportJob } from "@hsmfleet/coordinator";
 import { startDashboard } from "@hsmfleet/dashboard";
 import type { JobView, Snapshot } from "@hsmfleet/dashboard";
 import { getXattr } from "@hsmfleet/fs";
-import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
+import { blobEvent, tempDir } from "@hsmfleet/testkit";
 import type { BlobEventFields, ServiceBusStandIn } from "@hsmfleet/testkit";
 import { AutoImportLedger, autoImportJobSpec, runAutoImportService } from "@hsmfleet/worker";
 import { putWithEvent } from "./blob-writes.js";
-import { runCli, startBus, startStorage, startWorkers, waitFor } from "./helpers.js";
+import {
+  runCli,
+  startBus,
+  startServiceBus,
+  startStorage,
+  startWorkers,
+  waitFor,
+} from "./helpers.js";
 
 const SLASH = Buffer.from("/");
 
@@ -79,13 +86,8 @@ const setup = async (t: ExecutionContext, containerName: string): Promise<World>
   const azurite = await startStorage(t);
   const storage = parseStorageTarget(azurite.connectionString)!;
   const { server, nc } = await startBus(t);
-  const sb = await startServiceBusStandIn();
+  const { sb, client } = await startServiceBus(t);
   sb.createQueue("blob-events", { lockDurationMs: 3000, maxDeliveryCount: 10 });
-  const client = new ServiceBusClient(sb.connectionString);
-  t.teardown(async () => {
-    await client.close();
-    await sb.stop();
-  });
   const container = BlobServiceClient.fromConnectionString(
     azurite.connectionString,
   ).getContainerClient(containerName);

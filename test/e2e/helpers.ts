@@ -7,8 +7,9 @@ import type { NatsConnection, TopologyOptions } from "@hsmfleet/bus";
 import { Worker } from "@hsmfleet/worker";
 import type { WorkerHooks, WorkerOptions } from "@hsmfleet/worker";
 import { createLogger } from "@hsmfleet/telemetry";
-import { startAzurite, startNatsServer } from "@hsmfleet/testkit";
-import type { AzuriteFixture, NatsServerFixture } from "@hsmfleet/testkit";
+import { startAzurite, startNatsServer, startServiceBusStandIn } from "@hsmfleet/testkit";
+import type { AzuriteFixture, NatsServerFixture, ServiceBusStandIn } from "@hsmfleet/testkit";
+import { ServiceBusClient } from "@azure/service-bus";
 import type { ExecutionContext } from "ava";
 
 /**
@@ -168,6 +169,22 @@ export const startStorage = async (t: ExecutionContext): Promise<AzuriteFixture>
   const azurite = await startAzurite();
   t.teardown(() => azurite.stop());
   return azurite;
+};
+
+/**
+ * The Service Bus stand-in (an AMQP 1.0 server on loopback, not Azure) and a client of it, both
+ * closed when the test ends. Queues, topics and subscriptions are the test's to create.
+ */
+export const startServiceBus = async (
+  t: ExecutionContext,
+): Promise<{ sb: ServiceBusStandIn; client: ServiceBusClient }> => {
+  const sb = await startServiceBusStandIn();
+  const client = new ServiceBusClient(sb.connectionString);
+  t.teardown(async () => {
+    await client.close();
+    await sb.stop();
+  });
+  return { sb, client };
 };
 
 /** `hsmfleet jobs --json` from another process; [] while the command cannot answer yet (busy machine). */

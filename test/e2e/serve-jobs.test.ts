@@ -5,12 +5,19 @@
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
-import { ServiceBusClient } from "@azure/service-bus";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { decodeHsmAttrs } from "@hsmfleet/core";
 import { getXattr } from "@hsmfleet/fs";
-import { blobEvent, startServiceBusStandIn, tempDir } from "@hsmfleet/testkit";
-import { exitOf, runCli, spawnCli, startBus, startStorage, waitFor } from "./helpers.js";
+import { blobEvent, tempDir } from "@hsmfleet/testkit";
+import {
+  exitOf,
+  runCli,
+  spawnCli,
+  startBus,
+  startServiceBus,
+  startStorage,
+  waitFor,
+} from "./helpers.js";
 
 test.serial(
   "a job submitted through the queue runs and its events arrive on the topic; invalid specs are dead-lettered with a reason",
@@ -19,16 +26,11 @@ test.serial(
     t.teardown(() => tmp.cleanup());
     const azurite = await startStorage(t);
     const { server } = await startBus(t);
-    const sb = await startServiceBusStandIn();
+    const { sb, client } = await startServiceBus(t);
     // A lock shorter than the job: the job's message must be kept locked by renewal, not redelivered.
     sb.createQueue("jobs", { lockDurationMs: 1500 });
     sb.createTopic("job-events");
     sb.createSubscription("job-events", "all");
-    const client = new ServiceBusClient(sb.connectionString);
-    t.teardown(async () => {
-      await client.close();
-      await sb.stop();
-    });
     const container = BlobServiceClient.fromConnectionString(
       azurite.connectionString,
     ).getContainerClient("intake");
@@ -155,15 +157,10 @@ test.serial(
     t.teardown(() => tmp.cleanup());
     const azurite = await startStorage(t);
     const { server } = await startBus(t);
-    const sb = await startServiceBusStandIn();
+    const { sb, client } = await startServiceBus(t);
     sb.createQueue("jobs", { lockDurationMs: 5000 });
     sb.createTopic("job-events");
     sb.createSubscription("job-events", "all");
-    const client = new ServiceBusClient(sb.connectionString);
-    t.teardown(async () => {
-      await client.close();
-      await sb.stop();
-    });
     const tree = join(tmp.path, "tree");
     await mkdir(join(tree, "d"), { recursive: true });
     await writeFile(join(tree, "a.txt"), "alpha data");
@@ -270,14 +267,9 @@ test.serial(
     t.teardown(() => tmp.cleanup());
     const azurite = await startStorage(t);
     const { server } = await startBus(t);
-    const sb = await startServiceBusStandIn();
+    const { sb, client } = await startServiceBus(t);
     sb.createTopic("job-events");
     sb.createSubscription("job-events", "all");
-    const client = new ServiceBusClient(sb.connectionString);
-    t.teardown(async () => {
-      await client.close();
-      await sb.stop();
-    });
     const tree = join(tmp.path, "tree");
     await mkdir(join(tree, "d"), { recursive: true });
     for (let i = 0; i < 20; i++) await writeFile(join(tree, "d", `f${i}.txt`), `file ${i}`);
