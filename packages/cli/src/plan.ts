@@ -67,6 +67,22 @@ export const loadAzureLimits = async (): Promise<AzureLimits> =>
     await readFile(new URL("../../data/azure-limits.json", import.meta.url), "utf8"),
   ) as AzureLimits;
 
+/** The VM size named `name` (any case) in the shipped table, or undefined. */
+export const vmSizeNamed = (limits: AzureLimits, name: string): VmSize | undefined =>
+  limits.vmSizes.find((v) => v.name.toLowerCase() === name.toLowerCase());
+
+/**
+ * The VM size named `name` (any case) in the shipped table; a usage error that says where the
+ * known sizes are listed and how to plan with any other size.
+ */
+export const findVmSize = (limits: AzureLimits, name: string): VmSize => {
+  const size = vmSizeNamed(limits, name);
+  if (size) return size;
+  throw new UsageError(
+    `unknown VM size ${name}: hsmfleet plan --list-sizes shows the ${limits.vmSizes.length} sizes it knows; for another size give --nic-gbps (its "Max network bandwidth" in the Azure size tables, in Gbit/s)`,
+  );
+};
+
 const PREFIX: Record<string, number> = { "": 0, k: 1, m: 2, g: 3, t: 4 };
 
 /**

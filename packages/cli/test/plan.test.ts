@@ -1,6 +1,6 @@
 import test from "ava";
 import { UsageError } from "@hsmfleet/core";
-import { gbps, loadAzureLimits, parseRate, planFleet } from "../src/plan.js";
+import { findVmSize, gbps, loadAzureLimits, parseRate, planFleet } from "../src/plan.js";
 import type { PlanInput } from "../src/plan.js";
 
 const GiB = 1024 ** 3;
@@ -24,6 +24,26 @@ test("the shipped table has the sizes the docs name, each with a source", async 
   t.true(limits.vmSizes.every((v) => v.source.startsWith("https://learn.microsoft.com/")));
   t.is(limits.storageAccount.ingressGbps, 60);
   t.is(limits.storageAccount.requestsPerSecond, 20000);
+});
+
+test("the common general-purpose and memory sizes without a local disk are known (Dv5, Dsv5, Ev5, Esv5), any case; an unknown one points at --list-sizes", async (t) => {
+  const limits = await loadAzureLimits();
+  const cases: Array<[string, number, number]> = [
+    ["Standard_D16s_v5", 16, 12500],
+    ["standard_d32s_v5", 32, 16000],
+    ["Standard_D96_v5", 96, 35000],
+    ["Standard_E16s_v5", 16, 12500],
+    ["Standard_E96_v5", 96, 30000],
+    ["Standard_E96s_v5", 96, 35000],
+    ["Standard_E104is_v5", 104, 100000],
+  ];
+  for (const [name, vcpus, nicMbps] of cases)
+    t.like(findVmSize(limits, name), { vcpus, nicMbps }, name);
+  t.is(new Set(limits.vmSizes.map((v) => v.name.toLowerCase())).size, limits.vmSizes.length);
+  t.throws(() => findVmSize(limits, "Standard_X1"), {
+    instanceOf: UsageError,
+    message: /unknown VM size Standard_X1.*hsmfleet plan --list-sizes.*--nic-gbps/,
+  });
 });
 
 const input = async (fields: Partial<PlanInput>): Promise<PlanInput> => ({

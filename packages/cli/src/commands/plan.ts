@@ -5,6 +5,7 @@ import {
   DEFAULT_WORKER_EFFICIENCY,
   DEFAULT_WORKER_EFFICIENCY_SOURCE,
   MEASURED_PER_CORE_GBPS,
+  findVmSize,
   loadAzureLimits,
   parseRate,
   planFleet,
@@ -88,13 +89,7 @@ export const registerPlanCommand = (ctx: CliContext): void => {
             throw new UsageError(`--nic-gbps must be a positive number, got ${opts.nicGbps}`);
           nicSource = "--nic-gbps";
         } else if (opts.vmSize !== undefined) {
-          const size = limits.vmSizes.find(
-            (v) => v.name.toLowerCase() === opts.vmSize!.toLowerCase(),
-          );
-          if (!size)
-            throw new UsageError(
-              `unknown VM size ${opts.vmSize}; known: ${limits.vmSizes.map((v) => v.name).join(", ")}; or give --nic-gbps`,
-            );
+          const size = findVmSize(limits, opts.vmSize);
           nicGbps = size.nicMbps / 1000;
           vcpus = size.vcpus;
           nicSource = `${size.name}: ${size.nicMbps} Mbps (${size.source})`;

@@ -3,7 +3,14 @@
  * --nic-gbps), exactly as `hsmfleet plan` computes it, or a count given with --workers.
  */
 import { UsageError } from "@hsmfleet/core";
-import { DEFAULT_WORKER_EFFICIENCY, loadAzureLimits, parseRate, planFleet } from "../plan.js";
+import {
+  DEFAULT_WORKER_EFFICIENCY,
+  findVmSize,
+  loadAzureLimits,
+  parseRate,
+  planFleet,
+  vmSizeNamed,
+} from "../plan.js";
 import type { PlanResult } from "../plan.js";
 
 export interface SizingOptions {
@@ -34,7 +41,8 @@ export const sizeFleet = async (opts: SizingOptions): Promise<Sizing> => {
       "give --vm-size (the workers' Azure VM size, see hsmfleet plan --list-sizes)",
     );
   const limits = await loadAzureLimits();
-  const size = limits.vmSizes.find((v) => v.name.toLowerCase() === opts.vmSize!.toLowerCase());
+  // An unknown size is fine with --workers or --nic-gbps (deploy takes any size Azure has).
+  const size = vmSizeNamed(limits, opts.vmSize);
   const vmSize = size?.name ?? opts.vmSize;
   if (opts.workers !== undefined) {
     if (opts.target !== undefined)
@@ -57,9 +65,7 @@ export const sizeFleet = async (opts: SizingOptions): Promise<Sizing> => {
   } else if (size !== undefined) {
     nicGbps = size.nicMbps / 1000;
   } else {
-    throw new UsageError(
-      `unknown VM size ${opts.vmSize}; known: ${limits.vmSizes.map((v) => v.name).join(", ")}; or give --nic-gbps`,
-    );
+    nicGbps = findVmSize(limits, opts.vmSize).nicMbps / 1000;
   }
   const efficiency =
     opts.efficiency === undefined ? DEFAULT_WORKER_EFFICIENCY : Number(opts.efficiency);
