@@ -54,6 +54,8 @@ export {
   pwriteCrc64,
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
+export { crc64Combine, crc64OfParts } from "./crc64-combine.js";
+export type { Crc64Part } from "./crc64-combine.js";
 export { Md5Stream, SPARSE_BLOCK_BYTES, pwriteAll, writeWholeFile } from "./write-hash.js";
 export type { WriteOptions } from "./write-hash.js";
 export { pauseBeforeOpenForTest, TEST_PAUSE_BEFORE_OPEN_ENV } from "./test-seam.js";
