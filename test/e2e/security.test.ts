@@ -17,6 +17,18 @@ const authServer = async (t: ExecutionContext) => {
   return server;
 };
 
+/** The password-protected server, Azurite and a tree of one-line files `names`. */
+const securedWorld = async (t: ExecutionContext, names: string[]) => {
+  const server = await authServer(t);
+  const azurite = await startStorage(t);
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  const root = join(dir.path, "tree");
+  await mkdir(root);
+  for (const n of names) await writeFile(join(root, n), n);
+  return { server, azurite, root };
+};
+
 test("a worker with wrong NATS credentials fails to start with a clear message and never shows the password", async (t) => {
   const server = await authServer(t);
   const run = await runCli(["--nats", server.url, "worker"], {
@@ -38,13 +50,7 @@ test("a worker with wrong NATS credentials fails to start with a clear message a
 });
 
 test("with the right credentials (flags or NATS_* variables) an export runs against a secured server", async (t) => {
-  const server = await authServer(t);
-  const azurite = await startStorage(t);
-  const dir = await tempDir();
-  t.teardown(() => dir.cleanup());
-  const root = join(dir.path, "tree");
-  await mkdir(root);
-  for (const n of ["a", "b", "c"]) await writeFile(join(root, n), n);
+  const { server, azurite, root } = await securedWorld(t, ["a", "b", "c"]);
   const run = await runCli(
     [
       "--nats",
@@ -78,13 +84,7 @@ test("with the right credentials (flags or NATS_* variables) an export runs agai
 });
 
 test("every command that runs its own workers connects with the NATS credentials (hsm, scan, report)", async (t) => {
-  const server = await authServer(t);
-  const azurite = await startStorage(t);
-  const dir = await tempDir();
-  t.teardown(() => dir.cleanup());
-  const root = join(dir.path, "tree");
-  await mkdir(root);
-  for (const n of ["a", "b"]) await writeFile(join(root, n), n);
+  const { server, azurite, root } = await securedWorld(t, ["a", "b"]);
   const env = {
     NATS_USER: "fleet",
     NATS_PASSWORD: PASSWORD,
