@@ -164,15 +164,24 @@ const useRangeCrc64 = (container: BlobContainer, options: DownloadRangeOptions):
   return rangeCrc64Support(direct.address) !== false;
 };
 
+/**
+ * What errors name: the local path is made printable only when read (an error, a log), not for
+ * every file that downloads fine.
+ */
 const subjectOf = (
   container: BlobContainer,
   name: string,
   localPath: Buffer,
-): BlobOperationSubject => ({
-  path: displayPath(localPath),
-  blobName: name,
-  container: container.name,
-});
+): BlobOperationSubject => {
+  let path: string | undefined;
+  return {
+    get path(): string {
+      return (path ??= displayPath(localPath));
+    },
+    blobName: name,
+    container: container.name,
+  };
+};
 
 /**
  * A blob of `size` bytes (≤ one range) in one GET, its bytes handed to `write` (the caller's one
