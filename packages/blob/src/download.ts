@@ -189,7 +189,7 @@ const subjectOf = (
  * when the blob has another size, or when `size` is 0 or over one range: take
  * downloadBlobToFile then.
  */
-export const downloadSmallBlobTo = async (
+export const downloadSmallBlobTo = (
   container: BlobContainer,
   name: string,
   localPath: Buffer,
@@ -197,7 +197,8 @@ export const downloadSmallBlobTo = async (
   write: SmallBlobWriter,
   options: DownloadRangeOptions = {},
 ): Promise<DownloadResult | undefined> => {
-  if (size <= 0 || size > (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES)) return undefined;
+  if (size <= 0 || size > (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES))
+    return Promise.resolve(undefined);
   const where = subjectOf(container, name, localPath);
   return downloadSmallBlobWith(container, name, where, size, options, write);
 };

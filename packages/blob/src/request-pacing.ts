@@ -109,7 +109,9 @@ export const createPacingPolicy = (pacing: RequestPacing): PacingPipelinePolicy 
     if (limits?.bytes !== undefined && upload + (range ?? 0) > 0)
       await limits.bytes.take(upload + (range ?? 0), signal);
     const release: SlotRelease | undefined =
-      data && pacing.slots !== undefined ? await pacing.slots.acquire(signal) : undefined;
+      data && pacing.slots !== undefined
+        ? (pacing.slots.tryAcquire(signal) ?? (await pacing.slots.acquire(signal)))
+        : undefined;
     let response: PacedResponse;
     try {
       response = await next(request);
