@@ -335,8 +335,8 @@ export class DirectBlobTransport {
     const paced =
       pacing === undefined
         ? tryOnce
-        : async (): Promise<R> =>
-            (await pacing.sendRequest(
+        : (): Promise<R> =>
+            pacing.sendRequest(
               {
                 method,
                 url: `${address.protocol}//direct${url}`,
@@ -344,12 +344,12 @@ export class DirectBlobTransport {
                 abortSignal: signal,
               },
               tryOnce,
-            )) as R;
+            ) as Promise<R>;
     return (await this.#policy.sendRequest(request, paced)) as R;
   }
 
   /** One try: authorize (fresh date, token) and send; a 401 with a cached token is sent again once. */
-  async #try<R extends RetryPipelineResponse>(
+  #try<R extends RetryPipelineResponse>(
     method: string,
     address: DirectContainerAddress,
     path: string,
@@ -378,14 +378,22 @@ export class DirectBlobTransport {
       out["authorization"] = this.#signer.authorization(method, path, query, out);
       return send(target, out);
     }
-    if (this.#tokens !== undefined) {
-      out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      const res = await send(target, out);
-      if (res.status !== 401) return res;
-      this.#tokens.invalidate();
-      out["authorization"] = `Bearer ${await this.#tokens.get(signal)}`;
-      return send(target, out);
-    }
+    if (this.#tokens !== undefined) return this.#tryBearer(this.#tokens, target, out, signal, send);
+    return send(target, out);
+  }
+
+  async #tryBearer<R extends RetryPipelineResponse>(
+    tokens: BearerTokenCache,
+    target: string,
+    out: SignedHeaders,
+    signal: AbortSignal | undefined,
+    send: (target: string, headers: SignedHeaders) => Promise<R>,
+  ): Promise<R> {
+    out["authorization"] = `Bearer ${await tokens.get(signal)}`;
+    const res = await send(target, out);
+    if (res.status !== 401) return res;
+    tokens.invalidate();
+    out["authorization"] = `Bearer ${await tokens.get(signal)}`;
     return send(target, out);
   }
 

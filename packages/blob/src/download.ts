@@ -164,15 +164,24 @@ const useRangeCrc64 = (container: BlobContainer, options: DownloadRangeOptions):
   return rangeCrc64Support(direct.address) !== false;
 };
 
+/**
+ * What errors name: the local path is made printable only when read (an error, a log), not for
+ * every file that downloads fine.
+ */
 const subjectOf = (
   container: BlobContainer,
   name: string,
   localPath: Buffer,
-): BlobOperationSubject => ({
-  path: displayPath(localPath),
-  blobName: name,
-  container: container.name,
-});
+): BlobOperationSubject => {
+  let path: string | undefined;
+  return {
+    get path(): string {
+      return (path ??= displayPath(localPath));
+    },
+    blobName: name,
+    container: container.name,
+  };
+};
 
 /**
  * A blob of `size` bytes (≤ one range) in one GET, its bytes handed to `write` (the caller's one
@@ -180,7 +189,7 @@ const subjectOf = (
  * when the blob has another size, or when `size` is 0 or over one range: take
  * downloadBlobToFile then.
  */
-export const downloadSmallBlobTo = async (
+export const downloadSmallBlobTo = (
   container: BlobContainer,
   name: string,
   localPath: Buffer,
@@ -188,7 +197,8 @@ export const downloadSmallBlobTo = async (
   write: SmallBlobWriter,
   options: DownloadRangeOptions = {},
 ): Promise<DownloadResult | undefined> => {
-  if (size <= 0 || size > (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES)) return undefined;
+  if (size <= 0 || size > (options.rangeSizeBytes ?? DEFAULT_RANGE_SIZE_BYTES))
+    return Promise.resolve(undefined);
   const where = subjectOf(container, name, localPath);
   return downloadSmallBlobWith(container, name, where, size, options, write);
 };

@@ -56,6 +56,14 @@ export const PACING_POLICY_NAME = "hsmfleetPacingPolicy";
 
 /** Put Blob, Put Block and blob GETs (no comp / restype query) move data. */
 export const isDataRequest = (method: string, url: string): boolean => {
+  // An http(s) URL without a query or fragment has neither parameter: no URL object needed (a
+  // blob GET or Put Blob per small file, issue 17).
+  if (
+    (url.startsWith("http://") || url.startsWith("https://")) &&
+    !url.includes("?") &&
+    !url.includes("#")
+  )
+    return method === "PUT" || method === "GET";
   let query: URLSearchParams;
   try {
     query = new URL(url).searchParams;
@@ -101,7 +109,9 @@ export const createPacingPolicy = (pacing: RequestPacing): PacingPipelinePolicy 
     if (limits?.bytes !== undefined && upload + (range ?? 0) > 0)
       await limits.bytes.take(upload + (range ?? 0), signal);
     const release: SlotRelease | undefined =
-      data && pacing.slots !== undefined ? await pacing.slots.acquire(signal) : undefined;
+      data && pacing.slots !== undefined
+        ? (pacing.slots.tryAcquire(signal) ?? (await pacing.slots.acquire(signal)))
+        : undefined;
     let response: PacedResponse;
     try {
       response = await next(request);

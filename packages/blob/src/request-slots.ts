@@ -90,6 +90,13 @@ export class RequestSlots {
     this.#drain();
   }
 
+  /** A slot now when one is free and nobody waits (no promise), else undefined: then acquire. */
+  tryAcquire(signal?: AbortSignal): SlotRelease | undefined {
+    if (signal?.aborted || this.#queue.length !== 0 || this.#inUse >= this.#limit) return undefined;
+    this.#inUse++;
+    return this.#releaser();
+  }
+
   /** Waits for a slot; the returned function hands it back (call it exactly once). */
   async acquire(signal?: AbortSignal): Promise<SlotRelease> {
     if (signal?.aborted) throw abortReason(signal);
@@ -113,6 +120,11 @@ export class RequestSlots {
         this.#queue.push(waiter);
       });
     }
+    return this.#releaser();
+  }
+
+  /** The release of a slot just taken (its latency counted from now). */
+  #releaser(): SlotRelease {
     const started = this.#clock.now();
     let released = false;
     return ({ bytes, ok }) => {

@@ -118,10 +118,12 @@ export const downloadSmallBlobWith = async (
 ): Promise<DownloadResult | undefined> => {
   const signal = options.abortSignal ?? new AbortController().signal;
   const budget = options.budget ?? processBudget;
-  try {
-    await budget.acquire(size, signal);
-  } catch (err) {
-    throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
+  if (signal.aborted || !budget.tryAcquire(size)) {
+    try {
+      await budget.acquire(size, signal);
+    } catch (err) {
+      throw new BlobOperationError(GET_RANGE, where, signal.aborted ? abortCause(signal) : err);
+    }
   }
   try {
     const got = await getSmallBlob(container, name, where, size, options.etag, signal);

@@ -20,6 +20,8 @@
  */
 import { connect as netConnect, isIP, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import { watchAbort } from "./abort-watch.js";
+import { parseAnswerHead, type AnswerHeaders } from "./answer-head.js";
 
 /** Response head limit (status line and headers). */
 const HEAD_MAX = 64 * 1024;
@@ -30,8 +32,8 @@ const DEFAULT_IDLE_MS = 20_000;
 
 export interface SocketAnswer {
   status: number;
-  /** Lower-cased header names. */
-  headers: ReadonlyMap<string, string>;
+  /** Looked up by lower-cased name (answer-head.ts). */
+  headers: AnswerHeaders;
   contentLength: number | undefined;
   /** A 2xx answer whose length was not into.length: nothing was read into `into`. */
   lengthMismatch: boolean;
@@ -100,23 +102,6 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
-const parseHead = (head: string): { status: number; headers: Map<string, string> } | undefined => {
-  const lines = head.split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "");
-  if (m === null) return undefined;
-  const headers = new Map<string, string>();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    const k = line.slice(0, colon).trim().toLowerCase();
-    const v = line.slice(colon + 1).trim();
-    const before = headers.get(k);
-    headers.set(k, before === undefined ? v : `${before}, ${v}`);
-  }
-  return { status: Number(m[1]), headers };
-};
-
 /** One keep-alive connection, one request at a time. */
 class Connection {
   readonly socket: Socket;
@@ -126,6 +111,8 @@ class Connection {
   /** Answers completed on this connection. */
   uses = 0;
   idleTimer: NodeJS.Timeout | undefined;
+  /** In the pool's idle list (the idle timer closes it when it fires then). */
+  idle = false;
   onDead: (() => void) | undefined;
 
   constructor(
@@ -184,6 +171,7 @@ class Connection {
     const first = !this.#dead;
     this.#dead = true;
     if (first) {
+      clearTimeout(this.idleTimer);
       this.socket.destroy();
       this.onDead?.();
     }
@@ -231,7 +219,7 @@ class Connection {
         this.fail(netError("the answer's head is longer than 64 KiB", "ECONNRESET"));
       return;
     }
-    const parsed = parseHead(this.#head.toString("latin1", 0, end));
+    const parsed = parseAnswerHead(this.#head.toString("latin1", 0, end));
     if (parsed === undefined)
       return this.fail(netError("the answer is not HTTP/1.1", "ECONNRESET"));
     if (parsed.status >= 100 && parsed.status < 200) {
@@ -324,8 +312,35 @@ export class SocketPool {
     this.#ca = options.ca;
   }
 
-  #key(e: SocketEndpoint): string {
-    return `${e.protocol}//${e.hostname}:${e.port}`;
+  /** Per endpoint (by protocol, host name and port): its pool key and its request's host line. */
+  readonly #endpoints = new Map<string, Map<string, { key: string; hostLine: string }>>();
+
+  #endpointOf(e: SocketEndpoint): { key: string; hostLine: string } {
+    let byPort = this.#endpoints.get(e.hostname);
+    if (byPort === undefined) {
+      byPort = new Map<string, { key: string; hostLine: string }>();
+      this.#endpoints.set(e.hostname, byPort);
+    }
+    const portKey = `${e.protocol}${e.port}`;
+    let known = byPort.get(portKey);
+    if (known === undefined) {
+      const defaultPort = e.protocol === "https:" ? "443" : "80";
+      const host =
+        (isIP(e.hostname) === 6 ? `[${e.hostname}]` : e.hostname) +
+        (e.port === "" || e.port === defaultPort ? "" : `:${e.port}`);
+      known = { key: `${e.protocol}//${e.hostname}:${e.port}`, hostLine: `host: ${host}\r\n` };
+      byPort.set(portKey, known);
+    }
+    return known;
+  }
+
+  /** An idle live connection to `key`, or undefined. */
+  #takeIdle(key: string): Connection | undefined {
+    const idle = this.#idle.get(key);
+    let c = idle?.pop();
+    while (c?.dead) c = idle?.pop();
+    if (c !== undefined) c.idle = false;
+    return c;
   }
 
   async #take(
@@ -334,13 +349,8 @@ export class SocketPool {
     signal: AbortSignal | undefined,
   ): Promise<Connection> {
     for (;;) {
-      const idle = this.#idle.get(key);
-      let c = idle?.pop();
-      while (c?.dead) c = idle?.pop();
-      if (c !== undefined) {
-        clearTimeout(c.idleTimer);
-        return c;
-      }
+      const c = this.#takeIdle(key);
+      if (c !== undefined) return c;
       const n = this.#count.get(key) ?? 0;
       if (n < this.#maxSockets) {
         this.#count.set(key, n + 1);
@@ -377,8 +387,15 @@ export class SocketPool {
     this.#idle.set(key, list);
     list.push(c);
     c.socket.unref();
-    c.idleTimer = setTimeout(() => c.fail(netError("idle", "ECONNRESET")), this.#idleMs);
-    c.idleTimer.unref();
+    // One timer per connection, re-armed (not re-made) each time it goes idle; when it fires
+    // while the connection is busy it does nothing (the next #give arms it again).
+    c.idle = true;
+    if (c.idleTimer === undefined) {
+      c.idleTimer = setTimeout(() => {
+        if (c.idle) c.fail(netError("idle", "ECONNRESET"));
+      }, this.#idleMs);
+      c.idleTimer.unref();
+    } else c.idleTimer.refresh();
     waiter?.();
   }
 
@@ -395,26 +412,24 @@ export class SocketPool {
     timeoutMs: number | undefined,
     onBody?: BodyListener,
   ): Promise<SocketAnswer> {
-    const key = this.#key(endpoint);
-    const defaultPort = endpoint.protocol === "https:" ? "443" : "80";
-    const host =
-      (isIP(endpoint.hostname) === 6 ? `[${endpoint.hostname}]` : endpoint.hostname) +
-      (endpoint.port === "" || endpoint.port === defaultPort ? "" : `:${endpoint.port}`);
-    let request = `GET ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
+    const { key, hostLine } = this.#endpointOf(endpoint);
+    let request = `GET ${target} HTTP/1.1\r\n${hostLine}`;
     for (const k in headers) {
       const v = headers[k];
       if (v === undefined) continue;
-      if (/[\r\n]/.test(v)) throw new TypeError(`header ${k}: a line break in its value`);
+      if (v.includes("\r") || v.includes("\n"))
+        throw new TypeError(`header ${k}: a line break in its value`);
       request += `${k}: ${v}\r\n`;
     }
     request += "\r\n";
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw abortError(signal);
-      const c = await this.#take(endpoint, key, signal);
+      // An idle connection is taken at once (no promise); otherwise one is made or waited for.
+      const c = this.#takeIdle(key) ?? (await this.#take(endpoint, key, signal));
       const reused = c.uses > 0;
       c.socket.ref();
       const onAbort = (): void => c.fail(abortError(signal!));
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const unwatch = signal === undefined ? undefined : watchAbort(signal, onAbort);
       if (timeoutMs !== undefined) {
         c.socket.setTimeout(timeoutMs, () =>
           c.fail(netError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT")),
@@ -429,7 +444,7 @@ export class SocketPool {
         if (reused && c.requestBytes === 0 && attempt === 0 && !signal?.aborted) continue;
         throw err;
       } finally {
-        signal?.removeEventListener("abort", onAbort);
+        unwatch?.();
         if (timeoutMs !== undefined) c.socket.setTimeout(0);
       }
     }

@@ -170,3 +170,23 @@ test("Put Blob sent without the SDK (direct-put.ts) is paced too: one slot, one 
   t.is(requests.spent - spentBefore, 2, "one request token per try");
   t.is(bytes.spent, 2 * body.length, "its bytes per try");
 });
+
+test("isDataRequest: a URL without a query answers as the parsed URL does (no URL object made for it)", (t) => {
+  const parsed = (method: string, url: string): boolean => {
+    const q = new URL(url).searchParams;
+    if (q.has("restype")) return false;
+    const comp = q.get("comp");
+    return method === "PUT" ? comp === null || comp === "block" : method === "GET" && comp === null;
+  };
+  for (const url of [
+    "http://direct/devstoreaccount1/c/d%20x/f",
+    "https://acct.blob.core.windows.net/c/a/b",
+    "http://127.0.0.1:10000/devstoreaccount1/c",
+    "http://direct/c/name?comp=metadata",
+    "http://direct/c?restype=container&comp=list",
+    "http://direct/c/b#frag",
+  ])
+    for (const method of ["GET", "PUT", "HEAD", "DELETE"])
+      t.is(isDataRequest(method, url), parsed(method, url), `${method} ${url}`);
+  t.false(isDataRequest("GET", "not a url"));
+});

@@ -5,6 +5,7 @@ import { createServer as createTlsServer } from "node:tls";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { tempDir } from "@hsmfleet/testkit";
+import { getEventListeners } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import test from "ava";
 import { SocketPool, type SocketEndpoint } from "../src/socket-get.js";
@@ -342,4 +343,46 @@ test("a GET waiting for a free connection (maxSockets reached) is released by it
   t.is(err.name, "AbortError", err.message);
   t.true(Date.now() - t0 < 3000);
   first.abort();
+});
+
+test("GETs in flight on one signal share one abort listener; an abort rejects every one of them; finished GETs leave none of theirs", async (t) => {
+  const hold: Socket[] = [];
+  const srv = await rawServer((s, _head, n) => {
+    if (n < 4) s.write(ok(Buffer.from("hello")));
+    else hold.push(s); // never answers
+  });
+  t.teardown(() => srv.close());
+  const pool = new SocketPool();
+  t.teardown(() => pool.close());
+  const ac = new AbortController();
+  for (let i = 0; i < 4; i++) {
+    const into = Buffer.alloc(5);
+    await pool.get(srv.endpoint, "/c/b", {}, into, ac.signal, undefined);
+    t.is(into.toString(), "hello");
+  }
+  t.true(getEventListeners(ac.signal, "abort").length <= 1);
+  const stuck = Array.from({ length: 3 }, () =>
+    pool.get(srv.endpoint, "/c/b", {}, Buffer.alloc(5), ac.signal, undefined),
+  );
+  while (hold.length < 3) await new Promise((r) => setTimeout(r, 5));
+  t.is(getEventListeners(ac.signal, "abort").length, 1);
+  ac.abort();
+  for (const p of stuck) t.is((await t.throwsAsync(p))?.name, "AbortError");
+});
+
+test("an idle connection is closed idleMs after its last answer, not after its first: each answer starts its idle time again", async (t) => {
+  const srv = await rawServer((s) => s.write(ok(Buffer.from("hello"))));
+  t.teardown(() => srv.close());
+  const pool = new SocketPool({ idleMs: 400 });
+  t.teardown(() => pool.close());
+  const get = () => pool.get(srv.endpoint, "/c/b", {}, Buffer.alloc(5), undefined, undefined);
+  // Answers 250 ms apart: never 400 ms idle, so one connection throughout.
+  for (let i = 0; i < 4; i++) {
+    await get();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  t.is(srv.connections(), 1);
+  await new Promise((r) => setTimeout(r, 900));
+  await get();
+  t.is(srv.connections(), 2, "closed once idle for longer than idleMs");
 });

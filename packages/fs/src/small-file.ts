@@ -16,7 +16,7 @@ import type { BeneathStat, EntryAttributes, JobRoot } from "./job-root.js";
 import { STAT_REC, parseStat } from "./beneath-path.js";
 import { loadNative } from "./native.js";
 import type { NativeBinding } from "./native.js";
-import { pauseBeforeOpenForTest } from "./test-seam.js";
+import { pauseBeforeOpenArmed, pauseBeforeOpenForTest } from "./test-seam.js";
 
 /** The emulated HSM state written last (hsm_attrs; the old compat and version are kept). */
 export interface SmallFileHsmState {
@@ -337,7 +337,7 @@ export const smallFileJob = async (
       ? [job.importDone ?? "", h?.xattr ?? ""]
       : null;
   const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
-  await pauseBeforeOpenForTest(rel);
+  if (pauseBeforeOpenArmed()) await pauseBeforeOpenForTest(rel);
   const r = await root.runBeneath(opOf, rel, (rootFd, fallback) => {
     out.writeDoubleLE(fallback ? 1 : 0, NUMS_AT);
     const item: NativeItem = [
@@ -386,7 +386,7 @@ export const inspectFile = async (
   }
   const out = Buffer.allocUnsafe(STAT_REC + INSPECT_MAX_VALUE * names.length);
   const opOf = (syscall: string): string => STEP_OPERATION[syscall] ?? operation;
-  await pauseBeforeOpenForTest(rel);
+  if (pauseBeforeOpenArmed()) await pauseBeforeOpenForTest(rel);
   const lens = await root.runBeneath(opOf, rel, (rootFd, fallback) =>
     inspectLane.submit([rootFd, rel, fallback, names, out]),
   );

@@ -27,6 +27,12 @@ const parse = (): { dir: string; rel: Buffer } | undefined => {
 
 let seam = parse();
 
+/**
+ * Whether the seam may still pause: callers on a per-file path test this first, so that without
+ * the variable they do not even pay pauseBeforeOpenForTest's promise (issue 17).
+ */
+export const pauseBeforeOpenArmed = (): boolean => seam !== undefined;
+
 /** Test seam: waits as described in the module comment when `rel` is the configured path. */
 export const pauseBeforeOpenForTest = async (rel: Buffer): Promise<void> => {
   if (seam === undefined || !seam.rel.equals(rel)) return;

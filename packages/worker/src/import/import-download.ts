@@ -52,7 +52,8 @@ export const handleImportDownload = async (
       await traceFileTransfer(info, async () => {
         let operation = "open";
         let bytes = 0;
-        testSeam("import-download-start", target.root.absolute(entry.path));
+        const local = target.root.absolute(entry.path);
+        testSeam("import-download-start", local);
         try {
           // Delivered again (its worker died): files it completed before are not fetched twice.
           if (
@@ -77,7 +78,7 @@ export const handleImportDownload = async (
             : await downloadSmallBlobTo(
                 container,
                 name,
-                target.root.absolute(entry.path),
+                local,
                 entry.size,
                 (data, md5) => writeSmallDownload(target, entry.path, data, md5, attrs),
                 {
@@ -99,22 +100,16 @@ export const handleImportDownload = async (
           const fh = await target.root.openExisting(entry.path);
           try {
             operation = "download";
-            const done = await downloadBlobToFile(
-              container,
-              name,
-              fh,
-              target.root.absolute(entry.path),
-              {
-                budget: ctx.budget,
-                concurrency: ctx.options.blockConcurrency,
-                expectedSize: entry.size,
-                abortSignal: signal,
-                onProgress: (n) => {
-                  counters.bytesDownloaded += n;
-                  onBytes(n);
-                },
+            const done = await downloadBlobToFile(container, name, fh, local, {
+              budget: ctx.budget,
+              concurrency: ctx.options.blockConcurrency,
+              expectedSize: entry.size,
+              abortSignal: signal,
+              onProgress: (n) => {
+                counters.bytesDownloaded += n;
+                onBytes(n);
               },
-            );
+            });
             counters.bytesImported += done.bytes;
             bytes = done.bytes;
           } finally {
