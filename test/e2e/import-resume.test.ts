@@ -112,6 +112,9 @@ test("a worker SIGKILLed between a stub's ftruncate and its trusted.hsm xattr: t
   const run = await importing;
   t.is(run.code, 0, run.stderr + run.stdout);
   const summary = JSON.parse(run.stdout) as ImportSummary;
+  // Seen under load, not explained (docs/reliability.md): importedFiles 7–8. The whole summary
+  // says where the other files were counted.
+  if (summary.importedFiles !== 12) t.log(JSON.stringify(summary));
   t.like(summary, { state: "succeeded", totalErrors: 0, totalConflicts: 0, importedFiles: 12 });
   await checkTarget(t, target, f.files, 0xd);
 });
