@@ -15,6 +15,22 @@ const names = async (connection: string, container: string, prefix = ""): Promis
   return out.sort();
 };
 
+test("sync of a source that does not exist, or is a file: a usage error naming it, before any storage or NATS is started", async (t) => {
+  const dir = await tempDir();
+  t.teardown(() => dir.cleanup());
+  await writeFile(join(dir.path, "file"), "x");
+  const env = { HSMFLEET_STATE_DIR: dir.path, AZURE_STORAGE_CONNECTION_STRING: "" };
+  for (const [name, why] of [
+    ["missing", "does not exist"],
+    ["file", "is not a directory"],
+  ] as const) {
+    const run = await runCli(["sync", join(dir.path, name), "--container", "abc"], { env });
+    t.is(run.code, 2, run.stderr);
+    t.true(run.stderr.includes(`sync source ${join(dir.path, name)} ${why}`), run.stderr);
+    t.false(/local Azurite/.test(run.stderr), `nothing started: ${run.stderr}`);
+  }
+});
+
 test("sync (posix, inotify): create, append, chmod/chown, mkdir, symlink, renames of a file and a 1,000-file directory, deletes — then verify passes and deleted paths are gone after the remove delay", async (t) => {
   t.timeout(600_000);
   const dir = await tempDir();

@@ -1,5 +1,10 @@
 import { resolve } from "node:path";
-import { LustreChangelogSource, SYNC_DEFAULTS, runSyncService } from "@hsmfleet/coordinator";
+import {
+  LustreChangelogSource,
+  SYNC_DEFAULTS,
+  checkScanRoot,
+  runSyncService,
+} from "@hsmfleet/coordinator";
 import { UsageError } from "@hsmfleet/core";
 import type { SyncStatusRecord } from "@hsmfleet/coordinator";
 import { parseDuration } from "../duration.js";
@@ -71,6 +76,8 @@ export const registerSyncCommand = (ctx: CliContext): void => {
           throw new UsageError(`--source ${opts.source}: posix or lustre`);
         if (opts.source === "lustre" && (!opts.mdt || !opts.changelogUser))
           throw new UsageError("--source lustre needs --mdt NAME and --changelog-user ID");
+        // Refuse a bad source before anything starts (the embedded Azurite, NATS, workers).
+        await checkScanRoot(path, "sync source");
         const g = globals();
         const log = logger("coordinator");
         const stateDir = resolveStateDir(g.stateDir);
