@@ -92,6 +92,23 @@ const shortMessage = (err: unknown): string => {
   return first.length > 300 ? `${first.slice(0, 300)}…` : first;
 };
 
+/** Error names @azure/identity gives a failed sign-in (DefaultAzureCredential and its parts). */
+const SIGN_IN_ERRORS = new Set([
+  "AggregateAuthenticationError",
+  "CredentialUnavailableError",
+  "AuthenticationError",
+  "AuthenticationRequiredError",
+]);
+
+/**
+ * What to do when no Microsoft Entra ID token could be had (the `--storage` account URL form):
+ * the SDK's own text names only the credential chain.
+ */
+const signInHint = (cause: unknown): string =>
+  SIGN_IN_ERRORS.has(String(field(cause, "name")))
+    ? "; no Microsoft Entra ID token: an account URL signs in with DefaultAzureCredential (a managed identity on the VM, az login, or AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET); or give --storage a connection string or a SAS URL"
+    : "";
+
 /** What an operation was about, for messages. */
 export interface BlobOperationSubject {
   /** Printable local path. */
@@ -145,7 +162,7 @@ export class BlobOperationError extends HsmfleetError {
         ? "aborted"
         : [`${status}${code ?? ""}`.trim(), text].filter((s) => s !== "").join(": ") ||
           "unknown error");
-    super(`${parts.join(" ")}: ${detail}${options?.hint ?? ""}`, {
+    super(`${parts.join(" ")}: ${detail}${options?.hint || signInHint(cause)}`, {
       cause,
       retryable: options?.retryable ?? (!aborted && isRetryableHttpError(cause)),
     });
