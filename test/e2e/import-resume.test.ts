@@ -94,10 +94,13 @@ test("a worker SIGKILLed between a stub's ftruncate and its trusted.hsm xattr: t
   await mkdir(target);
   const env = { AZURE_STORAGE_CONNECTION_STRING: f.connectionString };
   // The only worker at first: it takes the shard and dies inside the stub of d/f05.
-  const victim = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "victim"], {
-    env: { ...env, HSMFLEET_TEST_SEAM: "stub-before-hsm-xattr:/d/f05" },
-  });
+  const victim = spawnCli(
+    ["--nats", f.natsUrl, "--log-level", "debug", "worker", "--vm-name", "victim"],
+    { env: { ...env, HSMFLEET_TEST_SEAM: "stub-before-hsm-xattr:/d/f05" } },
+  );
   t.teardown(() => void victim.kill("SIGKILL"));
+  const logs = { victim: "", survivor: "" };
+  victim.stderr?.on("data", (d: Buffer) => (logs.victim += d.toString()));
   const importing = runCli(
     ["--nats", f.natsUrl, "--workers", "0", "import", target, "--container", "kill-stub", "--json"],
     { env, timeoutMs: 90_000 },
@@ -107,14 +110,24 @@ test("a worker SIGKILLed between a stub's ftruncate and its trusted.hsm xattr: t
   const leftover = await lstat(join(target, "d/f05"));
   t.is(leftover.size, 105, "the leftover has the blob's size");
   t.is(await hsmFlags(join(target, "d/f05")), undefined, "and no HSM state yet");
-  const survivor = spawnCli(["--nats", f.natsUrl, "worker", "--vm-name", "survivor"], { env });
+  const survivor = spawnCli(
+    ["--nats", f.natsUrl, "--log-level", "debug", "worker", "--vm-name", "survivor"],
+    { env },
+  );
   t.teardown(() => void survivor.kill("SIGKILL"));
+  survivor.stderr?.on("data", (d: Buffer) => (logs.survivor += d.toString()));
   const run = await importing;
   t.is(run.code, 0, run.stderr + run.stdout);
   const summary = JSON.parse(run.stdout) as ImportSummary;
   // Seen under load, not explained (docs/reliability.md): importedFiles 7–8. The whole summary
-  // says where the other files were counted.
-  if (summary.importedFiles !== 12) t.log(JSON.stringify(summary));
+  // says where the other files were counted; the walk shards each worker received (stream
+  // sequence and delivery count) say which delivery it was.
+  if (summary.importedFiles !== 12) {
+    t.log(JSON.stringify(summary));
+    for (const [who, text] of Object.entries(logs))
+      for (const line of text.split("\n"))
+        if (line.includes("walk shard")) t.log(`${who}: ${line}`);
+  }
   t.like(summary, { state: "succeeded", totalErrors: 0, totalConflicts: 0, importedFiles: 12 });
   await checkTarget(t, target, f.files, 0xd);
 });

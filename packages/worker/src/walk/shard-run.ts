@@ -60,6 +60,10 @@ export class ShardRun {
     this.publisher = new Publisher(ctx.js);
     const { options } = ctx;
     const attempt = msg.info.deliveryCount;
+    options.logger?.debug(
+      { jobId: shard.jobId, shardId: shard.shardId, seq: msg.info.streamSequence, attempt },
+      "walk shard received",
+    );
     this.#declarations = new Declarations(
       ctx.js,
       options.nc,
