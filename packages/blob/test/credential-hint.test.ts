@@ -13,7 +13,10 @@ test("a failed Microsoft Entra ID sign-in says how the account URL form signs in
   const unavailable = new CredentialUnavailableError("ManagedIdentityCredential: no endpoint.");
   for (const cause of [chained, unavailable]) {
     const e = new BlobOperationError("create-container", where, cause);
-    t.true(e.message.startsWith(`create-container container "abc" (${where.location}): `), e.message);
+    t.true(
+      e.message.startsWith(`create-container container "abc" (${where.location}): `),
+      e.message,
+    );
     t.regex(
       e.message,
       /; no Microsoft Entra ID token: an account URL signs in with DefaultAzureCredential \(a managed identity on the VM, az login, or AZURE_TENANT_ID\/AZURE_CLIENT_ID\/AZURE_CLIENT_SECRET\); or give --storage a connection string or a SAS URL$/,
