@@ -13,6 +13,7 @@ import type { ItemError, ItemResult, JobStatus, WalkShard } from "@hsmfleet/prot
 import type { ResolvedWorkerOptions } from "../options.js";
 import { ERRORS_PER_MESSAGE, Publisher } from "../runtime/publisher.js";
 import { ChildWindow } from "./child-window.js";
+import { claimAttempt } from "./claim-attempt.js";
 import { Declarations } from "./declarations.js";
 import type { HeldChild } from "./declarations.js";
 import type { WorkBacklog } from "./work-backlog.js";
@@ -46,8 +47,10 @@ export class ShardRun {
   readonly #ctx: WalkContext;
   readonly #msg: JsMsg;
   readonly #shard: WalkShard;
-  readonly #window: ChildWindow;
-  readonly #declarations: Declarations;
+  #window: ChildWindow | undefined;
+  /** This run's attempt: the delivery count until resume() claims it (claim-attempt.ts). */
+  #attempt: number;
+  readonly #job: JobStatus;
   #errorSeq = 0;
   #lastWorking = Date.now();
   /** Keeps the item alive however long one step takes (a slow disk, a loaded machine). */
@@ -58,27 +61,8 @@ export class ShardRun {
     this.#msg = msg;
     this.#shard = shard;
     this.publisher = new Publisher(ctx.js);
-    const { options } = ctx;
-    const attempt = msg.info.deliveryCount;
-    options.logger?.debug(
-      { jobId: shard.jobId, shardId: shard.shardId, seq: msg.info.streamSequence, attempt },
-      "walk shard received",
-    );
-    this.#declarations = new Declarations(
-      ctx.js,
-      options.nc,
-      shard,
-      job.spec.itemKey,
-      options.workerId,
-      attempt,
-    );
-    this.#window = new ChildWindow(ctx.js, shard, msg, {
-      workerId: options.workerId,
-      attempt,
-      declarations: this.#declarations,
-      backlog: ctx.backlog,
-      beforeHeldChild: options.hooks.beforeHeldChild,
-    });
+    this.#job = job;
+    this.#attempt = msg.info.deliveryCount;
     this.#timer = setInterval(() => this.keepAlive(), Math.max(250, ctx.ackWaitMs / 4));
     this.#timer.unref();
   }
@@ -95,7 +79,12 @@ export class ShardRun {
 
   /** Delivery attempt of this item (1 = first). */
   get attempt(): number {
-    return this.#msg.info.deliveryCount;
+    return this.#attempt;
+  }
+
+  get #win(): ChildWindow {
+    if (this.#window === undefined) throw new Error("ShardRun: resume() must run before the walk");
+    return this.#window;
   }
 
   /** See ShardScope.childPrefix. */
@@ -111,13 +100,44 @@ export class ShardRun {
    * done (acknowledged here) and is not walked again.
    */
   async resume(): Promise<boolean> {
-    if (this.attempt <= 1) return false;
-    const earlier = await this.#declarations.replayEarlier((c) => {
-      this.#cover(c);
-      return this.#window.publishNow(c);
+    const { options } = this.#ctx;
+    const shard = this.#shard;
+    const deliveryCount = this.#msg.info.deliveryCount;
+    this.#attempt = await claimAttempt(this.#ctx.js, shard.jobId, shard.shardId, deliveryCount);
+    const attempt = this.#attempt;
+    options.logger?.debug(
+      {
+        jobId: shard.jobId,
+        shardId: shard.shardId,
+        seq: this.#msg.info.streamSequence,
+        deliveryCount,
+        attempt,
+      },
+      "walk shard received",
+    );
+    const declarations = new Declarations(
+      this.#ctx.js,
+      options.nc,
+      shard,
+      this.#job.spec.itemKey,
+      options.workerId,
+      attempt,
+    );
+    const window = new ChildWindow(this.#ctx.js, shard, this.#msg, {
+      workerId: options.workerId,
+      attempt,
+      declarations,
+      backlog: this.#ctx.backlog,
+      beforeHeldChild: options.hooks.beforeHeldChild,
     });
-    await this.#window.flush();
-    this.#window.skip(earlier.declared);
+    this.#window = window;
+    if (attempt <= 1) return false;
+    const earlier = await declarations.replayEarlier((c) => {
+      this.#cover(c);
+      return window.publishNow(c);
+    });
+    await window.flush();
+    window.skip(earlier.declared);
     if (earlier.declarations > 0)
       this.#ctx.options.logger?.info(
         {
@@ -154,7 +174,7 @@ export class ShardRun {
   }
 
   readonly spawn = (subject: string, data: Uint8Array, msgID: string): Promise<void> =>
-    this.#window.add(subject, data, msgID);
+    this.#win.add(subject, data, msgID);
 
   readonly recordError = async (err: ItemError): Promise<void> => {
     this.errors.push(err);
@@ -209,16 +229,17 @@ export class ShardRun {
     await this.publisher.flush();
     await options.hooks.beforeWalkResult?.(shard);
     // The result is the last word on this shard: everything it published went out before it.
-    const attempt = this.#msg.info.deliveryCount;
-    await this.#window.announce(
+    const attempt = this.#attempt;
+    const window = this.#win;
+    await window.announce(
       walkResultId(shard.shardId, attempt),
       newItemResult({
         jobId: shard.jobId,
         itemId: shard.shardId,
         kind: "walk",
         // The children still held: counted here, published right after (parked before).
-        children: this.#window.held,
-        childIds: this.#window.heldIds,
+        children: window.held,
+        childIds: window.heldIds,
         errors: this.errors,
         workerId: options.workerId,
         attempt,

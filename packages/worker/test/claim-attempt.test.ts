@@ -1,0 +1,73 @@
+import test from "ava";
+import { connectBus, ensureTopology, jetstream, jetstreamManager } from "@hsmfleet/bus";
+import { WALK_CONSUMER, WORK_STREAM, encodeWalkShard, subjects } from "@hsmfleet/protocol";
+import type { JobStatus, WalkShard } from "@hsmfleet/protocol";
+import { startNatsServer } from "@hsmfleet/testkit";
+import { resolveWorkerOptions } from "../src/options.js";
+import { claimAttempt } from "../src/walk/claim-attempt.js";
+import { ShardRun } from "../src/walk/shard-run.js";
+import type { WalkContext } from "../src/walk/shard-run.js";
+
+const JOB = "import-claim1";
+
+test("claimAttempt: the lowest attempt at or above the delivery count that no run of the item claimed", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc.close());
+  await ensureTopology(nc, {});
+  const js = jetstream(nc);
+  t.is(await claimAttempt(js, JOB, "s1", 1), 1, "a first delivery");
+  t.is(await claimAttempt(js, JOB, "s1", 1), 2, "delivered again, the server saying 1");
+  t.is(await claimAttempt(js, JOB, "s1", 3), 3, "the server's count when it is free");
+  t.is(await claimAttempt(js, JOB, "s1", 2), 4, "above every number taken");
+  t.is(await claimAttempt(js, JOB, "s2", 1), 1, "per item");
+  t.is(await claimAttempt(js, JOB, "s3", 0), 1, "a count of 0 is taken as 1");
+});
+
+test("a walk shard delivered again with a delivery count of 1 (its consumer lost its state, as nats-server before 2.10.15 can do when a worker dies) runs as attempt 2, not as a first delivery", async (t) => {
+  const server = await startNatsServer();
+  t.teardown(() => server.stop());
+  const nc = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc.close());
+  await ensureTopology(nc, {});
+  const js = jetstream(nc);
+  const shard: WalkShard = { jobId: JOB, paths: [Buffer.from("d")], depth: 1, shardId: "shard-d" };
+  await js.publish(subjects.walk(JOB), encodeWalkShard(shard), { msgID: shard.shardId });
+  const take = async () => {
+    const consumer = await js.consumers.get(WORK_STREAM, WALK_CONSUMER);
+    const m = await consumer.next({ expires: 5000 });
+    if (m === null) throw new Error("no walk shard delivered");
+    return m;
+  };
+  const ctx: WalkContext = {
+    js,
+    options: resolveWorkerOptions({ nc, workerId: "w1" }),
+    maxDeliver: 5,
+    ackWaitMs: 30_000,
+    onEntries: () => undefined,
+  };
+  const job = { spec: { jobId: JOB, itemKey: new Uint8Array(32) } } as unknown as JobStatus;
+
+  const first = await take();
+  t.is(first.info.deliveryCount, 1);
+  const run1 = new ShardRun(ctx, first, shard, job);
+  t.false(await run1.resume(), "a first run walks");
+  run1.stop();
+  t.is(run1.attempt, 1);
+
+  // The consumer forgets the delivery (made again here): the unacknowledged shard comes back
+  // from the server as a first delivery, as the dead worker's shard did in the import-resume test.
+  const jsm = await jetstreamManager(nc);
+  await jsm.consumers.delete(WORK_STREAM, WALK_CONSUMER);
+  const nc2 = await connectBus({ servers: server.url, reconnectForever: false });
+  t.teardown(() => nc2.close());
+  await ensureTopology(nc2, {});
+  const again = await take();
+  t.is(again.info.streamSequence, first.info.streamSequence, "the same message");
+  t.is(again.info.deliveryCount, 1, "which the server calls a first delivery");
+  const run2 = new ShardRun(ctx, again, shard, job);
+  t.false(await run2.resume(), "attempt 1 left no final result: walked again");
+  run2.stop();
+  t.is(run2.attempt, 2, "the run knows an earlier one was there");
+});
