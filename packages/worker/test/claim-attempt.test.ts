@@ -17,12 +17,16 @@ test("claimAttempt: the lowest attempt at or above the delivery count that no ru
   t.teardown(() => nc.close());
   await ensureTopology(nc, {});
   const js = jetstream(nc);
-  t.is(await claimAttempt(js, JOB, "s1", 1), 1, "a first delivery");
-  t.is(await claimAttempt(js, JOB, "s1", 1), 2, "delivered again, the server saying 1");
-  t.is(await claimAttempt(js, JOB, "s1", 3), 3, "the server's count when it is free");
-  t.is(await claimAttempt(js, JOB, "s1", 2), 4, "above every number taken");
-  t.is(await claimAttempt(js, JOB, "s2", 1), 1, "per item");
-  t.is(await claimAttempt(js, JOB, "s3", 0), 1, "a count of 0 is taken as 1");
+  const claim = (item: string, count: number) => claimAttempt(js, nc, JOB, item, count);
+  t.is(await claim("s1", 1), 1, "a first delivery");
+  t.is(await claim("s1", 1), 2, "delivered again, the server saying 1");
+  t.is(await claim("s1", 3), 3, "the server's count when it is free");
+  t.is(await claim("s1", 2), 4, "above every number taken");
+  t.is(await claim("s2", 1), 1, "per item");
+  t.is(await claim("s3", 0), 1, "a count of 0 is taken as 1");
+  // The markers are deleted once stored; their ids still count as taken.
+  const jsm = await jetstreamManager(nc);
+  t.is((await jsm.streams.info(WORK_STREAM)).state.messages, 0, "no marker left in the stream");
 });
 
 test("a walk shard delivered again with a delivery count of 1 (its consumer lost its state, as nats-server before 2.10.15 can do when a worker dies) runs as attempt 2, not as a first delivery", async (t) => {

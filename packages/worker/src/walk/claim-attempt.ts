@@ -5,13 +5,16 @@
  * "no earlier run" reused the first run's declaration ids, skipped the replay of what that run
  * declared, and counted the files it had finished as preexisting (docs/reliability.md).
  *
- * A run publishes an empty marker on the job's `park` subject (WORK stream, no consumer; purged
- * when the job ends) under the message id `<item>.run<n>`, for n from the delivery count upward,
- * until the publish is not a duplicate: n is its attempt. A first delivery pays one publish. The
- * markers rely on the stream's duplicate window, which must already outlast ackWait × maxDeliver.
+ * A run publishes an empty marker on the job's `park` subject (WORK stream, no consumer) under
+ * the message id `<item>.run<n>`, for n from the delivery count upward, until the publish is not
+ * a duplicate: n is its attempt. The marker it stored is deleted at once: JetStream keeps a
+ * message id in its duplicate window after the message is gone, and the WORK stream then holds
+ * no marker per shard. A first delivery pays a publish and a delete. The duplicate window must
+ * already outlast ackWait × maxDeliver (topology.ts), so it covers every run of an item.
  */
-import type { JetStreamClient } from "@hsmfleet/bus";
-import { subjects } from "@hsmfleet/protocol";
+import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
+import { WORK_STREAM, subjects } from "@hsmfleet/protocol";
+import { managerFor } from "./manager-for.js";
 
 /** Markers tried above the delivery count before the count is taken as it is. */
 export const CLAIM_ATTEMPT_TRIES = 64;
@@ -25,6 +28,7 @@ const EMPTY = new Uint8Array(0);
  */
 export const claimAttempt = async (
   js: JetStreamClient,
+  nc: NatsConnection,
   jobId: string,
   itemId: string,
   deliveryCount: number,
@@ -33,7 +37,15 @@ export const claimAttempt = async (
   let n = first;
   for (; n < first + CLAIM_ATTEMPT_TRIES; n++) {
     const ack = await js.publish(subjects.park(jobId), EMPTY, { msgID: `${itemId}.run${n}` });
-    if (!ack.duplicate) return n;
+    if (!ack.duplicate) {
+      try {
+        const jsm = await managerFor(nc);
+        await jsm.streams.deleteMessage(WORK_STREAM, ack.seq, false);
+      } catch {
+        // Left for the end-of-job purge of the job's WORK subjects; the claim stands.
+      }
+      return n;
+    }
   }
   return n;
 };

@@ -1,5 +1,6 @@
-import { hasValidSeal, jetstreamManager } from "@hsmfleet/bus";
-import type { JetStreamClient, JetStreamManager, NatsConnection } from "@hsmfleet/bus";
+import { hasValidSeal } from "@hsmfleet/bus";
+import type { JetStreamClient, NatsConnection } from "@hsmfleet/bus";
+import { managerFor } from "./manager-for.js";
 import { errorMessage } from "@hsmfleet/core";
 import {
   RESULTS_STREAM,
@@ -40,17 +41,6 @@ export interface EarlierDeclarations {
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** Room left in a part for its headers (seal, message id, trace context). */
 const PART_HEADROOM = 8 * 1024;
-
-const managers = new WeakMap<NatsConnection, Promise<JetStreamManager>>();
-const managerFor = (nc: NatsConnection): Promise<JetStreamManager> => {
-  let m = managers.get(nc);
-  if (m === undefined) {
-    m = jetstreamManager(nc, { checkAPI: false });
-    m.catch(() => managers.delete(nc));
-    managers.set(nc, m);
-  }
-  return m;
-};
 
 /**
  * Makes a walk shard's children as durable as the declaration that names them (a spawn notice

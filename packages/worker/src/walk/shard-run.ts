@@ -103,7 +103,13 @@ export class ShardRun {
     const { options } = this.#ctx;
     const shard = this.#shard;
     const deliveryCount = this.#msg.info.deliveryCount;
-    this.#attempt = await claimAttempt(this.#ctx.js, shard.jobId, shard.shardId, deliveryCount);
+    this.#attempt = await claimAttempt(
+      this.#ctx.js,
+      options.nc,
+      shard.jobId,
+      shard.shardId,
+      deliveryCount,
+    );
     const attempt = this.#attempt;
     options.logger?.debug(
       {
