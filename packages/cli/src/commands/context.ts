@@ -100,16 +100,17 @@ export const createCliContext = (program: Command): CliContext => {
     // An empty --nats / HSMFLEET_NATS_URL means "not given": use the embedded default.
     return { ...g, nats: g.nats === "" ? undefined : g.nats };
   };
+  const natsAuth = (): BusAuth | undefined => (globals().nats ? busAuthFrom(globals()) : undefined);
   return {
     program,
     globals,
     logger: (role) => createLogger({ role, level: globals().logLevel }),
-    natsAuth: () => (globals().nats ? busAuthFrom(globals()) : undefined),
+    natsAuth,
     runtimeOptions: ({ stateDir, logger, storage }) => {
       const g = globals();
       return {
         nats: g.nats,
-        auth: g.nats ? busAuthFrom(g) : undefined,
+        auth: natsAuth(),
         stateDir,
         workers: g.workers,
         logger,
