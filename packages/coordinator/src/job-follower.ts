@@ -25,7 +25,7 @@ import {
   withInFlight,
   restoreConsumer,
   subjects,
-  walkResultId,
+  walkFailureId,
   jobCompleted,
   policyCandidatesSubject,
 } from "@hsmfleet/protocol";
@@ -446,8 +446,8 @@ const watchMaxDeliveries = async (
           }),
         );
         await js.publish(subject, data, {
-          // A walk shard's last delivery reports under an id of its own (protocol walk-ids.ts).
-          msgID: kind === "walk" ? walkResultId(itemId, advisory.deliveries) : `${itemId}.r`,
+          // A walk shard fails under an id of its own (protocol walk-ids.ts).
+          msgID: kind === "walk" ? walkFailureId(itemId) : `${itemId}.r`,
           headers: sealHeaders(key, subject, data),
         });
         await jsm.streams.deleteMessage(WORK_STREAM, advisory.stream_seq, false);

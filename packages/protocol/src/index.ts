@@ -193,4 +193,4 @@ export {
   PARKED_PLACEHOLDER,
 } from "./parked-children.js";
 export type { ParkedChild, ParkedChildKind, ParkedChildren } from "./parked-children.js";
-export { attemptScope, walkResultId, spawnNoticeId } from "./walk-ids.js";
+export { attemptScope, walkResultId, walkFailureId, spawnNoticeId } from "./walk-ids.js";

@@ -17,7 +17,7 @@ import {
   shardIdFor,
   subjects,
   WALK_GROUP_DIRECTORIES,
-  walkResultId,
+  walkFailureId,
 } from "@hsmfleet/protocol";
 import type {
   ExportCounters,
@@ -309,14 +309,9 @@ export const reportFailedItem = async (
         failed: true,
       }),
     ),
-    // A walk shard's redelivery may have stored an empty notice under the first attempt's
-    // result id (declarations.ts): its failure goes under its own.
-    {
-      msgID:
-        item.kind === "walk"
-          ? walkResultId(item.itemId, msg.info.deliveryCount)
-          : `${item.itemId}.r`,
-    },
+    // A walk shard's redelivery may have stored an empty notice under an attempt's result id
+    // (declarations.ts): its failure goes under an id of its own (protocol walk-ids.ts).
+    { msgID: item.kind === "walk" ? walkFailureId(item.itemId) : `${item.itemId}.r` },
   );
   msg.term();
 };
