@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
 import { Script, constants as vmConstants } from "node:vm";
 
 /** A phase boundary for HSMFLEET_STARTUP_TRACE (see @hsmfleet/telemetry startup-trace.ts). */
@@ -59,6 +60,29 @@ const CACHED_COMMANDS = new Set([
   "policy",
 ]);
 const commandWord = () => process.argv.slice(2).find((a) => CACHED_COMMANDS.has(a)) ?? "other";
+
+/**
+ * Commands that start with V8's optimizing compiler (TurboFan) off, and after how many ms it is
+ * turned on. A one-shot scan of a few hundred thousand entries is over in 1–2 s, before
+ * TurboFan's background compiles pay back: they cost ~0.2 of ~2.5 CPU s per 226k-entry scan on 2
+ * CPUs, both CPUs being busy with the walk (docs/benchmarks.md, `scan5`); a longer scan gets it
+ * back after this delay. HSMFLEET_TURBOFAN_AFTER_MS overrides it for these commands (0: on from
+ * the start, as every other command runs).
+ */
+const TURBOFAN_AFTER_MS = new Map([["scan", 3000]]);
+
+/** Turns TurboFan off for `command`'s first moments (TURBOFAN_AFTER_MS); before any compile. */
+const delayTurbofan = (command) => {
+  if (!TURBOFAN_AFTER_MS.has(command)) return;
+  const raw = process.env["HSMFLEET_TURBOFAN_AFTER_MS"];
+  const afterMs = raw ? Number(raw) : TURBOFAN_AFTER_MS.get(command);
+  if (!(afterMs > 0)) return;
+  setFlagsFromString("--no-opt");
+  setTimeout(() => setFlagsFromString("--opt"), afterMs).unref();
+  // V8 checks a code cache against a hash of the flags: the one written at exit must be made
+  // with the flags the next run compiles with (runBundle adds its writer after this listener).
+  process.once("exit", () => setFlagsFromString("--no-opt"));
+};
 
 const runBundle = (hash) => {
   const source = readFileSync(bundleFile, "utf8");
@@ -120,6 +144,7 @@ if (!existsSync(compiled)) {
 }
 const hash = freshBundle();
 mark("bundle-checked");
+delayTurbofan(commandWord());
 if (hash !== undefined) runBundle(hash);
 else {
   mark("modules");

@@ -89,6 +89,27 @@ test("the launcher runs the bundle as a CommonJS module, writes its code cache o
   t.is((await readdir(join(pkg, "dist", "v8-cache"))).length, 2);
 });
 
+test("scan starts with TurboFan off and turns it on after HSMFLEET_TURBOFAN_AFTER_MS; its code cache is written under the start's flags, so the next scan uses it", async (t) => {
+  const { pkg, launcher } = await fakePackage(t);
+  // The bundle outlives the delay (TurboFan is on again when it exits and writes its cache).
+  await writeFile(
+    join(pkg, "dist", "hsmfleet.cjs"),
+    `${PRINT_MARKS}setTimeout(() => process.stdout.write("done\\n"), 300);\n`,
+  );
+  const env = { HSMFLEET_TURBOFAN_AFTER_MS: "20" };
+  const first = await runNode([launcher, "scan", "/x"], env);
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, "done\n");
+  t.true(first.phases.includes("code-cache-missed"), first.phases.join(","));
+  // A cache made with TurboFan's flag back on would be refused here (V8 hashes the flags).
+  const second = await runNode([launcher, "scan", "/x"], env);
+  t.is(second.code, 0, second.stderr);
+  t.true(second.phases.includes("code-cache-used"), second.phases.join(","));
+  t.deepEqual(await readdir(join(pkg, "dist", "v8-cache")), [
+    `scan-0123456789abcdef-${process.version}-${process.arch}.bin`,
+  ]);
+});
+
 test("a bundle older than a workspace file it was made from is not run: the compiled modules are", async (t) => {
   const { input, launcher } = await fakePackage(t);
   t.is((await runNode([launcher])).stdout.split(" ")[0], "bundle");

@@ -147,9 +147,18 @@ static void handle_finalize(napi_env env, void *data, void *hint) {
 /* ------------------------------------------------------------------------------------------ */
 /* async work                                                                                  */
 
-enum work_kind { W_OPENDIR, W_READ, W_CLOSE, W_STAT, W_GETXATTR, W_SETXATTR, W_REMOVEXATTR };
+enum work_kind {
+  W_OPENDIR,
+  W_OPENDIRS,
+  W_READ,
+  W_CLOSE,
+  W_STAT,
+  W_GETXATTR,
+  W_SETXATTR,
+  W_REMOVEXATTR
+};
 
-typedef struct {
+typedef struct work_s {
   napi_async_work aw;
   napi_deferred deferred;
   enum work_kind kind;
@@ -174,9 +183,19 @@ typedef struct {
   outbuf out;
   int none;        /* W_GETXATTR: attribute absent; W_READ: nothing left */
   int eof_flag;
+  /* W_OPENDIRS: one W_OPENDIR (read_first) per directory, run in this job one after the other */
+  struct work_s **subs;
+  uint32_t nsubs;
+  uint32_t reached; /* subs run before the entry budget (`batch`) was spent */
 } work_t;
 
 static void work_free(work_t *w) {
+  for (uint32_t i = 0; i < w->nsubs; i++) {
+    if (!w->subs[i]) continue;
+    handle_free(w->subs[i]->h); /* NULL once handed to JS */
+    work_free(w->subs[i]);
+  }
+  free(w->subs);
   free(w->path);
   free(w->name);
   free(w->value);
@@ -538,24 +557,45 @@ static void exec_getxattr(work_t *w) {
   w->syscall = "lgetxattr";
 }
 
+/* Opens a directory and, with read_first, reads its first batch in the same job. */
+static void exec_opendir_first(work_t *w) {
+  exec_opendir(w);
+  if (!w->err && w->read_first) {
+    exec_read(w);
+    if (w->err) {
+      /* Reported by the next read, as a read of its own would have: the open succeeded. */
+      w->h->pending_err = w->err;
+      w->err = 0;
+      w->syscall = NULL;
+      w->out.len = 0;
+      w->none = 1;
+    }
+  }
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
   work_t *w = data;
   switch (w->kind) {
     case W_OPENDIR:
-      exec_opendir(w);
-      if (!w->err && w->read_first) {
-        exec_read(w);
-        if (w->err) {
-          /* Reported by the next read, as a read of its own would have: the open succeeded. */
-          w->h->pending_err = w->err;
-          w->err = 0;
-          w->syscall = NULL;
-          w->out.len = 0;
-          w->none = 1;
+      exec_opendir_first(w);
+      break;
+    case W_OPENDIRS: {
+      /* A walk shard's directories, in order, until about one batch of entries was read: the
+         rest are left to the caller (bounded memory per job, as one opendir's first batch). */
+      uint64_t entries = 0;
+      for (uint32_t i = 0; i < w->nsubs && (i == 0 || entries < w->batch); i++) {
+        work_t *sub = w->subs[i];
+        if (!sub->err) exec_opendir_first(sub); /* err already set: refused on the JS thread */
+        if (!sub->err && sub->out.len >= BATCH_HDR_SIZE) {
+          uint32_t count;
+          memcpy(&count, sub->out.data, 4);
+          entries += count;
         }
+        w->reached = i + 1;
       }
       break;
+    }
     case W_READ:
       exec_read(w);
       break;
@@ -621,6 +661,52 @@ static napi_status take_buffer(napi_env env, work_t *w, napi_value *result) {
   return napi_create_buffer_copy(env, w->out.len, w->out.data, NULL, result);
 }
 
+/* A directory handle for JS; the external's finalizer owns `h` from here on. */
+static napi_status wrap_handle(napi_env env, dir_handle *h, napi_value *out) {
+  napi_status s = napi_create_external(env, h, handle_finalize, NULL, out);
+  if (s != napi_ok) {
+    handle_free(h);
+    return s;
+  }
+  return napi_type_tag_object(env, *out, &DIR_HANDLE_TAG);
+}
+
+/*
+ * W_OPENDIRS' result, one element per directory: undefined (not reached: the entry budget was
+ * spent), an errno Error (its open failed), null (read whole: no entries), a Buffer (read whole:
+ * its only batch), or [handle, Buffer | null] (more to read with readBatch, then closeDir).
+ */
+static napi_status opendirs_result(napi_env env, work_t *w, napi_value *result) {
+  napi_status s = napi_create_array_with_length(env, w->nsubs, result);
+  for (uint32_t i = 0; s == napi_ok && i < w->nsubs; i++) {
+    work_t *sub = w->subs[i];
+    napi_value el, first;
+    if (i >= w->reached) {
+      s = napi_get_undefined(env, &el);
+    } else if (sub->err) {
+      el = make_errno_error(env, sub->err, sub->syscall);
+    } else {
+      s = sub->none ? napi_get_null(env, &first) : take_buffer(env, sub, &first);
+      if (s != napi_ok) break;
+      if (!sub->h->dir && !sub->h->pending_err) {
+        handle_free(sub->h); /* the end was read: the DIR is closed already */
+        sub->h = NULL;
+        el = first;
+      } else {
+        napi_value handle;
+        dir_handle *h = sub->h;
+        sub->h = NULL;
+        s = wrap_handle(env, h, &handle);
+        if (s == napi_ok) s = napi_create_array_with_length(env, 2, &el);
+        if (s == napi_ok) s = napi_set_element(env, el, 0, handle);
+        if (s == napi_ok) s = napi_set_element(env, el, 1, first);
+      }
+    }
+    if (s == napi_ok) s = napi_set_element(env, *result, i, el);
+  }
+  return s;
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   work_t *w = data;
   napi_value result = NULL;
@@ -670,6 +756,9 @@ static void complete(napi_env env, napi_status status, void *data) {
         }
         break;
       }
+      case W_OPENDIRS:
+        s = opendirs_result(env, w, &result);
+        break;
       case W_READ: {
         if (w->none) {
           napi_get_null(env, &result);
@@ -887,6 +976,76 @@ static napi_value js_opendir(napi_env env, napi_callback_info info) {
   return start(env, w, "hsmfleet_fs.opendir");
 }
 
+/*
+ * opendirs(rels: Buffer[], xattr: string | null, batchSize: number, rootFd: number,
+ *          fallback: boolean, xattrMinSize?: number, xattrMaxSize?: number): Promise<Array<...>>
+ * Opens each directory beneath rootFd (as opendir with rootFd) and reads its first batch, one
+ * after the other in ONE threadpool job, until about batchSize entries were read in all (a walk
+ * shard's sibling directories: one hand-off instead of one per directory). See opendirs_result
+ * for the elements.
+ */
+static napi_value js_opendirs(napi_env env, napi_callback_info info) {
+  GET_ARGS(7);
+  ALLOC_WORK(w, W_OPENDIRS);
+  bool is_array = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[0], &count) != napi_ok)
+    TYPE_FAIL(w, "rels must be an array of Buffers");
+  char *xattr = NULL;
+  int xnul = 0;
+  if (copy_optional_string(env, argv[1], &xattr, &xnul) != napi_ok)
+    TYPE_FAIL(w, "xattr name must be a string or null");
+  w->name = xattr; /* freed with w; each directory gets a copy */
+  uint32_t batch = 0;
+  if (napi_get_value_uint32(env, argv[2], &batch) != napi_ok || batch == 0)
+    TYPE_FAIL(w, "batchSize must be a positive integer");
+  w->batch = batch;
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[3], &fd) != napi_ok || fd < 0)
+    TYPE_FAIL(w, "rootFd must be a non-negative integer");
+  bool fallback = false;
+  napi_get_value_bool(env, argv[4], &fallback);
+  {
+    napi_valuetype t5, t6;
+    napi_typeof(env, argv[5], &t5);
+    napi_typeof(env, argv[6], &t6);
+    if (t5 == napi_number || t6 == napi_number) {
+      if (!size_bound(env, argv[5], &w->xmin) || !size_bound(env, argv[6], &w->xmax) ||
+          w->xmin > w->xmax)
+        TYPE_FAIL(w, "xattr sizes must be numbers with 0 <= min <= max");
+      w->xsizes = 1;
+    }
+  }
+  if (xnul) return rejected(env, w, EINVAL, "open");
+  w->subs = calloc(count ? count : 1, sizeof *w->subs);
+  if (!w->subs) TYPE_FAIL(w, "out of memory");
+  w->nsubs = count;
+  for (uint32_t i = 0; i < count; i++) {
+    work_t *sub = new_work(W_OPENDIR);
+    if (!sub) TYPE_FAIL(w, "out of memory");
+    w->subs[i] = sub;
+    sub->rootfd = fd;
+    sub->fallback = fallback ? 1 : 0;
+    sub->read_first = 1;
+    sub->batch = batch;
+    sub->xsizes = w->xsizes;
+    sub->xmin = w->xmin;
+    sub->xmax = w->xmax;
+    if (xattr && !(sub->name = strdup(xattr))) TYPE_FAIL(w, "out of memory");
+    napi_value el;
+    int nul = 0;
+    if (napi_get_element(env, argv[0], i, &el) != napi_ok ||
+        copy_bytes(env, el, &sub->path, NULL, &nul) != napi_ok)
+      TYPE_FAIL(w, "rels must be an array of Buffers");
+    if (nul) {
+      sub->err = EINVAL; /* as opendir refuses it: this directory's error, not the job's */
+      sub->syscall = "open";
+    }
+  }
+  return start(env, w, "hsmfleet_fs.opendirs");
+}
+
 static dir_handle *get_handle(napi_env env, napi_value v) {
   napi_valuetype t;
   void *p = NULL;
@@ -993,6 +1152,7 @@ napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports);
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"opendir", NULL, js_opendir, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"opendirs", NULL, js_opendirs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readBatch", NULL, js_read_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeDir", NULL, js_close_dir, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statPath", NULL, js_stat_path, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,7 +11,7 @@ import { checkPath, checkXattrName, toFsError } from "./errno.js";
 import type { NativeDirHandle } from "./native.js";
 import { UnsafePathError, checkRelativePath, openat2Disabled } from "./job-root.js";
 import { isNativeErrnoError, loadNative } from "./native.js";
-import { pauseBeforeOpenForTest } from "./test-seam.js";
+import { pauseBeforeOpenArmed, pauseBeforeOpenForTest } from "./test-seam.js";
 
 export type { DirEntry };
 
@@ -170,17 +170,105 @@ export const openDir = async (path: Buffer, options?: DirReadOptions): Promise<D
         true,
       );
   } catch (err) {
-    if (isNativeErrnoError(err) && err.errno === 40) {
-      throw new UnsafePathError(
-        displayPath(pathCopy),
-        "a component of its path is a symlink (not followed)",
-        "opendir",
-      );
-    }
-    throw toFsError(err, "opendir", pathCopy);
+    throw openDirError(err, pathCopy);
   }
   return new NativeDirReader(opened[0], pathCopy, opened[1]);
 };
+
+/** What openDir rejects with when the native open of `path` failed with `err`. */
+const openDirError = (err: unknown, path: Buffer): unknown =>
+  isNativeErrnoError(err) && err.errno === 40
+    ? new UnsafePathError(
+        displayPath(path),
+        "a component of its path is a symlink (not followed)",
+        "opendir",
+      )
+    : toFsError(err, "opendir", path);
+
+/** One directory of openDirsBeneath(): its first batch, and a reader for the rest when there is more. */
+export interface OpenedDir {
+  /** The first batch; null when the directory has no entries (or its first read failed: `rest` reports it). */
+  first: DirBatch | null;
+  /** The batches after `first` (read them, then close it); undefined: the directory was read whole. */
+  rest: DirReader | undefined;
+}
+
+/**
+ * openDir() of several directories beneath one job root (a walk shard's siblings), each opened
+ * and its first batch read one after the other in ONE threadpool job instead of one job and its
+ * promises per directory (issue 17, `scan5`). The job stops once about `batchSize` entries were
+ * read in all, so it holds no more than a batch or two. Per directory, in order: an OpenedDir;
+ * the error openDir would have rejected with; or undefined when the job stopped before it (open
+ * it with openDir). All undefined while the open-beneath test seam is armed (it pauses before
+ * each open).
+ */
+export const openDirsBeneath = async (
+  rootFd: number,
+  /** Root-relative directories ("" = the root itself). */
+  rels: readonly Buffer[],
+  /** Each directory's full path, for messages (as openDir's `path`). */
+  paths: readonly Buffer[],
+  options?: Omit<DirReadOptions, "beneath">,
+): Promise<Array<OpenedDir | Error | undefined>> => {
+  const out = new Array<OpenedDir | Error | undefined>(rels.length).fill(undefined);
+  if (pauseBeforeOpenArmed() || rels.length === 0) return out;
+  const batchSize = options?.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+    throw new RangeError(`batchSize must be an integer in 1..${MAX_BATCH_SIZE}, got ${batchSize}`);
+  }
+  const sizes = options?.hsmSizes;
+  if (sizes !== undefined && !(sizes.min >= 0 && sizes.min <= sizes.max))
+    throw new RangeError(`hsmSizes must have 0 <= min <= max, got ${sizes.min}..${sizes.max}`);
+  // What openDir refuses before the native call is that directory's error, not the group's.
+  const sent: Buffer[] = [];
+  const at: number[] = [];
+  for (let i = 0; i < rels.length; i++) {
+    const rel = rels[i]!;
+    const path = paths[i]!;
+    try {
+      checkPath(path, "opendir");
+      normalizeXattr(options?.hsmXattr, "opendir", path);
+      if (rel.length > 0) checkRelativePath(rel);
+    } catch (err) {
+      if (!(err instanceof Error)) throw err;
+      out[i] = err;
+      continue;
+    }
+    sent.push(rel);
+    at.push(i);
+  }
+  if (sent.length === 0) return out;
+  const got = await loadNative().opendirs(
+    sent,
+    options?.hsmXattr ?? null,
+    batchSize,
+    rootFd,
+    openat2Disabled(),
+    sizes?.min,
+    sizes?.max,
+  );
+  for (let k = 0; k < sent.length; k++) {
+    const i = at[k]!;
+    const r = got[k];
+    const path = Buffer.from(paths[i]!);
+    if (r === undefined) continue;
+    if (r instanceof Error) {
+      const mapped = openDirError(r, path);
+      out[i] = mapped instanceof Error ? mapped : r;
+    } else if (r === null) out[i] = { first: null, rest: undefined };
+    else if (Buffer.isBuffer(r)) out[i] = { first: nonEmpty(new DirBatch(r)), rest: undefined };
+    else {
+      const [handle, first] = r;
+      out[i] = {
+        first: first === null ? null : nonEmpty(new DirBatch(first)),
+        rest: new NativeDirReader(handle, path, null),
+      };
+    }
+  }
+  return out;
+};
+
+const nonEmpty = (batch: DirBatch): DirBatch | null => (batch.count > 0 ? batch : null);
 
 const SLASH = 0x2f;
 

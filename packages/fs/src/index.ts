@@ -1,5 +1,5 @@
-export { openDir, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
-export type { DirEntry, DirReadOptions, DirReader } from "./dir-reader.js";
+export { openDir, openDirsBeneath, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
+export type { DirEntry, DirReadOptions, DirReader, OpenedDir } from "./dir-reader.js";
 export { DirBatch, isPlainRecord } from "./dir-batch.js";
 export { getXattr, setXattr, removeXattr } from "./xattr.js";
 export { loadNative, NATIVE_ADDON_PATH } from "./native.js";

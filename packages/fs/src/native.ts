@@ -37,6 +37,21 @@ export interface NativeBinding {
     xattrMaxSize: number | undefined,
     readFirst: true,
   ): Promise<[NativeDirHandle, Buffer | null]>;
+  /**
+   * Several directories beneath `rootFd`, each opened and its first batch read, one after the
+   * other in ONE threadpool job, until about `batchSize` entries were read in all. Per directory:
+   * undefined (not reached), an errno Error (its open failed), null or a Buffer (read whole: no
+   * entries, or its only batch), or [handle, first batch or null] (more to read).
+   */
+  opendirs(
+    rels: Buffer[],
+    xattr: string | null,
+    batchSize: number,
+    rootFd: number,
+    fallback: boolean,
+    xattrMinSize: number | undefined,
+    xattrMaxSize: number | undefined,
+  ): Promise<Array<undefined | Error | null | Buffer | [NativeDirHandle, Buffer | null]>>;
   /** One packed batch (see dir-reader.ts), or null when there is nothing more to read. */
   readBatch(handle: NativeDirHandle): Promise<Buffer | null>;
   closeDir(handle: NativeDirHandle): Promise<void>;

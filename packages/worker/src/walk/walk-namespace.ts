@@ -1,6 +1,6 @@
 import { resolveUnderRoot } from "@hsmfleet/core";
-import { jobRootFor, openDir } from "@hsmfleet/fs";
-import type { DirReader } from "@hsmfleet/fs";
+import { jobRootFor, openDir, openDirsBeneath } from "@hsmfleet/fs";
+import type { DirReader, OpenedDir } from "@hsmfleet/fs";
 
 /** How the walk reads one directory of a job's tree. */
 export interface DirectoryReadOptions {
@@ -22,6 +22,16 @@ export interface WalkNamespace {
   readonly name: string;
   /** Opens `dir` (root-relative, "" = the root) of the tree at `root`; rejects FsOperationError. */
   openDirectory(root: Buffer, dir: Buffer, options: DirectoryReadOptions): Promise<DirReader>;
+  /**
+   * Optional: opens several directories of the tree (a walk shard's) and reads their first
+   * batches in one go. Per directory: an OpenedDir, the error openDirectory would reject with, or
+   * undefined (not opened: call openDirectory).
+   */
+  openDirectories?(
+    root: Buffer,
+    dirs: readonly Buffer[],
+    options: DirectoryReadOptions,
+  ): Promise<Array<OpenedDir | Error | undefined>>;
 }
 
 /** The real tree: native reader, beneath the job root's fd, no symlink followed. */
@@ -35,4 +45,12 @@ export const posixNamespace: WalkNamespace = {
       // Beneath the job root's fd: a directory swapped for a symlink is refused, never listed.
       beneath: { rootFd: (await jobRootFor(root)).fd, rel: dir },
     }),
+  // One threadpool job for a shard's directories (fs openDirsBeneath), beneath the same root fd.
+  openDirectories: async (root, dirs, options) =>
+    openDirsBeneath(
+      (await jobRootFor(root)).fd,
+      dirs,
+      dirs.map((dir) => resolveUnderRoot(root, dir)),
+      { hsmXattr: options.hsmXattr, batchSize: options.batchSize, hsmSizes: options.hsmSizes },
+    ),
 };

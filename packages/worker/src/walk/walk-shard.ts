@@ -7,7 +7,7 @@ import {
   joinPathBytes,
 } from "@hsmfleet/core";
 import { DirBatch, isPlainRecord } from "@hsmfleet/fs";
-import type { DirEntry, DirReader } from "@hsmfleet/fs";
+import type { DirEntry, DirReader, OpenedDir } from "@hsmfleet/fs";
 import type { JsMsg } from "@hsmfleet/bus";
 import {
   emptyScanCounters,
@@ -29,6 +29,7 @@ import type {
 } from "@hsmfleet/protocol";
 import { annotateSpan } from "@hsmfleet/telemetry";
 import type { Publisher } from "../runtime/publisher.js";
+import type { DirectoryReadOptions } from "./walk-namespace.js";
 import { ShardRun } from "./shard-run.js";
 import type { WalkContext } from "./shard-run.js";
 
@@ -183,66 +184,112 @@ const walkShardWith = async (
     if (pending !== undefined) await pending;
   };
 
-  for (const dir of shard.paths) {
-    try {
-      await visitor.beginDirectory?.(dir);
-      for (let more = true; more; more = (await visitor.endPass?.()) ?? false) {
-        const reader = await options.namespace.openDirectory(spec.root, dir, {
-          hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
-          batchSize: options.readBatchSize,
-          hsmSizes: visitor.hsmSizes,
-        });
-        try {
-          const record = visitor.record;
-          if (record !== undefined && visitor.inPass === undefined && reader.readPacked) {
-            // Packed batches, read in place: the visitor's fast path for every plain entry.
-            let next = prefetchPacked(reader);
-            for (let batch = await next; batch !== null; batch = await next) {
-              next = prefetchPacked(reader);
-              ctx.onEntries(batch.count);
-              for (let i = 0, off = DirBatch.FIRST; i < batch.count; i++, off = batch.next(off)) {
-                if (coversAny && coveredEntries.has(batch.path(off, dir).toString("latin1"))) {
-                  // an earlier attempt's child holds it
-                } else if (isPlainRecord(batch, off)) {
-                  const pending = record(batch, off, dir);
-                  if (pending !== undefined) await pending;
-                } else await visitEntry(batch.path(off, dir), batch.entry(off));
-              }
-              run.keepAlive();
-            }
-          } else {
-            // The next batch is read on the threadpool while this one is visited (a huge
-            // directory keeps both CPUs busy); a failed read surfaces where it is awaited.
-            let next = prefetch(reader);
-            for (let batch = await next; batch !== null; batch = await next) {
-              next = prefetch(reader);
-              ctx.onEntries(batch.length);
-              for (const e of batch) {
-                const rel = joinPathBytes(dir, e.name);
-                if (visitor.inPass !== undefined && !visitor.inPass(rel)) continue;
-                await visitEntry(rel, e);
-              }
-              run.keepAlive();
-            }
-          }
-        } finally {
-          await reader.close();
-        }
-      }
-    } catch (err) {
-      if (!(err instanceof FsOperationError)) throw err;
-      // The directory itself could not be read: one error for it, the walk goes on elsewhere.
-      const gone = err.code === "ENOENT";
-      if (gone) vanished++;
-      else walkErrors++;
-      await recordError({
-        path: dir,
-        operation: err.operation,
-        code: err.code,
-        message: gone ? "directory vanished during the walk" : errorMessage(err),
-        retryable: false,
-      });
+  const readOptions = {
+    hsmXattr: spec.hsmXattr === "" ? undefined : spec.hsmXattr,
+    batchSize: options.readBatchSize,
+    hsmSizes: visitor.hsmSizes,
+  };
+  const record = visitor.record;
+  /** One packed batch of `dir`: plain records to the visitor's fast path, the rest as entries. */
+  const visitPacked = async (
+    batch: DirBatch,
+    dir: Buffer,
+    visit: NonNullable<ShardVisitor["record"]>,
+  ): Promise<void> => {
+    ctx.onEntries(batch.count);
+    for (let i = 0, off = DirBatch.FIRST; i < batch.count; i++, off = batch.next(off)) {
+      if (coversAny && coveredEntries.has(batch.path(off, dir).toString("latin1"))) {
+        // an earlier attempt's child holds it
+      } else if (isPlainRecord(batch, off)) {
+        const pending = visit(batch, off, dir);
+        if (pending !== undefined) await pending;
+      } else await visitEntry(batch.path(off, dir), batch.entry(off));
     }
+    run.keepAlive();
+  };
+  /** The packed batches of `reader` to its end (the next read on the threadpool meanwhile). */
+  const readPacked = async (
+    reader: DirReader,
+    dir: Buffer,
+    visit: NonNullable<ShardVisitor["record"]>,
+  ): Promise<void> => {
+    let next = prefetchPacked(reader);
+    for (let batch = await next; batch !== null; batch = await next) {
+      next = prefetchPacked(reader);
+      await visitPacked(batch, dir, visit);
+    }
+  };
+
+  // A visitor that takes packed records in one pass (scan, policy): the shard's directories are
+  // opened and first read in one threadpool job, not one job and its promises per directory.
+  const grouped =
+    record !== undefined &&
+    visitor.inPass === undefined &&
+    visitor.beginDirectory === undefined &&
+    visitor.endPass === undefined
+      ? await openGroup(options.namespace, spec.root, shard.paths, readOptions)
+      : undefined;
+
+  try {
+    for (let d = 0; d < shard.paths.length; d++) {
+      const dir = shard.paths[d]!;
+      try {
+        const opened = grouped?.[d];
+        if (opened instanceof Error) throw opened;
+        if (opened !== undefined && record !== undefined) {
+          try {
+            if (opened.first !== null) await visitPacked(opened.first, dir, record);
+            if (opened.rest !== undefined) await readPacked(opened.rest, dir, record);
+          } finally {
+            await opened.rest?.close();
+          }
+          continue;
+        }
+        await visitor.beginDirectory?.(dir);
+        for (let more = true; more; more = (await visitor.endPass?.()) ?? false) {
+          const reader = await options.namespace.openDirectory(spec.root, dir, readOptions);
+          try {
+            if (record !== undefined && visitor.inPass === undefined && reader.readPacked) {
+              // Packed batches, read in place: the visitor's fast path for every plain entry.
+              await readPacked(reader, dir, record);
+            } else {
+              // The next batch is read on the threadpool while this one is visited (a huge
+              // directory keeps both CPUs busy); a failed read surfaces where it is awaited.
+              let next = prefetch(reader);
+              for (let batch = await next; batch !== null; batch = await next) {
+                next = prefetch(reader);
+                ctx.onEntries(batch.length);
+                for (const e of batch) {
+                  const rel = joinPathBytes(dir, e.name);
+                  if (visitor.inPass !== undefined && !visitor.inPass(rel)) continue;
+                  await visitEntry(rel, e);
+                }
+                run.keepAlive();
+              }
+            }
+          } finally {
+            await reader.close();
+          }
+        }
+      } catch (err) {
+        if (!(err instanceof FsOperationError)) throw err;
+        // The directory itself could not be read: one error for it, the walk goes on elsewhere.
+        const gone = err.code === "ENOENT";
+        if (gone) vanished++;
+        else walkErrors++;
+        await recordError({
+          path: dir,
+          operation: err.operation,
+          code: err.code,
+          message: gone ? "directory vanished during the walk" : errorMessage(err),
+          retryable: false,
+        });
+      }
+    }
+  } finally {
+    // Readers of directories not reached (a visit threw): closed now, not at garbage collection.
+    for (const g of grouped ?? [])
+      if (g !== undefined && !(g instanceof Error)) g.rest?.close().catch(() => undefined);
   }
   await flushGroup();
   await visitor.end();
@@ -258,6 +305,25 @@ const walkShardWith = async (
     export: visitor.export,
     ...(visitor.restore ? { restore: visitor.restore } : {}),
   });
+};
+
+/**
+ * The namespace's openDirectories of a shard's directories; undefined (each opened on its own, as
+ * before) when the namespace has none or the call failed as a whole (each open then meets the
+ * failure itself, with the error it gives).
+ */
+const openGroup = async (
+  namespace: WalkContext["options"]["namespace"],
+  root: Buffer,
+  dirs: readonly Buffer[],
+  readOptions: DirectoryReadOptions,
+): Promise<Array<OpenedDir | Error | undefined> | undefined> => {
+  if (namespace.openDirectories === undefined) return undefined;
+  try {
+    return await namespace.openDirectories(root, dirs, readOptions);
+  } catch {
+    return undefined;
+  }
 };
 
 /** Starts reading the next batch; marked handled so a visit that throws leaves no stray rejection. */
