@@ -20,7 +20,7 @@
  * Run under the bench lock: `flock /tmp/bench.lock node test/dist/bench/cli-ab.bench.js`.
  */
 import "./threadpool.js";
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -35,7 +35,22 @@ interface AbSide {
   name: string;
   node?: string[];
   env?: Record<string, string>;
+  /** Keep the command's stdout and count V8's optimizing compiles in it (run with --trace-opt). */
+  traceOpt?: boolean;
 }
+
+/** TurboFan compiles in --trace-opt output: how many, and their summed time (ms). */
+const optimizedIn = (text: string): { compiles: number; ms: number } => {
+  let compiles = 0;
+  let ms = 0;
+  for (const m of text.matchAll(
+    /\[completed (?:compiling|optimizing) [^\n]*?took ([\d.]+), ([\d.]+), ([\d.]+) ms\]/g,
+  )) {
+    compiles++;
+    ms += Number(m[1]) + Number(m[2]) + Number(m[3]);
+  }
+  return { compiles, ms };
+};
 
 const CLI_BIN = fileURLToPath(
   new URL("../../bin/hsmfleet.js", import.meta.resolve("@hsmfleet/cli")),
@@ -122,9 +137,12 @@ const main = async (): Promise<void> => {
           note = "first";
         }
         const before = importCaches();
+        const out = join(base, `t${seq}-${side.name}.out`);
         r = await timedRun(
           [
+            ...(side.traceOpt === true ? ["bash", "-c", `exec "$@" > ${out}`, "traced"] : []),
             process.execPath,
+            ...(side.traceOpt === true ? ["--trace-opt"] : []),
             ...(side.node ?? []),
             CLI_BIN,
             "--state-dir",
@@ -138,6 +156,10 @@ const main = async (): Promise<void> => {
           { ...process.env, HSMFLEET_LOG_LEVEL: "warn", ...(side.env ?? {}) },
         );
         if (r.code !== 0) throw new Error(`${side.name} failed (${r.code}): ${r.stderrTail}`);
+        if (side.traceOpt === true) {
+          const o = optimizedIn(readFileSync(out, "utf8"));
+          note += ` turbofan ${o.compiles} compiles, ${o.ms.toFixed(0)} ms`;
+        }
         const after = importCaches();
         if (note === "" && [...after].some(([f, t]) => before.get(f) !== t))
           note = "cache-rewritten";

@@ -46,7 +46,7 @@ const PRINT_MARKS = `process.once("exit", () => {
  */
 const fakePackage = async (
   t: { teardown(fn: () => Promise<void>): void },
-  bundleBody = "process.stdout.write(`bundle ${__filename} ${typeof require(\"node:fs\").statSync}\\n`);",
+  bundleBody = 'process.stdout.write(`bundle ${__filename} ${typeof require("node:fs").statSync}\\n`);',
 ) => {
   const dir = await tempDir("hsmfleet-launcher-");
   t.teardown(() => dir.cleanup());
