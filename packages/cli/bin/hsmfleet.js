@@ -23,28 +23,6 @@ const mark = (phase) => {
 };
 mark("launcher");
 
-// V8 tiering for a command that lives seconds, not hours (docs/architecture.md "How a command
-// starts"): V8 sends a function to its optimizing compiler (TurboFan, on background threads) once
-// it has run its "interrupt budget" of bytecode; with V8's default (67,584) that is most of the hot
-// code of a 3-second import, and the compiles cost more CPU than the optimized code saves before
-// the command ends. A budget 16 times V8's optimizes only what stays hot. Set before the bundle is
-// compiled. HSMFLEET_V8_INTERRUPT_BUDGET replaces it (0: V8's default); an --interrupt-budget given
-// to Node itself (command line or NODE_OPTIONS) wins. Only this flag: V8 flags changed at run time
-// are not all safe (a GC flag set here crashed V8 20's marker).
-const DEFAULT_INTERRUPT_BUDGET = 1_081_344;
-const interruptBudget = () => {
-  const given = process.env["HSMFLEET_V8_INTERRUPT_BUDGET"];
-  if (given === undefined || given === "") return DEFAULT_INTERRUPT_BUDGET;
-  return /^\d{1,10}$/.test(given) ? Number(given) : DEFAULT_INTERRUPT_BUDGET;
-};
-const budget = interruptBudget();
-if (
-  budget > 0 &&
-  !process.execArgv.some((a) => a.startsWith("--interrupt-budget=")) &&
-  !(process.env["NODE_OPTIONS"] ?? "").includes("--interrupt-budget=")
-)
-  setFlagsFromString(`--interrupt-budget=${budget}`);
-
 const compiled = new URL("../dist/src/bin.js", import.meta.url);
 const bundleFile = fileURLToPath(new URL("../dist/hsmfleet.cjs", import.meta.url));
 const bundleInputs = fileURLToPath(new URL("../dist/hsmfleet.inputs.json", import.meta.url));
@@ -82,6 +60,34 @@ const CACHED_COMMANDS = new Set([
   "policy",
 ]);
 const commandWord = () => process.argv.slice(2).find((a) => CACHED_COMMANDS.has(a)) ?? "other";
+
+// V8 tiering for a command that lives seconds, not hours (docs/architecture.md "How a command
+// starts"): V8 sends a function to its optimizing compiler (TurboFan, on background threads) once
+// it has run its "interrupt budget" of bytecode; with V8's default (67,584) that is most of the hot
+// code of a 3-second import, and the compiles cost more CPU than the optimized code saves before
+// the command ends. A budget 16 times V8's optimizes only what stays hot. Only for the commands
+// that run one job and exit: a worker or a service lives long enough for the compiles to pay (a
+// standalone worker's restores cost more CPU under the larger budget). Set before the bundle is
+// compiled. HSMFLEET_V8_INTERRUPT_BUDGET replaces it (0: V8's default); an --interrupt-budget given
+// to Node itself (command line or NODE_OPTIONS) wins. Only this flag: V8 flags changed at run time
+// are not all safe (a GC flag set here crashed V8 20's marker).
+const ONE_SHOT_COMMANDS = new Set(["scan", "export", "import", "restore", "hsm", "verify", "sync"]);
+const DEFAULT_INTERRUPT_BUDGET = 1_081_344;
+const interruptBudget = () => {
+  const given = process.env["HSMFLEET_V8_INTERRUPT_BUDGET"];
+  if (given === undefined || given === "") return DEFAULT_INTERRUPT_BUDGET;
+  return /^\d{1,10}$/.test(given) ? Number(given) : DEFAULT_INTERRUPT_BUDGET;
+};
+const setInterruptBudget = () => {
+  const budget = interruptBudget();
+  if (
+    budget > 0 &&
+    ONE_SHOT_COMMANDS.has(commandWord()) &&
+    !process.execArgv.some((a) => a.startsWith("--interrupt-budget=")) &&
+    !(process.env["NODE_OPTIONS"] ?? "").includes("--interrupt-budget=")
+  )
+    setFlagsFromString(`--interrupt-budget=${budget}`);
+};
 
 const runBundle = (hash) => {
   const source = readFileSync(bundleFile, "utf8");
@@ -141,6 +147,7 @@ if (!existsSync(compiled)) {
   );
   process.exit(2);
 }
+setInterruptBudget();
 const hash = freshBundle();
 mark("bundle-checked");
 if (hash !== undefined) runBundle(hash);
