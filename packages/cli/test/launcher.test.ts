@@ -44,7 +44,10 @@ const PRINT_MARKS = `process.once("exit", () => {
  * A package laid out like packages/cli (bin/hsmfleet.js, dist/src/bin.js, dist/hsmfleet.cjs,
  * dist/hsmfleet.inputs.json) whose two entries only say which of them ran.
  */
-const fakePackage = async (t: { teardown(fn: () => Promise<void>): void }) => {
+const fakePackage = async (
+  t: { teardown(fn: () => Promise<void>): void },
+  bundleBody = 'process.stdout.write(`bundle ${__filename} ${typeof require("node:fs").statSync}\\n`);',
+) => {
   const dir = await tempDir("hsmfleet-launcher-");
   t.teardown(() => dir.cleanup());
   const pkg = join(dir.path, "packages", "cli");
@@ -62,7 +65,7 @@ const fakePackage = async (t: { teardown(fn: () => Promise<void>): void }) => {
   // Made after its input, as the build makes it; "#!" first, as esbuild keeps the entry's.
   await writeFile(
     join(pkg, "dist", "hsmfleet.cjs"),
-    `#!/usr/bin/env node\n${PRINT_MARKS}process.stdout.write(\`bundle \${__filename} \${typeof require("node:fs").statSync}\\n\`);\n`,
+    `#!/usr/bin/env node\n${PRINT_MARKS}${bundleBody}\n`,
   );
   await writeFile(
     join(pkg, "dist", "hsmfleet.inputs.json"),
@@ -137,4 +140,45 @@ test("the built CLI runs from its fresh bundle: --version through bin/hsmfleet.j
     `the build's bundle (dist/hsmfleet.cjs) is missing or stale: ${run.phases.join(",")}`,
   );
   t.true(run.phases.includes("loaded") && run.phases.includes("exit"), run.phases.join(","));
+});
+
+/**
+ * A bundle whose one function runs 500 times: enough for V8's default interrupt budget to send it
+ * to the optimizing compiler, not enough for a budget 16 times larger. --trace-opt prints
+ * "marking ... sumCodes ... for optimization" when V8 decides to optimize it.
+ */
+const HOT_BUNDLE = `function sumCodes(s) { let n = 0; for (let i = 0; i < s.length; i++) n += s.charCodeAt(i); return n; }
+let t = 0;
+for (let k = 0; k < 500; k++) t += sumCodes("abcdefghijklmnopqrstuvwxyz0123456789");
+process.stdout.write("sum " + t + "\\n");`;
+const markedHot = (stdout: string): boolean =>
+  stdout.split("\n").some((l) => l.includes("marking") && l.includes("sumCodes"));
+
+test("the launcher raises V8's interrupt budget for a one-shot command; a worker, HSMFLEET_V8_INTERRUPT_BUDGET=0 and a budget given to Node keep V8's", async (t) => {
+  const { launcher } = await fakePackage(t, HOT_BUNDLE);
+  const tuned = await runNode(["--trace-opt", launcher, "import"]);
+  t.is(tuned.code, 0, tuned.stderr);
+  t.true(tuned.stdout.includes("sum "), tuned.stdout);
+  t.false(markedHot(tuned.stdout), "optimized under the launcher's budget");
+
+  // A long-lived process: the compiles pay for themselves.
+  const worker = await runNode(["--trace-opt", launcher, "--nats", "nats://x", "worker"]);
+  t.is(worker.code, 0, worker.stderr);
+  t.true(markedHot(worker.stdout), "a worker ran under the raised budget");
+
+  const v8Default = await runNode(["--trace-opt", launcher, "import"], {
+    HSMFLEET_V8_INTERRUPT_BUDGET: "0",
+  });
+  t.is(v8Default.code, 0, v8Default.stderr);
+  t.true(markedHot(v8Default.stdout), "not optimized under V8's default budget");
+
+  const given = await runNode(["--trace-opt", "--interrupt-budget=67584", launcher, "import"]);
+  t.true(markedHot(given.stdout), "the budget given to Node was replaced");
+
+  // A value that is not a number is ignored (the launcher's default), not an error.
+  const odd = await runNode(["--trace-opt", launcher, "import"], {
+    HSMFLEET_V8_INTERRUPT_BUDGET: "lots",
+  });
+  t.is(odd.code, 0, odd.stderr);
+  t.false(markedHot(odd.stdout));
 });
