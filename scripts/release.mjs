@@ -142,8 +142,10 @@ try {
   writeFileSync(cliManifest, `${JSON.stringify(shippedCli, null, 2)}\n`);
   mkdirSync(join(stage, "bin"), { recursive: true });
   writeFileSync(
-    join(stage, "bin", "hsmfleet.js"),
-    '#!/usr/bin/env node\n// The hsmfleet CLI (bundled @hsmfleet/cli and its launcher).\nawait import("../node_modules/@hsmfleet/cli/bin/hsmfleet.js");\n',
+    join(stage, "bin", "hsmfleet.cjs"),
+    // CommonJS, as the launcher it loads: an ES-module main would make libuv's threadpool before
+    // the launcher sets its size (packages/cli/bin/hsmfleet.js).
+    '#!/usr/bin/env node\n// The hsmfleet CLI (bundled @hsmfleet/cli and its launcher).\nrequire("../node_modules/@hsmfleet/cli/bin/hsmfleet.js");\n',
     { mode: 0o755 },
   );
   mkdirSync(join(stage, "scripts"), { recursive: true });
@@ -162,7 +164,7 @@ try {
     type: "module",
     license: cli.license,
     engines: cli.engines,
-    bin: { hsmfleet: "bin/hsmfleet.js" },
+    bin: { hsmfleet: "bin/hsmfleet.cjs" },
     scripts: { install: "node scripts/native.cjs" },
     dependencies: Object.fromEntries(
       topLevel.map((n) => [n, readJson(join(stage, "node_modules", n, "package.json")).version]),

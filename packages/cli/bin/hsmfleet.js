@@ -8,13 +8,30 @@
 // (dist/v8-cache/<command>-<bundle hash>-<node version>.bin), written beside it when a run found
 // none or V8 refused it (another Node), so the functions a command needs are not compiled again.
 // Otherwise, or with HSMFLEET_BUNDLE=0, the compiled modules (dist/src/bin.js) run as they are.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
-import { setFlagsFromString } from "node:v8";
-import { Script, constants as vmConstants } from "node:vm";
+//
+// A CommonJS file (bin/package.json): libuv makes its threadpool at the first use, with the size
+// UV_THREADPOOL_SIZE has then, and Node's ES-module loader reads an ES-module main file through
+// that pool, before a line of it runs. So the size is set here, first, in a file Node loads
+// without the pool; set later (as src/threadpool.ts did alone), it changed nothing and every
+// command and worker ran with libuv's 4 threads.
+"use strict";
+// Directory reads, lstat, xattr calls, file creates and writes run on libuv's threadpool: a worker
+// keeps many in flight, so give it 16 unless the admin chose a size.
+process.env["UV_THREADPOOL_SIZE"] ??= "16";
+const {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} = require("node:fs");
+const { createRequire } = require("node:module");
+const { dirname, join } = require("node:path");
+const { performance } = require("node:perf_hooks");
+const { pathToFileURL } = require("node:url");
+const { setFlagsFromString } = require("node:v8");
+const { Script, constants: vmConstants } = require("node:vm");
 
 /** A phase boundary for HSMFLEET_STARTUP_TRACE (see @hsmfleet/telemetry startup-trace.ts). */
 const mark = (phase) => {
@@ -23,9 +40,9 @@ const mark = (phase) => {
 };
 mark("launcher");
 
-const compiled = new URL("../dist/src/bin.js", import.meta.url);
-const bundleFile = fileURLToPath(new URL("../dist/hsmfleet.cjs", import.meta.url));
-const bundleInputs = fileURLToPath(new URL("../dist/hsmfleet.inputs.json", import.meta.url));
+const compiled = join(__dirname, "..", "dist", "src", "bin.js");
+const bundleFile = join(__dirname, "..", "dist", "hsmfleet.cjs");
+const bundleInputs = join(__dirname, "..", "dist", "hsmfleet.inputs.json");
 
 /** The bundle's hash when it exists and no file it was made from changed after it. */
 const freshBundle = () => {
@@ -148,5 +165,6 @@ delayTurbofan(commandWord());
 if (hash !== undefined) runBundle(hash);
 else {
   mark("modules");
-  await import(compiled.href);
+  // A failure to load is an unhandled rejection: Node prints it and exits 1.
+  void import(pathToFileURL(compiled).href);
 }

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, readdir, utimes, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
 import { tempDir } from "@hsmfleet/testkit";
@@ -56,6 +56,9 @@ const fakePackage = async (
   await mkdir(join(dir.path, "packages", "core", "dist"), { recursive: true });
   await writeFile(join(pkg, "package.json"), '{ "type": "module" }\n');
   await copyFile(LAUNCHER, join(pkg, "bin", "hsmfleet.js"));
+  await copyFile(join(dirname(LAUNCHER), "package.json"), join(pkg, "bin", "package.json")).catch(
+    () => undefined,
+  );
   await writeFile(
     join(pkg, "dist", "src", "bin.js"),
     `${PRINT_MARKS}process.stdout.write("modules\\n");\n`,
@@ -142,43 +145,21 @@ test("the built CLI runs from its fresh bundle: --version through bin/hsmfleet.j
   t.true(run.phases.includes("loaded") && run.phases.includes("exit"), run.phases.join(","));
 });
 
-/**
- * A bundle whose one function runs 500 times: enough for V8's default interrupt budget to send it
- * to the optimizing compiler, not enough for a budget 16 times larger. --trace-opt prints
- * "marking ... sumCodes ... for optimization" when V8 decides to optimize it.
- */
-const HOT_BUNDLE = `function sumCodes(s) { let n = 0; for (let i = 0; i < s.length; i++) n += s.charCodeAt(i); return n; }
-let t = 0;
-for (let k = 0; k < 500; k++) t += sumCodes("abcdefghijklmnopqrstuvwxyz0123456789");
-process.stdout.write("sum " + t + "\\n");`;
-const markedHot = (stdout: string): boolean =>
-  stdout.split("\n").some((l) => l.includes("marking") && l.includes("sumCodes"));
+/** A bundle that keeps 64 file-system calls in flight, then prints how many threads it runs. */
+const POOL_BUNDLE = `const fs = require("node:fs");
+Promise.all(Array.from({ length: 64 }, () => fs.promises.stat("/"))).then(() =>
+  process.stdout.write("threads " + fs.readdirSync("/proc/self/task").length + "\\n"));`;
+const threadsOf = (run: Run): number => Number(/threads (\d+)/.exec(run.stdout)?.[1] ?? NaN);
 
-test("the launcher raises V8's interrupt budget for a one-shot command; a worker, HSMFLEET_V8_INTERRUPT_BUDGET=0 and a budget given to Node keep V8's", async (t) => {
-  const { launcher } = await fakePackage(t, HOT_BUNDLE);
-  const tuned = await runNode(["--trace-opt", launcher, "import"]);
-  t.is(tuned.code, 0, tuned.stderr);
-  t.true(tuned.stdout.includes("sum "), tuned.stdout);
-  t.false(markedHot(tuned.stdout), "optimized under the launcher's budget");
-
-  // A long-lived process: the compiles pay for themselves.
-  const worker = await runNode(["--trace-opt", launcher, "--nats", "nats://x", "worker"]);
-  t.is(worker.code, 0, worker.stderr);
-  t.true(markedHot(worker.stdout), "a worker ran under the raised budget");
-
-  const v8Default = await runNode(["--trace-opt", launcher, "import"], {
-    HSMFLEET_V8_INTERRUPT_BUDGET: "0",
-  });
-  t.is(v8Default.code, 0, v8Default.stderr);
-  t.true(markedHot(v8Default.stdout), "not optimized under V8's default budget");
-
-  const given = await runNode(["--trace-opt", "--interrupt-budget=67584", launcher, "import"]);
-  t.true(markedHot(given.stdout), "the budget given to Node was replaced");
-
-  // A value that is not a number is ignored (the launcher's default), not an error.
-  const odd = await runNode(["--trace-opt", launcher, "import"], {
-    HSMFLEET_V8_INTERRUPT_BUDGET: "lots",
-  });
-  t.is(odd.code, 0, odd.stderr);
-  t.false(markedHot(odd.stdout));
+test("the launcher's libuv threadpool has 16 threads unless UV_THREADPOOL_SIZE says otherwise (it is set before the pool is made)", async (t) => {
+  const { launcher } = await fakePackage(t, POOL_BUNDLE);
+  const env = { UV_THREADPOOL_SIZE: undefined };
+  const ours = await runNode([launcher, "worker"], env);
+  t.is(ours.code, 0, ours.stderr);
+  // The same process with 4 pool threads (set before Node starts) has 12 threads fewer.
+  const four = await runNode([launcher, "worker"], { UV_THREADPOOL_SIZE: "4" });
+  t.is(four.code, 0, four.stderr);
+  t.is(threadsOf(ours) - threadsOf(four), 12, `${ours.stdout} / ${four.stdout}`);
+  const admins = await runNode([launcher, "worker"], { UV_THREADPOOL_SIZE: "8" });
+  t.is(threadsOf(admins) - threadsOf(four), 4, "an admin's UV_THREADPOOL_SIZE is kept");
 });
