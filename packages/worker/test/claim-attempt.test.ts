@@ -1,4 +1,5 @@
 import test from "ava";
+import type { ExecutionContext } from "ava";
 import { connectBus, ensureTopology, jetstream, jetstreamManager } from "@hsmfleet/bus";
 import {
   RESULTS_STREAM,
@@ -18,13 +19,26 @@ import type { WalkContext } from "../src/walk/shard-run.js";
 
 const JOB = "import-claim1";
 
-test("claimAttempt: the lowest attempt at or above the delivery count that no run of the item claimed", async (t) => {
+/** A real nats-server with the hsmfleet topology and a connection to it, stopped with the test. */
+const startBus = async (t: ExecutionContext) => {
   const server = await startNatsServer();
   t.teardown(() => server.stop());
   const nc = await connectBus({ servers: server.url, reconnectForever: false });
   t.teardown(() => nc.close());
   await ensureTopology(nc, {});
-  const js = jetstream(nc);
+  return { server, nc, js: jetstream(nc) };
+};
+
+/** The next walk shard the walk consumer delivers. */
+const takeWalkShard = async (js: ReturnType<typeof jetstream>) => {
+  const consumer = await js.consumers.get(WORK_STREAM, WALK_CONSUMER);
+  const m = await consumer.next({ expires: 5000 });
+  if (m === null) throw new Error("no walk shard delivered");
+  return m;
+};
+
+test("claimAttempt: the lowest attempt at or above the delivery count that no run of the item claimed", async (t) => {
+  const { nc, js } = await startBus(t);
   const claim = (item: string, count: number) => claimAttempt(js, nc, JOB, item, count);
   t.is(await claim("s1", 1), 1, "a first delivery");
   t.is(await claim("s1", 1), 2, "delivered again, the server saying 1");
@@ -38,20 +52,10 @@ test("claimAttempt: the lowest attempt at or above the delivery count that no ru
 });
 
 test("a walk shard delivered again with a delivery count of 1 (its consumer lost its state, as nats-server before 2.10.15 can do when a worker dies) runs as attempt 2, not as a first delivery", async (t) => {
-  const server = await startNatsServer();
-  t.teardown(() => server.stop());
-  const nc = await connectBus({ servers: server.url, reconnectForever: false });
-  t.teardown(() => nc.close());
-  await ensureTopology(nc, {});
-  const js = jetstream(nc);
+  const { server, nc, js } = await startBus(t);
   const shard: WalkShard = { jobId: JOB, paths: [Buffer.from("d")], depth: 1, shardId: "shard-d" };
   await js.publish(subjects.walk(JOB), encodeWalkShard(shard), { msgID: shard.shardId });
-  const take = async () => {
-    const consumer = await js.consumers.get(WORK_STREAM, WALK_CONSUMER);
-    const m = await consumer.next({ expires: 5000 });
-    if (m === null) throw new Error("no walk shard delivered");
-    return m;
-  };
+  const take = () => takeWalkShard(js);
   const ctx: WalkContext = {
     js,
     options: resolveWorkerOptions({ nc, workerId: "w1" }),
@@ -85,21 +89,11 @@ test("a walk shard delivered again with a delivery count of 1 (its consumer lost
 });
 
 test("a walk shard that fails on a delivery the server counts as its first is reported, though a later run's replay stored an empty notice under that attempt's result id", async (t) => {
-  const server = await startNatsServer();
-  t.teardown(() => server.stop());
-  const nc = await connectBus({ servers: server.url, reconnectForever: false });
-  t.teardown(() => nc.close());
-  await ensureTopology(nc, {});
-  const js = jetstream(nc);
+  const { server, nc, js } = await startBus(t);
   const job2 = "import-claim2";
   const shard: WalkShard = { jobId: job2, paths: [Buffer.from("e")], depth: 1, shardId: "shard-e" };
   await js.publish(subjects.walk(job2), encodeWalkShard(shard), { msgID: shard.shardId });
-  const take = async () => {
-    const consumer = await js.consumers.get(WORK_STREAM, WALK_CONSUMER);
-    const m = await consumer.next({ expires: 5000 });
-    if (m === null) throw new Error("no walk shard delivered");
-    return m;
-  };
+  const take = () => takeWalkShard(js);
   const options = resolveWorkerOptions({ nc, workerId: "w1" });
   const ctx: WalkContext = {
     js,
