@@ -3,7 +3,8 @@
  * sink and a running nats-server kept up between runs, so configurations of the CLI (V8 flags,
  * environment variables) can be compared in alternating pairs on the same data.
  *
- * HSMFLEET_AB_SIDES: JSON array of { "name", "node"?: string[] (Node/V8 flags), "env"?: {...} };
+ * HSMFLEET_AB_SIDES: JSON array of { "name", "node"?: string[] (Node/V8 flags), "env"?: {...},
+ *   "prefix"?: string[] (a command the CLI runs under, e.g. `perf stat -e minor-faults -o F --append`) };
  *   a side named "rclone" runs `rclone copy` instead. Default: the CLI as it is, and rclone.
  * HSMFLEET_AB_ROUNDS (default 4): rounds; every round runs each side once, the order reversed on
  *   odd rounds. Each CLI side runs once first, unmeasured, to write its own code cache.
@@ -37,6 +38,11 @@ interface AbSide {
   env?: Record<string, string>;
   /** Keep the command's stdout and count V8's optimizing compiles in it (run with --trace-opt). */
   traceOpt?: boolean;
+  /**
+   * A command the CLI runs under, e.g. `["perf", "stat", "-e", "minor-faults", "-o",
+   * "/tmp/faults.txt", "--append"]` (its own cost is measured with it).
+   */
+  prefix?: string[];
 }
 
 /** TurboFan compiles in --trace-opt output: how many, and their summed time (ms). */
@@ -141,6 +147,7 @@ const main = async (): Promise<void> => {
         r = await timedRun(
           [
             ...(side.traceOpt === true ? ["bash", "-c", `exec "$@" > ${out}`, "traced"] : []),
+            ...(side.prefix ?? []),
             process.execPath,
             ...(side.traceOpt === true ? ["--trace-opt"] : []),
             ...(side.node ?? []),

@@ -1,3 +1,5 @@
+import { allocLargeBuffer } from "@hsmfleet/fs";
+
 /**
  * Range buffers kept for the next download of the process. A large file is downloaded as chunks
  * (one downloadRangeChecked each, several at once); each used to allocate its own range buffers,
@@ -11,7 +13,9 @@
  * its external memory at every allocation, and 64 separate 4 MiB allocations at the start of a
  * download made it run ~13 scavenges and 2–3 mark-compacts ("external memory pressure",
  * --trace-gc) in the first 100 ms of the transfer; slabs of 64 MiB still ~6 and 2. The pages of a
- * slice not used yet are never touched (address space only, no memory).
+ * slice not used yet are never touched (address space only, no memory). Slabs are on transparent
+ * huge pages (`allocLargeBuffer`): the first touch of a 4 MiB range is 2 page faults, not 1,024
+ * (issue 17, docs/benchmarks.md "Large files: range buffers on huge pages").
  *
  * Only buffers whose range finished cleanly come back (`release`): a buffer of a range that failed
  * is left to the garbage collector, so no socket read or write job of a failed try can touch a
@@ -83,8 +87,8 @@ export class RangeBufferPool {
       Math.floor(this.#slabBytes / n),
       Math.floor((this.maxBytes - this.#freeBytes) / n) + 1,
     );
-    if (slices <= 1) return Buffer.allocUnsafeSlow(n);
-    const slab = Buffer.allocUnsafeSlow(slices * n);
+    if (slices <= 1) return allocLargeBuffer(n);
+    const slab = allocLargeBuffer(slices * n);
     for (let i = slices - 1; i >= 1; i--) this.#keep(slab.subarray(i * n, (i + 1) * n));
     this.#touch();
     return slab.subarray(0, n);

@@ -1148,6 +1148,7 @@ napi_status hsmfleet_register_readfile(napi_env env, napi_value exports);
 napi_status hsmfleet_register_writehash(napi_env env, napi_value exports);
 napi_status hsmfleet_register_inotify(napi_env env, napi_value exports);
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports);
+napi_status hsmfleet_register_hugebuf(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -1167,6 +1168,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (hsmfleet_register_writehash(env, exports) != napi_ok) return NULL;
   if (hsmfleet_register_inotify(env, exports) != napi_ok) return NULL;
   if (hsmfleet_register_smallfile(env, exports) != napi_ok) return NULL;
+  if (hsmfleet_register_hugebuf(env, exports) != napi_ok) return NULL;
   napi_value v;
   napi_create_uint32(env, FORMAT_VERSION, &v);
   napi_set_named_property(env, exports, "formatVersion", v);

@@ -55,6 +55,7 @@ export {
   CRC64_ASYNC_MIN_BYTES,
 } from "./crc64.js";
 export { crc64Combine, crc64OfParts } from "./crc64-combine.js";
+export { HUGE_PAGE_BUFFER_MIN_BYTES, allocLargeBuffer } from "./huge-page-buffer.js";
 export type { Crc64Part } from "./crc64-combine.js";
 export { Md5Stream, SPARSE_BLOCK_BYTES, pwriteAll, writeWholeFile } from "./write-hash.js";
 export type { WriteOptions } from "./write-hash.js";

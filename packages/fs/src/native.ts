@@ -170,6 +170,11 @@ export interface NativeBinding {
   inotifyRmWatch(handle: NativeInotifyHandle, wd: number): void;
   /** Ends the reader thread and closes the instance. */
   inotifyStop(handle: NativeInotifyHandle): void;
+  /**
+   * `bytes` of zeroed memory on transparent huge pages where the kernel has them (native/hugebuf.c;
+   * pages touched on first use; freed on GC), or null when the mapping failed.
+   */
+  hugePageBuffer(bytes: number): Buffer | null;
   readonly formatVersion: number;
 }
 

@@ -1,0 +1,70 @@
+import { readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+
+import test from "ava";
+
+import { HUGE_PAGE_BUFFER_MIN_BYTES, allocLargeBuffer } from "../src/huge-page-buffer.js";
+import { loadNative } from "../src/native.js";
+
+/** The process's anonymous memory on transparent huge pages, in KiB (smaps_rollup). */
+const anonHugeKiB = (): number => {
+  const m = /^AnonHugePages:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/smaps_rollup", "utf8"));
+  if (m === null) throw new Error("no AnonHugePages line in /proc/self/smaps_rollup");
+  return Number(m[1]);
+};
+
+/** The kernel's THP mode: the bracketed word of .../transparent_hugepage/enabled. */
+const thpMode = (): string => {
+  try {
+    const text = readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8");
+    return /\[(\w+)\]/.exec(text)?.[1] ?? "never";
+  } catch {
+    return "never";
+  }
+};
+
+test("a large buffer holds what is written to it, at every offset, and has the length asked for", (t) => {
+  const n = 8 * 1024 * 1024 + 12_345; // not a multiple of the 2 MiB huge page
+  const buf = allocLargeBuffer(n);
+  t.is(buf.length, n);
+  const data = randomBytes(n);
+  data.copy(buf);
+  t.true(buf.equals(data));
+  // the last byte, past the last whole huge page
+  buf[n - 1] = 0xa5;
+  t.is(buf[n - 1], 0xa5);
+  // slices are views of the same memory, as the range buffer pool cuts them
+  const slice = buf.subarray(4 * 1024 * 1024, 4 * 1024 * 1024 + 16);
+  slice.fill(7);
+  t.is(buf[4 * 1024 * 1024 + 15], 7);
+});
+
+test("the native mapping is zeroed, rejects sizes that are not 1 byte to 4 GiB, and small buffers are ordinary memory", (t) => {
+  const native = loadNative();
+  const buf = native.hugePageBuffer(3 * 1024 * 1024);
+  t.truthy(buf);
+  t.is(buf?.length, 3 * 1024 * 1024);
+  t.true(buf?.every((b) => b === 0));
+  for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 33]) {
+    t.throws(() => native.hugePageBuffer(bad), { instanceOf: RangeError }, String(bad));
+  }
+  const small = allocLargeBuffer(HUGE_PAGE_BUFFER_MIN_BYTES - 1);
+  t.is(small.length, HUGE_PAGE_BUFFER_MIN_BYTES - 1);
+});
+
+test("touching a large buffer maps huge pages where the kernel offers them (THP enabled: always or madvise)", (t) => {
+  const mode = thpMode();
+  const n = 64 * 1024 * 1024;
+  const before = anonHugeKiB();
+  const buf = loadNative().hugePageBuffer(n);
+  if (buf === null) return t.fail("the 64 MiB mapping failed");
+  for (let i = 0; i < n; i += 4096) buf[i] = 1;
+  const after = anonHugeKiB();
+  if (mode === "never") {
+    t.log("transparent huge pages are off on this kernel: the buffer is ordinary memory");
+    t.is(buf.length, n);
+    return;
+  }
+  // Huge pages may be short when memory is fragmented; most of 64 MiB must be on them.
+  t.true(after - before >= 32 * 1024, `AnonHugePages grew by ${after - before} KiB (THP ${mode})`);
+});
