@@ -75,6 +75,8 @@ test("npm run release makes hsmfleet-<version>.tgz; npm install -g --offline int
     JSON.parse(trace!.slice("hsmfleet-startup-trace ".length)) as Record<string, unknown>,
   );
   t.true(phases.includes("bundle-compiled") && !phases.includes("modules"), phases.join(","));
+  // ... read by the installed fs addon (its path from the launcher is the workspace's).
+  t.true(phases.includes("bundle-read-native"), phases.join(","));
   // The native addon is in the installed package, prebuilt and loadable.
   const addons = await readdir(
     join(prefix, "lib/node_modules/hsmfleet/node_modules/@hsmfleet/fs/build/Release"),

@@ -101,23 +101,53 @@ const delayTurbofan = (command) => {
   process.once("exit", () => setFlagsFromString("--no-opt"));
 };
 
+/**
+ * The @hsmfleet/fs addon's whole-file readers (native/hugebuf.c), when it is built: they read into
+ * huge-page memory, and the bundle becomes an external string over it. fs.readFileSync's fresh
+ * 4 KiB pages and UTF-8 decoding of the 5 MB bundle and its 3–4 MB code cache took ~70 ms of every
+ * command on a VM whose page faults trap to the hypervisor; these reads ~3 ms (docs/benchmarks.md,
+ * "The bundle read into huge pages"). The path is the same in the workspace and in a release
+ * (node_modules/@hsmfleet/{cli,fs}).
+ */
+const nativeReaders = () => {
+  if (process.env["HSMFLEET_BUNDLE_READ"] === "plain") return undefined;
+  try {
+    const addon = require(
+      join(__dirname, "..", "..", "fs", "build", "Release", "hsmfleet_fs.node"),
+    );
+    return typeof addon.readAsciiExternal === "function" ? addon : undefined;
+  } catch {
+    // Not built (the modules then fail to load with the build instructions) or another platform.
+    return undefined;
+  }
+};
+
+/** The bundle made by scripts/bundle.mjs starts with the CommonJS module function's head. */
+const WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname) { ";
+
 const runBundle = (hash) => {
-  const source = readFileSync(bundleFile, "utf8");
+  const readers = nativeReaders();
+  const source = readers?.readAsciiExternal(bundleFile) ?? readFileSync(bundleFile, "utf8");
   const cacheFile = join(
     dirname(bundleFile),
     "v8-cache",
     `${commandWord()}-${hash}-${process.version}-${process.arch}.bin`,
   );
-  let cachedData;
-  try {
-    cachedData = readFileSync(cacheFile);
-  } catch {
-    // None yet.
+  let cachedData = readers?.readFileHuge(cacheFile) ?? undefined;
+  if (cachedData === undefined) {
+    try {
+      cachedData = readFileSync(cacheFile);
+    } catch {
+      // None yet.
+    }
   }
+  if (readers !== undefined) mark("bundle-read-native");
   mark("bundle-read");
-  // The CommonJS module wrapper (what Node's own loader compiles); a "#!" line becomes a comment.
-  const body = source.startsWith("#!") ? `//${source.slice(2)}` : source;
-  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${body}\n});`;
+  // The CommonJS module wrapper (what Node's own loader compiles), in the file already when
+  // bundle.mjs made it (no 5 MB concatenation to copy); a "#!" line becomes a comment.
+  const wrapped = source.startsWith(WRAPPER_HEAD)
+    ? source
+    : `${WRAPPER_HEAD}${source.startsWith("#!") ? `//${source.slice(2)}` : source}\n});`;
   const script = new Script(wrapped, {
     filename: bundleFile,
     cachedData,

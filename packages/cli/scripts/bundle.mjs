@@ -36,6 +36,7 @@ import { createHash } from "node:crypto";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
+import { Script } from "node:vm";
 import { build } from "esbuild";
 
 const option = (name) => {
@@ -47,6 +48,8 @@ const workspaceDir = option("--workspace-dir") ?? resolve(pkgDir, "..");
 const outFile = join(pkgDir, "dist", "hsmfleet.cjs");
 const inputsFile = join(pkgDir, "dist", "hsmfleet.inputs.json");
 const outDir = dirname(outFile);
+/** The CommonJS module function around the bundle (the launcher checks for it: BUNDLE_WRAPPER_HEAD). */
+const BUNDLE_WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname) { ";
 
 /** A path relative to the bundle's folder, always with '/' and a leading './' or '../'. */
 const fromBundle = (path) => {
@@ -122,6 +125,22 @@ const result = await build({
   minifyWhitespace: true,
   minifySyntax: true,
 });
+
+// The launcher compiles the file as it is (no copy of 5 MB): it reads it into memory of its own and
+// hands it to V8 as an external one-byte string (packages/fs native/hugebuf.c), which must be
+// ASCII, and it needs no wrapper added. So the bundle is made ASCII (esbuild leaves a non-ASCII
+// character in a regular expression: `µs` in @nats-io/jetstream) and wrapped in the CommonJS
+// module function the launcher calls, the "#!" line made a comment (line numbers stay). A \uXXXX escape means the same as the
+// character in strings, regular expressions, template literals (not in their raw text) and
+// identifiers; the compile below proves the result is still a script.
+const raw = await readFile(outFile, "utf8");
+const body = (raw.startsWith("#!") ? `//${raw.slice(2)}` : raw).replace(
+  /[^\x00-\x7f]/g,
+  (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+);
+const wrapped = `${BUNDLE_WRAPPER_HEAD}${body}\n});\n`;
+new Script(wrapped, { filename: outFile });
+await writeFile(outFile, wrapped);
 
 // The workspace files (not node_modules: those change only with `npm ci`, which is followed by a
 // full build) whose change makes the bundle stale.

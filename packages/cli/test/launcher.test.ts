@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, readdir, utimes, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, readdir, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
@@ -143,6 +143,23 @@ test("the built CLI runs from its fresh bundle: --version through bin/hsmfleet.j
     `the build's bundle (dist/hsmfleet.cjs) is missing or stale: ${run.phases.join(",")}`,
   );
   t.true(run.phases.includes("loaded") && run.phases.includes("exit"), run.phases.join(","));
+  // Read by the fs addon as an external string: the bundle is ASCII and carries its wrapper.
+  t.true(run.phases.includes("bundle-read-native"), run.phases.join(","));
+  const bundle = await readFile(join(dirname(LAUNCHER), "..", "dist", "hsmfleet.cjs"));
+  t.true(
+    bundle
+      .toString("latin1")
+      .startsWith("(function (exports, require, module, __filename, __dirname) { //"),
+  );
+  t.is(
+    bundle.findIndex((b) => b > 0x7f),
+    -1,
+    "a byte of the bundle is not ASCII",
+  );
+  // The plain read gives the same command.
+  const plain = await runNode([LAUNCHER, "--version"], { HSMFLEET_BUNDLE_READ: "plain" });
+  t.is(plain.stdout.trim(), "0.1.0");
+  t.false(plain.phases.includes("bundle-read-native"), plain.phases.join(","));
 });
 
 /** A bundle that keeps 64 file-system calls in flight, then prints how many threads it runs. */

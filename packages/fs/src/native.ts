@@ -175,6 +175,13 @@ export interface NativeBinding {
    * pages touched on first use; freed on GC), or null when the mapping failed.
    */
   hugePageBuffer(bytes: number): Buffer | null;
+  /**
+   * A whole regular file read into huge-page memory, or null (missing, empty, not a regular file,
+   * over 256 MiB, or changed while read). For the CLI's launcher (bin/hsmfleet.js).
+   */
+  readFileHuge(path: string): Buffer | null;
+  /** The same as an external one-byte string, or null also when a byte is not ASCII. */
+  readAsciiExternal(path: string): string | null;
   readonly formatVersion: number;
 }
 

@@ -1,5 +1,7 @@
-import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import test from "ava";
 
@@ -67,4 +69,31 @@ test("touching a large buffer maps huge pages where the kernel offers them (THP 
   }
   // Huge pages may be short when memory is fragmented; most of 64 MiB must be on them.
   t.true(after - before >= 32 * 1024, `AnonHugePages grew by ${after - before} KiB (THP ${mode})`);
+});
+
+test("readFileHuge and readAsciiExternal read a whole file as readFileSync does, and answer null where the caller must read it the ordinary way", async (t) => {
+  const native = loadNative();
+  const dir = mkdtempSync(join(tmpdir(), "hsmfleet-hugeread-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // ASCII over several huge pages, not a multiple of one
+  const ascii = join(dir, "bundle.cjs");
+  const text = `${"const x = 1; // ascii only\n".repeat(200_000)}tail`;
+  writeFileSync(ascii, text);
+  const s = native.readAsciiExternal(ascii);
+  t.is(typeof s, "string");
+  t.true(s === text, "the external string equals the file's text");
+  const b = native.readFileHuge(ascii);
+  t.true(b !== null && b.equals(readFileSync(ascii)));
+  // one byte that is not ASCII: no string (a one-byte string would misread UTF-8), the bytes yes
+  const utf8 = join(dir, "utf8.cjs");
+  writeFileSync(utf8, "const unit = /(ns|µs)/;\n");
+  t.is(native.readAsciiExternal(utf8), null);
+  t.true(native.readFileHuge(utf8)?.equals(readFileSync(utf8)) ?? false);
+  // missing, a directory, an empty file, a device: null
+  const empty = join(dir, "empty");
+  writeFileSync(empty, "");
+  for (const p of [join(dir, "missing"), dir, empty, "/dev/null"]) {
+    t.is(native.readFileHuge(p), null, p);
+    t.is(native.readAsciiExternal(p), null, p);
+  }
 });
