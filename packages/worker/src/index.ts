@@ -42,6 +42,10 @@ export {
 export type { AutoImportServiceOptions } from "./autoimport/autoimport-service.js";
 export { ImportTarget } from "./import/import-target.js";
 export type { ImportTargetOptions } from "./import/import-target.js";
-export { serviceBusClientFor, describeServiceBus } from "./autoimport/service-bus-client.js";
+export {
+  describeServiceBus,
+  isServiceBusError,
+  serviceBusClientFor,
+} from "./autoimport/service-bus-client.js";
 export type { ServiceBusTarget } from "./autoimport/service-bus-client.js";
 export { PING_BURST, PING_REFILL_MS } from "./runtime/heartbeat.js";

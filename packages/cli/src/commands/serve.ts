@@ -1,10 +1,9 @@
-import { isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage, ServiceBusSender } from "@azure/service-bus";
 import { JobLifecycle, JobSpecError, SERVED_KINDS, validateJobSpec } from "@hsmfleet/coordinator";
 import type { JobSpec, LifecycleEvent } from "@hsmfleet/coordinator";
 import { errorMessage } from "@hsmfleet/core";
 import type { Logger } from "@hsmfleet/telemetry";
-import { describeServiceBus, serviceBusClientFor } from "@hsmfleet/worker";
+import { describeServiceBus, isServiceBusError, serviceBusClientFor } from "@hsmfleet/worker";
 import { runSpec } from "./serve-run-spec.js";
 import type { JobEnv } from "./serve-run-spec.js";
 import { startServiceRuntime } from "./service-runtime.js";

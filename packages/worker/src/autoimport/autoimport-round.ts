@@ -4,12 +4,12 @@
  * completed when every change of it is applied (or stale) and its id recorded in KV, abandoned when
  * a change failed, dead-lettered after `maxAttempts` deliveries.
  */
-import { isServiceBusError } from "@azure/service-bus";
 import type { ServiceBusReceivedMessage, ServiceBusReceiver } from "@azure/service-bus";
 import { autoImportShardOf, compareSequencers } from "@hsmfleet/protocol";
 import type { AutoImportChange, AutoImportResult, BlobChange } from "@hsmfleet/protocol";
 import type { DispatchItem } from "./autoimport-dispatch.js";
 import type { AutoImportStatus } from "./autoimport-status.js";
+import { isServiceBusError } from "./service-bus-client.js";
 
 export interface RoundMessage {
   msg: ServiceBusReceivedMessage;
