@@ -30,7 +30,6 @@ const { createRequire } = require("node:module");
 const { dirname, join } = require("node:path");
 const { performance } = require("node:perf_hooks");
 const { pathToFileURL } = require("node:url");
-const { setFlagsFromString } = require("node:v8");
 const { Script, constants: vmConstants } = require("node:vm");
 
 /** A phase boundary for HSMFLEET_STARTUP_TRACE (see @hsmfleet/telemetry startup-trace.ts). */
@@ -44,6 +43,31 @@ const compiled = join(__dirname, "..", "dist", "src", "bin.js");
 const bundleFile = join(__dirname, "..", "dist", "hsmfleet.cjs");
 const bundleInputs = join(__dirname, "..", "dist", "hsmfleet.inputs.json");
 
+/**
+ * The @hsmfleet/fs addon when it is built, for its launcher helpers: whole-file reads into huge-page
+ * memory, the bundle an external string over it (native/hugebuf.c), and the newest mtime of many
+ * files in one call (native/mtimes.c). fs.readFileSync's fresh 4 KiB pages and UTF-8 decoding of
+ * the 5 MB bundle and its 3–4 MB code cache took ~70 ms of every command on a VM whose page faults
+ * trap to the hypervisor, the staleness check's ~300 statSync calls ~14 ms; these ~3 ms and <1 ms
+ * (docs/benchmarks.md, "The bundle read into huge pages"). The path is the same in the workspace
+ * and in a release (node_modules/@hsmfleet/{cli,fs}). HSMFLEET_BUNDLE_READ=plain does without it.
+ */
+const launcherAddon = (() => {
+  if (process.env["HSMFLEET_BUNDLE_READ"] === "plain") return undefined;
+  try {
+    const addon = require(
+      join(__dirname, "..", "..", "fs", "build", "Release", "hsmfleet_fs.node"),
+    );
+    return typeof addon.readAsciiExternal === "function" &&
+      typeof addon.newestMtimeMs === "function"
+      ? addon
+      : undefined;
+  } catch {
+    // Not built (the modules then fail to load with the build instructions) or another platform.
+    return undefined;
+  }
+})();
+
 /** The bundle's hash when it exists and no file it was made from changed after it. */
 const freshBundle = () => {
   if (process.env["HSMFLEET_BUNDLE"] === "0") return undefined;
@@ -51,7 +75,10 @@ const freshBundle = () => {
     const made = statSync(bundleFile).mtimeMs;
     const { hash, inputs } = JSON.parse(readFileSync(bundleInputs, "utf8"));
     const dir = dirname(bundleFile);
-    for (const rel of inputs) if (statSync(join(dir, rel)).mtimeMs > made) return undefined;
+    if (launcherAddon !== undefined) {
+      const newest = launcherAddon.newestMtimeMs(dir, inputs);
+      if (newest < 0 || newest > made) return undefined;
+    } else for (const rel of inputs) if (statSync(join(dir, rel)).mtimeMs > made) return undefined;
     return typeof hash === "string" ? hash : undefined;
   } catch {
     // No bundle, no inputs list, or an input gone: the compiled modules are the truth.
@@ -94,6 +121,8 @@ const delayTurbofan = (command) => {
   const raw = process.env["HSMFLEET_TURBOFAN_AFTER_MS"];
   const afterMs = raw ? Number(raw) : TURBOFAN_AFTER_MS.get(command);
   if (!(afterMs > 0)) return;
+  // Required here, not at the top: node:v8 is not in Node's start-up snapshot (~5 ms to load).
+  const { setFlagsFromString } = require("node:v8");
   setFlagsFromString("--no-opt");
   setTimeout(() => setFlagsFromString("--opt"), afterMs).unref();
   // V8 checks a code cache against a hash of the flags: the one written at exit must be made
@@ -101,32 +130,11 @@ const delayTurbofan = (command) => {
   process.once("exit", () => setFlagsFromString("--no-opt"));
 };
 
-/**
- * The @hsmfleet/fs addon's whole-file readers (native/hugebuf.c), when it is built: they read into
- * huge-page memory, and the bundle becomes an external string over it. fs.readFileSync's fresh
- * 4 KiB pages and UTF-8 decoding of the 5 MB bundle and its 3–4 MB code cache took ~70 ms of every
- * command on a VM whose page faults trap to the hypervisor; these reads ~3 ms (docs/benchmarks.md,
- * "The bundle read into huge pages"). The path is the same in the workspace and in a release
- * (node_modules/@hsmfleet/{cli,fs}).
- */
-const nativeReaders = () => {
-  if (process.env["HSMFLEET_BUNDLE_READ"] === "plain") return undefined;
-  try {
-    const addon = require(
-      join(__dirname, "..", "..", "fs", "build", "Release", "hsmfleet_fs.node"),
-    );
-    return typeof addon.readAsciiExternal === "function" ? addon : undefined;
-  } catch {
-    // Not built (the modules then fail to load with the build instructions) or another platform.
-    return undefined;
-  }
-};
-
 /** The bundle made by scripts/bundle.mjs starts with the CommonJS module function's head. */
 const WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname) { ";
 
 const runBundle = (hash) => {
-  const readers = nativeReaders();
+  const readers = launcherAddon;
   const source = readers?.readAsciiExternal(bundleFile) ?? readFileSync(bundleFile, "utf8");
   const cacheFile = join(
     dirname(bundleFile),

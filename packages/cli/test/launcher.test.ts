@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, readFile, readdir, utimes, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
@@ -126,6 +126,29 @@ test("a bundle older than a workspace file it was made from is not run: the comp
   t.is(stale.code, 0, stale.stderr);
   t.is(stale.stdout, "modules\n");
   t.true(stale.phases.includes("modules"), stale.phases.join(","));
+});
+
+test("with the fs addon where a release and the workspace have it, the launcher reads the bundle through it, and still runs the modules for a stale bundle", async (t) => {
+  const { pkg, input, launcher } = await fakePackage(t);
+  const addonDir = join(pkg, "..", "fs", "build", "Release");
+  await mkdir(addonDir, { recursive: true });
+  await copyFile(
+    join(dirname(LAUNCHER), "..", "..", "fs", "build", "Release", "hsmfleet_fs.node"),
+    join(addonDir, "hsmfleet_fs.node"),
+  );
+  const fresh = await runNode([launcher, "export"]);
+  t.is(fresh.code, 0, fresh.stderr);
+  t.is(fresh.stdout, `bundle ${join(pkg, "dist", "hsmfleet.cjs")} function\n`);
+  t.true(fresh.phases.includes("bundle-read-native"), fresh.phases.join(","));
+  // The staleness check through the addon's newestMtimeMs: an input newer than the bundle...
+  const later = new Date(Date.now() + 60_000);
+  await utimes(input, later, later);
+  t.is((await runNode([launcher])).stdout, "modules\n");
+  // ...or one gone.
+  await utimes(input, new Date(0), new Date(0));
+  t.is((await runNode([launcher])).stdout.split(" ")[0], "bundle");
+  await rm(input);
+  t.is((await runNode([launcher])).stdout, "modules\n");
 });
 
 test("HSMFLEET_BUNDLE=0 runs the compiled modules", async (t) => {

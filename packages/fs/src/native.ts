@@ -182,6 +182,8 @@ export interface NativeBinding {
   readFileHuge(path: string): Buffer | null;
   /** The same as an external one-byte string, or null also when a byte is not ASCII. */
   readAsciiExternal(path: string): string | null;
+  /** The newest mtime (ms) of dir/rel for every rel, or -1 when one cannot be stat'ed (mtimes.c). */
+  newestMtimeMs(dir: string, rels: string[]): number;
   readonly formatVersion: number;
 }
 

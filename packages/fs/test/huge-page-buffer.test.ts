@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -96,4 +104,23 @@ test("readFileHuge and readAsciiExternal read a whole file as readFileSync does,
     t.is(native.readFileHuge(p), null, p);
     t.is(native.readAsciiExternal(p), null, p);
   }
+});
+
+test("newestMtimeMs gives the newest mtime of files under a directory, and -1 when one is missing", async (t) => {
+  const native = loadNative();
+  const dir = mkdtempSync(join(tmpdir(), "hsmfleet-mtimes-"));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, "a"));
+  writeFileSync(join(dir, "a", "x.js"), "");
+  writeFileSync(join(dir, "y.js"), "");
+  utimesSync(join(dir, "a", "x.js"), 1_000, 1_000);
+  utimesSync(join(dir, "y.js"), 2_000, 2_000.25);
+  t.is(native.newestMtimeMs(dir, ["a/x.js", "y.js"]), statSync(join(dir, "y.js")).mtimeMs);
+  t.is(native.newestMtimeMs(dir, ["a/x.js"]), 1_000_000);
+  t.is(native.newestMtimeMs(dir, []), 0);
+  t.is(native.newestMtimeMs(dir, ["a/x.js", "gone.js"]), -1);
+  t.is(native.newestMtimeMs(join(dir, "missing"), ["y.js"]), -1);
+  t.throws(() => native.newestMtimeMs(dir, "y.js" as unknown as string[]), {
+    instanceOf: TypeError,
+  });
 });
