@@ -11,6 +11,8 @@ import type { Socket } from "node:net";
 import { open } from "node:fs/promises";
 import { constants } from "node:fs";
 
+import { allocLargeBuffer } from "@hsmfleet/fs";
+
 const HEAD_MAX = 64 * 1024;
 /** Bytes per positional write of a range. */
 const WRITE_PIECE = 128 * 1024;
@@ -192,7 +194,8 @@ export const socketRestoreNew = async (
             at += o.rangeSize;
             const n = Math.min(o.rangeSize, f.size - pos);
             let buf = bufs[k];
-            if (buf === undefined || buf.length < n) bufs[k] = buf = Buffer.allocUnsafeSlow(n);
+            // On huge pages, as the product's range buffers are (a ceiling at least as strong).
+            if (buf === undefined || buf.length < n) bufs[k] = buf = allocLargeBuffer(n);
             const into = buf.subarray(0, n);
             await client.getRange(o.container, f.name, pos, into);
             // In 128 KiB writes, as the native download path writes (large writes cost the kernel
