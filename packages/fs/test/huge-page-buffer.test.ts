@@ -79,7 +79,7 @@ test("touching a large buffer maps huge pages where the kernel offers them (THP 
   t.true(after - before >= 32 * 1024, `AnonHugePages grew by ${after - before} KiB (THP ${mode})`);
 });
 
-test("readFileHuge and readAsciiExternal read a whole file as readFileSync does, and answer null where the caller must read it the ordinary way", async (t) => {
+test("readFileHuge and readAsciiExternal read a whole file as readFileSync does, and answer null where the caller must read it the ordinary way", (t) => {
   const native = loadNative();
   const dir = mkdtempSync(join(tmpdir(), "hsmfleet-hugeread-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -106,7 +106,7 @@ test("readFileHuge and readAsciiExternal read a whole file as readFileSync does,
   }
 });
 
-test("newestMtimeMs gives the newest mtime of files under a directory, and -1 when one is missing", async (t) => {
+test("newestMtimeMs gives the newest mtime of files under a directory, and -1 when one is missing", (t) => {
   const native = loadNative();
   const dir = mkdtempSync(join(tmpdir(), "hsmfleet-mtimes-"));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
