@@ -135,7 +135,9 @@ const WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname
 
 const runBundle = (hash) => {
   const readers = launcherAddon;
-  const source = readers?.readAsciiExternal(bundleFile) ?? readFileSync(bundleFile, "utf8");
+  // null: not ASCII (a bundle not made by bundle.mjs), unreadable, or an older Node.
+  const external = readers?.readAsciiExternal(bundleFile) ?? null;
+  const source = external ?? readFileSync(bundleFile, "utf8");
   const cacheFile = join(
     dirname(bundleFile),
     "v8-cache",
@@ -149,7 +151,7 @@ const runBundle = (hash) => {
       // None yet.
     }
   }
-  if (readers !== undefined) mark("bundle-read-native");
+  if (external !== null) mark("bundle-read-native");
   mark("bundle-read");
   // The CommonJS module wrapper (what Node's own loader compiles), in the file already when
   // bundle.mjs made it (no 5 MB concatenation to copy); a "#!" line becomes a comment.
