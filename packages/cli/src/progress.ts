@@ -7,8 +7,9 @@ import type {
 } from "@hsmfleet/coordinator";
 
 import { formatBytes } from "@hsmfleet/protocol";
+import { formatNumber } from "@hsmfleet/core";
 
-const n = (v: number) => Math.round(v).toLocaleString("en-US");
+const n = (v: number) => formatNumber(Math.round(v));
 const mibPerSecond = (bytesPerSecond: number) => `${(bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;
 
 /** Plain (non-terminal) progress lines at most this often: HSMFLEET_PROGRESS_EVERY_MS, default 10 s. */

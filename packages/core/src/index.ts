@@ -111,3 +111,4 @@ export {
 } from "./policy/report-tally.js";
 export type { DirUsage, OldFile, ReportTally, Tally } from "./policy/report-tally.js";
 export { DURATION_UNITS_MS, SIZE_UNITS, parseDurationText, parseSizeText } from "./units.js";
+export { formatNumber } from "./format-number.js";

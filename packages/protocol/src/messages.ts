@@ -18,6 +18,7 @@ import type {
   AutoImportJobCounters,
 } from "./counters.js";
 import type { FileEntry } from "@hsmfleet/core";
+import { formatNumber } from "@hsmfleet/core";
 
 /** Sibling directories to read (at most WALK_GROUP_DIRECTORIES); see proto/hsmfleet/v1/walk.proto. */
 export interface WalkShard {
@@ -135,7 +136,7 @@ export const jobStateName = (state: JobState): string => JOB_STATE_NAMES[state] 
  */
 export const describeJobState = (state: string, errors: number): string =>
   state === JOB_STATE_NAMES[JobState.CompletedWithErrors]
-    ? `completed with ${errors.toLocaleString("en-US")} error${errors === 1 ? "" : "s"}`
+    ? `completed with ${formatNumber(errors)} error${errors === 1 ? "" : "s"}`
     : state;
 
 /** Whether a job in this state has ended after carrying out all of its work (with or without errors). */

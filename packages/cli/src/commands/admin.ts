@@ -1,5 +1,5 @@
 import type { JobStatus } from "@hsmfleet/protocol";
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { CANCEL_DEFAULTS, FleetWatch, cancelJob, jobReport } from "@hsmfleet/coordinator";
 import { formatBytes, jobStateName } from "@hsmfleet/protocol";
 import { ExitCode, intArg } from "./context.js";
@@ -29,7 +29,7 @@ const jobRow = (s: JobStatus): string[] => {
     report.name,
     jobStateName(s.state),
     started,
-    count.toLocaleString("en-US"),
+    formatNumber(count),
     unit,
     formatBytes(bytes),
     displayPath(s.spec.root),

@@ -1,5 +1,5 @@
 import { Option } from "commander";
-import { UsageError } from "@hsmfleet/core";
+import { formatNumber, UsageError } from "@hsmfleet/core";
 import { sizeOption } from "../size.js";
 import {
   DEFAULT_WORKER_EFFICIENCY,
@@ -13,8 +13,7 @@ import {
 import type { PlanResult } from "../plan.js";
 import type { CliContext } from "./context.js";
 
-const fmt = (n: number, digits = 1): string =>
-  n.toLocaleString("en-US", { maximumFractionDigits: digits });
+const fmt = (n: number, digits = 1): string => formatNumber(n, digits);
 
 const BINDING_TEXT: Record<PlanResult["binding"], string> = {
   "vm-nic": "the VMs' NICs (add VMs to go faster; one storage account suffices)",

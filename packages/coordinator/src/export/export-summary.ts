@@ -1,4 +1,4 @@
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
@@ -79,7 +79,7 @@ export const buildExportSummary = (record: JobStatus, resumed = false): ExportSu
 };
 
 export const formatExportSummary = (s: ExportSummary, maxErrorsShown = 20): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
+  const n = (v: number) => formatNumber(v);
   const mib = (v: number) => (v / 1048576).toFixed(1);
   const lines = [
     `export ${s.jobId} of ${s.root} to ${s.container}${s.prefix ? `/${s.prefix}` : ""}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,

@@ -1,6 +1,7 @@
 import type { HsmRequestName } from "@hsmfleet/core";
 import { formatBytes } from "@hsmfleet/protocol";
 import type { HsmProgress } from "@hsmfleet/protocol";
+import { formatNumber } from "@hsmfleet/core";
 
 export interface HsmJobProgress {
   jobId: string;
@@ -41,8 +42,8 @@ export const formatHsmSummary = (s: HsmJobSummary): string => {
   const rate = secs > 0 ? Math.round(s.items / secs) : s.items;
   const lines = [
     `hsm ${s.request} ${s.jobId}: ${s.state}`,
-    `  items ${s.items.toLocaleString("en-US")} in ${s.lists.toLocaleString("en-US")} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
-    `  ${secs.toFixed(1)} s, ${rate.toLocaleString("en-US")} items/s${s.bytes > 0 ? `, ${formatBytes(s.bytes)} moved (${formatBytes(secs > 0 ? Math.round(s.bytes / secs) : s.bytes)}/s)` : ""}`,
+    `  items ${formatNumber(s.items)} in ${formatNumber(s.lists)} action lists: ${s.done} done, ${s.skipped} skipped (already in that state), ${s.failed} failed, ${s.cancelled} cancelled`,
+    `  ${secs.toFixed(1)} s, ${formatNumber(rate)} items/s${s.bytes > 0 ? `, ${formatBytes(s.bytes)} moved (${formatBytes(secs > 0 ? Math.round(s.bytes / secs) : s.bytes)}/s)` : ""}`,
   ];
   for (const e of s.errorSamples.slice(0, 10)) lines.push(`  error: ${e.error}`);
   if (s.failed > 10) lines.push(`  … ${s.failed - 10} more errors`);

@@ -1,4 +1,4 @@
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { ConflictMode, ImportMode, JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
@@ -92,7 +92,7 @@ export const buildImportSummary = (record: JobStatus, resumed = false): ImportSu
 };
 
 export const formatImportSummary = (s: ImportSummary, maxErrorsShown = 20): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
+  const n = (v: number) => formatNumber(v);
   const lines = [
     `import ${s.jobId} of ${s.container} (${s.prefixes.join(", ")}) into ${s.target}, --mode ${s.mode}, --conflict ${s.conflictResolutionMode}: ${describeJobState(s.state, s.totalErrors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  blobs walked          ${n(s.totalBlobsWalked)} (${n(s.blobsWalkedPerSecond)}/s)`,

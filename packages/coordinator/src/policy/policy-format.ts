@@ -1,6 +1,7 @@
 import type { FileClass, PolicyFile, ResolvedPolicy } from "@hsmfleet/core";
 import { formatBytes } from "@hsmfleet/protocol";
 import { formatDuration } from "./policy-units.js";
+import { formatNumber } from "@hsmfleet/core";
 
 const classLine = (c: FileClass): string => {
   const m = c.match;
@@ -45,11 +46,11 @@ const policyLines = (p: ResolvedPolicy): string[] => {
     );
   if (p.ignoreClasses.length > 0) out.push(`    ignore: ${p.ignoreClasses.join(", ")}`);
   const l = p.limits;
-  const limits = [`max ${l.maxActions.toLocaleString("en-US")} actions`];
+  const limits = [`max ${formatNumber(l.maxActions)} actions`];
   if (l.maxBytes > 0) limits.push(`max ${formatBytes(l.maxBytes)}`);
   if (l.rate) {
     const r = [
-      l.rate.count > 0 ? `${l.rate.count.toLocaleString("en-US")} actions` : "",
+      l.rate.count > 0 ? `${formatNumber(l.rate.count)} actions` : "",
       l.rate.bytes > 0 ? formatBytes(l.rate.bytes) : "",
     ].filter((s) => s !== "");
     limits.push(`at most ${r.join(" and ")} per ${formatDuration(l.rate.periodMs)}`);

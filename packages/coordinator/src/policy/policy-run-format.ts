@@ -1,9 +1,10 @@
 import { formatBytes } from "@hsmfleet/protocol";
 import type { PolicyRunSummary } from "./policy-run.js";
+import { formatNumber } from "@hsmfleet/core";
 
 /** `hsmfleet policy run` output. */
 export const formatPolicyRun = (s: PolicyRunSummary): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
+  const n = (v: number) => formatNumber(v);
   const lines = [
     `policy ${s.policy} (${s.action}, ${s.mode}): walked ${n(s.entries)} entries (${n(s.files)} files) in ${(s.evaluationMs / 1000).toFixed(1)} s [${s.evaluationJob}]`,
     ...(s.walkErrors > 0 || s.evaluationState !== "succeeded"

@@ -1,9 +1,9 @@
-import { SIZE_PROFILE } from "@hsmfleet/core";
+import { formatNumber, SIZE_PROFILE } from "@hsmfleet/core";
 import type { Tally } from "@hsmfleet/core";
 import { formatBytes } from "@hsmfleet/protocol";
 import type { FleetReport } from "./report-job.js";
 
-const n = (v: number) => v.toLocaleString("en-US");
+const n = (v: number) => formatNumber(v);
 
 const table = (title: string, head: string, rows: [string, Tally][], total: Tally): string[] => {
   const width = Math.max(head.length, ...rows.map(([k]) => k.length));

@@ -1,4 +1,4 @@
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { describeJobState, jobStateName, withInFlight } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
@@ -67,7 +67,7 @@ export const buildRestoreSummary = (record: JobStatus, resumed = false): Restore
 };
 
 export const formatRestoreSummary = (s: RestoreSummary, maxErrorsShown = 20): string => {
-  const n = (v: number) => Math.round(v).toLocaleString("en-US");
+  const n = (v: number) => formatNumber(Math.round(v));
   const lines = [
     `restore ${s.jobId} of ${s.path}: ${describeJobState(s.state, s.errors)}${s.reason ? ` (${s.reason})` : ""}${s.resumed ? " (resumed)" : ""} in ${s.elapsedSeconds.toFixed(1)} s, at most ${n(s.maxInflight)} files in flight`,
     `  files restored   ${n(s.filesRestored)} of ${n(s.filesFound)} released (${s.filesPerSecond.toFixed(1)} files/s)`,

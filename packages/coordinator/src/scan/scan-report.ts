@@ -3,6 +3,7 @@ import type { JobStatus } from "@hsmfleet/protocol";
 import { jobErrors } from "../job-errors.js";
 import type { JobLineCounts, JobReport, JobRowCounters } from "../job-report.js";
 import { buildScanSummary, formatScanSummary } from "./scan-summary.js";
+import { formatNumber } from "@hsmfleet/core";
 
 /** Entries walked and bytes found: the scan counters every walk keeps. */
 export const scanCounts = (s: JobStatus): JobLineCounts => {
@@ -18,9 +19,7 @@ export const scanCounts = (s: JobStatus): JobLineCounts => {
 const scanText = (status: JobStatus): string => {
   const lines = [formatScanSummary(buildScanSummary(status))];
   if (status.state === 2)
-    lines.push(
-      `  ${(status.published - status.completed).toLocaleString("en-US")} directories queued`,
-    );
+    lines.push(`  ${formatNumber(status.published - status.completed)} directories queued`);
   return lines.join("\n");
 };
 

@@ -1,4 +1,4 @@
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { describeJobState, formatBytes, jobStateName, sizeBucketLabel } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson, formatErrorLine } from "../format.js";
@@ -74,7 +74,7 @@ export const buildScanSummary = (status: JobStatus): ScanSummary => {
   };
 };
 
-const n = (v: number) => v.toLocaleString("en-US");
+const n = (v: number) => formatNumber(v);
 
 /** The human summary `hsmfleet scan` prints. */
 /**

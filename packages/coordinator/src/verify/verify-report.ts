@@ -1,4 +1,4 @@
-import { displayPath } from "@hsmfleet/core";
+import { displayPath, formatNumber } from "@hsmfleet/core";
 import { JobKind, jobStateName } from "@hsmfleet/protocol";
 import type { JobStatus } from "@hsmfleet/protocol";
 import { errorToJson } from "../format.js";
@@ -64,7 +64,7 @@ export const buildVerifyRecordSummary = (s: JobStatus): VerifyRecordSummary => {
 };
 
 const formatVerifyRecord = (s: VerifyRecordSummary): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
+  const n = (v: number) => formatNumber(v);
   const lines = [
     `verify ${s.jobId} of ${s.root} against ${s.container}${s.prefix ? `/${s.prefix}` : ""}${s.content ? " (with content)" : ""}: ${s.state}${s.reason ? ` (${s.reason})` : ""} in ${s.elapsedSeconds.toFixed(1)} s`,
     `  entries compared      ${n(s.entries)} (${n(s.files)} files, ${n(s.bytes)} bytes)`,

@@ -1,4 +1,5 @@
 import { describeJobState } from "@hsmfleet/protocol";
+import { formatNumber } from "@hsmfleet/core";
 
 export interface VerifyProgress {
   jobId: string;
@@ -46,7 +47,7 @@ export interface VerifySummary {
 }
 
 export const formatVerifySummary = (s: VerifySummary, maxShown = 50): string => {
-  const n = (v: number) => v.toLocaleString("en-US");
+  const n = (v: number) => formatNumber(v);
   const lines: string[] = [];
   for (const d of s.samples.slice(0, maxShown)) lines.push(`${d.code}: ${d.message}`);
   if (s.differences + s.errors > Math.min(maxShown, s.samples.length)) {
