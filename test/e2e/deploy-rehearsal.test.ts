@@ -15,7 +15,7 @@ import { connectBus } from "@hsmfleet/bus";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ContainerClient } from "@azure/storage-blob";
 import { deployInputs, fleetEnvFormat, renderAzureDeployment } from "@hsmfleet/cli";
-import { freePort, tempDir } from "@hsmfleet/testkit";
+import { freePorts, tempDir } from "@hsmfleet/testkit";
 import { makeNatsTls, present, skipNote } from "./deploy-tools.js";
 import { CLI_BIN, runCli, startStorage, waitFor } from "./helpers.js";
 
@@ -71,15 +71,21 @@ const execStart = (unit: string, env: Record<string, string>): string[] => {
       tls,
       HOSTS.map((h) => `IP:${h}`),
     );
+    // Three ports that differ (one port per role on every node's address).
+    const [natsPort, natsClusterPort, natsMonitorPort] = (await freePorts(3)) as [
+      number,
+      number,
+      number,
+    ];
     const inputs = deployInputs({
       workers: 2,
       workerVmSize: "Standard_D16ds_v5",
       sizing: "rehearsal",
       natsHosts: HOSTS,
       natsListenAddress: "host",
-      natsPort: await freePort(),
-      natsClusterPort: await freePort(),
-      natsMonitorPort: await freePort(),
+      natsPort,
+      natsClusterPort,
+      natsMonitorPort,
       natsStoreDir: join(dir.path, "nats"),
       natsTlsDir: tls,
       workerMetricsPort: 0, // two workers on one machine: no shared metrics port

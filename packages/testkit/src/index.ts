@@ -9,7 +9,7 @@ export { referenceWalk } from "./reference-walk.js";
 export type { ReferenceCounts } from "./reference-walk.js";
 export { tempDir } from "./temp.js";
 export type { TempDir } from "./temp.js";
-export { freePort } from "./ports.js";
+export { freePort, freePorts } from "./ports.js";
 export { startFaultProxy, FAULT_KINDS } from "./fault-proxy.js";
 export type { FaultProxy, FaultProxyOptions, FaultKind, FaultCounters } from "./fault-proxy.js";
 export { startMariaDb, mariaDbUnavailable } from "./mariadb.js";

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync 
 import { createServer } from "node:net";
 import { join } from "node:path";
 import test from "ava";
-import { freePort, referenceWalk, tempDir, type ReferenceCounts } from "../src/index.js";
+import { freePort, freePorts, referenceWalk, tempDir, type ReferenceCounts } from "../src/index.js";
 
 test("tempDir is 0755 and cleanup removes chmod 000 subdirs and non-UTF-8 names", async (t) => {
   const dir = await tempDir("testkit-");
@@ -123,5 +123,18 @@ test("referenceWalk counts an unreadable directory as one error", async (t) => {
       bytes: 15,
       errors: 0,
     });
+  }
+});
+
+test("freePorts gives distinct ports, each one bindable once it returns", async (t) => {
+  const ports = await freePorts(8);
+  t.is(new Set(ports).size, 8, ports.join(","));
+  for (const port of ports) {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: "127.0.0.1", port, exclusive: true }, () => resolve());
+    });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 });
