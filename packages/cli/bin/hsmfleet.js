@@ -134,16 +134,15 @@ const delayTurbofan = (command) => {
 const WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname) { ";
 
 const runBundle = (hash) => {
-  const readers = launcherAddon;
   // null: not ASCII (a bundle not made by bundle.mjs), unreadable, or an older Node.
-  const external = readers?.readAsciiExternal(bundleFile) ?? null;
+  const external = launcherAddon?.readAsciiExternal(bundleFile) ?? null;
   const source = external ?? readFileSync(bundleFile, "utf8");
   const cacheFile = join(
     dirname(bundleFile),
     "v8-cache",
     `${commandWord()}-${hash}-${process.version}-${process.arch}.bin`,
   );
-  let cachedData = readers?.readFileHuge(cacheFile) ?? undefined;
+  let cachedData = launcherAddon?.readFileHuge(cacheFile) ?? undefined;
   if (cachedData === undefined) {
     try {
       cachedData = readFileSync(cacheFile);

@@ -200,15 +200,15 @@ static napi_value js_read_ascii_external(napi_env env, napi_callback_info info) 
   if (argc < 1 || node_api_create_external_string_latin1 == NULL) return out;
   struct huge_map *m = read_file_huge(env, argv[0]);
   if (m == NULL) return out;
+  /* Where Node copies the characters instead (a V8 sandbox build: `copied`), it has called
+   * string_finalize already; either way the mapping is not ours any more once this succeeded. */
   bool copied = false;
   if (!all_ascii(m->base, m->len) ||
       node_api_create_external_string_latin1(env, m->base, m->len, string_finalize, m, &out,
                                              &copied) != napi_ok) {
     huge_map_free(m);
     napi_get_null(env, &out);
-    return out;
   }
-  if (copied) huge_map_free(m);
   return out;
 }
 
