@@ -1150,6 +1150,7 @@ napi_status hsmfleet_register_inotify(napi_env env, napi_value exports);
 napi_status hsmfleet_register_smallfile(napi_env env, napi_value exports);
 napi_status hsmfleet_register_hugebuf(napi_env env, napi_value exports);
 napi_status hsmfleet_register_mtimes(napi_env env, napi_value exports);
+napi_status hsmfleet_register_tally(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -1171,6 +1172,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (hsmfleet_register_smallfile(env, exports) != napi_ok) return NULL;
   if (hsmfleet_register_hugebuf(env, exports) != napi_ok) return NULL;
   if (hsmfleet_register_mtimes(env, exports) != napi_ok) return NULL;
+  if (hsmfleet_register_tally(env, exports) != napi_ok) return NULL;
   napi_value v;
   napi_create_uint32(env, FORMAT_VERSION, &v);
   napi_set_named_property(env, exports, "formatVersion", v);

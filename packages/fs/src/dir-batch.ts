@@ -21,6 +21,7 @@
 import { EntryType } from "@hsmfleet/core";
 import type { HsmAttrs } from "@hsmfleet/core";
 import { errnoName } from "./errno.js";
+import { loadNative } from "./native.js";
 
 export interface DirEntry {
   /** Raw name bytes (never decoded). */
@@ -60,6 +61,28 @@ const REC_FLAG_HSM_UNREAD = 0x4;
 const ERR_OP_LSTAT = 1;
 const TWO_32 = 0x1_0000_0000;
 const SLASH = 0x2f;
+
+/**
+ * Slots of the counts that `DirBatch.tally` adds to (native/batch-tally.c), in a Float64Array of
+ * `TALLY.length`: regular files, their bytes, symlinks and other entries; regular files per size
+ * bucket (sizeBucket's: 0 for size 0, else floor(log2(size)) + 1); per HSM flags & 0x7f (0: no
+ * xattr); with the xattr not read; then how many flag/unread slots are listed and those slots in
+ * the order they first became non-zero.
+ */
+export const TALLY = {
+  files: 0,
+  bytes: 1,
+  symlinks: 2,
+  other: 3,
+  buckets: 4,
+  bucketCount: 65,
+  flags: 69,
+  flagCount: 128,
+  unread: 197,
+  orderLength: 198,
+  order: 199,
+  length: 328,
+} as const;
 
 export class DirBatch {
   /** Offset of the first record. */
@@ -191,6 +214,18 @@ export class DirBatch {
       };
     }
     return entry;
+  }
+
+  /**
+   * Adds every plain record (isPlainRecord) to `counts` (TALLY's layout) in one native call and
+   * returns the offsets of the others — directories and failed entries — in order. `scratch` is
+   * where the native call writes them (grown when the batch has more records); the result is a
+   * copy.
+   */
+  tally(counts: Float64Array, scratch: { others: Uint32Array }): Uint32Array {
+    if (scratch.others.length < this.count) scratch.others = new Uint32Array(this.count);
+    const n = loadNative().tallyBatch(this.#buf, counts, scratch.others);
+    return scratch.others.slice(0, n);
   }
 
   /** Every record as a DirEntry, in order. */

@@ -1,6 +1,6 @@
 export { openDir, openDirsBeneath, statEntry, DEFAULT_BATCH_SIZE } from "./dir-reader.js";
 export type { DirEntry, DirReadOptions, DirReader, OpenedDir } from "./dir-reader.js";
-export { DirBatch, isPlainRecord } from "./dir-batch.js";
+export { DirBatch, TALLY, isPlainRecord } from "./dir-batch.js";
 export { getXattr, setXattr, removeXattr } from "./xattr.js";
 export { loadNative, NATIVE_ADDON_PATH } from "./native.js";
 export { releaseBatch, RELEASE_CHUNK_FILES } from "./release-batch.js";

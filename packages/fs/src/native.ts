@@ -184,6 +184,12 @@ export interface NativeBinding {
   readAsciiExternal(path: string): string | null;
   /** The newest mtime (ms) of dir/rel for every rel, or -1 when one cannot be stat'ed (mtimes.c). */
   newestMtimeMs(dir: string, rels: string[]): number;
+  /**
+   * Counts the plain records of a packed batch into `counts` (layout: TALLY_* in dir-batch.ts) and
+   * writes the offsets of the others (directories, failed entries) to `others`; how many
+   * (native/batch-tally.c; synchronous).
+   */
+  tallyBatch(batch: Uint8Array, counts: Float64Array, others: Uint32Array): number;
   readonly formatVersion: number;
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { open, symlink, writeFile } from "node:fs/promises";
+import { mkdir, open, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import test from "ava";
 import { DEFAULT_HSM_XATTR, HSM_COMPAT, encodeHsmAttrs } from "@hsmfleet/core";
@@ -32,11 +32,24 @@ const SIZES = [
 const countBoth = async (
   dir: string,
   hsmSizes?: { min: number; max: number },
-): Promise<{ direct: ScanCounters; tallied: ScanCounters; records: number }> => {
+): Promise<{
+  direct: ScanCounters;
+  tallied: ScanCounters;
+  batched: ScanCounters;
+  records: number;
+  /** Names of the records addBatch left (directories, failed entries), in order. */
+  left: string[];
+  /** The same picked one by one. */
+  notPlain: string[];
+}> => {
   const direct = emptyScanCounters();
   const tallied = emptyScanCounters();
+  const batched = emptyScanCounters();
   const tally = new ScanTally();
+  const whole = new ScanTally();
   let records = 0;
+  const left: string[] = [];
+  const notPlain: string[] = [];
   // Small batches: the tally spans several of them, as it spans a shard's directories.
   const reader = await openDir(Buffer.from(dir), {
     hsmXattr: DEFAULT_HSM_XATTR,
@@ -49,8 +62,12 @@ const countBoth = async (
       batch !== null;
       batch = await reader.readPacked!()
     ) {
+      for (const off of whole.addBatch(batch)) left.push(batch.entry(off).name.toString());
       for (let i = 0, off = DirBatch.FIRST; i < batch.count; i++, off = batch.next(off)) {
-        if (!isPlainRecord(batch, off)) continue;
+        if (!isPlainRecord(batch, off)) {
+          notPlain.push(batch.entry(off).name.toString());
+          continue;
+        }
         records++;
         countRecord(direct, batch, off);
         tally.add(batch, off);
@@ -60,7 +77,8 @@ const countBoth = async (
     await reader.close();
   }
   tally.foldInto(tallied);
-  return { direct, tallied, records };
+  whole.foldInto(batched);
+  return { direct, tallied, batched, records, left, notPlain };
 };
 
 test("the scan tally folds into the same counters as counting each record: sizes across 4 GiB, every HSM flag combination, unread, symlinks, fifos", async (t) => {
@@ -88,15 +106,26 @@ test("the scan tally folds into the same counters as counting each record: sizes
     }
     await symlink("size-0", join(tmp.path, "link"));
     execFileSync("mkfifo", [join(tmp.path, "fifo")]);
+    // Records the tally leaves to the walk: two directories, a file whose xattr is too short.
+    await mkdir(join(tmp.path, "sub-a"));
+    await mkdir(join(tmp.path, "sub-b"));
+    await writeFile(join(tmp.path, "bad-xattr"), "x");
+    await setXattr(Buffer.from(join(tmp.path, "bad-xattr")), DEFAULT_HSM_XATTR, Buffer.from("abc"));
 
     const all = await countBoth(tmp.path);
     t.is(all.records, SIZES.length + 0x80 + 2);
     t.deepEqual(all.tallied, all.direct);
+    // The native whole-batch count: the same counters, the states in the same order.
+    t.deepEqual(all.batched, all.direct);
+    t.is(JSON.stringify(all.batched), JSON.stringify(all.direct));
+    t.deepEqual(all.left, all.notPlain);
+    t.deepEqual([...all.left].sort(), ["bad-xattr", "sub-a", "sub-b"]);
     t.true(Object.keys(all.direct.hsmStates).length >= 6, JSON.stringify(all.direct.hsmStates));
 
     // Some files unread (outside the size range): the "unread" state, counted the same.
     const some = await countBoth(tmp.path, { min: 10, max: 100 });
     t.deepEqual(some.tallied, some.direct);
+    t.is(JSON.stringify(some.batched), JSON.stringify(some.direct));
     t.true((some.direct.hsmStates["unread"] ?? 0) > 0);
 
     // A second fold adds to what is there, from zero again.

@@ -110,6 +110,8 @@ export const scanVisitor = ({ shard, job, publisher }: ShardScope): ShardVisitor
         if (listed.length >= job.spec.batchMaxEntries) return flush();
       }
     },
+    // Without --list a whole packed batch is counted in one native call.
+    ...(job.spec.listEntries ? {} : { batch: (batch: DirBatch) => tally.addBatch(batch) }),
     // Entry batches are results, not work items: plain publishes.
     end: () => {
       tally.foldInto(scan);
