@@ -14,6 +14,7 @@ import type { SmallBlobWriter } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { BodyListener } from "./socket-get.js";
 import { RangeStreamWrite, finishStream, streamPieceBytes, writeAt } from "./range-write.js";
+import { WriteLane } from "./write-lane.js";
 import { processRangeBuffers } from "./range-buffers.js";
 import type { DirectGetResult } from "./direct-get.js";
 import {
@@ -277,6 +278,8 @@ export const downloadRangeChecked = async (
   let written = 0;
   let unchecked = 0;
   const end = offset + length;
+  // The file's writes, one job at a time (write-lane.ts): its ranges still download in parallel.
+  const lane = new WriteLane();
   /** One range: GET, write (hashed or checksummed), and with CRC64s the comparison (and retries). */
   const fetchAndWrite = async (
     buf: Buffer,
@@ -287,7 +290,9 @@ export const downloadRangeChecked = async (
     for (let tryNo = 1; ; tryNo++) {
       // With range CRC64s the range is written as it arrives (range-stream-write.ts).
       const stream =
-        crcMode && pieceBytes > 0 ? new RangeStreamWrite(fh.fd, buf, n, at, pieceBytes) : undefined;
+        crcMode && pieceBytes > 0
+          ? new RangeStreamWrite(fh.fd, buf, n, at, pieceBytes, lane)
+          : undefined;
       let expected: bigint | undefined;
       try {
         expected = await getRange(
@@ -310,7 +315,7 @@ export const downloadRangeChecked = async (
       if (md5) await before;
       const actual =
         stream === undefined
-          ? await writeAt(fh, buf, n, at, where, signal, md5, crcMode)
+          ? await writeAt(fh, buf, n, at, where, signal, md5, crcMode, lane)
           : await finishStream(stream, where, signal);
       if (!crcMode) return;
       if (expected === undefined) {

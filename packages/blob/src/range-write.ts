@@ -26,6 +26,7 @@ import type { Md5Stream } from "@hsmfleet/fs";
 import { BlobOperationError, abortCause, fsFailure, type BlobOperationSubject } from "./errors.js";
 import { WRITE } from "./download-common.js";
 import type { BodyListener } from "./socket-get.js";
+import { WriteLane } from "./write-lane.js";
 
 const KiB = 1024;
 
@@ -57,14 +58,26 @@ export class RangeStreamWrite implements BodyListener {
   #job: Promise<void> | undefined;
   #error: Error | undefined;
   #closed = false;
+  readonly #lane: WriteLane;
 
-  /** `buf[0, n)` is the range, written at `position` of descriptor `fd` (sparse). */
-  constructor(fd: number, buf: Buffer, n: number, position: number, pieceBytes: number) {
+  /**
+   * `buf[0, n)` is the range, written at `position` of descriptor `fd` (sparse), each piece through
+   * `lane` (the file's: write-lane.ts).
+   */
+  constructor(
+    fd: number,
+    buf: Buffer,
+    n: number,
+    position: number,
+    pieceBytes: number,
+    lane: WriteLane = new WriteLane(0),
+  ) {
     this.#fd = fd;
     this.#buf = buf;
     this.#n = n;
     this.#position = position;
     this.#piece = pieceBytes;
+    this.#lane = lane;
   }
 
   begin(): void {
@@ -84,21 +97,26 @@ export class RangeStreamWrite implements BodyListener {
     const upto = Math.min(this.#received, end - (end % BLOCK_BYTES) - this.#position);
     if (upto - this.#written < this.#piece) return;
     const from = this.#written;
-    this.#job = pwriteCrc64(this.#fd, this.#buf.subarray(from, upto), this.#position + from, {
-      sparse: true,
-      seed: this.#crc,
-    }).then(
-      (crc) => {
-        this.#crc = crc;
-        this.#written = upto;
-        this.#job = undefined;
-        this.#pump();
-      },
-      (err: unknown) => {
-        this.#error = err instanceof Error ? err : new Error(String(err));
-        this.#job = undefined;
-      },
-    );
+    const seed = this.#crc;
+    this.#job = this.#lane
+      .run(() =>
+        pwriteCrc64(this.#fd, this.#buf.subarray(from, upto), this.#position + from, {
+          sparse: true,
+          seed,
+        }),
+      )
+      .then(
+        (crc) => {
+          this.#crc = crc;
+          this.#written = upto;
+          this.#job = undefined;
+          this.#pump();
+        },
+        (err: unknown) => {
+          this.#error = err instanceof Error ? err : new Error(String(err));
+          this.#job = undefined;
+        },
+      );
   }
 
   /** Resolves once no piece is being written (the buffer may be reused then). */
@@ -116,16 +134,18 @@ export class RangeStreamWrite implements BodyListener {
     if (this.#error !== undefined) throw this.#error;
     if (this.#begun !== 1) {
       // Not streamed (no body seen: another transport), or begun again by a retry.
-      return pwriteCrc64(this.#fd, this.#buf.subarray(0, this.#n), this.#position, {
-        sparse: true,
-      });
+      return this.#lane.run(() =>
+        pwriteCrc64(this.#fd, this.#buf.subarray(0, this.#n), this.#position, { sparse: true }),
+      );
     }
     if (this.#written === this.#n) return this.#crc;
-    return pwriteCrc64(
-      this.#fd,
-      this.#buf.subarray(this.#written, this.#n),
-      this.#position + this.#written,
-      { sparse: true, seed: this.#crc },
+    const from = this.#written;
+    const seed = this.#crc;
+    return this.#lane.run(() =>
+      pwriteCrc64(this.#fd, this.#buf.subarray(from, this.#n), this.#position + from, {
+        sparse: true,
+        seed,
+      }),
     );
   }
 }
@@ -147,14 +167,17 @@ export const writeAt = async (
   signal: AbortSignal,
   md5: Md5Stream | undefined,
   crc: boolean,
+  lane: WriteLane = new WriteLane(0),
 ): Promise<bigint | undefined> => {
   if (signal.aborted) throw new BlobOperationError(WRITE, where, abortCause(signal));
   const data = n === buf.length ? buf : buf.subarray(0, n);
   try {
-    if (crc) return await pwriteCrc64(fh.fd, data, position, { sparse: true });
-    if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
-    else await pwriteAll(fh.fd, data, position, { sparse: true });
-    return undefined;
+    return await lane.run(async () => {
+      if (crc) return await pwriteCrc64(fh.fd, data, position, { sparse: true });
+      if (md5) await md5.pwriteAndHash(fh.fd, data, position, { sparse: true });
+      else await pwriteAll(fh.fd, data, position, { sparse: true });
+      return undefined;
+    });
   } catch (err) {
     throw fsFailure(WRITE, where, err);
   }
