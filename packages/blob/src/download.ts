@@ -14,7 +14,7 @@ import type { SmallBlobWriter } from "./small-download.js";
 import { directGetBlob } from "./direct-get.js";
 import type { BodyListener } from "./socket-get.js";
 import { RangeStreamWrite, finishStream, streamPieceBytes, writeAt } from "./range-write.js";
-import { WriteLane } from "./write-lane.js";
+import { fileWriteLane } from "./write-lane.js";
 import { processRangeBuffers } from "./range-buffers.js";
 import type { DirectGetResult } from "./direct-get.js";
 import {
@@ -278,8 +278,10 @@ export const downloadRangeChecked = async (
   let written = 0;
   let unchecked = 0;
   const end = offset + length;
-  // The file's writes, one job at a time (write-lane.ts): its ranges still download in parallel.
-  const lane = new WriteLane();
+  // The file's writes, one job at a time (write-lane.ts), shared with other downloads of the same
+  // file (its other chunks): its ranges still download in parallel.
+  const lease = await fileWriteLane(fh);
+  const lane = lease.lane;
   /** One range: GET, write (hashed or checksummed), and with CRC64s the comparison (and retries). */
   const fetchAndWrite = async (
     buf: Buffer,
@@ -378,6 +380,8 @@ export const downloadRangeChecked = async (
     stop.abort();
     await Promise.allSettled(inFlight);
     throw err;
+  } finally {
+    lease.release();
   }
 };
 

@@ -11,9 +11,14 @@
  * 3.0–5.5 s of system time (the good ones 1.5–1.7 s, ~1.0 s); with it every run took 1.6–2.1 s
  * with 1.1–1.6 s. Two writers per file spiked as often as no limit.
  *
- * Writes to different files still run in parallel (one lane per file). HSMFLEET_WRITERS_PER_FILE
- * (read once; default 1, 0 = no limit, the writes as they come) sets the width.
+ * Writes to different files still run in parallel (one lane per file). The lane belongs to the
+ * file, not to one download: the chunks of a large file (import-chunk.ts) are downloaded by
+ * separate work items, several at once in one worker, each through its own descriptor, so
+ * `fileWriteLane` finds the lane by the file's device and inode. HSMFLEET_WRITERS_PER_FILE (read
+ * once; default 1, 0 = no limit, the writes as they come) sets the width.
  */
+import type { FileHandle } from "node:fs/promises";
+
 export class WriteLane {
   readonly #width: number;
   #running = 0;
@@ -50,3 +55,46 @@ export const writersPerFile = (): number => {
   cachedWidth = Number.isSafeInteger(n) && n >= 0 ? n : 1;
   return cachedWidth;
 };
+
+/** The lanes of the files being written in this process, by "dev:ino", with their users. */
+const lanes = new Map<string, { lane: WriteLane; users: number }>();
+
+/** A file's lane for one download; `release` once its writes are done (idempotent). */
+export interface WriteLaneLease {
+  readonly lane: WriteLane;
+  release(): void;
+}
+
+/**
+ * The lane of the file open as `fh`, shared with every other download in this process writing the
+ * same file (same device and inode) until the last of them releases it. A file whose fstat fails
+ * gets a lane of its own (the writes then find the descriptor's error themselves).
+ */
+export const fileWriteLane = async (fh: FileHandle): Promise<WriteLaneLease> => {
+  let key: string;
+  try {
+    const st = await fh.stat({ bigint: true });
+    key = `${st.dev}:${st.ino}`;
+  } catch {
+    return { lane: new WriteLane(), release: () => undefined };
+  }
+  let entry = lanes.get(key);
+  if (entry === undefined) {
+    entry = { lane: new WriteLane(), users: 0 };
+    lanes.set(key, entry);
+  }
+  entry.users++;
+  const held = entry;
+  let released = false;
+  return {
+    lane: held.lane,
+    release: () => {
+      if (released) return;
+      released = true;
+      if (--held.users === 0 && lanes.get(key) === held) lanes.delete(key);
+    },
+  };
+};
+
+/** How many files have a lane now (for tests: every lease released leaves none). */
+export const openWriteLanes = (): number => lanes.size;

@@ -1,5 +1,8 @@
+import { open, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import test from "ava";
-import { WriteLane } from "../src/write-lane.js";
+import { tempDir } from "@hsmfleet/testkit";
+import { WriteLane, fileWriteLane, openWriteLanes } from "../src/write-lane.js";
 
 /** A job that records when it starts and ends, and finishes when `release` is called. */
 const gated = (log: string[], name: string) => {
@@ -66,5 +69,41 @@ test("width 2 runs two at once; width 0 puts no limit", async (t) => {
     t.is(log.length, expected, `width ${width}: ${log.join(", ")}`);
     for (const j of jobs) j.release();
     t.deepEqual(await Promise.all(results), ["a", "b", "c", "d"]);
+  }
+});
+
+test("downloads of the same file share its lane through any descriptor; another file has its own; released lanes are dropped", async (t) => {
+  const tmp = await tempDir("hsmfleet-lane-");
+  try {
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    await writeFile(a, "");
+    await writeFile(b, "");
+    const before = openWriteLanes();
+    const fh1 = await open(a, "r+");
+    const fh2 = await open(a, "r+"); // another chunk of the same file
+    const fh3 = await open(b, "r+");
+    try {
+      const l1 = await fileWriteLane(fh1);
+      const l2 = await fileWriteLane(fh2);
+      const l3 = await fileWriteLane(fh3);
+      t.is(l1.lane, l2.lane);
+      t.not(l1.lane, l3.lane);
+      t.is(openWriteLanes(), before + 2);
+      l1.release();
+      l1.release(); // idempotent: l2 still holds the lane
+      t.is(openWriteLanes(), before + 2);
+      const again = await fileWriteLane(fh1);
+      t.is(again.lane, l2.lane);
+      l2.release();
+      l3.release();
+      t.is(openWriteLanes(), before + 1); // `again` holds a's lane
+      again.release();
+      t.is(openWriteLanes(), before);
+    } finally {
+      await Promise.all([fh1.close(), fh2.close(), fh3.close()]);
+    }
+  } finally {
+    await tmp.cleanup();
   }
 });
