@@ -2,7 +2,7 @@
  * A JetStream cluster of real nats-server processes on loopback (routes between them on free
  * ports), for tests of replicated (R3) streams and KV and of losing a node.
  */
-import { freePort } from "./ports.js";
+import { freePorts } from "./ports.js";
 import { startNatsServer } from "./nats-server.js";
 import type { NatsServerFixture } from "./nats-server.js";
 
@@ -25,12 +25,12 @@ export interface NatsClusterFixture {
   stop(): Promise<void>;
 }
 
-/** Whole-cluster starts tried when a node finds its route port taken (freePort races). */
+/** Whole-cluster starts tried when a node finds its route port taken (another process took it). */
 const CLUSTER_START_TRIES = 3;
 
 /**
  * Starts the cluster; a start whose node lost its route port to another process between
- * freePort() and its bind ("address already in use": seen in CI) is stopped and made again on
+ * freePorts() and its bind ("address already in use": seen in CI) is stopped and made again on
  * new ports, up to CLUSTER_START_TRIES times. Any other failure is thrown at once.
  */
 export async function startNatsCluster(
@@ -49,8 +49,9 @@ export async function startNatsCluster(
 async function startNatsClusterOnce(options: NatsClusterOptions): Promise<NatsClusterFixture> {
   const size = options.size ?? 3;
   const name = options.name ?? "hsmfleet-test";
-  const routePorts: number[] = [];
-  for (let i = 0; i < size; i++) routePorts.push(await freePort());
+  // One freePorts call holds every listener until all are picked: separate freePort calls could
+  // hand two nodes the same port (each released before the next was asked for).
+  const routePorts = await freePorts(size);
   const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ");
   // All nodes start at once: JetStream waits for a quorum of peers before it answers.
   const settled = await Promise.allSettled(
