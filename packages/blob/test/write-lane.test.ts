@@ -43,7 +43,7 @@ test("a failed job rejects its own run only and hands its slot on", async (t) =>
     await tick();
     throw new Error("EIO: write failed");
   });
-  const next = lane.run(async () => "written");
+  const next = lane.run(() => Promise.resolve("written"));
   await t.throwsAsync(failed, { message: "EIO: write failed" });
   t.is(await next, "written");
   // A job that throws before its first await too.
@@ -53,7 +53,7 @@ test("a failed job rejects its own run only and hands its slot on", async (t) =>
     }),
     { message: "sync" },
   );
-  t.is(await lane.run(async () => 1), 1);
+  t.is(await lane.run(() => Promise.resolve(1)), 1);
 });
 
 test("width 2 runs two at once; width 0 puts no limit", async (t) => {

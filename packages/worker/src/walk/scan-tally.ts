@@ -74,7 +74,8 @@ export class ScanTally {
     }
     for (let i = 0; i < t[TALLY.orderLength]!; i++) {
       const slot = t[TALLY.order + i]!;
-      const name = STATE_NAMES[slot === TALLY.unread ? UNREAD_INDEX : STATE_INDEX[slot - TALLY.flags]!]!;
+      const name =
+        STATE_NAMES[slot === TALLY.unread ? UNREAD_INDEX : STATE_INDEX[slot - TALLY.flags]!]!;
       c.hsmStates[name] = (c.hsmStates[name] ?? 0) + t[slot]!;
     }
     t.fill(0);
