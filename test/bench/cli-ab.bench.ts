@@ -30,7 +30,7 @@ import { startNatsServer } from "@hsmfleet/testkit";
 import { spawnBlobSink } from "./blob-sink.js";
 import { ensureRclone, rcloneCopy, rcloneRemote, timedRun } from "./peer.js";
 import type { TimedRun } from "./peer.js";
-import { cpuSeconds, median } from "./proc.js";
+import { cpuSeconds, median, requireBundle } from "./proc.js";
 
 interface AbSide {
   name: string;
@@ -114,6 +114,7 @@ const importCaches = (): Map<string, number> => {
 };
 
 const main = async (): Promise<void> => {
+  requireBundle(CLI_BIN);
   const base = join(process.env["HSMFLEET_BENCH_DIR"] ?? tmpdir(), `cli-ab-${process.pid}`);
   const saved = join(base, "caches");
   mkdirSync(saved, { recursive: true });

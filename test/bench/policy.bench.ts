@@ -26,7 +26,7 @@ import {
   LineTail,
   ProcSampler,
   closed,
-  cliRunsBundle,
+  requireBundle,
   cpuSeconds,
   exitedChildrenCpuSeconds,
   int,
@@ -177,10 +177,7 @@ const main = async () => {
   const base = process.env["HSMFLEET_BENCH_DIR"];
   const tmp = base ? undefined : await tempDir();
   const dir = base ?? tmp!.path;
-  if (!cliRunsBundle(CLI_BIN))
-    throw new Error(
-      `${CLI_BIN} runs the compiled modules, not the bundle (a package was rebuilt after it): run \`npm run build\` first`,
-    );
+  requireBundle(CLI_BIN);
   const nats = await startNatsServer();
   const results: object[] = [];
   try {

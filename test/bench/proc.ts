@@ -172,6 +172,18 @@ export const cliRunsBundle = (cliBin: string): boolean => {
 };
 
 /**
+ * Throws unless `cliBin` runs its bundle: a bench measures what a user runs, and a package compiled
+ * on its own after the bundle makes the launcher run the compiled modules (0.3–0.8 s slower per
+ * command) without a word.
+ */
+export const requireBundle = (cliBin: string): void => {
+  if (!cliRunsBundle(cliBin))
+    throw new Error(
+      `${cliBin} runs the compiled modules, not the bundle (a package was rebuilt after it): run \`npm run build\` first`,
+    );
+};
+
+/**
  * CPU seconds (user + system) of this process's children that have exited and been waited for
  * (/proc/self/stat cutime + cstime): read before and after one child runs alone, the exact CPU of
  * that child and its own waited-for children, where a sampler misses its last moments.

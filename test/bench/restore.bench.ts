@@ -86,6 +86,7 @@ import {
   cpuSeconds,
   int,
   median,
+  requireBundle,
   spawnTracked,
   stopChild,
 } from "./proc.js";
@@ -928,6 +929,7 @@ const main = async (): Promise<void> => {
   let raw: RawBlobClient | undefined;
   const workers: StandaloneWorker[] = [];
   try {
+    requireBundle(CLI_BIN);
     let base: string;
     if (BENCH_DIR) {
       base = resolve(BENCH_DIR, `restore-bench-${process.pid}`);

@@ -29,7 +29,7 @@ import {
   ProcSampler,
   best,
   closed,
-  cliRunsBundle,
+  requireBundle,
   cpuSeconds,
   exitedChildrenCpuSeconds,
   int,
@@ -698,10 +698,7 @@ const main = async (): Promise<void> => {
     ownedDirs.push(stateDir.path);
     if (CPU_PROF_DIR) await mkdir(CPU_PROF_DIR, { recursive: true });
 
-    if (!cliRunsBundle(CLI_BIN))
-      throw new Error(
-        `${CLI_BIN} runs the compiled modules, not the bundle (a package was rebuilt after it): run \`npm run build\` first`,
-      );
+    requireBundle(CLI_BIN);
     const small = await prepareTree(base, "tree-100k", SMALL_SPEC);
     const large = await prepareTree(base, "tree-200k", LARGE_SPEC);
 

@@ -37,7 +37,7 @@ import { spawnBlobSink } from "./blob-sink.js";
 import type { BlobSinkProcess } from "./blob-sink.js";
 import { ensureRclone, rcloneCopy, rcloneRemote, timedRun } from "./peer.js";
 import type { TimedRun } from "./peer.js";
-import { median } from "./proc.js";
+import { median, requireBundle } from "./proc.js";
 import { STARTUP_TRACE_PREFIX } from "@hsmfleet/telemetry";
 
 const CLI_BIN = fileURLToPath(
@@ -119,6 +119,7 @@ const main = async (): Promise<void> => {
   let nats: NatsServerFixture | undefined;
   let sink: BlobSinkProcess | undefined;
   try {
+    requireBundle(CLI_BIN);
     dir = await tempDir("hsmfleet-startup-bench-");
     nats = await startNatsServer();
     sink = await spawnBlobSink();
