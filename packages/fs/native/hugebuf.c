@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hugebuf.h"
+
 /* Node ≥ 20.4 (an experimental N-API function, not declared without NAPI_EXPERIMENTAL): weak, so
  * an older Node loads the addon and readAsciiExternal answers null. */
 extern napi_status node_api_create_external_string_latin1(napi_env env, char *str, size_t length,
@@ -39,17 +41,11 @@ extern napi_status node_api_create_external_string_latin1(napi_env env, char *st
 /* Largest buffer asked for at once: a slab of ranges, not a file. */
 #define HUGE_MAX ((size_t)1 << 32)
 
-struct huge_map {
-  void *base;
-  size_t map_len;
-  size_t len;
-};
-
 /* Largest file read whole. */
 #define READ_MAX ((uint64_t)256 << 20)
 
 /* `len` bytes of anonymous memory aligned to 2 MiB, advised MADV_HUGEPAGE; NULL on failure. */
-static struct huge_map *huge_map_new(size_t len) {
+struct huge_map *hsmfleet_huge_map_new(size_t len) {
   size_t rounded = (len + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
   size_t span = rounded + HUGE_ALIGN;
   uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -73,7 +69,7 @@ static struct huge_map *huge_map_new(size_t len) {
   return m;
 }
 
-static void huge_map_free(struct huge_map *m) {
+void hsmfleet_huge_map_free(struct huge_map *m) {
   munmap(m->base, m->map_len);
   free(m);
 }
@@ -83,14 +79,14 @@ static void huge_finalize(napi_env env, void *data, void *hint) {
   int64_t ignored;
   (void)data;
   napi_adjust_external_memory(env, -(int64_t)m->len, &ignored);
-  huge_map_free(m);
+  hsmfleet_huge_map_free(m);
 }
 
 /* A Buffer over the mapping, which it then owns (freed on GC); null if it could not be made. */
 static napi_value huge_buffer(napi_env env, struct huge_map *m) {
   napi_value out;
   if (napi_create_external_buffer(env, m->len, m->base, huge_finalize, m, &out) != napi_ok) {
-    huge_map_free(m);
+    hsmfleet_huge_map_free(m);
     napi_get_null(env, &out);
     return out;
   }
@@ -112,7 +108,7 @@ static napi_value js_huge_page_buffer(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_get_null(env, &out);
-  struct huge_map *m = huge_map_new((size_t)d);
+  struct huge_map *m = hsmfleet_huge_map_new((size_t)d);
   if (m == NULL) return out;
   return huge_buffer(env, m);
 }
@@ -135,7 +131,7 @@ static struct huge_map *read_file_huge(napi_env env, napi_value arg) {
     errno = EINVAL;
     return NULL;
   }
-  struct huge_map *m = huge_map_new((size_t)st.st_size);
+  struct huge_map *m = hsmfleet_huge_map_new((size_t)st.st_size);
   if (m == NULL) {
     close(fd);
     return NULL;
@@ -152,7 +148,7 @@ static struct huge_map *read_file_huge(napi_env env, napi_value arg) {
   bool changed = got != m->len || read(fd, &extra, 1) != 0;
   close(fd);
   if (changed) {
-    huge_map_free(m);
+    hsmfleet_huge_map_free(m);
     errno = EAGAIN;
     return NULL;
   }
@@ -186,7 +182,7 @@ static bool all_ascii(const uint8_t *p, size_t n) {
 static void string_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
-  huge_map_free(hint);
+  hsmfleet_huge_map_free(hint);
 }
 
 /* readAsciiExternal(path) -> the file as a string whose characters V8 reads from the read memory
@@ -206,7 +202,7 @@ static napi_value js_read_ascii_external(napi_env env, napi_callback_info info) 
   if (!all_ascii(m->base, m->len) ||
       node_api_create_external_string_latin1(env, m->base, m->len, string_finalize, m, &out,
                                              &copied) != napi_ok) {
-    huge_map_free(m);
+    hsmfleet_huge_map_free(m);
     napi_get_null(env, &out);
   }
   return out;

@@ -190,6 +190,8 @@ export interface NativeBinding {
    * (native/batch-tally.c; synchronous).
    */
   tallyBatch(batch: Uint8Array, counts: Float64Array, others: Uint32Array): number;
+  /** Huge-page chunks holding finished directory batches now (native/batch-arena.c; for tests). */
+  batchArenaChunks(): number;
   readonly formatVersion: number;
 }
 
