@@ -4,7 +4,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import test from "ava";
 import { tempDir } from "@hsmfleet/testkit";
-import { DirBatch, openDir } from "@hsmfleet/fs";
+import { openDir } from "@hsmfleet/fs";
+import type { DirBatch } from "@hsmfleet/fs";
 import { loadNative } from "../src/native.js";
 
 setFlagsFromString("--expose-gc");
