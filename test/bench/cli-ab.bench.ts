@@ -30,7 +30,7 @@ import { startNatsServer } from "@hsmfleet/testkit";
 import { spawnBlobSink } from "./blob-sink.js";
 import { ensureRclone, rcloneCopy, rcloneRemote, timedRun } from "./peer.js";
 import type { TimedRun } from "./peer.js";
-import { cpuSeconds, median, requireBundle } from "./proc.js";
+import { cpuSeconds, median, requireBundle, settleWrites } from "./proc.js";
 
 interface AbSide {
   name: string;
@@ -190,6 +190,7 @@ const main = async (): Promise<void> => {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? SIDES : [...SIDES].reverse();
       for (const s of order) {
+        settleWrites(); // the run before must not make this one write back its pages
         const r = await runSide(s);
         const cpu = r.cpuUser + r.cpuSystem;
         log(
