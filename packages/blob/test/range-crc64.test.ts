@@ -31,6 +31,7 @@ import {
   uploadFile,
   type BlobContainer,
 } from "../src/index.js";
+import { openWriteLanes } from "../src/write-lane.js";
 
 const test = anyTest as TestFn<{ az: AzuriteFixture; dir: TempDir }>;
 const MiB = 1024 * 1024;
@@ -197,3 +198,34 @@ test("downloadRangeChecked (a chunk) says whether each of its ranges was checked
   const got = await readFile(dst);
   t.true(got.subarray(3 * MiB).equals(data.subarray(3 * MiB, 9 * MiB + 1)));
 });
+
+// Serial: ava runs serial tests before the others, so no other download holds a lane meanwhile.
+test.serial(
+  "two chunks of one file downloaded at once, through two descriptors, write through one lane (write-lane.ts); the file ends up exact and the lane is dropped",
+  async (t) => {
+    const { name, data, containerName } = await withBlob(t, 16 * MiB + 5);
+    const { c } = await throughProxy(t, containerName);
+    const dst = newFile(t);
+    await writeFile(dst, "");
+    const before = openWriteLanes();
+    const fh1 = await open(dst, "r+");
+    const fh2 = await open(dst, "r+");
+    const seen = new Set<number>();
+    const note = () => seen.add(openWriteLanes() - before);
+    try {
+      const [a, b] = await Promise.all([
+        downloadRangeChecked(c, name, fh1, Buffer.from(dst), 0, 8 * MiB, { onProgress: note }),
+        downloadRangeChecked(c, name, fh2, Buffer.from(dst), 8 * MiB, 8 * MiB + 5, {
+          onProgress: note,
+        }),
+      ]);
+      t.is(a.bytes + b.bytes, data.length);
+    } finally {
+      await Promise.all([fh1.close(), fh2.close()]);
+    }
+    // While both ran there was one lane for the file, never two.
+    t.deepEqual([...seen], [1]);
+    t.is(openWriteLanes(), before);
+    t.true((await readFile(dst)).equals(data));
+  },
+);
