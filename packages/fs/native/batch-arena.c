@@ -37,16 +37,15 @@ static long live_chunks; /* mapped now (batchArenaChunks, for tests) */
 
 /* Drops one reference; the caller holds `lock`. Returns the chunk to free (after unlocking). */
 static struct batch_chunk *unref_locked(struct batch_chunk *c) {
-  return --c->refs == 0 ? c : NULL;
+  if (--c->refs != 0) return NULL;
+  live_chunks--;
+  return c;
 }
 
 static void chunk_free(struct batch_chunk *c) {
   if (c == NULL) return;
   hsmfleet_huge_map_free(c->map);
   free(c);
-  pthread_mutex_lock(&lock);
-  live_chunks--;
-  pthread_mutex_unlock(&lock);
 }
 
 void *hsmfleet_batch_copy(const void *data, size_t len, void **owner) {

@@ -429,19 +429,14 @@ static __thread outbuf scratch;
 
 static void exec_read_into(work_t *w);
 
+/* Reads one batch of a work whose `out` is still empty (every W_OPENDIR and W_READ work). */
 static void exec_read(work_t *w) {
-  if (w->out.data != NULL || w->out_owner != NULL) {
-    exec_read_into(w); /* not expected: a read into a buffer the work already has */
-    return;
-  }
   w->out = scratch;
   w->out.len = 0;
   exec_read_into(w);
   outbuf built = w->out;
   scratch = built;
-  scratch.len = 0;
-  w->out.data = NULL;
-  w->out.len = w->out.cap = 0;
+  w->out = (outbuf){0};
   if (w->err || built.len == 0) return; /* nothing of it is handed on */
   uint8_t *copy = hsmfleet_batch_copy(built.data, built.len, &w->out_owner);
   if (copy == NULL) {

@@ -4,22 +4,9 @@ import { createConnection, createServer } from "node:net";
  * A TCP port that was free on `host` a moment ago (the kernel picks it; the listener is closed
  * before returning, so callers that bind later must still handle EADDRINUSE).
  */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const address = server.address();
-      if (address === null || typeof address === "string") {
-        server.close();
-        reject(new Error(`unexpected listener address ${String(address)}`));
-        return;
-      }
-      const { port } = address;
-      server.close((err) => (err ? reject(err) : resolve(port)));
-    });
-  });
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const [port] = await freePorts(1, host);
+  return port!;
 }
 
 /**
