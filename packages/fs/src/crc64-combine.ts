@@ -32,16 +32,34 @@ const multModP = (a: bigint, b: bigint): bigint => {
   return p;
 };
 
-/** X2N[k] = x^(2^k) mod P, for every k a byte count below 2^61 needs (8·len < 2^64). */
-const X2N: bigint[] = (() => {
-  const table: bigint[] = [];
-  let p = ONE >> 1n; // x^1
-  for (let k = 0; k < 64; k++) {
-    table.push(p);
-    p = multModP(p, p);
-  }
-  return table;
-})();
+/**
+ * X2N[k] = x^(2^k) mod P, for every k a byte count below 2^61 needs (8·len < 2^64): X2N[0] = x,
+ * X2N[k + 1] = X2N[k]² mod P. Written out, not computed when the module loads: the 64 squarings
+ * in bigint arithmetic took ~8 ms of every command's start (each CLI command loads this module;
+ * docs/benchmarks.md, "Lazy module evaluation"). `crc64-combine.test.ts` recomputes the table.
+ */
+export const CRC64_X2N: readonly bigint[] = Object.freeze([
+  0x4000000000000000n, 0x2000000000000000n, 0x0800000000000000n, 0x0080000000000000n,
+  0x0000800000000000n, 0x0000000080000000n, 0x9a6c9329ac4bc9b5n, 0x10f4bb0f129310d6n,
+  0x70f05dcea2ebd226n, 0x311211205672822dn, 0x2fc297db0f46c96en, 0xca4d536fabf7da84n,
+  0xfb4cdc3b379ee6edn, 0xea261148df25140an, 0x59ccb2c07aa6c9b4n, 0x20b3674a839af27an,
+  0x2d8e1986da94d583n, 0x42cdf4c20337635dn, 0x1d78724bf0f26839n, 0xb96c84e0afb34bd5n,
+  0x5d2e1fcd2df0a3ean, 0xcd9506572332be42n, 0x23bda2427f7d690fn, 0x347a953232374f07n,
+  0x1c2a807ac2a8ceean, 0x9b92ad0e14fe1460n, 0x2574114889f670b2n, 0x4a84a6c45e3bf520n,
+  0x915bbac21cd1c7ffn, 0xb0290ec579f291f5n, 0xcf2548505c624e6en, 0xb154f27bf08a8207n,
+  0xce4e92344baf7d35n, 0x51da8d7e057c5eb3n, 0x9fb10823f5be15dfn, 0x73b825b3ff1f71cfn,
+  0x5db436c5406ebb74n, 0xfa7ed8f3ec3f2bcan, 0xc4d58efdc61b9ef6n, 0xa7e39e61e855bd45n,
+  0x97ad46f9dd1bf2f1n, 0x1a0abb01f853ee6bn, 0x3f0827c3348f8215n, 0x4eb68c4506134607n,
+  0x4a46f6de5df34e0an, 0x2d855d6a1c57a8ddn, 0x8688da58e1115812n, 0x5232f417fc7c7300n,
+  0xa4080fb2e767d8dan, 0xd515a7e17693e562n, 0x1181f7c862e94226n, 0x9e23cd058204ca91n,
+  0x9b8992c57a0aed82n, 0xb2c0afb84609b6ffn, 0x2f7160553a5ea018n, 0x3cd378b5c99f2722n,
+  0x814054ad61a3b058n, 0xbf766189fce806d8n, 0x85a5e898ac49f86fn, 0x34830d11bc84f346n,
+  0x9644d95b173c8c1cn, 0x150401ac9ac759b1n, 0xebe1f7f46fb00eban, 0x8ee4ce0c2e2bd662n,
+]);
+const X2N = CRC64_X2N;
+
+/** a · b mod P, exported for the test that recomputes CRC64_X2N. */
+export const crc64MultModP = multModP;
 
 /** x^(n · 2^k) mod P. */
 const x2nModP = (n: bigint, k: number): bigint => {

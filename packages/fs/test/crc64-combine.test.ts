@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import test from "ava";
 
 import { crc64 } from "../src/crc64.js";
-import { crc64Combine, crc64OfParts } from "../src/crc64-combine.js";
+import { CRC64_X2N, crc64Combine, crc64MultModP, crc64OfParts } from "../src/crc64-combine.js";
 
 test("crc64Combine of two parts equals the one-shot CRC64 of the whole buffer, at every kind of split", (t) => {
   const whole = randomBytes(3 * 1024 * 1024 + 7);
@@ -64,4 +64,15 @@ test("crc64Combine refuses lengths and values that are not a byte count and a CR
   t.throws(() => crc64Combine(0n, 0n, 1.5), { instanceOf: RangeError });
   t.throws(() => crc64Combine(-1n, 0n, 1), { instanceOf: RangeError });
   t.throws(() => crc64Combine(0n, 1n << 64n, 1), { instanceOf: RangeError });
+});
+
+test("the written-out table of x^(2^k) mod P is the one the squarings compute, for all 64 entries", (t) => {
+  // x^1 in the reflected form is the second-highest bit; each next entry is the square of the last.
+  let p = 1n << 62n;
+  t.is(CRC64_X2N.length, 64);
+  for (let k = 0; k < 64; k++) {
+    t.is(CRC64_X2N[k], p, `x^(2^${k}) mod P`);
+    p = crc64MultModP(p, p);
+  }
+  t.true(Object.isFrozen(CRC64_X2N));
 });
