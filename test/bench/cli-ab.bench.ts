@@ -30,7 +30,14 @@ import { startNatsServer } from "@hsmfleet/testkit";
 import { spawnBlobSink } from "./blob-sink.js";
 import { ensureRclone, rcloneCopy, rcloneRemote, timedRun } from "./peer.js";
 import type { TimedRun } from "./peer.js";
-import { cpuSeconds, median, requireBundle, settleWrites } from "./proc.js";
+import {
+  awaitFreedInodes,
+  cpuSeconds,
+  median,
+  noteDeletes,
+  requireBundle,
+  settleWrites,
+} from "./proc.js";
 
 interface AbSide {
   name: string;
@@ -185,6 +192,7 @@ const main = async (): Promise<void> => {
       }
       return { ...r, sink: sinkCpu, note };
     };
+    await awaitFreedInodes(base, log);
     for (const s of SIDES) if (s.name !== "rclone") await runSide(s);
     const rows = new Map<string, Array<{ wall: number; cpu: number; sys: number }>>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -211,7 +219,10 @@ const main = async (): Promise<void> => {
   } finally {
     await sink.stop().catch(() => undefined);
     await nats.stop().catch(() => undefined);
-    if (process.env["HSMFLEET_AB_KEEP"] !== "1") await rm(base, { recursive: true, force: true });
+    if (process.env["HSMFLEET_AB_KEEP"] !== "1") {
+      await rm(base, { recursive: true, force: true });
+      noteDeletes();
+    }
   }
 };
 

@@ -4,7 +4,9 @@
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 
 // ---------------------------------------------------------------------------------------------
 // Children
@@ -181,6 +183,76 @@ export const settleWrites = (): number => {
   const t0 = performance.now();
   spawnSync("sync", { stdio: "ignore" });
   return (performance.now() - t0) / 1000;
+};
+
+/** Where the benches note when they last deleted many files (see awaitFreedInodes). */
+const DELETES_NOTE = join(tmpdir(), "hsmfleet-bench-deleted");
+/** ext4's RECENTCY_MIN (fs/ext4/ialloc.c), 60 s, and a margin. */
+const FREED_INODE_WAIT_MS = 65_000;
+
+/**
+ * Notes that a bench has just deleted many files (after its `rm`): `sync` (so ext4's inode-table
+ * blocks are written and the shorter of its two waits applies) and the time, for the next bench's
+ * awaitFreedInodes.
+ */
+export const noteDeletes = (note = DELETES_NOTE): void => {
+  spawnSync("sync", { stdio: "ignore" });
+  try {
+    writeFileSync(note, `${Date.now()}\n`);
+  } catch {
+    // Only a hint for the next bench.
+  }
+};
+
+/**
+ * Whether `dir` is on ext4 without a journal: /sys/fs/ext4/<device>/journal_task reads "<none>"
+ * (the device found through /sys/dev/block/<major>:<minor>). False when anything is unknown.
+ */
+export const onJournalLessExt4 = (dir: string): boolean => {
+  try {
+    const dev = statSync(dir, { bigint: true }).dev;
+    // Linux's new_encode_dev layout of st_dev.
+    const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+    const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+    const name = basename(readlinkSync(`/sys/dev/block/${major}:${minor}`));
+    return readFileSync(`/sys/fs/ext4/${name}/journal_task`, "utf8").trim() === "<none>";
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Waits, unmeasured, until freed inodes can be reused on a journal-less ext4. Without a journal,
+ * ext4 does not reuse an inode freed less than 60 s ago (300 s while its inode-table block is not
+ * yet written; `recently_deleted` in fs/ext4/ialloc.c): every create in that block group scans past
+ * them, and a bench creating 10,000 files right after another deleted as many paid 2–3 s more
+ * kernel time (`find_inode_bit` → `recently_deleted`, 16 % of all samples; the development VM's
+ * root file system has no journal). Whichever side ran first paid most, so one bench right after
+ * another measured the file system, not the sides. Waits until FREED_INODE_WAIT_MS after the last
+ * noteDeletes, only on such a file system; HSMFLEET_BENCH_INODE_WAIT=0 skips it. Returns the ms
+ * waited.
+ */
+export const awaitFreedInodes = async (
+  dir: string,
+  log: (line: string) => void,
+  /** For its test: the note's path, the wait, and the file system's kind. */
+  o: { note?: string; waitMs?: number; journalLess?: boolean } = {},
+): Promise<number> => {
+  if (process.env["HSMFLEET_BENCH_INODE_WAIT"] === "0") return 0;
+  if (!(o.journalLess ?? onJournalLessExt4(dir))) return 0;
+  let last: number;
+  try {
+    last = Number(readFileSync(o.note ?? DELETES_NOTE, "utf8").trim());
+  } catch {
+    return 0;
+  }
+  const wait = last + (o.waitMs ?? FREED_INODE_WAIT_MS) - Date.now();
+  if (!Number.isFinite(wait) || wait <= 0) return 0;
+  log(
+    `waiting ${(wait / 1000).toFixed(0)} s: an earlier bench deleted many files on this journal-less ext4, which reuses no freed inode for 60 s and makes every create scan past them (HSMFLEET_BENCH_INODE_WAIT=0 skips)`,
+  );
+  await new Promise((resolve) => setTimeout(resolve, wait));
+  return wait;
 };
 
 /**

@@ -81,11 +81,13 @@ import type { BlobSinkProcess, SinkBlobSpec } from "./blob-sink.js";
 import { summarizeProfile } from "./cpu-profile.js";
 import {
   LineTail,
+  awaitFreedInodes,
   best,
   closed,
   cpuSeconds,
   int,
   median,
+  noteDeletes,
   requireBundle,
   settleWrites,
   spawnTracked,
@@ -1037,6 +1039,7 @@ const main = async (): Promise<void> => {
       // One unmeasured run of the ceiling first: on a VM the first writes into memory the guest has
       // not touched lately cost far more (the host maps it in), and only whichever side ran first
       // paid it (hsmfleet's first large-file run: 3.0 s of system time against 0.9–1.2).
+      await awaitFreedInodes(base, log);
       settleWrites();
       const warm = await runFull(ctx, peer, c, set, "raw-socket", false);
       log(`  warm-up raw-socket ${describeRun(warm, result.unit)} (not counted)`);
@@ -1286,6 +1289,7 @@ const main = async (): Promise<void> => {
     await nats?.stop().catch(() => undefined);
     if (dir) await dir.cleanup();
     else if (BENCH_DIR) for (const d of ownedDirs) await rm(d, { recursive: true, force: true });
+    noteDeletes();
   }
 };
 
