@@ -112,7 +112,9 @@ export class BlobContainer {
    */
   async ensureExists(): Promise<void> {
     try {
-      await this.client.createIfNotExists();
+      if (this.#direct !== undefined)
+        await this.#direct.transport.createContainer(this.#direct.address);
+      else await this.client.createIfNotExists();
       return;
     } catch (err) {
       const info = httpErrorInfo(err);
@@ -131,6 +133,20 @@ export class BlobContainer {
         err,
         { hint },
       );
+    }
+  }
+
+  /**
+   * Whether the container exists (Get Container Properties: 404 is false). Without the SDK when the
+   * direct transport can reach it; errors as BlobOperationError ("container-properties").
+   */
+  async exists(): Promise<boolean> {
+    try {
+      if (this.#direct !== undefined)
+        return await this.#direct.transport.containerExists(this.#direct.address);
+      return await this.client.exists();
+    } catch (err) {
+      throw this.#fail("container-properties", err);
     }
   }
 

@@ -17,7 +17,8 @@ export type BlobOperation =
   | "set-metadata"
   | "copy-blob"
   | "list-blobs"
-  | "create-container";
+  | "create-container"
+  | "container-properties";
 
 /** HTTP statuses worth retrying later: timeouts, throttling, server errors. */
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);

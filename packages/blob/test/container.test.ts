@@ -229,6 +229,30 @@ test("ensureExists: creates once, explains a refused credential without leaking 
   t.false(err.message.includes(az.accountKey));
 });
 
+test("exists and ensureExists go out without the SDK: false before, true after, a second create finds it made, a refused key is a container-properties error", async (t) => {
+  const { az, target } = t.context;
+  const c = openContainer(target, `direct-${process.pid}`, { maxRetries: 0 });
+  t.true(c.directPutBlob, "the connection-string client has the direct transport");
+  t.false(await c.exists());
+  t.false(await c.client.exists(), "the SDK agrees");
+  await c.ensureExists();
+  t.true(await c.exists());
+  t.true(await c.client.exists(), "the SDK sees it made");
+  await c.ensureExists(); // 409 ContainerAlreadyExists: fine
+
+  const wrongKey = Buffer.alloc(64, 9).toString("base64");
+  const bad = parseStorageTarget(
+    az.connectionString.replace(/AccountKey=[^;]+/, `AccountKey=${wrongKey}`),
+  )!;
+  const err = await t.throwsAsync(openContainer(bad, c.name, { maxRetries: 0 }).exists(), {
+    instanceOf: BlobOperationError,
+  });
+  t.is(err.statusCode, 403);
+  t.is(err.operation, "container-properties");
+  t.regex(err.message, new RegExp(`container "${c.name}"`));
+  t.false(err.message.includes(wrongKey));
+});
+
 test("SAS URL targets: a container SAS can use (but not create) its container", async (t) => {
   const { az, target } = t.context;
   const owner = await freshContainer(target);

@@ -171,11 +171,15 @@ export const runImportJob = async (options: ImportJobOptions): Promise<ImportSum
     );
   }
   const logContainerName = jobLogContainer(options.container, options.logContainer);
-  const { jobs, locks } = await ensureTopology(options.nc, options.topology);
-  const store = new JobStore(jobs);
   const { openContainer } = await import("@hsmfleet/blob");
   const source = openContainer(options.storage, options.container);
-  if (!(await source.client.exists())) {
+  // The stream topology and the source's existence at once (neither needs the other).
+  const [{ jobs, locks }, sourceExists] = await Promise.all([
+    ensureTopology(options.nc, options.topology),
+    source.exists(),
+  ]);
+  const store = new JobStore(jobs);
+  if (!sourceExists) {
     throw new UsageError(`container ${options.container} does not exist at ${source.location}`);
   }
   const logContainer = openContainer(options.storage, logContainerName);

@@ -80,7 +80,7 @@ export const runVerifyJob = async (options: VerifyJobOptions): Promise<VerifySum
   if (options.storage !== undefined) {
     const { openContainer } = await import("@hsmfleet/blob");
     const exists = await openContainer(options.storage, options.container)
-      .client.exists()
+      .exists()
       .catch(() => true); // a credential that may not read container properties: let workers tell
     if (!exists) throw new UsageError(`container "${options.container}" does not exist`);
   }
