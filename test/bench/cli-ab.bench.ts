@@ -34,8 +34,8 @@ import {
   awaitFreedInodes,
   cpuSeconds,
   median,
-  noteDeletes,
   requireBundle,
+  retireTree,
   settleWrites,
 } from "./proc.js";
 
@@ -219,10 +219,7 @@ const main = async (): Promise<void> => {
   } finally {
     await sink.stop().catch(() => undefined);
     await nats.stop().catch(() => undefined);
-    if (process.env["HSMFLEET_AB_KEEP"] !== "1") {
-      await rm(base, { recursive: true, force: true });
-      noteDeletes();
-    }
+    if (process.env["HSMFLEET_AB_KEEP"] !== "1") await retireTree(base);
   }
 };
 

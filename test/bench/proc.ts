@@ -4,7 +4,8 @@
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
-import { readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 
@@ -187,13 +188,17 @@ export const settleWrites = (): number => {
 
 /** Where the benches note when they last deleted many files (see awaitFreedInodes). */
 const DELETES_NOTE = join(tmpdir(), "hsmfleet-bench-deleted");
-/** ext4's RECENTCY_MIN (fs/ext4/ialloc.c), 60 s, and a margin. */
-const FREED_INODE_WAIT_MS = 65_000;
+/**
+ * ext4's RECENTCY_MIN + RECENTCY_DIRTY (fs/ext4/ialloc.c), 360 s, and a margin: the creates of a
+ * bench dirty the very inode-table blocks that hold the freed inodes, which keeps them "recent"
+ * for the longer window even after a `sync` (measured: 60 s after a synced delete of 40,000
+ * files, `recently_deleted` was still 34 % of the importing command's samples).
+ */
+const FREED_INODE_WAIT_MS = 370_000;
 
 /**
- * Notes that a bench has just deleted many files (after its `rm`): `sync` (so ext4's inode-table
- * blocks are written and the shorter of its two waits applies) and the time, for the next bench's
- * awaitFreedInodes.
+ * Notes that a bench has just deleted many files (after its `rm`): `sync` and the time, for the
+ * next bench's awaitFreedInodes.
  */
 export const noteDeletes = (note = DELETES_NOTE): void => {
   spawnSync("sync", { stdio: "ignore" });
@@ -202,6 +207,74 @@ export const noteDeletes = (note = DELETES_NOTE): void => {
   } catch {
     // Only a hint for the next bench.
   }
+};
+
+/** Where benches leave the trees they made, instead of deleting them at once (see retireTree). */
+const TRASH_DIR = join(tmpdir(), "hsmfleet-bench-trash");
+/** Entries the trash may hold before a bench empties it (~1.6 GB of 4 KiB files). */
+const TRASH_MAX_ENTRIES = 400_000;
+
+/** Entries in a tree (files, directories, links), counted without following links. */
+const countEntries = (dir: string): number => {
+  let n = 0;
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    let list;
+    try {
+      list = readdirSync(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    n += list.length;
+    for (const e of list) if (e.isDirectory()) stack.push(join(d, e.name));
+  }
+  return n;
+};
+
+/**
+ * Removes a tree a bench made, without making the next bench pay for it: on a journal-less ext4
+ * (awaitFreedInodes) the tree is moved into a trash directory beside the others (a rename frees no
+ * inode), which is emptied — and the time noted, so the next bench waits — only once it holds
+ * more than TRASH_MAX_ENTRIES; elsewhere, or when it cannot be moved there (another file system),
+ * it is deleted at once. `o` is for its test.
+ */
+export const retireTree = async (
+  dir: string,
+  o: { trash?: string; maxEntries?: number; note?: string; journalLess?: boolean } = {},
+): Promise<"moved" | "deleted" | "emptied"> => {
+  const trash = o.trash ?? TRASH_DIR;
+  const note = o.note ?? DELETES_NOTE;
+  const gone = async (): Promise<"deleted"> => {
+    await rm(dir, { recursive: true, force: true });
+    noteDeletes(note);
+    return "deleted";
+  };
+  if (!(o.journalLess ?? onJournalLessExt4(dir))) return gone();
+  const entries = countEntries(dir) + 1;
+  const countFile = join(trash, ".entries");
+  try {
+    await mkdir(trash, { recursive: true });
+    await rename(
+      dir,
+      join(trash, `${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2)}`),
+    );
+  } catch {
+    return gone();
+  }
+  let held = entries;
+  try {
+    held += Number(readFileSync(countFile, "utf8").trim()) || 0;
+  } catch {
+    // A new trash.
+  }
+  if (held <= (o.maxEntries ?? TRASH_MAX_ENTRIES)) {
+    writeFileSync(countFile, `${held}\n`);
+    return "moved";
+  }
+  await rm(trash, { recursive: true, force: true });
+  noteDeletes(note);
+  return "emptied";
 };
 
 /**
@@ -223,14 +296,14 @@ export const onJournalLessExt4 = (dir: string): boolean => {
 
 /**
  * Waits, unmeasured, until freed inodes can be reused on a journal-less ext4. Without a journal,
- * ext4 does not reuse an inode freed less than 60 s ago (300 s while its inode-table block is not
+ * ext4 does not reuse an inode freed less than 60 s ago (360 s while its inode-table block is not
  * yet written; `recently_deleted` in fs/ext4/ialloc.c): every create in that block group scans past
- * them, and a bench creating 10,000 files right after another deleted as many paid 2–3 s more
- * kernel time (`find_inode_bit` → `recently_deleted`, 16 % of all samples; the development VM's
- * root file system has no journal). Whichever side ran first paid most, so one bench right after
- * another measured the file system, not the sides. Waits until FREED_INODE_WAIT_MS after the last
+ * them, and a bench creating 10,000 files after another deleted as many paid 2–3 s more kernel
+ * time per 10,000 files (`find_inode_bit` → `recently_deleted`: 34 % of the importing command's
+ * samples; the development VM's root file system has no journal), so one bench soon after another
+ * measured the file system, not the sides. Waits until FREED_INODE_WAIT_MS after the last
  * noteDeletes, only on such a file system; HSMFLEET_BENCH_INODE_WAIT=0 skips it. Returns the ms
- * waited.
+ * waited. The benches leave their trees to retireTree, so this wait is rare.
  */
 export const awaitFreedInodes = async (
   dir: string,
@@ -249,7 +322,7 @@ export const awaitFreedInodes = async (
   const wait = last + (o.waitMs ?? FREED_INODE_WAIT_MS) - Date.now();
   if (!Number.isFinite(wait) || wait <= 0) return 0;
   log(
-    `waiting ${(wait / 1000).toFixed(0)} s: an earlier bench deleted many files on this journal-less ext4, which reuses no freed inode for 60 s and makes every create scan past them (HSMFLEET_BENCH_INODE_WAIT=0 skips)`,
+    `waiting ${(wait / 1000).toFixed(0)} s: an earlier bench deleted many files on this journal-less ext4, which reuses no freed inode for up to 360 s and makes every create scan past them (HSMFLEET_BENCH_INODE_WAIT=0 skips)`,
   );
   await new Promise((resolve) => setTimeout(resolve, wait));
   return wait;

@@ -87,8 +87,8 @@ import {
   cpuSeconds,
   int,
   median,
-  noteDeletes,
   requireBundle,
+  retireTree,
   settleWrites,
   spawnTracked,
   stopChild,
@@ -1287,9 +1287,10 @@ const main = async (): Promise<void> => {
     await nc?.close().catch(() => undefined);
     await sink?.stop().catch(() => undefined);
     await nats?.stop().catch(() => undefined);
+    // The bench's trees (stubs, import targets) go to the bench trash (retireTree): deleted at
+    // once, their inodes would make the next bench's creates scan on a journal-less ext4.
+    for (const d of ownedDirs) await retireTree(d);
     if (dir) await dir.cleanup();
-    else if (BENCH_DIR) for (const d of ownedDirs) await rm(d, { recursive: true, force: true });
-    noteDeletes();
   }
 };
 
