@@ -89,6 +89,7 @@ import {
   median,
   requireBundle,
   retireTree,
+  settleFreedMemory,
   settleWrites,
   spawnTracked,
   stopChild,
@@ -864,7 +865,10 @@ const runFull = async (
   if (kind === "small") {
     await mkdir(join(ctx.base, "trash"), { recursive: true });
     await rename(target, join(ctx.base, "trash", basename(target)));
-  } else await rm(target, { recursive: true, force: true });
+  } else {
+    await rm(target, { recursive: true, force: true });
+    await settleFreedMemory();
+  }
   return run;
 };
 
