@@ -36,7 +36,6 @@ import {
   median,
   requireBundle,
   retireTree,
-  settleFreedMemory,
   settleWrites,
 } from "./proc.js";
 
@@ -186,10 +185,8 @@ const main = async (): Promise<void> => {
       const sinkCpu = (cpuSeconds(sink.pid) ?? 0) - sink0;
       // Moved aside, not deleted: deletes make ext4 scan recently deleted inodes on later creates
       // (large files are deleted: few inodes).
-      if (KIB * 1024 >= 64 * 1024 * 1024) {
-        await rm(target, { recursive: true, force: true });
-        await settleFreedMemory();
-      } else {
+      if (KIB * 1024 >= 64 * 1024 * 1024) await rm(target, { recursive: true, force: true });
+      else {
         await mkdir(join(base, "trash"), { recursive: true });
         await rename(target, join(base, "trash", `t${seq}`));
       }

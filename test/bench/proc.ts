@@ -328,31 +328,6 @@ export const awaitFreedInodes = async (
   return wait;
 };
 
-/** Linux's PAGE_REPORTING_DELAY (2 s, mm/page_reporting.c) and a margin. */
-const PAGE_REPORTING_SETTLE_MS = 3_000;
-
-/**
- * Waits, unmeasured, until memory freed by a large run has been handed back to the hypervisor,
- * where the guest reports free memory (virtio-balloon free page reporting: this VM reports free
- * blocks of 2 MiB and up, 2 s after they are freed, and the host then drops them). A run that
- * starts within those 2 s gets the freed page-cache pages still backed; one that starts later gets
- * pages the host must fault in again: `copy_folio_from_iter_atomic` at ~1.4 GB/s and 2–3 s more
- * kernel time for 2 GiB (perf of the large-file A/B: hsmfleet after rclone paid it in 3 of 3
- * rounds, after itself in 0 of 3). Waiting makes every run start from the same state (memory the
- * host dropped: slower for every side than on a VM without page reporting, but the same for each).
- * Only where the kernel has page reporting (/sys/module/page_reporting);
- * HSMFLEET_BENCH_SETTLE_MEMORY=0 skips it.
- */
-export const settleFreedMemory = async (): Promise<void> => {
-  if (process.env["HSMFLEET_BENCH_SETTLE_MEMORY"] === "0") return;
-  try {
-    statSync("/sys/module/page_reporting");
-  } catch {
-    return;
-  }
-  await new Promise((resolve) => setTimeout(resolve, PAGE_REPORTING_SETTLE_MS));
-};
-
 /**
  * Throws unless `cliBin` runs its bundle: a bench measures what a user runs, and a package compiled
  * on its own after the bundle makes the launcher run the compiled modules (0.3–0.8 s slower per

@@ -89,7 +89,6 @@ import {
   median,
   requireBundle,
   retireTree,
-  settleFreedMemory,
   settleWrites,
   spawnTracked,
   stopChild,
@@ -865,10 +864,7 @@ const runFull = async (
   if (kind === "small") {
     await mkdir(join(ctx.base, "trash"), { recursive: true });
     await rename(target, join(ctx.base, "trash", basename(target)));
-  } else {
-    await rm(target, { recursive: true, force: true });
-    await settleFreedMemory();
-  }
+  } else await rm(target, { recursive: true, force: true });
   return run;
 };
 
