@@ -10,6 +10,7 @@ import {
 } from "./direct-put.js";
 import { directListPage, type DirectListPage } from "./direct-list.js";
 import { directBlobProperties } from "./direct-head.js";
+import { directContainerExists, directCreateContainer } from "./direct-container.js";
 import { BlobOperationError, httpErrorInfo, type BlobOperation } from "./errors.js";
 
 /** One entry of a hierarchical listing level. */
@@ -113,7 +114,7 @@ export class BlobContainer {
   async ensureExists(): Promise<void> {
     try {
       if (this.#direct !== undefined)
-        await this.#direct.transport.createContainer(this.#direct.address);
+        await directCreateContainer(this.#direct.transport, this.#direct.address);
       else await this.client.createIfNotExists();
       return;
     } catch (err) {
@@ -143,7 +144,7 @@ export class BlobContainer {
   async exists(): Promise<boolean> {
     try {
       if (this.#direct !== undefined)
-        return await this.#direct.transport.containerExists(this.#direct.address);
+        return await directContainerExists(this.#direct.transport, this.#direct.address);
       return await this.client.exists();
     } catch (err) {
       throw this.#fail("container-properties", err);

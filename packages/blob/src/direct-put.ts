@@ -16,8 +16,9 @@
  * messages carry the status, the Azure error code and the service's <Message> only.
  *
  * BlobContainer.putBlob and stageBlock use it when the client was made by createBlobServiceClient
- * (which registers one per pipeline, see directTransportOf); everything else (Put Block List,
- * listings, downloads, properties) stays on the SDK.
+ * (which registers one per pipeline, see directTransportOf). The GETs (direct-get.ts), listings
+ * (direct-list.ts), Get Blob Properties (direct-head.ts) and the container's own calls
+ * (direct-container.ts) go over the same transport; Put Block List stays on the SDK.
  */
 import { randomUUID } from "node:crypto";
 import type {
@@ -87,9 +88,6 @@ export type DirectBlockOptions = {
 );
 
 const NO_QUERY: ReadonlyArray<readonly [string, string]> = [];
-/** The container itself (Create Container, Get Container Properties). */
-const CONTAINER_QUERY: ReadonlyArray<readonly [string, string]> = [["restype", "container"]];
-const EMPTY_BODY = Buffer.alloc(0);
 
 /** Where a container lives: from its SDK client's URL (query and credentials left out). */
 export interface DirectContainerAddress {
@@ -213,7 +211,7 @@ export class DirectBlobTransport {
     };
     if (options.contentType !== undefined) headers["x-ms-blob-content-type"] = options.contentType;
     for (const key in options.metadata) headers[`x-ms-meta-${key}`] = options.metadata[key];
-    await this.#put(address, name, NO_QUERY, headers, body, options.abortSignal);
+    await this.put(address, name, NO_QUERY, headers, body, options.abortSignal);
   }
 
   /**
@@ -241,66 +239,15 @@ export class DirectBlobTransport {
       ["comp", "block"],
       ["blockid", blockId],
     ];
-    await this.#put(address, name, query, headers, body, options.abortSignal);
+    await this.put(address, name, query, headers, body, options.abortSignal);
   }
 
   /**
-   * Create Container (PUT ?restype=container, as the SDK's createIfNotExists sends it): true when
-   * made (201), false when it exists (409 ContainerAlreadyExists); any other failure throws as
-   * putBlob's do. A command's set-up makes its log container with it: through the SDK's pipeline
-   * this first request of a process took ~7–14 ms more on the loopback sink (docs/benchmarks.md,
-   * "Container set-up without the SDK").
+   * One PUT with a body through the pacing and retry policies; a 2xx answer or a throw
+   * (DirectHttpError with the status and Azure error code). `name` "" is the container itself
+   * (direct-container.ts).
    */
-  async createContainer(address: DirectContainerAddress, signal?: AbortSignal): Promise<boolean> {
-    try {
-      await this.#put(
-        address,
-        "",
-        CONTAINER_QUERY,
-        { "content-length": "0", "x-ms-version": DIRECT_API_VERSION },
-        EMPTY_BODY,
-        signal,
-      );
-      return true;
-    } catch (err) {
-      if (
-        err instanceof DirectHttpError &&
-        err.statusCode === 409 &&
-        err.code === "ContainerAlreadyExists"
-      )
-        return false;
-      throw err;
-    }
-  }
-
-  /**
-   * Get Container Properties (HEAD ?restype=container): true (2xx), false (404); any other answer
-   * throws DirectHttpError once the retry policy gave up (the Azure error code from
-   * x-ms-error-code: HEAD has no body).
-   */
-  async containerExists(address: DirectContainerAddress, signal?: AbortSignal): Promise<boolean> {
-    const r = await this.request(
-      "HEAD",
-      address,
-      "",
-      { "x-ms-version": DIRECT_API_VERSION },
-      receiveText,
-      signal,
-      undefined,
-      CONTAINER_QUERY,
-    );
-    if (r.status === 404) return false;
-    if (r.status < 200 || r.status >= 300)
-      throw new DirectHttpError(
-        r.status,
-        r.headers.get("x-ms-error-code"),
-        errorText(r.status, ""),
-      );
-    return true;
-  }
-
-  /** One PUT with a body through the pacing and retry policies; a 2xx answer or a throw. */
-  async #put(
+  async put(
     address: DirectContainerAddress,
     name: string,
     query: ReadonlyArray<readonly [string, string]>,
