@@ -6,20 +6,13 @@
  * the SDK's pipeline was the first request of the process there (docs/benchmarks.md, session 15,
  * "Container set-up without the SDK, at once").
  */
-import type { DirectBlobTransport, DirectContainerAddress, DirectReceiver } from "./direct-put.js";
+import type { DirectBlobTransport, DirectContainerAddress } from "./direct-put.js";
 import { DIRECT_API_VERSION, DirectHttpError } from "./direct-put.js";
-import { errorText, headerGetter } from "./direct-http.js";
-import type { RetryPipelineResponse } from "./retry-policy.js";
+import { errorText } from "./direct-http.js";
+import { receiveHead } from "./direct-head.js";
 
 const CONTAINER_QUERY: ReadonlyArray<readonly [string, string]> = [["restype", "container"]];
 const EMPTY_BODY = Buffer.alloc(0);
-
-/** A HEAD's answer: its status and headers (no body). */
-const receiveHead: DirectReceiver<RetryPipelineResponse> = (res, resolve, reject) => {
-  res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: headerGetter(res) }));
-  res.on("error", reject);
-  res.resume();
-};
 
 /**
  * Whether the container exists: true (2xx), false (404). Any other answer throws DirectHttpError

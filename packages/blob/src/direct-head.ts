@@ -29,7 +29,8 @@ interface HeadAnswer extends RetryPipelineResponse {
   res: IncomingMessage;
 }
 
-const receiveHead: DirectReceiver<HeadAnswer> = (res, resolve, reject) => {
+/** A HEAD's answer: status, headers and the message (no body; direct-container.ts too). */
+export const receiveHead: DirectReceiver<HeadAnswer> = (res, resolve, reject) => {
   res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: headerGetter(res), res }));
   res.on("error", reject);
   res.resume();
